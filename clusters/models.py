@@ -1,3 +1,358 @@
-from django.db import models
+"""What the panel knows: accounts, clusters, nodes, what it bought, and every run of steps."""
 
-# Create your models here.
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from clusters.fields import EncryptedTextField
+
+
+class CloudAccount(models.Model):
+    """An Alibaba Cloud AccessKey pair a user lends the panel."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(_("name"), max_length=100)
+    access_key_id = models.CharField(_("AccessKey ID"), max_length=128)
+    access_key_secret = EncryptedTextField(_("AccessKey secret"))
+    default_region = models.CharField(_("default region"), max_length=64, default="cn-hangzhou")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="cloudaccount_unique_name")
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.access_key_id})"
+
+
+class ClusterStatus(models.TextChoices):
+    DRAFT = "draft", _("Draft")
+    PROVISIONING = "provisioning", _("Provisioning")
+    READY = "ready", _("Ready")
+    FAILED = "failed", _("Failed")
+    UPDATING = "updating", _("Updating")
+    DESTROYING = "destroying", _("Destroying")
+    DESTROYED = "destroyed", _("Destroyed")
+
+
+class Health(models.TextChoices):
+    UNKNOWN = "unknown", _("Unknown")
+    HEALTHY = "healthy", _("Healthy")
+    DEGRADED = "degraded", _("Degraded")
+    DOWN = "down", _("Down")
+
+
+class InstallSource(models.TextChoices):
+    OFFICIAL = "official", _("Official (get.k3s.io)")
+    CHINA_MIRROR = "china_mirror", _("China mirror (rancher-mirror.rancher.cn)")
+    CUSTOM = "custom", _("Custom base URL")
+
+
+class DatastoreKind(models.TextChoices):
+    RDS = "rds", _("Create an RDS MySQL instance")
+    EXTERNAL = "external", _("Bring your own MySQL")
+
+
+class SlbAddressType(models.TextChoices):
+    INTRANET = "intranet", _("Intranet (VPC only)")
+    INTERNET = "internet", _("Internet")
+
+
+class Cluster(models.Model):
+    """One K3s HA cluster: its choices, its secrets, and what it became."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    cloud_account = models.ForeignKey(
+        CloudAccount, on_delete=models.PROTECT, related_name="clusters"
+    )
+    name = models.CharField(_("name"), max_length=63)
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    region = models.CharField(_("region"), max_length=64)
+    zone = models.CharField(_("zone"), max_length=64)
+    vpc_id = models.CharField(_("VPC"), max_length=64)
+    vswitch_id = models.CharField(_("vSwitch"), max_length=64)
+
+    k3s_version = models.CharField(_("K3s version"), max_length=64, blank=True)
+    k3s_channel = models.CharField(_("K3s channel"), max_length=32, blank=True)
+    install_source = models.CharField(
+        _("install source"), max_length=16, choices=InstallSource.choices,
+        default=InstallSource.OFFICIAL,
+    )
+    install_base_url = models.URLField(_("custom base URL"), blank=True)
+    extra_tls_sans = models.JSONField(_("extra TLS SANs"), default=list, blank=True)
+    disable_traefik = models.BooleanField(_("disable Traefik"), default=False)
+    taint_servers = models.BooleanField(_("taint servers (no workloads)"), default=False)
+
+    datastore_kind = models.CharField(
+        _("datastore"), max_length=16, choices=DatastoreKind.choices, default=DatastoreKind.RDS
+    )
+    rds_engine_version = models.CharField(_("MySQL version"), max_length=8, default="5.7")
+    rds_instance_class = models.CharField(
+        _("RDS class"), max_length=64, default="mysql.n2.medium.1"
+    )
+    rds_storage_gb = models.PositiveIntegerField(_("RDS storage (GB)"), default=20)
+    external_dsn = EncryptedTextField(_("external MySQL DSN"), blank=True)
+    datastore_password = EncryptedTextField(_("datastore password"), blank=True)
+
+    slb_address_type = models.CharField(
+        _("SLB address type"), max_length=16, choices=SlbAddressType.choices,
+        default=SlbAddressType.INTRANET,
+    )
+    slb_spec = models.CharField(_("SLB spec"), max_length=32, default="slb.s1.small")
+    slb_address = models.GenericIPAddressField(_("SLB address"), null=True, blank=True)
+
+    status = models.CharField(
+        _("status"), max_length=16, choices=ClusterStatus.choices, default=ClusterStatus.DRAFT
+    )
+    health = models.CharField(_("health"), max_length=16, choices=Health.choices,
+                              default=Health.UNKNOWN)
+    health_reasons = models.JSONField(default=list, blank=True)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+
+    k3s_token = EncryptedTextField(_("K3s token"), blank=True)
+    kubeconfig = EncryptedTextField(_("kubeconfig"), blank=True)
+    kubeconfig_expires_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="cluster_unique_name_per_owner")
+        ]
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def secret_values(self) -> list[str]:
+        """Every secret a step of this cluster may come across, for log redaction."""
+        values = [
+            self.k3s_token,
+            self.datastore_password,
+            self.external_dsn,
+            self.kubeconfig,
+            self.cloud_account.access_key_secret,
+        ]
+        for node in self.nodes.all():
+            values.extend([node.ssh_private_key, node.ssh_password, node.ssh_key_passphrase])
+        return [value for value in values if value]
+
+
+class NodeRole(models.TextChoices):
+    SERVER = "server", _("Server")
+    AGENT = "agent", _("Agent")
+
+
+class NodeStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    INSTALLING = "installing", _("Installing")
+    READY = "ready", _("Ready")
+    NOT_READY = "not_ready", _("Not ready")
+    FAILED = "failed", _("Failed")
+    REMOVING = "removing", _("Removing")
+    REMOVED = "removed", _("Removed")
+
+
+class Node(models.Model):
+    """A host that runs K3s as a server or an agent, and how to reach it over SSH."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="nodes")
+    role = models.CharField(_("role"), max_length=8, choices=NodeRole.choices)
+    name = models.CharField(_("name"), max_length=63, blank=True)
+    private_ip = models.GenericIPAddressField(_("private IP"), protocol="IPv4")
+    public_ip = models.GenericIPAddressField(_("public IP"), protocol="IPv4", null=True, blank=True)
+    ssh_port = models.PositiveIntegerField(_("SSH port"), default=22)
+    ssh_user = models.CharField(_("SSH user"), max_length=32, default="root")
+    ssh_private_key = EncryptedTextField(_("SSH private key"), blank=True)
+    ssh_key_passphrase = EncryptedTextField(_("key passphrase"), blank=True)
+    ssh_password = EncryptedTextField(_("SSH password"), blank=True)
+    host_key = models.TextField(_("pinned host key"), blank=True)
+    ecs_instance_id = models.CharField(_("ECS instance"), max_length=64, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=NodeStatus.choices, default=NodeStatus.PENDING
+    )
+    k3s_version = models.CharField(_("K3s version"), max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cluster", "private_ip"], name="node_unique_ip_per_cluster"
+            )
+        ]
+        ordering = ["role", "private_ip"]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.private_ip} ({self.role})"
+
+
+class ResourceState(models.TextChoices):
+    INTENDED = "intended", _("Intended")
+    CREATING = "creating", _("Creating")
+    PRESENT = "present", _("Present")
+    DELETING = "deleting", _("Deleting")
+    DELETED = "deleted", _("Deleted")
+
+
+class CloudResource(models.Model):
+    """The ledger: one row per thing bought, written before the create call and after it.
+
+    Why: the ClientToken recorded before the call lets a retry after a crash find the same
+    resource instead of buying a second one; destroy walks this ledger.
+    """
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="resources")
+    run = models.ForeignKey("Run", on_delete=models.SET_NULL, null=True, blank=True,
+                            related_name="resources")
+    kind = models.CharField(_("kind"), max_length=32)
+    provider_id = models.CharField(_("provider id"), max_length=128, blank=True)
+    client_token = models.CharField(_("ClientToken"), max_length=64, unique=True)
+    region = models.CharField(_("region"), max_length=64)
+    state = models.CharField(
+        _("state"), max_length=16, choices=ResourceState.choices, default=ResourceState.INTENDED
+    )
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["cluster", "kind"])]
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.provider_id or '(pending)'}"
+
+
+class RunKind(models.TextChoices):
+    CREATE = "create", _("Create cluster")
+    ADD_NODE = "add_node", _("Add node")
+    REMOVE_NODE = "remove_node", _("Remove node")
+    UPGRADE = "upgrade", _("Upgrade K3s")
+    DESTROY = "destroy", _("Destroy cluster")
+    HEALTH = "health", _("Health check")
+    TEST = "test", _("Engine test")
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+RUN_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+
+
+class Run(models.Model):
+    """One operation on a cluster, carried out as a graph of steps."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="runs")
+    kind = models.CharField(_("kind"), max_length=16, choices=RunKind.choices)
+    status = models.CharField(
+        _("status"), max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING
+    )
+    params = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["cluster", "-created_at"]),
+            models.Index(fields=["status"]),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in RUN_ACTIVE
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    WAITING = "waiting", _("Waiting")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    ERRORED = "errored", _("Errored")
+    SKIPPED = "skipped", _("Skipped")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+STEP_ACTIVE = frozenset({StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING})
+STEP_TERMINAL = frozenset(set(StepStatus) - STEP_ACTIVE)
+STEP_DONE = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED})
+STEP_BROKEN = frozenset({StepStatus.FAILED, StepStatus.ERRORED})
+
+
+class Step(models.Model):
+    """One node of a run's graph; the engine claims it with a conditional UPDATE.
+
+    failed = an expected failure a person can act on; errored = the step crashed.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    key = models.CharField(max_length=64)
+    title = models.CharField(max_length=200)
+    handler = models.CharField(max_length=100)
+    position = models.PositiveIntegerField(default=0)
+    depends_on = models.JSONField(default=list, blank=True)
+    args = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=StepStatus.choices,
+                              default=StepStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    transient_failures = models.PositiveIntegerField(default=0)
+    retry_budget = models.PositiveIntegerField(default=6)
+    not_before = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    wait_reason = models.CharField(max_length=500, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="step_unique_key")]
+        indexes = [
+            models.Index(fields=["status", "lease_until"]),
+            models.Index(fields=["status", "not_before"]),
+        ]
+        ordering = ["run", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"
+
+
+class LogLine(models.Model):
+    """One line a step wrote, already redacted, in order."""
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="log_lines")
+    seq = models.PositiveIntegerField()
+    time = models.DateTimeField()
+    stream = models.CharField(max_length=8, default="info")
+    text = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["step", "seq"], name="logline_unique_seq")]
+        ordering = ["step", "seq"]
+
+    def __str__(self) -> str:
+        return self.text[:80]

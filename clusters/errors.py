@@ -1,0 +1,35 @@
+"""The two kinds of failure the step engine tells apart.
+
+Why: the engine retries a transient failure with backoff inside the step's budget, and
+fails a step at once on a permanent one, showing its message to a person. Adapters
+(Aliyun, SSH, MySQL) translate what they catch into one of these, so steps and the engine
+never reason about SDK- or socket-specific exceptions.
+"""
+
+from __future__ import annotations
+
+
+class StepError(Exception):
+    """Base for failures a step reports; `message` must be safe to show (no secrets)."""
+
+    def __init__(self, message: str, *, code: str = "", request_id: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        details = []
+        if self.code:
+            details.append(f"code {self.code}")
+        if self.request_id:
+            details.append(f"RequestId {self.request_id}")
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+
+class TransientError(StepError):
+    """Worth retrying as it is: throttling, a busy resource, a dropped connection."""
+
+
+class PermanentError(StepError):
+    """Retrying the same thing will not help: a person must act (quota, bad input, auth)."""

@@ -1,0 +1,62 @@
+"""Read models for pages and JSON: a constant number of queries, whatever the row counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+
+from clusters.models import Cluster, LogLine, Run, Step
+
+LOG_PAGE = 500
+
+
+def owned_clusters(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Cluster]:
+    """The clusters a user may see; anyone else's are simply absent (404, not 403)."""
+    return Cluster.objects.filter(owner_id=user.pk)
+
+
+def owned_run(user: AbstractBaseUser | AnonymousUser, code: str, run_id: int) -> Run:
+    return get_object_or_404(
+        Run.objects.select_related("cluster"), pk=run_id, cluster__in=owned_clusters(user),
+        cluster__code=code,
+    )
+
+
+def run_snapshot(run: Run) -> dict[str, Any]:
+    """The run and its steps as the live timeline shows them (one query for the steps)."""
+    steps = Step.objects.filter(run_id=run.pk).order_by("position").defer("args", "result")
+    return {
+        "id": run.pk,
+        "kind": run.kind,
+        "status": run.status,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "steps": [
+            {
+                "id": step.pk, "key": step.key, "title": step.title, "status": step.status,
+                "attempts": step.attempts, "wait_reason": step.wait_reason,
+                "not_before": step.not_before, "error": step.error,
+                "started_at": step.started_at, "finished_at": step.finished_at,
+                "depends_on": step.depends_on,
+            }
+            for step in steps
+        ],
+    }
+
+
+def log_page(run: Run, step_id: int, after: int = 0, limit: int = LOG_PAGE) -> dict[str, Any]:
+    """Log lines after sequence number `after`, oldest first; `next` is where to continue."""
+    step = get_object_or_404(Step.objects.only("id", "status"), pk=step_id, run_id=run.pk)
+    lines = list(
+        LogLine.objects.filter(step_id=step.pk, seq__gt=after).order_by("seq")
+        .values("seq", "time", "stream", "text")[: max(1, min(limit, LOG_PAGE))]
+    )
+    return {
+        "step": step.pk,
+        "status": step.status,
+        "lines": lines,
+        "next": lines[-1]["seq"] if lines else after,
+    }

@@ -1,0 +1,23 @@
+"""The Celery application; tasks live in clusters/tasks.py and only dispatch to the engine."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from django.conf import settings
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
+
+app = Celery("panel")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _schedule(sender: Celery, **_: object) -> None:
+    # The sweeper reclaims steps whose worker died and re-sends lost countdowns.
+    sender.add_periodic_task(
+        settings.PANEL_SWEEP_INTERVAL_SECONDS, sender.signature("clusters.sweep"),
+        name="sweep the step engine",
+    )

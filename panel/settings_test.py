@@ -1,0 +1,27 @@
+"""Settings for the test suite and the worker processes it starts.
+
+Why a module of its own: pytest-django imports settings before any conftest runs, so the
+test-only secrets must be in place at import time. They are fixed, public and useless
+outside tests; nothing here weakens panel/settings.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-" + "x" * 40)
+os.environ.setdefault(
+    "PANEL_ENCRYPTION_KEYS",
+    # Two keys, so rotation is exercised: the first encrypts, both decrypt.
+    "kA1Yh0E9-vcWcb6s2vUqzj9mF3bwUqkKkk0Hh6q0b0Y=,q0CqO7Yyb3E8n0dYv3xP6e5u7xH2y2x6Gk9V1m1sQ2I=",
+)
+os.environ.setdefault("PANEL_EXTRA_STEP_MODULES", "tests.engine.steps_for_tests")
+
+from panel.settings import *  # noqa: E402, F403
+
+SECURE_SSL_REDIRECT = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

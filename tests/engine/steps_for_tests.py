@@ -1,0 +1,123 @@
+"""Step handlers that exercise the engine; loaded by the test settings in workers too.
+
+They are real handlers written to the engine's contract, not mocks: each behaves like a
+class of provisioning step (slow work, waiting on a resource, buying a resource, flaky
+APIs, leaking output).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+
+from clusters.errors import PermanentError, TransientError
+from clusters.models import CloudResource, ResourceState
+from clusters.outcomes import Done, Fail, Outcome, Wait
+from clusters.stepcontext import StepContext
+from clusters.steps import step_handler
+
+
+@step_handler("test.work")
+def work(ctx: StepContext) -> Outcome:
+    """Busy for a while (like an SSH command), recording when it ran and where."""
+    started = time.time()
+    ctx.say(f"working for {ctx.args.get('seconds', 0)}s")
+    time.sleep(float(ctx.args.get("seconds", 0)))
+    return Done({"started": started, "finished": time.time(), "pid": os.getpid()})
+
+
+@step_handler("test.wait_then_done")
+def wait_then_done(ctx: StepContext) -> Outcome:
+    """Like waiting for RDS to be Running: asks to be called again N times."""
+    seen = ctx.memo.get("polls", 0) + 1
+    ctx.memo["polls"] = seen
+    if seen <= int(ctx.args.get("waits", 3)):
+        return Wait(float(ctx.args.get("seconds", 1.0)), f"not ready yet ({seen})")
+    return Done({"polls": seen})
+
+
+class TokenShop:
+    """A file standing in for a cloud API with ClientToken idempotency (the real emulator is
+    used by provisioning tests; the engine tests only need a place that counts purchases)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def buy(self, client_token: str) -> str:
+        with open(self.path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            bought = [json.loads(line) for line in handle if line.strip()]
+            for item in bought:
+                if item["token"] == client_token:
+                    return item["id"]
+            resource_id = f"res-{len(bought) + 1}"
+            handle.write(json.dumps({"token": client_token, "id": resource_id}) + "\n")
+            return resource_id
+
+
+@step_handler("test.buy_once")
+def buy_once(ctx: StepContext) -> Outcome:
+    """Records intent in the ledger, buys with its ClientToken, then works slowly."""
+    token = f"run{ctx.run.pk}-{ctx.step.key}"
+    resource, _ = CloudResource.objects.get_or_create(
+        client_token=token,
+        defaults={"cluster": ctx.cluster, "run": ctx.run, "kind": "test", "region": "test"},
+    )
+    resource_id = TokenShop(ctx.args["cloud_file"]).buy(token)
+    ctx.say(f"bought {resource_id}; finishing slowly")
+    time.sleep(float(ctx.args.get("seconds", 0)))
+    CloudResource.objects.filter(pk=resource.pk).update(
+        provider_id=resource_id, state=ResourceState.PRESENT
+    )
+    return Done({"resource": resource_id})
+
+
+@step_handler("test.flaky")
+def flaky(ctx: StepContext) -> Outcome:
+    """Throttled N times before it works, like a busy API."""
+    failures = ctx.memo.get("failures", 0)
+    if failures < int(ctx.args.get("failures", 2)):
+        ctx.memo["failures"] = failures + 1
+        raise TransientError("Request was denied due to request throttling.", code="Throttling",
+                             request_id=f"REQ-{failures}")
+    return Done({"after_failures": failures})
+
+
+@step_handler("test.quota")
+def quota(ctx: StepContext) -> Outcome:
+    raise PermanentError("The quota of RDS instances is exceeded.", code="QuotaExceeded",
+                         request_id="REQ-QUOTA")
+
+
+@step_handler("test.fail_first")
+def fail_first(ctx: StepContext) -> Outcome:
+    """Fails on its first run, works when the user retries (like fixing a whitelist)."""
+    if not ctx.memo.get("failed_once"):
+        ctx.memo["failed_once"] = True
+        return Fail("The host is not in the RDS whitelist; add it and press Retry.")
+    return Done({"fixed": True})
+
+
+@step_handler("test.crash")
+def crash(ctx: StepContext) -> Outcome:
+    raise RuntimeError("unexpected None")
+
+
+@step_handler("test.leak")
+def leak(ctx: StepContext) -> Outcome:
+    """Prints and raises the cluster's secrets, as a failing install command might."""
+    token = ctx.cluster.k3s_token
+    secret = ctx.cluster.cloud_account.access_key_secret
+    ctx.say(f"K3S_TOKEN={token}")
+    ctx.say(f"aliyun configure --secret {secret}", stream="stderr")
+    for index in range(int(ctx.args.get("lines", 0))):
+        ctx.say(f"chatty line {index}")
+    if ctx.args.get("mode") == "raise":
+        raise PermanentError(f"install failed: token {token} rejected")
+    if ctx.args.get("mode") == "crash":
+        raise ValueError(f"cannot parse {secret}")
+    return Fail(f"server said: bad token {token}")

@@ -1,0 +1,213 @@
+"""The step engine on a real Redis with real Celery worker processes (no eager mode)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+
+import pytest
+
+from clusters import pipeline
+from clusters.models import CloudResource, LogLine, RunStatus, StepStatus
+from clusters.pipeline import StepSpec
+from tests.support import runs
+from tests.support.factories import TEST_ACCESS_KEY_SECRET, TEST_TOKEN, make_cluster
+from tests.support.services import redis_client
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+FAST_RETRIES = {"PANEL_RETRY_BASE_SECONDS": "0.2", "PANEL_RETRY_MAX_SECONDS": "0.5"}
+
+
+def test_independent_branches_run_concurrently(start_worker):
+    start_worker(concurrency=2)
+    cluster = make_cluster()
+    run = runs.start(cluster, [
+        StepSpec("prepare", "Prepare", "test.work"),
+        StepSpec("rds", "Create RDS", "test.work", ["prepare"], {"seconds": 2}),
+        StepSpec("slb", "Create SLB", "test.work", ["prepare"], {"seconds": 2}),
+        StepSpec("install", "Install", "test.work", ["rds", "slb"]),
+    ])
+    assert runs.wait_finished(run, 60).status == RunStatus.SUCCEEDED
+    rds, slb, install = (runs.step(run, key).result for key in ("rds", "slb", "install"))
+    assert rds["started"] < slb["finished"] and slb["started"] < rds["finished"], (rds, slb)
+    assert rds["pid"] != slb["pid"]
+    assert install["started"] >= max(rds["finished"], slb["finished"])
+
+
+def test_waiting_never_parks_a_worker(start_worker):
+    """30 runs x 3 waits of 1 s on one process at concurrency 1: seconds, not 90."""
+    start_worker(concurrency=1)
+    cluster = make_cluster()
+    began = time.monotonic()
+    started = [
+        runs.start(cluster, [StepSpec("rds", "Wait for RDS", "test.wait_then_done", (),
+                                      {"waits": 3, "seconds": 1.0})])
+        for _ in range(30)
+    ]
+    for run in started:
+        assert runs.wait_finished(run, 60).status == RunStatus.SUCCEEDED
+    elapsed = time.monotonic() - began
+    assert elapsed < 20, f"30 waiting runs took {elapsed:.1f}s on one worker slot"
+    assert all(runs.step(run, "rds").result["polls"] == 4 for run in started)
+
+
+def test_killed_worker_loses_no_step_and_buys_nothing_twice(start_worker, tmp_path):
+    engine = {"PANEL_STEP_LEASE_SECONDS": "3", "PANEL_SWEEP_INTERVAL_SECONDS": "1"}
+    first = start_worker(concurrency=1, **engine)
+    cloud_file = tmp_path / "purchases.jsonl"
+    cluster = make_cluster()
+    run = runs.start(cluster, [
+        StepSpec("rds", "Create RDS", "test.buy_once", (),
+                 {"cloud_file": str(cloud_file), "seconds": 3}),
+        StepSpec("after", "Next", "test.work", ["rds"]),
+    ])
+    runs.wait_until(
+        lambda: LogLine.objects.filter(step__run=run, text__startswith="bought").exists(),
+        30, "the step to buy its resource",
+    )
+    first.kill_hard()
+    assert runs.step(run, "rds").status == StepStatus.RUNNING
+
+    start_worker(concurrency=1, beat=True, **engine)
+    assert runs.wait_finished(run, 60).status == RunStatus.SUCCEEDED
+    rds = runs.step(run, "rds")
+    assert rds.attempts == 2
+    purchases = [json.loads(line) for line in cloud_file.read_text().splitlines()]
+    assert len(purchases) == 1, purchases
+    ledger = CloudResource.objects.get(cluster=cluster)
+    assert (ledger.provider_id, ledger.state) == (purchases[0]["id"], "present")
+    assert LogLine.objects.filter(step=rds, text="Attempt 2.").exists()
+
+
+class RedisMonitor:
+    """Records every command the broker receives (what Celery really sends), via MONITOR."""
+
+    def __init__(self, url: str) -> None:
+        self.commands: list[str] = []
+        self._client = redis_client(url)
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+        self._ready.wait(5)
+
+    def _watch(self) -> None:
+        with self._client.monitor() as monitor:
+            self._ready.set()
+            for command in monitor.listen():
+                self.commands.append(command["command"])
+                if self._stop.is_set():
+                    return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._client.ping()  # wakes the monitor loop
+
+    def decoded_task_bodies(self) -> list[str]:
+        """The bodies of the task messages Celery pushed (LPUSH queue <json envelope>)."""
+        bodies = []
+        for command in self.commands:
+            verb, _, rest = command.partition(" ")
+            if verb.upper() != "LPUSH":
+                continue
+            envelope = json.loads(rest.partition(" ")[2])
+            bodies.append(base64.b64decode(envelope["body"]).decode())
+        return bodies
+
+
+def test_registered_secrets_never_leave_the_run(start_worker, broker_url):
+    start_worker(concurrency=2)
+    monitor = RedisMonitor(broker_url)
+    cluster = make_cluster()
+    run = runs.start(cluster, [
+        StepSpec("fail", "Install", "test.leak", (), {"mode": "fail", "lines": 450}),
+        StepSpec("raise", "Install again", "test.leak", (), {"mode": "raise"}),
+        StepSpec("crash", "Crash", "test.leak", (), {"mode": "crash"}),
+    ])
+    assert runs.wait_finished(run, 60).status == RunStatus.FAILED
+    monitor.stop()
+
+    texts = list(LogLine.objects.filter(step__run=run).values_list("text", flat=True))
+    assert len(texts) > 450
+    assert "K3S_TOKEN=***" in texts
+    errors = [runs.step(run, key).error for key in ("fail", "raise", "crash")]
+    assert errors[0] == "server said: bad token ***"
+    assert errors[1] == "install failed: token *** rejected"
+    assert runs.step(run, "crash").status == StepStatus.ERRORED
+    for secret in (TEST_TOKEN, TEST_ACCESS_KEY_SECRET):
+        assert not [text for text in texts if secret in text]
+        assert not [error for error in errors if secret in error]
+        assert secret not in " ".join(monitor.commands)
+    bodies = monitor.decoded_task_bodies()
+    assert bodies, "the monitor saw no Celery message"
+    assert all(json.loads(body)[0][0] > 0 for body in bodies), "tasks carry ids only"
+    assert not [body for body in bodies if TEST_TOKEN in body or TEST_ACCESS_KEY_SECRET in body]
+
+
+def test_transient_errors_retry_with_backoff_then_give_up(start_worker):
+    start_worker(concurrency=2, **FAST_RETRIES)
+    cluster = make_cluster()
+    ok = runs.start(cluster, [StepSpec("api", "Call API", "test.flaky", (), {"failures": 2})])
+    hopeless = runs.start(cluster, [
+        StepSpec("api", "Call API", "test.flaky", (), {"failures": 99}, retry_budget=3),
+    ])
+    assert runs.wait_finished(ok).status == RunStatus.SUCCEEDED
+    assert runs.step(ok, "api").attempts == 3
+    assert runs.wait_finished(hopeless).status == RunStatus.FAILED
+    step = runs.step(hopeless, "api")
+    assert step.status == StepStatus.FAILED
+    assert step.attempts == 4
+    assert "Gave up after 4 transient failures" in step.error
+    assert "Throttling" in step.error and "RequestId REQ-3" in step.error
+
+
+def test_permanent_failure_stops_the_run_and_retry_resumes_it(start_worker):
+    start_worker(concurrency=1)
+    cluster = make_cluster()
+    run = runs.start(cluster, [
+        StepSpec("first", "Preflight", "test.work"),
+        StepSpec("whitelist", "Whitelist", "test.fail_first", ["first"]),
+        StepSpec("last", "Install", "test.work", ["whitelist"]),
+    ])
+    assert runs.wait_finished(run).status == RunStatus.FAILED
+    assert runs.step(run, "whitelist").error.startswith("The host is not in the RDS whitelist")
+    assert runs.step(run, "last").status == StepStatus.PENDING
+
+    assert pipeline.retry(run)
+    assert runs.wait_finished(run).status == RunStatus.SUCCEEDED
+    assert runs.step(run, "first").attempts == 1, "a finished step is not run again"
+    assert runs.step(run, "whitelist").attempts == 2
+
+    quota = runs.start(cluster, [StepSpec("rds", "Create RDS", "test.quota")])
+    assert runs.wait_finished(quota).status == RunStatus.FAILED
+    assert runs.step(quota, "rds").error == (
+        "The quota of RDS instances is exceeded. (code QuotaExceeded, RequestId REQ-QUOTA)"
+    )
+    assert runs.step(quota, "rds").attempts == 1
+
+
+def test_a_crash_is_errored_not_failed(start_worker):
+    start_worker(concurrency=1)
+    run = runs.start(make_cluster(), [StepSpec("bug", "Buggy", "test.crash")])
+    assert runs.wait_finished(run).status == RunStatus.FAILED
+    step = runs.step(run, "bug")
+    assert step.status == StepStatus.ERRORED
+    assert step.error == "Internal error: RuntimeError: unexpected None"
+    assert LogLine.objects.filter(step=step, stream="stderr", text__contains="Traceback").exists()
+
+
+def test_cancel_stops_between_steps(start_worker):
+    start_worker(concurrency=1)
+    run = runs.start(make_cluster(), [
+        StepSpec("slow", "Slow", "test.work", (), {"seconds": 2}),
+        StepSpec("next", "Next", "test.work", ["slow"]),
+    ])
+    runs.wait_until(lambda: runs.step(run, "slow").status == StepStatus.RUNNING, 30, "start")
+    pipeline.cancel(run)
+    assert runs.wait_finished(run).status == RunStatus.CANCELLED
+    assert runs.step(run, "slow").status == StepStatus.SUCCEEDED, "the running step finishes"
+    assert runs.step(run, "next").status == StepStatus.CANCELLED
+    assert pipeline.retry(run)
+    assert runs.wait_finished(run).status == RunStatus.SUCCEEDED

