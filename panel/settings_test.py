@@ -17,7 +17,7 @@ os.environ.setdefault(
 )
 os.environ.setdefault("PANEL_EXTRA_STEP_MODULES", "tests.engine.steps_for_tests")
 
-from panel.settings import *  # noqa: E402, F403
+from panel.settings import *  # noqa: F403
 
 SECURE_SSL_REDIRECT = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
