@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -16,7 +17,7 @@ TEST_ACCESS_KEY_SECRET = "AkSecretThatMustNeverLeak9876543210"
 
 
 def make_user(username: str | None = None, **extra: Any) -> Any:
-    username = username or f"user{next(_counter)}"
+    username = username or f"user{next(_counter)}-{uuid.uuid4().hex[:6]}"
     return get_user_model().objects.create_user(username=username, password="pw-" + username,
                                                 **extra)
 

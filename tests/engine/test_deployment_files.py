@@ -1,0 +1,40 @@
+"""docker-compose.yml, the Dockerfile and .env.example agree with what settings require."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_compose_defines_the_production_stack_with_health_checks():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"web", "worker", "beat", "redis", "postgres", "migrate"} <= set(services)
+    for name in ("web", "worker", "redis", "postgres"):
+        assert "healthcheck" in services[name], name
+    for name in ("web", "worker", "beat"):
+        env = services[name]["environment"]
+        assert env["CELERY_BROKER_URL"].startswith("redis://redis:")
+        assert env["DATABASE_URL"].startswith("postgres://panel:")
+        assert services[name]["env_file"] == ".env"
+    assert services["worker"]["command"][:4] == ["celery", "-A", "panel", "worker"]
+    assert services["beat"]["command"][:4] == ["celery", "-A", "panel", "beat"]
+    assert {"postgres-data", "redis-data"} <= set(compose["volumes"])
+
+
+def test_env_example_names_every_required_setting():
+    example = (ROOT / ".env.example").read_text()
+    names = set(re.findall(r"^([A-Z_]+)=", example, flags=re.MULTILINE))
+    assert {"DJANGO_SECRET_KEY", "PANEL_ENCRYPTION_KEYS", "DJANGO_ALLOWED_HOSTS",
+            "POSTGRES_PASSWORD", "DJANGO_DEBUG"} <= names
+
+
+def test_dockerfile_serves_with_gunicorn_as_an_unprivileged_user():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "USER panel" in dockerfile
+    assert '"gunicorn", "panel.wsgi:application"' in dockerfile
+    assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
