@@ -1,0 +1,415 @@
+"""HTTPS on :6443: K3s's supervisor endpoints and a small, real Kubernetes API for nodes.
+
+Why: the panel and the real kubectl talk to this port directly or through the SLB. What they
+see must match K3s: /ping and /cacerts without auth; everything else of the API 401 without a
+client certificate signed by the cluster client CA; discovery, nodes (list/get/patch/delete,
+Table output) and kubelet leases; supervisor endpoints for agents with token basic auth.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hmac
+import json
+import socket
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from sandbox.k3s import certs, logs, nodes
+from sandbox.k3s.kine import DatastoreError, Kine
+
+LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"
+
+
+@dataclass
+class ApiContext:
+    """What the handlers need from the running server."""
+
+    kine: Kine
+    version: str
+    git_commit: str
+    server_ca: bytes
+    client_ca: bytes
+    client_ca_key: bytes
+    server_password: str
+    agent_password: str
+    grace_seconds: Callable[[], float]
+
+
+def status(code: int, reason: str, message: str, details: dict | None = None) -> dict:
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+    if details:
+        body["details"] = details
+    return body
+
+
+def _not_found(name: str) -> dict:
+    return status(404, "NotFound", f'nodes "{name}" not found', {"name": name, "kind": "nodes"})
+
+
+def version_info(version: str, commit: str) -> dict:
+    kube = version.split("+", 1)[0].lstrip("v")
+    major, minor = kube.split(".")[:2]
+    return {"major": major, "minor": minor, "gitVersion": version, "gitCommit": commit,
+            "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23.6",
+            "compiler": "gc", "platform": "linux/amd64"}
+
+
+API_RESOURCES_V1 = {
+    "kind": "APIResourceList", "groupVersion": "v1",
+    "resources": [
+        {"name": "nodes", "singularName": "node", "namespaced": False, "kind": "Node",
+         "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update",
+                   "watch"], "shortNames": ["no"]},
+        {"name": "nodes/status", "singularName": "", "namespaced": False, "kind": "Node",
+         "verbs": ["get", "patch", "update"]},
+    ],
+}
+API_RESOURCES_COORDINATION = {
+    "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "coordination.k8s.io/v1",
+    "resources": [{"name": "leases", "singularName": "lease", "namespaced": True,
+                   "kind": "Lease", "verbs": ["create", "delete", "deletecollection", "get",
+                                              "list", "patch", "update", "watch"]}],
+}
+API_GROUPS = {
+    "kind": "APIGroupList", "apiVersion": "v1",
+    "groups": [{"name": "coordination.k8s.io",
+                "versions": [{"groupVersion": "coordination.k8s.io/v1", "version": "v1"}],
+                "preferredVersion": {"groupVersion": "coordination.k8s.io/v1",
+                                     "version": "v1"}}],
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = ""
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+    ctx: ApiContext  # set on the subclass built by serve()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, code: int, obj: dict) -> None:
+        self._send(code, json.dumps(obj).encode())
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _client_identity(self) -> tuple[str, list[str]] | None:
+        """(user, groups) from a client certificate signed by the cluster client CA."""
+        der = self.connection.getpeercert(binary_form=True)  # type: ignore[attr-defined]
+        if not der:
+            return None
+        return certs.subject_of(der)
+
+    def _basic_user(self) -> str | None:
+        header = self.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return None
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        expected = {"server": self.ctx.server_password, "node": self.ctx.agent_password}
+        if user in expected and hmac.compare_digest(password, expected[user]):
+            return user
+        logs.error(f"Failed to authenticate request from {self.client_address[0]}:"
+                   f"{self.client_address[1]}: invalid username/password combination")
+        return None
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        path = url.path.rstrip("/") or "/"
+        query = dict(urllib.parse.parse_qsl(url.query))
+        try:
+            if path == "/ping":
+                self._send(200, b"pong", "text/plain")
+            elif path == "/cacerts":
+                self._send(200, self.ctx.server_ca, "text/plain")
+            elif path.startswith("/v1-k3s/"):
+                self._supervisor(method, path)
+            else:
+                identity = self._client_identity()
+                if identity is None:
+                    self._json(401, status(401, "Unauthorized", "Unauthorized"))
+                    return
+                self._api(method, path, query, identity)
+        except DatastoreError as exc:
+            logs.error(f"datastore error serving {method} {path}: {exc}")
+            self._json(500, status(500, "InternalError", f"Internal error occurred: {exc}"))
+
+    # -- supervisor (agents) -------------------------------------------------------------------
+    def _supervisor(self, method: str, path: str) -> None:
+        user = self._basic_user()
+        if user is None:
+            self._send(401, b"Unauthorized\n", "text/plain")
+            return
+        if path == "/v1-k3s/config" and method == "GET":
+            self._json(200, {"ServerCA": "server-ca.crt", "ClusterDomain": "cluster.local",
+                             "ClusterDNS": "10.43.0.10", "FlannelBackend": "vxlan",
+                             "Version": self.ctx.version})
+        elif path in ("/v1-k3s/server-ca.crt", "/v1-k3s/client-ca.crt"):
+            ca = self.ctx.server_ca if "server" in path else self.ctx.client_ca
+            self._send(200, ca, "text/plain")
+        elif path == "/v1-k3s/client-kubelet.crt":
+            self._issue_kubelet_cert()
+        else:
+            self._send(404, b"404 page not found\n", "text/plain")
+
+    def _issue_kubelet_cert(self) -> None:
+        name = self.headers.get("K3s-Node-Name", "")
+        password = self.headers.get("K3s-Node-Password", "")
+        if not name or not password:
+            self._send(400, b"missing node name or password\n", "text/plain")
+            return
+        key = f"{nodes.NODE_PASSWORD_PREFIX}{name}.node-password.k3s"
+        digest = base64.b64encode(_hash(password)).decode()
+        stored = self.ctx.kine.get(key)
+        if stored is None:
+            self.ctx.kine.put(key, json.dumps({"hash": digest}).encode())
+        elif json.loads(stored.value)["hash"] != digest:
+            self._send(403, b"Node password rejected, duplicate hostname or contents of "
+                            b"'/etc/rancher/node/password' may not match server node-passwd "
+                            b"entry, try enabling a unique node name with the --with-node-id "
+                            b"flag\n", "text/plain")
+            return
+        cert, key_pem = certs.client_cert(self.ctx.client_ca, self.ctx.client_ca_key,
+                                          f"system:node:{name}", "system:nodes")
+        self._send(200, cert + self.ctx.client_ca + key_pem, "text/plain")
+
+    # -- Kubernetes API ------------------------------------------------------------------------
+    def _api(self, method: str, path: str, query: dict[str, str],
+             identity: tuple[str, list[str]]) -> None:
+        user, groups = identity
+        admin = "system:masters" in groups
+        if path in ("/readyz", "/livez", "/healthz") and method == "GET":
+            self._send(200, b"ok", "text/plain; charset=utf-8")
+        elif path == "/version":
+            self._json(200, version_info(self.ctx.version, self.ctx.git_commit))
+        elif path == "/api":
+            self._json(200, {"kind": "APIVersions", "versions": ["v1"],
+                             "serverAddressByClientCIDRs": [
+                                 {"clientCIDR": "0.0.0.0/0",
+                                  "serverAddress": self.headers.get("Host", "")}]})
+        elif path == "/apis":
+            self._json(200, API_GROUPS)
+        elif path == "/api/v1":
+            self._json(200, API_RESOURCES_V1)
+        elif path == "/apis/coordination.k8s.io/v1":
+            self._json(200, API_RESOURCES_COORDINATION)
+        elif path == "/api/v1/nodes" or path.startswith("/api/v1/nodes/"):
+            name = path[len("/api/v1/nodes/"):] if path != "/api/v1/nodes" else ""
+            self._nodes(method, name, query, identity)
+        elif path.startswith(LEASE_PATH):
+            self._lease(method, path[len(LEASE_PATH):], user, admin)
+        else:
+            self._json(404, status(404, "NotFound", "the server could not find the requested "
+                                                    "resource"))
+
+    def _forbidden(self, user: str, verb: str, resource: str, name: str = "") -> None:
+        target = f' "{name}"' if name else ""
+        self._json(403, status(403, "Forbidden",
+                               f'{resource}{target} is forbidden: User "{user}" cannot {verb} '
+                               f'resource "{resource}" in API group "" at the cluster scope'))
+
+    def _wants_table(self) -> bool:
+        return "as=Table" in self.headers.get("Accept", "")
+
+    def _nodes(self, method: str, name: str, query: dict[str, str],
+               identity: tuple[str, list[str]]) -> None:
+        user, groups = identity
+        admin = "system:masters" in groups
+        reader = admin or "system:nodes" in groups
+        if not name and method == "GET":
+            if reader:
+                self._list_nodes(query)
+            else:
+                self._forbidden(user, "list", "nodes")
+        elif not name and method == "POST":
+            self._create_node(user, admin)
+        elif method == "GET":
+            if reader:
+                self._get_node(name)
+            else:
+                self._forbidden(user, "get", "nodes", name)
+        elif admin or (user == f"system:node:{name}" and "system:nodes" in groups):
+            self._change_node(method, name)
+        else:
+            self._forbidden(user, method.lower(), "nodes", name)
+
+    def _list_nodes(self, query: dict[str, str]) -> None:
+        items = nodes.load_nodes(self.ctx.kine, self.ctx.grace_seconds())
+        selector = query.get("fieldSelector", "")
+        if selector.startswith("metadata.name="):
+            items = [n for n in items if n["metadata"]["name"] == selector.split("=", 1)[1]]
+        revision = str(max([int(n["metadata"]["resourceVersion"]) for n in items] or [1]))
+        if self._wants_table():
+            self._json(200, nodes.table(items, revision))
+        else:
+            self._json(200, {"kind": "NodeList", "apiVersion": "v1",
+                             "metadata": {"resourceVersion": revision}, "items": items})
+
+    def _create_node(self, user: str, admin: bool) -> None:
+        body = json.loads(self._body() or b"{}")
+        new_name = body.get("metadata", {}).get("name", "")
+        if not (admin or user == f"system:node:{new_name}"):
+            self._forbidden(user, "create", "nodes")
+            return
+        nodes.register(self.ctx.kine, body)
+        self._json(201, nodes.load_node(self.ctx.kine, new_name, self.ctx.grace_seconds())
+                   or body)
+
+    def _get_node(self, name: str) -> None:
+        node = nodes.load_node(self.ctx.kine, name, self.ctx.grace_seconds())
+        if node is None:
+            self._json(404, _not_found(name))
+        elif self._wants_table():
+            self._json(200, nodes.table([node], node["metadata"]["resourceVersion"]))
+        else:
+            self._json(200, node)
+
+    def _change_node(self, method: str, name: str) -> None:
+        """PATCH (cordon, label), PUT (kubelet status) and DELETE of one node."""
+        grace = self.ctx.grace_seconds()
+        node = nodes.load_node(self.ctx.kine, name, grace)
+        if node is None:
+            self._json(404, _not_found(name))
+        elif method == "PATCH":
+            patch = json.loads(self._body() or b"{}")
+            row = self.ctx.kine.get(nodes.NODE_PREFIX + name)
+            stored = json.loads(row.value)
+            _merge(stored, patch)
+            self.ctx.kine.update(nodes.NODE_PREFIX + name, json.dumps(stored).encode(), row.id)
+            self._json(200, nodes.load_node(self.ctx.kine, name, grace) or {})
+        elif method == "PUT":
+            body = json.loads(self._body() or b"{}")
+            body.get("status", {}).pop("conditions", None)
+            self.ctx.kine.put(nodes.NODE_PREFIX + name, json.dumps(body).encode())
+            self._json(200, nodes.load_node(self.ctx.kine, name, grace) or {})
+        elif method == "DELETE":
+            self.ctx.kine.delete(nodes.NODE_PREFIX + name)
+            self.ctx.kine.delete(nodes.LEASE_PREFIX + name)
+            self.ctx.kine.delete(f"{nodes.NODE_PASSWORD_PREFIX}{name}.node-password.k3s")
+            self._json(200, node)
+        else:
+            self._json(405, status(405, "MethodNotAllowed", "the server does not allow this "
+                                                            "method on the requested resource"))
+
+    def _lease(self, method: str, name: str, user: str, admin: bool) -> None:
+        if not (admin or user == f"system:node:{name}"):
+            self._forbidden(user, method.lower(), "leases", name)
+            return
+        key = nodes.LEASE_PREFIX + name
+        if method == "GET":
+            row = self.ctx.kine.get(key)
+            if row is None:
+                self._json(404, status(404, "NotFound", f'leases.coordination.k8s.io "{name}" '
+                                                        "not found"))
+            else:
+                self._json(200, json.loads(row.value))
+        elif method in ("PUT", "POST"):
+            self._body()
+            nodes.heartbeat(self.ctx.kine, name)
+            self._json(200, json.loads(self.ctx.kine.get(key).value))
+        else:
+            self._json(405, status(405, "MethodNotAllowed", "method not allowed"))
+
+
+def _hash(password: str) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(password.encode()).digest()
+
+
+def _merge(target: dict, patch: dict) -> None:
+    """JSON merge patch / the strategic merge subset kubectl cordon and label send."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+class TLSServer(ThreadingHTTPServer):
+    """TLS handshake in the worker thread, so one slow client can't stall the accept loop."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type, context: ssl.SSLContext) -> None:
+        self.context = context
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.address_family = family
+        super().__init__(address, handler)
+
+    def finish_request(self, request: socket.socket, client_address: tuple) -> None:
+        request.settimeout(30)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # kubectl's x509 failures end here; it prints its own error
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            with contextlib.suppress(OSError):
+                tls.close()
+
+
+def serve(ctx: ApiContext, bind: str, port: int, *, cert_pem: bytes, key_pem: bytes,
+          tmp_dir: str) -> TLSServer:
+    """Start the HTTPS listener in a daemon thread."""
+    import os
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    cert_path = os.path.join(tmp_dir, "serving-kube-apiserver.crt")
+    key_path = os.path.join(tmp_dir, "serving-kube-apiserver.key")
+    with open(cert_path, "wb") as handle:
+        handle.write(cert_pem + ctx.server_ca)
+    with open(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+        handle.write(key_pem)
+    context.load_cert_chain(cert_path, key_path)
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.load_verify_locations(cadata=ctx.client_ca.decode())
+    handler = type("BoundHandler", (Handler,), {"ctx": ctx})
+    server = TLSServer((bind, port), handler, context)
+    threading.Thread(target=server.serve_forever, name="https", daemon=True).start()
+    return server

@@ -1,0 +1,88 @@
+"""Entry point of the `k3s` stand-in binary: `k3s server|agent|kubectl|--version`.
+
+Why: the installed "binary" is a tiny script with a baked-in version that calls main(); like
+the real multi-call binary it also answers as kubectl/crictl/ctr through symlinks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+from sandbox.k3s import logs
+from sandbox.k3s.config import UsageError, load
+from sandbox.k3s.versions import Release, release
+
+REAL_KUBECTL_CANDIDATES = ("/usr/bin/kubectl", "/usr/local/sbin/kubectl")
+
+
+def _real_kubectl() -> str:
+    """The real kubectl, never our own symlink (which would exec us again)."""
+    for candidate in REAL_KUBECTL_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("kubectl")
+    if found and os.path.realpath(found) != os.path.realpath(sys.argv[0]):
+        return found
+    raise SystemExit("kubectl: the real kubectl binary was not found")
+
+
+def _kubectl(args: list[str]) -> int:
+    env = dict(os.environ)
+    if "KUBECONFIG" not in env and os.path.exists("/etc/rancher/k3s/k3s.yaml"):
+        env["KUBECONFIG"] = "/etc/rancher/k3s/k3s.yaml"
+    os.execve(_real_kubectl(), ["kubectl", *args], env)  # noqa: S606 - exec, like k3s kubectl
+    return 127
+
+
+def _print_version(rel: Release) -> int:
+    print(f"k3s version {rel.version} ({rel.git_commit})")
+    print("go version go1.23.6")
+    return 0
+
+
+def main(version: str, argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    rel = release(version)
+    invoked_as = os.path.basename(argv[0])
+    if invoked_as == "kubectl":
+        return _kubectl(argv[1:])
+    if invoked_as in ("crictl", "ctr"):
+        print(f"{invoked_as}: containers are not part of the K3s stand-in", file=sys.stderr)
+        return 1
+    args = argv[1:]
+    if not args or args[0] in ("-h", "--help", "help"):
+        print("NAME:\n   k3s - Kubernetes, but small and simple\n\nUSAGE:\n"
+              "   k3s [global options] command [command options] [arguments...]\n\n"
+              "COMMANDS:\n   server   Run management server\n   agent    Run node agent\n"
+              "   kubectl  Run kubectl\n")
+        return 0
+    if args[0] in ("--version", "-v", "version"):
+        return _print_version(rel)
+    return _run_command(args[0], args[1:], rel)
+
+
+def _run_command(command: str, rest: list[str], rel: Release) -> int:
+    if command == "kubectl":
+        return _kubectl(rest)
+    if command not in ("server", "agent"):
+        print(f"No help topic for '{command}'", file=sys.stderr)
+        return 3
+    try:
+        settings = load(command, rest)
+    except UsageError as exc:
+        print(f"Incorrect Usage: {exc}", file=sys.stderr)
+        logs.fatal(f"Error: {exc}")
+        return 1
+    try:
+        if command == "server":
+            from sandbox.k3s.server import Server
+
+            return Server(settings, rel).run()
+        from sandbox.k3s.agent import Agent
+
+        return Agent(settings, rel).run()
+    except logs.Fatal as exc:
+        logs.fatal(str(exc))
+        return 1

@@ -1,0 +1,306 @@
+"""Kine's MySQL backend: schema DDL per release, and the key/value log on the `kine` table.
+
+Why: the panel's datastore checks and the cluster's behaviour both hinge on what kine does to
+the database: the exact DDL of the release being installed (the 767-byte index limit bites old
+releases only), the one `/bootstrap/<hash>` key, and rows shared by every server. Rows follow
+kine's log layout (id, name, created, deleted, create_revision, prev_revision, lease, value,
+old_value) and the unique (name, prev_revision) index gives compare-and-swap, as in kine.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pymysql
+
+from sandbox.k3s import logs
+from sandbox.k3s.dsn import MySQLDSN
+from sandbox.k3s.runtime import go_duration
+from sandbox.k3s.versions import Release
+
+SQLSTATES = {
+    1040: "08004", 1044: "42000", 1045: "28000", 1049: "42000", 1050: "42S01",
+    1061: "42000", 1062: "23000", 1071: "42000", 1142: "42000", 1146: "42S02",
+    1227: "42000", 1709: "HY000",
+}
+
+
+class DatastoreError(Exception):
+    """A datastore failure; str() is the text go-sql-driver / Go's net package would print."""
+
+
+class KeyExists(DatastoreError):
+    def __init__(self) -> None:
+        super().__init__("key exists")
+
+
+def schema_statements(rel: Release) -> list[str]:
+    """The DDL kine runs for `rel`, in order (table first, then each index)."""
+    id_type = "BIGINT UNSIGNED" if rel.bigint_ids else "INTEGER"
+    name_type = "VARCHAR(630) CHARACTER SET ascii" if rel.ascii_name else "VARCHAR(630)"
+    table = (
+        "CREATE TABLE IF NOT EXISTS kine ("
+        f" id {id_type} AUTO_INCREMENT, name {name_type}, created INTEGER, deleted INTEGER,"
+        f" create_revision {id_type}, prev_revision {id_type}, lease INTEGER,"
+        " value MEDIUMBLOB, old_value MEDIUMBLOB, PRIMARY KEY (id))"
+    )
+    return [
+        table,
+        "CREATE INDEX kine_name_index ON kine (name)",
+        "CREATE INDEX kine_name_id_index ON kine (name,id)",
+        "CREATE INDEX kine_id_deleted_index ON kine (id,deleted)",
+        "CREATE INDEX kine_prev_revision_index ON kine (prev_revision)",
+        "CREATE UNIQUE INDEX kine_name_prev_revision_uindex ON kine (name, prev_revision)",
+    ]
+
+
+def go_mysql_error(exc: pymysql.MySQLError, rel: Release) -> str:
+    """Format a server error the way the release's go-sql-driver does."""
+    code = exc.args[0] if exc.args else 0
+    message = exc.args[1] if len(exc.args) > 1 else str(exc)
+    if rel.sqlstate_errors:
+        return f"Error {code} ({SQLSTATES.get(code, 'HY000')}): {message}"
+    return f"Error {code}: {message}"
+
+
+def _dial_check(dsn: MySQLDSN) -> None:
+    """Reproduce Go's dial errors (the ones in K3s's journal) before handing over to PyMySQL."""
+    timeout_text = dsn.params.get("timeout", "")
+    timeout = go_duration(timeout_text) if timeout_text else 130.0
+    if dsn.net == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(dsn.addr)
+        except FileNotFoundError:
+            raise DatastoreError(
+                f"dial unix {dsn.addr}: connect: no such file or directory") from None
+        except ConnectionRefusedError:
+            raise DatastoreError(f"dial unix {dsn.addr}: connect: connection refused") from None
+        finally:
+            sock.close()
+        return
+    if dsn.net != "tcp":
+        raise DatastoreError(f"dial {dsn.net}: unknown network {dsn.net}")
+    try:
+        infos = socket.getaddrinfo(dsn.host, dsn.port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise DatastoreError(f"dial tcp: lookup {dsn.host}: no such host") from None
+    family, _, _, _, address = infos[0]
+    shown = f"{address[0]}:{address[1]}"
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(address)
+    except ConnectionRefusedError:
+        raise DatastoreError(f"dial tcp {shown}: connect: connection refused") from None
+    except TimeoutError:
+        if timeout_text:
+            raise DatastoreError(f"dial tcp {shown}: i/o timeout") from None
+        raise DatastoreError(f"dial tcp {shown}: connect: connection timed out") from None
+    except OSError as exc:
+        raise DatastoreError(f"dial tcp {shown}: connect: {exc.strerror.lower()}") from None
+    finally:
+        sock.close()
+
+
+@dataclass
+class Row:
+    id: int
+    name: str
+    created: int
+    deleted: int
+    create_revision: int
+    prev_revision: int
+    value: bytes
+
+
+class Kine:
+    """One server's connection to the shared `kine` table."""
+
+    def __init__(self, dsn: MySQLDSN, rel: Release) -> None:
+        self.dsn = dsn
+        self.rel = rel
+        self._lock = threading.RLock()
+        self._conn: pymysql.connections.Connection | None = None
+
+    # -- connection -------------------------------------------------------------------------
+    def _connect(self, with_db: bool) -> pymysql.connections.Connection:
+        _dial_check(self.dsn)
+        kwargs: dict = {
+            "user": self.dsn.user, "password": self.dsn.password,
+            "autocommit": True, "connect_timeout": 30, "charset": "utf8mb4",
+        }
+        if self.dsn.net == "unix":
+            kwargs["unix_socket"] = self.dsn.addr
+        else:
+            kwargs["host"], kwargs["port"] = self.dsn.host, self.dsn.port
+        if with_db:
+            kwargs["database"] = self.dsn.dbname
+        tls = self.dsn.params.get("tls", "false")
+        if tls in ("true", "skip-verify", "preferred"):
+            kwargs["ssl"] = {"check_hostname": tls == "true"}
+        try:
+            return pymysql.connect(**kwargs)
+        except pymysql.MySQLError as exc:
+            raise DatastoreError(go_mysql_error(exc, self.rel)) from None
+
+    @contextmanager
+    def cursor(self) -> Iterator[pymysql.cursors.Cursor]:
+        with self._lock:
+            if self._conn is None or not self._conn.open:
+                self._conn = self._connect(with_db=True)
+            try:
+                with self._conn.cursor() as cur:
+                    yield cur
+            except pymysql.err.IntegrityError as exc:
+                if exc.args and exc.args[0] == 1062:
+                    raise KeyExists() from None
+                raise DatastoreError(go_mysql_error(exc, self.rel)) from None
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+                self._conn = None
+                raise DatastoreError(go_mysql_error(exc, self.rel)) from None
+            except pymysql.MySQLError as exc:
+                raise DatastoreError(go_mysql_error(exc, self.rel)) from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- setup (kine New) ---------------------------------------------------------------------
+    def setup(self) -> None:
+        """Create the database and schema as the release's kine would; raises DatastoreError."""
+        logs.info("Configuring mysql database connection pooling: maxIdleConns=2, "
+                  "maxOpenConns=0, connMaxLifetime=0s")
+        self._create_database()
+        logs.info("Configuring database table schema and indexes, this may take a moment...")
+        with self.cursor() as cur:
+            exists = False
+            if self.rel.checks_schema:
+                cur.execute("SELECT 1 FROM information_schema.TABLES WHERE "
+                            "table_schema = DATABASE() AND table_name = %s", ("kine",))
+                exists = cur.fetchone() is not None
+            if not exists:
+                for stmt in schema_statements(self.rel):
+                    try:
+                        cur.execute(stmt)
+                    except pymysql.MySQLError as exc:
+                        if exc.args and exc.args[0] == 1061:  # duplicate index: kine ignores
+                            continue
+                        raise
+        logs.info("Database tables and indexes are up to date")
+
+    def _create_database(self) -> None:
+        name = self.dsn.dbname
+        stmt = (f"CREATE DATABASE IF NOT EXISTS `{name}`" if self.rel.quoted_db_name
+                else f"create database if not exists {name}")
+        try:
+            conn = self._connect(with_db=True)
+        except DatastoreError as exc:
+            if not str(exc).startswith("Error 1049"):
+                raise
+            conn = self._connect(with_db=False)
+        try:
+            with conn.cursor() as cur:
+                if self.rel.checks_schema:
+                    cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE "
+                                "schema_name = %s", (name,))
+                    if cur.fetchone() is not None:
+                        return
+                cur.execute(stmt)
+        except pymysql.MySQLError as exc:
+            raise DatastoreError(go_mysql_error(exc, self.rel)) from None
+        finally:
+            conn.close()
+
+    # -- key/value log ----------------------------------------------------------------------
+    def _latest(self, cur: pymysql.cursors.Cursor, name: str) -> Row | None:
+        cur.execute("SELECT id, name, created, deleted, create_revision, prev_revision, value "
+                    "FROM kine WHERE name = %s ORDER BY id DESC LIMIT 1", (name,))
+        found = cur.fetchone()
+        return Row(*found) if found else None
+
+    def get(self, name: str) -> Row | None:
+        with self.cursor() as cur:
+            row = self._latest(cur, name)
+        return row if row and not row.deleted else None
+
+    def list(self, prefix: str) -> list[Row]:
+        with self.cursor() as cur:
+            cur.execute(
+                "SELECT kv.id, kv.name, kv.created, kv.deleted, kv.create_revision, "
+                "kv.prev_revision, kv.value FROM kine AS kv JOIN ("
+                " SELECT MAX(id) AS id FROM kine WHERE name LIKE %s GROUP BY name) AS mkv"
+                " ON mkv.id = kv.id WHERE kv.deleted = 0 ORDER BY kv.name",
+                (prefix.replace("%", r"\%").replace("_", r"\_") + "%",))
+            return [Row(*found) for found in cur.fetchall()]
+
+    def create(self, name: str, value: bytes) -> int:
+        """Insert `name` if absent (or deleted); KeyExists if another writer got there first."""
+        with self.cursor() as cur:
+            latest = self._latest(cur, name)
+            if latest and not latest.deleted:
+                raise KeyExists()
+            prev = latest.id if latest else 0
+            cur.execute(
+                "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease,"
+                " value, old_value) VALUES (%s, 1, 0, 0, %s, 0, %s, NULL)", (name, prev, value))
+            return int(cur.lastrowid)
+
+    def update(self, name: str, value: bytes, revision: int) -> int:
+        """Compare-and-swap: succeeds only if `revision` is still the latest row of `name`."""
+        with self.cursor() as cur:
+            latest = self._latest(cur, name)
+            if latest is None or latest.deleted or latest.id != revision:
+                raise KeyExists()
+            create_rev = latest.create_revision or latest.id
+            cur.execute(
+                "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease,"
+                " value, old_value) VALUES (%s, 0, 0, %s, %s, 0, %s, %s)",
+                (name, create_rev, latest.id, value, latest.value))
+            return int(cur.lastrowid)
+
+    def put(self, name: str, value: bytes) -> int:
+        """Create or overwrite, retrying on races (what an apiserver update loop amounts to)."""
+        for _ in range(20):
+            latest = self.get(name)
+            try:
+                if latest is None:
+                    return self.create(name, value)
+                return self.update(name, value, latest.id)
+            except KeyExists:
+                time.sleep(0.05)
+        raise DatastoreError(f"too many conflicts writing {name}")
+
+    def delete(self, name: str) -> bool:
+        with self.cursor() as cur:
+            latest = self._latest(cur, name)
+            if latest is None or latest.deleted:
+                return False
+            cur.execute(
+                "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, lease,"
+                " value, old_value) VALUES (%s, 0, 1, %s, %s, 0, %s, %s)",
+                (name, latest.create_revision or latest.id, latest.id, latest.value,
+                 latest.value))
+            return True
+
+    def compact(self, keep: int = 1000) -> int:
+        """Drop superseded rows older than the last `keep` revisions (kine's compactor)."""
+        with self.cursor() as cur:
+            cur.execute("SELECT COALESCE(MAX(id), 0) FROM kine")
+            target = int(cur.fetchone()[0]) - keep
+            if target <= 0:
+                return 0
+            cur.execute(
+                "DELETE kv FROM kine AS kv INNER JOIN ("
+                " SELECT kp.prev_revision AS id FROM kine AS kp"
+                " WHERE kp.name != 'compact_rev_key' AND kp.prev_revision != 0 AND kp.id <= %s"
+                " UNION SELECT kd.id AS id FROM kine AS kd WHERE kd.deleted != 0 AND kd.id <= %s"
+                ") AS ks ON kv.id = ks.id", (target, target))
+            return int(cur.rowcount)

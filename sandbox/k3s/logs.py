@@ -1,0 +1,46 @@
+"""K3s-style log lines (logrus text format) on stdout, which the unit's journal captures.
+
+Why: the panel diagnoses failures by grepping the journal for K3s's own strings, so the
+stand-in must print them in the same shape: time="..." level=info msg="...".
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import threading
+
+_lock = threading.Lock()
+
+
+class Fatal(Exception):
+    """A condition K3s reports with level=fatal and exit status 1."""
+
+
+def _quote(message: str) -> str:
+    # logrus quotes msg values with Go's %q; JSON string escaping is the same for our text.
+    return json.dumps(message, ensure_ascii=False)
+
+
+def emit(level: str, message: str) -> None:
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    with _lock:
+        sys.stdout.write(f"time=\"{stamp}\" level={level} msg={_quote(message)}\n")
+        sys.stdout.flush()
+
+
+def info(message: str) -> None:
+    emit("info", message)
+
+
+def warn(message: str) -> None:
+    emit("warning", message)
+
+
+def error(message: str) -> None:
+    emit("error", message)
+
+
+def fatal(message: str) -> None:
+    emit("fatal", message)

@@ -1,0 +1,103 @@
+"""Fast checks of the pieces whose exact behaviour is copied from K3s, kine and Go."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from sandbox.k3s import bootstrap, certs, config, dsn, kine, nodes
+from sandbox.k3s.artifacts import ArtifactServer
+from sandbox.k3s.binary import sha256
+from sandbox.k3s.versions import release
+
+
+def test_dsn_parsing_follows_go_sql_driver() -> None:
+    parsed = dsn.parse_endpoint("mysql://k3s:p@ss:w0rd@tcp(rm-x.mysql.rds.aliyuncs.com)/k3s")
+    assert (parsed.user, parsed.password) == ("k3s", "p@ss:w0rd")
+    assert parsed.addr == "rm-x.mysql.rds.aliyuncs.com:3306" and parsed.dbname == "k3s"
+    assert dsn.parse_endpoint("mysql://").addr == "/var/run/mysqld/mysqld.sock"
+    assert dsn.parse_endpoint("mysql://u:p@tcp(h:3306)/").dbname == "kubernetes"
+    with pytest.raises(dsn.DSNError, match="missing closing brace"):
+        dsn.parse_endpoint("mysql://u:p@tcp(h:3306/k3s")
+    with pytest.raises(dsn.DSNError, match="storage backend is not defined"):
+        dsn.parse_endpoint("postgresx://u:p@h/db")
+
+
+def test_bootstrap_key_and_cipher_match_k3s() -> None:
+    # sha256("token")[:12] — the /bootstrap/<hash> key K3s uses for the short token "token".
+    assert bootstrap.storage_key("token") == "/bootstrap/3c469e9d6c58"
+    sealed = bootstrap.encrypt("token", b'{"ServerCA":{}}')
+    salt, _, _ = sealed.decode().partition(":")
+    assert len(salt) == 16
+    assert bootstrap.decrypt("token", sealed) == b'{"ServerCA":{}}'
+    with pytest.raises(Exception):  # noqa: B017 - AES-GCM InvalidTag
+        bootstrap.decrypt("other", sealed)
+    assert bootstrap.normalize_token("K10" + "a" * 64 + "::server:secret") == "secret"
+    assert bootstrap.normalize_token("secret") == "secret"
+
+
+def test_old_and_new_kine_ddl() -> None:
+    old = kine.schema_statements(release("v1.23.8+k3s1"))[0]
+    new = kine.schema_statements(release("v1.33.1+k3s1"))[0]
+    assert "name VARCHAR(630)," in old and "id INTEGER AUTO_INCREMENT" in old
+    assert "name VARCHAR(630) CHARACTER SET ascii" in new and "BIGINT UNSIGNED" in new
+
+
+def test_config_precedence(tmp_path: pytest.TempPathFactory) -> None:
+    main = tmp_path / "config.yaml"
+    main.write_text("token: from-file\ntls-san: [a.example]\nwrite-kubeconfig-mode: '0644'\n")
+    (tmp_path / "config.yaml.d").mkdir()
+    (tmp_path / "config.yaml.d" / "10-more.yaml").write_text("tls-san+: [10.0.0.100]\n")
+    env = {"K3S_CONFIG_FILE": str(main), "K3S_TOKEN": "from-env",
+           "K3S_DATASTORE_ENDPOINT": "mysql://env"}
+    settings = config.load("server", [], env)
+    assert settings.text("token") == "from-file"
+    assert settings.items("tls-san") == ["a.example", "10.0.0.100"]
+    assert settings.text("datastore-endpoint") == "mysql://env"
+    cli = config.load("server", ["--token=cli", "--tls-san", "b"], env)
+    assert cli.text("token") == "cli" and cli.items("tls-san") == ["b"]
+    with pytest.raises(config.UsageError, match="flag provided but not defined: -bogus"):
+        config.load("server", ["--bogus"], env)
+
+
+def test_serving_sans_are_what_k3s_puts_there() -> None:
+    sans = certs.serving_sans("node1", ["10.0.0.11"], ["10.0.0.100", "api.example"])
+    assert sans[:5] == list(certs.DEFAULT_SAN_NAMES)
+    assert {"node1", "127.0.0.1", "::1", "10.43.0.1", "10.0.0.11", "10.0.0.100"} <= set(sans)
+
+
+def test_human_duration() -> None:
+    assert [nodes.human_duration(s) for s in (5, 119, 150, 3600, 90000)] == \
+        ["5s", "119s", "2m30s", "60m", "25h"]
+
+
+def test_artifact_server_shapes() -> None:
+    with ArtifactServer("127.73.5.1") as server:
+        base = server.base_url
+
+        def get(path: str) -> bytes:
+            with urllib.request.urlopen(base + path, timeout=5) as response:  # noqa: S310
+                return response.read()
+
+        binary = get("/k3s-io/k3s/releases/download/v1.33.1+k3s1/k3s")
+        sums = get("/k3s-io/k3s/releases/download/v1.33.1+k3s1/sha256sum-amd64.txt").decode()
+        assert sums == f"{sha256(binary)}  k3s\n"
+        assert binary.startswith(b"#!/") and b"v1.33.1+k3s1" in binary
+        assert get("/k3s/v1.33.1-k3s1/k3s") == binary
+        assert b"k3s-arm64" in get("/k3s/v1.33.1-k3s1/sha256sum-arm64.txt")
+        assert get("/k3s/channels/stable") == b"v1.32.5+k3s1"
+        channels = json.loads(get("/v1-release/channels"))
+        assert {c["id"] for c in channels["data"]} >= {"stable", "latest", "v1.23"}
+        with urllib.request.urlopen(base + "/v1-release/channels/latest", timeout=5) as response:  # noqa: S310
+            assert response.url.endswith("/k3s-io/k3s/releases/tag/v1.33.1+k3s1")
+        assert get("/").startswith(b"#!/bin/sh")
+        newest = next(iter(json.loads(get("/repos/k3s-io/k3s/releases"))))
+        assert newest["tag_name"] == "v1.33.1+k3s1"
+        for missing in ("/k3s-io/k3s/releases/download/v1.99.0+k3s1/k3s", "/k3s/v1.99.0-k3s1/k3s",
+                        "/v1-release/channels/nope"):
+            with pytest.raises(urllib.error.HTTPError) as info:
+                get(missing)
+            assert info.value.code == 404
