@@ -1,0 +1,441 @@
+"""ECS 2014-05-26: regions, zones, the lab hosts as instances, and security groups.
+
+Why: the panel resolves its hosts' private IPs to instance ids (SLB backends are ECS ids),
+checks region and zone, and opens 6443/22 in a security group. Instances are not created
+through the API here: the lab registers its hosts through the control API, because the
+hosts are real machines (network namespaces) that already exist.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from sandbox.aliyun import errors, ids, network, tags
+from sandbox.aliyun.clock import iso_utc
+from sandbox.aliyun.cloud import Cloud, RequestContext
+from sandbox.aliyun.control import ControlError
+from sandbox.aliyun.paging import page, page_params
+from sandbox.aliyun.params import Param, Params, parse_json_value
+from sandbox.aliyun.registry import ClientTokenPolicy, Product, control_route, register_product
+from sandbox.aliyun.state import State
+
+ECS = register_product(Product("Ecs", "2014-05-26", "ecs.aliyuncs.com"))
+
+INSTANCE_STATUSES = ("Pending", "Starting", "Running", "Stopping", "Stopped")
+IDEMPOTENCE_MISMATCH = errors.ApiError(
+    400, "IdempotenceParamNotMatch",
+    "Request uses a client token in a previous request but is not identical to that request.",
+)
+SECURITY_GROUP_NOT_FOUND = errors.ApiError(
+    404, "InvalidSecurityGroupId.NotFound", "The specified SecurityGroupId does not exist.",
+)
+
+
+def instances(state: State) -> dict[str, Any]:
+    return state.table("ecs", "instances")
+
+
+def security_groups(state: State) -> dict[str, Any]:
+    return state.table("ecs", "security_groups")
+
+
+def instance_by_id(state: State, instance_id: str) -> dict[str, Any] | None:
+    return instances(state).get(instance_id)
+
+
+# ---- control API: lab hosts become instances ----------------------------------------------
+def default_security_group(state: State, vpc_id: str, region_id: str, now: float) -> str:
+    for group in security_groups(state).values():
+        if group["vpc_id"] == vpc_id and group.get("default"):
+            return group["security_group_id"]
+    group_id = ids.resource_id("sg-", 20)
+    security_groups(state)[group_id] = {
+        "security_group_id": group_id, "name": "default", "description": "default group",
+        "vpc_id": vpc_id, "region_id": region_id, "created_at": now, "type": "normal",
+        "default": True, "tags": [], "permissions": [],
+    }
+    return group_id
+
+
+@control_route("POST", "instances")
+def register_instance(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
+    """Register (or update) a host as an ECS instance in a seeded vSwitch."""
+    required = ("hostname", "private_ip", "region_id", "zone_id", "vpc_id", "vswitch_id")
+    missing = [name for name in required if not body.get(name)]
+    if missing:
+        raise ControlError(400, f"missing fields: {missing}")
+    with cloud.lock:
+        state = cloud.state
+        vsw = network.vswitch(state, body["vswitch_id"])
+        if vsw is None or vsw["vpc_id"] != body["vpc_id"] or vsw["zone_id"] != body["zone_id"]:
+            raise ControlError(400, "vswitch_id must be a seeded vSwitch of vpc_id in zone_id")
+        if vsw["region_id"] != body["region_id"]:
+            raise ControlError(400, "region_id does not match the vSwitch")
+        if ipaddress.ip_address(body["private_ip"]) not in ipaddress.ip_network(vsw["cidr"]):
+            raise ControlError(400, f"{body['private_ip']} is outside {vsw['cidr']}")
+        status = body.get("status", "Running")
+        if status not in INSTANCE_STATUSES:
+            raise ControlError(400, f"status must be one of {INSTANCE_STATUSES}")
+        instance_id = body.get("instance_id") or ids.resource_id("i-", 20)
+        for other in instances(state).values():
+            if other["private_ip"] == body["private_ip"] and other["instance_id"] != instance_id:
+                raise ControlError(409, f"{body['private_ip']} belongs to {other['instance_id']}")
+        if body["private_ip"] in state.bucket("addresses"):
+            raise ControlError(409, f"{body['private_ip']} is a service address")
+        now = cloud.clock.now()
+        existing = instances(state).get(instance_id, {})
+        group = body.get("security_group_id") or default_security_group(
+            state, body["vpc_id"], body["region_id"], now)
+        serial = len(instances(state)) + 1
+        instances(state)[instance_id] = {
+            "instance_id": instance_id, "hostname": body["hostname"],
+            "instance_name": body.get("instance_name", body["hostname"]),
+            "private_ip": body["private_ip"], "region_id": body["region_id"],
+            "zone_id": body["zone_id"], "vpc_id": body["vpc_id"],
+            "vswitch_id": body["vswitch_id"], "status": status,
+            "instance_type": body.get("instance_type", "ecs.g6.large"),
+            "cpu": int(body.get("cpu", 2)), "memory": int(body.get("memory", 8192)),
+            "created_at": existing.get("created_at", now),
+            "security_group_ids": [group],
+            "tags": existing.get("tags", [
+                {"Key": k, "Value": v} for k, v in body.get("tags", {}).items()]),
+            "eni_id": existing.get("eni_id", ids.resource_id("eni-", 20)),
+            "mac": existing.get("mac", f"00:16:3e:{serial >> 16 & 255:02x}:"
+                                       f"{serial >> 8 & 255:02x}:{serial & 255:02x}"),
+        }
+        state.save()
+        return 200, {"instance_id": instance_id}
+
+
+# ---- regions and zones ---------------------------------------------------------------------
+@ECS.action("DescribeRegions", (
+    Param("AcceptLanguage"), Param("InstanceChargeType"), Param("ResourceType"),
+))
+def describe_regions(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    regions = [
+        {"RegionId": r["region_id"], "LocalName": r["local_name"],
+         "RegionEndpoint": f"ecs.{r['region_id']}.aliyuncs.com", "Status": "available"}
+        for r in sorted(state.bucket("regions").values(), key=lambda r: r["region_id"])
+    ]
+    return {"Regions": {"Region": regions}}
+
+
+@ECS.action("DescribeZones", (
+    Param("RegionId", required=True), Param("InstanceChargeType"), Param("Verbose", "boolean"),
+    Param("AcceptLanguage"), Param("SpotStrategy"),
+))
+def describe_zones(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    region = ctx.require_region()
+    zones = [{
+        "ZoneId": zone_id, "LocalName": f"{region['local_name']} {zone_id[-1].upper()}",
+        "AvailableResourceCreation": {"ResourceTypes": ["Instance", "Disk", "VSwitch"]},
+        "AvailableInstanceTypes": {"InstanceTypes": ["ecs.g6.large", "ecs.c6.large"]},
+        "AvailableDiskCategories": {"DiskCategories": ["cloud_efficiency", "cloud_essd"]},
+        "AvailableVolumeCategories": {"VolumeCategories": ["cloud_efficiency", "cloud_essd"]},
+        "AvailableResources": {"ResourcesInfo": []},
+        "DedicatedHostGenerations": {"DedicatedHostGeneration": []},
+        "AvailableDedicatedHostTypes": {"DedicatedHostType": []},
+    } for zone_id in region["zones"]]
+    return {"Zones": {"Zone": zones}}
+
+
+# ---- instances -----------------------------------------------------------------------------
+def _json_list(params: Params, name: str) -> list[str] | None:
+    if not params.given(name):
+        return None
+    value = parse_json_value(Param(name, "json"), params.raw[name])
+    if not isinstance(value, list) or len(value) > 100 or not all(
+            isinstance(v, str) for v in value):
+        raise errors.invalid_parameter(name)
+    return value
+
+
+def instance_view(instance: dict[str, Any]) -> dict[str, Any]:
+    ip = instance["private_ip"]
+    created = iso_utc(instance["created_at"], seconds=False)
+    return {
+        "InstanceId": instance["instance_id"], "InstanceName": instance["instance_name"],
+        "HostName": instance["hostname"], "Status": instance["status"],
+        "ZoneId": instance["zone_id"], "RegionId": instance["region_id"],
+        "InstanceNetworkType": "vpc", "InstanceType": instance["instance_type"],
+        "InstanceTypeFamily": instance["instance_type"].rsplit(".", 1)[0],
+        "ImageId": "ubuntu_22_04_x64_20G_alibase_20240101.vhd", "OSType": "linux",
+        "OSName": "Ubuntu  22.04 64位", "Cpu": instance["cpu"], "Memory": instance["memory"],
+        "CreationTime": created, "StartTime": created, "ExpiredTime": "2099-12-31T15:59Z",
+        "InstanceChargeType": "PostPaid", "InternetChargeType": "PayByTraffic",
+        "InternetMaxBandwidthIn": 0, "InternetMaxBandwidthOut": 0,
+        "SerialNumber": instance["instance_id"], "Description": "", "KeyPairName": "",
+        "DeletionProtection": False, "StoppedMode": "Not-applicable",
+        "VpcAttributes": {
+            "VpcId": instance["vpc_id"], "VSwitchId": instance["vswitch_id"],
+            "NatIpAddress": "", "PrivateIpAddress": {"IpAddress": [ip]},
+        },
+        "NetworkInterfaces": {"NetworkInterface": [{
+            "NetworkInterfaceId": instance["eni_id"], "PrimaryIpAddress": ip,
+            "MacAddress": instance["mac"], "Type": "Primary",
+            "PrivateIpSets": {"PrivateIpSet": [{"PrivateIpAddress": ip, "Primary": True}]},
+        }]},
+        "SecurityGroupIds": {"SecurityGroupId": list(instance["security_group_ids"])},
+        "PublicIpAddress": {"IpAddress": []}, "InnerIpAddress": {"IpAddress": []},
+        "EipAddress": {"IpAddress": "", "AllocationId": "", "Bandwidth": 0},
+        "OperationLocks": {"LockReason": []},
+        "Tags": tags.as_response(instance.get("tags", [])),
+    }
+
+
+@ECS.action("DescribeInstances", (
+    Param("RegionId", required=True), Param("VpcId"), Param("VSwitchId"), Param("ZoneId"),
+    Param("InstanceIds"), Param("PrivateIpAddresses"), Param("InnerIpAddresses"),
+    Param("PublicIpAddresses"), Param("EipAddresses"),
+    Param("InstanceNetworkType", enum=("vpc", "classic")), Param("SecurityGroupId"),
+    Param("Status", enum=INSTANCE_STATUSES), Param("InstanceName"),
+    *page_params(10, 100), Param("MaxResults", "integer", minimum=1, maximum=100),
+    Param("NextToken"), Param("DryRun", "boolean"),
+))
+def describe_instances(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    ctx.require_region()
+    if params["DryRun"]:
+        raise errors.ApiError(400, "DryRunOperation",
+                              "Request validation has been passed with DryRun flag set.")
+    wanted_ids = _json_list(params, "InstanceIds")
+    # Documented: PrivateIpAddresses is only honoured together with InstanceNetworkType=vpc.
+    wanted_ips = _json_list(params, "PrivateIpAddresses")
+    if params["InstanceNetworkType"] != "vpc":
+        wanted_ips = None
+    wanted_tags = tags.from_repeat_list(params.raw)
+    found = []
+    for instance in sorted(instances(state).values(), key=lambda i: i["created_at"]):
+        if instance["region_id"] != ctx.region_id:
+            continue
+        checks = (
+            (wanted_ids is None or instance["instance_id"] in wanted_ids)
+            and (wanted_ips is None or instance["private_ip"] in wanted_ips)
+            and (_json_list(params, "InnerIpAddresses") is None)
+            and (_json_list(params, "PublicIpAddresses") is None)
+            and (not params["VpcId"] or instance["vpc_id"] == params["VpcId"])
+            and (not params["VSwitchId"] or instance["vswitch_id"] == params["VSwitchId"])
+            and (not params["ZoneId"] or instance["zone_id"] == params["ZoneId"])
+            and (not params["Status"] or instance["status"] == params["Status"])
+            and (not params["SecurityGroupId"]
+                 or params["SecurityGroupId"] in instance["security_group_ids"])
+            and (not params["InstanceName"]
+                 or _name_matches(instance["instance_name"], params["InstanceName"]))
+            and tags.matches(instance.get("tags", []), wanted_tags)
+        )
+        if params["InstanceNetworkType"] == "classic":
+            checks = False
+        if checks:
+            found.append(instance)
+    size = params["MaxResults"] or params["PageSize"]
+    number = params["PageNumber"]
+    if params["NextToken"]:
+        if not params["NextToken"].isdigit():
+            raise errors.invalid_parameter("NextToken")
+        number = int(params["NextToken"])
+    chosen = page(found, number, size)
+    more = number * size < len(found)
+    return {
+        "TotalCount": len(found), "PageNumber": number, "PageSize": size,
+        "NextToken": str(number + 1) if more and params["MaxResults"] else "",
+        "Instances": {"Instance": [instance_view(i) for i in chosen]},
+    }
+
+
+def _name_matches(name: str, pattern: str) -> bool:
+    if pattern.endswith("*"):
+        return name.startswith(pattern[:-1])
+    return name == pattern
+
+
+# ---- security groups -----------------------------------------------------------------------
+def _group_or_error(state: State, ctx: RequestContext, group_id: str) -> dict[str, Any]:
+    group = security_groups(state).get(group_id)
+    if group is None or group["region_id"] != ctx.region_id:
+        raise SECURITY_GROUP_NOT_FOUND
+    return group
+
+
+@ECS.action("CreateSecurityGroup", (
+    Param("RegionId", required=True), Param("VpcId"), Param("SecurityGroupName", max_length=128),
+    Param("Description", max_length=256),
+    Param("SecurityGroupType", enum=("normal", "enterprise"), default="normal"),
+    Param("ResourceGroupId"),
+), client_token=ClientTokenPolicy(IDEMPOTENCE_MISMATCH))
+def create_security_group(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    ctx.require_region()
+    vpc_id = params["VpcId"] or ""
+    if vpc_id:
+        found = network.vpc(state, vpc_id)
+        if found is None or found["region_id"] != ctx.region_id:
+            raise errors.ApiError(404, "InvalidVpcId.NotFound", "Specified VPC does not exist.")
+    group_id = ids.resource_id("sg-", 20)
+    security_groups(state)[group_id] = {
+        "security_group_id": group_id, "name": params["SecurityGroupName"] or "",
+        "description": params["Description"] or "", "vpc_id": vpc_id,
+        "region_id": ctx.region_id, "created_at": ctx.clock.now(),
+        "type": params["SecurityGroupType"], "default": False,
+        "tags": tags.from_repeat_list(params.raw), "permissions": [],
+    }
+    return {"SecurityGroupId": group_id}
+
+
+def _group_view(state: State, group: dict[str, Any]) -> dict[str, Any]:
+    members = [i for i in instances(state).values()
+               if group["security_group_id"] in i["security_group_ids"]]
+    return {
+        "SecurityGroupId": group["security_group_id"], "SecurityGroupName": group["name"],
+        "Description": group["description"], "VpcId": group["vpc_id"],
+        "SecurityGroupType": group["type"], "CreationTime": iso_utc(group["created_at"]),
+        "EcsCount": len(members), "AvailableInstanceAmount": 2000 - len(members),
+        "ServiceManaged": False, "ResourceGroupId": "",
+        "Tags": tags.as_response(group.get("tags", [])),
+    }
+
+
+@ECS.action("DescribeSecurityGroups", (
+    Param("RegionId", required=True), Param("VpcId"), Param("SecurityGroupId"),
+    Param("SecurityGroupIds"), Param("SecurityGroupName"), *page_params(10, 50),
+    Param("SecurityGroupType", enum=("normal", "enterprise")),
+))
+def describe_security_groups(
+    state: State, params: Params, ctx: RequestContext,
+) -> dict[str, Any]:
+    ctx.require_region()
+    wanted_ids = _json_list(params, "SecurityGroupIds")
+    wanted_tags = tags.from_repeat_list(params.raw)
+    found = [
+        g for g in sorted(security_groups(state).values(), key=lambda g: g["created_at"])
+        if g["region_id"] == ctx.region_id
+        and (not params["VpcId"] or g["vpc_id"] == params["VpcId"])
+        and (not params["SecurityGroupId"] or g["security_group_id"] == params["SecurityGroupId"])
+        and (wanted_ids is None or g["security_group_id"] in wanted_ids)
+        and (not params["SecurityGroupName"] or g["name"] == params["SecurityGroupName"])
+        and (not params["SecurityGroupType"] or g["type"] == params["SecurityGroupType"])
+        and tags.matches(g.get("tags", []), wanted_tags)
+    ]
+    chosen = page(found, params["PageNumber"], params["PageSize"])
+    return {
+        "RegionId": ctx.region_id, "TotalCount": len(found),
+        "PageNumber": params["PageNumber"], "PageSize": params["PageSize"],
+        "SecurityGroups": {"SecurityGroup": [_group_view(state, g) for g in chosen]},
+    }
+
+
+_PROTOCOLS = ("tcp", "udp", "icmp", "gre", "all", "icmpv6")
+_RULE_FIELDS = ("IpProtocol", "PortRange", "SourceCidrIp", "SourceGroupId", "Policy",
+                "Priority", "Description", "NicType", "SourcePortRange", "DestCidrIp",
+                "Ipv6SourceCidrIp", "SourcePrefixListId")
+
+
+def _rule(entry: dict[str, str]) -> dict[str, Any]:
+    """Validate one ingress permission the way ECS does and normalise it."""
+    protocol = entry.get("IpProtocol", "").lower()
+    if not protocol:
+        raise errors.missing_parameter("IpProtocol")
+    if protocol not in _PROTOCOLS:
+        raise errors.ApiError(400, "InvalidIpProtocol.Malformed",
+                              "The specified parameter IpProtocol is not valid.")
+    port_range = entry.get("PortRange", "")
+    if not port_range:
+        raise errors.missing_parameter("PortRange")
+    bad_range = errors.ApiError(400, "InvalidPortRange.Malformed",
+                                "The specified parameter PortRange is not valid.")
+    try:
+        low, high = (int(p) for p in port_range.split("/"))
+    except ValueError:
+        raise bad_range from None
+    if protocol in ("tcp", "udp"):
+        if not (1 <= low <= high <= 65535):
+            raise bad_range
+    elif (low, high) != (-1, -1):
+        raise bad_range
+    source = entry.get("SourceCidrIp", "")
+    if source:
+        try:
+            ipaddress.ip_network(source, strict=False)
+        except ValueError:
+            raise errors.ApiError(400, "InvalidSourceCidrIp.Malformed",
+                                  "The specified parameter SourceCidrIp is not valid.") from None
+    elif not (entry.get("SourceGroupId") or entry.get("Ipv6SourceCidrIp")
+              or entry.get("SourcePrefixListId")):
+        raise errors.missing_parameter("SourceCidrIp")
+    policy = entry.get("Policy", "accept").lower()
+    if policy not in ("accept", "drop"):
+        raise errors.invalid_parameter("Policy")
+    priority_text = entry.get("Priority", "1") or "1"
+    if not priority_text.isdigit() or not 1 <= int(priority_text) <= 100:
+        raise errors.ApiError(400, "InvalidPriority.Malformed",
+                              "The specified parameter Priority is not valid.")
+    return {
+        "IpProtocol": protocol.upper(), "PortRange": f"{low}/{high}", "SourceCidrIp": source,
+        "SourceGroupId": entry.get("SourceGroupId", ""), "Policy": policy.capitalize(),
+        "Priority": int(priority_text), "Description": entry.get("Description", ""),
+        "NicType": entry.get("NicType", "intranet") or "intranet", "Direction": "ingress",
+    }
+
+
+def _same_rule(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("IpProtocol", "PortRange", "SourceCidrIp", "SourceGroupId", "Policy", "NicType",
+            "Priority")
+    return all(a[k] == b[k] for k in keys)
+
+
+@ECS.action("AuthorizeSecurityGroup", (
+    Param("RegionId", required=True), Param("SecurityGroupId", required=True),
+), client_token=ClientTokenPolicy(IDEMPOTENCE_MISMATCH))
+def authorize_security_group(
+    state: State, params: Params, ctx: RequestContext,
+) -> dict[str, Any]:
+    ctx.require_region()
+    group = _group_or_error(state, ctx, params["SecurityGroupId"])
+    entries = params.repeat_list("Permissions", _RULE_FIELDS)
+    legacy = {k: params.raw[k] for k in _RULE_FIELDS if params.given(k)}
+    if legacy:
+        entries.append(legacy)
+    if not entries:
+        raise errors.missing_parameter("Permissions")
+    if len(entries) > 100:
+        raise errors.invalid_parameter("Permissions")
+    rules = [_rule(e) for e in entries]
+    now = iso_utc(ctx.clock.now())
+    for rule in rules:
+        if any(_same_rule(rule, existing) for existing in group["permissions"]):
+            continue  # documented: an identical rule is accepted and not added twice
+        if len(group["permissions"]) >= 200:
+            raise errors.ApiError(403, "QuotaExceed.SecurityGroupRule",
+                                  "The maximum number of rules in the security group is exceeded.")
+        group["permissions"].append({**rule, "CreateTime": now})
+    return {}
+
+
+@ECS.action("DescribeSecurityGroupAttribute", (
+    Param("RegionId", required=True), Param("SecurityGroupId", required=True),
+    Param("Direction", enum=("ingress", "egress", "all")), Param("NicType"),
+))
+def describe_security_group_attribute(
+    state: State, params: Params, ctx: RequestContext,
+) -> dict[str, Any]:
+    ctx.require_region()
+    group = _group_or_error(state, ctx, params["SecurityGroupId"])
+    permissions = [
+        {**p, "DestCidrIp": "", "DestGroupId": "", "SourcePortRange": "",
+         "Ipv6SourceCidrIp": "", "SecurityGroupRuleId": ""}
+        for p in group["permissions"]
+        if params["Direction"] in (None, "all", p["Direction"])
+    ]
+    return {
+        "RegionId": ctx.region_id, "SecurityGroupId": group["security_group_id"],
+        "SecurityGroupName": group["name"], "Description": group["description"],
+        "VpcId": group["vpc_id"], "InnerAccessPolicy": "Accept",
+        "Permissions": {"Permission": permissions},
+    }
+
+
+@ECS.resources
+def list_instances(cloud: Cloud) -> list[dict[str, Any]]:
+    return [
+        {"type": "ecs_instance", "id": i["instance_id"], "state": i["status"],
+         "addresses": [i["private_ip"]], "hostname": i["hostname"], "tags": i.get("tags", [])}
+        for i in instances(cloud.state).values()
+    ]

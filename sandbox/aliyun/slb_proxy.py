@@ -1,0 +1,256 @@
+"""What a started SLB listener really does: a TCP proxy with TCP health checks.
+
+Why: the panel proves the cluster works through the SLB exactly as a user will, and reads
+backend health from DescribeHealthStatus; both are only meaningful if bytes really flow from
+the SLB address to healthy backends and health reflects real connection attempts. In netns
+mode the listening socket and every outgoing connection live in the cloud namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sandbox import netns as netns_tools
+
+ACCEPT_POLL = 0.25
+PIPE_CHUNK = 65536
+UNAVAILABLE, NORMAL, ABNORMAL = "unavailable", "normal", "abnormal"
+
+
+@dataclass(frozen=True)
+class Backend:
+    server_id: str
+    ip: str
+    port: int
+    weight: int
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """Already scaled to emulator seconds."""
+
+    enabled: bool
+    port: int | None  # None: the backend's own port
+    interval: float
+    timeout: float
+    healthy_threshold: int
+    unhealthy_threshold: int
+
+
+@dataclass
+class _Health:
+    status: str = UNAVAILABLE
+    successes: int = 0
+    failures: int = 0
+
+
+@dataclass
+class _Weighted:
+    """Smooth weighted round robin (as nginx does), over the backends routable right now."""
+
+    current: dict[str, int] = field(default_factory=dict)
+
+    def pick(self, candidates: list[Backend]) -> Backend | None:
+        if not candidates:
+            return None
+        total = sum(b.weight for b in candidates)
+        best: Backend | None = None
+        for backend in candidates:
+            key = backend.server_id
+            self.current[key] = self.current.get(key, 0) + backend.weight
+            if best is None or self.current[key] > self.current[best.server_id]:
+                best = backend
+        assert best is not None
+        self.current[best.server_id] -= total
+        return best
+
+
+class ListenerProxy:
+    """One started TCP listener: accepts on address:port and relays to a chosen backend."""
+
+    def __init__(
+        self, address: str, port: int, netns: str | None, *, backends: list[Backend],
+        health: HealthCheck, scheduler: str = "wrr",
+    ) -> None:
+        self.address = address
+        self.port = port
+        self.netns = netns
+        self.scheduler = scheduler
+        self._backends = list(backends)
+        self._health_config = health
+        self._health: dict[str, _Health] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._rr = _Weighted()
+        self._connections: set[socket.socket] = set()
+        self._socket = netns_tools.listen_tcp(address, port, netns)
+        self._socket.settimeout(ACCEPT_POLL)
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"slb-hc-{port}")
+        self._threads = [
+            threading.Thread(target=self._accept_loop, name=f"slb-{address}:{port}", daemon=True),
+            threading.Thread(target=self._health_loop, name=f"slb-hc-{address}:{port}",
+                             daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # ---- configuration ----------------------------------------------------------------
+    def set_backends(self, backends: list[Backend]) -> None:
+        with self._lock:
+            self._backends = list(backends)
+            keep = {b.server_id for b in backends}
+            self._health = {k: v for k, v in self._health.items() if k in keep}
+
+    def set_health_check(self, health: HealthCheck) -> None:
+        with self._lock:
+            self._health_config = health
+
+    def health_status(self) -> dict[str, str]:
+        """server_id -> normal / abnormal / unavailable (no verdict yet, or checks off)."""
+        with self._lock:
+            if not self._health_config.enabled:
+                return {b.server_id: UNAVAILABLE for b in self._backends}
+            return {b.server_id: self._health.get(b.server_id, _Health()).status
+                    for b in self._backends}
+
+    # ---- lifecycle --------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop accepting, close the listening socket and every relayed connection."""
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._socket.close()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    # ---- proxying ---------------------------------------------------------------------
+    def _routable(self) -> list[Backend]:
+        with self._lock:
+            weighted = [b for b in self._backends if b.weight > 0]
+            if not self._health_config.enabled:
+                return weighted
+            statuses = {b.server_id: self._health.get(b.server_id, _Health()).status
+                        for b in weighted}
+        normal = [b for b in weighted if statuses[b.server_id] == NORMAL]
+        if normal:
+            return normal
+        # Before the first verdict the SLB still forwards; known-abnormal backends never.
+        return [b for b in weighted if statuses[b.server_id] == UNAVAILABLE]
+
+    def _choose(self) -> Backend | None:
+        candidates = self._routable()
+        if self.scheduler == "rr":
+            candidates = [Backend(b.server_id, b.ip, b.port, 1) for b in candidates]
+        with self._lock:
+            return self._rr.pick(candidates)
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        backend = self._choose()
+        upstream: socket.socket | None = None
+        if backend is not None:
+            try:
+                upstream = netns_tools.connect_tcp(backend.ip, backend.port, self.netns,
+                                                   timeout=self._health_config.timeout)
+            except OSError:
+                upstream = None
+        if upstream is None:
+            client.close()  # like the real SLB: no healthy backend, connection reset
+            return
+        client.settimeout(None)
+        upstream.settimeout(None)
+        with self._lock:
+            if self._stop.is_set():
+                client.close()
+                upstream.close()
+                return
+            self._connections.update((client, upstream))
+        pump = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+        pump.start()
+        _pipe(client, upstream)
+        pump.join()
+        with self._lock:
+            self._connections.discard(client)
+            self._connections.discard(upstream)
+        for sock in (client, upstream):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    # ---- health checks ----------------------------------------------------------------
+    def _probe(self, backend: Backend, port: int, timeout: float) -> bool:
+        try:
+            sock = netns_tools.connect_tcp(backend.ip, port, self.netns, timeout=timeout)
+        except OSError:
+            return False
+        with contextlib.suppress(OSError):
+            sock.close()
+        return True
+
+    def _health_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                config = self._health_config
+                backends = list(self._backends)
+            if config.enabled and backends:
+                futures = {
+                    b.server_id: self._pool.submit(self._probe, b, config.port or b.port,
+                                                   config.timeout)
+                    for b in backends
+                }
+                results = {}
+                for server_id, future in futures.items():
+                    try:
+                        results[server_id] = future.result()
+                    except Exception:  # pool shut down while stopping
+                        return
+                self._record(results, config)
+            self._stop.wait(config.interval)
+
+    def _record(self, results: dict[str, bool], config: HealthCheck) -> None:
+        with self._lock:
+            for server_id, ok in results.items():
+                health = self._health.setdefault(server_id, _Health())
+                if ok:
+                    health.successes, health.failures = health.successes + 1, 0
+                    if health.successes >= config.healthy_threshold:
+                        health.status = NORMAL
+                else:
+                    health.failures, health.successes = health.failures + 1, 0
+                    if health.failures >= config.unhealthy_threshold:
+                        health.status = ABNORMAL
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    """Copy until EOF, then half-close so the other direction can finish."""
+    try:
+        while True:
+            data = source.recv(PIPE_CHUNK)
+            if not data:
+                break
+            sink.sendall(data)
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)

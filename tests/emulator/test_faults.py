@@ -1,0 +1,84 @@
+"""Injected faults look exactly like the real failures, and the SDK reacts to them as usual."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
+from aliyunsdkecs.request.v20140526.DescribeRegionsRequest import DescribeRegionsRequest
+from aliyunsdkslb.request.v20140515.DescribeLoadBalancersRequest import (
+    DescribeLoadBalancersRequest,
+)
+from aliyunsdkvpc.request.v20160428.DescribeVpcsRequest import DescribeVpcsRequest
+
+from sandbox.aliyun.testing import Emulator
+
+
+@pytest.fixture(autouse=True)
+def no_faults_left(emu: Emulator) -> None:
+    emu.control.clear_faults()
+    emu.control.clear_calls()
+
+
+def test_counted_throttling_is_retried_by_the_sdk_for_ecs(emu: Emulator) -> None:
+    emu.control.add_fault(action="DescribeRegions", code="Throttling", count=2)
+    assert emu.call(DescribeRegionsRequest())["Regions"]["Region"]
+    outcomes = [(c["status"], c["code"]) for c in emu.control.calls()]
+    assert outcomes == [(400, "Throttling"), (400, "Throttling"), (200, "")]
+    assert emu.control.faults() == []
+
+
+def test_slb_is_not_retried_and_sees_the_real_error_shape(emu: Emulator) -> None:
+    emu.control.add_fault(product="Slb", code="ServiceUnavailable", count=1)
+    with pytest.raises(ServerException) as caught:
+        emu.call(DescribeLoadBalancersRequest())
+    assert caught.value.get_http_status() == 503
+    assert caught.value.get_error_code() == "ServiceUnavailable"
+    assert caught.value.get_error_msg() == (
+        "The request has failed due to a temporary failure of the server.")
+    assert emu.call(DescribeLoadBalancersRequest())["TotalCount"] >= 0
+
+
+def test_probability_applies_to_every_action(tmp_path: Path) -> None:
+    with Emulator(tmp_path, fault_seed=7) as emulator:
+        emulator.control.add_fault(action="*", code="Throttling", probability=0.3)
+        failures = 0
+        for _ in range(60):
+            try:
+                emulator.call(DescribeVpcsRequest())  # VPC: no SDK retries
+            except ServerException as exc:
+                assert exc.get_error_code() == "Throttling"
+                failures += 1
+        assert 8 <= failures <= 32
+
+
+def test_dropped_connection_is_an_sdk_http_error(emu: Emulator) -> None:
+    emu.control.add_fault(action="DescribeLoadBalancers", drop=True, count=1)
+    with pytest.raises(ClientException) as caught:
+        emu.call(DescribeLoadBalancersRequest())
+    assert caught.value.get_error_code() == "SDK.HttpError"
+
+
+def test_delay_beyond_read_timeout(emu: Emulator) -> None:
+    emu.control.add_fault(action="DescribeVpcs", delay=1.5, count=1)
+    request = DescribeVpcsRequest()
+    request.set_read_timeout(1)
+    started = time.monotonic()
+    with pytest.raises(ClientException) as caught:
+        emu.call(request)
+    assert caught.value.get_error_code() == "SDK.HttpError"
+    assert time.monotonic() - started >= 1
+
+
+def test_custom_code_and_clearing(emu: Emulator) -> None:
+    emu.control.add_fault(action="DescribeVpcs", code="Forbidden.RAM", http_status=403,
+                          message="User not authorized to operate on the specified resource.")
+    for _ in range(2):
+        with pytest.raises(ServerException) as caught:
+            emu.call(DescribeVpcsRequest())
+        assert (caught.value.get_http_status(), caught.value.get_error_code()) == (
+            403, "Forbidden.RAM")
+    emu.control.clear_faults()
+    assert emu.call(DescribeVpcsRequest())["Vpcs"]["Vpc"]
