@@ -1,0 +1,361 @@
+"""RDS 2014-08-15: MySQL instances backed by real MariaDB servers.
+
+Why: the panel creates an RDS MySQL instance, whitelists its hosts, creates the account and
+database, grants ReadWrite and fixes innodb_large_prefix before K3s touches it; each step has
+to meet the same states, delays and refusals as on Alibaba Cloud, and the resulting database
+has to be a real one that K3s (kine) can use or fail on.
+
+This module holds the instance lifecycle (create, describe, delete, the ticker and the
+runtime hooks); `rds_network`, `rds_accounts` and `rds_config` add the other actions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import string
+from typing import Any
+
+from sandbox.aliyun import errors, network, rds_accounts, rds_config, rds_network, tags
+from sandbox.aliyun import rds_parameters as parameters
+from sandbox.aliyun import rds_rules as rules
+from sandbox.aliyun.clock import iso_utc
+from sandbox.aliyun.cloud import Cloud, RequestContext
+from sandbox.aliyun.mysqld import reap_orphans
+from sandbox.aliyun.paging import page
+from sandbox.aliyun.params import Param, Params
+from sandbox.aliyun.rds_product import (
+    CREATE_SECONDS,
+    DEFAULT_IP_ARRAY,
+    DELETE_SECONDS,
+    PRODUCT,
+    find_instance,
+    instances,
+    running_instance,
+)
+from sandbox.aliyun.rds_runtime import RdsRuntime, port_for, runtime_of
+from sandbox.aliyun.registry import ClientTokenPolicy
+from sandbox.aliyun.state import State
+
+log = logging.getLogger(__name__)
+ACTION_MODULES = (rds_accounts, rds_config, rds_network)  # imported for their actions
+
+# Memory (MB), CPU cores and connection limit for the classes people use with K3s.
+_CLASS_SIZES = {"small": (1024, 1, 300), "medium": (2048, 2, 600), "large": (4096, 2, 1200),
+                "xlarge": (8192, 4, 2000), "2xlarge": (16384, 8, 4000)}
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def _new_instance_id(region_id: str) -> str:
+    prefix = {"cn-hangzhou": "bp1", "cn-shanghai": "uf6", "cn-beijing": "2ze"}.get(region_id, "")
+    body = "".join(secrets.choice(_ID_ALPHABET) for _ in range(17 - len(prefix)))
+    return f"rm-{prefix}{body}"
+
+
+def _class_size(instance_class: str) -> tuple[int, int, int]:
+    for part in instance_class.split("."):
+        if part in _CLASS_SIZES:
+            return _CLASS_SIZES[part]
+    return _CLASS_SIZES["medium"]
+
+
+# ----- CreateDBInstance ------------------------------------------------------------------
+
+
+@PRODUCT.action("CreateDBInstance", (
+    Param("RegionId", required=True),
+    Param("Engine", required=True),
+    Param("EngineVersion", required=True),
+    Param("DBInstanceClass", required=True),
+    Param("DBInstanceStorage", "integer", required=True),
+    Param("DBInstanceNetType", required=True, enum=("Intranet", "Internet")),
+    Param("SecurityIPList", required=True),
+    Param("PayType", required=True, enum=rules.PAY_TYPES),
+    Param("DBInstanceStorageType", enum=rules.STORAGE_TYPES, default="cloud_essd"),
+    Param("InstanceNetworkType", enum=("VPC", "Classic"), default="VPC"),
+    Param("VPCId"), Param("VSwitchId"), Param("ZoneId"), Param("ZoneIdSlave1"),
+    Param("Category", enum=rules.CATEGORIES, default="HighAvailability"),
+    Param("DBInstanceDescription"), Param("Port", "integer", minimum=1000, maximum=5999),
+    Param("PrivateIpAddress"), Param("DeletionProtection", "boolean", default=False),
+    Param("ResourceGroupId"),
+), client_token=ClientTokenPolicy(rules.TOKEN_REUSED))
+def create_db_instance(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    ctx.require_region()
+    if params["Engine"] != "MySQL":
+        raise errors.ApiError(400, "InvalidEngine.Malformed",
+                              "The specified parameter Engine is not valid.")
+    if params["EngineVersion"] not in rules.ENGINE_VERSIONS:
+        raise rules.ENGINE_VERSION_MALFORMED
+    rules.check_instance_class(params["DBInstanceClass"])
+    storage = params["DBInstanceStorage"]
+    if not 5 <= storage <= 32000 or storage % 5:
+        raise rules.STORAGE_FORMAT
+    whitelist = rules.parse_security_ips(params["SecurityIPList"])
+    rules.check_description(params["DBInstanceDescription"] or "",
+                            rules.INSTANCE_DESCRIPTION_FORMAT)
+    vsw = _placement(state, params, ctx)
+    instance_id = _new_instance_id(ctx.region_id)
+    try:
+        if params.given("PrivateIpAddress"):
+            address = network.claim_private(state, vsw["vswitch_id"], params["PrivateIpAddress"],
+                                            owner=instance_id)
+        else:
+            address = network.allocate_private(state, vsw["vswitch_id"], owner=instance_id)
+    except network.AddressExhausted:
+        raise rules.VSWITCH_EXHAUSTED from None
+    except network.AddressUnavailable:
+        raise errors.invalid_parameter("PrivateIpAddress") from None
+    ctx.cloud.plumbing.bring_up(address)
+    port = params["Port"] or port_for(address, ctx.netns)
+    version = params["EngineVersion"]
+    record = {
+        "id": instance_id, "region_id": ctx.region_id, "zone_id": vsw["zone_id"],
+        "vpc_id": vsw["vpc_id"], "vswitch_id": vsw["vswitch_id"], "engine": "MySQL",
+        "engine_version": version, "instance_class": params["DBInstanceClass"],
+        "storage": storage, "storage_type": params["DBInstanceStorageType"],
+        "pay_type": params["PayType"], "net_type": params["DBInstanceNetType"],
+        "category": params["Category"], "description": params["DBInstanceDescription"] or "",
+        "tags": tags.from_repeat_list(params.raw), "created_at": ctx.clock.now(),
+        "status": "Creating", "due": ctx.clock.after(CREATE_SECONDS),
+        "address": address, "port": port,
+        "security_groups": {DEFAULT_IP_ARRAY: {"ips": whitelist, "network_type": "MIX",
+                                               "attribute": ""}},
+        "accounts": {}, "databases": {}, "parameters": parameters.defaults_for(version),
+        "pending_parameters": {}, "parameters_due": None, "backups": [],
+        "deletion_protection": params["DeletionProtection"],
+        "resource_group_id": params["ResourceGroupId"] or "rg-acfmemulator",
+        "order_id": str(secrets.randbelow(10**14) + 10**14),
+    }
+    instances(state)[instance_id] = record
+    runtime_of(ctx.cloud).provision(record)  # mariadbd boots while the instance is Creating
+    return {"DBInstanceId": instance_id, "ConnectionString": address, "Port": str(port),
+            "OrderId": record["order_id"]}
+
+
+def _placement(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    """The vSwitch the instance lives in; zone and VPC must agree with it."""
+    if params["InstanceNetworkType"] != "VPC":
+        raise errors.ApiError(400, "InvalidInstanceNetworkType.Malformed",
+                              "Cloud disk instances support only the VPC network type.")
+    if not params.given("VSwitchId"):
+        raise errors.missing_named("VSwitchId")
+    vsw = network.vswitch(state, params["VSwitchId"])
+    if vsw is None or vsw["region_id"] != ctx.region_id or (
+        params.given("VPCId") and vsw["vpc_id"] != params["VPCId"]
+    ):
+        raise rules.VSWITCH_NOT_FOUND
+    zone = params["ZoneId"] or vsw["zone_id"]
+    if not network.zone_exists(state, ctx.region_id, zone) or zone != vsw["zone_id"]:
+        raise rules.ZONE_NOT_SUPPORTED
+    return vsw
+
+
+# ----- Describe ----------------------------------------------------------------------------
+
+
+def _security_ip_list(record: dict[str, Any]) -> str:
+    return ",".join(record["security_groups"].get(DEFAULT_IP_ARRAY, {}).get("ips", []))
+
+
+def attribute_view(record: dict[str, Any]) -> dict[str, Any]:
+    memory, cpu, connections = _class_size(record["instance_class"])
+    return {
+        "DBInstanceId": record["id"], "DBInstanceDescription": record["description"],
+        "DBInstanceStatus": record["status"], "Engine": record["engine"],
+        "EngineVersion": record["engine_version"], "DBInstanceClass": record["instance_class"],
+        "DBInstanceClassType": "x", "DBInstanceStorage": record["storage"],
+        "DBInstanceStorageType": record["storage_type"], "DBInstanceNetType": record["net_type"],
+        "InstanceNetworkType": "VPC", "ConnectionMode": "Standard",
+        "ConnectionString": record["address"], "Port": str(record["port"]),
+        "VpcId": record["vpc_id"], "VSwitchId": record["vswitch_id"],
+        "ZoneId": record["zone_id"], "RegionId": record["region_id"],
+        "PayType": record["pay_type"], "LockMode": "Unlock", "LockReason": "",
+        "CreationTime": iso_utc(record["created_at"]), "ExpireTime": "",
+        "SecurityIPList": _security_ip_list(record), "SecurityIPMode": "normal",
+        "IPType": "IPv4", "DBInstanceType": "Primary", "Category": record["category"],
+        "MaxConnections": connections, "MaxIOPS": 10000, "DBInstanceMemory": memory,
+        "DBInstanceCPU": str(cpu), "AccountMaxQuantity": 500, "DBMaxQuantity": 500,
+        "AccountType": "Mix", "MaintainTime": "18:00Z-22:00Z", "AvailabilityValue": "100.0%",
+        "DeletionProtection": record["deletion_protection"],
+        "ResourceGroupId": record["resource_group_id"], "VpcCloudInstanceId": "",
+        "ReadOnlyDBInstanceIds": {"ReadOnlyDBInstanceId": []},
+        "SlaveZones": {"SlaveZone": [{"ZoneId": record["zone_id"]}]},
+    }
+
+
+@PRODUCT.action("DescribeDBInstanceAttribute", (
+    Param("DBInstanceId", required=True), Param("Expired"),
+))
+def describe_db_instance_attribute(
+    state: State, params: Params, ctx: RequestContext,
+) -> dict[str, Any]:
+    record = find_instance(state, params["DBInstanceId"])
+    return {"Items": {"DBInstanceAttribute": [attribute_view(record)]}}
+
+
+def _wanted_tags(raw: str) -> list[dict[str, str]]:
+    """DescribeDBInstances `Tags`: `{"k":"v"}` or `[{"Key":"k","Value":"v"}]`."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise errors.invalid_parameter("Tags") from None
+    if isinstance(value, dict):
+        return [{"Key": str(k), "Value": str(v)} for k, v in value.items()]
+    if isinstance(value, list) and all(isinstance(i, dict) and i.get("Key") for i in value):
+        return [{"Key": str(i["Key"]), "Value": str(i.get("Value", ""))} for i in value]
+    raise errors.invalid_parameter("Tags")
+
+
+@PRODUCT.action("DescribeDBInstances", (
+    Param("RegionId", required=True), Param("DBInstanceId"), Param("DBInstanceStatus"),
+    Param("Engine"), Param("EngineVersion"), Param("VpcId"), Param("VSwitchId"),
+    Param("ZoneId"), Param("InstanceNetworkType"), Param("SearchKey"),
+    Param("DBInstanceType"), Param("PayType"), Param("Tags"), Param("DBInstanceClass"),
+    Param("PageNumber", "integer", default=1, minimum=1),
+    Param("PageSize", "integer", default=30, minimum=1, maximum=100),
+))
+def describe_db_instances(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    ctx.require_region()
+    ids = set(params["DBInstanceId"].split(",")) if params["DBInstanceId"] else None
+    wanted = _wanted_tags(params["Tags"]) if params["Tags"] else []
+    exact = {"DBInstanceStatus": "status", "Engine": "engine", "EngineVersion": "engine_version",
+             "VpcId": "vpc_id", "VSwitchId": "vswitch_id", "ZoneId": "zone_id",
+             "PayType": "pay_type", "DBInstanceClass": "instance_class"}
+    found = []
+    for record in sorted(instances(state).values(), key=lambda r: -r["created_at"]):
+        if record["region_id"] != ctx.region_id or (ids is not None and record["id"] not in ids):
+            continue
+        if any(params[p] and record[field] != params[p] for p, field in exact.items()):
+            continue
+        if params["InstanceNetworkType"] and params["InstanceNetworkType"] != "VPC":
+            continue
+        if params["DBInstanceType"] and params["DBInstanceType"] != "Primary":
+            continue
+        key = params["SearchKey"]
+        if key and key not in record["id"] and key not in record["description"]:
+            continue
+        if wanted and not tags.matches(record["tags"], wanted):
+            continue
+        found.append(record)
+    shown = page(found, params["PageNumber"], params["PageSize"])
+    return {
+        "Items": {"DBInstance": [_list_view(r) for r in shown]},
+        "PageNumber": params["PageNumber"], "PageRecordCount": len(shown),
+        "TotalRecordCount": len(found), "NextToken": "",
+    }
+
+
+def _list_view(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "DBInstanceId": record["id"], "DBInstanceDescription": record["description"],
+        "DBInstanceStatus": record["status"], "DBInstanceType": "Primary",
+        "Engine": record["engine"], "EngineVersion": record["engine_version"],
+        "DBInstanceClass": record["instance_class"], "DBInstanceStorageType":
+        record["storage_type"], "DBInstanceNetType": record["net_type"],
+        "InstanceNetworkType": "VPC", "ConnectionMode": "Standard",
+        "ConnectionString": record["address"], "VpcId": record["vpc_id"],
+        "VSwitchId": record["vswitch_id"], "ZoneId": record["zone_id"],
+        "RegionId": record["region_id"], "PayType": record["pay_type"], "LockMode": "Unlock",
+        "LockReason": "", "CreateTime": iso_utc(record["created_at"]), "ExpireTime": "",
+        "Category": record["category"], "MutriORsignle": False,
+        "ResourceGroupId": record["resource_group_id"],
+        "DeletionProtection": record["deletion_protection"],
+        "ReadOnlyDBInstanceIds": {"ReadOnlyDBInstanceId": []},
+    }
+
+
+# ----- DeleteDBInstance -------------------------------------------------------------------
+
+
+@PRODUCT.action("DeleteDBInstance", (
+    Param("DBInstanceId", required=True), Param("ReleasedKeepPolicy"),
+))
+def delete_db_instance(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    record = running_instance(state, params["DBInstanceId"])
+    record["status"] = "Deleting"
+    # The data and the endpoint go away at once; the record lingers while Deleting.
+    runtime_of(ctx.cloud).destroy(record["id"])
+    record["due"] = ctx.clock.after(DELETE_SECONDS)
+    return {"RegionId": record["region_id"]}
+
+
+# ----- the ticker: things that happen on their own ----------------------------------------
+
+
+@PRODUCT.ticker
+def advance(cloud: Cloud) -> None:
+    runtime = runtime_of(cloud)
+    table = instances(cloud.state)
+    for instance_id, record in list(table.items()):
+        try:
+            _advance_instance(cloud, runtime, table, record)
+        except Exception:
+            log.exception("RDS %s: could not advance", instance_id)
+
+
+def _advance_instance(cloud: Cloud, runtime: RdsRuntime, table: dict[str, Any],
+                      record: dict[str, Any]) -> None:
+    clock = cloud.clock
+    status = record["status"]
+    if status == "Creating" and clock.is_due(record["due"]) and runtime.is_ready(record["id"]):
+        runtime.open_gate(record)
+        record["status"], record["due"] = "Running", None
+    elif status == "Deleting" and clock.is_due(record["due"]):
+        cloud.plumbing.take_down(record["address"])
+        network.release(cloud.state, record["address"])
+        del table[record["id"]]
+        return
+    elif status == "Rebooting" and clock.is_due(record["due"]):
+        rds_config.finish_restart(cloud, record)
+    if record["status"] == "Running":
+        runtime.revive_if_dead(record["id"])
+        rds_accounts.advance_accounts_and_databases(cloud, record)
+        rds_config.advance_parameters_and_backups(cloud, record)
+
+
+# ----- runtime hooks ----------------------------------------------------------------------
+
+
+@PRODUCT.on_start
+def resume(cloud: Cloud) -> None:
+    """Bring back every instance's server (and its endpoint if it was serving)."""
+    runtime = runtime_of(cloud)
+    reap_orphans(runtime.root)  # servers a crashed emulator left behind
+    for record in instances(cloud.state).values():
+        if record["status"] == "Deleting":
+            runtime.destroy(record["id"])
+            continue
+        runtime.provision(record, background=False)
+        if record["status"] in ("Running", "Rebooting"):
+            runtime.open_gate(record)
+
+
+@PRODUCT.on_stop
+def shut_down(cloud: Cloud) -> None:
+    runtime_of(cloud).stop_all()
+
+
+@PRODUCT.on_reset
+def reset(cloud: Cloud) -> None:
+    runtime = runtime_of(cloud)
+    for instance_id in list(instances(cloud.state)):
+        runtime.destroy(instance_id)
+    cloud.state.bucket("rds").clear()
+
+
+@PRODUCT.resources
+def list_resources(cloud: Cloud) -> list[dict[str, Any]]:
+    runtime = runtime_of(cloud)
+    listed = []
+    for record in instances(cloud.state).values():
+        pid = runtime.pid(record["id"])
+        listed.append({
+            "type": "rds_instance", "id": record["id"], "state": record["status"],
+            "tags": record["tags"], "addresses": [record["address"]],
+            "ports": [int(record["port"])], "pids": [pid] if pid else [],
+            "listening": runtime.listening(record["id"]), "error": runtime.error_of(record["id"]),
+            "engine_version": record["engine_version"],
+        })
+    return listed
+

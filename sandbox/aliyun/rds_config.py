@@ -1,0 +1,251 @@
+"""RDS parameters (templates, modification, restart) and manual backups.
+
+Why: `innodb_large_prefix=ON` is the fix the K3s-on-RDS recipe needs on MySQL 5.6/5.7. As on
+RDS, ModifyParameter returns at once with the instance still Running; the new value shows
+in ConfigParameters first and reaches RunningParameters (and the real server) only after a
+while, so a client must poll DescribeParameters, not the instance status (Terraform's
+WaitForDBParameter does exactly that). A parameter that needs a restart is applied only
+with Forcerestart=true: the instance is Rebooting meanwhile and clients are cut off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from sandbox.aliyun import errors
+from sandbox.aliyun import rds_parameters as parameters
+from sandbox.aliyun import rds_rules as rules
+from sandbox.aliyun.clock import iso_utc
+from sandbox.aliyun.cloud import Cloud, RequestContext
+from sandbox.aliyun.paging import page
+from sandbox.aliyun.params import Param, Params
+from sandbox.aliyun.rds_product import (
+    BACKUP_SECONDS,
+    PARAMETER_SECONDS,
+    PRODUCT,
+    RESTART_SECONDS,
+    find_instance,
+    running_instance,
+)
+from sandbox.aliyun.rds_runtime import runtime_of
+from sandbox.aliyun.state import State
+
+log = logging.getLogger(__name__)
+
+
+# ----- parameters -------------------------------------------------------------------------
+
+
+@PRODUCT.action("DescribeParameterTemplates", (
+    Param("Engine", required=True), Param("EngineVersion", required=True),
+    Param("DBInstanceId"), Param("Category"), Param("RegionId"),
+))
+def describe_parameter_templates(
+    state: State, params: Params, ctx: RequestContext,
+) -> dict[str, Any]:
+    if params["Engine"].lower() != "mysql":
+        raise errors.ApiError(400, "InvalidEngine.Malformed",
+                              "The specified parameter Engine is not valid.")
+    version = params["EngineVersion"]
+    if version not in rules.ENGINE_VERSIONS:
+        raise rules.ENGINE_VERSION_MALFORMED
+    records = [
+        {"ParameterName": t.name, "ParameterValue": t.default_for(version),
+         "ForceModify": "true", "ForceRestart": "true" if t.force_restart else "false",
+         "CheckingCode": t.checking_code, "ParameterDescription": t.description}
+        for t in parameters.templates_for(version)
+    ]
+    return {"Engine": "mysql", "EngineVersion": version, "ParameterCount": str(len(records)),
+            "Parameters": {"TemplateRecord": records}}
+
+
+@PRODUCT.action("DescribeParameters", (
+    Param("DBInstanceId", required=True), Param("ClientToken"),
+))
+def describe_parameters(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    record = find_instance(state, params["DBInstanceId"])
+    version = record["engine_version"]
+    running = [
+        {"ParameterName": t.name, "ParameterValue": record["parameters"][t.name],
+         "ParameterDescription": t.description, "ParameterDefaultValue": t.default_for(version),
+         "ParameterValueRange": t.checking_code}
+        for t in parameters.templates_for(version)
+    ]
+    pending = [
+        {"ParameterName": name, "ParameterValue": value,
+         "ParameterDescription": parameters.template(version, name).description}  # type: ignore[union-attr]
+        for name, value in record["pending_parameters"].items()
+    ]
+    return {
+        "Engine": "MySQL", "EngineVersion": version,
+        "ConfigParameters": {"DBInstanceParameter": pending},
+        "RunningParameters": {"DBInstanceParameter": running},
+        "ParamGroupInfo": {"ParamGroupId": "", "ParameterGroupName": "",
+                           "ParameterGroupDesc": "", "ParameterGroupType": ""},
+    }
+
+
+def _requested_parameters(raw: str, version: str) -> dict[str, str]:
+    try:
+        requested = json.loads(raw)
+    except ValueError:
+        raise errors.invalid_parameter("Parameters") from None
+    if not isinstance(requested, dict) or not requested:
+        raise errors.invalid_parameter("Parameters")
+    refused = {}
+    for name, value in requested.items():
+        entry = parameters.template(version, name)
+        if entry is None or not isinstance(value, str) or not entry.accepts(value):
+            refused[name] = str(value)
+    if refused:
+        raise rules.parameter_format(refused)
+    return requested
+
+
+@PRODUCT.action("ModifyParameter", (
+    Param("DBInstanceId", required=True), Param("Parameters", required=True),
+    Param("Forcerestart", "boolean", default=False), Param("ParameterGroupId"),
+    Param("SwitchTimeMode", enum=("Immediate", "MaintainTime", "ScheduleTime")),
+    Param("SwitchTime"),
+))
+def modify_parameter(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    record = running_instance(state, params["DBInstanceId"])
+    requested = _requested_parameters(params.raw["Parameters"], record["engine_version"])
+    changed = {name: value for name, value in requested.items()
+               if record["parameters"][name] != value
+               or record["pending_parameters"].get(name, value) != value}
+    record["pending_parameters"].update(changed)
+    needs_restart = any(
+        parameters.template(record["engine_version"], name).force_restart  # type: ignore[union-attr]
+        for name in record["pending_parameters"]
+    )
+    if needs_restart and params["Forcerestart"]:
+        record["status"], record["due"] = "Rebooting", ctx.clock.after(RESTART_SECONDS)
+    elif changed:
+        record["parameters_due"] = ctx.clock.after(PARAMETER_SECONDS)
+    return {}
+
+
+def _apply_dynamic(cloud: Cloud, record: dict[str, Any]) -> None:
+    version = record["engine_version"]
+    dynamic = {
+        name: value for name, value in record["pending_parameters"].items()
+        if not parameters.template(version, name).force_restart  # type: ignore[union-attr]
+    }
+    record["parameters"].update(dynamic)
+    runtime_of(cloud).apply_parameters(record, dynamic)
+    for name in dynamic:
+        del record["pending_parameters"][name]
+    record["parameters_due"] = None
+
+
+def finish_restart(cloud: Cloud, record: dict[str, Any]) -> None:
+    """The Rebooting instance comes back with every pending parameter in force."""
+    runtime = runtime_of(cloud)
+    _apply_dynamic(cloud, record)
+    record["parameters"].update(record["pending_parameters"])
+    record["pending_parameters"] = {}
+    runtime.restart_server(record)
+    record["status"], record["due"] = "Running", None
+
+
+# ----- backups ----------------------------------------------------------------------------
+
+
+@PRODUCT.action("CreateBackup", (
+    Param("DBInstanceId", required=True),
+    Param("BackupMethod", enum=("Physical", "Logical", "Snapshot"), default="Physical"),
+    Param("BackupType", enum=("Auto", "FullBackup"), default="Auto"),
+    Param("BackupStrategy", enum=("db", "instance")), Param("DBName"),
+))
+def create_backup(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    record = running_instance(state, params["DBInstanceId"])
+    if any(b["status"] == "Running" for b in record["backups"]):
+        raise errors.ApiError(403, "BackupJobExists", "Backup job already exists.")
+    job_id = str(secrets.randbelow(10**9) + 10**9)
+    backup = {"job_id": job_id, "id": str(secrets.randbelow(10**10) + 10**10),
+              "method": params["BackupMethod"], "status": "Running",
+              "started_at": ctx.clock.now(), "due": ctx.clock.after(BACKUP_SECONDS),
+              "finished_at": None, "size": 0, "dump_done": False}
+    record["backups"].append(backup)
+    home = runtime_of(ctx.cloud).home(record["id"])
+    threading.Thread(target=_dump, args=(ctx.cloud, record["id"], home, backup["id"]),
+                     daemon=True).start()
+    return {"BackupJobId": job_id}
+
+
+def _dump(cloud: Cloud, instance_id: str, home: Path, backup_id: str) -> None:
+    """A real logical dump of every database (so a backup has a real size and content)."""
+    target = home / "backups" / f"{backup_id}.sql"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as out:
+        result = subprocess.run(
+            ["mariadb-dump", f"--defaults-extra-file={home / 'admin.cnf'}", "--all-databases",
+             "--single-transaction", "--skip-lock-tables"],
+            stdout=out, stderr=subprocess.PIPE, timeout=600, check=False,
+        )
+    with cloud.lock:
+        record = cloud.state.table("rds", "instances").get(instance_id)
+        for backup in record["backups"] if record else []:
+            if backup["id"] == backup_id:
+                backup["dump_done"] = True
+                backup["size"] = target.stat().st_size if result.returncode == 0 else 0
+                backup["dump_failed"] = result.returncode != 0
+        cloud.state.save()
+    if result.returncode != 0:
+        log.error("backup %s of %s failed: %s", backup_id, instance_id, result.stderr[-500:])
+
+
+@PRODUCT.action("DescribeBackups", (
+    Param("DBInstanceId", required=True), Param("BackupId"), Param("BackupStatus"),
+    Param("BackupMode"), Param("StartTime"), Param("EndTime"),
+    Param("PageNumber", "integer", default=1, minimum=1),
+    Param("PageSize", "integer", default=30, minimum=30, maximum=100),
+))
+def describe_backups(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    record = find_instance(state, params["DBInstanceId"])
+    finished = [
+        b for b in record["backups"] if b["status"] != "Running"
+        and (not params["BackupId"] or b["id"] == params["BackupId"])
+        and (not params["BackupStatus"] or b["status"] == params["BackupStatus"])
+        and (not params["BackupMode"] or params["BackupMode"] == "Manual")
+    ]
+    shown = page(finished, params["PageNumber"], params["PageSize"])
+    return {
+        "Items": {"Backup": [_backup_view(record, b) for b in shown]},
+        "TotalRecordCount": str(len(finished)), "PageNumber": str(params["PageNumber"]),
+        "PageRecordCount": str(len(shown)), "TotalBackupSize": sum(b["size"] for b in finished),
+    }
+
+
+def _backup_view(record: dict[str, Any], backup: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "BackupId": backup["id"], "DBInstanceId": record["id"],
+        "BackupStatus": backup["status"], "BackupStartTime": iso_utc(backup["started_at"]),
+        "BackupEndTime": iso_utc(backup["finished_at"]), "BackupType": "FullBackup",
+        "BackupMode": "Manual", "BackupMethod": backup["method"], "BackupSize": backup["size"],
+        "BackupLocation": "", "BackupDownloadURL": "", "BackupIntranetDownloadURL": "",
+        "BackupInitiator": "User", "HostInstanceID": "1", "StoreStatus": "Disabled",
+        "ConsistentTime": int(backup["finished_at"]), "IsAvail": 1, "BackupDBNames": ",".join(
+            sorted(record["databases"])),
+    }
+
+
+# ----- the ticker part --------------------------------------------------------------------
+
+
+def advance_parameters_and_backups(cloud: Cloud, record: dict[str, Any]) -> None:
+    if record["parameters_due"] is not None and cloud.clock.is_due(record["parameters_due"]):
+        _apply_dynamic(cloud, record)
+    for backup in record["backups"]:
+        if backup["status"] == "Running" and backup["dump_done"] and cloud.clock.is_due(
+            backup["due"],
+        ):
+            backup["status"] = "Failed" if backup.get("dump_failed") else "Success"
+            backup["finished_at"] = cloud.clock.now()

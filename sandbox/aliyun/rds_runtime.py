@@ -1,0 +1,262 @@
+"""What actually runs for each RDS instance: its mariadbd and its whitelist gate.
+
+Why: the API state says what should exist; this module makes it real and keeps it that way
+across emulator restarts. Slow work (initialising a datadir, starting mariadbd) happens in a
+thread so the API lock is never held for it; the ticker promotes an instance to Running only
+once its server answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pymysql
+
+from sandbox import netns as netns_helpers
+from sandbox.aliyun import rds_parameters as parameters
+from sandbox.aliyun.mysqld import MariaDBError, MariaDBServer, reap_orphans
+from sandbox.aliyun.rds_gate import WhitelistGate
+from sandbox.aliyun.rds_product import whitelist_of
+from sandbox.aliyun.rds_rules import privilege_statements
+
+if TYPE_CHECKING:
+    from sandbox.aliyun.cloud import Cloud
+
+log = logging.getLogger(__name__)
+RDS_PORT = 3306
+NO_SUCH_GRANT = 1141
+
+
+@dataclass
+class InstanceRuntime:
+    server: MariaDBServer
+    gate: WhitelistGate | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    booted: threading.Event = field(default_factory=threading.Event)  # ready or failed
+    error: str = ""
+    reviving: bool = False
+
+
+class RdsRuntime:
+    """Servers and gates of one `Cloud`, keyed by DBInstanceId."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+        self.root = Path(cloud.state.directory) / "rds"
+        self.instances: dict[str, InstanceRuntime] = {}
+
+    def home(self, instance_id: str) -> Path:
+        return self.root / instance_id
+
+    # ----- lifecycle ---------------------------------------------------------------------
+
+    def provision(self, record: dict[str, Any], *, background: bool = True) -> None:
+        """Create (or bring back) the instance's server; `ready` is set once it answers."""
+        instance_id = record["id"]
+        options = parameters.server_options(record["parameters"], record["engine_version"])
+        home = self.home(instance_id)
+        if (home / "server.json").exists():
+            server = MariaDBServer.load(home)
+            server.options.update(options)
+        else:
+            server = MariaDBServer(home, options=options)
+        runtime = InstanceRuntime(server)
+        self.instances[instance_id] = runtime
+        if background:
+            threading.Thread(target=self._boot, args=(runtime,), daemon=True,
+                             name=f"rds-boot-{instance_id}").start()
+        else:
+            self._boot(runtime)
+
+    @staticmethod
+    def _boot(runtime: InstanceRuntime) -> None:
+        try:
+            runtime.server.start()
+        except (MariaDBError, OSError) as exc:
+            runtime.error = str(exc)
+            log.error("RDS server failed to start: %s", exc)
+        else:
+            runtime.error = ""
+            runtime.ready.set()
+        finally:
+            runtime.reviving = False
+            runtime.booted.set()
+
+    def revive_if_dead(self, instance_id: str) -> None:
+        """A Running instance whose mariadbd died (killed, crashed) gets it back, like an
+        RDS HA switchover: clients see their connections drop, then reconnect."""
+        runtime = self.instances.get(instance_id)
+        if runtime is None or not runtime.booted.is_set() or runtime.reviving:
+            return
+        if runtime.server.running:
+            return
+        log.warning("RDS %s: mariadbd is gone, starting it again", instance_id)
+        runtime.reviving = True
+        threading.Thread(target=self._boot, args=(runtime,), daemon=True,
+                         name=f"rds-revive-{instance_id}").start()
+
+    def error_of(self, instance_id: str) -> str:
+        runtime = self.instances.get(instance_id)
+        return runtime.error if runtime is not None else ""
+
+    def is_ready(self, instance_id: str) -> bool:
+        runtime = self.instances.get(instance_id)
+        return runtime is not None and runtime.ready.is_set()
+
+    def open_gate(self, record: dict[str, Any]) -> None:
+        runtime = self.instances[record["id"]]
+        if runtime.gate is not None:
+            return
+        gate = WhitelistGate(runtime.server, record["address"], int(record["port"]),
+                             self.cloud.plumbing.netns, whitelist_of(record))
+        gate.start()
+        runtime.gate = gate
+
+    def refresh_whitelist(self, record: dict[str, Any]) -> None:
+        runtime = self.instances.get(record["id"])
+        if runtime is not None and runtime.gate is not None:
+            runtime.gate.set_whitelist(whitelist_of(record))
+
+    def restart_server(self, record: dict[str, Any]) -> None:
+        """Restart mariadbd with the instance's current parameters (clients are cut off)."""
+        runtime = self.instances[record["id"]]
+        runtime.server.options.update(
+            parameters.server_options(record["parameters"], record["engine_version"]),
+        )
+        runtime.server.stop()
+        runtime.server.start()
+
+    def stop(self, instance_id: str) -> None:
+        """Close the gate and stop mariadbd; the datadir stays (emulator shutdown)."""
+        runtime = self.instances.pop(instance_id, None)
+        if runtime is None:
+            return
+        if runtime.gate is not None:
+            runtime.gate.close()
+        runtime.booted.wait(timeout=60)  # let a boot in progress finish before stopping
+        runtime.server.stop()
+
+    def destroy(self, instance_id: str) -> None:
+        """Close the gate, stop mariadbd and delete its datadir (the instance is released)."""
+        runtime = self.instances.pop(instance_id, None)
+        if runtime is not None and runtime.gate is not None:
+            runtime.gate.close()
+        if runtime is not None:
+            runtime.booted.wait(timeout=60)
+            runtime.server.destroy()
+        else:
+            MariaDBServer(self.home(instance_id)).destroy()
+
+    def stop_all(self) -> None:
+        for instance_id in list(self.instances):
+            self.stop(instance_id)
+        reap_orphans(self.root)
+
+    def pid(self, instance_id: str) -> int | None:
+        runtime = self.instances.get(instance_id)
+        return runtime.server.pid if runtime is not None else None
+
+    def listening(self, instance_id: str) -> bool:
+        runtime = self.instances.get(instance_id)
+        return runtime is not None and runtime.gate is not None and runtime.gate.listening
+
+    # ----- SQL the API performs ----------------------------------------------------------
+
+    def sql(self, instance_id: str, statement: str, args: Any = None) -> list[tuple]:
+        return self.instances[instance_id].server.execute(statement, args)
+
+    def create_account(self, instance_id: str, account: dict[str, Any], password: str) -> None:
+        """Created locked: it can log in once the API says Available (the ticker unlocks it)."""
+        self.sql(instance_id, "CREATE USER %s@'%%' IDENTIFIED BY %s ACCOUNT LOCK",
+                 (account["name"], password))
+        if account["type"] == "Super":
+            self.sql(instance_id, "GRANT ALL PRIVILEGES ON *.* TO %s@'%%' WITH GRANT OPTION",
+                     (account["name"],))
+
+    def create_database(self, instance_id: str, name: str, charset: str) -> None:
+        self.sql(instance_id, f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET {charset}")
+
+    def revoke(self, instance_id: str, account: str, database: str) -> None:
+        try:
+            self.sql(instance_id, f"REVOKE ALL PRIVILEGES ON `{database}`.* FROM %s@'%%'",
+                     (account,))
+        except pymysql.err.MySQLError as exc:
+            if exc.args[0] != NO_SUCH_GRANT:
+                raise
+
+    def grant(self, instance_id: str, account: str, database: str, privilege: str) -> None:
+        """Replace the account's privileges on the database by the RDS privilege set."""
+        self.revoke(instance_id, account, database)
+        statements = privilege_statements(privilege)
+        self.sql(instance_id, f"GRANT {statements} ON `{database}`.* TO %s@'%%'", (account,))
+
+    def apply_parameters(self, record: dict[str, Any], changed: dict[str, str]) -> None:
+        """Apply dynamic parameters to the running server and keep them for restarts."""
+        instance_id = record["id"]
+        server = self.instances[instance_id].server
+        options = parameters.server_options(record["parameters"], record["engine_version"])
+        for name, value in changed.items():
+            entry = parameters.template(record["engine_version"], name)
+            if entry is None:
+                continue
+            if name == parameters.LARGE_PREFIX:
+                row_format = options["innodb_default_row_format"]
+                server.set_option("innodb_default_row_format", row_format)
+                if row_format == "dynamic":
+                    self._lift_key_limit(instance_id)
+            elif entry.variable and not entry.force_restart:
+                server.set_option(entry.variable, value)
+
+    def _lift_key_limit(self, instance_id: str) -> None:
+        """Tables made while the 767-byte limit held move to DYNAMIC, as MySQL 5.7 tables
+        (DYNAMIC by default, gated only by innodb_large_prefix) behave once it is ON."""
+        rows = self.sql(
+            instance_id,
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE engine='InnoDB'"
+            " AND row_format IN ('Compact', 'Redundant') AND create_options NOT LIKE "
+            "'%row_format=%' AND table_schema NOT IN ('mysql', 'sys', 'information_schema',"
+            " 'performance_schema')",
+        )
+        for schema, table in rows:
+            self.sql(instance_id, f"ALTER TABLE `{schema}`.`{table}` ROW_FORMAT=DEFAULT")
+
+
+def port_for(address: str, netns: str | None) -> int:
+    """3306, unless something already listens there (possible only on a loopback address)."""
+    if netns is not None:
+        return RDS_PORT
+    try:
+        probe = netns_helpers.listen_tcp(address, RDS_PORT, None)
+    except OSError:
+        probe = netns_helpers.listen_tcp(address, 0, None)
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def port_is_listening(address: str, port: int, netns: str | None) -> bool:
+    try:
+        sock = netns_helpers.connect_tcp(address, port, netns, timeout=1.0)
+    except OSError:
+        return False
+    sock.close()
+    return True
+
+
+_RUNTIMES: weakref.WeakKeyDictionary[Cloud, RdsRuntime] = weakref.WeakKeyDictionary()
+_RUNTIMES_LOCK = threading.Lock()
+
+
+def runtime_of(cloud: Cloud) -> RdsRuntime:
+    with _RUNTIMES_LOCK:
+        runtime = _RUNTIMES.get(cloud)
+        if runtime is None:
+            runtime = RdsRuntime(cloud)
+            _RUNTIMES[cloud] = runtime
+        return runtime
+

@@ -1,0 +1,142 @@
+"""The private MariaDB server and the RDS gate, without the API in front."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from sandbox.aliyun.mysqld import MariaDBServer, mariadbd_processes, reap_orphans
+from sandbox.aliyun.rds_gate import MySQLErrorTranslator, WhitelistGate
+
+
+def _err_packet(code: int, state: bytes, message: bytes, seq: int = 1) -> bytes:
+    payload = b"\xff" + struct.pack("<H", code) + b"#" + state + message
+    return len(payload).to_bytes(3, "little") + bytes([seq]) + payload
+
+
+def test_translator_rewrites_mariadb_1709_split_across_reads() -> None:
+    ok = b"\x07\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00"
+    mariadb = _err_packet(1709, b"HY000", b"Index column size too large. The maximum column "
+                                          b"size is 767 bytes", seq=2)
+    translator = MySQLErrorTranslator()
+    stream = ok + mariadb
+    out = translator.feed(stream[:9]) + translator.feed(stream[9:20]) + translator.feed(
+        stream[20:])
+    assert out == ok + _err_packet(1071, b"42000", b"Specified key was too long; max key "
+                                                   b"length is 767 bytes", seq=2)
+    other = _err_packet(1045, b"28000", b"Access denied")
+    assert translator.feed(other) == other
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[MariaDBServer]:
+    instance = MariaDBServer(tmp_path / "db", options={"innodb_default_row_format": "compact"})
+    try:
+        yield instance
+    finally:
+        instance.destroy()
+        assert not mariadbd_processes(tmp_path)
+
+
+@pytest.mark.lab
+def test_server_lifecycle_options_and_pidfile_cleanup(server: MariaDBServer,
+                                                      tmp_path: Path) -> None:
+    server.start()
+    first_pid = server.pid
+    assert first_pid is not None and server.socket_path.is_socket()
+    assert server.global_variable("innodb_default_row_format") == "compact"
+    assert server.global_variable("performance_schema") == "OFF"
+    # Root has a password only the emulator knows; no anonymous or remote root logins.
+    assert server.execute("SELECT user, host FROM mysql.user ORDER BY user") == [
+        ("mariadb.sys", "localhost"), ("root", "localhost")]
+    assert (server.admin_file.stat().st_mode & 0o777) == 0o600
+    server.set_option("innodb_default_row_format", "dynamic")
+    assert server.global_variable("innodb_default_row_format") == "dynamic"
+    server.stop()
+    assert server.pid is None and not Path(f"/proc/{first_pid}").exists()
+
+    # A second object (the emulator after a restart) loads the same server and options.
+    again = MariaDBServer.load(server.home)
+    again.start()
+    assert again.global_variable("innodb_default_row_format") == "dynamic"
+    # Crash: the process survives its owner; a stale start kills it and starts afresh.
+    leftover = again.pid
+    assert leftover is not None
+    revived = MariaDBServer.load(server.home)
+    revived.start()
+    assert revived.pid != leftover and mariadbd_processes(tmp_path) == [revived.pid]
+    revived.stop()
+    # A pidfile naming a dead process is simply removed.
+    revived.pid_file.write_text("999999\n")
+    revived.start()
+    assert revived.running
+    revived.stop()
+
+
+@pytest.mark.lab
+def test_reap_orphans_finds_servers_whose_owner_died(tmp_path: Path) -> None:
+    code = (
+        "from sandbox.aliyun.mysqld import MariaDBServer;"
+        f"MariaDBServer({str(tmp_path / 'orphan')!r}).start()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60,
+                   cwd=Path(__file__).resolve().parents[2])
+    pids = mariadbd_processes(tmp_path)
+    assert len(pids) == 1
+    assert reap_orphans(tmp_path) == 1
+    assert not mariadbd_processes(tmp_path)
+
+
+@pytest.mark.lab
+def test_gate_relays_whitelisted_clients_with_their_real_address(server: MariaDBServer) -> None:
+    server.start()
+    server.execute("CREATE USER 'app'@'%' IDENTIFIED BY 'App-Passw0rd'")
+    gate = WhitelistGate(server, "127.0.0.1", 0, None, ["127.0.0.1"])
+    gate.start()
+    try:
+        assert gate._listener is not None
+        port = gate._listener.getsockname()[1]
+        with pymysql.connect(host="127.0.0.1", port=port, user="app", password="App-Passw0rd",
+                             connect_timeout=5, read_timeout=5) as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT USER()")
+            assert cursor.fetchone() == ("app@127.0.0.1",)
+        # Root is reachable only on the private socket, never through the gate.
+        with pytest.raises(pymysql.err.OperationalError) as denied:
+            pymysql.connect(host="127.0.0.1", port=port, user="root", password="",
+                            connect_timeout=5, read_timeout=5)
+        assert denied.value.args[0] == 1045
+        with pytest.raises(pymysql.err.OperationalError) as silent:
+            pymysql.connect(host="127.0.0.1", port=port, user="app", password="App-Passw0rd",
+                            bind_address="127.0.0.5", connect_timeout=1, read_timeout=1)
+        assert silent.value.args[0] == 2013
+    finally:
+        gate.close()
+    assert not gate.listening
+
+
+@pytest.mark.lab
+def test_server_can_listen_on_tcp_itself(tmp_path: Path) -> None:
+    """Other stand-ins may run a plain MariaDB on an address of their own."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    server = MariaDBServer(tmp_path / "tcp", listen=("127.0.0.1", port))
+    try:
+        server.start()
+        server.execute("CREATE USER 'app'@'%' IDENTIFIED BY 'App-Passw0rd'")
+        with pymysql.connect(host="127.0.0.1", port=port, user="app", password="App-Passw0rd",
+                             connect_timeout=5) as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT USER()")
+            assert cursor.fetchone() == ("app@127.0.0.1",)
+    finally:
+        server.destroy()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
