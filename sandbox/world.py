@@ -1,0 +1,126 @@
+"""The whole offline world in one place: lab hosts, the Aliyun emulator, the K3s artifacts.
+
+Why: the panel's end-to-end tests, its benchmarks and `make sandbox` all need the same
+wiring: the emulator serving RDS and SLB addresses inside the lab's cloud namespace, a VPC
+and vSwitch that match the lab's subnet, every lab host registered as an ECS instance, and
+the artifact server where hosts can download K3s. Nothing here reaches beyond loopback and
+the namespaces the lab created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import secrets
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandbox.aliyun.testing import Emulator
+from sandbox.k3s.artifacts import ArtifactServer
+from sandbox.lab.lab import Lab
+from sandbox.lab.testing import running_lab
+
+REGION = "cn-hangzhou"
+ZONES = ("cn-hangzhou-h", "cn-hangzhou-i")
+OTHER_VPC_CIDR = "172.31.0.0/16"
+
+
+def _seed_for(lab: Lab) -> dict[str, Any]:
+    """A VPC around the lab's /24, its vSwitch, a second empty VPC, and a public pool."""
+    subnet = ipaddress.ip_network(lab.subnet)
+    vpc_cidr = ipaddress.ip_network(f"{subnet.network_address}/16", strict=False)
+    public = list(subnet.subnets(new_prefix=27))[5]  # .160/27: SLB "internet" addresses
+    return {
+        "regions": [{"region_id": REGION, "local_name": "China (Hangzhou)",
+                     "zones": list(ZONES)}],
+        "vpcs": [
+            {"vpc_id": "vpc-lab" + secrets.token_hex(7), "region_id": REGION,
+             "cidr": str(vpc_cidr), "name": "lab-vpc",
+             "vswitches": [{"vswitch_id": "vsw-lab" + secrets.token_hex(7), "zone_id": ZONES[0],
+                            "cidr": str(subnet), "name": "lab-vsw"}]},
+            {"vpc_id": "vpc-other" + secrets.token_hex(5), "region_id": REGION,
+             "cidr": OTHER_VPC_CIDR, "name": "other-vpc",
+             "vswitches": [{"vswitch_id": "vsw-other" + secrets.token_hex(5),
+                            "zone_id": ZONES[1], "cidr": "172.31.1.0/24",
+                            "name": "other-vsw"}]},
+        ],
+        "public_cidr": str(public),
+    }
+
+
+@dataclass
+class World:
+    """A running offline world and what the panel needs to know about it."""
+
+    lab: Lab
+    emulator: Emulator
+    artifacts: ArtifactServer
+    instance_ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def region(self) -> str:
+        return REGION
+
+    @property
+    def zone(self) -> str:
+        return self.emulator.vswitch["zone_id"]
+
+    @property
+    def vpc_id(self) -> str:
+        return self.emulator.vpc["vpc_id"]
+
+    @property
+    def vswitch_id(self) -> str:
+        return self.emulator.vswitch["vswitch_id"]
+
+    @property
+    def other_vpc(self) -> dict[str, Any]:
+        return self.emulator.seed_document["vpcs"][1]
+
+    @property
+    def access_key_id(self) -> str:
+        return self.emulator.access_key_id
+
+    @property
+    def access_key_secret(self) -> str:
+        return self.emulator.access_key_secret
+
+    @property
+    def endpoint(self) -> str:
+        """What ALIYUN_ENDPOINT_OVERRIDE must be for the panel to use this world."""
+        return self.emulator.endpoint
+
+    @property
+    def install_base_url(self) -> str:
+        """The custom install source base URL that serves K3s to the lab hosts."""
+        return self.artifacts.base_url
+
+
+def register_hosts(world: World) -> None:
+    for host in world.lab.hosts:
+        if host.ip not in world.instance_ids:
+            world.instance_ids[host.ip] = world.emulator.register_instance(host.hostname, host.ip)
+
+
+@contextlib.contextmanager
+def running_world(
+    hosts: int = 3, *, time_scale: float = 0.02, state_dir: str | Path | None = None,
+    register: bool = True,
+) -> Iterator[World]:
+    """Start lab hosts, then the emulator and artifact server inside the lab's cloud namespace."""
+    with contextlib.ExitStack() as stack:
+        lab = stack.enter_context(running_lab(hosts))
+        directory = Path(state_dir or stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="world-")))
+        emulator = stack.enter_context(Emulator(
+            directory / "aliyun", time_scale=time_scale, netns=lab.cloud_netns,
+            netns_dev=lab.cloud_dev, seed=_seed_for(lab), region_id=REGION,
+        ))
+        artifacts = stack.enter_context(ArtifactServer(lab.cloud_ip, 0, netns=lab.cloud_netns))
+        world = World(lab=lab, emulator=emulator, artifacts=artifacts)
+        if register:
+            register_hosts(world)
+        yield world
