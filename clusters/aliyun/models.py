@@ -1,0 +1,302 @@
+"""Small typed views of what the Alibaba Cloud APIs return, for the provisioning steps.
+
+Why: steps should read `rds.status`, not `body["Items"]["DBInstanceAttribute"][0]
+["DBInstanceStatus"]`; the JSON wrapping (`Items.X[]`, string-typed ports) stays here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def items(body: dict[str, Any], outer: str, inner: str) -> list[dict[str, Any]]:
+    """`body[outer][inner]` as a list, tolerating the absent/empty wrappers Aliyun returns."""
+    wrapper = body.get(outer) or {}
+    value = wrapper.get(inner) if isinstance(wrapper, dict) else None
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def tags_of(entry: dict[str, Any]) -> dict[str, str]:
+    """`Tags.Tag[]` with TagKey/TagValue or Key/Value → a dict."""
+    result = {}
+    for tag in items(entry, "Tags", "Tag"):
+        key = tag.get("TagKey", tag.get("Key"))
+        if key:
+            result[str(key)] = str(tag.get("TagValue", tag.get("Value", "")))
+    return result
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass(frozen=True)
+class Region:
+    region_id: str
+    local_name: str = ""
+
+
+@dataclass(frozen=True)
+class Zone:
+    zone_id: str
+    local_name: str = ""
+
+
+@dataclass(frozen=True)
+class Vpc:
+    vpc_id: str
+    cidr: str
+    name: str = ""
+    status: str = ""
+
+
+@dataclass(frozen=True)
+class VSwitch:
+    vswitch_id: str
+    vpc_id: str
+    zone_id: str
+    cidr: str
+    name: str = ""
+    status: str = ""
+    available_ips: int = 0
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An ECS instance, found by the private IP a person typed in the wizard."""
+
+    instance_id: str
+    hostname: str
+    status: str
+    private_ips: tuple[str, ...]
+    vpc_id: str = ""
+    vswitch_id: str = ""
+    zone_id: str = ""
+
+    @classmethod
+    def from_api(cls, entry: dict[str, Any]) -> Instance:
+        vpc = entry.get("VpcAttributes") or {}
+        ips = list(items(vpc, "PrivateIpAddress", "IpAddress"))
+        for nic in items(entry, "NetworkInterfaces", "NetworkInterface"):
+            for ip in [nic.get("PrimaryIpAddress")] + [
+                    s.get("PrivateIpAddress") for s in items(nic, "PrivateIpSets", "PrivateIpSet")]:
+                if ip and ip not in ips:
+                    ips.append(ip)
+        return cls(entry["InstanceId"], entry.get("HostName", ""), entry.get("Status", ""),
+                   tuple(ips), vpc.get("VpcId", ""), vpc.get("VSwitchId", ""),
+                   entry.get("ZoneId", ""))
+
+
+@dataclass(frozen=True)
+class RdsSpec:
+    """What the panel asks RDS for (CreateDBInstance)."""
+
+    engine_version: str
+    instance_class: str
+    storage_gb: int
+    vpc_id: str
+    vswitch_id: str
+    zone_id: str
+    security_ips: tuple[str, ...] = ("127.0.0.1",)
+    storage_type: str | None = None
+    category: str | None = None
+    zone_id_slave: str | None = None
+    description: str | None = None
+    pay_type: str = "Postpaid"
+
+
+@dataclass(frozen=True)
+class RdsCreated:
+    instance_id: str
+    connection_string: str
+    port: int
+    order_id: str = ""
+
+
+@dataclass(frozen=True)
+class RdsInstance:
+    instance_id: str
+    status: str
+    engine_version: str = ""
+    instance_class: str = ""
+    connection_string: str = ""
+    port: int = 3306
+    vpc_id: str = ""
+    vswitch_id: str = ""
+    zone_id: str = ""
+    pay_type: str = ""
+    lock_mode: str = ""
+    description: str = ""
+    security_ips: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.status == "Running"
+
+    @classmethod
+    def from_api(cls, entry: dict[str, Any]) -> RdsInstance:
+        ips = entry.get("SecurityIPList") or ""
+        return cls(
+            instance_id=entry["DBInstanceId"], status=entry.get("DBInstanceStatus", ""),
+            engine_version=str(entry.get("EngineVersion", "")),
+            instance_class=entry.get("DBInstanceClass", ""),
+            connection_string=entry.get("ConnectionString", ""),
+            port=_int(entry.get("Port"), 3306), vpc_id=entry.get("VpcId", ""),
+            vswitch_id=entry.get("VSwitchId", ""), zone_id=entry.get("ZoneId", ""),
+            pay_type=entry.get("PayType", ""), lock_mode=entry.get("LockMode", ""),
+            description=entry.get("DBInstanceDescription", ""),
+            security_ips=tuple(ip for ip in ips.split(",") if ip), tags=tags_of(entry))
+
+
+@dataclass(frozen=True)
+class NetInfo:
+    connection_string: str
+    ip_address: str
+    port: int
+    ip_type: str
+    vpc_id: str = ""
+    vswitch_id: str = ""
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    status: str
+    privileges: dict[str, str] = field(default_factory=dict)  # database → privilege
+
+    @property
+    def available(self) -> bool:
+        return self.status == "Available"
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str
+    status: str
+    charset: str = ""
+    accounts: dict[str, str] = field(default_factory=dict)  # account → privilege
+
+    @property
+    def running(self) -> bool:
+        return self.status == "Running"
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """RunningParameters (in effect) and ConfigParameters (modified, being applied)."""
+
+    engine_version: str
+    running: dict[str, str]
+    pending: dict[str, str]
+
+    def value(self, name: str) -> str | None:
+        return self.pending.get(name, self.running.get(name))
+
+
+@dataclass(frozen=True)
+class ParameterTemplate:
+    """One modifiable parameter of an engine version (DescribeParameterTemplates)."""
+
+    name: str
+    default: str
+    force_restart: bool  # changing it restarts the instance
+    checking_code: str = ""  # allowed values, e.g. "[ON|OFF]"
+
+
+@dataclass(frozen=True)
+class Backup:
+    backup_id: str
+    status: str
+    started: str = ""
+    finished: str = ""
+    method: str = ""
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class SlbSpec:
+    """What the panel asks SLB for (CreateLoadBalancer)."""
+
+    name: str
+    vswitch_id: str
+    vpc_id: str | None = None
+    address_type: str = "intranet"
+    spec: str = "slb.s1.small"
+    master_zone_id: str | None = None
+    slave_zone_id: str | None = None
+    internet_charge_type: str | None = None
+    bandwidth: int | None = None
+
+
+@dataclass(frozen=True)
+class SlbCreated:
+    load_balancer_id: str
+    address: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class BackendServer:
+    server_id: str
+    weight: int = 100
+    server_ip: str = ""
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    load_balancer_id: str
+    status: str
+    address: str
+    name: str = ""
+    address_type: str = ""
+    vpc_id: str = ""
+    vswitch_id: str = ""
+    spec: str = ""
+    listener_ports: tuple[int, ...] = ()
+    backend_servers: tuple[BackendServer, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_api(cls, entry: dict[str, Any]) -> LoadBalancer:
+        return cls(
+            load_balancer_id=entry["LoadBalancerId"], status=entry.get("LoadBalancerStatus", ""),
+            address=entry.get("Address", ""), name=entry.get("LoadBalancerName", ""),
+            address_type=entry.get("AddressType", ""), vpc_id=entry.get("VpcId", ""),
+            vswitch_id=entry.get("VSwitchId", ""), spec=entry.get("LoadBalancerSpec", ""),
+            listener_ports=tuple(_int(p) for p in items(entry, "ListenerPorts", "ListenerPort")),
+            backend_servers=tuple(
+                BackendServer(b["ServerId"], _int(b.get("Weight"), 100), b.get("ServerIp", ""))
+                for b in items(entry, "BackendServers", "BackendServer")),
+            tags=tags_of(entry))
+
+
+@dataclass(frozen=True)
+class TcpListener:
+    port: int
+    backend_port: int
+    status: str
+    health_check: str = "on"
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclass(frozen=True)
+class BackendHealth:
+    server_id: str
+    server_ip: str
+    port: int
+    listener_port: int
+    status: str  # normal / abnormal / unavailable
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == "normal"

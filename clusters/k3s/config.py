@@ -1,0 +1,117 @@
+"""`/etc/rancher/k3s/config.yaml` for a server of an HA cluster on an external datastore.
+
+Why: with an external datastore K3s does NOT reject servers whose critical flags differ
+(`--disable=servicelb`, CIDRs, `--secrets-encryption`…): the cluster just misbehaves. So every
+server's file is rendered from one `ClusterSettings` and only node identity varies per node.
+Secrets (token, DSN password) live in this 0600 file, never on a command line or in the unit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from clusters.errors import PermanentError
+
+CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
+KNOWN_COMPONENTS = frozenset({
+    "traefik", "servicelb", "coredns", "local-storage", "metrics-server", "runtimes",
+})
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """What every server of one cluster shares (identical files = identical critical flags)."""
+
+    token: str = field(repr=False)
+    datastore_endpoint: str = field(repr=False)
+    tls_sans: tuple[str, ...]
+    disable: tuple[str, ...] = ()
+    node_taints: tuple[str, ...] = ()
+    write_kubeconfig_mode: str = "0600"
+    cluster_cidr: str | None = None
+    service_cidr: str | None = None
+    cluster_dns: str | None = None
+    cluster_domain: str | None = None
+    flannel_backend: str | None = None
+    secrets_encryption: bool = False
+    datastore_cafile: str | None = None
+    system_default_registry: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            raise PermanentError("A K3s token is required: every server must share one.")
+        if not self.tls_sans:
+            raise PermanentError("The load balancer address must be in tls-san before install.")
+        unknown = sorted(set(self.disable) - KNOWN_COMPONENTS)
+        if unknown:
+            raise PermanentError(
+                f"K3s cannot disable {', '.join(unknown)}; "
+                f"known components: {', '.join(sorted(KNOWN_COMPONENTS))}.")
+        for taint in self.node_taints:
+            if "=" not in taint and ":" not in taint:
+                raise PermanentError(f"{taint!r} is not a taint (key=value:Effect).")
+        if self.write_kubeconfig_mode not in ("0600", "0640", "0644", "600", "640", "644"):
+            raise PermanentError(f"Unsupported kubeconfig mode {self.write_kubeconfig_mode!r}.")
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """What differs per server."""
+
+    node_ip: str | None = None
+    node_name: str | None = None
+
+
+def _ordered_unique(values: tuple[str, ...]) -> list[str]:
+    return list(dict.fromkeys(v.strip() for v in values if v.strip()))
+
+
+def server_config(cluster: ClusterSettings, node: NodeIdentity | None = None) -> dict[str, Any]:
+    """The config as a mapping (keys are K3s flag names without `--`)."""
+    node = node or NodeIdentity()
+    config: dict[str, Any] = {
+        "token": cluster.token,
+        "datastore-endpoint": cluster.datastore_endpoint,
+        "tls-san": _ordered_unique(cluster.tls_sans),
+        "write-kubeconfig-mode": cluster.write_kubeconfig_mode,
+    }
+    optional = {
+        "datastore-cafile": cluster.datastore_cafile,
+        "cluster-cidr": cluster.cluster_cidr,
+        "service-cidr": cluster.service_cidr,
+        "cluster-dns": cluster.cluster_dns,
+        "cluster-domain": cluster.cluster_domain,
+        "flannel-backend": cluster.flannel_backend,
+        "system-default-registry": cluster.system_default_registry,
+        "node-ip": node.node_ip,
+        "node-name": node.node_name,
+    }
+    config.update({key: value for key, value in optional.items() if value})
+    if cluster.disable:
+        config["disable"] = _ordered_unique(cluster.disable)
+    if cluster.node_taints:
+        config["node-taint"] = _ordered_unique(cluster.node_taints)
+    if cluster.secrets_encryption:
+        config["secrets-encryption"] = True
+    if node.node_ip:
+        ipaddress.ip_address(node.node_ip)  # a typo here silently breaks flannel
+    return config
+
+
+def render_server_config(cluster: ClusterSettings, node: NodeIdentity | None = None) -> str:
+    """The YAML text to upload (0600) to CONFIG_PATH; safe_dump quotes every odd character."""
+    header = "# Written by the K3s HA panel. Identical on every server except node-*.\n"
+    body = yaml.safe_dump(server_config(cluster, node), sort_keys=False,
+                          default_flow_style=False, allow_unicode=False, width=4096)
+    return header + body
+
+
+def critical_values(config_text: str) -> dict[str, Any]:
+    """The values of a rendered config that must match across servers (everything but node-*)."""
+    loaded = yaml.safe_load(config_text) or {}
+    return {key: value for key, value in loaded.items() if not key.startswith("node-")
+            or key == "node-taint"}
