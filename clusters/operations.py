@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 
 from clusters import pipeline, plans
+from clusters.credentials import generate_k3s_token
 from clusters.models import Cluster, ClusterStatus, Run, RunKind
 
 
@@ -26,6 +27,10 @@ def start_create(cluster: Cluster, user: Any = None) -> Run:
             raise OperationRefused("this cluster already has a run in progress")
         if locked.status not in (ClusterStatus.DRAFT, ClusterStatus.FAILED):
             raise OperationRefused(f"a {locked.get_status_display()} cluster cannot be created")
+        if not locked.k3s_token:
+            # One token for every server, generated before any of them exists.
+            locked.k3s_token = generate_k3s_token()
+            locked.save(update_fields=["k3s_token"])
         Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.PROVISIONING)
         return pipeline.create_run(locked, RunKind.CREATE, plans.create_plan(locked),
                                    created_by=user)

@@ -45,15 +45,17 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
     specs += [
         StepSpec("slb_listener", "Add servers to the SLB and start TCP 6443",
                  "slb.listener", previous),
-        StepSpec("verify", "Verify the API through the SLB", "verify.cluster", ["slb_listener"]),
-        StepSpec("kubeconfig", "Fetch and rewrite the kubeconfig", "k3s.kubeconfig", ["verify"]),
+        StepSpec("kubeconfig", "Fetch the kubeconfig and point it at the SLB",
+                 "k3s.kubeconfig", ["slb_listener"]),
+        StepSpec("verify", "Verify the API through the SLB as kubectl will", "verify.cluster",
+                 ["kubeconfig"]),
     ]
     agent_keys = []
     for agent in agents:
         key = f"agent_{agent.pk}"
         agent_keys.append(key)
         specs.append(StepSpec(key, f"Install K3s agent ({agent.private_ip})",
-                              "k3s.install_agent", ["kubeconfig"], {"node_id": agent.pk}))
+                              "k3s.install_agent", ["verify"], {"node_id": agent.pk}))
     specs.append(StepSpec("health", "First health check", "health.check",
-                          ["kubeconfig", *agent_keys]))
+                          ["verify", *agent_keys]))
     return specs

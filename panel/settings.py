@@ -189,7 +189,8 @@ PANEL_STEP_LEASE_SECONDS = env_int("PANEL_STEP_LEASE_SECONDS", 120, minimum=2)
 PANEL_SWEEP_INTERVAL_SECONDS = env_float("PANEL_SWEEP_INTERVAL_SECONDS", 15.0, minimum=0.5)
 PANEL_RETRY_BASE_SECONDS = env_float("PANEL_RETRY_BASE_SECONDS", 2.0)
 PANEL_RETRY_MAX_SECONDS = env_float("PANEL_RETRY_MAX_SECONDS", 60.0)
-PANEL_STEP_MODULES = ["clusters.steps", *env_list("PANEL_EXTRA_STEP_MODULES")]
+PANEL_CLOUD_POLL_SECONDS = env_float("PANEL_CLOUD_POLL_SECONDS", 15.0, minimum=0.1)
+PANEL_STEP_MODULES = ["clusters.steps.all", *env_list("PANEL_EXTRA_STEP_MODULES")]
 
 # Alibaba Cloud: when set, every SDK call goes to this host:port over HTTP and nowhere else
 # (the offline emulator); unset, the SDK's real endpoints are used.

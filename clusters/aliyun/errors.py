@@ -122,7 +122,9 @@ def map_sdk_error(exc: Exception, *, product: str, action: str, endpoint: str = 
             said = ""  # the server's text is the string-to-sign: nothing a person needs
         text = f"{what} failed: {hint} Alibaba Cloud said: {said}" if hint and said else (
             f"{what} failed: {hint or said or f'HTTP {status}'}")
-        if code in NOT_FOUND_CODES:
+        # SLB answers a missing listener with InvalidParameter and this text (Terraform
+        # treats the text as "not found" for the same reason).
+        if code in NOT_FOUND_CODES or "specified resource does not exist" in said.lower():
             return CloudNotFound(text, code=code, request_id=request_id)
         kind = TransientError if is_transient_code(code, status) else PermanentError
         return kind(text.rstrip(), code=code, request_id=request_id)

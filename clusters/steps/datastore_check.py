@@ -1,0 +1,48 @@
+"""Prove the datastore accepts K3s's schema before K3s ever starts.
+
+The check runs kine's own DDL from a server host through an SSH tunnel: the RDS whitelist
+admits the hosts, not the panel, and this is exactly the path K3s will use.
+"""
+
+from __future__ import annotations
+
+from clusters import clusterconfig, nodes
+from clusters.datastore import KEY_TOO_LONG, SchemaRejected, check_datastore
+from clusters.k3s.dsn import parse_endpoint
+from clusters.k3s.versions import kine_schema
+from clusters.models import DatastoreKind, NodeRole
+from clusters.outcomes import Done, Fail, Outcome, Wait
+from clusters.stepcontext import StepContext
+from clusters.steps import step_handler
+from clusters.steps.rds import turn_large_prefix_on
+
+DEFAULT_SCHEMA_VERSION = "v1.32.5+k3s1"
+
+
+@step_handler("datastore.check")
+def check(ctx: StepContext) -> Outcome:
+    cluster = ctx.cluster
+    endpoint = parse_endpoint(clusterconfig.datastore_endpoint(ctx))
+    server = cluster.nodes.filter(role=NodeRole.SERVER).order_by("pk").first()
+    if server is None:
+        return Fail("The cluster has no server host to check the datastore from.")
+    version = cluster.k3s_version or DEFAULT_SCHEMA_VERSION
+    key_column = "ascii" if kine_schema(version).ascii_name else "utf8mb4 (767-byte index limit)"
+    ctx.say(f"Running kine's DDL for K3s {version} (key column {key_column}) against "
+            f"{endpoint.redacted()} from {server.private_ip}")
+    try:
+        with nodes.session(ctx, server) as connection:
+            report = check_datastore(endpoint, version, via=connection)
+    except SchemaRejected as exc:
+        if exc.code != KEY_TOO_LONG or cluster.datastore_kind != DatastoreKind.RDS:
+            raise
+        ctx.say(str(exc), "stderr")
+        ctx.say("The panel created this RDS instance, so it turns innodb_large_prefix ON "
+                "itself and checks again.")
+        waiting = turn_large_prefix_on(ctx)
+        return waiting or Wait(2, "Checking the schema again after the parameter change")
+    if report.holds_cluster:
+        ctx.say("This database already holds K3s bootstrap data: servers must use the token "
+                "it was created with.", "stderr")
+    ctx.say(f"MySQL {report.server_version} accepted K3s's schema in {report.seconds:.2f} s")
+    return Done({"server_version": report.server_version})

@@ -1,0 +1,65 @@
+"""Fetch the kubeconfig from a server and prove the cluster works through the SLB."""
+
+from __future__ import annotations
+
+from clusters import clusterconfig, nodes
+from clusters.errors import PermanentError, TransientError
+from clusters.k3s.kubeconfig import rewrite_kubeconfig
+from clusters.models import Cluster, NodeRole
+from clusters.outcomes import Done, Outcome, Wait
+from clusters.stepcontext import StepContext
+from clusters.steps import step_handler
+
+K3S_YAML = "/etc/rancher/k3s/k3s.yaml"
+VERIFY_ATTEMPTS = 40
+
+
+@step_handler("k3s.kubeconfig")
+def fetch_kubeconfig(ctx: StepContext) -> Outcome:
+    """Read k3s.yaml, point it at the SLB, name it after the cluster, store it encrypted."""
+    cluster = ctx.cluster
+    server = cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed") \
+        .order_by("pk").first()
+    if server is None or not cluster.slb_address:
+        raise PermanentError("There is no server (or no SLB address) to build a kubeconfig for.")
+    with nodes.session(ctx, server) as connection:
+        original = connection.read_file(K3S_YAML, sudo=True).decode()
+    ctx.register_secret(original)
+    config = rewrite_kubeconfig(original, cluster.name, cluster.slb_address)
+    ctx.register_secret(config.text)
+    cluster.kubeconfig = config.text
+    cluster.kubeconfig_expires_at = config.client_cert_not_after
+    cluster.save(update_fields=["kubeconfig", "kubeconfig_expires_at", "updated_at"])
+    ctx.say(f"kubeconfig for {config.server} (context {config.name}); client certificate "
+            f"valid until {config.client_cert_not_after:%Y-%m-%d}")
+    return Done({"server": config.server, "context": config.name})
+
+
+@step_handler("verify.cluster")
+def verify_cluster(ctx: StepContext) -> Outcome:
+    """What the user will do: the downloaded kubeconfig, through the SLB, TLS verified."""
+    cluster = Cluster.objects.get(pk=ctx.cluster.pk)
+    client = clusterconfig.api_client(cluster)
+    attempt = ctx.memo.get("attempt", 0) + 1
+    ctx.memo["attempt"] = attempt
+    try:
+        readyz = client.readyz()
+        states = client.nodes()
+    except TransientError as exc:
+        if attempt >= VERIFY_ATTEMPTS:
+            raise PermanentError(f"The API is not answering through the SLB: {exc}") from None
+        return Wait(3, f"The API does not answer through the SLB yet: {exc}")
+    expected = set(cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed")
+                   .values_list("name", flat=True))
+    ready = {state.name for state in states if state.ready}
+    missing = sorted(expected - ready)
+    if readyz != "ok" or missing:
+        if attempt >= VERIFY_ATTEMPTS:
+            raise PermanentError(f"Through the SLB /readyz says {readyz!r}; servers not Ready: "
+                                 f"{', '.join(missing) or 'none'}.")
+        return Wait(3, f"/readyz {readyz!r}; waiting for {', '.join(missing) or 'readiness'}")
+    ctx.say(f"{client.server}/readyz: ok (TLS verified against the cluster CA)")
+    for state in states:
+        ctx.say(f"node {state.name}: {'Ready' if state.ready else 'NotReady'} "
+                f"{','.join(state.roles) or '<none>'} {state.version}")
+    return Done({"nodes": sorted(ready)})

@@ -1,0 +1,131 @@
+"""The RDS MySQL instance K3s uses as its datastore: bought once, configured idempotently."""
+
+from __future__ import annotations
+
+from clusters import cloud
+from clusters.aliyun import RdsSpec
+from clusters.credentials import generate_rds_password, name_from_cluster
+from clusters.errors import PermanentError
+from clusters.models import Cluster, NodeRole, ResourceState
+from clusters.outcomes import Done, Outcome, Wait
+from clusters.stepcontext import StepContext
+from clusters.steps import step_handler
+
+RDS_KIND = "rds_instance"
+LARGE_PREFIX = "innodb_large_prefix"
+LARGE_PREFIX_VERSIONS = ("5.6", "5.7")
+DATABASE = "k3s"
+
+
+def _instance_id(ctx: StepContext) -> str:
+    instance_id = ctx.result_of("rds_create").get("instance_id")
+    if not instance_id:
+        raise PermanentError("The RDS instance has not been created yet.")
+    return instance_id
+
+
+@step_handler("rds.create")
+def create(ctx: StepContext) -> Outcome:
+    """CreateDBInstance with a ClientToken recorded first; then wait for Running."""
+    cluster = ctx.cluster
+    api = cloud.cloud_for(cluster)
+    resource = cloud.intend(ctx, RDS_KIND)
+    if not resource.provider_id:
+        created = api.create_rds(
+            RdsSpec(engine_version=cluster.rds_engine_version,
+                    instance_class=cluster.rds_instance_class,
+                    storage_gb=cluster.rds_storage_gb, vpc_id=cluster.vpc_id,
+                    vswitch_id=cluster.vswitch_id, zone_id=cluster.zone,
+                    description=f"K3s datastore of {cluster.name}"[:256]),
+            client_token=resource.client_token, tags=cloud.tags(cluster),
+        )
+        cloud.record(resource, provider_id=created.instance_id, state=ResourceState.CREATING,
+                     connection_string=created.connection_string, port=created.port)
+        ctx.say(f"Created RDS MySQL {cluster.rds_engine_version} instance {created.instance_id} "
+                f"({cluster.rds_instance_class}, {cluster.rds_storage_gb} GB)")
+    instance = api.describe_rds(resource.provider_id)
+    if instance is None:
+        raise PermanentError(f"RDS instance {resource.provider_id} disappeared while being "
+                             "created; check the RDS console.")
+    if not instance.running:
+        return Wait(cloud.poll_seconds(), f"RDS {instance.instance_id} is {instance.status}")
+    cloud.record(resource, state=ResourceState.PRESENT)
+    ctx.say(f"RDS {instance.instance_id} is Running")
+    return Done({"instance_id": instance.instance_id})
+
+
+def turn_large_prefix_on(ctx: StepContext) -> Outcome | None:
+    """Ask for innodb_large_prefix=ON once; a Wait until DescribeParameters shows it running."""
+    cluster = ctx.cluster
+    if cluster.rds_engine_version not in LARGE_PREFIX_VERSIONS:
+        return None
+    api = cloud.cloud_for(cluster)
+    instance_id = _instance_id(ctx)
+    parameters = api.describe_parameters(instance_id)
+    if parameters.running.get(LARGE_PREFIX, "").upper() == "ON":
+        return None
+    if parameters.value(LARGE_PREFIX) != "ON":
+        api.modify_parameters(instance_id, {LARGE_PREFIX: "ON"})
+        ctx.say(f"Set {LARGE_PREFIX}=ON on {instance_id} (K3s's index needs keys over "
+                "767 bytes)")
+    return Wait(cloud.poll_seconds(), f"Waiting for {LARGE_PREFIX}=ON to be applied")
+
+
+def _server_ips(cluster: Cluster) -> list[str]:
+    return sorted(cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed")
+                  .values_list("private_ip", flat=True))
+
+
+@step_handler("rds.configure")
+def configure(ctx: StepContext) -> Outcome:
+    """Whitelist servers, account, database, grant, parameters; each looked at before done."""
+    cluster = Cluster.objects.select_related("cloud_account").get(pk=ctx.cluster.pk)
+    api = cloud.cloud_for(cluster)
+    instance_id = _instance_id(ctx)
+    servers = _server_ips(cluster)
+    api.modify_security_ips(instance_id, servers)
+    ctx.say(f"Whitelisted the servers: {', '.join(servers)}")
+
+    account = name_from_cluster(cluster.name)
+    if not cluster.datastore_password:
+        # Stored (encrypted) before CreateAccount, so a retry uses the same password.
+        cluster.datastore_password = generate_rds_password()
+        cluster.save(update_fields=["datastore_password"])
+        ctx.cluster.datastore_password = cluster.datastore_password
+    ctx.register_secret(cluster.datastore_password)
+    existing = api.describe_account(instance_id, account)
+    if existing is None:
+        api.create_account(instance_id, account, cluster.datastore_password,
+                           description=f"K3s {cluster.name}"[:256])
+        ctx.say(f"Created account {account}")
+        return Wait(cloud.poll_seconds(), f"Waiting for account {account} to be available")
+    if not existing.available:
+        return Wait(cloud.poll_seconds(), f"Account {account} is {existing.status}")
+
+    database = api.describe_database(instance_id, DATABASE)
+    if database is None:
+        api.create_database(instance_id, DATABASE, "utf8mb4")
+        ctx.say(f"Created database {DATABASE} (utf8mb4)")
+        return Wait(cloud.poll_seconds(), f"Waiting for database {DATABASE}")
+    if not database.running:
+        return Wait(cloud.poll_seconds(), f"Database {DATABASE} is {database.status}")
+    if existing.privileges.get(DATABASE) != "ReadWrite":
+        api.grant_privilege(instance_id, account, DATABASE, "ReadWrite")
+        ctx.say(f"Granted ReadWrite on {DATABASE} to {account}")
+
+    waiting = turn_large_prefix_on(ctx)
+    if waiting:
+        return waiting
+    address = _private_address(api.net_info(instance_id))
+    ctx.say(f"Datastore: {account}@{address[0]}:{address[1]}/{DATABASE}")
+    return Done({"instance_id": instance_id, "host": address[0], "port": address[1],
+                 "account": account, "database": DATABASE})
+
+
+def _private_address(net_info: list) -> tuple[str, int]:
+    for entry in net_info:
+        if entry.ip_type.lower() in ("private", "inner", "intranet"):
+            return entry.connection_string, entry.port
+    if net_info:
+        return net_info[0].connection_string, net_info[0].port
+    raise PermanentError("RDS reported no connection address for the instance.")

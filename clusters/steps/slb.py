@@ -1,0 +1,86 @@
+"""The SLB in front of the API servers: bought before K3s, listener started after it."""
+
+from __future__ import annotations
+
+import time
+
+from clusters import cloud
+from clusters.aliyun import SlbSpec
+from clusters.errors import PermanentError
+from clusters.models import Cluster, NodeRole, ResourceState
+from clusters.outcomes import Done, Fail, Outcome, Wait
+from clusters.stepcontext import StepContext
+from clusters.steps import step_handler
+
+SLB_KIND = "slb"
+API_PORT = 6443
+HEALTHY_TIMEOUT_SECONDS = 300
+
+
+def slb_id(cluster: Cluster) -> str:
+    resource = cluster.resources.filter(kind=SLB_KIND).exclude(provider_id="").first()
+    if resource is None:
+        raise PermanentError("The SLB has not been created yet.")
+    return resource.provider_id
+
+
+@step_handler("slb.create")
+def create(ctx: StepContext) -> Outcome:
+    """CreateLoadBalancer first, so its address is in every server's certificate."""
+    cluster = ctx.cluster
+    api = cloud.cloud_for(cluster)
+    resource = cloud.intend(ctx, SLB_KIND)
+    if not resource.provider_id:
+        created = api.create_slb(
+            SlbSpec(name=f"k3s-{cluster.name}"[:80], vswitch_id=cluster.vswitch_id,
+                    vpc_id=cluster.vpc_id, address_type=cluster.slb_address_type,
+                    spec=cluster.slb_spec, master_zone_id=cluster.zone),
+            client_token=resource.client_token, tags=cloud.tags(cluster),
+        )
+        cloud.record(resource, provider_id=created.load_balancer_id,
+                     state=ResourceState.PRESENT, address=created.address)
+        ctx.say(f"Created SLB {created.load_balancer_id} at {created.address} "
+                f"({cluster.slb_address_type}, {cluster.slb_spec})")
+    balancer = api.describe_slb(resource.provider_id)
+    if balancer is None:
+        raise PermanentError(f"SLB {resource.provider_id} disappeared; check the SLB console.")
+    Cluster.objects.filter(pk=cluster.pk).update(slb_address=balancer.address)
+    ctx.cluster.slb_address = balancer.address
+    return Done({"load_balancer_id": balancer.load_balancer_id, "address": balancer.address})
+
+
+@step_handler("slb.listener")
+def listener(ctx: StepContext) -> Outcome:
+    """TCP 6443 to every server by ECS instance id, health-checked, started, all normal."""
+    cluster = ctx.cluster
+    api = cloud.cloud_for(cluster)
+    balancer_id = slb_id(cluster)
+    servers = dict(cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed")
+                   .values_list("ecs_instance_id", "private_ip"))
+    if "" in servers:
+        raise PermanentError(f"Server {servers['']} has no ECS instance id (preflight records "
+                             "it); retry from preflight.")
+    if api.describe_tcp_listener(balancer_id, API_PORT) is None:
+        api.create_tcp_listener(balancer_id, API_PORT, API_PORT)
+        ctx.say(f"Created TCP listener {API_PORT} with a TCP health check")
+    balancer = api.describe_slb(balancer_id)
+    present = {server.server_id for server in balancer.backend_servers} if balancer else set()
+    missing = [instance for instance in servers if instance not in present]
+    if missing:
+        api.add_backend_servers(balancer_id, missing)
+        ctx.say(f"Added backends: {', '.join(servers[i] for i in missing)}")
+    state = api.describe_tcp_listener(balancer_id, API_PORT)
+    if state is not None and state.status == "stopped":
+        api.start_listener(balancer_id, API_PORT)
+        ctx.say(f"Started listener {API_PORT}")
+    ctx.memo.setdefault("deadline", time.time() + HEALTHY_TIMEOUT_SECONDS)
+    health = {entry.server_id: entry.status for entry in api.describe_health_status(balancer_id)}
+    unhealthy = [servers[i] for i in servers if health.get(i) != "normal"]
+    if unhealthy:
+        if time.time() > ctx.memo["deadline"]:
+            return Fail(f"SLB health checks still fail for {', '.join(unhealthy)} after "
+                        f"{HEALTHY_TIMEOUT_SECONDS} s; is port {API_PORT} reachable from the "
+                        "SLB (security group)?")
+        return Wait(cloud.poll_seconds(), f"SLB health: waiting for {', '.join(unhealthy)}")
+    ctx.say(f"SLB {balancer_id}: every server is healthy on {API_PORT}")
+    return Done({"backends": sorted(servers.values())})
