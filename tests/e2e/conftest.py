@@ -17,13 +17,14 @@ FAST_ENGINE = {
     "PANEL_RETRY_MAX_SECONDS": "2",
     "PANEL_SWEEP_INTERVAL_SECONDS": "2",
     "PANEL_STEP_LEASE_SECONDS": "20",
+    "PANEL_CLOUD_POLL_SECONDS": "0.5",
 }
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with running_world(hosts=3, time_scale=0.01,
-                       state_dir=tmp_path_factory.mktemp("world")) as started:
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """A fresh world per test (about 3 s): no K3s, RDS or SLB left over from another test."""
+    with running_world(hosts=3, time_scale=0.01, state_dir=tmp_path / "world") as started:
         yield started
 
 

@@ -7,11 +7,24 @@ import subprocess
 import pytest
 
 from clusters import operations
-from clusters.models import Cluster, ClusterStatus, LogLine, Node, RunStatus, StepStatus
+from clusters.models import (
+    CloudResource,
+    Cluster,
+    ClusterStatus,
+    LogLine,
+    Node,
+    RunStatus,
+    Step,
+    StepStatus,
+)
 from tests.e2e.conftest import make_world_cluster, world_env
 from tests.support import runs
+from tests.support.processes import CommandLineWatcher
+from tests.support.redis_monitor import RedisMonitor
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
+
+OLD_K3S = "v1.23.8+k3s1"  # kine's utf8mb4 VARCHAR(630) index: needs innodb_large_prefix ON
 
 
 def kubectl(kubeconfig_path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -19,28 +32,126 @@ def kubectl(kubeconfig_path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
-def live(world, kind: str) -> list[dict]:
-    return [r for r in world.emulator.control.resources() if r.get("kind") == kind]
+def inventory(world, kind: str) -> list[dict]:
+    return [r for r in world.emulator.control.resources() if r["type"] == kind]
 
 
-def test_two_servers_and_an_agent_through_the_slb(world, start_worker, tmp_path):
+def failures_of(run) -> list[tuple[str, str]]:
+    return [(s.key, s.error) for s in run.steps.exclude(status=StepStatus.SUCCEEDED)]
+
+
+def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_url, tmp_path):
     start_worker(concurrency=2, beat=True, **world_env(world))
-    cluster = make_world_cluster(world, servers=2, agents=1)
-    run = operations.start_create(cluster)
-    run = runs.wait_finished(run, timeout=300)
-    failures = [(s.key, s.error) for s in run.steps.exclude(status=StepStatus.SUCCEEDED)]
-    assert run.status == RunStatus.SUCCEEDED, failures
+    cluster = make_world_cluster(world, servers=2, agents=1, k3s_version=OLD_K3S)
+    monitor = RedisMonitor(broker_url)
+    watcher = CommandLineWatcher()
+    run = runs.wait_finished(operations.start_create(cluster), timeout=300)
+    command_lines = watcher.stop()
+    monitor.stop()
+    assert run.status == RunStatus.SUCCEEDED, failures_of(run)
 
     cluster = Cluster.objects.get(pk=cluster.pk)
     assert cluster.status == ClusterStatus.READY
-    resources = world.emulator.control.resources()
-    print(resources)
+    assert set(Node.objects.filter(cluster=cluster).values_list("status", flat=True)) == {"ready"}
+
+    # Exactly what was bought: one RDS instance, one SLB, one started listener, two backends.
+    (rds,) = inventory(world, "rds_instance")
+    (slb,) = inventory(world, "slb_load_balancer")
+    (listener,) = inventory(world, "slb_listener")
+    servers = set(cluster.nodes.filter(role="server").values_list("ecs_instance_id", flat=True))
+    assert rds["state"] == "Running" and rds["engine_version"] == "5.7"
+    assert slb["addresses"] == [cluster.slb_address] and set(slb["backends"]) == servers
+    assert listener["state"] == "running" and listener["ports"] == [6443]
+    assert listener["health"] == dict.fromkeys(servers, "normal")
+    assert set(CloudResource.objects.filter(cluster=cluster).values_list(
+        "kind", "provider_id")) == {("rds_instance", rds["id"]), ("slb", slb["id"])}
+
+    # The manual recipe's two failures cannot happen.
+    logs = list(LogLine.objects.filter(step__run=run).values_list("text", flat=True))
+    assert any("Set innodb_large_prefix=ON" in text for text in logs)
+    assert not [text for text in logs if "x509" in text or "Error 1071" in text]
+
+    # The user's view: the downloaded kubeconfig and the real kubectl, through the SLB.
     kubeconfig = tmp_path / "kubeconfig.yaml"
     kubeconfig.write_text(cluster.kubeconfig)
     nodes = kubectl(kubeconfig, "get", "nodes", "--no-headers")
     assert nodes.returncode == 0, nodes.stderr
-    lines = [line.split() for line in nodes.stdout.splitlines()]
-    assert len(lines) == 3 and all(line[1] == "Ready" for line in lines), nodes.stdout
-    assert f"https://{cluster.slb_address}:6443" in cluster.kubeconfig
-    assert not LogLine.objects.filter(step__run=run, text__contains="x509").exists()
-    assert set(Node.objects.filter(cluster=cluster).values_list("status", flat=True)) == {"ready"}
+    rows = [line.split() for line in nodes.stdout.splitlines()]
+    assert len(rows) == 3 and all(row[1] == "Ready" for row in rows), nodes.stdout
+    assert sum("control-plane" in row[2] for row in rows) == 2
+    assert f"server: https://{cluster.slb_address}:6443" in cluster.kubeconfig
+    assert kubectl(kubeconfig, "config", "current-context").stdout.strip() == cluster.name
+
+    # No secret anywhere a person or another process could read it.
+    secrets = [cluster.k3s_token, cluster.datastore_password, world.access_key_secret]
+    for secret in secrets:
+        assert not [text for text in logs if secret in text]
+        assert not [c for c in command_lines if secret in c], "secret on a command line"
+        assert secret not in " ".join(monitor.commands)
+        assert not Step.objects.filter(run=run, error__contains=secret).exists()
+    assert any("install.sh" in c for c in command_lines), "the watcher saw the installs"
+
+
+def test_preflight_refuses_bad_input_and_buys_nothing(world, start_worker):
+    start_worker(concurrency=2, **world_env(world))
+    outsider = world.emulator.control.add_instance(
+        hostname="elsewhere", private_ip="172.31.1.50", region_id=world.region,
+        zone_id=world.other_vpc["vswitches"][0]["zone_id"], vpc_id=world.other_vpc["vpc_id"],
+        vswitch_id=world.other_vpc["vswitches"][0]["vswitch_id"])
+    assert outsider
+
+    bad_key = make_world_cluster(world, servers=1, agents=0)
+    bad_key.cloud_account.access_key_secret = "not-the-secret"
+    bad_key.cloud_account.save()
+    wrong_password = make_world_cluster(world, servers=1, agents=0, login="password")
+    wrong_password.nodes.update(ssh_password="wrong-password")
+    changed_key = make_world_cluster(world, servers=1, agents=0)
+    changed_key.nodes.update(host_key="SHA256:q9bI9aDzM3vLhQ7ZCj9yVxw5tYb6Q0Vw3m0bT2yV1Tc")
+    outside_vpc = make_world_cluster(world, servers=1, agents=0)
+    outside_vpc.nodes.update(private_ip="172.31.1.50")
+
+    expected = {
+        bad_key.pk: ("preflight_cloud", "InvalidAccessKeySecret"),
+        wrong_password.pk: ("preflight_hosts", "wrong password or key"),
+        changed_key.pk: ("preflight_hosts", "has CHANGED: expected SHA256:q9bI9aDzM3vLhQ7Z"),
+        outside_vpc.pk: ("preflight_cloud", f"is in VPC {world.other_vpc['vpc_id']}"),
+    }
+    started = [operations.start_create(c) for c in (bad_key, wrong_password, changed_key,
+                                                      outside_vpc)]
+    for pending in started:
+        run = runs.wait_finished(pending, timeout=120)
+        key, text = expected[run.cluster_id]
+        step = run.steps.get(key=key)
+        assert run.status == RunStatus.FAILED
+        assert step.status == StepStatus.FAILED and text in step.error, step.error
+        assert Cluster.objects.get(pk=run.cluster_id).status == ClusterStatus.FAILED
+    assert not inventory(world, "rds_instance") and not inventory(world, "slb_load_balancer")
+    assert not CloudResource.objects.exists()
+
+
+def test_throttled_cloud_still_converges_without_duplicates(world, start_worker):
+    start_worker(concurrency=2, beat=True, **world_env(world))
+    for code, status in (("Throttling", 400), ("ServiceUnavailable", 503)):
+        world.emulator.control.add_fault(action="*", code=code, http_status=status,
+                                         probability=0.15)
+    cluster = make_world_cluster(world, servers=2, agents=0)
+    run = runs.wait_finished(operations.start_create(cluster), timeout=300)
+    assert run.status == RunStatus.SUCCEEDED, failures_of(run)
+    calls = world.emulator.control.calls()
+    assert sum(call.get("code") in ("Throttling", "ServiceUnavailable") for call in calls) >= 3
+    assert len(inventory(world, "rds_instance")) == 1
+    assert len(inventory(world, "slb_load_balancer")) == 1
+
+
+def test_a_quota_error_fails_its_step_with_code_and_request_id(world, start_worker):
+    start_worker(concurrency=2, **world_env(world))
+    world.emulator.control.add_fault(action="CreateLoadBalancer", code="QuotaExceeded.Slb",
+                                     http_status=400, message="The SLB quota is exceeded.")
+    cluster = make_world_cluster(world, servers=1, agents=0)
+    run = runs.wait_finished(operations.start_create(cluster), timeout=120)
+    assert run.status == RunStatus.FAILED
+    step = run.steps.get(key="slb_create")
+    assert step.status == StepStatus.FAILED and step.attempts == 1
+    assert "code QuotaExceeded.Slb" in step.error and "RequestId " in step.error
+    assert "The SLB quota is exceeded." in step.error
+    assert not inventory(world, "slb_load_balancer")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import json
-import threading
 import time
 
 import pytest
@@ -14,7 +12,7 @@ from clusters.models import CloudResource, LogLine, RunStatus, StepStatus
 from clusters.pipeline import StepSpec
 from tests.support import runs
 from tests.support.factories import TEST_ACCESS_KEY_SECRET, TEST_TOKEN, make_cluster
-from tests.support.services import redis_client
+from tests.support.redis_monitor import RedisMonitor
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -80,41 +78,6 @@ def test_killed_worker_loses_no_step_and_buys_nothing_twice(start_worker, tmp_pa
     ledger = CloudResource.objects.get(cluster=cluster)
     assert (ledger.provider_id, ledger.state) == (purchases[0]["id"], "present")
     assert LogLine.objects.filter(step=rds, text="Attempt 2.").exists()
-
-
-class RedisMonitor:
-    """Records every command the broker receives (what Celery really sends), via MONITOR."""
-
-    def __init__(self, url: str) -> None:
-        self.commands: list[str] = []
-        self._client = redis_client(url)
-        self._ready = threading.Event()
-        self._stop = threading.Event()
-        threading.Thread(target=self._watch, daemon=True).start()
-        self._ready.wait(5)
-
-    def _watch(self) -> None:
-        with self._client.monitor() as monitor:
-            self._ready.set()
-            for command in monitor.listen():
-                self.commands.append(command["command"])
-                if self._stop.is_set():
-                    return
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._client.ping()  # wakes the monitor loop
-
-    def decoded_task_bodies(self) -> list[str]:
-        """The bodies of the task messages Celery pushed (LPUSH queue <json envelope>)."""
-        bodies = []
-        for command in self.commands:
-            verb, _, rest = command.partition(" ")
-            if verb.upper() != "LPUSH":
-                continue
-            envelope = json.loads(rest.partition(" ")[2])
-            bodies.append(base64.b64decode(envelope["body"]).decode())
-        return bodies
 
 
 def test_registered_secrets_never_leave_the_run(start_worker, broker_url):
