@@ -86,6 +86,7 @@ class ClusterAdmin(admin.ModelAdmin):
     readonly_fields = ("code", "status", "health", "health_reasons", "health_checked_at",
                        "slb_address", "kubeconfig_expires_at", "created_at", "updated_at")
     inlines = (NodeInline, ResourceInline, RunInline)
+    actions = ("refresh_health",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Cluster]:
         return super().get_queryset(request).annotate(
@@ -100,6 +101,14 @@ class ClusterAdmin(admin.ModelAdmin):
     @admin.display(description=_("agents"), ordering="agent_count")
     def agents(self, obj: Any) -> int:
         return obj.agent_count
+
+    @admin.action(description=_("Refresh health now"))
+    def refresh_health(self, request: HttpRequest, queryset: QuerySet[Cluster]) -> None:
+        from clusters import tasks
+
+        for cluster_id in queryset.values_list("pk", flat=True):
+            tasks.refresh_health.delay(cluster_id)
+        self.message_user(request, _("Health checks queued."), messages.SUCCESS)
 
 
 @admin.register(Node)

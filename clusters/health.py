@@ -7,6 +7,7 @@ health" buttons must all judge the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.utils import timezone
 
@@ -90,3 +91,22 @@ def refresh(cluster: Cluster) -> Assessment:
         health=assessment.health, health_reasons=assessment.reasons,
         health_checked_at=timezone.now())
     return assessment
+
+
+def refresh_by_id(cluster_id: int) -> str:
+    cluster = Cluster.objects.select_related("cloud_account").filter(pk=cluster_id).first()
+    if cluster is None or not cluster.kubeconfig:
+        return Health.UNKNOWN
+    return refresh(cluster).health
+
+
+LIVE_STATUSES = ("ready", "updating")
+
+
+def queue_refresh_for_live_clusters(task: Any) -> int:
+    """Queue one health check per live cluster (each in its own task: one slow cluster must
+    not delay the verdict of the others)."""
+    ids = list(Cluster.objects.filter(status__in=LIVE_STATUSES).values_list("pk", flat=True))
+    for cluster_id in ids:
+        task.delay(cluster_id)
+    return len(ids)

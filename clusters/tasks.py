@@ -7,7 +7,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 
-from clusters import pipeline
+from clusters import health, pipeline
 
 
 @shared_task(name="clusters.advance_run")
@@ -28,3 +28,13 @@ def sweep() -> dict[str, int]:
 @worker_ready.connect
 def _recover_on_start(**_: Any) -> None:
     pipeline.worker_started()
+
+
+@shared_task(name="clusters.refresh_health")
+def refresh_health(cluster_id: int) -> str:
+    return health.refresh_by_id(cluster_id)
+
+
+@shared_task(name="clusters.refresh_all_health")
+def refresh_all_health() -> int:
+    return health.queue_refresh_for_live_clusters(refresh_health)

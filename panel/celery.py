@@ -21,3 +21,8 @@ def _schedule(sender: Celery, **_: object) -> None:
         settings.PANEL_SWEEP_INTERVAL_SECONDS, sender.signature("clusters.sweep"),
         name="sweep the step engine",
     )
+    # Health of every live cluster: API through the SLB, nodes, SLB backends, RDS.
+    sender.add_periodic_task(
+        settings.PANEL_HEALTH_INTERVAL_SECONDS, sender.signature("clusters.refresh_all_health"),
+        name="refresh cluster health",
+    )
