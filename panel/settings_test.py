@@ -15,6 +15,9 @@ os.environ.setdefault(
     # Two keys, so rotation is exercised: the first encrypts, both decrypt.
     "kA1Yh0E9-vcWcb6s2vUqzj9mF3bwUqkKkk0Hh6q0b0Y=,q0CqO7Yyb3E8n0dYv3xP6e5u7xH2y2x6Gk9V1m1sQ2I=",
 )
+# Fail closed: a test that forgets to point the SDK at the emulator reaches a closed loopback
+# port, never a real Alibaba Cloud endpoint.
+os.environ.setdefault("ALIYUN_ENDPOINT_OVERRIDE", "127.0.0.1:1")
 os.environ.setdefault("PANEL_EXTRA_STEP_MODULES", "tests.engine.steps_for_tests")
 
 from panel.settings import *  # noqa: F403

@@ -28,6 +28,13 @@ def world(tmp_path: Path) -> Iterator[World]:
         yield started
 
 
+@pytest.fixture(autouse=True)
+def panel_uses_world(world: World, settings) -> World:
+    """This test process talks to the world's emulator too (health checks, views)."""
+    settings.ALIYUN_ENDPOINT_OVERRIDE = world.endpoint
+    return world
+
+
 def world_env(world: World) -> dict[str, str]:
     """Environment a worker needs to provision against the world."""
     return {"ALIYUN_ENDPOINT_OVERRIDE": world.endpoint, **FAST_ENGINE}

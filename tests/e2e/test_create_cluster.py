@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from clusters import operations
+from clusters import health, operations
 from clusters.models import (
     CloudResource,
     Cluster,
@@ -155,3 +155,26 @@ def test_a_quota_error_fails_its_step_with_code_and_request_id(world, start_work
     assert "code QuotaExceeded.Slb" in step.error and "RequestId " in step.error
     assert "The SLB quota is exceeded." in step.error
     assert not inventory(world, "slb_load_balancer")
+
+
+def test_health_turns_degraded_when_a_server_stops(world, start_worker, tmp_path):
+    start_worker(concurrency=2, **world_env(world))
+    cluster = make_world_cluster(world, servers=2, agents=0)
+    run = runs.wait_finished(operations.start_create(cluster), timeout=300)
+    assert run.status == RunStatus.SUCCEEDED, failures_of(run)
+    cluster = Cluster.objects.select_related("cloud_account").get(pk=cluster.pk)
+    assert cluster.health == "healthy", cluster.health_reasons
+
+    stopped = cluster.nodes.filter(role="server").order_by("pk").last()
+    world.lab.run(world.lab.host(stopped.private_ip), "systemctl stop k3s", check=True)
+
+    def degraded() -> bool:
+        return health.refresh(cluster).health == "degraded"
+
+    runs.wait_until(degraded, 60, "the health check to notice the stopped server")
+    cluster.refresh_from_db()
+    assert f"SLB backends unhealthy: {stopped.private_ip}" in cluster.health_reasons
+    kubeconfig = tmp_path / "kubeconfig.yaml"
+    kubeconfig.write_text(cluster.kubeconfig)
+    assert kubectl(kubeconfig, "get", "--raw", "/readyz").stdout.strip() == "ok", \
+        "the API still answers through the SLB"
