@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from clusters import pipeline
 from clusters.models import (
+    AuditEvent,
     CloudAccount,
     CloudResource,
     Cluster,
@@ -188,3 +189,24 @@ class LogLineAdmin(admin.ModelAdmin):
     list_select_related = ("step", "step__run")
     readonly_fields = ("step", "seq", "time", "stream", "text")
     show_full_result_count = False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail is read-only, even for superusers: it is evidence."""
+
+    list_display = ("time", "username", "action", "cluster_name", "ip_address")
+    list_filter = ("action",)
+    search_fields = ("username", "cluster_name", "ip_address")
+    date_hierarchy = "time"
+    readonly_fields = ("time", "user", "username", "action", "cluster", "cluster_name",
+                       "ip_address", "user_agent", "details")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -356,3 +356,40 @@ class LogLine(models.Model):
 
     def __str__(self) -> str:
         return self.text[:80]
+
+
+class AuditAction(models.TextChoices):
+    CLOUD_ACCOUNT_ADD = "cloud_account_add", _("Cloud account added")
+    CLUSTER_CREATE = "cluster_create", _("Cluster creation started")
+    RUN_RETRY = "run_retry", _("Run retried")
+    RUN_CANCEL = "run_cancel", _("Run cancelled")
+    CLUSTER_DESTROY = "cluster_destroy", _("Cluster destruction started")
+    KUBECONFIG_DOWNLOAD = "kubeconfig_download", _("Kubeconfig downloaded")
+
+
+class AuditEvent(models.Model):
+    """Who did what to which cluster, when and from where; append-only.
+
+    Why: a kubeconfig is cluster-admin; owners and operators must be able to answer "who took
+    a copy" and "who pressed Destroy" long after the fact, even when the cluster is gone
+    (so the cluster's name is copied, and the foreign key may become NULL).
+    """
+
+    time = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
+                             blank=True, related_name="+", verbose_name=_("user"))
+    username = models.CharField(_("username"), max_length=150)
+    action = models.CharField(_("action"), max_length=32, choices=AuditAction.choices)
+    cluster = models.ForeignKey(Cluster, on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="audit_events", verbose_name=_("cluster"))
+    cluster_name = models.CharField(_("cluster name"), max_length=63, blank=True)
+    ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=300, blank=True)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["cluster", "-time"])]
+        ordering = ["-time"]
+
+    def __str__(self) -> str:
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.username} {self.action} {self.cluster_name}"

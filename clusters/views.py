@@ -1,13 +1,44 @@
-"""HTTP views: thin wrappers around clusters.queries and clusters services."""
+"""HTTP views: thin wrappers around clusters.queries, clusters.operations and the wizard.
+
+Ownership is enforced by looking objects up through `queries.owned_clusters(user)`: another
+user's cluster does not exist for them (404), so its existence is not even confirmed.
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
+from typing import Any
 
-from clusters import queries
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import connection
+from django.db.models import Count, Max, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from clusters import audit, operations, queries
+from clusters.display import step_title
+from clusters.forms import COMMON_REGIONS, CloudAccountForm, ClusterFilterForm
+from clusters.models import (
+    RUN_ACTIVE,
+    STEP_BROKEN,
+    AuditAction,
+    CloudAccount,
+    Cluster,
+    LogLine,
+    NodeRole,
+    Run,
+    RunStatus,
+    StepStatus,
+)
+
+DASHBOARD_PAGE_SIZE = 50
+RUN_HISTORY = 20
+AUDIT_SHOWN = 10
 
 
 @require_GET
@@ -34,3 +65,214 @@ def step_log(request: HttpRequest, code: str, run_id: int, step_id: int) -> Json
     except ValueError:
         after = 0
     return JsonResponse(queries.log_page(run, step_id, after=after))
+
+
+# --- the dashboard ----------------------------------------------------------------------------
+
+
+def dashboard_clusters(user: Any, filters: dict[str, Any]) -> QuerySet[Cluster]:
+    """The user's clusters with node counts annotated (one query per page, however many)."""
+    clusters = queries.owned_clusters(user).annotate(
+        server_count=Count("nodes", filter=Q(nodes__role=NodeRole.SERVER)),
+        agent_count=Count("nodes", filter=Q(nodes__role=NodeRole.AGENT)),
+    ).only("name", "code", "status", "health", "k3s_version", "k3s_channel", "slb_address",
+           "region", "created_at")
+    if filters.get("status"):
+        clusters = clusters.filter(status=filters["status"])
+    if filters.get("health"):
+        clusters = clusters.filter(health=filters["health"])
+    if filters.get("q"):
+        text = filters["q"]
+        clusters = clusters.filter(Q(name__icontains=text) | Q(slb_address__startswith=text))
+    return clusters.order_by("-created_at", "-pk")
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    form = ClusterFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    page = Paginator(dashboard_clusters(request.user, filters), DASHBOARD_PAGE_SIZE).get_page(
+        request.GET.get("page"))
+    filtered = any(filters.values())
+    return render(request, "clusters/dashboard.html", {
+        "page": page, "clusters": page.object_list, "filter_form": form, "filtered": filtered,
+        "has_accounts": CloudAccount.objects.filter(owner=request.user).exists()
+        if not page.object_list and not filtered else True,
+    })
+
+
+# --- the cluster page -------------------------------------------------------------------------
+
+
+def _owned_cluster(request: HttpRequest, code: Any) -> Cluster:
+    return get_object_or_404(queries.owned_clusters(request.user), code=code)
+
+
+def _chosen_run(request: HttpRequest, runs: list[Run]) -> Run | None:
+    """The run the page shows: `?run=<id>` from the history, else the latest."""
+    wanted = request.GET.get("run", "")
+    if wanted.isdigit():
+        for run in runs:
+            if run.pk == int(wanted):
+                return run
+        raise Http404("no such run for this cluster")
+    return runs[0] if runs else None
+
+
+def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
+    """Everything the cluster page shows, in a fixed number of queries."""
+    runs = list(cluster.runs.select_related("created_by").order_by("-created_at", "-pk")
+                [:RUN_HISTORY])
+    run = _chosen_run(request, runs)
+    snapshot = queries.run_snapshot(run) if run else None
+    last_seq: dict[int, int] = {}
+    if run is not None:
+        last_seq = dict(
+            LogLine.objects.filter(step__run_id=run.pk).values("step_id")
+            .annotate(last=Max("seq")).values_list("step_id", "last")
+        )
+    steps = []
+    failed_step = None
+    for step in snapshot["steps"] if snapshot else []:
+        step["display_title"] = step_title(step["title"])
+        step["last_seq"] = last_seq.get(step["id"], 0)
+        step["status_label"] = StepStatus(step["status"]).label
+        steps.append(step)
+        if step["status"] in STEP_BROKEN and failed_step is None:
+            failed_step = step
+    nodes = list(cluster.nodes.only(
+        "role", "name", "private_ip", "public_ip", "status", "k3s_version", "cluster_id"))
+    return {
+        "cluster": cluster,
+        "run": run,
+        "runs": runs,
+        "steps": steps,
+        "failed_step": failed_step,
+        "run_active": bool(run and run.status in RUN_ACTIVE),
+        "can_retry": bool(run and run.status in (RunStatus.FAILED, RunStatus.CANCELLED)
+                          and not any(r.status in RUN_ACTIVE for r in runs)),
+        "can_destroy": hasattr(operations, "start_destroy")
+        and not any(r.status in RUN_ACTIVE for r in runs),
+        "servers": [node for node in nodes if node.role == NodeRole.SERVER],
+        "agents": [node for node in nodes if node.role == NodeRole.AGENT],
+        "resources": list(cluster.resources.order_by("created_at", "pk")),
+        "audit_events": list(cluster.audit_events.order_by("-time", "-pk")[:AUDIT_SHOWN]),
+        "has_kubeconfig": bool(cluster.kubeconfig),
+        "kubeconfig_filename": kubeconfig_filename(cluster),
+        "live_labels": {
+            "step": {value: str(label) for value, label in StepStatus.choices},
+            "run": {value: str(label) for value, label in RunStatus.choices},
+            "attempt": _("attempt %(n)s"),
+            "no_lines": _("No output yet."),
+            "earlier": _("Load earlier lines"),
+        },
+    }
+
+
+@login_required
+@require_GET
+def cluster_detail(request: HttpRequest, code: Any) -> HttpResponse:
+    cluster = _owned_cluster(request, code)
+    return render(request, "clusters/cluster_detail.html", cluster_context(request, cluster))
+
+
+@login_required
+@require_GET
+@never_cache
+def cluster_live(request: HttpRequest, code: Any) -> HttpResponse:
+    """The parts of the cluster page that change when a run moves (swapped in by run.js)."""
+    cluster = _owned_cluster(request, code)
+    return render(request, "clusters/_cluster_live.html", cluster_context(request, cluster))
+
+
+def kubeconfig_filename(cluster: Cluster) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in cluster.name) or "cluster"
+    return f"{safe}.yaml"
+
+
+@login_required
+@require_GET
+@never_cache
+def kubeconfig_download(request: HttpRequest, code: Any) -> HttpResponse:
+    """The admin kubeconfig as a file; every download is written to the audit trail."""
+    cluster = _owned_cluster(request, code)
+    if not cluster.kubeconfig:
+        messages.warning(request, _("This cluster has no kubeconfig yet: it is written when "
+                                    "the create run verifies the API through the SLB."))
+        return redirect("clusters:cluster", code=cluster.code)
+    audit.record(request, AuditAction.KUBECONFIG_DOWNLOAD, cluster)
+    response = HttpResponse(cluster.kubeconfig, content_type="application/yaml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{kubeconfig_filename(cluster)}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _owned_run(request: HttpRequest, code: Any, run_id: int) -> Run:
+    return get_object_or_404(Run.objects.select_related("cluster"), pk=run_id,
+                             cluster__in=queries.owned_clusters(request.user), cluster__code=code)
+
+
+@login_required
+@require_POST
+def run_retry(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
+    run = _owned_run(request, code, run_id)
+    if operations.retry(run):
+        audit.record(request, AuditAction.RUN_RETRY, run.cluster, run=run.pk)
+        messages.success(request, _("Retrying: the run resumes from the step that stopped."))
+    else:
+        messages.error(request, _("Only a failed or cancelled run can be retried."))
+    return redirect(reverse("clusters:cluster", args=[run.cluster.code]) + f"?run={run.pk}")
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
+    run = _owned_run(request, code, run_id)
+    if run.status in RUN_ACTIVE:
+        operations.cancel(run)
+        audit.record(request, AuditAction.RUN_CANCEL, run.cluster, run=run.pk)
+        messages.info(request, _("Cancelling: the step that is running finishes first."))
+    return redirect(reverse("clusters:cluster", args=[run.cluster.code]) + f"?run={run.pk}")
+
+
+@login_required
+@require_POST
+def cluster_destroy(request: HttpRequest, code: Any) -> HttpResponse:
+    """Start deleting everything in the ledger (only once operations offers it)."""
+    cluster = _owned_cluster(request, code)
+    start_destroy = getattr(operations, "start_destroy", None)
+    if start_destroy is None:
+        raise Http404("destroy is not available")
+    if request.POST.get("confirm_name", "").strip() != cluster.name:
+        messages.error(request, _("Type the cluster's name to confirm that it may be destroyed."))
+        return redirect("clusters:cluster", code=cluster.code)
+    try:
+        run = start_destroy(cluster, request.user)
+    except operations.OperationRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("clusters:cluster", code=cluster.code)
+    audit.record(request, AuditAction.CLUSTER_DESTROY, cluster, run=getattr(run, "pk", None))
+    messages.success(request, _("Destroying the cluster: every resource in its ledger will be "
+                                "deleted."))
+    return redirect("clusters:cluster", code=cluster.code)
+
+
+# --- cloud accounts ---------------------------------------------------------------------------
+
+
+@login_required
+def cloud_accounts(request: HttpRequest) -> HttpResponse:
+    """The user's AccessKeys (secrets never shown) and a form to add one, checked live."""
+    form = CloudAccountForm(request.POST if request.method == "POST" else None,
+                            owner=request.user)
+    if request.method == "POST" and form.is_valid():
+        account = form.save()
+        audit.record(request, AuditAction.CLOUD_ACCOUNT_ADD, None, account=account.name,
+                     access_key_id=account.access_key_id)
+        messages.success(request, _("Cloud account %(name)s added.") % {"name": account.name})
+        return redirect("clusters:cloud-accounts")
+    accounts = CloudAccount.objects.filter(owner=request.user).annotate(
+        cluster_count=Count("clusters")).order_by("name")
+    return render(request, "clusters/cloud_accounts.html",
+                  {"form": form, "accounts": accounts, "regions": COMMON_REGIONS})

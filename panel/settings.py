@@ -196,6 +196,11 @@ PANEL_STEP_MODULES = ["clusters.steps.all", *env_list("PANEL_EXTRA_STEP_MODULES"
 # (the offline emulator); unset, the SDK's real endpoints are used.
 ALIYUN_ENDPOINT_OVERRIDE = env_str("ALIYUN_ENDPOINT_OVERRIDE") or None
 
+# Where the wizard checks that a K3s version exists; unset: GitHub / update.k3s.io and the
+# China mirror. The offline sandbox points them at its artifact server.
+PANEL_K3S_OFFICIAL_BASE_URL = env_str("PANEL_K3S_OFFICIAL_BASE_URL") or ""
+PANEL_K3S_MIRROR_BASE_URL = env_str("PANEL_K3S_MIRROR_BASE_URL") or ""
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -18,6 +18,8 @@ os.environ.setdefault(
 # Fail closed: a test that forgets to point the SDK at the emulator reaches a closed loopback
 # port, never a real Alibaba Cloud endpoint.
 os.environ.setdefault("ALIYUN_ENDPOINT_OVERRIDE", "127.0.0.1:1")
+os.environ.setdefault("PANEL_K3S_OFFICIAL_BASE_URL", "http://127.0.0.1:1")
+os.environ.setdefault("PANEL_K3S_MIRROR_BASE_URL", "http://127.0.0.1:1")
 os.environ.setdefault("PANEL_EXTRA_STEP_MODULES", "tests.engine.steps_for_tests")
 
 from panel.settings import *  # noqa: F403
@@ -28,3 +30,6 @@ STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Tests serve static files from the app directories; no collectstatic run is needed.
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

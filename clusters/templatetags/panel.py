@@ -1,0 +1,37 @@
+"""Template filters for the panel's pages (see clusters.display for the why)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django import template
+
+from clusters import display
+
+register = template.Library()
+
+
+@register.filter
+def step_title(title: str) -> str:
+    return display.step_title(title)
+
+
+@register.simple_tag
+def console_url(resource: Any) -> str | None:
+    return display.console_url(resource.kind, resource.provider_id, resource.region)
+
+
+@register.simple_tag
+def duration(started: datetime | None, finished: datetime | None = None) -> str:
+    return display.format_duration(display.elapsed(started, finished))
+
+
+@register.filter
+def reason_text(reason: Any) -> str:
+    """A health reason is a string or a {check, message} dict, depending on who wrote it."""
+    if isinstance(reason, dict):
+        message = reason.get("message") or reason.get("reason") or ""
+        check = reason.get("check") or reason.get("name") or ""
+        return f"{check}: {message}" if check and message else str(message or check or reason)
+    return str(reason)

@@ -1,0 +1,24 @@
+// Show only the fields of the chosen option (datastore kind, install source). Without
+// JavaScript every group stays visible and the server ignores what does not apply.
+document.querySelectorAll("form[data-toggle-group]").forEach((form) => {
+  const name = form.dataset.toggleGroup;
+  const update = () => {
+    const chosen = form.querySelector(`input[name="${name}"]:checked`);
+    form.querySelectorAll("[data-show-when]").forEach((group) => {
+      group.hidden = !chosen || group.dataset.showWhen !== chosen.value;
+    });
+  };
+  form.addEventListener("change", (event) => { if (event.target.name === name) update(); });
+  update();
+});
+// Host rows: show the key fields or the password field, as the row's "log in with" says.
+document.querySelectorAll("fieldset.host").forEach((host) => {
+  const auth = host.querySelector('select[name$="-auth"]');
+  if (!auth) return;
+  const update = () => {
+    host.querySelector(".auth-key").hidden = auth.value !== "key";
+    host.querySelector(".auth-password").hidden = auth.value !== "password";
+  };
+  auth.addEventListener("change", update);
+  update();
+});

@@ -1,0 +1,115 @@
+"""Fixtures of the browser-experience tests: compiled translations, users, logged-in clients."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from clusters.models import CloudAccount
+from clusters.wizard import WizardState
+from sandbox.aliyun.testing import Emulator
+from sandbox.k3s.artifacts import ArtifactServer
+from tests.support.factories import make_user
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCALE = ROOT / "locale"
+
+
+def compile_translations() -> None:
+    """Compile every locale/*/LC_MESSAGES/django.po that is newer than its .mo (.mo files are
+    build products, not in git). msgfmt --check catches a broken placeholder early."""
+    msgfmt = shutil.which("msgfmt")
+    if msgfmt is None:
+        raise RuntimeError("msgfmt is missing: install Debian's gettext package")
+    for po in LOCALE.glob("*/LC_MESSAGES/*.po"):
+        mo = po.with_suffix(".mo")
+        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+            continue
+        temporary = mo.with_suffix(".mo.tmp")
+        subprocess.run([msgfmt, "--check", "-o", str(temporary), str(po)], check=True)
+        temporary.replace(mo)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def translations() -> None:
+    compile_translations()
+    from django.utils import translation
+    from django.utils.translation import trans_real
+
+    # A .mo compiled after Django loaded its catalogues must be read again.
+    trans_real._translations = {}
+    trans_real._default = None
+    translation.activate("en")
+
+
+@pytest.fixture
+def user(db: Any) -> Any:
+    return make_user()
+
+
+@pytest.fixture
+def client_for(db: Any) -> Any:
+    def login(user: Any, **kwargs: Any) -> Client:
+        client = Client(**kwargs)
+        client.force_login(user)
+        return client
+
+    return login
+
+
+@pytest.fixture
+def owner_client(user: Any, client_for: Any) -> Client:
+    return client_for(user)
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """The Aliyun OpenAPI emulator (sandbox/aliyun) with a seeded loopback VPC."""
+    with Emulator(tmp_path_factory.mktemp("emulator")) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Iterator[ArtifactServer]:
+    """The offline K3s artifact server (releases, channels, China-mirror layout)."""
+    with ArtifactServer("127.0.0.1", 0) as server:
+        yield server
+
+
+@pytest.fixture
+def cloud(emulator: Emulator, settings: Any) -> Emulator:
+    """Point the panel's SDK calls at the emulator for one test."""
+    settings.ALIYUN_ENDPOINT_OVERRIDE = emulator.endpoint
+    return emulator
+
+
+@pytest.fixture
+def at_datastore(user: Any, owner_client: Client) -> Client:
+    """A client whose wizard has its account and network answered (no cloud needed)."""
+    account = CloudAccount.objects.create(owner=user, name="main", access_key_id="LTAI5tKey01",
+                                          access_key_secret="x" * 30)
+    session = owner_client.session
+    state = WizardState(session)
+    state.put("account", {"name": "web", "cloud_account": account.pk, "region": "cn-hangzhou"})
+    state.put("network", {"zone": "cn-hangzhou-h", "vpc": "vpc-1", "vswitch": "vsw-1",
+                          "slb_address_type": "intranet", "vpc_cidr": "10.0.0.0/16",
+                          "vswitch_cidr": "10.0.1.0/24"})
+    session.save()
+    return owner_client
+
+
+@pytest.fixture
+def at_hosts(at_datastore: Client) -> Client:
+    """A client whose wizard is at the hosts page (an RDS datastore chosen)."""
+    response = at_datastore.post(reverse("clusters:wizard-step", args=["datastore"]), {
+        "kind": "rds", "rds_engine_version": "5.7", "rds_instance_class": "mysql.n2.medium.1",
+        "rds_storage_gb": 50})
+    assert response.status_code == 302
+    return at_datastore

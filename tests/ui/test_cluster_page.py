@@ -1,0 +1,138 @@
+"""What the cluster page shows: the ledger linked to the console, health, the kubeconfig
+commands, run history, and the actions that exist (cancel, retry; destroy once offered)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from clusters import operations, pipeline
+from clusters.models import (
+    AuditAction,
+    AuditEvent,
+    CloudResource,
+    LogLine,
+    Run,
+    RunKind,
+    RunStatus,
+)
+from tests.support.factories import make_cluster
+
+
+@pytest.fixture
+def cluster(user: Any) -> Any:
+    return make_cluster(owner=user, nodes=3, name="edge", region="cn-shanghai",
+                        kubeconfig="apiVersion: v1\n", slb_address="10.0.9.9")
+
+
+def page_of(client: Client, cluster: Any, query: str = "") -> str:
+    response = client.get(reverse("clusters:cluster", args=[cluster.code]) + query)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_ledger_links_each_resource_to_the_alibaba_cloud_console(cluster: Any,
+                                                                owner_client: Client) -> None:
+    for kind, provider_id, token in (("rds", "rm-bp1abc", "t1"), ("slb", "lb-uf6xyz", "t2"),
+                                     ("slb_listener", "lb-uf6xyz:6443", "t3"),
+                                     ("rds", "", "t4")):
+        CloudResource.objects.create(cluster=cluster, kind=kind, provider_id=provider_id,
+                                     client_token=token, region="cn-shanghai", state="present")
+    page = page_of(owner_client, cluster)
+    assert ('href="https://rdsnext.console.aliyun.com/detail/rm-bp1abc/basicInfo'
+            '?region=cn-shanghai"') in page
+    assert 'href="https://slb.console.aliyun.com/slb/cn-shanghai/slbs/lb-uf6xyz"' in page
+    assert page.count('target="_blank" rel="noopener noreferrer"') == 3
+    assert "Present" in page
+
+
+def test_health_panel_shows_reasons_and_kubeconfig_expiry(cluster: Any,
+                                                          owner_client: Client) -> None:
+    type(cluster).objects.filter(pk=cluster.pk).update(
+        health="degraded", health_checked_at=timezone.now() - timedelta(minutes=3),
+        kubeconfig_expires_at=timezone.now() + timedelta(days=300),
+        health_reasons=["node server-2 is NotReady",
+                        {"check": "slb_backends", "message": "1 of 2 backends unhealthy"}])
+    page = page_of(owner_client, cluster)
+    assert "Degraded" in page
+    assert "node server-2 is NotReady" in page
+    assert "slb_backends: 1 of 2 backends unhealthy" in page
+    assert "checked 3\xa0minutes ago" in page
+    assert "in 9\xa0months" in page or "in 10\xa0months" in page
+    assert "10.0.9.9:6443" in page
+
+
+def test_kubeconfig_panel_has_the_commands_to_use_it(cluster: Any, owner_client: Client) -> None:
+    page = page_of(owner_client, cluster)
+    assert "kubectl --kubeconfig edge.yaml get nodes" in page
+    assert ("KUBECONFIG=~/.kube/config:edge.yaml kubectl config view --flatten "
+            "&gt; /tmp/kubeconfig.merged") in page
+    assert "kubectl config use-context edge" in page
+    assert f'href="{reverse("clusters:kubeconfig", args=[cluster.code])}"' in page
+
+
+def test_timeline_tail_starts_from_the_last_log_line(cluster: Any, owner_client: Client) -> None:
+    run = pipeline.create_run(cluster, RunKind.TEST, [
+        pipeline.StepSpec("a", "A", "test.work"), pipeline.StepSpec("b", "B", "test.work")],
+        start=False)
+    step = run.steps.get(key="a")
+    LogLine.objects.bulk_create(LogLine(step=step, seq=i, time=timezone.now(), text=f"l{i}")
+                                for i in range(1, 1201))
+    page = page_of(owner_client, cluster)
+    assert f'id="step-{step.pk}"' in page
+    assert 'data-last-seq="1200"' in page and 'data-last-seq="0"' in page
+    assert 'data-run-active="1"' in page
+
+
+def test_run_history_selects_a_run_and_unknown_ones_are_404(cluster: Any,
+                                                            owner_client: Client) -> None:
+    first = pipeline.create_run(cluster, RunKind.CREATE,
+                                [pipeline.StepSpec("only_first", "First only", "test.work")],
+                                start=False)
+    Run.objects.filter(pk=first.pk).update(status=RunStatus.FAILED)
+    pipeline.create_run(cluster, RunKind.HEALTH,
+                        [pipeline.StepSpec("later", "Later step", "test.work")], start=False)
+    latest = page_of(owner_client, cluster)
+    assert "Later step" in latest and "First only" not in latest
+    older = page_of(owner_client, cluster, f"?run={first.pk}")
+    assert "First only" in older
+    assert "Retry from the failed step" not in older  # another run is still active
+    other = make_cluster()
+    stranger_run = pipeline.create_run(other, RunKind.TEST,
+                                       [pipeline.StepSpec("x", "X", "test.work")], start=False)
+    response = owner_client.get(reverse("clusters:cluster", args=[cluster.code]) +
+                                f"?run={stranger_run.pk}")
+    assert response.status_code == 404
+
+
+def test_cancel_an_active_run(cluster: Any, owner_client: Client) -> None:
+    run = pipeline.create_run(cluster, RunKind.TEST, [pipeline.StepSpec("a", "A", "test.work")],
+                              start=False)
+    assert "Cancel run" in page_of(owner_client, cluster)
+    owner_client.post(reverse("clusters:run-cancel", args=[cluster.code, run.pk]))
+    run.refresh_from_db()
+    assert run.cancel_requested
+    assert AuditEvent.objects.get().action == AuditAction.RUN_CANCEL
+
+
+def test_destroy_is_offered_only_when_operations_can_destroy(cluster: Any,
+                                                            owner_client: Client) -> None:
+    run = pipeline.create_run(cluster, RunKind.CREATE, [pipeline.StepSpec("a", "A", "test.work")],
+                              start=False)
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.FAILED)
+    page = page_of(owner_client, cluster)
+    url = reverse("clusters:cluster-destroy", args=[cluster.code])
+    if hasattr(operations, "start_destroy"):
+        assert "Destroy cluster" in page
+        wrong = owner_client.post(url, {"confirm_name": "not-edge"}, follow=True)
+        assert "Type the cluster" in wrong.content.decode()
+        owner_client.post(url, {"confirm_name": "edge"})
+        assert AuditEvent.objects.get().action == AuditAction.CLUSTER_DESTROY
+    else:
+        assert "Destroy cluster" not in page
+        assert owner_client.post(url, {"confirm_name": "edge"}).status_code == 404

@@ -1,0 +1,366 @@
+"""The create wizard, page by page, against the Aliyun emulator (the official SDK speaking to
+sandbox/aliyun) and the K3s artifact server: what it accepts, what it refuses at which field,
+and that what was typed survives a refusal."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from clusters.models import (
+    AuditAction,
+    AuditEvent,
+    CloudAccount,
+    Cluster,
+    ClusterStatus,
+    Run,
+    RunKind,
+)
+from clusters.wizard import SESSION_KEY, WizardState
+from sandbox.aliyun.testing import Emulator
+from sandbox.k3s.artifacts import ArtifactServer
+from tests.ui.wizard_data import host_rows, openssh_key
+
+
+def step_url(step: str) -> str:
+    return reverse("clusters:wizard-step", args=[step])
+
+
+def field_errors(response: Any, name: str) -> list[str]:
+    """The error messages rendered next to one field (its `id_<name>_error` list)."""
+    page = response.content.decode()
+    assert f'id="field-{name}"' in page, f"field {name} is not on the page"
+    match = re.search(rf'<ul class="errorlist" id="id_{re.escape(name)}_error">(.*?)</ul>',
+                      page, re.S)
+    return [html.unescape(m) for m in re.findall(r"<li>(.*?)</li>", match.group(1), re.S)] \
+        if match else []
+
+
+def value_of(response: Any, name: str) -> str:
+    page = response.content.decode()
+    match = re.search(rf'<input[^>]*name="{re.escape(name)}"[^>]*value="([^"]*)"', page) or \
+        re.search(rf'<textarea[^>]*name="{re.escape(name)}"[^>]*>\n?(.*?)</textarea>', page,
+                  re.S)
+    return html.unescape(match.group(1)) if match else ""
+
+
+# --- the whole way, against the emulator -------------------------------------------------------
+
+
+def test_wizard_end_to_end_creates_the_cluster_and_starts_its_run(
+        cloud: Emulator, artifacts: ArtifactServer, user: Any, owner_client: Client) -> None:
+    client = owner_client
+    assert client.get(reverse("clusters:wizard"))["Location"] == step_url("account")
+
+    # 1. A new AccessKey, checked live with DescribeRegions before it is saved.
+    response = client.post(step_url("account"), {
+        "name": "web-prod", "new_account_name": "main", "access_key_id": cloud.access_key_id,
+        "access_key_secret": cloud.access_key_secret, "region": "cn-hangzhou"})
+    assert response.status_code == 302, field_errors(response, "access_key_secret")
+    assert response["Location"] == step_url("network")
+    account = CloudAccount.objects.get(owner=user)
+    assert account.access_key_secret == cloud.access_key_secret
+    assert AuditEvent.objects.get().action == AuditAction.CLOUD_ACCOUNT_ADD
+
+    # 2. Zones, VPCs and vSwitches are the emulator's.
+    page = client.get(step_url("network"))
+    vpc, vswitch = cloud.vpc, cloud.vswitch
+    for value in (vswitch["zone_id"], vpc["vpc_id"], vswitch["vswitch_id"], vswitch["cidr"]):
+        assert value in page.content.decode()
+    other_zone = cloud.vpc["vswitches"][1]["zone_id"]
+    mismatch = client.post(step_url("network"), {
+        "zone": other_zone, "vpc": vpc["vpc_id"], "vswitch": vswitch["vswitch_id"],
+        "slb_address_type": "intranet"})
+    assert "is in zone" in " ".join(field_errors(mismatch, "vswitch"))
+    response = client.post(step_url("network"), {
+        "zone": vswitch["zone_id"], "vpc": vpc["vpc_id"], "vswitch": vswitch["vswitch_id"],
+        "slb_address_type": "intranet"})
+    assert response["Location"] == step_url("datastore")
+
+    # 3. RDS with a generated password.
+    response = client.post(step_url("datastore"), {
+        "kind": "rds", "rds_engine_version": "8.0", "rds_instance_class": "mysql.n2.medium.1",
+        "rds_storage_gb": 20, "rds_password": ""})
+    assert response["Location"] == step_url("hosts")
+
+    # 4. Two servers and an agent inside the VPC; the agent uses a generated key pair.
+    base = vswitch["cidr"].rsplit(".", 1)[0]
+    page = client.post(step_url("hosts"), {**host_rows({"private_ip": f"{base}.11"}),
+                                           "action": "generate_key"})
+    public_key = value_of(page, "") or re.search(r'<code id="public-key">(.*?)</code>',
+                                                  page.content.decode()).group(1)
+    assert public_key.startswith("ssh-ed25519 ")
+    key = openssh_key()
+    response = client.post(step_url("hosts"), {**host_rows(
+        {"private_ip": f"{base}.11"},
+        {"private_ip": f"{base}.12", "auth": "key", "private_key": key, "password": ""},
+        {"private_ip": f"{base}.13", "role": "agent", "auth": "generated", "password": ""},
+    ), "action": "next"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert response["Location"] == step_url("k3s")
+
+    # 5. A pinned version that exists at a custom source (the offline artifact server).
+    response = client.post(step_url("k3s"), {
+        "version": "v1.32.5+k3s1", "install_source": "custom",
+        "install_base_url": artifacts.base_url, "extra_tls_sans": "k8s.example.com\n10.0.0.5",
+        "disable_traefik": "on"})
+    assert response["Location"] == step_url("review")
+
+    # 6. Review lists what is billed; Create needs the acknowledgement.
+    review = client.get(step_url("review")).content.decode()
+    assert "RDS MySQL instance" in review and "SLB instance" in review
+    assert "mysql.n2.medium.1" in review
+    refused = client.post(step_url("review"), {})
+    assert field_errors(refused, "billing_ack")
+    assert not Cluster.objects.exists()
+    response = client.post(step_url("review"), {"billing_ack": "on"}, REMOTE_ADDR="10.2.3.4")
+    cluster = Cluster.objects.get(owner=user)
+    assert response["Location"] == reverse("clusters:cluster", args=[cluster.code])
+
+    assert (cluster.name, cluster.region, cluster.zone) == ("web-prod", "cn-hangzhou",
+                                                            vswitch["zone_id"])
+    assert (cluster.vpc_id, cluster.vswitch_id) == (vpc["vpc_id"], vswitch["vswitch_id"])
+    assert cluster.status == ClusterStatus.PROVISIONING
+    assert (cluster.k3s_version, cluster.k3s_channel) == ("v1.32.5+k3s1", "")
+    assert cluster.install_base_url == artifacts.base_url
+    assert cluster.extra_tls_sans == ["k8s.example.com", "10.0.0.5"]
+    assert cluster.disable_traefik and not cluster.taint_servers
+    assert len(cluster.datastore_password) >= 16 and cluster.k3s_token
+    nodes = {n.private_ip: n for n in cluster.nodes.all()}
+    assert nodes[f"{base}.11"].ssh_password == "s3cret-pass"
+    assert nodes[f"{base}.12"].ssh_private_key.strip() == key.strip()
+    agent = nodes[f"{base}.13"]
+    assert agent.role == "agent" and "OPENSSH PRIVATE KEY" in agent.ssh_private_key
+    run = Run.objects.get(cluster=cluster)
+    assert run.kind == RunKind.CREATE and run.created_by == user
+    assert run.steps.filter(key="rds_create").exists()
+    create = AuditEvent.objects.get(action=AuditAction.CLUSTER_CREATE)
+    assert (create.cluster, create.ip_address) == (cluster, "10.2.3.4")
+    assert SESSION_KEY not in client.session  # the typed secrets are gone with the wizard
+
+    page = client.get(response["Location"]).content.decode()
+    assert "Creating web-prod" in page
+    assert "Create the RDS MySQL instance" in page
+
+
+def test_a_wrong_access_key_is_refused_at_the_field_and_not_saved(
+        cloud: Emulator, user: Any, owner_client: Client) -> None:
+    response = owner_client.post(step_url("account"), {
+        "name": "web-prod", "new_account_name": "main", "access_key_id": cloud.access_key_id,
+        "access_key_secret": "not-the-secret", "region": "cn-hangzhou"})
+    assert response.status_code == 200
+    errors = " ".join(field_errors(response, "access_key_secret"))
+    assert "rejected this AccessKey" in errors
+    assert not CloudAccount.objects.exists()
+    assert value_of(response, "name") == "web-prod"
+    assert value_of(response, "access_key_id") == cloud.access_key_id
+    assert value_of(response, "access_key_secret") == ""  # a secret is never sent back
+
+
+def test_an_unknown_region_is_refused_with_the_ones_available(
+        cloud: Emulator, user: Any, owner_client: Client) -> None:
+    response = owner_client.post(step_url("account"), {
+        "name": "web-prod", "new_account_name": "main", "access_key_id": cloud.access_key_id,
+        "access_key_secret": cloud.access_key_secret, "region": "cn-atlantis"})
+    assert "cn-hangzhou" in " ".join(field_errors(response, "region"))
+    assert value_of(response, "region") == "cn-atlantis"
+
+
+# --- each later step's refusals, with the earlier steps already answered -----------------------
+
+
+@pytest.mark.parametrize(("password", "reason"), [
+    ("Sh0rt!", "8 to 32 characters"),
+    ("alllowercase1234", "three of"),
+    ("Spaces are 1 not OK", "may only use"),
+])
+def test_rds_password_outside_rds_rules_is_refused(at_datastore: Client, password: str,
+                                                   reason: str) -> None:
+    response = at_datastore.post(step_url("datastore"), {
+        "kind": "rds", "rds_engine_version": "8.0", "rds_instance_class": "mysql.n2.medium.1",
+        "rds_storage_gb": 20, "rds_password": password})
+    assert response.status_code == 200
+    assert reason in " ".join(field_errors(response, "rds_password"))
+    assert value_of(response, "rds_password") == password
+    assert value_of(response, "rds_storage_gb") == "20"
+
+
+def test_rds_storage_out_of_range_is_refused(at_datastore: Client) -> None:
+    response = at_datastore.post(step_url("datastore"), {
+        "kind": "rds", "rds_engine_version": "8.0", "rds_instance_class": "mysql.n2.medium.1",
+        "rds_storage_gb": 5})
+    assert field_errors(response, "rds_storage_gb")
+
+
+def test_dsn_without_tcp_is_refused_and_kept(at_datastore: Client) -> None:
+    dsn = "mysql://k3s:Secret-123@db.internal:3306/k3s"
+    response = at_datastore.post(step_url("datastore"), {"kind": "external",
+                                                         "external_dsn": dsn})
+    assert response.status_code == 200
+    assert "missing tcp(...)" in " ".join(field_errors(response, "external_dsn"))
+    assert value_of(response, "external_dsn") == dsn
+
+
+def test_dsn_that_parses_but_cannot_be_reached_passes_with_a_warning(
+        at_datastore: Client) -> None:
+    # Port 9 on loopback: nothing listens, so the panel cannot tell; preflight will.
+    dsn = "mysql://k3s:Secret-123@tcp(127.0.0.1:9)/k3s"
+    response = at_datastore.post(step_url("datastore"), {"kind": "external",
+                                                         "external_dsn": dsn}, follow=True)
+    assert response.redirect_chain[-1][0] == step_url("hosts")
+    assert "could not reach 127.0.0.1:9" in response.content.decode()
+    assert WizardState(at_datastore.session).get("datastore")["external_dsn"] == dsn
+
+
+def test_bad_host_rows_are_refused_at_their_fields_and_kept(at_hosts: Client) -> None:
+    response = at_hosts.post(step_url("hosts"), {**host_rows(
+        {"private_ip": "10.0.1.300"},
+        {"private_ip": "8.8.8.8"},
+        {"private_ip": "10.0.1.12", "public_ip": "10.0.1.99", "ssh_port": 70000},
+        {"private_ip": "10.0.1.12", "role": "agent", "auth": "key",
+         "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n"},
+        {"private_ip": "10.9.0.1", "role": "agent"},
+    ), "action": "next"})
+    assert response.status_code == 200
+    assert "not an IPv4 address" in " ".join(field_errors(response, "hosts-0-private_ip"))
+    assert "public address" in " ".join(field_errors(response, "hosts-1-private_ip"))
+    assert "not a public address" in " ".join(field_errors(response, "hosts-2-public_ip"))
+    assert "1 to 65535" in " ".join(field_errors(response, "hosts-2-ssh_port"))
+    assert "could not be read" in " ".join(field_errors(response, "hosts-3-private_key"))
+    assert value_of(response, "hosts-0-private_ip") == "10.0.1.300"
+    assert value_of(response, "hosts-1-private_ip") == "8.8.8.8"
+    assert value_of(response, "hosts-2-ssh_port") == "70000"
+    assert "not a key" in value_of(response, "hosts-3-private_key")
+    assert not WizardState(at_hosts.session).done("hosts")
+
+
+def test_duplicate_addresses_and_hosts_outside_the_vpc_are_refused(at_hosts: Client) -> None:
+    response = at_hosts.post(step_url("hosts"), {**host_rows(
+        {"private_ip": "10.0.1.11"}, {"private_ip": "10.0.1.11"},
+    ), "action": "next"})
+    assert "already used by host 1" in " ".join(field_errors(response, "hosts-1-private_ip"))
+    response = at_hosts.post(step_url("hosts"), {**host_rows(
+        {"private_ip": "10.0.1.11"}, {"private_ip": "192.168.7.7"},
+    ), "action": "next"})
+    assert "outside the VPC" in " ".join(field_errors(response, "hosts-1-private_ip"))
+
+
+def test_one_server_is_allowed_with_a_warning(at_hosts: Client) -> None:
+    response = at_hosts.post(step_url("hosts"), {**host_rows({"private_ip": "10.0.1.11"}),
+                                                 "action": "next"}, follow=True)
+    assert response.redirect_chain[-1][0] == step_url("k3s")
+    assert "not highly available" in response.content.decode()
+
+
+def test_uploaded_key_file_is_accepted(at_hosts: Client, tmp_path: Path) -> None:
+    key_file = tmp_path / "id_ed25519"
+    key_file.write_text(openssh_key())
+    data = host_rows({"private_ip": "10.0.1.11", "auth": "key", "password": ""},
+                     {"private_ip": "10.0.1.12"})
+    with key_file.open("rb") as handle:
+        response = at_hosts.post(step_url("hosts"), {**data, "hosts-0-key_file": handle,
+                                                     "action": "next"})
+    assert response.status_code == 302
+    hosts = WizardState(at_hosts.session).get("hosts")["hosts"]
+    assert "OPENSSH PRIVATE KEY" in hosts[0]["private_key"]
+
+
+def test_rows_can_be_added_and_removed_without_losing_what_was_typed(at_hosts: Client) -> None:
+    data = host_rows({"private_ip": "10.0.1.11"}, {"private_ip": "10.0.1.12"})
+    response = at_hosts.post(step_url("hosts"), {**data, "action": "add_agent"})
+    assert value_of(response, "hosts-1-private_ip") == "10.0.1.12"
+    assert 'name="hosts-2-private_ip"' in response.content.decode()
+    assert 'name="hosts-TOTAL_FORMS" value="3"' in response.content.decode()
+    response = at_hosts.post(step_url("hosts"), {**data, "action": "remove-0"})
+    assert value_of(response, "hosts-0-private_ip") == "10.0.1.12"
+    assert 'name="hosts-1-private_ip"' not in response.content.decode()
+
+
+def test_test_connection_reports_at_the_row(at_hosts: Client) -> None:
+    # Nothing listens on 127.0.0.1:9: the SSH adapter's own words come back at host 2.
+    data = host_rows({"private_ip": "10.0.1.11"},
+                     {"private_ip": "127.0.0.1", "ssh_port": 9})
+    response = at_hosts.post(step_url("hosts"), {**data, "action": "test-1"})
+    page = response.content.decode()
+    result = re.search(r'<fieldset class="host card-inner" id="host-1">.*?'
+                       r'<p class="test-result bad" role="status">(.*?)</p>', page, re.S)
+    assert result and "refused" in result.group(1)
+    assert value_of(response, "hosts-1-ssh_port") == "9"
+
+
+@pytest.fixture
+def at_k3s(at_hosts: Client) -> Client:
+    response = at_hosts.post(step_url("hosts"), {
+        **host_rows({"private_ip": "10.0.1.11"}, {"private_ip": "10.0.1.12"}),
+        "action": "next"})
+    assert response.status_code == 302
+    return at_hosts
+
+
+@pytest.mark.parametrize("version", ["v1.99.0+k3s1", "v1.32.4+k3s1", "v1.29"])
+def test_k3s_version_that_does_not_exist_is_refused(at_k3s: Client, artifacts: ArtifactServer,
+                                                    version: str) -> None:
+    response = at_k3s.post(step_url("k3s"), {"version": version, "install_source": "custom",
+                                             "install_base_url": artifacts.base_url})
+    assert response.status_code == 200
+    errors = " ".join(field_errors(response, "version"))
+    assert f"{version} does not exist at {artifacts.base_url}" in errors
+    assert value_of(response, "version") == version
+
+
+@pytest.mark.parametrize("version", ["stable", "v1.28", "v1.33.1+k3s1", "1.30.8"])
+def test_k3s_versions_and_channels_that_exist_are_accepted(
+        at_k3s: Client, artifacts: ArtifactServer, version: str) -> None:
+    response = at_k3s.post(step_url("k3s"), {"version": version, "install_source": "custom",
+                                             "install_base_url": artifacts.base_url})
+    assert response.status_code == 302, field_errors(response, "version")
+
+
+def test_china_mirror_layout_is_checked_too(at_k3s: Client, artifacts: ArtifactServer,
+                                            settings: Any) -> None:
+    settings.PANEL_K3S_MIRROR_BASE_URL = artifacts.base_url
+    ok = at_k3s.post(step_url("k3s"), {"version": "v1.31.4+k3s1",
+                                       "install_source": "china_mirror"})
+    assert ok.status_code == 302
+    missing = at_k3s.post(step_url("k3s"), {"version": "v1.31.5+k3s1",
+                                            "install_source": "china_mirror"})
+    assert "does not exist" in " ".join(field_errors(missing, "version"))
+
+
+def test_k3s_garbage_version_bad_sans_and_missing_base_url(at_k3s: Client) -> None:
+    response = at_k3s.post(step_url("k3s"), {"version": "banana", "install_source": "custom",
+                                             "install_base_url": "",
+                                             "extra_tls_sans": "ok.example.com\nbad name!"})
+    assert field_errors(response, "install_base_url")
+    assert "bad name!" in " ".join(field_errors(response, "extra_tls_sans"))
+    response = at_k3s.post(step_url("k3s"), {"version": "banana", "install_source": "custom",
+                                             "install_base_url": "http://127.0.0.1:9"})
+    assert "neither a K3s version" in " ".join(field_errors(response, "version"))
+
+
+def test_unreachable_source_is_a_warning_not_a_refusal(at_k3s: Client) -> None:
+    response = at_k3s.post(step_url("k3s"), {"version": "stable", "install_source": "custom",
+                                             "install_base_url": "http://127.0.0.1:9"},
+                           follow=True)
+    assert response.redirect_chain[-1][0] == step_url("review")
+    assert "could not reach" in response.content.decode()
+
+
+def test_steps_cannot_be_skipped(owner_client: Client) -> None:
+    assert owner_client.get(step_url("review"))["Location"] == step_url("account")
+    assert owner_client.get(step_url("nope")).status_code == 404
+
+
+def test_secrets_typed_into_the_wizard_are_encrypted_in_the_session(at_k3s: Client) -> None:
+    from django.contrib.sessions.models import Session
+
+    raw = Session.objects.get(session_key=at_k3s.session.session_key).session_data
+    decoded = str(Session.objects.get(session_key=at_k3s.session.session_key).get_decoded())
+    assert "s3cret-pass" not in raw and "s3cret-pass" not in decoded
+    assert WizardState(at_k3s.session).get("hosts")["hosts"][0]["password"] == "s3cret-pass"
