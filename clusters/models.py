@@ -317,7 +317,10 @@ class Step(models.Model):
     args = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=StepStatus.choices,
                               default=StepStatus.PENDING)
+    # attempts counts every execution (it is also the lease's fencing token); polls counts
+    # the executions that only found "not yet" after a Wait, so tries = attempts - polls.
     attempts = models.PositiveIntegerField(default=0)
+    polls = models.PositiveIntegerField(default=0)
     transient_failures = models.PositiveIntegerField(default=0)
     retry_budget = models.PositiveIntegerField(default=6)
     not_before = models.DateTimeField(null=True, blank=True)
@@ -339,6 +342,11 @@ class Step(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.status})"
+
+    @property
+    def tries(self) -> int:
+        """How many times the step really tried (re-polls after a Wait do not count)."""
+        return max(self.attempts - self.polls, 0)
 
 
 class LogLine(models.Model):

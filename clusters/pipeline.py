@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 run_finished = Signal()
 
 EARLY_TOLERANCE = timedelta(milliseconds=500)
+RECLAIMED = "Its worker stopped answering"
 
 
 @dataclass(frozen=True)
@@ -202,8 +203,9 @@ def _finish_run(run_id: int, status: str) -> None:
 # --- executing one step -----------------------------------------------------------------------
 
 
-def _claim(step_id: int) -> Step | None:
-    """Take the step if it is ours to run now; None when another worker has it or it is not due."""
+def _claim(step_id: int) -> tuple[Step, bool] | None:
+    """Take the step if it is ours to run now (with whether this run is only a re-poll after
+    a Wait); None when another worker has it or it is not due."""
     step = Step.objects.select_related("run").filter(pk=step_id).first()
     if step is None or step.status not in (StepStatus.PENDING, StepStatus.WAITING):
         return None
@@ -219,9 +221,13 @@ def _claim(step_id: int) -> Step | None:
         if any(status not in STEP_DONE for status in deps.values_list("status", flat=True)):
             return None
     lease_until = now + timedelta(seconds=settings.PANEL_STEP_LEASE_SECONDS)
+    # Coming back from a plain Wait is a poll, not a new try.
+    polling = step.status == StepStatus.WAITING and step.transient_failures == 0 \
+        and not step.wait_reason.startswith(RECLAIMED)
     claimed = Step.objects.filter(pk=step.pk, status=step.status, attempts=step.attempts).update(
         status=StepStatus.RUNNING,
         attempts=F("attempts") + 1,
+        polls=F("polls") + int(polling),
         lease_until=lease_until,
         started_at=step.started_at or now,
         not_before=None,
@@ -229,7 +235,7 @@ def _claim(step_id: int) -> Step | None:
     if not claimed:
         return None
     step.refresh_from_db()
-    return step
+    return step, polling
 
 
 class _Heartbeat:
@@ -270,14 +276,15 @@ class _Heartbeat:
 
 def execute(step_id: int) -> None:
     """Run one step if it is ready and unclaimed, and record what it says."""
-    step = _claim(step_id)
-    if step is None:
+    claimed = _claim(step_id)
+    if claimed is None:
         return
+    step, polling = claimed
     run = step.run
     cluster = Cluster.objects.select_related("cloud_account").get(pk=run.cluster_id)
     ctx = StepContext(step=step, run=run, cluster=cluster, _secrets=cluster.secret_values())
-    if step.attempts > 1:
-        ctx.say(f"Attempt {step.attempts}.")
+    if not polling and step.tries > 1:
+        ctx.say(f"Attempt {step.tries}.")
     retrying = False
     try:
         with _Heartbeat(step, ctx):
@@ -445,7 +452,7 @@ def _reclaim_expired(now: Any) -> list[int]:
         taken = Step.objects.filter(
             pk=step_id, status=StepStatus.RUNNING, attempts=attempts, lease_until__lt=now
         ).update(status=StepStatus.WAITING, not_before=now, lease_until=None,
-                 wait_reason="Its worker stopped answering; running it again.")
+                 wait_reason=f"{RECLAIMED}; running it again.")
         if taken:
             reclaimed.append(step_id)
             _enqueue_execute(step_id)

@@ -37,7 +37,7 @@ def run_snapshot(run: Run) -> dict[str, Any]:
         "steps": [
             {
                 "id": step.pk, "key": step.key, "title": step.title, "status": step.status,
-                "attempts": step.attempts, "wait_reason": step.wait_reason,
+                "attempts": step.tries, "wait_reason": step.wait_reason,
                 "not_before": step.not_before, "error": step.error,
                 "started_at": step.started_at, "finished_at": step.finished_at,
                 "depends_on": step.depends_on,

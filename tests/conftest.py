@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -49,3 +52,34 @@ def start_worker(broker_url: str, task_queue: str) -> Iterator[WorkerFactory]:
     yield start
     for worker in started:
         worker.stop()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCALE = ROOT / "locale"
+
+
+def compile_translations() -> None:
+    """Compile every locale/*/LC_MESSAGES/django.po that is newer than its .mo (.mo files are
+    build products, not in git). msgfmt --check catches a broken placeholder early."""
+    msgfmt = shutil.which("msgfmt")
+    if msgfmt is None:
+        raise RuntimeError("msgfmt is missing: install Debian's gettext package")
+    for po in LOCALE.glob("*/LC_MESSAGES/*.po"):
+        mo = po.with_suffix(".mo")
+        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+            continue
+        temporary = mo.with_suffix(".mo.tmp")
+        subprocess.run([msgfmt, "--check", "-o", str(temporary), str(po)], check=True)
+        temporary.replace(mo)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def translations() -> None:
+    compile_translations()
+    from django.utils import translation
+    from django.utils.translation import trans_real
+
+    # A .mo compiled after Django loaded its catalogues must be read again.
+    trans_real._translations = {}
+    trans_real._default = None
+    translation.activate("en")

@@ -38,7 +38,7 @@ def test_kill_during_rds_creation_and_during_install(world, start_worker):
     run = runs.wait_finished(run, timeout=300)
     assert run.status == RunStatus.SUCCEEDED, [
         (s.key, s.error) for s in run.steps.exclude(status=StepStatus.SUCCEEDED)]
-    assert run.steps.get(key=interrupted).attempts >= 2
+    assert run.steps.get(key=interrupted).tries >= 2
     assert LogLine.objects.filter(step__key=interrupted, step__run=run,
                                   text__contains="Attempt 2.").exists()
     resources = world.emulator.control.resources()

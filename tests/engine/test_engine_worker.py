@@ -50,6 +50,8 @@ def test_waiting_never_parks_a_worker(start_worker):
     elapsed = time.monotonic() - began
     assert elapsed < 20, f"30 waiting runs took {elapsed:.1f}s on one worker slot"
     assert all(runs.step(run, "rds").result["polls"] == 4 for run in started)
+    step = runs.step(started[0], "rds")
+    assert (step.attempts, step.polls, step.tries) == (4, 3, 1), "re-polls are not tries"
 
 
 def test_killed_worker_loses_no_step_and_buys_nothing_twice(start_worker, tmp_path):

@@ -64,7 +64,8 @@ def staff_client(client):
 
 
 @pytest.mark.parametrize(
-    "page", ["cluster", "node", "cloudresource", "run", "step", "logline", "cloudaccount"]
+    "page", ["cluster", "node", "cloudresource", "run", "step", "logline", "cloudaccount",
+             "auditevent"]
 )
 def test_admin_changelists_are_flat(staff_client, page):
     cluster = make_cluster(nodes=3)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,36 +14,6 @@ from clusters.wizard import WizardState
 from sandbox.aliyun.testing import Emulator
 from sandbox.k3s.artifacts import ArtifactServer
 from tests.support.factories import make_user
-
-ROOT = Path(__file__).resolve().parents[2]
-LOCALE = ROOT / "locale"
-
-
-def compile_translations() -> None:
-    """Compile every locale/*/LC_MESSAGES/django.po that is newer than its .mo (.mo files are
-    build products, not in git). msgfmt --check catches a broken placeholder early."""
-    msgfmt = shutil.which("msgfmt")
-    if msgfmt is None:
-        raise RuntimeError("msgfmt is missing: install Debian's gettext package")
-    for po in LOCALE.glob("*/LC_MESSAGES/*.po"):
-        mo = po.with_suffix(".mo")
-        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
-            continue
-        temporary = mo.with_suffix(".mo.tmp")
-        subprocess.run([msgfmt, "--check", "-o", str(temporary), str(po)], check=True)
-        temporary.replace(mo)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def translations() -> None:
-    compile_translations()
-    from django.utils import translation
-    from django.utils.translation import trans_real
-
-    # A .mo compiled after Django loaded its catalogues must be read again.
-    trans_real._translations = {}
-    trans_real._default = None
-    translation.activate("en")
 
 
 @pytest.fixture
