@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from clusters import cloud
 from clusters.aliyun import RdsSpec
 from clusters.credentials import generate_rds_password, name_from_cluster
 from clusters.errors import PermanentError
 from clusters.models import Cluster, NodeRole, ResourceState
-from clusters.outcomes import Done, Outcome, Wait
+from clusters.outcomes import Done, Fail, Outcome, Wait
 from clusters.stepcontext import StepContext
 from clusters.steps import step_handler
 
@@ -15,6 +17,7 @@ RDS_KIND = "rds_instance"
 LARGE_PREFIX = "innodb_large_prefix"
 LARGE_PREFIX_VERSIONS = ("5.6", "5.7")
 DATABASE = "k3s"
+CREATE_TIMEOUT_SECONDS = 3600  # RDS usually needs 5-15 minutes; an hour means trouble
 
 
 def _instance_id(ctx: StepContext) -> str:
@@ -48,6 +51,11 @@ def create(ctx: StepContext) -> Outcome:
         raise PermanentError(f"RDS instance {resource.provider_id} disappeared while being "
                              "created; check the RDS console.")
     if not instance.running:
+        deadline = ctx.memo.setdefault("deadline", time.time() + CREATE_TIMEOUT_SECONDS)
+        if time.time() > deadline:
+            return Fail(f"RDS {instance.instance_id} is still {instance.status} after "
+                        f"{CREATE_TIMEOUT_SECONDS // 60} minutes; check it in the RDS console, "
+                        "then press Retry (the same instance is used, nothing is bought twice).")
         return Wait(cloud.poll_seconds(), f"RDS {instance.instance_id} is {instance.status}")
     cloud.record(resource, state=ResourceState.PRESENT)
     ctx.say(f"RDS {instance.instance_id} is Running")
