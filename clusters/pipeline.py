@@ -5,6 +5,7 @@ Contract for step handlers (read this before writing one):
 * A handler is a plain function of a StepContext returning an Outcome (Done, Wait, Fail,
   Skip), or raising TransientError / PermanentError. It never sleeps to wait for a cloud
   resource: it returns Wait(seconds, reason) and the engine runs it again later.
+* `ctx.memo` survives waits and transient retries, not a user's Retry of a failed step.
 * A handler MUST be idempotent. The engine may run it again after any interruption: a
   worker killed mid-step, a lease that expired, a retry after a transient error, or the
   user's Retry. Record intent before acting (the CloudResource ledger, ClientTokens) and
@@ -404,8 +405,10 @@ def retry(run: Run) -> bool:
         Step.objects.filter(
             run_id=run.pk,
             status__in=[StepStatus.FAILED, StepStatus.ERRORED, StepStatus.CANCELLED],
+        # A user's Retry starts those steps afresh: their memo (deadlines, "installed at")
+        # is dropped; what was bought is found again through the ledger, not the memo.
         ).update(status=StepStatus.PENDING, transient_failures=0, error="", not_before=None,
-                 finished_at=None, wait_reason="")
+                 started_at=None, finished_at=None, wait_reason="", result={})
         _enqueue_advance(run.pk)
     return True
 

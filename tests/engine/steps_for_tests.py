@@ -95,9 +95,8 @@ def quota(ctx: StepContext) -> Outcome:
 
 @step_handler("test.fail_first")
 def fail_first(ctx: StepContext) -> Outcome:
-    """Fails on its first run, works when the user retries (like fixing a whitelist)."""
-    if not ctx.memo.get("failed_once"):
-        ctx.memo["failed_once"] = True
+    """Fails until the user fixes the world (a marker file), like a missing whitelist entry."""
+    if not Path(ctx.args["fixed_marker"]).exists():
         return Fail("The host is not in the RDS whitelist; add it and press Retry.")
     return Done({"fixed": True})
 

@@ -128,12 +128,14 @@ def test_transient_errors_retry_with_backoff_then_give_up(start_worker):
     assert "Throttling" in step.error and "RequestId REQ-3" in step.error
 
 
-def test_permanent_failure_stops_the_run_and_retry_resumes_it(start_worker):
+def test_permanent_failure_stops_the_run_and_retry_resumes_it(start_worker, tmp_path):
     start_worker(concurrency=1)
     cluster = make_cluster()
+    marker = tmp_path / "whitelisted"
     run = runs.start(cluster, [
         StepSpec("first", "Preflight", "test.work"),
-        StepSpec("whitelist", "Whitelist", "test.fail_first", ["first"]),
+        StepSpec("whitelist", "Whitelist", "test.fail_first", ["first"],
+                 {"fixed_marker": str(marker)}),
         StepSpec("last", "Install", "test.work", ["whitelist"]),
     ])
     assert runs.wait_finished(run).status == RunStatus.FAILED
@@ -141,9 +143,12 @@ def test_permanent_failure_stops_the_run_and_retry_resumes_it(start_worker):
     assert runs.step(run, "last").status == StepStatus.PENDING
 
     assert pipeline.retry(run)
+    assert runs.wait_finished(run).status == RunStatus.FAILED, "nothing was fixed yet"
+    marker.touch()  # the user fixes the whitelist
+    assert pipeline.retry(run)
     assert runs.wait_finished(run).status == RunStatus.SUCCEEDED
     assert runs.step(run, "first").attempts == 1, "a finished step is not run again"
-    assert runs.step(run, "whitelist").attempts == 2
+    assert runs.step(run, "whitelist").attempts == 3
 
     quota = runs.start(cluster, [StepSpec("rds", "Create RDS", "test.quota")])
     assert runs.wait_finished(quota).status == RunStatus.FAILED

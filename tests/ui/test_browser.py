@@ -41,12 +41,13 @@ def plan() -> list[pipeline.StepSpec]:
     ]
 
 
-def failing_plan() -> list[pipeline.StepSpec]:
+def failing_plan(marker: Path) -> list[pipeline.StepSpec]:
     return [
         pipeline.StepSpec("preflight_hosts", "Check every host over SSH", "test.work",
                           args={"seconds": 0.1}),
         pipeline.StepSpec("rds_configure", "Whitelist servers, create account and database, "
-                          "fix parameters", "test.fail_first", ["preflight_hosts"]),
+                          "fix parameters", "test.fail_first", ["preflight_hosts"],
+                          args={"fixed_marker": str(marker)}),
         pipeline.StepSpec("datastore_check", "Prove the datastore accepts K3s's schema",
                           "test.work", ["rds_configure"], args={"seconds": 0.1}),
     ]
@@ -55,13 +56,14 @@ def failing_plan() -> list[pipeline.StepSpec]:
 def test_live_timeline_logs_retry_kubeconfig_and_chinese(
         live_server: Any, start_worker: Any, tmp_path: Path) -> None:
     user = make_user("ops")
+    marker = tmp_path / "whitelisted"
     shop = make_cluster(owner=user, nodes=3, name="shop", kubeconfig=KUBECONFIG,
                         k3s_version="v1.32.5+k3s1", slb_address="10.20.30.40",
                         status="provisioning")
     broken = make_cluster(owner=user, nodes=2, name="billing", k3s_channel="stable",
                           status="provisioning")
     run = pipeline.create_run(shop, RunKind.CREATE, plan(), created_by=user, start=False)
-    failed = pipeline.create_run(broken, RunKind.CREATE, failing_plan(), created_by=user)
+    failed = pipeline.create_run(broken, RunKind.CREATE, failing_plan(marker), created_by=user)
     start_worker(concurrency=2)
     wait_finished(failed, timeout=60)
     assert failed.status == "failed"
@@ -125,6 +127,7 @@ def test_live_timeline_logs_retry_kubeconfig_and_chinese(
         assert "not in the RDS whitelist" in callout.inner_text()
         assert "What to do" in callout.inner_text()
         shot(page, "en-05-cluster-failed")
+        marker.touch()  # the operator fixes the whitelist, then retries
         page.click("text=Retry from the failed step")
         page.wait_for_selector("[data-run-status].status-succeeded", timeout=30_000)
         assert page.locator("li.step.step-succeeded").count() == 3
