@@ -22,6 +22,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+## sandbox: the panel wired to an offline Alibaba Cloud and 3 lab hosts (needs root)
+sandbox: $(STAMP)
+	$(PYTHON) -m sandbox.demo
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 

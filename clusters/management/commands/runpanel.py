@@ -8,7 +8,6 @@ var/, unless CELERY_BROKER_URL names a real one.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -19,9 +18,10 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+
+from clusters.bootstrap import ensure_admin
 
 SOCKET_PREFIX = "redis+socket://"
 
@@ -43,7 +43,7 @@ class Command(BaseCommand):
                 children.append(broker)
             call_command("migrate", interactive=False, verbosity=0)
             self._compile_messages()
-            self._ensure_admin(var)
+            self.stdout.write(self.style.SUCCESS(ensure_admin(var)))
             python = sys.executable
             manage = str(Path(settings.BASE_DIR) / "manage.py")
             children += [
@@ -100,21 +100,6 @@ class Command(BaseCommand):
                               "(apt-get install gettext).")
             return
         call_command("compilemessages", verbosity=0, ignore_patterns=[".venv/*"])
-
-    def _ensure_admin(self, var: Path) -> None:
-        users = get_user_model()
-        password_file = var / "admin-password.txt"
-        if users.objects.filter(is_superuser=True).exists():
-            hint = f" (password in {password_file})" if password_file.exists() else ""
-            self.stdout.write(f"Log in as an existing administrator{hint}.")
-            return
-        password = secrets.token_urlsafe(12)
-        users.objects.create_superuser("admin", "admin@localhost", password)
-        password_file.touch(mode=0o600)
-        password_file.write_text(password + "\n")
-        self.stdout.write(self.style.SUCCESS(
-            f"Created user 'admin'; its password is in {password_file}."
-        ))
 
 
 def _interrupt(*_: object) -> None:
