@@ -9,9 +9,9 @@ Ctrl-C stops everything and removes the lab. Needs root (network namespaces).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +78,10 @@ proxy, the hosts real OpenSSH servers in network namespaces. Ctrl-C stops it all
 """
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--addr", default="127.0.0.1:8000")
@@ -89,6 +93,8 @@ def main() -> None:
         sys.exit("make sandbox needs root: it creates network namespaces, sshd and mariadbd "
                  "processes. Run it with sudo.")
     ensure_packages()
+    # SIGTERM (from make, timeout or systemd) must unwind like Ctrl-C, so the lab is removed.
+    signal.signal(signal.SIGTERM, _interrupt)
     shutil.rmtree(VAR, ignore_errors=True)  # a fresh demo every time: the old world is gone
     VAR.mkdir(parents=True)
     with running_world(hosts=args.hosts, time_scale=args.time_scale,
@@ -100,9 +106,14 @@ def main() -> None:
                f"--access-key-id={world.access_key_id}", f"--region={world.region}",
                stdin=world.access_key_secret + "\n")
         print(describe(world, args.addr), flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            subprocess.run([sys.executable, str(ROOT / "manage.py"), "runpanel",
-                            f"--addr={args.addr}"], env=env, cwd=ROOT, check=False)
+        panel = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runpanel",
+                                  f"--addr={args.addr}"], env=env, cwd=ROOT)
+        try:
+            panel.wait()
+        except KeyboardInterrupt:
+            # runpanel stops its own children (web, worker, beat, broker) on SIGTERM.
+            panel.terminate()
+            panel.wait(60)
     print("Sandbox stopped; lab hosts, emulator and artifact server are gone.")
 
 

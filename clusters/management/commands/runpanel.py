@@ -63,6 +63,9 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("Stopping…")
         finally:
+            # A second Ctrl-C or SIGTERM must not interrupt the orderly stop.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             _stop_all(children)
 
     def _start_broker(self, var: Path) -> subprocess.Popen[bytes] | None:
