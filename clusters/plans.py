@@ -33,10 +33,11 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
     specs += [
         StepSpec("datastore_check", "Prove the datastore accepts K3s's schema",
                  "datastore.check", [datastore_ready]),
+        # Bought only once the datastore is proven: a bad DSN of the user's buys nothing.
         StepSpec("slb_create", "Create the SLB (its address goes into the certificate)",
-                 "slb.create", ["preflight_hosts"]),
+                 "slb.create", ["datastore_check"]),
     ]
-    previous = ["datastore_check", "slb_create"]
+    previous = ["slb_create"]
     for index, server in enumerate(servers):
         key = f"server_{server.pk}"
         specs.append(StepSpec(key, f"Install K3s server {index + 1} ({server.private_ip})",
