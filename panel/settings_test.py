@@ -33,3 +33,9 @@ STORAGES = {
 # Tests serve static files from the app directories; no collectstatic run is needed.
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # One test database per test session, so two sessions on one machine never share it
+    # (worker processes get this name through DATABASE_URL from tests/support/worker.py).
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
+    }
