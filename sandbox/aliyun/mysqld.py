@@ -9,6 +9,10 @@ The emulator administers the server as `root` over a private unix socket with a 
 password kept in `home/admin.cnf` (0600). Clients normally reach the server through the RDS
 whitelist gate, which speaks the PROXY protocol on the same socket so that MariaDB sees each
 client's real address (`user()` shows 'k3s@10.0.1.11', as on RDS).
+
+Every server also has its own `tmpdir` (`home/tmp`): a starting mariadbd deletes every
+`#sql*` file in its tmpdir, so servers sharing /tmp delete each other's temporary tables,
+which made one of several concurrent `mariadb-install-db` runs abort (error 1051).
 """
 
 from __future__ import annotations
@@ -160,27 +164,44 @@ class MariaDBServer:
         return self.home / "admin.cnf"
 
     @property
+    def tmpdir(self) -> Path:
+        return self.home / "tmp"
+
+    @property
     def initialized(self) -> bool:
         return (self.datadir / "mysql").is_dir()
 
     # ----- lifecycle ---------------------------------------------------------------------
 
     def initialize(self) -> None:
-        """Create the datadir with `mariadb-install-db` (once); root gets a password on start."""
+        """Create the datadir with `mariadb-install-db` (once); root gets a password on start.
+
+        The install runs in `data.partial` and is renamed to `data` only when it succeeded:
+        a failed or interrupted install must not leave a `data/mysql` that the next attempt
+        takes for a finished one.
+        """
         if self.initialized:
             return
         if shutil.which(INSTALL_DB) is None or shutil.which(MARIADBD) is None:
             raise MariaDBError(f"{INSTALL_DB}/{MARIADBD} not found: install mariadb-server")
         self.home.mkdir(parents=True, exist_ok=True)
-        if self.datadir.exists():
-            shutil.rmtree(self.datadir)  # a half-made datadir from a crash
-        result = subprocess.run(
-            [INSTALL_DB, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
-             "--auth-root-authentication-method=normal", "--skip-test-db", *INSTALL_OPTIONS],
-            capture_output=True, text=True, timeout=120, check=False,
-        )
+        self.tmpdir.mkdir(exist_ok=True)
+        partial = self.home / "data.partial"
+        for leftover in (self.datadir, partial):  # half-made datadirs from a crash
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        try:
+            result = subprocess.run(
+                [INSTALL_DB, "--no-defaults", f"--datadir={partial}", "--user=root",
+                 "--auth-root-authentication-method=normal", "--skip-test-db",
+                 f"--tmpdir={self.tmpdir}", *INSTALL_OPTIONS],
+                capture_output=True, text=True, timeout=120, check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise MariaDBError(f"{INSTALL_DB} did not finish in {exc.timeout}s") from None
         if result.returncode != 0:
-            raise MariaDBError(f"mariadb-install-db failed: {result.stderr[-2000:]}")
+            raise MariaDBError(f"{INSTALL_DB} failed: {result.stderr[-2000:]}")
+        partial.rename(self.datadir)
         if not self.admin_file.exists():
             self._write_admin_file(password="")
 
@@ -194,6 +215,7 @@ class MariaDBServer:
             return
         self.reap_leftover()
         self.initialize()
+        self.tmpdir.mkdir(exist_ok=True)  # servers initialised before tmpdir existed
         self.save()
         self._write_config()
         log = (self.home / "mariadbd.out").open("ab")
@@ -330,6 +352,7 @@ class MariaDBServer:
         options.update({
             "datadir": str(self.datadir), "socket": str(self.socket_path),
             "pid_file": str(self.pid_file), "log_error": str(self.error_log), "user": "root",
+            "tmpdir": str(self.tmpdir),
         })
         if self.listen:
             options["bind_address"], options["port"] = self.listen[0], str(self.listen[1])

@@ -19,7 +19,7 @@ import pymysql
 
 from sandbox import netns as netns_helpers
 from sandbox.aliyun import rds_parameters as parameters
-from sandbox.aliyun.mysqld import MariaDBError, MariaDBServer, reap_orphans
+from sandbox.aliyun.mysqld import MariaDBServer, reap_orphans
 from sandbox.aliyun.rds_gate import WhitelistGate
 from sandbox.aliyun.rds_product import whitelist_of
 from sandbox.aliyun.rds_rules import privilege_statements
@@ -30,14 +30,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 RDS_PORT = 3306
 NO_SUCH_GRANT = 1141
+BOOT_ATTEMPTS = 3
+BOOT_RETRY_PAUSE = 1.0  # seconds, times the attempt number
 
 
 @dataclass
 class InstanceRuntime:
+    instance_id: str
     server: MariaDBServer
     gate: WhitelistGate | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     booted: threading.Event = field(default_factory=threading.Event)  # ready or failed
+    cancelled: threading.Event = field(default_factory=threading.Event)  # stopping: no retry
     error: str = ""
     reviving: bool = False
 
@@ -65,7 +69,7 @@ class RdsRuntime:
             server.options.update(options)
         else:
             server = MariaDBServer(home, options=options)
-        runtime = InstanceRuntime(server)
+        runtime = InstanceRuntime(instance_id, server)
         self.instances[instance_id] = runtime
         if background:
             threading.Thread(target=self._boot, args=(runtime,), daemon=True,
@@ -75,14 +79,27 @@ class RdsRuntime:
 
     @staticmethod
     def _boot(runtime: InstanceRuntime) -> None:
+        """Start the server, retrying a failed start; a final failure stays in `error`.
+
+        Why catch everything: this runs in its own thread, and an exception escaping it
+        would leave the instance Creating forever with nothing in `error` and `booted`
+        never set (stop/destroy would then wait for it in vain).
+        """
         try:
-            runtime.server.start()
-        except (MariaDBError, OSError) as exc:
-            runtime.error = str(exc)
-            log.error("RDS server failed to start: %s", exc)
-        else:
-            runtime.error = ""
-            runtime.ready.set()
+            for attempt in range(1, BOOT_ATTEMPTS + 1):
+                try:
+                    runtime.server.start()
+                except Exception as exc:  # any failure must be reported, not kill the thread
+                    runtime.error = f"start attempt {attempt}/{BOOT_ATTEMPTS} failed: {exc}"
+                    log.error("RDS %s: %s", runtime.instance_id, runtime.error)
+                    _stop_quietly(runtime.server)
+                    if attempt == BOOT_ATTEMPTS or runtime.cancelled.wait(
+                            BOOT_RETRY_PAUSE * attempt):
+                        return
+                else:
+                    runtime.error = ""
+                    runtime.ready.set()
+                    return
         finally:
             runtime.reviving = False
             runtime.booted.set()
@@ -136,6 +153,7 @@ class RdsRuntime:
         runtime = self.instances.pop(instance_id, None)
         if runtime is None:
             return
+        runtime.cancelled.set()
         if runtime.gate is not None:
             runtime.gate.close()
         runtime.booted.wait(timeout=60)  # let a boot in progress finish before stopping
@@ -144,6 +162,8 @@ class RdsRuntime:
     def destroy(self, instance_id: str) -> None:
         """Close the gate, stop mariadbd and delete its datadir (the instance is released)."""
         runtime = self.instances.pop(instance_id, None)
+        if runtime is not None:
+            runtime.cancelled.set()
         if runtime is not None and runtime.gate is not None:
             runtime.gate.close()
         if runtime is not None:
@@ -224,6 +244,14 @@ class RdsRuntime:
         )
         for schema, table in rows:
             self.sql(instance_id, f"ALTER TABLE `{schema}`.`{table}` ROW_FORMAT=DEFAULT")
+
+
+def _stop_quietly(server: MariaDBServer) -> None:
+    """Kill what a failed start left running, so the next attempt starts clean."""
+    try:
+        server.stop()
+    except Exception:  # the start failure is what gets reported
+        log.exception("RDS: could not stop %s after a failed start", server.home)
 
 
 def port_for(address: str, netns: str | None) -> int:
