@@ -88,13 +88,18 @@ class ScratchMariaDB:
         self.dir = tempfile.mkdtemp(prefix=f"{PREFIX}-{os.getpid()}-db-")
         self.port = free_port(host)
         self.socket = os.path.join(self.dir, "mysqld.sock")
+        # A private tmpdir: a mariadbd starting elsewhere on the machine deletes #sql* files
+        # in /tmp, including another server's bootstrap tables.
+        tmpdir = os.path.join(self.dir, "tmp")
+        os.mkdir(tmpdir)
         subprocess.run(
             ["mariadb-install-db", "--no-defaults", f"--datadir={self.dir}/data", "--user=root",
-             "--auth-root-authentication-method=normal", "--skip-test-db"],
+             "--auth-root-authentication-method=normal", "--skip-test-db", f"--tmpdir={tmpdir}"],
             check=True, capture_output=True)
         self.proc = subprocess.Popen(
             ["mariadbd", "--no-defaults", f"--datadir={self.dir}/data", "--user=root",
-             f"--socket={self.socket}", f"--bind-address={host}", f"--port={self.port}",
+             f"--tmpdir={tmpdir}", f"--socket={self.socket}", f"--bind-address={host}",
+             f"--port={self.port}",
              "--innodb-log-file-size=4M", "--innodb-buffer-pool-size=16M",
              "--performance-schema=OFF", "--skip-name-resolve", "--skip-log-bin",
              "--innodb-default-row-format=compact", "--character-set-server=utf8mb4",
