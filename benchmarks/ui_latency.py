@@ -1,0 +1,415 @@
+"""Benchmark: the dashboard and the cluster page at 1,000 clusters and 1,000,000 log lines.
+
+Fills a fresh PostgreSQL database (benchmarks/ui_dataset.py), serves the panel with gunicorn
+on 127.0.0.1 in a production-like environment (DEBUG off, collected static files, only the
+HTTPS redirect off), logs in, and drives each page with `wrk` (Debian package `wrk`) for a
+fixed time at a small concurrency. Prints p50/p95/p99 latency and requests/s per page, and
+the number of SQL queries each page costs at a tiny size and at full size (they must match).
+Traffic goes only to 127.0.0.1. The database is dropped at the end unless --keep.
+
+    .venv/bin/python benchmarks/ui_latency.py [--database-url postgres://root@127.0.0.1/x_bench]
+        [--clusters 1000] [--log-lines 1000000] [--duration 15] [--workers 3] [--keep]
+
+The database URL comes from --database-url, else DATABASE_URL, else a `panel_uibench`
+database on 127.0.0.1:5432 as root. Its name must contain "bench": it is dropped and created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_DATABASE_URL = "postgres://root@127.0.0.1:5432/panel_uibench"
+PIDFILE = Path(tempfile.gettempdir()) / "panel-uibench-gunicorn.pid"
+OTHER_USERS, OTHER_CLUSTERS, OTHER_LINES = 3, 20, 2000
+TINY_CLUSTERS, TINY_LINES = 2, 300
+SLOW_P95_MS = 300
+ALONE_REQUESTS = 9
+WRK_REPORT = r"""
+-- Per-thread counters of non-200 answers, summed in done(); percentiles in microseconds.
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) non200 = 0 end
+function response(status, headers, body) if status ~= 200 then non200 = non200 + 1 end end
+function done(summary, latency, requests)
+  local bad = 0
+  for _, t in ipairs(threads) do bad = bad + t:get("non200") end
+  local e = summary.errors
+  io.write(string.format("UIBENCH requests=%d duration=%d errors=%d non200=%d "
+    .. "p50=%d p95=%d p99=%d max=%d\n", summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.timeout, bad, latency:percentile(50),
+    latency:percentile(95), latency:percentile(99), latency.max))
+end
+"""
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL")
+                        or DEFAULT_DATABASE_URL)
+    parser.add_argument("--clusters", type=int, default=1000, help="the owner's clusters")
+    parser.add_argument("--nodes-per-cluster", type=int, default=5)
+    parser.add_argument("--log-lines", type=int, default=1_000_000)
+    parser.add_argument("--heavy-steps", type=int, default=300,
+                        help="steps that hold most of the log lines")
+    parser.add_argument("--duration", type=int, default=15, help="seconds of load per page")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    return parser.parse_args()
+
+
+# --- the database and the environment ----------------------------------------------------------
+
+
+def database_name(url: str) -> str:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if parts.scheme not in ("postgres", "postgresql") or "bench" not in name:
+        sys.exit(f"refusing {url!r}: need a PostgreSQL URL whose database name contains "
+                 "'bench' (it is dropped and created)")
+    return name
+
+
+def maintenance(url: str) -> psycopg.Connection:
+    """A connection to the server's `postgres` database, for DROP/CREATE DATABASE."""
+    parts = urlsplit(url)
+    return psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True)
+
+
+def recreate_database(url: str) -> None:
+    name = database_name(url)
+    with maintenance(url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(url: str) -> None:
+    with maintenance(url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database_name(url)}" WITH (FORCE)')
+
+
+def production_like_env(url: str, static_root: Path) -> dict[str, str]:
+    """What a deployment sets (DEBUG off, real secrets), minus the HTTPS redirect."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "panel.settings",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "PANEL_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DJANGO_STATIC_ROOT": str(static_root),
+        "DATABASE_URL": url,
+        "LOG_LEVEL": "WARNING",
+        # Fail closed: no page calls out, and if one did it would reach a closed port.
+        "ALIYUN_ENDPOINT_OVERRIDE": "127.0.0.1:1",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+    }
+
+
+# --- the web server ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_leftover_server() -> None:
+    """A gunicorn this benchmark started in a run that crashed; found by its pid file."""
+    try:
+        pid = int(PIDFILE.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError):
+        return
+    if "gunicorn" in cmdline and str(PIDFILE) in cmdline:
+        os.kill(pid, signal.SIGTERM)
+        print(f"stopped a leftover benchmark gunicorn (pid {pid})")
+
+
+class Server:
+    """gunicorn serving panel.wsgi on 127.0.0.1 with sync workers, as the Dockerfile does."""
+
+    def __init__(self, workers: int, log_path: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        gunicorn = Path(sys.executable).parent / "gunicorn"
+        self.process = subprocess.Popen(
+            [str(gunicorn), "panel.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(workers), "--pid", str(PIDFILE), "--log-level", "warning"],
+            cwd=ROOT, env=os.environ.copy(), stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 30) -> Server:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(  # noqa: S310 - our own http://127.0.0.1 URL
+                        f"{self.base}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        sys.exit(f"gunicorn did not become ready:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        PIDFILE.unlink(missing_ok=True)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def fetch_size(url: str, cookie: str) -> int:
+    """One GET as the logged-in user: a redirect to the login page or an error stops the run."""
+    opener = urllib.request.build_opener(NoRedirect)
+    request = urllib.request.Request(url, headers={"Cookie": cookie})  # noqa: S310 - loopback
+    try:
+        with opener.open(request, timeout=30) as response:
+            return len(response.read())
+    except urllib.error.HTTPError as exc:
+        sys.exit(f"GET {url} answered {exc.code} (expected 200)")
+
+
+# --- load --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    requests: int
+    seconds: float
+    errors: int
+    non200: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+def drive(url: str, cookie: str, args: argparse.Namespace, script: Path) -> Load:
+    command = ["wrk", "-t", str(args.threads), "-c", str(args.connections),
+               "-d", f"{args.duration}s", "--timeout", "10s", "-s", str(script),
+               "-H", f"Cookie: {cookie}", url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True,
+                            timeout=args.duration + 30).stdout
+    match = re.search(r"UIBENCH (.*)", output)
+    if match is None:
+        sys.exit(f"wrk printed no report:\n{output}")
+    values = {key: int(value) for key, value in
+              (item.split("=") for item in match.group(1).split())}
+    return Load(values["requests"], values["duration"] / 1e6, values["errors"],
+                values["non200"], *(values[key] / 1000 for key in ("p50", "p95", "p99", "max")))
+
+
+# --- the pages and what they cost ------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """The filled database: what to open, and each page's query count at both sizes."""
+
+    pages: list[tuple[str, str]]
+    tiny_counts: dict[str, int]
+    full_counts: dict[str, int]
+    alone_ms: dict[str, float]
+    session_cookie: str
+
+
+def pages_of(target: Any) -> list[tuple[str, str]]:
+    """What a user opens, heaviest cases: the newest dashboard pages and the biggest log."""
+    from django.urls import reverse
+
+    code, run_id, step_id = target.cluster.code, target.run.pk, target.step.pk
+    dashboard = reverse("clusters:dashboard")
+    return [
+        ("dashboard", dashboard),
+        ("dashboard, filtered", dashboard + "?status=ready&health=healthy&q=prod"),
+        ("dashboard, page 10", dashboard + "?page=10"),
+        ("cluster page (biggest log)", reverse("clusters:cluster", args=[code])),
+        ("cluster live fragment",
+         reverse("clusters:cluster-live", args=[code]) + f"?run={run_id}"),
+        ("run status JSON", reverse("clusters:run-status", args=[code, run_id])),
+        ("step log JSON, tail", reverse("clusters:step-log", args=[code, run_id, step_id])
+         + f"?after={max(0, target.last_seq - 200)}"),
+    ]
+
+
+def query_counts(client: Any, pages: list[tuple[str, str]],
+                 timed: int = 0) -> dict[str, tuple[int, float]]:
+    """SQL statements per page, counted in-process with Django's test client, and the median
+    of `timed` sequential requests (server time without concurrency or HTTP)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = {}
+    for label, path in pages:
+        client.get(path)  # warm: the first request may fill process-wide caches
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(path)
+        if response.status_code != 200:
+            sys.exit(f"{label}: GET {path} answered {response.status_code}")
+        queries = len(captured.captured_queries)  # before the next request resets the log
+        durations = []
+        for _ in range(timed):
+            began = time.perf_counter()
+            client.get(path)
+            durations.append(time.perf_counter() - began)
+        median = statistics.median(durations) * 1000 if durations else 0.0
+        counts[label] = (queries, median)
+    return counts
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """Count queries at a tiny size, grow the same database to full size, count again."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import Client
+
+    from benchmarks import ui_dataset
+    from tests.support.factories import make_user
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+    call_command("migrate", verbosity=0)
+    owner = make_user("owner")
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(owner)
+    small = ui_dataset.fill(owner, TINY_CLUSTERS, args.nodes_per_cluster, TINY_LINES, 3)
+    tiny = query_counts(client, pages_of(small.target))
+    tiny_counts = {label: n for label, (n, _) in tiny.items()}
+
+    began = time.monotonic()
+    for index in range(OTHER_USERS):
+        ui_dataset.fill(make_user(f"other{index}"), OTHER_CLUSTERS, 3, OTHER_LINES, 5,
+                        seed=index)
+    full = ui_dataset.fill(owner, args.clusters - TINY_CLUSTERS, args.nodes_per_cluster,
+                           args.log_lines - TINY_LINES - OTHER_USERS * OTHER_LINES,
+                           args.heavy_steps)
+    ui_dataset.analyze()
+    print(f"filled in {time.monotonic() - began:.0f} s: " + ", ".join(
+        f"{table}={count:,}" for table, count in ui_dataset.row_counts().items()))
+    target = full.target
+    print(f"biggest log: {target.cluster.name}, run #{target.run.pk} ({target.run.status}), "
+          f"step {target.step.key} ({target.step.status}) with {target.last_seq:,} lines; "
+          f"{ui_dataset.run_lines(target.run.pk):,} lines in the run")
+    pages = pages_of(target)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    full = query_counts(client, pages, timed=ALONE_REQUESTS)
+    return Prepared(pages, tiny_counts, {label: n for label, (n, _) in full.items()},
+                    {label: ms for label, (_, ms) in full.items()},
+                    f"{settings.SESSION_COOKIE_NAME}={cookie}")
+
+
+def measure(args: argparse.Namespace, prepared: Prepared, server: Server,
+            script: Path) -> list[str]:
+    """Drive each page with wrk and print a row per page; returns the slow pages."""
+    print(f"gunicorn: {args.workers} sync workers on {server.base}; wrk -t{args.threads} "
+          f"-c{args.connections} -d{args.duration}s per page; load average before: "
+          f"{os.getloadavg()[0]:.2f}")
+    print()
+    print("| page | bytes | alone ms | req/s | p50 ms | p95 ms | p99 ms | max ms "
+          "| queries tiny / full |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    slow = []
+    for label, path in prepared.pages:
+        url = server.base + path
+        size = fetch_size(url, prepared.session_cookie)
+        load = drive(url, prepared.session_cookie, args, script)
+        if load.errors or load.non200:
+            print(f"!! {label}: {load.errors} socket errors, {load.non200} non-200 answers")
+        if load.p95_ms > SLOW_P95_MS:
+            slow.append(label)
+        tiny, full = prepared.tiny_counts[label], prepared.full_counts[label]
+        print(f"| {label} | {size:,} | {prepared.alone_ms[label]:.1f} | {load.rps:.1f} "
+              f"| {load.p50_ms:.1f} | {load.p95_ms:.1f} | {load.p99_ms:.1f} "
+              f"| {load.max_ms:.1f} | {tiny} / {full}"
+              f"{'' if tiny == full else ' (GROWS)'} |")
+    print()
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    return slow
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    args = parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: install the Debian package `wrk` (apt-get install wrk)")
+    database_name(args.database_url)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stop_leftover_server()
+    began = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="panel-uibench-"))
+    os.environ.update(production_like_env(args.database_url, workdir / "static"))
+    recreate_database(args.database_url)
+    server: Server | None = None
+    try:
+        import django
+
+        django.setup()
+        prepared = prepare(args)
+        server = Server(args.workers, workdir / "gunicorn.log")
+        server.wait_ready()
+        script = workdir / "report.lua"
+        script.write_text(WRK_REPORT)
+        slow = measure(args, prepared, server, script)
+    finally:
+        if server is not None:
+            server.stop()
+        from django.db import connections
+
+        connections.close_all()
+        if args.keep:
+            print(f"kept database {database_name(args.database_url)}")
+        else:
+            drop_database(args.database_url)
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"whole benchmark: {time.monotonic() - began:.0f} s")
+    if slow:
+        print(f"SLOW (p95 > {SLOW_P95_MS} ms): " + ", ".join(slow))
+    if prepared.tiny_counts != prepared.full_counts:
+        sys.exit("query counts grow with the data (see the table)")
+
+
+if __name__ == "__main__":
+    main()
