@@ -25,7 +25,7 @@ import random
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -462,10 +462,6 @@ def _reclaim_expired(now: Any) -> list[int]:
     if reclaimed:
         logger.warning("reclaimed steps with expired leases: %s", reclaimed)
     return reclaimed
-
-
-def steps_in_order(run: Run) -> Iterable[Step]:
-    return run.steps.order_by("position")
 
 
 def worker_started() -> None:
