@@ -20,6 +20,7 @@ Tasks carry ids only and are enqueued after the transaction commits.
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import threading
@@ -69,7 +70,7 @@ class StepSpec:
     handler: str
     depends_on: Sequence[str] = ()
     args: dict[str, Any] = field(default_factory=dict)
-    retry_budget: int = 6
+    retry_budget: int = 8
 
 
 class GraphError(ValueError):
@@ -287,10 +288,15 @@ def execute(step_id: int) -> None:
     if not polling and step.tries > 1:
         ctx.say(f"Attempt {step.tries}.")
     retrying = False
+    memo_before = copy.deepcopy(step.result)
     try:
         with _Heartbeat(step, ctx):
             outcome = get_handler(step.handler)(ctx)
     except TransientError as exc:
+        # The budget counts failures in a row without progress: a step that recorded
+        # progress in its memo before being throttled starts its count again.
+        if ctx.step.result != memo_before:
+            step.transient_failures = 0
         outcome, retrying = _after_transient(step, ctx, exc), True
     except PermanentError as exc:
         outcome = Fail(str(exc))

@@ -54,7 +54,7 @@ def start_worker(broker_url: str, task_queue: str) -> Iterator[WorkerFactory]:
         worker.stop()
 
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 LOCALE = ROOT / "locale"
 
 

@@ -1,8 +1,15 @@
-"""Preflight of the cloud side: credentials, region, zone, VPC, vSwitch and the hosts' ECS."""
+"""Preflight of the cloud side: credentials, region, zone, VPC, vSwitch and the hosts' ECS.
+
+Each check that passes is remembered in the step's memo, so a throttled API resumes the
+preflight where it stopped instead of starting over (and exhausting the retry budget).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from clusters import cloud
+from clusters.aliyun import AliyunCloud
 from clusters.errors import PermanentError
 from clusters.models import Node
 from clusters.outcomes import Done, Outcome
@@ -10,36 +17,54 @@ from clusters.stepcontext import StepContext
 from clusters.steps import step_handler
 
 
-@step_handler("preflight.cloud")
-def check_cloud(ctx: StepContext) -> Outcome:
-    """Cheap Describe calls only: nothing is bought, every mismatch is named."""
+def hosts_to_check(ctx: StepContext) -> list[Node]:
+    """Every member, or only the new hosts when a run adds nodes (args node_ids)."""
+    members = list(ctx.cluster.nodes.exclude(status="removed"))
+    if ctx.args.get("node_ids"):
+        members = [node for node in members if node.pk in ctx.args["node_ids"]]
+    return members
+
+
+def _credentials_and_region(ctx: StepContext, api: AliyunCloud) -> None:
     cluster = ctx.cluster
-    api = cloud.cloud_for(cluster)
     regions = {region.region_id for region in api.describe_regions()}
     ctx.say(f"AccessKey {cluster.cloud_account.access_key_id} works ({len(regions)} regions)")
     if cluster.region not in regions:
         raise PermanentError(f"Region {cluster.region} is not available to this account.")
-    zones = {zone.zone_id for zone in api.describe_zones()}
-    if cluster.zone not in zones:
-        raise PermanentError(f"Zone {cluster.zone} is not in region {cluster.region}.")
+
+
+def _zone(ctx: StepContext, api: AliyunCloud) -> None:
+    if ctx.cluster.zone not in {zone.zone_id for zone in api.describe_zones()}:
+        raise PermanentError(f"Zone {ctx.cluster.zone} is not in region {ctx.cluster.region}.")
+
+
+def _vpc(ctx: StepContext, api: AliyunCloud) -> None:
+    cluster = ctx.cluster
     vpcs = {vpc.vpc_id: vpc for vpc in api.describe_vpcs()}
     if cluster.vpc_id not in vpcs:
         raise PermanentError(f"VPC {cluster.vpc_id} does not exist in {cluster.region}.")
-    vswitches = {vsw.vswitch_id: vsw for vsw in api.describe_vswitches(cluster.vpc_id)}
-    vswitch = vswitches.get(cluster.vswitch_id)
+    ctx.say(f"VPC {cluster.vpc_id} ({vpcs[cluster.vpc_id].cidr})")
+
+
+def _vswitch(ctx: StepContext, api: AliyunCloud) -> None:
+    cluster = ctx.cluster
+    vswitch = {vsw.vswitch_id: vsw for vsw in api.describe_vswitches(cluster.vpc_id)}.get(
+        cluster.vswitch_id)
     if vswitch is None:
         raise PermanentError(f"vSwitch {cluster.vswitch_id} is not in VPC {cluster.vpc_id}.")
     if vswitch.zone_id != cluster.zone:
         raise PermanentError(f"vSwitch {cluster.vswitch_id} is in zone {vswitch.zone_id}, "
                              f"not {cluster.zone}.")
-    ctx.say(f"{cluster.region}/{cluster.zone}, VPC {cluster.vpc_id} ({vpcs[cluster.vpc_id].cidr}),"
-            f" vSwitch {cluster.vswitch_id} ({vswitch.cidr})")
+    ctx.say(f"vSwitch {cluster.vswitch_id} ({vswitch.cidr}) in {cluster.zone}")
 
-    members = list(cluster.nodes.exclude(status="removed"))
-    by_ip = {}
-    for instance in api.describe_instances_by_private_ips([n.private_ip for n in members]):
-        for ip in instance.private_ips:
-            by_ip[ip] = instance
+
+def _instances(ctx: StepContext, api: AliyunCloud) -> None:
+    """Every host must be an ECS instance of the cluster's VPC (the SLB needs its id)."""
+    cluster = ctx.cluster
+    members = hosts_to_check(ctx)
+    by_ip = {ip: instance
+             for instance in api.describe_instances_by_private_ips([n.private_ip for n in members])
+             for ip in instance.private_ips}
     problems = []
     for node in members:
         instance = by_ip.get(node.private_ip)
@@ -55,4 +80,25 @@ def check_cloud(ctx: StepContext) -> Outcome:
                     f"({instance.status})")
     if problems:
         raise PermanentError("; ".join(problems) + ".")
-    return Done({"instances": {ip: inst.instance_id for ip, inst in by_ip.items()}})
+    ctx.memo["instances"] = {ip: inst.instance_id for ip, inst in by_ip.items()}
+
+
+CHECKS: list[tuple[str, Callable[[StepContext, AliyunCloud], None]]] = [
+    ("credentials", _credentials_and_region),
+    ("zone", _zone),
+    ("vpc", _vpc),
+    ("vswitch", _vswitch),
+    ("instances", _instances),
+]
+
+
+@step_handler("preflight.cloud")
+def check_cloud(ctx: StepContext) -> Outcome:
+    """Cheap Describe calls only: nothing is bought, every mismatch is named."""
+    api = cloud.cloud_for(ctx.cluster)
+    passed = ctx.memo.setdefault("passed", [])
+    for name, check in CHECKS:
+        if name not in passed:
+            check(ctx, api)
+            passed.append(name)
+    return Done({"instances": ctx.memo.get("instances", {})})

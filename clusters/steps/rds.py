@@ -22,6 +22,11 @@ CREATE_TIMEOUT_SECONDS = 3600  # RDS usually needs 5-15 minutes; an hour means t
 
 def _instance_id(ctx: StepContext) -> str:
     instance_id = ctx.result_of("rds_create").get("instance_id")
+    if not instance_id and ctx.run.kind != "create":
+        # A later run (adding servers) configures the instance its cluster already has.
+        instance_id = ctx.cluster.resources.filter(
+            kind=RDS_KIND, state=ResourceState.PRESENT).exclude(provider_id="") \
+            .values_list("provider_id", flat=True).first()
     if not instance_id:
         raise PermanentError("The RDS instance has not been created yet.")
     return instance_id
@@ -90,9 +95,12 @@ def configure(ctx: StepContext) -> Outcome:
     cluster = Cluster.objects.select_related("cloud_account").get(pk=ctx.cluster.pk)
     api = cloud.cloud_for(cluster)
     instance_id = _instance_id(ctx)
+    memo = ctx.memo  # progress survives throttling: each retry resumes after the last success
     servers = _server_ips(cluster)
-    api.modify_security_ips(instance_id, servers)
-    ctx.say(f"Whitelisted the servers: {', '.join(servers)}")
+    if memo.get("whitelisted") != servers:
+        api.modify_security_ips(instance_id, servers)
+        memo["whitelisted"] = servers
+        ctx.say(f"Whitelisted the servers: {', '.join(servers)}")
 
     account = name_from_cluster(cluster.name)
     if not cluster.datastore_password:
@@ -101,25 +109,32 @@ def configure(ctx: StepContext) -> Outcome:
         cluster.save(update_fields=["datastore_password"])
         ctx.cluster.datastore_password = cluster.datastore_password
     ctx.register_secret(cluster.datastore_password)
-    existing = api.describe_account(instance_id, account)
-    if existing is None:
-        api.create_account(instance_id, account, cluster.datastore_password,
-                           description=f"K3s {cluster.name}"[:256])
-        ctx.say(f"Created account {account}")
-        return Wait(cloud.poll_seconds(), f"Waiting for account {account} to be available")
-    if not existing.available:
-        return Wait(cloud.poll_seconds(), f"Account {account} is {existing.status}")
+    if not memo.get("account_ready"):
+        existing = api.describe_account(instance_id, account)
+        if existing is None:
+            api.create_account(instance_id, account, cluster.datastore_password,
+                               description=f"K3s {cluster.name}"[:256])
+            ctx.say(f"Created account {account}")
+            return Wait(cloud.poll_seconds(), f"Waiting for account {account} to be available")
+        if not existing.available:
+            return Wait(cloud.poll_seconds(), f"Account {account} is {existing.status}")
+        memo["account_ready"] = True
 
-    database = api.describe_database(instance_id, DATABASE)
-    if database is None:
-        api.create_database(instance_id, DATABASE, "utf8mb4")
-        ctx.say(f"Created database {DATABASE} (utf8mb4)")
-        return Wait(cloud.poll_seconds(), f"Waiting for database {DATABASE}")
-    if not database.running:
-        return Wait(cloud.poll_seconds(), f"Database {DATABASE} is {database.status}")
-    if existing.privileges.get(DATABASE) != "ReadWrite":
-        api.grant_privilege(instance_id, account, DATABASE, "ReadWrite")
-        ctx.say(f"Granted ReadWrite on {DATABASE} to {account}")
+    if not memo.get("database_ready"):
+        database = api.describe_database(instance_id, DATABASE)
+        if database is None:
+            api.create_database(instance_id, DATABASE, "utf8mb4")
+            ctx.say(f"Created database {DATABASE} (utf8mb4)")
+            return Wait(cloud.poll_seconds(), f"Waiting for database {DATABASE}")
+        if not database.running:
+            return Wait(cloud.poll_seconds(), f"Database {DATABASE} is {database.status}")
+        memo["database_ready"] = True
+    if not memo.get("granted"):
+        existing = api.describe_account(instance_id, account)
+        if existing is None or existing.privileges.get(DATABASE) != "ReadWrite":
+            api.grant_privilege(instance_id, account, DATABASE, "ReadWrite")
+            ctx.say(f"Granted ReadWrite on {DATABASE} to {account}")
+        memo["granted"] = True
 
     waiting = turn_large_prefix_on(ctx)
     if waiting:

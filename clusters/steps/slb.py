@@ -60,19 +60,26 @@ def listener(ctx: StepContext) -> Outcome:
     if "" in servers:
         raise PermanentError(f"Server {servers['']} has no ECS instance id (preflight records "
                              "it); retry from preflight.")
-    if api.describe_tcp_listener(balancer_id, API_PORT) is None:
-        api.create_tcp_listener(balancer_id, API_PORT, API_PORT)
-        ctx.say(f"Created TCP listener {API_PORT} with a TCP health check")
-    balancer = api.describe_slb(balancer_id)
-    present = {server.server_id for server in balancer.backend_servers} if balancer else set()
-    missing = [instance for instance in servers if instance not in present]
-    if missing:
-        api.add_backend_servers(balancer_id, missing)
-        ctx.say(f"Added backends: {', '.join(servers[i] for i in missing)}")
-    state = api.describe_tcp_listener(balancer_id, API_PORT)
-    if state is not None and state.status == "stopped":
-        api.start_listener(balancer_id, API_PORT)
-        ctx.say(f"Started listener {API_PORT}")
+    memo = ctx.memo  # progress survives throttling: a retry resumes after the last success
+    if not memo.get("listener"):
+        if api.describe_tcp_listener(balancer_id, API_PORT) is None:
+            api.create_tcp_listener(balancer_id, API_PORT, API_PORT)
+            ctx.say(f"Created TCP listener {API_PORT} with a TCP health check")
+        memo["listener"] = True
+    if memo.get("backends") != sorted(servers):
+        balancer = api.describe_slb(balancer_id)
+        present = {server.server_id for server in balancer.backend_servers} if balancer else set()
+        missing = [instance for instance in servers if instance not in present]
+        if missing:
+            api.add_backend_servers(balancer_id, missing)
+            ctx.say(f"Added backends: {', '.join(servers[i] for i in missing)}")
+        memo["backends"] = sorted(servers)
+    if not memo.get("started"):
+        state = api.describe_tcp_listener(balancer_id, API_PORT)
+        if state is not None and state.status == "stopped":
+            api.start_listener(balancer_id, API_PORT)
+            ctx.say(f"Started listener {API_PORT}")
+        memo["started"] = True
     ctx.memo.setdefault("deadline", time.time() + HEALTHY_TIMEOUT_SECONDS)
     health = {entry.server_id: entry.status for entry in api.describe_health_status(balancer_id)}
     unhealthy = [servers[i] for i in servers if health.get(i) != "normal"]
