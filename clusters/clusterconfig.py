@@ -11,7 +11,7 @@ from clusters.k3s.config import ClusterSettings, NodeIdentity, render_server_con
 from clusters.k3s.dsn import build_endpoint
 from clusters.k3s.install import InstallSource
 from clusters.kubeapi import KubeClient
-from clusters.models import Cluster, DatastoreKind, Node
+from clusters.models import Cluster, DatastoreKind, Node, Step, StepStatus
 from clusters.models import InstallSource as SourceChoice
 from clusters.stepcontext import StepContext
 
@@ -27,12 +27,21 @@ def install_source(cluster: Cluster) -> InstallSource:
     return InstallSource("official")
 
 
+def recorded_rds_datastore(cluster: Cluster) -> dict:
+    """What the create run's RDS step recorded (host, port, account, database), for later runs
+    (upgrade, add node) that render the same server config without an RDS step of their own."""
+    found = (Step.objects.filter(run__cluster=cluster, key=RDS_RESULT_STEP,
+                                 status=StepStatus.SUCCEEDED)
+             .order_by("-finished_at", "-pk").values_list("result", flat=True).first())
+    return dict(found or {})
+
+
 def datastore_endpoint(ctx: StepContext) -> str:
     """The K3s --datastore-endpoint (contains the password: only for 0600 files)."""
     cluster = ctx.cluster
     if cluster.datastore_kind == DatastoreKind.EXTERNAL:
         return cluster.external_dsn
-    rds = ctx.result_of(RDS_RESULT_STEP)
+    rds = ctx.result_of(RDS_RESULT_STEP) or recorded_rds_datastore(cluster)
     if not rds or not cluster.datastore_password:
         raise PermanentError("The RDS instance is not configured yet (no endpoint recorded).")
     return build_endpoint(rds["account"], cluster.datastore_password, rds["host"],

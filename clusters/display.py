@@ -30,6 +30,25 @@ KNOWN_STEP_TITLES = (
     gettext_noop("First health check"),
     gettext_noop("Fetch the kubeconfig and point it at the SLB"),
     gettext_noop("Verify the API through the SLB as kubectl will"),
+    # clusters/plans_upgrade.py
+    gettext_noop("Back up the RDS datastore (CreateBackup) and wait until it has finished"),
+    gettext_noop("Warn that your own MySQL is not backed up automatically"),
+    gettext_noop("Fetch the kubeconfig from a server"),
+    gettext_noop("Restart K3s on that server if the certificate expires within 30 days"),
+    gettext_noop("Fetch the renewed kubeconfig"),
+    # clusters/plans_day2.py
+    gettext_noop("Remove K3s from every host"),
+    gettext_noop("Delete the SLB"),
+    gettext_noop("Delete the RDS instance and wait until it is gone"),
+    gettext_noop("Close the ledger and mark the cluster destroyed"),
+    gettext_noop("Check the new hosts over SSH"),
+    gettext_noop("Add the new servers to the RDS whitelist"),
+    gettext_noop("Check the cluster's health"),
+    gettext_noop("Cordon and drain the node"),
+    gettext_noop("Take the server out of the SLB"),
+    gettext_noop("Uninstall K3s on the host"),
+    gettext_noop("Delete the node from the cluster's API"),
+    gettext_noop("Shrink the RDS whitelist to the remaining servers"),
 )
 
 _PATTERNED_TITLES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
@@ -37,6 +56,10 @@ _PATTERNED_TITLES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]],
      lambda m: gettext("Install K3s server %(n)s (%(ip)s)") % m.groupdict()),
     (re.compile(r"^Install K3s agent \((?P<ip>[^)]*)\)$"),
      lambda m: gettext("Install K3s agent (%(ip)s)") % m.groupdict()),
+    (re.compile(r"^Upgrade K3s server (?P<n>\d+) \((?P<ip>[^)]*)\) to (?P<version>\S+)$"),
+     lambda m: gettext("Upgrade K3s server %(n)s (%(ip)s) to %(version)s") % m.groupdict()),
+    (re.compile(r"^Upgrade K3s agent \((?P<ip>[^)]*)\) to (?P<version>\S+)$"),
+     lambda m: gettext("Upgrade K3s agent (%(ip)s) to %(version)s") % m.groupdict()),
 )
 
 

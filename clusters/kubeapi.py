@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import yaml
 
@@ -65,12 +65,22 @@ class KubeClient:
         self._key = _b64(user["client-key-data"])
 
     def get(self, path: str) -> tuple[int, bytes]:
+        return self.send("GET", path)
+
+    def send(self, method: str, path: str, body: Any = None,
+             content_type: str = "application/json") -> tuple[int, bytes]:
+        """One request as the kubeconfig's user; `body` is sent as JSON when given."""
         parts = urlsplit(self.server)
+        headers = {"Accept": "application/json"}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = content_type
         with _client_context(self._ca, self._cert, self._key) as context:
             conn = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443,
                                                timeout=self.timeout, context=context)
             try:
-                conn.request("GET", path, headers={"Accept": "application/json"})
+                conn.request(method, path, body=payload, headers=headers)
                 response = conn.getresponse()
                 return response.status, response.read()
             except ssl.SSLCertVerificationError as exc:
@@ -93,6 +103,46 @@ class KubeClient:
             raise PermanentError(f"The API at {self.server} answered {status} for {path}: "
                                  f"{body[:200].decode(errors='replace')}")
         return json.loads(body)
+
+    def cordon(self, name: str) -> bool:
+        """Mark a node unschedulable, as `kubectl cordon` does; False when it does not exist."""
+        status, body = self.send("PATCH", f"/api/v1/nodes/{quote(name, safe='')}",
+                                 {"spec": {"unschedulable": True}},
+                                 "application/strategic-merge-patch+json")
+        return self._changed(status, body, f"cordon node {name}")
+
+    def delete_node(self, name: str) -> bool:
+        """Delete a node object, as `kubectl delete node` does; False when already gone."""
+        status, body = self.send("DELETE", f"/api/v1/nodes/{quote(name, safe='')}")
+        return self._changed(status, body, f"delete node {name}")
+
+    def pods_to_evict(self, node_name: str) -> list[str] | None:
+        """`namespace/name` of the pods a drain would evict from the node (DaemonSet pods
+        stay, as with `kubectl drain --ignore-daemonsets`); None when the API serves no pods."""
+        selector = quote(f"spec.nodeName={node_name}", safe="")
+        status, body = self.send("GET", f"/api/v1/pods?fieldSelector={selector}")
+        if status == 404:
+            return None
+        if status != 200:
+            self._changed(status, body, f"list the pods of node {node_name}")
+        evictable = []
+        for pod in json.loads(body).get("items", []):
+            meta = pod.get("metadata", {})
+            owners = {owner.get("kind") for owner in meta.get("ownerReferences", [])}
+            if "DaemonSet" not in owners and pod.get("status", {}).get("phase") not in (
+                    "Succeeded", "Failed"):
+                evictable.append(f"{meta.get('namespace', '')}/{meta.get('name', '')}")
+        return evictable
+
+    def _changed(self, status: int, body: bytes, what: str) -> bool:
+        if status == 404:
+            return False
+        if status >= 500 or status == 429:
+            raise TransientError(f"The API at {self.server} answered {status} to {what}")
+        if status >= 300:
+            raise PermanentError(f"The API at {self.server} refused to {what} ({status}): "
+                                 f"{body[:200].decode(errors='replace')}")
+        return True
 
     def readyz(self) -> str:
         status, body = self.get("/readyz")

@@ -238,6 +238,7 @@ class RunKind(models.TextChoices):
     REMOVE_NODE = "remove_node", _("Remove node")
     UPGRADE = "upgrade", _("Upgrade K3s")
     DESTROY = "destroy", _("Destroy cluster")
+    RENEW_KUBECONFIG = "renew_kubeconfig", _("Renew kubeconfig")
     HEALTH = "health", _("Health check")
     TEST = "test", _("Engine test")
 
@@ -373,6 +374,10 @@ class AuditAction(models.TextChoices):
     RUN_CANCEL = "run_cancel", _("Run cancelled")
     CLUSTER_DESTROY = "cluster_destroy", _("Cluster destruction started")
     KUBECONFIG_DOWNLOAD = "kubeconfig_download", _("Kubeconfig downloaded")
+    CLUSTER_UPGRADE = "cluster_upgrade", _("K3s upgrade started")
+    KUBECONFIG_RENEW = "kubeconfig_renew", _("Kubeconfig renewal started")
+    NODE_ADD = "node_add", _("Node addition started")
+    NODE_REMOVE = "node_remove", _("Node removal started")
 
 
 class AuditEvent(models.Model):

@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from clusters import audit, operations, queries
+from clusters import audit, node_views, operations, queries, upgrade_views
 from clusters.display import step_title
 from clusters.forms import COMMON_REGIONS, CloudAccountForm, ClusterFilterForm
 from clusters.models import (
@@ -33,6 +33,7 @@ from clusters.models import (
     NodeRole,
     Run,
     RunStatus,
+    Step,
     StepStatus,
 )
 
@@ -128,10 +129,12 @@ def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
     snapshot = queries.run_snapshot(run) if run else None
     last_seq: dict[int, int] = {}
     if run is not None:
-        last_seq = dict(
-            LogLine.objects.filter(step__run_id=run.pk).values("step_id")
-            .annotate(last=Max("seq")).values_list("step_id", "last")
-        )
+        # One index probe per step (logline_unique_seq), not a sort of the run's whole log.
+        newest = LogLine.objects.filter(step_id=OuterRef("pk")).order_by("-seq").values("seq")[:1]
+        last_seq = {
+            pk: last for pk, last in Step.objects.filter(run_id=run.pk).order_by()
+            .annotate(last=Subquery(newest)).values_list("pk", "last") if last
+        }
     steps = []
     failed_step = None
     for step in snapshot["steps"] if snapshot else []:
@@ -159,6 +162,8 @@ def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
         "resources": list(cluster.resources.order_by("created_at", "pk")),
         "audit_events": list(cluster.audit_events.order_by("-time", "-pk")[:AUDIT_SHOWN]),
         "has_kubeconfig": bool(cluster.kubeconfig),
+        **upgrade_views.page_context(cluster, runs),
+        **node_views.page_context(cluster, runs, nodes),
         "kubeconfig_filename": kubeconfig_filename(cluster),
         "live_labels": {
             "step": {value: str(label) for value, label in StepStatus.choices},
@@ -239,23 +244,23 @@ def run_cancel(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def cluster_destroy(request: HttpRequest, code: Any) -> HttpResponse:
-    """Start deleting everything in the ledger (only once operations offers it)."""
+    """Start deleting everything in the ledger; the typed name must match."""
     cluster = _owned_cluster(request, code)
-    start_destroy = getattr(operations, "start_destroy", None)
-    if start_destroy is None:
-        raise Http404("destroy is not available")
     if request.POST.get("confirm_name", "").strip() != cluster.name:
         messages.error(request, _("Type the cluster's name to confirm that it may be destroyed."))
         return redirect("clusters:cluster", code=cluster.code)
+    keep_database = request.POST.get("keep_database") == "on"
     try:
-        run = start_destroy(cluster, request.user)
+        run = operations.start_destroy(cluster, request.user, confirm_name=cluster.name,
+                                       keep_database=keep_database)
     except operations.OperationRefused as exc:
         messages.error(request, str(exc))
         return redirect("clusters:cluster", code=cluster.code)
-    audit.record(request, AuditAction.CLUSTER_DESTROY, cluster, run=getattr(run, "pk", None))
+    audit.record(request, AuditAction.CLUSTER_DESTROY, cluster, run=run.pk,
+                 keep_database=keep_database)
     messages.success(request, _("Destroying the cluster: every resource in its ledger will be "
                                 "deleted."))
-    return redirect("clusters:cluster", code=cluster.code)
+    return redirect(reverse("clusters:cluster", args=[cluster.code]) + f"?run={run.pk}")
 
 
 # --- cloud accounts ---------------------------------------------------------------------------

@@ -82,7 +82,7 @@ OFFICIAL_RELEASES_URL = "https://github.com/k3s-io/k3s/releases"
 CHINA_MIRROR_URL = "https://rancher-mirror.rancher.cn"
 
 
-def _release_probe_url(source: str, base_url: str, version: str, channel: str) -> str:
+def release_probe_url(source: str, base_url: str, version: str, channel: str) -> str:
     """The URL that answers 200 when the version/channel exists at that source, 404 if not.
 
     Layouts as in clusters.k3s.install: official (and custom) = GitHub releases + the
@@ -111,7 +111,7 @@ def _release_probe_url(source: str, base_url: str, version: str, channel: str) -
 def k3s_release_exists(source: str, base_url: str, *, version: str = "",
                        channel: str = "") -> bool | None:
     """Does this version (or channel) exist at this install source? None: cannot tell now."""
-    url = _release_probe_url(source, base_url, version, channel)
+    url = release_probe_url(source, base_url, version, channel)
     request = urllib.request.Request(url, method="GET",  # noqa: S310 - http(s) only, see form
                                      headers={"User-Agent": "k3s-ha-panel"})
     try:

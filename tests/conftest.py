@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 
 from panel.celery import app as celery_app
+from tests.support.network_fence import fenced
 from tests.support.services import find_redis
 from tests.support.worker import WorkerProcess
 
@@ -33,6 +34,13 @@ def task_queue(broker_url: str) -> str:
     celery_app.conf.broker_url = broker_url
     celery_app.conf.task_default_queue = queue
     return queue
+
+
+@pytest.fixture(scope="session", autouse=True)
+def network_fence() -> Iterator[None]:
+    """No test reaches beyond loopback and the lab (tests/support/network_fence.py)."""
+    with fenced():
+        yield
 
 
 WorkerFactory = Callable[..., WorkerProcess]

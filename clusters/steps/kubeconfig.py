@@ -5,7 +5,7 @@ from __future__ import annotations
 from clusters import clusterconfig, nodes
 from clusters.errors import PermanentError, TransientError
 from clusters.k3s.kubeconfig import rewrite_kubeconfig
-from clusters.models import Cluster, NodeRole
+from clusters.models import Cluster, Node, NodeRole
 from clusters.outcomes import Done, Outcome, Wait
 from clusters.stepcontext import StepContext
 from clusters.steps import step_handler
@@ -14,12 +14,17 @@ K3S_YAML = "/etc/rancher/k3s/k3s.yaml"
 VERIFY_ATTEMPTS = 40
 
 
+def kubeconfig_server(cluster: Cluster) -> Node | None:
+    """The server whose k3s.yaml the panel reads (kubeconfig renewal restarts this one)."""
+    return cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed") \
+        .order_by("pk").first()
+
+
 @step_handler("k3s.kubeconfig")
 def fetch_kubeconfig(ctx: StepContext) -> Outcome:
     """Read k3s.yaml, point it at the SLB, name it after the cluster, store it encrypted."""
     cluster = ctx.cluster
-    server = cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed") \
-        .order_by("pk").first()
+    server = kubeconfig_server(cluster)
     if server is None or not cluster.slb_address:
         raise PermanentError("There is no server (or no SLB address) to build a kubeconfig for.")
     with nodes.session(ctx, server) as connection:

@@ -90,11 +90,15 @@ def problems_of(host: HostFacts) -> list[str]:
 def check_hosts(ctx: StepContext) -> Outcome:
     """SSH, host key, sudo, OS, architecture, memory, disk, port 6443, curl, clock, names."""
     members = list(ctx.cluster.nodes.exclude(status="removed").order_by("pk"))
+    names: dict[str, str] = {}
+    if ctx.args.get("node_ids"):  # adding nodes: probe the new hosts, keep names unique
+        names = {node.name: node.private_ip for node in members
+                 if node.pk not in ctx.args["node_ids"] and node.name}
+        members = [node for node in members if node.pk in ctx.args["node_ids"]]
     if not members:
         raise PermanentError("The cluster has no hosts.")
     hosts = nodes.for_each_node(members, lambda node: _probe(ctx, node))
     problems = [problem for host in hosts for problem in problems_of(host)]
-    names: dict[str, str] = {}
     for host in hosts:
         name = host.facts.get("hostname", "")
         if name in names:

@@ -15,6 +15,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ from sandbox.k3s import certs, logs, nodes
 from sandbox.k3s.kine import DatastoreError, Kine
 
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"
+# What kube-apiserver's /readyz says (HTTP 500) while its post-start hooks are still running.
+WARMING_UP = (b"[+]ping ok\n[+]log ok\n[+]etcd ok\n"
+              b"[-]poststarthook/start-apiextensions-controllers failed: reason withheld\n"
+              b"[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\n"
+              b"[+]shutdown ok\nreadyz check failed\n")
 
 
 @dataclass
@@ -39,6 +45,9 @@ class ApiContext:
     server_password: str
     agent_password: str
     grace_seconds: Callable[[], float]
+    # Until then /readyz and /healthz fail like a kube-apiserver whose post-start hooks have not
+    # finished: port 6443 already accepts (a TCP health check passes) but it is not ready.
+    ready_at: float = 0.0
 
 
 def status(code: int, reason: str, message: str, details: dict | None = None) -> dict:
@@ -218,7 +227,10 @@ class Handler(BaseHTTPRequestHandler):
              identity: tuple[str, list[str]]) -> None:
         user, groups = identity
         admin = "system:masters" in groups
-        if path in ("/readyz", "/livez", "/healthz") and method == "GET":
+        if path in ("/readyz", "/healthz") and method == "GET" \
+                and time.monotonic() < self.ctx.ready_at:
+            self._send(500, WARMING_UP, "text/plain; charset=utf-8")
+        elif path in ("/readyz", "/livez", "/healthz") and method == "GET":
             self._send(200, b"ok", "text/plain; charset=utf-8")
         elif path == "/version":
             self._json(200, version_info(self.ctx.version, self.ctx.git_commit))

@@ -12,6 +12,7 @@ import ipaddress
 import time
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -57,7 +58,8 @@ def new_ca(prefix: str) -> tuple[bytes, bytes]:
 
 
 def _issue(ca_cert_pem: bytes, ca_key_pem: bytes, subject: x509.Name,
-           usage: ExtendedKeyUsageOID, sans: list[x509.GeneralName] | None) -> tuple[bytes, bytes]:
+           usage: ExtendedKeyUsageOID, sans: list[x509.GeneralName] | None, *,
+           days: float = LEAF_DAYS) -> tuple[bytes, bytes]:
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -66,7 +68,7 @@ def _issue(ca_cert_pem: bytes, ca_key_pem: bytes, subject: x509.Name,
         x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=LEAF_DAYS))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False,
                                      False), critical=True)
@@ -104,8 +106,36 @@ def serving_cert(ca_cert: bytes, ca_key: bytes, sans: list[str]) -> tuple[bytes,
                   _general_names(sans))
 
 
-def client_cert(ca_cert: bytes, ca_key: bytes, common: str, org: str | None) -> tuple[bytes, bytes]:
-    return _issue(ca_cert, ca_key, _name(common, org), ExtendedKeyUsageOID.CLIENT_AUTH, None)
+def client_cert(ca_cert: bytes, ca_key: bytes, common: str, org: str | None,
+                days: float = LEAF_DAYS) -> tuple[bytes, bytes]:
+    """A client leaf valid for `days` (365 like K3s; tests pass fewer to age a certificate)."""
+    return _issue(ca_cert, ca_key, _name(common, org), ExtendedKeyUsageOID.CLIENT_AUTH, None,
+                  days=days)
+
+
+def renewal_reason(cert_pem: bytes | None, ca_cert_pem: bytes, renew_days: int,
+                   now: datetime.datetime | None = None) -> str | None:
+    """Why K3s would issue this leaf again at start, or None to keep it.
+
+    K3s's createClientCertKey keeps an existing certificate unless it is missing, not signed
+    by the current CA, or expired/within the renewal window (90 days; 120 since the May-2025
+    releases): "Any certificates that are expired, or within 90 days of expiring, are
+    automatically renewed every time K3s starts."
+    """
+    if not cert_pem:
+        return "missing"
+    try:
+        leaf = x509.load_pem_x509_certificates(cert_pem)[0]
+        ca = x509.load_pem_x509_certificate(ca_cert_pem)
+        leaf.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return "not signed by the current CA"
+    now = now or datetime.datetime.now(datetime.UTC)
+    left = leaf.not_valid_after_utc - now
+    if left <= datetime.timedelta(days=renew_days):
+        return (f"expires at {leaf.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}, within "
+                f"{renew_days} days")
+    return None
 
 
 def subject_of(cert_der: bytes) -> tuple[str, list[str]]:

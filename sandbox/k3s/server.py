@@ -79,6 +79,12 @@ def _kubeconfig(server_url: str, server_ca: bytes, cert: bytes, key: bytes) -> s
     return yaml.safe_dump(doc, default_flow_style=False, sort_keys=False)
 
 
+def warmup_seconds() -> float:
+    """How long /readyz fails after the API starts listening (real K3s: several seconds of
+    post-start hooks). K3S_STANDIN_WARMUP_SECONDS overrides it; 0 turns it off."""
+    return float(os.environ.get("K3S_STANDIN_WARMUP_SECONDS", "2"))
+
+
 def _mode(text: str) -> int:
     return int(text, 8) if text else 0o600
 
@@ -123,8 +129,20 @@ class Server:
             kine=kine, version=self.rel.version, git_commit=self.rel.git_commit,
             server_ca=files["ServerCA"], client_ca=files["ClientCA"],
             client_ca_key=files["ClientCAKey"], server_password=password,
-            agent_password=agent_password, grace_seconds=self.grace_seconds)
+            agent_password=agent_password, grace_seconds=self.grace_seconds,
+            ready_at=time.monotonic() + warmup_seconds())
+        signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
         httpd = self._start_api(ctx, files, bind, node_ips, port)
+        # :6443 accepts from here on, but like kube-apiserver it is ready (and K3s says so, and
+        # tells systemd) only once its post-start hooks are done.
+        logs.info("Waiting for API server to become available")
+        if self.stop_event.wait(max(0.0, ctx.ready_at - time.monotonic())):
+            httpd.shutdown()
+            httpd.server_close()
+            kine.close()
+            logs.info("Shutting down k3s server")
+            return 0
         logs.info("Kube API server is now running")
         logs.info("k3s is up and running")
         self._write_kubeconfig(files, bind, port)
@@ -200,15 +218,33 @@ class Server:
             raise logs.Fatal(f"starting kubernetes: listen tcp {address}:{port}: "
                              f"bind: {exc.strerror.lower()}") from None
 
-    def _write_kubeconfig(self, files: dict[str, bytes], bind: str, port: int) -> None:
+    def _admin_certificate(self, files: dict[str, bytes]) -> tuple[bytes, bytes]:
+        """client-admin.crt (leaf + CA) and key: kept across restarts, renewed like K3s does
+        (missing, another CA, or within the release's renewal window of expiry)."""
+        cert_path = os.path.join(self.tls_dir, "client-admin.crt")
+        key_path = os.path.join(self.tls_dir, "client-admin.key")
+        existing = None
+        if os.path.exists(cert_path) and os.path.exists(key_path):
+            with open(cert_path, "rb") as cert_file, open(key_path, "rb") as key_file:
+                existing = (cert_file.read(), key_file.read())
+        reason = certs.renewal_reason(existing[0] if existing else None, files["ClientCA"],
+                                      self.rel.cert_renew_days)
+        if existing and reason is None:
+            return existing
+        if existing:
+            logs.info(f"Certificate {cert_path} {reason}; renewing it")
         cert, key = certs.client_cert(files["ClientCA"], files["ClientCAKey"], "system:admin",
                                       "system:masters")
-        write_private(os.path.join(self.tls_dir, "client-admin.crt"), cert + files["ClientCA"])
-        write_private(os.path.join(self.tls_dir, "client-admin.key"), key)
+        chain = cert + files["ClientCA"]
+        write_private(cert_path, chain)
+        write_private(key_path, key)
+        return chain, key
+
+    def _write_kubeconfig(self, files: dict[str, bytes], bind: str, port: int) -> None:
+        chain, key = self._admin_certificate(files)
         host = bind if bind and bind not in (ALL_ADDRESSES, "::") else "127.0.0.1"
         host = f"[{host}]" if ":" in host else host
-        text = _kubeconfig(f"https://{host}:{port}", files["ServerCA"],
-                           cert + files["ClientCA"], key)
+        text = _kubeconfig(f"https://{host}:{port}", files["ServerCA"], chain, key)
         path = self.settings.text("write-kubeconfig") or "/etc/rancher/k3s/k3s.yaml"
         os.makedirs(os.path.dirname(path), exist_ok=True)
         mode = _mode(self.settings.text("write-kubeconfig-mode"))
@@ -217,8 +253,6 @@ class Server:
         logs.info(f"Wrote kubeconfig {path}")
 
     def _loop(self, kine: Kine, name: str) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
         interval = self.heartbeat_seconds()
         last_compact = time.monotonic()
         while not self.stop_event.wait(interval):

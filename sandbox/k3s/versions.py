@@ -23,6 +23,9 @@ class Release:
     checks_schema: bool   # kine >= v0.11.3: look in information_schema before CREATE
     quoted_db_name: bool  # kine >= v0.13.0: CREATE DATABASE `name`
     sqlstate_errors: bool  # go-sql-driver >= v1.7: "Error 1071 (42000): ..."
+    # Leaf certificates this close to expiry are renewed at start: 90 days, 120 since the
+    # May-2025 releases (v1.33.1, v1.32.5, v1.31.9, v1.30.13; k3s-ha.md §4).
+    cert_renew_days: int = 90
 
     @property
     def git_commit(self) -> str:
@@ -57,8 +60,8 @@ RELEASES: dict[str, Release] = {
         Release("v1.30.8+k3s1", "v0.13.x", True, True, True, True, True),
         Release("v1.31.4+k3s1", "v0.13.x", True, True, True, True, True),
         # v1.33.1/2 ship kine v0.13.15 (release notes); v1.32.5 is its May-2025 sibling.
-        Release("v1.32.5+k3s1", "v0.13.15", True, True, True, True, True),
-        Release("v1.33.1+k3s1", "v0.13.15", True, True, True, True, True),
+        Release("v1.32.5+k3s1", "v0.13.15", True, True, True, True, True, 120),
+        Release("v1.33.1+k3s1", "v0.13.15", True, True, True, True, True, 120),
     )
 }
 

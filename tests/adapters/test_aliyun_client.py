@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
+from aliyunsdkcore.endpoint.default_endpoint_resolver import DefaultEndpointResolver
 from aliyunsdkcore.profile import region_provider
 from aliyunsdkrds.request.v20140815.DescribeDBInstanceAttributeRequest import (
     DescribeDBInstanceAttributeRequest,
@@ -120,6 +121,8 @@ def test_the_sdk_resolver_chain_is_never_consulted_with_an_override(
         {"DBInstanceId": "rm-1", "DBInstanceStatus": "Running"}]}})
     evil = capture_factory()
     # A process-wide endpoint entry is checked first by the SDK's chain; it must not matter.
+    shared = DefaultEndpointResolver.predefined_endpoint_resolver
+    saved = dict(shared.endpoints_data)
     region_provider.add_endpoint("Rds", "cn-hangzhou", evil.endpoint)
     try:
         target = cloud(capture.endpoint)
@@ -127,7 +130,9 @@ def test_the_sdk_resolver_chain_is_never_consulted_with_an_override(
         with pytest.raises(ClientException, match="disabled"):
             target.client._sdk._resolve_endpoint(DescribeDBInstanceAttributeRequest())
     finally:
-        region_provider.modify_point("Rds", "cn-hangzhou", "rds.aliyuncs.com")
+        # Restore the process-wide table exactly: an entry left behind would send every
+        # later client in this process to that endpoint.
+        shared.endpoints_data = saved
     assert len(capture.seen) == 1 and evil.seen == []
 
 

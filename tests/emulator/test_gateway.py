@@ -88,13 +88,13 @@ def test_tampered_parameter_fails_signature_with_parsable_message(emu: Emulator)
 
 
 @pytest.mark.parametrize(("timestamp", "code"), [
-    (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 16 * 60)),
-     "InvalidTimeStamp.Expired"),
-    (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 16 * 60)),
-     "InvalidTimeStamp.Expired"),
+    (-16 * 60, "InvalidTimeStamp.Expired"),
+    (16 * 60, "InvalidTimeStamp.Expired"),
     ("2024-01-01 00:00:00", "InvalidTimeStamp.Format"),
 ])
-def test_bad_timestamps(emu: Emulator, timestamp: str, code: str) -> None:
+def test_bad_timestamps(emu: Emulator, timestamp: str | int, code: str) -> None:
+    if isinstance(timestamp, int):  # an offset from now, taken when the test runs
+        timestamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + timestamp))
     status, body, _ = send(emu, signed_params(emu, "DescribeRegions", "2014-05-26",
                                               timestamp=timestamp))
     assert (status, body["Code"]) == (400, code)

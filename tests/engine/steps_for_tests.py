@@ -78,13 +78,12 @@ def buy_once(ctx: StepContext) -> Outcome:
 
 @step_handler("test.flaky")
 def flaky(ctx: StepContext) -> Outcome:
-    """Throttled N times before it works, like a busy API."""
-    failures = ctx.memo.get("failures", 0)
-    if failures < int(ctx.args.get("failures", 2)):
-        ctx.memo["failures"] = failures + 1
+    """Throttled on its first N tries, like a busy API (it records no progress meanwhile)."""
+    failures = int(ctx.args.get("failures", 2))
+    if ctx.step.tries <= failures:
         raise TransientError("Request was denied due to request throttling.", code="Throttling",
-                             request_id=f"REQ-{failures}")
-    return Done({"after_failures": failures})
+                             request_id=f"REQ-{ctx.step.tries - 1}")
+    return Done({"after_failures": ctx.step.tries - 1})
 
 
 @step_handler("test.quota")

@@ -1,0 +1,123 @@
+"""Destroy: K3s off every host, the SLB and the RDS instance deleted, the ledger closed.
+
+Every step may run on a cluster whose create stopped anywhere: a ledger row may have no
+provider id yet (its create call was in flight), an instance may still be Creating, a host
+may never have had K3s. Deleting what is already gone counts as done, so the steps can run
+again after a crash or a Retry. Resources are also looked up by the cluster's tag, so one
+bought but never recorded (a worker killed between the call and the ledger write) is found.
+"""
+
+from __future__ import annotations
+
+import time
+
+from clusters import cloud, hostcleanup
+from clusters.aliyun import AliyunCloud
+from clusters.models import Cluster, Node, NodeStatus, ResourceState
+from clusters.outcomes import Done, Fail, Outcome, Wait
+from clusters.stepcontext import StepContext
+from clusters.steps import step_handler
+from clusters.steps.rds import RDS_KIND
+from clusters.steps.slb import SLB_KIND
+
+RDS_SETTLE_TIMEOUT_SECONDS = 3600  # an instance still Creating after an hour needs a person
+
+
+def _open_rows(cluster: Cluster, kind: str) -> list:
+    return list(cluster.resources.filter(kind=kind).exclude(state=ResourceState.DELETED))
+
+
+def _close_rows(ctx: StepContext, rows: list) -> None:
+    for row in rows:
+        cloud.record(row, state=ResourceState.DELETED)
+        ctx.say(f"Ledger: {row.kind} {row.provider_id or '(never bought)'} marked deleted")
+
+
+@step_handler("destroy.hosts")
+def remove_from_hosts(ctx: StepContext) -> Outcome:
+    """Uninstall K3s on every host of the cluster that holds this cluster's K3s."""
+    members = list(ctx.cluster.nodes.exclude(status=NodeStatus.REMOVED).order_by("pk"))
+    if not members:
+        return Done({"hosts": []})
+    reports = hostcleanup.remove_k3s(ctx, members)
+    return Done({"hosts": {r.node.private_ip: r.verdict for r in reports},
+                 hostcleanup.CLEANED: ctx.memo.get(hostcleanup.CLEANED, [])})
+
+
+def _tagged_slbs(api: AliyunCloud, cluster: Cluster) -> set[str]:
+    return {lb.load_balancer_id for lb in api.find_slb_by_tag(cloud.TAG_KEY, str(cluster.code))}
+
+
+@step_handler("destroy.slb")
+def delete_slb(ctx: StepContext) -> Outcome:
+    """DeleteLoadBalancer for the ledger's SLB (and any carrying the cluster's tag)."""
+    cluster = ctx.cluster
+    api = cloud.cloud_for(cluster)
+    rows = _open_rows(cluster, SLB_KIND)
+    ids = {row.provider_id for row in rows if row.provider_id} | _tagged_slbs(api, cluster)
+    for balancer_id in sorted(ids):
+        if api.delete_slb(balancer_id):
+            ctx.say(f"Deleted SLB {balancer_id} (its listener and backends went with it)")
+        else:
+            ctx.say(f"SLB {balancer_id} was already gone")
+    if not ids:
+        ctx.say("No SLB was bought for this cluster")
+    _close_rows(ctx, rows)
+    return Done({"deleted": sorted(ids)})
+
+
+def _rds_ids(api: AliyunCloud, cluster: Cluster, rows: list) -> set[str]:
+    tagged = {i.instance_id for i in api.find_rds_by_tag(cloud.TAG_KEY, str(cluster.code))}
+    return {row.provider_id for row in rows if row.provider_id} | tagged
+
+
+@step_handler("destroy.rds")
+def delete_rds(ctx: StepContext) -> Outcome:
+    """DeleteDBInstance, then wait until DescribeDBInstanceAttribute no longer finds it."""
+    cluster = ctx.cluster
+    api = cloud.cloud_for(cluster)
+    rows = _open_rows(cluster, RDS_KIND)
+    waiting = []
+    for instance_id in sorted(_rds_ids(api, cluster, rows)):
+        instance = api.describe_rds(instance_id)
+        if instance is None:
+            ctx.say(f"RDS {instance_id} is gone")
+            continue
+        if instance.status == "Deleting":
+            waiting.append(f"RDS {instance_id} is being deleted")
+        elif instance.running:
+            api.delete_rds(instance_id)
+            ctx.say(f"Deleting RDS {instance_id} (its data goes with it)")
+            for row in rows:
+                if row.provider_id == instance_id:
+                    cloud.record(row, state=ResourceState.DELETING)
+            waiting.append(f"RDS {instance_id} is being deleted")
+        else:
+            # RDS refuses to delete an instance that is still Creating (or restarting).
+            waiting.append(f"RDS {instance_id} is {instance.status}; it can be deleted once "
+                           "it is Running")
+    if waiting:
+        ctx.memo.setdefault("deadline", time.time() + RDS_SETTLE_TIMEOUT_SECONDS)
+        if time.time() > ctx.memo["deadline"]:
+            return Fail(f"{'; '.join(waiting)} for over an hour; check the RDS console, then "
+                        "press Retry.")
+        return Wait(cloud.poll_seconds(), "; ".join(waiting))
+    _close_rows(ctx, rows)
+    return Done({})
+
+
+@step_handler("destroy.finish")
+def finish(ctx: StepContext) -> Outcome:
+    """Nodes removed, the admin kubeconfig dropped (its API is gone); history stays."""
+    cluster = ctx.cluster
+    removed = Node.objects.filter(cluster=cluster).exclude(status=NodeStatus.REMOVED) \
+        .update(status=NodeStatus.REMOVED)
+    Cluster.objects.filter(pk=cluster.pk).update(kubeconfig="", kubeconfig_expires_at=None,
+                                                  health="unknown", health_reasons=[])
+    ctx.say(f"{removed} node(s) marked removed; the kubeconfig was dropped")
+    if ctx.args.get("keep_database"):
+        kept = [row.provider_id for row in _open_rows(cluster, RDS_KIND) if row.provider_id]
+        if kept:
+            ctx.say(f"RDS {', '.join(kept)} was kept, as asked: it is still billed. Its data "
+                    "is encrypted with this cluster's K3s token, which the panel keeps.")
+    return Done({"nodes_removed": removed})

@@ -1,0 +1,195 @@
+"""Restart one K3s server behind the SLB without the API ever going dark.
+
+Why: an upgrade (and a kubeconfig renewal) must restart servers, and kubectl users talk to
+the SLB. Taking the server out of the SLB first, restarting it, waiting until it really serves
+again and only then putting it back (and waiting for a normal health check) keeps every new
+connection on a server that answers. The sequence is a small state machine in the step's
+memo, so a worker crash or a Wait resumes at the phase it reached; every phase looks before
+it acts (is it still a backend? is it already back?), so running one again is harmless.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from clusters import cloud, nodes
+from clusters.errors import PermanentError, TransientError
+from clusters.k3s.diagnosis import diagnose
+from clusters.models import Node, NodeRole, NodeStatus
+from clusters.outcomes import Done, Fail, Outcome, Wait
+from clusters.stepcontext import StepContext
+from clusters.steps.slb import API_PORT, slb_id
+
+READY_TIMEOUT_SECONDS = 300
+HEALTHY_TIMEOUT_SECONDS = 300
+POLL_SECONDS = 2.0
+JOURNAL_LINES = 200
+NORMAL = "normal"
+
+
+def drain_seconds() -> float:
+    """How long connections get to finish after the server left the SLB (real SLBs need a few
+    seconds for a backend change to reach every node of the load balancer)."""
+    return float(settings.PANEL_SLB_DRAIN_SECONDS)
+
+
+@dataclass(frozen=True)
+class ServerRestart:
+    """What to do to one server while it is out of the SLB, and how to know it is back."""
+
+    what: str                                           # "upgrade to v1.32.5+k3s1", "restart"
+    restart: Callable[[StepContext, Node], None]        # install and/or restart, returns at once
+    ready: Callable[[StepContext, Node], str | None]    # None when ready, else what is awaited
+    on_ready: Callable[[StepContext, Node], None]       # record what changed (versions)
+    way_back: str                                       # appended to every failure message
+
+
+def host_time(ctx: StepContext, node: Node) -> str:
+    """The host's own clock, for `journalctl --since` (the panel's clock may differ)."""
+    with nodes.session(ctx, node) as connection:
+        return connection.run(["date", "+%Y-%m-%d %H:%M:%S"], timeout=30).stdout.strip()
+
+
+def local_api_ready(ctx: StepContext, node: Node) -> bool:
+    """The server's own API (127.0.0.1, its own k3s.yaml) says /readyz ok."""
+    try:
+        with nodes.session(ctx, node) as connection:
+            result = connection.run(["k3s", "kubectl", "get", "--raw=/readyz"], sudo=True,
+                                    timeout=30)
+    except TransientError:
+        return False
+    return result.ok and result.stdout.strip() == "ok"
+
+
+def _journal_problem(ctx: StepContext, node: Node, unit: str, since: str) -> str:
+    """A plain explanation of a known failure K3s logged since the restart, or ''."""
+    command = ["journalctl", "-u", unit, "-n", str(JOURNAL_LINES), "--no-pager"]
+    if since:
+        command += ["--since", since]
+    try:
+        with nodes.session(ctx, node) as connection:
+            journal = connection.run(command, sudo=True, timeout=30)
+    except TransientError:
+        return ""
+    findings = [d for d in diagnose(journal.stdout.splitlines()) if not d.transient]
+    if findings:
+        ctx.say(f"{node.private_ip}: journal says: {ctx.redact(findings[0].line)}", "stderr")
+    return " ".join(d.explanation for d in findings)
+
+
+def _other_servers(node: Node) -> dict[str, str]:
+    """ECS instance id → IP of the cluster's other servers that are meant to serve."""
+    return dict(Node.objects.filter(cluster_id=node.cluster_id, role=NodeRole.SERVER)
+                .exclude(pk=node.pk).exclude(status__in=[NodeStatus.REMOVED, NodeStatus.REMOVING])
+                .exclude(ecs_instance_id="").values_list("ecs_instance_id", "private_ip"))
+
+
+def _fail(ctx: StepContext, node: Node, plan: ServerRestart, message: str,
+          *, out_of_slb: bool) -> Fail:
+    Node.objects.filter(pk=node.pk).update(status=NodeStatus.FAILED)
+    where = (f" {node.private_ip} stays out of the SLB; the other servers keep serving the API."
+             if out_of_slb else "")
+    return Fail(f"{message}{where} {plan.way_back}".strip())
+
+
+def _members(ctx: StepContext, balancer_id: str) -> set[str]:
+    balancer = cloud.cloud_for(ctx.cluster).describe_slb(balancer_id)
+    return {b.server_id for b in balancer.backend_servers} if balancer else set()
+
+
+def _take_out(ctx: StepContext, node: Node, plan: ServerRestart, balancer_id: str) -> Outcome:
+    """Leave the SLB, but only while another server is healthy behind it."""
+    api = cloud.cloud_for(ctx.cluster)
+    members = _members(ctx, balancer_id)
+    others = _other_servers(node)
+    if node.ecs_instance_id in members:
+        health = {h.server_id: h.status for h in api.describe_health_status(balancer_id)}
+        serving = [ip for i, ip in others.items() if i in members and health.get(i) == NORMAL]
+        if not others:
+            ctx.memo["kept_in_slb"] = True
+            ctx.say(f"{node.private_ip} is the only server: the API through the SLB is down "
+                    "while it restarts.", "stderr")
+        elif not serving:
+            return _fail(ctx, node, plan, f"No other server is healthy behind the SLB, so "
+                         f"taking {node.private_ip} out would stop the API; nothing was "
+                         "changed. Fix the other servers first (see Health).", out_of_slb=False)
+        else:
+            api.remove_backend_servers(balancer_id, [node.ecs_instance_id])
+            ctx.say(f"{node.private_ip}: removed from SLB {balancer_id}; "
+                    f"{', '.join(serving)} keep serving the API")
+    ctx.memo["phase"] = "drained"
+    return Wait(drain_seconds(), f"Letting connections to {node.private_ip} drain")
+
+
+def _restart(ctx: StepContext, node: Node, plan: ServerRestart) -> Outcome:
+    ctx.memo["since"] = host_time(ctx, node)
+    try:
+        plan.restart(ctx, node)
+    except PermanentError as exc:  # e.g. the install script failed: say where that leaves us
+        return _fail(ctx, node, plan, str(exc), out_of_slb=not ctx.memo.get("kept_in_slb"))
+    ctx.memo.update(phase="restarted", deadline=time.time() + READY_TIMEOUT_SECONDS)
+    return Wait(POLL_SECONDS, f"Waiting for K3s on {node.private_ip} after the {plan.what}")
+
+
+def _await_ready(ctx: StepContext, node: Node, plan: ServerRestart) -> Outcome | None:
+    """None once the server is ready (its changes recorded); else Wait or Fail."""
+    memo = ctx.memo
+    awaiting = plan.ready(ctx, node)
+    if not awaiting:
+        plan.on_ready(ctx, node)
+        memo["phase"] = "ready"
+        return None
+    out = not memo.get("kept_in_slb")
+    problem = _journal_problem(ctx, node, "k3s", memo.get("since", ""))
+    if problem:
+        return _fail(ctx, node, plan, f"K3s on {node.private_ip} failed after the {plan.what}: "
+                     f"{problem}", out_of_slb=out)
+    if time.time() > memo["deadline"]:
+        return _fail(ctx, node, plan, f"K3s on {node.private_ip} was not ready within "
+                     f"{READY_TIMEOUT_SECONDS} s after the {plan.what} ({awaiting}); read "
+                     "`journalctl -u k3s` on the host.", out_of_slb=out)
+    return Wait(POLL_SECONDS, f"{node.private_ip}: waiting for {awaiting}")
+
+
+def _put_back(ctx: StepContext, node: Node, balancer_id: str) -> None:
+    if not ctx.memo.get("kept_in_slb") and node.ecs_instance_id not in _members(ctx,
+                                                                                balancer_id):
+        cloud.cloud_for(ctx.cluster).add_backend_servers(balancer_id, [node.ecs_instance_id])
+        ctx.say(f"{node.private_ip}: added back to SLB {balancer_id}")
+    ctx.memo.update(phase="rejoining", healthy_deadline=time.time() + HEALTHY_TIMEOUT_SECONDS)
+
+
+def _await_healthy(ctx: StepContext, node: Node, plan: ServerRestart,
+                   balancer_id: str) -> Outcome:
+    api = cloud.cloud_for(ctx.cluster)
+    health = {h.server_id: h.status for h in api.describe_health_status(balancer_id, API_PORT)}
+    status = health.get(node.ecs_instance_id, "missing")
+    if status != NORMAL:
+        if time.time() > ctx.memo["healthy_deadline"]:
+            return _fail(ctx, node, plan, f"The SLB health check of {node.private_ip} is still "
+                         f"{status} after {HEALTHY_TIMEOUT_SECONDS} s.", out_of_slb=False)
+        return Wait(POLL_SECONDS, f"Waiting for the SLB to see {node.private_ip} as healthy")
+    Node.objects.filter(pk=node.pk).update(status=NodeStatus.READY)
+    ctx.say(f"{node.private_ip}: healthy behind the SLB again")
+    return Done({"node": node.private_ip, "phase": "done"})
+
+
+def roll_server(ctx: StepContext, node: Node, plan: ServerRestart) -> Outcome:
+    """Out of the SLB, restart, ready, back in, healthy: one phase per visit."""
+    balancer_id = slb_id(ctx.cluster)
+    phase = ctx.memo.get("phase", "start")
+    if phase == "start":
+        return _take_out(ctx, node, plan, balancer_id)
+    if phase == "drained":
+        return _restart(ctx, node, plan)
+    if phase == "restarted":
+        waiting = _await_ready(ctx, node, plan)
+        if waiting is not None:
+            return waiting
+    if ctx.memo["phase"] == "ready":
+        _put_back(ctx, node, balancer_id)
+    return _await_healthy(ctx, node, plan, balancer_id)

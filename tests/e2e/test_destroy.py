@@ -1,0 +1,154 @@
+"""Destroy: whatever create left behind, nothing stays on the bill or on the hosts."""
+
+from __future__ import annotations
+
+import pytest
+
+from clusters import operations, plans
+from clusters.models import (
+    RUN_ACTIVE,
+    AuditEvent,
+    CloudResource,
+    Cluster,
+    ClusterStatus,
+    LogLine,
+    Node,
+    ResourceState,
+    Run,
+    RunKind,
+    RunStatus,
+    StepStatus,
+)
+from tests.e2e.conftest import make_world_cluster, world_env
+from tests.e2e.day2 import assert_succeeded, cloud_left, failures_of, k3s_traces
+from tests.support import runs
+
+pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
+
+CRASHY = {"PANEL_STEP_LEASE_SECONDS": "4", "PANEL_SWEEP_INTERVAL_SECONDS": "1"}
+# Create is stopped at every step of its plan in turn (2 servers, 1 agent: 13 steps). The
+# step's key holds a node id, so a step is named by its position in the plan.
+PLAN_LENGTH = 13
+STARTED = (StepStatus.RUNNING, StepStatus.WAITING, StepStatus.SUCCEEDED)
+
+
+def step_key(cluster: Cluster, position: int) -> str:
+    keys = [spec.key for spec in plans.create_plan(cluster)]
+    assert len(keys) == PLAN_LENGTH, keys
+    return keys[position]
+
+
+def destroy(cluster: Cluster, **options) -> Run:
+    run = operations.start_destroy(cluster, confirm_name=cluster.name, **options)
+    return runs.wait_finished(run, timeout=180)
+
+
+def assert_clean(world, cluster: Cluster) -> None:
+    assert cloud_left(world, cluster) == []
+    for host in world.lab.hosts:
+        assert k3s_traces(world, host) == [], host.ip
+    assert not CloudResource.objects.filter(cluster=cluster).exclude(
+        state=ResourceState.DELETED).exists()
+    assert all(row.deleted_at for row in CloudResource.objects.filter(cluster=cluster))
+    cluster.refresh_from_db()
+    assert cluster.status == ClusterStatus.DESTROYED
+    assert set(cluster.nodes.values_list("status", flat=True)) == {"removed"}
+
+
+def test_destroy_after_create_stopped_at_each_point(world, start_worker):
+    """One world: create stops at a point, destroy cleans up, and the next create on the
+    same hosts starts from nothing (preflight would refuse a host with K3s on 6443)."""
+    start_worker(concurrency=2, beat=True, **world_env(world))
+    stopped_at = {}
+    for point in range(PLAN_LENGTH):
+        cluster = make_world_cluster(world, servers=2, agents=1, name=f"stop-at-{point}")
+        key = step_key(cluster, point)
+        create = operations.start_create(cluster)
+        try:
+            runs.wait_until(lambda create=create, key=key: runs.step(create, key).status in
+                            STARTED or Run.objects.get(pk=create.pk).status not in RUN_ACTIVE,
+                            120, f"step {key} to start")
+        except AssertionError as exc:
+            steps = create.steps.values_list("key", "status", "wait_reason", "error")
+            raise AssertionError(f"{exc}: {list(steps)}") from None
+        operations.cancel(create)
+        create = runs.wait_finished(create, timeout=120)
+        # The last step may finish the run before the cancel lands: then a ready cluster is
+        # destroyed, which is a case worth covering too.
+        assert create.status in (RunStatus.CANCELLED, RunStatus.SUCCEEDED), (
+            point, failures_of(create))
+        stopped_at[point] = runs.step(create, key).status
+
+        run = destroy(cluster)
+        assert_succeeded(run)
+        assert_clean(world, cluster)
+    # Each step was really reached: it ran (and was stopped after it) or was waiting.
+    assert set(stopped_at.values()) <= {StepStatus.SUCCEEDED, StepStatus.CANCELLED}, stopped_at
+
+
+def test_destroy_survives_a_worker_kill_and_refuses_a_second_time(world, start_worker,
+                                                                   tmp_path):
+    env = {**world_env(world), **CRASHY}
+    first = start_worker(concurrency=2, beat=True, **env)
+    cluster = make_world_cluster(world, servers=2, agents=1)
+    assert_succeeded(runs.wait_finished(operations.start_create(cluster), timeout=300))
+    assert all(k3s_traces(world, host) for host in world.lab.hosts[:3])
+
+    with pytest.raises(operations.OperationRefused, match="Type the cluster's name"):
+        operations.start_destroy(cluster, confirm_name="not-" + cluster.name)
+    run = operations.start_destroy(cluster, confirm_name=cluster.name)
+    assert Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.DESTROYING
+    cleaning = LogLine.objects.filter(step__run=run, step__key="uninstall",
+                                      text__contains="running /usr/local/bin/k3s")
+    runs.wait_until(cleaning.exists, 120, "K3s to be coming off a host")
+    first.kill_hard()
+
+    start_worker(concurrency=2, beat=True, **env)
+    run = runs.wait_finished(run, timeout=180)
+    assert_succeeded(run)
+    assert_clean(world, cluster)
+    assert run.steps.get(key="uninstall").attempts >= 2, "the kill landed mid-step"
+
+    cluster.refresh_from_db()
+    assert cluster.kubeconfig == ""
+    assert set(cluster.runs.values_list("kind", "status")) == {
+        (RunKind.CREATE, RunStatus.SUCCEEDED), (RunKind.DESTROY, RunStatus.SUCCEEDED)}
+    with pytest.raises(operations.OperationRefused, match="already destroyed"):
+        operations.start_destroy(cluster, confirm_name=cluster.name)
+    with pytest.raises(operations.OperationRefused):
+        operations.start_add_nodes(cluster, list(Node.objects.filter(cluster=cluster)))
+    assert operations.retry(cluster.runs.get(kind=RunKind.CREATE)) is False
+    assert not AuditEvent.objects.exists()  # the operations API writes none; views do
+
+
+def test_unreachable_host_fails_clearly_retry_finishes_and_the_database_is_kept(
+        world, start_worker):
+    start_worker(concurrency=2, beat=True, **world_env(world))
+    cluster = make_world_cluster(world, servers=1, agents=1)
+    assert_succeeded(runs.wait_finished(operations.start_create(cluster), timeout=300))
+    rds = CloudResource.objects.get(cluster=cluster, kind="rds_instance")
+    agent = cluster.nodes.get(role="agent")
+    Node.objects.filter(pk=agent.pk).update(ssh_port=1)  # as if the host were unreachable
+
+    run = destroy(cluster, keep_database=True)
+    assert run.status == RunStatus.FAILED
+    error = run.steps.get(key="uninstall").error
+    assert f"Could not remove K3s from 1 host(s) ({agent.private_ip}:" in error, error
+    assert "1 of 2 host(s) are done. Make the host reachable and press Retry." in error
+    assert Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.FAILED
+    assert k3s_traces(world, world.lab.hosts[0]) == []
+    assert CloudResource.objects.get(cluster=cluster, kind="slb").state == ResourceState.DELETED
+
+    Node.objects.filter(pk=agent.pk).update(ssh_port=agent.ssh_port)
+    assert operations.retry(run)
+    assert Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.DESTROYING
+    assert_succeeded(runs.wait_finished(run, timeout=120))
+    assert k3s_traces(world, world.lab.hosts[1]) == []
+    assert Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.DESTROYED
+
+    left = cloud_left(world, cluster)
+    assert [(r["type"], r["id"], r["state"]) for r in left] == [
+        ("rds_instance", rds.provider_id, "Running")]
+    rds.refresh_from_db()
+    assert rds.state == ResourceState.PRESENT
+    assert LogLine.objects.filter(text__contains="was kept, as asked").exists()

@@ -1,0 +1,180 @@
+"""The cluster page's membership actions: add a node, remove one, destroy; who may use them
+and what they refuse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import translation
+
+from clusters import plans_day2
+from clusters.display import step_title
+from clusters.models import (
+    AuditAction,
+    AuditEvent,
+    Cluster,
+    ClusterStatus,
+    Node,
+    NodeRole,
+    NodeStatus,
+    Run,
+    RunKind,
+)
+from tests.support.factories import make_cluster
+
+
+@pytest.fixture
+def cluster(user: Any) -> Cluster:
+    """Ready, two servers and one agent (make_cluster: the first two nodes are servers)."""
+    return make_cluster(owner=user, nodes=3, name="edge", status=ClusterStatus.READY,
+                        kubeconfig="apiVersion: v1\n", slb_address="10.0.9.9")
+
+
+def page_of(client: Client, cluster: Cluster) -> str:
+    response = client.get(reverse("clusters:cluster", args=[cluster.code]))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def remove_url(cluster: Cluster, node: Node) -> str:
+    return reverse("clusters:node-remove", args=[cluster.code, node.pk])
+
+
+def host(**fields: Any) -> dict[str, Any]:
+    return {"node-role": "agent", "node-private_ip": "10.0.5.20", "node-ssh_port": "22",
+            "node-ssh_user": "root", "node-auth": "password", "node-password": "s3cret-pw",
+            **{f"node-{key}": value for key, value in fields.items()}}
+
+
+def test_a_ready_cluster_offers_add_remove_and_destroy(cluster: Cluster,
+                                                       owner_client: Client) -> None:
+    page = page_of(owner_client, cluster)
+    for node in cluster.nodes.all():
+        assert f'action="{remove_url(cluster, node)}"' in page
+    assert f'action="{reverse("clusters:node-add", args=[cluster.code])}"' in page
+    assert 'name="node-private_ip"' in page and 'name="node-password"' in page
+    assert f'action="{reverse("clusters:cluster-destroy", args=[cluster.code])}"' in page
+    assert 'name="keep_database"' in page and 'name="confirm_name"' in page
+    assert page.count('name="csrfmiddlewaretoken"') >= 5
+    # Two servers: removing one leaves a single server, and the confirm text says so.
+    assert "Only 1 server will remain" in page
+
+
+def test_adding_a_node_checks_the_host_like_the_wizard(cluster: Cluster,
+                                                       owner_client: Client) -> None:
+    url = reverse("clusters:node-add", args=[cluster.code])
+    bad = owner_client.post(url, host(private_ip="8.8.8.8", password=""))
+    assert bad.status_code == 400
+    text = bad.content.decode()
+    assert "8.8.8.8 is a public address" in text and "Enter the SSH password." in text
+    taken = owner_client.post(url, host(private_ip="10.0.0.1"))
+    assert "10.0.0.1 is already a node of this cluster." in taken.content.decode()
+    assert not Run.objects.exists()
+
+    response = owner_client.post(url, host(role="server"))
+    run = Run.objects.get()
+    assert response.status_code == 302 and response["Location"].endswith(f"?run={run.pk}")
+    assert run.kind == RunKind.ADD_NODE
+    added = Node.objects.get(cluster=cluster, private_ip="10.0.5.20")
+    assert (added.role, added.status, added.ssh_password) == (NodeRole.SERVER, "pending",
+                                                              "s3cret-pw")
+    assert run.params["node_ids"] == [added.pk]
+    assert [step.key for step in run.steps.order_by("position")][:3] == [
+        "preflight_cloud", "preflight_hosts", "rds_configure"]
+    event = AuditEvent.objects.get()
+    assert (event.action, event.details["private_ip"]) == (AuditAction.NODE_ADD, "10.0.5.20")
+    assert Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.UPDATING
+
+
+def test_removing_the_last_server_is_refused(user: Any, owner_client: Client) -> None:
+    cluster = make_cluster(owner=user, nodes=1, status=ClusterStatus.READY,
+                           kubeconfig="apiVersion: v1\n")
+    agent = Node.objects.create(cluster=cluster, role=NodeRole.AGENT, private_ip="10.0.7.7",
+                                ssh_password="pw", name="worker")
+    (server,) = cluster.nodes.filter(role=NodeRole.SERVER)
+    assert "This is the last server: it cannot be removed." in page_of(owner_client, cluster)
+
+    refused = owner_client.post(remove_url(cluster, server), follow=True)
+    assert "is the cluster&#x27;s last server: without it there is no API" in \
+        refused.content.decode()
+    assert not Run.objects.exists() and not AuditEvent.objects.exists()
+
+    owner_client.post(remove_url(cluster, agent))
+    run = Run.objects.get()
+    assert (run.kind, run.params["node_id"]) == (RunKind.REMOVE_NODE, agent.pk)
+    agent.refresh_from_db()
+    assert agent.status == NodeStatus.REMOVING
+    assert AuditEvent.objects.get().action == AuditAction.NODE_REMOVE
+    again = owner_client.post(remove_url(cluster, agent), follow=True)
+    assert "has a run in progress" in again.content.decode()
+
+
+def test_destroy_needs_the_typed_name_and_passes_keep_database(cluster: Cluster,
+                                                               owner_client: Client) -> None:
+    url = reverse("clusters:cluster-destroy", args=[cluster.code])
+    wrong = owner_client.post(url, {"confirm_name": "edgy", "keep_database": "on"}, follow=True)
+    assert "Type the cluster&#x27;s name to confirm" in wrong.content.decode()
+    assert not Run.objects.exists()
+
+    owner_client.post(url, {"confirm_name": "edge", "keep_database": "on"})
+    run = Run.objects.get()
+    assert (run.kind, run.params) == (RunKind.DESTROY, {"keep_database": True})
+    assert "rds_delete" not in set(run.steps.values_list("key", flat=True))
+    event = AuditEvent.objects.get()
+    assert (event.action, event.details["keep_database"]) == (AuditAction.CLUSTER_DESTROY, True)
+    assert Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.DESTROYING
+
+
+def test_a_destroyed_cluster_offers_nothing_and_refuses_everything(
+        cluster: Cluster, owner_client: Client) -> None:
+    Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.DESTROYED)
+    page = page_of(owner_client, cluster)
+    assert "node-remove" not in page and 'name="node-private_ip"' not in page
+    assert 'name="confirm_name"' not in page
+    node = cluster.nodes.first()
+    refused = owner_client.post(remove_url(cluster, node), follow=True).content.decode()
+    assert "Nodes can only be removed from a ready cluster; this one is Destroyed." in refused
+    destroy = owner_client.post(reverse("clusters:cluster-destroy", args=[cluster.code]),
+                                {"confirm_name": "edge"}, follow=True).content.decode()
+    assert "already destroyed" in destroy
+    assert not Run.objects.exists()
+
+
+def test_other_users_get_404(cluster: Cluster, client_for: Any) -> None:
+    from tests.support.factories import make_user
+
+    stranger = client_for(make_user())
+    node = cluster.nodes.first()
+    for url, data in ((reverse("clusters:node-add", args=[cluster.code]), host()),
+                      (remove_url(cluster, node), {}),
+                      (reverse("clusters:cluster-destroy", args=[cluster.code]),
+                       {"confirm_name": "edge"})):
+        assert stranger.post(url, data).status_code == 404
+    other = make_cluster(nodes=1, status=ClusterStatus.READY)
+    mine = client_for(cluster.owner)
+    assert mine.post(remove_url(cluster, other.nodes.first())).status_code == 404
+    assert mine.get(remove_url(cluster, node)).status_code == 405
+    assert not Run.objects.exists()
+
+
+def test_every_step_title_of_the_day2_plans_is_translated(cluster: Cluster) -> None:
+    server, agent = cluster.nodes.get(name="node0"), cluster.nodes.get(name="node2")
+    for kind in ("rds", "external"):
+        Cluster.objects.filter(pk=cluster.pk).update(datastore_kind=kind)
+        cluster.refresh_from_db()
+        specs = [*plans_day2.destroy_plan(cluster), *plans_day2.add_nodes_plan(
+            cluster, [server, agent]), *plans_day2.remove_node_plan(cluster, server)]
+        with translation.override("zh-hans"):
+            untranslated = [spec.title for spec in specs if step_title(spec.title) == spec.title]
+        assert not untranslated
+
+
+def test_the_actions_speak_chinese(cluster: Cluster, client_for: Any) -> None:
+    client = client_for(cluster.owner, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+    page = page_of(client, cluster)
+    for text in ("添加节点", "移除 node2", "销毁集群", "保留 RDS 实例及其数据（将继续计费）",  # noqa: RUF001
+                 "只会剩下 1 台服务器：集群将不再高可用。"):  # noqa: RUF001
+        assert text in page, text
