@@ -30,17 +30,22 @@ def _node(ctx: StepContext) -> Node:
     return Node.objects.get(pk=ctx.args["node_id"], cluster_id=ctx.cluster.pk)
 
 
-def _install(ctx: StepContext, node: Node, role: str, config_text: str) -> None:
-    source = clusterconfig.install_source(ctx.cluster)
-    command = install_command(source, version=ctx.cluster.k3s_version or None,
-                              channel=ctx.cluster.k3s_channel or None, role=role)
+def install_k3s(ctx: StepContext, node: Node, role: str, config_text: str, *,
+                version: str | None, channel: str | None = None,
+                systemctl_action: str = "start") -> None:
+    """config.yaml (0600), the install script, then start (or restart) without blocking.
+
+    Used by create, add-node and upgrade alike, so every host is installed the same way.
+    """
+    command = install_command(clusterconfig.install_source(ctx.cluster), version=version,
+                              channel=channel, role=role)
     unit = "k3s" if role == "server" else "k3s-agent"
     with nodes.session(ctx, node) as connection:
         connection.put_file(CONFIG_PATH, config_text, mode=0o600)
         ctx.say(f"{node.private_ip}: wrote {CONFIG_PATH} (0600)")
         nodes.run_logged(ctx, connection, command, what="The K3s install script", timeout=900)
-        nodes.run_logged(ctx, connection, ["systemctl", "start", "--no-block", unit],
-                         what=f"Starting {unit}", timeout=60)
+        nodes.run_logged(ctx, connection, ["systemctl", systemctl_action, "--no-block", unit],
+                         what=f"Running systemctl {systemctl_action} {unit}", timeout=60)
     Node.objects.filter(pk=node.pk).update(status=NodeStatus.INSTALLING)
 
 
@@ -80,7 +85,9 @@ def install_server(ctx: StepContext) -> Outcome:
     """Config, install, start; then poll the local API until /readyz says ok."""
     node = _node(ctx)
     if "installed_at" not in ctx.memo:
-        _install(ctx, node, "server", clusterconfig.server_config_text(ctx, node))
+        install_k3s(ctx, node, "server", clusterconfig.server_config_text(ctx, node),
+                    version=ctx.cluster.k3s_version or None,
+                    channel=ctx.cluster.k3s_channel or None)
         ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
         return Wait(POLL_SECONDS, f"Waiting for the K3s API on {node.private_ip}")
     try:
@@ -109,7 +116,9 @@ def install_agent(ctx: StepContext) -> Outcome:
     if not ctx.cluster.slb_address:
         raise PermanentError("The SLB address is not known; agents join through it.")
     if "installed_at" not in ctx.memo:
-        _install(ctx, node, "agent", agent_config_text(ctx, node))
+        install_k3s(ctx, node, "agent", agent_config_text(ctx, node),
+                    version=ctx.cluster.k3s_version or None,
+                    channel=ctx.cluster.k3s_channel or None)
         ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
         return Wait(POLL_SECONDS, f"Waiting for agent {node.private_ip} to register")
     name = node.name

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import time
 
-from clusters import cloud, clusterconfig, nodes
+from clusters import cloud, clusterconfig
 from clusters.errors import PermanentError, StepError
-from clusters.k3s.config import CONFIG_PATH
-from clusters.k3s.install import install_command
 from clusters.kubeapi import NodeState
 from clusters.models import Cluster, DatastoreKind, Node, NodeStatus
 from clusters.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.stepcontext import StepContext
 from clusters.steps import step_handler
-from clusters.steps.k3s_install import agent_config_text
+from clusters.steps.k3s_install import agent_config_text, install_k3s
 from clusters.steps.rds import RDS_KIND
 from clusters.steps.rolling import ServerRestart, local_api_ready, roll_server
 from clusters.steps.slb import API_PORT, slb_id
@@ -57,17 +55,8 @@ def _api_node(cluster: Cluster, name: str) -> NodeState | None:
 
 def _reinstall(ctx: StepContext, node: Node, version: str, role: str, config_text: str) -> None:
     """Same config.yaml, the new version's binary, then a restart that does not block."""
-    command = install_command(clusterconfig.install_source(ctx.cluster), version=version,
-                              skip_start=True, role=role)
-    unit = "k3s" if role == "server" else "k3s-agent"
-    with nodes.session(ctx, node) as connection:
-        connection.put_file(CONFIG_PATH, config_text, mode=0o600)
-        ctx.say(f"{node.private_ip}: wrote {CONFIG_PATH} (0600), unchanged settings")
-        nodes.run_logged(ctx, connection, command, what="The K3s install script", timeout=900)
-        nodes.run_logged(ctx, connection, ["systemctl", "restart", "--no-block", unit],
-                         what=f"Restarting {unit}", timeout=60)
-    Node.objects.filter(pk=node.pk).update(status=NodeStatus.INSTALLING)
-    ctx.say(f"{node.private_ip}: K3s {version} installed; {unit} restarting")
+    install_k3s(ctx, node, role, config_text, version=version, systemctl_action="restart")
+    ctx.say(f"{node.private_ip}: K3s {version} installed; restarting")
 
 
 def _record_version(ctx: StepContext, node: Node, version: str) -> None:
