@@ -33,6 +33,7 @@ STORAGES = {
 # Tests serve static files from the app directories; no collectstatic run is needed.
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # noqa: F405 - a fresh checkout has no var/ yet
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # One test database per test session, so two sessions on one machine never share it
     # (worker processes get this name through DATABASE_URL from tests/support/worker.py).

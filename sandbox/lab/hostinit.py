@@ -75,8 +75,31 @@ def detach_foreign_namespace_mounts() -> None:
             _libc.umount2(target.encode(), MNT_DETACH)
 
 
+def stage_code_paths(cfg: dict) -> list[tuple[Path, str]]:
+    """Bind the checkout and venv aside before fresh directories could hide them."""
+    staged = []
+    fresh_targets = [Path(target) for target in FRESH.values()]
+    for index, path in enumerate(cfg.get("code_keep", [])):
+        if not any(Path(path).is_relative_to(target) for target in fresh_targets):
+            continue  # not hidden by anything: nothing to do
+        stage = Path(cfg["host_dir"]) / "code" / str(index)
+        stage.mkdir(parents=True, exist_ok=True)
+        mount(path, str(stage), None, MS_BIND | MS_REC, None)
+        staged.append((stage, path))
+    return staged
+
+
+def restore_code_paths(staged: list[tuple[Path, str]]) -> None:
+    """Put the staged checkout and venv back at their own paths, read-only."""
+    for stage, path in staged:
+        os.makedirs(path, exist_ok=True)
+        mount(str(stage), path, None, MS_BIND | MS_REC, None)
+        mount("none", path, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+
+
 def build_filesystem(cfg: dict) -> None:
     host_dir = Path(cfg["host_dir"])
+    staged = stage_code_paths(cfg)
     for key, target in OVERLAID.items():
         upper, work = host_dir / "overlay" / key / "upper", host_dir / "overlay" / key / "work"
         upper.mkdir(parents=True, exist_ok=True)
@@ -90,6 +113,7 @@ def build_filesystem(cfg: dict) -> None:
             prepare_root_home(source, cfg["root_keep"])
         os.makedirs(target, exist_ok=True)  # /etc/rancher, /var/lib/rancher: inside overlays
         mount(str(source), target, None, MS_BIND | MS_REC, None)
+    restore_code_paths(staged)
     os.chmod("/tmp", 0o1777)  # noqa: S103, S108 - what /tmp is everywhere
     os.chmod("/root", 0o700)
     for directory, mode in (("/run/sshd", 0o755), ("/run/systemd/system", 0o755),

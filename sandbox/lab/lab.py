@@ -65,6 +65,16 @@ def _root_paths_to_keep() -> list[str]:
     return sorted(keep)
 
 
+def _code_paths_to_keep() -> list[str]:
+    """The checkout and its venv: the K3s stand-in runs from them on every host.
+
+    A checkout under a path hosts get fresh (/tmp, /home, /root...) would otherwise vanish
+    inside the hosts; hostinit binds these back, read-only, at the same paths.
+    """
+    checkout = Path(__file__).resolve().parents[2]
+    return sorted({str(checkout), str(Path(sys.prefix).resolve())})
+
+
 class Lab:
     """Create, inspect and tear down one lab, identified by its prefix."""
 
@@ -211,6 +221,7 @@ class Lab:
             "hostname": host.hostname, "ip": host.ip, "host_dir": str(host_dir),
             "state_dir": str(self.state_dir), "shim_dir": str(shim_dir),
             "root_keep": _root_paths_to_keep(),
+            "code_keep": _code_paths_to_keep(),
             "public_key": host.public_key, "nopasswd_user": host.user,
             "password_sudo_user": host.sudo_password_user,
             "accounts": {
