@@ -33,9 +33,8 @@ from django.core.management import call_command  # noqa: E402
 
 from clusters.models import RUN_ACTIVE, Run, RunKind, Step  # noqa: E402
 from clusters.pipeline import StepSpec, create_run  # noqa: E402
-from panel.celery import app as celery_app  # noqa: E402
 from tests.support.factories import make_cluster  # noqa: E402
-from tests.support.services import find_redis  # noqa: E402
+from tests.support.services import find_redis, route_tasks_to  # noqa: E402
 from tests.support.worker import WorkerProcess  # noqa: E402
 
 STEPS_PER_RUN = 10
@@ -68,8 +67,7 @@ def main() -> None:
 
     broker_url, embedded = find_redis()
     queue = f"bench-{uuid.uuid4().hex[:8]}"
-    settings.CELERY_BROKER_URL = celery_app.conf.broker_url = broker_url
-    settings.CELERY_TASK_DEFAULT_QUEUE = celery_app.conf.task_default_queue = queue
+    route_tasks_to(broker_url, queue)
     call_command("migrate", verbosity=0)
     workers = [WorkerProcess(broker_url, queue, concurrency=1).wait_ready()
                for _ in range(args.workers)]

@@ -37,10 +37,9 @@ from django.core.management import call_command  # noqa: E402
 
 from clusters import operations  # noqa: E402
 from clusters.models import RUN_ACTIVE, Run, Step  # noqa: E402
-from panel.celery import app as celery_app  # noqa: E402
 from sandbox.world import running_world  # noqa: E402
 from tests.e2e.conftest import FAST_ENGINE, make_world_cluster  # noqa: E402
-from tests.support.services import find_redis  # noqa: E402
+from tests.support.services import find_redis, route_tasks_to  # noqa: E402
 from tests.support.worker import WorkerProcess  # noqa: E402
 
 
@@ -104,8 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     broker_url, embedded = find_redis()
     queue = f"bench-{uuid.uuid4().hex[:8]}"
-    settings.CELERY_BROKER_URL = celery_app.conf.broker_url = broker_url
-    settings.CELERY_TASK_DEFAULT_QUEUE = celery_app.conf.task_default_queue = queue
+    route_tasks_to(broker_url, queue)
     call_command("migrate", verbosity=0)
     print(f"time_scale={args.time_scale} (RDS creation {300 * args.time_scale:.0f}s), "
           f"database={settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}")

@@ -9,11 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
-from panel.celery import app as celery_app
 from tests.support.network_fence import fenced
-from tests.support.services import find_redis
+from tests.support.services import find_redis, route_tasks_to
 from tests.support.worker import WorkerProcess
 
 
@@ -29,10 +27,7 @@ def broker_url() -> Iterator[str]:
 def task_queue(broker_url: str) -> str:
     """A queue of this session's own, so tests never eat a developer's real tasks."""
     queue = f"panel-test-{uuid.uuid4().hex[:10]}"
-    settings.CELERY_BROKER_URL = broker_url
-    settings.CELERY_TASK_DEFAULT_QUEUE = queue
-    celery_app.conf.broker_url = broker_url
-    celery_app.conf.task_default_queue = queue
+    route_tasks_to(broker_url, queue)
     return queue
 
 

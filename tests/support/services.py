@@ -82,3 +82,14 @@ def find_redis() -> tuple[str, EmbeddedRedis | None]:
         )
     embedded = EmbeddedRedis()
     return embedded.url, embedded
+
+
+def route_tasks_to(broker_url: str, queue: str) -> None:
+    """Send this process's Celery tasks to `queue` on `broker_url` (tests and benchmarks use a
+    queue of their own, so they never eat a developer's real tasks)."""
+    from django.conf import settings
+
+    from panel.celery import app as celery_app
+
+    settings.CELERY_BROKER_URL = celery_app.conf.broker_url = broker_url
+    settings.CELERY_TASK_DEFAULT_QUEUE = celery_app.conf.task_default_queue = queue
