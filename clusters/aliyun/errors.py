@@ -71,6 +71,8 @@ _HINTS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), h) for p
     (r"^(InvalidZoneId\.NotSupported|InvalidZone\.NotSupported)$",
      "The zone does not offer this product: pick the zone of another vSwitch."),
 ))
+_ALREADY_ACTIVATED_HINT = ("Alibaba Cloud says this service is already activated for the "
+                           "account (您已开通过); repeating the call cannot change that.")
 
 _STRING_TO_SIGN = re.compile(r"(string to sign is:).*", re.IGNORECASE | re.DOTALL)
 _TRANSPORT_REASON = re.compile(r"\[Errno -?\d+\][^')\"]*"
@@ -85,7 +87,16 @@ def scrub(text: str) -> str:
     return _URL.sub(r"\1/?<removed>", text)
 
 
-def is_transient_code(code: str, http_status: int | None = None) -> bool:
+# A 500 whose message says the service is "already activated" (您已开通过) is an answer, not a
+# fault: asking again gets the same. terraform-provider-alicloud's NeedRetry (alicloud/errors.go)
+# returns false for "code: 500, 您已开通过" before its generic 5xx-is-retryable rule.
+ALREADY_ACTIVATED = "您已开通过"
+
+
+def is_transient_code(code: str, http_status: int | None = None, message: str = "") -> bool:
+    """Busy, throttled or a server fault; never the permanent "already activated" 500."""
+    if ALREADY_ACTIVATED in message:
+        return False
     return (code in TRANSIENT_CODES or code.startswith("Throttling")
             or (http_status is not None and http_status >= 500))
 
@@ -118,6 +129,8 @@ def map_sdk_error(exc: Exception, *, product: str, action: str, endpoint: str = 
         request_id = str(exc.get_request_id() or "")
         said = redact(scrub(str(exc.get_error_msg() or "")))
         hint = hint_for(code, action)
+        if ALREADY_ACTIVATED in said:
+            hint = _ALREADY_ACTIVATED_HINT
         if code in ("SignatureDoesNotMatch", "InvalidAccessKeySecret"):
             said = ""  # the server's text is the string-to-sign: nothing a person needs
         text = f"{what} failed: {hint} Alibaba Cloud said: {said}" if hint and said else (
@@ -126,7 +139,7 @@ def map_sdk_error(exc: Exception, *, product: str, action: str, endpoint: str = 
         # treats the text as "not found" for the same reason).
         if code in NOT_FOUND_CODES or "specified resource does not exist" in said.lower():
             return CloudNotFound(text, code=code, request_id=request_id)
-        kind = TransientError if is_transient_code(code, status) else PermanentError
+        kind = TransientError if is_transient_code(code, status, said) else PermanentError
         return kind(text.rstrip(), code=code, request_id=request_id)
     if isinstance(exc, ClientException):
         code = str(exc.get_error_code() or "SDK.ClientError")

@@ -236,6 +236,17 @@ def test_everything_else_is_permanent_with_a_hint(code: str, hint: str) -> None:
     assert error.request_id == "REQ-9" and f"code {code}" in str(error)
 
 
+def test_an_already_activated_500_is_permanent_while_other_500s_are_transient() -> None:
+    """Terraform's NeedRetry: every 5xx is retried except "code: 500, 您已开通过"."""
+    activated = map_sdk_error(server_error("InternalError", "您已开通过该服务", status=500),
+                              product="Slb", action="CreateLoadBalancer")
+    assert type(activated) is PermanentError and "already activated" in activated.message
+    assert activated.request_id == "REQ-9"
+    other = map_sdk_error(server_error("InternalError", "The request processing has failed.",
+                                       status=500), product="Slb", action="CreateLoadBalancer")
+    assert isinstance(other, TransientError)
+
+
 def test_not_found_is_its_own_kind() -> None:
     error = map_sdk_error(server_error("InvalidDBInstanceId.NotFound", status=404),
                           product="Rds", action="DescribeDBInstanceAttribute")
