@@ -14,8 +14,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	DJANGO_DEBUG=1 $(PYTHON) manage.py runpanel
 
-## test: the whole suite (set REQUIRE_SERVICES=1 to fail, not fall back, when Redis is missing)
+## test: the whole suite; installs the Debian packages it needs first (as root)
+## (set REQUIRE_SERVICES=1 to fail, not fall back, when Redis is missing)
 test: $(STAMP)
+	bash tests/prepare-machine.sh
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 ## test-fast: only the quick tests (no worker processes, lab hosts or browsers)
