@@ -176,7 +176,7 @@ def attribute_view(record: dict[str, Any]) -> dict[str, Any]:
         "IPType": "IPv4", "DBInstanceType": "Primary", "Category": record["category"],
         "MaxConnections": connections, "MaxIOPS": 10000, "DBInstanceMemory": memory,
         "DBInstanceCPU": str(cpu), "AccountMaxQuantity": 500, "DBMaxQuantity": 500,
-        "AccountType": "Mix", "MaintainTime": "18:00Z-22:00Z", "AvailabilityValue": "100.0%",
+        "MaintainTime": "18:00Z-22:00Z", "AvailabilityValue": "100.0%",
         "DeletionProtection": record["deletion_protection"],
         "ResourceGroupId": record["resource_group_id"], "VpcCloudInstanceId": "",
         "ReadOnlyDBInstanceIds": {"ReadOnlyDBInstanceId": []},

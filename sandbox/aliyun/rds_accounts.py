@@ -127,11 +127,9 @@ def describe_databases(state: State, params: Params, ctx: RequestContext) -> dic
         and (not params["DBStatus"] or d["status"] == params["DBStatus"])
     ]
     shown = page(databases, params["PageNumber"], params["PageSize"])
-    return {
-        "Databases": {"Database": [_database_view(record, d) for d in shown]},
-        "PageNumber": params["PageNumber"], "PageRecordCount": len(shown),
-        "TotalRecordCount": len(databases),
-    }
+    # Paged by PageNumber/PageSize, yet the answer carries no paging fields (V2 model
+    # DescribeDatabasesResponseBody, alibabacloud-rds20140815 16.0.2: RequestId, Databases).
+    return {"Databases": {"Database": [_database_view(record, d) for d in shown]}}
 
 
 def _database_view(record: dict[str, Any], database: dict[str, Any]) -> dict[str, Any]:
