@@ -66,6 +66,16 @@ def test_json_string_parameters_follow_the_shrink_model() -> None:
     assert v2.check_request(request, shrink, {**base, "ServerlessConfig": "max=8"})
 
 
+def test_a_string_v2_describes_as_json_must_be_json() -> None:
+    model = v2.model_class("Ecs", "2014-05-26", "DescribeInstancesRequest")
+    assert model is not None and v2.schema_of(model).fields["PrivateIpAddresses"].json_text
+    sent = {"RegionId": "cn-hangzhou", "InstanceNetworkType": "vpc"}
+    assert v2.check_request(model, None, {**sent, "PrivateIpAddresses": '["10.0.0.1"]'}) == []
+    assert v2.check_request(model, None, {**sent, "PrivateIpAddresses": "['10.0.0.1']"}) == [
+        "parameter PrivateIpAddresses: V2 describes it as JSON text, the panel sends "
+        "\"['10.0.0.1']\""]
+
+
 def test_answer_rules_report_invented_misnamed_and_mistyped_fields() -> None:
     body_model = slb_model("DescribeHealthStatusResponseBody")
     good = {"RequestId": "r", "BackendServers": {"BackendServer": [

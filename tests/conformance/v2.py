@@ -13,6 +13,9 @@ How the schema is read (darabonba 1.0.x generated models):
   finds none in the six packages); Alibaba's "required" flag survives as the line
   `# This parameter is required.` in the field's comment block, read from the source of
   `__init__`. A `validate_required` in an older package is honoured too (`validate()`).
+- JSON-string parameters: a `str` field whose comment says "JSON" (e.g. ECS DescribeInstances
+  PrivateIpAddresses "The value is a JSON array", RDS ModifyParameter Parameters "The JSON
+  string ...") must carry text that parses as JSON (a Python repr would not).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class Field:
     attr: str
     type: FieldType
     required: bool = False
+    json_text: bool = False  # a string whose V2 description says it holds JSON
 
 
 @dataclass
@@ -114,13 +118,13 @@ def _dummy(kind: FieldType) -> Any:
 _REQUIRED_LINE = "# This parameter is required."
 
 
-def _required_attrs(model: type[DaraModel]) -> set[str]:
-    """Attributes whose comment block carries Alibaba's required flag."""
+def _comments(model: type[DaraModel]) -> dict[str, list[str]]:
+    """Each attribute's comment block (the lines right above `self.x = x` in `__init__`)."""
     try:
         source = inspect.getsource(model.__init__)
     except (OSError, TypeError):
-        return set()
-    required: set[str] = set()
+        return {}
+    comments: dict[str, list[str]] = {}
     block: list[str] = []
     for line in source.splitlines():
         text = line.strip()
@@ -128,10 +132,10 @@ def _required_attrs(model: type[DaraModel]) -> set[str]:
             block.append(text)
             continue
         assigned = re.match(r"self\.(\w+) = \w+$", text)
-        if assigned and _REQUIRED_LINE in block:
-            required.add(assigned.group(1))
+        if assigned:
+            comments[assigned.group(1)] = block
         block = []
-    return required
+    return comments
 
 
 @cache
@@ -140,7 +144,7 @@ def schema_of(model: type[DaraModel]) -> Schema:
     hints = typing.get_type_hints(model.__init__, globalns=vars(module))
     hints.pop("return", None)
     baseline = model().to_map() or {}
-    required = _required_attrs(model)
+    comments = _comments(model)
     schema = Schema(model)
     for attr, annotation in hints.items():
         kind = _field_type(annotation)
@@ -149,7 +153,10 @@ def schema_of(model: type[DaraModel]) -> Schema:
         if len(changed) != 1:
             raise AssertionError(f"{model.__name__}.{attr}: cannot tell its wire key "
                                  f"({changed})")
-        schema.fields[changed[0]] = Field(changed[0], attr, kind, attr in required)
+        block = comments.get(attr, [])
+        schema.fields[changed[0]] = Field(
+            changed[0], attr, kind, required=_REQUIRED_LINE in block,
+            json_text=kind.kind == "str" and any("JSON" in line for line in block))
     return schema
 
 
@@ -294,14 +301,24 @@ def _check_tree(model: type[DaraModel], shrink: type[DaraModel] | None, tree: di
         wire = shrink_fields.get(key)
         if isinstance(value, str) and wire is not None and wire.type.kind == "str" \
                 and known.type.kind != "str":
-            try:
-                json.loads(value)
-            except ValueError:
+            if not _is_json(value):
                 problems.append(f"parameter {name}: V2 sends it as a JSON string, the panel "
                                 f"sends {value!r}")
             continue
+        if known.json_text and isinstance(value, str) and not _is_json(value):
+            problems.append(f"parameter {name}: V2 describes it as JSON text, the panel sends "
+                            f"{value!r}")
+            continue
         problems += _check_value(known.type, value, name)
     return problems
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_value(kind: FieldType, value: Any, name: str) -> list[str]:
