@@ -76,7 +76,7 @@ def _class_size(instance_class: str) -> tuple[int, int, int]:
     Param("InstanceNetworkType", enum=("VPC", "Classic"), default="VPC"),
     Param("VPCId"), Param("VSwitchId"), Param("ZoneId"), Param("ZoneIdSlave1"),
     Param("Category", enum=rules.CATEGORIES, default="HighAvailability"),
-    Param("DBInstanceDescription"), Param("Port", "integer", minimum=1000, maximum=5999),
+    Param("DBInstanceDescription"), Param("Port", "integer", minimum=1000, maximum=65534),
     Param("PrivateIpAddress"), Param("DeletionProtection", "boolean", default=False),
     Param("ResourceGroupId"),
 ), client_token=ClientTokenPolicy(rules.TOKEN_REUSED))

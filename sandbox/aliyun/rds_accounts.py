@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
     Param("DBInstanceId", required=True), Param("AccountName", required=True),
     Param("AccountPassword", required=True),
     Param("AccountType", enum=("Normal", "Super"), default="Normal"),
-    Param("AccountDescription"), Param("CheckPolicy"),
+    Param("AccountDescription"), Param("CheckPolicy", "boolean"),  # V2: bool
 ))
 def create_account(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
     record = running_instance(state, params["DBInstanceId"])

@@ -31,7 +31,8 @@ def _groups_view(record: dict[str, Any]) -> list[dict[str, str]]:
 
 
 @PRODUCT.action("DescribeDBInstanceNetInfo", (
-    Param("DBInstanceId", required=True), Param("DBInstanceNetRWSplitType"), Param("Flag"),
+    Param("DBInstanceId", required=True), Param("DBInstanceNetRWSplitType"),
+    Param("Flag", "integer"),  # V2: int
 ))
 def describe_db_instance_net_info(
     state: State, params: Params, ctx: RequestContext,
