@@ -33,7 +33,8 @@ def test_schema_reads_wire_keys_types_and_the_required_flag() -> None:
     fields = v2.schema_of(rds_model("CreateDBInstanceRequest")).fields
     assert fields["DBInstanceStorage"].type.kind == "int"
     assert fields["VPCId"].attr == "vpcid"  # the wire key, not the attribute name
-    assert fields["Tag"].type.kind == "list" and fields["Tag"].type.item.kind == "model"
+    tag = fields["Tag"].type
+    assert tag.kind == "list" and tag.item is not None and tag.item.kind == "model"
     required = {key for key, f in fields.items() if f.required}
     assert {"Engine", "EngineVersion", "DBInstanceClass", "DBInstanceStorage"} <= required
     assert "ClientToken" not in required

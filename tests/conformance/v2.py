@@ -27,7 +27,6 @@ import re
 import sys
 import typing
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from darabonba.model import DaraModel
@@ -138,8 +137,17 @@ def _comments(model: type[DaraModel]) -> dict[str, list[str]]:
     return comments
 
 
-@cache
+_SCHEMAS: dict[type, Schema] = {}
+
+
 def schema_of(model: type[DaraModel]) -> Schema:
+    """The schema of one model class (computed once per class)."""
+    if model not in _SCHEMAS:
+        _SCHEMAS[model] = _build_schema(model)
+    return _SCHEMAS[model]
+
+
+def _build_schema(model: type[DaraModel]) -> Schema:
     module = sys.modules[model.__module__]
     hints = typing.get_type_hints(model.__init__, globalns=vars(module))
     hints.pop("return", None)
