@@ -134,25 +134,31 @@ class RdsInstance:
     lock_mode: str = ""
     description: str = ""
     security_ips: tuple[str, ...] = ()
-    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
         return self.status == "Running"
 
     @classmethod
-    def from_api(cls, entry: dict[str, Any]) -> RdsInstance:
-        ips = entry.get("SecurityIPList") or ""
+    def from_api(cls, entry: dict[str, Any], *, listing: bool = False) -> RdsInstance:
+        """A DescribeDBInstanceAttribute item, or (`listing`) a DescribeDBInstances one.
+
+        A listing entry has no Port and no SecurityIPList, and neither answer carries tags
+        (Alibaba's V2 models, checked by tests/conformance): they are not read there, so a
+        default can never pass for a value the cloud gave.
+        """
+        ips = "" if listing else entry.get("SecurityIPList") or ""
         return cls(
             instance_id=entry["DBInstanceId"], status=entry.get("DBInstanceStatus", ""),
             engine_version=str(entry.get("EngineVersion", "")),
             instance_class=entry.get("DBInstanceClass", ""),
             connection_string=entry.get("ConnectionString", ""),
-            port=_int(entry.get("Port"), 3306), vpc_id=entry.get("VpcId", ""),
+            port=3306 if listing else _int(entry.get("Port"), 3306),
+            vpc_id=entry.get("VpcId", ""),
             vswitch_id=entry.get("VSwitchId", ""), zone_id=entry.get("ZoneId", ""),
             pay_type=entry.get("PayType", ""), lock_mode=entry.get("LockMode", ""),
             description=entry.get("DBInstanceDescription", ""),
-            security_ips=tuple(ip for ip in ips.split(",") if ip), tags=tags_of(entry))
+            security_ips=tuple(ip for ip in ips.split(",") if ip))
 
 
 @dataclass(frozen=True)
@@ -264,7 +270,17 @@ class LoadBalancer:
     tags: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_api(cls, entry: dict[str, Any]) -> LoadBalancer:
+    def from_api(cls, entry: dict[str, Any], *, listing: bool = False) -> LoadBalancer:
+        """A DescribeLoadBalancerAttribute answer, or (`listing`) a DescribeLoadBalancers entry,
+        which has no ListenerPorts/BackendServers (V2 model; checked by tests/conformance)."""
+        if listing:
+            return cls(
+                load_balancer_id=entry["LoadBalancerId"],
+                status=entry.get("LoadBalancerStatus", ""), address=entry.get("Address", ""),
+                name=entry.get("LoadBalancerName", ""),
+                address_type=entry.get("AddressType", ""), vpc_id=entry.get("VpcId", ""),
+                vswitch_id=entry.get("VSwitchId", ""), spec=entry.get("LoadBalancerSpec", ""),
+                tags=tags_of(entry))
         return cls(
             load_balancer_id=entry["LoadBalancerId"], status=entry.get("LoadBalancerStatus", ""),
             address=entry.get("Address", ""), name=entry.get("LoadBalancerName", ""),

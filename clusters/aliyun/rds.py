@@ -108,7 +108,8 @@ class RdsApi:
             request.set_PageNumber(page)
             return request
 
-        return [RdsInstance.from_api(e) for e in pages(self.client, make, ("Items", "DBInstance"))]
+        return [RdsInstance.from_api(e, listing=True)
+                for e in pages(self.client, make, ("Items", "DBInstance"))]
 
     def modify_security_ips(self, instance_id: str, ips: Iterable[str], *,
                             group: str = WHITELIST_GROUP) -> None:

@@ -97,7 +97,7 @@ class SlbApi:
             request.set_PageNumber(page)
             return request
 
-        return [LoadBalancer.from_api(e)
+        return [LoadBalancer.from_api(e, listing=True)
                 for e in pages(self.client, make, ("LoadBalancers", "LoadBalancer"))]
 
     def create_tcp_listener(self, load_balancer_id: str, port: int = API_PORT,

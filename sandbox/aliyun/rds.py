@@ -76,7 +76,7 @@ def _class_size(instance_class: str) -> tuple[int, int, int]:
     Param("InstanceNetworkType", enum=("VPC", "Classic"), default="VPC"),
     Param("VPCId"), Param("VSwitchId"), Param("ZoneId"), Param("ZoneIdSlave1"),
     Param("Category", enum=rules.CATEGORIES, default="HighAvailability"),
-    Param("DBInstanceDescription"), Param("Port", "integer", minimum=1000, maximum=5999),
+    Param("DBInstanceDescription"), Param("Port", "integer", minimum=1000, maximum=65534),
     Param("PrivateIpAddress"), Param("DeletionProtection", "boolean", default=False),
     Param("ResourceGroupId"),
 ), client_token=ClientTokenPolicy(rules.TOKEN_REUSED))
@@ -176,7 +176,7 @@ def attribute_view(record: dict[str, Any]) -> dict[str, Any]:
         "IPType": "IPv4", "DBInstanceType": "Primary", "Category": record["category"],
         "MaxConnections": connections, "MaxIOPS": 10000, "DBInstanceMemory": memory,
         "DBInstanceCPU": str(cpu), "AccountMaxQuantity": 500, "DBMaxQuantity": 500,
-        "AccountType": "Mix", "MaintainTime": "18:00Z-22:00Z", "AvailabilityValue": "100.0%",
+        "MaintainTime": "18:00Z-22:00Z", "AvailabilityValue": "100.0%",
         "DeletionProtection": record["deletion_protection"],
         "ResourceGroupId": record["resource_group_id"], "VpcCloudInstanceId": "",
         "ReadOnlyDBInstanceIds": {"ReadOnlyDBInstanceId": []},

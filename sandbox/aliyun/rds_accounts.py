@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
     Param("DBInstanceId", required=True), Param("AccountName", required=True),
     Param("AccountPassword", required=True),
     Param("AccountType", enum=("Normal", "Super"), default="Normal"),
-    Param("AccountDescription"), Param("CheckPolicy"),
+    Param("AccountDescription"), Param("CheckPolicy", "boolean"),  # V2: bool
 ))
 def create_account(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
     record = running_instance(state, params["DBInstanceId"])
@@ -127,11 +127,9 @@ def describe_databases(state: State, params: Params, ctx: RequestContext) -> dic
         and (not params["DBStatus"] or d["status"] == params["DBStatus"])
     ]
     shown = page(databases, params["PageNumber"], params["PageSize"])
-    return {
-        "Databases": {"Database": [_database_view(record, d) for d in shown]},
-        "PageNumber": params["PageNumber"], "PageRecordCount": len(shown),
-        "TotalRecordCount": len(databases),
-    }
+    # Paged by PageNumber/PageSize, yet the answer carries no paging fields (V2 model
+    # DescribeDatabasesResponseBody, alibabacloud-rds20140815 16.0.2: RequestId, Databases).
+    return {"Databases": {"Database": [_database_view(record, d) for d in shown]}}
 
 
 def _database_view(record: dict[str, Any], database: dict[str, Any]) -> dict[str, Any]:

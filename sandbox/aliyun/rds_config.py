@@ -220,8 +220,8 @@ def describe_backups(state: State, params: Params, ctx: RequestContext) -> dict[
     return {
         "Items": {"Backup": [_backup_view(record, b) for b in shown]},
         "TotalRecordCount": str(len(finished)), "PageNumber": str(params["PageNumber"]),
-        "PageRecordCount": str(len(shown)), "TotalBackupSize": sum(b["size"] for b in finished),
-    }
+        "PageRecordCount": str(len(shown)),
+    }  # no TotalBackupSize: not in the V2 model (alibabacloud-rds20140815 16.0.2)
 
 
 def _backup_view(record: dict[str, Any], backup: dict[str, Any]) -> dict[str, Any]:
@@ -230,11 +230,10 @@ def _backup_view(record: dict[str, Any], backup: dict[str, Any]) -> dict[str, An
         "BackupStatus": backup["status"], "BackupStartTime": iso_utc(backup["started_at"]),
         "BackupEndTime": iso_utc(backup["finished_at"]), "BackupType": "FullBackup",
         "BackupMode": "Manual", "BackupMethod": backup["method"], "BackupSize": backup["size"],
-        "BackupLocation": "", "BackupDownloadURL": "", "BackupIntranetDownloadURL": "",
+        "BackupDownloadURL": "", "BackupIntranetDownloadURL": "",
         "BackupInitiator": "User", "HostInstanceID": "1", "StoreStatus": "Disabled",
-        "ConsistentTime": int(backup["finished_at"]), "IsAvail": 1, "BackupDBNames": ",".join(
-            sorted(record["databases"])),
-    }
+        "ConsistentTime": int(backup["finished_at"]), "IsAvail": 1,
+    }  # BackupLocation/BackupDBNames: not in the V2 model (alibabacloud-rds20140815 16.0.2)
 
 
 # ----- the ticker part --------------------------------------------------------------------

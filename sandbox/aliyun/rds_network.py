@@ -31,7 +31,8 @@ def _groups_view(record: dict[str, Any]) -> list[dict[str, str]]:
 
 
 @PRODUCT.action("DescribeDBInstanceNetInfo", (
-    Param("DBInstanceId", required=True), Param("DBInstanceNetRWSplitType"), Param("Flag"),
+    Param("DBInstanceId", required=True), Param("DBInstanceNetRWSplitType"),
+    Param("Flag", "integer"),  # V2: int
 ))
 def describe_db_instance_net_info(
     state: State, params: Params, ctx: RequestContext,
@@ -40,9 +41,11 @@ def describe_db_instance_net_info(
     info = {
         "ConnectionString": record["address"], "IPAddress": record["address"],
         "IPType": "Private", "Port": str(record["port"]), "VPCId": record["vpc_id"],
-        "VSwitchId": record["vswitch_id"], "VpcInstanceId": "", "ConnectionStringType": "Normal",
+        "VSwitchId": record["vswitch_id"], "ConnectionStringType": "Normal",
         "Upgradeable": "Disabled", "MaxDelayTime": "", "DistributionType": "",
-        "SecurityIPGroups": {"SecurityIPGroup": _groups_view(record)},
+        # Lower-case `securityIPGroup`, no VpcInstanceId: Alibaba's API metadata as the V2
+        # model alibabacloud-rds20140815 16.0.2 records it (tests/conformance).
+        "SecurityIPGroups": {"securityIPGroup": _groups_view(record)},
         "DBInstanceWeights": {"DBInstanceWeight": []},
     }
     return {"InstanceNetworkType": "VPC", "SecurityIPMode": "normal",

@@ -700,8 +700,7 @@ def describe_health_status(state: State, params: Params, ctx: RequestContext) ->
                 "ServerIp": instance["private_ip"] if instance else "",
                 "Port": listener["backend_port"], "ListenerPort": port, "Protocol": "tcp",
                 "ServerHealthStatus": statuses.get(server["server_id"], UNAVAILABLE),
-                "EniHost": "",
-            })
+            })  # no EniHost: gone from today's API reference and the V2 model (3.3.31)
     return {"BackendServers": {"BackendServer": rows}}
 
 

@@ -263,8 +263,8 @@ def test_net_info_names_the_address_that_really_serves_mysql(
         "InstanceNetworkType": str, "SecurityIPMode": str, item + "ConnectionString": str,
         item + "IPAddress": str, item + "IPType": str, item + "Port": str, item + "VPCId": str,
         item + "VSwitchId": str, item + "ConnectionStringType": str,
-        item + "SecurityIPGroups.SecurityIPGroup[].SecurityIPGroupName": str,
-        item + "SecurityIPGroups.SecurityIPGroup[].SecurityIPs": str,
+        item + "SecurityIPGroups.securityIPGroup[].SecurityIPGroupName": str,
+        item + "SecurityIPGroups.securityIPGroup[].SecurityIPs": str,
     })
     info = body["DBInstanceNetInfos"]["DBInstanceNetInfo"][0]
     assert info["ConnectionString"] == instance["ConnectionString"]
@@ -587,7 +587,7 @@ def test_backup_is_a_real_dump(emu: Emulator, instance: dict[str, Any]) -> None:
     body = wait_until(finished, what="backup listed")
     item = "Items.Backup[]."
     assert_shape(body, {"TotalRecordCount": str, "PageNumber": str, "PageRecordCount": str,
-                        "TotalBackupSize": int, item + "BackupId": str,
+                        item + "BackupId": str,
                         item + "BackupStatus": str, item + "BackupStartTime": str,
                         item + "BackupEndTime": str, item + "BackupSize": int})
     backup = body["Items"]["Backup"][0]
