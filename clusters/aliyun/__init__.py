@@ -16,6 +16,9 @@ from clusters.aliyun.client import AliyunClient, EndpointPolicy, parse_override
 from clusters.aliyun.ecs_vpc import EcsVpcApi
 from clusters.aliyun.errors import CloudNotFound, map_sdk_error
 from clusters.aliyun.models import (
+    LCU_SPEC,
+    PAY_BY_LCU,
+    PAY_BY_SPEC,
     Account,
     BackendHealth,
     BackendServer,
@@ -56,6 +59,9 @@ class AliyunCloud(EcsVpcApi, RdsApi, SlbApi):
 
 
 __all__ = [
+    "LCU_SPEC",
+    "PAY_BY_LCU",
+    "PAY_BY_SPEC",
     "Account",
     "AliyunClient",
     "AliyunCloud",

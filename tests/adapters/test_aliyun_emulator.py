@@ -110,6 +110,12 @@ def test_load_balancer_lifecycle(cloud: AliyunCloud, emulator: Emulator) -> None
     described = cloud.describe_slb(lb_id)
     assert described is not None and described.address == created.address
     assert described.listener_ports == (6443,) and described.tags == tags
+    # Bought as today's CLB is sold: pay-as-you-go, pay-by-LCU, no specification.
+    assert (described.instance_charge_type, described.spec) == ("PayByCLCU", "slb.lcu.elastic")
+    sent = [c["params"] for c in emulator.control.calls()
+            if c["action"] == "CreateLoadBalancer" and c["params"].get("ClientToken") == token]
+    assert sent and all((p.get("InstanceChargeType"), p.get("PayType")) == (
+        "PayByCLCU", "PayOnDemand") and "LoadBalancerSpec" not in p for p in sent), sent
     assert [b.server_id for b in described.backend_servers] == [server]
     cloud.remove_backend_servers(lb_id, [server])
     assert cloud.delete_slb(lb_id) is True
