@@ -314,3 +314,22 @@ class BackendHealth:
     @property
     def healthy(self) -> bool:
         return self.status == "normal"
+
+
+@dataclass(frozen=True)
+class HourlyPrice:
+    """A pay-as-you-go price quote: what one hour costs, before and after discounts."""
+
+    amount: float  # what will be charged per hour (after discounts)
+    currency: str
+    original: float | None = None
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class PriceModule:
+    """One pricing module of a BSS GetPayAsYouGoPrice request (ModuleList.N.*)."""
+
+    code: str
+    config: str
+    price_type: str = "Hour"
