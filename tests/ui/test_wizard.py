@@ -51,7 +51,7 @@ def value_of(response: Any, name: str) -> str:
 
 
 def expected_monthly(cloud: Emulator, instance_class: str, storage_gb: int) -> tuple[str, str]:
-    """Monthly RDS and CLB prices from the emulator's own seeded price list (× 730 hours)."""
+    """Monthly RDS and CLB prices from the emulator's own seeded price list (times 730 hours)."""
     prices = cloud.control.request("GET", "prices")
     rds = prices["rds"]
     rds_hourly = round(rds["classes"][instance_class]
@@ -137,7 +137,7 @@ def test_wizard_end_to_end_creates_the_cluster_and_starts_its_run(
     assert "mysql.n2.medium.1" in review and "slb.s1.small" not in review
     # Each item's monthly price is what the emulator's seeded price list gives for the choice
     # (RDS DescribePrice: class + 20 GB of cloud_essd; BSS GetPayAsYouGoPrice: the CLB's
-    # instance fee), hourly × 730.
+    # instance fee), hourly times 730.
     rds_monthly, slb_monthly = expected_monthly(cloud, "mysql.n2.medium.1", 20)
     assert monthly_prices(review) == [rds_monthly, slb_monthly]
     assert total_of(review) == f"{float(rds_monthly) + float(slb_monthly):.2f} CNY"
