@@ -123,6 +123,25 @@ def test_load_balancer_lifecycle(cloud: AliyunCloud, emulator: Emulator) -> None
     assert cloud.describe_slb(lb_id) is None
 
 
+def test_prices_of_a_new_cluster(cloud: AliyunCloud, emulator: Emulator) -> None:
+    from clusters.aliyun import PriceModule
+
+    listed = emulator.control.request("GET", "prices")
+    rds = cloud.describe_rds_price(engine_version="8.0", instance_class="mysql.n2.medium.1",
+                                   storage_gb=20, zone_id=emulator.vswitch["zone_id"])
+    rds_list = listed["rds"]
+    assert (rds.amount, rds.currency) == (round(
+        rds_list["classes"]["mysql.n2.medium.1"] + rds_list["storage_per_gb"]["cloud_essd"] * 20,
+        4), "CNY")
+    assert rds.request_id
+    slb = cloud.get_pay_as_you_go_price("slb", [PriceModule("InstanceRent", "InstanceRent:1")])
+    assert slb["InstanceRent"].amount == listed["bss"]["slb"]["InstanceRent"]["1"][0]
+    with pytest.raises(PermanentError) as caught:
+        cloud.describe_rds_price(engine_version="8.0", instance_class="mysql.madeup.colossal.99",
+                                 storage_gb=20)
+    assert caught.value.code == "InvalidDBInstanceClass.NotFound" and caught.value.request_id
+
+
 @pytest.mark.slow
 def test_rds_lifecycle_and_the_large_prefix_fix(cloud: AliyunCloud, emulator: Emulator) -> None:
     """RDS 5.7 with innodb_large_prefix OFF rejects the old kine schema until it is fixed."""
