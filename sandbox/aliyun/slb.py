@@ -175,6 +175,7 @@ def list_resources(cloud: Cloud) -> list[dict[str, Any]]:
             "addresses": [lb["address"]], "tags": lb["tags"],
             "ports": sorted(int(p) for p in lb["listeners"]),
             "backends": [b["server_id"] for b in lb["backends"]], "pids": [],
+            "instance_charge_type": lb["instance_charge_type"], "spec": lb["spec"],
         })
         for port, listener in lb["listeners"].items():
             proxy = proxies.get((lb["lb_id"], int(port)))
