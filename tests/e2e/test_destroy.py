@@ -23,6 +23,7 @@ from clusters.models import (
 )
 from tests.e2e.conftest import make_world_cluster, world_env
 from tests.e2e.day2 import assert_succeeded, cloud_left, failures_of, k3s_traces
+from tests.e2e.test_day2_nodes import host_entry, slb_backends
 from tests.support import runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
@@ -160,7 +161,8 @@ def test_a_cluster_with_a_pay_by_spec_clb_bought_before_the_cutoff_keeps_working
         world, start_worker):
     """A cluster from before 2025-06-01: its ledger holds a pay-by-specification CLB, which
     can no longer be bought but still runs. The run uses it (nothing new is bought), the
-    cluster comes up healthy through it, and destroy leaves no SLB behind."""
+    cluster comes up healthy through it, a server is added behind it and removed again, and
+    destroy leaves no SLB behind."""
     start_worker(concurrency=2, beat=True, **world_env(world))
     cluster = make_world_cluster(world, servers=2, agents=0, slb_charge_type="PayBySpec",
                                  slb_spec="slb.s1.small")
@@ -190,6 +192,17 @@ def test_a_cluster_with_a_pay_by_spec_clb_bought_before_the_cutoff_keeps_working
     with pytest.raises(ServerException) as refused:
         world.emulator.call(again)
     assert refused.value.get_error_code() == "IllegalParam.InstanceChargeType"
+
+    # Day 2 on the old CLB: a third server joins behind it, then leaves it again.
+    h1, h2, h3 = world.lab.hosts
+    assert_succeeded(runs.wait_finished(operations.start_add_nodes(
+        cluster, [host_entry(h3, "server")]), timeout=300))
+    servers = {world.instance_ids[h.ip] for h in (h1, h2, h3)}
+    assert slb_backends(world, cluster) == servers
+    node = Node.objects.get(cluster=cluster, private_ip=h3.ip)
+    assert_succeeded(runs.wait_finished(operations.start_remove_node(cluster, node),
+                                        timeout=120))
+    assert slb_backends(world, cluster) == servers - {world.instance_ids[h3.ip]}
 
     run = destroy(cluster)
     assert_succeeded(run)
