@@ -429,6 +429,8 @@ def test_review_price_follows_the_chosen_class_storage_and_load_balancer(
     # An Internet-facing CLB also bills data out by traffic: named, not added to the month.
     traffic = cloud.control.request("GET", "prices")["bss"]["slb"]["InternetTrafficOut"]["1"][0]
     assert f"{traffic:g} CNY per GB of Internet data out" in html.unescape(review)
+    instance_fee = cloud.control.request("GET", "prices")["bss"]["slb"]["InstanceRent"]["1"][0]
+    assert f"{instance_fee:g} CNY per hour" in review
     asked = [c for c in cloud.control.calls() if c["action"] in ("DescribePrice",
                                                                   "GetPayAsYouGoPrice")][-2:]
     assert asked[0]["params"]["DBInstanceClass"] == "mysql.n4.medium.1"
