@@ -87,6 +87,21 @@ def console_url(kind: str, provider_id: str, region: str) -> str | None:
     return None
 
 
+def resource_billing(kind: str, attributes: dict | None) -> str:
+    """How a ledger row is billed, for the cluster page: a CLB is pay-by-LCU, or (bought before
+    2025-06-01) pay-by-specification with its spec; other rows say nothing."""
+    attributes = attributes or {}
+    charge = attributes.get("instance_charge_type")
+    if not kind.lower().startswith("slb") or not charge:
+        return ""
+    if charge == "PayBySpec":
+        return gettext("Pay-by-specification (%(spec)s, no longer sold)") % {
+            "spec": attributes.get("spec") or "?"}
+    if charge == "PayByCLCU":
+        return gettext("Pay-as-you-go, pay-by-LCU")
+    return str(charge)
+
+
 def elapsed(started: datetime | None, finished: datetime | None,
             now: datetime | None = None) -> timedelta | None:
     if started is None:

@@ -64,6 +64,17 @@ class SlbAddressType(models.TextChoices):
     INTERNET = "internet", _("Internet")
 
 
+class SlbChargeType(models.TextChoices):
+    """How the cluster's CLB is billed (CreateLoadBalancer `InstanceChargeType`).
+
+    Why recorded: pay-by-specification cannot be bought since 2025-06-01, but clusters made
+    before keep theirs; the page and the ledger must say which one a cluster has.
+    """
+
+    PAY_BY_LCU = "PayByCLCU", _("Pay-by-LCU")
+    PAY_BY_SPEC = "PayBySpec", _("Pay-by-specification (no longer sold)")
+
+
 class Cluster(models.Model):
     """One K3s HA cluster: its choices, its secrets, and what it became."""
 
@@ -104,7 +115,12 @@ class Cluster(models.Model):
         _("SLB address type"), max_length=16, choices=SlbAddressType.choices,
         default=SlbAddressType.INTRANET,
     )
-    slb_spec = models.CharField(_("SLB spec"), max_length=32, default="slb.s1.small")
+    slb_charge_type = models.CharField(
+        _("SLB billing"), max_length=16, choices=SlbChargeType.choices,
+        default=SlbChargeType.PAY_BY_LCU,
+    )
+    # Only a pay-by-specification CLB (bought before 2025-06-01) has a spec; LCU ones have none.
+    slb_spec = models.CharField(_("SLB spec"), max_length=32, blank=True, default="")
     slb_address = models.GenericIPAddressField(_("SLB address"), null=True, blank=True)
 
     status = models.CharField(

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
-from clusters import credentials, crypto
+from clusters import cloud, credentials, crypto, pricing
 from clusters.models import (
     CloudAccount,
     Cluster,
@@ -178,10 +178,30 @@ def billed_resources(state: WizardState) -> list[BilledItem]:
             f"MySQL {datastore.get('rds_engine_version')} · {datastore.get('rds_instance_class')}"
             f" · {datastore.get('rds_storage_gb')} GB · {network.get('zone')}"))
     items.append(BilledItem(
-        _("SLB instance (pay-as-you-go), TCP listener on 6443"),
-        f"slb.s1.small · {SlbAddressType(network['slb_address_type']).label} · "
-        f"{network.get('vswitch')}"))
+        _("CLB instance (pay-as-you-go, pay-by-LCU), TCP listener on 6443"),
+        f"{SlbAddressType(network['slb_address_type']).label} · {network.get('vswitch')}"))
     return items
+
+
+def billed_with_prices(state: WizardState, account: CloudAccount,
+                       ) -> tuple[list[tuple[BilledItem, pricing.PriceLine]], pricing.Quote]:
+    """Each billed item next to its price line (the same order: RDS, then CLB), and the total."""
+    quote = price_quote(state, account)
+    return list(zip(billed_resources(state), quote.lines, strict=True)), quote
+
+
+def price_quote(state: WizardState, account: CloudAccount) -> pricing.Quote:
+    """The monthly pay-as-you-go price of what `billed_resources` lists, asked of the cloud."""
+    network, datastore = state.get("network"), state.get("datastore")
+    rds = None
+    if datastore.get("kind") == DatastoreKind.RDS:
+        rds = {"engine_version": datastore.get("rds_engine_version") or "8.0",
+               "instance_class": datastore.get("rds_instance_class") or "mysql.n2.medium.1",
+               "storage_gb": datastore.get("rds_storage_gb") or 20}
+    api = cloud.cloud_for_account(account, state.get("account")["region"])
+    return pricing.quote_new_cluster(
+        api, rds=rds, zone_id=network.get("zone", ""),
+        internet_slb=network.get("slb_address_type") == SlbAddressType.INTERNET)
 
 
 # --- Create -----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
-from clusters import audit, operations, wizard, wizard_checks
+from clusters import audit, operations, pricing, wizard, wizard_checks
 from clusters.forms import (
     COMMON_REGIONS,
     AccountStepForm,
@@ -283,9 +283,11 @@ def review_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse
         return redirect("clusters:cluster", code=cluster.code)
     account_step = state.get("account")
     hosts = state.get("hosts")
+    account = _account(request, state)
+    priced_items, quote = wizard.billed_with_prices(state, account)
     return _render(request, "review", {
         "form": form,
-        "account": _account(request, state),
+        "account": account,
         "answers": account_step,
         "network": state.get("network"),
         "datastore": state.get("datastore"),
@@ -293,7 +295,9 @@ def review_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse
         "host_warnings": hosts.get("warnings", []),
         "k3s": state.get("k3s"),
         "install_source_label": InstallSource(state.get("k3s")["install_source"]).label,
-        "billed": wizard.billed_resources(state),
+        "priced_items": priced_items,
+        "quote": quote,
+        "hours_per_month": pricing.HOURS_PER_MONTH,
     })
 
 

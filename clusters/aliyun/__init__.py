@@ -5,27 +5,34 @@
 
 Modules: `client` (SDK client, fail-closed endpoints, no proxy, timeouts, one attempt),
 `errors` (SDK exceptions → TransientError/PermanentError/CloudNotFound with hints),
-`models` (dataclasses), `ecs_vpc`, `rds`, `slb` (the calls).
+`models` (dataclasses), `ecs_vpc`, `rds`, `slb` (the calls), `rds_price` (DescribePrice),
+`bss` (BSS GetPayAsYouGoPrice).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from clusters.aliyun.bss import BssApi
 from clusters.aliyun.client import AliyunClient, EndpointPolicy, parse_override
 from clusters.aliyun.ecs_vpc import EcsVpcApi
 from clusters.aliyun.errors import CloudNotFound, map_sdk_error
 from clusters.aliyun.models import (
+    LCU_SPEC,
+    PAY_BY_LCU,
+    PAY_BY_SPEC,
     Account,
     BackendHealth,
     BackendServer,
     Backup,
     Database,
+    HourlyPrice,
     Instance,
     LoadBalancer,
     NetInfo,
     Parameters,
     ParameterTemplate,
+    PriceModule,
     RdsCreated,
     RdsInstance,
     RdsSpec,
@@ -38,10 +45,11 @@ from clusters.aliyun.models import (
     Zone,
 )
 from clusters.aliyun.rds import RdsApi
+from clusters.aliyun.rds_price import RdsPriceApi
 from clusters.aliyun.slb import SlbApi
 
 
-class AliyunCloud(EcsVpcApi, RdsApi, SlbApi):
+class AliyunCloud(EcsVpcApi, RdsApi, RdsPriceApi, SlbApi, BssApi):
     """Everything provisioning asks of Alibaba Cloud, for one AccessKey and region."""
 
     def __init__(self, access_key_id: str, access_key_secret: str, region: str,
@@ -56,6 +64,9 @@ class AliyunCloud(EcsVpcApi, RdsApi, SlbApi):
 
 
 __all__ = [
+    "LCU_SPEC",
+    "PAY_BY_LCU",
+    "PAY_BY_SPEC",
     "Account",
     "AliyunClient",
     "AliyunCloud",
@@ -65,11 +76,13 @@ __all__ = [
     "CloudNotFound",
     "Database",
     "EndpointPolicy",
+    "HourlyPrice",
     "Instance",
     "LoadBalancer",
     "NetInfo",
     "ParameterTemplate",
     "Parameters",
+    "PriceModule",
     "RdsCreated",
     "RdsInstance",
     "RdsSpec",

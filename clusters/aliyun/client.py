@@ -36,7 +36,8 @@ from clusters.aliyun.models import items
 from clusters.errors import PermanentError, StepError, TransientError
 from clusters.redaction import Redactor
 
-PRODUCTS = ("Ecs", "Vpc", "Rds", "Slb")
+# BssOpenApi: GetPayAsYouGoPrice (business.aliyuncs.com), for the review page's prices.
+PRODUCTS = ("Ecs", "Vpc", "Rds", "Slb", "BssOpenApi")
 CONNECT_TIMEOUT = 5
 DEFAULT_READ_TIMEOUT = 10
 READ_TIMEOUTS = {  # seconds; actions that do real work before answering

@@ -226,19 +226,31 @@ class Backup:
     size: int = 0
 
 
+# CLB instance charge types (CreateLoadBalancer `InstanceChargeType`). Pay-by-specification
+# can no longer be bought since 2025-06-01 00:00 UTC+8 (CreateLoadBalancer API reference, slb
+# 2014-05-15, and help doc-detail/127268; the China site gives 2026-01-01); instances bought
+# before keep working. The V2 SDK docstrings still call PayBySpec the default: stale.
+PAY_BY_LCU = "PayByCLCU"
+PAY_BY_SPEC = "PayBySpec"
+# What DescribeLoadBalancerAttribute reports as LoadBalancerSpec for a pay-by-LCU instance
+# (alibabacloud-slb20140515 response model: "slb.lcu.elastic is returned by default").
+LCU_SPEC = "slb.lcu.elastic"
+
+
 @dataclass(frozen=True)
 class SlbSpec:
-    """What the panel asks SLB for (CreateLoadBalancer)."""
+    """What the panel asks SLB for (CreateLoadBalancer): a pay-as-you-go, pay-by-LCU CLB.
+
+    No specification: an LCU instance takes none. An Internet-facing LCU instance can only
+    bill data transfer by traffic (InternetChargeType=paybytraffic, per the same API doc).
+    """
 
     name: str
     vswitch_id: str
     vpc_id: str | None = None
     address_type: str = "intranet"
-    spec: str = "slb.s1.small"
     master_zone_id: str | None = None
     slave_zone_id: str | None = None
-    internet_charge_type: str | None = None
-    bandwidth: int | None = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +277,7 @@ class LoadBalancer:
     vpc_id: str = ""
     vswitch_id: str = ""
     spec: str = ""
+    instance_charge_type: str = ""
     listener_ports: tuple[int, ...] = ()
     backend_servers: tuple[BackendServer, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
@@ -286,6 +299,7 @@ class LoadBalancer:
             address=entry.get("Address", ""), name=entry.get("LoadBalancerName", ""),
             address_type=entry.get("AddressType", ""), vpc_id=entry.get("VpcId", ""),
             vswitch_id=entry.get("VSwitchId", ""), spec=entry.get("LoadBalancerSpec", ""),
+            instance_charge_type=entry.get("InstanceChargeType", ""),
             listener_ports=tuple(_int(p) for p in items(entry, "ListenerPorts", "ListenerPort")),
             backend_servers=tuple(
                 BackendServer(b["ServerId"], _int(b.get("Weight"), 100), b.get("ServerIp", ""))
@@ -316,3 +330,22 @@ class BackendHealth:
     @property
     def healthy(self) -> bool:
         return self.status == "normal"
+
+
+@dataclass(frozen=True)
+class HourlyPrice:
+    """A pay-as-you-go price quote: what one hour costs, before and after discounts."""
+
+    amount: float  # what will be charged per hour (after discounts)
+    currency: str
+    original: float | None = None
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class PriceModule:
+    """One pricing module of a BSS GetPayAsYouGoPrice request (ModuleList.N.*)."""
+
+    code: str
+    config: str
+    price_type: str = "Hour"

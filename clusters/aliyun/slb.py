@@ -33,6 +33,7 @@ from aliyunsdkslb.request.v20140515.StartLoadBalancerListenerRequest import (
 from clusters.aliyun.client import AliyunClient, check_client_token, pages, tag_list
 from clusters.aliyun.errors import CloudNotFound
 from clusters.aliyun.models import (
+    PAY_BY_LCU,
     BackendHealth,
     LoadBalancer,
     SlbCreated,
@@ -59,8 +60,9 @@ class SlbApi:
         request = CreateLoadBalancerRequest()
         request.set_LoadBalancerName(spec.name)
         request.set_AddressType(spec.address_type)
-        request.set_LoadBalancerSpec(spec.spec)
+        # Pay-as-you-go, pay-by-LCU: the only CLB sold since 2025-06-01 (see models.PAY_BY_LCU).
         request.set_PayType("PayOnDemand")
+        request.set_InstanceChargeType(PAY_BY_LCU)
         request.set_ClientToken(client_token)
         if spec.address_type == "intranet":
             request.set_VSwitchId(spec.vswitch_id)
@@ -70,10 +72,8 @@ class SlbApi:
             request.set_MasterZoneId(spec.master_zone_id)
         if spec.slave_zone_id:
             request.set_SlaveZoneId(spec.slave_zone_id)
-        if spec.internet_charge_type:
-            request.set_InternetChargeType(spec.internet_charge_type)
-        if spec.bandwidth:
-            request.set_Bandwidth(spec.bandwidth)
+        if spec.address_type == "internet":
+            request.set_InternetChargeType("paybytraffic")  # the only one an LCU instance takes
         if tags:
             request.set_Tags(tag_list(tags))
         body = self.client.call(request)

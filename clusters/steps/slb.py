@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from clusters import cloud
-from clusters.aliyun import SlbSpec
+from clusters.aliyun import PAY_BY_LCU, SlbSpec
 from clusters.errors import PermanentError
 from clusters.models import Cluster, NodeRole, ResourceState
 from clusters.outcomes import Done, Fail, Outcome, Wait
@@ -26,7 +26,11 @@ def slb_id(cluster: Cluster) -> str:
 
 @step_handler("slb.create")
 def create(ctx: StepContext) -> Outcome:
-    """CreateLoadBalancer first, so its address is in every server's certificate."""
+    """CreateLoadBalancer first, so its address is in every server's certificate.
+
+    A new CLB is always pay-by-LCU (the only kind sold since 2025-06-01). A cluster whose
+    ledger already holds a pay-by-specification CLB (bought before) keeps using it.
+    """
     cluster = ctx.cluster
     api = cloud.cloud_for(cluster)
     resource = cloud.intend(ctx, SLB_KIND)
@@ -34,19 +38,23 @@ def create(ctx: StepContext) -> Outcome:
         created = api.create_slb(
             SlbSpec(name=f"k3s-{cluster.name}"[:80], vswitch_id=cluster.vswitch_id,
                     vpc_id=cluster.vpc_id, address_type=cluster.slb_address_type,
-                    spec=cluster.slb_spec, master_zone_id=cluster.zone),
+                    master_zone_id=cluster.zone),
             client_token=resource.client_token, tags=cloud.tags(cluster),
         )
         cloud.record(resource, provider_id=created.load_balancer_id,
-                     state=ResourceState.PRESENT, address=created.address)
+                     state=ResourceState.PRESENT, address=created.address,
+                     instance_charge_type=PAY_BY_LCU, spec="")
+        Cluster.objects.filter(pk=cluster.pk).update(slb_charge_type=PAY_BY_LCU, slb_spec="")
+        cluster.slb_charge_type, cluster.slb_spec = PAY_BY_LCU, ""
         ctx.say(f"Created SLB {created.load_balancer_id} at {created.address} "
-                f"({cluster.slb_address_type}, {cluster.slb_spec})")
+                f"({cluster.slb_address_type}, pay-as-you-go, pay-by-LCU)")
     balancer = api.describe_slb(resource.provider_id)
     if balancer is None:
         raise PermanentError(f"SLB {resource.provider_id} disappeared; check the SLB console.")
     Cluster.objects.filter(pk=cluster.pk).update(slb_address=balancer.address)
     ctx.cluster.slb_address = balancer.address
-    return Done({"load_balancer_id": balancer.load_balancer_id, "address": balancer.address})
+    return Done({"load_balancer_id": balancer.load_balancer_id, "address": balancer.address,
+                 "instance_charge_type": balancer.instance_charge_type})
 
 
 @step_handler("slb.listener")

@@ -22,6 +22,11 @@ def console_url(resource: Any) -> str | None:
     return display.console_url(resource.kind, resource.provider_id, resource.region)
 
 
+@register.filter
+def billing(resource: Any) -> str:
+    return display.resource_billing(resource.kind, resource.attributes)
+
+
 @register.simple_tag
 def duration(started: datetime | None, finished: datetime | None = None) -> str:
     return display.format_duration(display.elapsed(started, finished))

@@ -115,7 +115,7 @@ def control_route(method: str, path: str) -> Callable[[ControlHandler], ControlH
 
 # Modules that define products; a module not present yet (RDS is built in parallel) is skipped.
 PRODUCT_MODULES = ("sandbox.aliyun.ecs", "sandbox.aliyun.vpc", "sandbox.aliyun.slb",
-                   "sandbox.aliyun.rds")
+                   "sandbox.aliyun.rds", "sandbox.aliyun.rds_price", "sandbox.aliyun.bss")
 
 
 def register_product(product: Product) -> Product:

@@ -13,9 +13,10 @@ from typing import Any
 from sandbox.aliyun import ecs, errors, ids, network, tags
 from sandbox.aliyun.clock import iso_utc
 from sandbox.aliyun.cloud import Cloud, RequestContext
+from sandbox.aliyun.control import ControlError
 from sandbox.aliyun.paging import page
 from sandbox.aliyun.params import Param, Params, parse_json_value
-from sandbox.aliyun.registry import ClientTokenPolicy, Product, register_product
+from sandbox.aliyun.registry import ClientTokenPolicy, Product, control_route, register_product
 from sandbox.aliyun.slb_proxy import UNAVAILABLE, Backend, HealthCheck, ListenerProxy
 from sandbox.aliyun.state import State
 
@@ -174,6 +175,7 @@ def list_resources(cloud: Cloud) -> list[dict[str, Any]]:
             "addresses": [lb["address"]], "tags": lb["tags"],
             "ports": sorted(int(p) for p in lb["listeners"]),
             "backends": [b["server_id"] for b in lb["backends"]], "pids": [],
+            "instance_charge_type": lb["instance_charge_type"], "spec": lb["spec"],
         })
         for port, listener in lb["listeners"].items():
             proxy = proxies.get((lb["lb_id"], int(port)))
@@ -198,6 +200,36 @@ def describe_regions(state: State, params: Params, ctx: RequestContext) -> dict[
 
 
 # ---- load balancers ------------------------------------------------------------------------
+# Pay-by-specification CLBs cannot be bought since 2025-06-01 00:00 UTC+8 ("Pay-as-you-go CLB
+# instances only support the pay-by-LCU instance resource metering method", CreateLoadBalancer
+# API reference, slb 2014-05-15, updated 2025-12; help doc-detail/127268). The docs name no
+# error code for a PayBySpec request. CHOSEN (no source says this exact case returns it):
+# `IllegalParam.InstanceChargeType` with its documented message, because that code is in
+# CreateLoadBalancer's own error list (Alibaba's API metadata for slb 2014-05-15) and is about
+# this parameter. InstanceChargeType still defaults to PayBySpec as the metadata says, so a
+# request that omits it (what the panel sent before) is refused the same way.
+PAY_BY_SPEC_CUTOFF = "2025-06-01T00:00:00+08:00"
+PAY_BY_SPEC_DISCONTINUED = errors.ApiError(
+    400, "IllegalParam.InstanceChargeType", "The parameter InstanceChargeType is illegal.",
+)
+# Documented in the same list; the API doc's InternetChargeType note: with PayOnDemand and
+# PayByCLCU only paybytraffic is accepted.
+LCU_TRAFFIC_ONLY = errors.ApiError(
+    400, "Instance.InternetChargeTypeNotAllowed",
+    "Illegal parameter. The specified InternetChargeType not allowed.",
+)
+# DescribeLoadBalancerAttribute's LoadBalancerSpec for an LCU instance: "Pay-as-you-go CLB
+# instances are not subject to specifications. By default, slb.lcu.elastic is returned."
+# (alibabacloud-slb20140515 response model; Terraform's acceptance test expects the same after
+# switching an instance to PayByCLCU, resource_alicloud_slb_load_balancer_test.go).
+LCU_SPEC = "slb.lcu.elastic"
+
+_CREATE_FIELDS = ("AddressType", "LoadBalancerSpec", "VpcId", "VSwitchId", "PayType",
+                  "InstanceChargeType", "InternetChargeType", "Bandwidth", "LoadBalancerName",
+                  "Address", "MasterZoneId", "SlaveZoneId", "DeleteProtection",
+                  "ModificationProtectionStatus", "AddressIPVersion", "ResourceGroupId")
+
+
 @SLB.action("CreateLoadBalancer", (
     Param("RegionId", required=True), Param("AddressType", enum=("internet", "intranet")),
     Param("LoadBalancerSpec", enum=SPECS), Param("VpcId"), Param("VSwitchId"),
@@ -215,32 +247,57 @@ def describe_regions(state: State, params: Params, ctx: RequestContext) -> dict[
     Param("AutoPay", "boolean"),
 ), client_token=ClientTokenPolicy(TOKEN_CONFLICT))
 def create_load_balancer(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    ctx.require_region()
+    if params["PayType"] == "PayOnDemand" and params["InstanceChargeType"] == "PayBySpec":
+        raise PAY_BY_SPEC_DISCONTINUED
+    wanted = {name: params[name] for name in _CREATE_FIELDS}
+    return new_load_balancer(state, ctx, wanted, tags.from_repeat_list(params.raw))
+
+
+def _check_billing(wanted: dict[str, Any], address_type: str) -> None:
+    if wanted["InstanceChargeType"] != "PayByCLCU" and not wanted["LoadBalancerSpec"]:
+        # Documented code (CreateLoadBalancer error list): a spec instance needs its spec.
+        raise errors.ApiError(400, "MissingParam.LoadBalancerSpec",
+                              "The param LoadBalancerSpec is required.")
+    if (wanted["InstanceChargeType"] == "PayByCLCU" and address_type == "internet"
+            and wanted["InternetChargeType"] != "paybytraffic"):
+        raise LCU_TRAFFIC_ONLY
+
+
+def new_load_balancer(state: State, ctx: RequestContext, wanted: dict[str, Any],
+                      lb_tags: list[dict[str, str]],
+                      created_at: float | None = None) -> dict[str, Any]:
+    """Validate the network choices, allocate the address and store the load balancer.
+
+    Shared by CreateLoadBalancer (pay-by-LCU today) and the control route that seeds a
+    pay-by-specification instance bought before the cutoff.
+    """
     region = ctx.require_region()
-    vswitch_id = params["VSwitchId"] or ""
-    address_type = params["AddressType"] or ("intranet" if vswitch_id else "internet")
-    name = params["LoadBalancerName"]
+    lcu = wanted["InstanceChargeType"] == "PayByCLCU"
+    vswitch_id = wanted["VSwitchId"] or ""
+    address_type = wanted["AddressType"] or ("intranet" if vswitch_id else "internet")
+    name = wanted["LoadBalancerName"]
     if name is not None and not _NAME.match(name):
         raise errors.invalid_parameter("LoadBalancerName")
-    if params["InstanceChargeType"] == "PayBySpec" and not params["LoadBalancerSpec"]:
-        raise errors.missing_parameter("LoadBalancerSpec")
+    _check_billing(wanted, address_type)
     vsw = None
     if vswitch_id:
         vsw = network.vswitch(state, vswitch_id)
         if vsw is None or vsw["region_id"] != ctx.region_id:
             raise errors.ApiError(400, "InvalidVSwitchId.NotExist",
                                   "The specified VSwitchId does not exist.")
-        if params["VpcId"] and params["VpcId"] != vsw["vpc_id"]:
+        if wanted["VpcId"] and wanted["VpcId"] != vsw["vpc_id"]:
             raise errors.ApiError(400, "InvalidParameter.VpcId",
                                   "The specified VSwitchId does not belong to the VpcId.")
     elif address_type == "intranet":
         raise errors.missing_parameter("VSwitchId")
     zones = region["zones"]
-    master = params["MasterZoneId"] or (vsw["zone_id"] if vsw else zones[0])
+    master = wanted["MasterZoneId"] or (vsw["zone_id"] if vsw else zones[0])
     if master not in zones or (vsw and master != vsw["zone_id"]):
         raise errors.ApiError(400, "InvalidParameter.MasterZoneId",
                               "The specified MasterZoneId is not valid.")
     others = [z for z in zones if z != master]
-    slave = params["SlaveZoneId"] or (others[0] if others else "")
+    slave = wanted["SlaveZoneId"] or (others[0] if others else "")
     if slave and (slave not in zones or slave == master):
         raise errors.ApiError(400, "InvalidParameter.SlaveZoneId",
                               "The specified SlaveZoneId is not valid.")
@@ -248,8 +305,9 @@ def create_load_balancer(state: State, params: Params, ctx: RequestContext) -> d
     try:
         if address_type == "intranet":
             assert vsw is not None
-            address = (network.claim_private(state, vswitch_id, params["Address"], lb_id)
-                       if params["Address"] else network.allocate_private(state, vswitch_id, lb_id))
+            address = (network.claim_private(state, vswitch_id, wanted["Address"], lb_id)
+                       if wanted["Address"] else network.allocate_private(state, vswitch_id,
+                                                                          lb_id))
         else:
             address = network.allocate_public(state, lb_id)
     except network.AddressUnavailable:
@@ -265,16 +323,18 @@ def create_load_balancer(state: State, params: Params, ctx: RequestContext) -> d
         "address": address, "address_type": address_type,
         "network_type": "vpc" if vsw else "classic",
         "vpc_id": vsw["vpc_id"] if vsw else "", "vswitch_id": vswitch_id,
-        "spec": params["LoadBalancerSpec"] or "", "pay_type": params["PayType"],
-        "instance_charge_type": params["InstanceChargeType"],
-        "internet_charge_type": params["InternetChargeType"],
-        "bandwidth": params["Bandwidth"] or 5120, "master_zone": master, "slave_zone": slave,
-        "delete_protection": params["DeleteProtection"],
-        "modification_protection": params["ModificationProtectionStatus"],
-        "address_ip_version": params["AddressIPVersion"],
-        "resource_group_id": params["ResourceGroupId"] or "rg-acfmemulator0000",
-        "created_at": ctx.clock.now(), "status": "active",
-        "tags": tags.from_repeat_list(params.raw), "backends": [], "listeners": {},
+        # An LCU instance has no specification: LoadBalancerSpec "does not take effect" on
+        # create (API doc) and reads back as slb.lcu.elastic.
+        "spec": LCU_SPEC if lcu else wanted["LoadBalancerSpec"], "pay_type": wanted["PayType"],
+        "instance_charge_type": wanted["InstanceChargeType"],
+        "internet_charge_type": wanted["InternetChargeType"],
+        "bandwidth": wanted["Bandwidth"] or 5120, "master_zone": master, "slave_zone": slave,
+        "delete_protection": wanted["DeleteProtection"],
+        "modification_protection": wanted["ModificationProtectionStatus"],
+        "address_ip_version": wanted["AddressIPVersion"],
+        "resource_group_id": wanted["ResourceGroupId"] or "rg-acfmemulator0000",
+        "created_at": ctx.clock.now() if created_at is None else created_at, "status": "active",
+        "tags": lb_tags, "backends": [], "listeners": {},
     }
     load_balancers(state)[lb_id] = lb
     return {
@@ -282,6 +342,43 @@ def create_load_balancer(state: State, params: Params, ctx: RequestContext) -> d
         "NetworkType": lb["network_type"], "VpcId": lb["vpc_id"], "VSwitchId": vswitch_id,
         "AddressIPVersion": lb["address_ip_version"], "ResourceGroupId": lb["resource_group_id"],
     }
+
+
+# 2025-05-01 00:00 UTC: a purchase date safely before the cutoff, for seeded legacy instances.
+LEGACY_PURCHASE_INSTANT = 1746057600.0
+
+
+@control_route("POST", "slb/legacy-load-balancers")
+def seed_legacy_load_balancer(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
+    """A pay-by-specification CLB bought before 2025-06-01 (which the API no longer sells).
+
+    Body: {region_id, vswitch_id?, address_type?, spec? ("slb.s1.small"), name?,
+    tags? {key: value}}. It then behaves like any CLB: listeners, backends, delete.
+    """
+    spec = body.get("spec", "slb.s1.small")
+    if spec not in SPECS:
+        raise ControlError(400, f"spec must be one of {', '.join(SPECS)}")
+    region_id = str(body.get("region_id", ""))
+    ctx = RequestContext(cloud, SLB, "CreateLoadBalancer", "seed-legacy", region_id, "")
+    wanted = {name: None for name in _CREATE_FIELDS}
+    wanted.update({
+        "AddressType": body.get("address_type"), "LoadBalancerSpec": spec,
+        "VSwitchId": body.get("vswitch_id"), "PayType": "PayOnDemand",
+        "InstanceChargeType": "PayBySpec", "InternetChargeType": "paybytraffic",
+        "LoadBalancerName": body.get("name"), "DeleteProtection": "off",
+        "ModificationProtectionStatus": "NonProtection", "AddressIPVersion": "ipv4",
+    })
+    lb_tags = [{"Key": str(k), "Value": str(v)} for k, v in (body.get("tags") or {}).items()]
+    with cloud.lock:
+        try:
+            created = new_load_balancer(cloud.state, ctx, wanted, lb_tags,
+                                        created_at=LEGACY_PURCHASE_INSTANT)
+        except errors.ApiError as exc:
+            cloud.state.rollback()
+            raise ControlError(400, f"{exc.code}: {exc.message}") from None
+        cloud.state.save()
+    return 200, {"load_balancer_id": created["LoadBalancerId"], "address": created["Address"],
+                 "instance_charge_type": "PayBySpec", "spec": spec}
 
 
 def _listener_ports(lb: dict[str, Any]) -> list[int]:

@@ -64,6 +64,10 @@ class ControlClient:
         """Register a host as an ECS instance; returns its instance id."""
         return self.request("POST", "instances", fields)["instance_id"]
 
+    def seed_legacy_load_balancer(self, **fields: Any) -> dict[str, Any]:
+        """A pay-by-specification CLB bought before 2025-06-01 (POST slb/legacy-load-balancers)."""
+        return self.request("POST", "slb/legacy-load-balancers", fields)
+
     def add_fault(self, **fields: Any) -> list[dict[str, Any]]:
         return self.request("POST", "faults", fields)["faults"]
 

@@ -115,6 +115,23 @@ def test_a_product_without_an_override_is_refused_before_sending(
     assert capture.seen == []
 
 
+def test_bss_price_calls_are_fail_closed_like_every_product(
+        capture_factory: type[Capture]) -> None:
+    from clusters.aliyun import PriceModule
+
+    capture = capture_factory(body={"RequestId": "R", "Success": True, "Code": "Success",
+                                    "Data": {"Currency": "CNY", "ModuleDetails": {
+                                        "ModuleDetail": [{"ModuleCode": "InstanceRent",
+                                                          "CostAfterDiscount": 0.147,
+                                                          "OriginalCost": 0.147}]}}})
+    module = PriceModule("InstanceRent", "InstanceRent:1")
+    with pytest.raises(PermanentError, match="No endpoint override for BssOpenApi"):
+        cloud({"Slb": capture.endpoint}).get_pay_as_you_go_price("slb", [module])
+    assert capture.seen == []
+    prices = cloud({"BssOpenApi": capture.endpoint}).get_pay_as_you_go_price("slb", [module])
+    assert prices["InstanceRent"].amount == 0.147 and capture.actions() == ["GetPayAsYouGoPrice"]
+
+
 def test_the_sdk_resolver_chain_is_never_consulted_with_an_override(
         capture_factory: type[Capture]) -> None:
     capture = capture_factory(body={"RequestId": "R", "Items": {"DBInstanceAttribute": [

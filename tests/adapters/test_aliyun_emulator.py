@@ -110,11 +110,36 @@ def test_load_balancer_lifecycle(cloud: AliyunCloud, emulator: Emulator) -> None
     described = cloud.describe_slb(lb_id)
     assert described is not None and described.address == created.address
     assert described.listener_ports == (6443,) and described.tags == tags
+    # Bought as today's CLB is sold: pay-as-you-go, pay-by-LCU, no specification.
+    assert (described.instance_charge_type, described.spec) == ("PayByCLCU", "slb.lcu.elastic")
+    sent = [c["params"] for c in emulator.control.calls()
+            if c["action"] == "CreateLoadBalancer" and c["params"].get("ClientToken") == token]
+    assert sent and all((p.get("InstanceChargeType"), p.get("PayType")) == (
+        "PayByCLCU", "PayOnDemand") and "LoadBalancerSpec" not in p for p in sent), sent
     assert [b.server_id for b in described.backend_servers] == [server]
     cloud.remove_backend_servers(lb_id, [server])
     assert cloud.delete_slb(lb_id) is True
     assert cloud.delete_slb(lb_id) is False  # already gone: a retried delete is done
     assert cloud.describe_slb(lb_id) is None
+
+
+def test_prices_of_a_new_cluster(cloud: AliyunCloud, emulator: Emulator) -> None:
+    from clusters.aliyun import PriceModule
+
+    listed = emulator.control.request("GET", "prices")
+    rds = cloud.describe_rds_price(engine_version="8.0", instance_class="mysql.n2.medium.1",
+                                   storage_gb=20, zone_id=emulator.vswitch["zone_id"])
+    rds_list = listed["rds"]
+    assert (rds.amount, rds.currency) == (round(
+        rds_list["classes"]["mysql.n2.medium.1"] + rds_list["storage_per_gb"]["cloud_essd"] * 20,
+        4), "CNY")
+    assert rds.request_id
+    slb = cloud.get_pay_as_you_go_price("slb", [PriceModule("InstanceRent", "InstanceRent:1")])
+    assert slb["InstanceRent"].amount == listed["bss"]["slb"]["InstanceRent"]["1"][0]
+    with pytest.raises(PermanentError) as caught:
+        cloud.describe_rds_price(engine_version="8.0", instance_class="mysql.madeup.colossal.99",
+                                 storage_gb=20)
+    assert caught.value.code == "InvalidDBInstanceClass.NotFound" and caught.value.request_id
 
 
 @pytest.mark.slow

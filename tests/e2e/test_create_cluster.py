@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from clusters import health, operations
+from clusters.cloud import cloud_for
 from clusters.models import (
     CloudResource,
     Cluster,
@@ -65,6 +66,19 @@ def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_ur
     assert listener["health"] == dict.fromkeys(servers, "normal")
     assert set(CloudResource.objects.filter(cluster=cluster).values_list(
         "kind", "provider_id")) == {("rds_instance", rds["id"]), ("slb", slb["id"])}
+
+    # The CLB is bought as it is sold today: pay-as-you-go, pay-by-LCU, no specification.
+    assert (slb["instance_charge_type"], slb["spec"]) == ("PayByCLCU", "slb.lcu.elastic")
+    described = cloud_for(cluster).describe_slb(slb["id"])
+    assert described is not None and described.instance_charge_type == "PayByCLCU"
+    creates = [c["params"] for c in world.emulator.control.calls()
+               if c["action"] == "CreateLoadBalancer"]
+    assert creates and all(
+        (p.get("InstanceChargeType"), p.get("PayType")) == ("PayByCLCU", "PayOnDemand")
+        and "LoadBalancerSpec" not in p for p in creates), creates
+    assert (cluster.slb_charge_type, cluster.slb_spec) == ("PayByCLCU", "")
+    ledger = CloudResource.objects.get(cluster=cluster, kind="slb")
+    assert ledger.attributes["instance_charge_type"] == "PayByCLCU"
 
     # The manual recipe's two failures cannot happen.
     logs = list(LogLine.objects.filter(step__run=run).values_list("text", flat=True))

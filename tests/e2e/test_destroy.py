@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from aliyunsdkcore.acs_exception.exceptions import ServerException
+from aliyunsdkslb.request.v20140515.CreateLoadBalancerRequest import CreateLoadBalancerRequest
 
-from clusters import operations, plans
+from clusters import cloud, operations, plans
 from clusters.models import (
     RUN_ACTIVE,
     AuditEvent,
@@ -21,6 +23,7 @@ from clusters.models import (
 )
 from tests.e2e.conftest import make_world_cluster, world_env
 from tests.e2e.day2 import assert_succeeded, cloud_left, failures_of, k3s_traces
+from tests.e2e.test_day2_nodes import host_entry, slb_backends
 from tests.support import runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
@@ -152,3 +155,57 @@ def test_unreachable_host_fails_clearly_retry_finishes_and_the_database_is_kept(
     rds.refresh_from_db()
     assert rds.state == ResourceState.PRESENT
     assert LogLine.objects.filter(text__contains="was kept, as asked").exists()
+
+
+def test_a_cluster_with_a_pay_by_spec_clb_bought_before_the_cutoff_keeps_working_and_destroys(
+        world, start_worker):
+    """A cluster from before 2025-06-01: its ledger holds a pay-by-specification CLB, which
+    can no longer be bought but still runs. The run uses it (nothing new is bought), the
+    cluster comes up healthy through it, a server is added behind it and removed again, and
+    destroy leaves no SLB behind."""
+    start_worker(concurrency=2, beat=True, **world_env(world))
+    cluster = make_world_cluster(world, servers=2, agents=0, slb_charge_type="PayBySpec",
+                                 slb_spec="slb.s1.small")
+    legacy = world.emulator.control.seed_legacy_load_balancer(
+        region_id=world.region, vswitch_id=world.vswitch_id, spec="slb.s1.small",
+        name=f"k3s-{cluster.name}", tags=cloud.tags(cluster))
+    CloudResource.objects.create(
+        cluster=cluster, kind="slb", provider_id=legacy["load_balancer_id"],
+        client_token=f"k3s-{cluster.code.hex}-slb"[:64], region=world.region,
+        state=ResourceState.PRESENT, attributes={"address": legacy["address"],
+                                                 "instance_charge_type": "PayBySpec",
+                                                 "spec": "slb.s1.small"})
+    assert_succeeded(runs.wait_finished(operations.start_create(cluster), timeout=300))
+    cluster.refresh_from_db()
+    assert cluster.status == ClusterStatus.READY and cluster.slb_address == legacy["address"]
+    assert (cluster.slb_charge_type, cluster.slb_spec) == ("PayBySpec", "slb.s1.small")
+    (balancer,) = [r for r in cloud_left(world, cluster) if r["type"] == "slb_load_balancer"]
+    assert (balancer["id"], balancer["instance_charge_type"], balancer["spec"]) == (
+        legacy["load_balancer_id"], "PayBySpec", "slb.s1.small")
+    assert not [c for c in world.emulator.control.calls()
+                if c["action"] == "CreateLoadBalancer"], "nothing new was bought"
+    # Buying another one like it today is refused, as Alibaba Cloud does since 2025-06-01.
+    again = CreateLoadBalancerRequest()
+    again.set_VSwitchId(world.vswitch_id)
+    again.set_LoadBalancerSpec("slb.s1.small")
+    again.set_InstanceChargeType("PayBySpec")
+    with pytest.raises(ServerException) as refused:
+        world.emulator.call(again)
+    assert refused.value.get_error_code() == "IllegalParam.InstanceChargeType"
+
+    # Day 2 on the old CLB: a third server joins behind it, then leaves it again.
+    h1, h2, h3 = world.lab.hosts
+    assert_succeeded(runs.wait_finished(operations.start_add_nodes(
+        cluster, [host_entry(h3, "server")]), timeout=300))
+    servers = {world.instance_ids[h.ip] for h in (h1, h2, h3)}
+    assert slb_backends(world, cluster) == servers
+    node = Node.objects.get(cluster=cluster, private_ip=h3.ip)
+    assert_succeeded(runs.wait_finished(operations.start_remove_node(cluster, node),
+                                        timeout=120))
+    assert slb_backends(world, cluster) == servers - {world.instance_ids[h3.ip]}
+
+    run = destroy(cluster)
+    assert_succeeded(run)
+    assert_clean(world, cluster)
+    assert legacy["load_balancer_id"] not in {
+        r["id"] for r in world.emulator.control.resources()}

@@ -52,7 +52,7 @@ def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condi
 
 def create_lb(emu: Emulator, **setters: Any) -> dict[str, Any]:
     setters.setdefault("VSwitchId", emu.vswitch["vswitch_id"])
-    setters.setdefault("LoadBalancerSpec", "slb.s1.small")
+    setters.setdefault("InstanceChargeType", "PayByCLCU")  # the only CLB sold since 2025-06-01
     return call(emu, CreateLoadBalancerRequest.CreateLoadBalancerRequest(), **setters)
 
 
@@ -117,6 +117,62 @@ def test_create_refusals(emu: Emulator) -> None:
     assert error_code(lambda: call(
         emu, DescribeLoadBalancerAttributeRequest.DescribeLoadBalancerAttributeRequest(),
         LoadBalancerId="lb-nothere")) == "InvalidLoadBalancerId.NotFound"
+
+
+def test_pay_by_spec_is_no_longer_sold_and_lcu_reads_back_as_the_api_reports_it(
+        emu: Emulator) -> None:
+    # Sold out since 2025-06-01: explicitly, and by omission (PayBySpec is the parameter's
+    # default, which is what the panel used to send with LoadBalancerSpec alone).
+    for setters in ({"InstanceChargeType": "PayBySpec", "LoadBalancerSpec": "slb.s1.small"},
+                    {"InstanceChargeType": None, "LoadBalancerSpec": "slb.s1.small"}):
+        request = CreateLoadBalancerRequest.CreateLoadBalancerRequest()
+        request.set_VSwitchId(emu.vswitch["vswitch_id"])
+        for name, value in setters.items():
+            if value is not None:
+                getattr(request, f"set_{name}")(value)
+        with pytest.raises(ServerException) as caught:
+            emu.call(request)
+        assert caught.value.get_error_code() == "IllegalParam.InstanceChargeType"
+        assert caught.value.get_http_status() == 400
+        assert caught.value.get_request_id()
+    assert error_code(lambda: create_lb(emu, VSwitchId="", AddressType="internet",
+                                        InternetChargeType="paybybandwidth", Bandwidth=10)) == (
+        "Instance.InternetChargeTypeNotAllowed")
+
+    lb = create_lb(emu, PayType="PayOnDemand", LoadBalancerName="k3s-lcu")
+    attribute = call(emu, DescribeLoadBalancerAttributeRequest.
+                     DescribeLoadBalancerAttributeRequest(), LoadBalancerId=lb["LoadBalancerId"])
+    assert (attribute["InstanceChargeType"], attribute["LoadBalancerSpec"],
+            attribute["PayType"]) == ("PayByCLCU", "slb.lcu.elastic", "PayOnDemand")
+    listed = call(emu, DescribeLoadBalancersRequest.DescribeLoadBalancersRequest(),
+                  LoadBalancerId=lb["LoadBalancerId"])
+    (entry,) = listed["LoadBalancers"]["LoadBalancer"]
+    assert (entry["InstanceChargeType"], entry["LoadBalancerSpec"]) == (
+        "PayByCLCU", "slb.lcu.elastic")
+
+
+def test_a_pay_by_spec_lb_bought_before_the_cutoff_keeps_working(emu: Emulator) -> None:
+    seeded = emu.control.seed_legacy_load_balancer(
+        region_id=emu.region_id, vswitch_id=emu.vswitch["vswitch_id"], spec="slb.s2.small",
+        name="k3s-old", tags={"cluster": "old"})
+    lb_id = seeded["load_balancer_id"]
+    attribute = call(emu, DescribeLoadBalancerAttributeRequest.
+                     DescribeLoadBalancerAttributeRequest(), LoadBalancerId=lb_id)
+    assert (attribute["InstanceChargeType"], attribute["LoadBalancerSpec"]) == (
+        "PayBySpec", "slb.s2.small")
+    assert attribute["CreateTime"] < "2025-06-01"
+    create_listener(emu, lb_id)
+    instance = emu.register_instance("legacy-backend", host_ip(emu, 61))
+    call(emu, AddBackendServersRequest.AddBackendServersRequest(), LoadBalancerId=lb_id,
+         BackendServers=as_json([{"ServerId": instance, "Weight": "100"}]))
+    call(emu, StartLoadBalancerListenerRequest.StartLoadBalancerListenerRequest(),
+         LoadBalancerId=lb_id, ListenerPort=6443)
+    assert set(health(emu, lb_id)) == {instance}
+    call(emu, DeleteLoadBalancerRequest.DeleteLoadBalancerRequest(), LoadBalancerId=lb_id)
+    assert lb_id not in {r["id"] for r in emu.control.resources()}
+    with pytest.raises(Exception, match="spec must be one of"):
+        emu.control.seed_legacy_load_balancer(region_id=emu.region_id, spec="slb.lcu.elastic",
+                                              vswitch_id=emu.vswitch["vswitch_id"])
 
 
 def test_listener_lifecycle_and_attributes(emu: Emulator) -> None:

@@ -3,6 +3,7 @@ commands, run history, and the actions that exist (cancel, retry; destroy once o
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -49,6 +50,23 @@ def test_ledger_links_each_resource_to_the_alibaba_cloud_console(cluster: Any,
     assert 'href="https://slb.console.aliyun.com/slb/cn-shanghai/slbs/lb-uf6xyz"' in page
     assert page.count('target="_blank" rel="noopener noreferrer"') == 3
     assert "Present" in page
+
+
+def test_ledger_says_how_each_load_balancer_is_billed(cluster: Any, user: Any,
+                                                     client_for: Any) -> None:
+    """Today's CLB is pay-by-LCU; one bought before 2025-06-01 keeps its specification."""
+    for provider_id, token, attributes in (
+            ("lb-new", "t1", {"instance_charge_type": "PayByCLCU", "spec": ""}),
+            ("lb-old", "t2", {"instance_charge_type": "PayBySpec", "spec": "slb.s1.small"})):
+        CloudResource.objects.create(cluster=cluster, kind="slb", provider_id=provider_id,
+                                     client_token=token, region="cn-shanghai", state="present",
+                                     attributes=attributes)
+    page = page_of(client_for(user), cluster)
+    rows = dict(re.findall(r"slbs/(lb-\w+)\".*?<td>([^<]*)</td></tr>", page, re.S))
+    assert rows == {"lb-new": "Pay-as-you-go, pay-by-LCU",
+                    "lb-old": "Pay-by-specification (slb.s1.small, no longer sold)"}
+    chinese = page_of(client_for(user, HTTP_ACCEPT_LANGUAGE="zh-hans"), cluster)
+    assert "按量付费\uff08按使用量计费\uff09" in chinese and "按规格计费" in chinese
 
 
 def test_health_panel_shows_reasons_and_kubeconfig_expiry(cluster: Any,

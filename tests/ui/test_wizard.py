@@ -50,6 +50,25 @@ def value_of(response: Any, name: str) -> str:
     return html.unescape(match.group(1)) if match else ""
 
 
+def expected_monthly(cloud: Emulator, instance_class: str, storage_gb: int) -> tuple[str, str]:
+    """Monthly RDS and CLB prices from the emulator's own seeded price list (times 730 hours)."""
+    prices = cloud.control.request("GET", "prices")
+    rds = prices["rds"]
+    rds_hourly = round(rds["classes"][instance_class]
+                       + rds["storage_per_gb"][rds["default_storage_type"]] * storage_gb, 4)
+    slb_hourly = prices["bss"]["slb"]["InstanceRent"]["1"][0]
+    return f"{rds_hourly * 730:.2f}", f"{slb_hourly * 730:.2f}"
+
+
+def monthly_prices(page: str) -> list[str]:
+    return re.findall(r'<span class="price" data-monthly="([0-9.]+)">', page)
+
+
+def total_of(page: str) -> str:
+    match = re.search(r'<td id="price-total">.*?<strong>(.*?)</strong>', page, re.S)
+    return html.unescape(match.group(1)).strip() if match else ""
+
+
 # --- the whole way, against the emulator -------------------------------------------------------
 
 
@@ -114,8 +133,15 @@ def test_wizard_end_to_end_creates_the_cluster_and_starts_its_run(
 
     # 6. Review lists what is billed; Create needs the acknowledgement.
     review = client.get(step_url("review")).content.decode()
-    assert "RDS MySQL instance" in review and "SLB instance" in review
-    assert "mysql.n2.medium.1" in review
+    assert "RDS MySQL instance" in review and "CLB instance (pay-as-you-go, pay-by-LCU)" in review
+    assert "mysql.n2.medium.1" in review and "slb.s1.small" not in review
+    # Each item's monthly price is what the emulator's seeded price list gives for the choice
+    # (RDS DescribePrice: class + 20 GB of cloud_essd; BSS GetPayAsYouGoPrice: the CLB's
+    # instance fee), hourly times 730.
+    rds_monthly, slb_monthly = expected_monthly(cloud, "mysql.n2.medium.1", 20)
+    assert monthly_prices(review) == [rds_monthly, slb_monthly]
+    assert total_of(review) == f"{float(rds_monthly) + float(slb_monthly):.2f} CNY"
+    assert "730" in review
     refused = client.post(step_url("review"), {})
     assert field_errors(refused, "billing_ack")
     assert not Cluster.objects.exists()
@@ -364,3 +390,85 @@ def test_secrets_typed_into_the_wizard_are_encrypted_in_the_session(at_k3s: Clie
     decoded = str(Session.objects.get(session_key=at_k3s.session.session_key).get_decoded())
     assert "s3cret-pass" not in raw and "s3cret-pass" not in decoded
     assert WizardState(at_k3s.session).get("hosts")["hosts"][0]["password"] == "s3cret-pass"
+
+
+# --- the price on the review page ----------------------------------------------------------------
+
+
+@pytest.fixture
+def at_review(cloud: Emulator, user: Any, owner_client: Client) -> Client:
+    """A client whose wizard is complete up to the review page, on the emulator's account."""
+    account = CloudAccount.objects.create(owner=user, name="emu",
+                                          access_key_id=cloud.access_key_id,
+                                          access_key_secret=cloud.access_key_secret)
+    vswitch, base = cloud.vswitch, cloud.vswitch["cidr"].rsplit(".", 1)[0]
+    session = owner_client.session
+    state = WizardState(session)
+    state.put("account", {"name": "priced", "cloud_account": account.pk,
+                          "region": cloud.region_id})
+    state.put("network", {"zone": vswitch["zone_id"], "vpc": cloud.vpc["vpc_id"],
+                          "vswitch": vswitch["vswitch_id"], "slb_address_type": "internet",
+                          "vpc_cidr": cloud.vpc["cidr"], "vswitch_cidr": vswitch["cidr"]})
+    state.put("datastore", {"kind": "rds", "rds_engine_version": "8.0",
+                            "rds_instance_class": "mysql.n4.medium.1", "rds_storage_gb": 100})
+    state.put("hosts", {"hosts": [{"role": "server", "private_ip": f"{base}.21", "ssh_port": 22,
+                                   "ssh_user": "root", "auth": "password",
+                                   "password": "s3cret-pass"}], "warnings": []})
+    state.put("k3s", {"k3s_version": "v1.32.5+k3s1", "k3s_channel": "",
+                      "install_source": "official"})
+    session.save()
+    return owner_client
+
+
+def test_review_price_follows_the_chosen_class_storage_and_load_balancer(
+        at_review: Client, cloud: Emulator) -> None:
+    review = at_review.get(step_url("review")).content.decode()
+    rds_monthly, slb_monthly = expected_monthly(cloud, "mysql.n4.medium.1", 100)
+    assert monthly_prices(review) == [rds_monthly, slb_monthly]
+    assert total_of(review) == f"{float(rds_monthly) + float(slb_monthly):.2f} CNY"
+    # An Internet-facing CLB also bills data out by traffic: named, not added to the month.
+    traffic = cloud.control.request("GET", "prices")["bss"]["slb"]["InternetTrafficOut"]["1"][0]
+    assert f"{traffic:g} CNY per GB of Internet data out" in html.unescape(review)
+    instance_fee = cloud.control.request("GET", "prices")["bss"]["slb"]["InstanceRent"]["1"][0]
+    assert f"{instance_fee:g} CNY per hour" in review
+    asked = [c for c in cloud.control.calls() if c["action"] in ("DescribePrice",
+                                                                  "GetPayAsYouGoPrice")][-2:]
+    assert asked[0]["params"]["DBInstanceClass"] == "mysql.n4.medium.1"
+    assert asked[0]["params"]["DBInstanceStorage"] == "100"
+    assert asked[0]["params"]["PayType"] == "Postpaid"
+    assert asked[1]["params"]["ProductCode"] == "slb"
+    assert asked[1]["params"]["SubscriptionType"] == "PayAsYouGo"
+
+
+def test_a_price_that_cannot_be_fetched_is_unknown_with_its_reason_and_create_still_works(
+        at_review: Client, cloud: Emulator, user: Any) -> None:
+    cloud.control.add_fault(action="DescribePrice", code="ServiceUnavailable", count=1)
+    try:
+        review = html.unescape(at_review.get(step_url("review")).content.decode())
+    finally:
+        cloud.control.clear_faults()
+    (failed,) = [c for c in cloud.control.calls() if c["action"] == "DescribePrice"][-1:]
+    assert failed["code"] == "ServiceUnavailable"
+    unknown = re.search(r'<tr class="price-line price-unknown">(.*?)</tr>', review, re.S)
+    assert unknown and "RDS MySQL instance" in unknown.group(1)
+    assert "Unknown" in unknown.group(1) and "code ServiceUnavailable" in unknown.group(1)
+    assert f"RequestId {failed['request_id']}" in unknown.group(1)
+    assert "0.00 CNY" not in review  # never shown as free
+    _, slb_monthly = expected_monthly(cloud, "mysql.n4.medium.1", 100)
+    assert monthly_prices(review) == [slb_monthly]
+    assert total_of(review) == f"{slb_monthly} CNY"
+    assert "(without the items whose price is unknown)" in review
+
+    cloud.control.add_fault(action="*", product="BssOpenApi", code="Throttling", count=1)
+    cloud.control.add_fault(action="DescribePrice", code="Throttling", count=1)
+    try:
+        review = html.unescape(at_review.get(step_url("review")).content.decode())
+    finally:
+        cloud.control.clear_faults()
+    assert monthly_prices(review) == [] and total_of(review) == "Unknown"
+    assert review.count('class="price-line price-unknown"') == 2
+
+    response = at_review.post(step_url("review"), {"billing_ack": "on"})
+    cluster = Cluster.objects.get(owner=user, name="priced")
+    assert response["Location"] == reverse("clusters:cluster", args=[cluster.code])
+    assert (cluster.slb_charge_type, cluster.slb_spec) == ("PayByCLCU", "")
