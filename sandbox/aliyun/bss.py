@@ -66,7 +66,7 @@ def price_of(product: str, code: str, config: str) -> float:
 @BSS.action("GetPayAsYouGoPrice", (
     Param("ProductCode", required=True), Param("SubscriptionType", required=True,
                                                enum=("PayAsYouGo",)),
-    Param("Region"), Param("ProductType"), Param("OwnerId"),
+    Param("Region"), Param("ProductType"), Param("OwnerId", "integer"),
 ))
 def get_pay_as_you_go_price(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
     modules = params.repeat_list("ModuleList", ("ModuleCode", "Config", "PriceType"))

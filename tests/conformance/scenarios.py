@@ -205,8 +205,7 @@ def _create_slb(world: World) -> None:
     # supported"): a create sends InstanceChargeType=PayByCLCU and no LoadBalancerSpec.
     # The suite checks names and types against V2, not that default.
     world.new_slb("conformance-intranet")
-    world.new_slb("conformance-internet", address_type="internet",
-                  internet_charge_type="paybytraffic")
+    world.new_slb("conformance-internet", address_type="internet")  # billed by traffic
 
 
 @scenario("Slb", "DescribeLoadBalancerAttribute")
@@ -347,3 +346,22 @@ def _delete_rds(world: World) -> None:
     eventually(lambda: world.cloud.describe_rds(rds_id).running,  # type: ignore[union-attr]
                "RDS instance Running", 90)
     assert world.cloud.delete_rds(rds_id)
+
+
+# ---- prices (review page) ---------------------------------------------------------------------
+
+@scenario("Rds", "DescribePrice")
+def _rds_price(world: World) -> None:
+    price = world.cloud.describe_rds_price(
+        engine_version="8.0", instance_class="mysql.n2.medium.2c", storage_gb=20,
+        zone_id=world.zone_id, storage_type="cloud_essd")
+    assert price.amount > 0
+
+
+@scenario("BssOpenApi", "GetPayAsYouGoPrice")
+def _bss_price(world: World) -> None:
+    from clusters.pricing import SLB_INSTANCE_FEE, SLB_PRODUCT_CODE, SLB_TRAFFIC_OUT
+
+    prices = world.cloud.get_pay_as_you_go_price(SLB_PRODUCT_CODE,
+                                                 [SLB_INSTANCE_FEE, SLB_TRAFFIC_OUT])
+    assert prices[SLB_INSTANCE_FEE.code].amount > 0
