@@ -85,13 +85,13 @@ def test_a_server_holds_its_kine_pool_open(mariadb: ScratchMariaDB,
                                            version: str, line: str, held: int) -> None:
     """kine v0.16 (K3s v1.36.2+) keeps 20 idle connections per server, older kine 2: what
     one server costs the database's max_connections."""
-    database = "k3s_pool_" + version.split("+")[0].replace(".", "_").lstrip("v")
+    database = "k3s_pool_" + version.split("+", maxsplit=1)[0].replace(".", "_").lstrip("v")
     node = start_k3s(f"pool-{held}", ["server", "--token", "t0ken", "--datastore-endpoint",
                                       mariadb.endpoint(database),
                                       "--bind-address", f"127.73.3.{20 + held}"],
                      version=version)
     node.wait_for("k3s is up and running")
     assert f'msg="Configuring mysql database connection pooling: {line}"' in node.journal()
-    (count,), = mariadb.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-                            f"WHERE db = '{database}'")
+    query = f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE db = '{database}'"  # noqa: S608
+    (count,), = mariadb.sql(query)
     assert count == held

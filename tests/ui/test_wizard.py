@@ -364,3 +364,10 @@ def test_secrets_typed_into_the_wizard_are_encrypted_in_the_session(at_k3s: Clie
     decoded = str(Session.objects.get(session_key=at_k3s.session.session_key).get_decoded())
     assert "s3cret-pass" not in raw and "s3cret-pass" not in decoded
     assert WizardState(at_k3s.session).get("hosts")["hosts"][0]["password"] == "s3cret-pass"
+
+
+def test_a_china_region_starts_the_k3s_step_on_the_china_mirror(at_k3s: Client) -> None:
+    page = at_k3s.get(step_url("k3s")).content.decode()
+    (mirror,) = re.findall(r'<input[^>]*value="china_mirror"[^>]*>', page)
+    (official,) = re.findall(r'<input[^>]*value="official"[^>]*>', page)
+    assert "checked" in mirror and "checked" not in official
