@@ -559,6 +559,12 @@ class K3sStepForm(WizardForm):
         if exists is False:
             self.add_error("version", _("K3s %(value)s does not exist at %(source)s.")
                            % {"value": version or channel, "source": where})
+        elif exists is None and channel:
+            # The create resolves the channel from the panel (clusters.k3s_release).
+            self.warnings.append(str(_(
+                "The panel could not reach %(source)s to look up channel %(value)s; the create "
+                "resolves it there when it starts and stops if it still cannot. Give an exact "
+                "version to avoid that.") % {"source": where, "value": channel}))
         elif exists is None:
             self.warnings.append(str(_(
                 "The panel could not reach %(source)s to check that K3s %(value)s exists; the "

@@ -349,7 +349,9 @@ def test_unreachable_source_is_a_warning_not_a_refusal(at_k3s: Client) -> None:
                                              "install_base_url": "http://127.0.0.1:9"},
                            follow=True)
     assert response.redirect_chain[-1][0] == step_url("review")
-    assert "could not reach" in response.content.decode()
+    page = html.unescape(response.content.decode())
+    assert "could not reach http://127.0.0.1:9 to look up channel stable" in page
+    assert "Give an exact version" in page
 
 
 def test_steps_cannot_be_skipped(owner_client: Client) -> None:
