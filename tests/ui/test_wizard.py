@@ -373,3 +373,13 @@ def test_a_china_region_starts_the_k3s_step_on_the_china_mirror(at_k3s: Client) 
     (mirror,) = re.findall(r'<input[^>]*value="china_mirror"[^>]*>', page)
     (official,) = re.findall(r'<input[^>]*value="official"[^>]*>', page)
     assert "checked" in mirror and "checked" not in official
+
+
+def test_the_review_says_a_channel_is_pinned_when_the_create_starts(
+        at_k3s: Client, artifacts: ArtifactServer) -> None:
+    response = at_k3s.post(step_url("k3s"), {"version": "stable", "install_source": "custom",
+                                             "install_base_url": artifacts.base_url})
+    assert response["Location"] == step_url("review")
+    review = html.unescape(at_k3s.get(step_url("review")).content.decode())
+    assert "<code>stable</code> (a channel: pinned to its current release when the create " \
+           "starts)" in review
