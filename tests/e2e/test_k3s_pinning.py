@@ -86,3 +86,18 @@ def test_nodes_added_after_stable_moved_run_the_release_the_cluster_was_created_
     assert used == {STABLE_AT_CREATE}
     # kine v0.16's pool, as the servers' journals report it.
     assert any("kine keeps up to 20 idle MySQL connections per server" in text for text in logs)
+
+
+def test_a_channel_that_cannot_be_resolved_fails_the_first_step_and_buys_nothing(
+        world, start_worker):
+    start_worker(concurrency=1, **world_env(world))
+    cluster = make_world_cluster(world, servers=1, agents=0, k3s_version="",
+                                 k3s_channel="v1.38")  # no such line yet
+    run = runs.wait_finished(operations.start_create(cluster), timeout=120)
+    first = run.steps.get(key="preflight_cloud")
+    assert first.status == "failed"
+    assert (f"K3s channel v1.38 does not exist at {world.install_base_url} "
+            f"({world.install_base_url}/v1-release/channels/v1.38): HTTP 404") in first.error
+    assert Cluster.objects.get(pk=cluster.pk).k3s_version == ""
+    assert not [r for r in world.emulator.control.resources()
+                if r["type"] in ("rds_instance", "slb_load_balancer")]
