@@ -484,8 +484,9 @@ def hosts_outside(cidr: str, addresses: list[str]) -> list[str]:
 class K3sStepForm(WizardForm):
     version = forms.CharField(
         label=_("Version or channel"), initial="stable", max_length=64,
-        help_text=_("A channel (stable, latest, v1.32) follows its newest release; a version "
-                    "(v1.32.5+k3s1) is pinned."))
+        help_text=_("A channel (stable, latest, v1.36) is resolved to its current release "
+                    "when the create starts, and every node, also one added later, installs "
+                    "that release; a version (v1.36.4+k3s1) is used as given."))
     install_source = forms.ChoiceField(label=_("Install from"), choices=InstallSource.choices,
                                        initial=InstallSource.OFFICIAL, widget=forms.RadioSelect)
     install_base_url = forms.URLField(
@@ -558,6 +559,12 @@ class K3sStepForm(WizardForm):
         if exists is False:
             self.add_error("version", _("K3s %(value)s does not exist at %(source)s.")
                            % {"value": version or channel, "source": where})
+        elif exists is None and channel:
+            # The create resolves the channel from the panel (clusters.k3s_release).
+            self.warnings.append(str(_(
+                "The panel could not reach %(source)s to look up channel %(value)s; the create "
+                "resolves it there when it starts and stops if it still cannot. Give an exact "
+                "version to avoid that.") % {"source": where, "value": channel}))
         elif exists is None:
             self.warnings.append(str(_(
                 "The panel could not reach %(source)s to check that K3s %(value)s exists; the "

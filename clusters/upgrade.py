@@ -8,18 +8,14 @@ anything is compared or installed, so every node gets the same version.
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
-from clusters import clusterconfig, wizard_checks
+from clusters import clusterconfig, k3s_release, wizard_checks
 from clusters.errors import PermanentError, StepError
 from clusters.k3s.versions import is_channel, parse_version, upgrade_problem
-from clusters.models import Cluster, DatastoreKind, InstallSource, NodeStatus, Run, RunKind
-
-CHANNEL_LOOKUP_TIMEOUT = 8.0
+from clusters.models import Cluster, DatastoreKind, NodeStatus, Run, RunKind
 
 
 class UpgradeRefused(Exception):
@@ -55,40 +51,14 @@ def current_version(cluster: Cluster) -> str:
 
 
 def _source_label(cluster: Cluster) -> str:
-    if cluster.install_source == InstallSource.CUSTOM:
-        return cluster.install_base_url
-    return str(InstallSource(cluster.install_source).label)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
+    return k3s_release.source_label(cluster)
 
 
 def resolve_channel(cluster: Cluster, channel: str) -> str | None:
-    """The release a channel points at, at the cluster's install source (None: cannot tell).
-
-    update.k3s.io answers a channel with a redirect to the release's tag page; the China
-    mirror answers with the version as the body.
-    """
-    url = wizard_checks.release_probe_url(cluster.install_source, cluster.install_base_url,
-                                           "", channel)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
-    request = urllib.request.Request(url, headers={"User-Agent": "k3s-ha-panel"})  # noqa: S310
+    """The release a channel points at, at the cluster's install source (None: cannot tell)."""
     try:
-        with opener.open(request, timeout=CHANNEL_LOOKUP_TIMEOUT) as response:
-            body = response.read(200).decode(errors="replace").strip()
-            location = ""
-    except urllib.error.HTTPError as exc:
-        if exc.code not in (301, 302, 303, 307, 308):
-            return None
-        body, location = "", exc.headers.get("Location", "")
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-    candidate = location.rstrip("/").rsplit("/", 1)[-1] if location else body
-    try:
-        return str(parse_version(candidate))
-    except PermanentError:
+        return k3s_release.resolve_channel(cluster, channel)
+    except StepError:
         return None
 
 

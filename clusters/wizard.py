@@ -159,6 +159,20 @@ def previous_step(step: str) -> str | None:
     return SLUGS[index - 1] if index else None
 
 
+# --- K3s install source ------------------------------------------------------------------------
+
+
+def default_install_source(region: str) -> str:
+    """The install source the K3s step starts on: the China mirror in a cn-* region.
+
+    Why: hosts in mainland Alibaba Cloud regions often cannot download from GitHub, which is
+    why the recipe (/work/shared/reference/000_e389143d3ac1e35e.txt) installs with
+    `INSTALL_K3S_MIRROR=cn` from rancher-mirror.rancher.cn. Only the initial choice: the user
+    can pick another source.
+    """
+    return InstallSource.CHINA_MIRROR if region.startswith("cn-") else InstallSource.OFFICIAL
+
+
 # --- what will be created ---------------------------------------------------------------------
 
 

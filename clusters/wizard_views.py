@@ -260,7 +260,10 @@ def k3s_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
         saved = dict(state.get("k3s"))
         if saved.get("extra_tls_sans"):
             saved["extra_tls_sans"] = "\n".join(saved["extra_tls_sans"])
-        form = K3sStepForm(initial=saved or None)
+        if not saved:
+            region = state.get("account").get("region", "")
+            saved = {"install_source": wizard.default_install_source(region)}
+        form = K3sStepForm(initial=saved)
     return _render(request, "k3s", {"form": form})
 
 

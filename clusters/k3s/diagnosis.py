@@ -101,3 +101,53 @@ def explain(lines: Iterable[str]) -> str | None:
         return None
     findings.sort(key=lambda d: d.transient)
     return " ".join(d.explanation for d in findings[:2])
+
+
+# --- kine's connection pool ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KinePool:
+    """What kine says about its MySQL connection pool when it starts."""
+
+    max_idle: int
+    max_open: int        # 0: no limit
+    max_lifetime: str    # Go duration as printed, "0s": no limit
+    max_idle_time: str   # "" before kine v0.16 (the setting did not exist)
+    line: str = ""
+
+    def describe(self) -> str:
+        """One sentence for the run log."""
+        limit = f"at most {self.max_open} open" if self.max_open > 0 else "no limit on open ones"
+        return (f"kine keeps up to {self.max_idle} idle MySQL connections per server "
+                f"({limit})")
+
+
+# Both forms of kine's start-up line (k3s-io/kine pkg/drivers/generic/generic.go):
+#   before v0.16: "Configuring mysql database connection pooling: maxIdleConns=2,
+#                  maxOpenConns=0, connMaxLifetime=0s"
+#   since v0.16:  "Configuring mysql database connection pooling: maxIdle=20, maxOpen=0,
+#                  maxLifetime=0s, maxIdleTime=0s"
+# In the journal the line is logrus text inside K3s's unit output (msg="…"), hence `search`.
+_POOL = re.compile(
+    r"database connection pooling: "
+    r"(?:maxIdleConns=(?P<old_idle>-?\d+), maxOpenConns=(?P<old_open>-?\d+), "
+    r"connMaxLifetime=(?P<old_life>[0-9a-zµ.]+)"
+    r"|maxIdle=(?P<idle>-?\d+), maxOpen=(?P<open>-?\d+), maxLifetime=(?P<life>[0-9a-zµ.]+), "
+    r"maxIdleTime=(?P<idle_time>[0-9a-zµ.]+))")
+
+
+def parse_kine_pool(lines: Iterable[str]) -> KinePool | None:
+    """The last pool line in `lines` (a restart prints a new one), in either kine form."""
+    found: KinePool | None = None
+    for line in lines:
+        match = _POOL.search(line)
+        if not match:
+            continue
+        if match["idle"] is not None:
+            found = KinePool(int(match["idle"]), int(match["open"]), match["life"],
+                             match["idle_time"], line.strip())
+        else:
+            found = KinePool(int(match["old_idle"]), int(match["old_open"]), match["old_life"],
+                             "", line.strip())
+    return found

@@ -47,6 +47,28 @@ def is_channel(text: str) -> bool:
     return bool(_CHANNEL.match(text.strip()))
 
 
+def release_from_channel_answer(status: int, location: str, body: str) -> str | None:
+    """The exact release a channel server's answer names, or None when it names none.
+
+    update.k3s.io answers GET /v1-release/channels/<name> with a redirect to the release's
+    tag page (…/releases/tag/v1.36.4+k3s1); the install script follows it and keeps the last
+    path segment (`curl -w '%{url_effective}' … | sed -e 's|.*/||'`, k3s-io/k3s install.sh
+    get_release_version). The China mirror answers /k3s/channels/<name> with the version as
+    the body (its k3s-install.sh reads it with `curl -sfL`).
+    """
+    if status in (301, 302, 303, 307, 308):
+        candidate = location.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        candidate = candidate.replace("%2B", "+").replace("%2b", "+")
+    elif 200 <= status < 300:
+        candidate = body.strip()
+    else:
+        return None
+    try:
+        return str(parse_version(candidate))
+    except PermanentError:
+        return None
+
+
 def upgrade_problem(current: str, target: str) -> str | None:
     """Why going from `current` to `target` is not a safe K3s upgrade, or None."""
     old, new = parse_version(current), parse_version(target)
@@ -114,3 +136,26 @@ def kine_ddl(version: str, table: str = "kine") -> list[str]:
     statements.append(
         f"CREATE UNIQUE INDEX kine_name_prev_revision_uindex ON {table} (name, prev_revision)")
     return statements
+
+
+# The first K3s patch of each minor line that ships kine v0.16 (default max idle connections
+# 2 → 20 per server, k3s-io/kine e3f930e, tag v0.16.0 2026-05-27). From the release notes'
+# "Embedded Component Versions": v1.34.9+k3s1, v1.35.6+k3s1, v1.36.2+k3s1 (June 2026) ship
+# kine v0.16.1; v1.35.5+k3s1 and v1.36.1+k3s1 (May 2026) still v0.15.0; every v1.37 has v0.16.
+_FIRST_KINE_V016 = {(1, 34): (1, 34, 9), (1, 35): (1, 35, 6), (1, 36): (1, 36, 2)}
+
+
+def kine_max_idle_connections(version: str) -> int:
+    """Idle MySQL connections one K3s server's kine keeps open by default: 20 since kine
+    v0.16 (first in v1.34.9, v1.35.6, v1.36.2 and all of v1.37+), 2 before (database/sql).
+
+    Why: each server holds its pool, so `max_connections` must fit (servers times this) plus
+    bursts. v1.33 and older lines are counted at 2: every release of them we could check
+    ships kine < v0.16 (a last June-2026 v1.33 patch, if any, is unverified).
+    """
+    v = parse_version(version)
+    key = (v.major, v.minor, v.patch)
+    if (v.major, v.minor) > (1, 36):
+        return 20
+    first = _FIRST_KINE_V016.get((v.major, v.minor))
+    return 20 if first is not None and key >= first else 2

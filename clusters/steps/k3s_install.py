@@ -10,12 +10,13 @@ import time
 
 import yaml
 
-from clusters import clusterconfig, nodes
+from clusters import clusterconfig, k3s_release, nodes
 from clusters.errors import PermanentError, TransientError
 from clusters.k3s.config import CONFIG_PATH
-from clusters.k3s.diagnosis import diagnose
+from clusters.k3s.diagnosis import diagnose, parse_kine_pool
 from clusters.k3s.install import install_command
 from clusters.k3s.kubeconfig import api_url
+from clusters.k3s.versions import parse_version
 from clusters.models import Node, NodeStatus
 from clusters.outcomes import Done, Fail, Outcome, Wait
 from clusters.stepcontext import StepContext
@@ -31,14 +32,14 @@ def _node(ctx: StepContext) -> Node:
 
 
 def install_k3s(ctx: StepContext, node: Node, role: str, config_text: str, *,
-                version: str | None, channel: str | None = None,
-                systemctl_action: str = "start") -> None:
+                version: str, systemctl_action: str = "start") -> None:
     """config.yaml (0600), the install script, then start (or restart) without blocking.
 
-    Used by create, add-node and upgrade alike, so every host is installed the same way.
+    Used by create, add-node and upgrade alike, so every host is installed the same way:
+    always with an exact INSTALL_K3S_VERSION, never a channel (clusters.k3s_release).
     """
-    command = install_command(clusterconfig.install_source(ctx.cluster), version=version,
-                              channel=channel, role=role)
+    command = install_command(clusterconfig.install_source(ctx.cluster),
+                              version=str(parse_version(version)), role=role)
     unit = "k3s" if role == "server" else "k3s-agent"
     with nodes.session(ctx, node) as connection:
         connection.put_file(CONFIG_PATH, config_text, mode=0o600)
@@ -86,8 +87,7 @@ def install_server(ctx: StepContext) -> Outcome:
     node = _node(ctx)
     if "installed_at" not in ctx.memo:
         install_k3s(ctx, node, "server", clusterconfig.server_config_text(ctx, node),
-                    version=ctx.cluster.k3s_version or None,
-                    channel=ctx.cluster.k3s_channel or None)
+                    version=k3s_release.pinned_version(ctx.cluster))
         ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
         return Wait(POLL_SECONDS, f"Waiting for the K3s API on {node.private_ip}")
     try:
@@ -96,10 +96,25 @@ def install_server(ctx: StepContext) -> Outcome:
         ready = False
     if not ready:
         return _wait_or_fail(ctx, node, "k3s", "the K3s API")
-    Node.objects.filter(pk=node.pk).update(status=NodeStatus.READY,
-                                           k3s_version=ctx.cluster.k3s_version)
+    # The version it runs is read back from the API once it is reachable (verify, or here
+    # when the cluster already has a kubeconfig), not copied from what was asked for.
+    Node.objects.filter(pk=node.pk).update(status=NodeStatus.READY)
     ctx.say(f"{node.private_ip}: the K3s API answers /readyz ok")
+    _say_kine_pool(ctx, node)
     return Done({"node": node.private_ip})
+
+
+def _say_kine_pool(ctx: StepContext, node: Node) -> None:
+    """Log how many MySQL connections this server's kine keeps (either kine log form)."""
+    try:
+        with nodes.session(ctx, node) as connection:
+            found = connection.run(["journalctl", "-u", "k3s", "-g", "database connection "
+                                    "pooling", "-n", "1", "--no-pager"], sudo=True, timeout=30)
+    except TransientError:
+        return
+    pool = parse_kine_pool(found.stdout.splitlines())
+    if pool is not None:
+        ctx.say(f"{node.private_ip}: {pool.describe()}")
 
 
 def agent_config_text(ctx: StepContext, node: Node) -> str:
@@ -117,15 +132,19 @@ def install_agent(ctx: StepContext) -> Outcome:
         raise PermanentError("The SLB address is not known; agents join through it.")
     if "installed_at" not in ctx.memo:
         install_k3s(ctx, node, "agent", agent_config_text(ctx, node),
-                    version=ctx.cluster.k3s_version or None,
-                    channel=ctx.cluster.k3s_channel or None)
+                    version=k3s_release.pinned_version(ctx.cluster))
         ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
         return Wait(POLL_SECONDS, f"Waiting for agent {node.private_ip} to register")
     name = node.name
     states = {state.name: state for state in clusterconfig.api_client(ctx.cluster).nodes()}
     if name in states and states[name].ready:
-        Node.objects.filter(pk=node.pk).update(status=NodeStatus.READY,
-                                               k3s_version=states[name].version)
-        ctx.say(f"{node.private_ip}: node {name} is Ready")
+        running = states[name].version
+        off = k3s_release.off_release(ctx.cluster, list(states.values()), {name})
+        Node.objects.filter(pk=node.pk).update(
+            status=NodeStatus.FAILED if off else NodeStatus.READY, k3s_version=running)
+        if off:
+            return Fail(f"Agent {node.private_ip}: {off[0]}, not the cluster's "
+                        f"{ctx.cluster.k3s_version}; remove it and check the install source.")
+        ctx.say(f"{node.private_ip}: node {name} is Ready on {running}")
         return Done({"node": name})
     return _wait_or_fail(ctx, node, "k3s-agent", f"node {name} to be Ready")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clusters import clusterconfig, nodes
+from clusters import clusterconfig, k3s_release, nodes
 from clusters.errors import PermanentError, TransientError
 from clusters.k3s.kubeconfig import rewrite_kubeconfig
 from clusters.models import Cluster, Node, NodeRole
@@ -67,4 +67,11 @@ def verify_cluster(ctx: StepContext) -> Outcome:
     for state in states:
         ctx.say(f"node {state.name}: {'Ready' if state.ready else 'NotReady'} "
                 f"{','.join(state.roles) or '<none>'} {state.version}")
+    # What each node runs, as the API says (the servers' first reading is here).
+    k3s_release.record_running_versions(cluster, states)
+    off = k3s_release.off_release(cluster, states, expected)
+    if off:
+        raise PermanentError(f"Servers on another release than the cluster's "
+                             f"{cluster.k3s_version}: {'; '.join(off)}. Servers of one HA "
+                             "control plane must run one release; remove the odd one out.")
     return Done({"nodes": sorted(ready)})

@@ -1,4 +1,5 @@
-"""Preflight of the cloud side: credentials, region, zone, VPC, vSwitch and the hosts' ECS.
+"""Preflight of the cloud side: credentials, region, zone, VPC, vSwitch and the hosts' ECS
+(after pinning the K3s release, clusters.k3s_release).
 
 Each check that passes is remembered in the step's memo, so a throttled API resumes the
 preflight where it stopped instead of starting over (and exhausting the retry budget).
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from clusters import cloud
+from clusters import cloud, k3s_release
 from clusters.aliyun import AliyunCloud
 from clusters.errors import PermanentError
 from clusters.models import Node
@@ -83,7 +84,14 @@ def _instances(ctx: StepContext, api: AliyunCloud) -> None:
     ctx.memo["instances"] = {ip: inst.instance_id for ip, inst in by_ip.items()}
 
 
+def _k3s_release(ctx: StepContext, api: AliyunCloud) -> None:
+    """Pin the K3s release first: a channel that cannot be resolved fails before anything is
+    checked or bought, and every later step installs exactly the pinned release."""
+    k3s_release.pin_release(ctx.cluster, ctx.say)
+
+
 CHECKS: list[tuple[str, Callable[[StepContext, AliyunCloud], None]]] = [
+    ("k3s_release", _k3s_release),
     ("credentials", _credentials_and_region),
     ("zone", _zone),
     ("vpc", _vpc),

@@ -30,7 +30,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from sandbox.k3s.binary import binary_bytes, sha256
-from sandbox.k3s.versions import ARCHES, CHANNELS, RELEASES, by_mirror_name
+from sandbox.k3s.versions import ARCHES, CHANNELS, RELEASES, by_mirror_name, release_order
 from sandbox.netns import listen_tcp
 
 INSTALL_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "install.sh")
@@ -61,6 +61,7 @@ class Catalogue:
 
 class ArtifactHandler(BaseHTTPRequestHandler):
     catalogue: Catalogue
+    channels: dict[str, str]  # this server's own copy: a test may move a channel
     server_version = "sandbox-artifacts"
     sys_version = ""
 
@@ -95,8 +96,9 @@ class ArtifactHandler(BaseHTTPRequestHandler):
         elif path == "/v1-release/channels":
             self._send(200, json.dumps(self._channels()).encode(), "application/json")
         elif path == "/repos/k3s-io/k3s/releases":
+            ordered = sorted(RELEASES, key=release_order, reverse=True)  # newest first
             body = [{"tag_name": v, "name": v, "prerelease": False, "draft": False}
-                    for v in sorted(RELEASES, reverse=True)]
+                    for v in ordered]
             self._send(200, json.dumps(body).encode(), "application/json")
         elif not (self._official(path) or self._mirror(path)):
             self._not_found()
@@ -117,8 +119,8 @@ class ArtifactHandler(BaseHTTPRequestHandler):
                 return True
         elif path.startswith("/v1-release/channels/"):
             name = path[len("/v1-release/channels/"):]
-            if name in CHANNELS:
-                location = f"{self._base()}{RELEASES_PATH}/tag/{CHANNELS[name]}"
+            if name in self.channels:
+                location = f"{self._base()}{RELEASES_PATH}/tag/{self.channels[name]}"
                 self._send(302, b"", headers={"Location": location})
                 return True
         return False
@@ -127,8 +129,8 @@ class ArtifactHandler(BaseHTTPRequestHandler):
         """rancher-mirror.rancher.cn: /k3s/channels/<name> and /k3s/<v-with-dash>/<file>."""
         if path.startswith("/k3s/channels/"):
             name = path[len("/k3s/channels/"):]
-            if name in CHANNELS:
-                self._send(200, CHANNELS[name].encode())
+            if name in self.channels:
+                self._send(200, self.channels[name].encode())
                 return True
             return False
         if path.startswith("/k3s/"):
@@ -147,7 +149,7 @@ class ArtifactHandler(BaseHTTPRequestHandler):
             "links": {"self": f"{base}/v1-release/channels"}, "actions": {},
             "data": [{"id": name, "type": "channel", "name": name, "latest": version,
                       "links": {"self": f"{base}/v1-release/channels/{name}"}}
-                     for name, version in CHANNELS.items()],
+                     for name, version in self.channels.items()],
         }
 
 
@@ -156,8 +158,10 @@ class ArtifactServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, netns: str | None = None,
                  python: str | None = None) -> None:
+        self.channels = dict(CHANNELS)
         handler = type("Handler", (ArtifactHandler,),
-                       {"catalogue": Catalogue(python or sys.executable)})
+                       {"catalogue": Catalogue(python or sys.executable),
+                        "channels": self.channels})
         self.httpd = ThreadingHTTPServer((host, port), handler, bind_and_activate=False)
         self.httpd.daemon_threads = True
         self.httpd.socket.close()
@@ -181,6 +185,18 @@ class ArtifactServer:
                     "INSTALL_K3S_MIRROR_URL": f"{self.host}:{self.port}"}
         return {"GITHUB_URL": f"{self.base_url}{RELEASES_PATH}",
                 "INSTALL_K3S_CHANNEL_URL": f"{self.base_url}/v1-release/channels"}
+
+    def move_channel(self, name: str, version: str) -> str:
+        """Point channel `name` at `version` from now on (a release day); returns the old one.
+
+        Both the update.k3s.io redirect and the mirror's /k3s/channels/<name> answer follow.
+        Only releases this server holds can be pointed at, as on the real channel server.
+        """
+        if version not in RELEASES:
+            raise KeyError(f"{version} is not a release this artifact server holds")
+        previous = self.channels.get(name, "")
+        self.channels[name] = version
+        return previous
 
     def start(self) -> ArtifactServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

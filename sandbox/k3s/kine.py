@@ -30,6 +30,22 @@ SQLSTATES = {
 }
 
 
+def pool_log_line(rel: Release) -> str:
+    """kine's start-up line about its connection pool, in the form of the release's kine.
+
+    Formats from k3s-io/kine pkg/drivers/generic/generic.go `configureConnectionPooling`:
+    before v0.16.0 "maxIdleConns=%d, maxOpenConns=%d, connMaxLifetime=%s"; since v0.16.0
+    (e3f930e, 2026-05-20) "maxIdle=%d, maxOpen=%d, maxLifetime=%s, maxIdleTime=%s". K3s
+    embeds kine without setting a pool (inference: K3s has no pool flags), so the zero values
+    apply: max idle = kine's default, no open limit, and Go prints zero durations as "0s".
+    """
+    if rel.kine_pool_v016:
+        return ("Configuring mysql database connection pooling: "
+                f"maxIdle={rel.max_idle}, maxOpen=0, maxLifetime=0s, maxIdleTime=0s")
+    return ("Configuring mysql database connection pooling: "
+            f"maxIdleConns={rel.max_idle}, maxOpenConns=0, connMaxLifetime=0s")
+
+
 class DatastoreError(Exception):
     """A datastore failure; str() is the text go-sql-driver / Go's net package would print."""
 
@@ -127,6 +143,7 @@ class Kine:
         self.rel = rel
         self._lock = threading.RLock()
         self._conn: pymysql.connections.Connection | None = None
+        self._idle: list[pymysql.connections.Connection] = []
 
     # -- connection -------------------------------------------------------------------------
     def _connect(self, with_db: bool) -> pymysql.connections.Connection:
@@ -172,12 +189,35 @@ class Kine:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            for conn in self._idle:
+                conn.close()
+            self._idle.clear()
+
+    def fill_pool(self) -> int:
+        """Hold the release's `max_idle` connections open, as a running server's pool does.
+
+        Why: what a K3s server costs the database is its pool, not one connection. Under the
+        apiserver's concurrent watches and requests database/sql grows the pool within seconds
+        (kine's comment on the new default: "kine needs ~10-15 connections available under
+        moderate load"), and with no idle time limit it keeps up to max idle of them (2 before
+        kine v0.16, 20 since). Returns how many connections are held; a database that runs
+        out logs Error 1040 as the real server does, and the server keeps running.
+        """
+        with self._lock:
+            held = (1 if self._conn is not None and self._conn.open else 0) + len(self._idle)
+            while held < self.rel.max_idle:
+                try:
+                    self._idle.append(self._connect(with_db=True))
+                except DatastoreError as exc:
+                    logs.error(f"error while filling the datastore connection pool: {exc}")
+                    break
+                held += 1
+            return held
 
     # -- setup (kine New) ---------------------------------------------------------------------
     def setup(self) -> None:
         """Create the database and schema as the release's kine would; raises DatastoreError."""
-        logs.info("Configuring mysql database connection pooling: maxIdleConns=2, "
-                  "maxOpenConns=0, connMaxLifetime=0s")
+        logs.info(pool_log_line(self.rel))
         self._create_database()
         logs.info("Configuring database table schema and indexes, this may take a moment...")
         with self.cursor() as cur:

@@ -170,6 +170,7 @@ class Server:
         try:
             kine = Kine(parse_endpoint(endpoint), self.rel)
             kine.setup()
+            kine.fill_pool()
         except (DSNError, DatastoreError) as exc:
             raise logs.Fatal("starting kubernetes: preparing server: creating storage endpoint:"
                              f" building kine: {exc}") from None

@@ -28,6 +28,27 @@ class Release:
     cert_renew_days: int = 90
 
     @property
+    def kine_minor(self) -> tuple[int, int]:
+        """(major, minor) of the kine shipped, e.g. (0, 16) for "v0.16.1" or "v0.16.x"."""
+        major, minor = self.kine.lstrip("v").split(".")[:2]
+        return int(major), int(minor)
+
+    @property
+    def kine_pool_v016(self) -> bool:
+        """kine >= v0.16.0 (2026-05-27): default max idle 20, and the new pool log line.
+
+        Source: k3s-io/kine e3f930e "Increase default max-idle-connections to 20" (first tag
+        v0.16.0), pkg/drivers/generic/generic.go `defaultMaxIdleConns`.
+        """
+        return self.kine_minor >= (0, 16)
+
+    @property
+    def max_idle(self) -> int:
+        """Idle MySQL connections kine keeps per server when K3s sets no pool option: the
+        `defaultMaxIdleConns` of kine's generic driver (2 = database/sql's, 20 since v0.16)."""
+        return 20 if self.kine_pool_v016 else 2
+
+    @property
     def git_commit(self) -> str:
         """Short commit shown by `k3s --version`; derived, NOT the real release commit."""
         return hashlib.sha1(self.version.encode()).hexdigest()[:8]  # noqa: S324
@@ -62,19 +83,52 @@ RELEASES: dict[str, Release] = {
         # v1.33.1/2 ship kine v0.13.15 (release notes); v1.32.5 is its May-2025 sibling.
         Release("v1.32.5+k3s1", "v0.13.15", True, True, True, True, True, 120),
         Release("v1.33.1+k3s1", "v0.13.15", True, True, True, True, True, 120),
+        # The lines supported today (late 2026). Kine per release from the release notes'
+        # "Embedded Component Versions" (github.com/k3s-io/k3s/releases/tag/<v>,
+        # docs.k3s.io/release-notes/v1.3x.X): the May-2026 patches ship kine v0.15.0 (old
+        # pool), the June-2026 patches kine v0.16.1 (new pool).
+        Release("v1.34.9+k3s1", "v0.16.1", True, True, True, True, True, 120),
+        Release("v1.35.5+k3s1", "v0.15.0", True, True, True, True, True, 120),
+        Release("v1.35.6+k3s1", "v0.16.1", True, True, True, True, True, 120),
+        Release("v1.36.1+k3s1", "v0.15.0", True, True, True, True, True, 120),
+        Release("v1.36.2+k3s1", "v0.16.1", True, True, True, True, True, 120),
+        # v1.36.4 (2026-08-27, stable) and v1.37.0 (2026-09-14): release names from
+        # /work/shared/reference/today-2026.md and public install logs; their notes were not
+        # found. K3s main pinned kine v0.16.3 at Kubernetes v1.36.3 and moved to v0.16.4 after
+        # (k3s go.mod), so both ship a v0.16 patch: "v0.16.x" (inferred, minor certain).
+        Release("v1.36.4+k3s1", "v0.16.x", True, True, True, True, True, 120),
+        Release("v1.37.0+k3s1", "v0.16.x", True, True, True, True, True, 120),
     )
 }
 
+def release_order(version: str) -> tuple[int, ...]:
+    """v1.36.4+k3s1 → (1, 36, 4, 1): release order, not string order."""
+    core, _, rev = version.lstrip("v").partition("+k3s")
+    return (*map(int, core.split(".")), int(rev or 1))
+
+
+def newest(versions: list[str] | tuple[str, ...]) -> str:
+    return max(versions, key=release_order)
+
+
+def _minor_channels() -> dict[str, str]:
+    """One channel per minor line (v1.36 …), at the newest patch this catalogue holds: the
+    update server's `latestRegexp: v1\\.36\\..*` channels (k3s-io/k3s channel.yaml)."""
+    lines: dict[str, list[str]] = {}
+    for item in RELEASES.values():
+        lines.setdefault(item.minor_channel, []).append(item.version)
+    return {name: newest(found) for name, found in sorted(lines.items(), key=lambda kv:
+                                                              release_order(kv[0] + ".0"))}
+
+
+# Where each channel points today (update.k3s.io/v1-release/channels): stable = the newest
+# v1.36 patch (v1.36.4+k3s1, 2026-08-27), latest = the v1.37 line. The artifact server copies
+# this map and can move a channel later (ArtifactServer.move_channel), as a release day does.
 CHANNELS: dict[str, str] = {
-    "stable": "v1.32.5+k3s1",
-    "latest": "v1.33.1+k3s1",
-    "testing": "v1.33.1+k3s1",
-    "v1.23": "v1.23.8+k3s1",
-    "v1.28": "v1.28.8+k3s1",
-    "v1.30": "v1.30.8+k3s1",
-    "v1.31": "v1.31.4+k3s1",
-    "v1.32": "v1.32.5+k3s1",
-    "v1.33": "v1.33.1+k3s1",
+    "stable": "v1.36.4+k3s1",
+    "latest": "v1.37.0+k3s1",
+    "testing": "v1.37.0+k3s1",
+    **_minor_channels(),
 }
 
 ARCHES = ("amd64", "arm64")

@@ -74,3 +74,24 @@ def test_wrong_password_is_access_denied_with_sqlstate_on_new_releases(
     journal = node.journal()
     assert FATAL + "Error 1045 (28000): Access denied for user 'k3s'@'" in journal
     assert "(using password: YES)" in journal
+
+
+@pytest.mark.parametrize(("version", "line", "held"), [
+    ("v1.36.1+k3s1", "maxIdleConns=2, maxOpenConns=0, connMaxLifetime=0s", 2),
+    ("v1.36.4+k3s1", "maxIdle=20, maxOpen=0, maxLifetime=0s, maxIdleTime=0s", 20),
+])
+def test_a_server_holds_its_kine_pool_open(mariadb: ScratchMariaDB,
+                                           start_k3s: Callable[..., Node],
+                                           version: str, line: str, held: int) -> None:
+    """kine v0.16 (K3s v1.36.2+) keeps 20 idle connections per server, older kine 2: what
+    one server costs the database's max_connections."""
+    database = "k3s_pool_" + version.split("+", maxsplit=1)[0].replace(".", "_").lstrip("v")
+    node = start_k3s(f"pool-{held}", ["server", "--token", "t0ken", "--datastore-endpoint",
+                                      mariadb.endpoint(database),
+                                      "--bind-address", f"127.73.3.{20 + held}"],
+                     version=version)
+    node.wait_for("k3s is up and running")
+    assert f'msg="Configuring mysql database connection pooling: {line}"' in node.journal()
+    query = f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE db = '{database}'"  # noqa: S608
+    (count,), = mariadb.sql(query)
+    assert count == held

@@ -89,7 +89,7 @@ def test_official_channel_redirect_resolves_stable(hosts: Callable[[str], Scratc
     result = install(host, artifacts, {"INSTALL_K3S_SKIP_ENABLE": "true"}, "server")
     assert result.returncode == 0, result.stderr
     assert "Finding release for channel stable" in result.stdout
-    assert "Using v1.32.5+k3s1 as release" in result.stdout
+    assert "Using v1.36.4+k3s1 as release" in result.stdout
 
 
 def test_agent_default_and_its_fatal_messages(hosts: Callable[[str], ScratchHost],

@@ -88,16 +88,64 @@ def test_artifact_server_shapes() -> None:
         assert binary.startswith(b"#!/") and b"v1.33.1+k3s1" in binary
         assert get("/k3s/v1.33.1-k3s1/k3s") == binary
         assert b"k3s-arm64" in get("/k3s/v1.33.1-k3s1/sha256sum-arm64.txt")
-        assert get("/k3s/channels/stable") == b"v1.32.5+k3s1"
+        assert get("/k3s/channels/stable") == b"v1.36.4+k3s1"
         channels = json.loads(get("/v1-release/channels"))
         assert {c["id"] for c in channels["data"]} >= {"stable", "latest", "v1.23"}
         with urllib.request.urlopen(base + "/v1-release/channels/latest", timeout=5) as response:  # noqa: S310
-            assert response.url.endswith("/k3s-io/k3s/releases/tag/v1.33.1+k3s1")
+            assert response.url.endswith("/k3s-io/k3s/releases/tag/v1.37.0+k3s1")
         assert get("/").startswith(b"#!/bin/sh")
         newest = next(iter(json.loads(get("/repos/k3s-io/k3s/releases"))))
-        assert newest["tag_name"] == "v1.33.1+k3s1"
+        assert newest["tag_name"] == "v1.37.0+k3s1"
         for missing in ("/k3s-io/k3s/releases/download/v1.99.0+k3s1/k3s", "/k3s/v1.99.0-k3s1/k3s",
                         "/v1-release/channels/nope"):
             with pytest.raises(urllib.error.HTTPError) as info:
                 get(missing)
             assert info.value.code == 404
+
+
+def test_catalogue_has_todays_lines_and_channels() -> None:
+    from sandbox.k3s.versions import CHANNELS, RELEASES, newest
+
+    lines = {release(v).minor_channel for v in RELEASES}
+    assert {"v1.34", "v1.35", "v1.36", "v1.37"} <= lines
+    assert all(target in RELEASES for target in CHANNELS.values())
+    v136 = [v for v in RELEASES if v.startswith("v1.36.")]
+    assert CHANNELS["stable"] == newest(v136) == "v1.36.4+k3s1"
+    assert CHANNELS["latest"].startswith("v1.37.") and CHANNELS["v1.37"] == CHANNELS["latest"]
+    assert CHANNELS["v1.36"] == "v1.36.4+k3s1" and CHANNELS["v1.35"] == "v1.35.6+k3s1"
+    # newest() orders releases, not strings: v1.36.10 would sort before v1.36.4 as text.
+    assert newest(["v1.36.4+k3s1", "v1.36.10+k3s1", "v1.36.4+k3s2"]) == "v1.36.10+k3s1"
+
+
+def test_kine_pool_line_changed_in_kine_v016() -> None:
+    # k3s-io/kine pkg/drivers/generic/generic.go before and after e3f930e (v0.16.0).
+    assert release("v1.36.1+k3s1").kine == "v0.15.0"
+    assert kine.pool_log_line(release("v1.36.1+k3s1")) == (
+        "Configuring mysql database connection pooling: maxIdleConns=2, maxOpenConns=0, "
+        "connMaxLifetime=0s")
+    assert release("v1.36.2+k3s1").kine == "v0.16.1"
+    assert kine.pool_log_line(release("v1.36.2+k3s1")) == (
+        "Configuring mysql database connection pooling: maxIdle=20, maxOpen=0, "
+        "maxLifetime=0s, maxIdleTime=0s")
+    assert [release(v).max_idle for v in ("v1.33.1+k3s1", "v1.34.9+k3s1", "v1.35.5+k3s1",
+                                          "v1.37.0+k3s1")] == [2, 20, 2, 20]
+
+
+def test_a_channel_can_move_on_one_artifact_server_only() -> None:
+    with ArtifactServer("127.73.5.2") as moved, ArtifactServer("127.73.5.3") as other:
+
+        def get(server: ArtifactServer, path: str) -> bytes:
+            with urllib.request.urlopen(server.base_url + path, timeout=5) as response:  # noqa: S310
+                return response.read()
+
+        assert moved.move_channel("stable", "v1.37.0+k3s1") == "v1.36.4+k3s1"
+        assert get(moved, "/k3s/channels/stable") == b"v1.37.0+k3s1"
+        with urllib.request.urlopen(moved.base_url + "/v1-release/channels/stable",  # noqa: S310
+                                    timeout=5) as response:
+            assert response.url.endswith("/releases/tag/v1.37.0+k3s1")
+        listed = {c["id"]: c["latest"] for c in json.loads(get(moved, "/v1-release/channels"))
+                  ["data"]}
+        assert listed["stable"] == "v1.37.0+k3s1"
+        assert get(other, "/k3s/channels/stable") == b"v1.36.4+k3s1"
+        with pytest.raises(KeyError, match=r"v1\.99\.0"):
+            moved.move_channel("stable", "v1.99.0+k3s1")

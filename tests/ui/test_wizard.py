@@ -375,7 +375,9 @@ def test_unreachable_source_is_a_warning_not_a_refusal(at_k3s: Client) -> None:
                                              "install_base_url": "http://127.0.0.1:9"},
                            follow=True)
     assert response.redirect_chain[-1][0] == step_url("review")
-    assert "could not reach" in response.content.decode()
+    page = html.unescape(response.content.decode())
+    assert "could not reach http://127.0.0.1:9 to look up channel stable" in page
+    assert "Give an exact version" in page
 
 
 def test_steps_cannot_be_skipped(owner_client: Client) -> None:
@@ -472,3 +474,20 @@ def test_a_price_that_cannot_be_fetched_is_unknown_with_its_reason_and_create_st
     cluster = Cluster.objects.get(owner=user, name="priced")
     assert response["Location"] == reverse("clusters:cluster", args=[cluster.code])
     assert (cluster.slb_charge_type, cluster.slb_spec) == ("PayByCLCU", "")
+
+
+def test_a_china_region_starts_the_k3s_step_on_the_china_mirror(at_k3s: Client) -> None:
+    page = at_k3s.get(step_url("k3s")).content.decode()
+    (mirror,) = re.findall(r'<input[^>]*value="china_mirror"[^>]*>', page)
+    (official,) = re.findall(r'<input[^>]*value="official"[^>]*>', page)
+    assert "checked" in mirror and "checked" not in official
+
+
+def test_the_review_says_a_channel_is_pinned_when_the_create_starts(
+        at_k3s: Client, artifacts: ArtifactServer) -> None:
+    response = at_k3s.post(step_url("k3s"), {"version": "stable", "install_source": "custom",
+                                             "install_base_url": artifacts.base_url})
+    assert response["Location"] == step_url("review")
+    review = html.unescape(at_k3s.get(step_url("review")).content.decode())
+    assert "<code>stable</code> (a channel: pinned to its current release when the create " \
+           "starts)" in review
