@@ -163,14 +163,19 @@ def previous_step(step: str) -> str | None:
 
 
 def default_install_source(region: str) -> str:
-    """The install source the K3s step starts on: the China mirror in a cn-* region.
+    """The install source the K3s step starts on: the China mirror in a mainland cn-* region.
 
     Why: hosts in mainland Alibaba Cloud regions often cannot download from GitHub, which is
-    why the recipe (/work/shared/reference/000_e389143d3ac1e35e.txt) installs with
-    `INSTALL_K3S_MIRROR=cn` from rancher-mirror.rancher.cn. Only the initial choice: the user
+    why the recipe the panel automates installs with `INSTALL_K3S_MIRROR=cn` from
+    rancher-mirror.rancher.cn. cn-hongkong is outside the mainland's network boundary and
+    reaches GitHub directly, so it keeps the official source. Only the initial choice: the user
     can pick another source.
     """
-    return InstallSource.CHINA_MIRROR if region.startswith("cn-") else InstallSource.OFFICIAL
+    mainland = region.startswith("cn-") and region not in OUTSIDE_MAINLAND_CN_REGIONS
+    return InstallSource.CHINA_MIRROR if mainland else InstallSource.OFFICIAL
+
+
+OUTSIDE_MAINLAND_CN_REGIONS = frozenset({"cn-hongkong"})
 
 
 # --- what will be created ---------------------------------------------------------------------

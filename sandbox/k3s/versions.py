@@ -3,7 +3,7 @@
 Why: the panel pins a version or follows a channel, and the datastore behaviour that matters
 (kine's DDL, the MySQL driver's error format) changed across releases. Every entry below names a
 real release; the kine version it ships was checked against k3s go.mod / release notes
-(see /work/shared/reference/k3s-ha.md §3.2).
+(see the team's shared/reference/k3s-ha.md §3.2).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ RELEASES: dict[str, Release] = {
         Release("v1.36.1+k3s1", "v0.15.0", True, True, True, True, True, 120),
         Release("v1.36.2+k3s1", "v0.16.1", True, True, True, True, True, 120),
         # v1.36.4 (2026-08-27, stable) and v1.37.0 (2026-09-14): release names from
-        # /work/shared/reference/today-2026.md and public install logs; their notes were not
+        # the team's shared/reference/today-2026.md and public install logs; their notes were not
         # found. K3s main pinned kine v0.16.3 at Kubernetes v1.36.3 and moved to v0.16.4 after
         # (k3s go.mod), so both ship a v0.16 patch: "v0.16.x" (inferred, minor certain).
         Release("v1.36.4+k3s1", "v0.16.x", True, True, True, True, True, 120),

@@ -70,6 +70,7 @@ def test_a_china_region_starts_on_the_china_mirror() -> None:
     assert default_install_source("cn-hangzhou") == InstallSource.CHINA_MIRROR
     assert default_install_source("cn-beijing") == InstallSource.CHINA_MIRROR
     assert default_install_source("ap-southeast-1") == InstallSource.OFFICIAL
+    assert default_install_source("cn-hongkong") == InstallSource.OFFICIAL
     assert default_install_source("") == InstallSource.OFFICIAL
 
 
