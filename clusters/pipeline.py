@@ -54,7 +54,8 @@ from clusters.steps import get_handler
 
 logger = logging.getLogger(__name__)
 
-#: Sent once when a run reaches succeeded, failed or cancelled (kwargs: run).
+#: Sent once when a run reaches succeeded, failed or cancelled (kwargs: run), inside the
+#: transaction that closes the run: a receiver that must act after commit uses on_commit.
 run_finished = Signal()
 
 EARLY_TOLERANCE = timedelta(milliseconds=500)
@@ -194,12 +195,15 @@ def advance(run_id: int) -> None:
 
 
 def _finish_run(run_id: int, status: str) -> None:
-    changed = Run.objects.filter(pk=run_id, status__in=RUN_ACTIVE).update(
-        status=status, finished_at=timezone.now()
-    )
-    if changed:
-        run = Run.objects.select_related("cluster").get(pk=run_id)
-        transaction.on_commit(lambda: run_finished.send(sender=Run, run=run))
+    """Close the run and let its receivers (the cluster's status) change in the same
+    transaction, so nobody ever reads a finished run beside a cluster still "updating"."""
+    with transaction.atomic():
+        changed = Run.objects.filter(pk=run_id, status__in=RUN_ACTIVE).update(
+            status=status, finished_at=timezone.now()
+        )
+        if changed:
+            run = Run.objects.select_related("cluster").get(pk=run_id)
+            run_finished.send(sender=Run, run=run)
 
 
 # --- executing one step -----------------------------------------------------------------------
