@@ -300,3 +300,30 @@ class BackendHealth:
     @property
     def healthy(self) -> bool:
         return self.status == "normal"
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    """RDS DescribeResourceUsage (bytes; -1 = "no data" per the API reference)."""
+
+    disk_used: int   # DataSize + LogSize
+    data_size: int
+    log_size: int
+    backup_size: int
+
+    @classmethod
+    def from_api(cls, body: dict[str, Any]) -> ResourceUsage:
+        def number(name: str) -> int:
+            value = body.get(name)
+            return int(value) if value not in (None, "") else -1
+
+        return cls(number("DiskUsed"), number("DataSize"), number("LogSize"),
+                   number("BackupSize"))
+
+
+@dataclass(frozen=True)
+class RdsCapacity:
+    """The limits DescribeDBInstanceAttribute states: storage (GB) and max connections."""
+
+    storage_gb: int
+    max_connections: int

@@ -114,3 +114,21 @@ def kine_ddl(version: str, table: str = "kine") -> list[str]:
     statements.append(
         f"CREATE UNIQUE INDEX kine_name_prev_revision_uindex ON {table} (name, prev_revision)")
     return statements
+
+
+# kine v0.16.0 (k3s-io/kine commit e3f930e, 2026-05-27, "Increase default max-idle-connections
+# to 20") raised `defaultMaxIdleConns` in pkg/drivers/generic/generic.go from 2 (database/sql's
+# default) to 20. Which K3s first ships it is an *inference*: the v1.36 line (kine v0.16.x in
+# the go.mod of projects built on k8s v1.36.1-k3s1); earlier minors are taken as kine < v0.16.
+# Erring high would only warn earlier; the K3s releases helper holds the per-release truth.
+KINE_V016_FIRST_K3S = (1, 36, 0)
+
+
+def kine_max_idle_connections(version: str) -> int:
+    """How many idle MySQL connections kine keeps open per K3s server by default.
+
+    Why: every server holds its pool open for the cluster's lifetime, so the datastore's
+    `max_connections` must hold servers x pool plus bursts (see clusters/datastore_health.py).
+    """
+    v = parse_version(version)
+    return 20 if (v.major, v.minor, v.patch) >= KINE_V016_FIRST_K3S else 2
