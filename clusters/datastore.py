@@ -75,6 +75,7 @@ class DatastoreReport:
     holds_cluster: bool
     statements_run: int
     seconds: float
+    max_connections: int = 0  # the server's max_connections (0: could not be read)
 
 
 def classify_mysql_error(exc: pymysql.MySQLError, endpoint: MySQLEndpoint) -> StepError:
@@ -145,6 +146,7 @@ def check_datastore(endpoint: MySQLEndpoint, k3s_version: str, *,
             with conn.cursor() as cur:
                 cur.execute("SELECT VERSION()")
                 (server_version,) = cur.fetchone()
+                max_connections = _max_connections(cur)
                 holds_cluster = _holds_cluster(cur)
                 try:
                     for statement in statements:
@@ -167,7 +169,19 @@ def check_datastore(endpoint: MySQLEndpoint, k3s_version: str, *,
                              "check wrote; it cannot serve as K3s's datastore.")
     return DatastoreReport(server_version=str(server_version), database=endpoint.database,
                            holds_cluster=holds_cluster, statements_run=len(statements) + 2,
-                           seconds=round(time.monotonic() - started, 3))
+                           seconds=round(time.monotonic() - started, 3),
+                           max_connections=max_connections)
+
+
+def _max_connections(cur: pymysql.cursors.Cursor) -> int:
+    """The limit the server enforces (Error 1040 beyond it), read on the same path K3s uses;
+    0 when it cannot be read (the capacity warning is then skipped, never the proof)."""
+    try:
+        cur.execute("SELECT @@GLOBAL.max_connections")
+        (value,) = cur.fetchone()
+        return int(value)
+    except (pymysql.MySQLError, TypeError, ValueError):
+        return 0
 
 
 def _holds_cluster(cur: pymysql.cursors.Cursor) -> bool:
