@@ -154,7 +154,7 @@ def _measure_kine(cluster: Cluster, servers: list, findings: list) -> KineMeasur
             with ssh.connect(nodes.target_for(server), pinned_fingerprint=server.host_key,
                              timeout=DATASTORE_TIMEOUT) as session, \
                     datastore.connect(endpoint, via=session, timeout=DATASTORE_TIMEOUT) as conn:
-                return datastore_health.measure(conn)
+                return datastore_health.measure(conn, rows_cap=settings.PANEL_KINE_ROWS_LIMIT)
         except StepError as exc:
             problems.append(f"from {server.private_ip}: {exc}")
     findings.append(datastore_health.unknown(

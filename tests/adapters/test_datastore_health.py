@@ -57,8 +57,9 @@ def test_a_kine_that_never_compacted_counts_from_revision_zero() -> None:
 
 
 def test_too_many_rows_and_too_many_connections_are_separate_reasons() -> None:
-    findings = judge(healthy(rows=5001, connections_in_use=241))
+    findings = judge(healthy(rows=5001, rows_capped=True, connections_in_use=241))
     assert codes(findings) == ["rows_high", "connections_high"]
+    assert "holds more than 5000 rows" in findings[0].message
     assert findings[1].params == {"used": 241, "max": 300, "percent": 80, "limit": 80}
     assert "Too many connections" in findings[1].message
     assert "datastore-max-open-connections" in findings[1].message

@@ -34,6 +34,9 @@ def test_measure_reads_kines_revisions_rows_and_connections(scratch_db: dict[str
     assert found.compaction_gap == 5
     assert found.table_bytes is not None and found.table_bytes > 0
     assert 1 <= found.connections_in_use <= found.max_connections
+    with connect(endpoint) as conn:
+        capped = measure(conn, rows_cap=7)
+    assert (capped.rows, capped.rows_capped) == (8, True), "counting stops past the limit"
 
 
 def test_the_datastore_proof_reports_max_connections(
