@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pymysql
 
+from clusters.datastore_health import CONNECTION_LIMITS_SQL, connection_limit
 from clusters.errors import PermanentError, StepError, TransientError
 from clusters.k3s.dsn import MySQLEndpoint
 from clusters.k3s.versions import kine_ddl
@@ -174,12 +175,12 @@ def check_datastore(endpoint: MySQLEndpoint, k3s_version: str, *,
 
 
 def _max_connections(cur: pymysql.cursors.Cursor) -> int:
-    """The limit the server enforces (Error 1040 beyond it), read on the same path K3s uses;
-    0 when it cannot be read (the capacity warning is then skipped, never the proof)."""
+    """The limit the server enforces on kine's account (Error 1040 beyond it), read on the
+    path K3s uses; 0 when it cannot be read (the capacity warning is then skipped)."""
     try:
-        cur.execute("SELECT @@GLOBAL.max_connections")
-        (value,) = cur.fetchone()
-        return int(value)
+        cur.execute(CONNECTION_LIMITS_SQL)
+        instance, per_account = cur.fetchone()
+        return connection_limit(int(instance), int(per_account))
     except (pymysql.MySQLError, TypeError, ValueError):
         return 0
 

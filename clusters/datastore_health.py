@@ -126,7 +126,18 @@ _ROWS_SQL = "SELECT COUNT(*) FROM (SELECT 1 FROM kine LIMIT %d) AS capped"
 _SIZE_SQL = ("SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.TABLES"
              " WHERE table_schema = DATABASE() AND table_name = 'kine'")
 _IN_USE_SQL = "SHOW GLOBAL STATUS LIKE 'Threads_connected'"
-_MAX_SQL = "SELECT @@GLOBAL.max_connections"
+# RDS documents two limits, both modifiable ("Modify maximum connections",
+# alibabacloud.com/help/apsaradb-for-rds/latest/modifyf-thef-maximumf-numberf-of-connections):
+# max_connections for the instance, max_user_connections per account. kine's pools all use one
+# account, so the smaller one binds; 0 means "no per-account limit" (MySQL/MariaDB).
+CONNECTION_LIMITS_SQL = "SELECT @@GLOBAL.max_connections, @@GLOBAL.max_user_connections"
+
+
+def connection_limit(max_connections: int, max_user_connections: int) -> int:
+    """The limit kine's account meets first."""
+    if max_user_connections > 0:
+        return min(max_connections, max_user_connections)
+    return max_connections
 
 
 def _why(exc: pymysql.MySQLError) -> str:
@@ -166,8 +177,8 @@ def measure(conn: pymysql.connections.Connection, *,
     found.table_bytes = int(size[0]) if size else None
     in_use = read(CONNECTIONS, _IN_USE_SQL)
     found.connections_in_use = int(in_use[1]) if in_use else None
-    maximum = read(MAX_CONNECTIONS, _MAX_SQL)
-    found.max_connections = int(maximum[0]) if maximum else None
+    limits = read(MAX_CONNECTIONS, CONNECTION_LIMITS_SQL)
+    found.max_connections = connection_limit(int(limits[0]), int(limits[1])) if limits else None
     return found
 
 

@@ -323,7 +323,8 @@ class ResourceUsage:
 
 @dataclass(frozen=True)
 class RdsCapacity:
-    """The limits DescribeDBInstanceAttribute states: storage (GB) and max connections."""
+    """The storage DescribeDBInstanceAttribute states (DBInstanceStorage, GB). Connection
+    limits are read from the server itself (clusters.datastore_health): they can be changed
+    with ModifyParameter, so the server's values are the ones enforced."""
 
     storage_gb: int
-    max_connections: int

@@ -269,7 +269,7 @@ class RdsApi:
         return ResourceUsage.from_api(self.client.call(request))
 
     def describe_rds_capacity(self, instance_id: str) -> RdsCapacity | None:
-        """DBInstanceStorage (GB) and MaxConnections of the instance, or None once it is gone."""
+        """DBInstanceStorage (GB) of the instance, or None once it is gone."""
         request = DescribeDBInstanceAttributeRequest()
         request.set_DBInstanceId(instance_id)
         try:
@@ -279,5 +279,4 @@ class RdsApi:
         found = items(body, "Items", "DBInstanceAttribute")
         if not found:
             return None
-        return RdsCapacity(int(found[0].get("DBInstanceStorage") or 0),
-                           int(found[0].get("MaxConnections") or 0))
+        return RdsCapacity(int(found[0].get("DBInstanceStorage") or 0))

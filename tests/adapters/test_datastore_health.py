@@ -11,6 +11,7 @@ from clusters.datastore_health import (
     Limits,
     StorageUsage,
     capacity_finding,
+    connection_limit,
     evaluate,
     required_connections,
 )
@@ -88,6 +89,12 @@ def test_capacity_needs_every_pool_its_bursts_and_a_reserve(servers, idle, neede
 def test_mysqls_default_151_holds_three_old_servers_but_not_five_new_ones() -> None:
     assert capacity_finding(151, 3, kine_max_idle_connections("v1.33.1+k3s1")) is None
     assert capacity_finding(151, 5, kine_max_idle_connections("v1.36.4+k3s1")) is not None
+
+
+def test_a_per_account_limit_binds_when_it_is_smaller() -> None:
+    assert connection_limit(300, 0) == 300, "0: no per-account limit"
+    assert connection_limit(300, 50) == 50
+    assert connection_limit(300, 500) == 300
 
 
 def test_kine_v016_pool_starts_with_the_v136_line() -> None:

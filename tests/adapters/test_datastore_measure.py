@@ -43,6 +43,7 @@ def test_the_datastore_proof_reports_max_connections(
         scratch_db: dict[str, str], mariadb_admin: pymysql.connections.Connection) -> None:
     report = check_datastore(endpoint_for(scratch_db), NEW_K3S)
     with mariadb_admin.cursor() as cur:
-        cur.execute("SELECT @@GLOBAL.max_connections")
-        (expected,) = cur.fetchone()
+        cur.execute("SELECT @@GLOBAL.max_connections, @@GLOBAL.max_user_connections")
+        instance, per_account = cur.fetchone()
+    expected = min(instance, per_account) if per_account else instance
     assert report.max_connections == int(expected) > 0
