@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
 from clusters import health, operations
-from clusters.models import Cluster, RunStatus, StepStatus
+from clusters.models import Cluster, DatastoreKind, LogLine, RunStatus, StepStatus
+from sandbox.aliyun.mysqld import MariaDBServer
 from tests.e2e.conftest import make_world_cluster, world_env
+from tests.e2e.test_own_mysql import mysql_made_by_hand
 from tests.support import runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
@@ -110,3 +113,27 @@ def test_health_sees_kine_compaction_working_then_broken(world, start_worker, se
     page = client.get(reverse("clusters:cluster", args=[cluster.code])).content.decode()
     assert "kine is not compacting the datastore" in page
     assert "Degraded" in page
+
+
+def test_a_small_max_connections_is_warned_about_in_the_proof_and_on_the_page(
+        world, start_worker) -> None:
+    # Own MySQL whose operator lowered max_connections (RDS lets one change it): 2 servers
+    # need 2 x (2 idle + 10 burst) + 10 = 34 (clusters/datastore_health.py).
+    _, instance, dsn = mysql_made_by_hand(world)
+    server = MariaDBServer.load(Path(world.emulator.state_dir) / "rds" / instance)
+    server.execute("SET GLOBAL max_connections = 30")
+    start_worker(concurrency=2, **world_env(world))
+    cluster = make_world_cluster(world, servers=2, agents=0,
+                                 datastore_kind=DatastoreKind.EXTERNAL, external_dsn=dsn)
+    run = runs.wait_finished(operations.start_create(cluster), timeout=300)
+    assert run.status == RunStatus.SUCCEEDED, "a warning, not a failure"
+    proof = run.steps.get(key="datastore_check")
+    (warning,) = proof.result["warnings"]
+    assert warning.startswith("max_connections is 30, but 2 K3s servers keep up to 2 idle")
+    said = list(LogLine.objects.filter(step=proof).values_list("text", flat=True))
+    assert f"Warning: {warning}" in said
+
+    cluster = Cluster.objects.get(pk=cluster.pk)
+    assert cluster.health == "degraded"
+    assert [r["code"] for r in cluster.health_reasons if isinstance(r, dict)] == [
+        "connections_capacity"]
