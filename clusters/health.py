@@ -118,9 +118,9 @@ def _check_datastore(cluster: Cluster, result: Assessment) -> None:
     for RDS the storage from DescribeResourceUsage. A metric that cannot be read is shown as
     not measured; it never fails the whole check."""
     servers = list(cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed")
-                   .exclude(host_key="").order_by("pk"))
+                   .order_by("pk"))
     findings: list[datastore_health.Finding] = []
-    measured = _measure_kine(cluster, servers, findings)
+    measured = _measure_kine(cluster, [s for s in servers if s.host_key], findings)
     storage = _rds_storage(cluster, findings)
     findings += datastore_health.evaluate(measured, limits=limits(), servers=len(servers),
                                           idle_per_server=kine_pool(cluster.k3s_version),
