@@ -48,6 +48,17 @@ def datastore_endpoint(ctx: StepContext) -> str:
                           int(rds["port"]), database=rds["database"])
 
 
+def recorded_datastore_endpoint(cluster: Cluster) -> str:
+    """The DSN outside a run (health checks): own MySQL as given, RDS as its create recorded."""
+    if cluster.datastore_kind == DatastoreKind.EXTERNAL:
+        return cluster.external_dsn
+    rds = recorded_rds_datastore(cluster)
+    if not rds or not cluster.datastore_password:
+        raise PermanentError("The RDS instance is not configured yet (no endpoint recorded).")
+    return build_endpoint(rds["account"], cluster.datastore_password, rds["host"],
+                          int(rds["port"]), database=rds["database"])
+
+
 def server_settings(ctx: StepContext) -> ClusterSettings:
     cluster = ctx.cluster
     if not cluster.slb_address:

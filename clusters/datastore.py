@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pymysql
 
+from clusters.datastore_health import CONNECTION_LIMITS_SQL, connection_limit
 from clusters.errors import PermanentError, StepError, TransientError
 from clusters.k3s.dsn import MySQLEndpoint
 from clusters.k3s.versions import kine_ddl
@@ -75,6 +76,7 @@ class DatastoreReport:
     holds_cluster: bool
     statements_run: int
     seconds: float
+    max_connections: int = 0  # the server's max_connections (0: could not be read)
 
 
 def classify_mysql_error(exc: pymysql.MySQLError, endpoint: MySQLEndpoint) -> StepError:
@@ -145,6 +147,7 @@ def check_datastore(endpoint: MySQLEndpoint, k3s_version: str, *,
             with conn.cursor() as cur:
                 cur.execute("SELECT VERSION()")
                 (server_version,) = cur.fetchone()
+                max_connections = _max_connections(cur)
                 holds_cluster = _holds_cluster(cur)
                 try:
                     for statement in statements:
@@ -167,7 +170,19 @@ def check_datastore(endpoint: MySQLEndpoint, k3s_version: str, *,
                              "check wrote; it cannot serve as K3s's datastore.")
     return DatastoreReport(server_version=str(server_version), database=endpoint.database,
                            holds_cluster=holds_cluster, statements_run=len(statements) + 2,
-                           seconds=round(time.monotonic() - started, 3))
+                           seconds=round(time.monotonic() - started, 3),
+                           max_connections=max_connections)
+
+
+def _max_connections(cur: pymysql.cursors.Cursor) -> int:
+    """The limit the server enforces on kine's account (Error 1040 beyond it), read on the
+    path K3s uses; 0 when it cannot be read (the capacity warning is then skipped)."""
+    try:
+        cur.execute(CONNECTION_LIMITS_SQL)
+        instance, per_account = cur.fetchone()
+        return connection_limit(int(instance), int(per_account))
+    except (pymysql.MySQLError, TypeError, ValueError):
+        return 0
 
 
 def _holds_cluster(cur: pymysql.cursors.Cursor) -> bool:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
+
+from clusters.datastore_health import MESSAGES, METRIC_NAMES
 
 # The fixed titles of clusters/plans.py (and of older runs); marked so makemessages finds
 # them. tests/ui/test_i18n.py fails when plans.py gains a title missing here.
@@ -121,3 +124,25 @@ def format_duration(delta: timedelta | None) -> str:
         return f"{minutes}m {seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
+
+
+def health_reason(reason: Any) -> str:
+    """A stored health reason in the active language: datastore findings are kept as a code
+    and params (clusters.datastore_health.MESSAGES) and rendered here; other reasons are
+    English strings or {check, message} dicts, shown as stored."""
+    if isinstance(reason, dict):
+        code, params = reason.get("code"), reason.get("params")
+        if reason.get("check") == "datastore" and code in MESSAGES and isinstance(params, dict):
+            shown = dict(params)
+            if code == "unknown":
+                metric = shown.get("metric", "")
+                shown["metric"] = gettext(METRIC_NAMES[metric]) if metric in METRIC_NAMES \
+                    else metric
+            try:
+                return gettext(MESSAGES[code]) % shown
+            except (KeyError, TypeError, ValueError):
+                return str(reason.get("message", ""))
+        message = reason.get("message") or reason.get("reason") or ""
+        check = reason.get("check") or reason.get("name") or ""
+        return f"{check}: {message}" if check and message else str(message or check or reason)
+    return str(reason)

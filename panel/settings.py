@@ -189,6 +189,12 @@ PANEL_SWEEP_INTERVAL_SECONDS = env_float("PANEL_SWEEP_INTERVAL_SECONDS", 15.0, m
 PANEL_RETRY_BASE_SECONDS = env_float("PANEL_RETRY_BASE_SECONDS", 2.0)
 PANEL_RETRY_MAX_SECONDS = env_float("PANEL_RETRY_MAX_SECONDS", 60.0)
 PANEL_HEALTH_INTERVAL_SECONDS = env_float("PANEL_HEALTH_INTERVAL_SECONDS", 60.0, minimum=1)
+# Datastore health thresholds (why each default: clusters/datastore_health.py).
+PANEL_KINE_COMPACTION_GAP_LIMIT = env_int("PANEL_KINE_COMPACTION_GAP_LIMIT", 50_000, minimum=1)
+PANEL_KINE_ROWS_LIMIT = env_int("PANEL_KINE_ROWS_LIMIT", 1_000_000, minimum=1)
+PANEL_DATASTORE_STORAGE_PERCENT = env_float("PANEL_DATASTORE_STORAGE_PERCENT", 80.0, minimum=1)
+PANEL_DATASTORE_CONNECTIONS_PERCENT = env_float("PANEL_DATASTORE_CONNECTIONS_PERCENT", 80.0,
+                                                minimum=1)
 # How long a server out of the SLB gets for its open connections before it restarts.
 PANEL_SLB_DRAIN_SECONDS = env_float("PANEL_SLB_DRAIN_SECONDS", 3.0)
 PANEL_CLOUD_POLL_SECONDS = env_float("PANEL_CLOUD_POLL_SECONDS", 15.0, minimum=0.1)

@@ -349,3 +349,31 @@ class PriceModule:
     code: str
     config: str
     price_type: str = "Hour"
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    """RDS DescribeResourceUsage (bytes; -1 = "no data" per the API reference)."""
+
+    disk_used: int   # DataSize + LogSize
+    data_size: int
+    log_size: int
+    backup_size: int
+
+    @classmethod
+    def from_api(cls, body: dict[str, Any]) -> ResourceUsage:
+        def number(name: str) -> int:
+            value = body.get(name)
+            return int(value) if value not in (None, "") else -1
+
+        return cls(number("DiskUsed"), number("DataSize"), number("LogSize"),
+                   number("BackupSize"))
+
+
+@dataclass(frozen=True)
+class RdsCapacity:
+    """The storage DescribeDBInstanceAttribute states (DBInstanceStorage, GB). Connection
+    limits are read from the server itself (clusters.datastore_health): they can be changed
+    with ModifyParameter, so the server's values are the ones enforced."""
+
+    storage_gb: int

@@ -29,6 +29,9 @@ from aliyunsdkrds.request.v20140815.DescribeParametersRequest import DescribePar
 from aliyunsdkrds.request.v20140815.DescribeParameterTemplatesRequest import (
     DescribeParameterTemplatesRequest,
 )
+from aliyunsdkrds.request.v20140815.DescribeResourceUsageRequest import (
+    DescribeResourceUsageRequest,
+)
 from aliyunsdkrds.request.v20140815.GrantAccountPrivilegeRequest import (
     GrantAccountPrivilegeRequest,
 )
@@ -44,9 +47,11 @@ from clusters.aliyun.models import (
     NetInfo,
     Parameters,
     ParameterTemplate,
+    RdsCapacity,
     RdsCreated,
     RdsInstance,
     RdsSpec,
+    ResourceUsage,
     items,
 )
 from clusters.errors import PermanentError
@@ -257,3 +262,22 @@ class RdsApi:
                        b.get("BackupStartTime", ""), b.get("BackupEndTime", ""),
                        b.get("BackupMethod", ""), int(b.get("BackupSize") or 0))
                 for b in pages(self.client, make, ("Items", "Backup"))]
+
+    def describe_resource_usage(self, instance_id: str) -> ResourceUsage:
+        """Storage the instance uses (DescribeResourceUsage: DiskUsed = DataSize + LogSize)."""
+        request = DescribeResourceUsageRequest()
+        request.set_DBInstanceId(instance_id)
+        return ResourceUsage.from_api(self.client.call(request))
+
+    def describe_rds_capacity(self, instance_id: str) -> RdsCapacity | None:
+        """DBInstanceStorage (GB) of the instance, or None once it is gone."""
+        request = DescribeDBInstanceAttributeRequest()
+        request.set_DBInstanceId(instance_id)
+        try:
+            body = self.client.call(request)
+        except CloudNotFound:
+            return None
+        found = items(body, "Items", "DBInstanceAttribute")
+        if not found:
+            return None
+        return RdsCapacity(int(found[0].get("DBInstanceStorage") or 0))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from clusters import clusterconfig, nodes
 from clusters.datastore import KEY_TOO_LONG, SchemaRejected, check_datastore
+from clusters.datastore_health import capacity_finding, required_connections
+from clusters.health import kine_pool
 from clusters.k3s.dsn import parse_endpoint
 from clusters.k3s.versions import kine_schema
 from clusters.models import DatastoreKind, NodeRole
@@ -45,4 +47,26 @@ def check(ctx: StepContext) -> Outcome:
         ctx.say("This database already holds K3s bootstrap data: servers must use the token "
                 "it was created with.", "stderr")
     ctx.say(f"MySQL {report.server_version} accepted K3s's schema in {report.seconds:.2f} s")
-    return Done({"server_version": report.server_version})
+    warning = _connection_capacity(ctx, report.max_connections)
+    return Done({"server_version": report.server_version,
+                 "max_connections": report.max_connections,
+                 **({"warnings": [warning]} if warning else {})})
+
+
+def _connection_capacity(ctx: StepContext, max_connections: int) -> str | None:
+    """Warn (not fail) when max_connections cannot hold every server's kine pool: the cluster
+    works today and fails under load with "Too many connections"; the health check repeats
+    the warning on the cluster page."""
+    if not max_connections:
+        ctx.say("Could not read max_connections; the connection capacity is not checked.",
+                "stderr")
+        return None
+    servers = ctx.cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed").count()
+    idle = kine_pool(ctx.cluster.k3s_version)
+    finding = capacity_finding(max_connections, servers, idle)
+    if finding is None:
+        ctx.say(f"max_connections {max_connections} holds {servers} servers' kine pools "
+                f"(needs about {required_connections(servers, idle)})")
+        return None
+    ctx.say(f"Warning: {finding.message}", "stderr")
+    return finding.message

@@ -16,5 +16,5 @@ def first_check(ctx: StepContext) -> Outcome:
     for fact in assessment.facts:
         ctx.say(fact)
     for reason in assessment.reasons:
-        ctx.say(reason, "stderr")
+        ctx.say(health.reason_message(reason), "stderr")
     return Done({"health": assessment.health, "reasons": assessment.reasons})

@@ -34,9 +34,5 @@ def duration(started: datetime | None, finished: datetime | None = None) -> str:
 
 @register.filter
 def reason_text(reason: Any) -> str:
-    """A health reason is a string or a {check, message} dict, depending on who wrote it."""
-    if isinstance(reason, dict):
-        message = reason.get("message") or reason.get("reason") or ""
-        check = reason.get("check") or reason.get("name") or ""
-        return f"{check}: {message}" if check and message else str(message or check or reason)
-    return str(reason)
+    """A health reason is a string or a dict, depending on who wrote it (display.health_reason)."""
+    return display.health_reason(reason)

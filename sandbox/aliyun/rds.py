@@ -359,3 +359,6 @@ def list_resources(cloud: Cloud) -> list[dict[str, Any]]:
         })
     return listed
 
+
+
+from sandbox.aliyun import rds_usage  # noqa: E402, F401 - registers DescribeResourceUsage

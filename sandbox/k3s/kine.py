@@ -9,11 +9,12 @@ old_value) and the unique (name, prev_revision) index gives compare-and-swap, as
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import pymysql
@@ -22,6 +23,8 @@ from sandbox.k3s import logs
 from sandbox.k3s.dsn import MySQLDSN
 from sandbox.k3s.runtime import go_duration
 from sandbox.k3s.versions import Release
+
+COMPACT_REV_KEY = "compact_rev_key"
 
 SQLSTATES = {
     1040: "08004", 1044: "42000", 1045: "28000", 1049: "42000", 1050: "42S01",
@@ -235,6 +238,7 @@ class Kine:
                             continue
                         raise
         logs.info("Database tables and indexes are up to date")
+        self.compact_start()
 
     def _create_database(self) -> None:
         name = self.dsn.dbname
@@ -330,17 +334,121 @@ class Kine:
                  latest.value))
             return True
 
-    def compact(self, keep: int = 1000) -> int:
-        """Drop superseded rows older than the last `keep` revisions (kine's compactor)."""
+    # -- compaction (kine pkg/logstructured/sqllog/sql.go) ------------------------------------
+    def compact_start(self) -> None:
+        """compactStart: create the `compact_rev_key` row once (a Create at revision 0)."""
         with self.cursor() as cur:
-            cur.execute("SELECT COALESCE(MAX(id), 0) FROM kine")
-            target = int(cur.fetchone()[0]) - keep
-            if target <= 0:
-                return 0
-            cur.execute(
-                "DELETE kv FROM kine AS kv INNER JOIN ("
-                " SELECT kp.prev_revision AS id FROM kine AS kp"
-                " WHERE kp.name != 'compact_rev_key' AND kp.prev_revision != 0 AND kp.id <= %s"
-                " UNION SELECT kd.id AS id FROM kine AS kd WHERE kd.deleted != 0 AND kd.id <= %s"
-                ") AS ks ON kv.id = ks.id", (target, target))
-            return int(cur.rowcount)
+            cur.execute("SELECT COUNT(*) FROM kine WHERE name = %s", (COMPACT_REV_KEY,))
+            if cur.fetchone()[0]:
+                return
+            # Another server may create it first: the unique (name, prev_revision) index.
+            with suppress(pymysql.err.IntegrityError):
+                cur.execute(
+                    "INSERT INTO kine (name, created, deleted, create_revision, prev_revision,"
+                    " lease, value, old_value) VALUES (%s, 1, 0, 0, 0, 0, %s, NULL)",
+                    (COMPACT_REV_KEY, b""))
+
+    def revisions(self) -> tuple[int, int]:
+        """(compacted revision, current revision): kine's compactRevSQL and revSQL."""
+        with self.cursor() as cur:
+            cur.execute("SELECT (SELECT MAX(prev_revision) FROM kine WHERE name = %s),"
+                        " (SELECT MAX(id) FROM kine)", (COMPACT_REV_KEY,))
+            compacted, current = cur.fetchone()
+        return int(compacted or 0), int(current or 0)
+
+    def compact_iter(self, compact_rev: int, target_rev: int,
+                     settings: CompactSettings) -> tuple[int, int]:
+        """One compactor tick (compactIter): compact towards `target_rev` in batches, each in
+        one transaction that deletes superseded and deleted rows and moves compact_rev_key.
+        Returns the (compact, target) pair for the next tick, as kine's compactor keeps it."""
+        if settings.failure:
+            # What kine logs when every pass fails (kine#745 / k3s#10619): compaction stops,
+            # K3s keeps serving, the table grows.
+            logs.error(f"Compact failed: failed to get current revision: {settings.failure}")
+            return compact_rev, target_rev
+        started, count = time.monotonic(), 0
+        compacted, current = compact_rev, 0
+        step_rev = compact_rev
+        while step_rev < target_rev:
+            step_rev = min(step_rev + settings.batch_size, target_rev)
+            try:
+                done, now, more = self._compact(compacted, step_rev, settings.min_retain)
+            except DatastoreError as exc:
+                logs.error(f"Compact failed: {exc}")
+                break
+            compacted, current = done, now
+            if not more:
+                break
+            count += 1
+        if count:
+            logs.info(f"COMPACT compacted from {compact_rev} to {compacted} in {count} "
+                      f"transactions over {time.monotonic() - started:.3f}s")
+        if current:
+            return compacted, current
+        return compact_rev, target_rev
+
+    def _compact(self, compact_rev: int, target_rev: int, min_retain: int
+                 ) -> tuple[int, int, bool]:
+        """compact(): (compacted to, current revision, whether it did anything)."""
+        with self.cursor() as cur:
+            cur.execute("START TRANSACTION")
+            try:
+                cur.execute("SELECT MAX(id) FROM kine")
+                current = int(cur.fetchone()[0] or 0)
+                cur.execute("SELECT MAX(prev_revision) FROM kine WHERE name = %s FOR UPDATE",
+                            (COMPACT_REV_KEY,))
+                db_rev = int(cur.fetchone()[0] or 0)
+                if db_rev != compact_rev:  # another server compacted: normal with several
+                    logs.info(f"COMPACT compact revision changed since last iteration: "
+                              f"{compact_rev} => {db_rev}")
+                    cur.execute("ROLLBACK")
+                    return db_rev, current, False
+                safe = max(0, min(target_rev, current - min_retain))  # safeCompactRev
+                if safe <= compact_rev:
+                    cur.execute("ROLLBACK")
+                    return db_rev, current, False
+                cur.execute(
+                    "DELETE kv FROM kine AS kv INNER JOIN ("
+                    " SELECT kp.prev_revision AS id FROM kine AS kp"
+                    " WHERE kp.name != 'compact_rev_key' AND kp.prev_revision != 0"
+                    " AND kp.id <= %s"
+                    " UNION SELECT kd.id AS id FROM kine AS kd WHERE kd.deleted != 0"
+                    " AND kd.id <= %s) AS ks ON kv.id = ks.id", (safe, safe))
+                deleted = int(cur.rowcount)
+                cur.execute("UPDATE kine SET prev_revision = %s WHERE name = %s",
+                            (safe, COMPACT_REV_KEY))
+                cur.execute("COMMIT")
+            except BaseException:
+                with suppress(pymysql.MySQLError):
+                    cur.execute("ROLLBACK")
+                raise
+        logs.info(f"COMPACT deleted {deleted} rows from {safe - compact_rev} revisions - "
+                  f"compacted to {safe}/{current}")
+        return safe, current, True
+
+
+@dataclass(frozen=True)
+class CompactSettings:
+    """kine's compaction settings, scaled by the stand-in's environment for tests.
+
+    Defaults are kine's (pkg/app/app.go): every 5 minutes (until kine v0.16.1; since then the
+    apiserver's --etcd-compaction-interval drives it, also 5 minutes), never the newest 1000
+    revisions, 1000 revisions per transaction. K3S_STANDIN_COMPACT_INTERVAL (Go duration, 0
+    = off), K3S_STANDIN_COMPACT_MIN_RETAIN and K3S_STANDIN_COMPACT_BATCH_SIZE scale them;
+    K3S_STANDIN_COMPACT_ERROR makes every pass fail with that database error, as a kine on
+    MariaDB 11.8 with innodb_snapshot_isolation ON does (kine#745, k3s#10619).
+    """
+
+    interval: float = 300.0
+    min_retain: int = 1000
+    batch_size: int = 1000
+    failure: str = ""
+
+    @classmethod
+    def from_environment(cls) -> CompactSettings:
+        interval = os.environ.get("K3S_STANDIN_COMPACT_INTERVAL", "")
+        return cls(
+            interval=go_duration(interval) if interval else 300.0,
+            min_retain=int(os.environ.get("K3S_STANDIN_COMPACT_MIN_RETAIN", "1000")),
+            batch_size=max(1, int(os.environ.get("K3S_STANDIN_COMPACT_BATCH_SIZE", "1000"))),
+            failure=os.environ.get("K3S_STANDIN_COMPACT_ERROR", ""))

@@ -18,7 +18,7 @@ import yaml
 from sandbox.k3s import apiserver, bootstrap, certs, logs, nodes
 from sandbox.k3s.config import Settings
 from sandbox.k3s.dsn import DSNError, parse_endpoint
-from sandbox.k3s.kine import DatastoreError, Kine
+from sandbox.k3s.kine import CompactSettings, DatastoreError, Kine
 from sandbox.k3s.runtime import (
     detect_node_ip,
     go_duration,
@@ -155,6 +155,8 @@ class Server:
         nodes.register(kine, node)
         logs.info(f"Successfully registered node {name}")
         notify_ready()
+        threading.Thread(target=self._compactor, args=(kine,), daemon=True,
+                         name="kine-compactor").start()
         self._loop(kine, name)
         httpd.shutdown()
         httpd.server_close()
@@ -255,12 +257,25 @@ class Server:
 
     def _loop(self, kine: Kine, name: str) -> None:
         interval = self.heartbeat_seconds()
-        last_compact = time.monotonic()
         while not self.stop_event.wait(interval):
             try:
                 nodes.heartbeat(kine, name)
-                if time.monotonic() - last_compact > 300:
-                    kine.compact()
-                    last_compact = time.monotonic()
             except DatastoreError as exc:
                 logs.error(f"Failed to update lease: {exc}")
+
+    def _compactor(self, kine: Kine) -> None:
+        """kine's compactor: the first pass after one interval, each pass compacting up to the
+        revision the previous one saw (never the newest min-retain revisions)."""
+        settings = CompactSettings.from_environment()
+        if settings.interval <= 0:
+            logs.info("COMPACT disabled; automatic compaction will not occur")
+            return
+        try:
+            compact_rev, target_rev = kine.revisions()
+        except DatastoreError:
+            compact_rev, target_rev = 0, 0
+        while not self.stop_event.wait(settings.interval):
+            try:
+                compact_rev, target_rev = kine.compact_iter(compact_rev, target_rev, settings)
+            except DatastoreError as exc:
+                logs.error(f"Compact failed: {exc}")

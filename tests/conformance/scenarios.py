@@ -365,3 +365,11 @@ def _bss_price(world: World) -> None:
     prices = world.cloud.get_pay_as_you_go_price(SLB_PRODUCT_CODE,
                                                  [SLB_INSTANCE_FEE, SLB_TRAFFIC_OUT])
     assert prices[SLB_INSTANCE_FEE.code].amount > 0
+
+
+# ---- datastore health -------------------------------------------------------------------------
+
+@scenario("Rds", "DescribeResourceUsage")
+def _resource_usage(world: World) -> None:
+    usage = world.cloud.describe_resource_usage(world.rds()["instance_id"])
+    assert usage.data_size >= 0 and usage.disk_used >= usage.data_size

@@ -9,7 +9,7 @@ import pytest
 from clusters import operations
 from clusters.aliyun import AliyunCloud, RdsSpec
 from clusters.k3s.dsn import build_endpoint
-from clusters.models import CloudResource, DatastoreKind, RunStatus, StepStatus
+from clusters.models import CloudResource, DatastoreKind, LogLine, RunStatus, StepStatus
 from tests.e2e.conftest import make_world_cluster, world_env
 from tests.support import runs
 
@@ -70,3 +70,10 @@ def test_own_mysql_with_large_prefix_off_fails_clearly_then_retry_succeeds(world
     resources = world.emulator.control.resources()
     assert len([r for r in resources if r["type"] == "rds_instance"]) == 1, "still only theirs"
     assert len([r for r in resources if r["type"] == "slb_load_balancer"]) == 1
+    # The first health check read kine through a server's tunnel; no RDS storage for own MySQL.
+    cluster.refresh_from_db()
+    assert cluster.health == "healthy", cluster.health_reasons
+    said = list(LogLine.objects.filter(step__run=run, step__key="health")
+                .values_list("text", flat=True))
+    (datastore,) = [text for text in said if text.startswith("Datastore: ")]
+    assert "kine " in datastore and "connections" in datastore and "storage" not in datastore
