@@ -135,6 +135,7 @@ class RdsInstance:
     description: str = ""
     security_ips: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    storage_type: str = ""  # DBInstanceStorageType: local_ssd, cloud_essd, ...
 
     @property
     def running(self) -> bool:
@@ -152,7 +153,57 @@ class RdsInstance:
             vswitch_id=entry.get("VSwitchId", ""), zone_id=entry.get("ZoneId", ""),
             pay_type=entry.get("PayType", ""), lock_mode=entry.get("LockMode", ""),
             description=entry.get("DBInstanceDescription", ""),
-            security_ips=tuple(ip for ip in ips.split(",") if ip), tags=tags_of(entry))
+            security_ips=tuple(ip for ip in ips.split(",") if ip), tags=tags_of(entry),
+            storage_type=entry.get("DBInstanceStorageType", ""))
+
+
+@dataclass(frozen=True)
+class RdsClassOffer:
+    """One DescribeAvailableClasses item: a class a zone sells and its storage range (GB)."""
+
+    instance_class: str
+    storage_min: int
+    storage_max: int
+    storage_step: int
+
+    def storage_problem(self, storage_gb: int) -> str | None:
+        """"range" or "step" when `storage_gb` cannot be bought with this class, else None."""
+        if not self.storage_min <= storage_gb <= self.storage_max:
+            return "range"
+        if self.storage_step > 1 and (storage_gb - self.storage_min) % self.storage_step:
+            return "step"
+        return None
+
+    @classmethod
+    def from_api(cls, entry: dict[str, Any]) -> RdsClassOffer:
+        storage = entry.get("DBInstanceStorageRange") or {}
+        return cls(entry.get("DBInstanceClass", ""), _int(storage.get("MinValue")),
+                   _int(storage.get("MaxValue")), _int(storage.get("Step"), 1) or 1)
+
+
+@dataclass(frozen=True)
+class RdsZoneOffer:
+    """One DescribeAvailableZones item: what a zone sells, as {version: {category: types}}."""
+
+    zone_id: str
+    versions: dict[str, dict[str, tuple[str, ...]]]
+
+    def sells(self, version: str, category: str, storage_type: str) -> bool:
+        return storage_type in self.versions.get(version, {}).get(category, ())
+
+    @classmethod
+    def from_api(cls, entry: dict[str, Any]) -> RdsZoneOffer:
+        versions: dict[str, dict[str, tuple[str, ...]]] = {}
+        for engine in entry.get("SupportedEngines") or []:
+            if str(engine.get("Engine", "")).lower() != "mysql":
+                continue
+            for version in engine.get("SupportedEngineVersions") or []:
+                categories = versions.setdefault(str(version.get("Version", "")), {})
+                for category in version.get("SupportedCategorys") or []:
+                    categories[str(category.get("Category", ""))] = tuple(
+                        str(t.get("StorageType", ""))
+                        for t in category.get("SupportedStorageTypes") or [])
+        return cls(entry.get("ZoneId", ""), versions)
 
 
 @dataclass(frozen=True)

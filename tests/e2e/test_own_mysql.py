@@ -22,7 +22,7 @@ PASSWORD = "Own-Mysql_Pass42"
 def mysql_made_by_hand(world) -> tuple[AliyunCloud, str, str]:
     """What a user did in the console: an instance, the hosts whitelisted, account and db."""
     api = AliyunCloud(world.access_key_id, world.access_key_secret, world.region, world.endpoint)
-    created = api.create_rds(RdsSpec("5.7", "mysql.n2.medium.1", 20, world.vpc_id,
+    created = api.create_rds(RdsSpec("5.7", "mysql.n2.medium.2c", 20, world.vpc_id,
                                      world.vswitch_id, world.zone), client_token="by-hand-1")
     instance = created.instance_id
     deadline = time.monotonic() + 60

@@ -290,7 +290,7 @@ def test_missing_and_unknown_instance_codes(emu: Emulator) -> None:
 ])
 def test_create_refuses_bad_input(emu: Emulator, setters: dict[str, Any], code: str) -> None:
     request = CreateDBInstanceRequest()
-    defaults = {"Engine": "MySQL", "EngineVersion": "5.7", "DBInstanceClass": "mysql.n2.small.1",
+    defaults = {"Engine": "MySQL", "EngineVersion": "5.7", "DBInstanceClass": "mysql.n2.medium.2c",
                 "DBInstanceStorage": 20, "DBInstanceNetType": "Intranet",
                 "SecurityIPList": "127.0.0.1", "PayType": "Postpaid",
                 "VPCId": emu.vpc["vpc_id"], "VSwitchId": emu.vswitch["vswitch_id"],
