@@ -7,6 +7,7 @@ from typing import Any
 
 from sandbox.aliyun import errors
 from sandbox.aliyun import rds_catalogue as catalogue
+from sandbox.aliyun import rds_parameters as parameters
 from sandbox.aliyun import rds_rules as rules
 from sandbox.aliyun.cloud import Cloud, RequestContext
 from sandbox.aliyun.control import ControlError
@@ -101,3 +102,26 @@ def show_catalogue(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
     key = _combination(body)
     with cloud.lock:
         return 200, {"classes": catalogue.offer(cloud.state, key)}
+
+
+def parameter_defaults(state: State, version: str) -> dict[str, str]:
+    """Values new instances of `version` start with instead of RDS's defaults."""
+    return dict(state.table("rds", "parameter_defaults").get(version, {}))
+
+
+@control_route("POST", "rds/parameter-defaults")
+def set_parameter_defaults(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
+    """{engine_version, parameters: {name: value}}: what new instances start with (as if the
+    account's default parameter template said so); `parameters: {}` restores RDS's."""
+    version = str(body.get("engine_version", ""))
+    values = body.get("parameters")
+    if version not in rules.ENGINE_VERSIONS or not isinstance(values, dict):
+        raise ControlError(400, "engine_version and a parameters object are required")
+    for name, value in values.items():
+        entry = parameters.template(version, name)
+        if entry is None or not isinstance(value, str) or not entry.accepts(value):
+            raise ControlError(400, f"{name}={value!r} is not a {version} parameter value")
+    with cloud.lock:
+        cloud.state.table("rds", "parameter_defaults")[version] = dict(values)
+        cloud.state.save()
+        return 200, {"engine_version": version, "parameters": values}

@@ -30,10 +30,13 @@ class Template:
     # The MariaDB variable that carries the value ("" = special handling in the runtime).
     variable: str | None = None
     default_80: str | None = None
+    default_57: str | None = None
 
     def default_for(self, engine_version: str) -> str:
         if engine_version.startswith("8.") and self.default_80 is not None:
             return self.default_80
+        if engine_version == "5.7" and self.default_57 is not None:
+            return self.default_57
         return self.default
 
     def accepts(self, value: str) -> bool:
@@ -53,10 +56,13 @@ class Template:
 
 
 TEMPLATES: tuple[Template, ...] = (
+    # ON by default on RDS 5.7 (and MySQL 5.7.7+), OFF on 5.6, absent on 8.x. An instance that
+    # starts OFF (the K3s recipe's story) comes from a changed default: the control API's
+    # `rds/parameter-defaults` stands in for the account's own parameter template.
     Template(LARGE_PREFIX, "OFF", "[ON|OFF]", False,
              "Allows index key prefixes longer than 767 bytes (up to 3072 bytes) for InnoDB "
              "tables that use the DYNAMIC or COMPRESSED row format.",
-             versions=("5.6", "5.7"), variable=""),
+             versions=("5.6", "5.7"), variable="", default_57="ON"),
     Template("character_set_server", "utf8", "[utf8|latin1|gbk|utf8mb4]", True,
              "The server's default character set.", variable="character_set_server",
              default_80="utf8mb4"),

@@ -85,6 +85,12 @@ class ControlClient:
     def reset(self, everything: bool = False) -> None:
         self.request("POST", "reset", {"everything": everything})
 
+    def set_rds_parameter_defaults(self, engine_version: str,
+                                   values: dict[str, str]) -> None:
+        """New RDS instances of that version start with these values ({} = RDS's own)."""
+        self.request("POST", "rds/parameter-defaults",
+                     {"engine_version": engine_version, "parameters": values})
+
     def set_rds_classes(self, region_id: str, zone_id: str, engine_version: str,
                         classes: list[dict[str, Any]] | None, *,
                         category: str = "HighAvailability",
