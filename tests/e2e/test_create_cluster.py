@@ -41,6 +41,9 @@ def failures_of(run) -> list[tuple[str, str]]:
 
 
 def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_url, tmp_path):
+    # The K3s recipe's story: MySQL 5.7 with innodb_large_prefix OFF (the account's parameter
+    # template says so; RDS's own default is ON) and a K3s whose kine needs it ON.
+    world.emulator.control.set_rds_parameter_defaults("5.7", {"innodb_large_prefix": "OFF"})
     start_worker(concurrency=2, beat=True, **world_env(world))
     cluster = make_world_cluster(world, servers=2, agents=1, k3s_version=OLD_K3S)
     monitor = RedisMonitor(broker_url)
@@ -90,6 +93,33 @@ def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_ur
         assert secret not in " ".join(monitor.commands)
         assert not Step.objects.filter(run=run, error__contains=secret).exists()
     assert any("install.sh" in c for c in command_lines), "the watcher saw the installs"
+
+
+def test_mysql_80_and_57_with_large_prefix_on_modify_no_parameter(world, start_worker):
+    """Nothing to fix: 8.0 has no innodb_large_prefix (it is not even read), RDS 5.7 runs it
+    ON by default (read, then left alone). The emulator's call log shows every call made."""
+    start_worker(concurrency=2, **world_env(world))
+    world.emulator.control.clear_calls()
+    on_80 = make_world_cluster(world, servers=1, agents=0, rds_engine_version="8.0")
+    on_57 = make_world_cluster(world, servers=1, agents=0, first_host=1,
+                               rds_engine_version="5.7", k3s_version=OLD_K3S)
+    started = [operations.start_create(on_80), operations.start_create(on_57)]
+    for run in started:
+        run = runs.wait_finished(run, timeout=300)
+        assert run.status == RunStatus.SUCCEEDED, failures_of(run)
+    versions = {r["engine_version"]: r["id"] for r in inventory(world, "rds_instance")}
+    assert set(versions) == {"8.0", "5.7"}
+    calls = [c for c in world.emulator.control.calls() if c["product"] == "Rds"]
+    assert [c for c in calls if c["action"] == "CreateDBInstance" and c["status"] == 200]
+    assert not [c for c in calls if c["action"] == "ModifyParameter"], "a parameter was changed"
+    described = {c["params"].get("DBInstanceId") for c in calls
+                 if c["action"] == "DescribeParameters"}
+    assert versions["5.7"] in described and versions["8.0"] not in described
+    created = [c["params"] for c in calls if c["action"] == "CreateDBInstance"]
+    assert {(p["EngineVersion"], p["DBInstanceClass"], p["Category"],
+             p["DBInstanceStorageType"]) for p in created} == {
+        ("8.0", "mysql.n2.medium.2c", "HighAvailability", "cloud_essd"),
+        ("5.7", "mysql.n2.medium.2c", "HighAvailability", "cloud_essd")}
 
 
 def test_preflight_refuses_bad_input_and_buys_nothing(world, start_worker):

@@ -262,6 +262,14 @@ def test_rds_versions_are_8_0_by_default_8_4_and_legacy_5_7(
         cloud.control.set_rds_classes(region, zone, "8.4", None)
 
 
+def test_rds_choices_speak_chinese(at_datastore: Client) -> None:
+    page = at_datastore.get(step_url("datastore"),
+                            HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9").content.decode()
+    for text in ("MySQL 5.7（旧版：RDS 延长支持至 2028 年）", "显示此版本的规格",  # noqa: RUF001
+                 "RDS 当前在可用区", "mysql.n2.medium.2c · 20 至 32000 GB"):
+        assert text in page, text
+
+
 def test_rds_lookup_failure_is_shown_and_blocks_only_rds(at_datastore: Client,
                                                          settings: Any) -> None:
     settings.ALIYUN_ENDPOINT_OVERRIDE = "127.0.0.1:9"  # nothing listens: RDS cannot be asked
