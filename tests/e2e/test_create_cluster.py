@@ -139,15 +139,18 @@ def test_preflight_refuses_bad_input_and_buys_nothing(world, start_worker):
     changed_key.nodes.update(host_key="SHA256:q9bI9aDzM3vLhQ7ZCj9yVxw5tYb6Q0Vw3m0bT2yV1Tc")
     outside_vpc = make_world_cluster(world, servers=1, agents=0)
     outside_vpc.nodes.update(private_ip="172.31.1.50")
+    not_sold = make_world_cluster(world, servers=1, agents=0,
+                                  rds_instance_class="mysql.madeup.colossal.99")
 
     expected = {
         bad_key.pk: ("preflight_cloud", "InvalidAccessKeySecret"),
         wrong_password.pk: ("preflight_hosts", "wrong password or key"),
         changed_key.pk: ("preflight_hosts", "has CHANGED: expected SHA256:q9bI9aDzM3vLhQ7Z"),
         outside_vpc.pk: ("preflight_cloud", f"is in VPC {world.other_vpc['vpc_id']}"),
+        not_sold.pk: ("preflight_cloud", "RDS does not sell mysql.madeup.colossal.99"),
     }
     started = [operations.start_create(c) for c in (bad_key, wrong_password, changed_key,
-                                                      outside_vpc)]
+                                                      outside_vpc, not_sold)]
     for pending in started:
         run = runs.wait_finished(pending, timeout=120)
         key, text = expected[run.cluster_id]
