@@ -24,10 +24,11 @@ document.querySelectorAll("fieldset.host").forEach((host) => {
 });
 // A select marked data-refresh (the MySQL version) reloads the step with that choice, so the
 // server can ask the cloud again (the classes RDS sells depend on the version). Without
-// JavaScript the "show the classes" button does the same.
+// JavaScript the "show the classes" button does the same; with it the button is removed, so
+// that Enter in a field still means Next (the first submit button is the form's default).
 document.querySelectorAll("select[data-refresh]").forEach((select) => {
   const button = select.form.querySelector("button[data-refresh-button]");
-  if (button) button.hidden = true;
+  if (button) button.remove();
   select.addEventListener("change", () => {
     const action = document.createElement("input");
     action.type = "hidden";
