@@ -231,22 +231,24 @@ class RdsRuntime:
         saved_options = dict(server.options)
         undo: list[tuple[str, str | None]] = []
         plain = {n: v for n, v in changed.items() if n != parameters.LARGE_PREFIX}
+        current = ""
         try:
             for name, value in plain.items():
                 entry = parameters.template(version, name)
                 if entry is None or not entry.variable or entry.force_restart:
                     continue
-                undo.append((entry.variable, server.global_variable(entry.variable)))
-                server.set_option(entry.variable, value)
+                current = entry.variable
+                undo.append((current, server.global_variable(current)))
+                server.set_option(current, value)
             if parameters.LARGE_PREFIX in changed:  # last: its table rewrite cannot be undone
                 row_format = options["innodb_default_row_format"]
-                undo.append(("innodb_default_row_format",
-                             server.global_variable("innodb_default_row_format")))
-                server.set_option("innodb_default_row_format", row_format)
+                current = "innodb_default_row_format"
+                undo.append((current, server.global_variable(current)))
+                server.set_option(current, row_format)
                 if row_format == "dynamic":
                     self._lift_key_limit(instance_id)
         except pymysql.err.MySQLError as exc:
-            failed = undo[-1][0] if undo else "?"
+            failed = current or "?"
             for variable, old in reversed(undo):
                 if old is None:
                     continue
