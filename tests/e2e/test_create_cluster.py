@@ -104,8 +104,8 @@ def test_mysql_80_and_57_with_large_prefix_on_modify_no_parameter(world, start_w
     on_57 = make_world_cluster(world, servers=1, agents=0, first_host=1,
                                rds_engine_version="5.7", k3s_version=OLD_K3S)
     started = [operations.start_create(on_80), operations.start_create(on_57)]
-    for run in started:
-        run = runs.wait_finished(run, timeout=300)
+    for pending in started:
+        run = runs.wait_finished(pending, timeout=300)
         assert run.status == RunStatus.SUCCEEDED, failures_of(run)
     versions = {r["engine_version"]: r["id"] for r in inventory(world, "rds_instance")}
     assert set(versions) == {"8.0", "5.7"}
