@@ -42,14 +42,16 @@ COMMON_REGIONS = (
     "cn-huhehaote", "cn-wulanchabu", "cn-chengdu", "cn-qingdao", "cn-guangzhou", "cn-hongkong",
     "ap-southeast-1", "ap-southeast-5", "ap-northeast-1", "eu-central-1", "us-west-1",
 )
-RDS_CLASSES = (
-    ("mysql.n2.small.1", _("mysql.n2.small.1 — 1 core, 2 GB (tests only)")),
-    ("mysql.n2.medium.1", _("mysql.n2.medium.1 — 2 cores, 4 GB")),
-    ("mysql.n4.medium.1", _("mysql.n4.medium.1 — 2 cores, 8 GB")),
-    ("mysql.n2.large.1", _("mysql.n2.large.1 — 4 cores, 8 GB")),
-    ("mysql.n4.large.1", _("mysql.n4.large.1 — 4 cores, 16 GB")),
+# MySQL versions RDS sells today (Alibaba help "Major version lifecycle", 2026-03-28): 8.0 is
+# the default, 8.4 the newest, 5.7 runs on RDS extended support until about 2028-10. 5.6 is
+# being retired and is offered only as a bring-your-own database. Which of them a zone sells,
+# and which classes, is asked live (clusters.wizard_checks.rds_choices).
+RDS_DEFAULT_VERSION = "8.0"
+RDS_VERSIONS = (
+    ("8.0", _("MySQL 8.0 (recommended)")),
+    ("8.4", _("MySQL 8.4")),
+    ("5.7", _("MySQL 5.7 (legacy: RDS extended support until 2028)")),
 )
-RDS_STORAGE_MIN, RDS_STORAGE_MAX = 20, 6000
 # Django's forms translate their label suffix; Chinese uses the full-width colon.
 gettext_noop(":")
 
@@ -278,16 +280,27 @@ class NetworkStepForm(WizardForm):
 
 
 class DatastoreStepForm(WizardForm):
+    """The datastore: an RDS instance of a class the zone sells today, or your own MySQL.
+
+    `rds` is what RDS said it sells in the cluster's zone for the chosen version (None with
+    `rds_error` when it could not be asked); the class list and the storage range come
+    from it, not from a list in the panel.
+    """
+
     kind = forms.ChoiceField(label=_("Datastore"), choices=DatastoreKind.choices,
                              initial=DatastoreKind.RDS, widget=forms.RadioSelect)
     rds_engine_version = forms.ChoiceField(
-        label=_("MySQL version"), choices=[("5.7", "MySQL 5.7"), ("8.0", "MySQL 8.0")],
-        initial="8.0", required=False)
-    rds_instance_class = forms.ChoiceField(label=_("Instance class"), choices=RDS_CLASSES,
-                                           initial="mysql.n2.medium.1", required=False)
-    rds_storage_gb = forms.IntegerField(
-        label=_("Storage (GB)"), initial=20, required=False,
-        min_value=RDS_STORAGE_MIN, max_value=RDS_STORAGE_MAX)
+        label=_("MySQL version"), choices=RDS_VERSIONS, initial=RDS_DEFAULT_VERSION,
+        required=False, widget=forms.Select(attrs={"data-refresh": "refresh"}))
+    rds_instance_class = forms.ChoiceField(
+        label=_("Instance class"), required=False,
+        help_text=_("The classes RDS sells in this zone for this version (High-availability "
+                    "edition, ESSD), with their storage range."),
+        error_messages={"invalid_choice": _(
+            "RDS does not sell %(value)s in this zone for this MySQL version; pick one "
+            "from the list.")})
+    rds_storage_gb = forms.IntegerField(label=_("Storage (GB)"), initial=20, required=False,
+                                        min_value=1)
     rds_password = forms.CharField(
         label=_("Database account password"), required=False, max_length=64, strip=False,
         widget=forms.PasswordInput(render_value=True, attrs={"autocomplete": "new-password"}),
@@ -298,6 +311,18 @@ class DatastoreStepForm(WizardForm):
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
                                       "placeholder": "mysql://k3s:PASSWORD@tcp(host:3306)/k3s"}),
         help_text=_("As K3s reads it: mysql://user:password@tcp(host:port)/database"))
+
+    def __init__(self, *args: Any, rds: wizard_checks.RdsChoices | None = None,
+                 rds_error: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rds, self.rds_error = rds, rds_error
+        offered = rds.classes if rds is not None else []
+        self.fields["rds_instance_class"].choices = [
+            (c.instance_class, str(_("%(class)s · %(min)d to %(max)d GB") % {
+                "class": c.instance_class, "min": c.storage_min, "max": c.storage_max}))
+            for c in offered]
+        if offered and not self.is_bound and not self.initial.get("rds_instance_class"):
+            self.initial["rds_instance_class"] = offered[0].instance_class
 
     def clean_rds_password(self) -> str:
         password = self.cleaned_data.get("rds_password") or ""
@@ -311,12 +336,45 @@ class DatastoreStepForm(WizardForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if data.get("kind") == DatastoreKind.RDS:
+            if self.rds is None:
+                self.add_error("rds_instance_class", _(
+                    "The panel could not ask RDS which classes this zone sells: %(error)s")
+                    % {"error": self.rds_error})
+                return data
             for name in ("rds_engine_version", "rds_instance_class", "rds_storage_gb"):
                 if data.get(name) in (None, "") and name not in self.errors:
                     self.add_error(name, _("This field is required."))
+            self._clean_rds(data)
         elif data.get("kind") == DatastoreKind.EXTERNAL:
             self._clean_external(data)
         return data
+
+    def _clean_rds(self, data: dict[str, Any]) -> None:
+        """The version, class and storage must be what RDS sells in the zone right now."""
+        rds = self.rds
+        assert rds is not None  # checked by clean()
+        version = data.get("rds_engine_version")
+        if version and version not in rds.versions and "rds_engine_version" not in self.errors:
+            self.add_error("rds_engine_version", _(
+                "RDS sells no MySQL %(version)s (High-availability, ESSD) in zone %(zone)s. "
+                "It sells: %(versions)s.") % {"version": version, "zone": rds.zone,
+                                               "versions": ", ".join(rds.versions) or "-"})
+            return
+        offer = rds.find(data.get("rds_instance_class") or "")
+        storage = data.get("rds_storage_gb")
+        if offer is None or storage is None or "rds_storage_gb" in self.errors:
+            return
+        problem = offer.storage_problem(storage)
+        if problem == "range":
+            self.add_error("rds_storage_gb", _(
+                "%(class)s takes %(min)d to %(max)d GB of storage.") % {
+                "class": offer.instance_class, "min": offer.storage_min,
+                "max": offer.storage_max})
+        elif problem == "step":
+            self.add_error("rds_storage_gb", _(
+                "Storage for %(class)s goes in steps of %(step)d GB from %(min)d GB.") % {
+                "class": offer.instance_class, "step": offer.storage_step,
+                "min": offer.storage_min})
 
     def _clean_external(self, data: dict[str, Any]) -> None:
         dsn = data.get("external_dsn") or ""

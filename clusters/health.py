@@ -169,15 +169,15 @@ def _rds_storage(cluster: Cluster, findings: list) -> StorageUsage | None:
     try:
         api = cloud.cloud_for(cluster)
         usage = api.describe_resource_usage(rds.provider_id)
-        capacity = api.describe_rds_capacity(rds.provider_id)
+        instance = api.describe_rds(rds.provider_id)
     except StepError as exc:
         findings.append(datastore_health.unknown(datastore_health.STORAGE, str(exc)))
         return None
-    if capacity is None or capacity.storage_gb <= 0 or usage.disk_used < 0:
+    if instance is None or instance.storage_gb <= 0 or usage.disk_used < 0:
         findings.append(datastore_health.unknown(datastore_health.STORAGE,
                                                  "RDS reported no storage figures"))
         return None
-    return StorageUsage(usage.disk_used, capacity.storage_gb * datastore_health.GIB)
+    return StorageUsage(usage.disk_used, instance.storage_gb * datastore_health.GIB)
 
 
 def refresh(cluster: Cluster) -> Assessment:

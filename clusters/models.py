@@ -103,9 +103,11 @@ class Cluster(models.Model):
     datastore_kind = models.CharField(
         _("datastore"), max_length=16, choices=DatastoreKind.choices, default=DatastoreKind.RDS
     )
-    rds_engine_version = models.CharField(_("MySQL version"), max_length=8, default="5.7")
+    # 8.0 is what RDS recommends today (5.7 is on extended support); the class must be one
+    # the zone sells (DescribeAvailableClasses), the wizard always sets both.
+    rds_engine_version = models.CharField(_("MySQL version"), max_length=8, default="8.0")
     rds_instance_class = models.CharField(
-        _("RDS class"), max_length=64, default="mysql.n2.medium.1"
+        _("RDS class"), max_length=64, default="mysql.n2.medium.2c"
     )
     rds_storage_gb = models.PositiveIntegerField(_("RDS storage (GB)"), default=20)
     external_dsn = EncryptedTextField(_("external MySQL DSN"), blank=True)

@@ -246,8 +246,10 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
             disable_traefik=bool(k3s.get("disable_traefik")),
             taint_servers=bool(k3s.get("taint_servers")),
             datastore_kind=datastore["kind"],
-            rds_engine_version=datastore.get("rds_engine_version") or "8.0",
-            rds_instance_class=datastore.get("rds_instance_class") or "mysql.n2.medium.1",
+            rds_engine_version=datastore.get("rds_engine_version")
+            or Cluster._meta.get_field("rds_engine_version").default,
+            rds_instance_class=datastore.get("rds_instance_class")
+            or Cluster._meta.get_field("rds_instance_class").default,
             rds_storage_gb=datastore.get("rds_storage_gb") or 20,
             external_dsn="" if is_rds else datastore.get("external_dsn", ""),
             datastore_password=(datastore.get("rds_password")

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from clusters import datastore
-from clusters.aliyun import AliyunCloud, Region, Vpc, VSwitch
+from clusters.aliyun import AliyunCloud, RdsClassOffer, Region, Vpc, VSwitch
+from clusters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
 from clusters.errors import StepError, TransientError
 from clusters.k3s.dsn import MySQLEndpoint
 
@@ -73,6 +74,38 @@ def network_choices(access_key_id: str, access_key_secret: str, region: str) -> 
                               cloud.describe_vpcs(), cloud.describe_vswitches())
     except StepError as exc:
         raise CheckFailed(_explain(exc)) from None
+
+
+@dataclass
+class RdsChoices:
+    """What the datastore step offers: what RDS sells in the cluster's zone, asked live.
+
+    `versions` are the MySQL versions the zone sells in the panel's edition and storage
+    type (DescribeAvailableZones); `classes` are the classes of `version` with their storage
+    ranges (DescribeAvailableClasses), empty when the zone sells none.
+    """
+
+    zone: str
+    version: str
+    versions: list[str] = field(default_factory=list)
+    classes: list[RdsClassOffer] = field(default_factory=list)
+
+    def find(self, instance_class: str) -> RdsClassOffer | None:
+        return next((c for c in self.classes if c.instance_class == instance_class), None)
+
+
+def rds_choices(access_key_id: str, access_key_secret: str, region: str, zone: str,
+                version: str) -> RdsChoices:
+    """Ask RDS what it sells in `zone` today; raises CheckFailed with the adapter's words."""
+    try:
+        cloud = _cloud(access_key_id, access_key_secret, region)
+        zones = cloud.describe_rds_zones(zone_id=zone)
+        versions = sorted({v for z in zones if z.zone_id == zone for v in z.versions
+                           if z.sells(v, RDS_CATEGORY, RDS_STORAGE_TYPE)})
+        classes = cloud.describe_rds_classes(zone, version) if version in versions else []
+    except StepError as exc:
+        raise CheckFailed(_explain(exc)) from None
+    return RdsChoices(zone, version, versions, classes)
 
 
 # --- K3s releases -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from django.views.decorators.cache import never_cache
 from clusters import audit, operations, pricing, wizard, wizard_checks
 from clusters.forms import (
     COMMON_REGIONS,
+    RDS_DEFAULT_VERSION,
     AccountStepForm,
     DatastoreStepForm,
     HostForm,
@@ -129,16 +130,40 @@ def network_step(request: HttpRequest, state: wizard.WizardState) -> HttpRespons
 # --- 3. datastore ------------------------------------------------------------------------------
 
 
+def _rds_choices(request: HttpRequest, state: wizard.WizardState,
+                 version: str) -> tuple[wizard_checks.RdsChoices | None, str]:
+    """What RDS sells in the cluster's zone for `version`, or the reason it is unknown."""
+    account = _account(request, state)
+    try:
+        return wizard_checks.rds_choices(account.access_key_id, account.access_key_secret,
+                                         state.get("account")["region"],
+                                         state.get("network")["zone"], version), ""
+    except wizard_checks.CheckFailed as exc:
+        return None, str(exc)
+
+
 def datastore_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
-    if request.method == "POST":
-        form = DatastoreStepForm(request.POST)
+    saved = state.get("datastore")
+    source = request.POST if request.method == "POST" else saved
+    version = source.get("rds_engine_version") or RDS_DEFAULT_VERSION
+    rds, rds_error = _rds_choices(request, state, version)
+    if request.method == "POST" and request.POST.get("action") == "refresh":
+        # Another version was picked: show its classes, keep what was typed, judge nothing.
+        typed = {k: v for k, v in request.POST.items() if k not in ("csrfmiddlewaretoken",
+                                                                     "action")}
+        if rds is None or rds.find(typed.get("rds_instance_class", "")) is None:
+            typed.pop("rds_instance_class", None)
+        form = DatastoreStepForm(initial=typed, rds=rds, rds_error=rds_error)
+    elif request.method == "POST":
+        form = DatastoreStepForm(request.POST, rds=rds, rds_error=rds_error)
         if form.is_valid():
             state.put("datastore", form.cleaned_data)
             _flash_warnings(request, form.warnings)
             return _next("datastore")
     else:
-        form = DatastoreStepForm(initial=state.get("datastore") or None)
-    return _render(request, "datastore", {"form": form})
+        form = DatastoreStepForm(initial=saved or None, rds=rds, rds_error=rds_error)
+    return _render(request, "datastore", {"form": form, "rds": rds, "rds_error": rds_error,
+                                          "zone": state.get("network").get("zone", "")})
 
 
 # --- 4. hosts ----------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ Offline sandbox ready. Open http://{addr}/ and log in as admin
 (password in {VAR / 'admin-password.txt'}), then New cluster:
   1. account  : the "sandbox" cloud account, region {world.region}
   2. network  : zone {world.zone}, VPC {world.vpc_id}, vSwitch {world.vswitch_id}
-  3. datastore: create an RDS instance (MySQL 5.7 shows the innodb_large_prefix fix)
+  3. datastore: create an RDS instance, MySQL 8.0 (classes: what the emulator's RDS sells)
   4. hosts    : two servers and an agent among these lab hosts (SSH port 22):
 {hosts}
   5. K3s      : install source "Custom base URL" {world.install_base_url}, v1.32.5+k3s1

@@ -134,6 +134,8 @@ class RdsInstance:
     lock_mode: str = ""
     description: str = ""
     security_ips: tuple[str, ...] = ()
+    storage_type: str = ""  # DBInstanceStorageType: local_ssd, cloud_essd, ...
+    storage_gb: int = 0  # DBInstanceStorage
 
     @property
     def running(self) -> bool:
@@ -143,9 +145,9 @@ class RdsInstance:
     def from_api(cls, entry: dict[str, Any], *, listing: bool = False) -> RdsInstance:
         """A DescribeDBInstanceAttribute item, or (`listing`) a DescribeDBInstances one.
 
-        A listing entry has no Port and no SecurityIPList, and neither answer carries tags
-        (Alibaba's V2 models, checked by tests/conformance): they are not read there, so a
-        default can never pass for a value the cloud gave.
+        A listing entry has no Port, SecurityIPList or DBInstanceStorage, and neither answer
+        carries tags (Alibaba's V2 models, checked by tests/conformance): they are not read
+        there, so a default can never pass for a value the cloud gave.
         """
         ips = "" if listing else entry.get("SecurityIPList") or ""
         return cls(
@@ -158,7 +160,58 @@ class RdsInstance:
             vswitch_id=entry.get("VSwitchId", ""), zone_id=entry.get("ZoneId", ""),
             pay_type=entry.get("PayType", ""), lock_mode=entry.get("LockMode", ""),
             description=entry.get("DBInstanceDescription", ""),
-            security_ips=tuple(ip for ip in ips.split(",") if ip))
+            security_ips=tuple(ip for ip in ips.split(",") if ip),
+            storage_type=entry.get("DBInstanceStorageType", ""),
+            storage_gb=0 if listing else _int(entry.get("DBInstanceStorage")))
+
+
+@dataclass(frozen=True)
+class RdsClassOffer:
+    """One DescribeAvailableClasses item: a class a zone sells and its storage range (GB)."""
+
+    instance_class: str
+    storage_min: int
+    storage_max: int
+    storage_step: int
+
+    def storage_problem(self, storage_gb: int) -> str | None:
+        """"range" or "step" when `storage_gb` cannot be bought with this class, else None."""
+        if not self.storage_min <= storage_gb <= self.storage_max:
+            return "range"
+        if self.storage_step > 1 and (storage_gb - self.storage_min) % self.storage_step:
+            return "step"
+        return None
+
+    @classmethod
+    def from_api(cls, entry: dict[str, Any]) -> RdsClassOffer:
+        storage = entry.get("DBInstanceStorageRange") or {}
+        return cls(entry.get("DBInstanceClass", ""), _int(storage.get("MinValue")),
+                   _int(storage.get("MaxValue")), _int(storage.get("Step"), 1) or 1)
+
+
+@dataclass(frozen=True)
+class RdsZoneOffer:
+    """One DescribeAvailableZones item: what a zone sells, as {version: {category: types}}."""
+
+    zone_id: str
+    versions: dict[str, dict[str, tuple[str, ...]]]
+
+    def sells(self, version: str, category: str, storage_type: str) -> bool:
+        return storage_type in self.versions.get(version, {}).get(category, ())
+
+    @classmethod
+    def from_api(cls, entry: dict[str, Any]) -> RdsZoneOffer:
+        versions: dict[str, dict[str, tuple[str, ...]]] = {}
+        for engine in entry.get("SupportedEngines") or []:
+            if str(engine.get("Engine", "")).lower() != "mysql":
+                continue
+            for version in engine.get("SupportedEngineVersions") or []:
+                categories = versions.setdefault(str(version.get("Version", "")), {})
+                for category in version.get("SupportedCategorys") or []:
+                    categories[str(category.get("Category", ""))] = tuple(
+                        str(t.get("StorageType", ""))
+                        for t in category.get("SupportedStorageTypes") or [])
+        return cls(entry.get("ZoneId", ""), versions)
 
 
 @dataclass(frozen=True)
@@ -370,10 +423,3 @@ class ResourceUsage:
                    number("BackupSize"))
 
 
-@dataclass(frozen=True)
-class RdsCapacity:
-    """The storage DescribeDBInstanceAttribute states (DBInstanceStorage, GB). Connection
-    limits are read from the server itself (clusters.datastore_health): they can be changed
-    with ModifyParameter, so the server's values are the ones enforced."""
-
-    storage_gb: int

@@ -16,6 +16,12 @@ from aliyunsdkrds.request.v20140815.CreateDatabaseRequest import CreateDatabaseR
 from aliyunsdkrds.request.v20140815.CreateDBInstanceRequest import CreateDBInstanceRequest
 from aliyunsdkrds.request.v20140815.DeleteDBInstanceRequest import DeleteDBInstanceRequest
 from aliyunsdkrds.request.v20140815.DescribeAccountsRequest import DescribeAccountsRequest
+from aliyunsdkrds.request.v20140815.DescribeAvailableClassesRequest import (
+    DescribeAvailableClassesRequest,
+)
+from aliyunsdkrds.request.v20140815.DescribeAvailableZonesRequest import (
+    DescribeAvailableZonesRequest,
+)
 from aliyunsdkrds.request.v20140815.DescribeBackupsRequest import DescribeBackupsRequest
 from aliyunsdkrds.request.v20140815.DescribeDatabasesRequest import DescribeDatabasesRequest
 from aliyunsdkrds.request.v20140815.DescribeDBInstanceAttributeRequest import (
@@ -47,10 +53,11 @@ from clusters.aliyun.models import (
     NetInfo,
     Parameters,
     ParameterTemplate,
-    RdsCapacity,
+    RdsClassOffer,
     RdsCreated,
     RdsInstance,
     RdsSpec,
+    RdsZoneOffer,
     ResourceUsage,
     items,
 )
@@ -58,6 +65,24 @@ from clusters.errors import PermanentError
 
 WHITELIST_GROUP = "k3s"  # our own IP group, so the instance's default group is left alone
 RDS_PAGE_SIZE = 100
+# What the panel buys for K3s: the High-availability edition (a standby in the zone) on
+# enhanced SSDs (cloud disks), pay-as-you-go. The wizard asks DescribeAvailableClasses for
+# exactly this combination, so what it offers is what CreateDBInstance can buy.
+RDS_CATEGORY = "HighAvailability"
+RDS_STORAGE_TYPE = "cloud_essd"
+RDS_PAY_TYPE = "Postpaid"
+LOCAL_SSD = "local_ssd"
+
+
+def backup_method_for(storage_type: str) -> str:
+    """CreateBackup's BackupMethod for an instance's DBInstanceStorageType.
+
+    Local SSD instances take physical backups; cloud-disk instances (cloud_ssd, cloud_essd*,
+    general_essd) support only snapshot backups (Alibaba help, "Back up individual databases
+    and tables of an ApsaraDB RDS for MySQL instance"; V2 CreateBackupRequest: Logical |
+    Physical | Snapshot, default Physical).
+    """
+    return "Physical" if storage_type == LOCAL_SSD else "Snapshot"
 
 
 class RdsApi:
@@ -241,14 +266,50 @@ class RdsApi:
             return False
         return True
 
-    def create_backup(self, instance_id: str) -> str:
-        """Start a full physical backup; returns the backup job id."""
+    def create_backup(self, instance_id: str, storage_type: str | None = None) -> str:
+        """Start a full backup with the method the storage supports; returns the job id.
+
+        `storage_type` is DescribeDBInstanceAttribute's DBInstanceStorageType (looked up when
+        not given). BackupType is not sent: the V2 docstring says it is for SQL Server only.
+        """
+        if storage_type is None:
+            instance = self.describe_rds(instance_id)
+            if instance is None:
+                raise CloudNotFound(f"RDS instance {instance_id} does not exist.")
+            storage_type = instance.storage_type
         request = CreateBackupRequest()
         request.set_DBInstanceId(instance_id)
-        request.set_BackupMethod("Physical")
-        request.set_BackupType("FullBackup")
+        request.set_BackupMethod(backup_method_for(storage_type))
         body = self.client.call(request)
         return str(body.get("BackupJobId", ""))
+
+    def describe_rds_zones(self, engine_version: str | None = None, *,
+                           zone_id: str | None = None) -> list[RdsZoneOffer]:
+        """DescribeAvailableZones for MySQL: which zones sell which versions, editions and
+        storage types (what the wizard may offer at all)."""
+        request = DescribeAvailableZonesRequest()
+        request.set_Engine("MySQL")
+        if engine_version:
+            request.set_EngineVersion(engine_version)
+        if zone_id:
+            request.set_ZoneId(zone_id)
+        body = self.client.call(request)
+        return [RdsZoneOffer.from_api(z) for z in body.get("AvailableZones") or []]
+
+    def describe_rds_classes(self, zone_id: str, engine_version: str, *,
+                             category: str = RDS_CATEGORY, storage_type: str = RDS_STORAGE_TYPE,
+                             pay_type: str = RDS_PAY_TYPE) -> list[RdsClassOffer]:
+        """DescribeAvailableClasses: the classes (and each one's storage range) that zone
+        sells for MySQL `engine_version` in that edition and storage type."""
+        request = DescribeAvailableClassesRequest()
+        request.set_ZoneId(zone_id)
+        request.set_Engine("MySQL")
+        request.set_EngineVersion(engine_version)
+        request.set_Category(category)
+        request.set_DBInstanceStorageType(storage_type)
+        request.set_InstanceChargeType(pay_type)
+        body = self.client.call(request)
+        return [RdsClassOffer.from_api(c) for c in body.get("DBInstanceClasses") or []]
 
     def describe_backups(self, instance_id: str) -> list[Backup]:
         def make(page: int) -> DescribeBackupsRequest:
@@ -268,16 +329,3 @@ class RdsApi:
         request = DescribeResourceUsageRequest()
         request.set_DBInstanceId(instance_id)
         return ResourceUsage.from_api(self.client.call(request))
-
-    def describe_rds_capacity(self, instance_id: str) -> RdsCapacity | None:
-        """DBInstanceStorage (GB) of the instance, or None once it is gone."""
-        request = DescribeDBInstanceAttributeRequest()
-        request.set_DBInstanceId(instance_id)
-        try:
-            body = self.client.call(request)
-        except CloudNotFound:
-            return None
-        found = items(body, "Items", "DBInstanceAttribute")
-        if not found:
-            return None
-        return RdsCapacity(int(found[0].get("DBInstanceStorage") or 0))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from clusters import cloud, k3s_release
 from clusters.aliyun import AliyunCloud
 from clusters.errors import PermanentError
-from clusters.models import Node
+from clusters.models import DatastoreKind, Node, RunKind
 from clusters.outcomes import Done, Outcome
 from clusters.stepcontext import StepContext
 from clusters.steps import step_handler
@@ -90,6 +90,33 @@ def _k3s_release(ctx: StepContext, api: AliyunCloud) -> None:
     k3s_release.pin_release(ctx.cluster, ctx.say)
 
 
+def _rds_class(ctx: StepContext, api: AliyunCloud) -> None:
+    """The RDS class is still sold in the zone, with this storage (DescribeAvailableClasses).
+
+    The wizard offered what the zone sold then; a class can stop selling before Create is
+    pressed (or before a retry). Checked only while nothing has been bought yet.
+    """
+    cluster = ctx.cluster
+    if cluster.datastore_kind != DatastoreKind.RDS or ctx.run.kind != RunKind.CREATE:
+        return
+    if cluster.resources.filter(kind="rds_instance").exclude(provider_id="").exists():
+        return
+    offers = api.describe_rds_classes(cluster.zone, cluster.rds_engine_version)
+    offer = next((o for o in offers if o.instance_class == cluster.rds_instance_class), None)
+    if offer is None:
+        sold = ", ".join(o.instance_class for o in offers) or "none"
+        raise PermanentError(
+            f"RDS does not sell {cluster.rds_instance_class} for MySQL "
+            f"{cluster.rds_engine_version} in zone {cluster.zone} (High-availability, ESSD); "
+            f"it sells: {sold}. Create the cluster again with one of those.")
+    if offer.storage_problem(cluster.rds_storage_gb):
+        raise PermanentError(
+            f"RDS {offer.instance_class} takes {offer.storage_min} to {offer.storage_max} GB "
+            f"in steps of {offer.storage_step} GB; {cluster.rds_storage_gb} GB cannot be bought.")
+    ctx.say(f"RDS sells {offer.instance_class} (MySQL {cluster.rds_engine_version}, "
+            f"{cluster.rds_storage_gb} GB) in {cluster.zone}")
+
+
 CHECKS: list[tuple[str, Callable[[StepContext, AliyunCloud], None]]] = [
     ("k3s_release", _k3s_release),
     ("credentials", _credentials_and_region),
@@ -97,6 +124,7 @@ CHECKS: list[tuple[str, Callable[[StepContext, AliyunCloud], None]]] = [
     ("vpc", _vpc),
     ("vswitch", _vswitch),
     ("instances", _instances),
+    ("rds_class", _rds_class),
 ]
 
 

@@ -6,6 +6,7 @@ import time
 
 from clusters import cloud
 from clusters.aliyun import RdsSpec
+from clusters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
 from clusters.credentials import generate_rds_password, name_from_cluster
 from clusters.errors import PermanentError
 from clusters.models import Cluster, NodeRole, ResourceState
@@ -44,6 +45,7 @@ def create(ctx: StepContext) -> Outcome:
                     instance_class=cluster.rds_instance_class,
                     storage_gb=cluster.rds_storage_gb, vpc_id=cluster.vpc_id,
                     vswitch_id=cluster.vswitch_id, zone_id=cluster.zone,
+                    storage_type=RDS_STORAGE_TYPE, category=RDS_CATEGORY,
                     description=f"K3s datastore of {cluster.name}"[:256]),
             client_token=resource.client_token, tags=cloud.tags(cluster),
         )
@@ -68,7 +70,13 @@ def create(ctx: StepContext) -> Outcome:
 
 
 def turn_large_prefix_on(ctx: StepContext) -> Outcome | None:
-    """Ask for innodb_large_prefix=ON once; a Wait until DescribeParameters shows it running."""
+    """innodb_large_prefix=ON where it exists and reads OFF; a Wait until it runs.
+
+    Never on 8.x (the parameter does not exist there, WL#7704). On 5.6/5.7 DescribeParameters
+    is read first: RDS 5.7 runs it ON by default, so usually nothing is modified at all.
+    If the change was asked for and is neither pending nor running any more, RDS's
+    modification task failed: asking again would loop, so a person is told.
+    """
     cluster = ctx.cluster
     if cluster.rds_engine_version not in LARGE_PREFIX_VERSIONS:
         return None
@@ -78,9 +86,15 @@ def turn_large_prefix_on(ctx: StepContext) -> Outcome | None:
     if parameters.running.get(LARGE_PREFIX, "").upper() == "ON":
         return None
     if parameters.value(LARGE_PREFIX) != "ON":
+        if ctx.memo.get("large_prefix_requested"):
+            raise PermanentError(
+                f"RDS did not apply {LARGE_PREFIX}=ON on {instance_id}: the parameter change "
+                "failed and it still reads OFF. Look at the instance's parameter modification "
+                "log in the RDS console, set it ON there, then press Retry.")
         api.modify_parameters(instance_id, {LARGE_PREFIX: "ON"})
-        ctx.say(f"Set {LARGE_PREFIX}=ON on {instance_id} (K3s's index needs keys over "
-                "767 bytes)")
+        ctx.memo["large_prefix_requested"] = True
+        ctx.say(f"Set {LARGE_PREFIX}=ON on {instance_id} (it reads OFF, and K3s's index needs "
+                "keys over 767 bytes)")
     return Wait(cloud.poll_seconds(), f"Waiting for {LARGE_PREFIX}=ON to be applied")
 
 

@@ -93,7 +93,8 @@ def backup(ctx: StepContext) -> Outcome:
         memo.setdefault("known", [b.backup_id for b in api.describe_backups(instance_id)])
         memo["job_id"] = api.create_backup(instance_id)
         memo["deadline"] = time.time() + BACKUP_TIMEOUT_SECONDS
-        ctx.say(f"CreateBackup on RDS {instance_id}: job {memo['job_id']} (full, physical)")
+        ctx.say(f"CreateBackup on RDS {instance_id}: job {memo['job_id']} (full backup; "
+                f"physical on local SSD, snapshot on cloud disks)")
         return Wait(cloud.poll_seconds(), f"Waiting for the RDS backup of {instance_id}")
     new = [b for b in api.describe_backups(instance_id) if b.backup_id not in memo["known"]]
     finished = [b for b in new if b.status == "Success"]

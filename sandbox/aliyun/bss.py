@@ -91,4 +91,4 @@ def seeded_prices(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
     """The seeded price lists (BSS and RDS DescribePrice), so tests can compare with them."""
     rds_price = sys.modules.get("sandbox.aliyun.rds_price")  # absent when RDS is not loaded
     return 200, {"currency": CURRENCY, "bss": PRICE_LIST,
-                 "rds": rds_price.price_list() if rds_price else None}
+                 "rds": rds_price.price_list(cloud.state) if rds_price else None}

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -317,12 +318,23 @@ class MariaDBServer:
             return list(cursor.fetchall())
 
     def set_option(self, name: str, value: str, *, apply_now: bool = True) -> None:
-        """Persist a server variable in my.cnf and, if the server runs, `SET GLOBAL` it."""
+        """Persist a server variable in my.cnf and, if the server runs, `SET GLOBAL` it.
+
+        The value is sent as a number when it is one: MariaDB refuses a quoted number for a
+        numeric variable (`SET GLOBAL wait_timeout = '60'` is error 1232, "Incorrect
+        argument type"). It reaches my.cnf only once the server took it.
+        """
+        if apply_now and self.running:
+            self.execute(f"SET GLOBAL {_identifier(name)} = %s", (typed_value(value),))
         self.options[name] = value
         self.save()
         self._write_config()
-        if apply_now and self.running:
-            self.execute(f"SET GLOBAL {_identifier(name)} = %s", (value,))
+
+    def replace_options(self, options: Mapping[str, str]) -> None:
+        """Put back a previous set of options (my.cnf included), e.g. after a refusal."""
+        self.options = dict(options)
+        self.save()
+        self._write_config()
 
     def global_variable(self, name: str) -> str | None:
         rows = self.execute("SHOW GLOBAL VARIABLES LIKE %s", (name,))
@@ -442,6 +454,16 @@ class MariaDBServer:
         except FileNotFoundError:
             return f"(no {self.error_log})"
         return " | ".join(text.strip().splitlines()[-lines:])
+
+
+def typed_value(value: str) -> int | float | str:
+    """'60' → 60, '0.5' → 0.5, 'ON' → 'ON': how a parameter value goes into SET GLOBAL."""
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d*|-?\.\d+", text):
+        return float(text)
+    return str(value)
 
 
 def _identifier(name: str) -> str:

@@ -17,7 +17,16 @@ import secrets
 import string
 from typing import Any
 
-from sandbox.aliyun import errors, network, rds_accounts, rds_config, rds_network, tags
+from sandbox.aliyun import (
+    errors,
+    network,
+    rds_accounts,
+    rds_config,
+    rds_network,
+    rds_offer,
+    tags,
+)
+from sandbox.aliyun import rds_catalogue as catalogue
 from sandbox.aliyun import rds_parameters as parameters
 from sandbox.aliyun import rds_rules as rules
 from sandbox.aliyun.clock import iso_utc
@@ -39,7 +48,7 @@ from sandbox.aliyun.registry import ClientTokenPolicy
 from sandbox.aliyun.state import State
 
 log = logging.getLogger(__name__)
-ACTION_MODULES = (rds_accounts, rds_config, rds_network)  # imported for their actions
+ACTION_MODULES = (rds_accounts, rds_config, rds_network, rds_offer)  # imported for their actions
 
 # Memory (MB), CPU cores and connection limit for the classes people use with K3s.
 _CLASS_SIZES = {"small": (1024, 1, 300), "medium": (2048, 2, 600), "large": (4096, 2, 1200),
@@ -89,12 +98,18 @@ def create_db_instance(state: State, params: Params, ctx: RequestContext) -> dic
         raise rules.ENGINE_VERSION_MALFORMED
     rules.check_instance_class(params["DBInstanceClass"])
     storage = params["DBInstanceStorage"]
-    if not 5 <= storage <= 32000 or storage % 5:
+    if not 5 <= storage <= 64000 or storage % 5:
         raise rules.STORAGE_FORMAT
     whitelist = rules.parse_security_ips(params["SecurityIPList"])
     rules.check_description(params["DBInstanceDescription"] or "",
                             rules.INSTANCE_DESCRIPTION_FORMAT)
     vsw = _placement(state, params, ctx)
+    # Only what the zone sells can be bought, within the class's own storage range.
+    sold = catalogue.find_class(state, catalogue.Combination(
+        ctx.region_id, vsw["zone_id"], params["EngineVersion"], params["Category"],
+        params["DBInstanceStorageType"]), params["DBInstanceClass"])
+    if not catalogue.storage_fits(sold, storage):
+        raise rules.STORAGE_FORMAT
     instance_id = _new_instance_id(ctx.region_id)
     try:
         if params.given("PrivateIpAddress"):
@@ -113,6 +128,8 @@ def create_db_instance(state: State, params: Params, ctx: RequestContext) -> dic
         "id": instance_id, "region_id": ctx.region_id, "zone_id": vsw["zone_id"],
         "vpc_id": vsw["vpc_id"], "vswitch_id": vsw["vswitch_id"], "engine": "MySQL",
         "engine_version": version, "instance_class": params["DBInstanceClass"],
+        "class_spec": {"cpu": sold["cpu"], "memory_mb": sold["memory_mb"],
+                       "max_connections": sold["max_connections"]},
         "storage": storage, "storage_type": params["DBInstanceStorageType"],
         "pay_type": params["PayType"], "net_type": params["DBInstanceNetType"],
         "category": params["Category"], "description": params["DBInstanceDescription"] or "",
@@ -121,7 +138,9 @@ def create_db_instance(state: State, params: Params, ctx: RequestContext) -> dic
         "address": address, "port": port,
         "security_groups": {DEFAULT_IP_ARRAY: {"ips": whitelist, "network_type": "MIX",
                                                "attribute": ""}},
-        "accounts": {}, "databases": {}, "parameters": parameters.defaults_for(version),
+        "accounts": {}, "databases": {},
+        "parameters": {**parameters.defaults_for(version),
+                       **rds_offer.parameter_defaults(state, version)},
         "pending_parameters": {}, "parameters_due": None, "backups": [],
         "deletion_protection": params["DeletionProtection"],
         "resource_group_id": params["ResourceGroupId"] or "rg-acfmemulator",
@@ -159,7 +178,11 @@ def _security_ip_list(record: dict[str, Any]) -> str:
 
 
 def attribute_view(record: dict[str, Any]) -> dict[str, Any]:
-    memory, cpu, connections = _class_size(record["instance_class"])
+    spec = record.get("class_spec")  # what the catalogue said when it was bought
+    if spec:
+        memory, cpu, connections = spec["memory_mb"], spec["cpu"], spec["max_connections"]
+    else:  # instances bought before the catalogue existed
+        memory, cpu, connections = _class_size(record["instance_class"])
     return {
         "DBInstanceId": record["id"], "DBInstanceDescription": record["description"],
         "DBInstanceStatus": record["status"], "Engine": record["engine"],

@@ -2,7 +2,7 @@
 
 Why: K3s breaks on RDS MySQL 5.6/5.7 while `innodb_large_prefix` is OFF (kine's utf8mb4
 VARCHAR(630) key exceeds 767 bytes), so the emulator must hold that parameter, refuse it on
-8.0 (removed in MySQL 8.0), and make the MariaDB server enforce the matching key limit.
+8.0/8.4 (removed in MySQL 8.0, WL#7704), and make the MariaDB server enforce the matching key limit.
 MariaDB 10.11 has no innodb_large_prefix; the same limit comes from the row format: COMPACT
 tables allow 767-byte keys, DYNAMIC ones 3072 bytes (what MySQL 5.7 allows with it ON).
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 LARGE_PREFIX = "innodb_large_prefix"
 # What `SELECT VERSION()` answers on each RDS engine version (MariaDB lets us say it).
-SERVER_VERSIONS = {"5.6": "5.6.51-log", "5.7": "5.7.44-log", "8.0": "8.0.36"}
+SERVER_VERSIONS = {"5.6": "5.6.51-log", "5.7": "5.7.44-log", "8.0": "8.0.36", "8.4": "8.4.5"}
 
 
 @dataclass(frozen=True)
@@ -26,14 +26,17 @@ class Template:
     checking_code: str
     force_restart: bool
     description: str
-    versions: tuple[str, ...] = ("5.6", "5.7", "8.0")
+    versions: tuple[str, ...] = ("5.6", "5.7", "8.0", "8.4")
     # The MariaDB variable that carries the value ("" = special handling in the runtime).
     variable: str | None = None
     default_80: str | None = None
+    default_57: str | None = None
 
     def default_for(self, engine_version: str) -> str:
-        if engine_version == "8.0" and self.default_80 is not None:
+        if engine_version.startswith("8.") and self.default_80 is not None:
             return self.default_80
+        if engine_version == "5.7" and self.default_57 is not None:
+            return self.default_57
         return self.default
 
     def accepts(self, value: str) -> bool:
@@ -53,10 +56,13 @@ class Template:
 
 
 TEMPLATES: tuple[Template, ...] = (
+    # ON by default on RDS 5.7 (and MySQL 5.7.7+), OFF on 5.6, absent on 8.x. An instance that
+    # starts OFF (the K3s recipe's story) comes from a changed default: the control API's
+    # `rds/parameter-defaults` stands in for the account's own parameter template.
     Template(LARGE_PREFIX, "OFF", "[ON|OFF]", False,
              "Allows index key prefixes longer than 767 bytes (up to 3072 bytes) for InnoDB "
              "tables that use the DYNAMIC or COMPRESSED row format.",
-             versions=("5.6", "5.7"), variable=""),
+             versions=("5.6", "5.7"), variable="", default_57="ON"),
     Template("character_set_server", "utf8", "[utf8|latin1|gbk|utf8mb4]", True,
              "The server's default character set.", variable="character_set_server",
              default_80="utf8mb4"),

@@ -20,16 +20,11 @@ from typing import Any
 from sandbox.aliyun import errors
 from sandbox.aliyun.cloud import RequestContext
 from sandbox.aliyun.params import Param, Params
+from sandbox.aliyun.rds_catalogue import class_prices
 from sandbox.aliyun.rds_product import PRODUCT
 from sandbox.aliyun.state import State
 
 CURRENCY = "CNY"
-CLASS_PRICES = {  # CNY per hour
-    "mysql.n1.micro.1": 0.12, "mysql.n2.small.1": 0.29, "mysql.n2.medium.1": 0.58,
-    "mysql.n4.medium.1": 0.86, "mysql.n2.large.1": 1.16, "mysql.n4.large.1": 1.72,
-    "mysql.n2.medium.2c": 1.17, "mysql.n4.medium.2c": 1.73, "mysql.n2.large.2c": 2.33,
-    "mysql.x4.large.2": 3.46, "rds.mysql.s1.small": 0.42, "rds.mysql.s2.large": 1.25,
-}
 STORAGE_PRICES = {  # CNY per GB and hour, by DBInstanceStorageType
     "cloud_essd": 0.0014, "general_essd": 0.0014, "cloud_essd2": 0.0027,
     "cloud_essd3": 0.0055, "cloud_ssd": 0.0011, "local_ssd": 0.0011,
@@ -43,18 +38,22 @@ CLASS_NOT_FOUND = errors.ApiError(404, "InvalidDBInstanceClass.NotFound",
                                   "Specified DB instance class is not found.")
 
 
-def price_list() -> dict[str, Any]:
-    return {"currency": CURRENCY, "classes": CLASS_PRICES, "storage_per_gb": STORAGE_PRICES,
-            "default_storage_type": DEFAULT_STORAGE_TYPE}
+def price_list(state: State) -> dict[str, Any]:
+    return {"currency": CURRENCY, "classes": class_prices(state),
+            "storage_per_gb": STORAGE_PRICES, "default_storage_type": DEFAULT_STORAGE_TYPE}
 
 
-def hourly_price(instance_class: str, storage_gb: int, storage_type: str | None) -> float:
-    if instance_class not in CLASS_PRICES:
+def hourly_price(state: State, instance_class: str, storage_gb: int,
+                 storage_type: str | None) -> float:
+    """The class's hourly price (from the RDS catalogue, one list for sale and price) plus
+    storage by the GB."""
+    prices = class_prices(state)
+    if instance_class not in prices:
         raise CLASS_NOT_FOUND
     per_gb = STORAGE_PRICES.get(storage_type or DEFAULT_STORAGE_TYPE)
     if per_gb is None:
         raise errors.invalid_parameter("DBInstanceStorageType")
-    return round(CLASS_PRICES[instance_class] + per_gb * storage_gb, 4)
+    return round(prices[instance_class] + per_gb * storage_gb, 4)
 
 
 @PRODUCT.action("DescribePrice", (
@@ -75,7 +74,7 @@ def describe_price(state: State, params: Params, ctx: RequestContext) -> dict[st
     code = params["CommodityCode"]
     if code in SUBSCRIPTION_CODES and not params["TimeType"]:
         raise errors.missing_named("TimeType")
-    hourly = hourly_price(params["DBInstanceClass"], params["DBInstanceStorage"],
+    hourly = hourly_price(state, params["DBInstanceClass"], params["DBInstanceStorage"],
                           params["DBInstanceStorageType"])
     units = 1 if code in PAY_AS_YOU_GO_CODES else HOURS[params["TimeType"]] * params["UsedTime"]
     amount = round(hourly * units * params["Quantity"], 4)

@@ -13,7 +13,9 @@ import re
 
 from sandbox.aliyun.errors import ApiError
 
-ENGINE_VERSIONS = ("5.6", "5.7", "8.0")
+# Versions the API knows (templates, existing instances); which can be *bought* in a zone is
+# the catalogue's business (rds_catalogue: 5.6 is no longer sold).
+ENGINE_VERSIONS = ("5.6", "5.7", "8.0", "8.4")
 PAY_TYPES = ("Postpaid", "Prepaid", "Serverless")
 STORAGE_TYPES = ("local_ssd", "general_essd", "cloud_essd", "cloud_essd2", "cloud_essd3",
                  "cloud_ssd")

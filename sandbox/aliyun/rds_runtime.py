@@ -19,7 +19,7 @@ import pymysql
 
 from sandbox import netns as netns_helpers
 from sandbox.aliyun import rds_parameters as parameters
-from sandbox.aliyun.mysqld import MariaDBServer, reap_orphans
+from sandbox.aliyun.mysqld import MariaDBServer, reap_orphans, typed_value
 from sandbox.aliyun.rds_gate import WhitelistGate
 from sandbox.aliyun.rds_product import whitelist_of
 from sandbox.aliyun.rds_rules import privilege_statements
@@ -216,21 +216,48 @@ class RdsRuntime:
         self.sql(instance_id, f"GRANT {statements} ON `{database}`.* TO %s@'%%'", (account,))
 
     def apply_parameters(self, record: dict[str, Any], changed: dict[str, str]) -> None:
-        """Apply dynamic parameters to the running server and keep them for restarts."""
+        """Apply dynamic parameters to the running server and keep them for restarts.
+
+        All or nothing, as an RDS parameter task: if MariaDB refuses one value, the values
+        already set are put back (server and my.cnf) and `ParameterRefused` says which one
+        and why; the caller then leaves the running parameters as they were.
+        `record["parameters"]` must still hold the old values.
+        """
         instance_id = record["id"]
+        version = record["engine_version"]
         server = self.instances[instance_id].server
-        options = parameters.server_options(record["parameters"], record["engine_version"])
-        for name, value in changed.items():
-            entry = parameters.template(record["engine_version"], name)
-            if entry is None:
-                continue
-            if name == parameters.LARGE_PREFIX:
+        target = {**record["parameters"], **changed}
+        options = parameters.server_options(target, version)
+        saved_options = dict(server.options)
+        undo: list[tuple[str, str | None]] = []
+        plain = {n: v for n, v in changed.items() if n != parameters.LARGE_PREFIX}
+        current = ""
+        try:
+            for name, value in plain.items():
+                entry = parameters.template(version, name)
+                if entry is None or not entry.variable or entry.force_restart:
+                    continue
+                current = entry.variable
+                undo.append((current, server.global_variable(current)))
+                server.set_option(current, value)
+            if parameters.LARGE_PREFIX in changed:  # last: its table rewrite cannot be undone
                 row_format = options["innodb_default_row_format"]
-                server.set_option("innodb_default_row_format", row_format)
+                current = "innodb_default_row_format"
+                undo.append((current, server.global_variable(current)))
+                server.set_option(current, row_format)
                 if row_format == "dynamic":
                     self._lift_key_limit(instance_id)
-            elif entry.variable and not entry.force_restart:
-                server.set_option(entry.variable, value)
+        except pymysql.err.MySQLError as exc:
+            failed = current or "?"
+            for variable, old in reversed(undo):
+                if old is None:
+                    continue
+                try:
+                    server.execute(f"SET GLOBAL {variable} = %s", (typed_value(old),))
+                except pymysql.err.MySQLError:
+                    log.exception("RDS %s: could not restore %s", instance_id, variable)
+            server.replace_options(saved_options)
+            raise ParameterRefused(failed, exc.args[-1] if exc.args else str(exc)) from exc
 
     def _lift_key_limit(self, instance_id: str) -> None:
         """Tables made while the 767-byte limit held move to DYNAMIC, as MySQL 5.7 tables
@@ -244,6 +271,15 @@ class RdsRuntime:
         )
         for schema, table in rows:
             self.sql(instance_id, f"ALTER TABLE `{schema}`.`{table}` ROW_FORMAT=DEFAULT")
+
+
+class ParameterRefused(Exception):
+    """MariaDB refused a parameter value: the modification task fails, nothing changes."""
+
+    def __init__(self, variable: str, reason: str) -> None:
+        super().__init__(f"{variable}: {reason}")
+        self.variable = variable
+        self.reason = reason
 
 
 def _stop_quietly(server: MariaDBServer) -> None:

@@ -89,6 +89,22 @@ class ControlClient:
     def reset(self, everything: bool = False) -> None:
         self.request("POST", "reset", {"everything": everything})
 
+    def set_rds_parameter_defaults(self, engine_version: str,
+                                   values: dict[str, str]) -> None:
+        """New RDS instances of that version start with these values ({} = RDS's own)."""
+        self.request("POST", "rds/parameter-defaults",
+                     {"engine_version": engine_version, "parameters": values})
+
+    def set_rds_classes(self, region_id: str, zone_id: str, engine_version: str,
+                        classes: list[dict[str, Any]] | None, *,
+                        category: str = "HighAvailability",
+                        storage_type: str = "cloud_essd") -> list[dict[str, Any]]:
+        """Change which RDS classes a zone sells (None: back to the seeded list)."""
+        return self.request("POST", "rds/catalogue", {
+            "region_id": region_id, "zone_id": zone_id, "engine_version": engine_version,
+            "category": category, "storage_type": storage_type, "classes": classes,
+        })["classes"]
+
 
 def loopback_seed(region_id: str = DEFAULT_REGION) -> dict[str, Any]:
     """A VPC on a random 127.X.0.0/16 so parallel test runs do not share service addresses."""

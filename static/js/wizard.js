@@ -22,3 +22,19 @@ document.querySelectorAll("fieldset.host").forEach((host) => {
   auth.addEventListener("change", update);
   update();
 });
+// A select marked data-refresh (the MySQL version) reloads the step with that choice, so the
+// server can ask the cloud again (the classes RDS sells depend on the version). Without
+// JavaScript the "show the classes" button does the same; with it the button is removed, so
+// that Enter in a field still means Next (the first submit button is the form's default).
+document.querySelectorAll("select[data-refresh]").forEach((select) => {
+  const button = select.form.querySelector("button[data-refresh-button]");
+  if (button) button.remove();
+  select.addEventListener("change", () => {
+    const action = document.createElement("input");
+    action.type = "hidden";
+    action.name = "action";
+    action.value = select.dataset.refresh;
+    select.form.appendChild(action);
+    select.form.submit();
+  });
+});

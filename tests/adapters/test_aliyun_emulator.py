@@ -62,10 +62,32 @@ def test_lookups_for_the_wizard(cloud: AliyunCloud, emulator: Emulator) -> None:
         (instance_id, (ip,), "Running")]
 
 
+def test_what_rds_sells_comes_from_the_cloud(cloud: AliyunCloud, emulator: Emulator) -> None:
+    zone = emulator.vswitch["zone_id"]
+    (offer,) = cloud.describe_rds_zones(zone_id=zone)
+    assert offer.zone_id == zone
+    assert all(offer.sells(v, "HighAvailability", "cloud_essd") for v in ("5.7", "8.0", "8.4"))
+    assert "5.6" not in offer.versions  # no longer sold
+    classes = {c.instance_class: c for c in cloud.describe_rds_classes(zone, "8.0")}
+    medium = classes["mysql.n2.medium.2c"]
+    assert (medium.storage_min, medium.storage_max, medium.storage_step) == (20, 32000, 5)
+    assert medium.storage_problem(20) is None and medium.storage_problem(22) == "step"
+    assert medium.storage_problem(10) == "range"
+    emulator.control.set_rds_classes(emulator.region_id, zone, "8.0", [])
+    try:
+        assert cloud.describe_rds_classes(zone, "8.0") == []
+        assert not any(z.sells("8.0", "HighAvailability", "cloud_essd")
+                       for z in cloud.describe_rds_zones("8.0", zone_id=zone))
+    finally:
+        emulator.control.set_rds_classes(emulator.region_id, zone, "8.0", None)
+
+
 def test_parameter_templates_say_what_needs_a_restart(cloud: AliyunCloud) -> None:
     on_57 = cloud.describe_parameter_templates("5.7")
     prefix = on_57["innodb_large_prefix"]
-    assert prefix.default == "OFF" and not prefix.force_restart and "ON" in prefix.checking_code
+    # ON by default on RDS 5.7, OFF on 5.6; gone on 8.x.
+    assert prefix.default == "ON" and not prefix.force_restart and "ON" in prefix.checking_code
+    assert cloud.describe_parameter_templates("5.6")["innodb_large_prefix"].default == "OFF"
     assert "innodb_large_prefix" not in cloud.describe_parameter_templates("8.0")  # removed
 
 
@@ -146,10 +168,15 @@ def test_prices_of_a_new_cluster(cloud: AliyunCloud, emulator: Emulator) -> None
 def test_rds_lifecycle_and_the_large_prefix_fix(cloud: AliyunCloud, emulator: Emulator) -> None:
     """RDS 5.7 with innodb_large_prefix OFF rejects the old kine schema until it is fixed."""
     vswitch = emulator.vswitch
+    # The K3s recipe's story: an account whose 5.7 template has it OFF.
+    emulator.control.set_rds_parameter_defaults("5.7", {"innodb_large_prefix": "OFF"})
     spec = RdsSpec("5.7", "mysql.n2.medium.2c", 20, emulator.vpc["vpc_id"],
                    vswitch["vswitch_id"], vswitch["zone_id"], storage_type="cloud_essd")
     token = uuid.uuid4().hex
-    created = cloud.create_rds(spec, client_token=token, tags={TAG: "rds-1"})
+    try:
+        created = cloud.create_rds(spec, client_token=token, tags={TAG: "rds-1"})
+    finally:
+        emulator.control.set_rds_parameter_defaults("5.7", {})
     assert cloud.create_rds(spec, client_token=token, tags={TAG: "rds-1"}) == created
     assert [i.instance_id for i in cloud.find_rds_by_tag(TAG, "rds-1")] == [created.instance_id]
     rds_id = created.instance_id
@@ -184,6 +211,7 @@ def test_rds_lifecycle_and_the_large_prefix_fix(cloud: AliyunCloud, emulator: Em
     assert job
     backups = eventually(lambda: cloud.describe_backups(rds_id), 60)
     assert backups[0].status == "Success" and backups[0].size > 0
+    assert backups[0].method == "Snapshot"  # cloud disks (ESSD) take snapshot backups
 
     assert cloud.delete_rds(rds_id) is True
     eventually(lambda: cloud.describe_rds(rds_id) is None, 60)

@@ -373,3 +373,19 @@ def _bss_price(world: World) -> None:
 def _resource_usage(world: World) -> None:
     usage = world.cloud.describe_resource_usage(world.rds()["instance_id"])
     assert usage.data_size >= 0 and usage.disk_used >= usage.data_size
+
+
+# ---- what RDS sells (wizard, preflight) -------------------------------------------------------
+
+@scenario("Rds", "DescribeAvailableZones")
+def _rds_zones(world: World) -> None:
+    offers = world.cloud.describe_rds_zones("8.0", zone_id=world.zone_id)
+    assert [o.zone_id for o in offers] == [world.zone_id]
+    assert offers[0].sells("8.0", "HighAvailability", "cloud_essd")
+
+
+@scenario("Rds", "DescribeAvailableClasses")
+def _rds_classes(world: World) -> None:
+    offers = world.cloud.describe_rds_classes(world.zone_id, "8.0")
+    assert "mysql.n2.medium.2c" in {o.instance_class for o in offers}
+    assert all(o.storage_min <= o.storage_max for o in offers)

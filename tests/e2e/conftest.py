@@ -41,7 +41,7 @@ def world_env(world: World) -> dict[str, str]:
 
 
 def make_world_cluster(world: World, *, servers: int = 2, agents: int = 1, owner=None,
-                       login: str = "key", **fields) -> Cluster:
+                       login: str = "key", first_host: int = 0, **fields) -> Cluster:
     """A cluster as the wizard would save it, pointing at the world's hosts and cloud."""
     owner = owner or make_user()
     account = CloudAccount.objects.create(
@@ -58,7 +58,7 @@ def make_world_cluster(world: World, *, servers: int = 2, agents: int = 1, owner
     }
     cluster = Cluster.objects.create(owner=owner, cloud_account=account, **values)
     hosts = world.lab.hosts
-    for index, host in enumerate(hosts[: servers + agents]):
+    for index, host in enumerate(hosts[first_host: first_host + servers + agents]):
         credentials = (
             {"ssh_user": "root", "ssh_private_key": Path(host.private_key_path).read_text()}
             if login == "key" else {"ssh_user": "root", "ssh_password": host.root_password}

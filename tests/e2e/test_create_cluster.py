@@ -42,6 +42,9 @@ def failures_of(run) -> list[tuple[str, str]]:
 
 
 def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_url, tmp_path):
+    # The K3s recipe's story: MySQL 5.7 with innodb_large_prefix OFF (the account's parameter
+    # template says so; RDS's own default is ON) and a K3s whose kine needs it ON.
+    world.emulator.control.set_rds_parameter_defaults("5.7", {"innodb_large_prefix": "OFF"})
     start_worker(concurrency=2, beat=True, **world_env(world))
     cluster = make_world_cluster(world, servers=2, agents=1, k3s_version=OLD_K3S)
     monitor = RedisMonitor(broker_url)
@@ -106,6 +109,33 @@ def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_ur
     assert any("install.sh" in c for c in command_lines), "the watcher saw the installs"
 
 
+def test_mysql_80_and_57_with_large_prefix_on_modify_no_parameter(world, start_worker):
+    """Nothing to fix: 8.0 has no innodb_large_prefix (it is not even read), RDS 5.7 runs it
+    ON by default (read, then left alone). The emulator's call log shows every call made."""
+    start_worker(concurrency=2, **world_env(world))
+    world.emulator.control.clear_calls()
+    on_80 = make_world_cluster(world, servers=1, agents=0, rds_engine_version="8.0")
+    on_57 = make_world_cluster(world, servers=1, agents=0, first_host=1,
+                               rds_engine_version="5.7", k3s_version=OLD_K3S)
+    started = [operations.start_create(on_80), operations.start_create(on_57)]
+    for pending in started:
+        run = runs.wait_finished(pending, timeout=300)
+        assert run.status == RunStatus.SUCCEEDED, failures_of(run)
+    versions = {r["engine_version"]: r["id"] for r in inventory(world, "rds_instance")}
+    assert set(versions) == {"8.0", "5.7"}
+    calls = [c for c in world.emulator.control.calls() if c["product"] == "Rds"]
+    assert [c for c in calls if c["action"] == "CreateDBInstance" and c["status"] == 200]
+    assert not [c for c in calls if c["action"] == "ModifyParameter"], "a parameter was changed"
+    described = {c["params"].get("DBInstanceId") for c in calls
+                 if c["action"] == "DescribeParameters"}
+    assert versions["5.7"] in described and versions["8.0"] not in described
+    created = [c["params"] for c in calls if c["action"] == "CreateDBInstance"]
+    assert {(p["EngineVersion"], p["DBInstanceClass"], p["Category"],
+             p["DBInstanceStorageType"]) for p in created} == {
+        ("8.0", "mysql.n2.medium.2c", "HighAvailability", "cloud_essd"),
+        ("5.7", "mysql.n2.medium.2c", "HighAvailability", "cloud_essd")}
+
+
 def test_preflight_refuses_bad_input_and_buys_nothing(world, start_worker):
     start_worker(concurrency=2, **world_env(world))
     outsider = world.emulator.control.add_instance(
@@ -123,15 +153,18 @@ def test_preflight_refuses_bad_input_and_buys_nothing(world, start_worker):
     changed_key.nodes.update(host_key="SHA256:q9bI9aDzM3vLhQ7ZCj9yVxw5tYb6Q0Vw3m0bT2yV1Tc")
     outside_vpc = make_world_cluster(world, servers=1, agents=0)
     outside_vpc.nodes.update(private_ip="172.31.1.50")
+    not_sold = make_world_cluster(world, servers=1, agents=0,
+                                  rds_instance_class="mysql.madeup.colossal.99")
 
     expected = {
         bad_key.pk: ("preflight_cloud", "InvalidAccessKeySecret"),
         wrong_password.pk: ("preflight_hosts", "wrong password or key"),
         changed_key.pk: ("preflight_hosts", "has CHANGED: expected SHA256:q9bI9aDzM3vLhQ7Z"),
         outside_vpc.pk: ("preflight_cloud", f"is in VPC {world.other_vpc['vpc_id']}"),
+        not_sold.pk: ("preflight_cloud", "RDS does not sell mysql.madeup.colossal.99"),
     }
     started = [operations.start_create(c) for c in (bad_key, wrong_password, changed_key,
-                                                      outside_vpc)]
+                                                      outside_vpc, not_sold)]
     for pending in started:
         run = runs.wait_finished(pending, timeout=120)
         key, text = expected[run.cluster_id]

@@ -20,9 +20,12 @@ PASSWORD = "Own-Mysql_Pass42"
 
 
 def mysql_made_by_hand(world) -> tuple[AliyunCloud, str, str]:
-    """What a user did in the console: an instance, the hosts whitelisted, account and db."""
+    """What a user did in the console: an instance, the hosts whitelisted, account and db.
+
+    Their account's 5.7 parameter template has innodb_large_prefix OFF (RDS's own is ON)."""
+    world.emulator.control.set_rds_parameter_defaults("5.7", {"innodb_large_prefix": "OFF"})
     api = AliyunCloud(world.access_key_id, world.access_key_secret, world.region, world.endpoint)
-    created = api.create_rds(RdsSpec("5.7", "mysql.n2.medium.1", 20, world.vpc_id,
+    created = api.create_rds(RdsSpec("5.7", "mysql.n2.medium.2c", 20, world.vpc_id,
                                      world.vswitch_id, world.zone), client_token="by-hand-1")
     instance = created.instance_id
     deadline = time.monotonic() + 60

@@ -55,7 +55,7 @@ def test_rds_price_is_the_seeded_class_price_plus_storage(emu: Emulator) -> None
     expected = round(listed["classes"]["mysql.n2.medium.1"]
                      + listed["storage_per_gb"]["cloud_essd"] * 50, 4)
     assert (body["PriceInfo"]["TradePrice"], body["PriceInfo"]["Currency"]) == (expected, "CNY")
-    bigger = rds_price(emu, DBInstanceStorage=50, DBInstanceClass="mysql.n4.large.1")
+    bigger = rds_price(emu, DBInstanceStorage=50, DBInstanceClass="mysql.n4.medium.1")
     assert bigger["PriceInfo"]["TradePrice"] > expected
     # A subscription code is quoted for its period and needs TimeType.
     month = rds_price(emu, DBInstanceStorage=50, CommodityCode="rds", PayType="Prepaid",
@@ -99,3 +99,18 @@ def test_bss_refuses_what_is_not_on_the_price_list(emu: Emulator) -> None:
                                                   "LoadBalancerSpec:slb.huge", "Hour")))[1] == (
         "InvalidParameter")
     assert refusal(lambda: bss_price(emu, "slb"))[1] == "MissingParameter"
+
+
+def test_a_class_put_on_sale_has_a_price_and_one_taken_off_sale_has_none(emu: Emulator) -> None:
+    """One list for what is sold and what it costs: DescribePrice follows the catalogue."""
+    zone = emu.vswitch["zone_id"]
+    emu.control.set_rds_classes(emu.region_id, zone, "8.0", [
+        {"class": "mysql.n8.huge.2c", "cpu": 16, "memory_gb": 64, "hourly_cny": 9.5}])
+    try:
+        assert emu.control.request("GET", "prices")["rds"]["classes"]["mysql.n8.huge.2c"] == 9.5
+        body = rds_price(emu, DBInstanceClass="mysql.n8.huge.2c", DBInstanceStorage=100)
+        assert body["PriceInfo"]["TradePrice"] == round(9.5 + 0.0014 * 100, 4)
+    finally:
+        emu.control.set_rds_classes(emu.region_id, zone, "8.0", None)
+    assert refusal(lambda: rds_price(emu, DBInstanceClass="mysql.n8.huge.2c")) == (
+        404, "InvalidDBInstanceClass.NotFound")

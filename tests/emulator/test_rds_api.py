@@ -27,6 +27,12 @@ from aliyunsdkrds.request.v20140815.DeleteAccountRequest import DeleteAccountReq
 from aliyunsdkrds.request.v20140815.DeleteDatabaseRequest import DeleteDatabaseRequest
 from aliyunsdkrds.request.v20140815.DeleteDBInstanceRequest import DeleteDBInstanceRequest
 from aliyunsdkrds.request.v20140815.DescribeAccountsRequest import DescribeAccountsRequest
+from aliyunsdkrds.request.v20140815.DescribeAvailableClassesRequest import (
+    DescribeAvailableClassesRequest,
+)
+from aliyunsdkrds.request.v20140815.DescribeAvailableZonesRequest import (
+    DescribeAvailableZonesRequest,
+)
 from aliyunsdkrds.request.v20140815.DescribeBackupsRequest import DescribeBackupsRequest
 from aliyunsdkrds.request.v20140815.DescribeDatabasesRequest import DescribeDatabasesRequest
 from aliyunsdkrds.request.v20140815.DescribeDBInstanceAttributeRequest import (
@@ -39,6 +45,9 @@ from aliyunsdkrds.request.v20140815.DescribeDBInstanceNetInfoRequest import (
     DescribeDBInstanceNetInfoRequest,
 )
 from aliyunsdkrds.request.v20140815.DescribeDBInstancesRequest import DescribeDBInstancesRequest
+from aliyunsdkrds.request.v20140815.DescribeModifyParameterLogRequest import (
+    DescribeModifyParameterLogRequest,
+)
 from aliyunsdkrds.request.v20140815.DescribeParametersRequest import DescribeParametersRequest
 from aliyunsdkrds.request.v20140815.DescribeParameterTemplatesRequest import (
     DescribeParameterTemplatesRequest,
@@ -155,6 +164,9 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     state = tmp_path_factory.mktemp("rds-emulator")
     try:
         with Emulator(state, time_scale=0.01) as emulator:
+            # This module's 5.7 instances start with innodb_large_prefix OFF (RDS's default
+            # is ON): the K3s recipe's story, as if the account's template said so.
+            emulator.control.set_rds_parameter_defaults("5.7", {"innodb_large_prefix": "OFF"})
             yield emulator
     finally:
         assert not mariadbd_processes(state), "the emulator left mariadbd running"
@@ -290,12 +302,90 @@ def test_missing_and_unknown_instance_codes(emu: Emulator) -> None:
 ])
 def test_create_refuses_bad_input(emu: Emulator, setters: dict[str, Any], code: str) -> None:
     request = CreateDBInstanceRequest()
-    defaults = {"Engine": "MySQL", "EngineVersion": "5.7", "DBInstanceClass": "mysql.n2.small.1",
-                "DBInstanceStorage": 20, "DBInstanceNetType": "Intranet",
-                "SecurityIPList": "127.0.0.1", "PayType": "Postpaid",
-                "VPCId": emu.vpc["vpc_id"], "VSwitchId": emu.vswitch["vswitch_id"],
-                "ZoneId": emu.vswitch["zone_id"]}
-    assert api_error(emu, request, **{**defaults, **setters})[1] == code
+    assert api_error(emu, request, **{**_create_defaults(emu), **setters})[1] == code
+
+
+def _create_defaults(emu: Emulator) -> dict[str, Any]:
+    return {"Engine": "MySQL", "EngineVersion": "5.7", "DBInstanceClass": "mysql.n2.medium.2c",
+            "DBInstanceStorage": 20, "DBInstanceNetType": "Intranet",
+            "SecurityIPList": "127.0.0.1", "PayType": "Postpaid",
+            "VPCId": emu.vpc["vpc_id"], "VSwitchId": emu.vswitch["vswitch_id"],
+            "ZoneId": emu.vswitch["zone_id"]}
+
+
+# ----- what a zone sells --------------------------------------------------------------------
+
+AVAILABLE_ZONE = "AvailableZones[]."
+SUPPORTED = (AVAILABLE_ZONE + "SupportedEngines[].SupportedEngineVersions[]."
+             "SupportedCategorys[].")
+
+
+def _classes(emu: Emulator, version: str = "8.0", **extra: Any) -> dict[str, dict[str, Any]]:
+    body = call(emu, DescribeAvailableClassesRequest(), ZoneId=emu.vswitch["zone_id"],
+                Engine="MySQL", EngineVersion=version, Category="HighAvailability",
+                DBInstanceStorageType="cloud_essd", InstanceChargeType="Postpaid", **extra)
+    return {c["DBInstanceClass"]: c for c in body["DBInstanceClasses"]}
+
+
+def test_available_zones_and_classes_answer_in_the_v2_shapes(emu: Emulator) -> None:
+    zones = call(emu, DescribeAvailableZonesRequest(), Engine="MySQL")
+    assert_shape(zones, {AVAILABLE_ZONE + "RegionId": str, AVAILABLE_ZONE + "ZoneId": str,
+                         AVAILABLE_ZONE + "SupportedEngines[].Engine": str,
+                         SUPPORTED[:-len("SupportedCategorys[].")] + "Version": str,
+                         SUPPORTED + "Category": str,
+                         SUPPORTED + "SupportedStorageTypes[].StorageType": str})
+    mine = next(z for z in zones["AvailableZones"] if z["ZoneId"] == emu.vswitch["zone_id"])
+    versions = [v["Version"] for v in mine["SupportedEngines"][0]["SupportedEngineVersions"]]
+    assert versions == ["5.7", "8.0", "8.4"]  # 5.6 is no longer sold
+    body = call(emu, DescribeAvailableClassesRequest(), ZoneId=emu.vswitch["zone_id"],
+                Engine="MySQL", EngineVersion="8.0", Category="HighAvailability",
+                DBInstanceStorageType="cloud_essd", InstanceChargeType="Postpaid")
+    item = "DBInstanceClasses[]."
+    assert_shape(body, {item + "DBInstanceClass": str,
+                        item + "DBInstanceStorageRange.MinValue": int,
+                        item + "DBInstanceStorageRange.MaxValue": int,
+                        item + "DBInstanceStorageRange.Step": int})
+    assert all(c.endswith(".2c") for c in _classes(emu))  # HA cloud-disk classes
+    assert api_error(emu, DescribeAvailableClassesRequest(), ZoneId=emu.vswitch["zone_id"],
+                     Engine="MySQL", EngineVersion="8.0",
+                     DBInstanceStorageType="cloud_essd") == (400, "MissingCategory")
+
+
+def test_create_buys_only_what_the_zone_sells(emu: Emulator) -> None:
+    region, zone = emu.region_id, emu.vswitch["zone_id"]
+    assert api_error(emu, CreateDBInstanceRequest(), **{
+        **_create_defaults(emu), "DBInstanceClass": "mysql.madeup.colossal.99"}) == (
+        404, "InvalidDBInstanceClass.NotFound")
+    # A local-SSD class on cloud disks: the class exists, not with that storage.
+    assert api_error(emu, CreateDBInstanceRequest(), **{
+        **_create_defaults(emu), "DBInstanceClass": "rds.mysql.s2.large"}) == (
+        400, "InvalidInstanceLevel.DiskType")
+    assert api_error(emu, CreateDBInstanceRequest(), **{
+        **_create_defaults(emu), "EngineVersion": "5.6"})[1] == "InvalidDBInstanceClass.NotFound"
+    # The zone stops selling mysql.n2.medium.2c and starts selling a new class.
+    emu.control.set_rds_classes(region, zone, "5.7", [
+        {"class": "mysql.n8.brandnew.2c", "cpu": 8, "memory_gb": 64, "max_connections": 7777,
+         "storage_min": 50, "storage_max": 100, "storage_step": 10}])
+    try:
+        assert list(_classes(emu, "5.7")) == ["mysql.n8.brandnew.2c"]
+        assert api_error(emu, CreateDBInstanceRequest(), **_create_defaults(emu)) == (
+            404, "InvalidDBInstanceClass.NotFound")
+        for storage in (20, 55, 110):  # below, off-step, above the class's range
+            assert api_error(emu, CreateDBInstanceRequest(), **{
+                **_create_defaults(emu), "DBInstanceClass": "mysql.n8.brandnew.2c",
+                "DBInstanceStorage": storage}) == (400, "InvalidDBInstanceStorage.Format")
+        created = call(emu, CreateDBInstanceRequest(), **{
+            **_create_defaults(emu), "DBInstanceClass": "mysql.n8.brandnew.2c",
+            "DBInstanceStorage": 60})
+    finally:
+        emu.control.set_rds_classes(region, zone, "5.7", None)
+    attribute = call(emu, DescribeDBInstanceAttributeRequest(),
+                     DBInstanceId=created["DBInstanceId"])["Items"]["DBInstanceAttribute"][0]
+    assert (attribute["MaxConnections"], attribute["DBInstanceCPU"],
+            attribute["DBInstanceMemory"]) == (7777, "8", 65536)
+    assert "mysql.n2.medium.2c" in _classes(emu, "5.7")  # the seeded list is back
+    wait_running(emu, created["DBInstanceId"])
+    call(emu, DeleteDBInstanceRequest(), DBInstanceId=created["DBInstanceId"])
 
 
 # ----- accounts, databases, privileges ------------------------------------------------------
@@ -540,6 +630,40 @@ def test_modify_parameter_refuses_unknown_names_and_bad_values(
         assert (status, code) == (400, "InvalidParameter.Format"), parameters
 
 
+@pytest.mark.slow
+def test_numeric_parameter_with_large_prefix_is_applied_to_the_server(emu: Emulator) -> None:
+    """Both reach MariaDB: the number as a number (a quoted one is error 1232 there), and
+    the 767-byte limit is lifted; the parameter log says Applied."""
+    created = create_instance(emu)
+    instance_id = created["DBInstanceId"]
+    wait_running(emu, instance_id)
+    prepare_k3s_datastore(emu, instance_id)
+    assert _running_parameter(emu, instance_id, "innodb_large_prefix") == "OFF"
+    call(emu, ModifyParameterRequest(), DBInstanceId=instance_id,
+         Parameters=json.dumps({"wait_timeout": "3600", "innodb_large_prefix": "ON"}))
+    wait_until(lambda: _running_parameter(emu, instance_id, "innodb_large_prefix") == "ON",
+               what="innodb_large_prefix ON")
+    assert _running_parameter(emu, instance_id, "wait_timeout") == "3600"
+    with connect(created["ConnectionString"], int(created["Port"])) as conn, \
+            conn.cursor() as cursor:
+        cursor.execute("SELECT @@GLOBAL.wait_timeout")
+        assert cursor.fetchone() == (3600,)
+        cursor.execute(KINE_OLD_TABLE)
+        for statement in KINE_OLD_INDEXES:
+            cursor.execute(statement)
+    log = call(emu, DescribeModifyParameterLogRequest(), DBInstanceId=instance_id,
+               StartTime="2000-01-01T00:00Z", EndTime="2099-12-31T23:59Z")
+    item = "Items.ParameterChangeLog[]."
+    assert_shape(log, {item + "ParameterName": str, item + "OldParameterValue": str,
+                       item + "NewParameterValue": str, item + "Status": str,
+                       item + "ModifyTime": str})
+    assert {(e["ParameterName"], e["OldParameterValue"], e["NewParameterValue"], e["Status"])
+            for e in log["Items"]["ParameterChangeLog"]} == {
+        ("wait_timeout", "86400", "3600", "Applied"),
+        ("innodb_large_prefix", "OFF", "ON", "Applied")}
+    call(emu, DeleteDBInstanceRequest(), DBInstanceId=instance_id)
+
+
 def test_restart_parameter_waits_for_forcerestart(emu: Emulator, instance: dict[str, Any]) -> None:
     instance_id = instance["DBInstanceId"]
     call(emu, ModifyParameterRequest(), DBInstanceId=instance_id,
@@ -577,6 +701,9 @@ def test_parameter_templates_per_version(emu: Emulator) -> None:
 
 def test_backup_is_a_real_dump(emu: Emulator, instance: dict[str, Any]) -> None:
     instance_id = instance["DBInstanceId"]
+    # ESSD (cloud disks) take snapshot backups, not physical ones.
+    assert api_error(emu, CreateBackupRequest(), DBInstanceId=instance_id,
+                     BackupMethod="Physical") == (400, "InvalidBackupMethod.ValueNotSupport")
     job = call(emu, CreateBackupRequest(), DBInstanceId=instance_id, BackupMethod="Logical")
     assert_shape(job, {"BackupJobId": str})
 
@@ -594,7 +721,29 @@ def test_backup_is_a_real_dump(emu: Emulator, instance: dict[str, Any]) -> None:
     assert backup["BackupStatus"] == "Success" and backup["BackupSize"] > 1000
 
 
-# ----- 8.0 and deletion -----------------------------------------------------------------
+# ----- 8.0 / 8.4 and deletion -----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_mysql84_instance_has_no_large_prefix_and_long_keys(emu: Emulator) -> None:
+    created = create_instance(emu, version="8.4")
+    instance_id = created["DBInstanceId"]
+    wait_running(emu, instance_id)
+    names = {p["ParameterName"] for p in call(emu, DescribeParametersRequest(),
+             DBInstanceId=instance_id)["RunningParameters"]["DBInstanceParameter"]}
+    assert "innodb_large_prefix" not in names and "wait_timeout" in names
+    assert api_error(emu, ModifyParameterRequest(), DBInstanceId=instance_id,
+                     Parameters=json.dumps({"innodb_large_prefix": "ON"})) == (
+        400, "InvalidParameter.Format")
+    prepare_k3s_datastore(emu, instance_id)
+    with connect(created["ConnectionString"], int(created["Port"])) as conn, \
+            conn.cursor() as cursor:
+        cursor.execute("SELECT VERSION()")
+        assert cursor.fetchone() == ("8.4.5",)
+        cursor.execute(KINE_OLD_TABLE)
+        for statement in KINE_OLD_INDEXES:
+            cursor.execute(statement)
+    call(emu, DeleteDBInstanceRequest(), DBInstanceId=instance_id)
 
 
 @pytest.mark.slow

@@ -65,8 +65,8 @@ def test_resource_usage_grows_with_the_data_and_parses_as_alibabas_model(tmp_pat
                           emu.endpoint)
         read = api.describe_resource_usage(instance_id)
         assert (read.disk_used, read.data_size) == (after["DiskUsed"], after["DataSize"])
-        capacity = api.describe_rds_capacity(instance_id)
-        assert capacity is not None and capacity.storage_gb == 20
+        described = api.describe_rds(instance_id)
+        assert described is not None and described.storage_gb == 20
 
         assert api_error(emu, DescribeResourceUsageRequest(), DBInstanceId="rm-nosuch") == (
             400, "InvalidDBInstanceId.NotFound")

@@ -58,14 +58,18 @@ def cloud(emulator: Emulator, settings: Any) -> Emulator:
 
 
 @pytest.fixture
-def at_datastore(user: Any, owner_client: Client) -> Client:
-    """A client whose wizard has its account and network answered (no cloud needed)."""
-    account = CloudAccount.objects.create(owner=user, name="main", access_key_id="LTAI5tKey01",
-                                          access_key_secret="x" * 30)
+def at_datastore(user: Any, owner_client: Client, cloud: Emulator) -> Client:
+    """A client whose wizard has its account and network answered, on the emulator (the
+    datastore step asks RDS which classes the zone sells)."""
+    account = CloudAccount.objects.create(owner=user, name="main",
+                                          access_key_id=cloud.access_key_id,
+                                          access_key_secret=cloud.access_key_secret)
     session = owner_client.session
     state = WizardState(session)
-    state.put("account", {"name": "web", "cloud_account": account.pk, "region": "cn-hangzhou"})
-    state.put("network", {"zone": "cn-hangzhou-h", "vpc": "vpc-1", "vswitch": "vsw-1",
+    state.put("account", {"name": "web", "cloud_account": account.pk,
+                          "region": cloud.vpc["region_id"]})
+    # The emulator's zone (RDS is asked about it); the host tests' addresses are 10.0.x.
+    state.put("network", {"zone": cloud.vswitch["zone_id"], "vpc": "vpc-1", "vswitch": "vsw-1",
                           "slb_address_type": "intranet", "vpc_cidr": "10.0.0.0/16",
                           "vswitch_cidr": "10.0.1.0/24"})
     session.save()
@@ -76,7 +80,7 @@ def at_datastore(user: Any, owner_client: Client) -> Client:
 def at_hosts(at_datastore: Client) -> Client:
     """A client whose wizard is at the hosts page (an RDS datastore chosen)."""
     response = at_datastore.post(reverse("clusters:wizard-step", args=["datastore"]), {
-        "kind": "rds", "rds_engine_version": "5.7", "rds_instance_class": "mysql.n2.medium.1",
+        "kind": "rds", "rds_engine_version": "5.7", "rds_instance_class": "mysql.n2.medium.2c",
         "rds_storage_gb": 50})
     assert response.status_code == 302
     return at_datastore

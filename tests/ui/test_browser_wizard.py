@@ -60,8 +60,26 @@ def test_wizard_in_the_browser_up_to_create(live_server: Any, cloud: Emulator,
         shot(page, "en-12-wizard-network")
         page.click("button[value=next]")
 
-        # 3. Datastore: RDS, with a password RDS would refuse first.
+        # 3. Datastore: the classes the zone sells; another version reloads its own list.
         page.wait_for_selector("#id_rds_password")
+        assert page.input_value("#id_rds_engine_version") == "8.0"
+        assert page.is_hidden("button[data-refresh-button]")
+        zone = cloud.vswitch["zone_id"]
+        cloud.control.set_rds_classes(cloud.region_id, zone, "5.7", [
+            {"class": "mysql.n2.only57.2c", "storage_min": 20, "storage_max": 100}])
+        try:
+            with page.expect_navigation():
+                page.select_option("#id_rds_engine_version", "5.7")
+            options = page.eval_on_selector_all("#id_rds_instance_class option",
+                                                "els => els.map(e => e.value)")
+            assert options == ["mysql.n2.only57.2c"]
+        finally:
+            cloud.control.set_rds_classes(cloud.region_id, zone, "5.7", None)
+        with page.expect_navigation():
+            page.select_option("#id_rds_engine_version", "8.0")
+        assert "mysql.n2.medium.2c" in page.eval_on_selector_all(
+            "#id_rds_instance_class option", "els => els.map(e => e.value)")
+        # Then a password RDS would refuse.
         page.fill("#id_rds_password", "weakpassword")
         page.click("button[value=next]")
         assert "three of" in page.inner_text("#field-rds_password")

@@ -104,7 +104,7 @@ def test_wizard_end_to_end_creates_the_cluster_and_starts_its_run(
 
     # 3. RDS with a generated password.
     response = client.post(step_url("datastore"), {
-        "kind": "rds", "rds_engine_version": "8.0", "rds_instance_class": "mysql.n2.medium.1",
+        "kind": "rds", "rds_engine_version": "8.0", "rds_instance_class": "mysql.n2.medium.2c",
         "rds_storage_gb": 20, "rds_password": ""})
     assert response["Location"] == step_url("hosts")
 
@@ -134,11 +134,11 @@ def test_wizard_end_to_end_creates_the_cluster_and_starts_its_run(
     # 6. Review lists what is billed; Create needs the acknowledgement.
     review = client.get(step_url("review")).content.decode()
     assert "RDS MySQL instance" in review and "CLB instance (pay-as-you-go, pay-by-LCU)" in review
-    assert "mysql.n2.medium.1" in review and "slb.s1.small" not in review
+    assert "mysql.n2.medium.2c" in review and "slb.s1.small" not in review
     # Each item's monthly price is what the emulator's seeded price list gives for the choice
     # (RDS DescribePrice: class + 20 GB of cloud_essd; BSS GetPayAsYouGoPrice: the CLB's
     # instance fee), hourly times 730.
-    rds_monthly, slb_monthly = expected_monthly(cloud, "mysql.n2.medium.1", 20)
+    rds_monthly, slb_monthly = expected_monthly(cloud, "mysql.n2.medium.2c", 20)
     assert monthly_prices(review) == [rds_monthly, slb_monthly]
     assert total_of(review) == f"{float(rds_monthly) + float(slb_monthly):.2f} CNY"
     assert "730" in review
@@ -209,7 +209,7 @@ def test_an_unknown_region_is_refused_with_the_ones_available(
 def test_rds_password_outside_rds_rules_is_refused(at_datastore: Client, password: str,
                                                    reason: str) -> None:
     response = at_datastore.post(step_url("datastore"), {
-        "kind": "rds", "rds_engine_version": "8.0", "rds_instance_class": "mysql.n2.medium.1",
+        "kind": "rds", "rds_engine_version": "8.0", "rds_instance_class": "mysql.n2.medium.2c",
         "rds_storage_gb": 20, "rds_password": password})
     assert response.status_code == 200
     assert reason in " ".join(field_errors(response, "rds_password"))
@@ -219,9 +219,90 @@ def test_rds_password_outside_rds_rules_is_refused(at_datastore: Client, passwor
 
 def test_rds_storage_out_of_range_is_refused(at_datastore: Client) -> None:
     response = at_datastore.post(step_url("datastore"), {
-        "kind": "rds", "rds_engine_version": "8.0", "rds_instance_class": "mysql.n2.medium.1",
+        "kind": "rds", "rds_engine_version": "8.0", "rds_instance_class": "mysql.n2.medium.2c",
         "rds_storage_gb": 5})
     assert field_errors(response, "rds_storage_gb")
+
+
+def class_options(response: Any) -> list[str]:
+    """The values of the instance-class <select> as rendered."""
+    page = response.content.decode()
+    select = re.search(r'<select name="rds_instance_class"[^>]*>(.*?)</select>', page, re.S)
+    assert select, "no instance-class select on the page"
+    return re.findall(r'<option value="([^"]*)"', select.group(1))
+
+
+def test_rds_classes_and_storage_come_from_what_the_zone_sells_now(
+        at_datastore: Client, cloud: Emulator) -> None:
+    region, zone = cloud.vpc["region_id"], cloud.vswitch["zone_id"]
+    seeded = class_options(at_datastore.get(step_url("datastore")))
+    assert "mysql.n2.medium.2c" in seeded and "mysql.n2.medium.1" not in seeded  # HA only
+    cloud.control.set_rds_classes(region, zone, "8.0", [
+        {"class": "mysql.n8.colossal.2c", "cpu": 64, "memory_gb": 512, "storage_min": 100,
+         "storage_max": 500, "storage_step": 10}])
+    try:
+        assert class_options(at_datastore.get(step_url("datastore"))) == [
+            "mysql.n8.colossal.2c"]
+        post = {"kind": "rds", "rds_engine_version": "8.0"}
+        gone = at_datastore.post(step_url("datastore"), {
+            **post, "rds_instance_class": "mysql.n2.medium.2c", "rds_storage_gb": 100})
+        assert "does not sell mysql.n2.medium.2c" in " ".join(
+            field_errors(gone, "rds_instance_class"))
+        small = at_datastore.post(step_url("datastore"), {
+            **post, "rds_instance_class": "mysql.n8.colossal.2c", "rds_storage_gb": 20})
+        assert "100 to 500 GB" in " ".join(field_errors(small, "rds_storage_gb"))
+        odd = at_datastore.post(step_url("datastore"), {
+            **post, "rds_instance_class": "mysql.n8.colossal.2c", "rds_storage_gb": 105})
+        assert "steps of 10 GB" in " ".join(field_errors(odd, "rds_storage_gb"))
+        fits = at_datastore.post(step_url("datastore"), {
+            **post, "rds_instance_class": "mysql.n8.colossal.2c", "rds_storage_gb": 110})
+        assert fits["Location"] == step_url("hosts")
+    finally:
+        cloud.control.set_rds_classes(region, zone, "8.0", None)
+    assert class_options(at_datastore.get(step_url("datastore"))) == seeded
+
+
+def test_rds_versions_are_8_0_by_default_8_4_and_legacy_5_7(
+        at_datastore: Client, cloud: Emulator) -> None:
+    page = at_datastore.get(step_url("datastore")).content.decode()
+    select = re.search(r'<select name="rds_engine_version".*?</select>', page, re.S).group(0)
+    assert re.findall(r'<option value="([^"]*)"', select) == ["8.0", "8.4", "5.7"]
+    assert re.search(r'<option value="8.0"[^>]*selected', select)
+    assert "legacy" in select and "5.6" not in select
+    # Picking another version shows that version's classes (what the JS refresh does).
+    region, zone = cloud.vpc["region_id"], cloud.vswitch["zone_id"]
+    cloud.control.set_rds_classes(region, zone, "5.7", [{"class": "mysql.n2.legacy57.2c"}])
+    cloud.control.set_rds_classes(region, zone, "8.4", [])
+    try:
+        refreshed = at_datastore.post(step_url("datastore"), {
+            "kind": "rds", "rds_engine_version": "5.7", "rds_instance_class": "mysql.n2.large.2c",
+            "rds_storage_gb": 20, "action": "refresh"})
+        assert class_options(refreshed) == ["mysql.n2.legacy57.2c"]
+        assert not field_errors(refreshed, "rds_instance_class")
+        unsold = at_datastore.post(step_url("datastore"), {
+            "kind": "rds", "rds_engine_version": "8.4", "rds_instance_class": "mysql.n2.large.2c",
+            "rds_storage_gb": 20})
+        assert "RDS sells no MySQL 8.4" in " ".join(field_errors(unsold, "rds_engine_version"))
+    finally:
+        cloud.control.set_rds_classes(region, zone, "5.7", None)
+        cloud.control.set_rds_classes(region, zone, "8.4", None)
+
+
+def test_rds_choices_speak_chinese(at_datastore: Client) -> None:
+    page = at_datastore.get(step_url("datastore"),
+                            HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9").content.decode()
+    for text in ("MySQL 5.7（旧版：RDS 延长支持至 2028 年）", "显示此版本的规格",  # noqa: RUF001
+                 "RDS 当前在可用区", "mysql.n2.medium.2c · 20 至 32000 GB"):
+        assert text in page, text
+
+
+def test_rds_lookup_failure_is_shown_and_blocks_only_rds(at_datastore: Client,
+                                                         settings: Any) -> None:
+    settings.ALIYUN_ENDPOINT_OVERRIDE = "127.0.0.1:9"  # nothing listens: RDS cannot be asked
+    refused = at_datastore.post(step_url("datastore"), {
+        "kind": "rds", "rds_engine_version": "8.0", "rds_instance_class": "mysql.n2.medium.2c",
+        "rds_storage_gb": 20})
+    assert "could not ask RDS" in " ".join(field_errors(refused, "rds_instance_class"))
 
 
 def test_dsn_without_tcp_is_refused_and_kept(at_datastore: Client) -> None:
