@@ -63,6 +63,11 @@ class RdsRuntime:
         """Create (or bring back) the instance's server; `ready` is set once it answers."""
         instance_id = record["id"]
         options = parameters.server_options(record["parameters"], record["engine_version"])
+        # The server enforces the class's connection limit, the one DescribeDBInstanceAttribute
+        # reports as MaxConnections (RDS ties max_connections to the instance class).
+        class_limit = record.get("class_spec", {}).get("max_connections")
+        if class_limit:
+            options["max_connections"] = str(class_limit)
         home = self.home(instance_id)
         if (home / "server.json").exists():
             server = MariaDBServer.load(home)
