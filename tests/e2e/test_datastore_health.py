@@ -86,7 +86,7 @@ def test_health_sees_kine_compaction_working_then_broken(world, start_worker, se
     fact = compaction_fact(assessment)
     gap = int(fact.split("(gap ", 1)[1].split(")", 1)[0])
     assert gap <= GAP_LIMIT, fact
-    assert "storage 0.0 GB/20.0 GB" in fact and "/300 connections" in fact
+    assert "storage 0.0 GB/20.0 GB" in fact and "/1200 connections" in fact
 
     # Compaction broken (every pass fails, as on MariaDB 11.8 with snapshot isolation): the
     # gap grows with every write until health says so, and what to do.
