@@ -31,8 +31,8 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
+from clusters.engine.pipeline import StepSpec, create_run  # noqa: E402
 from clusters.models import RUN_ACTIVE, Run, RunKind, Step  # noqa: E402
-from clusters.pipeline import StepSpec, create_run  # noqa: E402
 from tests.support.factories import make_cluster  # noqa: E402
 from tests.support.services import find_redis, route_tasks_to  # noqa: E402
 from tests.support.worker import WorkerProcess  # noqa: E402

@@ -1,7 +1,7 @@
 """A panel database the size of a busy installation, filled fast (used by ui_latency.py).
 
 Why a module of its own: the benchmark's numbers only mean something if the rows look like
-the panel's own (the titles of clusters/plans.py, encrypted secrets, one create run per
+the panel's own (the titles of clusters/operations/plans.py, encrypted secrets, one create run per
 cluster, logs concentrated on the steps that really talk: K3s installs and waits). Rows go in
 through the ORM's bulk_create except the log lines, which go in with PostgreSQL COPY.
 Import only after django.setup().
@@ -18,7 +18,6 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from clusters import plans
 from clusters.models import (
     AuditAction,
     AuditEvent,
@@ -38,6 +37,7 @@ from clusters.models import (
     Step,
     StepStatus,
 )
+from clusters.operations import plans
 
 REGIONS = [("cn-hangzhou", "cn-hangzhou-h"), ("cn-shanghai", "cn-shanghai-l"),
            ("cn-beijing", "cn-beijing-k"), ("cn-shenzhen", "cn-shenzhen-e")]

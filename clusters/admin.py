@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from clusters import pipeline
+from clusters import operations
 from clusters.models import (
     AuditEvent,
     CloudAccount,
@@ -23,6 +23,7 @@ from clusters.models import (
     RunStatus,
     Step,
 )
+from clusters.operations import health
 
 RECENT = 200
 SECRET_FIELDS = (
@@ -105,10 +106,8 @@ class ClusterAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Refresh health now"))
     def refresh_health(self, request: HttpRequest, queryset: QuerySet[Cluster]) -> None:
-        from clusters import tasks
-
         for cluster_id in queryset.values_list("pk", flat=True):
-            tasks.refresh_health.delay(cluster_id)
+            health.refresh_health.delay(cluster_id)
         self.message_user(request, _("Health checks queued."), messages.SUCCESS)
 
 
@@ -153,14 +152,14 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Retry from the failed step"))
     def retry_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        retried = sum(pipeline.retry(run) for run in queryset.filter(
+        retried = sum(operations.retry(run) for run in queryset.filter(
             status__in=[RunStatus.FAILED, RunStatus.CANCELLED]))
         self.message_user(request, _("%(n)d run(s) resumed.") % {"n": retried}, messages.SUCCESS)
 
     @admin.action(description=_("Cancel between steps"))
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
         for run in queryset:
-            pipeline.cancel(run)
+            operations.cancel(run)
         self.message_user(request, _("Cancellation requested."), messages.SUCCESS)
 
 

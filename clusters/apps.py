@@ -1,3 +1,5 @@
+"""The one Django app of the panel; ready() wires the engine to the operations."""
+
 from django.apps import AppConfig
 
 
@@ -7,7 +9,12 @@ class ClustersConfig(AppConfig):
     verbose_name = "K3s clusters"
 
     def ready(self) -> None:
-        from clusters import operations, pipeline
+        # Imported here, not at module level: Django must load the models before these
+        # import them. Importing them also registers their Celery tasks (the engine's in
+        # pipeline, the health checks in operations.health) for worker and web alike.
+        from clusters import operations
+        from clusters.engine import pipeline
+        from clusters.operations import health  # noqa: F401  registers its tasks
 
         pipeline.run_finished.connect(operations.on_run_finished,
                                       dispatch_uid="cluster-status-after-run")

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import models
 
-from clusters import crypto
+from clusters.core import crypto
 
 
 class EncryptedTextField(models.TextField):

@@ -1,4 +1,6 @@
-"""The Celery application; tasks live in clusters/tasks.py and only dispatch to the engine."""
+"""The Celery application. Tasks are registered when the clusters app is ready: the engine's
+in clusters/engine/pipeline.py, the health checks in clusters/operations/health.py; each only
+hands an id on."""
 
 from __future__ import annotations
 

@@ -183,13 +183,13 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 
-# The step engine (clusters/pipeline.py).
+# The step engine (clusters/engine/pipeline.py).
 PANEL_STEP_LEASE_SECONDS = env_int("PANEL_STEP_LEASE_SECONDS", 120, minimum=2)
 PANEL_SWEEP_INTERVAL_SECONDS = env_float("PANEL_SWEEP_INTERVAL_SECONDS", 15.0, minimum=0.5)
 PANEL_RETRY_BASE_SECONDS = env_float("PANEL_RETRY_BASE_SECONDS", 2.0)
 PANEL_RETRY_MAX_SECONDS = env_float("PANEL_RETRY_MAX_SECONDS", 60.0)
 PANEL_HEALTH_INTERVAL_SECONDS = env_float("PANEL_HEALTH_INTERVAL_SECONDS", 60.0, minimum=1)
-# Datastore health thresholds (why each default: clusters/datastore_health.py).
+# Datastore health thresholds (why each default: clusters/adapters/datastore_health.py).
 PANEL_KINE_COMPACTION_GAP_LIMIT = env_int("PANEL_KINE_COMPACTION_GAP_LIMIT", 50_000, minimum=1)
 PANEL_KINE_ROWS_LIMIT = env_int("PANEL_KINE_ROWS_LIMIT", 1_000_000, minimum=1)
 PANEL_DATASTORE_STORAGE_PERCENT = env_float("PANEL_DATASTORE_STORAGE_PERCENT", 80.0, minimum=1)

@@ -3,12 +3,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from clusters import views
+from clusters.web import views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
-    path("", include("clusters.urls")),
+    path("", include("clusters.web.urls")),
 ]

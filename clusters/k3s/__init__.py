@@ -13,12 +13,7 @@ from clusters.k3s.config import (
     server_config,
 )
 from clusters.k3s.diagnosis import Diagnosis, diagnose, explain
-from clusters.k3s.dsn import (
-    DatastoreEndpointError,
-    MySQLEndpoint,
-    build_endpoint,
-    parse_endpoint,
-)
+from clusters.k3s.dsn import DatastoreEndpointError, MySQLEndpoint, build_endpoint, parse_endpoint
 from clusters.k3s.install import InstallSource, install_command, install_env, start_command
 from clusters.k3s.kubeconfig import Kubeconfig, api_url, rewrite_kubeconfig
 from clusters.k3s.versions import (

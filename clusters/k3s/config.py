@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from clusters.errors import PermanentError
+from clusters.core.errors import PermanentError
 
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 KNOWN_COMPONENTS = frozenset({

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from clusters.errors import PermanentError
+from clusters.core.errors import PermanentError
 
 SCHEME = "mysql://"
 DEFAULT_PORT = 3306

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from clusters.errors import PermanentError
+from clusters.core.errors import PermanentError
 from clusters.k3s.versions import is_channel, parse_version
 
 OFFICIAL_SCRIPT_URL = "https://get.k3s.io"

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from cryptography import x509
 
-from clusters.errors import PermanentError
+from clusters.core.errors import PermanentError
 
 API_PORT = 6443
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from clusters.errors import PermanentError
+from clusters.core.errors import PermanentError
 
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:[+-]k3s(\d+))?$")
 _CHANNEL = re.compile(r"^(stable|latest|testing|v\d+\.\d+)$")

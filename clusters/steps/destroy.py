@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import time
 
-from clusters import cloud, hostcleanup
-from clusters.aliyun import AliyunCloud
+from clusters.adapters import cloud, hostcleanup
+from clusters.adapters.aliyun import AliyunCloud
+from clusters.engine.outcomes import Done, Fail, Outcome, Wait
+from clusters.engine.registry import step_handler
+from clusters.engine.stepcontext import StepContext
 from clusters.models import Cluster, Node, NodeStatus, ResourceState
-from clusters.outcomes import Done, Fail, Outcome, Wait
-from clusters.stepcontext import StepContext
-from clusters.steps import step_handler
 from clusters.steps.rds import RDS_KIND
 from clusters.steps.slb import SLB_KIND
 

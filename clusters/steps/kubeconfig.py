@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from clusters import clusterconfig, k3s_release, nodes
-from clusters.errors import PermanentError, TransientError
+from clusters.adapters import clusterconfig, k3s_release, nodes
+from clusters.core.errors import PermanentError, TransientError
+from clusters.engine.outcomes import Done, Outcome, Wait
+from clusters.engine.registry import step_handler
+from clusters.engine.stepcontext import StepContext
 from clusters.k3s.kubeconfig import rewrite_kubeconfig
 from clusters.models import Cluster, Node, NodeRole
-from clusters.outcomes import Done, Outcome, Wait
-from clusters.stepcontext import StepContext
-from clusters.steps import step_handler
 
 K3S_YAML = "/etc/rancher/k3s/k3s.yaml"
 VERIFY_ATTEMPTS = 40

@@ -8,12 +8,12 @@ K3s on that one server (out of the SLB while it restarts) and fetches it again.
 
 from __future__ import annotations
 
-from clusters import nodes
-from clusters.kubeconfig_expiry import expires_soon
+from clusters.adapters import nodes
+from clusters.engine.outcomes import Fail, Outcome, Skip
+from clusters.engine.registry import step_handler
+from clusters.engine.stepcontext import StepContext
+from clusters.k3s.kubeconfig_expiry import expires_soon
 from clusters.models import Cluster, Node
-from clusters.outcomes import Fail, Outcome, Skip
-from clusters.stepcontext import StepContext
-from clusters.steps import step_handler
 from clusters.steps.kubeconfig import fetch_kubeconfig, kubeconfig_server
 from clusters.steps.rolling import ServerRestart, local_api_ready, roll_server
 

@@ -1,5 +1,5 @@
 """Preflight of the cloud side: credentials, region, zone, VPC, vSwitch and the hosts' ECS
-(after pinning the K3s release, clusters.k3s_release).
+(after pinning the K3s release, clusters.adapters.k3s_release).
 
 Each check that passes is remembered in the step's memo, so a throttled API resumes the
 preflight where it stopped instead of starting over (and exhausting the retry budget).
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from clusters import cloud, k3s_release
-from clusters.aliyun import AliyunCloud
-from clusters.errors import PermanentError
+from clusters.adapters import cloud, k3s_release
+from clusters.adapters.aliyun import AliyunCloud
+from clusters.core.errors import PermanentError
+from clusters.engine.outcomes import Done, Outcome
+from clusters.engine.registry import step_handler
+from clusters.engine.stepcontext import StepContext
 from clusters.models import DatastoreKind, Node, RunKind
-from clusters.outcomes import Done, Outcome
-from clusters.stepcontext import StepContext
-from clusters.steps import step_handler
 
 
 def hosts_to_check(ctx: StepContext) -> list[Node]:

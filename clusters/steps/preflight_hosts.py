@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from clusters import nodes
-from clusters.errors import PermanentError
+from clusters.adapters import nodes
+from clusters.core.errors import PermanentError
+from clusters.engine.outcomes import Done, Outcome
+from clusters.engine.registry import step_handler
+from clusters.engine.stepcontext import StepContext
 from clusters.models import Node, NodeRole
-from clusters.outcomes import Done, Outcome
-from clusters.stepcontext import StepContext
-from clusters.steps import step_handler
 
 SUPPORTED_OS = {"ubuntu", "debian", "centos", "rhel", "rocky", "almalinux", "anolis",
                 "alinux", "ol", "fedora", "opensuse-leap", "sles", "kylin", "uos"}

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import time
 
-from clusters import cloud
-from clusters.aliyun import RdsSpec
-from clusters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
-from clusters.credentials import generate_rds_password, name_from_cluster
-from clusters.errors import PermanentError
+from clusters.adapters import cloud
+from clusters.adapters.aliyun import RdsSpec
+from clusters.adapters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
+from clusters.adapters.credentials import generate_rds_password, name_from_cluster
+from clusters.core.errors import PermanentError
+from clusters.engine.outcomes import Done, Fail, Outcome, Wait
+from clusters.engine.registry import step_handler
+from clusters.engine.stepcontext import StepContext
 from clusters.models import Cluster, NodeRole, ResourceState
-from clusters.outcomes import Done, Fail, Outcome, Wait
-from clusters.stepcontext import StepContext
-from clusters.steps import step_handler
 
 RDS_KIND = "rds_instance"
 LARGE_PREFIX = "innodb_large_prefix"

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from clusters import cloud, nodes
-from clusters.errors import PermanentError, TransientError
+from clusters.adapters import cloud, nodes
+from clusters.core.errors import PermanentError, TransientError
+from clusters.engine.outcomes import Done, Fail, Outcome, Wait
+from clusters.engine.stepcontext import StepContext
 from clusters.k3s.diagnosis import diagnose
 from clusters.models import Node, NodeRole, NodeStatus
-from clusters.outcomes import Done, Fail, Outcome, Wait
-from clusters.stepcontext import StepContext
 from clusters.steps.slb import API_PORT, slb_id
 
 READY_TIMEOUT_SECONDS = 300

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-from clusters import cloud
-from clusters.aliyun import PAY_BY_LCU, SlbSpec
-from clusters.errors import PermanentError
+from clusters.adapters import cloud
+from clusters.adapters.aliyun import PAY_BY_LCU, SlbSpec
+from clusters.core.errors import PermanentError
+from clusters.engine.outcomes import Done, Fail, Outcome, Wait
+from clusters.engine.registry import step_handler
+from clusters.engine.stepcontext import StepContext
 from clusters.models import Cluster, NodeRole, ResourceState
-from clusters.outcomes import Done, Fail, Outcome, Wait
-from clusters.stepcontext import StepContext
-from clusters.steps import step_handler
 
 SLB_KIND = "slb"
 API_PORT = 6443

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 
-from clusters import cloud, clusterconfig
-from clusters.errors import PermanentError, StepError
-from clusters.kubeapi import NodeState
+from clusters.adapters import cloud, clusterconfig
+from clusters.adapters.kubeapi import NodeState
+from clusters.core.errors import PermanentError, StepError
+from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
+from clusters.engine.registry import step_handler
+from clusters.engine.stepcontext import StepContext
 from clusters.models import Cluster, DatastoreKind, Node, NodeStatus
-from clusters.outcomes import Done, Fail, Outcome, Skip, Wait
-from clusters.stepcontext import StepContext
-from clusters.steps import step_handler
-from clusters.steps.k3s_install import agent_config_text, install_k3s
+from clusters.steps.k3s import agent_config_text, install_k3s
 from clusters.steps.rds import RDS_KIND
 from clusters.steps.rolling import ServerRestart, local_api_ready, roll_server
 from clusters.steps.slb import API_PORT, slb_id

@@ -1,4 +1,4 @@
-"""Template filters for the panel's pages (see clusters.display for the why)."""
+"""Template filters for the panel's pages (see clusters.web.display for the why)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from django import template
 
-from clusters import display
+from clusters.web import display
 
 register = template.Library()
 

@@ -11,10 +11,10 @@ from typing import TypeVar
 
 import pytest
 
-from clusters.aliyun import AliyunCloud, RdsSpec, SlbSpec
-from clusters.credentials import generate_rds_password
-from clusters.datastore import KEY_TOO_LONG, SchemaRejected, check_datastore
-from clusters.errors import PermanentError, TransientError
+from clusters.adapters.aliyun import AliyunCloud, RdsSpec, SlbSpec
+from clusters.adapters.credentials import generate_rds_password
+from clusters.adapters.datastore import KEY_TOO_LONG, SchemaRejected, check_datastore
+from clusters.core.errors import PermanentError, TransientError
 from clusters.k3s import parse_endpoint
 from clusters.k3s.dsn import build_endpoint
 from sandbox.aliyun.testing import Emulator
@@ -146,7 +146,7 @@ def test_load_balancer_lifecycle(cloud: AliyunCloud, emulator: Emulator) -> None
 
 
 def test_prices_of_a_new_cluster(cloud: AliyunCloud, emulator: Emulator) -> None:
-    from clusters.aliyun import PriceModule
+    from clusters.adapters.aliyun import PriceModule
 
     listed = emulator.control.request("GET", "prices")
     rds = cloud.describe_rds_price(engine_version="8.0", instance_class="mysql.n2.medium.1",

@@ -6,7 +6,7 @@ import string
 
 import pytest
 
-from clusters.credentials import (
+from clusters.adapters.credentials import (
     account_name_problem,
     database_name_problem,
     generate_k3s_token,
@@ -15,9 +15,9 @@ from clusters.credentials import (
     rds_password_problem,
     require_valid,
 )
-from clusters.errors import PermanentError
+from clusters.core.errors import PermanentError
+from clusters.core.redaction import Redactor
 from clusters.k3s import build_endpoint, parse_endpoint
-from clusters.redaction import Redactor
 
 
 def test_generated_passwords_satisfy_rds_and_need_no_escaping() -> None:

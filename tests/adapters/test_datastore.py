@@ -8,18 +8,18 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from clusters.datastore import (
+from clusters.adapters.datastore import (
     KEY_TOO_LONG,
     SchemaRejected,
     check_datastore,
     classify_mysql_error,
     connect,
 )
-from clusters.errors import PermanentError, TransientError
+from clusters.adapters.ssh import SSHSession, SSHTarget
+from clusters.adapters.ssh import connect as ssh_connect
+from clusters.core.errors import PermanentError, TransientError
 from clusters.k3s import MySQLEndpoint, kine_ddl, parse_endpoint
 from clusters.k3s.dsn import build_endpoint
-from clusters.ssh import SSHSession, SSHTarget
-from clusters.ssh import connect as ssh_connect
 from tests.adapters.sshd_server import SshServer
 
 OLD_K3S, NEW_K3S = "v1.23.8+k3s1", "v1.33.1+k3s1"

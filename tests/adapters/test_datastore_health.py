@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.utils import translation
 
-from clusters.datastore_health import (
+from clusters.adapters.datastore_health import (
     GIB,
     KineMeasurement,
     Limits,
@@ -15,8 +15,8 @@ from clusters.datastore_health import (
     evaluate,
     required_connections,
 )
-from clusters.display import health_reason
 from clusters.k3s.versions import kine_max_idle_connections
+from clusters.web.display import health_reason
 
 LIMITS = Limits(compaction_gap=1000, kine_rows=5000, storage_percent=80,
                 connections_percent=80)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pymysql
 
-from clusters.datastore import check_datastore, connect
-from clusters.datastore_health import measure
+from clusters.adapters.datastore import check_datastore, connect
+from clusters.adapters.datastore_health import measure
 from clusters.k3s import kine_ddl
 from tests.adapters.test_datastore import NEW_K3S, endpoint_for
 

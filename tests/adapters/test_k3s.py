@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from clusters.errors import PermanentError
+from clusters.core.errors import PermanentError
 from clusters.k3s import (
     ClusterSettings,
     DatastoreEndpointError,

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from clusters import k3s_release
-from clusters.errors import PermanentError, TransientError
+from clusters.adapters import k3s_release
+from clusters.core.errors import PermanentError, TransientError
 from clusters.k3s.diagnosis import parse_kine_pool
 from clusters.k3s.install import install_command
 from clusters.k3s.versions import kine_max_idle_connections, release_from_channel_answer
 from clusters.models import Cluster, InstallSource, Node, NodeRole, NodeStatus
-from clusters.wizard import default_install_source
+from clusters.web.wizard import default_install_source
 from sandbox.k3s.artifacts import ArtifactServer
 from tests.support.factories import make_cluster
 

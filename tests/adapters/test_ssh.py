@@ -9,9 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from clusters.errors import PermanentError, TransientError
-from clusters.redaction import Redactor
-from clusters.ssh import (
+from clusters.adapters.ssh import (
     CommandTimeout,
     HostKeyChanged,
     SSHSession,
@@ -20,6 +18,8 @@ from clusters.ssh import (
     load_private_key,
     shell_join,
 )
+from clusters.core.errors import PermanentError, TransientError
+from clusters.core.redaction import Redactor
 from tests.adapters.sshd_server import PASSWORDS, SshServer
 
 

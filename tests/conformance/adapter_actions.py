@@ -1,6 +1,6 @@
 """Which Alibaba Cloud actions the adapter calls, read from its code (not a hand-kept list).
 
-Two forms are recognised in `clusters/aliyun/**.py`:
+Two forms are recognised in `clusters/adapters/aliyun/**.py`:
 - `from aliyunsdk<product>.request.v<yyyymmdd>.<Action>Request import <Action>Request`:
   the request class is imported and asked for its product, version and action;
 - `CommonRequest`: in each function that builds one, the string constants given to
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-ADAPTER_DIR = Path(__file__).resolve().parents[2] / "clusters" / "aliyun"
+ADAPTER_DIR = Path(__file__).resolve().parents[2] / "clusters" / "adapters" / "aliyun"
 _REQUEST_MODULE = re.compile(r"^aliyunsdk\w+\.request\.v\d{8}\.\w+Request$")
 _COMMON_KEYWORDS = {"product": "product", "version": "version", "action_name": "action"}
 _COMMON_SETTERS = {"set_product": "product", "set_version": "version",

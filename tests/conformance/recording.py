@@ -16,7 +16,7 @@ from typing import Any
 
 from aliyunsdkcore.request import AcsRequest
 
-from clusters.aliyun.client import AliyunClient
+from clusters.adapters.aliyun.client import AliyunClient
 
 Path = tuple[str, ...]
 

@@ -1,6 +1,6 @@
 """Every Alibaba Cloud action the adapter calls, judged by Alibaba's V2 SDK models.
 
-For each action found in `clusters/aliyun/` (see `adapter_actions`), its scenario
+For each action found in `clusters/adapters/aliyun/` (see `adapter_actions`), its scenario
 (`scenarios.py`) drives the real adapter against the loopback emulator, then:
 - request: every parameter the panel sent (the emulator's call log, i.e. the wire) exists on
   `<Action>Request` with a compatible type (flattened `Tag.N.Key` lists, JSON-string

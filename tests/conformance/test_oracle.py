@@ -150,10 +150,11 @@ def test_discovery_reads_sdk_imports_and_common_requests(tmp_path: Path) -> None
     assert len(problems) == 1 and "dynamic" in problems[0]
     missing = checks.missing_scenarios(actions, {("Rds", "DescribePrice")})
     assert missing == ["BssOpenApi GetPayAsYouGoPrice (version 2017-12-14, used at "
-                       "clusters/aliyun/billing.py:6)"]
+                       "clusters/adapters/aliyun/billing.py:6)"]
 
 
 def test_an_uncovered_action_is_named() -> None:
-    action = AdapterAction("Rds", "2014-08-15", "DescribeAvailableZones", "clusters/aliyun/x.py:1")
+    action = AdapterAction("Rds", "2014-08-15", "DescribeAvailableZones",
+                           "clusters/adapters/aliyun/x.py:1")
     assert checks.missing_scenarios([action], {}) == [
-        "Rds DescribeAvailableZones (version 2014-08-15, used at clusters/aliyun/x.py:1)"]
+        "Rds DescribeAvailableZones (version 2014-08-15, used at clusters/adapters/aliyun/x.py:1)"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from clusters.cloud import TAG_KEY
+from clusters.adapters.cloud import TAG_KEY
 from clusters.models import Cluster, Run, RunStatus, StepStatus
 
 K3S_PATHS = ("/etc/rancher/k3s", "/var/lib/rancher/k3s", "/usr/local/bin/k3s",

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from clusters import health, operations
-from clusters.cloud import cloud_for
+from clusters import operations
+from clusters.adapters.cloud import cloud_for
 from clusters.models import (
     CloudResource,
     Cluster,
@@ -18,6 +18,7 @@ from clusters.models import (
     Step,
     StepStatus,
 )
+from clusters.operations import health
 from tests.e2e.conftest import make_world_cluster, world_env
 from tests.support import runs
 from tests.support.processes import CommandLineWatcher

@@ -9,8 +9,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from clusters import health, operations
+from clusters import operations
 from clusters.models import Cluster, DatastoreKind, LogLine, RunStatus, StepStatus
+from clusters.operations import health
 from sandbox.aliyun.mysqld import MariaDBServer
 from tests.e2e.conftest import make_world_cluster, world_env
 from tests.e2e.test_own_mysql import mysql_made_by_hand
@@ -119,7 +120,7 @@ def test_health_sees_kine_compaction_working_then_broken(world, start_worker, se
 def test_a_small_max_connections_is_warned_about_in_the_proof_and_on_the_page(
         world, start_worker) -> None:
     # Own MySQL whose operator lowered max_connections (RDS lets one change it): 2 servers
-    # need 2 x (2 idle + 10 burst) + 10 = 34 (clusters/datastore_health.py).
+    # need 2 x (2 idle + 10 burst) + 10 = 34 (clusters/adapters/datastore_health.py).
     _, instance, dsn = mysql_made_by_hand(world)
     server = MariaDBServer.load(Path(world.emulator.state_dir) / "rds" / instance)
     server.execute("SET GLOBAL max_connections = 30")

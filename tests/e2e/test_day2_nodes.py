@@ -11,7 +11,7 @@ from aliyunsdkrds.request.v20140815.DescribeDBInstanceIPArrayListRequest import 
 )
 
 from clusters import operations
-from clusters.aliyun.rds import WHITELIST_GROUP
+from clusters.adapters.aliyun.rds import WHITELIST_GROUP
 from clusters.models import CloudResource, Cluster, LogLine, Node, NodeRole, NodeStatus, RunKind
 from sandbox.world import World, running_world
 from tests.e2e.conftest import make_world_cluster, world_env

@@ -6,7 +6,8 @@ import pytest
 from aliyunsdkcore.acs_exception.exceptions import ServerException
 from aliyunsdkslb.request.v20140515.CreateLoadBalancerRequest import CreateLoadBalancerRequest
 
-from clusters import cloud, operations, plans
+from clusters import operations
+from clusters.adapters import cloud
 from clusters.models import (
     RUN_ACTIVE,
     AuditEvent,
@@ -21,6 +22,7 @@ from clusters.models import (
     RunStatus,
     StepStatus,
 )
+from clusters.operations import plans
 from tests.e2e.conftest import make_world_cluster, world_env
 from tests.e2e.day2 import assert_succeeded, cloud_left, failures_of, k3s_traces
 from tests.e2e.test_day2_nodes import host_entry, slb_backends

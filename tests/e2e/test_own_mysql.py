@@ -7,7 +7,7 @@ import time
 import pytest
 
 from clusters import operations
-from clusters.aliyun import AliyunCloud, RdsSpec
+from clusters.adapters.aliyun import AliyunCloud, RdsSpec
 from clusters.k3s.dsn import build_endpoint
 from clusters.models import CloudResource, DatastoreKind, LogLine, RunStatus, StepStatus
 from tests.e2e.conftest import make_world_cluster, world_env

@@ -18,8 +18,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from clusters import cloud, operations
-from clusters.kubeapi import KubeClient
+from clusters import operations
+from clusters.adapters import cloud
+from clusters.adapters.kubeapi import KubeClient
 from clusters.models import Cluster, ClusterStatus, LogLine, RunKind, RunStatus, StepStatus
 from clusters.steps.kubeconfig import kubeconfig_server
 from tests.e2e.conftest import make_world_cluster, world_env

@@ -10,7 +10,7 @@ from aliyunsdkrds.request.v20140815.DescribeResourceUsageRequest import (
     DescribeResourceUsageRequest,
 )
 
-from clusters.aliyun import AliyunCloud
+from clusters.adapters.aliyun import AliyunCloud
 from sandbox.aliyun.testing import Emulator
 from tests.emulator.conftest import call
 from tests.emulator.test_rds_api import (

@@ -13,11 +13,11 @@ import os
 import time
 from pathlib import Path
 
-from clusters.errors import PermanentError, TransientError
+from clusters.core.errors import PermanentError, TransientError
+from clusters.engine.outcomes import Done, Fail, Outcome, Wait
+from clusters.engine.registry import step_handler
+from clusters.engine.stepcontext import StepContext
 from clusters.models import CloudResource, ResourceState
-from clusters.outcomes import Done, Fail, Outcome, Wait
-from clusters.stepcontext import StepContext
-from clusters.steps import step_handler
 
 
 @step_handler("test.work")

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from clusters import pipeline
+from clusters.engine import pipeline
+from clusters.engine.pipeline import StepSpec
 from clusters.models import CloudResource, LogLine, RunStatus, StepStatus
-from clusters.pipeline import StepSpec
 from tests.support import runs
 from tests.support.factories import TEST_ACCESS_KEY_SECRET, TEST_TOKEN, make_cluster
 from tests.support.redis_monitor import RedisMonitor

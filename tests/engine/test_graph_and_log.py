@@ -6,10 +6,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from clusters.core.redaction import Redactor
+from clusters.engine.pipeline import GraphError, StepSpec, create_run
+from clusters.engine.steplog import StepLog
 from clusters.models import LogLine, Run, RunKind
-from clusters.pipeline import GraphError, StepSpec, create_run
-from clusters.redaction import Redactor
-from clusters.steplog import StepLog
 from tests.support.factories import make_cluster
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from clusters import pipeline
+from clusters.engine import pipeline
 from clusters.models import RUN_ACTIVE, Cluster, Run, RunKind, Step
 
 

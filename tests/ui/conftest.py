@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from clusters.models import CloudAccount
-from clusters.wizard import WizardState
+from clusters.web.wizard import WizardState
 from sandbox.aliyun.testing import Emulator
 from sandbox.k3s.artifacts import ArtifactServer
 from tests.support.factories import make_user

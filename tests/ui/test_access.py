@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from clusters import pipeline
+from clusters.engine import pipeline
 from clusters.models import AuditAction, AuditEvent, RunKind, RunStatus
 from tests.support.factories import make_cluster, make_user
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from clusters import pipeline, tasks
+from clusters.engine import pipeline
 from clusters.models import AuditAction, AuditEvent, Cluster, Run, RunKind
 from tests.support.factories import make_cluster, make_user
 from tests.support.runs import wait_finished
@@ -86,7 +86,7 @@ def test_live_timeline_logs_retry_kubeconfig_and_chinese(
         page.wait_for_selector("#timeline")
         page.evaluate("window.__sameDocument = 'yes'")
         assert page.locator("li.step.step-pending").count() == 4
-        tasks.advance_run.delay(run.pk)
+        pipeline.advance_run.delay(run.pk)
         page.wait_for_selector("li.step.step-running")
         page.wait_for_selector("li.step.step-waiting .step-wait:not([hidden])")
         assert "not ready yet" in page.inner_text("li.step.step-waiting")

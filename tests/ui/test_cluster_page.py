@@ -12,16 +12,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from clusters import operations, pipeline
-from clusters.models import (
-    AuditAction,
-    AuditEvent,
-    CloudResource,
-    LogLine,
-    Run,
-    RunKind,
-    RunStatus,
-)
+from clusters import operations
+from clusters.engine import pipeline
+from clusters.models import AuditAction, AuditEvent, CloudResource, LogLine, Run, RunKind, RunStatus
 from tests.support.factories import make_cluster
 
 

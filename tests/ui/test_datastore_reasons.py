@@ -6,7 +6,7 @@ from typing import Any
 
 from django.urls import reverse
 
-from clusters.datastore_health import KineMeasurement, Limits, evaluate
+from clusters.adapters.datastore_health import KineMeasurement, Limits, evaluate
 from tests.support.factories import make_cluster
 
 ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-CN,zh;q=0.9"}

@@ -10,8 +10,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 
-from clusters import plans_day2
-from clusters.display import step_title
 from clusters.models import (
     AuditAction,
     AuditEvent,
@@ -23,6 +21,8 @@ from clusters.models import (
     Run,
     RunKind,
 )
+from clusters.operations import plans_day2
+from clusters.web.display import step_title
 from tests.support.factories import make_cluster
 
 

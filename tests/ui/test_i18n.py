@@ -9,7 +9,7 @@ from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
-from clusters import pipeline
+from clusters.engine import pipeline
 from clusters.models import RunKind
 from tests.support.factories import make_cluster
 
@@ -74,8 +74,8 @@ def test_language_switcher_sets_chinese_for_later_pages(user: Any, client_for: A
 def test_every_step_title_of_the_create_plan_is_translated(user: Any) -> None:
     from django.utils import translation
 
-    from clusters import plans
-    from clusters.display import step_title
+    from clusters.operations import plans
+    from clusters.web.display import step_title
 
     for kind in ("rds", "external"):
         cluster = make_cluster(owner=user, nodes=3, datastore_kind=kind)

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from clusters import pipeline
+from clusters.engine import pipeline
 from clusters.models import CloudResource, LogLine, Node, NodeRole, RunKind, Step
 from tests.support.factories import make_cluster
 

@@ -22,7 +22,7 @@ from clusters.models import (
     Run,
     RunKind,
 )
-from clusters.wizard import SESSION_KEY, WizardState
+from clusters.web.wizard import SESSION_KEY, WizardState
 from sandbox.aliyun.testing import Emulator
 from sandbox.k3s.artifacts import ArtifactServer
 from tests.ui.wizard_data import host_rows, openssh_key

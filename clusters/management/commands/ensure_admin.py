@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from clusters.bootstrap import ensure_admin
+from clusters.management.bootstrap import ensure_admin
 
 
 class Command(BaseCommand):

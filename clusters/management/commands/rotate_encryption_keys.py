@@ -12,7 +12,7 @@ from django.apps import apps
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 
-from clusters import crypto
+from clusters.core import crypto
 from clusters.fields import EncryptedTextField
 
 

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from clusters.bootstrap import ensure_admin
+from clusters.management.bootstrap import ensure_admin
 
 SOCKET_PREFIX = "redis+socket://"
 

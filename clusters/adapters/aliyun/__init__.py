@@ -1,0 +1,102 @@
+"""Alibaba Cloud adapter: the official SDK behind a small typed facade.
+
+    cloud = AliyunCloud(access_key_id, secret, "cn-hangzhou", endpoint_override="127.0.0.1:8080")
+    created = cloud.create_rds(RdsSpec(...), client_token=token, tags={"k3s-panel": "c-42"})
+
+Modules: `client` (SDK client, fail-closed endpoints, no proxy, timeouts, one attempt),
+`errors` (SDK exceptions → TransientError/PermanentError/CloudNotFound with hints),
+`models` (dataclasses), `ecs_vpc`, `rds`, `slb` (the calls), `rds_price` (DescribePrice),
+`bss` (BSS GetPayAsYouGoPrice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from clusters.adapters.aliyun.bss import BssApi
+from clusters.adapters.aliyun.client import AliyunClient, EndpointPolicy, parse_override
+from clusters.adapters.aliyun.ecs_vpc import EcsVpcApi
+from clusters.adapters.aliyun.errors import CloudNotFound, map_sdk_error
+from clusters.adapters.aliyun.models import (
+    LCU_SPEC,
+    PAY_BY_LCU,
+    PAY_BY_SPEC,
+    Account,
+    BackendHealth,
+    BackendServer,
+    Backup,
+    Database,
+    HourlyPrice,
+    Instance,
+    LoadBalancer,
+    NetInfo,
+    Parameters,
+    ParameterTemplate,
+    PriceModule,
+    RdsClassOffer,
+    RdsCreated,
+    RdsInstance,
+    RdsSpec,
+    RdsZoneOffer,
+    Region,
+    SlbCreated,
+    SlbSpec,
+    TcpListener,
+    Vpc,
+    VSwitch,
+    Zone,
+)
+from clusters.adapters.aliyun.rds import RdsApi
+from clusters.adapters.aliyun.rds_price import RdsPriceApi
+from clusters.adapters.aliyun.slb import SlbApi
+
+
+class AliyunCloud(EcsVpcApi, RdsApi, RdsPriceApi, SlbApi, BssApi):
+    """Everything provisioning asks of Alibaba Cloud, for one AccessKey and region."""
+
+    def __init__(self, access_key_id: str, access_key_secret: str, region: str,
+                 endpoint_override: str | Mapping[str, str] | None = None, *,
+                 read_timeouts: Mapping[str, float] | None = None) -> None:
+        self.client = AliyunClient(access_key_id, access_key_secret, region, endpoint_override,
+                                   read_timeouts=read_timeouts)
+
+    @property
+    def region(self) -> str:
+        return self.client.region
+
+
+__all__ = [
+    "LCU_SPEC",
+    "PAY_BY_LCU",
+    "PAY_BY_SPEC",
+    "Account",
+    "AliyunClient",
+    "AliyunCloud",
+    "BackendHealth",
+    "BackendServer",
+    "Backup",
+    "CloudNotFound",
+    "Database",
+    "EndpointPolicy",
+    "HourlyPrice",
+    "Instance",
+    "LoadBalancer",
+    "NetInfo",
+    "ParameterTemplate",
+    "Parameters",
+    "PriceModule",
+    "RdsClassOffer",
+    "RdsCreated",
+    "RdsInstance",
+    "RdsSpec",
+    "RdsZoneOffer",
+    "Region",
+    "SlbCreated",
+    "SlbSpec",
+    "TcpListener",
+    "VSwitch",
+    "Vpc",
+    "Zone",
+    "map_sdk_error",
+    "parse_override",
+]

@@ -1,0 +1,229 @@
+"""One place that builds the official SDK client and sends a request.
+
+Why each choice (read in aliyunsdkcore 2.16.1's source):
+- Endpoint override, FAIL CLOSED. With an override configured, every request gets
+  `request.set_endpoint(...)`; `AcsClient._implementation_of_do_action` then skips endpoint
+  resolution entirely. A product without an override is refused before anything is sent,
+  and the client's resolver chain (global `region_provider` entries, endpoints.json, the
+  product's endpoint_map, the HTTPS LocationService lookup) is replaced by one that raises,
+  so no code path can fall back to a real Alibaba Cloud endpoint.
+- No proxy. `HttpResponse` reads HTTP(S)_PROXY itself and ignores NO_PROXY; passing
+  `proxy={"http": None, "https": None}` makes requests select no proxy, and the session's
+  `trust_env` is off (no ~/.netrc, no env CA/proxy lookups).
+- SDK retries off (`auto_retry=False`): one HTTP attempt per call. RDS/SLB/VPC are never
+  retried by the SDK anyway, ECS Describe* would be retried up to 3 times with sleeps inside
+  a worker; the engine retries TransientError with backoff in its step budget instead, and
+  never re-sends a create without the same ClientToken.
+- Per-action read timeouts (CreateDBInstance can take ~20 s to answer, per its API doc).
+- The SDK logs every request's parameters at DEBUG (AccountPassword included) and the full
+  request URL on errors: a filter drops the former and scrubs the latter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
+from aliyunsdkcore.client import AcsClient
+from aliyunsdkcore.request import AcsRequest
+
+from clusters.adapters.aliyun.errors import map_sdk_error, scrub
+from clusters.adapters.aliyun.models import items
+from clusters.core.errors import PermanentError, StepError, TransientError
+from clusters.core.redaction import Redactor
+
+# BssOpenApi: GetPayAsYouGoPrice (business.aliyuncs.com), for the review page's prices.
+PRODUCTS = ("Ecs", "Vpc", "Rds", "Slb", "BssOpenApi")
+CONNECT_TIMEOUT = 5
+DEFAULT_READ_TIMEOUT = 10
+READ_TIMEOUTS = {  # seconds; actions that do real work before answering
+    "CreateDBInstance": 30, "DeleteDBInstance": 20, "CreateLoadBalancer": 30,
+    "DeleteLoadBalancer": 20, "CreateLoadBalancerTCPListener": 20, "ModifyParameter": 20,
+    "CreateBackup": 20, "AddBackendServers": 20, "RemoveBackendServers": 20,
+}
+_HOST_PORT = re.compile(r"^(?:http://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+
+
+class EndpointPolicy:
+    """Where each product's requests go. No override = Alibaba Cloud's own endpoints (HTTPS).
+
+    `override` is "host:port" for every product, or {"Rds": "host:port", ...}; the emulator
+    speaks plain HTTP. Once an override exists, a product without one is refused.
+    """
+
+    def __init__(self, override: str | Mapping[str, str] | None = None) -> None:
+        self._all: str | None = None
+        self._per_product: dict[str, str] = {}
+        if isinstance(override, str) and override.strip():
+            self._all = _checked(override.strip())
+        elif isinstance(override, Mapping) and override:
+            known = {p.lower(): p for p in PRODUCTS}
+            for product, endpoint in override.items():
+                if product.lower() not in known:
+                    raise PermanentError(f"Unknown product {product!r} in the endpoint override.")
+                self._per_product[known[product.lower()]] = _checked(endpoint)
+
+    @property
+    def overridden(self) -> bool:
+        return bool(self._all or self._per_product)
+
+    def endpoint_for(self, product: str) -> str | None:
+        """host:port for `product`, None for the real cloud; refuses unknown products."""
+        if not self.overridden:
+            return None
+        endpoint = self._all or self._per_product.get(product)
+        if endpoint is None:
+            raise PermanentError(
+                f"No endpoint override for {product}: refusing to send it to Alibaba Cloud "
+                "while overrides are configured (fail closed).")
+        return endpoint
+
+
+def _checked(endpoint: str) -> str:
+    match = _HOST_PORT.match(endpoint)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise PermanentError(f"Endpoint override {endpoint!r} must be host:port.")
+    return f"{match.group(1)}:{match.group(2)}"
+
+
+def parse_override(text: str | None) -> str | dict[str, str] | None:
+    """Read the override from a setting/env value: "host:port" or "Rds=h:p,Slb=h:p"."""
+    if not text or not text.strip():
+        return None
+    if "=" not in text:
+        return text.strip()
+    pairs = (part.split("=", 1) for part in text.split(",") if part.strip())
+    return {product.strip(): endpoint.strip() for product, endpoint in pairs}
+
+
+class _RefusingResolver:
+    """Stands in for the SDK's resolver chain when an override is set: never resolves."""
+
+    def resolve(self, request: Any) -> str:
+        raise ClientException("SDK.EndpointResolvingError",
+                              "endpoint resolution is disabled while an override is set")
+
+    def put_endpoint_entry(self, *_args: Any) -> None:
+        raise ClientException("SDK.EndpointResolvingError",
+                              "endpoint entries are disabled while an override is set")
+
+
+class _ScrubSdkLogs(logging.Filter):
+    """Drop the SDK's per-request parameter dumps; scrub URLs out of its error lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(("Request received", "Response received")):
+            return False
+        record.msg, record.args = scrub(message), None
+        return True
+
+
+class _DropHttpDebug(logging.Filter):
+    """With env DEBUG=sdk the SDK logs each request line, query string (secrets) included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def _install_log_filters() -> None:
+    for name, kind in (("aliyunsdkcore.client", _ScrubSdkLogs),
+                       ("aliyunsdkcore.http.http_response", _DropHttpDebug)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
+
+
+_install_log_filters()
+
+
+class AliyunClient:
+    """Sends SDK requests for one AccessKey and region; returns parsed JSON bodies."""
+
+    def __init__(self, access_key_id: str, access_key_secret: str, region: str,
+                 endpoint_override: str | Mapping[str, str] | None = None, *,
+                 read_timeouts: Mapping[str, float] | None = None) -> None:
+        if not access_key_id or not access_key_secret:
+            raise PermanentError("An AccessKey ID and secret are required.")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", region or ""):
+            raise PermanentError(f"{region!r} is not a region id (e.g. cn-hangzhou).")
+        self.region = region
+        self.policy = EndpointPolicy(endpoint_override)
+        self.read_timeouts = {**READ_TIMEOUTS, **(read_timeouts or {})}
+        self._redact = Redactor([access_key_secret])
+        self._sdk = AcsClient(
+            access_key_id, access_key_secret, region, auto_retry=False, max_retry_time=0,
+            connect_timeout=CONNECT_TIMEOUT, timeout=DEFAULT_READ_TIMEOUT,
+            proxy={"http": None, "https": None})
+        self._sdk.session.trust_env = False
+        if self.policy.overridden:
+            self._sdk._endpoint_resolver = _RefusingResolver()  # see the module docstring
+
+    def call(self, request: AcsRequest, *, secrets: Iterable[str] = ()) -> dict[str, Any]:
+        """Send one request (one HTTP attempt); StepError on any failure."""
+        product, action = request.get_product(), request.get_action_name()
+        endpoint = self.policy.endpoint_for(product)
+        if endpoint:
+            request.set_endpoint(endpoint)
+            request.set_protocol_type("http")
+        else:
+            request.set_protocol_type("https")
+        request.set_connect_timeout(CONNECT_TIMEOUT)
+        request.set_read_timeout(self.read_timeouts.get(action, DEFAULT_READ_TIMEOUT))
+        redact = Redactor([*secrets, *self._redact_secrets()])
+        try:
+            body = self._sdk.do_action_with_exception(request)
+        except (ServerException, ClientException) as exc:
+            raise map_sdk_error(exc, product=product, action=action, endpoint=endpoint or "",
+                                redact=redact) from None
+        except IndexError:
+            # aliyunsdkcore crashes on a SignatureDoesNotMatch message without ':' (§1.4).
+            raise PermanentError(f"{product} {action} failed: the AccessKey secret is wrong "
+                                 "(signature rejected).", code="SignatureDoesNotMatch") from None
+        try:
+            parsed = json.loads(body)
+        except (ValueError, TypeError):
+            raise TransientError(f"{product} {action}: the answer was not JSON.") from None
+        if not isinstance(parsed, dict):
+            raise TransientError(f"{product} {action}: unexpected answer shape.")
+        return parsed
+
+    def _redact_secrets(self) -> list[str]:
+        secret = self._sdk.get_access_secret()
+        return [secret] if secret else []
+
+
+MAX_PAGES = 100
+
+
+def pages(client: AliyunClient, make: Callable[[int], AcsRequest],
+          path: tuple[str, str]) -> list[dict[str, Any]]:
+    """Every item of a PageNumber/PageSize/TotalCount listing (`make(page)` builds a request)."""
+    collected: list[dict[str, Any]] = []
+    for number in range(1, MAX_PAGES + 1):
+        body = client.call(make(number))
+        batch = items(body, *path)
+        collected.extend(batch)
+        total = int(body.get("TotalCount", body.get("TotalRecordCount", 0)) or 0)
+        if not batch or len(collected) >= total:
+            break
+    return collected
+
+
+def check_client_token(client_token: str) -> None:
+    """Creates must carry the caller's recorded ClientToken (≤ 64 ASCII characters)."""
+    if not client_token or len(client_token) > 64 or not client_token.isascii():
+        raise PermanentError("A ClientToken of 1-64 ASCII characters is required for a create.")
+
+
+def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    """{"k": "v"} → the [{"Key", "Value"}] list the SDK's set_Tags expands to Tag.N.*"""
+    return [{"Key": key, "Value": value} for key, value in tags.items()]
+
+
+__all__ = ["AliyunClient", "EndpointPolicy", "StepError", "check_client_token", "pages",
+           "parse_override", "tag_list"]

@@ -1,0 +1,62 @@
+"""The Alibaba Cloud facade for a cluster, and the ledger entries around every purchase.
+
+Why: "record intent, then buy with its ClientToken, then record the result" must be the
+same for RDS and SLB (and anything bought later), or a crash between buying and recording
+could buy twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from clusters.adapters.aliyun import AliyunCloud
+from clusters.engine.stepcontext import StepContext
+from clusters.models import CloudAccount, CloudResource, Cluster, ResourceState
+
+TAG_KEY = "k3s-panel-cluster"
+
+
+def cloud_for_account(account: CloudAccount, region: str) -> AliyunCloud:
+    return AliyunCloud(account.access_key_id, account.access_key_secret, region,
+                       endpoint_override=settings.ALIYUN_ENDPOINT_OVERRIDE)
+
+
+def cloud_for(cluster: Cluster) -> AliyunCloud:
+    return cloud_for_account(cluster.cloud_account, cluster.region)
+
+
+def tags(cluster: Cluster) -> dict[str, str]:
+    """Tags on everything bought, so a person (and the panel) can find it again."""
+    return {TAG_KEY: str(cluster.code), "k3s-panel-name": cluster.name[:128]}
+
+
+def poll_seconds() -> float:
+    return float(settings.PANEL_CLOUD_POLL_SECONDS)
+
+
+def intend(ctx: StepContext, kind: str) -> CloudResource:
+    """The ledger row for this cluster's `kind`, created (and committed) before any call."""
+    token = f"k3s-{ctx.cluster.code.hex}-{kind}"[:64]
+    resource, created = CloudResource.objects.get_or_create(
+        client_token=token,
+        defaults={"cluster": ctx.cluster, "run": ctx.run, "kind": kind,
+                  "region": ctx.cluster.region},
+    )
+    if created:
+        ctx.say(f"Ledger: {kind} intended (ClientToken {token})")
+    return resource
+
+
+def record(resource: CloudResource, *, provider_id: str | None = None,
+           state: str | None = None, **attributes: Any) -> None:
+    if provider_id:
+        resource.provider_id = provider_id
+    if state:
+        resource.state = state
+        if state == ResourceState.DELETED:
+            resource.deleted_at = timezone.now()
+    resource.attributes = {**resource.attributes, **attributes}
+    resource.save()

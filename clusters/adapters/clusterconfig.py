@@ -1,0 +1,83 @@
+"""What every step derives the same way from a cluster: datastore DSN, install source, config.
+
+Why: two servers with different critical flags (or tokens) break an HA cluster silently, so
+the values are computed in one place from the stored cluster and earlier step results.
+"""
+
+from __future__ import annotations
+
+from clusters.adapters.kubeapi import KubeClient
+from clusters.core.errors import PermanentError
+from clusters.engine.stepcontext import StepContext
+from clusters.k3s.config import ClusterSettings, NodeIdentity, render_server_config
+from clusters.k3s.dsn import build_endpoint
+from clusters.k3s.install import InstallSource
+from clusters.models import Cluster, DatastoreKind, Node, Step, StepStatus
+from clusters.models import InstallSource as SourceChoice
+
+SERVER_TAINT = "CriticalAddonsOnly=true:NoExecute"
+RDS_RESULT_STEP = "rds_configure"
+
+
+def install_source(cluster: Cluster) -> InstallSource:
+    if cluster.install_source == SourceChoice.CHINA_MIRROR:
+        return InstallSource("china")
+    if cluster.install_source == SourceChoice.CUSTOM:
+        return InstallSource("custom", cluster.install_base_url)
+    return InstallSource("official")
+
+
+def recorded_rds_datastore(cluster: Cluster) -> dict:
+    """What the create run's RDS step recorded (host, port, account, database), for later runs
+    (upgrade, add node) that render the same server config without an RDS step of their own."""
+    found = (Step.objects.filter(run__cluster=cluster, key=RDS_RESULT_STEP,
+                                 status=StepStatus.SUCCEEDED)
+             .order_by("-finished_at", "-pk").values_list("result", flat=True).first())
+    return dict(found or {})
+
+
+def datastore_endpoint(ctx: StepContext) -> str:
+    """The K3s --datastore-endpoint (contains the password: only for 0600 files)."""
+    cluster = ctx.cluster
+    if cluster.datastore_kind == DatastoreKind.EXTERNAL:
+        return cluster.external_dsn
+    rds = ctx.result_of(RDS_RESULT_STEP) or recorded_rds_datastore(cluster)
+    if not rds or not cluster.datastore_password:
+        raise PermanentError("The RDS instance is not configured yet (no endpoint recorded).")
+    return build_endpoint(rds["account"], cluster.datastore_password, rds["host"],
+                          int(rds["port"]), database=rds["database"])
+
+
+def recorded_datastore_endpoint(cluster: Cluster) -> str:
+    """The DSN outside a run (health checks): own MySQL as given, RDS as its create recorded."""
+    if cluster.datastore_kind == DatastoreKind.EXTERNAL:
+        return cluster.external_dsn
+    rds = recorded_rds_datastore(cluster)
+    if not rds or not cluster.datastore_password:
+        raise PermanentError("The RDS instance is not configured yet (no endpoint recorded).")
+    return build_endpoint(rds["account"], cluster.datastore_password, rds["host"],
+                          int(rds["port"]), database=rds["database"])
+
+
+def server_settings(ctx: StepContext) -> ClusterSettings:
+    cluster = ctx.cluster
+    if not cluster.slb_address:
+        raise PermanentError("The SLB address is not known yet; it must be in tls-san.")
+    return ClusterSettings(
+        token=cluster.k3s_token,
+        datastore_endpoint=datastore_endpoint(ctx),
+        tls_sans=(cluster.slb_address, *cluster.extra_tls_sans),
+        disable=("traefik",) if cluster.disable_traefik else (),
+        node_taints=(SERVER_TAINT,) if cluster.taint_servers else (),
+    )
+
+
+def server_config_text(ctx: StepContext, node: Node) -> str:
+    return render_server_config(server_settings(ctx), NodeIdentity(node_ip=node.private_ip))
+
+
+def api_client(cluster: Cluster, timeout: float = 10) -> KubeClient:
+    """A client for the cluster's stored kubeconfig (through the SLB, TLS verified)."""
+    if not cluster.kubeconfig:
+        raise PermanentError("The cluster has no kubeconfig yet.")
+    return KubeClient(cluster.kubeconfig, timeout=timeout)

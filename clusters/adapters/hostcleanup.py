@@ -1,0 +1,121 @@
+"""Remove this cluster's K3s from its hosts (destroy, node removal), host by host.
+
+Why a module: destroy and remove-node must judge ownership and report unreachable hosts the
+same way. A host is cleaned only when its config.yaml carries this cluster's token (or an
+earlier attempt of the same step already proved that and was interrupted mid-cleanup); one
+unreachable host does not stop the others from being cleaned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clusters.adapters import nodes
+from clusters.core.errors import PermanentError, StepError, TransientError
+from clusters.engine.stepcontext import StepContext
+from clusters.k3s.uninstall import CLEANUP_SCRIPT, LOOK_SCRIPT, belongs_to
+from clusters.models import Node, Step
+
+TRACES_MARK = "panel-k3s-traces="
+CLAIMED = "claimed_hosts"
+CLEANED = "cleaned_hosts"
+
+
+@dataclass(frozen=True)
+class HostReport:
+    node: Node
+    verdict: str = ""  # removed | clean | foreign
+    error: StepError | None = None
+
+
+def _look(ctx: StepContext, node: Node) -> tuple[str, bool]:
+    """(config.yaml text or '', whether any K3s file is on the host)."""
+    with nodes.session(ctx, node) as connection:
+        result = connection.run("sh -s", sudo=True, stdin=LOOK_SCRIPT, timeout=60)
+    if not result.ok:
+        raise PermanentError(f"Looking for K3s on {node.private_ip} failed "
+                             f"(exit {result.exit_status}): {result.tail(ctx.redact, 3)}")
+    text, _, mark = result.stdout.rpartition(TRACES_MARK)
+    return text, mark.strip() == "yes"
+
+
+def _cleanup(ctx: StepContext, node: Node) -> None:
+    with nodes.session(ctx, node) as connection:
+        label = node.private_ip
+        result = connection.run(
+            "sh -s", sudo=True, stdin=CLEANUP_SCRIPT, timeout=300, redact=ctx.redact,
+            on_line=lambda stream, text: ctx.say(f"[{label}] {text}",
+                                                 "stderr" if stream == "stderr" else "stdout"))
+    if not result.ok:
+        raise PermanentError(f"Removing K3s from {node.private_ip} failed "
+                             f"(exit {result.exit_status}): {result.tail(ctx.redact, 5)}")
+
+
+def _save_memo(ctx: StepContext) -> None:
+    """Persist the memo now: a crash mid-cleanup must not forget which hosts were ours."""
+    Step.objects.filter(pk=ctx.step.pk).update(result=ctx.memo)
+
+
+def _judge(ctx: StepContext, node: Node, claimed: list[str]) -> HostReport:
+    try:
+        config, traces = _look(ctx, node)
+    except StepError as exc:
+        if not node.host_key:
+            # Never logged in (no pinned key): the panel cannot have installed anything
+            # there, so a host with wrong credentials does not block destroy forever.
+            ctx.say(f"{node.private_ip}: never reached by the panel ({exc}); nothing of this "
+                    "cluster can be on it", "stderr")
+            return HostReport(node, "clean")
+        return HostReport(node, error=exc)
+    if not traces:
+        return HostReport(node, "clean")
+    if node.private_ip in claimed or belongs_to(config, ctx.cluster.k3s_token):
+        return HostReport(node, "ours")
+    return HostReport(node, "foreign")
+
+
+def remove_k3s(ctx: StepContext, members: list[Node]) -> list[HostReport]:
+    """Judge every host, then clean the ones holding this cluster's K3s; raise when a host
+    could not be reached or cleaned (after the others were done), so Retry finishes it."""
+    ctx.register_secret(ctx.cluster.k3s_token)
+    cleaned = set(ctx.memo.get(CLEANED, []))
+    todo = [node for node in members if node.private_ip not in cleaned]
+    claimed = list(ctx.memo.get(CLAIMED, []))
+    judged = nodes.for_each_node(todo, lambda node: _judge(ctx, node, claimed))
+    ctx.memo[CLAIMED] = sorted({*claimed, *(r.node.private_ip for r in judged
+                                            if r.verdict == "ours")})
+    _save_memo(ctx)
+
+    def clean(report: HostReport) -> HostReport:
+        if report.verdict != "ours":
+            return report
+        try:
+            _cleanup(ctx, report.node)
+        except StepError as exc:
+            return HostReport(report.node, error=exc)
+        return HostReport(report.node, "removed")
+
+    reports = nodes.for_each_node(judged, clean) if judged else []
+    for report in reports:
+        ip = report.node.private_ip
+        if report.verdict == "removed":
+            ctx.say(f"{ip}: K3s removed")
+        elif report.verdict == "clean":
+            ctx.say(f"{ip}: no K3s here, nothing to remove")
+        elif report.verdict == "foreign":
+            ctx.say(f"{ip}: the K3s on this host was not installed for this cluster (its "
+                    "config has another token); left alone", "stderr")
+        if report.error is None:
+            cleaned.add(ip)
+    ctx.memo[CLEANED] = sorted(cleaned)
+    _save_memo(ctx)
+    failed = [report for report in reports if report.error is not None]
+    if failed:
+        summary = "; ".join(f"{r.node.private_ip}: {r.error}" for r in failed)
+        message = (f"Could not remove K3s from {len(failed)} host(s) ({summary}). "
+                   f"{len(cleaned)} of {len(members)} host(s) are done. Make the host "
+                   "reachable and press Retry.")
+        if all(isinstance(r.error, TransientError) for r in failed):
+            raise TransientError(message)
+        raise PermanentError(message)
+    return reports

@@ -1,0 +1,80 @@
+"""Reaching a cluster's hosts over SSH with the host key pinned on first contact.
+
+Why: every step that touches a host must log in the same way and refuse a host whose key
+changed; keeping it here means no step can forget the pin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import TypeVar
+
+from django import db
+
+from clusters.adapters import ssh
+from clusters.core.errors import PermanentError
+from clusters.engine.stepcontext import StepContext
+from clusters.models import Node
+
+T = TypeVar("T")
+
+
+def target_for(node: Node) -> ssh.SSHTarget:
+    return ssh.SSHTarget(
+        host=node.public_ip or node.private_ip,
+        username=node.ssh_user,
+        port=node.ssh_port,
+        password=node.ssh_password or None,
+        private_key=node.ssh_private_key or None,
+        passphrase=node.ssh_key_passphrase or None,
+    )
+
+
+@contextlib.contextmanager
+def session(ctx: StepContext, node: Node) -> Iterator[ssh.SSHSession]:
+    """An SSH session to `node`; the first contact pins its host key, later ones enforce it."""
+    pinned = node.host_key or None
+    with ssh.connect(target_for(node), pinned_fingerprint=pinned) as connection:
+        if not pinned:
+            Node.objects.filter(pk=node.pk, host_key="").update(
+                host_key=connection.host_key_fingerprint)
+            node.host_key = connection.host_key_fingerprint
+            ctx.say(f"{node.private_ip}: host key {connection.host_key_fingerprint} recorded "
+                    "(it is checked on every later connection)")
+        yield connection
+
+
+def run_logged(ctx: StepContext, connection: ssh.SSHSession, command: str | list[str], *,
+               what: str, sudo: bool = True, timeout: float = 600, check: bool = True,
+               env_file: str | None = None) -> ssh.CommandResult:
+    """Run a command on a host with its output streamed, redacted, into the step log."""
+    label = connection.target.host
+    result = connection.run(
+        command, sudo=sudo, timeout=timeout, redact=ctx.redact, env_file=env_file,
+        on_line=lambda stream, text: ctx.say(f"[{label}] {text}",
+                                             "stderr" if stream == "stderr" else "stdout"),
+    )
+    if check and not result.ok:
+        raise PermanentError(f"{what} failed on {label} (exit {result.exit_status}): "
+                             f"{result.tail(ctx.redact, 5)}")
+    return result
+
+
+def for_each_node(nodes: list[Node], work: Callable[[Node], T], limit: int = 8) -> list[T]:
+    """Run `work` for every node in parallel threads (each with its own DB connection).
+
+    The first exception is re-raised after all finished, so one bad host does not hide
+    what the others said.
+    """
+    def guarded(node: Node) -> T:
+        try:
+            return work(node)
+        finally:
+            db.connection.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, min(limit, len(nodes)))) as pool:
+        futures = [pool.submit(guarded, node) for node in nodes]
+        wait(futures)
+    return [future.result() for future in futures]

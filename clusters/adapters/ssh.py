@@ -1,0 +1,569 @@
+"""SSH to a host (paramiko): pinned host key, password or key login, sudo, streamed output,
+private file upload and TCP tunnels.
+
+Why each choice:
+- The host key is pinned: the first contact returns its SHA256 fingerprint for the caller to
+  store; afterwards a different key fails hard (someone may be in the middle).
+- A sudo password is written to sudo's stdin (`sudo -S`), never placed on a command line;
+  whether sudo needs it at all is probed once (`sudo -n true`), because sending a password to
+  a NOPASSWD sudo would feed it to the command's stdin instead.
+- Every output line passes the caller's Redactor before reaching the callback.
+- Files are created inside a fresh 0700 directory, chmod-ed, then renamed into place: no
+  moment exists where another local user could read them.
+- Socket/protocol failures are TransientError (worth retrying); a refused login or a changed
+  host key is PermanentError with a plain sentence.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import io
+import posixpath
+import secrets
+import select
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import paramiko
+
+from clusters.core.errors import PermanentError, TransientError
+
+Stream = Literal["stdout", "stderr"]
+LineCallback = Callable[[str, str], None]  # (stream, text)
+Redact = Callable[[str], str]
+
+DEFAULT_CONNECT_TIMEOUT = 15.0
+DEFAULT_COMMAND_TIMEOUT = 600.0
+OUTPUT_LIMIT = 8 * 1024 * 1024  # bytes kept per stream; the callback still sees every line
+_KEY_TYPES: tuple[type[paramiko.PKey], ...] = (
+    paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+
+
+def shell_join(argv: Sequence[str]) -> str:
+    """argv → one shell command string, every word quoted with shlex.quote."""
+    return " ".join(shlex.quote(str(arg)) for arg in argv)
+
+
+def _as_command(command: Sequence[str] | str) -> str:
+    return command if isinstance(command, str) else shell_join(command)
+
+
+class HostKeyChanged(PermanentError):
+    """The host presented a key other than the one pinned at first contact."""
+
+
+class CommandTimeout(TransientError):
+    """A remote command did not finish in time (the channel has been closed)."""
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """How to reach and log in to one host. Secrets are excluded from repr."""
+
+    host: str
+    username: str
+    port: int = 22
+    password: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)  # PEM or OpenSSH text
+    passphrase: str | None = field(default=None, repr=False)
+    sudo_password: str | None = field(default=None, repr=False)  # defaults to `password`
+
+    @property
+    def label(self) -> str:
+        return f"{self.username}@{self.host}" + (f":{self.port}" if self.port != 22 else "")
+
+
+@dataclass
+class CommandResult:
+    """What a command did. stdout/stderr are NOT redacted: callers must not show them raw."""
+
+    command: str
+    exit_status: int
+    stdout_bytes: bytes
+    stderr_bytes: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_bytes.decode("utf-8", "replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_bytes.decode("utf-8", "replace")
+
+    def tail(self, redact: Redact, lines: int = 10) -> str:
+        """The last lines of stderr (else stdout), redacted: for an error message."""
+        text = self.stderr.strip() or self.stdout.strip()
+        return redact("\n".join(text.splitlines()[-lines:]))
+
+
+def load_private_key(text: str, passphrase: str | None = None) -> paramiko.PKey:
+    """Read an RSA/Ed25519/ECDSA key in PEM or OpenSSH form; plain errors for a person."""
+    encrypted = False
+    for key_type in _KEY_TYPES:
+        try:
+            return key_type.from_private_key(io.StringIO(text), password=passphrase or None)
+        except paramiko.PasswordRequiredException:
+            encrypted = True
+        except (paramiko.SSHException, ValueError, TypeError, IndexError):
+            continue
+    if encrypted and not passphrase:
+        raise PermanentError("The SSH private key is encrypted: enter its passphrase.")
+    if encrypted or passphrase:
+        raise PermanentError(
+            "The SSH private key could not be opened: wrong passphrase or unsupported key type.")
+    raise PermanentError(
+        "The SSH private key could not be read (expected an RSA, Ed25519 or ECDSA key in "
+        "PEM or OpenSSH format).")
+
+
+class _LineSplitter:
+    """Bytes → complete text lines, decoding UTF-8 across chunk boundaries."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._pending = ""
+
+    def feed(self, data: bytes, final: bool = False) -> list[str]:
+        text = self._pending + self._decoder.decode(data, final)
+        parts = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        self._pending = parts.pop()
+        if final and self._pending:
+            parts.append(self._pending)
+            self._pending = ""
+        return parts
+
+
+def connect(target: SSHTarget, *, pinned_fingerprint: str | None = None,
+            timeout: float = DEFAULT_CONNECT_TIMEOUT) -> SSHSession:
+    """Open an authenticated session. With no pinned fingerprint the key is trusted and
+    `session.host_key_fingerprint` must be stored by the caller (trust on first use)."""
+    pkey = load_private_key(target.private_key, target.passphrase) if target.private_key else None
+    if pkey is None and target.password is None:
+        raise PermanentError(f"No password or private key given for {target.label}.")
+    try:
+        sock = socket.create_connection((target.host, target.port), timeout=timeout)
+    except TimeoutError:
+        raise TransientError(f"SSH to {target.label} timed out after {timeout:.0f} s "
+                             "(host down, wrong address or a firewall).") from None
+    except ConnectionRefusedError:
+        raise TransientError(f"SSH to {target.label} was refused: is sshd running on port "
+                             f"{target.port}?") from None
+    except OSError as exc:
+        raise TransientError(f"SSH to {target.label} failed: {exc.strerror or exc}.") from None
+    transport = paramiko.Transport(sock)
+    transport.banner_timeout = timeout
+    transport.auth_timeout = timeout
+    try:
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+        fingerprint = key.fingerprint  # "SHA256:…", as ssh-keygen -lf prints it
+        if pinned_fingerprint and fingerprint != pinned_fingerprint:
+            raise HostKeyChanged(
+                f"The SSH host key of {target.host} has CHANGED: expected {pinned_fingerprint}, "
+                f"got {fingerprint}. The host was reinstalled or someone is intercepting the "
+                "connection; verify it, then reset the pinned key.")
+        _authenticate(transport, target, pkey)
+    except (PermanentError, TransientError):
+        transport.close()
+        raise
+    except paramiko.AuthenticationException:
+        transport.close()
+        raise PermanentError(
+            f"SSH login as {target.label} failed: wrong password or key") from None
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        transport.close()
+        raise TransientError(f"SSH to {target.label} failed during the handshake: {exc}.") \
+            from None
+    transport.set_keepalive(30)  # installs run for minutes; NAT/firewalls drop idle flows
+    return SSHSession(target, transport, fingerprint)
+
+
+def _authenticate(transport: paramiko.Transport, target: SSHTarget,
+                  pkey: paramiko.PKey | None) -> None:
+    if pkey is not None:
+        try:
+            transport.auth_publickey(target.username, pkey)
+            return
+        except paramiko.AuthenticationException:
+            if target.password is None:
+                raise
+    password = target.password or ""
+    try:
+        transport.auth_password(target.username, password)
+    except paramiko.BadAuthenticationType as exc:
+        if "keyboard-interactive" not in exc.allowed_types:
+            raise
+        transport.auth_interactive(
+            target.username, lambda _title, _instr, prompts: [password] * len(prompts))
+
+
+class SSHSession:
+    """One authenticated connection. Use as a context manager, or call close()."""
+
+    def __init__(self, target: SSHTarget, transport: paramiko.Transport,
+                 fingerprint: str) -> None:
+        self.target = target
+        self.host_key_fingerprint = fingerprint
+        self._transport = transport
+        self._sudo_mode: Literal["root", "nopasswd", "password"] | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def __enter__(self) -> SSHSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            with contextlib.suppress(Exception):
+                self._sftp.close()
+        self._transport.close()
+
+    @property
+    def is_root(self) -> bool:
+        return self.target.username == "root"
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def run(self, command: Sequence[str] | str, *, sudo: bool = False,
+            timeout: float = DEFAULT_COMMAND_TIMEOUT, on_line: LineCallback | None = None,
+            redact: Redact | None = None, stdin: bytes | str | None = None,
+            env: dict[str, str] | None = None, env_file: str | None = None) -> CommandResult:
+        """Run a command; stream redacted lines to `on_line(stream, text)` as they arrive.
+
+        `command` is an argv (quoted for you) or a shell string (quote values with
+        shell_join). `env` must hold no secrets (it is on the command line); secrets go in
+        an `env_file` on the host (exported with `set -a`), uploaded with put_file first.
+        A non-zero exit is returned, not raised: callers decide what it means.
+        """
+        text = _as_command(command)
+        if env or env_file:
+            text = _with_environment(text, env or {}, env_file)
+        prefix_input = b""
+        if sudo and not self.is_root:
+            text, prefix_input = self._sudo_wrap(text)
+        data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
+        return self._exec(text, prefix_input + data, timeout, on_line, redact or (lambda s: s))
+
+    def _exec(self, command: str, stdin: bytes, timeout: float, on_line: LineCallback | None,
+              redact: Redact) -> CommandResult:
+        deadline = time.monotonic() + timeout
+        try:
+            channel = self._transport.open_session(timeout=min(timeout, 30.0))
+            channel.exec_command(command)
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransientError(f"Lost the SSH connection to {self.target.label}: {exc}.") \
+                from None
+        buffers: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        splitters = {"stdout": _LineSplitter(), "stderr": _LineSplitter()}
+
+        def take(stream: str, data: bytes, final: bool = False) -> None:
+            buf = buffers[stream]
+            if len(buf) < OUTPUT_LIMIT:
+                buf.extend(data[: OUTPUT_LIMIT - len(buf)])
+            if on_line is not None:
+                for line in splitters[stream].feed(data, final):
+                    on_line(stream, redact(line))
+
+        try:
+            while True:
+                progressed = False
+                while channel.recv_ready():
+                    take("stdout", channel.recv(65536))
+                    progressed = True
+                while channel.recv_stderr_ready():
+                    take("stderr", channel.recv_stderr(65536))
+                    progressed = True
+                if (channel.exit_status_ready() and not channel.recv_ready()
+                        and not channel.recv_stderr_ready()):
+                    break
+                if channel.closed and not progressed:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    channel.close()
+                    raise CommandTimeout(
+                        f"The command on {self.target.label} did not finish within "
+                        f"{timeout:.0f} s.")
+                if not progressed:
+                    select.select([channel], [], [], min(remaining, 0.5))
+            status = channel.recv_exit_status()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransientError(f"Lost the SSH connection to {self.target.label}: {exc}.") \
+                from None
+        finally:
+            channel.close()
+        take("stdout", b"", final=True)
+        take("stderr", b"", final=True)
+        return CommandResult(command, status, bytes(buffers["stdout"]), bytes(buffers["stderr"]))
+
+    def check(self, command: Sequence[str] | str, *, what: str, redact: Redact | None = None,
+              **kwargs: object) -> CommandResult:
+        """run(), raising PermanentError ("<what> failed on host: <tail>") on a non-zero exit."""
+        result = self.run(command, redact=redact, **kwargs)  # type: ignore[arg-type]
+        if not result.ok:
+            tail = result.tail(redact or (lambda s: s))
+            raise PermanentError(f"{what} failed on {self.target.host} (exit "
+                                 f"{result.exit_status}): {tail}")
+        return result
+
+    # -- sudo --------------------------------------------------------------------------------
+
+    def sudo_mode(self) -> Literal["root", "nopasswd", "password"]:
+        """How this user becomes root; probed once per session."""
+        if self._sudo_mode is None:
+            self._sudo_mode = self._probe_sudo()
+        return self._sudo_mode
+
+    def _probe_sudo(self) -> Literal["root", "nopasswd", "password"]:
+        if self.is_root:
+            return "root"
+        probe = self._exec("sudo -n true", b"", 30.0, None, lambda s: s)
+        if probe.ok:
+            return "nopasswd"
+        if probe.exit_status == 127:
+            raise PermanentError(f"{self.target.host} has no sudo; log in as root or install it.")
+        self._refuse_if_not_sudoer(probe.stderr)
+        password = self.target.sudo_password or self.target.password
+        if not password:
+            raise PermanentError(
+                f"sudo on {self.target.host} asks for a password, but none was given for "
+                f"{self.target.username}.")
+        check = self._exec("sudo -k -S -p '' -- true", password.encode() + b"\n", 30.0, None,
+                           lambda s: s)
+        if check.ok:
+            return "password"
+        self._refuse_if_not_sudoer(check.stderr)
+        if "must have a tty" in check.stderr:
+            raise PermanentError(f"sudo on {self.target.host} requires a terminal (requiretty);"
+                                 " allow it without one for this user.")
+        raise PermanentError(f"sudo on {self.target.host} rejected the password of "
+                             f"{self.target.username}.")
+
+    def _refuse_if_not_sudoer(self, stderr: str) -> None:
+        if any(text in stderr for text in ("not in the sudoers", "may not run sudo",
+                                           "is not allowed to execute")):
+            raise PermanentError(f"{self.target.username} may not use sudo on "
+                                 f"{self.target.host}.")
+
+    def _sudo_wrap(self, command: str) -> tuple[str, bytes]:
+        inner = shell_join(["sh", "-c", command])
+        mode = self.sudo_mode()
+        if mode == "nopasswd":
+            return f"sudo -n -- {inner}", b""
+        password = self.target.sudo_password or self.target.password or ""
+        # -k: always ask, so the password line is consumed by sudo, never by the command.
+        return f"sudo -k -S -p '' -- {inner}", password.encode() + b"\n"
+
+    # -- files -------------------------------------------------------------------------------
+
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            try:
+                self._sftp = paramiko.SFTPClient.from_transport(self._transport)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise TransientError(f"SFTP to {self.target.label} failed: {exc}.") from None
+            if self._sftp is None:
+                raise TransientError(f"SFTP to {self.target.label} could not be opened.")
+        return self._sftp
+
+    def put_file(self, path: str, data: bytes | str, *, mode: int = 0o600,
+                 owner: str = "root", group: str | None = None, make_parents: bool = True) -> None:
+        """Create or atomically replace `path` with `data`; never readable by others.
+
+        The bytes go over SFTP into a new 0700 directory, get their final mode there, and
+        are then moved (as root: rename in the target directory; otherwise `sudo install`
+        into a temp name + `mv`). Never on a command line.
+        """
+        content = data.encode() if isinstance(data, str) else data
+        if not posixpath.isabs(path):
+            raise ValueError(f"put_file needs an absolute path, not {path!r}")
+        parent = posixpath.dirname(path)
+        stage_root = parent if self.is_root else "/tmp"  # noqa: S108 - private 0700 dir below
+        if self.is_root and make_parents:
+            self.check(["mkdir", "-p", "-m", "0755", parent], what=f"Creating {parent}")
+        sftp = self._sftp_client()
+        stage_dir = posixpath.join(stage_root, f".panel-{secrets.token_hex(8)}")
+        staged = posixpath.join(stage_dir, "file")
+        try:
+            sftp.mkdir(stage_dir, mode=0o700)
+            if sftp.stat(stage_dir).st_mode & 0o077:
+                raise PermanentError(f"Could not create a private directory on {self.target.host}.")
+            with sftp.open(staged, "wb") as handle:
+                handle.write(content)
+            sftp.chmod(staged, mode)
+            if self.is_root:
+                if owner != "root" or group:
+                    self.check(["chown", f"{owner}:{group}" if group else owner, staged],
+                               what=f"Setting the owner of {path}")
+                sftp.posix_rename(staged, path)
+            else:
+                self._sudo_install(staged, path, mode=mode, owner=owner, group=group,
+                                   make_parents=make_parents)
+        except OSError as exc:
+            raise PermanentError(f"Writing {path} on {self.target.host} failed: "
+                                 f"{exc.strerror or exc}.") from None
+        except (paramiko.SSHException, EOFError) as exc:
+            raise TransientError(f"Lost the SSH connection to {self.target.label}: {exc}.") \
+                from None
+        finally:
+            with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+                sftp.remove(staged)
+            with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+                sftp.rmdir(stage_dir)
+
+    def _sudo_install(self, staged: str, path: str, *, mode: int, owner: str,
+                      group: str | None, make_parents: bool) -> None:
+        temp = f"{path}.panel-{secrets.token_hex(4)}"
+        parent = posixpath.dirname(path)
+        steps = []
+        if make_parents:
+            steps.append(shell_join(["mkdir", "-p", "-m", "0755", parent]))
+        ownership = ["-o", owner] + (["-g", group] if group else [])
+        steps.append(shell_join(["install", "-m", f"{mode:04o}", *ownership, staged, temp]))
+        steps.append(shell_join(["mv", "-f", temp, path]))
+        self.check(" && ".join(steps), sudo=True, what=f"Installing {path}")
+
+    def read_file(self, path: str, *, sudo: bool = False, limit: int = OUTPUT_LIMIT) -> bytes:
+        """A file's bytes; sudo for root-only files when not logged in as root."""
+        if sudo and not self.is_root:
+            result = self.check(["cat", "--", path], sudo=True, what=f"Reading {path}")
+            return result.stdout_bytes
+        try:
+            with self._sftp_client().open(path, "rb") as handle:
+                return handle.read(limit)
+        except FileNotFoundError:
+            raise PermanentError(f"{path} does not exist on {self.target.host}.") from None
+        except OSError as exc:
+            raise PermanentError(f"Reading {path} on {self.target.host} failed: "
+                                 f"{exc.strerror or exc}.") from None
+
+    # -- tunnels -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def open_tunnel(self, host: str, port: int, *, timeout: float = 10.0) -> Iterator[Tunnel]:
+        """Forward a local 127.0.0.1 port to host:port *as seen from this SSH host*.
+
+        Why: an RDS whitelist admits the cluster hosts, not the panel; checking the database
+        through the host proves exactly the path K3s will use.
+        """
+        tunnel = Tunnel(self._transport, host, port, timeout, self.target.host)
+        try:
+            yield tunnel
+        finally:
+            tunnel.close()
+
+
+class Tunnel:
+    """A local listener whose connections become direct-tcpip channels through SSH."""
+
+    def __init__(self, transport: paramiko.Transport, host: str, port: int, timeout: float,
+                 via: str) -> None:
+        self._transport = transport
+        self.remote = (host, port)
+        self._timeout = timeout
+        self._via = via
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.local_port: int = self._listener.getsockname()[1]
+        self.last_error: str | None = None
+        self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._start(self._accept_loop)
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.local_port)
+
+    def _start(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def probe(self) -> None:
+        """Raise a plain error unless the SSH host can open a TCP connection to the target."""
+        channel = self._open_channel(("127.0.0.1", 0))
+        channel.close()
+
+    def _open_channel(self, origin: tuple[str, int]) -> paramiko.Channel:
+        host, port = self.remote
+        try:
+            return self._transport.open_channel("direct-tcpip", self.remote, origin,
+                                                timeout=self._timeout)
+        except paramiko.ChannelException as exc:
+            if exc.code == paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED:
+                raise PermanentError(
+                    f"The SSH server on {self._via} forbids TCP forwarding (AllowTcpForwarding "
+                    "no); allow it for this user so the panel can check the database.") from None
+            raise TransientError(f"{self._via} cannot connect to {host}:{port} "
+                                 f"({exc.text or 'connect failed'}).") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransientError(f"{self._via} cannot connect to {host}:{port}: {exc}.") \
+                from None
+
+    def _accept_loop(self) -> None:
+        self._listener.settimeout(0.2)
+        while not self._closed.is_set():
+            try:
+                client, origin = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                channel = self._open_channel(origin)
+            except (PermanentError, TransientError) as exc:
+                self.last_error = exc.message
+                client.close()
+                continue
+            self._start(self._pump, client, channel)
+
+    def _pump(self, client: socket.socket, channel: paramiko.Channel) -> None:
+        try:
+            while not self._closed.is_set():
+                readable, _, _ = select.select([client, channel], [], [], 0.2)
+                if client in readable:
+                    data = client.recv(65536)
+                    if not data:
+                        break
+                    channel.sendall(data)
+                if channel in readable:
+                    data = channel.recv(65536)
+                    if not data:
+                        break
+                    client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            channel.close()
+            client.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+
+def _with_environment(command: str, env: dict[str, str], env_file: str | None) -> str:
+    """Prefix a command with non-secret variables and/or a sourced env file."""
+    parts = []
+    if env_file:
+        parts.append(f"set -a && . {shlex.quote(env_file)} && set +a &&")
+    if env:
+        parts.append("export " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+                     + " &&")
+    return " ".join([*parts, command])

@@ -1,0 +1,206 @@
+"""The live checks the wizard makes while a person types: cloud lookups, K3s release lookups,
+an SSH login, a MySQL login.
+
+Why separate from clusters.web.wizard: the wizard's rules are pure and fast to test; these talk
+to the outside world through the adapters (clusters.adapters.aliyun, .ssh, .datastore)
+and turn whatever they raise into one sentence a person can act on (`CheckFailed`), or
+`None` where the panel cannot tell (so a panel without internet does not block a user whose
+hosts have it).
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from clusters.adapters import datastore, ssh
+from clusters.adapters.aliyun import AliyunCloud, RdsClassOffer, Region, Vpc, VSwitch
+from clusters.adapters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
+from clusters.core.errors import StepError, TransientError
+from clusters.k3s.dsn import MySQLEndpoint
+
+LOOKUP_TIMEOUT = 8.0
+LOOKUP_CONNECT_TIMEOUT = 5
+
+
+class CheckFailed(Exception):
+    """A live check said no; the message is safe to show next to the field."""
+
+
+# --- Alibaba Cloud ----------------------------------------------------------------------------
+
+
+@dataclass
+class NetworkChoices:
+    """What the network step offers: everything in the region the account can see."""
+
+    zones: list[str] = field(default_factory=list)
+    vpcs: list[Vpc] = field(default_factory=list)
+    vswitches: list[VSwitch] = field(default_factory=list)
+
+
+def _cloud(access_key_id: str, access_key_secret: str, region: str) -> AliyunCloud:
+    return AliyunCloud(access_key_id, access_key_secret, region or "cn-hangzhou",
+                       endpoint_override=settings.ALIYUN_ENDPOINT_OVERRIDE)
+
+
+def _explain(exc: StepError) -> str:
+    text = str(exc)
+    if any(code in text for code in ("InvalidAccessKey", "SignatureDoesNotMatch")):
+        return ("Alibaba Cloud rejected this AccessKey (wrong ID or secret, or the key is "
+                f"disabled): {text}")
+    if "Forbidden" in text or "NoPermission" in text:
+        return f"This AccessKey lacks a permission the panel needs: {text}"
+    return text
+
+
+def list_regions(access_key_id: str, access_key_secret: str,
+                 region_hint: str = "cn-hangzhou") -> list[Region]:
+    """DescribeRegions: the cheapest call that proves an AccessKey pair works."""
+    try:
+        return _cloud(access_key_id, access_key_secret, region_hint).describe_regions()
+    except StepError as exc:
+        raise CheckFailed(_explain(exc)) from None
+
+
+def network_choices(access_key_id: str, access_key_secret: str, region: str) -> NetworkChoices:
+    """Zones, VPCs and vSwitches of a region, for the network step's choices."""
+    try:
+        cloud = _cloud(access_key_id, access_key_secret, region)
+        return NetworkChoices([zone.zone_id for zone in cloud.describe_zones()],
+                              cloud.describe_vpcs(), cloud.describe_vswitches())
+    except StepError as exc:
+        raise CheckFailed(_explain(exc)) from None
+
+
+@dataclass
+class RdsChoices:
+    """What the datastore step offers: what RDS sells in the cluster's zone, asked live.
+
+    `versions` are the MySQL versions the zone sells in the panel's edition and storage
+    type (DescribeAvailableZones); `classes` are the classes of `version` with their storage
+    ranges (DescribeAvailableClasses), empty when the zone sells none.
+    """
+
+    zone: str
+    version: str
+    versions: list[str] = field(default_factory=list)
+    classes: list[RdsClassOffer] = field(default_factory=list)
+
+    def find(self, instance_class: str) -> RdsClassOffer | None:
+        return next((c for c in self.classes if c.instance_class == instance_class), None)
+
+
+def rds_choices(access_key_id: str, access_key_secret: str, region: str, zone: str,
+                version: str) -> RdsChoices:
+    """Ask RDS what it sells in `zone` today; raises CheckFailed with the adapter's words."""
+    try:
+        cloud = _cloud(access_key_id, access_key_secret, region)
+        zones = cloud.describe_rds_zones(zone_id=zone)
+        versions = sorted({v for z in zones if z.zone_id == zone for v in z.versions
+                           if z.sells(v, RDS_CATEGORY, RDS_STORAGE_TYPE)})
+        classes = cloud.describe_rds_classes(zone, version) if version in versions else []
+    except StepError as exc:
+        raise CheckFailed(_explain(exc)) from None
+    return RdsChoices(zone, version, versions, classes)
+
+
+# --- K3s releases -----------------------------------------------------------------------------
+
+OFFICIAL_CHANNEL_URL = "https://update.k3s.io/v1-release/channels"
+OFFICIAL_RELEASES_URL = "https://github.com/k3s-io/k3s/releases"
+CHINA_MIRROR_URL = "https://rancher-mirror.rancher.cn"
+
+
+def release_probe_url(source: str, base_url: str, version: str, channel: str) -> str:
+    """The URL that answers 200 when the version/channel exists at that source, 404 if not.
+
+    Layouts as in clusters.k3s.install: official (and custom) = GitHub releases + the
+    update.k3s.io channel server; the China mirror = /k3s/channels/<name>, /k3s/<v-dash>/.
+    Settings PANEL_K3S_OFFICIAL_BASE_URL / PANEL_K3S_MIRROR_BASE_URL redirect the official
+    and mirror sources to the offline artifact server (sandbox/k3s/artifacts.py).
+    """
+    if source == "china_mirror":
+        base = settings.PANEL_K3S_MIRROR_BASE_URL or CHINA_MIRROR_URL
+        base = base.rstrip("/")
+        if channel:
+            return f"{base}/k3s/channels/{channel}"
+        return f"{base}/k3s/{version.replace('+', '-')}/sha256sum-amd64.txt"
+    if source == "custom":
+        base = base_url.rstrip("/")
+        channels, releases = f"{base}/v1-release/channels", f"{base}/k3s-io/k3s/releases"
+    else:
+        base = (settings.PANEL_K3S_OFFICIAL_BASE_URL or "").rstrip("/")
+        channels = f"{base}/v1-release/channels" if base else OFFICIAL_CHANNEL_URL
+        releases = f"{base}/k3s-io/k3s/releases" if base else OFFICIAL_RELEASES_URL
+    if channel:
+        return f"{channels}/{channel}"
+    return f"{releases}/download/{version}/sha256sum-amd64.txt"
+
+
+def k3s_release_exists(source: str, base_url: str, *, version: str = "",
+                       channel: str = "") -> bool | None:
+    """Does this version (or channel) exist at this install source? None: cannot tell now."""
+    url = release_probe_url(source, base_url, version, channel)
+    request = urllib.request.Request(url, method="GET",  # noqa: S310 - http(s) only, see form
+                                     headers={"User-Agent": "k3s-ha-panel"})
+    try:
+        # No proxy from the environment: the lookup goes where the setting says, or nowhere.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=LOOKUP_TIMEOUT) as response:
+            return 200 <= response.status < 300
+    except urllib.error.HTTPError as exc:
+        if exc.code in (404, 410):
+            return False
+        return None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+# --- SSH ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SshReport:
+    fingerprint: str
+    system: str
+    sudo: str
+
+
+def test_ssh(host: str, port: int, user: str, *, password: str = "", private_key: str = "",
+             passphrase: str = "", timeout: float = 10.0) -> SshReport:
+    """Log in once and ask the host what it is; raises CheckFailed with the adapter's words."""
+    target = ssh.SSHTarget(host=host, username=user, port=port, password=password or None,
+                           private_key=private_key or None, passphrase=passphrase or None)
+    try:
+        with ssh.connect(target, timeout=timeout) as session:
+            result = session.run(["uname", "-sm"], timeout=timeout)
+            system = result.stdout.strip() if result.ok else ""
+            sudo = session.sudo_mode() if hasattr(session, "sudo_mode") else ""
+            return SshReport(session.host_key_fingerprint, system, str(sudo))
+    except StepError as exc:
+        raise CheckFailed(str(exc)) from None
+
+
+# --- MySQL -------------------------------------------------------------------------------------
+
+
+def check_mysql(endpoint: MySQLEndpoint) -> str | None:
+    """Log in to a user's MySQL; returns its version, None when unreachable from the panel.
+
+    Unreachable is not an error: a database in a VPC is often reachable from the hosts only,
+    and preflight checks it from there. A refused login or an unknown database is an error.
+    """
+    try:
+        with datastore.connect(endpoint, timeout=LOOKUP_CONNECT_TIMEOUT) as conn, \
+                conn.cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            row = cursor.fetchone()
+    except TransientError:
+        return None
+    except StepError as exc:
+        raise CheckFailed(str(exc)) from None
+    return str(row[0]) if row else ""

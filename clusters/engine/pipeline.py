@@ -1,0 +1,505 @@
+"""The step engine: runs a graph of steps on Celery, one claimed step at a time.
+
+Contract for step handlers (read this before writing one):
+
+* A handler is a plain function of a StepContext returning an Outcome (Done, Wait, Fail,
+  Skip), or raising TransientError / PermanentError. It never sleeps to wait for a cloud
+  resource: it returns Wait(seconds, reason) and the engine runs it again later.
+* `ctx.memo` survives waits and transient retries, not a user's Retry of a failed step.
+* A handler MUST be idempotent. The engine may run it again after any interruption: a
+  worker killed mid-step, a lease that expired, a retry after a transient error, or the
+  user's Retry. Record intent before acting (the CloudResource ledger, ClientTokens) and
+  look before creating, so a second run continues rather than repeats.
+* Claiming is a conditional UPDATE on (status, attempts): two workers never run one step,
+  and a worker whose lease was taken over cannot record an outcome.
+* While a handler runs, a heartbeat extends its lease; a step left running past its lease
+  (its worker died) is reclaimed by `sweep` and run again.
+
+Tasks carry ids only and are enqueued after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Max, Q
+from django.dispatch import Signal
+from django.utils import timezone
+
+from clusters.core.errors import PermanentError, TransientError
+from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
+from clusters.engine.registry import get_handler
+from clusters.engine.stepcontext import StepContext
+from clusters.models import (
+    RUN_ACTIVE,
+    STEP_BROKEN,
+    STEP_DONE,
+    Cluster,
+    Run,
+    RunStatus,
+    Step,
+    StepStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Sent once when a run reaches succeeded, failed or cancelled (kwargs: run), inside the
+#: transaction that closes the run: a receiver that must act after commit uses on_commit.
+run_finished = Signal()
+
+EARLY_TOLERANCE = timedelta(milliseconds=500)
+RECLAIMED = "Its worker stopped answering"
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A step to be: its key within the run, what to call, and what it waits for."""
+
+    key: str
+    title: str
+    handler: str
+    depends_on: Sequence[str] = ()
+    args: dict[str, Any] = field(default_factory=dict)
+    retry_budget: int = 8
+
+
+class GraphError(ValueError):
+    """The plan of a run is not a valid graph (unknown dependency, duplicate key, cycle)."""
+
+
+def _check_graph(specs: Sequence[StepSpec]) -> None:
+    keys = [spec.key for spec in specs]
+    if len(set(keys)) != len(keys):
+        raise GraphError("two steps share a key")
+    known = set(keys)
+    for spec in specs:
+        missing = set(spec.depends_on) - known
+        if missing:
+            raise GraphError(f"step {spec.key!r} depends on unknown {sorted(missing)}")
+    remaining = {spec.key: set(spec.depends_on) for spec in specs}
+    while remaining:
+        free = [key for key, deps in remaining.items() if not deps]
+        if not free:
+            raise GraphError(f"the steps {sorted(remaining)} depend on each other in a cycle")
+        for key in free:
+            del remaining[key]
+        for deps in remaining.values():
+            deps.difference_update(free)
+
+
+def create_run(
+    cluster: Cluster,
+    kind: str,
+    specs: Sequence[StepSpec],
+    *,
+    params: dict[str, Any] | None = None,
+    created_by: Any = None,
+    start: bool = True,
+) -> Run:
+    """Store a run and its steps, and (after commit) start advancing it."""
+    _check_graph(specs)
+    with transaction.atomic():
+        run = Run.objects.create(
+            cluster=cluster, kind=kind, params=params or {}, created_by=created_by
+        )
+        Step.objects.bulk_create(
+            Step(
+                run=run, key=spec.key, title=spec.title, handler=spec.handler,
+                position=index, depends_on=list(spec.depends_on), args=spec.args,
+                retry_budget=spec.retry_budget,
+            )
+            for index, spec in enumerate(specs)
+        )
+        if start:
+            _enqueue_advance(run.pk)
+    return run
+
+
+# --- dispatch -------------------------------------------------------------------------------
+
+
+def _enqueue_advance(run_id: int) -> None:
+    transaction.on_commit(lambda: advance_run.delay(run_id))
+
+
+def _enqueue_execute(step_id: int, countdown: float = 0) -> None:
+    def send() -> None:
+        if countdown > 0:
+            execute_step.apply_async((step_id,), countdown=countdown)
+        else:
+            execute_step.delay(step_id)
+
+    transaction.on_commit(send)
+
+
+# --- advancing a run --------------------------------------------------------------------------
+
+
+def advance(run_id: int) -> None:
+    """Start every step whose dependencies are done, or close the run when nothing is left."""
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None or run.status not in RUN_ACTIVE:
+        return
+    now = timezone.now()
+    if run.status == RunStatus.PENDING:
+        Run.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
+            status=RunStatus.RUNNING, started_at=now
+        )
+    steps = list(Step.objects.filter(run_id=run.pk).only("id", "key", "status", "depends_on"))
+    by_status: dict[str, list[Step]] = {}
+    for step in steps:
+        by_status.setdefault(step.status, []).append(step)
+    running = by_status.get(StepStatus.RUNNING, [])
+
+    if run.cancel_requested:
+        Step.objects.filter(
+            run_id=run.pk, status__in=[StepStatus.PENDING, StepStatus.WAITING]
+        ).update(status=StepStatus.CANCELLED, not_before=None, wait_reason="")
+        if not running:
+            _finish_run(run.pk, RunStatus.CANCELLED)
+        return
+
+    if any(step.status in STEP_BROKEN for step in steps):
+        # Stop at the first failure: nothing new starts; what waits goes back to pending so a
+        # retry resumes it. The run is failed once no step is still running.
+        Step.objects.filter(run_id=run.pk, status=StepStatus.WAITING).update(
+            status=StepStatus.PENDING, not_before=None, wait_reason=""
+        )
+        if not running:
+            _finish_run(run.pk, RunStatus.FAILED)
+        return
+
+    if all(step.status in STEP_DONE for step in steps):
+        _finish_run(run.pk, RunStatus.SUCCEEDED)
+        return
+
+    done = {step.key for step in steps if step.status in STEP_DONE}
+    for step in by_status.get(StepStatus.PENDING, []):
+        if set(step.depends_on) <= done:
+            _enqueue_execute(step.pk)
+
+
+def _finish_run(run_id: int, status: str) -> None:
+    """Close the run and let its receivers (the cluster's status) change in the same
+    transaction, so nobody ever reads a finished run beside a cluster still "updating"."""
+    with transaction.atomic():
+        changed = Run.objects.filter(pk=run_id, status__in=RUN_ACTIVE).update(
+            status=status, finished_at=timezone.now()
+        )
+        if changed:
+            run = Run.objects.select_related("cluster").get(pk=run_id)
+            run_finished.send(sender=Run, run=run)
+
+
+# --- executing one step -----------------------------------------------------------------------
+
+
+def _claim(step_id: int) -> tuple[Step, bool] | None:
+    """Take the step if it is ours to run now (with whether this run is only a re-poll after
+    a Wait); None when another worker has it or it is not due."""
+    step = Step.objects.select_related("run").filter(pk=step_id).first()
+    if step is None or step.status not in (StepStatus.PENDING, StepStatus.WAITING):
+        return None
+    run = step.run
+    if run.status != RunStatus.RUNNING or run.cancel_requested:
+        return None
+    now = timezone.now()
+    if step.not_before and step.not_before > now + EARLY_TOLERANCE:
+        _enqueue_execute(step.pk, countdown=(step.not_before - now).total_seconds())
+        return None
+    if step.status == StepStatus.PENDING:
+        deps = Step.objects.filter(run_id=run.pk, key__in=step.depends_on)
+        if any(status not in STEP_DONE for status in deps.values_list("status", flat=True)):
+            return None
+    lease_until = now + timedelta(seconds=settings.PANEL_STEP_LEASE_SECONDS)
+    # Coming back from a plain Wait is a poll, not a new try.
+    polling = step.status == StepStatus.WAITING and step.transient_failures == 0 \
+        and not step.wait_reason.startswith(RECLAIMED)
+    claimed = Step.objects.filter(pk=step.pk, status=step.status, attempts=step.attempts).update(
+        status=StepStatus.RUNNING,
+        attempts=F("attempts") + 1,
+        polls=F("polls") + int(polling),
+        lease_until=lease_until,
+        started_at=step.started_at or now,
+        not_before=None,
+    )
+    if not claimed:
+        return None
+    step.refresh_from_db()
+    return step, polling
+
+
+class _Heartbeat:
+    """While a step runs: extends its lease (so only dead workers lose steps) and flushes its
+    log every half second (so a quiet step's last lines still reach the page)."""
+
+    LOG_FLUSH_SECONDS = 0.5
+
+    def __init__(self, step: Step, ctx: StepContext) -> None:
+        self._step_id = step.pk
+        self._attempt = step.attempts
+        self._log = ctx.log
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{step.pk}")
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        lease = settings.PANEL_STEP_LEASE_SECONDS
+        renewed = time.monotonic()
+        try:
+            while not self._stop.wait(self.LOG_FLUSH_SECONDS):
+                self._log.flush()
+                if time.monotonic() - renewed >= lease / 3:
+                    renewed = time.monotonic()
+                    Step.objects.filter(
+                        pk=self._step_id, status=StepStatus.RUNNING, attempts=self._attempt
+                    ).update(lease_until=timezone.now() + timedelta(seconds=lease))
+        finally:
+            connection.close()
+
+
+def execute(step_id: int) -> None:
+    """Run one step if it is ready and unclaimed, and record what it says."""
+    claimed = _claim(step_id)
+    if claimed is None:
+        return
+    step, polling = claimed
+    run = step.run
+    cluster = Cluster.objects.select_related("cloud_account").get(pk=run.cluster_id)
+    ctx = StepContext(step=step, run=run, cluster=cluster, _secrets=cluster.secret_values())
+    if not polling and step.tries > 1:
+        ctx.say(f"Attempt {step.tries}.")
+    retrying = False
+    memo_before = copy.deepcopy(step.result)
+    try:
+        with _Heartbeat(step, ctx):
+            outcome = get_handler(step.handler)(ctx)
+    except TransientError as exc:
+        # The budget counts failures in a row without progress: a step that recorded
+        # progress in its memo before being throttled starts its count again.
+        if ctx.step.result != memo_before:
+            step.transient_failures = 0
+        outcome, retrying = _after_transient(step, ctx, exc), True
+    except PermanentError as exc:
+        outcome = Fail(str(exc))
+    except Exception as exc:
+        ctx.say("".join(traceback.format_exception(exc)), stream="stderr")
+        ctx.log.flush()
+        _record(step, ctx, StepStatus.ERRORED, error=f"Internal error: {type(exc).__name__}: {exc}")
+        advance(run.pk)
+        return
+    _apply(step, ctx, outcome, retrying=retrying)
+
+
+def _backoff_seconds(failures: int) -> float:
+    base = settings.PANEL_RETRY_BASE_SECONDS * (2 ** (failures - 1))
+    capped = min(base, settings.PANEL_RETRY_MAX_SECONDS)
+    return capped * random.uniform(0.8, 1.0)  # noqa: S311 - jitter, not cryptography
+
+
+def _after_transient(step: Step, ctx: StepContext, exc: TransientError) -> Outcome:
+    failures = step.transient_failures + 1
+    step.transient_failures = failures
+    if failures > step.retry_budget:
+        return Fail(f"Gave up after {failures} transient failures; the last: {exc}")
+    delay = _backoff_seconds(failures)
+    ctx.say(f"Transient failure ({failures}/{step.retry_budget}): {exc}; retrying in {delay:.1f}s",
+            stream="stderr")
+    return Wait(delay, f"Retrying after a transient failure: {exc}")
+
+
+def _apply(step: Step, ctx: StepContext, outcome: Outcome, *, retrying: bool = False) -> None:
+    """Store the outcome; when the step ended, advance the run right here (one hop fewer)."""
+    if isinstance(outcome, Done):
+        ctx.step.result.update(outcome.result)
+        if _record(step, ctx, StepStatus.SUCCEEDED, transient_failures=0):
+            advance(step.run_id)
+    elif isinstance(outcome, Skip):
+        ctx.say(f"Skipped: {outcome.reason}")
+        if _record(step, ctx, StepStatus.SKIPPED, wait_reason=outcome.reason[:500]):
+            advance(step.run_id)
+    elif isinstance(outcome, Wait):
+        seconds = max(0.0, float(outcome.seconds))
+        recorded = _record(
+            step, ctx, StepStatus.WAITING,
+            not_before=timezone.now() + timedelta(seconds=seconds),
+            wait_reason=outcome.reason[:500], finished=False,
+            # A plain wait is progress, so the transient-failure budget starts over.
+            transient_failures=step.transient_failures if retrying else 0,
+        )
+        if recorded:
+            _enqueue_execute(step.pk, countdown=seconds)
+    elif isinstance(outcome, Fail):
+        ctx.say(outcome.message, stream="stderr")
+        if _record(step, ctx, StepStatus.FAILED, error=outcome.message,
+                   transient_failures=step.transient_failures):
+            advance(step.run_id)
+    # A handler that returned something that is not an outcome has a bug; show it as one.
+    elif _record(step, ctx, StepStatus.ERRORED,
+                 error=f"Internal error: step returned {type(outcome).__name__}"):
+        advance(step.run_id)
+
+
+def _record(
+    step: Step,
+    ctx: StepContext,
+    status: str,
+    *,
+    error: str = "",
+    wait_reason: str = "",
+    not_before: Any = None,
+    finished: bool = True,
+    **extra: Any,
+) -> bool:
+    """Store the outcome, if this worker still owns the step (its lease was not taken over)."""
+    ctx.log.flush()
+    values: dict[str, Any] = {
+        "status": status,
+        "error": ctx.redact(error),
+        "wait_reason": ctx.redact(wait_reason),
+        "result": ctx.step.result,
+        "not_before": not_before,
+        "lease_until": None,
+        "finished_at": timezone.now() if finished else None,
+        **extra,
+    }
+    with transaction.atomic():
+        owned = Step.objects.filter(
+            pk=step.pk, status=StepStatus.RUNNING, attempts=step.attempts
+        ).update(**values)
+    if not owned:
+        logger.warning("step %s lost its lease before recording %s; outcome dropped", step.pk,
+                       status)
+    return bool(owned)
+
+
+# --- operator actions -------------------------------------------------------------------------
+
+
+def cancel(run: Run) -> None:
+    """Stop the run between steps; a step already running finishes first."""
+    Run.objects.filter(pk=run.pk, status__in=RUN_ACTIVE).update(cancel_requested=True)
+    _enqueue_advance(run.pk)
+
+
+def retry(run: Run) -> bool:
+    """Resume a failed or cancelled run from the steps that did not finish."""
+    with transaction.atomic():
+        reopened = Run.objects.filter(
+            pk=run.pk, status__in=[RunStatus.FAILED, RunStatus.CANCELLED]
+        ).update(status=RunStatus.RUNNING, cancel_requested=False, finished_at=None)
+        if not reopened:
+            return False
+        Step.objects.filter(
+            run_id=run.pk,
+            status__in=[StepStatus.FAILED, StepStatus.ERRORED, StepStatus.CANCELLED],
+        # A user's Retry starts those steps afresh: their memo (deadlines, "installed at")
+        # is dropped; what was bought is found again through the ledger, not the memo.
+        ).update(status=StepStatus.PENDING, transient_failures=0, error="", not_before=None,
+                 started_at=None, finished_at=None, wait_reason="", result={})
+        _enqueue_advance(run.pk)
+    return True
+
+
+# --- the sweeper --------------------------------------------------------------------------------
+
+
+def sweep() -> dict[str, int]:
+    """Recover what a dead worker or a lost message left behind; safe to run any time.
+
+    * a running step whose lease expired is put back to waiting and run again;
+    * a waiting step long past its time (its countdown message died with a worker) is re-sent;
+    * an active run with no step moving for a while is advanced.
+    """
+    now = timezone.now()
+    grace = timedelta(seconds=max(5.0, 2 * settings.PANEL_SWEEP_INTERVAL_SECONDS))
+    reclaimed = _reclaim_expired(now)
+    overdue = list(
+        Step.objects.filter(status=StepStatus.WAITING, not_before__lt=now - grace)
+        .values_list("pk", flat=True)
+    )
+    for step_id in overdue:
+        _enqueue_execute(step_id)
+    quiet_runs = list(
+        Run.objects.filter(status__in=RUN_ACTIVE)
+        .annotate(last_change=Max("steps__updated_at"))
+        .filter(Q(last_change__lt=now - grace) | Q(last_change__isnull=True))
+        .exclude(steps__status=StepStatus.RUNNING)
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    for run_id in quiet_runs:
+        _enqueue_advance(run_id)
+    return {"reclaimed": len(reclaimed), "overdue": len(overdue), "advanced": len(quiet_runs)}
+
+
+def _reclaim_expired(now: Any) -> list[int]:
+    expired = list(
+        Step.objects.filter(status=StepStatus.RUNNING, lease_until__lt=now)
+        .values_list("pk", "attempts")
+    )
+    reclaimed = []
+    for step_id, attempts in expired:
+        taken = Step.objects.filter(
+            pk=step_id, status=StepStatus.RUNNING, attempts=attempts, lease_until__lt=now
+        ).update(status=StepStatus.WAITING, not_before=now, lease_until=None,
+                 wait_reason=f"{RECLAIMED}; running it again.")
+        if taken:
+            reclaimed.append(step_id)
+            _enqueue_execute(step_id)
+    if reclaimed:
+        logger.warning("reclaimed steps with expired leases: %s", reclaimed)
+    return reclaimed
+
+
+def worker_started() -> None:
+    """Called when a worker comes up: recover right away instead of at the next beat."""
+    close_old_connections()
+    with transaction.atomic():
+        sweep()
+
+
+# --- Celery entry points ----------------------------------------------------------------------
+# The engine owns its tasks: each only hands an id to the functions above. The names are
+# explicit and must never change: queued messages and the beat schedule (panel/celery.py)
+# name them.
+
+
+@shared_task(name="clusters.advance_run")
+def advance_run(run_id: int) -> None:
+    advance(run_id)
+
+
+@shared_task(name="clusters.execute_step")
+def execute_step(step_id: int) -> None:
+    execute(step_id)
+
+
+@shared_task(name="clusters.sweep")
+def sweep_task() -> dict[str, int]:
+    return sweep()
+
+
+@worker_ready.connect
+def _recover_on_start(**_: Any) -> None:
+    worker_started()

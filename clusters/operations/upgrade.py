@@ -1,0 +1,134 @@
+"""What a K3s upgrade may target: the running version, the target a person typed, and why not.
+
+Why here: the confirm page, the form and operations.start_upgrade must refuse the same things
+with the same words (a downgrade, the same version, a skipped minor, a release the install
+source does not have), and a channel must be pinned to the release it points at before
+anything is compared or installed, so every node gets the same version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.utils.translation import gettext as _
+
+from clusters.adapters import clusterconfig, k3s_release, wizard_checks
+from clusters.core.errors import PermanentError, StepError
+from clusters.k3s.versions import is_channel, parse_version, upgrade_problem
+from clusters.models import Cluster, DatastoreKind, NodeStatus, Run, RunKind
+
+
+class UpgradeRefused(Exception):
+    """The target cannot be upgraded to; the message says why in the user's language."""
+
+
+@dataclass(frozen=True)
+class UpgradeTarget:
+    current: str   # what the cluster runs now, e.g. v1.31.4+k3s1
+    version: str   # the pinned release to install, e.g. v1.32.5+k3s1
+    channel: str   # the channel the person typed ("" for a version)
+    rollback: bool  # going back to where a failed upgrade started
+
+
+def current_version(cluster: Cluster) -> str:
+    """The release the cluster runs: as recorded, else the newest node's, else the API's."""
+    if cluster.k3s_version:
+        return str(parse_version(cluster.k3s_version))
+    recorded = [v for v in cluster.nodes.exclude(status=NodeStatus.REMOVED)
+                .values_list("k3s_version", flat=True) if v]
+    if not recorded and cluster.kubeconfig:
+        try:
+            recorded = [s.version for s in clusterconfig.api_client(cluster).nodes() if s.version]
+        except StepError:
+            recorded = []
+    versions = []
+    for text in recorded:
+        try:
+            versions.append(parse_version(text))
+        except PermanentError:
+            continue
+    return str(max(versions)) if versions else ""
+
+
+def _source_label(cluster: Cluster) -> str:
+    return k3s_release.source_label(cluster)
+
+
+def resolve_channel(cluster: Cluster, channel: str) -> str | None:
+    """The release a channel points at, at the cluster's install source (None: cannot tell)."""
+    try:
+        return k3s_release.resolve_channel(cluster, channel)
+    except StepError:
+        return None
+
+
+def _last_failed_upgrade(cluster: Cluster) -> Run | None:
+    last = cluster.runs.filter(kind=RunKind.UPGRADE).order_by("-created_at", "-pk").first()
+    return last if last is not None and last.status in ("failed", "cancelled") else None
+
+
+def _explain(current: str, target: str) -> str:
+    """upgrade_problem's verdict in the reader's language."""
+    old, new = parse_version(current), parse_version(target)
+    if new == old:
+        return _("The cluster already runs %(version)s.") % {"version": old}
+    if new < old:
+        return _("%(new)s is older than the running %(old)s: K3s cannot be downgraded in "
+                 "place. To go back, restore the RDS backup taken before the upgrade.") % {
+            "new": new, "old": old}
+    if new.major != old.major:
+        return _("Changing the major version (%(old)s to %(new)s) is not supported.") % {
+            "old": old, "new": new}
+    return _("Upgrading %(old)s to %(new)s skips a minor version: upgrade to v%(major)s.%(next)s "
+             "first (Kubernetes does not support skipping minor versions).") % {
+        "old": old, "new": new, "major": old.major, "next": old.minor + 1}
+
+
+def check_target(cluster: Cluster, text: str) -> UpgradeTarget:
+    """The pinned target for `text` (a version or a channel), or UpgradeRefused saying why."""
+    text = (text or "").strip()
+    if not text:
+        raise UpgradeRefused(_("Enter a K3s version (like v1.32.5+k3s1) or a channel."))
+    current = current_version(cluster)
+    if not current:
+        raise UpgradeRefused(_("The panel does not know which K3s version this cluster runs."))
+    channel = text if is_channel(text) else ""
+    if channel:
+        version = resolve_channel(cluster, channel)
+        if version is None:
+            raise UpgradeRefused(_("Channel %(channel)s could not be resolved at %(source)s.")
+                                 % {"channel": channel, "source": _source_label(cluster)})
+    else:
+        try:
+            version = str(parse_version(text))
+        except PermanentError:
+            raise UpgradeRefused(_("%(value)s is neither a K3s version (like v1.32.5+k3s1) nor "
+                                   "a channel (stable, latest, v1.32).") % {"value": text}) \
+                from None
+    failed = _last_failed_upgrade(cluster)
+    rollback = bool(failed and failed.params.get("from_version") == version)
+    if failed and failed.params.get("to_version") == version:
+        raise UpgradeRefused(_("Upgrade #%(run)s to %(version)s stopped part-way: press Retry "
+                               "on it to continue.") % {"run": failed.pk, "version": version})
+    if not rollback and upgrade_problem(current, version):
+        raise UpgradeRefused(_explain(current, version))
+    exists = wizard_checks.k3s_release_exists(cluster.install_source, cluster.install_base_url,
+                                              version=version)
+    if exists is False:
+        raise UpgradeRefused(_("K3s %(value)s does not exist at %(source)s.")
+                             % {"value": version, "source": _source_label(cluster)})
+    if exists is None:
+        raise UpgradeRefused(_("The panel could not reach %(source)s to check that K3s "
+                               "%(value)s exists; try again later.")
+                             % {"value": version, "source": _source_label(cluster)})
+    return UpgradeTarget(current=current, version=version, channel=channel, rollback=rollback)
+
+
+def backup_note(cluster: Cluster) -> tuple[str, bool]:
+    """(what happens to the datastore before the upgrade, whether it is a warning)."""
+    if cluster.datastore_kind == DatastoreKind.EXTERNAL:
+        return _("Your own MySQL is NOT backed up automatically: take a backup (mysqldump or a "
+                 "snapshot) before upgrading; it is the only way back if the upgrade breaks "
+                 "the datastore."), True
+    return _("An RDS backup (CreateBackup) is taken first and the upgrade waits until it has "
+             "finished; its id is written to the log so you can restore it."), False

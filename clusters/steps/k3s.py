@@ -1,0 +1,150 @@
+"""Install K3s servers (one at a time) and agents, then wait for them without parking a worker.
+
+Every secret (token, datastore DSN) reaches the host in /etc/rancher/k3s/config.yaml, mode
+0600, over SFTP; command lines carry only versions and URLs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import yaml
+
+from clusters.adapters import clusterconfig, k3s_release, nodes
+from clusters.core.errors import PermanentError, TransientError
+from clusters.engine.outcomes import Done, Fail, Outcome, Wait
+from clusters.engine.registry import step_handler
+from clusters.engine.stepcontext import StepContext
+from clusters.k3s.config import CONFIG_PATH
+from clusters.k3s.diagnosis import diagnose, parse_kine_pool
+from clusters.k3s.install import install_command
+from clusters.k3s.kubeconfig import api_url
+from clusters.k3s.versions import parse_version
+from clusters.models import Node, NodeStatus
+
+READY_TIMEOUT_SECONDS = 300
+POLL_SECONDS = 3.0
+JOURNAL_LINES = 200
+
+
+def _node(ctx: StepContext) -> Node:
+    return Node.objects.get(pk=ctx.args["node_id"], cluster_id=ctx.cluster.pk)
+
+
+def install_k3s(ctx: StepContext, node: Node, role: str, config_text: str, *,
+                version: str, systemctl_action: str = "start") -> None:
+    """config.yaml (0600), the install script, then start (or restart) without blocking.
+
+    Used by create, add-node and upgrade alike, so every host is installed the same way:
+    always with an exact INSTALL_K3S_VERSION, never a channel (clusters.adapters.k3s_release).
+    """
+    command = install_command(clusterconfig.install_source(ctx.cluster),
+                              version=str(parse_version(version)), role=role)
+    unit = "k3s" if role == "server" else "k3s-agent"
+    with nodes.session(ctx, node) as connection:
+        connection.put_file(CONFIG_PATH, config_text, mode=0o600)
+        ctx.say(f"{node.private_ip}: wrote {CONFIG_PATH} (0600)")
+        nodes.run_logged(ctx, connection, command, what="The K3s install script", timeout=900)
+        nodes.run_logged(ctx, connection, ["systemctl", systemctl_action, "--no-block", unit],
+                         what=f"Running systemctl {systemctl_action} {unit}", timeout=60)
+    Node.objects.filter(pk=node.pk).update(status=NodeStatus.INSTALLING)
+
+
+def _journal_verdict(ctx: StepContext, node: Node, unit: str) -> tuple[str, str]:
+    """(state of the unit, a plain explanation of a known failure in its journal or '')."""
+    with nodes.session(ctx, node) as connection:
+        state = connection.run(["systemctl", "is-active", unit], sudo=True, timeout=30)
+        journal = connection.run(["journalctl", "-u", unit, "-n", str(JOURNAL_LINES),
+                                  "--no-pager"], sudo=True, timeout=30)
+    findings = [d for d in diagnose(journal.stdout.splitlines()) if not d.transient]
+    if findings:
+        ctx.say(f"{node.private_ip}: journal says: {ctx.redact(findings[0].line)}", "stderr")
+    return state.stdout.strip(), " ".join(d.explanation for d in findings)
+
+
+def _local_api_ready(ctx: StepContext, node: Node) -> bool:
+    with nodes.session(ctx, node) as connection:
+        result = connection.run(["k3s", "kubectl", "get", "--raw=/readyz"], sudo=True,
+                                timeout=30)
+    return result.ok and result.stdout.strip() == "ok"
+
+
+def _wait_or_fail(ctx: StepContext, node: Node, unit: str, what: str) -> Outcome:
+    state, explanation = _journal_verdict(ctx, node, unit)
+    if explanation:
+        Node.objects.filter(pk=node.pk).update(status=NodeStatus.FAILED)
+        return Fail(f"K3s on {node.private_ip} failed: {explanation}")
+    if time.time() > ctx.memo["deadline"]:
+        Node.objects.filter(pk=node.pk).update(status=NodeStatus.FAILED)
+        return Fail(f"K3s on {node.private_ip} was not ready within {READY_TIMEOUT_SECONDS} s "
+                    f"(unit {state}); read `journalctl -u {unit}` on the host.")
+    return Wait(POLL_SECONDS, f"Waiting for {what} on {node.private_ip} (unit {state})")
+
+
+@step_handler("k3s.install_server")
+def install_server(ctx: StepContext) -> Outcome:
+    """Config, install, start; then poll the local API until /readyz says ok."""
+    node = _node(ctx)
+    if "installed_at" not in ctx.memo:
+        install_k3s(ctx, node, "server", clusterconfig.server_config_text(ctx, node),
+                    version=k3s_release.pinned_version(ctx.cluster))
+        ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
+        return Wait(POLL_SECONDS, f"Waiting for the K3s API on {node.private_ip}")
+    try:
+        ready = _local_api_ready(ctx, node)
+    except TransientError:
+        ready = False
+    if not ready:
+        return _wait_or_fail(ctx, node, "k3s", "the K3s API")
+    # The version it runs is read back from the API once it is reachable (verify, or here
+    # when the cluster already has a kubeconfig), not copied from what was asked for.
+    Node.objects.filter(pk=node.pk).update(status=NodeStatus.READY)
+    ctx.say(f"{node.private_ip}: the K3s API answers /readyz ok")
+    _say_kine_pool(ctx, node)
+    return Done({"node": node.private_ip})
+
+
+def _say_kine_pool(ctx: StepContext, node: Node) -> None:
+    """Log how many MySQL connections this server's kine keeps (either kine log form)."""
+    try:
+        with nodes.session(ctx, node) as connection:
+            found = connection.run(["journalctl", "-u", "k3s", "-g", "database connection "
+                                    "pooling", "-n", "1", "--no-pager"], sudo=True, timeout=30)
+    except TransientError:
+        return
+    pool = parse_kine_pool(found.stdout.splitlines())
+    if pool is not None:
+        ctx.say(f"{node.private_ip}: {pool.describe()}")
+
+
+def agent_config_text(ctx: StepContext, node: Node) -> str:
+    cluster = ctx.cluster
+    config = {"server": api_url(cluster.slb_address or ""), "token": cluster.k3s_token,
+              "node-ip": node.private_ip}
+    return "# Written by the K3s HA panel.\n" + yaml.safe_dump(config, sort_keys=False)
+
+
+@step_handler("k3s.install_agent")
+def install_agent(ctx: StepContext) -> Outcome:
+    """Join through the SLB with the cluster token; done when the node is Ready in the API."""
+    node = _node(ctx)
+    if not ctx.cluster.slb_address:
+        raise PermanentError("The SLB address is not known; agents join through it.")
+    if "installed_at" not in ctx.memo:
+        install_k3s(ctx, node, "agent", agent_config_text(ctx, node),
+                    version=k3s_release.pinned_version(ctx.cluster))
+        ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
+        return Wait(POLL_SECONDS, f"Waiting for agent {node.private_ip} to register")
+    name = node.name
+    states = {state.name: state for state in clusterconfig.api_client(ctx.cluster).nodes()}
+    if name in states and states[name].ready:
+        running = states[name].version
+        off = k3s_release.off_release(ctx.cluster, list(states.values()), {name})
+        Node.objects.filter(pk=node.pk).update(
+            status=NodeStatus.FAILED if off else NodeStatus.READY, k3s_version=running)
+        if off:
+            return Fail(f"Agent {node.private_ip}: {off[0]}, not the cluster's "
+                        f"{ctx.cluster.k3s_version}; remove it and check the install source.")
+        ctx.say(f"{node.private_ip}: node {name} is Ready on {running}")
+        return Done({"node": name})
+    return _wait_or_fail(ctx, node, "k3s-agent", f"node {name} to be Ready")

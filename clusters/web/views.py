@@ -1,0 +1,207 @@
+"""HTTP views: thin wrappers around clusters.web.queries, clusters.operations and the wizard.
+
+Ownership is enforced by looking objects up through `queries.owned_clusters(user)`: another
+user's cluster does not exist for them (404), so its existence is not even confirmed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from clusters import operations
+from clusters.models import (
+    RUN_ACTIVE,
+    AuditAction,
+    CloudAccount,
+    Cluster,
+    NodeRole,
+    Run,
+)
+from clusters.web import audit, queries
+from clusters.web.cluster_page import cluster_context, kubeconfig_filename
+from clusters.web.forms import COMMON_REGIONS, CloudAccountForm, ClusterFilterForm
+
+DASHBOARD_PAGE_SIZE = 50
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness for load balancers and compose: the process answers and the DB is reachable."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return HttpResponse("ok", content_type="text/plain")
+
+
+@login_required
+@require_GET
+def run_status(request: HttpRequest, code: str, run_id: int) -> JsonResponse:
+    run = queries.owned_run(request.user, code, run_id)
+    return JsonResponse(queries.run_snapshot(run))
+
+
+@login_required
+@require_GET
+def step_log(request: HttpRequest, code: str, run_id: int, step_id: int) -> JsonResponse:
+    run = queries.owned_run(request.user, code, run_id)
+    try:
+        after = max(0, int(request.GET.get("after", "0")))
+    except ValueError:
+        after = 0
+    return JsonResponse(queries.log_page(run, step_id, after=after))
+
+
+# --- the dashboard ----------------------------------------------------------------------------
+
+
+def dashboard_clusters(user: Any, filters: dict[str, Any]) -> QuerySet[Cluster]:
+    """The user's clusters with node counts annotated (one query per page, however many)."""
+    clusters = queries.owned_clusters(user).annotate(
+        server_count=Count("nodes", filter=Q(nodes__role=NodeRole.SERVER)),
+        agent_count=Count("nodes", filter=Q(nodes__role=NodeRole.AGENT)),
+    ).only("name", "code", "status", "health", "k3s_version", "k3s_channel", "slb_address",
+           "region", "created_at")
+    if filters.get("status"):
+        clusters = clusters.filter(status=filters["status"])
+    if filters.get("health"):
+        clusters = clusters.filter(health=filters["health"])
+    if filters.get("q"):
+        text = filters["q"]
+        clusters = clusters.filter(Q(name__icontains=text) | Q(slb_address__startswith=text))
+    return clusters.order_by("-created_at", "-pk")
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    form = ClusterFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    page = Paginator(dashboard_clusters(request.user, filters), DASHBOARD_PAGE_SIZE).get_page(
+        request.GET.get("page"))
+    filtered = any(filters.values())
+    return render(request, "clusters/dashboard.html", {
+        "page": page, "clusters": page.object_list, "filter_form": form, "filtered": filtered,
+        "has_accounts": CloudAccount.objects.filter(owner=request.user).exists()
+        if not page.object_list and not filtered else True,
+    })
+
+
+# --- the cluster page -------------------------------------------------------------------------
+
+
+def _owned_cluster(request: HttpRequest, code: Any) -> Cluster:
+    return get_object_or_404(queries.owned_clusters(request.user), code=code)
+
+
+@login_required
+@require_GET
+def cluster_detail(request: HttpRequest, code: Any) -> HttpResponse:
+    cluster = _owned_cluster(request, code)
+    return render(request, "clusters/cluster_detail.html", cluster_context(request, cluster))
+
+
+@login_required
+@require_GET
+@never_cache
+def cluster_live(request: HttpRequest, code: Any) -> HttpResponse:
+    """The parts of the cluster page that change when a run moves (swapped in by run.js)."""
+    cluster = _owned_cluster(request, code)
+    return render(request, "clusters/_cluster_live.html", cluster_context(request, cluster))
+
+
+@login_required
+@require_GET
+@never_cache
+def kubeconfig_download(request: HttpRequest, code: Any) -> HttpResponse:
+    """The admin kubeconfig as a file; every download is written to the audit trail."""
+    cluster = _owned_cluster(request, code)
+    if not cluster.kubeconfig:
+        messages.warning(request, _("This cluster has no kubeconfig yet: it is written when "
+                                    "the create run verifies the API through the SLB."))
+        return redirect("clusters:cluster", code=cluster.code)
+    audit.record(request, AuditAction.KUBECONFIG_DOWNLOAD, cluster)
+    response = HttpResponse(cluster.kubeconfig, content_type="application/yaml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{kubeconfig_filename(cluster)}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _owned_run(request: HttpRequest, code: Any, run_id: int) -> Run:
+    return get_object_or_404(Run.objects.select_related("cluster"), pk=run_id,
+                             cluster__in=queries.owned_clusters(request.user), cluster__code=code)
+
+
+@login_required
+@require_POST
+def run_retry(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
+    run = _owned_run(request, code, run_id)
+    if operations.retry(run):
+        audit.record(request, AuditAction.RUN_RETRY, run.cluster, run=run.pk)
+        messages.success(request, _("Retrying: the run resumes from the step that stopped."))
+    else:
+        messages.error(request, _("Only a failed or cancelled run can be retried."))
+    return redirect(reverse("clusters:cluster", args=[run.cluster.code]) + f"?run={run.pk}")
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
+    run = _owned_run(request, code, run_id)
+    if run.status in RUN_ACTIVE:
+        operations.cancel(run)
+        audit.record(request, AuditAction.RUN_CANCEL, run.cluster, run=run.pk)
+        messages.info(request, _("Cancelling: the step that is running finishes first."))
+    return redirect(reverse("clusters:cluster", args=[run.cluster.code]) + f"?run={run.pk}")
+
+
+@login_required
+@require_POST
+def cluster_destroy(request: HttpRequest, code: Any) -> HttpResponse:
+    """Start deleting everything in the ledger; the typed name must match."""
+    cluster = _owned_cluster(request, code)
+    if request.POST.get("confirm_name", "").strip() != cluster.name:
+        messages.error(request, _("Type the cluster's name to confirm that it may be destroyed."))
+        return redirect("clusters:cluster", code=cluster.code)
+    keep_database = request.POST.get("keep_database") == "on"
+    try:
+        run = operations.start_destroy(cluster, request.user, confirm_name=cluster.name,
+                                       keep_database=keep_database)
+    except operations.OperationRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("clusters:cluster", code=cluster.code)
+    audit.record(request, AuditAction.CLUSTER_DESTROY, cluster, run=run.pk,
+                 keep_database=keep_database)
+    messages.success(request, _("Destroying the cluster: every resource in its ledger will be "
+                                "deleted."))
+    return redirect(reverse("clusters:cluster", args=[cluster.code]) + f"?run={run.pk}")
+
+
+# --- cloud accounts ---------------------------------------------------------------------------
+
+
+@login_required
+def cloud_accounts(request: HttpRequest) -> HttpResponse:
+    """The user's AccessKeys (secrets never shown) and a form to add one, checked live."""
+    form = CloudAccountForm(request.POST if request.method == "POST" else None,
+                            owner=request.user)
+    if request.method == "POST" and form.is_valid():
+        account = form.save()
+        audit.record(request, AuditAction.CLOUD_ACCOUNT_ADD, None, account=account.name,
+                     access_key_id=account.access_key_id)
+        messages.success(request, _("Cloud account %(name)s added.") % {"name": account.name})
+        return redirect("clusters:cloud-accounts")
+    accounts = CloudAccount.objects.filter(owner=request.user).annotate(
+        cluster_count=Count("clusters")).order_by("name")
+    return render(request, "clusters/cloud_accounts.html",
+                  {"form": form, "accounts": accounts, "regions": COMMON_REGIONS})

@@ -1,0 +1,278 @@
+"""The create-cluster wizard's logic: its steps, what was typed, and the Cluster it becomes.
+
+Why no HTTP here: the views only bind forms and redirect; this module decides which step
+comes next, keeps each step's cleaned values in a mapping (the session), and at Create builds
+the Cluster and its Nodes in one transaction. Secrets typed into the wizard (SSH keys and
+passwords, the DSN, the RDS password, a generated private key) are Fernet-encrypted before
+they reach the session, because Django's session table is signed, not encrypted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.db import transaction
+from django.utils.translation import gettext_lazy as _
+
+from clusters.adapters import cloud, credentials, pricing
+from clusters.core import crypto
+from clusters.models import (
+    CloudAccount,
+    Cluster,
+    DatastoreKind,
+    InstallSource,
+    Node,
+    NodeRole,
+    SlbAddressType,
+)
+
+SESSION_KEY = "cluster_wizard"
+
+
+@dataclass(frozen=True)
+class WizardStep:
+    slug: str
+    title: Any
+
+
+STEPS = (
+    WizardStep("account", _("Cloud account")),
+    WizardStep("network", _("Network")),
+    WizardStep("datastore", _("Datastore")),
+    WizardStep("hosts", _("Hosts")),
+    WizardStep("k3s", _("K3s")),
+    WizardStep("review", _("Review")),
+)
+SLUGS = tuple(step.slug for step in STEPS)
+SECRET_FIELDS = frozenset({"rds_password", "external_dsn", "private_key", "passphrase",
+                           "password", "generated_private_key"})
+
+
+def _seal(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: crypto.encrypt(v) if k in SECRET_FIELDS and v else v for k, v in values.items()}
+
+
+def _open(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: crypto.decrypt(v) if k in SECRET_FIELDS and v else v for k, v in values.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "pk"):
+        return value.pk
+    return str(value)
+
+
+class WizardState:
+    """What the person typed so far, kept in a mapping (the session) between requests."""
+
+    def __init__(self, store: MutableMapping[str, Any]) -> None:
+        self.store = store
+
+    @property
+    def _data(self) -> dict[str, Any]:
+        return self.store.get(SESSION_KEY) or {}
+
+    def _write(self, data: dict[str, Any]) -> None:
+        self.store[SESSION_KEY] = data  # reassigned, so the session knows it changed
+
+    def get(self, step: str) -> dict[str, Any]:
+        value = self._data.get(step)
+        if value is None:
+            return {}
+        if step == "hosts":
+            return {"hosts": [_open(host) for host in value.get("hosts", [])],
+                    "warnings": value.get("warnings", [])}
+        return _open(value)
+
+    def put(self, step: str, values: dict[str, Any]) -> None:
+        data = dict(self._data)
+        values = _jsonable({k: v for k, v in values.items() if k != "key_file"})
+        if step == "hosts":
+            values = {"hosts": [_seal(_jsonable({k: v for k, v in h.items() if k != "key_file"}))
+                                for h in values.get("hosts", [])],
+                      "warnings": values.get("warnings", [])}
+        else:
+            values = _seal(values)
+        data[step] = values
+        # A changed earlier answer may invalidate a later one (another region has other
+        # VPCs): drop what depends on it, the person confirms it again.
+        for later in _dependents(step):
+            data.pop(later, None)
+        self._write(data)
+
+    def done(self, step: str) -> bool:
+        return step in self._data
+
+    def first_missing(self) -> str:
+        """The first step not yet completed (review when all are)."""
+        return next((slug for slug in SLUGS[:-1] if not self.done(slug)), "review")
+
+    def may_open(self, step: str) -> bool:
+        index = SLUGS.index(step)
+        return all(self.done(slug) for slug in SLUGS[:index])
+
+    def reset(self) -> None:
+        self.store.pop(SESSION_KEY, None)
+
+    # --- the generated key pair -----------------------------------------------------------
+
+    def keypair(self) -> tuple[str, str] | None:
+        pair = self._data.get("keypair")
+        if not pair:
+            return None
+        return crypto.decrypt(pair["private"]), pair["public"]
+
+    def generate_keypair(self, comment: str = "k3s-ha-panel") -> str:
+        """Make an Ed25519 key pair for the hosts; returns the public half to show."""
+        key = Ed25519PrivateKey.generate()
+        private = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.OpenSSH,
+                                    serialization.NoEncryption()).decode()
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                               serialization.PublicFormat.OpenSSH).decode()
+        public = f"{public} {comment}"
+        data = dict(self._data)
+        data["keypair"] = {"private": crypto.encrypt(private), "public": public}
+        self._write(data)
+        return public
+
+
+def _dependents(step: str) -> tuple[str, ...]:
+    return {"account": ("network",), "network": ()}.get(step, ())
+
+
+def next_step(step: str) -> str:
+    return SLUGS[min(SLUGS.index(step) + 1, len(SLUGS) - 1)]
+
+
+def previous_step(step: str) -> str | None:
+    index = SLUGS.index(step)
+    return SLUGS[index - 1] if index else None
+
+
+# --- K3s install source ------------------------------------------------------------------------
+
+
+def default_install_source(region: str) -> str:
+    """The install source the K3s step starts on: the China mirror in a mainland cn-* region.
+
+    Why: hosts in mainland Alibaba Cloud regions often cannot download from GitHub, which is
+    why the recipe the panel automates installs with `INSTALL_K3S_MIRROR=cn` from
+    rancher-mirror.rancher.cn. cn-hongkong is outside the mainland's network boundary and
+    reaches GitHub directly, so it keeps the official source. Only the initial choice: the user
+    can pick another source.
+    """
+    mainland = region.startswith("cn-") and region not in OUTSIDE_MAINLAND_CN_REGIONS
+    return InstallSource.CHINA_MIRROR if mainland else InstallSource.OFFICIAL
+
+
+OUTSIDE_MAINLAND_CN_REGIONS = frozenset({"cn-hongkong"})
+
+
+# --- what will be created ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BilledItem:
+    what: Any
+    detail: str
+
+
+def billed_resources(state: WizardState) -> list[BilledItem]:
+    """Everything the create run will buy, for the review page."""
+    network, datastore = state.get("network"), state.get("datastore")
+    items = []
+    if datastore.get("kind") == DatastoreKind.RDS:
+        items.append(BilledItem(
+            _("RDS MySQL instance (pay-as-you-go)"),
+            f"MySQL {datastore.get('rds_engine_version')} · {datastore.get('rds_instance_class')}"
+            f" · {datastore.get('rds_storage_gb')} GB · {network.get('zone')}"))
+    items.append(BilledItem(
+        _("CLB instance (pay-as-you-go, pay-by-LCU), TCP listener on 6443"),
+        f"{SlbAddressType(network['slb_address_type']).label} · {network.get('vswitch')}"))
+    return items
+
+
+def billed_with_prices(state: WizardState, account: CloudAccount,
+                       ) -> tuple[list[tuple[BilledItem, pricing.PriceLine]], pricing.Quote]:
+    """Each billed item next to its price line (the same order: RDS, then CLB), and the total."""
+    quote = price_quote(state, account)
+    return list(zip(billed_resources(state), quote.lines, strict=True)), quote
+
+
+def price_quote(state: WizardState, account: CloudAccount) -> pricing.Quote:
+    """The monthly pay-as-you-go price of what `billed_resources` lists, asked of the cloud."""
+    network, datastore = state.get("network"), state.get("datastore")
+    rds = None
+    if datastore.get("kind") == DatastoreKind.RDS:
+        rds = {"engine_version": datastore.get("rds_engine_version") or "8.0",
+               "instance_class": datastore.get("rds_instance_class") or "mysql.n2.medium.1",
+               "storage_gb": datastore.get("rds_storage_gb") or 20}
+    api = cloud.cloud_for_account(account, state.get("account")["region"])
+    return pricing.quote_new_cluster(
+        api, rds=rds, zone_id=network.get("zone", ""),
+        internet_slb=network.get("slb_address_type") == SlbAddressType.INTERNET)
+
+
+# --- Create -----------------------------------------------------------------------------------
+
+
+def build_cluster(state: WizardState, owner: Any) -> Cluster:
+    """Turn the wizard's answers into a draft Cluster with its Nodes (not started yet)."""
+    account_step, network = state.get("account"), state.get("network")
+    datastore, hosts, k3s = state.get("datastore"), state.get("hosts"), state.get("k3s")
+    account = CloudAccount.objects.get(pk=account_step["cloud_account"], owner=owner)
+    pair = state.keypair()
+    is_rds = datastore["kind"] == DatastoreKind.RDS
+    with transaction.atomic():
+        cluster = Cluster.objects.create(
+            owner=owner, cloud_account=account, name=account_step["name"],
+            region=account_step["region"], zone=network["zone"], vpc_id=network["vpc"],
+            vswitch_id=network["vswitch"], slb_address_type=network["slb_address_type"],
+            k3s_version=k3s.get("k3s_version", ""), k3s_channel=k3s.get("k3s_channel", ""),
+            install_source=k3s["install_source"],
+            install_base_url=k3s.get("install_base_url", "")
+            if k3s["install_source"] == InstallSource.CUSTOM else "",
+            extra_tls_sans=k3s.get("extra_tls_sans") or [],
+            disable_traefik=bool(k3s.get("disable_traefik")),
+            taint_servers=bool(k3s.get("taint_servers")),
+            datastore_kind=datastore["kind"],
+            rds_engine_version=datastore.get("rds_engine_version")
+            or Cluster._meta.get_field("rds_engine_version").default,
+            rds_instance_class=datastore.get("rds_instance_class")
+            or Cluster._meta.get_field("rds_instance_class").default,
+            rds_storage_gb=datastore.get("rds_storage_gb") or 20,
+            external_dsn="" if is_rds else datastore.get("external_dsn", ""),
+            datastore_password=(datastore.get("rds_password")
+                                or credentials.generate_rds_password()) if is_rds else "",
+            k3s_token=credentials.generate_k3s_token(),
+        )
+        counters = {NodeRole.SERVER: 0, NodeRole.AGENT: 0}
+        for host in hosts["hosts"]:
+            role = host["role"]
+            counters[role] += 1
+            auth = host.get("auth")
+            key = ""
+            if auth == "key":
+                key = host.get("private_key", "")
+            elif auth == "generated" and pair:
+                key = pair[0]
+            Node.objects.create(
+                cluster=cluster, role=role, name=f"{role}-{counters[role]}",
+                private_ip=host["private_ip"], public_ip=host.get("public_ip") or None,
+                ssh_port=host["ssh_port"], ssh_user=host["ssh_user"],
+                ssh_private_key=key,
+                ssh_key_passphrase=host.get("passphrase", "") if auth == "key" else "",
+                ssh_password=host.get("password", "") if auth == "password" else "",
+            )
+    return cluster

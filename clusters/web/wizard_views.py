@@ -1,0 +1,341 @@
+"""The wizard's pages: bind the step's form, keep what was typed, move on (clusters.web.wizard
+decides the rest)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+
+from clusters import operations
+from clusters.adapters import pricing, wizard_checks
+from clusters.models import AuditAction, CloudAccount, InstallSource, NodeRole
+from clusters.web import audit, wizard
+from clusters.web.forms import (
+    COMMON_REGIONS,
+    RDS_DEFAULT_VERSION,
+    AccountStepForm,
+    DatastoreStepForm,
+    HostForm,
+    HostFormSet,
+    K3sStepForm,
+    NetworkStepForm,
+    ReviewStepForm,
+    hosts_outside,
+)
+
+HOSTS_PREFIX = "hosts"
+HOST_FIELDS = ("role", "private_ip", "public_ip", "ssh_port", "ssh_user", "auth",
+               "private_key", "passphrase", "password")
+
+
+def _render(request: HttpRequest, step: str, context: dict[str, Any]) -> HttpResponse:
+    state = wizard.WizardState(request.session)
+    step_items = [(item, "current" if item.slug == step else
+                   "done" if state.done(item.slug) else "todo") for item in wizard.STEPS]
+    return render(request, f"clusters/web/wizard/{step}.html", {
+        "step_items": step_items, "step": step,
+        "previous": wizard.previous_step(step), "regions": COMMON_REGIONS, **context,
+    })
+
+
+def _flash_warnings(request: HttpRequest, warnings: list[str]) -> None:
+    for warning in warnings:
+        messages.warning(request, warning)
+
+
+def _next(step: str) -> HttpResponse:
+    return redirect("clusters:wizard-step", step=wizard.next_step(step))
+
+
+@login_required
+def wizard_start(request: HttpRequest) -> HttpResponse:
+    state = wizard.WizardState(request.session)
+    if request.GET.get("restart"):
+        state.reset()
+    return redirect("clusters:wizard-step", step=state.first_missing())
+
+
+@login_required
+@never_cache
+def wizard_step(request: HttpRequest, step: str) -> HttpResponse:
+    if step not in wizard.SLUGS:
+        raise Http404("no such wizard step")
+    state = wizard.WizardState(request.session)
+    if not state.may_open(step):
+        return redirect("clusters:wizard-step", step=state.first_missing())
+    return _HANDLERS[step](request, state)
+
+
+# --- 1. account --------------------------------------------------------------------------------
+
+
+def account_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
+    if request.method == "POST":
+        form = AccountStepForm(request.POST, owner=request.user)
+        if form.is_valid():
+            data = form.cleaned_data
+            account = data.get("cloud_account")
+            new_form = getattr(form, "new_account_form", None)
+            if new_form is not None:
+                account = new_form.save()
+                audit.record(request, AuditAction.CLOUD_ACCOUNT_ADD, None,
+                             account=account.name, access_key_id=account.access_key_id)
+                messages.success(request, _("Cloud account %(name)s added; its secret is "
+                                            "stored encrypted.") % {"name": account.name})
+            state.put("account", {"name": data["name"], "cloud_account": account.pk,
+                                  "region": data["region"]})
+            return _next("account")
+    else:
+        saved = state.get("account")
+        initial = {"name": saved.get("name", ""), "region": saved.get("region", "cn-hangzhou"),
+                   "cloud_account": saved.get("cloud_account")}
+        form = AccountStepForm(initial=initial, owner=request.user)
+    return _render(request, "account", {"form": form})
+
+
+# --- 2. network --------------------------------------------------------------------------------
+
+
+def _account(request: HttpRequest, state: wizard.WizardState) -> CloudAccount:
+    return CloudAccount.objects.get(pk=state.get("account")["cloud_account"], owner=request.user)
+
+
+def network_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
+    account = _account(request, state)
+    region = state.get("account")["region"]
+    try:
+        choices = wizard_checks.network_choices(account.access_key_id, account.access_key_secret,
+                                                region)
+    except wizard_checks.CheckFailed as exc:
+        return _render(request, "network", {"lookup_error": str(exc), "region": region,
+                                            "account": account})
+    if request.method == "POST":
+        form = NetworkStepForm(request.POST, network=choices)
+        if form.is_valid():
+            state.put("network", form.cleaned_data)
+            return _next("network")
+    else:
+        form = NetworkStepForm(initial=state.get("network") or None, network=choices)
+    return _render(request, "network", {
+        "form": form, "region": region, "account": account,
+        "empty": not (choices.zones and choices.vpcs and choices.vswitches),
+        "vswitches": choices.vswitches,
+    })
+
+
+# --- 3. datastore ------------------------------------------------------------------------------
+
+
+def _rds_choices(request: HttpRequest, state: wizard.WizardState,
+                 version: str) -> tuple[wizard_checks.RdsChoices | None, str]:
+    """What RDS sells in the cluster's zone for `version`, or the reason it is unknown."""
+    account = _account(request, state)
+    try:
+        return wizard_checks.rds_choices(account.access_key_id, account.access_key_secret,
+                                         state.get("account")["region"],
+                                         state.get("network")["zone"], version), ""
+    except wizard_checks.CheckFailed as exc:
+        return None, str(exc)
+
+
+def datastore_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
+    saved = state.get("datastore")
+    source = request.POST if request.method == "POST" else saved
+    version = source.get("rds_engine_version") or RDS_DEFAULT_VERSION
+    rds, rds_error = _rds_choices(request, state, version)
+    if request.method == "POST" and request.POST.get("action") == "refresh":
+        # Another version was picked: show its classes, keep what was typed, judge nothing.
+        typed = {k: v for k, v in request.POST.items() if k not in ("csrfmiddlewaretoken",
+                                                                     "action")}
+        if rds is None or rds.find(typed.get("rds_instance_class", "")) is None:
+            typed.pop("rds_instance_class", None)
+        form = DatastoreStepForm(initial=typed, rds=rds, rds_error=rds_error)
+    elif request.method == "POST":
+        form = DatastoreStepForm(request.POST, rds=rds, rds_error=rds_error)
+        if form.is_valid():
+            state.put("datastore", form.cleaned_data)
+            _flash_warnings(request, form.warnings)
+            return _next("datastore")
+    else:
+        form = DatastoreStepForm(initial=saved or None, rds=rds, rds_error=rds_error)
+    return _render(request, "datastore", {"form": form, "rds": rds, "rds_error": rds_error,
+                                          "zone": state.get("network").get("zone", "")})
+
+
+# --- 4. hosts ----------------------------------------------------------------------------------
+
+
+def _rows_from_post(post: QueryDict) -> list[dict[str, Any]]:
+    """Each host row exactly as typed (for re-rendering after add/remove/test)."""
+    try:
+        total = int(post.get(f"{HOSTS_PREFIX}-TOTAL_FORMS", "0"))
+    except ValueError:
+        total = 0
+    return [{name: post.get(f"{HOSTS_PREFIX}-{index}-{name}", "") for name in HOST_FIELDS}
+            for index in range(min(total, 50))]
+
+
+def _blank_row(role: str) -> dict[str, Any]:
+    return {"role": role, "ssh_port": 22, "ssh_user": "root", "auth": "key"}
+
+
+def hosts_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
+    tests: dict[int, tuple[bool, str]] = {}
+    keypair = state.keypair()
+    if request.method != "POST":
+        saved = state.get("hosts").get("hosts")
+        rows = saved or [_blank_row(NodeRole.SERVER), _blank_row(NodeRole.SERVER)]
+        formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows)
+        return _hosts_page(request, formset, tests, keypair)
+
+    action = request.POST.get("action", "next")
+    rows = _rows_from_post(request.POST)
+    if action in ("add_server", "add_agent"):
+        rows.append(_blank_row(NodeRole.SERVER if action == "add_server" else NodeRole.AGENT))
+    elif action.startswith("remove-") and action[7:].isdigit() and len(rows) > 1:
+        rows.pop(min(int(action[7:]), len(rows) - 1))
+    elif action == "generate_key":
+        state.generate_keypair()
+        keypair = state.keypair()
+        for row in rows:
+            if row.get("auth") == "key" and not row.get("private_key"):
+                row["auth"] = "generated"
+    elif action.startswith("test-") and action[5:].isdigit():
+        index = int(action[5:])
+        tests[index] = _test_host(request, index, keypair)
+    elif action == "next":
+        formset = HostFormSet(request.POST, request.FILES, prefix=HOSTS_PREFIX)
+        if formset.is_valid() and _hosts_fit(formset, state, keypair):
+            hosts = [f.cleaned_data for f in formset.forms if f.cleaned_data]
+            state.put("hosts", {"hosts": hosts, "warnings": formset.warnings})
+            _flash_warnings(request, formset.warnings)
+            return _next("hosts")
+        return _hosts_page(request, formset, tests, keypair)
+    formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows)
+    return _hosts_page(request, formset, tests, keypair)
+
+
+def _hosts_fit(formset: Any, state: wizard.WizardState, keypair: Any) -> bool:
+    """Checks that need the other steps' answers: the VPC's range, the generated key."""
+    fits = True
+    cidr = state.get("network").get("vpc_cidr", "")
+    for form in formset.forms:
+        data = form.cleaned_data
+        if not data:
+            continue
+        if hosts_outside(cidr, [data["private_ip"]]):
+            form.add_error("private_ip", _("%(ip)s is outside the VPC's range %(cidr)s.")
+                           % {"ip": data["private_ip"], "cidr": cidr})
+            fits = False
+        if data.get("auth") == "generated" and keypair is None:
+            form.add_error("auth", _("Generate the key pair first (the button above)."))
+            fits = False
+    return fits
+
+
+def _test_host(request: HttpRequest, index: int, keypair: Any) -> tuple[bool, str]:
+    """Log in to one host with what its row says; the result is shown at the row."""
+    form = HostForm(request.POST, request.FILES, prefix=f"{HOSTS_PREFIX}-{index}")
+    if not form.is_valid():
+        problems = "; ".join(f"{form.fields[name].label}: {' '.join(errors)}"
+                             if name in form.fields else " ".join(errors)
+                             for name, errors in form.errors.items())
+        return False, _("Fix this host first: %(problems)s") % {"problems": problems}
+    data = form.cleaned_data
+    key = data.get("private_key", "") if data["auth"] == "key" else ""
+    if data["auth"] == "generated":
+        if keypair is None:
+            return False, _("Generate the key pair first (the button above).")
+        key = keypair[0]
+    try:
+        report = wizard_checks.test_ssh(
+            data.get("public_ip") or data["private_ip"], data["ssh_port"], data["ssh_user"],
+            password=data.get("password", "") if data["auth"] == "password" else "",
+            private_key=key, passphrase=data.get("passphrase", ""))
+    except wizard_checks.CheckFailed as exc:
+        return False, str(exc)
+    return True, _("Connected: %(system)s; sudo: %(sudo)s; host key %(fingerprint)s") % {
+        "system": report.system or "?", "sudo": report.sudo or "?",
+        "fingerprint": report.fingerprint}
+
+
+def _hosts_page(request: HttpRequest, formset: Any, tests: dict[int, tuple[bool, str]],
+                keypair: Any) -> HttpResponse:
+    rows = [(index, form, tests.get(index)) for index, form in enumerate(formset.forms)]
+    return _render(request, "hosts", {"formset": formset, "rows": rows,
+                                      "public_key": keypair[1] if keypair else ""})
+
+
+# --- 5. K3s ------------------------------------------------------------------------------------
+
+
+def k3s_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
+    if request.method == "POST":
+        form = K3sStepForm(request.POST)
+        if form.is_valid():
+            data = dict(form.cleaned_data)
+            state.put("k3s", data)
+            _flash_warnings(request, form.warnings)
+            return _next("k3s")
+    else:
+        saved = dict(state.get("k3s"))
+        if saved.get("extra_tls_sans"):
+            saved["extra_tls_sans"] = "\n".join(saved["extra_tls_sans"])
+        if not saved:
+            region = state.get("account").get("region", "")
+            saved = {"install_source": wizard.default_install_source(region)}
+        form = K3sStepForm(initial=saved)
+    return _render(request, "k3s", {"form": form})
+
+
+# --- 6. review and Create ----------------------------------------------------------------------
+
+
+def review_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
+    form = ReviewStepForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        cluster = wizard.build_cluster(state, request.user)
+        try:
+            run = operations.start_create(cluster, request.user)
+        except operations.OperationRefused as exc:
+            messages.error(request, str(exc))
+            return redirect("clusters:cluster", code=cluster.code)
+        audit.record(request, AuditAction.CLUSTER_CREATE, cluster, run=run.pk)
+        state.reset()
+        messages.success(request, _("Creating %(name)s: follow each step below.")
+                         % {"name": cluster.name})
+        return redirect("clusters:cluster", code=cluster.code)
+    account_step = state.get("account")
+    hosts = state.get("hosts")
+    account = _account(request, state)
+    priced_items, quote = wizard.billed_with_prices(state, account)
+    return _render(request, "review", {
+        "form": form,
+        "account": account,
+        "answers": account_step,
+        "network": state.get("network"),
+        "datastore": state.get("datastore"),
+        "hosts": hosts.get("hosts", []),
+        "host_warnings": hosts.get("warnings", []),
+        "k3s": state.get("k3s"),
+        "install_source_label": InstallSource(state.get("k3s")["install_source"]).label,
+        "priced_items": priced_items,
+        "quote": quote,
+        "hours_per_month": pricing.HOURS_PER_MONTH,
+    })
+
+
+_HANDLERS = {
+    "account": account_step,
+    "network": network_step,
+    "datastore": datastore_step,
+    "hosts": hosts_step,
+    "k3s": k3s_step,
+    "review": review_step,
+}
