@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run test test-fast lint key sandbox clean
+.PHONY: run test test-fast lint check-imports key sandbox clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -30,6 +30,10 @@ sandbox: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+## check-imports: the layers contract in .importlinter (web > operations | steps > engine ...)
+check-imports: $(STAMP)
+	$(VENV)/bin/lint-imports
 
 ## key: print a new encryption key for PANEL_ENCRYPTION_KEYS
 key: $(STAMP)

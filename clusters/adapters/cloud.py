@@ -7,14 +7,18 @@ could buy twice.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.utils import timezone
 
 from clusters.adapters.aliyun import AliyunCloud
-from clusters.engine.stepcontext import StepContext
 from clusters.models import CloudAccount, CloudResource, Cluster, ResourceState
+
+if TYPE_CHECKING:
+    # A type only: adapters never import the engine (.importlinter); the step
+    # context is handed in by the step that calls them.
+    from clusters.engine.stepcontext import StepContext
 
 TAG_KEY = "k3s-panel-cluster"
 

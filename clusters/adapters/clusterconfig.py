@@ -6,14 +6,20 @@ the values are computed in one place from the stored cluster and earlier step re
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from clusters.adapters.kubeapi import KubeClient
 from clusters.core.errors import PermanentError
-from clusters.engine.stepcontext import StepContext
 from clusters.k3s.config import ClusterSettings, NodeIdentity, render_server_config
 from clusters.k3s.dsn import build_endpoint
 from clusters.k3s.install import InstallSource
 from clusters.models import Cluster, DatastoreKind, Node, Step, StepStatus
 from clusters.models import InstallSource as SourceChoice
+
+if TYPE_CHECKING:
+    # A type only: adapters never import the engine (.importlinter); the step
+    # context is handed in by the step that calls them.
+    from clusters.engine.stepcontext import StepContext
 
 SERVER_TAINT = "CriticalAddonsOnly=true:NoExecute"
 RDS_RESULT_STEP = "rds_configure"

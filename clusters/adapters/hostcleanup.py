@@ -9,12 +9,17 @@ unreachable host does not stop the others from being cleaned.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from clusters.adapters import nodes
 from clusters.core.errors import PermanentError, StepError, TransientError
-from clusters.engine.stepcontext import StepContext
 from clusters.k3s.uninstall import CLEANUP_SCRIPT, LOOK_SCRIPT, belongs_to
 from clusters.models import Node, Step
+
+if TYPE_CHECKING:
+    # A type only: adapters never import the engine (.importlinter); the step
+    # context is handed in by the step that calls them.
+    from clusters.engine.stepcontext import StepContext
 
 TRACES_MARK = "panel-k3s-traces="
 CLAIMED = "claimed_hosts"

@@ -9,14 +9,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from django import db
 
 from clusters.adapters import ssh
 from clusters.core.errors import PermanentError
-from clusters.engine.stepcontext import StepContext
 from clusters.models import Node
+
+if TYPE_CHECKING:
+    # A type only: adapters never import the engine (.importlinter); the step
+    # context is handed in by the step that calls them.
+    from clusters.engine.stepcontext import StepContext
 
 T = TypeVar("T")
 

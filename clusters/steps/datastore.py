@@ -9,13 +9,13 @@ from __future__ import annotations
 from clusters.adapters import clusterconfig, nodes
 from clusters.adapters.datastore import KEY_TOO_LONG, SchemaRejected, check_datastore
 from clusters.adapters.datastore_health import capacity_finding, required_connections
+from clusters.adapters.health import kine_pool
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.k3s.dsn import parse_endpoint
 from clusters.k3s.versions import kine_schema
 from clusters.models import DatastoreKind, NodeRole
-from clusters.operations.health import kine_pool
 from clusters.steps.rds import turn_large_prefix_on
 
 DEFAULT_SCHEMA_VERSION = "v1.32.5+k3s1"

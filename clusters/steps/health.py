@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from clusters.adapters import health
 from clusters.engine.outcomes import Done, Outcome
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.models import Cluster
-from clusters.operations import health
 
 
 @step_handler("health.check")

@@ -38,7 +38,7 @@ def _render(request: HttpRequest, step: str, context: dict[str, Any]) -> HttpRes
     state = wizard.WizardState(request.session)
     step_items = [(item, "current" if item.slug == step else
                    "done" if state.done(item.slug) else "todo") for item in wizard.STEPS]
-    return render(request, f"clusters/web/wizard/{step}.html", {
+    return render(request, f"clusters/wizard/{step}.html", {
         "step_items": step_items, "step": step,
         "previous": wizard.previous_step(step), "regions": COMMON_REGIONS, **context,
     })

@@ -42,7 +42,7 @@ def adapter_actions(directory: Path = ADAPTER_DIR) -> tuple[list[AdapterAction],
     problems: list[str] = []
     for path in sorted(directory.rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
-        where = path.relative_to(directory.parents[1])
+        where = path.relative_to(directory.parents[2])  # <repo>/clusters/adapters/aliyun
         for action in _sdk_request_imports(tree, where):
             found.setdefault((action.product, action.version, action.action), action)
         actions, unreadable = _common_requests(tree, where)

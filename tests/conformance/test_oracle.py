@@ -130,8 +130,8 @@ def test_a_field_lost_in_the_v2_round_trip_is_named() -> None:
 
 
 def test_discovery_reads_sdk_imports_and_common_requests(tmp_path: Path) -> None:
-    (tmp_path / "clusters" / "aliyun").mkdir(parents=True)
-    (tmp_path / "clusters" / "aliyun" / "billing.py").write_text(textwrap.dedent('''
+    (tmp_path / "clusters" / "adapters" / "aliyun").mkdir(parents=True)
+    (tmp_path / "clusters" / "adapters" / "aliyun" / "billing.py").write_text(textwrap.dedent('''
         from aliyunsdkcore.request import CommonRequest
         from aliyunsdkrds.request.v20140815.DescribePriceRequest import DescribePriceRequest
         BSS_VERSION = "2017-12-14"
@@ -144,7 +144,7 @@ def test_discovery_reads_sdk_imports_and_common_requests(tmp_path: Path) -> None
             request = CommonRequest(product="Slb", version="2014-05-15")
             request.set_action_name(action)
     '''))
-    actions, problems = adapter_actions(tmp_path / "clusters" / "aliyun")
+    actions, problems = adapter_actions(tmp_path / "clusters" / "adapters" / "aliyun")
     assert [(a.product, a.version, a.action) for a in actions] == [
         ("BssOpenApi", "2017-12-14", "GetPayAsYouGoPrice"), ("Rds", "2014-08-15", "DescribePrice")]
     assert len(problems) == 1 and "dynamic" in problems[0]

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from clusters import operations
+from clusters.adapters import health
 from clusters.adapters.cloud import cloud_for
 from clusters.models import (
     CloudResource,
@@ -18,7 +19,6 @@ from clusters.models import (
     Step,
     StepStatus,
 )
-from clusters.operations import health
 from tests.e2e.conftest import make_world_cluster, world_env
 from tests.support import runs
 from tests.support.processes import CommandLineWatcher

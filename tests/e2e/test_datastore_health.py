@@ -10,8 +10,8 @@ from django.test import Client
 from django.urls import reverse
 
 from clusters import operations
+from clusters.adapters import health
 from clusters.models import Cluster, DatastoreKind, LogLine, RunStatus, StepStatus
-from clusters.operations import health
 from sandbox.aliyun.mysqld import MariaDBServer
 from tests.e2e.conftest import make_world_cluster, world_env
 from tests.e2e.test_own_mysql import mysql_made_by_hand

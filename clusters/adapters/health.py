@@ -1,0 +1,191 @@
+"""How a cluster is doing: API through the SLB, nodes Ready, SLB backends, RDS status, and
+the datastore (kine's compaction and size, the database's storage and connections).
+
+Why one function: the create run's last step, the periodic beat check and the "refresh
+health" buttons must all judge the same way. It sits with the adapters because it is only a
+reading of the world through them; starting a check (the Celery tasks, the beat's sweep of
+live clusters) is the operation in clusters/operations/health.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from clusters.adapters import cloud, clusterconfig, datastore, datastore_health, nodes, ssh
+from clusters.adapters.datastore_health import KineMeasurement, StorageUsage
+from clusters.core.errors import PermanentError, StepError
+from clusters.k3s.dsn import parse_endpoint
+from clusters.k3s.versions import kine_max_idle_connections
+from clusters.models import Cluster, DatastoreKind, Health, NodeRole, ResourceState
+
+# One health check per cluster per minute: the datastore measurement must stay quick.
+DATASTORE_TIMEOUT = 10
+
+
+@dataclass
+class Assessment:
+    health: str = Health.HEALTHY
+    # A plain English string, or a datastore finding's dict (clusters.adapters.datastore_health
+    # Finding.as_reason: translated on the page by clusters.web.display.health_reason).
+    reasons: list[str | dict[str, Any]] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)
+
+    def worse(self, health: str, reason: str | dict[str, Any]) -> None:
+        order = [Health.HEALTHY, Health.DEGRADED, Health.DOWN]
+        if order.index(health) > order.index(self.health):
+            self.health = health
+        self.reasons.append(reason)
+
+    def note(self, reason: dict[str, Any]) -> None:
+        """A reason shown without changing the verdict (a metric that could not be read)."""
+        self.reasons.append(reason)
+
+
+def reason_message(reason: str | dict[str, Any]) -> str:
+    """The English text of a stored reason (for logs)."""
+    return reason.get("message", str(reason)) if isinstance(reason, dict) else str(reason)
+
+
+def assess(cluster: Cluster) -> Assessment:
+    result = Assessment()
+    _check_api(cluster, result)
+    _check_cloud(cluster, result)
+    _check_datastore(cluster, result)
+    return result
+
+
+def _check_api(cluster: Cluster, result: Assessment) -> None:
+    try:
+        client = clusterconfig.api_client(cluster, timeout=5)
+        readyz = client.readyz()
+        states = {state.name: state for state in client.nodes()}
+    except StepError as exc:
+        result.worse(Health.DOWN, f"API through the SLB: {exc}")
+        return
+    if readyz != "ok":
+        result.worse(Health.DOWN, f"API /readyz through the SLB: {readyz}")
+    result.facts.append(f"API {client.server}: {readyz}")
+    servers_ready = 0
+    for node in cluster.nodes.exclude(status="removed"):
+        state = states.get(node.name)
+        if state is None or not state.ready:
+            result.worse(Health.DEGRADED, f"node {node.name or node.private_ip} is not Ready")
+        elif node.role == NodeRole.SERVER:
+            servers_ready += 1
+    if servers_ready == 0:
+        result.worse(Health.DOWN, "no server node is Ready")
+    result.facts.append(f"{sum(s.ready for s in states.values())}/{len(states)} nodes Ready")
+
+
+def _check_cloud(cluster: Cluster, result: Assessment) -> None:
+    api = cloud.cloud_for(cluster)
+    try:
+        slb = cluster.resources.filter(kind="slb", state=ResourceState.PRESENT).first()
+        if slb:
+            statuses = api.describe_health_status(slb.provider_id)
+            bad = [entry.server_ip or entry.server_id for entry in statuses
+                   if entry.status != "normal"]
+            if bad:
+                result.worse(Health.DEGRADED, f"SLB backends unhealthy: {', '.join(bad)}")
+            result.facts.append(f"SLB {slb.provider_id}: {len(statuses) - len(bad)}/"
+                                f"{len(statuses)} backends normal")
+        rds = cluster.resources.filter(kind="rds_instance", state=ResourceState.PRESENT).first()
+        if cluster.datastore_kind == DatastoreKind.RDS and rds:
+            instance = api.describe_rds(rds.provider_id)
+            if instance is None:
+                result.worse(Health.DOWN, f"RDS {rds.provider_id} no longer exists")
+            elif not instance.running:
+                result.worse(Health.DEGRADED, f"RDS {rds.provider_id} is {instance.status}")
+            else:
+                result.facts.append(f"RDS {rds.provider_id}: Running")
+    except StepError as exc:
+        result.worse(Health.DEGRADED, f"cloud check failed: {exc}")
+
+
+def limits() -> datastore_health.Limits:
+    return datastore_health.Limits(
+        compaction_gap=settings.PANEL_KINE_COMPACTION_GAP_LIMIT,
+        kine_rows=settings.PANEL_KINE_ROWS_LIMIT,
+        storage_percent=settings.PANEL_DATASTORE_STORAGE_PERCENT,
+        connections_percent=settings.PANEL_DATASTORE_CONNECTIONS_PERCENT)
+
+
+def _check_datastore(cluster: Cluster, result: Assessment) -> None:
+    """kine's table and the database's connections, read through an SSH tunnel from a server
+    (the RDS whitelist admits the hosts, not the panel: the datastore proof's own path), and
+    for RDS the storage from DescribeResourceUsage. A metric that cannot be read is shown as
+    not measured; it never fails the whole check."""
+    servers = list(cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed")
+                   .order_by("pk"))
+    findings: list[datastore_health.Finding] = []
+    measured = _measure_kine(cluster, [s for s in servers if s.host_key], findings)
+    storage = _rds_storage(cluster, findings)
+    findings += datastore_health.evaluate(measured, limits=limits(), servers=len(servers),
+                                          idle_per_server=kine_pool(cluster.k3s_version),
+                                          storage=storage)
+    result.facts.extend(datastore_health.facts(measured, storage))
+    for finding in findings:
+        if finding.degraded:
+            result.worse(Health.DEGRADED, finding.as_reason())
+        else:
+            result.note(finding.as_reason())
+
+
+def kine_pool(version: str) -> int:
+    """kine's idle pool per server for the cluster's K3s version; a channel or unknown version
+    counts as the newest kine (the larger pool: a warning too many beats one too few)."""
+    try:
+        return kine_max_idle_connections(version)
+    except PermanentError:
+        return kine_max_idle_connections("v99.0.0+k3s1")
+
+
+def _measure_kine(cluster: Cluster, servers: list, findings: list) -> KineMeasurement | None:
+    try:
+        endpoint = parse_endpoint(clusterconfig.recorded_datastore_endpoint(cluster))
+    except StepError as exc:
+        findings.append(datastore_health.unknown("datastore", str(exc)))
+        return None
+    problems = []
+    for server in servers:  # the first server that answers; one tunnel, a few queries
+        try:
+            with ssh.connect(nodes.target_for(server), pinned_fingerprint=server.host_key,
+                             timeout=DATASTORE_TIMEOUT) as session, \
+                    datastore.connect(endpoint, via=session, timeout=DATASTORE_TIMEOUT) as conn:
+                return datastore_health.measure(conn, rows_cap=settings.PANEL_KINE_ROWS_LIMIT)
+        except StepError as exc:
+            problems.append(f"from {server.private_ip}: {exc}")
+    findings.append(datastore_health.unknown(
+        "datastore", "; ".join(problems) or "no server host with a pinned SSH key"))
+    return None
+
+
+def _rds_storage(cluster: Cluster, findings: list) -> StorageUsage | None:
+    rds = cluster.resources.filter(kind="rds_instance", state=ResourceState.PRESENT).first()
+    if cluster.datastore_kind != DatastoreKind.RDS or rds is None:
+        return None
+    try:
+        api = cloud.cloud_for(cluster)
+        usage = api.describe_resource_usage(rds.provider_id)
+        instance = api.describe_rds(rds.provider_id)
+    except StepError as exc:
+        findings.append(datastore_health.unknown(datastore_health.STORAGE, str(exc)))
+        return None
+    if instance is None or instance.storage_gb <= 0 or usage.disk_used < 0:
+        findings.append(datastore_health.unknown(datastore_health.STORAGE,
+                                                 "RDS reported no storage figures"))
+        return None
+    return StorageUsage(usage.disk_used, instance.storage_gb * datastore_health.GIB)
+
+
+def refresh(cluster: Cluster) -> Assessment:
+    """Assess and store the verdict on the cluster."""
+    assessment = assess(cluster)
+    Cluster.objects.filter(pk=cluster.pk).update(
+        health=assessment.health, health_reasons=assessment.reasons,
+        health_checked_at=timezone.now())
+    return assessment
