@@ -27,6 +27,12 @@ sys.path.insert(0, str(ROOT))
 from aliyunsdkecs.request.v20140526.DescribeRegionsRequest import (  # noqa: E402
     DescribeRegionsRequest,
 )
+from aliyunsdkrds.request.v20140815.CreateDBInstanceRequest import (  # noqa: E402
+    CreateDBInstanceRequest,
+)
+from aliyunsdkrds.request.v20140815.DescribeDBInstanceAttributeRequest import (  # noqa: E402
+    DescribeDBInstanceAttributeRequest,
+)
 
 from sandbox.aliyun.testing import Emulator  # noqa: E402
 
@@ -73,10 +79,6 @@ def create_rds_instance(emu: Emulator) -> str | None:
     """One Running DB instance to read, or None when RDS is absent or does not come up."""
     if not any(p.startswith("Rds ") for p in emu.control.health()["products"]):
         return None
-    from aliyunsdkrds.request.v20140815.CreateDBInstanceRequest import CreateDBInstanceRequest
-    from aliyunsdkrds.request.v20140815.DescribeDBInstanceAttributeRequest import (
-        DescribeDBInstanceAttributeRequest,
-    )
 
     request = CreateDBInstanceRequest()
     for name, value in {
@@ -111,10 +113,6 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as state_dir, Emulator(state_dir, time_scale=0.01) as emu:
         instance_id = create_rds_instance(emu)
         if instance_id:
-            from aliyunsdkrds.request.v20140815.DescribeDBInstanceAttributeRequest import (
-                DescribeDBInstanceAttributeRequest,
-            )
-
             def describe_db(client: Any) -> Any:
                 request = DescribeDBInstanceAttributeRequest()
                 request.set_DBInstanceId(instance_id)

@@ -257,7 +257,7 @@ class Prepared:
 
 def pages_of(target: Any) -> list[tuple[str, str]]:
     """What a user opens, heaviest cases: the newest dashboard pages and the biggest log."""
-    from django.urls import reverse
+    from django.urls import reverse  # noqa: PLC0415  Django is set up in main() first
 
     code, run_id, step_id = target.cluster.code, target.run.pk, target.step.pk
     dashboard = reverse("clusters:dashboard")
@@ -278,8 +278,8 @@ def query_counts(client: Any, pages: list[tuple[str, str]],
                  timed: int = 0) -> dict[str, tuple[int, float]]:
     """SQL statements per page, counted in-process with Django's test client, and the median
     of `timed` sequential requests (server time without concurrency or HTTP)."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+    from django.db import connection  # noqa: PLC0415  Django is set up in main() first
+    from django.test.utils import CaptureQueriesContext  # noqa: PLC0415  Django is set up in main() first
 
     counts = {}
     for label, path in pages:
@@ -301,12 +301,12 @@ def query_counts(client: Any, pages: list[tuple[str, str]],
 
 def prepare(args: argparse.Namespace) -> Prepared:
     """Count queries at a tiny size, grow the same database to full size, count again."""
-    from django.conf import settings
-    from django.core.management import call_command
-    from django.test import Client
+    from django.conf import settings  # noqa: PLC0415  Django is set up in main() first
+    from django.core.management import call_command  # noqa: PLC0415  Django is set up in main() first
+    from django.test import Client  # noqa: PLC0415  Django is set up in main() first
 
-    from benchmarks import ui_dataset
-    from tests.support.factories import make_user
+    from benchmarks import ui_dataset  # noqa: PLC0415  Django is set up in main() first
+    from tests.support.factories import make_user  # noqa: PLC0415  Django is set up in main() first
 
     call_command("collectstatic", interactive=False, verbosity=0)
     call_command("migrate", verbosity=0)
@@ -384,7 +384,7 @@ def main() -> None:
     recreate_database(args.database_url)
     server: Server | None = None
     try:
-        import django
+        import django  # noqa: PLC0415  after the environment above is set
 
         django.setup()
         prepared = prepare(args)
@@ -396,7 +396,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
-        from django.db import connections
+        from django.db import connections  # noqa: PLC0415  Django is set up in main() first
 
         connections.close_all()
         if args.keep:

@@ -12,9 +12,9 @@ class ClustersConfig(AppConfig):
         # Imported here, not at module level: Django must load the models before these
         # import them. Importing them also registers their Celery tasks (the engine's in
         # pipeline, the health checks in operations.health) for worker and web alike.
-        from clusters import operations
-        from clusters.engine import pipeline
-        from clusters.operations import health  # noqa: F401  registers its tasks
+        from clusters import operations  # noqa: PLC0415  the models must be loaded first
+        from clusters.engine import pipeline  # noqa: PLC0415  the models must be loaded first
+        from clusters.operations import health  # noqa: PLC0415, F401  registers its tasks
 
         pipeline.run_finished.connect(operations.on_run_finished,
                                       dispatch_uid="cluster-status-after-run")

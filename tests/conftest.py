@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from django.utils import translation
+from django.utils.translation import trans_real
 
 from tests.support.network_fence import fenced
 from tests.support.services import find_redis, route_tasks_to
@@ -79,8 +81,6 @@ def compile_translations() -> None:
 @pytest.fixture(scope="session", autouse=True)
 def translations() -> None:
     compile_translations()
-    from django.utils import translation
-    from django.utils.translation import trans_real
 
     # A .mo compiled after Django loaded its catalogues must be read again.
     trans_real._translations = {}

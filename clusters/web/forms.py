@@ -18,6 +18,7 @@ from django.utils.translation import gettext_noop, ngettext
 
 from clusters.adapters import credentials, wizard_checks
 from clusters.adapters.aliyun import Region
+from clusters.adapters.ssh import load_private_key
 from clusters.core.errors import PermanentError
 from clusters.k3s.dsn import parse_endpoint
 from clusters.k3s.versions import is_channel, parse_version
@@ -482,8 +483,6 @@ class HostForm(forms.Form):
             if not key:
                 self.add_error("private_key", _("Paste or upload the private key."))
             else:
-                from clusters.adapters.ssh import load_private_key
-
                 try:
                     load_private_key(key + "\n", data.get("passphrase") or None)
                 except PermanentError as exc:

@@ -241,7 +241,7 @@ class Emulator:
         access_key_id: str | None = None, **kwargs: Any,
     ) -> Any:
         """An official `AcsClient` whose Ecs/Vpc/Slb/Rds endpoints point here, proxies off."""
-        from aliyunsdkcore.client import AcsClient
+        from aliyunsdkcore.client import AcsClient  # noqa: PLC0415  the SDK is the panel's, not the emulator's
 
         region = region_id or self.region_id
         client = AcsClient(access_key_id or self.access_key_id,

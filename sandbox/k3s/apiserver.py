@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import hmac
 import json
+import os
 import socket
 import ssl
 import threading
@@ -364,8 +366,6 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def _hash(password: str) -> bytes:
-    import hashlib
-
     return hashlib.sha256(password.encode()).digest()
 
 
@@ -408,8 +408,6 @@ class TLSServer(ThreadingHTTPServer):
 def serve(ctx: ApiContext, bind: str, port: int, *, cert_pem: bytes, key_pem: bytes,
           tmp_dir: str) -> TLSServer:
     """Start the HTTPS listener in a daemon thread."""
-    import os
-
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     cert_path = os.path.join(tmp_dir, "serving-kube-apiserver.crt")

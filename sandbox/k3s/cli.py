@@ -11,7 +11,9 @@ import shutil
 import sys
 
 from sandbox.k3s import logs
+from sandbox.k3s.agent import Agent
 from sandbox.k3s.config import UsageError, load
+from sandbox.k3s.server import Server
 from sandbox.k3s.versions import Release, release
 
 REAL_KUBECTL_CANDIDATES = ("/usr/bin/kubectl", "/usr/local/sbin/kubectl")
@@ -77,10 +79,7 @@ def _run_command(command: str, rest: list[str], rel: Release) -> int:
         return 1
     try:
         if command == "server":
-            from sandbox.k3s.server import Server
-
             return Server(settings, rel).run()
-        from sandbox.k3s.agent import Agent
 
         return Agent(settings, rel).run()
     except logs.Fatal as exc:

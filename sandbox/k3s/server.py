@@ -6,6 +6,7 @@ SSH, what kubectl sees). Steps and messages follow K3s's startup order.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import signal
@@ -62,8 +63,6 @@ def _resolve_token(settings: Settings, token_path: str) -> str:
 
 
 def _kubeconfig(server_url: str, server_ca: bytes, cert: bytes, key: bytes) -> str:
-    import base64
-
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
 

@@ -17,11 +17,11 @@ __all__ = ["Host", "Lab", "LabError"]
 
 def __getattr__(name: str) -> Any:
     if name in ("Lab", "LabError"):
-        from sandbox.lab import lab
+        from sandbox.lab import lab  # noqa: PLC0415  lazy: see the module docstring
 
         return getattr(lab, name)
     if name == "Host":
-        from sandbox.lab.state import Host
+        from sandbox.lab.state import Host  # noqa: PLC0415  lazy: see the module docstring
 
         return Host
     raise AttributeError(name)

@@ -20,7 +20,13 @@ from aliyunsdkrds.request.v20140815.DescribeDBInstanceAttributeRequest import (
     DescribeDBInstanceAttributeRequest,
 )
 
-from clusters.adapters.aliyun import AliyunCloud, CloudNotFound, EndpointPolicy, map_sdk_error
+from clusters.adapters.aliyun import (
+    AliyunCloud,
+    CloudNotFound,
+    EndpointPolicy,
+    PriceModule,
+    map_sdk_error,
+)
 from clusters.adapters.aliyun.client import parse_override
 from clusters.core.errors import PermanentError, TransientError
 
@@ -117,8 +123,6 @@ def test_a_product_without_an_override_is_refused_before_sending(
 
 def test_bss_price_calls_are_fail_closed_like_every_product(
         capture_factory: type[Capture]) -> None:
-    from clusters.adapters.aliyun import PriceModule
-
     capture = capture_factory(body={"RequestId": "R", "Success": True, "Code": "Success",
                                     "Data": {"Currency": "CNY", "ModuleDetails": {
                                         "ModuleDetail": [{"ModuleCode": "InstanceRent",

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 
-from clusters.adapters.aliyun import AliyunCloud, RdsSpec, SlbSpec
+from clusters.adapters.aliyun import AliyunCloud, PriceModule, RdsSpec, SlbSpec
 from clusters.adapters.credentials import generate_rds_password
 from clusters.adapters.datastore import KEY_TOO_LONG, SchemaRejected, check_datastore
 from clusters.core.errors import PermanentError, TransientError
@@ -146,8 +146,6 @@ def test_load_balancer_lifecycle(cloud: AliyunCloud, emulator: Emulator) -> None
 
 
 def test_prices_of_a_new_cluster(cloud: AliyunCloud, emulator: Emulator) -> None:
-    from clusters.adapters.aliyun import PriceModule
-
     listed = emulator.control.request("GET", "prices")
     rds = cloud.describe_rds_price(engine_version="8.0", instance_class="mysql.n2.medium.1",
                                    storage_gb=20, zone_id=emulator.vswitch["zone_id"])

@@ -10,6 +10,7 @@ import pytest
 from clusters.adapters import k3s_release
 from clusters.core.errors import PermanentError, TransientError
 from clusters.k3s.diagnosis import parse_kine_pool
+from clusters.k3s.install import InstallSource as Source
 from clusters.k3s.install import install_command
 from clusters.k3s.versions import kine_max_idle_connections, release_from_channel_answer
 from clusters.models import Cluster, InstallSource, Node, NodeRole, NodeStatus
@@ -75,8 +76,6 @@ def test_a_china_region_starts_on_the_china_mirror() -> None:
 
 
 def test_an_install_after_pinning_carries_the_version_and_no_channel() -> None:
-    from clusters.k3s.install import InstallSource as Source
-
     command = install_command(Source("china"), version="v1.36.4+k3s1")
     assert "INSTALL_K3S_VERSION=v1.36.4+k3s1" in command
     assert "INSTALL_K3S_CHANNEL" not in command and "INSTALL_K3S_MIRROR=cn" in command

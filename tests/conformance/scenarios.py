@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from clusters.adapters.aliyun import AliyunCloud, RdsSpec, SlbSpec
+from clusters.adapters.pricing import SLB_INSTANCE_FEE, SLB_PRODUCT_CODE, SLB_TRAFFIC_OUT
 from clusters.core.errors import TransientError
 from sandbox.aliyun.testing import Emulator
 from tests.conformance.recording import RecordingClient
@@ -360,8 +361,6 @@ def _rds_price(world: World) -> None:
 
 @scenario("BssOpenApi", "GetPayAsYouGoPrice")
 def _bss_price(world: World) -> None:
-    from clusters.adapters.pricing import SLB_INSTANCE_FEE, SLB_PRODUCT_CODE, SLB_TRAFFIC_OUT
-
     prices = world.cloud.get_pay_as_you_go_price(SLB_PRODUCT_CODE,
                                                  [SLB_INSTANCE_FEE, SLB_TRAFFIC_OUT])
     assert prices[SLB_INSTANCE_FEE.code].amount > 0

@@ -27,6 +27,7 @@ import re
 import sys
 import typing
 from dataclasses import dataclass, field
+from importlib.metadata import version as dist_version
 from typing import Any
 
 from darabonba.model import DaraModel
@@ -75,8 +76,6 @@ def models_module(product: str, version: str) -> Any:
 
 
 def package_version(product: str, version: str) -> str:
-    from importlib.metadata import version as dist_version
-
     return dist_version(package_for(product, version).replace("_", "-"))
 
 

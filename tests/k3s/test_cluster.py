@@ -8,6 +8,7 @@ import signal
 import socket
 import ssl
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,7 +197,6 @@ def test_san_check_matches_kubectl_x509_behaviour(mariadb: ScratchMariaDB,
 
 def test_binary_runs_as_kubectl_and_reports_version(tmp_path: Path) -> None:
     binary = write_binary(str(tmp_path / "k3s"), "v1.28.8+k3s1")
-    import subprocess
 
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("k3s version v1.28.8+k3s1 (")

@@ -11,7 +11,7 @@ import pytest
 from sandbox.k3s import bootstrap, certs, config, dsn, kine, nodes
 from sandbox.k3s.artifacts import ArtifactServer
 from sandbox.k3s.binary import sha256
-from sandbox.k3s.versions import release
+from sandbox.k3s.versions import CHANNELS, RELEASES, newest, release
 
 
 def test_dsn_parsing_follows_go_sql_driver() -> None:
@@ -104,8 +104,6 @@ def test_artifact_server_shapes() -> None:
 
 
 def test_catalogue_has_todays_lines_and_channels() -> None:
-    from sandbox.k3s.versions import CHANNELS, RELEASES, newest
-
     lines = {release(v).minor_channel for v in RELEASES}
     assert {"v1.34", "v1.35", "v1.36", "v1.37"} <= lines
     assert all(target in RELEASES for target in CHANNELS.values())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
+import paramiko
 import pytest
 
 from sandbox.lab.lab import Lab
@@ -30,8 +32,6 @@ def test_root_and_sudo_users_log_in_by_key_and_by_password(lab: Lab) -> None:
 
 
 def test_wrong_password_is_refused(lab: Lab) -> None:
-    import paramiko
-
     host = lab.hosts[0]
     with pytest.raises(paramiko.AuthenticationException):
         ssh(host, "root", host.root_password + "x")
@@ -75,7 +75,6 @@ def test_private_paths_are_private_per_host(lab: Lab) -> None:
         assert lab.run(host, "test -e /etc/rancher/k3s/marker").returncode == 1
         assert lab.run(host, "test -e /usr/local/bin/marker").returncode == 1
     assert lab.run(first, "cat /etc/rancher/k3s/marker").stdout == "one\n"
-    import os
 
     assert not os.path.exists("/etc/rancher/k3s/marker")
     assert not os.path.exists("/usr/local/bin/marker")

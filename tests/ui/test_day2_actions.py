@@ -23,7 +23,7 @@ from clusters.models import (
 )
 from clusters.operations import plans_day2
 from clusters.web.display import step_title
-from tests.support.factories import make_cluster
+from tests.support.factories import make_cluster, make_user
 
 
 @pytest.fixture
@@ -144,8 +144,6 @@ def test_a_destroyed_cluster_offers_nothing_and_refuses_everything(
 
 
 def test_other_users_get_404(cluster: Cluster, client_for: Any) -> None:
-    from tests.support.factories import make_user
-
     stranger = client_for(make_user())
     node = cluster.nodes.first()
     for url, data in ((reverse("clusters:node-add", args=[cluster.code]), host()),

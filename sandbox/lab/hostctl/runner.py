@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -186,8 +187,6 @@ class Supervisor:
         env = {"PATH": DEFAULT_PATH, "INVOCATION_ID": invocation_id, "LANG": "C.UTF-8"}
         user = unit.get("Service", "User")
         if user:
-            import pwd
-
             entry = pwd.getpwnam(user)
             env.update(HOME=entry.pw_dir, USER=user, LOGNAME=user, SHELL=entry.pw_shell)
         env.update(unitfile.environment(unit))

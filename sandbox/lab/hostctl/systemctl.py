@@ -7,6 +7,7 @@ Exit codes follow systemctl(1): is-active 0/3, status 0/3/4, start of a missing 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from sandbox.lab.hostctl import journal, unitfile, unitstate
 from sandbox.lab.hostctl.paths import REPO_ROOT, UNIT_DIRS
+from sandbox.lab.hostctl.runner import unit_processes
 
 BOOLEAN_FLAGS = {
     "--no-block": "no_block", "-q": "quiet", "--quiet": "quiet", "--now": "now",
@@ -202,7 +204,6 @@ def kill(unit: str, options: Options) -> int:
     except KeyError:
         err(f"Failed to parse signal string {options.signal}.")
         return 1
-    from sandbox.lab.hostctl.runner import unit_processes
 
     targets = [state["main_pid"]] if options.kill_whom == "main" else unit_processes(
         state["invocation_id"], state["main_pid"])
@@ -403,8 +404,6 @@ def cat(unit: str, options: Options) -> int:
 
 
 def list_units(patterns: list[str], options: Options) -> int:
-    import fnmatch
-
     rows = []
     for unit in unitstate.known_units():
         if patterns and not any(fnmatch.fnmatch(unit, p) for p in patterns):
@@ -425,8 +424,6 @@ def list_units(patterns: list[str], options: Options) -> int:
 
 
 def list_unit_files(patterns: list[str], options: Options) -> int:
-    import fnmatch
-
     rows = [f"{u:<24} {enablement(u) or 'bad':<9} enabled" for u in unitstate.known_units()
             if unitfile.find(u) and (not patterns or any(fnmatch.fnmatch(u, p) for p in patterns))]
     if not options.no_legend:
