@@ -11,8 +11,8 @@ import threading
 import time
 from types import FrameType
 
-from sandbox.aliyun.cloud import Cloud
-from sandbox.aliyun.server import ApiServer
+from sandbox.aliyun.gateway.cloud import Cloud
+from sandbox.aliyun.gateway.server import ApiServer
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -21,11 +21,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from sandbox.aliyun import errors
-from sandbox.aliyun.cloud import Cloud, RequestContext
-from sandbox.aliyun.params import Param, Params
-from sandbox.aliyun.registry import Product, control_route, register_product
-from sandbox.aliyun.state import State
+from sandbox.aliyun.gateway import errors
+from sandbox.aliyun.gateway.cloud import Cloud, RequestContext
+from sandbox.aliyun.gateway.params import Param, Params
+from sandbox.aliyun.gateway.registry import Product, control_route, register_product
+from sandbox.aliyun.gateway.state import State
 
 BSS = register_product(Product("BssOpenApi", "2017-12-14", "business.aliyuncs.com"))
 
@@ -89,6 +89,6 @@ def get_pay_as_you_go_price(state: State, params: Params, ctx: RequestContext) -
 @control_route("GET", "prices")
 def seeded_prices(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
     """The seeded price lists (BSS and RDS DescribePrice), so tests can compare with them."""
-    rds_price = sys.modules.get("sandbox.aliyun.rds_price")  # absent when RDS is not loaded
+    rds_price = sys.modules.get("sandbox.aliyun.rds.price")  # absent when RDS is not loaded
     return 200, {"currency": CURRENCY, "bss": PRICE_LIST,
                  "rds": rds_price.price_list(cloud.state) if rds_price else None}

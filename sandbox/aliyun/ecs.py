@@ -11,14 +11,19 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from sandbox.aliyun import errors, ids, network, tags
-from sandbox.aliyun.clock import iso_utc
-from sandbox.aliyun.cloud import Cloud, RequestContext
-from sandbox.aliyun.control import ControlError
-from sandbox.aliyun.paging import page, page_params
-from sandbox.aliyun.params import Param, Params, parse_json_value
-from sandbox.aliyun.registry import ClientTokenPolicy, Product, control_route, register_product
-from sandbox.aliyun.state import State
+from sandbox.aliyun.gateway import errors, ids, network, tags
+from sandbox.aliyun.gateway.clock import iso_utc
+from sandbox.aliyun.gateway.cloud import Cloud, RequestContext
+from sandbox.aliyun.gateway.control import ControlError
+from sandbox.aliyun.gateway.paging import page, page_params
+from sandbox.aliyun.gateway.params import Param, Params, parse_json_value
+from sandbox.aliyun.gateway.registry import (
+    ClientTokenPolicy,
+    Product,
+    control_route,
+    register_product,
+)
+from sandbox.aliyun.gateway.state import State
 
 ECS = register_product(Product("Ecs", "2014-05-26", "ecs.aliyuncs.com"))
 

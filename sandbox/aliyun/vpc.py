@@ -9,13 +9,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from sandbox.aliyun import network, tags
-from sandbox.aliyun.clock import iso_utc
-from sandbox.aliyun.cloud import RequestContext
-from sandbox.aliyun.paging import page, page_params
-from sandbox.aliyun.params import Param, Params
-from sandbox.aliyun.registry import Product, register_product
-from sandbox.aliyun.state import State
+from sandbox.aliyun.gateway import network, tags
+from sandbox.aliyun.gateway.clock import iso_utc
+from sandbox.aliyun.gateway.cloud import RequestContext
+from sandbox.aliyun.gateway.paging import page, page_params
+from sandbox.aliyun.gateway.params import Param, Params
+from sandbox.aliyun.gateway.registry import Product, register_product
+from sandbox.aliyun.gateway.state import State
 
 VPC = register_product(Product("Vpc", "2016-04-28", "vpc.aliyuncs.com"))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.aliyun.registry import load_products
+from sandbox.aliyun.gateway.registry import load_products
 from tests.conformance import v2
 
 # The emulator's kind → the V2 field kinds it is compatible with ("json" = JSON text, which

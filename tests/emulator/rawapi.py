@@ -10,7 +10,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-from sandbox.aliyun import signing
+from sandbox.aliyun.gateway import signing
 from sandbox.aliyun.testing import Emulator
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

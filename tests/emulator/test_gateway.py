@@ -15,7 +15,7 @@ from aliyunsdkslb.request.v20140515.DescribeLoadBalancerAttributeRequest import 
     DescribeLoadBalancerAttributeRequest,
 )
 
-from sandbox.aliyun import signing
+from sandbox.aliyun.gateway import signing
 from sandbox.aliyun.testing import Emulator
 from tests.emulator.rawapi import send, signed_params
 

@@ -61,7 +61,7 @@ from aliyunsdkrds.request.v20140815.ResetAccountPasswordRequest import (
     ResetAccountPasswordRequest,
 )
 
-from sandbox.aliyun.mysqld import mariadbd_processes
+from sandbox.aliyun.rds.mysqld import mariadbd_processes
 from sandbox.aliyun.testing import Emulator
 from tests.emulator.conftest import call
 from tests.emulator.shapes import assert_shape

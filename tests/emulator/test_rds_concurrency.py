@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aliyunsdkrds.request.v20140815.CreateDBInstanceRequest import CreateDBInstanceRequest
 
-from sandbox.aliyun.mysqld import mariadbd_processes
+from sandbox.aliyun.rds.mysqld import mariadbd_processes
 from sandbox.aliyun.testing import Emulator
 from tests.emulator.test_rds_api import connect, prepare_k3s_datastore, resource, wait_until
 

@@ -10,7 +10,7 @@ import pymysql
 import pytest
 from aliyunsdkrds.request.v20140815.DescribeDBInstancesRequest import DescribeDBInstancesRequest
 
-from sandbox.aliyun.mysqld import mariadbd_processes
+from sandbox.aliyun.rds.mysqld import mariadbd_processes
 from sandbox.aliyun.testing import Emulator
 from tests.emulator.conftest import call
 from tests.emulator.test_rds_api import (

@@ -12,8 +12,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from sandbox.aliyun.mysqld import MariaDBServer, mariadbd_processes, reap_orphans
-from sandbox.aliyun.rds_gate import MySQLErrorTranslator, WhitelistGate
+from sandbox.aliyun.rds.gate import MySQLErrorTranslator, WhitelistGate
+from sandbox.aliyun.rds.mysqld import MariaDBServer, mariadbd_processes, reap_orphans
 
 
 def _err_packet(code: int, state: bytes, message: bytes, seq: int = 1) -> bytes:
@@ -83,7 +83,7 @@ def test_server_lifecycle_options_and_pidfile_cleanup(server: MariaDBServer,
 @pytest.mark.lab
 def test_reap_orphans_finds_servers_whose_owner_died(tmp_path: Path) -> None:
     code = (
-        "from sandbox.aliyun.mysqld import MariaDBServer;"
+        "from sandbox.aliyun.rds.mysqld import MariaDBServer;"
         f"MariaDBServer({str(tmp_path / 'orphan')!r}).start()"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.aliyun.mysqld import mariadbd_processes
+from sandbox.aliyun.rds.mysqld import mariadbd_processes
 from sandbox.aliyun.testing import Emulator
 from tests.emulator.test_rds_api import (
     PASSWORD,

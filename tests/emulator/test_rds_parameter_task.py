@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.aliyun import rds_config
-from sandbox.aliyun import rds_parameters as parameters
-from sandbox.aliyun.cloud import Cloud
-from sandbox.aliyun.rds_runtime import runtime_of
+from sandbox.aliyun.gateway.cloud import Cloud
+from sandbox.aliyun.rds import config as rds_config
+from sandbox.aliyun.rds import parameters
+from sandbox.aliyun.rds.runtime import runtime_of
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

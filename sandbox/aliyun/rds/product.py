@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.aliyun import errors
-from sandbox.aliyun import rds_rules as rules
-from sandbox.aliyun.registry import Product, register_product
-from sandbox.aliyun.state import State
+from sandbox.aliyun.gateway import errors
+from sandbox.aliyun.gateway.registry import Product, register_product
+from sandbox.aliyun.gateway.state import State
+from sandbox.aliyun.rds import rules
 
 PRODUCT = register_product(Product(
     code="Rds", version="2014-08-15", host_id="rds.aliyuncs.com", missing=errors.missing_named,

@@ -9,7 +9,7 @@ alibabacloud.com/help/en/rds/api-query-storage-usage). Backup sizes come from th
 backups. "-1 indicates that no data is available" (same sources): an instance whose server is
 not answering (Creating, Rebooting) reports -1 for what only the server knows.
 
-Registered on the RDS product by importing this module from `sandbox.aliyun.rds`.
+Registered on the RDS product by importing this module from `sandbox.aliyun.rds.instances`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sandbox.aliyun.cloud import RequestContext
-from sandbox.aliyun.params import Param, Params
-from sandbox.aliyun.rds_product import PRODUCT, find_instance
-from sandbox.aliyun.rds_runtime import runtime_of
-from sandbox.aliyun.state import State
+from sandbox.aliyun.gateway.cloud import RequestContext
+from sandbox.aliyun.gateway.params import Param, Params
+from sandbox.aliyun.gateway.state import State
+from sandbox.aliyun.rds.product import PRODUCT, find_instance
+from sandbox.aliyun.rds.runtime import runtime_of
 
 log = logging.getLogger(__name__)
 

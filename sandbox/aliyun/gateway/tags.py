@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sandbox.aliyun import errors
-from sandbox.aliyun.params import repeat_list
+from sandbox.aliyun.gateway import errors
+from sandbox.aliyun.gateway.params import repeat_list
 
 MAX_TAGS = 20
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.aliyun import network
-from sandbox.aliyun.cloud import Cloud
-from sandbox.aliyun.faults import fault_from_json
-from sandbox.aliyun.registry import CONTROL_ROUTES, control_route
+from sandbox.aliyun.gateway import network
+from sandbox.aliyun.gateway.cloud import Cloud
+from sandbox.aliyun.gateway.faults import fault_from_json
+from sandbox.aliyun.gateway.registry import CONTROL_ROUTES, control_route
 
 
 class ControlError(Exception):

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sandbox.aliyun import network
-from sandbox.aliyun.errors import ApiError
-from sandbox.aliyun.state import State
+from sandbox.aliyun.gateway import network
+from sandbox.aliyun.gateway.errors import ApiError
+from sandbox.aliyun.gateway.state import State
 
 ENGINE = "MySQL"
 # 8.0 and 8.4 are sold; 5.7 is sold under RDS extended support (to ~2028-10); 5.6/5.5 are

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sandbox.aliyun import rds_rules as rules
-from sandbox.aliyun.cloud import Cloud, RequestContext
-from sandbox.aliyun.paging import page
-from sandbox.aliyun.params import Param, Params
-from sandbox.aliyun.rds_product import (
+from sandbox.aliyun.gateway.cloud import Cloud, RequestContext
+from sandbox.aliyun.gateway.paging import page
+from sandbox.aliyun.gateway.params import Param, Params
+from sandbox.aliyun.gateway.state import State
+from sandbox.aliyun.rds import rules
+from sandbox.aliyun.rds.product import (
     ACCOUNT_QUOTA,
     ACCOUNT_SECONDS,
     DATABASE_SECONDS,
@@ -24,8 +25,7 @@ from sandbox.aliyun.rds_product import (
     find_instance,
     running_instance,
 )
-from sandbox.aliyun.rds_runtime import runtime_of
-from sandbox.aliyun.state import State
+from sandbox.aliyun.rds.runtime import runtime_of
 
 log = logging.getLogger(__name__)
 

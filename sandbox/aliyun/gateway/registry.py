@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sandbox.aliyun import errors
-from sandbox.aliyun.params import MissingStyle, Param
+from sandbox.aliyun.gateway import errors
+from sandbox.aliyun.gateway.params import MissingStyle, Param
 
 if TYPE_CHECKING:
-    from sandbox.aliyun.cloud import Cloud, RequestContext
-    from sandbox.aliyun.params import Params
-    from sandbox.aliyun.state import State
+    from sandbox.aliyun.gateway.cloud import Cloud, RequestContext
+    from sandbox.aliyun.gateway.params import Params
+    from sandbox.aliyun.gateway.state import State
 
 Handler = Callable[["State", "Params", "RequestContext"], dict[str, Any]]
 Hook = Callable[["Cloud"], None]
@@ -113,9 +113,13 @@ def control_route(method: str, path: str) -> Callable[[ControlHandler], ControlH
 
     return register
 
-# Modules that define products; a module not present yet (RDS is built in parallel) is skipped.
+
+# Modules that define products; a module not present is skipped.
 PRODUCT_MODULES = ("sandbox.aliyun.ecs", "sandbox.aliyun.vpc", "sandbox.aliyun.slb",
-                   "sandbox.aliyun.rds", "sandbox.aliyun.rds_price", "sandbox.aliyun.bss")
+                   "sandbox.aliyun.rds.instances", "sandbox.aliyun.rds.price", "sandbox.aliyun.bss")
+# ALIYUN_EMULATOR_PRODUCTS names products by their short names (as before RDS became a
+# package): these two live deeper than sandbox.aliyun.<name>.
+_SHORT_NAMES = {"rds": "sandbox.aliyun.rds.instances", "rds_price": "sandbox.aliyun.rds.price"}
 
 
 def register_product(product: Product) -> Product:
@@ -128,8 +132,8 @@ def register_product(product: Product) -> Product:
 def load_products() -> dict[str, Product]:
     """Import every product module present; `ALIYUN_EMULATOR_PRODUCTS=ecs,vpc` narrows it."""
     only = os.environ.get("ALIYUN_EMULATOR_PRODUCTS", "")
-    modules = [f"sandbox.aliyun.{m.strip()}" for m in only.split(",") if m.strip()] or list(
-        PRODUCT_MODULES)
+    names = [m.strip() for m in only.split(",") if m.strip()]
+    modules = [_SHORT_NAMES.get(m, f"sandbox.aliyun.{m}") for m in names] or list(PRODUCT_MODULES)
     for module in modules:
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module)

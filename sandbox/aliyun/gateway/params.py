@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.aliyun import errors
+from sandbox.aliyun.gateway import errors
 
 _INTEGER = re.compile(r"^-?\d+$")
 

@@ -17,24 +17,20 @@ import secrets
 import string
 from typing import Any
 
-from sandbox.aliyun import (
-    errors,
-    network,
-    rds_accounts,
-    rds_config,
-    rds_network,
-    rds_offer,
-    tags,
-)
-from sandbox.aliyun import rds_catalogue as catalogue
-from sandbox.aliyun import rds_parameters as parameters
-from sandbox.aliyun import rds_rules as rules
-from sandbox.aliyun.clock import iso_utc
-from sandbox.aliyun.cloud import Cloud, RequestContext
-from sandbox.aliyun.mysqld import reap_orphans
-from sandbox.aliyun.paging import page
-from sandbox.aliyun.params import Param, Params
-from sandbox.aliyun.rds_product import (
+from sandbox.aliyun.gateway import errors, network, tags
+from sandbox.aliyun.gateway.clock import iso_utc
+from sandbox.aliyun.gateway.cloud import Cloud, RequestContext
+from sandbox.aliyun.gateway.paging import page
+from sandbox.aliyun.gateway.params import Param, Params
+from sandbox.aliyun.gateway.registry import ClientTokenPolicy
+from sandbox.aliyun.gateway.state import State
+from sandbox.aliyun.rds import accounts as rds_accounts
+from sandbox.aliyun.rds import catalogue, parameters, rules
+from sandbox.aliyun.rds import config as rds_config
+from sandbox.aliyun.rds import network as rds_network
+from sandbox.aliyun.rds import offer as rds_offer
+from sandbox.aliyun.rds.mysqld import reap_orphans
+from sandbox.aliyun.rds.product import (
     CREATE_SECONDS,
     DEFAULT_IP_ARRAY,
     DELETE_SECONDS,
@@ -43,9 +39,7 @@ from sandbox.aliyun.rds_product import (
     instances,
     running_instance,
 )
-from sandbox.aliyun.rds_runtime import RdsRuntime, port_for, runtime_of
-from sandbox.aliyun.registry import ClientTokenPolicy
-from sandbox.aliyun.state import State
+from sandbox.aliyun.rds.runtime import RdsRuntime, port_for, runtime_of
 
 log = logging.getLogger(__name__)
 ACTION_MODULES = (rds_accounts, rds_config, rds_network, rds_offer)  # imported for their actions
@@ -384,4 +378,4 @@ def list_resources(cloud: Cloud) -> list[dict[str, Any]]:
 
 
 
-from sandbox.aliyun import rds_usage  # noqa: E402, F401 - registers DescribeResourceUsage
+from sandbox.aliyun.rds import usage  # noqa: E402, F401 - registers DescribeResourceUsage

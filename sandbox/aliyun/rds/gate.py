@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterable
 
 from sandbox import netns as netns_helpers
-from sandbox.aliyun.mysqld import MariaDBServer
+from sandbox.aliyun.rds.mysqld import MariaDBServer
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from sandbox.aliyun.errors import ApiError
+from sandbox.aliyun.gateway.errors import ApiError
 
 # Versions the API knows (templates, existing instances); which can be *bought* in a zone is
 # the catalogue's business (rds_catalogue: 5.6 is no longer sold).

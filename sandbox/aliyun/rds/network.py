@@ -10,17 +10,17 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sandbox.aliyun import rds_rules as rules
-from sandbox.aliyun.cloud import RequestContext
-from sandbox.aliyun.params import Param, Params
-from sandbox.aliyun.rds_product import (
+from sandbox.aliyun.gateway.cloud import RequestContext
+from sandbox.aliyun.gateway.params import Param, Params
+from sandbox.aliyun.gateway.state import State
+from sandbox.aliyun.rds import rules
+from sandbox.aliyun.rds.product import (
     DEFAULT_IP_ARRAY,
     PRODUCT,
     find_instance,
     running_instance,
 )
-from sandbox.aliyun.rds_runtime import runtime_of
-from sandbox.aliyun.state import State
+from sandbox.aliyun.rds.runtime import runtime_of
 
 NETWORK_TYPES = ("MIX", "Classic", "VPC")
 

@@ -18,14 +18,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sandbox.aliyun import errors
-from sandbox.aliyun import rds_parameters as parameters
-from sandbox.aliyun import rds_rules as rules
-from sandbox.aliyun.clock import iso_utc, parse_iso_utc
-from sandbox.aliyun.cloud import Cloud, RequestContext
-from sandbox.aliyun.paging import page
-from sandbox.aliyun.params import Param, Params
-from sandbox.aliyun.rds_product import (
+from sandbox.aliyun.gateway import errors
+from sandbox.aliyun.gateway.clock import iso_utc, parse_iso_utc
+from sandbox.aliyun.gateway.cloud import Cloud, RequestContext
+from sandbox.aliyun.gateway.paging import page
+from sandbox.aliyun.gateway.params import Param, Params
+from sandbox.aliyun.gateway.state import State
+from sandbox.aliyun.rds import parameters, rules
+from sandbox.aliyun.rds.product import (
     BACKUP_SECONDS,
     PARAMETER_SECONDS,
     PRODUCT,
@@ -33,8 +33,7 @@ from sandbox.aliyun.rds_product import (
     find_instance,
     running_instance,
 )
-from sandbox.aliyun.rds_runtime import ParameterRefused, runtime_of
-from sandbox.aliyun.state import State
+from sandbox.aliyun.rds.runtime import ParameterRefused, runtime_of
 
 log = logging.getLogger(__name__)
 # DescribeModifyParameterLog `Status`: the docs list Applied and Syncing; "Failed" for a task

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.aliyun import errors
+from sandbox.aliyun.gateway import errors
 
 
 @dataclass

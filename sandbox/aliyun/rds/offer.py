@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.aliyun import errors
-from sandbox.aliyun import rds_catalogue as catalogue
-from sandbox.aliyun import rds_parameters as parameters
-from sandbox.aliyun import rds_rules as rules
-from sandbox.aliyun.cloud import Cloud, RequestContext
-from sandbox.aliyun.control import ControlError
-from sandbox.aliyun.params import Param, Params
-from sandbox.aliyun.rds_product import PRODUCT
-from sandbox.aliyun.registry import control_route
-from sandbox.aliyun.state import State
+from sandbox.aliyun.gateway import errors
+from sandbox.aliyun.gateway.cloud import Cloud, RequestContext
+from sandbox.aliyun.gateway.control import ControlError
+from sandbox.aliyun.gateway.params import Param, Params
+from sandbox.aliyun.gateway.registry import control_route
+from sandbox.aliyun.gateway.state import State
+from sandbox.aliyun.rds import catalogue, parameters, rules
+from sandbox.aliyun.rds.product import PRODUCT
 
 _ENGINE_MALFORMED = errors.ApiError(400, "InvalidEngine.Malformed",
                                     "The specified parameter Engine is not valid.")

@@ -13,7 +13,7 @@ import ipaddress
 import subprocess
 from typing import Any
 
-from sandbox.aliyun.state import State
+from sandbox.aliyun.gateway.state import State
 
 # Allocation runs downwards from the top of the vSwitch, clear of the gateway, the cloud
 # namespace's base address and lab hosts, which are numbered upwards from the bottom.

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.aliyun import errors
-from sandbox.aliyun.cloud import RequestContext
-from sandbox.aliyun.params import Param, Params
-from sandbox.aliyun.rds_catalogue import class_prices
-from sandbox.aliyun.rds_product import PRODUCT
-from sandbox.aliyun.state import State
+from sandbox.aliyun.gateway import errors
+from sandbox.aliyun.gateway.cloud import RequestContext
+from sandbox.aliyun.gateway.params import Param, Params
+from sandbox.aliyun.gateway.state import State
+from sandbox.aliyun.rds.catalogue import class_prices
+from sandbox.aliyun.rds.product import PRODUCT
 
 CURRENCY = "CNY"
 STORAGE_PRICES = {  # CNY per GB and hour, by DBInstanceStorageType

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.aliyun.params import Param
+from sandbox.aliyun.gateway.params import Param
 
 
 def page_params(default_size: int = 10, max_size: int = 100) -> tuple[Param, Param]:

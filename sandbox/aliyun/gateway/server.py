@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from sandbox.aliyun import control
-from sandbox.aliyun.cloud import Cloud, Outcome
-from sandbox.aliyun.xmlformat import to_xml
+from sandbox.aliyun.gateway import control
+from sandbox.aliyun.gateway.cloud import Cloud, Outcome
+from sandbox.aliyun.gateway.xmlformat import to_xml
 
 CONTROL_PREFIX = "/_emulator/"
 MAX_BODY = 4 * 1024 * 1024

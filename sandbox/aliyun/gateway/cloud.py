@@ -17,13 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.aliyun import errors, ids, network, signing
-from sandbox.aliyun.calllog import CallLog, redact
-from sandbox.aliyun.clock import Clock, parse_iso_utc
-from sandbox.aliyun.faults import FaultBook
-from sandbox.aliyun.params import validate
-from sandbox.aliyun.registry import Action, Product, load_products
-from sandbox.aliyun.state import State
+from sandbox.aliyun.gateway import errors, ids, network, signing
+from sandbox.aliyun.gateway.calllog import CallLog, redact
+from sandbox.aliyun.gateway.clock import Clock, parse_iso_utc
+from sandbox.aliyun.gateway.faults import FaultBook
+from sandbox.aliyun.gateway.params import validate
+from sandbox.aliyun.gateway.registry import Action, Product, load_products
+from sandbox.aliyun.gateway.state import State
 
 TIMESTAMP_TOLERANCE = 15 * 60
 TICK_SECONDS = 0.2

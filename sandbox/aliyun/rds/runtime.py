@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 import pymysql
 
 from sandbox import netns as netns_helpers
-from sandbox.aliyun import rds_parameters as parameters
-from sandbox.aliyun.mysqld import MariaDBServer, reap_orphans, typed_value
-from sandbox.aliyun.rds_gate import WhitelistGate
-from sandbox.aliyun.rds_product import whitelist_of
-from sandbox.aliyun.rds_rules import privilege_statements
+from sandbox.aliyun.rds import parameters
+from sandbox.aliyun.rds.gate import WhitelistGate
+from sandbox.aliyun.rds.mysqld import MariaDBServer, reap_orphans, typed_value
+from sandbox.aliyun.rds.product import whitelist_of
+from sandbox.aliyun.rds.rules import privilege_statements
 
 if TYPE_CHECKING:
-    from sandbox.aliyun.cloud import Cloud
+    from sandbox.aliyun.gateway.cloud import Cloud
 
 log = logging.getLogger(__name__)
 RDS_PORT = 3306

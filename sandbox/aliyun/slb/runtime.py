@@ -1,0 +1,123 @@
+"""Keeps the real TCP proxies (proxy.py) in line with the state: listeners are restored on
+start, closed on stop and reset, moved from starting to running by the ticker, and listed in
+GET /_emulator/resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbox.aliyun import ecs
+from sandbox.aliyun.gateway.cloud import Cloud
+from sandbox.aliyun.slb.product import SLB, _proxies, load_balancers
+from sandbox.aliyun.slb.proxy import Backend, HealthCheck, ListenerProxy
+
+
+# ---- runtime: keep proxies in line with the state ------------------------------------------
+def _clamp(value: float, low: float, high: float) -> float:
+    return max(low, min(high, value))
+
+
+def _health_check(cloud: Cloud, listener: dict[str, Any]) -> HealthCheck:
+    """Listener timings scaled by the time scale, within bounds a real socket can honour."""
+    interval = listener["health_check_interval"]
+    timeout = listener["health_check_connect_timeout"]
+    return HealthCheck(
+        enabled=listener["health_check"] == "on",
+        port=listener.get("health_check_connect_port"),
+        interval=_clamp(cloud.clock.scaled(interval), 0.05, interval),
+        timeout=_clamp(cloud.clock.scaled(timeout), 0.2, min(timeout, 5)),
+        healthy_threshold=listener["healthy_threshold"],
+        unhealthy_threshold=listener["unhealthy_threshold"],
+    )
+
+
+def _backends(cloud: Cloud, lb: dict[str, Any], listener: dict[str, Any]) -> list[Backend]:
+    found = []
+    for server in lb["backends"]:
+        instance = ecs.instance_by_id(cloud.state, server["server_id"])
+        if instance is None:
+            continue
+        found.append(Backend(server["server_id"], instance["private_ip"],
+                             listener["backend_port"], server["weight"]))
+    return found
+
+
+def sync_listener(cloud: Cloud, lb: dict[str, Any], port: int) -> None:
+    """Open, reconfigure or close the proxy of one listener to match its status."""
+    proxies = _proxies(cloud)
+    key = (lb["lb_id"], port)
+    listener = lb["listeners"].get(str(port))
+    wanted = listener is not None and listener["status"] in ("starting", "running")
+    proxy = proxies.get(key)
+    if not wanted:
+        if proxy is not None:
+            proxies.pop(key).close()
+        return
+    assert listener is not None
+    if proxy is None:
+        proxies[key] = ListenerProxy(
+            lb["address"], port, cloud.plumbing.netns, backends=_backends(cloud, lb, listener),
+            health=_health_check(cloud, listener), scheduler=listener["scheduler"],
+        )
+    else:
+        proxy.set_backends(_backends(cloud, lb, listener))
+        proxy.set_health_check(_health_check(cloud, listener))
+
+
+def _sync_all_listeners(cloud: Cloud, lb: dict[str, Any]) -> None:
+    for port in lb["listeners"]:
+        sync_listener(cloud, lb, int(port))
+
+
+def _close_all(cloud: Cloud) -> None:
+    proxies = _proxies(cloud)
+    while proxies:
+        _, proxy = proxies.popitem()
+        proxy.close()
+
+
+@SLB.on_start
+def restore_listeners(cloud: Cloud) -> None:
+    for lb in load_balancers(cloud.state).values():
+        _sync_all_listeners(cloud, lb)
+
+
+@SLB.on_stop
+def stop_listeners(cloud: Cloud) -> None:
+    _close_all(cloud)
+
+
+@SLB.on_reset
+def reset_listeners(cloud: Cloud) -> None:
+    _close_all(cloud)
+
+
+@SLB.ticker
+def advance_listeners(cloud: Cloud) -> None:
+    for lb in load_balancers(cloud.state).values():
+        for listener in lb["listeners"].values():
+            if listener["status"] == "starting" and cloud.clock.is_due(listener["running_at"]):
+                listener["status"] = "running"
+
+
+@SLB.resources
+def list_resources(cloud: Cloud) -> list[dict[str, Any]]:
+    listed = []
+    proxies = _proxies(cloud)
+    for lb in load_balancers(cloud.state).values():
+        listed.append({
+            "type": "slb_load_balancer", "id": lb["lb_id"], "state": lb["status"],
+            "addresses": [lb["address"]], "tags": lb["tags"],
+            "ports": sorted(int(p) for p in lb["listeners"]),
+            "backends": [b["server_id"] for b in lb["backends"]], "pids": [],
+            "instance_charge_type": lb["instance_charge_type"], "spec": lb["spec"],
+        })
+        for port, listener in lb["listeners"].items():
+            proxy = proxies.get((lb["lb_id"], int(port)))
+            listed.append({
+                "type": "slb_listener", "id": f"{lb['lb_id']}:{port}", "state": listener["status"],
+                "addresses": [lb["address"]], "ports": [int(port)], "tags": [],
+                "listening": proxy is not None, "health": proxy.health_status() if proxy else {},
+                "pids": [],
+            })
+    return listed
