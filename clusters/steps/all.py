@@ -6,11 +6,10 @@ from clusters.steps import (  # noqa: F401
     health,
     k3s,
     kubeconfig,
-    kubeconfig_renewal,
     node,
-    preflight_cloud,
-    preflight_hosts,
+    preflight,
     rds,
     slb,
     upgrade,
+    verify,
 )

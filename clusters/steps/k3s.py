@@ -18,9 +18,9 @@ from clusters.engine.stepcontext import StepContext
 from clusters.k3s.config import CONFIG_PATH
 from clusters.k3s.diagnosis import diagnose, parse_kine_pool
 from clusters.k3s.install import install_command
-from clusters.k3s.kubeconfig import api_url
+from clusters.k3s.kubeconfig import api_url, rewrite_kubeconfig
 from clusters.k3s.versions import parse_version
-from clusters.models import Node, NodeStatus
+from clusters.models import Cluster, Node, NodeRole, NodeStatus
 
 READY_TIMEOUT_SECONDS = 300
 POLL_SECONDS = 3.0
@@ -148,3 +148,34 @@ def install_agent(ctx: StepContext) -> Outcome:
         ctx.say(f"{node.private_ip}: node {name} is Ready on {running}")
         return Done({"node": name})
     return _wait_or_fail(ctx, node, "k3s-agent", f"node {name} to be Ready")
+
+
+# --- the kubeconfig -----------------------------------------------------------------------
+
+K3S_YAML = "/etc/rancher/k3s/k3s.yaml"
+
+
+def kubeconfig_server(cluster: Cluster) -> Node | None:
+    """The server whose k3s.yaml the panel reads (kubeconfig renewal restarts this one)."""
+    return cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed") \
+        .order_by("pk").first()
+
+
+@step_handler("k3s.kubeconfig")
+def fetch_kubeconfig(ctx: StepContext) -> Outcome:
+    """Read k3s.yaml, point it at the SLB, name it after the cluster, store it encrypted."""
+    cluster = ctx.cluster
+    server = kubeconfig_server(cluster)
+    if server is None or not cluster.slb_address:
+        raise PermanentError("There is no server (or no SLB address) to build a kubeconfig for.")
+    with nodes.session(ctx, server) as connection:
+        original = connection.read_file(K3S_YAML, sudo=True).decode()
+    ctx.register_secret(original)
+    config = rewrite_kubeconfig(original, cluster.name, cluster.slb_address)
+    ctx.register_secret(config.text)
+    cluster.kubeconfig = config.text
+    cluster.kubeconfig_expires_at = config.client_cert_not_after
+    cluster.save(update_fields=["kubeconfig", "kubeconfig_expires_at", "updated_at"])
+    ctx.say(f"kubeconfig for {config.server} (context {config.name}); client certificate "
+            f"valid until {config.client_cert_not_after:%Y-%m-%d}")
+    return Done({"server": config.server, "context": config.name})

@@ -1,77 +1,67 @@
-"""Fetch the kubeconfig from a server and prove the cluster works through the SLB."""
+"""Renew the stored kubeconfig before its client certificate expires.
+
+Why no `k3s certificate rotate`: K3s renews its leaf certificates by itself when it starts
+within 90 days (120 since May 2025) of their expiry, and rewrites k3s.yaml with them. So the
+panel re-fetches k3s.yaml first, and only when that copy still expires within 30 days restarts
+K3s on that one server (out of the SLB while it restarts) and fetches it again.
+"""
 
 from __future__ import annotations
 
-from clusters.adapters import clusterconfig, k3s_release, nodes
-from clusters.core.errors import PermanentError, TransientError
-from clusters.engine.outcomes import Done, Outcome, Wait
+from clusters.adapters import nodes
+from clusters.engine.outcomes import Fail, Outcome, Skip
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.k3s.kubeconfig import rewrite_kubeconfig
-from clusters.models import Cluster, Node, NodeRole
+from clusters.k3s.kubeconfig_expiry import expires_soon
+from clusters.models import Cluster, Node
+from clusters.steps.k3s import fetch_kubeconfig, kubeconfig_server
+from clusters.steps.rolling import ServerRestart, local_api_ready, roll_server
 
-K3S_YAML = "/etc/rancher/k3s/k3s.yaml"
-VERIFY_ATTEMPTS = 40
-
-
-def kubeconfig_server(cluster: Cluster) -> Node | None:
-    """The server whose k3s.yaml the panel reads (kubeconfig renewal restarts this one)."""
-    return cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed") \
-        .order_by("pk").first()
+RESTART_STEP = "restart_if_expiring"
 
 
-@step_handler("k3s.kubeconfig")
-def fetch_kubeconfig(ctx: StepContext) -> Outcome:
-    """Read k3s.yaml, point it at the SLB, name it after the cluster, store it encrypted."""
-    cluster = ctx.cluster
-    server = kubeconfig_server(cluster)
-    if server is None or not cluster.slb_address:
-        raise PermanentError("There is no server (or no SLB address) to build a kubeconfig for.")
-    with nodes.session(ctx, server) as connection:
-        original = connection.read_file(K3S_YAML, sudo=True).decode()
-    ctx.register_secret(original)
-    config = rewrite_kubeconfig(original, cluster.name, cluster.slb_address)
-    ctx.register_secret(config.text)
-    cluster.kubeconfig = config.text
-    cluster.kubeconfig_expires_at = config.client_cert_not_after
-    cluster.save(update_fields=["kubeconfig", "kubeconfig_expires_at", "updated_at"])
-    ctx.say(f"kubeconfig for {config.server} (context {config.name}); client certificate "
-            f"valid until {config.client_cert_not_after:%Y-%m-%d}")
-    return Done({"server": config.server, "context": config.name})
+def _restart_k3s(ctx: StepContext, node: Node) -> None:
+    with nodes.session(ctx, node) as connection:
+        nodes.run_logged(ctx, connection, ["systemctl", "restart", "--no-block", "k3s"],
+                         what="Restarting k3s", timeout=60)
+    ctx.say(f"{node.private_ip}: k3s restarting (it renews certificates close to expiry)")
 
 
-@step_handler("verify.cluster")
-def verify_cluster(ctx: StepContext) -> Outcome:
-    """What the user will do: the downloaded kubeconfig, through the SLB, TLS verified."""
+def _ready(ctx: StepContext, node: Node) -> str | None:
+    return None if local_api_ready(ctx, node) else "its local API to answer /readyz ok"
+
+
+@step_handler("kubeconfig.restart_if_expiring")
+def restart_if_expiring(ctx: StepContext) -> Outcome:
+    """Restart K3s on the kubeconfig's server only when the fetched certificate needs it."""
     cluster = Cluster.objects.get(pk=ctx.cluster.pk)
-    client = clusterconfig.api_client(cluster)
-    attempt = ctx.memo.get("attempt", 0) + 1
-    ctx.memo["attempt"] = attempt
-    try:
-        readyz = client.readyz()
-        states = client.nodes()
-    except TransientError as exc:
-        if attempt >= VERIFY_ATTEMPTS:
-            raise PermanentError(f"The API is not answering through the SLB: {exc}") from None
-        return Wait(3, f"The API does not answer through the SLB yet: {exc}")
-    expected = set(cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed")
-                   .values_list("name", flat=True))
-    ready = {state.name for state in states if state.ready}
-    missing = sorted(expected - ready)
-    if readyz != "ok" or missing:
-        if attempt >= VERIFY_ATTEMPTS:
-            raise PermanentError(f"Through the SLB /readyz says {readyz!r}; servers not Ready: "
-                                 f"{', '.join(missing) or 'none'}.")
-        return Wait(3, f"/readyz {readyz!r}; waiting for {', '.join(missing) or 'readiness'}")
-    ctx.say(f"{client.server}/readyz: ok (TLS verified against the cluster CA)")
-    for state in states:
-        ctx.say(f"node {state.name}: {'Ready' if state.ready else 'NotReady'} "
-                f"{','.join(state.roles) or '<none>'} {state.version}")
-    # What each node runs, as the API says (the servers' first reading is here).
-    k3s_release.record_running_versions(cluster, states)
-    off = k3s_release.off_release(cluster, states, expected)
-    if off:
-        raise PermanentError(f"Servers on another release than the cluster's "
-                             f"{cluster.k3s_version}: {'; '.join(off)}. Servers of one HA "
-                             "control plane must run one release; remove the odd one out.")
-    return Done({"nodes": sorted(ready)})
+    server = kubeconfig_server(cluster)
+    if "phase" not in ctx.memo:
+        expires = cluster.kubeconfig_expires_at
+        if expires is None:
+            return Skip("The kubeconfig has no client certificate to renew.")
+        if not expires_soon(expires):
+            ctx.say(f"The fetched client certificate is valid until {expires:%Y-%m-%d %H:%M} "
+                    "UTC, more than 30 days away: no restart needed.")
+            return Skip(f"Valid until {expires:%Y-%m-%d}; no restart needed.")
+        ctx.say(f"The fetched client certificate expires {expires:%Y-%m-%d %H:%M} UTC, within "
+                f"30 days: restarting K3s on {server.private_ip} (one server, out of the SLB "
+                "meanwhile), which renews certificates that close to expiry.")
+    return roll_server(ctx, server, ServerRestart(
+        what="restart", restart=_restart_k3s, ready=_ready, on_ready=lambda ctx, node: None,
+        way_back="Restart k3s on it by hand (systemctl restart k3s), or press Retry."))
+
+
+@step_handler("kubeconfig.refetch")
+def refetch_after_restart(ctx: StepContext) -> Outcome:
+    """Fetch k3s.yaml again after the restart; it must now be valid for more than 30 days."""
+    if ctx.result_of(RESTART_STEP).get("phase") != "done":
+        return Skip("No restart was needed; the kubeconfig fetched first is current.")
+    outcome = fetch_kubeconfig(ctx)
+    expires = Cluster.objects.values_list("kubeconfig_expires_at", flat=True) \
+        .get(pk=ctx.cluster.pk)
+    if expires_soon(expires):
+        return Fail(f"K3s did not renew its client certificate (it still expires "
+                    f"{expires:%Y-%m-%d}). On the server run `systemctl stop k3s; k3s "
+                    "certificate rotate; systemctl start k3s`, then renew again.")
+    return outcome

@@ -9,10 +9,11 @@ from clusters.adapters.aliyun import RdsSpec
 from clusters.adapters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
 from clusters.adapters.credentials import generate_rds_password, name_from_cluster
 from clusters.core.errors import PermanentError
-from clusters.engine.outcomes import Done, Fail, Outcome, Wait
+from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.models import Cluster, NodeRole, ResourceState
+from clusters.models import Cluster, DatastoreKind, NodeRole, ResourceState
+from clusters.steps.node import remaining_servers
 
 RDS_KIND = "rds_instance"
 LARGE_PREFIX = "innodb_large_prefix"
@@ -166,3 +167,17 @@ def _private_address(net_info: list) -> tuple[str, int]:
     if net_info:
         return net_info[0].connection_string, net_info[0].port
     raise PermanentError("RDS reported no connection address for the instance.")
+
+
+@step_handler("rds.whitelist")
+def shrink_whitelist(ctx: StepContext) -> Outcome:
+    """Make the RDS whitelist exactly the servers that remain."""
+    cluster = ctx.cluster
+    row = cluster.resources.filter(kind=RDS_KIND, state=ResourceState.PRESENT) \
+        .exclude(provider_id="").first()
+    if cluster.datastore_kind != DatastoreKind.RDS or row is None:
+        return Skip("the datastore is not an RDS instance the panel bought")
+    servers = [server.private_ip for server in remaining_servers(cluster)]
+    cloud.cloud_for(cluster).modify_security_ips(row.provider_id, servers)
+    ctx.say(f"RDS {row.provider_id} whitelist: {', '.join(servers)}")
+    return Done({"whitelist": servers})

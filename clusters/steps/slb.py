@@ -7,10 +7,11 @@ import time
 from clusters.adapters import cloud
 from clusters.adapters.aliyun import PAY_BY_LCU, SlbSpec
 from clusters.core.errors import PermanentError
-from clusters.engine.outcomes import Done, Fail, Outcome, Wait
+from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.models import Cluster, NodeRole, ResourceState
+from clusters.steps.node import target_node
 
 SLB_KIND = "slb"
 API_PORT = 6443
@@ -99,3 +100,24 @@ def listener(ctx: StepContext) -> Outcome:
         return Wait(cloud.poll_seconds(), f"SLB health: waiting for {', '.join(unhealthy)}")
     ctx.say(f"SLB {balancer_id}: every server is healthy on {API_PORT}")
     return Done({"backends": sorted(servers.values())})
+
+
+@step_handler("slb.detach")
+def detach_from_slb(ctx: StepContext) -> Outcome:
+    """RemoveBackendServers for this server, so the SLB stops sending it API traffic."""
+    node = target_node(ctx)
+    row = ctx.cluster.resources.filter(kind=SLB_KIND, state=ResourceState.PRESENT) \
+        .exclude(provider_id="").first()
+    if row is None or not node.ecs_instance_id:
+        return Skip("the server is not behind an SLB")
+    api = cloud.cloud_for(ctx.cluster)
+    balancer = api.describe_slb(row.provider_id)
+    attached = {b.server_id for b in balancer.backend_servers} if balancer else set()
+    if node.ecs_instance_id in attached:
+        api.remove_backend_servers(row.provider_id, [node.ecs_instance_id])
+        ctx.say(f"Removed {node.private_ip} ({node.ecs_instance_id}) from SLB {row.provider_id}")
+    else:
+        ctx.say(f"{node.private_ip} was not an SLB backend any more")
+    left = sorted(attached - {node.ecs_instance_id})
+    ctx.say(f"SLB {row.provider_id} backends now: {', '.join(left) or 'none'}")
+    return Done({"backends": left})

@@ -22,7 +22,7 @@ from clusters import operations
 from clusters.adapters import cloud
 from clusters.adapters.kubeapi import KubeClient
 from clusters.models import Cluster, ClusterStatus, LogLine, RunKind, RunStatus, StepStatus
-from clusters.steps.kubeconfig import kubeconfig_server
+from clusters.steps.k3s import kubeconfig_server
 from tests.e2e.conftest import make_world_cluster, world_env
 from tests.support import runs
 
