@@ -5,6 +5,9 @@
   `pricing`: the price quote of a new cluster.
 - `ssh`, `nodes`: SSH sessions and commands on a node; `hostcleanup`: finding and removing
   this cluster's K3s on a host.
+- `health`: the one judgment of how a cluster is doing, read through the adapters below (the
+  create run's last step and the periodic check share it; starting a check is
+  clusters.operations.health).
 - `datastore`, `datastore_health`: MySQL checks and kine's measurements; `kubeapi`: the
   Kubernetes API; `clusterconfig`: the K3s configuration and API client of a stored cluster;
   `k3s_release`: K3s releases and channels; `credentials`: generated names and secrets;
