@@ -1,7 +1,7 @@
 """A panel database the size of a busy installation, filled fast (used by ui_latency.py).
 
 Why a module of its own: the benchmark's numbers only mean something if the rows look like
-the panel's own (the titles of clusters/operations/plans.py, encrypted secrets, one create run per
+the panel's own (the titles of clusters/operations/create.py, encrypted secrets, one create run per
 cluster, logs concentrated on the steps that really talk: K3s installs and waits). Rows go in
 through the ORM's bulk_create except the log lines, which go in with PostgreSQL COPY.
 Import only after django.setup().
@@ -37,7 +37,7 @@ from clusters.models import (
     Step,
     StepStatus,
 )
-from clusters.operations import plans
+from clusters.operations import create
 
 REGIONS = [("cn-hangzhou", "cn-hangzhou-h"), ("cn-shanghai", "cn-shanghai-l"),
            ("cn-beijing", "cn-beijing-k"), ("cn-shenzhen", "cn-shenzhen-e")]
@@ -185,7 +185,7 @@ def _make_runs(owner: Any, clusters: list[tuple[Cluster, str | None]],
     Run.objects.bulk_create(runs, batch_size=1000)
     steps = []
     for (cluster, state), run in zip(pairs, runs, strict=True):
-        specs = plans.create_plan(cluster)
+        specs = create.create_plan(cluster)
         busy = cluster is clusters[-1][0]
         for position, (spec, (status, error)) in enumerate(
                 zip(specs, _step_states(len(specs), state, rng, busy), strict=True)):

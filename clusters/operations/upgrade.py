@@ -1,4 +1,5 @@
-"""What a K3s upgrade may target: the running version, the target a person typed, and why not.
+"""Upgrade K3s: what an upgrade may target (the running version, the target a person typed,
+and why not), the rule to start it, and its step graph.
 
 Why here: the confirm page, the form and operations.start_upgrade must refuse the same things
 with the same words (a downgrade, the same version, a skipped minor, a release the install
@@ -9,13 +10,26 @@ anything is compared or installed, so every node gets the same version.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from django.db import transaction
 from django.utils.translation import gettext as _
 
 from clusters.adapters import clusterconfig, k3s_release, wizard_checks
 from clusters.core.errors import PermanentError, StepError
+from clusters.engine import pipeline
+from clusters.engine.pipeline import StepSpec
 from clusters.k3s.versions import is_channel, parse_version, upgrade_problem
-from clusters.models import Cluster, DatastoreKind, NodeStatus, Run, RunKind
+from clusters.models import (
+    Cluster,
+    ClusterStatus,
+    DatastoreKind,
+    NodeRole,
+    NodeStatus,
+    Run,
+    RunKind,
+)
+from clusters.operations.runs import OperationRefused, lock_ready
 
 
 class UpgradeRefused(Exception):
@@ -132,3 +146,55 @@ def backup_note(cluster: Cluster) -> tuple[str, bool]:
                  "the datastore."), True
     return _("An RDS backup (CreateBackup) is taken first and the upgrade waits until it has "
              "finished; its id is written to the log so you can restore it."), False
+
+
+# --- the step graph: backup first, servers one at a time, then agents -----------------------
+
+RDS_BACKUP_TITLE = "Back up the RDS datastore (CreateBackup) and wait until it has finished"
+EXTERNAL_BACKUP_TITLE = "Warn that your own MySQL is not backed up automatically"
+
+
+def upgrade_plan(cluster: Cluster, version: str) -> list[StepSpec]:
+    """Backup, then every server in turn, then every agent in turn."""
+    live = cluster.nodes.exclude(status__in=[NodeStatus.REMOVED, NodeStatus.REMOVING])
+    # A server a stopped upgrade left failed (out of the SLB) goes first: while it is out, the
+    # others are the only ones serving and must not leave before it is back.
+    servers = sorted(live.filter(role=NodeRole.SERVER),
+                     key=lambda node: (node.status != NodeStatus.FAILED, node.pk))
+    agents = list(live.filter(role=NodeRole.AGENT).order_by("pk"))
+    title = RDS_BACKUP_TITLE if cluster.datastore_kind == DatastoreKind.RDS \
+        else EXTERNAL_BACKUP_TITLE
+    specs = [StepSpec("backup", title, "upgrade.backup", retry_budget=10)]
+    previous = "backup"
+    for index, server in enumerate(servers):
+        key = f"server_{server.pk}"
+        specs.append(StepSpec(key, f"Upgrade K3s server {index + 1} ({server.private_ip}) to "
+                              f"{version}", "upgrade.server", [previous],
+                              {"node_id": server.pk, "version": version}))
+        previous = key
+    for agent in agents:
+        key = f"agent_{agent.pk}"
+        specs.append(StepSpec(key, f"Upgrade K3s agent ({agent.private_ip}) to {version}",
+                              "upgrade.agent", [previous],
+                              {"node_id": agent.pk, "version": version}))
+        previous = key
+    return specs
+
+
+def start_upgrade(cluster: Cluster, version: str, user: Any = None) -> Run:
+    """Upgrade K3s to `version` (or a channel's release): backup, servers one at a time
+    behind the SLB, then agents. Refused (plainly) for a downgrade, the same version, a
+    skipped minor, or a release the install source does not have."""
+    try:
+        target = check_target(cluster, version)
+    except UpgradeRefused as exc:
+        raise OperationRefused(str(exc)) from None
+    with transaction.atomic():
+        locked = lock_ready(cluster, _("Only a ready cluster can be upgraded; this one is "
+                                        "%(status)s."))
+        Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.UPDATING)
+        params = {"from_version": target.current, "to_version": target.version,
+                  "channel": target.channel, "rollback": target.rollback}
+        return pipeline.create_run(locked, RunKind.UPGRADE,
+                                   upgrade_plan(locked, target.version),
+                                   params=params, created_by=user)

@@ -18,8 +18,8 @@ from django.utils.translation import gettext, gettext_noop
 
 from clusters.adapters.datastore_health import MESSAGES, METRIC_NAMES
 
-# The fixed titles of clusters/operations/plans.py (and of older runs); marked so makemessages finds
-# them. tests/ui/test_i18n.py fails when plans.py gains a title missing here.
+# The fixed titles of the step graphs in clusters/operations/ (and of older runs); marked so
+# makemessages finds them. tests/ui/test_i18n.py fails when create.py gains a title missing here.
 KNOWN_STEP_TITLES = (
     gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
     gettext_noop("Check every host over SSH"),
@@ -33,13 +33,13 @@ KNOWN_STEP_TITLES = (
     gettext_noop("First health check"),
     gettext_noop("Fetch the kubeconfig and point it at the SLB"),
     gettext_noop("Verify the API through the SLB as kubectl will"),
-    # clusters/operations/plans_upgrade.py
+    # clusters/operations/upgrade.py, kubeconfig.py
     gettext_noop("Back up the RDS datastore (CreateBackup) and wait until it has finished"),
     gettext_noop("Warn that your own MySQL is not backed up automatically"),
     gettext_noop("Fetch the kubeconfig from a server"),
     gettext_noop("Restart K3s on that server if the certificate expires within 30 days"),
     gettext_noop("Fetch the renewed kubeconfig"),
-    # clusters/operations/plans_day2.py
+    # clusters/operations/destroy.py, nodes.py
     gettext_noop("Remove K3s from every host"),
     gettext_noop("Delete the SLB"),
     gettext_noop("Delete the RDS instance and wait until it is gone"),

@@ -1,7 +1,7 @@
 """Cluster-page actions on membership: add a node, remove a node (their form and the page
 context live in clusters/web/cluster_page.py).
 
-Thin like clusters/web/views.py: the rules live in clusters/operations/__init__.py (last
+Thin like clusters/web/views.py: the rules live in clusters/operations/nodes.py and destroy.py (last
 server, typed name, a destroyed cluster refuses everything); the add form reuses the
 wizard's host validation; every start is written to the audit trail.
 """

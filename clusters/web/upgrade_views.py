@@ -1,9 +1,8 @@
 """Cluster-page actions for day-2 maintenance: upgrade K3s, renew the kubeconfig.
 
 Thin like clusters/web/views.py: the rules live in clusters/operations/upgrade.py and
-clusters/operations/__init__.py;
-here a person picks a target, confirms it on a page that names the backup (or its absence),
-and every start is written to the audit trail.
+kubeconfig.py; here a person picks a target, confirms it on a page that names the backup (or
+its absence), and every start is written to the audit trail.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from clusters.models import (
     RunStatus,
     StepStatus,
 )
-from clusters.operations import plans
+from clusters.operations import create
 from tests.e2e.conftest import make_world_cluster, world_env
 from tests.e2e.day2 import assert_succeeded, cloud_left, failures_of, k3s_traces
 from tests.e2e.test_day2_nodes import host_entry, slb_backends
@@ -38,7 +38,7 @@ STARTED = (StepStatus.RUNNING, StepStatus.WAITING, StepStatus.SUCCEEDED)
 
 
 def step_key(cluster: Cluster, position: int) -> str:
-    keys = [spec.key for spec in plans.create_plan(cluster)]
+    keys = [spec.key for spec in create.create_plan(cluster)]
     assert len(keys) == PLAN_LENGTH, keys
     return keys[position]
 

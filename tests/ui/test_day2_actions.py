@@ -21,7 +21,7 @@ from clusters.models import (
     Run,
     RunKind,
 )
-from clusters.operations import plans_day2
+from clusters.operations import destroy, nodes
 from clusters.web.display import step_title
 from tests.support.factories import make_cluster, make_user
 
@@ -163,8 +163,8 @@ def test_every_step_title_of_the_day2_plans_is_translated(cluster: Cluster) -> N
     for kind in ("rds", "external"):
         Cluster.objects.filter(pk=cluster.pk).update(datastore_kind=kind)
         cluster.refresh_from_db()
-        specs = [*plans_day2.destroy_plan(cluster), *plans_day2.add_nodes_plan(
-            cluster, [server, agent]), *plans_day2.remove_node_plan(cluster, server)]
+        specs = [*destroy.destroy_plan(cluster), *nodes.add_nodes_plan(
+            cluster, [server, agent]), *nodes.remove_node_plan(cluster, server)]
         with translation.override("zh-hans"):
             untranslated = [spec.title for spec in specs if step_title(spec.title) == spec.title]
         assert not untranslated

@@ -12,7 +12,7 @@ from django.utils import translation
 
 from clusters.engine import pipeline
 from clusters.models import RunKind
-from clusters.operations import plans
+from clusters.operations import create
 from clusters.web.display import step_title
 from tests.support.factories import make_cluster
 
@@ -78,6 +78,6 @@ def test_every_step_title_of_the_create_plan_is_translated(user: Any) -> None:
     for kind in ("rds", "external"):
         cluster = make_cluster(owner=user, nodes=3, datastore_kind=kind)
         with translation.override("zh-hans"):
-            untranslated = [spec.title for spec in plans.create_plan(cluster)
+            untranslated = [spec.title for spec in create.create_plan(cluster)
                             if step_title(spec.title) == spec.title]
         assert not untranslated

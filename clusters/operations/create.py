@@ -1,4 +1,4 @@
-"""The step graphs of each operation: which steps a run has and what each waits for.
+"""Create a cluster: the rules to start it, and its step graph (which steps, what each waits for).
 
 Why separate: the engine knows nothing of K3s; the steps know nothing of ordering. This module
 is the one place that says "the SLB comes before K3s, so its address is in the certificate".
@@ -6,8 +6,15 @@ is the one place that says "the SLB comes before K3s, so its address is in the c
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db import transaction
+
+from clusters.adapters.credentials import generate_k3s_token
+from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
-from clusters.models import Cluster, DatastoreKind, NodeRole
+from clusters.models import Cluster, ClusterStatus, DatastoreKind, NodeRole, Run, RunKind
+from clusters.operations.runs import OperationRefused, active_run
 
 
 def create_plan(cluster: Cluster) -> list[StepSpec]:
@@ -60,3 +67,20 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
     specs.append(StepSpec("health", "First health check", "health.check",
                           ["verify", *agent_keys]))
     return specs
+
+
+def start_create(cluster: Cluster, user: Any = None) -> Run:
+    """Start provisioning a cluster whose choices and nodes are saved."""
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        if active_run(locked):
+            raise OperationRefused("this cluster already has a run in progress")
+        if locked.status not in (ClusterStatus.DRAFT, ClusterStatus.FAILED):
+            raise OperationRefused(f"a {locked.get_status_display()} cluster cannot be created")
+        if not locked.k3s_token:
+            # One token for every server, generated before any of them exists.
+            locked.k3s_token = generate_k3s_token()
+            locked.save(update_fields=["k3s_token"])
+        Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.PROVISIONING)
+        return pipeline.create_run(locked, RunKind.CREATE, create_plan(locked),
+                                   created_by=user)

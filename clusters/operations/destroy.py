@@ -1,0 +1,58 @@
+"""Destroy a cluster: the rule to start it, and its step graph (everything it bought goes,
+K3s leaves its hosts, the history stays)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from clusters.engine import pipeline
+from clusters.engine.pipeline import StepSpec
+from clusters.models import Cluster, ClusterStatus, DatastoreKind, Run, RunKind
+from clusters.operations.runs import OperationRefused, active_run
+
+
+def destroy_plan(cluster: Cluster, *, keep_database: bool = False) -> list[StepSpec]:
+    """Hosts, SLB and RDS in parallel (a dead host must not keep the bill running), then close.
+
+    K3s comes off the hosts while the datastore may still exist; nothing depends on order
+    between the three, and each is idempotent, so Retry after any failure finishes the job.
+    """
+    specs = [
+        StepSpec("uninstall", "Remove K3s from every host", "destroy.hosts", retry_budget=3),
+        StepSpec("slb_delete", "Delete the SLB", "destroy.slb"),
+    ]
+    finished = ["uninstall", "slb_delete"]
+    if cluster.datastore_kind == DatastoreKind.RDS and not keep_database:
+        specs.append(StepSpec("rds_delete", "Delete the RDS instance and wait until it is gone",
+                              "destroy.rds"))
+        finished.append("rds_delete")
+    specs.append(StepSpec("finish", "Close the ledger and mark the cluster destroyed",
+                          "destroy.finish", finished, {"keep_database": keep_database}))
+    return specs
+
+
+def start_destroy(cluster: Cluster, user: Any = None, *, confirm_name: str,
+                  keep_database: bool = False) -> Run:
+    """Delete everything the cluster bought and take K3s off its hosts; history stays.
+
+    Works whatever state create left behind (failed or cancelled at any step). A destroyed
+    cluster refuses a second destroy: there is nothing left to delete.
+    """
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        if (confirm_name or "").strip() != locked.name:
+            raise OperationRefused(_("Type the cluster's name to confirm that it may be "
+                                     "destroyed."))
+        if locked.status == ClusterStatus.DESTROYED:
+            raise OperationRefused(_("This cluster is already destroyed: nothing is left to "
+                                     "delete."))
+        if active_run(locked):
+            raise OperationRefused(_("This cluster has a run in progress: cancel it first, "
+                                     "then destroy."))
+        Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.DESTROYING)
+        return pipeline.create_run(
+            locked, RunKind.DESTROY, destroy_plan(locked, keep_database=keep_database),
+            params={"keep_database": keep_database}, created_by=user)

@@ -1,0 +1,40 @@
+"""Renew the kubeconfig: the rule to start it, and its step graph (re-fetch k3s.yaml; restart K3s
+on that one server only if its certificate is close to expiry, then fetch again)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from clusters.engine import pipeline
+from clusters.engine.pipeline import StepSpec
+from clusters.models import Cluster, Run, RunKind
+from clusters.operations.runs import lock_ready
+
+KUBECONFIG_TITLES = (
+    "Fetch the kubeconfig from a server",
+    "Restart K3s on that server if the certificate expires within 30 days",
+    "Fetch the renewed kubeconfig",
+)
+
+
+def kubeconfig_renewal_plan(cluster: Cluster) -> list[StepSpec]:
+    fetch, restart, refetch = KUBECONFIG_TITLES
+    return [
+        StepSpec("fetch", fetch, "k3s.kubeconfig"),
+        StepSpec("restart_if_expiring", restart, "kubeconfig.restart_if_expiring", ["fetch"]),
+        StepSpec("refetch", refetch, "kubeconfig.refetch", ["restart_if_expiring"]),
+    ]
+
+
+def start_kubeconfig_renewal(cluster: Cluster, user: Any = None) -> Run:
+    """Re-fetch k3s.yaml; restart K3s on that one server only if its certificate is close
+    to expiry (K3s renews it at start), then fetch again."""
+    with transaction.atomic():
+        locked = lock_ready(cluster, _("Only a ready cluster's kubeconfig can be renewed; this "
+                                        "one is %(status)s."))
+        return pipeline.create_run(locked, RunKind.RENEW_KUBECONFIG,
+                                   kubeconfig_renewal_plan(locked),
+                                   created_by=user)

@@ -1,0 +1,161 @@
+"""Add nodes and remove a node: the rules to start each, and their step graphs.
+
+The graphs reuse create's step handlers (preflight restricted to the new hosts,
+rds.configure, k3s.install_*, slb.listener, verify) in a different order, and that ordering
+is the whole design of each operation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from clusters.engine import pipeline
+from clusters.engine.pipeline import StepSpec
+from clusters.models import (
+    Cluster,
+    ClusterStatus,
+    DatastoreKind,
+    Node,
+    NodeRole,
+    NodeStatus,
+    Run,
+    RunKind,
+)
+from clusters.operations.node_intake import NodeRejected, save_new_nodes
+from clusters.operations.runs import OperationRefused, lock_ready
+
+HEALTH_TITLE = "Check the cluster's health"
+
+
+def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
+    """Preflight the new hosts; whitelist new servers in RDS before their K3s starts; install
+    servers one at a time with the cluster's config and token; put them behind the SLB; then
+    agents join through the SLB."""
+    ids = [node.pk for node in new_nodes]
+    servers = [node for node in new_nodes if node.role == NodeRole.SERVER]
+    agents = [node for node in new_nodes if node.role == NodeRole.AGENT]
+    specs = [
+        StepSpec("preflight_cloud", "Check credentials, region, zone, VPC and vSwitch",
+                 "preflight.cloud", args={"node_ids": ids}),
+        StepSpec("preflight_hosts", "Check the new hosts over SSH", "preflight.hosts",
+                 ["preflight_cloud"], {"node_ids": ids}),
+    ]
+    previous = ["preflight_hosts"]
+    if servers and cluster.datastore_kind == DatastoreKind.RDS:
+        specs.append(StepSpec("rds_configure", "Add the new servers to the RDS whitelist",
+                              "rds.configure", previous))
+        previous = ["rds_configure"]
+    existing = cluster.nodes.filter(role=NodeRole.SERVER).exclude(pk__in=ids) \
+        .exclude(status="removed").count()
+    for index, server in enumerate(servers):
+        key = f"server_{server.pk}"
+        specs.append(StepSpec(key, f"Install K3s server {existing + index + 1} "
+                              f"({server.private_ip})", "k3s.install_server", previous,
+                              {"node_id": server.pk}))
+        previous = [key]
+    if servers:
+        specs += [
+            StepSpec("slb_listener", "Add servers to the SLB and start TCP 6443",
+                     "slb.listener", previous),
+            StepSpec("verify", "Verify the API through the SLB as kubectl will",
+                     "verify.cluster", ["slb_listener"]),
+        ]
+        previous = ["verify"]
+    agent_keys = []
+    for agent in agents:
+        key = f"agent_{agent.pk}"
+        agent_keys.append(key)
+        specs.append(StepSpec(key, f"Install K3s agent ({agent.private_ip})",
+                              "k3s.install_agent", previous, {"node_id": agent.pk}))
+    specs.append(StepSpec("health", HEALTH_TITLE, "health.check", [*previous, *agent_keys]))
+    return specs
+
+
+def remove_node_plan(cluster: Cluster, node: Node, *, warning: str = "") -> list[StepSpec]:
+    """Drain; a server leaves the SLB before its K3s stops; uninstall; delete the node object;
+    a server leaves the RDS whitelist last."""
+    server = node.role == NodeRole.SERVER
+    args = {"node_id": node.pk}
+    specs = [StepSpec("drain", "Cordon and drain the node", "node.drain",
+                      args={**args, "warning": warning})]
+    previous = ["drain"]
+    if server:
+        specs.append(StepSpec("slb_detach", "Take the server out of the SLB", "slb.detach",
+                              previous, args))
+        previous = ["slb_detach"]
+    specs += [
+        StepSpec("uninstall", "Uninstall K3s on the host", "node.uninstall", previous, args,
+                 retry_budget=3),
+        StepSpec("forget", "Delete the node from the cluster's API", "node.forget",
+                 ["uninstall"], args),
+    ]
+    previous = ["forget"]
+    if server and cluster.datastore_kind == DatastoreKind.RDS:
+        specs.append(StepSpec("rds_whitelist", "Shrink the RDS whitelist to the remaining "
+                              "servers", "rds.whitelist", previous))
+        previous = ["rds_whitelist"]
+    specs.append(StepSpec("health", HEALTH_TITLE, "health.check", previous))
+    return specs
+
+
+def start_add_nodes(cluster: Cluster, nodes: list[dict[str, Any]] | list[Node],
+                    user: Any = None) -> Run:
+    """Join new servers and agents: preflight them, whitelist servers in RDS before K3s
+    starts, install with the cluster's config and token, then put servers behind the SLB."""
+    with transaction.atomic():
+        locked = lock_ready(cluster, _("Nodes can only be added to a ready cluster; this "
+                                        "one is %(status)s."))
+        try:
+            added = save_new_nodes(locked, nodes)
+        except NodeRejected as exc:
+            raise OperationRefused(str(exc)) from None
+        Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.UPDATING)
+        return pipeline.create_run(
+            locked, RunKind.ADD_NODE, add_nodes_plan(locked, added),
+            params={"node_ids": [node.pk for node in added],
+                    "nodes": [f"{node.role} {node.private_ip}" for node in added]},
+            created_by=user)
+
+
+def servers_left_after(cluster: Cluster, node: Node) -> int:
+    """How many servers would remain if `node` went."""
+    return cluster.nodes.filter(role=NodeRole.SERVER).exclude(
+        status__in=[NodeStatus.REMOVING, NodeStatus.REMOVED]).exclude(pk=node.pk).count()
+
+
+def removal_warning(cluster: Cluster, node: Node) -> str:
+    """What to tell a person before removing `node` ('' when nothing is at risk)."""
+    if node.role != NodeRole.SERVER:
+        return ""
+    left = servers_left_after(cluster, node)
+    if left < 2:
+        return (f"Only {left} server will remain: the cluster is no longer highly available "
+                "until another server is added.")
+    return ""
+
+
+def start_remove_node(cluster: Cluster, node: Node, user: Any = None) -> Run:
+    """Drain the node, take a server out of the SLB, uninstall K3s, delete the node object,
+    and take a server out of the RDS whitelist. The last server cannot be removed."""
+    with transaction.atomic():
+        locked = lock_ready(cluster, _("Nodes can only be removed from a ready cluster; "
+                                        "this one is %(status)s."))
+        node = Node.objects.select_for_update().filter(pk=node.pk, cluster=locked).first()
+        if node is None or node.status in (NodeStatus.REMOVING, NodeStatus.REMOVED):
+            raise OperationRefused(_("That node is not part of this cluster any more."))
+        warning = removal_warning(locked, node)
+        if node.role == NodeRole.SERVER and servers_left_after(locked, node) == 0:
+            raise OperationRefused(
+                _("%(node)s is the cluster's last server: without it there is no API. Add "
+                  "another server first, or destroy the cluster.")
+                % {"node": node.name or node.private_ip})
+        Node.objects.filter(pk=node.pk).update(status=NodeStatus.REMOVING)
+        Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.UPDATING)
+        return pipeline.create_run(
+            locked, RunKind.REMOVE_NODE,
+            remove_node_plan(locked, node, warning=warning),
+            params={"node_id": node.pk, "node": f"{node.role} {node.private_ip}"},
+            created_by=user)
