@@ -200,17 +200,41 @@ class ScratchHost:
         self.holder.kill()
         self.holder.wait()
 
-    def _kill_namespace_members(self) -> None:
-        """Kill whatever still runs in this host's mount namespace (e.g. a unit's k3s)."""
+    def member_pids(self) -> list[int]:
+        """The processes in this host's mount namespace, the holder excepted.
+
+        Why not `ps` inside the host: a scratch host has no PID namespace of its own, so `ps`
+        there lists every process of the machine, other test runs' K3s included."""
         try:
             ours = os.readlink(f"/proc/{self.holder.pid}/ns/mnt")
         except OSError:
-            return
+            return []
+        members = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) == self.holder.pid:
                 continue
             try:
                 if os.readlink(f"/proc/{entry}/ns/mnt") == ours:
-                    os.kill(int(entry), signal.SIGKILL)
+                    members.append(int(entry))
+            except OSError:
+                continue
+        return members
+
+    def command_lines(self) -> list[str]:
+        """The command lines of this host's processes (see member_pids)."""
+        lines = []
+        for pid in self.member_pids():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    lines.append(handle.read().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+        return lines
+
+    def _kill_namespace_members(self) -> None:
+        """Kill whatever still runs in this host's mount namespace (e.g. a unit's k3s)."""
+        for pid in self.member_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
             except OSError:
                 continue
