@@ -8,6 +8,7 @@ all of them and imports none of them.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from django import forms
@@ -21,6 +22,7 @@ from clusters import operations
 from clusters.k3s import kubeconfig_expiry
 from clusters.models import (
     RUN_ACTIVE,
+    STEP_ACTIVE,
     STEP_BROKEN,
     Cluster,
     ClusterStatus,
@@ -40,6 +42,7 @@ from clusters.web.forms import HostForm
 
 RUN_HISTORY = 20
 AUDIT_SHOWN = 10
+LOG_TAIL = 200  # lines an opened log starts with; earlier ones load on request
 
 GONE = (NodeStatus.REMOVING, NodeStatus.REMOVED)
 
@@ -164,38 +167,91 @@ def _chosen_run(request: HttpRequest, runs: list[Run]) -> Run | None:
     return runs[0] if runs else None
 
 
-def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
-    """Everything the cluster page shows, in a fixed number of queries."""
-    runs = list(cluster.runs.select_related("created_by").order_by("-created_at", "-pk")
-                [:RUN_HISTORY])
-    run = _chosen_run(request, runs)
-    snapshot = queries.run_snapshot(run) if run else None
-    last_seq: dict[int, int] = {}
-    if run is not None:
-        # One index probe per step (logline_unique_seq), not a sort of the run's whole log.
-        newest = LogLine.objects.filter(step_id=OuterRef("pk")).order_by("-seq").values("seq")[:1]
-        last_seq = {
-            pk: last for pk, last in Step.objects.filter(run_id=run.pk).order_by()
-            .annotate(last=Subquery(newest)).values_list("pk", "last") if last
-        }
+def run_version(run: Run, steps: list[dict[str, Any]]) -> str:
+    """A short fingerprint of what a run's state is now (its status, each step's status and
+    attempts). The timeline poll sends back the one it last saw; the side panels (summary,
+    callout, nodes, ledger...) are rendered again only when it differs, i.e. when the run
+    moved, not on every poll."""
+    state = "|".join([str(run.pk), run.status,
+                      *(f"{s['id']}:{s['status']}:{s['attempts']}" for s in steps)])
+    return hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def timeline_context(run: Run) -> dict[str, Any]:
+    """What the timeline partial shows for one run (clusters/_timeline.html): the page renders
+    it once and the htmx poll renders it again from this same function, so the step markup
+    exists in one template only. Three queries, however many steps and log lines."""
+    snapshot = queries.run_snapshot(run)
+    # One index probe per step (logline_unique_seq), not a sort of the run's whole log.
+    newest = LogLine.objects.filter(step_id=OuterRef("pk")).order_by("-seq").values("seq")[:1]
+    last_seq = {
+        pk: last for pk, last in Step.objects.filter(run_id=run.pk).order_by()
+        .annotate(last=Subquery(newest)).values_list("pk", "last") if last
+    }
     steps = []
     failed_step = None
-    for step in snapshot["steps"] if snapshot else []:
+    for step in snapshot["steps"]:
         step["display_title"] = step_title(step["title"])
         step["last_seq"] = last_seq.get(step["id"], 0)
+        # Tail: a long log opens near its end; "Load earlier lines" pages back from there.
+        step["log_after"] = max(0, step["last_seq"] - LOG_TAIL)
         step["status_label"] = StepStatus(step["status"]).label
+        # Follow the action: the log of a step that runs now or broke opens by itself.
+        step["open_log"] = step["status"] == StepStatus.RUNNING or step["status"] in STEP_BROKEN
         steps.append(step)
         if step["status"] in STEP_BROKEN and failed_step is None:
             failed_step = step
+    return {
+        "run": run,
+        "steps": steps,
+        "failed_step": failed_step,
+        "run_active": run.status in RUN_ACTIVE,
+        "run_version": run_version(run, snapshot["steps"]),
+    }
+
+
+def log_context(run: Run, step_id: int, *, after: int = 0, before: int | None = None
+                ) -> dict[str, Any] | None:
+    """Lines for an open step log, in one of two directions (clusters/_log_lines.html):
+
+    - appending (`after`): the lines after the cursor, and a new cursor when more may come
+      (the step is still active, or a full page came back); None when there is nothing new
+      yet, so the poll leaves the page as it is;
+    - paging back (`before`): the page of lines just before the first one shown, and the
+      "Load earlier lines" button again while there are older ones.
+    """
+    if before is not None:
+        start = max(0, before - 1 - queries.LOG_PAGE)
+        page = queries.log_page(run, step_id, after=start, limit=max(1, before - 1 - start))
+        return {"lines": [line for line in page["lines"] if line["seq"] < before],
+                "earlier": start if start > 0 else None, "more": None,
+                "step_id": step_id, "run": run}
+    page = queries.log_page(run, step_id, after=after)
+    more = page["status"] in STEP_ACTIVE or len(page["lines"]) >= queries.LOG_PAGE
+    if not page["lines"] and more:
+        return None
+    return {"lines": page["lines"], "earlier": None, "more": page["next"] if more else None,
+            "step_id": step_id, "run": run}
+
+
+def cluster_context(request: HttpRequest, cluster: Cluster, *,
+                    timeline: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything the cluster page shows, in a fixed number of queries. `timeline` is the
+    already read timeline_context of the run shown, when the caller has it (the poll)."""
+    runs = list(cluster.runs.select_related("created_by").order_by("-created_at", "-pk")
+                [:RUN_HISTORY])
+    if timeline is None:
+        run = _chosen_run(request, runs)
+        timeline = timeline_context(run) if run else {
+            "run": None, "steps": [], "failed_step": None, "run_active": False,
+            "run_version": ""}
+    run = timeline["run"]
     nodes = list(cluster.nodes.only(
         "role", "name", "private_ip", "public_ip", "status", "k3s_version", "cluster_id"))
     return {
         "cluster": cluster,
-        "run": run,
+        **timeline,
         "runs": runs,
-        "steps": steps,
-        "failed_step": failed_step,
-        "run_active": bool(run and run.status in RUN_ACTIVE),
         "can_retry": bool(run and run.status in (RunStatus.FAILED, RunStatus.CANCELLED)
                           and not any(r.status in RUN_ACTIVE for r in runs)),
         "can_destroy": hasattr(operations, "start_destroy")
@@ -208,13 +264,6 @@ def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
         **upgrade_context(cluster, runs),
         **nodes_context(cluster, runs, nodes),
         "kubeconfig_filename": kubeconfig_filename(cluster),
-        "live_labels": {
-            "step": {value: str(label) for value, label in StepStatus.choices},
-            "run": {value: str(label) for value, label in RunStatus.choices},
-            "attempt": _("attempt %(n)s"),
-            "no_lines": _("No output yet."),
-            "earlier": _("Load earlier lines"),
-        },
     }
 
 

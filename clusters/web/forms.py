@@ -471,7 +471,8 @@ class HostForm(forms.Form):
         if upload:
             raw = upload.read(64 * 1024 + 1)
             if len(raw) > 64 * 1024:
-                self.add_error("key_file", _("A private key file is smaller than 64 KB."))
+                self.add_error("key_file", _("This file is larger than 64 KB: a private key "
+                                             "file must be smaller."))
                 return data
             data["private_key"] = raw.decode("utf-8", "replace")
             # Show the uploaded key in the text box, so a re-rendered form keeps it.

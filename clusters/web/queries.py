@@ -20,7 +20,8 @@ def owned_clusters(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Cluster]:
 
 def owned_run(user: AbstractBaseUser | AnonymousUser, code: str, run_id: int) -> Run:
     return get_object_or_404(
-        Run.objects.select_related("cluster"), pk=run_id, cluster__in=owned_clusters(user),
+        Run.objects.select_related("cluster", "created_by"), pk=run_id,
+        cluster__in=owned_clusters(user),
         cluster__code=code,
     )
 

@@ -23,6 +23,10 @@ urlpatterns = [
     path("clusters/<uuid:code>/runs/<int:run_id>/retry/", views.run_retry, name="run-retry"),
     path("clusters/<uuid:code>/runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("clusters/<uuid:code>/runs/<int:run_id>.json", views.run_status, name="run-status"),
+    path("clusters/<uuid:code>/runs/<int:run_id>/timeline/", views.run_timeline,
+         name="run-timeline"),
+    path("clusters/<uuid:code>/runs/<int:run_id>/steps/<int:step_id>/log/",
+         views.step_log_lines, name="step-log-lines"),
     path(
         "clusters/<uuid:code>/runs/<int:run_id>/steps/<int:step_id>/log.json",
         views.step_log, name="step-log",

@@ -30,7 +30,12 @@ from clusters.models import (
     Run,
 )
 from clusters.web import audit, queries
-from clusters.web.cluster_page import cluster_context, kubeconfig_filename
+from clusters.web.cluster_page import (
+    cluster_context,
+    kubeconfig_filename,
+    log_context,
+    timeline_context,
+)
 from clusters.web.forms import COMMON_REGIONS, CloudAccountForm, ClusterFilterForm
 
 DASHBOARD_PAGE_SIZE = 50
@@ -60,6 +65,50 @@ def step_log(request: HttpRequest, code: str, run_id: int, step_id: int) -> Json
     except ValueError:
         after = 0
     return JsonResponse(queries.log_page(run, step_id, after=after))
+
+
+def _cursor(request: HttpRequest, name: str) -> int | None:
+    """A non-negative integer query parameter, None when absent or not a number."""
+    text = request.GET.get(name, "")
+    return int(text) if text.isdigit() else None
+
+
+# htmx stops polling an element answered with this status (https://htmx.org/docs/#polling:
+# "respond with the HTTP response code 286 and the element will cancel the polling").
+STOP_POLLING = 286
+
+
+@login_required
+@require_GET
+@never_cache
+def run_timeline(request: HttpRequest, code: str, run_id: int) -> HttpResponse:
+    """The timeline partial, polled by htmx while the run is active: the steps, the run's
+    badge and clock, and the side panels too when the run changed since the version the page
+    sent (`?seen=`). Answered with 286 once the run is terminal, which ends the polling."""
+    run = queries.owned_run(request.user, code, run_id)
+    context = timeline_context(run)
+    if request.GET.get("seen") != context["run_version"]:
+        context = cluster_context(request, run.cluster, timeline=context)
+        context["panels"] = True
+    response = render(request, "clusters/_timeline_poll.html", context)
+    if not context["run_active"]:
+        response.status_code = STOP_POLLING
+    return response
+
+
+@login_required
+@require_GET
+@never_cache
+def step_log_lines(request: HttpRequest, code: str, run_id: int, step_id: int) -> HttpResponse:
+    """Log lines as HTML for an open step log: `?after=` appends (the same cursor as
+    log.json), `?before=` pages back for "Load earlier lines". 204 when nothing is new, which
+    htmx answers by leaving the page alone (and polling on)."""
+    run = queries.owned_run(request.user, code, run_id)
+    before = _cursor(request, "before")
+    context = log_context(run, step_id, after=_cursor(request, "after") or 0, before=before)
+    if context is None:
+        return HttpResponse(status=204)
+    return render(request, "clusters/_log_lines.html", context)
 
 
 # --- the dashboard ----------------------------------------------------------------------------
@@ -115,7 +164,7 @@ def cluster_detail(request: HttpRequest, code: Any) -> HttpResponse:
 @require_GET
 @never_cache
 def cluster_live(request: HttpRequest, code: Any) -> HttpResponse:
-    """The parts of the cluster page that change when a run moves (swapped in by run.js)."""
+    """The side panels of the cluster page alone (the timeline poll carries them too)."""
     cluster = _owned_cluster(request, code)
     return render(request, "clusters/_cluster_live.html", cluster_context(request, cluster))
 

@@ -34,9 +34,10 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-def new_page(browser: Any, base_url: str, width: int = 1280, height: int = 900) -> Any:
+def new_page(browser: Any, base_url: str, width: int = 1280, height: int = 900,
+             locale: str = "en-US") -> Any:
     context = browser.new_context(base_url=base_url, viewport={"width": width, "height": height},
-                                  locale="en-US", accept_downloads=True)
+                                  locale=locale, accept_downloads=True)
     context.set_default_timeout(15_000)
     return context.new_page()
 

@@ -94,10 +94,16 @@ def test_timeline_tail_starts_from_the_last_log_line(cluster: Any, owner_client:
     step = run.steps.get(key="a")
     LogLine.objects.bulk_create(LogLine(step=step, seq=i, time=timezone.now(), text=f"l{i}")
                                 for i in range(1, 1201))
+    other = run.steps.get(key="b")
     page = page_of(owner_client, cluster)
     assert f'id="step-{step.pk}"' in page
-    assert 'data-last-seq="1200"' in page and 'data-last-seq="0"' in page
-    assert 'data-run-active="1"' in page
+    log = reverse("clusters:step-log-lines", args=[cluster.code, run.pk, step.pk])
+    empty = reverse("clusters:step-log-lines", args=[cluster.code, run.pk, other.pk])
+    # The long log opens on its last 200 lines, with a way back; the empty one from the start.
+    assert f'hx-get="{log}?after=1000"' in page and f'hx-get="{log}?before=1001"' in page
+    assert f'hx-get="{empty}?after=0"' in page and f"{empty}?before=" not in page
+    assert page.count("No output yet.") == 1
+    assert f'hx-get="{reverse("clusters:run-timeline", args=[cluster.code, run.pk])}"' in page
 
 
 def test_run_history_selects_a_run_and_unknown_ones_are_404(cluster: Any,

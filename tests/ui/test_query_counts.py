@@ -70,3 +70,29 @@ def test_cluster_page_queries_do_not_grow(user: Any, owner_client: Client) -> No
     assert (many, many_live) == (few, few_live)
     older = cluster.runs.order_by("created_at").first()
     assert queries_for(owner_client, f"{url}?run={older.pk}") == few
+
+
+def test_the_timeline_poll_and_the_log_lines_do_not_grow(user: Any, owner_client: Client) -> None:
+    """The poll htmx makes each second costs the same however long the run and its logs are,
+    and much less when the run did not move (no side panels then)."""
+    cluster = make_cluster(owner=user, nodes=2)
+
+    def costs() -> tuple[int, int, int]:
+        run = cluster.runs.order_by("-created_at", "-pk").first()
+        timeline = reverse("clusters:run-timeline", args=[cluster.code, run.pk])
+        page = owner_client.get(timeline).content.decode()
+        seen = page.split('name="seen" value="', 1)[1].split('"', 1)[0]
+        step = run.steps.order_by("position").first()
+        lines = reverse("clusters:step-log-lines", args=[cluster.code, run.pk, step.pk])
+        with CaptureQueriesContext(connection) as changed:
+            assert owner_client.get(timeline).status_code == 200
+        with CaptureQueriesContext(connection) as same:
+            assert owner_client.get(timeline, {"seen": seen}).status_code == 200
+        return (len(changed.captured_queries), len(same.captured_queries),
+                queries_for(owner_client, f"{lines}?after=10"))
+
+    grow(cluster, steps=2, nodes=1, lines=30, resources=1)
+    few = costs()
+    grow(cluster, steps=40, nodes=10, lines=1200, resources=3)
+    assert costs() == few
+    assert few[1] < few[0]

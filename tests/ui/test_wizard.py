@@ -379,6 +379,24 @@ def test_uploaded_key_file_is_accepted(at_hosts: Client, tmp_path: Path) -> None
     assert "OPENSSH PRIVATE KEY" in hosts[0]["private_key"]
 
 
+def test_a_key_file_over_64_kb_is_refused_as_too_big(at_hosts: Client, tmp_path: Path) -> None:
+    big = tmp_path / "id_rsa"
+    big.write_text(openssh_key() + "#" * (64 * 1024))
+    data = host_rows({"private_ip": "10.0.1.11", "auth": "key", "password": ""},
+                     {"private_ip": "10.0.1.12"})
+    errors = {}
+    for language in ("en", "zh-hans"):
+        with big.open("rb") as handle:
+            response = at_hosts.post(step_url("hosts"), {**data, "hosts-0-key_file": handle,
+                                                         "action": "next"},
+                                     HTTP_ACCEPT_LANGUAGE=language)
+        errors[language] = field_errors(response, "hosts-0-key_file")
+    assert errors == {
+        "en": ["This file is larger than 64 KB: a private key file must be smaller."],
+        "zh-hans": ["此文件大于 64 KB：私钥文件必须小于 64 KB。"],  # noqa: RUF001 - Chinese punctuation
+    }
+
+
 def test_rows_can_be_added_and_removed_without_losing_what_was_typed(at_hosts: Client) -> None:
     data = host_rows({"private_ip": "10.0.1.11"}, {"private_ip": "10.0.1.12"})
     response = at_hosts.post(step_url("hosts"), {**data, "action": "add_agent"})
