@@ -405,9 +405,8 @@ def cancel(run: Run) -> None:
 def retry(run: Run) -> bool:
     """Resume a failed or cancelled run from the steps that did not finish."""
     with transaction.atomic():
-        reopened = Run.objects.filter(
-            pk=run.pk, status__in=[RunStatus.FAILED, RunStatus.CANCELLED]
-        ).update(status=RunStatus.RUNNING, cancel_requested=False, finished_at=None)
+        reopened = Run.objects.filter(pk=run.pk).stopped().update(
+            status=RunStatus.RUNNING, cancel_requested=False, finished_at=None)
         if not reopened:
             return False
         Step.objects.filter(
@@ -441,7 +440,7 @@ def sweep() -> dict[str, int]:
     for step_id in overdue:
         _enqueue_execute(step_id)
     quiet_runs = list(
-        Run.objects.filter(status__in=RUN_ACTIVE)
+        Run.objects.active()
         .annotate(last_change=Max("steps__updated_at"))
         .filter(Q(last_change__lt=now - grace) | Q(last_change__isnull=True))
         .exclude(steps__status=StepStatus.RUNNING)

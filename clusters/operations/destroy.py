@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
 from clusters.models import Cluster, ClusterStatus, DatastoreKind, Run, RunKind
-from clusters.operations.runs import OperationRefused, active_run
+from clusters.operations.runs import OperationRefused
 
 
 def destroy_plan(cluster: Cluster, *, keep_database: bool = False) -> list[StepSpec]:
@@ -49,7 +49,7 @@ def start_destroy(cluster: Cluster, user: Any = None, *, confirm_name: str,
         if locked.status == ClusterStatus.DESTROYED:
             raise OperationRefused(_("This cluster is already destroyed: nothing is left to "
                                      "delete."))
-        if active_run(locked):
+        if not locked.is_idle:
             raise OperationRefused(_("This cluster has a run in progress: cancel it first, "
                                      "then destroy."))
         Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.DESTROYING)

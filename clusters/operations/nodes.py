@@ -48,8 +48,7 @@ def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
         specs.append(StepSpec("rds_configure", "Add the new servers to the RDS whitelist",
                               "rds.configure", previous))
         previous = ["rds_configure"]
-    existing = cluster.nodes.filter(role=NodeRole.SERVER).exclude(pk__in=ids) \
-        .exclude(status="removed").count()
+    existing = cluster.nodes.present().servers().exclude(pk__in=ids).count()
     for index, server in enumerate(servers):
         key = f"server_{server.pk}"
         specs.append(StepSpec(key, f"Install K3s server {existing + index + 1} "
@@ -122,8 +121,7 @@ def start_add_nodes(cluster: Cluster, nodes: list[dict[str, Any]] | list[Node],
 
 def servers_left_after(cluster: Cluster, node: Node) -> int:
     """How many servers would remain if `node` went."""
-    return cluster.nodes.filter(role=NodeRole.SERVER).exclude(
-        status__in=[NodeStatus.REMOVING, NodeStatus.REMOVED]).exclude(pk=node.pk).count()
+    return cluster.nodes.live().servers().exclude(pk=node.pk).count()
 
 
 def removal_warning(cluster: Cluster, node: Node) -> str:
@@ -144,7 +142,7 @@ def start_remove_node(cluster: Cluster, node: Node, user: Any = None) -> Run:
         locked = lock_ready(cluster, _("Nodes can only be removed from a ready cluster; "
                                         "this one is %(status)s."))
         node = Node.objects.select_for_update().filter(pk=node.pk, cluster=locked).first()
-        if node is None or node.status in (NodeStatus.REMOVING, NodeStatus.REMOVED):
+        if node is None or not node.is_live:
             raise OperationRefused(_("That node is not part of this cluster any more."))
         warning = removal_warning(locked, node)
         if node.role == NodeRole.SERVER and servers_left_after(locked, node) == 0:

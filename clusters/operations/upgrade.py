@@ -48,7 +48,7 @@ def current_version(cluster: Cluster) -> str:
     """The release the cluster runs: as recorded, else the newest node's, else the API's."""
     if cluster.k3s_version:
         return str(parse_version(cluster.k3s_version))
-    recorded = [v for v in cluster.nodes.exclude(status=NodeStatus.REMOVED)
+    recorded = [v for v in cluster.nodes.present()
                 .values_list("k3s_version", flat=True) if v]
     if not recorded and cluster.kubeconfig:
         try:
@@ -78,7 +78,7 @@ def resolve_channel(cluster: Cluster, channel: str) -> str | None:
 
 def _last_failed_upgrade(cluster: Cluster) -> Run | None:
     last = cluster.runs.filter(kind=RunKind.UPGRADE).order_by("-created_at", "-pk").first()
-    return last if last is not None and last.status in ("failed", "cancelled") else None
+    return last if last is not None and last.can_retry else None
 
 
 def _explain(current: str, target: str) -> str:
@@ -156,7 +156,7 @@ EXTERNAL_BACKUP_TITLE = "Warn that your own MySQL is not backed up automatically
 
 def upgrade_plan(cluster: Cluster, version: str) -> list[StepSpec]:
     """Backup, then every server in turn, then every agent in turn."""
-    live = cluster.nodes.exclude(status__in=[NodeStatus.REMOVED, NodeStatus.REMOVING])
+    live = cluster.nodes.live()
     # A server a stopped upgrade left failed (out of the SLB) goes first: while it is out, the
     # others are the only ones serving and must not leave before it is back.
     servers = sorted(live.filter(role=NodeRole.SERVER),

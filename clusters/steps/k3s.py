@@ -40,7 +40,7 @@ def install_k3s(ctx: StepContext, node: Node, role: str, config_text: str, *,
     """
     command = install_command(clusterconfig.install_source(ctx.cluster),
                               version=str(parse_version(version)), role=role)
-    unit = "k3s" if role == "server" else "k3s-agent"
+    unit = "k3s" if role == NodeRole.SERVER else "k3s-agent"
     with nodes.session(ctx, node) as connection:
         connection.put_file(CONFIG_PATH, config_text, mode=0o600)
         ctx.say(f"{node.private_ip}: wrote {CONFIG_PATH} (0600)")
@@ -157,8 +157,7 @@ K3S_YAML = "/etc/rancher/k3s/k3s.yaml"
 
 def kubeconfig_server(cluster: Cluster) -> Node | None:
     """The server whose k3s.yaml the panel reads (kubeconfig renewal restarts this one)."""
-    return cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed") \
-        .order_by("pk").first()
+    return cluster.nodes.live().servers().order_by("pk").first()
 
 
 @step_handler("k3s.kubeconfig")

@@ -12,7 +12,7 @@ from clusters.core.errors import PermanentError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.models import Cluster, DatastoreKind, NodeRole, ResourceState
+from clusters.models import Cluster, DatastoreKind, ResourceState
 from clusters.steps.node import remaining_servers
 
 RDS_KIND = "rds_instance"
@@ -100,7 +100,7 @@ def turn_large_prefix_on(ctx: StepContext) -> Outcome | None:
 
 
 def _server_ips(cluster: Cluster) -> list[str]:
-    return sorted(cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed")
+    return sorted(cluster.nodes.present().servers()
                   .values_list("private_ip", flat=True))
 
 

@@ -21,7 +21,7 @@ from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.stepcontext import StepContext
 from clusters.k3s.diagnosis import diagnose
-from clusters.models import Node, NodeRole, NodeStatus
+from clusters.models import Node, NodeStatus
 from clusters.steps.slb import API_PORT, slb_id
 
 READY_TIMEOUT_SECONDS = 300
@@ -83,9 +83,9 @@ def _journal_problem(ctx: StepContext, node: Node, unit: str, since: str) -> str
 
 def _other_servers(node: Node) -> dict[str, str]:
     """ECS instance id → IP of the cluster's other servers that are meant to serve."""
-    return dict(Node.objects.filter(cluster_id=node.cluster_id, role=NodeRole.SERVER)
-                .exclude(pk=node.pk).exclude(status__in=[NodeStatus.REMOVED, NodeStatus.REMOVING])
-                .exclude(ecs_instance_id="").values_list("ecs_instance_id", "private_ip"))
+    return dict(Node.objects.filter(cluster_id=node.cluster_id).live().servers()
+                .exclude(pk=node.pk).exclude(ecs_instance_id="")
+                .values_list("ecs_instance_id", "private_ip"))
 
 
 def _fail(ctx: StepContext, node: Node, plan: ServerRestart, message: str,

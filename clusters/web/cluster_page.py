@@ -17,17 +17,15 @@ from django.http import Http404, HttpRequest
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from clusters import operations
 from clusters.k3s import kubeconfig_expiry
 from clusters.models import (
-    RUN_ACTIVE,
     STEP_BROKEN,
     Cluster,
     ClusterStatus,
+    DatastoreKind,
     LogLine,
     Node,
     NodeRole,
-    NodeStatus,
     Run,
     RunStatus,
     Step,
@@ -40,9 +38,6 @@ from clusters.web.forms import HostForm
 
 RUN_HISTORY = 20
 AUDIT_SHOWN = 10
-
-GONE = (NodeStatus.REMOVING, NodeStatus.REMOVED)
-
 
 class AddNodeForm(HostForm):
     """One host, checked as the wizard checks hosts (address, port, user, key or password)."""
@@ -57,7 +52,7 @@ class AddNodeForm(HostForm):
 
     def clean_private_ip(self) -> str:
         address = super().clean_private_ip()
-        if self.cluster.nodes.filter(private_ip=address).exclude(status__in=GONE).exists():
+        if self.cluster.nodes.present().filter(private_ip=address).exists():
             raise ValidationError(_("%(value)s is already a node of this cluster.") %
                                   {"value": address})
         return address
@@ -79,7 +74,7 @@ class AddNodeForm(HostForm):
 def annotate_removal(nodes: list[Node]) -> None:
     """Give each node the confirm text of its Remove button (`removal_note`, with a warning
     when the cluster would lose HA) and whether it may be removed (`removable`)."""
-    servers = [n for n in nodes if n.role == NodeRole.SERVER and n.status not in GONE]
+    servers = [n for n in nodes if n.role == NodeRole.SERVER and n.is_live]
     for node in nodes:
         node.removable = True
         if node.role != NodeRole.SERVER:
@@ -100,19 +95,18 @@ def annotate_removal(nodes: list[Node]) -> None:
                     left) % {"n": left}
 
 
-def nodes_context(cluster: Cluster, runs: list[Run], nodes: list[Node]) -> dict[str, Any]:
+def nodes_context(cluster: Cluster, nodes: list[Node]) -> dict[str, Any]:
     """What the cluster page needs for the node buttons, the add form and the destroy form."""
-    idle = not any(run.status in RUN_ACTIVE for run in runs)
     annotate_removal(nodes)
-    active = [node for node in nodes if node.status not in GONE]
+    active = [node for node in nodes if node.is_live]
     return {
-        "can_change_nodes": idle and cluster.status == ClusterStatus.READY,
+        "can_change_nodes": cluster.can_change_nodes,
         "add_node_form": AddNodeForm(cluster=cluster),
         "active_servers": sum(node.role == NodeRole.SERVER for node in active),
         "active_agents": sum(node.role == NodeRole.AGENT for node in active),
         # A failed cluster offers destroy in its run's callout instead.
-        "can_destroy_now": idle and cluster.status == ClusterStatus.READY,
-        "keeps_rds": cluster.datastore_kind == "rds",
+        "can_destroy_now": cluster.can_destroy and cluster.status == ClusterStatus.READY,
+        "keeps_rds": cluster.datastore_kind == DatastoreKind.RDS,
     }
 
 
@@ -138,10 +132,9 @@ class UpgradeForm(forms.Form):
         return text
 
 
-def upgrade_context(cluster: Cluster, runs: list[Run]) -> dict[str, Any]:
+def upgrade_context(cluster: Cluster) -> dict[str, Any]:
     """What the cluster page needs for the upgrade form and the kubeconfig notice."""
-    idle = cluster.status == ClusterStatus.READY and not any(r.status in RUN_ACTIVE
-                                                              for r in runs)
+    idle = cluster.can_change_nodes
     note, note_is_warning = upgrade.backup_note(cluster)
     return {
         "kubeconfig_notice": kubeconfig_expiry.notice(cluster.kubeconfig_expires_at),
@@ -195,18 +188,16 @@ def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
         "runs": runs,
         "steps": steps,
         "failed_step": failed_step,
-        "run_active": bool(run and run.status in RUN_ACTIVE),
-        "can_retry": bool(run and run.status in (RunStatus.FAILED, RunStatus.CANCELLED)
-                          and not any(r.status in RUN_ACTIVE for r in runs)),
-        "can_destroy": hasattr(operations, "start_destroy")
-        and not any(r.status in RUN_ACTIVE for r in runs),
+        "run_active": bool(run and run.is_active),
+        "can_retry": bool(run and run.can_retry and cluster.is_idle),
+        "can_destroy": cluster.can_destroy,
         "servers": [node for node in nodes if node.role == NodeRole.SERVER],
         "agents": [node for node in nodes if node.role == NodeRole.AGENT],
         "resources": list(cluster.resources.order_by("created_at", "pk")),
         "audit_events": list(cluster.audit_events.order_by("-time", "-pk")[:AUDIT_SHOWN]),
         "has_kubeconfig": bool(cluster.kubeconfig),
-        **upgrade_context(cluster, runs),
-        **nodes_context(cluster, runs, nodes),
+        **upgrade_context(cluster),
+        **nodes_context(cluster, nodes),
         "kubeconfig_filename": kubeconfig_filename(cluster),
         "live_labels": {
             "step": {value: str(label) for value, label in StepStatus.choices},

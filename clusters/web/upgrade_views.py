@@ -51,8 +51,8 @@ def upgrade_cluster(request: HttpRequest, code: Any) -> HttpResponse:
     return render(request, "clusters/upgrade_confirm.html", {
         "cluster": cluster, "form": form, "target": form.target if form.is_valid() else None,
         "backup_note": note, "backup_warning": note_is_warning,
-        "servers": cluster.nodes.filter(role="server").count(),
-        "agents": cluster.nodes.filter(role="agent").count(),
+        "servers": cluster.nodes.live().servers().count(),
+        "agents": cluster.nodes.live().agents().count(),
     })
 
 

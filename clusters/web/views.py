@@ -22,7 +22,6 @@ from django.views.decorators.http import require_GET, require_POST
 
 from clusters import operations
 from clusters.models import (
-    RUN_ACTIVE,
     AuditAction,
     CloudAccount,
     Cluster,
@@ -158,7 +157,7 @@ def run_retry(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
 @require_POST
 def run_cancel(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
     run = _owned_run(request, code, run_id)
-    if run.status in RUN_ACTIVE:
+    if run.is_active:
         operations.cancel(run)
         audit.record(request, AuditAction.RUN_CANCEL, run.cluster, run=run.pk)
         messages.info(request, _("Cancelling: the step that is running finishes first."))
