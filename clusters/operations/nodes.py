@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
@@ -124,15 +126,24 @@ def servers_left_after(cluster: Cluster, node: Node) -> int:
     return cluster.nodes.live().servers().exclude(pk=node.pk).count()
 
 
+def ha_warning(servers_left: int) -> str:
+    """The warning for a removal that leaves fewer than two servers ('' otherwise), in the
+    active language: the Remove button's confirm text and the drain step's log both say it."""
+    if servers_left >= 2:
+        return ""
+    return ngettext(
+        "Only %(n)d server will remain: the cluster is no longer highly available.",
+        "Only %(n)d servers will remain: the cluster is no longer highly available.",
+        servers_left) % {"n": servers_left}
+
+
 def removal_warning(cluster: Cluster, node: Node) -> str:
-    """What to tell a person before removing `node` ('' when nothing is at risk)."""
+    """What the removal run logs before it starts ('' when nothing is at risk); in English,
+    like every step log."""
     if node.role != NodeRole.SERVER:
         return ""
-    left = servers_left_after(cluster, node)
-    if left < 2:
-        return (f"Only {left} server will remain: the cluster is no longer highly available "
-                "until another server is added.")
-    return ""
+    with translation.override("en"):
+        return ha_warning(servers_left_after(cluster, node))
 
 
 def start_remove_node(cluster: Cluster, node: Node, user: Any = None) -> Run:

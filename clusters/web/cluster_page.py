@@ -15,8 +15,9 @@ from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy
 
+from clusters import operations
 from clusters.k3s import kubeconfig_expiry
 from clusters.models import (
     STEP_BROKEN,
@@ -88,11 +89,8 @@ def annotate_removal(nodes: list[Node]) -> None:
             left = len(servers) - 1
             node.removal_note = _("It leaves the SLB first, then K3s is uninstalled on the host "
                                   "and it leaves the RDS whitelist.")
-            if left < 2:
-                node.removal_note += " " + ngettext(
-                    "Only %(n)d server will remain: the cluster is no longer highly available.",
-                    "Only %(n)d servers will remain: the cluster is no longer highly available.",
-                    left) % {"n": left}
+            if warning := operations.ha_warning(left):
+                node.removal_note += " " + warning
 
 
 def nodes_context(cluster: Cluster, nodes: list[Node]) -> dict[str, Any]:

@@ -18,7 +18,12 @@ def owned_clusters(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Cluster]:
     return Cluster.objects.filter(owner_id=user.pk)
 
 
-def owned_run(user: AbstractBaseUser | AnonymousUser, code: str, run_id: int) -> Run:
+def owned_cluster(user: AbstractBaseUser | AnonymousUser, code: Any) -> Cluster:
+    """The user's cluster with this code, or 404."""
+    return get_object_or_404(owned_clusters(user), code=code)
+
+
+def owned_run(user: AbstractBaseUser | AnonymousUser, code: Any, run_id: int) -> Run:
     return get_object_or_404(
         Run.objects.select_related("cluster"), pk=run_id, cluster__in=owned_clusters(user),
         cluster__code=code,
