@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from clusters.core import titles
 from clusters.fields import EncryptedTextField
 
 
@@ -403,7 +404,10 @@ class Step(models.Model):
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
     key = models.CharField(max_length=64)
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200)  # in English, as the plan wrote it
+    # The title as a gettext message id and its arguments (clusters.core.titles).
+    title_id = models.CharField(max_length=200, blank=True)
+    title_args = models.JSONField(default=dict, blank=True)
     handler = models.CharField(max_length=100)
     position = models.PositiveIntegerField(default=0)
     depends_on = models.JSONField(default=list, blank=True)
@@ -435,6 +439,13 @@ class Step(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.status})"
+
+    @property
+    def display_title(self) -> str:
+        """The title in the active language; a row without an id shows as stored."""
+        if not self.title_id:
+            return self.title
+        return titles.render(self.title_id, self.title_args, fallback=self.title)
 
     @property
     def tries(self) -> int:

@@ -12,8 +12,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_noop, ngettext
 
+from clusters.core.titles import title
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
 from clusters.models import (
@@ -29,7 +30,7 @@ from clusters.models import (
 from clusters.operations.node_intake import NodeRejected, save_new_nodes
 from clusters.operations.runs import OperationRefused, lock_ready
 
-HEALTH_TITLE = "Check the cluster's health"
+HEALTH_TITLE = gettext_noop("Check the cluster's health")
 
 
 def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
@@ -40,28 +41,31 @@ def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
     servers = [node for node in new_nodes if node.role == NodeRole.SERVER]
     agents = [node for node in new_nodes if node.role == NodeRole.AGENT]
     specs = [
-        StepSpec("preflight_cloud", "Check credentials, region, zone, VPC and vSwitch",
-                 "preflight.cloud", args={"node_ids": ids}),
-        StepSpec("preflight_hosts", "Check the new hosts over SSH", "preflight.hosts",
+        StepSpec(
+            "preflight_cloud", gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
+            "preflight.cloud", args={"node_ids": ids}),
+        StepSpec("preflight_hosts", gettext_noop("Check the new hosts over SSH"), "preflight.hosts",
                  ["preflight_cloud"], {"node_ids": ids}),
     ]
     previous = ["preflight_hosts"]
     if servers and cluster.datastore_kind == DatastoreKind.RDS:
-        specs.append(StepSpec("rds_configure", "Add the new servers to the RDS whitelist",
-                              "rds.configure", previous))
+        specs.append(StepSpec(
+            "rds_configure", gettext_noop("Add the new servers to the RDS whitelist"),
+            "rds.configure", previous))
         previous = ["rds_configure"]
     existing = cluster.nodes.present().servers().exclude(pk__in=ids).count()
     for index, server in enumerate(servers):
         key = f"server_{server.pk}"
-        specs.append(StepSpec(key, f"Install K3s server {existing + index + 1} "
-                              f"({server.private_ip})", "k3s.install_server", previous,
+        name = title(gettext_noop("Install K3s server %(n)s (%(ip)s)"), n=existing + index + 1,
+                     ip=server.private_ip)
+        specs.append(StepSpec(key, name, "k3s.install_server", previous,
                               {"node_id": server.pk}))
         previous = [key]
     if servers:
         specs += [
-            StepSpec("slb_listener", "Add servers to the SLB and start TCP 6443",
+            StepSpec("slb_listener", gettext_noop("Add servers to the SLB and start TCP 6443"),
                      "slb.listener", previous),
-            StepSpec("verify", "Verify the API through the SLB as kubectl will",
+            StepSpec("verify", gettext_noop("Verify the API through the SLB as kubectl will"),
                      "verify.cluster", ["slb_listener"]),
         ]
         previous = ["verify"]
@@ -69,8 +73,8 @@ def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
     for agent in agents:
         key = f"agent_{agent.pk}"
         agent_keys.append(key)
-        specs.append(StepSpec(key, f"Install K3s agent ({agent.private_ip})",
-                              "k3s.install_agent", previous, {"node_id": agent.pk}))
+        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=agent.private_ip)
+        specs.append(StepSpec(key, name, "k3s.install_agent", previous, {"node_id": agent.pk}))
     specs.append(StepSpec("health", HEALTH_TITLE, "health.check", [*previous, *agent_keys]))
     return specs
 
@@ -80,23 +84,26 @@ def remove_node_plan(cluster: Cluster, node: Node, *, warning: str = "") -> list
     a server leaves the RDS whitelist last."""
     server = node.role == NodeRole.SERVER
     args = {"node_id": node.pk}
-    specs = [StepSpec("drain", "Cordon and drain the node", "node.drain",
+    specs = [StepSpec("drain", gettext_noop("Cordon and drain the node"), "node.drain",
                       args={**args, "warning": warning})]
     previous = ["drain"]
     if server:
-        specs.append(StepSpec("slb_detach", "Take the server out of the SLB", "slb.detach",
-                              previous, args))
+        specs.append(StepSpec(
+            "slb_detach", gettext_noop("Take the server out of the SLB"), "slb.detach",
+            previous, args))
         previous = ["slb_detach"]
     specs += [
-        StepSpec("uninstall", "Uninstall K3s on the host", "node.uninstall", previous, args,
-                 retry_budget=3),
-        StepSpec("forget", "Delete the node from the cluster's API", "node.forget",
+        StepSpec(
+            "uninstall", gettext_noop("Uninstall K3s on the host"), "node.uninstall",
+            previous, args, retry_budget=3),
+        StepSpec("forget", gettext_noop("Delete the node from the cluster's API"), "node.forget",
                  ["uninstall"], args),
     ]
     previous = ["forget"]
     if server and cluster.datastore_kind == DatastoreKind.RDS:
-        specs.append(StepSpec("rds_whitelist", "Shrink the RDS whitelist to the remaining "
-                              "servers", "rds.whitelist", previous))
+        specs.append(StepSpec(
+            "rds_whitelist", gettext_noop("Shrink the RDS whitelist to the remaining servers"),
+            "rds.whitelist", previous))
         previous = ["rds_whitelist"]
     specs.append(StepSpec("health", HEALTH_TITLE, "health.check", previous))
     return specs

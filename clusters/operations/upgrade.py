@@ -14,9 +14,11 @@ from typing import Any
 
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from clusters.adapters import clusterconfig, k3s_release, wizard_checks
 from clusters.core.errors import PermanentError, StepError
+from clusters.core.titles import title
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
 from clusters.k3s.versions import is_channel, parse_version, upgrade_problem
@@ -150,8 +152,9 @@ def backup_note(cluster: Cluster) -> tuple[str, bool]:
 
 # --- the step graph: backup first, servers one at a time, then agents -----------------------
 
-RDS_BACKUP_TITLE = "Back up the RDS datastore (CreateBackup) and wait until it has finished"
-EXTERNAL_BACKUP_TITLE = "Warn that your own MySQL is not backed up automatically"
+RDS_BACKUP_TITLE = gettext_noop("Back up the RDS datastore (CreateBackup) and wait until it has "
+                      "finished")
+EXTERNAL_BACKUP_TITLE = gettext_noop("Warn that your own MySQL is not backed up automatically")
 
 
 def upgrade_plan(cluster: Cluster, version: str) -> list[StepSpec]:
@@ -162,20 +165,22 @@ def upgrade_plan(cluster: Cluster, version: str) -> list[StepSpec]:
     servers = sorted(live.filter(role=NodeRole.SERVER),
                      key=lambda node: (node.status != NodeStatus.FAILED, node.pk))
     agents = list(live.filter(role=NodeRole.AGENT).order_by("pk"))
-    title = RDS_BACKUP_TITLE if cluster.datastore_kind == DatastoreKind.RDS \
+    backup = RDS_BACKUP_TITLE if cluster.datastore_kind == DatastoreKind.RDS \
         else EXTERNAL_BACKUP_TITLE
-    specs = [StepSpec("backup", title, "upgrade.backup", retry_budget=10)]
+    specs = [StepSpec("backup", backup, "upgrade.backup", retry_budget=10)]
     previous = "backup"
     for index, server in enumerate(servers):
         key = f"server_{server.pk}"
-        specs.append(StepSpec(key, f"Upgrade K3s server {index + 1} ({server.private_ip}) to "
-                              f"{version}", "upgrade.server", [previous],
+        name = title(gettext_noop("Upgrade K3s server %(n)s (%(ip)s) to %(version)s"),
+                     n=index + 1, ip=server.private_ip, version=version)
+        specs.append(StepSpec(key, name, "upgrade.server", [previous],
                               {"node_id": server.pk, "version": version}))
         previous = key
     for agent in agents:
         key = f"agent_{agent.pk}"
-        specs.append(StepSpec(key, f"Upgrade K3s agent ({agent.private_ip}) to {version}",
-                              "upgrade.agent", [previous],
+        name = title(gettext_noop("Upgrade K3s agent (%(ip)s) to %(version)s"),
+                     ip=agent.private_ip, version=version)
+        specs.append(StepSpec(key, name, "upgrade.agent", [previous],
                               {"node_id": agent.pk, "version": version}))
         previous = key
     return specs

@@ -34,7 +34,6 @@ from clusters.models import (
 )
 from clusters.operations import upgrade
 from clusters.web import queries
-from clusters.web.display import step_title
 from clusters.web.forms import HostForm
 
 RUN_HISTORY = 20
@@ -172,7 +171,6 @@ def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
     steps = []
     failed_step = None
     for step in snapshot["steps"] if snapshot else []:
-        step["display_title"] = step_title(step["title"])
         step["last_seq"] = last_seq.get(step["id"], 0)
         step["status_label"] = StepStatus(step["status"]).label
         steps.append(step)

@@ -41,7 +41,8 @@ def run_snapshot(run: Run) -> dict[str, Any]:
         "finished_at": run.finished_at,
         "steps": [
             {
-                "id": step.pk, "key": step.key, "title": step.title, "status": step.status,
+                "id": step.pk, "key": step.key, "title": step.title,
+                "display_title": step.display_title, "status": step.status,
                 "attempts": step.tries, "wait_reason": step.wait_reason,
                 "not_before": step.not_before, "error": step.error,
                 "started_at": step.started_at, "finished_at": step.finished_at,
