@@ -20,7 +20,6 @@ from clusters.models import (
     Node,
     NodeRole,
     Run,
-    RunStatus,
     Step,
 )
 from clusters.operations import health
@@ -152,8 +151,7 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Retry from the failed step"))
     def retry_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        retried = sum(operations.retry(run) for run in queryset.filter(
-            status__in=[RunStatus.FAILED, RunStatus.CANCELLED]))
+        retried = sum(operations.retry(run) for run in queryset.stopped())
         self.message_user(request, _("%(n)d run(s) resumed.") % {"n": retried}, messages.SUCCESS)
 
     @admin.action(description=_("Cancel between steps"))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from functools import cached_property
 
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from clusters.core import titles
 from clusters.fields import EncryptedTextField
 
 
@@ -76,7 +78,11 @@ class SlbChargeType(models.TextChoices):
 
 
 class Cluster(models.Model):
-    """One K3s HA cluster: its choices, its secrets, and what it became."""
+    """One K3s HA cluster: its choices, its secrets, and what it became.
+
+    `is_idle`, `can_change_nodes` and `can_destroy` are the one statement of when a person
+    may start something; the page's buttons and the operations' refusals both read them.
+    """
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     cloud_account = models.ForeignKey(
@@ -163,6 +169,22 @@ class Cluster(models.Model):
             values.extend([node.ssh_private_key, node.ssh_password, node.ssh_key_passphrase])
         return [value for value in values if value]
 
+    @cached_property
+    def is_idle(self) -> bool:
+        """No run of this cluster is pending or running (one query, then remembered)."""
+        return not Run.objects.filter(cluster_id=self.pk).active().exists()
+
+    @property
+    def can_change_nodes(self) -> bool:
+        """Nodes may be added or removed, K3s upgraded: a ready cluster with no run going."""
+        return self.status == ClusterStatus.READY and self.is_idle
+
+    @property
+    def can_destroy(self) -> bool:
+        """Destroy may start: no run going and not destroyed yet (a failed cluster may be
+        destroyed too; that is how a failed create is cleaned up)."""
+        return self.status != ClusterStatus.DESTROYED and self.is_idle
+
 
 class NodeRole(models.TextChoices):
     SERVER = "server", _("Server")
@@ -177,6 +199,34 @@ class NodeStatus(models.TextChoices):
     FAILED = "failed", _("Failed")
     REMOVING = "removing", _("Removing")
     REMOVED = "removed", _("Removed")
+
+
+# Leaving or left: no longer counted as part of the cluster (NodeQuerySet.live()).
+NODE_GONE = frozenset({NodeStatus.REMOVING, NodeStatus.REMOVED})
+
+
+class NodeQuerySet(models.QuerySet["Node"]):
+    """The two memberships every rule about nodes asks for, said once.
+
+    `present()`: still on its host, i.e. everything but REMOVED. A node being removed
+    (REMOVING) may still run K3s and still be whitelisted; destroy must clean it up, its
+    address is still taken, its version is still recorded.
+    `live()`: part of the cluster from now on, i.e. neither REMOVING nor REMOVED. What the
+    cluster serves with: SLB backends, the servers an API must show Ready, what is left for
+    HA, the peers of a rolling restart.
+    """
+
+    def present(self) -> NodeQuerySet:
+        return self.exclude(status=NodeStatus.REMOVED)
+
+    def live(self) -> NodeQuerySet:
+        return self.exclude(status__in=NODE_GONE)
+
+    def servers(self) -> NodeQuerySet:
+        return self.filter(role=NodeRole.SERVER)
+
+    def agents(self) -> NodeQuerySet:
+        return self.filter(role=NodeRole.AGENT)
 
 
 class Node(models.Model):
@@ -200,6 +250,8 @@ class Node(models.Model):
     k3s_version = models.CharField(_("K3s version"), max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = NodeQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(
@@ -210,6 +262,11 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or self.private_ip} ({self.role})"
+
+    @property
+    def is_live(self) -> bool:
+        """In memory, the same rule as NodeQuerySet.live()."""
+        return self.status not in NODE_GONE
 
 
 class ResourceState(models.TextChoices):
@@ -270,6 +327,17 @@ class RunStatus(models.TextChoices):
 
 
 RUN_ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+RUN_STOPPED = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def active(self) -> RunQuerySet:
+        """Pending or running: what holds a cluster's one-run-at-a-time lock."""
+        return self.filter(status__in=RUN_ACTIVE)
+
+    def stopped(self) -> RunQuerySet:
+        """Failed or cancelled: what Retry may resume."""
+        return self.filter(status__in=RUN_STOPPED)
 
 
 class Run(models.Model):
@@ -289,6 +357,8 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    objects = RunQuerySet.as_manager()
+
     class Meta:
         indexes = [
             models.Index(fields=["cluster", "-created_at"]),
@@ -302,6 +372,11 @@ class Run(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in RUN_ACTIVE
+
+    @property
+    def can_retry(self) -> bool:
+        """Failed or cancelled: a retry resumes it from the step that stopped."""
+        return self.status in RUN_STOPPED
 
 
 class StepStatus(models.TextChoices):
@@ -329,7 +404,10 @@ class Step(models.Model):
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
     key = models.CharField(max_length=64)
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200)  # in English, as the plan wrote it
+    # The title as a gettext message id and its arguments (clusters.core.titles).
+    title_id = models.CharField(max_length=200, blank=True)
+    title_args = models.JSONField(default=dict, blank=True)
     handler = models.CharField(max_length=100)
     position = models.PositiveIntegerField(default=0)
     depends_on = models.JSONField(default=list, blank=True)
@@ -361,6 +439,13 @@ class Step(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.status})"
+
+    @property
+    def display_title(self) -> str:
+        """The title in the active language; a row without an id shows as stored."""
+        if not self.title_id:
+            return self.title
+        return titles.render(self.title_id, self.title_args, fallback=self.title)
 
     @property
     def tries(self) -> int:

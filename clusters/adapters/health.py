@@ -70,7 +70,7 @@ def _check_api(cluster: Cluster, result: Assessment) -> None:
         result.worse(Health.DOWN, f"API /readyz through the SLB: {readyz}")
     result.facts.append(f"API {client.server}: {readyz}")
     servers_ready = 0
-    for node in cluster.nodes.exclude(status="removed"):
+    for node in cluster.nodes.present():
         state = states.get(node.name)
         if state is None or not state.ready:
             result.worse(Health.DEGRADED, f"node {node.name or node.private_ip} is not Ready")
@@ -119,7 +119,7 @@ def _check_datastore(cluster: Cluster, result: Assessment) -> None:
     (the RDS whitelist admits the hosts, not the panel: the datastore proof's own path), and
     for RDS the storage from DescribeResourceUsage. A metric that cannot be read is shown as
     not measured; it never fails the whole check."""
-    servers = list(cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed")
+    servers = list(cluster.nodes.live().servers()
                    .order_by("pk"))
     findings: list[datastore_health.Finding] = []
     measured = _measure_kine(cluster, [s for s in servers if s.host_key], findings)

@@ -86,7 +86,7 @@ def resolve_channel(cluster: Cluster, channel: str) -> str:
 def anything_installed(cluster: Cluster) -> bool:
     """Has any host of this cluster been given K3s yet (by any run)? Then the release is
     fixed: resolving the channel again could split the cluster across two releases."""
-    members = cluster.nodes.exclude(status=NodeStatus.REMOVED)
+    members = cluster.nodes.present()
     return members.filter(~Q(status=NodeStatus.PENDING) | ~Q(k3s_version="")).exists()
 
 
@@ -144,7 +144,7 @@ def pinned_version(cluster: Cluster) -> str:
 def record_running_versions(cluster: Cluster, states: list[NodeState]) -> dict[str, str]:
     """Store on each member the version the API says its kubelet runs; {name: version}."""
     by_name = {s.name: s.version for s in states if s.version}
-    for node in cluster.nodes.exclude(status=NodeStatus.REMOVED).exclude(name=""):
+    for node in cluster.nodes.present().exclude(name=""):
         running = by_name.get(node.name)
         if running and running != node.k3s_version:
             Node.objects.filter(pk=node.pk).update(k3s_version=running)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, TypeVar
 from django import db
 
 from clusters.adapters import ssh
-from clusters.core.errors import PermanentError
+from clusters.core.errors import PermanentError, TransientError
+from clusters.k3s.diagnosis import diagnose
 from clusters.models import Node
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from clusters.engine.stepcontext import StepContext
 
 T = TypeVar("T")
+
+JOURNAL_LINES = 200
 
 
 def target_for(node: Node) -> ssh.SSHTarget:
@@ -64,6 +67,32 @@ def run_logged(ctx: StepContext, connection: ssh.SSHSession, command: str | list
         raise PermanentError(f"{what} failed on {label} (exit {result.exit_status}): "
                              f"{result.tail(ctx.redact, 5)}")
     return result
+
+
+def local_api_ready(ctx: StepContext, node: Node) -> bool:
+    """The server's own API (127.0.0.1, its own k3s.yaml) says /readyz ok; a host that cannot
+    be reached right now is simply not ready yet."""
+    try:
+        with session(ctx, node) as connection:
+            result = connection.run(["k3s", "kubectl", "get", "--raw=/readyz"], sudo=True,
+                                    timeout=30)
+    except TransientError:
+        return False
+    return result.ok and result.stdout.strip() == "ok"
+
+
+def journal_problem(ctx: StepContext, connection: ssh.SSHSession, node: Node, unit: str,
+                    since: str = "") -> str:
+    """A plain explanation of the known failures K3s logged (clusters.k3s.diagnosis; only
+    those waiting cannot heal), or ''; the first such journal line goes to the step log."""
+    command = ["journalctl", "-u", unit, "-n", str(JOURNAL_LINES), "--no-pager"]
+    if since:
+        command += ["--since", since]
+    journal = connection.run(command, sudo=True, timeout=30)
+    findings = [d for d in diagnose(journal.stdout.splitlines()) if not d.transient]
+    if findings:
+        ctx.say(f"{node.private_ip}: journal says: {ctx.redact(findings[0].line)}", "stderr")
+    return " ".join(d.explanation for d in findings)
 
 
 def for_each_node(nodes: list[Node], work: Callable[[Node], T], limit: int = 8) -> list[T]:

@@ -40,6 +40,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from clusters.core.errors import PermanentError, TransientError
+from clusters.core.titles import StepTitle
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import get_handler
 from clusters.engine.stepcontext import StepContext
@@ -69,11 +70,20 @@ class StepSpec:
     """A step to be: its key within the run, what to call, and what it waits for."""
 
     key: str
-    title: str
+    title: StepTitle | str  # a str is a message id without arguments
     handler: str
     depends_on: Sequence[str] = ()
     args: dict[str, Any] = field(default_factory=dict)
     retry_budget: int = 8
+
+    def __post_init__(self) -> None:
+        if isinstance(self.title, str):
+            object.__setattr__(self, "title", StepTitle(self.title))
+
+    @property
+    def step_title(self) -> StepTitle:
+        assert isinstance(self.title, StepTitle)  # __post_init__ made it one
+        return self.title
 
 
 class GraphError(ValueError):
@@ -117,7 +127,9 @@ def create_run(
         )
         Step.objects.bulk_create(
             Step(
-                run=run, key=spec.key, title=spec.title, handler=spec.handler,
+                run=run, key=spec.key, title=spec.step_title.english()[:200],
+                title_id=spec.step_title.msgid, title_args=spec.step_title.args,
+                handler=spec.handler,
                 position=index, depends_on=list(spec.depends_on), args=spec.args,
                 retry_budget=spec.retry_budget,
             )
@@ -405,9 +417,8 @@ def cancel(run: Run) -> None:
 def retry(run: Run) -> bool:
     """Resume a failed or cancelled run from the steps that did not finish."""
     with transaction.atomic():
-        reopened = Run.objects.filter(
-            pk=run.pk, status__in=[RunStatus.FAILED, RunStatus.CANCELLED]
-        ).update(status=RunStatus.RUNNING, cancel_requested=False, finished_at=None)
+        reopened = Run.objects.filter(pk=run.pk).stopped().update(
+            status=RunStatus.RUNNING, cancel_requested=False, finished_at=None)
         if not reopened:
             return False
         Step.objects.filter(
@@ -441,7 +452,7 @@ def sweep() -> dict[str, int]:
     for step_id in overdue:
         _enqueue_execute(step_id)
     quiet_runs = list(
-        Run.objects.filter(status__in=RUN_ACTIVE)
+        Run.objects.active()
         .annotate(last_change=Max("steps__updated_at"))
         .filter(Q(last_change__lt=now - grace) | Q(last_change__isnull=True))
         .exclude(steps__status=StepStatus.RUNNING)

@@ -14,6 +14,7 @@ from clusters.operations.create import start_create
 from clusters.operations.destroy import start_destroy
 from clusters.operations.kubeconfig import start_kubeconfig_renewal
 from clusters.operations.nodes import (
+    ha_warning,
     removal_warning,
     servers_left_after,
     start_add_nodes,
@@ -26,6 +27,7 @@ __all__ = [
     "OperationRefused",
     "active_run",
     "cancel",
+    "ha_warning",
     "on_run_finished",
     "removal_warning",
     "retry",

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext_noop
 
 from clusters.adapters.credentials import generate_k3s_token
+from clusters.core.titles import title
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
 from clusters.models import Cluster, ClusterStatus, DatastoreKind, NodeRole, Run, RunKind
@@ -22,49 +24,55 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
     servers = list(cluster.nodes.filter(role=NodeRole.SERVER).order_by("pk"))
     agents = list(cluster.nodes.filter(role=NodeRole.AGENT).order_by("pk"))
     specs = [
-        StepSpec("preflight_cloud", "Check credentials, region, zone, VPC and vSwitch",
-                 "preflight.cloud"),
-        StepSpec("preflight_hosts", "Check every host over SSH", "preflight.hosts",
+        StepSpec(
+            "preflight_cloud", gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
+            "preflight.cloud"),
+        StepSpec("preflight_hosts", gettext_noop("Check every host over SSH"), "preflight.hosts",
                  ["preflight_cloud"]),
     ]
     if cluster.datastore_kind == DatastoreKind.RDS:
         specs += [
-            StepSpec("rds_create", "Create the RDS MySQL instance", "rds.create",
+            StepSpec("rds_create", gettext_noop("Create the RDS MySQL instance"), "rds.create",
                      ["preflight_hosts"]),
-            StepSpec("rds_configure", "Whitelist servers, create account and database, "
-                     "fix parameters", "rds.configure", ["rds_create"]),
+            StepSpec(
+                "rds_configure",
+                gettext_noop("Whitelist servers, create account and database, fix parameters"),
+                "rds.configure", ["rds_create"]),
         ]
         datastore_ready = "rds_configure"
     else:
         datastore_ready = "preflight_hosts"
     specs += [
-        StepSpec("datastore_check", "Prove the datastore accepts K3s's schema",
+        StepSpec("datastore_check", gettext_noop("Prove the datastore accepts K3s's schema"),
                  "datastore.check", [datastore_ready]),
         # Bought only once the datastore is proven: a bad DSN of the user's buys nothing.
-        StepSpec("slb_create", "Create the SLB (its address goes into the certificate)",
-                 "slb.create", ["datastore_check"]),
+        StepSpec(
+            "slb_create", gettext_noop("Create the SLB (its address goes into the certificate)"),
+            "slb.create", ["datastore_check"]),
     ]
     previous = ["slb_create"]
     for index, server in enumerate(servers):
         key = f"server_{server.pk}"
-        specs.append(StepSpec(key, f"Install K3s server {index + 1} ({server.private_ip})",
-                              "k3s.install_server", previous, {"node_id": server.pk}))
+        name = title(gettext_noop("Install K3s server %(n)s (%(ip)s)"), n=index + 1,
+                     ip=server.private_ip)
+        specs.append(StepSpec(key, name, "k3s.install_server", previous, {"node_id": server.pk}))
         previous = [key]
     specs += [
-        StepSpec("slb_listener", "Add servers to the SLB and start TCP 6443",
+        StepSpec("slb_listener", gettext_noop("Add servers to the SLB and start TCP 6443"),
                  "slb.listener", previous),
-        StepSpec("kubeconfig", "Fetch the kubeconfig and point it at the SLB",
+        StepSpec("kubeconfig", gettext_noop("Fetch the kubeconfig and point it at the SLB"),
                  "k3s.kubeconfig", ["slb_listener"]),
-        StepSpec("verify", "Verify the API through the SLB as kubectl will", "verify.cluster",
-                 ["kubeconfig"]),
+        StepSpec(
+            "verify", gettext_noop("Verify the API through the SLB as kubectl will"),
+            "verify.cluster", ["kubeconfig"]),
     ]
     agent_keys = []
     for agent in agents:
         key = f"agent_{agent.pk}"
         agent_keys.append(key)
-        specs.append(StepSpec(key, f"Install K3s agent ({agent.private_ip})",
-                              "k3s.install_agent", ["verify"], {"node_id": agent.pk}))
-    specs.append(StepSpec("health", "First health check", "health.check",
+        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=agent.private_ip)
+        specs.append(StepSpec(key, name, "k3s.install_agent", ["verify"], {"node_id": agent.pk}))
+    specs.append(StepSpec("health", gettext_noop("First health check"), "health.check",
                           ["verify", *agent_keys]))
     return specs
 

@@ -7,11 +7,12 @@ from typing import Any
 
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
 from clusters.models import Cluster, ClusterStatus, DatastoreKind, Run, RunKind
-from clusters.operations.runs import OperationRefused, active_run
+from clusters.operations.runs import OperationRefused
 
 
 def destroy_plan(cluster: Cluster, *, keep_database: bool = False) -> list[StepSpec]:
@@ -21,15 +22,18 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False) -> list[StepS
     between the three, and each is idempotent, so Retry after any failure finishes the job.
     """
     specs = [
-        StepSpec("uninstall", "Remove K3s from every host", "destroy.hosts", retry_budget=3),
-        StepSpec("slb_delete", "Delete the SLB", "destroy.slb"),
+        StepSpec(
+            "uninstall", gettext_noop("Remove K3s from every host"), "destroy.hosts",
+            retry_budget=3),
+        StepSpec("slb_delete", gettext_noop("Delete the SLB"), "destroy.slb"),
     ]
     finished = ["uninstall", "slb_delete"]
     if cluster.datastore_kind == DatastoreKind.RDS and not keep_database:
-        specs.append(StepSpec("rds_delete", "Delete the RDS instance and wait until it is gone",
-                              "destroy.rds"))
+        specs.append(StepSpec(
+            "rds_delete", gettext_noop("Delete the RDS instance and wait until it is gone"),
+            "destroy.rds"))
         finished.append("rds_delete")
-    specs.append(StepSpec("finish", "Close the ledger and mark the cluster destroyed",
+    specs.append(StepSpec("finish", gettext_noop("Close the ledger and mark the cluster destroyed"),
                           "destroy.finish", finished, {"keep_database": keep_database}))
     return specs
 
@@ -49,7 +53,7 @@ def start_destroy(cluster: Cluster, user: Any = None, *, confirm_name: str,
         if locked.status == ClusterStatus.DESTROYED:
             raise OperationRefused(_("This cluster is already destroyed: nothing is left to "
                                      "delete."))
-        if active_run(locked):
+        if not locked.is_idle:
             raise OperationRefused(_("This cluster has a run in progress: cancel it first, "
                                      "then destroy."))
         Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.DESTROYING)

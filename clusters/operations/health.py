@@ -10,7 +10,7 @@ from typing import Any
 from celery import shared_task
 
 from clusters.adapters.health import refresh
-from clusters.models import Cluster, Health
+from clusters.models import Cluster, ClusterStatus, Health
 
 
 def refresh_by_id(cluster_id: int) -> str:
@@ -20,7 +20,7 @@ def refresh_by_id(cluster_id: int) -> str:
     return refresh(cluster).health
 
 
-LIVE_STATUSES = ("ready", "updating")
+LIVE_STATUSES = (ClusterStatus.READY, ClusterStatus.UPDATING)
 
 
 def queue_refresh_for_live_clusters(task: Any) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
@@ -14,9 +15,9 @@ from clusters.models import Cluster, Run, RunKind
 from clusters.operations.runs import lock_ready
 
 KUBECONFIG_TITLES = (
-    "Fetch the kubeconfig from a server",
-    "Restart K3s on that server if the certificate expires within 30 days",
-    "Fetch the renewed kubeconfig",
+    gettext_noop("Fetch the kubeconfig from a server"),
+    gettext_noop("Restart K3s on that server if the certificate expires within 30 days"),
+    gettext_noop("Fetch the renewed kubeconfig"),
 )
 
 

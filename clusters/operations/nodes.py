@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop, ngettext
 
+from clusters.core.titles import title
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
 from clusters.models import (
@@ -27,7 +30,7 @@ from clusters.models import (
 from clusters.operations.node_intake import NodeRejected, save_new_nodes
 from clusters.operations.runs import OperationRefused, lock_ready
 
-HEALTH_TITLE = "Check the cluster's health"
+HEALTH_TITLE = gettext_noop("Check the cluster's health")
 
 
 def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
@@ -38,29 +41,31 @@ def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
     servers = [node for node in new_nodes if node.role == NodeRole.SERVER]
     agents = [node for node in new_nodes if node.role == NodeRole.AGENT]
     specs = [
-        StepSpec("preflight_cloud", "Check credentials, region, zone, VPC and vSwitch",
-                 "preflight.cloud", args={"node_ids": ids}),
-        StepSpec("preflight_hosts", "Check the new hosts over SSH", "preflight.hosts",
+        StepSpec(
+            "preflight_cloud", gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
+            "preflight.cloud", args={"node_ids": ids}),
+        StepSpec("preflight_hosts", gettext_noop("Check the new hosts over SSH"), "preflight.hosts",
                  ["preflight_cloud"], {"node_ids": ids}),
     ]
     previous = ["preflight_hosts"]
     if servers and cluster.datastore_kind == DatastoreKind.RDS:
-        specs.append(StepSpec("rds_configure", "Add the new servers to the RDS whitelist",
-                              "rds.configure", previous))
+        specs.append(StepSpec(
+            "rds_configure", gettext_noop("Add the new servers to the RDS whitelist"),
+            "rds.configure", previous))
         previous = ["rds_configure"]
-    existing = cluster.nodes.filter(role=NodeRole.SERVER).exclude(pk__in=ids) \
-        .exclude(status="removed").count()
+    existing = cluster.nodes.present().servers().exclude(pk__in=ids).count()
     for index, server in enumerate(servers):
         key = f"server_{server.pk}"
-        specs.append(StepSpec(key, f"Install K3s server {existing + index + 1} "
-                              f"({server.private_ip})", "k3s.install_server", previous,
+        name = title(gettext_noop("Install K3s server %(n)s (%(ip)s)"), n=existing + index + 1,
+                     ip=server.private_ip)
+        specs.append(StepSpec(key, name, "k3s.install_server", previous,
                               {"node_id": server.pk}))
         previous = [key]
     if servers:
         specs += [
-            StepSpec("slb_listener", "Add servers to the SLB and start TCP 6443",
+            StepSpec("slb_listener", gettext_noop("Add servers to the SLB and start TCP 6443"),
                      "slb.listener", previous),
-            StepSpec("verify", "Verify the API through the SLB as kubectl will",
+            StepSpec("verify", gettext_noop("Verify the API through the SLB as kubectl will"),
                      "verify.cluster", ["slb_listener"]),
         ]
         previous = ["verify"]
@@ -68,8 +73,8 @@ def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
     for agent in agents:
         key = f"agent_{agent.pk}"
         agent_keys.append(key)
-        specs.append(StepSpec(key, f"Install K3s agent ({agent.private_ip})",
-                              "k3s.install_agent", previous, {"node_id": agent.pk}))
+        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=agent.private_ip)
+        specs.append(StepSpec(key, name, "k3s.install_agent", previous, {"node_id": agent.pk}))
     specs.append(StepSpec("health", HEALTH_TITLE, "health.check", [*previous, *agent_keys]))
     return specs
 
@@ -79,23 +84,26 @@ def remove_node_plan(cluster: Cluster, node: Node, *, warning: str = "") -> list
     a server leaves the RDS whitelist last."""
     server = node.role == NodeRole.SERVER
     args = {"node_id": node.pk}
-    specs = [StepSpec("drain", "Cordon and drain the node", "node.drain",
+    specs = [StepSpec("drain", gettext_noop("Cordon and drain the node"), "node.drain",
                       args={**args, "warning": warning})]
     previous = ["drain"]
     if server:
-        specs.append(StepSpec("slb_detach", "Take the server out of the SLB", "slb.detach",
-                              previous, args))
+        specs.append(StepSpec(
+            "slb_detach", gettext_noop("Take the server out of the SLB"), "slb.detach",
+            previous, args))
         previous = ["slb_detach"]
     specs += [
-        StepSpec("uninstall", "Uninstall K3s on the host", "node.uninstall", previous, args,
-                 retry_budget=3),
-        StepSpec("forget", "Delete the node from the cluster's API", "node.forget",
+        StepSpec(
+            "uninstall", gettext_noop("Uninstall K3s on the host"), "node.uninstall",
+            previous, args, retry_budget=3),
+        StepSpec("forget", gettext_noop("Delete the node from the cluster's API"), "node.forget",
                  ["uninstall"], args),
     ]
     previous = ["forget"]
     if server and cluster.datastore_kind == DatastoreKind.RDS:
-        specs.append(StepSpec("rds_whitelist", "Shrink the RDS whitelist to the remaining "
-                              "servers", "rds.whitelist", previous))
+        specs.append(StepSpec(
+            "rds_whitelist", gettext_noop("Shrink the RDS whitelist to the remaining servers"),
+            "rds.whitelist", previous))
         previous = ["rds_whitelist"]
     specs.append(StepSpec("health", HEALTH_TITLE, "health.check", previous))
     return specs
@@ -122,19 +130,27 @@ def start_add_nodes(cluster: Cluster, nodes: list[dict[str, Any]] | list[Node],
 
 def servers_left_after(cluster: Cluster, node: Node) -> int:
     """How many servers would remain if `node` went."""
-    return cluster.nodes.filter(role=NodeRole.SERVER).exclude(
-        status__in=[NodeStatus.REMOVING, NodeStatus.REMOVED]).exclude(pk=node.pk).count()
+    return cluster.nodes.live().servers().exclude(pk=node.pk).count()
+
+
+def ha_warning(servers_left: int) -> str:
+    """The warning for a removal that leaves fewer than two servers ('' otherwise), in the
+    active language: the Remove button's confirm text and the drain step's log both say it."""
+    if servers_left >= 2:
+        return ""
+    return ngettext(
+        "Only %(n)d server will remain: the cluster is no longer highly available.",
+        "Only %(n)d servers will remain: the cluster is no longer highly available.",
+        servers_left) % {"n": servers_left}
 
 
 def removal_warning(cluster: Cluster, node: Node) -> str:
-    """What to tell a person before removing `node` ('' when nothing is at risk)."""
+    """What the removal run logs before it starts ('' when nothing is at risk); in English,
+    like every step log."""
     if node.role != NodeRole.SERVER:
         return ""
-    left = servers_left_after(cluster, node)
-    if left < 2:
-        return (f"Only {left} server will remain: the cluster is no longer highly available "
-                "until another server is added.")
-    return ""
+    with translation.override("en"):
+        return ha_warning(servers_left_after(cluster, node))
 
 
 def start_remove_node(cluster: Cluster, node: Node, user: Any = None) -> Run:
@@ -144,7 +160,7 @@ def start_remove_node(cluster: Cluster, node: Node, user: Any = None) -> Run:
         locked = lock_ready(cluster, _("Nodes can only be removed from a ready cluster; "
                                         "this one is %(status)s."))
         node = Node.objects.select_for_update().filter(pk=node.pk, cluster=locked).first()
-        if node is None or node.status in (NodeStatus.REMOVING, NodeStatus.REMOVED):
+        if node is None or not node.is_live:
             raise OperationRefused(_("That node is not part of this cluster any more."))
         warning = removal_warning(locked, node)
         if node.role == NodeRole.SERVER and servers_left_after(locked, node) == 0:

@@ -8,7 +8,7 @@ from typing import Any
 from django.utils.translation import gettext as _
 
 from clusters.engine import pipeline
-from clusters.models import Cluster, ClusterStatus, Run, RunKind
+from clusters.models import Cluster, ClusterStatus, Run, RunKind, RunStatus
 
 
 class OperationRefused(Exception):
@@ -16,13 +16,13 @@ class OperationRefused(Exception):
 
 
 def active_run(cluster: Cluster) -> Run | None:
-    return cluster.runs.filter(status__in=["pending", "running"]).first()
+    return cluster.runs.active().first()
 
 
 def lock_ready(cluster: Cluster, refusal: str) -> Cluster:
     """The cluster, locked, if it is ready and idle; else OperationRefused saying why."""
     locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
-    if active_run(locked):
+    if not locked.is_idle:
         raise OperationRefused(_("This cluster has a run in progress: wait for it to finish "
                                  "or cancel it."))
     if locked.status != ClusterStatus.READY:
@@ -57,24 +57,24 @@ def cancel(run: Run) -> None:
 
 
 _STATUS_AFTER = {
-    (RunKind.CREATE, "succeeded"): ClusterStatus.READY,
-    (RunKind.CREATE, "failed"): ClusterStatus.FAILED,
-    (RunKind.CREATE, "cancelled"): ClusterStatus.FAILED,
-    (RunKind.DESTROY, "succeeded"): ClusterStatus.DESTROYED,
-    (RunKind.DESTROY, "failed"): ClusterStatus.FAILED,
-    (RunKind.DESTROY, "cancelled"): ClusterStatus.FAILED,
+    (RunKind.CREATE, RunStatus.SUCCEEDED): ClusterStatus.READY,
+    (RunKind.CREATE, RunStatus.FAILED): ClusterStatus.FAILED,
+    (RunKind.CREATE, RunStatus.CANCELLED): ClusterStatus.FAILED,
+    (RunKind.DESTROY, RunStatus.SUCCEEDED): ClusterStatus.DESTROYED,
+    (RunKind.DESTROY, RunStatus.FAILED): ClusterStatus.FAILED,
+    (RunKind.DESTROY, RunStatus.CANCELLED): ClusterStatus.FAILED,
     # A failed node change leaves a serving cluster: it stays ready, the run offers Retry.
-    (RunKind.ADD_NODE, "succeeded"): ClusterStatus.READY,
-    (RunKind.ADD_NODE, "failed"): ClusterStatus.READY,
-    (RunKind.ADD_NODE, "cancelled"): ClusterStatus.READY,
-    (RunKind.REMOVE_NODE, "succeeded"): ClusterStatus.READY,
-    (RunKind.REMOVE_NODE, "failed"): ClusterStatus.READY,
-    (RunKind.REMOVE_NODE, "cancelled"): ClusterStatus.READY,
+    (RunKind.ADD_NODE, RunStatus.SUCCEEDED): ClusterStatus.READY,
+    (RunKind.ADD_NODE, RunStatus.FAILED): ClusterStatus.READY,
+    (RunKind.ADD_NODE, RunStatus.CANCELLED): ClusterStatus.READY,
+    (RunKind.REMOVE_NODE, RunStatus.SUCCEEDED): ClusterStatus.READY,
+    (RunKind.REMOVE_NODE, RunStatus.FAILED): ClusterStatus.READY,
+    (RunKind.REMOVE_NODE, RunStatus.CANCELLED): ClusterStatus.READY,
     # A stopped upgrade leaves a serving cluster (the failed server is out of the SLB); the
     # run's callout says how to continue or roll back.
-    (RunKind.UPGRADE, "succeeded"): ClusterStatus.READY,
-    (RunKind.UPGRADE, "failed"): ClusterStatus.READY,
-    (RunKind.UPGRADE, "cancelled"): ClusterStatus.READY,
+    (RunKind.UPGRADE, RunStatus.SUCCEEDED): ClusterStatus.READY,
+    (RunKind.UPGRADE, RunStatus.FAILED): ClusterStatus.READY,
+    (RunKind.UPGRADE, RunStatus.CANCELLED): ClusterStatus.READY,
 }
 
 

@@ -14,9 +14,11 @@ from typing import Any
 
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from clusters.adapters import clusterconfig, k3s_release, wizard_checks
 from clusters.core.errors import PermanentError, StepError
+from clusters.core.titles import title
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
 from clusters.k3s.versions import is_channel, parse_version, upgrade_problem
@@ -48,7 +50,7 @@ def current_version(cluster: Cluster) -> str:
     """The release the cluster runs: as recorded, else the newest node's, else the API's."""
     if cluster.k3s_version:
         return str(parse_version(cluster.k3s_version))
-    recorded = [v for v in cluster.nodes.exclude(status=NodeStatus.REMOVED)
+    recorded = [v for v in cluster.nodes.present()
                 .values_list("k3s_version", flat=True) if v]
     if not recorded and cluster.kubeconfig:
         try:
@@ -78,7 +80,7 @@ def resolve_channel(cluster: Cluster, channel: str) -> str | None:
 
 def _last_failed_upgrade(cluster: Cluster) -> Run | None:
     last = cluster.runs.filter(kind=RunKind.UPGRADE).order_by("-created_at", "-pk").first()
-    return last if last is not None and last.status in ("failed", "cancelled") else None
+    return last if last is not None and last.can_retry else None
 
 
 def _explain(current: str, target: str) -> str:
@@ -150,32 +152,35 @@ def backup_note(cluster: Cluster) -> tuple[str, bool]:
 
 # --- the step graph: backup first, servers one at a time, then agents -----------------------
 
-RDS_BACKUP_TITLE = "Back up the RDS datastore (CreateBackup) and wait until it has finished"
-EXTERNAL_BACKUP_TITLE = "Warn that your own MySQL is not backed up automatically"
+RDS_BACKUP_TITLE = gettext_noop("Back up the RDS datastore (CreateBackup) and wait until it has "
+                      "finished")
+EXTERNAL_BACKUP_TITLE = gettext_noop("Warn that your own MySQL is not backed up automatically")
 
 
 def upgrade_plan(cluster: Cluster, version: str) -> list[StepSpec]:
     """Backup, then every server in turn, then every agent in turn."""
-    live = cluster.nodes.exclude(status__in=[NodeStatus.REMOVED, NodeStatus.REMOVING])
+    live = cluster.nodes.live()
     # A server a stopped upgrade left failed (out of the SLB) goes first: while it is out, the
     # others are the only ones serving and must not leave before it is back.
     servers = sorted(live.filter(role=NodeRole.SERVER),
                      key=lambda node: (node.status != NodeStatus.FAILED, node.pk))
     agents = list(live.filter(role=NodeRole.AGENT).order_by("pk"))
-    title = RDS_BACKUP_TITLE if cluster.datastore_kind == DatastoreKind.RDS \
+    backup = RDS_BACKUP_TITLE if cluster.datastore_kind == DatastoreKind.RDS \
         else EXTERNAL_BACKUP_TITLE
-    specs = [StepSpec("backup", title, "upgrade.backup", retry_budget=10)]
+    specs = [StepSpec("backup", backup, "upgrade.backup", retry_budget=10)]
     previous = "backup"
     for index, server in enumerate(servers):
         key = f"server_{server.pk}"
-        specs.append(StepSpec(key, f"Upgrade K3s server {index + 1} ({server.private_ip}) to "
-                              f"{version}", "upgrade.server", [previous],
+        name = title(gettext_noop("Upgrade K3s server %(n)s (%(ip)s) to %(version)s"),
+                     n=index + 1, ip=server.private_ip, version=version)
+        specs.append(StepSpec(key, name, "upgrade.server", [previous],
                               {"node_id": server.pk, "version": version}))
         previous = key
     for agent in agents:
         key = f"agent_{agent.pk}"
-        specs.append(StepSpec(key, f"Upgrade K3s agent ({agent.private_ip}) to {version}",
-                              "upgrade.agent", [previous],
+        name = title(gettext_noop("Upgrade K3s agent (%(ip)s) to %(version)s"),
+                     ip=agent.private_ip, version=version)
+        specs.append(StepSpec(key, name, "upgrade.agent", [previous],
                               {"node_id": agent.pk, "version": version}))
         previous = key
     return specs

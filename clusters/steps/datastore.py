@@ -61,7 +61,7 @@ def _connection_capacity(ctx: StepContext, max_connections: int) -> str | None:
         ctx.say("Could not read max_connections; the connection capacity is not checked.",
                 "stderr")
         return None
-    servers = ctx.cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed").count()
+    servers = ctx.cluster.nodes.live().servers().count()
     idle = kine_pool(ctx.cluster.k3s_version)
     finding = capacity_finding(max_connections, servers, idle)
     if finding is None:

@@ -16,7 +16,7 @@ from clusters.adapters.aliyun import AliyunCloud
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.models import Cluster, Node, NodeStatus, ResourceState
+from clusters.models import Cluster, Health, Node, NodeStatus, ResourceState
 from clusters.steps.rds import RDS_KIND
 from clusters.steps.slb import SLB_KIND
 
@@ -36,7 +36,7 @@ def _close_rows(ctx: StepContext, rows: list) -> None:
 @step_handler("destroy.hosts")
 def remove_from_hosts(ctx: StepContext) -> Outcome:
     """Uninstall K3s on every host of the cluster that holds this cluster's K3s."""
-    members = list(ctx.cluster.nodes.exclude(status=NodeStatus.REMOVED).order_by("pk"))
+    members = list(ctx.cluster.nodes.present().order_by("pk"))
     if not members:
         return Done({"hosts": []})
     reports = hostcleanup.remove_k3s(ctx, members)
@@ -110,10 +110,9 @@ def delete_rds(ctx: StepContext) -> Outcome:
 def finish(ctx: StepContext) -> Outcome:
     """Nodes removed, the admin kubeconfig dropped (its API is gone); history stays."""
     cluster = ctx.cluster
-    removed = Node.objects.filter(cluster=cluster).exclude(status=NodeStatus.REMOVED) \
-        .update(status=NodeStatus.REMOVED)
+    removed = Node.objects.filter(cluster=cluster).present().update(status=NodeStatus.REMOVED)
     Cluster.objects.filter(pk=cluster.pk).update(kubeconfig="", kubeconfig_expires_at=None,
-                                                  health="unknown", health_reasons=[])
+                                                  health=Health.UNKNOWN, health_reasons=[])
     ctx.say(f"{removed} node(s) marked removed; the kubeconfig was dropped")
     if ctx.args.get("keep_database"):
         kept = [row.provider_id for row in _open_rows(cluster, RDS_KIND) if row.provider_id]

@@ -16,7 +16,7 @@ from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.k3s.config import CONFIG_PATH
-from clusters.k3s.diagnosis import diagnose, parse_kine_pool
+from clusters.k3s.diagnosis import parse_kine_pool
 from clusters.k3s.install import install_command
 from clusters.k3s.kubeconfig import api_url, rewrite_kubeconfig
 from clusters.k3s.versions import parse_version
@@ -24,7 +24,6 @@ from clusters.models import Cluster, Node, NodeRole, NodeStatus
 
 READY_TIMEOUT_SECONDS = 300
 POLL_SECONDS = 3.0
-JOURNAL_LINES = 200
 
 
 def _node(ctx: StepContext) -> Node:
@@ -40,7 +39,7 @@ def install_k3s(ctx: StepContext, node: Node, role: str, config_text: str, *,
     """
     command = install_command(clusterconfig.install_source(ctx.cluster),
                               version=str(parse_version(version)), role=role)
-    unit = "k3s" if role == "server" else "k3s-agent"
+    unit = "k3s" if role == NodeRole.SERVER else "k3s-agent"
     with nodes.session(ctx, node) as connection:
         connection.put_file(CONFIG_PATH, config_text, mode=0o600)
         ctx.say(f"{node.private_ip}: wrote {CONFIG_PATH} (0600)")
@@ -54,19 +53,8 @@ def _journal_verdict(ctx: StepContext, node: Node, unit: str) -> tuple[str, str]
     """(state of the unit, a plain explanation of a known failure in its journal or '')."""
     with nodes.session(ctx, node) as connection:
         state = connection.run(["systemctl", "is-active", unit], sudo=True, timeout=30)
-        journal = connection.run(["journalctl", "-u", unit, "-n", str(JOURNAL_LINES),
-                                  "--no-pager"], sudo=True, timeout=30)
-    findings = [d for d in diagnose(journal.stdout.splitlines()) if not d.transient]
-    if findings:
-        ctx.say(f"{node.private_ip}: journal says: {ctx.redact(findings[0].line)}", "stderr")
-    return state.stdout.strip(), " ".join(d.explanation for d in findings)
-
-
-def _local_api_ready(ctx: StepContext, node: Node) -> bool:
-    with nodes.session(ctx, node) as connection:
-        result = connection.run(["k3s", "kubectl", "get", "--raw=/readyz"], sudo=True,
-                                timeout=30)
-    return result.ok and result.stdout.strip() == "ok"
+        explanation = nodes.journal_problem(ctx, connection, node, unit)
+    return state.stdout.strip(), explanation
 
 
 def _wait_or_fail(ctx: StepContext, node: Node, unit: str, what: str) -> Outcome:
@@ -90,11 +78,7 @@ def install_server(ctx: StepContext) -> Outcome:
                     version=k3s_release.pinned_version(ctx.cluster))
         ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
         return Wait(POLL_SECONDS, f"Waiting for the K3s API on {node.private_ip}")
-    try:
-        ready = _local_api_ready(ctx, node)
-    except TransientError:
-        ready = False
-    if not ready:
+    if not nodes.local_api_ready(ctx, node):
         return _wait_or_fail(ctx, node, "k3s", "the K3s API")
     # The version it runs is read back from the API once it is reachable (verify, or here
     # when the cluster already has a kubeconfig), not copied from what was asked for.
@@ -157,8 +141,7 @@ K3S_YAML = "/etc/rancher/k3s/k3s.yaml"
 
 def kubeconfig_server(cluster: Cluster) -> Node | None:
     """The server whose k3s.yaml the panel reads (kubeconfig renewal restarts this one)."""
-    return cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed") \
-        .order_by("pk").first()
+    return cluster.nodes.live().servers().order_by("pk").first()
 
 
 @step_handler("k3s.kubeconfig")

@@ -15,7 +15,7 @@ from clusters.engine.stepcontext import StepContext
 from clusters.k3s.kubeconfig_expiry import expires_soon
 from clusters.models import Cluster, Node
 from clusters.steps.k3s import fetch_kubeconfig, kubeconfig_server
-from clusters.steps.rolling import ServerRestart, local_api_ready, roll_server
+from clusters.steps.rolling import ServerRestart, roll_server
 
 RESTART_STEP = "restart_if_expiring"
 
@@ -28,7 +28,7 @@ def _restart_k3s(ctx: StepContext, node: Node) -> None:
 
 
 def _ready(ctx: StepContext, node: Node) -> str | None:
-    return None if local_api_ready(ctx, node) else "its local API to answer /readyz ok"
+    return None if nodes.local_api_ready(ctx, node) else "its local API to answer /readyz ok"
 
 
 @step_handler("kubeconfig.restart_if_expiring")

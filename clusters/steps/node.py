@@ -14,9 +14,7 @@ from clusters.core.errors import PermanentError
 from clusters.engine.outcomes import Done, Outcome, Skip
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.models import Cluster, Node, NodeRole, NodeStatus
-
-GONE = (NodeStatus.REMOVING, NodeStatus.REMOVED)
+from clusters.models import Cluster, Node, NodeStatus
 
 
 def target_node(ctx: StepContext) -> Node:
@@ -25,8 +23,7 @@ def target_node(ctx: StepContext) -> Node:
 
 
 def remaining_servers(cluster: Cluster) -> list[Node]:
-    return list(cluster.nodes.filter(role=NodeRole.SERVER).exclude(status__in=GONE)
-                .order_by("pk"))
+    return list(cluster.nodes.live().servers().order_by("pk"))
 
 
 @step_handler("node.drain")

@@ -25,7 +25,7 @@ from clusters.models import DatastoreKind, Node, NodeRole, RunKind
 
 def hosts_to_check(ctx: StepContext) -> list[Node]:
     """Every member, or only the new hosts when a run adds nodes (args node_ids)."""
-    members = list(ctx.cluster.nodes.exclude(status="removed"))
+    members = list(ctx.cluster.nodes.present())
     if ctx.args.get("node_ids"):
         members = [node for node in members if node.pk in ctx.args["node_ids"]]
     return members
@@ -224,7 +224,7 @@ def problems_of(host: HostFacts) -> list[str]:
 @step_handler("preflight.hosts")
 def check_hosts(ctx: StepContext) -> Outcome:
     """SSH, host key, sudo, OS, architecture, memory, disk, port 6443, curl, clock, names."""
-    members = list(ctx.cluster.nodes.exclude(status="removed").order_by("pk"))
+    members = list(ctx.cluster.nodes.present().order_by("pk"))
     names: dict[str, str] = {}
     if ctx.args.get("node_ids"):  # adding nodes: probe the new hosts, keep names unique
         names = {node.name: node.private_ip for node in members

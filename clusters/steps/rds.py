@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 
 from clusters.adapters import cloud
-from clusters.adapters.aliyun import RdsSpec
+from clusters.adapters.aliyun import AliyunCloud, RdsSpec
 from clusters.adapters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
 from clusters.adapters.credentials import generate_rds_password, name_from_cluster
 from clusters.core.errors import PermanentError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.models import Cluster, DatastoreKind, NodeRole, ResourceState
+from clusters.models import Cluster, DatastoreKind, ResourceState, RunKind
 from clusters.steps.node import remaining_servers
 
 RDS_KIND = "rds_instance"
@@ -24,7 +24,7 @@ CREATE_TIMEOUT_SECONDS = 3600  # RDS usually needs 5-15 minutes; an hour means t
 
 def _instance_id(ctx: StepContext) -> str:
     instance_id = ctx.result_of("rds_create").get("instance_id")
-    if not instance_id and ctx.run.kind != "create":
+    if not instance_id and ctx.run.kind != RunKind.CREATE:
         # A later run (adding servers) configures the instance its cluster already has.
         instance_id = ctx.cluster.resources.filter(
             kind=RDS_KIND, state=ResourceState.PRESENT).exclude(provider_id="") \
@@ -100,57 +100,91 @@ def turn_large_prefix_on(ctx: StepContext) -> Outcome | None:
 
 
 def _server_ips(cluster: Cluster) -> list[str]:
-    return sorted(cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed")
-                  .values_list("private_ip", flat=True))
+    """Every server still on its host: one being removed keeps its K3s (and its datastore
+    connections) until its removal run shrinks the whitelist after uninstalling it."""
+    return sorted(cluster.nodes.present().servers().values_list("private_ip", flat=True))
 
 
-@step_handler("rds.configure")
-def configure(ctx: StepContext) -> Outcome:
-    """Whitelist servers, account, database, grant, parameters; each looked at before done."""
-    cluster = Cluster.objects.select_related("cloud_account").get(pk=ctx.cluster.pk)
-    api = cloud.cloud_for(cluster)
-    instance_id = _instance_id(ctx)
-    memo = ctx.memo  # progress survives throttling: each retry resumes after the last success
-    servers = _server_ips(cluster)
-    if memo.get("whitelisted") != servers:
+# The phases of rds.configure, in order. Each looks before it acts, records in the step's
+# memo that it is finished (so a Wait or a throttled retry resumes after the last phase that
+# succeeded), and returns None when the next phase may run, else the Wait it needs.
+
+
+def _whitelist(ctx: StepContext, api: AliyunCloud, instance_id: str) -> Outcome | None:
+    servers = _server_ips(ctx.cluster)
+    if ctx.memo.get("whitelisted") != servers:
         api.modify_security_ips(instance_id, servers)
-        memo["whitelisted"] = servers
+        ctx.memo["whitelisted"] = servers
         ctx.say(f"Whitelisted the servers: {', '.join(servers)}")
+    return None
 
-    account = name_from_cluster(cluster.name)
+
+def _password(ctx: StepContext, cluster: Cluster) -> str:
+    """The account's password, generated and stored (encrypted) before CreateAccount, so a
+    retry uses the same one."""
     if not cluster.datastore_password:
-        # Stored (encrypted) before CreateAccount, so a retry uses the same password.
         cluster.datastore_password = generate_rds_password()
         cluster.save(update_fields=["datastore_password"])
         ctx.cluster.datastore_password = cluster.datastore_password
     ctx.register_secret(cluster.datastore_password)
-    if not memo.get("account_ready"):
-        existing = api.describe_account(instance_id, account)
-        if existing is None:
-            api.create_account(instance_id, account, cluster.datastore_password,
-                               description=f"K3s {cluster.name}"[:256])
-            ctx.say(f"Created account {account}")
-            return Wait(cloud.poll_seconds(), f"Waiting for account {account} to be available")
-        if not existing.available:
-            return Wait(cloud.poll_seconds(), f"Account {account} is {existing.status}")
-        memo["account_ready"] = True
+    return cluster.datastore_password
 
-    if not memo.get("database_ready"):
-        database = api.describe_database(instance_id, DATABASE)
-        if database is None:
-            api.create_database(instance_id, DATABASE, "utf8mb4")
-            ctx.say(f"Created database {DATABASE} (utf8mb4)")
-            return Wait(cloud.poll_seconds(), f"Waiting for database {DATABASE}")
-        if not database.running:
-            return Wait(cloud.poll_seconds(), f"Database {DATABASE} is {database.status}")
-        memo["database_ready"] = True
-    if not memo.get("granted"):
-        existing = api.describe_account(instance_id, account)
-        if existing is None or existing.privileges.get(DATABASE) != "ReadWrite":
-            api.grant_privilege(instance_id, account, DATABASE, "ReadWrite")
-            ctx.say(f"Granted ReadWrite on {DATABASE} to {account}")
-        memo["granted"] = True
 
+def _account(ctx: StepContext, api: AliyunCloud, instance_id: str, account: str,
+             password: str) -> Outcome | None:
+    if ctx.memo.get("account_ready"):
+        return None
+    existing = api.describe_account(instance_id, account)
+    if existing is None:
+        api.create_account(instance_id, account, password,
+                           description=f"K3s {ctx.cluster.name}"[:256])
+        ctx.say(f"Created account {account}")
+        return Wait(cloud.poll_seconds(), f"Waiting for account {account} to be available")
+    if not existing.available:
+        return Wait(cloud.poll_seconds(), f"Account {account} is {existing.status}")
+    ctx.memo["account_ready"] = True
+    return None
+
+
+def _database(ctx: StepContext, api: AliyunCloud, instance_id: str) -> Outcome | None:
+    if ctx.memo.get("database_ready"):
+        return None
+    database = api.describe_database(instance_id, DATABASE)
+    if database is None:
+        api.create_database(instance_id, DATABASE, "utf8mb4")
+        ctx.say(f"Created database {DATABASE} (utf8mb4)")
+        return Wait(cloud.poll_seconds(), f"Waiting for database {DATABASE}")
+    if not database.running:
+        return Wait(cloud.poll_seconds(), f"Database {DATABASE} is {database.status}")
+    ctx.memo["database_ready"] = True
+    return None
+
+
+def _grant(ctx: StepContext, api: AliyunCloud, instance_id: str, account: str) -> None:
+    if ctx.memo.get("granted"):
+        return
+    existing = api.describe_account(instance_id, account)
+    if existing is None or existing.privileges.get(DATABASE) != "ReadWrite":
+        api.grant_privilege(instance_id, account, DATABASE, "ReadWrite")
+        ctx.say(f"Granted ReadWrite on {DATABASE} to {account}")
+    ctx.memo["granted"] = True
+
+
+@step_handler("rds.configure")
+def configure(ctx: StepContext) -> Outcome:
+    """Whitelist servers, account, database, grant, parameters: one phase after the other,
+    each looked at before it is done."""
+    cluster = Cluster.objects.select_related("cloud_account").get(pk=ctx.cluster.pk)
+    api = cloud.cloud_for(cluster)
+    instance_id = _instance_id(ctx)
+    account = name_from_cluster(cluster.name)
+    password = _password(ctx, cluster)
+    waiting = (_whitelist(ctx, api, instance_id)
+               or _account(ctx, api, instance_id, account, password)
+               or _database(ctx, api, instance_id))
+    if waiting:
+        return waiting
+    _grant(ctx, api, instance_id, account)
     waiting = turn_large_prefix_on(ctx)
     if waiting:
         return waiting

@@ -20,14 +20,12 @@ from clusters.adapters import cloud, nodes
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.stepcontext import StepContext
-from clusters.k3s.diagnosis import diagnose
-from clusters.models import Node, NodeRole, NodeStatus
+from clusters.models import Node, NodeStatus
 from clusters.steps.slb import API_PORT, slb_id
 
 READY_TIMEOUT_SECONDS = 300
 HEALTHY_TIMEOUT_SECONDS = 300
 POLL_SECONDS = 2.0
-JOURNAL_LINES = 200
 NORMAL = "normal"
 
 
@@ -54,38 +52,21 @@ def host_time(ctx: StepContext, node: Node) -> str:
         return connection.run(["date", "+%Y-%m-%d %H:%M:%S"], timeout=30).stdout.strip()
 
 
-def local_api_ready(ctx: StepContext, node: Node) -> bool:
-    """The server's own API (127.0.0.1, its own k3s.yaml) says /readyz ok."""
-    try:
-        with nodes.session(ctx, node) as connection:
-            result = connection.run(["k3s", "kubectl", "get", "--raw=/readyz"], sudo=True,
-                                    timeout=30)
-    except TransientError:
-        return False
-    return result.ok and result.stdout.strip() == "ok"
-
-
 def _journal_problem(ctx: StepContext, node: Node, unit: str, since: str) -> str:
-    """A plain explanation of a known failure K3s logged since the restart, or ''."""
-    command = ["journalctl", "-u", unit, "-n", str(JOURNAL_LINES), "--no-pager"]
-    if since:
-        command += ["--since", since]
+    """A plain explanation of a known failure K3s logged since the restart, or '' (also when
+    the host cannot be reached just now: the next poll looks again)."""
     try:
         with nodes.session(ctx, node) as connection:
-            journal = connection.run(command, sudo=True, timeout=30)
+            return nodes.journal_problem(ctx, connection, node, unit, since)
     except TransientError:
         return ""
-    findings = [d for d in diagnose(journal.stdout.splitlines()) if not d.transient]
-    if findings:
-        ctx.say(f"{node.private_ip}: journal says: {ctx.redact(findings[0].line)}", "stderr")
-    return " ".join(d.explanation for d in findings)
 
 
 def _other_servers(node: Node) -> dict[str, str]:
     """ECS instance id → IP of the cluster's other servers that are meant to serve."""
-    return dict(Node.objects.filter(cluster_id=node.cluster_id, role=NodeRole.SERVER)
-                .exclude(pk=node.pk).exclude(status__in=[NodeStatus.REMOVED, NodeStatus.REMOVING])
-                .exclude(ecs_instance_id="").values_list("ecs_instance_id", "private_ip"))
+    return dict(Node.objects.filter(cluster_id=node.cluster_id).live().servers()
+                .exclude(pk=node.pk).exclude(ecs_instance_id="")
+                .values_list("ecs_instance_id", "private_ip"))
 
 
 def _fail(ctx: StepContext, node: Node, plan: ServerRestart, message: str,

@@ -10,7 +10,7 @@ from clusters.core.errors import PermanentError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.models import Cluster, NodeRole, ResourceState
+from clusters.models import Cluster, ResourceState
 from clusters.steps.node import target_node
 
 SLB_KIND = "slb"
@@ -58,14 +58,19 @@ def create(ctx: StepContext) -> Outcome:
                  "instance_charge_type": balancer.instance_charge_type})
 
 
+def backend_servers(cluster: Cluster) -> dict[str, str]:
+    """ECS instance id -> IP of the servers the SLB should send the API to: the live ones (a
+    server being removed has left the SLB and must not be put back by another run)."""
+    return dict(cluster.nodes.live().servers().values_list("ecs_instance_id", "private_ip"))
+
+
 @step_handler("slb.listener")
 def listener(ctx: StepContext) -> Outcome:
     """TCP 6443 to every server by ECS instance id, health-checked, started, all normal."""
     cluster = ctx.cluster
     api = cloud.cloud_for(cluster)
     balancer_id = slb_id(cluster)
-    servers = dict(cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed")
-                   .values_list("ecs_instance_id", "private_ip"))
+    servers = backend_servers(cluster)
     if "" in servers:
         raise PermanentError(f"Server {servers['']} has no ECS instance id (preflight records "
                              "it); retry from preflight.")

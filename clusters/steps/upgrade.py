@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from clusters.adapters import cloud, clusterconfig
+from clusters.adapters import cloud, clusterconfig, nodes
 from clusters.adapters.kubeapi import NodeState
 from clusters.core.errors import PermanentError, StepError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
@@ -19,7 +19,7 @@ from clusters.engine.stepcontext import StepContext
 from clusters.models import Cluster, DatastoreKind, Node, NodeStatus
 from clusters.steps.k3s import agent_config_text, install_k3s
 from clusters.steps.rds import RDS_KIND
-from clusters.steps.rolling import ServerRestart, local_api_ready, roll_server
+from clusters.steps.rolling import ServerRestart, roll_server
 from clusters.steps.slb import API_PORT, slb_id
 
 BACKUP_STEP = "backup"
@@ -138,7 +138,7 @@ def upgrade_server(ctx: StepContext) -> Outcome:
         _reinstall(ctx, node, version, "server", clusterconfig.server_config_text(ctx, node))
 
     def ready(ctx: StepContext, node: Node) -> str | None:
-        if not local_api_ready(ctx, node):
+        if not nodes.local_api_ready(ctx, node):
             return "its local API to answer /readyz ok"
         state = _api_node(ctx.cluster, node.name)
         if state is None or state.version != version:

@@ -8,7 +8,7 @@ from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Outcome, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.models import Cluster, NodeRole
+from clusters.models import Cluster
 
 VERIFY_ATTEMPTS = 40
 
@@ -27,7 +27,7 @@ def verify_cluster(ctx: StepContext) -> Outcome:
         if attempt >= VERIFY_ATTEMPTS:
             raise PermanentError(f"The API is not answering through the SLB: {exc}") from None
         return Wait(3, f"The API does not answer through the SLB yet: {exc}")
-    expected = set(cluster.nodes.filter(role=NodeRole.SERVER).exclude(status="removed")
+    expected = set(cluster.nodes.live().servers()
                    .values_list("name", flat=True))
     ready = {state.name for state in states if state.ready}
     missing = sorted(expected - ready)

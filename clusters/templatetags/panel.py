@@ -12,11 +12,6 @@ from clusters.web import display
 register = template.Library()
 
 
-@register.filter
-def step_title(title: str) -> str:
-    return display.step_title(title)
-
-
 @register.simple_tag
 def console_url(resource: Any) -> str | None:
     return display.console_url(resource.kind, resource.provider_id, resource.region)

@@ -16,36 +16,30 @@ from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy
 
 from clusters import operations
 from clusters.k3s import kubeconfig_expiry
 from clusters.models import (
-    RUN_ACTIVE,
     STEP_ACTIVE,
     STEP_BROKEN,
     Cluster,
     ClusterStatus,
+    DatastoreKind,
     LogLine,
     Node,
     NodeRole,
-    NodeStatus,
     Run,
-    RunStatus,
     Step,
     StepStatus,
 )
 from clusters.operations import upgrade
 from clusters.web import queries
-from clusters.web.display import step_title
 from clusters.web.forms import HostForm
 
 RUN_HISTORY = 20
 AUDIT_SHOWN = 10
 LOG_TAIL = 200  # lines an opened log starts with; earlier ones load on request
-
-GONE = (NodeStatus.REMOVING, NodeStatus.REMOVED)
-
 
 class AddNodeForm(HostForm):
     """One host, checked as the wizard checks hosts (address, port, user, key or password)."""
@@ -60,7 +54,7 @@ class AddNodeForm(HostForm):
 
     def clean_private_ip(self) -> str:
         address = super().clean_private_ip()
-        if self.cluster.nodes.filter(private_ip=address).exclude(status__in=GONE).exists():
+        if self.cluster.nodes.present().filter(private_ip=address).exists():
             raise ValidationError(_("%(value)s is already a node of this cluster.") %
                                   {"value": address})
         return address
@@ -82,7 +76,7 @@ class AddNodeForm(HostForm):
 def annotate_removal(nodes: list[Node]) -> None:
     """Give each node the confirm text of its Remove button (`removal_note`, with a warning
     when the cluster would lose HA) and whether it may be removed (`removable`)."""
-    servers = [n for n in nodes if n.role == NodeRole.SERVER and n.status not in GONE]
+    servers = [n for n in nodes if n.role == NodeRole.SERVER and n.is_live]
     for node in nodes:
         node.removable = True
         if node.role != NodeRole.SERVER:
@@ -96,26 +90,22 @@ def annotate_removal(nodes: list[Node]) -> None:
             left = len(servers) - 1
             node.removal_note = _("It leaves the SLB first, then K3s is uninstalled on the host "
                                   "and it leaves the RDS whitelist.")
-            if left < 2:
-                node.removal_note += " " + ngettext(
-                    "Only %(n)d server will remain: the cluster is no longer highly available.",
-                    "Only %(n)d servers will remain: the cluster is no longer highly available.",
-                    left) % {"n": left}
+            if warning := operations.ha_warning(left):
+                node.removal_note += " " + warning
 
 
-def nodes_context(cluster: Cluster, runs: list[Run], nodes: list[Node]) -> dict[str, Any]:
+def nodes_context(cluster: Cluster, nodes: list[Node]) -> dict[str, Any]:
     """What the cluster page needs for the node buttons, the add form and the destroy form."""
-    idle = not any(run.status in RUN_ACTIVE for run in runs)
     annotate_removal(nodes)
-    active = [node for node in nodes if node.status not in GONE]
+    active = [node for node in nodes if node.is_live]
     return {
-        "can_change_nodes": idle and cluster.status == ClusterStatus.READY,
+        "can_change_nodes": cluster.can_change_nodes,
         "add_node_form": AddNodeForm(cluster=cluster),
         "active_servers": sum(node.role == NodeRole.SERVER for node in active),
         "active_agents": sum(node.role == NodeRole.AGENT for node in active),
         # A failed cluster offers destroy in its run's callout instead.
-        "can_destroy_now": idle and cluster.status == ClusterStatus.READY,
-        "keeps_rds": cluster.datastore_kind == "rds",
+        "can_destroy_now": cluster.can_destroy and cluster.status == ClusterStatus.READY,
+        "keeps_rds": cluster.datastore_kind == DatastoreKind.RDS,
     }
 
 
@@ -141,10 +131,9 @@ class UpgradeForm(forms.Form):
         return text
 
 
-def upgrade_context(cluster: Cluster, runs: list[Run]) -> dict[str, Any]:
+def upgrade_context(cluster: Cluster) -> dict[str, Any]:
     """What the cluster page needs for the upgrade form and the kubeconfig notice."""
-    idle = cluster.status == ClusterStatus.READY and not any(r.status in RUN_ACTIVE
-                                                              for r in runs)
+    idle = cluster.can_change_nodes
     note, note_is_warning = upgrade.backup_note(cluster)
     return {
         "kubeconfig_notice": kubeconfig_expiry.notice(cluster.kubeconfig_expires_at),
@@ -191,7 +180,6 @@ def timeline_context(run: Run) -> dict[str, Any]:
     steps = []
     failed_step = None
     for step in snapshot["steps"]:
-        step["display_title"] = step_title(step["title"])
         step["last_seq"] = last_seq.get(step["id"], 0)
         # Tail: a long log opens near its end; "Load earlier lines" pages back from there.
         step["log_after"] = max(0, step["last_seq"] - LOG_TAIL)
@@ -205,7 +193,7 @@ def timeline_context(run: Run) -> dict[str, Any]:
         "run": run,
         "steps": steps,
         "failed_step": failed_step,
-        "run_active": run.status in RUN_ACTIVE,
+        "run_active": run.is_active,
         "run_version": run_version(run, snapshot["steps"]),
     }
 
@@ -252,17 +240,15 @@ def cluster_context(request: HttpRequest, cluster: Cluster, *,
         "cluster": cluster,
         **timeline,
         "runs": runs,
-        "can_retry": bool(run and run.status in (RunStatus.FAILED, RunStatus.CANCELLED)
-                          and not any(r.status in RUN_ACTIVE for r in runs)),
-        "can_destroy": hasattr(operations, "start_destroy")
-        and not any(r.status in RUN_ACTIVE for r in runs),
+        "can_retry": bool(run and run.can_retry and cluster.is_idle),
+        "can_destroy": cluster.can_destroy,
         "servers": [node for node in nodes if node.role == NodeRole.SERVER],
         "agents": [node for node in nodes if node.role == NodeRole.AGENT],
         "resources": list(cluster.resources.order_by("created_at", "pk")),
         "audit_events": list(cluster.audit_events.order_by("-time", "-pk")[:AUDIT_SHOWN]),
         "has_kubeconfig": bool(cluster.kubeconfig),
-        **upgrade_context(cluster, runs),
-        **nodes_context(cluster, runs, nodes),
+        **upgrade_context(cluster),
+        **nodes_context(cluster, nodes),
         "kubeconfig_filename": kubeconfig_filename(cluster),
     }
 

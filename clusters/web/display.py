@@ -1,78 +1,19 @@
-"""How things look to a person: translated step titles, console links, durations.
+"""How things look to a person: console links, billing, durations, health reasons.
 
-Why a module: the step engine stores titles in English (they are data, written once per
-run); the pages translate the known ones here so a Chinese reader sees Chinese, and the same
-helpers serve the templates and the JSON the timeline script reads.
+Why a module: the same helpers serve the templates and the JSON the timeline script reads.
+(Step titles are translated by the step itself: Step.display_title, clusters.core.titles.)
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from django.utils import timezone
-from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext
 
 from clusters.adapters.datastore_health import MESSAGES, METRIC_NAMES
-
-# The fixed titles of the step graphs in clusters/operations/ (and of older runs); marked so
-# makemessages finds them. tests/ui/test_i18n.py fails when create.py gains a title missing here.
-KNOWN_STEP_TITLES = (
-    gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
-    gettext_noop("Check every host over SSH"),
-    gettext_noop("Create the RDS MySQL instance"),
-    gettext_noop("Whitelist servers, create account and database, fix parameters"),
-    gettext_noop("Prove the datastore accepts K3s's schema"),
-    gettext_noop("Create the SLB (its address goes into the certificate)"),
-    gettext_noop("Add servers to the SLB and start TCP 6443"),
-    gettext_noop("Verify the API through the SLB"),
-    gettext_noop("Fetch and rewrite the kubeconfig"),
-    gettext_noop("First health check"),
-    gettext_noop("Fetch the kubeconfig and point it at the SLB"),
-    gettext_noop("Verify the API through the SLB as kubectl will"),
-    # clusters/operations/upgrade.py, kubeconfig.py
-    gettext_noop("Back up the RDS datastore (CreateBackup) and wait until it has finished"),
-    gettext_noop("Warn that your own MySQL is not backed up automatically"),
-    gettext_noop("Fetch the kubeconfig from a server"),
-    gettext_noop("Restart K3s on that server if the certificate expires within 30 days"),
-    gettext_noop("Fetch the renewed kubeconfig"),
-    # clusters/operations/destroy.py, nodes.py
-    gettext_noop("Remove K3s from every host"),
-    gettext_noop("Delete the SLB"),
-    gettext_noop("Delete the RDS instance and wait until it is gone"),
-    gettext_noop("Close the ledger and mark the cluster destroyed"),
-    gettext_noop("Check the new hosts over SSH"),
-    gettext_noop("Add the new servers to the RDS whitelist"),
-    gettext_noop("Check the cluster's health"),
-    gettext_noop("Cordon and drain the node"),
-    gettext_noop("Take the server out of the SLB"),
-    gettext_noop("Uninstall K3s on the host"),
-    gettext_noop("Delete the node from the cluster's API"),
-    gettext_noop("Shrink the RDS whitelist to the remaining servers"),
-)
-
-_PATTERNED_TITLES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
-    (re.compile(r"^Install K3s server (?P<n>\d+) \((?P<ip>[^)]*)\)$"),
-     lambda m: gettext("Install K3s server %(n)s (%(ip)s)") % m.groupdict()),
-    (re.compile(r"^Install K3s agent \((?P<ip>[^)]*)\)$"),
-     lambda m: gettext("Install K3s agent (%(ip)s)") % m.groupdict()),
-    (re.compile(r"^Upgrade K3s server (?P<n>\d+) \((?P<ip>[^)]*)\) to (?P<version>\S+)$"),
-     lambda m: gettext("Upgrade K3s server %(n)s (%(ip)s) to %(version)s") % m.groupdict()),
-    (re.compile(r"^Upgrade K3s agent \((?P<ip>[^)]*)\) to (?P<version>\S+)$"),
-     lambda m: gettext("Upgrade K3s agent (%(ip)s) to %(version)s") % m.groupdict()),
-)
-
-
-def step_title(title: str) -> str:
-    """The title in the active language when it is one the panel knows, else as stored."""
-    for pattern, render in _PATTERNED_TITLES:
-        match = pattern.match(title)
-        if match:
-            return render(match)
-    return gettext(title) if title in KNOWN_STEP_TITLES else title
 
 
 def console_url(kind: str, provider_id: str, region: str) -> str | None:

@@ -18,7 +18,12 @@ def owned_clusters(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Cluster]:
     return Cluster.objects.filter(owner_id=user.pk)
 
 
-def owned_run(user: AbstractBaseUser | AnonymousUser, code: str, run_id: int) -> Run:
+def owned_cluster(user: AbstractBaseUser | AnonymousUser, code: Any) -> Cluster:
+    """The user's cluster with this code, or 404."""
+    return get_object_or_404(owned_clusters(user), code=code)
+
+
+def owned_run(user: AbstractBaseUser | AnonymousUser, code: Any, run_id: int) -> Run:
     return get_object_or_404(
         Run.objects.select_related("cluster", "created_by"), pk=run_id,
         cluster__in=owned_clusters(user),
@@ -37,7 +42,8 @@ def run_snapshot(run: Run) -> dict[str, Any]:
         "finished_at": run.finished_at,
         "steps": [
             {
-                "id": step.pk, "key": step.key, "title": step.title, "status": step.status,
+                "id": step.pk, "key": step.key, "title": step.title,
+                "display_title": step.display_title, "status": step.status,
                 "attempts": step.tries, "wait_reason": step.wait_reason,
                 "not_before": step.not_before, "error": step.error,
                 "started_at": step.started_at, "finished_at": step.finished_at,

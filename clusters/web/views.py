@@ -14,22 +14,20 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from clusters import operations
 from clusters.models import (
-    RUN_ACTIVE,
     AuditAction,
     CloudAccount,
     Cluster,
     NodeRole,
-    Run,
 )
 from clusters.web import audit, queries
+from clusters.web.actions import run_url, start_operation
 from clusters.web.cluster_page import (
     cluster_context,
     kubeconfig_filename,
@@ -149,14 +147,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 # --- the cluster page -------------------------------------------------------------------------
 
 
-def _owned_cluster(request: HttpRequest, code: Any) -> Cluster:
-    return get_object_or_404(queries.owned_clusters(request.user), code=code)
-
-
 @login_required
 @require_GET
 def cluster_detail(request: HttpRequest, code: Any) -> HttpResponse:
-    cluster = _owned_cluster(request, code)
+    cluster = queries.owned_cluster(request.user, code)
     return render(request, "clusters/cluster_detail.html", cluster_context(request, cluster))
 
 
@@ -165,7 +159,7 @@ def cluster_detail(request: HttpRequest, code: Any) -> HttpResponse:
 @never_cache
 def cluster_live(request: HttpRequest, code: Any) -> HttpResponse:
     """The side panels of the cluster page alone (the timeline poll carries them too)."""
-    cluster = _owned_cluster(request, code)
+    cluster = queries.owned_cluster(request.user, code)
     return render(request, "clusters/_cluster_live.html", cluster_context(request, cluster))
 
 
@@ -174,7 +168,7 @@ def cluster_live(request: HttpRequest, code: Any) -> HttpResponse:
 @never_cache
 def kubeconfig_download(request: HttpRequest, code: Any) -> HttpResponse:
     """The admin kubeconfig as a file; every download is written to the audit trail."""
-    cluster = _owned_cluster(request, code)
+    cluster = queries.owned_cluster(request.user, code)
     if not cluster.kubeconfig:
         messages.warning(request, _("This cluster has no kubeconfig yet: it is written when "
                                     "the create run verifies the API through the SLB."))
@@ -186,54 +180,46 @@ def kubeconfig_download(request: HttpRequest, code: Any) -> HttpResponse:
     return response
 
 
-def _owned_run(request: HttpRequest, code: Any, run_id: int) -> Run:
-    return get_object_or_404(Run.objects.select_related("cluster"), pk=run_id,
-                             cluster__in=queries.owned_clusters(request.user), cluster__code=code)
-
-
 @login_required
 @require_POST
 def run_retry(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
-    run = _owned_run(request, code, run_id)
+    run = queries.owned_run(request.user, code, run_id)
     if operations.retry(run):
         audit.record(request, AuditAction.RUN_RETRY, run.cluster, run=run.pk)
         messages.success(request, _("Retrying: the run resumes from the step that stopped."))
     else:
         messages.error(request, _("Only a failed or cancelled run can be retried."))
-    return redirect(reverse("clusters:cluster", args=[run.cluster.code]) + f"?run={run.pk}")
+    return redirect(run_url(run.cluster, run))
 
 
 @login_required
 @require_POST
 def run_cancel(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
-    run = _owned_run(request, code, run_id)
-    if run.status in RUN_ACTIVE:
+    run = queries.owned_run(request.user, code, run_id)
+    if run.is_active:
         operations.cancel(run)
         audit.record(request, AuditAction.RUN_CANCEL, run.cluster, run=run.pk)
         messages.info(request, _("Cancelling: the step that is running finishes first."))
-    return redirect(reverse("clusters:cluster", args=[run.cluster.code]) + f"?run={run.pk}")
+    return redirect(run_url(run.cluster, run))
 
 
 @login_required
 @require_POST
 def cluster_destroy(request: HttpRequest, code: Any) -> HttpResponse:
     """Start deleting everything in the ledger; the typed name must match."""
-    cluster = _owned_cluster(request, code)
+    cluster = queries.owned_cluster(request.user, code)
     if request.POST.get("confirm_name", "").strip() != cluster.name:
         messages.error(request, _("Type the cluster's name to confirm that it may be destroyed."))
         return redirect("clusters:cluster", code=cluster.code)
     keep_database = request.POST.get("keep_database") == "on"
-    try:
-        run = operations.start_destroy(cluster, request.user, confirm_name=cluster.name,
-                                       keep_database=keep_database)
-    except operations.OperationRefused as exc:
-        messages.error(request, str(exc))
-        return redirect("clusters:cluster", code=cluster.code)
-    audit.record(request, AuditAction.CLUSTER_DESTROY, cluster, run=run.pk,
-                 keep_database=keep_database)
-    messages.success(request, _("Destroying the cluster: every resource in its ledger will be "
-                                "deleted."))
-    return redirect(reverse("clusters:cluster", args=[cluster.code]) + f"?run={run.pk}")
+    return start_operation(
+        request, cluster,
+        lambda: operations.start_destroy(cluster, request.user, confirm_name=cluster.name,
+                                         keep_database=keep_database),
+        action=AuditAction.CLUSTER_DESTROY,
+        details=lambda run: {"keep_database": keep_database},
+        success=lambda run: _("Destroying the cluster: every resource in its ledger will be "
+                              "deleted."))
 
 
 # --- cloud accounts ---------------------------------------------------------------------------

@@ -14,8 +14,9 @@ from django.views.decorators.cache import never_cache
 
 from clusters import operations
 from clusters.adapters import pricing, wizard_checks
-from clusters.models import AuditAction, CloudAccount, InstallSource, NodeRole
+from clusters.models import AuditAction, CloudAccount, InstallSource, NodeRole, Run
 from clusters.web import audit, wizard
+from clusters.web.actions import start_operation
 from clusters.web.forms import (
     COMMON_REGIONS,
     RDS_DEFAULT_VERSION,
@@ -301,16 +302,16 @@ def review_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse
     form = ReviewStepForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         cluster = wizard.build_cluster(state, request.user)
-        try:
+
+        def start() -> Run:
             run = operations.start_create(cluster, request.user)
-        except operations.OperationRefused as exc:
-            messages.error(request, str(exc))
-            return redirect("clusters:cluster", code=cluster.code)
-        audit.record(request, AuditAction.CLUSTER_CREATE, cluster, run=run.pk)
-        state.reset()
-        messages.success(request, _("Creating %(name)s: follow each step below.")
-                         % {"name": cluster.name})
-        return redirect("clusters:cluster", code=cluster.code)
+            state.reset()
+            return run
+
+        return start_operation(
+            request, cluster, start, action=AuditAction.CLUSTER_CREATE, show_run=False,
+            success=lambda run: _("Creating %(name)s: follow each step below.")
+            % {"name": cluster.name})
     account_step = state.get("account")
     hosts = state.get("hosts")
     account = _account(request, state)

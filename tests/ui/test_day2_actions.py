@@ -22,7 +22,6 @@ from clusters.models import (
     RunKind,
 )
 from clusters.operations import destroy, nodes
-from clusters.web.display import step_title
 from tests.support.factories import make_cluster, make_user
 
 
@@ -166,7 +165,8 @@ def test_every_step_title_of_the_day2_plans_is_translated(cluster: Cluster) -> N
         specs = [*destroy.destroy_plan(cluster), *nodes.add_nodes_plan(
             cluster, [server, agent]), *nodes.remove_node_plan(cluster, server)]
         with translation.override("zh-hans"):
-            untranslated = [spec.title for spec in specs if step_title(spec.title) == spec.title]
+            untranslated = [spec.step_title.msgid for spec in specs
+                            if spec.step_title.display() == spec.step_title.english()]
         assert not untranslated
 
 
@@ -176,3 +176,16 @@ def test_the_actions_speak_chinese(cluster: Cluster, client_for: Any) -> None:
     for text in ("添加节点", "移除 node2", "销毁集群", "保留 RDS 实例及其数据（将继续计费）",  # noqa: RUF001
                  "只会剩下 1 台服务器：集群将不再高可用。"):  # noqa: RUF001
         assert text in page, text
+
+
+def test_the_address_of_a_node_still_being_removed_is_refused_on_the_form(
+        cluster: Cluster, owner_client: Client) -> None:
+    """A failed removal leaves the node REMOVING on its host; the form used to accept its
+    address and the start refused it afterwards, away from the field."""
+    agent = cluster.nodes.get(role=NodeRole.AGENT)
+    Node.objects.filter(pk=agent.pk).update(status=NodeStatus.REMOVING)
+    response = owner_client.post(reverse("clusters:node-add", args=[cluster.code]),
+                                 host(**{"private_ip": agent.private_ip}))
+    assert response.status_code == 400
+    assert f"{agent.private_ip} is already a node of this cluster." in response.content.decode()
+    assert not Run.objects.exists()

@@ -10,10 +10,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 
+from clusters.core.titles import title
 from clusters.engine import pipeline
 from clusters.models import RunKind
 from clusters.operations import create
-from clusters.web.display import step_title
 from tests.support.factories import make_cluster
 
 ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-CN,zh;q=0.9,en;q=0.5"}
@@ -37,7 +37,8 @@ def test_accept_language_chinese_renders_the_pages_in_chinese(user: Any, client_
     pipeline.create_run(cluster, RunKind.CREATE, [
         pipeline.StepSpec("preflight_cloud", "Check credentials, region, zone, VPC and vSwitch",
                           "test.work"),
-        pipeline.StepSpec("server_1", "Install K3s server 1 (10.0.0.1)", "test.work")],
+        pipeline.StepSpec("server_1", title("Install K3s server %(n)s (%(ip)s)", n=1,
+                                            ip="10.0.0.1"), "test.work")],
         start=False)
     dashboard = client.get(reverse("clusters:dashboard")).content.decode()
     assert "健康状况" in dashboard and "草稿" in dashboard
@@ -78,6 +79,6 @@ def test_every_step_title_of_the_create_plan_is_translated(user: Any) -> None:
     for kind in ("rds", "external"):
         cluster = make_cluster(owner=user, nodes=3, datastore_kind=kind)
         with translation.override("zh-hans"):
-            untranslated = [spec.title for spec in create.create_plan(cluster)
-                            if step_title(spec.title) == spec.title]
+            untranslated = [spec.step_title.msgid for spec in create.create_plan(cluster)
+                            if spec.step_title.display() == spec.step_title.english()]
         assert not untranslated

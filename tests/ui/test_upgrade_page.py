@@ -127,3 +127,13 @@ def test_kubeconfig_warning_within_30_days_with_a_renew_button(
     assert [s.handler for s in run.steps.order_by("position")] == [
         "k3s.kubeconfig", "kubeconfig.restart_if_expiring", "kubeconfig.refetch"]
     assert AuditEvent.objects.filter(action=AuditAction.KUBECONFIG_RENEW).count() == 1
+
+
+def test_the_confirm_page_counts_only_the_nodes_it_will_upgrade(
+        user: Any, owner_client: Client, releases: Any) -> None:
+    """A removed agent is not upgraded; the page used to count it (every node row)."""
+    cluster = ready_cluster(user, releases, "v1.30.8+k3s1")
+    cluster.nodes.create(role="agent", name="gone", private_ip="10.0.0.99",
+                         status="removed")
+    page = upgrade_page(owner_client, cluster, "v1.31")
+    assert "Then 1 agent." in page and "2 servers, one at a time" in page
