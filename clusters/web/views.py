@@ -32,6 +32,7 @@ from clusters.models import (
 from clusters.web import audit, queries
 from clusters.web.cluster_page import cluster_context, kubeconfig_filename
 from clusters.web.forms import COMMON_REGIONS, CloudAccountForm, ClusterFilterForm
+from clusters.web.signed_in import SignedInRequest
 
 DASHBOARD_PAGE_SIZE = 50
 
@@ -84,7 +85,7 @@ def dashboard_clusters(user: Any, filters: dict[str, Any]) -> QuerySet[Cluster]:
 
 @login_required
 @require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: SignedInRequest) -> HttpResponse:
     form = ClusterFilterForm(request.GET or None)
     filters = form.cleaned_data if form.is_valid() else {}
     page = Paginator(dashboard_clusters(request.user, filters), DASHBOARD_PAGE_SIZE).get_page(
@@ -191,7 +192,7 @@ def cluster_destroy(request: HttpRequest, code: Any) -> HttpResponse:
 
 
 @login_required
-def cloud_accounts(request: HttpRequest) -> HttpResponse:
+def cloud_accounts(request: SignedInRequest) -> HttpResponse:
     """The user's AccessKeys (secrets never shown) and a form to add one, checked live."""
     form = CloudAccountForm(request.POST if request.method == "POST" else None,
                             owner=request.user)
