@@ -3,7 +3,8 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run test test-fast lint check-imports key sandbox clean
+.PHONY: run test test-fast check lint typecheck django-check migrations-check check-imports \
+	check-messages key sandbox clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -28,8 +29,27 @@ test-fast: $(STAMP)
 sandbox: $(STAMP)
 	$(PYTHON) -m sandbox.demo
 
+## check: the quality gate CI runs before the tests: ruff, mypy, Django's checks, no missing
+## migration, the layers contract, complete translations (each part also a target of its own)
+check: lint typecheck django-check migrations-check check-imports check-messages
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+## typecheck: mypy on the scope pyproject.toml sets (clusters, panel, sandbox), no error allowed
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+django-check: $(STAMP)
+	DJANGO_SETTINGS_MODULE=panel.settings_test $(PYTHON) manage.py check --fail-level WARNING
+
+migrations-check: $(STAMP)
+	DJANGO_SETTINGS_MODULE=panel.settings_test $(PYTHON) manage.py makemigrations --check --dry-run
+
+## check-messages: every message translated, none fuzzy, msgfmt --check clean, and nothing in
+## the code the catalogue lacks (clusters/management/commands/checkmessages.py)
+check-messages: $(STAMP)
+	DJANGO_SETTINGS_MODULE=panel.settings_test $(PYTHON) manage.py checkmessages
 
 ## check-imports: the layers contract in .importlinter (web > operations | steps > engine ...)
 check-imports: $(STAMP)

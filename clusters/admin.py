@@ -20,6 +20,7 @@ from clusters.models import (
     Node,
     NodeRole,
     Run,
+    RunQuerySet,
     Step,
 )
 from clusters.operations import health
@@ -150,7 +151,7 @@ class RunAdmin(admin.ModelAdmin):
     actions = ("retry_runs", "cancel_runs")
 
     @admin.action(description=_("Retry from the failed step"))
-    def retry_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+    def retry_runs(self, request: HttpRequest, queryset: RunQuerySet) -> None:
         retried = sum(operations.retry(run) for run in queryset.stopped())
         self.message_user(request, _("%(n)d run(s) resumed.") % {"n": retried}, messages.SUCCESS)
 

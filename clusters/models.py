@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
@@ -11,6 +12,9 @@ from django.utils.translation import gettext_lazy as _
 
 from clusters.core import titles
 from clusters.fields import EncryptedTextField
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise  # a type only (a dev requirement)
 
 
 class CloudAccount(models.Model):
@@ -249,6 +253,9 @@ class Node(models.Model):
     )
     k3s_version = models.CharField(_("K3s version"), max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Not stored: what the cluster page's Remove button says (web.cluster_page.annotate_removal).
+    removable: bool
+    removal_note: StrOrPromise
 
     objects = NodeQuerySet.as_manager()
 

@@ -34,6 +34,10 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
 VAR_DIR.mkdir(parents=True, exist_ok=True)  # noqa: F405 - a fresh checkout has no var/ yet
+# Tests read catalogues compiled from locale/*.po into var/ by tests/conftest.py, so a test run
+# writes nothing into the source tree (locale/ holds sources; `make run` compiles its own).
+SOURCE_LOCALE_DIR = BASE_DIR / "locale"  # noqa: F405
+LOCALE_PATHS = [VAR_DIR / "test-locale"]  # noqa: F405
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # One test database per test session, so two sessions on one machine never share it
     # (worker processes get this name through DATABASE_URL from tests/support/worker.py).

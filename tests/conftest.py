@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.utils import translation
 from django.utils.translation import trans_real
 
 from tests.support.network_fence import fenced
 from tests.support.services import find_redis, route_tasks_to
+from tests.support.tools import LAB_TOOLS, require, require_root
 from tests.support.worker import WorkerProcess
 
 
@@ -59,22 +61,25 @@ def start_worker(broker_url: str, task_queue: str) -> Iterator[WorkerFactory]:
         worker.stop()
 
 
-ROOT = Path(__file__).resolve().parents[1]
-LOCALE = ROOT / "locale"
-
-
 def compile_translations() -> None:
-    """Compile every locale/*/LC_MESSAGES/django.po that is newer than its .mo (.mo files are
-    build products, not in git). msgfmt --check catches a broken placeholder early."""
-    msgfmt = shutil.which("msgfmt")
-    if msgfmt is None:
-        raise RuntimeError("msgfmt is missing: install Debian's gettext package")
-    for po in LOCALE.glob("*/LC_MESSAGES/*.po"):
-        mo = po.with_suffix(".mo")
+    """Compile each locale/*/LC_MESSAGES/*.po into the test build directory (settings_test's
+    LOCALE_PATHS) when the .po is newer than its .mo. The source tree is left alone: the .mo is a
+    build product, and `make run` compiles its own into locale/ (runpanel). msgfmt --check
+    catches a broken placeholder early."""
+    require("msgfmt")
+    source = Path(settings.SOURCE_LOCALE_DIR)
+    build = Path(settings.LOCALE_PATHS[0])
+    for po in source.glob("*/LC_MESSAGES/*.po"):
+        mo = build / po.relative_to(source).with_suffix(".mo")
         if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
             continue
-        temporary = mo.with_suffix(".mo.tmp")
-        subprocess.run([msgfmt, "--check", "-o", str(temporary), str(po)], check=True)
+        mo.parent.mkdir(parents=True, exist_ok=True)
+        # A name of this process's own, then an atomic rename: two sessions may compile at once.
+        temporary = mo.with_suffix(f".mo.{os.getpid()}.tmp")
+        checked = subprocess.run(["msgfmt", "--check", "-o", str(temporary), str(po)],
+                                 capture_output=True, text=True)
+        if checked.returncode != 0:
+            pytest.fail(f"msgfmt --check {po}: {checked.stderr.strip()}", pytrace=False)
         temporary.replace(mo)
 
 
@@ -86,3 +91,11 @@ def translations() -> None:
     trans_real._translations = {}
     trans_real._default = None
     translation.activate("en")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A lab test on a machine without root or the lab's tools fails with one line that says
+    how to get them, before any fixture starts a host (tests/support/tools.py)."""
+    if item.get_closest_marker("lab"):
+        require_root("network, mount and PID namespaces, sshd and mariadbd in lab hosts")
+        require(*LAB_TOOLS)

@@ -20,6 +20,8 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v nsenter >/dev/null || need_pkgs+=(util-linux)
 command -v sudo >/dev/null || need_pkgs+=(sudo)
 command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v mariadb >/dev/null || need_pkgs+=(mariadb-client)
 # Debian's own kubectl (kubernetes-client) only when none is on the PATH already.
 command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
 
@@ -32,5 +34,22 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     "${need_pkgs[@]}" >/dev/null
 fi
-# mariadb-server's postinst starts a system server; the tests start their own private ones.
 [ "$(id -u)" = 0 ] || fail "the lab tests need root (network namespaces, sshd, mariadbd): run make test as root"
+
+# The adapter tests' datastore checks (tests/adapters/conftest.py) use the system MariaDB on
+# 127.0.0.1:3306 with a root login without password, from loopback only; every other test
+# starts private servers. A container has no init to start it, and Debian's root logs in by
+# unix socket only, so both are seen to here.
+tcp_login() { mariadb -uroot -h127.0.0.1 -P3306 --connect-timeout=3 -e "SELECT 1" >/dev/null 2>&1; }
+if ! tcp_login; then
+  if ! mariadb-admin ping >/dev/null 2>&1; then
+    say "starting the system MariaDB"
+    service mariadb start >/dev/null 2>&1 || service mysql start >/dev/null 2>&1 || true
+    for _ in $(seq 30); do mariadb-admin ping >/dev/null 2>&1 && break; sleep 1; done
+  fi
+  mariadb-admin ping >/dev/null 2>&1 || fail "the system MariaDB does not start: see service mariadb status"
+  say "adding the adapter tests' MariaDB login (root@127.0.0.1, no password, loopback only)"
+  mariadb -uroot -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+    GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
+  tcp_login || fail "MariaDB on 127.0.0.1:3306 refuses root without password (the adapter tests' login)"
+fi

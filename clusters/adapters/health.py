@@ -35,7 +35,7 @@ class Assessment:
     facts: list[str] = field(default_factory=list)
 
     def worse(self, health: str, reason: str | dict[str, Any]) -> None:
-        order = [Health.HEALTHY, Health.DEGRADED, Health.DOWN]
+        order: list[str] = [Health.HEALTHY, Health.DEGRADED, Health.DOWN]
         if order.index(health) > order.index(self.health):
             self.health = health
         self.reasons.append(reason)

@@ -7,7 +7,7 @@ changed; keeping it here means no step can forget the pin.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, TypeVar
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from clusters.engine.stepcontext import StepContext
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 JOURNAL_LINES = 200
 
@@ -95,13 +96,14 @@ def journal_problem(ctx: StepContext, connection: ssh.SSHSession, node: Node, un
     return " ".join(d.explanation for d in findings)
 
 
-def for_each_node(nodes: list[Node], work: Callable[[Node], T], limit: int = 8) -> list[T]:
-    """Run `work` for every node in parallel threads (each with its own DB connection).
+def for_each_node(nodes: Sequence[Item], work: Callable[[Item], T], limit: int = 8) -> list[T]:
+    """Run `work` for every node (or a report naming one) in parallel threads, each with its
+    own DB connection.
 
     The first exception is re-raised after all finished, so one bad host does not hide
     what the others said.
     """
-    def guarded(node: Node) -> T:
+    def guarded(node: Item) -> T:
         try:
             return work(node)
         finally:

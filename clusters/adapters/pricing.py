@@ -10,12 +10,15 @@ list price comes from BSS GetPayAsYouGoPrice (help doc-detail/91488, "SLB PayAsY
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.utils.translation import gettext_lazy as _
 
 from clusters.adapters.aliyun import HourlyPrice, PriceModule
 from clusters.core.errors import StepError
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise  # a type only (a dev requirement)
 
 # A month is 730 hours (8760 / 12), the convention of Alibaba Cloud's price calculator.
 HOURS_PER_MONTH = 730
@@ -100,7 +103,8 @@ def slb_price(api: PriceApi, *, internet: bool) -> PriceLine:
     if fee is None:
         return PriceLine(what, problem=str(_("the answer has no %(module)s price")
                                            % {"module": SLB_INSTANCE_FEE.code}))
-    note = _("plus the LCUs used, billed by usage")
+    # Lazy, or formatted now: either renders in the page's language.
+    note: StrOrPromise = _("plus the LCUs used, billed by usage")
     traffic = prices.get(SLB_TRAFFIC_OUT.code)
     if internet and traffic is not None:
         note = _("plus the LCUs used and %(price)s %(currency)s per GB of Internet data out, "

@@ -247,6 +247,7 @@ def _claim(step_id: int) -> tuple[Step, bool] | None:
         lease_until=lease_until,
         started_at=step.started_at or now,
         not_before=None,
+        updated_at=now,  # QuerySet.update() skips auto_now; the sweeper reads it as "moving"
     )
     if not claimed:
         return None
@@ -393,6 +394,7 @@ def _record(
         "not_before": not_before,
         "lease_until": None,
         "finished_at": timezone.now() if finished else None,
+        "updated_at": timezone.now(),  # the sweeper's "moving" (update() skips auto_now)
         **extra,
     }
     with transaction.atomic():
@@ -427,7 +429,8 @@ def retry(run: Run) -> bool:
         # A user's Retry starts those steps afresh: their memo (deadlines, "installed at")
         # is dropped; what was bought is found again through the ledger, not the memo.
         ).update(status=StepStatus.PENDING, transient_failures=0, error="", not_before=None,
-                 started_at=None, finished_at=None, wait_reason="", result={})
+                 started_at=None, finished_at=None, wait_reason="", result={},
+                 updated_at=timezone.now())
         _enqueue_advance(run.pk)
     return True
 
@@ -474,7 +477,7 @@ def _reclaim_expired(now: Any) -> list[int]:
         taken = Step.objects.filter(
             pk=step_id, status=StepStatus.RUNNING, attempts=attempts, lease_until__lt=now
         ).update(status=StepStatus.WAITING, not_before=now, lease_until=None,
-                 wait_reason=f"{RECLAIMED}; running it again.")
+                 wait_reason=f"{RECLAIMED}; running it again.", updated_at=now)
         if taken:
             reclaimed.append(step_id)
             _enqueue_execute(step_id)

@@ -79,4 +79,6 @@ def config_token(config_text: str) -> str | None:
 def belongs_to(config_text: str, cluster_token: str) -> bool:
     """Whether the config on a host was written for the cluster with this token."""
     token = config_token(config_text)
-    return bool(token and cluster_token) and hmac.compare_digest(token, cluster_token)
+    if not token or not cluster_token:
+        return False
+    return hmac.compare_digest(token, cluster_token)

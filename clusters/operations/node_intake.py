@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
+
+from django.db import models
 
 from clusters.models import Cluster, Node, NodeRole, NodeStatus
 
@@ -23,7 +25,8 @@ class NodeRejected(ValueError):
 
 
 def _check(host: dict[str, Any]) -> dict[str, Any]:
-    values = {key: host.get(key) for key in HOST_FIELDS if host.get(key) not in (None, "")}
+    values: dict[str, Any] = {key: host.get(key) for key in HOST_FIELDS
+                              if host.get(key) not in (None, "")}
     if values.get("role") not in NodeRole.values:
         raise NodeRejected(f"A node's role is server or agent, not {values.get('role')!r}.")
     try:
@@ -68,7 +71,8 @@ def _store(cluster: Cluster, values: dict[str, Any]) -> Node:
         raise NodeRejected(f"{existing.private_ip} is already a node of {cluster.name}.")
     # Back as a new member: a fresh first contact, its identity learned again by preflight.
     for field in HOST_FIELDS:
-        setattr(existing, field, values.get(field, Node._meta.get_field(field).get_default()))
+        model_field = cast("models.Field[Any, Any]", Node._meta.get_field(field))
+        setattr(existing, field, values.get(field, model_field.get_default()))
     existing.status, existing.name, existing.host_key = NodeStatus.PENDING, "", ""
     existing.ecs_instance_id, existing.k3s_version = "", ""
     existing.save()

@@ -159,9 +159,10 @@ def start_remove_node(cluster: Cluster, node: Node, user: Any = None) -> Run:
     with transaction.atomic():
         locked = lock_ready(cluster, _("Nodes can only be removed from a ready cluster; "
                                         "this one is %(status)s."))
-        node = Node.objects.select_for_update().filter(pk=node.pk, cluster=locked).first()
-        if node is None or not node.is_live:
+        current = Node.objects.select_for_update().filter(pk=node.pk, cluster=locked).first()
+        if current is None or not current.is_live:
             raise OperationRefused(_("That node is not part of this cluster any more."))
+        node = current
         warning = removal_warning(locked, node)
         if node.role == NodeRole.SERVER and servers_left_after(locked, node) == 0:
             raise OperationRefused(

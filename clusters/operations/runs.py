@@ -30,7 +30,7 @@ def lock_ready(cluster: Cluster, refusal: str) -> Cluster:
     return locked
 
 
-_STATUS_DURING = {
+_STATUS_DURING: dict[str, ClusterStatus] = {
     RunKind.DESTROY: ClusterStatus.DESTROYING,
     RunKind.ADD_NODE: ClusterStatus.UPDATING,
     RunKind.REMOVE_NODE: ClusterStatus.UPDATING,
@@ -56,7 +56,7 @@ def cancel(run: Run) -> None:
     pipeline.cancel(run)
 
 
-_STATUS_AFTER = {
+_STATUS_AFTER: dict[tuple[str, str], ClusterStatus] = {
     (RunKind.CREATE, RunStatus.SUCCEEDED): ClusterStatus.READY,
     (RunKind.CREATE, RunStatus.FAILED): ClusterStatus.FAILED,
     (RunKind.CREATE, RunStatus.CANCELLED): ClusterStatus.FAILED,

@@ -17,7 +17,7 @@ from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.k3s.config import CONFIG_PATH
 from clusters.k3s.diagnosis import parse_kine_pool
-from clusters.k3s.install import install_command
+from clusters.k3s.install import Role, install_command
 from clusters.k3s.kubeconfig import api_url, rewrite_kubeconfig
 from clusters.k3s.versions import parse_version
 from clusters.models import Cluster, Node, NodeRole, NodeStatus
@@ -30,7 +30,7 @@ def _node(ctx: StepContext) -> Node:
     return Node.objects.get(pk=ctx.args["node_id"], cluster_id=ctx.cluster.pk)
 
 
-def install_k3s(ctx: StepContext, node: Node, role: str, config_text: str, *,
+def install_k3s(ctx: StepContext, node: Node, role: Role, config_text: str, *,
                 version: str, systemctl_action: str = "start") -> None:
     """config.yaml (0600), the install script, then start (or restart) without blocking.
 

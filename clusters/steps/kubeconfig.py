@@ -9,6 +9,7 @@ K3s on that one server (out of the SLB while it restarts) and fetches it again.
 from __future__ import annotations
 
 from clusters.adapters import nodes
+from clusters.core.errors import PermanentError
 from clusters.engine.outcomes import Fail, Outcome, Skip
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
@@ -36,6 +37,8 @@ def restart_if_expiring(ctx: StepContext) -> Outcome:
     """Restart K3s on the kubeconfig's server only when the fetched certificate needs it."""
     cluster = Cluster.objects.get(pk=ctx.cluster.pk)
     server = kubeconfig_server(cluster)
+    if server is None:
+        raise PermanentError("The cluster has no live server to restart.")
     if "phase" not in ctx.memo:
         expires = cluster.kubeconfig_expires_at
         if expires is None:

@@ -16,6 +16,7 @@ from clusters.core.errors import PermanentError, StepError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
+from clusters.k3s.install import Role
 from clusters.models import Cluster, DatastoreKind, Node, NodeStatus
 from clusters.steps.k3s import agent_config_text, install_k3s
 from clusters.steps.rds import RDS_KIND
@@ -53,7 +54,7 @@ def _api_node(cluster: Cluster, name: str) -> NodeState | None:
     return next((state for state in states if state.name == name), None)
 
 
-def _reinstall(ctx: StepContext, node: Node, version: str, role: str, config_text: str) -> None:
+def _reinstall(ctx: StepContext, node: Node, version: str, role: Role, config_text: str) -> None:
     """Same config.yaml, the new version's binary, then a restart that does not block."""
     install_k3s(ctx, node, role, config_text, version=version, systemctl_action="restart")
     ctx.say(f"{node.private_ip}: K3s {version} installed; restarting")

@@ -9,7 +9,7 @@ all of them and imports none of them.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -47,10 +47,11 @@ class AddNodeForm(HostForm):
     AUTH_CHOICES = (("key", HostForm.AUTH_CHOICES[0][1]), ("password", HostForm.AUTH_CHOICES[2][1]))
 
     def __init__(self, *args: Any, cluster: Cluster, **kwargs: Any) -> None:
-        super().__init__(*args, prefix="node", **kwargs)
+        kwargs["prefix"] = "node"
+        super().__init__(*args, **kwargs)
         self.cluster = cluster
         del self.fields["key_file"]
-        self.fields["auth"].choices = self.AUTH_CHOICES
+        cast(forms.ChoiceField, self.fields["auth"]).choices = self.AUTH_CHOICES
 
     def clean_private_ip(self) -> str:
         address = super().clean_private_ip()

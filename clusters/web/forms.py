@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.http import QueryDict
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import gettext_noop, ngettext
 
@@ -32,6 +33,9 @@ from clusters.models import (
     NodeRole,
     SlbAddressType,
 )
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise  # a type only (a dev requirement)
 
 CLUSTER_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 DNS_NAME = re.compile(
@@ -122,7 +126,8 @@ class CloudAccountForm(forms.ModelForm):
         return value
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         key_id, secret = data.get("access_key_id"), data.get("access_key_secret")
         region = data.get("default_region") or "cn-hangzhou"
         if key_id and secret and not self.errors:
@@ -170,7 +175,8 @@ class AccountStepForm(WizardForm):
     def __init__(self, *args: Any, owner: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.owner = owner
-        self.fields["cloud_account"].queryset = CloudAccount.objects.filter(owner=owner)
+        accounts = cast(forms.ModelChoiceField, self.fields["cloud_account"])
+        accounts.queryset = CloudAccount.objects.filter(owner=owner)
         self.new_account: CloudAccount | None = None
 
     def clean_name(self) -> str:
@@ -190,7 +196,8 @@ class AccountStepForm(WizardForm):
         return region
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         account = data.get("cloud_account")
         typed_new = any(data.get(k) for k in ("new_account_name", "access_key_id",
                                               "access_key_secret"))
@@ -250,17 +257,18 @@ class NetworkStepForm(WizardForm):
     def __init__(self, *args: Any, network: wizard_checks.NetworkChoices, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.network = network
-        self.fields["zone"].choices = [(z, z) for z in network.zones]
-        self.fields["vpc"].choices = [
+        cast(forms.ChoiceField, self.fields["zone"]).choices = [(z, z) for z in network.zones]
+        cast(forms.ChoiceField, self.fields["vpc"]).choices = [
             (v.vpc_id, f"{v.vpc_id} · {v.cidr}" + (f" · {v.name}" if v.name else ""))
             for v in network.vpcs]
-        self.fields["vswitch"].choices = [
+        cast(forms.ChoiceField, self.fields["vswitch"]).choices = [
             (s.vswitch_id, f"{s.vswitch_id} · {s.zone_id} · {s.cidr}"
              + (f" · {s.name}" if s.name else ""))
             for s in network.vswitches]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         chosen = next((s for s in self.network.vswitches
                        if s.vswitch_id == data.get("vswitch")), None)
         if chosen is None:
@@ -318,7 +326,7 @@ class DatastoreStepForm(WizardForm):
         super().__init__(*args, **kwargs)
         self.rds, self.rds_error = rds, rds_error
         offered = rds.classes if rds is not None else []
-        self.fields["rds_instance_class"].choices = [
+        cast(forms.ChoiceField, self.fields["rds_instance_class"]).choices = [
             (c.instance_class, str(_("%(class)s · %(min)d to %(max)d GB") % {
                 "class": c.instance_class, "min": c.storage_min, "max": c.storage_max}))
             for c in offered]
@@ -335,7 +343,8 @@ class DatastoreStepForm(WizardForm):
         return password
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("kind") == DatastoreKind.RDS:
             if self.rds is None:
                 self.add_error("rds_instance_class", _(
@@ -405,8 +414,9 @@ class DatastoreStepForm(WizardForm):
 
 
 class HostForm(forms.Form):
-    AUTH_CHOICES = (("key", _("Private key")), ("generated", _("Generated key pair")),
-                    ("password", _("Password")))
+    AUTH_CHOICES: tuple[tuple[str, StrOrPromise], ...] = (
+        ("key", _("Private key")), ("generated", _("Generated key pair")),
+        ("password", _("Password")))
 
     role = forms.ChoiceField(label=_("Role"), choices=NodeRole.choices)
     private_ip = forms.CharField(label=_("Private IP"), max_length=45)
@@ -466,7 +476,8 @@ class HostForm(forms.Form):
         return user
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         upload = data.get("key_file")
         if upload:
             raw = upload.read(64 * 1024 + 1)
@@ -476,8 +487,9 @@ class HostForm(forms.Form):
                 return data
             data["private_key"] = raw.decode("utf-8", "replace")
             # Show the uploaded key in the text box, so a re-rendered form keeps it.
-            self.data = self.data.copy()
-            self.data[self.add_prefix("private_key")] = data["private_key"]
+            shown = cast(QueryDict, self.data).copy()
+            shown[self.add_prefix("private_key")] = data["private_key"]
+            self.data = shown
         auth = data.get("auth")
         if auth == "key":
             key = (data.get("private_key") or "").strip()
@@ -525,8 +537,10 @@ class BaseHostFormSet(forms.BaseFormSet):
                 "back. Add a second server for HA.")))
 
 
-HostFormSet = forms.formset_factory(HostForm, formset=BaseHostFormSet, extra=0, min_num=1,
-                                    validate_min=True, max_num=50, validate_max=True)
+# The stubs type formset_factory's result as a plain BaseFormSet; it is ours (with warnings).
+HostFormSet = cast(type[BaseHostFormSet], forms.formset_factory(
+    HostForm, formset=BaseHostFormSet, extra=0, min_num=1, validate_min=True, max_num=50,
+    validate_max=True))
 
 
 def hosts_outside(cidr: str, addresses: list[str]) -> list[str]:
@@ -590,8 +604,9 @@ class K3sStepForm(WizardForm):
         return list(dict.fromkeys(sans))
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        source = data.get("install_source")
+        super().clean()
+        data = self.cleaned_data
+        source: str = data.get("install_source") or ""
         base_url = data.get("install_base_url") or ""
         if source == InstallSource.CUSTOM and not base_url and "install_base_url" not in \
                 self.errors:

@@ -35,6 +35,7 @@ from clusters.web.cluster_page import (
     timeline_context,
 )
 from clusters.web.forms import COMMON_REGIONS, CloudAccountForm, ClusterFilterForm
+from clusters.web.signed_in import SignedInRequest
 
 DASHBOARD_PAGE_SIZE = 50
 
@@ -131,7 +132,7 @@ def dashboard_clusters(user: Any, filters: dict[str, Any]) -> QuerySet[Cluster]:
 
 @login_required
 @require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: SignedInRequest) -> HttpResponse:
     form = ClusterFilterForm(request.GET or None)
     filters = form.cleaned_data if form.is_valid() else {}
     page = Paginator(dashboard_clusters(request.user, filters), DASHBOARD_PAGE_SIZE).get_page(
@@ -226,7 +227,7 @@ def cluster_destroy(request: HttpRequest, code: Any) -> HttpResponse:
 
 
 @login_required
-def cloud_accounts(request: HttpRequest) -> HttpResponse:
+def cloud_accounts(request: SignedInRequest) -> HttpResponse:
     """The user's AccessKeys (secrets never shown) and a form to add one, checked live."""
     form = CloudAccountForm(request.POST if request.method == "POST" else None,
                             owner=request.user)

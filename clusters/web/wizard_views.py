@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -29,13 +29,14 @@ from clusters.web.forms import (
     ReviewStepForm,
     hosts_outside,
 )
+from clusters.web.signed_in import SignedInRequest
 
 HOSTS_PREFIX = "hosts"
 HOST_FIELDS = ("role", "private_ip", "public_ip", "ssh_port", "ssh_user", "auth",
                "private_key", "passphrase", "password")
 
 
-def _render(request: HttpRequest, step: str, context: dict[str, Any]) -> HttpResponse:
+def _render(request: SignedInRequest, step: str, context: dict[str, Any]) -> HttpResponse:
     state = wizard.WizardState(request.session)
     step_items = [(item, "current" if item.slug == step else
                    "done" if state.done(item.slug) else "todo") for item in wizard.STEPS]
@@ -45,7 +46,7 @@ def _render(request: HttpRequest, step: str, context: dict[str, Any]) -> HttpRes
     })
 
 
-def _flash_warnings(request: HttpRequest, warnings: list[str]) -> None:
+def _flash_warnings(request: SignedInRequest, warnings: list[str]) -> None:
     for warning in warnings:
         messages.warning(request, warning)
 
@@ -55,7 +56,7 @@ def _next(step: str) -> HttpResponse:
 
 
 @login_required
-def wizard_start(request: HttpRequest) -> HttpResponse:
+def wizard_start(request: SignedInRequest) -> HttpResponse:
     state = wizard.WizardState(request.session)
     if request.GET.get("restart"):
         state.reset()
@@ -64,7 +65,7 @@ def wizard_start(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @never_cache
-def wizard_step(request: HttpRequest, step: str) -> HttpResponse:
+def wizard_step(request: SignedInRequest, step: str) -> HttpResponse:
     if step not in wizard.SLUGS:
         raise Http404("no such wizard step")
     state = wizard.WizardState(request.session)
@@ -76,12 +77,12 @@ def wizard_step(request: HttpRequest, step: str) -> HttpResponse:
 # --- 1. account --------------------------------------------------------------------------------
 
 
-def account_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
+def account_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
     if request.method == "POST":
         form = AccountStepForm(request.POST, owner=request.user)
         if form.is_valid():
             data = form.cleaned_data
-            account = data.get("cloud_account")
+            account = data["cloud_account"]  # None when a new AccessKey is added below
             new_form = getattr(form, "new_account_form", None)
             if new_form is not None:
                 account = new_form.save()
@@ -103,11 +104,11 @@ def account_step(request: HttpRequest, state: wizard.WizardState) -> HttpRespons
 # --- 2. network --------------------------------------------------------------------------------
 
 
-def _account(request: HttpRequest, state: wizard.WizardState) -> CloudAccount:
+def _account(request: SignedInRequest, state: wizard.WizardState) -> CloudAccount:
     return CloudAccount.objects.get(pk=state.get("account")["cloud_account"], owner=request.user)
 
 
-def network_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
+def network_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
     account = _account(request, state)
     region = state.get("account")["region"]
     try:
@@ -133,7 +134,7 @@ def network_step(request: HttpRequest, state: wizard.WizardState) -> HttpRespons
 # --- 3. datastore ------------------------------------------------------------------------------
 
 
-def _rds_choices(request: HttpRequest, state: wizard.WizardState,
+def _rds_choices(request: SignedInRequest, state: wizard.WizardState,
                  version: str) -> tuple[wizard_checks.RdsChoices | None, str]:
     """What RDS sells in the cluster's zone for `version`, or the reason it is unknown."""
     account = _account(request, state)
@@ -145,15 +146,15 @@ def _rds_choices(request: HttpRequest, state: wizard.WizardState,
         return None, str(exc)
 
 
-def datastore_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
+def datastore_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
     saved = state.get("datastore")
     source = request.POST if request.method == "POST" else saved
     version = source.get("rds_engine_version") or RDS_DEFAULT_VERSION
     rds, rds_error = _rds_choices(request, state, version)
     if request.method == "POST" and request.POST.get("action") == "refresh":
         # Another version was picked: show its classes, keep what was typed, judge nothing.
-        typed = {k: v for k, v in request.POST.items() if k not in ("csrfmiddlewaretoken",
-                                                                     "action")}
+        typed = {k: str(v) for k, v in request.POST.items() if k not in ("csrfmiddlewaretoken",
+                                                                          "action")}
         if rds is None or rds.find(typed.get("rds_instance_class", "")) is None:
             typed.pop("rds_instance_class", None)
         form = DatastoreStepForm(initial=typed, rds=rds, rds_error=rds_error)
@@ -186,7 +187,7 @@ def _blank_row(role: str) -> dict[str, Any]:
     return {"role": role, "ssh_port": 22, "ssh_user": "root", "auth": "key"}
 
 
-def hosts_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
+def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
     tests: dict[int, tuple[bool, str]] = {}
     keypair = state.keypair()
     if request.method != "POST":
@@ -240,12 +241,12 @@ def _hosts_fit(formset: Any, state: wizard.WizardState, keypair: Any) -> bool:
     return fits
 
 
-def _test_host(request: HttpRequest, index: int, keypair: Any) -> tuple[bool, str]:
+def _test_host(request: SignedInRequest, index: int, keypair: Any) -> tuple[bool, str]:
     """Log in to one host with what its row says; the result is shown at the row."""
     form = HostForm(request.POST, request.FILES, prefix=f"{HOSTS_PREFIX}-{index}")
     if not form.is_valid():
-        problems = "; ".join(f"{form.fields[name].label}: {' '.join(errors)}"
-                             if name in form.fields else " ".join(errors)
+        problems = "; ".join(f"{form.fields[name].label}: {' '.join(map(str, errors))}"
+                             if name in form.fields else " ".join(map(str, errors))
                              for name, errors in form.errors.items())
         return False, _("Fix this host first: %(problems)s") % {"problems": problems}
     data = form.cleaned_data
@@ -266,7 +267,7 @@ def _test_host(request: HttpRequest, index: int, keypair: Any) -> tuple[bool, st
         "fingerprint": report.fingerprint}
 
 
-def _hosts_page(request: HttpRequest, formset: Any, tests: dict[int, tuple[bool, str]],
+def _hosts_page(request: SignedInRequest, formset: Any, tests: dict[int, tuple[bool, str]],
                 keypair: Any) -> HttpResponse:
     rows = [(index, form, tests.get(index)) for index, form in enumerate(formset.forms)]
     return _render(request, "hosts", {"formset": formset, "rows": rows,
@@ -276,7 +277,7 @@ def _hosts_page(request: HttpRequest, formset: Any, tests: dict[int, tuple[bool,
 # --- 5. K3s ------------------------------------------------------------------------------------
 
 
-def k3s_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
+def k3s_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
     if request.method == "POST":
         form = K3sStepForm(request.POST)
         if form.is_valid():
@@ -298,7 +299,7 @@ def k3s_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
 # --- 6. review and Create ----------------------------------------------------------------------
 
 
-def review_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
+def review_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
     form = ReviewStepForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         cluster = wizard.build_cluster(state, request.user)

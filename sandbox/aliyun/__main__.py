@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from types import FrameType
+from typing import cast
 
 from sandbox.aliyun.gateway.cloud import Cloud
 from sandbox.aliyun.gateway.server import ApiServer
@@ -55,7 +56,7 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, shutdown)
     if args.exit_with_parent:
         threading.Thread(target=_watch_parent, args=(os.getppid(), server), daemon=True).start()
-    host, port = server.server_address[:2]
+    host, port = cast(tuple[str, int], server.server_address[:2])  # an AF_INET server
     print(f"listening on {host}:{port}", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)

@@ -22,6 +22,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from sandbox.k3s import certs, logs, nodes
 from sandbox.k3s.kine import DatastoreError, Kine
@@ -327,6 +328,9 @@ class Handler(BaseHTTPRequestHandler):
         elif method == "PATCH":
             patch = json.loads(self._body() or b"{}")
             row = self.ctx.kine.get(nodes.NODE_PREFIX + name)
+            if row is None:  # deleted since it was read just above
+                self._json(404, _not_found(name))
+                return
             stored = json.loads(row.value)
             _merge(stored, patch)
             self.ctx.kine.update(nodes.NODE_PREFIX + name, json.dumps(stored).encode(), row.id)
@@ -360,7 +364,8 @@ class Handler(BaseHTTPRequestHandler):
         elif method in ("PUT", "POST"):
             self._body()
             nodes.heartbeat(self.ctx.kine, name)
-            self._json(200, json.loads(self.ctx.kine.get(key).value))
+            renewed = self.ctx.kine.get(key)
+            self._json(200, json.loads(renewed.value) if renewed is not None else {})
         else:
             self._json(405, status(405, "MethodNotAllowed", "method not allowed"))
 
@@ -392,14 +397,16 @@ class TLSServer(ThreadingHTTPServer):
         self.address_family = family
         super().__init__(address, handler)
 
-    def finish_request(self, request: socket.socket, client_address: tuple) -> None:
+    def finish_request(self, request: socket.socket | tuple[bytes, socket.socket],
+                       client_address: Any) -> None:
+        assert isinstance(request, socket.socket)  # a TCP server's requests are sockets
         request.settimeout(30)
         try:
             tls = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return  # kubectl's x509 failures end here; it prints its own error
         try:
-            self.RequestHandlerClass(tls, client_address, self)
+            super().finish_request(tls, client_address)  # the handler, on the TLS socket
         finally:
             with contextlib.suppress(OSError):
                 tls.close()

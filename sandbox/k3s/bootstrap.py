@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -92,7 +93,8 @@ def decode_files(data: bytes) -> dict[str, bytes]:
     return {name: base64.b64decode(item["Content"]) for name, item in json.loads(data).items()}
 
 
-def load_or_create(kine: Kine, token: str, generate: callable) -> tuple[dict[str, bytes], bool]:
+def load_or_create(kine: Kine, token: str, generate: Callable[[], dict[str, bytes]]
+                   ) -> tuple[dict[str, bytes], bool]:
     """Read the cluster's bootstrap files, or create them under a lock if this is the first server.
 
     Returns (files, created). Raises logs.Fatal with K3s's message when the datastore holds

@@ -58,10 +58,12 @@ def new_ca(prefix: str) -> tuple[bytes, bytes]:
 
 
 def _issue(ca_cert_pem: bytes, ca_key_pem: bytes, subject: x509.Name,
-           usage: ExtendedKeyUsageOID, sans: list[x509.GeneralName] | None, *,
+           usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None, *,
            days: float = LEAF_DAYS) -> tuple[bytes, bytes]:
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):  # new_ca makes P-256 keys, as K3s
+        raise ValueError("the CA key is not an ECDSA key")
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     builder = (

@@ -135,7 +135,8 @@ class Settings:
     def items(self, name: str) -> list[str]:
         """A list flag with comma-separated entries split, as K3s does for --disable etc."""
         value = self.values.get(name) or []
-        return [str(v) for v in value]
+        entries = value if isinstance(value, list) else [value]
+        return [str(v) for v in entries]
 
     def component_arg(self, flag: str, key: str) -> str | None:
         """Value of `key` in a --kube-*-arg / --kubelet-arg list (last one wins)."""
@@ -177,8 +178,9 @@ def parse_cli(command: str, argv: list[str]) -> dict[str, object]:
         else:
             raise UsageError(f"flag needs an argument: -{name}")
         if spec.kind == "list":
-            found.setdefault(spec.name, [])
-            found[spec.name].append(value)  # type: ignore[union-attr]
+            entries = found.setdefault(spec.name, [])
+            assert isinstance(entries, list)  # only list flags are stored under their name here
+            entries.append(value)
         else:
             found[spec.name] = value
     return found
@@ -245,7 +247,9 @@ def load(command: str, argv: list[str], environ: dict[str, str] | None = None) -
             values[spec.name] = spec.default if spec.kind != "list" else []
     for name in ("disable", "tls-san", "node-ip"):
         if name in values:
-            values[name] = [part for entry in values[name] for part in str(entry).split(",")
-                            if part]  # type: ignore[union-attr]
+            given = values[name]
+            # A config file may give one string where the CLI repeats the flag.
+            entries = given if isinstance(given, list) else [given]
+            values[name] = [part for entry in entries for part in str(entry).split(",") if part]
     values["config"] = config_path
     return Settings(command, values)

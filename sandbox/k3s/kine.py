@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import cast
 
 import pymysql
 
@@ -110,7 +111,8 @@ def _dial_check(dsn: MySQLDSN) -> None:
     except socket.gaierror:
         raise DatastoreError(f"dial tcp: lookup {dsn.host}: no such host") from None
     family, _, _, _, address = infos[0]
-    shown = f"{address[0]}:{address[1]}"
+    host, port = cast(tuple[str, int], address[:2])  # AF_INET/AF_INET6: (host, port, ...)
+    shown = f"{host}:{port}"
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -122,7 +124,8 @@ def _dial_check(dsn: MySQLDSN) -> None:
             raise DatastoreError(f"dial tcp {shown}: i/o timeout") from None
         raise DatastoreError(f"dial tcp {shown}: connect: connection timed out") from None
     except OSError as exc:
-        raise DatastoreError(f"dial tcp {shown}: connect: {exc.strerror.lower()}") from None
+        reason = (exc.strerror or str(exc)).lower()
+        raise DatastoreError(f"dial tcp {shown}: connect: {reason}") from None
     finally:
         sock.close()
 

@@ -218,7 +218,7 @@ class Server:
                                    key_pem=serving_key, tmp_dir=self.tls_dir)
         except OSError as exc:
             raise logs.Fatal(f"starting kubernetes: listen tcp {address}:{port}: "
-                             f"bind: {exc.strerror.lower()}") from None
+                             f"bind: {(exc.strerror or str(exc)).lower()}") from None
 
     def _admin_certificate(self, files: dict[str, bytes]) -> tuple[bytes, bytes]:
         """client-admin.crt (leaf + CA) and key: kept across restarts, renewed like K3s does

@@ -23,7 +23,7 @@ def format_lab(lab: Lab) -> str:
         f"  cloud namespace {lab.cloud_netns}  dev {lab.cloud_dev}  ip {lab.cloud_ip}",
         f"  ssh key {lab.hosts[0].private_key_path if lab.hosts else '-'}",
     ]
-    for host, info in zip(lab.hosts, status["hosts"], strict=True):  # type: ignore[arg-type]
+    for host, info in zip(lab.hosts, status["hosts"], strict=True):
         lines.append(
             f"  {host.name:<7} {host.hostname:<16} {host.ip:<15} port {host.ssh_port}  "
             f"root/{host.root_password}  {host.user}/{host.user_password} (sudo NOPASSWD)  "

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from sandbox.lab import names, network, processes
 from sandbox.lab.state import Host, LabState, default_state_dir
@@ -284,7 +285,7 @@ class Lab:
         if survivors:
             raise LabError(f"processes of lab {self.prefix!r} survived SIGKILL: {survivors}")
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> dict[str, Any]:
         """What is up, in a form both the CLI and tests can read."""
         if self.state is None:
             leftovers = network.existing_netns(self.prefix) + network.existing_links(self.prefix)

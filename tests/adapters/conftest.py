@@ -11,6 +11,7 @@ import pymysql
 import pytest
 
 from tests.adapters.sshd_server import SshServer, start_sshd
+from tests.support.tools import require
 
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 SCRATCH_PREFIX = "panel_adapters_"
@@ -18,6 +19,7 @@ SCRATCH_PREFIX = "panel_adapters_"
 
 @pytest.fixture(scope="session")
 def sshd() -> Iterator[SshServer]:
+    require("sshd", "ssh-keygen", "unshare", "openssl", "sudo")
     server = start_sshd()
     yield server
     server.stop()
@@ -27,9 +29,10 @@ def _admin() -> pymysql.connections.Connection:
     try:
         return pymysql.connect(**MARIADB, connect_timeout=5, autocommit=True)
     except pymysql.err.OperationalError as exc:
-        raise RuntimeError(
-            "The datastore tests need the system MariaDB on 127.0.0.1:3306 with a root login "
-            f"without password (start it with `service mariadb start`): {exc}") from exc
+        require("mariadbd")
+        pytest.fail("The datastore tests need the system MariaDB on 127.0.0.1:3306 with a root "
+                    f"login without password (start it with `service mariadb start`): {exc}",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from clusters.models import AuditEvent, Cluster
-from tests.e2e.conftest import K3S_VERSION, world_env
 from tests.support.factories import make_user
+from tests.support.world_clusters import K3S_VERSION, world_env
 from tests.ui.browser import chromium, log_in, new_page, shot
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]

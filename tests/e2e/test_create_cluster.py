@@ -19,10 +19,10 @@ from clusters.models import (
     Step,
     StepStatus,
 )
-from tests.e2e.conftest import make_world_cluster, world_env
 from tests.support import runs
 from tests.support.processes import CommandLineWatcher
 from tests.support.redis_monitor import RedisMonitor
+from tests.support.world_clusters import make_world_cluster, world_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 

@@ -13,9 +13,9 @@ from clusters import operations
 from clusters.adapters import health
 from clusters.models import Cluster, DatastoreKind, LogLine, RunStatus, StepStatus
 from sandbox.aliyun.rds.mysqld import MariaDBServer
-from tests.e2e.conftest import make_world_cluster, world_env
 from tests.e2e.test_own_mysql import mysql_made_by_hand
 from tests.support import runs
+from tests.support.world_clusters import make_world_cluster, world_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 

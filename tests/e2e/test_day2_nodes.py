@@ -14,9 +14,9 @@ from clusters import operations
 from clusters.adapters.aliyun.rds import WHITELIST_GROUP
 from clusters.models import CloudResource, Cluster, LogLine, Node, NodeRole, NodeStatus, RunKind
 from sandbox.world import World, running_world
-from tests.e2e.conftest import make_world_cluster, world_env
 from tests.e2e.day2 import assert_succeeded, k3s_traces, kubectl_nodes
 from tests.support import runs
+from tests.support.world_clusters import make_world_cluster, world_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 

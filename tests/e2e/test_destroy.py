@@ -23,10 +23,10 @@ from clusters.models import (
     StepStatus,
 )
 from clusters.operations import create
-from tests.e2e.conftest import make_world_cluster, world_env
 from tests.e2e.day2 import assert_succeeded, cloud_left, failures_of, k3s_traces
 from tests.e2e.test_day2_nodes import host_entry, slb_backends
 from tests.support import runs
+from tests.support.world_clusters import make_world_cluster, world_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 

@@ -15,9 +15,9 @@ import pytest
 
 from clusters import operations
 from clusters.models import Cluster, LogLine, Node, RunKind
-from tests.e2e.conftest import make_world_cluster, world_env
 from tests.e2e.day2 import assert_succeeded
 from tests.support import runs
+from tests.support.world_clusters import make_world_cluster, world_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 

@@ -10,8 +10,8 @@ from clusters import operations
 from clusters.adapters.aliyun import AliyunCloud, RdsSpec
 from clusters.k3s.dsn import build_endpoint
 from clusters.models import CloudResource, DatastoreKind, LogLine, RunStatus, StepStatus
-from tests.e2e.conftest import make_world_cluster, world_env
 from tests.support import runs
+from tests.support.world_clusters import make_world_cluster, world_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 

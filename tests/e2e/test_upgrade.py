@@ -23,8 +23,8 @@ from clusters.adapters import cloud
 from clusters.adapters.kubeapi import KubeClient
 from clusters.models import Cluster, ClusterStatus, LogLine, RunKind, RunStatus, StepStatus
 from clusters.steps.k3s import kubeconfig_server
-from tests.e2e.conftest import make_world_cluster, world_env
 from tests.support import runs
+from tests.support.world_clusters import make_world_cluster, world_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 

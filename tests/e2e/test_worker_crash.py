@@ -6,8 +6,8 @@ import pytest
 
 from clusters import operations
 from clusters.models import CloudResource, LogLine, RunStatus, StepStatus
-from tests.e2e.conftest import make_world_cluster, world_env
 from tests.support import runs
+from tests.support.world_clusters import make_world_cluster, world_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 

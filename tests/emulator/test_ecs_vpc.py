@@ -16,8 +16,8 @@ from aliyunsdkecs.request.v20140526 import (
 from aliyunsdkvpc.request.v20160428 import DescribeVpcsRequest, DescribeVSwitchesRequest
 
 from sandbox.aliyun.testing import Emulator
-from tests.emulator.conftest import as_json, call, host_ip
 from tests.emulator.shapes import assert_shape
+from tests.support.emulator_calls import as_json, call, host_ip
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from aliyunsdkslb.request.v20140515 import (
 )
 
 from sandbox.aliyun.testing import Emulator
-from tests.emulator.conftest import as_json, call, host_ip
 from tests.emulator.echo import EchoServer, ask, listening
 from tests.emulator.test_slb import BACKEND_PORT, create_lb, create_listener, health, wait_for
+from tests.support.emulator_calls import as_json, call, host_ip
 
 
 def started_lb(emu: Emulator, backend_ip: str) -> dict[str, str]:

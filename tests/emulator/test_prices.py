@@ -12,8 +12,8 @@ from aliyunsdkcore.request import CommonRequest
 from aliyunsdkrds.request.v20140815.DescribePriceRequest import DescribePriceRequest
 
 from sandbox.aliyun.testing import Emulator
-from tests.emulator.conftest import call
 from tests.emulator.shapes import assert_shape
+from tests.support.emulator_calls import call
 
 
 def rds_price(emu: Emulator, **setters: Any) -> dict[str, Any]:

@@ -63,8 +63,8 @@ from aliyunsdkrds.request.v20140815.ResetAccountPasswordRequest import (
 
 from sandbox.aliyun.rds.mysqld import mariadbd_processes
 from sandbox.aliyun.testing import Emulator
-from tests.emulator.conftest import call
 from tests.emulator.shapes import assert_shape
+from tests.support.emulator_calls import call
 
 pytestmark = pytest.mark.lab
 

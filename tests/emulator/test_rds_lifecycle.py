@@ -12,7 +12,6 @@ from aliyunsdkrds.request.v20140815.DescribeDBInstancesRequest import DescribeDB
 
 from sandbox.aliyun.rds.mysqld import mariadbd_processes
 from sandbox.aliyun.testing import Emulator
-from tests.emulator.conftest import call
 from tests.emulator.test_rds_api import (
     connect,
     create_instance,
@@ -21,6 +20,7 @@ from tests.emulator.test_rds_api import (
     wait_running,
     wait_until,
 )
+from tests.support.emulator_calls import call
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

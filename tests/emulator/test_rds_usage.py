@@ -12,7 +12,6 @@ from aliyunsdkrds.request.v20140815.DescribeResourceUsageRequest import (
 
 from clusters.adapters.aliyun import AliyunCloud
 from sandbox.aliyun.testing import Emulator
-from tests.emulator.conftest import call
 from tests.emulator.test_rds_api import (
     api_error,
     connect,
@@ -20,6 +19,7 @@ from tests.emulator.test_rds_api import (
     prepare_k3s_datastore,
     wait_running,
 )
+from tests.support.emulator_calls import call
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

@@ -33,9 +33,9 @@ from aliyunsdkslb.request.v20140515 import (
 )
 
 from sandbox.aliyun.testing import Emulator
-from tests.emulator.conftest import as_json, call, host_ip
 from tests.emulator.echo import EchoServer, ask, listening
 from tests.emulator.shapes import assert_shape
+from tests.support.emulator_calls import as_json, call, host_ip
 
 BACKEND_PORT = 16443
 

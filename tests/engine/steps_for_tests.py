@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from clusters.core.errors import PermanentError, TransientError
-from clusters.engine.outcomes import Done, Fail, Outcome, Wait
+from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.models import CloudResource, ResourceState
@@ -98,6 +98,38 @@ def fail_first(ctx: StepContext) -> Outcome:
     if not Path(ctx.args["fixed_marker"]).exists():
         return Fail("The host is not in the RDS whitelist; add it and press Retry.")
     return Done({"fixed": True})
+
+
+@step_handler("test.skip")
+def skip(ctx: StepContext) -> Outcome:
+    """Nothing to do here, like an RDS step when the user brought the datastore."""
+    return Skip(str(ctx.args.get("reason", "nothing to do")))
+
+
+@step_handler("test.returns_junk")
+def returns_junk(ctx: StepContext) -> Outcome:
+    """A handler with a bug: it returns something that is not an outcome."""
+    return "done"  # type: ignore[return-value]
+
+
+@step_handler("test.progress_then_throttled")
+def progress_then_throttled(ctx: StepContext) -> Outcome:
+    """Gets one page further each call and is throttled after it, until the last page: like a
+    paged listing on a busy API (each call makes progress, recorded in the memo)."""
+    page = ctx.memo.get("page", 0) + 1
+    ctx.memo["page"] = page
+    if page < int(ctx.args.get("pages", 3)):
+        raise TransientError("Request was denied due to request throttling.", code="Throttling")
+    return Done({"pages": page})
+
+
+@step_handler("test.cancels_its_run")
+def cancels_its_run(ctx: StepContext) -> Outcome:
+    """The user presses Cancel while this step runs (the view's call, made from inside)."""
+    from clusters.engine import pipeline  # noqa: PLC0415 - the engine loads this module
+
+    pipeline.cancel(ctx.run)
+    return Done({"finished_anyway": True})
 
 
 @step_handler("test.crash")

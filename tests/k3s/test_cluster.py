@@ -17,7 +17,7 @@ import yaml
 
 from sandbox.k3s.binary import write_binary
 from sandbox.k3s.testing import ScratchHost, ScratchMariaDB
-from tests.k3s.conftest import Node, kubectl, wait_until
+from tests.support.k3s_nodes import Node, kubectl, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
 

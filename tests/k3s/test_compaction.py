@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from sandbox.k3s.testing import ScratchMariaDB
-from tests.k3s.conftest import Node
+from tests.support.k3s_nodes import Node
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
 

@@ -12,7 +12,7 @@ import pytest
 
 from sandbox.k3s.artifacts import ArtifactServer
 from sandbox.k3s.testing import ScratchHost, ScratchMariaDB
-from tests.k3s.conftest import install_supervisor, kubectl, wait_until
+from tests.support.k3s_nodes import install_supervisor, kubectl, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
 

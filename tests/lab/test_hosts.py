@@ -11,7 +11,7 @@ import pytest
 
 from sandbox.lab.lab import Lab
 from sandbox.netns import listen_tcp
-from tests.lab.conftest import ssh, ssh_run
+from tests.support.ssh_login import ssh, ssh_run
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from sandbox.lab.lab import Lab
-from tests.lab.conftest import ssh, ssh_run
+from tests.support.ssh_login import ssh, ssh_run
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

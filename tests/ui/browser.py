@@ -9,7 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import sync_playwright
+
+from tests.support.tools import how_to_get
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -23,7 +26,7 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 def chromium() -> Iterator[Any]:
     """A browser; fails (not skips) with a plain message when Chromium is not installed."""
     if not os.access(CHROMIUM, os.X_OK):
-        raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium package")
+        pytest.fail(how_to_get(["chromium"]), pytrace=False)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,

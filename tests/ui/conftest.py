@@ -1,4 +1,4 @@
-"""Fixtures of the browser-experience tests: compiled translations, users, logged-in clients."""
+"""Fixtures of the browser-experience tests: users, logged-in clients, the wizard's emulator."""
 
 from __future__ import annotations
 

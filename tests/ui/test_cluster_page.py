@@ -1,5 +1,5 @@
 """What the cluster page shows: the ledger linked to the console, health, the kubeconfig
-commands, run history, and the actions that exist (cancel, retry; destroy once offered)."""
+commands, run history, and the actions that exist (cancel, retry, destroy)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from clusters import operations
 from clusters.engine import pipeline
 from clusters.models import AuditAction, AuditEvent, CloudResource, LogLine, Run, RunKind, RunStatus
 from tests.support.factories import make_cluster
@@ -137,19 +136,16 @@ def test_cancel_an_active_run(cluster: Any, owner_client: Client) -> None:
     assert AuditEvent.objects.get().action == AuditAction.RUN_CANCEL
 
 
-def test_destroy_is_offered_only_when_operations_can_destroy(cluster: Any,
-                                                            owner_client: Client) -> None:
+def test_destroy_after_a_failed_create_asks_for_the_name_then_starts(cluster: Any,
+                                                                    owner_client: Client) -> None:
     run = pipeline.create_run(cluster, RunKind.CREATE, [pipeline.StepSpec("a", "A", "test.work")],
                               start=False)
     Run.objects.filter(pk=run.pk).update(status=RunStatus.FAILED)
-    page = page_of(owner_client, cluster)
+    assert "Destroy cluster" in page_of(owner_client, cluster)
     url = reverse("clusters:cluster-destroy", args=[cluster.code])
-    if hasattr(operations, "start_destroy"):
-        assert "Destroy cluster" in page
-        wrong = owner_client.post(url, {"confirm_name": "not-edge"}, follow=True)
-        assert "Type the cluster" in wrong.content.decode()
-        owner_client.post(url, {"confirm_name": "edge"})
-        assert AuditEvent.objects.get().action == AuditAction.CLUSTER_DESTROY
-    else:
-        assert "Destroy cluster" not in page
-        assert owner_client.post(url, {"confirm_name": "edge"}).status_code == 404
+    wrong = owner_client.post(url, {"confirm_name": "not-edge"}, follow=True)
+    assert "Type the cluster" in wrong.content.decode()
+    assert not Run.objects.filter(cluster=cluster, kind=RunKind.DESTROY).exists()
+    owner_client.post(url, {"confirm_name": "edge"})
+    assert AuditEvent.objects.get().action == AuditAction.CLUSTER_DESTROY
+    assert Run.objects.filter(cluster=cluster, kind=RunKind.DESTROY).count() == 1

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def items(body: dict[str, Any], outer: str, inner: str) -> list[dict[str, Any]]:
-    """`body[outer][inner]` as a list, tolerating the absent/empty wrappers Aliyun returns."""
+def items(body: dict[str, Any], outer: str, inner: str) -> list[Any]:
+    """`body[outer][inner]` as a list, tolerating the absent/empty wrappers Aliyun returns.
+
+    The entries are objects (dicts) or plain values (IpAddress lists hold strings)."""
     wrapper = body.get(outer) or {}
     value = wrapper.get(inner) if isinstance(wrapper, dict) else None
     if value is None:

@@ -24,9 +24,10 @@ class Command(BaseCommand):
         with transaction.atomic():
             for model in apps.get_models():
                 columns = [field.column for field in model._meta.get_fields()
-                           if isinstance(field, EncryptedTextField)]
-                if columns:
-                    rows += _rotate_table(model._meta.db_table, model._meta.pk.column, columns)
+                           if isinstance(field, EncryptedTextField) and field.column]
+                pk = model._meta.pk  # every model has one; its column is typed optional
+                if columns and pk is not None and pk.column:
+                    rows += _rotate_table(model._meta.db_table, pk.column, columns)
         self.stdout.write(self.style.SUCCESS(f"Re-encrypted secrets in {rows} row(s)."))
 
 

@@ -43,7 +43,9 @@ def vswitch(state: State, vswitch_id: str) -> dict[str, Any] | None:
 
 def zone_exists(state: State, region_id: str, zone_id: str) -> bool:
     found = region(state, region_id)
-    return bool(found) and zone_id in found["zones"]
+    if not found:
+        return False
+    return zone_id in found["zones"]
 
 
 def apply_seed(state: State, seed: dict[str, Any], created_at: float) -> None:

@@ -59,8 +59,8 @@ class MySQLErrorTranslator:
     def feed(self, data: bytes) -> bytes:
         """Bytes to forward now (complete packets, possibly rewritten)."""
         if not self.enabled:
-            out, self._buffer = self._buffer + data, b""
-            return out
+            passed, self._buffer = self._buffer + data, b""
+            return passed
         self._buffer += data
         out = bytearray()
         while len(self._buffer) >= 4:

@@ -201,7 +201,7 @@ def seed_legacy_load_balancer(cloud: Cloud, body: dict[str, Any]) -> tuple[int, 
         raise ControlError(400, f"spec must be one of {', '.join(SPECS)}")
     region_id = str(body.get("region_id", ""))
     ctx = RequestContext(cloud, SLB, "CreateLoadBalancer", "seed-legacy", region_id, "")
-    wanted = {name: None for name in _CREATE_FIELDS}
+    wanted: dict[str, Any] = {name: None for name in _CREATE_FIELDS}
     wanted.update({
         "AddressType": body.get("address_type"), "LoadBalancerSpec": spec,
         "VSwitchId": body.get("vswitch_id"), "PayType": "PayOnDemand",

@@ -102,7 +102,7 @@ def list_tag_resources(state: State, params: Params, ctx: RequestContext) -> dic
     wanted_tags = tags.from_repeat_list(params.raw)
     if not wanted_ids and not wanted_tags:
         raise errors.missing_parameter("ResourceId.1")
-    rows = []
+    rows: list[dict[str, str]] = []
     for lb in load_balancers(state).values():
         if lb["region_id"] != ctx.region_id or (wanted_ids and lb["lb_id"] not in wanted_ids):
             continue

@@ -55,7 +55,7 @@ def matching_units(patterns: list[str]) -> list[str]:
     known = units_with_journals()
     if not patterns:
         return known
-    chosen = []
+    chosen: list[str] = []
     for pattern in patterns:
         if any(ch in pattern for ch in "*?["):
             chosen.extend(u for u in known if fnmatch.fnmatch(u, pattern))

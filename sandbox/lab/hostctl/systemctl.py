@@ -61,8 +61,9 @@ def parse_args(argv: list[str]) -> Options:
     for arg in args:
         name, has_value, inline = arg.partition("=")
         if arg in BOOLEAN_FLAGS:
-            if BOOLEAN_FLAGS[arg]:
-                setattr(options, BOOLEAN_FLAGS[arg], True)
+            attribute = BOOLEAN_FLAGS[arg]
+            if attribute:
+                setattr(options, attribute, True)
         elif name in VALUE_FLAGS:
             value = inline if has_value else next(args, None)
             if value is None:
@@ -117,11 +118,16 @@ def wait_for_outcome(unit: str, runner_pid: int, cycle: int) -> int:
             return 0
         if outcome == "failed" or (mine and state["cycle"] > cycle):
             return job_failed(unit)
-        if not unitstate.runner_alive(unit, runner_pid) and (mine or time.sleep(0.2) or
-                                                               unitstate.read(unit)["runner_pid"]
-                                                               != runner_pid):
+        if not unitstate.runner_alive(unit, runner_pid) and (
+                mine or _runner_replaced(unit, runner_pid)):
             return job_failed(unit)
         time.sleep(0.05)
+
+
+def _runner_replaced(unit: str, runner_pid: int) -> bool:
+    """Whether another runner owns the unit now (read after a moment: it may be starting)."""
+    time.sleep(0.2)
+    return bool(unitstate.read(unit)["runner_pid"] != runner_pid)
 
 
 def start(unit: str, options: Options) -> int:

@@ -131,7 +131,7 @@ def daemon_reload() -> None:
 
 
 def known_units() -> list[str]:
-    names = set()
+    names: set[str] = set()
     for directory in UNIT_DIRS:
         if directory.is_dir():
             names.update(p.name for p in directory.iterdir()

@@ -1,0 +1,53 @@
+"""Clusters saved as the wizard would, pointing at an offline world (imported by e2e tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clusters.models import CloudAccount, Cluster, DatastoreKind, InstallSource, Node, NodeRole
+from sandbox.world import World
+from tests.support.factories import make_user
+
+K3S_VERSION = "v1.32.5+k3s1"
+FAST_ENGINE = {
+    "PANEL_RETRY_BASE_SECONDS": "0.3",
+    "PANEL_RETRY_MAX_SECONDS": "2",
+    "PANEL_SWEEP_INTERVAL_SECONDS": "2",
+    "PANEL_STEP_LEASE_SECONDS": "20",
+    "PANEL_CLOUD_POLL_SECONDS": "0.5",
+}
+
+
+def world_env(world: World) -> dict[str, str]:
+    """Environment a worker needs to provision against the world."""
+    return {"ALIYUN_ENDPOINT_OVERRIDE": world.endpoint, **FAST_ENGINE}
+
+
+def make_world_cluster(world: World, *, servers: int = 2, agents: int = 1, owner=None,
+                       login: str = "key", first_host: int = 0, **fields) -> Cluster:
+    """A cluster as the wizard would save it, pointing at the world's hosts and cloud."""
+    owner = owner or make_user()
+    account = CloudAccount.objects.create(
+        owner=owner, name=f"sandbox-{owner.pk}-{Cluster.objects.count()}",
+        access_key_id=world.access_key_id, access_key_secret=world.access_key_secret,
+        default_region=world.region,
+    )
+    values = {
+        "name": f"e2e-{Cluster.objects.count() + 1}", "region": world.region, "zone": world.zone,
+        "vpc_id": world.vpc_id, "vswitch_id": world.vswitch_id, "k3s_version": K3S_VERSION,
+        "install_source": InstallSource.CUSTOM, "install_base_url": world.install_base_url,
+        "datastore_kind": DatastoreKind.RDS, "rds_engine_version": "5.7",
+        **fields,
+    }
+    cluster = Cluster.objects.create(owner=owner, cloud_account=account, **values)
+    hosts = world.lab.hosts
+    for index, host in enumerate(hosts[first_host: first_host + servers + agents]):
+        credentials = (
+            {"ssh_user": "root", "ssh_private_key": Path(host.private_key_path).read_text()}
+            if login == "key" else {"ssh_user": "root", "ssh_password": host.root_password}
+        )
+        Node.objects.create(
+            cluster=cluster, role=NodeRole.SERVER if index < servers else NodeRole.AGENT,
+            private_ip=host.ip, ssh_port=host.ssh_port, **credentials,
+        )
+    return cluster
