@@ -93,6 +93,13 @@ def translations() -> None:
     translation.activate("en")
 
 
+@pytest.fixture(autouse=True)
+def english_until_asked(translations: None) -> None:
+    """Each test starts in English: a request answered in Chinese (LocaleMiddleware) leaves
+    its language active in the thread, and the next test's messages would be Chinese."""
+    translation.activate("en")
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A lab test on a machine without root or the lab's tools fails with one line that says
     how to get them, before any fixture starts a host (tests/support/tools.py)."""
