@@ -13,6 +13,7 @@ from collections.abc import Callable
 from django.db.models import Max
 from django.utils import timezone
 
+from clusters.core.storable import storable_text
 from clusters.models import LogLine
 
 MAX_LINE_LENGTH = 4000
@@ -39,9 +40,10 @@ class StepLog:
         self._next_seq = (last or 0) + 1
 
     def write(self, text: str, stream: str = "info") -> None:
-        """Add one or more lines (split on newlines); secrets are masked before buffering."""
+        """Add one or more lines (split on newlines); secrets are masked before buffering, then
+        control bytes are escaped (clusters/core/storable.py: PostgreSQL refuses NUL)."""
         for line in self._redact(str(text)).splitlines() or [""]:
-            self._append(line[:MAX_LINE_LENGTH], stream)
+            self._append(storable_text(line)[:MAX_LINE_LENGTH], stream)
         if self._due():
             self.flush()
 
