@@ -7,14 +7,15 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
 from clusters import operations
 from clusters.adapters import pricing, wizard_checks
-from clusters.models import AuditAction, CloudAccount, InstallSource, NodeRole
+from clusters.models import AuditAction, CloudAccount, Cluster, InstallSource, NodeRole
 from clusters.web import audit, wizard
 from clusters.web.forms import (
     COMMON_REGIONS,
@@ -68,6 +69,9 @@ def wizard_step(request: HttpRequest, step: str) -> HttpResponse:
         raise Http404("no such wizard step")
     state = wizard.WizardState(request.session)
     if not state.may_open(step):
+        if step == "review" and request.method == "POST" and state.created_code():
+            # Create posted again after the first one finished and cleared the answers.
+            return _already_created(request, state.created_code())
         return redirect("clusters:wizard-step", step=state.first_missing())
     return _HANDLERS[step](request, state)
 
@@ -297,17 +301,35 @@ def k3s_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
 # --- 6. review and Create ----------------------------------------------------------------------
 
 
+def _already_created(request: HttpRequest, code: str) -> HttpResponse:
+    """Send a repeated Create to the cluster the first one made (never a second cluster)."""
+    cluster = get_object_or_404(Cluster, code=code, owner=request.user)
+    messages.info(request, _("%(name)s was already created; this is its page.")
+                  % {"name": cluster.name})
+    return redirect("clusters:cluster", code=cluster.code)
+
+
 def review_step(request: HttpRequest, state: wizard.WizardState) -> HttpResponse:
     form = ReviewStepForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
-        cluster = wizard.build_cluster(state, request.user)
+        try:
+            cluster = wizard.build_cluster(state, request.user)
+        except IntegrityError:
+            # The same Create posted twice at once: the other request made the cluster.
+            existing = wizard.already_created(state, request.user)
+            if existing is None:
+                messages.error(request, _("A cluster named %(name)s already exists: choose "
+                                          "another name.") % {"name": state.get("account")["name"]})
+                return redirect("clusters:wizard-step", step="account")
+            state.reset(created=existing)
+            return _already_created(request, str(existing.code))
         try:
             run = operations.start_create(cluster, request.user)
         except operations.OperationRefused as exc:
             messages.error(request, str(exc))
             return redirect("clusters:cluster", code=cluster.code)
         audit.record(request, AuditAction.CLUSTER_CREATE, cluster, run=run.pk)
-        state.reset()
+        state.reset(created=cluster)
         messages.success(request, _("Creating %(name)s: follow each step below.")
                          % {"name": cluster.name})
         return redirect("clusters:cluster", code=cluster.code)
