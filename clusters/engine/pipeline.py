@@ -39,6 +39,7 @@ from django.db.models import F, Max, Q
 from django.dispatch import Signal
 from django.utils import timezone
 
+from clusters.core import heartbeat
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import get_handler
@@ -233,6 +234,7 @@ def _claim(step_id: int) -> tuple[Step, bool] | None:
         attempts=F("attempts") + 1,
         polls=F("polls") + int(polling),
         lease_until=lease_until,
+        heartbeat_at=now,
         started_at=step.started_at or now,
         not_before=None,
     )
@@ -243,8 +245,9 @@ def _claim(step_id: int) -> tuple[Step, bool] | None:
 
 
 class _Heartbeat:
-    """While a step runs: extends its lease (so only dead workers lose steps) and flushes its
-    log every half second (so a quiet step's last lines still reach the page)."""
+    """While a step runs: beats every few seconds (clusters/core/heartbeat.py), which extends
+    its lease (so only dead workers lose steps) and tells the page it is alive; and flushes
+    its log every half second (so a quiet step's last lines still reach the page)."""
 
     LOG_FLUSH_SECONDS = 0.5
 
@@ -265,15 +268,17 @@ class _Heartbeat:
 
     def _beat(self) -> None:
         lease = settings.PANEL_STEP_LEASE_SECONDS
+        every = heartbeat.interval(lease)
         renewed = time.monotonic()
         try:
             while not self._stop.wait(self.LOG_FLUSH_SECONDS):
                 self._log.flush()
-                if time.monotonic() - renewed >= lease / 3:
+                if time.monotonic() - renewed >= every:
                     renewed = time.monotonic()
+                    now = timezone.now()
                     Step.objects.filter(
                         pk=self._step_id, status=StepStatus.RUNNING, attempts=self._attempt
-                    ).update(lease_until=timezone.now() + timedelta(seconds=lease))
+                    ).update(lease_until=now + timedelta(seconds=lease), heartbeat_at=now)
         finally:
             connection.close()
 

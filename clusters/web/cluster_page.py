@@ -212,6 +212,7 @@ def cluster_context(request: HttpRequest, cluster: Cluster) -> dict[str, Any]:
             "step": {value: str(label) for value, label in StepStatus.choices},
             "run": {value: str(label) for value, label in RunStatus.choices},
             "attempt": _("attempt %(n)s"),
+            "late": _("No word from its worker since %(time)s."),
             "no_lines": _("No output yet."),
             "earlier": _("Load earlier lines"),
         },

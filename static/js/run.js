@@ -81,6 +81,12 @@
     const wait = el.querySelector(".step-wait");
     wait.querySelector(".text").textContent = data.wait_reason || "";
     setHidden(wait, !(data.status === "waiting" && data.wait_reason));
+    const late = el.querySelector(".step-late");
+    if (late) {
+      const since = data.heartbeat_late_since;
+      late.textContent = since ? labels.late.replace("%(time)s", new Date(since).toLocaleTimeString()) : "";
+      setHidden(late, !(data.status === "running" && since));
+    }
     const error = el.querySelector(".step-error");
     error.textContent = data.error || "";
     setHidden(error, !data.error);

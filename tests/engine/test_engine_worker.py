@@ -6,10 +6,12 @@ import json
 import time
 
 import pytest
+from django.utils import timezone
 
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
 from clusters.models import CloudResource, LogLine, RunStatus, StepStatus
+from clusters.web import queries
 from tests.support import runs
 from tests.support.factories import TEST_ACCESS_KEY_SECRET, TEST_TOKEN, make_cluster
 from tests.support.redis_monitor import RedisMonitor
@@ -189,3 +191,31 @@ def test_cancel_stops_between_steps(start_worker):
     assert runs.step(run, "next").status == StepStatus.CANCELLED
     assert pipeline.retry(run)
     assert runs.wait_finished(run).status == RunStatus.SUCCEEDED
+
+
+def test_a_dead_workers_step_shows_a_late_heartbeat_long_before_its_lease_expires(
+        start_worker):
+    """A live worker beats every few seconds; once it is SIGKILLed the cluster page's snapshot
+    says its heartbeat is late within ~15 s, while the 120 s lease still holds the step."""
+    worker = start_worker(concurrency=1, PANEL_STEP_LEASE_SECONDS="120")
+    cluster = make_cluster()
+    run = runs.start(cluster, [StepSpec("long", "Long", "test.work", (), {"seconds": 60})])
+    runs.wait_until(lambda: runs.step(run, "long").status == StepStatus.RUNNING, 30,
+                    "the step to start")
+    first_beat = runs.step(run, "long").heartbeat_at
+    runs.wait_until(lambda: runs.step(run, "long").heartbeat_at > first_beat, 15,
+                    "a heartbeat from the live worker")
+    assert _late(run) is None
+
+    worker.kill_hard()
+    killed = time.monotonic()
+    runs.wait_until(lambda: _late(run) is not None, 30, "the heartbeat to count as late")
+    assert time.monotonic() - killed < 20
+    step = runs.step(run, "long")
+    assert step.status == StepStatus.RUNNING and step.lease_until > timezone.now()
+    assert _late(run) == step.heartbeat_at
+
+
+def _late(run):
+    (step,) = queries.run_snapshot(run)["steps"]
+    return step["heartbeat_late_since"]
