@@ -420,8 +420,9 @@ def retry(run: Run) -> bool:
             status__in=[StepStatus.FAILED, StepStatus.ERRORED, StepStatus.CANCELLED],
         # A user's Retry starts those steps afresh: their memo (deadlines, "installed at")
         # is dropped; what was bought is found again through the ledger, not the memo.
-        ).update(status=StepStatus.PENDING, transient_failures=0, error="", not_before=None,
-                 started_at=None, finished_at=None, wait_reason="", result={})
+        ).update(status=StepStatus.PENDING, transient_failures=0, reclaims=0, error="",
+                 not_before=None, started_at=None, finished_at=None, wait_reason="",
+                 result={})
         _enqueue_advance(run.pk)
     return True
 
@@ -459,22 +460,45 @@ def sweep() -> dict[str, int]:
 
 
 def _reclaim_expired(now: Any) -> list[int]:
+    """Take back running steps whose lease expired: run them again, or fail the ones taken
+    back PANEL_STEP_MAX_RECLAIMS times already (a step that can never start, e.g. a secret no
+    key decrypts or a worker the OOM killer takes each time, must not loop forever)."""
     expired = list(
         Step.objects.filter(status=StepStatus.RUNNING, lease_until__lt=now)
-        .values_list("pk", "attempts")
+        .values_list("pk", "attempts", "reclaims", "run_id")
     )
-    reclaimed = []
-    for step_id, attempts in expired:
-        taken = Step.objects.filter(
-            pk=step_id, status=StepStatus.RUNNING, attempts=attempts, lease_until__lt=now
-        ).update(status=StepStatus.WAITING, not_before=now, lease_until=None,
-                 wait_reason=f"{RECLAIMED}; running it again.")
+    limit = settings.PANEL_STEP_MAX_RECLAIMS
+    reclaimed, given_up = [], []
+    for step_id, attempts, reclaims, run_id in expired:
+        still_expired = Step.objects.filter(
+            pk=step_id, status=StepStatus.RUNNING, attempts=attempts, lease_until__lt=now)
+        if reclaims >= limit:
+            taken = still_expired.update(
+                status=StepStatus.FAILED, lease_until=None, finished_at=now,
+                reclaims=F("reclaims") + 1, error=gave_up_message(reclaims + 1))
+            if taken:
+                given_up.append(step_id)
+                _enqueue_advance(run_id)
+            continue
+        taken = still_expired.update(
+            status=StepStatus.WAITING, not_before=now, lease_until=None,
+            reclaims=F("reclaims") + 1, wait_reason=f"{RECLAIMED}; running it again.")
         if taken:
             reclaimed.append(step_id)
             _enqueue_execute(step_id)
     if reclaimed:
         logger.warning("reclaimed steps with expired leases: %s", reclaimed)
-    return reclaimed
+    if given_up:
+        logger.error("failed steps whose worker stopped answering %s times: %s", limit + 1,
+                     given_up)
+    return reclaimed + given_up
+
+
+def gave_up_message(times: int) -> str:
+    return (f"{RECLAIMED} {times} times in a row, so it is not run again: it probably "
+            "cannot even start (a stored secret that no key in PANEL_ENCRYPTION_KEYS decrypts, "
+            "or a worker killed each time, e.g. by the OOM killer). The worker's own log says "
+            "which; fix that, then Retry.")
 
 
 def worker_started() -> None:

@@ -6,8 +6,10 @@ import json
 import time
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
+from clusters.core.crypto import TOKEN_PREFIX
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
 from clusters.models import CloudResource, LogLine, RunStatus, StepStatus
@@ -219,3 +221,25 @@ def test_a_dead_workers_step_shows_a_late_heartbeat_long_before_its_lease_expire
 def _late(run):
     (step,) = queries.run_snapshot(run)["steps"]
     return step["heartbeat_late_since"]
+
+
+def test_a_step_that_can_never_start_fails_after_a_few_reclaims(start_worker):
+    """A node secret no key decrypts: the worker dies in the step's setup (before the handler
+    runs), the step is left Running, and each lease expiry took it back forever. Now it is
+    run again PANEL_STEP_MAX_RECLAIMS times, then failed with a reason that says what to do."""
+    engine = {"PANEL_STEP_LEASE_SECONDS": "2", "PANEL_SWEEP_INTERVAL_SECONDS": "0.5",
+              "PANEL_STEP_MAX_RECLAIMS": "2"}
+    start_worker(concurrency=1, beat=True, **engine)
+    cluster = make_cluster(nodes=1)
+    with connection.cursor() as cursor:  # a token of a key the panel no longer has
+        cursor.execute("UPDATE clusters_node SET ssh_password = %s WHERE cluster_id = %s",
+                       [TOKEN_PREFIX + "gAAAAABnot-a-token-of-any-key", cluster.pk])
+    run = runs.start(cluster, [StepSpec("install", "Install", "test.work")])
+    run = runs.wait_finished(run, 60)
+    step = runs.step(run, "install")
+    assert run.status == RunStatus.FAILED
+    assert step.status == StepStatus.FAILED
+    assert (step.reclaims, step.attempts) == (3, 3)
+    assert step.error.startswith("Its worker stopped answering 3 times in a row, so it is "
+                                 "not run again")
+    assert "PANEL_ENCRYPTION_KEYS" in step.error and "Retry" in step.error
