@@ -34,7 +34,14 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import F, Max, Q
 from django.dispatch import Signal
 from django.utils import timezone
@@ -44,6 +51,7 @@ from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import get_handler
 from clusters.engine.stepcontext import StepContext
+from clusters.engine.steplog import LeaseLost
 from clusters.models import (
     RUN_ACTIVE,
     STEP_BROKEN,
@@ -267,18 +275,43 @@ class _Heartbeat:
         self._thread.join()
 
     def _beat(self) -> None:
+        """Survives database errors (a PostgreSQL restart must not end the heartbeat and let
+        the lease run out under a live step). When the lease cannot be renewed until one
+        beat before it ends, or another worker holds the step now, the step is told to stop
+        (LeaseLost at its next log line) before the sweeper hands it to another worker."""
         lease = settings.PANEL_STEP_LEASE_SECONDS
         every = heartbeat.interval(lease)
         renewed = time.monotonic()
+        held_until = renewed + lease  # the claim set lease_until a moment ago
+        failing = False
         try:
             while not self._stop.wait(self.LOG_FLUSH_SECONDS):
-                self._log.flush()
-                if time.monotonic() - renewed >= every:
-                    renewed = time.monotonic()
-                    now = timezone.now()
-                    Step.objects.filter(
-                        pk=self._step_id, status=StepStatus.RUNNING, attempts=self._attempt
-                    ).update(lease_until=now + timedelta(seconds=lease), heartbeat_at=now)
+                try:
+                    self._log.flush()
+                    if time.monotonic() - renewed >= every:
+                        now, started = timezone.now(), time.monotonic()
+                        owned = Step.objects.filter(
+                            pk=self._step_id, status=StepStatus.RUNNING, attempts=self._attempt
+                        ).update(lease_until=now + timedelta(seconds=lease), heartbeat_at=now)
+                        renewed = started
+                        if not owned:
+                            self._log.lease_lost.set()
+                            return
+                        held_until = started + lease
+                        if failing:
+                            logger.warning("step %s: lease renewed again", self._step_id)
+                        failing = False
+                except DatabaseError as exc:
+                    if not failing:
+                        logger.warning("step %s: cannot renew its lease yet: %s",
+                                       self._step_id, exc)
+                    failing = True
+                    connection.close_if_unusable_or_obsolete()
+                if time.monotonic() >= held_until - every:
+                    logger.error("step %s: lease not renewed for %.0f s; stopping the step",
+                                 self._step_id, lease - every)
+                    self._log.lease_lost.set()
+                    return
         finally:
             connection.close()
 
@@ -307,6 +340,15 @@ def execute(step_id: int) -> None:
         outcome, retrying = _after_transient(step, ctx, exc), True
     except PermanentError as exc:
         outcome = Fail(str(exc))
+    except LeaseLost as exc:
+        # Nothing can be recorded (the lease is gone or going); the sweeper runs it again.
+        logger.warning("step %s stopped: %s", step.pk, exc)
+        ctx.log.flush()  # its lines so far, if the database is back (before the next owner)
+        return
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away under the handler: weather, not a bug.
+        outcome, retrying = _after_transient(
+            step, ctx, TransientError(f"the panel's database was unreachable: {exc}")), True
     except Exception as exc:
         ctx.say("".join(traceback.format_exception(exc)), stream="stderr")
         ctx.log.flush()
