@@ -429,6 +429,12 @@ class Step(models.Model):
     retry_budget = models.PositiveIntegerField(default=6)
     not_before = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # When the running step's worker last said it is alive (clusters/core/heartbeat.py): the
+    # page shows a late one long before the lease expires.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # How many times the sweeper took the step back from a worker that stopped answering: a
+    # step that can never start is failed after PANEL_STEP_MAX_RECLAIMS of them.
+    reclaims = models.PositiveIntegerField(default=0)
     wait_reason = models.CharField(max_length=500, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

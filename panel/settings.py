@@ -186,6 +186,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 # The step engine (clusters/engine/pipeline.py).
 PANEL_STEP_LEASE_SECONDS = env_int("PANEL_STEP_LEASE_SECONDS", 120, minimum=2)
 PANEL_SWEEP_INTERVAL_SECONDS = env_float("PANEL_SWEEP_INTERVAL_SECONDS", 15.0, minimum=0.5)
+# A step whose worker stopped answering this many times is failed, not run again: one that can
+# never start (a secret no key decrypts, a worker the OOM killer takes) would loop forever.
+PANEL_STEP_MAX_RECLAIMS = env_int("PANEL_STEP_MAX_RECLAIMS", 3, minimum=1)
 PANEL_RETRY_BASE_SECONDS = env_float("PANEL_RETRY_BASE_SECONDS", 2.0)
 PANEL_RETRY_MAX_SECONDS = env_float("PANEL_RETRY_MAX_SECONDS", 60.0)
 PANEL_HEALTH_INTERVAL_SECONDS = env_float("PANEL_HEALTH_INTERVAL_SECONDS", 60.0, minimum=1)

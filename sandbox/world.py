@@ -98,6 +98,12 @@ class World:
         """The custom install source base URL that serves K3s to the lab hosts."""
         return self.artifacts.base_url
 
+    def restart_cloud(self) -> None:
+        """The cloud API goes away and comes back: the emulator restarts on its state dir and
+        its port (so the panel's ALIYUN_ENDPOINT_OVERRIDE still holds); RDS and SLB addresses
+        stay in the cloud namespace and their servers and proxies come back."""
+        self.emulator.restart()
+
 
 def register_hosts(world: World) -> None:
     for host in world.lab.hosts:

@@ -20,7 +20,19 @@ from clusters.adapters.datastore_health import KineMeasurement, StorageUsage
 from clusters.core.errors import PermanentError, StepError
 from clusters.k3s.dsn import parse_endpoint
 from clusters.k3s.versions import kine_max_idle_connections
-from clusters.models import Cluster, DatastoreKind, Health, NodeRole, ResourceState
+from clusters.models import (
+    Cluster,
+    DatastoreKind,
+    Health,
+    Node,
+    NodeRole,
+    NodeStatus,
+    ResourceState,
+)
+
+# The node states a health check may change: a node being installed, removed or that failed
+# belongs to the run doing that; its row is that run's to write.
+LIVE_NODE_STATUSES = (NodeStatus.READY, NodeStatus.NOT_READY)
 
 # One health check per cluster per minute: the datastore measurement must stay quick.
 DATASTORE_TIMEOUT = 10
@@ -33,6 +45,9 @@ class Assessment:
     # Finding.as_reason: translated on the page by clusters.web.display.health_reason).
     reasons: list[str | dict[str, Any]] = field(default_factory=list)
     facts: list[str] = field(default_factory=list)
+    # Node pk -> Ready as the Kubernetes API says, for the nodes the page shows as live: a
+    # check that finds a node NotReady must not leave the Nodes table saying Ready.
+    node_ready: dict[int, bool] = field(default_factory=dict)
 
     def worse(self, health: str, reason: str | dict[str, Any]) -> None:
         order: list[str] = [Health.HEALTHY, Health.DEGRADED, Health.DOWN]
@@ -72,6 +87,8 @@ def _check_api(cluster: Cluster, result: Assessment) -> None:
     servers_ready = 0
     for node in cluster.nodes.present():
         state = states.get(node.name)
+        if node.status in LIVE_NODE_STATUSES:
+            result.node_ready[node.pk] = state is not None and state.ready
         if state is None or not state.ready:
             result.worse(Health.DEGRADED, f"node {node.name or node.private_ip} is not Ready")
         elif node.role == NodeRole.SERVER:
@@ -183,9 +200,16 @@ def _rds_storage(cluster: Cluster, findings: list) -> StorageUsage | None:
 
 
 def refresh(cluster: Cluster) -> Assessment:
-    """Assess and store the verdict on the cluster."""
+    """Assess and store the verdict on the cluster, and each live node's Ready as the API
+    said (only where it still holds the state the check read: a run that took the node over
+    meanwhile keeps its own)."""
     assessment = assess(cluster)
     Cluster.objects.filter(pk=cluster.pk).update(
         health=assessment.health, health_reasons=assessment.reasons,
         health_checked_at=timezone.now())
+    for ready in (True, False):
+        pks = [pk for pk, is_ready in assessment.node_ready.items() if is_ready is ready]
+        if pks:
+            Node.objects.filter(pk__in=pks, status__in=LIVE_NODE_STATUSES).update(
+                status=NodeStatus.READY if ready else NodeStatus.NOT_READY)
     return assessment

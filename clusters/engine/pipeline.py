@@ -34,16 +34,25 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import F, Max, Q
 from django.dispatch import Signal
 from django.utils import timezone
 
+from clusters.core import heartbeat
 from clusters.core.errors import PermanentError, TransientError
 from clusters.core.titles import StepTitle
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import get_handler
 from clusters.engine.stepcontext import StepContext
+from clusters.engine.steplog import LeaseLost
 from clusters.models import (
     RUN_ACTIVE,
     STEP_BROKEN,
@@ -245,6 +254,7 @@ def _claim(step_id: int) -> tuple[Step, bool] | None:
         attempts=F("attempts") + 1,
         polls=F("polls") + int(polling),
         lease_until=lease_until,
+        heartbeat_at=now,
         started_at=step.started_at or now,
         not_before=None,
         updated_at=now,  # QuerySet.update() skips auto_now; the sweeper reads it as "moving"
@@ -256,8 +266,9 @@ def _claim(step_id: int) -> tuple[Step, bool] | None:
 
 
 class _Heartbeat:
-    """While a step runs: extends its lease (so only dead workers lose steps) and flushes its
-    log every half second (so a quiet step's last lines still reach the page)."""
+    """While a step runs: beats every few seconds (clusters/core/heartbeat.py), which extends
+    its lease (so only dead workers lose steps) and tells the page it is alive; and flushes
+    its log every half second (so a quiet step's last lines still reach the page)."""
 
     LOG_FLUSH_SECONDS = 0.5
 
@@ -277,16 +288,43 @@ class _Heartbeat:
         self._thread.join()
 
     def _beat(self) -> None:
+        """Survives database errors (a PostgreSQL restart must not end the heartbeat and let
+        the lease run out under a live step). When the lease cannot be renewed until one
+        beat before it ends, or another worker holds the step now, the step is told to stop
+        (LeaseLost at its next log line) before the sweeper hands it to another worker."""
         lease = settings.PANEL_STEP_LEASE_SECONDS
+        every = heartbeat.interval(lease)
         renewed = time.monotonic()
+        held_until = renewed + lease  # the claim set lease_until a moment ago
+        failing = False
         try:
             while not self._stop.wait(self.LOG_FLUSH_SECONDS):
-                self._log.flush()
-                if time.monotonic() - renewed >= lease / 3:
-                    renewed = time.monotonic()
-                    Step.objects.filter(
-                        pk=self._step_id, status=StepStatus.RUNNING, attempts=self._attempt
-                    ).update(lease_until=timezone.now() + timedelta(seconds=lease))
+                try:
+                    self._log.flush()
+                    if time.monotonic() - renewed >= every:
+                        now, started = timezone.now(), time.monotonic()
+                        owned = Step.objects.filter(
+                            pk=self._step_id, status=StepStatus.RUNNING, attempts=self._attempt
+                        ).update(lease_until=now + timedelta(seconds=lease), heartbeat_at=now)
+                        renewed = started
+                        if not owned:
+                            self._log.lease_lost.set()
+                            return
+                        held_until = started + lease
+                        if failing:
+                            logger.warning("step %s: lease renewed again", self._step_id)
+                        failing = False
+                except DatabaseError as exc:
+                    if not failing:
+                        logger.warning("step %s: cannot renew its lease yet: %s",
+                                       self._step_id, exc)
+                    failing = True
+                    connection.close_if_unusable_or_obsolete()
+                if time.monotonic() >= held_until - every:
+                    logger.error("step %s: lease not renewed for %.0f s; stopping the step",
+                                 self._step_id, lease - every)
+                    self._log.lease_lost.set()
+                    return
         finally:
             connection.close()
 
@@ -315,6 +353,15 @@ def execute(step_id: int) -> None:
         outcome, retrying = _after_transient(step, ctx, exc), True
     except PermanentError as exc:
         outcome = Fail(str(exc))
+    except LeaseLost as exc:
+        # Nothing can be recorded (the lease is gone or going); the sweeper runs it again.
+        logger.warning("step %s stopped: %s", step.pk, exc)
+        ctx.log.flush()  # its lines so far, if the database is back (before the next owner)
+        return
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away under the handler: weather, not a bug.
+        outcome, retrying = _after_transient(
+            step, ctx, TransientError(f"the panel's database was unreachable: {exc}")), True
     except Exception as exc:
         ctx.say("".join(traceback.format_exception(exc)), stream="stderr")
         ctx.log.flush()
@@ -428,8 +475,9 @@ def retry(run: Run) -> bool:
             status__in=[StepStatus.FAILED, StepStatus.ERRORED, StepStatus.CANCELLED],
         # A user's Retry starts those steps afresh: their memo (deadlines, "installed at")
         # is dropped; what was bought is found again through the ledger, not the memo.
-        ).update(status=StepStatus.PENDING, transient_failures=0, error="", not_before=None,
-                 started_at=None, finished_at=None, wait_reason="", result={},
+        ).update(status=StepStatus.PENDING, transient_failures=0, reclaims=0, error="",
+                 not_before=None, started_at=None, finished_at=None, wait_reason="",
+                 result={},
                  updated_at=timezone.now())
         _enqueue_advance(run.pk)
     return True
@@ -468,22 +516,47 @@ def sweep() -> dict[str, int]:
 
 
 def _reclaim_expired(now: Any) -> list[int]:
+    """Take back running steps whose lease expired: run them again, or fail the ones taken
+    back PANEL_STEP_MAX_RECLAIMS times already (a step that can never start, e.g. a secret no
+    key decrypts or a worker the OOM killer takes each time, must not loop forever)."""
     expired = list(
         Step.objects.filter(status=StepStatus.RUNNING, lease_until__lt=now)
-        .values_list("pk", "attempts")
+        .values_list("pk", "attempts", "reclaims", "run_id")
     )
-    reclaimed = []
-    for step_id, attempts in expired:
-        taken = Step.objects.filter(
-            pk=step_id, status=StepStatus.RUNNING, attempts=attempts, lease_until__lt=now
-        ).update(status=StepStatus.WAITING, not_before=now, lease_until=None,
-                 wait_reason=f"{RECLAIMED}; running it again.", updated_at=now)
+    limit = settings.PANEL_STEP_MAX_RECLAIMS
+    reclaimed, given_up = [], []
+    for step_id, attempts, reclaims, run_id in expired:
+        still_expired = Step.objects.filter(
+            pk=step_id, status=StepStatus.RUNNING, attempts=attempts, lease_until__lt=now)
+        if reclaims >= limit:
+            taken = still_expired.update(
+                status=StepStatus.FAILED, lease_until=None, finished_at=now,
+                reclaims=F("reclaims") + 1, error=gave_up_message(reclaims + 1),
+                updated_at=now)
+            if taken:
+                given_up.append(step_id)
+                _enqueue_advance(run_id)
+            continue
+        taken = still_expired.update(
+            status=StepStatus.WAITING, not_before=now, lease_until=None,
+            reclaims=F("reclaims") + 1, wait_reason=f"{RECLAIMED}; running it again.",
+            updated_at=now)
         if taken:
             reclaimed.append(step_id)
             _enqueue_execute(step_id)
     if reclaimed:
         logger.warning("reclaimed steps with expired leases: %s", reclaimed)
-    return reclaimed
+    if given_up:
+        logger.error("failed steps whose worker stopped answering %s times: %s", limit + 1,
+                     given_up)
+    return reclaimed + given_up
+
+
+def gave_up_message(times: int) -> str:
+    return (f"{RECLAIMED} {times} times in a row, so it is not run again: it probably "
+            "cannot even start (a stored secret that no key in PANEL_ENCRYPTION_KEYS decrypts, "
+            "or a worker killed each time, e.g. by the OOM killer). The worker's own log says "
+            "which; fix that, then Retry.")
 
 
 def worker_started() -> None:

@@ -6,16 +6,33 @@ bottleneck, while the cluster page still wants lines within a second or so.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Max
 from django.utils import timezone
 
+from clusters.core.storable import storable_text
 from clusters.models import LogLine
 
 MAX_LINE_LENGTH = 4000
+# Lines kept while the database cannot be written (a PostgreSQL restart): beyond this the
+# oldest unsaved ones are dropped and a line says how many.
+MAX_BUFFERED_LINES = 20_000
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseLost(BaseException):
+    """Raised into a step at its next log line once its worker can no longer renew the lease:
+    the sweeper is about to give the step to another worker, so this one stops first.
+
+    A BaseException so a handler's broad ``except Exception`` (turning SSH errors into
+    TransientError) cannot swallow it; ``finally`` blocks still run and close sessions.
+    """
 
 
 class StepLog:
@@ -35,13 +52,21 @@ class StepLog:
         self._buffer: list[LogLine] = []
         self._oldest: float | None = None
         self._lock = threading.Lock()
+        self._dropped = 0
+        # Set by the engine's heartbeat (clusters/engine/pipeline.py) when the lease is lost.
+        self.lease_lost = threading.Event()
         last = LogLine.objects.filter(step_id=step_id).aggregate(last=Max("seq"))["last"]
         self._next_seq = (last or 0) + 1
 
     def write(self, text: str, stream: str = "info") -> None:
-        """Add one or more lines (split on newlines); secrets are masked before buffering."""
+        """Add one or more lines (split on newlines); secrets are masked before buffering, then
+        control bytes are escaped (clusters/core/storable.py: PostgreSQL refuses NUL).
+        Raises LeaseLost once the heartbeat could not keep the step's lease."""
+        if self.lease_lost.is_set():
+            raise LeaseLost("this worker could not renew the step's lease (the database was "
+                            "unreachable); it stops before another worker takes the step")
         for line in self._redact(str(text)).splitlines() or [""]:
-            self._append(line[:MAX_LINE_LENGTH], stream)
+            self._append(storable_text(line)[:MAX_LINE_LENGTH], stream)
         if self._due():
             self.flush()
 
@@ -62,9 +87,36 @@ class StepLog:
             aged = self._oldest is not None and time.monotonic() - self._oldest >= self._max_delay
             return len(self._buffer) >= self._batch_size or aged
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Write what is buffered; False when the database could not be reached.
+
+        Why it does not raise then: a database that is away for a few seconds (a restart, a
+        failover) must not fail the step that is writing; the batch goes back to the front
+        of the buffer, in order, and the next flush (the heartbeat's, every half second)
+        writes it. Other database errors still raise: they are bugs, not weather.
+        """
         with self._lock:
             batch, self._buffer, self._oldest = self._buffer, [], None
-        if batch:
+        if not batch:
+            return True
+        try:
             # A reclaimed step may race its old owner for a sequence number; never crash on it.
             LogLine.objects.bulk_create(batch, ignore_conflicts=True)
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("step %s: %d log lines kept for later, the database is "
+                           "unreachable: %s", self.step_id, len(batch), exc)
+            connection.close_if_unusable_or_obsolete()
+            self._put_back(batch)
+            return False
+        return True
+
+    def _put_back(self, batch: list[LogLine]) -> None:
+        with self._lock:
+            self._buffer[:0] = batch
+            excess = len(self._buffer) - MAX_BUFFERED_LINES
+            if excess > 0:
+                self._dropped += excess
+                del self._buffer[:excess]
+                self._buffer[0].text = (f"({self._dropped} earlier lines were lost while the "
+                                        "database was unreachable)")
+            self._oldest = self._oldest or time.monotonic()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
-from clusters.models import Cluster, LogLine, Run, Step
+from clusters.core import heartbeat
+from clusters.models import Cluster, LogLine, Run, Step, StepStatus
 
 LOG_PAGE = 500
 
@@ -34,6 +37,7 @@ def owned_run(user: AbstractBaseUser | AnonymousUser, code: Any, run_id: int) ->
 def run_snapshot(run: Run) -> dict[str, Any]:
     """The run and its steps as the live timeline shows them (one query for the steps)."""
     steps = Step.objects.filter(run_id=run.pk).order_by("position").defer("args", "result")
+    now = timezone.now()
     return {
         "id": run.pk,
         "kind": run.kind,
@@ -48,6 +52,11 @@ def run_snapshot(run: Run) -> dict[str, Any]:
                 "not_before": step.not_before, "error": step.error,
                 "started_at": step.started_at, "finished_at": step.finished_at,
                 "depends_on": step.depends_on,
+                # A running step whose worker missed a few beats: shown at once, long before
+                # its lease expires and the sweeper runs it again.
+                "heartbeat_late_since": heartbeat.late_since(
+                    step.heartbeat_at, now, settings.PANEL_STEP_LEASE_SECONDS)
+                if step.status == StepStatus.RUNNING else None,
             }
             for step in steps
         ],

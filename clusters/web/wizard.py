@@ -31,6 +31,9 @@ from clusters.models import (
 )
 
 SESSION_KEY = "cluster_wizard"
+# The code of the cluster this session's wizard created last: a Create posted again after the
+# answers were cleared (a double click, a reload of the POST) is sent to it, not to step 1.
+CREATED_KEY = "cluster_wizard_created"
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,17 @@ class WizardState:
         index = SLUGS.index(step)
         return all(self.done(slug) for slug in SLUGS[:index])
 
-    def reset(self) -> None:
+    def reset(self, created: Cluster | None = None) -> None:
+        """Forget the answers; remember ``created`` so a repeated Create finds it."""
         self.store.pop(SESSION_KEY, None)
+        if created is not None:
+            self.store[CREATED_KEY] = str(created.code)
+        else:
+            self.store.pop(CREATED_KEY, None)
+
+    def created_code(self) -> str | None:
+        """The code of the cluster this session's wizard created last, if any."""
+        return self.store.get(CREATED_KEY)
 
     # --- the generated key pair -----------------------------------------------------------
 
@@ -225,6 +237,26 @@ def price_quote(state: WizardState, account: CloudAccount) -> pricing.Quote:
 
 
 # --- Create -----------------------------------------------------------------------------------
+
+
+def already_created(state: WizardState, owner: Any) -> Cluster | None:
+    """The owner's cluster that this wizard's answers already created, or None.
+
+    Why: the review page's Create posted twice at once (a double click, two tabs) reaches
+    build_cluster twice with the same answers; the second one hits the unique name. It is the
+    same cluster when the name, cloud account, region, VPC and host addresses all agree; a
+    cluster that merely shares the name (made elsewhere since the account step) is not.
+    """
+    account_step, network = state.get("account"), state.get("network")
+    cluster = Cluster.objects.filter(owner=owner, name=account_step.get("name")).first()
+    if cluster is None:
+        return None
+    addresses = sorted(host["private_ip"] for host in state.get("hosts").get("hosts", []))
+    same = (cluster.cloud_account_id == account_step.get("cloud_account")
+            and cluster.region == account_step.get("region")
+            and cluster.vpc_id == network.get("vpc")
+            and sorted(cluster.nodes.values_list("private_ip", flat=True)) == addresses)
+    return cluster if same else None
 
 
 def build_cluster(state: WizardState, owner: Any) -> Cluster:

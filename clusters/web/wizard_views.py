@@ -7,14 +7,15 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import IntegrityError
 from django.http import Http404, HttpResponse, QueryDict
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
 from clusters import operations
 from clusters.adapters import pricing, wizard_checks
-from clusters.models import AuditAction, CloudAccount, InstallSource, NodeRole, Run
+from clusters.models import AuditAction, CloudAccount, Cluster, InstallSource, NodeRole, Run
 from clusters.web import audit, wizard
 from clusters.web.actions import start_operation
 from clusters.web.forms import (
@@ -70,6 +71,10 @@ def wizard_step(request: SignedInRequest, step: str) -> HttpResponse:
         raise Http404("no such wizard step")
     state = wizard.WizardState(request.session)
     if not state.may_open(step):
+        created = state.created_code()
+        if step == "review" and request.method == "POST" and created:
+            # Create posted again after the first one finished and cleared the answers.
+            return _already_created(request, created)
         return redirect("clusters:wizard-step", step=state.first_missing())
     return _HANDLERS[step](request, state)
 
@@ -299,14 +304,32 @@ def k3s_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespons
 # --- 6. review and Create ----------------------------------------------------------------------
 
 
+def _already_created(request: SignedInRequest, code: str) -> HttpResponse:
+    """Send a repeated Create to the cluster the first one made (never a second cluster)."""
+    cluster = get_object_or_404(Cluster, code=code, owner=request.user)
+    messages.info(request, _("%(name)s was already created; this is its page.")
+                  % {"name": cluster.name})
+    return redirect("clusters:cluster", code=cluster.code)
+
+
 def review_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
     form = ReviewStepForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
-        cluster = wizard.build_cluster(state, request.user)
+        try:
+            cluster = wizard.build_cluster(state, request.user)
+        except IntegrityError:
+            # The same Create posted twice at once: the other request made the cluster.
+            existing = wizard.already_created(state, request.user)
+            if existing is None:
+                messages.error(request, _("A cluster named %(name)s already exists: choose "
+                                          "another name.") % {"name": state.get("account")["name"]})
+                return redirect("clusters:wizard-step", step="account")
+            state.reset(created=existing)
+            return _already_created(request, str(existing.code))
 
         def start() -> Run:
             run = operations.start_create(cluster, request.user)
-            state.reset()
+            state.reset(created=cluster)
             return run
 
         return start_operation(

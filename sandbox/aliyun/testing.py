@@ -205,10 +205,15 @@ class Emulator:
             self.process.stdout.close()
         self.process = None
 
-    def restart(self) -> Emulator:
-        """Stop and start on the same state directory (the port changes)."""
+    def restart(self, same_port: bool = True) -> Emulator:
+        """Stop and start on the same state directory: "the cloud API went away and came back".
+
+        By default on the same port, so a panel whose ALIYUN_ENDPOINT_OVERRIDE names it keeps
+        talking to it (the server sets SO_REUSEADDR).
+        """
+        port = int(self.endpoint.rsplit(":", 1)[1]) if same_port and self.endpoint else 0
         self.stop()
-        return self.start()
+        return self.start(port=port)
 
     def __enter__(self) -> Emulator:
         return self.start()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
+from django.urls import reverse
 
 from clusters import operations
 from clusters.adapters import health
@@ -205,7 +207,16 @@ def test_a_quota_error_fails_its_step_with_code_and_request_id(world, start_work
     assert not inventory(world, "slb_load_balancer")
 
 
-def test_health_turns_degraded_when_a_server_stops(world, start_worker, tmp_path):
+def node_badge(page: str, ip: str) -> str:
+    """The status badge of the Nodes table's row for this address."""
+    row = re.search(rf"<tr><td>[^\n]*?<code>{re.escape(ip)}</code>.*?</tr>", page, re.S)
+    assert row, f"no row for {ip}"
+    badge = re.search(r'<span class="badge node-[a-z_]+">([^<]+)</span>', row.group(0))
+    assert badge, row.group(0)
+    return badge.group(1)
+
+
+def test_health_turns_degraded_when_a_server_stops(world, start_worker, tmp_path, client):
     start_worker(concurrency=2, **world_env(world))
     cluster = make_world_cluster(world, servers=2, agents=0)
     run = runs.wait_finished(operations.start_create(cluster), timeout=300)
@@ -222,7 +233,24 @@ def test_health_turns_degraded_when_a_server_stops(world, start_worker, tmp_path
     runs.wait_until(degraded, 60, "the health check to notice the stopped server")
     cluster.refresh_from_db()
     assert f"SLB backends unhealthy: {stopped.private_ip}" in cluster.health_reasons
+    not_ready = f"node {stopped.name or stopped.private_ip} is not Ready"
+    runs.wait_until(lambda: not_ready in health.refresh(cluster).reasons, 90,
+                    "the API to report the stopped server NotReady")
+    # What health says and what the Nodes table says agree.
+    assert {n.pk: n.status for n in cluster.nodes.all()} == {
+        n.pk: "not_ready" if n.pk == stopped.pk else "ready" for n in cluster.nodes.all()}
+    client.force_login(cluster.owner)
+    page = client.get(reverse("clusters:cluster", args=[cluster.code])).content.decode()
+    assert node_badge(page, stopped.private_ip) == "Not ready"
+    running = cluster.nodes.exclude(pk=stopped.pk).get()
+    assert node_badge(page, running.private_ip) == "Ready"
     kubeconfig = tmp_path / "kubeconfig.yaml"
     kubeconfig.write_text(cluster.kubeconfig)
     assert kubectl(kubeconfig, "get", "--raw", "/readyz").stdout.strip() == "ok", \
         "the API still answers through the SLB"
+
+    world.lab.run(world.lab.host(stopped.private_ip), "systemctl start k3s", check=True)
+    runs.wait_until(lambda: health.refresh(cluster).health == "healthy", 90,
+                    "the server to be back")
+    stopped.refresh_from_db()
+    assert stopped.status == "ready"

@@ -94,3 +94,45 @@ def test_slb_lives_in_the_cloud_namespace(tmp_path: Path, cloud_netns: str) -> N
              LoadBalancerId=lb["LoadBalancerId"])
         assert f"{address}/32" not in _addresses(cloud_netns)
         assert ask(address, 6443, b"gone", netns=cloud_netns) == b""
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_a_restart_on_the_same_state_keeps_addresses_listeners_and_the_endpoint(
+        tmp_path: Path, cloud_netns: str) -> None:
+    """"The cloud API went away and came back": the emulator restarted mid-run with the same
+    state dir. Its /32s are still in the namespace (a second `ip addr add` said "Address
+    already assigned"); it comes back on the same port, so a panel pointed at it keeps
+    working, and the load balancer proxies again."""
+    seed = {
+        "regions": [{"region_id": "cn-hangzhou", "local_name": "Hangzhou",
+                     "zones": ["cn-hangzhou-h", "cn-hangzhou-i"]}],
+        "vpcs": [{"vpc_id": "vpc-netnsrestart", "region_id": "cn-hangzhou",
+                  "cidr": "10.251.0.0/16",
+                  "vswitches": [{"vswitch_id": "vsw-netnsrestart", "zone_id": "cn-hangzhou-h",
+                                 "cidr": "10.251.1.0/24"}]}],
+    }
+    with EchoServer("10.251.1.11", BACKEND_PORT, netns=cloud_netns), Emulator(
+            tmp_path, netns=cloud_netns, netns_dev=DEVICE, seed=seed) as emu:
+        instance = emu.register_instance("k3s-n1", "10.251.1.11")
+        lb = create_lb(emu)
+        address, endpoint = lb["Address"], emu.endpoint
+        create_listener(emu, lb["LoadBalancerId"])
+        call(emu, AddBackendServersRequest.AddBackendServersRequest(),
+             LoadBalancerId=lb["LoadBalancerId"], BackendServers=as_json([{"ServerId": instance}]))
+        call(emu, StartLoadBalancerListenerRequest.StartLoadBalancerListenerRequest(),
+             LoadBalancerId=lb["LoadBalancerId"], ListenerPort=6443)
+        wait_for(lambda: ask(address, 6443, b"one", netns=cloud_netns) == b"10.251.1.11:one",
+                 what="proxy before the restart")
+
+        emu.restart()
+        assert emu.endpoint == endpoint
+        assert _addresses(cloud_netns).count(f"{address}/32") == 1
+        wait_for(lambda: health(emu, lb["LoadBalancerId"]) == {instance: "normal"},
+                 what="health after the restart")
+        assert ask(address, 6443, b"two", netns=cloud_netns) == b"10.251.1.11:two"
+
+        emu.restart()  # and again: nothing piles up
+        assert _addresses(cloud_netns).count(f"{address}/32") == 1
+        wait_for(lambda: ask(address, 6443, b"three", netns=cloud_netns) == b"10.251.1.11:three",
+                 what="proxy after a second restart")

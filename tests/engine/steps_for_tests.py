@@ -151,3 +151,13 @@ def leak(ctx: StepContext) -> Outcome:
     if ctx.args.get("mode") == "crash":
         raise ValueError(f"cannot parse {secret}")
     return Fail(f"server said: bad token {token}")
+
+
+@step_handler("test.chatty")
+def chatty(ctx: StepContext) -> Outcome:
+    """A long install that prints a numbered line every 0.1 s (like apt or the K3s script)."""
+    lines = int(ctx.args.get("lines", 100))
+    for number in range(lines):
+        ctx.say(f"line {number}")
+        time.sleep(0.1)
+    return Done({"lines": lines, "pid": os.getpid()})

@@ -6,10 +6,14 @@ import json
 import time
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 
+from clusters.core.crypto import TOKEN_PREFIX
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
 from clusters.models import CloudResource, LogLine, RunStatus, StepStatus
+from clusters.web import queries
 from tests.support import runs
 from tests.support.factories import TEST_ACCESS_KEY_SECRET, TEST_TOKEN, make_cluster
 from tests.support.redis_monitor import RedisMonitor
@@ -189,3 +193,131 @@ def test_cancel_stops_between_steps(start_worker):
     assert runs.step(run, "next").status == StepStatus.CANCELLED
     assert pipeline.retry(run)
     assert runs.wait_finished(run).status == RunStatus.SUCCEEDED
+
+
+def test_a_dead_workers_step_shows_a_late_heartbeat_long_before_its_lease_expires(
+        start_worker):
+    """A live worker beats every few seconds; once it is SIGKILLed the cluster page's snapshot
+    says its heartbeat is late within ~15 s, while the 120 s lease still holds the step."""
+    worker = start_worker(concurrency=1, PANEL_STEP_LEASE_SECONDS="120")
+    cluster = make_cluster()
+    run = runs.start(cluster, [StepSpec("long", "Long", "test.work", (), {"seconds": 60})])
+    runs.wait_until(lambda: runs.step(run, "long").status == StepStatus.RUNNING, 30,
+                    "the step to start")
+    first_beat = runs.step(run, "long").heartbeat_at
+    runs.wait_until(lambda: runs.step(run, "long").heartbeat_at > first_beat, 15,
+                    "a heartbeat from the live worker")
+    assert _late(run) is None
+
+    worker.kill_hard()
+    killed = time.monotonic()
+    runs.wait_until(lambda: _late(run) is not None, 30, "the heartbeat to count as late")
+    assert time.monotonic() - killed < 20
+    step = runs.step(run, "long")
+    assert step.status == StepStatus.RUNNING and step.lease_until > timezone.now()
+    assert _late(run) == step.heartbeat_at
+
+
+def _late(run):
+    (step,) = queries.run_snapshot(run)["steps"]
+    return step["heartbeat_late_since"]
+
+
+def test_a_step_that_can_never_start_fails_after_a_few_reclaims(start_worker):
+    """A node secret no key decrypts: the worker dies in the step's setup (before the handler
+    runs), the step is left Running, and each lease expiry took it back forever. Now it is
+    run again PANEL_STEP_MAX_RECLAIMS times, then failed with a reason that says what to do."""
+    engine = {"PANEL_STEP_LEASE_SECONDS": "2", "PANEL_SWEEP_INTERVAL_SECONDS": "0.5",
+              "PANEL_STEP_MAX_RECLAIMS": "2"}
+    start_worker(concurrency=1, beat=True, **engine)
+    cluster = make_cluster(nodes=1)
+    with connection.cursor() as cursor:  # a token of a key the panel no longer has
+        cursor.execute("UPDATE clusters_node SET ssh_password = %s WHERE cluster_id = %s",
+                       [TOKEN_PREFIX + "gAAAAABnot-a-token-of-any-key", cluster.pk])
+    run = runs.start(cluster, [StepSpec("install", "Install", "test.work")])
+    run = runs.wait_finished(run, 60)
+    step = runs.step(run, "install")
+    assert run.status == RunStatus.FAILED
+    assert step.status == StepStatus.FAILED
+    assert (step.reclaims, step.attempts) == (3, 3)
+    assert step.error.startswith("Its worker stopped answering 3 times in a row, so it is "
+                                 "not run again")
+    assert "PANEL_ENCRYPTION_KEYS" in step.error and "Retry" in step.error
+
+
+def _cut_off_other_connections(seconds: float) -> int:
+    """The database goes away for a while, as in a PostgreSQL restart: it takes no new
+    connections (ALLOW_CONNECTIONS false holds for superusers too) and every session but this
+    test's own is terminated, from a session on the `postgres` database."""
+    import psycopg  # noqa: PLC0415 - only where the suite runs on PostgreSQL
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_database(), pg_backend_pid()")
+        name, own_pid = cursor.fetchone()
+    db = connection.settings_dict
+    cut = 0
+    with psycopg.connect(host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"],
+                         password=db["PASSWORD"] or None, dbname="postgres",
+                         autocommit=True) as admin:
+        quoted = connection.ops.quote_name(name)
+        admin.execute(f"ALTER DATABASE {quoted} ALLOW_CONNECTIONS false")
+        try:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                cut += admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> %s", [name, own_pid]).fetchone()[0]
+                time.sleep(0.1)
+        finally:
+            admin.execute(f"ALTER DATABASE {quoted} ALLOW_CONNECTIONS true")
+    return cut
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql",
+                    reason="needs PostgreSQL (DATABASE_URL=postgres://...), as in CI")
+def test_a_long_step_rides_out_the_database_going_away_for_a_few_seconds(start_worker):
+    """A 12 s install with a 6 s lease; the database drops every connection for 3 s in the
+    middle. The heartbeat survives (the step is not reclaimed and run twice), no log line is
+    lost, and the step succeeds on its first try."""
+    start_worker(concurrency=1, beat=True, PANEL_STEP_LEASE_SECONDS="6",
+                 PANEL_SWEEP_INTERVAL_SECONDS="0.5")
+    cluster = make_cluster()
+    run = runs.start(cluster, [StepSpec("install", "Install", "test.chatty", (),
+                                        {"lines": 120})])
+    runs.wait_until(lambda: LogLine.objects.filter(step__run=run, text="line 20").exists(), 30,
+                    "the install to be under way")
+    assert _cut_off_other_connections(3.0) > 0
+    run = runs.wait_finished(run, 60)
+    step = runs.step(run, "install")
+    assert run.status == RunStatus.SUCCEEDED, step.error
+    assert (step.attempts, step.reclaims) == (1, 0)
+    texts = list(LogLine.objects.filter(step=step).order_by("seq").values_list("text", flat=True))
+    assert [t for t in texts if t.startswith("line ")] == [f"line {n}" for n in range(120)]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql",
+                    reason="needs PostgreSQL (DATABASE_URL=postgres://...), as in CI")
+def test_a_step_that_cannot_renew_its_lease_stops_before_another_worker_runs_it(start_worker):
+    """The database is away for longer than the lease: the step stops itself (one beat before
+    the lease ends) instead of running on beside the attempt the sweeper starts next."""
+    # Two slots, so the next attempt could run beside the first if the first did not stop.
+    start_worker(concurrency=2, beat=True, PANEL_STEP_LEASE_SECONDS="6",
+                 PANEL_SWEEP_INTERVAL_SECONDS="0.5")
+    cluster = make_cluster()
+    run = runs.start(cluster, [StepSpec("install", "Install", "test.chatty", (),
+                                        {"lines": 150})])
+    runs.wait_until(lambda: LogLine.objects.filter(step__run=run, text="line 10").exists(), 30,
+                    "the install to be under way")
+    _cut_off_other_connections(8.0)
+    run = runs.wait_finished(run, 60)
+    step = runs.step(run, "install")
+    assert run.status == RunStatus.SUCCEEDED, step.error
+    assert step.attempts == 2
+    texts = list(LogLine.objects.filter(step=step).order_by("seq").values_list("text", flat=True))
+    second = texts.index("Attempt 2.")
+    first_lines = [t for t in texts[:second] if t.startswith("line ")]
+    assert first_lines == [f"line {n}" for n in range(len(first_lines))]
+    assert len(first_lines) < 150, "the first attempt stopped before it finished"
+    # Nothing of the first attempt after the second began: the two never ran side by side.
+    assert [t for t in texts[second + 1:] if t.startswith("line ")] == [
+        f"line {n}" for n in range(150)]

@@ -59,3 +59,24 @@ def test_redactor_masks_url_quoted_and_multiline_secrets():
     redact = Redactor(["p@ss:w/rd", key])
     assert redact("mysql://u:p%40ss%3Aw%2Frd@tcp(h:3306)/k3s") == "mysql://u:***@tcp(h:3306)/k3s"
     assert "totallysecret" not in redact("got MIIEowIBAAKCAQEAtotallysecretmaterial here")
+
+
+def test_control_bytes_in_host_output_are_stored_escaped_and_the_batch_survives():
+    """A host that prints NUL (PostgreSQL refuses it: DataError, the batch lost) or ANSI
+    escapes: every line is stored, tabs kept, other control bytes shown as \\xNN."""
+    cluster = make_cluster()
+    run = create_run(cluster, RunKind.TEST, [StepSpec("a", "A", "test.work")], start=False)
+    step = run.steps.get()
+    log = StepLog(step.pk, Redactor(["s3cr3t-value"]), batch_size=100, max_delay=60)
+    log.write("before")
+    log.write("core\x00dump\tcol2 \x1b[31mred\x1b[0m bell\x07 del\x7f s3cr3t-value")
+    log.write("bad utf-8: \udcff")
+    log.write("after")
+    log.flush()
+    texts = list(LogLine.objects.filter(step=step).order_by("seq").values_list("text", flat=True))
+    assert texts == [
+        "before",
+        "core\\x00dump\tcol2 \\x1b[31mred\\x1b[0m bell\\x07 del\\x7f ***",
+        "bad utf-8: \ufffd",
+        "after",
+    ]

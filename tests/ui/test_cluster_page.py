@@ -149,3 +149,38 @@ def test_destroy_after_a_failed_create_asks_for_the_name_then_starts(cluster: An
     owner_client.post(url, {"confirm_name": "edge"})
     assert AuditEvent.objects.get().action == AuditAction.CLUSTER_DESTROY
     assert Run.objects.filter(cluster=cluster, kind=RunKind.DESTROY).count() == 1
+
+
+def test_a_running_step_whose_worker_went_quiet_says_so_long_before_its_lease_expires(
+        cluster: Any, user: Any, client_for: Any) -> None:
+    """A worker killed by the OOM killer: its step stays Running until the lease (120 s)
+    expires. After a few missed beats (5 s each) the page says so, in English and Chinese,
+    and so does the live timeline's JSON; a step that beat a moment ago does not."""
+    run = pipeline.create_run(cluster, RunKind.TEST, [
+        pipeline.StepSpec("quiet", "Quiet", "test.work"),
+        pipeline.StepSpec("busy", "Busy", "test.work")], start=False)
+    run.status = RunStatus.RUNNING
+    run.save()
+    now = timezone.now()
+    last_beat = now - timedelta(seconds=20)
+    run.steps.filter(key="quiet").update(status="running", heartbeat_at=last_beat,
+                                         lease_until=last_beat + timedelta(seconds=120))
+    run.steps.filter(key="busy").update(status="running", heartbeat_at=now - timedelta(seconds=2),
+                                        lease_until=now + timedelta(seconds=118))
+    said = f"No word from its worker since {timezone.localtime(last_beat):%H:%M:%S}."
+    page = page_of(client_for(user), cluster)
+    assert page.count(said) == 1
+    quiet = re.search(r'data-step-id="\d+" data-status="running".*?</li>', page, re.S)
+    assert quiet and said in quiet.group(0)  # on the quiet step's own row (the first)
+    busy = re.search(r'data-step-id="\d+" data-status="running".*?</li>.*?(<li.*?</li>)', page,
+                     re.S)
+    assert busy and "step-late" not in busy.group(1)  # the busy step beat a moment ago
+
+    chinese = page_of(client_for(user, HTTP_ACCEPT_LANGUAGE="zh-hans"), cluster)
+    assert f"自 {timezone.localtime(last_beat):%H:%M:%S} 起没有收到其工作进程的消息。" in chinese
+
+    status = client_for(user).get(
+        reverse("clusters:run-status", args=[cluster.code, run.pk])).json()
+    late = {step["key"]: step["heartbeat_late_since"] for step in status["steps"]}
+    assert late["busy"] is None and late["quiet"].startswith(
+        last_beat.isoformat(timespec="milliseconds")[:19])

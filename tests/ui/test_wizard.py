@@ -589,3 +589,39 @@ def test_the_review_says_a_channel_is_pinned_when_the_create_starts(
     review = html.unescape(at_k3s.get(step_url("review")).content.decode())
     assert "<code>stable</code> (a channel: pinned to its current release when the create " \
            "starts)" in review
+
+
+def test_create_posted_twice_at_once_leads_to_the_one_cluster_it_made(
+        at_review: Client, user: Any) -> None:
+    """A double click on Create: the second POST was read with the answers still in the session
+    (the first had not cleared them yet). It is sent to the cluster made, not to a 500."""
+    answers = dict(at_review.session[SESSION_KEY])
+    first = at_review.post(step_url("review"), {"billing_ack": "on"})
+    cluster = Cluster.objects.get(owner=user, name="priced")
+    assert first["Location"] == reverse("clusters:cluster", args=[cluster.code])
+
+    session = at_review.session
+    session[SESSION_KEY] = answers  # the second request's view of the session
+    session.save()
+    second = at_review.post(step_url("review"), {"billing_ack": "on"}, follow=True)
+    assert second.redirect_chain[-1][0] == reverse("clusters:cluster", args=[cluster.code])
+    assert "priced was already created; this is its page." in second.content.decode()
+    assert Cluster.objects.filter(owner=user).count() == 1
+    assert Run.objects.filter(cluster=cluster, kind=RunKind.CREATE).count() == 1
+
+    # Posted again once the answers are gone (a reload of the POST): the same cluster again.
+    third = at_review.post(step_url("review"), {"billing_ack": "on"})
+    assert third["Location"] == reverse("clusters:cluster", args=[cluster.code])
+    assert Cluster.objects.filter(owner=user).count() == 1
+
+
+def test_create_with_a_name_taken_since_the_account_step_is_refused_not_a_500(
+        at_review: Client, user: Any) -> None:
+    other = CloudAccount.objects.create(owner=user, name="other", access_key_id="LTAIother0000",
+                                        access_key_secret="other-secret-value")
+    Cluster.objects.create(owner=user, cloud_account=other, name="priced", region="cn-beijing")
+    response = at_review.post(step_url("review"), {"billing_ack": "on"}, follow=True)
+    assert response.redirect_chain[-1][0] == step_url("account")
+    assert ("A cluster named priced already exists: choose another name."
+            in html.unescape(response.content.decode()))
+    assert Cluster.objects.filter(owner=user, name="priced").count() == 1

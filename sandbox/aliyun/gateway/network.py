@@ -141,11 +141,16 @@ class AddressPlumbing:
     def bring_up(self, address: str) -> None:
         if not self.netns:
             return
+        # `replace` ("add or change protocol addresses", ip-address(8), iproute2) succeeds
+        # whether or not the /32 is already there, so a restart on the same state dir, whose
+        # addresses stayed in the namespace, brings them up again. `add` refused it, and the
+        # kernel's wording changed ("File exists", now "ipv4: Address already assigned").
         result = subprocess.run(
-            ["ip", "-n", self.netns, "addr", "add", f"{address}/32", "dev", str(self.device)],
+            ["ip", "-n", self.netns, "addr", "replace", f"{address}/32", "dev",
+             str(self.device)],
             capture_output=True, text=True, check=False,
         )
-        if result.returncode != 0 and "File exists" not in result.stderr:
+        if result.returncode != 0:
             raise OSError(f"cannot add {address} in {self.netns}: {result.stderr.strip()}")
 
     def take_down(self, address: str) -> None:
