@@ -1,0 +1,48 @@
+"""The forms a person fills in, one module per page: the wizard's six steps, the cloud
+account, the dashboard filter.
+
+Every rule that can be checked before money is spent is checked here, with the message next
+to the field: addresses, ports, keys, RDS's password rules, the DSN grammar K3s reads, the
+K3s version at the chosen install source. Live checks go through clusters.adapters.wizard_checks.
+"""
+
+from clusters.web.forms.cloud_account import CloudAccountForm
+from clusters.web.forms.common import (
+    CLUSTER_NAME,
+    COMMON_REGIONS,
+    DNS_NAME,
+    RDS_DEFAULT_VERSION,
+    RDS_VERSIONS,
+    SSH_USER,
+    WizardForm,
+    check_region_available,
+)
+from clusters.web.forms.dashboard import ClusterFilterForm
+from clusters.web.forms.wizard_account import AccountStepForm
+from clusters.web.forms.wizard_datastore import DatastoreStepForm
+from clusters.web.forms.wizard_hosts import BaseHostFormSet, HostForm, HostFormSet, hosts_outside
+from clusters.web.forms.wizard_k3s import K3sStepForm
+from clusters.web.forms.wizard_network import NetworkStepForm
+from clusters.web.forms.wizard_review import ReviewStepForm
+
+__all__ = [
+    "CLUSTER_NAME",
+    "COMMON_REGIONS",
+    "DNS_NAME",
+    "RDS_DEFAULT_VERSION",
+    "RDS_VERSIONS",
+    "SSH_USER",
+    "AccountStepForm",
+    "BaseHostFormSet",
+    "CloudAccountForm",
+    "ClusterFilterForm",
+    "DatastoreStepForm",
+    "HostForm",
+    "HostFormSet",
+    "K3sStepForm",
+    "NetworkStepForm",
+    "ReviewStepForm",
+    "WizardForm",
+    "check_region_available",
+    "hosts_outside",
+]

@@ -1,0 +1,137 @@
+"""Wizard page 3: the datastore (RDS MySQL as sold in the zone, or your own DSN)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+from clusters.adapters import credentials, wizard_checks
+from clusters.core.errors import PermanentError
+from clusters.k3s.dsn import parse_endpoint
+from clusters.models import DatastoreKind
+from clusters.web.forms.common import RDS_DEFAULT_VERSION, RDS_VERSIONS, WizardForm
+
+
+class DatastoreStepForm(WizardForm):
+    """The datastore: an RDS instance of a class the zone sells today, or your own MySQL.
+
+    `rds` is what RDS said it sells in the cluster's zone for the chosen version (None with
+    `rds_error` when it could not be asked); the class list and the storage range come
+    from it, not from a list in the panel.
+    """
+
+    kind = forms.ChoiceField(label=_("Datastore"), choices=DatastoreKind.choices,
+                             initial=DatastoreKind.RDS, widget=forms.RadioSelect)
+    rds_engine_version = forms.ChoiceField(
+        label=_("MySQL version"), choices=RDS_VERSIONS, initial=RDS_DEFAULT_VERSION,
+        required=False, widget=forms.Select(attrs={"data-refresh": "refresh"}))
+    rds_instance_class = forms.ChoiceField(
+        label=_("Instance class"), required=False,
+        help_text=_("The classes RDS sells in this zone for this version (High-availability "
+                    "edition, ESSD), with their storage range."),
+        error_messages={"invalid_choice": _(
+            "RDS does not sell %(value)s in this zone for this MySQL version; pick one "
+            "from the list.")})
+    rds_storage_gb = forms.IntegerField(label=_("Storage (GB)"), initial=20, required=False,
+                                        min_value=1)
+    rds_password = forms.CharField(
+        label=_("Database account password"), required=False, max_length=64, strip=False,
+        widget=forms.PasswordInput(render_value=True, attrs={"autocomplete": "new-password"}),
+        help_text=_("Leave empty to have a strong one generated. RDS requires 8 to 32 "
+                    "characters and three of: upper case, lower case, digits, !@#$%^&*()_+-="))
+    external_dsn = forms.CharField(
+        label=_("MySQL DSN"), required=False, max_length=1000, strip=True,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
+                                      "placeholder": "mysql://k3s:PASSWORD@tcp(host:3306)/k3s"}),
+        help_text=_("As K3s reads it: mysql://user:password@tcp(host:port)/database"))
+
+    def __init__(self, *args: Any, rds: wizard_checks.RdsChoices | None = None,
+                 rds_error: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rds, self.rds_error = rds, rds_error
+        offered = rds.classes if rds is not None else []
+        cast(forms.ChoiceField, self.fields["rds_instance_class"]).choices = [
+            (c.instance_class, str(_("%(class)s · %(min)d to %(max)d GB") % {
+                "class": c.instance_class, "min": c.storage_min, "max": c.storage_max}))
+            for c in offered]
+        if offered and not self.is_bound and not self.initial.get("rds_instance_class"):
+            self.initial["rds_instance_class"] = offered[0].instance_class
+
+    def clean_rds_password(self) -> str:
+        password = self.cleaned_data.get("rds_password") or ""
+        if password and self.data.get(self.add_prefix("kind")) == DatastoreKind.RDS:
+            problem = credentials.rds_password_problem(password)
+            if problem:
+                raise ValidationError(_("RDS would reject this password: it %(problem)s.")
+                                      % {"problem": problem})
+        return password
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        if data.get("kind") == DatastoreKind.RDS:
+            if self.rds is None:
+                self.add_error("rds_instance_class", _(
+                    "The panel could not ask RDS which classes this zone sells: %(error)s")
+                    % {"error": self.rds_error})
+                return data
+            for name in ("rds_engine_version", "rds_instance_class", "rds_storage_gb"):
+                if data.get(name) in (None, "") and name not in self.errors:
+                    self.add_error(name, _("This field is required."))
+            self._clean_rds(data)
+        elif data.get("kind") == DatastoreKind.EXTERNAL:
+            self._clean_external(data)
+        return data
+
+    def _clean_rds(self, data: dict[str, Any]) -> None:
+        """The version, class and storage must be what RDS sells in the zone right now."""
+        rds = self.rds
+        assert rds is not None  # checked by clean()
+        version = data.get("rds_engine_version")
+        if version and version not in rds.versions and "rds_engine_version" not in self.errors:
+            self.add_error("rds_engine_version", _(
+                "RDS sells no MySQL %(version)s (High-availability, ESSD) in zone %(zone)s. "
+                "It sells: %(versions)s.") % {"version": version, "zone": rds.zone,
+                                               "versions": ", ".join(rds.versions) or "-"})
+            return
+        offer = rds.find(data.get("rds_instance_class") or "")
+        storage = data.get("rds_storage_gb")
+        if offer is None or storage is None or "rds_storage_gb" in self.errors:
+            return
+        problem = offer.storage_problem(storage)
+        if problem == "range":
+            self.add_error("rds_storage_gb", _(
+                "%(class)s takes %(min)d to %(max)d GB of storage.") % {
+                "class": offer.instance_class, "min": offer.storage_min,
+                "max": offer.storage_max})
+        elif problem == "step":
+            self.add_error("rds_storage_gb", _(
+                "Storage for %(class)s goes in steps of %(step)d GB from %(min)d GB.") % {
+                "class": offer.instance_class, "step": offer.storage_step,
+                "min": offer.storage_min})
+
+    def _clean_external(self, data: dict[str, Any]) -> None:
+        dsn = data.get("external_dsn") or ""
+        if not dsn:
+            self.add_error("external_dsn", _("Enter the DSN of your MySQL database."))
+            return
+        try:
+            endpoint = parse_endpoint(dsn)
+        except PermanentError as exc:
+            self.add_error("external_dsn", exc.message)
+            return
+        try:
+            version = wizard_checks.check_mysql(endpoint)
+        except wizard_checks.CheckFailed as exc:
+            self.add_error("external_dsn", str(exc))
+            return
+        if version is None:
+            self.warnings.append(str(_(
+                "The panel could not reach %(address)s; the servers will check it again during "
+                "preflight.") % {"address": endpoint.address}))
+        else:
+            self.warnings.append(str(_("Connected to MySQL %(version)s.") %
+                                     {"version": version}))

@@ -1,0 +1,156 @@
+"""Wizard page 4 (and the add-node form): the hosts, their SSH access and roles."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING, Any, cast
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.http import QueryDict
+from django.utils.translation import gettext_lazy as _
+
+from clusters.adapters.ssh import load_private_key
+from clusters.core.errors import PermanentError
+from clusters.models import NodeRole
+from clusters.web.forms.common import SSH_USER
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise  # a type only (a dev requirement)
+
+
+class HostForm(forms.Form):
+    AUTH_CHOICES: tuple[tuple[str, StrOrPromise], ...] = (
+        ("key", _("Private key")), ("generated", _("Generated key pair")),
+        ("password", _("Password")))
+
+    role = forms.ChoiceField(label=_("Role"), choices=NodeRole.choices)
+    private_ip = forms.CharField(label=_("Private IP"), max_length=45)
+    public_ip = forms.CharField(label=_("Public IP"), max_length=45, required=False)
+    ssh_port = forms.IntegerField(label=_("SSH port"), initial=22)
+    ssh_user = forms.CharField(label=_("SSH user"), initial="root", max_length=32)
+    auth = forms.ChoiceField(label=_("Log in with"), choices=AUTH_CHOICES, initial="key")
+    private_key = forms.CharField(
+        label=_("Private key"), required=False, strip=False,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "autocomplete": "off",
+                                     "placeholder": "-----BEGIN OPENSSH PRIVATE KEY-----"}))
+    key_file = forms.FileField(label=_("or upload the key file"), required=False)
+    passphrase = forms.CharField(
+        label=_("Key passphrase"), required=False, strip=False,
+        widget=forms.PasswordInput(render_value=True, attrs={"autocomplete": "off"}))
+    password = forms.CharField(
+        label=_("Password"), required=False, strip=False,
+        widget=forms.PasswordInput(render_value=True, attrs={"autocomplete": "off"}))
+
+    def clean_private_ip(self) -> str:
+        text = self.cleaned_data["private_ip"].strip()
+        try:
+            address = ipaddress.IPv4Address(text)
+        except ValueError:
+            raise ValidationError(_("%(value)s is not an IPv4 address.") % {"value": text}) \
+                from None
+        if not address.is_private or address.is_unspecified or address.is_multicast:
+            raise ValidationError(_("%(value)s is a public address; enter the host's private "
+                                    "(VPC) address here, the public one below.") %
+                                  {"value": text})
+        return str(address)
+
+    def clean_public_ip(self) -> str:
+        text = self.cleaned_data.get("public_ip", "").strip()
+        if not text:
+            return ""
+        try:
+            address = ipaddress.IPv4Address(text)
+        except ValueError:
+            raise ValidationError(_("%(value)s is not an IPv4 address.") % {"value": text}) \
+                from None
+        if not address.is_global:
+            raise ValidationError(_("%(value)s is not a public address.") % {"value": text})
+        return str(address)
+
+    def clean_ssh_port(self) -> int:
+        port = self.cleaned_data["ssh_port"]
+        if not 1 <= port <= 65535:
+            raise ValidationError(_("A port is a number from 1 to 65535."))
+        return port
+
+    def clean_ssh_user(self) -> str:
+        user = self.cleaned_data["ssh_user"].strip()
+        if not SSH_USER.match(user):
+            raise ValidationError(_("%(value)s is not a valid Linux user name.") %
+                                  {"value": user})
+        return user
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        upload = data.get("key_file")
+        if upload:
+            raw = upload.read(64 * 1024 + 1)
+            if len(raw) > 64 * 1024:
+                self.add_error("key_file", _("This file is larger than 64 KB: a private key "
+                                             "file must be smaller."))
+                return data
+            data["private_key"] = raw.decode("utf-8", "replace")
+            # Show the uploaded key in the text box, so a re-rendered form keeps it.
+            shown = cast(QueryDict, self.data).copy()
+            shown[self.add_prefix("private_key")] = data["private_key"]
+            self.data = shown
+        auth = data.get("auth")
+        if auth == "key":
+            key = (data.get("private_key") or "").strip()
+            if not key:
+                self.add_error("private_key", _("Paste or upload the private key."))
+            else:
+                try:
+                    load_private_key(key + "\n", data.get("passphrase") or None)
+                except PermanentError as exc:
+                    self.add_error("private_key", exc.message)
+                data["private_key"] = key + "\n"
+        elif auth == "password" and not data.get("password"):
+            self.add_error("password", _("Enter the SSH password."))
+        return data
+
+
+class BaseHostFormSet(forms.BaseFormSet):
+    """Hosts together: unique addresses, at least one server."""
+
+    def clean(self) -> None:
+        if any(self.errors):
+            return
+        self.warnings: list[str] = []
+        seen: dict[str, int] = {}
+        servers = 0
+        for index, form in enumerate(self.forms):
+            data = form.cleaned_data
+            if not data:
+                continue
+            servers += data["role"] == NodeRole.SERVER
+            for field in ("private_ip", "public_ip"):
+                value = data.get(field)
+                if not value:
+                    continue
+                if value in seen:
+                    form.add_error(field, _("%(value)s is already used by host %(n)d.") %
+                                   {"value": value, "n": seen[value] + 1})
+                else:
+                    seen[value] = index
+        if servers == 0:
+            raise ValidationError(_("Add at least one server."))
+        if servers == 1:
+            self.warnings.append(str(_(
+                "One server is not highly available: if it fails, the API is down until it is "
+                "back. Add a second server for HA.")))
+
+
+# The stubs type formset_factory's result as a plain BaseFormSet; it is ours (with warnings).
+HostFormSet = cast(type[BaseHostFormSet], forms.formset_factory(
+    HostForm, formset=BaseHostFormSet, extra=0, min_num=1, validate_min=True, max_num=50,
+    validate_max=True))
+
+
+def hosts_outside(cidr: str, addresses: list[str]) -> list[str]:
+    if not cidr:
+        return []
+    network = ipaddress.ip_network(cidr, strict=False)
+    return [a for a in addresses if ipaddress.ip_address(a) not in network]

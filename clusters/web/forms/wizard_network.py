@@ -1,0 +1,54 @@
+"""Wizard page 2: zone, VPC and vSwitch, as the cloud lists them."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from clusters.adapters import wizard_checks
+from clusters.models import SlbAddressType
+from clusters.web.forms.common import WizardForm
+
+
+class NetworkStepForm(WizardForm):
+    zone = forms.ChoiceField(label=_("Zone"))
+    vpc = forms.ChoiceField(label=_("VPC"))
+    vswitch = forms.ChoiceField(
+        label=_("vSwitch"),
+        help_text=_("The RDS instance and the SLB are created in this vSwitch."))
+    slb_address_type = forms.ChoiceField(
+        label=_("SLB address"), choices=SlbAddressType.choices, initial=SlbAddressType.INTRANET,
+        widget=forms.RadioSelect,
+        help_text=_("Internet makes the Kubernetes API reachable from outside the VPC."))
+
+    def __init__(self, *args: Any, network: wizard_checks.NetworkChoices, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.network = network
+        cast(forms.ChoiceField, self.fields["zone"]).choices = [(z, z) for z in network.zones]
+        cast(forms.ChoiceField, self.fields["vpc"]).choices = [
+            (v.vpc_id, f"{v.vpc_id} · {v.cidr}" + (f" · {v.name}" if v.name else ""))
+            for v in network.vpcs]
+        cast(forms.ChoiceField, self.fields["vswitch"]).choices = [
+            (s.vswitch_id, f"{s.vswitch_id} · {s.zone_id} · {s.cidr}"
+             + (f" · {s.name}" if s.name else ""))
+            for s in network.vswitches]
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        chosen = next((s for s in self.network.vswitches
+                       if s.vswitch_id == data.get("vswitch")), None)
+        if chosen is None:
+            return data
+        if data.get("vpc") and chosen.vpc_id != data["vpc"]:
+            self.add_error("vswitch", _("This vSwitch belongs to %(vpc)s, not to the chosen "
+                                        "VPC.") % {"vpc": chosen.vpc_id})
+        if data.get("zone") and chosen.zone_id != data["zone"]:
+            self.add_error("vswitch", _("This vSwitch is in zone %(zone)s, not in the chosen "
+                                        "zone.") % {"zone": chosen.zone_id})
+        vpc = next((v for v in self.network.vpcs if v.vpc_id == data.get("vpc")), None)
+        data["vpc_cidr"] = vpc.cidr if vpc else ""
+        data["vswitch_cidr"] = chosen.cidr
+        return data
