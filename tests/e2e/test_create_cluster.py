@@ -209,7 +209,7 @@ def test_a_quota_error_fails_its_step_with_code_and_request_id(world, start_work
 
 def node_badge(page: str, ip: str) -> str:
     """The status badge of the Nodes table's row for this address."""
-    row = re.search(rf"<tr><td>[^\n]*?<code>{re.escape(ip)}</code>.*?</tr>", page, re.S)
+    row = re.search(rf"<tr><td>[^\n]*?<code[^>]*>{re.escape(ip)}</code>.*?</tr>", page, re.S)
     assert row, f"no row for {ip}"
     badge = re.search(r'<span class="badge node-[a-z_]+">([^<]+)</span>', row.group(0))
     assert badge, row.group(0)
