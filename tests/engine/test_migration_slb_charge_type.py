@@ -13,13 +13,6 @@ BEFORE = [("clusters", "0005_node_audit_actions")]
 AFTER = [("clusters", "0006_slb_charge_type")]
 
 
-@pytest.fixture
-def back_to_latest() -> Any:
-    """Whatever happens, leave the database fully migrated for the tests that follow."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
 
 @pytest.mark.django_db(transaction=True)
 def test_existing_clusters_keep_pay_by_spec_and_new_ones_are_pay_by_lcu(

@@ -16,13 +16,6 @@ BEFORE = [("clusters", "0007_rds_today")]
 AFTER = [("clusters", "0008_step_title_ids")]
 
 
-@pytest.fixture
-def back_to_latest() -> Any:
-    """Whatever happens, leave the database fully migrated for the tests that follow."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
 
 @pytest.mark.django_db(transaction=True)
 def test_old_rows_get_ids_and_show_in_chinese(back_to_latest: Any) -> None:
