@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from clusters.adapters import cloud, clusterconfig, datastore, datastore_health, nodes, ssh
+from clusters.adapters.aliyun import RdsInstance
 from clusters.adapters.datastore_health import KineMeasurement, StorageUsage
 from clusters.core.errors import PermanentError, StepError
 from clusters.k3s.dsn import parse_endpoint
@@ -68,8 +69,8 @@ def reason_message(reason: str | dict[str, Any]) -> str:
 def assess(cluster: Cluster) -> Assessment:
     result = Assessment()
     _check_api(cluster, result)
-    _check_cloud(cluster, result)
-    _check_datastore(cluster, result)
+    rds_instance = _check_cloud(cluster, result)
+    _check_datastore(cluster, result, rds_instance)
     return result
 
 
@@ -98,8 +99,11 @@ def _check_api(cluster: Cluster, result: Assessment) -> None:
     result.facts.append(f"{sum(s.ready for s in states.values())}/{len(states)} nodes Ready")
 
 
-def _check_cloud(cluster: Cluster, result: Assessment) -> None:
+def _check_cloud(cluster: Cluster, result: Assessment) -> RdsInstance | None:
+    """SLB backends and the RDS instance's status; returns the instance as described, so the
+    datastore check reads its storage without asking RDS again."""
     api = cloud.cloud_for(cluster)
+    instance = None
     try:
         slb = cluster.resources.filter(kind="slb", state=ResourceState.PRESENT).first()
         if slb:
@@ -121,6 +125,7 @@ def _check_cloud(cluster: Cluster, result: Assessment) -> None:
                 result.facts.append(f"RDS {rds.provider_id}: Running")
     except StepError as exc:
         result.worse(Health.DEGRADED, f"cloud check failed: {exc}")
+    return instance
 
 
 def limits() -> datastore_health.Limits:
@@ -131,7 +136,8 @@ def limits() -> datastore_health.Limits:
         connections_percent=settings.PANEL_DATASTORE_CONNECTIONS_PERCENT)
 
 
-def _check_datastore(cluster: Cluster, result: Assessment) -> None:
+def _check_datastore(cluster: Cluster, result: Assessment,
+                     rds_instance: RdsInstance | None) -> None:
     """kine's table and the database's connections, read through an SSH tunnel from a server
     (the RDS whitelist admits the hosts, not the panel: the datastore proof's own path), and
     for RDS the storage from DescribeResourceUsage. A metric that cannot be read is shown as
@@ -140,7 +146,7 @@ def _check_datastore(cluster: Cluster, result: Assessment) -> None:
                    .order_by("pk"))
     findings: list[datastore_health.Finding] = []
     measured = _measure_kine(cluster, [s for s in servers if s.host_key], findings)
-    storage = _rds_storage(cluster, findings)
+    storage = _rds_storage(cluster, rds_instance, findings)
     findings += datastore_health.evaluate(measured, limits=limits(), servers=len(servers),
                                           idle_per_server=kine_pool(cluster.k3s_version),
                                           storage=storage)
@@ -181,18 +187,22 @@ def _measure_kine(cluster: Cluster, servers: list, findings: list) -> KineMeasur
     return None
 
 
-def _rds_storage(cluster: Cluster, findings: list) -> StorageUsage | None:
-    rds = cluster.resources.filter(kind="rds_instance", state=ResourceState.PRESENT).first()
-    if cluster.datastore_kind != DatastoreKind.RDS or rds is None:
+def _rds_storage(cluster: Cluster, instance: RdsInstance | None,
+                 findings: list) -> StorageUsage | None:
+    """DescribeResourceUsage against the storage the cloud check's DescribeDBInstanceAttribute
+    reported (None: bring-your-own, or RDS could not be described)."""
+    if cluster.datastore_kind != DatastoreKind.RDS:
+        return None
+    if instance is None:
+        findings.append(datastore_health.unknown(datastore_health.STORAGE,
+                                                 "RDS could not be described"))
         return None
     try:
-        api = cloud.cloud_for(cluster)
-        usage = api.describe_resource_usage(rds.provider_id)
-        instance = api.describe_rds(rds.provider_id)
+        usage = cloud.cloud_for(cluster).describe_resource_usage(instance.instance_id)
     except StepError as exc:
         findings.append(datastore_health.unknown(datastore_health.STORAGE, str(exc)))
         return None
-    if instance is None or instance.storage_gb <= 0 or usage.disk_used < 0:
+    if instance.storage_gb <= 0 or usage.disk_used < 0:
         findings.append(datastore_health.unknown(datastore_health.STORAGE,
                                                  "RDS reported no storage figures"))
         return None
