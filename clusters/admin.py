@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from clusters import operations
 from clusters.models import (
+    AuditAction,
     AuditEvent,
     CloudAccount,
     CloudResource,
@@ -24,6 +25,7 @@ from clusters.models import (
     Step,
 )
 from clusters.operations import health
+from clusters.web import audit
 
 RECENT = 200
 SECRET_FIELDS = (
@@ -152,7 +154,18 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Retry from the failed step"))
     def retry_runs(self, request: HttpRequest, queryset: RunQuerySet) -> None:
-        retried = sum(operations.retry(run) for run in queryset.stopped())
+        """The same rule and the same audit trail as the Retry button on the cluster page."""
+        retried = 0
+        for run in queryset.select_related("cluster"):
+            try:
+                operations.retry(run)
+            except operations.OperationRefused as exc:
+                audit.record(request, AuditAction.RUN_RETRY_REFUSED, run.cluster, run=run.pk,
+                             reason=str(exc))
+                self.message_user(request, f"{run}: {exc}", messages.WARNING)
+                continue
+            audit.record(request, AuditAction.RUN_RETRY, run.cluster, run=run.pk)
+            retried += 1
         self.message_user(request, _("%(n)d run(s) resumed.") % {"n": retried}, messages.SUCCESS)
 
     @admin.action(description=_("Cancel between steps"))

@@ -252,6 +252,11 @@ class Node(models.Model):
         _("status"), max_length=16, choices=NodeStatus.choices, default=NodeStatus.PENDING
     )
     k3s_version = models.CharField(_("K3s version"), max_length=64, blank=True)
+    # Set once our install step has written this cluster's config.yaml on the host, cleared
+    # when the host is found clean again. Why stored, not in a step's memo: the memo is gone
+    # after a user's Retry, and a cleanup interrupted after config.yaml went must still know
+    # that the K3s left on the host is ours to remove (clusters/adapters/hostcleanup.py).
+    k3s_installed = models.BooleanField(_("K3s installed by this cluster"), default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     # Not stored: what the cluster page's Remove button says (web.cluster_page.annotate_removal).
     removable: bool
@@ -487,6 +492,7 @@ class AuditAction(models.TextChoices):
     CLOUD_ACCOUNT_ADD = "cloud_account_add", _("Cloud account added")
     CLUSTER_CREATE = "cluster_create", _("Cluster creation started")
     RUN_RETRY = "run_retry", _("Run retried")
+    RUN_RETRY_REFUSED = "run_retry_refused", _("Retry refused")
     RUN_CANCEL = "run_cancel", _("Run cancelled")
     CLUSTER_DESTROY = "cluster_destroy", _("Cluster destruction started")
     KUBECONFIG_DOWNLOAD = "kubeconfig_download", _("Kubeconfig downloaded")

@@ -1,9 +1,11 @@
 """Remove this cluster's K3s from its hosts (destroy, node removal), host by host.
 
 Why a module: destroy and remove-node must judge ownership and report unreachable hosts the
-same way. A host is cleaned only when its config.yaml carries this cluster's token (or an
-earlier attempt of the same step already proved that and was interrupted mid-cleanup); one
-unreachable host does not stop the others from being cleaned.
+same way. A host is cleaned only when its K3s is this cluster's: the node says our install
+step put it there (`Node.k3s_installed`, stored, so it survives a user's Retry, which empties
+the step's memo), or its config.yaml carries this cluster's token (then that proof is stored
+on the node too, before anything is removed: a cleanup interrupted after config.yaml went
+still knows whose K3s is left). One unreachable host does not stop the others being cleaned.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ if TYPE_CHECKING:
     from clusters.engine.stepcontext import StepContext
 
 TRACES_MARK = "panel-k3s-traces="
-CLAIMED = "claimed_hosts"
 CLEANED = "cleaned_hosts"
 
 
@@ -57,11 +58,16 @@ def _cleanup(ctx: StepContext, node: Node) -> None:
 
 
 def _save_memo(ctx: StepContext) -> None:
-    """Persist the memo now: a crash mid-cleanup must not forget which hosts were ours."""
+    """Persist the memo now: a crash mid-cleanup need not look at finished hosts again."""
     Step.objects.filter(pk=ctx.step.pk).update(result=ctx.memo)
 
 
-def _judge(ctx: StepContext, node: Node, claimed: list[str]) -> HostReport:
+def _mark_installed(node: Node, installed: bool) -> None:
+    Node.objects.filter(pk=node.pk).update(k3s_installed=installed)
+    node.k3s_installed = installed
+
+
+def _judge(ctx: StepContext, node: Node) -> HostReport:
     try:
         config, traces = _look(ctx, node)
     except StepError as exc:
@@ -74,7 +80,10 @@ def _judge(ctx: StepContext, node: Node, claimed: list[str]) -> HostReport:
         return HostReport(node, error=exc)
     if not traces:
         return HostReport(node, "clean")
-    if node.private_ip in claimed or belongs_to(config, ctx.cluster.k3s_token):
+    if node.k3s_installed:
+        return HostReport(node, "ours")
+    if belongs_to(config, ctx.cluster.k3s_token):
+        _mark_installed(node, True)
         return HostReport(node, "ours")
     return HostReport(node, "foreign")
 
@@ -85,11 +94,7 @@ def remove_k3s(ctx: StepContext, members: list[Node]) -> list[HostReport]:
     ctx.register_secret(ctx.cluster.k3s_token)
     cleaned = set(ctx.memo.get(CLEANED, []))
     todo = [node for node in members if node.private_ip not in cleaned]
-    claimed = list(ctx.memo.get(CLAIMED, []))
-    judged = nodes.for_each_node(todo, lambda node: _judge(ctx, node, claimed))
-    ctx.memo[CLAIMED] = sorted({*claimed, *(r.node.private_ip for r in judged
-                                            if r.verdict == "ours")})
-    _save_memo(ctx)
+    judged = nodes.for_each_node(todo, lambda node: _judge(ctx, node))
 
     def clean(report: HostReport) -> HostReport:
         if report.verdict != "ours":
@@ -112,6 +117,8 @@ def remove_k3s(ctx: StepContext, members: list[Node]) -> list[HostReport]:
                     "config has another token); left alone", "stderr")
         if report.error is None:
             cleaned.add(ip)
+            if report.verdict in ("removed", "clean"):
+                _mark_installed(report.node, False)  # nothing of ours is left there
     ctx.memo[CLEANED] = sorted(cleaned)
     _save_memo(ctx)
     failed = [report for report in reports if report.error is not None]

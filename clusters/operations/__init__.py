@@ -1,13 +1,14 @@
 """What a user can ask of a cluster, one module per operation, each holding its rules and its
 step graph: `create`, `destroy`, `nodes` (add, remove), `upgrade`, `kubeconfig` (renewal),
 `health` (the health checks as Celery tasks); `runs` is what they share (the refusal, the
-one-run-at-a-time lock, retry, cancel, a finished run's cluster status); `node_intake` checks
-and saves new hosts.
+one-run-at-a-time lock, cancel, a finished run's cluster status); `retries` says when a
+stopped run may resume (asking each kind's own rules again) and resumes it; `node_intake`
+checks and saves new hosts.
 
 Views, the admin and the wizard call only what this package exports (`operations.start_*`,
-`retry`, `cancel`). May import: clusters.engine (to create runs), clusters.adapters,
-clusters.k3s, clusters.core, clusters.models; never clusters.steps or clusters.web (checked by
-.importlinter).
+`retry`, `retry_refusal`, `cancel`). May import: clusters.engine (to create runs),
+clusters.adapters, clusters.k3s, clusters.core, clusters.models; never clusters.steps or
+clusters.web (checked by .importlinter).
 """
 
 from clusters.operations.create import start_create
@@ -20,7 +21,8 @@ from clusters.operations.nodes import (
     start_add_nodes,
     start_remove_node,
 )
-from clusters.operations.runs import OperationRefused, active_run, cancel, on_run_finished, retry
+from clusters.operations.retries import retry, retry_refusal
+from clusters.operations.runs import OperationRefused, active_run, cancel, on_run_finished
 from clusters.operations.upgrade import start_upgrade
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "on_run_finished",
     "removal_warning",
     "retry",
+    "retry_refusal",
     "servers_left_after",
     "start_add_nodes",
     "start_create",

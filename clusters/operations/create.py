@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from clusters.adapters.credentials import generate_k3s_token
@@ -75,6 +76,15 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
     specs.append(StepSpec("health", gettext_noop("First health check"), "health.check",
                           ["verify", *agent_keys]))
     return specs
+
+
+def retry_problem(cluster: Cluster, run: Run) -> str:
+    """Why Retry may not resume this create ('' when it may): only a cluster whose create
+    failed or was cancelled (status failed) is still being created."""
+    if cluster.status != ClusterStatus.FAILED:
+        return _("Only a failed cluster's creation can be retried; this one is %(status)s.") % {
+            "status": cluster.get_status_display()}
+    return ""
 
 
 def start_create(cluster: Cluster, user: Any = None) -> Run:

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_noop
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
 from clusters.models import Cluster, Run, RunKind
-from clusters.operations.runs import lock_ready
+from clusters.operations.runs import lock_ready, ready_problem
 
 KUBECONFIG_TITLES = (
     gettext_noop("Fetch the kubeconfig from a server"),
@@ -30,12 +30,21 @@ def kubeconfig_renewal_plan(cluster: Cluster) -> list[StepSpec]:
     ]
 
 
+def _ready_refusal() -> str:
+    return _("Only a ready cluster's kubeconfig can be renewed; this one is %(status)s.")
+
+
+def retry_problem(cluster: Cluster, run: Run) -> str:
+    """Why Retry may not resume this renewal ('' when it may): as for a new one, the cluster
+    must be ready and idle."""
+    return ready_problem(cluster, _ready_refusal())
+
+
 def start_kubeconfig_renewal(cluster: Cluster, user: Any = None) -> Run:
     """Re-fetch k3s.yaml; restart K3s on that one server only if its certificate is close
     to expiry (K3s renews it at start), then fetch again."""
     with transaction.atomic():
-        locked = lock_ready(cluster, _("Only a ready cluster's kubeconfig can be renewed; this "
-                                        "one is %(status)s."))
+        locked = lock_ready(cluster, _ready_refusal())
         return pipeline.create_run(locked, RunKind.RENEW_KUBECONFIG,
                                    kubeconfig_renewal_plan(locked),
                                    created_by=user)

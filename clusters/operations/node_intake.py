@@ -75,5 +75,6 @@ def _store(cluster: Cluster, values: dict[str, Any]) -> Node:
         setattr(existing, field, values.get(field, model_field.get_default()))
     existing.status, existing.name, existing.host_key = NodeStatus.PENDING, "", ""
     existing.ecs_instance_id, existing.k3s_version = "", ""
+    existing.k3s_installed = False
     existing.save()
     return existing

@@ -28,7 +28,7 @@ from clusters.models import (
     RunKind,
 )
 from clusters.operations.node_intake import NodeRejected, save_new_nodes
-from clusters.operations.runs import OperationRefused, lock_ready
+from clusters.operations.runs import OperationRefused, lock_ready, ready_problem
 
 HEALTH_TITLE = gettext_noop("Check the cluster's health")
 
@@ -109,13 +109,66 @@ def remove_node_plan(cluster: Cluster, node: Node, *, warning: str = "") -> list
     return specs
 
 
+def _add_refusal() -> str:
+    return _("Nodes can only be added to a ready cluster; this one is %(status)s.")
+
+
+def _remove_refusal() -> str:
+    return _("Nodes can only be removed from a ready cluster; this one is %(status)s.")
+
+
+def _gone_refusal(address: str) -> str:
+    return _("%(node)s is not part of this cluster any more.") % {"node": address}
+
+
+def _last_server_problem(cluster: Cluster, node: Node) -> str:
+    """Why `node` may not leave ('' when it may): without a server there is no API."""
+    if node.role == NodeRole.SERVER and servers_left_after(cluster, node) == 0:
+        return (_("%(node)s is the cluster's last server: without it there is no API. Add "
+                  "another server first, or destroy the cluster.")
+                % {"node": node.name or node.private_ip})
+    return ""
+
+
+def add_retry_problem(cluster: Cluster, run: Run) -> str:
+    """Why Retry may not resume this add-node run ('' when it may): the cluster must be ready
+    as for a new addition, and every host of the run must still be a member (one removed
+    since must not get K3s installed again)."""
+    problem = ready_problem(cluster, _add_refusal())
+    if problem:
+        return problem
+    ids = list(run.params.get("node_ids", []))
+    live = set(cluster.nodes.live().filter(pk__in=ids).values_list("pk", flat=True))
+    gone = [pk for pk in ids if pk not in live]
+    if gone:
+        names = {pk: ip for pk, ip in Node.objects.filter(pk__in=gone)
+                 .values_list("pk", "private_ip")}
+        return _gone_refusal(", ".join(names.get(pk, f"#{pk}") for pk in gone)) + " " + _(
+            "Add it again as a new node instead of retrying this run.")
+    return ""
+
+
+def remove_retry_problem(cluster: Cluster, run: Run) -> str:
+    """Why Retry may not resume this removal ('' when it may): the cluster must be ready as
+    for a new removal, the node must still be the one leaving (not added back since), and
+    it must not be the last server."""
+    problem = ready_problem(cluster, _remove_refusal())
+    if problem:
+        return problem
+    node = cluster.nodes.filter(pk=run.params.get("node_id")).first()
+    if node is None or node.is_live:
+        return _gone_refusal(run.params.get("node", "")) if node is None else _(
+            "%(node)s was added to the cluster again after this removal stopped; remove it "
+            "anew if it must go.") % {"node": node.private_ip}
+    return _last_server_problem(cluster, node)
+
+
 def start_add_nodes(cluster: Cluster, nodes: list[dict[str, Any]] | list[Node],
                     user: Any = None) -> Run:
     """Join new servers and agents: preflight them, whitelist servers in RDS before K3s
     starts, install with the cluster's config and token, then put servers behind the SLB."""
     with transaction.atomic():
-        locked = lock_ready(cluster, _("Nodes can only be added to a ready cluster; this "
-                                        "one is %(status)s."))
+        locked = lock_ready(cluster, _add_refusal())
         try:
             added = save_new_nodes(locked, nodes)
         except NodeRejected as exc:
@@ -157,18 +210,15 @@ def start_remove_node(cluster: Cluster, node: Node, user: Any = None) -> Run:
     """Drain the node, take a server out of the SLB, uninstall K3s, delete the node object,
     and take a server out of the RDS whitelist. The last server cannot be removed."""
     with transaction.atomic():
-        locked = lock_ready(cluster, _("Nodes can only be removed from a ready cluster; "
-                                        "this one is %(status)s."))
+        locked = lock_ready(cluster, _remove_refusal())
         current = Node.objects.select_for_update().filter(pk=node.pk, cluster=locked).first()
         if current is None or not current.is_live:
-            raise OperationRefused(_("That node is not part of this cluster any more."))
+            raise OperationRefused(_gone_refusal(node.private_ip))
         node = current
         warning = removal_warning(locked, node)
-        if node.role == NodeRole.SERVER and servers_left_after(locked, node) == 0:
-            raise OperationRefused(
-                _("%(node)s is the cluster's last server: without it there is no API. Add "
-                  "another server first, or destroy the cluster.")
-                % {"node": node.name or node.private_ip})
+        problem = _last_server_problem(locked, node)
+        if problem:
+            raise OperationRefused(problem)
         Node.objects.filter(pk=node.pk).update(status=NodeStatus.REMOVING)
         Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.UPDATING)
         return pipeline.create_run(

@@ -1,5 +1,6 @@
 """What every operation shares: the refusal, the one-run-at-a-time lock, and a run's end
-(retry, cancel, the cluster status a finished run implies)."""
+(cancel, the cluster status a finished run implies). Retry, which asks each kind's own rules
+again, is in `retries`."""
 
 from __future__ import annotations
 
@@ -19,37 +20,28 @@ def active_run(cluster: Cluster) -> Run | None:
     return cluster.runs.active().first()
 
 
+def busy_refusal() -> str:
+    """Why nothing may start while another run of the cluster is pending or running."""
+    return _("This cluster has a run in progress: wait for it to finish or cancel it.")
+
+
+def ready_problem(cluster: Cluster, refusal: str) -> str:
+    """'' when the cluster is ready and idle; else why not (`refusal` names the status as
+    %(status)s). The start of an operation and the Retry of one ask this same question."""
+    if not cluster.is_idle:
+        return busy_refusal()
+    if cluster.status != ClusterStatus.READY:
+        return refusal % {"status": cluster.get_status_display()}
+    return ""
+
+
 def lock_ready(cluster: Cluster, refusal: str) -> Cluster:
     """The cluster, locked, if it is ready and idle; else OperationRefused saying why."""
     locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
-    if not locked.is_idle:
-        raise OperationRefused(_("This cluster has a run in progress: wait for it to finish "
-                                 "or cancel it."))
-    if locked.status != ClusterStatus.READY:
-        raise OperationRefused(refusal % {"status": locked.get_status_display()})
+    problem = ready_problem(locked, refusal)
+    if problem:
+        raise OperationRefused(problem)
     return locked
-
-
-_STATUS_DURING: dict[str, ClusterStatus] = {
-    RunKind.DESTROY: ClusterStatus.DESTROYING,
-    RunKind.ADD_NODE: ClusterStatus.UPDATING,
-    RunKind.REMOVE_NODE: ClusterStatus.UPDATING,
-    RunKind.UPGRADE: ClusterStatus.UPDATING,
-}
-
-
-def retry(run: Run) -> bool:
-    """Resume a failed or cancelled run from where it stopped."""
-    cluster_status = Cluster.objects.filter(pk=run.cluster_id).values_list("status", flat=True) \
-        .first()
-    if cluster_status == ClusterStatus.DESTROYED or (
-            run.kind != RunKind.DESTROY and run.cluster.runs.filter(kind=RunKind.DESTROY).exists()):
-        return False  # once destroy has started, only destroy may continue
-    if run.kind in _STATUS_DURING:
-        Cluster.objects.filter(pk=run.cluster_id).update(status=_STATUS_DURING[run.kind])
-    if run.kind == RunKind.CREATE:
-        Cluster.objects.filter(pk=run.cluster_id).update(status=ClusterStatus.PROVISIONING)
-    return pipeline.retry(run)
 
 
 def cancel(run: Run) -> None:

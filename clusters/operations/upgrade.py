@@ -31,7 +31,7 @@ from clusters.models import (
     Run,
     RunKind,
 )
-from clusters.operations.runs import OperationRefused, lock_ready
+from clusters.operations.runs import OperationRefused, lock_ready, ready_problem
 
 
 class UpgradeRefused(Exception):
@@ -100,6 +100,42 @@ def _explain(current: str, target: str) -> str:
         "old": old, "new": new, "major": old.major, "next": old.minor + 1}
 
 
+def target_problem(current: str, version: str, *, rollback: bool) -> str:
+    """Why a cluster running `current` may not be taken to `version` ('' when it may): a
+    downgrade, the same version or a skipped minor, unless it is the rollback of a failed
+    upgrade. The form and the Retry of an upgrade both ask this."""
+    if rollback or not upgrade_problem(current, version):
+        return ""
+    return _explain(current, version)
+
+
+def _ready_refusal() -> str:
+    return _("Only a ready cluster can be upgraded; this one is %(status)s.")
+
+
+def retry_problem(cluster: Cluster, run: Run) -> str:
+    """Why Retry may not resume this upgrade ('' when it may): the cluster must be ready as
+    for a new upgrade, and its target must still be one the form would accept from the
+    version the cluster runs now (servers already on the target are where it was going)."""
+    problem = ready_problem(cluster, _ready_refusal())
+    if problem:
+        return problem
+    current = current_version(cluster)
+    if not current:
+        return _("The panel does not know which K3s version this cluster runs.")
+    try:
+        now = parse_version(current)
+        target = parse_version(str(run.params.get("to_version", "")))
+        started = parse_version(str(run.params.get("from_version", "")))
+    except PermanentError:
+        return _("Upgrade #%(run)s does not say which versions it goes between; start a new "
+                 "upgrade instead.") % {"run": run.pk}
+    if now == target:
+        return ""
+    rollback = bool(run.params.get("rollback")) and now == started
+    return target_problem(str(now), str(target), rollback=rollback)
+
+
 def check_target(cluster: Cluster, text: str) -> UpgradeTarget:
     """The pinned target for `text` (a version or a channel), or UpgradeRefused saying why."""
     text = (text or "").strip()
@@ -126,8 +162,9 @@ def check_target(cluster: Cluster, text: str) -> UpgradeTarget:
     if failed and failed.params.get("to_version") == version:
         raise UpgradeRefused(_("Upgrade #%(run)s to %(version)s stopped part-way: press Retry "
                                "on it to continue.") % {"run": failed.pk, "version": version})
-    if not rollback and upgrade_problem(current, version):
-        raise UpgradeRefused(_explain(current, version))
+    problem = target_problem(current, version, rollback=rollback)
+    if problem:
+        raise UpgradeRefused(problem)
     exists = wizard_checks.k3s_release_exists(cluster.install_source, cluster.install_base_url,
                                               version=version)
     if exists is False:
@@ -195,8 +232,7 @@ def start_upgrade(cluster: Cluster, version: str, user: Any = None) -> Run:
     except UpgradeRefused as exc:
         raise OperationRefused(str(exc)) from None
     with transaction.atomic():
-        locked = lock_ready(cluster, _("Only a ready cluster can be upgraded; this one is "
-                                        "%(status)s."))
+        locked = lock_ready(cluster, _ready_refusal())
         Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.UPDATING)
         params = {"from_version": target.current, "to_version": target.version,
                   "channel": target.channel, "rollback": target.rollback}

@@ -42,6 +42,9 @@ def install_k3s(ctx: StepContext, node: Node, role: Role, config_text: str, *,
     unit = "k3s" if role == NodeRole.SERVER else "k3s-agent"
     with nodes.session(ctx, node) as connection:
         connection.put_file(CONFIG_PATH, config_text, mode=0o600)
+        # From here on the host holds this cluster's K3s (whatever was there is replaced):
+        # recorded on the node, so cleanup knows it even once config.yaml is gone.
+        Node.objects.filter(pk=node.pk).update(k3s_installed=True)
         ctx.say(f"{node.private_ip}: wrote {CONFIG_PATH} (0600)")
         nodes.run_logged(ctx, connection, command, what="The K3s install script", timeout=900)
         nodes.run_logged(ctx, connection, ["systemctl", systemctl_action, "--no-block", unit],

@@ -223,6 +223,16 @@ def log_context(run: Run, step_id: int, *, after: int = 0, before: int | None = 
             "step_id": step_id, "run": run}
 
 
+def retry_context(cluster: Cluster, run: Run | None) -> dict[str, Any]:
+    """Whether the shown run offers Retry, and why not when it stopped but may not resume:
+    the same rule operations.retry enforces (a few queries, for a stopped run only)."""
+    if run is None or not run.can_retry:
+        return {"can_retry": False, "retry_refusal": ""}
+    run.cluster = cluster
+    refusal = operations.retry_refusal(run)
+    return {"can_retry": not refusal, "retry_refusal": refusal}
+
+
 def cluster_context(request: HttpRequest, cluster: Cluster, *,
                     timeline: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the cluster page shows, in a fixed number of queries. `timeline` is the
@@ -241,7 +251,7 @@ def cluster_context(request: HttpRequest, cluster: Cluster, *,
         "cluster": cluster,
         **timeline,
         "runs": runs,
-        "can_retry": bool(run and run.can_retry and cluster.is_idle),
+        **retry_context(cluster, run),
         "can_destroy": cluster.can_destroy,
         "servers": [node for node in nodes if node.role == NodeRole.SERVER],
         "agents": [node for node in nodes if node.role == NodeRole.AGENT],

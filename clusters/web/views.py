@@ -184,12 +184,18 @@ def kubeconfig_download(request: HttpRequest, code: Any) -> HttpResponse:
 @login_required
 @require_POST
 def run_retry(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
+    """Resume the run, or say why not; both are written to the audit trail (a refused retry
+    from a stale tab is worth knowing about too)."""
     run = queries.owned_run(request.user, code, run_id)
-    if operations.retry(run):
+    try:
+        operations.retry(run)
+    except operations.OperationRefused as exc:
+        audit.record(request, AuditAction.RUN_RETRY_REFUSED, run.cluster, run=run.pk,
+                     reason=str(exc))
+        messages.error(request, str(exc))
+    else:
         audit.record(request, AuditAction.RUN_RETRY, run.cluster, run=run.pk)
         messages.success(request, _("Retrying: the run resumes from the step that stopped."))
-    else:
-        messages.error(request, _("Only a failed or cancelled run can be retried."))
     return redirect(run_url(run.cluster, run))
 
 
