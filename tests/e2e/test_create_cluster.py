@@ -60,6 +60,9 @@ def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_ur
     cluster = Cluster.objects.get(pk=cluster.pk)
     assert cluster.status == ClusterStatus.READY
     assert set(Node.objects.filter(cluster=cluster).values_list("status", flat=True)) == {"ready"}
+    # Each node remembers that this cluster installed its K3s (destroy trusts that).
+    assert set(Node.objects.filter(cluster=cluster).values_list("k3s_installed", flat=True)) \
+        == {True}
 
     # Exactly what was bought: one RDS instance, one SLB, one started listener, two backends.
     (rds,) = inventory(world, "rds_instance")

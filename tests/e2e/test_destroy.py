@@ -122,7 +122,8 @@ def test_destroy_survives_a_worker_kill_and_refuses_a_second_time(world, start_w
         operations.start_destroy(cluster, confirm_name=cluster.name)
     with pytest.raises(operations.OperationRefused):
         operations.start_add_nodes(cluster, list(Node.objects.filter(cluster=cluster)))
-    assert operations.retry(cluster.runs.get(kind=RunKind.CREATE)) is False
+    with pytest.raises(operations.OperationRefused, match="destroyed"):
+        operations.retry(cluster.runs.get(kind=RunKind.CREATE))
     assert not AuditEvent.objects.exists()  # the operations API writes none; views do
 
 

@@ -136,3 +136,30 @@ def test_retry_resumes_a_failed_run_and_is_audited(cluster: Any, owner_client: C
     event = AuditEvent.objects.get()
     assert (event.action, event.cluster, event.details) == (AuditAction.RUN_RETRY, cluster,
                                                              {"run": run.pk})
+
+
+def test_a_refused_retry_shows_why_and_is_audited(cluster: Any, owner_client: Client) -> None:
+    """A stale tab's Retry of an older run: the page says why instead of offering the
+    button, and the attempt is written to the audit trail like an accepted one."""
+    older = cluster.runs.get()
+    type(older).objects.filter(pk=older.pk).update(status=RunStatus.FAILED)
+    older.steps.update(status="failed", error="The host is not in the RDS whitelist")
+    newer = pipeline.create_run(cluster, RunKind.TEST, [pipeline.StepSpec("b", "B", "test.work")],
+                                start=False)
+    type(newer).objects.filter(pk=newer.pk).update(status=RunStatus.SUCCEEDED)
+    url = reverse("clusters:cluster", args=[cluster.code]) + f"?run={older.pk}"
+    page = owner_client.get(url).content.decode()
+    reason = f"Engine test #{newer.pk} was started after this run"
+    assert "Retry from the failed step" not in page
+    assert "Retry is not offered for this run: " + reason in page
+
+    response = owner_client.post(reverse("clusters:run-retry", args=[cluster.code, older.pk]),
+                                 REMOTE_ADDR="10.1.1.2", follow=True)
+    assert reason in response.content.decode()
+    older.refresh_from_db()
+    assert older.status == RunStatus.FAILED
+    event = AuditEvent.objects.get()
+    assert (event.action, event.cluster, event.ip_address) == (
+        AuditAction.RUN_RETRY_REFUSED, cluster, "10.1.1.2")
+    assert event.details["run"] == older.pk and reason in event.details["reason"]
+    assert "Retry refused" in owner_client.get(url).content.decode()
