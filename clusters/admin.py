@@ -156,7 +156,7 @@ class RunAdmin(admin.ModelAdmin):
     def retry_runs(self, request: HttpRequest, queryset: RunQuerySet) -> None:
         """The same rule and the same audit trail as the Retry button on the cluster page."""
         retried = 0
-        for run in queryset.select_related("cluster"):
+        for run in queryset.stopped().select_related("cluster"):
             try:
                 operations.retry(run)
             except operations.OperationRefused as exc:
