@@ -164,3 +164,24 @@ def test_only_destroy_may_continue_once_it_started(
     assert Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.DESTROYING
     engine.deliver_all()
     assert Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.DESTROYED
+
+
+def test_a_removal_is_refused_once_its_host_was_added_back(
+        engine: InProcessEngine, cluster: Cluster, tmp_path: Path) -> None:
+    agent = cluster.nodes.get(name="node2")
+    removal = engine.act(operations.start_remove_node, cluster, agent)
+    engine.take()
+    removal.steps.exclude(key="health").update(status="succeeded")
+    removal.steps.filter(key="health").update(status="failed", error="API timeout")
+    Node.objects.filter(pk=agent.pk).update(status=NodeStatus.REMOVED)  # as node.forget does
+    engine.act(pipeline.advance, removal.pk)
+    assert Run.objects.get(pk=removal.pk).status == RunStatus.FAILED
+    assert operations.retry_refusal(Run.objects.select_related("cluster").get(pk=removal.pk)) \
+        == ""
+
+    engine.act(operations.start_add_nodes, cluster, [
+        {"role": "agent", "private_ip": agent.private_ip, "ssh_password": "pw"}])
+    engine.take()
+    Run.objects.filter(kind=RunKind.ADD_NODE).update(status=RunStatus.SUCCEEDED)
+    Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.READY)
+    assert f"{agent.private_ip} was added to the cluster again" in refused(removal)
