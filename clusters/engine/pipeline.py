@@ -507,17 +507,15 @@ def sweep() -> dict[str, int]:
     """
     window = timedelta(seconds=max(5.0, 2 * settings.PANEL_SWEEP_INTERVAL_SECONDS))
     reclaimed = _reclaim_expired()
-    overdue = [
-        step_id
-        for step_id in Step.objects.filter(status=StepStatus.WAITING,
-                                           not_before__lt=Now() - window)
-        .values_list("pk", flat=True)
-        # Conditional, so two sweepers (the beat's and a starting worker's) send it once.
+    overdue = []
+    for step_id in Step.objects.filter(status=StepStatus.WAITING, not_before__lt=Now() - window) \
+            .values_list("pk", flat=True):
+        # Due from now on, so it is overdue again only after a whole window; conditional, so
+        # two sweepers (the beat's and a starting worker's) send it once.
         if Step.objects.filter(pk=step_id, status=StepStatus.WAITING,
-                               not_before__lt=Now() - window).update(not_before=Now())
-    ]
-    for step_id in overdue:
-        _enqueue_execute(step_id)
+                               not_before__lt=Now() - window).update(not_before=Now()):
+            overdue.append(step_id)
+            _enqueue_execute(step_id)
     quiet_runs = list(
         Run.objects.active()
         .annotate(last_change=Max("steps__updated_at"))
