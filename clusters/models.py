@@ -142,6 +142,9 @@ class Cluster(models.Model):
                               default=Health.UNKNOWN)
     health_reasons = models.JSONField(default=list, blank=True)
     health_checked_at = models.DateTimeField(null=True, blank=True)
+    # A health check of this cluster is queued or running until then (the database's clock):
+    # the beat queues no other meanwhile (clusters/operations/health.py).
+    health_check_until = models.DateTimeField(null=True, blank=True)
 
     k3s_token = EncryptedTextField(_("K3s token"), blank=True)
     kubeconfig = EncryptedTextField(_("kubeconfig"), blank=True)

@@ -1,12 +1,19 @@
 """The Celery application. Tasks are registered when the clusters app is ready: the engine's
 in clusters/engine/pipeline.py, the health checks in clusters/operations/health.py; each only
-hands an id on."""
+hands an id on.
+
+Two queues: the default one (CELERY_TASK_DEFAULT_QUEUE) carries the engine's steps and the
+sweeper; the health checks have one of their own (`health_queue`), consumed by a worker of its
+own (runpanel, docker-compose.yml), so a flood of slow checks against unreachable clusters
+can never take the slots provisioning steps need.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, current_app
 from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
@@ -14,6 +21,26 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
 app = Celery("panel")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+#: The tasks that go to the health queue (clusters/operations/health.py).
+HEALTH_TASKS = frozenset({"clusters.refresh_health", "clusters.refresh_all_health"})
+
+
+def health_queue(default_queue: str) -> str:
+    """The health checks' queue, named after the default queue: a worker started on a queue
+    of its own (each test session, each benchmark) gets a health queue of its own with it."""
+    return f"{default_queue}-health"
+
+
+def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None,
+               **_: Any) -> dict[str, str] | None:
+    """Celery's router (settings.CELERY_TASK_ROUTES): health checks to the health queue,
+    everything else to the default queue. Read at each send, so a process that moves its
+    default queue (tests/support/services.route_tasks_to) moves the health queue too."""
+    if name not in HEALTH_TASKS:
+        return None
+    conf = (task.app if task is not None else current_app).conf
+    return {"queue": health_queue(conf.task_default_queue)}
 
 
 @app.on_after_configure.connect
@@ -23,8 +50,9 @@ def _schedule(sender: Celery, **_: object) -> None:
         settings.PANEL_SWEEP_INTERVAL_SECONDS, sender.signature("clusters.sweep"),
         name="sweep the step engine",
     )
-    # Health of every live cluster: API through the SLB, nodes, SLB backends, RDS.
+    # Health of every live cluster: API through the SLB, nodes, SLB backends, RDS. A round
+    # that could not start before the next one is due is dropped (the next one does the same).
     sender.add_periodic_task(
         settings.PANEL_HEALTH_INTERVAL_SECONDS, sender.signature("clusters.refresh_all_health"),
-        name="refresh cluster health",
+        name="refresh cluster health", expires=settings.PANEL_HEALTH_INTERVAL_SECONDS,
     )

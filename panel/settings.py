@@ -173,7 +173,9 @@ X_FRAME_OPTIONS = "DENY"
 
 # Celery: the broker is Redis. Locally `make run` starts an embedded redis-server on a socket.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or f"redis+socket://{VAR_DIR / 'redis.sock'}"
-CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE") or "celery"
+# Health checks go to a queue of their own, "<default queue>-health" (panel/celery.py says why).
+CELERY_TASK_ROUTES = ["panel.celery.route_task"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True

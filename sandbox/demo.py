@@ -1,8 +1,8 @@
 """`make sandbox`: the whole panel wired to the offline world, for a newcomer's first cluster.
 
 Starts 3 lab hosts, the Aliyun emulator and the K3s artifact server (sandbox/world.py), then
-the panel (web, worker, beat, broker) with a fresh database under var/sandbox/ in which the
-admin user already owns a "sandbox" cloud account. Prints what to type into the wizard.
+the panel (web, worker, health worker, beat, broker) with a fresh database under var/sandbox/
+in which the admin user already owns a "sandbox" cloud account. Prints what to type into the wizard.
 Ctrl-C stops everything and removes the lab. Needs root (network namespaces).
 """
 
@@ -111,7 +111,7 @@ def main() -> None:
         try:
             panel.wait()
         except KeyboardInterrupt:
-            # runpanel stops its own children (web, worker, beat, broker) on SIGTERM.
+            # runpanel stops its own children (web, workers, beat, broker) on SIGTERM.
             panel.terminate()
             panel.wait(60)
     print("Sandbox stopped; lab hosts, emulator and artifact server are gone.")

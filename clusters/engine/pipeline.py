@@ -14,6 +14,10 @@ Contract for step handlers (read this before writing one):
   and a worker whose lease was taken over cannot record an outcome.
 * While a handler runs, a heartbeat extends its lease; a step left running past its lease
   (its worker died) is reclaimed by `sweep` and run again.
+* Leases, due times and "last changed" are the database's clock (`Now()`), never a process's
+  own: web, workers and beat may run on hosts whose clocks disagree, and a sweeper 80 s ahead
+  would take live steps from their workers. A process reads the database's time with the row
+  it is deciding about (`_claim`), or compares in SQL (`sweep`).
 
 Tasks carry ids only and are enqueued after the transaction commits.
 """
@@ -43,6 +47,7 @@ from django.db import (
     transaction,
 )
 from django.db.models import F, Max, Q
+from django.db.models.functions import Now
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -231,13 +236,15 @@ def _finish_run(run_id: int, status: str) -> None:
 def _claim(step_id: int) -> tuple[Step, bool] | None:
     """Take the step if it is ours to run now (with whether this run is only a re-poll after
     a Wait); None when another worker has it or it is not due."""
-    step = Step.objects.select_related("run").filter(pk=step_id).first()
+    # The database's time, read with the row: due times and leases are judged on its clock.
+    step = Step.objects.select_related("run").annotate(database_now=Now()) \
+        .filter(pk=step_id).first()
     if step is None or step.status not in (StepStatus.PENDING, StepStatus.WAITING):
         return None
     run = step.run
     if run.status != RunStatus.RUNNING or run.cancel_requested:
         return None
-    now = timezone.now()
+    now = step.database_now
     if step.not_before and step.not_before > now + EARLY_TOLERANCE:
         _enqueue_execute(step.pk, countdown=(step.not_before - now).total_seconds())
         return None
@@ -302,10 +309,10 @@ class _Heartbeat:
                 try:
                     self._log.flush()
                     if time.monotonic() - renewed >= every:
-                        now, started = timezone.now(), time.monotonic()
+                        started = time.monotonic()
                         owned = Step.objects.filter(
                             pk=self._step_id, status=StepStatus.RUNNING, attempts=self._attempt
-                        ).update(lease_until=now + timedelta(seconds=lease), heartbeat_at=now)
+                        ).update(lease_until=Now() + timedelta(seconds=lease), heartbeat_at=Now())
                         renewed = started
                         if not owned:
                             self._log.lease_lost.set()
@@ -402,7 +409,7 @@ def _apply(step: Step, ctx: StepContext, outcome: Outcome, *, retrying: bool = F
         seconds = max(0.0, float(outcome.seconds))
         recorded = _record(
             step, ctx, StepStatus.WAITING,
-            not_before=timezone.now() + timedelta(seconds=seconds),
+            not_before=Now() + timedelta(seconds=seconds),
             wait_reason=outcome.reason[:500], finished=False,
             # A plain wait is progress, so the transient-failure budget starts over.
             transient_failures=step.transient_failures if retrying else 0,
@@ -440,8 +447,8 @@ def _record(
         "result": ctx.step.result,
         "not_before": not_before,
         "lease_until": None,
-        "finished_at": timezone.now() if finished else None,
-        "updated_at": timezone.now(),  # the sweeper's "moving" (update() skips auto_now)
+        "finished_at": Now() if finished else None,
+        "updated_at": Now(),  # the sweeper's "moving" (update() skips auto_now)
         **extra,
     }
     with transaction.atomic():
@@ -478,7 +485,7 @@ def retry(run: Run) -> bool:
         ).update(status=StepStatus.PENDING, transient_failures=0, reclaims=0, error="",
                  not_before=None, started_at=None, finished_at=None, wait_reason="",
                  result={},
-                 updated_at=timezone.now())
+                 updated_at=Now())
         _enqueue_advance(run.pk)
     return True
 
@@ -490,22 +497,29 @@ def sweep() -> dict[str, int]:
     """Recover what a dead worker or a lost message left behind; safe to run any time.
 
     * a running step whose lease expired is put back to waiting and run again;
-    * a waiting step long past its time (its countdown message died with a worker) is re-sent;
+    * a waiting step long past its time (its countdown message died with a worker) is re-sent,
+      once per window: a step re-sent counts as due from then on, so while a long queue
+      holds its message back, each sweep does not add one more;
     * an active run with no step moving for a while is advanced.
+
+    Every "expired", "past its time" and "for a while" is judged in SQL against the
+    database's clock (`Now()`), so the clock of the host running the beat does not matter.
     """
-    now = timezone.now()
-    grace = timedelta(seconds=max(5.0, 2 * settings.PANEL_SWEEP_INTERVAL_SECONDS))
-    reclaimed = _reclaim_expired(now)
-    overdue = list(
-        Step.objects.filter(status=StepStatus.WAITING, not_before__lt=now - grace)
-        .values_list("pk", flat=True)
-    )
-    for step_id in overdue:
-        _enqueue_execute(step_id)
+    window = timedelta(seconds=max(5.0, 2 * settings.PANEL_SWEEP_INTERVAL_SECONDS))
+    reclaimed = _reclaim_expired()
+    overdue = []
+    for step_id in Step.objects.filter(status=StepStatus.WAITING, not_before__lt=Now() - window) \
+            .values_list("pk", flat=True):
+        # Due from now on, so it is overdue again only after a whole window; conditional, so
+        # two sweepers (the beat's and a starting worker's) send it once.
+        if Step.objects.filter(pk=step_id, status=StepStatus.WAITING,
+                               not_before__lt=Now() - window).update(not_before=Now()):
+            overdue.append(step_id)
+            _enqueue_execute(step_id)
     quiet_runs = list(
         Run.objects.active()
         .annotate(last_change=Max("steps__updated_at"))
-        .filter(Q(last_change__lt=now - grace) | Q(last_change__isnull=True))
+        .filter(Q(last_change__lt=Now() - window) | Q(last_change__isnull=True))
         .exclude(steps__status=StepStatus.RUNNING)
         .values_list("pk", flat=True)
         .distinct()
@@ -515,32 +529,32 @@ def sweep() -> dict[str, int]:
     return {"reclaimed": len(reclaimed), "overdue": len(overdue), "advanced": len(quiet_runs)}
 
 
-def _reclaim_expired(now: Any) -> list[int]:
+def _reclaim_expired() -> list[int]:
     """Take back running steps whose lease expired: run them again, or fail the ones taken
     back PANEL_STEP_MAX_RECLAIMS times already (a step that can never start, e.g. a secret no
     key decrypts or a worker the OOM killer takes each time, must not loop forever)."""
     expired = list(
-        Step.objects.filter(status=StepStatus.RUNNING, lease_until__lt=now)
+        Step.objects.filter(status=StepStatus.RUNNING, lease_until__lt=Now())
         .values_list("pk", "attempts", "reclaims", "run_id")
     )
     limit = settings.PANEL_STEP_MAX_RECLAIMS
     reclaimed, given_up = [], []
     for step_id, attempts, reclaims, run_id in expired:
         still_expired = Step.objects.filter(
-            pk=step_id, status=StepStatus.RUNNING, attempts=attempts, lease_until__lt=now)
+            pk=step_id, status=StepStatus.RUNNING, attempts=attempts, lease_until__lt=Now())
         if reclaims >= limit:
             taken = still_expired.update(
-                status=StepStatus.FAILED, lease_until=None, finished_at=now,
+                status=StepStatus.FAILED, lease_until=None, finished_at=Now(),
                 reclaims=F("reclaims") + 1, error=gave_up_message(reclaims + 1),
-                updated_at=now)
+                updated_at=Now())
             if taken:
                 given_up.append(step_id)
                 _enqueue_advance(run_id)
             continue
         taken = still_expired.update(
-            status=StepStatus.WAITING, not_before=now, lease_until=None,
+            status=StepStatus.WAITING, not_before=Now(), lease_until=None,
             reclaims=F("reclaims") + 1, wait_reason=f"{RECLAIMED}; running it again.",
-            updated_at=now)
+            updated_at=Now())
         if taken:
             reclaimed.append(step_id)
             _enqueue_execute(step_id)

@@ -1,6 +1,6 @@
-"""Keep the local panel's processes (broker, web, worker, beat) running until told to stop.
+"""Keep the local panel's processes (broker, web, workers, beat) running until told to stop.
 
-Why: `make run` and `make sandbox` start four processes under one `runpanel`. A worker killed
+Why: `make run` and `make sandbox` start five processes under one `runpanel`. A worker killed
 by the OOM killer (or by a tester's `kill -9`) used to make runpanel stop all the others, so
 one dead process took the whole panel down and the run in flight never finished. Here a
 child that exits is started again after a back-off (1 s, doubling to 30 s while it keeps

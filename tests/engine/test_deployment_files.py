@@ -13,15 +13,17 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_compose_defines_the_production_stack_with_health_checks():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"web", "worker", "beat", "redis", "postgres", "migrate"} <= set(services)
-    for name in ("web", "worker", "redis", "postgres"):
+    assert {"web", "worker", "health-worker", "beat", "redis", "postgres", "migrate"} \
+        <= set(services)
+    for name in ("web", "worker", "health-worker", "redis", "postgres"):
         assert "healthcheck" in services[name], name
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "health-worker", "beat"):
         env = services[name]["environment"]
         assert env["CELERY_BROKER_URL"].startswith("redis://redis:")
         assert env["DATABASE_URL"].startswith("postgres://panel:")
         assert services[name]["env_file"] == ".env"
     assert services["worker"]["command"][:4] == ["celery", "-A", "panel", "worker"]
+    assert services["health-worker"]["command"][:4] == ["celery", "-A", "panel", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "panel", "beat"]
     assert {"postgres-data", "redis-data"} <= set(compose["volumes"])
 
@@ -38,3 +40,18 @@ def test_dockerfile_serves_with_gunicorn_as_an_unprivileged_user():
     assert "USER panel" in dockerfile
     assert '"gunicorn", "panel.wsgi:application"' in dockerfile
     assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
+
+
+def test_compose_runs_one_worker_per_queue_as_the_settings_name_them():
+    """The engine's worker must not take health checks and the health worker must not take
+    steps (panel/celery.py): each consumes exactly its queue, by the name the router uses."""
+    from panel.celery import health_queue  # noqa: PLC0415 - once the settings are chosen
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+
+    def queues(name: str) -> str:
+        command = services[name]["command"]
+        return command[command.index("-Q") + 1]
+
+    assert queues("worker") == "celery"  # settings.CELERY_TASK_DEFAULT_QUEUE's default
+    assert queues("health-worker") == health_queue("celery")

@@ -83,27 +83,40 @@ def panel(tmp_path: Path) -> Iterator[Panel]:
             running.process.wait()
 
 
+def ready(panel: Panel, node: str) -> int:
+    """How many times the Celery worker named `node` (worker, health) said it is ready."""
+    return sum(1 for line in panel.output().splitlines()
+               if f"{node}@" in line and " ready." in line)
+
+
 @pytest.mark.slow
 def test_a_killed_worker_is_started_again_and_the_panel_keeps_serving(panel: Panel) -> None:
-    worker = wait_for("the worker", lambda: panel.child("worker"))
+    worker = wait_for("the worker", lambda: panel.child("worker", "--hostname=worker@%h"))
     assert isinstance(worker, psutil.Process)
-    wait_for("the worker to be ready", lambda: panel.output().count(" ready.") >= 1)
+    wait_for("the workers to be ready",
+             lambda: ready(panel, "worker") >= 1 and ready(panel, "health") >= 1)
     web, beat = panel.child("runserver"), panel.child("beat")
-    assert web and beat
+    health = panel.child("worker", "--hostname=health@%h")
+    assert web and beat and health
+    # One worker per queue (panel/celery.py): health checks never take a provisioning slot.
+    assert "--queues=celery" in worker.cmdline()
+    assert "--queues=celery-health" in health.cmdline()
 
     worker.send_signal(signal.SIGKILL)
-    wait_for("a restarted worker", lambda: (panel.child("worker") or worker).pid != worker.pid)
+    wait_for("a restarted worker", lambda: (
+        panel.child("worker", "--hostname=worker@%h") or worker).pid != worker.pid)
     out = panel.output()
     assert f"The worker (pid {worker.pid}) was killed by SIGKILL" in out
     assert "starting it again in 1 s." in out
     assert "The worker is running again" in out and "restart 1)" in out
     assert "stopping the others" not in out
     # The new worker connects to the broker again, and nothing else was touched.
-    wait_for("the new worker to be ready", lambda: panel.output().count(" ready.") >= 2)
+    wait_for("the new worker to be ready", lambda: ready(panel, "worker") >= 2)
     assert panel.process.poll() is None
     assert answers(panel.url)
-    assert web.is_running() and beat.is_running()
+    assert web.is_running() and beat.is_running() and health.is_running()
     assert panel.child("runserver").pid == web.pid and panel.child("beat").pid == beat.pid
+    assert panel.child("worker", "--hostname=health@%h").pid == health.pid
 
     # SIGTERM stops everything, as Ctrl-C does.
     children = psutil.Process(panel.process.pid).children(recursive=True)

