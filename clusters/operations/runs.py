@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clusters.engine import pipeline
-from clusters.models import Cluster, ClusterStatus, Run, RunKind, RunStatus
+from clusters.models import Cluster, ClusterStatus, Run, RunKind, RunStatus, Step
 
 
 class OperationRefused(Exception):
@@ -38,18 +40,31 @@ _STATUS_DURING: dict[str, ClusterStatus] = {
 }
 
 
+def diagnosing(run: Run) -> bool:
+    """Diagnostics are being written into this run's failed step's log right now
+    (clusters/operations/diagnostics.py)."""
+    return Step.objects.filter(run_id=run.pk, diagnosing_until__gt=timezone.now()).exists()
+
+
 def retry(run: Run) -> bool:
-    """Resume a failed or cancelled run from where it stopped."""
-    cluster_status = Cluster.objects.filter(pk=run.cluster_id).values_list("status", flat=True) \
-        .first()
-    if cluster_status == ClusterStatus.DESTROYED or (
-            run.kind != RunKind.DESTROY and run.cluster.runs.filter(kind=RunKind.DESTROY).exists()):
-        return False  # once destroy has started, only destroy may continue
-    if run.kind in _STATUS_DURING:
-        Cluster.objects.filter(pk=run.cluster_id).update(status=_STATUS_DURING[run.kind])
-    if run.kind == RunKind.CREATE:
-        Cluster.objects.filter(pk=run.cluster_id).update(status=ClusterStatus.PROVISIONING)
-    return pipeline.retry(run)
+    """Resume a failed or cancelled run from where it stopped; not while diagnostics are
+    being written into its log (the retried step would append to the same log). Decided
+    under the run's row lock, which starting a collection takes too."""
+    with transaction.atomic():
+        Run.objects.select_for_update().filter(pk=run.pk).first()
+        if diagnosing(run):
+            return False
+        cluster_status = Cluster.objects.filter(pk=run.cluster_id) \
+            .values_list("status", flat=True).first()
+        if cluster_status == ClusterStatus.DESTROYED or (
+                run.kind != RunKind.DESTROY
+                and run.cluster.runs.filter(kind=RunKind.DESTROY).exists()):
+            return False  # once destroy has started, only destroy may continue
+        if run.kind in _STATUS_DURING:
+            Cluster.objects.filter(pk=run.cluster_id).update(status=_STATUS_DURING[run.kind])
+        if run.kind == RunKind.CREATE:
+            Cluster.objects.filter(pk=run.cluster_id).update(status=ClusterStatus.PROVISIONING)
+        return pipeline.retry(run)
 
 
 def cancel(run: Run) -> None:
