@@ -26,7 +26,7 @@ from clusters.models import (
 )
 from tests.adapters.sshd_server import PASSWORDS, SshServer, start_sshd
 from tests.support.engine_specs import in_process_engine
-from tests.support.factories import make_cluster
+from tests.support.factories import make_cluster, make_user
 from tests.support.tools import require
 
 TASK = "clusters.collect_diagnostics"
@@ -93,8 +93,6 @@ def test_the_owner_starts_one_collection_audited_and_queued(failed_run: Any,
 
 def test_only_the_owner_may_and_only_by_post_with_csrf(failed_run: Any, user: Any,
                                                        client_for: Any, client: Client) -> None:
-    from tests.support.factories import make_user  # noqa: PLC0415
-
     assert client_for(make_user()).post(url(failed_run)).status_code == 404
     anonymous = client.post(url(failed_run))
     assert anonymous.status_code == 302 and anonymous["Location"].startswith(reverse("login"))
@@ -171,3 +169,13 @@ def test_the_task_reads_the_failed_host_into_the_failed_steps_log(
     assert failed_step(failed_run).diagnosing_until is None
     drained = owner_client.get(lines_url + "?after=0").content.decode()
     assert "Diagnostics of" in drained and "log-more" not in drained
+
+
+def test_the_action_speaks_chinese(failed_run: Any, client_for: Any) -> None:
+    client = client_for(failed_run.cluster.owner, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+    page = client.get(reverse("clusters:cluster", args=[failed_run.cluster.code])).content \
+        .decode()
+    assert "收集诊断信息" in page and "配置文件的键名（值已隐藏）" in page  # noqa: RUF001
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        answer = client.post(url(failed_run), follow=True).content.decode()
+    assert "正在从 1 台主机收集诊断信息" in answer
