@@ -160,8 +160,13 @@ def test_the_task_reads_the_failed_host_into_the_failed_steps_log(
     assert [t.split(" (")[0] for t in titles] == [
         "--- Unit status", "--- Last 50 journal lines",
         "--- K3s config, keys only", "--- Free disk", "--- Free memory"]
-    assert "(not readable, exit 1: cat: /etc/rancher/k3s/config.yaml: No such file or " \
-           "directory)" in lines
+    # This machine has no K3s config, or one some other test wrote: its keys only, then.
+    config = lines.index(next(t for t in titles if t.startswith("--- K3s config")))
+    shown = lines[config + 1:lines.index(next(t for t in titles if t.startswith("--- Free")))]
+    assert shown == ["(not readable, exit 1: cat: /etc/rancher/k3s/config.yaml: No such file "
+                     "or directory)"] or all(line.endswith(("***", "items)", "item)", "keys)",
+                                                            "key)", "(empty)"))
+                                             for line in shown), shown
     disk = lines.index(next(t for t in titles if t.startswith("--- Free disk")))
     assert lines[disk + 1].split()[:2] == ["Filesystem", "Size"]
     assert lines[-1] == f"==== End of the diagnostics of {sshd.host} ===="
