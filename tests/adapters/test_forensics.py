@@ -3,7 +3,10 @@ values, bounded sections, a failed probe reported and not fatal, everything reda
 
 from __future__ import annotations
 
+import pytest
+
 from clusters.core.redaction import Redactor
+from clusters.engine.pipeline import StepSpec, create_run
 from clusters.k3s.config import ClusterSettings, NodeIdentity, render_server_config
 from clusters.k3s.forensics import (
     MAX_LINE_CHARS,
@@ -14,6 +17,10 @@ from clusters.k3s.forensics import (
     probes,
     report,
 )
+from clusters.models import LogLine, Node, RunKind, StepStatus
+from tests.adapters.sshd_server import PASSWORDS, SshServer
+from tests.support.engine_specs import in_process_engine
+from tests.support.factories import make_cluster
 
 TOKEN = "K10token-of-the-cluster-secret"
 PASSWORD = "Db-Pass:w/rd@1"
@@ -116,3 +123,38 @@ def test_an_unreadable_config_says_why_and_an_unreachable_host_says_so_once() ->
                      "(could not log in to 10.0.0.7: SSH login as root@10.0.0.7 failed (***); "
                      "nothing was collected)",
                      "==== End of the diagnostics of 10.0.0.7 ===="]
+
+
+@pytest.mark.django_db(transaction=True)  # hosts are read in threads with their own connection
+@pytest.mark.parametrize("fails", [True, False])
+def test_a_failed_install_step_ends_its_log_with_the_hosts_diagnostics(
+        sshd: SshServer, fails: bool) -> None:
+    """The engine runs a step under `collects_diagnostics` (clusters/steps/k3s.py) whose
+    script fails on a real sshd: its output, then the host's report, then the failure."""
+    cluster = make_cluster(nodes=1)
+    node = cluster.nodes.get()
+    Node.objects.filter(pk=node.pk).update(private_ip=sshd.host, ssh_port=sshd.port,
+                                           ssh_user="pt_nopw", ssh_password=PASSWORDS["pt_nopw"])
+    with in_process_engine() as engine:
+        run = engine.act(create_run, cluster, RunKind.TEST, [StepSpec(
+            "install", "Install", "test.install_that_fails",
+            args={"node_id": node.pk, "done": not fails})])
+        engine.deliver_all()
+    step = run.steps.get()
+    lines = list(LogLine.objects.filter(step=step).order_by("seq").values_list("text", flat=True))
+    if not fails:
+        assert step.status == StepStatus.SUCCEEDED
+        assert not any(line.startswith("==== Diagnostics") for line in lines), lines
+        return
+    assert step.status == StepStatus.FAILED
+    start = lines.index(f"==== Diagnostics of {sshd.host} (the step failed; collected before "
+                        "anything else touched the host) ====")
+    assert f"[{sshd.host}] [ERROR] Download failed" in lines[:start]
+    assert lines[start + 1:start + 4] == ["--- Install script output (last 40 lines) ---",
+                                          "[INFO]  Downloading k3s", "[ERROR] Download failed"]
+    assert [line.split(" (")[0] for line in lines[start:] if line.startswith("--- ")][1:] == [
+        "--- Unit status", "--- Last 50 journal lines", "--- K3s config, keys only",
+        "--- Free disk", "--- Free memory"]
+    assert lines[-2:] == [f"==== End of the diagnostics of {sshd.host} ====", step.error]
+    assert step.error.startswith(f"The K3s install script failed on {sshd.host} (exit 3)")
+    assert PASSWORDS["pt_nopw"] not in "\n".join(lines)
