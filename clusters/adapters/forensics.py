@@ -70,6 +70,8 @@ def collect(ctx: StepContext, members: Sequence[Node], why: str, *,
 AFTER_FAILURE = "the step failed; collected before anything else touched the host"
 
 
-def after_failure(ctx: StepContext, node: Node, *, install_output: str = "") -> None:
-    """The diagnostics of the node a failed step was about, at the end of its log."""
-    collect(ctx, [node], AFTER_FAILURE, install_output=install_output)
+def after_failure(ctx: StepContext, node: Node, error: Exception | None = None) -> None:
+    """The diagnostics of the node a failed step was about, at the end of its log; when
+    `error` is a failed logged command (the install script), its output's tail leads them."""
+    output = error.output if isinstance(error, nodes.CommandFailed) else ""
+    collect(ctx, [node], AFTER_FAILURE, install_output=output)

@@ -51,7 +51,7 @@ def collects_diagnostics(handler: Handler) -> Handler:
         try:
             outcome = handler(ctx)
         except PermanentError as exc:
-            forensics.after_failure(ctx, _node(ctx), install_output=getattr(exc, "output", ""))
+            forensics.after_failure(ctx, _node(ctx), exc)
             raise
         if isinstance(outcome, Fail):
             forensics.after_failure(ctx, _node(ctx))

@@ -205,8 +205,7 @@ def log_context(run: Run, step_id: int, *, after: int = 0, before: int | None = 
 
     - appending (`after`): the lines after the cursor, and a new cursor when more may come
       (the step is still active, diagnostics are being appended to it, or a full page came
-      back); None when there is nothing new
-      yet, so the poll leaves the page as it is;
+      back); None when there is nothing new yet, so the poll leaves the page as it is;
     - paging back (`before`): the page of lines just before the first one shown, and the
       "Load earlier lines" button again while there are older ones.
     """
