@@ -11,7 +11,8 @@ class ClustersConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at module level: Django must load the models before these
         # import them. Importing them also registers their Celery tasks (the engine's in
-        # pipeline, the health checks in operations.health) for worker and web alike.
+        # pipeline, the health checks in operations.health, the diagnostics on request in
+        # operations.diagnostics) for worker and web alike.
         from clusters import operations  # noqa: PLC0415  the models must be loaded first
         from clusters.engine import pipeline  # noqa: PLC0415  the models must be loaded first
         from clusters.operations import health  # noqa: PLC0415, F401  registers its tasks

@@ -448,6 +448,11 @@ class Step(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
+    # While set and in the future, a "Collect diagnostics" task is writing into this failed
+    # step's log (clusters/operations/diagnostics.py): its open log keeps polling, and Retry
+    # waits, so the retried step's lines cannot collide with the diagnostics'. It expires by
+    # itself, so a task that died does not block the run.
+    diagnosing_until = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -503,6 +508,7 @@ class AuditAction(models.TextChoices):
     KUBECONFIG_RENEW = "kubeconfig_renew", _("Kubeconfig renewal started")
     NODE_ADD = "node_add", _("Node addition started")
     NODE_REMOVE = "node_remove", _("Node removal started")
+    RUN_DIAGNOSTICS = "run_diagnostics", _("Diagnostics requested")
 
 
 class AuditEvent(models.Model):

@@ -4,7 +4,7 @@
   `cloud`: an account's client and the purchase ledger (CloudResource, ClientTokens);
   `pricing`: the price quote of a new cluster.
 - `ssh`, `nodes`: SSH sessions and commands on a node; `hostcleanup`: finding and removing
-  this cluster's K3s on a host.
+  this cluster's K3s on a host; `forensics`: reading a failed host's diagnostics into a log.
 - `health`: the one judgment of how a cluster is doing, read through the adapters below (the
   create run's last step and the periodic check share it; starting a check is
   clusters.operations.health).

@@ -27,6 +27,16 @@ T = TypeVar("T")
 Item = TypeVar("Item")
 
 JOURNAL_LINES = 200
+OUTPUT_TAIL_LINES = 40
+
+
+class CommandFailed(PermanentError):
+    """A logged command exited non-zero; `output` is the redacted tail of what it printed
+    (stdout, then stderr), which the diagnostics of a failed install show again."""
+
+    def __init__(self, message: str, *, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 def target_for(node: Node) -> ssh.SSHTarget:
@@ -65,8 +75,11 @@ def run_logged(ctx: StepContext, connection: ssh.SSHSession, command: str | list
                                              "stderr" if stream == "stderr" else "stdout"),
     )
     if check and not result.ok:
-        raise PermanentError(f"{what} failed on {label} (exit {result.exit_status}): "
-                             f"{result.tail(ctx.redact, 5)}")
+        printed = result.stdout.splitlines()[-OUTPUT_TAIL_LINES:] + \
+            result.stderr.splitlines()[-OUTPUT_TAIL_LINES:]
+        raise CommandFailed(f"{what} failed on {label} (exit {result.exit_status}): "
+                            f"{result.tail(ctx.redact, 5)}",
+                            output=ctx.redact("\n".join(printed)))
     return result
 
 

@@ -2,7 +2,8 @@
 
 Modules: `versions` (parse/compare/upgrade path/kine DDL), `dsn` (datastore endpoint),
 `config` (config.yaml), `install` (install command line), `kubeconfig` (rewrite for the LB),
-`diagnosis` (journal lines → plain explanations).
+`diagnosis` (journal lines → plain explanations), `forensics` (the read-only commands run on a
+failed host and their bounded, redacted report).
 """
 
 from clusters.k3s.config import (

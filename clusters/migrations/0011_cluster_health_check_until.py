@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('clusters', '0009_step_heartbeat_reclaims'),
+        ('clusters', '0010_node_k3s_installed'),
     ]
 
     operations = [

@@ -1,6 +1,7 @@
 """What a user can ask of a cluster, one module per operation, each holding its rules and its
 step graph: `create`, `destroy`, `nodes` (add, remove), `upgrade`, `kubeconfig` (renewal),
-`health` (the health checks as Celery tasks); `runs` is what they share (the refusal, the
+`health` (the health checks as Celery tasks), `diagnostics` (reading a failed run's hosts
+on request, a Celery task too); `runs` is what they share (the refusal, the
 one-run-at-a-time lock, cancel, a finished run's cluster status); `retries` says when a
 stopped run may resume (asking each kind's own rules again) and resumes it; `node_intake`
 checks and saves new hosts.
@@ -13,6 +14,7 @@ clusters.web (checked by .importlinter).
 
 from clusters.operations.create import start_create
 from clusters.operations.destroy import start_destroy
+from clusters.operations.diagnostics import Collection, start_diagnostics
 from clusters.operations.kubeconfig import start_kubeconfig_renewal
 from clusters.operations.nodes import (
     ha_warning,
@@ -22,13 +24,21 @@ from clusters.operations.nodes import (
     start_remove_node,
 )
 from clusters.operations.retries import retry, retry_refusal
-from clusters.operations.runs import OperationRefused, active_run, cancel, on_run_finished
+from clusters.operations.runs import (
+    OperationRefused,
+    active_run,
+    cancel,
+    diagnosing,
+    on_run_finished,
+)
 from clusters.operations.upgrade import start_upgrade
 
 __all__ = [
+    "Collection",
     "OperationRefused",
     "active_run",
     "cancel",
+    "diagnosing",
     "ha_warning",
     "on_run_finished",
     "removal_warning",
@@ -38,6 +48,7 @@ __all__ = [
     "start_add_nodes",
     "start_create",
     "start_destroy",
+    "start_diagnostics",
     "start_kubeconfig_renewal",
     "start_remove_node",
     "start_upgrade",

@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from clusters.engine import pipeline
 from clusters.models import Cluster, ClusterStatus, Run, RunKind
 from clusters.operations import create, kubeconfig, nodes, upgrade
-from clusters.operations.runs import OperationRefused, busy_refusal
+from clusters.operations.runs import OperationRefused, busy_refusal, diagnosing
 
 # Each kind's own rules, asked again before it resumes ('' when they hold).
 _KIND_PROBLEM: dict[str, Callable[[Cluster, Run], str]] = {
@@ -73,11 +73,16 @@ def retry(run: Run) -> Run:
     """
     with transaction.atomic():
         cluster = Cluster.objects.select_for_update().get(pk=run.cluster_id)
-        current = Run.objects.get(pk=run.pk)
+        # The run's row lock is the one a diagnostics collection takes: a retried step must
+        # not append to the log a collection is still writing.
+        current = Run.objects.select_for_update().get(pk=run.pk)
         current.cluster = cluster
         problem = retry_refusal(current)
         if problem:
             raise OperationRefused(problem)
+        if diagnosing(current):
+            raise OperationRefused(_("Diagnostics are being written into this run's log: press "
+                                     "Retry again once they are there (a few seconds)."))
         during = _STATUS_DURING.get(current.kind)
         if during:
             Cluster.objects.filter(pk=cluster.pk).update(status=during)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from clusters.engine import pipeline
-from clusters.models import Cluster, ClusterStatus, Run, RunKind, RunStatus
+from clusters.models import Cluster, ClusterStatus, Run, RunKind, RunStatus, Step
 
 
 class OperationRefused(Exception):
@@ -42,6 +43,12 @@ def lock_ready(cluster: Cluster, refusal: str) -> Cluster:
     if problem:
         raise OperationRefused(problem)
     return locked
+
+
+def diagnosing(run: Run) -> bool:
+    """Diagnostics are being written into this run's failed step's log right now
+    (clusters/operations/diagnostics.py)."""
+    return Step.objects.filter(run_id=run.pk, diagnosing_until__gt=timezone.now()).exists()
 
 
 def cancel(run: Run) -> None:

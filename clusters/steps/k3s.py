@@ -2,15 +2,21 @@
 
 Every secret (token, datastore DSN) reaches the host in /etc/rancher/k3s/config.yaml, mode
 0600, over SFTP; command lines carry only versions and URLs.
+
+A failed install leaves the host as it is (nothing is stopped or uninstalled) and ends its
+log with the host's diagnostics (`collects_diagnostics`, clusters.adapters.forensics), so
+there is something to debug.
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 
 import yaml
 
-from clusters.adapters import clusterconfig, k3s_release, nodes
+from clusters.adapters import clusterconfig, forensics, k3s_release, nodes
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
@@ -28,6 +34,29 @@ POLL_SECONDS = 3.0
 
 def _node(ctx: StepContext) -> Node:
     return Node.objects.get(pk=ctx.args["node_id"], cluster_id=ctx.cluster.pk)
+
+
+Handler = Callable[[StepContext], Outcome]
+
+
+def collects_diagnostics(handler: Handler) -> Handler:
+    """When the step about one node (`node_id`) fails for good (Fail, PermanentError), read
+    the host's unit status, journal, config keys, disk and memory into the step's log first.
+
+    Transient errors are left to the engine's retries (the host is usually unreachable then,
+    and the step is not over).
+    """
+    @functools.wraps(handler)
+    def run(ctx: StepContext) -> Outcome:
+        try:
+            outcome = handler(ctx)
+        except PermanentError as exc:
+            forensics.after_failure(ctx, _node(ctx), exc)
+            raise
+        if isinstance(outcome, Fail):
+            forensics.after_failure(ctx, _node(ctx))
+        return outcome
+    return run
 
 
 def install_k3s(ctx: StepContext, node: Node, role: Role, config_text: str, *,
@@ -73,6 +102,7 @@ def _wait_or_fail(ctx: StepContext, node: Node, unit: str, what: str) -> Outcome
 
 
 @step_handler("k3s.install_server")
+@collects_diagnostics
 def install_server(ctx: StepContext) -> Outcome:
     """Config, install, start; then poll the local API until /readyz says ok."""
     node = _node(ctx)
@@ -112,6 +142,7 @@ def agent_config_text(ctx: StepContext, node: Node) -> str:
 
 
 @step_handler("k3s.install_agent")
+@collects_diagnostics
 def install_agent(ctx: StepContext) -> Outcome:
     """Join through the SLB with the cluster token; done when the node is Ready in the API."""
     node = _node(ctx)

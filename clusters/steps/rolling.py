@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from clusters.adapters import cloud, nodes
+from clusters.adapters import cloud, forensics, nodes
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.stepcontext import StepContext
@@ -70,8 +70,10 @@ def _other_servers(node: Node) -> dict[str, str]:
 
 
 def _fail(ctx: StepContext, node: Node, plan: ServerRestart, message: str,
-          *, out_of_slb: bool) -> Fail:
+          *, out_of_slb: bool, error: Exception | None = None) -> Fail:
+    """The step fails with the server left as it is; its diagnostics end the step's log."""
     Node.objects.filter(pk=node.pk).update(status=NodeStatus.FAILED)
+    forensics.after_failure(ctx, node, error)
     where = (f" {node.private_ip} stays out of the SLB; the other servers keep serving the API."
              if out_of_slb else "")
     return Fail(f"{message}{where} {plan.way_back}".strip())
@@ -111,7 +113,8 @@ def _restart(ctx: StepContext, node: Node, plan: ServerRestart) -> Outcome:
     try:
         plan.restart(ctx, node)
     except PermanentError as exc:  # e.g. the install script failed: say where that leaves us
-        return _fail(ctx, node, plan, str(exc), out_of_slb=not ctx.memo.get("kept_in_slb"))
+        return _fail(ctx, node, plan, str(exc), out_of_slb=not ctx.memo.get("kept_in_slb"),
+                     error=exc)
     ctx.memo.update(phase="restarted", deadline=time.time() + READY_TIMEOUT_SECONDS)
     return Wait(POLL_SECONDS, f"Waiting for K3s on {node.private_ip} after the {plan.what}")
 

@@ -18,7 +18,7 @@ from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.k3s.install import Role
 from clusters.models import Cluster, DatastoreKind, Node, NodeStatus
-from clusters.steps.k3s import agent_config_text, install_k3s
+from clusters.steps.k3s import agent_config_text, collects_diagnostics, install_k3s
 from clusters.steps.rds import RDS_KIND
 from clusters.steps.rolling import ServerRestart, roll_server
 from clusters.steps.slb import API_PORT, slb_id
@@ -156,6 +156,7 @@ def upgrade_server(ctx: StepContext) -> Outcome:
 
 
 @step_handler("upgrade.agent")
+@collects_diagnostics
 def upgrade_agent(ctx: StepContext) -> Outcome:
     """Reinstall the agent with the new version, restart it, wait for its new kubelet version."""
     node = _node(ctx)

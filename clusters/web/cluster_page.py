@@ -204,8 +204,8 @@ def log_context(run: Run, step_id: int, *, after: int = 0, before: int | None = 
     """Lines for an open step log, in one of two directions (clusters/_log_lines.html):
 
     - appending (`after`): the lines after the cursor, and a new cursor when more may come
-      (the step is still active, or a full page came back); None when there is nothing new
-      yet, so the poll leaves the page as it is;
+      (the step is still active, diagnostics are being appended to it, or a full page came
+      back); None when there is nothing new yet, so the poll leaves the page as it is;
     - paging back (`before`): the page of lines just before the first one shown, and the
       "Load earlier lines" button again while there are older ones.
     """
@@ -216,7 +216,8 @@ def log_context(run: Run, step_id: int, *, after: int = 0, before: int | None = 
                 "earlier": start if start > 0 else None, "more": None,
                 "step_id": step_id, "run": run}
     page = queries.log_page(run, step_id, after=after)
-    more = page["status"] in STEP_ACTIVE or len(page["lines"]) >= queries.LOG_PAGE
+    more = page["status"] in STEP_ACTIVE or page["diagnosing"] \
+        or len(page["lines"]) >= queries.LOG_PAGE
     if not page["lines"] and more:
         return None
     return {"lines": page["lines"], "earlier": None, "more": page["next"] if more else None,

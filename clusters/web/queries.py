@@ -65,7 +65,8 @@ def run_snapshot(run: Run) -> dict[str, Any]:
 
 def log_page(run: Run, step_id: int, after: int = 0, limit: int = LOG_PAGE) -> dict[str, Any]:
     """Log lines after sequence number `after`, oldest first; `next` is where to continue."""
-    step = get_object_or_404(Step.objects.only("id", "status"), pk=step_id, run_id=run.pk)
+    step = get_object_or_404(Step.objects.only("id", "status", "diagnosing_until"), pk=step_id,
+                             run_id=run.pk)
     lines = list(
         LogLine.objects.filter(step_id=step.pk, seq__gt=after).order_by("seq")
         .values("seq", "time", "stream", "text")[: max(1, min(limit, LOG_PAGE))]
@@ -73,6 +74,8 @@ def log_page(run: Run, step_id: int, after: int = 0, limit: int = LOG_PAGE) -> d
     return {
         "step": step.pk,
         "status": step.status,
+        # Diagnostics are being appended to this finished step's log: more lines will come.
+        "diagnosing": bool(step.diagnosing_until and step.diagnosing_until > timezone.now()),
         "lines": lines,
         "next": lines[-1]["seq"] if lines else after,
     }

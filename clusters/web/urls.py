@@ -22,6 +22,8 @@ urlpatterns = [
          name="kubeconfig-renew"),
     path("clusters/<uuid:code>/runs/<int:run_id>/retry/", views.run_retry, name="run-retry"),
     path("clusters/<uuid:code>/runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
+    path("clusters/<uuid:code>/runs/<int:run_id>/diagnostics/", views.run_diagnostics,
+         name="run-diagnostics"),
     path("clusters/<uuid:code>/runs/<int:run_id>.json", views.run_status, name="run-status"),
     path("clusters/<uuid:code>/runs/<int:run_id>/timeline/", views.run_timeline,
          name="run-timeline"),

@@ -16,6 +16,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -196,6 +197,28 @@ def run_retry(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
     else:
         audit.record(request, AuditAction.RUN_RETRY, run.cluster, run=run.pk)
         messages.success(request, _("Retrying: the run resumes from the step that stopped."))
+    return redirect(run_url(run.cluster, run))
+
+
+@login_required
+@require_POST
+def run_diagnostics(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
+    """Read the failed run's hosts (unit status, journal, config keys, disk, memory) into the
+    failed step's log, in a background task; audited like the other run actions."""
+    run = queries.owned_run(request.user, code, run_id)
+    try:
+        collection = operations.start_diagnostics(run)
+    except operations.OperationRefused as exc:
+        messages.error(request, str(exc))
+        return redirect(run_url(run.cluster, run))
+    audit.record(request, AuditAction.RUN_DIAGNOSTICS, run.cluster, run=run.pk,
+                 step=collection.step.key, hosts=collection.hosts)
+    messages.success(request, ngettext(
+        "Collecting diagnostics from %(count)d host: they appear at the end of the failed "
+        "step's log in a few seconds. Nothing on the host is changed.",
+        "Collecting diagnostics from %(count)d hosts: they appear at the end of the failed "
+        "step's log in a few seconds. Nothing on the hosts is changed.",
+        len(collection.hosts)) % {"count": len(collection.hosts)})
     return redirect(run_url(run.cluster, run))
 
 

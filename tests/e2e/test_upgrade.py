@@ -169,6 +169,16 @@ def test_upgrade_keeps_the_api_answering_then_the_kubeconfig_is_renewed(
                      f"upgrade to the previous version {TO_VERSION}",
                      f"restore RDS backup {backup_id} of {instance}"):
             assert text in stopped.error, stopped.error
+        # The failed server was read before anything else touched it: the install script's
+        # output again, then its unit (still running the old version) and the rest.
+        said = list(stopped.log_lines.order_by("seq").values_list("text", flat=True))
+        report = said[said.index(f"==== Diagnostics of {second.private_ip} (the step failed; "
+                                 "collected before anything else touched the host) ===="):]
+        assert report[1] == "--- Install script output (last 40 lines) ---", report[:3]
+        assert any("Read-only file system" in line for line in report[2:42]), report[:42]
+        assert any(line.startswith("--- Unit status (systemctl status k3s --no-pager)")
+                   for line in report), report
+        assert "token: ***" in report and cluster.k3s_token not in "\n".join(said)
         assert Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.READY
         backends = {b.server_id for b in api.describe_slb(balancer).backend_servers}
         assert backends == {first.ecs_instance_id}

@@ -13,11 +13,13 @@ import os
 import time
 from pathlib import Path
 
+from clusters.adapters import nodes
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.models import CloudResource, ResourceState
+from clusters.models import CloudResource, Node, ResourceState
+from clusters.steps.k3s import collects_diagnostics
 
 
 @step_handler("test.work")
@@ -161,3 +163,16 @@ def chatty(ctx: StepContext) -> Outcome:
         ctx.say(f"line {number}")
         time.sleep(0.1)
     return Done({"lines": lines, "pid": os.getpid()})
+
+
+@step_handler("test.install_that_fails")
+@collects_diagnostics
+def install_that_fails(ctx: StepContext) -> Outcome:
+    """Like an install script that dies on its host: prints, then exits non-zero (or, with
+    `done`, succeeds), under the same failure forensics as the K3s install steps."""
+    node = Node.objects.get(pk=ctx.args["node_id"])
+    script = "echo '[INFO]  Downloading k3s'; echo '[ERROR] Download failed' >&2; exit 3"
+    with nodes.session(ctx, node) as connection:
+        nodes.run_logged(ctx, connection, "true" if ctx.args.get("done") else script,
+                         what="The K3s install script", sudo=False, timeout=30)
+    return Done({})

@@ -465,6 +465,24 @@ WITHOUT_UNIT: dict[str, Callable[[list[str], Options], int]] = {
 COMBINE_WORST = {"is-active", "is-failed", "is-enabled"}
 
 
+def unit_argument(argument: str, command: str) -> str:
+    """A unit given by its file's path is the file's name, as systemctl takes it: the K3s
+    installer runs `systemctl enable /etc/systemd/system/k3s.service`. For `enable`, a file
+    outside the unit search path is first linked into it ("Created symlink ..."), as
+    systemctl(1) says of `enable PATH`."""
+    if "/" not in argument:
+        return unitfile.normalize(argument)
+    path = Path(argument)
+    name = unitfile.normalize(path.name)
+    linked = UNIT_DIRS[0] / name
+    if command == "enable" and path.is_file() and path.parent not in UNIT_DIRS \
+            and not linked.exists():
+        linked.parent.mkdir(parents=True, exist_ok=True)
+        linked.symlink_to(path)
+        err(f"Created symlink {linked} \u2192 {path}.")
+    return name
+
+
 def main(argv: list[str]) -> int:
     try:
         options = parse_args(argv)
@@ -480,7 +498,7 @@ def main(argv: list[str]) -> int:
     if not options.units:
         err("Too few arguments.")
         return 1
-    codes = [PER_UNIT[command](unitfile.normalize(unit), options) for unit in options.units]
+    codes = [PER_UNIT[command](unit_argument(unit, command), options) for unit in options.units]
     if command in COMBINE_WORST:
         return 0 if any(code == 0 for code in codes) else max(codes)
     return max(codes)
