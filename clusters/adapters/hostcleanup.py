@@ -74,7 +74,8 @@ def _judge(ctx: StepContext, node: Node, claimed: list[str]) -> HostReport:
         return HostReport(node, error=exc)
     if not traces:
         return HostReport(node, "clean")
-    if node.private_ip in claimed or belongs_to(config, ctx.cluster.k3s_token):
+    if node.private_ip in claimed or belongs_to(
+            config, (ctx.cluster.k3s_token, ctx.cluster.k3s_agent_token)):
         return HostReport(node, "ours")
     return HostReport(node, "foreign")
 
@@ -83,6 +84,7 @@ def remove_k3s(ctx: StepContext, members: list[Node]) -> list[HostReport]:
     """Judge every host, then clean the ones holding this cluster's K3s; raise when a host
     could not be reached or cleaned (after the others were done), so Retry finishes it."""
     ctx.register_secret(ctx.cluster.k3s_token)
+    ctx.register_secret(ctx.cluster.k3s_agent_token)
     cleaned = set(ctx.memo.get(CLEANED, []))
     todo = [node for node in members if node.private_ip not in cleaned]
     claimed = list(ctx.memo.get(CLAIMED, []))
