@@ -1,8 +1,8 @@
 """What a user can ask of a cluster, one module per operation, each holding its rules and its
 step graph: `create`, `destroy`, `nodes` (add, remove), `upgrade`, `kubeconfig` (renewal),
-`health` (the health checks as Celery tasks); `runs` is what they share (the refusal, the
-one-run-at-a-time lock, retry, cancel, a finished run's cluster status); `node_intake` checks
-and saves new hosts.
+`health` (the health checks as Celery tasks), `host_keys` (accepting a node's new SSH key,
+no run); `runs` is what they share (the refusal, the one-run-at-a-time lock, retry, cancel, a
+finished run's cluster status); `node_intake` checks and saves new hosts.
 
 Views, the admin and the wizard call only what this package exports (`operations.start_*`,
 `retry`, `cancel`). May import: clusters.engine (to create runs), clusters.adapters,
@@ -12,6 +12,7 @@ clusters.k3s, clusters.core, clusters.models; never clusters.steps or clusters.w
 
 from clusters.operations.create import start_create
 from clusters.operations.destroy import start_destroy
+from clusters.operations.host_keys import accept_host_key, host_key_refusal
 from clusters.operations.kubeconfig import start_kubeconfig_renewal
 from clusters.operations.nodes import (
     ha_warning,
@@ -25,9 +26,11 @@ from clusters.operations.upgrade import start_upgrade
 
 __all__ = [
     "OperationRefused",
+    "accept_host_key",
     "active_run",
     "cancel",
     "ha_warning",
+    "host_key_refusal",
     "on_run_finished",
     "removal_warning",
     "retry",
