@@ -137,6 +137,9 @@ def _say_kine_pool(ctx: StepContext, node: Node) -> None:
 
 
 def agent_config_text(ctx: StepContext, node: Node) -> str:
+    """The agent's config.yaml (install and upgrade): the CA hash is read from a running
+    server first when this cluster never recorded it (made before the panel did)."""
+    known_ca_hash(ctx, node)
     cluster = ctx.cluster
     config = {"server": api_url(cluster.slb_address or ""),
               "token": clusterconfig.agent_join_token(cluster), "node-ip": node.private_ip}
