@@ -354,7 +354,10 @@ def review_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResp
         "answers": account_step,
         "network": state.get("network"),
         "datastore": state.get("datastore"),
-        "hosts": hosts.get("hosts", []),
+        # Each with the key Create pins for it: the one Test connection showed, if tested.
+        "hosts": [{**host, "host_key": state.host_key(host.get("public_ip") or host["private_ip"],
+                                                      host["ssh_port"])}
+                  for host in hosts.get("hosts", [])],
         "host_warnings": hosts.get("warnings", []),
         "k3s": state.get("k3s"),
         "install_source_label": InstallSource(state.get("k3s")["install_source"]).label,

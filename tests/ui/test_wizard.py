@@ -432,6 +432,8 @@ def test_create_pins_the_host_key_test_connection_showed(at_review: Client, user
     seen = "SHA256:" + "k" * 43
     state.remember_host_key(host["private_ip"], 22, seen)
     session.save()
+    assert f'<code class="host-key">{seen}</code>' in at_review.get(
+        step_url("review")).content.decode()
     assert at_review.post(step_url("review"), {"billing_ack": "on"}).status_code == 302
     node = Cluster.objects.get(owner=user, name="priced").nodes.get()
     assert node.host_key == seen  # preflight refuses any other key (clusters.adapters.nodes)
