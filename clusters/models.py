@@ -147,6 +147,12 @@ class Cluster(models.Model):
     health_check_until = models.DateTimeField(null=True, blank=True)
 
     k3s_token = EncryptedTextField(_("K3s token"), blank=True)
+    # Agents join with this one (user `node`), never with the server token (full admin);
+    # empty for clusters created before it existed (clusters.k3s.tokens).
+    k3s_agent_token = EncryptedTextField(_("K3s agent token"), blank=True)
+    # sha256 of the cluster CA, read from the first server once it runs: joining servers and
+    # agents get their token in the secure form K10<hash>::…, which pins this CA. Not secret.
+    k3s_ca_hash = models.CharField(_("K3s CA hash"), max_length=64, blank=True)
     kubeconfig = EncryptedTextField(_("kubeconfig"), blank=True)
     kubeconfig_expires_at = models.DateTimeField(null=True, blank=True)
 
@@ -167,6 +173,7 @@ class Cluster(models.Model):
         """Every secret a step of this cluster may come across, for log redaction."""
         values = [
             self.k3s_token,
+            self.k3s_agent_token,
             self.datastore_password,
             self.external_dsn,
             self.kubeconfig,
@@ -509,6 +516,7 @@ class AuditAction(models.TextChoices):
     NODE_ADD = "node_add", _("Node addition started")
     NODE_REMOVE = "node_remove", _("Node removal started")
     RUN_DIAGNOSTICS = "run_diagnostics", _("Diagnostics requested")
+    NODE_HOST_KEY = "node_host_key", _("Node host key accepted")
 
 
 class AuditEvent(models.Model):

@@ -6,6 +6,7 @@ Local defaults need no installed service: SQLite under var/, and the embedded Re
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 from pathlib import Path
@@ -213,6 +214,28 @@ ALIYUN_ENDPOINT_OVERRIDE = env_str("ALIYUN_ENDPOINT_OVERRIDE") or None
 # China mirror. The offline sandbox points them at its artifact server.
 PANEL_K3S_OFFICIAL_BASE_URL = env_str("PANEL_K3S_OFFICIAL_BASE_URL") or ""
 PANEL_K3S_MIRROR_BASE_URL = env_str("PANEL_K3S_MIRROR_BASE_URL") or ""
+
+# Hosts the panel must never SSH to, besides loopback, link-local and its own interfaces
+# addresses (clusters/adapters/host_addresses.py): its service network, comma-separated CIDRs.
+PANEL_FORBIDDEN_NETWORKS = env_list("PANEL_FORBIDDEN_NETWORKS")
+for _network in PANEL_FORBIDDEN_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(
+            f"PANEL_FORBIDDEN_NETWORKS holds {_network!r}, which is not a network (CIDR)."
+        ) from _exc
+# Never True here: only panel/settings_test.py allows loopback hosts (the emulator's VPC).
+PANEL_ALLOW_LOOPBACK_HOSTS = False
+# How many SSH tests (the wizard's Test connection, a host-key scan) one user may make a minute.
+PANEL_HOST_TEST_RATE_LIMIT = env_int("PANEL_HOST_TEST_RATE_LIMIT", 5, minimum=1)
+
+# The cache holds the rate limits; several web processes must share one (PANEL_CACHE_URL, e.g.
+# redis://127.0.0.1:6379/1), or each process counts on its own.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                      "LOCATION": env_str("PANEL_CACHE_URL")}
+          if env_str("PANEL_CACHE_URL") else
+          {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 LOGGING = {
     "version": 1,

@@ -25,6 +25,9 @@ os.environ.setdefault("PANEL_EXTRA_STEP_MODULES", "tests.engine.steps_for_tests"
 from panel.settings import *  # noqa: F403
 
 SECURE_SSL_REDIRECT = False
+# The emulator seeds its VPC on 127.X (tests/ui, the conformance world): hosts typed into the
+# wizard there are loopback addresses. Tests of the refusal set it back to False.
+PANEL_ALLOW_LOOPBACK_HOSTS = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 STORAGES = {
     **STORAGES,  # noqa: F405

@@ -13,6 +13,7 @@ from clusters.core.errors import PermanentError
 from clusters.k3s.config import ClusterSettings, NodeIdentity, render_server_config
 from clusters.k3s.dsn import build_endpoint
 from clusters.k3s.install import InstallSource
+from clusters.k3s.tokens import AGENT_USER, SERVER_USER, secure_token
 from clusters.models import Cluster, DatastoreKind, Node, Step, StepStatus
 from clusters.models import InstallSource as SourceChoice
 
@@ -70,12 +71,34 @@ def server_settings(ctx: StepContext) -> ClusterSettings:
     if not cluster.slb_address:
         raise PermanentError("The SLB address is not known yet; it must be in tls-san.")
     return ClusterSettings(
-        token=cluster.k3s_token,
+        token=server_join_token(cluster),
+        agent_token=cluster.k3s_agent_token,
         datastore_endpoint=datastore_endpoint(ctx),
         tls_sans=(cluster.slb_address, *cluster.extra_tls_sans),
         disable=("traefik",) if cluster.disable_traefik else (),
         node_taints=(SERVER_TAINT,) if cluster.taint_servers else (),
     )
+
+
+def server_join_token(cluster: Cluster) -> str:
+    """The server token as servers get it: secure (pins the CA) once the CA hash is known,
+    short before (only the first server starts then: the CA does not exist yet)."""
+    if cluster.k3s_ca_hash:
+        return secure_token(cluster.k3s_ca_hash, SERVER_USER, cluster.k3s_token)
+    return cluster.k3s_token
+
+
+def agent_join_token(cluster: Cluster) -> str:
+    """The token an agent joins with, always secure: the agent token (user `node`, no admin
+    rights), or for a cluster created before agent tokens the server token (its servers run
+    without agent-token, so `node`'s password is the server token's; adding agent-token now
+    would lock out the agents that joined with it). Needs the CA hash."""
+    if not cluster.k3s_ca_hash:
+        raise PermanentError("The cluster CA hash is not known yet; agents join only once a "
+                             "server runs.")
+    if cluster.k3s_agent_token:
+        return secure_token(cluster.k3s_ca_hash, AGENT_USER, cluster.k3s_agent_token)
+    return secure_token(cluster.k3s_ca_hash, SERVER_USER, cluster.k3s_token)
 
 
 def server_config_text(ctx: StepContext, node: Node) -> str:

@@ -82,7 +82,7 @@ def _judge(ctx: StepContext, node: Node) -> HostReport:
         return HostReport(node, "clean")
     if node.k3s_installed:
         return HostReport(node, "ours")
-    if belongs_to(config, ctx.cluster.k3s_token):
+    if belongs_to(config, (ctx.cluster.k3s_token, ctx.cluster.k3s_agent_token)):
         _mark_installed(node, True)
         return HostReport(node, "ours")
     return HostReport(node, "foreign")
@@ -92,6 +92,7 @@ def remove_k3s(ctx: StepContext, members: list[Node]) -> list[HostReport]:
     """Judge every host, then clean the ones holding this cluster's K3s; raise when a host
     could not be reached or cleaned (after the others were done), so Retry finishes it."""
     ctx.register_secret(ctx.cluster.k3s_token)
+    ctx.register_secret(ctx.cluster.k3s_agent_token)
     cleaned = set(ctx.memo.get(CLEANED, []))
     todo = [node for node in members if node.private_ip not in cleaned]
     judged = nodes.for_each_node(todo, lambda node: _judge(ctx, node))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 from django import db
 
 from clusters.adapters import ssh
+from clusters.adapters.host_addresses import address_refusal
 from clusters.core.errors import PermanentError, TransientError
 from clusters.k3s.diagnosis import diagnose
 from clusters.models import Node
@@ -40,8 +41,14 @@ class CommandFailed(PermanentError):
 
 
 def target_for(node: Node) -> ssh.SSHTarget:
+    """How to log in to a node; refused when its address is one the panel must never reach
+    (clusters.adapters.host_addresses: a row written before the rule, or by hand)."""
+    address = node.public_ip or node.private_ip
+    refusal = address_refusal(address)
+    if refusal:
+        raise PermanentError(str(refusal))
     return ssh.SSHTarget(
-        host=node.public_ip or node.private_ip,
+        host=address,
         username=node.ssh_user,
         port=node.ssh_port,
         password=node.ssh_password or None,

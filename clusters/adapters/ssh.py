@@ -171,7 +171,9 @@ def connect(target: SSHTarget, *, pinned_fingerprint: str | None = None,
             raise HostKeyChanged(
                 f"The SSH host key of {target.host} has CHANGED: expected {pinned_fingerprint}, "
                 f"got {fingerprint}. The host was reinstalled or someone is intercepting the "
-                "connection; verify it, then reset the pinned key.")
+                "connection; verify it on the host (ssh-keygen -lf on its host key), then "
+                "press \"Host key\" at the node in the cluster's Nodes table to accept the "
+                "new key, and Retry.")
         _authenticate(transport, target, pkey)
     except (PermanentError, TransientError):
         transport.close()
@@ -180,12 +182,36 @@ def connect(target: SSHTarget, *, pinned_fingerprint: str | None = None,
         transport.close()
         raise PermanentError(
             f"SSH login as {target.label} failed: wrong password or key") from None
-    except (paramiko.SSHException, OSError, EOFError) as exc:
+    except (paramiko.SSHException, OSError, EOFError):
         transport.close()
-        raise TransientError(f"SSH to {target.label} failed during the handshake: {exc}.") \
-            from None
+        # Never the peer's words: paramiko quotes what a non-SSH service sent (its banner),
+        # which would turn any caller into a way to read other services' greetings.
+        raise TransientError(f"SSH to {target.label} failed during the handshake: the other "
+                             "side did not complete an SSH handshake.") from None
     transport.set_keepalive(30)  # installs run for minutes; NAT/firewalls drop idle flows
     return SSHSession(target, transport, fingerprint)
+
+
+def scan_host_key(host: str, port: int = 22, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> str:
+    """The SHA256 fingerprint a host presents now, from the key exchange alone (no login),
+    for a person to compare with the pinned one before accepting it."""
+    label = f"{host}:{port}"
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except TimeoutError:
+        raise TransientError(f"SSH to {label} timed out after {timeout:.0f} s.") from None
+    except OSError as exc:
+        raise TransientError(f"SSH to {label} failed: {exc.strerror or exc}.") from None
+    transport = paramiko.Transport(sock)
+    transport.banner_timeout = timeout
+    try:
+        transport.start_client(timeout=timeout)
+        return str(transport.get_remote_server_key().fingerprint)
+    except (paramiko.SSHException, OSError, EOFError):
+        raise TransientError(f"SSH to {label} failed during the handshake: the other side did "
+                             "not complete an SSH handshake.") from None
+    finally:
+        transport.close()
 
 
 def _authenticate(transport: paramiko.Transport, target: SSHTarget,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from clusters.adapters import datastore, ssh
+from clusters.adapters import datastore, host_addresses, ssh
 from clusters.adapters.aliyun import AliyunCloud, RdsClassOffer, Region, Vpc, VSwitch
 from clusters.adapters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
 from clusters.core.errors import StepError, TransientError
@@ -172,7 +172,11 @@ class SshReport:
 
 def test_ssh(host: str, port: int, user: str, *, password: str = "", private_key: str = "",
              passphrase: str = "", timeout: float = 10.0) -> SshReport:
-    """Log in once and ask the host what it is; raises CheckFailed with the adapter's words."""
+    """Log in once and ask the host what it is; raises CheckFailed with the adapter's words
+    (which never quote the peer). An address the panel must not reach is refused unasked."""
+    refusal = host_addresses.address_refusal(host)
+    if refusal:
+        raise CheckFailed(str(refusal))
     target = ssh.SSHTarget(host=host, username=user, port=port, password=password or None,
                            private_key=private_key or None, passphrase=passphrase or None)
     try:
@@ -181,6 +185,17 @@ def test_ssh(host: str, port: int, user: str, *, password: str = "", private_key
             system = result.stdout.strip() if result.ok else ""
             sudo = session.sudo_mode() if hasattr(session, "sudo_mode") else ""
             return SshReport(session.host_key_fingerprint, system, str(sudo))
+    except StepError as exc:
+        raise CheckFailed(str(exc)) from None
+
+
+def scan_host_key(host: str, port: int, timeout: float = 10.0) -> str:
+    """The fingerprint the host presents now (no login), for the owner to confirm."""
+    refusal = host_addresses.address_refusal(host)
+    if refusal:
+        raise CheckFailed(str(refusal))
+    try:
+        return ssh.scan_host_key(host, port, timeout=timeout)
     except StepError as exc:
         raise CheckFailed(str(exc)) from None
 

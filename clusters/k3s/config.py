@@ -3,7 +3,7 @@
 Why: with an external datastore K3s does NOT reject servers whose critical flags differ
 (`--disable=servicelb`, CIDRs, `--secrets-encryption`…): the cluster just misbehaves. So every
 server's file is rendered from one `ClusterSettings` and only node identity varies per node.
-Secrets (token, DSN password) live in this 0600 file, never on a command line or in the unit.
+Secrets (tokens, DSN password) live in this 0600 file, never on a command line or in the unit.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ class ClusterSettings:
     token: str = field(repr=False)
     datastore_endpoint: str = field(repr=False)
     tls_sans: tuple[str, ...]
+    # The agents' own join token (user `node`), on every server; "" for a cluster created
+    # before agents had one (clusters.k3s.tokens). Never added to a running cluster later.
+    agent_token: str = field(default="", repr=False)
     disable: tuple[str, ...] = ()
     node_taints: tuple[str, ...] = ()
     write_kubeconfig_mode: str = "0600"
@@ -75,6 +78,7 @@ def server_config(cluster: ClusterSettings, node: NodeIdentity | None = None) ->
     node = node or NodeIdentity()
     config: dict[str, Any] = {
         "token": cluster.token,
+        **({"agent-token": cluster.agent_token} if cluster.agent_token else {}),
         "datastore-endpoint": cluster.datastore_endpoint,
         "tls-san": _ordered_unique(cluster.tls_sans),
         "write-kubeconfig-mode": cluster.write_kubeconfig_mode,

@@ -34,6 +34,11 @@ _RULES = (
           "The datastore already holds a cluster created with a different token. Either this "
           "server got another token than the first one, or the database still contains an old "
           "cluster (drop its `kine` table or use a new database)."),
+    _Rule("ca-hash-mismatch", re.compile(r"token CA hash does not match the Cluster CA "
+                                         r"certificate hash"),
+          "The server this node joined through presented a CA other than the cluster's (its "
+          "token pins the CA hash the first server wrote): the address leads to another K3s, "
+          "or someone is intercepting the connection. Check the load balancer's backends."),
     _Rule("key-too-long", re.compile(r"Error 1071|Error 1709|Specified key was too long|"
                                      r"[Ii]ndex column size too large"),
           "The database rejects K3s's schema (index key longer than 767 bytes): turn "

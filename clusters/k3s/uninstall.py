@@ -9,11 +9,12 @@ proof of ownership.
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Iterable
 
 import yaml
 
 from clusters.k3s.config import CONFIG_PATH
+from clusters.k3s.tokens import same_password
 
 UNINSTALL_SCRIPTS = ("/usr/local/bin/k3s-uninstall.sh", "/usr/local/bin/k3s-agent-uninstall.sh")
 
@@ -76,9 +77,10 @@ def config_token(config_text: str) -> str | None:
     return str(token) if token else None
 
 
-def belongs_to(config_text: str, cluster_token: str) -> bool:
-    """Whether the config on a host was written for the cluster with this token."""
+def belongs_to(config_text: str, cluster_tokens: Iterable[str]) -> bool:
+    """Whether the config on a host was written for the cluster with these tokens (its server
+    and agent tokens; the config may hold either, in the short or the secure form)."""
     token = config_token(config_text)
-    if not token or not cluster_token:
+    if not token:
         return False
-    return hmac.compare_digest(token, cluster_token)
+    return any(same_password(token, mine) for mine in cluster_tokens if mine)

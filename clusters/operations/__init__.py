@@ -1,10 +1,10 @@
 """What a user can ask of a cluster, one module per operation, each holding its rules and its
 step graph: `create`, `destroy`, `nodes` (add, remove), `upgrade`, `kubeconfig` (renewal),
 `health` (the health checks as Celery tasks), `diagnostics` (reading a failed run's hosts
-on request, a Celery task too); `runs` is what they share (the refusal, the
-one-run-at-a-time lock, cancel, a finished run's cluster status); `retries` says when a
-stopped run may resume (asking each kind's own rules again) and resumes it; `node_intake`
-checks and saves new hosts.
+on request, a Celery task too), `host_keys` (accepting a node's new SSH key, no run); `runs`
+is what they share (the refusal, the one-run-at-a-time lock, cancel, a finished run's
+cluster status); `retries` says when a stopped run may resume (asking each kind's own rules
+again) and resumes it; `node_intake` checks and saves new hosts.
 
 Views, the admin and the wizard call only what this package exports (`operations.start_*`,
 `retry`, `retry_refusal`, `cancel`). May import: clusters.engine (to create runs),
@@ -15,6 +15,7 @@ clusters.web (checked by .importlinter).
 from clusters.operations.create import start_create
 from clusters.operations.destroy import start_destroy
 from clusters.operations.diagnostics import Collection, start_diagnostics
+from clusters.operations.host_keys import accept_host_key, host_key_refusal
 from clusters.operations.kubeconfig import start_kubeconfig_renewal
 from clusters.operations.nodes import (
     ha_warning,
@@ -36,10 +37,12 @@ from clusters.operations.upgrade import start_upgrade
 __all__ = [
     "Collection",
     "OperationRefused",
+    "accept_host_key",
     "active_run",
     "cancel",
     "diagnosing",
     "ha_warning",
+    "host_key_refusal",
     "on_run_finished",
     "removal_warning",
     "retry",

@@ -99,6 +99,11 @@ def start_create(cluster: Cluster, user: Any = None) -> Run:
             # One token for every server, generated before any of them exists.
             locked.k3s_token = generate_k3s_token()
             locked.save(update_fields=["k3s_token"])
+        if not locked.k3s_agent_token and locked.status == ClusterStatus.DRAFT:
+            # Only before any server ran: every server must start with the same agent token
+            # (a failed create's servers may already run without one).
+            locked.k3s_agent_token = generate_k3s_token()
+            locked.save(update_fields=["k3s_agent_token"])
         Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.PROVISIONING)
         return pipeline.create_run(locked, RunKind.CREATE, create_plan(locked),
                                    created_by=user)

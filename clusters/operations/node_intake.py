@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from django.db import models
 
+from clusters.adapters.host_addresses import address_refusal
 from clusters.models import Cluster, Node, NodeRole, NodeStatus
 
 CREDENTIAL_FIELDS = ("ssh_private_key", "ssh_key_passphrase", "ssh_password")
@@ -34,6 +35,10 @@ def _check(host: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         raise NodeRejected(f"{values.get('private_ip')!r} is not an IPv4 address.") from None
     values["private_ip"] = str(address)
+    for field in ("private_ip", "public_ip"):
+        refusal = address_refusal(values[field]) if values.get(field) else None
+        if refusal:
+            raise NodeRejected(str(refusal))
     if not (values.get("ssh_private_key") or values.get("ssh_password")):
         raise NodeRejected(f"{address}: give a private key or a password to log in with.")
     port = int(values.get("ssh_port", 22))

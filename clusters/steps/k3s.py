@@ -25,6 +25,7 @@ from clusters.k3s.config import CONFIG_PATH
 from clusters.k3s.diagnosis import parse_kine_pool
 from clusters.k3s.install import Role, install_command
 from clusters.k3s.kubeconfig import api_url, rewrite_kubeconfig
+from clusters.k3s.tokens import AGENT_TOKEN_PATH, SERVER_TOKEN_PATH, verified_ca_hash
 from clusters.k3s.versions import parse_version
 from clusters.models import Cluster, Node, NodeRole, NodeStatus
 
@@ -101,12 +102,44 @@ def _wait_or_fail(ctx: StepContext, node: Node, unit: str, what: str) -> Outcome
     return Wait(POLL_SECONDS, f"Waiting for {what} on {node.private_ip} (unit {state})")
 
 
+def record_ca_hash(ctx: StepContext, server: Node) -> str:
+    """Read the secure tokens K3s wrote on a running server, prove they are this cluster's,
+    and store the CA hash they carry (once): later servers and agents pin that CA."""
+    cluster = ctx.cluster
+    with nodes.session(ctx, server) as connection:
+        server_file = connection.read_file(SERVER_TOKEN_PATH, sudo=True).decode().strip()
+        agent_file = connection.read_file(AGENT_TOKEN_PATH, sudo=True).decode().strip()
+    ctx.register_secret(server_file)
+    ctx.register_secret(agent_file)
+    ca_hash = verified_ca_hash(server_file, agent_file, server_password=cluster.k3s_token,
+                               agent_password=cluster.k3s_agent_token)
+    Cluster.objects.filter(pk=cluster.pk).update(k3s_ca_hash=ca_hash)
+    cluster.k3s_ca_hash = ca_hash
+    ctx.say(f"{server.private_ip}: cluster CA hash {ca_hash} recorded; joining servers and "
+            "agents get their token in the secure form that pins this CA")
+    return ca_hash
+
+
+def known_ca_hash(ctx: StepContext, joining: Node) -> str:
+    """The cluster CA hash, read from a running server the first time it is needed (clusters
+    created before the panel recorded it); '' while no server runs yet (the first one)."""
+    if ctx.cluster.k3s_ca_hash:
+        return ctx.cluster.k3s_ca_hash
+    running = (ctx.cluster.nodes.live().servers().exclude(pk=joining.pk)
+               .exclude(status__in=[NodeStatus.PENDING, NodeStatus.FAILED]).order_by("pk")
+               .first())
+    return record_ca_hash(ctx, running) if running is not None else ""
+
+
 @step_handler("k3s.install_server")
 @collects_diagnostics
 def install_server(ctx: StepContext) -> Outcome:
-    """Config, install, start; then poll the local API until /readyz says ok."""
+    """Config, install, start; then poll the local API until /readyz says ok. The first
+    server starts with the short token (no CA exists yet); once it runs, the CA hash is
+    recorded and every later server gets the secure form."""
     node = _node(ctx)
     if "installed_at" not in ctx.memo:
+        known_ca_hash(ctx, node)
         install_k3s(ctx, node, "server", clusterconfig.server_config_text(ctx, node),
                     version=k3s_release.pinned_version(ctx.cluster))
         ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
@@ -117,6 +150,8 @@ def install_server(ctx: StepContext) -> Outcome:
     # when the cluster already has a kubeconfig), not copied from what was asked for.
     Node.objects.filter(pk=node.pk).update(status=NodeStatus.READY)
     ctx.say(f"{node.private_ip}: the K3s API answers /readyz ok")
+    if not ctx.cluster.k3s_ca_hash:
+        record_ca_hash(ctx, node)
     _say_kine_pool(ctx, node)
     return Done({"node": node.private_ip})
 
@@ -135,20 +170,33 @@ def _say_kine_pool(ctx: StepContext, node: Node) -> None:
 
 
 def agent_config_text(ctx: StepContext, node: Node) -> str:
+    """The agent's config.yaml (install and upgrade): the CA hash is read from a running
+    server first when this cluster never recorded it (made before the panel did)."""
+    known_ca_hash(ctx, node)
     cluster = ctx.cluster
-    config = {"server": api_url(cluster.slb_address or ""), "token": cluster.k3s_token,
-              "node-ip": node.private_ip}
+    config = {"server": api_url(cluster.slb_address or ""),
+              "token": clusterconfig.agent_join_token(cluster), "node-ip": node.private_ip}
     return "# Written by the K3s HA panel.\n" + yaml.safe_dump(config, sort_keys=False)
 
 
 @step_handler("k3s.install_agent")
 @collects_diagnostics
 def install_agent(ctx: StepContext) -> Outcome:
-    """Join through the SLB with the cluster token; done when the node is Ready in the API."""
+    """Join through the SLB with the agent token in its secure form (the agent checks the CA
+    the SLB address presents before it sends the token); done when the node is Ready."""
     node = _node(ctx)
     if not ctx.cluster.slb_address:
         raise PermanentError("The SLB address is not known; agents join through it.")
     if "installed_at" not in ctx.memo:
+        if not known_ca_hash(ctx, node):
+            raise PermanentError("No server of this cluster runs, so its CA is unknown; an "
+                                 "agent joins only a running cluster.")
+        if not ctx.cluster.k3s_agent_token:
+            ctx.say(f"{node.private_ip}: this cluster was created before the panel gave agents "
+                    "a token of their own, and its servers run without one; the agent joins "
+                    "with the server token, in the secure form that pins the cluster CA "
+                    "(an agent token now would lock out the agents that joined before)",
+                    "stderr")
         install_k3s(ctx, node, "agent", agent_config_text(ctx, node),
                     version=k3s_release.pinned_version(ctx.cluster))
         ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)

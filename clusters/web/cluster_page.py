@@ -101,6 +101,8 @@ def nodes_context(cluster: Cluster, nodes: list[Node]) -> dict[str, Any]:
     active = [node for node in nodes if node.is_live]
     return {
         "can_change_nodes": cluster.can_change_nodes,
+        # A changed host key stops a create (a failed cluster) as well as a ready one.
+        "can_check_host_keys": cluster.is_idle and cluster.status != ClusterStatus.DESTROYED,
         "add_node_form": AddNodeForm(cluster=cluster),
         "active_servers": sum(node.role == NodeRole.SERVER for node in active),
         "active_agents": sum(node.role == NodeRole.AGENT for node in active),

@@ -1,5 +1,5 @@
-"""Cluster-page actions on membership: add a node, remove a node (their form and the page
-context live in clusters/web/cluster_page.py).
+"""Cluster-page actions on nodes: add a node, remove a node, accept a node's new host key
+(their forms and the page context live in clusters/web/cluster_page.py).
 
 Thin like clusters/web/views.py: the rules live in clusters/operations/nodes.py and destroy.py (last
 server, typed name, a destroyed cluster refuses everything); the add form reuses the
@@ -10,18 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from clusters import operations
+from clusters.adapters import wizard_checks
 from clusters.models import (
     AuditAction,
     Node,
 )
-from clusters.web import queries
+from clusters.web import audit, queries, ratelimit
 from clusters.web.actions import start_operation
 from clusters.web.cluster_page import AddNodeForm, cluster_context
 
@@ -53,3 +55,41 @@ def node_remove(request: HttpRequest, code: Any, node_id: int) -> HttpResponse:
         action=AuditAction.NODE_REMOVE,
         details=lambda run: {"role": node.role, "private_ip": node.private_ip},
         success=lambda run: _("Removing %(ip)s.") % {"ip": node.private_ip})
+
+
+@login_required
+@require_POST
+def node_host_key(request: HttpRequest, code: Any, node_id: int) -> HttpResponse:
+    """The owner's remedy for a changed host key. Without `fingerprint`: scan the host (no
+    login) and show the key it presents next to the pinned one. With it: pin exactly that
+    fingerprint (the one the owner was shown and confirmed), audited."""
+    cluster = queries.owned_cluster(request.user, code)
+    node = get_object_or_404(Node, pk=node_id, cluster=cluster)
+    refusal = operations.host_key_refusal(cluster, node)
+    if refusal:
+        messages.error(request, refusal)
+        return redirect("clusters:cluster", code=cluster.code)
+    fingerprint = request.POST.get("fingerprint", "").strip()
+    if fingerprint:
+        try:
+            previous = operations.accept_host_key(cluster, node, fingerprint)
+        except operations.OperationRefused as exc:
+            messages.error(request, str(exc))
+            return redirect("clusters:cluster", code=cluster.code)
+        audit.record(request, AuditAction.NODE_HOST_KEY, cluster, private_ip=node.private_ip,
+                     previous=previous, accepted=fingerprint)
+        messages.success(request, _("%(ip)s: host key %(key)s accepted; the next run connects "
+                                    "only to a host presenting it.")
+                         % {"ip": node.private_ip, "key": fingerprint})
+        return redirect("clusters:cluster", code=cluster.code)
+    presented, scan_error = "", ""
+    if not ratelimit.allow(request.user, "host-test"):
+        scan_error = _("Too many connection tests in a minute: wait a minute, then test again.")
+    else:
+        try:
+            presented = wizard_checks.scan_host_key(node.public_ip or node.private_ip,
+                                                    node.ssh_port)
+        except wizard_checks.CheckFailed as exc:
+            scan_error = str(exc)
+    return render(request, "clusters/node_host_key.html", {
+        "cluster": cluster, "node": node, "presented": presented, "scan_error": scan_error})

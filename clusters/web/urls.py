@@ -16,6 +16,8 @@ urlpatterns = [
     path("clusters/<uuid:code>/nodes/add/", node_views.node_add, name="node-add"),
     path("clusters/<uuid:code>/nodes/<int:node_id>/remove/", node_views.node_remove,
          name="node-remove"),
+    path("clusters/<uuid:code>/nodes/<int:node_id>/host-key/", node_views.node_host_key,
+         name="node-host-key"),
     path("clusters/<uuid:code>/upgrade/", upgrade_views.upgrade_cluster,
          name="cluster-upgrade"),
     path("clusters/<uuid:code>/kubeconfig/renew/", upgrade_views.renew_kubeconfig,

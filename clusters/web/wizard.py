@@ -136,6 +136,19 @@ class WizardState:
         """The code of the cluster this session's wizard created last, if any."""
         return self.store.get(CREATED_KEY)
 
+    # --- host keys seen by Test connection ---------------------------------------------------
+
+    def remember_host_key(self, address: str, port: int, fingerprint: str) -> None:
+        """Keep the fingerprint Test connection showed for this address and port: Create
+        pins it, so a key swapped between the test and the first run is refused."""
+        data = dict(self._data)
+        data["host_keys"] = {**data.get("host_keys", {}), f"{address}:{port}": fingerprint}
+        self._write(data)
+
+    def host_key(self, address: str, port: int) -> str:
+        """The fingerprint Test connection showed for this address and port, or ''."""
+        return str(self._data.get("host_keys", {}).get(f"{address}:{port}", ""))
+
     # --- the generated key pair -----------------------------------------------------------
 
     def keypair(self) -> tuple[str, str] | None:
@@ -288,6 +301,7 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
             datastore_password=(datastore.get("rds_password")
                                 or credentials.generate_rds_password()) if is_rds else "",
             k3s_token=credentials.generate_k3s_token(),
+            k3s_agent_token=credentials.generate_k3s_token(),
         )
         counters = {NodeRole.SERVER: 0, NodeRole.AGENT: 0}
         for host in hosts["hosts"]:
@@ -306,5 +320,9 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
                 ssh_private_key=key,
                 ssh_key_passphrase=host.get("passphrase", "") if auth == "key" else "",
                 ssh_password=host.get("password", "") if auth == "password" else "",
+                # The key the person saw in Test connection (the address the panel dials);
+                # untested hosts are pinned at first contact, as before.
+                host_key=state.host_key(host.get("public_ip") or host["private_ip"],
+                                        host["ssh_port"]),
             )
     return cluster

@@ -16,7 +16,7 @@ from django.views.decorators.cache import never_cache
 from clusters import operations
 from clusters.adapters import pricing, wizard_checks
 from clusters.models import AuditAction, CloudAccount, Cluster, InstallSource, NodeRole, Run
-from clusters.web import audit, wizard
+from clusters.web import audit, ratelimit, wizard
 from clusters.web.actions import start_operation
 from clusters.web.forms import (
     COMMON_REGIONS,
@@ -215,7 +215,7 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
                 row["auth"] = "generated"
     elif action.startswith("test-") and action[5:].isdigit():
         index = int(action[5:])
-        tests[index] = _test_host(request, index, keypair)
+        tests[index] = _test_host(request, state, index, keypair)
     elif action == "next":
         formset = HostFormSet(request.POST, request.FILES, prefix=HOSTS_PREFIX)
         if formset.is_valid() and _hosts_fit(formset, state, keypair):
@@ -246,8 +246,10 @@ def _hosts_fit(formset: Any, state: wizard.WizardState, keypair: Any) -> bool:
     return fits
 
 
-def _test_host(request: SignedInRequest, index: int, keypair: Any) -> tuple[bool, str]:
-    """Log in to one host with what its row says; the result is shown at the row."""
+def _test_host(request: SignedInRequest, state: wizard.WizardState, index: int,
+               keypair: Any) -> tuple[bool, str]:
+    """Log in to one host with what its row says; the result is shown at the row, and the
+    host key it showed is kept for Create to pin. A few tests a minute per user at most."""
     form = HostForm(request.POST, request.FILES, prefix=f"{HOSTS_PREFIX}-{index}")
     if not form.is_valid():
         problems = "; ".join(f"{form.fields[name].label}: {' '.join(map(str, errors))}"
@@ -260,14 +262,20 @@ def _test_host(request: SignedInRequest, index: int, keypair: Any) -> tuple[bool
         if keypair is None:
             return False, _("Generate the key pair first (the button above).")
         key = keypair[0]
+    if not ratelimit.allow(request.user, "host-test"):
+        return False, _("Too many connection tests in a minute: wait a minute, then test "
+                        "again.")
+    address = data.get("public_ip") or data["private_ip"]
     try:
         report = wizard_checks.test_ssh(
-            data.get("public_ip") or data["private_ip"], data["ssh_port"], data["ssh_user"],
+            address, data["ssh_port"], data["ssh_user"],
             password=data.get("password", "") if data["auth"] == "password" else "",
             private_key=key, passphrase=data.get("passphrase", ""))
     except wizard_checks.CheckFailed as exc:
         return False, str(exc)
-    return True, _("Connected: %(system)s; sudo: %(sudo)s; host key %(fingerprint)s") % {
+    state.remember_host_key(address, data["ssh_port"], report.fingerprint)
+    return True, _("Connected: %(system)s; sudo: %(sudo)s; host key %(fingerprint)s (the "
+                   "cluster will accept only this key from this host)") % {
         "system": report.system or "?", "sudo": report.sudo or "?",
         "fingerprint": report.fingerprint}
 
@@ -346,7 +354,10 @@ def review_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResp
         "answers": account_step,
         "network": state.get("network"),
         "datastore": state.get("datastore"),
-        "hosts": hosts.get("hosts", []),
+        # Each with the key Create pins for it: the one Test connection showed, if tested.
+        "hosts": [{**host, "host_key": state.host_key(host.get("public_ip") or host["private_ip"],
+                                                      host["ssh_port"])}
+                  for host in hosts.get("hosts", [])],
         "host_warnings": hosts.get("warnings", []),
         "k3s": state.get("k3s"),
         "install_source_label": InstallSource(state.get("k3s")["install_source"]).label,

@@ -72,6 +72,8 @@ def test_first_contact_reports_the_host_key_and_a_changed_key_fails_hard(
         connect(SSHTarget(sshd.host, "pt_nopw", sshd.port, password=PASSWORDS["pt_nopw"]),
                 pinned_fingerprint=forged)
     assert forged in caught.value.message and sshd.host_fingerprint in caught.value.message
+    # The remedy it names exists for the owner: the Nodes table's "Host key" button.
+    assert '"Host key" at the node' in caught.value.message
 
 
 def test_unreachable_and_silent_hosts_are_transient(sshd: SshServer) -> None:

@@ -6,6 +6,7 @@ import re
 import subprocess
 
 import pytest
+import yaml
 from django.urls import reverse
 
 from clusters import operations
@@ -24,6 +25,7 @@ from clusters.models import (
 from tests.support import runs
 from tests.support.processes import CommandLineWatcher
 from tests.support.redis_monitor import RedisMonitor
+from tests.support.ssh_login import ssh, ssh_run
 from tests.support.world_clusters import make_world_cluster, world_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
@@ -105,8 +107,22 @@ def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_ur
     assert f"server: https://{cluster.slb_address}:6443" in cluster.kubeconfig
     assert kubectl(kubeconfig, "config", "current-context").stdout.strip() == cluster.name
 
+    # The first server started with the short token (no CA yet); the second one and the agent
+    # got the secure forms pinning its CA, the agent its own node-only token.
+    assert len(cluster.k3s_ca_hash) == 64 and cluster.k3s_agent_token
+    configs = []
+    for host in world.lab.hosts[:3]:
+        status, text, _ = ssh_run(ssh(host), "cat /etc/rancher/k3s/config.yaml")
+        assert status == 0, text
+        configs.append(yaml.safe_load(text))
+    assert configs[0]["token"] == cluster.k3s_token
+    assert configs[1]["token"] == f"K10{cluster.k3s_ca_hash}::server:{cluster.k3s_token}"
+    assert configs[0]["agent-token"] == configs[1]["agent-token"] == cluster.k3s_agent_token
+    assert configs[2]["token"] == f"K10{cluster.k3s_ca_hash}::node:{cluster.k3s_agent_token}"
+
     # No secret anywhere a person or another process could read it.
-    secrets = [cluster.k3s_token, cluster.datastore_password, world.access_key_secret]
+    secrets = [cluster.k3s_token, cluster.k3s_agent_token, cluster.datastore_password,
+               world.access_key_secret]
     for secret in secrets:
         assert not [text for text in logs if secret in text]
         assert not [c for c in command_lines if secret in c], "secret on a command line"

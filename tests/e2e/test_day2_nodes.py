@@ -12,10 +12,20 @@ from aliyunsdkrds.request.v20140815.DescribeDBInstanceIPArrayListRequest import 
 
 from clusters import operations
 from clusters.adapters.aliyun.rds import WHITELIST_GROUP
-from clusters.models import CloudResource, Cluster, LogLine, Node, NodeRole, NodeStatus, RunKind
+from clusters.models import (
+    CloudResource,
+    Cluster,
+    ClusterStatus,
+    LogLine,
+    Node,
+    NodeRole,
+    NodeStatus,
+    RunKind,
+)
 from sandbox.world import World, running_world
 from tests.e2e.day2 import assert_succeeded, k3s_traces, kubectl_nodes
 from tests.support import runs
+from tests.support.ssh_login import ssh, ssh_run
 from tests.support.world_clusters import make_world_cluster, world_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
@@ -74,9 +84,13 @@ def remove(world: World, cluster: Cluster, host) -> None:
 def test_add_a_server_and_an_agent_then_remove_them(world, start_worker, tmp_path):
     start_worker(concurrency=2, beat=True, **world_env(world))
     h1, h2, h3, h4 = world.lab.hosts
-    cluster = make_world_cluster(world, servers=2, agents=0)
+    # A cluster as the panel made them before agent tokens: its servers run without one (a
+    # create retried from FAILED gets none) and no CA hash was recorded.
+    cluster = make_world_cluster(world, servers=2, agents=0, status=ClusterStatus.FAILED)
     assert_succeeded(runs.wait_finished(operations.start_create(cluster), timeout=300))
     assert_cluster_matches(world, cluster, tmp_path, [h1, h2])
+    assert Cluster.objects.get(pk=cluster.pk).k3s_agent_token == ""
+    Cluster.objects.filter(pk=cluster.pk).update(k3s_ca_hash="")
 
     add = operations.start_add_nodes(cluster, [host_entry(h3, "server"),
                                                host_entry(h4, "agent")])
@@ -90,6 +104,14 @@ def test_add_a_server_and_an_agent_then_remove_them(world, start_worker, tmp_pat
     assert steps["rds_configure"].finished_at <= steps[server_key].started_at
     assert Cluster.objects.get(pk=cluster.pk).status == "ready"
     assert_cluster_matches(world, cluster, tmp_path, [h1, h2, h3, h4])
+    # Both joined with the secure form of the server token (the CA read again from a running
+    # server); the agent's step log says why it is not an agent token.
+    ca_hash = Cluster.objects.get(pk=cluster.pk).k3s_ca_hash
+    for host in (h3, h4):
+        status, config, _ = ssh_run(ssh(host), "cat /etc/rancher/k3s/config.yaml")
+        assert status == 0 and f"token: K10{ca_hash}::server:" in config, config
+    assert LogLine.objects.filter(step__run=add, text__contains="created before the panel gave "
+                                  "agents a token of their own").exists()
 
     with pytest.raises(operations.OperationRefused, match="already a node"):
         operations.start_add_nodes(cluster, [host_entry(h1, "agent")])

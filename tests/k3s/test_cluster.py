@@ -200,3 +200,37 @@ def test_binary_runs_as_kubectl_and_reports_version(tmp_path: Path) -> None:
 
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("k3s version v1.28.8+k3s1 (")
+
+
+def test_agent_token_admits_only_agents_and_a_wrong_ca_hash_is_refused(
+        mariadb: ScratchMariaDB, tmp_path: Path) -> None:
+    """K3s's agent-token: agents join with it (secure form), the server token no longer
+    lets an agent in (agents log in as `node`), a token pinning another CA is refused."""
+    env = Cluster(mariadb, tmp_path)
+    env.endpoint = mariadb.endpoint("k3s_agent_token")
+    try:
+        server = env.server("at-server", "127.73.3.11", extra=["--agent-token", "agents-only-1"])
+        server.wait_for("k3s is up and running")
+        files = Path(server.host.path("/var/lib/rancher/k3s/server"))
+        server_token = (files / "token").read_text().strip()
+        agent_token = (files / "agent-token").read_text().strip()
+        ca_hash = server_token[3:].split("::")[0]
+        assert agent_token == f"K10{ca_hash}::node:agents-only-1"
+        assert server_token == f"K10{ca_hash}::server:{TOKEN}"
+
+        url = "https://127.73.3.11:6443"
+        good = env.start("at-agent", ["agent", "--server", url, "--token", agent_token,
+                                      "--node-ip", "127.73.3.21", *FAST[1:]])
+        admin = env.start("at-admin", ["agent", "--server", url, "--token", server_token,
+                                       *FAST[1:]])
+        forged = env.start("at-forged", ["agent", "--server", url, "--token",
+                                         f"K10{'0' * 64}::node:agents-only-1", *FAST[1:]])
+        good.wait_for("Successfully registered node at-agent")
+        admin.wait_for("v1-k3s/config: 401 Unauthorized")
+        forged.wait_for(f"Failed to validate connection to cluster at {url}: token CA hash does "
+                        f"not match the Cluster CA certificate hash: {'0' * 64} != {ca_hash}")
+        assert "v1-k3s" not in forged.journal()  # nothing was sent to the wrong CA
+        rows = node_rows(server.kubeconfig())
+        assert "at-agent" in rows and "at-admin" not in rows and "at-forged" not in rows
+    finally:
+        env.close()

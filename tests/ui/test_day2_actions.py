@@ -189,3 +189,58 @@ def test_the_address_of_a_node_still_being_removed_is_refused_on_the_form(
     assert response.status_code == 400
     assert f"{agent.private_ip} is already a node of this cluster." in response.content.decode()
     assert not Run.objects.exists()
+
+
+# --- accepting a node's new host key --------------------------------------------------------
+
+NEW_KEY = "SHA256:" + "n" * 43
+
+
+def host_key_url(cluster: Cluster, node: Node) -> str:
+    return reverse("clusters:node-host-key", args=[cluster.code, node.pk])
+
+
+def test_only_the_owner_may_accept_a_host_key_and_it_is_audited(
+        cluster: Cluster, owner_client: Client, client_for: Any) -> None:
+    node = cluster.nodes.first()
+    assert node is not None
+    Node.objects.filter(pk=node.pk).update(host_key="SHA256:" + "o" * 43)
+    url = host_key_url(cluster, node)
+    assert client_for(make_user()).post(url, {"fingerprint": NEW_KEY}).status_code == 404
+    assert owner_client.get(url).status_code == 405
+    bad = owner_client.post(url, {"fingerprint": "SHA256:short; rm -rf /"}, follow=True)
+    assert "is not an SSH SHA256 fingerprint" in bad.content.decode()
+    assert Node.objects.get(pk=node.pk).host_key == "SHA256:" + "o" * 43
+
+    done = owner_client.post(url, {"fingerprint": NEW_KEY}, follow=True)
+    assert f"host key {NEW_KEY} accepted" in done.content.decode()
+    assert Node.objects.get(pk=node.pk).host_key == NEW_KEY
+    event = AuditEvent.objects.get(action=AuditAction.NODE_HOST_KEY)
+    assert event.details == {"private_ip": node.private_ip, "previous": "SHA256:" + "o" * 43,
+                             "accepted": NEW_KEY}
+
+
+def test_a_host_key_is_not_changed_while_a_run_goes(cluster: Cluster,
+                                                    owner_client: Client) -> None:
+    node = cluster.nodes.first()
+    assert node is not None
+    Run.objects.create(cluster=cluster, kind=RunKind.UPGRADE, status="running")
+    assert 'class="node-host-key"' not in page_of(owner_client, cluster)
+    refused = owner_client.post(host_key_url(cluster, node), {"fingerprint": NEW_KEY},
+                                follow=True)
+    assert "run in progress" in refused.content.decode()
+    assert Node.objects.get(pk=node.pk).host_key == ""
+    assert not AuditEvent.objects.filter(action=AuditAction.NODE_HOST_KEY).exists()
+
+
+def test_a_scan_of_a_refused_address_dials_nothing(cluster: Cluster, owner_client: Client,
+                                                   settings: Any) -> None:
+    settings.PANEL_ALLOW_LOOPBACK_HOSTS = False
+    node = cluster.nodes.first()
+    assert node is not None
+    Node.objects.filter(pk=node.pk).update(private_ip="127.0.0.1")
+    page = owner_client.post(host_key_url(cluster, node)).content.decode()
+    assert "127.0.0.1 is a loopback address" in page and 'name="fingerprint"' not in page
+    added = owner_client.post(reverse("clusters:node-add", args=[cluster.code]),
+                              host(private_ip="127.0.0.2"))
+    assert added.status_code == 400 and "loopback" in added.content.decode()

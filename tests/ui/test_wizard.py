@@ -408,16 +408,35 @@ def test_rows_can_be_added_and_removed_without_losing_what_was_typed(at_hosts: C
     assert 'name="hosts-1-private_ip"' not in response.content.decode()
 
 
-def test_test_connection_reports_at_the_row(at_hosts: Client) -> None:
-    # Nothing listens on 127.0.0.1:9: the SSH adapter's own words come back at host 2.
+def test_test_connection_never_dials_the_panel_itself(at_hosts: Client, settings: Any) -> None:
+    settings.PANEL_ALLOW_LOOPBACK_HOSTS = False  # as panel/settings.py has it
+    # Loopback (Redis, PostgreSQL and the panel listen there) is refused at the field, and
+    # the Test button dials nothing: the row says why, and keeps what was typed.
     data = host_rows({"private_ip": "10.0.1.11"},
-                     {"private_ip": "127.0.0.1", "ssh_port": 9})
+                     {"private_ip": "127.0.0.1", "ssh_port": 6379})
     response = at_hosts.post(step_url("hosts"), {**data, "action": "test-1"})
     page = response.content.decode()
     result = re.search(r'<fieldset class="host card-inner" id="host-1">.*?'
                        r'<p class="test-result bad" role="status">(.*?)</p>', page, re.S)
-    assert result and "refused" in result.group(1)
-    assert value_of(response, "hosts-1-ssh_port") == "9"
+    assert result and "127.0.0.1 is a loopback address" in html.unescape(result.group(1))
+    assert value_of(response, "hosts-1-ssh_port") == "6379"
+    data = host_rows({"private_ip": "10.0.1.11"}, {"private_ip": "169.254.169.254"})
+    response = at_hosts.post(step_url("hosts"), {**data, "action": "next"})
+    assert "link-local" in " ".join(field_errors(response, "hosts-1-private_ip"))
+
+
+def test_create_pins_the_host_key_test_connection_showed(at_review: Client, user: Any) -> None:
+    session = at_review.session
+    state = WizardState(session)
+    host = state.get("hosts")["hosts"][0]
+    seen = "SHA256:" + "k" * 43
+    state.remember_host_key(host["private_ip"], 22, seen)
+    session.save()
+    assert f'<code class="host-key">{seen}</code>' in at_review.get(
+        step_url("review")).content.decode()
+    assert at_review.post(step_url("review"), {"billing_ack": "on"}).status_code == 302
+    node = Cluster.objects.get(owner=user, name="priced").nodes.get()
+    assert node.host_key == seen  # preflight refuses any other key (clusters.adapters.nodes)
 
 
 @pytest.fixture

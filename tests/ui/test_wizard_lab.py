@@ -11,8 +11,12 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from clusters.models import AuditAction, AuditEvent, ClusterStatus, Node
+from clusters.web.wizard import WizardState
 from sandbox.lab.lab import Lab
 from sandbox.lab.testing import running_lab
+from tests.support.factories import make_cluster
+from tests.support.ssh_login import ssh, ssh_run
 from tests.ui.wizard_data import host_rows
 
 pytestmark = pytest.mark.lab
@@ -32,7 +36,8 @@ def row_result(response: Any, index: int) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def test_connection_with_password_and_with_key(lab: Lab, at_hosts: Client) -> None:
+def test_connection_with_password_and_with_key(lab: Lab, at_hosts: Client,
+                                              settings: Any) -> None:
     host = lab.hosts[0]
     data = host_rows({"private_ip": "10.0.1.11"},
                      {"private_ip": "10.0.1.12", "public_ip": "", "password": host.root_password})
@@ -43,6 +48,9 @@ def test_connection_with_password_and_with_key(lab: Lab, at_hosts: Client) -> No
                                             {**data, "action": "test-1"}), 1)
     assert status == "ok", text
     assert "Connected: Linux" in text and "sudo: root" in text and "SHA256:" in text
+    # The key shown is the one Create will pin.
+    shown = re.search(r"SHA256:[A-Za-z0-9+/]{43}", text)
+    assert shown and WizardState(at_hosts.session).host_key(host.ip, 22) == shown.group(0)
 
     key = Path(host.private_key_path).read_text()
     data.update({"hosts-1-auth": "key", "hosts-1-private_key": key, "hosts-1-password": ""})
@@ -54,3 +62,33 @@ def test_connection_with_password_and_with_key(lab: Lab, at_hosts: Client) -> No
     status, text = row_result(at_hosts.post(reverse("clusters:wizard-step", args=["hosts"]),
                                             {**data, "action": "test-1"}), 1)
     assert status == "bad" and "wrong password or key" in text
+
+    settings.PANEL_HOST_TEST_RATE_LIMIT = 3  # three tests made this minute already
+    status, text = row_result(at_hosts.post(reverse("clusters:wizard-step", args=["hosts"]),
+                                            {**data, "action": "test-1"}), 1)
+    assert status == "bad" and "Too many connection tests" in text
+
+
+def test_the_owner_accepts_the_key_a_fresh_scan_shows(lab: Lab, user: Any,
+                                                      owner_client: Client) -> None:
+    host = lab.hosts[0]
+    cluster = make_cluster(owner=user, status=ClusterStatus.FAILED)
+    stale = "SHA256:" + "q" * 43
+    node = Node.objects.create(cluster=cluster, role="server", private_ip=host.ip,
+                               ssh_password=host.root_password, host_key=stale)
+    url = reverse("clusters:node-host-key", args=[cluster.code, node.pk])
+    assert f'action="{url}"' in owner_client.get(
+        reverse("clusters:cluster", args=[cluster.code])).content.decode()
+    page = owner_client.post(url).content.decode()
+    presented = re.search(r'<code id="presented-key">(SHA256:[^<]+)</code>', page)
+    assert presented and stale in page and presented.group(0) != stale
+    with ssh(host) as client:  # the host's own view of its key
+        _, own, _ = ssh_run(client, "for f in /etc/ssh/ssh_host_*_key.pub; do "
+                                    "ssh-keygen -lf $f; done")
+    assert presented.group(1) in own
+    owner_client.post(url, {"fingerprint": presented.group(1)})
+    node.refresh_from_db()
+    assert node.host_key == presented.group(1)
+    event = AuditEvent.objects.get(action=AuditAction.NODE_HOST_KEY)
+    assert event.details == {"private_ip": host.ip, "previous": stale,
+                             "accepted": presented.group(1)}

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.http import QueryDict
 from django.utils.translation import gettext_lazy as _
 
+from clusters.adapters.host_addresses import address_refusal
 from clusters.adapters.ssh import load_private_key
 from clusters.core.errors import PermanentError
 from clusters.models import NodeRole
@@ -53,6 +54,9 @@ class HostForm(forms.Form):
             raise ValidationError(_("%(value)s is a public address; enter the host's private "
                                     "(VPC) address here, the public one below.") %
                                   {"value": text})
+        refusal = address_refusal(str(address))
+        if refusal:
+            raise ValidationError(refusal)
         return str(address)
 
     def clean_public_ip(self) -> str:
@@ -66,6 +70,9 @@ class HostForm(forms.Form):
                 from None
         if not address.is_global:
             raise ValidationError(_("%(value)s is not a public address.") % {"value": text})
+        refusal = address_refusal(str(address))
+        if refusal:
+            raise ValidationError(refusal)
         return str(address)
 
     def clean_ssh_port(self) -> int:
