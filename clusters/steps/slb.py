@@ -61,8 +61,9 @@ def create(ctx: StepContext) -> Outcome:
     if acquired is purchase.Acquired.CREATED:
         ctx.say(f"Created SLB {balancer.load_balancer_id} at {balancer.address} "
                 f"({cluster.slb_address_type}, pay-as-you-go, pay-by-LCU)")
-    if acquired is not purchase.Acquired.RECORDED:
-        # What the cloud says it is: the panel buys pay-by-LCU only, an adopted one too.
+    if "instance_charge_type" not in resource.attributes:
+        # Just bought or adopted (or the describe after it failed last time): recorded as the
+        # cloud describes it; the panel buys pay-by-LCU only, so an adopted one is too.
         charge = balancer.instance_charge_type or PAY_BY_LCU
         spec = "" if charge == PAY_BY_LCU else balancer.spec
         cloud.record(resource, address=balancer.address, instance_charge_type=charge,
