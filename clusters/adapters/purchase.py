@@ -87,11 +87,13 @@ def ensure_bought(ctx: StepContext, resource: CloudResource, purchase: Purchase,
     known = set(ctx.cluster.resources.exclude(pk=resource.pk).exclude(provider_id="")
                 .values_list("provider_id", flat=True))
     found = sorted(set(purchase.find_by_tag(cloud.TAG_KEY, tag_value)) - known)
+    sent = int(resource.attributes.get(SENT, 0))
     if len(found) == 1:
         cloud.record(resource, provider_id=found[0], state=state, adopted_by_tag=True)
-        ctx.say(f"Adopted {found[0]} found by tag {tag}: the {purchase.what} an earlier "
-                f"{purchase.action} bought (its answer never reached the ledger); nothing "
-                "is bought again")
+        how = (f"the {purchase.what} an earlier {purchase.action} bought, whose answer never "
+               "reached the ledger" if sent else
+               f"a {purchase.what} of this cluster that no ledger row knew")
+        ctx.say(f"Adopted {found[0]} found by tag {tag}: {how}; nothing is bought again")
         return Acquired.ADOPTED
     if found:
         raise PermanentError(
@@ -101,7 +103,6 @@ def ensure_bought(ctx: StepContext, resource: CloudResource, purchase: Purchase,
             "Retry (the one left is adopted).")
     token = resource.client_token
     generation = resource.token_generation
-    sent = int(resource.attributes.get(SENT, 0))
     if sent:
         ctx.say(f"No {purchase.what} carries tag {tag} although {purchase.action} was sent "
                 f"{sent} time(s) with ClientToken {token} (generation {generation}): sending "

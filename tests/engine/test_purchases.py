@@ -18,6 +18,8 @@ from django.test import override_settings
 
 from clusters.adapters import cloud
 from clusters.adapters.aliyun import SlbSpec
+from clusters.adapters.aliyun.errors import create_refused
+from clusters.core.errors import PermanentError, StepError, TransientError
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec, create_run
 from clusters.models import Cluster, LogLine, Run, RunKind, StepStatus
@@ -185,3 +187,17 @@ def test_the_token_of_a_later_generation_fits_alibabas_64_characters() -> None:
     first, tenth = (cloud.client_token(cluster, long_kind, n) for n in (0, 10))
     assert len(first) == len(tenth) == 64 and tenth.endswith("-g10")
     assert cloud.client_token(cluster, "slb") == f"k3s-{cluster.code.hex}-slb"
+
+
+@pytest.mark.parametrize(("error", "refused"), [
+    (PermanentError("quota", code="QuotaExceeded.Slb", http_status=400), True),
+    (TransientError("throttled", code="Throttling.User", http_status=400), True),
+    (TransientError("busy", code="ServiceUnavailable", http_status=503), False),
+    (TransientError("no answer", code="SDK.HttpError"), False),
+    (PermanentError("token seen", code="LX_REQUEST_TOKEN_CONFLICT", http_status=400), False),
+    (TransientError("in flight", code="OperationFailed.TokenIsProcessing", http_status=400),
+     False),
+])
+def test_only_a_4xx_answer_about_the_request_frees_the_token(error: StepError,
+                                                             refused: bool) -> None:
+    assert create_refused(error) is refused
