@@ -130,7 +130,7 @@ class CloudResourceAdmin(admin.ModelAdmin):
     list_filter = ("kind", "state", "region")
     search_fields = ("provider_id", "client_token", "cluster__name")
     list_select_related = ("cluster",)
-    readonly_fields = ("client_token", "created_at", "updated_at")
+    readonly_fields = ("client_token", "token_generation", "created_at", "updated_at")
 
 
 class StepInline(ReadOnlyInline):

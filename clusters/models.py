@@ -303,7 +303,11 @@ class CloudResource(models.Model):
     """The ledger: one row per thing bought, written before the create call and after it.
 
     Why: the ClientToken recorded before the call lets a retry after a crash find the same
-    resource instead of buying a second one; destroy walks this ledger.
+    resource instead of buying a second one; destroy walks this ledger. A row without a
+    provider id is looked up by the cluster's tag before its create is sent again
+    (clusters/adapters/purchase.py), and `token_generation` (part of the ClientToken) moves on
+    only when Alibaba Cloud refused the create for certain, so a re-send after a lost answer
+    always carries the token of the call that may have bought something.
     """
 
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="resources")
@@ -312,6 +316,7 @@ class CloudResource(models.Model):
     kind = models.CharField(_("kind"), max_length=32)
     provider_id = models.CharField(_("provider id"), max_length=128, blank=True)
     client_token = models.CharField(_("ClientToken"), max_length=64, unique=True)
+    token_generation = models.PositiveIntegerField(_("ClientToken generation"), default=0)
     region = models.CharField(_("region"), max_length=64)
     state = models.CharField(
         _("state"), max_length=16, choices=ResourceState.choices, default=ResourceState.INTENDED

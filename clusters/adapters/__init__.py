@@ -2,6 +2,8 @@
 
 - `aliyun/`: Alibaba Cloud through the official SDK (ECS/VPC, SLB, RDS, BSS prices);
   `cloud`: an account's client and the purchase ledger (CloudResource, ClientTokens);
+  `purchase`: buying for a ledger row again and again (adopt by tag, else create; token
+  generations);
   `pricing`: the price quote of a new cluster.
 - `ssh`, `nodes`: SSH sessions and commands on a node; `hostcleanup`: finding and removing
   this cluster's K3s on a host; `forensics`: reading a failed host's diagnostics into a log.

@@ -41,9 +41,25 @@ def poll_seconds() -> float:
     return float(settings.PANEL_CLOUD_POLL_SECONDS)
 
 
+MAX_CLIENT_TOKEN = 64  # Alibaba Cloud: at most 64 ASCII characters
+
+
+def client_token(cluster: Cluster, kind: str, generation: int = 0) -> str:
+    """The ClientToken of this cluster's `kind` purchase in its `generation`.
+
+    Generation 0 is the token rows carried before generations existed; a later one ends in
+    "-g<n>", kept whole when the base must be cut to fit 64 characters.
+    """
+    suffix = f"-g{generation}" if generation else ""
+    return f"k3s-{cluster.code.hex}-{kind}"[:MAX_CLIENT_TOKEN - len(suffix)] + suffix
+
+
 def intend(ctx: StepContext, kind: str) -> CloudResource:
     """The ledger row for this cluster's `kind`, created (and committed) before any call."""
-    token = f"k3s-{ctx.cluster.code.hex}-{kind}"[:64]
+    existing = ctx.cluster.resources.filter(kind=kind).order_by("created_at", "pk").first()
+    if existing is not None:
+        return existing
+    token = client_token(ctx.cluster, kind)
     resource, created = CloudResource.objects.get_or_create(
         client_token=token,
         defaults={"cluster": ctx.cluster, "run": ctx.run, "kind": kind,
@@ -52,6 +68,15 @@ def intend(ctx: StepContext, kind: str) -> CloudResource:
     if created:
         ctx.say(f"Ledger: {kind} intended (ClientToken {token})")
     return resource
+
+
+def next_token_generation(resource: CloudResource) -> str:
+    """Move the row to a new ClientToken (its create was refused for certain); returns it."""
+    resource.token_generation += 1
+    resource.client_token = client_token(resource.cluster, resource.kind,
+                                         resource.token_generation)
+    resource.save(update_fields=["token_generation", "client_token", "updated_at"])
+    return resource.client_token
 
 
 def record(resource: CloudResource, *, provider_id: str | None = None,

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 
 class StepError(Exception):
-    """Base for failures a step reports; `message` must be safe to show (no secrets)."""
+    """Base for failures a step reports; `message` must be safe to show (no secrets).
 
-    def __init__(self, message: str, *, code: str = "", request_id: str = "") -> None:
+    `http_status` is the status of the answer the remote service gave with its error code;
+    None when no answer came (timeout, refused or dropped connection) or none applies. It is
+    what tells "Alibaba Cloud refused this create" from "we do not know what happened".
+    """
+
+    def __init__(self, message: str, *, code: str = "", request_id: str = "",
+                 http_status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.request_id = request_id
+        self.http_status = http_status
 
     def __str__(self) -> str:
         details = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from clusters.adapters import cloud
+from clusters.adapters import cloud, purchase
 from clusters.adapters.aliyun import AliyunCloud, RdsSpec
 from clusters.adapters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
 from clusters.adapters.credentials import generate_rds_password, name_from_cluster
@@ -34,13 +34,17 @@ def _instance_id(ctx: StepContext) -> str:
     return instance_id
 
 
-@step_handler("rds.create")
-def create(ctx: StepContext) -> Outcome:
-    """CreateDBInstance with a ClientToken recorded first; then wait for Running."""
-    cluster = ctx.cluster
-    api = cloud.cloud_for(cluster)
-    resource = cloud.intend(ctx, RDS_KIND)
-    if not resource.provider_id:
+# Listed with the cluster's tag but on its way out: never adopted as the datastore.
+GOING_AWAY = frozenset({"Deleting", "Released"})
+
+
+def rds_purchase(api: AliyunCloud, cluster: Cluster) -> purchase.Purchase:
+    """How the datastore is bought: by tag (DescribeDBInstances) or CreateDBInstance."""
+    def find(key: str, value: str) -> list[str]:
+        return [i.instance_id for i in api.find_rds_by_tag(key, value)
+                if i.status not in GOING_AWAY]
+
+    def create(token: str) -> purchase.Bought:
         created = api.create_rds(
             RdsSpec(engine_version=cluster.rds_engine_version,
                     instance_class=cluster.rds_instance_class,
@@ -48,12 +52,27 @@ def create(ctx: StepContext) -> Outcome:
                     vswitch_id=cluster.vswitch_id, zone_id=cluster.zone,
                     storage_type=RDS_STORAGE_TYPE, category=RDS_CATEGORY,
                     description=f"K3s datastore of {cluster.name}"[:256]),
-            client_token=resource.client_token, tags=cloud.tags(cluster),
+            client_token=token, tags=cloud.tags(cluster),
         )
-        cloud.record(resource, provider_id=created.instance_id, state=ResourceState.CREATING,
-                     connection_string=created.connection_string, port=created.port)
-        ctx.say(f"Created RDS MySQL {cluster.rds_engine_version} instance {created.instance_id} "
-                f"({cluster.rds_instance_class}, {cluster.rds_storage_gb} GB)")
+        return purchase.Bought(created.instance_id, {
+            "connection_string": created.connection_string, "port": created.port})
+
+    return purchase.Purchase("RDS instance", "CreateDBInstance", find, create)
+
+
+@step_handler("rds.create")
+def create(ctx: StepContext) -> Outcome:
+    """The RDS instance of the ledger, adopted by tag or bought (clusters/adapters/purchase.py);
+    then wait for Running."""
+    cluster = ctx.cluster
+    api = cloud.cloud_for(cluster)
+    resource = cloud.intend(ctx, RDS_KIND)
+    acquired = purchase.ensure_bought(ctx, resource, rds_purchase(api, cluster),
+                                      state=ResourceState.CREATING)
+    if acquired is purchase.Acquired.CREATED:
+        ctx.say(f"Created RDS MySQL {cluster.rds_engine_version} instance "
+                f"{resource.provider_id} ({cluster.rds_instance_class}, "
+                f"{cluster.rds_storage_gb} GB)")
     instance = api.describe_rds(resource.provider_id)
     if instance is None:
         raise PermanentError(f"RDS instance {resource.provider_id} disappeared while being "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from clusters.adapters import cloud
-from clusters.adapters.aliyun import PAY_BY_LCU, SlbSpec
+from clusters.adapters import cloud, purchase
+from clusters.adapters.aliyun import PAY_BY_LCU, AliyunCloud, SlbSpec
 from clusters.core.errors import PermanentError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
@@ -25,6 +25,24 @@ def slb_id(cluster: Cluster) -> str:
     return resource.provider_id
 
 
+def slb_purchase(api: AliyunCloud, cluster: Cluster) -> purchase.Purchase:
+    """How the API load balancer is bought: by tag (DescribeLoadBalancers) or
+    CreateLoadBalancer."""
+    def find(key: str, value: str) -> list[str]:
+        return [lb.load_balancer_id for lb in api.find_slb_by_tag(key, value)]
+
+    def create(token: str) -> purchase.Bought:
+        created = api.create_slb(
+            SlbSpec(name=f"k3s-{cluster.name}"[:80], vswitch_id=cluster.vswitch_id,
+                    vpc_id=cluster.vpc_id, address_type=cluster.slb_address_type,
+                    master_zone_id=cluster.zone),
+            client_token=token, tags=cloud.tags(cluster),
+        )
+        return purchase.Bought(created.load_balancer_id, {"address": created.address})
+
+    return purchase.Purchase("SLB", "CreateLoadBalancer", find, create)
+
+
 @step_handler("slb.create")
 def create(ctx: StepContext) -> Outcome:
     """CreateLoadBalancer first, so its address is in every server's certificate.
@@ -35,23 +53,23 @@ def create(ctx: StepContext) -> Outcome:
     cluster = ctx.cluster
     api = cloud.cloud_for(cluster)
     resource = cloud.intend(ctx, SLB_KIND)
-    if not resource.provider_id:
-        created = api.create_slb(
-            SlbSpec(name=f"k3s-{cluster.name}"[:80], vswitch_id=cluster.vswitch_id,
-                    vpc_id=cluster.vpc_id, address_type=cluster.slb_address_type,
-                    master_zone_id=cluster.zone),
-            client_token=resource.client_token, tags=cloud.tags(cluster),
-        )
-        cloud.record(resource, provider_id=created.load_balancer_id,
-                     state=ResourceState.PRESENT, address=created.address,
-                     instance_charge_type=PAY_BY_LCU, spec="")
-        Cluster.objects.filter(pk=cluster.pk).update(slb_charge_type=PAY_BY_LCU, slb_spec="")
-        cluster.slb_charge_type, cluster.slb_spec = PAY_BY_LCU, ""
-        ctx.say(f"Created SLB {created.load_balancer_id} at {created.address} "
-                f"({cluster.slb_address_type}, pay-as-you-go, pay-by-LCU)")
+    acquired = purchase.ensure_bought(ctx, resource, slb_purchase(api, cluster),
+                                      state=ResourceState.PRESENT)
     balancer = api.describe_slb(resource.provider_id)
     if balancer is None:
         raise PermanentError(f"SLB {resource.provider_id} disappeared; check the SLB console.")
+    if acquired is purchase.Acquired.CREATED:
+        ctx.say(f"Created SLB {balancer.load_balancer_id} at {balancer.address} "
+                f"({cluster.slb_address_type}, pay-as-you-go, pay-by-LCU)")
+    if "instance_charge_type" not in resource.attributes:
+        # Just bought or adopted (or the describe after it failed last time): recorded as the
+        # cloud describes it; the panel buys pay-by-LCU only, so an adopted one is too.
+        charge = balancer.instance_charge_type or PAY_BY_LCU
+        spec = "" if charge == PAY_BY_LCU else balancer.spec
+        cloud.record(resource, address=balancer.address, instance_charge_type=charge,
+                     spec=spec)
+        Cluster.objects.filter(pk=cluster.pk).update(slb_charge_type=charge, slb_spec=spec)
+        cluster.slb_charge_type, cluster.slb_spec = charge, spec
     Cluster.objects.filter(pk=cluster.pk).update(slb_address=balancer.address)
     ctx.cluster.slb_address = balancer.address
     return Done({"load_balancer_id": balancer.load_balancer_id, "address": balancer.address,

@@ -77,6 +77,10 @@ class ControlClient:
     def clear_faults(self) -> None:
         self.request("DELETE", "faults")
 
+    def forget_client_tokens(self) -> int:
+        """The cloud forgets every ClientToken it saw (Alibaba promises no lifetime for one)."""
+        return int(self.request("DELETE", "client-tokens")["forgotten"])
+
     def resources(self) -> list[dict[str, Any]]:
         return self.request("GET", "resources")["resources"]
 

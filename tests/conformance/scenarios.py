@@ -216,8 +216,10 @@ def _describe_slb(world: World) -> None:
 
 @scenario("Slb", "DescribeLoadBalancers")
 def _find_slb(world: World) -> None:
-    world.slb()
-    assert world.cloud.find_slb_by_tag(TAG, "conformance-api")
+    # Sent as Tag.1.Key/Tag.1.Value (the V2 Tag RepeatList): only the one carrying that pair.
+    lb_id = world.slb()
+    assert [lb.load_balancer_id for lb in world.cloud.find_slb_by_tag(TAG, "conformance-api")
+            ] == [lb_id]
 
 
 @scenario("Slb", "CreateLoadBalancerTCPListener")
@@ -270,8 +272,9 @@ def _describe_rds(world: World) -> None:
 
 @scenario("Rds", "DescribeDBInstances")
 def _find_rds(world: World) -> None:
-    world.rds()
-    assert world.cloud.find_rds_by_tag(TAG, "rds")
+    # Tags={"key":"value"} (the V2 format); how a lost CreateDBInstance is found again.
+    rds_id = world.rds()["instance_id"]
+    assert [i.instance_id for i in world.cloud.find_rds_by_tag(TAG, "rds")] == [rds_id]
 
 
 @scenario("Rds", "ModifySecurityIps")

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 from aliyunsdkecs.request.v20140526.DescribeRegionsRequest import DescribeRegionsRequest
+from aliyunsdkslb.request.v20140515.CreateLoadBalancerRequest import CreateLoadBalancerRequest
 from aliyunsdkslb.request.v20140515.DescribeLoadBalancersRequest import (
     DescribeLoadBalancersRequest,
 )
 from aliyunsdkvpc.request.v20160428.DescribeVpcsRequest import DescribeVpcsRequest
 
-from sandbox.aliyun.testing import Emulator
+from sandbox.aliyun.testing import ControlError, Emulator
 
 
 @pytest.fixture(autouse=True)
@@ -87,3 +89,36 @@ def test_custom_code_and_clearing(emu: Emulator) -> None:
             403, "Forbidden.RAM")
     emu.control.clear_faults()
     assert emu.call(DescribeVpcsRequest())["Vpcs"]["Vpc"]
+
+
+def _create_lb(emu: Emulator, token: str) -> dict[str, Any]:
+    request = CreateLoadBalancerRequest()
+    request.set_AddressType("intranet")
+    request.set_VSwitchId(emu.vswitch["vswitch_id"])
+    request.set_InstanceChargeType("PayByCLCU")
+    request.set_ClientToken(token)
+    return emu.call(request)
+
+
+def test_a_lost_answer_carries_the_call_out_and_the_token_answers_it_until_forgotten(
+        emu: Emulator) -> None:
+    emu.control.add_fault(action="CreateLoadBalancer", lose_answer=True, count=1)
+    before = {r["id"] for r in emu.control.resources() if r["type"] == "slb_load_balancer"}
+    with pytest.raises(ClientException) as caught:
+        _create_lb(emu, "lost-answer-token")
+    assert caught.value.get_error_code() == "SDK.HttpError"
+    (bought,) = {r["id"] for r in emu.control.resources()
+                 if r["type"] == "slb_load_balancer"} - before
+    assert [(c["action"], c["status"]) for c in emu.control.calls()] == [
+        ("CreateLoadBalancer", 0)]
+    # The same ClientToken answers with what the lost call bought ...
+    assert _create_lb(emu, "lost-answer-token")["LoadBalancerId"] == bought
+    # ... until the cloud forgets its tokens: then the same request buys again.
+    assert emu.control.forget_client_tokens() >= 1
+    assert _create_lb(emu, "lost-answer-token")["LoadBalancerId"] != bought
+
+
+def test_a_lost_answer_takes_no_error_code(emu: Emulator) -> None:
+    with pytest.raises(ControlError, match="lose_answer carries the call out"):
+        emu.control.add_fault(action="CreateLoadBalancer", lose_answer=True,
+                              code="Throttling")

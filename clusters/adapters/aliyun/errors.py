@@ -105,6 +105,34 @@ class CloudNotFound(PermanentError):
     """The resource does not exist (any more): a delete may treat this as done."""
 
 
+# Codes about the ClientToken itself: the token is being processed, or was already used with
+# other parameters. Either says a create with this token WAS seen, so they never count as a
+# refusal that frees the token. Sources: ECS/VPC "How to ensure idempotence"
+# (IdempotentParameterMismatch), ECS LastTokenProcessing and IdempotenceParamNotMatch,
+# terraform-provider-alicloud's retries of SLB OperationFailed.TokenIsProcessing; RDS
+# InvalidRequestId and SLB LX_REQUEST_TOKEN_CONFLICT are what the emulator answers (CHOSEN
+# there, see sandbox/aliyun/rds/rules.py and slb/product.py).
+CLIENT_TOKEN_CODES = frozenset({
+    "IdempotentParameterMismatch", "IdempotenceParamNotMatch", "LastTokenProcessing",
+    "OperationFailed.TokenIsProcessing", "LX_REQUEST_TOKEN_CONFLICT", "InvalidRequestId",
+})
+
+
+def create_refused(error: StepError) -> bool:
+    """Alibaba Cloud answered a create with a definite error: nothing was bought.
+
+    A 4xx answer with an error code (quota, stock, a wrong parameter, throttling) is a refusal
+    of the request. Anything else is not proof: no answer (timeout, connection refused or
+    dropped: the create may have run), a 5xx (the server may have failed after buying), a
+    ClientToken code (a create with this token was seen), or an error raised before sending.
+    Alibaba's idempotence guide advises a new ClientToken after a failed create (ECS
+    "How to ensure idempotence": after a failure for lack of stock, retry with another token).
+    """
+    status = error.http_status
+    return (status is not None and 400 <= status < 500 and bool(error.code)
+            and error.code not in CLIENT_TOKEN_CODES)
+
+
 def hint_for(code: str, action: str) -> str | None:
     for pattern, hint in _HINTS:
         if pattern.search(code):
@@ -138,9 +166,9 @@ def map_sdk_error(exc: Exception, *, product: str, action: str, endpoint: str = 
         # SLB answers a missing listener with InvalidParameter and this text (Terraform
         # treats the text as "not found" for the same reason).
         if code in NOT_FOUND_CODES or "specified resource does not exist" in said.lower():
-            return CloudNotFound(text, code=code, request_id=request_id)
+            return CloudNotFound(text, code=code, request_id=request_id, http_status=status)
         kind = TransientError if is_transient_code(code, status, said) else PermanentError
-        return kind(text.rstrip(), code=code, request_id=request_id)
+        return kind(text.rstrip(), code=code, request_id=request_id, http_status=status)
     if isinstance(exc, ClientException):
         code = str(exc.get_error_code() or "SDK.ClientError")
         detail = redact(scrub(str(exc.get_error_msg() or "")))

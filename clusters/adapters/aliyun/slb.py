@@ -90,9 +90,19 @@ class SlbApi:
         return LoadBalancer.from_api(body) if body.get("LoadBalancerId") else None
 
     def find_slb_by_tag(self, key: str, value: str) -> list[LoadBalancer]:
+        """Load balancers carrying the tag: how destroy and a crashed create find them.
+
+        The filter is sent as `Tag.1.Key`/`Tag.1.Value`, the RepeatList of the V2 model
+        (DescribeLoadBalancersRequestTag; terraform-provider-alicloud's
+        alicloud_slb_load_balancers filters the same way). The older `Tags` JSON string is
+        described only as "a JSON dictionary", with no example of its shape. The SDK class
+        defines set_Tags twice (RepeatList, then String) and the later one wins, so the
+        parameters are added by name.
+        """
         def make(page: int) -> DescribeLoadBalancersRequest:
             request = DescribeLoadBalancersRequest()
-            request.set_Tags(json.dumps([{"TagKey": key, "TagValue": value}]))
+            request.add_query_param("Tag.1.Key", key)
+            request.add_query_param("Tag.1.Value", value)
             request.set_PageSize(SLB_PAGE_SIZE)
             request.set_PageNumber(page)
             return request

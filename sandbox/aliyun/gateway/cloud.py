@@ -7,6 +7,7 @@ write handlers. The HTTP layer (server.py) stays a thin adapter around `Cloud.ca
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -176,6 +177,10 @@ class Cloud:
             fault = self.faults.pick(product.code, action.name)
             delay = fault.delay if fault else 0.0
             if fault and fault.drop:
+                outcome = Outcome(0, delay=delay, drop=True)
+            elif fault and fault.lose_answer:
+                with contextlib.suppress(errors.ApiError):  # a refusal is lost all the same
+                    self._dispatch(product, action, params, request_id, access_key_id)
                 outcome = Outcome(0, delay=delay, drop=True)
             elif fault and fault.error():
                 raise _Delayed(fault.error(), delay)  # type: ignore[arg-type]

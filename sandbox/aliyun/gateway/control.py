@@ -75,6 +75,21 @@ def clear_faults(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
     return 200, {"faults": []}
 
 
+@control_route("DELETE", "client-tokens")
+def forget_client_tokens(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
+    """Forget every ClientToken seen so far: a create re-sent with one buys again.
+
+    Alibaba Cloud documents no lifetime for a ClientToken, so the panel must not depend on a
+    token being remembered; tests use this to show that it does not.
+    """
+    with cloud.lock:
+        tokens = cloud.state.bucket("client_tokens")
+        forgotten = len(tokens)
+        tokens.clear()
+        cloud.state.save()
+    return 200, {"forgotten": forgotten}
+
+
 @control_route("GET", "resources")
 def resources(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
     return 200, {"resources": cloud.resources()}

@@ -1,4 +1,5 @@
-"""Injected failures: make chosen calls throttle, fail, stall or drop, by count or probability.
+"""Injected failures: make chosen calls throttle, fail, stall, drop or lose their answer, by
+count or probability.
 
 Why: the panel's retry and backoff logic must be exercised against the failures the real
 gateway produces (Throttling, ServiceUnavailable, InternalError, slow or dropped responses),
@@ -26,6 +27,9 @@ class Fault:
     message: str | None = None
     delay: float = 0.0
     drop: bool = False
+    # The call is carried out (a create buys), then the connection closes before the answer:
+    # what a client sees when its read times out or the network drops after the cloud acted.
+    lose_answer: bool = False
     count: int | None = None  # fire this many times, then disappear
     probability: float = 1.0
     fired: int = field(default=0)
@@ -45,20 +49,22 @@ class Fault:
         return {
             "action": self.action, "product": self.product, "code": self.code,
             "http_status": self.http_status, "message": self.message, "delay": self.delay,
-            "drop": self.drop, "count": self.count, "probability": self.probability,
-            "fired": self.fired,
+            "drop": self.drop, "lose_answer": self.lose_answer, "count": self.count,
+            "probability": self.probability, "fired": self.fired,
         }
 
 
 def fault_from_json(body: dict[str, Any]) -> Fault:
-    allowed = {"action", "product", "code", "http_status", "message", "delay", "drop", "count",
-               "probability"}
+    allowed = {"action", "product", "code", "http_status", "message", "delay", "drop",
+               "lose_answer", "count", "probability"}
     unknown = set(body) - allowed
     if unknown:
         raise ValueError(f"unknown fault fields: {sorted(unknown)}")
     fault = Fault(**body)
-    if not (fault.code or fault.delay or fault.drop):
-        raise ValueError("a fault needs code, delay or drop")
+    if not (fault.code or fault.delay or fault.drop or fault.lose_answer):
+        raise ValueError("a fault needs code, delay, drop or lose_answer")
+    if fault.lose_answer and (fault.code or fault.drop):
+        raise ValueError("lose_answer carries the call out: it takes no code and no drop")
     if not 0.0 <= fault.probability <= 1.0:
         raise ValueError("probability must be within 0..1")
     return fault

@@ -211,17 +211,28 @@ def describe_db_instance_attribute(
     return {"Items": {"DBInstanceAttribute": [attribute_view(record)]}}
 
 
+# DescribeDBInstances `Tags` (V2 DescribeDBInstancesRequest.tags): "You can specify up to 5
+# tags in a single request. Format: {"key1":"value1","key2":"value2"...}. If an instance
+# matches any of the specified tags, the instance information is returned."
+MAX_FILTER_TAGS = 5
+
+
 def _wanted_tags(raw: str) -> list[dict[str, str]]:
-    """DescribeDBInstances `Tags`: `{"k":"v"}` or `[{"Key":"k","Value":"v"}]`."""
+    """The `Tags` filter: a JSON object of at most 5 key/value pairs (the documented format;
+    anything else is refused with InvalidParameter, CHOSEN: no code is documented for it)."""
     try:
         value = json.loads(raw)
     except ValueError:
         raise errors.invalid_parameter("Tags") from None
-    if isinstance(value, dict):
-        return [{"Key": str(k), "Value": str(v)} for k, v in value.items()]
-    if isinstance(value, list) and all(isinstance(i, dict) and i.get("Key") for i in value):
-        return [{"Key": str(i["Key"]), "Value": str(i.get("Value", ""))} for i in value]
-    raise errors.invalid_parameter("Tags")
+    if not isinstance(value, dict) or not value or len(value) > MAX_FILTER_TAGS:
+        raise errors.invalid_parameter("Tags")
+    return [{"Key": str(k), "Value": str(v)} for k, v in value.items()]
+
+
+def _has_any_tag(record: dict[str, Any], wanted: list[dict[str, str]]) -> bool:
+    """An instance matches when it carries ANY of the wanted key/value pairs (exactly)."""
+    have = {(t["Key"], t["Value"]) for t in record["tags"]}
+    return any((w["Key"], w["Value"]) in have for w in wanted)
 
 
 @PRODUCT.action("DescribeDBInstances", (
@@ -252,7 +263,7 @@ def describe_db_instances(state: State, params: Params, ctx: RequestContext) -> 
         key = params["SearchKey"]
         if key and key not in record["id"] and key not in record["description"]:
             continue
-        if wanted and not tags.matches(record["tags"], wanted):
+        if wanted and not _has_any_tag(record, wanted):
             continue
         found.append(record)
     shown = page(found, params["PageNumber"], params["PageSize"])
