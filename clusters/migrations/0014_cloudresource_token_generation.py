@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('clusters', '0009_step_heartbeat_reclaims'),
+        ('clusters', '0013_agent_token_ca_hash_host_key_audit'),
     ]
 
     operations = [
