@@ -338,7 +338,7 @@ class SSHSession:
             timer.cancel()
 
     def _exec(self, command: str, stdin: bytes, timeout: float, on_line: LineCallback | None,
-              redact: Redact, stop: Callable[[], None] | None = None) -> CommandResult:
+              redact: Redact, *, stop: Callable[[], None] | None = None) -> CommandResult:
         deadline = time.monotonic() + timeout
         try:
             channel = self._transport.open_session(timeout=min(timeout, self.io_timeout))

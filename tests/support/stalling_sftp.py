@@ -21,7 +21,7 @@ import paramiko
 from paramiko.sftp import SFTP_NO_SUCH_FILE, SFTP_OK
 
 USER = "uploader"
-PASSWORD = "Stall-pass-1"  # noqa: S105 - a loopback test server's login
+PASSWORD = "Stall-pass-1"
 
 
 class _Server(paramiko.ServerInterface):
