@@ -327,8 +327,11 @@ class _Heartbeat:
         return False
 
     def _end(self, status: str, reason: str) -> bool:
-        """Record `status` if this attempt still owns the step, and tell the handler to stop."""
-        self._log.write(reason, "stderr")
+        """Record `status` if this attempt still owns the step, and tell the handler to stop.
+        (A database error here is retried by the next beat, the log line written once.)"""
+        if self._log.stop_reason != reason:
+            self._log.write(reason, "stderr")
+            self._log.stop_reason = reason
         self._log.flush()
         now = timezone.now()
         with transaction.atomic():
@@ -340,7 +343,6 @@ class _Heartbeat:
                 _enqueue_advance(self._run_id)
         logger.warning("step %s: %s", self._step_id, reason)
         self._ended = reason
-        self._log.stop_reason = reason
         self._log.lease_lost.set()
         return True
 
