@@ -13,7 +13,6 @@ import pytest
 
 from clusters.adapters.ssh import SSHSession, SSHTarget, connect
 from clusters.engine.pipeline import StepSpec
-from clusters.k3s.config import CONFIG_PATH
 from clusters.models import LogLine, Node, NodeRole, Step, StepStatus
 from clusters.steps.k3s import BUSY_POLL_SECONDS, INSTALL_LOCK
 from tests.adapters.sshd_server import SshServer
@@ -62,4 +61,3 @@ def test_an_install_step_waits_while_an_earlier_install_holds_the_host(
     assert abs((step.not_before - step.updated_at).total_seconds() - BUSY_POLL_SECONDS) < 2
     assert LogLine.objects.filter(step=step, text__contains="(k3s-install) is still "
                                   "running").exists()
-    assert CONFIG_PATH  # config.yaml is written again, atomically, by the attempt that installs
