@@ -337,20 +337,33 @@ class SSHSession:
         finally:
             timer.cancel()
 
-    def _exec(self, command: str, stdin: bytes, timeout: float, on_line: LineCallback | None,
-              redact: Redact, *, stop: Callable[[], None] | None = None) -> CommandResult:
-        deadline = time.monotonic() + timeout
+    def _start(self, command: str, stdin: bytes, timeout: float,
+               stop: Callable[[], None] | None) -> paramiko.Channel:
+        """A channel running `command`, its stdin sent and closed; every step bounded."""
+        channel: paramiko.Channel | None = None
+        started = False
         try:
             channel = self._transport.open_session(timeout=min(timeout, self.io_timeout))
             channel.settimeout(self.io_timeout)  # bounds sendall (stdin) on a stalled host
             with self._answered(channel, "a command request"):
                 channel.exec_command(command)
+            started = True
             if stdin:
                 channel.sendall(stdin)
             channel.shutdown_write()
         except (paramiko.SSHException, OSError, EOFError) as exc:
+            if channel is not None:
+                channel.close()
+            if started and stop is not None:
+                stop()  # it runs on the host, but would never get its input
             raise TransientError(f"Lost the SSH connection to {self.target.label}: {exc}.") \
                 from None
+        return channel
+
+    def _exec(self, command: str, stdin: bytes, timeout: float, on_line: LineCallback | None,
+              redact: Redact, *, stop: Callable[[], None] | None = None) -> CommandResult:
+        deadline = time.monotonic() + timeout
+        channel = self._start(command, stdin, timeout, stop)
         buffers: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         splitters = {"stdout": _LineSplitter(), "stderr": _LineSplitter()}
 
@@ -461,15 +474,18 @@ class SSHSession:
         """The session's SFTP client, opened with every step bounded by the I/O timeout
         (paramiko's own from_transport waits for the subsystem and its version for ever)."""
         if self._sftp is None:
+            channel: paramiko.Channel | None = None
             try:
                 channel = self._transport.open_session(timeout=self.io_timeout)
                 channel.settimeout(self.io_timeout)  # each SFTP packet, both ways
                 with self._answered(channel, "the SFTP subsystem request"):
                     channel.invoke_subsystem("sftp")
                 self._sftp = paramiko.SFTPClient(channel)
-            except TimeoutError:
-                raise self._sftp_stalled("opening SFTP") from None
             except (paramiko.SSHException, OSError, EOFError) as exc:
+                if channel is not None:
+                    channel.close()
+                if isinstance(exc, TimeoutError):
+                    raise self._sftp_stalled("opening SFTP") from None
                 raise TransientError(f"SFTP to {self.target.label} failed: {exc}.") from None
         return self._sftp
 
