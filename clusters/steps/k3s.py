@@ -56,7 +56,8 @@ def install_k3s(ctx: StepContext, node: Node, role: Role, config_text: str, *,
     Node.objects.filter(pk=node.pk).update(status=NodeStatus.INSTALLING)
 
 
-def _busy(ctx: StepContext, node: Node, exc: ssh.HostBusy) -> Wait:
+def busy_wait(ctx: StepContext, node: Node, exc: ssh.HostBusy) -> Wait:
+    """The Wait of a step whose install found an earlier one still running on the host."""
     ctx.say(f"{node.private_ip}: {exc.message}", "stderr")
     return Wait(BUSY_POLL_SECONDS, f"Waiting for the earlier K3s install on {node.private_ip} "
                 "to end")
@@ -91,7 +92,7 @@ def install_server(ctx: StepContext) -> Outcome:
             install_k3s(ctx, node, "server", clusterconfig.server_config_text(ctx, node),
                         version=k3s_release.pinned_version(ctx.cluster))
         except ssh.HostBusy as exc:
-            return _busy(ctx, node, exc)
+            return busy_wait(ctx, node, exc)
         ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
         return Wait(POLL_SECONDS, f"Waiting for the K3s API on {node.private_ip}")
     if not nodes.local_api_ready(ctx, node):
@@ -135,7 +136,7 @@ def install_agent(ctx: StepContext) -> Outcome:
             install_k3s(ctx, node, "agent", agent_config_text(ctx, node),
                         version=k3s_release.pinned_version(ctx.cluster))
         except ssh.HostBusy as exc:
-            return _busy(ctx, node, exc)
+            return busy_wait(ctx, node, exc)
         ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
         return Wait(POLL_SECONDS, f"Waiting for agent {node.private_ip} to register")
     name = node.name
