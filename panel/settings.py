@@ -192,6 +192,12 @@ PANEL_SWEEP_INTERVAL_SECONDS = env_float("PANEL_SWEEP_INTERVAL_SECONDS", 15.0, m
 # A step whose worker stopped answering this many times is failed, not run again: one that can
 # never start (a secret no key decrypts, a worker the OOM killer takes) would loop forever.
 PANEL_STEP_MAX_RECLAIMS = env_int("PANEL_STEP_MAX_RECLAIMS", 3, minimum=1)
+# Wall-clock limit of one call of a step handler (a handler may set its own); past it the
+# engine fails the step ("ran longer than N s") even if the handler is stuck in a call. The
+# longest handler today runs the K3s install script (up to 15 min) plus a few short commands.
+PANEL_STEP_TIME_LIMIT = env_float("PANEL_STEP_TIME_LIMIT", 1800.0, minimum=1)
+# After Cancel, how long a running step may take to finish by itself before it is stopped.
+PANEL_STEP_CANCEL_GRACE_SECONDS = env_float("PANEL_STEP_CANCEL_GRACE_SECONDS", 30.0, minimum=0)
 PANEL_RETRY_BASE_SECONDS = env_float("PANEL_RETRY_BASE_SECONDS", 2.0)
 PANEL_RETRY_MAX_SECONDS = env_float("PANEL_RETRY_MAX_SECONDS", 60.0)
 PANEL_HEALTH_INTERVAL_SECONDS = env_float("PANEL_HEALTH_INTERVAL_SECONDS", 60.0, minimum=1)

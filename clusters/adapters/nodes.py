@@ -73,11 +73,12 @@ def session(ctx: StepContext, node: Node) -> Iterator[ssh.SSHSession]:
 
 def run_logged(ctx: StepContext, connection: ssh.SSHSession, command: str | list[str], *,
                what: str, sudo: bool = True, timeout: float = 600, check: bool = True,
-               env_file: str | None = None) -> ssh.CommandResult:
-    """Run a command on a host with its output streamed, redacted, into the step log."""
+               env_file: str | None = None, lock: str | None = None) -> ssh.CommandResult:
+    """Run a command on a host with its output streamed, redacted, into the step log.
+    `lock`: see ssh.SSHSession.run (raises ssh.HostBusy while another holder runs)."""
     label = connection.target.host
     result = connection.run(
-        command, sudo=sudo, timeout=timeout, redact=ctx.redact, env_file=env_file,
+        command, sudo=sudo, timeout=timeout, redact=ctx.redact, env_file=env_file, lock=lock,
         on_line=lambda stream, text: ctx.say(f"[{label}] {text}",
                                              "stderr" if stream == "stderr" else "stdout"),
     )

@@ -12,6 +12,15 @@ Why each choice:
   moment exists where another local user could read them.
 - Socket/protocol failures are TransientError (worth retrying); a refused login or a changed
   host key is PermanentError with a plain sentence.
+- Nothing waits for a host without a bound: every request (channel open, exec, SFTP packet)
+  has an I/O timeout, so a host whose disk hangs mid-upload fails the call (TransientError)
+  instead of blocking a worker forever.
+- A command that outlives its timeout is stopped *on the host*: run() starts it under a
+  wrapper that gives it its own process group (coreutils `timeout`, which also stops it by
+  itself shortly after our deadline if the panel is gone) and records that group's id in a
+  pidfile; when our side gives up (timeout, a lost lease, a cancel) a second channel kills the
+  group. A command given a `lock` also holds a flock on the host for its whole life, so a
+  retry cannot start a second install beside one still running (HostBusy instead).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import codecs
 import contextlib
 import io
 import posixpath
+import re
 import secrets
 import select
 import shlex
@@ -40,6 +50,18 @@ Redact = Callable[[str], str]
 
 DEFAULT_CONNECT_TIMEOUT = 15.0
 DEFAULT_COMMAND_TIMEOUT = 600.0
+#: How long one request may go unanswered: opening a channel, starting a command, one SFTP
+#: packet (a write of at most 32 KiB). Seconds, not minutes: a healthy host answers at once.
+DEFAULT_IO_TIMEOUT = 30.0
+#: After our deadline the host's own `timeout` stops the command this much later (TERM), then
+#: KILLs it KILL_AFTER_SECONDS after that: the backstop for a panel that died or lost the host.
+HOST_TIMEOUT_MARGIN = 10.0
+KILL_AFTER_SECONDS = 5.0
+#: Root-only directory (under /run, so it is gone at reboot) holding the hosts' command locks.
+LOCK_DIR = "/run/k3s-panel"
+#: How the wrapper says "another command holds this lock" (exit status and stderr marker).
+BUSY_EXIT = 75
+BUSY_MARKER = "k3s-panel: busy:"
 OUTPUT_LIMIT = 8 * 1024 * 1024  # bytes kept per stream; the callback still sees every line
 _KEY_TYPES: tuple[type[paramiko.PKey], ...] = (
     paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
@@ -59,7 +81,12 @@ class HostKeyChanged(PermanentError):
 
 
 class CommandTimeout(TransientError):
-    """A remote command did not finish in time (the channel has been closed)."""
+    """A remote command did not finish in time (it has been stopped on the host)."""
+
+
+class HostBusy(TransientError):
+    """Another command holding the same host lock is still running there (started by an
+    earlier attempt whose worker gave up on it); nothing was run. Wait, then try again."""
 
 
 @dataclass(frozen=True)
@@ -144,9 +171,11 @@ class _LineSplitter:
 
 
 def connect(target: SSHTarget, *, pinned_fingerprint: str | None = None,
-            timeout: float = DEFAULT_CONNECT_TIMEOUT) -> SSHSession:
+            timeout: float = DEFAULT_CONNECT_TIMEOUT,
+            io_timeout: float = DEFAULT_IO_TIMEOUT) -> SSHSession:
     """Open an authenticated session. With no pinned fingerprint the key is trusted and
-    `session.host_key_fingerprint` must be stored by the caller (trust on first use)."""
+    `session.host_key_fingerprint` must be stored by the caller (trust on first use).
+    `io_timeout` bounds every later request of the session (see DEFAULT_IO_TIMEOUT)."""
     pkey = load_private_key(target.private_key, target.passphrase) if target.private_key else None
     if pkey is None and target.password is None:
         raise PermanentError(f"No password or private key given for {target.label}.")
@@ -189,7 +218,7 @@ def connect(target: SSHTarget, *, pinned_fingerprint: str | None = None,
         raise TransientError(f"SSH to {target.label} failed during the handshake: the other "
                              "side did not complete an SSH handshake.") from None
     transport.set_keepalive(30)  # installs run for minutes; NAT/firewalls drop idle flows
-    return SSHSession(target, transport, fingerprint)
+    return SSHSession(target, transport, fingerprint, io_timeout)
 
 
 def scan_host_key(host: str, port: int = 22, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> str:
@@ -237,8 +266,9 @@ class SSHSession:
     """One authenticated connection. Use as a context manager, or call close()."""
 
     def __init__(self, target: SSHTarget, transport: paramiko.Transport,
-                 fingerprint: str) -> None:
+                 fingerprint: str, io_timeout: float = DEFAULT_IO_TIMEOUT) -> None:
         self.target = target
+        self.io_timeout = io_timeout
         self.host_key_fingerprint = fingerprint
         self._transport = transport
         self._sudo_mode: Literal["root", "nopasswd", "password"] | None = None
@@ -265,35 +295,101 @@ class SSHSession:
     def run(self, command: Sequence[str] | str, *, sudo: bool = False,
             timeout: float = DEFAULT_COMMAND_TIMEOUT, on_line: LineCallback | None = None,
             redact: Redact | None = None, stdin: bytes | str | None = None,
-            env: dict[str, str] | None = None, env_file: str | None = None) -> CommandResult:
+            env: dict[str, str] | None = None, env_file: str | None = None,
+            lock: str | None = None) -> CommandResult:
         """Run a command; stream redacted lines to `on_line(stream, text)` as they arrive.
 
         `command` is an argv (quoted for you) or a shell string (quote values with
-        shell_join). `env` must hold no secrets (it is on the command line); secrets go in
-        an `env_file` on the host (exported with `set -a`), uploaded with put_file first.
-        A non-zero exit is returned, not raised: callers decide what it means.
+        shell_join); it runs under `sh`. `env` must hold no secrets (it is on the command
+        line); secrets go in an `env_file` on the host (exported with `set -a`), uploaded with
+        put_file first. A non-zero exit is returned, not raised: callers decide what it means.
+
+        Past `timeout`, or when the caller stops (an exception out of `on_line`), the command
+        is killed on the host and CommandTimeout (or that exception) is raised. With `lock`
+        (a name; sudo or root only) the command holds /run/k3s-panel/<lock>.lock on the host
+        while it runs; if another command holds it, nothing runs and HostBusy is raised.
         """
         text = _as_command(command)
         if env or env_file:
             text = _with_environment(text, env or {}, env_file)
+        as_root = sudo or self.is_root
+        if lock is not None and not as_root:
+            raise ValueError("a host lock lives in a root-only directory: run with sudo=True")
+        token = secrets.token_hex(8)
+        text = _guarded(text, token, timeout + HOST_TIMEOUT_MARGIN, lock)
         prefix_input = b""
         if sudo and not self.is_root:
             text, prefix_input = self._sudo_wrap(text)
         data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
-        return self._exec(text, prefix_input + data, timeout, on_line, redact or (lambda s: s))
+        result = self._exec(text, prefix_input + data, timeout, on_line, redact or (lambda s: s),
+                            stop=lambda: self._stop_remote(token, sudo))
+        if lock is not None and result.exit_status == BUSY_EXIT \
+                and BUSY_MARKER in result.stderr:
+            raise HostBusy(f"Another panel command ({lock}) is still running on "
+                           f"{self.target.host}; it is not started a second time beside it.")
+        return result
 
-    def _exec(self, command: str, stdin: bytes, timeout: float, on_line: LineCallback | None,
-              redact: Redact) -> CommandResult:
-        deadline = time.monotonic() + timeout
+    def _stop_remote(self, token: str, sudo: bool) -> None:
+        """Kill the process group of the command run with `token` (TERM, then KILL), through a
+        new channel. Best effort and bounded: when the host cannot be reached any more, its
+        own `timeout` stops the command shortly after."""
+        text = _stopper(token)
+        prefix_input = b""
+        if sudo and not self.is_root:
+            text, prefix_input = self._sudo_wrap(text)
+        with contextlib.suppress(TransientError, PermanentError):
+            self._exec(text, prefix_input, KILL_AFTER_SECONDS + 10.0, None, lambda s: s)
+
+    @contextlib.contextmanager
+    def _answered(self, channel: paramiko.Channel, what: str) -> Iterator[None]:
+        """Bound a request paramiko waits for without a timeout (exec, subsystem): the
+        channel is closed when the host has not answered within the I/O timeout."""
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            channel.close()
+
+        timer = threading.Timer(self.io_timeout, expire)
+        timer.daemon = True
+        timer.start()
         try:
-            channel = self._transport.open_session(timeout=min(timeout, 30.0))
-            channel.exec_command(command)
+            yield
+        except (paramiko.SSHException, OSError, EOFError):
+            if expired.is_set():
+                raise TransientError(f"{self.target.label} did not answer {what} within "
+                                     f"{self.io_timeout:.0f} s.") from None
+            raise
+        finally:
+            timer.cancel()
+
+    def _start(self, command: str, stdin: bytes, timeout: float,
+               stop: Callable[[], None] | None) -> paramiko.Channel:
+        """A channel running `command`, its stdin sent and closed; every step bounded."""
+        channel: paramiko.Channel | None = None
+        started = False
+        try:
+            channel = self._transport.open_session(timeout=min(timeout, self.io_timeout))
+            channel.settimeout(self.io_timeout)  # bounds sendall (stdin) on a stalled host
+            with self._answered(channel, "a command request"):
+                channel.exec_command(command)
+            started = True
             if stdin:
                 channel.sendall(stdin)
             channel.shutdown_write()
         except (paramiko.SSHException, OSError, EOFError) as exc:
+            if channel is not None:
+                channel.close()
+            if started and stop is not None:
+                stop()  # it runs on the host, but would never get its input
             raise TransientError(f"Lost the SSH connection to {self.target.label}: {exc}.") \
                 from None
+        return channel
+
+    def _exec(self, command: str, stdin: bytes, timeout: float, on_line: LineCallback | None,
+              redact: Redact, *, stop: Callable[[], None] | None = None) -> CommandResult:
+        deadline = time.monotonic() + timeout
+        channel = self._start(command, stdin, timeout, stop)
         buffers: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         splitters = {"stdout": _LineSplitter(), "stderr": _LineSplitter()}
 
@@ -305,6 +401,7 @@ class SSHSession:
                 for line in splitters[stream].feed(data, final):
                     on_line(stream, redact(line))
 
+        finished = False
         try:
             while True:
                 progressed = False
@@ -321,18 +418,20 @@ class SSHSession:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    channel.close()
                     raise CommandTimeout(
                         f"The command on {self.target.label} did not finish within "
-                        f"{timeout:.0f} s.")
+                        f"{timeout:.0f} s; it was stopped there.")
                 if not progressed:
                     select.select([channel], [], [], min(remaining, 0.5))
             status = channel.recv_exit_status()
+            finished = True
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise TransientError(f"Lost the SSH connection to {self.target.label}: {exc}.") \
                 from None
         finally:
             channel.close()
+            if not finished and stop is not None:
+                stop()  # a timeout, a lost connection, or the step told to stop (LeaseLost)
         take("stdout", b"", final=True)
         take("stderr", b"", final=True)
         return CommandResult(command, status, bytes(buffers["stdout"]), bytes(buffers["stderr"]))
@@ -398,14 +497,33 @@ class SSHSession:
     # -- files -------------------------------------------------------------------------------
 
     def _sftp_client(self) -> paramiko.SFTPClient:
+        """The session's SFTP client, opened with every step bounded by the I/O timeout
+        (paramiko's own from_transport waits for the subsystem and its version for ever)."""
         if self._sftp is None:
+            channel: paramiko.Channel | None = None
             try:
-                self._sftp = paramiko.SFTPClient.from_transport(self._transport)
+                channel = self._transport.open_session(timeout=self.io_timeout)
+                channel.settimeout(self.io_timeout)  # each SFTP packet, both ways
+                with self._answered(channel, "the SFTP subsystem request"):
+                    channel.invoke_subsystem("sftp")
+                self._sftp = paramiko.SFTPClient(channel)
             except (paramiko.SSHException, OSError, EOFError) as exc:
+                if channel is not None:
+                    channel.close()
+                if isinstance(exc, TimeoutError):
+                    raise self._sftp_stalled("opening SFTP") from None
                 raise TransientError(f"SFTP to {self.target.label} failed: {exc}.") from None
-            if self._sftp is None:
-                raise TransientError(f"SFTP to {self.target.label} could not be opened.")
         return self._sftp
+
+    def _sftp_stalled(self, what: str) -> TransientError:
+        """Forget an SFTP client left mid-request (its next answer belongs to the request
+        that timed out); the error to raise."""
+        if self._sftp is not None:
+            with contextlib.suppress(Exception):
+                self._sftp.get_channel().close()
+            self._sftp = None
+        return TransientError(f"{self.target.label} stopped answering while {what} (no SFTP "
+                              f"reply in {self.io_timeout:.0f} s): its disk or sshd may hang.")
 
     def put_file(self, path: str, data: bytes | str, *, mode: int = 0o600,
                  owner: str = "root", group: str | None = None, make_parents: bool = True) -> None:
@@ -413,7 +531,8 @@ class SSHSession:
 
         The bytes go over SFTP into a new 0700 directory, get their final mode there, and
         are then moved (as root: rename in the target directory; otherwise `sudo install`
-        into a temp name + `mv`). Never on a command line.
+        into a temp name + `mv`). Never on a command line. A host that stops answering fails
+        the call within the I/O timeout (TransientError), the staging directory removed.
         """
         content = data.encode() if isinstance(data, str) else data
         if not posixpath.isabs(path):
@@ -425,6 +544,7 @@ class SSHSession:
         sftp = self._sftp_client()
         stage_dir = posixpath.join(stage_root, f".panel-{secrets.token_hex(8)}")
         staged = posixpath.join(stage_dir, "file")
+        stalled = False
         try:
             sftp.mkdir(stage_dir, mode=0o700)
             if sftp.stat(stage_dir).st_mode & 0o077:
@@ -440,6 +560,9 @@ class SSHSession:
             else:
                 self._sudo_install(staged, path, mode=mode, owner=owner, group=group,
                                    make_parents=make_parents)
+        except TimeoutError:
+            stalled = True
+            raise self._sftp_stalled(f"writing {path}") from None
         except OSError as exc:
             raise PermanentError(f"Writing {path} on {self.target.host} failed: "
                                  f"{exc.strerror or exc}.") from None
@@ -447,10 +570,14 @@ class SSHSession:
             raise TransientError(f"Lost the SSH connection to {self.target.label}: {exc}.") \
                 from None
         finally:
-            with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
-                sftp.remove(staged)
-            with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
-                sftp.rmdir(stage_dir)
+            if stalled:  # not through the stuck SFTP channel; a bounded command instead
+                with contextlib.suppress(TransientError, PermanentError):
+                    self.run(["rm", "-rf", "--", stage_dir], timeout=self.io_timeout)
+            else:
+                with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+                    sftp.remove(staged)
+                with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+                    sftp.rmdir(stage_dir)
 
     def _sudo_install(self, staged: str, path: str, *, mode: int, owner: str,
                       group: str | None, make_parents: bool) -> None:
@@ -472,6 +599,8 @@ class SSHSession:
         try:
             with self._sftp_client().open(path, "rb") as handle:
                 return handle.read(limit)
+        except TimeoutError:
+            raise self._sftp_stalled(f"reading {path}") from None
         except FileNotFoundError:
             raise PermanentError(f"{path} does not exist on {self.target.host}.") from None
         except OSError as exc:
@@ -582,6 +711,51 @@ class Tunnel:
         self._listener.close()
         for thread in self._threads:
             thread.join(timeout=2)
+
+
+_LOCK_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")
+
+
+def _pidfile(token: str) -> str:
+    # A random name, written with noclobber: nobody can plant it or point it elsewhere.
+    return f"/tmp/.k3s-panel-{token}.pid"  # noqa: S108
+
+
+def _guarded(command: str, token: str, host_timeout: float, lock: str | None) -> str:
+    """`command` in its own process group whose id is in a pidfile, stopped by the host's own
+    `timeout` after `host_timeout` s; with `lock`, only while no other holder runs.
+
+    The inner `sh` writes its pid, then becomes `timeout` (exec keeps the pid), which makes
+    itself the leader of a new process group: killing that group stops the command and all it
+    started. The lock is held by the outer shell on fd 9, closed for the command, so nothing
+    the command leaves behind keeps the lock after the wrapper ends.
+    """
+    pidfile = _pidfile(token)
+    inner = ('set -C; echo "$$" > "$1" || exit 125; '
+             f'exec timeout -k {KILL_AFTER_SECONDS:.0f} {host_timeout:.1f} sh -c "$2" 9>&-')
+    text = (f"{shell_join(['sh', '-c', inner, 'sh', pidfile, command])}; rc=$?; "
+            f"rm -f {shlex.quote(pidfile)}; exit $rc")
+    if lock is None:
+        return text
+    if not _LOCK_NAME.fullmatch(lock):
+        raise ValueError(f"not a host lock name: {lock!r}")
+    lockfile = shlex.quote(posixpath.join(LOCK_DIR, f"{lock}.lock"))
+    busy = shlex.quote(f"{BUSY_MARKER} {lock}")
+    return (f"mkdir -p -m 0700 {shlex.quote(LOCK_DIR)} && exec 9>>{lockfile} && "
+            f"{{ flock -n 9 || {{ echo {busy} >&2; exit {BUSY_EXIT}; }}; }} && {text}")
+
+
+def _stopper(token: str) -> str:
+    """Kill the process group named in the command's pidfile: TERM, up to
+    KILL_AFTER_SECONDS for it to end, then KILL. Nothing to do when the pidfile is gone."""
+    pidfile = shlex.quote(_pidfile(token))
+    rounds = int(KILL_AFTER_SECONDS * 10)
+    return (f'p=$(cat {pidfile} 2>/dev/null) || exit 0; '
+            'case "$p" in ""|*[!0-9]*) exit 0;; esac; '
+            'kill -s TERM -- "-$p" 2>/dev/null || exit 0; i=0; '
+            f'while [ "$i" -lt {rounds} ] && kill -s 0 -- "-$p" 2>/dev/null; '
+            'do sleep 0.1; i=$((i+1)); done; '
+            f'kill -s KILL -- "-$p" 2>/dev/null; rm -f {pidfile}; exit 0')
 
 
 def _with_environment(command: str, env: dict[str, str], env_file: str | None) -> str:

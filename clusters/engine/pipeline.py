@@ -18,6 +18,13 @@ Contract for step handlers (read this before writing one):
   own: web, workers and beat may run on hosts whose clocks disagree, and a sweeper 80 s ahead
   would take live steps from their workers. A process reads the database's time with the row
   it is deciding about (`_claim`), or compares in SQL (`sweep`).
+* One call of a handler has a wall-clock limit (`@step_handler(..., time_limit=)`, default
+  settings.PANEL_STEP_TIME_LIMIT). Past it the heartbeat ends the step itself, failed with
+  "ran longer than N s", and stops renewing its lease; a Cancel ends a running step the same
+  way (cancelled) once PANEL_STEP_CANCEL_GRACE_SECONDS have passed. The handler is told at
+  its next log line (LeaseLost); one stuck in a call is abandoned, and whatever it returns
+  later is dropped. So every remote call a handler makes must have its own timeout (the SSH
+  adapter's do) and must stop its remote work when it gives up.
 
 Tasks carry ids only and are enqueued after the transaction commits.
 """
@@ -56,6 +63,7 @@ from clusters.core.errors import PermanentError, TransientError
 from clusters.core.titles import StepTitle
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import get_handler
+from clusters.engine.registry import time_limit as get_time_limit
 from clusters.engine.stepcontext import StepContext
 from clusters.engine.steplog import LeaseLost
 from clusters.models import (
@@ -77,6 +85,12 @@ run_finished = Signal()
 
 EARLY_TOLERANCE = timedelta(milliseconds=500)
 RECLAIMED = "Its worker stopped answering"
+CANCELLED_WHILE_RUNNING = "Cancelled while it ran; it was stopped"
+
+
+def overran_message(limit: float) -> str:
+    return (f"Ran longer than {limit:.0f} s (its time limit), so it was stopped: a host or an "
+            "API stopped answering. Check the last lines of its log, then Retry.")
 
 
 @dataclass(frozen=True)
@@ -281,10 +295,16 @@ class _Heartbeat:
 
     def __init__(self, step: Step, ctx: StepContext) -> None:
         self._step_id = step.pk
+        self._run_id = step.run_id
         self._attempt = step.attempts
         self._log = ctx.log
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{step.pk}")
+        self._limit = get_time_limit(step.handler)
+        self._began = time.monotonic()
+        self._cancel_seen: float | None = None
+        self._next_cancel_check = self._began
+        self._ended = ""  # why the heartbeat ended the step itself, when it did
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -293,6 +313,45 @@ class _Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        if self._ended and not isinstance(exc[1], LeaseLost):
+            # The step was ended meanwhile: what the handler returned or raised is dropped.
+            raise LeaseLost(self._ended)
+
+    def _out_of_bounds(self) -> bool:
+        """End the step here, from the heartbeat, when its call ran past its time limit or a
+        cancel's grace is over: the handler may be stuck in a call that never returns, and
+        neither a Cancel nor a Retry could clear the step while it holds its lease."""
+        if time.monotonic() - self._began >= self._limit:
+            return self._end(StepStatus.FAILED, overran_message(self._limit))
+        if self._cancel_seen is None and time.monotonic() >= self._next_cancel_check:
+            self._next_cancel_check = time.monotonic() + heartbeat.interval(
+                settings.PANEL_STEP_LEASE_SECONDS)
+            if Run.objects.filter(pk=self._run_id, cancel_requested=True).exists():
+                self._cancel_seen = time.monotonic()
+        if self._cancel_seen is not None and (
+                time.monotonic() - self._cancel_seen >= settings.PANEL_STEP_CANCEL_GRACE_SECONDS):
+            return self._end(StepStatus.CANCELLED, CANCELLED_WHILE_RUNNING)
+        return False
+
+    def _end(self, status: str, reason: str) -> bool:
+        """Record `status` if this attempt still owns the step, and tell the handler to stop.
+        (A database error here is retried by the next beat, the log line written once.)"""
+        if self._log.stop_reason != reason:
+            self._log.write(reason, "stderr")
+            self._log.stop_reason = reason
+        self._log.flush()
+        now = timezone.now()
+        with transaction.atomic():
+            ended = Step.objects.filter(
+                pk=self._step_id, status=StepStatus.RUNNING, attempts=self._attempt
+            ).update(status=status, error=reason, lease_until=None, not_before=None,
+                     finished_at=now, updated_at=now)
+            if ended:
+                _enqueue_advance(self._run_id)
+        logger.warning("step %s: %s", self._step_id, reason)
+        self._ended = reason
+        self._log.lease_lost.set()
+        return True
 
     def _beat(self) -> None:
         """Survives database errors (a PostgreSQL restart must not end the heartbeat and let
@@ -321,6 +380,8 @@ class _Heartbeat:
                         if failing:
                             logger.warning("step %s: lease renewed again", self._step_id)
                         failing = False
+                    if self._out_of_bounds():
+                        return
                 except DatabaseError as exc:
                     if not failing:
                         logger.warning("step %s: cannot renew its lease yet: %s",
@@ -465,7 +526,8 @@ def _record(
 
 
 def cancel(run: Run) -> None:
-    """Stop the run between steps; a step already running finishes first."""
+    """Stop the run between steps. A step already running may finish first; after
+    PANEL_STEP_CANCEL_GRACE_SECONDS its heartbeat ends it (cancelled), even if it is stuck."""
     Run.objects.filter(pk=run.pk, status__in=RUN_ACTIVE).update(cancel_requested=True)
     _enqueue_advance(run.pk)
 

@@ -53,8 +53,11 @@ class StepLog:
         self._oldest: float | None = None
         self._lock = threading.Lock()
         self._dropped = 0
-        # Set by the engine's heartbeat (clusters/engine/pipeline.py) when the lease is lost.
+        # Set by the engine's heartbeat (clusters/engine/pipeline.py) when the lease is lost,
+        # or when the heartbeat itself ended the step (its time limit, a cancel): then
+        # stop_reason says which.
         self.lease_lost = threading.Event()
+        self.stop_reason = ""
         last = LogLine.objects.filter(step_id=step_id).aggregate(last=Max("seq"))["last"]
         self._next_seq = (last or 0) + 1
 
@@ -63,8 +66,9 @@ class StepLog:
         control bytes are escaped (clusters/core/storable.py: PostgreSQL refuses NUL).
         Raises LeaseLost once the heartbeat could not keep the step's lease."""
         if self.lease_lost.is_set():
-            raise LeaseLost("this worker could not renew the step's lease (the database was "
-                            "unreachable); it stops before another worker takes the step")
+            raise LeaseLost(self.stop_reason or (
+                "this worker could not renew the step's lease (the database was unreachable); "
+                "it stops before another worker takes the step"))
         for line in self._redact(str(text)).splitlines() or [""]:
             self._append(storable_text(line)[:MAX_LINE_LENGTH], stream)
         if self._due():

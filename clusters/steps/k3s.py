@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import yaml
 
-from clusters.adapters import clusterconfig, forensics, k3s_release, nodes
+from clusters.adapters import clusterconfig, forensics, k3s_release, nodes, ssh
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
@@ -31,6 +31,11 @@ from clusters.models import Cluster, Node, NodeRole, NodeStatus
 
 READY_TIMEOUT_SECONDS = 300
 POLL_SECONDS = 3.0
+INSTALL_TIMEOUT_SECONDS = 900
+#: The host lock the install script holds: an install left running by an earlier attempt (its
+#: worker gave up on it, or died) makes the next attempt wait instead of starting a second.
+INSTALL_LOCK = "k3s-install"
+BUSY_POLL_SECONDS = 15.0
 
 
 def _node(ctx: StepContext) -> Node:
@@ -66,6 +71,7 @@ def install_k3s(ctx: StepContext, node: Node, role: Role, config_text: str, *,
 
     Used by create, add-node and upgrade alike, so every host is installed the same way:
     always with an exact INSTALL_K3S_VERSION, never a channel (clusters.adapters.k3s_release).
+    Raises ssh.HostBusy, having started nothing, while another install runs on the host.
     """
     command = install_command(clusterconfig.install_source(ctx.cluster),
                               version=str(parse_version(version)), role=role)
@@ -76,10 +82,18 @@ def install_k3s(ctx: StepContext, node: Node, role: Role, config_text: str, *,
         # recorded on the node, so cleanup knows it even once config.yaml is gone.
         Node.objects.filter(pk=node.pk).update(k3s_installed=True)
         ctx.say(f"{node.private_ip}: wrote {CONFIG_PATH} (0600)")
-        nodes.run_logged(ctx, connection, command, what="The K3s install script", timeout=900)
+        nodes.run_logged(ctx, connection, command, what="The K3s install script",
+                         timeout=INSTALL_TIMEOUT_SECONDS, lock=INSTALL_LOCK)
         nodes.run_logged(ctx, connection, ["systemctl", systemctl_action, "--no-block", unit],
                          what=f"Running systemctl {systemctl_action} {unit}", timeout=60)
     Node.objects.filter(pk=node.pk).update(status=NodeStatus.INSTALLING)
+
+
+def busy_wait(ctx: StepContext, node: Node, exc: ssh.HostBusy) -> Wait:
+    """The Wait of a step whose install found an earlier one still running on the host."""
+    ctx.say(f"{node.private_ip}: {exc.message}", "stderr")
+    return Wait(BUSY_POLL_SECONDS, f"Waiting for the earlier K3s install on {node.private_ip} "
+                "to end")
 
 
 def _journal_verdict(ctx: StepContext, node: Node, unit: str) -> tuple[str, str]:
@@ -140,8 +154,11 @@ def install_server(ctx: StepContext) -> Outcome:
     node = _node(ctx)
     if "installed_at" not in ctx.memo:
         known_ca_hash(ctx, node)
-        install_k3s(ctx, node, "server", clusterconfig.server_config_text(ctx, node),
-                    version=k3s_release.pinned_version(ctx.cluster))
+        try:
+            install_k3s(ctx, node, "server", clusterconfig.server_config_text(ctx, node),
+                        version=k3s_release.pinned_version(ctx.cluster))
+        except ssh.HostBusy as exc:
+            return busy_wait(ctx, node, exc)
         ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
         return Wait(POLL_SECONDS, f"Waiting for the K3s API on {node.private_ip}")
     if not nodes.local_api_ready(ctx, node):
@@ -197,8 +214,11 @@ def install_agent(ctx: StepContext) -> Outcome:
                     "with the server token, in the secure form that pins the cluster CA "
                     "(an agent token now would lock out the agents that joined before)",
                     "stderr")
-        install_k3s(ctx, node, "agent", agent_config_text(ctx, node),
-                    version=k3s_release.pinned_version(ctx.cluster))
+        try:
+            install_k3s(ctx, node, "agent", agent_config_text(ctx, node),
+                        version=k3s_release.pinned_version(ctx.cluster))
+        except ssh.HostBusy as exc:
+            return busy_wait(ctx, node, exc)
         ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
         return Wait(POLL_SECONDS, f"Waiting for agent {node.private_ip} to register")
     name = node.name

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from clusters.adapters import cloud, forensics, nodes
+from clusters.adapters import cloud, forensics, nodes, ssh
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.stepcontext import StepContext
 from clusters.models import Node, NodeStatus
+from clusters.steps.k3s import busy_wait
 from clusters.steps.slb import API_PORT, slb_id
 
 READY_TIMEOUT_SECONDS = 300
@@ -112,6 +113,8 @@ def _restart(ctx: StepContext, node: Node, plan: ServerRestart) -> Outcome:
     ctx.memo["since"] = host_time(ctx, node)
     try:
         plan.restart(ctx, node)
+    except ssh.HostBusy as exc:  # an earlier attempt's install still runs: stay drained
+        return busy_wait(ctx, node, exc)
     except PermanentError as exc:  # e.g. the install script failed: say where that leaves us
         return _fail(ctx, node, plan, str(exc), out_of_slb=not ctx.memo.get("kept_in_slb"),
                      error=exc)

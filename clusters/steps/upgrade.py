@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from clusters.adapters import cloud, clusterconfig, nodes
+from clusters.adapters import cloud, clusterconfig, nodes, ssh
 from clusters.adapters.kubeapi import NodeState
 from clusters.core.errors import PermanentError, StepError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
@@ -18,7 +18,7 @@ from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.k3s.install import Role
 from clusters.models import Cluster, DatastoreKind, Node, NodeStatus
-from clusters.steps.k3s import agent_config_text, collects_diagnostics, install_k3s
+from clusters.steps.k3s import agent_config_text, busy_wait, collects_diagnostics, install_k3s
 from clusters.steps.rds import RDS_KIND
 from clusters.steps.rolling import ServerRestart, roll_server
 from clusters.steps.slb import API_PORT, slb_id
@@ -167,7 +167,10 @@ def upgrade_agent(ctx: StepContext) -> Outcome:
         if state is not None and state.version == version and state.ready:
             Node.objects.filter(pk=node.pk).update(k3s_version=version)
             return Skip(f"{node.private_ip} already runs {version}")
-        _reinstall(ctx, node, version, "agent", agent_config_text(ctx, node))
+        try:
+            _reinstall(ctx, node, version, "agent", agent_config_text(ctx, node))
+        except ssh.HostBusy as exc:
+            return busy_wait(ctx, node, exc)
         memo.update(installed_at=time.time(),
                     deadline=time.time() + AGENT_READY_TIMEOUT_SECONDS)
         return Wait(POLL_SECONDS, f"Waiting for agent {node.private_ip} to report {version}")

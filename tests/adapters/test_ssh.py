@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,8 @@ from clusters.adapters.ssh import (
 from clusters.core.errors import PermanentError, TransientError
 from clusters.core.redaction import Redactor
 from tests.adapters.sshd_server import PASSWORDS, SshServer
+from tests.support import stalling_sftp
+from tests.support.stalling_sftp import stalling_sftp_server
 
 
 def login(sshd: SshServer, user: str, **kwargs: object) -> SSHSession:
@@ -122,12 +126,35 @@ def test_stdin_is_passed_to_the_command(root: SSHSession) -> None:
     assert root.run(["cat"], stdin=b"from stdin\n").stdout == "from stdin\n"
 
 
-def test_a_command_past_its_timeout_is_stopped(root: SSHSession) -> None:
-    started = time.monotonic()
-    with pytest.raises(CommandTimeout):
-        root.run(["sleep", "30"], timeout=1)
-    assert time.monotonic() - started < 5
-    assert root.run(["true"]).ok  # the session is still usable
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+@pytest.mark.parametrize("user", ["root", "pt_pw"])
+def test_a_command_past_its_timeout_is_stopped_on_the_host(sshd: SshServer, tmp_path: Path,
+                                                          user: str) -> None:
+    """Closing the channel alone leaves the command running on the host (sshd sends no
+    signal without a terminal); the adapter kills its process group through a second
+    channel, also when sudo (with a password on stdin) runs it."""
+    marker = tmp_path / "child.pid"
+    tmp_path.chmod(0o777)
+    kwargs = {"private_key": sshd.keys["ed25519"].private} if user == "root" else {}
+    with login(sshd, user, **kwargs) as session:
+        started = time.monotonic()
+        with pytest.raises(CommandTimeout, match="it was stopped there"):
+            session.run(f"sleep 300 & echo $! > {marker}; wait", sudo=True, timeout=1)
+        assert time.monotonic() - started < 5
+        child = int(marker.read_text())
+        deadline = time.monotonic() + 5
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child), "the timed-out command still runs on the host"
+        assert session.run(["true"]).ok  # the session is still usable
+    assert not list(Path("/tmp").glob(".k3s-panel-*.pid"))  # this sshd shares our /tmp
 
 
 def test_passwordless_sudo(sshd: SshServer) -> None:
@@ -236,3 +263,34 @@ def test_tunnel_errors_are_plain(sshd: SshServer, root: SSHSession) -> None:
     with login(sshd, "pt_nosudo") as session, session.open_tunnel("127.0.0.1", port) as tunnel, \
             pytest.raises(PermanentError, match="forbids TCP forwarding"):
         tunnel.probe()
+
+
+def test_an_upload_to_a_host_that_stops_answering_fails_within_the_io_timeout(
+        tmp_path: Path) -> None:
+    """The host's sftp-server stops at the first write (its disk hangs): put_file gives up
+    after the I/O timeout with a TransientError instead of blocking its worker for ever."""
+    root = tmp_path / "served"
+    root.mkdir()
+    with stalling_sftp_server(root) as server:
+        session = connect(SSHTarget(server.host, stalling_sftp.USER, server.port,
+                                    password=stalling_sftp.PASSWORD), io_timeout=1.5)
+        with session:
+            outcome: dict[str, object] = {}
+
+            def upload() -> None:
+                started = time.monotonic()
+                try:
+                    session.put_file("/etc/rancher/k3s/config.yaml", "token: x\n" * 50_000)
+                except BaseException as exc:
+                    outcome["error"] = exc
+                outcome["seconds"] = time.monotonic() - started
+
+            uploader = threading.Thread(target=upload, daemon=True)
+            uploader.start()
+            assert server.writes_started.wait(10), "the upload never reached the write"
+            uploader.join(timeout=20)
+            assert not uploader.is_alive(), "put_file still hangs on the stalled host"
+    error = outcome["error"]
+    assert isinstance(error, TransientError), error
+    assert "stopped answering while writing /etc/rancher/k3s/config.yaml" in str(error)
+    assert float(outcome["seconds"]) < 1.5 * 3 + 2  # type: ignore[arg-type]

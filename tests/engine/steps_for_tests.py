@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from clusters.adapters import nodes
+from clusters.adapters import nodes, ssh
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
@@ -176,3 +176,21 @@ def install_that_fails(ctx: StepContext) -> Outcome:
         nodes.run_logged(ctx, connection, "true" if ctx.args.get("done") else script,
                          what="The K3s install script", sudo=False, timeout=30)
     return Done({})
+
+
+@step_handler("test.stuck")
+def stuck(ctx: StepContext) -> Outcome:
+    """Blocked in a call without a timeout and without a word (a read from a host whose disk
+    hangs): only the engine's time limit or a cancel can end the step meanwhile."""
+    time.sleep(float(ctx.args.get("seconds", 5)))
+    return Done({"returned": True})
+
+
+@step_handler("test.upload")
+def upload(ctx: StepContext) -> Outcome:
+    """Writes a file to a host over SFTP, as the install steps write config.yaml."""
+    target = ssh.SSHTarget(ctx.args["host"], ctx.args["user"], int(ctx.args["port"]),
+                           password=ctx.args["password"])
+    with ssh.connect(target, io_timeout=float(ctx.args.get("io_timeout", 30))) as session:
+        session.put_file("/etc/rancher/k3s/config.yaml", "token: x\n" * 50_000)
+    return Done({"uploaded": True})
