@@ -42,6 +42,7 @@ def test_an_install_step_waits_while_an_earlier_install_holds_the_host(
         cluster = run.cluster
         cluster.slb_address = "10.0.0.100"
         cluster.k3s_version = "v1.31.4+k3s1"
+        cluster.k3s_ca_hash = "ab" * 32  # a running cluster's CA, as the first server recorded
         cluster.save()
         node = Node.objects.create(
             cluster=cluster, role=NodeRole.AGENT, name="agent1", private_ip="10.0.0.21",
