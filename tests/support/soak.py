@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from django.db.models import Max, Sum
@@ -28,6 +29,7 @@ from django.db.models import Max, Sum
 from clusters import operations
 from clusters.adapters.cloud import TAG_KEY
 from clusters.models import RUN_ACTIVE, CloudResource, Cluster, LogLine, Run, RunStatus, Step
+from sandbox.aliyun.gateway.calllog import MAX_ENTRIES
 from sandbox.world import World
 from tests.support.services import PrivateRedis
 from tests.support.worker import WorkerProcess
@@ -43,6 +45,9 @@ FAULTS: tuple[dict[str, Any], ...] = (
     {"drop": True},
 )
 BOUGHT = ("rds_instance", "slb_load_balancer")
+#: The calls that buy each kind: a second successful one with a new ClientToken is a second
+#: purchase even if the panel released it again (then the inventory alone would not show it).
+BUYING_ACTIONS = {"rds_instance": "CreateDBInstance", "slb_load_balancer": "CreateLoadBalancer"}
 
 
 @dataclass(frozen=True)
@@ -79,16 +84,22 @@ class SoakReport:
     #: cluster name -> count of each BOUGHT kind the cloud holds with its tag
     inventory: dict[str, dict[str, int]] = field(default_factory=dict)
     untagged: list[str] = field(default_factory=list)  # bought, tagged for no cluster of ours
+    #: kind -> distinct ClientTokens of its buying calls that succeeded (replays count once)
+    purchases: dict[str, int] = field(default_factory=dict)
     ledger_rows: int = 0
     reclaims: int = 0
     max_reclaims_of_a_step: int = 0
     attempts: int = 0
     transient_retries: int = 0  # "Transient failure (n/budget)" lines in the steps' logs
+    #: seconds from a step being ready (its dependencies done) to its first start
+    ready_to_start: list[float] = field(default_factory=list)
+    slowest_start: str = ""
 
     def duplicates(self) -> int:
         """Purchases beyond one of each kind per cluster (the thing the soak exists to catch)."""
         extra = sum(max(0, n - 1) for counts in self.inventory.values() for n in counts.values())
-        return extra + len(self.untagged)
+        bought_again = sum(max(0, n - self.runs_total) for n in self.purchases.values())
+        return max(extra + len(self.untagged), bought_again)
 
     def violations(self) -> list[str]:
         """Why this soak did not pass (empty: it passed)."""
@@ -102,6 +113,10 @@ class SoakReport:
                 found.append(f"cluster {name}: the cloud holds {wrong} (one of each expected)")
         if self.untagged:
             found.append(f"bought for no cluster of ours: {', '.join(self.untagged)}")
+        for kind, count in sorted(self.purchases.items()):
+            if count > self.runs_total:
+                found.append(f"{BUYING_ACTIONS[kind]} succeeded with {count} ClientTokens for "
+                             f"{self.runs_total} clusters")
         if self.plan.max_kills != 0 and self.kills == 0:
             found.append("the worker was never killed: the soak did not soak")
         if self.plan.outage_seconds and self.outage_seconds < self.plan.outage_seconds * 0.9:
@@ -127,7 +142,11 @@ class SoakReport:
             f"step attempts: {self.attempts}, transient retries: {self.transient_retries}, "
             f"reclaims after a kill: {self.reclaims} (most for one step: "
             f"{self.max_reclaims_of_a_step})",
+            f"ready to started: median {median(self.ready_to_start or [0]):.1f} s, "
+            f"max {max(self.ready_to_start or [0]):.1f} s ({self.slowest_start})",
             f"inventory per cluster: {shapes or 'nothing'}",
+            "purchases (distinct ClientTokens answered 200): "
+            + ", ".join(f"{BUYING_ACTIONS[k]} {n}" for k, n in sorted(self.purchases.items())),
             f"ledger rows: {self.ledger_rows}, duplicate purchases: {self.duplicates()}",
             *[f"failed run: {line}" for line in self.failed_runs],
         ]
@@ -201,9 +220,11 @@ class Chaos(threading.Thread):
 
     def finish(self) -> None:
         self._halt.set()
-        self.join(60)
-        for worker in self.workers:
-            worker.stop()
+        try:
+            self.join(60)
+        finally:  # whatever happened, no worker outlives the soak
+            for worker in self.workers:
+                worker.stop()
         if self.error:
             raise RuntimeError("the soak's chaos thread failed") from self.error
 
@@ -229,6 +250,36 @@ def _failed_run_line(run: Run) -> str:
     return f"run {run.pk} ({run.cluster.name}, {run.status}): " + "; ".join(parts)
 
 
+def purchases(calls: list[dict[str, Any]]) -> dict[str, int]:
+    """Per kind, the distinct ClientTokens its buying call succeeded with (a call without
+    one counts alone)."""
+    if len(calls) >= MAX_ENTRIES:
+        raise RuntimeError(f"the emulator's call log is full ({MAX_ENTRIES} calls): purchases "
+                           "cannot be counted; soak fewer clusters")
+    tokens: dict[str, set[str]] = {kind: set() for kind in BUYING_ACTIONS}
+    for index, call in enumerate(calls):
+        for kind, action in BUYING_ACTIONS.items():
+            if call["action"] == action and call["status"] == 200:
+                tokens[kind].add(call["params"].get("ClientToken") or f"(none) {index}")
+    return {kind: len(found) for kind, found in tokens.items()}
+
+
+def ready_to_start(runs: list[Run]) -> tuple[list[float], str]:
+    """How long each started step waited for a worker once it could run, and the worst."""
+    delays, worst = [], (-1.0, "")
+    for run in runs:
+        steps = {step.key: step for step in run.steps.all()}
+        for step in steps.values():
+            if step.started_at is None:
+                continue
+            ready = max((steps[d].finished_at for d in step.depends_on
+                         if steps[d].finished_at), default=run.created_at)
+            delay = (step.started_at - ready).total_seconds()
+            delays.append(delay)
+            worst = max(worst, (delay, f"run {run.pk} {step.key}"))
+    return delays, worst[1]
+
+
 def measure(world: World, plan: SoakPlan, runs: list[Run], report: SoakReport) -> None:
     """Fill the report from the database and the cloud's own inventory."""
     runs = list(Run.objects.filter(pk__in=[r.pk for r in runs]).select_related("cluster"))
@@ -243,11 +294,14 @@ def measure(world: World, plan: SoakPlan, runs: list[Run], report: SoakReport) -
     report.attempts = totals["all_attempts"] or 0
     report.transient_retries = LogLine.objects.filter(
         step__run__in=runs, text__startswith="Transient failure (").count()
+    report.ready_to_start, report.slowest_start = ready_to_start(runs)
     report.ledger_rows = CloudResource.objects.filter(cluster__in=[r.cluster for r in runs]).count()
 
     control = world.emulator.control
     report.faults_injected = sum(f["fired"] for f in control.faults())
-    report.api_calls = len(control.calls())
+    calls = control.calls()
+    report.api_calls = len(calls)
+    report.purchases = purchases(calls)
     by_code = {str(r.cluster.code): r.cluster.name for r in runs}
     report.inventory = {name: dict.fromkeys(BOUGHT, 0) for name in by_code.values()}
     for resource in control.resources():
