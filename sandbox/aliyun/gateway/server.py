@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +32,13 @@ class ApiServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], cloud: Cloud) -> None:
         super().__init__(address, ApiRequestHandler)
         self.cloud = cloud
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (a worker SIGKILLed in a soak) is not a fault
+        of the server: no traceback for it. Anything else is still printed."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class ApiRequestHandler(BaseHTTPRequestHandler):
