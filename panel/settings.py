@@ -212,10 +212,15 @@ ALIYUN_ENDPOINT_OVERRIDE = env_str("ALIYUN_ENDPOINT_OVERRIDE") or None
 PANEL_K3S_OFFICIAL_BASE_URL = env_str("PANEL_K3S_OFFICIAL_BASE_URL") or ""
 PANEL_K3S_MIRROR_BASE_URL = env_str("PANEL_K3S_MIRROR_BASE_URL") or ""
 
+# Every handler masks secrets (clusters/core/redaction.py), whichever logger wrote the record:
+# at DEBUG the Alibaba SDK and its vendored urllib3 log request URLs with their parameters.
+# The Celery worker keeps its own handlers; panel/celery.py puts the same filter on them.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "clusters.core.redaction.RedactingFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
