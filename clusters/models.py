@@ -494,6 +494,7 @@ class AuditAction(models.TextChoices):
     KUBECONFIG_RENEW = "kubeconfig_renew", _("Kubeconfig renewal started")
     NODE_ADD = "node_add", _("Node addition started")
     NODE_REMOVE = "node_remove", _("Node removal started")
+    LOGIN_FAILED = "login_failed", _("Sign-in failed")
 
 
 class AuditEvent(models.Model):
