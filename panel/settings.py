@@ -278,4 +278,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
                              "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # The SDK's vendored requests sets its own loggers to CRITICAL on import; LOG_LEVEL=DEBUG
+    # means the HTTP lines too (masked like everything else).
+    "loggers": {"aliyunsdkcore.vendored.requests": {"level": env_str("LOG_LEVEL", "INFO")}},
 }

@@ -40,8 +40,10 @@ class WorkerProcess:
     def __init__(self, broker_url: str, queue: str, *, concurrency: int = 1, beat: bool = False,
                  env: Mapping[str, str] | None = None) -> None:
         self.schedule_dir = tempfile.mkdtemp(prefix="panel-beat-")
+        # The worker's level follows LOG_LEVEL, as in docker-compose.yml.
+        loglevel = (env or {}).get("LOG_LEVEL", "INFO")
         argv = [
-            sys.executable, "-m", "celery", "-A", "panel", "worker", "--loglevel=INFO",
+            sys.executable, "-m", "celery", "-A", "panel", "worker", f"--loglevel={loglevel}",
             f"--concurrency={concurrency}", "--pool=prefork", "-Q", queue,
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             f"--hostname=test-{os.getpid()}-{time.monotonic_ns()}@%h",
