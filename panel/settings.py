@@ -12,6 +12,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+import aliyunsdkcore.vendored.requests  # noqa: F401 - see LOGGING below
 import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
@@ -278,7 +279,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
                              "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # The SDK's vendored requests sets its own loggers to CRITICAL on import; LOG_LEVEL=DEBUG
-    # means the HTTP lines too (masked like everything else).
+    # The SDK's vendored requests sets its own logger to CRITICAL when it is imported (it is,
+    # above, so that this comes later and wins); LOG_LEVEL=DEBUG then shows its HTTP lines
+    # too, masked like everything else.
     "loggers": {"aliyunsdkcore.vendored.requests": {"level": env_str("LOG_LEVEL", "INFO")}},
 }
