@@ -30,6 +30,7 @@ import re
 import shlex
 import threading
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import unquote
 
 import yaml
@@ -130,19 +131,26 @@ def _expand(secrets: Iterable[str]) -> set[str]:
     return values
 
 
-def _patterns(secret: str) -> list[str]:
+@lru_cache(maxsize=4096)
+def _patterns(secret: str) -> tuple[str, ...]:
     if len(secret) > MAX_ENCODED_LENGTH:
-        return [re.escape(secret)]
+        return (re.escape(secret),)
     found = [_percent_pattern(secret), *_base64_patterns(secret)]
     found.extend(_percent_pattern(form) for form in _quoted_forms(secret) if form != secret)
-    return found
+    return tuple(found)
 
 
 def _compile(values: Iterable[str]) -> re.Pattern[str] | None:
     patterns = {pattern for value in values for pattern in _patterns(value)}
     # Longest first so a secret that contains another is masked whole.
     ordered = sorted(patterns, key=len, reverse=True)
-    return re.compile("|".join(ordered)) if ordered else None
+    return _compiled("|".join(ordered)) if ordered else None
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """Compiled once per set of secrets: every attempt of a cluster's steps has the same."""
+    return re.compile(pattern)
 
 
 class Redactor:
