@@ -11,7 +11,9 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 # Build-time settings only for collectstatic/compilemessages; real ones come from the env.
-RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=build-only PANEL_ENCRYPTION_KEYS=$(python -c \
+# (DATABASE_URL only satisfies the production settings' refusal of SQLite; nothing connects.)
+RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=build-only DATABASE_URL=postgres://build@127.0.0.1/build \
+    PANEL_ENCRYPTION_KEYS=$(python -c \
       "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())") \
     sh -c 'python manage.py collectstatic --noinput && (test ! -d locale || python manage.py compilemessages)'
 USER panel

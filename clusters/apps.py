@@ -19,3 +19,11 @@ class ClustersConfig(AppConfig):
 
         pipeline.run_finished.connect(operations.on_run_finished,
                                       dispatch_uid="cluster-status-after-run")
+
+        # Every failed sign-in (the login page and the admin's) goes to the audit trail. axes
+        # is listed before this app, so its receiver has already marked a lockout.
+        from django.contrib.auth.signals import user_login_failed  # noqa: PLC0415
+
+        from clusters.web import login_guard  # noqa: PLC0415  the models must be loaded first
+
+        user_login_failed.connect(login_guard.on_login_failed, dispatch_uid="audit-login-failed")

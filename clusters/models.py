@@ -522,6 +522,7 @@ class AuditAction(models.TextChoices):
     NODE_REMOVE = "node_remove", _("Node removal started")
     RUN_DIAGNOSTICS = "run_diagnostics", _("Diagnostics requested")
     NODE_HOST_KEY = "node_host_key", _("Node host key accepted")
+    LOGIN_FAILED = "login_failed", _("Sign-in failed")
 
 
 class AuditEvent(models.Model):

@@ -10,11 +10,15 @@ can never take the slots provisioning steps need.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from celery import Celery, current_app
+from celery.signals import after_setup_logger, after_setup_task_logger
 from django.conf import settings
+
+from clusters.core.redaction import RedactingFilter
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "panel.settings")
 
@@ -56,3 +60,12 @@ def _schedule(sender: Celery, **_: object) -> None:
         settings.PANEL_HEALTH_INTERVAL_SECONDS, sender.signature("clusters.refresh_all_health"),
         name="refresh cluster health", expires=settings.PANEL_HEALTH_INTERVAL_SECONDS,
     )
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_worker_logs(logger: logging.Logger, **_: object) -> None:
+    """Celery replaces the root logger's handlers with its own: they mask secrets too."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
+import aliyunsdkcore.vendored.requests  # noqa: F401 - see LOGGING below
 import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
@@ -75,6 +78,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",  # before clusters: its login-failure receiver marks a lockout before ours audits
     "clusters",
 ]
 
@@ -88,6 +92,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a lockout into the page clusters.web.login_guard makes.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out username+address first
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "panel.urls"
@@ -115,6 +126,27 @@ def _database_url() -> str:
     return env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 
 
+def _private_sqlite_file(name: str) -> None:
+    """Create the SQLite file readable by its owner only (it holds the encrypted secrets, the
+    sessions and the audit trail); tighten one that exists. SQLite gives its -wal and
+    -journal files the database file's permissions."""
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        if path.stat().st_mode & 0o077 and path.owner() == _current_user():
+            path.chmod(0o600)
+
+
+def _current_user() -> str:
+    import getpass  # noqa: PLC0415 - only needed for an existing SQLite file
+
+    return getpass.getuser()
+
+
 try:
     _default_db = dj_database_url.parse(
         _database_url(), conn_max_age=env_int("DB_CONN_MAX_AGE", 60)
@@ -122,6 +154,14 @@ try:
 except ValueError as _exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {_exc}") from _exc
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite is for development and tests: in production one worker's long write blocks the
+    # web and every other worker, and the file lives in the container. Refuse it unless told.
+    if not DEBUG and not env_bool("PANEL_ALLOW_SQLITE", default=False):
+        raise ImproperlyConfigured(
+            "Production (DJANGO_DEBUG=0) needs DATABASE_URL to name PostgreSQL or MySQL; "
+            "SQLite is used only with PANEL_ALLOW_SQLITE=1 (a single-host trial). "
+            "See docs/production.md.")
+    _private_sqlite_file(str(_default_db["NAME"]))
     # A worker process and the web process share the file: wait for locks rather than fail,
     # and take the write lock up front so two writers never deadlock on an upgrade.
     _default_db["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
@@ -160,17 +200,33 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 
-# Security: strict by default outside DEBUG; a TLS-terminating proxy sets X-Forwarded-Proto.
+# Security: strict by default outside DEBUG (docs/production.md).
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
-SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", default=not DEBUG)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Preloading is a promise to browsers that every subdomain serves HTTPS for years, hard to
+# take back: the operator opts in, the panel does not decide it for the whole domain.
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# How many reverse proxies that the operator runs stand in front of gunicorn (0: none, the
+# web server is reached directly). Only then are X-Forwarded-Proto and X-Forwarded-For
+# believed: a client can send either header itself. clusters.web.audit.client_address is the
+# one place that reads X-Forwarded-For.
+PANEL_TRUSTED_PROXIES = env_int("PANEL_TRUSTED_PROXIES", 0, minimum=0)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PANEL_TRUSTED_PROXIES else None
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+
+# Sign-in protection (django-axes; why per username and address: clusters/web/login_guard.py).
+AXES_FAILURE_LIMIT = env_int("PANEL_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("PANEL_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "clusters.web.audit.client_address"
+AXES_LOCKOUT_CALLABLE = "clusters.web.login_guard.locked_out"
 
 # Celery: the broker is Redis. Locally `make run` starts an embedded redis-server on a socket.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or f"redis+socket://{VAR_DIR / 'redis.sock'}"
@@ -243,10 +299,19 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
           if env_str("PANEL_CACHE_URL") else
           {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Every handler masks secrets (clusters/core/redaction.py), whichever logger wrote the record:
+# at DEBUG the Alibaba SDK and its vendored urllib3 log request URLs with their parameters.
+# The Celery worker keeps its own handlers; panel/celery.py puts the same filter on them.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "clusters.core.redaction.RedactingFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # The SDK's vendored requests sets its own logger to CRITICAL when it is imported (it is,
+    # above, so that this comes later and wins); LOG_LEVEL=DEBUG then shows its HTTP lines
+    # too, masked like everything else.
+    "loggers": {"aliyunsdkcore.vendored.requests": {"level": env_str("LOG_LEVEL", "INFO")}},
 }

@@ -21,6 +21,8 @@ os.environ.setdefault("ALIYUN_ENDPOINT_OVERRIDE", "127.0.0.1:1")
 os.environ.setdefault("PANEL_K3S_OFFICIAL_BASE_URL", "http://127.0.0.1:1")
 os.environ.setdefault("PANEL_K3S_MIRROR_BASE_URL", "http://127.0.0.1:1")
 os.environ.setdefault("PANEL_EXTRA_STEP_MODULES", "tests.engine.steps_for_tests")
+# Tests run with DEBUG off (like production) on SQLite unless DATABASE_URL names a server.
+os.environ.setdefault("PANEL_ALLOW_SQLITE", "1")
 
 from panel.settings import *  # noqa: F403
 

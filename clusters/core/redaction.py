@@ -1,35 +1,236 @@
-"""Replace registered secrets with *** before text is stored or shown.
+"""Replace registered secrets with *** before text is stored, shown or logged.
 
 Why: step output comes from hosts and SDKs we do not control; a DB password echoed by a
-failing command must still never reach a LogLine, an error text or a page.
+failing command, or put in a request URL that a vendored urllib3 logs at DEBUG, must still
+never reach a LogLine, an error text, a page or a log file.
+
+A secret rarely appears only verbatim. Every `Redactor` therefore masks each secret in
+every encoding that the panel, a shell, an SDK or a log line may give it:
+
+- percent-encoding of any kind (`quote`, `quote_plus`, upper or lower hex, some characters
+  encoded and others not): one pattern per secret accepts each character raw or as %XX;
+- base64 of the secret alone and of the secret inside a longer value (HTTP basic auth's
+  `user:password`): for each of the three byte alignments, the base64 characters that only
+  the secret's bytes decide, and the whole base64 token around them is masked;
+- `shlex.quote`, `json.dumps` (ASCII or not), Python's `repr`, YAML double- and
+  single-quoted scalars;
+- the password part of a DSN (`mysql://user:password@tcp(host)/db`), found by the same rule
+  go-sql-driver uses (the last `@`), and then each of its encodings too.
+
+Every Redactor also adds its secrets to a process-wide set, which `RedactingFilter` (in the
+settings' LOGGING and on Celery's handlers) applies to every log record of every logger.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 import re
+import shlex
+import threading
 from collections.abc import Iterable
-from urllib.parse import quote
+from functools import lru_cache
+from urllib.parse import unquote
+
+import yaml
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4
+# Lines of a multi-line secret (a private key, a kubeconfig) are masked one by one from this
+# length: shorter lines ("-----END ...", "users:") are not secret and would mask noise.
+MIN_LINE_LENGTH = 16
+# Encodings are computed for values up to this length; a longer one (a kubeconfig's base64
+# certificate line) is masked verbatim and line by line, which keeps the pattern small.
+MAX_ENCODED_LENGTH = 512
+# The fewest base64 characters that must match before a base64 run counts as the secret's:
+# fewer would mask ordinary words. Base64 inside a longer value is thus found for secrets of
+# 8 characters and more (RDS passwords are 8 to 32); shorter ones only as their own base64.
+MIN_BASE64_CORE = 8
+# The process-wide set the logging filter uses is bounded: a worker that lives for months
+# keeps the newest secrets only.
+MAX_REMEMBERED = 5000
+
+_BASE64_CHARS = "A-Za-z0-9+/_-"
+# go-sql-driver's rule (clusters/k3s/dsn.py): user up to the first `:`, password up to the
+# LAST `@`.
+_DSN = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://)?[^:/@\s]+:(?P<password>.+)@[^@]*$", re.S)
+# `password=...` in a query string or a form body, whatever the secret (a safety net in logs).
+_NAMED_VALUE = re.compile(
+    r"(?i)\b([\w.-]*(?:password|passwd|passphrase|secret|token)[\w.-]*(?:=|%3D))[^&\s\"']+")
+
+
+def dsn_password(value: str) -> str | None:
+    """The password part of `scheme://user:password@host/db` (None when it is no DSN)."""
+    if "@" not in value or "\n" in value:
+        return None
+    match = _DSN.match(value)
+    return match.group("password") if match else None
+
+
+def _percent_pattern(secret: str) -> str:
+    """The secret with each character raw or percent-encoded (either hex case), space as +."""
+    parts = []
+    for char in secret:
+        encoded = "".join(
+            "%" + "".join(f"[{h.lower()}{h.upper()}]" if h.isalpha() else h
+                          for h in f"{byte:02X}")
+            for byte in char.encode())
+        options = [re.escape(char), encoded] + ([r"\+"] if char == " " else [])
+        parts.append("(?:" + "|".join(options) + ")")
+    return "".join(parts)
+
+
+def _base64_patterns(secret: str) -> list[str]:
+    """Patterns for base64 runs that contain the secret's bytes at any alignment."""
+    raw = secret.encode()
+    found = [re.escape(base64.b64encode(raw).decode()),
+             re.escape(base64.urlsafe_b64encode(raw).decode())]
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()
+        start = -(-offset * 4 // 3)  # characters that also carry the prefix's bits
+        end = (offset + len(raw)) // 3 * 4  # characters that the following bytes do not touch
+        core = encoded[start:end]
+        if len(core) < MIN_BASE64_CORE:
+            continue
+        for variant in {core, core.replace("+", "-").replace("/", "_")}:
+            found.append(f"[{_BASE64_CHARS}]*{re.escape(variant)}[{_BASE64_CHARS}]*=*")
+    return found
+
+
+def _quoted_forms(secret: str) -> set[str]:
+    """The secret as shell, JSON, Python and YAML quoting write it (outer quotes dropped)."""
+    forms = {
+        shlex.quote(secret),
+        secret.replace("'", "'\\''"),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],
+    }
+    for unicode in (False, True):
+        for style in ('"', "'"):
+            dumped = yaml.safe_dump(secret, default_style=style, width=10**9,
+                                    allow_unicode=unicode).rstrip("\n")
+            forms.add(dumped.removesuffix("\n...").strip())
+            forms.add(dumped.strip()[1:-1])
+    return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+
+
+def _expand(secrets: Iterable[str]) -> set[str]:
+    """The secrets, their long lines and their DSN password parts (raw and URL-decoded)."""
+    values: set[str] = set()
+    for secret in secrets:
+        if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
+            continue
+        values.add(secret)
+        values.update(line for line in secret.splitlines() if len(line) >= MIN_LINE_LENGTH)
+        password = dsn_password(secret)
+        if password:
+            values.update(p for p in {password, unquote(password)}
+                          if len(p) >= MIN_SECRET_LENGTH)
+    return values
+
+
+@lru_cache(maxsize=4096)
+def _patterns(secret: str) -> tuple[str, ...]:
+    if len(secret) > MAX_ENCODED_LENGTH:
+        return (re.escape(secret),)
+    found = [_percent_pattern(secret), *_base64_patterns(secret)]
+    found.extend(_percent_pattern(form) for form in _quoted_forms(secret) if form != secret)
+    return tuple(found)
+
+
+def _compile(values: Iterable[str]) -> re.Pattern[str] | None:
+    patterns = {pattern for value in values for pattern in _patterns(value)}
+    # Longest first so a secret that contains another is masked whole.
+    ordered = sorted(patterns, key=len, reverse=True)
+    return _compiled("|".join(ordered)) if ordered else None
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """Compiled once per set of secrets: every attempt of a cluster's steps has the same."""
+    return re.compile(pattern)
 
 
 class Redactor:
-    """Masks every occurrence of the given secrets (and their URL-quoted forms)."""
+    """Masks every occurrence of the given secrets, in each of their encodings."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        variants: set[str] = set()
-        for secret in secrets:
-            if not secret or len(secret) < MIN_SECRET_LENGTH:
-                continue
-            variants.add(secret)
-            variants.add(quote(secret, safe=""))
-            variants.update(line for line in secret.splitlines() if len(line) >= 16)
-        # Longest first so a secret that contains another is masked whole.
-        ordered = sorted(variants, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+    def __init__(self, secrets: Iterable[str] = (), *, remember: bool = True) -> None:
+        values = _expand(secrets)
+        if remember:
+            _remember(values)
+        self._pattern = _compile(values)
 
     def __call__(self, text: str) -> str:
         if self._pattern is None or not text:
             return text
         return self._pattern.sub(MASK, text)
+
+
+def mask_named_values(text: str) -> str:
+    """`AccountPassword=...`-style values masked whatever they are (for log lines)."""
+    return _NAMED_VALUE.sub(lambda m: m.group(1) + MASK, text)
+
+
+# --- every secret this process has seen, for the logging filter ------------------------------
+
+
+class _Known:
+    """The process-wide, bounded set of secrets, and the Redactor built from it on demand."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.values: dict[str, None] = {}  # insertion-ordered: the oldest go first
+        self.redactor: Redactor | None = None
+
+    def add(self, values: Iterable[str]) -> None:
+        with self.lock:
+            before = len(self.values)
+            self.values.update(dict.fromkeys(values))
+            while len(self.values) > MAX_REMEMBERED:
+                del self.values[next(iter(self.values))]
+            if len(self.values) != before:
+                self.redactor = None
+
+    def current(self) -> Redactor:
+        with self.lock:
+            if self.redactor is None:
+                self.redactor = Redactor(list(self.values), remember=False)
+            return self.redactor
+
+
+_KNOWN = _Known()
+
+
+def _remember(values: Iterable[str]) -> None:
+    _KNOWN.add(values)
+
+
+def redact_known(text: str) -> str:
+    """Mask every secret any Redactor of this process was given, and named values."""
+    return mask_named_values(_KNOWN.current()(text))
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets in each record's message, traceback and stack.
+
+    Installed on every handler (settings.LOGGING, and Celery's own handlers in panel.celery),
+    so it covers third-party loggers too: aliyunsdkcore's request dump and its vendored
+    urllib3 (`aliyunsdkcore.vendored.requests.packages.urllib3.connectionpool`), which logs
+    each request URL with its query string at DEBUG.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad format string must not hide the record
+            message = str(record.msg)
+        record.msg, record.args = redact_known(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_known(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_known(record.stack_info)
+        return True

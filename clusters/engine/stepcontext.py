@@ -27,6 +27,9 @@ class StepContext:
 
     def __post_init__(self) -> None:
         self.log = StepLog(self.step.pk, self.redact)
+        # Built now, not at the first line logged: building it is what tells the logging
+        # filter (clusters.core.redaction) about these secrets, before any library logs one.
+        self._redactor = Redactor(self._secrets)
 
     @property
     def memo(self) -> dict[str, Any]:
@@ -50,7 +53,7 @@ class StepContext:
         """Mask a secret learned during this step in everything it logs or raises."""
         if value:
             self._secrets.append(value)
-            self._redactor = None
+            self._redactor = Redactor(self._secrets)
 
     def redact(self, text: str) -> str:
         if self._redactor is None:

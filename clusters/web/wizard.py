@@ -5,11 +5,22 @@ comes next, keeps each step's cleaned values in a mapping (the session), and at 
 the Cluster and its Nodes in one transaction. Secrets typed into the wizard (SSH keys and
 passwords, the DSN, the RDS password, a generated private key) are Fernet-encrypted before
 they reach the session, because Django's session table is signed, not encrypted.
+
+Secrets are never written back into a page. What was typed stays here, encrypted: a step's
+saved answers, and "drafts" for what was typed on a page that is shown again before it is
+saved (another MySQL version picked, a host row added, a form with an error). The page says
+"saved, leave blank to keep". A host row's secrets are filed under a random reference that
+the row carries in a hidden field, so adding or removing rows never mixes them up.
+
+When the encryption keys change under a wizard in progress (PANEL_ENCRYPTION_KEYS rotated
+and the old key dropped), a saved secret no key decrypts is forgotten, its step is marked
+to be confirmed again, and the person is told which secret to type again: never a 500.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+import secrets
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +64,17 @@ STEPS = (
 SLUGS = tuple(step.slug for step in STEPS)
 SECRET_FIELDS = frozenset({"rds_password", "external_dsn", "private_key", "passphrase",
                            "password", "generated_private_key"})
+# What the person is asked to type again when a saved one can no longer be decrypted.
+SECRET_LABELS = {
+    "rds_password": _("the database account password"),
+    "external_dsn": _("the MySQL DSN"),
+    "private_key": _("an SSH private key"),
+    "passphrase": _("an SSH key passphrase"),
+    "password": _("an SSH password"),
+    "keypair": _("the generated key pair"),
+}
+DRAFTS = "drafts"
+REENTER = "_reenter"  # in a step's saved answers: a secret was lost, confirm the step again
 
 
 def _seal(values: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +117,7 @@ class WizardState:
         if step == "hosts":
             return {"hosts": [_open(host) for host in value.get("hosts", [])],
                     "warnings": value.get("warnings", [])}
-        return _open(value)
+        return {k: v for k, v in _open(value).items() if k != REENTER}
 
     def put(self, step: str, values: dict[str, Any]) -> None:
         data = dict(self._data)
@@ -111,10 +133,104 @@ class WizardState:
         # VPCs): drop what depends on it, the person confirms it again.
         for later in _dependents(step):
             data.pop(later, None)
+        # What was typed on the way is in the saved answers now.
+        drafts = dict(data.get(DRAFTS) or {})
+        for key in [k for k in drafts if k == step or k.startswith(f"{step}:")]:
+            drafts.pop(key)
+        data[DRAFTS] = drafts
         self._write(data)
 
     def done(self, step: str) -> bool:
-        return step in self._data
+        saved = self._data.get(step)
+        return saved is not None and not (isinstance(saved, dict) and saved.get(REENTER))
+
+    # --- secrets kept server-side between pages -------------------------------------------
+
+    def keep_draft(self, key: str, values: Mapping[str, Any]) -> None:
+        """Keep secrets typed on a page shown again before its step is saved (encrypted)."""
+        typed = {k: v for k, v in values.items() if k in SECRET_FIELDS and v}
+        if not typed:
+            return
+        data = dict(self._data)
+        drafts = dict(data.get(DRAFTS) or {})
+        drafts[key] = {**drafts.get(key, {}), **_seal(typed)}
+        data[DRAFTS] = drafts
+        self._write(data)
+
+    def drop_draft(self, key: str, names: list[str]) -> None:
+        """Forget secrets typed on the way that failed their checks."""
+        drafts = dict(self._data.get(DRAFTS) or {})
+        if not names or key not in drafts:
+            return
+        drafts[key] = {k: v for k, v in drafts[key].items() if k not in names}
+        self._write({**self._data, DRAFTS: drafts})
+
+    def saved_secrets(self, step: str) -> dict[str, str]:
+        """The secrets of a (non-host) step: saved answers, overlaid by what was typed since."""
+        stored = {k: v for k, v in self.get(step).items() if k in SECRET_FIELDS and v}
+        return {**stored, **_open((self._data.get(DRAFTS) or {}).get(step, {}))}
+
+    def host_secrets(self) -> dict[str, dict[str, str]]:
+        """Each host row's secrets by its reference: saved hosts, then drafts typed since."""
+        found: dict[str, dict[str, str]] = {}
+        for host in self.get("hosts").get("hosts", []):
+            if host.get("secret_ref"):
+                found[host["secret_ref"]] = {k: v for k, v in host.items()
+                                             if k in SECRET_FIELDS and v}
+        prefix = "hosts:"
+        for key, sealed in (self._data.get(DRAFTS) or {}).items():
+            if key.startswith(prefix):
+                ref = key[len(prefix):]
+                found[ref] = {**found.get(ref, {}), **_open(sealed)}
+        return found
+
+    def forget_unreadable(self) -> list[Any]:
+        """Drop saved secrets that no configured key decrypts; return what to ask for again.
+
+        Each step that lost one is marked to be confirmed again (`done` is False), so the
+        wizard leads the person back to it; its other answers stay.
+        """
+        data = dict(self._data)
+        lost: list[str] = []
+
+        def readable(values: dict[str, Any]) -> dict[str, Any]:
+            kept = {}
+            for key, value in values.items():
+                if key in SECRET_FIELDS and value:
+                    try:
+                        crypto.decrypt(value)
+                    except crypto.DecryptionError:
+                        lost.append(key)
+                        continue
+                kept[key] = value
+            return kept
+
+        for step in SLUGS:
+            saved = data.get(step)
+            if not isinstance(saved, dict):
+                continue
+            before = len(lost)
+            if step == "hosts":
+                saved = {**saved, "hosts": [readable(h) for h in saved.get("hosts", [])]}
+            else:
+                saved = readable(saved)
+            if len(lost) > before:
+                saved[REENTER] = True
+            data[step] = saved
+        data[DRAFTS] = {key: readable(values)
+                        for key, values in (data.get(DRAFTS) or {}).items()}
+        pair = data.get("keypair")
+        if pair:
+            try:
+                crypto.decrypt(pair["private"])
+            except crypto.DecryptionError:
+                data.pop("keypair")
+                lost.append("keypair")
+                if isinstance(data.get("hosts"), dict):
+                    data["hosts"] = {**data["hosts"], REENTER: True}
+        if lost:
+            self._write(data)
+        return [SECRET_LABELS[name] for name in dict.fromkeys(lost)]
 
     def first_missing(self) -> str:
         """The first step not yet completed (review when all are)."""
@@ -170,6 +286,11 @@ class WizardState:
         data["keypair"] = {"private": crypto.encrypt(private), "public": public}
         self._write(data)
         return public
+
+
+def new_secret_ref() -> str:
+    """A reference for one host row's secrets (random: it only has to be unique here)."""
+    return secrets.token_urlsafe(12)
 
 
 def _dependents(step: str) -> tuple[str, ...]:

@@ -28,13 +28,17 @@ from clusters.web.forms import (
     K3sStepForm,
     NetworkStepForm,
     ReviewStepForm,
+    failed_secrets,
     hosts_outside,
+    keep_saved_secrets,
 )
 from clusters.web.signed_in import SignedInRequest
 
 HOSTS_PREFIX = "hosts"
 HOST_FIELDS = ("role", "private_ip", "public_ip", "ssh_port", "ssh_user", "auth",
-               "private_key", "passphrase", "password")
+               "private_key", "passphrase", "password", "secret_ref")
+HOST_SECRETS = ("private_key", "passphrase", "password")
+DATASTORE_SECRETS = ("rds_password", "external_dsn")
 
 
 def _render(request: SignedInRequest, step: str, context: dict[str, Any]) -> HttpResponse:
@@ -70,6 +74,10 @@ def wizard_step(request: SignedInRequest, step: str) -> HttpResponse:
     if step not in wizard.SLUGS:
         raise Http404("no such wizard step")
     state = wizard.WizardState(request.session)
+    for what in state.forget_unreadable():
+        messages.warning(request, _(
+            "The panel can no longer read %(what)s saved in this wizard (its encryption keys "
+            "were changed since it was typed): please enter it again.") % {"what": what})
     if not state.may_open(step):
         created = state.created_code()
         if step == "review" and request.method == "POST" and created:
@@ -152,25 +160,31 @@ def _rds_choices(request: SignedInRequest, state: wizard.WizardState,
 
 
 def datastore_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
-    saved = state.get("datastore")
+    saved = {k: v for k, v in state.get("datastore").items() if k not in wizard.SECRET_FIELDS}
     source = request.POST if request.method == "POST" else saved
     version = source.get("rds_engine_version") or RDS_DEFAULT_VERSION
     rds, rds_error = _rds_choices(request, state, version)
+    if request.method == "POST":
+        # The page never shows a secret again: what was typed is kept server-side.
+        state.keep_draft("datastore", request.POST)
+    secrets = state.saved_secrets("datastore")
     if request.method == "POST" and request.POST.get("action") == "refresh":
         # Another version was picked: show its classes, keep what was typed, judge nothing.
-        typed = {k: str(v) for k, v in request.POST.items() if k not in ("csrfmiddlewaretoken",
-                                                                          "action")}
+        typed = {k: str(v) for k, v in request.POST.items()
+                 if k not in ("csrfmiddlewaretoken", "action", *wizard.SECRET_FIELDS)}
         if rds is None or rds.find(typed.get("rds_instance_class", "")) is None:
             typed.pop("rds_instance_class", None)
-        form = DatastoreStepForm(initial=typed, rds=rds, rds_error=rds_error)
+        form = DatastoreStepForm(initial=typed, rds=rds, rds_error=rds_error, saved=secrets)
     elif request.method == "POST":
-        form = DatastoreStepForm(request.POST, rds=rds, rds_error=rds_error)
+        form = DatastoreStepForm(request.POST, rds=rds, rds_error=rds_error, saved=secrets)
         if form.is_valid():
             state.put("datastore", form.cleaned_data)
             _flash_warnings(request, form.warnings)
             return _next("datastore")
+        state.drop_draft("datastore", failed_secrets(form, DATASTORE_SECRETS))
     else:
-        form = DatastoreStepForm(initial=saved or None, rds=rds, rds_error=rds_error)
+        form = DatastoreStepForm(initial=saved or None, rds=rds, rds_error=rds_error,
+                                 saved=secrets)
     return _render(request, "datastore", {"form": form, "rds": rds, "rds_error": rds_error,
                                           "zone": state.get("network").get("zone", "")})
 
@@ -189,20 +203,60 @@ def _rows_from_post(post: QueryDict) -> list[dict[str, Any]]:
 
 
 def _blank_row(role: str) -> dict[str, Any]:
-    return {"role": role, "ssh_port": 22, "ssh_user": "root", "auth": "key"}
+    return {"role": role, "ssh_port": 22, "ssh_user": "root", "auth": "key",
+            "secret_ref": wizard.new_secret_ref()}
+
+
+def _keep_host_secrets(state: wizard.WizardState, post: QueryDict) -> tuple[QueryDict,
+                                                                               list[dict]]:
+    """File each row's typed secrets server-side under the row's reference (a new row gets
+    one); the POST with every reference filled in, and its rows without the secrets."""
+    post = post.copy()
+    rows = _rows_from_post(post)
+    for index, row in enumerate(rows):
+        if not row.get("secret_ref"):
+            row["secret_ref"] = wizard.new_secret_ref()
+            post[f"{HOSTS_PREFIX}-{index}-secret_ref"] = row["secret_ref"]
+        state.keep_draft(f"hosts:{row['secret_ref']}", row)
+        for name in HOST_SECRETS:
+            row.pop(name, None)
+    return post, rows
+
+
+def _keep_uploaded_key(state: wizard.WizardState, form: Any) -> None:
+    """An uploaded key file is kept like a pasted key: the page will not show it again, and
+    the row says it is saved."""
+    data = getattr(form, "cleaned_data", None) or {}
+    if data.get("key_file") and data.get("private_key") and data.get("secret_ref"):
+        state.keep_draft(f"hosts:{data['secret_ref']}", {"private_key": data["private_key"]})
+        keep_saved_secrets(form, ("private_key",), {"private_key": data["private_key"]})
+
+
+def _forget_failed(state: wizard.WizardState, form: Any) -> None:
+    ref = str(form.data.get(form.add_prefix("secret_ref")) or "")
+    if ref:
+        state.drop_draft(f"hosts:{ref}", failed_secrets(form, HOST_SECRETS))
 
 
 def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
     tests: dict[int, tuple[bool, str]] = {}
     keypair = state.keypair()
     if request.method != "POST":
-        saved = state.get("hosts").get("hosts")
-        rows = saved or [_blank_row(NodeRole.SERVER), _blank_row(NodeRole.SERVER)]
-        formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows)
+        rows = []
+        for saved in state.get("hosts").get("hosts") or []:
+            host = saved
+            if not host.get("secret_ref"):  # saved before rows carried a reference
+                host = {**saved, "secret_ref": wizard.new_secret_ref()}
+                state.keep_draft(f"hosts:{host['secret_ref']}", host)
+            rows.append({k: v for k, v in host.items() if k not in HOST_SECRETS})
+        rows = rows or [_blank_row(NodeRole.SERVER), _blank_row(NodeRole.SERVER)]
+        formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows,
+                              form_kwargs={"saved": state.host_secrets()})
         return _hosts_page(request, formset, tests, keypair)
 
     action = request.POST.get("action", "next")
-    rows = _rows_from_post(request.POST)
+    post, rows = _keep_host_secrets(state, request.POST)
+    saved_secrets = state.host_secrets()
     if action in ("add_server", "add_agent"):
         rows.append(_blank_row(NodeRole.SERVER if action == "add_server" else NodeRole.AGENT))
     elif action.startswith("remove-") and action[7:].isdigit() and len(rows) > 1:
@@ -211,20 +265,27 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
         state.generate_keypair()
         keypair = state.keypair()
         for row in rows:
-            if row.get("auth") == "key" and not row.get("private_key"):
+            has_key = saved_secrets.get(row["secret_ref"], {}).get("private_key")
+            if row.get("auth") == "key" and not has_key:
                 row["auth"] = "generated"
     elif action.startswith("test-") and action[5:].isdigit():
         index = int(action[5:])
-        tests[index] = _test_host(request, state, index, keypair)
+        tests[index] = _test_host(state, post, request, index, keypair)
+        saved_secrets = state.host_secrets()
     elif action == "next":
-        formset = HostFormSet(request.POST, request.FILES, prefix=HOSTS_PREFIX)
+        formset = HostFormSet(post, request.FILES, prefix=HOSTS_PREFIX,
+                              form_kwargs={"saved": saved_secrets})
         if formset.is_valid() and _hosts_fit(formset, state, keypair):
             hosts = [f.cleaned_data for f in formset.forms if f.cleaned_data]
             state.put("hosts", {"hosts": hosts, "warnings": formset.warnings})
             _flash_warnings(request, formset.warnings)
             return _next("hosts")
+        for form in formset.forms:
+            _keep_uploaded_key(state, form)
+            _forget_failed(state, form)
         return _hosts_page(request, formset, tests, keypair)
-    formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows)
+    formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows,
+                          form_kwargs={"saved": saved_secrets})
     return _hosts_page(request, formset, tests, keypair)
 
 
@@ -246,12 +307,16 @@ def _hosts_fit(formset: Any, state: wizard.WizardState, keypair: Any) -> bool:
     return fits
 
 
-def _test_host(request: SignedInRequest, state: wizard.WizardState, index: int,
-               keypair: Any) -> tuple[bool, str]:
+def _test_host(state: wizard.WizardState, post: QueryDict, request: SignedInRequest,
+               index: int, keypair: Any) -> tuple[bool, str]:
     """Log in to one host with what its row says; the result is shown at the row, and the
     host key it showed is kept for Create to pin. A few tests a minute per user at most."""
-    form = HostForm(request.POST, request.FILES, prefix=f"{HOSTS_PREFIX}-{index}")
-    if not form.is_valid():
+    form = HostForm(post, request.FILES, prefix=f"{HOSTS_PREFIX}-{index}",
+                    saved=state.host_secrets())
+    valid = form.is_valid()
+    _keep_uploaded_key(state, form)
+    _forget_failed(state, form)
+    if not valid:
         problems = "; ".join(f"{form.fields[name].label}: {' '.join(map(str, errors))}"
                              if name in form.fields else " ".join(map(str, errors))
                              for name, errors in form.errors.items())

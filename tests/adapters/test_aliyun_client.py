@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from clusters.adapters.aliyun import (
 )
 from clusters.adapters.aliyun.client import parse_override
 from clusters.core.errors import PermanentError, TransientError
+from tests.support.leaks import leaks
 
 SECRET = "Sk-the-AccessKey-secret-123"
 DB_PASSWORD = "Db-Password-42-xyz"
@@ -310,3 +312,26 @@ def test_sdk_debug_output_never_shows_a_password(capture_factory: type[Capture],
     assert capture.seen[0]["AccountPassword"] == [DB_PASSWORD]  # it was sent, once
     out, err = capfd.readouterr()
     assert DB_PASSWORD not in out + err + caplog.text
+
+
+def test_debug_logs_of_the_sdk_and_its_urllib3_never_show_a_password(
+        capture_factory: type[Capture], capfd: pytest.CaptureFixture[str]) -> None:
+    # The settings' handlers at DEBUG, with the SDK's vendored urllib3 (CRITICAL by default)
+    # turned up too: it logs every request URL, query string and all.
+    from django.conf import settings  # noqa: PLC0415 - only this test reconfigures logging
+
+    password = "Db-Pa ss+w@rd/42%x"
+    capture = capture_factory()
+    logging.config.dictConfig({
+        **settings.LOGGING, "root": {"handlers": ["console"], "level": "DEBUG"},
+        "loggers": {"aliyunsdkcore": {"level": "DEBUG"},
+                    "aliyunsdkcore.vendored.requests": {"level": "DEBUG"}}})
+    try:
+        cloud(capture.endpoint).create_account("rm-1", "k3s", password)
+    finally:
+        logging.config.dictConfig({**settings.LOGGING, "loggers": {
+            "aliyunsdkcore.vendored.requests": {"level": "CRITICAL"}}})
+    assert capture.seen[0]["AccountPassword"] == [password]
+    err = capfd.readouterr().err
+    assert "connectionpool" in err and "AccountPassword" in err, err
+    assert not leaks([err], [password, SECRET]), err

@@ -55,3 +55,28 @@ def test_compose_runs_one_worker_per_queue_as_the_settings_name_them():
 
     assert queues("worker") == "celery"  # settings.CELERY_TASK_DEFAULT_QUEUE's default
     assert queues("health-worker") == health_queue("celery")
+
+
+def test_only_the_reverse_proxy_is_published_and_gunicorn_trusts_just_it():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"proxy"}, "gunicorn, Redis and PostgreSQL publish nothing"
+    assert services["proxy"]["image"].startswith("nginx:")
+    assert set(services["proxy"]["networks"]) == {"frontend", "backend"}
+    assert "frontend" not in services["web"].get("networks", ["backend"])
+    assert services["web"]["environment"]["PANEL_TRUSTED_PROXIES"] == "1"
+    assert all("PANEL_TRUSTED_PROXIES" not in (services[n].get("environment") or {})
+               for n in ("worker", "beat")), "only web is behind the proxy"
+
+
+def test_the_proxy_sets_the_forwarded_headers_itself_and_limits_sign_ins():
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in nginx
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in nginx
+    assert re.search(r"location ~ \^/\(accounts\|admin\)/login/ \{\s*limit_req zone=signin", nginx)
+    assert "return 301 https://" in nginx
+
+
+def test_the_image_build_does_not_fall_back_to_sqlite():
+    assert "DATABASE_URL=postgres://" in (ROOT / "Dockerfile").read_text()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ PRODUCTION = {
     "PANEL_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
     "DJANGO_ALLOWED_HOSTS": "panel.example.com",
     "DATABASE_URL": "sqlite:////tmp/panel-settings-check.sqlite3",
+    "PANEL_ALLOW_SQLITE": "1",
 }
 
 
@@ -57,3 +60,44 @@ def test_secrets_can_come_from_files(tmp_path):
     env = {**PRODUCTION, "PANEL_ENCRYPTION_KEYS_FILE": str(key_file)}
     env.pop("PANEL_ENCRYPTION_KEYS")
     assert manage("check", **env).returncode == 0
+
+
+def effective(*names: str, **env: str) -> dict[str, object]:
+    """The named settings as panel.settings computes them for this environment."""
+    code = ("import json; from django.conf import settings; "
+            f"print(json.dumps({{n: getattr(settings, n) for n in {list(names)!r}}}))")
+    result = manage("shell", "-c", code, **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_production_refuses_sqlite_unless_explicitly_allowed(tmp_path):
+    env = {**PRODUCTION, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    env.pop("PANEL_ALLOW_SQLITE")
+    refused = manage("check", **env)
+    assert refused.returncode != 0 and "PANEL_ALLOW_SQLITE=1" in refused.stderr
+    env.pop("DATABASE_URL")  # the default is SQLite too
+    assert "PANEL_ALLOW_SQLITE=1" in manage("check", **env).stderr
+    assert not (tmp_path / "db.sqlite3").exists()
+
+
+def test_the_sqlite_file_is_created_for_its_owner_only_and_an_open_one_is_tightened(tmp_path):
+    path = tmp_path / "var" / "db.sqlite3"
+    env = {**PRODUCTION, "DATABASE_URL": f"sqlite:///{path}"}
+    assert manage("migrate", "--noinput", **env).returncode == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.chmod(0o644)
+    assert manage("check", **env).returncode == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_hsts_preload_is_opt_in_and_forwarded_proto_needs_a_trusted_proxy():
+    defaults = effective("SECURE_HSTS_PRELOAD", "SECURE_PROXY_SSL_HEADER",
+                         "PANEL_TRUSTED_PROXIES", **PRODUCTION)
+    assert defaults == {"SECURE_HSTS_PRELOAD": False, "SECURE_PROXY_SSL_HEADER": None,
+                        "PANEL_TRUSTED_PROXIES": 0}
+    behind = effective("SECURE_HSTS_PRELOAD", "SECURE_PROXY_SSL_HEADER",
+                       **{**PRODUCTION, "PANEL_TRUSTED_PROXIES": "1",
+                          "DJANGO_HSTS_PRELOAD": "1"})
+    assert behind == {"SECURE_HSTS_PRELOAD": True,
+                      "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"]}

@@ -45,8 +45,10 @@ class WorkerProcess:
         from panel.celery import health_queue  # noqa: PLC0415 - once the settings are chosen
 
         self.schedule_dir = tempfile.mkdtemp(prefix="panel-beat-")
+        # The worker's level follows LOG_LEVEL, as in docker-compose.yml.
+        loglevel = (env or {}).get("LOG_LEVEL", "INFO")
         argv = [
-            sys.executable, "-m", "celery", "-A", "panel", "worker", "--loglevel=INFO",
+            sys.executable, "-m", "celery", "-A", "panel", "worker", f"--loglevel={loglevel}",
             f"--concurrency={concurrency}", "--pool=prefork", "-Q",
             f"{queue},{health_queue(queue)}",
             "--without-gossip", "--without-mingle", "--without-heartbeat",

@@ -214,7 +214,13 @@ def test_rds_password_outside_rds_rules_is_refused(at_datastore: Client, passwor
         "rds_storage_gb": 20, "rds_password": password})
     assert response.status_code == 200
     assert reason in " ".join(field_errors(response, "rds_password"))
-    assert value_of(response, "rds_password") == password
+    assert value_of(response, "rds_password") == "", "a password is never written back"
+    assert password not in response.content.decode()
+    # Refused, it is not kept either: left blank now, a strong one is generated.
+    assert at_datastore.post(step_url("datastore"), {
+        "kind": "rds", "rds_engine_version": "8.0", "rds_instance_class": "mysql.n2.medium.2c",
+        "rds_storage_gb": 20, "rds_password": ""}).status_code == 302
+    assert not WizardState(at_datastore.session).get("datastore")["rds_password"]
     assert value_of(response, "rds_storage_gb") == "20"
 
 
@@ -312,7 +318,9 @@ def test_dsn_without_tcp_is_refused_and_kept(at_datastore: Client) -> None:
                                                          "external_dsn": dsn})
     assert response.status_code == 200
     assert "missing tcp(...)" in " ".join(field_errors(response, "external_dsn"))
-    assert value_of(response, "external_dsn") == dsn
+    page = response.content.decode()
+    assert value_of(response, "external_dsn") == "" and "Secret-123" not in page
+    assert "Saved: mysql://k3s:***@db.internal:3306/k3s" in page
 
 
 def test_dsn_that_parses_but_cannot_be_reached_passes_with_a_warning(
@@ -344,7 +352,11 @@ def test_bad_host_rows_are_refused_at_their_fields_and_kept(at_hosts: Client) ->
     assert value_of(response, "hosts-0-private_ip") == "10.0.1.300"
     assert value_of(response, "hosts-1-private_ip") == "8.8.8.8"
     assert value_of(response, "hosts-2-ssh_port") == "70000"
-    assert "not a key" in value_of(response, "hosts-3-private_key")
+    page = response.content.decode()
+    assert "not a key" not in page and "s3cret-pass" not in page, "never written back"
+    # A key that failed its check is not kept: the next blank box must not fail again.
+    assert not re.search(r'name="hosts-3-private_key"[^>]*data-saved="1"', page)
+    assert len(re.findall(r'data-saved="1"', page)) == 5, "each row's password is kept"
     assert not WizardState(at_hosts.session).done("hosts")
 
 
@@ -398,7 +410,8 @@ def test_a_key_file_over_64_kb_is_refused_as_too_big(at_hosts: Client, tmp_path:
 
 
 def test_rows_can_be_added_and_removed_without_losing_what_was_typed(at_hosts: Client) -> None:
-    data = host_rows({"private_ip": "10.0.1.11"}, {"private_ip": "10.0.1.12"})
+    data = host_rows({"private_ip": "10.0.1.11", "password": "first-pass"},
+                     {"private_ip": "10.0.1.12", "password": "second-pass"})
     response = at_hosts.post(step_url("hosts"), {**data, "action": "add_agent"})
     assert value_of(response, "hosts-1-private_ip") == "10.0.1.12"
     assert 'name="hosts-2-private_ip"' in response.content.decode()
@@ -406,6 +419,17 @@ def test_rows_can_be_added_and_removed_without_losing_what_was_typed(at_hosts: C
     response = at_hosts.post(step_url("hosts"), {**data, "action": "remove-0"})
     assert value_of(response, "hosts-0-private_ip") == "10.0.1.12"
     assert 'name="hosts-1-private_ip"' not in response.content.decode()
+    # The passwords stayed server-side with their rows: the remaining row, sent back with
+    # its box blank as the page shows it, still has its own.
+    page = response.content.decode()
+    assert "second-pass" not in page and "first-pass" not in page
+    ref = value_of(response, "hosts-0-secret_ref")
+    assert ref
+    kept = at_hosts.post(step_url("hosts"), {**host_rows(
+        {"private_ip": "10.0.1.12", "password": "", "secret_ref": ref}), "action": "next"})
+    assert kept.status_code == 302
+    assert [h["password"] for h in WizardState(at_hosts.session).get("hosts")["hosts"]] == [
+        "second-pass"]
 
 
 def test_test_connection_never_dials_the_panel_itself(at_hosts: Client, settings: Any) -> None:
@@ -644,3 +668,74 @@ def test_create_with_a_name_taken_since_the_account_step_is_refused_not_a_500(
     assert ("A cluster named priced already exists: choose another name."
             in html.unescape(response.content.decode()))
     assert Cluster.objects.filter(owner=user, name="priced").count() == 1
+
+
+# --- secrets never go back into a page ---------------------------------------------------------
+
+
+def test_going_back_shows_saved_secrets_as_saved_and_keeps_them_when_left_blank(
+        at_datastore: Client) -> None:
+    key = openssh_key()
+    assert at_datastore.post(step_url("datastore"), {
+        "kind": "rds", "rds_engine_version": "8.0", "rds_instance_class": "mysql.n2.medium.2c",
+        "rds_storage_gb": 20, "rds_password": "Typed-Passw0rd!"}).status_code == 302
+    assert at_datastore.post(step_url("hosts"), {**host_rows(
+        {"private_ip": "10.0.1.11", "auth": "key", "private_key": key,
+         "passphrase": "", "password": ""},
+        {"private_ip": "10.0.1.12", "password": "Host-Passw0rd"}), "action": "next"}
+    ).status_code == 302
+    datastore = at_datastore.get(step_url("datastore")).content.decode()
+    hosts = at_datastore.get(step_url("hosts"))
+    page = hosts.content.decode()
+    assert "Typed-Passw0rd!" not in datastore and "Saved. Leave blank to keep it" in datastore
+    assert "Host-Passw0rd" not in page and "PRIVATE KEY-----\n" not in page
+    assert key.splitlines()[1] not in page
+    assert page.count('data-saved="1"') == 2
+    # Next with the boxes as shown (blank): nothing is lost.
+    rows = [{"private_ip": value_of(hosts, f"hosts-{i}-private_ip"),
+             "auth": value_of(hosts, f"hosts-{i}-auth") or ("key" if i == 0 else "password"),
+             "secret_ref": value_of(hosts, f"hosts-{i}-secret_ref"),
+             "private_key": "", "passphrase": "", "password": ""} for i in range(2)]
+    assert at_datastore.post(step_url("hosts"), {**host_rows(*rows), "action": "next"}
+                             ).status_code == 302
+    assert at_datastore.post(step_url("datastore"), {
+        "kind": "rds", "rds_engine_version": "8.0", "rds_instance_class": "mysql.n2.medium.2c",
+        "rds_storage_gb": 20, "rds_password": ""}).status_code == 302
+    state = WizardState(at_datastore.session)
+    assert state.get("datastore")["rds_password"] == "Typed-Passw0rd!"
+    saved = state.get("hosts")["hosts"]
+    assert saved[0]["private_key"].strip() == key.strip()
+    assert saved[1]["password"] == "Host-Passw0rd"
+
+
+def test_a_version_refresh_keeps_the_typed_password_without_showing_it(
+        at_datastore: Client) -> None:
+    response = at_datastore.post(step_url("datastore"), {
+        "kind": "rds", "rds_engine_version": "5.7", "rds_password": "Typed-Passw0rd!",
+        "action": "refresh"})
+    assert "Typed-Passw0rd!" not in response.content.decode()
+    assert at_datastore.post(step_url("datastore"), {
+        "kind": "rds", "rds_engine_version": "5.7", "rds_instance_class": "mysql.n2.medium.2c",
+        "rds_storage_gb": 50, "rds_password": ""}).status_code == 302
+    assert WizardState(at_datastore.session).get("datastore")["rds_password"] == \
+        "Typed-Passw0rd!"
+
+
+def test_a_key_rotation_under_a_wizard_asks_to_type_the_lost_secret_again(
+        at_k3s: Client, settings: Any) -> None:
+    from cryptography.fernet import Fernet  # noqa: PLC0415
+
+    settings.PANEL_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the old keys dropped
+    response = at_k3s.get(step_url("k3s"), follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0] == step_url("hosts")
+    page = response.content.decode()
+    assert "can no longer read an SSH password saved in this wizard" in page
+    assert 'data-saved="1"' not in page
+    zh = at_k3s.get(step_url("hosts"), HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert zh.status_code == 200
+    # Typed again, the wizard goes on.
+    assert at_k3s.post(step_url("hosts"), {
+        **host_rows({"private_ip": "10.0.1.11"}, {"private_ip": "10.0.1.12"}),
+        "action": "next"}).status_code == 302
+    assert WizardState(at_k3s.session).get("hosts")["hosts"][0]["password"] == "s3cret-pass"

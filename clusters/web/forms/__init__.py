@@ -16,6 +16,8 @@ from clusters.web.forms.common import (
     SSH_USER,
     WizardForm,
     check_region_available,
+    failed_secrets,
+    keep_saved_secrets,
 )
 from clusters.web.forms.dashboard import ClusterFilterForm
 from clusters.web.forms.wizard_account import AccountStepForm
@@ -44,5 +46,7 @@ __all__ = [
     "ReviewStepForm",
     "WizardForm",
     "check_region_available",
+    "failed_secrets",
     "hosts_outside",
+    "keep_saved_secrets",
 ]

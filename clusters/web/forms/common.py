@@ -4,7 +4,8 @@ MySQL versions RDS sells, and the wizard's base form."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
@@ -34,6 +35,70 @@ RDS_VERSIONS = (
 )
 # Django's forms translate their label suffix; Chinese uses the full-width colon.
 gettext_noop(":")
+
+
+class SecretTextInput(forms.TextInput):
+    """A text box that never writes its value into the page (a DSN holds a password)."""
+
+    def format_value(self, value: Any) -> str | None:
+        return None
+
+
+class SecretTextarea(forms.Textarea):
+    """A text area that never writes its value into the page (a private key)."""
+
+    def format_value(self, value: Any) -> str | None:
+        return None
+
+
+def secret_widget(**attrs: str) -> forms.PasswordInput:
+    """A password box that is always empty when the page is shown again."""
+    return forms.PasswordInput(render_value=False, attrs=attrs)
+
+
+SAVED_HELP = _("Saved. Leave blank to keep it, or type a new one.")
+
+
+def keep_saved_secrets(form: forms.Form, names: tuple[str, ...], saved: Mapping[str, str],
+                       shown: Mapping[str, str] | None = None) -> None:
+    """Secrets are never written back into a page; what was typed before is kept server-side
+    (encrypted in the wizard's state) and `saved` hands it in. A secret box left blank means
+    "keep it": the saved value goes into the bound data before validation, so every rule
+    still checks it. The box says it is saved (`shown`: a redacted form to name, e.g. the DSN
+    with *** for its password)."""
+    if form.is_bound:
+        data = cast(Any, form.data).copy()
+        for name in names:
+            key = form.add_prefix(name)
+            if not data.get(key) and saved.get(name):
+                data[key] = saved[name]
+        form.data = data
+    for name in names:
+        if not saved.get(name):
+            continue
+        field = form.fields[name]
+        text: Any = SAVED_HELP
+        if shown and shown.get(name):
+            text = _("Saved: %(value)s. Leave blank to keep it, or type a new one.") % {
+                "value": shown[name]}
+        field.help_text = text
+        field.widget.attrs["placeholder"] = str(_("saved, leave blank to keep"))
+        field.widget.attrs["data-saved"] = "1"
+
+
+def failed_secrets(form: forms.Form, names: tuple[str, ...]) -> list[str]:
+    """The secrets among `names` that failed their checks, their boxes no longer "saved".
+
+    Why: keeping a password RDS would refuse, or a key that does not parse, only makes the
+    next blank box fail again; the person types a new one (or none, for a generated one).
+    Call after validation.
+    """
+    failed = [name for name in names if name in form.errors]
+    for name in failed:
+        field, base = form.fields[name], form.base_fields[name]
+        field.help_text = base.help_text
+        field.widget.attrs = dict(base.widget.attrs)
+    return failed
 
 
 class WizardForm(forms.Form):

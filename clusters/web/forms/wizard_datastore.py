@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from django import forms
@@ -10,9 +11,19 @@ from django.utils.translation import gettext_lazy as _
 
 from clusters.adapters import credentials, wizard_checks
 from clusters.core.errors import PermanentError
+from clusters.core.redaction import MASK, dsn_password
 from clusters.k3s.dsn import parse_endpoint
 from clusters.models import DatastoreKind
-from clusters.web.forms.common import RDS_DEFAULT_VERSION, RDS_VERSIONS, WizardForm
+from clusters.web.forms.common import (
+    RDS_DEFAULT_VERSION,
+    RDS_VERSIONS,
+    SecretTextInput,
+    WizardForm,
+    keep_saved_secrets,
+    secret_widget,
+)
+
+SECRET_FIELDS = ("rds_password", "external_dsn")
 
 
 class DatastoreStepForm(WizardForm):
@@ -39,19 +50,23 @@ class DatastoreStepForm(WizardForm):
                                         min_value=1)
     rds_password = forms.CharField(
         label=_("Database account password"), required=False, max_length=64, strip=False,
-        widget=forms.PasswordInput(render_value=True, attrs={"autocomplete": "new-password"}),
+        widget=secret_widget(autocomplete="new-password"),
         help_text=_("Leave empty to have a strong one generated. RDS requires 8 to 32 "
                     "characters and three of: upper case, lower case, digits, !@#$%^&*()_+-="))
     external_dsn = forms.CharField(
         label=_("MySQL DSN"), required=False, max_length=1000, strip=True,
-        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
+        widget=SecretTextInput(attrs={"autocomplete": "off", "spellcheck": "false",
                                       "placeholder": "mysql://k3s:PASSWORD@tcp(host:3306)/k3s"}),
         help_text=_("As K3s reads it: mysql://user:password@tcp(host:port)/database"))
 
     def __init__(self, *args: Any, rds: wizard_checks.RdsChoices | None = None,
-                 rds_error: str = "", **kwargs: Any) -> None:
+                 rds_error: str = "", saved: Mapping[str, str] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rds, self.rds_error = rds, rds_error
+        saved = saved or {}
+        keep_saved_secrets(self, SECRET_FIELDS, saved,
+                           shown={"external_dsn": _redacted_dsn(saved.get("external_dsn", ""))})
         offered = rds.classes if rds is not None else []
         cast(forms.ChoiceField, self.fields["rds_instance_class"]).choices = [
             (c.instance_class, str(_("%(class)s · %(min)d to %(max)d GB") % {
@@ -135,3 +150,9 @@ class DatastoreStepForm(WizardForm):
         else:
             self.warnings.append(str(_("Connected to MySQL %(version)s.") %
                                      {"version": version}))
+
+
+def _redacted_dsn(dsn: str) -> str:
+    """The saved DSN as the page may show it: its password part replaced by ***."""
+    password = dsn_password(dsn) if dsn else None
+    return dsn.replace(password, MASK) if password else (MASK if dsn else "")

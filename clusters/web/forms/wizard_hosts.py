@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.http import QueryDict
 from django.utils.translation import gettext_lazy as _
 
 from clusters.adapters.host_addresses import address_refusal
 from clusters.adapters.ssh import load_private_key
 from clusters.core.errors import PermanentError
 from clusters.models import NodeRole
-from clusters.web.forms.common import SSH_USER
+from clusters.web.forms.common import (
+    SSH_USER,
+    SecretTextarea,
+    keep_saved_secrets,
+    secret_widget,
+)
+
+SECRET_FIELDS = ("private_key", "passphrase", "password")
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise  # a type only (a dev requirement)
@@ -33,15 +40,25 @@ class HostForm(forms.Form):
     auth = forms.ChoiceField(label=_("Log in with"), choices=AUTH_CHOICES, initial="key")
     private_key = forms.CharField(
         label=_("Private key"), required=False, strip=False,
-        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "autocomplete": "off",
+        widget=SecretTextarea(attrs={"rows": 3, "spellcheck": "false", "autocomplete": "off",
                                      "placeholder": "-----BEGIN OPENSSH PRIVATE KEY-----"}))
     key_file = forms.FileField(label=_("or upload the key file"), required=False)
-    passphrase = forms.CharField(
-        label=_("Key passphrase"), required=False, strip=False,
-        widget=forms.PasswordInput(render_value=True, attrs={"autocomplete": "off"}))
-    password = forms.CharField(
-        label=_("Password"), required=False, strip=False,
-        widget=forms.PasswordInput(render_value=True, attrs={"autocomplete": "off"}))
+    passphrase = forms.CharField(label=_("Key passphrase"), required=False, strip=False,
+                                 widget=secret_widget(autocomplete="off"))
+    password = forms.CharField(label=_("Password"), required=False, strip=False,
+                               widget=secret_widget(autocomplete="off"))
+    # Names this row's secrets kept server-side (clusters.web.wizard): the page never holds
+    # them, so a row re-shown after "Add a server" or an error still has them. Not a secret.
+    secret_ref = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, saved: Mapping[str, Mapping[str, str]] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.is_bound:
+            ref = str(self.data.get(self.add_prefix("secret_ref")) or "")
+        else:
+            ref = str(self.initial.get("secret_ref") or "")
+        keep_saved_secrets(self, SECRET_FIELDS, (saved or {}).get(ref, {}) if ref else {})
 
     def clean_private_ip(self) -> str:
         text = self.cleaned_data["private_ip"].strip()
@@ -98,11 +115,8 @@ class HostForm(forms.Form):
                 self.add_error("key_file", _("This file is larger than 64 KB: a private key "
                                              "file must be smaller."))
                 return data
+            # Kept server-side by the view (like a pasted key), never shown in the page.
             data["private_key"] = raw.decode("utf-8", "replace")
-            # Show the uploaded key in the text box, so a re-rendered form keeps it.
-            shown = cast(QueryDict, self.data).copy()
-            shown[self.add_prefix("private_key")] = data["private_key"]
-            self.data = shown
         auth = data.get("auth")
         if auth == "key":
             key = (data.get("private_key") or "").strip()
