@@ -3,8 +3,8 @@
 Why a private mount namespace: the tests need non-root users (a NOPASSWD sudoer, a sudoer
 with a password, a user without sudo) without touching the machine's /etc. sshd runs under
 `unshare --mount` with copies of /etc/passwd, /etc/shadow, /etc/group and /etc/sudoers.d
-bind-mounted over the real ones, and a private tmpfs on /run (for /run/sshd); everything
-vanishes with the process. Leftovers of a crashed run are found by the directory prefix and
+bind-mounted over the real ones, and private tmpfs on /run (for /run/sshd), /etc/rancher and
+/var/lib/rancher (what an install step writes); everything vanishes with the process. Leftovers of a crashed run are found by the directory prefix and
 killed on the next start.
 """
 
@@ -156,6 +156,10 @@ def start_sshd() -> SshServer:
         f"mount --bind {sudoers} /etc/sudoers.d\n"
         "mount -t tmpfs -o mode=0755 tmpfs /run\n"
         "mkdir -m 0755 /run/sshd\n"
+        # What a K3s install step writes stays in this namespace, never on the machine's /etc.
+        "mkdir -p /etc/rancher /var/lib/rancher\n"
+        "mount -t tmpfs -o mode=0755 tmpfs /etc/rancher\n"
+        "mount -t tmpfs -o mode=0755 tmpfs /var/lib/rancher\n"
         f"exec /usr/sbin/sshd -D -e -f {config}\n"
     )
     log = open(directory / "sshd.log", "wb")  # noqa: SIM115 - handed to the child
