@@ -12,8 +12,19 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils import timezone
 
-from clusters.adapters.aliyun import AliyunCloud
-from clusters.models import CloudAccount, CloudResource, Cluster, ResourceState
+from clusters.adapters.aliyun import (
+    AccessKeySource,
+    AliyunCloud,
+    AssumedRoleSource,
+    CredentialSource,
+    EcsInstanceRoleSource,
+    Keys,
+    StsTokenSource,
+)
+from clusters.adapters.aliyun.auth import metadata_endpoint
+from clusters.adapters.aliyun.client import EndpointPolicy
+from clusters.core.errors import PermanentError
+from clusters.models import CloudAccount, CloudResource, Cluster, CredentialKind, ResourceState
 
 if TYPE_CHECKING:
     # A type only: adapters never import the engine (.importlinter); the step
@@ -23,9 +34,45 @@ if TYPE_CHECKING:
 TAG_KEY = "k3s-panel-cluster"
 
 
+def _keys_source(keys: Keys) -> CredentialSource:
+    if keys.security_token:
+        return StsTokenSource(keys.access_key_id, keys.access_key_secret, keys.security_token)
+    return AccessKeySource(keys.access_key_id, keys.access_key_secret)
+
+
+def credentials_for(account: CloudAccount, region: str) -> CredentialSource:
+    """The account's credential source, built from what it stores and nothing else.
+
+    Never the SDK's default chain: no environment variable, profile file or metadata
+    address is read unless the account names it (auth.py explains the SDK's traps).
+    """
+    kind = account.credential_kind
+    override = settings.ALIYUN_ENDPOINT_OVERRIDE
+    if kind == CredentialKind.ACCESS_KEY:
+        return AccessKeySource(account.access_key_id, account.access_key_secret)
+    if kind == CredentialKind.STS_TOKEN:
+        expires = account.token_expires_at.timestamp() if account.token_expires_at else None
+        return StsTokenSource(account.access_key_id, account.access_key_secret,
+                              account.security_token, expires)
+    if kind == CredentialKind.ECS_ROLE:
+        endpoint = metadata_endpoint(settings.ALIYUN_ECS_METADATA_ENDPOINT,
+                                     EndpointPolicy(override).overridden)
+        return EcsInstanceRoleSource(account.ecs_role_name, endpoint)
+    if kind == CredentialKind.RAM_ROLE:
+        def assume(keys: Keys, params: dict[str, str]) -> dict[str, Any]:
+            return AliyunCloud("", "", region, endpoint_override=override,
+                               credentials=_keys_source(keys)).assume_role(params)
+
+        return AssumedRoleSource(
+            AccessKeySource(account.access_key_id, account.access_key_secret),
+            account.role_arn, assume, external_id=account.external_id,
+            session_policy=account.session_policy)
+    raise PermanentError(f"Unknown credential kind {kind!r}.")
+
+
 def cloud_for_account(account: CloudAccount, region: str) -> AliyunCloud:
-    return AliyunCloud(account.access_key_id, account.access_key_secret, region,
-                       endpoint_override=settings.ALIYUN_ENDPOINT_OVERRIDE)
+    return AliyunCloud("", "", region, endpoint_override=settings.ALIYUN_ENDPOINT_OVERRIDE,
+                       credentials=credentials_for(account, region))
 
 
 def cloud_for(cluster: Cluster) -> AliyunCloud:

@@ -45,7 +45,7 @@ ACCOUNT_UID = "1865023457093187"  # the emulated Alibaba Cloud account's id (16 
 DEFAULT_MAX_SESSION = 3600
 METADATA_CREDENTIALS_SECONDS = 3600
 METADATA_PREFIX = "/latest/meta-data/ram/security-credentials/"
-TOKEN_PATH = "/latest/api/token"
+TOKEN_PATH = "/latest/api/token"  # noqa: S105 - a URL path, not a password
 
 _ROLE_ARN = re.compile(r"^acs:ram::(\d+):role/([A-Za-z0-9.\-]{1,64})$")
 _SESSION_NAME = re.compile(r"^[A-Za-z0-9.@\-_]{2,64}$")
@@ -99,7 +99,7 @@ def _random(length: int) -> str:
     return "".join(secrets.choice(_ALNUM) for _ in range(length))
 
 
-def issue(state: State, role: dict[str, Any], session_name: str, duration: int,
+def issue(state: State, role: dict[str, Any], session_name: str, duration: int, *,
           session_policy: dict[str, Any] | None, source: str) -> dict[str, Any]:
     """New temporary credentials for `role`, remembered so the gateway accepts them."""
     now = time.time()
@@ -173,8 +173,8 @@ def assume_role(state: State, params: Params, ctx: RequestContext) -> dict[str, 
         raise ROOT_MAY_NOT_ASSUME
     if not _trusted(role, ctx.principal, external_id):
         raise NOT_TRUSTED
-    return issue(state, role, params["RoleSessionName"], duration, session_policy,
-                 source=ctx.access_key_id)
+    return issue(state, role, params["RoleSessionName"], duration,
+                 session_policy=session_policy, source=ctx.access_key_id)
 
 
 # ---- the ECS instance metadata service stand-in ----------------------------------------------
@@ -187,17 +187,21 @@ def _metadata_token_valid(cloud: Cloud, headers: dict[str, str]) -> bool:
     return bool(token) and expires is not None and time.time() < expires
 
 
+def _metadata_token(cloud: Cloud, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    ttl = headers.get("x-aliyun-ecs-metadata-token-ttl-seconds", "")
+    if not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
+        return 400, {}, b"invalid X-aliyun-ecs-metadata-token-ttl-seconds"
+    token = secrets.token_urlsafe(32)
+    cloud.runtime.setdefault("metadata_tokens", {})[token] = time.time() + int(ttl)
+    return 200, {}, token.encode()
+
+
 @path_route("/latest/")
 def metadata(cloud: Cloud, method: str, path: str, headers: dict[str, str],
              client: str) -> tuple[int, dict[str, str], bytes]:
     """Hardened-mode metadata: a token first, then the attached role's credentials."""
     if path == TOKEN_PATH and method == "PUT":
-        ttl = headers.get("x-aliyun-ecs-metadata-token-ttl-seconds", "")
-        if not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
-            return 400, {}, b"invalid X-aliyun-ecs-metadata-token-ttl-seconds"
-        token = secrets.token_urlsafe(32)
-        cloud.runtime.setdefault("metadata_tokens", {})[token] = time.time() + int(ttl)
-        return 200, {}, token.encode()
+        return _metadata_token(cloud, headers)
     if method != "GET" or not path.startswith(METADATA_PREFIX):
         return 404, {}, b"Not Found"
     if not _metadata_token_valid(cloud, headers):
@@ -211,7 +215,7 @@ def metadata(cloud: Cloud, method: str, path: str, headers: dict[str, str],
         if role is None or wanted.lower() != role["name"].lower():
             return 404, {}, b"Not Found"
         issued = issue(cloud.state, role, "ecs-instance-role", METADATA_CREDENTIALS_SECONDS,
-                       None, source="ecs-metadata")
+                       session_policy=None, source="ecs-metadata")
         cloud.state.save()
     answer = {**issued["Credentials"], "LastUpdated": iso_utc(time.time()), "Code": "Success"}
     return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()

@@ -199,7 +199,6 @@ class Cloud:
         try:
             product, action = self._route(params)
             principal = self._authenticate(method, params)
-            access_key_id = principal.access_key_id
             self._authorize(product, action, principal)
             fault = self.faults.pick(product.code, action.name)
             delay = fault.delay if fault else 0.0
