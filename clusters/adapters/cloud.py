@@ -7,6 +7,10 @@ could buy twice.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -40,12 +44,38 @@ def _keys_source(keys: Keys) -> CredentialSource:
     return AccessKeySource(keys.access_key_id, keys.access_key_secret)
 
 
+# Renewing sources (a role) are shared by the steps of a process, so each step does not call
+# AssumeRole or the metadata service again (STS throttles AssumeRole). Keyed by everything the
+# keys depend on, secrets hashed: an edited account gets a new entry.
+_RENEWING: OrderedDict[str, CredentialSource] = OrderedDict()
+_RENEWING_LOCK = threading.Lock()
+_RENEWING_MAX = 256
+
+
 def credentials_for(account: CloudAccount, region: str) -> CredentialSource:
     """The account's credential source, built from what it stores and nothing else.
 
     Never the SDK's default chain: no environment variable, profile file or metadata
     address is read unless the account names it (auth.py explains the SDK's traps).
     """
+    if account.credential_kind not in (CredentialKind.RAM_ROLE, CredentialKind.ECS_ROLE):
+        return _build_credentials(account, region)
+    key = hashlib.sha256(json.dumps([
+        account.credential_kind, account.access_key_id, account.access_key_secret,
+        account.role_arn, account.external_id, account.session_policy, account.ecs_role_name,
+        region, str(settings.ALIYUN_ENDPOINT_OVERRIDE), settings.ALIYUN_ECS_METADATA_ENDPOINT,
+    ]).encode()).hexdigest()
+    with _RENEWING_LOCK:
+        source = _RENEWING.get(key)
+        if source is None:
+            source = _RENEWING[key] = _build_credentials(account, region)
+            while len(_RENEWING) > _RENEWING_MAX:
+                _RENEWING.popitem(last=False)
+        _RENEWING.move_to_end(key)
+        return source
+
+
+def _build_credentials(account: CloudAccount, region: str) -> CredentialSource:
     kind = account.credential_kind
     override = settings.ALIYUN_ENDPOINT_OVERRIDE
     if kind == CredentialKind.ACCESS_KEY:

@@ -212,3 +212,17 @@ def test_credentials_in_the_environment_are_never_used(
     signers = callers(pointed, "DescribeRegions")
     assert len(signers) == 3 and host_key not in signers
     assert signers[0] == token["AccessKeyId"] and signers[2] == pointed.access_key_id
+
+
+def test_steps_of_a_process_share_the_role_keys_until_they_need_renewing(
+        pointed: Emulator) -> None:
+    """Each step builds its own cloud; AssumeRole is not called again for each (STS
+    throttles it), but an edited account is assumed anew."""
+    account = role_account(pointed)
+    pointed.control.clear_calls()
+    for _ in range(3):
+        cloud_for_account(account, pointed.region_id).describe_regions()
+    assert len(callers(pointed, "AssumeRole")) == 1
+    account.session_policy = json.dumps(READ_ECS)
+    cloud_for_account(account, pointed.region_id).describe_regions()
+    assert len(callers(pointed, "AssumeRole")) == 2
