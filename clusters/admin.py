@@ -29,8 +29,8 @@ from clusters.web import audit
 
 RECENT = 200
 SECRET_FIELDS = (
-    "access_key_secret", "security_token", "k3s_token", "k3s_agent_token", "kubeconfig", "datastore_password",
-    "external_dsn",
+    "access_key_secret", "security_token", "k3s_token", "k3s_agent_token", "kubeconfig",
+    "datastore_password", "external_dsn",
     "ssh_private_key", "ssh_password", "ssh_key_passphrase",
 )
 
