@@ -29,8 +29,8 @@ from clusters.web import audit
 
 RECENT = 200
 SECRET_FIELDS = (
-    "access_key_secret", "k3s_token", "k3s_agent_token", "kubeconfig", "datastore_password",
-    "external_dsn",
+    "access_key_secret", "security_token", "k3s_token", "k3s_agent_token", "kubeconfig",
+    "datastore_password", "external_dsn",
     "ssh_private_key", "ssh_password", "ssh_key_passphrase",
 )
 
@@ -51,11 +51,12 @@ class ReadOnlyInline(admin.TabularInline):
 
 @admin.register(CloudAccount)
 class CloudAccountAdmin(admin.ModelAdmin):
-    list_display = ("name", "access_key_id", "default_region", "owner", "created_at")
+    list_display = ("name", "credential_kind", "access_key_id", "role_arn", "default_region",
+                    "owner", "created_at")
     list_select_related = ("owner",)
-    search_fields = ("name", "access_key_id", "owner__username")
-    list_filter = ("default_region",)
-    exclude = ("access_key_secret",)
+    search_fields = ("name", "access_key_id", "role_arn", "owner__username")
+    list_filter = ("default_region", "credential_kind")
+    exclude = ("access_key_secret", "security_token")
     readonly_fields = ("created_at",)
 
 

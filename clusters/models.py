@@ -17,13 +17,36 @@ if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise  # a type only (a dev requirement)
 
 
+class CredentialKind(models.TextChoices):
+    """How the panel gets the keys it signs with (clusters.adapters.aliyun.auth)."""
+
+    ACCESS_KEY = "access_key", _("RAM user AccessKey")
+    RAM_ROLE = "ram_role", _("RAM role, assumed with a RAM user's AccessKey")
+    ECS_ROLE = "ecs_role", _("RAM role of the ECS instance the panel runs on")
+    STS_TOKEN = "sts_token", _("Short-lived STS token")
+
+
 class CloudAccount(models.Model):
-    """An Alibaba Cloud AccessKey pair a user lends the panel."""
+    """Alibaba Cloud credentials a user lends the panel: an AccessKey, a RAM role (assumed
+    with an AccessKey that may only assume it, or the ECS instance's role), or an STS token.
+
+    Secrets (the AccessKey secret, a pasted SecurityToken) are encrypted at rest; an
+    `ecs_role` account stores no secret at all, only the role's name.
+    """
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     name = models.CharField(_("name"), max_length=100)
-    access_key_id = models.CharField(_("AccessKey ID"), max_length=128)
-    access_key_secret = EncryptedTextField(_("AccessKey secret"))
+    credential_kind = models.CharField(_("credential kind"), max_length=16,
+                                       choices=CredentialKind.choices,
+                                       default=CredentialKind.ACCESS_KEY)
+    access_key_id = models.CharField(_("AccessKey ID"), max_length=128, blank=True)
+    access_key_secret = EncryptedTextField(_("AccessKey secret"), blank=True)
+    role_arn = models.CharField(_("RAM role ARN"), max_length=200, blank=True)
+    external_id = models.CharField(_("ExternalId"), max_length=1224, blank=True)
+    session_policy = models.TextField(_("session policy"), blank=True)
+    ecs_role_name = models.CharField(_("ECS instance RAM role"), max_length=64, blank=True)
+    security_token = EncryptedTextField(_("STS SecurityToken"), blank=True)
+    token_expires_at = models.DateTimeField(_("STS token expiry"), null=True, blank=True)
     default_region = models.CharField(_("default region"), max_length=64, default="cn-hangzhou")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -34,7 +57,20 @@ class CloudAccount(models.Model):
         ordering = ["name"]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.access_key_id})"
+        return f"{self.name} ({self.identity})"
+
+    @property
+    def identity(self) -> str:
+        """What the account is, safe to show: the key ID, the role ARN or the role name."""
+        if self.credential_kind == CredentialKind.RAM_ROLE:
+            return self.role_arn
+        if self.credential_kind == CredentialKind.ECS_ROLE:
+            return f"ECS role {self.ecs_role_name}"
+        return self.access_key_id
+
+    def secret_values(self) -> list[str]:
+        """The secrets stored for this account (for log redaction)."""
+        return [v for v in (self.access_key_secret, self.security_token) if v]
 
 
 class ClusterStatus(models.TextChoices):
@@ -177,7 +213,7 @@ class Cluster(models.Model):
             self.datastore_password,
             self.external_dsn,
             self.kubeconfig,
-            self.cloud_account.access_key_secret,
+            *self.cloud_account.secret_values(),
         ]
         for node in self.nodes.all():
             values.extend([node.ssh_private_key, node.ssh_password, node.ssh_key_passphrase])

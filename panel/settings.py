@@ -271,6 +271,10 @@ PANEL_STEP_MODULES = ["clusters.steps.all", *env_list("PANEL_EXTRA_STEP_MODULES"
 # Alibaba Cloud: when set, every SDK call goes to this host:port over HTTP and nowhere else
 # (the offline emulator); unset, the SDK's real endpoints are used.
 ALIYUN_ENDPOINT_OVERRIDE = env_str("ALIYUN_ENDPOINT_OVERRIDE") or None
+# host[:port] of the ECS instance metadata service, for accounts using the ECS instance RAM
+# role. Unset: 100.100.100.200, except while ALIYUN_ENDPOINT_OVERRIDE is set, when the panel
+# refuses to guess (fail closed; tests point it at the emulator's stand-in).
+ALIYUN_ECS_METADATA_ENDPOINT = env_str("ALIYUN_ECS_METADATA_ENDPOINT") or ""
 
 # Where the wizard checks that a K3s version exists; unset: GitHub / update.k3s.io and the
 # China mirror. The offline sandbox points them at its artifact server.

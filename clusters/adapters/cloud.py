@@ -7,13 +7,28 @@ could buy twice.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.utils import timezone
 
-from clusters.adapters.aliyun import AliyunCloud
-from clusters.models import CloudAccount, CloudResource, Cluster, ResourceState
+from clusters.adapters.aliyun import (
+    AccessKeySource,
+    AliyunCloud,
+    AssumedRoleSource,
+    CredentialSource,
+    EcsInstanceRoleSource,
+    Keys,
+    StsTokenSource,
+)
+from clusters.adapters.aliyun.auth import metadata_endpoint
+from clusters.adapters.aliyun.client import EndpointPolicy
+from clusters.core.errors import PermanentError
+from clusters.models import CloudAccount, CloudResource, Cluster, CredentialKind, ResourceState
 
 if TYPE_CHECKING:
     # A type only: adapters never import the engine (.importlinter); the step
@@ -23,9 +38,71 @@ if TYPE_CHECKING:
 TAG_KEY = "k3s-panel-cluster"
 
 
+def _keys_source(keys: Keys) -> CredentialSource:
+    if keys.security_token:
+        return StsTokenSource(keys.access_key_id, keys.access_key_secret, keys.security_token)
+    return AccessKeySource(keys.access_key_id, keys.access_key_secret)
+
+
+# Renewing sources (a role) are shared by the steps of a process, so each step does not call
+# AssumeRole or the metadata service again (STS throttles AssumeRole). Keyed by everything the
+# keys depend on, secrets hashed: an edited account gets a new entry.
+_RENEWING: OrderedDict[str, CredentialSource] = OrderedDict()
+_RENEWING_LOCK = threading.Lock()
+_RENEWING_MAX = 256
+
+
+def credentials_for(account: CloudAccount, region: str) -> CredentialSource:
+    """The account's credential source, built from what it stores and nothing else.
+
+    Never the SDK's default chain: no environment variable, profile file or metadata
+    address is read unless the account names it (auth.py explains the SDK's traps).
+    """
+    if account.credential_kind not in (CredentialKind.RAM_ROLE, CredentialKind.ECS_ROLE):
+        return _build_credentials(account, region)
+    key = hashlib.sha256(json.dumps([
+        account.credential_kind, account.access_key_id, account.access_key_secret,
+        account.role_arn, account.external_id, account.session_policy, account.ecs_role_name,
+        region, str(settings.ALIYUN_ENDPOINT_OVERRIDE), settings.ALIYUN_ECS_METADATA_ENDPOINT,
+    ]).encode()).hexdigest()
+    with _RENEWING_LOCK:
+        source = _RENEWING.get(key)
+        if source is None:
+            source = _RENEWING[key] = _build_credentials(account, region)
+            while len(_RENEWING) > _RENEWING_MAX:
+                _RENEWING.popitem(last=False)
+        _RENEWING.move_to_end(key)
+        return source
+
+
+def _build_credentials(account: CloudAccount, region: str) -> CredentialSource:
+    kind = account.credential_kind
+    override = settings.ALIYUN_ENDPOINT_OVERRIDE
+    if kind == CredentialKind.ACCESS_KEY:
+        return AccessKeySource(account.access_key_id, account.access_key_secret)
+    if kind == CredentialKind.STS_TOKEN:
+        expires = account.token_expires_at.timestamp() if account.token_expires_at else None
+        return StsTokenSource(account.access_key_id, account.access_key_secret,
+                              account.security_token, expires)
+    if kind == CredentialKind.ECS_ROLE:
+        endpoint = metadata_endpoint(settings.ALIYUN_ECS_METADATA_ENDPOINT,
+                                     EndpointPolicy(override).overridden)
+        return EcsInstanceRoleSource(account.ecs_role_name, endpoint)
+    if kind == CredentialKind.RAM_ROLE:
+        def assume(keys: Keys, params: dict[str, str]) -> dict[str, Any]:
+            return AliyunCloud("", "", region, endpoint_override=override,
+                               credentials=_keys_source(keys)).assume_role(params)
+
+        return AssumedRoleSource(
+            AccessKeySource(account.access_key_id, account.access_key_secret),
+            account.role_arn, assume, external_id=account.external_id,
+            session_policy=account.session_policy)
+    raise PermanentError(f"Unknown credential kind {kind!r}.")
+
+
 def cloud_for_account(account: CloudAccount, region: str) -> AliyunCloud:
-    return AliyunCloud(account.access_key_id, account.access_key_secret, region,
-                       endpoint_override=settings.ALIYUN_ENDPOINT_OVERRIDE)
+    return AliyunCloud("", "", region, endpoint_override=settings.ALIYUN_ENDPOINT_OVERRIDE,
+                       credentials=credentials_for(account, region))
 
 
 def cloud_for(cluster: Cluster) -> AliyunCloud:

@@ -19,8 +19,10 @@ from django.conf import settings
 from clusters.adapters import datastore, host_addresses, ssh
 from clusters.adapters.aliyun import AliyunCloud, RdsClassOffer, Region, Vpc, VSwitch
 from clusters.adapters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
+from clusters.adapters.cloud import cloud_for_account
 from clusters.core.errors import StepError, TransientError
 from clusters.k3s.dsn import MySQLEndpoint
+from clusters.models import CloudAccount
 
 LOOKUP_TIMEOUT = 8.0
 LOOKUP_CONNECT_TIMEOUT = 5
@@ -42,9 +44,9 @@ class NetworkChoices:
     vswitches: list[VSwitch] = field(default_factory=list)
 
 
-def _cloud(access_key_id: str, access_key_secret: str, region: str) -> AliyunCloud:
-    return AliyunCloud(access_key_id, access_key_secret, region or "cn-hangzhou",
-                       endpoint_override=settings.ALIYUN_ENDPOINT_OVERRIDE)
+def _cloud(account: CloudAccount, region: str) -> AliyunCloud:
+    """The account's cloud (saved or not yet: the form checks it before saving)."""
+    return cloud_for_account(account, region or "cn-hangzhou")
 
 
 def _explain(exc: StepError) -> str:
@@ -53,23 +55,23 @@ def _explain(exc: StepError) -> str:
         return ("Alibaba Cloud rejected this AccessKey (wrong ID or secret, or the key is "
                 f"disabled): {text}")
     if "Forbidden" in text or "NoPermission" in text:
-        return f"This AccessKey lacks a permission the panel needs: {text}"
+        return f"These credentials lack a permission the panel needs: {text}"
     return text
 
 
-def list_regions(access_key_id: str, access_key_secret: str,
-                 region_hint: str = "cn-hangzhou") -> list[Region]:
-    """DescribeRegions: the cheapest call that proves an AccessKey pair works."""
+def list_regions(account: CloudAccount, region_hint: str = "cn-hangzhou") -> list[Region]:
+    """DescribeRegions: the cheapest call that proves the credentials work (for a role:
+    that it can be assumed, and that the role may call ECS)."""
     try:
-        return _cloud(access_key_id, access_key_secret, region_hint).describe_regions()
+        return _cloud(account, region_hint).describe_regions()
     except StepError as exc:
         raise CheckFailed(_explain(exc)) from None
 
 
-def network_choices(access_key_id: str, access_key_secret: str, region: str) -> NetworkChoices:
+def network_choices(account: CloudAccount, region: str) -> NetworkChoices:
     """Zones, VPCs and vSwitches of a region, for the network step's choices."""
     try:
-        cloud = _cloud(access_key_id, access_key_secret, region)
+        cloud = _cloud(account, region)
         return NetworkChoices([zone.zone_id for zone in cloud.describe_zones()],
                               cloud.describe_vpcs(), cloud.describe_vswitches())
     except StepError as exc:
@@ -94,11 +96,10 @@ class RdsChoices:
         return next((c for c in self.classes if c.instance_class == instance_class), None)
 
 
-def rds_choices(access_key_id: str, access_key_secret: str, region: str, zone: str,
-                version: str) -> RdsChoices:
+def rds_choices(account: CloudAccount, region: str, zone: str, version: str) -> RdsChoices:
     """Ask RDS what it sells in `zone` today; raises CheckFailed with the adapter's words."""
     try:
-        cloud = _cloud(access_key_id, access_key_secret, region)
+        cloud = _cloud(account, region)
         zones = cloud.describe_rds_zones(zone_id=zone)
         versions = sorted({v for z in zones if z.zone_id == zone for v in z.versions
                            if z.sells(v, RDS_CATEGORY, RDS_STORAGE_TYPE)})

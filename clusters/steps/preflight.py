@@ -34,7 +34,9 @@ def hosts_to_check(ctx: StepContext) -> list[Node]:
 def _credentials_and_region(ctx: StepContext, api: AliyunCloud) -> None:
     cluster = ctx.cluster
     regions = {region.region_id for region in api.describe_regions()}
-    ctx.say(f"AccessKey {cluster.cloud_account.access_key_id} works ({len(regions)} regions)")
+    # A denied call fails here with the RAM action it needed (errors.py), its code and
+    # RequestId; the credentials line says which identity was refused.
+    ctx.say(f"{api.client.credentials.description} works ({len(regions)} regions)")
     if cluster.region not in regions:
         raise PermanentError(f"Region {cluster.region} is not available to this account.")
 

@@ -263,7 +263,7 @@ def cloud_accounts(request: SignedInRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         account = form.save()
         audit.record(request, AuditAction.CLOUD_ACCOUNT_ADD, None, account=account.name,
-                     access_key_id=account.access_key_id)
+                     identity=account.identity)
         messages.success(request, _("Cloud account %(name)s added.") % {"name": account.name})
         return redirect("clusters:cloud-accounts")
     accounts = CloudAccount.objects.filter(owner=request.user).annotate(

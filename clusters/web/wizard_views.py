@@ -125,8 +125,7 @@ def network_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRes
     account = _account(request, state)
     region = state.get("account")["region"]
     try:
-        choices = wizard_checks.network_choices(account.access_key_id, account.access_key_secret,
-                                                region)
+        choices = wizard_checks.network_choices(account, region)
     except wizard_checks.CheckFailed as exc:
         return _render(request, "network", {"lookup_error": str(exc), "region": region,
                                             "account": account})
@@ -152,8 +151,7 @@ def _rds_choices(request: SignedInRequest, state: wizard.WizardState,
     """What RDS sells in the cluster's zone for `version`, or the reason it is unknown."""
     account = _account(request, state)
     try:
-        return wizard_checks.rds_choices(account.access_key_id, account.access_key_secret,
-                                         state.get("account")["region"],
+        return wizard_checks.rds_choices(account, state.get("account")["region"],
                                          state.get("network")["zone"], version), ""
     except wizard_checks.CheckFailed as exc:
         return None, str(exc)

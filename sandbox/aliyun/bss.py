@@ -27,7 +27,8 @@ from sandbox.aliyun.gateway.params import Param, Params
 from sandbox.aliyun.gateway.registry import Product, control_route, register_product
 from sandbox.aliyun.gateway.state import State
 
-BSS = register_product(Product("BssOpenApi", "2017-12-14", "business.aliyuncs.com"))
+BSS = register_product(Product("BssOpenApi", "2017-12-14", "business.aliyuncs.com",
+                                   ram_namespace="bssapi"))
 
 CURRENCY = "CNY"
 # {product: {module code: {config value: (price per unit, unit)}}}; "*" = any value.

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PRODUCT_CODES = ("Ecs", "Vpc", "Slb", "Rds")
+PRODUCT_CODES = ("Ecs", "Vpc", "Slb", "Rds", "Sts")
 DEFAULT_REGION = "cn-hangzhou"
 NO_PROXY = {"http": None, "https": None}
 
@@ -53,9 +53,29 @@ class ControlClient:
     def health(self) -> dict[str, Any]:
         return self.request("GET", "health")
 
-    def add_account(self, access_key_id: str, access_key_secret: str) -> None:
+    def add_account(self, access_key_id: str, access_key_secret: str,
+                    policy: dict[str, Any] | None = None, *, name: str = "",
+                    root: bool = False) -> None:
+        """A RAM user's AccessKey; `policy` (a RAM policy document) limits what it may call."""
         self.request("POST", "accounts", {"access_key_id": access_key_id,
-                                          "access_key_secret": access_key_secret})
+                                          "access_key_secret": access_key_secret,
+                                          "policy": policy, "name": name, "root": root})
+
+    def create_role(self, name: str, *, policy: dict[str, Any] | None = None,
+                    external_id: str | None = None, ecs: bool = False,
+                    max_session_duration: int | None = None) -> str:
+        """A RAM role this account may assume (or, `ecs`, attached to the panel's ECS
+        instance and served by the metadata stand-in); returns its ARN."""
+        return str(self.request("POST", "ram/roles", {
+            "name": name, "policy": policy, "external_id": external_id, "ecs": ecs,
+            "max_session_duration": max_session_duration})["arn"])
+
+    def sts_tokens(self) -> list[dict[str, Any]]:
+        """Temporary credentials STS issued so far (key ids, roles, sources; no secrets)."""
+        return list(self.request("GET", "sts/tokens")["tokens"])
+
+    def expire_sts_tokens(self, role: str = "") -> int:
+        return int(self.request("POST", "sts/expire", {"role": role})["expired"])
 
     def seed(self, document: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", "seed", document)

@@ -151,7 +151,7 @@ def test_the_sdk_resolver_chain_is_never_consulted_with_an_override(
         target = cloud(capture.endpoint)
         assert target.describe_rds("rm-1").status == "Running"  # type: ignore[union-attr]
         with pytest.raises(ClientException, match="disabled"):
-            target.client._sdk._resolve_endpoint(DescribeDBInstanceAttributeRequest())
+            target.client.sdk._resolve_endpoint(DescribeDBInstanceAttributeRequest())
     finally:
         # Restore the process-wide table exactly: an entry left behind would send every
         # later client in this process to that endpoint.
@@ -162,7 +162,7 @@ def test_the_sdk_resolver_chain_is_never_consulted_with_an_override(
 def test_without_override_the_real_endpoint_is_resolved_offline() -> None:
     real = cloud(None)
     assert not real.client.policy.overridden
-    endpoint = real.client._sdk._resolve_endpoint(DescribeDBInstanceAttributeRequest())
+    endpoint = real.client.sdk._resolve_endpoint(DescribeDBInstanceAttributeRequest())
     assert endpoint == "rds.aliyuncs.com"  # from the SDK's own tables; nothing was sent
 
 
@@ -246,7 +246,10 @@ def test_busy_and_throttled_are_transient(code: str) -> None:
 @pytest.mark.parametrize(("code", "hint"), [
     ("InvalidAccessKeyId.NotFound", "does not know this AccessKey ID"),
     ("InvalidAccessKeyId.Inactive", "AccessKey is disabled"),
-    ("Forbidden.RAM", "lacks permission for CreateDBInstance"),
+    ("Forbidden.RAM", "lacks the permission rds:CreateDBInstance"),
+    ("NoPermission", "add rds:CreateDBInstance to its policy"),
+    ("InvalidSecurityToken.Expired", "STS token expired"),
+    ("EntityNotExist.Role", "No RAM role has this ARN"),
     ("QuotaExceed.Instance", "quota was reached"),
     ("AccountLimitExceeded", "quota was reached"),
     ("InvalidTimeStamp.Expired", "clock"),

@@ -24,6 +24,7 @@ GetPayAsYouGoPrice) is a few lines here:
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -391,3 +392,18 @@ def _rds_classes(world: World) -> None:
     offers = world.cloud.describe_rds_classes(world.zone_id, "8.0")
     assert "mysql.n2.medium.2c" in {o.instance_class for o in offers}
     assert all(o.storage_min <= o.storage_max for o in offers)
+
+
+# ---- credentials without long-lived keys ------------------------------------------------------
+
+@scenario("Sts", "AssumeRole")
+def _assume_role(world: World) -> None:
+    policy = {"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": "ecs:Describe*", "Resource": "*"}]}
+    arn = world.once("role", lambda: world.emulator.control.create_role(
+        "conformance-role", policy=policy, external_id="conformance-ext"))
+    answer = world.cloud.assume_role({
+        "RoleArn": arn, "RoleSessionName": "k3s-panel", "DurationSeconds": "900",
+        "ExternalId": "conformance-ext", "Policy": json.dumps(policy)})
+    assert answer["Credentials"]["AccessKeyId"].startswith("STS.")
+    assert answer["Credentials"]["SecurityToken"] and answer["Credentials"]["Expiration"]

@@ -13,6 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from clusters.adapters.aliyun.auth import (
+    AccessKeySource,
+    AssumedRoleSource,
+    CredentialSource,
+    EcsInstanceRoleSource,
+    Keys,
+    StsTokenSource,
+)
 from clusters.adapters.aliyun.bss import BssApi
 from clusters.adapters.aliyun.client import AliyunClient, EndpointPolicy, parse_override
 from clusters.adapters.aliyun.ecs_vpc import EcsVpcApi
@@ -49,16 +57,22 @@ from clusters.adapters.aliyun.models import (
 from clusters.adapters.aliyun.rds import RdsApi
 from clusters.adapters.aliyun.rds_price import RdsPriceApi
 from clusters.adapters.aliyun.slb import SlbApi
+from clusters.adapters.aliyun.sts import StsApi
 
 
-class AliyunCloud(EcsVpcApi, RdsApi, RdsPriceApi, SlbApi, BssApi):
-    """Everything provisioning asks of Alibaba Cloud, for one AccessKey and region."""
+class AliyunCloud(EcsVpcApi, RdsApi, RdsPriceApi, SlbApi, BssApi, StsApi):
+    """Everything provisioning asks of Alibaba Cloud, for one identity and region.
+
+    The identity is an AccessKey pair, or `credentials` (auth.py: an assumed role, the ECS
+    instance role, an STS token), in which case the key arguments are left empty.
+    """
 
     def __init__(self, access_key_id: str, access_key_secret: str, region: str,
                  endpoint_override: str | Mapping[str, str] | None = None, *,
-                 read_timeouts: Mapping[str, float] | None = None) -> None:
+                 read_timeouts: Mapping[str, float] | None = None,
+                 credentials: CredentialSource | None = None) -> None:
         self.client = AliyunClient(access_key_id, access_key_secret, region, endpoint_override,
-                                   read_timeouts=read_timeouts)
+                                   read_timeouts=read_timeouts, credentials=credentials)
 
     @property
     def region(self) -> str:
@@ -69,17 +83,22 @@ __all__ = [
     "LCU_SPEC",
     "PAY_BY_LCU",
     "PAY_BY_SPEC",
+    "AccessKeySource",
     "Account",
     "AliyunClient",
     "AliyunCloud",
+    "AssumedRoleSource",
     "BackendHealth",
     "BackendServer",
     "Backup",
     "CloudNotFound",
+    "CredentialSource",
     "Database",
+    "EcsInstanceRoleSource",
     "EndpointPolicy",
     "HourlyPrice",
     "Instance",
+    "Keys",
     "LoadBalancer",
     "NetInfo",
     "ParameterTemplate",
@@ -93,6 +112,7 @@ __all__ = [
     "Region",
     "SlbCreated",
     "SlbSpec",
+    "StsTokenSource",
     "TcpListener",
     "VSwitch",
     "Vpc",

@@ -15,6 +15,10 @@ Why each choice (read in aliyunsdkcore 2.16.1's source):
   a worker; the engine retries TransientError with backoff in its step budget instead, and
   never re-sends a create without the same ClientToken.
 - Per-action read timeouts (CreateDBInstance can take ~20 s to answer, per its API doc).
+- Credentials are named, never found: `auth.py` says where keys come from and why the SDK's
+  own credential classes and environment lookups are bypassed. The SDK client is always
+  built as `AcsClient(ak, secret)` (the only form that never reads the environment) and, for
+  temporary keys, given an `StsTokenSigner` of those keys.
 - The SDK logs every request's parameters at DEBUG (AccountPassword included) and the full
   request URL on errors: a filter drops the former and scrubs the latter.
 """
@@ -28,16 +32,19 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
+from aliyunsdkcore.auth.credentials import StsTokenCredential
+from aliyunsdkcore.auth.signers.sts_token_signer import StsTokenSigner
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import AcsRequest
 
+from clusters.adapters.aliyun.auth import AccessKeySource, CredentialSource, Keys
 from clusters.adapters.aliyun.errors import map_sdk_error, scrub
 from clusters.adapters.aliyun.models import items
 from clusters.core.errors import PermanentError, StepError, TransientError
 from clusters.core.redaction import Redactor
 
 # BssOpenApi: GetPayAsYouGoPrice (business.aliyuncs.com), for the review page's prices.
-PRODUCTS = ("Ecs", "Vpc", "Rds", "Slb", "BssOpenApi")
+PRODUCTS = ("Ecs", "Vpc", "Rds", "Slb", "BssOpenApi", "Sts")
 CONNECT_TIMEOUT = 5
 DEFAULT_READ_TIMEOUT = 10
 READ_TIMEOUTS = {  # seconds; actions that do real work before answering
@@ -142,29 +149,67 @@ _install_log_filters()
 
 
 class AliyunClient:
-    """Sends SDK requests for one AccessKey and region; returns parsed JSON bodies."""
+    """Sends SDK requests for one identity and region; returns parsed JSON bodies.
+
+    The identity is an AccessKey pair, or `credentials` (any `auth.CredentialSource`: an
+    assumed RAM role, the ECS instance role, a pasted STS token), asked for its current keys
+    before every call so temporary keys are renewed before they expire.
+    """
 
     def __init__(self, access_key_id: str, access_key_secret: str, region: str,
                  endpoint_override: str | Mapping[str, str] | None = None, *,
-                 read_timeouts: Mapping[str, float] | None = None) -> None:
-        if not access_key_id or not access_key_secret:
-            raise PermanentError("An AccessKey ID and secret are required.")
+                 read_timeouts: Mapping[str, float] | None = None,
+                 credentials: CredentialSource | None = None) -> None:
+        self.credentials: CredentialSource = credentials or AccessKeySource(
+            access_key_id, access_key_secret)
         if not re.fullmatch(r"[A-Za-z0-9_-]+", region or ""):
             raise PermanentError(f"{region!r} is not a region id (e.g. cn-hangzhou).")
         self.region = region
         self.policy = EndpointPolicy(endpoint_override)
         self.read_timeouts = {**READ_TIMEOUTS, **(read_timeouts or {})}
-        self._redact = Redactor([access_key_secret])
-        self._sdk = AcsClient(
-            access_key_id, access_key_secret, region, auto_retry=False, max_retry_time=0,
-            connect_timeout=CONNECT_TIMEOUT, timeout=DEFAULT_READ_TIMEOUT,
+        self._signed_with: Keys | None = None
+        self._sdk: AcsClient | None = None
+
+    @property
+    def sdk(self) -> AcsClient:
+        """The SDK client for the current keys (built on first use, not at construction:
+        a role's keys are fetched only when a call needs them)."""
+        return self._client_for(self.credentials.keys())
+
+    def _client_for(self, keys: Keys) -> AcsClient:
+        """The SDK client signing with `keys` (rebuilt only when the keys change)."""
+        if self._sdk is not None and self._signed_with == keys:
+            return self._sdk
+        # ak + secret given: SignerFactory's first branch, which never reads the environment.
+        sdk = AcsClient(
+            keys.access_key_id, keys.access_key_secret, self.region, auto_retry=False,
+            max_retry_time=0, connect_timeout=CONNECT_TIMEOUT, timeout=DEFAULT_READ_TIMEOUT,
             proxy={"http": None, "https": None})
-        self._sdk.session.trust_env = False
+        if keys.security_token:
+            sdk._signer = StsTokenSigner(StsTokenCredential(  # see auth.py: set, not found
+                keys.access_key_id, keys.access_key_secret, keys.security_token))
+        sdk.session.trust_env = False
         if self.policy.overridden:
-            self._sdk._endpoint_resolver = _RefusingResolver()  # see the module docstring
+            sdk._endpoint_resolver = _RefusingResolver()  # see the module docstring
+        self._sdk, self._signed_with = sdk, keys
+        return sdk
 
     def call(self, request: AcsRequest, *, secrets: Iterable[str] = ()) -> dict[str, Any]:
         """Send one request (one HTTP attempt); StepError on any failure."""
+        try:
+            return self._call(request, secrets)
+        except StepError as error:
+            if error.code != "InvalidSecurityToken.Expired" or not self.credentials.renewable:
+                raise
+            # Our clock said the keys were still good: renew them and let the engine retry.
+            self.credentials.invalidate()
+            raise TransientError(str(error.message), code=error.code,
+                                 request_id=error.request_id,
+                                 http_status=error.http_status) from None
+
+    def _call(self, request: AcsRequest, secrets: Iterable[str]) -> dict[str, Any]:
+        keys = self.credentials.keys()
+        sdk = self._client_for(keys)
         product, action = request.get_product(), request.get_action_name()
         endpoint = self.policy.endpoint_for(product)
         if endpoint:
@@ -174,9 +219,9 @@ class AliyunClient:
             request.set_protocol_type("https")
         request.set_connect_timeout(CONNECT_TIMEOUT)
         request.set_read_timeout(self.read_timeouts.get(action, DEFAULT_READ_TIMEOUT))
-        redact = Redactor([*secrets, *self._redact_secrets()])
+        redact = Redactor([*secrets, *keys.secrets()])
         try:
-            body = self._sdk.do_action_with_exception(request)
+            body = sdk.do_action_with_exception(request)
         except (ServerException, ClientException) as exc:
             raise map_sdk_error(exc, product=product, action=action, endpoint=endpoint or "",
                                 redact=redact) from None
@@ -192,9 +237,9 @@ class AliyunClient:
             raise TransientError(f"{product} {action}: unexpected answer shape.")
         return parsed
 
-    def _redact_secrets(self) -> list[str]:
-        secret = self._sdk.get_access_secret()
-        return [secret] if secret else []
+    def secret_values(self) -> list[str]:
+        """The secrets of the keys in use now (for a caller's redactor)."""
+        return self._signed_with.secrets() if self._signed_with else []
 
 
 MAX_PAGES = 100

@@ -53,11 +53,19 @@ _HINTS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), h) for p
      "The AccessKey secret is wrong (Alibaba Cloud could not verify the request signature)."),
     (r"^InvalidTimeStamp\.",
      "This server's clock differs from Alibaba Cloud's by more than 15 minutes: fix NTP."),
+    (r"^InvalidSecurityToken\.Expired$",
+     "The STS token expired: paste a new one, or use a RAM role credential, which the panel "
+     "renews by itself."),
+    (r"^(MissingSecurityToken|InvalidSecurityToken\.\w+)$",
+     "The STS token does not belong to this AccessKey ID or is incomplete: paste the "
+     "AccessKeyId, AccessKeySecret and SecurityToken of one AssumeRole answer."),
+    (r"^EntityNotExist\.Role$",
+     "No RAM role has this ARN: copy the role's ARN (acs:ram::<account id>:role/<name>) from "
+     "the RAM console."),
     (r"^(Forbidden\.RAM|Forbidden|NoPermission|Forbidden\.NoPermission|"
      r"Forbidden\.RiskControl|Forbbiden\.NoPermission)$",
-     "The RAM user behind this AccessKey lacks permission for {action}: grant it "
-     "AliyunRDSFullAccess, AliyunSLBFullAccess, AliyunECSReadOnlyAccess and "
-     "AliyunVPCReadOnlyAccess (or a custom policy with this action)."),
+     "The RAM identity behind these credentials lacks the permission {ram_action}: add "
+     "{ram_action} to its policy (the README gives the least-privilege policy)."),
     (r"(Quota|LimitExceeded|QuotaExceed)",
      "An Alibaba Cloud quota was reached ({code}): release unused resources or ask for a "
      "higher quota in the Quota Center."),
@@ -133,10 +141,22 @@ def create_refused(error: StepError) -> bool:
             and error.code not in CLIENT_TOKEN_CODES)
 
 
-def hint_for(code: str, action: str) -> str | None:
+# RAM's service namespace of each product (RAM "Services that work with RAM"): the action a
+# policy must allow is "<namespace>:<API action>", e.g. rds:CreateDBInstance.
+RAM_NAMESPACES = {"Ecs": "ecs", "Vpc": "vpc", "Rds": "rds", "Slb": "slb", "BssOpenApi": "bssapi",
+                  "Sts": "sts"}
+
+
+def ram_action(product: str, action: str) -> str:
+    """The RAM action a policy must allow for `product`'s API `action`."""
+    return f"{RAM_NAMESPACES.get(product, product.lower())}:{action}"
+
+
+def hint_for(code: str, action: str, product: str = "") -> str | None:
     for pattern, hint in _HINTS:
         if pattern.search(code):
-            return hint.format(action=action, code=code)
+            return hint.format(action=action, code=code,
+                               ram_action=ram_action(product, action) if product else action)
     return None
 
 
@@ -156,7 +176,7 @@ def map_sdk_error(exc: Exception, *, product: str, action: str, endpoint: str = 
         status = exc.get_http_status()
         request_id = str(exc.get_request_id() or "")
         said = redact(scrub(str(exc.get_error_msg() or "")))
-        hint = hint_for(code, action)
+        hint = hint_for(code, action, product)
         if ALREADY_ACTIVATED in said:
             hint = _ALREADY_ACTIVATED_HINT
         if code in ("SignatureDoesNotMatch", "InvalidAccessKeySecret"):

@@ -13,6 +13,7 @@ from clusters.adapters import wizard_checks
 from clusters.models import (
     CloudAccount,
     Cluster,
+    CredentialKind,
 )
 from clusters.web.forms.cloud_account import CloudAccountForm
 from clusters.web.forms.common import CLUSTER_NAME, WizardForm, check_region_available
@@ -83,6 +84,7 @@ class AccountStepForm(WizardForm):
         """Validate (live) the AccessKey typed here; the wizard saves it when all is well."""
         form = CloudAccountForm(
             {"name": data.get("new_account_name") or "", "default_region": data["region"],
+             "credential_kind": CredentialKind.ACCESS_KEY,
              "access_key_id": data.get("access_key_id") or "",
              "access_key_secret": data.get("access_key_secret") or ""},
             owner=self.owner)
@@ -96,8 +98,7 @@ class AccountStepForm(WizardForm):
 
     def _check_account(self, account: CloudAccount, region: str) -> None:
         try:
-            regions = wizard_checks.list_regions(account.access_key_id,
-                                                 account.access_key_secret, region)
+            regions = wizard_checks.list_regions(account, region)
         except wizard_checks.CheckFailed as exc:
             self.add_error("cloud_account", str(exc))
             return

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.aliyun.gateway import errors, ids, network, signing
+from sandbox.aliyun.gateway import errors, ids, network, ram, signing
 from sandbox.aliyun.gateway.calllog import CallLog, redact
 from sandbox.aliyun.gateway.clock import Clock, parse_iso_utc
 from sandbox.aliyun.gateway.faults import FaultBook
@@ -32,7 +32,24 @@ TICK_SECONDS = 0.2
 COMMON_PARAMS = frozenset({
     "Action", "Version", "Format", "AccessKeyId", "Signature", "SignatureMethod",
     "SignatureVersion", "SignatureNonce", "SignatureType", "Timestamp", "ClientToken",
+    "SecurityToken",
 })
+STS_KEY_PREFIX = "STS."  # AccessKeyIds of temporary credentials (AssumeRole answer docs)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who signed a call: a RAM user's AccessKey or an STS token of an assumed role.
+
+    `policies` must all allow an action (a role's policy ∩ the session policy); an empty
+    tuple means "not restricted" (an account the test created without a policy).
+    """
+
+    access_key_id: str
+    kind: str  # "User" | "AssumedRoleUser"
+    display_name: str
+    policies: tuple[dict[str, Any], ...] = ()
+    root: bool = False
 
 
 @dataclass
@@ -45,6 +62,7 @@ class RequestContext:
     request_id: str
     region_id: str
     access_key_id: str
+    principal: Principal | None = None
 
     @property
     def clock(self) -> Clock:
@@ -129,7 +147,8 @@ class Cloud:
             for address in list(self.state.bucket("addresses")):
                 self.plumbing.take_down(address)
             self.state.wipe(keep=() if everything else
-                            ("accounts", "regions", "vpcs", "vswitches", "config"))
+                            ("accounts", "regions", "vpcs", "vswitches", "config",
+                             "ram_roles", "sts_tokens"))
             self.state.save()
         self.faults.clear()
         self.calls.clear()
@@ -157,10 +176,16 @@ class Cloud:
             return listed
 
     # ---- accounts ----------------------------------------------------------------------
-    def add_account(self, access_key_id: str, access_key_secret: str) -> None:
+    def add_account(self, access_key_id: str, access_key_secret: str,
+                    policy: dict[str, Any] | None = None, *, name: str = "",
+                    root: bool = False) -> None:
+        """A RAM user's AccessKey (`policy`: what it may call; None = anything), or the
+        account's own (`root`), which may not assume roles."""
         with self.lock:
             self.state.bucket("accounts")[access_key_id] = {
                 "secret": access_key_secret, "enabled": True,
+                "policy": ram.parse_policy(policy) if policy else None,
+                "name": name or access_key_id, "root": root,
             }
             self.state.save()
 
@@ -173,19 +198,20 @@ class Cloud:
         action_name = params.get("Action", "")
         try:
             product, action = self._route(params)
-            access_key_id = self._authenticate(method, params)
+            principal = self._authenticate(method, params)
+            self._authorize(product, action, principal)
             fault = self.faults.pick(product.code, action.name)
             delay = fault.delay if fault else 0.0
             if fault and fault.drop:
                 outcome = Outcome(0, delay=delay, drop=True)
             elif fault and fault.lose_answer:
                 with contextlib.suppress(errors.ApiError):  # a refusal is lost all the same
-                    self._dispatch(product, action, params, request_id, access_key_id)
+                    self._dispatch(product, action, params, request_id, principal)
                 outcome = Outcome(0, delay=delay, drop=True)
             elif fault and fault.error():
                 raise _Delayed(fault.error(), delay)  # type: ignore[arg-type]
             else:
-                body = self._dispatch(product, action, params, request_id, access_key_id)
+                body = self._dispatch(product, action, params, request_id, principal)
                 outcome = Outcome(200, {"RequestId": request_id, **body}, delay=delay)
         except _Delayed as delayed:
             outcome = self._error(delayed.error, request_id, product)
@@ -219,7 +245,7 @@ class Cloud:
             raise errors.ACTION_NOT_FOUND
         return product, action
 
-    def _authenticate(self, method: str, params: Mapping[str, str]) -> str:
+    def _authenticate(self, method: str, params: Mapping[str, str]) -> Principal:
         for name in ("AccessKeyId", "Signature", "Timestamp", "SignatureNonce"):
             if not params.get(name):
                 raise errors.missing_named(name)
@@ -235,18 +261,60 @@ class Cloud:
         if abs(now - sent_at) > TIMESTAMP_TOLERANCE:
             raise errors.TIMESTAMP_EXPIRED
         access_key_id = params["AccessKeyId"]
-        with self.lock:
-            account = self.state.bucket("accounts").get(access_key_id)
-        if account is None:
-            raise errors.INVALID_ACCESS_KEY
-        if not account.get("enabled", True):
-            raise errors.INACTIVE_ACCESS_KEY
+        if access_key_id.startswith(STS_KEY_PREFIX):
+            secret, principal = self._sts_principal(access_key_id, params, now)
+        else:
+            with self.lock:
+                account = self.state.bucket("accounts").get(access_key_id)
+            if account is None:
+                raise errors.INVALID_ACCESS_KEY
+            if not account.get("enabled", True):
+                raise errors.INACTIVE_ACCESS_KEY
+            secret = account["secret"]
+            policy = account.get("policy")
+            principal = Principal(access_key_id, "User", account.get("name", access_key_id),
+                                  (policy,) if policy else (), bool(account.get("root")))
         expected_sts = signing.string_to_sign(method, params)
-        expected = signing.sign(expected_sts, account["secret"])
+        expected = signing.sign(expected_sts, secret)
         if not signing.signatures_match(expected, params["Signature"]):
             raise errors.signature_mismatch(expected_sts)
         self._remember_nonce(access_key_id, params["SignatureNonce"], now)
-        return access_key_id
+        return principal
+
+    def _sts_principal(self, access_key_id: str, params: Mapping[str, str],
+                       now: float) -> tuple[str, Principal]:
+        """An STS key must come with its SecurityToken, before its Expiration."""
+        with self.lock:
+            issued = self.state.bucket("sts_tokens").get(access_key_id)
+            if issued is None:
+                raise errors.INVALID_ACCESS_KEY
+            role = self.state.bucket("ram_roles").get(issued["role"].lower())
+        token = params.get("SecurityToken", "")
+        if not token:
+            raise errors.MISSING_SECURITY_TOKEN
+        if not signing.signatures_match(issued["security_token"], token):
+            raise errors.SECURITY_TOKEN_MISMATCH
+        if now >= issued["expires"]:
+            raise errors.SECURITY_TOKEN_EXPIRED
+        policies: list[dict[str, Any]] = []
+        if role is None:  # the role was deleted: its sessions can do nothing
+            policies.append({"Version": "1", "Statement": [
+                {"Effect": "Deny", "Action": "*", "Resource": "*"}]})
+        elif role.get("policy"):
+            policies.append(role["policy"])
+        if issued.get("session_policy"):
+            policies.append(issued["session_policy"])
+        return issued["secret"], Principal(access_key_id, "AssumedRoleUser", issued["arn"],
+                                           tuple(policies))
+
+    def _authorize(self, product: Product, action: Action, principal: Principal) -> None:
+        """RAM: every policy of the principal must allow `<namespace>:<Action>`."""
+        if not principal.policies:
+            return
+        auth_action = f"{product.ram_namespace}:{action.name}"
+        verdict = ram.evaluate(list(principal.policies), auth_action)
+        if verdict != "Allow":
+            raise product.forbidden(auth_action, principal.display_name, verdict)
 
     def _remember_nonce(self, access_key_id: str, nonce: str, now: float) -> None:
         key = (access_key_id, nonce)
@@ -259,11 +327,12 @@ class Cloud:
 
     def _dispatch(
         self, product: Product, action: Action, params: Mapping[str, str], request_id: str,
-        access_key_id: str,
+        principal: Principal,
     ) -> dict[str, Any]:
+        access_key_id = principal.access_key_id
         typed = validate(action.params, params, product.missing)
         ctx = RequestContext(self, product, action.name, request_id,
-                             params.get("RegionId", ""), access_key_id)
+                             params.get("RegionId", ""), access_key_id, principal)
         with self.lock:
             for hook in product.tickers:
                 hook(self)
@@ -298,7 +367,7 @@ class Cloud:
         code = product.code if product else "OpenAPI"
         host = product.host_id if product else "aliyuncs.com"
         return Outcome(error.http_status, {
-            "RequestId": request_id, "HostId": host, "Code": error.code,
+            **error.extra, "RequestId": request_id, "HostId": host, "Code": error.code,
             "Message": error.message,
             "Recommend": f"https://api.aliyun.com/troubleshoot?q={error.code}&product={code}"
                          f"&requestId={request_id}",

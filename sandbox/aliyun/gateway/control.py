@@ -34,7 +34,12 @@ def add_account(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
     key_id, secret = body.get("access_key_id"), body.get("access_key_secret")
     if not key_id or not secret:
         raise ControlError(400, "access_key_id and access_key_secret are required")
-    cloud.add_account(str(key_id), str(secret))
+    policy = body.get("policy")
+    try:
+        cloud.add_account(str(key_id), str(secret), policy if isinstance(policy, dict) else None,
+                          name=str(body.get("name") or ""), root=bool(body.get("root")))
+    except ValueError as exc:  # ram.PolicyGrammarError
+        raise ControlError(400, f"bad policy: {exc}") from exc
     return 200, {"access_key_id": key_id}
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 class ApiError(Exception):
     """A failure to report to the caller exactly as Alibaba Cloud would."""
 
-    def __init__(self, http_status: int, code: str, message: str) -> None:
+    def __init__(self, http_status: int, code: str, message: str,
+                 extra: dict[str, object] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.http_status = http_status
         self.code = code
         self.message = message
+        self.extra = dict(extra or {})  # more fields of the error body (AccessDeniedDetail)
 
 
 def missing_parameter(name: str) -> ApiError:
@@ -76,6 +78,38 @@ INTERNAL_ERROR = ApiError(
 SERVICE_UNAVAILABLE = ApiError(
     503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server.",
 )
+# STS credentials (help "STS common errors" doc-detail/42775; the SDK's StsTokenSigner sends
+# the token as the SecurityToken query parameter).
+MISSING_SECURITY_TOKEN = ApiError(
+    400, "MissingSecurityToken", "SecurityToken is mandatory for this action.",
+)
+SECURITY_TOKEN_EXPIRED = ApiError(
+    400, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired.",
+)
+SECURITY_TOKEN_MISMATCH = ApiError(
+    400, "InvalidSecurityToken.MismatchWithAccessKey",
+    "Specified SecurityToken mismatch with the AccessKey.",
+)
+SECURITY_TOKEN_MALFORMED = ApiError(
+    400, "InvalidSecurityToken.Malformed", "Specified SecurityToken is malformed.",
+)
+
+
+def forbidden_ram(auth_action: str, principal: str, verdict: str) -> ApiError:
+    """RAM refused the call. Alibaba's gateway answers 403 Forbidden.RAM and, since 2023, an
+    `AccessDeniedDetail` naming the action it checked (its fields as we recall them from real
+    answers; the SDK keeps only Code/Message/RequestId, so the panel names the action from
+    what it sent)."""
+    return ApiError(
+        403, "Forbidden.RAM",
+        "User not authorized to operate on the specified resource, or this API doesn't "
+        "support RAM.",
+        {"AccessDeniedDetail": {"AuthAction": auth_action, "AuthPrincipalDisplayName": principal,
+                                "NoPermissionType": verdict,
+                                "PolicyType": "AccountLevelIdentityBasedPolicy"}},
+    )
+
+
 REGION_NOT_FOUND = ApiError(
     404, "InvalidRegionId.NotFound", "The specified RegionId does not exist.",
 )

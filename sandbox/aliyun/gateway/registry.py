@@ -50,12 +50,19 @@ class Product:
     version: str
     host_id: str
     missing: MissingStyle = errors.missing_parameter
+    # RAM authorises `<ram_namespace>:<Action>`; "" = the code in lower case (rds, ecs, slb).
+    ram_namespace: str = ""
+    # How this product says RAM refused a call (STS answers NoPermission instead).
+    forbidden: Callable[[str, str, str], errors.ApiError] = errors.forbidden_ram
     actions: dict[str, Action] = field(default_factory=dict)
     tickers: list[Hook] = field(default_factory=list)
     start_hooks: list[Hook] = field(default_factory=list)
     stop_hooks: list[Hook] = field(default_factory=list)
     reset_hooks: list[Hook] = field(default_factory=list)
     resource_listers: list[ResourceLister] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.ram_namespace = self.ram_namespace or self.code.lower()
 
     def action(
         self, name: str, params: tuple[Param, ...] = (),
@@ -104,6 +111,20 @@ ControlHandler = Callable[["Cloud", dict[str, Any]], tuple[int, Any]]
 CONTROL_ROUTES: dict[tuple[str, str], ControlHandler] = {}
 
 
+PathHandler = Callable[["Cloud", str, str, dict[str, str], str], tuple[int, dict[str, str], bytes]]
+# Plain HTTP paths outside the RPC API that a product serves, by prefix: handler(cloud, method,
+# path, headers, client address) -> (status, headers, body). The ECS metadata stand-in.
+PATH_ROUTES: dict[str, PathHandler] = {}
+
+
+def path_route(prefix: str) -> Callable[[PathHandler], PathHandler]:
+    def register(handler: PathHandler) -> PathHandler:
+        PATH_ROUTES[prefix] = handler
+        return handler
+
+    return register
+
+
 def control_route(method: str, path: str) -> Callable[[ControlHandler], ControlHandler]:
     """Add `METHOD /_emulator/<path>`; the handler gets (cloud, json_body) -> (status, json)."""
 
@@ -116,7 +137,8 @@ def control_route(method: str, path: str) -> Callable[[ControlHandler], ControlH
 
 # Modules that define products; a module not present is skipped.
 PRODUCT_MODULES = ("sandbox.aliyun.ecs", "sandbox.aliyun.vpc", "sandbox.aliyun.slb",
-                   "sandbox.aliyun.rds.instances", "sandbox.aliyun.rds.price", "sandbox.aliyun.bss")
+                   "sandbox.aliyun.rds.instances", "sandbox.aliyun.rds.price", "sandbox.aliyun.bss",
+                   "sandbox.aliyun.sts")
 # ALIYUN_EMULATOR_PRODUCTS names products by their short names (as before RDS became a
 # package): these two live deeper than sandbox.aliyun.<name>.
 _SHORT_NAMES = {"rds": "sandbox.aliyun.rds.instances", "rds_price": "sandbox.aliyun.rds.price"}

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sandbox.aliyun.gateway import control
 from sandbox.aliyun.gateway.cloud import Cloud, Outcome
+from sandbox.aliyun.gateway.registry import PATH_ROUTES
 from sandbox.aliyun.gateway.xmlformat import to_xml
 
 CONTROL_PREFIX = "/_emulator/"
@@ -82,6 +83,16 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             if body and content_type.startswith("application/x-www-form-urlencoded"):
                 params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
             self._send_outcome(self.server.cloud.call(method, params))
+        elif route := next((h for p, h in PATH_ROUTES.items() if url.path.startswith(p)), None):
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, extra, data = route(self.server.cloud, method, url.path, headers,
+                                        self.client_address[0])
+            self.send_response(status)
+            for name, value in {"Content-Type": "text/plain", **extra}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
         else:
             self._send_json(404, {"Code": "InvalidAction.NotFound",
                                   "Message": "Specified api is not found, please check your "
