@@ -89,7 +89,7 @@ class GuardedAdmin(admin.ModelAdmin):
             fields.append("stored_secrets")
         return [*fields, *self.shown_readonly]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:  # stub: field groups
         return self.shown_fields()
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:

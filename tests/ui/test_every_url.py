@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.test import Client
@@ -182,8 +184,6 @@ def world(db: Any) -> World:
     group = Group.objects.create(name="operators")
     event = AuditEvent.objects.create(username="victim", action="kubeconfig_download",
                                       cluster=cluster, cluster_name=cluster.name)
-    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
-
     objects = {
         "clusters.cluster": cluster, "clusters.node": node, "clusters.run": run,
         "clusters.step": step, "clusters.logline": step.log_lines.get(),
@@ -240,8 +240,6 @@ def routes(world: World) -> list[Route]:
 def snapshot(world: World) -> dict[str, Any]:
     """What another user or a staff member must never change: the owner's cluster and all
     under it, every account, and everyone's privileges."""
-    from django.contrib.auth import get_user_model
-
     user_model = get_user_model()
     cluster = world.cluster.pk
     return {
