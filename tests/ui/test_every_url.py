@@ -433,3 +433,16 @@ def test_staff_see_every_change_form_read_only_with_secrets_as_set(world: World,
         assert world.node.private_ip in html and world.node.host_key in html
     if model is Cluster:
         assert "https://mirror.example.com/k3s" in html and "victim" in html
+
+
+def test_no_admin_page_shows_a_secret_even_to_a_superuser(world: World) -> None:
+    superuser = client(world.superuser)
+    pages = 0
+    for route in routes(world):
+        if route.admin and route.key not in PUBLIC:
+            for url in route.urls:
+                response = superuser.get(url)
+                assert response.status_code < 500, url
+                assert_no_secret(response, url)
+                pages += response.status_code == 200
+    assert pages > 40
