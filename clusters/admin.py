@@ -13,8 +13,10 @@ SSH passwords to someone's host, or runs someone's script as root on every node.
   which go through clusters.operations and write an AuditEvent naming them;
 * superusers may also change the few fields listed in `superuser_editable` (names), saved
   alone (`update_fields`, so a worker's newer status is not written back) and recorded in
-  Django's LogEntry and in our AuditEvent; they may delete a cluster with nothing in its
-  ledger (CloudResource.cluster is PROTECT) and no run going, or an unused cloud account;
+  Django's LogEntry and in our AuditEvent. They may delete a cluster for which nothing was
+  ever started (a run, a node or a ledger row is history nobody deletes here, and the
+  database refuses a cluster with ledger rows: CloudResource.cluster is PROTECT), or an
+  unused cloud account;
 * nobody adds rows here, and nobody deletes nodes, runs, steps, log lines or ledger rows.
 """
 
@@ -26,6 +28,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Model, Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
@@ -64,11 +67,25 @@ def cluster_of(obj: Model) -> Cluster | None:
     return None
 
 
+class WholeRowForm(ModelForm):
+    """Checks the model's unique constraints on the whole row. Why: Django leaves out each
+    constraint naming a field the form lacks, so a rename clashing with another cluster of
+    the same (read-only) owner would reach the database as an IntegrityError."""
+
+    def validate_unique(self) -> None:
+        try:
+            self.instance.validate_unique()
+            self.instance.validate_constraints()
+        except ValidationError as exc:
+            self.add_error(None, exc.messages)  # the fields named may not be on the form
+
+
 class GuardedAdmin(admin.ModelAdmin):
     """Read-only but for `superuser_editable`; secrets shown as set / not set; changes and
     deletes audited. Each admin below says which of its fields are secret and which a
     superuser may edit; every other field of the model is read-only."""
 
+    form = WholeRowForm
     secret_fields: tuple[str, ...] = ()
     superuser_editable: tuple[str, ...] = ()
     superuser_may_delete = False
@@ -218,13 +235,6 @@ class ClusterAdmin(GuardedAdmin):
             server_count=Count("nodes", filter=Q(nodes__role=NodeRole.SERVER), distinct=True),
             agent_count=Count("nodes", filter=Q(nodes__role=NodeRole.AGENT), distinct=True),
         )
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Not while a run goes (its worker would find its rows gone); a cluster with ledger
-        rows is refused by the database (PROTECT) and the page lists them."""
-        if obj is not None and not obj.is_idle:
-            return False
-        return super().has_delete_permission(request, obj)
 
     @admin.display(description=_("servers"), ordering="server_count")
     def servers(self, obj: Any) -> int:

@@ -126,6 +126,36 @@ def test_a_superuser_renames_only_and_both_trails_say_so(superuser: Any) -> None
                                                                    str(cluster.pk))
 
 
+def test_a_rename_that_clashes_with_another_cluster_of_the_owner_is_a_form_error(
+        superuser: Any) -> None:
+    cluster = make_cluster(name="one")
+    make_cluster(owner=cluster.owner, name="two")
+    response = change_form(signed_in(superuser), cluster, name="two")
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors
+    cluster.refresh_from_db()
+    assert cluster.name == "one"
+    assert not AuditEvent.objects.exists()
+
+
+def test_a_cluster_with_runs_or_nodes_is_not_deleted_its_history_is_kept(
+        superuser: Any) -> None:
+    busy = make_cluster(name="busy")
+    pipeline.create_run(busy, RunKind.TEST, [pipeline.StepSpec("a", "A", "test.work")],
+                        start=False)
+    hosts = make_cluster(name="hosts", nodes=1)
+    client = signed_in(superuser)
+    for cluster in (busy, hosts):
+        url = reverse("admin:clusters_cluster_delete", args=[cluster.pk])
+        assert "Cannot delete cluster" in client.get(url).content.decode()
+        assert client.post(url, {"post": "yes"}).status_code == 403
+    bulk = client.post(reverse("admin:clusters_cluster_changelist"), {
+        "action": "delete_selected", "_selected_action": [busy.pk, hosts.pk], "post": "yes"})
+    assert bulk.status_code == 403
+    assert Cluster.objects.filter(pk__in=[busy.pk, hosts.pk]).count() == 2
+    assert not AuditEvent.objects.exists()
+
+
 def test_a_cluster_with_a_ledger_is_never_deleted_so_destroy_still_finds_what_is_billed(
         superuser: Any) -> None:
     cluster = make_cluster(status=ClusterStatus.FAILED)
