@@ -346,7 +346,11 @@ class CloudResource(models.Model):
     always carries the token of the call that may have bought something.
     """
 
-    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="resources")
+    # PROTECT: a cluster that ever bought something cannot be deleted, by the admin or a
+    # cascade from its owner. Destroy walks these rows to find what is still billed, and a
+    # deleted row is a resource nobody deletes any more; rows of a destroyed cluster are its
+    # bill's history. A cluster leaves the panel through Destroy, never through a delete.
+    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="resources")
     run = models.ForeignKey("Run", on_delete=models.SET_NULL, null=True, blank=True,
                             related_name="resources")
     kind = models.CharField(_("kind"), max_length=32)
@@ -559,6 +563,9 @@ class AuditAction(models.TextChoices):
     RUN_DIAGNOSTICS = "run_diagnostics", _("Diagnostics requested")
     NODE_HOST_KEY = "node_host_key", _("Node host key accepted")
     LOGIN_FAILED = "login_failed", _("Sign-in failed")
+    HEALTH_CHECK = "health_check", _("Health check requested")
+    ADMIN_CHANGE = "admin_change", _("Changed in the admin")
+    ADMIN_DELETE = "admin_delete", _("Deleted in the admin")
 
 
 class AuditEvent(models.Model):

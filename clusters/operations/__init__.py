@@ -7,7 +7,8 @@ cluster status); `retries` says when a stopped run may resume (asking each kind'
 again) and resumes it; `node_intake` checks and saves new hosts.
 
 Views, the admin and the wizard call only what this package exports (`operations.start_*`,
-`retry`, `retry_refusal`, `cancel`). May import: clusters.engine (to create runs),
+`retry`, `retry_refusal`, `cancel`, `request_health_check`). May import: clusters.engine (to
+create runs),
 clusters.adapters, clusters.k3s, clusters.core, clusters.models; never clusters.steps or
 clusters.web (checked by .importlinter).
 """
@@ -15,6 +16,7 @@ clusters.web (checked by .importlinter).
 from clusters.operations.create import start_create
 from clusters.operations.destroy import start_destroy
 from clusters.operations.diagnostics import Collection, start_diagnostics
+from clusters.operations.health import request_health_check
 from clusters.operations.host_keys import accept_host_key, host_key_refusal
 from clusters.operations.kubeconfig import start_kubeconfig_renewal
 from clusters.operations.nodes import (
@@ -45,6 +47,7 @@ __all__ = [
     "host_key_refusal",
     "on_run_finished",
     "removal_warning",
+    "request_health_check",
     "retry",
     "retry_refusal",
     "servers_left_after",

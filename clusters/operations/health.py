@@ -73,15 +73,25 @@ def queue_refresh_for_live_clusters(task: Any) -> int:
     A queued check expires with the interval, and so does its hold on the cluster."""
     interval = settings.PANEL_HEALTH_INTERVAL_SECONDS
     candidates = Cluster.objects.filter(_not_in_flight(), status__in=LIVE_STATUSES)
-    queued = 0
-    for cluster_id in candidates.values_list("pk", flat=True):
-        # Conditional: a check that started since the SELECT keeps its cluster.
-        held = Cluster.objects.filter(_not_in_flight(), pk=cluster_id).update(
-            health_check_until=Now() + timedelta(seconds=interval))
-        if held:
-            task.apply_async((cluster_id,), expires=interval)
-            queued += 1
-    return queued
+    return sum(_queue_one(task, cluster_id, interval)
+               for cluster_id in candidates.values_list("pk", flat=True))
+
+
+def _queue_one(task: Any, cluster_id: int, interval: float) -> bool:
+    """Hold the cluster and queue its check, unless a check is already queued or running."""
+    # Conditional: a check that started since the caller looked keeps its cluster.
+    held = Cluster.objects.filter(_not_in_flight(), pk=cluster_id).update(
+        health_check_until=Now() + timedelta(seconds=interval))
+    if held:
+        task.apply_async((cluster_id,), expires=interval)
+    return bool(held)
+
+
+def request_health_check(cluster: Cluster) -> bool:
+    """An operator's "check it now" (the admin's action): one check of `cluster`, queued like
+    the beat's, so it neither doubles a check in flight nor outlives the interval. True when
+    queued, False when a check of it was queued or running already."""
+    return _queue_one(refresh_health, cluster.pk, settings.PANEL_HEALTH_INTERVAL_SECONDS)
 
 
 # --- Celery entry points (registered by ClustersConfig.ready; the names must never change:
