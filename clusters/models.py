@@ -134,6 +134,11 @@ class Cluster(models.Model):
     # Only a pay-by-specification CLB (bought before 2025-06-01) has a spec; LCU ones have none.
     slb_spec = models.CharField(_("SLB spec"), max_length=32, blank=True, default="")
     slb_address = models.GenericIPAddressField(_("SLB address"), null=True, blank=True)
+    # Source CIDRs the API's listener forwards (a CLB whitelist ACL). Required for an
+    # Internet-facing SLB (the wizard never lets one be open to everyone); optional for an
+    # intranet one, where empty means no ACL (the VPC's own reach, as before).
+    api_allowed_cidrs = models.JSONField(_("API allowed sources (CIDR)"), default=list,
+                                         blank=True)
 
     status = models.CharField(
         _("status"), max_length=16, choices=ClusterStatus.choices, default=ClusterStatus.DRAFT

@@ -92,6 +92,14 @@ def _parse_entries(raw: str, version: str) -> list[dict[str, str]]:
     return parsed
 
 
+def _require(params: Params, *names: str) -> None:
+    """V2 flags AclEntrys (and, for the add, AclId) as optional, yet neither action can do
+    anything without them: CHOSEN, the gateway's MissingParameter answer."""
+    for name in names:
+        if not params[name]:
+            raise errors.missing_parameter(name)
+
+
 def _resync(state: State, ctx: RequestContext, acl_id: str) -> None:
     """Entries changed: every running proxy behind this ACL applies them at once."""
     for lb, listener in bound_listeners(state, acl_id):
@@ -123,10 +131,10 @@ def create_acl(state: State, params: Params, ctx: RequestContext) -> dict[str, A
 
 
 @SLB.action("AddAccessControlListEntry", (
-    Param("RegionId", required=True), Param("AclId", required=True),
-    Param("AclEntrys", required=True),
+    Param("RegionId", required=True), Param("AclId"), Param("AclEntrys"),
 ))
 def add_entries(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    _require(params, "AclId", "AclEntrys")
     acl = acl_or_error(state, ctx, params["AclId"])
     new = _parse_entries(params["AclEntrys"], acl["ip_version"])
     if len(new) > MAX_ENTRIES_PER_CALL:
@@ -141,10 +149,10 @@ def add_entries(state: State, params: Params, ctx: RequestContext) -> dict[str, 
 
 
 @SLB.action("RemoveAccessControlListEntry", (
-    Param("RegionId", required=True), Param("AclId", required=True),
-    Param("AclEntrys", required=True),
+    Param("RegionId", required=True), Param("AclId", required=True), Param("AclEntrys"),
 ))
 def remove_entries(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    _require(params, "AclId", "AclEntrys")
     acl = acl_or_error(state, ctx, params["AclId"])
     gone = {e["entry"] for e in _parse_entries(params["AclEntrys"], acl["ip_version"])}
     if len(gone) > MAX_ENTRIES_PER_CALL:
