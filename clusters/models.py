@@ -346,6 +346,7 @@ class RunKind(models.TextChoices):
     UPGRADE = "upgrade", _("Upgrade K3s")
     DESTROY = "destroy", _("Destroy cluster")
     RENEW_KUBECONFIG = "renew_kubeconfig", _("Renew kubeconfig")
+    API_ALLOWLIST = "api_allowlist", _("Change the API allow-list")
     HEALTH = "health", _("Health check")
     TEST = "test", _("Engine test")
 
@@ -523,6 +524,7 @@ class AuditAction(models.TextChoices):
     KUBECONFIG_DOWNLOAD = "kubeconfig_download", _("Kubeconfig downloaded")
     CLUSTER_UPGRADE = "cluster_upgrade", _("K3s upgrade started")
     KUBECONFIG_RENEW = "kubeconfig_renew", _("Kubeconfig renewal started")
+    API_ALLOWLIST = "api_allowlist", _("API allow-list change started")
     NODE_ADD = "node_add", _("Node addition started")
     NODE_REMOVE = "node_remove", _("Node removal started")
     RUN_DIAGNOSTICS = "run_diagnostics", _("Diagnostics requested")

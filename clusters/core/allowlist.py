@@ -12,6 +12,8 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
+# The ledger kind (CloudResource.kind) of the CLB ACL that holds a cluster's allow-list.
+LEDGER_KIND = "slb_acl"
 # Terraform's alicloud_slb_acl allows at most 300 entries in one ACL; the panel keeps well
 # inside what one ACL takes, so a cluster's allow-list is one ACL.
 MAX_ENTRIES = 300

@@ -15,7 +15,7 @@ from clusters.models import Cluster, ResourceState, SlbAddressType
 from clusters.steps.node import target_node
 
 SLB_KIND = "slb"
-ACL_KIND = "slb_acl"  # the CLB ACL that whitelists the API's sources (ledger kind)
+ACL_KIND = allowlist.LEDGER_KIND  # the CLB ACL that whitelists the API's sources
 ACL_COMMENT = "k3s-panel"
 API_PORT = 6443
 HEALTHY_TIMEOUT_SECONDS = 300

@@ -65,6 +65,17 @@ def test_an_internet_api_answers_only_the_allowed_cidrs(world, start_worker, tmp
     (listener,) = inventory(world, "slb_listener")
     assert listener["acl"]["refused"] > refused_before
 
+    # Day 2: the owner lets the other host in; the proxy applies it to the next connection.
+    widened = [*allowed, f"{other_host.ip}/32"]
+    change = runs.wait_finished(
+        operations.start_allowlist_change(cluster, "\n".join(widened), cluster.owner),
+        timeout=120)
+    assert change.status == RunStatus.SUCCEEDED
+    (acl,) = inventory(world, "slb_acl")
+    assert sorted(acl["entries"]) == sorted(widened)
+    inside = kubectl_from(other_host.netns, kubeconfig, "get", "nodes", "--no-headers")
+    assert inside.returncode == 0, inside.stderr
+
     # Destroy deletes the ACL once its listener went with the SLB.
     destroyed = runs.wait_finished(
         operations.start_destroy(cluster, confirm_name=cluster.name), timeout=300)
