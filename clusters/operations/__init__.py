@@ -1,5 +1,6 @@
 """What a user can ask of a cluster, one module per operation, each holding its rules and its
-step graph: `create`, `destroy`, `allowlist` (the API's allowed sources), `nodes` (add, remove), `upgrade`, `kubeconfig` (renewal),
+step graph: `create`, `destroy`, `allowlist` (the API's allowed sources), `nodes` (add,
+remove), `upgrade`, `kubeconfig` (renewal),
 `health` (the health checks as Celery tasks), `diagnostics` (reading a failed run's hosts
 on request, a Celery task too), `host_keys` (accepting a node's new SSH key, no run); `runs`
 is what they share (the refusal, the one-run-at-a-time lock, cancel, a finished run's

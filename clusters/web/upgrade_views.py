@@ -1,9 +1,9 @@
 """Cluster-page actions for day-2 maintenance: upgrade K3s, renew the kubeconfig, change the
 API's allow-list.
 
-Thin like clusters/web/views.py: the rules live in clusters/operations/upgrade.py and
-kubeconfig.py (and allowlist.py); here a person picks a target, confirms it on a page that names the backup (or
-its absence), and every start is written to the audit trail.
+Thin like clusters/web/views.py: the rules live in clusters/operations/upgrade.py,
+kubeconfig.py and allowlist.py; here a person picks a target, confirms it on a page that names
+the backup (or its absence), and every start is written to the audit trail.
 """
 
 from __future__ import annotations
