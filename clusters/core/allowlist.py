@@ -4,6 +4,11 @@ Why one place: the wizard validates what the user types, and the SLB step re-che
 is about to send; both must agree on what an entry is. A CLB ACL entry is an IPv4 CIDR block
 (AddAccessControlListEntry); a bare address means that one address (/32). An entry with host
 bits set ("10.0.0.1/24") is refused rather than silently widened or narrowed.
+
+The list belongs to the cluster (Cluster.api_allowed_cidrs), not to a product: a CLB carries
+it as a whitelist ACL (clusters/steps/slb.py, slb.acl); an NLB, which takes security groups
+instead of ACLs, would carry the same entries as the inbound rules of a security group of its
+own, read from the same field through this same parse.
 """
 
 from __future__ import annotations

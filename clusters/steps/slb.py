@@ -173,13 +173,15 @@ def listener(ctx: StepContext) -> Outcome:
         raise PermanentError(f"Server {servers['']} has no ECS instance id (preflight records "
                              "it); retry from preflight.")
     guard = acl_id(cluster)
-    if allowed_cidrs(cluster) and not guard:
-        raise PermanentError("The API allow-list is set but its access control list is not "
-                             "recorded; retry from the allow-list step.")
     memo = ctx.memo  # progress survives throttling: a retry resumes after the last success
     if not memo.get("listener"):
         existing = api.describe_tcp_listener(balancer_id, API_PORT)
         if existing is None:
+            # A new listener is never open to more than the allow-list (refused without one
+            # for an Internet SLB); one made before the panel had allow-lists stays as it is.
+            if allowed_cidrs(cluster) and not guard:
+                raise PermanentError("The API allow-list is set but its access control list "
+                                     "is not recorded; retry from the allow-list step.")
             api.create_tcp_listener(balancer_id, API_PORT, API_PORT, whitelist_acl_id=guard)
             ctx.say(f"Created TCP listener {API_PORT} with a TCP health check"
                     + (f", whitelisted by {guard}" if guard else ""))
@@ -190,6 +192,11 @@ def listener(ctx: StepContext) -> Outcome:
                 f"{guard} (access control {existing.acl_status}); the panel does not open an "
                 "API to more than the allow-list: delete that listener in the SLB console or "
                 "bind the whitelist to it, then press Retry.")
+        elif not guard and existing.acl_status != "on" \
+                and cluster.slb_address_type == SlbAddressType.INTERNET:
+            ctx.say(f"Listener {API_PORT} of {balancer_id} has no access control: this "
+                    "Internet-facing API answers every source (it was made before the panel "
+                    "had allow-lists)")
         memo["listener"] = True
     if memo.get("backends") != sorted(servers):
         balancer = api.describe_slb(balancer_id)
