@@ -17,6 +17,7 @@ from django.test import override_settings
 from clusters.adapters import cloud
 from clusters.engine.pipeline import StepSpec, create_run
 from clusters.models import Cluster, LogLine, ResourceState, Run, RunKind, StepStatus
+from clusters.operations.create import create_plan
 from sandbox.aliyun.testing import Emulator
 from tests.support.engine_specs import InProcessEngine, in_process_engine, time_passes
 from tests.support.factories import TEST_ACCESS_KEY_SECRET, make_cluster
@@ -129,3 +130,14 @@ def test_the_listener_is_born_behind_the_whitelist_and_destroy_deletes_both(
     assert api.describe_acl(acl_id) is None
     assert set(cluster.resources.values_list("state", flat=True)) == {ResourceState.DELETED}
     assert f"Deleted access control list {acl_id} (the API's allow-list)" in log_of(destroyed)
+
+
+def test_the_create_plan_puts_the_allow_list_before_the_listener(db: Any) -> None:
+    guarded = make_cluster(nodes=2, slb_address_type="internet",
+                           api_allowed_cidrs=["203.0.113.0/24"])
+    specs = {spec.key: spec for spec in create_plan(guarded)}
+    assert specs["slb_acl"].handler == "slb.acl"
+    assert list(specs["slb_acl"].depends_on) == ["slb_create"]
+    assert "slb_acl" in specs["slb_listener"].depends_on
+    plain = make_cluster(nodes=2)
+    assert "slb_acl" not in {spec.key for spec in create_plan(plain)}
