@@ -183,8 +183,9 @@ def test_an_internet_api_needs_an_allow_list_of_cidr_blocks(
     vswitch = cloud.vswitch
     answer = {"zone": vswitch["zone_id"], "vpc": cloud.vpc["vpc_id"],
               "vswitch": vswitch["vswitch_id"], "slb_address_type": "internet"}
-    page = at_datastore.get(step_url("network"))
-    assert 'name="api_allowed_cidrs"' in page.content.decode()
+    page = at_datastore.get(step_url("network")).content.decode()
+    assert 'name="api_allowed_cidrs"' in page
+    assert "This browser reaches the panel from 127.0.0.1" in page
     empty = at_datastore.post(step_url("network"), {**answer, "api_allowed_cidrs": ""})
     assert "nobody can reach it" in " ".join(field_errors(empty, "api_allowed_cidrs"))
     bad = at_datastore.post(step_url("network"), {**answer,
@@ -196,6 +197,8 @@ def test_an_internet_api_needs_an_allow_list_of_cidr_blocks(
     assert good["Location"] == step_url("datastore")
     state = WizardState(at_datastore.session)
     assert state.get("network")["api_allowed_cidrs"] == ["203.0.113.0/24", "198.51.100.7/32"]
+    back = at_datastore.get(step_url("network")).content.decode()  # going back: one per line
+    assert "203.0.113.0/24\n198.51.100.7/32</textarea>" in back
     # An intranet SLB keeps today's behaviour: no list, no ACL.
     intranet = at_datastore.post(step_url("network"), {**answer, "slb_address_type": "intranet",
                                                        "api_allowed_cidrs": ""})

@@ -36,6 +36,9 @@ class NetworkStepForm(WizardForm):
     def __init__(self, *args: Any, network: wizard_checks.NetworkChoices, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.network = network
+        kept = self.initial.get("api_allowed_cidrs")
+        if isinstance(kept, list):  # the wizard keeps the parsed list; the field edits text
+            self.initial["api_allowed_cidrs"] = "\n".join(kept)
         cast(forms.ChoiceField, self.fields["zone"]).choices = [(z, z) for z in network.zones]
         cast(forms.ChoiceField, self.fields["vpc"]).choices = [
             (v.vpc_id, f"{v.vpc_id} · {v.cidr}" + (f" · {v.name}" if v.name else ""))
