@@ -170,6 +170,11 @@ class Cluster(models.Model):
     # Only a pay-by-specification CLB (bought before 2025-06-01) has a spec; LCU ones have none.
     slb_spec = models.CharField(_("SLB spec"), max_length=32, blank=True, default="")
     slb_address = models.GenericIPAddressField(_("SLB address"), null=True, blank=True)
+    # Source CIDRs the API's listener forwards (a CLB whitelist ACL). Required for an
+    # Internet-facing SLB (the wizard never lets one be open to everyone); optional for an
+    # intranet one, where empty means no ACL (the VPC's own reach, as before).
+    api_allowed_cidrs = models.JSONField(_("API allowed sources (CIDR)"), default=list,
+                                         blank=True)
 
     status = models.CharField(
         _("status"), max_length=16, choices=ClusterStatus.choices, default=ClusterStatus.DRAFT
@@ -381,6 +386,7 @@ class RunKind(models.TextChoices):
     UPGRADE = "upgrade", _("Upgrade K3s")
     DESTROY = "destroy", _("Destroy cluster")
     RENEW_KUBECONFIG = "renew_kubeconfig", _("Renew kubeconfig")
+    API_ALLOWLIST = "api_allowlist", _("Change the API allow-list")
     HEALTH = "health", _("Health check")
     TEST = "test", _("Engine test")
 
@@ -558,6 +564,7 @@ class AuditAction(models.TextChoices):
     KUBECONFIG_DOWNLOAD = "kubeconfig_download", _("Kubeconfig downloaded")
     CLUSTER_UPGRADE = "cluster_upgrade", _("K3s upgrade started")
     KUBECONFIG_RENEW = "kubeconfig_renew", _("Kubeconfig renewal started")
+    API_ALLOWLIST = "api_allowlist", _("API allow-list change started")
     NODE_ADD = "node_add", _("Node addition started")
     NODE_REMOVE = "node_remove", _("Node removal started")
     RUN_DIAGNOSTICS = "run_diagnostics", _("Diagnostics requested")

@@ -1,5 +1,6 @@
 """What a user can ask of a cluster, one module per operation, each holding its rules and its
-step graph: `create`, `destroy`, `nodes` (add, remove), `upgrade`, `kubeconfig` (renewal),
+step graph: `create`, `destroy`, `allowlist` (the API's allowed sources), `nodes` (add,
+remove), `upgrade`, `kubeconfig` (renewal),
 `health` (the health checks as Celery tasks), `diagnostics` (reading a failed run's hosts
 on request, a Celery task too), `host_keys` (accepting a node's new SSH key, no run); `runs`
 is what they share (the refusal, the one-run-at-a-time lock, cancel, a finished run's
@@ -13,6 +14,7 @@ clusters.adapters, clusters.k3s, clusters.core, clusters.models; never clusters.
 clusters.web (checked by .importlinter).
 """
 
+from clusters.operations.allowlist import start_allowlist_change
 from clusters.operations.create import start_create
 from clusters.operations.destroy import start_destroy
 from clusters.operations.diagnostics import Collection, start_diagnostics
@@ -52,6 +54,7 @@ __all__ = [
     "retry_refusal",
     "servers_left_after",
     "start_add_nodes",
+    "start_allowlist_change",
     "start_create",
     "start_destroy",
     "start_diagnostics",

@@ -51,6 +51,10 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
             "slb_create", gettext_noop("Create the SLB (its address goes into the certificate)"),
             "slb.create", ["datastore_check"]),
     ]
+    if cluster.api_allowed_cidrs:
+        # Before the listener: it is born behind the whitelist, never open to everyone.
+        specs.append(StepSpec("slb_acl", gettext_noop("Create the API's allow-list (SLB access "
+                                                      "control)"), "slb.acl", ["slb_create"]))
     previous = ["slb_create"]
     for index, server in enumerate(servers):
         key = f"server_{server.pk}"
@@ -60,7 +64,7 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
         previous = [key]
     specs += [
         StepSpec("slb_listener", gettext_noop("Add servers to the SLB and start TCP 6443"),
-                 "slb.listener", previous),
+                 "slb.listener", [*previous, *(["slb_acl"] if cluster.api_allowed_cidrs else [])]),
         StepSpec("kubeconfig", gettext_noop("Fetch the kubeconfig and point it at the SLB"),
                  "k3s.kubeconfig", ["slb_listener"]),
         StepSpec(

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 
 from clusters.engine import pipeline
 from clusters.models import Cluster, ClusterStatus, Run, RunKind
-from clusters.operations import create, kubeconfig, nodes, upgrade
+from clusters.operations import allowlist, create, kubeconfig, nodes, upgrade
 from clusters.operations.runs import OperationRefused, busy_refusal, diagnosing
 
 # Each kind's own rules, asked again before it resumes ('' when they hold).
@@ -27,6 +27,7 @@ _KIND_PROBLEM: dict[str, Callable[[Cluster, Run], str]] = {
     RunKind.REMOVE_NODE: nodes.remove_retry_problem,
     RunKind.UPGRADE: upgrade.retry_problem,
     RunKind.RENEW_KUBECONFIG: kubeconfig.retry_problem,
+    RunKind.API_ALLOWLIST: allowlist.retry_problem,
 }
 
 # What the cluster is while the resumed run goes on (as when the kind starts).

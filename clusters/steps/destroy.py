@@ -1,4 +1,5 @@
-"""Destroy: K3s off every host, the SLB and the RDS instance deleted, the ledger closed.
+"""Destroy: K3s off every host, the SLB (and its allow-list ACL) and the RDS instance deleted,
+the ledger closed.
 
 Every step may run on a cluster whose create stopped anywhere: a ledger row may have no
 provider id yet (its create call was in flight), an instance may still be Creating, a host
@@ -18,7 +19,7 @@ from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.models import Cluster, Health, Node, NodeStatus, ResourceState
 from clusters.steps.rds import RDS_KIND
-from clusters.steps.slb import SLB_KIND
+from clusters.steps.slb import ACL_KIND, SLB_KIND, acl_name
 
 RDS_SETTLE_TIMEOUT_SECONDS = 3600  # an instance still Creating after an hour needs a person
 
@@ -63,7 +64,24 @@ def delete_slb(ctx: StepContext) -> Outcome:
     if not ids:
         ctx.say("No SLB was bought for this cluster")
     _close_rows(ctx, rows)
-    return Done({"deleted": sorted(ids)})
+    acls = _delete_acls(ctx, api, cluster)
+    return Done({"deleted": sorted(ids), "acls_deleted": acls})
+
+
+def _delete_acls(ctx: StepContext, api: AliyunCloud, cluster: Cluster) -> list[str]:
+    """The API's allow-list ACL, once its listener went with the SLB. A CLB refuses to delete
+    an ACL still bound to a listener (AclInUsed, transient: the engine retries the step)."""
+    rows = _open_rows(cluster, ACL_KIND)
+    ids = ({row.provider_id for row in rows if row.provider_id}
+           | set(api.find_acls_by_tag(cloud.TAG_KEY, str(cluster.code)))
+           | set(api.find_acls_by_name(acl_name(cluster))))
+    for acl_id in sorted(ids):
+        if api.delete_acl(acl_id):
+            ctx.say(f"Deleted access control list {acl_id} (the API's allow-list)")
+        else:
+            ctx.say(f"Access control list {acl_id} was already gone")
+    _close_rows(ctx, rows)
+    return sorted(ids)
 
 
 def _rds_ids(api: AliyunCloud, cluster: Cluster, rows: list) -> set[str]:

@@ -6,14 +6,17 @@ import time
 
 from clusters.adapters import cloud, purchase
 from clusters.adapters.aliyun import PAY_BY_LCU, AliyunCloud, SlbSpec
+from clusters.core import allowlist
 from clusters.core.errors import PermanentError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.models import Cluster, ResourceState
+from clusters.models import Cluster, ResourceState, SlbAddressType
 from clusters.steps.node import target_node
 
 SLB_KIND = "slb"
+ACL_KIND = allowlist.LEDGER_KIND  # the CLB ACL that whitelists the API's sources
+ACL_COMMENT = "k3s-panel"
 API_PORT = 6443
 HEALTHY_TIMEOUT_SECONDS = 300
 
@@ -76,6 +79,83 @@ def create(ctx: StepContext) -> Outcome:
                  "instance_charge_type": balancer.instance_charge_type})
 
 
+def allowed_cidrs(cluster: Cluster) -> list[str]:
+    """The cluster's API allow-list, re-checked; an Internet-facing API must have one.
+
+    CLB forwards every source when a listener's whitelist ACL has no entries (CLB access
+    control docs), so "nobody until the user decides" cannot be an empty ACL: an Internet
+    cluster without entries is refused here, before any listener exists.
+    """
+    try:
+        cidrs = allowlist.parse(cluster.api_allowed_cidrs or [])
+    except allowlist.AllowListError as exc:
+        raise PermanentError(f"The API allow-list has an entry that is not a CIDR block: "
+                             f"{exc}. Fix it on the cluster, then press Retry.") from None
+    if cluster.slb_address_type == SlbAddressType.INTERNET and not cidrs:
+        raise PermanentError("This Internet-facing SLB has no allowed source CIDR: its API "
+                             "would be open to the whole Internet, so the listener is not "
+                             "created. Give the CIDRs allowed to reach the API, then Retry.")
+    return cidrs
+
+
+def acl_purchase(api: AliyunCloud, cluster: Cluster) -> purchase.Purchase:
+    """How the API's ACL is bought: CreateAccessControlList takes no ClientToken, so one
+    bought but never recorded is found by the cluster's tag, or by its name (unique in the
+    region, and carrying the cluster's code)."""
+    name = acl_name(cluster)
+
+    def find(key: str, value: str) -> list[str]:
+        return sorted(set(api.find_acls_by_tag(key, value)) | set(api.find_acls_by_name(name)))
+
+    def create(_token: str) -> purchase.Bought:
+        return purchase.Bought(api.create_acl(name, tags=cloud.tags(cluster)), {"name": name})
+
+    return purchase.Purchase("SLB access control list", "CreateAccessControlList", find, create)
+
+
+def acl_name(cluster: Cluster) -> str:
+    return f"k3s-{cluster.name}-api-{str(cluster.code)[:8]}"[:80]
+
+
+def acl_id(cluster: Cluster) -> str:
+    """The ledger's ACL for the API listener, or "" when this cluster has none."""
+    row = cluster.resources.filter(kind=ACL_KIND, state=ResourceState.PRESENT) \
+        .exclude(provider_id="").first()
+    return row.provider_id if row else ""
+
+
+@step_handler("slb.acl")
+def access_control(ctx: StepContext) -> Outcome:
+    """The ACL holding exactly the allowed CIDRs, before the listener that it guards exists.
+
+    Entries are added before any is removed, so the list is never empty on the way (an empty
+    whitelist forwards everyone); the panel owns this ACL, so entries it no longer wants go.
+    """
+    cluster = ctx.cluster
+    wanted = allowed_cidrs(cluster)
+    if not wanted:
+        return Skip("no allow-list: an intranet SLB is reached from the VPC only")
+    api = cloud.cloud_for(cluster)
+    resource = cloud.intend(ctx, ACL_KIND)
+    if purchase.ensure_bought(ctx, resource, acl_purchase(api, cluster),
+                              state=ResourceState.PRESENT) is purchase.Acquired.CREATED:
+        ctx.say(f"Created access control list {resource.provider_id} ({acl_name(cluster)})")
+    acl = api.describe_acl(resource.provider_id)
+    if acl is None:
+        raise PermanentError(f"Access control list {resource.provider_id} disappeared; check "
+                             "the SLB console (Access Control), then press Retry.")
+    missing = [cidr for cidr in wanted if cidr not in acl.entries]
+    if missing:
+        api.add_acl_entries(acl.acl_id, missing, ACL_COMMENT)
+        ctx.say(f"Allowed {', '.join(missing)} in {acl.acl_id}")
+    extra = [entry for entry in acl.entries if entry not in wanted]
+    if extra:
+        api.remove_acl_entries(acl.acl_id, extra)
+        ctx.say(f"Removed {', '.join(extra)} from {acl.acl_id}")
+    ctx.say(f"API allow-list {acl.acl_id}: {', '.join(wanted)}")
+    return Done({"acl_id": acl.acl_id, "entries": wanted})
+
+
 def backend_servers(cluster: Cluster) -> dict[str, str]:
     """ECS instance id -> IP of the servers the SLB should send the API to: the live ones (a
     server being removed has left the SLB and must not be put back by another run)."""
@@ -92,11 +172,31 @@ def listener(ctx: StepContext) -> Outcome:
     if "" in servers:
         raise PermanentError(f"Server {servers['']} has no ECS instance id (preflight records "
                              "it); retry from preflight.")
+    guard = acl_id(cluster)
     memo = ctx.memo  # progress survives throttling: a retry resumes after the last success
     if not memo.get("listener"):
-        if api.describe_tcp_listener(balancer_id, API_PORT) is None:
-            api.create_tcp_listener(balancer_id, API_PORT, API_PORT)
-            ctx.say(f"Created TCP listener {API_PORT} with a TCP health check")
+        existing = api.describe_tcp_listener(balancer_id, API_PORT)
+        if existing is None:
+            # A new listener is never open to more than the allow-list (refused without one
+            # for an Internet SLB); one made before the panel had allow-lists stays as it is.
+            if allowed_cidrs(cluster) and not guard:
+                raise PermanentError("The API allow-list is set but its access control list "
+                                     "is not recorded; retry from the allow-list step.")
+            api.create_tcp_listener(balancer_id, API_PORT, API_PORT, whitelist_acl_id=guard)
+            ctx.say(f"Created TCP listener {API_PORT} with a TCP health check"
+                    + (f", whitelisted by {guard}" if guard else ""))
+        elif guard and (existing.acl_status, existing.acl_type, existing.acl_id) != (
+                "on", "white", guard):
+            raise PermanentError(
+                f"TCP listener {API_PORT} of {balancer_id} exists without the API's whitelist "
+                f"{guard} (access control {existing.acl_status}); the panel does not open an "
+                "API to more than the allow-list: delete that listener in the SLB console or "
+                "bind the whitelist to it, then press Retry.")
+        elif not guard and existing.acl_status != "on" \
+                and cluster.slb_address_type == SlbAddressType.INTERNET:
+            ctx.say(f"Listener {API_PORT} of {balancer_id} has no access control: this "
+                    "Internet-facing API answers every source (it was made before the panel "
+                    "had allow-lists)")
         memo["listener"] = True
     if memo.get("backends") != sorted(servers):
         balancer = api.describe_slb(balancer_id)

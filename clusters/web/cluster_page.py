@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from clusters import operations
+from clusters.core import allowlist
 from clusters.k3s import kubeconfig_expiry
 from clusters.models import (
     STEP_ACTIVE,
@@ -29,6 +30,7 @@ from clusters.models import (
     LogLine,
     Node,
     NodeRole,
+    ResourceState,
     Run,
     Step,
     StepStatus,
@@ -132,6 +134,16 @@ class UpgradeForm(forms.Form):
         except upgrade.UpgradeRefused as exc:
             raise forms.ValidationError(str(exc)) from None
         return text
+
+
+def allowlist_context(cluster: Cluster, resources: list[Any]) -> dict[str, Any]:
+    """The API's allowed sources, and whether the owner may change them now (the cluster is
+    idle and its listener sits behind an ACL the panel bought: clusters/operations/allowlist)."""
+    guarded = any(r.kind == allowlist.LEDGER_KIND and r.state == ResourceState.PRESENT
+                  and r.provider_id for r in resources)
+    cidrs = list(cluster.api_allowed_cidrs or [])
+    return {"api_allowed_cidrs": cidrs, "api_allowed_text": "\n".join(cidrs),
+            "can_change_allowlist": guarded and cluster.can_change_nodes}
 
 
 def upgrade_context(cluster: Cluster) -> dict[str, Any]:
@@ -250,6 +262,7 @@ def cluster_context(request: HttpRequest, cluster: Cluster, *,
     run = timeline["run"]
     nodes = list(cluster.nodes.only(
         "role", "name", "private_ip", "public_ip", "status", "k3s_version", "cluster_id"))
+    resources = list(cluster.resources.order_by("created_at", "pk"))
     return {
         "cluster": cluster,
         **timeline,
@@ -258,7 +271,8 @@ def cluster_context(request: HttpRequest, cluster: Cluster, *,
         "can_destroy": cluster.can_destroy,
         "servers": [node for node in nodes if node.role == NodeRole.SERVER],
         "agents": [node for node in nodes if node.role == NodeRole.AGENT],
-        "resources": list(cluster.resources.order_by("created_at", "pk")),
+        "resources": resources,
+        **allowlist_context(cluster, resources),
         "audit_events": list(cluster.audit_events.order_by("-time", "-pk")[:AUDIT_SHOWN]),
         "has_kubeconfig": bool(cluster.kubeconfig),
         **upgrade_context(cluster),

@@ -1,8 +1,9 @@
-"""Cluster-page actions for day-2 maintenance: upgrade K3s, renew the kubeconfig.
+"""Cluster-page actions for day-2 maintenance: upgrade K3s, renew the kubeconfig, change the
+API's allow-list.
 
-Thin like clusters/web/views.py: the rules live in clusters/operations/upgrade.py and
-kubeconfig.py; here a person picks a target, confirms it on a page that names the backup (or
-its absence), and every start is written to the audit trail.
+Thin like clusters/web/views.py: the rules live in clusters/operations/upgrade.py,
+kubeconfig.py and allowlist.py; here a person picks a target, confirms it on a page that names
+the backup (or its absence), and every start is written to the audit trail.
 """
 
 from __future__ import annotations
@@ -57,3 +58,18 @@ def renew_kubeconfig(request: HttpRequest, code: Any) -> HttpResponse:
         request, cluster, lambda: operations.start_kubeconfig_renewal(cluster, request.user),
         action=AuditAction.KUBECONFIG_RENEW,
         success=lambda run: _("Renewing the kubeconfig: it is fetched again from a server."))
+
+
+@login_required
+@require_POST
+def change_allowlist(request: HttpRequest, code: Any) -> HttpResponse:
+    """Start a run that makes the API's ACL hold exactly the CIDRs posted (audited)."""
+    cluster = queries.owned_cluster(request.user, code)
+    return start_operation(
+        request, cluster,
+        lambda: operations.start_allowlist_change(cluster, request.POST.get("cidrs", ""),
+                                                  request.user),
+        action=AuditAction.API_ALLOWLIST,
+        details=lambda run: {"from": run.params["from"], "to": run.params["to"]},
+        success=lambda run: _("Updating the API's allow-list: new sources are added before "
+                              "old ones are removed."))

@@ -22,6 +22,8 @@ urlpatterns = [
          name="cluster-upgrade"),
     path("clusters/<uuid:code>/kubeconfig/renew/", upgrade_views.renew_kubeconfig,
          name="kubeconfig-renew"),
+    path("clusters/<uuid:code>/allowlist/", upgrade_views.change_allowlist,
+         name="cluster-allowlist"),
     path("clusters/<uuid:code>/runs/<int:run_id>/retry/", views.run_retry, name="run-retry"),
     path("clusters/<uuid:code>/runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("clusters/<uuid:code>/runs/<int:run_id>/diagnostics/", views.run_diagnostics,

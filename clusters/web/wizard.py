@@ -405,6 +405,7 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
             owner=owner, cloud_account=account, name=account_step["name"],
             region=account_step["region"], zone=network["zone"], vpc_id=network["vpc"],
             vswitch_id=network["vswitch"], slb_address_type=network["slb_address_type"],
+            api_allowed_cidrs=list(network.get("api_allowed_cidrs") or []),
             k3s_version=k3s.get("k3s_version", ""), k3s_channel=k3s.get("k3s_channel", ""),
             install_source=k3s["install_source"],
             install_base_url=k3s.get("install_base_url", "")

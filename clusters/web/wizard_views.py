@@ -140,6 +140,9 @@ def network_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRes
         "form": form, "region": region, "account": account,
         "empty": not (choices.zones and choices.vpcs and choices.vswitches),
         "vswitches": choices.vswitches,
+        # A hint for the allow-list: where this browser reaches the panel from (the same
+        # rule as the audit trail's address).
+        "browser_address": audit.client_address(request),
     })
 
 

@@ -256,6 +256,39 @@ def _delete_slb(world: World) -> None:
     assert world.cloud.delete_slb(world.new_slb("conformance-delete"))
 
 
+@scenario("Slb", "CreateAccessControlList")
+@scenario("Slb", "DescribeAccessControlLists")
+@scenario("Slb", "AddAccessControlListEntry")
+@scenario("Slb", "RemoveAccessControlListEntry")
+@scenario("Slb", "DescribeAccessControlListAttribute")
+@scenario("Slb", "DeleteAccessControlList")
+def _acl(world: World) -> None:
+    # The API's allow-list: created tagged, found by tag and by name, entries in and out,
+    # bound to a listener as a whitelist, refused deletion while bound, then deleted.
+    name = f"conformance-acl-{uuid.uuid4().hex[:8]}"
+    acl_id = world.cloud.create_acl(name, tags={TAG: "conformance-acl"})
+    assert world.cloud.find_acls_by_tag(TAG, "conformance-acl") == [acl_id]
+    assert world.cloud.find_acls_by_name(name) == [acl_id]
+    world.cloud.add_acl_entries(acl_id, ["203.0.113.0/24", "198.51.100.7/32"], "conformance")
+    world.cloud.remove_acl_entries(acl_id, ["198.51.100.7/32"])
+    lb_id = world.new_slb("conformance-acl-listener")
+    world.cloud.create_tcp_listener(lb_id, whitelist_acl_id=acl_id)
+    described = world.cloud.describe_acl(acl_id)
+    assert described is not None and described.entries == ("203.0.113.0/24",)
+    assert described.listeners == ((lb_id, 6443),)
+    listener = world.cloud.describe_tcp_listener(lb_id)
+    assert listener is not None and (listener.acl_status, listener.acl_id) == ("on", acl_id)
+    try:
+        world.cloud.delete_acl(acl_id)
+    except TransientError as exc:  # AclInUsed: its listener still holds it
+        assert exc.code == "AclInUsed"
+    else:
+        raise AssertionError("an ACL bound to a listener was deleted")
+    assert world.cloud.delete_slb(lb_id)
+    assert world.cloud.delete_acl(acl_id)
+    assert not world.cloud.delete_acl(acl_id)  # AclNotExist: already gone
+
+
 # ---- RDS -------------------------------------------------------------------------------------
 
 @scenario("Rds", "CreateDBInstance")

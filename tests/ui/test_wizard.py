@@ -176,6 +176,35 @@ def test_wizard_end_to_end_creates_the_cluster_and_starts_its_run(
     assert "Create the RDS MySQL instance" in page
 
 
+def test_an_internet_api_needs_an_allow_list_of_cidr_blocks(
+        at_datastore: Client, cloud: Emulator) -> None:
+    """Nobody reaches an Internet-facing API until the user lists who may (a CLB whitelist
+    without entries would forward from everywhere, so an empty one is never made)."""
+    vswitch = cloud.vswitch
+    answer = {"zone": vswitch["zone_id"], "vpc": cloud.vpc["vpc_id"],
+              "vswitch": vswitch["vswitch_id"], "slb_address_type": "internet"}
+    page = at_datastore.get(step_url("network")).content.decode()
+    assert 'name="api_allowed_cidrs"' in page
+    assert "This browser reaches the panel from 127.0.0.1" in page
+    empty = at_datastore.post(step_url("network"), {**answer, "api_allowed_cidrs": ""})
+    assert "nobody can reach it" in " ".join(field_errors(empty, "api_allowed_cidrs"))
+    bad = at_datastore.post(step_url("network"), {**answer,
+                                                  "api_allowed_cidrs": "10.0.0.1/24"})
+    assert "10.0.0.1/24 is not an IPv4 CIDR block" in " ".join(
+        field_errors(bad, "api_allowed_cidrs"))
+    good = at_datastore.post(step_url("network"), {
+        **answer, "api_allowed_cidrs": "203.0.113.0/24\n198.51.100.7, 203.0.113.0/24"})
+    assert good["Location"] == step_url("datastore")
+    state = WizardState(at_datastore.session)
+    assert state.get("network")["api_allowed_cidrs"] == ["203.0.113.0/24", "198.51.100.7/32"]
+    back = at_datastore.get(step_url("network")).content.decode()  # going back: one per line
+    assert "203.0.113.0/24\n198.51.100.7/32</textarea>" in back
+    # An intranet SLB keeps today's behaviour: no list, no ACL.
+    intranet = at_datastore.post(step_url("network"), {**answer, "slb_address_type": "intranet",
+                                                       "api_allowed_cidrs": ""})
+    assert intranet["Location"] == step_url("datastore")
+
+
 def test_a_wrong_access_key_is_refused_at_the_field_and_not_saved(
         cloud: Emulator, user: Any, owner_client: Client) -> None:
     response = owner_client.post(step_url("account"), {

@@ -32,6 +32,9 @@ TRANSIENT_CODES = frozenset({
     "ServiceIsConfiguring", "OperationBusy", "ListenerProcessing", "BackendServerProcessing",
     "OperationFailed.TokenIsProcessing", "RspoolVipExist", "ObtainIpFail", "ServiceIsStopping",
     "BackendServer.configuring",
+    # DeleteAccessControlList while a listener still holds the ACL (terraform-provider-alicloud
+    # retries it, resource_alicloud_slb_acl.go): the listener's delete is still settling
+    "AclInUsed",
     # ECS / VPC
     "IncorrectInstanceStatus.Initializing", "LastTokenProcessing", "OperationConflict",
     "IncorrectVSwitchStatus",
@@ -42,6 +45,7 @@ NOT_FOUND_CODES = frozenset({
     "InvalidLoadBalancerId.NotFound", "InvalidInstanceId.NotFound", "Forbidden.InstanceNotFound",
     "InvalidVpcID.NotFound", "InvalidVswitchID.NotFound", "Forbidden.VpcNotFound",
     "InvalidAccountName.NotFound", "InvalidDBName.NotFound", "InvalidDB.NotFound",
+    "AclNotExist",
 })
 
 _HINTS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), h) for p, h in (

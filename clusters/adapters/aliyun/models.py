@@ -363,11 +363,24 @@ class LoadBalancer:
 
 
 @dataclass(frozen=True)
+class AccessControlList:
+    """A CLB ACL: its IP entries (CIDR blocks) and the (load balancer, port) it guards."""
+
+    acl_id: str
+    name: str
+    entries: tuple[str, ...]
+    listeners: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
 class TcpListener:
     port: int
     backend_port: int
     status: str
     health_check: str = "on"
+    acl_status: str = "off"
+    acl_type: str = ""
+    acl_id: str = ""
 
     @property
     def running(self) -> bool:

@@ -8,6 +8,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from clusters.adapters import wizard_checks
+from clusters.core import allowlist
 from clusters.models import SlbAddressType
 from clusters.web.forms.common import WizardForm
 
@@ -22,10 +23,22 @@ class NetworkStepForm(WizardForm):
         label=_("SLB address"), choices=SlbAddressType.choices, initial=SlbAddressType.INTRANET,
         widget=forms.RadioSelect,
         help_text=_("Internet makes the Kubernetes API reachable from outside the VPC."))
+    api_allowed_cidrs = forms.CharField(
+        label=_("Sources allowed to reach the API"), required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "203.0.113.0/24"}),
+        help_text=_("CIDR blocks, one per line (a single address is a /32). The SLB forwards "
+                    "the Kubernetes API only from these. Required for an Internet SLB: nobody "
+                    "can reach an Internet-facing API until you list who may, and the panel "
+                    "itself and any agent joining from outside the VPC must be among them "
+                    "(the panel checks the cluster through the SLB). Optional for an intranet "
+                    "SLB, where empty means the whole VPC, as before."))
 
     def __init__(self, *args: Any, network: wizard_checks.NetworkChoices, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.network = network
+        kept = self.initial.get("api_allowed_cidrs")
+        if isinstance(kept, list):  # the wizard keeps the parsed list; the field edits text
+            self.initial["api_allowed_cidrs"] = "\n".join(kept)
         cast(forms.ChoiceField, self.fields["zone"]).choices = [(z, z) for z in network.zones]
         cast(forms.ChoiceField, self.fields["vpc"]).choices = [
             (v.vpc_id, f"{v.vpc_id} · {v.cidr}" + (f" · {v.name}" if v.name else ""))
@@ -34,6 +47,22 @@ class NetworkStepForm(WizardForm):
             (s.vswitch_id, f"{s.vswitch_id} · {s.zone_id} · {s.cidr}"
              + (f" · {s.name}" if s.name else ""))
             for s in network.vswitches]
+
+    def _clean_allowlist(self, data: dict[str, Any]) -> None:
+        """The allow-list as CIDR blocks; an Internet SLB must have at least one (a CLB
+        whitelist without entries would forward from everywhere)."""
+        try:
+            cidrs = allowlist.parse(data.get("api_allowed_cidrs") or "")
+        except allowlist.AllowListError as exc:
+            self.add_error("api_allowed_cidrs", _(
+                "%(entry)s is not an IPv4 CIDR block (such as 203.0.113.0/24, with no host "
+                "bits set) or a single IPv4 address.") % {"entry": exc})
+            return
+        if data.get("slb_address_type") == SlbAddressType.INTERNET and not cidrs:
+            self.add_error("api_allowed_cidrs", _(
+                "An Internet-facing API needs at least one allowed source: until you list "
+                "who may connect, nobody can reach it."))
+        data["api_allowed_cidrs"] = cidrs
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -48,6 +77,7 @@ class NetworkStepForm(WizardForm):
         if data.get("zone") and chosen.zone_id != data["zone"]:
             self.add_error("vswitch", _("This vSwitch is in zone %(zone)s, not in the chosen "
                                         "zone.") % {"zone": chosen.zone_id})
+        self._clean_allowlist(data)
         vpc = next((v for v in self.network.vpcs if v.vpc_id == data.get("vpc")), None)
         data["vpc_cidr"] = vpc.cidr if vpc else ""
         data["vswitch_cidr"] = chosen.cidr

@@ -5,10 +5,18 @@ real TCP proxy with real health checks (proxy.py), so "the cluster answers throu
 SLB" and "a dead server turns abnormal" are observed, not asserted by the emulator.
 
 - `product`: the product, its limits and error answers, shared lookups;
-- `loadbalancers`, `listeners`, `backends`, `tags`: the actions, one module per resource;
+- `loadbalancers`, `listeners`, `backends`, `tags`, `acls`: the actions, one module per
+  resource (`acls`: access control lists, which the proxy enforces on each source address);
 - `runtime`: the real proxies kept in line with the state; `proxy`: the TCP proxy itself.
 
 Importing this package registers every action (registry.PRODUCT_MODULES names it).
 """
 
-from sandbox.aliyun.slb import backends, listeners, loadbalancers, runtime, tags  # noqa: F401
+from sandbox.aliyun.slb import (  # noqa: F401
+    acls,
+    backends,
+    listeners,
+    loadbalancers,
+    runtime,
+    tags,
+)

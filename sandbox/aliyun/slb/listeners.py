@@ -17,6 +17,7 @@ from sandbox.aliyun.slb.product import (
     SLB,
     _lb_or_error,
     _listener_or_error,
+    acls,
 )
 from sandbox.aliyun.slb.runtime import sync_listener
 
@@ -60,6 +61,7 @@ def create_tcp_listener(state: State, params: Params, ctx: RequestContext) -> di
     port = params["ListenerPort"]
     if str(port) in lb["listeners"]:
         raise LISTENER_EXISTS
+    _check_acl(state, ctx, lb, params)
     lb["listeners"][str(port)] = {
         "port": port, "protocol": "tcp", "backend_port": params["BackendServerPort"],
         "bandwidth": bandwidth, "scheduler": params["Scheduler"],
@@ -83,6 +85,25 @@ def create_tcp_listener(state: State, params: Params, ctx: RequestContext) -> di
         "status": "stopped", "running_at": None,
     }
     return {}
+
+
+def _check_acl(state: State, ctx: RequestContext, lb: dict[str, Any], params: Params) -> None:
+    """AclStatus=on needs AclType and AclId ("If AclStatus is set to on, this parameter is
+    required", V2 model of CreateLoadBalancerTCPListener), an ACL of this region and of the
+    load balancer's IP version (CLB access control limits: IPv4 instances take IPv4 ACLs)."""
+    if params["AclStatus"] != "on":
+        return
+    if not params["AclType"]:
+        raise errors.missing_parameter("AclType")
+    if not params["AclId"]:
+        raise errors.missing_parameter("AclId")
+    acl = acls(state).get(params["AclId"])
+    if acl is None or acl["region_id"] != ctx.region_id:
+        raise errors.ApiError(400, "AclNotExist", "The specified acl does not exist.")
+    if acl["ip_version"] != lb["address_ip_version"]:
+        # CHOSEN code: the documents state the rule, not its error.
+        raise errors.ApiError(400, "InvalidParameter.AclId",
+                              "The IP version of the acl does not match the load balancer.")
 
 
 _LISTENER_REF = (

@@ -54,6 +54,11 @@ def load_balancers(state: State) -> dict[str, Any]:
     return state.table("slb", "load_balancers")
 
 
+def acls(state: State) -> dict[str, Any]:
+    """Access control lists by id (acls.py); the runtime reads them to filter sources."""
+    return state.table("slb", "acls")
+
+
 def _proxies(cloud: Cloud) -> dict[tuple[str, int], ListenerProxy]:
     return cloud.runtime.setdefault("slb", {})
 

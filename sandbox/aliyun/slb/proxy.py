@@ -9,7 +9,9 @@ mode the listening socket and every outgoing connection live in the cloud namesp
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +41,29 @@ class HealthCheck:
     timeout: float
     healthy_threshold: int
     unhealthy_threshold: int
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """A listener's access control, as CLB applies it to each client's source address.
+
+    `kind` is "white" (only `networks` are forwarded) or "black" (`networks` are refused).
+    An ACL without entries filters nothing, white or black (CLB's documented behaviour), so
+    `ALLOW_ALL` is also what an enabled but empty ACL becomes.
+    """
+
+    kind: str = "off"
+    networks: tuple[str, ...] = ()
+
+    def allows(self, source: str) -> bool:
+        if self.kind == "off" or not self.networks:
+            return True
+        address = ipaddress.ip_address(source)
+        listed = any(address in ipaddress.ip_network(n) for n in self.networks)
+        return listed if self.kind == "white" else not listed
+
+
+ALLOW_ALL = AccessRule()
 
 
 @dataclass
@@ -74,7 +99,7 @@ class ListenerProxy:
 
     def __init__(
         self, address: str, port: int, netns: str | None, *, backends: list[Backend],
-        health: HealthCheck, scheduler: str = "wrr",
+        health: HealthCheck, scheduler: str = "wrr", access: AccessRule = ALLOW_ALL,
     ) -> None:
         self.address = address
         self.port = port
@@ -82,6 +107,8 @@ class ListenerProxy:
         self.scheduler = scheduler
         self._backends = list(backends)
         self._health_config = health
+        self._access = access
+        self._refused = 0
         self._health: dict[str, _Health] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -108,6 +135,17 @@ class ListenerProxy:
     def set_health_check(self, health: HealthCheck) -> None:
         with self._lock:
             self._health_config = health
+
+    def set_access(self, access: AccessRule) -> None:
+        """New ACL entries apply to the next connection (relayed ones stay, as on CLB)."""
+        with self._lock:
+            self._access = access
+
+    @property
+    def refused(self) -> int:
+        """Connections refused by the access rule since the listener started."""
+        with self._lock:
+            return self._refused
 
     def health_status(self) -> dict[str, str]:
         """server_id -> normal / abnormal / unavailable (no verdict yet, or checks off)."""
@@ -160,11 +198,17 @@ class ListenerProxy:
     def _accept_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                client, _ = self._socket.accept()
+                client, peer = self._socket.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return
+            with self._lock:
+                allowed = self._access.allows(peer[0])
+                self._refused += 0 if allowed else 1
+            if not allowed:
+                _reset(client)
+                continue
             threading.Thread(target=self._relay, args=(client,), daemon=True).start()
 
     def _relay(self, client: socket.socket) -> None:
@@ -240,6 +284,14 @@ class ListenerProxy:
                     health.failures, health.successes = health.failures + 1, 0
                     if health.failures >= config.unhealthy_threshold:
                         health.status = ABNORMAL
+
+
+def _reset(client: socket.socket) -> None:
+    """Close with an RST (SO_LINGER 0): the client sees "connection reset", never a byte."""
+    with contextlib.suppress(OSError):
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        client.close()
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from sandbox.aliyun import ecs
 from sandbox.aliyun.gateway.cloud import Cloud
-from sandbox.aliyun.slb.product import SLB, _proxies, load_balancers
-from sandbox.aliyun.slb.proxy import Backend, HealthCheck, ListenerProxy
+from sandbox.aliyun.slb.product import SLB, _proxies, acls, load_balancers
+from sandbox.aliyun.slb.proxy import ALLOW_ALL, AccessRule, Backend, HealthCheck, ListenerProxy
 
 
 # ---- runtime: keep proxies in line with the state ------------------------------------------
@@ -42,6 +42,16 @@ def _backends(cloud: Cloud, lb: dict[str, Any], listener: dict[str, Any]) -> lis
     return found
 
 
+def access_rule(cloud: Cloud, listener: dict[str, Any]) -> AccessRule:
+    """The listener's ACL as the proxy applies it: off, or white/black over its entries."""
+    if listener.get("acl_status") != "on":
+        return ALLOW_ALL
+    acl = acls(cloud.state).get(listener.get("acl_id") or "")
+    if acl is None:
+        return ALLOW_ALL
+    return AccessRule(listener["acl_type"], tuple(e["entry"] for e in acl["entries"]))
+
+
 def sync_listener(cloud: Cloud, lb: dict[str, Any], port: int) -> None:
     """Open, reconfigure or close the proxy of one listener to match its status."""
     proxies = _proxies(cloud)
@@ -58,10 +68,12 @@ def sync_listener(cloud: Cloud, lb: dict[str, Any], port: int) -> None:
         proxies[key] = ListenerProxy(
             lb["address"], port, cloud.plumbing.netns, backends=_backends(cloud, lb, listener),
             health=_health_check(cloud, listener), scheduler=listener["scheduler"],
+            access=access_rule(cloud, listener),
         )
     else:
         proxy.set_backends(_backends(cloud, lb, listener))
         proxy.set_health_check(_health_check(cloud, listener))
+        proxy.set_access(access_rule(cloud, listener))
 
 
 def _sync_all_listeners(cloud: Cloud, lb: dict[str, Any]) -> None:
@@ -118,6 +130,15 @@ def list_resources(cloud: Cloud) -> list[dict[str, Any]]:
                 "type": "slb_listener", "id": f"{lb['lb_id']}:{port}", "state": listener["status"],
                 "addresses": [lb["address"]], "ports": [int(port)], "tags": [],
                 "listening": proxy is not None, "health": proxy.health_status() if proxy else {},
+                "acl": {"status": listener.get("acl_status", "off"),
+                        "type": listener.get("acl_type", ""), "id": listener.get("acl_id", ""),
+                        "refused": proxy.refused if proxy else 0},
                 "pids": [],
             })
+    for acl in acls(cloud.state).values():
+        listed.append({
+            "type": "slb_acl", "id": acl["acl_id"], "state": "available", "addresses": [],
+            "ports": [], "tags": acl["tags"], "pids": [],
+            "entries": [e["entry"] for e in acl["entries"]],
+        })
     return listed

@@ -1,0 +1,57 @@
+"""The API's allow-list: source CIDR blocks, written by a person, read by the SLB's ACL.
+
+Why one place: the wizard validates what the user types, and the SLB step re-checks what it
+is about to send; both must agree on what an entry is. A CLB ACL entry is an IPv4 CIDR block
+(AddAccessControlListEntry); a bare address means that one address (/32). An entry with host
+bits set ("10.0.0.1/24") is refused rather than silently widened or narrowed.
+
+The list belongs to the cluster (Cluster.api_allowed_cidrs), not to a product: a CLB carries
+it as a whitelist ACL (clusters/steps/slb.py, slb.acl); an NLB, which takes security groups
+instead of ACLs, would carry the same entries as the inbound rules of a security group of its
+own, read from the same field through this same parse.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+
+# The ledger kind (CloudResource.kind) of the CLB ACL that holds a cluster's allow-list.
+LEDGER_KIND = "slb_acl"
+# Terraform's alicloud_slb_acl allows at most 300 entries in one ACL; the panel keeps well
+# inside what one ACL takes, so a cluster's allow-list is one ACL.
+MAX_ENTRIES = 300
+
+
+class AllowListError(ValueError):
+    """One entry is not a CIDR block the ACL takes; the message names it."""
+
+
+def parse(text: str | Iterable[str]) -> list[str]:
+    """Entries separated by commas, spaces or new lines -> normalized, unique CIDR blocks."""
+    raw = re.split(r"[\s,]+", text) if isinstance(text, str) else list(text)
+    found: list[str] = []
+    for item in (part.strip() for part in raw):
+        if not item:
+            continue
+        try:
+            network = ipaddress.ip_network(item if "/" in item else f"{item}/32", strict=True)
+        except ValueError:
+            raise AllowListError(item) from None
+        if network.version != 4:
+            raise AllowListError(item)
+        if str(network) not in found:
+            found.append(str(network))
+    if len(found) > MAX_ENTRIES:
+        raise AllowListError(f"more than {MAX_ENTRIES} entries")
+    return found
+
+
+def allows(entries: Iterable[str], address: str) -> bool:
+    """Whether `address` falls in one of the entries (for hints such as the panel's own)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(entry) for entry in entries)

@@ -1,0 +1,81 @@
+"""Change the API's allow-list on a running cluster: the rules to start it, and its one step.
+
+Why a run and not a direct call: the change goes to Alibaba Cloud (AddAccessControlListEntry
+and RemoveAccessControlListEntry on the cluster's ACL), which may throttle or fail; a run is
+retried, logged and audited like every other change. The step (slb.acl) adds the new entries
+before it removes the old ones, so the whitelist never passes through empty (a CLB whitelist
+with no entries forwards everyone). The proxy applies the new list to the next connection.
+
+Only a cluster created with an allow-list has an ACL on its listener; binding one to a
+listener that has none (an intranet cluster made without a list) is not offered yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
+
+from clusters.core import allowlist
+from clusters.engine import pipeline
+from clusters.engine.pipeline import StepSpec
+from clusters.models import Cluster, ResourceState, Run, RunKind, SlbAddressType
+from clusters.operations.runs import OperationRefused, lock_ready, ready_problem
+
+ALLOWLIST_TITLE = gettext_noop("Update the API's allow-list (SLB access control)")
+
+
+def allowlist_plan(cluster: Cluster) -> list[StepSpec]:
+    return [StepSpec("acl", ALLOWLIST_TITLE, "slb.acl")]
+
+
+def _ready_refusal() -> str:
+    return _("Only a ready cluster's allow-list can be changed; this one is %(status)s.")
+
+
+def retry_problem(cluster: Cluster, run: Run) -> str:
+    """As for a new change: the cluster must be ready and idle."""
+    return ready_problem(cluster, _ready_refusal())
+
+
+def has_allowlist(cluster: Cluster) -> bool:
+    """Whether the cluster's listener sits behind an ACL the panel bought (one to edit)."""
+    return cluster.resources.filter(kind=allowlist.LEDGER_KIND, state=ResourceState.PRESENT) \
+        .exclude(provider_id="").exists()
+
+
+def parse_change(cluster: Cluster, text: str) -> list[str]:
+    """The new list as CIDR blocks, or OperationRefused saying why it cannot be used."""
+    try:
+        cidrs = allowlist.parse(text)
+    except allowlist.AllowListError as exc:
+        raise OperationRefused(_(
+            "%(entry)s is not an IPv4 CIDR block (such as 203.0.113.0/24, with no host bits "
+            "set) or a single IPv4 address.") % {"entry": exc}) from None
+    if not cidrs:
+        raise OperationRefused(
+            _("An Internet-facing API needs at least one allowed source: until you list who "
+              "may connect, nobody can reach it.")
+            if cluster.slb_address_type == SlbAddressType.INTERNET else
+            _("The allow-list cannot be emptied: a listener's access control list without "
+              "entries would let everyone in."))
+    return cidrs
+
+
+def start_allowlist_change(cluster: Cluster, text: str, user: Any = None) -> Run:
+    """Record the new list on the cluster and start the run that applies it to the ACL."""
+    with transaction.atomic():
+        locked = lock_ready(cluster, _ready_refusal())
+        if not has_allowlist(locked):
+            raise OperationRefused(_("This cluster's API listener was created without an "
+                                     "allow-list, so there is none to change."))
+        cidrs = parse_change(locked, text)
+        before = list(locked.api_allowed_cidrs or [])
+        if cidrs == before:
+            raise OperationRefused(_("The allow-list is already exactly this."))
+        Cluster.objects.filter(pk=locked.pk).update(api_allowed_cidrs=cidrs)
+        locked.api_allowed_cidrs = cidrs
+        return pipeline.create_run(locked, RunKind.API_ALLOWLIST, allowlist_plan(locked),
+                                   params={"from": before, "to": cidrs}, created_by=user)
