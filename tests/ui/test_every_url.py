@@ -62,7 +62,7 @@ OWNER_ONLY = frozenset({
     "clusters:node-host-key", "clusters:cluster-upgrade", "clusters:kubeconfig-renew",
     "clusters:run-retry", "clusters:run-cancel", "clusters:run-diagnostics",
     "clusters:run-status", "clusters:run-timeline", "clusters:step-log-lines",
-    "clusters:step-log",
+    "clusters:step-log", "clusters:cluster-allowlist",
 })
 
 #: Per model of the panel in the admin: the fields that decide who owns, reaches, pays for or
@@ -71,10 +71,11 @@ SECURITY_FIELDS: dict[type, tuple[str, ...]] = {
     Cluster: ("owner", "cloud_account", "region", "zone", "vpc_id", "vswitch_id",
               "k3s_version", "k3s_channel", "install_source", "install_base_url",
               "extra_tls_sans", "datastore_kind", "rds_engine_version", "slb_address",
-              "k3s_ca_hash", "status"),
+              "k3s_ca_hash", "api_allowed_cidrs", "status"),
     Node: ("cluster", "role", "name", "private_ip", "public_ip", "ssh_port", "ssh_user",
            "host_key", "ecs_instance_id", "status", "k3s_installed"),
-    CloudAccount: ("owner", "access_key_id", "default_region"),
+    CloudAccount: ("owner", "credential_kind", "access_key_id", "role_arn", "external_id",
+                   "session_policy", "ecs_role_name", "default_region"),
     CloudResource: ("cluster", "run", "kind", "provider_id", "client_token", "region", "state",
                     "attributes"),
     Run: ("cluster", "kind", "status", "params", "created_by", "cancel_requested"),
@@ -86,7 +87,7 @@ SECRETS: dict[type, tuple[str, ...]] = {
     Cluster: ("k3s_token", "k3s_agent_token", "kubeconfig", "datastore_password",
               "external_dsn"),
     Node: ("ssh_private_key", "ssh_password", "ssh_key_passphrase"),
-    CloudAccount: ("access_key_secret",),
+    CloudAccount: ("access_key_secret", "security_token"),
 }
 #: Admin models that are not the panel's: Django's users and groups (only superusers change
 #: them) and django-axes' sign-in records (the operator's; no one owns them).
@@ -97,7 +98,7 @@ ATTACKER_IP = "203.0.113.66"
 SECRET_VALUES = (
     TEST_TOKEN, TEST_ACCESS_KEY_SECRET, "agent-token-never-shown-7d1f", "kubeconfig-never-shown",
     "dsn-password-never-shown", "datastore-password-never-shown", "ssh-password-0-secret",
-    "PRIVATE-KEY-BODY-never-shown", "passphrase-never-shown",
+    "PRIVATE-KEY-BODY-never-shown", "passphrase-never-shown", "sts-token-never-shown-4c2e",
 )
 
 
@@ -172,6 +173,9 @@ def world(db: Any) -> World:
         ssh_private_key="-----BEGIN OPENSSH PRIVATE KEY-----\nPRIVATE-KEY-BODY-never-shown\n",
         ssh_key_passphrase="passphrase-never-shown", host_key="SHA256:" + "k" * 43)
     node.refresh_from_db()
+    account = cluster.cloud_account
+    account.security_token = "sts-token-never-shown-4c2e"
+    account.save(update_fields=["security_token"])
     run = pipeline.create_run(cluster, RunKind.TEST, [pipeline.StepSpec("a", "A", "test.work")],
                               start=False)
     step = run.steps.get()
