@@ -47,10 +47,10 @@ def retry_refusal(run: Run) -> str:
     however long the history: the page asks this for the run it shows.
     """
     cluster = run.cluster
+    if cluster.status == ClusterStatus.DESTROYED:  # first: the one answer for every run
+        return _("This cluster is destroyed: its runs can no longer be retried.")
     if not run.can_retry:
         return _("Only a failed or cancelled run can be retried.")
-    if cluster.status == ClusterStatus.DESTROYED:
-        return _("This cluster is destroyed: its runs can no longer be retried.")
     if run.kind != RunKind.DESTROY and cluster.runs.filter(kind=RunKind.DESTROY).exists():
         return _("Destroying this cluster has started: only the destroy run can be retried.")
     if not cluster.is_idle:
