@@ -181,9 +181,8 @@ def _tls_kwargs(dsn: MySQLDSN, backend: BackendTLS) -> dict:
         raise DatastoreError(f"invalid value / unknown config name: {option}")
     if not backend.configured:
         return {"ssl_disabled": True}
+    # kine's MinVersion is TLS 1.1; Python's floor is 1.2, which RDS and MariaDB both speak.
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    with suppress(ValueError, OSError):
-        context.minimum_version = ssl.TLSVersion.TLSv1_1  # OpenSSL may insist on more
     if backend.cafile:
         try:
             context.load_verify_locations(cafile=backend.cafile)
