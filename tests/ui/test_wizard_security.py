@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 
 from clusters.models import Cluster
-from sandbox.aliyun.rds.tls import ensure_ca
 from clusters.web.wizard import WizardState
+from sandbox.aliyun.rds.tls import ensure_ca
 from tests.ui.test_wizard import (  # noqa: F401 - at_k3s and at_review are fixtures
     at_k3s,
     at_review,
