@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from clusters.k3s.config import DATASTORE_CA_PATH, ClusterSettings, render_server_config
+from clusters.k3s.diagnosis import explain
 from clusters.k3s.dsn import build_endpoint, parse_endpoint
 from clusters.k3s.secrets_encryption import parse_status
 from sandbox.k3s import secretsencrypt
@@ -77,3 +78,17 @@ def test_a_cluster_without_them_gets_neither() -> None:
         token="t" * 48, datastore_endpoint="mysql://k3s:p@tcp(h:3306)/k3s",
         tls_sans=("10.0.1.30",)))
     assert "secrets-encryption" not in text and "datastore-cafile" not in text
+
+
+@pytest.mark.parametrize(("journal", "hint"), [
+    ('level=fatal msg="starting kubernetes: preparing server: creating storage endpoint: '
+     'building kine: tls: failed to verify certificate: x509: certificate signed by unknown '
+     'authority"', "PANEL_RDS_CA_BUNDLE"),
+    ('level=fatal msg="starting kubernetes: preparing server: creating storage endpoint: '
+     'building kine: Error 3159 (HY000): Connections using insecure transport are prohibited '
+     'while --require_secure_transport=ON."', "only encrypted connections"),
+])
+def test_the_datastore_tls_failures_of_the_journal_are_explained(journal: str,
+                                                                  hint: str) -> None:
+    explained = explain([journal])
+    assert explained and hint in explained
