@@ -139,8 +139,11 @@ def connect(endpoint: MySQLEndpoint, *, via: SSHSession | None = None,
     name against the endpoint's host (what kine does with datastore-cafile); without, plain,
     as kine without it (PyMySQL alone would try TLS unverified, which proves nothing).
     """
-    tls: dict[str, Any] = ({"ssl": client_context(ca_pem, endpoint.host)} if ca_pem
-                           else {"ssl_disabled": True})
+    tls: dict[str, Any] = {"ssl_disabled": True}
+    if ca_pem:
+        tls = {"ssl": client_context(ca_pem, endpoint.host)}
+    elif dict(endpoint.params).get("tls", "false") != "false":
+        tls = {}  # the user's own DSN asks for TLS (`tls=true|skip-verify|preferred`)
     with _route(endpoint, via) as (host, port, tunnel):
         try:
             conn = pymysql.connect(
