@@ -157,6 +157,14 @@ class Cluster(models.Model):
     )
     rds_storage_gb = models.PositiveIntegerField(_("RDS storage (GB)"), default=20)
     external_dsn = EncryptedTextField(_("external MySQL DSN"), blank=True)
+    # RDS SSL on, K3s and the panel verifying the instance's certificate against the ApsaraDB
+    # CA (PANEL_RDS_CA_BUNDLE). The wizard turns it on for new clusters; clusters made
+    # before it existed keep False (their servers run without datastore-cafile).
+    datastore_tls = models.BooleanField(_("datastore TLS"), default=False)
+    # K3s --secrets-encryption: Secrets are stored AES-CBC encrypted in the datastore. The
+    # wizard turns it on for new clusters; a running cluster keeps what it was created with
+    # (turning it on later needs `k3s secrets-encrypt` on every server, not a config change).
+    secrets_encryption = models.BooleanField(_("encrypt Secrets at rest"), default=False)
     datastore_password = EncryptedTextField(_("datastore password"), blank=True)
 
     slb_address_type = models.CharField(

@@ -281,6 +281,11 @@ ALIYUN_ECS_METADATA_ENDPOINT = env_str("ALIYUN_ECS_METADATA_ENDPOINT") or ""
 PANEL_K3S_OFFICIAL_BASE_URL = env_str("PANEL_K3S_OFFICIAL_BASE_URL") or ""
 PANEL_K3S_MIRROR_BASE_URL = env_str("PANEL_K3S_MIRROR_BASE_URL") or ""
 
+# The ApsaraDB CA chain (ApsaraDB-CA-Chain.pem from the RDS console's "Download CA
+# certificate"; no RDS API returns it). K3s servers and the panel verify RDS's certificate
+# against it when a cluster's datastore TLS is on (clusters/adapters/datastore_tls.py).
+PANEL_RDS_CA_BUNDLE = env_str("PANEL_RDS_CA_BUNDLE") or ""
+
 # Hosts the panel must never SSH to, besides loopback, link-local and its own interfaces
 # addresses (clusters/adapters/host_addresses.py): its service network, comma-separated CIDRs.
 PANEL_FORBIDDEN_NETWORKS = env_list("PANEL_FORBIDDEN_NETWORKS")

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from clusters.adapters import datastore_tls
 from clusters.adapters.kubeapi import KubeClient
 from clusters.core.errors import PermanentError
-from clusters.k3s.config import ClusterSettings, NodeIdentity, render_server_config
+from clusters.k3s.config import (
+    DATASTORE_CA_PATH,
+    ClusterSettings,
+    NodeIdentity,
+    render_server_config,
+)
 from clusters.k3s.dsn import build_endpoint
 from clusters.k3s.install import InstallSource
 from clusters.k3s.tokens import AGENT_USER, SERVER_USER, secure_token
@@ -77,6 +83,8 @@ def server_settings(ctx: StepContext) -> ClusterSettings:
         tls_sans=(cluster.slb_address, *cluster.extra_tls_sans),
         disable=("traefik",) if cluster.disable_traefik else (),
         node_taints=(SERVER_TAINT,) if cluster.taint_servers else (),
+        secrets_encryption=cluster.secrets_encryption,
+        datastore_cafile=DATASTORE_CA_PATH if datastore_tls.uses_tls(cluster) else None,
     )
 
 

@@ -16,10 +16,12 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pymysql
 
 from clusters.adapters.datastore_health import CONNECTION_LIMITS_SQL, connection_limit
+from clusters.adapters.datastore_tls import client_context
 from clusters.adapters.ssh import SSHSession, Tunnel
 from clusters.core.errors import PermanentError, StepError, TransientError
 from clusters.k3s.dsn import MySQLEndpoint
@@ -60,7 +62,16 @@ _EXPLANATIONS: dict[int, tuple[type[StepError], str]] = {
     2003: (TransientError, _UNREACHABLE),
     2006: (TransientError, _UNREACHABLE),
     2013: (TransientError, _UNREACHABLE),
+    2026: (PermanentError, "The database at {address} does not offer TLS, which this cluster "
+                           "requires: turn SSL on for the RDS instance ({detail})."),
+    3159: (PermanentError, "The database at {address} accepts only encrypted connections "
+                           "(forced SSL encryption), and this one was not: turn datastore TLS "
+                           "on for the cluster."),
 }
+_CA_MISMATCH = ("The database at {address} presented a certificate that the datastore CA does "
+                "not verify ({detail}). K3s would refuse it too (kine: \"x509: certificate "
+                "signed by unknown authority\"). Check that PANEL_RDS_CA_BUNDLE is the "
+                "ApsaraDB-CA-Chain.pem downloaded from this instance's RDS console.")
 
 
 class SchemaRejected(PermanentError):
@@ -77,6 +88,7 @@ class DatastoreReport:
     statements_run: int
     seconds: float
     max_connections: int = 0  # the server's max_connections (0: could not be read)
+    tls: str = ""  # the TLS version the connection used ("" when plain)
 
 
 def classify_mysql_error(exc: pymysql.MySQLError, endpoint: MySQLEndpoint) -> StepError:
@@ -89,6 +101,10 @@ def classify_mysql_error(exc: pymysql.MySQLError, endpoint: MySQLEndpoint) -> St
             "The datastore rejects K3s's schema: turn innodb_large_prefix ON (MySQL 5.6/5.7) "
             f"or use MySQL 5.7/8.0 with the DYNAMIC row format. The server said: {detail}",
             code=KEY_TOO_LONG)
+    if number == 2003 and ("CERTIFICATE_VERIFY_FAILED" in detail or "SSLError" in detail
+                           or "SSL:" in detail):
+        return PermanentError(_CA_MISMATCH.format(address=endpoint.address, detail=detail),
+                              code="TLS")
     if number == 2013 and "timed out" in detail:  # TCP open, but no MySQL greeting
         return TransientError(
             f"{endpoint.address} accepted the connection but MySQL never answered: the "
@@ -115,15 +131,26 @@ def _route(endpoint: MySQLEndpoint, via: SSHSession | None) -> Iterator[tuple[st
 
 @contextlib.contextmanager
 def connect(endpoint: MySQLEndpoint, *, via: SSHSession | None = None,
-            timeout: int = CONNECT_TIMEOUT) -> Iterator[pymysql.connections.Connection]:
-    """A PyMySQL connection to the endpoint (through an SSH tunnel from `via` if given)."""
+            timeout: int = CONNECT_TIMEOUT,
+            ca_pem: str | None = None) -> Iterator[pymysql.connections.Connection]:
+    """A PyMySQL connection to the endpoint (through an SSH tunnel from `via` if given).
+
+    With `ca_pem` the connection is TLS, the server's certificate verified against it and its
+    name against the endpoint's host (what kine does with datastore-cafile); without, plain,
+    as kine without it (PyMySQL alone would try TLS unverified, which proves nothing).
+    """
+    tls: dict[str, Any] = {"ssl_disabled": True}
+    if ca_pem:
+        tls = {"ssl": client_context(ca_pem, endpoint.host)}
+    elif dict(endpoint.params).get("tls", "false") != "false":
+        tls = {}  # the user's own DSN asks for TLS (`tls=true|skip-verify|preferred`)
     with _route(endpoint, via) as (host, port, tunnel):
         try:
             conn = pymysql.connect(
                 host=host, port=port, user=endpoint.user, password=endpoint.password,
                 database=endpoint.database, connect_timeout=timeout,
                 read_timeout=timeout, write_timeout=QUERY_TIMEOUT,
-                autocommit=True, charset="utf8mb4")
+                autocommit=True, charset="utf8mb4", **tls)
         except pymysql.MySQLError as exc:
             if tunnel is not None and tunnel.last_error:
                 raise TransientError(tunnel.last_error) from None
@@ -136,17 +163,19 @@ def connect(endpoint: MySQLEndpoint, *, via: SSHSession | None = None,
 
 
 def check_datastore(endpoint: MySQLEndpoint, k3s_version: str, *,
-                    via: SSHSession | None = None,
-                    timeout: int = CONNECT_TIMEOUT) -> DatastoreReport:
-    """Run kine's DDL for `k3s_version` in a scratch table, write a row, drop the table."""
+                    via: SSHSession | None = None, timeout: int = CONNECT_TIMEOUT,
+                    ca_pem: str | None = None) -> DatastoreReport:
+    """Run kine's DDL for `k3s_version` in a scratch table, write a row, drop the table
+    (over TLS verified against `ca_pem` when given)."""
     started = time.monotonic()
     table = SCRATCH_TABLE_PREFIX + secrets.token_hex(4)
     statements = kine_ddl(k3s_version, table)
-    with connect(endpoint, via=via, timeout=timeout) as conn:
+    with connect(endpoint, via=via, timeout=timeout, ca_pem=ca_pem) as conn:
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT VERSION()")
                 (server_version,) = cur.fetchone()
+                tls = _tls_version(conn)
                 max_connections = _max_connections(cur)
                 holds_cluster = _holds_cluster(cur)
                 try:
@@ -171,7 +200,14 @@ def check_datastore(endpoint: MySQLEndpoint, k3s_version: str, *,
     return DatastoreReport(server_version=str(server_version), database=endpoint.database,
                            holds_cluster=holds_cluster, statements_run=len(statements) + 2,
                            seconds=round(time.monotonic() - started, 3),
-                           max_connections=max_connections)
+                           max_connections=max_connections, tls=tls)
+
+
+def _tls_version(conn: pymysql.connections.Connection) -> str:
+    """The TLS version of the connection as the client negotiated it ("" when plain)."""
+    sock = getattr(conn, "_sock", None)
+    version = getattr(sock, "version", None)
+    return str(version() or "") if callable(version) else ""
 
 
 def _max_connections(cur: pymysql.cursors.Cursor) -> int:

@@ -15,7 +15,15 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from clusters.adapters import cloud, clusterconfig, datastore, datastore_health, nodes, ssh
+from clusters.adapters import (
+    cloud,
+    clusterconfig,
+    datastore,
+    datastore_health,
+    datastore_tls,
+    nodes,
+    ssh,
+)
 from clusters.adapters.aliyun import RdsInstance
 from clusters.adapters.datastore_health import KineMeasurement, StorageUsage
 from clusters.core.errors import PermanentError, StepError
@@ -176,9 +184,11 @@ def _measure_kine(cluster: Cluster, servers: list, findings: list) -> KineMeasur
     problems = []
     for server in servers:  # the first server that answers; one tunnel, a few queries
         try:
+            ca_pem = datastore_tls.datastore_ca(cluster)
             with ssh.connect(nodes.target_for(server), pinned_fingerprint=server.host_key,
                              timeout=DATASTORE_TIMEOUT) as session, \
-                    datastore.connect(endpoint, via=session, timeout=DATASTORE_TIMEOUT) as conn:
+                    datastore.connect(endpoint, via=session, timeout=DATASTORE_TIMEOUT,
+                                      ca_pem=ca_pem) as conn:
                 return datastore_health.measure(conn, rows_cap=settings.PANEL_KINE_ROWS_LIMIT)
         except StepError as exc:
             problems.append(f"from {server.private_ip}: {exc}")

@@ -4,6 +4,11 @@ Why: with an external datastore K3s does NOT reject servers whose critical flags
 (`--disable=servicelb`, CIDRs, `--secrets-encryption`…): the cluster just misbehaves. So every
 server's file is rendered from one `ClusterSettings` and only node identity varies per node.
 Secrets (tokens, DSN password) live in this 0600 file, never on a command line or in the unit.
+
+`secrets-encryption: true` and `datastore-cafile` are such critical values: a server without
+the first cannot read Secrets the others wrote, and one without the second talks to the
+datastore in clear text. Both are fixed when a cluster is created and never changed by a
+config rewrite (turning encryption on later is `k3s secrets-encrypt`, on every server).
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ import yaml
 from clusters.core.errors import PermanentError
 
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
+# The datastore's CA (the ApsaraDB CA chain for RDS), uploaded 0600 before K3s is installed
+# and named by `datastore-cafile`. With it kine dials MySQL over TLS and verifies the server
+# certificate and its name against the DSN host (kine pkg/drivers/mysql prepareConfig).
+DATASTORE_CA_PATH = "/etc/rancher/k3s/datastore-ca.pem"
 KNOWN_COMPONENTS = frozenset({
     "traefik", "servicelb", "coredns", "local-storage", "metrics-server", "runtimes",
 })

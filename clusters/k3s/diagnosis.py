@@ -72,7 +72,11 @@ _RULES = (
           "its IP, in the datastore endpoint."),
     _Rule("datastore-tls-ca", re.compile(r"x509: certificate signed by unknown authority"),
           "The database TLS certificate is signed by a CA this server does not trust: give the "
-          "RDS CA bundle as datastore-cafile."),
+          "RDS CA bundle as datastore-cafile (the panel copies PANEL_RDS_CA_BUNDLE there)."),
+    _Rule("datastore-tls-required", re.compile(r"Error 3159|Connections using insecure "
+                                               r"transport are prohibited"),
+          "The database accepts only encrypted connections (RDS forced SSL encryption) and "
+          "K3s connected without TLS: set datastore-cafile to the RDS CA bundle."),
     _Rule("tls-san-missing", re.compile(r"x509: certificate is valid for .*, not "),
           "The API certificate does not include the address used to reach it: the load "
           "balancer address must be in tls-san before K3s first starts (then rotate the "

@@ -6,7 +6,7 @@ admits the hosts, not the panel, and this is exactly the path K3s will use.
 
 from __future__ import annotations
 
-from clusters.adapters import clusterconfig, nodes
+from clusters.adapters import clusterconfig, datastore_tls, nodes
 from clusters.adapters.datastore import KEY_TOO_LONG, SchemaRejected, check_datastore
 from clusters.adapters.datastore_health import capacity_finding, required_connections
 from clusters.adapters.health import kine_pool
@@ -30,11 +30,13 @@ def check(ctx: StepContext) -> Outcome:
         return Fail("The cluster has no server host to check the datastore from.")
     version = cluster.k3s_version or DEFAULT_SCHEMA_VERSION
     key_column = "ascii" if kine_schema(version).ascii_name else "utf8mb4 (767-byte index limit)"
+    ca_pem = datastore_tls.datastore_ca(cluster)
+    over = " over TLS, verifying the server against the datastore CA" if ca_pem else ""
     ctx.say(f"Running kine's DDL for K3s {version} (key column {key_column}) against "
-            f"{endpoint.redacted()} from {server.private_ip}")
+            f"{endpoint.redacted()} from {server.private_ip}{over}")
     try:
         with nodes.session(ctx, server) as connection:
-            report = check_datastore(endpoint, version, via=connection)
+            report = check_datastore(endpoint, version, via=connection, ca_pem=ca_pem)
     except SchemaRejected as exc:
         if exc.code != KEY_TOO_LONG or cluster.datastore_kind != DatastoreKind.RDS:
             raise
@@ -47,8 +49,11 @@ def check(ctx: StepContext) -> Outcome:
         ctx.say("This database already holds K3s bootstrap data: servers must use the token "
                 "it was created with.", "stderr")
     ctx.say(f"MySQL {report.server_version} accepted K3s's schema in {report.seconds:.2f} s")
+    if report.tls:
+        ctx.say(f"The connection was {report.tls}; the certificate of {endpoint.address} "
+                "verified against the datastore CA")
     warning = _connection_capacity(ctx, report.max_connections)
-    return Done({"server_version": report.server_version,
+    return Done({"server_version": report.server_version, "tls": report.tls,
                  "max_connections": report.max_connections,
                  **({"warnings": [warning]} if warning else {})})
 

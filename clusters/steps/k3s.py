@@ -1,7 +1,8 @@
 """Install K3s servers (one at a time) and agents, then wait for them without parking a worker.
 
 Every secret (token, datastore DSN) reaches the host in /etc/rancher/k3s/config.yaml, mode
-0600, over SFTP; command lines carry only versions and URLs.
+0600, over SFTP; command lines carry only versions and URLs. With datastore TLS the ApsaraDB
+CA goes first, to /etc/rancher/k3s/datastore-ca.pem (0600), which config.yaml names.
 
 A failed install leaves the host as it is (nothing is stopped or uninstalled) and ends its
 log with the host's diagnostics (`collects_diagnostics`, clusters.adapters.forensics), so
@@ -16,12 +17,12 @@ from collections.abc import Callable
 
 import yaml
 
-from clusters.adapters import clusterconfig, forensics, k3s_release, nodes, ssh
+from clusters.adapters import clusterconfig, datastore_tls, forensics, k3s_release, nodes, ssh
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.k3s.config import CONFIG_PATH
+from clusters.k3s.config import CONFIG_PATH, DATASTORE_CA_PATH
 from clusters.k3s.diagnosis import parse_kine_pool
 from clusters.k3s.install import Role, install_command
 from clusters.k3s.kubeconfig import api_url, rewrite_kubeconfig
@@ -76,7 +77,12 @@ def install_k3s(ctx: StepContext, node: Node, role: Role, config_text: str, *,
     command = install_command(clusterconfig.install_source(ctx.cluster),
                               version=str(parse_version(version)), role=role)
     unit = "k3s" if role == NodeRole.SERVER else "k3s-agent"
+    ca_pem = datastore_tls.datastore_ca(ctx.cluster) if role == NodeRole.SERVER else None
     with nodes.session(ctx, node) as connection:
+        if ca_pem is not None:  # before config.yaml names it: kine reads it at start
+            connection.put_file(DATASTORE_CA_PATH, ca_pem, mode=0o600)
+            ctx.say(f"{node.private_ip}: wrote {DATASTORE_CA_PATH} (0600), the CA the "
+                    "datastore's certificate is verified against")
         connection.put_file(CONFIG_PATH, config_text, mode=0o600)
         # From here on the host holds this cluster's K3s (whatever was there is replaced):
         # recorded on the node, so cleanup knows it even once config.yaml is gone.

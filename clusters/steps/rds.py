@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from clusters.adapters import cloud, purchase
+from clusters.adapters import cloud, datastore_tls, purchase
 from clusters.adapters.aliyun import AliyunCloud, RdsSpec
 from clusters.adapters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
 from clusters.adapters.credentials import generate_rds_password, name_from_cluster
@@ -19,6 +19,10 @@ RDS_KIND = "rds_instance"
 LARGE_PREFIX = "innodb_large_prefix"
 LARGE_PREFIX_VERSIONS = ("5.6", "5.7")
 DATABASE = "k3s"
+# Forced SSL encryption exists on MySQL 5.7, 8.0 and 8.4 (minor version 20241130 or later;
+# Alibaba help "Configure the SSL encryption feature"); on 5.6 SSL is offered, not enforced.
+SSL_FORCE_VERSIONS = ("5.7", "8.0", "8.4")
+SSL_APPLY_SECONDS = 1800  # the restart usually takes minutes
 CREATE_TIMEOUT_SECONDS = 3600  # RDS usually needs 5-15 minutes; an hour means trouble
 
 
@@ -191,8 +195,8 @@ def _grant(ctx: StepContext, api: AliyunCloud, instance_id: str, account: str) -
 
 @step_handler("rds.configure")
 def configure(ctx: StepContext) -> Outcome:
-    """Whitelist servers, account, database, grant, parameters: one phase after the other,
-    each looked at before it is done."""
+    """Whitelist servers, account, database, grant, parameters, SSL: one phase after the
+    other, each looked at before it is done."""
     cluster = Cluster.objects.select_related("cloud_account").get(pk=ctx.cluster.pk)
     api = cloud.cloud_for(cluster)
     instance_id = _instance_id(ctx)
@@ -208,9 +212,51 @@ def configure(ctx: StepContext) -> Outcome:
     if waiting:
         return waiting
     address = _private_address(api.net_info(instance_id))
+    waiting = _ssl(ctx, api, instance_id, address[0])
+    if waiting:
+        return waiting
     ctx.say(f"Datastore: {account}@{address[0]}:{address[1]}/{DATABASE}")
     return Done({"instance_id": instance_id, "host": address[0], "port": address[1],
                  "account": account, "database": DATABASE})
+
+
+def _ssl(ctx: StepContext, api: AliyunCloud, instance_id: str,
+         connection_string: str) -> Outcome | None:
+    """RDS SSL on for the address K3s uses, with forced encryption; a Wait while it applies.
+
+    ModifyDBInstanceSSL restarts the instance (SSLModifying, clients cut off): asked once
+    (memo), then polled until DescribeDBInstanceSSL says Yes for that address and the
+    instance runs again. Still off SSL_APPLY_SECONDS after the request means RDS's task
+    failed: asking again could loop, so a person is told. The CA bundle is checked first, so
+    a missing one fails before the instance restarts for nothing.
+    """
+    if not datastore_tls.uses_tls(ctx.cluster) or ctx.memo.get("ssl_ready"):
+        return None
+    datastore_tls.rds_ca_bundle()
+    instance = api.describe_rds(instance_id)
+    if instance is not None and not instance.running:
+        return Wait(cloud.poll_seconds(), f"RDS {instance_id} is {instance.status}")
+    state = api.describe_ssl(instance_id)
+    if state.enabled and state.connection_string == connection_string:
+        ctx.memo["ssl_ready"] = True
+        ctx.say(f"SSL is on for {connection_string} (certificate valid until "
+                f"{state.expire_time or 'unknown'}"
+                f"{'; unencrypted connections are refused' if state.force_encryption else ''})")
+        return None
+    if ctx.memo.get("ssl_requested"):
+        if time.time() < ctx.memo["ssl_requested"] + SSL_APPLY_SECONDS:
+            return Wait(cloud.poll_seconds(), f"Waiting for RDS {instance_id} to apply SSL")
+        raise PermanentError(
+            f"RDS did not turn SSL on for {connection_string} on {instance_id}: the instance "
+            f"runs, but SSL is still off {SSL_APPLY_SECONDS // 60} minutes after it was asked "
+            "for (DescribeDBInstanceSSL). Turn it on in the RDS "
+            "console (Data Security → SSL), then press Retry.")
+    api.enable_ssl(instance_id, connection_string, force_encryption=ctx.cluster
+                   .rds_engine_version in SSL_FORCE_VERSIONS)
+    ctx.memo["ssl_requested"] = time.time()
+    ctx.say(f"Turned SSL on for {connection_string} (Alibaba's cloud certificate); RDS "
+            f"restarts {instance_id} to apply it")
+    return Wait(cloud.poll_seconds(), f"Waiting for RDS {instance_id} to apply SSL")
 
 
 def _private_address(net_info: list) -> tuple[str, int]:

@@ -3,11 +3,12 @@ verified, every server Ready on the cluster's release."""
 
 from __future__ import annotations
 
-from clusters.adapters import clusterconfig, k3s_release
+from clusters.adapters import clusterconfig, k3s_release, nodes
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Outcome, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
+from clusters.k3s.secrets_encryption import STATUS_COMMAND, parse_status
 from clusters.models import Cluster
 
 VERIFY_ATTEMPTS = 40
@@ -47,4 +48,31 @@ def verify_cluster(ctx: StepContext) -> Outcome:
         raise PermanentError(f"Servers on another release than the cluster's "
                              f"{cluster.k3s_version}: {'; '.join(off)}. Servers of one HA "
                              "control plane must run one release; remove the odd one out.")
-    return Done({"nodes": sorted(ready)})
+    result: dict = {"nodes": sorted(ready)}
+    if cluster.secrets_encryption:
+        result["secrets_encryption"] = _secrets_encryption(ctx, cluster)
+    return Done(result)
+
+
+def _secrets_encryption(ctx: StepContext, cluster: Cluster) -> str:
+    """`k3s secrets-encrypt status` on a server: Enabled, and every server's hash the same."""
+    server = cluster.nodes.live().servers().order_by("pk").first()
+    if server is None:
+        raise PermanentError("No server to ask about Secrets encryption.")
+    with nodes.session(ctx, server) as connection:
+        found = connection.run(list(STATUS_COMMAND), sudo=True, timeout=60)
+    for line in found.stdout.splitlines():
+        if line.strip():
+            ctx.say(f"{server.private_ip}: {line}")
+    try:
+        status = parse_status(found.stdout)
+    except ValueError:
+        raise PermanentError(f"`{' '.join(STATUS_COMMAND)}` on {server.private_ip} failed "
+                             f"(exit {found.exit_status}): "
+                             f"{(found.stderr or found.stdout).strip()[-500:]}") from None
+    if not status.healthy:
+        raise PermanentError(
+            f"Secrets encryption on {server.private_ip}: "
+            f"{'Enabled' if status.enabled else 'Disabled'}, server hashes: {status.hashes}. "
+            "Every server must run with secrets-encryption and the same key.")
+    return f"Enabled, stage {status.stage}, {status.hashes.lower()}"

@@ -413,7 +413,9 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
             extra_tls_sans=k3s.get("extra_tls_sans") or [],
             disable_traefik=bool(k3s.get("disable_traefik")),
             taint_servers=bool(k3s.get("taint_servers")),
+            secrets_encryption=bool(k3s.get("secrets_encryption")),
             datastore_kind=datastore["kind"],
+            datastore_tls=is_rds and bool(datastore.get("datastore_tls")),
             rds_engine_version=datastore.get("rds_engine_version")
             or Cluster._meta.get_field("rds_engine_version").default,
             rds_instance_class=datastore.get("rds_instance_class")

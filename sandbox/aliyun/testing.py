@@ -21,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from sandbox.aliyun.rds.tls import ensure_ca
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_CODES = ("Ecs", "Vpc", "Slb", "Rds", "Sts")
 DEFAULT_REGION = "cn-hangzhou"
@@ -176,6 +178,12 @@ class Emulator:
         self.process: subprocess.Popen[str] | None = None
         self.endpoint = ""
         self.control: ControlClient
+
+    @property
+    def rds_ca_bundle(self) -> Path:
+        """The CA every RDS SSL certificate of this world chains to: the file a user would
+        download from the RDS console ("ApsaraDB-CA-Chain.pem"); made on first use."""
+        return ensure_ca(self.state_dir)[0]
 
     # ---- process ----------------------------------------------------------------------
     def start(self, port: int = 0) -> Emulator:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from sandbox.k3s import certs, logs, nodes
+from sandbox.k3s import certs, logs, nodes, secretsencrypt
 from sandbox.k3s.kine import DatastoreError, Kine
 
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"
@@ -48,6 +48,8 @@ class ApiContext:
     server_password: str
     agent_password: str
     grace_seconds: Callable[[], float]
+    # The server's encryption-config.json (None without --secrets-encryption).
+    encryption_config: bytes | None = None
     # Until then /readyz and /healthz fail like a kube-apiserver whose post-start hooks have not
     # finished: port 6443 already accepts (a TCP health check passes) but it is not ready.
     ready_at: float = 0.0
@@ -201,6 +203,11 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, ca, "text/plain")
         elif path == "/v1-k3s/client-kubelet.crt":
             self._issue_kubelet_cert()
+        elif path == "/v1-k3s/encrypt/status" and method == "GET" and user == "server":
+            servers = [n for n in nodes.load_nodes(self.ctx.kine, self.ctx.grace_seconds())
+                       if n["metadata"].get("labels", {}).get(
+                           "node-role.kubernetes.io/control-plane") == "true"]
+            self._json(200, secretsencrypt.status(self.ctx.encryption_config, servers))
         else:
             self._send(404, b"404 page not found\n", "text/plain")
 

@@ -6,12 +6,17 @@ the real multi-call binary it also answers as kubectl/crictl/ctr through symlink
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
+import ssl
 import sys
+import urllib.request
 
-from sandbox.k3s import logs
+from sandbox.k3s import logs, secretsencrypt
 from sandbox.k3s.agent import Agent
+from sandbox.k3s.bootstrap import TokenError, normalize_token
 from sandbox.k3s.config import UsageError, load
 from sandbox.k3s.server import Server
 from sandbox.k3s.versions import Release, release
@@ -58,16 +63,63 @@ def main(version: str, argv: list[str] | None = None) -> int:
         print("NAME:\n   k3s - Kubernetes, but small and simple\n\nUSAGE:\n"
               "   k3s [global options] command [command options] [arguments...]\n\n"
               "COMMANDS:\n   server   Run management server\n   agent    Run node agent\n"
-              "   kubectl  Run kubectl\n")
+              "   kubectl  Run kubectl\n"
+              "   secrets-encrypt  Control secrets encryption and keys rotation\n")
         return 0
     if args[0] in ("--version", "-v", "version"):
         return _print_version(rel)
     return _run_command(args[0], args[1:], rel)
 
 
+def _secrets_encrypt(args: list[str]) -> int:
+    """`k3s secrets-encrypt status`: ask the local supervisor, print K3s's text.
+
+    Flags as K3s's: --data-dir (-d), --token (-t, else <data-dir>/server/token), --server
+    (-s, default https://127.0.0.1:6443). Only `status` is part of the stand-in.
+    """
+    if not args or args[0] != "status":
+        print(f"No help topic for '{args[0] if args else ''}'", file=sys.stderr)
+        return 3
+    options = {"data-dir": "/var/lib/rancher/k3s", "token": "",
+               "server": "https://127.0.0.1:6443"}
+    aliases = {"d": "data-dir", "t": "token", "s": "server"}
+    rest = args[1:]
+    while rest:
+        name, _, value = rest.pop(0).lstrip("-").partition("=")
+        name = aliases.get(name, name)
+        if name not in options:
+            print(f"Incorrect Usage: flag provided but not defined: -{name}", file=sys.stderr)
+            return 1
+        options[name] = value or (rest.pop(0) if rest else "")
+    server_dir = os.path.join(options["data-dir"], "server")
+    token = options["token"]
+    try:
+        if not token:
+            with open(os.path.join(server_dir, "token"), encoding="utf-8") as handle:
+                token = handle.read().strip()
+        context = ssl.create_default_context(
+            cafile=os.path.join(server_dir, "tls", "server-ca.crt"))
+        url = options["server"].rstrip("/") + "/v1-k3s/encrypt/status"
+        if not url.startswith("https://"):
+            raise ValueError(f"the server URL must be https://, not {options['server']!r}")
+        request = urllib.request.Request(url)  # noqa: S310 - https only, checked above
+        credentials = base64.b64encode(f"server:{normalize_token(token)}".encode()).decode()
+        request.add_header("Authorization", f"Basic {credentials}")
+        with urllib.request.urlopen(request, context=context, timeout=30) as answer:  # noqa: S310
+            status = json.loads(answer.read())
+    except (OSError, ValueError, TokenError) as exc:
+        logs.fatal(f"Error: {getattr(exc, 'reason', None) or exc}")
+        return 1
+    print(secretsencrypt.render_status(status), end="")
+    return 0
+
+
+TOOLS = {"kubectl": _kubectl, "secrets-encrypt": _secrets_encrypt}
+
+
 def _run_command(command: str, rest: list[str], rel: Release) -> int:
-    if command == "kubectl":
-        return _kubectl(rest)
+    if command in TOOLS:
+        return TOOLS[command](rest)
     if command not in ("server", "agent"):
         print(f"No help topic for '{command}'", file=sys.stderr)
         return 3

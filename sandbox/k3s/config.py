@@ -132,6 +132,11 @@ class Settings:
         value = self.values.get(name)
         return "" if value is None else str(value)
 
+    def bool(self, name: str) -> bool:
+        """A bool flag's value (False when unset); config.yaml gives true/false already."""
+        value = self.values.get(name)
+        return _parse_bool(value) if isinstance(value, str) else bool(value)
+
     def items(self, name: str) -> list[str]:
         """A list flag with comma-separated entries split, as K3s does for --disable etc."""
         value = self.values.get(name) or []

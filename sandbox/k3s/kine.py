@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -141,12 +142,89 @@ class Row:
     value: bytes
 
 
+@dataclass(frozen=True)
+class BackendTLS:
+    """K3s's --datastore-cafile/-certfile/-keyfile (kine's BackendTLSConfig)."""
+
+    cafile: str = ""
+    certfile: str = ""
+    keyfile: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.cafile or self.certfile or self.keyfile)
+
+
+_UNKNOWN_AUTHORITY = ("tls: failed to verify certificate: x509: certificate signed by unknown "
+                      "authority")
+
+
+def _tls_kwargs(dsn: MySQLDSN, backend: BackendTLS) -> dict:
+    """PyMySQL's TLS arguments for what kine + go-sql-driver would do.
+
+    kine (pkg/drivers/mysql prepareConfig): with any datastore TLS file it builds a tls.Config
+    (RootCAs from datastore-cafile, MinVersion TLS 1.1), registers it as "kine" and sets
+    config.TLSConfig = "kine". But go-sql-driver's ParseDSN has already turned a `tls=` DSN
+    option into config.TLS, and NewConnector's normalize() keeps a non-nil TLS: so `tls=true`
+    in the DSN wins (system roots, the CA file ignored), `skip-verify` verifies nothing,
+    `preferred` also falls back to plain text. Either way ServerName is the DSN host. With
+    neither, the connection is plain (PyMySQL alone would try TLS: it is turned off).
+    """
+    option = dsn.params.get("tls", "")
+    if option == "true":
+        return {"ssl": ssl.create_default_context()}
+    if option in ("skip-verify", "preferred"):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        return {"ssl": context} if option == "skip-verify" else {}
+    if option not in ("", "false"):
+        raise DatastoreError(f"invalid value / unknown config name: {option}")
+    if not backend.configured:
+        return {"ssl_disabled": True}
+    # kine's MinVersion is TLS 1.1; Python's floor is 1.2, which RDS and MariaDB both speak.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if backend.cafile:
+        try:
+            context.load_verify_locations(cafile=backend.cafile)
+        except FileNotFoundError:
+            raise DatastoreError(f"open {backend.cafile}: no such file or directory") from None
+        except ssl.SSLError:
+            # Go's x509.CertPool.AppendCertsFromPEM skips what it cannot parse: an empty pool
+            # then fails every handshake.
+            pass
+    else:
+        context.load_default_certs()
+    if backend.certfile or backend.keyfile:
+        try:
+            context.load_cert_chain(backend.certfile, backend.keyfile or None)
+        except FileNotFoundError as exc:
+            raise DatastoreError(f"open {exc.filename}: no such file or directory") from None
+    context.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
+    return {"ssl": context}
+
+
+def go_tls_error(exc: pymysql.MySQLError, dsn: MySQLDSN) -> str | None:
+    """A TLS failure as Go's crypto/tls (or go-sql-driver) prints it; None if not one."""
+    original = getattr(exc, "original_exception", None)
+    if isinstance(original, ssl.SSLCertVerificationError):
+        if "mismatch" in (original.verify_message or ""):
+            return (f"tls: failed to verify certificate: x509: certificate is not valid for "
+                    f"{dsn.host}")  # Go also lists the names it is valid for
+        return _UNKNOWN_AUTHORITY
+    if isinstance(original, ssl.SSLError):
+        return f"remote error: tls: {original.reason or 'handshake failure'}".lower()
+    if exc.args and exc.args[0] == 2026:  # PyMySQL: SSL required, server offers none
+        return "TLS requested but server does not support TLS"
+    return None
+
+
 class Kine:
     """One server's connection to the shared `kine` table."""
 
-    def __init__(self, dsn: MySQLDSN, rel: Release) -> None:
+    def __init__(self, dsn: MySQLDSN, rel: Release, backend_tls: BackendTLS | None = None) -> None:
         self.dsn = dsn
         self.rel = rel
+        self.backend_tls = backend_tls or BackendTLS()
         self._lock = threading.RLock()
         self._conn: pymysql.connections.Connection | None = None
         self._idle: list[pymysql.connections.Connection] = []
@@ -164,13 +242,12 @@ class Kine:
             kwargs["host"], kwargs["port"] = self.dsn.host, self.dsn.port
         if with_db:
             kwargs["database"] = self.dsn.dbname
-        tls = self.dsn.params.get("tls", "false")
-        if tls in ("true", "skip-verify", "preferred"):
-            kwargs["ssl"] = {"check_hostname": tls == "true"}
+        kwargs.update(_tls_kwargs(self.dsn, self.backend_tls))
         try:
             return pymysql.connect(**kwargs)
         except pymysql.MySQLError as exc:
-            raise DatastoreError(go_mysql_error(exc, self.rel)) from None
+            raise DatastoreError(go_tls_error(exc, self.dsn)
+                                 or go_mysql_error(exc, self.rel)) from None
 
     @contextmanager
     def cursor(self) -> Iterator[pymysql.cursors.Cursor]:
@@ -250,6 +327,9 @@ class Kine:
         try:
             conn = self._connect(with_db=True)
         except DatastoreError as exc:
+            if self.rel.checks_schema:  # kine's QueryRow on SCHEMATA failed first
+                logs.warn(f"failed to check existence of database {name}, going to attempt "
+                             f"create: {exc}")
             if not str(exc).startswith("Error 1049"):
                 raise
             conn = self._connect(with_db=False)

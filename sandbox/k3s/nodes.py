@@ -115,6 +115,8 @@ def register(kine: Kine, node: dict) -> None:
         existing = json.loads(current.value)
         existing["status"] = node["status"]
         existing["metadata"]["labels"].update(node["metadata"]["labels"])
+        existing["metadata"].setdefault("annotations", {}).update(
+            node["metadata"].get("annotations", {}))
         node = existing
     kine.put(NODE_PREFIX + name, json.dumps(node).encode())
     heartbeat(kine, name)

@@ -16,10 +16,10 @@ import time
 
 import yaml
 
-from sandbox.k3s import apiserver, bootstrap, certs, logs, nodes
+from sandbox.k3s import apiserver, bootstrap, certs, logs, nodes, secretsencrypt
 from sandbox.k3s.config import Settings
 from sandbox.k3s.dsn import DSNError, parse_endpoint
-from sandbox.k3s.kine import CompactSettings, DatastoreError, Kine
+from sandbox.k3s.kine import BackendTLS, CompactSettings, DatastoreError, Kine
 from sandbox.k3s.runtime import (
     detect_node_ip,
     go_duration,
@@ -40,15 +40,18 @@ TLS_NAMES = {"ServerCA": "server-ca.crt", "ServerCAKey": "server-ca.key",
              "RequestHeaderCAKey": "request-header-ca.key", "ServiceKey": "service.key"}
 
 
-def _generate_bootstrap() -> dict[str, bytes]:
+def _generate_bootstrap(secrets_encryption: bool = False) -> dict[str, bytes]:
     server_ca, server_key = certs.new_ca("k3s-server-ca")
     client_ca, client_key = certs.new_ca("k3s-client-ca")
     header_ca, header_key = certs.new_ca("k3s-request-header-ca")
     logs.info("generated self-signed CA certificate CN=k3s-server-ca")
     _, service_key = certs.new_ca("k3s-service-account")
-    return {"ServerCA": server_ca, "ServerCAKey": server_key, "ClientCA": client_ca,
-            "ClientCAKey": client_key, "RequestHeaderCA": header_ca,
-            "RequestHeaderCAKey": header_key, "ServiceKey": service_key}
+    files = {"ServerCA": server_ca, "ServerCAKey": server_key, "ClientCA": client_ca,
+             "ClientCAKey": client_key, "RequestHeaderCA": header_ca,
+             "RequestHeaderCAKey": header_key, "ServiceKey": service_key}
+    if secrets_encryption:
+        files[secretsencrypt.BOOTSTRAP_FIELD] = secretsencrypt.new_config()
+    return files
 
 
 def _resolve_token(settings: Settings, token_path: str) -> str:
@@ -113,13 +116,15 @@ class Server:
         token = _resolve_token(self.settings, os.path.join(self.server_dir, "token"))
         token = token or secrets.token_hex(16)
         try:
-            files, _ = bootstrap.load_or_create(kine, token, _generate_bootstrap)
+            files, _ = bootstrap.load_or_create(
+                kine, token, lambda: _generate_bootstrap(self.settings.bool("secrets-encryption")))
         except (DatastoreError, bootstrap.TokenError) as exc:
             raise logs.Fatal(f"starting kubernetes: preparing server: {exc}") from None
         for field, content in files.items():
             if field in TLS_NAMES:
                 write_private(os.path.join(self.tls_dir, TLS_NAMES[field]), content)
         password, agent_password = self._write_tokens(token, files["ServerCA"])
+        encryption_config = self._write_encryption_config(files)
 
         bind = self.settings.text("bind-address")
         node_ips = self.settings.items("node-ip") or [bind or detect_node_ip()]
@@ -129,6 +134,7 @@ class Server:
             server_ca=files["ServerCA"], client_ca=files["ClientCA"],
             client_ca_key=files["ClientCAKey"], server_password=password,
             agent_password=agent_password, grace_seconds=self.grace_seconds,
+            encryption_config=encryption_config,
             ready_at=time.monotonic() + warmup_seconds())
         signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
@@ -151,6 +157,9 @@ class Server:
                               external_ip=",".join(self.settings.items("node-external-ip")),
                               labels=self.settings.items("node-label"),
                               taints=self.settings.items("node-taint"))
+        if encryption_config is not None:
+            node["metadata"]["annotations"][secretsencrypt.HASH_ANNOTATION] = \
+                secretsencrypt.config_hash(encryption_config)
         nodes.register(kine, node)
         logs.info(f"Successfully registered node {name}")
         notify_ready()
@@ -169,7 +178,10 @@ class Server:
             raise logs.Fatal("starting kubernetes: preparing server: this K3s stand-in only "
                              "supports an external mysql:// datastore (--datastore-endpoint)")
         try:
-            kine = Kine(parse_endpoint(endpoint), self.rel)
+            backend_tls = BackendTLS(self.settings.text("datastore-cafile"),
+                                     self.settings.text("datastore-certfile"),
+                                     self.settings.text("datastore-keyfile"))
+            kine = Kine(parse_endpoint(endpoint), self.rel, backend_tls)
             kine.setup()
             kine.fill_pool()
         except (DSNError, DatastoreError) as exc:
@@ -177,6 +189,24 @@ class Server:
                              f" building kine: {exc}") from None
         logs.info("Kine available at unix://kine.sock")
         return kine
+
+    def _write_encryption_config(self, files: dict[str, bytes]) -> bytes | None:
+        """server/cred/encryption-config.json (0600) with --secrets-encryption, else None.
+
+        The cluster's config comes from the bootstrap data; a server that starts with the
+        flag in a cluster created without it generates its own (as K3s does), and its hash
+        then differs from the other servers'.
+        """
+        path = os.path.join(self.server_dir, secretsencrypt.CONFIG_NAME)
+        if not self.settings.bool("secrets-encryption"):
+            return None
+        content = files.get(secretsencrypt.BOOTSTRAP_FIELD)
+        if content is None:
+            content = (open(path, "rb").read() if os.path.exists(path)  # noqa: SIM115
+                       else secretsencrypt.new_config())
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        write_private(path, content)
+        return content
 
     def _write_tokens(self, token: str, server_ca: bytes) -> tuple[str, str]:
         """server/token (K10<ca hash>::server:<password>), node-token and agent-token."""

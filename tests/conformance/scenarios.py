@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from clusters.adapters.aliyun import AliyunCloud, RdsSpec, SlbSpec
+from clusters.adapters.aliyun.models import RdsSsl
 from clusters.adapters.pricing import SLB_INSTANCE_FEE, SLB_PRODUCT_CODE, SLB_TRAFFIC_OUT
 from clusters.core.errors import TransientError
 from sandbox.aliyun.testing import Emulator
@@ -363,6 +364,29 @@ def _modify_parameter(world: World) -> None:
     world.cloud.modify_parameters(rds_id, {"innodb_large_prefix": "ON"})
     eventually(lambda: world.cloud.describe_rds(rds_id).running,  # type: ignore[union-attr]
                "RDS instance Running after ModifyParameter", 60)
+
+
+@scenario("Rds", "ModifyDBInstanceSSL")
+def _enable_ssl(world: World) -> None:
+    rds_id = world.rds()["instance_id"]
+    eventually(lambda: world.cloud.describe_rds(rds_id).running,  # type: ignore[union-attr]
+               "RDS instance Running before SSL", 60)
+    address = world.cloud.net_info(rds_id)[0].connection_string
+    world.cloud.enable_ssl(rds_id, address)
+
+    def enabled() -> RdsSsl | None:
+        found = world.cloud.describe_ssl(rds_id)
+        running = world.cloud.describe_rds(rds_id).running  # type: ignore[union-attr]
+        return found if found.enabled and running else None
+
+    ssl = eventually(enabled, "SSL enabled and the instance Running again", 90)
+    assert ssl.connection_string == address and ssl.force_encryption and ssl.expire_time
+
+
+@scenario("Rds", "DescribeDBInstanceSSL")
+def _describe_ssl(world: World) -> None:
+    state = world.cloud.describe_ssl(world.rds()["instance_id"])
+    assert state.enabled or not state.connection_string
 
 
 @scenario("Rds", "CreateBackup")

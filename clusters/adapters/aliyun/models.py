@@ -227,6 +227,17 @@ class NetInfo:
 
 
 @dataclass(frozen=True)
+class RdsSsl:
+    """DescribeDBInstanceSSL, for MySQL: SSLEnabled Yes/No, the one protected address."""
+
+    enabled: bool
+    connection_string: str = ""
+    expire_time: str = ""
+    force_encryption: bool = False
+    require_update: bool = False
+
+
+@dataclass(frozen=True)
 class Account:
     name: str
     status: str

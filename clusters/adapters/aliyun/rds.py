@@ -31,6 +31,9 @@ from aliyunsdkrds.request.v20140815.DescribeDBInstanceNetInfoRequest import (
     DescribeDBInstanceNetInfoRequest,
 )
 from aliyunsdkrds.request.v20140815.DescribeDBInstancesRequest import DescribeDBInstancesRequest
+from aliyunsdkrds.request.v20140815.DescribeDBInstanceSSLRequest import (
+    DescribeDBInstanceSSLRequest,
+)
 from aliyunsdkrds.request.v20140815.DescribeParametersRequest import DescribeParametersRequest
 from aliyunsdkrds.request.v20140815.DescribeParameterTemplatesRequest import (
     DescribeParameterTemplatesRequest,
@@ -40,6 +43,9 @@ from aliyunsdkrds.request.v20140815.DescribeResourceUsageRequest import (
 )
 from aliyunsdkrds.request.v20140815.GrantAccountPrivilegeRequest import (
     GrantAccountPrivilegeRequest,
+)
+from aliyunsdkrds.request.v20140815.ModifyDBInstanceSSLRequest import (
+    ModifyDBInstanceSSLRequest,
 )
 from aliyunsdkrds.request.v20140815.ModifyParameterRequest import ModifyParameterRequest
 from aliyunsdkrds.request.v20140815.ModifySecurityIpsRequest import ModifySecurityIpsRequest
@@ -57,6 +63,7 @@ from clusters.adapters.aliyun.models import (
     RdsCreated,
     RdsInstance,
     RdsSpec,
+    RdsSsl,
     RdsZoneOffer,
     ResourceUsage,
     items,
@@ -245,6 +252,32 @@ class RdsApi:
         request.set_DBInstanceId(instance_id)
         request.set_Parameters(json.dumps({k: str(v) for k, v in values.items()}))
         request.set_Forcerestart("true" if force_restart else "false")
+        self.client.call(request)
+
+    def describe_ssl(self, instance_id: str) -> RdsSsl:
+        """The instance's SSL state (DescribeDBInstanceSSL; it never returns the CA: that is
+        downloaded from the console, see clusters.adapters.datastore_tls)."""
+        request = DescribeDBInstanceSSLRequest()
+        request.set_DBInstanceId(instance_id)
+        body = self.client.call(request)
+        return RdsSsl(enabled=str(body.get("SSLEnabled", "")).lower() in ("yes", "on"),
+                      connection_string=str(body.get("ConnectionString") or ""),
+                      expire_time=str(body.get("SSLExpireTime") or ""),
+                      force_encryption=str(body.get("ForceEncryption") or "") == "1",
+                      require_update=str(body.get("RequireUpdate") or "").lower()
+                      in ("yes", "1"))
+
+    def enable_ssl(self, instance_id: str, connection_string: str, *,
+                   force_encryption: bool = True) -> None:
+        """SSL on for `connection_string` with Alibaba's cloud certificate (CAType aliyun),
+        optionally refusing unencrypted clients. RDS restarts the instance (SSLModifying)."""
+        request = ModifyDBInstanceSSLRequest()
+        request.set_DBInstanceId(instance_id)
+        request.set_ConnectionString(connection_string)
+        request.set_SSLEnabled(1)
+        request.set_CAType("aliyun")
+        if force_encryption:
+            request.set_ForceEncryption("1")
         self.client.call(request)
 
     def net_info(self, instance_id: str) -> list[NetInfo]:

@@ -9,7 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from clusters.adapters import credentials, wizard_checks
+from clusters.adapters import credentials, datastore_tls, wizard_checks
 from clusters.core.errors import PermanentError
 from clusters.core.redaction import MASK, dsn_password
 from clusters.k3s.dsn import parse_endpoint
@@ -53,6 +53,11 @@ class DatastoreStepForm(WizardForm):
         widget=secret_widget(autocomplete="new-password"),
         help_text=_("Leave empty to have a strong one generated. RDS requires 8 to 32 "
                     "characters and three of: upper case, lower case, digits, !@#$%^&*()_+-="))
+    datastore_tls = forms.BooleanField(
+        label=_("Encrypt the connection (TLS, the RDS certificate verified)"), required=False,
+        help_text=_("Turns SSL on for the instance and refuses unencrypted connections; K3s "
+                    "and the panel verify RDS's certificate against the ApsaraDB CA "
+                    "(PANEL_RDS_CA_BUNDLE). The instance restarts once while SSL is applied."))
     external_dsn = forms.CharField(
         label=_("MySQL DSN"), required=False, max_length=1000, strip=True,
         widget=SecretTextInput(attrs={"autocomplete": "off", "spellcheck": "false",
@@ -64,6 +69,8 @@ class DatastoreStepForm(WizardForm):
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rds, self.rds_error = rds, rds_error
+        # On by default, where the panel has the CA to verify RDS against.
+        self.fields["datastore_tls"].initial = datastore_tls.bundle_configured()
         saved = saved or {}
         keep_saved_secrets(self, SECRET_FIELDS, saved,
                            shown={"external_dsn": _redacted_dsn(saved.get("external_dsn", ""))})
@@ -97,6 +104,11 @@ class DatastoreStepForm(WizardForm):
                 if data.get(name) in (None, "") and name not in self.errors:
                     self.add_error(name, _("This field is required."))
             self._clean_rds(data)
+            if data.get("datastore_tls") and not datastore_tls.bundle_configured():
+                self.add_error("datastore_tls", _(
+                    "The panel has no ApsaraDB CA to verify RDS with: download it from the RDS "
+                    "console and set PANEL_RDS_CA_BUNDLE to its ApsaraDB-CA-Chain.pem, or "
+                    "leave TLS off."))
         elif data.get("kind") == DatastoreKind.EXTERNAL:
             self._clean_external(data)
         return data

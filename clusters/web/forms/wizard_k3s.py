@@ -36,6 +36,10 @@ class K3sStepForm(WizardForm):
     disable_traefik = forms.BooleanField(label=_("Disable Traefik"), required=False)
     taint_servers = forms.BooleanField(
         label=_("Taint servers (run workloads on agents only)"), required=False)
+    secrets_encryption = forms.BooleanField(
+        label=_("Encrypt Secrets at rest"), required=False, initial=True,
+        help_text=_("K3s --secrets-encryption: Secrets are stored AES-CBC encrypted in the "
+                    "datastore, not as plain base64. Set once, when the cluster is created."))
 
     def clean_install_base_url(self) -> str:
         url = self.cleaned_data.get("install_base_url") or ""

@@ -38,6 +38,11 @@ MAX_PACKET = 0xFFFFFF
 MARIADB_INDEX_COLUMN_TOO_LONG = 1709
 MYSQL_KEY_TOO_LONG = 1071
 MYSQL_KEY_TOO_LONG_STATE = b"42000"
+# MySQL 8.0's answer to a plain client when require_secure_transport=ON (what RDS's forced
+# SSL encryption sets): ER_SECURE_TRANSPORT_REQUIRED.
+INSECURE_TRANSPORT = 3159
+INSECURE_TRANSPORT_MESSAGE = (b"Connections using insecure transport are prohibited while "
+                              b"--require_secure_transport=ON.")
 
 
 def parse_whitelist(entries: Iterable[str]) -> list[ipaddress.IPv4Network]:
@@ -90,6 +95,14 @@ class MySQLErrorTranslator:
         return len(new_payload).to_bytes(3, "little") + header[3:4], new_payload
 
 
+def insecure_transport_error(client_packet: bytes) -> bytes:
+    """The ERR packet that answers `client_packet` (its sequence number plus one)."""
+    sequence = (client_packet[3] + 1) % 256 if len(client_packet) > 3 else 2
+    payload = (b"\xff" + struct.pack("<H", INSECURE_TRANSPORT) + b"#HY000"
+               + INSECURE_TRANSPORT_MESSAGE)
+    return len(payload).to_bytes(3, "little") + bytes([sequence]) + payload
+
+
 def _client_capabilities(first_packet: bytes) -> int:
     if len(first_packet) < 8:
         return 0
@@ -112,6 +125,9 @@ class WhitelistGate:
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        # Forced SSL encryption (ModifyDBInstanceSSL ForceEncryption=1): plain clients are
+        # refused after their handshake response, as MySQL does.
+        self.require_ssl = False
 
     def set_whitelist(self, entries: Iterable[str]) -> None:
         networks = parse_whitelist(entries)
@@ -145,6 +161,15 @@ class WhitelistGate:
             with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)
             listener.close()
+        with self._lock:
+            sockets, self._open = list(self._open), set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def drop_connections(self) -> None:
+        """Cut every relayed connection, keep listening (the server behind restarts)."""
         with self._lock:
             sockets, self._open = list(self._open), set()
         for sock in sockets:
@@ -210,7 +235,11 @@ class WhitelistGate:
                     if source is client:
                         if first_client_packet:
                             first_client_packet = False
-                            if _client_capabilities(data) & (CLIENT_COMPRESS | CLIENT_SSL):
+                            capabilities = _client_capabilities(data)
+                            if self.require_ssl and not capabilities & CLIENT_SSL:
+                                client.sendall(insecure_transport_error(data))
+                                return
+                            if capabilities & (CLIENT_COMPRESS | CLIENT_SSL):
                                 translator.enabled = False
                         backend.sendall(data)
                     else:

@@ -27,6 +27,7 @@ from sandbox.aliyun.gateway.state import State
 from sandbox.aliyun.rds import accounts as rds_accounts
 from sandbox.aliyun.rds import catalogue, parameters, rules
 from sandbox.aliyun.rds import config as rds_config
+from sandbox.aliyun.rds import encryption as rds_encryption
 from sandbox.aliyun.rds import network as rds_network
 from sandbox.aliyun.rds import offer as rds_offer
 from sandbox.aliyun.rds.mysqld import reap_orphans
@@ -42,7 +43,8 @@ from sandbox.aliyun.rds.product import (
 from sandbox.aliyun.rds.runtime import RdsRuntime, port_for, runtime_of
 
 log = logging.getLogger(__name__)
-ACTION_MODULES = (rds_accounts, rds_config, rds_network, rds_offer)  # imported for their actions
+# Imported for their actions.
+ACTION_MODULES = (rds_accounts, rds_config, rds_encryption, rds_network, rds_offer)
 
 # Memory (MB), CPU cores and connection limit for the classes people use with K3s.
 _CLASS_SIZES = {"small": (1024, 1, 300), "medium": (2048, 2, 600), "large": (4096, 2, 1200),
@@ -336,6 +338,8 @@ def _advance_instance(cloud: Cloud, runtime: RdsRuntime, table: dict[str, Any],
         return
     elif status == "Rebooting" and clock.is_due(record["due"]):
         rds_config.finish_restart(cloud, record)
+    elif status == rds_encryption.SSL_MODIFYING and clock.is_due(record["due"]):
+        rds_encryption.finish_ssl_change(cloud, record)
     if record["status"] == "Running":
         runtime.revive_if_dead(record["id"])
         rds_accounts.advance_accounts_and_databases(cloud, record)
@@ -355,7 +359,7 @@ def resume(cloud: Cloud) -> None:
             runtime.destroy(record["id"])
             continue
         runtime.provision(record, background=False)
-        if record["status"] in ("Running", "Rebooting"):
+        if record["status"] in ("Running", "Rebooting", rds_encryption.SSL_MODIFYING):
             runtime.open_gate(record)
 
 

@@ -12,13 +12,14 @@ import logging
 import threading
 import weakref
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pymysql
 
 from sandbox import netns as netns_helpers
-from sandbox.aliyun.rds import parameters
+from sandbox.aliyun.rds import parameters, tls
 from sandbox.aliyun.rds.gate import WhitelistGate
 from sandbox.aliyun.rds.mysqld import MariaDBServer, reap_orphans, typed_value
 from sandbox.aliyun.rds.product import whitelist_of
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 RDS_PORT = 3306
 NO_SUCH_GRANT = 1141
 BOOT_ATTEMPTS = 3
+SSL_OPTIONS = ("ssl_cert", "ssl_key", "ssl_ca")
 BOOT_RETRY_PAUSE = 1.0  # seconds, times the attempt number
 
 
@@ -136,6 +138,7 @@ class RdsRuntime:
             return
         gate = WhitelistGate(runtime.server, record["address"], int(record["port"]),
                              self.cloud.plumbing.netns, whitelist_of(record))
+        gate.require_ssl = bool(record.get("ssl", {}).get("force"))
         gate.start()
         runtime.gate = gate
 
@@ -152,6 +155,39 @@ class RdsRuntime:
         )
         runtime.server.stop()
         runtime.server.start()
+
+    def cut_off(self, record: dict[str, Any]) -> None:
+        """Drop every client connection (a restart is under way); the gate stays open."""
+        runtime = self.instances.get(record["id"])
+        if runtime is not None and runtime.gate is not None:
+            runtime.gate.drop_connections()
+
+    def apply_ssl(self, record: dict[str, Any], wanted: dict[str, Any] | None) -> datetime:
+        """Restart mariadbd with a new server certificate for `wanted["connection_string"]`
+        (or without TLS when `wanted` is None); returns the certificate's expiry."""
+        runtime = self.instances[record["id"]]
+        for option in SSL_OPTIONS:
+            runtime.server.options.pop(option, None)
+        expires = datetime.now(UTC)
+        if wanted is not None:
+            home = self.home(record["id"])
+            if wanted.get("ca_type") == "custom":
+                cert, key = home / "ssl" / "custom-cert.pem", home / "ssl" / "custom-key.pem"
+                cert.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                cert.write_text(wanted["server_cert"])
+                key.touch(mode=0o600)
+                key.write_text(wanted["server_key"])
+            else:
+                cert, key, expires = tls.issue_server_certificate(
+                    self.cloud.state.directory, home, wanted["connection_string"])
+            runtime.server.options.update(ssl_cert=str(cert), ssl_key=str(key),
+                                          ssl_ca=str(tls.ca_bundle_path(
+                                              self.cloud.state.directory)))
+        if runtime.gate is not None:
+            runtime.gate.require_ssl = bool(wanted and wanted.get("force"))
+        runtime.server.stop()
+        runtime.server.start()
+        return expires
 
     def stop(self, instance_id: str) -> None:
         """Close the gate and stop mariadbd; the datadir stays (emulator shutdown)."""
