@@ -52,6 +52,9 @@ def panel_env(world: World) -> dict[str, str]:
         "PANEL_K3S_OFFICIAL_BASE_URL": world.install_base_url,
         "PANEL_K3S_MIRROR_BASE_URL": world.install_base_url,
         "PANEL_CLOUD_POLL_SECONDS": "2",
+        # The CA the emulated RDS signs its SSL certificates with (the file a user downloads
+        # from the RDS console): datastore TLS is on by default in the demo's wizard too.
+        "PANEL_RDS_CA_BUNDLE": str(world.emulator.rds_ca_bundle),
     }
 
 
