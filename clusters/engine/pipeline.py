@@ -510,6 +510,9 @@ def _record(
         "lease_until": None,
         "finished_at": Now() if finished else None,
         "updated_at": Now(),  # the sweeper's "moving" (update() skips auto_now)
+        # A call that returned proves the step can start: PANEL_STEP_MAX_RECLAIMS counts the
+        # reclaims in a row, not over a long step's life (workers die now and then).
+        "reclaims": 0,
         **extra,
     }
     with transaction.atomic():
