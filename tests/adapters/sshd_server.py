@@ -4,8 +4,8 @@ Why a private mount namespace: the tests need non-root users (a NOPASSWD sudoer,
 with a password, a user without sudo) without touching the machine's /etc. sshd runs under
 `unshare --mount` with copies of /etc/passwd, /etc/shadow, /etc/group and /etc/sudoers.d
 bind-mounted over the real ones, and private tmpfs on /run (for /run/sshd), /etc/rancher and
-/var/lib/rancher (what an install step writes); everything vanishes with the process. Leftovers of a crashed run are found by the directory prefix and
-killed on the next start.
+/var/lib/rancher (what an install step writes); everything vanishes with the process.
+Leftovers of a crashed run are found by the directory prefix and killed on the next start.
 """
 
 from __future__ import annotations
