@@ -11,9 +11,14 @@ from sandbox.world import World, running_world
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    """A fresh world per test (about 3 s): no K3s, RDS or SLB left over from another test."""
-    with running_world(hosts=3, time_scale=0.01, state_dir=tmp_path / "world") as started:
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    """A fresh world per test (about 3 s): no K3s, RDS or SLB left over from another test.
+
+    Three lab hosts, or as many as `@pytest.mark.world_hosts(n)` asks for (a test that runs
+    several clusters at once)."""
+    marker = request.node.get_closest_marker("world_hosts")
+    hosts = marker.args[0] if marker else 3
+    with running_world(hosts=hosts, time_scale=0.01, state_dir=tmp_path / "world") as started:
         yield started
 
 

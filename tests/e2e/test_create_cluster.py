@@ -26,7 +26,7 @@ from tests.support.leaks import leaks
 from tests.support.processes import CommandLineWatcher
 from tests.support.redis_monitor import RedisMonitor
 from tests.support.ssh_login import ssh, ssh_run
-from tests.support.world_clusters import make_world_cluster, world_env
+from tests.support.world_clusters import make_world_cluster, quick_node_monitor, world_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 
@@ -263,6 +263,7 @@ def node_badge(page: str, ip: str) -> str:
 def test_health_turns_degraded_when_a_server_stops(world, start_worker, tmp_path, client):
     start_worker(concurrency=2, **world_env(world))
     cluster = make_world_cluster(world, servers=2, agents=0)
+    quick_node_monitor(world, list(cluster.nodes.values_list("private_ip", flat=True)))
     run = runs.wait_finished(operations.start_create(cluster), timeout=300)
     assert run.status == RunStatus.SUCCEEDED, failures_of(run)
     cluster = Cluster.objects.select_related("cloud_account").get(pk=cluster.pk)

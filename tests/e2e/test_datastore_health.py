@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from clusters import operations
 from clusters.adapters import health
+from clusters.adapters.kubeapi import KubeClient
 from clusters.models import Cluster, DatastoreKind, LogLine, RunStatus, StepStatus
 from sandbox.aliyun.rds.mysqld import MariaDBServer
 from tests.e2e.test_own_mysql import mysql_made_by_hand
@@ -40,13 +41,17 @@ def restart_servers_with(world, cluster: Cluster, env: dict[str, str]) -> None:
 
 
 def write_revisions(cluster: Cluster, kubeconfig, count: int) -> None:
-    """Ordinary API writes through the SLB: each label change is one kine revision."""
+    """Ordinary API writes through the SLB: each label change is one kine revision. Sent with
+    the stored kubeconfig by the panel's own client: a kubectl process per write costs ~0.3 s
+    of start-up and discovery, the same PATCH in-process a few milliseconds."""
     node = cluster.nodes.filter(role="server").order_by("pk").first()
+    client = KubeClient(Path(kubeconfig).read_text(), timeout=30)
     for index in range(count):
-        done = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "label", "node",
-                               node.name, f"churn={index}", "--overwrite"],
-                              capture_output=True, text=True, timeout=30)
-        assert done.returncode == 0, done.stderr
+        status, body = client.send("PATCH", f"/api/v1/nodes/{node.name}",
+                                   {"metadata": {"labels": {"churn": str(index)}}},
+                                   content_type="application/merge-patch+json")
+        assert status == 200, body
+        assert json.loads(body)["metadata"]["labels"]["churn"] == str(index), body
 
 
 def compaction_fact(assessment: health.Assessment) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from aliyunsdkcore.acs_exception.exceptions import ServerException
 from aliyunsdkslb.request.v20140515.CreateLoadBalancerRequest import CreateLoadBalancerRequest
@@ -48,9 +50,11 @@ def destroy(cluster: Cluster, **options) -> Run:
     return runs.wait_finished(run, timeout=180)
 
 
-def assert_clean(world, cluster: Cluster) -> None:
+def assert_clean(world, cluster: Cluster, hosts=None) -> None:
+    """Nothing of the cluster left in the cloud or the database, and no K3s on `hosts`
+    (every host of the world unless told)."""
     assert cloud_left(world, cluster) == []
-    for host in world.lab.hosts:
+    for host in world.lab.hosts if hosts is None else hosts:
         assert k3s_traces(world, host) == [], host.ip
     assert not CloudResource.objects.filter(cluster=cluster).exclude(
         state=ResourceState.DELETED).exists()
@@ -60,35 +64,94 @@ def assert_clean(world, cluster: Cluster) -> None:
     assert set(cluster.nodes.values_list("status", flat=True)) == {"removed"}
 
 
-def test_destroy_after_create_stopped_at_each_point(world, start_worker):
-    """One world: create stops at a point, destroy cleans up, and the next create on the
-    same hosts starts from nothing (preflight would refuse a host with K3s on 6443)."""
-    start_worker(concurrency=2, beat=True, **world_env(world))
-    stopped_at = {}
-    for point in range(PLAN_LENGTH):
-        cluster = make_world_cluster(world, servers=2, agents=1, name=f"stop-at-{point}")
+# The stop points run in lanes at once, each lane on 3 hosts of its own that it reuses point
+# after point (so every later create on a lane's hosts proves the destroy before it left
+# nothing): the run takes as long as the longest lane, not as the sum of all points.
+LANES = 4
+HOSTS_PER_CLUSTER = 3
+
+
+def lanes_of_points() -> list[list[int]]:
+    """Every point of the plan in exactly one lane; a late (long) point shares a lane with
+    early (short) ones, so the lanes take about as long as each other."""
+    lanes: list[list[int]] = [[] for _ in range(LANES)]
+    for point in reversed(range(PLAN_LENGTH)):
+        min(lanes, key=lambda lane: sum(p + 4 for p in lane)).append(point)
+    assert sorted(p for lane in lanes for p in lane) == list(range(PLAN_LENGTH)), lanes
+    return lanes
+
+
+def until(condition, timeout: float, what: str):
+    """Yield (let the other lanes go on) until condition() holds; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        yield
+
+
+def finished(run: Run):
+    return lambda: Run.objects.get(pk=run.pk).status not in RUN_ACTIVE
+
+
+def stop_then_destroy(world, lane: int, points: list[int], stopped_at: dict):
+    """One lane: for each point, create stops at it, destroy cleans up, and the next create on
+    the same hosts starts from nothing (preflight would refuse a host with K3s on 6443). The
+    prints are the lanes' timeline, shown when the test fails."""
+    first_host = lane * HOSTS_PER_CLUSTER
+    hosts = world.lab.hosts[first_host:first_host + HOSTS_PER_CLUSTER]
+    for point in points:
+        cluster = make_world_cluster(world, servers=2, agents=1, name=f"stop-at-{point}",
+                                     first_host=first_host)
         key = step_key(cluster, point)
         create = operations.start_create(cluster)
         try:
-            runs.wait_until(lambda create=create, key=key: runs.step(create, key).status in
-                            STARTED or Run.objects.get(pk=create.pk).status not in RUN_ACTIVE,
-                            120, f"step {key} to start")
+            yield from until(lambda create=create, key=key: runs.step(create, key).status in
+                             STARTED or Run.objects.get(pk=create.pk).status not in RUN_ACTIVE,
+                             240, f"step {key} to start")
         except AssertionError as exc:
             steps = create.steps.values_list("key", "status", "wait_reason", "error")
             raise AssertionError(f"{exc}: {list(steps)}") from None
+        print(f"{time.monotonic():.1f} lane {lane} point {point} reached", flush=True)
         operations.cancel(create)
-        create = runs.wait_finished(create, timeout=120)
+        yield from until(finished(create), 240, f"create {create.pk} (point {point}) to end")
+        create.refresh_from_db()
         # The last step may finish the run before the cancel lands: then a ready cluster is
         # destroyed, which is a case worth covering too.
         assert create.status in (RunStatus.CANCELLED, RunStatus.SUCCEEDED), (
             point, failures_of(create))
         stopped_at[point] = runs.step(create, key).status
 
-        run = destroy(cluster)
+        print(f"{time.monotonic():.1f} lane {lane} point {point} stopped", flush=True)
+        run = operations.start_destroy(cluster, confirm_name=cluster.name)
+        yield from until(finished(run), 240, f"destroy {run.pk} (point {point}) to end")
+        run.refresh_from_db()
         assert_succeeded(run)
-        assert_clean(world, cluster)
+        assert_clean(world, cluster, hosts)
+        print(f"{time.monotonic():.1f} lane {lane} point {point} destroyed", flush=True)
+
+
+@pytest.mark.world_hosts(LANES * HOSTS_PER_CLUSTER)
+def test_destroy_after_create_stopped_at_each_point(world, start_worker):
+    """Every point of the create plan: create stops there, destroy cleans up, and the next
+    create on the same hosts starts from nothing. The lanes share one world, one worker and
+    one cloud, so a destroy also proves it touches no other cluster's resources."""
+    start_worker(concurrency=2 * LANES, beat=True, **world_env(world))
+    stopped_at: dict[int, str] = {}
+    active = [stop_then_destroy(world, lane, points, stopped_at)
+              for lane, points in enumerate(lanes_of_points())]
+    while active:
+        for lane in list(active):
+            try:
+                next(lane)
+            except StopIteration:
+                active.remove(lane)
+        time.sleep(0.1)
+    assert sorted(stopped_at) == list(range(PLAN_LENGTH)), stopped_at
     # Each step was really reached: it ran (and was stopped after it) or was waiting.
     assert set(stopped_at.values()) <= {StepStatus.SUCCEEDED, StepStatus.CANCELLED}, stopped_at
+    for host in world.lab.hosts:
+        assert k3s_traces(world, host) == [], host.ip
 
 
 def test_destroy_survives_a_worker_kill_and_refuses_a_second_time(world, start_worker,
