@@ -266,6 +266,9 @@ PANEL_DATASTORE_CONNECTIONS_PERCENT = env_float("PANEL_DATASTORE_CONNECTIONS_PER
 # How long a server out of the SLB gets for its open connections before it restarts.
 PANEL_SLB_DRAIN_SECONDS = env_float("PANEL_SLB_DRAIN_SECONDS", 3.0)
 PANEL_CLOUD_POLL_SECONDS = env_float("PANEL_CLOUD_POLL_SECONDS", 15.0, minimum=0.1)
+# How often a step waiting on a host (K3s starting, an agent registering, a restarted server
+# turning Ready) looks again: each look is an SSH command or an API call, so not too often.
+PANEL_HOST_POLL_SECONDS = env_float("PANEL_HOST_POLL_SECONDS", 2.0, minimum=0.1)
 PANEL_STEP_MODULES = ["clusters.steps.all", *env_list("PANEL_EXTRA_STEP_MODULES")]
 
 # Alibaba Cloud: when set, every SDK call goes to this host:port over HTTP and nowhere else

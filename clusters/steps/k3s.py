@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import yaml
+from django.conf import settings
 
 from clusters.adapters import clusterconfig, datastore_tls, forensics, k3s_release, nodes, ssh
 from clusters.core.errors import PermanentError, TransientError
@@ -31,7 +32,6 @@ from clusters.k3s.versions import parse_version
 from clusters.models import Cluster, Node, NodeRole, NodeStatus
 
 READY_TIMEOUT_SECONDS = 300
-POLL_SECONDS = 3.0
 INSTALL_TIMEOUT_SECONDS = 900
 #: The host lock the install script holds: an install left running by an earlier attempt (its
 #: worker gave up on it, or died) makes the next attempt wait instead of starting a second.
@@ -119,7 +119,8 @@ def _wait_or_fail(ctx: StepContext, node: Node, unit: str, what: str) -> Outcome
         Node.objects.filter(pk=node.pk).update(status=NodeStatus.FAILED)
         return Fail(f"K3s on {node.private_ip} was not ready within {READY_TIMEOUT_SECONDS} s "
                     f"(unit {state}); read `journalctl -u {unit}` on the host.")
-    return Wait(POLL_SECONDS, f"Waiting for {what} on {node.private_ip} (unit {state})")
+    return Wait(settings.PANEL_HOST_POLL_SECONDS,
+                f"Waiting for {what} on {node.private_ip} (unit {state})")
 
 
 def record_ca_hash(ctx: StepContext, server: Node) -> str:
@@ -166,7 +167,8 @@ def install_server(ctx: StepContext) -> Outcome:
         except ssh.HostBusy as exc:
             return busy_wait(ctx, node, exc)
         ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
-        return Wait(POLL_SECONDS, f"Waiting for the K3s API on {node.private_ip}")
+        return Wait(settings.PANEL_HOST_POLL_SECONDS,
+                    f"Waiting for the K3s API on {node.private_ip}")
     if not nodes.local_api_ready(ctx, node):
         return _wait_or_fail(ctx, node, "k3s", "the K3s API")
     # The version it runs is read back from the API once it is reachable (verify, or here
@@ -226,7 +228,8 @@ def install_agent(ctx: StepContext) -> Outcome:
         except ssh.HostBusy as exc:
             return busy_wait(ctx, node, exc)
         ctx.memo.update(installed_at=time.time(), deadline=time.time() + READY_TIMEOUT_SECONDS)
-        return Wait(POLL_SECONDS, f"Waiting for agent {node.private_ip} to register")
+        return Wait(settings.PANEL_HOST_POLL_SECONDS,
+                    f"Waiting for agent {node.private_ip} to register")
     name = node.name
     states = {state.name: state for state in clusterconfig.api_client(ctx.cluster).nodes()}
     if name in states and states[name].ready:

@@ -26,7 +26,6 @@ from clusters.steps.slb import API_PORT, slb_id
 
 READY_TIMEOUT_SECONDS = 300
 HEALTHY_TIMEOUT_SECONDS = 300
-POLL_SECONDS = 2.0
 NORMAL = "normal"
 
 
@@ -119,7 +118,8 @@ def _restart(ctx: StepContext, node: Node, plan: ServerRestart) -> Outcome:
         return _fail(ctx, node, plan, str(exc), out_of_slb=not ctx.memo.get("kept_in_slb"),
                      error=exc)
     ctx.memo.update(phase="restarted", deadline=time.time() + READY_TIMEOUT_SECONDS)
-    return Wait(POLL_SECONDS, f"Waiting for K3s on {node.private_ip} after the {plan.what}")
+    return Wait(settings.PANEL_HOST_POLL_SECONDS,
+                f"Waiting for K3s on {node.private_ip} after the {plan.what}")
 
 
 def _await_ready(ctx: StepContext, node: Node, plan: ServerRestart) -> Outcome | None:
@@ -139,7 +139,7 @@ def _await_ready(ctx: StepContext, node: Node, plan: ServerRestart) -> Outcome |
         return _fail(ctx, node, plan, f"K3s on {node.private_ip} was not ready within "
                      f"{READY_TIMEOUT_SECONDS} s after the {plan.what} ({awaiting}); read "
                      "`journalctl -u k3s` on the host.", out_of_slb=out)
-    return Wait(POLL_SECONDS, f"{node.private_ip}: waiting for {awaiting}")
+    return Wait(settings.PANEL_HOST_POLL_SECONDS, f"{node.private_ip}: waiting for {awaiting}")
 
 
 def _put_back(ctx: StepContext, node: Node, balancer_id: str) -> None:
@@ -159,7 +159,8 @@ def _await_healthy(ctx: StepContext, node: Node, plan: ServerRestart,
         if time.time() > ctx.memo["healthy_deadline"]:
             return _fail(ctx, node, plan, f"The SLB health check of {node.private_ip} is still "
                          f"{status} after {HEALTHY_TIMEOUT_SECONDS} s.", out_of_slb=False)
-        return Wait(POLL_SECONDS, f"Waiting for the SLB to see {node.private_ip} as healthy")
+        return Wait(settings.PANEL_HOST_POLL_SECONDS,
+                    f"Waiting for the SLB to see {node.private_ip} as healthy")
     Node.objects.filter(pk=node.pk).update(status=NodeStatus.READY)
     ctx.say(f"{node.private_ip}: healthy behind the SLB again")
     return Done({"node": node.private_ip, "phase": "done"})

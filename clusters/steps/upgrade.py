@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
+
 from clusters.adapters import cloud, clusterconfig, nodes, ssh
 from clusters.adapters.kubeapi import NodeState
 from clusters.core.errors import PermanentError, StepError
@@ -26,7 +28,6 @@ from clusters.steps.slb import API_PORT, slb_id
 BACKUP_STEP = "backup"
 BACKUP_TIMEOUT_SECONDS = 6 * 3600
 AGENT_READY_TIMEOUT_SECONDS = 300
-POLL_SECONDS = 2.0
 
 
 def _node(ctx: StepContext) -> Node:
@@ -173,7 +174,8 @@ def upgrade_agent(ctx: StepContext) -> Outcome:
             return busy_wait(ctx, node, exc)
         memo.update(installed_at=time.time(),
                     deadline=time.time() + AGENT_READY_TIMEOUT_SECONDS)
-        return Wait(POLL_SECONDS, f"Waiting for agent {node.private_ip} to report {version}")
+        return Wait(settings.PANEL_HOST_POLL_SECONDS,
+                    f"Waiting for agent {node.private_ip} to report {version}")
     state = _api_node(ctx.cluster, node.name)
     if state is not None and state.version == version and state.ready:
         Node.objects.filter(pk=node.pk).update(k3s_version=version, status=NodeStatus.READY)
@@ -184,4 +186,5 @@ def upgrade_agent(ctx: StepContext) -> Outcome:
         return Fail(f"Agent {node.private_ip} did not report {version} within "
                     f"{AGENT_READY_TIMEOUT_SECONDS} s; read `journalctl -u k3s-agent` on the host. "
                     f"The servers are upgraded and serving. {way_back(ctx)}")
-    return Wait(POLL_SECONDS, f"Waiting for agent {node.private_ip} to report {version}")
+    return Wait(settings.PANEL_HOST_POLL_SECONDS,
+                f"Waiting for agent {node.private_ip} to report {version}")
