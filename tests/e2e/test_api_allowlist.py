@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from clusters import operations
-from clusters.models import CloudResource, Cluster, ClusterStatus, RunStatus, StepStatus
+from clusters.models import CloudResource, Cluster, ClusterStatus, LogLine, RunStatus, StepStatus
 from tests.support import runs
 from tests.support.world_clusters import make_world_cluster, world_env
 
@@ -32,16 +32,24 @@ def inventory(world, kind: str) -> list[dict]:
 
 
 def test_an_internet_api_answers_only_the_allowed_cidrs(world, start_worker, tmp_path):
-    start_worker(concurrency=2, **world_env(world))
+    """The careful user's cluster whole: Internet API behind the allow-list, datastore over
+    verified TLS, Secrets encrypted at rest (each also has its own deeper test)."""
+    start_worker(concurrency=2, PANEL_RDS_CA_BUNDLE=str(world.emulator.rds_ca_bundle),
+                 **world_env(world))
     allowed_host, other_host = world.lab.hosts[1], world.lab.hosts[2]
     allowed = [f"{world.lab.gateway_ip}/32", f"{allowed_host.ip}/32"]
     cluster = make_world_cluster(world, servers=1, agents=0, slb_address_type="internet",
-                                 api_allowed_cidrs=allowed)
+                                 api_allowed_cidrs=allowed, rds_engine_version="8.0",
+                                 datastore_tls=True, secrets_encryption=True)
     run = runs.wait_finished(operations.start_create(cluster), timeout=300)
     assert run.status == RunStatus.SUCCEEDED, [
         (s.key, s.error) for s in run.steps.exclude(status=StepStatus.SUCCEEDED)]
     cluster = Cluster.objects.get(pk=cluster.pk)
     assert cluster.status == ClusterStatus.READY
+    verified = run.steps.get(key="verify").result
+    assert verified["secrets_encryption"] == "Enabled, stage start, all hashes match"
+    assert LogLine.objects.filter(step__run=run, text__contains="verified against the "
+                                  "datastore CA").exists()
 
     # The cloud holds one ACL with exactly the list, bound to the listener as a whitelist.
     (acl,) = inventory(world, "slb_acl")
