@@ -506,9 +506,12 @@ class Step(models.Model):
     # When the running step's worker last said it is alive (clusters/core/heartbeat.py): the
     # page shows a late one long before the lease expires.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    # How many times the sweeper took the step back from a worker that stopped answering: a
-    # step that can never start is failed after PANEL_STEP_MAX_RECLAIMS of them.
+    # How many times the sweeper took the step back from a worker that stopped answering, in
+    # all (`reclaims`) and since a call of its handler last returned (`reclaim_streak`): a
+    # step that can never start is failed after PANEL_STEP_MAX_RECLAIMS in a row, while a
+    # long one whose workers die now and then goes on.
     reclaims = models.PositiveIntegerField(default=0)
+    reclaim_streak = models.PositiveIntegerField(default=0)
     wait_reason = models.CharField(max_length=500, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -512,7 +512,7 @@ def _record(
         "updated_at": Now(),  # the sweeper's "moving" (update() skips auto_now)
         # A call that returned proves the step can start: PANEL_STEP_MAX_RECLAIMS counts the
         # reclaims in a row, not over a long step's life (workers die now and then).
-        "reclaims": 0,
+        "reclaim_streak": 0,
         **extra,
     }
     with transaction.atomic():
@@ -547,8 +547,8 @@ def retry(run: Run) -> bool:
             status__in=[StepStatus.FAILED, StepStatus.ERRORED, StepStatus.CANCELLED],
         # A user's Retry starts those steps afresh: their memo (deadlines, "installed at")
         # is dropped; what was bought is found again through the ledger, not the memo.
-        ).update(status=StepStatus.PENDING, transient_failures=0, reclaims=0, error="",
-                 not_before=None, started_at=None, finished_at=None, wait_reason="",
+        ).update(status=StepStatus.PENDING, transient_failures=0, reclaims=0, reclaim_streak=0,
+                 error="", not_before=None, started_at=None, finished_at=None, wait_reason="",
                  result={},
                  updated_at=Now())
         _enqueue_advance(run.pk)
@@ -600,25 +600,26 @@ def _reclaim_expired() -> list[int]:
     key decrypts or a worker the OOM killer takes each time, must not loop forever)."""
     expired = list(
         Step.objects.filter(status=StepStatus.RUNNING, lease_until__lt=Now())
-        .values_list("pk", "attempts", "reclaims", "run_id")
+        .values_list("pk", "attempts", "reclaim_streak", "run_id")
     )
     limit = settings.PANEL_STEP_MAX_RECLAIMS
     reclaimed, given_up = [], []
-    for step_id, attempts, reclaims, run_id in expired:
+    for step_id, attempts, streak, run_id in expired:
         still_expired = Step.objects.filter(
             pk=step_id, status=StepStatus.RUNNING, attempts=attempts, lease_until__lt=Now())
-        if reclaims >= limit:
+        if streak >= limit:
             taken = still_expired.update(
                 status=StepStatus.FAILED, lease_until=None, finished_at=Now(),
-                reclaims=F("reclaims") + 1, error=gave_up_message(reclaims + 1),
-                updated_at=Now())
+                reclaims=F("reclaims") + 1, reclaim_streak=F("reclaim_streak") + 1,
+                error=gave_up_message(streak + 1), updated_at=Now())
             if taken:
                 given_up.append(step_id)
                 _enqueue_advance(run_id)
             continue
         taken = still_expired.update(
             status=StepStatus.WAITING, not_before=Now(), lease_until=None,
-            reclaims=F("reclaims") + 1, wait_reason=f"{RECLAIMED}; running it again.",
+            reclaims=F("reclaims") + 1, reclaim_streak=F("reclaim_streak") + 1,
+            wait_reason=f"{RECLAIMED}; running it again.",
             updated_at=Now())
         if taken:
             reclaimed.append(step_id)

@@ -137,9 +137,11 @@ def test_a_long_step_whose_workers_die_now_and_then_is_not_given_up(
         assert engine.act(pipeline.sweep)["reclaimed"] == 1
         assert step(run, "w").status == StepStatus.WAITING
         engine.deliver(engine.take()[0])  # the next worker lives: one poll (a Wait)
-        assert step(run, "w").reclaims == 0
+        assert step(run, "w").reclaim_streak == 0
     engine.deliver_all()
-    assert step(run, "w").status == StepStatus.SUCCEEDED
+    w = step(run, "w")
+    assert w.status == StepStatus.SUCCEEDED
+    assert w.reclaims == limit + 2  # every reclaim is still counted, for the record
     assert Run.objects.get(pk=run.pk).status == RunStatus.SUCCEEDED
 
 
@@ -154,7 +156,7 @@ def test_a_step_reclaimed_more_times_in_a_row_than_allowed_fails_with_the_reason
         time_passes(settings.PANEL_STEP_LEASE_SECONDS + 1)
         engine.act(pipeline.sweep)
     w = step(run, "w")
-    assert w.status == StepStatus.FAILED and w.reclaims == limit + 1
+    assert w.status == StepStatus.FAILED and w.reclaims == w.reclaim_streak == limit + 1
     assert w.error == pipeline.gave_up_message(limit + 1)
     engine.deliver_all()
     assert Run.objects.get(pk=run.pk).status == RunStatus.FAILED
