@@ -278,6 +278,10 @@ ALIYUN_ENDPOINT_OVERRIDE = env_str("ALIYUN_ENDPOINT_OVERRIDE") or None
 # role. Unset: 100.100.100.200, except while ALIYUN_ENDPOINT_OVERRIDE is set, when the panel
 # refuses to guess (fail closed; tests point it at the emulator's stand-in).
 ALIYUN_ECS_METADATA_ENDPOINT = env_str("ALIYUN_ECS_METADATA_ENDPOINT") or ""
+# The RAM roles of the panel's own ECS instance that its users may sign with (comma-separated
+# names). Empty: none. The instance's role is the operator's identity, so no user may pick it
+# unless the operator offers it here (clusters/adapters/cloud.py says so again at each use).
+PANEL_ECS_ROLES = env_list("PANEL_ECS_ROLES", [])
 
 # Where the wizard checks that a K3s version exists; unset: GitHub / update.k3s.io and the
 # China mirror. The offline sandbox points them at its artifact server.

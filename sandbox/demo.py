@@ -46,9 +46,11 @@ def panel_env(world: World) -> dict[str, str]:
         "DJANGO_DEBUG": "1",
         "PANEL_VAR_DIR": str(VAR),
         "ALIYUN_ENDPOINT_OVERRIDE": world.endpoint,
-        # The emulator also answers as the ECS metadata service (an "ECS instance role"
-        # account then works in the demo; roles are created with POST /_emulator/ram/roles).
+        # The emulator also answers as the ECS metadata service: an "ECS instance role"
+        # account named k3s-panel works in the demo once that role is created with
+        # POST /_emulator/ram/roles (the operator offers only the roles it lists).
         "ALIYUN_ECS_METADATA_ENDPOINT": world.endpoint,
+        "PANEL_ECS_ROLES": "k3s-panel",
         "PANEL_K3S_OFFICIAL_BASE_URL": world.install_base_url,
         "PANEL_K3S_MIRROR_BASE_URL": world.install_base_url,
         "PANEL_CLOUD_POLL_SECONDS": "2",

@@ -52,6 +52,12 @@ _RENEWING_LOCK = threading.Lock()
 _RENEWING_MAX = 256
 
 
+def ecs_role_offered(name: str) -> bool:
+    """Whether users may sign with the panel host's RAM role `name`: only the ones its operator
+    lists in PANEL_ECS_ROLES (the host's identity is the operator's, not every user's)."""
+    return bool(name) and name in settings.PANEL_ECS_ROLES
+
+
 def credentials_for(account: CloudAccount, region: str) -> CredentialSource:
     """The account's credential source, built from what it stores and nothing else.
 
@@ -85,6 +91,11 @@ def _build_credentials(account: CloudAccount, region: str) -> CredentialSource:
         return StsTokenSource(account.access_key_id, account.access_key_secret,
                               account.security_token, expires)
     if kind == CredentialKind.ECS_ROLE:
+        if not ecs_role_offered(account.ecs_role_name):
+            raise PermanentError(
+                f"The ECS instance role {account.ecs_role_name!r} is not one this panel offers "
+                "its users (PANEL_ECS_ROLES): the panel host's role is its operator's identity. "
+                "Ask the operator, or use a RAM role or an AccessKey.")
         endpoint = metadata_endpoint(settings.ALIYUN_ECS_METADATA_ENDPOINT,
                                      EndpointPolicy(override).overridden)
         return EcsInstanceRoleSource(account.ecs_role_name, endpoint)

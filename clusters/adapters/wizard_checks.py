@@ -10,6 +10,7 @@ hosts have it).
 
 from __future__ import annotations
 
+import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -209,7 +210,18 @@ def check_mysql(endpoint: MySQLEndpoint) -> str | None:
 
     Unreachable is not an error: a database in a VPC is often reachable from the hosts only,
     and preflight checks it from there. A refused login or an unknown database is an error.
+    An address the panel must not reach (loopback, its own server and networks: where its
+    own database may listen) is refused before any connection, whatever name leads there.
     """
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(
+            endpoint.host, endpoint.port, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError):
+        return None  # no name the panel can resolve: the hosts may still reach it
+    for address in sorted(addresses):
+        refusal = host_addresses.address_refusal(str(address))
+        if refusal:
+            raise CheckFailed(str(refusal))
     try:
         with datastore.connect(endpoint, timeout=LOOKUP_CONNECT_TIMEOUT) as conn, \
                 conn.cursor() as cursor:

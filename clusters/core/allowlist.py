@@ -17,6 +17,8 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
+from django.utils.translation import gettext as _
+
 # The ledger kind (CloudResource.kind) of the CLB ACL that holds a cluster's allow-list.
 LEDGER_KIND = "slb_acl"
 # Terraform's alicloud_slb_acl allows at most 300 entries in one ACL; the panel keeps well
@@ -26,6 +28,19 @@ MAX_ENTRIES = 300
 
 class AllowListError(ValueError):
     """One entry is not a CIDR block the ACL takes; the message names it."""
+
+    def explain(self) -> str:
+        """What the person typing the list reads (the wizard and the cluster page say this)."""
+        return _("%(entry)s is not an IPv4 CIDR block (such as 203.0.113.0/24, with no host "
+                 "bits set) or a single IPv4 address.") % {"entry": self}
+
+
+class TooManyEntries(AllowListError):
+    """More entries than one ACL takes."""
+
+    def explain(self) -> str:
+        return _("The list has %(count)s entries; one access control list takes at most "
+                 "%(limit)s.") % {"count": self.args[0], "limit": MAX_ENTRIES}
 
 
 def parse(text: str | Iterable[str]) -> list[str]:
@@ -44,7 +59,7 @@ def parse(text: str | Iterable[str]) -> list[str]:
         if str(network) not in found:
             found.append(str(network))
     if len(found) > MAX_ENTRIES:
-        raise AllowListError(f"more than {MAX_ENTRIES} entries")
+        raise TooManyEntries(len(found))
     return found
 
 

@@ -51,9 +51,7 @@ def parse_change(cluster: Cluster, text: str) -> list[str]:
     try:
         cidrs = allowlist.parse(text)
     except allowlist.AllowListError as exc:
-        raise OperationRefused(_(
-            "%(entry)s is not an IPv4 CIDR block (such as 203.0.113.0/24, with no host bits "
-            "set) or a single IPv4 address.") % {"entry": exc}) from None
+        raise OperationRefused(exc.explain()) from None
     if not cidrs:
         raise OperationRefused(
             _("An Internet-facing API needs at least one allowed source: until you list who "

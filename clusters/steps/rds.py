@@ -235,7 +235,15 @@ def _ssl(ctx: StepContext, api: AliyunCloud, instance_id: str,
     datastore_tls.rds_ca_bundle()
     instance = api.describe_rds(instance_id)
     if instance is not None and not instance.running:
-        return Wait(cloud.poll_seconds(), f"RDS {instance_id} is {instance.status}")
+        # Bounded too: an instance stuck applying SSL (or locked) must not be polled forever.
+        first_seen = ctx.memo.setdefault("ssl_since", ctx.memo.get("ssl_requested", time.time()))
+        if time.time() < first_seen + SSL_APPLY_SECONDS:
+            return Wait(cloud.poll_seconds(), f"RDS {instance_id} is {instance.status}")
+        raise PermanentError(
+            f"RDS {instance_id} has been {instance.status} for more than "
+            f"{SSL_APPLY_SECONDS // 60} minutes while SSL was to be turned on for "
+            f"{connection_string}. Look at the instance in the RDS console (a pending task, "
+            "an overdue payment), then press Retry.")
     state = api.describe_ssl(instance_id)
     if state.enabled and state.connection_string == connection_string:
         ctx.memo["ssl_ready"] = True

@@ -148,10 +148,15 @@ def test_a_pasted_sts_token_works_until_it_expires_and_is_never_renewed(
     assert token["SecurityToken"] not in str(expired.value)
 
 
-def test_the_ecs_instance_role_comes_from_the_metadata_stand_in(pointed: Emulator) -> None:
+def test_the_ecs_instance_role_comes_from_the_metadata_stand_in(pointed: Emulator,
+                                                               settings: Any) -> None:
     name = "ecs-panel-" + secrets.token_hex(3)
     pointed.control.create_role(name, policy=READ_ECS, ecs=True)
     account = CloudAccount(credential_kind=CredentialKind.ECS_ROLE, ecs_role_name=name)
+    with pytest.raises(PermanentError, match="PANEL_ECS_ROLES"):  # not offered: never used
+        credentials_for(account, pointed.region_id)
+    assert not [t for t in pointed.control.sts_tokens() if t["role"] == name]
+    settings.PANEL_ECS_ROLES = [name]
     assert account.secret_values() == []  # nothing long-lived is stored
     cloud = cloud_for_account(account, pointed.region_id)
     assert isinstance(cloud.client.credentials, EcsInstanceRoleSource)
@@ -166,6 +171,7 @@ def test_the_metadata_address_is_never_guessed_while_the_api_is_overridden(
         settings: Any) -> None:
     settings.ALIYUN_ENDPOINT_OVERRIDE = "127.0.0.1:1"
     settings.ALIYUN_ECS_METADATA_ENDPOINT = ""
+    settings.PANEL_ECS_ROLES = ["panel"]
     account = CloudAccount(credential_kind=CredentialKind.ECS_ROLE, ecs_role_name="panel")
     with pytest.raises(PermanentError, match="fail closed"):
         credentials_for(account, "cn-hangzhou")

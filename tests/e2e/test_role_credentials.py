@@ -27,12 +27,14 @@ def test_a_cluster_created_with_the_ecs_instance_role_stores_no_secret(world, st
                                                                         settings):
     world.emulator.control.create_role(ROLE, policy=json.loads(POLICY.read_text()), ecs=True)
     settings.ALIYUN_ECS_METADATA_ENDPOINT = world.endpoint  # this process's health checks
+    settings.PANEL_ECS_ROLES = [ROLE]  # the operator offers the panel host's role
     cluster = make_world_cluster(world, servers=2, agents=0)
     CloudAccount.objects.filter(pk=cluster.cloud_account_id).update(
         credential_kind=CredentialKind.ECS_ROLE, ecs_role_name=ROLE, access_key_id="",
         access_key_secret="")
     world.emulator.control.clear_calls()
-    start_worker(concurrency=2, **world_env(world), ALIYUN_ECS_METADATA_ENDPOINT=world.endpoint)
+    start_worker(concurrency=2, **world_env(world), ALIYUN_ECS_METADATA_ENDPOINT=world.endpoint,
+                 PANEL_ECS_ROLES=ROLE)
 
     run = runs.wait_finished(operations.start_create(cluster), timeout=300)
     assert run.status == RunStatus.SUCCEEDED, [

@@ -70,3 +70,24 @@ def test_each_kind_names_the_fields_it_needs(cloud: Emulator, owner_client: Clie
         "access_key_secret": "x" * 20, "role_arn": "arn:aws:iam::1:role/x",
         "session_policy": "{not json", "default_region": cloud.region_id})
     assert field_errors(bad_arn, "role_arn") and field_errors(bad_arn, "session_policy")
+
+
+def test_the_panel_hosts_own_role_is_only_what_the_operator_offers(
+        cloud: Emulator, owner_client: Client, settings: Any) -> None:
+    """The panel host's ECS role is its operator's identity: a user naming it (or guessing
+    another role of the host) is refused before anything is asked of the metadata service."""
+    cloud.control.create_role("k3s-panel", policy=READ_ECS, ecs=True)
+    settings.ALIYUN_ECS_METADATA_ENDPOINT = cloud.endpoint
+    form = {"name": "borrowed", "credential_kind": CredentialKind.ECS_ROLE,
+            "ecs_role_name": "k3s-panel", "default_region": cloud.region_id}
+    refused = owner_client.post(reverse(URL), form)
+    assert field_errors(refused, "ecs_role_name") == [
+        "This panel does not offer the role k3s-panel of its own ECS instance: that role is "
+        "its operator's identity. Ask the operator to list it in PANEL_ECS_ROLES, or use a "
+        "RAM role or an AccessKey."]
+    assert not CloudAccount.objects.filter(name="borrowed").exists()
+    assert not [t for t in cloud.control.sts_tokens() if t["role"] == "k3s-panel"]
+    settings.PANEL_ECS_ROLES = ["k3s-panel"]
+    saved = owner_client.post(reverse(URL), form)
+    assert saved.status_code == 302, field_errors(saved, "ecs_role_name")
+    assert CloudAccount.objects.get(name="borrowed").ecs_role_name == "k3s-panel"

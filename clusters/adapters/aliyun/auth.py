@@ -291,3 +291,4 @@ def metadata_endpoint(configured: str, api_overridden: bool) -> str:
             "No ALIYUN_ECS_METADATA_ENDPOINT is set while the API endpoints are overridden: "
             "refusing to ask the real instance metadata service (fail closed).")
     return REAL_METADATA_ENDPOINT
+

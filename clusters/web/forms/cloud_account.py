@@ -25,6 +25,7 @@ from clusters.adapters.aliyun.auth import (
     role_arn_problem,
     session_policy_problem,
 )
+from clusters.adapters.cloud import ecs_role_offered
 from clusters.models import CloudAccount, CredentialKind
 from clusters.web.forms.common import check_region_available
 
@@ -152,6 +153,12 @@ class CloudAccountForm(forms.ModelForm):
         for name in required:
             if not data.get(name) and name not in self.errors:
                 self.add_error(name, _("Required for this kind of credential."))
+        role = data.get("ecs_role_name")
+        if kind == CredentialKind.ECS_ROLE and role and not ecs_role_offered(role):
+            self.add_error("ecs_role_name", _(
+                "This panel does not offer the role %(role)s of its own ECS instance: that role "
+                "is its operator's identity. Ask the operator to list it in PANEL_ECS_ROLES, or "
+                "use a RAM role or an AccessKey.") % {"role": role})
         for name in CREDENTIAL_FIELDS:  # what this kind does not use is not kept
             if name not in required and name not in optional:
                 data[name] = None if name == "token_expires_at" else ""

@@ -54,9 +54,7 @@ class NetworkStepForm(WizardForm):
         try:
             cidrs = allowlist.parse(data.get("api_allowed_cidrs") or "")
         except allowlist.AllowListError as exc:
-            self.add_error("api_allowed_cidrs", _(
-                "%(entry)s is not an IPv4 CIDR block (such as 203.0.113.0/24, with no host "
-                "bits set) or a single IPv4 address.") % {"entry": exc})
+            self.add_error("api_allowed_cidrs", exc.explain())
             return
         if data.get("slb_address_type") == SlbAddressType.INTERNET and not cidrs:
             self.add_error("api_allowed_cidrs", _(
