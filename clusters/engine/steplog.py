@@ -103,16 +103,21 @@ class StepLog:
             batch, self._buffer, self._oldest = self._buffer, [], None
         if not batch:
             return True
-        try:
-            # A reclaimed step may race its old owner for a sequence number; never crash on it.
-            LogLine.objects.bulk_create(batch, ignore_conflicts=True)
-        except (OperationalError, InterfaceError) as exc:
-            logger.warning("step %s: %d log lines kept for later, the database is "
-                           "unreachable: %s", self.step_id, len(batch), exc)
-            connection.close_if_unusable_or_obsolete()
-            self._put_back(batch)
-            return False
-        return True
+        for last_try in (False, True):
+            try:
+                # A reclaimed step may race its old owner for a sequence number; never crash.
+                LogLine.objects.bulk_create(batch, ignore_conflicts=True)
+                return True
+            except (OperationalError, InterfaceError) as exc:
+                # Once more on a new connection: this thread's may be one the database ended
+                # while it was away (the heartbeat thread's flushes kept working meanwhile),
+                # and the step's last flush must not be the one that finds out.
+                connection.close_if_unusable_or_obsolete()
+                if last_try:
+                    logger.warning("step %s: %d log lines kept for later, the database is "
+                                   "unreachable: %s", self.step_id, len(batch), exc)
+        self._put_back(batch)
+        return False
 
     def _put_back(self, batch: list[LogLine]) -> None:
         with self._lock:
