@@ -500,12 +500,8 @@ def _record(
     **extra: Any,
 ) -> bool:
     """Store the outcome, if this worker still owns the step (its lease was not taken over).
-    The log's last lines go first; a database still away fails the update below as well, so
-    the engine's transient handling takes over with the lines kept."""
-    for _ in range(3):
-        if ctx.log.flush():
-            break
-        time.sleep(0.5)
+    The log's last lines go first (StepLog.flush tries a new connection once itself)."""
+    ctx.log.flush()
     values: dict[str, Any] = {
         "status": status,
         "error": ctx.redact(error),
