@@ -20,17 +20,15 @@ from clusters.models import Cluster, LogLine, ResourceState, Run, RunKind, StepS
 from clusters.operations.create import create_plan
 from sandbox.aliyun.testing import Emulator
 from tests.support.engine_specs import InProcessEngine, in_process_engine, time_passes
-from tests.support.factories import TEST_ACCESS_KEY_SECRET, make_cluster
+from tests.support.factories import factories_emulator, make_cluster
 from tests.support.runs import step
 
 pytestmark = pytest.mark.django_db
-ACCESS_KEY_ID = "LTAI5tTestKey"  # the account tests.support.factories.make_cluster lends
 
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    with Emulator(Path(tmp_path_factory.mktemp("allowlist")), time_scale=0.01) as emulator:
-        emulator.control.add_account(ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET)
+    with factories_emulator(Path(tmp_path_factory.mktemp("allowlist"))) as emulator:
         yield emulator
 
 

@@ -25,17 +25,15 @@ from clusters.engine.pipeline import StepSpec, create_run
 from clusters.models import Cluster, LogLine, Run, RunKind, StepStatus
 from sandbox.aliyun.testing import Emulator
 from tests.support.engine_specs import InProcessEngine, in_process_engine, time_passes
-from tests.support.factories import TEST_ACCESS_KEY_SECRET, make_cluster
+from tests.support.factories import factories_emulator, make_cluster
 from tests.support.runs import step
 
 pytestmark = pytest.mark.django_db
-ACCESS_KEY_ID = "LTAI5tTestKey"  # the account tests.support.factories.make_cluster lends
 
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    with Emulator(Path(tmp_path_factory.mktemp("purchases")), time_scale=0.01) as emulator:
-        emulator.control.add_account(ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET)
+    with factories_emulator(Path(tmp_path_factory.mktemp("purchases"))) as emulator:
         yield emulator
 
 
