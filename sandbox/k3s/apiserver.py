@@ -123,6 +123,10 @@ API_GROUPS = {
                for group in ("coordination.k8s.io", "rbac.authorization.k8s.io")],
 }
 
+DISCOVERY = {"/apis": API_GROUPS, "/api/v1": API_RESOURCES_V1,
+             "/apis/coordination.k8s.io/v1": API_RESOURCES_COORDINATION,
+             f"/apis/{RBAC_GROUP}/v1": API_RESOURCES_RBAC}
+
 
 class Handler(BaseHTTPRequestHandler):
     server_version = ""
@@ -315,14 +319,8 @@ class Handler(BaseHTTPRequestHandler):
                              "serverAddressByClientCIDRs": [
                                  {"clientCIDR": "0.0.0.0/0",
                                   "serverAddress": self.headers.get("Host", "")}]})
-        elif path == "/apis":
-            self._json(200, API_GROUPS)
-        elif path == "/api/v1":
-            self._json(200, API_RESOURCES_V1)
-        elif path == "/apis/coordination.k8s.io/v1":
-            self._json(200, API_RESOURCES_COORDINATION)
-        elif path == f"/apis/{RBAC_GROUP}/v1":
-            self._json(200, API_RESOURCES_RBAC)
+        elif path in DISCOVERY:
+            self._json(200, DISCOVERY[path])
         elif path.startswith("/api/v1/namespaces/") and "/serviceaccounts" in path:
             self._service_accounts(method, path, user, admin)
         elif path == CRB_PATH or path.startswith(CRB_PATH + "/"):

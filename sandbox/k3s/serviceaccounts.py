@@ -211,7 +211,7 @@ def cluster_roles_of(kine: Kine, user: str, groups: list[str]) -> set[str]:
 # -- tokens ----------------------------------------------------------------------------------------
 
 def request_token(kine: Kine, service_key_pem: bytes, namespace: str, name: str,
-                  body: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+                  body: dict[str, Any], *, now: float | None = None) -> dict[str, Any]:
     """POST serviceaccounts/<name>/token: a signed bound token for an existing account."""
     spec = dict(body.get("spec") or {})
     seconds = spec.get("expirationSeconds")
@@ -273,9 +273,9 @@ def sign(service_key_pem: bytes, claims: dict[str, Any]) -> str:
     return signing_input + "." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
-def authenticate(kine: Kine, service_key_pem: bytes, token: str,
-                 now: float | None = None) -> tuple[str, list[str]] | None:
-    """(user, groups) of a valid bound service-account token; None answers 401."""
+def verified_claims(service_key_pem: bytes, token: str,
+                    now: float | None = None) -> dict[str, Any] | None:
+    """The claims of a token this cluster signed, for its audiences, not expired; else None."""
     try:
         header_b64, claims_b64, signature_b64 = token.split(".")
         signature = _unb64url(signature_b64)
@@ -285,7 +285,8 @@ def authenticate(kine: Kine, service_key_pem: bytes, token: str,
         return None
     key = serialization.load_pem_private_key(service_key_pem, password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
-    if header.get("alg") != "ES256" or len(signature) != 64 or not isinstance(claims, dict):
+    if not isinstance(header, dict) or header.get("alg") != "ES256" or len(signature) != 64 \
+            or not isinstance(claims, dict):
         return None
     try:
         key.public_key().verify(
@@ -295,19 +296,27 @@ def authenticate(kine: Kine, service_key_pem: bytes, token: str,
     except InvalidSignature:
         return None
     moment = time.time() if now is None else now
-    if claims.get("iss") != ISSUER or not set(claims.get("aud") or []) & set(AUDIENCES):
+    audience_ok = bool(set(claims.get("aud") or []) & set(AUDIENCES))
+    in_time = isinstance(claims.get("exp"), int) and claims.get("nbf", 0) <= moment \
+        < claims["exp"]  # past exp: "service account token has expired"
+    return claims if claims.get("iss") == ISSUER and audience_ok and in_time else None
+
+
+def authenticate(kine: Kine, service_key_pem: bytes, token: str,
+                 now: float | None = None) -> tuple[str, list[str]] | None:
+    """(user, groups) of a valid bound service-account token; None answers 401.
+
+    The account named in the token must still exist with the UID it had when the token was
+    issued: deleted ("has been deleted"), or deleted and created again, is refused."""
+    claims = verified_claims(service_key_pem, token, now)
+    if claims is None:
         return None
-    if not isinstance(claims.get("exp"), int) or moment >= claims["exp"] \
-            or moment < claims.get("nbf", 0):
-        return None  # "service account token has expired"
     private = claims.get("kubernetes.io") or {}
-    namespace = private.get("namespace", "")
-    account = (private.get("serviceaccount") or {})
-    row = kine.get(_sa_key(namespace, account.get("name", "")))
-    if row is None:
-        return None  # "service account ... has been deleted"
-    if json.loads(row.value)["metadata"].get("uid") != account.get("uid"):
-        return None  # deleted and created again: another account with the same name
+    namespace = str(private.get("namespace", ""))
+    account = private.get("serviceaccount") or {}
+    row = kine.get(_sa_key(namespace, str(account.get("name", ""))))
+    if row is None or json.loads(row.value)["metadata"].get("uid") != account.get("uid"):
+        return None
     return (f"system:serviceaccount:{namespace}:{account['name']}",
             ["system:serviceaccounts", f"system:serviceaccounts:{namespace}",
              "system:authenticated"])
