@@ -199,7 +199,8 @@ def world(db: Any) -> World:
     objects = {
         "clusters.cluster": cluster, "clusters.node": node, "clusters.run": run,
         "clusters.step": step, "clusters.logline": step.log_lines.get(),
-        "clusters.cloudresource": resource, "credential": credential, "clusters.cloudaccount": cluster.cloud_account,
+        "clusters.cloudresource": resource, "clusters.cloudaccount": cluster.cloud_account,
+        "credential": credential,
         "clusters.auditevent": event, "auth.user": owner, "auth.group": group,
         "axes.accessattempt": AccessAttempt.objects.create(
             username="victim", ip_address="10.1.1.1", failures_since_start=1),
