@@ -149,3 +149,18 @@ def test_another_users_credential_cannot_be_revoked_through_ones_own_cluster(
     assert foreign.status == KubeCredentialStatus.ACTIVE
     page = owner_client.get(reverse("clusters:cluster", args=[mine.code])).content.decode()
     assert "panel-other-1" not in page
+
+
+@pytest.mark.django_db
+def test_a_destroyed_clusters_credentials_ended_with_it(user: Any,
+                                                        owner_client: Client) -> None:
+    gone = make_cluster(owner=user, status=ClusterStatus.DESTROYED, kubeconfig="x")
+    credential = KubeCredential.objects.create(
+        cluster=gone, username="u", namespace="kube-system", name="panel-u-2",
+        role="cluster-admin", status=KubeCredentialStatus.ACTIVE)
+    page = owner_client.get(reverse("clusters:cluster", args=[gone.code])).content.decode()
+    assert "Ended with the cluster" in page and "panel-u-2" in page
+    assert reverse("clusters:kubeconfig-revoke", args=[gone.code, credential.pk]) not in page
+    assert reverse("clusters:kubeconfig-issue", args=[gone.code]) not in page
+    with pytest.raises(operations.OperationRefused, match="gone"):
+        operations.revoke_kube_credential(credential, user)
