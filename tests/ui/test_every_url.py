@@ -86,6 +86,8 @@ SECURITY_FIELDS: dict[type, tuple[str, ...]] = {
     Step: ("run", "key", "handler", "args", "status", "result", "not_before", "lease_until"),
     LogLine: ("step", "text"),
     AuditEvent: ("user", "username", "action", "cluster", "details"),
+    KubeCredential: ("cluster", "issued_to", "username", "namespace", "name", "role",
+                     "service_account_uid", "token_id", "status", "revoked_by"),
 }
 SECRETS: dict[type, tuple[str, ...]] = {
     Cluster: ("k3s_token", "k3s_agent_token", "kubeconfig", "datastore_password",
@@ -200,7 +202,7 @@ def world(db: Any) -> World:
         "clusters.cluster": cluster, "clusters.node": node, "clusters.run": run,
         "clusters.step": step, "clusters.logline": step.log_lines.get(),
         "clusters.cloudresource": resource, "clusters.cloudaccount": cluster.cloud_account,
-        "credential": credential,
+        "credential": credential, "clusters.kubecredential": credential,
         "clusters.auditevent": event, "auth.user": owner, "auth.group": group,
         "axes.accessattempt": AccessAttempt.objects.create(
             username="victim", ip_address="10.1.1.1", failures_since_start=1),
