@@ -123,11 +123,11 @@ def issue(cluster: Cluster, user: Any, lifetime: str) -> Issued:
         KubeCredential.objects.filter(pk=credential.pk).update(service_account_uid=uid)
         client.bind_cluster_role(credential.name, ROLE, NAMESPACE, credential.name)
         token, expiration = client.request_token(NAMESPACE, credential.name, seconds)
+        claims = k3s_kubeconfig.token_claims(token)
     except (TransientError, PermanentError) as exc:
         _abandon(client, credential, str(exc))
         raise OperationRefused(_("The kubeconfig could not be issued: %(error)s")
                                % {"error": exc}) from None
-    claims = k3s_kubeconfig.token_claims(token)
     expires_at = parse_datetime(expiration) or timezone.now() + timedelta(seconds=seconds)
     KubeCredential.objects.filter(pk=credential.pk).update(
         status=KubeCredentialStatus.ACTIVE, service_account_uid=uid,
