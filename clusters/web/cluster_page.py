@@ -165,6 +165,7 @@ def credentials_context(cluster: Cluster) -> dict[str, Any]:
         credential.revocable = credential.status in kube_credentials.LIVE  # type: ignore[attr-defined]
     return {"kube_credentials": credentials, "kubeconfig_form": KubeconfigForm(),
             "can_issue_kubeconfig": operations.kube_credential_refusal(cluster) is None,
+            "kubeconfig_default_lifetime": kube_credentials.DEFAULT_LIFETIME,
             "cluster_gone": cluster.status == ClusterStatus.DESTROYED}
 
 
