@@ -18,9 +18,10 @@ printed on a host and pass through a shell; here it only crosses the TLS connect
 (verified against the cluster CA) and goes into the one download. No run is needed: three
 short API calls, each bounded by the client's timeout, done while the person waits for the
 file, so the token never has to be stored. It is not stored; the row keeps its ID (`jti`, the
-"credential ID" kube-apiserver writes into its own audit log as `JTI=…`), the account's name
-and UID and the expiry the API answered (which may be shorter than asked, when the cluster
-caps token lifetimes).
+"credential ID" kube-apiserver writes into its own audit log as `JTI=…`; Kubernetes 1.30 and
+later put one in, older clusters' tokens have none, so the account's UID identifies them), the
+account's name and UID and the expiry the API answered (which may be shorter than asked, when
+the cluster caps token lifetimes).
 
 Failure half-way: the row is written first (ISSUING), then the account, the binding, the
 token. If a call fails, what was made is deleted at once; if that fails too, the row stays

@@ -101,6 +101,8 @@ API_RESOURCES_V1 = {
     ],
 }
 RBAC_GROUP = "rbac.authorization.k8s.io"
+# ServiceAccountTokenJTI is on by default from Kubernetes 1.30: tokens carry a jti from then.
+JTI_SINCE_MINOR = 30
 CRB_PATH = f"/apis/{RBAC_GROUP}/v1/clusterrolebindings"
 API_RESOURCES_RBAC = {
     "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{RBAC_GROUP}/v1",
@@ -363,9 +365,10 @@ class Handler(BaseHTTPRequestHandler):
         kine = self.ctx.kine
         try:
             if token and method == "POST":
+                minor = int(version_info(self.ctx.version, "")["minor"])
                 self._json(201, serviceaccounts.request_token(
-                    kine, self.ctx.service_key, namespace, name,
-                    self._object_body()))
+                    kine, self.ctx.service_key, namespace, name, self._object_body(),
+                    jti=minor >= JTI_SINCE_MINOR))
             elif not name and method == "POST":
                 self._json(201, serviceaccounts.create_service_account(
                     kine, namespace, self._object_body()))

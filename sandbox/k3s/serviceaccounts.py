@@ -11,12 +11,12 @@ so does an expired token. Nothing else is revocable: a client certificate signed
 client CA is valid until it expires (Kubernetes has no CRL).
 
 TokenRequest validation as pkg/apis/authentication/validation: `expirationSeconds` at least
-600 (10 minutes) and at most 2^32; the default is 3600. Tokens carry `jti` (the
-ServiceAccountTokenJTI feature, on by default since 1.30): the apiserver's audit log shows it
-as the credential ID `JTI=<jti>`. K3s's audiences are
-`https://kubernetes.default.svc.cluster.local` and `k3s` (its default --api-audiences); the
-issuer is the first audience. Objects live in the shared datastore under K3s's keys
-(/registry/serviceaccounts/<ns>/<name>, /registry/clusterrolebindings/<name>).
+600 (10 minutes) and at most 2^32; the default is 3600. Tokens carry `jti` from Kubernetes 1.30
+on (the ServiceAccountTokenJTI feature: alpha in 1.29, on by default since 1.30): the
+apiserver's audit log shows it as the credential ID `JTI=<jti>`; older releases' have none.
+K3s's audiences are `https://kubernetes.default.svc.cluster.local` and `k3s` (its default
+--api-audiences); the issuer is the first audience. Objects live in the shared datastore under
+K3s's keys (/registry/serviceaccounts/<ns>/<name>, /registry/clusterrolebindings/<name>).
 """
 
 from __future__ import annotations
@@ -211,8 +211,10 @@ def cluster_roles_of(kine: Kine, user: str, groups: list[str]) -> set[str]:
 # -- tokens ----------------------------------------------------------------------------------------
 
 def request_token(kine: Kine, service_key_pem: bytes, namespace: str, name: str,
-                  body: dict[str, Any], *, now: float | None = None) -> dict[str, Any]:
-    """POST serviceaccounts/<name>/token: a signed bound token for an existing account."""
+                  body: dict[str, Any], *, now: float | None = None,
+                  jti: bool = True) -> dict[str, Any]:
+    """POST serviceaccounts/<name>/token: a signed bound token for an existing account
+    (`jti`: whether the release puts one in, ServiceAccountTokenJTI: Kubernetes 1.30 on)."""
     spec = dict(body.get("spec") or {})
     seconds = spec.get("expirationSeconds")
     seconds = DEFAULT_EXPIRATION if seconds is None else seconds
@@ -233,14 +235,15 @@ def request_token(kine: Kine, service_key_pem: bytes, namespace: str, name: str,
     account = get_service_account(kine, namespace, name)
     audiences = spec.get("audiences") or AUDIENCES
     issued = int(time.time() if now is None else now)
-    claims = {
+    claims: dict[str, Any] = {
         "aud": audiences, "exp": issued + seconds, "iat": issued, "iss": ISSUER,
-        "jti": str(uuid.uuid4()),
         "kubernetes.io": {"namespace": namespace,
                           "serviceaccount": {"name": name,
                                              "uid": account["metadata"]["uid"]}},
         "nbf": issued, "sub": f"system:serviceaccount:{namespace}:{name}",
     }
+    if jti:
+        claims["jti"] = str(uuid.uuid4())
     token = sign(service_key_pem, claims)
     expires = datetime.datetime.fromtimestamp(issued + seconds, datetime.UTC)
     spec["audiences"] = audiences

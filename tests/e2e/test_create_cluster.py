@@ -82,7 +82,10 @@ def personal_kubeconfig_issued_used_and_revoked(cluster, client, tmp_path) -> st
     token = yaml.safe_load(issued.content)["users"][0]["user"]["token"]
     credential = KubeCredential.objects.get(cluster=cluster)
     assert credential.status == KubeCredentialStatus.ACTIVE
-    assert credential.token_id and credential.service_account_uid
+    assert credential.service_account_uid
+    # v1.23's tokens carry no jti (ServiceAccountTokenJTI: 1.30 on); the browser e2e (v1.32)
+    # records one. The account's UID identifies the credential either way.
+    assert credential.token_id == ""
     assert 3590 <= (credential.expires_at - credential.created_at).total_seconds() <= 3610
     nodes = kubectl(personal, "get", "nodes", "--no-headers")
     assert nodes.returncode == 0, nodes.stderr
@@ -96,7 +99,7 @@ def personal_kubeconfig_issued_used_and_revoked(cluster, client, tmp_path) -> st
     assert kubectl(personal, "get", "nodes").returncode == 0  # still works
 
     page = client.get(reverse("clusters:cluster", args=[cluster.code])).content.decode()
-    assert credential.name in page and credential.token_id in page
+    assert credential.name in page
     assert client.post(revoke_url).status_code == 302
     refused = kubectl(personal, "get", "nodes")
     assert refused.returncode != 0 and "Unauthorized" in refused.stderr, refused.stderr
