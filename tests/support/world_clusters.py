@@ -16,6 +16,10 @@ FAST_ENGINE = {
     "PANEL_STEP_LEASE_SECONDS": "20",
     "PANEL_CLOUD_POLL_SECONDS": "0.5",
     "PANEL_HOST_POLL_SECONDS": "0.5",
+    # A server out of the SLB gets 0.5 s for its open connections (3 s by default, for a real
+    # SLB's nodes to learn of the change; the emulator's proxy applies it to the next
+    # connection at once), and the tests' clients hold none longer than a request.
+    "PANEL_SLB_DRAIN_SECONDS": "0.5",
 }
 
 
