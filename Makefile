@@ -19,7 +19,7 @@ run: $(STAMP)
 ## (set REQUIRE_SERVICES=1 to fail, not fall back, when Redis is missing). Two test processes
 ## at once (the suite mostly waits), each test file whole in one; PYTEST_WORKERS=0 runs one.
 PYTEST_WORKERS ?= 2
-XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 test: $(STAMP)
 	bash tests/prepare-machine.sh
 	$(PYTHON) -m pytest $(XDIST) $(PYTEST_ARGS)

@@ -105,22 +105,6 @@ def english_until_asked(translations: None) -> None:
     translation.activate("en")
 
 
-# Test files that share fixed addresses (the K3s stand-in tests listen on 127.73.x.x): one
-# xdist group, so two test processes never run them at once.
-SERIAL_DIRECTORIES = {"k3s"}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `-n N --dist loadgroup` (make test), a test file runs whole in one process, so its
-    module- and session-scoped worlds are built once, and files of SERIAL_DIRECTORIES share one
-    process. Without xdist the mark does nothing."""
-    for item in items:
-        path = Path(str(item.path)).resolve().relative_to(Path(__file__).resolve().parent)
-        group = path.parts[0] if path.parts[0] in SERIAL_DIRECTORIES else str(path)
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A lab test on a machine without root or the lab's tools fails with one line that says
     how to get them, before any fixture starts a host (tests/support/tools.py)."""
