@@ -16,10 +16,13 @@ run: $(STAMP)
 	DJANGO_DEBUG=1 $(PYTHON) manage.py runpanel
 
 ## test: the whole suite; installs the Debian packages it needs first (as root)
-## (set REQUIRE_SERVICES=1 to fail, not fall back, when Redis is missing)
+## (set REQUIRE_SERVICES=1 to fail, not fall back, when Redis is missing). Two test processes
+## at once (the suite mostly waits), each test file whole in one; PYTEST_WORKERS=0 runs one.
+PYTEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 test: $(STAMP)
 	bash tests/prepare-machine.sh
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 ## test-fast: only the quick tests (no worker processes, lab hosts or browsers)
 test-fast: $(STAMP)

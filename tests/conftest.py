@@ -57,8 +57,13 @@ def start_worker(broker_url: str, task_queue: str) -> Iterator[WorkerFactory]:
         return worker.wait_ready()
 
     yield start
+    # SIGKILL, not a warm shutdown: how a worker stops is not what the test asserted (those
+    # that test it stop their workers themselves), and a warm shutdown waits up to 15 s for
+    # the running step, then puts its reserved messages back on the queue for the next test's
+    # worker. A killed worker's reserved messages stay unacked until the broker's visibility
+    # timeout (an hour), well past this session.
     for worker in started:
-        worker.stop()
+        worker.kill_hard()
 
 
 def compile_translations() -> None:

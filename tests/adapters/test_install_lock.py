@@ -26,13 +26,15 @@ def earlier_install(sshd: SshServer) -> Iterator[SSHSession]:
                                 private_key=sshd.keys["ed25519"].private))
     started = threading.Event()
     worker = threading.Thread(target=lambda: session.run(
-        "echo started; sleep 4", lock=INSTALL_LOCK, timeout=30,
+        "echo started; sleep 20", lock=INSTALL_LOCK, timeout=30,
         on_line=lambda _stream, _text: started.set()), daemon=True)
     worker.start()
     assert started.wait(10)
+    # It holds the lock far longer than the step under test may take, even on a busy machine
+    # (4 s was not always: the step then found the lock free and really installed).
     yield session
+    session.close()  # ends the earlier install at once
     worker.join(10)
-    session.close()
 
 
 def test_an_install_step_waits_while_an_earlier_install_holds_the_host(

@@ -26,7 +26,13 @@ from sandbox.world import World, running_world
 from tests.e2e.day2 import assert_succeeded, k3s_traces, kubectl_nodes
 from tests.support import runs
 from tests.support.ssh_login import ssh, ssh_run
-from tests.support.world_clusters import make_world_cluster, world_env
+from tests.support.world_clusters import (
+    TEST_K3S_WARMUP_SECONDS,
+    WORLD_TIME_SCALE,
+    k3s_warmup,
+    make_world_cluster,
+    world_env,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 
@@ -34,7 +40,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transacti
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     """Four hosts: two servers to start with, one server and one agent to add."""
-    with running_world(hosts=4, time_scale=0.01, state_dir=tmp_path / "world") as started:
+    with running_world(hosts=4, time_scale=WORLD_TIME_SCALE,
+                       state_dir=tmp_path / "world") as started:
+        k3s_warmup(started, TEST_K3S_WARMUP_SECONDS)
         yield started
 
 

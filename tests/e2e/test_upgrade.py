@@ -26,7 +26,9 @@ from clusters.steps.k3s import kubeconfig_server
 from tests.support import runs
 from tests.support.world_clusters import make_world_cluster, world_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True)]
+# The real 2 s warm-up: a server back in the SLB before its /readyz says ok would show here.
+pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transaction=True),
+              pytest.mark.world_k3s_warmup(2)]
 
 FROM_VERSION = "v1.31.4+k3s1"
 TO_VERSION = "v1.32.5+k3s1"

@@ -140,3 +140,31 @@ def test_server_can_listen_on_tcp_itself(tmp_path: Path) -> None:
         server.destroy()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+@pytest.mark.lab
+def test_a_new_datadir_is_a_copy_of_the_template_and_serves_like_an_installed_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first datadir is installed and kept as the template; the next one is a copy of it
+    (byte for byte: another install would write other log sequence numbers) and boots into a
+    server secured like any other."""
+    from sandbox.aliyun.rds import mysqld  # noqa: PLC0415 - its TEMPLATE_ROOT is moved here
+
+    monkeypatch.setattr(mysqld, "TEMPLATE_ROOT", tmp_path / "templates")
+    first = MariaDBServer(tmp_path / "first")
+    second = MariaDBServer(tmp_path / "second")
+    try:
+        first.initialize()
+        (template,) = (tmp_path / "templates").glob("*/data")
+        assert (template / "mysql").is_dir() and not (first.home / "data.partial").exists()
+        second.initialize()
+        for name in ("ibdata1", "aria_log_control", "mysql/global_priv.MAD"):
+            copied, kept = (second.datadir / name).read_bytes(), (template / name).read_bytes()
+            assert copied == kept, name
+        second.start()
+        assert second.execute("SELECT user, host FROM mysql.user ORDER BY user") == [
+            ("mariadb.sys", "localhost"), ("root", "localhost")]
+        assert second._admin_password()
+    finally:
+        second.destroy()
+        first.destroy()

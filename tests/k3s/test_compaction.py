@@ -41,7 +41,7 @@ def server(start_k3s: Callable[..., Node], mariadb: ScratchMariaDB, name: str, *
 
 def test_compaction_keeps_a_window_and_records_compact_rev_key(
         mariadb: ScratchMariaDB, start_k3s: Callable[..., Node]) -> None:
-    node = server(start_k3s, mariadb, "compacting", database="k3s_compact", ip="127.73.3.21",
+    node = server(start_k3s, mariadb, "compacting", database="k3s_compact", ip="127.73.7.21",
                   env=FAST)
     time.sleep(4)
     rows, newest, compacted = revisions(mariadb, "k3s_compact")
@@ -58,7 +58,7 @@ def test_compaction_keeps_a_window_and_records_compact_rev_key(
 
 def test_broken_compaction_lets_the_table_grow(
         mariadb: ScratchMariaDB, start_k3s: Callable[..., Node]) -> None:
-    node = server(start_k3s, mariadb, "stalled", database="k3s_stalled", ip="127.73.3.22",
+    node = server(start_k3s, mariadb, "stalled", database="k3s_stalled", ip="127.73.7.22",
                   env={**FAST, "K3S_STANDIN_COMPACT_ERROR": ERROR_1020})
     time.sleep(4)
     rows, newest, compacted = revisions(mariadb, "k3s_stalled")

@@ -19,7 +19,7 @@ def test_old_release_hits_767_byte_limit_until_large_prefix(
         mariadb: ScratchMariaDB, start_k3s: Callable[..., Node]) -> None:
     endpoint = mariadb.endpoint("k3s_old")
     args = ["server", "--token", "t0ken", "--datastore-endpoint", endpoint,
-            "--bind-address", "127.73.3.11"]
+            "--bind-address", "127.73.6.11"]
     failing = start_k3s("old-1", args, version="v1.23.8+k3s1")
     assert failing.proc.wait(30) == 1
     # go-sql-driver v1.6 (k3s v1.23) prints no SQLSTATE; MariaDB COMPACT rows give 1709.
@@ -42,7 +42,7 @@ def test_old_release_hits_767_byte_limit_until_large_prefix(
 def test_current_release_fits_767_bytes_with_ascii_names(
         mariadb: ScratchMariaDB, start_k3s: Callable[..., Node]) -> None:
     node = start_k3s("new-1", ["server", "--token", "t0ken", "--datastore-endpoint",
-                               mariadb.endpoint("k3s_new"), "--bind-address", "127.73.3.12"])
+                               mariadb.endpoint("k3s_new"), "--bind-address", "127.73.6.12"])
     node.wait_for("k3s is up and running")
     create = mariadb.sql("SHOW CREATE TABLE kine", "k3s_new")[0][1]
     assert "`name` varchar(630) CHARACTER SET ascii" in create
@@ -60,7 +60,7 @@ def test_current_release_fits_767_bytes_with_ascii_names(
 def test_malformed_or_unreachable_datastore_fails_with_k3s_message(
         start_k3s: Callable[..., Node], endpoint: str, message: str) -> None:
     node = start_k3s("dsn", ["server", "--token", "t", "--datastore-endpoint", endpoint,
-                             "--bind-address", "127.73.3.13"])
+                             "--bind-address", "127.73.6.13"])
     assert node.proc.wait(30) == 1
     assert FATAL + message + '"' in node.journal()
 
@@ -69,7 +69,7 @@ def test_wrong_password_is_access_denied_with_sqlstate_on_new_releases(
         mariadb: ScratchMariaDB, start_k3s: Callable[..., Node]) -> None:
     endpoint = f"mysql://k3s:wrong@tcp({mariadb.host}:{mariadb.port})/k3s"
     node = start_k3s("denied", ["server", "--token", "t", "--datastore-endpoint", endpoint,
-                                "--bind-address", "127.73.3.14"])
+                                "--bind-address", "127.73.6.14"])
     assert node.proc.wait(30) == 1
     journal = node.journal()
     assert FATAL + "Error 1045 (28000): Access denied for user 'k3s'@'" in journal
@@ -88,7 +88,7 @@ def test_a_server_holds_its_kine_pool_open(mariadb: ScratchMariaDB,
     database = "k3s_pool_" + version.split("+", maxsplit=1)[0].replace(".", "_").lstrip("v")
     node = start_k3s(f"pool-{held}", ["server", "--token", "t0ken", "--datastore-endpoint",
                                       mariadb.endpoint(database),
-                                      "--bind-address", f"127.73.3.{20 + held}"],
+                                      "--bind-address", f"127.73.6.{20 + held}"],
                      version=version)
     node.wait_for("k3s is up and running")
     assert f'msg="Configuring mysql database connection pooling: {line}"' in node.journal()

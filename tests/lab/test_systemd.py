@@ -151,3 +151,30 @@ def test_unprivileged_user_can_query_units(lab: Lab) -> None:
         assert ssh_run(client, "sudo systemctl start ready")[0] == 0
         assert ssh_run(client, "systemctl is-active ready")[:2] == (0, "active\n")
         assert ssh_run(client, "sudo systemctl stop ready")[0] == 0
+
+
+ENV_UNIT = """\
+[Service]
+Type=oneshot
+Environment="FROM_UNIT=unit"
+ExecStart=/bin/sh -c 'echo "default=$FROM_MANAGER unit=$FROM_UNIT both=$BOTH"'
+"""
+
+
+def test_manager_default_environment_reaches_every_unit_and_the_unit_wins(lab: Lab) -> None:
+    """systemd-system.conf(5): [Manager] DefaultEnvironment= in system.conf and its drop-ins
+    (a later file wins) is every unit's starting environment; the unit's Environment= wins."""
+    host = lab.hosts[0]
+    lab.run(host, "cat > /etc/systemd/system/envy.service", input=ENV_UNIT.replace(
+        'Environment="FROM_UNIT=unit"', 'Environment="FROM_UNIT=unit" "BOTH=unit"'), check=True)
+    lab.run(host, "mkdir -p /etc/systemd/system.conf.d && cat > /etc/systemd/system.conf",
+            input='[Manager]\nDefaultEnvironment="FROM_MANAGER=old" BOTH=manager\n', check=True)
+    lab.run(host, "cat > /etc/systemd/system.conf.d/50-test.conf",
+            input="[Manager]\nDefaultEnvironment=FROM_MANAGER=drop-in\n", check=True)
+    try:
+        assert lab.run(host, "systemctl start envy").returncode == 0
+        log = lab.run(host, "journalctl -u envy -o cat").stdout
+        assert "default=drop-in unit=unit both=unit" in log, log
+    finally:
+        lab.run(host, "rm -rf /etc/systemd/system.conf /etc/systemd/system.conf.d "
+                "/etc/systemd/system/envy.service")

@@ -184,7 +184,8 @@ class Supervisor:
 
     # -- one run of ExecStart ---------------------------------------------------------------
     def environment(self, unit: unitfile.Unit, invocation_id: str) -> dict[str, str]:
-        env = {"PATH": DEFAULT_PATH, "INVOCATION_ID": invocation_id, "LANG": "C.UTF-8"}
+        env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", **unitfile.default_environment(),
+               "INVOCATION_ID": invocation_id}
         user = unit.get("Service", "User")
         if user:
             entry = pwd.getpwnam(user)

@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.lab.hostctl.paths import UNIT_DIRS
+from sandbox.lab.hostctl.paths import MANAGER_CONFIG, UNIT_DIRS
 
 UNIT_SUFFIXES = (".service", ".socket", ".target", ".timer", ".mount", ".path", ".slice")
 SUPPORTED_TYPES = ("simple", "exec", "notify", "oneshot")
@@ -180,6 +180,28 @@ def read_environment_file(path: Path) -> dict[str, str]:
             value = shlex.split(value)[0] if value[0] == "'" or "\\" in value else value[1:-1]
         result[key.strip()] = value
     return result
+
+
+def default_environment() -> dict[str, str]:
+    """[Manager] DefaultEnvironment= of /etc/systemd/system.conf, then of its drop-ins
+    (system.conf.d/*.conf, in name order; a later assignment wins, an empty one resets), as
+    systemd-system.conf(5) says: every unit's processes start with it. Read at each start, not
+    only when the manager starts (the lab's service manager has no daemon-reexec)."""
+    env: dict[str, str] = {}
+    drop_ins = sorted(MANAGER_CONFIG.with_name(f"{MANAGER_CONFIG.name}.d").glob("*.conf"))
+    for path in (MANAGER_CONFIG, *drop_ins):
+        try:
+            sections = parse(path.read_text())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        values = sections.get("Manager", {})
+        if "DefaultEnvironment" not in values:
+            continue
+        if not values["DefaultEnvironment"]:
+            env = {}
+        for value in values["DefaultEnvironment"]:
+            env.update(parse_assignments(value))
+    return env
 
 
 def environment(unit: Unit) -> dict[str, str]:
