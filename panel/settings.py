@@ -212,7 +212,7 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", default=False)
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 # How many reverse proxies that the operator runs stand in front of gunicorn (0: none, the
 # web server is reached directly). Only then are X-Forwarded-Proto and X-Forwarded-For
-# believed: a client can send either header itself. clusters.web.audit.client_address is the
+# believed: a client can send either header itself. clusters.interface.audit.client_address is the
 # one place that reads X-Forwarded-For.
 PANEL_TRUSTED_PROXIES = env_int("PANEL_TRUSTED_PROXIES", 0, minimum=0)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PANEL_TRUSTED_PROXIES else None
@@ -225,7 +225,7 @@ AXES_FAILURE_LIMIT = env_int("PANEL_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("PANEL_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "clusters.web.audit.client_address"
+AXES_CLIENT_IP_CALLABLE = "clusters.interface.audit.client_address"
 AXES_LOCKOUT_CALLABLE = "clusters.web.login_guard.locked_out"
 
 # Celery: the broker is Redis. Locally `make run` starts an embedded redis-server on a socket.

@@ -1,4 +1,4 @@
-"""HTTP views: thin wrappers around clusters.web.queries, clusters.operations and the wizard.
+"""HTTP views: thin wrappers around clusters.interface.queries, clusters.operations and the wizard.
 
 Ownership is enforced by looking objects up through `queries.owned_clusters(user)`: another
 user's cluster does not exist for them (404), so its existence is not even confirmed.
@@ -21,13 +21,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from clusters import operations
+from clusters.interface import audit, queries
+from clusters.interface.forms import COMMON_REGIONS, CloudAccountForm, ClusterFilterForm
 from clusters.models import (
     AuditAction,
     CloudAccount,
     Cluster,
     NodeRole,
 )
-from clusters.web import audit, queries
 from clusters.web.actions import run_url, start_operation
 from clusters.web.cluster_page import (
     cluster_context,
@@ -35,7 +36,6 @@ from clusters.web.cluster_page import (
     log_context,
     timeline_context,
 )
-from clusters.web.forms import COMMON_REGIONS, CloudAccountForm, ClusterFilterForm
 from clusters.web.signed_in import SignedInRequest
 
 DASHBOARD_PAGE_SIZE = 50

@@ -25,6 +25,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 
 from clusters.engine import pipeline
+from clusters.interface.wizard import SLUGS
 from clusters.models import (
     AuditEvent,
     CloudAccount,
@@ -38,7 +39,6 @@ from clusters.models import (
     RunKind,
     Step,
 )
-from clusters.web.wizard import SLUGS
 from tests.support.factories import TEST_ACCESS_KEY_SECRET, TEST_TOKEN, make_cluster, make_user
 
 # --- what the walk classifies ----------------------------------------------------------------

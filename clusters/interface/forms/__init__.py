@@ -6,8 +6,8 @@ to the field: addresses, ports, keys, RDS's password rules, the DSN grammar K3s 
 K3s version at the chosen install source. Live checks go through clusters.adapters.wizard_checks.
 """
 
-from clusters.web.forms.cloud_account import CloudAccountForm
-from clusters.web.forms.common import (
+from clusters.interface.forms.cloud_account import CloudAccountForm
+from clusters.interface.forms.common import (
     CLUSTER_NAME,
     COMMON_REGIONS,
     DNS_NAME,
@@ -19,13 +19,20 @@ from clusters.web.forms.common import (
     failed_secrets,
     keep_saved_secrets,
 )
-from clusters.web.forms.dashboard import ClusterFilterForm
-from clusters.web.forms.wizard_account import AccountStepForm
-from clusters.web.forms.wizard_datastore import DatastoreStepForm
-from clusters.web.forms.wizard_hosts import BaseHostFormSet, HostForm, HostFormSet, hosts_outside
-from clusters.web.forms.wizard_k3s import K3sStepForm
-from clusters.web.forms.wizard_network import NetworkStepForm
-from clusters.web.forms.wizard_review import ReviewStepForm
+from clusters.interface.forms.dashboard import ClusterFilterForm
+from clusters.interface.forms.day2 import AddNodeForm, UpgradeForm
+from clusters.interface.forms.wizard_account import AccountStepForm
+from clusters.interface.forms.wizard_datastore import DatastoreStepForm
+from clusters.interface.forms.wizard_hosts import (
+    BaseHostFormSet,
+    HostForm,
+    HostFormSet,
+    hosts_fit,
+    hosts_outside,
+)
+from clusters.interface.forms.wizard_k3s import K3sStepForm
+from clusters.interface.forms.wizard_network import NetworkStepForm
+from clusters.interface.forms.wizard_review import ReviewStepForm
 
 __all__ = [
     "CLUSTER_NAME",
@@ -35,6 +42,7 @@ __all__ = [
     "RDS_VERSIONS",
     "SSH_USER",
     "AccountStepForm",
+    "AddNodeForm",
     "BaseHostFormSet",
     "CloudAccountForm",
     "ClusterFilterForm",
@@ -44,9 +52,11 @@ __all__ = [
     "K3sStepForm",
     "NetworkStepForm",
     "ReviewStepForm",
+    "UpgradeForm",
     "WizardForm",
     "check_region_available",
     "failed_secrets",
+    "hosts_fit",
     "hosts_outside",
     "keep_saved_secrets",
 ]
