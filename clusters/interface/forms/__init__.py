@@ -1,11 +1,12 @@
 """The forms a person fills in, one module per page: the wizard's six steps, the cloud
-account, the dashboard filter.
+account, the dashboard filter, the day-2 forms, the API token.
 
 Every rule that can be checked before money is spent is checked here, with the message next
 to the field: addresses, ports, keys, RDS's password rules, the DSN grammar K3s reads, the
 K3s version at the chosen install source. Live checks go through clusters.adapters.wizard_checks.
 """
 
+from clusters.interface.forms.api_token import ApiTokenForm
 from clusters.interface.forms.cloud_account import CloudAccountForm
 from clusters.interface.forms.common import (
     CLUSTER_NAME,
@@ -18,6 +19,7 @@ from clusters.interface.forms.common import (
     check_region_available,
     failed_secrets,
     keep_saved_secrets,
+    with_initials,
 )
 from clusters.interface.forms.dashboard import ClusterFilterForm
 from clusters.interface.forms.day2 import AddNodeForm, UpgradeForm
@@ -43,6 +45,7 @@ __all__ = [
     "SSH_USER",
     "AccountStepForm",
     "AddNodeForm",
+    "ApiTokenForm",
     "BaseHostFormSet",
     "CloudAccountForm",
     "ClusterFilterForm",
@@ -59,4 +62,5 @@ __all__ = [
     "hosts_fit",
     "hosts_outside",
     "keep_saved_secrets",
+    "with_initials",
 ]
