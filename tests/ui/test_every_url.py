@@ -28,10 +28,10 @@ from django.utils import timezone
 from clusters.engine import pipeline
 from clusters.interface.wizard import SLUGS
 from clusters.models import (
+    ApiToken,
     AuditEvent,
     CloudAccount,
     CloudResource,
-    ApiToken,
     Cluster,
     InstallSource,
     LogLine,
