@@ -76,10 +76,10 @@ def test_login_keeps_the_token_in_a_0600_file_and_a_bad_one_is_refused(
     assert refused.exit_code == 1 and "not valid" in refused.output
 
 
-def test_clusters_create_from_yaml_with_secrets_from_files_and_env_then_show_feeds_back(
+def test_clusters_create_from_yaml_with_secrets_from_files_and_env_then_show_feeds_back(  # noqa: PLR0917
         cli: Any, live_server: Any, cloud: Emulator, artifacts: ArtifactServer,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quiet_queue: str,
-) -> None:  # noqa: PLR0917 - pytest fixtures
+) -> None:
     user = make_user("ops")
     account = CloudAccount.objects.create(owner=user, name="main",
                                           access_key_id=cloud.access_key_id,
