@@ -313,3 +313,43 @@ def test_a_new_cloud_account_secret_is_taken_once_and_never_returned(cloud: Emul
     wrong = post_json(api, "/api/v1/cloud-accounts/", {
         "name": "bad", "access_key_id": cloud.access_key_id, "access_key_secret": "nope"})
     assert wrong.status_code == 400 and "access_key_secret" in wrong.json()["fields"]
+
+
+def test_day2_operations_use_the_pages_forms_and_rules() -> None:
+    user = make_user()
+    cluster = make_cluster(owner=user, nodes=2, status=ClusterStatus.READY,
+                           k3s_version="v1.32.5+k3s1")
+    api = bearer(issue(user))
+    nodes = f"/api/v1/clusters/{cluster.code}/nodes/"
+    taken = cluster.nodes.first()
+    bad = post_json(api, nodes, {"role": "server", "private_ip": taken.private_ip,
+                                 "auth": "password", "password": "pw"})
+    assert bad.status_code == 400
+    assert bad.json()["fields"] == {"private_ip": [
+        f"{taken.private_ip} is already a node of this cluster."]}
+    added = post_json(api, nodes, {"role": "agent", "private_ip": "10.0.0.77",
+                                   "auth": "password", "password": "pw-never-shown"})
+    assert added.status_code == 202, added.json()
+    assert added.json()["run"]["kind"] == RunKind.ADD_NODE
+    assert "pw-never-shown" not in added.content.decode() + api.get(nodes).content.decode()
+    assert AuditEvent.objects.get(action=AuditAction.NODE_ADD).details["private_ip"] == \
+        "10.0.0.77"
+
+    # One run at a time: the add is still running, so an upgrade is refused with the
+    # operations' sentence, and nothing is started.
+    upgrade = post_json(api, f"/api/v1/clusters/{cluster.code}/upgrade/",
+                        {"version": "v1.33.1+k3s1"})
+    assert upgrade.status_code in (400, 409), upgrade.json()
+    assert Run.objects.filter(cluster=cluster).count() == 1
+
+    run = Run.objects.get(cluster=cluster)
+    retry = post_json(api, f"/api/v1/clusters/{cluster.code}/runs/{run.pk}/retry/")
+    assert retry.status_code == 409
+    assert retry.json() == {"detail": "Only a failed or cancelled run can be retried.",
+                            "code": "refused"}
+    assert AuditEvent.objects.filter(action=AuditAction.RUN_RETRY_REFUSED).count() == 1
+    detail = api.get(f"/api/v1/clusters/{cluster.code}/runs/{run.pk}/").json()
+    assert detail["steps"] and detail["retry_refusal"] is None
+    log = api.get(f"/api/v1/clusters/{cluster.code}/runs/{run.pk}/steps/"
+                  f"{detail['steps'][0]['id']}/log/?after=0").json()
+    assert log["lines"] == [] and log["next"] == 0
