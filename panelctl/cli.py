@@ -159,6 +159,14 @@ def clusters_create(path: Any, ssh_key_file: str | None, dry_run: bool, wait: bo
         answer = api.post("clusters/", body, dry_run="1")
         for warning in answer.get("warnings", []):
             click.echo(f"warning: {warning}")
+        billed = answer.get("billed") or {}
+        for item in billed.get("items", []):
+            price = (f"{item['monthly']:.2f} {item['currency']}/month"
+                     if item["monthly"] is not None else f"price unknown: {item['problem']}")
+            click.echo(f"would buy: {item['what']} ({item['detail']}): {price}")
+        if billed.get("monthly_total") is not None:
+            click.echo(f"monthly total (pay-as-you-go): {billed['monthly_total']:.2f} "
+                       f"{billed['currency']}")
         click.echo("the spec is valid")
         return
     answer = api.post("clusters/", body)

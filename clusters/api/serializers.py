@@ -271,9 +271,25 @@ class CreatedSerializer(OperationSerializer):
     cluster = ClusterSerializer()
 
 
+class BilledItemSerializer(serializers.Serializer):
+    what = serializers.CharField()
+    detail = serializers.CharField()
+    monthly = serializers.FloatField(allow_null=True, help_text="null: unknown, see problem")
+    currency = serializers.CharField()
+    problem = serializers.CharField()
+    usage_note = serializers.CharField()
+
+
+class BilledSerializer(serializers.Serializer):
+    items = BilledItemSerializer(many=True)
+    monthly_total = serializers.FloatField(allow_null=True)
+    currency = serializers.CharField()
+
+
 class DryRunSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
     warnings = serializers.ListField(child=serializers.CharField())
+    billed = BilledSerializer(help_text="What create would buy, priced as the review page.")
 
 
 class DestroySerializer(serializers.Serializer):

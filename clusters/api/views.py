@@ -244,7 +244,8 @@ class ClusterList(generics.ListAPIView):
         try:
             checked = cluster_spec.check(spec, request.user)
             if request.query_params.get("dry_run") in ("1", "true", "yes"):
-                return Response({"valid": True, "warnings": checked.warnings})
+                return Response({"valid": True, "warnings": checked.warnings,
+                                 "billed": cluster_spec.billed(checked, request.user)})
             cluster = cluster_spec.build(checked, request.user)
         except cluster_spec.SpecInvalid as exc:
             raise FieldErrors(exc.errors) from None

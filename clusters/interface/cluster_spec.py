@@ -228,6 +228,23 @@ def _check_k3s(state: wizard.WizardState, given: Mapping[str, Any], errors: Erro
     state.put("k3s", dict(form.cleaned_data))
 
 
+def billed(checked: Checked, owner: Any) -> dict[str, Any]:
+    """What create would buy and its monthly pay-as-you-go price, as the review page shows
+    it (an unknown price is null with the reason, never a zero)."""
+    account = CloudAccount.objects.get(pk=checked.state.get("account")["cloud_account"],
+                                       owner=owner)
+    items, quote = wizard.billed_with_prices(checked.state, account)
+    return {
+        "items": [{"what": str(item.what), "detail": item.detail,
+                   "monthly": round(line.monthly, 2) if line.monthly is not None else None,
+                   "currency": line.currency, "problem": line.problem,
+                   "usage_note": str(line.usage_note or "")} for item, line in items],
+        "monthly_total": round(quote.monthly_total, 2)
+        if quote.monthly_total is not None else None,
+        "currency": quote.currency,
+    }
+
+
 def build(checked: Checked, owner: Any) -> Cluster:
     """The draft Cluster and its Nodes, as the wizard's Create makes them."""
     try:

@@ -72,12 +72,19 @@ def find(plaintext: str) -> ApiToken | None:
 
 
 def record_use(request: HttpRequest, token: ApiToken) -> None:
-    """Refresh last use (at most once a minute) and audit the first use of the day."""
+    """Refresh last use (at most once a minute) and audit the first use of the day.
+
+    Most requests write nothing: `token` was just read, so its last use and audited day are
+    known; each conditional UPDATE then decides under concurrency (two requests at once
+    audit the day once)."""
     now = timezone.now()
-    address = audit.client_address(request)
-    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_EVERY)
-    ApiToken.objects.filter(stale, pk=token.pk).update(last_used_at=now, last_used_ip=address)
+    if token.last_used_at is None or token.last_used_at < now - LAST_USED_EVERY:
+        stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_EVERY)
+        ApiToken.objects.filter(stale, pk=token.pk).update(
+            last_used_at=now, last_used_ip=audit.client_address(request))
     today = now.date()
+    if token.audited_on == today:
+        return
     with transaction.atomic():
         first_today = ApiToken.objects.filter(pk=token.pk).exclude(audited_on=today).update(
             audited_on=today)

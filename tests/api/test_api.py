@@ -212,6 +212,11 @@ def test_create_takes_the_wizards_fields_and_answers_202_with_the_run(
     body = spec(cloud, account, artifacts)
     dry = post_json(api, "/api/v1/clusters/?dry_run=1", body)
     assert dry.status_code == 200 and dry.json()["valid"] is True, dry.json()
+    billed = dry.json()["billed"]
+    assert [item["what"] for item in billed["items"]] == [
+        "RDS MySQL instance (pay-as-you-go)",
+        "CLB instance (pay-as-you-go, pay-by-LCU), TCP listener on 6443"]
+    assert all(item["monthly"] > 0 for item in billed["items"]), billed
     assert not Cluster.objects.exists()
 
     response = post_json(api, "/api/v1/clusters/", body)
