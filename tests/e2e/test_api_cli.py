@@ -5,7 +5,8 @@ a token, creates a 2+1 cluster from cluster.yaml (keys read from files), follows
 run to its end, downloads the kubeconfig (merged into a kubeconfig that already had an
 entry, with a backup), and the real kubectl lists the three nodes through the SLB. Every
 panelctl here is its own process (`python -m panelctl`), talking to the panel served on a
-real port (live_server) and a real Celery worker.
+real port (live_server) and a real Celery worker. Then the agent is removed with
+`panelctl nodes remove --watch`.
 """
 
 from __future__ import annotations
@@ -116,8 +117,17 @@ def test_panelctl_creates_a_cluster_follows_it_and_kubectl_lists_its_nodes(
 
     listed = panelctl(env, "clusters", "list")
     assert "shop" in listed.stdout and "ready" in listed.stdout
+
+    # Day 2 from the command line: the agent leaves, followed to the end.
+    removed = panelctl(env, "nodes", "remove", "shop", hosts[2].ip, "--watch", timeout=300)
+    assert removed.returncode == 0, removed.stdout[-4000:] + removed.stderr
+    assert "(remove_node) succeeded" in removed.stdout
+    left = subprocess.run(["kubectl", "--kubeconfig", str(kube), "--context", "shop", "get",
+                           "nodes", "--no-headers"], capture_output=True, text=True, timeout=60)
+    assert len(left.stdout.splitlines()) == 2, left.stdout + left.stderr
     # The trail names the token for each thing it did.
     for action in (AuditAction.CLOUD_ACCOUNT_ADD, AuditAction.CLUSTER_CREATE,
-                   AuditAction.KUBECONFIG_DOWNLOAD, AuditAction.API_TOKEN_USE):
+                   AuditAction.KUBECONFIG_DOWNLOAD, AuditAction.NODE_REMOVE,
+                   AuditAction.API_TOKEN_USE):
         event = AuditEvent.objects.filter(action=action).latest("time")
         assert event.details.get("api_token") == "ci-deploy", action
