@@ -13,6 +13,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from clusters import operations
 from clusters.interface import queries
 from clusters.interface.cluster_spec import spec_of
 from clusters.models import (
@@ -78,14 +79,10 @@ class RunDetailSerializer(RunSerializer):
 
     @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, run: Run) -> list[dict[str, Any]]:
-        snapshot = queries.run_snapshot(run)["steps"]
-        return StepSerializer([{**s, "display_title": s["display_title"]} for s in snapshot],
-                              many=True).data
+        return StepSerializer(queries.run_snapshot(run)["steps"], many=True).data
 
     def get_retry_refusal(self, run: Run) -> str | None:
-        """Why Retry would be refused now; null when it would be accepted."""
-        from clusters import operations  # noqa: PLC0415  only asked for stopped runs
-
+        """Why Retry would be refused now; null when it would be accepted (or it runs)."""
         if run.is_active:
             return None
         return operations.retry_refusal(run) or None

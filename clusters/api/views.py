@@ -311,9 +311,9 @@ class ClusterDestroy(APIView):
     def post(self, request: Request, code: Any) -> Response:
         cluster = owned_cluster(request, code)
         body = _body(request)
-        if str(body.get("confirm_name") or "").strip() != cluster.name:
-            raise FieldErrors({"confirm_name": [_(
-                "Type the cluster's name to confirm that it may be destroyed.")]})
+        problem = operations.confirm_problem(cluster, str(body.get("confirm_name") or ""))
+        if problem:
+            raise FieldErrors({"confirm_name": [problem]})
         keep = bool(body.get("keep_database"))
         return started(request, cluster,
                        lambda: operations.start_destroy(cluster, request.user,

@@ -238,8 +238,9 @@ def run_cancel(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
 def cluster_destroy(request: HttpRequest, code: Any) -> HttpResponse:
     """Start deleting everything in the ledger; the typed name must match."""
     cluster = queries.owned_cluster(request.user, code)
-    if request.POST.get("confirm_name", "").strip() != cluster.name:
-        messages.error(request, _("Type the cluster's name to confirm that it may be destroyed."))
+    problem = operations.confirm_problem(cluster, request.POST.get("confirm_name", ""))
+    if problem:
+        messages.error(request, problem)
         return redirect("clusters:cluster", code=cluster.code)
     keep_database = request.POST.get("keep_database") == "on"
     return start_operation(
