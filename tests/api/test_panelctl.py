@@ -198,3 +198,25 @@ def test_kubeconfig_merge_keeps_other_entries_and_a_backup(tmp_path: Path) -> No
     with pytest.raises(kubeconfig.MergeError):
         kubeconfig.merge_into(target, new)
     assert target.read_text() == "not: [a, kubeconfig"
+
+
+def test_nodes_add_takes_the_password_from_the_environment_and_kubeconfig_get_writes_0600(
+        cli: Any, live_server: Any, quiet_queue: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    user = make_user()
+    cluster = make_cluster(owner=user, name="grow", nodes=1, status="ready",
+                           kubeconfig="apiVersion: v1\nkind: Config\nclusters: []\n")
+    logged_in(cli, live_server, user)
+    monkeypatch.setenv("NODE_PW", "node-pw-never-on-the-line")
+    added = cli("nodes", "add", "grow", "--role", "agent", "--private-ip", "10.0.0.88",
+                "--password-env", "NODE_PW")
+    assert added.exit_code == 0, added.output
+    assert "started run #" in added.output and "node-pw" not in added.output
+    assert cluster.nodes.get(private_ip="10.0.0.88").ssh_password == "node-pw-never-on-the-line"
+    busy = cli("upgrade", "grow", "v1.33.1+k3s1")
+    assert busy.exit_code == 1 and "error:" in busy.output
+    out = tmp_path / "grow.yaml"
+    assert cli("kubeconfig", "get", "grow", "-o", str(out)).exit_code == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600 and "kind: Config" in out.read_text()
+    missing = cli("kubeconfig", "get", "nope")
+    assert missing.exit_code == 1 and "no cluster named nope" in missing.output
