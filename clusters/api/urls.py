@@ -1,6 +1,6 @@
 """/api/v1/: every endpoint of the REST API, and its schema and docs (served by the panel)."""
 
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from clusters.api import views
@@ -44,4 +44,5 @@ urlpatterns = [
     path(RUN + "cancel/", views.RunCancel.as_view(), name="run-cancel"),
     path(RUN + "steps/<int:step_id>/log/", views.StepLog.as_view(), name="step-log"),
     path("audit-events/", views.AuditEventList.as_view(), name="audit-events"),
+    re_path(r"^(?P<rest>.*)$", views.NoSuchEndpoint.as_view(), name="no-such-endpoint"),
 ]

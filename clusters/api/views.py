@@ -468,3 +468,16 @@ class AuditEventList(generics.ListAPIView):
         if code:
             events = events.filter(cluster=owned_cluster(self.request, code))
         return events.select_related("cluster").order_by("-time", "-pk")
+
+
+class NoSuchEndpoint(APIView):
+    """Any other path under /api/v1/: 404 in the API's error shape, not an HTML page."""
+
+    permission_classes = ()
+    authentication_classes = ()
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, rest: str = "") -> Response:
+        raise NotFound()
+
+    post = put = patch = delete = get

@@ -137,6 +137,12 @@ def test_a_refused_operation_is_409_with_the_operations_sentence() -> None:
     assert not Run.objects.filter(kind=RunKind.DESTROY).exists()
 
 
+def test_an_unknown_api_path_is_a_json_404(client: Client) -> None:
+    response = client.post("/api/v1/no-such-thing/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found.", "code": "not_found"}
+
+
 def test_every_list_is_paged() -> None:
     user = make_user()
     for index in range(3):

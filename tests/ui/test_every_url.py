@@ -70,7 +70,7 @@ OWNER_ONLY = frozenset({
 
 # The REST API (/api/v1/): anonymous callers get 401 (JSON), not a login page.
 #: Its schema and docs, open to anyone.
-API_PUBLIC = frozenset({"api:schema", "api:docs", "api:redoc"})
+API_PUBLIC = frozenset({"api:schema", "api:docs", "api:redoc", "api:no-such-endpoint"})
 #: The caller's own lists and lookups (another user's things never appear in them).
 API_OWN = frozenset({"api:me", "api:cloud-accounts", "api:clusters", "api:audit-events",
                      "api:k3s-versions"})
@@ -82,6 +82,8 @@ API_OWNER_ONLY = frozenset({
     "api:run", "api:run-retry", "api:run-cancel", "api:step-log",
 })
 API = API_PUBLIC | API_OWN | API_OWNER_ONLY
+#: Answers 404 to anyone without looking at who asks (any other path under /api/v1/).
+API_NO_AUTH = frozenset({"api:no-such-endpoint"})
 
 #: Per model of the panel in the admin: the fields that decide who owns, reaches, pays for or
 #: runs what (shown read-only to everyone), and the secrets (never shown, only "set").
@@ -237,7 +239,7 @@ def routes(world: World) -> list[Route]:
         "step_id": str(world.step.pk), "node_id": str(world.node.pk),
         "uidb64": "MQ", "token": "set-password", "url": "no-such-page/",
         "content_type_id": str(cluster_type.pk), "object_id": str(world.cluster.pk),
-        "account_id": str(world.cluster.cloud_account_id),
+        "account_id": str(world.cluster.cloud_account_id), "rest": "no-such-endpoint/",
         "token_id": str(ApiToken.objects.filter(user_id=world.owner.pk).order_by("pk")[0].pk),
     }
     found = []
@@ -484,7 +486,7 @@ def test_no_admin_page_shows_a_secret_even_to_a_superuser(world: World) -> None:
 
 
 def api_routes(world: World) -> list[Route]:
-    return [route for route in routes(world) if route.key in API]
+    return [route for route in routes(world) if route.key in API - API_NO_AUTH]
 
 
 def methods_of(url: str) -> list[str]:
