@@ -34,6 +34,8 @@ from clusters.models import (
     CloudResource,
     Cluster,
     InstallSource,
+    KubeCredential,
+    KubeCredentialStatus,
     LogLine,
     Node,
     ResourceState,
@@ -65,7 +67,8 @@ OWNER_ONLY = frozenset({
     "clusters:node-host-key", "clusters:cluster-upgrade", "clusters:kubeconfig-renew",
     "clusters:run-retry", "clusters:run-cancel", "clusters:run-diagnostics",
     "clusters:run-status", "clusters:run-timeline", "clusters:step-log-lines",
-    "clusters:step-log", "clusters:cluster-allowlist", "clusters:api-token-revoke",
+    "clusters:step-log", "clusters:cluster-allowlist", "clusters:kubeconfig-issue",
+    "clusters:kubeconfig-revoke", "clusters:api-token-revoke",
 })
 
 # The REST API (/api/v1/): anonymous callers get 401 (JSON), not a login page.
@@ -103,6 +106,8 @@ SECURITY_FIELDS: dict[type, tuple[str, ...]] = {
     Step: ("run", "key", "handler", "args", "status", "result", "not_before", "lease_until"),
     LogLine: ("step", "text"),
     AuditEvent: ("user", "username", "action", "cluster", "details"),
+    KubeCredential: ("cluster", "issued_to", "username", "namespace", "name", "role",
+                     "service_account_uid", "token_id", "status", "revoked_by"),
 }
 SECRETS: dict[type, tuple[str, ...]] = {
     Cluster: ("k3s_token", "k3s_agent_token", "kubeconfig", "datastore_password",
@@ -208,6 +213,10 @@ def world(db: Any) -> World:
     staff_cluster = make_cluster(owner=staff, name="staff-own")
     make_cluster(owner=stranger, nodes=1, name="stranger-own")
     group = Group.objects.create(name="operators")
+    credential = KubeCredential.objects.create(
+        cluster=cluster, issued_to=owner, username="victim", namespace="kube-system",
+        name="panel-victim-0a1b2c3d", role="cluster-admin", token_id="jti-victim",
+        status=KubeCredentialStatus.ACTIVE)
     owner_token = issue(owner, "victim-ci")
     event = AuditEvent.objects.create(username="victim", action="kubeconfig_download",
                                       cluster=cluster, cluster_name=cluster.name)
@@ -215,6 +224,7 @@ def world(db: Any) -> World:
         "clusters.cluster": cluster, "clusters.node": node, "clusters.run": run,
         "clusters.step": step, "clusters.logline": step.log_lines.get(),
         "clusters.cloudresource": resource, "clusters.cloudaccount": cluster.cloud_account,
+        "credential": credential, "clusters.kubecredential": credential,
         "clusters.auditevent": event, "auth.user": owner, "auth.group": group,
         "axes.accessattempt": AccessAttempt.objects.create(
             username="victim", ip_address="10.1.1.1", failures_since_start=1),
@@ -241,6 +251,7 @@ def routes(world: World) -> list[Route]:
         "content_type_id": str(cluster_type.pk), "object_id": str(world.cluster.pk),
         "account_id": str(world.cluster.cloud_account_id), "rest": "no-such-endpoint/",
         "token_id": str(ApiToken.objects.filter(user_id=world.owner.pk).order_by("pk")[0].pk),
+        "credential_id": str(world.objects["credential"].pk),
     }
     found = []
     for key, pattern in walk():
@@ -280,6 +291,7 @@ def snapshot(world: World) -> dict[str, Any]:
         "steps": list(Step.objects.filter(run__cluster_id=cluster).order_by("pk").values()),
         "log": list(LogLine.objects.filter(step__run__cluster_id=cluster).values()),
         "ledger": list(CloudResource.objects.order_by("pk").values()),
+        "credentials": list(KubeCredential.objects.order_by("pk").values()),
         "audit": list(AuditEvent.objects.order_by("pk").values()),
         "users": list(user_model.objects.order_by("pk").values(
             "pk", "username", "password", "is_staff", "is_superuser", "is_active")),

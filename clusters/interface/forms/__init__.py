@@ -22,7 +22,7 @@ from clusters.interface.forms.common import (
     with_initials,
 )
 from clusters.interface.forms.dashboard import ClusterFilterForm
-from clusters.interface.forms.day2 import AddNodeForm, UpgradeForm
+from clusters.interface.forms.day2 import AddNodeForm, KubeconfigForm, UpgradeForm
 from clusters.interface.forms.wizard_account import AccountStepForm
 from clusters.interface.forms.wizard_datastore import DatastoreStepForm
 from clusters.interface.forms.wizard_hosts import (
@@ -53,6 +53,7 @@ __all__ = [
     "HostForm",
     "HostFormSet",
     "K3sStepForm",
+    "KubeconfigForm",
     "NetworkStepForm",
     "ReviewStepForm",
     "UpgradeForm",

@@ -1,6 +1,7 @@
 """The cluster page's day-2 forms, shared by the page and the REST API: add a node (checked
-as the wizard checks hosts) and the target of an upgrade (valid only when
-clusters.operations.upgrade accepts it). One set of rules for both."""
+as the wizard checks hosts), the target of an upgrade (valid only when
+clusters.operations.upgrade accepts it), a personal kubeconfig's lifetime. One set of rules
+for both."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.utils.translation import gettext_lazy
 
 from clusters.interface.forms.wizard_hosts import HostForm
 from clusters.models import Cluster
-from clusters.operations import upgrade
+from clusters.operations import kube_credentials, upgrade
 
 
 class AddNodeForm(HostForm):
@@ -70,3 +71,11 @@ class UpgradeForm(forms.Form):
         except upgrade.UpgradeRefused as exc:
             raise forms.ValidationError(str(exc)) from None
         return text
+
+
+class KubeconfigForm(forms.Form):
+    """How long a personal kubeconfig stays valid (clusters/operations/kube_credentials)."""
+
+    lifetime = forms.ChoiceField(
+        label=gettext_lazy("Valid for"), initial=kube_credentials.DEFAULT_LIFETIME,
+        choices=[(key, label) for key, (_seconds, label) in kube_credentials.LIFETIMES.items()])
