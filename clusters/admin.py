@@ -36,6 +36,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from clusters import operations
+from clusters.interface import audit
 from clusters.models import (
     AuditAction,
     AuditEvent,
@@ -50,7 +51,6 @@ from clusters.models import (
     RunQuerySet,
     Step,
 )
-from clusters.web import audit
 
 RECENT = 200
 

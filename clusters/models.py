@@ -586,6 +586,9 @@ class AuditAction(models.TextChoices):
     KUBE_CREDENTIAL_REVOKE = "kube_credential_revoke", _("Personal kubeconfig revoked")
     ADMIN_CHANGE = "admin_change", _("Changed in the admin")
     ADMIN_DELETE = "admin_delete", _("Deleted in the admin")
+    API_TOKEN_CREATE = "api_token_create", _("API token created")
+    API_TOKEN_REVOKE = "api_token_revoke", _("API token revoked")
+    API_TOKEN_USE = "api_token_use", _("API token used")
 
 
 class AuditEvent(models.Model):
@@ -665,3 +668,56 @@ class KubeCredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+class TokenScope(models.TextChoices):
+    READ = "read", _("Read only")
+    WRITE = "write", _("Read and write")
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def usable(self) -> ApiTokenQuerySet:
+        """Not revoked and not expired (the database's clock decides, as for leases)."""
+        from django.db.models.functions import Now  # noqa: PLC0415  models import nothing else
+
+        return self.filter(revoked_at__isnull=True, expires_at__gt=Now())
+
+
+class ApiToken(models.Model):
+    """A user's key to the REST API: shown once, stored only as its SHA-256 digest.
+
+    Why SHA-256 and not a password hash: the token is 256 random bits the panel made, not a
+    word a person chose, so no dictionary can guess it and a slow hash would only slow every
+    API request; the digest alone cannot be turned back into the token. `prefix` (the first
+    characters, not secret) lets the owner tell tokens apart on the page. A token acts for
+    its user with the user's ownership rules, narrowed by its scope.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="api_tokens", verbose_name=_("user"))
+    name = models.CharField(_("name"), max_length=100)
+    prefix = models.CharField(_("prefix"), max_length=16)
+    digest = models.CharField(max_length=64, unique=True)
+    scope = models.CharField(_("scope"), max_length=8, choices=TokenScope.choices,
+                             default=TokenScope.READ)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires"))
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(_("last used from"), null=True, blank=True)
+    # The day (UTC) of the last "API token used" audit row: one per token per day.
+    audited_on = models.DateField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "name"],
+                                               name="apitoken_unique_name_per_user")]
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def can_write(self) -> bool:
+        return self.scope == TokenScope.WRITE

@@ -79,6 +79,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",  # before clusters: its login-failure receiver marks a lockout before ours audits
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from our static files, no CDN
     "clusters",
 ]
 
@@ -212,7 +215,7 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", default=False)
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 # How many reverse proxies that the operator runs stand in front of gunicorn (0: none, the
 # web server is reached directly). Only then are X-Forwarded-Proto and X-Forwarded-For
-# believed: a client can send either header itself. clusters.web.audit.client_address is the
+# believed: a client can send either header itself. clusters.interface.audit.client_address is the
 # one place that reads X-Forwarded-For.
 PANEL_TRUSTED_PROXIES = env_int("PANEL_TRUSTED_PROXIES", 0, minimum=0)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PANEL_TRUSTED_PROXIES else None
@@ -225,7 +228,7 @@ AXES_FAILURE_LIMIT = env_int("PANEL_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("PANEL_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "clusters.web.audit.client_address"
+AXES_CLIENT_IP_CALLABLE = "clusters.interface.audit.client_address"
 AXES_LOCKOUT_CALLABLE = "clusters.web.login_guard.locked_out"
 
 # Celery: the broker is Redis. Locally `make run` starts an embedded redis-server on a socket.
@@ -307,6 +310,48 @@ for _network in PANEL_FORBIDDEN_NETWORKS:
 PANEL_ALLOW_LOOPBACK_HOSTS = False
 # How many SSH tests (the wizard's Test connection, a host-key scan) one user may make a minute.
 PANEL_HOST_TEST_RATE_LIMIT = env_int("PANEL_HOST_TEST_RATE_LIMIT", 5, minimum=1)
+
+# The REST API (clusters/api): tokens or the browser's session (with CSRF), one page size,
+# one error shape, a request budget per token (or per user on a session). `panelctl runs
+# watch` asks about twice a second while it follows a run.
+PANEL_API_REQUESTS_PER_MINUTE = env_int("PANEL_API_REQUESTS_PER_MINUTE", 600, minimum=1)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "clusters.api.auth.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["clusters.api.permissions.TokenScopePermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["clusters.api.throttling.PerTokenThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "clusters.api.pagination.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "clusters.api.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "K3s HA panel API",
+    "DESCRIPTION": "Clusters, their runs and steps, nodes, kubeconfigs and the audit trail. "
+                   "Send `Authorization: Bearer <token>` (a token from Account → API tokens).",
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ClusterStatusEnum": "clusters.models.ClusterStatus",
+        "RunStatusEnum": "clusters.models.RunStatus",
+        "NodeStatusEnum": "clusters.models.NodeStatus",
+        "StepStatusEnum": "clusters.models.StepStatus",
+        "RunKindEnum": "clusters.models.RunKind",
+        "DatastoreKindEnum": "clusters.models.DatastoreKind",
+        "CredentialKindEnum": "clusters.models.CredentialKind",
+        "HostAuthEnum": [("key", "key"), ("password", "password")],
+    },
+}
 
 # The cache holds the rate limits; several web processes must share one (PANEL_CACHE_URL, e.g.
 # redis://127.0.0.1:6379/1), or each process counts on its own.

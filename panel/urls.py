@@ -1,4 +1,4 @@
-"""URL routes: the app, accounts, admin, i18n and the health probe."""
+"""URL routes: the app, accounts, admin, i18n, the REST API and the health probe."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -10,5 +10,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("api/v1/", include("clusters.api.urls")),
     path("", include("clusters.web.urls")),
 ]

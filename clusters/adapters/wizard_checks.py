@@ -1,11 +1,11 @@
 """The live checks the wizard makes while a person types: cloud lookups, K3s release lookups,
 an SSH login, a MySQL login.
 
-Why separate from clusters.web.wizard: the wizard's rules are pure and fast to test; these talk
-to the outside world through the adapters (clusters.adapters.aliyun, .ssh, .datastore)
-and turn whatever they raise into one sentence a person can act on (`CheckFailed`), or
-`None` where the panel cannot tell (so a panel without internet does not block a user whose
-hosts have it).
+Why separate from clusters.interface.wizard: the wizard's rules are pure and fast to test;
+these talk to the outside world through the adapters (clusters.adapters.aliyun, .ssh,
+.datastore) and turn whatever they raise into one sentence a person can act on
+(`CheckFailed`), or `None` where the panel cannot tell (so a panel without internet does
+not block a user whose hosts have it).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ clusters.web (checked by .importlinter).
 
 from clusters.operations.allowlist import start_allowlist_change
 from clusters.operations.create import start_create
-from clusters.operations.destroy import start_destroy
+from clusters.operations.destroy import confirm_problem, start_destroy
 from clusters.operations.diagnostics import Collection, start_diagnostics
 from clusters.operations.health import request_health_check
 from clusters.operations.host_keys import accept_host_key, host_key_refusal
@@ -49,6 +49,7 @@ __all__ = [
     "accept_host_key",
     "active_run",
     "cancel",
+    "confirm_problem",
     "diagnosing",
     "ha_warning",
     "host_key_refusal",

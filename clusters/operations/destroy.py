@@ -38,6 +38,14 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False) -> list[StepS
     return specs
 
 
+def confirm_problem(cluster: Cluster, typed: str) -> str:
+    """'' when `typed` is the cluster's name (the confirmation Destroy asks for), else what
+    to do: the page, the API and start_destroy ask here, so the rule is said once."""
+    if (typed or "").strip() != cluster.name:
+        return _("Type the cluster's name to confirm that it may be destroyed.")
+    return ""
+
+
 def start_destroy(cluster: Cluster, user: Any = None, *, confirm_name: str,
                   keep_database: bool = False) -> Run:
     """Delete everything the cluster bought and take K3s off its hosts; history stays.
@@ -47,9 +55,9 @@ def start_destroy(cluster: Cluster, user: Any = None, *, confirm_name: str,
     """
     with transaction.atomic():
         locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
-        if (confirm_name or "").strip() != locked.name:
-            raise OperationRefused(_("Type the cluster's name to confirm that it may be "
-                                     "destroyed."))
+        problem = confirm_problem(locked, confirm_name)
+        if problem:
+            raise OperationRefused(problem)
         if locked.status == ClusterStatus.DESTROYED:
             raise OperationRefused(_("This cluster is already destroyed: nothing is left to "
                                      "delete."))

@@ -16,8 +16,8 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 from clusters import operations
+from clusters.interface import audit
 from clusters.models import AuditAction, Cluster, Run
-from clusters.web import audit
 
 
 def run_url(cluster: Cluster, run: Run) -> str:

@@ -9,17 +9,16 @@ all of them and imports none of them.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, cast
+from typing import Any
 
-from django import forms
-from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from clusters import operations
 from clusters.core import allowlist
+from clusters.interface import queries
+from clusters.interface.forms import AddNodeForm, KubeconfigForm, UpgradeForm
 from clusters.k3s import kubeconfig_expiry
 from clusters.models import (
     STEP_ACTIVE,
@@ -36,45 +35,10 @@ from clusters.models import (
     StepStatus,
 )
 from clusters.operations import kube_credentials, upgrade
-from clusters.web import queries
-from clusters.web.forms import HostForm
 
 RUN_HISTORY = 20
 AUDIT_SHOWN = 10
 LOG_TAIL = 200  # lines an opened log starts with; earlier ones load on request
-
-class AddNodeForm(HostForm):
-    """One host, checked as the wizard checks hosts (address, port, user, key or password)."""
-
-    AUTH_CHOICES = (("key", HostForm.AUTH_CHOICES[0][1]), ("password", HostForm.AUTH_CHOICES[2][1]))
-
-    def __init__(self, *args: Any, cluster: Cluster, **kwargs: Any) -> None:
-        kwargs["prefix"] = "node"
-        super().__init__(*args, **kwargs)
-        self.cluster = cluster
-        del self.fields["key_file"]
-        cast(forms.ChoiceField, self.fields["auth"]).choices = self.AUTH_CHOICES
-
-    def clean_private_ip(self) -> str:
-        address = super().clean_private_ip()
-        if self.cluster.nodes.present().filter(private_ip=address).exists():
-            raise ValidationError(_("%(value)s is already a node of this cluster.") %
-                                  {"value": address})
-        return address
-
-    def host(self) -> dict[str, Any]:
-        """What operations.start_add_nodes takes."""
-        data = self.cleaned_data
-        by_key = data["auth"] == "key"
-        return {
-            "role": data["role"], "private_ip": data["private_ip"],
-            "public_ip": data.get("public_ip") or None, "ssh_port": data["ssh_port"],
-            "ssh_user": data["ssh_user"],
-            "ssh_private_key": data.get("private_key", "") if by_key else "",
-            "ssh_key_passphrase": data.get("passphrase", "") if by_key else "",
-            "ssh_password": "" if by_key else data.get("password", ""),
-        }
-
 
 def annotate_removal(nodes: list[Node]) -> None:
     """Give each node the confirm text of its Remove button (`removal_note`, with a warning
@@ -114,28 +78,6 @@ def nodes_context(cluster: Cluster, nodes: list[Node]) -> dict[str, Any]:
     }
 
 
-class UpgradeForm(forms.Form):
-    """The target of an upgrade; valid only when clusters.operations.upgrade accepts it."""
-
-    version = forms.CharField(
-        label=gettext_lazy("Target version or channel"), max_length=64,
-        help_text=gettext_lazy("A release such as v1.32.5+k3s1, or a channel (stable, v1.32) "
-                               "which is pinned to its current release."))
-
-    def __init__(self, *args: Any, cluster: Cluster, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.cluster = cluster
-        self.target: upgrade.UpgradeTarget | None = None
-
-    def clean_version(self) -> str:
-        text = self.cleaned_data["version"].strip()
-        try:
-            self.target = upgrade.check_target(self.cluster, text)
-        except upgrade.UpgradeRefused as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return text
-
-
 def allowlist_context(cluster: Cluster, resources: list[Any]) -> dict[str, Any]:
     """The API's allowed sources, and whether the owner may change them now (the cluster is
     idle and its listener sits behind an ACL the panel bought: clusters/operations/allowlist)."""
@@ -144,14 +86,6 @@ def allowlist_context(cluster: Cluster, resources: list[Any]) -> dict[str, Any]:
     cidrs = list(cluster.api_allowed_cidrs or [])
     return {"api_allowed_cidrs": cidrs, "api_allowed_text": "\n".join(cidrs),
             "can_change_allowlist": guarded and cluster.can_change_nodes}
-
-
-class KubeconfigForm(forms.Form):
-    """How long a personal kubeconfig stays valid (clusters/operations/kube_credentials)."""
-
-    lifetime = forms.ChoiceField(
-        label=gettext_lazy("Valid for"), initial=kube_credentials.DEFAULT_LIFETIME,
-        choices=[(key, label) for key, (_seconds, label) in kube_credentials.LIFETIMES.items()])
 
 
 CREDENTIALS_SHOWN = 50

@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from clusters.web import audit
+from clusters.interface import audit
 
 LOCKED_OUT_STATUS = 429
 

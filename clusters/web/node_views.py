@@ -19,13 +19,15 @@ from django.views.decorators.http import require_POST
 
 from clusters import operations
 from clusters.adapters import wizard_checks
+from clusters.interface import audit, queries
+from clusters.interface.forms import AddNodeForm
 from clusters.models import (
     AuditAction,
     Node,
 )
-from clusters.web import audit, queries, ratelimit
+from clusters.web import ratelimit
 from clusters.web.actions import start_operation
-from clusters.web.cluster_page import AddNodeForm, cluster_context
+from clusters.web.cluster_page import cluster_context
 
 
 @login_required

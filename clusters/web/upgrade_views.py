@@ -17,11 +17,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from clusters import operations
+from clusters.interface import queries
+from clusters.interface.forms import UpgradeForm
 from clusters.models import AuditAction
 from clusters.operations import upgrade
-from clusters.web import queries
 from clusters.web.actions import start_operation
-from clusters.web.cluster_page import UpgradeForm
 
 
 @login_required

@@ -1,12 +1,15 @@
 from django.urls import path
 
-from clusters.web import node_views, upgrade_views, views, wizard_views
+from clusters.web import node_views, token_views, upgrade_views, views, wizard_views
 
 app_name = "clusters"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("cloud-accounts/", views.cloud_accounts, name="cloud-accounts"),
+    path("account/api-tokens/", token_views.api_tokens, name="api-tokens"),
+    path("account/api-tokens/<int:token_id>/revoke/", token_views.api_token_revoke,
+         name="api-token-revoke"),
     path("clusters/new/", wizard_views.wizard_start, name="wizard"),
     path("clusters/new/<slug:step>/", wizard_views.wizard_step, name="wizard-step"),
     path("clusters/<uuid:code>/", views.cluster_detail, name="cluster"),

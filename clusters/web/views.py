@@ -1,4 +1,4 @@
-"""HTTP views: thin wrappers around clusters.web.queries, clusters.operations and the wizard.
+"""HTTP views: thin wrappers around clusters.interface.queries, clusters.operations and the wizard.
 
 Ownership is enforced by looking objects up through `queries.owned_clusters(user)`: another
 user's cluster does not exist for them (404), so its existence is not even confirmed.
@@ -22,22 +22,26 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from clusters import operations
+from clusters.interface import audit, queries
+from clusters.interface.forms import (
+    COMMON_REGIONS,
+    CloudAccountForm,
+    ClusterFilterForm,
+    KubeconfigForm,
+)
 from clusters.models import (
     AuditAction,
     CloudAccount,
     Cluster,
     NodeRole,
 )
-from clusters.web import audit, queries
 from clusters.web.actions import run_url, start_operation
 from clusters.web.cluster_page import (
-    KubeconfigForm,
     cluster_context,
     kubeconfig_filename,
     log_context,
     timeline_context,
 )
-from clusters.web.forms import COMMON_REGIONS, CloudAccountForm, ClusterFilterForm
 from clusters.web.signed_in import SignedInRequest
 
 DASHBOARD_PAGE_SIZE = 50
@@ -282,8 +286,9 @@ def run_cancel(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
 def cluster_destroy(request: HttpRequest, code: Any) -> HttpResponse:
     """Start deleting everything in the ledger; the typed name must match."""
     cluster = queries.owned_cluster(request.user, code)
-    if request.POST.get("confirm_name", "").strip() != cluster.name:
-        messages.error(request, _("Type the cluster's name to confirm that it may be destroyed."))
+    problem = operations.confirm_problem(cluster, request.POST.get("confirm_name", ""))
+    if problem:
+        messages.error(request, problem)
         return redirect("clusters:cluster", code=cluster.code)
     keep_database = request.POST.get("keep_database") == "on"
     return start_operation(

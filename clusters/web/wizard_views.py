@@ -1,4 +1,4 @@
-"""The wizard's pages: bind the step's form, keep what was typed, move on (clusters.web.wizard
+"""The wizard's pages: bind the step's form, keep what was typed, move on (clusters.interface.wizard
 decides the rest)."""
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ from django.views.decorators.cache import never_cache
 
 from clusters import operations
 from clusters.adapters import pricing, wizard_checks
-from clusters.models import AuditAction, CloudAccount, Cluster, InstallSource, NodeRole, Run
-from clusters.web import audit, ratelimit, wizard
-from clusters.web.actions import start_operation
-from clusters.web.forms import (
+from clusters.interface import audit, wizard
+from clusters.interface.forms import (
     COMMON_REGIONS,
     RDS_DEFAULT_VERSION,
     AccountStepForm,
@@ -29,9 +27,12 @@ from clusters.web.forms import (
     NetworkStepForm,
     ReviewStepForm,
     failed_secrets,
-    hosts_outside,
+    hosts_fit,
     keep_saved_secrets,
 )
+from clusters.models import AuditAction, CloudAccount, Cluster, InstallSource, NodeRole, Run
+from clusters.web import ratelimit
+from clusters.web.actions import start_operation
 from clusters.web.signed_in import SignedInRequest
 
 HOSTS_PREFIX = "hosts"
@@ -276,7 +277,8 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
     elif action == "next":
         formset = HostFormSet(post, request.FILES, prefix=HOSTS_PREFIX,
                               form_kwargs={"saved": saved_secrets})
-        if formset.is_valid() and _hosts_fit(formset, state, keypair):
+        if formset.is_valid() and hosts_fit(formset, state.get("network").get("vpc_cidr", ""),
+                                             has_keypair=keypair is not None):
             hosts = [f.cleaned_data for f in formset.forms if f.cleaned_data]
             state.put("hosts", {"hosts": hosts, "warnings": formset.warnings})
             _flash_warnings(request, formset.warnings)
@@ -288,24 +290,6 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
     formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows,
                           form_kwargs={"saved": saved_secrets})
     return _hosts_page(request, formset, tests, keypair)
-
-
-def _hosts_fit(formset: Any, state: wizard.WizardState, keypair: Any) -> bool:
-    """Checks that need the other steps' answers: the VPC's range, the generated key."""
-    fits = True
-    cidr = state.get("network").get("vpc_cidr", "")
-    for form in formset.forms:
-        data = form.cleaned_data
-        if not data:
-            continue
-        if hosts_outside(cidr, [data["private_ip"]]):
-            form.add_error("private_ip", _("%(ip)s is outside the VPC's range %(cidr)s.")
-                           % {"ip": data["private_ip"], "cidr": cidr})
-            fits = False
-        if data.get("auth") == "generated" and keypair is None:
-            form.add_error("auth", _("Generate the key pair first (the button above)."))
-            fits = False
-    return fits
 
 
 def _test_host(state: wizard.WizardState, post: QueryDict, request: SignedInRequest,

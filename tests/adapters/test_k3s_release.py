@@ -9,12 +9,12 @@ import pytest
 
 from clusters.adapters import k3s_release
 from clusters.core.errors import PermanentError, TransientError
+from clusters.interface.wizard import default_install_source
 from clusters.k3s.diagnosis import parse_kine_pool
 from clusters.k3s.install import InstallSource as Source
 from clusters.k3s.install import install_command
 from clusters.k3s.versions import kine_max_idle_connections, release_from_channel_answer
 from clusters.models import Cluster, InstallSource, Node, NodeRole, NodeStatus
-from clusters.web.wizard import default_install_source
 from sandbox.k3s.artifacts import ArtifactServer
 from tests.support.factories import make_cluster
 

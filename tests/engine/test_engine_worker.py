@@ -12,8 +12,8 @@ from django.utils import timezone
 from clusters.core.crypto import TOKEN_PREFIX
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
+from clusters.interface import queries
 from clusters.models import CloudResource, LogLine, RunStatus, StepStatus
-from clusters.web import queries
 from tests.support import runs
 from tests.support.factories import TEST_ACCESS_KEY_SECRET, TEST_TOKEN, make_cluster
 from tests.support.redis_monitor import RedisMonitor

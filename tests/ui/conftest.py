@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from clusters.interface.wizard import WizardState
 from clusters.models import CloudAccount
-from clusters.web.wizard import WizardState
 from sandbox.aliyun.testing import Emulator
 from sandbox.k3s.artifacts import ArtifactServer
 from tests.support.factories import make_user

@@ -23,9 +23,12 @@ from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
+from django.utils import timezone
 
 from clusters.engine import pipeline
+from clusters.interface.wizard import SLUGS
 from clusters.models import (
+    ApiToken,
     AuditEvent,
     CloudAccount,
     CloudResource,
@@ -40,7 +43,7 @@ from clusters.models import (
     RunKind,
     Step,
 )
-from clusters.web.wizard import SLUGS
+from tests.support.api import bearer, issue, post_json
 from tests.support.factories import TEST_ACCESS_KEY_SECRET, TEST_TOKEN, make_cluster, make_user
 
 # --- what the walk classifies ----------------------------------------------------------------
@@ -55,7 +58,7 @@ PUBLIC = frozenset({
 #: Signed-in pages about the user's own things only (another user's never appear).
 OWN_PAGES = frozenset({
     "clusters:dashboard", "clusters:cloud-accounts", "clusters:wizard", "clusters:wizard-step",
-    "password_change", "password_change_done",
+    "password_change", "password_change_done", "clusters:api-tokens",
 })
 #: URLs of one owner's cluster (its runs, steps, nodes): anyone else gets a 404.
 OWNER_ONLY = frozenset({
@@ -65,8 +68,25 @@ OWNER_ONLY = frozenset({
     "clusters:run-retry", "clusters:run-cancel", "clusters:run-diagnostics",
     "clusters:run-status", "clusters:run-timeline", "clusters:step-log-lines",
     "clusters:step-log", "clusters:cluster-allowlist", "clusters:kubeconfig-issue",
-    "clusters:kubeconfig-revoke",
+    "clusters:kubeconfig-revoke", "clusters:api-token-revoke",
 })
+
+# The REST API (/api/v1/): anonymous callers get 401 (JSON), not a login page.
+#: Its schema and docs, open to anyone.
+API_PUBLIC = frozenset({"api:schema", "api:docs", "api:redoc", "api:no-such-endpoint"})
+#: The caller's own lists and lookups (another user's things never appear in them).
+API_OWN = frozenset({"api:me", "api:cloud-accounts", "api:clusters", "api:audit-events",
+                     "api:k3s-versions"})
+#: One owner's cluster, run, step, node or cloud account: anyone else gets a 404.
+API_OWNER_ONLY = frozenset({
+    "api:cloud-account", "api:regions", "api:network-choices", "api:rds-choices",
+    "api:cluster", "api:health", "api:health-check", "api:kubeconfig", "api:kubeconfig-renew",
+    "api:destroy", "api:upgrade", "api:nodes", "api:node", "api:node-remove", "api:runs",
+    "api:run", "api:run-retry", "api:run-cancel", "api:step-log",
+})
+API = API_PUBLIC | API_OWN | API_OWNER_ONLY
+#: Answers 404 to anyone without looking at who asks (any other path under /api/v1/).
+API_NO_AUTH = frozenset({"api:no-such-endpoint"})
 
 #: Per model of the panel in the admin: the fields that decide who owns, reaches, pays for or
 #: runs what (shown read-only to everyone), and the secrets (never shown, only "set").
@@ -158,6 +178,7 @@ class World:
     staff_account: CloudAccount
     group: Group
     objects: dict[str, Any]
+    owner_token: str
 
 
 @pytest.fixture
@@ -196,6 +217,7 @@ def world(db: Any) -> World:
         cluster=cluster, issued_to=owner, username="victim", namespace="kube-system",
         name="panel-victim-0a1b2c3d", role="cluster-admin", token_id="jti-victim",
         status=KubeCredentialStatus.ACTIVE)
+    owner_token = issue(owner, "victim-ci")
     event = AuditEvent.objects.create(username="victim", action="kubeconfig_download",
                                       cluster=cluster, cluster_name=cluster.name)
     objects = {
@@ -211,7 +233,7 @@ def world(db: Any) -> World:
             username="victim", ip_address="10.1.1.1", locked_out=False),
     }
     return World(owner, stranger, staff, superuser, cluster, node, run, step, resource,
-                 staff_cluster.cloud_account, group, objects)
+                 staff_cluster.cloud_account, group, objects, owner_token)
 
 
 def admin_model(pattern: str) -> str | None:
@@ -227,6 +249,8 @@ def routes(world: World) -> list[Route]:
         "step_id": str(world.step.pk), "node_id": str(world.node.pk),
         "uidb64": "MQ", "token": "set-password", "url": "no-such-page/",
         "content_type_id": str(cluster_type.pk), "object_id": str(world.cluster.pk),
+        "account_id": str(world.cluster.cloud_account_id), "rest": "no-such-endpoint/",
+        "token_id": str(ApiToken.objects.filter(user_id=world.owner.pk).order_by("pk")[0].pk),
         "credential_id": str(world.objects["credential"].pk),
     }
     found = []
@@ -334,9 +358,9 @@ def login_redirect(response: Any, login_url: str, url: str) -> None:
 def test_every_url_is_classified(world: World) -> None:
     """A new URL must be put into a class (and so be checked) before the suite passes."""
     named = {route.key for route in routes(world) if not route.admin}
-    unclassified = named - PUBLIC - OWN_PAGES - OWNER_ONLY
+    unclassified = named - PUBLIC - OWN_PAGES - OWNER_ONLY - API
     assert not unclassified, f"URLs nobody has classified: {sorted(unclassified)}"
-    stale = (PUBLIC | OWN_PAGES | OWNER_ONLY) - named - {"admin:login", "admin:logout"}
+    stale = (PUBLIC | OWN_PAGES | OWNER_ONLY | API) - named - {"admin:login", "admin:logout"}
     assert not stale, f"classified URLs that no longer exist: {sorted(stale)}"
     registered = {m._meta.label_lower for m in admin.site._registry}
     panel = {m._meta.label_lower for m in SECURITY_FIELDS}
@@ -353,7 +377,12 @@ def test_anonymous_visitors_are_sent_to_a_login_everywhere_but_the_public_urls(
                 response = send(client(), method, url, attack(world))
                 assert response.status_code < 500, (url, method)
                 assert_no_secret(response, url)
-                if route.key in PUBLIC:
+                if route.key in PUBLIC | API_PUBLIC:
+                    continue
+                if route.key in API:
+                    assert response.status_code == 401, (url, method, response.status_code)
+                    assert response.json()["code"] == "not_authenticated", url
+                    checked += 1
                     continue
                 login = reverse("admin:login") if route.admin else reverse("login")
                 login_redirect(response, login, url)
@@ -463,3 +492,112 @@ def test_no_admin_page_shows_a_secret_even_to_a_superuser(world: World) -> None:
                 assert_no_secret(response, url)
                 pages += response.status_code == 200
     assert pages > 40
+
+
+# --- the REST API, with tokens ----------------------------------------------------------------
+
+
+def api_routes(world: World) -> list[Route]:
+    return [route for route in routes(world) if route.key in API - API_NO_AUTH]
+
+
+def methods_of(url: str) -> list[str]:
+    """The methods the endpoint's view answers (besides HEAD and OPTIONS)."""
+    view = resolve(url).func.view_class  # type: ignore[attr-defined]
+    return [m for m in ("get", "post", "put", "patch", "delete") if hasattr(view, m)]
+
+
+def call(actor: Client, method: str, url: str, world: World) -> Any:
+    """GET plain; a write with a JSON take-over body."""
+    if method == "get":
+        return actor.get(url)
+    body = {**attack(world), "confirm_name": world.cluster.name}
+    return getattr(actor, method)(url, body, content_type="application/json")
+
+
+def test_another_users_token_gets_404_on_every_api_url_of_the_owners_things(
+        world: World) -> None:
+    """Driven by the URL patterns: a new endpoint under a cluster, run, step, node or account
+    is covered the day it is added. With a read-write token, so the scope is not why."""
+    stranger = bearer(issue(world.stranger, "stranger-ci"))
+    stranger.get(reverse("api:me"))  # today's "token used" row, before the snapshot
+    before = snapshot(world)
+    checked = 0
+    for route in api_routes(world):
+        if route.key not in API_OWNER_ONLY:
+            continue
+        for url in route.urls:
+            for method in methods_of(url):
+                response = call(stranger, method, url, world)
+                assert response.status_code == 404, (url, method, response.status_code)
+                assert response.json()["code"] == "not_found", url
+                assert_no_secret(response, url)
+                checked += 1
+    assert checked >= len(API_OWNER_ONLY)
+    # The lists of the stranger's own things do not show the owner's.
+    for key in API_OWN - {"api:k3s-versions"}:
+        (route,) = [r for r in api_routes(world) if r.key == key]
+        text = stranger.get(route.urls[0]).content.decode()
+        assert "victim-prod" not in text and str(world.cluster.code) not in text, key
+    assert snapshot(world) == before
+
+
+def test_a_read_only_token_can_start_no_operation_on_any_api_url(world: World) -> None:
+    reader = bearer(issue(world.owner, "reader", scope="read"))
+    reader.get(reverse("api:me"))  # today's "token used" row, before the snapshot
+    before = snapshot(world)
+    writes = 0
+    for route in api_routes(world):
+        for url in route.urls:
+            for method in methods_of(url):
+                if method == "get":
+                    continue
+                response = call(reader, method, url, world)
+                assert response.status_code == 403, (url, method, response.status_code)
+                assert response.json()["code"] == "permission_denied", url
+                writes += 1
+    assert writes >= 10
+    assert snapshot(world) == before
+
+
+@pytest.mark.parametrize("how", ["expired", "revoked"])
+def test_an_expired_or_revoked_token_gets_401_on_every_api_url(world: World, how: str) -> None:
+    token = issue(world.owner, "gone")
+    if how == "expired":
+        ApiToken.objects.filter(name="gone").update(expires_at=timezone.now())
+    else:
+        ApiToken.objects.filter(name="gone").update(revoked_at=timezone.now())
+    gone = bearer(token)
+    checked = 0
+    for route in api_routes(world):
+        for url in route.urls:
+            for method in methods_of(url):
+                response = call(gone, method, url, world)
+                assert response.status_code == 401, (url, method, response.status_code)
+                checked += 1
+    assert checked >= len(API)
+
+
+def test_no_api_answer_shows_a_secret_but_the_kubeconfig_download(world: World) -> None:
+    """Every GET of the API as the owner, with secrets in every secret field of the world:
+    none comes back, except the kubeconfig from its own download endpoint."""
+    owner = bearer(world.owner_token)
+    Cluster.objects.filter(pk=world.cluster.pk).update(status="ready")
+    answered = 0
+    for route in api_routes(world):
+        for url in route.urls:
+            if "get" not in methods_of(url):
+                continue
+            response = owner.get(url)
+            assert response.status_code < 500, url
+            if route.key == "api:kubeconfig":
+                assert response.content.decode() == "kubeconfig-never-shown"
+                continue
+            assert_no_secret(response, url)
+            assert world.owner_token not in response.content.decode(), url
+            answered += response.status_code == 200
+    assert answered >= 12
+    # A write's answer shows none either (the run it acted on).
+    cancel = post_json(owner, reverse("api:run-cancel", args=[world.cluster.code, world.run.pk]))
+    assert cancel.status_code == 202, cancel.content
+    assert_no_secret(cancel, "cancel")

@@ -12,8 +12,8 @@ import pytest
 from axes.models import AccessAttempt
 from django.test import Client, RequestFactory
 
+from clusters.interface.audit import client_address
 from clusters.models import AuditAction, AuditEvent
-from clusters.web.audit import client_address
 from tests.support.factories import make_user
 
 PASSWORD = "Right-Passw0rd-for-tests"

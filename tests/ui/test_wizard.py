@@ -14,6 +14,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import reverse
 
+from clusters.interface.wizard import SESSION_KEY, WizardState
 from clusters.models import (
     AuditAction,
     AuditEvent,
@@ -23,7 +24,6 @@ from clusters.models import (
     Run,
     RunKind,
 )
-from clusters.web.wizard import SESSION_KEY, WizardState
 from sandbox.aliyun.testing import Emulator
 from sandbox.k3s.artifacts import ArtifactServer
 from tests.ui.wizard_data import host_rows, openssh_key

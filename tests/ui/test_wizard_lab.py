@@ -11,8 +11,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from clusters.interface.wizard import WizardState
 from clusters.models import AuditAction, AuditEvent, ClusterStatus, Node
-from clusters.web.wizard import WizardState
 from sandbox.lab.lab import Lab
 from sandbox.lab.testing import running_lab
 from tests.support.factories import make_cluster

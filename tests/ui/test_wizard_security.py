@@ -10,8 +10,8 @@ from typing import Any
 from django.test import Client
 from django.urls import reverse
 
+from clusters.interface.wizard import WizardState
 from clusters.models import Cluster
-from clusters.web.wizard import WizardState
 from sandbox.aliyun.rds.tls import ensure_ca
 from tests.ui.test_wizard import (  # noqa: F401 - at_k3s and at_review are fixtures
     at_k3s,

@@ -13,13 +13,13 @@ from django.utils.translation import gettext_lazy as _
 from clusters.adapters.host_addresses import address_refusal
 from clusters.adapters.ssh import load_private_key
 from clusters.core.errors import PermanentError
-from clusters.models import NodeRole
-from clusters.web.forms.common import (
+from clusters.interface.forms.common import (
     SSH_USER,
     SecretTextarea,
     keep_saved_secrets,
     secret_widget,
 )
+from clusters.models import NodeRole
 
 SECRET_FIELDS = ("private_key", "passphrase", "password")
 
@@ -47,7 +47,7 @@ class HostForm(forms.Form):
                                  widget=secret_widget(autocomplete="off"))
     password = forms.CharField(label=_("Password"), required=False, strip=False,
                                widget=secret_widget(autocomplete="off"))
-    # Names this row's secrets kept server-side (clusters.web.wizard): the page never holds
+    # Names this row's secrets kept server-side (clusters.interface.wizard): the page never holds
     # them, so a row re-shown after "Add a server" or an error still has them. Not a secret.
     secret_ref = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
@@ -175,3 +175,22 @@ def hosts_outside(cidr: str, addresses: list[str]) -> list[str]:
         return []
     network = ipaddress.ip_network(cidr, strict=False)
     return [a for a in addresses if ipaddress.ip_address(a) not in network]
+
+
+def hosts_fit(formset: BaseHostFormSet, vpc_cidr: str, *, has_keypair: bool) -> bool:
+    """Checks that need the other steps' answers, on a valid formset: each private address
+    in the VPC's range, and a generated key pair for hosts that log in with it. Errors go to
+    the host's field (the wizard's page and the API show the same message)."""
+    fits = True
+    for form in formset.forms:
+        data = form.cleaned_data
+        if not data:
+            continue
+        if hosts_outside(vpc_cidr, [data["private_ip"]]):
+            form.add_error("private_ip", _("%(ip)s is outside the VPC's range %(cidr)s.")
+                           % {"ip": data["private_ip"], "cidr": vpc_cidr})
+            fits = False
+        if data.get("auth") == "generated" and not has_keypair:
+            form.add_error("auth", _("Generate the key pair first (the button above)."))
+            fits = False
+    return fits

@@ -10,13 +10,13 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from clusters.adapters import wizard_checks
+from clusters.interface.forms.cloud_account import CloudAccountForm
+from clusters.interface.forms.common import CLUSTER_NAME, WizardForm, check_region_available
 from clusters.models import (
     CloudAccount,
     Cluster,
     CredentialKind,
 )
-from clusters.web.forms.cloud_account import CloudAccountForm
-from clusters.web.forms.common import CLUSTER_NAME, WizardForm, check_region_available
 
 
 class AccountStepForm(WizardForm):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from clusters.web.forms.common import WizardForm
+from clusters.interface.forms.common import WizardForm
 
 
 class ReviewStepForm(WizardForm):

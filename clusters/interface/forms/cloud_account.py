@@ -26,8 +26,8 @@ from clusters.adapters.aliyun.auth import (
     session_policy_problem,
 )
 from clusters.adapters.cloud import ecs_role_offered
+from clusters.interface.forms.common import check_region_available
 from clusters.models import CloudAccount, CredentialKind
-from clusters.web.forms.common import check_region_available
 
 # The fields each kind needs (required) and may have (optional).
 KIND_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

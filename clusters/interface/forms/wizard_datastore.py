@@ -12,9 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from clusters.adapters import credentials, datastore_tls, wizard_checks
 from clusters.core.errors import PermanentError
 from clusters.core.redaction import MASK, dsn_password
-from clusters.k3s.dsn import parse_endpoint
-from clusters.models import DatastoreKind
-from clusters.web.forms.common import (
+from clusters.interface.forms.common import (
     RDS_DEFAULT_VERSION,
     RDS_VERSIONS,
     SecretTextInput,
@@ -22,6 +20,8 @@ from clusters.web.forms.common import (
     keep_saved_secrets,
     secret_widget,
 )
+from clusters.k3s.dsn import parse_endpoint
+from clusters.models import DatastoreKind
 
 SECRET_FIELDS = ("rds_password", "external_dsn")
 

@@ -9,8 +9,8 @@ from django.utils.translation import gettext_lazy as _
 
 from clusters.adapters import wizard_checks
 from clusters.core import allowlist
+from clusters.interface.forms.common import WizardForm
 from clusters.models import SlbAddressType
-from clusters.web.forms.common import WizardForm
 
 
 class NetworkStepForm(WizardForm):

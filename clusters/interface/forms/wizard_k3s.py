@@ -12,9 +12,9 @@ from django.utils.translation import ngettext
 
 from clusters.adapters import wizard_checks
 from clusters.core.errors import PermanentError
+from clusters.interface.forms.common import DNS_NAME, WizardForm
 from clusters.k3s.versions import is_channel, parse_version
 from clusters.models import InstallSource
-from clusters.web.forms.common import DNS_NAME, WizardForm
 
 
 class K3sStepForm(WizardForm):

@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
-from clusters.models import AuditAction, AuditEvent, Cluster
+from clusters.models import ApiToken, AuditAction, AuditEvent, Cluster
 
 USER_AGENT_MAX = 300
 USERNAME_MAX = 150
@@ -46,10 +46,20 @@ def record(
     request: HttpRequest,
     action: AuditAction | str,
     cluster: Cluster | None = None,
+    *,
+    actor: Any = None,
     **details: Any,
 ) -> AuditEvent:
-    """Write who (the request's user), what, when (now), from where (client address)."""
-    user = request.user if request.user.is_authenticated else None
+    """Write who (the request's user), what, when (now), from where (client address).
+
+    A request authenticated by an API token (clusters.api.auth sets `request.auth` to it)
+    names the token, so the trail says which script did it. `actor`: the user, when the
+    request does not carry it yet (a token being checked).
+    """
+    user = actor or (request.user if request.user.is_authenticated else None)
+    token = getattr(request, "auth", None)
+    if isinstance(token, ApiToken):
+        details = {"api_token": token.name, **details}
     return AuditEvent.objects.create(
         user=user,
         username=user.get_username() if user else "",

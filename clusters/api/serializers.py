@@ -1,0 +1,335 @@
+"""What the API answers, and the request shapes its schema documents.
+
+No serializer here has a secret among its output fields: AccessKey secrets, STS tokens, SSH
+keys and passwords, K3s tokens, DSNs, datastore passwords and kubeconfigs are write-only or
+absent (the kubeconfig download is its own endpoint). The request serializers describe what
+the forms of clusters.interface check; the forms decide (one set of rules with the wizard).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from clusters import operations
+from clusters.interface import queries
+from clusters.interface.cluster_spec import spec_of
+from clusters.models import (
+    ApiToken,
+    AuditEvent,
+    CloudAccount,
+    Cluster,
+    CredentialKind,
+    DatastoreKind,
+    InstallSource,
+    Node,
+    NodeRole,
+    Run,
+    SlbAddressType,
+)
+
+# --- answers -----------------------------------------------------------------------------
+
+
+class CloudAccountSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CloudAccount
+        fields = ("id", "name", "credential_kind", "access_key_id", "role_arn",
+                  "ecs_role_name", "token_expires_at", "default_region", "created_at")
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    cluster = serializers.UUIDField(source="cluster.code", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None,
+                                       read_only=True)
+
+    class Meta:
+        model = Run
+        fields: tuple[str, ...] = ("id", "cluster", "kind", "status", "params", "created_by",
+                                   "created_at", "started_at", "finished_at",
+                                   "cancel_requested")
+        read_only_fields = fields
+
+
+class StepSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    key = serializers.CharField()
+    title = serializers.CharField(source="display_title")
+    status = serializers.CharField()
+    attempts = serializers.IntegerField()
+    wait_reason = serializers.CharField()
+    not_before = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    depends_on = serializers.ListField(child=serializers.CharField())
+    heartbeat_late_since = serializers.DateTimeField(allow_null=True)
+
+
+class RunDetailSerializer(RunSerializer):
+    steps = serializers.SerializerMethodField()
+    retry_refusal = serializers.SerializerMethodField()
+
+    class Meta(RunSerializer.Meta):
+        fields = (*RunSerializer.Meta.fields, "steps", "retry_refusal")
+        read_only_fields = fields
+
+    @extend_schema_field(StepSerializer(many=True))
+    def get_steps(self, run: Run) -> list[dict[str, Any]]:
+        return StepSerializer(queries.run_snapshot(run)["steps"], many=True).data
+
+    def get_retry_refusal(self, run: Run) -> str | None:
+        """Why Retry would be refused now; null when it would be accepted (or it runs)."""
+        if run.is_active:
+            return None
+        return operations.retry_refusal(run) or None
+
+
+class LogLineSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    time = serializers.DateTimeField()
+    stream = serializers.CharField()
+    text = serializers.CharField()
+
+
+class LogPageSerializer(serializers.Serializer):
+    step = serializers.IntegerField()
+    status = serializers.CharField()
+    diagnosing = serializers.BooleanField()
+    lines = LogLineSerializer(many=True)
+    next = serializers.IntegerField(help_text="Ask again with ?after=<next> for newer lines.")
+
+
+class NodeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Node
+        fields = ("id", "name", "role", "private_ip", "public_ip", "ssh_port", "ssh_user",
+                  "status", "k3s_version", "ecs_instance_id", "host_key", "created_at")
+        read_only_fields = fields
+
+
+class ClusterSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="code", read_only=True)
+    cloud_account = serializers.PrimaryKeyRelatedField(read_only=True)
+    active_run = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Cluster
+        fields: tuple[str, ...] = (
+                  "id", "name", "status", "health", "cloud_account", "region", "zone",
+                  "vpc_id", "vswitch_id", "slb_address", "slb_address_type",
+                  "k3s_version", "k3s_channel", "datastore_kind", "rds_engine_version",
+                  "kubeconfig_expires_at", "created_at", "updated_at", "active_run")
+        read_only_fields = fields
+
+    def get_active_run(self, cluster: Cluster) -> int | None:
+        runs = getattr(cluster, "active_runs", None)
+        if runs is not None:
+            return runs[0].pk if runs else None
+        run = cluster.runs.active().order_by("-created_at").first()
+        return run.pk if run else None
+
+
+class ClusterDetailSerializer(ClusterSerializer):
+    health_reasons = serializers.JSONField(read_only=True)
+    nodes = NodeSerializer(many=True, read_only=True, source="nodes.present")
+    spec = serializers.SerializerMethodField()
+
+    class Meta(ClusterSerializer.Meta):
+        fields = (*ClusterSerializer.Meta.fields, "health_reasons", "health_checked_at",
+                  "api_allowed_cidrs", "nodes", "spec")
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField())
+    def get_spec(self, cluster: Cluster) -> dict[str, Any]:
+        """The create request this cluster answers to, secrets left out."""
+        return spec_of(cluster)
+
+
+class HealthSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Cluster
+        fields = ("health", "health_reasons", "health_checked_at")
+        read_only_fields = fields
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    cluster = serializers.UUIDField(source="cluster.code", default=None, read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ("id", "time", "username", "action", "cluster", "cluster_name",
+                  "ip_address", "details")
+        read_only_fields = fields
+
+
+class MeSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    token = serializers.CharField(allow_null=True, help_text="The token's name, if one is used.")
+    scope = serializers.CharField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ("name", "prefix", "scope", "created_at", "expires_at", "last_used_at")
+        read_only_fields = fields
+
+
+class OperationSerializer(serializers.Serializer):
+    """202: the run that was started, to follow at `run_url`."""
+
+    run = RunSerializer()
+    run_url = serializers.CharField()
+    warnings = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+# --- requests (documented here, checked by the forms of clusters.interface) ---------------
+
+
+class CloudAccountCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    credential_kind = serializers.ChoiceField(CredentialKind.choices,
+                                              default=CredentialKind.ACCESS_KEY)
+    access_key_id = serializers.CharField(required=False)
+    access_key_secret = serializers.CharField(required=False, write_only=True,
+                                              help_text="Stored encrypted, never returned.")
+    role_arn = serializers.CharField(required=False)
+    external_id = serializers.CharField(required=False)
+    session_policy = serializers.CharField(required=False)
+    ecs_role_name = serializers.CharField(required=False)
+    security_token = serializers.CharField(required=False, write_only=True)
+    token_expires_at = serializers.DateTimeField(required=False)
+    default_region = serializers.CharField(default="cn-hangzhou")
+
+
+class NetworkSpec(serializers.Serializer):
+    zone = serializers.CharField()
+    vpc = serializers.CharField()
+    vswitch = serializers.CharField()
+    slb_address_type = serializers.ChoiceField(SlbAddressType.choices,
+                                               default=SlbAddressType.INTRANET)
+    api_allowed_cidrs = serializers.ListField(child=serializers.CharField(), default=list)
+
+
+class DatastoreSpec(serializers.Serializer):
+    kind = serializers.ChoiceField(DatastoreKind.choices, default=DatastoreKind.RDS)
+    rds_engine_version = serializers.CharField(default="8.0")
+    rds_instance_class = serializers.CharField(required=False)
+    rds_storage_gb = serializers.IntegerField(default=20)
+    rds_password = serializers.CharField(required=False, write_only=True)
+    datastore_tls = serializers.BooleanField(required=False)
+    external_dsn = serializers.CharField(required=False, write_only=True)
+
+
+class HostSpec(serializers.Serializer):
+    role = serializers.ChoiceField(NodeRole.choices)
+    private_ip = serializers.IPAddressField(protocol="IPv4")
+    public_ip = serializers.IPAddressField(protocol="IPv4", required=False, allow_null=True)
+    ssh_port = serializers.IntegerField(default=22)
+    ssh_user = serializers.CharField(default="root")
+    auth = serializers.ChoiceField((("key", "key"), ("password", "password")), default="key")
+    private_key = serializers.CharField(required=False, write_only=True)
+    passphrase = serializers.CharField(required=False, write_only=True)
+    password = serializers.CharField(required=False, write_only=True)
+    host_key = serializers.CharField(required=False,
+                                     help_text="SHA256:… fingerprint to pin (optional).")
+
+
+class K3sSpec(serializers.Serializer):
+    version = serializers.CharField(default="stable")
+    install_source = serializers.ChoiceField(InstallSource.choices, required=False)
+    install_base_url = serializers.URLField(required=False)
+    extra_tls_sans = serializers.ListField(child=serializers.CharField(), default=list)
+    disable_traefik = serializers.BooleanField(default=False)
+    taint_servers = serializers.BooleanField(default=False)
+    secrets_encryption = serializers.BooleanField(default=True)
+
+
+class ClusterSpec(serializers.Serializer):
+    """What the wizard collects, step by step (clusters.interface.cluster_spec)."""
+
+    name = serializers.CharField(max_length=63)
+    cloud_account = serializers.IntegerField()
+    region = serializers.CharField()
+    network = NetworkSpec()
+    datastore = DatastoreSpec()
+    hosts = HostSpec(many=True)
+    k3s = K3sSpec()
+    billing_ack = serializers.BooleanField(
+        help_text="true: the resources are billed to the account until destroyed.")
+
+
+class CreatedSerializer(OperationSerializer):
+    cluster = ClusterSerializer()
+
+
+class BilledItemSerializer(serializers.Serializer):
+    what = serializers.CharField()
+    detail = serializers.CharField()
+    monthly = serializers.FloatField(allow_null=True, help_text="null: unknown, see problem")
+    currency = serializers.CharField()
+    problem = serializers.CharField()
+    usage_note = serializers.CharField()
+
+
+class BilledSerializer(serializers.Serializer):
+    items = BilledItemSerializer(many=True)
+    monthly_total = serializers.FloatField(allow_null=True)
+    currency = serializers.CharField()
+
+
+class DryRunSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    warnings = serializers.ListField(child=serializers.CharField())
+    billed = BilledSerializer(help_text="What create would buy, priced as the review page.")
+
+
+class DestroySerializer(serializers.Serializer):
+    confirm_name = serializers.CharField(help_text="The cluster's name, typed as confirmation.")
+    keep_database = serializers.BooleanField(default=False)
+
+
+class UpgradeSerializer(serializers.Serializer):
+    version = serializers.CharField(help_text="A release (v1.32.5+k3s1) or a channel.")
+
+
+class AddNodeSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(NodeRole.choices)
+    private_ip = serializers.IPAddressField(protocol="IPv4")
+    public_ip = serializers.IPAddressField(protocol="IPv4", required=False, allow_null=True)
+    ssh_port = serializers.IntegerField(default=22)
+    ssh_user = serializers.CharField(default="root")
+    auth = serializers.ChoiceField((("key", "key"), ("password", "password")), default="key")
+    private_key = serializers.CharField(required=False, write_only=True)
+    passphrase = serializers.CharField(required=False, write_only=True)
+    password = serializers.CharField(required=False, write_only=True)
+
+
+class RegionSerializer(serializers.Serializer):
+    region_id = serializers.CharField()
+    local_name = serializers.CharField(required=False)
+
+
+class NetworkChoicesSerializer(serializers.Serializer):
+    zones = serializers.ListField(child=serializers.CharField())
+    vpcs = serializers.ListField(child=serializers.DictField())
+    vswitches = serializers.ListField(child=serializers.DictField())
+
+
+class RdsChoicesSerializer(serializers.Serializer):
+    zone = serializers.CharField()
+    versions = serializers.ListField(child=serializers.CharField())
+    classes = serializers.ListField(child=serializers.DictField())
+
+
+class K3sVersionSerializer(serializers.Serializer):
+    version = serializers.CharField()
+    channel = serializers.CharField()
+    exists = serializers.BooleanField(allow_null=True,
+                                      help_text="null: the install source could not be asked.")
+    install_source = serializers.CharField()

@@ -1,0 +1,5 @@
+"""python -m panelctl"""
+
+from panelctl.cli import main
+
+main()
