@@ -62,7 +62,8 @@ OWNER_ONLY = frozenset({
     "clusters:node-host-key", "clusters:cluster-upgrade", "clusters:kubeconfig-renew",
     "clusters:run-retry", "clusters:run-cancel", "clusters:run-diagnostics",
     "clusters:run-status", "clusters:run-timeline", "clusters:step-log-lines",
-    "clusters:step-log", "clusters:cluster-allowlist",
+    "clusters:step-log", "clusters:step-log-search", "clusters:step-log-download",
+    "clusters:cluster-allowlist",
 })
 
 #: Per model of the panel in the admin: the fields that decide who owns, reaches, pays for or
