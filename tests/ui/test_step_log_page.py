@@ -28,7 +28,7 @@ LIMITS = LogLimits(head_lines=5, tail_lines=300, max_line_chars=4000)
 @pytest.fixture
 def step(user: Any) -> Step:
     """A finished step that printed 2,000 lines (a secret in some), a 1 MB line, ANSI colour
-    and HTML: kept are lines 1-5, the marker at 6 and lines 1,702-2,001."""
+    and HTML: kept are lines 1-5, the marker at 6 and lines 1,702-2,001 (2,001 printed)."""
     cluster = make_cluster(owner=user, name="edge")
     run = pipeline.create_run(cluster, RunKind.TEST, [
         pipeline.StepSpec("install", "Install K3s", "test.work")], start=False)
@@ -57,21 +57,24 @@ def url(step: Step, name: str) -> str:
 def test_the_stored_log_is_the_head_the_marker_and_the_tail(step: Step) -> None:
     rows = list(LogLine.objects.filter(step=step).order_by("seq"))
     assert len(rows) == 5 + 1 + 300
-    assert rows[5].stream == LOG_OMITTED and rows[5].omitted_lines == 2000 - 5 - 300
-    assert rows[-1].text == "after 9" and rows[-1].seq == 2000
+    assert rows[5].stream == LOG_OMITTED and rows[5].omitted_lines == 2001 - 5 - 300
+    assert rows[-1].text == "after 9" and rows[-1].seq == 2001
 
 
 def test_jump_to_start_shows_the_head_the_marker_in_words_and_later_lines(
         step: Step, owner_client: Client) -> None:
     html = owner_client.get(lines_url(step, "?from=0")).content.decode()
     seqs = [int(s) for s in re.findall(r'data-seq="(\d+)"', html)]
-    assert seqs[:7] == [1, 2, 3, 4, 5, 6, 1701]
-    assert len(seqs) == 300 and "log-earlier" not in html  # a full page of the 500 asked
+    assert seqs[:7] == [1, 2, 3, 4, 5, 6, 1702]
+    # all 306 rows fit in one page of 500: no "Load later lines", and no live cursor (the
+    # step has finished)
+    assert len(seqs) == 306 and "log-earlier" not in html
+    assert "log-later" not in html and "log-more" not in html
     omitted = step_log.thousands(
         LogLine.objects.get(step=step, stream=LOG_OMITTED).omitted_bytes)
-    assert f"… 1,695 lines ({omitted} bytes) omitted …" in html
+    assert f"… 1,696 lines ({omitted} bytes) omitted …" in html
     zh = owner_client.get(lines_url(step, "?from=0"), **ZH).content.decode()
-    assert f"… 省略了 1,695 行（{omitted} 字节）…" in zh
+    assert f"… 省略了 1,696 行（{omitted} 字节）…" in zh
 
 
 def test_a_cut_line_says_how_much_was_cut_and_ansi_and_html_never_reach_the_page_raw(
@@ -89,8 +92,8 @@ def test_a_cut_line_says_how_much_was_cut_and_ansi_and_html_never_reach_the_page
 
 def test_jump_to_end_renders_the_pane_as_it_opens(step: Step, owner_client: Client) -> None:
     html = owner_client.get(lines_url(step, "?tail=1")).content.decode()
-    assert f"?before={2000 - 200 + 1}" in html  # "Load earlier lines"
-    assert f"?after={2000 - 200}" in html  # the cursor that loads the newest 200
+    assert f"?before={2001 - 200 + 1}" in html  # "Load earlier lines"
+    assert f"?after={2001 - 200}" in html  # the cursor that loads the newest 200
 
 
 def test_search_finds_lines_highlighted_bounded_and_jumps_to_them(
@@ -107,11 +110,12 @@ def test_search_finds_lines_highlighted_bounded_and_jumps_to_them(
 
     many = owner_client.get(url(step, "clusters:step-log-search"), {"q": "line"}).content.decode()
     assert many.count('class="log-hit"') == step_log.SEARCH_LIMIT
-    assert "304 matching lines; the first 100 are listed." in many
+    assert "294 matching lines; the first 100 are listed." in many
     assert "<mark>" not in owner_client.get(url(step, "clusters:step-log-search"),
                                             {"q": "<b>"}).content.decode()
     secret = owner_client.get(url(step, "clusters:step-log-search"), {"q": "password"})
-    assert SECRET not in secret.content.decode() and "password ***" in secret.content.decode()
+    assert SECRET not in secret.content.decode() 
+    assert "line 1900 <mark>password</mark> ***" in secret.content.decode()
 
 
 def test_search_and_download_are_the_owners_only(step: Step, client_for: Any) -> None:
@@ -131,14 +135,33 @@ def test_download_is_the_kept_log_with_its_markers_and_no_secret(
     text = b"".join(response.streaming_content).decode()
     lines = text.splitlines()
     assert lines[0] == f"# Log of “Install K3s”, run {step.run_id} of cluster edge"
-    assert lines[1].startswith("# The panel keeps a step's first and newest lines: … 1,695 "
+    assert lines[1].startswith("# The panel keeps a step's first and newest lines: … 1,696 "
                                "lines (") and "from line 6" in lines[1]
     assert lines[2:8] == ["line 1", "line 2", "line 3", "line 4", "line 5",
                           lines[2 + 5]]
-    assert re.fullmatch(r"… 1,695 lines \([\d,]+ bytes\) omitted …", lines[7])
-    assert lines[8] == "line 1701"
+    assert re.fullmatch(r"… 1,696 lines \([\d,]+ bytes\) omitted …", lines[7])
+    assert lines[8] == "line 1702"
     assert lines[-1] == "after 9"
     assert "z" * 4000 + " … [cut 996,000 characters]" in lines
     assert "line 1800 password ***" in lines
     assert SECRET not in text and "\x1b" not in text
     assert len(lines) == 2 + 306
+
+
+def test_a_window_ends_with_load_later_lines_and_at_the_end_of_a_live_log_follows_it(
+        user: Any, owner_client: Client) -> None:
+    cluster = make_cluster(owner=user, name="live")
+    run = pipeline.create_run(cluster, RunKind.TEST, [
+        pipeline.StepSpec("work", "Work", "test.work")], start=False)
+    step = run.steps.get()
+    Step.objects.filter(pk=step.pk).update(status=StepStatus.RUNNING)
+    log = StepLog(step.pk, Redactor([]), max_delay=60)
+    for index in range(1, 1201):
+        log.write(f"line {index}")
+    log.flush()
+    first = owner_client.get(lines_url(step, "?from=0")).content.decode()
+    assert len(re.findall(r'data-seq="', first)) == 500
+    assert "?from=500" in first and "log-later" in first and "log-more" not in first
+    last = owner_client.get(lines_url(step, "?from=1000")).content.decode()
+    assert len(re.findall(r'data-seq="', last)) == 200
+    assert "log-later" not in last and "?after=1200" in last  # the live cursor
