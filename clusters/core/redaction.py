@@ -126,7 +126,8 @@ def _mask_tokens(cores: re.Pattern[str], text: str) -> str:
         spans.append((begin, end))
     if not spans:
         return text
-    parts, at = [], 0
+    parts: list[str] = []
+    at = 0
     for begin, end in spans:
         parts.extend((text[at:begin], MASK))
         at = end

@@ -40,10 +40,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Func, IntegerField, Max, Sum
+from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
 from clusters.core.storable import storable_text
@@ -74,10 +77,12 @@ class OctetLength(Func):
     function = "OCTET_LENGTH"
     output_field = IntegerField()
 
-    def as_sqlite(self, compiler: object, connection: object, **extra: object) -> object:
+    def as_sqlite(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper,
+                  **extra: Any) -> tuple[str, tuple[str | int, ...]]:
         # SQLite's length() counts characters in text and bytes in a blob.
-        return self.as_sql(compiler, connection, template="LENGTH(CAST(%(expressions)s AS BLOB))",
-                           **extra)
+        sql, params = self.as_sql(compiler, connection,
+                                  template="LENGTH(CAST(%(expressions)s AS BLOB))", **extra)
+        return sql, tuple(params)
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ def cut_text(chars: int) -> str:
 
 
 def owned_step(run: Run, step_id: int) -> Step:
-    return get_object_or_404(Step.objects.only("id", "key", "title", "title_id", "title_args", "run_id", "status", "diagnosing_until"),
-                             pk=step_id, run_id=run.pk)
+    fields = ("id", "key", "title", "title_id", "title_args", "run_id")
+    return get_object_or_404(Step.objects.only(*fields), pk=step_id, run_id=run.pk)
 
 
 def _highlight(text: str, query: str) -> list[tuple[str, bool]]:

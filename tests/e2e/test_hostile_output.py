@@ -1,5 +1,6 @@
 """A host whose commands print NUL, ANSI escapes and bells during the K3s install: the step's
-log keeps every line, ANSI sequences stripped and other control bytes shown as \\xNN. On PostgreSQL (CI's database, through
+log keeps every line, ANSI sequences stripped and other control bytes shown as
+\\xNN. On PostgreSQL (CI's database, through
 DATABASE_URL) a NUL in a log line used to raise DataError and lose the batch."""
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import logging.config
 
@@ -72,8 +73,6 @@ def test_a_base64_token_of_a_megabyte_is_masked_whole_when_it_holds_a_secret():
     """A host printing a 1 MB base64 blob: the token holding the secret's base64 is masked
     whole, a token without it is left alone (this took hours before: the base64 pattern's
     leading `[B]*` backtracked from every position; pytest's timeout fails it now)."""
-    import base64
-
     secret = "Pw-7hQ2-never-on-a-page"
     redact = Redactor([secret], remember=False)
     blob = "Q" * 500_000 + base64.b64encode(b"x" + secret.encode()).decode() + "Q" * 500_000

@@ -74,7 +74,7 @@ def test_jump_to_start_shows_the_head_the_marker_in_words_and_later_lines(
         LogLine.objects.get(step=step, stream=LOG_OMITTED).omitted_bytes)
     assert f"… 1,696 lines ({omitted} bytes) omitted …" in html
     zh = owner_client.get(lines_url(step, "?from=0"), **ZH).content.decode()
-    assert f"… 省略了 1,696 行（{omitted} 字节）…" in zh
+    assert f"… 省略了 1,696 行\uff08{omitted} 字节\uff09…" in zh  # full-width brackets
 
 
 def test_a_cut_line_says_how_much_was_cut_and_ansi_and_html_never_reach_the_page_raw(
@@ -114,7 +114,7 @@ def test_search_finds_lines_highlighted_bounded_and_jumps_to_them(
     assert "<mark>" not in owner_client.get(url(step, "clusters:step-log-search"),
                                             {"q": "<b>"}).content.decode()
     secret = owner_client.get(url(step, "clusters:step-log-search"), {"q": "password"})
-    assert SECRET not in secret.content.decode() 
+    assert SECRET not in secret.content.decode()
     assert "line 1900 <mark>password</mark> ***" in secret.content.decode()
 
 
