@@ -103,6 +103,26 @@
     }
   });
 
+  // The search from the keyboard: Down from the box to the first hit, Up and Down between
+  // hits (each a button: Enter jumps to its line), Up from the first back to the box.
+  live.addEventListener("keydown", (event) => {
+    if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+    const log = event.target.closest(".step-log");
+    if (!log) return;
+    const hits = [...log.querySelectorAll(".log-hit")];
+    const box = log.querySelector(".log-search input");
+    let next = null;
+    if (event.target === box && event.key === "ArrowDown") next = hits[0];
+    else if (event.target.classList.contains("log-hit")) {
+      const at = hits.indexOf(event.target) + (event.key === "ArrowDown" ? 1 : -1);
+      next = at < 0 ? box : hits[at];
+    }
+    if (next) {
+      event.preventDefault();
+      next.focus();
+    }
+  });
+
   document.body.addEventListener("htmx:afterSettle", () => {
     readClock();
     followTheAction();
