@@ -161,18 +161,20 @@ class StepLog:
         # Lines dropped from the buffer before they were ever stored, not yet counted.
         self._unsaved_omitted = (0, 0)
 
-    def write(self, text: str, stream: str = "info") -> None:
+    def write(self, text: str, stream: str = "info", cut: int = 0) -> None:
         """Add one or more lines (split on newlines), after the rules of the module docstring
-        (ANSI stripped, secrets masked, control bytes escaped, long lines cut).
+        (ANSI stripped, secrets masked, control bytes escaped, long lines cut). `cut`: how
+        many characters the caller already dropped from the end of the (last) line.
         Raises LeaseLost once the heartbeat could not keep the step's lease."""
         if self.lease_lost.is_set():
             raise LeaseLost(self.stop_reason or (
                 "this worker could not renew the step's lease (the database was unreachable); "
                 "it stops before another worker takes the step"))
         limit = self._limits.max_line_chars
-        for line in self._redact(strip_ansi(str(text))).splitlines() or [""]:
-            kept, cut = cut_line(storable_text(line), limit)
-            self._append(kept, cut, stream)
+        lines = self._redact(strip_ansi(str(text))).splitlines() or [""]
+        for number, line in enumerate(lines, 1):
+            kept, cut_here = cut_line(storable_text(line), limit)
+            self._append(kept, cut_here + (cut if number == len(lines) else 0), stream)
         if self._due():
             self.flush()
 

@@ -141,3 +141,15 @@ def test_ansi_colour_codes_are_stripped_and_a_secret_they_split_is_masked():
     texts = [r.text for r in _rows(step)]
     assert texts == ["error: k3s failed  done", "token *** leaked?",
                      "lone escape \\x1b here, 8-bit green, tput sgr0 plain"]
+
+
+def test_characters_the_ssh_adapter_already_dropped_count_in_the_cut():
+    step = _step()
+    log = StepLog(step.pk, Redactor([]), max_delay=60,
+                  limits=LogLimits(head_lines=10, tail_lines=10, max_line_chars=100))
+    log.write("[10.0.1.11] " + "x" * 1000, "stdout", cut=5_000_000)
+    log.write("short", cut=7)
+    log.flush()
+    long, short = _rows(step)
+    assert len(long.text) == 100 and long.cut_chars == 12 + 1000 - 100 + 5_000_000
+    assert (short.text, short.cut_chars) == ("short", 7)

@@ -49,16 +49,19 @@ def failed_step_with_a_long_log() -> tuple[Any, Step]:
     return cluster, step
 
 
+LANGUAGES = (
+    ("en-US", {"start": "Jump to start", "end": "Jump to end", "omitted": "19,562 lines (",
+               "cut": "[cut 99,718 characters]", "hits": "1 matching line."}),
+    ("zh-CN", {"start": "跳到开头", "end": "跳到末尾", "omitted": "省略了 19,562 行",
+               "cut": "截去 99,718 个字符", "hits": "1 行匹配。"}),
+)
+
+
 def test_jump_search_and_download_in_a_bounded_log(live_server: Any, tmp_path: Any) -> None:
     cluster, step = failed_step_with_a_long_log()
     seqs = "() => [...document.querySelectorAll('.log-lines .line')].map(l => +l.dataset.seq)"
     with chromium() as browser:
-        for language, words in (("en-US", {"start": "Jump to start", "end": "Jump to end",
-                                           "omitted": "19,562 lines (", "cut": "[cut 99,718 characters]",
-                                           "hits": "1 matching line."}),
-                                ("zh-CN", {"start": "跳到开头", "end": "跳到末尾",
-                                           "omitted": "省略了 19,562 行", "cut": "截去 99,718 个字符",
-                                           "hits": "1 行匹配。"})):
+        for language, words in LANGUAGES:
             page = new_page(browser, live_server.url, width=1280, height=900, locale=language)
             log_in(page, "ops", "pw-ops")
             page.goto(f"/clusters/{cluster.code}/")
