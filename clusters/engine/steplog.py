@@ -40,12 +40,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Func, IntegerField, Max, Sum
+from django.db.models.constants import OnConflict
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
@@ -99,6 +101,41 @@ class LogLimits:
                    settings.PANEL_STEP_LOG_MAX_LINE_CHARS)
 
 
+@dataclass(slots=True)
+class _Line:
+    """A line waiting in the buffer (a model instance per line cost a tenth of the ingest)."""
+
+    seq: int
+    time: datetime
+    stream: str
+    text: str
+    cut: int
+
+
+_COLUMNS = ("step_id", "seq", "time", "stream", "text", "cut_chars", "omitted_lines",
+            "omitted_bytes")
+
+
+def insert_lines(step_id: int, lines: list[_Line]) -> None:
+    """INSERT the lines in one executemany, skipping line numbers already stored.
+
+    Why not bulk_create: it compiles every value of every row through the field API, which
+    was half of the time of ingesting a million lines; here the SQL is built once per batch
+    with the backend's own ignore-conflicts words (INSERT OR IGNORE, ON CONFLICT DO NOTHING,
+    INSERT IGNORE), and only the timestamp needs the backend's adaptation.
+    """
+    ops = connection.ops
+    sql = (f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} "
+           f"{ops.quote_name(LogLine._meta.db_table)} "
+           f"({', '.join(ops.quote_name(column) for column in _COLUMNS)}) "
+           f"VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
+           f"{ops.on_conflict_suffix_sql([], OnConflict.IGNORE, None, None)}")
+    adapt = ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [(step_id, line.seq, adapt(line.time), line.stream, line.text,
+                                  line.cut, 0, 0) for line in lines])
+
+
 def cut_line(line: str, limit: int) -> tuple[str, int]:
     """The line cut to `limit` characters, and how many were cut."""
     return (line, 0) if len(line) <= limit else (line[:limit], len(line) - limit)
@@ -139,7 +176,7 @@ class StepLog:
         self._batch_size = batch_size
         self._max_delay = max_delay
         self._limits = limits or LogLimits.from_settings()
-        self._buffer: list[LogLine] = []
+        self._buffer: list[_Line] = []
         self._oldest: float | None = None
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
@@ -180,10 +217,7 @@ class StepLog:
 
     def _append(self, line: str, cut: int, stream: str) -> None:
         with self._lock:
-            self._buffer.append(
-                LogLine(step_id=self.step_id, seq=self._next_seq, time=timezone.now(),
-                        stream=stream, text=line, cut_chars=cut)
-            )
+            self._buffer.append(_Line(self._next_seq, timezone.now(), stream, line, cut))
             self._next_seq += 1
             if self._oldest is None:
                 self._oldest = time.monotonic()
@@ -238,7 +272,7 @@ class StepLog:
                     with transaction.atomic():
                         # A reclaimed step may race its old owner for a line number; never
                         # crash.
-                        LogLine.objects.bulk_create(batch, ignore_conflicts=True)
+                        insert_lines(self.step_id, batch)
                         self._trim(cutoff, omitted)
                     self._trimmed_to = max(self._trimmed_to, cutoff)
                     return True
@@ -272,7 +306,7 @@ class StepLog:
                                    stream=LOG_OMITTED, text="", omitted_lines=lines,
                                    omitted_bytes=size)
 
-    def _put_back(self, batch: list[LogLine], omitted: tuple[int, int]) -> None:
+    def _put_back(self, batch: list[_Line], omitted: tuple[int, int]) -> None:
         with self._lock:
             self._buffer[:0] = batch
             lines, size = self._unsaved_omitted

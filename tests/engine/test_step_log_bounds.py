@@ -73,7 +73,8 @@ def test_a_flush_that_trims_costs_a_fixed_number_of_queries():
     with CaptureQueriesContext(connection) as queries:
         for index in range(100):
             log.write(f"more {index}")
-    statements = [q["sql"].split()[0] for q in queries.captured_queries
+    statements = [q["sql"].removeprefix("100 times: ").split()[0]
+                  for q in queries.captured_queries
                   if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
     # INSERT the batch, SUM the bytes leaving, DELETE them, UPDATE the marker
     assert sorted(statements) == ["DELETE", "INSERT", "SELECT", "UPDATE"]
