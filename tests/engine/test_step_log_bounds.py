@@ -4,9 +4,13 @@ are stripped; redaction happens before any cut (clusters/engine/steplog.py)."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from clusters.core.redaction import Redactor
 from clusters.engine.pipeline import StepSpec, create_run
@@ -154,3 +158,21 @@ def test_characters_the_ssh_adapter_already_dropped_count_in_the_cut():
     long, short = _rows(step)
     assert len(long.text) == 100 and long.cut_chars == 12 + 1000 - 100 + 5_000_000
     assert (short.text, short.cut_chars) == ("short", 7)
+
+
+def test_a_log_stored_before_the_bound_is_trimmed_by_the_command(settings):
+    settings.PANEL_STEP_LOG_HEAD_LINES, settings.PANEL_STEP_LOG_TAIL_LINES = 3, 4
+    step, short = _step(), _step()
+    now = timezone.now()
+    LogLine.objects.bulk_create([LogLine(step=step, seq=i, time=now, text=f"old {i}")
+                                 for i in range(1, 101)] +
+                                [LogLine(step=short, seq=i, time=now, text="x")
+                                 for i in range(1, 8)])
+    out = io.StringIO()
+    call_command("trim_step_logs", stdout=out)
+    assert out.getvalue() == "1 step logs trimmed.\n"
+    rows = _rows(step)
+    assert [r.seq for r in rows] == [1, 2, 3, 4, 97, 98, 99, 100]
+    assert rows[3].stream == LOG_OMITTED and rows[3].omitted_lines == 93  # lines 4-96
+    assert rows[3].omitted_bytes == sum(len(f"old {i}") for i in range(4, 97))
+    assert LogLine.objects.filter(step=short).count() == 7
