@@ -89,7 +89,7 @@ def search(run: Run, step_id: int, query: str) -> dict[str, Any]:
 
 def download_name(run: Run, step: Step) -> str:
     name = f"{run.cluster.name}-run{run.pk}-{step.key}.log"
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "-" for c in name)
 
 
 def download_lines(run: Run, step: Step) -> Iterator[str]:
