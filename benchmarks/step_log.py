@@ -38,6 +38,9 @@ BENCH_SECRET = "bench-Secret-7hQ2x"  # noqa: S105 - a made-up value the redactor
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--again", type=int, default=200_000,
+                        help="lines of a second step, written after the first's dead rows "
+                             "were vacuumed: the table must not grow by their size")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""))
     return parser.parse_args()
 
@@ -98,12 +101,27 @@ def ingest(step: Step, lines: int) -> tuple[float, float]:
 
 
 def table_bytes() -> int:
+    """The log table and its indexes on disk (PostgreSQL), or the whole database file less
+    its free pages (SQLite: deleted rows' pages go to its freelist and are reused)."""
     with connection.cursor() as cursor:
         if POSTGRES:
             cursor.execute("SELECT pg_total_relation_size('clusters_logline')")
-        else:
-            cursor.execute("SELECT SUM(pgsize) FROM dbstat WHERE name LIKE '%logline%'")
-        return int(cursor.fetchone()[0] or 0)
+            return int(cursor.fetchone()[0])
+        cursor.execute("SELECT (page_count - freelist_count) * page_size "
+                       "FROM pragma_page_count, pragma_freelist_count, pragma_page_size")
+        return int(cursor.fetchone()[0])
+
+
+def vacuum() -> str:
+    """What PostgreSQL's autovacuum does in production (this machine's server may have it
+    off): mark the deleted rows' space free for new rows, and refresh the planner's counts."""
+    if not POSTGRES:
+        return "SQLite reuses deleted pages by itself"
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        setting = cursor.fetchone()[0]
+        cursor.execute("VACUUM ANALYZE clusters_logline")
+    return f"autovacuum is {setting} on this server; ran VACUUM ANALYZE"
 
 
 def storage(kept: QuerySet[LogLine]) -> str:
@@ -111,7 +129,7 @@ def storage(kept: QuerySet[LogLine]) -> str:
     size = kept.aggregate(size=Sum(OctetLength("text")))["size"]
     marker = kept.get(stream=LOG_OMITTED)
     return (f"kept: {rows:,} rows, {size:,} bytes of text; marker: {marker.omitted_lines:,} "
-            f"lines ({marker.omitted_bytes:,} bytes) omitted; log table on disk "
+            f"lines ({marker.omitted_bytes:,} bytes) omitted; on disk "
             f"{table_bytes() / 2**20:.1f} MiB")
 
 
@@ -168,6 +186,15 @@ def main() -> None:
     print(f"ingest: {seconds:.1f} s wall ({ARGS.lines / seconds:,.0f} lines/s), {cpu:.1f} s CPU"
           f" in this process ({ARGS.lines / cpu:,.0f} lines/CPU-s)")
     print(storage(kept))
+    print(vacuum())
+    if ARGS.again:
+        before = table_bytes()
+        second = create_run(run.cluster, RunKind.TEST, [StepSpec("more", "More", "test.work")],
+                            start=False).steps.get()
+        again, _ = ingest(second, ARGS.again)
+        print(f"a second step of {ARGS.again:,} lines ({again:.1f} s): on disk "
+              f"{before / 2**20:.1f} -> {table_bytes() / 2**20:.1f} MiB")
+        print(vacuum())
     last = kept.order_by("-seq").values_list("seq", flat=True).first() or 0
     for name, call in pages(owner, step, last, ARGS.lines).items():
         wall, cpu, body = timed(call)
