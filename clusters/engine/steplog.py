@@ -17,7 +17,10 @@ PANEL_STEP_LOG_TAIL_LINES lines (they say why it failed). The lines between are 
 the tail moves on and replaced by ONE marker row (stream LOG_OMITTED, at the number of the
 first omitted line) that counts exactly how many lines and bytes are gone. A line's `seq` is
 its line number in the step, so a kept line keeps its number and the marker's number says
-where the gap starts. The whole log is not kept anywhere else: a compressed copy would be a
+where the gap starts. Deleted rows' space is reused: SQLite puts their pages on its freelist,
+PostgreSQL once (auto)vacuum has marked them free, so the table stays near the kept rows
+plus what is written between two autovacuum runs (benchmarks/step_log.py shows both).
+The whole log is not kept anywhere else: a compressed copy would be a
 second store with a bound of its own, and a second place secrets could leak from; instead
 the page and the download say plainly what was omitted.
 
