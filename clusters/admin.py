@@ -42,6 +42,7 @@ from clusters.models import (
     CloudAccount,
     CloudResource,
     Cluster,
+    KubeCredential,
     LogLine,
     Node,
     NodeRole,
@@ -359,6 +360,30 @@ class AuditEventAdmin(admin.ModelAdmin):
     date_hierarchy = "time"
     readonly_fields = ("time", "user", "username", "action", "cluster", "cluster_name",
                        "ip_address", "user_agent", "details")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(KubeCredential)
+class KubeCredentialAdmin(admin.ModelAdmin):
+    """Personal kubeconfigs issued, for operators to look at; read-only for everyone. Only
+    the cluster's owner revokes (on the cluster page, through clusters.operations), and a
+    row is what Revoke needs to find the ServiceAccount again, so nobody edits or deletes it."""
+
+    list_display = ("created_at", "cluster", "username", "name", "status", "expires_at")
+    list_filter = ("status",)
+    list_select_related = ("cluster",)
+    search_fields = ("username", "name", "token_id")
+    readonly_fields = ("cluster", "issued_to", "username", "namespace", "name", "role",
+                       "service_account_uid", "token_id", "status", "created_at",
+                       "expires_at", "revoked_at", "revoked_by", "error")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

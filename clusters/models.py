@@ -597,6 +597,8 @@ class AuditAction(models.TextChoices):
     NODE_HOST_KEY = "node_host_key", _("Node host key accepted")
     LOGIN_FAILED = "login_failed", _("Sign-in failed")
     HEALTH_CHECK = "health_check", _("Health check requested")
+    KUBE_CREDENTIAL_ISSUE = "kube_credential_issue", _("Personal kubeconfig issued")
+    KUBE_CREDENTIAL_REVOKE = "kube_credential_revoke", _("Personal kubeconfig revoked")
     ADMIN_CHANGE = "admin_change", _("Changed in the admin")
     ADMIN_DELETE = "admin_delete", _("Deleted in the admin")
 
@@ -627,3 +629,54 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.time:%Y-%m-%d %H:%M:%S} {self.username} {self.action} {self.cluster_name}"
+
+
+class KubeCredentialStatus(models.TextChoices):
+    ISSUING = "issuing", _("Being issued")
+    ACTIVE = "active", _("Active")
+    REVOKED = "revoked", _("Revoked")
+    FAILED = "failed", _("Not issued")
+
+
+class KubeCredential(models.Model):
+    """One revocable kubeconfig handed to a person: a ServiceAccount of its own on the cluster,
+    bound to a ClusterRole, whose bound token (TokenRequest API) the download carries.
+
+    Why a ServiceAccount and not a client certificate: Kubernetes checks no revocation list,
+    so a certificate signed by the client CA works until it expires, whoever it was given
+    to. A bound token is checked against its ServiceAccount on every request: deleting the
+    account (and its binding) is a revocation that takes effect at once, on every server.
+    The token itself is never stored: it is in the one download, and only its ID (the JWT's
+    `jti`, what the cluster's own audit log calls the credential ID `JTI=…`) and the
+    account's name and UID are kept, to be shown, audited and revoked.
+
+    The row is written (ISSUING) before anything is created on the cluster, so a download
+    that failed half-way still has a row whose Revoke cleans up what was made.
+    """
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE,
+                                related_name="kube_credentials", verbose_name=_("cluster"))
+    issued_to = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
+                                  null=True, blank=True, related_name="+",
+                                  verbose_name=_("issued to"))
+    username = models.CharField(_("username"), max_length=150)
+    namespace = models.CharField(_("namespace"), max_length=63)
+    name = models.CharField(_("ServiceAccount"), max_length=63)
+    role = models.CharField(_("ClusterRole"), max_length=63)
+    service_account_uid = models.CharField(_("ServiceAccount UID"), max_length=64, blank=True)
+    token_id = models.CharField(_("token ID"), max_length=64, blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=KubeCredentialStatus.choices,
+                              default=KubeCredentialStatus.ISSUING)
+    created_at = models.DateTimeField(_("issued at"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    revoked_by = models.CharField(_("revoked by"), max_length=150, blank=True)
+    error = models.CharField(_("error"), max_length=500, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["cluster", "namespace", "name"],
+                                               name="kube_credential_unique_account")]
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"

@@ -23,6 +23,8 @@ import yaml
 
 from clusters.core.errors import PermanentError, TransientError
 
+RBAC_BINDINGS = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+
 
 @dataclass(frozen=True)
 class NodeState:
@@ -133,6 +135,68 @@ class KubeClient:
                     "Succeeded", "Failed"):
                 evictable.append(f"{meta.get('namespace', '')}/{meta.get('name', '')}")
         return evictable
+
+    # -- revocable credentials: a ServiceAccount, its ClusterRoleBinding, a bound token ------
+
+    def create_service_account(self, namespace: str, name: str,
+                               annotations: dict[str, str]) -> str:
+        """Create the ServiceAccount; returns its UID (what its tokens are bound to)."""
+        body = {"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": name, "namespace": namespace,
+                             "labels": {"app.kubernetes.io/managed-by": "k3s-panel"},
+                             "annotations": annotations}}
+        status, answer = self.send(
+            "POST", f"/api/v1/namespaces/{quote(namespace, safe='')}/serviceaccounts", body)
+        self._created(status, answer, f"create the ServiceAccount {namespace}/{name}")
+        return str(json.loads(answer).get("metadata", {}).get("uid", ""))
+
+    def bind_cluster_role(self, name: str, role: str, namespace: str, account: str) -> None:
+        """A ClusterRoleBinding `name` of ClusterRole `role` to the ServiceAccount."""
+        body = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": name,
+                             "labels": {"app.kubernetes.io/managed-by": "k3s-panel"}},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": role},
+                "subjects": [{"kind": "ServiceAccount", "name": account,
+                              "namespace": namespace}]}
+        status, answer = self.send("POST", RBAC_BINDINGS, body)
+        self._created(status, answer, f"bind the ClusterRole {role} to {namespace}/{account}")
+
+    def request_token(self, namespace: str, name: str, seconds: int) -> tuple[str, str]:
+        """A bound token of the ServiceAccount (TokenRequest, `kubectl create token`):
+        (token, expirationTimestamp). The issuer may shorten the lifetime asked for
+        (--service-account-max-token-expiration), so the caller records the answer's expiry.
+        Errors never quote the answer of a success, which carries the token."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": seconds}}
+        status, answer = self.send(
+            "POST", f"/api/v1/namespaces/{quote(namespace, safe='')}/serviceaccounts/"
+                    f"{quote(name, safe='')}/token", body)
+        self._created(status, answer, f"request a token for {namespace}/{name}")
+        try:
+            result = json.loads(answer)["status"]
+            return str(result["token"]), str(result["expirationTimestamp"])
+        except (ValueError, KeyError, TypeError):
+            raise PermanentError(f"The API at {self.server} answered a token request "
+                                 "without a token.") from None
+
+    def delete_service_account(self, namespace: str, name: str) -> bool:
+        """Delete it (its bound tokens stop working); False when already gone."""
+        status, body = self.send(
+            "DELETE", f"/api/v1/namespaces/{quote(namespace, safe='')}/serviceaccounts/"
+                      f"{quote(name, safe='')}")
+        return self._changed(status, body, f"delete the ServiceAccount {namespace}/{name}")
+
+    def delete_cluster_role_binding(self, name: str) -> bool:
+        status, body = self.send("DELETE", f"{RBAC_BINDINGS}/{quote(name, safe='')}")
+        return self._changed(status, body, f"delete the ClusterRoleBinding {name}")
+
+    def _created(self, status: int, body: bytes, what: str) -> None:
+        if status == 404:
+            raise PermanentError(f"The API at {self.server} could not {what}: "
+                                 f"{body[:200].decode(errors='replace')}")
+        if status not in (200, 201):
+            self._changed(status, body, what)
 
     def _changed(self, status: int, body: bytes, what: str) -> bool:
         if status == 404:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,3 +97,34 @@ def rewrite_kubeconfig(k3s_yaml: str, cluster_name: str, lb_address: str,
     text = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
     return Kubeconfig(text=text, server=server, name=name, client_cert_not_after=not_after,
                       ca_pem=ca_pem)
+
+
+def with_token(kubeconfig_text: str, user_name: str, token: str) -> str:
+    """The cluster's kubeconfig (server, CA, names) with a bearer-token user instead of the
+    admin client certificate: what a personal, revocable download carries.
+
+    The context and user are named `<cluster>-<user_name>`, so a person who merges several
+    downloads into one ~/.kube/config keeps them apart; the cluster entry keeps its name.
+    """
+    config = yaml.safe_load(kubeconfig_text)
+    cluster = _only(config.get("clusters"), "cluster")
+    context = _only(config.get("contexts"), "context")
+    name = f"{cluster['name']}-{kube_name(user_name)}"
+    config["users"] = [{"name": name, "user": {"token": token}}]
+    context["name"] = name
+    context["context"] = {**(context.get("context") or {}), "user": name}
+    config["current-context"] = name
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The claims of a service-account JWT, read (not verified: the cluster that issued it
+    is the one that checks it) for the panel to record its ID (`jti`) and expiry."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error):
+        raise PermanentError("The API returned a token that is not a JWT.") from None
+    if not isinstance(claims, dict):
+        raise PermanentError("The API returned a token that is not a JWT.")
+    return claims

@@ -1,6 +1,7 @@
 """What a user can ask of a cluster, one module per operation, each holding its rules and its
 step graph: `create`, `destroy`, `allowlist` (the API's allowed sources), `nodes` (add,
-remove), `upgrade`, `kubeconfig` (renewal),
+remove), `upgrade`, `kubeconfig` (renewal), `kube_credentials` (personal, revocable
+kubeconfigs: ServiceAccount tokens, no run),
 `health` (the health checks as Celery tasks), `diagnostics` (reading a failed run's hosts
 on request, a Celery task too), `host_keys` (accepting a node's new SSH key, no run); `runs`
 is what they share (the refusal, the one-run-at-a-time lock, cancel, a finished run's
@@ -20,6 +21,10 @@ from clusters.operations.destroy import start_destroy
 from clusters.operations.diagnostics import Collection, start_diagnostics
 from clusters.operations.health import request_health_check
 from clusters.operations.host_keys import accept_host_key, host_key_refusal
+from clusters.operations.kube_credentials import audit_details as kube_credential_details
+from clusters.operations.kube_credentials import issue as issue_kube_credential
+from clusters.operations.kube_credentials import issue_refusal as kube_credential_refusal
+from clusters.operations.kube_credentials import revoke as revoke_kube_credential
 from clusters.operations.kubeconfig import start_kubeconfig_renewal
 from clusters.operations.nodes import (
     ha_warning,
@@ -47,11 +52,15 @@ __all__ = [
     "diagnosing",
     "ha_warning",
     "host_key_refusal",
+    "issue_kube_credential",
+    "kube_credential_details",
+    "kube_credential_refusal",
     "on_run_finished",
     "removal_warning",
     "request_health_check",
     "retry",
     "retry_refusal",
+    "revoke_kube_credential",
     "servers_left_after",
     "start_add_nodes",
     "start_allowlist_change",

@@ -36,7 +36,7 @@ from clusters.models import (
     Step,
     StepStatus,
 )
-from clusters.operations import upgrade
+from clusters.operations import kube_credentials, upgrade
 from clusters.web import queries
 from clusters.web.forms import HostForm
 
@@ -145,6 +145,29 @@ def allowlist_context(cluster: Cluster, resources: list[Any]) -> dict[str, Any]:
     cidrs = list(cluster.api_allowed_cidrs or [])
     return {"api_allowed_cidrs": cidrs, "api_allowed_text": "\n".join(cidrs),
             "can_change_allowlist": guarded and cluster.can_change_nodes}
+
+
+class KubeconfigForm(forms.Form):
+    """How long a personal kubeconfig stays valid (clusters/operations/kube_credentials)."""
+
+    lifetime = forms.ChoiceField(
+        label=gettext_lazy("Valid for"), initial=kube_credentials.DEFAULT_LIFETIME,
+        choices=[(key, label) for key, (_seconds, label) in kube_credentials.LIFETIMES.items()])
+
+
+CREDENTIALS_SHOWN = 50
+
+
+def credentials_context(cluster: Cluster) -> dict[str, Any]:
+    """The personal kubeconfigs issued for this cluster (newest first) and the form."""
+    credentials = list(cluster.kube_credentials.all()[:CREDENTIALS_SHOWN])
+    for credential in credentials:
+        credential.expired = kube_credentials.is_expired(credential)  # type: ignore[attr-defined]
+        credential.revocable = credential.status in kube_credentials.LIVE  # type: ignore[attr-defined]
+    return {"kube_credentials": credentials, "kubeconfig_form": KubeconfigForm(),
+            "can_issue_kubeconfig": operations.kube_credential_refusal(cluster) is None,
+            "kubeconfig_default_lifetime": kube_credentials.DEFAULT_LIFETIME,
+            "cluster_gone": cluster.status == ClusterStatus.DESTROYED}
 
 
 def upgrade_context(cluster: Cluster) -> dict[str, Any]:
@@ -300,6 +323,7 @@ def cluster_context(request: HttpRequest, cluster: Cluster, *,
         "audit_events": list(cluster.audit_events.order_by("-time", "-pk")[:AUDIT_SHOWN]),
         "has_kubeconfig": bool(cluster.kubeconfig),
         **upgrade_context(cluster),
+        **credentials_context(cluster),
         **nodes_context(cluster, nodes),
         "kubeconfig_filename": kubeconfig_filename(cluster),
     }

@@ -14,7 +14,8 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
@@ -30,6 +31,7 @@ from clusters.models import (
 from clusters.web import audit, queries
 from clusters.web.actions import run_url, start_operation
 from clusters.web.cluster_page import (
+    KubeconfigForm,
     cluster_context,
     kubeconfig_filename,
     log_context,
@@ -190,6 +192,48 @@ def kubeconfig_download(request: HttpRequest, code: Any) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="{kubeconfig_filename(cluster)}"'
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@login_required
+@require_POST
+@never_cache
+def kubeconfig_issue(request: HttpRequest, code: Any) -> HttpResponse:
+    """A personal, revocable kubeconfig (its own ServiceAccount token) as a file, shown this
+    once: the token is in this answer only (never stored; no-store), its ID in the audit."""
+    cluster = queries.owned_cluster(request.user, code)
+    form = KubeconfigForm(request.POST)
+    lifetime = form.cleaned_data["lifetime"] if form.is_valid() else ""
+    try:
+        issued = operations.issue_kube_credential(cluster, request.user, lifetime)
+    except operations.OperationRefused as exc:
+        messages.error(request, str(exc))
+        return redirect(reverse("clusters:cluster", args=[cluster.code]) + "#kubeconfig-heading")
+    credential = issued.credential
+    audit.record(request, AuditAction.KUBE_CREDENTIAL_ISSUE, cluster, lifetime=lifetime,
+                 **operations.kube_credential_details(credential))
+    response = HttpResponse(issued.kubeconfig, content_type="application/yaml; charset=utf-8")
+    filename = kubeconfig_filename(cluster).removesuffix(".yaml") + f"-{credential.name}.yaml"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+@require_POST
+def kubeconfig_revoke(request: HttpRequest, code: Any, credential_id: int) -> HttpResponse:
+    """Revoke one personal kubeconfig of the owner's cluster (audited with its IDs)."""
+    cluster = queries.owned_cluster(request.user, code)
+    credential = get_object_or_404(cluster.kube_credentials, pk=credential_id)
+    try:
+        operations.revoke_kube_credential(credential, request.user)
+    except operations.OperationRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        audit.record(request, AuditAction.KUBE_CREDENTIAL_REVOKE, cluster,
+                     **operations.kube_credential_details(credential))
+        messages.success(request, _("Revoked %(name)s: its kubeconfig is refused from now on.")
+                         % {"name": credential.name})
+    return redirect(reverse("clusters:cluster", args=[cluster.code]) + "#kubeconfig-heading")
 
 
 @login_required

@@ -2,8 +2,13 @@
 
 Why: the panel and the real kubectl talk to this port directly or through the SLB. What they
 see must match K3s: /ping and /cacerts without auth; everything else of the API 401 without a
-client certificate signed by the cluster client CA; discovery, nodes (list/get/patch/delete,
-Table output) and kubelet leases; supervisor endpoints for agents with token basic auth.
+client certificate signed by the cluster client CA or a valid bound service-account token
+(`Authorization: Bearer`, checked on every request: a deleted ServiceAccount's or an expired
+token answers 401 like kube-apiserver); discovery, nodes (list/get/patch/delete, Table
+output), kubelet leases, ServiceAccounts with their token subresource (TokenRequest) and
+ClusterRoleBindings (serviceaccounts.py); supervisor endpoints for agents with token basic
+auth. Authorization: system:masters, or a binding to the cluster-admin ClusterRole, may do
+everything; nodes may read nodes and change their own.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from sandbox.k3s import certs, logs, nodes, secretsencrypt
+from sandbox.k3s import certs, logs, nodes, protobuf, secretsencrypt, serviceaccounts
 from sandbox.k3s.kine import DatastoreError, Kine
 
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"
@@ -53,6 +58,9 @@ class ApiContext:
     # Until then /readyz and /healthz fail like a kube-apiserver whose post-start hooks have not
     # finished: port 6443 already accepts (a TCP health check passes) but it is not ready.
     ready_at: float = 0.0
+    # server/tls/service.key: signs and verifies service-account tokens (the same on every
+    # server: it travels in the bootstrap data).
+    service_key: bytes = b""
 
 
 def status(code: int, reason: str, message: str, details: dict | None = None) -> dict:
@@ -83,7 +91,25 @@ API_RESOURCES_V1 = {
                    "watch"], "shortNames": ["no"]},
         {"name": "nodes/status", "singularName": "", "namespaced": False, "kind": "Node",
          "verbs": ["get", "patch", "update"]},
+        {"name": "serviceaccounts", "singularName": "serviceaccount", "namespaced": True,
+         "kind": "ServiceAccount", "verbs": ["create", "delete", "deletecollection", "get",
+                                             "list", "patch", "update", "watch"],
+         "shortNames": ["sa"]},
+        {"name": "serviceaccounts/token", "singularName": "", "namespaced": True,
+         "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest",
+         "verbs": ["create"]},
     ],
+}
+RBAC_GROUP = "rbac.authorization.k8s.io"
+# ServiceAccountTokenJTI is on by default from Kubernetes 1.30: tokens carry a jti from then.
+JTI_SINCE_MINOR = 30
+CRB_PATH = f"/apis/{RBAC_GROUP}/v1/clusterrolebindings"
+API_RESOURCES_RBAC = {
+    "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{RBAC_GROUP}/v1",
+    "resources": [{"name": "clusterrolebindings", "singularName": "clusterrolebinding",
+                   "namespaced": False, "kind": "ClusterRoleBinding",
+                   "verbs": ["create", "delete", "deletecollection", "get", "list", "patch",
+                             "update", "watch"]}],
 }
 API_RESOURCES_COORDINATION = {
     "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "coordination.k8s.io/v1",
@@ -93,11 +119,15 @@ API_RESOURCES_COORDINATION = {
 }
 API_GROUPS = {
     "kind": "APIGroupList", "apiVersion": "v1",
-    "groups": [{"name": "coordination.k8s.io",
-                "versions": [{"groupVersion": "coordination.k8s.io/v1", "version": "v1"}],
-                "preferredVersion": {"groupVersion": "coordination.k8s.io/v1",
-                                     "version": "v1"}}],
+    "groups": [{"name": group,
+                "versions": [{"groupVersion": f"{group}/v1", "version": "v1"}],
+                "preferredVersion": {"groupVersion": f"{group}/v1", "version": "v1"}}
+               for group in ("coordination.k8s.io", "rbac.authorization.k8s.io")],
 }
+
+DISCOVERY = {"/apis": API_GROUPS, "/api/v1": API_RESOURCES_V1,
+             "/apis/coordination.k8s.io/v1": API_RESOURCES_COORDINATION,
+             f"/apis/{RBAC_GROUP}/v1": API_RESOURCES_RBAC}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -126,12 +156,54 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    def _object_body(self) -> dict:
+        """A request body as kube-apiserver reads it: JSON, or the protobuf kubectl's typed
+        clients send (protobuf.py); anything else is a 415/400 like the real one's."""
+        body = self._body()
+        content_type = self.headers.get("Content-Type", "application/json").split(";")[0]
+        try:
+            if content_type == protobuf.CONTENT_TYPE:
+                return protobuf.decode(body)
+            if content_type != "application/json":
+                raise serviceaccounts.ApiError(
+                    415, "UnsupportedMediaType",
+                    f'the body of the request was in an unknown format - accepted media types '
+                    f'include: application/json, application/yaml, {protobuf.CONTENT_TYPE}')
+            obj = json.loads(body or b"{}")
+        except (ValueError, protobuf.DecodeError) as exc:
+            raise serviceaccounts.ApiError(400, "BadRequest", f"the object provided is not "
+                                           f"readable: {exc}") from None
+        if not isinstance(obj, dict):
+            raise serviceaccounts.ApiError(400, "BadRequest", "the object provided is not an "
+                                           "object")
+        return obj
+
     def _client_identity(self) -> tuple[str, list[str]] | None:
         """(user, groups) from a client certificate signed by the cluster client CA."""
         der = self.connection.getpeercert(binary_form=True)  # type: ignore[attr-defined]
         if not der:
             return None
         return certs.subject_of(der)
+
+    def _bearer_identity(self) -> tuple[str, list[str]] | None:
+        """(user, groups) of a valid service-account token, checked again on every request."""
+        header = self.headers.get("Authorization", "")
+        if not header.startswith("Bearer ") or not self.ctx.service_key:
+            return None
+        identity = serviceaccounts.authenticate(self.ctx.kine, self.ctx.service_key,
+                                                header[7:].strip())
+        if identity is None:
+            # kube-apiserver logs this (never the token) and answers a bare 401.
+            logs.error('"Unable to authenticate the request" err="[invalid bearer token, '
+                       'service account token has expired or its ServiceAccount has been '
+                       'deleted]"')
+        return identity
+
+    def _is_admin(self, identity: tuple[str, list[str]]) -> bool:
+        user, groups = identity
+        return "system:masters" in groups or (
+            user.startswith("system:serviceaccount:")
+            and "cluster-admin" in serviceaccounts.cluster_roles_of(self.ctx.kine, user, groups))
 
     def _basic_user(self) -> str | None:
         header = self.headers.get("Authorization", "")
@@ -179,7 +251,7 @@ class Handler(BaseHTTPRequestHandler):
             elif path.startswith("/v1-k3s/"):
                 self._supervisor(method, path)
             else:
-                identity = self._client_identity()
+                identity = self._client_identity() or self._bearer_identity()
                 if identity is None:
                     self._json(401, status(401, "Unauthorized", "Unauthorized"))
                     return
@@ -235,8 +307,8 @@ class Handler(BaseHTTPRequestHandler):
     # -- Kubernetes API ------------------------------------------------------------------------
     def _api(self, method: str, path: str, query: dict[str, str],
              identity: tuple[str, list[str]]) -> None:
-        user, groups = identity
-        admin = "system:masters" in groups
+        user, _groups = identity
+        admin = self._is_admin(identity)
         if path in ("/readyz", "/healthz") and method == "GET" \
                 and time.monotonic() < self.ctx.ready_at:
             self._send(500, WARMING_UP, "text/plain; charset=utf-8")
@@ -249,12 +321,12 @@ class Handler(BaseHTTPRequestHandler):
                              "serverAddressByClientCIDRs": [
                                  {"clientCIDR": "0.0.0.0/0",
                                   "serverAddress": self.headers.get("Host", "")}]})
-        elif path == "/apis":
-            self._json(200, API_GROUPS)
-        elif path == "/api/v1":
-            self._json(200, API_RESOURCES_V1)
-        elif path == "/apis/coordination.k8s.io/v1":
-            self._json(200, API_RESOURCES_COORDINATION)
+        elif path in DISCOVERY:
+            self._json(200, DISCOVERY[path])
+        elif path.startswith("/api/v1/namespaces/") and "/serviceaccounts" in path:
+            self._service_accounts(method, path, user, admin)
+        elif path == CRB_PATH or path.startswith(CRB_PATH + "/"):
+            self._cluster_role_bindings(method, path[len(CRB_PATH) + 1:], user, admin)
         elif path == "/api/v1/nodes" or path.startswith("/api/v1/nodes/"):
             name = path[len("/api/v1/nodes/"):] if path != "/api/v1/nodes" else ""
             self._nodes(method, name, query, identity)
@@ -270,13 +342,80 @@ class Handler(BaseHTTPRequestHandler):
                                f'{resource}{target} is forbidden: User "{user}" cannot {verb} '
                                f'resource "{resource}" in API group "" at the cluster scope'))
 
+    def _service_accounts(self, method: str, path: str, user: str, admin: bool) -> None:
+        """/api/v1/namespaces/NS/serviceaccounts[/NAME[/token]]: cluster-admin only here."""
+        parts = path[len("/api/v1/namespaces/"):].split("/")
+        namespace, name = parts[0], parts[2] if len(parts) > 2 else ""
+        token = len(parts) == 4 and parts[3] == "token"
+        if len(parts) < 2 or parts[1] != "serviceaccounts" or len(parts) > 4 \
+                or (len(parts) == 4 and not token):
+            self._json(404, status(404, "NotFound", "the server could not find the requested "
+                                                    "resource"))
+            return
+        verb = {"GET": "get" if name else "list", "POST": "create", "DELETE": "delete"}.get(
+            method, method.lower())
+        if not admin:
+            resource = "serviceaccounts/token" if token else "serviceaccounts"
+            target = f' "{name}"' if name else ""
+            self._json(403, status(403, "Forbidden",
+                                   f'{resource}{target} is forbidden: User "{user}" cannot '
+                                   f'{verb} resource "{resource}" in API group "" in the '
+                                   f'namespace "{namespace}"'))
+            return
+        kine = self.ctx.kine
+        try:
+            if token and method == "POST":
+                minor = int(version_info(self.ctx.version, "")["minor"])
+                self._json(201, serviceaccounts.request_token(
+                    kine, self.ctx.service_key, namespace, name, self._object_body(),
+                    jti=minor >= JTI_SINCE_MINOR))
+            elif not name and method == "POST":
+                self._json(201, serviceaccounts.create_service_account(
+                    kine, namespace, self._object_body()))
+            elif name and not token and method == "GET":
+                self._json(200, serviceaccounts.get_service_account(kine, namespace, name))
+            elif name and not token and method == "DELETE":
+                gone = serviceaccounts.delete_service_account(kine, namespace, name)
+                self._json(200, _deleted(gone, "serviceaccounts", ""))
+            else:
+                self._json(405, status(405, "MethodNotAllowed", "the server does not allow "
+                                       "this method on the requested resource"))
+        except serviceaccounts.ApiError as exc:
+            self._json(exc.code, status(exc.code, exc.reason, exc.message, exc.details))
+
+    def _cluster_role_bindings(self, method: str, name: str, user: str, admin: bool) -> None:
+        if not admin:
+            verb = {"GET": "get" if name else "list", "POST": "create",
+                    "DELETE": "delete"}.get(method, method.lower())
+            target = f' "{name}"' if name else ""
+            self._json(403, status(403, "Forbidden",
+                                   f'clusterrolebindings.{RBAC_GROUP}{target} is forbidden: '
+                                   f'User "{user}" cannot {verb} resource "clusterrolebindings" '
+                                   f'in API group "{RBAC_GROUP}" at the cluster scope'))
+            return
+        kine = self.ctx.kine
+        try:
+            if not name and method == "POST":
+                self._json(201, serviceaccounts.create_cluster_role_binding(
+                    kine, self._object_body()))
+            elif name and method == "GET":
+                self._json(200, serviceaccounts.get_cluster_role_binding(kine, name))
+            elif name and method == "DELETE":
+                gone = serviceaccounts.delete_cluster_role_binding(kine, name)
+                self._json(200, _deleted(gone, "clusterrolebindings", RBAC_GROUP))
+            else:
+                self._json(405, status(405, "MethodNotAllowed", "the server does not allow "
+                                       "this method on the requested resource"))
+        except serviceaccounts.ApiError as exc:
+            self._json(exc.code, status(exc.code, exc.reason, exc.message, exc.details))
+
     def _wants_table(self) -> bool:
         return "as=Table" in self.headers.get("Accept", "")
 
     def _nodes(self, method: str, name: str, query: dict[str, str],
                identity: tuple[str, list[str]]) -> None:
         user, groups = identity
-        admin = "system:masters" in groups
+        admin = self._is_admin(identity)
         reader = admin or "system:nodes" in groups
         if not name and method == "GET":
             if reader:
@@ -375,6 +514,17 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, json.loads(renewed.value) if renewed is not None else {})
         else:
             self._json(405, status(405, "MethodNotAllowed", "method not allowed"))
+
+
+def _deleted(obj: dict, kind: str, group: str) -> dict:
+    """What a DELETE of a ServiceAccount or ClusterRoleBinding answers: a Success Status
+    (their registries do not return the deleted object)."""
+    details = {"name": obj["metadata"]["name"], "kind": kind,
+               "uid": obj["metadata"].get("uid", "")}
+    if group:
+        details["group"] = group
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": details}
 
 
 def _hash(password: str) -> bytes:

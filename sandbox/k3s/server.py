@@ -135,7 +135,7 @@ class Server:
             client_ca_key=files["ClientCAKey"], server_password=password,
             agent_password=agent_password, grace_seconds=self.grace_seconds,
             encryption_config=encryption_config,
-            ready_at=time.monotonic() + warmup_seconds())
+            ready_at=time.monotonic() + warmup_seconds(), service_key=files["ServiceKey"])
         signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
         httpd = self._start_api(ctx, files, bind, node_ips, port)

@@ -10,6 +10,7 @@ import subprocess
 from typing import Any
 
 import pytest
+import yaml
 
 from clusters.models import AuditEvent, Cluster
 from tests.support.factories import make_user
@@ -86,10 +87,14 @@ def test_wizard_to_kubectl_in_the_browser(world, start_worker, live_server: Any,
         shot(page, "e2e-03-cluster-ready-zh")
 
     cluster = Cluster.objects.get(name="shop")
-    assert kubeconfig.name == "shop.yaml"
+    # The page's Download kubeconfig is a personal one: its own token, revocable, a day long.
+    assert kubeconfig.name.startswith("shop-panel-") and kubeconfig.name.endswith(".yaml")
+    user_entry = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]
+    assert set(user_entry) == {"token"}
     nodes = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "nodes",
                             "--no-headers"], capture_output=True, text=True, timeout=60)
     assert nodes.returncode == 0, nodes.stderr
     rows = [line.split() for line in nodes.stdout.splitlines()]
     assert len(rows) == 3 and {row[1] for row in rows} == {"Ready"}, nodes.stdout
-    assert AuditEvent.objects.filter(cluster=cluster, action="kubeconfig_download").exists()
+    event = AuditEvent.objects.get(cluster=cluster, action="kube_credential_issue")
+    assert event.details["lifetime"] == "1d" and event.details["token_id"]

@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 import subprocess
 
 import pytest
 import yaml
+from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 
 from clusters import operations
 from clusters.adapters import health
 from clusters.adapters.cloud import cloud_for
 from clusters.models import (
+    AuditAction,
+    AuditEvent,
     CloudResource,
     Cluster,
     ClusterStatus,
+    KubeCredential,
+    KubeCredentialStatus,
     LogLine,
     Node,
     RunStatus,
     StepStatus,
 )
 from tests.support import runs
+from tests.support.factories import make_user
 from tests.support.leaks import leaks
 from tests.support.processes import CommandLineWatcher
 from tests.support.redis_monitor import RedisMonitor
@@ -58,8 +67,63 @@ def pages_of(client, cluster, run) -> list[str]:
     return [client.get(url).content.decode() for url in urls]
 
 
+def personal_kubeconfig_issued_used_and_revoked(cluster, client, tmp_path) -> str:
+    """The owner downloads a personal kubeconfig (a ServiceAccount token of its own), the
+    real kubectl lists the nodes with it through the SLB; another user can neither see nor
+    revoke it (404); the owner revokes it and the same file is refused (401 Unauthorized).
+    The audit trail holds both, with the credential's IDs. Returns the token."""
+    issued = client.post(reverse("clusters:kubeconfig-issue", args=[cluster.code]),
+                         {"lifetime": "1h"})
+    assert issued.status_code == 200, issued.content[:500]
+    assert "no-store" in issued["Cache-Control"] and "attachment" in \
+        issued["Content-Disposition"]
+    personal = tmp_path / "personal.yaml"
+    personal.write_bytes(issued.content)
+    token = yaml.safe_load(issued.content)["users"][0]["user"]["token"]
+    credential = KubeCredential.objects.get(cluster=cluster)
+    assert credential.status == KubeCredentialStatus.ACTIVE
+    assert credential.service_account_uid
+    # v1.23's tokens carry no jti (ServiceAccountTokenJTI: 1.30 on); the browser e2e (v1.32)
+    # records one. The account's UID identifies the credential either way.
+    assert credential.token_id == ""
+    assert 3590 <= (credential.expires_at - credential.created_at).total_seconds() <= 3610
+    nodes = kubectl(personal, "get", "nodes", "--no-headers")
+    assert nodes.returncode == 0, nodes.stderr
+    assert len(nodes.stdout.splitlines()) == 3
+
+    revoke_url = reverse("clusters:kubeconfig-revoke", args=[cluster.code, credential.pk])
+    mallory = Client()
+    mallory.force_login(make_user("mallory"))
+    assert mallory.get(reverse("clusters:cluster", args=[cluster.code])).status_code == 404
+    assert mallory.post(revoke_url).status_code == 404
+    assert kubectl(personal, "get", "nodes").returncode == 0  # still works
+
+    page = client.get(reverse("clusters:cluster", args=[cluster.code])).content.decode()
+    assert credential.name in page
+    assert client.post(revoke_url).status_code == 302
+    refused = kubectl(personal, "get", "nodes")
+    assert refused.returncode != 0 and "Unauthorized" in refused.stderr, refused.stderr
+    credential.refresh_from_db()
+    assert credential.status == KubeCredentialStatus.REVOKED
+    assert credential.revoked_by == cluster.owner.username
+    # The cluster's own kubeconfig (the panel's) is untouched.
+    admin = tmp_path / "admin.yaml"
+    admin.write_text(cluster.kubeconfig)
+    assert kubectl(admin, "get", "nodes").returncode == 0
+
+    events = {event.action: event.details for event in AuditEvent.objects.filter(
+        cluster=cluster, action__in=[AuditAction.KUBE_CREDENTIAL_ISSUE,
+                                     AuditAction.KUBE_CREDENTIAL_REVOKE])}
+    for action in (AuditAction.KUBE_CREDENTIAL_ISSUE, AuditAction.KUBE_CREDENTIAL_REVOKE):
+        assert events[action]["token_id"] == credential.token_id, events
+        assert events[action]["service_account"] == f"kube-system/{credential.name}"
+        assert events[action]["service_account_uid"] == credential.service_account_uid
+    assert events[AuditAction.KUBE_CREDENTIAL_ISSUE]["lifetime"] == "1h"
+    return token
+
+
 def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_url, tmp_path,
-                                                  client):
+                                                  client, *, caplog):
     # The K3s recipe's story: MySQL 5.7 with innodb_large_prefix OFF (the account's parameter
     # template says so; RDS's own default is ON) and a K3s whose kine needs it ON.
     world.emulator.control.set_rds_parameter_defaults("5.7", {"innodb_large_prefix": "OFF"})
@@ -120,6 +184,13 @@ def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_ur
     assert sum("control-plane" in row[2] for row in rows) == 2
     assert f"server: https://{cluster.slb_address}:6443" in cluster.kubeconfig
     assert kubectl(kubeconfig, "config", "current-context").stdout.strip() == cluster.name
+    client.force_login(cluster.owner)
+    with caplog.at_level(logging.DEBUG):
+        personal_token = personal_kubeconfig_issued_used_and_revoked(cluster, client, tmp_path)
+    panel_log = [record.getMessage() for record in caplog.records]
+    dump = io.StringIO()
+    call_command("dumpdata", "clusters", stdout=dump)
+    assert personal_token not in dump.getvalue()  # never stored, not even encrypted
 
     # The first server started with the short token (no CA yet); the second one and the agent
     # got the secure forms pinning its CA, the agent its own node-only token.
@@ -137,7 +208,7 @@ def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_ur
     # No secret anywhere a person or another process could read it, in any encoding: the
     # worker's DEBUG log, the pages, the task messages, the step logs, errors, command lines.
     secrets = [cluster.k3s_token, cluster.k3s_agent_token, cluster.datastore_password,
-               world.access_key_secret]
+               world.access_key_secret, personal_token]
     for node in cluster.nodes.all():
         secrets += [line for line in node.ssh_private_key.splitlines()
                     if len(line) >= 16 and not line.startswith("-----")]
@@ -149,7 +220,7 @@ def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_ur
     assert any('HTTP/1.1"' in line and "AccountPassword=***" in line for line in worker_log), \
         [line for line in worker_log if "AccountPassword" in line][:5]
     places = {"worker log": worker_log, "step logs": logs, "task messages": monitor.commands,
-              "errors": errors, "command lines": command_lines,
+              "errors": errors, "command lines": command_lines, "panel log": panel_log,
               "pages": pages_of(client, cluster, run)}
     for place, texts in places.items():
         assert not leaks(texts, secrets, users), place

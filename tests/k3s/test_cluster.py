@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -123,6 +124,62 @@ def test_ping_is_open_but_health_needs_a_client_certificate(cluster: dict) -> No
     assert result.stdout == "ok"
 
 
+def _token_kubeconfig(admin_kubeconfig: str, server: str, token: str, path: Path) -> str:
+    """The admin kubeconfig's cluster with a bearer-token user instead of the certificate."""
+    doc = yaml.safe_load(Path(admin_kubeconfig).read_text())
+    doc["clusters"][0]["cluster"]["server"] = server
+    doc["users"][0]["user"] = {"token": token}
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def test_service_account_token_works_on_every_server_until_its_account_is_deleted(
+        cluster: dict, tmp_path: Path) -> None:
+    """What real kubectl sends for a revocable credential (create sa, clusterrolebinding,
+    create token) is served; the token authenticates at any server of the datastore, and
+    deleting the ServiceAccount makes it 401 Unauthorized at once, as kube-apiserver does."""
+    admin = cluster["a"].kubeconfig()
+    for args in (("create", "serviceaccount", "-n", "kube-system", "alice-1"),
+                 ("create", "clusterrolebinding", "alice-1", "--clusterrole=cluster-admin",
+                  "--serviceaccount=kube-system:alice-1")):
+        result = kubectl(admin, *args)
+        assert result.returncode == 0, result.stderr
+    short = kubectl(admin, "create", "token", "-n", "kube-system", "alice-1",
+                    "--duration=60s")
+    assert short.returncode != 0
+    assert "may not specify a duration less than 10 minutes" in short.stderr
+    created = kubectl(admin, "create", "token", "-n", "kube-system", "alice-1",
+                      "--duration=15m")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["sub"] == "system:serviceaccount:kube-system:alice-1"
+    assert claims["jti"] and claims["exp"] - claims["iat"] == 900  # v1.33: a jti
+    via_b = _token_kubeconfig(admin, "https://127.73.1.12:6443", token, tmp_path / "b.yaml")
+    assert "server-a" in kubectl(via_b, "get", "nodes").stdout
+
+    unbound = kubectl(admin, "create", "serviceaccount", "-n", "kube-system", "bob-1")
+    assert unbound.returncode == 0, unbound.stderr
+    bob = kubectl(admin, "create", "token", "-n", "kube-system", "bob-1")
+    bob_config = _token_kubeconfig(admin, "https://127.73.1.11:6443", bob.stdout.strip(),
+                                   tmp_path / "bob.yaml")
+    refused = kubectl(bob_config, "get", "nodes")
+    assert refused.returncode != 0 and "Forbidden" in refused.stderr
+    assert kubectl(admin, "delete", "serviceaccount", "-n", "kube-system", "bob-1")\
+        .returncode == 0
+
+    for args in (("delete", "clusterrolebinding", "alice-1"),
+                 ("delete", "serviceaccount", "-n", "kube-system", "alice-1")):
+        result = kubectl(admin, *args)
+        assert result.returncode == 0, result.stderr
+    gone = kubectl(via_b, "get", "nodes")
+    assert gone.returncode != 0
+    assert "Unauthorized" in gone.stderr
+    again = kubectl(admin, "create", "serviceaccount", "-n", "kube-system", "alice-1")
+    assert again.returncode == 0, again.stderr
+    assert kubectl(via_b, "get", "nodes").returncode != 0  # a new account is not the old one
+
 def test_server_with_another_token_fails_like_k3s(cluster: dict) -> None:
     intruder = cluster["env"].server("server-c", "127.73.1.13", token="some-other-token")
     assert intruder.proc.wait(30) == 1
@@ -234,3 +291,4 @@ def test_agent_token_admits_only_agents_and_a_wrong_ca_hash_is_refused(
         assert "at-agent" in rows and "at-admin" not in rows and "at-forged" not in rows
     finally:
         env.close()
+

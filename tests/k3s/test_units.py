@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 
 import pytest
 
-from sandbox.k3s import bootstrap, certs, config, dsn, kine, nodes
+from sandbox.k3s import bootstrap, certs, config, dsn, kine, nodes, protobuf
+from sandbox.k3s import serviceaccounts as sa
 from sandbox.k3s.artifacts import ArtifactServer
 from sandbox.k3s.binary import sha256
 from sandbox.k3s.versions import CHANNELS, RELEASES, newest, release
@@ -147,3 +149,49 @@ def test_a_channel_can_move_on_one_artifact_server_only() -> None:
         assert get(other, "/k3s/channels/stable") == b"v1.36.4+k3s1"
         with pytest.raises(KeyError, match=r"v1\.99\.0"):
             moved.move_channel("stable", "v1.99.0+k3s1")
+
+
+def test_service_account_tokens_expire_and_are_bound_to_this_clusters_key() -> None:
+    """A token is honoured only before `exp`, only with this cluster's service key, and not
+    once altered: what makes the panel's expiry choice real."""
+    _, key = certs.new_ca("k3s-service-account")
+    _, other_key = certs.new_ca("k3s-service-account")
+    claims = {"aud": sa.AUDIENCES, "iss": sa.ISSUER, "iat": 1000, "nbf": 1000, "exp": 1600,
+              "jti": "j-1", "sub": "system:serviceaccount:kube-system:a",
+              "kubernetes.io": {"namespace": "kube-system",
+                                "serviceaccount": {"name": "a", "uid": "u-1"}}}
+    token = sa.sign(key, claims)
+    assert sa.verified_claims(key, token, now=1599) == claims
+    assert sa.verified_claims(key, token, now=1600) is None  # expired
+    assert sa.verified_claims(key, token, now=999) is None  # not yet valid
+    assert sa.verified_claims(other_key, token, now=1200) is None  # another cluster's key
+    header, _body, signature = token.split(".")
+    forged = sa._b64url(json.dumps({**claims, "exp": 9999}).encode())
+    assert sa.verified_claims(key, f"{header}.{forged}.{signature}", now=1200) is None
+    assert sa.verified_claims(key, "not-a-jwt", now=1200) is None
+
+
+def test_token_request_validation_is_kube_apiservers() -> None:
+    _, key = certs.new_ca("k3s-service-account")
+    for seconds, text in ((599, "less than 10 minutes"), (2**32 + 1, "larger than 2^32")):
+        with pytest.raises(sa.ApiError, match=re.escape(text)) as caught:
+            sa.request_token(None, key, "kube-system", "a",  # type: ignore[arg-type]
+                             {"spec": {"expirationSeconds": seconds}})
+        assert caught.value.code == 422
+
+
+def test_protobuf_bodies_decode_as_kubectl_sends_them() -> None:
+    def field(number: int, payload: bytes) -> bytes:
+        return bytes([number << 3 | 2, len(payload)]) + payload
+
+    meta = field(1, b"alice-1")
+    spec = field(1, b"k3s") + bytes([4 << 3, 0x84, 0x07])  # expirationSeconds = 900
+    raw = field(1, meta) + field(2, spec)
+    body = protobuf.MAGIC + field(1, field(1, b"authentication.k8s.io/v1")
+                                  + field(2, b"TokenRequest")) + field(2, raw)
+    assert protobuf.decode(body) == {
+        "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": "alice-1"},
+        "spec": {"audiences": ["k3s"], "expirationSeconds": 900}}
+    with pytest.raises(protobuf.DecodeError):
+        protobuf.decode(b"{}")

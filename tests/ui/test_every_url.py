@@ -31,6 +31,8 @@ from clusters.models import (
     CloudResource,
     Cluster,
     InstallSource,
+    KubeCredential,
+    KubeCredentialStatus,
     LogLine,
     Node,
     ResourceState,
@@ -63,7 +65,7 @@ OWNER_ONLY = frozenset({
     "clusters:run-retry", "clusters:run-cancel", "clusters:run-diagnostics",
     "clusters:run-status", "clusters:run-timeline", "clusters:step-log-lines",
     "clusters:step-log", "clusters:step-log-search", "clusters:step-log-download",
-    "clusters:cluster-allowlist",
+    "clusters:cluster-allowlist", "clusters:kubeconfig-issue", "clusters:kubeconfig-revoke",
 })
 
 #: Per model of the panel in the admin: the fields that decide who owns, reaches, pays for or
@@ -84,6 +86,8 @@ SECURITY_FIELDS: dict[type, tuple[str, ...]] = {
     Step: ("run", "key", "handler", "args", "status", "result", "not_before", "lease_until"),
     LogLine: ("step", "text"),
     AuditEvent: ("user", "username", "action", "cluster", "details"),
+    KubeCredential: ("cluster", "issued_to", "username", "namespace", "name", "role",
+                     "service_account_uid", "token_id", "status", "revoked_by"),
 }
 SECRETS: dict[type, tuple[str, ...]] = {
     Cluster: ("k3s_token", "k3s_agent_token", "kubeconfig", "datastore_password",
@@ -188,12 +192,17 @@ def world(db: Any) -> World:
     staff_cluster = make_cluster(owner=staff, name="staff-own")
     make_cluster(owner=stranger, nodes=1, name="stranger-own")
     group = Group.objects.create(name="operators")
+    credential = KubeCredential.objects.create(
+        cluster=cluster, issued_to=owner, username="victim", namespace="kube-system",
+        name="panel-victim-0a1b2c3d", role="cluster-admin", token_id="jti-victim",
+        status=KubeCredentialStatus.ACTIVE)
     event = AuditEvent.objects.create(username="victim", action="kubeconfig_download",
                                       cluster=cluster, cluster_name=cluster.name)
     objects = {
         "clusters.cluster": cluster, "clusters.node": node, "clusters.run": run,
         "clusters.step": step, "clusters.logline": step.log_lines.get(),
         "clusters.cloudresource": resource, "clusters.cloudaccount": cluster.cloud_account,
+        "credential": credential, "clusters.kubecredential": credential,
         "clusters.auditevent": event, "auth.user": owner, "auth.group": group,
         "axes.accessattempt": AccessAttempt.objects.create(
             username="victim", ip_address="10.1.1.1", failures_since_start=1),
@@ -218,6 +227,7 @@ def routes(world: World) -> list[Route]:
         "step_id": str(world.step.pk), "node_id": str(world.node.pk),
         "uidb64": "MQ", "token": "set-password", "url": "no-such-page/",
         "content_type_id": str(cluster_type.pk), "object_id": str(world.cluster.pk),
+        "credential_id": str(world.objects["credential"].pk),
     }
     found = []
     for key, pattern in walk():
@@ -257,6 +267,7 @@ def snapshot(world: World) -> dict[str, Any]:
         "steps": list(Step.objects.filter(run__cluster_id=cluster).order_by("pk").values()),
         "log": list(LogLine.objects.filter(step__run__cluster_id=cluster).values()),
         "ledger": list(CloudResource.objects.order_by("pk").values()),
+        "credentials": list(KubeCredential.objects.order_by("pk").values()),
         "audit": list(AuditEvent.objects.order_by("pk").values()),
         "users": list(user_model.objects.order_by("pk").values(
             "pk", "username", "password", "is_staff", "is_superuser", "is_active")),

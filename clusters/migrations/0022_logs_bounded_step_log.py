@@ -13,7 +13,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('clusters', '0020_step_reclaim_streak'),
+        ('clusters', '0021_kubecred_kube_credentials'),
     ]
 
     operations = [

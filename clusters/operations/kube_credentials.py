@@ -1,0 +1,188 @@
+"""Personal kubeconfigs that the owner can revoke: issue one per download, list, revoke.
+
+Why ServiceAccount tokens and not short-lived client certificates: Kubernetes has no
+revocation list for client certificates; one signed by the cluster's client CA works until it
+expires, and the only way to stop it early is a new client CA for everyone. A bound
+ServiceAccount token (TokenRequest API, what `kubectl create token` asks for) is checked on
+every request against its ServiceAccount: once the account is deleted, every server answers
+401 Unauthorized to its tokens at once (kube-apiserver's service-account authenticator looks
+the account and its UID up; K3s runs the stock one). So each download gets a ServiceAccount of
+its own in kube-system, bound to cluster-admin by a ClusterRoleBinding of the same name (the
+same rights as the admin kubeconfig it replaces for people), and a token with the lifetime the
+owner chose. Revoke deletes the binding and the account.
+
+Why the panel calls the API itself and not `k3s kubectl` over SSH: the panel already reaches
+the API through the SLB with the cluster's admin kubeconfig (verify, health, node removal),
+and an Internet-facing API's allow-list must admit the panel. Over SSH, the token would be
+printed on a host and pass through a shell; here it only crosses the TLS connection to the API
+(verified against the cluster CA) and goes into the one download. No run is needed: three
+short API calls, each bounded by the client's timeout, done while the person waits for the
+file, so the token never has to be stored. It is not stored; the row keeps its ID (`jti`, the
+"credential ID" kube-apiserver writes into its own audit log as `JTI=…`; Kubernetes 1.30 and
+later put one in, older clusters' tokens have none, so the account's UID identifies them), the
+account's name and UID and the expiry the API answered (which may be shorter than asked, when
+the cluster caps token lifetimes).
+
+Failure half-way: the row is written first (ISSUING), then the account, the binding, the
+token. If a call fails, what was made is deleted at once; if that fails too, the row stays
+ISSUING and is listed with a Revoke button that finishes the job.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from clusters.adapters.kubeapi import KubeClient
+from clusters.core.errors import PermanentError, TransientError
+from clusters.k3s import kubeconfig as k3s_kubeconfig
+from clusters.models import (
+    Cluster,
+    ClusterStatus,
+    KubeCredential,
+    KubeCredentialStatus,
+)
+from clusters.operations.runs import OperationRefused
+
+NAMESPACE = "kube-system"
+# The rights of the admin kubeconfig this download replaces for people.
+ROLE = "cluster-admin"
+# The lifetimes offered. Kubernetes refuses less than 10 minutes; a month is the longest the
+# panel hands out, so a forgotten credential dies on its own (a day is the default: a working
+# day's access, and a new download is one click).
+LIFETIMES: dict[str, tuple[int, Any]] = {
+    "1h": (3600, gettext_lazy("1 hour")),
+    "8h": (8 * 3600, gettext_lazy("8 hours")),
+    "1d": (86400, gettext_lazy("1 day")),
+    "7d": (7 * 86400, gettext_lazy("7 days")),
+    "30d": (30 * 86400, gettext_lazy("30 days")),
+}
+DEFAULT_LIFETIME = "1d"
+# Each API call of an issue or a revoke; at most three calls in a row while the person waits.
+API_TIMEOUT = 10.0
+LIVE = (KubeCredentialStatus.ISSUING, KubeCredentialStatus.ACTIVE)
+
+
+@dataclass(frozen=True)
+class Issued:
+    credential: KubeCredential
+    kubeconfig: str  # carries the token: for the download only, never stored or logged
+
+
+def issue_refusal(cluster: Cluster) -> str | None:
+    """Why no personal kubeconfig can be issued now, or None."""
+    if cluster.status in (ClusterStatus.DESTROYING, ClusterStatus.DESTROYED):
+        return _("This cluster is being destroyed or is gone.")
+    if not cluster.kubeconfig:
+        return _("This cluster has no kubeconfig yet: it is written when the create run "
+                 "verifies the API through the SLB.")
+    return None
+
+
+def account_name(username: str) -> str:
+    """`panel-<user>-<8 hex>`: whose it is, readable in `kubectl get sa -n kube-system`, and
+    unique per download (a DNS label, at most 63 characters)."""
+    user = re.sub(r"[^a-z0-9-]+", "-", username.lower()).strip("-")[:40].strip("-") or "user"
+    return f"panel-{user}-{secrets.token_hex(4)}"
+
+
+def _client(cluster: Cluster) -> KubeClient:
+    return KubeClient(cluster.kubeconfig, timeout=API_TIMEOUT)
+
+
+def _remove(client: KubeClient, credential: KubeCredential) -> None:
+    """Delete the binding, then the account (its tokens die with it); gone already is fine."""
+    client.delete_cluster_role_binding(credential.name)
+    client.delete_service_account(credential.namespace, credential.name)
+
+
+def issue(cluster: Cluster, user: Any, lifetime: str) -> Issued:
+    """A new ServiceAccount, its binding and a token; the kubeconfig that carries it."""
+    refusal = issue_refusal(cluster)
+    if refusal:
+        raise OperationRefused(refusal)
+    if lifetime not in LIFETIMES:
+        raise OperationRefused(_("Choose how long the kubeconfig stays valid."))
+    seconds = LIFETIMES[lifetime][0]
+    username = user.get_username()
+    credential = KubeCredential.objects.create(
+        cluster=cluster, issued_to=user, username=username, namespace=NAMESPACE,
+        name=account_name(username), role=ROLE)
+    client = _client(cluster)
+    try:
+        uid = client.create_service_account(NAMESPACE, credential.name, {
+            "k3s-panel/issued-to": username, "k3s-panel/credential": str(credential.pk)})
+        KubeCredential.objects.filter(pk=credential.pk).update(service_account_uid=uid)
+        client.bind_cluster_role(credential.name, ROLE, NAMESPACE, credential.name)
+        token, expiration = client.request_token(NAMESPACE, credential.name, seconds)
+        claims = k3s_kubeconfig.token_claims(token)
+    except (TransientError, PermanentError) as exc:
+        _abandon(client, credential, str(exc))
+        raise OperationRefused(_("The kubeconfig could not be issued: %(error)s")
+                               % {"error": exc}) from None
+    expires_at = parse_datetime(expiration) or timezone.now() + timedelta(seconds=seconds)
+    KubeCredential.objects.filter(pk=credential.pk).update(
+        status=KubeCredentialStatus.ACTIVE, service_account_uid=uid,
+        token_id=str(claims.get("jti", ""))[:64], expires_at=expires_at)
+    credential.refresh_from_db()
+    text = k3s_kubeconfig.with_token(cluster.kubeconfig, username, token)
+    return Issued(credential, text)
+
+
+def _abandon(client: KubeClient, credential: KubeCredential, error: str) -> None:
+    """Undo a half-made credential; if that fails too, leave it ISSUING for Revoke."""
+    try:
+        _remove(client, credential)
+    except (TransientError, PermanentError):
+        KubeCredential.objects.filter(pk=credential.pk).update(error=error[:500])
+        return
+    KubeCredential.objects.filter(pk=credential.pk).update(
+        status=KubeCredentialStatus.FAILED, error=error[:500])
+
+
+def revoke_refusal(credential: KubeCredential) -> str | None:
+    if credential.status not in LIVE:
+        return _("This kubeconfig is already revoked.")
+    if credential.cluster.status == ClusterStatus.DESTROYED:
+        return _("This cluster is gone, and every credential with it.")
+    return None
+
+
+def revoke(credential: KubeCredential, user: Any) -> KubeCredential:
+    """Delete the ServiceAccount and its binding: the token is refused from now on."""
+    refusal = revoke_refusal(credential)
+    if refusal:
+        raise OperationRefused(refusal)
+    try:
+        _remove(_client(credential.cluster), credential)
+    except (TransientError, PermanentError) as exc:
+        raise OperationRefused(_("The kubeconfig could not be revoked, so it still works: "
+                                 "%(error)s Try again.") % {"error": exc}) from None
+    with transaction.atomic():
+        KubeCredential.objects.filter(pk=credential.pk, status__in=LIVE).update(
+            status=KubeCredentialStatus.REVOKED, revoked_at=timezone.now(),
+            revoked_by=user.get_username())
+    credential.refresh_from_db()
+    return credential
+
+
+def is_expired(credential: KubeCredential, now: datetime | None = None) -> bool:
+    return credential.expires_at is not None and credential.expires_at <= (now or timezone.now())
+
+
+def audit_details(credential: KubeCredential) -> dict[str, Any]:
+    """What the audit trail keeps of a credential: every ID, never the token."""
+    return {"credential": credential.pk,
+            "service_account": f"{credential.namespace}/{credential.name}",
+            "service_account_uid": credential.service_account_uid,
+            "token_id": credential.token_id, "role": credential.role,
+            "expires_at": credential.expires_at.isoformat() if credential.expires_at else None}
