@@ -548,14 +548,29 @@ class Step(models.Model):
         return max(self.attempts - self.polls, 0)
 
 
+#: LogLine.stream of a step's one marker row: the lines between its kept head and its kept
+#: tail that were omitted (clusters/engine/steplog.py).
+LOG_OMITTED = "omitted"
+
+
 class LogLine(models.Model):
-    """One line a step wrote, already redacted, in order."""
+    """One line a step wrote, already redacted, in order; `seq` is its line number.
+
+    A step keeps its first lines and its newest ones (clusters/engine/steplog.py); the lines
+    between are replaced by one row of stream LOG_OMITTED, at the first omitted line's number,
+    whose `omitted_lines` and `omitted_bytes` say exactly what is gone (its text is empty: the
+    page and the download word it, in the reader's language). `cut_chars` is how many
+    characters were cut from the end of a line longer than the limit.
+    """
 
     step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="log_lines")
     seq = models.PositiveIntegerField()
     time = models.DateTimeField()
     stream = models.CharField(max_length=8, default="info")
     text = models.TextField()
+    cut_chars = models.PositiveIntegerField(default=0)
+    omitted_lines = models.PositiveBigIntegerField(default=0)
+    omitted_bytes = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["step", "seq"], name="logline_unique_seq")]

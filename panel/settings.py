@@ -257,6 +257,17 @@ PANEL_STEP_MAX_RECLAIMS = env_int("PANEL_STEP_MAX_RECLAIMS", 3, minimum=1)
 PANEL_STEP_TIME_LIMIT = env_float("PANEL_STEP_TIME_LIMIT", 1800.0, minimum=1)
 # After Cancel, how long a running step may take to finish by itself before it is stopped.
 PANEL_STEP_CANCEL_GRACE_SECONDS = env_float("PANEL_STEP_CANCEL_GRACE_SECONDS", 30.0, minimum=0)
+# A step's stored log is bounded (clusters/engine/steplog.py): its first HEAD lines (what was
+# run) and its newest TAIL lines (why it failed) are kept, with one marker row counting the
+# lines between; a line longer than MAX_LINE_CHARS is cut with a marker saying how much.
+# The worst case per step is (HEAD + TAIL) x MAX_LINE_CHARS characters; typical is ~3 MB.
+PANEL_STEP_LOG_HEAD_LINES = env_int("PANEL_STEP_LOG_HEAD_LINES", 1000, minimum=0)
+PANEL_STEP_LOG_TAIL_LINES = env_int("PANEL_STEP_LOG_TAIL_LINES", 20_000, minimum=1)
+PANEL_STEP_LOG_MAX_LINE_CHARS = env_int("PANEL_STEP_LOG_MAX_LINE_CHARS", 4000, minimum=80)
+# The SSH adapter holds at most 1 MiB of one line (clusters/adapters/ssh.py LINE_HOLD); the
+# log's cut must stay well below it, so a secret the hold splits is always in the cut part.
+if PANEL_STEP_LOG_MAX_LINE_CHARS > 512 * 1024:
+    raise ImproperlyConfigured("PANEL_STEP_LOG_MAX_LINE_CHARS is above its maximum of 524288.")
 PANEL_RETRY_BASE_SECONDS = env_float("PANEL_RETRY_BASE_SECONDS", 2.0)
 PANEL_RETRY_MAX_SECONDS = env_float("PANEL_RETRY_MAX_SECONDS", 60.0)
 PANEL_HEALTH_INTERVAL_SECONDS = env_float("PANEL_HEALTH_INTERVAL_SECONDS", 60.0, minimum=1)

@@ -50,8 +50,8 @@ def _cleanup(ctx: StepContext, node: Node) -> None:
         label = node.private_ip
         result = connection.run(
             "sh -s", sudo=True, stdin=CLEANUP_SCRIPT, timeout=300, redact=ctx.redact,
-            on_line=lambda stream, text: ctx.say(f"[{label}] {text}",
-                                                 "stderr" if stream == "stderr" else "stdout"))
+            on_line=lambda stream, text, cut=0: ctx.say(
+                f"[{label}] {text}", "stderr" if stream == "stderr" else "stdout", cut=cut))
     if not result.ok:
         raise PermanentError(f"Removing K3s from {node.private_ip} failed "
                              f"(exit {result.exit_status}): {result.tail(ctx.redact, 5)}")

@@ -79,8 +79,8 @@ def run_logged(ctx: StepContext, connection: ssh.SSHSession, command: str | list
     label = connection.target.host
     result = connection.run(
         command, sudo=sudo, timeout=timeout, redact=ctx.redact, env_file=env_file, lock=lock,
-        on_line=lambda stream, text: ctx.say(f"[{label}] {text}",
-                                             "stderr" if stream == "stderr" else "stdout"),
+        on_line=lambda stream, text, cut=0: ctx.say(
+            f"[{label}] {text}", "stderr" if stream == "stderr" else "stdout", cut=cut),
     )
     if check and not result.ok:
         printed = result.stdout.splitlines()[-OUTPUT_TAIL_LINES:] + \

@@ -38,14 +38,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import paramiko
 
 from clusters.core.errors import PermanentError, TransientError
 
 Stream = Literal["stdout", "stderr"]
-LineCallback = Callable[[str, str], None]  # (stream, text)
+
+
+class LineCallback(Protocol):
+    """Called with each line of output, redacted; `cut` is how many characters of an
+    overlong line the adapter dropped (LINE_HOLD), passed only when it dropped some."""
+
+    def __call__(self, stream: str, text: str, cut: int = 0) -> None: ...
+
+
 Redact = Callable[[str], str]
 
 DEFAULT_CONNECT_TIMEOUT = 15.0
@@ -63,6 +71,12 @@ LOCK_DIR = "/run/k3s-panel"
 BUSY_EXIT = 75
 BUSY_MARKER = "k3s-panel: busy:"
 OUTPUT_LIMIT = 8 * 1024 * 1024  # bytes kept per stream; the callback still sees every line
+#: Characters of one line held while waiting for its end: a host that prints a gigabyte with
+#: no newline must not hold a gigabyte in the worker. The rest of such a line is counted, not
+#: kept, and the callback is told how much (the step log shows "[cut N characters]"). Far
+#: above the step log's own cut (PANEL_STEP_LOG_MAX_LINE_CHARS, at most LINE_HOLD / 2 in
+#: panel/settings.py), so a secret that the hold splits lies wholly in what the log drops.
+LINE_HOLD = 1024 * 1024
 _KEY_TYPES: tuple[type[paramiko.PKey], ...] = (
     paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
@@ -154,20 +168,44 @@ def load_private_key(text: str, passphrase: str | None = None) -> paramiko.PKey:
 
 
 class _LineSplitter:
-    """Bytes → complete text lines, decoding UTF-8 across chunk boundaries."""
+    """Bytes → complete text lines, decoding UTF-8 across chunk boundaries; each line comes
+    with how many of its characters were beyond `hold` and dropped (0 for most)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: int = LINE_HOLD) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._pending = ""
+        self._hold = hold
+        self._pieces: list[str] = []
+        self._held = 0
+        self._over = 0
+        self._cr = False  # the last chunk ended with CR: a LF first in the next belongs to it
 
-    def feed(self, data: bytes, final: bool = False) -> list[str]:
-        text = self._pending + self._decoder.decode(data, final)
+    def feed(self, data: bytes, final: bool = False) -> list[tuple[str, int]]:
+        text = self._decoder.decode(data, final)
+        if self._cr and text.startswith("\n"):
+            text = text[1:]
+        if text:
+            self._cr = text.endswith("\r")
         parts = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        self._pending = parts.pop()
-        if final and self._pending:
-            parts.append(self._pending)
-            self._pending = ""
-        return parts
+        lines = [self._finish(part) for part in parts[:-1]]
+        self._add(parts[-1])
+        if final and (self._held or self._over):
+            lines.append(self._finish(""))
+        return lines
+
+    def _add(self, part: str) -> None:
+        room = self._hold - self._held
+        if len(part) > room:
+            self._over += len(part) - max(room, 0)
+            part = part[:max(room, 0)]
+        if part:
+            self._pieces.append(part)
+            self._held += len(part)
+
+    def _finish(self, part: str) -> tuple[str, int]:
+        self._add(part)
+        line, over = "".join(self._pieces), self._over
+        self._pieces, self._held, self._over = [], 0, 0
+        return line, over
 
 
 def connect(target: SSHTarget, *, pinned_fingerprint: str | None = None,
@@ -398,8 +436,11 @@ class SSHSession:
             if len(buf) < OUTPUT_LIMIT:
                 buf.extend(data[: OUTPUT_LIMIT - len(buf)])
             if on_line is not None:
-                for line in splitters[stream].feed(data, final):
-                    on_line(stream, redact(line))
+                for line, cut in splitters[stream].feed(data, final):
+                    if cut:
+                        on_line(stream, redact(line), cut)
+                    else:
+                        on_line(stream, redact(line))
 
         finished = False
         try:

@@ -39,8 +39,10 @@ class StepContext:
     def args(self) -> dict[str, Any]:
         return self.step.args
 
-    def say(self, text: str, stream: str = "info") -> None:
-        self.log.write(text, stream)
+    def say(self, text: str, stream: str = "info", cut: int = 0) -> None:
+        """Log `text`; `cut`: characters already dropped from its end (clusters/adapters/
+        ssh.py's LINE_HOLD), counted in the line's "[cut N characters]"."""
+        self.log.write(text, stream, cut=cut)
 
     def result_of(self, key: str) -> dict[str, Any]:
         """The result of an earlier step of this run (which the graph made a dependency)."""

@@ -69,7 +69,8 @@ def log_page(run: Run, step_id: int, after: int = 0, limit: int = LOG_PAGE) -> d
                              run_id=run.pk)
     lines = list(
         LogLine.objects.filter(step_id=step.pk, seq__gt=after).order_by("seq")
-        .values("seq", "time", "stream", "text")[: max(1, min(limit, LOG_PAGE))]
+        .values("seq", "time", "stream", "text", "cut_chars", "omitted_lines", "omitted_bytes")
+        [: max(1, min(limit, LOG_PAGE))]
     )
     return {
         "step": step.pk,

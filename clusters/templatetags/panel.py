@@ -7,7 +7,7 @@ from typing import Any
 
 from django import template
 
-from clusters.web import display
+from clusters.web import display, step_log
 
 register = template.Library()
 
@@ -31,3 +31,9 @@ def duration(started: datetime | None, finished: datetime | None = None) -> str:
 def reason_text(reason: Any) -> str:
     """A health reason is a string or a dict, depending on who wrote it (display.health_reason)."""
     return display.health_reason(reason)
+
+
+@register.filter
+def thousands(number: Any) -> str:
+    """1234567 as 1,234,567: the log's counts are exact, and long numbers must stay readable."""
+    return step_log.thousands(int(number or 0))

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest
+from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 
 from clusters import operations
@@ -170,16 +171,39 @@ def timeline_context(run: Run) -> dict[str, Any]:
     }
 
 
-def log_context(run: Run, step_id: int, *, after: int = 0, before: int | None = None
+def log_tail_context(run: Run, step_id: int) -> dict[str, Any]:
+    """The log pane as an opened log starts (clusters/_log_tail.html): the newest LOG_TAIL
+    lines, led by "Load earlier lines" when there are more. "Jump to end" renders it again."""
+    step = get_object_or_404(Step.objects.only("id"), pk=step_id, run_id=run.pk)
+    last = LogLine.objects.filter(step_id=step.pk).order_by("-seq") \
+        .values_list("seq", flat=True).first() or 0
+    return {"run": run, "step": {"id": step.pk, "last_seq": last,
+                                 "log_after": max(0, last - LOG_TAIL)}}
+
+
+def log_context(run: Run, step_id: int, *, after: int = 0, before: int | None = None,
+                start: int | None = None, lead: bool = False, mark: int | None = None
                 ) -> dict[str, Any] | None:
-    """Lines for an open step log, in one of two directions (clusters/_log_lines.html):
+    """Lines for an open step log, in one of three directions (clusters/_log_lines.html):
 
     - appending (`after`): the lines after the cursor, and a new cursor when more may come
       (the step is still active, diagnostics are being appended to it, or a full page came
       back); None when there is nothing new yet, so the poll leaves the page as it is;
     - paging back (`before`): the page of lines just before the first one shown, and the
-      "Load earlier lines" button again while there are older ones.
+      "Load earlier lines" button again while there are older ones;
+    - a window from a line (`start`: "Jump to start" is 0, a search hit a few lines before
+      it, `mark`ed): a page of lines, "Load earlier lines" first when `lead` and there are
+      older ones, and "Load later lines" after it while it was full; at the log's end the
+      live cursor instead, so a window that reaches the end follows the log again.
     """
+    if start is not None:
+        page = queries.log_page(run, step_id, after=start)
+        full = len(page["lines"]) >= queries.LOG_PAGE
+        live = page["status"] in STEP_ACTIVE or page["diagnosing"]
+        return {"lines": page["lines"], "earlier": start if lead and start > 0 else None,
+                "later": page["next"] if full else None,
+                "more": page["next"] if live and not full else None, "mark": mark,
+                "step_id": step_id, "run": run}
     if before is not None:
         start = max(0, before - 1 - queries.LOG_PAGE)
         page = queries.log_page(run, step_id, after=start, limit=max(1, before - 1 - start))

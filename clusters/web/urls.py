@@ -1,6 +1,6 @@
 from django.urls import path
 
-from clusters.web import node_views, token_views, upgrade_views, views, wizard_views
+from clusters.web import log_views, node_views, token_views, upgrade_views, views, wizard_views
 
 app_name = "clusters"
 
@@ -40,6 +40,10 @@ urlpatterns = [
          name="run-timeline"),
     path("clusters/<uuid:code>/runs/<int:run_id>/steps/<int:step_id>/log/",
          views.step_log_lines, name="step-log-lines"),
+    path("clusters/<uuid:code>/runs/<int:run_id>/steps/<int:step_id>/log/search/",
+         log_views.step_log_search, name="step-log-search"),
+    path("clusters/<uuid:code>/runs/<int:run_id>/steps/<int:step_id>/log.txt",
+         log_views.step_log_download, name="step-log-download"),
     path(
         "clusters/<uuid:code>/runs/<int:run_id>/steps/<int:step_id>/log.json",
         views.step_log, name="step-log",

@@ -40,6 +40,7 @@ from clusters.web.cluster_page import (
     cluster_context,
     kubeconfig_filename,
     log_context,
+    log_tail_context,
     timeline_context,
 )
 from clusters.web.signed_in import SignedInRequest
@@ -107,9 +108,18 @@ def run_timeline(request: HttpRequest, code: str, run_id: int) -> HttpResponse:
 @never_cache
 def step_log_lines(request: HttpRequest, code: str, run_id: int, step_id: int) -> HttpResponse:
     """Log lines as HTML for an open step log: `?after=` appends (the same cursor as
-    log.json), `?before=` pages back for "Load earlier lines". 204 when nothing is new, which
-    htmx answers by leaving the page alone (and polling on)."""
+    log.json), `?before=` pages back for "Load earlier lines", `?from=` shows a window from
+    a line ("Jump to start", a search hit: `&lead=1&mark=N`), `?tail=1` the pane as it
+    opens ("Jump to end"). 204 when nothing is new, which htmx answers by leaving the page
+    alone (and polling on)."""
     run = queries.owned_run(request.user, code, run_id)
+    if request.GET.get("tail"):
+        return render(request, "clusters/_log_tail.html", log_tail_context(run, step_id))
+    start = _cursor(request, "from")
+    if start is not None:
+        return render(request, "clusters/_log_lines.html", log_context(
+            run, step_id, start=start, lead=bool(request.GET.get("lead")),
+            mark=_cursor(request, "mark")))
     before = _cursor(request, "before")
     context = log_context(run, step_id, after=_cursor(request, "after") or 0, before=before)
     if context is None:

@@ -66,7 +66,33 @@
     });
   }
 
+  // Jump to start, to end or to a search hit: the pane's lines are replaced (htmx), Follow
+  // is on only at the end, and once settled the pane scrolls to where the reader asked.
+  function jumpRequested(target) {
+    const log = target.closest(".step-log");
+    if (!log) return;
+    const jump = target.closest(".log-jump, .log-hit");
+    if (!jump) return;
+    const where = jump.classList.contains("log-hit") ? "mark" : jump.dataset.jump;
+    log.querySelector(".log-follow").checked = where === "end";
+    log.querySelector(".log-lines").dataset.scrollTo = where;
+  }
+
+  function scrollRequested() {
+    live.querySelectorAll(".log-lines[data-scroll-to]").forEach((pre) => {
+      const where = pre.dataset.scrollTo;
+      const mark = pre.querySelector(".line-mark");
+      if (where === "mark" && !mark) return; // its lines have not come yet
+      delete pre.dataset.scrollTo;
+      if (where === "start") pre.scrollTop = 0;
+      else if (where === "end") pre.scrollTop = pre.scrollHeight;
+      else pre.scrollTop = mark.offsetTop - pre.offsetTop - pre.clientHeight / 3;
+      pre.focus({ preventScroll: true }); // the keyboard scrolls the log from here
+    });
+  }
+
   live.addEventListener("click", (event) => {
+    jumpRequested(event.target);
     const summary = event.target.closest("summary.log-toggle");
     if (summary) summary.parentElement.dataset.userToggled = "1";
     const expand = event.target.closest(".log-expand");
@@ -77,10 +103,31 @@
     }
   });
 
+  // The search from the keyboard: Down from the box to the first hit, Up and Down between
+  // hits (each a button: Enter jumps to its line), Up from the first back to the box.
+  live.addEventListener("keydown", (event) => {
+    if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+    const log = event.target.closest(".step-log");
+    if (!log) return;
+    const hits = [...log.querySelectorAll(".log-hit")];
+    const box = log.querySelector(".log-search input");
+    let next = null;
+    if (event.target === box && event.key === "ArrowDown") next = hits[0];
+    else if (event.target.classList.contains("log-hit")) {
+      const at = hits.indexOf(event.target) + (event.key === "ArrowDown" ? 1 : -1);
+      next = at < 0 ? box : hits[at];
+    }
+    if (next) {
+      event.preventDefault();
+      next.focus();
+    }
+  });
+
   document.body.addEventListener("htmx:afterSettle", () => {
     readClock();
     followTheAction();
     settleLogs();
+    scrollRequested();
     tick();
   });
   readClock();

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from clusters.adapters import ssh
 from clusters.adapters.ssh import (
     CommandTimeout,
     HostKeyChanged,
@@ -113,6 +114,14 @@ def test_secrets_are_redacted_before_the_callback(root: SshServer) -> None:
     root.run(["sh", "-c", f"echo token={secret}; echo done"], redact=Redactor([secret]),
              on_line=lambda _stream, text: lines.append(text))
     assert lines == ["token=***", "done"]
+
+
+def test_a_line_of_megabytes_reaches_the_callback_held_with_the_rest_counted(
+        root: SSHSession) -> None:
+    seen: list[tuple[str, int, int]] = []
+    root.run(["sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' a; echo; echo end"],
+             on_line=lambda _stream, text, cut=0: seen.append((text[:3], len(text), cut)))
+    assert seen == [("aaa", ssh.LINE_HOLD, 3_000_000 - ssh.LINE_HOLD), ("end", 3, 0)]
 
 
 def test_argv_values_reach_the_command_literally(root: SSHSession) -> None:

@@ -67,8 +67,9 @@ OWNER_ONLY = frozenset({
     "clusters:node-host-key", "clusters:cluster-upgrade", "clusters:kubeconfig-renew",
     "clusters:run-retry", "clusters:run-cancel", "clusters:run-diagnostics",
     "clusters:run-status", "clusters:run-timeline", "clusters:step-log-lines",
-    "clusters:step-log", "clusters:cluster-allowlist", "clusters:kubeconfig-issue",
-    "clusters:kubeconfig-revoke", "clusters:api-token-revoke",
+    "clusters:step-log", "clusters:step-log-search", "clusters:step-log-download",
+    "clusters:cluster-allowlist", "clusters:kubeconfig-issue", "clusters:kubeconfig-revoke",
+    "clusters:api-token-revoke",
 })
 
 # The REST API (/api/v1/): anonymous callers get 401 (JSON), not a login page.
