@@ -12,7 +12,8 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from clusters.web import queries, step_log
+from clusters.interface import queries
+from clusters.web import step_log
 
 
 @login_required
