@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -38,6 +39,10 @@ from aliyunsdkrds.request.v20140815.ModifySecurityIpsRequest import ModifySecuri
 
 from sandbox.aliyun.rds.pgserver import PostgresServer
 from sandbox.aliyun.testing import Emulator
+from sandbox.k3s.dsn import parse_pg_endpoint
+from sandbox.k3s.kine import CompactSettings, DatastoreError, KeyExists
+from sandbox.k3s.kine_pg import PostgresKine
+from sandbox.k3s.versions import release
 from tests.support.emulator_calls import call
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -257,3 +262,31 @@ def test_delete_stops_postgres_and_removes_its_data(emu: Emulator) -> None:
     call(emu, DeleteDBInstanceRequest(), DBInstanceId=instance_id)
     server = PostgresServer(Path(emu.state_dir) / "rds" / instance_id)
     assert not server.running and not server.base.exists()
+
+
+def test_the_k3s_stand_ins_kine_runs_on_it(emu: Emulator, instance: dict[str, Any]) -> None:
+    """kine's pgsql driver as the stand-in plays it: the schema as the owner, the log,
+    compare-and-swap and a compaction, through the gate; a wrong password fails with
+    PostgreSQL's own message."""
+    rel = release("v1.36.4+k3s1")
+    address, port = instance["ConnectionString"], instance["Port"]
+    endpoint = f"postgres://k3s:{quote(PASSWORD, safe='')}@{address}:{port}/k3s?sslmode=disable"
+    kine = PostgresKine(parse_pg_endpoint(endpoint), rel)
+    try:
+        kine.setup()
+        first = kine.create("/registry/a", b"1")
+        with pytest.raises(KeyExists):
+            kine.create("/registry/a", b"again")
+        second = kine.update("/registry/a", b"2", first)
+        with pytest.raises(KeyExists):
+            kine.update("/registry/a", b"3", first)
+        assert kine.get("/registry/a").value == b"2"  # type: ignore[union-attr]
+        assert [r.name for r in kine.list("/registry/a")] == ["/registry/a"]
+        assert kine.delete("/registry/a") and kine.get("/registry/a") is None
+        compacted, _ = kine.compact_iter(0, second + 1, CompactSettings(min_retain=0))
+        assert compacted > 0
+    finally:
+        kine.close()
+    wrong = endpoint.replace(quote(PASSWORD, safe=""), "Wrong-Passw0rd")
+    with pytest.raises(DatastoreError, match="password authentication failed"):
+        PostgresKine(parse_pg_endpoint(wrong), rel).setup()
