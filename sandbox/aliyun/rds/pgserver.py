@@ -90,9 +90,13 @@ class PostgresServer:
     wire = WIRE
 
     def __init__(self, home: str | os.PathLike[str], *,
-                 options: Mapping[str, str] | None = None) -> None:
+                 options: Mapping[str, str] | None = None,
+                 listen: tuple[str, int] | None = None) -> None:
+        """`listen` (host, port) adds a TCP listener (a database of one's own, in tests);
+        the RDS product leaves it out and serves through its gate."""
         self.home = Path(home).resolve()
         self.options: dict[str, str] = dict(options or {})
+        self.listen = listen
         digest = hashlib.sha1(str(self.home).encode(), usedforsecurity=False).hexdigest()[:16]
         self.base = SERVER_ROOT / digest
         self._process: subprocess.Popen[bytes] | None = None
@@ -100,12 +104,15 @@ class PostgresServer:
     @classmethod
     def load(cls, home: str | os.PathLike[str]) -> PostgresServer:
         description = json.loads((Path(home) / "server.json").read_text())
-        return cls(home, options=description.get("options", {}))
+        listen = description.get("listen")
+        return cls(home, options=description.get("options", {}),
+                   listen=(listen[0], int(listen[1])) if listen else None)
 
     def save(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "server.json").write_text(json.dumps(
-            {"engine": "PostgreSQL", "options": self.options, "base": str(self.base)},
+            {"engine": "PostgreSQL", "options": self.options, "base": str(self.base),
+             "listen": list(self.listen) if self.listen else None},
             indent=1, sort_keys=True))
 
     # ----- paths ---------------------------------------------------------------------------
@@ -119,8 +126,12 @@ class PostgresServer:
         return self.base / "run"
 
     @property
+    def port(self) -> int:
+        return self.listen[1] if self.listen else PG_PORT
+
+    @property
     def socket_path(self) -> Path:
-        return self.socket_dir / f".s.PGSQL.{PG_PORT}"
+        return self.socket_dir / f".s.PGSQL.{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -172,12 +183,15 @@ class PostgresServer:
         self.admin_file.touch(mode=0o600)
         self.admin_file.write_text(json.dumps({"password": password}))
         (self.datadir / "pg_hba.conf").write_text(
-            "# written by the RDS emulator: scram-sha-256 over the socket only\n"
-            "local all all scram-sha-256\n")
+            "# written by the RDS emulator: scram-sha-256, socket and TCP (when it listens)\n"
+            "local all all scram-sha-256\n"
+            "host all all 0.0.0.0/0 scram-sha-256\n")
 
     def _write_config(self) -> None:
         options = {**BASE_OPTIONS, **self.options,
                    "unix_socket_directories": _quote_literal(str(self.socket_dir))}
+        if self.listen:
+            options["listen_addresses"] = _quote_literal(self.listen[0])
         lines = [f"{name} = {value}" for name, value in sorted(options.items())]
         path = self.datadir / "postgresql.auto.conf"
         path.write_text("# written by the RDS emulator\n" + "\n".join(lines) + "\n")
@@ -196,7 +210,7 @@ class PostgresServer:
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
         try:
             self._process = subprocess.Popen(
-                [str(bin_dir() / "postgres"), "-D", str(self.datadir)],
+                [str(bin_dir() / "postgres"), "-D", str(self.datadir), "-p", str(self.port)],
                 **_as_postgres(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                 cwd=str(self.base), start_new_session=True)
         finally:
@@ -266,7 +280,7 @@ class PostgresServer:
 
     @contextlib.contextmanager
     def admin(self, database: str = "postgres") -> Iterator[psycopg.Connection[Any]]:
-        conn = psycopg.connect(host=str(self.socket_dir), port=PG_PORT, user="postgres",
+        conn = psycopg.connect(host=str(self.socket_dir), port=self.port, user="postgres",
                                password=self._admin_password(), dbname=database,
                                autocommit=True, connect_timeout=5)
         try:
