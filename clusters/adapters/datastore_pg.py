@@ -26,6 +26,14 @@ import psycopg
 from psycopg import sql as pgsql
 
 from clusters.adapters.datastore import DatastoreReport
+from clusters.adapters.datastore_health import (
+    COMPACTION,
+    CONNECTIONS,
+    MAX_CONNECTIONS,
+    ROWS,
+    TABLE_SIZE,
+    KineMeasurement,
+)
 from clusters.adapters.ssh import SSHSession, Tunnel
 from clusters.core.errors import PermanentError, StepError, TransientError
 from clusters.k3s.pgdsn import PostgresEndpoint, kine_pg_ddl
@@ -34,6 +42,9 @@ CONNECT_TIMEOUT = 10
 SCRATCH_TABLE_PREFIX = "kine_panel_check_"
 _LONGEST_KEY = "/" + "k" * 629
 POOLER = "datastore.pooler"
+# kine's revSQL / compactRevSQL (generic.go), as for MySQL.
+REVISIONS_SQL = ("SELECT (SELECT MAX(rkv.id) FROM kine AS rkv), (SELECT MAX(crkv.prev_revision)"
+                 " FROM kine AS crkv WHERE crkv.name = 'compact_rev_key')")
 _PRIVILEGES = ("The account {user!r} may not create K3s's table in {database!r} (PostgreSQL "
                "15+ lets only the database owner create in schema public): make it the "
                "database's owner (RDS: GrantAccountPrivilege DBOwner) or GRANT CREATE ON "
@@ -208,3 +219,40 @@ def _holds_cluster(conn: psycopg.Connection[Any]) -> bool:
         return False
     rows = conn.execute("SELECT COUNT(*) FROM kine WHERE name LIKE '/bootstrap/%'").fetchone()
     return bool(rows and rows[0])
+
+
+def measure(conn: psycopg.Connection[Any], *, rows_cap: int) -> KineMeasurement:
+    """datastore_health.measure for PostgreSQL: kine's own revision queries, the row count
+    up to `rows_cap` + 1, kine's GetSizeSQL (pg_total_relation_size), the connections the
+    server has and its limit minus the superuser reserve (what a plain account may use)."""
+    found = KineMeasurement()
+
+    def read(metric: str, statement: str) -> tuple | None:
+        try:
+            with conn.transaction():
+                return conn.execute(statement.encode()).fetchone()
+        except psycopg.errors.UndefinedTable:
+            found.unreadable[metric] = ("there is no kine table in this database (K3s has "
+                                        "not started on it yet)")
+        except psycopg.Error as exc:
+            state = getattr(exc, "sqlstate", None) or ""
+            found.unreadable[metric] = f"PostgreSQL {state}: {exc}".strip()
+        return None
+
+    revisions = read(COMPACTION, REVISIONS_SQL)
+    if revisions is not None:
+        found.newest_revision = int(revisions[0] or 0)
+        found.compacted_revision = int(revisions[1] or 0)
+    counted = read(ROWS, "SELECT COUNT(*) FROM (SELECT 1 FROM kine LIMIT "  # noqa: S608
+                         f"{int(rows_cap) + 1}) AS capped")  # an int, not input
+    found.rows = int(counted[0]) if counted else None
+    found.rows_capped = found.rows is not None and found.rows > rows_cap
+    size = read(TABLE_SIZE, "SELECT pg_total_relation_size('kine')")
+    found.table_bytes = int(size[0]) if size else None
+    in_use = read(CONNECTIONS, "SELECT COUNT(*) FROM pg_stat_activity WHERE backend_type = "
+                               "'client backend'")
+    found.connections_in_use = int(in_use[0]) if in_use else None
+    limits = read(MAX_CONNECTIONS, "SELECT current_setting('max_connections')::int - "
+                                   "current_setting('superuser_reserved_connections')::int")
+    found.max_connections = int(limits[0]) if limits else None
+    return found

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 from psycopg import sql as pgsql
 
-from clusters.adapters.datastore_pg import POOLER, PoolerRefused, check_pg_datastore
+from clusters.adapters.datastore_pg import (
+    POOLER,
+    PoolerRefused,
+    check_pg_datastore,
+    connect,
+    measure,
+)
 from clusters.adapters.ssh import SSHTarget
 from clusters.adapters.ssh import connect as ssh_connect
 from clusters.core.errors import PermanentError, TransientError
@@ -166,3 +172,23 @@ def test_a_transaction_pooler_is_refused_and_a_session_pooler_is_not(
     assert refused.value.code == POOLER and "prepared statement" in str(refused.value)
     with _pgbouncer(server, "session") as port:
         assert check_pg_datastore(_endpoint(server, port=port)).statements_run == 9
+
+
+def test_health_reads_kines_table_on_postgresql(server: PostgresServer) -> None:
+    """The health check's figures, read with kine's own queries on a table kine's DDL made."""
+    server.execute(pgsql.SQL("SET ROLE k3s; " + "; ".join(kine_pg_ddl())), database="k3s")
+    server.execute("INSERT INTO kine (name, created, deleted, create_revision, prev_revision,"
+                   " lease, value, old_value) VALUES ('compact_rev_key', 1, 0, 0, 3, 0, '', ''),"
+                   " ('/registry/a', 1, 0, 0, 0, 0, 'v', ''), ('/registry/b', 1, 0, 0, 0, 0,"
+                   " 'v', '')", database="k3s")
+    try:
+        with connect(_endpoint(server)) as (conn,):
+            found = measure(conn, rows_cap=2)
+        assert found.unreadable == {}
+        assert (found.newest_revision, found.compacted_revision) == (3, 3)
+        assert found.rows == 3 and found.rows_capped
+        assert found.table_bytes and found.table_bytes > 0
+        assert found.connections_in_use and found.connections_in_use >= 1
+        assert found.max_connections == 100 - 3  # max_connections minus the superuser reserve
+    finally:
+        server.execute("DROP TABLE kine", database="k3s")
