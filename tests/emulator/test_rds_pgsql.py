@@ -7,6 +7,8 @@ through the whitelist gate. Time scale 0.01: creating takes 3 s.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -290,3 +292,51 @@ def test_the_k3s_stand_ins_kine_runs_on_it(emu: Emulator, instance: dict[str, An
     wrong = endpoint.replace(quote(PASSWORD, safe=""), "Wrong-Passw0rd")
     with pytest.raises(DatastoreError, match="password authentication failed"):
         PostgresKine(parse_pg_endpoint(wrong), rel).setup()
+
+
+def test_postgresql_instances_survive_restart_and_crash(tmp_path: Path) -> None:
+    """As MySQL's (test_rds_lifecycle): data and whitelist survive a graceful restart; after
+    a crash the orphaned postgres is replaced, not adopted."""
+    state = tmp_path / "state"
+    emu = Emulator(state, time_scale=0.01)
+    try:
+        emu.start()
+        created = _create(emu)
+        instance_id = created["DBInstanceId"]
+        wait_until(lambda: _status(emu, instance_id) == "Running", what="Running")
+        call(emu, CreateAccountRequest(), DBInstanceId=instance_id, AccountName="k3s",
+             AccountPassword=PASSWORD)
+        call(emu, CreateDatabaseRequest(), DBInstanceId=instance_id, DBName="k3s",
+             CharacterSetName="UTF8,C,C")
+        call(emu, GrantAccountPrivilegeRequest(), DBInstanceId=instance_id, AccountName="k3s",
+             DBName="k3s", AccountPrivilege="DBOwner")
+        wait_until(lambda: call(emu, DescribeDatabasesRequest(), DBInstanceId=instance_id,
+                                DBName="k3s")["Databases"]["Database"][0]["DBStatus"]
+                   == "Running", what="database Running")
+        wait_until(lambda: call(emu, DescribeAccountsRequest(), DBInstanceId=instance_id,
+                                AccountName="k3s")["Accounts"]["DBInstanceAccount"][0][
+                                    "AccountStatus"] == "Available", what="account Available")
+        with _connect(created) as conn:
+            conn.execute("CREATE TABLE survivors (name text)")
+            conn.execute("INSERT INTO survivors VALUES ('before restart')")
+        emu.stop()
+        server = PostgresServer(state / "rds" / instance_id)
+        assert not server.running
+        emu.start()
+        with _connect(created) as conn:
+            assert conn.execute("SELECT name FROM survivors").fetchall() == [
+                ("before restart",)]
+        assert not _answers(created["ConnectionString"], int(created["Port"]), "127.0.0.99")
+        orphan = server.pid
+        assert emu.process is not None and orphan
+        os.kill(emu.process.pid, signal.SIGKILL)
+        emu.process.wait(timeout=10)
+        emu.process = None
+        assert server.pid == orphan  # left running by the crash
+        emu.start()
+        wait_until(lambda: server.pid not in (None, orphan), what="a new postgres")
+        with _connect(created) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM survivors").fetchone() == (1,)
+    finally:
+        emu.stop()
+    assert not PostgresServer(state / "rds" / instance_id).running

@@ -25,7 +25,7 @@ from sandbox.aliyun.gateway.params import Param, Params
 from sandbox.aliyun.gateway.registry import ClientTokenPolicy
 from sandbox.aliyun.gateway.state import State
 from sandbox.aliyun.rds import accounts as rds_accounts
-from sandbox.aliyun.rds import catalogue, engines, parameters, rules
+from sandbox.aliyun.rds import catalogue, engines, parameters, pgserver, rules
 from sandbox.aliyun.rds import config as rds_config
 from sandbox.aliyun.rds import encryption as rds_encryption
 from sandbox.aliyun.rds import network as rds_network
@@ -352,6 +352,7 @@ def resume(cloud: Cloud) -> None:
     """Bring back every instance's server (and its endpoint if it was serving)."""
     runtime = runtime_of(cloud)
     reap_orphans(runtime.root)  # servers a crashed emulator left behind
+    pgserver.reap_orphans(runtime.root)
     for record in instances(cloud.state).values():
         if record["status"] == "Deleting":
             runtime.destroy(record["id"])
