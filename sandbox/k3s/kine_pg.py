@@ -53,9 +53,11 @@ def pg_error(exc: psycopg.Error) -> str:
 
 
 def pool_log_line(rel: Release) -> str:
-    """As `kine.pool_log_line`, for the postgres driver."""
+    """As `kine.pool_log_line`, for the pgsql driver: generic.go prints the database/sql
+    driver's name, `pgx` in kine v0.16 (pgsql.go: generic.OpenDB(ctx, wg, "pgx", …)),
+    `postgres` (lib/pq) in the older releases the stand-in plays."""
     if rel.kine_pool_v016:
-        return ("Configuring postgres database connection pooling: "
+        return ("Configuring pgx database connection pooling: "
                 f"maxIdle={rel.max_idle}, maxOpen=0, maxLifetime=0s, maxIdleTime=0s")
     return ("Configuring postgres database connection pooling: "
             f"maxIdleConns={rel.max_idle}, maxOpenConns=0, connMaxLifetime=0s")

@@ -43,7 +43,7 @@ from sandbox.aliyun.rds.pgserver import PostgresServer
 from sandbox.aliyun.testing import Emulator
 from sandbox.k3s.dsn import parse_pg_endpoint
 from sandbox.k3s.kine import CompactSettings, DatastoreError, KeyExists
-from sandbox.k3s.kine_pg import PostgresKine
+from sandbox.k3s.kine_pg import PostgresKine, pool_log_line
 from sandbox.k3s.versions import release
 from tests.support.emulator_calls import call
 
@@ -274,6 +274,8 @@ def test_the_k3s_stand_ins_kine_runs_on_it(emu: Emulator, instance: dict[str, An
     address, port = instance["ConnectionString"], instance["Port"]
     endpoint = f"postgres://k3s:{quote(PASSWORD, safe='')}@{address}:{port}/k3s?sslmode=disable"
     kine = PostgresKine(parse_pg_endpoint(endpoint), rel)
+    assert pool_log_line(rel) == ("Configuring pgx database connection pooling: maxIdle=20, "
+                                  "maxOpen=0, maxLifetime=0s, maxIdleTime=0s")
     try:
         kine.setup()
         first = kine.create("/registry/a", b"1")
