@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.utils.translation import gettext_noop
+
 from clusters.adapters import datastore, datastore_health, datastore_pg
 from clusters.adapters.datastore import DatastoreReport
 from clusters.adapters.datastore_health import KineMeasurement
@@ -50,6 +52,11 @@ class Engine:
     measure: Callable[..., KineMeasurement]
     key_column: Callable[[str], str]
     rds_params: tuple[tuple[str, str], ...] = ()
+    # Step titles and the upgrade's warning for one's own database (marked for translation,
+    # translated where shown).
+    create_title: str = ""
+    own_backup_title: str = ""
+    own_backup_note: str = ""
 
     def endpoint(self, user: str, password: str, host: str, port: int, database: str) -> str:
         """The K3s --datastore-endpoint for an RDS account (contains the password)."""
@@ -88,12 +95,26 @@ def _mysql_key_column(k3s_version: str) -> str:
 
 
 MYSQL = Engine(DatastoreEngine.MYSQL, "MySQL", "utf8mb4", "ReadWrite", 3306, True,
-               build_endpoint, parse_endpoint, _prove_mysql, _measure_mysql, _mysql_key_column)
+               build_endpoint, parse_endpoint, _prove_mysql, _measure_mysql, _mysql_key_column,
+               create_title=gettext_noop("Create the RDS MySQL instance"),
+               own_backup_title=gettext_noop(
+                   "Warn that your own MySQL is not backed up automatically"),
+               own_backup_note=gettext_noop(
+                   "Your own MySQL is NOT backed up automatically: take a backup (mysqldump or "
+                   "a snapshot) before upgrading; it is the only way back if the upgrade "
+                   "breaks the datastore."))
 # sslmode=prefer: pgx's own default, written out (TLS when RDS offers it, not verified: the
 # panel offers verified TLS for MySQL only so far).
 POSTGRESQL = Engine(DatastoreEngine.POSTGRESQL, "PostgreSQL", "UTF8,C,en_US.utf8", "DBOwner",
                     5432, False, build_pg_endpoint, parse_pg_endpoint, _prove_pg, _measure_pg,
-                    lambda _version: 'text COLLATE "C"', (("sslmode", "prefer"),))
+                    lambda _version: 'text COLLATE "C"', (("sslmode", "prefer"),),
+                    create_title=gettext_noop("Create the RDS PostgreSQL instance"),
+                    own_backup_title=gettext_noop(
+                        "Warn that your own PostgreSQL is not backed up automatically"),
+                    own_backup_note=gettext_noop(
+                        "Your own PostgreSQL is NOT backed up automatically: take a backup "
+                        "(pg_dump or a snapshot) before upgrading; it is the only way back if "
+                        "the upgrade breaks the datastore."))
 ENGINES = {MYSQL.key: MYSQL, POSTGRESQL.key: POSTGRESQL}
 
 

@@ -38,6 +38,7 @@ def test_a_cluster_on_rds_postgresql_comes_up_and_destroy_leaves_no_rds(world, s
     failed = [(s.key, s.error) for s in run.steps.exclude(status=StepStatus.SUCCEEDED)]
     assert run.status == RunStatus.SUCCEEDED, failed
     lines = "\n".join(LogLine.objects.filter(step__run=run).values_list("text", flat=True))
+    assert run.steps.get(key="rds_create").title == "Create the RDS PostgreSQL instance"
     assert "Created RDS PostgreSQL 16.0 instance" in lines
     assert "Created database k3s (UTF8,C,en_US.utf8)" in lines
     assert "Granted DBOwner on k3s to" in lines
