@@ -64,7 +64,6 @@ def rds_purchase(api: AliyunCloud, cluster: Cluster) -> purchase.Purchase:
         return purchase.Bought(created.instance_id, {
             "connection_string": created.connection_string, "port": created.port})
 
-
     return purchase.Purchase("RDS instance", "CreateDBInstance", find, create)
 
 
