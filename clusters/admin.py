@@ -222,7 +222,8 @@ NODE_SECRETS = ("ssh_private_key", "ssh_password", "ssh_key_passphrase")
 class ClusterAdmin(GuardedAdmin):
     list_display = ("name", "status", "health", "region", "k3s_version", "servers", "agents",
                     "slb_address", "owner", "created_at")
-    list_filter = ("status", "health", "region", "datastore_kind", "install_source")
+    list_filter = ("status", "health", "region", "datastore_kind", "datastore_engine",
+                   "install_source")
     search_fields = ("name", "code", "slb_address", "vpc_id", "owner__username",
                      "nodes__private_ip")
     list_select_related = ("owner",)

@@ -101,6 +101,14 @@ class DatastoreKind(models.TextChoices):
     EXTERNAL = "external", _("Bring your own MySQL")
 
 
+class DatastoreEngine(models.TextChoices):
+    """Which database engine the datastore runs: RDS MySQL/PostgreSQL, or one's own.
+    (Embedded etcd, when it comes, is a DatastoreKind, not an engine.)"""
+
+    MYSQL = "mysql", _("MySQL")
+    POSTGRESQL = "postgresql", _("PostgreSQL")
+
+
 class SlbAddressType(models.TextChoices):
     INTRANET = "intranet", _("Intranet (VPC only)")
     INTERNET = "internet", _("Internet")
@@ -148,6 +156,10 @@ class Cluster(models.Model):
 
     datastore_kind = models.CharField(
         _("datastore"), max_length=16, choices=DatastoreKind.choices, default=DatastoreKind.RDS
+    )
+    datastore_engine = models.CharField(
+        _("datastore engine"), max_length=16, choices=DatastoreEngine.choices,
+        default=DatastoreEngine.MYSQL,
     )
     # 8.0 is what RDS recommends today (5.7 is on extended support); the class must be one
     # the zone sells (DescribeAvailableClasses), the wizard always sets both.

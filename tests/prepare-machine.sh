@@ -22,6 +22,10 @@ command -v sudo >/dev/null || need_pkgs+=(sudo)
 command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v mariadb >/dev/null || need_pkgs+=(mariadb-client)
+# RDS PostgreSQL's stand-in servers (initdb/postgres run as the postgres user) and a
+# transaction-mode pooler for the datastore check's refusal.
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_pkgs+=(postgresql)
+[ -x /usr/sbin/pgbouncer ] || need_pkgs+=(pgbouncer)
 # Debian's own kubectl (kubernetes-client) only when none is on the PATH already.
 command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from clusters.adapters import datastore_tls
+from clusters.adapters.datastore_engines import engine_for
 from clusters.adapters.kubeapi import KubeClient
 from clusters.core.errors import PermanentError
 from clusters.k3s.config import (
@@ -17,7 +18,6 @@ from clusters.k3s.config import (
     NodeIdentity,
     render_server_config,
 )
-from clusters.k3s.dsn import build_endpoint
 from clusters.k3s.install import InstallSource
 from clusters.k3s.tokens import AGENT_USER, SERVER_USER, secure_token
 from clusters.models import Cluster, DatastoreKind, Node, Step, StepStatus
@@ -57,8 +57,8 @@ def datastore_endpoint(ctx: StepContext) -> str:
     rds = ctx.result_of(RDS_RESULT_STEP) or recorded_rds_datastore(cluster)
     if not rds or not cluster.datastore_password:
         raise PermanentError("The RDS instance is not configured yet (no endpoint recorded).")
-    return build_endpoint(rds["account"], cluster.datastore_password, rds["host"],
-                          int(rds["port"]), database=rds["database"])
+    return engine_for(cluster).endpoint(rds["account"], cluster.datastore_password,
+                                        rds["host"], int(rds["port"]), rds["database"])
 
 
 def recorded_datastore_endpoint(cluster: Cluster) -> str:
@@ -68,8 +68,8 @@ def recorded_datastore_endpoint(cluster: Cluster) -> str:
     rds = recorded_rds_datastore(cluster)
     if not rds or not cluster.datastore_password:
         raise PermanentError("The RDS instance is not configured yet (no endpoint recorded).")
-    return build_endpoint(rds["account"], cluster.datastore_password, rds["host"],
-                          int(rds["port"]), database=rds["database"])
+    return engine_for(cluster).endpoint(rds["account"], cluster.datastore_password,
+                                        rds["host"], int(rds["port"]), rds["database"])
 
 
 def server_settings(ctx: StepContext) -> ClusterSettings:

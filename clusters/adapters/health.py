@@ -18,16 +18,15 @@ from django.utils import timezone
 from clusters.adapters import (
     cloud,
     clusterconfig,
-    datastore,
     datastore_health,
     datastore_tls,
     nodes,
     ssh,
 )
 from clusters.adapters.aliyun import RdsInstance
+from clusters.adapters.datastore_engines import engine_for
 from clusters.adapters.datastore_health import KineMeasurement, StorageUsage
 from clusters.core.errors import PermanentError, StepError
-from clusters.k3s.dsn import parse_endpoint
 from clusters.k3s.versions import kine_max_idle_connections
 from clusters.models import (
     Cluster,
@@ -176,8 +175,9 @@ def kine_pool(version: str) -> int:
 
 
 def _measure_kine(cluster: Cluster, servers: list, findings: list) -> KineMeasurement | None:
+    engine = engine_for(cluster)
     try:
-        endpoint = parse_endpoint(clusterconfig.recorded_datastore_endpoint(cluster))
+        endpoint = engine.parse(clusterconfig.recorded_datastore_endpoint(cluster))
     except StepError as exc:
         findings.append(datastore_health.unknown("datastore", str(exc)))
         return None
@@ -186,10 +186,9 @@ def _measure_kine(cluster: Cluster, servers: list, findings: list) -> KineMeasur
         try:
             ca_pem = datastore_tls.datastore_ca(cluster)
             with ssh.connect(nodes.target_for(server), pinned_fingerprint=server.host_key,
-                             timeout=DATASTORE_TIMEOUT) as session, \
-                    datastore.connect(endpoint, via=session, timeout=DATASTORE_TIMEOUT,
-                                      ca_pem=ca_pem) as conn:
-                return datastore_health.measure(conn, rows_cap=settings.PANEL_KINE_ROWS_LIMIT)
+                             timeout=DATASTORE_TIMEOUT) as session:
+                return engine.measure(endpoint, session, timeout=DATASTORE_TIMEOUT,
+                                      ca_pem=ca_pem, rows_cap=settings.PANEL_KINE_ROWS_LIMIT)
         except StepError as exc:
             problems.append(f"from {server.private_ip}: {exc}")
     findings.append(datastore_health.unknown(

@@ -31,7 +31,8 @@ SLB_TRAFFIC_OUT = PriceModule("InternetTrafficOut", "InternetTrafficOut:1", "Usa
 
 class PriceApi(Protocol):
     def describe_rds_price(self, *, engine_version: str, instance_class: str,
-                           storage_gb: int, zone_id: str = "") -> HourlyPrice: ...
+                           storage_gb: int, zone_id: str = "",
+                           engine: str = "MySQL") -> HourlyPrice: ...
 
     def get_pay_as_you_go_price(self, product_code: str,
                                 modules: list[PriceModule]) -> dict[str, HourlyPrice]: ...
@@ -80,12 +81,12 @@ def _unknown(what: Any, exc: StepError) -> PriceLine:
 
 
 def rds_price(api: PriceApi, *, engine_version: str, instance_class: str, storage_gb: int,
-              zone_id: str) -> PriceLine:
-    what = _("RDS MySQL instance")
+              zone_id: str, engine: str = "MySQL") -> PriceLine:
+    what = _("RDS PostgreSQL instance") if engine == "PostgreSQL" else _("RDS MySQL instance")
     try:
         price = api.describe_rds_price(engine_version=engine_version,
                                        instance_class=instance_class, storage_gb=storage_gb,
-                                       zone_id=zone_id)
+                                       zone_id=zone_id, engine=engine)
     except StepError as exc:
         return _unknown(what, exc)
     return PriceLine(what, price.amount, price.currency)
@@ -120,6 +121,7 @@ def quote_new_cluster(api: PriceApi, *, rds: dict[str, Any] | None, zone_id: str
     if rds is not None:
         lines.append(rds_price(api, engine_version=str(rds["engine_version"]),
                                instance_class=str(rds["instance_class"]),
-                               storage_gb=int(rds["storage_gb"]), zone_id=zone_id))
+                               storage_gb=int(rds["storage_gb"]), zone_id=zone_id,
+                               engine=str(rds.get("engine", "MySQL"))))
     lines.append(slb_price(api, internet=internet_slb))
     return Quote(tuple(lines))

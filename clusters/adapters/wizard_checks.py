@@ -14,15 +14,17 @@ import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 
-from clusters.adapters import datastore, host_addresses, ssh
+from clusters.adapters import datastore, datastore_pg, host_addresses, ssh
 from clusters.adapters.aliyun import AliyunCloud, RdsClassOffer, Region, Vpc, VSwitch
 from clusters.adapters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
 from clusters.adapters.cloud import cloud_for_account
 from clusters.core.errors import StepError, TransientError
 from clusters.k3s.dsn import MySQLEndpoint
+from clusters.k3s.pgdsn import PostgresEndpoint
 from clusters.models import CloudAccount
 
 LOOKUP_TIMEOUT = 8.0
@@ -97,14 +99,18 @@ class RdsChoices:
         return next((c for c in self.classes if c.instance_class == instance_class), None)
 
 
-def rds_choices(account: CloudAccount, region: str, zone: str, version: str) -> RdsChoices:
-    """Ask RDS what it sells in `zone` today; raises CheckFailed with the adapter's words."""
+def rds_choices(account: CloudAccount, region: str, zone: str, version: str,
+                engine: str = "MySQL") -> RdsChoices:
+    """Ask RDS what it sells of `engine` in `zone` today; raises CheckFailed with the
+    adapter's words."""
     try:
         cloud = _cloud(account, region)
-        zones = cloud.describe_rds_zones(zone_id=zone)
+        zones = cloud.describe_rds_zones(zone_id=zone, engine=engine)
         versions = sorted({v for z in zones if z.zone_id == zone for v in z.versions
-                           if z.sells(v, RDS_CATEGORY, RDS_STORAGE_TYPE)})
-        classes = cloud.describe_rds_classes(zone, version) if version in versions else []
+                           if z.sells(v, RDS_CATEGORY, RDS_STORAGE_TYPE)},
+                          key=lambda v: [int(p) if p.isdigit() else 0 for p in v.split(".")])
+        classes = (cloud.describe_rds_classes(zone, version, engine=engine)
+                   if version in versions else [])
     except StepError as exc:
         raise CheckFailed(_explain(exc)) from None
     return RdsChoices(zone, version, versions, classes)
@@ -205,23 +211,30 @@ def scan_host_key(host: str, port: int, timeout: float = 10.0) -> str:
 # --- MySQL -------------------------------------------------------------------------------------
 
 
+def _panel_may_reach(host: str, port: int) -> bool:
+    """False when the name does not resolve (the hosts may still reach it); CheckFailed for
+    an address the panel must not reach (loopback, its own server and networks: where its
+    own database may listen), whatever name leads there."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError):
+        return False
+    for address in sorted(addresses):
+        refusal = host_addresses.address_refusal(str(address))
+        if refusal:
+            raise CheckFailed(str(refusal))
+    return True
+
+
 def check_mysql(endpoint: MySQLEndpoint) -> str | None:
     """Log in to a user's MySQL; returns its version, None when unreachable from the panel.
 
     Unreachable is not an error: a database in a VPC is often reachable from the hosts only,
     and preflight checks it from there. A refused login or an unknown database is an error.
-    An address the panel must not reach (loopback, its own server and networks: where its
-    own database may listen) is refused before any connection, whatever name leads there.
     """
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(
-            endpoint.host, endpoint.port, type=socket.SOCK_STREAM)}
-    except (OSError, UnicodeError):
-        return None  # no name the panel can resolve: the hosts may still reach it
-    for address in sorted(addresses):
-        refusal = host_addresses.address_refusal(str(address))
-        if refusal:
-            raise CheckFailed(str(refusal))
+    if not _panel_may_reach(endpoint.host, endpoint.port):
+        return None
     try:
         with datastore.connect(endpoint, timeout=LOOKUP_CONNECT_TIMEOUT) as conn, \
                 conn.cursor() as cursor:
@@ -232,3 +245,20 @@ def check_mysql(endpoint: MySQLEndpoint) -> str | None:
     except StepError as exc:
         raise CheckFailed(str(exc)) from None
     return str(row[0]) if row else ""
+
+
+def check_postgresql(endpoint: PostgresEndpoint) -> str | None:
+    """As check_mysql, for a user's PostgreSQL (its sslmode as K3s will use it)."""
+    if not _panel_may_reach(endpoint.host, endpoint.port):
+        return None
+    try:
+        with datastore_pg.connect(endpoint, timeout=LOOKUP_CONNECT_TIMEOUT) as (conn,):
+            row = conn.execute(b"SHOW server_version").fetchone()
+    except TransientError:
+        return None
+    except StepError as exc:
+        raise CheckFailed(str(exc)) from None
+    return str(row[0]) if row else ""
+
+
+LOGIN_CHECKS: dict[str, Any] = {"mysql": check_mysql, "postgresql": check_postgresql}

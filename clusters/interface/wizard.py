@@ -31,6 +31,7 @@ from django.utils.translation import gettext_lazy as _
 
 from clusters.adapters import cloud, credentials, pricing
 from clusters.core import crypto
+from clusters.interface.forms.wizard_datastore import ENGINE_LABELS, datastore_of
 from clusters.models import (
     CloudAccount,
     Cluster,
@@ -338,10 +339,13 @@ def billed_resources(state: WizardState) -> list[BilledItem]:
     """Everything the create run will buy, for the review page."""
     network, datastore = state.get("network"), state.get("datastore")
     items = []
-    if datastore.get("kind") == DatastoreKind.RDS:
+    kind, engine = datastore_of(datastore.get("kind"))
+    if kind == DatastoreKind.RDS:
+        label = ENGINE_LABELS[engine]
         items.append(BilledItem(
-            _("RDS MySQL instance (pay-as-you-go)"),
-            f"MySQL {datastore.get('rds_engine_version')} · {datastore.get('rds_instance_class')}"
+            _("RDS %(engine)s instance (pay-as-you-go)") % {"engine": label},
+            f"{label} {datastore.get('rds_engine_version')} · "
+            f"{datastore.get('rds_instance_class')}"
             f" · {datastore.get('rds_storage_gb')} GB · {network.get('zone')}"))
     items.append(BilledItem(
         _("CLB instance (pay-as-you-go, pay-by-LCU), TCP listener on 6443"),
@@ -360,10 +364,12 @@ def price_quote(state: WizardState, account: CloudAccount) -> pricing.Quote:
     """The monthly pay-as-you-go price of what `billed_resources` lists, asked of the cloud."""
     network, datastore = state.get("network"), state.get("datastore")
     rds = None
-    if datastore.get("kind") == DatastoreKind.RDS:
+    kind, engine = datastore_of(datastore.get("kind"))
+    if kind == DatastoreKind.RDS:
         rds = {"engine_version": datastore.get("rds_engine_version") or "8.0",
                "instance_class": datastore.get("rds_instance_class") or "mysql.n2.medium.1",
-               "storage_gb": datastore.get("rds_storage_gb") or 20}
+               "storage_gb": datastore.get("rds_storage_gb") or 20,
+               "engine": ENGINE_LABELS[engine]}
     api = cloud.cloud_for_account(account, state.get("account")["region"])
     return pricing.quote_new_cluster(
         api, rds=rds, zone_id=network.get("zone", ""),
@@ -399,7 +405,8 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
     datastore, hosts, k3s = state.get("datastore"), state.get("hosts"), state.get("k3s")
     account = CloudAccount.objects.get(pk=account_step["cloud_account"], owner=owner)
     pair = state.keypair()
-    is_rds = datastore["kind"] == DatastoreKind.RDS
+    kind, engine = datastore_of(datastore["kind"])
+    is_rds = kind == DatastoreKind.RDS
     with transaction.atomic():
         cluster = Cluster.objects.create(
             owner=owner, cloud_account=account, name=account_step["name"],
@@ -414,7 +421,7 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
             disable_traefik=bool(k3s.get("disable_traefik")),
             taint_servers=bool(k3s.get("taint_servers")),
             secrets_encryption=bool(k3s.get("secrets_encryption")),
-            datastore_kind=datastore["kind"],
+            datastore_kind=kind, datastore_engine=engine,
             datastore_tls=is_rds and bool(datastore.get("datastore_tls")),
             rds_engine_version=datastore.get("rds_engine_version")
             or Cluster._meta.get_field("rds_engine_version").default,

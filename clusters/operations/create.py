@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from clusters.adapters.credentials import generate_k3s_token
+from clusters.adapters.datastore_engines import engine_for
 from clusters.core.titles import title
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
@@ -33,7 +34,7 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
     ]
     if cluster.datastore_kind == DatastoreKind.RDS:
         specs += [
-            StepSpec("rds_create", gettext_noop("Create the RDS MySQL instance"), "rds.create",
+            StepSpec("rds_create", engine_for(cluster).create_title, "rds.create",
                      ["preflight_hosts"]),
             StepSpec(
                 "rds_configure",

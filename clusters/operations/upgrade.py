@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from clusters.adapters import clusterconfig, k3s_release, wizard_checks
+from clusters.adapters.datastore_engines import engine_for
 from clusters.core.errors import PermanentError, StepError
 from clusters.core.titles import title
 from clusters.engine import pipeline
@@ -180,9 +181,7 @@ def check_target(cluster: Cluster, text: str) -> UpgradeTarget:
 def backup_note(cluster: Cluster) -> tuple[str, bool]:
     """(what happens to the datastore before the upgrade, whether it is a warning)."""
     if cluster.datastore_kind == DatastoreKind.EXTERNAL:
-        return _("Your own MySQL is NOT backed up automatically: take a backup (mysqldump or a "
-                 "snapshot) before upgrading; it is the only way back if the upgrade breaks "
-                 "the datastore."), True
+        return _(engine_for(cluster).own_backup_note), True
     return _("An RDS backup (CreateBackup) is taken first and the upgrade waits until it has "
              "finished; its id is written to the log so you can restore it."), False
 
@@ -191,7 +190,6 @@ def backup_note(cluster: Cluster) -> tuple[str, bool]:
 
 RDS_BACKUP_TITLE = gettext_noop("Back up the RDS datastore (CreateBackup) and wait until it has "
                       "finished")
-EXTERNAL_BACKUP_TITLE = gettext_noop("Warn that your own MySQL is not backed up automatically")
 
 
 def upgrade_plan(cluster: Cluster, version: str) -> list[StepSpec]:
@@ -203,7 +201,7 @@ def upgrade_plan(cluster: Cluster, version: str) -> list[StepSpec]:
                      key=lambda node: (node.status != NodeStatus.FAILED, node.pk))
     agents = list(live.filter(role=NodeRole.AGENT).order_by("pk"))
     backup = RDS_BACKUP_TITLE if cluster.datastore_kind == DatastoreKind.RDS \
-        else EXTERNAL_BACKUP_TITLE
+        else engine_for(cluster).own_backup_title
     specs = [StepSpec("backup", backup, "upgrade.backup", retry_budget=10)]
     previous = "backup"
     for index, server in enumerate(servers):

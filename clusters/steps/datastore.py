@@ -7,14 +7,13 @@ admits the hosts, not the panel, and this is exactly the path K3s will use.
 from __future__ import annotations
 
 from clusters.adapters import clusterconfig, datastore_tls, nodes
-from clusters.adapters.datastore import KEY_TOO_LONG, SchemaRejected, check_datastore
+from clusters.adapters.datastore import KEY_TOO_LONG, SchemaRejected
+from clusters.adapters.datastore_engines import engine_for
 from clusters.adapters.datastore_health import capacity_finding, required_connections
 from clusters.adapters.health import kine_pool
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.k3s.dsn import parse_endpoint
-from clusters.k3s.versions import kine_schema
 from clusters.models import DatastoreKind, NodeRole
 from clusters.steps.rds import turn_large_prefix_on
 
@@ -24,19 +23,20 @@ DEFAULT_SCHEMA_VERSION = "v1.32.5+k3s1"
 @step_handler("datastore.check")
 def check(ctx: StepContext) -> Outcome:
     cluster = ctx.cluster
-    endpoint = parse_endpoint(clusterconfig.datastore_endpoint(ctx))
+    engine = engine_for(cluster)
+    endpoint = engine.parse(clusterconfig.datastore_endpoint(ctx))
     server = cluster.nodes.filter(role=NodeRole.SERVER).order_by("pk").first()
     if server is None:
         return Fail("The cluster has no server host to check the datastore from.")
     version = cluster.k3s_version or DEFAULT_SCHEMA_VERSION
-    key_column = "ascii" if kine_schema(version).ascii_name else "utf8mb4 (767-byte index limit)"
+    key_column = engine.key_column(version)
     ca_pem = datastore_tls.datastore_ca(cluster)
     over = " over TLS, verifying the server against the datastore CA" if ca_pem else ""
-    ctx.say(f"Running kine's DDL for K3s {version} (key column {key_column}) against "
-            f"{endpoint.redacted()} from {server.private_ip}{over}")
+    ctx.say(f"Running kine's {engine.label} DDL for K3s {version} (key column {key_column}) "
+            f"against {endpoint.redacted()} from {server.private_ip}{over}")
     try:
         with nodes.session(ctx, server) as connection:
-            report = check_datastore(endpoint, version, via=connection, ca_pem=ca_pem)
+            report = engine.prove(endpoint, version, via=connection, ca_pem=ca_pem)
     except SchemaRejected as exc:
         if exc.code != KEY_TOO_LONG or cluster.datastore_kind != DatastoreKind.RDS:
             raise
@@ -48,7 +48,8 @@ def check(ctx: StepContext) -> Outcome:
     if report.holds_cluster:
         ctx.say("This database already holds K3s bootstrap data: servers must use the token "
                 "it was created with.", "stderr")
-    ctx.say(f"MySQL {report.server_version} accepted K3s's schema in {report.seconds:.2f} s")
+    ctx.say(f"{engine.label} {report.server_version} accepted K3s's schema in "
+            f"{report.seconds:.2f} s")
     if report.tls:
         ctx.say(f"The connection was {report.tls}; the certificate of {endpoint.address} "
                 "verified against the datastore CA")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from clusters.adapters import cloud, k3s_release, nodes
 from clusters.adapters.aliyun import AliyunCloud
+from clusters.adapters.datastore_engines import engine_for
 from clusters.core.errors import PermanentError
 from clusters.engine.outcomes import Done, Outcome
 from clusters.engine.registry import step_handler
@@ -108,19 +109,20 @@ def _rds_class(ctx: StepContext, api: AliyunCloud) -> None:
         return
     if cluster.resources.filter(kind="rds_instance").exclude(provider_id="").exists():
         return
-    offers = api.describe_rds_classes(cluster.zone, cluster.rds_engine_version)
+    engine = engine_for(cluster).label
+    offers = api.describe_rds_classes(cluster.zone, cluster.rds_engine_version, engine=engine)
     offer = next((o for o in offers if o.instance_class == cluster.rds_instance_class), None)
     if offer is None:
         sold = ", ".join(o.instance_class for o in offers) or "none"
         raise PermanentError(
-            f"RDS does not sell {cluster.rds_instance_class} for MySQL "
+            f"RDS does not sell {cluster.rds_instance_class} for {engine} "
             f"{cluster.rds_engine_version} in zone {cluster.zone} (High-availability, ESSD); "
             f"it sells: {sold}. Create the cluster again with one of those.")
     if offer.storage_problem(cluster.rds_storage_gb):
         raise PermanentError(
             f"RDS {offer.instance_class} takes {offer.storage_min} to {offer.storage_max} GB "
             f"in steps of {offer.storage_step} GB; {cluster.rds_storage_gb} GB cannot be bought.")
-    ctx.say(f"RDS sells {offer.instance_class} (MySQL {cluster.rds_engine_version}, "
+    ctx.say(f"RDS sells {offer.instance_class} ({engine} {cluster.rds_engine_version}, "
             f"{cluster.rds_storage_gb} GB) in {cluster.zone}")
 
 

@@ -1,4 +1,5 @@
-"""The RDS MySQL instance K3s uses as its datastore: bought once, configured idempotently."""
+"""The RDS instance K3s uses as its datastore (MySQL or PostgreSQL, through the one engine
+interface of clusters.adapters.datastore_engines): bought once, configured idempotently."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from clusters.adapters import cloud, datastore_tls, purchase
 from clusters.adapters.aliyun import AliyunCloud, RdsSpec
 from clusters.adapters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
 from clusters.adapters.credentials import generate_rds_password, name_from_cluster
+from clusters.adapters.datastore_engines import engine_for
 from clusters.core.errors import PermanentError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
@@ -55,7 +57,8 @@ def rds_purchase(api: AliyunCloud, cluster: Cluster) -> purchase.Purchase:
                     storage_gb=cluster.rds_storage_gb, vpc_id=cluster.vpc_id,
                     vswitch_id=cluster.vswitch_id, zone_id=cluster.zone,
                     storage_type=RDS_STORAGE_TYPE, category=RDS_CATEGORY,
-                    description=f"K3s datastore of {cluster.name}"[:256]),
+                    description=f"K3s datastore of {cluster.name}"[:256],
+                    engine=engine_for(cluster).label),
             client_token=token, tags=cloud.tags(cluster),
         )
         return purchase.Bought(created.instance_id, {
@@ -74,7 +77,7 @@ def create(ctx: StepContext) -> Outcome:
     acquired = purchase.ensure_bought(ctx, resource, rds_purchase(api, cluster),
                                       state=ResourceState.CREATING)
     if acquired is purchase.Acquired.CREATED:
-        ctx.say(f"Created RDS MySQL {cluster.rds_engine_version} instance "
+        ctx.say(f"Created RDS {engine_for(cluster).label} {cluster.rds_engine_version} instance "
                 f"{resource.provider_id} ({cluster.rds_instance_class}, "
                 f"{cluster.rds_storage_gb} GB)")
     instance = api.describe_rds(resource.provider_id)
@@ -174,8 +177,9 @@ def _database(ctx: StepContext, api: AliyunCloud, instance_id: str) -> Outcome |
         return None
     database = api.describe_database(instance_id, DATABASE)
     if database is None:
-        api.create_database(instance_id, DATABASE, "utf8mb4")
-        ctx.say(f"Created database {DATABASE} (utf8mb4)")
+        charset = engine_for(ctx.cluster).database_charset
+        api.create_database(instance_id, DATABASE, charset)
+        ctx.say(f"Created database {DATABASE} ({charset})")
         return Wait(cloud.poll_seconds(), f"Waiting for database {DATABASE}")
     if not database.running:
         return Wait(cloud.poll_seconds(), f"Database {DATABASE} is {database.status}")
@@ -186,10 +190,11 @@ def _database(ctx: StepContext, api: AliyunCloud, instance_id: str) -> Outcome |
 def _grant(ctx: StepContext, api: AliyunCloud, instance_id: str, account: str) -> None:
     if ctx.memo.get("granted"):
         return
+    privilege = engine_for(ctx.cluster).account_privilege
     existing = api.describe_account(instance_id, account)
-    if existing is None or existing.privileges.get(DATABASE) != "ReadWrite":
-        api.grant_privilege(instance_id, account, DATABASE, "ReadWrite")
-        ctx.say(f"Granted ReadWrite on {DATABASE} to {account}")
+    if existing is None or existing.privileges.get(DATABASE) != privilege:
+        api.grant_privilege(instance_id, account, DATABASE, privilege)
+        ctx.say(f"Granted {privilege} on {DATABASE} to {account}")
     ctx.memo["granted"] = True
 
 
@@ -232,6 +237,10 @@ def _ssl(ctx: StepContext, api: AliyunCloud, instance_id: str,
     """
     if not datastore_tls.uses_tls(ctx.cluster) or ctx.memo.get("ssl_ready"):
         return None
+    if not engine_for(ctx.cluster).offers_tls:
+        raise PermanentError(
+            f"The panel turns verified TLS on for RDS MySQL only; this cluster's datastore is "
+            f"RDS {engine_for(ctx.cluster).label}. Turn datastore TLS off for it.")
     datastore_tls.rds_ca_bundle()
     instance = api.describe_rds(instance_id)
     if instance is not None and not instance.running:

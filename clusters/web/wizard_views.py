@@ -18,7 +18,6 @@ from clusters.adapters import pricing, wizard_checks
 from clusters.interface import audit, wizard
 from clusters.interface.forms import (
     COMMON_REGIONS,
-    RDS_DEFAULT_VERSION,
     AccountStepForm,
     DatastoreStepForm,
     HostForm,
@@ -30,6 +29,7 @@ from clusters.interface.forms import (
     hosts_fit,
     keep_saved_secrets,
 )
+from clusters.interface.forms.wizard_datastore import ENGINE_LABELS, datastore_of, version_for
 from clusters.models import AuditAction, CloudAccount, Cluster, InstallSource, NodeRole, Run
 from clusters.web import ratelimit
 from clusters.web.actions import start_operation
@@ -150,13 +150,15 @@ def network_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRes
 # --- 3. datastore ------------------------------------------------------------------------------
 
 
-def _rds_choices(request: SignedInRequest, state: wizard.WizardState,
+def _rds_choices(request: SignedInRequest, state: wizard.WizardState, choice: str | None,
                  version: str) -> tuple[wizard_checks.RdsChoices | None, str]:
-    """What RDS sells in the cluster's zone for `version`, or the reason it is unknown."""
+    """What RDS sells of the chosen engine in the cluster's zone for `version`, or the reason
+    it is unknown."""
     account = _account(request, state)
+    engine = ENGINE_LABELS[datastore_of(choice)[1]]
     try:
         return wizard_checks.rds_choices(account, state.get("account")["region"],
-                                         state.get("network")["zone"], version), ""
+                                         state.get("network")["zone"], version, engine), ""
     except wizard_checks.CheckFailed as exc:
         return None, str(exc)
 
@@ -164,8 +166,8 @@ def _rds_choices(request: SignedInRequest, state: wizard.WizardState,
 def datastore_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
     saved = {k: v for k, v in state.get("datastore").items() if k not in wizard.SECRET_FIELDS}
     source = request.POST if request.method == "POST" else saved
-    version = source.get("rds_engine_version") or RDS_DEFAULT_VERSION
-    rds, rds_error = _rds_choices(request, state, version)
+    version = version_for(source.get("kind"), source.get("rds_engine_version"))
+    rds, rds_error = _rds_choices(request, state, source.get("kind"), version)
     if request.method == "POST":
         # The page never shows a secret again: what was typed is kept server-side.
         state.keep_draft("datastore", request.POST)
@@ -174,6 +176,7 @@ def datastore_step(request: SignedInRequest, state: wizard.WizardState) -> HttpR
         # Another version was picked: show its classes, keep what was typed, judge nothing.
         typed = {k: str(v) for k, v in request.POST.items()
                  if k not in ("csrfmiddlewaretoken", "action", *wizard.SECRET_FIELDS)}
+        typed["rds_engine_version"] = version
         if rds is None or rds.find(typed.get("rds_instance_class", "")) is None:
             typed.pop("rds_instance_class", None)
         form = DatastoreStepForm(initial=typed, rds=rds, rds_error=rds_error, saved=secrets)

@@ -8,6 +8,7 @@ messages. The panel's DSN builder must survive this parser, so the stand-in uses
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 DEFAULT_UNIX_DSN = "root@unix(/var/run/mysqld/mysqld.sock)/"
 
@@ -123,3 +124,48 @@ def parse_endpoint(endpoint: str) -> MySQLDSN:
     if not cfg.dbname:
         cfg.dbname = "kubernetes"
     return cfg
+
+
+@dataclass
+class PostgresDSN:
+    """kine's pgsql endpoint, after prepareConfig: `postgres://` + the rest, a URL."""
+
+    user: str = "postgres"
+    password: str = "postgres"  # noqa: S105 - kine's defaultDSN, not a secret
+    host: str = "localhost"
+    port: int = 5432
+    dbname: str = "kubernetes"
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def addr(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+PG_SCHEMES = ("postgres", "postgresql")  # kine pkg/drivers/pgsql: drivers.Register twice
+
+
+def parse_pg_endpoint(endpoint: str) -> PostgresDSN:
+    """kine pgsql prepareConfig: `postgres://` + what follows the scheme, parsed as a URL
+    (user info percent-decoded, as Go's url.Parse does), database `kubernetes` when the path
+    is empty, lower-cased (kine: "makes quoting database and schema reference the same")."""
+    _, raw = split_endpoint(endpoint)
+    try:
+        parts = urlsplit("postgres://" + raw)
+        port = parts.port
+    except ValueError as exc:
+        raise DSNError(f"parse \"postgres://{raw.split('@')[-1]}\": {exc}") from None
+    cfg = PostgresDSN()
+    if parts.username is not None:
+        cfg.user = unquote(parts.username)
+        cfg.password = unquote(parts.password or "")
+    cfg.host = parts.hostname or "localhost"
+    cfg.port = port or 5432
+    path = parts.path.lower()
+    cfg.dbname = path.lstrip("/") if path not in ("", "/") else "kubernetes"
+    cfg.params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return cfg
+
+
+def endpoint_scheme(endpoint: str) -> str:
+    return split_endpoint(endpoint)[0]

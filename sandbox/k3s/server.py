@@ -18,8 +18,15 @@ import yaml
 
 from sandbox.k3s import apiserver, bootstrap, certs, logs, nodes, secretsencrypt
 from sandbox.k3s.config import Settings
-from sandbox.k3s.dsn import DSNError, parse_endpoint
+from sandbox.k3s.dsn import (
+    PG_SCHEMES,
+    DSNError,
+    endpoint_scheme,
+    parse_endpoint,
+    parse_pg_endpoint,
+)
 from sandbox.k3s.kine import BackendTLS, CompactSettings, DatastoreError, Kine
+from sandbox.k3s.kine_pg import PostgresKine
 from sandbox.k3s.runtime import (
     detect_node_ip,
     go_duration,
@@ -176,12 +183,17 @@ class Server:
         endpoint = self.settings.text("datastore-endpoint")
         if not endpoint:
             raise logs.Fatal("starting kubernetes: preparing server: this K3s stand-in only "
-                             "supports an external mysql:// datastore (--datastore-endpoint)")
+                             "supports an external mysql:// or postgres:// datastore "
+                             "(--datastore-endpoint)")
         try:
             backend_tls = BackendTLS(self.settings.text("datastore-cafile"),
                                      self.settings.text("datastore-certfile"),
                                      self.settings.text("datastore-keyfile"))
-            kine = Kine(parse_endpoint(endpoint), self.rel, backend_tls)
+            kine: Kine
+            if endpoint_scheme(endpoint) in PG_SCHEMES:
+                kine = PostgresKine(parse_pg_endpoint(endpoint), self.rel, backend_tls)
+            else:
+                kine = Kine(parse_endpoint(endpoint), self.rel, backend_tls)
             kine.setup()
             kine.fill_pool()
         except (DSNError, DatastoreError) as exc:

@@ -5,7 +5,8 @@ document.querySelectorAll("form[data-toggle-group]").forEach((form) => {
   const update = () => {
     const chosen = form.querySelector(`input[name="${name}"]:checked`);
     form.querySelectorAll("[data-show-when]").forEach((group) => {
-      group.hidden = !chosen || group.dataset.showWhen !== chosen.value;
+      // data-show-when lists the values (space-separated) under which the group shows.
+      group.hidden = !chosen || !group.dataset.showWhen.split(" ").includes(chosen.value);
     });
   };
   form.addEventListener("change", (event) => { if (event.target.name === name) update(); });
@@ -22,11 +23,12 @@ document.querySelectorAll("fieldset.host").forEach((host) => {
   auth.addEventListener("change", update);
   update();
 });
-// A select marked data-refresh (the MySQL version) reloads the step with that choice, so the
-// server can ask the cloud again (the classes RDS sells depend on the version). Without
+// A select or radio marked data-refresh (the datastore, the engine version) reloads the step
+// with that choice, so the server can ask the cloud again (the versions and classes RDS sells
+// depend on the engine and the version). Without
 // JavaScript the "show the classes" button does the same; with it the button is removed, so
 // that Enter in a field still means Next (the first submit button is the form's default).
-document.querySelectorAll("select[data-refresh]").forEach((select) => {
+document.querySelectorAll("select[data-refresh], input[type=radio][data-refresh]").forEach((select) => {
   const button = select.form.querySelector("button[data-refresh-button]");
   if (button) button.remove();
   select.addEventListener("change", () => {

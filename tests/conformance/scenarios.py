@@ -147,6 +147,26 @@ class World:
             return {"instance_id": rds_id, "client_token": token}
         return self.once("rds", build)
 
+    def pg_rds(self) -> dict[str, str]:
+        """A Running RDS PostgreSQL instance with account `k3s` owning database `k3s` (what
+        the panel's engine interface does for PostgreSQL)."""
+        def build() -> dict[str, str]:
+            token = uuid.uuid4().hex
+            created = self.cloud.create_rds(
+                RdsSpec("17.0", "pg.n2.2c.2m", 20, self.vpc_id, self.vswitch_id, self.zone_id,
+                        storage_type="cloud_essd", description="conformance",
+                        engine="PostgreSQL"), client_token=token, tags={TAG: "rds-pg"})
+            rds_id = created.instance_id
+            eventually(lambda: self.cloud.describe_rds(rds_id).running,  # type: ignore[union-attr]
+                       "RDS PostgreSQL instance Running", 90)
+            self.cloud.create_account(rds_id, "k3s", RDS_PASSWORD, description="conformance")
+            self.cloud.create_database(rds_id, "k3s", "UTF8,C,en_US.utf8",
+                                       description="conformance")
+            self.account_ready(rds_id, "k3s")
+            self.cloud.grant_privilege(rds_id, "k3s", "k3s", "DBOwner")
+            return {"instance_id": rds_id, "client_token": token}
+        return self.once("pg_rds", build)
+
     def account_ready(self, rds_id: str, name: str) -> None:
         eventually(lambda: self.cloud.describe_account(rds_id, name).available,  # type: ignore[union-attr]
                    f"account {name} Available")
@@ -298,6 +318,7 @@ def _create_rds(world: World) -> None:
     again = world.cloud.create_rds(world.rds_spec(), client_token=shared["client_token"],
                                    tags={TAG: "rds"})  # a replayed create answers the same
     assert again.instance_id == shared["instance_id"]
+    assert world.cloud.describe_rds(world.pg_rds()["instance_id"]).engine_version == "17.0"  # type: ignore[union-attr]
 
 
 @scenario("Rds", "DescribeDBInstanceAttribute")
@@ -327,6 +348,11 @@ def _account_and_database(world: World) -> None:
     world.cloud.create_database(rds_id, name, description="extra")
     world.account_ready(rds_id, name)
     world.cloud.grant_privilege(rds_id, name, name)
+    pg_id = world.pg_rds()["instance_id"]  # PostgreSQL: Charset,Collate,Ctype and DBOwner
+    world.cloud.create_account(pg_id, name, RDS_PASSWORD, description="extra")
+    world.cloud.create_database(pg_id, name, "UTF8,C,C", description="extra")
+    world.account_ready(pg_id, name)
+    world.cloud.grant_privilege(pg_id, name, name, "DBOwner")
 
 
 @scenario("Rds", "DescribeAccounts")
@@ -418,6 +444,9 @@ def _rds_price(world: World) -> None:
         engine_version="8.0", instance_class="mysql.n2.medium.2c", storage_gb=20,
         zone_id=world.zone_id, storage_type="cloud_essd")
     assert price.amount > 0
+    assert world.cloud.describe_rds_price(
+        engine_version="17.0", instance_class="pg.n2.2c.2m", storage_gb=20,
+        zone_id=world.zone_id, storage_type="cloud_essd", engine="PostgreSQL").amount > 0
 
 
 @scenario("BssOpenApi", "GetPayAsYouGoPrice")
@@ -442,6 +471,8 @@ def _rds_zones(world: World) -> None:
     offers = world.cloud.describe_rds_zones("8.0", zone_id=world.zone_id)
     assert [o.zone_id for o in offers] == [world.zone_id]
     assert offers[0].sells("8.0", "HighAvailability", "cloud_essd")
+    (pg,) = world.cloud.describe_rds_zones(zone_id=world.zone_id, engine="PostgreSQL")
+    assert pg.sells("17.0", "HighAvailability", "cloud_essd") and "8.0" not in pg.versions
 
 
 @scenario("Rds", "DescribeAvailableClasses")
@@ -449,6 +480,8 @@ def _rds_classes(world: World) -> None:
     offers = world.cloud.describe_rds_classes(world.zone_id, "8.0")
     assert "mysql.n2.medium.2c" in {o.instance_class for o in offers}
     assert all(o.storage_min <= o.storage_max for o in offers)
+    pg = world.cloud.describe_rds_classes(world.zone_id, "17.0", engine="PostgreSQL")
+    assert "pg.n2.2c.2m" in {o.instance_class for o in pg}
 
 
 # ---- credentials without long-lived keys ------------------------------------------------------

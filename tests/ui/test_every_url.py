@@ -94,7 +94,8 @@ API_NO_AUTH = frozenset({"api:no-such-endpoint"})
 SECURITY_FIELDS: dict[type, tuple[str, ...]] = {
     Cluster: ("owner", "cloud_account", "region", "zone", "vpc_id", "vswitch_id",
               "k3s_version", "k3s_channel", "install_source", "install_base_url",
-              "extra_tls_sans", "datastore_kind", "rds_engine_version", "slb_address",
+              "extra_tls_sans", "datastore_kind", "datastore_engine", "rds_engine_version",
+              "slb_address",
               "k3s_ca_hash", "api_allowed_cidrs", "datastore_tls", "secrets_encryption",
               "status"),
     Node: ("cluster", "role", "name", "private_ip", "public_ip", "ssh_port", "ssh_user",

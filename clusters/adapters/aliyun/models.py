@@ -111,6 +111,7 @@ class RdsSpec:
     zone_id_slave: str | None = None
     description: str | None = None
     pay_type: str = "Postpaid"
+    engine: str = "MySQL"  # CreateDBInstance Engine: MySQL | PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -202,10 +203,10 @@ class RdsZoneOffer:
         return storage_type in self.versions.get(version, {}).get(category, ())
 
     @classmethod
-    def from_api(cls, entry: dict[str, Any]) -> RdsZoneOffer:
+    def from_api(cls, entry: dict[str, Any], engine_name: str = "MySQL") -> RdsZoneOffer:
         versions: dict[str, dict[str, tuple[str, ...]]] = {}
         for engine in entry.get("SupportedEngines") or []:
-            if str(engine.get("Engine", "")).lower() != "mysql":
+            if str(engine.get("Engine", "")).lower() != engine_name.lower():
                 continue
             for version in engine.get("SupportedEngineVersions") or []:
                 categories = versions.setdefault(str(version.get("Version", "")), {})

@@ -99,7 +99,7 @@ class RdsApi:
                    tags: Mapping[str, str] | None = None) -> RdsCreated:
         check_client_token(client_token)
         request = CreateDBInstanceRequest()
-        request.set_Engine("MySQL")
+        request.set_Engine(spec.engine)
         request.set_EngineVersion(spec.engine_version)
         request.set_DBInstanceClass(spec.instance_class)
         request.set_DBInstanceStorage(spec.storage_gb)
@@ -122,8 +122,9 @@ class RdsApi:
         if tags:
             request.set_Tags(tag_list(tags))
         body = self.client.call(request)
+        default_port = 5432 if spec.engine == "PostgreSQL" else 3306
         return RdsCreated(body["DBInstanceId"], body.get("ConnectionString", ""),
-                          int(body.get("Port") or 3306), str(body.get("OrderId", "")))
+                          int(body.get("Port") or default_port), str(body.get("OrderId", "")))
 
     def describe_rds(self, instance_id: str) -> RdsInstance | None:
         """The instance, or None once it no longer exists."""
@@ -317,26 +318,28 @@ class RdsApi:
         return str(body.get("BackupJobId", ""))
 
     def describe_rds_zones(self, engine_version: str | None = None, *,
-                           zone_id: str | None = None) -> list[RdsZoneOffer]:
-        """DescribeAvailableZones for MySQL: which zones sell which versions, editions and
-        storage types (what the wizard may offer at all)."""
+                           zone_id: str | None = None,
+                           engine: str = "MySQL") -> list[RdsZoneOffer]:
+        """DescribeAvailableZones for `engine` (MySQL | PostgreSQL): which zones sell which
+        versions, editions and storage types (what the wizard may offer at all)."""
         request = DescribeAvailableZonesRequest()
-        request.set_Engine("MySQL")
+        request.set_Engine(engine)
         if engine_version:
             request.set_EngineVersion(engine_version)
         if zone_id:
             request.set_ZoneId(zone_id)
         body = self.client.call(request)
-        return [RdsZoneOffer.from_api(z) for z in body.get("AvailableZones") or []]
+        return [RdsZoneOffer.from_api(z, engine) for z in body.get("AvailableZones") or []]
 
     def describe_rds_classes(self, zone_id: str, engine_version: str, *,
                              category: str = RDS_CATEGORY, storage_type: str = RDS_STORAGE_TYPE,
-                             pay_type: str = RDS_PAY_TYPE) -> list[RdsClassOffer]:
+                             pay_type: str = RDS_PAY_TYPE,
+                             engine: str = "MySQL") -> list[RdsClassOffer]:
         """DescribeAvailableClasses: the classes (and each one's storage range) that zone
-        sells for MySQL `engine_version` in that edition and storage type."""
+        sells for `engine` `engine_version` in that edition and storage type."""
         request = DescribeAvailableClassesRequest()
         request.set_ZoneId(zone_id)
-        request.set_Engine("MySQL")
+        request.set_Engine(engine)
         request.set_EngineVersion(engine_version)
         request.set_Category(category)
         request.set_DBInstanceStorageType(storage_type)

@@ -22,8 +22,9 @@ class RdsPriceApi:
 
     def describe_rds_price(self, *, engine_version: str, instance_class: str, storage_gb: int,
                            zone_id: str = "", storage_type: str = "",
-                           commodity_code: str = PAY_AS_YOU_GO_COMMODITY) -> HourlyPrice:
-        """RDS DescribePrice for one pay-as-you-go MySQL instance: its price per hour.
+                           commodity_code: str = PAY_AS_YOU_GO_COMMODITY,
+                           engine: str = "MySQL") -> HourlyPrice:
+        """RDS DescribePrice for one pay-as-you-go `engine` instance: its price per hour.
 
         Why hourly: a pay-as-you-go instance is billed by the hour and DescribePrice quotes one
         unit of it (UsedTime 1, Quantity 1); TimeType applies only to subscription codes (V2
@@ -32,7 +33,7 @@ class RdsPriceApi:
         """
         request = DescribePriceRequest()
         request.set_CommodityCode(commodity_code)
-        request.set_Engine("MySQL")
+        request.set_Engine(engine)
         request.set_EngineVersion(engine_version)
         request.set_DBInstanceClass(instance_class)
         request.set_DBInstanceStorage(int(storage_gb))

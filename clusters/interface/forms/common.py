@@ -33,6 +33,15 @@ RDS_VERSIONS = (
     ("8.4", _("MySQL 8.4")),
     ("5.7", _("MySQL 5.7 (legacy: RDS extended support until 2028)")),
 )
+# RDS PostgreSQL: 14-17 are what kine's CI tests, 18 what K3s QA validated (today-2026.md).
+RDS_PG_DEFAULT_VERSION = "17.0"
+RDS_PG_VERSIONS = (
+    ("17.0", _("PostgreSQL 17 (recommended)")),
+    ("18.0", _("PostgreSQL 18")),
+    ("16.0", _("PostgreSQL 16")),
+    ("15.0", _("PostgreSQL 15")),
+    ("14.0", _("PostgreSQL 14")),
+)
 # Django's forms translate their label suffix; Chinese uses the full-width colon.
 gettext_noop(":")
 

@@ -1,4 +1,5 @@
-"""Wizard page 3: the datastore (RDS MySQL as sold in the zone, or your own DSN)."""
+"""Wizard page 3: the datastore (RDS MySQL or PostgreSQL as sold in the zone, or your own
+DSN of either)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,56 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from clusters.adapters import credentials, datastore_tls, wizard_checks
+from clusters.adapters import credentials, datastore_engines, datastore_tls, wizard_checks
 from clusters.core.errors import PermanentError
 from clusters.core.redaction import MASK, dsn_password
 from clusters.interface.forms.common import (
     RDS_DEFAULT_VERSION,
+    RDS_PG_DEFAULT_VERSION,
+    RDS_PG_VERSIONS,
     RDS_VERSIONS,
     SecretTextInput,
     WizardForm,
     keep_saved_secrets,
     secret_widget,
 )
-from clusters.k3s.dsn import parse_endpoint
-from clusters.models import DatastoreKind
+from clusters.models import DatastoreEngine, DatastoreKind
 
 SECRET_FIELDS = ("rds_password", "external_dsn")
+
+# The page's one choice → (what the panel does, which engine). "rds"/"external" keep their
+# values from before PostgreSQL; a later kind (embedded etcd) is one more entry here.
+RDS_PG, EXTERNAL_PG = "rds_postgresql", "external_postgresql"
+DATASTORES: dict[str, tuple[str, str]] = {
+    DatastoreKind.RDS: (DatastoreKind.RDS, DatastoreEngine.MYSQL),
+    RDS_PG: (DatastoreKind.RDS, DatastoreEngine.POSTGRESQL),
+    DatastoreKind.EXTERNAL: (DatastoreKind.EXTERNAL, DatastoreEngine.MYSQL),
+    EXTERNAL_PG: (DatastoreKind.EXTERNAL, DatastoreEngine.POSTGRESQL),
+}
+DATASTORE_CHOICES = (
+    (DatastoreKind.RDS, _("Create an RDS MySQL instance")),
+    (RDS_PG, _("Create an RDS PostgreSQL instance")),
+    (DatastoreKind.EXTERNAL, _("Bring your own MySQL")),
+    (EXTERNAL_PG, _("Bring your own PostgreSQL")),
+)
+ENGINE_LABELS: dict[str, str] = {DatastoreEngine.MYSQL: "MySQL",
+                                 DatastoreEngine.POSTGRESQL: "PostgreSQL"}
+DEFAULT_VERSIONS: dict[str, str] = {DatastoreEngine.MYSQL: RDS_DEFAULT_VERSION,
+                                    DatastoreEngine.POSTGRESQL: RDS_PG_DEFAULT_VERSION}
+VERSIONS: dict[str, list[str]] = {DatastoreEngine.MYSQL: [v for v, _label in RDS_VERSIONS],
+                                  DatastoreEngine.POSTGRESQL: [v for v, _l in RDS_PG_VERSIONS]}
+
+
+def datastore_of(choice: str | None) -> tuple[str, str]:
+    """(DatastoreKind, DatastoreEngine) of the page's choice (RDS MySQL when unknown)."""
+    return DATASTORES.get(choice or "", DATASTORES[DatastoreKind.RDS])
+
+
+def version_for(choice: str | None, version: str | None) -> str:
+    """The RDS version to ask about: the one picked when it is the engine's, else its
+    default (the picker was on the other engine)."""
+    engine = datastore_of(choice)[1]
+    return version if version in VERSIONS[engine] else DEFAULT_VERSIONS[engine]
 
 
 class DatastoreStepForm(WizardForm):
@@ -34,17 +70,19 @@ class DatastoreStepForm(WizardForm):
     from it, not from a list in the panel.
     """
 
-    kind = forms.ChoiceField(label=_("Datastore"), choices=DatastoreKind.choices,
-                             initial=DatastoreKind.RDS, widget=forms.RadioSelect)
+    kind = forms.ChoiceField(label=_("Datastore"), choices=DATASTORE_CHOICES,
+                             initial=DatastoreKind.RDS,
+                             widget=forms.RadioSelect(attrs={"data-refresh": "refresh"}))
     rds_engine_version = forms.ChoiceField(
-        label=_("MySQL version"), choices=RDS_VERSIONS, initial=RDS_DEFAULT_VERSION,
+        label=_("Engine version"), choices=RDS_VERSIONS + RDS_PG_VERSIONS,
+        initial=RDS_DEFAULT_VERSION,
         required=False, widget=forms.Select(attrs={"data-refresh": "refresh"}))
     rds_instance_class = forms.ChoiceField(
         label=_("Instance class"), required=False,
         help_text=_("The classes RDS sells in this zone for this version (High-availability "
                     "edition, ESSD), with their storage range."),
         error_messages={"invalid_choice": _(
-            "RDS does not sell %(value)s in this zone for this MySQL version; pick one "
+            "RDS does not sell %(value)s in this zone for this engine version; pick one "
             "from the list.")})
     rds_storage_gb = forms.IntegerField(label=_("Storage (GB)"), initial=20, required=False,
                                         min_value=1)
@@ -59,16 +97,27 @@ class DatastoreStepForm(WizardForm):
                     "and the panel verify RDS's certificate against the ApsaraDB CA "
                     "(PANEL_RDS_CA_BUNDLE). The instance restarts once while SSL is applied."))
     external_dsn = forms.CharField(
-        label=_("MySQL DSN"), required=False, max_length=1000, strip=True,
+        label=_("Datastore DSN"), required=False, max_length=1000, strip=True,
         widget=SecretTextInput(attrs={"autocomplete": "off", "spellcheck": "false",
                                       "placeholder": "mysql://k3s:PASSWORD@tcp(host:3306)/k3s"}),
-        help_text=_("As K3s reads it: mysql://user:password@tcp(host:port)/database"))
+        help_text=_("As K3s reads it: mysql://user:password@tcp(host:port)/database, or "
+                    "postgres://user:password@host:5432/database?sslmode=verify-full (the "
+                    "user and password percent-encoded)"))
 
     def __init__(self, *args: Any, rds: wizard_checks.RdsChoices | None = None,
                  rds_error: str = "", saved: Mapping[str, str] | None = None,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rds, self.rds_error = rds, rds_error
+        # The engine's own versions (the page reloads when the datastore choice changes).
+        choice = (self.data.get(self.add_prefix("kind")) if self.is_bound
+                  else self.initial.get("kind"))
+        engine = datastore_of(choice)[1]
+        cast(forms.ChoiceField, self.fields["rds_engine_version"]).choices = (
+            RDS_PG_VERSIONS if engine == DatastoreEngine.POSTGRESQL else RDS_VERSIONS)
+        self.fields["rds_engine_version"].initial = DEFAULT_VERSIONS[engine]
+        if not self.is_bound and self.initial.get("rds_engine_version") not in VERSIONS[engine]:
+            self.initial["rds_engine_version"] = DEFAULT_VERSIONS[engine]
         # On by default, where the panel has the CA to verify RDS against.
         self.fields["datastore_tls"].initial = datastore_tls.bundle_configured()
         saved = saved or {}
@@ -84,7 +133,8 @@ class DatastoreStepForm(WizardForm):
 
     def clean_rds_password(self) -> str:
         password = self.cleaned_data.get("rds_password") or ""
-        if password and self.data.get(self.add_prefix("kind")) == DatastoreKind.RDS:
+        kind = datastore_of(self.data.get(self.add_prefix("kind")))[0]
+        if password and kind == DatastoreKind.RDS:
             problem = credentials.rds_password_problem(password)
             if problem:
                 raise ValidationError(_("RDS would reject this password: it %(problem)s.")
@@ -94,7 +144,8 @@ class DatastoreStepForm(WizardForm):
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
-        if data.get("kind") == DatastoreKind.RDS:
+        kind, engine = datastore_of(data.get("kind"))
+        if kind == DatastoreKind.RDS:
             if self.rds is None:
                 self.add_error("rds_instance_class", _(
                     "The panel could not ask RDS which classes this zone sells: %(error)s")
@@ -103,26 +154,30 @@ class DatastoreStepForm(WizardForm):
             for name in ("rds_engine_version", "rds_instance_class", "rds_storage_gb"):
                 if data.get(name) in (None, "") and name not in self.errors:
                     self.add_error(name, _("This field is required."))
-            self._clean_rds(data)
-            if data.get("datastore_tls") and not datastore_tls.bundle_configured():
+            self._clean_rds(data, engine)
+            if engine != DatastoreEngine.MYSQL:
+                # Verified TLS is set up for RDS MySQL only (the field is not shown).
+                data["datastore_tls"] = False
+            elif data.get("datastore_tls") and not datastore_tls.bundle_configured():
                 self.add_error("datastore_tls", _(
                     "The panel has no ApsaraDB CA to verify RDS with: download it from the RDS "
                     "console and set PANEL_RDS_CA_BUNDLE to its ApsaraDB-CA-Chain.pem, or "
                     "leave TLS off."))
-        elif data.get("kind") == DatastoreKind.EXTERNAL:
-            self._clean_external(data)
+        elif kind == DatastoreKind.EXTERNAL:
+            self._clean_external(data, engine)
         return data
 
-    def _clean_rds(self, data: dict[str, Any]) -> None:
+    def _clean_rds(self, data: dict[str, Any], engine: str) -> None:
         """The version, class and storage must be what RDS sells in the zone right now."""
         rds = self.rds
         assert rds is not None  # checked by clean()
         version = data.get("rds_engine_version")
         if version and version not in rds.versions and "rds_engine_version" not in self.errors:
             self.add_error("rds_engine_version", _(
-                "RDS sells no MySQL %(version)s (High-availability, ESSD) in zone %(zone)s. "
-                "It sells: %(versions)s.") % {"version": version, "zone": rds.zone,
-                                               "versions": ", ".join(rds.versions) or "-"})
+                "RDS sells no %(engine)s %(version)s (High-availability, ESSD) in zone "
+                "%(zone)s. It sells: %(versions)s.") % {
+                    "engine": ENGINE_LABELS[engine], "version": version, "zone": rds.zone,
+                    "versions": ", ".join(rds.versions) or "-"})
             return
         offer = rds.find(data.get("rds_instance_class") or "")
         storage = data.get("rds_storage_gb")
@@ -140,18 +195,20 @@ class DatastoreStepForm(WizardForm):
                 "class": offer.instance_class, "step": offer.storage_step,
                 "min": offer.storage_min})
 
-    def _clean_external(self, data: dict[str, Any]) -> None:
+    def _clean_external(self, data: dict[str, Any], engine: str) -> None:
         dsn = data.get("external_dsn") or ""
+        label = ENGINE_LABELS[engine]
         if not dsn:
-            self.add_error("external_dsn", _("Enter the DSN of your MySQL database."))
+            self.add_error("external_dsn", _("Enter the DSN of your %(engine)s database.")
+                           % {"engine": label})
             return
         try:
-            endpoint = parse_endpoint(dsn)
+            endpoint = datastore_engines.ENGINES[engine].parse(dsn)
         except PermanentError as exc:
             self.add_error("external_dsn", exc.message)
             return
         try:
-            version = wizard_checks.check_mysql(endpoint)
+            version = wizard_checks.LOGIN_CHECKS[engine](endpoint)
         except wizard_checks.CheckFailed as exc:
             self.add_error("external_dsn", str(exc))
             return
@@ -160,8 +217,8 @@ class DatastoreStepForm(WizardForm):
                 "The panel could not reach %(address)s; the servers will check it again during "
                 "preflight.") % {"address": endpoint.address}))
         else:
-            self.warnings.append(str(_("Connected to MySQL %(version)s.") %
-                                     {"version": version}))
+            self.warnings.append(str(_("Connected to %(engine)s %(version)s.") %
+                                     {"engine": label, "version": version}))
 
 
 def _redacted_dsn(dsn: str) -> str:

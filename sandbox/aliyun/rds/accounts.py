@@ -15,7 +15,7 @@ from sandbox.aliyun.gateway.cloud import Cloud, RequestContext
 from sandbox.aliyun.gateway.paging import page
 from sandbox.aliyun.gateway.params import Param, Params
 from sandbox.aliyun.gateway.state import State
-from sandbox.aliyun.rds import rules
+from sandbox.aliyun.rds import engines, rules
 from sandbox.aliyun.rds.product import (
     ACCOUNT_QUOTA,
     ACCOUNT_SECONDS,
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 def create_account(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
     record = running_instance(state, params["DBInstanceId"])
     name = params["AccountName"]
-    rules.check_account_name(name, record["engine_version"])
+    engines.engine_of(record).check_account_name(name, record["engine_version"])
     if any(existing.lower() == name.lower() for existing in record["accounts"]):
         raise rules.ACCOUNT_DUPLICATE
     rules.check_password(params["AccountPassword"])
@@ -94,23 +94,35 @@ def _account_view(record: dict[str, Any], account: dict[str, Any]) -> dict[str, 
 @PRODUCT.action("CreateDatabase", (
     Param("DBInstanceId", required=True), Param("DBName", required=True),
     Param("CharacterSetName", required=True), Param("DBDescription"),
+    # V2 CreateDatabaseRequest also carries AccountName / AccountPrivilege (the account that
+    # gets the new database, e.g. its PostgreSQL owner: AccountPrivilege=DBOwner).
+    Param("AccountName"), Param("AccountPrivilege"),
 ))
 def create_database(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
     record = running_instance(state, params["DBInstanceId"])
+    engine = engines.engine_of(record)
     name = params["DBName"]
-    rules.check_db_name(name)
+    engine.check_db_name(name)
     if name in record["databases"]:
         raise rules.DB_DUPLICATE
-    if params["CharacterSetName"] not in rules.CHARACTER_SETS:
-        raise rules.CHARSET_FORMAT
+    charset = engine.parse_charset(params["CharacterSetName"])
     rules.check_description(params["DBDescription"] or "", rules.DB_DESCRIPTION_FORMAT)
+    owner = None
+    if params["AccountName"] or params["AccountPrivilege"]:
+        owner = record["accounts"].get(params["AccountName"] or "")
+        if owner is None:
+            raise rules.ACCOUNT_NOT_FOUND
+        if params["AccountPrivilege"] not in engine.privileges:
+            raise rules.PRIVILEGE_MALFORMED
     if len(record["databases"]) >= DB_QUOTA:
         raise rules.DB_LIMIT
     record["databases"][name] = {
-        "name": name, "charset": params["CharacterSetName"],
+        "name": name, "charset": engine.format_charset(charset),
         "description": params["DBDescription"] or "", "status": "Creating",
         "due": ctx.clock.after(DATABASE_SECONDS),
     }
+    if owner is not None:  # applied when the database is made (the ticker)
+        owner["privileges"][name] = params["AccountPrivilege"]
     return {}
 
 
@@ -142,7 +154,7 @@ def _database_view(record: dict[str, Any], database: dict[str, Any]) -> dict[str
     return {
         "DBName": database["name"], "DBStatus": database["status"],
         "CharacterSetName": database["charset"], "DBDescription": database["description"],
-        "Engine": "MySQL", "DBInstanceId": record["id"],
+        "Engine": record.get("engine", "MySQL"), "DBInstanceId": record["id"],
         "Accounts": {"AccountPrivilegeInfo": holders},
     }
 
@@ -161,7 +173,7 @@ def grant_account_privilege(state: State, params: Params, ctx: RequestContext) -
         raise rules.ACCOUNT_NOT_FOUND
     names = params["DBName"].split(",")
     privileges = params["AccountPrivilege"].split(",")
-    if any(p not in rules.PRIVILEGES for p in privileges):
+    if any(p not in engines.engine_of(record).privileges for p in privileges):
         raise rules.PRIVILEGE_MALFORMED
     if len(privileges) != len(names):
         raise rules.PRIVILEGE_MISMATCH
@@ -188,8 +200,8 @@ def reset_account_password(state: State, params: Params, ctx: RequestContext) ->
     if params["AccountName"] not in record["accounts"]:
         raise rules.ACCOUNT_NOT_FOUND
     rules.check_password(params["AccountPassword"])
-    runtime_of(ctx.cloud).sql(record["id"], "ALTER USER %s@'%%' IDENTIFIED BY %s",
-                              (params["AccountName"], params["AccountPassword"]))
+    runtime_of(ctx.cloud).set_password(record["id"], params["AccountName"],
+                                       params["AccountPassword"])
     return {}
 
 
@@ -200,8 +212,7 @@ def delete_account(state: State, params: Params, ctx: RequestContext) -> dict[st
     record = running_instance(state, params["DBInstanceId"])
     if params["AccountName"] not in record["accounts"]:
         raise rules.ACCOUNT_NOT_FOUND
-    runtime_of(ctx.cloud).sql(record["id"], "DROP USER IF EXISTS %s@'%%'",
-                              (params["AccountName"],))
+    runtime_of(ctx.cloud).drop_account(record["id"], params["AccountName"])
     del record["accounts"][params["AccountName"]]
     return {}
 
@@ -215,7 +226,7 @@ def delete_database(state: State, params: Params, ctx: RequestContext) -> dict[s
     if name not in record["databases"]:
         raise rules.DB_NOT_FOUND
     runtime = runtime_of(ctx.cloud)
-    runtime.sql(record["id"], f"DROP DATABASE IF EXISTS `{name}`")
+    runtime.drop_database(record["id"], name)
     del record["databases"][name]
     for account in record["accounts"].values():
         if account["privileges"].pop(name, None):
@@ -231,7 +242,7 @@ def advance_accounts_and_databases(cloud: Cloud, record: dict[str, Any]) -> None
     runtime = runtime_of(cloud)
     for account in record["accounts"].values():
         if account["status"] == "Unavailable" and cloud.clock.is_due(account["due"]):
-            runtime.sql(record["id"], "ALTER USER %s@'%%' ACCOUNT UNLOCK", (account["name"],))
+            runtime.unlock_account(record["id"], account["name"])
             account["status"], account["due"] = "Available", None
     for database in record["databases"].values():
         if database["status"] == "Creating" and cloud.clock.is_due(database["due"]):

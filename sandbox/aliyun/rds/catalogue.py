@@ -1,4 +1,4 @@
-"""What RDS MySQL sells, per zone: engine versions, editions, storage types, classes.
+"""What RDS MySQL and RDS PostgreSQL sell, per zone: versions, editions, storage types, classes.
 
 Why: on Alibaba Cloud the classes a zone sells (and each class's storage range) come from
 `DescribeAvailableZones` / `DescribeAvailableClasses` (rds 2014-08-15) and change over time;
@@ -14,8 +14,11 @@ inner wrapper key, `DBInstanceStorageRange {MinValue, MaxValue, Step}`.
 
 The default catalogue is modelled on Alibaba's "Primary ApsaraDB RDS for MySQL instance types"
 table: HighAvailability cloud-disk classes end in `.2c`, Basic ones in `.1`, local-SSD ones are
-`rds.mysql.*`. Cores and memory follow the class names; the connection limits and storage
-ranges are plausible values chosen for the emulator, not copied from a price sheet.
+`rds.mysql.*`. RDS PostgreSQL's cloud-disk classes follow the same table for PostgreSQL
+(`pg.n2.2c.2m`: 2 cores, 4 GB, HighAvailability; `.1m`: Basic; the form Terraform's
+alicloud_db_instance examples use). Cores and memory follow the class names; the connection
+limits and storage ranges are plausible values chosen for the emulator, not copied from a
+price sheet.
 """
 
 from __future__ import annotations
@@ -25,12 +28,19 @@ from typing import Any, NamedTuple
 from sandbox.aliyun.gateway import network
 from sandbox.aliyun.gateway.errors import ApiError
 from sandbox.aliyun.gateway.state import State
+from sandbox.aliyun.rds import engines
 
 ENGINE = "MySQL"
+PG_ENGINE = "PostgreSQL"
 # 8.0 and 8.4 are sold; 5.7 is sold under RDS extended support (to ~2028-10); 5.6/5.5 are
 # being retired and are not sold to new instances (Alibaba help, "Major version lifecycle",
 # apsaradb-rds-for-mysql, updated 2026-03-28).
 SOLD_VERSIONS = ("5.7", "8.0", "8.4")
+# RDS PostgreSQL sells 14 to 18 to new instances (V2 CreateDBInstanceRequest lists 10.0-18.0;
+# 10-13 are past their community end of life and in RDS's extended support only). K3s QA
+# validated PostgreSQL 18.3; kine's CI tests 14-17 (today-2026.md).
+PG_SOLD_VERSIONS = ("14.0", "15.0", "16.0", "17.0", "18.0")
+SOLD = {ENGINE: SOLD_VERSIONS, PG_ENGINE: PG_SOLD_VERSIONS}
 CLOUD_STORAGE = ("cloud_essd",)
 
 CLASS_NOT_FOUND = ApiError(404, "InvalidDBInstanceClass.NotFound",
@@ -71,11 +81,23 @@ _HA_LOCAL = [
     _cls("rds.mysql.m1.medium", 4, 16, 4000, (5, 2000, 5), hourly_cny=3.20),
 ]
 
+_PG_HA_CLOUD = [
+    _cls("pg.n2.2c.2m", 2, 4, 400, (20, 32000, 5), hourly_cny=1.21),
+    _cls("pg.n4.2c.2m", 2, 8, 800, (20, 32000, 5), hourly_cny=1.79),
+    _cls("pg.n2.4c.2m", 4, 8, 800, (20, 32000, 5), hourly_cny=2.41),
+    _cls("pg.n4.4c.2m", 4, 16, 1600, (20, 32000, 5), hourly_cny=3.57),
+]
+_PG_BASIC_CLOUD = [
+    _cls("pg.n2.2c.1m", 2, 4, 400, (20, 2000, 5), hourly_cny=0.60),
+    _cls("pg.n4.2c.1m", 2, 8, 800, (20, 2000, 5), hourly_cny=0.89),
+]
+
 
 def class_prices(state: State) -> dict[str, float]:
     """{class: CNY per hour} of every class the catalogue sells (DescribePrice's list): the
     seeded classes, and those a test put on sale through the control API."""
-    prices = {c["class"]: c["hourly_cny"] for c in (*_HA_CLOUD, *_BASIC_CLOUD, *_HA_LOCAL)}
+    prices = {c["class"]: c["hourly_cny"] for c in (*_HA_CLOUD, *_BASIC_CLOUD, *_HA_LOCAL,
+                                                     *_PG_HA_CLOUD, *_PG_BASIC_CLOUD)}
     for classes in _overrides(state).values():
         prices.update({c["class"]: c["hourly_cny"] for c in classes or []})
     return prices
@@ -88,6 +110,10 @@ def _default_hourly_price(cpu: int, memory_gb: int) -> float:
 
 def default_offer(version: str, category: str, storage_type: str) -> list[dict[str, Any]]:
     """The seeded classes of one (version, edition, storage type) in any seeded zone."""
+    if version in PG_SOLD_VERSIONS:  # cloud disks only (RDS PostgreSQL's local SSDs: legacy)
+        seeded = {("HighAvailability", "cloud_essd"): _PG_HA_CLOUD,
+                  ("Basic", "cloud_essd"): _PG_BASIC_CLOUD}.get((category, storage_type), [])
+        return [dict(c) for c in seeded]
     if version not in SOLD_VERSIONS:
         return []
     if category == "HighAvailability" and storage_type == "cloud_essd":
@@ -161,8 +187,9 @@ def set_offer(state: State, combination: Combination,
 
 
 def available_zones(state: State, region_id: str, zone_id: str | None, version: str | None,
-                    category: str | None) -> list[dict[str, Any]]:
+                    category: str | None, *, engine: str = ENGINE) -> list[dict[str, Any]]:
     """DescribeAvailableZones' `AvailableZones`: only combinations with a class on sale."""
+    sold = SOLD[engine]
     found = network.region(state, region_id)
     zones = list(found["zones"]) if found else []
     answer = []
@@ -170,8 +197,7 @@ def available_zones(state: State, region_id: str, zone_id: str | None, version: 
         if zone_id and zone != zone_id:
             continue
         versions = []
-        for candidate in SOLD_VERSIONS + tuple(sorted(_override_versions(state) -
-                                                      set(SOLD_VERSIONS))):
+        for candidate in sold + tuple(sorted(_override_versions(state, engine) - set(sold))):
             if version and candidate != version:
                 continue
             categories: dict[str, list[dict[str, str]]] = {}
@@ -186,12 +212,14 @@ def available_zones(state: State, region_id: str, zone_id: str | None, version: 
                     for cat, types in categories.items()]})
         if versions:
             answer.append({"RegionId": region_id, "ZoneId": zone, "SupportedEngines": [
-                {"Engine": ENGINE, "SupportedEngineVersions": versions}]})
+                {"Engine": engine, "SupportedEngineVersions": versions}]})
     return answer
 
 
-def _override_versions(state: State) -> set[str]:
-    return {key.split("|")[2] for key, classes in _overrides(state).items() if classes}
+def _override_versions(state: State, engine: str) -> set[str]:
+    """Versions a test put on sale for `engine` (PostgreSQL's are the `NN.0` ones)."""
+    versions = {key.split("|")[2] for key, classes in _overrides(state).items() if classes}
+    return {v for v in versions if engines.engine_of_version(v).name == engine}
 
 
 def class_view(entry: dict[str, Any]) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def describe_parameters(state: State, params: Params, ctx: RequestContext) -> di
         for name, value in record["pending_parameters"].items()
     ]
     return {
-        "Engine": "MySQL", "EngineVersion": version,
+        "Engine": record.get("engine", "MySQL"), "EngineVersion": version,
         "ConfigParameters": {"DBInstanceParameter": pending},
         "RunningParameters": {"DBInstanceParameter": running},
         "ParamGroupInfo": {"ParamGroupId": "", "ParameterGroupName": "",
@@ -210,7 +210,7 @@ def describe_modify_parameter_log(
                      key=lambda e: -e["at"])
     shown = page(entries, params["PageNumber"], params["PageSize"])
     return {
-        "DBInstanceId": record["id"], "Engine": "MySQL", "EngineVersion":
+        "DBInstanceId": record["id"], "Engine": record.get("engine", "MySQL"), "EngineVersion":
         record["engine_version"], "PageNumber": params["PageNumber"],
         "PageRecordCount": len(shown), "TotalRecordCount": len(entries),
         "Items": {"ParameterChangeLog": [

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 
 from sandbox import netns as netns_helpers
 from sandbox.aliyun.rds.mysqld import MariaDBServer
+from sandbox.aliyun.rds.pgserver import PostgresServer
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,8 @@ class WhitelistGate:
     """Listens on the instance's address; relays whitelisted clients to its mariadbd."""
 
     def __init__(
-        self, server: MariaDBServer, host: str, port: int, netns: str | None = None,
-        whitelist: Iterable[str] = (),
+        self, server: MariaDBServer | PostgresServer, host: str, port: int,
+        netns: str | None = None, whitelist: Iterable[str] = (),
     ) -> None:
         self.server = server
         self.host = host
@@ -213,6 +214,25 @@ class WhitelistGate:
         finally:
             self._forget(client)
 
+    def _pipe(self, client: socket.socket, backend: socket.socket) -> None:
+        """PostgreSQL: bytes both ways, unchanged (its errors need no translation)."""
+        selector = selectors.DefaultSelector()
+        selector.register(client, selectors.EVENT_READ, backend)
+        selector.register(backend, selectors.EVENT_READ, client)
+        try:
+            while not self._closed.is_set():
+                for key, _ in selector.select(timeout=1.0):
+                    source: socket.socket = key.fileobj  # type: ignore[assignment]
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    key.data.sendall(data)
+        except OSError:
+            return
+        finally:
+            selector.close()
+            self._forget(client, backend)
+
     def _relay(self, client: socket.socket, peer: tuple[str, int]) -> None:
         try:
             backend = self.server.open_proxied(peer, (self.host, self.port))
@@ -220,6 +240,9 @@ class WhitelistGate:
             self._forget(client)  # server down: the client sees the connection drop
             return
         self._track(backend)
+        if isinstance(self.server, PostgresServer):
+            self._pipe(client, backend)
+            return
         translator = MySQLErrorTranslator()
         first_client_packet = True
         selector = selectors.DefaultSelector()

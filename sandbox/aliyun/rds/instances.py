@@ -25,7 +25,7 @@ from sandbox.aliyun.gateway.params import Param, Params
 from sandbox.aliyun.gateway.registry import ClientTokenPolicy
 from sandbox.aliyun.gateway.state import State
 from sandbox.aliyun.rds import accounts as rds_accounts
-from sandbox.aliyun.rds import catalogue, parameters, rules
+from sandbox.aliyun.rds import catalogue, engines, parameters, pgserver, rules
 from sandbox.aliyun.rds import config as rds_config
 from sandbox.aliyun.rds import encryption as rds_encryption
 from sandbox.aliyun.rds import network as rds_network
@@ -87,11 +87,9 @@ def _class_size(instance_class: str) -> tuple[int, int, int]:
 ), client_token=ClientTokenPolicy(rules.TOKEN_REUSED))
 def create_db_instance(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
     ctx.require_region()
-    if params["Engine"] != "MySQL":
-        raise errors.ApiError(400, "InvalidEngine.Malformed",
-                              "The specified parameter Engine is not valid.")
-    if params["EngineVersion"] not in rules.ENGINE_VERSIONS:
-        raise rules.ENGINE_VERSION_MALFORMED
+    engine = engines.engine_named(params["Engine"])
+    engine.check_version(params["EngineVersion"])
+    engine.check_port(params["Port"])
     rules.check_instance_class(params["DBInstanceClass"])
     storage = params["DBInstanceStorage"]
     if not 5 <= storage <= 64000 or storage % 5:
@@ -118,11 +116,11 @@ def create_db_instance(state: State, params: Params, ctx: RequestContext) -> dic
     except network.AddressUnavailable:
         raise errors.invalid_parameter("PrivateIpAddress") from None
     ctx.cloud.plumbing.bring_up(address)
-    port = params["Port"] or port_for(address, ctx.netns)
+    port = params["Port"] or port_for(address, ctx.netns, engine.name)
     version = params["EngineVersion"]
     record = {
         "id": instance_id, "region_id": ctx.region_id, "zone_id": vsw["zone_id"],
-        "vpc_id": vsw["vpc_id"], "vswitch_id": vsw["vswitch_id"], "engine": "MySQL",
+        "vpc_id": vsw["vpc_id"], "vswitch_id": vsw["vswitch_id"], "engine": engine.name,
         "engine_version": version, "instance_class": params["DBInstanceClass"],
         "class_spec": {"cpu": sold["cpu"], "memory_mb": sold["memory_mb"],
                        "max_connections": sold["max_connections"]},
@@ -143,7 +141,7 @@ def create_db_instance(state: State, params: Params, ctx: RequestContext) -> dic
         "order_id": str(secrets.randbelow(10**14) + 10**14),
     }
     instances(state)[instance_id] = record
-    runtime_of(ctx.cloud).provision(record)  # mariadbd boots while the instance is Creating
+    runtime_of(ctx.cloud).provision(record)  # the server boots while the instance is Creating
     return {"DBInstanceId": instance_id, "ConnectionString": address, "Port": str(port),
             "OrderId": record["order_id"]}
 
@@ -354,6 +352,7 @@ def resume(cloud: Cloud) -> None:
     """Bring back every instance's server (and its endpoint if it was serving)."""
     runtime = runtime_of(cloud)
     reap_orphans(runtime.root)  # servers a crashed emulator left behind
+    pgserver.reap_orphans(runtime.root)
     for record in instances(cloud.state).values():
         if record["status"] == "Deleting":
             runtime.destroy(record["id"])

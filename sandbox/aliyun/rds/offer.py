@@ -5,22 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.aliyun.gateway import errors
 from sandbox.aliyun.gateway.cloud import Cloud, RequestContext
 from sandbox.aliyun.gateway.control import ControlError
 from sandbox.aliyun.gateway.params import Param, Params
 from sandbox.aliyun.gateway.registry import control_route
 from sandbox.aliyun.gateway.state import State
-from sandbox.aliyun.rds import catalogue, parameters, rules
+from sandbox.aliyun.rds import catalogue, engines, parameters, rules
 from sandbox.aliyun.rds.product import PRODUCT
 
-_ENGINE_MALFORMED = errors.ApiError(400, "InvalidEngine.Malformed",
-                                    "The specified parameter Engine is not valid.")
 
-
-def _check_engine(engine: str) -> None:
-    if engine.lower() != "mysql":
-        raise _ENGINE_MALFORMED
+def _check_engine(engine: str, version: str | None) -> engines.EngineRules:
+    """The engine asked about, and its version if one was given (each engine its own)."""
+    rules_of = engines.engine_named(engine)
+    if version:
+        rules_of.check_version(version)
+    return rules_of
 
 
 @PRODUCT.action("DescribeAvailableZones", (
@@ -31,12 +30,10 @@ def _check_engine(engine: str) -> None:
 ))
 def describe_available_zones(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
     ctx.require_region()
-    _check_engine(params["Engine"])
-    if params["EngineVersion"] and params["EngineVersion"] not in rules.ENGINE_VERSIONS:
-        raise rules.ENGINE_VERSION_MALFORMED
+    engine = _check_engine(params["Engine"], params["EngineVersion"] or None)
     zones = catalogue.available_zones(state, ctx.region_id, params["ZoneId"] or None,
                                       params["EngineVersion"] or None,
-                                      params["Category"] or None)
+                                      params["Category"] or None, engine=engine.name)
     return {"AvailableZones": zones}
 
 
@@ -54,9 +51,7 @@ def describe_available_classes(
     state: State, params: Params, ctx: RequestContext,
 ) -> dict[str, Any]:
     ctx.require_region()
-    _check_engine(params["Engine"])
-    if params["EngineVersion"] not in rules.ENGINE_VERSIONS:
-        raise rules.ENGINE_VERSION_MALFORMED
+    _check_engine(params["Engine"], params["EngineVersion"])
     entries = catalogue.offer(state, catalogue.Combination(
         ctx.region_id, params["ZoneId"], params["EngineVersion"], params["Category"],
         params["DBInstanceStorageType"]))

@@ -37,7 +37,7 @@ RESERVED_DB_NAMES = frozenset({
 })
 
 # DBInstanceClass: rds.mysql.s1.small, mysql.n2.medium.2c, mysql.x4.large.2, ...
-_CLASS = re.compile(r"^(rds\.)?mysql\.[a-z0-9]+(\.[a-z0-9]+)+$")
+_CLASS = re.compile(r"^((rds\.)?mysql|pg)\.[a-z0-9]+(\.[a-z0-9]+)+$")
 _ACCOUNT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*[A-Za-z0-9]$")
 _DB_NAME = re.compile(r"^[a-z][a-z0-9_-]*[a-z0-9]$")
 _DESCRIPTION = re.compile(r"^[A-Za-z\u4e00-\u9fff][^\s]?.*$")
@@ -227,5 +227,8 @@ def privilege_statements(privilege: str) -> str:
 
 
 def privilege_detail(privilege: str) -> str:
-    """`AccountPrivilegeDetail` as DescribeAccounts prints it (comma list, no spaces)."""
+    """`AccountPrivilegeDetail` as DescribeAccounts prints it (comma list, no spaces).
+    PostgreSQL's DBOwner is ownership, not a privilege list (CHOSEN: the detail says so)."""
+    if privilege == "DBOwner":
+        return "DBOwner"
     return privilege_statements(privilege).replace(", ", ",")

@@ -8,6 +8,8 @@ once its server answers.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import threading
 import weakref
@@ -16,10 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import pymysql
+from psycopg import sql as pgsql
 
 from sandbox import netns as netns_helpers
 from sandbox.aliyun.rds import parameters, tls
+from sandbox.aliyun.rds import pgserver as pg
 from sandbox.aliyun.rds.gate import WhitelistGate
 from sandbox.aliyun.rds.mysqld import MariaDBServer, reap_orphans, typed_value
 from sandbox.aliyun.rds.product import whitelist_of
@@ -30,6 +35,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RDS_PORT = 3306
+RDS_PG_PORT = 5432
+# Locales an RDS PostgreSQL database may ask for that this machine may not have built:
+# the emulator builds the database with the C.UTF-8 equivalent (same encoding).
+PG_LOCALE_FALLBACK = {"en_US.utf8": "C.UTF-8", "en_US.UTF-8": "C.UTF-8"}
 NO_SUCH_GRANT = 1141
 BOOT_ATTEMPTS = 3
 SSL_OPTIONS = ("ssl_cert", "ssl_key", "ssl_ca")
@@ -39,7 +48,7 @@ BOOT_RETRY_PAUSE = 1.0  # seconds, times the attempt number
 @dataclass
 class InstanceRuntime:
     instance_id: str
-    server: MariaDBServer
+    server: MariaDBServer | pg.PostgresServer
     gate: WhitelistGate | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     booted: threading.Event = field(default_factory=threading.Event)  # ready or failed
@@ -64,6 +73,9 @@ class RdsRuntime:
     def provision(self, record: dict[str, Any], *, background: bool = True) -> None:
         """Create (or bring back) the instance's server; `ready` is set once it answers."""
         instance_id = record["id"]
+        if record.get("engine") == "PostgreSQL":
+            self._provision_pg(record, background=background)
+            return
         options = parameters.server_options(record["parameters"], record["engine_version"])
         # The server enforces the class's connection limit, the one DescribeDBInstanceAttribute
         # reports as MaxConnections (RDS ties max_connections to the instance class).
@@ -81,6 +93,26 @@ class RdsRuntime:
         if background:
             threading.Thread(target=self._boot, args=(runtime,), daemon=True,
                              name=f"rds-boot-{instance_id}").start()
+        else:
+            self._boot(runtime)
+
+    def _provision_pg(self, record: dict[str, Any], *, background: bool) -> None:
+        """A PostgreSQL instance: a private postgres with the class's connection limit."""
+        options = {}
+        class_limit = record.get("class_spec", {}).get("max_connections")
+        if class_limit:
+            options["max_connections"] = str(class_limit)
+        home = self.home(record["id"])
+        if (home / "server.json").exists():
+            server = pg.PostgresServer.load(home)
+            server.options.update(options)
+        else:
+            server = pg.PostgresServer(home, options=options)
+        runtime = InstanceRuntime(record["id"], server)
+        self.instances[record["id"]] = runtime
+        if background:
+            threading.Thread(target=self._boot, args=(runtime,), daemon=True,
+                             name=f"rds-boot-{record['id']}").start()
         else:
             self._boot(runtime)
 
@@ -148,11 +180,12 @@ class RdsRuntime:
             runtime.gate.set_whitelist(whitelist_of(record))
 
     def restart_server(self, record: dict[str, Any]) -> None:
-        """Restart mariadbd with the instance's current parameters (clients are cut off)."""
+        """Restart the server with the instance's current parameters (clients are cut off)."""
         runtime = self.instances[record["id"]]
-        runtime.server.options.update(
-            parameters.server_options(record["parameters"], record["engine_version"]),
-        )
+        if isinstance(runtime.server, MariaDBServer):
+            runtime.server.options.update(
+                parameters.server_options(record["parameters"], record["engine_version"]),
+            )
         runtime.server.stop()
         runtime.server.start()
 
@@ -210,6 +243,8 @@ class RdsRuntime:
         if runtime is not None:
             runtime.booted.wait(timeout=60)
             runtime.server.destroy()
+        elif _is_pg_home(self.home(instance_id)):
+            pg.PostgresServer(self.home(instance_id)).destroy()
         else:
             MariaDBServer(self.home(instance_id)).destroy()
 
@@ -217,6 +252,7 @@ class RdsRuntime:
         for instance_id in list(self.instances):
             self.stop(instance_id)
         reap_orphans(self.root)
+        pg.reap_orphans(self.root)
 
     def pid(self, instance_id: str) -> int | None:
         runtime = self.instances.get(instance_id)
@@ -231,18 +267,86 @@ class RdsRuntime:
     def sql(self, instance_id: str, statement: str, args: Any = None) -> list[tuple]:
         return self.instances[instance_id].server.execute(statement, args)
 
+    def _pg(self, instance_id: str) -> pg.PostgresServer | None:
+        server = self.instances[instance_id].server
+        return server if isinstance(server, pg.PostgresServer) else None
+
     def create_account(self, instance_id: str, account: dict[str, Any], password: str) -> None:
-        """Created locked: it can log in once the API says Available (the ticker unlocks it)."""
+        """Created locked: it can log in once the API says Available (the ticker unlocks it).
+
+        PostgreSQL: a NOLOGIN role; a privileged (Super) account may create databases and
+        roles, as RDS's privileged accounts do (they are not PostgreSQL superusers)."""
+        server = self._pg(instance_id)
+        if server is not None:
+            extra = pgsql.SQL(" CREATEDB CREATEROLE" if account["type"] == "Super" else "")
+            server.execute(pgsql.SQL("CREATE ROLE {} NOLOGIN PASSWORD {}{}").format(
+                pgsql.Identifier(account["name"]), pgsql.Literal(password), extra))
+            return
         self.sql(instance_id, "CREATE USER %s@'%%' IDENTIFIED BY %s ACCOUNT LOCK",
                  (account["name"], password))
         if account["type"] == "Super":
             self.sql(instance_id, "GRANT ALL PRIVILEGES ON *.* TO %s@'%%' WITH GRANT OPTION",
                      (account["name"],))
 
+    def unlock_account(self, instance_id: str, name: str) -> None:
+        server = self._pg(instance_id)
+        if server is not None:
+            server.execute(pgsql.SQL("ALTER ROLE {} LOGIN").format(pgsql.Identifier(name)))
+            return
+        self.sql(instance_id, "ALTER USER %s@'%%' ACCOUNT UNLOCK", (name,))
+
+    def set_password(self, instance_id: str, name: str, password: str) -> None:
+        server = self._pg(instance_id)
+        if server is not None:
+            server.execute(pgsql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                pgsql.Identifier(name), pgsql.Literal(password)))
+            return
+        self.sql(instance_id, "ALTER USER %s@'%%' IDENTIFIED BY %s", (name, password))
+
+    def drop_account(self, instance_id: str, name: str) -> None:
+        server = self._pg(instance_id)
+        if server is not None:  # what it owns goes back to the admin first, or DROP ROLE fails
+            role = pgsql.Identifier(name)
+            for (database,) in server.execute(
+                    "SELECT datname FROM pg_database WHERE datallowconn"):
+                try:
+                    server.execute(pgsql.SQL("REASSIGN OWNED BY {} TO postgres; "
+                                             "DROP OWNED BY {}").format(role, role),
+                                   database=database)
+                except psycopg.errors.UndefinedObject:
+                    return  # no such role: nothing to drop
+            server.execute(pgsql.SQL("DROP ROLE IF EXISTS {}").format(role))
+            return
+        self.sql(instance_id, "DROP USER IF EXISTS %s@'%%'", (name,))
+
     def create_database(self, instance_id: str, name: str, charset: str) -> None:
+        """`charset` as CreateDatabase took it (PostgreSQL: `Charset,Collate,Ctype`)."""
+        server = self._pg(instance_id)
+        if server is not None:
+            encoding, collate, ctype = charset.split(",")
+            server.execute(pgsql.SQL(
+                "CREATE DATABASE {} ENCODING {} LC_COLLATE {} LC_CTYPE {} TEMPLATE template0",
+            ).format(pgsql.Identifier(name), pgsql.Literal(encoding),
+                     pgsql.Literal(PG_LOCALE_FALLBACK.get(collate, collate)),
+                     pgsql.Literal(PG_LOCALE_FALLBACK.get(ctype, ctype))))
+            return
         self.sql(instance_id, f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET {charset}")
 
+    def drop_database(self, instance_id: str, name: str) -> None:
+        server = self._pg(instance_id)
+        if server is not None:
+            server.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                pgsql.Identifier(name)))
+            return
+        self.sql(instance_id, f"DROP DATABASE IF EXISTS `{name}`")
+
     def revoke(self, instance_id: str, account: str, database: str) -> None:
+        server = self._pg(instance_id)
+        if server is not None:  # DBOwner taken away: the database goes back to the admin
+            with contextlib.suppress(psycopg.errors.InvalidCatalogName):
+                server.execute(pgsql.SQL("ALTER DATABASE {} OWNER TO postgres").format(
+                    pgsql.Identifier(database)))
+            return
         try:
             self.sql(instance_id, f"REVOKE ALL PRIVILEGES ON `{database}`.* FROM %s@'%%'",
                      (account,))
@@ -251,7 +355,15 @@ class RdsRuntime:
                 raise
 
     def grant(self, instance_id: str, account: str, database: str, privilege: str) -> None:
-        """Replace the account's privileges on the database by the RDS privilege set."""
+        """Replace the account's privileges on the database by the RDS privilege set.
+
+        PostgreSQL's one privilege, DBOwner, makes the account the database's owner (and so,
+        from PostgreSQL 15 on, of its `public` schema, owned by pg_database_owner)."""
+        server = self._pg(instance_id)
+        if server is not None:
+            server.execute(pgsql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                pgsql.Identifier(database), pgsql.Identifier(account)))
+            return
         self.revoke(instance_id, account, database)
         statements = privilege_statements(privilege)
         self.sql(instance_id, f"GRANT {statements} ON `{database}`.* TO %s@'%%'", (account,))
@@ -267,6 +379,8 @@ class RdsRuntime:
         instance_id = record["id"]
         version = record["engine_version"]
         server = self.instances[instance_id].server
+        if not isinstance(server, MariaDBServer):  # PostgreSQL has no MySQL parameters
+            raise ParameterRefused("?", "not a MySQL instance")
         target = {**record["parameters"], **changed}
         options = parameters.server_options(target, version)
         saved_options = dict(server.options)
@@ -323,7 +437,7 @@ class ParameterRefused(Exception):
         self.reason = reason
 
 
-def _stop_quietly(server: MariaDBServer) -> None:
+def _stop_quietly(server: MariaDBServer | pg.PostgresServer) -> None:
     """Kill what a failed start left running, so the next attempt starts clean."""
     try:
         server.stop()
@@ -331,12 +445,21 @@ def _stop_quietly(server: MariaDBServer) -> None:
         log.exception("RDS: could not stop %s after a failed start", server.home)
 
 
-def port_for(address: str, netns: str | None) -> int:
-    """3306, unless something already listens there (possible only on a loopback address)."""
-    if netns is not None:
-        return RDS_PORT
+def _is_pg_home(home: Path) -> bool:
     try:
-        probe = netns_helpers.listen_tcp(address, RDS_PORT, None)
+        return json.loads((home / "server.json").read_text()).get("engine") == "PostgreSQL"
+    except (OSError, ValueError):
+        return False
+
+
+def port_for(address: str, netns: str | None, engine: str = "MySQL") -> int:
+    """3306 (PostgreSQL: 5432), unless something already listens there (possible only on a
+    loopback address)."""
+    default = RDS_PG_PORT if engine == "PostgreSQL" else RDS_PORT
+    if netns is not None:
+        return default
+    try:
+        probe = netns_helpers.listen_tcp(address, default, None)
     except OSError:
         probe = netns_helpers.listen_tcp(address, 0, None)
     port = probe.getsockname()[1]

@@ -21,6 +21,7 @@ from typing import Any
 from sandbox.aliyun.gateway.cloud import RequestContext
 from sandbox.aliyun.gateway.params import Param, Params
 from sandbox.aliyun.gateway.state import State
+from sandbox.aliyun.rds.pgserver import PostgresServer
 from sandbox.aliyun.rds.product import PRODUCT, find_instance
 from sandbox.aliyun.rds.runtime import runtime_of
 
@@ -46,8 +47,16 @@ def _server_figures(ctx: RequestContext, instance_id: str) -> tuple[int, int]:
     if not runtime.is_ready(instance_id):
         return -1, -1
     try:
-        ((data,),) = runtime.sql(instance_id, _DATA_SQL, SYSTEM_SCHEMAS)
-        logs = _log_bytes(runtime.instances[instance_id].server.datadir)
+        server = runtime.instances[instance_id].server
+        if isinstance(server, PostgresServer):  # the user databases, and the WAL as logs
+            ((data,),) = server.execute(
+                "SELECT COALESCE(SUM(pg_database_size(datname)), 0) FROM pg_database"
+                " WHERE datname NOT IN ('postgres', 'template0', 'template1')")
+            logs = sum(p.stat().st_size for p in (server.datadir / "pg_wal").glob("0*")
+                       if p.is_file())
+        else:
+            ((data,),) = runtime.sql(instance_id, _DATA_SQL, SYSTEM_SCHEMAS)
+            logs = _log_bytes(server.datadir)
     except Exception as exc:  # the server went away mid-call: the API reports "no data"
         log.warning("RDS %s: DescribeResourceUsage could not read the server: %s",
                     instance_id, exc)
