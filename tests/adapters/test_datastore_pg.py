@@ -29,6 +29,7 @@ from clusters.k3s.dsn import DatastoreEndpointError
 from clusters.k3s.pgdsn import PostgresEndpoint, build_pg_endpoint, kine_pg_ddl, parse_pg_endpoint
 from sandbox.aliyun.rds.pgserver import PostgresServer
 from tests.adapters.sshd_server import SshServer
+from tests.support.tools import require
 
 pytestmark = pytest.mark.slow
 
@@ -163,10 +164,9 @@ def _start_pgbouncer(tmp: Path, server: PostgresServer,
     raise AssertionError(f"pgbouncer did not listen: {log.read_text() if log.exists() else ''}")
 
 
-@pytest.mark.skipif(not Path(PGBOUNCER).exists(), reason="pgbouncer is not installed "
-                    "(tests/prepare-machine.sh installs it)")
 def test_a_transaction_pooler_is_refused_and_a_session_pooler_is_not(
         server: PostgresServer) -> None:
+    require("pgbouncer")  # a missing PgBouncer fails here, naming the package: never a skip
     with _pgbouncer(server, "transaction") as port, pytest.raises(PoolerRefused) as refused:
         check_pg_datastore(_endpoint(server, port=port))
     assert refused.value.code == POOLER and "prepared statement" in str(refused.value)

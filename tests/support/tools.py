@@ -29,6 +29,7 @@ PACKAGES = {
     "curl": "curl",
     "sudo": "sudo",
     "openssl": "openssl",
+    "pgbouncer": "pgbouncer",
 }
 # What every lab test (marked `lab`) needs: hosts are network namespaces running a real sshd,
 # RDS runs a real mariadbd. Checked before the test starts (tests/conftest.py).
