@@ -37,6 +37,7 @@ from clusters.interface.forms import (
     UpgradeForm,
     with_initials,
 )
+from clusters.interface.forms.wizard_datastore import DEFAULT_VERSIONS, ENGINE_LABELS
 from clusters.models import (
     ApiToken,
     AuditAction,
@@ -172,17 +173,24 @@ class NetworkChoices(APIView):
 
 class RdsChoices(APIView):
     @extend_schema(parameters=[REGION, OpenApiParameter("zone", str, required=True),
-                               OpenApiParameter("version", str, description="Default 8.0")],
+                               OpenApiParameter("engine", str, enum=["MySQL", "PostgreSQL"],
+                                                description="Default MySQL"),
+                               OpenApiParameter("version", str,
+                                                description="Default: the engine's default")],
                    responses=s.RdsChoicesSerializer,
-                   summary="MySQL versions and instance classes RDS sells in a zone")
+                   summary="Versions and instance classes RDS sells of an engine in a zone")
     def get(self, request: Request, account_id: int) -> Response:
         account = owned_account(request, account_id)
         zone = request.query_params.get("zone", "")
         if not zone:
             raise FieldErrors({"zone": [_("This field is required.")]})
-        version = request.query_params.get("version") or "8.0"
+        engine = request.query_params.get("engine") or "MySQL"
+        kinds = {label: kind for kind, label in ENGINE_LABELS.items()}
+        if engine not in kinds:
+            raise FieldErrors({"engine": [_("Choose MySQL or PostgreSQL.")]})
+        version = request.query_params.get("version") or DEFAULT_VERSIONS[kinds[engine]]
         found = _lookup(lambda: wizard_checks.rds_choices(account, _region(request, account),
-                                                          zone, version))
+                                                          zone, version, engine))
         return Response({"zone": found.zone, "versions": found.versions, "classes": [
             {"instance_class": c.instance_class, "storage_min": c.storage_min,
              "storage_max": c.storage_max, "storage_step": c.storage_step}

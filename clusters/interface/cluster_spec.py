@@ -27,7 +27,6 @@ from django.utils.translation import gettext as _
 from clusters.adapters import wizard_checks
 from clusters.interface import wizard
 from clusters.interface.forms import (
-    RDS_DEFAULT_VERSION,
     AccountStepForm,
     DatastoreStepForm,
     HostFormSet,
@@ -37,6 +36,7 @@ from clusters.interface.forms import (
     hosts_fit,
     with_initials,
 )
+from clusters.interface.forms.wizard_datastore import ENGINE_LABELS, datastore_of, version_for
 from clusters.models import CloudAccount, Cluster
 
 Errors = dict[str, list[str]]
@@ -159,11 +159,15 @@ def _check_datastore(state: wizard.WizardState, account: CloudAccount,
                      given: Mapping[str, Any], errors: Errors, warnings: list[str]) -> None:
     names = ["kind", "rds_engine_version", "rds_instance_class", "rds_storage_gb",
              "rds_password", "datastore_tls", "external_dsn"]
-    version = str(given.get("rds_engine_version") or RDS_DEFAULT_VERSION)
+    # The engine the chosen kind runs (RDS MySQL or PostgreSQL): what RDS sells is asked of
+    # that engine, as the wizard's page does, so a PostgreSQL spec is not checked as MySQL.
+    choice = str(given.get("kind") or "")
+    version = version_for(choice, str(given.get("rds_engine_version") or "") or None)
+    engine = ENGINE_LABELS[datastore_of(choice)[1]]
     rds, rds_error = None, ""
     try:
         rds = wizard_checks.rds_choices(account, state.get("account")["region"],
-                                        state.get("network")["zone"], version)
+                                        state.get("network")["zone"], version, engine)
     except wizard_checks.CheckFailed as exc:
         rds_error = str(exc)
     data = with_initials(DatastoreStepForm, given, names, rds=rds, rds_error=rds_error)

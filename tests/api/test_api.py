@@ -364,3 +364,26 @@ def test_day2_operations_use_the_pages_forms_and_rules() -> None:
     log = api.get(f"/api/v1/clusters/{cluster.code}/runs/{run.pk}/steps/"
                   f"{detail['steps'][0]['id']}/log/?after=0").json()
     assert log["lines"] == [] and log["next"] == 0
+
+
+def test_a_postgresql_spec_is_checked_against_what_rds_sells_of_postgresql(
+        cloud: Emulator, artifacts: ArtifactServer, account: CloudAccount) -> None:
+    """The API's create and its live choices ask RDS about the chosen engine, as the wizard's
+    page does: a PostgreSQL class is offered and accepted, not refused as an unknown MySQL one."""
+    api = bearer(issue(account.owner))
+    base = f"/api/v1/cloud-accounts/{account.pk}"
+    zone = cloud.vswitch["zone_id"]
+    choices = api.get(f"{base}/rds/?zone={zone}&engine=PostgreSQL")
+    assert choices.status_code == 200, choices.json()
+    assert "17.0" in choices.json()["versions"]
+    classes = {c["instance_class"] for c in choices.json()["classes"]}
+    assert classes and all(name.startswith("pg.") for name in classes), classes
+    assert api.get(f"{base}/rds/?zone={zone}&engine=Oracle").json()["fields"] == {
+        "engine": ["Choose MySQL or PostgreSQL."]}
+
+    body = spec(cloud, account, artifacts)
+    body["datastore"] = {"kind": "rds_postgresql", "rds_engine_version": "17.0",
+                         "rds_instance_class": sorted(classes)[0], "rds_storage_gb": 20}
+    dry = post_json(api, "/api/v1/clusters/?dry_run=1", body)
+    assert dry.status_code == 200 and dry.json()["valid"] is True, dry.json()
+    assert dry.json()["billed"]["items"][0]["what"].startswith("RDS PostgreSQL"), dry.json()
