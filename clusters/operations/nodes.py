@@ -27,6 +27,7 @@ from clusters.models import (
     Run,
     RunKind,
 )
+from clusters.operations.create import balancer_listener_step
 from clusters.operations.node_intake import NodeRejected, save_new_nodes
 from clusters.operations.runs import OperationRefused, lock_ready, ready_problem
 
@@ -63,8 +64,7 @@ def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
         previous = [key]
     if servers:
         specs += [
-            StepSpec("slb_listener", gettext_noop("Add servers to the SLB and start TCP 6443"),
-                     "slb.listener", previous),
+            balancer_listener_step(cluster, previous),
             StepSpec("verify", gettext_noop("Verify the API through the SLB as kubectl will"),
                      "verify.cluster", ["slb_listener"]),
         ]

@@ -195,13 +195,13 @@ class NlbApi:
         return [_nlb(lb) for lb in self._paged(page, "LoadBalancers")
                 if lb.get("LoadBalancerStatus") != "Deleted"]
 
-    def delete_nlb(self, load_balancer_id: str, client_token: str) -> str | None:
+    def delete_nlb(self, load_balancer_id: str, client_token: str = "") -> str | None:
         """DeleteLoadBalancer: its JobId, or None when it was already gone."""
         request = CommonRequest(domain=_domain(self.client.region), version=NLB_VERSION,
                                 action_name="DeleteLoadBalancer", product=NLB_PRODUCT)
         try:
             body = self.client.call(_prepare(request, self.client.region, {
-                "LoadBalancerId": load_balancer_id, "ClientToken": client_token}))
+                "LoadBalancerId": load_balancer_id, "ClientToken": client_token or None}))
         except CloudNotFound:
             return None
         return str(body.get("JobId", ""))
@@ -272,13 +272,13 @@ class NlbApi:
                 for s in self._paged(page, "Servers")]
 
     def add_servers(self, server_group_id: str, instances: Mapping[str, str], port: int,
-                    client_token: str) -> list[str]:
+                    client_token: str = "") -> list[str]:
         """AddServersToServerGroup, ECS instances by id (ServerType Ecs); the JobIds."""
         jobs = []
         chosen = list(instances.items())
         for start in range(0, len(chosen), SERVER_BATCH):
-            params: dict[str, Any] = {"ServerGroupId": server_group_id,
-                                      "ClientToken": f"{client_token}-{start}"[:64]}
+            token = f"{client_token}-{start}"[:64] if client_token else None
+            params: dict[str, Any] = {"ServerGroupId": server_group_id, "ClientToken": token}
             for index, (instance_id, ip) in enumerate(chosen[start:start + SERVER_BATCH], 1):
                 params.update({f"Servers.{index}.ServerId": instance_id,
                                f"Servers.{index}.ServerType": "Ecs",
@@ -292,13 +292,13 @@ class NlbApi:
         return jobs
 
     def remove_servers(self, server_group_id: str, instances: Mapping[str, str], port: int,
-                       client_token: str) -> list[str]:
+                       client_token: str = "") -> list[str]:
         """RemoveServersFromServerGroup; its job ends once the servers have drained."""
         jobs = []
         chosen = list(instances.items())
         for start in range(0, len(chosen), SERVER_BATCH):
-            params: dict[str, Any] = {"ServerGroupId": server_group_id,
-                                      "ClientToken": f"{client_token}-{start}"[:64]}
+            token = f"{client_token}-{start}"[:64] if client_token else None
+            params: dict[str, Any] = {"ServerGroupId": server_group_id, "ClientToken": token}
             for index, (instance_id, ip) in enumerate(chosen[start:start + SERVER_BATCH], 1):
                 params.update({f"Servers.{index}.ServerId": instance_id,
                                f"Servers.{index}.ServerType": "Ecs",
@@ -311,14 +311,14 @@ class NlbApi:
                 _prepare(request, self.client.region, params)).get("JobId", "")))
         return jobs
 
-    def delete_server_group(self, server_group_id: str, client_token: str) -> str | None:
+    def delete_server_group(self, server_group_id: str, client_token: str = "") -> str | None:
         """DeleteServerGroup: its JobId, or None when already gone. Still used by a listener
         (ResourceInUse.ServerGroup) is transient: the listener's delete is settling."""
         request = CommonRequest(domain=_domain(self.client.region), version=NLB_VERSION,
                                 action_name="DeleteServerGroup", product=NLB_PRODUCT)
         try:
             body = self.client.call(_prepare(request, self.client.region, {
-                "ServerGroupId": server_group_id, "ClientToken": client_token}))
+                "ServerGroupId": server_group_id, "ClientToken": client_token or None}))
         except CloudNotFound:
             return None
         return str(body.get("JobId", ""))
@@ -382,13 +382,13 @@ class NlbApi:
                     bad[str(server.get("ServerId", ""))] = str(server.get("Status", ""))
         return bad
 
-    def delete_listener(self, listener_id: str, client_token: str) -> str | None:
+    def delete_listener(self, listener_id: str, client_token: str = "") -> str | None:
         """DeleteListener: its JobId, or None when already gone."""
         request = CommonRequest(domain=_domain(self.client.region), version=NLB_VERSION,
                                 action_name="DeleteListener", product=NLB_PRODUCT)
         try:
             body = self.client.call(_prepare(request, self.client.region, {
-                "ListenerId": listener_id, "ClientToken": client_token}))
+                "ListenerId": listener_id, "ClientToken": client_token or None}))
         except CloudNotFound:
             return None
         return str(body.get("JobId", ""))
