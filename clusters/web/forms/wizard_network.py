@@ -21,7 +21,7 @@ class NetworkStepForm(WizardForm):
         help_text=_("The RDS instance and the SLB are created in this vSwitch."))
     load_balancer_kind = forms.ChoiceField(
         label=_("Load balancer for the Kubernetes API"), choices=LoadBalancerKind.choices,
-        initial=LoadBalancerKind.CLB, widget=forms.RadioSelect,
+        initial=LoadBalancerKind.CLB, widget=forms.RadioSelect, required=False,
         help_text=_("A CLB lives in one zone. An NLB answers in two zones (one address in "
                     "each, and a DNS name for both), so the API stays reachable when one zone "
                     "fails; Alibaba Cloud requires an NLB to have a vSwitch in at least two "
@@ -95,7 +95,8 @@ class NetworkStepForm(WizardForm):
         list, and an NLB would need a security group the panel does not manage yet.
         """
         data["nlb_zones"] = []
-        if data.get("load_balancer_kind") != LoadBalancerKind.NLB:
+        data["load_balancer_kind"] = data.get("load_balancer_kind") or LoadBalancerKind.CLB
+        if data["load_balancer_kind"] != LoadBalancerKind.NLB:
             return
         if not self.nlb_possible:
             self.add_error("load_balancer_kind", _(
