@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from clusters.adapters.aliyun import VSwitch, Vpc
+from clusters.adapters.aliyun import Vpc, VSwitch
 from clusters.adapters.wizard_checks import NetworkChoices
 from clusters.models import CloudAccount, Cluster, LoadBalancerKind
 from clusters.operations.create import create_plan
