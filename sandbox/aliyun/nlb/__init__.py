@@ -9,12 +9,14 @@ zone address), so "the cluster answers through the NLB's DNS name" is observed.
 - `loadbalancers`, `servergroups`, `listeners`, `tags`: the actions;
 - `jobs`: the ticker that completes asynchronous jobs, and GetJobStatus;
 - `runtime`: the proxies kept in line with the state, and the inventory;
-- `dns`: the DNS stand-in that resolves each NLB's DNS name to its zone addresses.
+- `dns`: the DNS stand-in that resolves each NLB's DNS name to its zone addresses;
+- `resolve`: how the world's processes use it (lab hosts, Python, kubectl).
 
 Importing this package registers every action (registry.PRODUCT_MODULES names it).
 """
 
 from sandbox.aliyun.nlb import (  # noqa: F401
+    dns,
     jobs,
     listeners,
     loadbalancers,
