@@ -24,7 +24,7 @@ from typing import Any
 from sandbox.aliyun.rds.tls import ensure_ca
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PRODUCT_CODES = ("Ecs", "Vpc", "Slb", "Rds", "Sts")
+PRODUCT_CODES = ("Ecs", "Vpc", "Slb", "Nlb", "Rds", "Sts")
 DEFAULT_REGION = "cn-hangzhou"
 NO_PROXY = {"http": None, "https": None}
 
