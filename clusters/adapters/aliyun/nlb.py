@@ -368,15 +368,13 @@ class NlbApi:
     def listener_unhealthy(self, listener_id: str) -> dict[str, str]:
         """GetListenerHealthStatus: {server id: status} of the servers that are NOT normal
         (the answer lists only those, NonNormalServers)."""
-        def page(token: str) -> dict[str, Any]:
-            request = CommonRequest(domain=_domain(self.client.region), version=NLB_VERSION,
-                                    action_name="GetListenerHealthStatus", product=NLB_PRODUCT)
-            return self.client.call(_prepare(request, self.client.region, {
-                "ListenerId": listener_id, "MaxResults": PAGE_SIZE,
-                "NextToken": token or None}))
-
+        # The V2 request takes ListenerId and RegionId only (no paging parameters).
+        request = CommonRequest(domain=_domain(self.client.region), version=NLB_VERSION,
+                                action_name="GetListenerHealthStatus", product=NLB_PRODUCT)
+        body = self.client.call(_prepare(request, self.client.region,
+                                         {"ListenerId": listener_id}))
         bad: dict[str, str] = {}
-        for status in self._paged(page, "ListenerHealthStatus"):
+        for status in _list(body, "ListenerHealthStatus"):
             for group in _list(status, "ServerGroupInfos"):
                 for server in _list(group, "NonNormalServers"):
                     bad[str(server.get("ServerId", ""))] = str(server.get("Status", ""))
