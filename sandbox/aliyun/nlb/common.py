@@ -13,8 +13,8 @@ PAGING = (Param("NextToken"), Param("MaxResults", "integer", minimum=1, maximum=
 
 def page(items: list[Any], params: Params, default: int = 20) -> tuple[list[Any], str, int]:
     """(this page, NextToken for the next one or "", MaxResults) of `items`."""
-    size = params["MaxResults"] or default
-    token = params["NextToken"] or ""
+    size = params.get("MaxResults") or default
+    token = params.get("NextToken") or ""
     start = 0
     if token:
         if not token.isdigit() or int(token) > len(items):

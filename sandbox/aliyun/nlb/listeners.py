@@ -238,9 +238,7 @@ def _reason(status: str) -> dict[str, str]:
     return {"ReasonCode": "CONNECT_TIMEOUT"} if status == "Unhealthy" else {}
 
 
-@NLB.action("GetListenerHealthStatus", (
-    Param("RegionId"), Param("ListenerId", required=True), *PAGING,
-))
+@NLB.action("GetListenerHealthStatus", (Param("RegionId"), Param("ListenerId", required=True)))
 def get_listener_health_status(state: State, params: Params,
                                ctx: RequestContext) -> dict[str, Any]:
     """Healthy servers are not listed: NonNormalServers holds the others (Initial before a

@@ -27,6 +27,7 @@ from sandbox.aliyun.nlb.product import (
     listeners,
     load_balancers,
     lock_conflict,
+    missing,
     new_job,
 )
 from sandbox.aliyun.nlb.runtime import sync_lb
@@ -46,7 +47,7 @@ def _check_zones(state: State, ctx: RequestContext, vpc_id: str,
     requires two zones in regions that have them)."""
     region = ctx.require_region()
     if not mappings:
-        raise errors.missing_parameter("ZoneMappings")
+        raise missing("ZoneMappings")
     vpc = network.vpc(state, vpc_id)
     if vpc is None or vpc["region_id"] != ctx.region_id:
         raise errors.ApiError(404, "ResourceNotFound.Vpc",
@@ -56,9 +57,9 @@ def _check_zones(state: State, ctx: RequestContext, vpc_id: str,
     for mapping in mappings:
         vswitch_id, zone_id = mapping.get("VSwitchId", ""), mapping.get("ZoneId", "")
         if not vswitch_id:
-            raise errors.missing_parameter("ZoneMappings.N.VSwitchId")
+            raise missing("ZoneMappings.N.VSwitchId")
         if not zone_id:
-            raise errors.missing_parameter("ZoneMappings.N.ZoneId")
+            raise missing("ZoneMappings.N.ZoneId")
         vsw = network.vswitch(state, vswitch_id)
         if vsw is None or vsw["region_id"] != ctx.region_id or vsw["vpc_id"] != vpc_id:
             raise errors.ApiError(404, "ResourceNotFound.VSwitch",
@@ -198,7 +199,7 @@ def get_load_balancer_attribute(state: State, params: Params,
 
 
 @NLB.action("ListLoadBalancers", (
-    Param("RegionId"), Param("VpcIds"), Param("AddressType", enum=("Internet", "Intranet")),
+    Param("RegionId"), Param("AddressType", enum=("Internet", "Intranet")),
     Param("AddressIpVersion", enum=("ipv4", "DualStack")), Param("DNSName"),
     Param("LoadBalancerStatus"), Param("LoadBalancerBusinessStatus"), Param("ZoneId"),
     Param("ResourceGroupId"), Param("LoadBalancerType"), Param("Ipv6AddressType"), *PAGING,

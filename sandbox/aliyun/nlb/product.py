@@ -22,7 +22,14 @@ from sandbox.aliyun.gateway.cloud import RequestContext
 from sandbox.aliyun.gateway.registry import ClientTokenPolicy, Product, register_product
 from sandbox.aliyun.gateway.state import State
 
-NLB = register_product(Product("Nlb", "2022-04-30", "nlb.aliyuncs.com"))
+
+def missing(name: str) -> errors.ApiError:
+    """`MissingParam.<name>`: how NLB names a missing parameter (its metadata's
+    `MissingParam.%s` / "The parameter of %s is missing.")."""
+    return errors.ApiError(400, f"MissingParam.{name}", f"The parameter of {name} is missing.")
+
+
+NLB = register_product(Product("Nlb", "2022-04-30", "nlb.aliyuncs.com", missing=missing))
 DNS_SUFFIX = "nlb.aliyuncsslb.com"  # <id>.<region>.nlb.aliyuncsslb.com, as real NLBs answer
 
 # Realistic durations (seconds, before the time scale): what a console user waits.
@@ -58,10 +65,6 @@ DRY_RUN = _error(400, "DryRunOperation", "Request validation has been passed wit
 def illegal(name: str) -> errors.ApiError:
     """`IllegalParam.<name>` (CreateLoadBalancer/CreateListener metadata)."""
     return _error(400, f"IllegalParam.{name}", f"The param of {name} is illegal.")
-
-
-def missing(name: str) -> errors.ApiError:
-    return _error(400, f"MissingParam.{name}", f"The parameter of {name} is missing.")
 
 
 def incorrect_status(kind: str, resource_id: str) -> errors.ApiError:

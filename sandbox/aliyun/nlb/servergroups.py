@@ -207,7 +207,7 @@ def _servers(params: Params) -> list[dict[str, str]]:
     servers = params.repeat_list("Servers", ("ServerId", "ServerType", "ServerIp", "Port",
                                              "Weight", "Description"))
     if not servers:
-        raise errors.missing_parameter("Servers")
+        raise missing("Servers")
     if len(servers) > MAX_SERVERS_PER_CALL:
         raise illegal("Servers")
     return servers
@@ -229,9 +229,9 @@ def _resolve_server(state: State, ctx: RequestContext, group: dict[str, Any],
     """(server id, server ip, zone) of one entry, checked against the group's type and VPC."""
     server_id, server_type = entry.get("ServerId", ""), entry.get("ServerType", "")
     if not server_id:
-        raise errors.missing_parameter("Servers.N.ServerId")
+        raise missing("Servers.N.ServerId")
     if not server_type:
-        raise errors.missing_parameter("Servers.N.ServerType")
+        raise missing("Servers.N.ServerType")
     if group["type"] == "Ip":
         if server_type != "Ip":
             raise illegal("ServerType")
@@ -303,9 +303,9 @@ def remove_servers(state: State, params: Params, ctx: RequestContext) -> dict[st
     leaving = []
     for entry in entries:
         if not entry.get("ServerId"):
-            raise errors.missing_parameter("Servers.N.ServerId")
+            raise missing("Servers.N.ServerId")
         if not entry.get("ServerType"):
-            raise errors.missing_parameter("Servers.N.ServerType")
+            raise missing("Servers.N.ServerType")
         port = int(entry["Port"]) if entry.get("Port", "").isdigit() else None
         matched = [s for s in group["servers"] if s["server_id"] == entry["ServerId"]
                    and (port is None or s["port"] == port)]

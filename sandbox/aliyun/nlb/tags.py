@@ -18,6 +18,7 @@ from sandbox.aliyun.nlb.product import (
     listener_or_error,
     listeners,
     load_balancers,
+    missing,
     server_groups,
 )
 
@@ -49,7 +50,7 @@ def _lookup(state: State, ctx: RequestContext, kind: str, resource: str) -> dict
 def _targets(state: State, params: Params, ctx: RequestContext) -> list[dict[str, Any]]:
     wanted = params.repeat_list("ResourceId")
     if not wanted:
-        raise errors.missing_parameter("ResourceId")
+        raise missing("ResourceId")
     return [_lookup(state, ctx, params["ResourceType"], r) for r in wanted]
 
 
@@ -57,7 +58,7 @@ def _targets(state: State, params: Params, ctx: RequestContext) -> list[dict[str
 def tag_resources(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
     new = create_tags(params)
     if not new:
-        raise errors.missing_parameter("Tag")
+        raise missing("Tag")
     targets = _targets(state, params, ctx)
     dry_run(params)
     for resource in targets:
