@@ -39,6 +39,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transacti
 
 FROM_VERSION = "v1.31.4+k3s1"
 TO_VERSION = "v1.32.5+k3s1"
+ROOT = Path(__file__).resolve().parents[2]
 CRASHY = {"PANEL_STEP_LEASE_SECONDS": "4", "PANEL_SWEEP_INTERVAL_SECONDS": "1"}
 NLB_KINDS = ("nlb_load_balancer", "nlb_server_group", "nlb_listener")
 
@@ -78,7 +79,9 @@ def test_a_cluster_behind_an_nlb_in_two_zones(world: World, start_worker: Any,
                                               tmp_path: Path) -> None:
     host, port = world.dns_server
     env = {**world_env(world), **CRASHY, ENV: f"{host}:{port}",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(hook_dir()),
+           # The hook's sitecustomize imports sandbox: the repository must be on the path too
+           # (`python -m celery` adds the working directory only after site ran).
+           "PYTHONPATH": os.pathsep.join(p for p in (str(hook_dir()), str(ROOT),
                                                      os.environ.get("PYTHONPATH", "")) if p)}
     zones = [{"zone": v["zone_id"], "vswitch_id": v["vswitch_id"]} for v in world.vswitches]
     assert len({z["zone"] for z in zones}) == 2
