@@ -116,7 +116,7 @@ def test_a_cluster_behind_an_nlb_in_two_zones(world: World, start_worker: Any,
         cluster.nodes.filter(role="server").values_list("private_ip", flat=True))
     assert {s["status"] for s in group["servers"]} == {"Available"}
     assert listener["state"] == "Running" and listener["server_group_id"] == group["id"]
-    assert set(listener["health"].values()) == {"normal"} and len(listener["health"]) == 2, \
+    assert set(listener["health"].values()) == {"Healthy"} and len(listener["health"]) == 2, \
         listener["health"]
     kinds = sorted(CloudResource.objects.filter(cluster=cluster)
                    .values_list("kind", flat=True))
