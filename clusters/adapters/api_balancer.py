@@ -79,9 +79,11 @@ class ApiBalancer(ABC):
     def remove(self, instances: Mapping[str, str]) -> list[str]:
         """Take instances out; the jobs to wait for (an NLB's end once they drained)."""
 
-    @abstractmethod
     def drain_seconds(self) -> float:
-        """How long a step waits after `remove` before it looks whether the server drained."""
+        """How long a step waits after `remove` before it looks whether the server drained:
+        real load balancers need a few seconds for a backend change to reach every node of
+        the load balancer; connections get that long to finish (PANEL_SLB_DRAIN_SECONDS)."""
+        return float(settings.PANEL_SLB_DRAIN_SECONDS)
 
     def pending(self, jobs: list[str]) -> str | None:
         """What is still settling from `jobs` (None when done); PermanentError when one
@@ -93,11 +95,6 @@ class Clb(ApiBalancer):
     """A CLB: changes take effect in the answer; drained by waiting a few seconds."""
 
     what = "SLB"
-
-    def drain_seconds(self) -> float:
-        """Real CLBs need a few seconds for a backend change to reach every node of the load
-        balancer; connections get that long to finish (PANEL_SLB_DRAIN_SECONDS)."""
-        return float(settings.PANEL_SLB_DRAIN_SECONDS)
 
     @property
     def ident(self) -> str:
@@ -136,9 +133,6 @@ class NlbBalancer(ApiBalancer):
 
     what = "NLB"
 
-    def drain_seconds(self) -> float:
-        """The removal job measures the drain; the step looks again at the next poll."""
-        return cloud.poll_seconds()
 
     @property
     def ident(self) -> str:

@@ -94,12 +94,13 @@ def create(ctx: StepContext) -> Outcome:
     """CreateLoadBalancer in two zones first, then wait until it is Active: its DNS name and
     zone addresses are recorded for every server's tls-san and the kubeconfig."""
     cluster = ctx.cluster
-    if cluster.slb_address_type == SlbAddressType.INTERNET:
+    if cluster.slb_address_type == SlbAddressType.INTERNET or cluster.api_allowed_cidrs:
         # The API allow-list is a CLB access control list; an NLB would need a security group
         # on the NLB instead, which the panel does not manage yet (the wizard refuses too).
-        raise PermanentError("An Internet-facing NLB would leave the API open to the whole "
-                             "Internet (the panel's allow-list is carried by CLB only for "
-                             "now): choose an intranet NLB or a CLB.")
+        raise PermanentError("An NLB does not carry the API allow-list yet (it is a CLB access "
+                             "control list), and an Internet-facing NLB would leave the API "
+                             "open to the whole Internet: choose an intranet NLB without an "
+                             "allow-list, or a CLB.")
     api = cloud.cloud_for(cluster)
     resource = cloud.intend(ctx, NLB_KIND)
     if purchase.ensure_bought(ctx, resource, nlb_purchase(api, cluster),

@@ -140,7 +140,9 @@ def test_a_cluster_behind_an_nlb_in_two_zones(world: World, start_worker: Any,
             upgrade = runs.wait_finished(operations.start_upgrade(cluster, TO_VERSION),
                                          timeout=600)
         assert upgrade.status == RunStatus.SUCCEEDED, failures_of(upgrade)
-        assert not poller.failures, f"{len(poller.failures)} failed: {poller.failures[:5]}"
+        timeline = [f"{t:%H:%M:%S.%f} {x}" for t, x in LogLine.objects.filter(  # why, if not
+            step__run=upgrade).order_by("time").values_list("time", "text")]
+        assert not poller.failures, (poller.failures[:5], timeline)
         assert poller.successes > 20
         servers = list(cluster.nodes.filter(role="server").order_by("pk")
                        .values_list("private_ip", flat=True))

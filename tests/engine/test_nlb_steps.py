@@ -236,4 +236,5 @@ def test_an_internet_nlb_is_refused_before_anything_is_bought(
     run = run_steps(engine, Cluster.objects.get(pk=cluster.pk), "nlb.create")
     failed = step(run, "s0")
     assert failed.status == StepStatus.FAILED and "Internet-facing NLB" in failed.error
+    assert "allow-list" in failed.error
     assert inventory(emu, cluster)["nlb_load_balancer"] == []

@@ -59,6 +59,11 @@ def test_an_nlb_asks_for_a_vswitch_in_a_second_zone_and_says_why(
     assert "Internet-facing NLB is not offered yet" in " ".join(
         field_errors(internet, "slb_address_type"))
 
+    listed = at_datastore.post(step_url("network"), {**answer,
+                                                     "api_allowed_cidrs": "10.0.0.0/8"})
+    assert "does not carry the allow-list yet" in " ".join(
+        field_errors(listed, "api_allowed_cidrs"))
+
     good = at_datastore.post(step_url("network"), answer)
     assert good["Location"] == step_url("datastore")
     saved = WizardState(at_datastore.session).get("network")

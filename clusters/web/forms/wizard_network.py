@@ -110,6 +110,12 @@ class NetworkStepForm(WizardForm):
                 "behind an allow-list, which it carries on a CLB only for now. Choose an "
                 "intranet NLB, or a CLB for an Internet API."))
             return
+        if data.get("api_allowed_cidrs"):
+            self.add_error("api_allowed_cidrs", _(
+                "An NLB does not carry the allow-list yet (the panel keeps it in a CLB access "
+                "control list): leave it empty for an intranet NLB, reached from the VPC "
+                "only, or choose a CLB."))
+            return
         problem = self._second_zone_problem(data)
         if problem:
             self.add_error(*problem)
