@@ -118,6 +118,10 @@ def test_a_cluster_behind_an_nlb_in_two_zones(world: World, start_worker: Any,
     assert listener["state"] == "Running" and listener["server_group_id"] == group["id"]
     assert set(listener["health"].values()) == {"Healthy"} and len(listener["health"]) == 2, \
         listener["health"]
+    # Health reads the server group's health through GetListenerHealthStatus.
+    said = list(run.steps.get(key="health").log_lines.values_list("text", flat=True))
+    assert f"NLB {group['id']}: 2/2 backends normal" in said, said
+    assert cluster.health == "healthy", cluster.health_reasons
     kinds = sorted(CloudResource.objects.filter(cluster=cluster)
                    .values_list("kind", flat=True))
     assert kinds == ["nlb", "nlb_listener", "nlb_server_group", "rds_instance"]
