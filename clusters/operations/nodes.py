@@ -21,6 +21,7 @@ from clusters.models import (
     Cluster,
     ClusterStatus,
     DatastoreKind,
+    LoadBalancerKind,
     Node,
     NodeRole,
     NodeStatus,
@@ -88,9 +89,10 @@ def remove_node_plan(cluster: Cluster, node: Node, *, warning: str = "") -> list
                       args={**args, "warning": warning})]
     previous = ["drain"]
     if server:
-        specs.append(StepSpec(
-            "slb_detach", gettext_noop("Take the server out of the SLB"), "slb.detach",
-            previous, args))
+        detach = (gettext_noop("Take the server out of the NLB and wait until it has drained")
+                  if cluster.load_balancer_kind == LoadBalancerKind.NLB
+                  else gettext_noop("Take the server out of the SLB"))
+        specs.append(StepSpec("slb_detach", detach, "slb.detach", previous, args))
         previous = ["slb_detach"]
     specs += [
         StepSpec(
