@@ -95,8 +95,9 @@ def create(ctx: StepContext) -> Outcome:
     zone addresses are recorded for every server's tls-san and the kubeconfig."""
     cluster = ctx.cluster
     if cluster.slb_address_type == SlbAddressType.INTERNET or cluster.api_allowed_cidrs:
-        # The API allow-list is a CLB access control list; an NLB would need a security group
-        # on the NLB instead, which the panel does not manage yet (the wizard refuses too).
+        # The API allow-list is a CLB access control list; an NLB filters sources with ECS
+        # security groups joined to it (LoadBalancerJoinSecurityGroup), which the panel does
+        # not manage yet (the wizard refuses too).
         raise PermanentError("An NLB does not carry the API allow-list yet (it is a CLB access "
                              "control list), and an Internet-facing NLB would leave the API "
                              "open to the whole Internet: choose an intranet NLB without an "
