@@ -39,6 +39,7 @@ from clusters.engine.stepcontext import StepContext
 from clusters.models import Cluster, ResourceState, SlbAddressType
 from clusters.steps.slb import backend_servers
 
+CREATE_FAILED = "CreateFailed"  # LoadBalancerStatus of a creation the cloud gave up on
 PRESERVE_CLIENT_IP = False  # see the module docstring: hairpin from a backend must work
 SETTLE_TIMEOUT_SECONDS = 600
 HEALTHY_TIMEOUT_SECONDS = 300
@@ -111,6 +112,11 @@ def create(ctx: StepContext) -> Outcome:
     balancer = api.describe_nlb(resource.provider_id)
     if balancer is None:
         raise PermanentError(f"NLB {resource.provider_id} disappeared; check the NLB console.")
+    if balancer.status == CREATE_FAILED:
+        raise PermanentError(
+            f"Alibaba Cloud could not create NLB {balancer.load_balancer_id} (status "
+            "CreateFailed); it can only be deleted: destroy the cluster or delete it in the NLB "
+            "console, then create again.")
     if balancer.status != ACTIVE or not balancer.dns_name or not balancer.addresses:
         if time.time() > _settle_deadline(ctx, "active_deadline"):
             return Fail(f"NLB {balancer.load_balancer_id} is still {balancer.status} after "
