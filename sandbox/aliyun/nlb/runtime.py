@@ -1,4 +1,4 @@
-"""Keeps the real TCP proxies in line with the NLB state: one proxy (slb/proxy.py, shared
+"""Keeps the real TCP proxies in line with the NLB state: one proxy (l4proxy.py, shared
 with CLB) per Running TCP listener and zone address, forwarding to the servers of its group
 that are Available, with the group's health check, scheduler, connection drain and client IP
 preservation (hairpin). Also restores proxies on start and lists resources for the
@@ -9,6 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from sandbox.aliyun.gateway.cloud import Cloud
+from sandbox.aliyun.l4proxy import (
+    ABNORMAL,
+    NORMAL,
+    Backend,
+    HealthCheck,
+    ListenerProxy,
+    scaled_health_check,
+)
 from sandbox.aliyun.nlb.product import (
     NLB,
     addresses,
@@ -17,14 +25,6 @@ from sandbox.aliyun.nlb.product import (
     listeners,
     load_balancers,
     server_groups,
-)
-from sandbox.aliyun.slb.proxy import (
-    ABNORMAL,
-    NORMAL,
-    Backend,
-    HealthCheck,
-    ListenerProxy,
-    scaled_health_check,
 )
 
 ROUTED_SERVER_STATUSES = ("Available", "Configuring")
