@@ -15,7 +15,7 @@ from aliyunsdkcore.acs_exception.exceptions import ServerException
 from sandbox.aliyun.nlb import resolve
 from sandbox.aliyun.nlb.dns import NXDOMAIN, REFUSED, parse_answer, query_packet
 from sandbox.aliyun.testing import Emulator
-from tests.emulator.echo import ask
+from tests.emulator.echo import EchoServer, ask
 from tests.support.emulator_calls import host_ip
 from tests.support.nlb_calls import (
     add_servers,
@@ -308,3 +308,31 @@ def test_python_and_other_programs_resolve_the_name(emu: Emulator, tmp_path: Pat
     assert child.stdout.strip() in zone_addresses(emu, lb_id), child.stderr
 
 
+
+
+def test_regions_and_zones(emu: Emulator) -> None:
+    zones = nlb(emu, "DescribeZones")["Zones"]
+    assert [z["ZoneId"] for z in zones] == [v["zone_id"] for v in emu.vpc["vswitches"]]
+    regions = nlb(emu, "DescribeRegions")["Regions"]
+    assert {"RegionId": emu.region_id, "LocalName": "China (Hangzhou)",
+            "RegionEndpoint": f"nlb.{emu.region_id}.aliyuncs.com"} in regions
+
+
+def test_a_restart_brings_back_listeners_and_the_dns(fresh_emu: Emulator) -> None:
+    emu = fresh_emu
+    backend = host_ip(emu, 71)
+    with EchoServer(backend, 16443):
+        instance = emu.register_instance("nlb-restart", backend)
+        lb_id = create_nlb(emu)
+        group = create_group(emu)
+        add_servers(emu, group, [(instance, 16443)])
+        create_listener(emu, lb_id, group)
+        server = _dns(emu)
+        name = f"{lb_id}.{emu.region_id}.nlb.aliyuncsslb.com"
+        address = zone_addresses(emu, lb_id)[0]
+        wait_for(lambda: ask(address, 6443, b"a") == f"{backend}:a".encode(), what="forwarding")
+        emu.restart()
+        assert emu.control.nlb_dns()["port"] == server[1]
+        assert sorted(resolve.query(name, server)) == sorted(zone_addresses(emu, lb_id))
+        wait_for(lambda: ask(address, 6443, b"b") == f"{backend}:b".encode(),
+                 what="forwarding after the restart")

@@ -264,3 +264,27 @@ def delete_load_balancer(state: State, params: Params, ctx: RequestContext) -> d
 def check_name(value: str | None, name: str) -> None:
     if value is not None and not 2 <= len(value) <= 128:
         raise illegal(name)
+
+
+# ---- regions and zones -------------------------------------------------------------------
+@NLB.action("DescribeRegions", (
+    Param("AcceptLanguage", enum=("zh-CN", "en-US", "ja")),
+    Param("ServiceCode", enum=("nlb",)),
+))
+def describe_regions(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    regions = sorted(state.bucket("regions").values(), key=lambda r: r["region_id"])
+    return {"Regions": [{"RegionId": r["region_id"], "LocalName": r["local_name"],
+                         "RegionEndpoint": f"nlb.{r['region_id']}.aliyuncs.com"}
+                        for r in regions]}
+
+
+@NLB.action("DescribeZones", (
+    Param("RegionId"), Param("AcceptLanguage", enum=("zh-CN", "en-US", "ja")),
+    Param("ServiceCode", enum=("nlb",)),
+))
+def describe_zones(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    """The seeded zones of the region: where ZoneMappings may point."""
+    region = ctx.require_region()
+    return {"Zones": [{"ZoneId": zone, "LocalName":
+                       f"{region['local_name']} Zone {zone.rsplit('-', 1)[-1].upper()}"}
+                      for zone in region["zones"]]}

@@ -6,6 +6,7 @@ control API."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from sandbox.aliyun.gateway.cloud import Cloud
@@ -84,11 +85,15 @@ def sync_listener(cloud: Cloud, listener_id: str) -> None:
     for address in wanted:
         proxy = running.get((listener_id, address))
         if proxy is None:
-            running[(listener_id, address)] = ListenerProxy(
-                address, listener["port"], cloud.plumbing.netns, backends=backends,
-                health=health, scheduler=scheduler,
-                hairpin_refused=group["preserve_client_ip"], name="nlb",
-            )
+            try:
+                running[(listener_id, address)] = ListenerProxy(
+                    address, listener["port"], cloud.plumbing.netns, backends=backends,
+                    health=health, scheduler=scheduler,
+                    hairpin_refused=group["preserve_client_ip"], name="nlb",
+                )
+            except OSError as exc:  # the port is taken there: say so, keep the cloud going
+                print(f"nlb: listener {listener_id} cannot listen on {address}:"
+                      f"{listener['port']}: {exc}", file=sys.stderr)
         else:
             proxy.set_backends(backends, drain=_drain(cloud, group))
             proxy.set_health_check(health)
