@@ -293,9 +293,11 @@ def test_python_and_other_programs_resolve_the_name(emu: Emulator, tmp_path: Pat
     with resolve.cloud_dns(server):
         found = {info[4][0] for info in socket.getaddrinfo(name, 6443, type=socket.SOCK_STREAM)}
         assert found == set(zone_addresses(emu, lb_id))
-        assert socket.getaddrinfo("127.0.0.1", 80)  # other names: the system's resolver
-    with pytest.raises(socket.gaierror):
-        socket.getaddrinfo(name, 6443)  # not installed any more
+        assert socket.getaddrinfo("127.0.0.1", 80)  # other names: the resolver underneath
+        with pytest.raises(socket.gaierror, match="network fence"):
+            socket.getaddrinfo("example.com", 80)  # ... which is the tests' fence here
+    with pytest.raises(socket.gaierror, match="network fence"):
+        socket.getaddrinfo(name, 6443)  # gone, and the fence is back in place
     with resolve.resolved_command(["getent", "ahostsv4", name], server, [name]) as argv:
         out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=10)
     assert {line.split()[0] for line in out.stdout.splitlines()} == set(zone_addresses(emu, lb_id))
