@@ -143,9 +143,13 @@ def test_connection_drain_lets_a_live_connection_finish(emu: Emulator) -> None:
         assert ask(address, 6443) == b""  # no new connection goes to a leaving server
         time.sleep(1)
         assert exchange(live, b"two") == f"{ip}:two".encode()  # the live one goes on
-        wait_for(lambda: job_done(emu, job), what="removed")
+        rows = nlb(emu, "ListServerGroupServers", ServerGroupId=group)["Servers"]
+        assert [r["Status"] for r in rows] == ["Removing"]  # while it drains
+        assert not job_done(emu, job)
         wait_for(lambda: exchange(live, b"more") == b"", timeout=10, what="cut after drain")
         assert time.monotonic() - removed_at >= 2.5
+        wait_for(lambda: job_done(emu, job), what="removed once drained")
+        assert nlb(emu, "ListServerGroupServers", ServerGroupId=group)["Servers"] == []
 
 
 def test_without_drain_removal_cuts_live_connections(emu: Emulator) -> None:

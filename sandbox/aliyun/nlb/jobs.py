@@ -75,7 +75,7 @@ def _remove_servers(cloud: Cloud, job: dict[str, Any]) -> None:
         return
     group["servers"] = [s for s in group["servers"] if s["status"] != "Removing"]
     group["status"], group["lock"] = "Available", ""
-    sync_group(cloud, group["group_id"])
+    sync_group(cloud, group["group_id"], drain=0)  # the drain is over: what is left is cut
 
 
 def _create_listener(cloud: Cloud, job: dict[str, Any]) -> None:

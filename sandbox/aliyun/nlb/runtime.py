@@ -62,8 +62,9 @@ def _drain(cloud: Cloud, group: dict[str, Any]) -> float:
     return cloud.clock.scaled(group["drain_timeout"]) if group["drain_enabled"] else 0.0
 
 
-def sync_listener(cloud: Cloud, listener_id: str) -> None:
-    """Open, reconfigure or close the proxies of one listener to match the state."""
+def sync_listener(cloud: Cloud, listener_id: str, drain: float | None = None) -> None:
+    """Open, reconfigure or close the proxies of one listener to match the state; live
+    connections to servers that left get the group's drain, or `drain` seconds if given."""
     state = cloud.state
     listener = listeners(state).get(listener_id)
     lb = load_balancers(state).get(listener["lb_id"]) if listener else None
@@ -95,15 +96,15 @@ def sync_listener(cloud: Cloud, listener_id: str) -> None:
                 print(f"nlb: listener {listener_id} cannot listen on {address}:"
                       f"{listener['port']}: {exc}", file=sys.stderr)
         else:
-            proxy.set_backends(backends, drain=_drain(cloud, group))
+            proxy.set_backends(backends, drain=_drain(cloud, group) if drain is None else drain)
             proxy.set_health_check(health)
             proxy.hairpin_refused = group["preserve_client_ip"]
 
 
-def sync_group(cloud: Cloud, group_id: str) -> None:
+def sync_group(cloud: Cloud, group_id: str, drain: float | None = None) -> None:
     for listener in list(listeners(cloud.state).values()):
         if listener["group_id"] == group_id:
-            sync_listener(cloud, listener["listener_id"])
+            sync_listener(cloud, listener["listener_id"], drain)
 
 
 def sync_lb(cloud: Cloud, lb_id: str) -> None:

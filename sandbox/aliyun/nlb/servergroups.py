@@ -118,6 +118,7 @@ def create_server_group(state: State, params: Params, ctx: RequestContext) -> di
         "protocol": params["Protocol"], "scheduler": params["Scheduler"],
         "address_ip_version": params["AddressIPVersion"],
         "drain_enabled": params["ConnectionDrainEnabled"],
+        # CHOSEN: 300 s when drain is enabled without a timeout (no source gives a default).
         "drain_timeout": drain_timeout if drain_timeout is not None else
         (300 if params["ConnectionDrainEnabled"] else 0),
         "preserve_client_ip": preserve, "any_port": params["AnyPortEnabled"],
@@ -317,7 +318,10 @@ def remove_servers(state: State, params: Params, ctx: RequestContext) -> dict[st
     for server in leaving:
         server["status"] = "Removing"
     group["status"] = "Configuring"
-    group["lock"] = new_job(state, ctx, "remove_servers", group["group_id"], SERVERS_SECONDS)
+    # With connection drain the servers stay Removing (and the group Configuring) while
+    # their connections drain: the job ends when the drain timeout has passed.
+    seconds = max(SERVERS_SECONDS, group["drain_timeout"] if group["drain_enabled"] else 0)
+    group["lock"] = new_job(state, ctx, "remove_servers", group["group_id"], seconds)
     sync_group(ctx.cloud, group["group_id"])
     return {"ServerGroupId": group["group_id"], "JobId": group["lock"]}
 
