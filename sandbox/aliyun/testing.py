@@ -100,6 +100,10 @@ class ControlClient:
         """{address?, port?, records: {dns name: [addresses]}} (GET nlb/dns)."""
         return dict(self.request("GET", "nlb/dns"))
 
+    def fail_nlb_creates(self, count: int = 1) -> None:
+        """The next `count` NLBs end CreateFailed instead of Active (POST nlb/create-failures)."""
+        self.request("POST", "nlb/create-failures", {"count": count})
+
     def add_fault(self, **fields: Any) -> list[dict[str, Any]]:
         return self.request("POST", "faults", fields)["faults"]
 

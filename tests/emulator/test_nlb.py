@@ -338,3 +338,18 @@ def test_a_restart_brings_back_listeners_and_the_dns(fresh_emu: Emulator) -> Non
         assert sorted(resolve.query(name, server)) == sorted(zone_addresses(emu, lb_id))
         wait_for(lambda: ask(address, 6443, b"b") == f"{backend}:b".encode(),
                  what="forwarding after the restart")
+
+
+def test_a_creation_the_cloud_fails_can_only_be_deleted(fresh_emu: Emulator) -> None:
+    emu = fresh_emu
+    emu.control.fail_nlb_creates(1)
+    lb_id = create_nlb(emu, wait=False)
+    wait_for(lambda: lb_status(emu, lb_id) == "CreateFailed", what="CreateFailed")
+    group = create_group(emu)
+    assert nlb_error(emu, "CreateListener", LoadBalancerId=lb_id, ListenerProtocol="TCP",
+                     ListenerPort=6443, ServerGroupId=group) == "IncorrectStatus.loadbalancer"
+    assert create_nlb(emu) != lb_id  # only one creation fails
+    gone = nlb(emu, "DeleteLoadBalancer", LoadBalancerId=lb_id)
+    wait_for(lambda: job_done(emu, gone["JobId"]), what="deleted")
+    assert nlb_error(emu, "GetLoadBalancerAttribute", LoadBalancerId=lb_id) == \
+        "ResourceNotFound.loadBalancer"

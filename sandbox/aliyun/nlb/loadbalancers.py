@@ -249,7 +249,7 @@ def delete_load_balancer(state: State, params: Params, ctx: RequestContext) -> d
                               "again later.")
     if lb["lock"]:
         raise lock_conflict(lb["lb_id"])
-    if lb["status"] != "Active":
+    if lb["status"] not in ("Active", "CreateFailed"):
         raise incorrect_status("loadbalancer", lb["lb_id"])
     dry_run(params)
     for listener in listeners(state).values():
