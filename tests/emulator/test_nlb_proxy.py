@@ -190,3 +190,38 @@ def test_a_backend_cannot_reach_itself_when_client_ip_is_preserved(emu: Emulator
             assert _from(ip, address) == expected
         listed = nlb(emu, "ListServerGroups")["ServerGroups"]
         assert any(g["PreserveClientIpEnabled"] for g in listed)
+
+
+def test_updates_reach_the_proxy_when_their_job_ends(emu: Emulator) -> None:
+    ips = [host_ip(emu, 81), host_ip(emu, 82), host_ip(emu, 83)]
+    with servers(*(EchoServer(ip, PORT) for ip in ips)):
+        ids = [emu.register_instance(f"nlb-u{n}", ip) for n, ip in enumerate(ips)]
+        lb_id = create_nlb(emu)
+        first, second = create_group(emu), create_group(emu)
+        add_servers(emu, first, [(ids[0], PORT), (ids[1], PORT)])
+        add_servers(emu, second, [(ids[2], PORT)])
+        listener = create_listener(emu, lb_id, first)
+        wait_for(lambda: not unhealthy(emu, listener), what="Healthy")
+        address = zone_addresses(emu, lb_id)[0]
+        # Weight 0: no new connection for that server.
+        job = nlb(emu, "UpdateServerGroupServersAttribute", ServerGroupId=first, **{
+            "Servers.1.ServerId": ids[0], "Servers.1.ServerType": "Ecs",
+            "Servers.1.Port": str(PORT), "Servers.1.Weight": "0"})["JobId"]
+        wait_for(lambda: job_done(emu, job), what="weights")
+        assert {ask(address, 6443, b"w") for _ in range(4)} == {f"{ips[1]}:w".encode()}
+        # Health checks off: every server is "Unavailable" to GetListenerHealthStatus.
+        job = nlb(emu, "UpdateServerGroupAttribute", ServerGroupId=first,
+                  **{"HealthCheckConfig.HealthCheckEnabled": "false"})["JobId"]
+        assert nlb(emu, "ListServerGroups", **{"ServerGroupIds.1": first})[
+            "ServerGroups"][0]["ServerGroupStatus"] == "Configuring"
+        wait_for(lambda: job_done(emu, job), what="health checks off")
+        assert set(unhealthy(emu, listener).values()) == {"Unavailable"}
+        # Another server group: the listener is Configuring, then forwards to it.
+        job = nlb(emu, "UpdateListenerAttribute", ListenerId=listener, ServerGroupId=second)[
+            "JobId"]
+        assert nlb(emu, "GetListenerAttribute", ListenerId=listener)["ListenerStatus"] == \
+            "Configuring"
+        wait_for(lambda: job_done(emu, job), what="group switched")
+        assert nlb(emu, "GetListenerAttribute", ListenerId=listener)["ListenerStatus"] == \
+            "Running"
+        wait_for(lambda: ask(address, 6443, b"s") == f"{ips[2]}:s".encode(), what="second")

@@ -90,6 +90,17 @@ def _remove_servers(cloud: Cloud, job: dict[str, Any]) -> None:
     sync_group(cloud, group["group_id"], drain=0)  # the drain is over: what is left is cut
 
 
+def _update_group(cloud: Cloud, job: dict[str, Any]) -> None:
+    group = server_groups(cloud.state).get(job["resource_id"])
+    if group is None:
+        return
+    for server in group["servers"]:
+        if server["status"] == "Configuring":
+            server["status"] = "Available"
+    group["status"], group["lock"] = "Available", ""
+    sync_group(cloud, group["group_id"])
+
+
 def _create_listener(cloud: Cloud, job: dict[str, Any]) -> None:
     listener = listeners(cloud.state).get(job["resource_id"])
     if listener is not None and listener["status"] == "Provisioning":
@@ -115,6 +126,9 @@ FINISH: dict[str, Callable[[Cloud, dict[str, Any]], None]] = {
     "create_lb": _create_lb, "delete_lb": _delete_lb,
     "create_group": _create_group, "delete_group": _delete_group,
     "add_servers": _add_servers, "remove_servers": _remove_servers,
+    "update_group": _update_group, "update_servers": _update_group,
+    "update_listener": lambda cloud, job: _set_listener(job.get("back_to", "Running"))(
+        cloud, job),
     "create_listener": _create_listener, "delete_listener": _delete_listener,
     "start_listener": _set_listener("Running"), "stop_listener": _set_listener("Stopped"),
 }
