@@ -157,6 +157,30 @@ def test_a_resource_still_configuring_refuses_with_the_documented_code(
     nlb(emu, "DeleteLoadBalancer", LoadBalancerId=lb_id)
 
 
+def test_updates_are_jobs_too(slow_emu: Emulator) -> None:
+    emu = slow_emu
+    lb_id = create_nlb(emu)
+    group = create_group(emu)
+    listener = create_listener(emu, lb_id, group)
+    job = nlb(emu, "UpdateServerGroupAttribute", ServerGroupId=group, Scheduler="Rr",
+              **{"HealthCheckConfig.HealthyThreshold": 3})["JobId"]
+    listed = nlb(emu, "ListServerGroups", **{"ServerGroupIds.1": group})["ServerGroups"][0]
+    assert (listed["ServerGroupStatus"], listed["Scheduler"]) == ("Configuring", "Rr")
+    assert listed["HealthCheck"]["HealthyThreshold"] == 3
+    assert listed["HealthCheck"]["HealthCheckInterval"] == 1  # untouched fields stay
+    assert nlb_error(emu, "UpdateServerGroupAttribute", ServerGroupId=group,
+                     Scheduler="Wrr") == "Conflict.Lock"
+    wait_for(lambda: job_done(emu, job), what="group updated")
+    job = nlb(emu, "UpdateListenerAttribute", ListenerId=listener,
+              ListenerDescription="k3s api")["JobId"]
+    assert nlb(emu, "GetListenerAttribute", ListenerId=listener)["ListenerStatus"] == \
+        "Configuring"
+    assert nlb_error(emu, "DeleteLoadBalancer", LoadBalancerId=lb_id) == "Conflict.Lock"
+    wait_for(lambda: job_done(emu, job), what="listener updated")
+    body = nlb(emu, "GetListenerAttribute", ListenerId=listener)
+    assert (body["ListenerStatus"], body["ListenerDescription"]) == ("Running", "k3s api")
+
+
 def test_client_token_makes_create_idempotent(emu: Emulator) -> None:
     params = {"AddressType": "Intranet", "VpcId": emu.vpc["vpc_id"], **zone_mappings(emu),
               "LoadBalancerName": "idem", "ClientToken": "nlb-token-1"}

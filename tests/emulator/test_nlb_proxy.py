@@ -103,8 +103,14 @@ def test_forwards_to_healthy_servers_only(emu: Emulator) -> None:
         wait_for(lambda: unhealthy(emu, listener).get(ids[0]) == "Unhealthy",
                  what="the dead one Unhealthy")
         assert ids[1] not in unhealthy(emu, listener)
-        address = zone_addresses(emu, lb_id)[0]
-        assert {ask(address, 6443, b"again") for _ in range(5)} == {f"{ips[1]}:again".encode()}
+        # Each zone's node checks for itself: a zone may take a check or two longer to agree.
+        def only_the_live_one(address: str) -> bool:
+            return {ask(address, 6443, b"again") for _ in range(5)} == \
+                {f"{ips[1]}:again".encode()}
+
+        for address in zone_addresses(emu, lb_id):
+            wait_for(lambda: only_the_live_one(address),  # noqa: B023 - called at once
+                     what=f"only the live one via {address}")
         stopped = nlb(emu, "StopListener", ListenerId=listener)
         wait_for(lambda: job_done(emu, stopped["JobId"]), what="Stopped")
         assert ask(address, 6443) == b""
@@ -203,6 +209,7 @@ def test_updates_reach_the_proxy_when_their_job_ends(emu: Emulator) -> None:
         listener = create_listener(emu, lb_id, first)
         wait_for(lambda: not unhealthy(emu, listener), what="Healthy")
         address = zone_addresses(emu, lb_id)[0]
+        # (Statuses while these jobs run: test_nlb.py, at a slower time scale.)
         # Weight 0: no new connection for that server.
         job = nlb(emu, "UpdateServerGroupServersAttribute", ServerGroupId=first, **{
             "Servers.1.ServerId": ids[0], "Servers.1.ServerType": "Ecs",
@@ -212,15 +219,11 @@ def test_updates_reach_the_proxy_when_their_job_ends(emu: Emulator) -> None:
         # Health checks off: every server is "Unavailable" to GetListenerHealthStatus.
         job = nlb(emu, "UpdateServerGroupAttribute", ServerGroupId=first,
                   **{"HealthCheckConfig.HealthCheckEnabled": "false"})["JobId"]
-        assert nlb(emu, "ListServerGroups", **{"ServerGroupIds.1": first})[
-            "ServerGroups"][0]["ServerGroupStatus"] == "Configuring"
         wait_for(lambda: job_done(emu, job), what="health checks off")
         assert set(unhealthy(emu, listener).values()) == {"Unavailable"}
         # Another server group: the listener is Configuring, then forwards to it.
         job = nlb(emu, "UpdateListenerAttribute", ListenerId=listener, ServerGroupId=second)[
             "JobId"]
-        assert nlb(emu, "GetListenerAttribute", ListenerId=listener)["ListenerStatus"] == \
-            "Configuring"
         wait_for(lambda: job_done(emu, job), what="group switched")
         assert nlb(emu, "GetListenerAttribute", ListenerId=listener)["ListenerStatus"] == \
             "Running"

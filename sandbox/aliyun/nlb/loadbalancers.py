@@ -21,7 +21,6 @@ from sandbox.aliyun.nlb.product import (
     NLB,
     addresses,
     dry_run,
-    illegal,
     incorrect_status,
     lb_or_error,
     listeners,
@@ -251,6 +250,9 @@ def delete_load_balancer(state: State, params: Params, ctx: RequestContext) -> d
         raise lock_conflict(lb["lb_id"])
     if lb["status"] not in ("Active", "CreateFailed"):
         raise incorrect_status("loadbalancer", lb["lb_id"])
+    for listener in listeners(state).values():
+        if listener["lb_id"] == lb["lb_id"] and listener["lock"]:
+            raise lock_conflict(listener["listener_id"])  # a listener job is still running
     dry_run(params)
     for listener in listeners(state).values():
         if listener["lb_id"] == lb["lb_id"]:
@@ -259,11 +261,6 @@ def delete_load_balancer(state: State, params: Params, ctx: RequestContext) -> d
     lb["lock"] = new_job(state, ctx, "delete_lb", lb["lb_id"], DELETE_LB_SECONDS)
     sync_lb(ctx.cloud, lb["lb_id"])
     return {"JobId": lb["lock"]}
-
-
-def check_name(value: str | None, name: str) -> None:
-    if value is not None and not 2 <= len(value) <= 128:
-        raise illegal(name)
 
 
 # ---- regions and zones -------------------------------------------------------------------
