@@ -77,6 +77,7 @@ def test_each_zone_gets_an_address_of_its_vswitch(emu: Emulator) -> None:
     wait_for(lambda: lb_status(emu, lb_id) == "Active", what="Active")
 
 
+@pytest.mark.slow  # ~10 s of jobs at a tenth of their real time
 def test_jobs_move_statuses_as_the_api_reference_says(slow_emu: Emulator) -> None:
     emu = slow_emu
     lb_id = create_nlb(emu, wait=False)
@@ -157,6 +158,7 @@ def test_a_resource_still_configuring_refuses_with_the_documented_code(
     nlb(emu, "DeleteLoadBalancer", LoadBalancerId=lb_id)
 
 
+@pytest.mark.slow  # ~10 s of jobs at a tenth of their real time
 def test_updates_are_jobs_too(slow_emu: Emulator) -> None:
     emu = slow_emu
     lb_id = create_nlb(emu)
