@@ -68,8 +68,8 @@ def test_the_nlb_name_resolves_and_forwards_from_hosts_and_the_panel(world: Worl
                 socket.create_connection((name, 6443), timeout=5) as sock:
             sock.sendall(b"panel")
             assert sock.recv(100).decode() in {f"{h.ip}:panel" for h in backends}
-        with resolve.resolved_command(["getent", "ahostsv4", name], world.dns_server,
-                                      [name]) as argv:
+        assert name in world.nlb_names()
+        with world.resolving(["getent", "ahostsv4", name]) as argv:
             out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=10)
         assert {line.split()[0] for line in out.stdout.splitlines()} == addresses
         # Other names stay unresolvable on the hosts: the world is offline.
