@@ -379,3 +379,13 @@ def test_a_creation_the_cloud_fails_can_only_be_deleted(fresh_emu: Emulator) -> 
     wait_for(lambda: job_done(emu, gone["JobId"]), what="deleted")
     assert nlb_error(emu, "GetLoadBalancerAttribute", LoadBalancerId=lb_id) == \
         "ResourceNotFound.loadBalancer"
+
+
+def test_an_internet_nlb_answers_by_name_on_its_public_addresses(emu: Emulator) -> None:
+    server = _dns(emu)
+    lb_id = create_nlb(emu, AddressType="Internet")
+    body = nlb(emu, "GetLoadBalancerAttribute", LoadBalancerId=lb_id)
+    public = [a["PublicIPv4Address"] for z in body["ZoneMappings"]
+              for a in z["LoadBalancerAddresses"]]
+    assert len(set(public)) == 2 and not set(public) & set(zone_addresses(emu, lb_id))
+    assert sorted(resolve.query(body["DNSName"], server)) == sorted(public)
