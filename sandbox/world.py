@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox.aliyun.nlb import resolve
 from sandbox.aliyun.testing import Emulator
 from sandbox.k3s.artifacts import ArtifactServer
 from sandbox.lab.lab import Lab
@@ -100,6 +101,17 @@ class World:
         """The cloud's DNS stand-in (NLB names), on the cloud address, port 53: what the lab
         hosts' /etc/resolv.conf names; sandbox.aliyun.nlb.resolve uses it for the rest."""
         return self.lab.cloud_ip, DNS_PORT
+
+    def nlb_names(self) -> list[str]:
+        """Every NLB DNS name the stand-in answers now."""
+        return sorted(self.emulator.control.nlb_dns()["records"])
+
+    @contextlib.contextmanager
+    def resolving(self, argv: list[str]) -> Iterator[list[str]]:
+        """`argv` (kubectl, curl...) as a command line that resolves every NLB name of this
+        world through its DNS stand-in (sandbox.aliyun.nlb.resolve.resolved_command)."""
+        with resolve.resolved_command(argv, self.dns_server, self.nlb_names()) as command:
+            yield command
 
     @property
     def access_key_id(self) -> str:

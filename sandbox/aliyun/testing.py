@@ -90,6 +90,20 @@ class ControlClient:
         """A pay-by-specification CLB bought before 2025-06-01 (POST slb/legacy-load-balancers)."""
         return self.request("POST", "slb/legacy-load-balancers", fields)
 
+    def start_nlb_dns(self, address: str, port: int = 53) -> tuple[str, int]:
+        """Serve NLB DNS names on address:port (0: any free port); returns where. Kept across
+        restarts (POST nlb/dns)."""
+        found = self.request("POST", "nlb/dns", {"address": address, "port": port})
+        return str(found["address"]), int(found["port"])
+
+    def nlb_dns(self) -> dict[str, Any]:
+        """{address?, port?, records: {dns name: [addresses]}} (GET nlb/dns)."""
+        return dict(self.request("GET", "nlb/dns"))
+
+    def fail_nlb_creates(self, count: int = 1) -> None:
+        """The next `count` NLBs end CreateFailed instead of Active (POST nlb/create-failures)."""
+        self.request("POST", "nlb/create-failures", {"count": count})
+
     def add_fault(self, **fields: Any) -> list[dict[str, Any]]:
         return self.request("POST", "faults", fields)["faults"]
 

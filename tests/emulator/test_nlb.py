@@ -15,7 +15,7 @@ from aliyunsdkcore.acs_exception.exceptions import ServerException
 from sandbox.aliyun.nlb import resolve
 from sandbox.aliyun.nlb.dns import NXDOMAIN, REFUSED, parse_answer, query_packet
 from sandbox.aliyun.testing import Emulator
-from tests.emulator.echo import ask
+from tests.emulator.echo import EchoServer, ask
 from tests.support.emulator_calls import host_ip
 from tests.support.nlb_calls import (
     add_servers,
@@ -77,6 +77,7 @@ def test_each_zone_gets_an_address_of_its_vswitch(emu: Emulator) -> None:
     wait_for(lambda: lb_status(emu, lb_id) == "Active", what="Active")
 
 
+@pytest.mark.slow  # ~10 s of jobs at a tenth of their real time
 def test_jobs_move_statuses_as_the_api_reference_says(slow_emu: Emulator) -> None:
     emu = slow_emu
     lb_id = create_nlb(emu, wait=False)
@@ -155,6 +156,31 @@ def test_a_resource_still_configuring_refuses_with_the_documented_code(
     dropped = nlb(emu, "DeleteServerGroup", ServerGroupId=group["ServerGroupId"])
     wait_for(lambda: job_done(emu, dropped["JobId"]), what="group deleted")
     nlb(emu, "DeleteLoadBalancer", LoadBalancerId=lb_id)
+
+
+@pytest.mark.slow  # ~10 s of jobs at a tenth of their real time
+def test_updates_are_jobs_too(slow_emu: Emulator) -> None:
+    emu = slow_emu
+    lb_id = create_nlb(emu)
+    group = create_group(emu)
+    listener = create_listener(emu, lb_id, group)
+    job = nlb(emu, "UpdateServerGroupAttribute", ServerGroupId=group, Scheduler="Rr",
+              **{"HealthCheckConfig.HealthyThreshold": 3})["JobId"]
+    listed = nlb(emu, "ListServerGroups", **{"ServerGroupIds.1": group})["ServerGroups"][0]
+    assert (listed["ServerGroupStatus"], listed["Scheduler"]) == ("Configuring", "Rr")
+    assert listed["HealthCheck"]["HealthyThreshold"] == 3
+    assert listed["HealthCheck"]["HealthCheckInterval"] == 1  # untouched fields stay
+    assert nlb_error(emu, "UpdateServerGroupAttribute", ServerGroupId=group,
+                     Scheduler="Wrr") == "Conflict.Lock"
+    wait_for(lambda: job_done(emu, job), what="group updated")
+    job = nlb(emu, "UpdateListenerAttribute", ListenerId=listener,
+              ListenerDescription="k3s api")["JobId"]
+    assert nlb(emu, "GetListenerAttribute", ListenerId=listener)["ListenerStatus"] == \
+        "Configuring"
+    assert nlb_error(emu, "DeleteLoadBalancer", LoadBalancerId=lb_id) == "Conflict.Lock"
+    wait_for(lambda: job_done(emu, job), what="listener updated")
+    body = nlb(emu, "GetListenerAttribute", ListenerId=listener)
+    assert (body["ListenerStatus"], body["ListenerDescription"]) == ("Running", "k3s api")
 
 
 def test_client_token_makes_create_idempotent(emu: Emulator) -> None:
@@ -293,9 +319,11 @@ def test_python_and_other_programs_resolve_the_name(emu: Emulator, tmp_path: Pat
     with resolve.cloud_dns(server):
         found = {info[4][0] for info in socket.getaddrinfo(name, 6443, type=socket.SOCK_STREAM)}
         assert found == set(zone_addresses(emu, lb_id))
-        assert socket.getaddrinfo("127.0.0.1", 80)  # other names: the system's resolver
-    with pytest.raises(socket.gaierror):
-        socket.getaddrinfo(name, 6443)  # not installed any more
+        assert socket.getaddrinfo("127.0.0.1", 80)  # other names: the resolver underneath
+        with pytest.raises(socket.gaierror, match="network fence"):
+            socket.getaddrinfo("example.com", 80)  # ... which is the tests' fence here
+    with pytest.raises(socket.gaierror, match="network fence"):
+        socket.getaddrinfo(name, 6443)  # gone, and the fence is back in place
     with resolve.resolved_command(["getent", "ahostsv4", name], server, [name]) as argv:
         out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=10)
     assert {line.split()[0] for line in out.stdout.splitlines()} == set(zone_addresses(emu, lb_id))
@@ -308,3 +336,56 @@ def test_python_and_other_programs_resolve_the_name(emu: Emulator, tmp_path: Pat
     assert child.stdout.strip() in zone_addresses(emu, lb_id), child.stderr
 
 
+
+
+def test_regions_and_zones(emu: Emulator) -> None:
+    zones = nlb(emu, "DescribeZones")["Zones"]
+    assert [z["ZoneId"] for z in zones] == [v["zone_id"] for v in emu.vpc["vswitches"]]
+    regions = nlb(emu, "DescribeRegions")["Regions"]
+    assert {"RegionId": emu.region_id, "LocalName": "China (Hangzhou)",
+            "RegionEndpoint": f"nlb.{emu.region_id}.aliyuncs.com"} in regions
+
+
+def test_a_restart_brings_back_listeners_and_the_dns(fresh_emu: Emulator) -> None:
+    emu = fresh_emu
+    backend = host_ip(emu, 71)
+    with EchoServer(backend, 16443):
+        instance = emu.register_instance("nlb-restart", backend)
+        lb_id = create_nlb(emu)
+        group = create_group(emu)
+        add_servers(emu, group, [(instance, 16443)])
+        create_listener(emu, lb_id, group)
+        server = _dns(emu)
+        name = f"{lb_id}.{emu.region_id}.nlb.aliyuncsslb.com"
+        address = zone_addresses(emu, lb_id)[0]
+        wait_for(lambda: ask(address, 6443, b"a") == f"{backend}:a".encode(), what="forwarding")
+        emu.restart()
+        assert emu.control.nlb_dns()["port"] == server[1]
+        assert sorted(resolve.query(name, server)) == sorted(zone_addresses(emu, lb_id))
+        wait_for(lambda: ask(address, 6443, b"b") == f"{backend}:b".encode(),
+                 what="forwarding after the restart")
+
+
+def test_a_creation_the_cloud_fails_can_only_be_deleted(fresh_emu: Emulator) -> None:
+    emu = fresh_emu
+    emu.control.fail_nlb_creates(1)
+    lb_id = create_nlb(emu, wait=False)
+    wait_for(lambda: lb_status(emu, lb_id) == "CreateFailed", what="CreateFailed")
+    group = create_group(emu)
+    assert nlb_error(emu, "CreateListener", LoadBalancerId=lb_id, ListenerProtocol="TCP",
+                     ListenerPort=6443, ServerGroupId=group) == "IncorrectStatus.loadbalancer"
+    assert create_nlb(emu) != lb_id  # only one creation fails
+    gone = nlb(emu, "DeleteLoadBalancer", LoadBalancerId=lb_id)
+    wait_for(lambda: job_done(emu, gone["JobId"]), what="deleted")
+    assert nlb_error(emu, "GetLoadBalancerAttribute", LoadBalancerId=lb_id) == \
+        "ResourceNotFound.loadBalancer"
+
+
+def test_an_internet_nlb_answers_by_name_on_its_public_addresses(emu: Emulator) -> None:
+    server = _dns(emu)
+    lb_id = create_nlb(emu, AddressType="Internet")
+    body = nlb(emu, "GetLoadBalancerAttribute", LoadBalancerId=lb_id)
+    public = [a["PublicIPv4Address"] for z in body["ZoneMappings"]
+              for a in z["LoadBalancerAddresses"]]
+    assert len(set(public)) == 2 and not set(public) & set(zone_addresses(emu, lb_id))
+    assert sorted(resolve.query(body["DNSName"], server)) == sorted(public)

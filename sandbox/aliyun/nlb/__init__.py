@@ -2,7 +2,7 @@
 groups, TCP listeners, asynchronous jobs, tags.
 
 Why: the panel can put an NLB in front of the K3s API instead of a CLB. As for CLB, a Running
-listener here is a real TCP proxy with real health checks (the proxy of slb/proxy.py, one per
+listener here is a real TCP proxy with real health checks (the proxy of l4proxy.py, one per
 zone address), so "the cluster answers through the NLB's DNS name" is observed.
 
 - `product`: the product, error answers, tables, lookups and jobs' bookkeeping;

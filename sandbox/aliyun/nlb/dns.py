@@ -40,7 +40,7 @@ def records(cloud: Cloud) -> dict[str, list[str]]:
     """DNS name -> addresses, for every NLB that answers by name (not Provisioning)."""
     with cloud.lock:
         return {lb["dns_name"]: dns_addresses(lb) for lb in load_balancers(cloud.state).values()
-                if lb["status"] != "Provisioning"}
+                if lb["status"] not in ("Provisioning", "CreateFailed")}
 
 
 def lookup_in(cloud: Cloud) -> Lookup:

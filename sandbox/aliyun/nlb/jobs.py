@@ -12,7 +12,9 @@ from typing import Any
 
 from sandbox.aliyun.gateway import errors, network
 from sandbox.aliyun.gateway.cloud import Cloud, RequestContext
+from sandbox.aliyun.gateway.control import ControlError
 from sandbox.aliyun.gateway.params import Param, Params
+from sandbox.aliyun.gateway.registry import control_route
 from sandbox.aliyun.gateway.state import State
 from sandbox.aliyun.nlb.product import (
     NLB,
@@ -21,6 +23,7 @@ from sandbox.aliyun.nlb.product import (
     listeners,
     load_balancers,
     server_groups,
+    tables,
 )
 from sandbox.aliyun.nlb.runtime import close_listener, sync_group, sync_lb, sync_listener
 
@@ -30,9 +33,18 @@ KEEP_FINISHED_SECONDS = 3600
 
 def _create_lb(cloud: Cloud, job: dict[str, Any]) -> None:
     lb = load_balancers(cloud.state).get(job["resource_id"])
-    if lb is not None:
-        lb["status"], lb["lock"] = "Active", ""
-        sync_lb(cloud, lb["lb_id"])
+    if lb is None:
+        return
+    lb["lock"] = ""
+    failures = tables(cloud.state).get("create_failures", 0)
+    if failures:
+        # "CreateFailed: The system failed to create the NLB instance ... You can only
+        # delete the NLB instance." (LoadBalancerStatus, V2 model docstring)
+        tables(cloud.state)["create_failures"] = failures - 1
+        lb["status"] = "CreateFailed"
+        return
+    lb["status"] = "Active"
+    sync_lb(cloud, lb["lb_id"])
 
 
 def _delete_lb(cloud: Cloud, job: dict[str, Any]) -> None:
@@ -75,6 +87,17 @@ def _remove_servers(cloud: Cloud, job: dict[str, Any]) -> None:
         return
     group["servers"] = [s for s in group["servers"] if s["status"] != "Removing"]
     group["status"], group["lock"] = "Available", ""
+    sync_group(cloud, group["group_id"], drain=0)  # the drain is over: what is left is cut
+
+
+def _update_group(cloud: Cloud, job: dict[str, Any]) -> None:
+    group = server_groups(cloud.state).get(job["resource_id"])
+    if group is None:
+        return
+    for server in group["servers"]:
+        if server["status"] == "Configuring":
+            server["status"] = "Available"
+    group["status"], group["lock"] = "Available", ""
     sync_group(cloud, group["group_id"])
 
 
@@ -103,6 +126,9 @@ FINISH: dict[str, Callable[[Cloud, dict[str, Any]], None]] = {
     "create_lb": _create_lb, "delete_lb": _delete_lb,
     "create_group": _create_group, "delete_group": _delete_group,
     "add_servers": _add_servers, "remove_servers": _remove_servers,
+    "update_group": _update_group, "update_servers": _update_group,
+    "update_listener": lambda cloud, job: _set_listener(job.get("back_to", "Running"))(
+        cloud, job),
     "create_listener": _create_listener, "delete_listener": _delete_listener,
     "start_listener": _set_listener("Running"), "stop_listener": _set_listener("Stopped"),
 }
@@ -129,3 +155,16 @@ def get_job_status(state: State, params: Params, ctx: RequestContext) -> dict[st
         raise errors.ApiError(404, "ResourceNotFound.job",
                               "The specified resource of job is not found.")
     return {"Status": job["status"]}
+
+
+@control_route("POST", "nlb/create-failures")
+def fail_creates(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
+    """Body {count}: the next `count` NLB creations end CreateFailed instead of Active (the
+    cloud could not build them); such an NLB can only be deleted."""
+    count = body.get("count", 1)
+    if not isinstance(count, int) or count < 0:
+        raise ControlError(400, "count must be a non-negative integer")
+    with cloud.lock:
+        tables(cloud.state)["create_failures"] = count
+        cloud.state.save()
+    return 200, {"create_failures": count}

@@ -272,3 +272,55 @@ def get_listener_health_status(state: State, params: Params,
     rows = [{"ListenerId": listener["listener_id"], "ListenerPort": listener["port"],
              "ListenerProtocol": listener["protocol"], "ServerGroupInfos": infos}]
     return listed(rows, params, "ListenerHealthStatus")
+
+
+@NLB.action("UpdateListenerAttribute", (
+    Param("RegionId"), Param("ListenerId", required=True), Param("ServerGroupId"),
+    Param("ListenerDescription"), Param("IdleTimeout", "integer", minimum=1, maximum=900),
+    Param("ProxyProtocolEnabled", "boolean"), Param("ProxyProtocolV2Config", "json"),
+    Param("SecSensorEnabled", "boolean"), Param("AlpnEnabled", "boolean"),
+    Param("AlpnPolicy", enum=("HTTP1Only", "HTTP2Only", "HTTP2Preferred", "HTTP2Optional")),
+    Param("CaEnabled", "boolean"), Param("SecurityPolicyId"),
+    Param("Cps", "integer", minimum=0, maximum=1000000),
+    Param("Mss", "integer", minimum=0, maximum=1500), Param("DryRun", "boolean"),
+), client_token=CLIENT_TOKEN)
+def update_listener(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    """Another server group (same VPC and protocol, ready) or other settings; the listener
+    is Configuring until the job ends, then back to what it was (Running or Stopped)."""
+    listener = listener_or_error(state, ctx, params["ListenerId"])
+    _settled(listener)
+    description = params["ListenerDescription"]
+    if description is not None and not 2 <= len(description) <= 256:
+        raise errors.ApiError(400, "IllegalParam.ListenerDescription",
+                              "The parameter ListenerDescription of listener is illegal.")
+    group_id = params["ServerGroupId"] or listener["group_id"]
+    if group_id != listener["group_id"]:
+        group = group_or_error(state, ctx, group_id)
+        lb = lb_or_error(state, ctx, listener["lb_id"])
+        if group["vpc_id"] != lb["vpc_id"]:
+            raise errors.ApiError(400, "Mismatch.VpcId", f"The VpcId is mismatched for "
+                                  f"{group['vpc_id']} and {lb['vpc_id']}.")
+        if group["protocol"] != ("TCP" if listener["protocol"] == "TCPSSL"
+                                 else listener["protocol"]):
+            raise errors.ApiError(400, "Mismatch.Protocol", "The Protocol is mismatched for "
+                                  f"{group['protocol']} and {listener['protocol']}.")
+        if group["status"] == "Creating":
+            raise incorrect_status("serverGroup", group["group_id"])
+        if group["lock"]:
+            raise lock_conflict(group["group_id"])
+    dry_run(params)
+    simple = {"ListenerDescription": "description", "IdleTimeout": "idle_timeout",
+              "ProxyProtocolEnabled": "proxy_protocol", "SecSensorEnabled": "sec_sensor",
+              "AlpnEnabled": "alpn", "AlpnPolicy": "alpn_policy", "CaEnabled": "ca_enabled",
+              "SecurityPolicyId": "security_policy_id", "Cps": "cps", "Mss": "mss"}
+    for param, field in simple.items():
+        if params[param] is not None:
+            listener[field] = params[param]
+    if params.repeat_list("CertificateIds"):
+        listener["certificate_ids"] = params.repeat_list("CertificateIds")
+    listener["group_id"] = group_id
+    back_to = listener["status"]
+    listener["status"] = "Configuring"
+    listener["lock"] = new_job(state, ctx, "update_listener", listener["listener_id"],
+                               LISTENER_SECONDS, back_to=back_to)
+    return {"JobId": listener["lock"]}

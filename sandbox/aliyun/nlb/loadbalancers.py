@@ -21,7 +21,6 @@ from sandbox.aliyun.nlb.product import (
     NLB,
     addresses,
     dry_run,
-    illegal,
     incorrect_status,
     lb_or_error,
     listeners,
@@ -249,8 +248,11 @@ def delete_load_balancer(state: State, params: Params, ctx: RequestContext) -> d
                               "again later.")
     if lb["lock"]:
         raise lock_conflict(lb["lb_id"])
-    if lb["status"] != "Active":
+    if lb["status"] not in ("Active", "CreateFailed"):
         raise incorrect_status("loadbalancer", lb["lb_id"])
+    for listener in listeners(state).values():
+        if listener["lb_id"] == lb["lb_id"] and listener["lock"]:
+            raise lock_conflict(listener["listener_id"])  # a listener job is still running
     dry_run(params)
     for listener in listeners(state).values():
         if listener["lb_id"] == lb["lb_id"]:
@@ -261,6 +263,25 @@ def delete_load_balancer(state: State, params: Params, ctx: RequestContext) -> d
     return {"JobId": lb["lock"]}
 
 
-def check_name(value: str | None, name: str) -> None:
-    if value is not None and not 2 <= len(value) <= 128:
-        raise illegal(name)
+# ---- regions and zones -------------------------------------------------------------------
+@NLB.action("DescribeRegions", (
+    Param("AcceptLanguage", enum=("zh-CN", "en-US", "ja")),
+    Param("ServiceCode", enum=("nlb",)),
+))
+def describe_regions(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    regions = sorted(state.bucket("regions").values(), key=lambda r: r["region_id"])
+    return {"Regions": [{"RegionId": r["region_id"], "LocalName": r["local_name"],
+                         "RegionEndpoint": f"nlb.{r['region_id']}.aliyuncs.com"}
+                        for r in regions]}
+
+
+@NLB.action("DescribeZones", (
+    Param("RegionId"), Param("AcceptLanguage", enum=("zh-CN", "en-US", "ja")),
+    Param("ServiceCode", enum=("nlb",)),
+))
+def describe_zones(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    """The seeded zones of the region: where ZoneMappings may point."""
+    region = ctx.require_region()
+    return {"Zones": [{"ZoneId": zone, "LocalName":
+                       f"{region['local_name']} Zone {zone.rsplit('-', 1)[-1].upper()}"}
+                      for zone in region["zones"]]}

@@ -62,16 +62,16 @@ def query(name: str, server: Server, timeout: float = 2.0) -> list[str]:
     return addresses
 
 
-_original_getaddrinfo = socket.getaddrinfo
-
-
-def _resolving(server: Server) -> Any:
+def _resolving(server: Server, fallback: Any) -> Any:
+    """A getaddrinfo that answers NLB names from the stand-in and hands everything else, and
+    the numeric lookups of the answers, to `fallback` (whatever was installed before: the
+    system's, or a test's network fence, which keeps applying)."""
     def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0,  # noqa: PLR0917 - the socket API
                     proto: int = 0, flags: int = 0) -> Any:
         if isinstance(host, bytes):
             host = host.decode()
         if not isinstance(host, str) or not is_cloud_name(host):
-            return _original_getaddrinfo(host, port, family, type, proto, flags)
+            return fallback(host, port, family, type, proto, flags)
         if family not in (0, socket.AF_INET):
             raise socket.gaierror(socket.EAI_ADDRFAMILY, "no IPv6 address for the NLB name")
         try:
@@ -80,19 +80,23 @@ def _resolving(server: Server) -> Any:
             raise socket.gaierror(socket.EAI_NONAME, str(exc)) from None
         found = []
         for address in addresses:
-            found.extend(_original_getaddrinfo(address, port, socket.AF_INET, type, proto,
-                                               flags | socket.AI_NUMERICHOST))
+            found.extend(fallback(address, port, socket.AF_INET, type, proto,
+                                  flags | socket.AI_NUMERICHOST))
         return found
+    getaddrinfo.previous = fallback  # type: ignore[attr-defined]
     return getaddrinfo
 
 
 def install(server: Server) -> None:
-    """This process resolves NLB names through the stand-in from now on."""
-    socket.getaddrinfo = _resolving(server)
+    """This process resolves NLB names through the stand-in from now on (over whatever
+    resolver is installed now; `uninstall` puts that one back)."""
+    socket.getaddrinfo = _resolving(server, socket.getaddrinfo)
 
 
 def uninstall() -> None:
-    socket.getaddrinfo = _original_getaddrinfo
+    previous = getattr(socket.getaddrinfo, "previous", None)
+    if previous is not None:
+        socket.getaddrinfo = previous
 
 
 @contextlib.contextmanager

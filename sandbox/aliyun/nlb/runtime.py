@@ -1,4 +1,4 @@
-"""Keeps the real TCP proxies in line with the NLB state: one proxy (slb/proxy.py, shared
+"""Keeps the real TCP proxies in line with the NLB state: one proxy (l4proxy.py, shared
 with CLB) per Running TCP listener and zone address, forwarding to the servers of its group
 that are Available, with the group's health check, scheduler, connection drain and client IP
 preservation (hairpin). Also restores proxies on start and lists resources for the
@@ -6,9 +6,18 @@ control API."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from sandbox.aliyun.gateway.cloud import Cloud
+from sandbox.aliyun.l4proxy import (
+    ABNORMAL,
+    NORMAL,
+    Backend,
+    HealthCheck,
+    ListenerProxy,
+    scaled_health_check,
+)
 from sandbox.aliyun.nlb.product import (
     NLB,
     addresses,
@@ -17,14 +26,6 @@ from sandbox.aliyun.nlb.product import (
     listeners,
     load_balancers,
     server_groups,
-)
-from sandbox.aliyun.slb.proxy import (
-    ABNORMAL,
-    NORMAL,
-    Backend,
-    HealthCheck,
-    ListenerProxy,
-    scaled_health_check,
 )
 
 ROUTED_SERVER_STATUSES = ("Available", "Configuring")
@@ -61,8 +62,9 @@ def _drain(cloud: Cloud, group: dict[str, Any]) -> float:
     return cloud.clock.scaled(group["drain_timeout"]) if group["drain_enabled"] else 0.0
 
 
-def sync_listener(cloud: Cloud, listener_id: str) -> None:
-    """Open, reconfigure or close the proxies of one listener to match the state."""
+def sync_listener(cloud: Cloud, listener_id: str, drain: float | None = None) -> None:
+    """Open, reconfigure or close the proxies of one listener to match the state; live
+    connections to servers that left get the group's drain, or `drain` seconds if given."""
     state = cloud.state
     listener = listeners(state).get(listener_id)
     lb = load_balancers(state).get(listener["lb_id"]) if listener else None
@@ -84,21 +86,25 @@ def sync_listener(cloud: Cloud, listener_id: str) -> None:
     for address in wanted:
         proxy = running.get((listener_id, address))
         if proxy is None:
-            running[(listener_id, address)] = ListenerProxy(
-                address, listener["port"], cloud.plumbing.netns, backends=backends,
-                health=health, scheduler=scheduler,
-                hairpin_refused=group["preserve_client_ip"], name="nlb",
-            )
+            try:
+                running[(listener_id, address)] = ListenerProxy(
+                    address, listener["port"], cloud.plumbing.netns, backends=backends,
+                    health=health, scheduler=scheduler,
+                    hairpin_refused=group["preserve_client_ip"], name="nlb",
+                )
+            except OSError as exc:  # the port is taken there: say so, keep the cloud going
+                print(f"nlb: listener {listener_id} cannot listen on {address}:"
+                      f"{listener['port']}: {exc}", file=sys.stderr)
         else:
-            proxy.set_backends(backends, drain=_drain(cloud, group))
+            proxy.set_backends(backends, drain=_drain(cloud, group) if drain is None else drain)
             proxy.set_health_check(health)
             proxy.hairpin_refused = group["preserve_client_ip"]
 
 
-def sync_group(cloud: Cloud, group_id: str) -> None:
+def sync_group(cloud: Cloud, group_id: str, drain: float | None = None) -> None:
     for listener in list(listeners(cloud.state).values()):
         if listener["group_id"] == group_id:
-            sync_listener(cloud, listener["listener_id"])
+            sync_listener(cloud, listener["listener_id"], drain)
 
 
 def sync_lb(cloud: Cloud, lb_id: str) -> None:

@@ -118,6 +118,7 @@ def create_server_group(state: State, params: Params, ctx: RequestContext) -> di
         "protocol": params["Protocol"], "scheduler": params["Scheduler"],
         "address_ip_version": params["AddressIPVersion"],
         "drain_enabled": params["ConnectionDrainEnabled"],
+        # CHOSEN: 300 s when drain is enabled without a timeout (no source gives a default).
         "drain_timeout": drain_timeout if drain_timeout is not None else
         (300 if params["ConnectionDrainEnabled"] else 0),
         "preserve_client_ip": preserve, "any_port": params["AnyPortEnabled"],
@@ -317,7 +318,10 @@ def remove_servers(state: State, params: Params, ctx: RequestContext) -> dict[st
     for server in leaving:
         server["status"] = "Removing"
     group["status"] = "Configuring"
-    group["lock"] = new_job(state, ctx, "remove_servers", group["group_id"], SERVERS_SECONDS)
+    # With connection drain the servers stay Removing (and the group Configuring) while
+    # their connections drain: the job ends when the drain timeout has passed.
+    seconds = max(SERVERS_SECONDS, group["drain_timeout"] if group["drain_enabled"] else 0)
+    group["lock"] = new_job(state, ctx, "remove_servers", group["group_id"], seconds)
     sync_group(ctx.cloud, group["group_id"])
     return {"ServerGroupId": group["group_id"], "JobId": group["lock"]}
 
@@ -347,3 +351,80 @@ def list_server_group_servers(state: State, params: Params,
                 "ZoneId": server["zone_id"],
             })
     return listed(rows, params, "Servers")
+
+
+def _health_updates(raw: dict[str, str], current: dict[str, Any]) -> dict[str, Any]:
+    """The group's health check with the HealthCheckConfig.* fields this call gives."""
+    given = {k: v for k, v in raw.items() if k.startswith("HealthCheckConfig.")}
+    parsed = _health_config(given)
+    updated = dict(current)
+    for name in _HEALTH_FIELDS:
+        if f"HealthCheckConfig.{name}" in given:
+            updated[name] = parsed[name]
+    if any(k.startswith("HealthCheckConfig.HealthCheckHttpCode.") for k in given):
+        updated["HealthCheckHttpCode"] = parsed["HealthCheckHttpCode"]
+    return updated
+
+
+@NLB.action("UpdateServerGroupAttribute", (
+    Param("RegionId"), Param("ServerGroupId", required=True), Param("ServerGroupName"),
+    Param("Scheduler", enum=SCHEDULERS), Param("ConnectionDrainEnabled", "boolean"),
+    Param("ConnectionDrainTimeout", "integer", minimum=0, maximum=900),
+    Param("PreserveClientIpEnabled", "boolean"), Param("IpVersionAffinityMode"),
+    Param("DryRun", "boolean"),
+), client_token=CLIENT_TOKEN)
+def update_server_group(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    """Changes apply to the proxies when the job ends (the group is Configuring till then)."""
+    group = group_or_error(state, ctx, params["ServerGroupId"])
+    _writable(group)
+    name = params["ServerGroupName"]
+    if name is not None and not 2 <= len(name) <= 128:
+        raise illegal("ServerGroupName")
+    health = _health_updates(params.raw, group["health"])
+    enabled = (params["ConnectionDrainEnabled"] if params["ConnectionDrainEnabled"] is not None
+               else group["drain_enabled"])
+    timeout = (params["ConnectionDrainTimeout"] if params["ConnectionDrainTimeout"] is not None
+               else group["drain_timeout"])
+    if enabled and timeout < 10:
+        raise illegal("ConnectionDrainTimeout")
+    dry_run(params)
+    group.update({
+        "name": name or group["name"], "scheduler": params["Scheduler"] or group["scheduler"],
+        "drain_enabled": enabled, "drain_timeout": timeout, "health": health,
+        "preserve_client_ip": group["preserve_client_ip"]
+        if params["PreserveClientIpEnabled"] is None else params["PreserveClientIpEnabled"],
+        "status": "Configuring",
+    })
+    group["lock"] = new_job(state, ctx, "update_group", group["group_id"], SERVER_GROUP_SECONDS)
+    return {"ServerGroupId": group["group_id"], "JobId": group["lock"]}
+
+
+@NLB.action("UpdateServerGroupServersAttribute", (
+    Param("RegionId"), Param("ServerGroupId", required=True), Param("DryRun", "boolean"),
+), client_token=CLIENT_TOKEN)
+def update_servers(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    """Weights and descriptions of servers in the group (weight 0: no new connections)."""
+    group = group_or_error(state, ctx, params["ServerGroupId"])
+    entries = _servers(params)
+    _writable(group)
+    changes = []
+    for entry in entries:
+        port = _port(entry, group)
+        matched = [s for s in group["servers"]
+                   if s["server_id"] == entry.get("ServerId") and s["port"] == port]
+        if not matched:
+            raise errors.ApiError(404, "ResourceNotFound.BackendServer",
+                                  "The specified resource of BackendServer is not found.")
+        weight_text = entry.get("Weight", "") or str(matched[0]["weight"])
+        if not weight_text.isdigit() or not 0 <= int(weight_text) <= 100:
+            raise illegal("Weight")
+        changes.append((matched[0], int(weight_text), entry.get("Description")))
+    dry_run(params)
+    for server, weight, description in changes:
+        server["weight"] = weight
+        if description is not None:
+            server["description"] = description
+        server["status"] = "Configuring"
+    group["status"] = "Configuring"
+    group["lock"] = new_job(state, ctx, "update_servers", group["group_id"], SERVERS_SECONDS)
+    return {"ServerGroupId": group["group_id"], "JobId": group["lock"]}

@@ -1,4 +1,4 @@
-"""Keeps the real TCP proxies (proxy.py) in line with the state: listeners are restored on
+"""Keeps the real TCP proxies (l4proxy.py) in line with the state: listeners are restored on
 start, closed on stop and reset, moved from starting to running by the ticker, and listed in
 GET /_emulator/resources."""
 
@@ -8,8 +8,7 @@ from typing import Any
 
 from sandbox.aliyun import ecs
 from sandbox.aliyun.gateway.cloud import Cloud
-from sandbox.aliyun.slb.product import SLB, _proxies, acls, load_balancers
-from sandbox.aliyun.slb.proxy import (
+from sandbox.aliyun.l4proxy import (
     ALLOW_ALL,
     AccessRule,
     Backend,
@@ -17,6 +16,7 @@ from sandbox.aliyun.slb.proxy import (
     ListenerProxy,
     scaled_health_check,
 )
+from sandbox.aliyun.slb.product import SLB, _proxies, acls, load_balancers
 
 
 # ---- runtime: keep proxies in line with the state ------------------------------------------
