@@ -125,6 +125,17 @@ class SlbChargeType(models.TextChoices):
     PAY_BY_SPEC = "PayBySpec", _("Pay-by-specification (no longer sold)")
 
 
+class LoadBalancerKind(models.TextChoices):
+    """What fronts the API: a CLB (classic SLB, one zone) or an NLB (one address per zone).
+
+    Why both: CLB pay-by-LCU is what clusters had; NLB spreads the API over two zones (it
+    needs a vSwitch in each), so one zone's outage leaves the API reachable.
+    """
+
+    CLB = "clb", _("CLB (classic load balancer, pay-by-LCU)")
+    NLB = "nlb", _("NLB (network load balancer, two zones)")
+
+
 class Cluster(models.Model):
     """One K3s HA cluster: its choices, its secrets, and what it became.
 
@@ -190,6 +201,18 @@ class Cluster(models.Model):
     # Only a pay-by-specification CLB (bought before 2025-06-01) has a spec; LCU ones have none.
     slb_spec = models.CharField(_("SLB spec"), max_length=32, blank=True, default="")
     slb_address = models.GenericIPAddressField(_("SLB address"), null=True, blank=True)
+    load_balancer_kind = models.CharField(
+        _("load balancer type"), max_length=8, choices=LoadBalancerKind.choices,
+        default=LoadBalancerKind.CLB,
+    )
+    # NLB only: [{"zone": ..., "vswitch_id": ...}] for every zone it answers in (the first is
+    # the cluster's zone and vSwitch). Empty for a CLB.
+    nlb_zones = models.JSONField(_("NLB zones"), default=list, blank=True)
+    # NLB only, once it is Active: its DNS name (what the kubeconfig names) and its
+    # per-zone addresses; all of them are in every server's tls-san.
+    api_dns_name = models.CharField(_("API DNS name"), max_length=255, blank=True)
+    api_addresses = models.JSONField(_("API load balancer addresses"), default=list,
+                                     blank=True)
     # Source CIDRs the API's listener forwards (a CLB whitelist ACL). Required for an
     # Internet-facing SLB (the wizard never lets one be open to everyone); optional for an
     # intranet one, where empty means no ACL (the VPC's own reach, as before).
@@ -229,6 +252,18 @@ class Cluster(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def api_host(self) -> str:
+        """The host kubectl and agents use for the API: the NLB's DNS name, or the CLB's
+        address ("" before the load balancer exists)."""
+        return self.api_dns_name or self.slb_address or ""
+
+    @property
+    def api_tls_sans(self) -> list[str]:
+        """Every name and address the API is reached at through its load balancer."""
+        names = [self.api_dns_name, *self.api_addresses, self.slb_address or ""]
+        return [name for name in dict.fromkeys(names) if name]
 
     def secret_values(self) -> list[str]:
         """Every secret a step of this cluster may come across, for log redaction."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox.aliyun.nlb import resolve
 from sandbox.aliyun.testing import Emulator
 from sandbox.k3s.artifacts import ArtifactServer
 from sandbox.lab.lab import Lab
@@ -26,12 +27,20 @@ from sandbox.lab.testing import running_lab
 REGION = "cn-hangzhou"
 ZONES = ("cn-hangzhou-h", "cn-hangzhou-i")
 OTHER_VPC_CIDR = "172.31.0.0/16"
+DNS_PORT = 53
 
 
 def _seed_for(lab: Lab) -> dict[str, Any]:
-    """A VPC around the lab's /24, its vSwitch, a second empty VPC, and a public pool."""
+    """A VPC around the lab's /24 with two vSwitches, a second empty VPC, and a public pool.
+
+    The /24 is the only range lab hosts reach (on-link, no routes), and an NLB needs a
+    vSwitch in each of the region's two zones, so the /24 is split: the lower /25 (zone h,
+    where the hosts are numbered from the bottom) and the upper /25 (zone i, which holds the
+    public pool .160/27 too; allocation keeps addresses apart).
+    """
     subnet = ipaddress.ip_network(lab.subnet)
     vpc_cidr = ipaddress.ip_network(f"{subnet.network_address}/16", strict=False)
+    lower, upper = subnet.subnets(new_prefix=subnet.prefixlen + 1)
     public = list(subnet.subnets(new_prefix=27))[5]  # .160/27: SLB "internet" addresses
     return {
         "regions": [{"region_id": REGION, "local_name": "China (Hangzhou)",
@@ -40,7 +49,9 @@ def _seed_for(lab: Lab) -> dict[str, Any]:
             {"vpc_id": "vpc-lab" + secrets.token_hex(7), "region_id": REGION,
              "cidr": str(vpc_cidr), "name": "lab-vpc",
              "vswitches": [{"vswitch_id": "vsw-lab" + secrets.token_hex(7), "zone_id": ZONES[0],
-                            "cidr": str(subnet), "name": "lab-vsw"}]},
+                            "cidr": str(lower), "name": "lab-vsw"},
+                           {"vswitch_id": "vsw-labi" + secrets.token_hex(7),
+                            "zone_id": ZONES[1], "cidr": str(upper), "name": "lab-vsw-i"}]},
             {"vpc_id": "vpc-other" + secrets.token_hex(5), "region_id": REGION,
              "cidr": OTHER_VPC_CIDR, "name": "other-vpc",
              "vswitches": [{"vswitch_id": "vsw-other" + secrets.token_hex(5),
@@ -79,6 +90,28 @@ class World:
     @property
     def other_vpc(self) -> dict[str, Any]:
         return self.emulator.seed_document["vpcs"][1]
+
+    @property
+    def vswitches(self) -> list[dict[str, Any]]:
+        """The lab VPC's vSwitches, one per zone (what an NLB's ZoneMappings name)."""
+        return list(self.emulator.vpc["vswitches"])
+
+    @property
+    def dns_server(self) -> tuple[str, int]:
+        """The cloud's DNS stand-in (NLB names), on the cloud address, port 53: what the lab
+        hosts' /etc/resolv.conf names; sandbox.aliyun.nlb.resolve uses it for the rest."""
+        return self.lab.cloud_ip, DNS_PORT
+
+    def nlb_names(self) -> list[str]:
+        """Every NLB DNS name the stand-in answers now."""
+        return sorted(self.emulator.control.nlb_dns()["records"])
+
+    @contextlib.contextmanager
+    def resolving(self, argv: list[str]) -> Iterator[list[str]]:
+        """`argv` (kubectl, curl...) as a command line that resolves every NLB name of this
+        world through its DNS stand-in (sandbox.aliyun.nlb.resolve.resolved_command)."""
+        with resolve.resolved_command(argv, self.dns_server, self.nlb_names()) as command:
+            yield command
 
     @property
     def access_key_id(self) -> str:
@@ -126,6 +159,7 @@ def running_world(
             netns_dev=lab.cloud_dev, seed=_seed_for(lab), region_id=REGION,
         ))
         artifacts = stack.enter_context(ArtifactServer(lab.cloud_ip, 0, netns=lab.cloud_netns))
+        emulator.control.request("POST", "nlb/dns", {"address": lab.cloud_ip, "port": DNS_PORT})
         world = World(lab=lab, emulator=emulator, artifacts=artifacts)
         if register:
             register_hosts(world)

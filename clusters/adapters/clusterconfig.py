@@ -74,13 +74,14 @@ def recorded_datastore_endpoint(cluster: Cluster) -> str:
 
 def server_settings(ctx: StepContext) -> ClusterSettings:
     cluster = ctx.cluster
-    if not cluster.slb_address:
-        raise PermanentError("The SLB address is not known yet; it must be in tls-san.")
+    if not cluster.api_tls_sans:
+        raise PermanentError("The load balancer's address is not known yet; it must be in "
+                             "tls-san.")
     return ClusterSettings(
         token=server_join_token(cluster),
         agent_token=cluster.k3s_agent_token,
         datastore_endpoint=datastore_endpoint(ctx),
-        tls_sans=(cluster.slb_address, *cluster.extra_tls_sans),
+        tls_sans=tuple(dict.fromkeys((*cluster.api_tls_sans, *cluster.extra_tls_sans))),
         disable=("traefik",) if cluster.disable_traefik else (),
         node_taints=(SERVER_TAINT,) if cluster.taint_servers else (),
         secrets_encryption=cluster.secrets_encryption,

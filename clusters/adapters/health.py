@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from clusters.adapters import (
+    api_balancer,
     cloud,
     clusterconfig,
     datastore_health,
@@ -112,15 +113,17 @@ def _check_cloud(cluster: Cluster, result: Assessment) -> RdsInstance | None:
     api = cloud.cloud_for(cluster)
     instance = None
     try:
-        slb = cluster.resources.filter(kind="slb", state=ResourceState.PRESENT).first()
-        if slb:
-            statuses = api.describe_health_status(slb.provider_id)
-            bad = [entry.server_ip or entry.server_id for entry in statuses
-                   if entry.status != "normal"]
+        balancer = api_balancer.for_cluster(cluster, api)
+        if balancer.ident:
+            # A CLB's DescribeHealthStatus or an NLB's GetListenerHealthStatus.
+            statuses = balancer.health()
+            ips = dict(cluster.nodes.values_list("ecs_instance_id", "private_ip"))
+            bad = [ips.get(i) or i for i, healthy in sorted(statuses.items()) if not healthy]
             if bad:
-                result.worse(Health.DEGRADED, f"SLB backends unhealthy: {', '.join(bad)}")
-            result.facts.append(f"SLB {slb.provider_id}: {len(statuses) - len(bad)}/"
-                                f"{len(statuses)} backends normal")
+                result.worse(Health.DEGRADED,
+                             f"{balancer.what} backends unhealthy: {', '.join(bad)}")
+            result.facts.append(f"{balancer.what} {balancer.ident}: "
+                                f"{len(statuses) - len(bad)}/{len(statuses)} backends normal")
         rds = cluster.resources.filter(kind="rds_instance", state=ResourceState.PRESENT).first()
         if cluster.datastore_kind == DatastoreKind.RDS and rds:
             instance = api.describe_rds(rds.provider_id)

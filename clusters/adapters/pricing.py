@@ -114,14 +114,24 @@ def slb_price(api: PriceApi, *, internet: bool) -> PriceLine:
     return PriceLine(what, fee.amount, fee.currency, usage_note=note)
 
 
+def nlb_price() -> PriceLine:
+    """An NLB is billed by usage: an hourly instance fee and NLCUs (Alibaba's NLB billing
+    page). Its list price is not asked of BSS (no module codes for NLB are documented for
+    GetPayAsYouGoPrice), so it shows as unknown with that reason, never as zero."""
+    return PriceLine(_("NLB instance"), problem=str(_(
+        "an NLB is billed per hour of instance and per NLCU used; see Alibaba Cloud's NLB "
+        "pricing page for your region")))
+
+
 def quote_new_cluster(api: PriceApi, *, rds: dict[str, Any] | None, zone_id: str,
-                      internet_slb: bool) -> Quote:
-    """Every billed item of a new cluster: the RDS instance (unless bring-your-own) and CLB."""
+                      internet_slb: bool, nlb: bool = False) -> Quote:
+    """Every billed item of a new cluster: the RDS instance (unless bring-your-own) and the
+    CLB or NLB."""
     lines = []
     if rds is not None:
         lines.append(rds_price(api, engine_version=str(rds["engine_version"]),
                                instance_class=str(rds["instance_class"]),
                                storage_gb=int(rds["storage_gb"]), zone_id=zone_id,
                                engine=str(rds.get("engine", "MySQL"))))
-    lines.append(slb_price(api, internet=internet_slb))
+    lines.append(nlb_price() if nlb else slb_price(api, internet=internet_slb))
     return Quote(tuple(lines))

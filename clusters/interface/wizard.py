@@ -37,6 +37,7 @@ from clusters.models import (
     Cluster,
     DatastoreKind,
     InstallSource,
+    LoadBalancerKind,
     Node,
     NodeRole,
     SlbAddressType,
@@ -347,6 +348,13 @@ def billed_resources(state: WizardState) -> list[BilledItem]:
             f"{label} {datastore.get('rds_engine_version')} · "
             f"{datastore.get('rds_instance_class')}"
             f" · {datastore.get('rds_storage_gb')} GB · {network.get('zone')}"))
+    if network.get("load_balancer_kind") == LoadBalancerKind.NLB:
+        zones = network.get("nlb_zones") or []
+        items.append(BilledItem(
+            _("NLB instance (pay-as-you-go: instance fee and NLCUs), TCP listener on 6443"),
+            f"{SlbAddressType(network['slb_address_type']).label} · "
+            + " · ".join(f"{z.get('zone')} {z.get('vswitch_id')}" for z in zones)))
+        return items
     items.append(BilledItem(
         _("CLB instance (pay-as-you-go, pay-by-LCU), TCP listener on 6443"),
         f"{SlbAddressType(network['slb_address_type']).label} · {network.get('vswitch')}"))
@@ -373,7 +381,8 @@ def price_quote(state: WizardState, account: CloudAccount) -> pricing.Quote:
     api = cloud.cloud_for_account(account, state.get("account")["region"])
     return pricing.quote_new_cluster(
         api, rds=rds, zone_id=network.get("zone", ""),
-        internet_slb=network.get("slb_address_type") == SlbAddressType.INTERNET)
+        internet_slb=network.get("slb_address_type") == SlbAddressType.INTERNET,
+        nlb=network.get("load_balancer_kind") == LoadBalancerKind.NLB)
 
 
 # --- Create -----------------------------------------------------------------------------------
@@ -412,6 +421,8 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
             owner=owner, cloud_account=account, name=account_step["name"],
             region=account_step["region"], zone=network["zone"], vpc_id=network["vpc"],
             vswitch_id=network["vswitch"], slb_address_type=network["slb_address_type"],
+            load_balancer_kind=network.get("load_balancer_kind") or LoadBalancerKind.CLB,
+            nlb_zones=list(network.get("nlb_zones") or []),
             api_allowed_cidrs=list(network.get("api_allowed_cidrs") or []),
             k3s_version=k3s.get("k3s_version", ""), k3s_channel=k3s.get("k3s_channel", ""),
             install_source=k3s["install_source"],

@@ -17,12 +17,44 @@ from clusters.adapters.datastore_engines import engine_for
 from clusters.core.titles import title
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
-from clusters.models import Cluster, ClusterStatus, DatastoreKind, NodeRole, Run, RunKind
+from clusters.models import (
+    Cluster,
+    ClusterStatus,
+    DatastoreKind,
+    LoadBalancerKind,
+    NodeRole,
+    Run,
+    RunKind,
+)
 from clusters.operations.runs import OperationRefused, active_run
+
+
+def balancer_create_step(cluster: Cluster, after: list[str]) -> StepSpec:
+    """The API load balancer's purchase, before K3s: a CLB (slb.create) or an NLB in two
+    zones (nlb.create, waited for until Active)."""
+    if cluster.load_balancer_kind == LoadBalancerKind.NLB:
+        return StepSpec("slb_create", gettext_noop("Create the NLB in two zones (its DNS name "
+                                                   "and addresses go into the certificate)"),
+                        "nlb.create", after)
+    return StepSpec(
+        "slb_create", gettext_noop("Create the SLB (its address goes into the certificate)"),
+        "slb.create", after)
+
+
+def balancer_listener_step(cluster: Cluster, after: list[str]) -> StepSpec:
+    """Servers behind the load balancer and TCP 6443 listening: the CLB's listener and
+    backends (slb.listener) or the NLB's server group, servers and listener (nlb.listener)."""
+    if cluster.load_balancer_kind == LoadBalancerKind.NLB:
+        return StepSpec("slb_listener", gettext_noop("Create the NLB server group, add the "
+                                                     "servers and start TCP 6443"),
+                        "nlb.listener", after)
+    return StepSpec("slb_listener", gettext_noop("Add servers to the SLB and start TCP 6443"),
+                    "slb.listener", after)
 
 
 def create_plan(cluster: Cluster) -> list[StepSpec]:
     """Preflight, then RDS and SLB in parallel, then servers one at a time, then the rest."""
+    nlb = cluster.load_balancer_kind == LoadBalancerKind.NLB
     servers = list(cluster.nodes.filter(role=NodeRole.SERVER).order_by("pk"))
     agents = list(cluster.nodes.filter(role=NodeRole.AGENT).order_by("pk"))
     specs = [
@@ -48,11 +80,9 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
         StepSpec("datastore_check", gettext_noop("Prove the datastore accepts K3s's schema"),
                  "datastore.check", [datastore_ready]),
         # Bought only once the datastore is proven: a bad DSN of the user's buys nothing.
-        StepSpec(
-            "slb_create", gettext_noop("Create the SLB (its address goes into the certificate)"),
-            "slb.create", ["datastore_check"]),
+        balancer_create_step(cluster, ["datastore_check"]),
     ]
-    if cluster.api_allowed_cidrs:
+    if cluster.api_allowed_cidrs and not nlb:
         # Before the listener: it is born behind the whitelist, never open to everyone.
         specs.append(StepSpec("slb_acl", gettext_noop("Create the API's allow-list (SLB access "
                                                       "control)"), "slb.acl", ["slb_create"]))
@@ -64,8 +94,8 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
         specs.append(StepSpec(key, name, "k3s.install_server", previous, {"node_id": server.pk}))
         previous = [key]
     specs += [
-        StepSpec("slb_listener", gettext_noop("Add servers to the SLB and start TCP 6443"),
-                 "slb.listener", [*previous, *(["slb_acl"] if cluster.api_allowed_cidrs else [])]),
+        balancer_listener_step(
+            cluster, [*previous, *(["slb_acl"] if cluster.api_allowed_cidrs and not nlb else [])]),
         StepSpec("kubeconfig", gettext_noop("Fetch the kubeconfig and point it at the SLB"),
                  "k3s.kubeconfig", ["slb_listener"]),
         StepSpec(

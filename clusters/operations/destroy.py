@@ -11,8 +11,16 @@ from django.utils.translation import gettext_noop
 
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
-from clusters.models import Cluster, ClusterStatus, DatastoreKind, Run, RunKind
+from clusters.models import Cluster, ClusterStatus, DatastoreKind, LoadBalancerKind, Run, RunKind
 from clusters.operations.runs import OperationRefused
+
+
+def balancer_delete_step(cluster: Cluster) -> StepSpec:
+    """The API load balancer's delete: the CLB (destroy.slb) or the NLB (destroy.nlb)."""
+    if cluster.load_balancer_kind == LoadBalancerKind.NLB:
+        return StepSpec("slb_delete", gettext_noop("Delete the NLB (listener, server group, "
+                                                   "load balancer)"), "destroy.nlb")
+    return StepSpec("slb_delete", gettext_noop("Delete the SLB"), "destroy.slb")
 
 
 def destroy_plan(cluster: Cluster, *, keep_database: bool = False) -> list[StepSpec]:
@@ -25,7 +33,7 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False) -> list[StepS
         StepSpec(
             "uninstall", gettext_noop("Remove K3s from every host"), "destroy.hosts",
             retry_budget=3),
-        StepSpec("slb_delete", gettext_noop("Delete the SLB"), "destroy.slb"),
+        balancer_delete_step(cluster),
     ]
     finished = ["uninstall", "slb_delete"]
     if cluster.datastore_kind == DatastoreKind.RDS and not keep_database:

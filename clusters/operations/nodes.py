@@ -21,12 +21,14 @@ from clusters.models import (
     Cluster,
     ClusterStatus,
     DatastoreKind,
+    LoadBalancerKind,
     Node,
     NodeRole,
     NodeStatus,
     Run,
     RunKind,
 )
+from clusters.operations.create import balancer_listener_step
 from clusters.operations.node_intake import NodeRejected, save_new_nodes
 from clusters.operations.runs import OperationRefused, lock_ready, ready_problem
 
@@ -63,8 +65,7 @@ def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
         previous = [key]
     if servers:
         specs += [
-            StepSpec("slb_listener", gettext_noop("Add servers to the SLB and start TCP 6443"),
-                     "slb.listener", previous),
+            balancer_listener_step(cluster, previous),
             StepSpec("verify", gettext_noop("Verify the API through the SLB as kubectl will"),
                      "verify.cluster", ["slb_listener"]),
         ]
@@ -88,9 +89,10 @@ def remove_node_plan(cluster: Cluster, node: Node, *, warning: str = "") -> list
                       args={**args, "warning": warning})]
     previous = ["drain"]
     if server:
-        specs.append(StepSpec(
-            "slb_detach", gettext_noop("Take the server out of the SLB"), "slb.detach",
-            previous, args))
+        detach = (gettext_noop("Take the server out of the NLB and wait until it has drained")
+                  if cluster.load_balancer_kind == LoadBalancerKind.NLB
+                  else gettext_noop("Take the server out of the SLB"))
+        specs.append(StepSpec("slb_detach", detach, "slb.detach", previous, args))
         previous = ["slb_detach"]
     specs += [
         StepSpec(

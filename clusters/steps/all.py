@@ -6,6 +6,7 @@ from clusters.steps import (  # noqa: F401
     health,
     k3s,
     kubeconfig,
+    nlb,
     node,
     preflight,
     rds,

@@ -1,4 +1,5 @@
-"""Destroy: K3s off every host, the SLB (and its allow-list ACL) and the RDS instance deleted,
+"""Destroy: K3s off every host, the SLB (and its allow-list ACL) or the NLB (listener, server
+group, load balancer) and the RDS instance deleted,
 the ledger closed.
 
 Every step may run on a cluster whose create stopped anywhere: a ledger row may have no
@@ -14,6 +15,8 @@ import time
 
 from clusters.adapters import cloud, hostcleanup
 from clusters.adapters.aliyun import AliyunCloud
+from clusters.adapters.aliyun.nlb import JOB_SUCCEEDED
+from clusters.adapters.api_balancer import NLB_GROUP_KIND, NLB_KIND, NLB_LISTENER_KIND
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
@@ -22,6 +25,7 @@ from clusters.steps.rds import RDS_KIND
 from clusters.steps.slb import ACL_KIND, SLB_KIND, acl_name
 
 RDS_SETTLE_TIMEOUT_SECONDS = 3600  # an instance still Creating after an hour needs a person
+NLB_DELETE_TIMEOUT_SECONDS = 1800
 
 
 def _open_rows(cluster: Cluster, kind: str) -> list:
@@ -82,6 +86,66 @@ def _delete_acls(ctx: StepContext, api: AliyunCloud, cluster: Cluster) -> list[s
             ctx.say(f"Access control list {acl_id} was already gone")
     _close_rows(ctx, rows)
     return sorted(ids)
+
+
+@step_handler("destroy.nlb")
+def delete_nlb(ctx: StepContext) -> Outcome:
+    """The NLB's listener, then its server group, then the NLB: each delete is a job, waited
+    for before the next (a server group still used by a listener cannot go); the ledger's
+    rows and whatever carries the cluster's tag, so nothing bought stays behind."""
+    cluster = ctx.cluster
+    api = cloud.cloud_for(cluster)
+    tag = str(cluster.code)
+    memo = ctx.memo
+    jobs = [job for job in memo.get("jobs", []) if api.job_status(job) != JOB_SUCCEEDED]
+    if jobs:
+        return _nlb_wait(ctx, f"NLB delete job(s) {', '.join(jobs)} still running")
+    balancers = ({r.provider_id for r in _open_rows(cluster, NLB_KIND) if r.provider_id}
+                 | {lb.load_balancer_id for lb in api.find_nlb_by_tag(cloud.TAG_KEY, tag)})
+    found = {b: api.describe_nlb(b) for b in sorted(balancers)}
+    balancers = {b for b, lb in found.items() if lb is not None and lb.status != "Deleted"}
+    listeners = ({r.provider_id for r in _open_rows(cluster, NLB_LISTENER_KIND)
+                  if r.provider_id}
+                 | {x.listener_id for b in sorted(balancers) for x in api.find_listeners(b)})
+    states = {x: api.describe_listener(x) for x in sorted(listeners)}
+    listeners = {x for x, state in states.items() if state is not None}
+    deleting = {x for x, state in states.items() if state and state.status == "Deleting"}
+    for listener_id in sorted(listeners - deleting):
+        job = api.delete_listener(listener_id)
+        ctx.say(f"Deleting NLB listener {listener_id}")
+        memo["jobs"] = [*memo.get("jobs", []), *([job] if job else [])]
+    if listeners:
+        return _nlb_wait(ctx, "NLB listener(s) being deleted")
+    groups = ({r.provider_id for r in _open_rows(cluster, NLB_GROUP_KIND) if r.provider_id}
+              | {g.server_group_id for g in api.find_server_groups_by_tag(cloud.TAG_KEY, tag)})
+    groups = {g for g in groups if api.describe_server_group(g) is not None}
+    for group_id in sorted(groups):
+        job = api.delete_server_group(group_id)
+        ctx.say(f"Deleting NLB server group {group_id}")
+        memo["jobs"] = [*memo.get("jobs", []), *([job] if job else [])]
+    if groups:
+        return _nlb_wait(ctx, "NLB server group(s) being deleted")
+    going = {b for b, lb in found.items() if lb and lb.status == "Deleting"}
+    for balancer_id in sorted(balancers - going):
+        job = api.delete_nlb(balancer_id)
+        ctx.say(f"Deleting NLB {balancer_id}")
+        memo["jobs"] = [*memo.get("jobs", []), *([job] if job else [])]
+    if balancers:
+        return _nlb_wait(ctx, "NLB being deleted")
+    rows = [*_open_rows(cluster, NLB_LISTENER_KIND), *_open_rows(cluster, NLB_GROUP_KIND),
+            *_open_rows(cluster, NLB_KIND)]
+    if not rows:
+        ctx.say("No NLB was bought for this cluster")
+    _close_rows(ctx, rows)
+    return Done({"deleted": True})
+
+
+def _nlb_wait(ctx: StepContext, what: str) -> Outcome:
+    ctx.memo.setdefault("deadline", time.time() + NLB_DELETE_TIMEOUT_SECONDS)
+    if time.time() > ctx.memo["deadline"]:
+        return Fail(f"{what} for over {NLB_DELETE_TIMEOUT_SECONDS // 60} minutes; check the "
+                    "NLB console, then press Retry.")
+    return Wait(cloud.poll_seconds(), what)
 
 
 def _rds_ids(api: AliyunCloud, cluster: Cluster, rows: list) -> set[str]:

@@ -199,7 +199,7 @@ def agent_config_text(ctx: StepContext, node: Node) -> str:
     server first when this cluster never recorded it (made before the panel did)."""
     known_ca_hash(ctx, node)
     cluster = ctx.cluster
-    config = {"server": api_url(cluster.slb_address or ""),
+    config = {"server": api_url(cluster.api_host),
               "token": clusterconfig.agent_join_token(cluster), "node-ip": node.private_ip}
     return "# Written by the K3s HA panel.\n" + yaml.safe_dump(config, sort_keys=False)
 
@@ -210,8 +210,9 @@ def install_agent(ctx: StepContext) -> Outcome:
     """Join through the SLB with the agent token in its secure form (the agent checks the CA
     the SLB address presents before it sends the token); done when the node is Ready."""
     node = _node(ctx)
-    if not ctx.cluster.slb_address:
-        raise PermanentError("The SLB address is not known; agents join through it.")
+    if not ctx.cluster.api_host:
+        raise PermanentError("The load balancer's address is not known; agents join through "
+                             "it.")
     if "installed_at" not in ctx.memo:
         if not known_ca_hash(ctx, node):
             raise PermanentError("No server of this cluster runs, so its CA is unknown; an "
@@ -260,12 +261,12 @@ def fetch_kubeconfig(ctx: StepContext) -> Outcome:
     """Read k3s.yaml, point it at the SLB, name it after the cluster, store it encrypted."""
     cluster = ctx.cluster
     server = kubeconfig_server(cluster)
-    if server is None or not cluster.slb_address:
+    if server is None or not cluster.api_host:
         raise PermanentError("There is no server (or no SLB address) to build a kubeconfig for.")
     with nodes.session(ctx, server) as connection:
         original = connection.read_file(K3S_YAML, sudo=True).decode()
     ctx.register_secret(original)
-    config = rewrite_kubeconfig(original, cluster.name, cluster.slb_address)
+    config = rewrite_kubeconfig(original, cluster.name, cluster.api_host)
     ctx.register_secret(config.text)
     cluster.kubeconfig = config.text
     cluster.kubeconfig_expires_at = config.client_cert_not_after

@@ -16,23 +16,15 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from clusters.adapters import cloud, forensics, nodes, ssh
+from clusters.adapters import api_balancer, cloud, forensics, nodes, ssh
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.stepcontext import StepContext
 from clusters.models import Node, NodeStatus
 from clusters.steps.k3s import busy_wait
-from clusters.steps.slb import API_PORT, slb_id
 
 READY_TIMEOUT_SECONDS = 300
 HEALTHY_TIMEOUT_SECONDS = 300
-NORMAL = "normal"
-
-
-def drain_seconds() -> float:
-    """How long connections get to finish after the server left the SLB (real SLBs need a few
-    seconds for a backend change to reach every node of the load balancer)."""
-    return float(settings.PANEL_SLB_DRAIN_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -79,36 +71,37 @@ def _fail(ctx: StepContext, node: Node, plan: ServerRestart, message: str,
     return Fail(f"{message}{where} {plan.way_back}".strip())
 
 
-def _members(ctx: StepContext, balancer_id: str) -> set[str]:
-    balancer = cloud.cloud_for(ctx.cluster).describe_slb(balancer_id)
-    return {b.server_id for b in balancer.backend_servers} if balancer else set()
-
-
-def _take_out(ctx: StepContext, node: Node, plan: ServerRestart, balancer_id: str) -> Outcome:
-    """Leave the SLB, but only while another server is healthy behind it."""
-    api = cloud.cloud_for(ctx.cluster)
-    members = _members(ctx, balancer_id)
+def _take_out(ctx: StepContext, node: Node, plan: ServerRestart,
+              balancer: api_balancer.ApiBalancer) -> Outcome:
+    """Leave the load balancer, but only while another server is healthy behind it."""
+    members = balancer.members()
     others = _other_servers(node)
     if node.ecs_instance_id in members:
-        health = {h.server_id: h.status for h in api.describe_health_status(balancer_id)}
-        serving = [ip for i, ip in others.items() if i in members and health.get(i) == NORMAL]
+        health = balancer.health()
+        serving = [ip for i, ip in others.items() if i in members and health.get(i)]
         if not others:
             ctx.memo["kept_in_slb"] = True
-            ctx.say(f"{node.private_ip} is the only server: the API through the SLB is down "
-                    "while it restarts.", "stderr")
+            ctx.say(f"{node.private_ip} is the only server: the API through the "
+                    f"{balancer.what} is down while it restarts.", "stderr")
         elif not serving:
-            return _fail(ctx, node, plan, f"No other server is healthy behind the SLB, so "
-                         f"taking {node.private_ip} out would stop the API; nothing was "
-                         "changed. Fix the other servers first (see Health).", out_of_slb=False)
+            return _fail(ctx, node, plan, f"No other server is healthy behind the "
+                         f"{balancer.what}, so taking {node.private_ip} out would stop the "
+                         "API; nothing was changed. Fix the other servers first (see Health).",
+                         out_of_slb=False)
         else:
-            api.remove_backend_servers(balancer_id, [node.ecs_instance_id])
-            ctx.say(f"{node.private_ip}: removed from SLB {balancer_id}; "
+            ctx.memo["jobs"] = balancer.remove({node.ecs_instance_id: node.private_ip})
+            ctx.say(f"{node.private_ip}: removed from {balancer.what} {balancer.ident}; "
                     f"{', '.join(serving)} keep serving the API")
     ctx.memo["phase"] = "drained"
-    return Wait(drain_seconds(), f"Letting connections to {node.private_ip} drain")
+    return Wait(balancer.drain_seconds(),
+                f"Letting connections to {node.private_ip} drain")
 
 
-def _restart(ctx: StepContext, node: Node, plan: ServerRestart) -> Outcome:
+def _restart(ctx: StepContext, node: Node, plan: ServerRestart,
+             balancer: api_balancer.ApiBalancer) -> Outcome:
+    settling = balancer.pending(ctx.memo.get("jobs", []))
+    if settling:  # an NLB's removal job ends once the server's connections drained
+        return Wait(cloud.poll_seconds(), f"{node.private_ip}: draining ({settling})")
     ctx.memo["since"] = host_time(ctx, node)
     try:
         plan.restart(ctx, node)
@@ -142,42 +135,45 @@ def _await_ready(ctx: StepContext, node: Node, plan: ServerRestart) -> Outcome |
     return Wait(settings.PANEL_HOST_POLL_SECONDS, f"{node.private_ip}: waiting for {awaiting}")
 
 
-def _put_back(ctx: StepContext, node: Node, balancer_id: str) -> None:
-    if not ctx.memo.get("kept_in_slb") and node.ecs_instance_id not in _members(ctx,
-                                                                                balancer_id):
-        cloud.cloud_for(ctx.cluster).add_backend_servers(balancer_id, [node.ecs_instance_id])
-        ctx.say(f"{node.private_ip}: added back to SLB {balancer_id}")
+def _put_back(ctx: StepContext, node: Node, balancer: api_balancer.ApiBalancer) -> None:
+    if not ctx.memo.get("kept_in_slb") and node.ecs_instance_id not in balancer.members():
+        ctx.memo["jobs"] = balancer.add({node.ecs_instance_id: node.private_ip})
+        ctx.say(f"{node.private_ip}: added back to {balancer.what} {balancer.ident}")
     ctx.memo.update(phase="rejoining", healthy_deadline=time.time() + HEALTHY_TIMEOUT_SECONDS)
 
 
 def _await_healthy(ctx: StepContext, node: Node, plan: ServerRestart,
-                   balancer_id: str) -> Outcome:
-    api = cloud.cloud_for(ctx.cluster)
-    health = {h.server_id: h.status for h in api.describe_health_status(balancer_id, API_PORT)}
-    status = health.get(node.ecs_instance_id, "missing")
-    if status != NORMAL:
+                   balancer: api_balancer.ApiBalancer) -> Outcome:
+    settling = balancer.pending(ctx.memo.get("jobs", []))
+    healthy = None if settling else balancer.health().get(node.ecs_instance_id)
+    if not healthy:
+        status = settling or ("unhealthy" if healthy is False else "missing")
         if time.time() > ctx.memo["healthy_deadline"]:
-            return _fail(ctx, node, plan, f"The SLB health check of {node.private_ip} is still "
-                         f"{status} after {HEALTHY_TIMEOUT_SECONDS} s.", out_of_slb=False)
+            return _fail(ctx, node, plan, f"The {balancer.what} health check of "
+                         f"{node.private_ip} is still {status} after {HEALTHY_TIMEOUT_SECONDS}"
+                         " s.", out_of_slb=False)
         return Wait(settings.PANEL_HOST_POLL_SECONDS,
-                    f"Waiting for the SLB to see {node.private_ip} as healthy")
+                    f"Waiting for the {balancer.what} to see {node.private_ip} as healthy")
     Node.objects.filter(pk=node.pk).update(status=NodeStatus.READY)
-    ctx.say(f"{node.private_ip}: healthy behind the SLB again")
+    ctx.say(f"{node.private_ip}: healthy behind the {balancer.what} again")
     return Done({"node": node.private_ip, "phase": "done"})
 
 
 def roll_server(ctx: StepContext, node: Node, plan: ServerRestart) -> Outcome:
-    """Out of the SLB, restart, ready, back in, healthy: one phase per visit."""
-    balancer_id = slb_id(ctx.cluster)
+    """Out of the load balancer (drained), restart, ready, back in, healthy: one phase per
+    visit."""
+    balancer = api_balancer.for_cluster(ctx.cluster)
+    if not balancer.ident:
+        raise PermanentError(f"The {balancer.what} has not been created yet.")
     phase = ctx.memo.get("phase", "start")
     if phase == "start":
-        return _take_out(ctx, node, plan, balancer_id)
+        return _take_out(ctx, node, plan, balancer)
     if phase == "drained":
-        return _restart(ctx, node, plan)
+        return _restart(ctx, node, plan, balancer)
     if phase == "restarted":
         waiting = _await_ready(ctx, node, plan)
         if waiting is not None:
             return waiting
     if ctx.memo["phase"] == "ready":
-        _put_back(ctx, node, balancer_id)
-    return _await_healthy(ctx, node, plan, balancer_id)
+        _put_back(ctx, node, balancer)
+    return _await_healthy(ctx, node, plan, balancer)

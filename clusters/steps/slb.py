@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from clusters.adapters import cloud, purchase
+from clusters.adapters import api_balancer, cloud, purchase
 from clusters.adapters.aliyun import PAY_BY_LCU, AliyunCloud, SlbSpec
 from clusters.core import allowlist
 from clusters.core.errors import PermanentError
@@ -227,20 +227,25 @@ def listener(ctx: StepContext) -> Outcome:
 
 @step_handler("slb.detach")
 def detach_from_slb(ctx: StepContext) -> Outcome:
-    """RemoveBackendServers for this server, so the SLB stops sending it API traffic."""
+    """Take this server out of the API's load balancer (CLB or NLB: `api_balancer`) and wait
+    until it has drained, so no request is routed to it when K3s stops. The name stays
+    `slb.detach` for the runs that already carry it."""
     node = target_node(ctx)
-    row = ctx.cluster.resources.filter(kind=SLB_KIND, state=ResourceState.PRESENT) \
-        .exclude(provider_id="").first()
-    if row is None or not node.ecs_instance_id:
-        return Skip("the server is not behind an SLB")
-    api = cloud.cloud_for(ctx.cluster)
-    balancer = api.describe_slb(row.provider_id)
-    attached = {b.server_id for b in balancer.backend_servers} if balancer else set()
-    if node.ecs_instance_id in attached:
-        api.remove_backend_servers(row.provider_id, [node.ecs_instance_id])
-        ctx.say(f"Removed {node.private_ip} ({node.ecs_instance_id}) from SLB {row.provider_id}")
-    else:
-        ctx.say(f"{node.private_ip} was not an SLB backend any more")
-    left = sorted(attached - {node.ecs_instance_id})
-    ctx.say(f"SLB {row.provider_id} backends now: {', '.join(left) or 'none'}")
+    balancer = api_balancer.for_cluster(ctx.cluster)
+    if not balancer.ident or not node.ecs_instance_id:
+        return Skip(f"the server is not behind an {balancer.what}")
+    if "removed" not in ctx.memo:
+        attached = balancer.members()
+        if node.ecs_instance_id in attached:
+            ctx.memo["jobs"] = balancer.remove({node.ecs_instance_id: node.private_ip})
+            ctx.say(f"Removed {node.private_ip} ({node.ecs_instance_id}) from {balancer.what} "
+                    f"{balancer.ident}")
+        else:
+            ctx.say(f"{node.private_ip} was not an {balancer.what} backend any more")
+        ctx.memo["removed"] = True
+    settling = balancer.pending(ctx.memo.get("jobs", []))
+    if settling:
+        return Wait(cloud.poll_seconds(), f"{node.private_ip}: draining ({settling})")
+    left = sorted(balancer.members() - {node.ecs_instance_id})
+    ctx.say(f"{balancer.what} {balancer.ident} backends now: {', '.join(left) or 'none'}")
     return Done({"backends": left})

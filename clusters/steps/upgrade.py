@@ -12,7 +12,7 @@ import time
 
 from django.conf import settings
 
-from clusters.adapters import cloud, clusterconfig, nodes, ssh
+from clusters.adapters import api_balancer, cloud, clusterconfig, nodes, ssh
 from clusters.adapters.kubeapi import NodeState
 from clusters.core.errors import PermanentError, StepError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
@@ -23,7 +23,6 @@ from clusters.models import Cluster, DatastoreKind, Node, NodeStatus
 from clusters.steps.k3s import agent_config_text, busy_wait, collects_diagnostics, install_k3s
 from clusters.steps.rds import RDS_KIND
 from clusters.steps.rolling import ServerRestart, roll_server
-from clusters.steps.slb import API_PORT, slb_id
 
 BACKUP_STEP = "backup"
 BACKUP_TIMEOUT_SECONDS = 6 * 3600
@@ -122,8 +121,7 @@ def _server_is_done(ctx: StepContext, node: Node, version: str) -> bool:
     state = _api_node(ctx.cluster, node.name)
     if state is None or state.version != version or not state.ready:
         return False
-    health = cloud.cloud_for(ctx.cluster).describe_health_status(slb_id(ctx.cluster), API_PORT)
-    return any(h.server_id == node.ecs_instance_id and h.status == "normal" for h in health)
+    return bool(api_balancer.for_cluster(ctx.cluster).health().get(node.ecs_instance_id))
 
 
 @step_handler("upgrade.server")

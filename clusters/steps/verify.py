@@ -3,7 +3,7 @@ verified, every server Ready on the cluster's release."""
 
 from __future__ import annotations
 
-from clusters.adapters import clusterconfig, k3s_release, nodes
+from clusters.adapters import api_balancer, clusterconfig, k3s_release, nodes
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Outcome, Wait
 from clusters.engine.registry import step_handler
@@ -19,6 +19,7 @@ def verify_cluster(ctx: StepContext) -> Outcome:
     """What the user will do: the downloaded kubeconfig, through the SLB, TLS verified."""
     cluster = Cluster.objects.get(pk=ctx.cluster.pk)
     client = clusterconfig.api_client(cluster)
+    via = api_balancer.for_cluster(cluster).what  # "SLB" or "NLB"
     attempt = ctx.memo.get("attempt", 0) + 1
     ctx.memo["attempt"] = attempt
     try:
@@ -26,15 +27,15 @@ def verify_cluster(ctx: StepContext) -> Outcome:
         states = client.nodes()
     except TransientError as exc:
         if attempt >= VERIFY_ATTEMPTS:
-            raise PermanentError(f"The API is not answering through the SLB: {exc}") from None
-        return Wait(3, f"The API does not answer through the SLB yet: {exc}")
+            raise PermanentError(f"The API is not answering through the {via}: {exc}") from None
+        return Wait(3, f"The API does not answer through the {via} yet: {exc}")
     expected = set(cluster.nodes.live().servers()
                    .values_list("name", flat=True))
     ready = {state.name for state in states if state.ready}
     missing = sorted(expected - ready)
     if readyz != "ok" or missing:
         if attempt >= VERIFY_ATTEMPTS:
-            raise PermanentError(f"Through the SLB /readyz says {readyz!r}; servers not Ready: "
+            raise PermanentError(f"Through the {via} /readyz says {readyz!r}; servers not Ready: "
                                  f"{', '.join(missing) or 'none'}.")
         return Wait(3, f"/readyz {readyz!r}; waiting for {', '.join(missing) or 'readiness'}")
     ctx.say(f"{client.server}/readyz: ok (TLS verified against the cluster CA)")

@@ -136,7 +136,7 @@ def dashboard_clusters(user: Any, filters: dict[str, Any]) -> QuerySet[Cluster]:
         server_count=Count("nodes", filter=Q(nodes__role=NodeRole.SERVER)),
         agent_count=Count("nodes", filter=Q(nodes__role=NodeRole.AGENT)),
     ).only("name", "code", "status", "health", "k3s_version", "k3s_channel", "slb_address",
-           "region", "created_at")
+           "api_dns_name", "region", "created_at")
     if filters.get("status"):
         clusters = clusters.filter(status=filters["status"])
     if filters.get("health"):

@@ -24,7 +24,7 @@ from typing import Any
 from sandbox.aliyun.rds.tls import ensure_ca
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PRODUCT_CODES = ("Ecs", "Vpc", "Slb", "Rds", "Sts")
+PRODUCT_CODES = ("Ecs", "Vpc", "Slb", "Nlb", "Rds", "Sts")
 DEFAULT_REGION = "cn-hangzhou"
 NO_PROXY = {"http": None, "https": None}
 
@@ -89,6 +89,20 @@ class ControlClient:
     def seed_legacy_load_balancer(self, **fields: Any) -> dict[str, Any]:
         """A pay-by-specification CLB bought before 2025-06-01 (POST slb/legacy-load-balancers)."""
         return self.request("POST", "slb/legacy-load-balancers", fields)
+
+    def start_nlb_dns(self, address: str, port: int = 53) -> tuple[str, int]:
+        """Serve NLB DNS names on address:port (0: any free port); returns where. Kept across
+        restarts (POST nlb/dns)."""
+        found = self.request("POST", "nlb/dns", {"address": address, "port": port})
+        return str(found["address"]), int(found["port"])
+
+    def nlb_dns(self) -> dict[str, Any]:
+        """{address?, port?, records: {dns name: [addresses]}} (GET nlb/dns)."""
+        return dict(self.request("GET", "nlb/dns"))
+
+    def fail_nlb_creates(self, count: int = 1) -> None:
+        """The next `count` NLBs end CreateFailed instead of Active (POST nlb/create-failures)."""
+        self.request("POST", "nlb/create-failures", {"count": count})
 
     def add_fault(self, **fields: Any) -> list[dict[str, Any]]:
         return self.request("POST", "faults", fields)["faults"]

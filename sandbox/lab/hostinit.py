@@ -162,6 +162,13 @@ def set_identity(cfg: dict) -> None:
         "::1\tlocalhost ip6-localhost ip6-loopback\n"
         "ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
     )
+    if cfg.get("nameserver"):
+        # The host's own resolver (its /etc is an overlay): the cloud's DNS stand-in, never
+        # the machine's. A symlink (systemd-resolved's stub) is replaced, not followed.
+        resolv = Path("/etc/resolv.conf")
+        if resolv.is_symlink():
+            resolv.unlink()
+        resolv.write_text(f"nameserver {cfg['nameserver']}\noptions timeout:1 attempts:2\n")
 
 
 def run(argv: list[str], stdin: str | None = None) -> None:

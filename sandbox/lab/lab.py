@@ -220,6 +220,9 @@ class Lab:
         host_dir.mkdir(mode=0o700)
         config = {
             "hostname": host.hostname, "ip": host.ip, "host_dir": str(host_dir),
+            # The VPC's resolver, as DHCP names it to an ECS instance: the cloud address,
+            # where the emulator's DNS stand-in answers NLB names (sandbox/aliyun/nlb/dns).
+            "nameserver": self._require_state().cloud_ip,
             "state_dir": str(self.state_dir), "shim_dir": str(shim_dir),
             "root_keep": _root_paths_to_keep(),
             "code_keep": _code_paths_to_keep(),

@@ -29,6 +29,7 @@ from clusters.adapters.aliyun import (
     map_sdk_error,
 )
 from clusters.adapters.aliyun.client import parse_override
+from clusters.adapters.aliyun.errors import create_refused
 from clusters.core.errors import PermanentError, TransientError
 from tests.support.leaks import leaks
 
@@ -338,3 +339,31 @@ def test_debug_logs_of_the_sdk_and_its_urllib3_never_show_a_password(
     err = capfd.readouterr().err
     assert "connectionpool" in err and "AccountPassword" in err, err
     assert not leaks([err], [password, SECRET]), err
+
+
+@pytest.mark.parametrize("code", [
+    "Conflict.Lock", "IncorrectStatus.loadbalancer", "IncorrectStatus.serverGroup",
+    "IncorrectStatus.listener", "ResourceInUse.ServerGroup", "IdempotenceProcessing",
+    "SystemBusy",
+])
+def test_nlb_busy_states_are_transient(code: str) -> None:
+    """What terraform-provider-alicloud retries around NLB writes (resource_alicloud_nlb_*)."""
+    error = map_sdk_error(server_error(code), product="Nlb", action="AddServersToServerGroup")
+    assert isinstance(error, TransientError) and error.code == code
+
+
+@pytest.mark.parametrize("code", ["ResourceNotFound.loadBalancer", "ResourceNotFound.listener",
+                                  "ResourceNotFound.serverGroup"])
+def test_nlb_not_found_is_its_own_kind(code: str) -> None:
+    error = map_sdk_error(server_error(code, status=404), product="Nlb",
+                          action="GetLoadBalancerAttribute")
+    assert isinstance(error, CloudNotFound)
+
+
+def test_an_nlb_permission_error_names_the_nlb_ram_action() -> None:
+    error = map_sdk_error(server_error("Forbidden.RAM"), product="Nlb",
+                          action="CreateServerGroup")
+    assert "nlb:CreateServerGroup" in error.message
+    for code in ("IdempotenceSignatureMismatch", "IdempotenceProcessing"):
+        seen = map_sdk_error(server_error(code), product="Nlb", action="CreateLoadBalancer")
+        assert not create_refused(seen)  # the token was seen: not a refusal, keep the token

@@ -10,7 +10,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from datetime import timedelta
 
@@ -20,10 +19,10 @@ from django.utils import timezone
 
 from clusters import operations
 from clusters.adapters import cloud
-from clusters.adapters.kubeapi import KubeClient
 from clusters.models import Cluster, ClusterStatus, LogLine, RunKind, RunStatus, StepStatus
 from clusters.steps.k3s import kubeconfig_server
 from tests.support import runs
+from tests.support.pollers import POLL_INTERVAL, ReadyzPoller
 from tests.support.world_clusters import make_world_cluster, world_env
 
 # The real 2 s warm-up: a server back in the SLB before its /readyz says ok would show here.
@@ -33,39 +32,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.django_db(transacti
 FROM_VERSION = "v1.31.4+k3s1"
 TO_VERSION = "v1.32.5+k3s1"
 NEXT_VERSION = "v1.33.1+k3s1"
-POLL_INTERVAL = 0.2
-
-
-class ReadyzPoller:
-    """GET /readyz through the SLB every 0.2 s in a thread; counts every answer that is not ok."""
-
-    def __init__(self, kubeconfig: str) -> None:
-        self.client = KubeClient(kubeconfig, timeout=5)
-        self.successes = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="readyz-poller")
-
-    def __enter__(self) -> ReadyzPoller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                answer = self.client.readyz()
-            except Exception as exc:  # any failure is what we count
-                answer = f"{type(exc).__name__}: {exc}"
-            if answer == "ok":
-                self.successes += 1
-            else:
-                self.failures.append(f"{time.strftime('%H:%M:%S')} {answer}")
-            self._stop.wait(max(0.0, POLL_INTERVAL - (time.monotonic() - started)))
 
 
 def kubectl(kubeconfig_path, *args: str) -> subprocess.CompletedProcess[str]:

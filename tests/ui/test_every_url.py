@@ -97,7 +97,7 @@ SECURITY_FIELDS: dict[type, tuple[str, ...]] = {
               "extra_tls_sans", "datastore_kind", "datastore_engine", "rds_engine_version",
               "slb_address",
               "k3s_ca_hash", "api_allowed_cidrs", "datastore_tls", "secrets_encryption",
-              "status"),
+              "load_balancer_kind", "nlb_zones", "api_dns_name", "api_addresses", "status"),
     Node: ("cluster", "role", "name", "private_ip", "public_ip", "ssh_port", "ssh_user",
            "host_key", "ecs_instance_id", "status", "k3s_installed"),
     CloudAccount: ("owner", "credential_kind", "access_key_id", "role_arn", "external_id",

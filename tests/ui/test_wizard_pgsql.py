@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from clusters.web.wizard import WizardState, billed_resources
 from django.test import Client
 
 from clusters.interface.forms.wizard_datastore import datastore_of
+from clusters.interface.wizard import WizardState, billed_resources
 from clusters.models import DatastoreEngine, DatastoreKind
 from tests.ui.test_wizard import field_errors, step_url
 

@@ -5,7 +5,7 @@
 
 Modules: `client` (SDK client, fail-closed endpoints, no proxy, timeouts, one attempt),
 `errors` (SDK exceptions → TransientError/PermanentError/CloudNotFound with hints),
-`models` (dataclasses), `ecs_vpc`, `rds`, `slb` (the calls), `rds_price` (DescribePrice),
+`models` (dataclasses), `ecs_vpc`, `rds`, `slb`, `nlb` (the calls), `rds_price` (DescribePrice),
 `bss` (BSS GetPayAsYouGoPrice).
 """
 
@@ -55,13 +55,21 @@ from clusters.adapters.aliyun.models import (
     VSwitch,
     Zone,
 )
+from clusters.adapters.aliyun.nlb import (
+    Nlb,
+    NlbApi,
+    NlbListener,
+    NlbServer,
+    NlbServerGroup,
+    NlbZone,
+)
 from clusters.adapters.aliyun.rds import RdsApi
 from clusters.adapters.aliyun.rds_price import RdsPriceApi
 from clusters.adapters.aliyun.slb import SlbApi
 from clusters.adapters.aliyun.sts import StsApi
 
 
-class AliyunCloud(EcsVpcApi, RdsApi, RdsPriceApi, SlbApi, BssApi, StsApi):
+class AliyunCloud(EcsVpcApi, RdsApi, RdsPriceApi, SlbApi, NlbApi, BssApi, StsApi):
     """Everything provisioning asks of Alibaba Cloud, for one identity and region.
 
     The identity is an AccessKey pair, or `credentials` (auth.py: an assumed role, the ECS
@@ -103,6 +111,11 @@ __all__ = [
     "Keys",
     "LoadBalancer",
     "NetInfo",
+    "Nlb",
+    "NlbListener",
+    "NlbServer",
+    "NlbServerGroup",
+    "NlbZone",
     "ParameterTemplate",
     "Parameters",
     "PriceModule",

@@ -44,13 +44,15 @@ from clusters.core.errors import PermanentError, StepError, TransientError
 from clusters.core.redaction import Redactor
 
 # BssOpenApi: GetPayAsYouGoPrice (business.aliyuncs.com), for the review page's prices.
-PRODUCTS = ("Ecs", "Vpc", "Rds", "Slb", "BssOpenApi", "Sts")
+PRODUCTS = ("Ecs", "Vpc", "Rds", "Slb", "Nlb", "BssOpenApi", "Sts")
 CONNECT_TIMEOUT = 5
 DEFAULT_READ_TIMEOUT = 10
 READ_TIMEOUTS = {  # seconds; actions that do real work before answering
     "CreateDBInstance": 30, "DeleteDBInstance": 20, "CreateLoadBalancer": 30,
     "DeleteLoadBalancer": 20, "CreateLoadBalancerTCPListener": 20, "ModifyParameter": 20,
     "CreateBackup": 20, "AddBackendServers": 20, "RemoveBackendServers": 20,
+    "CreateServerGroup": 20, "CreateListener": 20, "AddServersToServerGroup": 20,
+    "RemoveServersFromServerGroup": 20,
 }
 _HOST_PORT = re.compile(r"^(?:http://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 

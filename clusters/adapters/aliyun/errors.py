@@ -35,6 +35,14 @@ TRANSIENT_CODES = frozenset({
     # DeleteAccessControlList while a listener still holds the ACL (terraform-provider-alicloud
     # retries it, resource_alicloud_slb_acl.go): the listener's delete is still settling
     "AclInUsed",
+    # NLB busy states: terraform-provider-alicloud retries these around every NLB write
+    # (resource_alicloud_nlb_load_balancer.go, _server_group.go, _listener.go,
+    # _server_group_server_attachment.go: Conflict.Lock, IncorrectStatus.loadbalancer,
+    # IncorrectStatus.serverGroup, IncorrectStatus.listener, SystemBusy; DeleteServerGroup
+    # while its listener's delete settles: ResourceInUse.ServerGroup)
+    "Conflict.Lock", "IncorrectStatus.loadbalancer", "IncorrectStatus.serverGroup",
+    "IncorrectStatus.listener", "IncorrectStatus.LoadBalancer", "IncorrectStatus.ServerGroup",
+    "IncorrectStatus.Listener", "ResourceInUse.ServerGroup", "IdempotenceProcessing",
     # ECS / VPC
     "IncorrectInstanceStatus.Initializing", "LastTokenProcessing", "OperationConflict",
     "IncorrectVSwitchStatus",
@@ -46,6 +54,11 @@ NOT_FOUND_CODES = frozenset({
     "InvalidVpcID.NotFound", "InvalidVswitchID.NotFound", "Forbidden.VpcNotFound",
     "InvalidAccountName.NotFound", "InvalidDBName.NotFound", "InvalidDB.NotFound",
     "AclNotExist",
+    # NLB (API reference error codes of GetLoadBalancerAttribute, GetListenerAttribute,
+    # DeleteServerGroup ...)
+    "ResourceNotFound.loadBalancer", "ResourceNotFound.LoadBalancer",
+    "ResourceNotFound.serverGroup", "ResourceNotFound.ServerGroup",
+    "ResourceNotFound.listener", "ResourceNotFound.Listener",
 })
 
 _HINTS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), h) for p, h in (
@@ -127,6 +140,9 @@ class CloudNotFound(PermanentError):
 CLIENT_TOKEN_CODES = frozenset({
     "IdempotentParameterMismatch", "IdempotenceParamNotMatch", "LastTokenProcessing",
     "OperationFailed.TokenIsProcessing", "LX_REQUEST_TOKEN_CONFLICT", "InvalidRequestId",
+    # NLB: "The idempotence token of request is mismatched" / still being processed
+    # (CreateLoadBalancer, CreateServerGroup, CreateListener error codes)
+    "IdempotenceSignatureMismatch", "IdempotenceProcessing",
 })
 
 
@@ -147,7 +163,8 @@ def create_refused(error: StepError) -> bool:
 
 # RAM's service namespace of each product (RAM "Services that work with RAM"): the action a
 # policy must allow is "<namespace>:<API action>", e.g. rds:CreateDBInstance.
-RAM_NAMESPACES = {"Ecs": "ecs", "Vpc": "vpc", "Rds": "rds", "Slb": "slb", "BssOpenApi": "bssapi",
+RAM_NAMESPACES = {"Ecs": "ecs", "Vpc": "vpc", "Rds": "rds", "Slb": "slb", "Nlb": "nlb",
+                  "BssOpenApi": "bssapi",
                   "Sts": "sts"}
 
 

@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from clusters.adapters import wizard_checks
 from clusters.core import allowlist
 from clusters.interface.forms.common import WizardForm
-from clusters.models import SlbAddressType
+from clusters.models import LoadBalancerKind, SlbAddressType
 
 
 class NetworkStepForm(WizardForm):
@@ -19,6 +19,20 @@ class NetworkStepForm(WizardForm):
     vswitch = forms.ChoiceField(
         label=_("vSwitch"),
         help_text=_("The RDS instance and the SLB are created in this vSwitch."))
+    load_balancer_kind = forms.ChoiceField(
+        label=_("Load balancer for the Kubernetes API"), choices=LoadBalancerKind.choices,
+        initial=LoadBalancerKind.CLB, widget=forms.RadioSelect, required=False,
+        help_text=_("A CLB lives in one zone. An NLB answers in two zones (one address in "
+                    "each, and a DNS name for both), so the API stays reachable when one zone "
+                    "fails; Alibaba Cloud requires an NLB to have a vSwitch in at least two "
+                    "zones where the region has two."))
+    nlb_zone2 = forms.ChoiceField(
+        label=_("NLB second zone"), required=False,
+        help_text=_("NLB only: the second zone the API answers in."))
+    nlb_vswitch2 = forms.ChoiceField(
+        label=_("NLB vSwitch in the second zone"), required=False,
+        help_text=_("NLB only: a vSwitch of the same VPC in the second zone. The first zone "
+                    "uses the vSwitch above."))
     slb_address_type = forms.ChoiceField(
         label=_("SLB address"), choices=SlbAddressType.choices, initial=SlbAddressType.INTRANET,
         widget=forms.RadioSelect,
@@ -40,6 +54,11 @@ class NetworkStepForm(WizardForm):
         if isinstance(kept, list):  # the wizard keeps the parsed list; the field edits text
             self.initial["api_allowed_cidrs"] = "\n".join(kept)
         cast(forms.ChoiceField, self.fields["zone"]).choices = [(z, z) for z in network.zones]
+        cast(forms.ChoiceField, self.fields["nlb_zone2"]).choices = [
+            ("", "—"), *[(z, z) for z in network.zones]]
+        cast(forms.ChoiceField, self.fields["nlb_vswitch2"]).choices = [
+            ("", "—"), *[(s.vswitch_id, f"{s.vswitch_id} · {s.zone_id} · {s.cidr}"
+                          + (f" · {s.name}" if s.name else "")) for s in network.vswitches]]
         cast(forms.ChoiceField, self.fields["vpc"]).choices = [
             (v.vpc_id, f"{v.vpc_id} · {v.cidr}" + (f" · {v.name}" if v.name else ""))
             for v in network.vpcs]
@@ -62,6 +81,65 @@ class NetworkStepForm(WizardForm):
                 "who may connect, nobody can reach it."))
         data["api_allowed_cidrs"] = cidrs
 
+    @property
+    def nlb_possible(self) -> bool:
+        """An NLB needs two zones: a region with one cannot have one."""
+        return len(self.network.zones) >= 2
+
+    def _clean_nlb(self, data: dict[str, Any]) -> None:
+        """An NLB's zones: the first zone's vSwitch and one in a second zone of the same VPC.
+
+        Why two: Alibaba Cloud's CreateLoadBalancer (NLB) requires ZoneMappings in at least
+        two zones in a region that has two; the API then survives one zone's outage. An
+        Internet-facing NLB is refused for now: the API's allow-list is a CLB access control
+        list, and an NLB would need a security group the panel does not manage yet.
+        """
+        data["nlb_zones"] = []
+        data["load_balancer_kind"] = data.get("load_balancer_kind") or LoadBalancerKind.CLB
+        if data["load_balancer_kind"] != LoadBalancerKind.NLB:
+            return
+        if not self.nlb_possible:
+            self.add_error("load_balancer_kind", _(
+                "This region has only one zone, and an NLB needs a vSwitch in two zones (it "
+                "keeps the API reachable when one zone fails). Choose a CLB here, or a region "
+                "with two zones."))
+            return
+        if data.get("slb_address_type") == SlbAddressType.INTERNET:
+            self.add_error("slb_address_type", _(
+                "An Internet-facing NLB is not offered yet: the panel keeps an Internet API "
+                "behind an allow-list, which it carries on a CLB only for now. Choose an "
+                "intranet NLB, or a CLB for an Internet API."))
+            return
+        if data.get("api_allowed_cidrs"):
+            self.add_error("api_allowed_cidrs", _(
+                "An NLB does not carry the allow-list yet (the panel keeps it in a CLB access "
+                "control list): leave it empty for an intranet NLB, reached from the VPC "
+                "only, or choose a CLB."))
+            return
+        problem = self._second_zone_problem(data)
+        if problem:
+            self.add_error(*problem)
+            return
+        zone2, vswitch2 = data["nlb_zone2"], data["nlb_vswitch2"]
+        data["nlb_zones"] = [{"zone": data.get("zone"), "vswitch_id": data.get("vswitch")},
+                             {"zone": zone2, "vswitch_id": vswitch2}]
+
+    def _second_zone_problem(self, data: dict[str, Any]) -> tuple[str, Any] | None:
+        """(field, message) when the second zone or its vSwitch is not usable."""
+        zone2, vswitch2 = data.get("nlb_zone2") or "", data.get("nlb_vswitch2") or ""
+        if not zone2 or zone2 == data.get("zone"):
+            return "nlb_zone2", _("Choose a second zone, other than the first one.")
+        chosen = next((s for s in self.network.vswitches if s.vswitch_id == vswitch2), None)
+        if chosen is None:
+            return "nlb_vswitch2", _("Choose a vSwitch in the second zone.")
+        if chosen.zone_id != zone2:
+            return "nlb_vswitch2", _("This vSwitch is in zone %(zone)s, not in the second "
+                                     "zone.") % {"zone": chosen.zone_id}
+        if data.get("vpc") and chosen.vpc_id != data["vpc"]:
+            return "nlb_vswitch2", _("This vSwitch belongs to %(vpc)s, not to the chosen "
+                                     "VPC.") % {"vpc": chosen.vpc_id}
+        return None
+
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
@@ -76,6 +154,7 @@ class NetworkStepForm(WizardForm):
             self.add_error("vswitch", _("This vSwitch is in zone %(zone)s, not in the chosen "
                                         "zone.") % {"zone": chosen.zone_id})
         self._clean_allowlist(data)
+        self._clean_nlb(data)
         vpc = next((v for v in self.network.vpcs if v.vpc_id == data.get("vpc")), None)
         data["vpc_cidr"] = vpc.cidr if vpc else ""
         data["vswitch_cidr"] = chosen.cidr

@@ -137,8 +137,8 @@ def control_route(method: str, path: str) -> Callable[[ControlHandler], ControlH
 
 # Modules that define products; a module not present is skipped.
 PRODUCT_MODULES = ("sandbox.aliyun.ecs", "sandbox.aliyun.vpc", "sandbox.aliyun.slb",
-                   "sandbox.aliyun.rds.instances", "sandbox.aliyun.rds.price", "sandbox.aliyun.bss",
-                   "sandbox.aliyun.sts")
+                   "sandbox.aliyun.nlb", "sandbox.aliyun.rds.instances",
+                   "sandbox.aliyun.rds.price", "sandbox.aliyun.bss", "sandbox.aliyun.sts")
 # ALIYUN_EMULATOR_PRODUCTS names products by their short names (as before RDS became a
 # package): these two live deeper than sandbox.aliyun.<name>.
 _SHORT_NAMES = {"rds": "sandbox.aliyun.rds.instances", "rds_price": "sandbox.aliyun.rds.price"}

@@ -1,7 +1,7 @@
 """Access control lists (CLB ACLs): create, entries in and out, describe, delete.
 
 Why: an Internet-facing API is only safe behind an allow-list, and the panel proves its
-allow-list by connecting through the real TCP proxy (proxy.py), which refuses every source the
+allow-list by connecting through the real TCP proxy (l4proxy.py), which refuses every source the
 listener's ACL does not allow, from the moment the entries change.
 
 Facts the emulator keeps, as Alibaba documents them (CLB "Access control" user guide,

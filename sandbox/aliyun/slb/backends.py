@@ -10,6 +10,7 @@ from sandbox.aliyun.gateway import errors
 from sandbox.aliyun.gateway.cloud import RequestContext
 from sandbox.aliyun.gateway.params import Param, Params, parse_json_value
 from sandbox.aliyun.gateway.state import State
+from sandbox.aliyun.l4proxy import UNAVAILABLE
 from sandbox.aliyun.slb.loadbalancers import _listener_ports
 from sandbox.aliyun.slb.product import (
     MAX_BACKENDS_PER_CALL,
@@ -19,7 +20,6 @@ from sandbox.aliyun.slb.product import (
     _listener_or_error,
     _proxies,
 )
-from sandbox.aliyun.slb.proxy import UNAVAILABLE
 from sandbox.aliyun.slb.runtime import _sync_all_listeners
 
 

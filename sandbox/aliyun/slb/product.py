@@ -13,7 +13,7 @@ from sandbox.aliyun.gateway.registry import (
     register_product,
 )
 from sandbox.aliyun.gateway.state import State
-from sandbox.aliyun.slb.proxy import ListenerProxy
+from sandbox.aliyun.l4proxy import ListenerProxy
 
 SLB = register_product(Product("Slb", "2014-05-15", "slb.aliyuncs.com"))
 

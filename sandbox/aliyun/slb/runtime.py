@@ -1,4 +1,4 @@
-"""Keeps the real TCP proxies (proxy.py) in line with the state: listeners are restored on
+"""Keeps the real TCP proxies (l4proxy.py) in line with the state: listeners are restored on
 start, closed on stop and reset, moved from starting to running by the ticker, and listed in
 GET /_emulator/resources."""
 
@@ -8,24 +8,24 @@ from typing import Any
 
 from sandbox.aliyun import ecs
 from sandbox.aliyun.gateway.cloud import Cloud
+from sandbox.aliyun.l4proxy import (
+    ALLOW_ALL,
+    AccessRule,
+    Backend,
+    HealthCheck,
+    ListenerProxy,
+    scaled_health_check,
+)
 from sandbox.aliyun.slb.product import SLB, _proxies, acls, load_balancers
-from sandbox.aliyun.slb.proxy import ALLOW_ALL, AccessRule, Backend, HealthCheck, ListenerProxy
 
 
 # ---- runtime: keep proxies in line with the state ------------------------------------------
-def _clamp(value: float, low: float, high: float) -> float:
-    return max(low, min(high, value))
-
-
 def _health_check(cloud: Cloud, listener: dict[str, Any]) -> HealthCheck:
-    """Listener timings scaled by the time scale, within bounds a real socket can honour."""
-    interval = listener["health_check_interval"]
-    timeout = listener["health_check_connect_timeout"]
-    return HealthCheck(
-        enabled=listener["health_check"] == "on",
+    return scaled_health_check(
+        cloud.clock.scaled, enabled=listener["health_check"] == "on",
         port=listener.get("health_check_connect_port"),
-        interval=_clamp(cloud.clock.scaled(interval), 0.05, interval),
-        timeout=_clamp(cloud.clock.scaled(timeout), 0.2, min(timeout, 5)),
+        interval=listener["health_check_interval"],
+        timeout=listener["health_check_connect_timeout"],
         healthy_threshold=listener["healthy_threshold"],
         unhealthy_threshold=listener["unhealthy_threshold"],
     )

@@ -1,9 +1,15 @@
-"""What a started SLB listener really does: a TCP proxy with TCP health checks.
+"""What a started SLB or NLB listener really does: a TCP proxy with TCP health checks.
 
-Why: the panel proves the cluster works through the SLB exactly as a user will, and reads
-backend health from DescribeHealthStatus; both are only meaningful if bytes really flow from
-the SLB address to healthy backends and health reflects real connection attempts. In netns
-mode the listening socket and every outgoing connection live in the cloud namespace.
+Why: the panel proves the cluster works through the load balancer exactly as a user will, and
+reads backend health from DescribeHealthStatus (CLB) / GetListenerHealthStatus (NLB); both are
+only meaningful if bytes really flow from the listener address to healthy backends and health
+reflects real connection attempts. In netns mode the listening socket and every outgoing
+connection live in the cloud namespace.
+
+Shared by both products: CLB starts one proxy per listener; NLB one per listener and zone
+address. What differs is configuration: `hairpin_refused` (NLB with client IP preservation:
+a backend cannot reach itself through its own load balancer) and the `drain` given to
+`set_backends` when servers leave (NLB connection draining).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import ipaddress
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -66,6 +73,23 @@ class AccessRule:
 ALLOW_ALL = AccessRule()
 
 
+def _clamp(value: float, low: float, high: float) -> float:
+    return max(low, min(high, value))
+
+
+def scaled_health_check(scale: Callable[[float], float], *, enabled: bool, port: int | None,
+                        interval: float, timeout: float, healthy_threshold: int,
+                        unhealthy_threshold: int) -> HealthCheck:
+    """A listener's health check timings scaled by the clock (`scale`), within bounds a real
+    socket can honour: an interval of at least 50 ms, a connect timeout of 0.2 to 5 s."""
+    return HealthCheck(
+        enabled=enabled, port=port,
+        interval=_clamp(scale(interval), 0.05, interval),
+        timeout=_clamp(scale(timeout), 0.2, min(timeout, 5)),
+        healthy_threshold=healthy_threshold, unhealthy_threshold=unhealthy_threshold,
+    )
+
+
 @dataclass
 class _Health:
     status: str = UNAVAILABLE
@@ -100,6 +124,7 @@ class ListenerProxy:
     def __init__(
         self, address: str, port: int, netns: str | None, *, backends: list[Backend],
         health: HealthCheck, scheduler: str = "wrr", access: AccessRule = ALLOW_ALL,
+        hairpin_refused: bool = False, name: str = "slb",
     ) -> None:
         self.address = address
         self.port = port
@@ -109,6 +134,11 @@ class ListenerProxy:
         self._health_config = health
         self._access = access
         self._refused = 0
+        self.hairpin_refused = hairpin_refused
+        self.hairpins = 0  # connections a backend made to itself and lost (hairpin_refused)
+        # Relayed connections by the backend they go to, so a leaving backend's can be cut.
+        self._by_backend: dict[str, set[socket.socket]] = {}
+        self._drain_timers: list[threading.Timer] = []
         self._health: dict[str, _Health] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -116,21 +146,37 @@ class ListenerProxy:
         self._connections: set[socket.socket] = set()
         self._socket = netns_tools.listen_tcp(address, port, netns)
         self._socket.settimeout(ACCEPT_POLL)
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"slb-hc-{port}")
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{name}-hc-{port}")
         self._threads = [
-            threading.Thread(target=self._accept_loop, name=f"slb-{address}:{port}", daemon=True),
-            threading.Thread(target=self._health_loop, name=f"slb-hc-{address}:{port}",
+            threading.Thread(target=self._accept_loop, name=f"{name}-{address}:{port}",
+                             daemon=True),
+            threading.Thread(target=self._health_loop, name=f"{name}-hc-{address}:{port}",
                              daemon=True),
         ]
         for thread in self._threads:
             thread.start()
 
     # ---- configuration ----------------------------------------------------------------
-    def set_backends(self, backends: list[Backend]) -> None:
+    def set_backends(self, backends: list[Backend], drain: float | None = None) -> None:
+        """New connections go to `backends` only. Live connections to a backend that left:
+        kept (`drain` None, CLB), cut now (0: NLB without connection draining) or cut once
+        `drain` seconds have passed (NLB ConnectionDrainTimeout), whichever ends first."""
         with self._lock:
             self._backends = list(backends)
             keep = {b.server_id for b in backends}
             self._health = {k: v for k, v in self._health.items() if k in keep}
+            gone = [k for k in self._by_backend if k not in keep]
+            doomed = [conn for k in gone for conn in self._by_backend.get(k, set())]
+        if drain is None or not doomed:
+            return
+        if drain <= 0:
+            _cut(doomed)
+            return
+        timer = threading.Timer(drain, _cut, args=(doomed,))
+        timer.daemon = True
+        timer.start()
+        with self._lock:
+            self._drain_timers.append(timer)
 
     def set_health_check(self, health: HealthCheck) -> None:
         with self._lock:
@@ -168,6 +214,9 @@ class ListenerProxy:
         with self._lock:
             connections = list(self._connections)
             self._connections.clear()
+            timers, self._drain_timers = self._drain_timers, []
+        for timer in timers:
+            timer.cancel()
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
@@ -209,11 +258,18 @@ class ListenerProxy:
             if not allowed:
                 _reset(client)
                 continue
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+            threading.Thread(target=self._relay, args=(client, peer[0]), daemon=True).start()
 
-    def _relay(self, client: socket.socket) -> None:
+    def _relay(self, client: socket.socket, source: str = "") -> None:
         backend = self._choose()
         upstream: socket.socket | None = None
+        if backend is not None and self.hairpin_refused and backend.ip == source:
+            # With the client's address preserved, the backend answers its own SYN directly
+            # and the handshake never completes through the load balancer: lost.
+            with self._lock:
+                self.hairpins += 1
+            _reset(client)
+            return
         if backend is not None:
             try:
                 upstream = netns_tools.connect_tcp(backend.ip, backend.port, self.netns,
@@ -231,6 +287,8 @@ class ListenerProxy:
                 upstream.close()
                 return
             self._connections.update((client, upstream))
+            assert backend is not None
+            self._by_backend.setdefault(backend.server_id, set()).update((client, upstream))
         pump = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
         pump.start()
         _pipe(client, upstream)
@@ -238,6 +296,12 @@ class ListenerProxy:
         with self._lock:
             self._connections.discard(client)
             self._connections.discard(upstream)
+            assert backend is not None
+            relayed = self._by_backend.get(backend.server_id, set())
+            relayed.discard(client)
+            relayed.discard(upstream)
+            if not relayed:
+                self._by_backend.pop(backend.server_id, None)
         for sock in (client, upstream):
             with contextlib.suppress(OSError):
                 sock.close()
@@ -292,6 +356,13 @@ def _reset(client: socket.socket) -> None:
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with contextlib.suppress(OSError):
         client.close()
+
+
+def _cut(connections: list[socket.socket]) -> None:
+    """End relayed connections (both sides): their pumps see EOF/errors and clean up."""
+    for conn in connections:
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:

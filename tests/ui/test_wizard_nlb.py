@@ -1,0 +1,162 @@
+"""The wizard's load balancer choice: an NLB needs a vSwitch in two zones (asked for, and
+explained), a one-zone region gets the reason and keeps its CLB, an Internet NLB is refused
+for now (its allow-list is carried by CLB only), and the review names what is billed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from clusters.adapters.aliyun import Vpc, VSwitch
+from clusters.adapters.wizard_checks import NetworkChoices
+from clusters.interface.forms import NetworkStepForm
+from clusters.interface.wizard import WizardState, build_cluster
+from clusters.models import CloudAccount, Cluster, LoadBalancerKind
+from clusters.operations.create import create_plan
+from clusters.operations.destroy import destroy_plan
+from clusters.operations.nodes import add_nodes_plan
+from sandbox.aliyun.testing import Emulator
+from tests.ui.test_wizard import field_errors
+
+pytestmark = pytest.mark.django_db
+
+
+def step_url(step: str) -> str:
+    return reverse("clusters:wizard-step", args=[step])
+
+
+def two_zone_answer(cloud: Emulator, **extra: str) -> dict[str, str]:
+    first, second = cloud.vpc["vswitches"][0], cloud.vpc["vswitches"][1]
+    assert first["zone_id"] != second["zone_id"]  # the loopback seed has two zones
+    return {"zone": first["zone_id"], "vpc": cloud.vpc["vpc_id"],
+            "vswitch": first["vswitch_id"], "slb_address_type": "intranet",
+            "load_balancer_kind": "nlb", "nlb_zone2": second["zone_id"],
+            "nlb_vswitch2": second["vswitch_id"], **extra}
+
+
+def test_an_nlb_asks_for_a_vswitch_in_a_second_zone_and_says_why(
+        at_datastore: Client, cloud: Emulator) -> None:
+    page = at_datastore.get(step_url("network")).content.decode()
+    assert 'name="load_balancer_kind"' in page and 'name="nlb_vswitch2"' in page
+    assert "Why a second zone" in page
+    second = cloud.vpc["vswitches"][1]
+    assert second["vswitch_id"] in page  # the live list of the region's vSwitches
+
+    answer = two_zone_answer(cloud)
+    same_zone = at_datastore.post(step_url("network"), {**answer, "nlb_zone2": answer["zone"]})
+    assert "other than the first" in " ".join(field_errors(same_zone, "nlb_zone2"))
+    no_vswitch = at_datastore.post(step_url("network"), {**answer, "nlb_vswitch2": ""})
+    assert "Choose a vSwitch in the second zone" in " ".join(
+        field_errors(no_vswitch, "nlb_vswitch2"))
+    wrong_zone = at_datastore.post(step_url("network"), {**answer,
+                                                         "nlb_vswitch2": answer["vswitch"]})
+    assert "not in the second zone" in " ".join(field_errors(wrong_zone, "nlb_vswitch2"))
+    internet = at_datastore.post(step_url("network"), {
+        **answer, "slb_address_type": "internet", "api_allowed_cidrs": "203.0.113.0/24"})
+    assert "Internet-facing NLB is not offered yet" in " ".join(
+        field_errors(internet, "slb_address_type"))
+
+    listed = at_datastore.post(step_url("network"), {**answer,
+                                                     "api_allowed_cidrs": "10.0.0.0/8"})
+    assert "does not carry the allow-list yet" in " ".join(
+        field_errors(listed, "api_allowed_cidrs"))
+
+    good = at_datastore.post(step_url("network"), answer)
+    assert good["Location"] == step_url("datastore")
+    saved = WizardState(at_datastore.session).get("network")
+    assert saved["load_balancer_kind"] == "nlb"
+    assert saved["nlb_zones"] == [
+        {"zone": answer["zone"], "vswitch_id": answer["vswitch"]},
+        {"zone": answer["nlb_zone2"], "vswitch_id": answer["nlb_vswitch2"]}]
+
+
+def test_a_clb_is_still_the_default_and_needs_no_second_zone(
+        at_datastore: Client, cloud: Emulator) -> None:
+    vswitch = cloud.vswitch
+    response = at_datastore.post(step_url("network"), {
+        "zone": vswitch["zone_id"], "vpc": cloud.vpc["vpc_id"],
+        "vswitch": vswitch["vswitch_id"], "slb_address_type": "intranet"})
+    assert response["Location"] == step_url("datastore")
+    saved = WizardState(at_datastore.session).get("network")
+    assert saved["load_balancer_kind"] == "clb" and saved["nlb_zones"] == []
+
+
+def one_zone_form(kind: str) -> NetworkStepForm:
+    network = NetworkChoices(["cn-solo-a"], [Vpc("vpc-1", "10.0.0.0/16")],
+                             [VSwitch("vsw-1", "vpc-1", "cn-solo-a", "10.0.1.0/24")])
+    return NetworkStepForm({"zone": "cn-solo-a", "vpc": "vpc-1", "vswitch": "vsw-1",
+                            "slb_address_type": "intranet", "load_balancer_kind": kind},
+                           network=network)
+
+
+def test_a_region_with_one_zone_says_why_an_nlb_cannot_be_and_a_clb_still_works() -> None:
+    nlb = one_zone_form("nlb")
+    assert not nlb.is_valid()
+    assert "only one zone" in " ".join(nlb.errors["load_balancer_kind"])
+    assert "two zones" in " ".join(nlb.errors["load_balancer_kind"])
+    assert not nlb.nlb_possible
+    clb = one_zone_form("clb")
+    assert clb.is_valid(), clb.errors
+    assert clb.cleaned_data["nlb_zones"] == []
+
+
+@pytest.fixture
+def nlb_review(cloud: Emulator, user: Any, owner_client: Client) -> Client:
+    account = CloudAccount.objects.create(owner=user, name="emu",
+                                          access_key_id=cloud.access_key_id,
+                                          access_key_secret=cloud.access_key_secret)
+    first, second = cloud.vpc["vswitches"][0], cloud.vpc["vswitches"][1]
+    base = first["cidr"].rsplit(".", 1)[0]
+    session = owner_client.session
+    state = WizardState(session)
+    state.put("account", {"name": "nlb-one", "cloud_account": account.pk,
+                          "region": cloud.region_id})
+    state.put("network", {
+        "zone": first["zone_id"], "vpc": cloud.vpc["vpc_id"], "vswitch": first["vswitch_id"],
+        "slb_address_type": "intranet", "vpc_cidr": cloud.vpc["cidr"],
+        "vswitch_cidr": first["cidr"], "load_balancer_kind": "nlb",
+        "nlb_zones": [{"zone": first["zone_id"], "vswitch_id": first["vswitch_id"]},
+                      {"zone": second["zone_id"], "vswitch_id": second["vswitch_id"]}]})
+    state.put("datastore", {"kind": "external", "external_dsn": "mysql://k:p@tcp(10.0.1.9:3306)/k"})
+    state.put("hosts", {"hosts": [
+        {"role": role, "private_ip": f"{base}.{21 + i}", "ssh_port": 22, "ssh_user": "root",
+         "auth": "password", "password": "s3cret-pass"}
+        for i, role in enumerate(("server", "server", "agent"))], "warnings": []})
+    state.put("k3s", {"k3s_version": "v1.32.5+k3s1", "k3s_channel": "",
+                      "install_source": "official"})
+    session.save()
+    return owner_client
+
+
+def test_the_review_shows_the_nlb_and_what_it_bills(nlb_review: Client, cloud: Emulator
+                                                     ) -> None:
+    review = nlb_review.get(step_url("review")).content.decode()
+    assert "NLB instance (pay-as-you-go: instance fee and NLCUs)" in review
+    assert "billed per hour of instance and per NLCU" in review  # unknown, never a zero
+    second = cloud.vpc["vswitches"][1]
+    assert second["vswitch_id"] in review and "NLB in two zones" in review
+
+
+def test_an_nlb_cluster_is_built_and_planned_with_the_nlb_steps(nlb_review: Client,
+                                                                 user: Any) -> None:
+    cluster = build_cluster(WizardState(nlb_review.session), user)
+    assert cluster.load_balancer_kind == LoadBalancerKind.NLB
+    assert len(cluster.nlb_zones) == 2
+    handlers = {spec.key: spec.handler for spec in create_plan(cluster)}
+    assert handlers["slb_create"] == "nlb.create"
+    assert handlers["slb_listener"] == "nlb.listener"
+    assert "slb_acl" not in handlers
+    assert {s.key: s.handler for s in destroy_plan(cluster)}["slb_delete"] == "destroy.nlb"
+    added = {s.key: s.handler for s in add_nodes_plan(cluster, list(cluster.nodes.servers()))}
+    assert added["slb_listener"] == "nlb.listener"
+    # The NLB's DNS name and every zone address go into tls-san; kubectl uses the name.
+    Cluster.objects.filter(pk=cluster.pk).update(
+        api_dns_name="nlb-x.cn-hangzhou.nlb.aliyuncsslb.com",
+        api_addresses=["10.0.1.50", "10.0.2.50"])
+    cluster.refresh_from_db()
+    assert cluster.api_host == "nlb-x.cn-hangzhou.nlb.aliyuncsslb.com"
+    assert cluster.api_tls_sans == ["nlb-x.cn-hangzhou.nlb.aliyuncsslb.com", "10.0.1.50",
+                                    "10.0.2.50"]
