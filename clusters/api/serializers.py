@@ -16,6 +16,7 @@ from rest_framework import serializers
 from clusters import operations
 from clusters.interface import queries
 from clusters.interface.cluster_spec import spec_of
+from clusters.interface.forms.wizard_datastore import DATASTORE_CHOICES
 from clusters.models import (
     ApiToken,
     AuditEvent,
@@ -24,6 +25,7 @@ from clusters.models import (
     CredentialKind,
     DatastoreKind,
     InstallSource,
+    LoadBalancerKind,
     Node,
     NodeRole,
     Run,
@@ -120,8 +122,10 @@ class ClusterSerializer(serializers.ModelSerializer):
         model = Cluster
         fields: tuple[str, ...] = (
                   "id", "name", "status", "health", "cloud_account", "region", "zone",
-                  "vpc_id", "vswitch_id", "slb_address", "slb_address_type",
-                  "k3s_version", "k3s_channel", "datastore_kind", "rds_engine_version",
+                  "vpc_id", "vswitch_id", "load_balancer_kind", "slb_address",
+                  "slb_address_type", "api_dns_name", "api_addresses", "nlb_zones",
+                  "k3s_version", "k3s_channel", "datastore_kind", "datastore_engine",
+                  "rds_engine_version",
                   "kubeconfig_expires_at", "created_at", "updated_at", "active_run")
         read_only_fields = fields
 
@@ -211,13 +215,20 @@ class NetworkSpec(serializers.Serializer):
     zone = serializers.CharField()
     vpc = serializers.CharField()
     vswitch = serializers.CharField()
+    load_balancer_kind = serializers.ChoiceField(LoadBalancerKind.choices,
+                                                 default=LoadBalancerKind.CLB)
+    nlb_zone2 = serializers.CharField(required=False, help_text=(
+        "NLB only: a second zone of the region (an NLB answers in at least two)."))
+    nlb_vswitch2 = serializers.CharField(required=False, help_text=(
+        "NLB only: a vSwitch of the VPC in nlb_zone2."))
     slb_address_type = serializers.ChoiceField(SlbAddressType.choices,
                                                default=SlbAddressType.INTRANET)
     api_allowed_cidrs = serializers.ListField(child=serializers.CharField(), default=list)
 
 
 class DatastoreSpec(serializers.Serializer):
-    kind = serializers.ChoiceField(DatastoreKind.choices, default=DatastoreKind.RDS)
+    kind = serializers.ChoiceField([c for c, _label in DATASTORE_CHOICES],
+                                   default=DatastoreKind.RDS)
     rds_engine_version = serializers.CharField(default="8.0")
     rds_instance_class = serializers.CharField(required=False)
     rds_storage_gb = serializers.IntegerField(default=20)

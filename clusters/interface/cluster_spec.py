@@ -36,7 +36,12 @@ from clusters.interface.forms import (
     hosts_fit,
     with_initials,
 )
-from clusters.interface.forms.wizard_datastore import ENGINE_LABELS, datastore_of, version_for
+from clusters.interface.forms.wizard_datastore import (
+    ENGINE_LABELS,
+    datastore_choice,
+    datastore_of,
+    version_for,
+)
 from clusters.models import CloudAccount, Cluster
 
 Errors = dict[str, list[str]]
@@ -144,7 +149,8 @@ def _check_network(state: wizard.WizardState, account: CloudAccount,
     except wizard_checks.CheckFailed as exc:
         errors.setdefault("network", []).append(str(exc))
         return False
-    names = ["zone", "vpc", "vswitch", "slb_address_type", "api_allowed_cidrs"]
+    names = ["zone", "vpc", "vswitch", "load_balancer_kind", "nlb_zone2", "nlb_vswitch2",
+             "slb_address_type", "api_allowed_cidrs"]
     data = with_initials(NetworkStepForm, given, names, network=choices)
     data["api_allowed_cidrs"] = _text(data.get("api_allowed_cidrs", ""))
     form = NetworkStepForm(data, network=choices)
@@ -260,6 +266,15 @@ def build(checked: Checked, owner: Any) -> Cluster:
                                     % {"name": name}]}) from None
 
 
+def _second_zone(cluster: Cluster) -> dict[str, str]:
+    """An NLB's second zone and vSwitch as the network step asks for them (none for a CLB)."""
+    zones = list(cluster.nlb_zones or [])
+    if len(zones) < 2:
+        return {}
+    return {"nlb_zone2": str(zones[1].get("zone", "")),
+            "nlb_vswitch2": str(zones[1].get("vswitch_id", ""))}
+
+
 def spec_of(cluster: Cluster) -> dict[str, Any]:
     """The spec a cluster was made from, secrets left out: `panelctl clusters show -o yaml`
     prints it, and it is accepted again by create (with the secrets given from files)."""
@@ -270,16 +285,19 @@ def spec_of(cluster: Cluster) -> dict[str, Any]:
         "region": cluster.region,
         "network": {
             "zone": cluster.zone, "vpc": cluster.vpc_id, "vswitch": cluster.vswitch_id,
+            "load_balancer_kind": cluster.load_balancer_kind,
+            **_second_zone(cluster),
             "slb_address_type": cluster.slb_address_type,
             "api_allowed_cidrs": list(cluster.api_allowed_cidrs or []),
         },
         "datastore": {
-            "kind": cluster.datastore_kind,
+            "kind": datastore_choice(cluster.datastore_kind, cluster.datastore_engine),
             "rds_engine_version": cluster.rds_engine_version,
             "rds_instance_class": cluster.rds_instance_class,
             "rds_storage_gb": cluster.rds_storage_gb,
             "datastore_tls": cluster.datastore_tls,
-        } if cluster.datastore_kind == "rds" else {"kind": cluster.datastore_kind},
+        } if cluster.datastore_kind == "rds" else {
+            "kind": datastore_choice(cluster.datastore_kind, cluster.datastore_engine)},
         "hosts": [{
             "role": node.role, "private_ip": node.private_ip, "public_ip": node.public_ip,
             "ssh_port": node.ssh_port, "ssh_user": node.ssh_user,

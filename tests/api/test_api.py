@@ -387,3 +387,34 @@ def test_a_postgresql_spec_is_checked_against_what_rds_sells_of_postgresql(
     dry = post_json(api, "/api/v1/clusters/?dry_run=1", body)
     assert dry.status_code == 200 and dry.json()["valid"] is True, dry.json()
     assert dry.json()["billed"]["items"][0]["what"].startswith("RDS PostgreSQL"), dry.json()
+
+
+def test_an_nlb_and_postgresql_spec_is_created_and_shown_back_as_it_was_given(
+        cloud: Emulator, artifacts: ArtifactServer, account: CloudAccount) -> None:
+    """The load balancer type, an NLB's second zone and the datastore choice travel through
+    the API both ways: create takes them (the wizard's rules), `show`'s spec names them again."""
+    api = bearer(issue(account.owner))
+    first, second = cloud.vpc["vswitches"][0], cloud.vpc["vswitches"][1]
+    body = spec(cloud, account, artifacts)
+    body["network"] = {"zone": first["zone_id"], "vpc": cloud.vpc["vpc_id"],
+                       "vswitch": first["vswitch_id"], "load_balancer_kind": "nlb",
+                       "nlb_zone2": first["zone_id"], "nlb_vswitch2": second["vswitch_id"]}
+    refused = post_json(api, "/api/v1/clusters/?dry_run=1", body)
+    assert refused.status_code == 400, refused.json()
+    assert "other than the first" in " ".join(refused.json()["fields"]["network.nlb_zone2"])
+
+    body["network"]["nlb_zone2"] = second["zone_id"]
+    pg = api.get(f"/api/v1/cloud-accounts/{account.pk}/rds/?zone={first['zone_id']}"
+                 f"&engine=PostgreSQL").json()
+    body["datastore"] = {"kind": "rds_postgresql", "rds_engine_version": "17.0",
+                         "rds_instance_class": pg["classes"][0]["instance_class"],
+                         "rds_storage_gb": 20}
+    response = post_json(api, "/api/v1/clusters/", body)
+    assert response.status_code == 202, response.json()
+    cluster = Cluster.objects.get(owner=account.owner)
+    assert (cluster.load_balancer_kind, cluster.datastore_engine) == ("nlb", "postgresql")
+    shown = api.get(f"/api/v1/clusters/{cluster.code}/").json()
+    assert shown["load_balancer_kind"] == "nlb" and shown["datastore_engine"] == "postgresql"
+    assert shown["spec"]["network"]["nlb_vswitch2"] == second["vswitch_id"]
+    assert shown["spec"]["network"]["load_balancer_kind"] == "nlb"
+    assert shown["spec"]["datastore"]["kind"] == "rds_postgresql"

@@ -55,6 +55,12 @@ def datastore_of(choice: str | None) -> tuple[str, str]:
     return DATASTORES.get(choice or "", DATASTORES[DatastoreKind.RDS])
 
 
+def datastore_choice(kind: str, engine: str) -> str:
+    """The page's choice for a cluster's (DatastoreKind, DatastoreEngine): datastore_of's
+    inverse, so a cluster's spec names the choice it was made from."""
+    return next((choice for choice, pair in DATASTORES.items() if pair == (kind, engine)), kind)
+
+
 def version_for(choice: str | None, version: str | None) -> str:
     """The RDS version to ask about: the one picked when it is the engine's, else its
     default (the picker was on the other engine)."""
