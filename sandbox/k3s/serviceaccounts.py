@@ -362,7 +362,8 @@ class SuccessCache:
     Options in pkg/kubeapiserver/options/authentication.go: TokenSuccessCacheTTL 10 s,
     TokenFailureCacheTTL 0, failures not cached): a token that authenticated is taken as
     valid for 10 s without checking its ServiceAccount again, so a revoked token may still
-    work for up to 10 s on each server that saw it just before. Per server, like the real one's (each apiserver has its own)."""
+    work for up to 10 s on each server that saw it just before. One cache per server, as
+    each kube-apiserver has its own."""
 
     def __init__(self, ttl: float = SUCCESS_CACHE_TTL) -> None:
         self.ttl = ttl
