@@ -624,6 +624,8 @@ class KubeCredentialStatus(models.TextChoices):
     ACTIVE = "active", _("Active")
     REVOKED = "revoked", _("Revoked")
     FAILED = "failed", _("Not issued")
+    # Past its expiry, and its ServiceAccount and binding deleted by the panel's clean-up.
+    EXPIRED = "expired", _("Expired")
 
 
 class KubeCredential(models.Model):

@@ -30,17 +30,20 @@ ISSUING and is listed with a Revoke button that finishes the job.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from clusters.adapters.kubeapi import KubeClient
 from clusters.core.errors import PermanentError, TransientError
@@ -70,6 +73,15 @@ DEFAULT_LIFETIME = "1d"
 # Each API call of an issue or a revoke; at most three calls in a row while the person waits.
 API_TIMEOUT = 10.0
 LIVE = (KubeCredentialStatus.ISSUING, KubeCredentialStatus.ACTIVE)
+# Issues per person and cluster in ISSUE_WINDOW (a working day's needs, several times over;
+# each makes a ServiceAccount and a binding on the cluster).
+ISSUE_LIMIT = 10
+ISSUE_WINDOW = timedelta(hours=1)
+# kube-apiserver still honours a token for a minute past `exp` (go-jose's leeway): its
+# account is deleted only after that.
+EXPIRY_LEEWAY = timedelta(seconds=60)
+# Expired credentials cleaned up per cluster and round (two API calls each).
+CLEANUP_BATCH = 20
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,25 @@ def _remove(client: KubeClient, credential: KubeCredential) -> None:
     client.delete_service_account(credential.namespace, credential.name)
 
 
+def rate_refusal(cluster: Cluster, user: Any, now: datetime | None = None) -> str | None:
+    """Why this person may not issue another kubeconfig for this cluster yet, or None: at
+    most ISSUE_LIMIT per ISSUE_WINDOW (each is a ServiceAccount and a binding on the cluster,
+    and a token that only Revoke or its expiry ends)."""
+    now = now or timezone.now()
+    recent = list(KubeCredential.objects.filter(
+        cluster=cluster, issued_to=user, created_at__gt=now - ISSUE_WINDOW)
+        .order_by("-created_at").values_list("created_at", flat=True)[:ISSUE_LIMIT])
+    if len(recent) < ISSUE_LIMIT:
+        return None
+    minutes = max(1, math.ceil((recent[-1] + ISSUE_WINDOW - now).total_seconds() / 60))
+    return ngettext(
+        "You issued %(count)d personal kubeconfigs for this cluster in the last hour, the most "
+        "allowed. Try again in %(minutes)d minute, or use one you already have.",
+        "You issued %(count)d personal kubeconfigs for this cluster in the last hour, the most "
+        "allowed. Try again in %(minutes)d minutes, or use one you already have.",
+        minutes) % {"count": ISSUE_LIMIT, "minutes": minutes}
+
+
 def issue(cluster: Cluster, user: Any, lifetime: str) -> Issued:
     """A new ServiceAccount, its binding and a token; the kubeconfig that carries it."""
     refusal = issue_refusal(cluster)
@@ -114,27 +145,48 @@ def issue(cluster: Cluster, user: Any, lifetime: str) -> Issued:
         raise OperationRefused(_("Choose how long the kubeconfig stays valid."))
     seconds = LIFETIMES[lifetime][0]
     username = user.get_username()
-    credential = KubeCredential.objects.create(
-        cluster=cluster, issued_to=user, username=username, namespace=NAMESPACE,
-        name=account_name(username), role=ROLE)
+    with transaction.atomic():
+        # One issue at a time per cluster passes the rate check, so two at once cannot both
+        # take the last place.
+        Cluster.objects.select_for_update().filter(pk=cluster.pk).first()
+        refusal = rate_refusal(cluster, user)
+        if refusal:
+            raise OperationRefused(refusal)
+        credential = KubeCredential.objects.create(
+            cluster=cluster, issued_to=user, username=username, namespace=NAMESPACE,
+            name=account_name(username), role=ROLE)
     client = _client(cluster)
+    clean_up_expired(cluster, client)
+    mine = KubeCredential.objects.filter(pk=credential.pk, status=KubeCredentialStatus.ISSUING)
     try:
         uid = client.create_service_account(NAMESPACE, credential.name, {
             "k3s-panel/issued-to": username, "k3s-panel/credential": str(credential.pk)})
-        KubeCredential.objects.filter(pk=credential.pk).update(service_account_uid=uid)
+        mine.update(service_account_uid=uid)
         client.bind_cluster_role(credential.name, ROLE, NAMESPACE, credential.name)
         token, expiration = client.request_token(NAMESPACE, credential.name, seconds)
         claims = k3s_kubeconfig.token_claims(token)
+        try:
+            expires_at = parse_datetime(expiration)
+        except ValueError:
+            expires_at = None
+        text = k3s_kubeconfig.with_token(cluster.kubeconfig, username, token)
     except (TransientError, PermanentError) as exc:
         _abandon(client, credential, str(exc))
         raise OperationRefused(_("The kubeconfig could not be issued: %(error)s")
                                % {"error": exc}) from None
-    expires_at = parse_datetime(expiration) or timezone.now() + timedelta(seconds=seconds)
-    KubeCredential.objects.filter(pk=credential.pk).update(
+    # Only a row still ISSUING turns ACTIVE: a Revoke that came while the calls above ran
+    # has already marked it REVOKED, and must win (the token is then never handed out).
+    activated = mine.update(
         status=KubeCredentialStatus.ACTIVE, service_account_uid=uid,
-        token_id=str(claims.get("jti", ""))[:64], expires_at=expires_at)
+        token_id=str(claims.get("jti", ""))[:64],
+        expires_at=expires_at or timezone.now() + timedelta(seconds=seconds))
+    if not activated:
+        # The Revoke deleted them too, or its retry will: the row is REVOKED either way.
+        with contextlib.suppress(TransientError, PermanentError):
+            _remove(client, credential)
+        raise OperationRefused(_("This kubeconfig was revoked while it was being issued, so "
+                                 "it was not handed out."))
     credential.refresh_from_db()
-    text = k3s_kubeconfig.with_token(cluster.kubeconfig, username, token)
     return Issued(credential, text)
 
 
@@ -145,8 +197,8 @@ def _abandon(client: KubeClient, credential: KubeCredential, error: str) -> None
     except (TransientError, PermanentError):
         KubeCredential.objects.filter(pk=credential.pk).update(error=error[:500])
         return
-    KubeCredential.objects.filter(pk=credential.pk).update(
-        status=KubeCredentialStatus.FAILED, error=error[:500])
+    KubeCredential.objects.filter(pk=credential.pk, status=KubeCredentialStatus.ISSUING)\
+        .update(status=KubeCredentialStatus.FAILED, error=error[:500])
 
 
 def revoke_refusal(credential: KubeCredential) -> str | None:
@@ -158,21 +210,75 @@ def revoke_refusal(credential: KubeCredential) -> str | None:
 
 
 def revoke(credential: KubeCredential, user: Any) -> KubeCredential:
-    """Delete the ServiceAccount and its binding: the token is refused from now on."""
+    """Delete the ServiceAccount and its binding: the token is refused within seconds.
+
+    Safe while an issue of the same row is still under way: the row is marked REVOKED
+    first, so the issue's last step (which only turns an ISSUING row ACTIVE) finds it taken,
+    deletes what it made and hands nothing out; the deletes here then run again over it."""
     refusal = revoke_refusal(credential)
     if refusal:
         raise OperationRefused(refusal)
-    try:
-        _remove(_client(credential.cluster), credential)
-    except (TransientError, PermanentError) as exc:
-        raise OperationRefused(_("The kubeconfig could not be revoked, so it still works: "
-                                 "%(error)s Try again.") % {"error": exc}) from None
-    with transaction.atomic():
+    client = _client(credential.cluster)
+    issuing = credential.status == KubeCredentialStatus.ISSUING
+    if issuing:
         KubeCredential.objects.filter(pk=credential.pk, status__in=LIVE).update(
             status=KubeCredentialStatus.REVOKED, revoked_at=timezone.now(),
             revoked_by=user.get_username())
+    try:
+        _remove(client, credential)
+    except (TransientError, PermanentError) as exc:
+        if issuing:  # not handed out, but what it made may still be there: Revoke again
+            KubeCredential.objects.filter(pk=credential.pk).update(
+                status=KubeCredentialStatus.ISSUING, revoked_at=None, revoked_by="",
+                error=str(exc)[:500])
+        raise OperationRefused(_("The kubeconfig could not be revoked, so it still works: "
+                                 "%(error)s Try again.") % {"error": exc}) from None
+    KubeCredential.objects.filter(pk=credential.pk, status__in=LIVE).update(
+        status=KubeCredentialStatus.REVOKED, revoked_at=timezone.now(),
+        revoked_by=user.get_username())
+    clean_up_expired(credential.cluster, client)
     credential.refresh_from_db()
     return credential
+
+
+def expired_on_cluster(cluster: Cluster, now: datetime | None = None) -> list[KubeCredential]:
+    """ACTIVE credentials past their expiry (and the API's one-minute leeway): their tokens
+    are refused already, but their ServiceAccounts and bindings are still on the cluster."""
+    cutoff = (now or timezone.now()) - EXPIRY_LEEWAY
+    return list(cluster.kube_credentials.filter(status=KubeCredentialStatus.ACTIVE,
+                                                expires_at__lte=cutoff).order_by("pk"))
+
+
+def clean_up_expired(cluster: Cluster, client: KubeClient | None = None,
+                     now: datetime | None = None) -> int:
+    """Delete the ServiceAccount and binding of each expired credential and mark it EXPIRED;
+    one that cannot be deleted now stays ACTIVE (listed, expired, with Revoke) for the next
+    round. Runs at each issue and revoke and from the beat (clean_up_all_expired)."""
+    if cluster.status == ClusterStatus.DESTROYED or not cluster.kubeconfig:
+        return 0
+    cleaned = 0
+    for credential in expired_on_cluster(cluster, now)[:CLEANUP_BATCH]:
+        client = client or _client(cluster)
+        try:
+            _remove(client, credential)
+        except (TransientError, PermanentError):
+            return cleaned  # the API does not answer: the next round tries again
+        cleaned += KubeCredential.objects.filter(
+            pk=credential.pk, status=KubeCredentialStatus.ACTIVE).update(
+                status=KubeCredentialStatus.EXPIRED)
+    return cleaned
+
+
+@shared_task(name="clusters.clean_up_expired_kube_credentials", soft_time_limit=300,
+             time_limit=360)
+def clean_up_all_expired() -> int:
+    """The beat's round over every cluster that has expired credentials left on it."""
+    cutoff = timezone.now() - EXPIRY_LEEWAY
+    clusters = Cluster.objects.filter(
+        kube_credentials__status=KubeCredentialStatus.ACTIVE,
+        kube_credentials__expires_at__lte=cutoff).exclude(
+        status=ClusterStatus.DESTROYED).distinct()
+    return sum(clean_up_expired(cluster) for cluster in clusters)
 
 
 def is_expired(credential: KubeCredential, now: datetime | None = None) -> bool:
