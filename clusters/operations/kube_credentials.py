@@ -5,11 +5,25 @@ revocation list for client certificates; one signed by the cluster's client CA w
 expires, and the only way to stop it early is a new client CA for everyone. A bound
 ServiceAccount token (TokenRequest API, what `kubectl create token` asks for) is checked on
 every request against its ServiceAccount: once the account is deleted, every server answers
-401 Unauthorized to its tokens at once (kube-apiserver's service-account authenticator looks
-the account and its UID up; K3s runs the stock one). So each download gets a ServiceAccount of
-its own in kube-system, bound to cluster-admin by a ClusterRoleBinding of the same name (the
-same rights as the admin kubeconfig it replaces for people), and a token with the lifetime the
-owner chose. Revoke deletes the binding and the account.
+401 Unauthorized to its tokens (kube-apiserver's service-account authenticator looks
+the account and its UID up; K3s runs the stock one), once each server's 10-second cache of
+successful token checks (TokenSuccessCacheTTL) has let it go: within seconds. So each download
+gets a ServiceAccount of its own in kube-system, bound to cluster-admin by a ClusterRoleBinding
+of the same name (the same rights as the admin kubeconfig it replaces for people), and a token
+with the lifetime the owner chose. Revoke deletes the binding and the account.
+
+What Revoke cannot end, and the page says so: cluster-admin can make credentials the panel
+never sees (its own ServiceAccount and token, a client certificate signed through a
+CertificateSigningRequest, a hostPath pod reading the CA keys). A narrower ClusterRole would
+not close that honestly: any right to create pods is an escalation path on a cluster without
+Pod Security admission, and these clusters are for their owners to run anything on. So the
+download keeps cluster-admin, and the page tells the owner to hand it out only where the admin
+kubeconfig could go, and what to look for (or to rebuild) after a leak.
+
+Housekeeping: live credentials are always listed (each has its Revoke); issuing is limited per
+person and cluster (ISSUE_LIMIT per hour); an expired credential's account and binding are
+deleted from the cluster at the next issue or revoke and by an hourly beat task
+(clean_up_all_expired), and the row turns EXPIRED.
 
 Why the panel calls the API itself and not `k3s kubectl` over SSH: the panel already reaches
 the API through the SLB with the cluster's admin kubeconfig (verify, health, node removal),
@@ -25,7 +39,9 @@ the cluster caps token lifetimes).
 
 Failure half-way: the row is written first (ISSUING), then the account, the binding, the
 token. If a call fails, what was made is deleted at once; if that fails too, the row stays
-ISSUING and is listed with a Revoke button that finishes the job.
+ISSUING and is listed with a Revoke button that finishes the job. A Revoke while an issue is
+still under way marks the row REVOKED first; the issue's last step turns only an ISSUING row
+ACTIVE, so it finds the row taken, deletes what it made and hands no kubeconfig out.
 """
 
 from __future__ import annotations
@@ -57,7 +73,8 @@ from clusters.models import (
 from clusters.operations.runs import OperationRefused
 
 NAMESPACE = "kube-system"
-# The rights of the admin kubeconfig this download replaces for people.
+# The rights of the admin kubeconfig this download replaces for people (why not narrower: the
+# module's docstring; what Revoke cannot end is said on the page).
 ROLE = "cluster-admin"
 # The lifetimes offered. Kubernetes refuses less than 10 minutes; a month is the longest the
 # panel hands out, so a forgotten credential dies on its own (a day is the default: a working
