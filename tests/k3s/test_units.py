@@ -15,6 +15,7 @@ from sandbox.k3s import serviceaccounts as sa
 from sandbox.k3s.artifacts import ArtifactServer
 from sandbox.k3s.binary import sha256
 from sandbox.k3s.versions import CHANNELS, RELEASES, newest, release
+from tests.support.memory_kine import MemoryKine
 
 
 def test_dsn_parsing_follows_go_sql_driver() -> None:
@@ -173,31 +174,6 @@ def test_service_account_tokens_expire_and_are_bound_to_this_clusters_key() -> N
     forged = sa._b64url(json.dumps({**claims, "exp": 9999}).encode())
     assert sa.verified_claims(key, f"{header}.{forged}.{signature}", now=1200) is None
     assert sa.verified_claims(key, "not-a-jwt", now=1200) is None
-
-
-class MemoryKine:
-    """Just the four calls serviceaccounts.py makes of sandbox.k3s.kine.Kine (which needs
-    MySQL), with kine's semantics: create of an existing key fails, revisions grow."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, kine.Row] = {}
-        self.revision = 0
-
-    def get(self, name: str) -> kine.Row | None:
-        return self.rows.get(name)
-
-    def list(self, prefix: str) -> list[kine.Row]:
-        return [row for name, row in sorted(self.rows.items()) if name.startswith(prefix)]
-
-    def create(self, name: str, value: bytes) -> int:
-        if name in self.rows:
-            raise kine.KeyExists()
-        self.revision += 1
-        self.rows[name] = kine.Row(self.revision, name, 1, 0, self.revision, 0, value)
-        return self.revision
-
-    def delete(self, name: str) -> bool:
-        return self.rows.pop(name, None) is not None
 
 
 def test_token_request_validation_is_kube_apiservers() -> None:
