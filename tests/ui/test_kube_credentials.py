@@ -8,7 +8,6 @@ import base64
 import json
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,10 @@ from clusters.models import (
     KubeCredentialStatus,
 )
 from clusters.operations import kube_credentials
-from sandbox.k3s import apiserver, certs
+from sandbox.k3s import apiserver
 from sandbox.k3s import serviceaccounts as sa
 from tests.support.factories import make_cluster, make_user
+from tests.support.kube_api import LiveApi, admin_kubeconfig, live_kube_api
 from tests.support.memory_kine import MemoryKine
 
 
@@ -44,24 +44,6 @@ def closed_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def admin_kubeconfig(server: str, ca: bytes | None = None, ca_key: bytes | None = None) -> str:
-    """A kubeconfig shaped like the panel's stored one (real CA and client certificate)."""
-    if ca is None or ca_key is None:
-        ca, ca_key = certs.new_ca("k3s-client-ca")
-    cert, key = certs.client_cert(ca, ca_key, "system:admin", "system:masters")
-
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
-
-    return yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "shop",
-        "clusters": [{"name": "shop", "cluster": {"server": server,
-                                                 "certificate-authority-data": b64(ca)}}],
-        "contexts": [{"name": "shop", "context": {"cluster": "shop", "user": "shop"}}],
-        "users": [{"name": "shop", "user": {"client-certificate-data": b64(cert + ca),
-                                            "client-key-data": b64(key)}}]})
-
-
 @pytest.fixture
 def dead_cluster(user: Any, closed_port: int) -> Any:
     """A ready cluster whose API (its SLB) does not answer."""
@@ -69,32 +51,10 @@ def dead_cluster(user: Any, closed_port: int) -> Any:
                         kubeconfig=admin_kubeconfig(f"https://127.0.0.1:{closed_port}"))
 
 
-@dataclass
-class LiveApi:
-    kubeconfig: str
-    kine: MemoryKine
-
-
 @pytest.fixture
 def live_api(tmp_path: Path) -> Iterator[LiveApi]:
-    """The K3s stand-in's API server (sandbox.k3s.apiserver: its ServiceAccount, RBAC and
-    TokenRequest handling, its answers) on a loopback port, over an in-memory datastore."""
-    ca, ca_key = certs.new_ca("k3s-server-ca")
-    cert, key = certs.serving_cert(ca, ca_key, ["127.0.0.1"])
-    _, service_key = certs.new_ca("k3s-service-account")
-    store = MemoryKine()
-    ctx = apiserver.ApiContext(
-        kine=store, version="v1.33.1+k3s1", git_commit="0" * 40, server_ca=ca,  # type: ignore[arg-type]
-        client_ca=ca, client_ca_key=ca_key, server_password="s", agent_password="a",
-        grace_seconds=lambda: 0.0, service_key=service_key)
-    server = apiserver.serve(ctx, "127.0.0.1", 0, cert_pem=cert, key_pem=key,
-                             tmp_dir=str(tmp_path))
-    try:
-        yield LiveApi(admin_kubeconfig(f"https://127.0.0.1:{server.server_address[1]}", ca,
-                                       ca_key), store)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with live_kube_api(tmp_path) as api:
+        yield api
 
 
 def test_the_token_kubeconfig_keeps_server_and_ca_and_carries_only_the_token() -> None:
