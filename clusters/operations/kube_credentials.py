@@ -97,8 +97,10 @@ ISSUE_WINDOW = timedelta(hours=1)
 # kube-apiserver still honours a token for a minute past `exp` (go-jose's leeway): its
 # account is deleted only after that.
 EXPIRY_LEEWAY = timedelta(seconds=60)
-# Expired credentials cleaned up per cluster and round (two API calls each).
+# Expired credentials cleaned up per cluster and round (two API calls each): by the beat, and
+# after an issue or a revoke, while the person waits (so only a few then).
 CLEANUP_BATCH = 20
+CLEANUP_WHILE_WAITING = 3
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,6 @@ def issue(cluster: Cluster, user: Any, lifetime: str) -> Issued:
             cluster=cluster, issued_to=user, username=username, namespace=NAMESPACE,
             name=account_name(username), role=ROLE)
     client = _client(cluster)
-    clean_up_expired(cluster, client)
     mine = KubeCredential.objects.filter(pk=credential.pk, status=KubeCredentialStatus.ISSUING)
     try:
         uid = client.create_service_account(NAMESPACE, credential.name, {
@@ -203,6 +204,7 @@ def issue(cluster: Cluster, user: Any, lifetime: str) -> Issued:
             _remove(client, credential)
         raise OperationRefused(_("This kubeconfig was revoked while it was being issued, so "
                                  "it was not handed out."))
+    clean_up_expired(cluster, client, limit=CLEANUP_WHILE_WAITING)
     credential.refresh_from_db()
     return Issued(credential, text)
 
@@ -253,7 +255,7 @@ def revoke(credential: KubeCredential, user: Any) -> KubeCredential:
     KubeCredential.objects.filter(pk=credential.pk, status__in=LIVE).update(
         status=KubeCredentialStatus.REVOKED, revoked_at=timezone.now(),
         revoked_by=user.get_username())
-    clean_up_expired(credential.cluster, client)
+    clean_up_expired(credential.cluster, client, limit=CLEANUP_WHILE_WAITING)
     credential.refresh_from_db()
     return credential
 
@@ -267,14 +269,14 @@ def expired_on_cluster(cluster: Cluster, now: datetime | None = None) -> list[Ku
 
 
 def clean_up_expired(cluster: Cluster, client: KubeClient | None = None,
-                     now: datetime | None = None) -> int:
+                     now: datetime | None = None, limit: int = CLEANUP_BATCH) -> int:
     """Delete the ServiceAccount and binding of each expired credential and mark it EXPIRED;
     one that cannot be deleted now stays ACTIVE (listed, expired, with Revoke) for the next
     round. Runs at each issue and revoke and from the beat (clean_up_all_expired)."""
     if cluster.status == ClusterStatus.DESTROYED or not cluster.kubeconfig:
         return 0
     cleaned = 0
-    for credential in expired_on_cluster(cluster, now)[:CLEANUP_BATCH]:
+    for credential in expired_on_cluster(cluster, now)[:limit]:
         client = client or _client(cluster)
         try:
             _remove(client, credential)

@@ -317,3 +317,10 @@ def test_every_live_credential_is_listed_however_many_ended_ones_there_are(
     assert reverse("clusters:kubeconfig-revoke", args=[cluster.code, oldest_live.pk]) in page
     assert "10 older ended kubeconfigs are not listed." in page
     assert "What Revoke cannot end:" in page and "within seconds" in page
+
+
+def test_the_beat_cleans_up_expired_kubeconfigs_hourly() -> None:
+    entry = panel_app.conf.beat_schedule["clean up expired personal kubeconfigs"]
+    assert entry["task"] == "clusters.clean_up_expired_kube_credentials"
+    assert entry["schedule"] == 3600.0
+    assert panel_app.tasks[entry["task"]].run is kube_credentials.clean_up_all_expired.run
