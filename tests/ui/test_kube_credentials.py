@@ -28,6 +28,7 @@ from clusters.models import (
     KubeCredentialStatus,
 )
 from clusters.operations import kube_credentials
+from panel.celery import app as panel_app
 from sandbox.k3s import apiserver
 from sandbox.k3s import serviceaccounts as sa
 from tests.support.factories import make_cluster, make_user
