@@ -686,6 +686,8 @@ class KubeCredentialStatus(models.TextChoices):
     ACTIVE = "active", _("Active")
     REVOKED = "revoked", _("Revoked")
     FAILED = "failed", _("Not issued")
+    # Past its expiry, and its ServiceAccount and binding deleted by the panel's clean-up.
+    EXPIRED = "expired", _("Expired")
 
 
 class KubeCredential(models.Model):
@@ -695,7 +697,8 @@ class KubeCredential(models.Model):
     Why a ServiceAccount and not a client certificate: Kubernetes checks no revocation list,
     so a certificate signed by the client CA works until it expires, whoever it was given
     to. A bound token is checked against its ServiceAccount on every request: deleting the
-    account (and its binding) is a revocation that takes effect at once, on every server.
+    account (and its binding) is a revocation that takes effect within seconds (each server
+    trusts a token it just checked for 10 s), on every server.
     The token itself is never stored: it is in the one download, and only its ID (the JWT's
     `jti`, what the cluster's own audit log calls the credential ID `JTI=…`) and the
     account's name and UID are kept, to be shown, audited and revoked.

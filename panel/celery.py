@@ -60,6 +60,12 @@ def _schedule(sender: Celery, **_: object) -> None:
         settings.PANEL_HEALTH_INTERVAL_SECONDS, sender.signature("clusters.refresh_all_health"),
         name="refresh cluster health", expires=settings.PANEL_HEALTH_INTERVAL_SECONDS,
     )
+    # Expired personal kubeconfigs: their tokens are refused already; this deletes their
+    # ServiceAccounts and bindings from the clusters (issue and revoke do it too).
+    sender.add_periodic_task(
+        3600.0, sender.signature("clusters.clean_up_expired_kube_credentials"),
+        name="clean up expired personal kubeconfigs", expires=3600.0,
+    )
 
 
 @after_setup_logger.connect

@@ -239,7 +239,10 @@ def runs_watch(cluster: str, run_id: int | None, no_logs: bool, interval: float)
 
 @main.group("kubeconfig")
 def kubeconfig_group() -> None:
-    """The cluster's admin kubeconfig."""
+    """The cluster's admin kubeconfig, and personal kubeconfigs that can be revoked."""
+
+
+LIFETIMES = ("1h", "8h", "1d", "7d", "30d")  # the panel's choices (kube_credentials.LIFETIMES)
 
 
 @kubeconfig_group.command("get")
@@ -251,13 +254,26 @@ def kubeconfig_group() -> None:
 @click.option("--use-context", is_flag=True, help="With --merge: make it the current context.")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False),
               help="Write it to this file (0600) instead of standard output.")
+@click.option("--personal", is_flag=True,
+              help="A personal kubeconfig instead: a token of its own that `kubeconfig "
+                   "revoke` ends (needs a read-write token).")
+@click.option("--lifetime", type=click.Choice(LIFETIMES), default="1d", show_default=True,
+              help="With --personal: how long its token stays valid.")
 @handled
-def kubeconfig_get(name: str, merge: bool, target: str | None, use_context: bool,
-                   out: str | None) -> None:
-    """Download the admin kubeconfig (the download is written to the audit trail)."""
+def kubeconfig_get(name: str, merge: bool, target: str | None, use_context: bool,  # noqa: PLR0917
+                   out: str | None, personal: bool, lifetime: str) -> None:
+    """Download the admin kubeconfig, or issue a personal one (both are audited)."""
     api = client()
     cluster = api.cluster(name)
-    text = api.request("GET", f"clusters/{cluster['id']}/kubeconfig/", raw=True).decode()
+    if personal:
+        issued = api.post(f"clusters/{cluster['id']}/kube-credentials/", {"lifetime": lifetime})
+        text = issued["kubeconfig"]
+        credential = issued["credential"]
+        click.echo(f"issued {credential['namespace']}/{credential['name']} (id "
+                   f"{credential['id']}), valid until {credential['expires_at']}; end it with: "
+                   f"panelctl kubeconfig revoke {name} {credential['id']}", err=True)
+    else:
+        text = api.request("GET", f"clusters/{cluster['id']}/kubeconfig/", raw=True).decode()
     if merge:
         path = Path(target).expanduser() if target else kubeconfig.default_path()
         backup = kubeconfig.merge_into(path, text, use_context=use_context)
@@ -268,6 +284,34 @@ def kubeconfig_get(name: str, merge: bool, target: str | None, use_context: bool
         click.echo(f"wrote {out}")
     else:
         click.echo(text, nl=False)
+
+
+@kubeconfig_group.command("list")
+@click.argument("name")
+@click.option("--all", "every", is_flag=True, help="Ended ones too (revoked, expired...).")
+@handled
+def kubeconfig_list(name: str, every: bool) -> None:
+    """The cluster's personal kubeconfigs (live ones unless --all)."""
+    api = client()
+    cluster = api.cluster(name)
+    query = {} if every else {"live": "1"}
+    rows = api.every(f"clusters/{cluster['id']}/kube-credentials/", **query)
+    table([[c["id"], f"{c['namespace']}/{c['name']}", c["username"],
+            "expired" if c["expired"] and c["status"] == "active" else c["status"],
+            c["expires_at"]] for c in rows],
+          ["ID", "SERVICEACCOUNT", "ISSUED TO", "STATUS", "EXPIRES"])
+
+
+@kubeconfig_group.command("revoke")
+@click.argument("name")
+@click.argument("credential_id", type=int)
+@handled
+def kubeconfig_revoke(name: str, credential_id: int) -> None:
+    """Revoke a personal kubeconfig: its token is refused within seconds."""
+    api = client()
+    cluster = api.cluster(name)
+    done = api.post(f"clusters/{cluster['id']}/kube-credentials/{credential_id}/revoke/")
+    click.echo(f"revoked {done['namespace']}/{done['name']}: refused within seconds")
 
 
 # --- nodes and upgrade ------------------------------------------------------------------------

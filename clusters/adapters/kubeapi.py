@@ -148,7 +148,15 @@ class KubeClient:
         status, answer = self.send(
             "POST", f"/api/v1/namespaces/{quote(namespace, safe='')}/serviceaccounts", body)
         self._created(status, answer, f"create the ServiceAccount {namespace}/{name}")
-        return str(json.loads(answer).get("metadata", {}).get("uid", ""))
+        try:
+            uid = json.loads(answer)["metadata"]["uid"]
+        except (ValueError, KeyError, TypeError):
+            raise PermanentError(f"The API at {self.server} answered the creation of "
+                                 f"{namespace}/{name} with no ServiceAccount UID.") from None
+        if not isinstance(uid, str) or not uid:
+            raise PermanentError(f"The API at {self.server} answered the creation of "
+                                 f"{namespace}/{name} with no ServiceAccount UID.")
+        return uid
 
     def bind_cluster_role(self, name: str, role: str, namespace: str, account: str) -> None:
         """A ClusterRoleBinding `name` of ClusterRole `role` to the ServiceAccount."""

@@ -25,12 +25,14 @@ from clusters.models import (
     CredentialKind,
     DatastoreKind,
     InstallSource,
+    KubeCredential,
     LoadBalancerKind,
     Node,
     NodeRole,
     Run,
     SlbAddressType,
 )
+from clusters.operations import kube_credentials
 
 # --- answers -----------------------------------------------------------------------------
 
@@ -298,6 +300,42 @@ class DryRunSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
     warnings = serializers.ListField(child=serializers.CharField())
     billed = BilledSerializer(help_text="What create would buy, priced as the review page.")
+
+
+class KubeCredentialSerializer(serializers.ModelSerializer):
+    """A personal kubeconfig's record: its IDs, never its token (that is in the issue's
+    answer only)."""
+
+    expired = serializers.SerializerMethodField(
+        help_text="Past its expiry: the cluster refuses its token already.")
+    revocable = serializers.SerializerMethodField(
+        help_text="Still live (being issued or active): POST …/revoke/ ends it.")
+
+    class Meta:
+        model = KubeCredential
+        fields = ("id", "username", "namespace", "name", "role", "service_account_uid",
+                  "token_id", "status", "created_at", "expires_at", "revoked_at",
+                  "revoked_by", "error", "expired", "revocable")
+        read_only_fields = fields
+
+    def get_expired(self, obj: KubeCredential) -> bool:
+        return kube_credentials.is_expired(obj)
+
+    def get_revocable(self, obj: KubeCredential) -> bool:
+        return obj.status in kube_credentials.LIVE
+
+
+class KubeCredentialIssueSerializer(serializers.Serializer):
+    lifetime = serializers.ChoiceField(
+        list(kube_credentials.LIFETIMES), default=kube_credentials.DEFAULT_LIFETIME,
+        help_text="How long the token stays valid (the cluster may cap it: see expires_at).")
+
+
+class KubeCredentialIssuedSerializer(serializers.Serializer):
+    credential = KubeCredentialSerializer()
+    kubeconfig = serializers.CharField(
+        help_text="The kubeconfig with the token: in this answer only, never again (the "
+                  "panel does not keep the token).")
 
 
 class DestroySerializer(serializers.Serializer):

@@ -44,9 +44,11 @@ from clusters.models import (
     AuditEvent,
     CloudAccount,
     Cluster,
+    KubeCredential,
     Node,
     Run,
 )
+from clusters.operations import kube_credentials
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -301,6 +303,75 @@ class KubeconfigDownload(APIView):
         response["X-Content-Type-Options"] = "nosniff"
         response["Cache-Control"] = "no-store"
         return response
+
+
+# --- personal kubeconfigs (clusters/operations/kube_credentials) ---------------------------
+
+
+def owned_credential(request: Request, code: Any, credential_id: Any) -> KubeCredential:
+    return get_object_or_404(owned_cluster(request, code).kube_credentials, pk=credential_id)
+
+
+class KubeCredentialList(generics.ListAPIView):
+    """A cluster's personal kubeconfigs, newest first; `?live=1` for the revocable ones only
+    (every live one, however many ended ones there are)."""
+
+    serializer_class = s.KubeCredentialSerializer
+
+    def get_queryset(self) -> QuerySet[KubeCredential]:
+        rows = owned_cluster(self.request, self.kwargs["code"]).kube_credentials.all()
+        if self.request.query_params.get("live") in ("1", "true"):
+            rows = rows.filter(status__in=kube_credentials.LIVE)
+        return rows
+
+    @extend_schema(parameters=[OpenApiParameter("live", bool)],
+                   summary="Personal kubeconfigs issued for the cluster (no tokens)")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(request=s.KubeCredentialIssueSerializer,
+                   responses={201: s.KubeCredentialIssuedSerializer},
+                   summary="Issue a personal, revocable kubeconfig (its token in this answer "
+                           "only)")
+    def post(self, request: Request, code: Any) -> Response:
+        cluster = owned_cluster(request, code)
+        body = s.KubeCredentialIssueSerializer(data=_body(request))
+        body.is_valid(raise_exception=True)
+        lifetime = body.validated_data["lifetime"]
+        try:
+            issued = operations.issue_kube_credential(cluster, request.user, lifetime)
+        except operations.OperationRefused as exc:
+            raise Refused(str(exc)) from None
+        credential = issued.credential
+        audit.record(request, AuditAction.KUBE_CREDENTIAL_ISSUE, cluster, lifetime=lifetime,
+                     **operations.kube_credential_details(credential))
+        url = reverse("api:kube-credential", args=[cluster.code, credential.pk])
+        response = Response({"credential": s.KubeCredentialSerializer(credential).data,
+                             "kubeconfig": issued.kubeconfig},
+                            status=status.HTTP_201_CREATED, headers={"Location": url})
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class KubeCredentialDetail(generics.RetrieveAPIView):
+    serializer_class = s.KubeCredentialSerializer
+
+    def get_object(self) -> KubeCredential:
+        return owned_credential(self.request, self.kwargs["code"], self.kwargs["credential_id"])
+
+
+class KubeCredentialRevoke(APIView):
+    @extend_schema(request=None, responses={200: s.KubeCredentialSerializer},
+                   summary="Revoke a personal kubeconfig (its token is refused within seconds)")
+    def post(self, request: Request, code: Any, credential_id: int) -> Response:
+        credential = owned_credential(request, code, credential_id)
+        try:
+            credential = operations.revoke_kube_credential(credential, request.user)
+        except operations.OperationRefused as exc:
+            raise Refused(str(exc)) from None
+        audit.record(request, AuditAction.KUBE_CREDENTIAL_REVOKE, credential.cluster,
+                     **operations.kube_credential_details(credential))
+        return Response(s.KubeCredentialSerializer(credential).data)
 
 
 class KubeconfigRenew(APIView):

@@ -89,16 +89,24 @@ def allowlist_context(cluster: Cluster, resources: list[Any]) -> dict[str, Any]:
             "can_change_allowlist": guarded and cluster.can_change_nodes}
 
 
+# Ended (revoked, expired, not issued) kubeconfigs shown; live ones are always all listed,
+# since this list is where they are revoked.
 CREDENTIALS_SHOWN = 50
 
 
 def credentials_context(cluster: Cluster) -> dict[str, Any]:
-    """The personal kubeconfigs issued for this cluster (newest first) and the form."""
-    credentials = list(cluster.kube_credentials.all()[:CREDENTIALS_SHOWN])
+    """The personal kubeconfigs issued for this cluster (newest first) and the form: every
+    live one (each has its Revoke), then the newest ended ones."""
+    live = list(cluster.kube_credentials.filter(status__in=kube_credentials.LIVE))
+    ended_rows = cluster.kube_credentials.exclude(status__in=kube_credentials.LIVE)
+    ended = list(ended_rows[:CREDENTIALS_SHOWN])
+    hidden = ended_rows.count() - len(ended) if len(ended) == CREDENTIALS_SHOWN else 0
+    credentials = sorted(live + ended, key=lambda c: (c.created_at, c.pk), reverse=True)
     for credential in credentials:
         credential.expired = kube_credentials.is_expired(credential)  # type: ignore[attr-defined]
         credential.revocable = credential.status in kube_credentials.LIVE  # type: ignore[attr-defined]
-    return {"kube_credentials": credentials, "kubeconfig_form": KubeconfigForm(),
+    return {"kube_credentials": credentials, "kube_credentials_hidden": hidden,
+            "kubeconfig_form": KubeconfigForm(),
             "can_issue_kubeconfig": operations.kube_credential_refusal(cluster) is None,
             "kubeconfig_default_lifetime": kube_credentials.DEFAULT_LIFETIME,
             "cluster_gone": cluster.status == ClusterStatus.DESTROYED}

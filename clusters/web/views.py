@@ -235,7 +235,7 @@ def kubeconfig_revoke(request: HttpRequest, code: Any, credential_id: int) -> Ht
     else:
         audit.record(request, AuditAction.KUBE_CREDENTIAL_REVOKE, cluster,
                      **operations.kube_credential_details(credential))
-        messages.success(request, _("Revoked %(name)s: its kubeconfig is refused from now on.")
+        messages.success(request, _("Revoked %(name)s: its kubeconfig is refused within seconds.")
                          % {"name": credential.name})
     return redirect(reverse("clusters:cluster", args=[cluster.code]) + "#kubeconfig-heading")
 

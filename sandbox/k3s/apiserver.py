@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -61,6 +61,9 @@ class ApiContext:
     # server/tls/service.key: signs and verifies service-account tokens (the same on every
     # server: it travels in the bootstrap data).
     service_key: bytes = b""
+    # Successful token authentications, kept 10 s like kube-apiserver's token cache.
+    token_cache: serviceaccounts.SuccessCache = field(
+        default_factory=serviceaccounts.SuccessCache)
 
 
 def status(code: int, reason: str, message: str, details: dict | None = None) -> dict:
@@ -92,8 +95,9 @@ API_RESOURCES_V1 = {
         {"name": "nodes/status", "singularName": "", "namespaced": False, "kind": "Node",
          "verbs": ["get", "patch", "update"]},
         {"name": "serviceaccounts", "singularName": "serviceaccount", "namespaced": True,
-         "kind": "ServiceAccount", "verbs": ["create", "delete", "deletecollection", "get",
-                                             "list", "patch", "update", "watch"],
+         # What the stand-in serves (create, delete, get, list), not kube-apiserver's full
+         # set: kubectl picks its requests by these verbs, so none it sends can be a 405.
+         "kind": "ServiceAccount", "verbs": ["create", "delete", "get", "list"],
          "shortNames": ["sa"]},
         {"name": "serviceaccounts/token", "singularName": "", "namespaced": True,
          "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest",
@@ -108,8 +112,7 @@ API_RESOURCES_RBAC = {
     "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{RBAC_GROUP}/v1",
     "resources": [{"name": "clusterrolebindings", "singularName": "clusterrolebinding",
                    "namespaced": False, "kind": "ClusterRoleBinding",
-                   "verbs": ["create", "delete", "deletecollection", "get", "list", "patch",
-                             "update", "watch"]}],
+                   "verbs": ["create", "delete", "get", "list"]}],  # what is served
 }
 API_RESOURCES_COORDINATION = {
     "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "coordination.k8s.io/v1",
@@ -191,7 +194,7 @@ class Handler(BaseHTTPRequestHandler):
         if not header.startswith("Bearer ") or not self.ctx.service_key:
             return None
         identity = serviceaccounts.authenticate(self.ctx.kine, self.ctx.service_key,
-                                                header[7:].strip())
+                                                header[7:].strip(), cache=self.ctx.token_cache)
         if identity is None:
             # kube-apiserver logs this (never the token) and answers a bare 401.
             logs.error('"Unable to authenticate the request" err="[invalid bearer token, '
@@ -323,7 +326,8 @@ class Handler(BaseHTTPRequestHandler):
                                   "serverAddress": self.headers.get("Host", "")}]})
         elif path in DISCOVERY:
             self._json(200, DISCOVERY[path])
-        elif path.startswith("/api/v1/namespaces/") and "/serviceaccounts" in path:
+        elif path == "/api/v1/serviceaccounts" or (
+                path.startswith("/api/v1/namespaces/") and "/serviceaccounts" in path):
             self._service_accounts(method, path, user, admin)
         elif path == CRB_PATH or path.startswith(CRB_PATH + "/"):
             self._cluster_role_bindings(method, path[len(CRB_PATH) + 1:], user, admin)
@@ -342,8 +346,21 @@ class Handler(BaseHTTPRequestHandler):
                                f'{resource}{target} is forbidden: User "{user}" cannot {verb} '
                                f'resource "{resource}" in API group "" at the cluster scope'))
 
+    def _all_service_accounts(self, method: str, user: str, admin: bool) -> None:
+        """/api/v1/serviceaccounts: every namespace's (`kubectl get sa -A`), list only."""
+        if not admin:
+            self._forbidden(user, "list", "serviceaccounts")
+        elif method == "GET":
+            self._json(200, serviceaccounts.list_service_accounts(self.ctx.kine, None))
+        else:
+            self._json(405, status(405, "MethodNotAllowed", "the server does not allow "
+                                   "this method on the requested resource"))
+
     def _service_accounts(self, method: str, path: str, user: str, admin: bool) -> None:
         """/api/v1/namespaces/NS/serviceaccounts[/NAME[/token]]: cluster-admin only here."""
+        if path == "/api/v1/serviceaccounts":
+            self._all_service_accounts(method, user, admin)
+            return
         parts = path[len("/api/v1/namespaces/"):].split("/")
         namespace, name = parts[0], parts[2] if len(parts) > 2 else ""
         token = len(parts) == 4 and parts[3] == "token"
@@ -372,6 +389,8 @@ class Handler(BaseHTTPRequestHandler):
             elif not name and method == "POST":
                 self._json(201, serviceaccounts.create_service_account(
                     kine, namespace, self._object_body()))
+            elif not name and method == "GET":
+                self._json(200, serviceaccounts.list_service_accounts(kine, namespace))
             elif name and not token and method == "GET":
                 self._json(200, serviceaccounts.get_service_account(kine, namespace, name))
             elif name and not token and method == "DELETE":
@@ -398,6 +417,8 @@ class Handler(BaseHTTPRequestHandler):
             if not name and method == "POST":
                 self._json(201, serviceaccounts.create_cluster_role_binding(
                     kine, self._object_body()))
+            elif not name and method == "GET":
+                self._json(200, serviceaccounts.list_cluster_role_bindings(kine))
             elif name and method == "GET":
                 self._json(200, serviceaccounts.get_cluster_role_binding(kine, name))
             elif name and method == "DELETE":

@@ -36,6 +36,8 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 def fields(data: bytes) -> dict[int, list[Any]]:
     """Field number -> values (ints for varints, bytes for length-delimited)."""
+    if not isinstance(data, bytes):  # a varint where a message was expected
+        raise DecodeError("expected an embedded message, got wire type varint")
     out: dict[int, list[Any]] = {}
     pos = 0
     while pos < len(data):
@@ -60,8 +62,18 @@ def fields(data: bytes) -> dict[int, list[Any]]:
 
 
 def _text(found: dict[int, list[Any]], number: int) -> str:
+    """A string field; a varint or fixed field under a string's number is a bad body (400),
+    not a crash."""
     values = found.get(number)
-    return values[-1].decode() if values else ""
+    if not values:
+        return ""
+    value = values[-1]
+    if not isinstance(value, bytes):
+        raise DecodeError(f"field {number}: expected a string, got wire type varint")
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise DecodeError(f"field {number}: not UTF-8") from None
 
 
 def _map(found: dict[int, list[Any]], number: int) -> dict[str, str]:
@@ -116,11 +128,14 @@ def _token_request(found: dict[int, list[Any]]) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if found.get(2):
         raw_spec = fields(found[2][-1])
-        audiences = [value.decode() for value in raw_spec.get(1, [])]
+        audiences = [value.decode() for value in raw_spec.get(1, [])
+                     if isinstance(value, bytes)]
         if audiences:
             spec["audiences"] = audiences
         if raw_spec.get(4):
             seconds = raw_spec[4][-1]
+            if not isinstance(seconds, int):
+                raise DecodeError("spec.expirationSeconds: expected a varint")
             spec["expirationSeconds"] = seconds - (1 << 64) if seconds >= 1 << 63 else seconds
     obj["spec"] = spec
     return obj

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -45,6 +47,10 @@ AUDIENCES = [ISSUER, "k3s"]
 MIN_EXPIRATION = 600
 MAX_EXPIRATION = 1 << 32
 DEFAULT_EXPIRATION = 3600
+# go-jose's jwt.DefaultLeeway, which kube-apiserver's token validation uses.
+LEEWAY = 60
+# kube-apiserver's default --authentication-token-cache TTL for successes.
+SUCCESS_CACHE_TTL = 10.0
 # The namespaces every K3s cluster has from its first start.
 NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # The bootstrap ClusterRoles the stand-in knows; only cluster-admin grants anything here.
@@ -137,6 +143,29 @@ def get_service_account(kine: Kine, namespace: str, name: str) -> dict[str, Any]
     return obj
 
 
+def list_service_accounts(kine: Kine, namespace: str | None) -> dict[str, Any]:
+    """GET [/namespaces/NS]/serviceaccounts: a ServiceAccountList (every namespace without
+    one), sorted by key like etcd's range answer."""
+    if namespace is not None:
+        _check_namespace(namespace)
+    prefix = SA_PREFIX + (f"{namespace}/" if namespace is not None else "")
+    return _list(kine, prefix, "ServiceAccountList", "v1")
+
+
+def _list(kine: Kine, prefix: str, kind: str, api_version: str) -> dict[str, Any]:
+    items = []
+    newest = 0
+    for row in sorted(kine.list(prefix), key=lambda r: r.name):
+        obj = json.loads(row.value)
+        obj["metadata"]["resourceVersion"] = str(row.id)
+        obj.pop("kind", None)
+        obj.pop("apiVersion", None)
+        items.append(obj)
+        newest = max(newest, row.id)
+    return {"kind": kind, "apiVersion": api_version,
+            "metadata": {"resourceVersion": str(newest)}, "items": items}
+
+
 def delete_service_account(kine: Kine, namespace: str, name: str) -> dict[str, Any]:
     obj = get_service_account(kine, namespace, name)
     kine.delete(_sa_key(namespace, name))
@@ -187,6 +216,10 @@ def get_cluster_role_binding(kine: Kine, name: str) -> dict[str, Any]:
     return obj
 
 
+def list_cluster_role_bindings(kine: Kine) -> dict[str, Any]:
+    return _list(kine, CRB_PREFIX, "ClusterRoleBindingList", "rbac.authorization.k8s.io/v1")
+
+
 def delete_cluster_role_binding(kine: Kine, name: str) -> dict[str, Any]:
     obj = get_cluster_role_binding(kine, name)
     kine.delete(CRB_PREFIX + name)
@@ -215,6 +248,11 @@ def request_token(kine: Kine, service_key_pem: bytes, namespace: str, name: str,
                   jti: bool = True) -> dict[str, Any]:
     """POST serviceaccounts/<name>/token: a signed bound token for an existing account
     (`jti`: whether the release puts one in, ServiceAccountTokenJTI: Kubernetes 1.30 on)."""
+    # pkg/registry/core/serviceaccount/storage/token.go (TokenREST.Create): the account is
+    # looked up first (a missing one is a 404 whatever the body says), then the request gets
+    # its name, namespace and creationTimestamp, and only then is it validated, with an
+    # empty name in the 422 (`errors.NewInvalid(gvk.GroupKind(), "", errs)`).
+    account = get_service_account(kine, namespace, name)
     spec = dict(body.get("spec") or {})
     seconds = spec.get("expirationSeconds")
     seconds = DEFAULT_EXPIRATION if seconds is None else seconds
@@ -222,17 +260,20 @@ def request_token(kine: Kine, service_key_pem: bytes, namespace: str, name: str,
         raise ApiError(400, "BadRequest", "TokenRequest in version \"v1\" cannot be handled as "
                        "a TokenRequest: json: cannot unmarshal into Go struct field "
                        "TokenRequestSpec.spec.expirationSeconds of type int64")
+    issued = int(time.time() if now is None else now)
+    created = datetime.datetime.fromtimestamp(issued, datetime.UTC)
     problem = ""
     if seconds < MIN_EXPIRATION:
         problem = "may not specify a duration less than 10 minutes"
     elif seconds > MAX_EXPIRATION:
         problem = "may not specify a duration larger than 2^32 seconds"
     if problem:
-        raise ApiError(422, "Invalid", f'TokenRequest.authentication.k8s.io "{name}" is '
+        raise ApiError(422, "Invalid", 'TokenRequest.authentication.k8s.io "" is '
                        f"invalid: spec.expirationSeconds: Invalid value: {seconds}: {problem}",
-                       {"name": name, "group": "authentication.k8s.io",
-                        "kind": "TokenRequest"})
-    account = get_service_account(kine, namespace, name)
+                       {"group": "authentication.k8s.io", "kind": "TokenRequest",
+                        "causes": [{"reason": "FieldValueInvalid",
+                                    "message": f"Invalid value: {seconds}: {problem}",
+                                    "field": "spec.expirationSeconds"}]})
     audiences = spec.get("audiences") or AUDIENCES
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {
@@ -250,7 +291,8 @@ def request_token(kine: Kine, service_key_pem: bytes, namespace: str, name: str,
     spec["expirationSeconds"] = seconds
     spec.setdefault("boundObjectRef", None)
     return {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": None},
+            "metadata": {"name": name, "namespace": namespace,
+                         "creationTimestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ")},
             "spec": spec,
             "status": {"token": token,
                        "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}}
@@ -300,17 +342,71 @@ def verified_claims(service_key_pem: bytes, token: str,
         return None
     moment = time.time() if now is None else now
     audience_ok = bool(set(claims.get("aud") or []) & set(AUDIENCES))
-    in_time = isinstance(claims.get("exp"), int) and claims.get("nbf", 0) <= moment \
-        < claims["exp"]  # past exp: "service account token has expired"
-    return claims if claims.get("iss") == ISSUER and audience_ok and in_time else None
+    return claims if claims.get("iss") == ISSUER and audience_ok and in_time(claims, moment) \
+        else None
+
+
+def in_time(claims: dict[str, Any], moment: float) -> bool:
+    """`exp`, `nbf` and `iat` as kube-apiserver checks them (pkg/serviceaccount/claims.go calls
+    go-jose's `jwt.Claims.Validate`, i.e. ValidateWithLeeway with DefaultLeeway, one minute):
+    a token is still honoured up to 60 s after `exp` ("service account token has expired"
+    only after that) and 60 s before `nbf`/`iat`, for clock skew between servers."""
+    exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
+    if not isinstance(exp, int) or moment - LEEWAY > exp:
+        return False
+    return all(not isinstance(bound, int) or moment + LEEWAY >= bound for bound in (nbf, iat))
+
+
+class SuccessCache:
+    """kube-apiserver's cached token authenticator (its defaults, NewBuiltInAuthentication-
+    Options in pkg/kubeapiserver/options/authentication.go: TokenSuccessCacheTTL 10 s,
+    TokenFailureCacheTTL 0, failures not cached): a token that authenticated is taken as
+    valid for 10 s without checking its ServiceAccount again, so a revoked token may still
+    work for up to 10 s on each server that saw it just before. One cache per server, as
+    each kube-apiserver has its own."""
+
+    def __init__(self, ttl: float = SUCCESS_CACHE_TTL) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, tuple[str, list[str]]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> tuple[str, list[str]] | None:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] <= time.monotonic():
+                self._entries.pop(key, None)
+                return None
+            return entry[1]
+
+    def put(self, token: str, identity: tuple[str, list[str]]) -> None:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        with self._lock:
+            now = time.monotonic()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            self._entries[key] = (now + self.ttl, identity)
 
 
 def authenticate(kine: Kine, service_key_pem: bytes, token: str,
-                 now: float | None = None) -> tuple[str, list[str]] | None:
+                 now: float | None = None,
+                 cache: SuccessCache | None = None) -> tuple[str, list[str]] | None:
     """(user, groups) of a valid bound service-account token; None answers 401.
 
     The account named in the token must still exist with the UID it had when the token was
-    issued: deleted ("has been deleted"), or deleted and created again, is refused."""
+    issued: deleted ("has been deleted"), or deleted and created again, is refused (once the
+    server's success cache, if any, has forgotten the token: at most 10 s)."""
+    if cache is not None:
+        cached = cache.get(token)
+        if cached is not None:
+            return cached
+    identity = _authenticate(kine, service_key_pem, token, now)
+    if identity is not None and cache is not None:
+        cache.put(token, identity)
+    return identity
+
+
+def _authenticate(kine: Kine, service_key_pem: bytes, token: str,
+                  now: float | None) -> tuple[str, list[str]] | None:
     claims = verified_claims(service_key_pem, token, now)
     if claims is None:
         return None

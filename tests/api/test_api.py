@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import yaml
 from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client
@@ -14,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clusters.interface import tokens
+from clusters.k3s.kubeconfig import token_claims
 from clusters.models import (
     ApiToken,
     AuditAction,
@@ -28,6 +30,7 @@ from sandbox.aliyun.testing import Emulator
 from sandbox.k3s.artifacts import ArtifactServer
 from tests.support.api import bearer, issue, post_json
 from tests.support.factories import make_cluster, make_user
+from tests.support.kube_api import live_kube_api
 from tests.ui.wizard_data import openssh_key
 
 pytestmark = pytest.mark.django_db
@@ -418,3 +421,51 @@ def test_an_nlb_and_postgresql_spec_is_created_and_shown_back_as_it_was_given(
     assert shown["spec"]["network"]["nlb_vswitch2"] == second["vswitch_id"]
     assert shown["spec"]["network"]["load_balancer_kind"] == "nlb"
     assert shown["spec"]["datastore"]["kind"] == "rds_postgresql"
+# --- personal kubeconfigs ------------------------------------------------------------------------
+
+
+def test_personal_kubeconfigs_issue_list_and_revoke_through_the_api(tmp_path: Any) -> None:
+    """Issue (the kubeconfig once, 201, no-store, audited with the token's name), list (IDs,
+    never the token), revoke; a read-only token may list but not issue; the stand-in API's
+    ServiceAccount comes and goes with it."""
+    user = make_user("ops")
+    with live_kube_api(tmp_path) as api:
+        cluster = make_cluster(owner=user, status=ClusterStatus.READY,
+                               kubeconfig=api.kubeconfig)
+        base = f"/api/v1/clusters/{cluster.code}/kube-credentials/"
+        writer, reader = bearer(issue(user, "ci")), bearer(issue(user, "ro", scope="read"))
+        assert post_json(reader, base, {"lifetime": "8h"}).status_code == 403
+        bad = post_json(writer, base, {"lifetime": "365d"})
+        assert bad.status_code == 400 and "lifetime" in bad.json()["fields"]
+
+        answer = post_json(writer, base, {"lifetime": "8h"})
+        assert answer.status_code == 201, answer.content
+        assert answer["Cache-Control"] == "no-store"
+        body = answer.json()
+        token = yaml.safe_load(body["kubeconfig"])["users"][0]["user"]["token"]
+        credential = body["credential"]
+        assert credential["status"] == "active" and credential["revocable"]
+        assert answer["Location"] == f"{base}{credential['id']}/"
+        assert token_claims(token)["jti"] == credential["token_id"]
+        listed = reader.get(base + "?live=1")
+        assert listed.status_code == 200 and token not in listed.content.decode()
+        assert [row["id"] for row in listed.json()["results"]] == [credential["id"]]
+        assert reader.get(f"{base}{credential['id']}/").json()["name"] == credential["name"]
+        assert len(api.kine.list("/registry/serviceaccounts/kube-system/")) == 1
+
+        revoke = f"{base}{credential['id']}/revoke/"
+        assert post_json(reader, revoke).status_code == 403
+        revoked = post_json(writer, revoke)
+        assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+        assert api.kine.list("/registry/serviceaccounts/kube-system/") == []
+        again = post_json(writer, revoke)
+        assert again.status_code == 409 and "already revoked" in again.json()["detail"]
+        assert reader.get(base + "?live=1").json()["results"] == []
+
+    events = AuditEvent.objects.filter(action__in=[AuditAction.KUBE_CREDENTIAL_ISSUE,
+                                                   AuditAction.KUBE_CREDENTIAL_REVOKE])
+    assert sorted(e.action for e in events) == [AuditAction.KUBE_CREDENTIAL_ISSUE,
+                                                AuditAction.KUBE_CREDENTIAL_REVOKE]
+    for event in events:
+        assert event.details["credential"] == credential["id"]
+        assert token not in str(event.details)

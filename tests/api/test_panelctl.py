@@ -22,6 +22,7 @@ from sandbox.aliyun.testing import Emulator
 from sandbox.k3s.artifacts import ArtifactServer
 from tests.support.api import issue
 from tests.support.factories import make_cluster, make_user
+from tests.support.kube_api import live_kube_api
 from tests.ui.wizard_data import openssh_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -220,3 +221,28 @@ def test_nodes_add_takes_the_password_from_the_environment_and_kubeconfig_get_wr
     assert stat.S_IMODE(out.stat().st_mode) == 0o600 and "kind: Config" in out.read_text()
     missing = cli("kubeconfig", "get", "nope")
     assert missing.exit_code == 1 and "no cluster named nope" in missing.output
+
+
+def test_personal_kubeconfig_get_list_and_revoke(cli: Any, live_server: Any,
+                                                 tmp_path: Path) -> None:
+    user = make_user()
+    with live_kube_api(tmp_path) as api:
+        make_cluster(owner=user, name="shop", status="ready", kubeconfig=api.kubeconfig)
+        logged_in(cli, live_server, user)
+        out = tmp_path / "mine.yaml"
+        got = cli("kubeconfig", "get", "shop", "--personal", "--lifetime", "8h", "-o", str(out))
+        assert got.exit_code == 0, got.output
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
+        token = yaml.safe_load(out.read_text())["users"][0]["user"]["token"]
+        assert token not in got.output and "panelctl kubeconfig revoke shop" in got.output
+        listed = cli("kubeconfig", "list", "shop")
+        assert listed.exit_code == 0 and "kube-system/panel-" in listed.output
+        credential_id = listed.output.splitlines()[1].split()[0]
+        revoked = cli("kubeconfig", "revoke", "shop", credential_id)
+        assert revoked.exit_code == 0, revoked.output
+        assert "refused within seconds" in revoked.output
+        assert api.kine.list("/registry/serviceaccounts/kube-system/") == []
+        assert "panel-" not in cli("kubeconfig", "list", "shop").output
+        assert "revoked" in cli("kubeconfig", "list", "shop", "--all").output
+        again = cli("kubeconfig", "revoke", "shop", credential_id)
+        assert again.exit_code == 1 and "already revoked" in again.output

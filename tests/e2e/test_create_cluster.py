@@ -31,6 +31,7 @@ from clusters.models import (
 )
 from tests.support import runs
 from tests.support.factories import make_user
+from tests.support.k3s_nodes import refused_within
 from tests.support.leaks import leaks
 from tests.support.processes import CommandLineWatcher
 from tests.support.redis_monitor import RedisMonitor
@@ -101,7 +102,8 @@ def personal_kubeconfig_issued_used_and_revoked(cluster, client, tmp_path) -> st
     page = client.get(reverse("clusters:cluster", args=[cluster.code])).content.decode()
     assert credential.name in page
     assert client.post(revoke_url).status_code == 302
-    refused = kubectl(personal, "get", "nodes")
+    # Within seconds: kube-apiserver trusts a token that authenticated for 10 s.
+    refused = refused_within(lambda: kubectl(personal, "get", "nodes"))
     assert refused.returncode != 0 and "Unauthorized" in refused.stderr, refused.stderr
     credential.refresh_from_db()
     assert credential.status == KubeCredentialStatus.REVOKED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 
@@ -14,6 +15,7 @@ from sandbox.k3s import serviceaccounts as sa
 from sandbox.k3s.artifacts import ArtifactServer
 from sandbox.k3s.binary import sha256
 from sandbox.k3s.versions import CHANNELS, RELEASES, newest, release
+from tests.support.memory_kine import MemoryKine
 
 
 def test_dsn_parsing_follows_go_sql_driver() -> None:
@@ -162,8 +164,11 @@ def test_service_account_tokens_expire_and_are_bound_to_this_clusters_key() -> N
                                 "serviceaccount": {"name": "a", "uid": "u-1"}}}
     token = sa.sign(key, claims)
     assert sa.verified_claims(key, token, now=1599) == claims
-    assert sa.verified_claims(key, token, now=1600) is None  # expired
-    assert sa.verified_claims(key, token, now=999) is None  # not yet valid
+    # go-jose's one-minute leeway, which kube-apiserver's validation uses.
+    assert sa.verified_claims(key, token, now=1660) == claims
+    assert sa.verified_claims(key, token, now=1661) is None  # expired
+    assert sa.verified_claims(key, token, now=940) == claims
+    assert sa.verified_claims(key, token, now=939) is None  # not yet valid
     assert sa.verified_claims(other_key, token, now=1200) is None  # another cluster's key
     header, _body, signature = token.split(".")
     forged = sa._b64url(json.dumps({**claims, "exp": 9999}).encode())
@@ -172,12 +177,74 @@ def test_service_account_tokens_expire_and_are_bound_to_this_clusters_key() -> N
 
 
 def test_token_request_validation_is_kube_apiservers() -> None:
+    """TokenREST.Create: the account first (404), then validation with an empty name."""
     _, key = certs.new_ca("k3s-service-account")
+    store = MemoryKine()
+    with pytest.raises(sa.ApiError) as missing:
+        sa.request_token(store, key, "kube-system", "a",  # type: ignore[arg-type]
+                         {"spec": {"expirationSeconds": 1}})
+    assert missing.value.code == 404 and missing.value.message == \
+        'serviceaccounts "a" not found'
+    sa.create_service_account(store, "kube-system",  # type: ignore[arg-type]
+                              {"metadata": {"name": "a"}})
     for seconds, text in ((599, "less than 10 minutes"), (2**32 + 1, "larger than 2^32")):
         with pytest.raises(sa.ApiError, match=re.escape(text)) as caught:
-            sa.request_token(None, key, "kube-system", "a",  # type: ignore[arg-type]
+            sa.request_token(store, key, "kube-system", "a",  # type: ignore[arg-type]
                              {"spec": {"expirationSeconds": seconds}})
         assert caught.value.code == 422
+        assert caught.value.message.startswith(
+            f'TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: '
+            f"Invalid value: {seconds}: ")
+    answer = sa.request_token(store, key, "kube-system", "a",  # type: ignore[arg-type]
+                              {"spec": {"expirationSeconds": 600}}, now=1_700_000_000)
+    assert answer["metadata"]["creationTimestamp"] == "2023-11-14T22:13:20Z"
+    assert answer["status"]["expirationTimestamp"] == "2023-11-14T22:23:20Z"
+
+
+def test_a_successful_token_is_cached_ten_seconds_like_kube_apiserver() -> None:
+    """Revoking (deleting the account) refuses the token only once the server's success
+    cache has forgotten it; failures are not cached; a new account of the same name (another
+    UID) does not bring the token back."""
+    _, key = certs.new_ca("k3s-service-account")
+    store = MemoryKine()
+    sa.create_service_account(store, "kube-system",  # type: ignore[arg-type]
+                              {"metadata": {"name": "a"}})
+    token = sa.request_token(store, key, "kube-system", "a",  # type: ignore[arg-type]
+                             {})["status"]["token"]
+    cache = sa.SuccessCache(ttl=0.3)
+    assert sa.SUCCESS_CACHE_TTL == 10.0
+    user = "system:serviceaccount:kube-system:a"
+    assert sa.authenticate(store, key, token, cache=cache)[0] == user  # type: ignore[arg-type,index]
+    sa.delete_service_account(store, "kube-system", "a")  # type: ignore[arg-type]
+    assert sa.authenticate(store, key, token, cache=cache)[0] == user  # type: ignore[arg-type,index]
+    assert sa.authenticate(store, key, token) is None  # type: ignore[arg-type]
+    time.sleep(0.35)
+    assert sa.authenticate(store, key, token, cache=cache) is None  # type: ignore[arg-type]
+    sa.create_service_account(store, "kube-system",  # type: ignore[arg-type]
+                              {"metadata": {"name": "a"}})
+    assert sa.authenticate(store, key, token, cache=cache) is None  # type: ignore[arg-type]
+
+
+def test_service_accounts_and_bindings_list_as_kubectl_get_reads_them() -> None:
+    store = MemoryKine()
+    for name in ("b", "a"):
+        sa.create_service_account(store, "kube-system",  # type: ignore[arg-type]
+                                  {"metadata": {"name": name}})
+    sa.create_service_account(store, "default",  # type: ignore[arg-type]
+                              {"metadata": {"name": "c"}})
+    listed = sa.list_service_accounts(store, "kube-system")  # type: ignore[arg-type]
+    assert listed["kind"] == "ServiceAccountList"
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["a", "b"]
+    everywhere = sa.list_service_accounts(store, None)  # type: ignore[arg-type]
+    assert [item["metadata"]["name"] for item in everywhere["items"]] == ["c", "a", "b"]
+    with pytest.raises(sa.ApiError, match="not found"):
+        sa.list_service_accounts(store, "nope")  # type: ignore[arg-type]
+    sa.create_cluster_role_binding(store, {  # type: ignore[arg-type]
+        "metadata": {"name": "a"}, "subjects": [],
+        "roleRef": {"kind": "ClusterRole", "apiGroup": "rbac.authorization.k8s.io",
+                    "name": "view"}})
+    bindings = sa.list_cluster_role_bindings(store)  # type: ignore[arg-type]
+    assert bindings["kind"] == "ClusterRoleBindingList" and len(bindings["items"]) == 1
 
 
 def test_protobuf_bodies_decode_as_kubectl_sends_them() -> None:
@@ -195,3 +262,8 @@ def test_protobuf_bodies_decode_as_kubectl_sends_them() -> None:
         "spec": {"audiences": ["k3s"], "expirationSeconds": 900}}
     with pytest.raises(protobuf.DecodeError):
         protobuf.decode(b"{}")
+    # A varint where kind (a string) or the object (a message) should be: a 400, not a crash.
+    for bad in (field(1, bytes([2 << 3, 5])), field(1, field(2, b"TokenRequest"))
+                + bytes([2 << 3, 7])):
+        with pytest.raises(protobuf.DecodeError):
+            protobuf.decode(protobuf.MAGIC + bad)

@@ -56,6 +56,24 @@ def kubectl(kubeconfig: str, *args: str, timeout: float = 30) -> subprocess.Comp
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
+# kube-apiserver keeps a token that authenticated for 10 s (TokenSuccessCacheTTL), so a
+# revoked token is refused within that; 15 s leaves room for a slow machine.
+REVOKED_WITHIN = 15.0
+
+
+def refused_within(run: Callable[[], subprocess.CompletedProcess],
+                   timeout: float = REVOKED_WITHIN) -> subprocess.CompletedProcess:
+    """Run a kubectl call until it is refused as Unauthorized (a revoked token); the last
+    answer, for the caller's asserts (it fails them if it never was refused)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = run()
+        if (result.returncode != 0 and "Unauthorized" in result.stderr) \
+                or time.monotonic() >= deadline:
+            return result
+        time.sleep(0.5)
+
+
 def wait_until(check: Callable[[], bool], timeout: float, message: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
