@@ -196,7 +196,7 @@ def test_a_template_root_someone_else_made_is_not_used(
         root.symlink_to(elsewhere)
     else:
         root.mkdir()
-        os.chmod(root, 0o777)
+        os.chmod(root, 0o777)  # noqa: S103 - the planted, open directory
         if planted == "other owner":
             if os.geteuid() != 0:
                 pytest.skip("needs root to chown")
