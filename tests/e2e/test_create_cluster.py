@@ -123,7 +123,7 @@ def personal_kubeconfig_issued_used_and_revoked(cluster, client, tmp_path) -> st
 
 
 def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_url, task_queue,
-                                                  tmp_path, client, *, caplog):
+                                                  tmp_path, *, client, caplog):
     # The K3s recipe's story: MySQL 5.7 with innodb_large_prefix OFF (the account's parameter
     # template says so; RDS's own default is ON) and a K3s whose kine needs it ON.
     world.emulator.control.set_rds_parameter_defaults("5.7", {"innodb_large_prefix": "OFF"})
