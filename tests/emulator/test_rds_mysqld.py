@@ -263,3 +263,17 @@ def test_templates_saved_at_the_same_moment_make_one_whole_template(
     assert sorted(p.name for p in directory.iterdir()) == ["data", "lock"]
     assert sorted(p.name for p in (directory / "data").iterdir()) == ["ibdata1", "mysql"]
     assert (directory / "data" / "ibdata1").stat().st_size == 4096
+
+
+def test_a_private_dir_of_ours_left_0755_is_tightened_and_a_symlink_to_ours_refused(
+        tmp_path: Path) -> None:
+    from sandbox.private_dir import private_dir  # noqa: PLC0415
+
+    ours = tmp_path / "ours"
+    ours.mkdir(mode=0o755)
+    ours.chmod(0o755)
+    assert private_dir(ours)
+    assert ours.stat().st_mode & 0o777 == 0o700
+    (tmp_path / "link").symlink_to(ours)
+    assert not private_dir(tmp_path / "link")
+    assert private_dir(tmp_path / "new") and (tmp_path / "new").stat().st_mode & 0o777 == 0o700

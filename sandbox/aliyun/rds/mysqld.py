@@ -31,7 +31,6 @@ import secrets
 import shutil
 import signal
 import socket
-import stat as stat_module
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -41,12 +40,13 @@ from typing import Any
 import pymysql
 
 from sandbox import netns as netns_helpers
+from sandbox.private_dir import private_dir
 
 MARIADBD = "mariadbd"
 INSTALL_DB = "mariadb-install-db"
 SOCKET_PATH_LIMIT = 100  # sun_path is 108 bytes; keep a margin
 # Both under world-writable directories: used only after `_private_dir` made sure this user
-# owns them, 0700 and not a symlink (anyone could have made them first).
+# owns them, 0700 and not a symlink (sandbox/private_dir.py).
 SHORT_SOCKET_DIR = Path(f"/tmp/aliyun-emulator-mysqld-{os.geteuid()}")  # noqa: S108
 
 # Small and quick: these servers hold a few kine tables, not production data.
@@ -75,27 +75,11 @@ class MariaDBError(RuntimeError):
     """The server could not be initialised, started or stopped; the message names the log."""
 
 
-def _private_dir(path: Path) -> bool:
-    """Create `path` (0700) or accept it only if it is a real directory of this user, 0700.
-
-    Why: these directories live under /tmp and /var/tmp, where anyone may have created the
-    name first (or a symlink to somewhere else) to have root write into or start a server
-    from files they control. False: do not use it."""
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path, 0o700)
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return False
-    return (stat_module.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
-            and stat_module.S_IMODE(info.st_mode) == 0o700)
-
-
 def _short_socket_path(home: Path) -> Path:
     candidate = home / "admin.sock"
     if len(str(candidate)) <= SOCKET_PATH_LIMIT:
         return candidate
-    if not _private_dir(SHORT_SOCKET_DIR):
+    if not private_dir(SHORT_SOCKET_DIR):
         raise MariaDBError(f"{SHORT_SOCKET_DIR} is not a directory of this user with mode 0700: "
                            "remove it")
     digest = hashlib.sha1(str(home).encode(), usedforsecurity=False).hexdigest()[:16]
@@ -517,10 +501,10 @@ def _template_key() -> str | None:
 def _template_directory() -> Path | None:
     """This key's directory in the private template root (None: no key, or not safe)."""
     key = _template_key()
-    if key is None or not _private_dir(TEMPLATE_ROOT):
+    if key is None or not private_dir(TEMPLATE_ROOT):
         return None
     directory = TEMPLATE_ROOT / key
-    return directory if _private_dir(directory) else None
+    return directory if private_dir(directory) else None
 
 
 def _template_datadir() -> Path | None:
