@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -66,13 +67,28 @@ def free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_port(host: str, port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+def listening_pid(host: str, port: int, pid: int) -> bool:
+    """Whether process `pid` itself holds the TCP listener on host:port (IPv4).
+
+    Why: a port picked by `free_port` is free only when picked; another process (the other
+    test process, another engineer's run) may bind it first, and then a connect succeeds
+    against *its* server. The listener's socket inode must be one of `pid`'s descriptors."""
+    address = f"{struct.unpack('=I', socket.inet_aton(host))[0]:08X}:{port:04X}"
+    inodes = set()
+    try:
+        with open(f"/proc/{pid}/net/tcp") as table:
+            for line in table.readlines()[1:]:
+                fields = line.split()
+                if fields[1] == address and fields[3] == "0A":  # 0A: LISTEN
+                    inodes.add(f"socket:[{fields[9]}]")
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in descriptors:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+    return False
 
 
 class ScratchMariaDB:
@@ -86,19 +102,34 @@ class ScratchMariaDB:
             raise RuntimeError("mariadbd is not installed; tests need MariaDB 10.x")
         self.host, self.user, self.password = host, user, password
         self.dir = tempfile.mkdtemp(prefix=f"{PREFIX}-{os.getpid()}-db-")
-        self.port = free_port(host)
         self.socket = os.path.join(self.dir, "mysqld.sock")
         # A private tmpdir: a mariadbd starting elsewhere on the machine deletes #sql* files
         # in /tmp, including another server's bootstrap tables.
-        tmpdir = os.path.join(self.dir, "tmp")
-        os.mkdir(tmpdir)
+        self.tmpdir = os.path.join(self.dir, "tmp")
+        os.mkdir(self.tmpdir)
         subprocess.run(
             ["mariadb-install-db", "--no-defaults", f"--datadir={self.dir}/data", "--user=root",
-             "--auth-root-authentication-method=normal", "--skip-test-db", f"--tmpdir={tmpdir}"],
+             "--auth-root-authentication-method=normal", "--skip-test-db",
+             f"--tmpdir={self.tmpdir}"],
             check=True, capture_output=True)
-        self.proc = subprocess.Popen(
+        # The port is free when picked, not necessarily when mariadbd binds it: if another
+        # process took it first, this server exits ("Bind on TCP/IP port") and the next port
+        # is tried; the port is trusted only once this very process listens on it.
+        for _attempt in range(5):
+            self.port = free_port(host)
+            self.proc = self._spawn()
+            if self._wait_listening(timeout=30):
+                break
+            self._stop()
+        else:
+            raise RuntimeError(f"mariadbd did not listen on {host}; see {self.dir}/error.log")
+        self.sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
+        self.sql(f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%'")
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(
             ["mariadbd", "--no-defaults", f"--datadir={self.dir}/data", "--user=root",
-             f"--tmpdir={tmpdir}", f"--socket={self.socket}", f"--bind-address={host}",
+             f"--tmpdir={self.tmpdir}", f"--socket={self.socket}", f"--bind-address={self.host}",
              f"--port={self.port}",
              "--innodb-log-file-size=4M", "--innodb-buffer-pool-size=16M",
              "--performance-schema=OFF", "--skip-name-resolve", "--skip-log-bin",
@@ -107,9 +138,25 @@ class ScratchMariaDB:
              f"--log-error={self.dir}/error.log",
              f"--pid-file={self.dir}/{PREFIX}-{os.getpid()}-mariadbd.pid"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(host, self.port)
-        self.sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
-        self.sql(f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%'")
+
+    def _wait_listening(self, timeout: float) -> bool:
+        """True once our own mariadbd listens on host:port; False if it exited or never did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if listening_pid(self.host, self.port, self.proc.pid):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def _stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
     def sql(self, statement: str, database: str | None = None) -> list[tuple]:
         conn = pymysql.connect(unix_socket=self.socket, user="root", database=database,
@@ -129,12 +176,7 @@ class ScratchMariaDB:
         self.sql(f"SET GLOBAL innodb_default_row_format = '{'dynamic' if enabled else 'compact'}'")
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self._stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.lab import names, network, processes
-from sandbox.lab.state import Host, LabState, default_state_dir
+from sandbox.lab.state import DEFAULT_STATE_ROOT, Host, LabState, default_state_dir
+from sandbox.private_dir import require_private_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOSTINIT = Path(__file__).with_name("hostinit.py")
@@ -159,6 +160,8 @@ class Lab:
         return self._require_state()
 
     def _create(self, count: int) -> None:
+        if self.state_dir.parent == DEFAULT_STATE_ROOT:  # under /var/tmp: root's own only
+            require_private_dir(DEFAULT_STATE_ROOT)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         key_path = self.state_dir / "id_ed25519"
         subprocess.run(

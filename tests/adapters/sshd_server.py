@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.k3s.testing import listening_pid
+
 PREFIX = "panel-sshtest-"
 PASSWORDS = {"pt_nopw": "Nopw-pass-1", "pt_pw": "Sudo-pass-2", "pt_nosudo": "Plain-pass-3"}
 UID_BASE = 61_500
@@ -138,44 +140,51 @@ def start_sshd() -> SshServer:
         "pt_nopw ALL=(ALL) NOPASSWD:ALL\npt_pw ALL=(ALL) ALL\n")
     (sudoers / "panel-test").chmod(0o440)
 
-    port = _free_port()
-    config = directory / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {directory / 'host_key'}\n"
-        f"PidFile {directory / 'sshd.pid'}\nAuthorizedKeysFile {directory / 'keys'}/%u\n"
-        "StrictModes no\nPermitRootLogin yes\nPubkeyAuthentication yes\n"
-        "PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM yes\n"
-        "PrintMotd no\nMaxStartups 50:30:100\nAllowTcpForwarding yes\n"
-        "Subsystem sftp /usr/lib/openssh/sftp-server\n"
-        "Match User pt_nosudo\n  AllowTcpForwarding no\n")
-    script = (
-        "set -e\n"
-        f"mount --bind {etc}/passwd /etc/passwd\n"
-        f"mount --bind {etc}/shadow /etc/shadow\n"
-        f"mount --bind {etc}/group /etc/group\n"
-        f"mount --bind {sudoers} /etc/sudoers.d\n"
-        "mount -t tmpfs -o mode=0755 tmpfs /run\n"
-        "mkdir -m 0755 /run/sshd\n"
-        # What a K3s install step writes stays in this namespace, never on the machine's /etc.
-        "mkdir -p /etc/rancher /var/lib/rancher\n"
-        "mount -t tmpfs -o mode=0755 tmpfs /etc/rancher\n"
-        "mount -t tmpfs -o mode=0755 tmpfs /var/lib/rancher\n"
-        f"exec /usr/sbin/sshd -D -e -f {config}\n"
-    )
-    log = open(directory / "sshd.log", "wb")  # noqa: SIM115 - handed to the child
-    process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                                script], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                               start_new_session=True)
-    log.close()
-    server = SshServer(directory, port, fingerprint, keys, process)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = (directory / "sshd.log").read_text()
+    # A free port is free when picked, not necessarily when sshd binds it a moment later.
+    for _attempt in range(5):
+        port = _free_port()
+        config = directory / "sshd_config"
+        config.write_text(
+            f"Port {port}\nListenAddress 127.0.0.1\nHostKey {directory / 'host_key'}\n"
+            f"PidFile {directory / 'sshd.pid'}\nAuthorizedKeysFile {directory / 'keys'}/%u\n"
+            "StrictModes no\nPermitRootLogin yes\nPubkeyAuthentication yes\n"
+            "PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM yes\n"
+            "PrintMotd no\nMaxStartups 50:30:100\nAllowTcpForwarding yes\n"
+            "Subsystem sftp /usr/lib/openssh/sftp-server\n"
+            "Match User pt_nosudo\n  AllowTcpForwarding no\n")
+        script = (
+            "set -e\n"
+            f"mount --bind {etc}/passwd /etc/passwd\n"
+            f"mount --bind {etc}/shadow /etc/shadow\n"
+            f"mount --bind {etc}/group /etc/group\n"
+            f"mount --bind {sudoers} /etc/sudoers.d\n"
+            "mount -t tmpfs -o mode=0755 tmpfs /run\n"
+            "mkdir -m 0755 /run/sshd\n"
+            # What a K3s install step writes stays in this namespace, never on the machine's /etc.
+            "mkdir -p /etc/rancher /var/lib/rancher\n"
+            "mount -t tmpfs -o mode=0755 tmpfs /etc/rancher\n"
+            "mount -t tmpfs -o mode=0755 tmpfs /var/lib/rancher\n"
+            f"exec /usr/sbin/sshd -D -e -f {config}\n"
+        )
+        log = open(directory / "sshd.log", "wb")  # noqa: SIM115 - handed to the child
+        process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                    script], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        log.close()
+        server = SshServer(directory, port, fingerprint, keys, process)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                output = (directory / "sshd.log").read_text()
+                if "Address already in use" in output:
+                    break  # the other test process took the port first: another one
+                server.stop()
+                raise RuntimeError(f"sshd did not start: {output}")
+            # Ours, not merely answering: a connect could reach the other process's sshd.
+            if listening_pid("127.0.0.1", port, process.pid):
+                return server
+            time.sleep(0.05)
+        else:
             server.stop()
-            raise RuntimeError(f"sshd did not start: {output}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return server
-        time.sleep(0.05)
-    server.stop()
-    raise RuntimeError("sshd did not listen within 10 s")
+            raise RuntimeError("sshd did not listen within 10 s")
+    raise RuntimeError("sshd found no free port in 5 tries")

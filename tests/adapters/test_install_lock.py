@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from clusters.adapters.ssh import SSHSession, SSHTarget, connect
+from clusters.adapters.ssh import LOCK_DIR, SSHSession, SSHTarget, connect
 from clusters.engine.pipeline import StepSpec
 from clusters.models import LogLine, Node, NodeRole, Step, StepStatus
 from clusters.steps.k3s import BUSY_POLL_SECONDS, INSTALL_LOCK
@@ -19,22 +19,48 @@ from tests.adapters.sshd_server import SshServer
 from tests.support.engine_specs import in_process_engine, start_run
 
 
+def _session(sshd: SshServer) -> SSHSession:
+    return connect(SSHTarget(sshd.host, "root", sshd.port,
+                             private_key=sshd.keys["ed25519"].private))
+
+
 @pytest.fixture
 def earlier_install(sshd: SshServer) -> Iterator[SSHSession]:
-    """An install script still running on the host, holding the install lock."""
-    session = connect(SSHTarget(sshd.host, "root", sshd.port,
-                                private_key=sshd.keys["ed25519"].private))
+    """An install script still running on the host, holding the install lock.
+
+    Ended at teardown by killing its process group from a second session: closing the
+    transport does not stop a remote command (sshd leaves `sleep 20` running, and its
+    wrapper holding the lock), and the sshd is the whole session's."""
+    session = _session(sshd)
+    group: list[str] = []
     started = threading.Event()
+
+    def line(_stream: str, text: str) -> None:
+        group.append(text.rsplit(maxsplit=1)[-1])
+        started.set()
+
+    # Field 5 of /proc/$$/stat: the command's process group (the wrapper's `timeout` leads it).
     worker = threading.Thread(target=lambda: session.run(
-        "echo started; sleep 20", lock=INSTALL_LOCK, timeout=30,
-        on_line=lambda _stream, _text: started.set()), daemon=True)
+        "echo started $(cut -d' ' -f5 /proc/$$/stat); sleep 20", lock=INSTALL_LOCK,
+        timeout=30, on_line=line), daemon=True)
     worker.start()
     assert started.wait(10)
+    assert group[0].isdigit(), group
     # It holds the lock far longer than the step under test may take, even on a busy machine
     # (4 s was not always: the step then found the lock free and really installed).
     yield session
-    session.close()  # ends the earlier install at once
-    worker.join(10)
+    killer = _session(sshd)
+    try:
+        killed = killer.run(["kill", "-s", "KILL", "--", f"-{group[0]}"], timeout=10)
+        assert killed.exit_status == 0, killed.stderr
+        worker.join(10)
+        assert not worker.is_alive(), "the earlier install did not end"
+        lockfile = f"{LOCK_DIR}/{INSTALL_LOCK}.lock"
+        free = killer.run(["flock", "-n", lockfile, "true"], timeout=10)
+        assert free.exit_status == 0, f"the install lock is still held: {free.stderr}"
+    finally:
+        killer.close()
+        session.close()
 
 
 def test_an_install_step_waits_while_an_earlier_install_holds_the_host(

@@ -124,15 +124,15 @@ def personal_kubeconfig_issued_used_and_revoked(cluster, client, tmp_path) -> st
     return token
 
 
-def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_url, tmp_path,
-                                                  client, *, caplog):
+def test_two_servers_and_an_agent_through_the_slb(world, start_worker, broker_url, task_queue,
+                                                  tmp_path, *, client, caplog):
     # The K3s recipe's story: MySQL 5.7 with innodb_large_prefix OFF (the account's parameter
     # template says so; RDS's own default is ON) and a K3s whose kine needs it ON.
     world.emulator.control.set_rds_parameter_defaults("5.7", {"innodb_large_prefix": "OFF"})
     # LOG_LEVEL=DEBUG: the SDK logs each request (AccountPassword in its query string).
     worker = start_worker(concurrency=2, beat=True, LOG_LEVEL="DEBUG", **world_env(world))
     cluster = make_world_cluster(world, servers=2, agents=1, k3s_version=OLD_K3S)
-    monitor = RedisMonitor(broker_url)
+    monitor = RedisMonitor(broker_url, task_queue)
     watcher = CommandLineWatcher()
     run = runs.wait_finished(operations.start_create(cluster), timeout=300)
     command_lines = watcher.stop()

@@ -168,3 +168,112 @@ def test_a_new_datadir_is_a_copy_of_the_template_and_serves_like_an_installed_on
     finally:
         second.destroy()
         first.destroy()
+
+
+def _fake_install(path: Path) -> Path:
+    """Stands for a fresh datadir (what `_save_template` copies): only the tree matters."""
+    (path / "mysql").mkdir(parents=True)
+    (path / "ibdata1").write_bytes(b"x" * 4096)
+    return path
+
+
+@pytest.mark.parametrize("planted", ["symlink", "mode 0777", "other owner"])
+def test_a_template_root_someone_else_made_is_not_used(
+        planted: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template root sits under world-writable /var/tmp: one made by another user, open to
+    others or a symlink is neither read nor written (datadirs are installed instead)."""
+    import os  # noqa: PLC0415
+
+    from sandbox.aliyun.rds import mysqld  # noqa: PLC0415
+
+    if mysqld._template_key() is None:
+        pytest.skip("mariadb-server is not installed")
+    root = tmp_path / "templates"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    _fake_install(elsewhere / str(mysqld._template_key()) / "data")
+    if planted == "symlink":
+        root.symlink_to(elsewhere)
+    else:
+        root.mkdir()
+        os.chmod(root, 0o777)  # noqa: S103 - the planted, open directory
+        if planted == "other owner":
+            if os.geteuid() != 0:
+                pytest.skip("needs root to chown")
+            os.chmod(root, 0o700)
+            os.chown(root, 65534, 65534)
+    monkeypatch.setattr(mysqld, "TEMPLATE_ROOT", root)
+    assert mysqld._template_datadir() is None
+    mysqld._save_template(_fake_install(tmp_path / "fresh"))
+    if planted != "symlink":
+        assert list(root.iterdir()) == []
+    planted_key = elsewhere / str(mysqld._template_key())
+    assert sorted(p.name for p in planted_key.iterdir()) == ["data"]  # no lock, no copy
+
+
+def test_a_planted_lock_symlink_is_not_followed_and_crashed_partials_are_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.aliyun.rds import mysqld  # noqa: PLC0415
+
+    key = mysqld._template_key()
+    if key is None:
+        pytest.skip("mariadb-server is not installed")
+    monkeypatch.setattr(mysqld, "TEMPLATE_ROOT", tmp_path / "templates")
+    directory = tmp_path / "templates" / key
+    directory.mkdir(parents=True, mode=0o700)
+    (tmp_path / "templates").chmod(0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    (directory / "lock").symlink_to(victim)
+    mysqld._save_template(_fake_install(tmp_path / "fresh"))
+    assert victim.read_text() == "keep me"
+    assert not (directory / "data").exists()
+
+    (directory / "lock").unlink()
+    _fake_install(directory / "data.424242.partial")  # a holder that crashed mid-copy
+    mysqld._save_template(_fake_install(tmp_path / "fresh2"))
+    assert sorted(p.name for p in directory.iterdir()) == ["data", "lock"]
+    assert (directory / "data" / "ibdata1").stat().st_size == 4096
+
+
+def test_templates_saved_at_the_same_moment_make_one_whole_template(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both test processes may install their first datadir at once: one copy wins, whole."""
+    import threading  # noqa: PLC0415
+
+    from sandbox.aliyun.rds import mysqld  # noqa: PLC0415
+
+    key = mysqld._template_key()
+    if key is None:
+        pytest.skip("mariadb-server is not installed")
+    monkeypatch.setattr(mysqld, "TEMPLATE_ROOT", tmp_path / "templates")
+    sources = [_fake_install(tmp_path / f"fresh{n}") for n in range(4)]
+    barrier = threading.Barrier(len(sources))
+
+    def save(source: Path) -> None:
+        barrier.wait()
+        mysqld._save_template(source)
+
+    threads = [threading.Thread(target=save, args=(s,)) for s in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    directory = tmp_path / "templates" / key
+    assert sorted(p.name for p in directory.iterdir()) == ["data", "lock"]
+    assert sorted(p.name for p in (directory / "data").iterdir()) == ["ibdata1", "mysql"]
+    assert (directory / "data" / "ibdata1").stat().st_size == 4096
+
+
+def test_a_private_dir_of_ours_left_0755_is_tightened_and_a_symlink_to_ours_refused(
+        tmp_path: Path) -> None:
+    from sandbox.private_dir import private_dir  # noqa: PLC0415
+
+    ours = tmp_path / "ours"
+    ours.mkdir(mode=0o755)
+    ours.chmod(0o755)
+    assert private_dir(ours)
+    assert ours.stat().st_mode & 0o777 == 0o700
+    (tmp_path / "link").symlink_to(ours)
+    assert not private_dir(tmp_path / "link")
+    assert private_dir(tmp_path / "new") and (tmp_path / "new").stat().st_mode & 0o777 == 0o700

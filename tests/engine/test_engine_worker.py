@@ -87,9 +87,9 @@ def test_killed_worker_loses_no_step_and_buys_nothing_twice(start_worker, tmp_pa
     assert LogLine.objects.filter(step=rds, text="Attempt 2.").exists()
 
 
-def test_registered_secrets_never_leave_the_run(start_worker, broker_url):
+def test_registered_secrets_never_leave_the_run(start_worker, broker_url, task_queue):
     start_worker(concurrency=2)
-    monitor = RedisMonitor(broker_url)
+    monitor = RedisMonitor(broker_url, task_queue)
     # One run per way of failing: a run stops at its first failure, so parallel siblings of
     # one run might never start.
     started = {

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from clusters.management.supervisor import Supervisor
-from sandbox.k3s.testing import free_port
+from sandbox.k3s.testing import free_port, listening_pid
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,6 +58,16 @@ class Panel:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/accounts/login/"
 
+    def serves(self) -> bool:
+        """The port is this panel's own (its web server listens there): the port was free
+        when picked, and another test process's server might have bound it since."""
+        try:
+            top = psutil.Process(self.process.pid)
+            tree = [top, *top.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return False
+        return any(listening_pid("127.0.0.1", self.port, proc.pid) for proc in tree)
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -75,7 +85,7 @@ class Panel:
 def panel(tmp_path: Path) -> Iterator[Panel]:
     running = Panel(tmp_path)
     try:
-        wait_for("the web server", lambda: answers(running.url))
+        wait_for("the web server", lambda: running.serves() and answers(running.url))
         yield running
     finally:
         if running.process.poll() is None:

@@ -1,6 +1,7 @@
 """Fixtures for the K3s stand-in tests: a scratch MariaDB, scratch hosts, the artifact server.
 
-Everything listens on 127.73.x.x addresses; leftovers of crashed runs are removed first.
+Everything listens on 127.73.x.x addresses; the session-wide servers on addresses of this test
+process's own (tests/support/xdist.py); leftovers of crashed runs are removed first.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sandbox.k3s.binary import write_binary
 from sandbox.k3s.testing import ScratchHost, ScratchMariaDB, cleanup_leftovers
 from tests.support.k3s_nodes import Node
 from tests.support.tools import require, require_root
+from tests.support.xdist import session_address
 
 
 @pytest.fixture(scope="session")
@@ -22,14 +24,14 @@ def mariadb() -> Iterator[ScratchMariaDB]:
     require_root("mount namespaces, tmpfs")
     require("mariadbd", "mariadb-install-db", "unshare", "nsenter", "kubectl")
     cleanup_leftovers()
-    db = ScratchMariaDB("127.73.0.1")
+    db = ScratchMariaDB(session_address(1))
     yield db
     db.close()
 
 
 @pytest.fixture(scope="session")
 def artifacts() -> Iterator[ArtifactServer]:
-    with ArtifactServer("127.73.0.2") as server:
+    with ArtifactServer(session_address(2)) as server:
         yield server
 
 

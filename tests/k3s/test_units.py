@@ -267,3 +267,48 @@ def test_protobuf_bodies_decode_as_kubectl_sends_them() -> None:
                 + bytes([2 << 3, 7])):
         with pytest.raises(protobuf.DecodeError):
             protobuf.decode(protobuf.MAGIC + bad)
+
+
+def test_a_port_counts_as_ours_only_if_our_process_listens_on_it() -> None:
+    """What ScratchMariaDB trusts before using its port: a connect that succeeds may reach
+    another process's server (the other test process picked the same free port first)."""
+    import os  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from sandbox.k3s.testing import free_port, listening_pid  # noqa: PLC0415
+
+    host = "127.73.5.9"
+    with socket.socket() as own:
+        own.bind((host, 0))
+        port = own.getsockname()[1]
+        assert not listening_pid(host, port, os.getpid())  # bound, not listening
+        own.listen()
+        assert listening_pid(host, port, os.getpid())
+        assert not listening_pid(host, port + 1, os.getpid())
+    other_port = free_port(host)
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import socket, sys, time; s = socket.socket(); "
+         f"s.bind(({host!r}, {other_port})); s.listen(); print(1, flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "1"
+        socket.create_connection((host, other_port), timeout=2).close()  # it answers...
+        assert not listening_pid(host, other_port, os.getpid())  # ...but is not ours
+        assert listening_pid(host, other_port, other.pid)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_each_test_process_has_its_own_session_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.xdist import session_address  # noqa: PLC0415
+
+    seen = set()
+    for worker in ("gw0", "gw1", "gw2"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        seen |= {session_address(1), session_address(2)}
+    assert len(seen) == 6
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    assert session_address(1) == "127.73.0.1"

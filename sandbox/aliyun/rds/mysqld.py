@@ -40,11 +40,14 @@ from typing import Any
 import pymysql
 
 from sandbox import netns as netns_helpers
+from sandbox.private_dir import private_dir
 
 MARIADBD = "mariadbd"
 INSTALL_DB = "mariadb-install-db"
 SOCKET_PATH_LIMIT = 100  # sun_path is 108 bytes; keep a margin
-SHORT_SOCKET_DIR = Path("/tmp/aliyun-emulator-mysqld")  # noqa: S108 - fixed, root-owned 0700
+# Both under world-writable directories: used only after `_private_dir` made sure this user
+# owns them, 0700 and not a symlink (sandbox/private_dir.py).
+SHORT_SOCKET_DIR = Path(f"/tmp/aliyun-emulator-mysqld-{os.geteuid()}")  # noqa: S108
 
 # Small and quick: these servers hold a few kine tables, not production data.
 BASE_OPTIONS: dict[str, str] = {
@@ -64,8 +67,8 @@ BASE_OPTIONS: dict[str, str] = {
 }
 INSTALL_OPTIONS = ("--innodb-log-file-size=4M", "--innodb-buffer-pool-size=16M")
 # Pristine datadirs, as `mariadb-install-db` left them (root without a password, no server
-# started on them yet), keyed by the binaries and options that made them.
-TEMPLATE_ROOT = Path("/var/tmp/aliyun-emulator-mysqld-templates")  # noqa: S108 - root-owned 0700
+# started on them yet), keyed by the binaries and the whole install command that made them.
+TEMPLATE_ROOT = Path(f"/var/tmp/aliyun-emulator-mysqld-templates-{os.geteuid()}")  # noqa: S108
 
 
 class MariaDBError(RuntimeError):
@@ -76,7 +79,9 @@ def _short_socket_path(home: Path) -> Path:
     candidate = home / "admin.sock"
     if len(str(candidate)) <= SOCKET_PATH_LIMIT:
         return candidate
-    SHORT_SOCKET_DIR.mkdir(mode=0o700, exist_ok=True)
+    if not private_dir(SHORT_SOCKET_DIR):
+        raise MariaDBError(f"{SHORT_SOCKET_DIR} is not a directory of this user with mode 0700: "
+                           "remove it")
     digest = hashlib.sha1(str(home).encode(), usedforsecurity=False).hexdigest()[:16]
     return SHORT_SOCKET_DIR / f"{digest}.sock"
 
@@ -213,9 +218,7 @@ class MariaDBServer:
     def _install(self, partial: Path) -> None:
         try:
             result = subprocess.run(
-                [INSTALL_DB, "--no-defaults", f"--datadir={partial}", "--user=root",
-                 "--auth-root-authentication-method=normal", "--skip-test-db",
-                 f"--tmpdir={self.tmpdir}", *INSTALL_OPTIONS],
+                install_argv(partial, self.tmpdir),
                 capture_output=True, text=True, timeout=120, check=False,
             )
         except subprocess.TimeoutExpired as exc:
@@ -473,24 +476,43 @@ class MariaDBServer:
         return " | ".join(text.strip().splitlines()[-lines:])
 
 
+def install_argv(datadir: Path, tmpdir: Path) -> list[str]:
+    """The `mariadb-install-db` command for a new datadir (also what a template is keyed on)."""
+    return [INSTALL_DB, "--no-defaults", f"--datadir={datadir}", "--user=root",
+            "--auth-root-authentication-method=normal", "--skip-test-db",
+            f"--tmpdir={tmpdir}", *INSTALL_OPTIONS]
+
+
 def _template_key() -> str | None:
-    """Which MariaDB build and install options a template belongs to (None: not installed)."""
-    identity = [*INSTALL_OPTIONS]
+    """Which MariaDB build and install command a template belongs to (None: not installed).
+
+    The whole argv, with the per-server paths as placeholders: any other option changed there
+    makes different datadirs, so it must not reuse the old template."""
+    identity = install_argv(Path("<datadir>"), Path("<tmpdir>"))
     for tool in (INSTALL_DB, MARIADBD):
         found = shutil.which(tool)
         if found is None:
             return None
-        stat = Path(found).resolve().stat()
-        identity += [str(Path(found).resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
+        info = Path(found).resolve().stat()
+        identity += [str(Path(found).resolve()), str(info.st_size), str(info.st_mtime_ns)]
     return hashlib.sha256("\0".join(identity).encode()).hexdigest()[:20]
 
 
-def _template_datadir() -> Path | None:
+def _template_directory() -> Path | None:
+    """This key's directory in the private template root (None: no key, or not safe)."""
     key = _template_key()
-    if key is None:
+    if key is None or not private_dir(TEMPLATE_ROOT):
         return None
-    template = TEMPLATE_ROOT / key / "data"
-    return template if (template / "mysql").is_dir() else None
+    directory = TEMPLATE_ROOT / key
+    return directory if private_dir(directory) else None
+
+
+def _template_datadir() -> Path | None:
+    directory = _template_directory()
+    if directory is None:
+        return None
+    template = directory / "data"
+    return template if (template / "mysql").is_dir() and not template.is_symlink() else None
 
 
 def _copy_tree(source: Path, target: Path) -> bool:
@@ -504,18 +526,22 @@ def _copy_tree(source: Path, target: Path) -> bool:
 
 
 def _save_template(datadir: Path) -> None:
-    """Keep a copy of a fresh install as the template, once per key (atomically: a copy in
-    progress is never taken for a template). A template that cannot be written is no error:
-    the next datadir is installed again."""
-    key = _template_key()
-    if key is None:
+    """Keep a copy of a fresh install as the template, once per key.
+
+    Under an exclusive lock (two test processes may both have just installed one), copied to
+    `data.<pid>.partial` and renamed to `data`, so a copy in progress is never taken for a
+    template; partial copies of a holder that crashed are removed first. A template that
+    cannot be written is no error: the next datadir is installed again."""
+    directory = _template_directory()
+    if directory is None:
         return
-    directory = TEMPLATE_ROOT / key
     with contextlib.suppress(OSError):
-        TEMPLATE_ROOT.mkdir(mode=0o700, exist_ok=True)
-        directory.mkdir(mode=0o700, exist_ok=True)
-        with (directory / "lock").open("w") as lock:
+        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        with os.fdopen(fd, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            for leftover in directory.glob("data.*.partial"):  # only made under this lock
+                shutil.rmtree(leftover, ignore_errors=True)
             if (directory / "data" / "mysql").is_dir():
                 return
             partial = directory / f"data.{os.getpid()}.partial"
