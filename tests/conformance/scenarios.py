@@ -348,11 +348,18 @@ def _account_and_database(world: World) -> None:
     world.cloud.create_database(rds_id, name, description="extra")
     world.account_ready(rds_id, name)
     world.cloud.grant_privilege(rds_id, name, name)
-    pg_id = world.pg_rds()["instance_id"]  # PostgreSQL: Charset,Collate,Ctype and DBOwner
+    pg_id = world.pg_rds()["instance_id"]  # PostgreSQL: Charset[,Collate[,Ctype]], DBOwner
     world.cloud.create_account(pg_id, name, RDS_PASSWORD, description="extra")
-    world.cloud.create_database(pg_id, name, "UTF8,C,C", description="extra")
+    # Collate and Ctype left out: "If this parameter is not specified, the default value **C**
+    # / **en_US.utf8** is used" (V2 CreateDatabaseRequest.character_set_name).
+    world.cloud.create_database(pg_id, name, "UTF8", description="extra")
     world.account_ready(pg_id, name)
     world.cloud.grant_privilege(pg_id, name, name, "DBOwner")
+    # DBName "must be 2 to 64 characters in length" for every engine, PostgreSQL included.
+    longest = (name + "_" + "x" * 64)[:64]
+    world.cloud.create_database(pg_id, longest, "UTF8,C", description="extra")
+    eventually(lambda: world.cloud.describe_database(pg_id, longest).running,  # type: ignore[union-attr]
+               f"database {longest} Running")
 
 
 @scenario("Rds", "DescribeAccounts")

@@ -136,6 +136,11 @@ def _comments(model: type[DaraModel]) -> dict[str, list[str]]:
     return comments
 
 
+def doc_of(model: type[DaraModel], attr: str) -> str:
+    """One attribute's V2 comment as one line of text (the `# ` markers dropped)."""
+    return " ".join(line.lstrip("#").strip() for line in _comments(model).get(attr, []))
+
+
 _SCHEMAS: dict[type, Schema] = {}
 
 

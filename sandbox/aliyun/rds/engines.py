@@ -8,7 +8,14 @@ alibabacloud_rds20140815, 2026):
 - Port: MySQL 1000-65534; "PostgreSQL, SQL Server, and MariaDB: 1000 to 5999".
 - CharacterSetName: MySQL `utf8`/`gbk`/`latin1`/`utf8mb4`; PostgreSQL "the character set,
   Collate, and Ctype in the format of `Character set,<Collate>,<Ctype>`. Example:
-  `UTF8,C,en_US.utf8`" (CreateDatabaseRequest).
+  `UTF8,C,en_US.utf8`" (CreateDatabaseRequest), where Collate and Ctype may be left out:
+  "If this parameter is not specified, the default value **C**" (Collate) / "**en_US.utf8**"
+  (Ctype) "is used". The emulator stores the full triple.
+- DBName: one rule for every engine, "2 to 64 characters", lowercase letters, digits, `_`
+  and `-`, a letter first, a letter or digit last (CreateDatabaseRequest.dbname; the
+  CreateDatabase API reference gives no PostgreSQL exception). PostgreSQL itself keeps 63
+  bytes of an identifier (NAMEDATALEN - 1) and truncates a longer one with a NOTICE, on
+  CREATE DATABASE and on connect alike.
 - AccountPrivilege: MySQL ReadWrite/ReadOnly/DDLOnly/DMLOnly; PostgreSQL "**DBOwner**:
   database owner" only (GrantAccountPrivilegeRequest).
 - Account names: "uppercase letters (supported only by MySQL)" (CreateAccountRequest);
@@ -37,6 +44,10 @@ PG_CHARACTER_SETS = (
 )
 # The locales the emulator's servers can build a database with (what `SELECT DISTINCT
 # collname FROM pg_collation` lists on an RDS instance includes these).
+# "If this parameter is not specified, the default value **C** / **en_US.utf8** is used"
+# (CreateDatabaseRequest.character_set_name, for Collate and Ctype).
+PG_DEFAULT_COLLATE = "C"
+PG_DEFAULT_CTYPE = "en_US.utf8"
 PG_LOCALES = ("C", "POSIX", "C.UTF-8", "C.utf8", "en_US.utf8", "en_US.UTF-8")
 PG_RESERVED_ACCOUNTS = frozenset({"postgres", "root", "admin", "administrator", "aliyun_root",
                                   "replicator", "public", "none", "current_user",
@@ -89,8 +100,7 @@ class EngineRules:
             return
         if name in PG_RESERVED_DBS:
             raise rules.DB_NAME_FORBID
-        if not 2 <= len(name) <= 63 or not re.match(r"^[a-z][a-z0-9_-]*[a-z0-9]$", name):
-            raise rules.DB_NAME_FORMAT
+        rules.check_db_name_format(name)
 
     def parse_charset(self, value: str) -> DatabaseCharset:
         if self.name == "MySQL":
@@ -98,9 +108,9 @@ class EngineRules:
                 raise rules.CHARSET_FORMAT
             return DatabaseCharset(value)
         parts = value.split(",")
-        if len(parts) != 3 or parts[0] not in PG_CHARACTER_SETS:
+        if len(parts) > 3 or parts[0] not in PG_CHARACTER_SETS:
             raise rules.CHARSET_FORMAT
-        charset, collate, ctype = parts
+        charset, collate, ctype = (parts + [PG_DEFAULT_COLLATE, PG_DEFAULT_CTYPE][len(parts) - 1:])
         if collate not in PG_LOCALES or ctype not in PG_LOCALES:
             raise rules.CHARSET_FORMAT
         return DatabaseCharset(charset, collate, ctype)

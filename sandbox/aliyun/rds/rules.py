@@ -183,6 +183,13 @@ def check_description(text: str, error: ApiError) -> None:
 def check_db_name(name: str) -> None:
     if name in RESERVED_DB_NAMES:
         raise DB_NAME_FORBID
+    check_db_name_format(name)
+
+
+def check_db_name_format(name: str) -> None:
+    """CreateDatabaseRequest.dbname, the same for every engine: "2 to 64 characters", "start
+    with a letter and end with a letter or digit", "lowercase letters, digits, underscores (_),
+    and hyphens (-)"."""
     if not 2 <= len(name) <= 64 or not _DB_NAME.match(name):
         raise DB_NAME_FORMAT
 
