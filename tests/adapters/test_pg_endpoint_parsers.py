@@ -93,7 +93,7 @@ def test_a_password_with_a_slash_gets_a_message_naming_the_part_not_the_password
 
 
 def test_go_refusals_are_explained_with_percent_encoding() -> None:
-    with pytest.raises(DatastoreEndpointError, match="invalid userinfo.*percent-encode"):
+    with pytest.raises(DatastoreEndpointError, match=r"invalid userinfo.*percent-encode"):
         parse_pg_endpoint("postgres://k3s:pass word@db/k3s")
     with pytest.raises(DatastoreEndpointError, match=r"password has a '%'.*%25"):
         parse_pg_endpoint("postgres://k3s:%zzpass@db/k3s")
