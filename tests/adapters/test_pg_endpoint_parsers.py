@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import pytest
 
+from clusters.adapters.datastore_pg import connect
+from clusters.core.errors import PermanentError
 from clusters.core.redaction import Redactor
 from clusters.k3s.dsn import DatastoreEndpointError, parse_endpoint
-from clusters.k3s.pgdsn import build_pg_endpoint, parse_pg_endpoint
+from clusters.k3s.pgdsn import PostgresEndpoint, build_pg_endpoint, parse_pg_endpoint
 from sandbox.k3s.dsn import DSNError
 from sandbox.k3s.dsn import parse_pg_endpoint as kine_parse_pg_endpoint
 
@@ -139,3 +141,12 @@ def test_the_mysql_parser_quotes_no_piece_of_the_endpoint_in_its_errors() -> Non
     with pytest.raises(DatastoreEndpointError) as caught:
         parse_endpoint("mysql://k3s:x@tcp(db:3306)/k3s?tls=true&=Hidden-Value")
     assert "Hidden-Value" not in str(caught.value)
+
+
+def test_the_check_never_hands_a_k3s_host_path_to_the_panels_libpq() -> None:
+    """Defence behind the parser: an endpoint built by hand with a host file is refused
+    before any connection (libpq would read the panel's own /etc/… instead)."""
+    endpoint = PostgresEndpoint(user="k3s", password="x", host="127.0.0.1", port=1,
+                                params=(("sslrootcert", "/etc/k3s/ca.pem"),))
+    with pytest.raises(PermanentError, match="files on the K3s servers"), connect(endpoint):
+        pass
