@@ -36,7 +36,7 @@ from clusters.adapters.datastore_health import (
 )
 from clusters.adapters.ssh import SSHSession, Tunnel
 from clusters.core.errors import PermanentError, StepError, TransientError
-from clusters.k3s.pgdsn import PostgresEndpoint, kine_pg_ddl
+from clusters.k3s.pgdsn import HOST_FILE_PARAMS, PostgresEndpoint, kine_pg_ddl
 
 CONNECT_TIMEOUT = 10
 SCRATCH_TABLE_PREFIX = "kine_panel_check_"
@@ -121,9 +121,12 @@ def connect(endpoint: PostgresEndpoint, *, via: SSHSession | None = None,
             "password": endpoint.password, "dbname": endpoint.database,
             "connect_timeout": timeout, "sslmode": endpoint.sslmode, "autocommit": True,
             "application_name": "k3s-panel-check"}
-        for key in ("sslrootcert", "sslcert", "sslkey"):
-            if key in params:
-                kwargs[key] = params[key]
+        # No sslrootcert/sslcert/sslkey: those are paths on the K3s servers, not here; the
+        # parser (clusters.k3s.pgdsn) refuses them, and this never hands any to libpq.
+        refused = [key for key in HOST_FILE_PARAMS if key in params]
+        if refused:
+            raise PermanentError(f"The endpoint names files on the K3s servers "
+                                 f"({', '.join(refused)}); the panel cannot check it.")
         if via is None:
             kwargs.pop("hostaddr")
         opened: list[psycopg.Connection[Any]] = []

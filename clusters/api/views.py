@@ -289,6 +289,9 @@ class ClusterHealthCheck(APIView):
 
 
 class KubeconfigDownload(APIView):
+    #: The cluster-admin kubeconfig is a credential: read-write tokens only (permissions.py).
+    hands_out_credentials = True
+
     @extend_schema(responses={(200, "application/yaml"): OpenApiTypes.STR},
                    summary="The admin kubeconfig (audited; the one secret the API hands out)")
     def get(self, request: Request, code: Any) -> HttpResponse:

@@ -15,7 +15,9 @@ every encoding that the panel, a shell, an SDK or a log line may give it:
 - `shlex.quote`, `json.dumps` (ASCII or not), Python's `repr`, YAML double- and
   single-quoted scalars;
 - the password part of a DSN (`mysql://user:password@tcp(host)/db`), found by the same rule
-  go-sql-driver uses (the last `@`), and then each of its encodings too.
+  go-sql-driver uses (the last `@`), and then each of its encodings too;
+- a password in a DSN's query (`postgres://…?password=…`, `sslpassword=`): pgx reads it
+  and logs in with it, so it is as secret as the user information's.
 
 Every Redactor also adds its secrets to a process-wide set, which `RedactingFilter` (in the
 settings' LOGGING and on Celery's handlers) applies to every log record of every logger.
@@ -31,7 +33,7 @@ import shlex
 import threading
 from collections.abc import Iterable
 from functools import lru_cache
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 import yaml
 
@@ -58,6 +60,22 @@ _DSN = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://)?[^:/@\s]+:(?P<password>.+)@[
 # `password=...` in a query string or a form body, whatever the secret (a safety net in logs).
 _NAMED_VALUE = re.compile(
     r"(?i)\b([\w.-]*(?:password|passwd|passphrase|secret|token)[\w.-]*(?:=|%3D))[^&\s\"']+")
+
+
+# pgx's (and libpq's) query parameters that carry a password (clusters.k3s.pgdsn.SECRET_PARAMS).
+_DSN_QUERY_PASSWORD = re.compile(r"[?&](?:ssl)?password=(?P<password>[^&#\s]+)")
+
+
+def dsn_query_passwords(value: str) -> list[str]:
+    """The values of `?password=` / `&sslpassword=` in a one-line DSN, raw and decoded as a
+    query decodes them (`+` is a space)."""
+    if "://" not in value or "\n" in value:
+        return []
+    found: list[str] = []
+    for match in _DSN_QUERY_PASSWORD.finditer(value):
+        raw = match.group("password")
+        found.extend(dict.fromkeys((raw, unquote_plus(raw))))
+    return found
 
 
 def dsn_password(value: str) -> str | None:
@@ -165,6 +183,7 @@ def _expand(secrets: Iterable[str]) -> set[str]:
         if password:
             values.update(p for p in {password, unquote(password)}
                           if len(p) >= MIN_SECRET_LENGTH)
+        values.update(p for p in dsn_query_passwords(secret) if len(p) >= MIN_SECRET_LENGTH)
     return values
 
 

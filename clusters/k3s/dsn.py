@@ -111,10 +111,12 @@ def parse_endpoint(text: str) -> MySQLEndpoint:
             "The datastore endpoint names no user: write mysql://USER:PASSWORD@tcp(host:3306)/db.")
     paren = target.find("(")
     if paren < 0:
+        # Not quoting what follows the '@': with an '@' in the password and no tcp(), that
+        # text is the password's end.
         raise DatastoreEndpointError(
-            f"The datastore endpoint is missing tcp(...): write tcp({target or 'host:3306'}) "
-            f"instead of {target or 'nothing'} (K3s would fail with \"default addr for network "
-            f"'{target}' unknown\").")
+            "The datastore endpoint is missing tcp(...) around the address after the '@': "
+            "write mysql://USER:PASSWORD@tcp(host:3306)/db (K3s would fail with \"default "
+            "addr for network … unknown\").")
     if not target.endswith(")"):
         raise DatastoreEndpointError(
             "The address in the datastore endpoint is not closed: write tcp(host:3306)/db.")
@@ -126,11 +128,13 @@ def parse_endpoint(text: str) -> MySQLEndpoint:
     database, _, query = right.partition("?")
     params: list[tuple[str, str]] = []
     if query:
-        for pair in query.split("&"):
+        for number, pair in enumerate(query.split("&"), 1):
             key, sep, value = pair.partition("=")
             if not sep or not key:
+                # Not the pair itself: `?=…` or a stray '&' may sit in front of a secret.
                 raise DatastoreEndpointError(
-                    f"The datastore endpoint has a malformed option {pair!r} after '?'.")
+                    f"Option {number} after '?' in the datastore endpoint is malformed: write "
+                    "name=value pairs separated by '&'.")
             params.append((key, value))
     return MySQLEndpoint(user=user, password=password, host=host, port=port,
                          database=database or DEFAULT_DATABASE, params=tuple(params))

@@ -145,6 +145,19 @@ def test_a_read_only_token_cannot_destroy_and_the_cli_says_why(cli: Any,
     assert ApiToken.objects.filter(scope="read").exists()
 
 
+def test_a_read_only_token_cannot_get_the_admin_kubeconfig_and_the_cli_says_why(
+        cli: Any, live_server: Any, tmp_path: Path) -> None:
+    user = make_user()
+    make_cluster(owner=user, name="watch-only", nodes=1, status="ready",
+                 kubeconfig="apiVersion: v1\nkind: Config\nclusters: []\n")
+    logged_in(cli, live_server, user, scope="read")
+    out = tmp_path / "admin.yaml"
+    result = cli("kubeconfig", "get", "watch-only", "-o", str(out))
+    assert result.exit_code == 1 and "HTTP 403" in result.output
+    assert "needs a read-write token" in result.output
+    assert not out.exists()
+
+
 def test_runs_watch_prints_the_steps_and_their_logs_and_exits_by_the_outcome(
         cli: Any, live_server: Any) -> None:
     user = make_user()

@@ -25,6 +25,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
 
+from clusters.api.permissions import hands_out_credentials
 from clusters.engine import pipeline
 from clusters.interface.wizard import SLUGS
 from clusters.models import (
@@ -546,21 +547,54 @@ def test_another_users_token_gets_404_on_every_api_url_of_the_owners_things(
 
 
 def test_a_read_only_token_can_start_no_operation_on_any_api_url(world: World) -> None:
+    """Every write is 403, and so is every GET whose view hands out a credential (marked
+    with clusters.api.permissions.HANDS_OUT_CREDENTIALS); every other GET it may read must
+    show no secret, so a credential download nobody marked fails here too."""
     reader = bearer(issue(world.owner, "reader", scope="read"))
     reader.get(reverse("api:me"))  # today's "token used" row, before the snapshot
+    Cluster.objects.filter(pk=world.cluster.pk).update(status="ready")
     before = snapshot(world)
-    writes = 0
+    writes = downloads = reads = 0
     for route in api_routes(world):
         for url in route.urls:
+            view = resolve(url).func.view_class  # type: ignore[attr-defined]
             for method in methods_of(url):
-                if method == "get":
-                    continue
                 response = call(reader, method, url, world)
+                if method == "get" and not hands_out_credentials(view):
+                    assert response.status_code < 500, url
+                    assert_no_secret(response, url)
+                    reads += response.status_code == 200
+                    continue
                 assert response.status_code == 403, (url, method, response.status_code)
                 assert response.json()["code"] == "permission_denied", url
-                writes += 1
+                if method == "get":
+                    assert "read-write token" in response.json()["detail"], url
+                    assert_no_secret(response, url)
+                    downloads += 1
+                else:
+                    writes += 1
     assert writes >= 10
+    assert downloads >= 1  # the admin kubeconfig at least
+    assert reads >= 12
     assert snapshot(world) == before
+
+
+def test_a_read_only_token_is_refused_the_admin_kubeconfig_in_both_languages(
+        world: World) -> None:
+    Cluster.objects.filter(pk=world.cluster.pk).update(status="ready")
+    reader = bearer(issue(world.owner, "reader-zh", scope="read"))
+    url = reverse("api:kubeconfig", args=[world.cluster.code])
+    english = reader.get(url)
+    assert english.status_code == 403
+    assert "kubeconfig-never-shown" not in english.content.decode()
+    assert english.json()["detail"] == ("This token is read-only: downloading a kubeconfig or "
+                                        "another credential needs a read-write token.")
+    chinese = reader.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert chinese.status_code == 403
+    assert "read-write" not in chinese.json()["detail"] and "令牌" in chinese.json()["detail"]
+    # A read-write token still downloads it.
+    writer = bearer(issue(world.owner, "writer-ci"))
+    assert writer.get(url).content.decode() == "kubeconfig-never-shown"
 
 
 @pytest.mark.parametrize("how", ["expired", "revoked"])

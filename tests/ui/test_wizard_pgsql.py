@@ -66,3 +66,22 @@ def test_own_postgresql_dsn_is_read_as_kine_reads_it(at_datastore: Client) -> No
     assert "could not reach db.invalid:5432" in passed.content.decode()
     assert "Secret@123" not in passed.content.decode()
     assert WizardState(at_datastore.session).get("datastore")["external_dsn"] == dsn
+
+
+def test_own_postgresql_dsn_that_k3s_would_refuse_is_refused_with_no_piece_of_it(
+        at_datastore: Client) -> None:
+    """Go's url.Parse refuses these at K3s's start; the wizard refuses them first, naming
+    the part and the fix, quoting nothing of the password."""
+    for dsn, hint in (("postgres://k3s:Secr3tPa/ss99@db.invalid:5432/k3s", "%2F"),
+                      ("postgres://k3s:Pass word99@db.invalid/k3s", "invalid userinfo"),
+                      ("postgres://k3s:%zzSecret99@db.invalid/k3s", "%25"),
+                      ("postgres://k3s:x@db.invalid/k3s?sslrootcert=/etc/ca.pem",
+                       "files on the K3s servers")):
+        refused = at_datastore.post(step_url("datastore"), {
+            "kind": "external_postgresql", "external_dsn": dsn})
+        errors = " ".join(field_errors(refused, "external_dsn"))
+        assert hint in errors, (dsn, errors)
+        page = refused.content.decode()
+        assert "Secr3tPa" not in page and "ss99" not in page and "Secret99" not in page, dsn
+        saved = WizardState(at_datastore.session).get("datastore")
+        assert saved.get("external_dsn") != dsn, dsn
