@@ -29,7 +29,7 @@ from clusters import operations
 from clusters.adapters import wizard_checks
 from clusters.api import serializers as s
 from clusters.api.errors import FieldErrors, Refused
-from clusters.interface import audit, cluster_spec, queries
+from clusters.interface import audit, cluster_spec, queries, run_actions
 from clusters.interface.forms import (
     AddNodeForm,
     CloudAccountForm,
@@ -495,12 +495,9 @@ class RunRetry(APIView):
     def post(self, request: Request, code: Any, run_id: int) -> Response:
         run = queries.owned_run(request.user, code, run_id)
         try:
-            operations.retry(run)
+            run_actions.retry(request, run)
         except operations.OperationRefused as exc:
-            audit.record(request, AuditAction.RUN_RETRY_REFUSED, run.cluster, run=run.pk,
-                         reason=str(exc))
             raise Refused(str(exc)) from None
-        audit.record(request, AuditAction.RUN_RETRY, run.cluster, run=run.pk)
         run.refresh_from_db()
         return Response({"run": s.RunSerializer(run).data, "run_url": run_url(run)},
                         status=status.HTTP_202_ACCEPTED)
@@ -511,10 +508,10 @@ class RunCancel(APIView):
                    summary="Cancel a run (the running step finishes first)")
     def post(self, request: Request, code: Any, run_id: int) -> Response:
         run = queries.owned_run(request.user, code, run_id)
-        if not run.is_active:
-            raise Refused(_("Only a pending or running run can be cancelled."))
-        operations.cancel(run)
-        audit.record(request, AuditAction.RUN_CANCEL, run.cluster, run=run.pk)
+        try:
+            run_actions.cancel(request, run)
+        except operations.OperationRefused as exc:
+            raise Refused(str(exc)) from None
         run.refresh_from_db()
         return Response({"run": s.RunSerializer(run).data, "run_url": run_url(run)},
                         status=status.HTTP_202_ACCEPTED)

@@ -22,7 +22,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from clusters import operations
-from clusters.interface import audit, queries
+from clusters.interface import audit, queries, run_actions
 from clusters.interface.forms import (
     COMMON_REGIONS,
     CloudAccountForm,
@@ -247,13 +247,10 @@ def run_retry(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
     from a stale tab is worth knowing about too)."""
     run = queries.owned_run(request.user, code, run_id)
     try:
-        operations.retry(run)
+        run_actions.retry(request, run)
     except operations.OperationRefused as exc:
-        audit.record(request, AuditAction.RUN_RETRY_REFUSED, run.cluster, run=run.pk,
-                     reason=str(exc))
         messages.error(request, str(exc))
     else:
-        audit.record(request, AuditAction.RUN_RETRY, run.cluster, run=run.pk)
         messages.success(request, _("Retrying: the run resumes from the step that stopped."))
     return redirect(run_url(run.cluster, run))
 
@@ -284,9 +281,11 @@ def run_diagnostics(request: HttpRequest, code: Any, run_id: int) -> HttpRespons
 @require_POST
 def run_cancel(request: HttpRequest, code: Any, run_id: int) -> HttpResponse:
     run = queries.owned_run(request.user, code, run_id)
-    if run.is_active:
-        operations.cancel(run)
-        audit.record(request, AuditAction.RUN_CANCEL, run.cluster, run=run.pk)
+    try:
+        run_actions.cancel(request, run)
+    except operations.OperationRefused as exc:
+        messages.error(request, str(exc))
+    else:
         messages.info(request, _("Cancelling: the step that is running finishes first."))
     return redirect(run_url(run.cluster, run))
 
