@@ -204,6 +204,7 @@ def list_resources(cloud: Cloud) -> list[dict[str, Any]]:
             "type": "nlb_load_balancer", "id": lb["lb_id"], "state": lb["status"],
             "addresses": addresses(lb), "dns_name": lb["dns_name"],
             "dns_addresses": dns_addresses(lb), "tags": lb["tags"], "pids": [],
+            "security_group_ids": list(lb.get("security_group_ids", [])),
             "zones": [{"zone_id": z["zone_id"], "vswitch_id": z["vswitch_id"],
                        "address": z["private_ip"], "public_address": z.get("public_ip", "")}
                       for z in lb["zones"]],
