@@ -477,7 +477,8 @@ def describe_security_group_attribute(
     ctx.require_region()
     group = _group_or_error(state, ctx, params["SecurityGroupId"])
     permissions = [
-        {**p, "DestCidrIp": "", "DestGroupId": "", "SourcePortRange": "",
+        {**p, "Priority": str(p["Priority"]),  # the V2 model types it str
+         "DestCidrIp": "", "DestGroupId": "", "SourcePortRange": "",
          "Ipv6SourceCidrIp": "", "SecurityGroupRuleId": ""}
         for p in group["permissions"]
         if params["Direction"] in (None, "all", p["Direction"])
