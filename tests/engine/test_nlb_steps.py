@@ -264,6 +264,7 @@ def test_an_internet_nlb_admits_only_the_allow_list_through_its_security_group(
     assert [s.handler for s in create_plan(cluster) if s.key == "slb_acl"] == ["nlb.allowlist"]
     assert "slb_acl" in next(s for s in create_plan(cluster) if s.key == "slb_listener").depends_on
     api = cloud.cloud_for(cluster)
+    emu.control.clear_calls()  # the module's emulator: only this test's calls below
     with api_servers(list(cluster.nodes.values_list("private_ip", flat=True))):
         run = run_steps(engine, cluster, "nlb.create", "nlb.allowlist", "nlb.listener")
         assert step(run, "s2").status == StepStatus.SUCCEEDED, log_of(run)
