@@ -22,8 +22,6 @@ from django.test import override_settings
 
 from clusters.adapters import api_balancer, cloud
 from clusters.engine.pipeline import StepSpec, create_run
-from clusters.operations.allowlist import allowlist_plan, has_allowlist
-from clusters.operations.create import create_plan
 from clusters.models import (
     Cluster,
     LoadBalancerKind,
@@ -36,6 +34,8 @@ from clusters.models import (
     RunKind,
     StepStatus,
 )
+from clusters.operations.allowlist import allowlist_plan, has_allowlist
+from clusters.operations.create import create_plan
 from sandbox.aliyun.testing import Emulator
 from tests.support.engine_specs import InProcessEngine, in_process_engine, time_passes
 from tests.support.factories import factories_emulator, make_cluster
