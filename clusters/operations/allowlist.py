@@ -6,8 +6,11 @@ retried, logged and audited like every other change. The step (slb.acl) adds the
 before it removes the old ones, so the whitelist never passes through empty (a CLB whitelist
 with no entries forwards everyone). The proxy applies the new list to the next connection.
 
-Only a cluster created with an allow-list has an ACL on its listener; binding one to a
-listener that has none (an intranet cluster made without a list) is not offered yet.
+An NLB's list is a security group joined to it (nlb.allowlist): new Accept rules are added
+before old ones are revoked, under a Drop rule for every other source that stays.
+
+Only a cluster created with an allow-list has an ACL on its listener (or a security group
+on its NLB); adding one to a cluster made without a list is not offered yet.
 """
 
 from __future__ import annotations
