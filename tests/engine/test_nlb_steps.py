@@ -265,6 +265,9 @@ def test_an_internet_nlb_admits_only_the_allow_list_through_its_security_group(
     assert "slb_acl" in next(s for s in create_plan(cluster) if s.key == "slb_listener").depends_on
     api = cloud.cloud_for(cluster)
     emu.control.clear_calls()  # the module's emulator: only this test's calls below
+    # Lost answers: the group is adopted by its tag, the join's job found by looking again.
+    for action in ("CreateSecurityGroup", "LoadBalancerJoinSecurityGroup"):
+        emu.control.add_fault(action=action, lose_answer=True, count=1)
     with api_servers(list(cluster.nodes.values_list("private_ip", flat=True))):
         run = run_steps(engine, cluster, "nlb.create", "nlb.allowlist", "nlb.listener")
         assert step(run, "s2").status == StepStatus.SUCCEEDED, log_of(run)
@@ -272,6 +275,7 @@ def test_an_internet_nlb_admits_only_the_allow_list_through_its_security_group(
         (group,) = api.find_security_groups_by_tag(cloud.TAG_KEY, str(cluster.code))
         assert nlb["security_group_ids"] == [group]
         assert cluster.resources.get(kind="nlb_security_group").provider_id == group
+        assert any(line.startswith("Adopted ") and group in line for line in log_of(run))
         assert {(r.source_cidr, r.policy, r.port_range) for r in api.ingress_rules(group) or []
                 } == {("127.77.0.0/24", "Accept", "6443/6443"),
                       ("0.0.0.0/0", "Drop", "6443/6443")}
