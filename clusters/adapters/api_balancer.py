@@ -33,6 +33,8 @@ SLB_KIND = "slb"
 NLB_KIND = "nlb"
 NLB_GROUP_KIND = "nlb_server_group"
 NLB_LISTENER_KIND = "nlb_listener"
+# The ECS security group the NLB joins to carry the API allow-list (steps/nlb.py).
+NLB_SECURITY_GROUP_KIND = "nlb_security_group"
 NORMAL = "normal"  # the CLB's word for a healthy backend
 
 

@@ -7,8 +7,9 @@ bits set ("10.0.0.1/24") is refused rather than silently widened or narrowed.
 
 The list belongs to the cluster (Cluster.api_allowed_cidrs), not to a product: a CLB carries
 it as a whitelist ACL (clusters/steps/slb.py, slb.acl); an NLB, which takes security groups
-instead of ACLs, would carry the same entries as the inbound rules of a security group of its
-own, read from the same field through this same parse.
+instead of ACLs, carries the same entries as the Accept rules of a security group of its own
+above a Drop rule for everyone else (clusters/steps/nlb.py, nlb.allowlist), read from the
+same field through this same parse.
 """
 
 from __future__ import annotations

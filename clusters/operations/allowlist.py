@@ -6,8 +6,11 @@ retried, logged and audited like every other change. The step (slb.acl) adds the
 before it removes the old ones, so the whitelist never passes through empty (a CLB whitelist
 with no entries forwards everyone). The proxy applies the new list to the next connection.
 
-Only a cluster created with an allow-list has an ACL on its listener; binding one to a
-listener that has none (an intranet cluster made without a list) is not offered yet.
+An NLB's list is a security group joined to it (nlb.allowlist): new Accept rules are added
+before old ones are revoked, under a Drop rule for every other source that stays.
+
+Only a cluster created with an allow-list has an ACL on its listener (or a security group
+on its NLB); adding one to a cluster made without a list is not offered yet.
 """
 
 from __future__ import annotations
@@ -18,16 +21,29 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
+from clusters.adapters.api_balancer import NLB_SECURITY_GROUP_KIND
 from clusters.core import allowlist
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
-from clusters.models import Cluster, ResourceState, Run, RunKind, SlbAddressType
+from clusters.models import (
+    Cluster,
+    LoadBalancerKind,
+    ResourceState,
+    Run,
+    RunKind,
+    SlbAddressType,
+)
 from clusters.operations.runs import OperationRefused, lock_ready, ready_problem
 
 ALLOWLIST_TITLE = gettext_noop("Update the API's allow-list (SLB access control)")
+NLB_ALLOWLIST_TITLE = gettext_noop("Update the API's allow-list (the NLB's security group)")
+# Where a cluster's allow-list lives: a CLB's ACL, or the security group joined to its NLB.
+ALLOWLIST_KINDS = (allowlist.LEDGER_KIND, NLB_SECURITY_GROUP_KIND)
 
 
 def allowlist_plan(cluster: Cluster) -> list[StepSpec]:
+    if cluster.load_balancer_kind == LoadBalancerKind.NLB:
+        return [StepSpec("acl", NLB_ALLOWLIST_TITLE, "nlb.allowlist")]
     return [StepSpec("acl", ALLOWLIST_TITLE, "slb.acl")]
 
 
@@ -41,8 +57,9 @@ def retry_problem(cluster: Cluster, run: Run) -> str:
 
 
 def has_allowlist(cluster: Cluster) -> bool:
-    """Whether the cluster's listener sits behind an ACL the panel bought (one to edit)."""
-    return cluster.resources.filter(kind=allowlist.LEDGER_KIND, state=ResourceState.PRESENT) \
+    """Whether the cluster's API sits behind an allow-list the panel bought (one to edit):
+    a CLB listener's ACL, or an NLB's security group."""
+    return cluster.resources.filter(kind__in=ALLOWLIST_KINDS, state=ResourceState.PRESENT) \
         .exclude(provider_id="").exists()
 
 

@@ -82,7 +82,13 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
         # Bought only once the datastore is proven: a bad DSN of the user's buys nothing.
         balancer_create_step(cluster, ["datastore_check"]),
     ]
-    if cluster.api_allowed_cidrs and not nlb:
+    guarded = bool(cluster.api_allowed_cidrs)
+    if guarded and nlb:
+        # Joined before the listener exists: an NLB's new listener forwards at once.
+        specs.append(StepSpec("slb_acl", gettext_noop("Create the API's allow-list (a "
+                                                      "security group joined to the NLB)"),
+                              "nlb.allowlist", ["slb_create"]))
+    elif guarded:
         # Before the listener: it is born behind the whitelist, never open to everyone.
         specs.append(StepSpec("slb_acl", gettext_noop("Create the API's allow-list (SLB access "
                                                       "control)"), "slb.acl", ["slb_create"]))
@@ -95,7 +101,7 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
         previous = [key]
     specs += [
         balancer_listener_step(
-            cluster, [*previous, *(["slb_acl"] if cluster.api_allowed_cidrs and not nlb else [])]),
+            cluster, [*previous, *(["slb_acl"] if guarded else [])]),
         StepSpec("kubeconfig", gettext_noop("Fetch the kubeconfig and point it at the SLB"),
                  "k3s.kubeconfig", ["slb_listener"]),
         StepSpec(

@@ -14,9 +14,14 @@ from __future__ import annotations
 import time
 
 from clusters.adapters import cloud, hostcleanup
-from clusters.adapters.aliyun import AliyunCloud
+from clusters.adapters.aliyun import AliyunCloud, Nlb
 from clusters.adapters.aliyun.nlb import JOB_SUCCEEDED
-from clusters.adapters.api_balancer import NLB_GROUP_KIND, NLB_KIND, NLB_LISTENER_KIND
+from clusters.adapters.api_balancer import (
+    NLB_GROUP_KIND,
+    NLB_KIND,
+    NLB_LISTENER_KIND,
+    NLB_SECURITY_GROUP_KIND,
+)
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
@@ -125,6 +130,14 @@ def delete_nlb(ctx: StepContext) -> Outcome:
         memo["jobs"] = [*memo.get("jobs", []), *([job] if job else [])]
     if groups:
         return _nlb_wait(ctx, "NLB server group(s) being deleted")
+    # The allow-list's security group leaves the NLB (a job) before the NLB goes, and is
+    # deleted once nothing holds it (ECS refuses a group still joined: DependencyViolation).
+    security_groups = ({r.provider_id for r in _open_rows(cluster, NLB_SECURITY_GROUP_KIND)
+                        if r.provider_id}
+                       | set(api.find_security_groups_by_tag(cloud.TAG_KEY, tag)))
+    leaving = _leave_security_groups(ctx, api, found, security_groups)
+    if leaving:
+        return _nlb_wait(ctx, "the NLB leaving its security group")
     going = {b for b, lb in found.items() if lb and lb.status == "Deleting"}
     for balancer_id in sorted(balancers - going):
         job = api.delete_nlb(balancer_id)
@@ -132,12 +145,37 @@ def delete_nlb(ctx: StepContext) -> Outcome:
         memo["jobs"] = [*memo.get("jobs", []), *([job] if job else [])]
     if balancers:
         return _nlb_wait(ctx, "NLB being deleted")
+    _delete_security_groups(ctx, api, security_groups)
     rows = [*_open_rows(cluster, NLB_LISTENER_KIND), *_open_rows(cluster, NLB_GROUP_KIND),
-            *_open_rows(cluster, NLB_KIND)]
+            *_open_rows(cluster, NLB_KIND), *_open_rows(cluster, NLB_SECURITY_GROUP_KIND)]
     if not rows:
         ctx.say("No NLB was bought for this cluster")
     _close_rows(ctx, rows)
     return Done({"deleted": True})
+
+
+def _leave_security_groups(ctx: StepContext, api: AliyunCloud, found: dict[str, Nlb | None],
+                           security_groups: set[str]) -> bool:
+    """Each NLB leaves the panel's security groups it is in; True while that is under way."""
+    leaving = False
+    for balancer_id, lb in sorted(found.items()):
+        if lb is None or lb.status != "Active":
+            continue
+        ours = sorted(set(lb.security_group_ids) & security_groups)
+        if ours:
+            ctx.memo["jobs"] = [*ctx.memo.get("jobs", []),
+                                api.leave_security_groups(balancer_id, ours)]
+            ctx.say(f"NLB {balancer_id} leaving security group(s) {', '.join(ours)}")
+            leaving = True
+    return leaving
+
+
+def _delete_security_groups(ctx: StepContext, api: AliyunCloud, ids: set[str]) -> None:
+    for group_id in sorted(ids):
+        if api.delete_security_group(group_id):
+            ctx.say(f"Deleted security group {group_id} (the API's allow-list)")
+        else:
+            ctx.say(f"Security group {group_id} was already gone")
 
 
 def _nlb_wait(ctx: StepContext, what: str) -> Outcome:

@@ -23,21 +23,22 @@ from __future__ import annotations
 import time
 
 from clusters.adapters import api_balancer, cloud, purchase
-from clusters.adapters.aliyun import AliyunCloud
+from clusters.adapters.aliyun import AliyunCloud, IngressRule
 from clusters.adapters.aliyun.nlb import ACTIVE, AVAILABLE, JOB_FAILED, JOB_SUCCEEDED, RUNNING
 from clusters.adapters.api_balancer import (
     API_PORT,
     NLB_GROUP_KIND,
     NLB_KIND,
     NLB_LISTENER_KIND,
+    NLB_SECURITY_GROUP_KIND,
     NlbBalancer,
 )
 from clusters.core.errors import PermanentError
-from clusters.engine.outcomes import Done, Fail, Outcome, Wait
+from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.models import Cluster, ResourceState, SlbAddressType
-from clusters.steps.slb import backend_servers
+from clusters.steps.slb import allowed_cidrs, backend_servers
 
 CREATE_FAILED = "CreateFailed"  # LoadBalancerStatus of a creation the cloud gave up on
 PRESERVE_CLIENT_IP = False  # see the module docstring: hairpin from a backend must work
@@ -95,14 +96,7 @@ def create(ctx: StepContext) -> Outcome:
     """CreateLoadBalancer in two zones first, then wait until it is Active: its DNS name and
     zone addresses are recorded for every server's tls-san and the kubeconfig."""
     cluster = ctx.cluster
-    if cluster.slb_address_type == SlbAddressType.INTERNET or cluster.api_allowed_cidrs:
-        # The API allow-list is a CLB access control list; an NLB filters sources with ECS
-        # security groups joined to it (LoadBalancerJoinSecurityGroup), which the panel does
-        # not manage yet (the wizard refuses too).
-        raise PermanentError("An NLB does not carry the API allow-list yet (it is a CLB access "
-                             "control list), and an Internet-facing NLB would leave the API "
-                             "open to the whole Internet: choose an intranet NLB without an "
-                             "allow-list, or a CLB.")
+    allowed_cidrs(cluster)  # an Internet-facing NLB without an allow-list is refused here
     api = cloud.cloud_for(cluster)
     resource = cloud.intend(ctx, NLB_KIND)
     if purchase.ensure_bought(ctx, resource, nlb_purchase(api, cluster),
@@ -250,3 +244,93 @@ def _wait(ctx: StepContext, deadline_key: str, what: str) -> Outcome:
         return Fail(f"NLB: {what} after {SETTLE_TIMEOUT_SECONDS} s; check the NLB console, "
                     "then press Retry.")
     return Wait(cloud.poll_seconds(), f"NLB: {what}")
+
+
+# ---- the API allow-list: a security group joined to the NLB -----------------------------
+# Alibaba's NLB guide: an NLB in no security group, or in one without a Drop rule, accepts
+# every source on its listeners. So the allow-list is an Accept rule per allowed CIDR above
+# one Drop rule for every source, all on TCP 6443: an empty list lets nobody in.
+ALLOW_PRIORITY = 1
+DENY_PRIORITY = 100
+DENY_ALL = IngressRule("0.0.0.0/0", f"{API_PORT}/{API_PORT}", "Drop", DENY_PRIORITY)
+RULE_DESCRIPTION = "k3s API allow-list"
+
+
+def wanted_rules(cidrs: list[str]) -> list[IngressRule]:
+    return [IngressRule(cidr, f"{API_PORT}/{API_PORT}", "Accept", ALLOW_PRIORITY)
+            for cidr in cidrs] + [DENY_ALL]
+
+
+def security_group_name(cluster: Cluster) -> str:
+    return f"k3s-{cluster.name}-api-{str(cluster.code)[:8]}"[:128]
+
+
+def security_group_purchase(api: AliyunCloud, cluster: Cluster) -> purchase.Purchase:
+    """The allow-list's security group: found by tag (DescribeSecurityGroups) or
+    CreateSecurityGroup in the cluster's VPC (an NLB joins groups of its own VPC only)."""
+    def find(key: str, value: str) -> list[str]:
+        return api.find_security_groups_by_tag(key, value)
+
+    def create(token: str) -> purchase.Bought:
+        name = security_group_name(cluster)
+        return purchase.Bought(api.create_security_group(
+            name=name, vpc_id=cluster.vpc_id, client_token=token, tags=cloud.tags(cluster),
+            description=f"API allow-list of the NLB of k3s cluster {cluster.name}"[:256]),
+            {"name": name})
+
+    return purchase.Purchase("security group", "CreateSecurityGroup", find, create)
+
+
+@step_handler("nlb.allowlist")
+def allowlist(ctx: StepContext) -> Outcome:
+    """The security group holding exactly the allow-list, joined to the NLB before its
+    listener exists (CreateListener has no "created stopped": a new listener forwards at
+    once, so the filter must already be there). Also the step of an allow-list change.
+
+    New Accept rules are added before old ones are revoked, and the Drop rule is added with
+    the first ones and never revoked, so a change never passes through "open to everyone".
+    """
+    cluster = ctx.cluster
+    wanted = allowed_cidrs(cluster)
+    if not wanted and cluster.slb_address_type != SlbAddressType.INTERNET \
+            and not api_balancer.ledger_id(cluster, NLB_SECURITY_GROUP_KIND):
+        return Skip("no allow-list: an intranet NLB is reached from the VPC only")
+    api = cloud.cloud_for(cluster)
+    balancer_id = nlb_id(cluster)
+    resource = cloud.intend(ctx, NLB_SECURITY_GROUP_KIND)
+    if purchase.ensure_bought(ctx, resource, security_group_purchase(api, cluster),
+                              state=ResourceState.PRESENT) is purchase.Acquired.CREATED:
+        ctx.say(f"Created security group {resource.provider_id} "
+                f"({security_group_name(cluster)}) in {cluster.vpc_id}")
+    group = resource.provider_id
+    rules = api.ingress_rules(group)
+    if rules is None:
+        raise PermanentError(f"Security group {group} disappeared; check the ECS console "
+                             "(Security Groups), then press Retry.")
+    rules = [r for r in rules if r.port_range == f"{API_PORT}/{API_PORT}"]
+    target = wanted_rules(wanted)
+    missing = [r for r in target if r not in rules]
+    if missing:
+        api.authorize_ingress(group, missing, RULE_DESCRIPTION)
+        ctx.say(f"Added to {group} on TCP {API_PORT}: "
+                + ", ".join(f"{r.policy} {r.source_cidr}" for r in missing))
+    extra = [r for r in rules if r not in target]
+    if extra:
+        api.revoke_ingress(group, extra)
+        ctx.say(f"Removed {', '.join(r.source_cidr for r in extra)} from {group}")
+    # joined to the NLB, the job waited for
+    memo = ctx.memo
+    if _job_busy(api, memo.get("join_job", ""), "join the security group"):
+        return _wait(ctx, "join_deadline", f"joining {group} to {balancer_id}")
+    balancer = api.describe_nlb(balancer_id)
+    if balancer is None:
+        raise PermanentError(f"NLB {balancer_id} disappeared; check the NLB console.")
+    if group not in balancer.security_group_ids:
+        if memo.get("join_job"):
+            raise PermanentError(f"The job joining {group} to NLB {balancer_id} succeeded but "
+                                 "the NLB does not list it; check the NLB console, then Retry.")
+        memo["join_job"] = api.join_security_groups(balancer_id, [group])
+        ctx.say(f"Joining security group {group} to NLB {balancer_id}")
+        return _wait(ctx, "join_deadline", f"joining {group} to {balancer_id}")
+    ctx.say(f"API allow-list ({group} on {balancer_id}): {', '.join(wanted) or 'nobody'}")
+    return Done({"security_group_id": group, "entries": wanted})

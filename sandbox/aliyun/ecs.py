@@ -9,6 +9,7 @@ hosts are real machines (network namespaces) that already exist.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 from sandbox.aliyun.gateway import errors, ids, network, tags
@@ -35,6 +36,11 @@ IDEMPOTENCE_MISMATCH = errors.ApiError(
 SECURITY_GROUP_NOT_FOUND = errors.ApiError(
     404, "InvalidSecurityGroupId.NotFound", "The specified SecurityGroupId does not exist.",
 )
+
+
+# Called with (cloud, security group id) after a group's rules change: the products whose
+# data plane reads them (an NLB's listeners, nlb/runtime.py) apply them at once.
+RULE_WATCHERS: list[Callable[[Cloud, str], None]] = []
 
 
 def instances(state: State) -> dict[str, Any]:
@@ -411,6 +417,53 @@ def authorize_security_group(
             raise errors.ApiError(403, "QuotaExceed.SecurityGroupRule",
                                   "The maximum number of rules in the security group is exceeded.")
         group["permissions"].append({**rule, "CreateTime": now})
+    for watcher in RULE_WATCHERS:
+        watcher(ctx.cloud, group["security_group_id"])
+    return {}
+
+
+@ECS.action("RevokeSecurityGroup", (
+    Param("RegionId", required=True), Param("SecurityGroupId", required=True),
+), client_token=ClientTokenPolicy(IDEMPOTENCE_MISMATCH))
+def revoke_security_group(
+    state: State, params: Params, ctx: RequestContext,
+) -> dict[str, Any]:
+    """Removes the ingress rules that match each permission given (the same fields as
+    AuthorizeSecurityGroup); a permission matching no rule changes nothing."""
+    ctx.require_region()
+    group = _group_or_error(state, ctx, params["SecurityGroupId"])
+    entries = params.repeat_list("Permissions", _RULE_FIELDS)
+    legacy = {k: params.raw[k] for k in _RULE_FIELDS if params.given(k)}
+    if legacy:
+        entries.append(legacy)
+    if not entries:
+        raise errors.missing_parameter("Permissions")
+    rules = [_rule(e) for e in entries]
+    group["permissions"] = [p for p in group["permissions"]
+                            if not any(_same_rule(rule, p) for rule in rules)]
+    for watcher in RULE_WATCHERS:
+        watcher(ctx.cloud, group["security_group_id"])
+    return {}
+
+
+# Who else may hold a security group (an NLB joined to it, nlb/securitygroups.py): each
+# answers (state, group id) -> whether it does; such a group cannot be deleted.
+GROUP_USERS: list[Callable[[State, str], bool]] = []
+
+
+@ECS.action("DeleteSecurityGroup", (
+    Param("RegionId", required=True), Param("SecurityGroupId", required=True),
+))
+def delete_security_group(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    """Refused while an instance or a cloud product (an NLB) still uses the group."""
+    ctx.require_region()
+    group = _group_or_error(state, ctx, params["SecurityGroupId"])
+    group_id = group["security_group_id"]
+    if any(group_id in i["security_group_ids"] for i in instances(state).values()) \
+            or any(user(state, group_id) for user in GROUP_USERS):
+        raise errors.ApiError(403, "DependencyViolation",
+                              "There is still instance(s) in the specified security group.")
+    del security_groups(state)[group_id]
     return {}
 
 
@@ -424,7 +477,8 @@ def describe_security_group_attribute(
     ctx.require_region()
     group = _group_or_error(state, ctx, params["SecurityGroupId"])
     permissions = [
-        {**p, "DestCidrIp": "", "DestGroupId": "", "SourcePortRange": "",
+        {**p, "Priority": str(p["Priority"]),  # the V2 model types it str
+         "DestCidrIp": "", "DestGroupId": "", "SourcePortRange": "",
          "Ipv6SourceCidrIp": "", "SecurityGroupRuleId": ""}
         for p in group["permissions"]
         if params["Direction"] in (None, "all", p["Direction"])

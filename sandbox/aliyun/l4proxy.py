@@ -73,6 +73,44 @@ class AccessRule:
 ALLOW_ALL = AccessRule()
 
 
+@dataclass(frozen=True)
+class GroupRule:
+    """One ingress rule of a security group, as an NLB listener on `port` reads it."""
+
+    priority: int          # 1 (first) .. 100
+    accept: bool           # Policy Accept / Drop
+    network: str           # SourceCidrIp
+    low: int               # PortRange low/high (-1/-1 for protocol ALL)
+    high: int
+
+
+@dataclass(frozen=True)
+class SecurityGroupAccess:
+    """The ingress rules of the security groups joined to an NLB, for one listener port.
+
+    Alibaba's NLB guide ("Add an NLB instance to a security group"): before an NLB joins a
+    security group its listeners accept every request, and one in a group *without Drop
+    rules* still accepts every request: to admit only some sources there must be a Drop
+    rule. So unlike an ECS instance's default deny, a source no rule matches is accepted.
+    Rules of every joined group are taken together, by Priority (1 first), a Drop before an
+    Accept of the same priority, the first match deciding (ECS's rule order).
+    """
+
+    port: int
+    rules: tuple[GroupRule, ...] = ()
+
+    def allows(self, source: str) -> bool:
+        address = ipaddress.ip_address(source)
+        for rule in sorted(self.rules, key=lambda r: (r.priority, r.accept)):
+            in_range = (rule.low, rule.high) == (-1, -1) or rule.low <= self.port <= rule.high
+            if in_range and address in ipaddress.ip_network(rule.network, strict=False):
+                return rule.accept
+        return True
+
+
+Access = AccessRule | SecurityGroupAccess
+
+
 def _clamp(value: float, low: float, high: float) -> float:
     return max(low, min(high, value))
 
@@ -123,7 +161,7 @@ class ListenerProxy:
 
     def __init__(
         self, address: str, port: int, netns: str | None, *, backends: list[Backend],
-        health: HealthCheck, scheduler: str = "wrr", access: AccessRule = ALLOW_ALL,
+        health: HealthCheck, scheduler: str = "wrr", access: Access = ALLOW_ALL,
         hairpin_refused: bool = False, name: str = "slb",
     ) -> None:
         self.address = address
@@ -182,7 +220,7 @@ class ListenerProxy:
         with self._lock:
             self._health_config = health
 
-    def set_access(self, access: AccessRule) -> None:
+    def set_access(self, access: Access) -> None:
         """New ACL entries apply to the next connection (relayed ones stay, as on CLB)."""
         with self._lock:
             self._access = access

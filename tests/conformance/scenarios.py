@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from clusters.adapters.aliyun import AliyunCloud, RdsSpec, SlbSpec
+from clusters.adapters.aliyun import AliyunCloud, IngressRule, RdsSpec, SlbSpec
 from clusters.adapters.aliyun.models import RdsSsl
 from clusters.adapters.pricing import SLB_INSTANCE_FEE, SLB_PRODUCT_CODE, SLB_TRAFFIC_OUT
 from clusters.core.errors import TransientError
@@ -642,3 +642,40 @@ def _delete_nlb(world: World) -> None:
     assert world.cloud.describe_listener(listener) is None
     assert world.cloud.delete_server_group(group) is None
     eventually(lambda: world.cloud.describe_nlb(lb_id) is None, "NLB gone")
+
+
+# ---- the NLB's allow-list: an ECS security group joined to it --------------------------------
+
+@scenario("Ecs", "CreateSecurityGroup")
+@scenario("Ecs", "DescribeSecurityGroups")
+@scenario("Ecs", "AuthorizeSecurityGroup")
+@scenario("Ecs", "DescribeSecurityGroupAttribute")
+@scenario("Ecs", "RevokeSecurityGroup")
+@scenario("Nlb", "LoadBalancerJoinSecurityGroup")
+@scenario("Nlb", "LoadBalancerLeaveSecurityGroup")
+@scenario("Ecs", "DeleteSecurityGroup")
+def _nlb_security_group(world: World) -> None:
+    name = f"conformance-sg-{uuid.uuid4().hex[:6]}"
+    group = world.cloud.create_security_group(
+        name=name, vpc_id=world.vpc_id, description="conformance",
+        client_token=uuid.uuid4().hex, tags={TAG: name})
+    assert world.cloud.find_security_groups_by_tag(TAG, name) == [group]
+    accept = IngressRule("203.0.113.0/24", "6443/6443", "Accept", 1)
+    drop = IngressRule("0.0.0.0/0", "6443/6443", "Drop", 100)
+    world.cloud.authorize_ingress(group, [accept, drop], "conformance")
+    assert set(world.cloud.ingress_rules(group) or []) == {accept, drop}
+    world.cloud.revoke_ingress(group, [accept])
+    assert world.cloud.ingress_rules(group) == [drop]
+    lb_id = _nlb_api(world)["lb"]
+    _job_done(world, world.cloud.join_security_groups(lb_id, [group], uuid.uuid4().hex))
+    assert (world.cloud.describe_nlb(lb_id) or _NONE_NLB).security_group_ids == (group,)
+    _job_done(world, world.cloud.leave_security_groups(lb_id, [group], uuid.uuid4().hex))
+    assert world.cloud.delete_security_group(group) is True
+    assert world.cloud.ingress_rules(group) is None
+
+
+class _NoNlb:
+    security_group_ids: tuple[str, ...] = ()
+
+
+_NONE_NLB = _NoNlb()

@@ -126,7 +126,7 @@ def test_security_groups(emu: Emulator, hosts: dict[str, str]) -> None:
                      DescribeSecurityGroupAttributeRequest.DescribeSecurityGroupAttributeRequest(),
                      SecurityGroupId=group_id)
     assert_shape(attribute, {"Permissions.Permission[].PortRange": str,
-                             "Permissions.Permission[].Priority": int})
+                             "Permissions.Permission[].Priority": str})
     assert [p["PortRange"] for p in attribute["Permissions"]["Permission"]] == ["6443/6443"]
 
 

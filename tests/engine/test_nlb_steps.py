@@ -34,6 +34,8 @@ from clusters.models import (
     RunKind,
     StepStatus,
 )
+from clusters.operations.allowlist import allowlist_plan, has_allowlist
+from clusters.operations.create import create_plan
 from sandbox.aliyun.testing import Emulator
 from tests.support.engine_specs import InProcessEngine, in_process_engine, time_passes
 from tests.support.factories import factories_emulator, make_cluster
@@ -71,6 +73,8 @@ def api_servers(ips: list[str]) -> Iterator[None]:
         while not stop.is_set():
             with contextlib.suppress(OSError):
                 connection, _ = sock.accept()
+                with contextlib.suppress(OSError):
+                    connection.sendall(b"k3s")  # what a client let through reads
                 connection.close()
 
     threads = [threading.Thread(target=serve, args=(s,), daemon=True) for s in sockets]
@@ -228,13 +232,76 @@ def test_lost_create_answers_are_adopted_by_tag_and_nothing_is_bought_twice(
     assert inventory(emu, cluster)["nlb_load_balancer"] == []
 
 
-def test_an_internet_nlb_is_refused_before_anything_is_bought(
+def test_an_internet_nlb_without_an_allow_list_is_refused_before_anything_is_bought(
         engine: InProcessEngine, emu: Emulator, settings: Any) -> None:
     cluster = nlb_cluster(emu, settings, servers=0)
-    Cluster.objects.filter(pk=cluster.pk).update(slb_address_type="internet",
-                                                 api_allowed_cidrs=["203.0.113.0/24"])
+    Cluster.objects.filter(pk=cluster.pk).update(slb_address_type="internet")
     run = run_steps(engine, Cluster.objects.get(pk=cluster.pk), "nlb.create")
     failed = step(run, "s0")
-    assert failed.status == StepStatus.FAILED and "Internet-facing NLB" in failed.error
-    assert "allow-list" in failed.error
+    assert failed.status == StepStatus.FAILED and "Internet-facing" in failed.error
+    assert "allowed source CIDR" in failed.error
     assert inventory(emu, cluster)["nlb_load_balancer"] == []
+
+
+def answer_from(source: str, address: str) -> bytes:
+    """What a client at `source` reads from address:6443 (b"" when refused)."""
+    try:
+        with socket.create_connection((address, 6443), timeout=3,
+                                      source_address=(source, 0)) as sock:
+            return sock.recv(16)
+    except OSError:
+        return b""
+
+
+@override_settings(PANEL_RETRY_BASE_SECONDS=0.1, PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_an_internet_nlb_admits_only_the_allow_list_through_its_security_group(
+        engine: InProcessEngine, emu: Emulator, settings: Any) -> None:
+    allowed, other = "127.77.0.5", "127.78.0.5"
+    cluster = nlb_cluster(emu, settings)
+    Cluster.objects.filter(pk=cluster.pk).update(slb_address_type="internet",
+                                                 api_allowed_cidrs=["127.77.0.0/24"])
+    cluster = Cluster.objects.get(pk=cluster.pk)
+    assert [s.handler for s in create_plan(cluster) if s.key == "slb_acl"] == ["nlb.allowlist"]
+    assert "slb_acl" in next(s for s in create_plan(cluster) if s.key == "slb_listener").depends_on
+    api = cloud.cloud_for(cluster)
+    emu.control.clear_calls()  # the module's emulator: only this test's calls below
+    # Lost answers: the group is adopted by its tag, the join's job found by looking again.
+    for action in ("CreateSecurityGroup", "LoadBalancerJoinSecurityGroup"):
+        emu.control.add_fault(action=action, lose_answer=True, count=1)
+    with api_servers(list(cluster.nodes.values_list("private_ip", flat=True))):
+        run = run_steps(engine, cluster, "nlb.create", "nlb.allowlist", "nlb.listener")
+        assert step(run, "s2").status == StepStatus.SUCCEEDED, log_of(run)
+        (nlb,) = inventory(emu, cluster)["nlb_load_balancer"]
+        (group,) = api.find_security_groups_by_tag(cloud.TAG_KEY, str(cluster.code))
+        assert nlb["security_group_ids"] == [group]
+        assert cluster.resources.get(kind="nlb_security_group").provider_id == group
+        assert any(line.startswith("Adopted ") and group in line for line in log_of(run))
+        assert {(r.source_cidr, r.policy, r.port_range) for r in api.ingress_rules(group) or []
+                } == {("127.77.0.0/24", "Accept", "6443/6443"),
+                      ("0.0.0.0/0", "Drop", "6443/6443")}
+        # Joined (its job waited for) before the listener existed: never open to all.
+        actions = [c["action"] for c in emu.control.calls()]
+        joined = actions.index("LoadBalancerJoinSecurityGroup")
+        assert "GetJobStatus" in actions[joined:actions.index("CreateListener")]
+        public = [z["public_address"] for z in nlb["zones"]]
+        assert all(public)
+        for address in public:
+            assert answer_from(allowed, address) == b"k3s"
+            assert answer_from(other, address) == b""
+        # The allow-list operation's plan is this same step; a change applies at once.
+        assert has_allowlist(cluster)
+        assert [s.handler for s in allowlist_plan(cluster)] == ["nlb.allowlist"]
+        Cluster.objects.filter(pk=cluster.pk).update(api_allowed_cidrs=["127.78.0.0/24"])
+        changed = run_steps(engine, Cluster.objects.get(pk=cluster.pk), "nlb.allowlist")
+        assert step(changed, "s0").status == StepStatus.SUCCEEDED, log_of(changed)
+        assert answer_from(other, public[0]) == b"k3s"
+        assert answer_from(allowed, public[0]) == b""
+        assert {r.source_cidr for r in api.ingress_rules(group) or []} == {
+            "127.78.0.0/24", "0.0.0.0/0"}
+    destroyed = run_steps(engine, cluster, "destroy.nlb")
+    assert step(destroyed, "s0").status == StepStatus.SUCCEEDED, log_of(destroyed)
+    assert api.find_security_groups_by_tag(cloud.TAG_KEY, str(cluster.code)) == []
+    assert inventory(emu, cluster)["nlb_load_balancer"] == []
+    lines = log_of(destroyed)
+    assert any(f"leaving security group(s) {group}" in line for line in lines)
+    assert f"Deleted security group {group} (the API's allow-list)" in lines

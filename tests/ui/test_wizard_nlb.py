@@ -1,6 +1,7 @@
 """The wizard's load balancer choice: an NLB needs a vSwitch in two zones (asked for, and
-explained), a one-zone region gets the reason and keeps its CLB, an Internet NLB is refused
-for now (its allow-list is carried by CLB only), and the review names what is billed."""
+explained), a one-zone region gets the reason and keeps its CLB, an Internet NLB takes the
+allow-list (none open until the user lists who may connect), and the review names what is
+billed."""
 
 from __future__ import annotations
 
@@ -54,15 +55,16 @@ def test_an_nlb_asks_for_a_vswitch_in_a_second_zone_and_says_why(
     wrong_zone = at_datastore.post(step_url("network"), {**answer,
                                                          "nlb_vswitch2": answer["vswitch"]})
     assert "not in the second zone" in " ".join(field_errors(wrong_zone, "nlb_vswitch2"))
+    # An Internet NLB: nobody may connect until the user lists who may.
+    unlisted = at_datastore.post(step_url("network"), {**answer, "slb_address_type": "internet"})
+    assert "needs at least one allowed source" in " ".join(
+        field_errors(unlisted, "api_allowed_cidrs"))
     internet = at_datastore.post(step_url("network"), {
         **answer, "slb_address_type": "internet", "api_allowed_cidrs": "203.0.113.0/24"})
-    assert "Internet-facing NLB is not offered yet" in " ".join(
-        field_errors(internet, "slb_address_type"))
-
-    listed = at_datastore.post(step_url("network"), {**answer,
-                                                     "api_allowed_cidrs": "10.0.0.0/8"})
-    assert "does not carry the allow-list yet" in " ".join(
-        field_errors(listed, "api_allowed_cidrs"))
+    assert internet["Location"] == step_url("datastore")
+    saved = WizardState(at_datastore.session).get("network")
+    assert (saved["slb_address_type"], saved["api_allowed_cidrs"], saved["load_balancer_kind"]
+            ) == ("internet", ["203.0.113.0/24"], "nlb")
 
     good = at_datastore.post(step_url("network"), answer)
     assert good["Location"] == step_url("datastore")

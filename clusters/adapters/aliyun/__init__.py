@@ -65,11 +65,13 @@ from clusters.adapters.aliyun.nlb import (
 )
 from clusters.adapters.aliyun.rds import RdsApi
 from clusters.adapters.aliyun.rds_price import RdsPriceApi
+from clusters.adapters.aliyun.security_groups import IngressRule, SecurityGroupApi
 from clusters.adapters.aliyun.slb import SlbApi
 from clusters.adapters.aliyun.sts import StsApi
 
 
-class AliyunCloud(EcsVpcApi, RdsApi, RdsPriceApi, SlbApi, NlbApi, BssApi, StsApi):
+class AliyunCloud(EcsVpcApi, SecurityGroupApi, RdsApi, RdsPriceApi, SlbApi, NlbApi, BssApi,
+                  StsApi):
     """Everything provisioning asks of Alibaba Cloud, for one identity and region.
 
     The identity is an AccessKey pair, or `credentials` (auth.py: an assumed role, the ECS
@@ -107,6 +109,7 @@ __all__ = [
     "EcsInstanceRoleSource",
     "EndpointPolicy",
     "HourlyPrice",
+    "IngressRule",
     "Instance",
     "Keys",
     "LoadBalancer",

@@ -52,6 +52,7 @@ NOT_FOUND_CODES = frozenset({
     "InvalidDBInstanceId.NotFound", "InvalidDBInstanceName.NotFound", "InvalidDBInstance.NotFound",
     "InvalidLoadBalancerId.NotFound", "InvalidInstanceId.NotFound", "Forbidden.InstanceNotFound",
     "InvalidVpcID.NotFound", "InvalidVswitchID.NotFound", "Forbidden.VpcNotFound",
+    "InvalidSecurityGroupId.NotFound",
     "InvalidAccountName.NotFound", "InvalidDBName.NotFound", "InvalidDB.NotFound",
     "AclNotExist",
     # NLB (API reference error codes of GetLoadBalancerAttribute, GetListenerAttribute,

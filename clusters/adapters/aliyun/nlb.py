@@ -60,6 +60,7 @@ class Nlb:
     dns_name: str
     address_type: str     # Internet / Intranet
     zones: tuple[NlbZone, ...]
+    security_group_ids: tuple[str, ...] = ()
 
     @property
     def addresses(self) -> list[str]:
@@ -134,7 +135,8 @@ def _nlb(body: Mapping[str, Any]) -> Nlb:
                              str(first.get("PrivateIPv4Address") or ""),
                              str(first.get("PublicIPv4Address") or "")))
     return Nlb(str(body.get("LoadBalancerId", "")), str(body.get("LoadBalancerStatus", "")),
-               str(body.get("DNSName", "")), str(body.get("AddressType", "")), tuple(zones))
+               str(body.get("DNSName", "")), str(body.get("AddressType", "")), tuple(zones),
+               tuple(str(g) for g in body.get("SecurityGroupIds") or []))
 
 
 class NlbApi:
@@ -204,6 +206,31 @@ class NlbApi:
                 "LoadBalancerId": load_balancer_id, "ClientToken": client_token or None}))
         except CloudNotFound:
             return None
+        return str(body.get("JobId", ""))
+
+    def join_security_groups(self, load_balancer_id: str, group_ids: Iterable[str],
+                             client_token: str = "") -> str:
+        """LoadBalancerJoinSecurityGroup: its JobId. The NLB's listeners filter new
+        connections with the groups' ingress rules once the job has Succeeded."""
+        request = CommonRequest(domain=_domain(self.client.region), version=NLB_VERSION,
+                                action_name="LoadBalancerJoinSecurityGroup", product=NLB_PRODUCT)
+        return self._security_groups(request, load_balancer_id, group_ids, client_token)
+
+    def leave_security_groups(self, load_balancer_id: str, group_ids: Iterable[str],
+                              client_token: str = "") -> str:
+        """LoadBalancerLeaveSecurityGroup: its JobId."""
+        request = CommonRequest(domain=_domain(self.client.region), version=NLB_VERSION,
+                                action_name="LoadBalancerLeaveSecurityGroup",
+                                product=NLB_PRODUCT)
+        return self._security_groups(request, load_balancer_id, group_ids, client_token)
+
+    def _security_groups(self, request: CommonRequest, load_balancer_id: str,
+                         group_ids: Iterable[str], client_token: str) -> str:
+        params: dict[str, Any] = {"LoadBalancerId": load_balancer_id,
+                                  "ClientToken": client_token or None}
+        for index, group_id in enumerate(group_ids, start=1):
+            params[f"SecurityGroupIds.{index}"] = group_id
+        body = self.client.call(_prepare(request, self.client.region, params))
         return str(body.get("JobId", ""))
 
     # ---- jobs -------------------------------------------------------------------------------

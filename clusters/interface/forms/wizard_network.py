@@ -90,9 +90,9 @@ class NetworkStepForm(WizardForm):
         """An NLB's zones: the first zone's vSwitch and one in a second zone of the same VPC.
 
         Why two: Alibaba Cloud's CreateLoadBalancer (NLB) requires ZoneMappings in at least
-        two zones in a region that has two; the API then survives one zone's outage. An
-        Internet-facing NLB is refused for now: the API's allow-list is a CLB access control
-        list, and an NLB would need a security group the panel does not manage yet.
+        two zones in a region that has two; the API then survives one zone's outage. The
+        allow-list (checked above, required for an Internet-facing API) is carried by a
+        security group the panel joins to the NLB (nlb.allowlist), as a CLB's by an ACL.
         """
         data["nlb_zones"] = []
         data["load_balancer_kind"] = data.get("load_balancer_kind") or LoadBalancerKind.CLB
@@ -103,18 +103,6 @@ class NetworkStepForm(WizardForm):
                 "This region has only one zone, and an NLB needs a vSwitch in two zones (it "
                 "keeps the API reachable when one zone fails). Choose a CLB here, or a region "
                 "with two zones."))
-            return
-        if data.get("slb_address_type") == SlbAddressType.INTERNET:
-            self.add_error("slb_address_type", _(
-                "An Internet-facing NLB is not offered yet: the panel keeps an Internet API "
-                "behind an allow-list, which it carries on a CLB only for now. Choose an "
-                "intranet NLB, or a CLB for an Internet API."))
-            return
-        if data.get("api_allowed_cidrs"):
-            self.add_error("api_allowed_cidrs", _(
-                "An NLB does not carry the allow-list yet (the panel keeps it in a CLB access "
-                "control list): leave it empty for an intranet NLB, reached from the VPC "
-                "only, or choose a CLB."))
             return
         problem = self._second_zone_problem(data)
         if problem:

@@ -5,6 +5,7 @@ Why: the panel can put an NLB in front of the K3s API instead of a CLB. As for C
 listener here is a real TCP proxy with real health checks (the proxy of l4proxy.py, one per
 zone address), so "the cluster answers through the NLB's DNS name" is observed.
 
+- `securitygroups`: LoadBalancerJoin/LeaveSecurityGroup (the listeners enforce the rules);
 - `product`: the product, error answers, tables, lookups and jobs' bookkeeping;
 - `loadbalancers`, `servergroups`, `listeners`, `tags`: the actions;
 - `jobs`: the ticker that completes asynchronous jobs, and GetJobStatus;
@@ -21,6 +22,7 @@ from sandbox.aliyun.nlb import (  # noqa: F401
     listeners,
     loadbalancers,
     runtime,
+    securitygroups,
     servergroups,
     tags,
 )

@@ -113,6 +113,22 @@ def _delete_listener(cloud: Cloud, job: dict[str, Any]) -> None:
     close_listener(cloud, job["resource_id"])
 
 
+def _security_groups(join: bool) -> Callable[[Cloud, dict[str, Any]], None]:
+    """The NLB's groups change when the job ends; its listeners filter from then on."""
+    def finish(cloud: Cloud, job: dict[str, Any]) -> None:
+        lb = load_balancers(cloud.state).get(job["resource_id"])
+        if lb is None:
+            return
+        current = lb.setdefault("security_group_ids", [])
+        if join:
+            current.extend(g for g in job["groups"] if g not in current)
+        else:
+            lb["security_group_ids"] = [g for g in current if g not in job["groups"]]
+        lb["status"], lb["lock"] = "Active", ""
+        sync_lb(cloud, lb["lb_id"])
+    return finish
+
+
 def _set_listener(status: str) -> Callable[[Cloud, dict[str, Any]], None]:
     def finish(cloud: Cloud, job: dict[str, Any]) -> None:
         listener = listeners(cloud.state).get(job["resource_id"])
@@ -130,6 +146,7 @@ FINISH: dict[str, Callable[[Cloud, dict[str, Any]], None]] = {
     "update_listener": lambda cloud, job: _set_listener(job.get("back_to", "Running"))(
         cloud, job),
     "create_listener": _create_listener, "delete_listener": _delete_listener,
+    "join_sg": _security_groups(join=True), "leave_sg": _security_groups(join=False),
     "start_listener": _set_listener("Running"), "stop_listener": _set_listener("Stopped"),
 }
 

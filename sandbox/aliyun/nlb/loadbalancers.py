@@ -178,7 +178,7 @@ def lb_view(lb: dict[str, Any], detailed: bool) -> dict[str, Any]:
         "DeletionProtectionConfig": {"Enabled": lb["deletion_protection"],
                                      "Reason": lb["deletion_protection_reason"]},
         "ModificationProtectionConfig": {"Status": lb["modification_protection"]},
-        "OperationLocks": [], "SecurityGroupIds": [],
+        "OperationLocks": [], "SecurityGroupIds": list(lb.get("security_group_ids", [])),
         "ZoneMappings": [_zone_view(z, detailed) for z in lb["zones"]],
         "Tags": tag_view(lb["tags"], "TagKey" if detailed else "Key"),
     }

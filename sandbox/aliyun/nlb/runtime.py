@@ -9,13 +9,16 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from sandbox.aliyun import ecs
 from sandbox.aliyun.gateway.cloud import Cloud
 from sandbox.aliyun.l4proxy import (
     ABNORMAL,
     NORMAL,
     Backend,
+    GroupRule,
     HealthCheck,
     ListenerProxy,
+    SecurityGroupAccess,
     scaled_health_check,
 )
 from sandbox.aliyun.nlb.product import (
@@ -62,6 +65,32 @@ def _drain(cloud: Cloud, group: dict[str, Any]) -> float:
     return cloud.clock.scaled(group["drain_timeout"]) if group["drain_enabled"] else 0.0
 
 
+def access(cloud: Cloud, lb: dict[str, Any], port: int) -> SecurityGroupAccess:
+    """The ingress rules of the NLB's joined security groups that concern TCP `port`
+    (protocol TCP or ALL, IPv4 sources); none joined: every source is accepted."""
+    rules = []
+    for group_id in lb.get("security_group_ids", []):
+        group = ecs.security_groups(cloud.state).get(group_id) or {"permissions": []}
+        for rule in group["permissions"]:
+            if rule["Direction"] != "ingress" or rule["IpProtocol"] not in ("TCP", "ALL") \
+                    or not rule["SourceCidrIp"]:
+                continue
+            low, high = (int(p) for p in rule["PortRange"].split("/"))
+            rules.append(GroupRule(rule["Priority"], rule["Policy"] == "Accept",
+                                   rule["SourceCidrIp"], low, high))
+    return SecurityGroupAccess(port, tuple(rules))
+
+
+def _rules_changed(cloud: Cloud, group_id: str) -> None:
+    """A joined group's rules changed (ECS): its NLBs' listeners filter anew at once."""
+    for lb in list(load_balancers(cloud.state).values()):
+        if group_id in lb.get("security_group_ids", []):
+            sync_lb(cloud, lb["lb_id"])
+
+
+ecs.RULE_WATCHERS.append(_rules_changed)
+
+
 def sync_listener(cloud: Cloud, listener_id: str, drain: float | None = None) -> None:
     """Open, reconfigure or close the proxies of one listener to match the state; live
     connections to servers that left get the group's drain, or `drain` seconds if given."""
@@ -83,13 +112,15 @@ def sync_listener(cloud: Cloud, listener_id: str, drain: float | None = None) ->
     backends = _backends(group, listener["port"])
     health = _health(cloud, group)
     scheduler = "rr" if group["scheduler"] == "Rr" else "wrr"
+    assert lb is not None
+    rules = access(cloud, lb, listener["port"])
     for address in wanted:
         proxy = running.get((listener_id, address))
         if proxy is None:
             try:
                 running[(listener_id, address)] = ListenerProxy(
                     address, listener["port"], cloud.plumbing.netns, backends=backends,
-                    health=health, scheduler=scheduler,
+                    health=health, scheduler=scheduler, access=rules,
                     hairpin_refused=group["preserve_client_ip"], name="nlb",
                 )
             except OSError as exc:  # the port is taken there: say so, keep the cloud going
@@ -99,6 +130,7 @@ def sync_listener(cloud: Cloud, listener_id: str, drain: float | None = None) ->
             proxy.set_backends(backends, drain=_drain(cloud, group) if drain is None else drain)
             proxy.set_health_check(health)
             proxy.hairpin_refused = group["preserve_client_ip"]
+            proxy.set_access(rules)
 
 
 def sync_group(cloud: Cloud, group_id: str, drain: float | None = None) -> None:
@@ -172,6 +204,7 @@ def list_resources(cloud: Cloud) -> list[dict[str, Any]]:
             "type": "nlb_load_balancer", "id": lb["lb_id"], "state": lb["status"],
             "addresses": addresses(lb), "dns_name": lb["dns_name"],
             "dns_addresses": dns_addresses(lb), "tags": lb["tags"], "pids": [],
+            "security_group_ids": list(lb.get("security_group_ids", [])),
             "zones": [{"zone_id": z["zone_id"], "vswitch_id": z["vswitch_id"],
                        "address": z["private_ip"], "public_address": z.get("public_ip", "")}
                       for z in lb["zones"]],

@@ -1,0 +1,127 @@
+"""ECS security groups the panel owns: the one an NLB joins to carry the API's allow-list.
+
+Why ECS calls in the load balancer's story: an NLB filters its clients with the ingress
+rules of the ECS security groups joined to it (LoadBalancerJoinSecurityGroup, nlb.py), not
+with a CLB access control list. The group is created in the cluster's VPC (an NLB joins
+groups of its own VPC only), tagged with the cluster (found again after a lost answer),
+with the caller's ClientToken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from aliyunsdkecs.request.v20140526.AuthorizeSecurityGroupRequest import (
+    AuthorizeSecurityGroupRequest,
+)
+from aliyunsdkecs.request.v20140526.CreateSecurityGroupRequest import CreateSecurityGroupRequest
+from aliyunsdkecs.request.v20140526.DeleteSecurityGroupRequest import DeleteSecurityGroupRequest
+from aliyunsdkecs.request.v20140526.DescribeSecurityGroupAttributeRequest import (
+    DescribeSecurityGroupAttributeRequest,
+)
+from aliyunsdkecs.request.v20140526.DescribeSecurityGroupsRequest import (
+    DescribeSecurityGroupsRequest,
+)
+from aliyunsdkecs.request.v20140526.RevokeSecurityGroupRequest import RevokeSecurityGroupRequest
+
+from clusters.adapters.aliyun.client import AliyunClient, check_client_token, pages, tag_list
+from clusters.adapters.aliyun.errors import CloudNotFound
+from clusters.adapters.aliyun.models import items
+
+GROUP_PAGE_SIZE = 50   # DescribeSecurityGroups: PageSize at most 50
+RULE_BATCH = 100       # AuthorizeSecurityGroup / RevokeSecurityGroup: Permissions.N, N ≤ 100
+
+
+@dataclass(frozen=True)
+class IngressRule:
+    """One inbound rule, as the panel writes them: TCP, a port range, from a CIDR block."""
+
+    source_cidr: str
+    port_range: str        # "6443/6443"
+    policy: str = "Accept"  # Accept / Drop
+    priority: int = 1       # 1 (first) .. 100
+    protocol: str = "TCP"
+
+    def permission(self, description: str = "") -> dict[str, str]:
+        found = {"IpProtocol": self.protocol, "PortRange": self.port_range,
+                 "SourceCidrIp": self.source_cidr, "Policy": self.policy,
+                 "Priority": str(self.priority), "NicType": "intranet"}
+        if description:
+            found["Description"] = description
+        return found
+
+
+class SecurityGroupApi:
+    client: AliyunClient
+
+    def create_security_group(self, *, name: str, vpc_id: str, description: str,
+                              client_token: str,
+                              tags: Mapping[str, str] | None = None) -> str:
+        """CreateSecurityGroup (basic, in `vpc_id`): its id."""
+        check_client_token(client_token)
+        request = CreateSecurityGroupRequest()
+        request.set_VpcId(vpc_id)
+        request.set_SecurityGroupName(name)
+        request.set_Description(description)
+        request.set_SecurityGroupType("normal")
+        request.set_ClientToken(client_token)
+        if tags:
+            request.set_Tags(tag_list(tags))
+        return str(self.client.call(request).get("SecurityGroupId", ""))
+
+    def find_security_groups_by_tag(self, key: str, value: str) -> list[str]:
+        """DescribeSecurityGroups filtered by Tag.1 (every page): the ids."""
+        def make(page: int) -> DescribeSecurityGroupsRequest:
+            request = DescribeSecurityGroupsRequest()
+            request.set_Tags([{"Key": key, "Value": value}])
+            request.set_PageSize(GROUP_PAGE_SIZE)
+            request.set_PageNumber(page)
+            return request
+
+        return [str(g.get("SecurityGroupId", "")) for g in
+                pages(self.client, make, ("SecurityGroups", "SecurityGroup"))]
+
+    def ingress_rules(self, group_id: str) -> list[IngressRule] | None:
+        """DescribeSecurityGroupAttribute (ingress) as rules; None once the group is gone."""
+        request = DescribeSecurityGroupAttributeRequest()
+        request.set_SecurityGroupId(group_id)
+        request.set_Direction("ingress")
+        try:
+            body = self.client.call(request)
+        except CloudNotFound:
+            return None
+        return [IngressRule(str(p.get("SourceCidrIp", "")), str(p.get("PortRange", "")),
+                            str(p.get("Policy", "Accept")).capitalize(),
+                            int(p.get("Priority") or 1), str(p.get("IpProtocol", "")).upper())
+                for p in items(body, "Permissions", "Permission")]
+
+    def authorize_ingress(self, group_id: str, rules: Iterable[IngressRule],
+                          description: str = "") -> None:
+        """AuthorizeSecurityGroup (an identical rule is accepted and not added twice)."""
+        chosen = [r.permission(description) for r in rules]
+        for start in range(0, len(chosen), RULE_BATCH):
+            request = AuthorizeSecurityGroupRequest()
+            request.set_SecurityGroupId(group_id)
+            request.set_Permissions(chosen[start:start + RULE_BATCH])
+            self.client.call(request)
+
+    def revoke_ingress(self, group_id: str, rules: Iterable[IngressRule]) -> None:
+        """RevokeSecurityGroup of exactly these rules."""
+        chosen = [r.permission() for r in rules]
+        for start in range(0, len(chosen), RULE_BATCH):
+            request = RevokeSecurityGroupRequest()
+            request.set_SecurityGroupId(group_id)
+            request.set_Permissions(chosen[start:start + RULE_BATCH])
+            self.client.call(request)
+
+    def delete_security_group(self, group_id: str) -> bool:
+        """DeleteSecurityGroup; False when it was already gone. DependencyViolation while an
+        NLB still holds it (its leave job settling) is left to the caller to retry."""
+        request = DeleteSecurityGroupRequest()
+        request.set_SecurityGroupId(group_id)
+        try:
+            self.client.call(request)
+        except CloudNotFound:
+            return False
+        return True
