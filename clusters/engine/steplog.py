@@ -47,9 +47,9 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Func, IntegerField, Max, Sum
+from django.db.models import F, Func, IntegerField, Max
 from django.db.models.constants import OnConflict
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
@@ -137,6 +137,45 @@ def insert_lines(step_id: int, lines: list[_Line]) -> None:
     with connection.cursor() as cursor:
         cursor.executemany(sql, [(step_id, line.seq, adapt(line.time), line.stream, line.text,
                                   line.cut, 0, 0) for line in lines])
+
+
+def delete_counting(step_id: int, head: int, cutoff: int) -> tuple[int, int]:
+    """Delete the step's stored lines numbered head+1..cutoff (not the marker); how many
+    lines and bytes that was.
+
+    Why one statement where the database allows it: a SUM and then a DELETE are two reads,
+    and a line another writer of the step (a reclaimed step's old owner) inserts between
+    them would be deleted uncounted. PostgreSQL deletes and sums in one statement, SQLite
+    and MariaDB return each deleted line's size from the DELETE itself; MySQL, which has
+    no DELETE ... RETURNING, sums with a locking read (its next-key locks keep new lines
+    out of the range until the transaction ends) and then deletes."""
+    ops = connection.ops
+    table = ops.quote_name(LogLine._meta.db_table)
+    where = (f"{ops.quote_name('step_id')} = %s AND {ops.quote_name('seq')} > %s AND "
+             f"{ops.quote_name('seq')} <= %s AND {ops.quote_name('stream')} <> %s")
+    params = [step_id, head, cutoff, LOG_OMITTED]
+    text = ops.quote_name("text")
+    size = f"LENGTH(CAST({text} AS BLOB))" if connection.vendor == "sqlite" else \
+        f"OCTET_LENGTH({text})"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"WITH gone AS (DELETE FROM {table} WHERE {where} "
+                           f"RETURNING {size} AS size) "
+                           "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM gone", params)
+            lines, total = cursor.fetchone()
+            return int(lines), int(total)
+        if connection.vendor == "sqlite" or getattr(connection, "mysql_is_mariadb", False):
+            cursor.execute(f"DELETE FROM {table} WHERE {where} RETURNING {size}", params)
+            lines = total = 0
+            while rows := cursor.fetchmany(10_000):
+                lines += len(rows)
+                total += sum(int(row[0] or 0) for row in rows)
+            return lines, total
+        cursor.execute(f"SELECT COUNT(*), COALESCE(SUM({size}), 0) FROM {table} "
+                       f"WHERE {where} FOR UPDATE", params)
+        lines, total = cursor.fetchone()
+        cursor.execute(f"DELETE FROM {table} WHERE {where}", params)
+        return int(lines), int(total)
 
 
 def cut_line(line: str, limit: int) -> tuple[str, int]:
@@ -298,19 +337,25 @@ class StepLog:
         `omitted` lines that were never stored) in the step's marker row."""
         lines, size = omitted
         if cutoff > self._trimmed_to:
-            gone = LogLine.objects.filter(step_id=self.step_id, seq__gt=self._head,
-                                          seq__lte=cutoff).exclude(stream=LOG_OMITTED)
-            counted = gone.aggregate(size=Sum(OctetLength("text")))
-            deleted, _ = gone.delete()  # one DELETE: nothing refers to a LogLine
-            lines, size = lines + deleted, size + (counted["size"] or 0)
+            deleted, deleted_size = delete_counting(self.step_id, self._head, cutoff)
+            lines, size = lines + deleted, size + deleted_size
         if not lines:
             return
         marker = LogLine.objects.filter(step_id=self.step_id, stream=LOG_OMITTED)
-        if not marker.update(omitted_lines=F("omitted_lines") + lines,
-                             omitted_bytes=F("omitted_bytes") + size):
-            LogLine.objects.create(step_id=self.step_id, seq=self._head + 1, time=timezone.now(),
-                                   stream=LOG_OMITTED, text="", omitted_lines=lines,
-                                   omitted_bytes=size)
+        counts = {"omitted_lines": F("omitted_lines") + lines,
+                  "omitted_bytes": F("omitted_bytes") + size}
+        if marker.update(**counts):
+            return
+        try:
+            with transaction.atomic():  # a savepoint: a lost race must not end the flush
+                LogLine.objects.create(step_id=self.step_id, seq=self._head + 1,
+                                       time=timezone.now(), stream=LOG_OMITTED, text="",
+                                       omitted_lines=lines, omitted_bytes=size)
+        except IntegrityError:
+            # Another writer of this step (a reclaimed step's old owner) created the marker
+            # first: add to its counts instead.
+            if not marker.update(**counts):
+                raise
 
     def _put_back(self, batch: list[_Line], omitted: tuple[int, int]) -> None:
         with self._lock:
