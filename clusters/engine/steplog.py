@@ -57,9 +57,6 @@ from django.utils import timezone
 from clusters.core.storable import storable_text
 from clusters.models import LOG_OMITTED, LogLine
 
-# Lines kept while the database cannot be written (a PostgreSQL restart): beyond this the
-# oldest unsaved ones are dropped and a line says how many.
-MAX_BUFFERED_LINES = 20_000
 
 # ECMA-48 sequences: CSI (ESC [ or the 8-bit 0x9b, parameters, intermediates, a final byte),
 # OSC (ESC ], up to BEL or ESC \\), a character-set choice (ESC ( B, which tput's sgr0
@@ -363,10 +360,34 @@ class StepLog:
             lines, size = self._unsaved_omitted
             self._unsaved_omitted = (lines + omitted[0], size + omitted[1])
             self._drop_unsaved_tail()
-            excess = len(self._buffer) - MAX_BUFFERED_LINES
-            if excess > 0:
-                self._dropped += excess
-                del self._buffer[:excess]
-                self._buffer[0].text = (f"({self._dropped} earlier lines were lost while the "
-                                        "database was unreachable)")
+            self._drop_excess()
             self._oldest = self._oldest or time.monotonic()
+
+    def _max_buffered(self) -> int:
+        """How many lines wait while the database cannot be written (a PostgreSQL restart):
+        the head, the tail and one batch. `_drop_unsaved_tail` already keeps no more than
+        head + tail, so an outage from a step's first line loses nothing the bound keeps;
+        a fixed cap below head + tail dropped head lines uncounted."""
+        return self._limits.head_lines + self._limits.tail_lines + self._batch_size
+
+    def _drop_excess(self) -> None:
+        """Beyond `_max_buffered`, drop the oldest lines past the head (lock held): they join
+        the omitted range, counted in the marker like any other, and a line of its own (at
+        the end, with a number of its own) says that the database was away."""
+        excess = len(self._buffer) - self._max_buffered()
+        if excess <= 0:
+            return
+        kept: list[_Line] = []
+        lines, size = self._unsaved_omitted
+        for line in self._buffer:
+            if excess > 0 and line.seq > self._head:
+                excess, lines, size = excess - 1, lines + 1, size + len(line.text.encode())
+                self._dropped += 1
+            else:
+                kept.append(line)
+        self._unsaved_omitted = (lines, size)
+        self._buffer = kept
+        kept.append(_Line(self._next_seq, timezone.now(), "info",
+                          f"({self._dropped} lines were dropped while the database was "
+                          "unreachable; they are counted with the omitted lines)", 0))
+        self._next_seq += 1

@@ -214,3 +214,36 @@ def test_a_trim_deletes_and_counts_its_lines_in_one_statement():
     marker = LogLine.objects.get(step=step, stream=LOG_OMITTED)
     assert marker.omitted_lines == 15  # lines 3..17
     assert marker.omitted_bytes == sum(len(f"line {i}") for i in range(3, 18))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("head", "tail"), [(1000, 20_000), (5, 25_000)])
+def test_a_database_away_from_the_first_line_loses_nothing_the_bound_keeps(head, tail):
+    """The database refuses every write (its log table is gone: SQLite answers each INSERT
+    with OperationalError, as PostgreSQL does while it restarts) from the step's first line
+    to its 26,000th. Once it is back, the head, the tail and the marker's counts are exact:
+    a fixed 20,000-line buffer dropped head lines (or tail lines) uncounted before."""
+    step = _step()
+    # One batch for all (one failed flush, not one per line: this test is about the counts).
+    log = StepLog(step.pk, Redactor([]), batch_size=30_000, max_delay=60,
+                  limits=LogLimits(head_lines=head, tail_lines=tail, max_line_chars=4000))
+    table = connection.ops.quote_name(LogLine._meta.db_table)
+    total = 26_000
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} RENAME TO away")
+    try:
+        for index in range(1, total + 1):
+            log.write(f"line {index}")
+        assert not log.flush()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE away RENAME TO {table}")
+    assert log.flush()
+    rows = _rows(step)
+    assert [(r.seq, r.text) for r in rows[:head]] == [(i, f"line {i}") for i in range(1, head + 1)]
+    marker = rows[head]
+    assert (marker.stream, marker.seq) == (LOG_OMITTED, head + 1)
+    assert marker.omitted_lines == total - head - tail
+    assert marker.omitted_bytes == sum(len(f"line {i}") for i in range(head + 1, total - tail + 1))
+    assert [(r.seq, r.text) for r in rows[head + 1:]] == [
+        (i, f"line {i}") for i in range(total - tail + 1, total + 1)]
