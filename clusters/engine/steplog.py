@@ -57,7 +57,6 @@ from django.utils import timezone
 from clusters.core.storable import storable_text
 from clusters.models import LOG_OMITTED, LogLine
 
-
 # ECMA-48 sequences: CSI (ESC [ or the 8-bit 0x9b, parameters, intermediates, a final byte),
 # OSC (ESC ], up to BEL or ESC \\), a character-set choice (ESC ( B, which tput's sgr0
 # prints), and two-character escapes (ESC and one of @-Z, \\, ^, _).
@@ -146,32 +145,34 @@ def delete_counting(step_id: int, head: int, cutoff: int) -> tuple[int, int]:
     and MariaDB return each deleted line's size from the DELETE itself; MySQL, which has
     no DELETE ... RETURNING, sums with a locking read (its next-key locks keep new lines
     out of the range until the transaction ends) and then deletes."""
+    # The SQL's names come from quote_name and its values are parameters (hence the noqa).
     ops = connection.ops
     table = ops.quote_name(LogLine._meta.db_table)
     where = (f"{ops.quote_name('step_id')} = %s AND {ops.quote_name('seq')} > %s AND "
              f"{ops.quote_name('seq')} <= %s AND {ops.quote_name('stream')} <> %s")
-    params = [step_id, head, cutoff, LOG_OMITTED]
+    params: list[int | str] = [step_id, head, cutoff, LOG_OMITTED]
     text = ops.quote_name("text")
     size = f"LENGTH(CAST({text} AS BLOB))" if connection.vendor == "sqlite" else \
         f"OCTET_LENGTH({text})"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"WITH gone AS (DELETE FROM {table} WHERE {where} "
+            cursor.execute(f"WITH gone AS (DELETE FROM {table} WHERE {where} "  # noqa: S608
                            f"RETURNING {size} AS size) "
                            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM gone", params)
             lines, total = cursor.fetchone()
             return int(lines), int(total)
         if connection.vendor == "sqlite" or getattr(connection, "mysql_is_mariadb", False):
-            cursor.execute(f"DELETE FROM {table} WHERE {where} RETURNING {size}", params)
+            cursor.execute(f"DELETE FROM {table} WHERE {where} RETURNING {size}",  # noqa: S608
+                           params)
             lines = total = 0
             while rows := cursor.fetchmany(10_000):
                 lines += len(rows)
                 total += sum(int(row[0] or 0) for row in rows)
             return lines, total
-        cursor.execute(f"SELECT COUNT(*), COALESCE(SUM({size}), 0) FROM {table} "
+        cursor.execute(f"SELECT COUNT(*), COALESCE(SUM({size}), 0) FROM {table} "  # noqa: S608
                        f"WHERE {where} FOR UPDATE", params)
         lines, total = cursor.fetchone()
-        cursor.execute(f"DELETE FROM {table} WHERE {where}", params)
+        cursor.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608
         return int(lines), int(total)
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import logging.config
+import re
+from urllib.parse import quote, quote_plus
 
 import pytest
 from django.conf import settings
 
+from clusters.core import redaction as r
 from clusters.core.redaction import MASK, RedactingFilter, Redactor
 from tests.support.leaks import encodings, leaks
 
@@ -103,9 +107,6 @@ def test_a_whole_base64_ending_in_padding_does_not_widen_into_the_next_token():
 def _reference_spans(secrets: list[str], text: str) -> set[int]:
     """The positions 237e313's redactor masked: one alternation of every plain form, each
     whole base64 and `[B]*core[B]*=*` (quadratic on long runs, fine on this table)."""
-    import re
-
-    from clusters.core import redaction as r
     patterns: set[str] = set()
     for value in r._expand(secrets):
         if len(value) > r.MAX_ENCODED_LENGTH:
@@ -121,8 +122,6 @@ def _reference_spans(secrets: list[str], text: str) -> set[int]:
 
 
 def _table() -> list[tuple[list[str], str]]:
-    import json
-    from urllib.parse import quote, quote_plus
     url = "p@ss word/Long-Secret:x"
     inner = quote(url, safe="")[4:14]  # a secret inside the other's URL-encoded form
     quoted = "Quote\"d-Secret\\Long"
