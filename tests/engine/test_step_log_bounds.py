@@ -223,6 +223,9 @@ def test_a_database_away_from_the_first_line_loses_nothing_the_bound_keeps(head,
     with OperationalError, as PostgreSQL does while it restarts) from the step's first line
     to its 26,000th. Once it is back, the head, the tail and the marker's counts are exact:
     a fixed 20,000-line buffer dropped head lines (or tail lines) uncounted before."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the outage here is SQLite's OperationalError for a missing table; "
+                    "PostgreSQL's is tests/engine/test_engine_worker.py's")
     step = _step()
     # One batch for all (one failed flush, not one per line: this test is about the counts).
     log = StepLog(step.pk, Redactor([]), batch_size=30_000, max_delay=60,
