@@ -224,6 +224,10 @@ class StepLog:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._dropped = 0
+        # After a flush the database refused, the writer's own flushes wait this long (the
+        # heartbeat's half-second flush still retries): otherwise every line written while
+        # the database is away would try it twice and sift the whole buffer again.
+        self._retry_at = 0.0
         # Set by the engine's heartbeat (clusters/engine/pipeline.py) when the lease is lost,
         # or when the heartbeat itself ended the step (its time limit, a cancel): then
         # stop_reason says which.
@@ -286,7 +290,7 @@ class StepLog:
 
     def _due(self) -> bool:
         with self._lock:
-            if not self._buffer:
+            if not self._buffer or time.monotonic() < self._retry_at:
                 return False
             aged = self._oldest is not None and time.monotonic() - self._oldest >= self._max_delay
             return len(self._buffer) >= self._batch_size or aged
@@ -318,6 +322,7 @@ class StepLog:
                         insert_lines(self.step_id, batch)
                         self._trim(cutoff, omitted)
                     self._trimmed_to = max(self._trimmed_to, cutoff)
+                    self._retry_at = 0.0
                     return True
                 except (OperationalError, InterfaceError) as exc:
                     # Once more on a new connection: this thread's may be one the database
@@ -328,6 +333,7 @@ class StepLog:
                         logger.warning("step %s: %d log lines kept for later, the database is "
                                        "unreachable: %s", self.step_id, len(batch), exc)
             self._put_back(batch, omitted)
+            self._retry_at = time.monotonic() + self._max_delay
             return False
 
     def _trim(self, cutoff: int, omitted: tuple[int, int]) -> None:

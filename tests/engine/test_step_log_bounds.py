@@ -250,3 +250,30 @@ def test_a_database_away_from_the_first_line_loses_nothing_the_bound_keeps(head,
     assert marker.omitted_bytes == sum(len(f"line {i}") for i in range(head + 1, total - tail + 1))
     assert [(r.seq, r.text) for r in rows[head + 1:]] == [
         (i, f"line {i}") for i in range(total - tail + 1, total + 1)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_while_the_database_is_away_a_writer_does_not_try_it_at_every_line():
+    """After a refused flush the writer's own flushes wait `max_delay` (the heartbeat's keep
+    retrying): 3,000 lines written meanwhile tried 2 INSERTs each before."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the outage here is SQLite's OperationalError for a missing table")
+    step = _step()
+    log = StepLog(step.pk, Redactor([]), batch_size=100, max_delay=60,
+                  limits=LogLimits(head_lines=5, tail_lines=100, max_line_chars=4000))
+    table = connection.ops.quote_name(LogLine._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} RENAME TO away")
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            for index in range(1, 3001):
+                log.write(f"line {index}")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE away RENAME TO {table}")
+    inserts = [q for q in queries.captured_queries if "INSERT" in q["sql"]]
+    assert len(inserts) == 2  # the first full batch, on this connection and on a new one
+    assert log.flush()
+    marker = LogLine.objects.get(step=step, stream=LOG_OMITTED)
+    assert marker.omitted_lines == 3000 - 5 - 100
+    assert LogLine.objects.filter(step=step).count() == 5 + 1 + 100
