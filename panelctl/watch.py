@@ -54,10 +54,31 @@ def follow(client: Client, code: str, run_id: int, echo: Callable[[str], None], 
 def _print_log(client: Client, code: str, run_id: int, step: dict[str, Any], *,
                cursor: dict[int, int], echo: Callable[[str], None]) -> None:
     while True:
+        after = cursor.get(step["id"], 0)
         page = client.get(f"clusters/{code}/runs/{run_id}/steps/{step['id']}/log/",
-                          after=cursor.get(step["id"], 0))
+                          after=after)
+        omitted = page.get("omitted")
+        if omitted and omitted["from"] <= after < omitted["to"]:
+            # Past the marker already: lines after the cursor were trimmed before this
+            # follower read them. Say so, rather than jump over them in silence.
+            echo(f"    [lines {after + 1}-{omitted['to']} were trimmed from the stored log "
+                 f"while following; it omits {omitted['lines']:,} lines "
+                 f"({omitted['bytes']:,} bytes) in all]")
         for line in page["lines"]:
-            echo(f"    | {line['text']}")
-        cursor[step["id"]] = page["next"]
+            echo(render_line(line))
+        cursor[step["id"]] = max(page["next"], omitted["to"] if omitted and after >=
+                                 omitted["from"] else 0)
         if not page["lines"]:
             return
+
+
+def render_line(line: dict[str, Any]) -> str:
+    """One log line as watch prints it: the marker row and a cut line in words."""
+    if line.get("stream") == "omitted":
+        return (f"    [... {line.get('omitted_lines', 0):,} lines "
+                f"({line.get('omitted_bytes', 0):,} bytes) omitted here: the stored log "
+                "keeps a step's first and newest lines ...]")
+    text = f"    | {line['text']}"
+    if line.get("cut_chars"):
+        text += f" [cut {line['cut_chars']:,} characters]"
+    return text

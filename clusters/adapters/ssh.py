@@ -182,7 +182,8 @@ class _LineSplitter:
     def feed(self, data: bytes, final: bool = False) -> list[tuple[str, int]]:
         text = self._decoder.decode(data, final)
         if self._cr and text.startswith("\n"):
-            text = text[1:]
+            # That LF ended the CRLF: a chunk that was only it leaves no CR pending.
+            text, self._cr = text[1:], False
         if text:
             self._cr = text.endswith("\r")
         parts = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")

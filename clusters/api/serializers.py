@@ -97,12 +97,32 @@ class LogLineSerializer(serializers.Serializer):
     time = serializers.DateTimeField()
     stream = serializers.CharField()
     text = serializers.CharField()
+    cut_chars = serializers.IntegerField(help_text="Characters cut from the end of this line.")
+    omitted_lines = serializers.IntegerField(
+        help_text="On the marker row (stream `omitted`): how many lines the log omits.")
+    omitted_bytes = serializers.IntegerField(
+        help_text="On the marker row: how many bytes the omitted lines held.")
+
+
+class OmittedRangeSerializer(serializers.Serializer):
+    from_ = serializers.IntegerField(help_text="The first omitted line number (the marker's).")
+    to = serializers.IntegerField(help_text="The last omitted line number.")
+    lines = serializers.IntegerField()
+    bytes = serializers.IntegerField()
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
 
 
 class LogPageSerializer(serializers.Serializer):
     step = serializers.IntegerField()
     status = serializers.CharField()
     diagnosing = serializers.BooleanField()
+    omitted = OmittedRangeSerializer(allow_null=True, help_text=(
+        "The line numbers the stored log omits now (it keeps a step's first and newest "
+        "lines), or null: a cursor between `from` and `to` missed lines trimmed meanwhile."))
     lines = LogLineSerializer(many=True)
     next = serializers.IntegerField(help_text="Ask again with ?after=<next> for newer lines.")
 

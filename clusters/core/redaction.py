@@ -26,6 +26,7 @@ settings' LOGGING and on Celery's handlers) applies to every log record of every
 from __future__ import annotations
 
 import base64
+import heapq
 import json
 import logging
 import re
@@ -102,7 +103,7 @@ def _percent_pattern(secret: str) -> str:
 def _base64_cores(secret: str) -> list[str]:
     """Patterns for the base64 characters that only the secret's bytes decide, at any
     alignment (and the secret's own base64): where one is found, the whole base64 token
-    around it is masked (`_mask_tokens`)."""
+    around it is masked (`_token_spans`)."""
     raw = secret.encode()
     found = [re.escape(base64.b64encode(raw).decode()),
              re.escape(base64.urlsafe_b64encode(raw).decode())]
@@ -118,16 +119,17 @@ def _base64_cores(secret: str) -> list[str]:
     return found
 
 
-def _mask_tokens(cores: re.Pattern[str], text: str) -> str:
-    """Mask each base64 token (a run of base64 characters and its `=` padding) holding one
-    of the cores.
+def _token_spans(cores: re.Pattern[str], text: str) -> list[tuple[int, int]]:
+    """The spans of the base64 tokens (a run of base64 characters and its `=` padding)
+    holding one of the cores, in order.
 
     Why not one regex `[B]*core[B]*=*`: on a long run of base64 characters that holds no
     core (a host printing a 1 MB base64 blob, or 1 MB of "zzz…") the leading `[B]*` is tried
     from every position and backtracks over the rest: quadratic, 4 s at 32,000 characters
     and hours at 1,000,000, all inside a step's log write. Finding the cores is one linear
     scan; widening each match to its token is linear too, since a match inside the token
-    already masked is skipped.
+    already found is skipped. A match that ends in padding (a secret's whole base64) ends
+    its token there: what follows the `=` is another token.
     """
     spans: list[tuple[int, int]] = []
     for match in cores.finditer(text):
@@ -137,13 +139,35 @@ def _mask_tokens(cores: re.Pattern[str], text: str) -> str:
         floor = spans[-1][1] if spans else 0
         while begin > floor and text[begin - 1] in _BASE64_SET:
             begin -= 1
-        while end < len(text) and text[end] in _BASE64_SET:
-            end += 1
+        if text[end - 1] != "=":
+            while end < len(text) and text[end] in _BASE64_SET:
+                end += 1
         while end < len(text) and text[end] == "=":
             end += 1
         spans.append((begin, end))
-    if not spans:
-        return text
+    return spans
+
+
+def _overlapping_spans(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
+    """Every match's span, overlapping ones too, ordered by start.
+
+    Why not finditer: it goes on after the end of a match, so a secret that begins inside
+    another one's match (the end of one password is the start of the next, or a secret
+    sits inside another's URL-encoded form) would be found only from the first one's end,
+    and its head would be left in the text. The next search starts one character after the
+    start of the last match instead: only the text inside a match is scanned again."""
+    spans: list[tuple[int, int]] = []
+    at = 0
+    while (match := pattern.search(text, at)) is not None:
+        begin, end = match.span()
+        if end > begin:
+            spans.append((begin, end))
+        at = begin + 1
+    return spans
+
+
+def _mask_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with each of the ordered, disjoint spans replaced by MASK."""
     parts: list[str] = []
     at = 0
     for begin, end in spans:
@@ -189,7 +213,7 @@ def _expand(secrets: Iterable[str]) -> set[str]:
 
 @lru_cache(maxsize=4096)
 def _patterns(secret: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The secret's patterns masked as they match, and its base64 cores (see _mask_tokens)."""
+    """The secret's patterns masked as they match, and its base64 cores (see _token_spans)."""
     if len(secret) > MAX_ENCODED_LENGTH:
         return (re.escape(secret),), ()
     found = [_percent_pattern(secret)]
@@ -229,16 +253,28 @@ class Redactor:
         self._pattern, self._cores = _compile(values)
 
     def __call__(self, text: str) -> str:
-        """`text` with every secret masked: the verbatim, percent-encoded and quoted forms
-        first, then each base64 token that holds one (MASK holds no base64 character, so
-        the second pass cannot widen across the first's masks). Linear in the text."""
+        """`text` with every secret masked: the verbatim, percent-encoded and quoted forms,
+        and each base64 token that holds one, all found in the ORIGINAL text and masked
+        once as the union of their spans. Why not one pass after the other: the first
+        pass's `***` would split a base64 token holding a second secret, and the second
+        pass would then see only fragments of the first one's base64 (and leave most of
+        it, decodable). Linear in the text."""
         if not text:
             return text
-        if self._pattern is not None:
-            text = self._pattern.sub(MASK, text)
-        if self._cores is not None:
-            text = _mask_tokens(self._cores, text)
-        return text
+        spans = self.spans(text)
+        return _mask_spans(text, spans) if spans else text
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where `text` holds a secret in any encoding: ordered, merged (begin, end) spans."""
+        plain = _overlapping_spans(self._pattern, text) if self._pattern is not None else []
+        tokens = _token_spans(self._cores, text) if self._cores is not None else []
+        merged: list[tuple[int, int]] = []
+        for begin, end in heapq.merge(plain, tokens):
+            if merged and begin <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((begin, end))
+        return merged
 
 
 def mask_named_values(text: str) -> str:

@@ -47,19 +47,15 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Func, IntegerField, Max, Sum
+from django.db.models import F, Func, IntegerField, Max
 from django.db.models.constants import OnConflict
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
 from clusters.core.storable import storable_text
 from clusters.models import LOG_OMITTED, LogLine
-
-# Lines kept while the database cannot be written (a PostgreSQL restart): beyond this the
-# oldest unsaved ones are dropped and a line says how many.
-MAX_BUFFERED_LINES = 20_000
 
 # ECMA-48 sequences: CSI (ESC [ or the 8-bit 0x9b, parameters, intermediates, a final byte),
 # OSC (ESC ], up to BEL or ESC \\), a character-set choice (ESC ( B, which tput's sgr0
@@ -139,6 +135,47 @@ def insert_lines(step_id: int, lines: list[_Line]) -> None:
                                   line.cut, 0, 0) for line in lines])
 
 
+def delete_counting(step_id: int, head: int, cutoff: int) -> tuple[int, int]:
+    """Delete the step's stored lines numbered head+1..cutoff (not the marker); how many
+    lines and bytes that was.
+
+    Why one statement where the database allows it: a SUM and then a DELETE are two reads,
+    and a line another writer of the step (a reclaimed step's old owner) inserts between
+    them would be deleted uncounted. PostgreSQL deletes and sums in one statement, SQLite
+    and MariaDB return each deleted line's size from the DELETE itself; MySQL, which has
+    no DELETE ... RETURNING, sums with a locking read (its next-key locks keep new lines
+    out of the range until the transaction ends) and then deletes."""
+    # The SQL's names come from quote_name and its values are parameters (hence the noqa).
+    ops = connection.ops
+    table = ops.quote_name(LogLine._meta.db_table)
+    where = (f"{ops.quote_name('step_id')} = %s AND {ops.quote_name('seq')} > %s AND "
+             f"{ops.quote_name('seq')} <= %s AND {ops.quote_name('stream')} <> %s")
+    params: list[int | str] = [step_id, head, cutoff, LOG_OMITTED]
+    text = ops.quote_name("text")
+    size = f"LENGTH(CAST({text} AS BLOB))" if connection.vendor == "sqlite" else \
+        f"OCTET_LENGTH({text})"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"WITH gone AS (DELETE FROM {table} WHERE {where} "  # noqa: S608
+                           f"RETURNING {size} AS size) "
+                           "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM gone", params)
+            lines, total = cursor.fetchone()
+            return int(lines), int(total)
+        if connection.vendor == "sqlite" or getattr(connection, "mysql_is_mariadb", False):
+            cursor.execute(f"DELETE FROM {table} WHERE {where} RETURNING {size}",  # noqa: S608
+                           params)
+            lines = total = 0
+            while rows := cursor.fetchmany(10_000):
+                lines += len(rows)
+                total += sum(int(row[0] or 0) for row in rows)
+            return lines, total
+        cursor.execute(f"SELECT COUNT(*), COALESCE(SUM({size}), 0) FROM {table} "  # noqa: S608
+                       f"WHERE {where} FOR UPDATE", params)
+        lines, total = cursor.fetchone()
+        cursor.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608
+        return int(lines), int(total)
+
+
 def cut_line(line: str, limit: int) -> tuple[str, int]:
     """The line cut to `limit` characters, and how many were cut."""
     return (line, 0) if len(line) <= limit else (line[:limit], len(line) - limit)
@@ -187,6 +224,10 @@ class StepLog:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._dropped = 0
+        # After a flush the database refused, the writer's own flushes wait this long (the
+        # heartbeat's half-second flush still retries): otherwise every line written while
+        # the database is away would try it twice and sift the whole buffer again.
+        self._retry_at = 0.0
         # Set by the engine's heartbeat (clusters/engine/pipeline.py) when the lease is lost,
         # or when the heartbeat itself ended the step (its time limit, a cancel): then
         # stop_reason says which.
@@ -249,7 +290,7 @@ class StepLog:
 
     def _due(self) -> bool:
         with self._lock:
-            if not self._buffer:
+            if not self._buffer or time.monotonic() < self._retry_at:
                 return False
             aged = self._oldest is not None and time.monotonic() - self._oldest >= self._max_delay
             return len(self._buffer) >= self._batch_size or aged
@@ -281,6 +322,7 @@ class StepLog:
                         insert_lines(self.step_id, batch)
                         self._trim(cutoff, omitted)
                     self._trimmed_to = max(self._trimmed_to, cutoff)
+                    self._retry_at = 0.0
                     return True
                 except (OperationalError, InterfaceError) as exc:
                     # Once more on a new connection: this thread's may be one the database
@@ -291,6 +333,7 @@ class StepLog:
                         logger.warning("step %s: %d log lines kept for later, the database is "
                                        "unreachable: %s", self.step_id, len(batch), exc)
             self._put_back(batch, omitted)
+            self._retry_at = time.monotonic() + self._max_delay
             return False
 
     def _trim(self, cutoff: int, omitted: tuple[int, int]) -> None:
@@ -298,19 +341,25 @@ class StepLog:
         `omitted` lines that were never stored) in the step's marker row."""
         lines, size = omitted
         if cutoff > self._trimmed_to:
-            gone = LogLine.objects.filter(step_id=self.step_id, seq__gt=self._head,
-                                          seq__lte=cutoff).exclude(stream=LOG_OMITTED)
-            counted = gone.aggregate(size=Sum(OctetLength("text")))
-            deleted, _ = gone.delete()  # one DELETE: nothing refers to a LogLine
-            lines, size = lines + deleted, size + (counted["size"] or 0)
+            deleted, deleted_size = delete_counting(self.step_id, self._head, cutoff)
+            lines, size = lines + deleted, size + deleted_size
         if not lines:
             return
         marker = LogLine.objects.filter(step_id=self.step_id, stream=LOG_OMITTED)
-        if not marker.update(omitted_lines=F("omitted_lines") + lines,
-                             omitted_bytes=F("omitted_bytes") + size):
-            LogLine.objects.create(step_id=self.step_id, seq=self._head + 1, time=timezone.now(),
-                                   stream=LOG_OMITTED, text="", omitted_lines=lines,
-                                   omitted_bytes=size)
+        counts = {"omitted_lines": F("omitted_lines") + lines,
+                  "omitted_bytes": F("omitted_bytes") + size}
+        if marker.update(**counts):
+            return
+        try:
+            with transaction.atomic():  # a savepoint: a lost race must not end the flush
+                LogLine.objects.create(step_id=self.step_id, seq=self._head + 1,
+                                       time=timezone.now(), stream=LOG_OMITTED, text="",
+                                       omitted_lines=lines, omitted_bytes=size)
+        except IntegrityError:
+            # Another writer of this step (a reclaimed step's old owner) created the marker
+            # first: add to its counts instead.
+            if not marker.update(**counts):
+                raise
 
     def _put_back(self, batch: list[_Line], omitted: tuple[int, int]) -> None:
         with self._lock:
@@ -318,10 +367,34 @@ class StepLog:
             lines, size = self._unsaved_omitted
             self._unsaved_omitted = (lines + omitted[0], size + omitted[1])
             self._drop_unsaved_tail()
-            excess = len(self._buffer) - MAX_BUFFERED_LINES
-            if excess > 0:
-                self._dropped += excess
-                del self._buffer[:excess]
-                self._buffer[0].text = (f"({self._dropped} earlier lines were lost while the "
-                                        "database was unreachable)")
+            self._drop_excess()
             self._oldest = self._oldest or time.monotonic()
+
+    def _max_buffered(self) -> int:
+        """How many lines wait while the database cannot be written (a PostgreSQL restart):
+        the head, the tail and one batch. `_drop_unsaved_tail` already keeps no more than
+        head + tail, so an outage from a step's first line loses nothing the bound keeps;
+        a fixed cap below head + tail dropped head lines uncounted."""
+        return self._limits.head_lines + self._limits.tail_lines + self._batch_size
+
+    def _drop_excess(self) -> None:
+        """Beyond `_max_buffered`, drop the oldest lines past the head (lock held): they join
+        the omitted range, counted in the marker like any other, and a line of its own (at
+        the end, with a number of its own) says that the database was away."""
+        excess = len(self._buffer) - self._max_buffered()
+        if excess <= 0:
+            return
+        kept: list[_Line] = []
+        lines, size = self._unsaved_omitted
+        for line in self._buffer:
+            if excess > 0 and line.seq > self._head:
+                excess, lines, size = excess - 1, lines + 1, size + len(line.text.encode())
+                self._dropped += 1
+            else:
+                kept.append(line)
+        self._unsaved_omitted = (lines, size)
+        self._buffer = kept
+        kept.append(_Line(self._next_seq, timezone.now(), "info",
+                          f"({self._dropped} lines were dropped while the database was "
+                          "unreachable; they are counted with the omitted lines)", 0))
+        self._next_seq += 1

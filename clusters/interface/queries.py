@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from clusters.core import heartbeat
-from clusters.models import Cluster, LogLine, Run, Step, StepStatus
+from clusters.models import LOG_OMITTED, Cluster, LogLine, Run, Step, StepStatus
 
 LOG_PAGE = 500
 
@@ -72,9 +72,17 @@ def log_page(run: Run, step_id: int, after: int = 0, limit: int = LOG_PAGE) -> d
         .values("seq", "time", "stream", "text", "cut_chars", "omitted_lines", "omitted_bytes")
         [: max(1, min(limit, LOG_PAGE))]
     )
+    marker = (LogLine.objects.filter(step_id=step.pk, stream=LOG_OMITTED)
+              .values("seq", "omitted_lines", "omitted_bytes").first())
     return {
         "step": step.pk,
         "status": step.status,
+        # The range of line numbers the stored log omits NOW (its marker row sits at `from`):
+        # a follower whose cursor is already past the marker learns from it that lines it
+        # had not read yet were trimmed, instead of a silent jump in the numbers.
+        "omitted": {"from": marker["seq"], "to": marker["seq"] + marker["omitted_lines"] - 1,
+                    "lines": marker["omitted_lines"], "bytes": marker["omitted_bytes"]}
+        if marker and marker["omitted_lines"] else None,
         # Diagnostics are being appended to this finished step's log: more lines will come.
         "diagnosing": bool(step.diagnosing_until and step.diagnosing_until > timezone.now()),
         "lines": lines,

@@ -221,10 +221,16 @@ def log_context(run: Run, step_id: int, *, after: int = 0, before: int | None = 
     page = queries.log_page(run, step_id, after=after)
     more = page["status"] in STEP_ACTIVE or page["diagnosing"] \
         or len(page["lines"]) >= queries.LOG_PAGE
-    if not page["lines"] and more:
+    # The pane's cursor is past the marker and lines after it were trimmed before the poll
+    # read them: a row says so (the marker it showed counted fewer), and the cursor moves on.
+    omitted = page["omitted"]
+    trimmed = {"first": after + 1, "last": omitted["to"]} \
+        if omitted and omitted["from"] <= after < omitted["to"] else None
+    if not page["lines"] and more and not trimmed:
         return None
-    return {"lines": page["lines"], "earlier": None, "more": page["next"] if more else None,
-            "step_id": step_id, "run": run}
+    cursor = max(page["next"], trimmed["last"] if trimmed else 0)
+    return {"lines": page["lines"], "earlier": None, "more": cursor if more else None,
+            "trimmed": trimmed, "step_id": step_id, "run": run}
 
 
 def retry_context(cluster: Cluster, run: Run | None) -> dict[str, Any]:

@@ -29,3 +29,17 @@ def test_lines_and_line_ends_split_across_chunks_come_out_whole() -> None:
     for chunk in (1, 2, 3, 5):
         assert feed_all(splitter, data, chunk) == [("one", 0), ("two", 0), ("three", 0),
                                                     ("€uro", 0)], chunk
+
+
+def test_a_chunk_that_is_only_the_lf_of_a_crlf_does_not_swallow_a_later_lf() -> None:
+    """`a\\r` | `\\n` | `\\nb\\n`: the second chunk ends the CRLF, the third's LF is a blank
+    line of its own (it was swallowed as if it still followed the CR)."""
+    splitter = _LineSplitter(hold=1000)
+    lines = []
+    for chunk in (b"a\r", b"\n", b"\nb\n"):
+        lines.extend(splitter.feed(chunk))
+    lines.extend(splitter.feed(b"", final=True))
+    assert lines == [("a", 0), ("", 0), ("b", 0)]
+    # And byte by byte, every split of the same output gives the same lines.
+    for chunk in (1, 2, 3):
+        assert feed_all(_LineSplitter(hold=1000), b"a\r\n\nb\n", chunk) == lines, chunk

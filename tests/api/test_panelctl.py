@@ -13,11 +13,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from clusters.core.redaction import Redactor
 from clusters.engine import pipeline
+from clusters.engine.steplog import LogLimits, StepLog
 from clusters.models import ApiToken, CloudAccount, Cluster, RunKind, StepStatus
 from panel.celery import app as celery_app
 from panelctl import kubeconfig
 from panelctl.cli import main
+from panelctl.client import Client
+from panelctl.watch import _print_log
 from sandbox.aliyun.testing import Emulator
 from sandbox.k3s.artifacts import ArtifactServer
 from tests.support.api import issue
@@ -259,3 +263,36 @@ def test_personal_kubeconfig_get_list_and_revoke(cli: Any, live_server: Any,
         assert "revoked" in cli("kubeconfig", "list", "shop", "--all").output
         again = cli("kubeconfig", "revoke", "shop", credential_id)
         assert again.exit_code == 1 and "already revoked" in again.output
+
+
+def test_watch_says_when_lines_were_trimmed_while_it_followed_and_renders_marker_and_cut(
+        live_server: Any) -> None:
+    """`runs watch` had printed up to line 15 (past the marker at 6) when lines 16-30 were
+    trimmed: it says so, where it skipped from 15 to 31 in silence before; the marker row
+    and a cut line are in words (the marker was an empty `|`)."""
+    user = make_user()
+    cluster = make_cluster(owner=user, name="followed", nodes=1)
+    run = pipeline.create_run(cluster, RunKind.TEST, [
+        pipeline.StepSpec("work", "Work", "test.work")], start=False)
+    step = run.steps.get()
+    log = StepLog(step.pk, Redactor([]), max_delay=60,
+                  limits=LogLimits(head_lines=5, tail_lines=10, max_line_chars=10))
+    for index in range(1, 41):
+        log.write(f"line {index}" if index < 40 else "a very long last line")
+        if index in (20, 40):
+            log.flush()
+    client = Client(live_server.url, issue(user, "watch", scope="read"))
+    shown: list[str] = []
+    cursor = {step.pk: 15}
+    _print_log(client, cluster.code, run.pk, {"id": step.pk}, cursor=cursor, echo=shown.append)
+    size = sum(len(f"line {i}") for i in range(6, 31))
+    assert shown[0] == (f"    [lines 16-30 were trimmed from the stored log while following; "
+                        f"it omits 25 lines ({size} bytes) in all]")
+    assert shown[1:] == [f"    | line {i}" for i in range(31, 40)] + [
+        "    | a very lon [cut 11 characters]"]
+    assert cursor[step.pk] == 40
+    shown.clear()
+    _print_log(client, cluster.code, run.pk, {"id": step.pk}, cursor={}, echo=shown.append)
+    assert shown[5] == (f"    [... 25 lines ({size} bytes) omitted here: the stored log keeps "
+                        "a step's first and newest lines ...]")
+    assert "trimmed" not in "".join(shown)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import logging.config
+import re
+from urllib.parse import quote, quote_plus
 
 import pytest
 from django.conf import settings
 
+from clusters.core import redaction as r
 from clusters.core.redaction import MASK, RedactingFilter, Redactor
 from tests.support.leaks import encodings, leaks
 
@@ -78,3 +82,79 @@ def test_a_base64_token_of_a_megabyte_is_masked_whole_when_it_holds_a_secret():
     blob = "Q" * 500_000 + base64.b64encode(b"x" + secret.encode()).decode() + "Q" * 500_000
     assert redact(f"data: {blob}== end") == "data: *** end"
     assert redact("z" * 1_000_000) == "z" * 1_000_000
+
+
+# --- secrets whose encodings overlap -----------------------------------------------------------
+
+LONG = "S3cr3t-Passphrase-Long-Enough-Secret!"
+_TOKEN = base64.b64encode(f"hello {LONG} world".encode()).decode()
+INSIDE_BASE64 = _TOKEN[20:30]  # a second secret that is a piece of LONG's base64
+
+
+def test_a_secret_inside_another_ones_base64_does_not_split_it_and_leave_it_readable():
+    """The reviewer's case: the plain pass masked INSIDE_BASE64 first, and the `***` split
+    LONG's token so the base64 pass found only fragments (most of LONG decodable)."""
+    assert Redactor([LONG, INSIDE_BASE64], remember=False)(f"key: {_TOKEN}") == "key: ***"
+
+
+def test_a_whole_base64_ending_in_padding_does_not_widen_into_the_next_token():
+    secret = "Padded-Secret-12"  # 16 bytes: its base64 ends in ==
+    encoded = base64.b64encode(secret.encode()).decode()
+    assert encoded.endswith("==")
+    assert Redactor([secret], remember=False)(f"{encoded}next-word") == "***next-word"
+
+
+def _reference_spans(secrets: list[str], text: str) -> set[int]:
+    """The positions 237e313's redactor masked: one alternation of every plain form, each
+    whole base64 and `[B]*core[B]*=*` (quadratic on long runs, fine on this table)."""
+    patterns: set[str] = set()
+    for value in r._expand(secrets):
+        if len(value) > r.MAX_ENCODED_LENGTH:
+            patterns.add(re.escape(value))
+            continue
+        patterns.add(r._percent_pattern(value))
+        patterns.update(r._percent_pattern(f) for f in r._quoted_forms(value) if f != value)
+        cores = r._base64_cores(value)
+        patterns.update(cores[:2])
+        patterns.update(f"[A-Za-z0-9+/_-]*{core}[A-Za-z0-9+/_-]*=*" for core in cores[2:])
+    pattern = re.compile("|".join(sorted(patterns, key=len, reverse=True)))
+    return {at for m in pattern.finditer(text) for at in range(*m.span())}
+
+
+def _table() -> list[tuple[list[str], str]]:
+    url = "p@ss word/Long-Secret:x"
+    inner = quote(url, safe="")[4:14]  # a secret inside the other's URL-encoded form
+    quoted = "Quote\"d-Secret\\Long"
+    escaped = json.dumps(quoted)[3:12]  # a secret inside the other's JSON-escaped form
+    a, b = "First-Secret-abc", "abc-Second-Secret"  # the end of one is the start of the next
+    basic = base64.b64encode(f"admin:{LONG}".encode()).decode()
+    return [
+        ([LONG, INSIDE_BASE64], f"key: {_TOKEN}"),
+        ([LONG, INSIDE_BASE64], f"{_TOKEN} {INSIDE_BASE64} {LONG}"),
+        ([url, inner], f"GET /?p={quote(url, safe='')}&q={quote_plus(url)}"),
+        ([url, inner], f"dsn mysql://u:{quote(url, safe='')}@tcp(h)/db"),
+        ([quoted, escaped], f'{{"password": {json.dumps(quoted)}}}'),
+        ([quoted, escaped], f"echo {json.dumps(quoted)} '{quoted}'"),
+        ([a, b], "First-Secret-abc-Second-Secret and abc-Second-Secret"),
+        ([b, a], "First-Secret-abc-Second-Secret"),
+        ([LONG], f"Authorization: Basic {basic}=x {basic}"),
+        ([LONG, "Enough"], f"{LONG}{LONG} {base64.urlsafe_b64encode(LONG.encode()).decode()}"),
+        ([NASTY, PLAIN], f"{NASTY}{PLAIN} {quote(NASTY)}{quote(PLAIN)}"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_table())))
+def test_nothing_the_old_redactor_masked_is_left_now_and_no_secret_leaks(index: int) -> None:
+    secrets, text = _table()[index]
+    redact = Redactor(secrets, remember=False)
+    masked_now = {at for begin, end in redact.spans(text) for at in range(begin, end)}
+    missed = sorted(_reference_spans(secrets, text) - masked_now)
+    assert not missed, (text, [text[at] for at in missed])
+    assert not leaks([redact(text)], secrets), redact(text)
+
+
+def test_a_secret_that_begins_inside_another_ones_match_is_masked_from_its_start():
+    """`abc-Second-Secret` begins inside `First-Secret-abc`: a scan that went on from the
+    first match's end never found the second and left `-Second-Secret` (237e313 did too)."""
+    redact = Redactor(["First-Secret-abc", "abc-Second-Secret"], remember=False)
+    assert redact("x First-Secret-abc-Second-Secret y") == "x *** y"

@@ -16,6 +16,7 @@ from django.utils import timezone
 from clusters.core.redaction import Redactor
 from clusters.engine import pipeline
 from clusters.engine.steplog import LogLimits, StepLog
+from clusters.interface import queries
 from clusters.models import LOG_OMITTED, LogLine, RunKind, Step, StepStatus
 from clusters.web import step_log
 from tests.support.factories import make_cluster, make_user
@@ -165,3 +166,43 @@ def test_a_window_ends_with_load_later_lines_and_at_the_end_of_a_live_log_follow
     last = owner_client.get(lines_url(step, "?from=1000")).content.decode()
     assert len(re.findall(r'data-seq="', last)) == 200
     assert "log-later" not in last and "?after=1200" in last  # the live cursor
+
+
+def _trimmed_while_followed(user: Any) -> Step:
+    """A running step: head 5, tail 10; 20 lines stored (gap 6-10), then 20 more (gap 6-30)."""
+    cluster = make_cluster(owner=user, name="followed")
+    run = pipeline.create_run(cluster, RunKind.TEST, [
+        pipeline.StepSpec("work", "Work", "test.work")], start=False)
+    step = run.steps.get()
+    Step.objects.filter(pk=step.pk).update(status=StepStatus.RUNNING)
+    log = StepLog(step.pk, Redactor([]), max_delay=60,
+                  limits=LogLimits(head_lines=5, tail_lines=10, max_line_chars=4000))
+    for index in range(1, 41):
+        log.write(f"line {index}")
+        if index in (20, 40):
+            log.flush()
+    return step
+
+
+def test_a_pane_past_the_marker_says_which_lines_were_trimmed_before_it_read_them(
+        user: Any, owner_client: Client) -> None:
+    """The pane had read up to line 15 (past the marker at 6); lines 16-30 were trimmed
+    before its next poll. It said nothing and jumped to 31 before."""
+    step = _trimmed_while_followed(user)
+    html = owner_client.get(lines_url(step, "?after=15")).content.decode()
+    assert "… lines 16 to 30 were trimmed from the stored log while this page was open …" in html
+    assert [int(s) for s in re.findall(r'data-seq="(\d+)"', html)] == [16, *range(31, 41)]
+    assert "?after=40" in html
+    zh = owner_client.get(lines_url(step, "?after=15"), **ZH).content.decode()
+    assert "在本页面打开期间\uff0c第 16 至 30 行已从保存的日志中删去" in zh  # full-width comma
+    # A pane before the marker sees the marker row itself, and no extra notice.
+    before = owner_client.get(lines_url(step, "?after=3")).content.decode()
+    assert "were trimmed" not in before and "… 25 lines (" in before
+
+
+def test_each_api_log_page_reports_the_range_the_log_omits_now(user: Any) -> None:
+    step = _trimmed_while_followed(user)
+    page = queries.log_page(step.run, step.pk, after=15)
+    assert page["omitted"] == {"from": 6, "to": 30, "lines": 25,
+                               "bytes": sum(len(f"line {i}") for i in range(6, 31))}
+    assert [line["seq"] for line in page["lines"]] == list(range(31, 41))
