@@ -332,6 +332,13 @@ class StepLog:
                     if last_try:
                         logger.warning("step %s: %d log lines kept for later, the database is "
                                        "unreachable: %s", self.step_id, len(batch), exc)
+                except BaseException:
+                    # Any other error is raised to the caller (a bug, not weather), but the
+                    # batch is not its to lose: the next flush (the step's own, at its end)
+                    # writes it. A heartbeat thread whose connection cannot see the step's
+                    # row yet (IntegrityError) dropped a step's lines before.
+                    self._put_back(batch, omitted)
+                    raise
             self._put_back(batch, omitted)
             self._retry_at = time.monotonic() + self._max_delay
             return False

@@ -138,6 +138,7 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
     ctx: ApiContext  # set on the subclass built by serve()
+    _request_body = b""
 
     def log_message(self, format: str, *args: object) -> None:
         return
@@ -156,8 +157,16 @@ class Handler(BaseHTTPRequestHandler):
         self._send(code, json.dumps(obj).encode())
 
     def _body(self) -> bytes:
+        """The request's body, read once by _dispatch before anything answers."""
+        return self._request_body
+
+    def _read_request_body(self) -> bytes:
+        """Read the whole body off the connection, whatever the answer will be: an answer
+        given over an unread body (a DELETE's DeleteOptions, a refused POST) leaves those bytes
+        to be parsed as the next request on the kept-alive connection, and kubectl then reads
+        an error page where it expects a status line ("malformed HTTP status code")."""
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        return self.rfile.read(length) if length > 0 else b""
 
     def _object_body(self) -> dict:
         """A request body as kube-apiserver reads it: JSON, or the protobuf kubectl's typed
@@ -243,6 +252,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
+        self._request_body = self._read_request_body()
         url = urllib.parse.urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         query = dict(urllib.parse.parse_qsl(url.query))

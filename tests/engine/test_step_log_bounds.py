@@ -8,7 +8,7 @@ import io
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -277,3 +277,25 @@ def test_while_the_database_is_away_a_writer_does_not_try_it_at_every_line():
     marker = LogLine.objects.get(step=step, stream=LOG_OMITTED)
     assert marker.omitted_lines == 3000 - 5 - 100
     assert LogLine.objects.filter(step=step).count() == 5 + 1 + 100
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flush_that_fails_for_another_reason_raises_but_keeps_its_lines():
+    """A heartbeat thread's connection that cannot see the step's row yet fails the insert
+    (IntegrityError): the error is raised, but the lines stay for the next flush, which writes
+    every one of them once the row is there (they were dropped before, and a step's log lost
+    the lines that said which identity it used)."""
+    first = _step()
+    second = create_run(first.run.cluster, RunKind.TEST, [StepSpec("b", "B", "test.work")],
+                        start=False).steps.get()
+    missing = second.pk + 1000
+    log = StepLog(missing, Redactor([]), batch_size=100, max_delay=60,
+                  limits=LogLimits(head_lines=5, tail_lines=100, max_line_chars=4000))
+    for index in range(1, 4):
+        log.write(f"line {index}")
+    with pytest.raises(IntegrityError):
+        log.flush()
+    Step.objects.filter(pk=second.pk).update(id=missing)
+    assert log.flush()
+    assert list(LogLine.objects.filter(step_id=missing).order_by("seq").values_list(
+        "seq", "text")) == [(1, "line 1"), (2, "line 2"), (3, "line 3")]
