@@ -100,6 +100,13 @@ def test_jump_search_and_download_in_a_bounded_log(live_server: Any, tmp_path: A
             marked = lines.locator(".line-mark")
             marked.wait_for()
             assert marked.get_attribute("data-seq") == "19950"
+            # The pane scrolls once the swapped-in lines have settled: wait for it (a busy
+            # machine settles later), then read where the hit is.
+            in_view = ("pre => { const at = pre.querySelector('.line-mark').offsetTop"
+                       " - pre.offsetTop; return pre.scrollTop <= at"
+                       " && at <= pre.scrollTop + pre.clientHeight; }")
+            page.wait_for_function(f"pre => ({in_view})(pre)", arg=lines.element_handle(),
+                                   timeout=10_000)
             top, bottom, at = lines.evaluate(
                 "pre => [pre.scrollTop, pre.scrollTop + pre.clientHeight,"
                 " pre.querySelector('.line-mark').offsetTop - pre.offsetTop]")
