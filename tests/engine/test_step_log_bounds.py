@@ -4,7 +4,9 @@ are stripped; redaction happens before any cut (clusters/engine/steplog.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 
 import pytest
 from django.core.management import call_command
@@ -28,6 +30,43 @@ def _step() -> Step:
 
 def _rows(step: Step) -> list[LogLine]:
     return list(LogLine.objects.filter(step=step).order_by("seq"))
+
+
+@contextlib.contextmanager
+def _log_table_away() -> Iterator[None]:
+    """The database refuses every write of a step's lines with an OperationalError, as it
+    does while it restarts: on SQLite the table is renamed away (each INSERT: "no such
+    table"); on PostgreSQL another session holds the table's ACCESS EXCLUSIVE lock and every
+    session of this database waits at most 200 ms for it (LockNotAvailable), including the new
+    connection StepLog opens to try once more."""
+    table = LogLine._meta.db_table
+    quoted = connection.ops.quote_name(table)
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {quoted} RENAME TO away")
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(f"ALTER TABLE away RENAME TO {quoted}")
+        return
+    assert connection.vendor == "postgresql", connection.vendor
+    import psycopg  # noqa: PLC0415 - PostgreSQL only
+
+    database = connection.ops.quote_name(connection.settings_dict["NAME"])
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER DATABASE {database} SET lock_timeout = '200ms'")
+        cursor.execute("SET lock_timeout = '200ms'")
+    holder = psycopg.connect(**connection.get_connection_params())
+    try:
+        holder.execute(f"LOCK TABLE {quoted} IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        holder.rollback()
+        holder.close()
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER DATABASE {database} RESET lock_timeout")
+            cursor.execute("RESET lock_timeout")
 
 
 @pytest.mark.parametrize("batch_size", [7, 200, 5000])
@@ -219,28 +258,18 @@ def test_a_trim_deletes_and_counts_its_lines_in_one_statement():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("head", "tail"), [(1000, 20_000), (5, 25_000)])
 def test_a_database_away_from_the_first_line_loses_nothing_the_bound_keeps(head, tail):
-    """The database refuses every write (its log table is gone: SQLite answers each INSERT
-    with OperationalError, as PostgreSQL does while it restarts) from the step's first line
+    """The database refuses every write (`_log_table_away`) from the step's first line
     to its 26,000th. Once it is back, the head, the tail and the marker's counts are exact:
     a fixed 20,000-line buffer dropped head lines (or tail lines) uncounted before."""
-    if connection.vendor != "sqlite":
-        pytest.skip("the outage here is SQLite's OperationalError for a missing table; "
-                    "PostgreSQL's is tests/engine/test_engine_worker.py's")
     step = _step()
     # One batch for all (one failed flush, not one per line: this test is about the counts).
     log = StepLog(step.pk, Redactor([]), batch_size=30_000, max_delay=60,
                   limits=LogLimits(head_lines=head, tail_lines=tail, max_line_chars=4000))
-    table = connection.ops.quote_name(LogLine._meta.db_table)
     total = 26_000
-    with connection.cursor() as cursor:
-        cursor.execute(f"ALTER TABLE {table} RENAME TO away")
-    try:
+    with _log_table_away():
         for index in range(1, total + 1):
             log.write(f"line {index}")
         assert not log.flush()
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"ALTER TABLE away RENAME TO {table}")
     assert log.flush()
     rows = _rows(step)
     assert [(r.seq, r.text) for r in rows[:head]] == [(i, f"line {i}") for i in range(1, head + 1)]
@@ -256,21 +285,12 @@ def test_a_database_away_from_the_first_line_loses_nothing_the_bound_keeps(head,
 def test_while_the_database_is_away_a_writer_does_not_try_it_at_every_line():
     """After a refused flush the writer's own flushes wait `max_delay` (the heartbeat's keep
     retrying): 3,000 lines written meanwhile tried 2 INSERTs each before."""
-    if connection.vendor != "sqlite":
-        pytest.skip("the outage here is SQLite's OperationalError for a missing table")
     step = _step()
     log = StepLog(step.pk, Redactor([]), batch_size=100, max_delay=60,
                   limits=LogLimits(head_lines=5, tail_lines=100, max_line_chars=4000))
-    table = connection.ops.quote_name(LogLine._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(f"ALTER TABLE {table} RENAME TO away")
-    try:
-        with CaptureQueriesContext(connection) as queries:
-            for index in range(1, 3001):
-                log.write(f"line {index}")
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"ALTER TABLE away RENAME TO {table}")
+    with _log_table_away(), CaptureQueriesContext(connection) as queries:
+        for index in range(1, 3001):
+            log.write(f"line {index}")
     inserts = [q for q in queries.captured_queries if "INSERT" in q["sql"]]
     assert len(inserts) == 2  # the first full batch, on this connection and on a new one
     assert log.flush()
