@@ -14,6 +14,7 @@ import pytest
 
 from sandbox.aliyun.rds.gate import MySQLErrorTranslator, WhitelistGate
 from sandbox.aliyun.rds.mysqld import MariaDBServer, mariadbd_processes, reap_orphans
+from tests.support.tools import require, require_root
 
 
 def _err_packet(code: int, state: bytes, message: bytes, seq: int = 1) -> bytes:
@@ -186,8 +187,8 @@ def test_a_template_root_someone_else_made_is_not_used(
 
     from sandbox.aliyun.rds import mysqld  # noqa: PLC0415
 
-    if mysqld._template_key() is None:
-        pytest.skip("mariadb-server is not installed")
+    require("mariadbd", "mariadb-install-db")  # a missing MariaDB fails, naming the package
+    assert mysqld._template_key() is not None
     root = tmp_path / "templates"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(mode=0o700)
@@ -198,8 +199,7 @@ def test_a_template_root_someone_else_made_is_not_used(
         root.mkdir()
         os.chmod(root, 0o777)  # noqa: S103 - the planted, open directory
         if planted == "other owner":
-            if os.geteuid() != 0:
-                pytest.skip("needs root to chown")
+            require_root("chown a planted directory to another owner")
             os.chmod(root, 0o700)
             os.chown(root, 65534, 65534)
     monkeypatch.setattr(mysqld, "TEMPLATE_ROOT", root)
@@ -215,9 +215,9 @@ def test_a_planted_lock_symlink_is_not_followed_and_crashed_partials_are_removed
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sandbox.aliyun.rds import mysqld  # noqa: PLC0415
 
+    require("mariadbd", "mariadb-install-db")  # a missing MariaDB fails, naming the package
     key = mysqld._template_key()
-    if key is None:
-        pytest.skip("mariadb-server is not installed")
+    assert key is not None
     monkeypatch.setattr(mysqld, "TEMPLATE_ROOT", tmp_path / "templates")
     directory = tmp_path / "templates" / key
     directory.mkdir(parents=True, mode=0o700)
@@ -243,9 +243,9 @@ def test_templates_saved_at_the_same_moment_make_one_whole_template(
 
     from sandbox.aliyun.rds import mysqld  # noqa: PLC0415
 
+    require("mariadbd", "mariadb-install-db")  # a missing MariaDB fails, naming the package
     key = mysqld._template_key()
-    if key is None:
-        pytest.skip("mariadb-server is not installed")
+    assert key is not None
     monkeypatch.setattr(mysqld, "TEMPLATE_ROOT", tmp_path / "templates")
     sources = [_fake_install(tmp_path / f"fresh{n}") for n in range(4)]
     barrier = threading.Barrier(len(sources))
