@@ -25,6 +25,14 @@ LEDGER_KIND = "slb_acl"
 # Terraform's alicloud_slb_acl allows at most 300 entries in one ACL; the panel keeps well
 # inside what one ACL takes, so a cluster's allow-list is one ACL.
 MAX_ENTRIES = 300
+# An NLB's allow-list is one basic ECS security group: 200 rules at most (the ECS quota the
+# emulator enforces too), one of which is the Drop rule for every other source.
+NLB_MAX_ENTRIES = 199
+
+
+def max_entries(load_balancer_kind: str) -> int:
+    """How many entries the allow-list of a load balancer of that kind ("clb"/"nlb") holds."""
+    return NLB_MAX_ENTRIES if load_balancer_kind == "nlb" else MAX_ENTRIES
 
 
 class AllowListError(ValueError):
@@ -37,15 +45,16 @@ class AllowListError(ValueError):
 
 
 class TooManyEntries(AllowListError):
-    """More entries than one ACL takes."""
+    """More entries than the load balancer's allow-list takes (args: count, limit)."""
 
     def explain(self) -> str:
-        return _("The list has %(count)s entries; one access control list takes at most "
-                 "%(limit)s.") % {"count": self.args[0], "limit": MAX_ENTRIES}
+        return _("The list has %(count)s entries; the load balancer's allow-list takes at "
+                 "most %(limit)s.") % {"count": self.args[0], "limit": self.args[1]}
 
 
-def parse(text: str | Iterable[str]) -> list[str]:
-    """Entries separated by commas, spaces or new lines -> normalized, unique CIDR blocks."""
+def parse(text: str | Iterable[str], limit: int = MAX_ENTRIES) -> list[str]:
+    """Entries separated by commas, spaces or new lines -> normalized, unique CIDR blocks
+    (at most `limit`: max_entries of the cluster's load balancer kind)."""
     raw = re.split(r"[\s,]+", text) if isinstance(text, str) else list(text)
     found: list[str] = []
     for item in (part.strip() for part in raw):
@@ -59,8 +68,8 @@ def parse(text: str | Iterable[str]) -> list[str]:
             raise AllowListError(item)
         if str(network) not in found:
             found.append(str(network))
-    if len(found) > MAX_ENTRIES:
-        raise TooManyEntries(len(found))
+    if len(found) > limit:
+        raise TooManyEntries(len(found), limit)
     return found
 
 

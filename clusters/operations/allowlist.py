@@ -66,7 +66,7 @@ def has_allowlist(cluster: Cluster) -> bool:
 def parse_change(cluster: Cluster, text: str) -> list[str]:
     """The new list as CIDR blocks, or OperationRefused saying why it cannot be used."""
     try:
-        cidrs = allowlist.parse(text)
+        cidrs = allowlist.parse(text, limit=allowlist.max_entries(cluster.load_balancer_kind))
     except allowlist.AllowListError as exc:
         raise OperationRefused(exc.explain()) from None
     if not cidrs:

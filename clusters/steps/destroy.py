@@ -22,6 +22,7 @@ from clusters.adapters.api_balancer import (
     NLB_LISTENER_KIND,
     NLB_SECURITY_GROUP_KIND,
 )
+from clusters.core.errors import StepError
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
@@ -94,7 +95,7 @@ def _delete_acls(ctx: StepContext, api: AliyunCloud, cluster: Cluster) -> list[s
 
 
 @step_handler("destroy.nlb")
-def delete_nlb(ctx: StepContext) -> Outcome:
+def delete_nlb(ctx: StepContext) -> Outcome:  # noqa: PLR0911 - one wait per phase
     """The NLB's listener, then its server group, then the NLB: each delete is a job, waited
     for before the next (a server group still used by a listener cannot go); the ledger's
     rows and whatever carries the cluster's tag, so nothing bought stays behind."""
@@ -145,7 +146,8 @@ def delete_nlb(ctx: StepContext) -> Outcome:
         memo["jobs"] = [*memo.get("jobs", []), *([job] if job else [])]
     if balancers:
         return _nlb_wait(ctx, "NLB being deleted")
-    _delete_security_groups(ctx, api, security_groups)
+    if not _delete_security_groups(ctx, api, security_groups):
+        return _nlb_wait(ctx, "ECS still seeing the NLB in its security group")
     rows = [*_open_rows(cluster, NLB_LISTENER_KIND), *_open_rows(cluster, NLB_GROUP_KIND),
             *_open_rows(cluster, NLB_KIND), *_open_rows(cluster, NLB_SECURITY_GROUP_KIND)]
     if not rows:
@@ -170,12 +172,23 @@ def _leave_security_groups(ctx: StepContext, api: AliyunCloud, found: dict[str, 
     return leaving
 
 
-def _delete_security_groups(ctx: StepContext, api: AliyunCloud, ids: set[str]) -> None:
+def _delete_security_groups(ctx: StepContext, api: AliyunCloud, ids: set[str]) -> bool:
+    """Delete the panel's security groups; False while ECS still counts a just-left NLB as
+    a member (DependencyViolation right after the leave job ends): the step waits, then
+    tries again, within the same deadline."""
     for group_id in sorted(ids):
-        if api.delete_security_group(group_id):
+        try:
+            deleted = api.delete_security_group(group_id)
+        except StepError as exc:
+            if exc.code != "DependencyViolation":
+                raise
+            ctx.say(f"Security group {group_id} is still in use ({exc.code}); trying again")
+            return False
+        if deleted:
             ctx.say(f"Deleted security group {group_id} (the API's allow-list)")
         else:
             ctx.say(f"Security group {group_id} was already gone")
+    return True
 
 
 def _nlb_wait(ctx: StepContext, what: str) -> Outcome:

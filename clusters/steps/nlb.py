@@ -37,7 +37,7 @@ from clusters.core.errors import PermanentError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.models import Cluster, ResourceState, SlbAddressType
+from clusters.models import CloudResource, Cluster, ResourceState, SlbAddressType
 from clusters.steps.slb import allowed_cidrs, backend_servers
 
 CREATE_FAILED = "CreateFailed"  # LoadBalancerStatus of a creation the cloud gave up on
@@ -169,6 +169,29 @@ def listener_purchase(api: AliyunCloud, cluster: Cluster, balancer_id: str, grou
     return purchase.Purchase("NLB listener", "CreateListener", find, create)
 
 
+def _require_filter(cluster: Cluster, api: AliyunCloud, balancer_id: str,
+                    listener_row: CloudResource) -> None:
+    """Refuse to create the listener while an NLB that must filter its sources does not:
+    a new listener forwards at once, and an NLB in no security group (or in one without the
+    Drop rule) admits everyone. The create plan runs nlb.allowlist first, but a run planned
+    before that step existed, or a group removed in the console, would reach this point
+    without it. Checked until the listener is bought (then it is nlb.allowlist's to keep)."""
+    if listener_row.provider_id or (not allowed_cidrs(cluster)
+                                    and cluster.slb_address_type != SlbAddressType.INTERNET):
+        return
+    group = api_balancer.ledger_id(cluster, NLB_SECURITY_GROUP_KIND)
+    balancer = api.describe_nlb(balancer_id)
+    joined = bool(group) and balancer is not None and group in balancer.security_group_ids
+    rules = api.ingress_rules(group) if joined else None
+    if not joined or not rules or DENY_ALL not in rules:
+        raise PermanentError(
+            f"NLB {balancer_id} must filter who reaches the API (an allow-list is set or it is "
+            f"Internet-facing), but the panel's security group {group or '(none yet)'} is not "
+            "joined to it with its rules, so the listener is not created: it would admit "
+            "every source. Press Retry from the allow-list step (or Retry the run: it re-joins "
+            "the group).")
+
+
 @step_handler("nlb.listener")
 def listener(ctx: StepContext) -> Outcome:
     """Server group (TCP health check on 6443), the live servers by ECS instance id, the TCP
@@ -206,6 +229,7 @@ def listener(ctx: StepContext) -> Outcome:
         return _wait(ctx, "servers_deadline", settling)
     # 3. the listener, Running
     listener_row = cloud.intend(ctx, NLB_LISTENER_KIND)
+    _require_filter(cluster, api, balancer_id, listener_row)
     if purchase.ensure_bought(
             ctx, listener_row,
             listener_purchase(api, cluster, balancer_id, group.server_group_id, memo),
@@ -287,8 +311,11 @@ def allowlist(ctx: StepContext) -> Outcome:
     listener exists (CreateListener has no "created stopped": a new listener forwards at
     once, so the filter must already be there). Also the step of an allow-list change.
 
-    New Accept rules are added before old ones are revoked, and the Drop rule is added with
-    the first ones and never revoked, so a change never passes through "open to everyone".
+    The Drop rule for everyone else goes in first and is never revoked; then the Accept rules
+    no longer listed are revoked (with the Drop rule there, revoking only narrows), then the
+    new ones added. So a change never passes through "open to everyone" nor through "old and
+    new list at once", and a group at its 200-rule quota (199 entries + Drop) can swap its
+    whole list.
     """
     cluster = ctx.cluster
     wanted = allowed_cidrs(cluster)
@@ -309,15 +336,19 @@ def allowlist(ctx: StepContext) -> Outcome:
                              "(Security Groups), then press Retry.")
     rules = [r for r in rules if r.port_range == f"{API_PORT}/{API_PORT}"]
     target = wanted_rules(wanted)
-    missing = [r for r in target if r not in rules]
-    if missing:
-        api.authorize_ingress(group, missing, RULE_DESCRIPTION)
-        ctx.say(f"Added to {group} on TCP {API_PORT}: "
-                + ", ".join(f"{r.policy} {r.source_cidr}" for r in missing))
+    if DENY_ALL not in rules:
+        api.authorize_ingress(group, [DENY_ALL], RULE_DESCRIPTION)
+        ctx.say(f"Added to {group} on TCP {API_PORT}: Drop {DENY_ALL.source_cidr} (every "
+                "source not listed)")
     extra = [r for r in rules if r not in target]
     if extra:
         api.revoke_ingress(group, extra)
         ctx.say(f"Removed {', '.join(r.source_cidr for r in extra)} from {group}")
+    missing = [r for r in target if r not in rules and r != DENY_ALL]
+    if missing:
+        api.authorize_ingress(group, missing, RULE_DESCRIPTION)
+        ctx.say(f"Added to {group} on TCP {API_PORT}: "
+                + ", ".join(f"{r.policy} {r.source_cidr}" for r in missing))
     # joined to the NLB, the job waited for
     memo = ctx.memo
     if _job_busy(api, memo.get("join_job", ""), "join the security group"):

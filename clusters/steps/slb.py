@@ -87,7 +87,8 @@ def allowed_cidrs(cluster: Cluster) -> list[str]:
     cluster without entries is refused here, before any listener exists.
     """
     try:
-        cidrs = allowlist.parse(cluster.api_allowed_cidrs or [])
+        cidrs = allowlist.parse(cluster.api_allowed_cidrs or [],
+                                limit=allowlist.max_entries(cluster.load_balancer_kind))
     except allowlist.AllowListError as exc:
         raise PermanentError(f"The API allow-list has an entry that is not a CIDR block: "
                              f"{exc}. Fix it on the cluster, then press Retry.") from None

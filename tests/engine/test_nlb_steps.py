@@ -21,6 +21,7 @@ import pytest
 from django.test import override_settings
 
 from clusters.adapters import api_balancer, cloud
+from clusters.core import allowlist
 from clusters.engine.pipeline import StepSpec, create_run
 from clusters.models import (
     Cluster,
@@ -298,6 +299,20 @@ def test_an_internet_nlb_admits_only_the_allow_list_through_its_security_group(
         assert answer_from(allowed, public[0]) == b""
         assert {r.source_cidr for r in api.ingress_rules(group) or []} == {
             "127.78.0.0/24", "0.0.0.0/0"}
+        # A whole list at the group's 200-rule quota (199 entries and the Drop rule) swapped
+        # for another: the old Accept rules go before the new ones come, so it fits.
+        for first_octet in (10, 11):
+            full = ["127.78.0.0/24", *[f"{first_octet}.{n // 256}.{n % 256}.0/24"
+                                       for n in range(198)]]
+            Cluster.objects.filter(pk=cluster.pk).update(api_allowed_cidrs=full)
+            swapped = run_steps(engine, Cluster.objects.get(pk=cluster.pk), "nlb.allowlist")
+            assert step(swapped, "s0").status == StepStatus.SUCCEEDED, log_of(swapped)
+            assert {r.source_cidr for r in api.ingress_rules(group) or []} == {
+                *full, "0.0.0.0/0"}
+        assert answer_from(other, public[0]) == b"k3s"
+        with pytest.raises(allowlist.TooManyEntries) as too_many:
+            allowlist.parse([*full, "12.0.0.0/24"], limit=allowlist.max_entries("nlb"))
+        assert "takes at most 199" in too_many.value.explain()
     destroyed = run_steps(engine, cluster, "destroy.nlb")
     assert step(destroyed, "s0").status == StepStatus.SUCCEEDED, log_of(destroyed)
     assert api.find_security_groups_by_tag(cloud.TAG_KEY, str(cluster.code)) == []
@@ -305,3 +320,21 @@ def test_an_internet_nlb_admits_only_the_allow_list_through_its_security_group(
     lines = log_of(destroyed)
     assert any(f"leaving security group(s) {group}" in line for line in lines)
     assert f"Deleted security group {group} (the API's allow-list)" in lines
+
+
+@override_settings(PANEL_RETRY_BASE_SECONDS=0.1, PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_no_listener_is_created_on_an_nlb_that_should_filter_but_has_no_group(
+        engine: InProcessEngine, emu: Emulator, settings: Any) -> None:
+    """A run planned without the allow-list step (before it existed), or a group removed in
+    the console: the listener step refuses, since a new listener would admit every source."""
+    cluster = nlb_cluster(emu, settings)
+    Cluster.objects.filter(pk=cluster.pk).update(slb_address_type="internet",
+                                                 api_allowed_cidrs=["127.77.0.0/24"])
+    cluster = Cluster.objects.get(pk=cluster.pk)
+    run = run_steps(engine, cluster, "nlb.create", "nlb.listener")
+    refused = step(run, "s1")
+    assert refused.status == StepStatus.FAILED, log_of(run)
+    assert "would admit every source" in refused.error and "not joined" in refused.error
+    assert inventory(emu, cluster)["nlb_listener"] == []
+    destroyed = run_steps(engine, cluster, "destroy.nlb")
+    assert step(destroyed, "s0").status == StepStatus.SUCCEEDED, log_of(destroyed)

@@ -83,7 +83,10 @@ class SecurityGroupApi:
                 pages(self.client, make, ("SecurityGroups", "SecurityGroup"))]
 
     def ingress_rules(self, group_id: str) -> list[IngressRule] | None:
-        """DescribeSecurityGroupAttribute (ingress) as rules; None once the group is gone."""
+        """DescribeSecurityGroupAttribute (ingress) as rules; None once the group is gone.
+
+        One page holds them all: MaxResults defaults to 500 (V2 model), and the panel's
+        basic group holds at most 200 rules (allowlist.NLB_MAX_ENTRIES + the Drop rule)."""
         request = DescribeSecurityGroupAttributeRequest()
         request.set_SecurityGroupId(group_id)
         request.set_Direction("ingress")

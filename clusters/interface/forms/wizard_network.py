@@ -71,7 +71,8 @@ class NetworkStepForm(WizardForm):
         """The allow-list as CIDR blocks; an Internet SLB must have at least one (a CLB
         whitelist without entries would forward from everywhere)."""
         try:
-            cidrs = allowlist.parse(data.get("api_allowed_cidrs") or "")
+            limit = allowlist.max_entries(data.get("load_balancer_kind") or LoadBalancerKind.CLB)
+            cidrs = allowlist.parse(data.get("api_allowed_cidrs") or "", limit=limit)
         except allowlist.AllowListError as exc:
             self.add_error("api_allowed_cidrs", exc.explain())
             return
