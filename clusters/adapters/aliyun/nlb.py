@@ -301,19 +301,6 @@ class NlbApi:
     def add_servers(self, server_group_id: str, instances: Mapping[str, str], port: int,
                     client_token: str = "") -> list[str]:
         """AddServersToServerGroup, ECS instances by id (ServerType Ecs); the JobIds."""
-        return self._server_batches("AddServersToServerGroup", server_group_id, instances,
-                                    {"Port": port, "Weight": 100}, client_token)
-
-    def remove_servers(self, server_group_id: str, instances: Mapping[str, str], port: int,
-                       client_token: str = "") -> list[str]:
-        """RemoveServersFromServerGroup; its job ends once the servers have drained."""
-        return self._server_batches("RemoveServersFromServerGroup", server_group_id, instances,
-                                    {"Port": port}, client_token)
-
-    def _server_batches(self, action: str, server_group_id: str, instances: Mapping[str, str],
-                        per_server: Mapping[str, Any], client_token: str) -> list[str]:
-        """One call of `action` per SERVER_BATCH servers (the API's limit), each with its own
-        ClientToken derived from `client_token`, so a re-sent batch is the same request."""
         jobs = []
         chosen = list(instances.items())
         for start in range(0, len(chosen), SERVER_BATCH):
@@ -322,11 +309,31 @@ class NlbApi:
             for index, (instance_id, ip) in enumerate(chosen[start:start + SERVER_BATCH], 1):
                 params.update({f"Servers.{index}.ServerId": instance_id,
                                f"Servers.{index}.ServerType": "Ecs",
-                               f"Servers.{index}.ServerIp": ip})
-                params.update({f"Servers.{index}.{name}": value
-                               for name, value in per_server.items()})
+                               f"Servers.{index}.ServerIp": ip,
+                               f"Servers.{index}.Port": port,
+                               f"Servers.{index}.Weight": 100})
             request = CommonRequest(domain=_domain(self.client.region), version=NLB_VERSION,
-                                    action_name=action, product=NLB_PRODUCT)
+                                    action_name="AddServersToServerGroup", product=NLB_PRODUCT)
+            jobs.append(str(self.client.call(
+                _prepare(request, self.client.region, params)).get("JobId", "")))
+        return jobs
+
+    def remove_servers(self, server_group_id: str, instances: Mapping[str, str], port: int,
+                       client_token: str = "") -> list[str]:
+        """RemoveServersFromServerGroup; its job ends once the servers have drained."""
+        jobs = []
+        chosen = list(instances.items())
+        for start in range(0, len(chosen), SERVER_BATCH):
+            token = f"{client_token}-{start}"[:64] if client_token else None
+            params: dict[str, Any] = {"ServerGroupId": server_group_id, "ClientToken": token}
+            for index, (instance_id, ip) in enumerate(chosen[start:start + SERVER_BATCH], 1):
+                params.update({f"Servers.{index}.ServerId": instance_id,
+                               f"Servers.{index}.ServerType": "Ecs",
+                               f"Servers.{index}.ServerIp": ip,
+                               f"Servers.{index}.Port": port})
+            request = CommonRequest(domain=_domain(self.client.region), version=NLB_VERSION,
+                                    action_name="RemoveServersFromServerGroup",
+                                    product=NLB_PRODUCT)
             jobs.append(str(self.client.call(
                 _prepare(request, self.client.region, params)).get("JobId", "")))
         return jobs
