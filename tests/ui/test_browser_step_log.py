@@ -92,6 +92,11 @@ def test_jump_search_and_download_in_a_bounded_log(live_server: Any, tmp_path: A
             page.keyboard.press("Enter")
             hit = pane.locator(".log-hit")
             hit.wait_for()
+            # htmx binds the hit's request once it has processed the swapped-in list (a
+            # person reads the hit first; the test would press Enter on a bare button).
+            page.wait_for_function(
+                "() => { const b = document.querySelector('.log-hit');"
+                " const d = b && b['htmx-internal-data']; return !!(d && d.initHash); }")
             assert words["hits"] in pane.locator(".log-search-summary").inner_text()
             assert hit.locator("mark").inner_text() == "layer 19950"
             page.keyboard.press("ArrowDown")  # from the search box to the first hit
@@ -128,4 +133,4 @@ def test_jump_search_and_download_in_a_bounded_log(live_server: Any, tmp_path: A
             body = saved.read_text()
             assert body.count("\n") == 2 + 40 + 1 + 400
             assert "Pw-7hQ2" not in body
-            page.close()
+            page.context.close()  # its connections too: the next language starts clean
