@@ -37,7 +37,7 @@ class MySQLEndpoint:
 
     @property
     def address(self) -> str:
-        host = f"[{self.host}]" if _is_ipv6(self.host) else self.host
+        host = f"[{self.host}]" if is_ipv6(self.host) else self.host
         return f"{host}:{self.port}"
 
     def to_k3s(self) -> str:
@@ -54,7 +54,8 @@ class MySQLEndpoint:
         return self.redacted()
 
 
-def _is_ipv6(host: str) -> bool:
+def is_ipv6(host: str) -> bool:
+    """Whether `host` is an IPv6 literal (written in brackets in an address, by both engines)."""
     try:
         return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
     except ValueError:
@@ -73,7 +74,7 @@ def build_endpoint(user: str, password: str, host: str, port: int = DEFAULT_PORT
         raise DatastoreEndpointError(f"The database name {database!r} cannot contain / or ?.")
     if "\n" in password or "\r" in password:
         raise DatastoreEndpointError("The database password cannot contain a line break.")
-    address = f"[{host}]:{port}" if _is_ipv6(host) else f"{host}:{port}"
+    address = f"[{host}]:{port}" if is_ipv6(host) else f"{host}:{port}"
     query = ""
     if params:
         query = "?" + "&".join(f"{k}={v}" for k, v in params.items())

@@ -11,11 +11,10 @@ kine reads and names the hand-written mistakes.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
-from clusters.k3s.dsn import DatastoreEndpointError
+from clusters.k3s.dsn import DatastoreEndpointError, is_ipv6
 
 SCHEMES = ("postgres", "postgresql")  # kine registers its pgsql driver under both
 DEFAULT_PORT = 5432
@@ -37,7 +36,7 @@ class PostgresEndpoint:
 
     @property
     def address(self) -> str:
-        return f"[{self.host}]:{self.port}" if _is_ipv6(self.host) else f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if is_ipv6(self.host) else f"{self.host}:{self.port}"
 
     @property
     def sslmode(self) -> str:
@@ -59,13 +58,6 @@ class PostgresEndpoint:
         return self.redacted()
 
 
-def _is_ipv6(host: str) -> bool:
-    try:
-        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
-    except ValueError:
-        return False
-
-
 def build_pg_endpoint(user: str, password: str, host: str, port: int = DEFAULT_PORT, *,
                       database: str = DEFAULT_DATABASE,
                       params: dict[str, str] | None = None) -> str:
@@ -83,7 +75,7 @@ def build_pg_endpoint(user: str, password: str, host: str, port: int = DEFAULT_P
         raise DatastoreEndpointError("The database password cannot contain a line break.")
     if params and params.get("sslmode", "prefer") not in SSL_MODES:
         raise DatastoreEndpointError(f"sslmode must be one of {', '.join(SSL_MODES)}.")
-    address = f"[{host}]:{port}" if _is_ipv6(host) else f"{host}:{port}"
+    address = f"[{host}]:{port}" if is_ipv6(host) else f"{host}:{port}"
     query = "?" + urlencode(params) if params else ""
     endpoint = (f"postgres://{quote(user, safe='')}:{quote(password, safe='')}@{address}/"
                 f"{quote(database, safe='')}{query}")
