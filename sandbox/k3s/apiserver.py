@@ -64,6 +64,9 @@ class ApiContext:
     # Successful token authentications, kept 10 s like kube-apiserver's token cache.
     token_cache: serviceaccounts.SuccessCache = field(
         default_factory=serviceaccounts.SuccessCache)
+    # A fault the test world injects: the object is created, but the answer to its create is
+    # a proxy's HTML page instead of the object (what a client behind a broken proxy reads).
+    garbled_create_kinds: set[str] = field(default_factory=set)
 
 
 def status(code: int, reason: str, message: str, details: dict | None = None) -> dict:
@@ -154,6 +157,9 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, code: int, obj: dict) -> None:
+        if code == 201 and obj.get("kind") in self.ctx.garbled_create_kinds:
+            self._send(201, b"<html>proxy</html>", "text/html")
+            return
         self._send(code, json.dumps(obj).encode())
 
     def _body(self) -> bytes:

@@ -39,6 +39,7 @@ def admin_kubeconfig(server: str, ca: bytes | None = None, ca_key: bytes | None 
 class LiveApi:
     kubeconfig: str
     kine: MemoryKine
+    context: apiserver.ApiContext  # the stand-in's faults are set here
 
 
 @contextmanager
@@ -56,7 +57,7 @@ def live_kube_api(tmp_dir: Path) -> Iterator[LiveApi]:
                              tmp_dir=str(tmp_dir))
     try:
         yield LiveApi(admin_kubeconfig(f"https://127.0.0.1:{server.server_address[1]}", ca,
-                                       ca_key), store)
+                                       ca_key), store, ctx)
     finally:
         server.shutdown()
         server.server_close()

@@ -29,7 +29,6 @@ from clusters.models import (
 )
 from clusters.operations import kube_credentials
 from panel.celery import app as panel_app
-from sandbox.k3s import apiserver
 from sandbox.k3s import serviceaccounts as sa
 from tests.support.factories import make_cluster, make_user
 from tests.support.kube_api import LiveApi, admin_kubeconfig, live_kube_api
@@ -234,20 +233,12 @@ def test_an_api_answer_that_is_not_json_is_a_refusal_not_a_500(
     issue is refused with a reason, what was made is removed, the row does not stay ISSUING."""
     cluster = make_cluster(owner=user, status=ClusterStatus.READY,
                            kubeconfig=live_api.kubeconfig)
-    original = apiserver.Handler._json
-
-    def garbled(self: Any, code: int, obj: dict) -> None:
-        if code == 201 and obj.get("kind") == "ServiceAccount":
-            self._send(201, b"<html>proxy</html>", "text/html")
-        else:
-            original(self, code, obj)
-
-    apiserver.Handler._json = garbled  # type: ignore[method-assign]
+    live_api.context.garbled_create_kinds.add("ServiceAccount")
     try:
         response = owner_client.post(reverse("clusters:kubeconfig-issue", args=[cluster.code]),
                                      {"lifetime": "1h"}, follow=True)
     finally:
-        apiserver.Handler._json = original  # type: ignore[method-assign]
+        live_api.context.garbled_create_kinds.clear()
     assert response.status_code == 200
     assert "could not be issued" in response.content.decode()
     assert "no ServiceAccount UID" in response.content.decode()
