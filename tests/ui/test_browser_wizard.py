@@ -63,6 +63,9 @@ def test_wizard_in_the_browser_up_to_create(live_server: Any, cloud: Emulator,
         # 3. Datastore: the classes the zone sells; another version reloads its own list.
         page.wait_for_selector("#id_rds_password")
         assert page.input_value("#id_rds_engine_version") == "8.0"
+        # The deferred wizard.js removes the "show the classes" button once it runs (the
+        # field may be in the page a moment before): wait for that, fail if it never goes.
+        page.wait_for_selector("button[data-refresh-button]", state="detached", timeout=10_000)
         assert page.is_hidden("button[data-refresh-button]")
         zone = cloud.vswitch["zone_id"]
         cloud.control.set_rds_classes(cloud.region_id, zone, "5.7", [
