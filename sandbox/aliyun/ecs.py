@@ -539,8 +539,19 @@ def modify_security_group_policy(
 def list_instances(cloud: Cloud) -> list[dict[str, Any]]:
     return [
         {"type": "ecs_instance", "id": i["instance_id"], "state": i["status"],
-         "addresses": [i["private_ip"]], "hostname": i["hostname"], "tags": i.get("tags", [])}
+         "addresses": [i["private_ip"]] + ([i["public_ip"]] if i.get("public_ip") else []),
+         "hostname": i["hostname"], "tags": i.get("tags", []), "bought": bool(i.get("bought")),
+         "netns": (i.get("machine") or {}).get("netns", ""),
+         "pids": [(i.get("machine") or {}).get("init_pid")] if (i.get("machine") or {}).get(
+             "init_pid") else []}
         for i in instances(cloud.state).values()
+    ] + [
+        {"type": "ecs_security_group", "id": g["security_group_id"], "state": "Available",
+         "tags": g.get("tags", []), "vpc_id": g["vpc_id"]}
+        for g in security_groups(cloud.state).values() if not g.get("default")
+    ] + [
+        {"type": "ecs_key_pair", "id": k["name"], "state": "Available", "tags": k.get("tags", [])}
+        for k in cloud.state.table("ecs", "key_pairs").values()
     ]
 
 

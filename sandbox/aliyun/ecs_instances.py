@@ -182,10 +182,12 @@ def _free_private(state: State, cloud: Cloud, vswitch: dict[str, Any],
     net = ipaddress.ip_network(vswitch["cidr"])
     hosts = list(net.hosts())[:-2]  # the last three of the block are reserved (.253-.255)
     used = network.addresses_in_use(state) | taken | _lab_addresses(cloud)
-    for candidate in reversed(hosts):
-        if str(candidate) not in used:
-            return str(candidate)
-    return None
+    # An address a released instance had comes last: its host may still be going away, and
+    # the lab's neighbours remember its MAC address for a while.
+    released = state.table("ecs", "released_addresses")
+    free = [str(c) for c in reversed(hosts) if str(c) not in used]
+    free.sort(key=lambda a: released.get(a, 0.0))
+    return free[0] if free else None
 
 
 # ---- RunInstances --------------------------------------------------------------------------
@@ -591,6 +593,7 @@ def _release(state: State, ctx: RequestContext, instance: dict[str, Any]) -> Non
     _halt_later(ctx.cloud, instance, destroy=True)
     if instance.get("public_ip"):
         network.release(state, instance["public_ip"])
+    state.table("ecs", "released_addresses")[instance["private_ip"]] = ctx.clock.now()
     del instances(state)[instance["instance_id"]]
 
 
