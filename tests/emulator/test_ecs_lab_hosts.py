@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
@@ -54,7 +55,7 @@ def ssh(key: Path, ip: str, command: str, timeout: float = 20) -> subprocess.Com
          f"root@{ip}", command], capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def buy(world: World, group: str, count: int, **extra: object) -> list[str]:
+def buy(world: World, group: str, count: int, **extra: Any) -> list[str]:
     bought = api(world.emulator, "RunInstances", VSwitchId=world.vswitch_id,
                  ImageId="ubuntu_24_04_x64_20G_alibase_20250722.vhd",
                  InstanceType="ecs.g7.large", SecurityGroupId=group, KeyPairName="lab-panel",
