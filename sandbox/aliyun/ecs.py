@@ -1,9 +1,10 @@
 """ECS 2014-05-26: regions, zones, the lab hosts as instances, and security groups.
 
 Why: the panel resolves its hosts' private IPs to instance ids (SLB backends are ECS ids),
-checks region and zone, and opens 6443/22 in a security group. Instances are not created
-through the API here: the lab registers its hosts through the control API, because the
-hosts are real machines (network namespaces) that already exist.
+checks region and zone, and opens 6443/22 in a security group. Two kinds of instances: the
+lab's own hosts, registered through the control API (`POST instances`, real machines that
+already exist), and instances bought with RunInstances (ecs_instances.py), which start
+real lab hosts of their own when the emulator has a lab (`--lab-state-dir`).
 """
 
 from __future__ import annotations
