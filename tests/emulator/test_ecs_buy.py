@@ -177,3 +177,21 @@ def test_stock_and_quota_faults_buy_nothing(emu: Emulator, group: str) -> None:
         api(emu, "DeleteInstance", InstanceId=some[0], Force=True)
     finally:
         emu.control.set_ecs_quota(emu.region_id, None)
+
+
+def test_a_lost_answer_then_the_same_client_token_buys_once(emu: Emulator, group: str) -> None:
+    """Alibaba bought, the answer was lost (a dropped connection, a killed worker): the SDK's
+    retry (or the panel's, after a crash) with the same ClientToken gets the same instances;
+    nothing is bought twice."""
+    emu.control.clear_calls()
+    emu.control.add_fault(action="RunInstances", lose_answer=True, count=1)
+    before = api(emu, "DescribeInstances")["TotalCount"]
+    bought = _run(emu, group, Amount=2, ClientToken="lost-answer-1")
+    runs = [c for c in emu.control.calls() if c["action"] == "RunInstances"]
+    assert [c["status"] for c in runs] == [0, 200], "the first answer was lost, then replayed"
+    assert api(emu, "DescribeInstances")["TotalCount"] == before + 2
+    assert _run(emu, group, Amount=2, ClientToken="lost-answer-1") == bought
+    assert api(emu, "DescribeInstances")["TotalCount"] == before + 2
+    for instance_id in bought:
+        wait_status(emu, instance_id, "Running")
+    api(emu, "DeleteInstances", InstanceId__1=bought[0], InstanceId__2=bought[1], Force=True)

@@ -205,3 +205,47 @@ def test_security_group_rules_are_enforced(world: World, key: Path) -> None:
     assert 10250 not in open_from(key, b, a)
     api(world.emulator, "DeleteInstances", InstanceId__1=first, InstanceId__2=second,
         Force=True)
+
+
+def _until_available(world: World, action: str, key: str, item: str, **query: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        (found,) = api(world.emulator, action, "Vpc", **query)[key][item]
+        if found["Status"] == "Available":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{action} {query}: not Available")
+
+
+def test_hosts_in_a_vpc_the_panel_created(world: World, key: Path) -> None:
+    """A VPC and vSwitch outside the lab's subnet: the panel reaches the hosts by their
+    public IPs (as from outside a real VPC); they reach each other and the cloud's
+    services (the DNS stand-in on the cloud address) over their private addresses."""
+    emu = world.emulator
+    vpc_id = api(emu, "CreateVpc", "Vpc", CidrBlock="192.168.0.0/16")["VpcId"]
+    _until_available(world, "DescribeVpcs", "Vpcs", "Vpc", VpcId=vpc_id)
+    vsw_id = api(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=world.zone,
+                 CidrBlock="192.168.1.0/24")["VSwitchId"]
+    _until_available(world, "DescribeVSwitches", "VSwitches", "VSwitch", VSwitchId=vsw_id)
+    group = security_group(emu, vpc_id)
+    allow(world, group, "22/22", f"{world.lab.gateway_ip}/32")
+    bought = api(emu, "RunInstances", VSwitchId=vsw_id,
+                 ImageId="aliyun_3_x64_20G_alibase_20250629.vhd", InstanceType="ecs.g7.large",
+                 SecurityGroupId=group, KeyPairName="lab-panel", Amount=2,
+                 InternetMaxBandwidthOut=10)["InstanceIdSets"]["InstanceIdSet"]
+    for instance_id in bought:
+        wait_status(emu, instance_id, "Running", timeout=90)
+    first, second = (instance(emu, i) for i in bought)
+    public = first["PublicIpAddress"]["IpAddress"][0]
+    peer = second["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]
+    assert peer.startswith("192.168.1.")
+    done = ssh(key, public, "cat /etc/os-release; ip -4 -o addr show dev eth0")
+    assert done.returncode == 0, done.stderr
+    assert 'ID="alinux"' in done.stdout
+    assert first["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0] in done.stdout
+    assert open_from(key, public, peer, (22,)) == {22}
+    assert open_from(key, public, world.lab.cloud_ip, (53,)) == {53}
+    api(emu, "DeleteInstances", InstanceId__1=bought[0], InstanceId__2=bought[1], Force=True)
+    api(emu, "DeleteVSwitch", "Vpc", VSwitchId=vsw_id)  # released instances hold nothing
+    api(emu, "DeleteSecurityGroup", SecurityGroupId=group)
+    api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
