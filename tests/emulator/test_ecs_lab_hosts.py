@@ -249,3 +249,32 @@ def test_hosts_in_a_vpc_the_panel_created(world: World, key: Path) -> None:
     api(emu, "DeleteVSwitch", "Vpc", VSwitchId=vsw_id)  # released instances hold nothing
     api(emu, "DeleteSecurityGroup", SecurityGroupId=group)
     api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
+
+
+def test_a_created_vswitch_on_the_lab_subnet_is_reached_privately(world: World,
+                                                                   key: Path) -> None:
+    emu = world.emulator
+    vpc_id = api(emu, "CreateVpc", "Vpc", CidrBlock=world.reachable_vpc_cidr)["VpcId"]
+    _until_available(world, "DescribeVpcs", "Vpcs", "Vpc", VpcId=vpc_id)
+    vsw_id = api(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=world.zone,
+                 CidrBlock=world.reachable_vswitch_cidr)["VSwitchId"]
+    _until_available(world, "DescribeVSwitches", "VSwitches", "VSwitch", VSwitchId=vsw_id)
+    group = security_group(emu, vpc_id)
+    allow(world, group, "22/22", f"{world.lab.gateway_ip}/32")
+    (bought,) = api(emu, "RunInstances", VSwitchId=vsw_id,
+                    ImageId="ubuntu_22_04_x64_20G_alibase_20250722.vhd",
+                    InstanceType="ecs.c7.large", SecurityGroupId=group,
+                    KeyPairName="lab-panel")["InstanceIdSets"]["InstanceIdSet"]
+    wait_status(emu, bought, "Running", timeout=90)
+    done = ssh(key, private_ip(world, bought), "grep VERSION_ID /etc/os-release")
+    assert done.returncode == 0, done.stderr
+    assert '"22.04"' in done.stdout
+    api(emu, "DeleteInstance", InstanceId=bought, Force=True)
+    api(emu, "DeleteVSwitch", "Vpc", VSwitchId=vsw_id)
+    api(emu, "DeleteSecurityGroup", SecurityGroupId=group)
+    api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
+    # The cloud namespace's own route to the lab subnet was never touched.
+    routes = subprocess.run(["ip", "-n", world.lab.cloud_netns, "route", "show",
+                             world.lab.subnet], capture_output=True, text=True, check=True)
+    assert "proto kernel" in routes.stdout
+    assert open_from_lab_host(world, world.lab.cloud_ip, (53,)) == {53}
