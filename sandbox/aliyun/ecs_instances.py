@@ -439,6 +439,9 @@ def _boot(cloud: Cloud, instance_id: str) -> None:
     from sandbox.lab import machines  # noqa: PLC0415 - only with a lab
 
     try:
+        halting = cloud.runtime.get("ecs_halts", {}).get(instance_id)
+        if halting is not None:  # a Start right after a Stop: the old host goes first
+            halting.join(timeout=60)
         with cloud.lock:
             instance = instances(cloud.state).get(instance_id)
             if instance is None:
@@ -513,7 +516,9 @@ def _halt_later(cloud: Cloud, instance: dict[str, Any], *, destroy: bool) -> Non
     from sandbox.lab import machines  # noqa: PLC0415 - only with a lab
 
     target = machines.destroy if destroy else machines.power_off
-    threading.Thread(target=target, args=(machine,), daemon=True).start()
+    thread = threading.Thread(target=target, args=(machine,), daemon=True)
+    cloud.runtime.setdefault("ecs_halts", {})[instance["instance_id"]] = thread
+    thread.start()
 
 
 # ---- status transitions --------------------------------------------------------------------
@@ -549,6 +554,10 @@ def bring_back(cloud: Cloud) -> None:
         machine = instance.get("machine")
         if machine and machine.get("init_pid") and processes.is_alive(machine["init_pid"]):
             continue
+        if machine:  # what is left of a host that died: its namespace and veth
+            from sandbox.lab import machines  # noqa: PLC0415 - only with a lab
+
+            machines.power_off(machines.Machine(**machine))
         instance["host_ready"] = False
         _boot_later(cloud, instance["instance_id"])
 

@@ -7,7 +7,9 @@ instances RunInstances starts.
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from sandbox.world import World, running_world
 from tests.emulator.ecs_calls import api, instance, keypair, security_group, wait_status
 from tests.support.tools import require
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.lab]
 LISTENER = (
     "import socket, threading\n"
     "def serve(port):\n"
@@ -278,3 +280,24 @@ def test_a_created_vswitch_on_the_lab_subnet_is_reached_privately(world: World,
                              world.lab.subnet], capture_output=True, text=True, check=True)
     assert "proto kernel" in routes.stdout
     assert open_from_lab_host(world, world.lab.cloud_ip, (53,)) == {53}
+
+
+def test_the_cloud_api_restarting_does_not_power_hosts_off(world: World, key: Path) -> None:
+    group = security_group(world.emulator, world.vpc_id)
+    allow(world, group, "22/22", f"{world.lab.gateway_ip}/32")
+    first, second = buy(world, group, 2)
+    a, b = private_ip(world, first), private_ip(world, second)
+    pids = {r["id"]: r["pids"] for r in world.emulator.control.resources()
+            if r["id"] in (first, second)}
+    os.kill(pids[second][0], signal.SIGKILL)  # one host dies while the API is away
+    world.restart_cloud()
+    assert instance(world.emulator, first)["Status"] == "Running"
+    assert ssh(key, a, "true").returncode == 0
+    assert [r["pids"] for r in world.emulator.control.resources() if r["id"] == first] == [
+        pids[first]], "the living host was left alone"
+    deadline = time.monotonic() + 60
+    while ssh(key, b, "true", timeout=10).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ssh(key, b, "hostname").returncode == 0, "the dead host was booted again"
+    api(world.emulator, "DeleteInstances", InstanceId__1=first, InstanceId__2=second,
+        Force=True)
