@@ -89,9 +89,9 @@ QUOTA_EXCEEDED = errors.ApiError(403, "QuotaExceed.ElasticQuota",
                                  "instance type.")
 DRY_RUN = errors.ApiError(400, "DryRunOperation",
                           "Request validation has been passed with DryRun flag set.")
-_PASSWORD_SPECIALS = set("()`~!@#$%^&*-_+=|{}[]:;'\"<>,.?/\\")
+_PASSWORD_SPECIALS = set("()`~!@#$%^&*-_+=|{}[]:;\"<>,.?/\\")  # V2 Password docstring
 _HOST_SEGMENT = re.compile(r"[A-Za-z0-9-]+")
-_INSTANCE_NAME = re.compile(r"[^\W\d_][\w.:\-\[\], ]{1,127}", re.UNICODE)
+_INSTANCE_NAME = re.compile(r"[^\W\d_][\w.:\-\[\],]{1,127}", re.UNICODE)
 _BRACKETS = re.compile(r"\[(\d+),(\d+)\]")
 
 
