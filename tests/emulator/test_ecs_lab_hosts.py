@@ -301,3 +301,18 @@ def test_the_cloud_api_restarting_does_not_power_hosts_off(world: World, key: Pa
     assert ssh(key, b, "hostname").returncode == 0, "the dead host was booted again"
     api(world.emulator, "DeleteInstances", InstanceId__1=first, InstanceId__2=second,
         Force=True)
+
+
+def test_reset_removes_every_bought_host(world: World, key: Path) -> None:
+    """Last in this module: a reset also forgets the key pair and the groups."""
+    group = security_group(world.emulator, world.vpc_id)
+    buy(world, group, 1)
+    netns = [r["netns"] for r in world.emulator.control.resources() if r.get("bought")]
+    assert netns and all(netns_exists(n) for n in netns)
+    world.emulator.control.reset()
+    deadline = time.monotonic() + 20
+    while any(netns_exists(n) for n in netns) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [n for n in netns if netns_exists(n)]
+    assert not [r for r in world.emulator.control.resources() if r["type"] == "ecs_instance"
+                and r.get("bought")]
