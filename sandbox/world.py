@@ -2,8 +2,10 @@
 
 Why: the panel's end-to-end tests, its benchmarks and `make sandbox` all need the same
 wiring: the emulator serving RDS and SLB addresses inside the lab's cloud namespace, a VPC
-and vSwitch that match the lab's subnet, every lab host registered as an ECS instance, and
-the artifact server where hosts can download K3s. Nothing here reaches beyond loopback and
+and vSwitch that match the lab's subnet, every lab host registered as an ECS instance, the
+lab's state directory handed to the emulator (`--lab-state-dir`) so that RunInstances
+starts real lab hosts (sandbox/lab/machines.py), and the artifact server where hosts can
+download K3s. Nothing here reaches beyond loopback and
 the namespaces the lab created.
 """
 
@@ -97,6 +99,21 @@ class World:
         return list(self.emulator.vpc["vswitches"])
 
     @property
+    def reachable_vpc_cidr(self) -> str:
+        """A block for a VPC the panel creates (CreateVpc) whose hosts the panel reaches by
+        their private addresses: the /16 around the lab's /24 (VPCs of a region may
+        overlap). Any other block works too, but then only public IPs are reachable from
+        the root namespace, and a private address there must never be dialled from it
+        (nothing routes it into the lab: it would leave for the machine's real network)."""
+        return str(ipaddress.ip_network(f"{self.lab.subnet.split('/')[0]}/16", strict=False))
+
+    @property
+    def reachable_vswitch_cidr(self) -> str:
+        """The lab's /24: a vSwitch created in `reachable_vpc_cidr` with it is on the lab
+        bridge (on-link for the panel, the hosts and the cloud namespace)."""
+        return self.lab.subnet
+
+    @property
     def dns_server(self) -> tuple[str, int]:
         """The cloud's DNS stand-in (NLB names), on the cloud address, port 53: what the lab
         hosts' /etc/resolv.conf names; sandbox.aliyun.nlb.resolve uses it for the rest."""
@@ -157,6 +174,7 @@ def running_world(
         emulator = stack.enter_context(Emulator(
             directory / "aliyun", time_scale=time_scale, netns=lab.cloud_netns,
             netns_dev=lab.cloud_dev, seed=_seed_for(lab), region_id=REGION,
+            lab_state_dir=lab.state_dir,
         ))
         artifacts = stack.enter_context(ArtifactServer(lab.cloud_ip, 0, netns=lab.cloud_netns))
         emulator.control.request("POST", "nlb/dns", {"address": lab.cloud_ip, "port": DNS_PORT})
