@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from clusters.adapters import nodes, ssh
 from clusters.core.errors import StepError
@@ -23,6 +24,25 @@ from clusters.k3s import etcd
 from clusters.models import Cluster, EtcdSnapshot, Node
 
 MEMBER_TIMEOUT = 8
+CHECK = "etcd"
+# Health reasons about etcd, stored as code + params and translated on the page
+# (clusters.web.display.health_reason), like the datastore's findings.
+MESSAGES = {
+    "quorum_lost": gettext_noop(
+        "etcd quorum lost: %(healthy)d of %(members)d members healthy, %(needed)d needed. "
+        "The API accepts no writes until enough servers are back."),
+    "quorum_at_risk": gettext_noop(
+        "etcd quorum at risk: %(healthy)d of %(members)d members healthy, exactly the "
+        "%(needed)d needed; one more failure stops the API."),
+    "member_unhealthy": gettext_noop("etcd member on %(node)s is unhealthy: %(detail)s"),
+    "no_leader": gettext_noop("etcd has no leader although a majority of members is healthy"),
+}
+
+
+def reason(code: str, **params: Any) -> dict[str, Any]:
+    """The stored form of an etcd health reason (English message plus what translates it)."""
+    return {"check": CHECK, "code": code, "params": params,
+            "message": MESSAGES[code] % params}
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,18 @@ def read_members(cluster: Cluster) -> list[MemberState]:
     return nodes.for_each_node(servers, member_state) if servers else []
 
 
+def member_list(server: Node, password: str) -> list[etcd.Member]:
+    """The etcd member list as K3s on `server` reports it (/db/info)."""
+    with _session(server) as session:
+        result = session.run(etcd.db_info_command(), sudo=True, timeout=30,
+                             stdin=etcd.db_info_credentials(password))
+    try:
+        return etcd.parse_db_info(result.stdout)
+    except ValueError:
+        raise StepError(f"K3s on {server.private_ip} did not list the etcd members "
+                        f"(/db/info): {result.stdout.strip()[:200] or 'no answer'}") from None
+
+
 # --- snapshots ------------------------------------------------------------------------------
 
 
@@ -112,10 +144,14 @@ def record_snapshots(cluster: Cluster, server: Node,
     return len(seen)
 
 
-def refresh_snapshots(cluster: Cluster) -> tuple[int, list[str]]:
-    """List the snapshots on every live server that answers; (rows recorded, problems)."""
+def refresh_snapshots(cluster: Cluster, only: set[str] | None = None,
+                      ) -> tuple[int, list[str]]:
+    """List the snapshots on every live server (or those of `only`, by private IP); (rows
+    recorded, problems)."""
     problems, total = [], 0
     for server in cluster.nodes.live().servers().order_by("pk"):
+        if only is not None and server.private_ip not in only:
+            continue
         try:
             total += record_snapshots(cluster, server, list_snapshots(server))
         except StepError as exc:

@@ -223,3 +223,45 @@ def snapshot_name(prefix: str, version: str) -> str:
     if not _SNAPSHOT_NAME.match(cleaned):
         raise ValueError(f"cannot make a snapshot name of {prefix!r} and {version!r}")
     return cleaned[:100]
+
+
+# --- the member list (K3s's /db/info) ------------------------------------------------------
+
+SERVER_CA = f"{DATA_DIR}/server/tls/server-ca.crt"
+
+
+def peer_url(address: str) -> str:
+    """The peer URL K3s gives a server's member (pkg/etcd/etcd.go peerURL)."""
+    return f"https://{address}:2380"
+
+
+def db_info_command() -> list[str]:
+    """K3s's member list from the local supervisor (`/db/info` on 6443, for the `server`
+    user: pkg/server/router.go serverAuthed). The credentials come on stdin (`-K -`), never
+    on the command line."""
+    return ["curl", "-sS", "--max-time", "10", "--cacert", SERVER_CA, "-K", "-",
+            "https://127.0.0.1:6443/db/info"]
+
+
+def db_info_credentials(password: str) -> str:
+    """curl's config text for db_info_command (quoted as curl's config format wants)."""
+    escaped = password.replace("\\", "\\\\").replace('"', '\\"')
+    return f'user = "server:{escaped}"\n'
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    peer_urls: tuple[str, ...]
+    learner: bool
+
+
+def parse_db_info(text: str) -> list[Member]:
+    """/db/info's {"members": [etcdserverpb.Member...]} (JSON names ID, name, peerURLs,
+    isLearner). Raises ValueError on anything else."""
+    answer = json.loads(text)
+    if not isinstance(answer, dict) or not isinstance(answer.get("members"), list):
+        raise ValueError("not a member list")
+    return [Member(str(m.get("name", "")), tuple(m.get("peerURLs") or ()),
+                   bool(m.get("isLearner")))
+            for m in answer["members"] if isinstance(m, dict)]
