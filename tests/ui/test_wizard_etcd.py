@@ -98,7 +98,7 @@ def test_one_server_only_when_acknowledged(at_datastore: Client) -> None:
 
 
 def test_review_says_no_rds_is_billed_and_refuses_hosts_that_no_longer_fit(
-        at_review: Client, cloud: Emulator) -> None:
+        at_review: Client, cloud: Emulator) -> None:  # noqa: F811
     session = at_review.session
     WizardState(session).put("datastore", {"kind": "etcd", "etcd_snapshot_cron": "0 */6 * * *",
                                            "etcd_snapshot_retention": 7})
