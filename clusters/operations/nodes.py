@@ -134,7 +134,7 @@ def etcd_remove_server_plan(cluster: Cluster, node: Node, *, warning: str = ""
                                              "node; the other servers confirm)"),
                  "etcd.remove_member", ["etcd_stop"], args),
         StepSpec("uninstall", gettext_noop("Uninstall K3s on the host"), "node.uninstall",
-                 ["etcd_member"], args, retry_budget=3),
+                 ["etcd_member"], {**args, "host_may_be_dead": True}, retry_budget=3),
         StepSpec("forget", gettext_noop("Delete the node from the cluster's API"), "node.forget",
                  ["uninstall"], args),
         StepSpec("health", HEALTH_TITLE, "health.check", ["forget"]),

@@ -186,3 +186,52 @@ def test_three_etcd_servers_no_rds_quorum_removal_refusal_and_snapshot_before_up
     rows = [line.split() for line in kubectl(kubeconfig, "get", "nodes", "--no-headers")
             .stdout.splitlines()]
     assert len(rows) == 3 and {r[4] for r in rows} == {TO_VERSION}, rows
+
+
+@pytest.mark.world_hosts(4)
+def test_a_dead_server_is_replaced_its_member_removed_then_a_new_host_joins(
+        world, start_worker, tmp_path):
+    quick_etcd(world)
+    start_worker(concurrency=2, beat=False, **world_env(world))
+    cluster = make_world_cluster(world, servers=3, agents=0, datastore_kind=DatastoreKind.ETCD)
+    run = runs.wait_finished(operations.start_create(cluster), timeout=420)
+    assert run.status == RunStatus.SUCCEEDED, failures_of(run)
+    servers = list(cluster.nodes.filter(role="server").order_by("pk"))
+    dead = servers[2]
+    dead_host = world.lab.host(dead.private_ip)
+    # The host dies: K3s stops and the host leaves the network (SSH cannot reach it).
+    world.lab.run(dead_host, "systemctl stop k3s; ip link set eth0 down", check=True)
+    at_risk = health_until(cluster, lambda a: "quorum_at_risk" in codes(a), 60)
+    assert "quorum_at_risk" in codes(at_risk), at_risk.reasons
+
+    # Removing the dead one keeps quorum (2 of 2 healthy): allowed, and its member goes.
+    removal = runs.wait_finished(operations.start_remove_node(
+        Cluster.objects.get(pk=cluster.pk), dead), timeout=300)
+    assert removal.status == RunStatus.SUCCEEDED, failures_of(removal)
+    member_step = removal.steps.get(key="etcd_member")
+    assert member_step.status == "succeeded" and member_step.result["removed"] == dead.private_ip
+    assert dead.private_ip not in " ".join(member_step.result["members"] or [""])
+    assert removal.steps.get(key="etcd_member").finished_at <= \
+        removal.steps.get(key="uninstall").started_at
+    assert removal.steps.get(key="uninstall").status == "skipped"  # the host is gone
+    kubeconfig = tmp_path / "kubeconfig.yaml"
+    kubeconfig.write_text(Cluster.objects.get(pk=cluster.pk).kubeconfig)
+    names = [line.split()[0] for line in answers_within(kubeconfig, 60).stdout.splitlines()]
+    assert dead.name not in names and len(names) == 2, names
+
+    # A new host joins as the third member, one at a time, and the cluster is healthy again.
+    new = world.lab.hosts[3]
+    added = runs.wait_finished(operations.start_add_nodes(
+        Cluster.objects.get(pk=cluster.pk),
+        [{"role": "server", "private_ip": new.ip, "ssh_port": new.ssh_port, "ssh_user": "root",
+          "ssh_private_key": Path(new.private_key_path).read_text()}]), timeout=300)
+    assert added.status == RunStatus.SUCCEEDED, failures_of(added)
+    config = yaml.safe_load(ssh_run(ssh(new), "cat /etc/rancher/k3s/config.yaml")[1])
+    assert config["server"] == f"https://{cluster.slb_address}:6443" or \
+        config["server"].endswith(":6443")
+    healthy = health_until(cluster, lambda a: a.health == Health.HEALTHY, 120)
+    assert healthy.health == Health.HEALTHY, healthy.reasons
+    members = Cluster.objects.get(pk=cluster.pk).etcd_members
+    assert sorted(m["node"] for m in members) == sorted(
+        [servers[0].private_ip, servers[1].private_ip, new.ip])
+    assert all(m["healthy"] for m in members)
