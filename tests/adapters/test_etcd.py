@@ -7,15 +7,18 @@ from datetime import UTC, datetime
 
 import pytest
 import yaml
+from django.utils import translation
 
-from clusters.adapters import clusterconfig
+from clusters.adapters import clusterconfig, etcd_members
 from clusters.core.errors import PermanentError
 from clusters.k3s import etcd
 from clusters.k3s.config import ClusterSettings, NodeIdentity, critical_values, render_server_config
 from clusters.models import DatastoreKind, LoadBalancerKind, Node, NodeRole, NodeStatus
 from clusters.operations.create import create_plan
+from clusters.operations.destroy import destroy_plan
 from clusters.operations.nodes import etcd_quorum_problem, remove_node_plan
 from clusters.operations.upgrade import upgrade_plan
+from clusters.web.display import health_reason
 from tests.support.factories import make_cluster
 
 pytestmark = pytest.mark.django_db
@@ -190,3 +193,17 @@ def test_what_k3s_and_etcd_answer_is_read() -> None:
     assert etcd.snapshot_name("pre-upgrade", "v1.36.4+k3s1") == "pre-upgrade-v1.36.4-k3s1"
     assert 's3"cret' not in " ".join(etcd.db_info_command())
     assert etcd.db_info_credentials('s3"cret') == 'user = "server:s3\\"cret"\n'
+
+
+def test_destroy_deletes_no_rds_and_uninstalls_every_host() -> None:
+    cluster = _etcd_cluster()
+    handlers = [spec.handler for spec in destroy_plan(cluster)]  # type: ignore[arg-type]
+    assert "destroy.rds" not in handlers and "destroy.hosts" in handlers
+
+
+def test_etcd_health_reasons_are_translated_on_the_page() -> None:
+    stored = etcd_members.reason("quorum_lost", healthy=1, members=3, needed=2)
+    assert stored["message"].startswith("etcd quorum lost: 1 of 3 members healthy")
+    with translation.override("zh-hans"):
+        assert health_reason(stored).startswith("etcd 法定人数已丢失")
+        assert "3 个成员中 1 个健康" in health_reason(stored)
