@@ -262,7 +262,9 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
                 host = {**saved, "secret_ref": wizard.new_secret_ref()}
                 state.keep_draft(f"hosts:{host['secret_ref']}", host)
             rows.append({k: v for k, v in host.items() if k not in HOST_SECRETS})
-        rows = rows or [_blank_row(NodeRole.SERVER), _blank_row(NodeRole.SERVER)]
+        # Embedded etcd starts with the 3 servers it needs (an odd number), others with 2.
+        servers = 3 if is_etcd(state.get("datastore").get("kind")) else 2
+        rows = rows or [_blank_row(NodeRole.SERVER) for _ in range(servers)]
         formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows,
                               form_kwargs={"saved": state.host_secrets()})
         return _hosts_page(request, formset, tests, keypair)

@@ -77,6 +77,8 @@ def _hosts(client: Client, servers: int, agents: int = 0) -> Any:
 
 def test_etcd_needs_3_or_5_servers(at_datastore: Client) -> None:
     _choose_etcd(at_datastore)
+    blank = at_datastore.get(step_url("hosts")).content.decode()
+    assert 'name="hosts-TOTAL_FORMS" value="3"' in blank  # the 3 servers etcd needs
     for servers in (2, 4, 6):
         refused = html.unescape(_hosts(at_datastore, servers).content.decode())
         assert f"Embedded etcd needs an odd number of servers: 3 or 5 (you have {servers})" \
