@@ -191,6 +191,7 @@ def _post_snapshot(request: dict, settings: Settings) -> dict:
 def _etcd_snapshot(args: list[str]) -> int:
     """`k3s etcd-snapshot [save]|ls|list|delete|rm|prune`: ask the local server's /db/snapshot
     and print what K3s's CLI prints (k3s-io/k3s pkg/cli/etcdsnapshot/etcd_snapshot.go)."""
+    logs.use_stderr()
     try:
         request, names, settings = _snapshot_request(args)
     except UsageError as exc:
