@@ -18,6 +18,7 @@ from clusters.operations.create import create_plan
 from clusters.operations.destroy import destroy_plan
 from clusters.operations.nodes import etcd_quorum_problem, remove_node_plan
 from clusters.operations.upgrade import upgrade_plan
+from clusters.steps.preflight import HostFacts, problems_of
 from clusters.web.display import health_reason
 from tests.support.factories import make_cluster
 
@@ -207,3 +208,14 @@ def test_etcd_health_reasons_are_translated_on_the_page() -> None:
     with translation.override("zh-hans"):
         assert health_reason(stored).startswith("etcd 法定人数已丢失")
         assert "3 个成员中 1 个健康" in health_reason(stored)
+
+
+def test_preflight_refuses_an_etcd_server_whose_etcd_ports_are_taken() -> None:
+    facts = {"uid": "0", "os_id": "debian", "arch": "x86_64", "mem_kib": "4000000",
+             "disk_kib": "40000000", "port_6443": "0", "curl": "/usr/bin/curl",
+             "systemd": "yes", "ports_etcd": "1"}
+    etcd_server = _etcd_cluster(agents=0).nodes.servers().first()  # type: ignore[attr-defined]
+    (problem,) = problems_of(HostFacts(etcd_server, facts, 0.0))
+    assert "(2379, 2380 or 2381) is already in use" in problem
+    rds_server = make_cluster(nodes=1).nodes.first()
+    assert problems_of(HostFacts(rds_server, facts, 0.0)) == []
