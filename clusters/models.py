@@ -99,11 +99,13 @@ class InstallSource(models.TextChoices):
 class DatastoreKind(models.TextChoices):
     RDS = "rds", _("Create an RDS MySQL instance")
     EXTERNAL = "external", _("Bring your own MySQL")
+    # K3s's own etcd on the servers (docs.k3s.io/datastore/ha-embedded): no RDS at all.
+    ETCD = "etcd", _("Embedded etcd (no RDS)")
 
 
 class DatastoreEngine(models.TextChoices):
     """Which database engine the datastore runs: RDS MySQL/PostgreSQL, or one's own.
-    (Embedded etcd, when it comes, is a DatastoreKind, not an engine.)"""
+    (Embedded etcd is a DatastoreKind, not an engine: its clusters keep the default, unused.)"""
 
     MYSQL = "mysql", _("MySQL")
     POSTGRESQL = "postgresql", _("PostgreSQL")
@@ -189,6 +191,15 @@ class Cluster(models.Model):
     # (turning it on later needs `k3s secrets-encrypt` on every server, not a config change).
     secrets_encryption = models.BooleanField(_("encrypt Secrets at rest"), default=False)
     datastore_password = EncryptedTextField(_("datastore password"), blank=True)
+    # Embedded etcd only: K3s's scheduled snapshots (etcd-snapshot-schedule-cron and
+    # etcd-snapshot-retention in config.yaml); the defaults are K3s's own (docs.k3s.io
+    # cli/etcd-snapshot: "0 */12 * * *", 5).
+    etcd_snapshot_cron = models.CharField(_("etcd snapshot schedule (cron)"), max_length=64,
+                                          default="0 */12 * * *")
+    etcd_snapshot_retention = models.PositiveIntegerField(_("etcd snapshots kept"), default=5)
+    # Embedded etcd only: each member as the last health check saw it
+    # ([{"node": ip, "name": ..., "healthy": bool, "leader": bool, "error": str}]).
+    etcd_members = models.JSONField(_("etcd members"), default=list, blank=True)
 
     slb_address_type = models.CharField(
         _("SLB address type"), max_length=16, choices=SlbAddressType.choices,
@@ -385,6 +396,33 @@ class Node(models.Model):
     def is_live(self) -> bool:
         """In memory, the same rule as NodeQuerySet.live()."""
         return self.status not in NODE_GONE
+
+
+class EtcdSnapshot(models.Model):
+    """One etcd snapshot K3s keeps on a server, as `k3s etcd-snapshot ls` listed it.
+
+    Why stored: the cluster page lists them without SSH to every server on each view; the
+    health check and the upgrade's pre-upgrade snapshot refresh the rows.
+    """
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE,
+                                related_name="etcd_snapshots")
+    name = models.CharField(_("name"), max_length=255)
+    node = models.CharField(_("server"), max_length=63)
+    location = models.CharField(_("location"), max_length=1000, blank=True)
+    size = models.BigIntegerField(_("size (bytes)"), default=0)
+    taken_at = models.DateTimeField(_("taken at"), null=True, blank=True)
+    seen_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["cluster", "node", "name"],
+                                    name="etcdsnapshot_unique_per_node")
+        ]
+        ordering = ["-taken_at", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.node}"
 
 
 class ResourceState(models.TextChoices):

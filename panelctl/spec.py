@@ -13,6 +13,8 @@ with each secret given by reference, never on the command line:
     datastore:
       rds_password_env: RDS_PASSWORD             # optional (generated when absent)
       external_dsn_file: dsn.txt                 # for kind: external
+    # or, with no database at all (3 or 5 servers):
+    # datastore: {kind: etcd, etcd_snapshot_cron: "0 */12 * * *", etcd_snapshot_retention: 5}
 
 A secret written inline in the file is accepted too (the file is as private as a key file);
 `--ssh-key-file` gives the key of every host with `auth: key` that names none (so a shown

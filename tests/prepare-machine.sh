@@ -28,6 +28,10 @@ command -v mariadb >/dev/null || need_pkgs+=(mariadb-client)
 # transaction-mode pooler for the datastore check's refusal.
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_pkgs+=(postgresql)
 [ -x /usr/sbin/pgbouncer ] || need_pkgs+=(pgbouncer)
+# Embedded etcd (K3s --cluster-init): the stand-in runs a real etcd member per server and
+# etcdctl for snapshot save/restore (sandbox/k3s/etcd.py).
+[ -x /usr/bin/etcd ] || need_pkgs+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || need_pkgs+=(etcd-client)
 # Debian's own kubectl (kubernetes-client) only when none is on the PATH already.
 command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
 

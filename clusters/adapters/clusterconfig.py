@@ -19,6 +19,7 @@ from clusters.k3s.config import (
     render_server_config,
 )
 from clusters.k3s.install import InstallSource
+from clusters.k3s.kubeconfig import api_url
 from clusters.k3s.tokens import AGENT_USER, SERVER_USER, secure_token
 from clusters.models import Cluster, DatastoreKind, Node, Step, StepStatus
 from clusters.models import InstallSource as SourceChoice
@@ -72,15 +73,43 @@ def recorded_datastore_endpoint(cluster: Cluster) -> str:
                                         rds["host"], int(rds["port"]), rds["database"])
 
 
-def server_settings(ctx: StepContext) -> ClusterSettings:
+def founding_server(cluster: Cluster) -> Node | None:
+    """The server that started this cluster's etcd with `cluster-init`: its first server ever
+    (by creation, removed ones included, so a founder that left is never replaced by another
+    `cluster-init`: every later server joins through the load balancer)."""
+    return cluster.nodes.servers().order_by("pk").first()
+
+
+def etcd_role(cluster: Cluster, node: Node | None) -> dict[str, object]:
+    """How an embedded-etcd server finds its cluster (ClusterSettings' cluster_init or
+    server_url), docs.k3s.io/datastore/ha-embedded: the founder `cluster-init`, every other
+    server `server: https://<API load balancer>:6443`. K3s ignores both once the server's
+    own etcd data exists (a restart or upgrade rejoins from server/db/etcd)."""
+    founder = founding_server(cluster)
+    if node is not None and founder is not None and founder.pk == node.pk:
+        return {"cluster_init": True}
+    if not cluster.api_host:
+        raise PermanentError("The load balancer's address is not known yet; joining etcd "
+                             "servers reach the cluster through it.")
+    return {"server_url": api_url(cluster.api_host)}
+
+
+def server_settings(ctx: StepContext, node: Node | None = None) -> ClusterSettings:
     cluster = ctx.cluster
     if not cluster.api_tls_sans:
         raise PermanentError("The load balancer's address is not known yet; it must be in "
                              "tls-san.")
+    if cluster.datastore_kind == DatastoreKind.ETCD:
+        datastore: dict[str, object] = {
+            "datastore_endpoint": "", **etcd_role(cluster, node),
+            "etcd_snapshot_cron": cluster.etcd_snapshot_cron,
+            "etcd_snapshot_retention": cluster.etcd_snapshot_retention}
+    else:
+        datastore = {"datastore_endpoint": datastore_endpoint(ctx)}
     return ClusterSettings(
         token=server_join_token(cluster),
         agent_token=cluster.k3s_agent_token,
-        datastore_endpoint=datastore_endpoint(ctx),
+        **datastore,  # type: ignore[arg-type]  # the keys above are ClusterSettings' own
         tls_sans=tuple(dict.fromkeys((*cluster.api_tls_sans, *cluster.extra_tls_sans))),
         disable=("traefik",) if cluster.disable_traefik else (),
         node_taints=(SERVER_TAINT,) if cluster.taint_servers else (),
@@ -111,7 +140,7 @@ def agent_join_token(cluster: Cluster) -> str:
 
 
 def server_config_text(ctx: StepContext, node: Node) -> str:
-    return render_server_config(server_settings(ctx), NodeIdentity(node_ip=node.private_ip))
+    return render_server_config(server_settings(ctx, node), NodeIdentity(node_ip=node.private_ip))
 
 
 def api_client(cluster: Cluster, timeout: float = 10) -> KubeClient:

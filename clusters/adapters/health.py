@@ -21,6 +21,7 @@ from clusters.adapters import (
     clusterconfig,
     datastore_health,
     datastore_tls,
+    etcd_members,
     nodes,
     ssh,
 )
@@ -28,6 +29,7 @@ from clusters.adapters.aliyun import RdsInstance
 from clusters.adapters.datastore_engines import engine_for
 from clusters.adapters.datastore_health import KineMeasurement, StorageUsage
 from clusters.core.errors import PermanentError, StepError
+from clusters.k3s.etcd import Quorum
 from clusters.k3s.versions import kine_max_idle_connections
 from clusters.models import (
     Cluster,
@@ -57,6 +59,8 @@ class Assessment:
     # Node pk -> Ready as the Kubernetes API says, for the nodes the page shows as live: a
     # check that finds a node NotReady must not leave the Nodes table saying Ready.
     node_ready: dict[int, bool] = field(default_factory=dict)
+    # Embedded etcd only: every member as its server answered (etcd_members.MemberState).
+    etcd_members: list[dict[str, Any]] | None = None
 
     def worse(self, health: str, reason: str | dict[str, Any]) -> None:
         order: list[str] = [Health.HEALTHY, Health.DEGRADED, Health.DOWN]
@@ -78,8 +82,38 @@ def assess(cluster: Cluster) -> Assessment:
     result = Assessment()
     _check_api(cluster, result)
     rds_instance = _check_cloud(cluster, result)
-    _check_datastore(cluster, result, rds_instance)
+    if cluster.datastore_kind == DatastoreKind.ETCD:
+        _check_etcd(cluster, result)
+    else:
+        _check_datastore(cluster, result, rds_instance)
     return result
+
+
+def _check_etcd(cluster: Cluster, result: Assessment) -> None:
+    """Each server's etcd member (healthy, leader) and the quorum they make: fewer than a
+    majority healthy is DOWN (etcd accepts no writes), exactly a majority is DEGRADED (one
+    more failure and it is down). Snapshots are listed again from the servers that answer."""
+    members = etcd_members.read_members(cluster)
+    result.etcd_members = [member.as_dict() for member in members]
+    quorum = Quorum(len(members), sum(member.healthy for member in members))
+    for member in members:
+        if not member.healthy:
+            result.worse(Health.DEGRADED, etcd_members.reason(
+                "member_unhealthy", node=member.name, detail=member.error or "-"))
+    params = {"healthy": quorum.healthy, "members": quorum.members, "needed": quorum.needed}
+    if quorum.lost:
+        result.worse(Health.DOWN, etcd_members.reason("quorum_lost", **params))
+    elif quorum.at_risk:
+        result.worse(Health.DEGRADED, etcd_members.reason("quorum_at_risk", **params))
+    elif members and not any(member.leader for member in members):
+        result.worse(Health.DEGRADED, etcd_members.reason("no_leader"))
+    leader = next((member.name for member in members if member.leader), "none")
+    result.facts.append(f"etcd: {quorum.healthy}/{quorum.members} members healthy, "
+                        f"leader {leader}")
+    if not quorum.lost:
+        _count, problems = etcd_members.refresh_snapshots(cluster, only={
+            member.node for member in members if member.healthy})
+        result.facts.extend(f"etcd snapshots not listed on {p}" for p in problems)
 
 
 def _check_api(cluster: Cluster, result: Assessment) -> None:
@@ -228,7 +262,9 @@ def refresh(cluster: Cluster) -> Assessment:
     assessment = assess(cluster)
     Cluster.objects.filter(pk=cluster.pk).update(
         health=assessment.health, health_reasons=assessment.reasons,
-        health_checked_at=timezone.now())
+        health_checked_at=timezone.now(),
+        **({"etcd_members": assessment.etcd_members}
+           if assessment.etcd_members is not None else {}))
     for ready in (True, False):
         pks = [pk for pk, is_ready in assessment.node_ready.items() if is_ready is ready]
         if pks:

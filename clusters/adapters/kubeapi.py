@@ -237,3 +237,13 @@ class KubeClient:
                 unschedulable=bool(item.get("spec", {}).get("unschedulable")),
             ))
         return states
+
+
+def node_ready_in_json(text: str) -> bool:
+    """`kubectl get node NAME -o json`: its Ready condition is True."""
+    try:
+        item = json.loads(text)
+    except ValueError:
+        return False
+    conditions = item.get("status", {}).get("conditions", []) if isinstance(item, dict) else []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

@@ -147,7 +147,8 @@ class ClusterSerializer(serializers.ModelSerializer):
                   "vpc_id", "vswitch_id", "load_balancer_kind", "slb_address",
                   "slb_address_type", "api_dns_name", "api_addresses", "nlb_zones",
                   "k3s_version", "k3s_channel", "datastore_kind", "datastore_engine",
-                  "rds_engine_version",
+                  "rds_engine_version", "etcd_snapshot_cron", "etcd_snapshot_retention",
+                  "etcd_members",
                   "kubeconfig_expires_at", "created_at", "updated_at", "active_run")
         read_only_fields = fields
 
@@ -257,6 +258,13 @@ class DatastoreSpec(serializers.Serializer):
     rds_password = serializers.CharField(required=False, write_only=True)
     datastore_tls = serializers.BooleanField(required=False)
     external_dsn = serializers.CharField(required=False, write_only=True)
+    etcd_snapshot_cron = serializers.CharField(required=False, help_text=(
+        "Embedded etcd only: the snapshot schedule, 5 cron fields (K3s's default "
+        "0 */12 * * *)."))
+    etcd_snapshot_retention = serializers.IntegerField(required=False, help_text=(
+        "Embedded etcd only: snapshots kept per server (K3s's default 5)."))
+    etcd_single_server = serializers.BooleanField(required=False, help_text=(
+        "Embedded etcd only: true to accept one server, which is not highly available."))
 
 
 class HostSpec(serializers.Serializer):

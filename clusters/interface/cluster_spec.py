@@ -40,6 +40,7 @@ from clusters.interface.forms.wizard_datastore import (
     ENGINE_LABELS,
     datastore_choice,
     datastore_of,
+    is_etcd,
     version_for,
 )
 from clusters.models import CloudAccount, Cluster
@@ -164,7 +165,8 @@ def _check_network(state: wizard.WizardState, account: CloudAccount,
 def _check_datastore(state: wizard.WizardState, account: CloudAccount,
                      given: Mapping[str, Any], errors: Errors, warnings: list[str]) -> None:
     names = ["kind", "rds_engine_version", "rds_instance_class", "rds_storage_gb",
-             "rds_password", "datastore_tls", "external_dsn"]
+             "rds_password", "datastore_tls", "external_dsn", "etcd_snapshot_cron",
+             "etcd_snapshot_retention", "etcd_single_server"]
     # The engine the chosen kind runs (RDS MySQL or PostgreSQL): what RDS sells is asked of
     # that engine, as the wizard's page does, so a PostgreSQL spec is not checked as MySQL.
     choice = str(given.get("kind") or "")
@@ -172,8 +174,9 @@ def _check_datastore(state: wizard.WizardState, account: CloudAccount,
     engine = ENGINE_LABELS[datastore_of(choice)[1]]
     rds, rds_error = None, ""
     try:
-        rds = wizard_checks.rds_choices(account, state.get("account")["region"],
-                                        state.get("network")["zone"], version, engine)
+        if not is_etcd(choice):  # embedded etcd asks RDS nothing
+            rds = wizard_checks.rds_choices(account, state.get("account")["region"],
+                                            state.get("network")["zone"], version, engine)
     except wizard_checks.CheckFailed as exc:
         rds_error = str(exc)
     data = with_initials(DatastoreStepForm, given, names, rds=rds, rds_error=rds_error)
@@ -205,7 +208,7 @@ def _check_hosts(state: wizard.WizardState, hosts: list[Any], errors: Errors,
             if value is None:
                 value = {"ssh_port": 22, "ssh_user": "root", "auth": "key"}.get(name, "")
             data[f"{HOSTS_PREFIX}-{index}-{name}"] = value
-    formset = HostFormSet(data, prefix=HOSTS_PREFIX)
+    formset = HostFormSet(data, prefix=HOSTS_PREFIX, datastore=state.get("datastore"))
     valid = formset.is_valid()
     if valid and vpc_checked:
         valid = hosts_fit(formset, state.get("network").get("vpc_cidr", ""), has_keypair=False)
@@ -297,6 +300,11 @@ def spec_of(cluster: Cluster) -> dict[str, Any]:
             "rds_storage_gb": cluster.rds_storage_gb,
             "datastore_tls": cluster.datastore_tls,
         } if cluster.datastore_kind == "rds" else {
+            "kind": datastore_choice(cluster.datastore_kind, cluster.datastore_engine),
+            "etcd_snapshot_cron": cluster.etcd_snapshot_cron,
+            "etcd_snapshot_retention": cluster.etcd_snapshot_retention,
+            "etcd_single_server": cluster.nodes.present().servers().count() == 1,
+        } if cluster.datastore_kind == "etcd" else {
             "kind": datastore_choice(cluster.datastore_kind, cluster.datastore_engine)},
         "hosts": [{
             "role": node.role, "private_ip": node.private_ip, "public_ip": node.public_ip,

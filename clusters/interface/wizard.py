@@ -439,7 +439,12 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
             rds_instance_class=datastore.get("rds_instance_class")
             or Cluster._meta.get_field("rds_instance_class").default,
             rds_storage_gb=datastore.get("rds_storage_gb") or 20,
-            external_dsn="" if is_rds else datastore.get("external_dsn", ""),
+            external_dsn=datastore.get("external_dsn", "")
+            if kind == DatastoreKind.EXTERNAL else "",
+            etcd_snapshot_cron=datastore.get("etcd_snapshot_cron")
+            or Cluster._meta.get_field("etcd_snapshot_cron").default,
+            etcd_snapshot_retention=datastore.get("etcd_snapshot_retention")
+            or Cluster._meta.get_field("etcd_snapshot_retention").default,
             datastore_password=(datastore.get("rds_password")
                                 or credentials.generate_rds_password()) if is_rds else "",
             k3s_token=credentials.generate_k3s_token(),

@@ -1,4 +1,5 @@
-"""`/etc/rancher/k3s/config.yaml` for a server of an HA cluster on an external datastore.
+"""`/etc/rancher/k3s/config.yaml` for a server of an HA cluster (external datastore or
+K3s's embedded etcd).
 
 Why: with an external datastore K3s does NOT reject servers whose critical flags differ
 (`--disable=servicelb`, CIDRs, `--secrets-encryption`…): the cluster just misbehaves. So every
@@ -9,6 +10,12 @@ Secrets (tokens, DSN password) live in this 0600 file, never on a command line o
 the first cannot read Secrets the others wrote, and one without the second talks to the
 datastore in clear text. Both are fixed when a cluster is created and never changed by a
 config rewrite (turning encryption on later is `k3s secrets-encrypt`, on every server).
+
+Embedded etcd (docs.k3s.io/datastore/ha-embedded) has no `datastore-endpoint`: the founding
+server starts with `cluster-init: true`, every other one with `server:` (the API load
+balancer) and the token; the snapshot schedule (`etcd-snapshot-schedule-cron`,
+`etcd-snapshot-retention`) is the same on every server. K3s refuses a joining etcd server
+whose critical flags differ from the cluster's, so those still come from one ClusterSettings.
 """
 
 from __future__ import annotations
@@ -52,10 +59,25 @@ class ClusterSettings:
     secrets_encryption: bool = False
     datastore_cafile: str | None = None
     system_default_registry: str | None = None
+    # Embedded etcd only: the founding server's `cluster-init`, or the URL the others join.
+    cluster_init: bool = False
+    server_url: str | None = None
+    etcd_snapshot_cron: str | None = None
+    etcd_snapshot_retention: int | None = None
+
+    @property
+    def embedded_etcd(self) -> bool:
+        return self.cluster_init or bool(self.server_url)
 
     def __post_init__(self) -> None:
         if not self.token:
             raise PermanentError("A K3s token is required: every server must share one.")
+        if self.cluster_init and self.server_url:
+            raise PermanentError("A server either founds the etcd cluster (cluster-init) or "
+                                 "joins one (server), not both.")
+        if self.embedded_etcd == bool(self.datastore_endpoint):
+            raise PermanentError("A server needs exactly one datastore: a datastore-endpoint, "
+                                 "or embedded etcd (cluster-init or server).")
         if not self.tls_sans:
             raise PermanentError("The load balancer address must be in tls-san before install.")
         unknown = sorted(set(self.disable) - KNOWN_COMPONENTS)
@@ -88,7 +110,10 @@ def server_config(cluster: ClusterSettings, node: NodeIdentity | None = None) ->
     config: dict[str, Any] = {
         "token": cluster.token,
         **({"agent-token": cluster.agent_token} if cluster.agent_token else {}),
-        "datastore-endpoint": cluster.datastore_endpoint,
+        **({"datastore-endpoint": cluster.datastore_endpoint}
+           if cluster.datastore_endpoint else {}),
+        **({"cluster-init": True} if cluster.cluster_init else {}),
+        **({"server": cluster.server_url} if cluster.server_url else {}),
         "tls-san": _ordered_unique(cluster.tls_sans),
         "write-kubeconfig-mode": cluster.write_kubeconfig_mode,
     }
@@ -110,6 +135,10 @@ def server_config(cluster: ClusterSettings, node: NodeIdentity | None = None) ->
         config["node-taint"] = _ordered_unique(cluster.node_taints)
     if cluster.secrets_encryption:
         config["secrets-encryption"] = True
+    if cluster.embedded_etcd and cluster.etcd_snapshot_cron:
+        config["etcd-snapshot-schedule-cron"] = cluster.etcd_snapshot_cron
+    if cluster.embedded_etcd and cluster.etcd_snapshot_retention is not None:
+        config["etcd-snapshot-retention"] = cluster.etcd_snapshot_retention
     if node.node_ip:
         ipaddress.ip_address(node.node_ip)  # a typo here silently breaks flannel
     return config
@@ -124,7 +153,10 @@ def render_server_config(cluster: ClusterSettings, node: NodeIdentity | None = N
 
 
 def critical_values(config_text: str) -> dict[str, Any]:
-    """The values of a rendered config that must match across servers (everything but node-*)."""
+    """The values of a rendered config that must match across servers (everything but node-*
+    and how an etcd server finds its cluster: `cluster-init` on the founder, `server` on the
+    others)."""
     loaded = yaml.safe_load(config_text) or {}
-    return {key: value for key, value in loaded.items() if not key.startswith("node-")
-            or key == "node-taint"}
+    return {key: value for key, value in loaded.items()
+            if (not key.startswith("node-") or key == "node-taint")
+            and key not in ("cluster-init", "server")}

@@ -27,6 +27,7 @@ from clusters.operations.kube_credentials import issue_refusal as kube_credentia
 from clusters.operations.kube_credentials import revoke as revoke_kube_credential
 from clusters.operations.kubeconfig import start_kubeconfig_renewal
 from clusters.operations.nodes import (
+    etcd_quorum_problem,
     ha_warning,
     removal_warning,
     servers_left_after,
@@ -51,6 +52,7 @@ __all__ = [
     "cancel",
     "confirm_problem",
     "diagnosing",
+    "etcd_quorum_problem",
     "ha_warning",
     "host_key_refusal",
     "issue_kube_credential",

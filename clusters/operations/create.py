@@ -6,6 +6,7 @@ is the one place that says "the SLB comes before K3s, so its address is in the c
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.db import transaction
@@ -52,8 +53,50 @@ def balancer_listener_step(cluster: Cluster, after: list[str]) -> StepSpec:
                     "slb.listener", after)
 
 
+def balancer_backends_step(cluster: Cluster, key: str, after: list[str],
+                           node_ids: list[int]) -> StepSpec:
+    """The listener step again, to put more servers behind the load balancer (`node_ids`:
+    only these; without them every live server)."""
+    spec = balancer_listener_step(cluster, after)
+    return StepSpec(key, gettext_noop("Put the joined servers behind the load balancer"),
+                    spec.handler, after, {"node_ids": node_ids})
+
+
+def etcd_server_steps(cluster: Cluster, servers: list, start: list[str],
+                      guard: list[str]) -> tuple[list[StepSpec], list[str]]:
+    """Embedded etcd (docs.k3s.io/datastore/ha-embedded): the first server founds the
+    cluster (`cluster-init`); the load balancer's listener then sends 6443 to it, because
+    every other server joins through that address (`server: https://<LB>:6443`). The others
+    join ONE AT A TIME, each step done only once its etcd member is healthy and its node Ready
+    (k3s.install_server waits for both): a second member joining before the first is voting
+    could take a 2-member cluster below quorum. Last, the joined servers go behind the load
+    balancer. Returns the steps and what the next step waits for."""
+    first, joining = servers[0], servers[1:]
+    key = f"server_{first.pk}"
+    specs = [StepSpec(key, title(gettext_noop("Install K3s server %(n)s (%(ip)s), founding "
+                                              "etcd (cluster-init)"), n=1, ip=first.private_ip),
+                      "k3s.install_server", start, {"node_id": first.pk}),
+             replace(balancer_listener_step(cluster, [key, *guard]),
+                     args={"node_ids": [first.pk]})]
+    previous = ["slb_listener"]
+    for index, server in enumerate(joining):
+        key = f"server_{server.pk}"
+        specs.append(StepSpec(key, title(gettext_noop(
+            "Join K3s server %(n)s (%(ip)s) to etcd through the load balancer"),
+            n=index + 2, ip=server.private_ip), "k3s.install_server", previous,
+            {"node_id": server.pk}))
+        previous = [key]
+    if joining:
+        specs.append(balancer_backends_step(cluster, "slb_backends", previous,
+                                            [s.pk for s in servers]))
+        previous = ["slb_backends"]
+    return specs, previous
+
+
 def create_plan(cluster: Cluster) -> list[StepSpec]:
     """Preflight, then RDS and SLB in parallel, then servers one at a time, then the rest."""
+    if cluster.datastore_kind == DatastoreKind.ETCD:
+        return etcd_create_plan(cluster)
     nlb = cluster.load_balancer_kind == LoadBalancerKind.NLB
     servers = list(cluster.nodes.filter(role=NodeRole.SERVER).order_by("pk"))
     agents = list(cluster.nodes.filter(role=NodeRole.AGENT).order_by("pk"))
@@ -104,6 +147,54 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
             cluster, [*previous, *(["slb_acl"] if guarded else [])]),
         StepSpec("kubeconfig", gettext_noop("Fetch the kubeconfig and point it at the SLB"),
                  "k3s.kubeconfig", ["slb_listener"]),
+        StepSpec(
+            "verify", gettext_noop("Verify the API through the SLB as kubectl will"),
+            "verify.cluster", ["kubeconfig"]),
+    ]
+    agent_keys = []
+    for agent in agents:
+        key = f"agent_{agent.pk}"
+        agent_keys.append(key)
+        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=agent.private_ip)
+        specs.append(StepSpec(key, name, "k3s.install_agent", ["verify"], {"node_id": agent.pk}))
+    specs.append(StepSpec("health", gettext_noop("First health check"), "health.check",
+                          ["verify", *agent_keys]))
+    return specs
+
+
+def allowlist_steps(cluster: Cluster) -> list[StepSpec]:
+    """The API allow-list's step (before the listener it guards), or none."""
+    if not cluster.api_allowed_cidrs:
+        return []
+    if cluster.load_balancer_kind == LoadBalancerKind.NLB:
+        return [StepSpec("slb_acl", gettext_noop("Create the API's allow-list (a security "
+                                                 "group joined to the NLB)"),
+                         "nlb.allowlist", ["slb_create"])]
+    return [StepSpec("slb_acl", gettext_noop("Create the API's allow-list (SLB access "
+                                             "control)"), "slb.acl", ["slb_create"])]
+
+
+def etcd_create_plan(cluster: Cluster) -> list[StepSpec]:
+    """Embedded etcd: no RDS and no datastore proof (there is no database to buy or prove);
+    the load balancer first (its address is in every certificate and is what joining servers
+    dial), then the servers as etcd_server_steps orders them, then as with any datastore."""
+    servers = list(cluster.nodes.filter(role=NodeRole.SERVER).order_by("pk"))
+    agents = list(cluster.nodes.filter(role=NodeRole.AGENT).order_by("pk"))
+    specs = [
+        StepSpec(
+            "preflight_cloud", gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
+            "preflight.cloud"),
+        StepSpec("preflight_hosts", gettext_noop("Check every host over SSH"), "preflight.hosts",
+                 ["preflight_cloud"]),
+        balancer_create_step(cluster, ["preflight_hosts"]),
+        *allowlist_steps(cluster),
+    ]
+    guard = ["slb_acl"] if cluster.api_allowed_cidrs else []
+    server_specs, previous = etcd_server_steps(cluster, servers, ["slb_create"], guard)
+    specs += server_specs
+    specs += [
+        StepSpec("kubeconfig", gettext_noop("Fetch the kubeconfig and point it at the SLB"),
+                 "k3s.kubeconfig", previous),
         StepSpec(
             "verify", gettext_noop("Verify the API through the SLB as kubectl will"),
             "verify.cluster", ["kubeconfig"]),

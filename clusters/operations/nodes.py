@@ -14,9 +14,11 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
+from clusters.adapters import etcd_members
 from clusters.core.titles import title
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
+from clusters.k3s import etcd
 from clusters.models import (
     Cluster,
     ClusterStatus,
@@ -82,9 +84,12 @@ def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
 
 def remove_node_plan(cluster: Cluster, node: Node, *, warning: str = "") -> list[StepSpec]:
     """Drain; a server leaves the SLB before its K3s stops; uninstall; delete the node object;
-    a server leaves the RDS whitelist last."""
+    a server leaves the RDS whitelist last. An embedded-etcd server leaves etcd before it is
+    uninstalled (clusters/steps/etcd.py)."""
     server = node.role == NodeRole.SERVER
     args = {"node_id": node.pk}
+    if server and cluster.datastore_kind == DatastoreKind.ETCD:
+        return etcd_remove_server_plan(cluster, node, warning=warning)
     specs = [StepSpec("drain", gettext_noop("Cordon and drain the node"), "node.drain",
                       args={**args, "warning": warning})]
     previous = ["drain"]
@@ -109,6 +114,57 @@ def remove_node_plan(cluster: Cluster, node: Node, *, warning: str = "") -> list
         previous = ["rds_whitelist"]
     specs.append(StepSpec("health", HEALTH_TITLE, "health.check", previous))
     return specs
+
+
+def etcd_remove_server_plan(cluster: Cluster, node: Node, *, warning: str = ""
+                            ) -> list[StepSpec]:
+    """Drain, out of the load balancer, K3s stopped, its Node deleted so K3s removes its
+    etcd member (waited for until the others no longer list it), then uninstalled."""
+    args = {"node_id": node.pk}
+    detach = (gettext_noop("Take the server out of the NLB and wait until it has drained")
+              if cluster.load_balancer_kind == LoadBalancerKind.NLB
+              else gettext_noop("Take the server out of the SLB"))
+    return [
+        StepSpec("drain", gettext_noop("Cordon and drain the node"), "node.drain",
+                 args={**args, "warning": warning}),
+        StepSpec("slb_detach", detach, "slb.detach", ["drain"], args),
+        StepSpec("etcd_stop", gettext_noop("Stop K3s on the server"), "etcd.stop_server",
+                 ["slb_detach"], args),
+        StepSpec("etcd_member", gettext_noop("Remove the server's etcd member (delete its "
+                                             "node; the other servers confirm)"),
+                 "etcd.remove_member", ["etcd_stop"], args),
+        StepSpec("uninstall", gettext_noop("Uninstall K3s on the host"), "node.uninstall",
+                 ["etcd_member"], {**args, "host_may_be_dead": True}, retry_budget=3),
+        StepSpec("forget", gettext_noop("Delete the node from the cluster's API"), "node.forget",
+                 ["uninstall"], args),
+        StepSpec("health", HEALTH_TITLE, "health.check", ["forget"]),
+    ]
+
+
+def etcd_quorum_problem(cluster: Cluster, node: Node, members: list[dict[str, Any]]) -> str:
+    """Why removing this embedded-etcd server would break quorum ('' when it would not), from
+    `members` (etcd_members.MemberState dicts: a fresh reading, or the last health check's).
+
+    3 servers with one down: removing a healthy one leaves 2 members with 1 healthy, below
+    the 2 a majority of 2 needs, so etcd (and the API) would stop. Removing the down one is
+    what replaces a failed server."""
+    if node.role != NodeRole.SERVER or cluster.datastore_kind != DatastoreKind.ETCD:
+        return ""
+    if not members:
+        return ""
+    healthy = sum(bool(m.get("healthy")) for m in members)
+    leaving = next((m for m in members if m.get("node") == node.private_ip), None)
+    leaving_healthy = bool(leaving and leaving.get("healthy"))
+    if etcd.removal_keeps_quorum(len(members), healthy, leaving_healthy):
+        return ""
+    left = len(members) - 1
+    return _("Removing %(node)s would leave %(healthy)d healthy etcd member(s) of %(left)d, "
+             "fewer than the %(needed)d a majority needs: etcd would stop accepting writes "
+             "and the API with it. Bring the server(s) that are down back first, or remove a "
+             "server that is down instead.") % {
+        "node": node.name or node.private_ip, "left": left,
+        "healthy": healthy - (1 if leaving_healthy else 0),
+        "needed": etcd.majority(left)}
 
 
 def _add_refusal() -> str:
@@ -210,7 +266,12 @@ def removal_warning(cluster: Cluster, node: Node) -> str:
 
 def start_remove_node(cluster: Cluster, node: Node, user: Any = None) -> Run:
     """Drain the node, take a server out of the SLB, uninstall K3s, delete the node object,
-    and take a server out of the RDS whitelist. The last server cannot be removed."""
+    and take a server out of the RDS whitelist. The last server cannot be removed, nor an
+    embedded-etcd server whose leaving would break quorum (its members are asked now, before
+    the cluster's row is locked: a host that does not answer counts as down)."""
+    members: list[dict[str, Any]] = []
+    if node.role == NodeRole.SERVER and cluster.datastore_kind == DatastoreKind.ETCD:
+        members = [m.as_dict() for m in etcd_members.read_members(cluster)]
     with transaction.atomic():
         locked = lock_ready(cluster, _remove_refusal())
         current = Node.objects.select_for_update().filter(pk=node.pk, cluster=locked).first()
@@ -218,7 +279,8 @@ def start_remove_node(cluster: Cluster, node: Node, user: Any = None) -> Run:
             raise OperationRefused(_gone_refusal(node.private_ip))
         node = current
         warning = removal_warning(locked, node)
-        problem = _last_server_problem(locked, node)
+        problem = _last_server_problem(locked, node) or etcd_quorum_problem(
+            locked, node, members)
         if problem:
             raise OperationRefused(problem)
         Node.objects.filter(pk=node.pk).update(status=NodeStatus.REMOVING)

@@ -180,6 +180,10 @@ def check_target(cluster: Cluster, text: str) -> UpgradeTarget:
 
 def backup_note(cluster: Cluster) -> tuple[str, bool]:
     """(what happens to the datastore before the upgrade, whether it is a warning)."""
+    if cluster.datastore_kind == DatastoreKind.ETCD:
+        return _("An etcd snapshot (k3s etcd-snapshot save --name pre-upgrade-…) is taken on "
+                 "a healthy server first; it is listed with the cluster's snapshots and named "
+                 "in the log, and docs/etcd-restore.md says how to restore it."), False
     if cluster.datastore_kind == DatastoreKind.EXTERNAL:
         return _(engine_for(cluster).own_backup_note), True
     return _("An RDS backup (CreateBackup) is taken first and the upgrade waits until it has "
@@ -192,6 +196,10 @@ RDS_BACKUP_TITLE = gettext_noop("Back up the RDS datastore (CreateBackup) and wa
                       "finished")
 
 
+ETCD_SNAPSHOT_TITLE = gettext_noop("Take an etcd snapshot before the upgrade (k3s etcd-snapshot "
+                                   "save)")
+
+
 def upgrade_plan(cluster: Cluster, version: str) -> list[StepSpec]:
     """Backup, then every server in turn, then every agent in turn."""
     live = cluster.nodes.live()
@@ -200,9 +208,13 @@ def upgrade_plan(cluster: Cluster, version: str) -> list[StepSpec]:
     servers = sorted(live.filter(role=NodeRole.SERVER),
                      key=lambda node: (node.status != NodeStatus.FAILED, node.pk))
     agents = list(live.filter(role=NodeRole.AGENT).order_by("pk"))
-    backup = RDS_BACKUP_TITLE if cluster.datastore_kind == DatastoreKind.RDS \
-        else engine_for(cluster).own_backup_title
-    specs = [StepSpec("backup", backup, "upgrade.backup", retry_budget=10)]
+    if cluster.datastore_kind == DatastoreKind.ETCD:
+        specs = [StepSpec("backup", ETCD_SNAPSHOT_TITLE, "etcd.snapshot",
+                          args={"version": version}, retry_budget=10)]
+    else:
+        backup = RDS_BACKUP_TITLE if cluster.datastore_kind == DatastoreKind.RDS \
+            else engine_for(cluster).own_backup_title
+        specs = [StepSpec("backup", backup, "upgrade.backup", retry_budget=10)]
     previous = "backup"
     for index, server in enumerate(servers):
         key = f"server_{server.pk}"

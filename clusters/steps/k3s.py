@@ -18,7 +18,16 @@ from collections.abc import Callable
 import yaml
 from django.conf import settings
 
-from clusters.adapters import clusterconfig, datastore_tls, forensics, k3s_release, nodes, ssh
+from clusters.adapters import (
+    clusterconfig,
+    datastore_tls,
+    etcd_members,
+    forensics,
+    k3s_release,
+    kubeapi,
+    nodes,
+    ssh,
+)
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
@@ -29,7 +38,7 @@ from clusters.k3s.install import Role, install_command
 from clusters.k3s.kubeconfig import api_url, rewrite_kubeconfig
 from clusters.k3s.tokens import AGENT_TOKEN_PATH, SERVER_TOKEN_PATH, verified_ca_hash
 from clusters.k3s.versions import parse_version
-from clusters.models import Cluster, Node, NodeRole, NodeStatus
+from clusters.models import Cluster, DatastoreKind, Node, NodeRole, NodeStatus
 
 READY_TIMEOUT_SECONDS = 300
 INSTALL_TIMEOUT_SECONDS = 900
@@ -171,14 +180,41 @@ def install_server(ctx: StepContext) -> Outcome:
                     f"Waiting for the K3s API on {node.private_ip}")
     if not nodes.local_api_ready(ctx, node):
         return _wait_or_fail(ctx, node, "k3s", "the K3s API")
+    if ctx.cluster.datastore_kind == DatastoreKind.ETCD:
+        waiting = etcd_member_waiting(ctx, node)
+        if waiting:
+            return _wait_or_fail(ctx, node, "k3s", waiting)
     # The version it runs is read back from the API once it is reachable (verify, or here
     # when the cluster already has a kubeconfig), not copied from what was asked for.
     Node.objects.filter(pk=node.pk).update(status=NodeStatus.READY)
     ctx.say(f"{node.private_ip}: the K3s API answers /readyz ok")
     if not ctx.cluster.k3s_ca_hash:
         record_ca_hash(ctx, node)
-    _say_kine_pool(ctx, node)
+    if ctx.cluster.datastore_kind != DatastoreKind.ETCD:
+        _say_kine_pool(ctx, node)
     return Done({"node": node.private_ip})
+
+
+def etcd_member_waiting(ctx: StepContext, node: Node) -> str:
+    """What an embedded-etcd server is still waiting for ('' once it is a healthy etcd
+    member AND its Node is Ready): the next server joins only then (one at a time, so the
+    cluster never has two members that do not vote yet). The member's health comes from its
+    own etcd (127.0.0.1:2381/health, clusters.adapters.etcd_members); the Node from its own
+    API, since the kubeconfig through the load balancer does not exist yet during create."""
+    member = etcd_members.member_state(node)
+    if not member.healthy:
+        return f"its etcd member to be healthy ({member.error or 'not yet'})"
+    try:
+        with nodes.session(ctx, node) as connection:
+            found = connection.run(["k3s", "kubectl", "get", "node", node.name, "-o", "json"],
+                                   sudo=True, timeout=30)
+    except TransientError:
+        return f"node {node.name} to be Ready (host not reachable)"
+    if not found.ok or not kubeapi.node_ready_in_json(found.stdout):
+        return f"node {node.name} to be Ready"
+    ctx.say(f"{node.private_ip}: etcd member healthy{' (leader)' if member.leader else ''}, "
+            f"node {node.name} Ready")
+    return ""
 
 
 def _say_kine_pool(ctx: StepContext, node: Node) -> None:

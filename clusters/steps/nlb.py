@@ -200,7 +200,7 @@ def listener(ctx: StepContext) -> Outcome:
     api = cloud.cloud_for(cluster)
     memo = ctx.memo
     balancer_id = nlb_id(cluster)
-    servers = backend_servers(cluster)
+    servers = backend_servers(cluster, ctx.args.get("node_ids"))
     if "" in servers:
         raise PermanentError(f"Server {servers['']} has no ECS instance id (preflight records "
                              "it); retry from preflight.")

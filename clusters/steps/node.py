@@ -10,7 +10,7 @@ stopped).
 from __future__ import annotations
 
 from clusters.adapters import clusterconfig, hostcleanup
-from clusters.core.errors import PermanentError
+from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Outcome, Skip
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
@@ -49,11 +49,32 @@ def drain(ctx: StepContext) -> Outcome:
     return Done({"node": node.name})
 
 
+DEAD_HOST_TRIES = 3
+
+
 @step_handler("node.uninstall")
 def uninstall(ctx: StepContext) -> Outcome:
-    """Uninstall K3s on the host (only if it holds this cluster's K3s)."""
+    """Uninstall K3s on the host (only if it holds this cluster's K3s).
+
+    With `host_may_be_dead` (an embedded-etcd server whose member is already removed: the
+    way a failed server is replaced), a host that stays unreachable for DEAD_HOST_TRIES
+    attempts is skipped with a warning instead of failing the removal: the cluster no longer
+    counts on it, and what is left on it must not be started again."""
     node = target_node(ctx)
-    reports = hostcleanup.remove_k3s(ctx, [node])
+    try:
+        reports = hostcleanup.remove_k3s(ctx, [node])
+    except TransientError as exc:
+        if not ctx.args.get("host_may_be_dead"):
+            raise
+        tries = int(ctx.memo.get("unreachable", 0)) + 1
+        ctx.memo["unreachable"] = tries
+        if tries < DEAD_HOST_TRIES:
+            raise
+        ctx.say(f"WARNING: {node.private_ip} could not be reached ({exc}); K3s may still be "
+                "installed there. Its etcd member is removed: do not start K3s on it again "
+                "(it would try to rejoin); run k3s-uninstall.sh on it or rebuild it.", "stderr")
+        return Skip(f"{node.private_ip} is unreachable; its etcd member was removed, K3s was "
+                    "not uninstalled there")
     return Done({"host": node.private_ip, "verdict": reports[0].verdict if reports else "done"})
 
 

@@ -157,10 +157,15 @@ def access_control(ctx: StepContext) -> Outcome:
     return Done({"acl_id": acl.acl_id, "entries": wanted})
 
 
-def backend_servers(cluster: Cluster) -> dict[str, str]:
+def backend_servers(cluster: Cluster, node_ids: list[int] | None = None) -> dict[str, str]:
     """ECS instance id -> IP of the servers the SLB should send the API to: the live ones (a
-    server being removed has left the SLB and must not be put back by another run)."""
-    return dict(cluster.nodes.live().servers().values_list("ecs_instance_id", "private_ip"))
+    server being removed has left the SLB and must not be put back by another run), or only
+    `node_ids` of them (an embedded-etcd create: the founding server alone, before the
+    others join through the load balancer)."""
+    servers = cluster.nodes.live().servers()
+    if node_ids is not None:
+        servers = servers.filter(pk__in=node_ids)
+    return dict(servers.values_list("ecs_instance_id", "private_ip"))
 
 
 @step_handler("slb.listener")
@@ -169,7 +174,7 @@ def listener(ctx: StepContext) -> Outcome:
     cluster = ctx.cluster
     api = cloud.cloud_for(cluster)
     balancer_id = slb_id(cluster)
-    servers = backend_servers(cluster)
+    servers = backend_servers(cluster, ctx.args.get("node_ids"))
     if "" in servers:
         raise PermanentError(f"Server {servers['']} has no ECS instance id (preflight records "
                              "it); retry from preflight.")

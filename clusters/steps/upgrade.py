@@ -12,7 +12,7 @@ import time
 
 from django.conf import settings
 
-from clusters.adapters import api_balancer, cloud, clusterconfig, nodes, ssh
+from clusters.adapters import api_balancer, cloud, clusterconfig, etcd_members, nodes, ssh
 from clusters.adapters.kubeapi import NodeState
 from clusters.core.errors import PermanentError, StepError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
@@ -81,6 +81,9 @@ def _rds_instance_id(cluster: Cluster) -> str:
 def backup(ctx: StepContext) -> Outcome:
     """CreateBackup, then wait until DescribeBackups lists the new backup as finished."""
     cluster = ctx.cluster
+    if cluster.datastore_kind == DatastoreKind.ETCD:
+        raise PermanentError("An embedded-etcd cluster is backed up by etcd.snapshot, not "
+                             "upgrade.backup; start the upgrade again.")
     if cluster.datastore_kind == DatastoreKind.EXTERNAL:
         ctx.say("WARNING: the datastore is your own MySQL; the panel takes NO backup of it. "
                 "Make sure you have a recent dump or snapshot: it is the only way back if the "
@@ -143,7 +146,15 @@ def upgrade_server(ctx: StepContext) -> Outcome:
         state = _api_node(ctx.cluster, node.name)
         if state is None or state.version != version:
             return f"node {node.name} to report {version} (now {state.version if state else '?'})"
-        return None if state.ready else f"node {node.name} to be Ready"
+        if not state.ready:
+            return f"node {node.name} to be Ready"
+        if ctx.cluster.datastore_kind == DatastoreKind.ETCD:
+            # The next server restarts only once this one's member is back and healthy:
+            # two members down at once is a lost quorum with 3 servers.
+            member = etcd_members.member_state(node)
+            if not member.healthy:
+                return f"its etcd member to be healthy again ({member.error or 'not yet'})"
+        return None
 
     return roll_server(ctx, node, ServerRestart(
         what=f"upgrade to {version}", restart=restart, ready=ready,

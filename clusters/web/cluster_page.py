@@ -20,7 +20,7 @@ from clusters import operations
 from clusters.core import allowlist
 from clusters.interface import queries
 from clusters.interface.forms import AddNodeForm, KubeconfigForm, UpgradeForm
-from clusters.k3s import kubeconfig_expiry
+from clusters.k3s import etcd, kubeconfig_expiry
 from clusters.models import (
     STEP_ACTIVE,
     STEP_BROKEN,
@@ -41,12 +41,22 @@ RUN_HISTORY = 20
 AUDIT_SHOWN = 10
 LOG_TAIL = 200  # lines an opened log starts with; earlier ones load on request
 
-def annotate_removal(nodes: list[Node]) -> None:
+def annotate_removal(nodes: list[Node], cluster: Cluster | None = None) -> None:
     """Give each node the confirm text of its Remove button (`removal_note`, with a warning
-    when the cluster would lose HA) and whether it may be removed (`removable`)."""
+    when the cluster would lose HA) and whether it may be removed (`removable`). An
+    embedded-etcd server whose leaving would break quorum (by the last health check) is not
+    removable, and says why; the removal asks the members again when it starts."""
     servers = [n for n in nodes if n.role == NodeRole.SERVER and n.is_live]
+    etcd_cluster = cluster is not None and cluster.datastore_kind == DatastoreKind.ETCD
     for node in nodes:
         node.removable = True
+        if etcd_cluster and cluster is not None and node.role == NodeRole.SERVER \
+                and len(servers) > 1:
+            quorum = operations.etcd_quorum_problem(cluster, node, cluster.etcd_members or [])
+            if quorum:
+                node.removable = False
+                node.removal_note = quorum
+                continue
         if node.role != NodeRole.SERVER:
             node.removal_note = _("It is cordoned and drained, K3s is uninstalled on the host "
                                   "and the node is deleted from the cluster.")
@@ -56,15 +66,18 @@ def annotate_removal(nodes: list[Node]) -> None:
                                   "server first, or destroy the cluster.")
         else:
             left = len(servers) - 1
-            node.removal_note = _("It leaves the SLB first, then K3s is uninstalled on the host "
-                                  "and it leaves the RDS whitelist.")
+            node.removal_note = _(
+                "It leaves the SLB first, then its etcd member is removed and K3s is "
+                "uninstalled on the host.") if etcd_cluster else _(
+                "It leaves the SLB first, then K3s is uninstalled on the host and it leaves "
+                "the RDS whitelist.")
             if warning := operations.ha_warning(left):
                 node.removal_note += " " + warning
 
 
 def nodes_context(cluster: Cluster, nodes: list[Node]) -> dict[str, Any]:
     """What the cluster page needs for the node buttons, the add form and the destroy form."""
-    annotate_removal(nodes)
+    annotate_removal(nodes, cluster)
     active = [node for node in nodes if node.is_live]
     return {
         "can_change_nodes": cluster.can_change_nodes,
@@ -110,6 +123,24 @@ def credentials_context(cluster: Cluster) -> dict[str, Any]:
             "can_issue_kubeconfig": operations.kube_credential_refusal(cluster) is None,
             "kubeconfig_default_lifetime": kube_credentials.DEFAULT_LIFETIME,
             "cluster_gone": cluster.status == ClusterStatus.DESTROYED}
+
+
+SNAPSHOTS_SHOWN = 50
+
+
+def etcd_context(cluster: Cluster) -> dict[str, Any]:
+    """Embedded etcd: each member as the last health check saw it, the quorum they make,
+    and the snapshots recorded (newest first). Empty for any other datastore."""
+    if cluster.datastore_kind != DatastoreKind.ETCD:
+        return {"embedded_etcd": False}
+    members = [m for m in (cluster.etcd_members or []) if isinstance(m, dict)]
+    quorum = etcd.Quorum(len(members), sum(bool(m.get("healthy")) for m in members))
+    return {
+        "embedded_etcd": True,
+        "etcd_members": members,
+        "etcd_quorum": quorum,
+        "etcd_snapshots": list(cluster.etcd_snapshots.all()[:SNAPSHOTS_SHOWN]),
+    }
 
 
 def upgrade_context(cluster: Cluster) -> dict[str, Any]:
@@ -273,6 +304,7 @@ def cluster_context(request: HttpRequest, cluster: Cluster, *,
         **upgrade_context(cluster),
         **credentials_context(cluster),
         **nodes_context(cluster, nodes),
+        **etcd_context(cluster),
         "kubeconfig_filename": kubeconfig_filename(cluster),
     }
 

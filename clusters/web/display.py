@@ -13,6 +13,7 @@ from urllib.parse import quote
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from clusters.adapters import etcd_members
 from clusters.adapters.datastore_health import MESSAGES, METRIC_NAMES
 
 
@@ -81,6 +82,12 @@ def health_reason(reason: Any) -> str:
                     else metric
             try:
                 return gettext(MESSAGES[code]) % shown
+            except (KeyError, TypeError, ValueError):
+                return str(reason.get("message", ""))
+        if reason.get("check") == etcd_members.CHECK and code in etcd_members.MESSAGES \
+                and isinstance(params, dict):
+            try:
+                return gettext(etcd_members.MESSAGES[code]) % params
             except (KeyError, TypeError, ValueError):
                 return str(reason.get("message", ""))
         message = reason.get("message") or reason.get("reason") or ""

@@ -10,6 +10,7 @@ urlpatterns = [
     path("account/api-tokens/", token_views.api_tokens, name="api-tokens"),
     path("account/api-tokens/<int:token_id>/revoke/", token_views.api_token_revoke,
          name="api-token-revoke"),
+    path("docs/etcd-restore/", views.etcd_restore_doc, name="etcd-restore-doc"),
     path("clusters/new/", wizard_views.wizard_start, name="wizard"),
     path("clusters/new/<slug:step>/", wizard_views.wizard_step, name="wizard-step"),
     path("clusters/<uuid:code>/", views.cluster_detail, name="cluster"),

@@ -6,8 +6,10 @@ user's cluster does not exist for them (404), so its existence is not even confi
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -328,3 +330,15 @@ def cloud_accounts(request: SignedInRequest) -> HttpResponse:
         cluster_count=Count("clusters")).order_by("name")
     return render(request, "clusters/cloud_accounts.html",
                   {"form": form, "accounts": accounts, "regions": COMMON_REGIONS})
+
+
+RESTORE_DOC = Path(settings.BASE_DIR) / "docs" / "etcd-restore.md"
+
+
+@login_required
+@require_GET
+def etcd_restore_doc(request: HttpRequest) -> HttpResponse:
+    """docs/etcd-restore.md as the cluster page links it: restoring an embedded-etcd cluster
+    is done on the hosts by hand, as K3s documents it, so the page shows the steps."""
+    return HttpResponse(RESTORE_DOC.read_text(encoding="utf-8"),
+                        content_type="text/plain; charset=utf-8")

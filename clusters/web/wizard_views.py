@@ -29,7 +29,13 @@ from clusters.interface.forms import (
     hosts_fit,
     keep_saved_secrets,
 )
-from clusters.interface.forms.wizard_datastore import ENGINE_LABELS, datastore_of, version_for
+from clusters.interface.forms.wizard_datastore import (
+    ENGINE_LABELS,
+    datastore_of,
+    is_etcd,
+    version_for,
+)
+from clusters.interface.forms.wizard_hosts import etcd_servers_problem
 from clusters.models import AuditAction, CloudAccount, Cluster, InstallSource, NodeRole, Run
 from clusters.web import ratelimit
 from clusters.web.actions import start_operation
@@ -154,6 +160,8 @@ def _rds_choices(request: SignedInRequest, state: wizard.WizardState, choice: st
                  version: str) -> tuple[wizard_checks.RdsChoices | None, str]:
     """What RDS sells of the chosen engine in the cluster's zone for `version`, or the reason
     it is unknown."""
+    if is_etcd(choice):
+        return None, ""  # embedded etcd: nothing to ask RDS
     account = _account(request, state)
     engine = ENGINE_LABELS[datastore_of(choice)[1]]
     try:
@@ -254,7 +262,9 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
                 host = {**saved, "secret_ref": wizard.new_secret_ref()}
                 state.keep_draft(f"hosts:{host['secret_ref']}", host)
             rows.append({k: v for k, v in host.items() if k not in HOST_SECRETS})
-        rows = rows or [_blank_row(NodeRole.SERVER), _blank_row(NodeRole.SERVER)]
+        # Embedded etcd starts with the 3 servers it needs (an odd number), others with 2.
+        servers = 3 if is_etcd(state.get("datastore").get("kind")) else 2
+        rows = rows or [_blank_row(NodeRole.SERVER) for _ in range(servers)]
         formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows,
                               form_kwargs={"saved": state.host_secrets()})
         return _hosts_page(request, formset, tests, keypair)
@@ -279,7 +289,8 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
         saved_secrets = state.host_secrets()
     elif action == "next":
         formset = HostFormSet(post, request.FILES, prefix=HOSTS_PREFIX,
-                              form_kwargs={"saved": saved_secrets})
+                              form_kwargs={"saved": saved_secrets},
+                              datastore=state.get("datastore"))
         if formset.is_valid() and hosts_fit(formset, state.get("network").get("vpc_cidr", ""),
                                              has_keypair=keypair is not None):
             hosts = [f.cleaned_data for f in formset.forms if f.cleaned_data]
@@ -375,6 +386,12 @@ def _already_created(request: SignedInRequest, code: str) -> HttpResponse:
 
 def review_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
     form = ReviewStepForm(request.POST if request.method == "POST" else None)
+    servers = sum(host.get("role") == NodeRole.SERVER
+                  for host in state.get("hosts").get("hosts", []))
+    problem = etcd_servers_problem(state.get("datastore"), servers)
+    if problem:  # the datastore changed after the hosts were given
+        messages.error(request, problem)
+        return redirect("clusters:wizard-step", step="hosts")
     if request.method == "POST" and form.is_valid():
         try:
             cluster = wizard.build_cluster(state, request.user)

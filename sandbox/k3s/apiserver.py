@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -29,7 +30,17 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from sandbox.k3s import certs, logs, nodes, protobuf, secretsencrypt, serviceaccounts
+from sandbox.k3s import (
+    bootstrap,
+    certs,
+    etcdnodes,
+    logs,
+    nodes,
+    protobuf,
+    secretsencrypt,
+    serviceaccounts,
+    snapshots,
+)
 from sandbox.k3s.kine import DatastoreError, Kine
 
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"
@@ -38,6 +49,12 @@ WARMING_UP = (b"[+]ping ok\n[+]log ok\n[+]etcd ok\n"
               b"[-]poststarthook/start-apiextensions-controllers failed: reason withheld\n"
               b"[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\n"
               b"[+]shutdown ok\nreadyz check failed\n")
+
+# ... and once the apiserver cannot read from etcd (no quorum).
+ETCD_FAILED = (b"[+]ping ok\n[+]log ok\n[-]etcd failed: reason withheld\n"
+               b"[+]poststarthook/start-apiextensions-controllers ok\n"
+               b"[+]poststarthook/rbac/bootstrap-roles ok\n"
+               b"[+]shutdown ok\nreadyz check failed\n")
 
 
 @dataclass
@@ -67,6 +84,12 @@ class ApiContext:
     # A fault the test world injects: the object is created, but the answer to its create is
     # a proxy's HTML page instead of the object (what a client behind a broken proxy reads).
     garbled_create_kinds: set[str] = field(default_factory=set)
+    # Embedded etcd: this server's member (None on an external datastore), the bootstrap
+    # files a joining server fetches, and the node name snapshots are named after.
+    member: Any = None
+    bootstrap_files: dict[str, bytes] = field(default_factory=dict)
+    node_name: str = ""
+    snapshot_settings: Any = None
 
 
 def status(code: int, reason: str, message: str, details: dict | None = None) -> dict:
@@ -267,7 +290,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, b"pong", "text/plain")
             elif path == "/cacerts":
                 self._send(200, self.ctx.server_ca, "text/plain")
-            elif path.startswith("/v1-k3s/"):
+            elif path.startswith("/v1-k3s/") or (
+                    self.ctx.member is not None and path in ("/db/info", "/db/snapshot")):
                 self._supervisor(method, path)
             else:
                 identity = self._client_identity() or self._bearer_identity()
@@ -277,7 +301,12 @@ class Handler(BaseHTTPRequestHandler):
                 self._api(method, path, query, identity)
         except DatastoreError as exc:
             logs.error(f"datastore error serving {method} {path}: {exc}")
-            self._json(500, status(500, "InternalError", f"Internal error occurred: {exc}"))
+            if self.ctx.member is not None:
+                # An etcd client error is no API error: kube-apiserver's ErrorToAPIStatus makes
+                # it a 500 with no reason, which kubectl prints as `Error from server: <msg>`.
+                self._json(500, status(500, "", str(exc)))
+            else:
+                self._json(500, status(500, "InternalError", f"Internal error occurred: {exc}"))
 
     # -- supervisor (agents) -------------------------------------------------------------------
     def _supervisor(self, method: str, path: str) -> None:
@@ -294,6 +323,13 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, ca, "text/plain")
         elif path == "/v1-k3s/client-kubelet.crt":
             self._issue_kubelet_cert()
+        elif path == "/v1-k3s/server-bootstrap" and method == "GET" and user == "server" \
+                and self.ctx.bootstrap_files:
+            self._send(200, bootstrap.encode_files(self.ctx.bootstrap_files), "application/json")
+        elif path == "/db/info" and method == "GET":
+            self._db_info()
+        elif path == "/db/snapshot" and method == "POST" and user == "server":
+            self._db_snapshot()
         elif path == "/v1-k3s/encrypt/status" and method == "GET" and user == "server":
             servers = [n for n in nodes.load_nodes(self.ctx.kine, self.ctx.grace_seconds())
                        if n["metadata"].get("labels", {}).get(
@@ -301,6 +337,44 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, secretsencrypt.status(self.ctx.encryption_config, servers))
         else:
             self._send(404, b"404 page not found\n", "text/plain")
+
+    def _db_info(self) -> None:
+        """infoHandler (pkg/etcd/etcd.go): the member list, or just this member if etcd does
+        not answer within 2 s."""
+        member = self.ctx.member
+        try:
+            members = member.client.member_list(timeout=2)
+        except DatastoreError:
+            members = [{"name": member.name, "peerURLs": [member.peer_url],
+                        "clientURLs": [member.client_url]}]
+        self._json(200, {"members": members})
+
+    def _db_snapshot(self) -> None:
+        """The server side of `k3s etcd-snapshot` (pkg/etcd/snapshot_handler.go)."""
+        request = json.loads(self._body() or b"{}")
+        settings = self.ctx.snapshot_settings
+        if request.get("retention") is not None:
+            settings = dataclasses.replace(settings, retention=int(request["retention"]))
+        operation = request.get("operation", "")
+        names = list(request.get("name") or [])
+        try:
+            if operation == "save":
+                result: dict = snapshots.save(self.ctx.member, settings, self.ctx.node_name,
+                                              names[0] if names else "on-demand")
+            elif operation == "list":
+                result = snapshots.listing(settings, self.ctx.node_name)
+            elif operation == "delete":
+                result = snapshots.delete(settings, names)
+            elif operation == "prune":
+                result = {"created": [], "deleted": snapshots.retention(
+                    settings, names[0] if names else "on-demand")}
+            else:
+                self._send(400, f"unsupported operation {operation!r}\n".encode(), "text/plain")
+                return
+        except DatastoreError as exc:
+            self._send(500, f"{exc}\n".encode(), "text/plain")
+            return
+        self._json(200, result)
 
     def _issue_kubelet_cert(self) -> None:
         name = self.headers.get("K3s-Node-Name", "")
@@ -331,6 +405,10 @@ class Handler(BaseHTTPRequestHandler):
         if path in ("/readyz", "/healthz") and method == "GET" \
                 and time.monotonic() < self.ctx.ready_at:
             self._send(500, WARMING_UP, "text/plain; charset=utf-8")
+        elif path in ("/readyz", "/livez", "/healthz") and method == "GET" \
+                and self.ctx.member is not None and not self.ctx.member.store.healthy():
+            # kube-apiserver's etcd check: a read that fails within 2 s without quorum.
+            self._send(500, ETCD_FAILED, "text/plain; charset=utf-8")
         elif path in ("/readyz", "/livez", "/healthz") and method == "GET":
             self._send(200, b"ok", "text/plain; charset=utf-8")
         elif path == "/version":
@@ -523,6 +601,9 @@ class Handler(BaseHTTPRequestHandler):
             body.get("status", {}).pop("conditions", None)
             self.ctx.kine.put(nodes.NODE_PREFIX + name, json.dumps(body).encode())
             self._json(200, nodes.load_node(self.ctx.kine, name, grace) or {})
+        elif method == "DELETE" and self.ctx.member is not None and \
+                etcdnodes.is_etcd_node(node):
+            self._delete_etcd_node(name, node)
         elif method == "DELETE":
             self.ctx.kine.delete(nodes.NODE_PREFIX + name)
             self.ctx.kine.delete(nodes.LEASE_PREFIX + name)
@@ -531,6 +612,26 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._json(405, status(405, "MethodNotAllowed", "the server does not allow this "
                                                             "method on the requested resource"))
+
+    def _delete_etcd_node(self, name: str, node: dict) -> None:
+        """DELETE of an etcd server's Node: the finalizer holds it while the member is
+        removed; the answer is the object with its deletionTimestamp (kube-apiserver's answer
+        while finalizers remain), and the Node is gone once the member is."""
+        row = self.ctx.kine.get(nodes.NODE_PREFIX + name)
+        if row is None:
+            self._json(404, _not_found(name))
+            return
+        stored = json.loads(row.value)
+        stored["metadata"].setdefault("deletionTimestamp", nodes.now_rfc3339())
+        stored["metadata"].setdefault("deletionGracePeriodSeconds", 0)
+        self.ctx.kine.update(nodes.NODE_PREFIX + name, json.dumps(stored).encode(), row.id)
+        node["metadata"]["deletionTimestamp"] = stored["metadata"]["deletionTimestamp"]
+        node["metadata"]["deletionGracePeriodSeconds"] = 0
+        try:
+            etcdnodes.finalize(self.ctx.member, self.ctx.kine, name)
+        except DatastoreError as exc:
+            logs.error(f"error syncing 'managed-etcd-controller' for node {name}: {exc}")
+        self._json(200, node)
 
     def _lease(self, method: str, name: str, user: str, admin: bool) -> None:
         if not (admin or user == f"system:node:{name}"):

@@ -58,7 +58,8 @@ def new_ca(prefix: str) -> tuple[bytes, bytes]:
 
 
 def _issue(ca_cert_pem: bytes, ca_key_pem: bytes, subject: x509.Name,
-           usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None, *,
+           usage: x509.ObjectIdentifier | list[x509.ObjectIdentifier],
+           sans: list[x509.GeneralName] | None, *,
            days: float = LEAF_DAYS) -> tuple[bytes, bytes]:
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
@@ -74,7 +75,8 @@ def _issue(ca_cert_pem: bytes, ca_key_pem: bytes, subject: x509.Name,
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False,
                                      False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usage if isinstance(usage, list) else [usage]),
+                       critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                        critical=False)
     )
@@ -146,3 +148,14 @@ def subject_of(cert_der: bytes) -> tuple[str, list[str]]:
     common = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     orgs = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
     return (str(common[0]) if common else ""), [str(o) for o in orgs]
+
+
+def etcd_leaf(ca_cert: bytes, ca_key: bytes, common: str, sans: list[str] | None,
+              server: bool) -> tuple[bytes, bytes]:
+    """An etcd leaf as K3s's deps.genETCDCerts issues it (k3s-io/k3s
+    pkg/daemons/control/deps/deps.go): `etcd-client` (client auth only), `etcd-server` and
+    `etcd-peer` (server and client auth, SANs localhost, 127.0.0.1 and the node's IPs)."""
+    usages = ([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server
+              else [ExtendedKeyUsageOID.CLIENT_AUTH])
+    return _issue(ca_cert, ca_key, _name(common), usages,
+                  _general_names(sans) if sans else None)

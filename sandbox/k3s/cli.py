@@ -12,12 +12,15 @@ import os
 import shutil
 import ssl
 import sys
+import urllib.error
 import urllib.request
 
-from sandbox.k3s import logs, secretsencrypt
+import yaml
+
+from sandbox.k3s import logs, secretsencrypt, snapshots
 from sandbox.k3s.agent import Agent
 from sandbox.k3s.bootstrap import TokenError, normalize_token
-from sandbox.k3s.config import UsageError, load
+from sandbox.k3s.config import Settings, UsageError, flags_for, load
 from sandbox.k3s.server import Server
 from sandbox.k3s.versions import Release, release
 
@@ -64,7 +67,8 @@ def main(version: str, argv: list[str] | None = None) -> int:
               "   k3s [global options] command [command options] [arguments...]\n\n"
               "COMMANDS:\n   server   Run management server\n   agent    Run node agent\n"
               "   kubectl  Run kubectl\n"
-              "   secrets-encrypt  Control secrets encryption and keys rotation\n")
+              "   secrets-encrypt  Control secrets encryption and keys rotation\n"
+              "   etcd-snapshot    Manage etcd snapshots\n")
         return 0
     if args[0] in ("--version", "-v", "version"):
         return _print_version(rel)
@@ -114,7 +118,111 @@ def _secrets_encrypt(args: list[str]) -> int:
     return 0
 
 
-TOOLS = {"kubectl": _kubectl, "secrets-encrypt": _secrets_encrypt}
+def _split_positionals(args: list[str]) -> tuple[list[str], list[str]]:
+    """urfave/cli: flags (with their values) and positional arguments, in any order."""
+    table = flags_for("etcd-snapshot")
+    flags, positionals = [], []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if not arg.startswith("-") or arg == "-":
+            positionals.append(arg)
+            continue
+        flags.append(arg)
+        spec = table.get(arg.lstrip("-").partition("=")[0])
+        if spec is not None and spec.kind != "bool" and "=" not in arg and rest:
+            flags.append(rest.pop(0))
+    return flags, positionals
+
+
+def _snapshot_request(args: list[str]) -> tuple[dict, list[str], Settings]:
+    """The /db/snapshot request of a command line; UsageError for a bad one."""
+    commands = {"save": "save", "ls": "list", "list": "list", "delete": "delete",
+                "rm": "delete", "prune": "prune"}
+    operation = "save"
+    if args and not args[0].startswith("-"):
+        if args[0] not in commands:
+            raise UsageError(f"No help topic for '{args[0]}'")
+        operation = commands[args[0]]
+        args = args[1:]
+    flags, names = _split_positionals(args)
+    settings = load("etcd-snapshot", flags)
+    if operation == "save" and names:
+        raise UsageError("this command does not take any arguments")
+    if operation == "delete" and not names:
+        raise UsageError("no snapshots given for removal")
+    output = settings.text("output").lower()
+    if output and output not in ("json", "yaml", "table"):
+        raise UsageError(f"invalid output format: {output}")
+    request: dict = {"operation": operation}
+    if operation in ("save", "prune"):
+        request["name"] = [settings.text("etcd-snapshot-name") or "on-demand"]
+    elif operation == "delete":
+        request["name"] = names
+    if settings.text("etcd-snapshot-retention") and operation != "save":
+        request["retention"] = int(settings.text("etcd-snapshot-retention"))
+    return request, names, settings
+
+
+def _post_snapshot(request: dict, settings: Settings) -> dict:
+    """POST the request to the server (basic auth server:<token>, the cluster CA)."""
+    server_dir = os.path.join(settings.text("data-dir"), "server")
+    token = settings.text("token")
+    if not token:
+        with open(os.path.join(server_dir, "token"), encoding="utf-8") as handle:
+            token = handle.read().strip()
+    context = ssl.create_default_context(cafile=os.path.join(server_dir, "tls", "server-ca.crt"))
+    context.check_hostname = False
+    url = settings.text("server").rstrip("/") + "/db/snapshot"
+    if not url.startswith("https://"):
+        raise ValueError(f"the server URL must be https://, not {settings.text('server')!r}")
+    post = urllib.request.Request(  # noqa: S310 - https only, checked above
+        url, data=json.dumps(request).encode(), method="POST",
+        headers={"Content-Type": "application/json"})
+    credentials = base64.b64encode(f"server:{normalize_token(token)}".encode()).decode()
+    post.add_header("Authorization", f"Basic {credentials}")
+    try:
+        with urllib.request.urlopen(post, context=context, timeout=120) as answer:  # noqa: S310
+            return dict(json.loads(answer.read()))
+    except urllib.error.HTTPError as exc:
+        raise ValueError(f"see server log for details: {url}: {exc.code} {exc.reason}") from None
+
+
+def _etcd_snapshot(args: list[str]) -> int:
+    """`k3s etcd-snapshot [save]|ls|list|delete|rm|prune`: ask the local server's /db/snapshot
+    and print what K3s's CLI prints (k3s-io/k3s pkg/cli/etcdsnapshot/etcd_snapshot.go)."""
+    logs.use_stderr()
+    try:
+        request, names, settings = _snapshot_request(args)
+    except UsageError as exc:
+        logs.fatal(f"Error: {exc}")
+        return 1
+    try:
+        result = _post_snapshot(request, settings)
+    except (OSError, ValueError, TokenError) as exc:
+        logs.fatal(f"Error: {getattr(exc, 'reason', None) or exc}")
+        return 1
+    output = settings.text("output").lower()
+    if request["operation"] == "list":
+        if output == "json":
+            print(json.dumps(result, indent=4))
+        elif output == "yaml":
+            print(yaml.safe_dump(result, sort_keys=False), end="")
+        else:
+            print(snapshots.table(result), end="")
+        return 0
+    for name in result.get("created", []):
+        logs.info(f"Snapshot {name} saved.")
+    for name in result.get("deleted", []):
+        logs.info(f"Snapshot {name} deleted.")
+    for name in names if request["operation"] == "delete" else []:
+        if name not in result.get("deleted", []):
+            logs.warn(f"Snapshot {name} not found.")
+    return 0
+
+
+TOOLS = {"kubectl": _kubectl, "secrets-encrypt": _secrets_encrypt,
+         "etcd-snapshot": _etcd_snapshot}
 
 
 def _run_command(command: str, rest: list[str], rel: Release) -> int:

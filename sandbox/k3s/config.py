@@ -87,6 +87,14 @@ SERVER_ONLY = [
     Flag("no-deploy", "list"),
     Flag("cluster-init", "bool", env="K3S_CLUSTER_INIT", default=False),
     Flag("cluster-reset", "bool", env="K3S_CLUSTER_RESET", default=False),
+    Flag("cluster-reset-restore-path"),
+    Flag("etcd-expose-metrics", "bool", default=False),
+    Flag("etcd-disable-snapshots", "bool", default=False),
+    Flag("etcd-snapshot-name", default="etcd-snapshot"),
+    Flag("etcd-snapshot-schedule-cron", default="0 */12 * * *"),
+    Flag("etcd-snapshot-retention", default="5"),
+    Flag("etcd-snapshot-dir"),
+    Flag("etcd-snapshot-compress", "bool", default=False),
     Flag("cluster-cidr"),
     Flag("service-cidr"),
     Flag("cluster-dns"),
@@ -111,8 +119,31 @@ SERVER_ONLY = [
 ]
 
 
+# `k3s etcd-snapshot save|ls|delete|prune` (k3s-io/k3s pkg/cli/cmds/etcd_snapshot.go): the
+# flags docs.k3s.io/cli/etcd-snapshot lists, with their etcd-* spellings as aliases.
+ETCD_SNAPSHOT = [
+    Flag("config", env="K3S_CONFIG_FILE", default=DEFAULT_CONFIG, aliases=("c",)),
+    Flag("debug", "bool", env="K3S_DEBUG", default=False),
+    Flag("data-dir", env="K3S_DATA_DIR", default="/var/lib/rancher/k3s", aliases=("d",)),
+    Flag("node-name", env="K3S_NODE_NAME"),
+    Flag("server", env="K3S_URL", default="https://127.0.0.1:6443", aliases=("s",)),
+    Flag("token", env="K3S_TOKEN", aliases=("t",)),
+    Flag("etcd-snapshot-name", default="on-demand", aliases=("name",)),
+    Flag("etcd-snapshot-dir", aliases=("dir",)),
+    Flag("etcd-snapshot-retention", aliases=("snapshot-retention",)),
+    Flag("etcd-snapshot-compress", "bool", default=False, aliases=("snapshot-compress",)),
+    Flag("output", default="", aliases=("o",)),
+]
+
+
 def flags_for(command: str) -> dict[str, Flag]:
     table: dict[str, Flag] = {}
+    if command == "etcd-snapshot":
+        for item in ETCD_SNAPSHOT:
+            table[item.name] = item
+            for alias in item.aliases:
+                table[alias] = item
+        return table
     for item in COMMON + (SERVER_ONLY if command == "server" else []):
         table[item.name] = item
         for alias in item.aliases:

@@ -23,11 +23,22 @@ def _quote(message: str) -> str:
     return json.dumps(message, ensure_ascii=False)
 
 
+_to_stderr = False
+
+
+def use_stderr() -> None:
+    """Log to stderr, logrus's default: for the CLI tools, whose stdout is their output
+    (`k3s etcd-snapshot ls` prints its table there, its log lines go to stderr)."""
+    global _to_stderr  # noqa: PLW0603 - one switch for the process
+    _to_stderr = True
+
+
 def emit(level: str, message: str) -> None:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stream = sys.stderr if _to_stderr else sys.stdout
     with _lock:
-        sys.stdout.write(f"time=\"{stamp}\" level={level} msg={_quote(message)}\n")
-        sys.stdout.flush()
+        stream.write(f"time=\"{stamp}\" level={level} msg={_quote(message)}\n")
+        stream.flush()
 
 
 def info(message: str) -> None:

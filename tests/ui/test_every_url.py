@@ -60,6 +60,7 @@ PUBLIC = frozenset({
 OWN_PAGES = frozenset({
     "clusters:dashboard", "clusters:cloud-accounts", "clusters:wizard", "clusters:wizard-step",
     "password_change", "password_change_done", "clusters:api-tokens",
+    "clusters:etcd-restore-doc",
 })
 #: URLs of one owner's cluster (its runs, steps, nodes): anyone else gets a 404.
 OWNER_ONLY = frozenset({

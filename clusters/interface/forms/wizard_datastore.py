@@ -1,5 +1,5 @@
-"""Wizard page 3: the datastore (RDS MySQL or PostgreSQL as sold in the zone, or your own
-DSN of either)."""
+"""Wizard page 3: the datastore (RDS MySQL or PostgreSQL as sold in the zone, your own DSN of
+either, or K3s's embedded etcd with no database at all)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from clusters.interface.forms.common import (
     keep_saved_secrets,
     secret_widget,
 )
+from clusters.k3s import etcd
 from clusters.models import DatastoreEngine, DatastoreKind
 
 SECRET_FIELDS = ("rds_password", "external_dsn")
@@ -35,12 +36,15 @@ DATASTORES: dict[str, tuple[str, str]] = {
     RDS_PG: (DatastoreKind.RDS, DatastoreEngine.POSTGRESQL),
     DatastoreKind.EXTERNAL: (DatastoreKind.EXTERNAL, DatastoreEngine.MYSQL),
     EXTERNAL_PG: (DatastoreKind.EXTERNAL, DatastoreEngine.POSTGRESQL),
+    # The engine is unused for etcd (the cluster keeps the field's default).
+    DatastoreKind.ETCD: (DatastoreKind.ETCD, DatastoreEngine.MYSQL),
 }
 DATASTORE_CHOICES = (
     (DatastoreKind.RDS, _("Create an RDS MySQL instance")),
     (RDS_PG, _("Create an RDS PostgreSQL instance")),
     (DatastoreKind.EXTERNAL, _("Bring your own MySQL")),
     (EXTERNAL_PG, _("Bring your own PostgreSQL")),
+    (DatastoreKind.ETCD, _("Embedded etcd on the servers (no RDS)")),
 )
 ENGINE_LABELS: dict[str, str] = {DatastoreEngine.MYSQL: "MySQL",
                                  DatastoreEngine.POSTGRESQL: "PostgreSQL"}
@@ -48,6 +52,9 @@ DEFAULT_VERSIONS: dict[str, str] = {DatastoreEngine.MYSQL: RDS_DEFAULT_VERSION,
                                     DatastoreEngine.POSTGRESQL: RDS_PG_DEFAULT_VERSION}
 VERSIONS: dict[str, list[str]] = {DatastoreEngine.MYSQL: [v for v, _label in RDS_VERSIONS],
                                   DatastoreEngine.POSTGRESQL: [v for v, _l in RDS_PG_VERSIONS]}
+
+
+CRON_FIELDS = (_("minute"), _("hour"), _("day of month"), _("month"), _("day of week"))
 
 
 def datastore_of(choice: str | None) -> tuple[str, str]:
@@ -59,6 +66,11 @@ def datastore_choice(kind: str, engine: str) -> str:
     """The page's choice for a cluster's (DatastoreKind, DatastoreEngine): datastore_of's
     inverse, so a cluster's spec names the choice it was made from."""
     return next((choice for choice, pair in DATASTORES.items() if pair == (kind, engine)), kind)
+
+
+def is_etcd(choice: str | None) -> bool:
+    """The page's choice is K3s's embedded etcd (nothing to ask RDS about)."""
+    return datastore_of(choice)[0] == DatastoreKind.ETCD
 
 
 def version_for(choice: str | None, version: str | None) -> str:
@@ -109,6 +121,19 @@ class DatastoreStepForm(WizardForm):
         help_text=_("As K3s reads it: mysql://user:password@tcp(host:port)/database, or "
                     "postgres://user:password@host:5432/database?sslmode=verify-full (the "
                     "user and password percent-encoded)"))
+    etcd_snapshot_cron = forms.CharField(
+        label=_("Snapshot schedule (cron)"), required=False, max_length=64,
+        initial=etcd.DEFAULT_SNAPSHOT_CRON,
+        help_text=_("Five fields: minute hour day-of-month month day-of-week, in the servers' "
+                    "time. K3s's default, 0 */12 * * *, is 00:00 and 12:00."))
+    etcd_snapshot_retention = forms.IntegerField(
+        label=_("Snapshots kept per server"), required=False, min_value=1, max_value=1000,
+        initial=etcd.DEFAULT_SNAPSHOT_RETENTION,
+        help_text=_("K3s deletes the oldest scheduled snapshots beyond this count (default 5)."))
+    etcd_single_server = forms.BooleanField(
+        label=_("I understand that one etcd server is not highly available"), required=False,
+        help_text=_("Embedded etcd needs 3 or 5 servers for HA (a majority must stay up). "
+                    "Tick this only to run a single server on purpose."))
 
     def __init__(self, *args: Any, rds: wizard_checks.RdsChoices | None = None,
                  rds_error: str = "", saved: Mapping[str, str] | None = None,
@@ -171,7 +196,35 @@ class DatastoreStepForm(WizardForm):
                     "leave TLS off."))
         elif kind == DatastoreKind.EXTERNAL:
             self._clean_external(data, engine)
+        elif kind == DatastoreKind.ETCD:
+            self._clean_etcd(data)
         return data
+
+    def _clean_etcd(self, data: dict[str, Any]) -> None:
+        """The schedule must be one K3s's cron parser takes: K3s ignores a bad one silently
+        (no scheduled snapshot at all), so it is refused here (clusters.k3s.etcd)."""
+        data["datastore_tls"] = False
+        cron = " ".join((data.get("etcd_snapshot_cron") or "").split())
+        if not cron:
+            cron = etcd.DEFAULT_SNAPSHOT_CRON
+        problem = etcd.cron_problem(cron)
+        if problem is None:
+            pass
+        elif problem.field is None:
+            self.add_error("etcd_snapshot_cron", _(
+                "A schedule has 5 fields (minute hour day-of-month month day-of-week); "
+                "%(cron)s has %(count)s. Example: 0 */12 * * * (00:00 and 12:00).")
+                % {"cron": cron, "count": problem.part})
+        else:
+            self.add_error("etcd_snapshot_cron", _(
+                "In %(cron)s, %(part)s is not a valid %(field)s: use *, a number from %(low)d "
+                "to %(high)d, a range a-b, a step */n or a list a,b.") % {
+                    "cron": cron, "part": problem.part, "field": CRON_FIELDS[problem.field],
+                    "low": problem.low, "high": problem.high})
+        data["etcd_snapshot_cron"] = cron
+        if data.get("etcd_snapshot_retention") is None \
+                and "etcd_snapshot_retention" not in self.errors:
+            data["etcd_snapshot_retention"] = etcd.DEFAULT_SNAPSHOT_RETENTION
 
     def _clean_rds(self, data: dict[str, Any], engine: str) -> None:
         """The version, class and storage must be what RDS sells in the zone right now."""

@@ -19,7 +19,8 @@ from clusters.interface.forms.common import (
     keep_saved_secrets,
     secret_widget,
 )
-from clusters.models import NodeRole
+from clusters.k3s import etcd
+from clusters.models import DatastoreKind, NodeRole
 
 SECRET_FIELDS = ("private_key", "passphrase", "password")
 
@@ -134,7 +135,17 @@ class HostForm(forms.Form):
 
 
 class BaseHostFormSet(forms.BaseFormSet):
-    """Hosts together: unique addresses, at least one server."""
+    """Hosts together: unique addresses, at least one server; with embedded etcd an odd
+    number of servers, 3 or 5 (1 only when the datastore page acknowledged it is not HA).
+
+    Why odd (docs.k3s.io/datastore/ha-embedded): etcd needs a majority of its members; 4
+    servers survive one failure, as 3 do, and 2 survive none, as 1 does.
+    """
+
+    def __init__(self, *args: Any, datastore: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.datastore = dict(datastore or {})
 
     def clean(self) -> None:
         if any(self.errors):
@@ -158,10 +169,40 @@ class BaseHostFormSet(forms.BaseFormSet):
                     seen[value] = index
         if servers == 0:
             raise ValidationError(_("Add at least one server."))
-        if servers == 1:
+        if self.datastore.get("kind") == DatastoreKind.ETCD:
+            self._check_etcd(servers)
+        elif servers == 1:
             self.warnings.append(str(_(
                 "One server is not highly available: if it fails, the API is down until it is "
                 "back. Add a second server for HA.")))
+
+
+    def _check_etcd(self, servers: int) -> None:
+        problem = etcd_servers_problem(self.datastore, servers)
+        if problem:
+            raise ValidationError(problem)
+        if servers == 1:
+            self.warnings.append(str(_(
+                "One embedded-etcd server, as you acknowledged: not highly available.")))
+
+
+def etcd_servers_problem(datastore: Mapping[str, Any], servers: int) -> str:
+    """Why `servers` servers cannot run this datastore's embedded etcd ('' when they can, and
+    for any other datastore). The review page asks again: the datastore may have changed
+    after the hosts were given."""
+    if datastore.get("kind") != DatastoreKind.ETCD:
+        return ""
+    if servers not in etcd.ALLOWED_SERVER_COUNTS:
+        return str(_(
+            "Embedded etcd needs an odd number of servers: 3 or 5 (you have %(n)d). etcd "
+            "keeps working while a majority of its servers is up, so an even number adds "
+            "a server without surviving one more failure.") % {"n": servers})
+    if servers == 1 and not datastore.get("etcd_single_server"):
+        return str(_(
+            "One embedded-etcd server is not highly available: if it fails, the cluster is "
+            "down. Add servers to make 3 or 5, or tick \"I understand that one etcd server "
+            "is not highly available\" on the datastore page."))
+    return ""
 
 
 # The stubs type formset_factory's result as a plain BaseFormSet; it is ours (with warnings).

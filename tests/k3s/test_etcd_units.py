@@ -1,0 +1,114 @@
+"""Fast checks of the embedded-etcd pieces that need no etcd: names, listing, cron, flags."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+import pytest
+
+from sandbox.k3s import snapshots
+from sandbox.k3s.config import load
+from sandbox.k3s.etcd import EtcdPaths, _prefix_end, go_list
+from sandbox.k3s.server import Server
+from sandbox.k3s.versions import release
+
+
+def _server(tmp_path: Path, argv: list[str]) -> Server:
+    config = tmp_path / "config.yaml"
+    config.write_text("")
+    settings = load("server", ["--data-dir", str(tmp_path), *argv],
+                    environ={"K3S_CONFIG_FILE": str(config)})
+    return Server(settings, release("v1.33.1+k3s1"))
+
+
+def test_datastore_choice_follows_assign_managed_driver(tmp_path: Path) -> None:
+    """k3s pkg/cluster/managed.go assignManagedDriver."""
+    assert _server(tmp_path, ["--cluster-init"]).embedded_etcd()
+    assert _server(tmp_path, ["--server", "https://10.0.0.1:6443", "--token", "t"]).embedded_etcd()
+    # --cluster-init with an external datastore: no error, the datastore wins.
+    assert not _server(tmp_path, ["--cluster-init", "--datastore-endpoint",
+                                  "mysql://u:p@tcp(db:3306)/k3s"]).embedded_etcd()
+    # A server URL without a token is no managed etcd (K3s: SQLite).
+    assert not _server(tmp_path, ["--server", "https://10.0.0.1:6443"]).embedded_etcd()
+    # Once a WAL is on disk, etcd whatever the flags say.
+    os.makedirs(EtcdPaths(str(tmp_path)).wal_dir)
+    assert _server(tmp_path, []).embedded_etcd()
+
+
+def test_cluster_init_from_env_and_config(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("")
+    settings = load("server", [], environ={"K3S_CLUSTER_INIT": "true",
+                                           "K3S_CONFIG_FILE": str(tmp_path / "c.yaml")})
+    assert settings.bool("cluster-init")
+    (tmp_path / "c.yaml").write_text("cluster-init: true\netcd-snapshot-retention: 7\n")
+    settings = load("server", [], environ={"K3S_CONFIG_FILE": str(tmp_path / "c.yaml")})
+    assert settings.bool("cluster-init")
+    assert settings.text("etcd-snapshot-retention") == "7"
+    assert settings.text("etcd-snapshot-schedule-cron") == "0 */12 * * *"
+    snapshot_cli = load("etcd-snapshot", ["--name", "x", "--snapshot-retention", "3"],
+                        environ={"K3S_CONFIG_FILE": str(tmp_path / "c.yaml")})
+    assert snapshot_cli.text("etcd-snapshot-name") == "x"
+    assert snapshot_cli.text("etcd-snapshot-retention") == "3"
+
+
+def test_paths_are_k3s_paths() -> None:
+    paths = EtcdPaths("/var/lib/rancher/k3s")
+    assert paths.db_dir == "/var/lib/rancher/k3s/server/db/etcd"
+    assert paths.snapshot_dir == "/var/lib/rancher/k3s/server/db/snapshots"
+    assert paths.reset_file == "/var/lib/rancher/k3s/server/db/reset-flag"
+    assert paths.tls("client.crt") == "/var/lib/rancher/k3s/server/tls/etcd/client.crt"
+
+
+def test_prefix_end_and_go_lists() -> None:
+    assert _prefix_end("/registry/") == "L3JlZ2lzdHJ5MA=="  # "/registry0"
+    assert go_list(["a=https://1:2380", "b=https://2:2380"]) == \
+        "[a=https://1:2380 b=https://2:2380]"
+
+
+def _item(name: str, size: int, created: str) -> dict:
+    return {"spec": {"snapshotName": name,
+                     "location": f"file:///var/lib/rancher/k3s/server/db/snapshots/{name}"},
+            "status": {"size": str(size), "creationTime": created}}
+
+
+def test_ls_table_is_go_tabwriter_sorted_by_creation() -> None:
+    """pkg/cli/etcdsnapshot: tabwriter(0, 0, 1, ' ', 0), sorted by time, then name."""
+    listed = {"items": [_item("on-demand-n1-1700000100", 2437152, "2023-11-14T22:15:00Z"),
+                        _item("etcd-snapshot-n1-1700000000", 123, "2023-11-14T22:13:20Z")]}
+    location = "file:///var/lib/rancher/k3s/server/db/snapshots/"
+    # Each column is as wide as its widest cell plus one space; the last is not padded.
+    assert snapshots.table(listed).splitlines() == [
+        "Name" + " " * 24 + "Location" + " " * 68 + "Size    Created",
+        f"etcd-snapshot-n1-1700000000 {location}etcd-snapshot-n1-1700000000 123     "
+        "2023-11-14T22:13:20Z",
+        f"on-demand-n1-1700000100     {location}on-demand-n1-1700000100     2437152 "
+        "2023-11-14T22:15:00Z"]
+
+
+def test_retention_keeps_the_newest_of_one_prefix(tmp_path: Path) -> None:
+    for stamp in (100, 300, 200):
+        (tmp_path / f"etcd-snapshot-n1-{stamp}").write_bytes(b"x")
+    (tmp_path / "on-demand-n1-50").write_bytes(b"x")
+    settings = snapshots.SnapshotSettings(str(tmp_path), retention=2)
+    assert snapshots.retention(settings, "etcd-snapshot") == ["etcd-snapshot-n1-100"]
+    assert sorted(os.listdir(tmp_path)) == ["etcd-snapshot-n1-200", "etcd-snapshot-n1-300",
+                                            "on-demand-n1-50"]
+    listed = snapshots.listing(settings, "n1")
+    assert [i["status"]["creationTime"] for i in listed["items"]] == [
+        "1970-01-01T00:03:20Z", "1970-01-01T00:05:00Z", "1970-01-01T00:00:50Z"]
+
+
+def test_cron_schedules() -> None:
+    every_minute = snapshots.Cron("* * * * *")
+    now = datetime.datetime(2026, 12, 1, 19, 0, 30, tzinfo=datetime.UTC)
+    assert every_minute.seconds_until_next(now) == 30
+    twice_a_day = snapshots.Cron("0 */12 * * *")
+    assert twice_a_day.seconds_until_next(now) == 5 * 3600 - 30
+    assert snapshots.Cron("5,10 1-2 * * 1-5").matches(
+        datetime.datetime(2026, 11, 30, 2, 10, tzinfo=datetime.UTC))  # a Monday
+    with pytest.raises(ValueError, match="expected exactly 5 fields"):
+        snapshots.Cron("* * * *")
+    with pytest.raises(ValueError, match="above maximum"):
+        snapshots.Cron("61 * * * *")
