@@ -147,8 +147,7 @@ def check_batch(cluster_ids: list[int], check: Any) -> int:
         Cluster.objects.filter(pk__in=[c.pk for c in group]).update(
             health_check_until=Now() + timedelta(seconds=interval))
         for cluster in group:
-            check.apply_async((cluster.pk,), {"prefetched": fanned[cluster.pk].as_json()},
-                              expires=interval)
+            check.apply_async((cluster.pk, fanned[cluster.pk].as_json()), expires=interval)
             queued += 1
     return queued
 
