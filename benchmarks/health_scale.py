@@ -247,7 +247,7 @@ class Cycle:
             label, calls, seconds, cpu, create)
 
 
-def measure(label: str, emu: Emulator, worker: WorkerProcess, ids: list[int],
+def measure(label: str, emu: Emulator, worker: WorkerProcess, ids: list[int], *,
             start_cycle: Any, step_seconds: float, timeout: float) -> Cycle:
     from django.utils import timezone  # noqa: PLC0415
 
@@ -297,13 +297,13 @@ def main() -> None:
                 for pk in ids:
                     health._queue_one(health.refresh_health, pk, interval)
 
-            cycles = [measure("per-cluster", emu, checks, ids, per_cluster,
-                              args.step_seconds, interval * 3)]
+            cycles = [measure("per-cluster", emu, checks, ids, start_cycle=per_cluster,
+                              step_seconds=args.step_seconds, timeout=interval * 3)]
             for number in range(args.cycles):
                 due = time.monotonic() + interval
                 cycles.append(measure(f"batched #{number + 1}", emu, checks, ids,
-                                      health.refresh_all_health.delay, args.step_seconds,
-                                      interval * 3))
+                                      start_cycle=health.refresh_all_health.delay,
+                                      step_seconds=args.step_seconds, timeout=interval * 3))
                 if number + 1 < args.cycles:  # the beat's interval, from round to round
                     time.sleep(max(0.0, due - time.monotonic()))
         finally:
