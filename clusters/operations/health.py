@@ -38,7 +38,7 @@ from typing import Any
 
 from celery import shared_task
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from clusters.adapters import cloud
@@ -91,7 +91,8 @@ def batches(cluster_ids: list[int] | None = None) -> list[list[int]]:
     if cluster_ids is not None:
         candidates = candidates.filter(pk__in=cluster_ids)
     grouped: dict[tuple[int, str], list[int]] = {}
-    rows = candidates.order_by("cloud_account_id", "region", "health_checked_at", "pk") \
+    rows = candidates.order_by("cloud_account_id", "region",
+                               F("health_checked_at").asc(nulls_first=True), "pk") \
         .values_list("pk", "cloud_account_id", "region")
     for pk, account_id, region in rows:
         grouped.setdefault((account_id, region), []).append(pk)
