@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from clusters.engine.pipeline import StepSpec
 from clusters.models import (
@@ -140,6 +142,21 @@ def test_a_batch_holds_at_most_one_listing_page_of_clusters(engine: InProcessEng
     assert sizes == [1, health.BATCH_SIZE]
     # Every one of them is held: the next round queues nothing while they wait.
     assert engine.act(health.refresh_all_health) == 0
+
+
+def test_a_batch_takes_the_never_checked_then_the_longest_unchecked_clusters_first(
+        engine: InProcessEngine) -> None:
+    """Fairness within an account and region: a cluster whose verdict is oldest is checked
+    first, so one that a short round left out is not left out again."""
+    fresh = in_account()
+    account = fresh.cloud_account
+    stale, never = in_account(account), in_account(account)
+    now = timezone.now()
+    Cluster.objects.filter(pk=fresh.pk).update(health_checked_at=now)
+    Cluster.objects.filter(pk=stale.pk).update(health_checked_at=now - timedelta(hours=1))
+    engine.act(health.refresh_all_health)
+    (batch,) = engine.take()
+    assert list(batch.args[0]) == [never.pk, stale.pk, fresh.pk]
 
 
 def test_batches_and_checks_go_to_the_health_queue_and_steps_to_their_own(
