@@ -6,7 +6,9 @@ What is real and what is only rows:
 * real: PostgreSQL, Redis, the Celery worker processes (one consuming only the health
   queue, one consuming only the steps' queue, as docker-compose.yml runs them), the
   offline Alibaba Cloud emulator answering every signed SDK call, and in it 500 CLBs, each
-  with a TCP 6443 listener (stopped) and one ECS backend, created through the real API;
+  with a TCP 6443 listener (stopped: DescribeHealthStatus answers its backend
+  "unavailable") and one ECS backend; the first made through the API, the rest copies of
+  its records in the emulator's state file (`build_fleet` says why);
 * emulator records with no server behind them: 500 RDS MySQL instances (control route
   `rds/api-only-instances`: Running, listed and described like any other, their
   DescribeResourceUsage "no data", -1); no mariadbd for 500 on 2 cores;
@@ -33,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import copy
+import json
 import os
 import secrets
 import sys
@@ -98,6 +102,7 @@ from tests.support.services import find_redis, route_tasks_to  # noqa: E402
 from tests.support.worker import WorkerProcess  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
+ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 REGION = "cn-hangzhou"
 
 
@@ -148,38 +153,72 @@ def cpu_seconds(root_pid: int) -> float:
     return total
 
 
+def _new_id(prefix: str, length: int) -> str:
+    return prefix + "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
 def build_fleet(emu: Emulator, count: int) -> list[int]:
     """`count` live clusters in one account and region, each with an RDS instance and a
-    CLB (listener, one backend) in the emulator and the ledger rows pointing at them."""
+    CLB (TCP 6443 listener, one ECS backend) in the emulator and ledger rows naming them.
+
+    One CLB, its listener and backend are made through the API (CreateLoadBalancer,
+    CreateLoadBalancerTCPListener, AddBackendServers) and the ECS host through the control
+    API; the other `count - 1` are copies of those records with their own ids, written into
+    the emulator's state file while it is stopped and loaded when it starts again (the path
+    a restarted emulator takes): through the API each create rewrites the whole state file,
+    which at 500 load balancers takes longer than the run itself."""
     vpc = emu.seed_document["vpcs"][0]
     lb_vsw, host_vsw = vpc["vswitches"]
     api = AliyunCloud(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, REGION, emu.endpoint)
     rds_ids = emu.control.add_api_only_rds(count, lb_vsw["vswitch_id"])
+    prefix = ".".join(host_vsw["cidr"].split(".")[:2])
+    base = int(host_vsw["cidr"].split(".")[2])
+    ips = [f"{prefix}.{base + 1 + i // 250}.{1 + i % 250}" for i in range(count)]
+    template_ecs = emu.register_instance("fleet-0", ips[0], vswitch_id=host_vsw["vswitch_id"],
+                                         zone_id=host_vsw["zone_id"])
+    template = api.create_slb(SlbSpec("fleet-0", lb_vsw["vswitch_id"], vpc["vpc_id"]),
+                              client_token=uuid.uuid4().hex)
+    api.create_tcp_listener(template.load_balancer_id)
+    api.add_backend_servers(template.load_balancer_id, [template_ecs])
+    emu.stop()
+    state_file = emu.state_dir / "state.json"
+    state = json.loads(state_file.read_text())
+    balancers = state["slb"]["load_balancers"]
+    hosts = state["ecs"]["instances"]
+    lb_ids, ecs_ids = [template.load_balancer_id], [template_ecs]
+    lb_prefix = ".".join(lb_vsw["cidr"].split(".")[:2])
+    for index in range(1, count):
+        ecs_id, lb_id = _new_id("i-", 20), _new_id("lb-", 22)
+        host = copy.deepcopy(hosts[template_ecs])
+        host.update(instance_id=ecs_id, hostname=f"fleet-{index}",
+                    instance_name=f"fleet-{index}", private_ip=ips[index],
+                    eni_id=_new_id("eni-", 20))
+        hosts[ecs_id] = host
+        balancer = copy.deepcopy(balancers[template.load_balancer_id])
+        balancer.update(lb_id=lb_id, name=f"fleet-{index}",
+                        address=f"{lb_prefix}.{8 + index // 250}.{1 + index % 250}")
+        balancer["backends"][0]["server_id"] = ecs_id
+        balancers[lb_id] = balancer
+        lb_ids.append(lb_id)
+        ecs_ids.append(ecs_id)
+    state_file.write_text(json.dumps(state, sort_keys=True, indent=1))
+    emu.start(port=int(emu.endpoint.rsplit(":", 1)[1]))
+
     kubeconfig = admin_kubeconfig("https://127.0.0.1:1")
     first = make_cluster(status=ClusterStatus.READY, datastore_kind=DatastoreKind.RDS,
                          kubeconfig=kubeconfig, region=REGION)
     account = first.cloud_account
     ids = []
-    base = int(host_vsw["cidr"].split(".")[2])
-    prefix = ".".join(host_vsw["cidr"].split(".")[:2])
     for index in range(count):
         cluster = first if index == 0 else Cluster.objects.create(
             owner=first.owner, cloud_account=account, name=f"fleet{index}", region=REGION,
             zone=lb_vsw["zone_id"], vpc_id=vpc["vpc_id"], vswitch_id=lb_vsw["vswitch_id"],
             k3s_token=first.k3s_token, status=ClusterStatus.READY,
             datastore_kind=DatastoreKind.RDS, kubeconfig=kubeconfig)
-        ip = f"{prefix}.{base + 1 + index // 250}.{1 + index % 250}"
-        ecs_id = emu.register_instance(f"fleet-{index}", ip, vswitch_id=host_vsw["vswitch_id"],
-                                       zone_id=host_vsw["zone_id"])
-        lb = api.create_slb(SlbSpec(f"fleet-{index}", lb_vsw["vswitch_id"], vpc["vpc_id"]),
-                            client_token=uuid.uuid4().hex)
-        api.create_tcp_listener(lb.load_balancer_id)
-        api.add_backend_servers(lb.load_balancer_id, [ecs_id])
-        cluster.nodes.create(role=NodeRole.SERVER, private_ip=ip, ssh_user="root",
-                             name=f"fleet-{index}", ecs_instance_id=ecs_id,
+        cluster.nodes.create(role=NodeRole.SERVER, private_ip=ips[index], ssh_user="root",
+                             name=f"fleet-{index}", ecs_instance_id=ecs_ids[index],
                              status=NodeStatus.READY)
-        for kind, provider_id in (("rds_instance", rds_ids[index]),
-                                  ("slb", lb.load_balancer_id)):
+        for kind, provider_id in (("rds_instance", rds_ids[index]), ("slb", lb_ids[index])):
             CloudResource.objects.create(cluster=cluster, kind=kind, provider_id=provider_id,
                                          client_token=uuid.uuid4().hex, region=REGION,
                                          state=ResourceState.PRESENT)

@@ -23,9 +23,6 @@ cluster is checked on its own as before.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +45,7 @@ from clusters.adapters.datastore_health import KineMeasurement, StorageUsage
 from clusters.core.errors import PermanentError, StepError
 from clusters.k3s.versions import kine_max_idle_connections
 from clusters.models import (
+    CloudResource,
     Cluster,
     DatastoreKind,
     Health,
@@ -100,11 +98,12 @@ def reason_message(reason: str | dict[str, Any]) -> str:
 # How long the DBInstanceStorage one DescribeDBInstanceAttribute read is used with a batched
 # status: the listing has no storage figure (V2 DescribeDBInstancesResponseBody items carry
 # no DBInstanceStorage). A storage change passes through a status other than Running
-# (DBInstanceClassChanging), which makes the check read the attribute again at once.
+# (DBInstanceClassChanging), which makes the check read the attribute again at once. The
+# figure is kept on the instance's ledger row (`attributes`), so every worker process
+# shares it and a restart loses nothing; only live clusters are checked, and nothing else
+# writes that row once the create bought it.
 STORAGE_REREAD_SECONDS = 3600.0
-_STORAGE_SEEN_MAX = 5000
-_storage_seen: OrderedDict[str, tuple[int, float]] = OrderedDict()
-_storage_lock = threading.Lock()
+STORAGE_SEEN = "health_storage_seen"  # attributes key: {"gb": int, "at": epoch seconds}
 
 
 @dataclass
@@ -241,7 +240,7 @@ def _check_cloud(cluster: Cluster, result: Assessment,
                                 f"{len(statuses) - len(bad)}/{len(statuses)} backends normal")
         rds = cluster.resources.filter(kind="rds_instance", state=ResourceState.PRESENT).first()
         if cluster.datastore_kind == DatastoreKind.RDS and rds:
-            instance = _describe_rds(api, rds.provider_id, prefetched, result)
+            instance = _describe_rds(api, rds, prefetched, result)
             if instance is None:
                 result.worse(Health.DOWN, f"RDS {rds.provider_id} no longer exists")
             elif not instance.running:
@@ -253,25 +252,25 @@ def _check_cloud(cluster: Cluster, result: Assessment,
     return instance
 
 
-def _describe_rds(api: AliyunCloud, instance_id: str, prefetched: Prefetched | None,
+def _describe_rds(api: AliyunCloud, row: CloudResource, prefetched: Prefetched | None,
                   result: Assessment) -> RdsInstance | None:
     """The instance with its status and storage: from the round's listing when it showed the
     instance Running and its storage was read within STORAGE_REREAD_SECONDS, otherwise from
-    DescribeDBInstanceAttribute (which remembers the storage for the next rounds)."""
+    DescribeDBInstanceAttribute (whose storage figure is kept for the next rounds)."""
+    instance_id = row.provider_id
+    seen = row.attributes.get(STORAGE_SEEN)
+    fresh = (isinstance(seen, dict) and int(seen.get("gb") or 0) > 0
+             and timezone.now().timestamp() - float(seen.get("at") or 0) < STORAGE_REREAD_SECONDS)
     if prefetched and prefetched.rds_error:
         result.note_text(f"{prefetched.rds_error}; checked on its own")
-    elif prefetched and prefetched.rds_status == "Running":
-        with _storage_lock:
-            seen = _storage_seen.get(instance_id)
-        if seen and time.monotonic() - seen[1] < STORAGE_REREAD_SECONDS:
-            return RdsInstance(instance_id, "Running", storage_gb=seen[0])
+    elif prefetched and prefetched.rds_status == "Running" and fresh:
+        return RdsInstance(instance_id, "Running", storage_gb=int(seen["gb"]))
     instance = api.describe_rds(instance_id)
-    if instance is not None and instance.running and instance.storage_gb > 0:
-        with _storage_lock:
-            _storage_seen[instance_id] = (instance.storage_gb, time.monotonic())
-            _storage_seen.move_to_end(instance_id)
-            while len(_storage_seen) > _STORAGE_SEEN_MAX:
-                _storage_seen.popitem(last=False)
+    if instance is not None and instance.running and instance.storage_gb > 0 and not (
+            fresh and int(seen["gb"]) == instance.storage_gb):
+        CloudResource.objects.filter(pk=row.pk).update(attributes={
+            **row.attributes,
+            STORAGE_SEEN: {"gb": instance.storage_gb, "at": timezone.now().timestamp()}})
     return instance
 
 
