@@ -31,6 +31,7 @@ per-process (Django's local memory).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -45,6 +46,8 @@ from clusters.adapters import cloud
 from clusters.adapters.health import Prefetched, prefetch, refresh
 from clusters.core.errors import StepError
 from clusters.models import Cluster, ClusterStatus, Health
+
+log = logging.getLogger(__name__)
 
 LIVE_STATUSES = (ClusterStatus.READY, ClusterStatus.UPDATING)
 
@@ -143,6 +146,10 @@ def check_batch(cluster_ids: list[int], check: Any) -> int:
         except StepError as exc:  # no client at all (credentials): each checks on its own
             fanned = {c.pk: Prefetched(rds_error=f"batched cloud reads failed: {exc}")
                       for c in group}
+        except Exception:  # a defect here must not cost the clusters their checks
+            log.exception("health batch of %d clusters: the batched reads failed",
+                          len(group))
+            fanned = {c.pk: Prefetched() for c in group}
         # Held again for a whole interval from now: a batch that waited in the queue must
         # not let the next round queue its clusters a second time before their checks ran.
         Cluster.objects.filter(pk__in=[c.pk for c in group]).update(
