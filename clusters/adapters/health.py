@@ -185,8 +185,11 @@ def prefetch(api: AliyunCloud, clusters: Iterable[Cluster]) -> dict[int, Prefetc
 def assess(cluster: Cluster, prefetched: Prefetched | None = None) -> Assessment:
     result = Assessment()
     _check_api(cluster, result)
-    rds_instance = _check_cloud(cluster, result, prefetched)
-    _check_datastore(cluster, result, rds_instance)
+    # One client for the whole check: building one (the SDK's endpoint tables) costs more
+    # CPU than the call it makes.
+    api = cloud.cloud_for(cluster)
+    rds_instance = _check_cloud(cluster, result, prefetched, api)
+    _check_datastore(cluster, result, rds_instance, api)
     return result
 
 
@@ -215,16 +218,16 @@ def _check_api(cluster: Cluster, result: Assessment) -> None:
     result.facts.append(f"{sum(s.ready for s in states.values())}/{len(states)} nodes Ready")
 
 
-def _check_cloud(cluster: Cluster, result: Assessment,
-                 prefetched: Prefetched | None = None) -> RdsInstance | None:
+def _check_cloud(cluster: Cluster, result: Assessment, prefetched: Prefetched | None,
+                 api: AliyunCloud) -> RdsInstance | None:
     """SLB backends and the RDS instance's status; returns the instance as described, so the
     datastore check reads its storage without asking RDS again. `prefetched`: what the
     round's batched listings said (see `prefetch`)."""
-    api = cloud.cloud_for(cluster)
     instance = None
     try:
         balancer = api_balancer.for_cluster(cluster, api)
-        if balancer.ident:
+        ident = balancer.ident
+        if ident:
             # A CLB's DescribeHealthStatus or an NLB's GetListenerHealthStatus.
             servers = prefetched.servers() if prefetched else None
             if prefetched and prefetched.nlb_error:
@@ -236,7 +239,7 @@ def _check_cloud(cluster: Cluster, result: Assessment,
             if bad:
                 result.worse(Health.DEGRADED,
                              f"{balancer.what} backends unhealthy: {', '.join(bad)}")
-            result.facts.append(f"{balancer.what} {balancer.ident}: "
+            result.facts.append(f"{balancer.what} {ident}: "
                                 f"{len(statuses) - len(bad)}/{len(statuses)} backends normal")
         rds = cluster.resources.filter(kind="rds_instance", state=ResourceState.PRESENT).first()
         if cluster.datastore_kind == DatastoreKind.RDS and rds:
@@ -283,7 +286,7 @@ def limits() -> datastore_health.Limits:
 
 
 def _check_datastore(cluster: Cluster, result: Assessment,
-                     rds_instance: RdsInstance | None) -> None:
+                     rds_instance: RdsInstance | None, api: AliyunCloud) -> None:
     """kine's table and the database's connections, read through an SSH tunnel from a server
     (the RDS whitelist admits the hosts, not the panel: the datastore proof's own path), and
     for RDS the storage from DescribeResourceUsage. A metric that cannot be read is shown as
@@ -292,7 +295,7 @@ def _check_datastore(cluster: Cluster, result: Assessment,
                    .order_by("pk"))
     findings: list[datastore_health.Finding] = []
     measured = _measure_kine(cluster, [s for s in servers if s.host_key], findings)
-    storage = _rds_storage(cluster, rds_instance, findings)
+    storage = _rds_storage(cluster, rds_instance, findings, api)
     findings += datastore_health.evaluate(measured, limits=limits(), servers=len(servers),
                                           idle_per_server=kine_pool(cluster.k3s_version),
                                           storage=storage)
@@ -336,7 +339,7 @@ def _measure_kine(cluster: Cluster, servers: list, findings: list) -> KineMeasur
 
 
 def _rds_storage(cluster: Cluster, instance: RdsInstance | None,
-                 findings: list) -> StorageUsage | None:
+                 findings: list, api: AliyunCloud) -> StorageUsage | None:
     """DescribeResourceUsage against the storage the cloud check's DescribeDBInstanceAttribute
     reported (None: bring-your-own, or RDS could not be described)."""
     if cluster.datastore_kind != DatastoreKind.RDS:
@@ -346,7 +349,7 @@ def _rds_storage(cluster: Cluster, instance: RdsInstance | None,
                                                  "RDS could not be described"))
         return None
     try:
-        usage = cloud.cloud_for(cluster).describe_resource_usage(instance.instance_id)
+        usage = api.describe_resource_usage(instance.instance_id)
     except StepError as exc:
         findings.append(datastore_health.unknown(datastore_health.STORAGE, str(exc)))
         return None
