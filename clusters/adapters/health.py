@@ -172,7 +172,9 @@ def prefetch(api: AliyunCloud, clusters: Iterable[Cluster]) -> dict[int, Prefetc
     fanned = {}
     for cluster in wanted:
         group = groups.get(cluster.pk, "")
-        listed = servers.get(group, []) if group and not nlb_error else None
+        # A group the listing shows no server of (deleted, emptied) is asked about on its
+        # own: ListServerGroupServers with its id is the judge, as for RDS.
+        listed = servers.get(group) if group and not nlb_error else None
         fanned[cluster.pk] = Prefetched(
             rds_status=statuses.get(rds[cluster.pk]) if rds[cluster.pk] else None,
             rds_error=rds_error if rds[cluster.pk] else "",
