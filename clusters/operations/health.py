@@ -16,8 +16,8 @@ unreachable clusters kept every worker busy and provisioning starved. Now:
 Why rounds go in batches: with hundreds of live clusters in one account and region, one
 cloud call per cluster for what a listing answers a hundred at a time is most of the round's
 calls (and of Alibaba's API rate limits). The beat's round groups the clusters that need a
-check by cloud account and region, BATCH_SIZE at a time, and queues one `batch` task per
-group: it reads the group's listings once (clusters.adapters.health.prefetch) and queues
+check by cloud account and region (one group, up to BATCH_SIZE) and queues one `batch` task
+per group: it reads the group's listings once (clusters.adapters.health.prefetch) and queues
 each cluster's own check with what the listings said about it. Each cluster keeps its own
 task, so one unreachable cluster's timeouts never delay another's verdict, and a batch that
 failed reaches every cluster it was for, each then checked on its own. Groups never mix
@@ -56,8 +56,11 @@ LIVE_STATUSES = (ClusterStatus.READY, ClusterStatus.UPDATING)
 #: running is never queued again, and one whose worker died is queued again after it.
 CHECK_SOFT_LIMIT_SECONDS = 240
 CHECK_HARD_LIMIT_SECONDS = CHECK_SOFT_LIMIT_SECONDS + 30
-#: Clusters per batch: one DescribeDBInstances page holds 100 instances (PageSize 1-100).
-BATCH_SIZE = 100
+#: Clusters per batch. The listings are of the whole region (DescribeDBInstances pages of
+#: 100, PageSize 1-100), so a batch is an account and region's clusters in one: smaller
+#: batches would each list the region again. The cap only bounds one message's size and
+#: the batch task's fan-out.
+BATCH_SIZE = 2000
 #: A batch only lists (a few bounded cloud calls): stopped well before the interval ends.
 BATCH_SOFT_LIMIT_SECONDS = 50
 
