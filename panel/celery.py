@@ -27,7 +27,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 #: The tasks that go to the health queue (clusters/operations/health.py).
-HEALTH_TASKS = frozenset({"clusters.refresh_health", "clusters.refresh_all_health"})
+HEALTH_TASKS = frozenset({"clusters.refresh_health", "clusters.refresh_health_batch",
+                          "clusters.refresh_all_health"})
 
 
 def health_queue(default_queue: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -50,9 +50,11 @@ def start_worker(broker_url: str, task_queue: str) -> Iterator[WorkerFactory]:
     """Start real worker processes on this session's queue; all are stopped at the end."""
     started: list[WorkerProcess] = []
 
-    def start(concurrency: int = 1, beat: bool = False, **env: str) -> WorkerProcess:
+    def start(concurrency: int = 1, beat: bool = False, queues: Sequence[str] | None = None,
+              **env: str) -> WorkerProcess:
         worker = WorkerProcess(broker_url, task_queue, concurrency=concurrency, beat=beat,
-                               env={key: str(value) for key, value in env.items()})
+                               env={key: str(value) for key, value in env.items()},
+                               queues=queues)
         started.append(worker)
         return worker.wait_ready()
 

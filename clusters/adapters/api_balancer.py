@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from django.conf import settings
 
 from clusters.adapters import cloud
-from clusters.adapters.aliyun import AliyunCloud
+from clusters.adapters.aliyun import AliyunCloud, NlbServer
 from clusters.adapters.aliyun.nlb import (
     AVAILABLE,
     DRAIN_TIMEOUT_SECONDS,
@@ -150,9 +150,13 @@ class NlbBalancer(ApiBalancer):
         return {s.server_id for s in self.api.list_servers(self.group_id())
                 if s.status != "Removing"}
 
-    def health(self) -> dict[str, bool]:
+    def health(self, servers: list[NlbServer] | None = None) -> dict[str, bool]:
+        """`servers`: the group's servers as a region-wide listing just read them (the health
+        round's batch, clusters/adapters/health.py); None: ListServerGroupServers here."""
         listener = ledger_id(self.cluster, NLB_LISTENER_KIND)
-        servers = self.api.list_servers(self.group_id())
+        group = self.group_id()
+        if servers is None:
+            servers = self.api.list_servers(group)
         bad = self.api.listener_unhealthy(listener) if listener else {}
         return {s.server_id: (s.status == AVAILABLE and s.server_id not in bad
                               and bool(listener))

@@ -5,10 +5,25 @@ Why one function: the create run's last step, the periodic beat check and the "r
 health" buttons must all judge the same way. It sits with the adapters because it is only a
 reading of the world through them; starting a check (the Celery tasks, the beat's sweep of
 live clusters) is the operation in clusters/operations/health.py.
+
+Batched reads (`prefetch`): with hundreds of clusters in one account and region, asking RDS
+about each instance (DescribeDBInstanceAttribute) and the NLB about each server group every
+minute is one call per cluster where one page answers for a hundred. The beat's round
+groups clusters by account and region, reads the region's RDS instances
+(DescribeDBInstances, 100 a page) and NLB servers (ListServerGroupServers without a group,
+100 a page) once, and hands each cluster what the listing said about its own resources;
+`assess` then uses it instead of asking again. What has no batched form stays per cluster:
+a CLB's DescribeHealthStatus (one LoadBalancerId), an NLB listener's GetListenerHealthStatus
+(one ListenerId), DescribeResourceUsage (one DBInstanceId), the API and the datastore.
+A resource the listing does not show (deleted, or outside what the RAM policy lists) is
+asked about on its own, so the per-resource call stays the judge of "no longer exists"; a
+listing that failed is named on every cluster it was for (code and RequestId) and each
+cluster is checked on its own as before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,16 +40,18 @@ from clusters.adapters import (
     nodes,
     ssh,
 )
-from clusters.adapters.aliyun import RdsInstance
+from clusters.adapters.aliyun import AliyunCloud, NlbServer, RdsInstance
 from clusters.adapters.datastore_engines import engine_for
 from clusters.adapters.datastore_health import KineMeasurement, StorageUsage
 from clusters.core.errors import PermanentError, StepError
 from clusters.k3s.etcd import Quorum
 from clusters.k3s.versions import kine_max_idle_connections
 from clusters.models import (
+    CloudResource,
     Cluster,
     DatastoreKind,
     Health,
+    LoadBalancerKind,
     Node,
     NodeRole,
     NodeStatus,
@@ -72,20 +89,116 @@ class Assessment:
         """A reason shown without changing the verdict (a metric that could not be read)."""
         self.reasons.append(reason)
 
+    def note_text(self, reason: str) -> None:
+        """A plain reason shown without changing the verdict (a batched read that failed)."""
+        self.reasons.append(reason)
+
 
 def reason_message(reason: str | dict[str, Any]) -> str:
     """The English text of a stored reason (for logs)."""
     return reason.get("message", str(reason)) if isinstance(reason, dict) else str(reason)
 
 
-def assess(cluster: Cluster) -> Assessment:
+# How long the DBInstanceStorage one DescribeDBInstanceAttribute read is used with a batched
+# status: the listing has no storage figure (V2 DescribeDBInstancesResponseBody items carry
+# no DBInstanceStorage). A storage change passes through a status other than Running
+# (DBInstanceClassChanging), which makes the check read the attribute again at once. The
+# figure is kept on the instance's ledger row (`attributes`), so every worker process
+# shares it and a restart loses nothing; only live clusters are checked, and nothing else
+# writes that row once the create bought it.
+STORAGE_REREAD_SECONDS = 3600.0
+STORAGE_SEEN = "health_storage_seen"  # attributes key: {"gb": int, "at": epoch seconds}
+
+
+@dataclass
+class Prefetched:
+    """What one account and region's batched listings said about one cluster's resources.
+
+    It travels in the cluster's check message (clusters/operations/health.py), so it is
+    plain JSON: statuses and ids, never a secret. `rds_status` None: the listing did not
+    show the instance (or there was none to read); `*_error`: why the listing failed."""
+
+    rds_status: str | None = None
+    rds_error: str = ""
+    nlb_servers: list[list[Any]] | None = None
+    nlb_error: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"rds_status": self.rds_status, "rds_error": self.rds_error,
+                "nlb_servers": self.nlb_servers, "nlb_error": self.nlb_error}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any] | None) -> Prefetched | None:
+        if not value:
+            return None
+        servers = value.get("nlb_servers")
+        return cls(rds_status=value.get("rds_status"), rds_error=str(value.get("rds_error") or ""),
+                   nlb_servers=[list(s) for s in servers] if servers is not None else None,
+                   nlb_error=str(value.get("nlb_error") or ""))
+
+    def servers(self) -> list[NlbServer] | None:
+        if self.nlb_servers is None:
+            return None
+        return [NlbServer(str(i), str(ip), int(port), str(status))
+                for i, ip, port, status in self.nlb_servers]
+
+
+def rds_instance_id(cluster: Cluster) -> str:
+    """The cluster's panel-bought RDS instance ("" for bring-your-own or none yet)."""
+    if cluster.datastore_kind != DatastoreKind.RDS:
+        return ""
+    return api_balancer.ledger_id(cluster, "rds_instance")
+
+
+def prefetch(api: AliyunCloud, clusters: Iterable[Cluster]) -> dict[int, Prefetched]:
+    """One account and region's batched reads, fanned out by cluster: one DescribeDBInstances
+    listing for every RDS instance and one ListServerGroupServers listing for every NLB
+    server group. The caller groups clusters so that `api` is their account's client in
+    their region: a listing never answers for another account."""
+    wanted = list(clusters)
+    rds = {c.pk: rds_instance_id(c) for c in wanted}
+    groups = {c.pk: api_balancer.ledger_id(c, api_balancer.NLB_GROUP_KIND) for c in wanted
+              if c.load_balancer_kind == LoadBalancerKind.NLB}
+    statuses: dict[str, str] = {}
+    rds_error = ""
+    if any(rds.values()):
+        try:
+            statuses = {i.instance_id: i.status for i in api.list_rds()}
+        except StepError as exc:
+            rds_error = f"RDS DescribeDBInstances for {api.region} failed: {exc}"
+    servers: dict[str, list[NlbServer]] = {}
+    nlb_error = ""
+    if any(groups.values()):
+        try:
+            servers = api.list_region_servers()
+        except StepError as exc:
+            nlb_error = f"NLB ListServerGroupServers for {api.region} failed: {exc}"
+    fanned = {}
+    for cluster in wanted:
+        group = groups.get(cluster.pk, "")
+        # A group the listing shows no server of (deleted, emptied) is asked about on its
+        # own: ListServerGroupServers with its id is the judge, as for RDS.
+        listed = servers.get(group) if group and not nlb_error else None
+        fanned[cluster.pk] = Prefetched(
+            rds_status=statuses.get(rds[cluster.pk]) if rds[cluster.pk] else None,
+            rds_error=rds_error if rds[cluster.pk] else "",
+            nlb_servers=([[s.server_id, s.server_ip, s.port, s.status] for s in listed]
+                         if listed is not None else None),
+            nlb_error=nlb_error if group else "")
+    return fanned
+
+
+def assess(cluster: Cluster, prefetched: Prefetched | None = None) -> Assessment:
     result = Assessment()
     _check_api(cluster, result)
-    rds_instance = _check_cloud(cluster, result)
+    # One client for the whole check: building one (the SDK's endpoint tables) costs more
+    # CPU than the call it makes.
+    api = cloud.cloud_for(cluster)
+    rds_instance = _check_cloud(cluster, result, prefetched, api)
     if cluster.datastore_kind == DatastoreKind.ETCD:
         _check_etcd(cluster, result)
     else:
-        _check_datastore(cluster, result, rds_instance)
+        _check_datastore(cluster, result, rds_instance, api)
     return result
 
 
@@ -141,26 +254,32 @@ def _check_api(cluster: Cluster, result: Assessment) -> None:
     result.facts.append(f"{sum(s.ready for s in states.values())}/{len(states)} nodes Ready")
 
 
-def _check_cloud(cluster: Cluster, result: Assessment) -> RdsInstance | None:
+def _check_cloud(cluster: Cluster, result: Assessment, prefetched: Prefetched | None,
+                 api: AliyunCloud) -> RdsInstance | None:
     """SLB backends and the RDS instance's status; returns the instance as described, so the
-    datastore check reads its storage without asking RDS again."""
-    api = cloud.cloud_for(cluster)
+    datastore check reads its storage without asking RDS again. `prefetched`: what the
+    round's batched listings said (see `prefetch`)."""
     instance = None
     try:
         balancer = api_balancer.for_cluster(cluster, api)
-        if balancer.ident:
+        ident = balancer.ident
+        if ident:
             # A CLB's DescribeHealthStatus or an NLB's GetListenerHealthStatus.
-            statuses = balancer.health()
+            servers = prefetched.servers() if prefetched else None
+            if prefetched and prefetched.nlb_error:
+                result.note_text(f"{prefetched.nlb_error}; checked on its own")
+            statuses = (balancer.health(servers=servers)
+                        if isinstance(balancer, api_balancer.NlbBalancer) else balancer.health())
             ips = dict(cluster.nodes.values_list("ecs_instance_id", "private_ip"))
             bad = [ips.get(i) or i for i, healthy in sorted(statuses.items()) if not healthy]
             if bad:
                 result.worse(Health.DEGRADED,
                              f"{balancer.what} backends unhealthy: {', '.join(bad)}")
-            result.facts.append(f"{balancer.what} {balancer.ident}: "
+            result.facts.append(f"{balancer.what} {ident}: "
                                 f"{len(statuses) - len(bad)}/{len(statuses)} backends normal")
         rds = cluster.resources.filter(kind="rds_instance", state=ResourceState.PRESENT).first()
         if cluster.datastore_kind == DatastoreKind.RDS and rds:
-            instance = api.describe_rds(rds.provider_id)
+            instance = _describe_rds(api, rds, prefetched, result)
             if instance is None:
                 result.worse(Health.DOWN, f"RDS {rds.provider_id} no longer exists")
             elif not instance.running:
@@ -169,6 +288,28 @@ def _check_cloud(cluster: Cluster, result: Assessment) -> RdsInstance | None:
                 result.facts.append(f"RDS {rds.provider_id}: Running")
     except StepError as exc:
         result.worse(Health.DEGRADED, f"cloud check failed: {exc}")
+    return instance
+
+
+def _describe_rds(api: AliyunCloud, row: CloudResource, prefetched: Prefetched | None,
+                  result: Assessment) -> RdsInstance | None:
+    """The instance with its status and storage: from the round's listing when it showed the
+    instance Running and its storage was read within STORAGE_REREAD_SECONDS, otherwise from
+    DescribeDBInstanceAttribute (whose storage figure is kept for the next rounds)."""
+    instance_id = row.provider_id
+    seen = row.attributes.get(STORAGE_SEEN)
+    fresh = (isinstance(seen, dict) and int(seen.get("gb") or 0) > 0
+             and timezone.now().timestamp() - float(seen.get("at") or 0) < STORAGE_REREAD_SECONDS)
+    if prefetched and prefetched.rds_error:
+        result.note_text(f"{prefetched.rds_error}; checked on its own")
+    elif prefetched and prefetched.rds_status == "Running" and fresh:
+        return RdsInstance(instance_id, "Running", storage_gb=int(seen["gb"]))
+    instance = api.describe_rds(instance_id)
+    if instance is not None and instance.running and instance.storage_gb > 0 and not (
+            fresh and int(seen["gb"]) == instance.storage_gb):
+        CloudResource.objects.filter(pk=row.pk).update(attributes={
+            **row.attributes,
+            STORAGE_SEEN: {"gb": instance.storage_gb, "at": timezone.now().timestamp()}})
     return instance
 
 
@@ -181,7 +322,7 @@ def limits() -> datastore_health.Limits:
 
 
 def _check_datastore(cluster: Cluster, result: Assessment,
-                     rds_instance: RdsInstance | None) -> None:
+                     rds_instance: RdsInstance | None, api: AliyunCloud) -> None:
     """kine's table and the database's connections, read through an SSH tunnel from a server
     (the RDS whitelist admits the hosts, not the panel: the datastore proof's own path), and
     for RDS the storage from DescribeResourceUsage. A metric that cannot be read is shown as
@@ -190,7 +331,7 @@ def _check_datastore(cluster: Cluster, result: Assessment,
                    .order_by("pk"))
     findings: list[datastore_health.Finding] = []
     measured = _measure_kine(cluster, [s for s in servers if s.host_key], findings)
-    storage = _rds_storage(cluster, rds_instance, findings)
+    storage = _rds_storage(cluster, rds_instance, findings, api)
     findings += datastore_health.evaluate(measured, limits=limits(), servers=len(servers),
                                           idle_per_server=kine_pool(cluster.k3s_version),
                                           storage=storage)
@@ -234,7 +375,7 @@ def _measure_kine(cluster: Cluster, servers: list, findings: list) -> KineMeasur
 
 
 def _rds_storage(cluster: Cluster, instance: RdsInstance | None,
-                 findings: list) -> StorageUsage | None:
+                 findings: list, api: AliyunCloud) -> StorageUsage | None:
     """DescribeResourceUsage against the storage the cloud check's DescribeDBInstanceAttribute
     reported (None: bring-your-own, or RDS could not be described)."""
     if cluster.datastore_kind != DatastoreKind.RDS:
@@ -244,7 +385,7 @@ def _rds_storage(cluster: Cluster, instance: RdsInstance | None,
                                                  "RDS could not be described"))
         return None
     try:
-        usage = cloud.cloud_for(cluster).describe_resource_usage(instance.instance_id)
+        usage = api.describe_resource_usage(instance.instance_id)
     except StepError as exc:
         findings.append(datastore_health.unknown(datastore_health.STORAGE, str(exc)))
         return None
@@ -255,11 +396,11 @@ def _rds_storage(cluster: Cluster, instance: RdsInstance | None,
     return StorageUsage(usage.disk_used, instance.storage_gb * datastore_health.GIB)
 
 
-def refresh(cluster: Cluster) -> Assessment:
+def refresh(cluster: Cluster, prefetched: Prefetched | None = None) -> Assessment:
     """Assess and store the verdict on the cluster, and each live node's Ready as the API
     said (only where it still holds the state the check read: a run that took the node over
     meanwhile keeps its own)."""
-    assessment = assess(cluster)
+    assessment = assess(cluster, prefetched)
     Cluster.objects.filter(pk=cluster.pk).update(
         health=assessment.health, health_reasons=assessment.reasons,
         health_checked_at=timezone.now(),

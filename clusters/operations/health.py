@@ -13,6 +13,16 @@ unreachable clusters kept every worker busy and provisioning starved. Now:
 * a cluster whose check is still queued or running is skipped (`Cluster.health_check_until`);
 * a queued check expires with the interval: by then the next round queues a fresh one.
 
+Why rounds go in batches: with hundreds of live clusters in one account and region, one
+cloud call per cluster for what a listing answers a hundred at a time is most of the round's
+calls (and of Alibaba's API rate limits). The beat's round groups the clusters that need a
+check by cloud account and region (one group, up to BATCH_SIZE) and queues one `batch` task
+per group: it reads the group's listings once (clusters.adapters.health.prefetch) and queues
+each cluster's own check with what the listings said about it. Each cluster keeps its own
+task, so one unreachable cluster's timeouts never delay another's verdict, and a batch that
+failed reaches every cluster it was for, each then checked on its own. Groups never mix
+accounts: a listing is made with one account's keys and answers only for it.
+
 Why the "check in flight" marker is a column and not a Redis key: the database is where the
 verdict goes anyway and its clock is the one the engine trusts (a conditional UPDATE against
 `Now()` needs no second store); the broker is not ours to keep state in, and the cache is
@@ -21,6 +31,7 @@ per-process (Django's local memory).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -28,11 +39,15 @@ from typing import Any
 
 from celery import shared_task
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.db.models.functions import Now
 
-from clusters.adapters.health import refresh
+from clusters.adapters import cloud
+from clusters.adapters.health import Prefetched, prefetch, refresh
+from clusters.core.errors import StepError
 from clusters.models import Cluster, ClusterStatus, Health
+
+log = logging.getLogger(__name__)
 
 LIVE_STATUSES = (ClusterStatus.READY, ClusterStatus.UPDATING)
 
@@ -41,6 +56,13 @@ LIVE_STATUSES = (ClusterStatus.READY, ClusterStatus.UPDATING)
 #: running is never queued again, and one whose worker died is queued again after it.
 CHECK_SOFT_LIMIT_SECONDS = 240
 CHECK_HARD_LIMIT_SECONDS = CHECK_SOFT_LIMIT_SECONDS + 30
+#: Clusters per batch. The listings are of the whole region (DescribeDBInstances pages of
+#: 100, PageSize 1-100), so a batch is an account and region's clusters in one: smaller
+#: batches would each list the region again. The cap only bounds one message's size and
+#: the batch task's fan-out.
+BATCH_SIZE = 2000
+#: A batch only lists (a few bounded cloud calls): stopped well before the interval ends.
+BATCH_SOFT_LIMIT_SECONDS = 50
 
 
 def _not_in_flight() -> Q:
@@ -59,32 +81,94 @@ def checking(cluster_id: int) -> Iterator[None]:
         Cluster.objects.filter(pk=cluster_id).update(health_check_until=None)
 
 
-def refresh_by_id(cluster_id: int) -> str:
+def refresh_by_id(cluster_id: int, prefetched: dict[str, Any] | None = None) -> str:
     with checking(cluster_id):
         cluster = Cluster.objects.select_related("cloud_account").filter(pk=cluster_id).first()
         if cluster is None or not cluster.kubeconfig:
             return Health.UNKNOWN
-        return refresh(cluster).health
+        return refresh(cluster, Prefetched.from_json(prefetched)).health
+
+
+def batches(cluster_ids: list[int] | None = None) -> list[list[int]]:
+    """Live clusters with no check in flight, by (cloud account, region), BATCH_SIZE at most
+    each, oldest verdict first within a group (so a round cut short by the interval reaches
+    the ones it skipped next time)."""
+    candidates = Cluster.objects.filter(_not_in_flight(), status__in=LIVE_STATUSES)
+    if cluster_ids is not None:
+        candidates = candidates.filter(pk__in=cluster_ids)
+    grouped: dict[tuple[int, str], list[int]] = {}
+    rows = candidates.order_by("cloud_account_id", "region",
+                               F("health_checked_at").asc(nulls_first=True), "pk") \
+        .values_list("pk", "cloud_account_id", "region")
+    for pk, account_id, region in rows:
+        grouped.setdefault((account_id, region), []).append(pk)
+    return [ids[start:start + BATCH_SIZE] for ids in grouped.values()
+            for start in range(0, len(ids), BATCH_SIZE)]
 
 
 def queue_refresh_for_live_clusters(task: Any) -> int:
-    """Queue one health check per live cluster that has none in flight (each in its own task:
-    one slow cluster must not delay the verdict of the others); returns how many were queued.
-    A queued check expires with the interval, and so does its hold on the cluster."""
+    """Queue one batch per account and region (BATCH_SIZE clusters at most) for the live
+    clusters that have no check in flight; returns how many clusters were queued. Each
+    cluster is held from now on: a queued batch expires with the interval, and so does its
+    hold on its clusters."""
     interval = settings.PANEL_HEALTH_INTERVAL_SECONDS
-    candidates = Cluster.objects.filter(_not_in_flight(), status__in=LIVE_STATUSES)
-    return sum(_queue_one(task, cluster_id, interval)
-               for cluster_id in candidates.values_list("pk", flat=True))
+    queued = 0
+    for batch in batches():
+        held = [pk for pk in batch if _hold(pk, interval)]
+        if held:
+            task.apply_async((held,), expires=interval)
+            queued += len(held)
+    return queued
+
+
+def _hold(cluster_id: int, interval: float) -> bool:
+    """Mark the cluster's check as queued, unless one is queued or running already."""
+    # Conditional: a check that started since the caller looked keeps its cluster.
+    return bool(Cluster.objects.filter(_not_in_flight(), pk=cluster_id).update(
+        health_check_until=Now() + timedelta(seconds=interval)))
+
+
+def check_batch(cluster_ids: list[int], check: Any) -> int:
+    """One batch: the account and region's listings once, then each cluster's own check
+    queued with what they said about it (`check`: the per-cluster task). A cluster that
+    left the live states meanwhile is let go. Returns how many checks were queued."""
+    interval = settings.PANEL_HEALTH_INTERVAL_SECONDS
+    clusters = list(Cluster.objects.select_related("cloud_account")
+                    .filter(pk__in=cluster_ids, status__in=LIVE_STATUSES).order_by("pk"))
+    gone = set(cluster_ids) - {c.pk for c in clusters}
+    if gone:
+        Cluster.objects.filter(pk__in=gone).update(health_check_until=None)
+    by_place: dict[tuple[int, str], list[Cluster]] = {}
+    for cluster in clusters:  # one group already; said again so a listing never mixes
+        by_place.setdefault((cluster.cloud_account_id, cluster.region), []).append(cluster)
+    queued = 0
+    for group in by_place.values():
+        try:
+            api = cloud.cloud_for(group[0])
+            fanned = prefetch(api, group)
+        except StepError as exc:  # no client at all (credentials): each checks on its own
+            fanned = {c.pk: Prefetched(rds_error=f"batched cloud reads failed: {exc}")
+                      for c in group}
+        except Exception:  # a defect here must not cost the clusters their checks
+            log.exception("health batch of %d clusters: the batched reads failed",
+                          len(group))
+            fanned = {c.pk: Prefetched() for c in group}
+        # Held again for a whole interval from now: a batch that waited in the queue must
+        # not let the next round queue its clusters a second time before their checks ran.
+        Cluster.objects.filter(pk__in=[c.pk for c in group]).update(
+            health_check_until=Now() + timedelta(seconds=interval))
+        for cluster in group:
+            check.apply_async((cluster.pk, fanned[cluster.pk].as_json()), expires=interval)
+            queued += 1
+    return queued
 
 
 def _queue_one(task: Any, cluster_id: int, interval: float) -> bool:
     """Hold the cluster and queue its check, unless a check is already queued or running."""
-    # Conditional: a check that started since the caller looked keeps its cluster.
-    held = Cluster.objects.filter(_not_in_flight(), pk=cluster_id).update(
-        health_check_until=Now() + timedelta(seconds=interval))
+    held = _hold(cluster_id, interval)
     if held:
         task.apply_async((cluster_id,), expires=interval)
-    return bool(held)
+    return held
 
 
 def request_health_check(cluster: Cluster) -> bool:
@@ -100,10 +184,16 @@ def request_health_check(cluster: Cluster) -> bool:
 
 @shared_task(name="clusters.refresh_health", soft_time_limit=CHECK_SOFT_LIMIT_SECONDS,
              time_limit=CHECK_HARD_LIMIT_SECONDS)
-def refresh_health(cluster_id: int) -> str:
-    return refresh_by_id(cluster_id)
+def refresh_health(cluster_id: int, prefetched: dict[str, Any] | None = None) -> str:
+    return refresh_by_id(cluster_id, prefetched)
+
+
+@shared_task(name="clusters.refresh_health_batch", soft_time_limit=BATCH_SOFT_LIMIT_SECONDS,
+             time_limit=BATCH_SOFT_LIMIT_SECONDS + 10)
+def refresh_health_batch(cluster_ids: list[int]) -> int:
+    return check_batch(cluster_ids, refresh_health)
 
 
 @shared_task(name="clusters.refresh_all_health")
 def refresh_all_health() -> int:
-    return queue_refresh_for_live_clusters(refresh_health)
+    return queue_refresh_for_live_clusters(refresh_health_batch)

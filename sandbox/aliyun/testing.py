@@ -86,6 +86,12 @@ class ControlClient:
         """Register a host as an ECS instance; returns its instance id."""
         return self.request("POST", "instances", fields)["instance_id"]
 
+    def add_api_only_rds(self, count: int, vswitch_id: str, **fields: Any) -> list[str]:
+        """Running RDS records with no server (POST rds/api-only-instances): scale runs."""
+        return list(self.request("POST", "rds/api-only-instances",
+                                 {"count": count, "vswitch_id": vswitch_id, **fields})
+                    ["instance_ids"])
+
     def seed_legacy_load_balancer(self, **fields: Any) -> dict[str, Any]:
         """A pay-by-specification CLB bought before 2025-06-01 (POST slb/legacy-load-balancers)."""
         return self.request("POST", "slb/legacy-load-balancers", fields)

@@ -331,6 +331,12 @@ def _find_rds(world: World) -> None:
     # Tags={"key":"value"} (the V2 format); how a lost CreateDBInstance is found again.
     rds_id = world.rds()["instance_id"]
     assert [i.instance_id for i in world.cloud.find_rds_by_tag(TAG, "rds")] == [rds_id]
+    # The health round's batched form: the whole region, page by page (PageSize 1 here, so
+    # PageNumber moves on), no DBInstanceId list (one ID only, per Alibaba's model).
+    pg_id = world.pg_rds()["instance_id"]
+    listed = {i.instance_id: i.status for i in world.cloud.list_rds(page_size=1)}
+    assert {rds_id, pg_id} <= set(listed)
+    assert listed[rds_id] == "Running"
 
 
 @scenario("Rds", "ModifySecurityIps")
@@ -598,6 +604,8 @@ def _servers(world: World) -> None:
     for job in world.cloud.add_servers(group, {extra: world.host_ip(52)}, 6443):
         _job_done(world, job)
     assert extra in {s.server_id for s in world.cloud.list_servers(group)}
+    # The health round's batched form: no ServerGroupId, every group of the region by id.
+    assert extra in {s.server_id for s in world.cloud.list_region_servers()[group]}
     for job in world.cloud.remove_servers(group, {extra: world.host_ip(52)}, 6443):
         _job_done(world, job)
     assert extra not in {s.server_id for s in world.cloud.list_servers(group)}

@@ -266,6 +266,22 @@ def test_describe_instances_filters_and_pages(emu: Emulator, instance: dict[str,
         instance["DBInstanceId"]]
 
 
+def test_describe_instances_takes_one_instance_id_and_at_most_100_a_page(
+        emu: Emulator, instance: dict[str, Any]) -> None:
+    """DBInstanceId is "The instance ID." (V2 DescribeDBInstancesRequest; the API reference
+    says the same): a comma list names no instance, so nothing may rely on one. PageSize is
+    1-100 (same model): 101 is refused, as the health round's 100-a-page listing relies on."""
+    one = instance["DBInstanceId"]
+    listed = call(emu, DescribeDBInstancesRequest(), DBInstanceId=f"{one},{one}")
+    assert listed["TotalRecordCount"] == 0 and listed["Items"]["DBInstance"] == []
+    assert call(emu, DescribeDBInstancesRequest(), DBInstanceId=one)["TotalRecordCount"] == 1
+    status, code = api_error(emu, DescribeDBInstancesRequest(), PageSize=101)
+    assert status == 400 and code.startswith("InvalidParameter"), code
+    page_two = call(emu, DescribeDBInstancesRequest(), PageSize=1, PageNumber=2)
+    total = page_two["TotalRecordCount"]
+    assert page_two["PageNumber"] == 2 and page_two["PageRecordCount"] == min(1, total - 1)
+
+
 def test_net_info_names_the_address_that_really_serves_mysql(
     emu: Emulator, instance: dict[str, Any],
 ) -> None:

@@ -28,6 +28,7 @@ from tests.support.engine_specs import (
 from tests.support.factories import make_cluster
 
 CHECK = "clusters.refresh_health"
+BATCH = "clusters.refresh_health_batch"
 ROUND = "clusters.refresh_all_health"
 
 
@@ -42,8 +43,9 @@ def live_cluster() -> Cluster:
 
 
 def checks(engine: InProcessEngine) -> list[int]:
-    """The clusters the health checks sent since the last look are for."""
-    return [sent.args[0] for sent in engine.take() if sent.task == CHECK]
+    """The clusters the rounds queued checks for since the last look (in batches by account
+    and region: tests/engine/test_health_batches.py)."""
+    return sorted(pk for sent in engine.take() if sent.task == BATCH for pk in sent.args[0])
 
 
 def health_time_passes(seconds: float) -> None:
@@ -64,11 +66,17 @@ def test_health_checks_run_on_a_queue_of_their_own_and_expire_with_the_interval(
     assert health_queue(default) != default
 
     assert engine.act(health.refresh_all_health) == 2
+    batches = engine.take()
+    assert sorted(pk for message in batches for pk in message.args[0]) == sorted(
+        [ready.pk, updating.pk])
+    for message in batches:
+        engine.deliver(message)
     sent = engine.take()
     assert sorted(message.args[0] for message in sent) == sorted([ready.pk, updating.pk])
     interval = settings.PANEL_HEALTH_INTERVAL_SECONDS
-    for message in sent:
-        assert (message.task, message.queue) == (CHECK, health_queue(default))
+    for message in [*batches, *sent]:
+        assert message.task in (BATCH, CHECK)
+        assert message.queue == health_queue(default)
         assert message.expires is not None
         left = (message.expires - timezone.now()).total_seconds()
         assert interval - 5 < left <= interval
@@ -119,6 +127,8 @@ def test_a_cluster_whose_check_is_running_is_skipped_even_past_the_interval(
 def test_a_finished_check_frees_its_cluster_for_the_next_round(engine: InProcessEngine) -> None:
     cluster = live_cluster()
     engine.act(health.refresh_all_health)
+    (batch,) = engine.take()
+    engine.deliver(batch)
     (message,) = engine.take()
     engine.deliver(message)  # no kubeconfig yet: the verdict is "unknown", quickly
     assert Cluster.objects.get(pk=cluster.pk).health_check_until is None

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from django.db import connection
@@ -41,7 +41,10 @@ class WorkerProcess:
     test worker is the whole panel's workers in one, and two sessions never share either."""
 
     def __init__(self, broker_url: str, queue: str, *, concurrency: int = 1, beat: bool = False,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None,
+                 queues: Sequence[str] | None = None) -> None:
+        """`queues`: consume only these (a step-only or a health-only worker, as
+        docker-compose.yml runs them); by default the test's queue and its health queue."""
         from panel.celery import health_queue  # noqa: PLC0415 - once the settings are chosen
 
         self.schedule_dir = tempfile.mkdtemp(prefix="panel-beat-")
@@ -50,7 +53,7 @@ class WorkerProcess:
         argv = [
             sys.executable, "-m", "celery", "-A", "panel", "worker", f"--loglevel={loglevel}",
             f"--concurrency={concurrency}", "--pool=prefork", "-Q",
-            f"{queue},{health_queue(queue)}",
+            ",".join(queues or (queue, health_queue(queue))),
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             f"--hostname=test-{os.getpid()}-{time.monotonic_ns()}@%h",
         ]

@@ -298,6 +298,24 @@ class NlbApi:
                           int(s.get("Port") or 0), str(s.get("Status", "")))
                 for s in self._paged(page, "Servers")]
 
+    def list_region_servers(self) -> dict[str, list[NlbServer]]:
+        """ListServerGroupServers with no ServerGroupId: every server group's servers in the
+        region at once, MaxResults 100 a page, by ServerGroupId. ServerGroupId is optional
+        (V2 model `ListServerGroupServersRequest`: no "This parameter is required"), and each
+        answered server names its group (`ServerGroupId` in the V2 response's Servers)."""
+        def page(token: str) -> dict[str, Any]:
+            request = CommonRequest(domain=_domain(self.client.region), version=NLB_VERSION,
+                                    action_name="ListServerGroupServers", product=NLB_PRODUCT)
+            return self.client.call(_prepare(request, self.client.region, {
+                "MaxResults": PAGE_SIZE, "NextToken": token or None}))
+
+        grouped: dict[str, list[NlbServer]] = {}
+        for s in self._paged(page, "Servers"):
+            grouped.setdefault(str(s.get("ServerGroupId", "")), []).append(NlbServer(
+                str(s.get("ServerId", "")), str(s.get("ServerIp", "")),
+                int(s.get("Port") or 0), str(s.get("Status", ""))))
+        return grouped
+
     def add_servers(self, server_group_id: str, instances: Mapping[str, str], port: int,
                     client_token: str = "") -> list[str]:
         """AddServersToServerGroup, ECS instances by id (ServerType Ecs); the JobIds."""

@@ -22,7 +22,7 @@ from sandbox.aliyun.gateway.clock import iso_utc
 from sandbox.aliyun.gateway.cloud import Cloud, RequestContext
 from sandbox.aliyun.gateway.paging import page
 from sandbox.aliyun.gateway.params import Param, Params
-from sandbox.aliyun.gateway.registry import ClientTokenPolicy
+from sandbox.aliyun.gateway.registry import ClientTokenPolicy, control_route
 from sandbox.aliyun.gateway.state import State
 from sandbox.aliyun.rds import accounts as rds_accounts
 from sandbox.aliyun.rds import catalogue, engines, parameters, pgserver, rules
@@ -245,14 +245,18 @@ def _has_any_tag(record: dict[str, Any], wanted: list[dict[str, str]]) -> bool:
 ))
 def describe_db_instances(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
     ctx.require_region()
-    ids = set(params["DBInstanceId"].split(",")) if params["DBInstanceId"] else None
+    # One instance ID, matched exactly: Alibaba documents DBInstanceId here as "The instance
+    # ID." (V2 model DescribeDBInstancesRequest; API reference api-rds-2014-08-15-
+    # describedbinstances), never as a list, so "a,b" names no instance. A caller that wants
+    # many instances pages through the region (PageSize 1-100, as declared below).
+    wanted_id = params["DBInstanceId"]
     wanted = _wanted_tags(params["Tags"]) if params["Tags"] else []
     exact = {"DBInstanceStatus": "status", "Engine": "engine", "EngineVersion": "engine_version",
              "VpcId": "vpc_id", "VSwitchId": "vswitch_id", "ZoneId": "zone_id",
              "PayType": "pay_type", "DBInstanceClass": "instance_class"}
     found = []
     for record in sorted(instances(state).values(), key=lambda r: -r["created_at"]):
-        if record["region_id"] != ctx.region_id or (ids is not None and record["id"] not in ids):
+        if record["region_id"] != ctx.region_id or (wanted_id and record["id"] != wanted_id):
             continue
         if any(params[p] and record[field] != params[p] for p, field in exact.items()):
             continue
@@ -344,6 +348,51 @@ def _advance_instance(cloud: Cloud, runtime: RdsRuntime, table: dict[str, Any],
         rds_config.advance_parameters_and_backups(cloud, record)
 
 
+# ----- API-only instances (scale benchmarks) -----------------------------------------------
+
+
+@control_route("POST", "rds/api-only-instances")
+def add_api_only_instances(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
+    """`count` Running RDS MySQL records with no server behind them (benchmarks/
+    health_scale.py: hundreds of live clusters' instances on a 2-core machine).
+
+    Every API call reads and lists them as it does any instance; what only a server knows is
+    "no data": DescribeResourceUsage answers -1 (the API's own "no data is available"), and
+    nothing listens at their address. Bought through no API call, so no ClientToken, order
+    or bill; they are what an account already holds, like the seeded VPCs."""
+    count = int(body.get("count") or 0)
+    if not 1 <= count <= 5000:
+        return 400, {"error": "count must be 1-5000"}
+    with cloud.lock:
+        vsw = network.vswitch(cloud.state, str(body.get("vswitch_id") or ""))
+        if vsw is None:
+            return 400, {"error": "no such vswitch_id"}
+        version = str(body.get("engine_version") or "8.0")
+        made = []
+        for _ in range(count):
+            instance_id = _new_instance_id(vsw["region_id"])
+            instances(cloud.state)[instance_id] = {
+                "id": instance_id, "region_id": vsw["region_id"], "zone_id": vsw["zone_id"],
+                "vpc_id": vsw["vpc_id"], "vswitch_id": vsw["vswitch_id"], "engine": "MySQL",
+                "engine_version": version, "instance_class": "mysql.n2.medium.2c",
+                "class_spec": {"cpu": 2, "memory_mb": 4096, "max_connections": 2000},
+                "storage": int(body.get("storage") or 20), "storage_type": "cloud_essd",
+                "pay_type": "Postpaid", "net_type": "Intranet", "category": "HighAvailability",
+                "description": str(body.get("description") or ""), "tags": [],
+                "created_at": cloud.clock.now(), "status": "Running", "due": None,
+                "address": "", "port": 3306,
+                "security_groups": {DEFAULT_IP_ARRAY: {"ips": "127.0.0.1",
+                                                       "network_type": "MIX", "attribute": ""}},
+                "accounts": {}, "databases": {},
+                "parameters": parameters.defaults_for(version), "pending_parameters": {},
+                "parameters_due": None, "backups": [], "deletion_protection": False,
+                "resource_group_id": "rg-acfmemulator", "order_id": "", "api_only": True,
+            }
+            made.append(instance_id)
+        cloud.state.save()
+    return 200, {"instance_ids": made}
+
+
 # ----- runtime hooks ----------------------------------------------------------------------
 
 
@@ -354,6 +403,8 @@ def resume(cloud: Cloud) -> None:
     reap_orphans(runtime.root)  # servers a crashed emulator left behind
     pgserver.reap_orphans(runtime.root)
     for record in instances(cloud.state).values():
+        if record.get("api_only"):  # no server to bring back (add_api_only_instances)
+            continue
         if record["status"] == "Deleting":
             runtime.destroy(record["id"])
             continue
