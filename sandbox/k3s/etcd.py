@@ -65,6 +65,10 @@ REMOVED_NODE_NAME_ANNOTATION = "etcd.k3s.cattle.io/removed-node-name"
 # wrangler's OnRemove handler "managed-etcd-controller" holds its finalizer on every Node.
 MEMBER_FINALIZER = "wrangler.cattle.io/managed-etcd-controller"
 
+# What etcd's rafthttp says when its peers tell it it is no member any more.
+MEMBER_REMOVED = "the member has been permanently removed from the cluster"
+MAX_BACKUP_RETENTION = 5     # maxBackupRetention
+
 TEST_TIMEOUT = 10.0          # testTimeout
 DIAL_TIMEOUT = 2.0           # defaultDialTimeout
 # etcd's own request timeout is 5 s + 2 x election timeout (15 s with K3s's 5000 ms): without
@@ -128,6 +132,21 @@ class EtcdPaths:
 
     def tls(self, name: str) -> str:
         return os.path.join(self.tls_dir, name)
+
+    def remove_tombstoned(self) -> None:
+        """Register: a tombstone moves db/etcd to db/etcd-backup-<unix> (5 kept), so the
+        server joins the cluster again as a new member (backupDirWithRetention)."""
+        if not os.path.exists(os.path.join(self.db_dir, "tombstone")):
+            return
+        logs.info("tombstone file has been detected, removing data dir to rejoin the cluster")
+        parent = os.path.dirname(self.db_dir)
+        base = os.path.basename(self.db_dir) + "-backup"
+        backups = sorted((e for e in os.listdir(parent) if e.startswith(base)
+                          and os.path.isdir(os.path.join(parent, e))),
+                         key=lambda e: os.path.getmtime(os.path.join(parent, e)), reverse=True)
+        for old in backups[MAX_BACKUP_RETENTION:]:
+            shutil.rmtree(os.path.join(parent, old), ignore_errors=True)
+        os.rename(self.db_dir, f"{self.db_dir}-backup-{int(time.time())}")
 
     def initialized(self) -> bool:
         """IsInitialized: the WAL directory exists."""
@@ -320,6 +339,7 @@ class Member:
         self.name = ""
         self.proc: subprocess.Popen | None = None
         self.stopping = False
+        self.removed = False
         loopback = "https://127.0.0.1:2379"
         self.client = EtcdClient([loopback], paths)
         self.store = EtcdStore(self.client)
@@ -369,17 +389,45 @@ class Member:
         if not os.access(ETCD_BINARY, os.X_OK):
             raise logs.Fatal(f"starting kubernetes: preparing server: start managed database: "
                              f"{ETCD_BINARY} not found (install etcd-server)")
+        self.removed = False
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # noqa: PLW1509
+            argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent)  # noqa: PLW1509 - before any thread of ours forks
+        threading.Thread(target=self._forward_log, args=(self.proc,), daemon=True,
+                         name="etcd-log").start()
+
+    def _forward_log(self, proc: subprocess.Popen) -> None:
+        """etcd's zap lines into the server's journal, as K3s's embedded etcd logs to stderr;
+        a member told it was removed leaves a tombstone (pkg/daemons/executor/embed.go)."""
+        if proc.stderr is None:
+            return
+        for line in iter(proc.stderr.readline, b""):
+            os.write(2, line)
+            if MEMBER_REMOVED.encode() in line and not self.removed:
+                self._tombstone()
+
+    def _tombstone(self) -> None:
+        self.removed = True
+        write_private(os.path.join(self.paths.db_dir, "tombstone"), b"")
+        logs.info("This node has been removed from the cluster - please restart k3s to rejoin "
+                  "the cluster")
 
     def watch(self, on_exit: Callable[[str], None]) -> None:
-        """Call on_exit when etcd exits unexpectedly (K3s: `etcd exited` is fatal)."""
+        """Call on_exit when etcd exits unexpectedly (K3s: `etcd exited` is fatal); a removed
+        member's etcd stops and the server keeps running, as K3s's does."""
         def wait() -> None:
             proc = self.proc
             if proc is None:
                 return
             code = proc.wait()
-            if not self.stopping:
+            time.sleep(0.5)  # let the log forwarder see etcd's last lines
+            if code == 0 and not self.stopping and not self.removed:
+                # etcd exits 0 on its own only once it has stopped itself: removed from the
+                # cluster (etcdmain: the server's stop channel, then exit 0).
+                self._tombstone()
+            if self.removed:
+                logs.info("etcd server stopped")
+            elif not self.stopping:
                 on_exit(f"etcd exited: exit status {code}")
         threading.Thread(target=wait, daemon=True, name="etcd-watch").start()
 
@@ -463,7 +511,8 @@ class Member:
     def wait_ready(self, stop: threading.Event) -> bool:
         """testClusterDB: test every 5 s until the member is a voting member."""
         while not stop.is_set():
-            if self.proc is not None and self.proc.poll() is not None:
+            if self.proc is not None and self.proc.poll() not in (None, 0):
+                # (0: removed from the cluster; K3s keeps testing until it is restarted.)
                 raise logs.Fatal(f"starting kubernetes: preparing server: etcd exited: exit "
                                  f"status {self.proc.returncode}")
             try:

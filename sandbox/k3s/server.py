@@ -137,8 +137,12 @@ class Server:
     def embedded_etcd(self) -> bool:
         """assignManagedDriver (k3s pkg/cluster/managed.go): etcd when its WAL is on disk, or
         with no --datastore-endpoint and either --cluster-init or --server plus a token.
-        --cluster-init with an endpoint is not an error: the external datastore is used."""
-        if etcd.EtcdPaths(self.data_dir).initialized():
+        --cluster-init with an endpoint is not an error: the external datastore is used.
+        A removed member's data (tombstone) is moved aside first, so it joins again."""
+        paths = etcd.EtcdPaths(self.data_dir)
+        if paths.initialized() and not self.settings.bool("cluster-reset"):
+            paths.remove_tombstoned()
+        if paths.initialized():
             return True
         if self.settings.text("datastore-endpoint"):
             return False
@@ -384,6 +388,10 @@ class Server:
         member.new_cluster(reset=True)
         try:
             while not self.stop_event.wait(2):
+                if member.proc is not None and member.proc.poll() is not None:
+                    raise logs.Fatal("starting kubernetes: preparing server: start managed "
+                                     f"database: etcd exited: exit status "
+                                     f"{member.proc.returncode}")
                 try:
                     member.test()
                     members = member.client.member_list()
