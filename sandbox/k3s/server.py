@@ -578,6 +578,14 @@ class Server:
         logs.info(f"Wrote kubeconfig {path}")
 
     def _loop(self, kine: Kine, name: str) -> None:
+        """Renew the lease until stopped. The renewals run in their own thread: a write that
+        hangs (etcd without quorum answers after 15 s) must not delay a stop."""
+        threading.Thread(target=self._heartbeats, args=(kine, name), daemon=True,
+                         name="kubelet-lease").start()
+        while not self.stop_event.wait(1):  # short waits: signal handlers run in between
+            pass
+
+    def _heartbeats(self, kine: Kine, name: str) -> None:
         interval = self.heartbeat_seconds()
         while not self.stop_event.wait(interval):
             try:

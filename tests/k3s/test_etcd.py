@@ -238,9 +238,10 @@ def test_quorum_loss_and_recovery(cluster: tuple[Lab, list[Host]]) -> None:
     lab, hosts = cluster
     first, second, third = hosts[:3]
     stop(lab, second)
-    stop(lab, third)
+    stop(lab, third, "KILL")  # a crashed server: its etcd must not outlive it
     # The member dies with its server, as K3s's in-process etcd does.
     assert lab.run(second, "pgrep -x etcd").returncode == 1
+    assert lab.run(third, "pgrep -x etcd").returncode == 1
     code, _, err = kubectl(lab, first, f"label node {first.hostname} quorum=lost")
     assert code != 0
     assert "Error from server: etcdserver: request timed out" in err, err
