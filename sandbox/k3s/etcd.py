@@ -45,6 +45,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import yaml
+
 from sandbox.k3s import certs, logs
 from sandbox.k3s.kine import DatastoreError, KeyExists, Kine, Row
 from sandbox.k3s.runtime import write_private
@@ -369,23 +371,36 @@ class Member:
         client_urls = "https://127.0.0.1:2379" + ("" if local else f",{self.client_url}")
         peer_urls = "https://127.0.0.1:2380" + ("" if local else f",{self.peer_url}")
         tls = self.paths.tls
-        argv = [
-            ETCD_BINARY, f"--name={self.name}", f"--data-dir={self.paths.db_dir}",
-            f"--listen-client-urls={client_urls}", f"--advertise-client-urls={self.client_url}",
-            f"--listen-peer-urls={peer_urls}", f"--initial-advertise-peer-urls={self.peer_url}",
-            f"--initial-cluster={initial_cluster}", f"--initial-cluster-state={state}",
-            "--listen-metrics-urls=http://127.0.0.1:2381",
-            f"--cert-file={tls('server-client.crt')}", f"--key-file={tls('server-client.key')}",
-            "--client-cert-auth", f"--trusted-ca-file={tls('server-ca.crt')}",
-            f"--peer-cert-file={tls('peer-server-client.crt')}",
-            f"--peer-key-file={tls('peer-server-client.key')}",
-            "--peer-client-cert-auth", f"--peer-trusted-ca-file={tls('peer-ca.crt')}",
-            "--election-timeout=5000", "--heartbeat-interval=500", "--snapshot-count=10000",
-            "--experimental-initial-corrupt-check", "--logger=zap", "--log-outputs=stderr",
-        ]
+        config: dict[str, object] = {
+            "advertise-client-urls": self.client_url,
+            "client-transport-security": {
+                "cert-file": tls("server-client.crt"), "client-cert-auth": True,
+                "key-file": tls("server-client.key"), "trusted-ca-file": tls("server-ca.crt")},
+            "data-dir": self.paths.db_dir, "election-timeout": 5000,
+            # etcd 3.5's embed.NewConfig (what K3s embeds) serves the JSON gateway by default;
+            # the 3.4 binary reading a config file does not unless told: the one key a real
+            # K3s host's file lacks.
+            "enable-grpc-gateway": True,
+            "experimental-initial-corrupt-check": True, "heartbeat-interval": 500,
+            "initial-advertise-peer-urls": self.peer_url, "initial-cluster": initial_cluster,
+            "initial-cluster-state": state, "listen-client-urls": client_urls,
+            "listen-metrics-urls": "http://127.0.0.1:2381", "listen-peer-urls": peer_urls,
+            "log-outputs": ["stderr"], "logger": "zap", "name": self.name,
+            "peer-transport-security": {
+                "cert-file": tls("peer-server-client.crt"), "client-cert-auth": True,
+                "key-file": tls("peer-server-client.key"), "trusted-ca-file": tls("peer-ca.crt")},
+            "snapshot-count": 10000,
+        }
         if reset:
-            argv.append("--force-new-cluster")
-        argv += [f"--{arg.lstrip('-')}" for arg in self.extra_args]
+            config["force-new-cluster"] = True
+        for arg in self.extra_args:  # --etcd-arg key=value, merged as K3s does
+            key, _, value = arg.lstrip("-").partition("=")
+            config[key] = yaml.safe_load(value) if value else True
+        # K3s hands its embedded etcd this file (executor.ETCDConfig.ToConfigFile); a real
+        # host has server/db/etcd/config with these keys (k3s-io/k3s#8744 shows one).
+        config_path = os.path.join(self.paths.db_dir, "config")
+        write_private(config_path, yaml.safe_dump(config, sort_keys=True).encode())
+        argv = [ETCD_BINARY, f"--config-file={config_path}"]
         if not os.access(ETCD_BINARY, os.X_OK):
             raise logs.Fatal(f"starting kubernetes: preparing server: start managed database: "
                              f"{ETCD_BINARY} not found (install etcd-server)")

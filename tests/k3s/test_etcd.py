@@ -158,6 +158,12 @@ def test_three_servers_share_one_etcd_cluster(cluster: tuple[Lab, list[Host]]) -
         # The etcd CAs travel in the bootstrap data: one CA set for every server.
         assert run(lab, host, f"sha256sum < {TLS}/server-ca.crt") == \
             run(lab, first, f"sha256sum < {TLS}/server-ca.crt")
+    # K3s's etcd options file (executor.ETCDConfig.ToConfigFile), as on a real host.
+    config = run(lab, hosts[1], "cat /var/lib/rancher/k3s/server/db/etcd/config")
+    assert (f"listen-client-urls: https://127.0.0.1:2379,https://{hosts[1].ip}:2379"
+            in config.splitlines())
+    assert f"advertise-client-urls: https://{hosts[1].ip}:2379" in config.splitlines()
+    assert "election-timeout: 5000" in config.splitlines()
     status = etcd_api(lab, hosts[1], "/v3/maintenance/status")
     assert status["leader"] in [m["ID"] for m in members(lab, first)]
     code, out, err = kubectl(lab, hosts[2], "get nodes --no-headers")
