@@ -343,3 +343,29 @@ def test_cluster_reset_restores_a_snapshot_into_a_one_member_cluster(
     code, out, _ = kubectl(lab, first, f"get node {first.hostname} --show-labels")
     assert code == 0 and "after=snapshot" not in out  # the state of the snapshot
 
+
+
+def test_cluster_reset_without_a_snapshot_keeps_the_members_data(
+        cluster: tuple[Lab, list[Host]]) -> None:
+    """--cluster-reset alone: this member's own data, forced into a one-member cluster."""
+    lab, hosts = cluster
+    first = hosts[0]
+    code, _, err = kubectl(lab, first, f"label --overwrite node {first.hostname} kept=yes")
+    assert code == 0, err
+    old_name = run(lab, first, "cat /var/lib/rancher/k3s/server/db/etcd/name")
+    stop(lab, first)
+    reset = lab.run(first, f"{ENV} /usr/local/bin/k3s server --cluster-reset --token {TOKEN} "
+                           f"--node-ip {first.ip}", timeout=180)
+    output = reset.stdout + reset.stderr
+    assert reset.returncode == 0, output[-3000:]
+    assert "Managed etcd cluster membership has been reset" in output
+    assert "Pre-restore etcd database moved" not in output
+    before = len(k3s_lines(lab, first))
+    start(lab, first, f"--token {TOKEN}")
+    found = wait_journal(lab, first, "Successfully registered node", before, 90)
+    assert "Successfully registered node" in found, found
+    new_name = run(lab, first, "cat /var/lib/rancher/k3s/server/db/etcd/name")
+    assert new_name != old_name  # Reset gives the member a new name (setName(true))
+    assert [m["name"] for m in members(lab, first)] == [new_name]
+    code, out, _ = kubectl(lab, first, f"get node {first.hostname} --show-labels")
+    assert code == 0 and "kept=yes" in out
