@@ -333,7 +333,8 @@ class Member:
     """This server's etcd member: its name, process, local client and K3s's operations."""
 
     def __init__(self, paths: EtcdPaths, node_name: str, address: str,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, expose_metrics: bool = False) -> None:
+        self.expose_metrics = expose_metrics
         self.paths = paths
         self.node_name = node_name
         self.address = address
@@ -384,7 +385,10 @@ class Member:
             "experimental-initial-corrupt-check": True, "heartbeat-interval": 500,
             "initial-advertise-peer-urls": self.peer_url, "initial-cluster": initial_cluster,
             "initial-cluster-state": state, "listen-client-urls": client_urls,
-            "listen-metrics-urls": "http://127.0.0.1:2381", "listen-peer-urls": peer_urls,
+            # listenMetricsURLs: loopback, plus the node IP with --etcd-expose-metrics.
+            "listen-metrics-urls": "http://127.0.0.1:2381" + (
+                f",http://{self.address}:2381" if self.expose_metrics and not local else ""),
+            "listen-peer-urls": peer_urls,
             "log-outputs": ["stderr"], "logger": "zap", "name": self.name,
             "peer-transport-security": {
                 "cert-file": tls("peer-server-client.crt"), "client-cert-auth": True,

@@ -163,7 +163,8 @@ class Server:
         kine: Kine
         if self.embedded_etcd():
             member = etcd.Member(etcd.EtcdPaths(self.data_dir), name, node_ips[0],
-                                 self.settings.items("etcd-arg"))
+                                 self.settings.items("etcd-arg"),
+                                 self.settings.bool("etcd-expose-metrics"))
             self.member = member
             files = self._start_etcd(member, token, node_ips)
             kine = member.store
