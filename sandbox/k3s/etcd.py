@@ -45,6 +45,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import yaml
+
 from sandbox.k3s import certs, logs
 from sandbox.k3s.kine import DatastoreError, KeyExists, Kine, Row
 from sandbox.k3s.runtime import write_private
@@ -64,6 +66,10 @@ REMOVE_ANNOTATION = "etcd.k3s.cattle.io/remove"
 REMOVED_NODE_NAME_ANNOTATION = "etcd.k3s.cattle.io/removed-node-name"
 # wrangler's OnRemove handler "managed-etcd-controller" holds its finalizer on every Node.
 MEMBER_FINALIZER = "wrangler.cattle.io/managed-etcd-controller"
+
+# What etcd's rafthttp says when its peers tell it it is no member any more.
+MEMBER_REMOVED = "the member has been permanently removed from the cluster"
+MAX_BACKUP_RETENTION = 5     # maxBackupRetention
 
 TEST_TIMEOUT = 10.0          # testTimeout
 DIAL_TIMEOUT = 2.0           # defaultDialTimeout
@@ -128,6 +134,21 @@ class EtcdPaths:
 
     def tls(self, name: str) -> str:
         return os.path.join(self.tls_dir, name)
+
+    def remove_tombstoned(self) -> None:
+        """Register: a tombstone moves db/etcd to db/etcd-backup-<unix> (5 kept), so the
+        server joins the cluster again as a new member (backupDirWithRetention)."""
+        if not os.path.exists(os.path.join(self.db_dir, "tombstone")):
+            return
+        logs.info("tombstone file has been detected, removing data dir to rejoin the cluster")
+        parent = os.path.dirname(self.db_dir)
+        base = os.path.basename(self.db_dir) + "-backup"
+        backups = sorted((e for e in os.listdir(parent) if e.startswith(base)
+                          and os.path.isdir(os.path.join(parent, e))),
+                         key=lambda e: os.path.getmtime(os.path.join(parent, e)), reverse=True)
+        for old in backups[MAX_BACKUP_RETENTION:]:
+            shutil.rmtree(os.path.join(parent, old), ignore_errors=True)
+        os.rename(self.db_dir, f"{self.db_dir}-backup-{int(time.time())}")
 
     def initialized(self) -> bool:
         """IsInitialized: the WAL directory exists."""
@@ -312,7 +333,8 @@ class Member:
     """This server's etcd member: its name, process, local client and K3s's operations."""
 
     def __init__(self, paths: EtcdPaths, node_name: str, address: str,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, expose_metrics: bool = False) -> None:
+        self.expose_metrics = expose_metrics
         self.paths = paths
         self.node_name = node_name
         self.address = address
@@ -320,6 +342,7 @@ class Member:
         self.name = ""
         self.proc: subprocess.Popen | None = None
         self.stopping = False
+        self.removed = False
         loopback = "https://127.0.0.1:2379"
         self.client = EtcdClient([loopback], paths)
         self.store = EtcdStore(self.client)
@@ -349,37 +372,81 @@ class Member:
         client_urls = "https://127.0.0.1:2379" + ("" if local else f",{self.client_url}")
         peer_urls = "https://127.0.0.1:2380" + ("" if local else f",{self.peer_url}")
         tls = self.paths.tls
-        argv = [
-            ETCD_BINARY, f"--name={self.name}", f"--data-dir={self.paths.db_dir}",
-            f"--listen-client-urls={client_urls}", f"--advertise-client-urls={self.client_url}",
-            f"--listen-peer-urls={peer_urls}", f"--initial-advertise-peer-urls={self.peer_url}",
-            f"--initial-cluster={initial_cluster}", f"--initial-cluster-state={state}",
-            "--listen-metrics-urls=http://127.0.0.1:2381",
-            f"--cert-file={tls('server-client.crt')}", f"--key-file={tls('server-client.key')}",
-            "--client-cert-auth", f"--trusted-ca-file={tls('server-ca.crt')}",
-            f"--peer-cert-file={tls('peer-server-client.crt')}",
-            f"--peer-key-file={tls('peer-server-client.key')}",
-            "--peer-client-cert-auth", f"--peer-trusted-ca-file={tls('peer-ca.crt')}",
-            "--election-timeout=5000", "--heartbeat-interval=500", "--snapshot-count=10000",
-            "--experimental-initial-corrupt-check", "--logger=zap", "--log-outputs=stderr",
-        ]
+        config: dict[str, object] = {
+            "advertise-client-urls": self.client_url,
+            "client-transport-security": {
+                "cert-file": tls("server-client.crt"), "client-cert-auth": True,
+                "key-file": tls("server-client.key"), "trusted-ca-file": tls("server-ca.crt")},
+            "data-dir": self.paths.db_dir, "election-timeout": 5000,
+            # etcd 3.5's embed.NewConfig (what K3s embeds) serves the JSON gateway by default;
+            # the 3.4 binary reading a config file does not unless told: the one key a real
+            # K3s host's file lacks.
+            "enable-grpc-gateway": True,
+            "experimental-initial-corrupt-check": True, "heartbeat-interval": 500,
+            "initial-advertise-peer-urls": self.peer_url, "initial-cluster": initial_cluster,
+            "initial-cluster-state": state, "listen-client-urls": client_urls,
+            # listenMetricsURLs: loopback, plus the node IP with --etcd-expose-metrics.
+            "listen-metrics-urls": "http://127.0.0.1:2381" + (
+                f",http://{self.address}:2381" if self.expose_metrics and not local else ""),
+            "listen-peer-urls": peer_urls,
+            "log-outputs": ["stderr"], "logger": "zap", "name": self.name,
+            "peer-transport-security": {
+                "cert-file": tls("peer-server-client.crt"), "client-cert-auth": True,
+                "key-file": tls("peer-server-client.key"), "trusted-ca-file": tls("peer-ca.crt")},
+            "snapshot-count": 10000,
+        }
         if reset:
-            argv.append("--force-new-cluster")
-        argv += [f"--{arg.lstrip('-')}" for arg in self.extra_args]
+            config["force-new-cluster"] = True
+        for arg in self.extra_args:  # --etcd-arg key=value, merged as K3s does
+            key, _, value = arg.lstrip("-").partition("=")
+            config[key] = yaml.safe_load(value) if value else True
+        # K3s hands its embedded etcd this file (executor.ETCDConfig.ToConfigFile); a real
+        # host has server/db/etcd/config with these keys (k3s-io/k3s#8744 shows one).
+        config_path = os.path.join(self.paths.db_dir, "config")
+        write_private(config_path, yaml.safe_dump(config, sort_keys=True).encode())
+        argv = [ETCD_BINARY, f"--config-file={config_path}"]
         if not os.access(ETCD_BINARY, os.X_OK):
             raise logs.Fatal(f"starting kubernetes: preparing server: start managed database: "
                              f"{ETCD_BINARY} not found (install etcd-server)")
+        self.removed = False
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)  # noqa: PLW1509
+            argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent)  # noqa: PLW1509 - before any thread of ours forks
+        threading.Thread(target=self._forward_log, args=(self.proc,), daemon=True,
+                         name="etcd-log").start()
+
+    def _forward_log(self, proc: subprocess.Popen) -> None:
+        """etcd's zap lines into the server's journal, as K3s's embedded etcd logs to stderr;
+        a member told it was removed leaves a tombstone (pkg/daemons/executor/embed.go)."""
+        if proc.stderr is None:
+            return
+        for line in iter(proc.stderr.readline, b""):
+            os.write(2, line)
+            if MEMBER_REMOVED.encode() in line and not self.removed:
+                self._tombstone()
+
+    def _tombstone(self) -> None:
+        self.removed = True
+        write_private(os.path.join(self.paths.db_dir, "tombstone"), b"")
+        logs.info("This node has been removed from the cluster - please restart k3s to rejoin "
+                  "the cluster")
 
     def watch(self, on_exit: Callable[[str], None]) -> None:
-        """Call on_exit when etcd exits unexpectedly (K3s: `etcd exited` is fatal)."""
+        """Call on_exit when etcd exits unexpectedly (K3s: `etcd exited` is fatal); a removed
+        member's etcd stops and the server keeps running, as K3s's does."""
         def wait() -> None:
             proc = self.proc
             if proc is None:
                 return
             code = proc.wait()
-            if not self.stopping:
+            time.sleep(0.5)  # let the log forwarder see etcd's last lines
+            if code == 0 and not self.stopping and not self.removed:
+                # etcd exits 0 on its own only once it has stopped itself: removed from the
+                # cluster (etcdmain: the server's stop channel, then exit 0).
+                self._tombstone()
+            if self.removed:
+                logs.info("etcd server stopped")
+            elif not self.stopping:
                 on_exit(f"etcd exited: exit status {code}")
         threading.Thread(target=wait, daemon=True, name="etcd-watch").start()
 
@@ -463,7 +530,8 @@ class Member:
     def wait_ready(self, stop: threading.Event) -> bool:
         """testClusterDB: test every 5 s until the member is a voting member."""
         while not stop.is_set():
-            if self.proc is not None and self.proc.poll() is not None:
+            if self.proc is not None and self.proc.poll() not in (None, 0):
+                # (0: removed from the cluster; K3s keeps testing until it is restarted.)
                 raise logs.Fatal(f"starting kubernetes: preparing server: etcd exited: exit "
                                  f"status {self.proc.returncode}")
             try:

@@ -137,8 +137,12 @@ class Server:
     def embedded_etcd(self) -> bool:
         """assignManagedDriver (k3s pkg/cluster/managed.go): etcd when its WAL is on disk, or
         with no --datastore-endpoint and either --cluster-init or --server plus a token.
-        --cluster-init with an endpoint is not an error: the external datastore is used."""
-        if etcd.EtcdPaths(self.data_dir).initialized():
+        --cluster-init with an endpoint is not an error: the external datastore is used.
+        A removed member's data (tombstone) is moved aside first, so it joins again."""
+        paths = etcd.EtcdPaths(self.data_dir)
+        if paths.initialized() and not self.settings.bool("cluster-reset"):
+            paths.remove_tombstoned()
+        if paths.initialized():
             return True
         if self.settings.text("datastore-endpoint"):
             return False
@@ -159,7 +163,8 @@ class Server:
         kine: Kine
         if self.embedded_etcd():
             member = etcd.Member(etcd.EtcdPaths(self.data_dir), name, node_ips[0],
-                                 self.settings.items("etcd-arg"))
+                                 self.settings.items("etcd-arg"),
+                                 self.settings.bool("etcd-expose-metrics"))
             self.member = member
             files = self._start_etcd(member, token, node_ips)
             kine = member.store
@@ -384,6 +389,10 @@ class Server:
         member.new_cluster(reset=True)
         try:
             while not self.stop_event.wait(2):
+                if member.proc is not None and member.proc.poll() is not None:
+                    raise logs.Fatal("starting kubernetes: preparing server: start managed "
+                                     f"database: etcd exited: exit status "
+                                     f"{member.proc.returncode}")
                 try:
                     member.test()
                     members = member.client.member_list()
@@ -570,6 +579,14 @@ class Server:
         logs.info(f"Wrote kubeconfig {path}")
 
     def _loop(self, kine: Kine, name: str) -> None:
+        """Renew the lease until stopped. The renewals run in their own thread: a write that
+        hangs (etcd without quorum answers after 15 s) must not delay a stop."""
+        threading.Thread(target=self._heartbeats, args=(kine, name), daemon=True,
+                         name="kubelet-lease").start()
+        while not self.stop_event.wait(1):  # short waits: signal handlers run in between
+            pass
+
+    def _heartbeats(self, kine: Kine, name: str) -> None:
         interval = self.heartbeat_seconds()
         while not self.stop_event.wait(interval):
             try:

@@ -57,9 +57,12 @@ def start(lab: Lab, host: Host, args: str) -> None:
 
 
 def stop(lab: Lab, host: Host, sig: str = "TERM") -> None:
+    """Stop the server and wait for its etcd to go (a leader's etcd first tries to hand over
+    leadership, which takes its election timeout when the peers are down)."""
     lab.run(host, f"kill -{sig} $(cat {PID}) 2>/dev/null; "
-                  "for i in $(seq 100); do pgrep -x etcd >/dev/null || pgrep -f "
-                  "'/usr/local/bin/[k]3s server' >/dev/null || exit 0; sleep 0.2; done; exit 1")
+                  "for i in $(seq 300); do pgrep -x etcd >/dev/null || pgrep -f "
+                  "'/usr/local/bin/[k]3s server' >/dev/null || exit 0; sleep 0.2; done; exit 1",
+            timeout=90)
 
 
 def wait_journal(lab: Lab, host: Host, text: str, after: int = 0, timeout: float = 60) -> str:
@@ -155,6 +158,12 @@ def test_three_servers_share_one_etcd_cluster(cluster: tuple[Lab, list[Host]]) -
         # The etcd CAs travel in the bootstrap data: one CA set for every server.
         assert run(lab, host, f"sha256sum < {TLS}/server-ca.crt") == \
             run(lab, first, f"sha256sum < {TLS}/server-ca.crt")
+    # K3s's etcd options file (executor.ETCDConfig.ToConfigFile), as on a real host.
+    config = run(lab, hosts[1], "cat /var/lib/rancher/k3s/server/db/etcd/config")
+    assert (f"listen-client-urls: https://127.0.0.1:2379,https://{hosts[1].ip}:2379"
+            in config.splitlines())
+    assert f"advertise-client-urls: https://{hosts[1].ip}:2379" in config.splitlines()
+    assert "election-timeout: 5000" in config.splitlines()
     status = etcd_api(lab, hosts[1], "/v3/maintenance/status")
     assert status["leader"] in [m["ID"] for m in members(lab, first)]
     code, out, err = kubectl(lab, hosts[2], "get nodes --no-headers")
@@ -235,9 +244,10 @@ def test_quorum_loss_and_recovery(cluster: tuple[Lab, list[Host]]) -> None:
     lab, hosts = cluster
     first, second, third = hosts[:3]
     stop(lab, second)
-    stop(lab, third)
+    stop(lab, third, "KILL")  # a crashed server: its etcd must not outlive it
     # The member dies with its server, as K3s's in-process etcd does.
     assert lab.run(second, "pgrep -x etcd").returncode == 1
+    assert lab.run(third, "pgrep -x etcd").returncode == 1
     code, _, err = kubectl(lab, first, f"label node {first.hostname} quorum=lost")
     assert code != 0
     assert "Error from server: etcdserver: request timed out" in err, err
@@ -273,6 +283,28 @@ def test_deleting_a_dead_servers_node_removes_its_member(cluster: tuple[Lab, lis
     assert code != 0 and "NotFound" in err
 
 
+def test_a_removed_member_rejoins_after_two_restarts(cluster: tuple[Lab, list[Host]]) -> None:
+    """k3s pkg/daemons/executor/embed.go: told it was removed, the member writes a tombstone
+    and stops ("please restart k3s to rejoin"); the next start moves db/etcd aside and joins."""
+    lab, hosts = cluster
+    first, third = hosts[0], hosts[2]
+    before = len(k3s_lines(lab, third))
+    start(lab, third, f"--server https://{first.ip}:6443 --token {TOKEN}")
+    found = wait_journal(lab, third, "please restart k3s to rejoin the cluster", before, 60)
+    assert ("This node has been removed from the cluster - please restart k3s to rejoin the "
+            "cluster") in found, found
+    assert lab.run(third, "test -e /var/lib/rancher/k3s/server/db/etcd/tombstone"
+                   ).returncode == 0
+    stop(lab, third)
+    before = len(k3s_lines(lab, third))
+    join(lab, third, f"--server https://{first.ip}:6443 --token {TOKEN}")
+    lines = "\n".join(k3s_lines(lab, third)[before:])
+    assert "tombstone file has been detected, removing data dir to rejoin the cluster" in lines
+    assert lab.run(third, "ls -d /var/lib/rancher/k3s/server/db/etcd-backup-*").returncode == 0
+    wait_until(lambda: len(members(lab, first)) == 3, 60, "the member did not rejoin")
+    stop(lab, third)
+
+
 def test_cluster_reset_restores_a_snapshot_into_a_one_member_cluster(
         cluster: tuple[Lab, list[Host]]) -> None:
     lab, hosts = cluster
@@ -289,7 +321,8 @@ def test_cluster_reset_restores_a_snapshot_into_a_one_member_cluster(
                            f"--cluster-reset-restore-path={path} --token {TOKEN} "
                            f"--node-ip {first.ip}", timeout=180)
     output = reset.stdout + reset.stderr
-    assert reset.returncode == 0, output[-3000:]
+    assert reset.returncode == 0, "\n".join(
+        line for line in output.splitlines() if '"level":"info"' not in line)[-4000:]
     assert re.search(r"Pre-restore etcd database moved to /var/lib/rancher/k3s/server/db/"
                      r"etcd-old-\d+", output)
     assert ("Managed etcd cluster membership has been reset, restart without --cluster-reset "
@@ -310,3 +343,29 @@ def test_cluster_reset_restores_a_snapshot_into_a_one_member_cluster(
     code, out, _ = kubectl(lab, first, f"get node {first.hostname} --show-labels")
     assert code == 0 and "after=snapshot" not in out  # the state of the snapshot
 
+
+
+def test_cluster_reset_without_a_snapshot_keeps_the_members_data(
+        cluster: tuple[Lab, list[Host]]) -> None:
+    """--cluster-reset alone: this member's own data, forced into a one-member cluster."""
+    lab, hosts = cluster
+    first = hosts[0]
+    code, _, err = kubectl(lab, first, f"label --overwrite node {first.hostname} kept=yes")
+    assert code == 0, err
+    old_name = run(lab, first, "cat /var/lib/rancher/k3s/server/db/etcd/name")
+    stop(lab, first)
+    reset = lab.run(first, f"{ENV} /usr/local/bin/k3s server --cluster-reset --token {TOKEN} "
+                           f"--node-ip {first.ip}", timeout=180)
+    output = reset.stdout + reset.stderr
+    assert reset.returncode == 0, output[-3000:]
+    assert "Managed etcd cluster membership has been reset" in output
+    assert "Pre-restore etcd database moved" not in output
+    before = len(k3s_lines(lab, first))
+    start(lab, first, f"--token {TOKEN}")
+    found = wait_journal(lab, first, "Successfully registered node", before, 90)
+    assert "Successfully registered node" in found, found
+    new_name = run(lab, first, "cat /var/lib/rancher/k3s/server/db/etcd/name")
+    assert new_name != old_name  # Reset gives the member a new name (setName(true))
+    assert [m["name"] for m in members(lab, first)] == [new_name]
+    code, out, _ = kubectl(lab, first, f"get node {first.hostname} --show-labels")
+    assert code == 0 and "kept=yes" in out
