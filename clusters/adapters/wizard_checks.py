@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from clusters.adapters import datastore, datastore_pg, host_addresses, ssh
-from clusters.adapters.aliyun import AliyunCloud, RdsClassOffer, Region, Vpc, VSwitch
+from clusters.adapters.aliyun import AliyunCloud, Instance, RdsClassOffer, Region, Vpc, VSwitch
 from clusters.adapters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
 from clusters.adapters.cloud import cloud_for_account
 from clusters.core.errors import StepError, TransientError
@@ -77,6 +77,14 @@ def network_choices(account: CloudAccount, region: str) -> NetworkChoices:
         cloud = _cloud(account, region)
         return NetworkChoices([zone.zone_id for zone in cloud.describe_zones()],
                               cloud.describe_vpcs(), cloud.describe_vswitches())
+    except StepError as exc:
+        raise CheckFailed(_explain(exc)) from None
+
+
+def vpc_instances(account: CloudAccount, region: str, vpc_id: str) -> list[Instance]:
+    """The VPC's ECS instances (every status, every page), for the hosts page to list."""
+    try:
+        return _cloud(account, region).describe_vpc_instances(vpc_id)
     except StepError as exc:
         raise CheckFailed(_explain(exc)) from None
 

@@ -15,6 +15,7 @@ from django.views.decorators.cache import never_cache
 
 from clusters import operations
 from clusters.adapters import pricing, wizard_checks
+from clusters.core.crypto import DecryptionError
 from clusters.interface import audit, wizard
 from clusters.interface.forms import (
     COMMON_REGIONS,
@@ -30,6 +31,11 @@ from clusters.interface.forms import (
     keep_saved_secrets,
 )
 from clusters.interface.forms.wizard_datastore import ENGINE_LABELS, datastore_of, version_for
+from clusters.interface.forms.wizard_instances import (
+    PICK_PREFIX,
+    instance_choices,
+    pick_instances,
+)
 from clusters.models import AuditAction, CloudAccount, Cluster, InstallSource, NodeRole, Run
 from clusters.web import ratelimit
 from clusters.web.actions import start_operation
@@ -243,9 +249,33 @@ def _forget_failed(state: wizard.WizardState, form: Any) -> None:
         state.drop_draft(f"hosts:{ref}", failed_secrets(form, HOST_SECRETS))
 
 
+class _VpcInstances:
+    """The chosen VPC's ECS instances, asked once per request (DescribeInstances), or why not."""
+
+    def __init__(self, request: SignedInRequest, state: wizard.WizardState) -> None:
+        self.vpc_id = str(state.get("network").get("vpc") or "")
+        self.error = ""
+        self.instances: list[Any] = []
+        try:
+            account = _account(request, state)
+        except DecryptionError:
+            # The account's secret was encrypted with keys since removed: the page still
+            # works (addresses can be typed), and says why the list is missing.
+            self.error = _("This cloud account's AccessKey secret can no longer be read "
+                           "(the panel's encryption keys were changed): enter it again on the "
+                           "Cloud accounts page.")
+            return
+        try:
+            self.instances = wizard_checks.vpc_instances(
+                account, state.get("account")["region"], self.vpc_id)
+        except wizard_checks.CheckFailed as exc:
+            self.error = str(exc)
+
+
 def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
     tests: dict[int, tuple[bool, str]] = {}
     keypair = state.keypair()
+    listed = _VpcInstances(request, state)
     if request.method != "POST":
         rows = []
         for saved in state.get("hosts").get("hosts") or []:
@@ -257,15 +287,13 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
         rows = rows or [_blank_row(NodeRole.SERVER), _blank_row(NodeRole.SERVER)]
         formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows,
                               form_kwargs={"saved": state.host_secrets()})
-        return _hosts_page(request, formset, tests, keypair)
+        return _hosts_page(request, formset, tests, keypair, listed=listed, typed=rows)
 
     action = request.POST.get("action", "next")
     post, rows = _keep_host_secrets(state, request.POST)
     saved_secrets = state.host_secrets()
-    if action in ("add_server", "add_agent"):
-        rows.append(_blank_row(NodeRole.SERVER if action == "add_server" else NodeRole.AGENT))
-    elif action.startswith("remove-") and action[7:].isdigit() and len(rows) > 1:
-        rows.pop(min(int(action[7:]), len(rows) - 1))
+    if action in ("add_server", "add_agent", "pick") or action.startswith("remove-"):
+        rows = _edit_rows(request, action, rows, listed)
     elif action == "generate_key":
         state.generate_keypair()
         keypair = state.keypair()
@@ -289,10 +317,29 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
         for form in formset.forms:
             _keep_uploaded_key(state, form)
             _forget_failed(state, form)
-        return _hosts_page(request, formset, tests, keypair)
+        return _hosts_page(request, formset, tests, keypair, listed=listed, typed=rows)
     formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows,
                           form_kwargs={"saved": saved_secrets})
-    return _hosts_page(request, formset, tests, keypair)
+    return _hosts_page(request, formset, tests, keypair, listed=listed, typed=rows)
+
+
+def _edit_rows(request: SignedInRequest, action: str, rows: list[dict[str, Any]],
+               listed: _VpcInstances) -> list[dict[str, Any]]:
+    """Add a blank row, remove one, or add the instances picked from the VPC's list."""
+    if action in ("add_server", "add_agent"):
+        rows.append(_blank_row(NodeRole.SERVER if action == "add_server" else NodeRole.AGENT))
+    elif action.startswith("remove-") and action[7:].isdigit() and len(rows) > 1:
+        rows.pop(min(int(action[7:]), len(rows) - 1))
+    elif action == "pick":
+        picks = {key[len(PICK_PREFIX):]: str(value) for key, value in request.POST.items()
+                 if key.startswith(PICK_PREFIX)}
+        rows, problems = pick_instances(listed.instances, rows, picks, _blank_row)
+        for problem in problems:
+            messages.error(request, problem)
+        if not problems and not any(picks.values()):
+            messages.warning(request, _("Choose Server or Agent for at least one instance "
+                                        "first."))
+    return rows
 
 
 def _test_host(state: wizard.WizardState, post: QueryDict, request: SignedInRequest,
@@ -334,10 +381,19 @@ def _test_host(state: wizard.WizardState, post: QueryDict, request: SignedInRequ
 
 
 def _hosts_page(request: SignedInRequest, formset: Any, tests: dict[int, tuple[bool, str]],
-                keypair: Any) -> HttpResponse:
-    rows = [(index, form, tests.get(index)) for index, form in enumerate(formset.forms)]
+                keypair: Any, *, listed: _VpcInstances,
+                typed: list[dict[str, Any]]) -> HttpResponse:
+    choices = instance_choices(listed.instances, typed)
+    by_ip = {c.instance.private_ip: c.instance for c in choices if c.instance.private_ip}
+    rows = [(index, form, tests.get(index),
+             by_ip.get(str((typed[index] if index < len(typed) else {}).get("private_ip")
+                           or "").strip()))
+            for index, form in enumerate(formset.forms)]
     return _render(request, "hosts", {"formset": formset, "rows": rows,
-                                      "public_key": keypair[1] if keypair else ""})
+                                      "public_key": keypair[1] if keypair else "",
+                                      "instances": choices, "vpc_id": listed.vpc_id,
+                                      "instances_error": listed.error,
+                                      "any_pickable": any(c.pickable for c in choices)})
 
 
 # --- 5. K3s ------------------------------------------------------------------------------------

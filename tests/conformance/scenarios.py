@@ -205,6 +205,10 @@ def _instances(world: World) -> None:
     world.backend("conformance-lookup", 21)
     found = world.cloud.describe_instances_by_private_ips([ip, "10.255.255.254"], world.vpc_id)
     assert [i.private_ips for i in found] == [(ip,)]
+    # The hosts page's list: every instance of the VPC, paged with MaxResults/NextToken.
+    listed = world.cloud.describe_vpc_instances(world.vpc_id)
+    assert ip in [i.private_ip for i in listed]
+    assert all(i.vpc_id == world.vpc_id and i.status for i in listed)
 
 
 @scenario("Vpc", "DescribeVpcs")
