@@ -3,6 +3,7 @@
 from clusters.steps import (  # noqa: F401
     datastore,
     destroy,
+    ecs,
     health,
     k3s,
     kubeconfig,

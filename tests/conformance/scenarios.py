@@ -668,6 +668,13 @@ def _nlb_security_group(world: World) -> None:
     drop = IngressRule("0.0.0.0/0", "6443/6443", "Drop", 100)
     world.cloud.authorize_ingress(group, [accept, drop], "conformance")
     assert set(world.cloud.ingress_rules(group) or []) == {accept, drop}
+    # The nodes' group (steps/ecs.py): a rule from the group itself, with a ClientToken.
+    inside = IngressRule("", "8472/8472", "Accept", 1, "UDP", group)
+    world.cloud.authorize_ingress(group, [inside], client_token=uuid.uuid4().hex,
+                                  descriptions={inside: "flannel VXLAN"})
+    assert inside in (world.cloud.ingress_rules(group) or [])
+    assert [g.name for g in world.cloud.security_groups_by_tag(TAG, name)] == [name]
+    world.cloud.revoke_ingress(group, [inside])
     world.cloud.revoke_ingress(group, [accept])
     assert world.cloud.ingress_rules(group) == [drop]
     lb_id = _nlb_api(world)["lb"]
