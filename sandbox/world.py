@@ -2,8 +2,10 @@
 
 Why: the panel's end-to-end tests, its benchmarks and `make sandbox` all need the same
 wiring: the emulator serving RDS and SLB addresses inside the lab's cloud namespace, a VPC
-and vSwitch that match the lab's subnet, every lab host registered as an ECS instance, and
-the artifact server where hosts can download K3s. Nothing here reaches beyond loopback and
+and vSwitch that match the lab's subnet, every lab host registered as an ECS instance, the
+lab's state directory handed to the emulator (`--lab-state-dir`) so that RunInstances
+starts real lab hosts (sandbox/lab/machines.py), and the artifact server where hosts can
+download K3s. Nothing here reaches beyond loopback and
 the namespaces the lab created.
 """
 
@@ -157,6 +159,7 @@ def running_world(
         emulator = stack.enter_context(Emulator(
             directory / "aliyun", time_scale=time_scale, netns=lab.cloud_netns,
             netns_dev=lab.cloud_dev, seed=_seed_for(lab), region_id=REGION,
+            lab_state_dir=lab.state_dir,
         ))
         artifacts = stack.enter_context(ArtifactServer(lab.cloud_ip, 0, netns=lab.cloud_netns))
         emulator.control.request("POST", "nlb/dns", {"address": lab.cloud_ip, "port": DNS_PORT})

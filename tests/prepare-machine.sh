@@ -19,6 +19,8 @@ command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v nsenter >/dev/null || need_pkgs+=(util-linux)
 command -v sudo >/dev/null || need_pkgs+=(sudo)
+# Security groups of bought ECS instances are enforced with nftables inside each lab host.
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need_pkgs+=(nftables)
 command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v mariadb >/dev/null || need_pkgs+=(mariadb-client)

@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="realistic durations are multiplied by this (0.01 = 100x faster)")
     serve.add_argument("--netns", default=None, help="cloud network namespace for services")
     serve.add_argument("--netns-dev", default=None, help="device in --netns for /32 addresses")
+    serve.add_argument("--lab-state-dir", default=None,
+                       help="the lab's state dir: RunInstances starts real lab hosts there")
     serve.add_argument("--fault-seed", type=int, default=None,
                        help="seed for probability-based faults (reproducible chaos)")
     serve.add_argument("--exit-with-parent", action="store_true",
@@ -45,7 +47,8 @@ def serve(args: argparse.Namespace) -> int:
     if not args.host.startswith("127."):
         print("the API listens on loopback only", file=sys.stderr)
         return 2
-    cloud = Cloud(args.state_dir, args.time_scale, args.netns, args.netns_dev, args.fault_seed)
+    cloud = Cloud(args.state_dir, args.time_scale, args.netns, args.netns_dev, args.fault_seed,
+                  lab_state_dir=args.lab_state_dir)
     server = ApiServer((args.host, args.port), cloud)
     cloud.start()
 

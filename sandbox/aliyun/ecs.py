@@ -162,22 +162,39 @@ def _json_list(params: Params, name: str) -> list[str] | None:
     return value
 
 
+def _image_fields(instance: dict[str, Any]) -> tuple[str, str]:
+    """(ImageId, OSName) of a bought instance's image; registered lab hosts run Ubuntu 22.04."""
+
+    found = ecs_catalogue.image(instance.get("image_id", ""))
+    if found is None:
+        return "ubuntu_22_04_x64_20G_alibase_20240101.vhd", "Ubuntu  22.04 64位"
+    return found["ImageId"], found["OSName"]
+
+
 def instance_view(instance: dict[str, Any]) -> dict[str, Any]:
     ip = instance["private_ip"]
     created = iso_utc(instance["created_at"], seconds=False)
+    image_id, os_name = _image_fields(instance)
+    public_ip = instance.get("public_ip", "")
     return {
         "InstanceId": instance["instance_id"], "InstanceName": instance["instance_name"],
         "HostName": instance["hostname"], "Status": instance["status"],
         "ZoneId": instance["zone_id"], "RegionId": instance["region_id"],
         "InstanceNetworkType": "vpc", "InstanceType": instance["instance_type"],
         "InstanceTypeFamily": instance["instance_type"].rsplit(".", 1)[0],
-        "ImageId": "ubuntu_22_04_x64_20G_alibase_20240101.vhd", "OSType": "linux",
-        "OSName": "Ubuntu  22.04 64位", "Cpu": instance["cpu"], "Memory": instance["memory"],
-        "CreationTime": created, "StartTime": created, "ExpiredTime": "2099-12-31T15:59Z",
-        "InstanceChargeType": "PostPaid", "InternetChargeType": "PayByTraffic",
-        "InternetMaxBandwidthIn": 0, "InternetMaxBandwidthOut": 0,
-        "SerialNumber": instance["instance_id"], "Description": "", "KeyPairName": "",
-        "DeletionProtection": False, "StoppedMode": "Not-applicable",
+        "ImageId": image_id, "OSType": "linux",
+        "OSName": os_name, "Cpu": instance["cpu"], "Memory": instance["memory"],
+        "CreationTime": created,
+        "StartTime": iso_utc(instance.get("started_at", instance["created_at"]), seconds=False),
+        "ExpiredTime": "2099-12-31T15:59Z",
+        "InstanceChargeType": "PostPaid",
+        "InternetChargeType": instance.get("internet_charge_type", "PayByTraffic"),
+        "InternetMaxBandwidthIn": 0,
+        "InternetMaxBandwidthOut": instance.get("internet_max_bandwidth_out", 0),
+        "SerialNumber": instance["instance_id"], "Description": instance.get("description", ""),
+        "KeyPairName": instance.get("key_pair_name", ""),
+        "DeletionProtection": bool(instance.get("deletion_protection", False)),
+        "StoppedMode": "KeepCharging" if instance["status"] == "Stopped" else "Not-applicable",
         "VpcAttributes": {
             "VpcId": instance["vpc_id"], "VSwitchId": instance["vswitch_id"],
             "NatIpAddress": "", "PrivateIpAddress": {"IpAddress": [ip]},
@@ -188,7 +205,8 @@ def instance_view(instance: dict[str, Any]) -> dict[str, Any]:
             "PrivateIpSets": {"PrivateIpSet": [{"PrivateIpAddress": ip, "Primary": True}]},
         }]},
         "SecurityGroupIds": {"SecurityGroupId": list(instance["security_group_ids"])},
-        "PublicIpAddress": {"IpAddress": []}, "InnerIpAddress": {"IpAddress": []},
+        "PublicIpAddress": {"IpAddress": [public_ip] if public_ip else []},
+        "InnerIpAddress": {"IpAddress": []},
         "EipAddress": {"IpAddress": "", "AllocationId": "", "Bandwidth": 0},
         "OperationLocks": {"LockReason": []},
         "Tags": tags.as_response(instance.get("tags", [])),
@@ -486,15 +504,57 @@ def describe_security_group_attribute(
     return {
         "RegionId": ctx.region_id, "SecurityGroupId": group["security_group_id"],
         "SecurityGroupName": group["name"], "Description": group["description"],
-        "VpcId": group["vpc_id"], "InnerAccessPolicy": "Accept",
+        "VpcId": group["vpc_id"], "InnerAccessPolicy": inner_access_policy(group),
         "Permissions": {"Permission": permissions},
     }
+
+
+def inner_access_policy(group: dict[str, Any]) -> str:
+    """Accept for a basic (normal) group, Drop for an advanced (enterprise) one, unless
+    ModifySecurityGroupPolicy changed it (V2 ModifySecurityGroupPolicyRequest)."""
+    default = "Drop" if group.get("type") == "enterprise" else "Accept"
+    return str(group.get("inner_access_policy") or default)
+
+
+@ECS.action("ModifySecurityGroupPolicy", (
+    Param("RegionId", required=True), Param("SecurityGroupId", required=True),
+    Param("InnerAccessPolicy", required=True), Param("ClientToken", max_length=64),
+))
+def modify_security_group_policy(
+    state: State, params: Params, ctx: RequestContext,
+) -> dict[str, Any]:
+    """InnerAccessPolicy Accept|Drop, case-insensitive (V2 docstring)."""
+    ctx.require_region()
+    group = _group_or_error(state, ctx, params["SecurityGroupId"])
+    value = params["InnerAccessPolicy"].lower()
+    if value not in ("accept", "drop"):
+        raise errors.invalid_parameter("InnerAccessPolicy")
+    group["inner_access_policy"] = value.capitalize()
+    for watcher in RULE_WATCHERS:
+        watcher(ctx.cloud, group["security_group_id"])
+    return {}
 
 
 @ECS.resources
 def list_instances(cloud: Cloud) -> list[dict[str, Any]]:
     return [
         {"type": "ecs_instance", "id": i["instance_id"], "state": i["status"],
-         "addresses": [i["private_ip"]], "hostname": i["hostname"], "tags": i.get("tags", [])}
+         "addresses": [i["private_ip"]] + ([i["public_ip"]] if i.get("public_ip") else []),
+         "hostname": i["hostname"], "tags": i.get("tags", []), "bought": bool(i.get("bought")),
+         "netns": (i.get("machine") or {}).get("netns", ""),
+         "pids": [(i.get("machine") or {}).get("init_pid")] if (i.get("machine") or {}).get(
+             "init_pid") else []}
         for i in instances(cloud.state).values()
+    ] + [
+        {"type": "ecs_security_group", "id": g["security_group_id"], "state": "Available",
+         "tags": g.get("tags", []), "vpc_id": g["vpc_id"]}
+        for g in security_groups(cloud.state).values() if not g.get("default")
+    ] + [
+        {"type": "ecs_key_pair", "id": k["name"], "state": "Available", "tags": k.get("tags", [])}
+        for k in cloud.state.table("ecs", "key_pairs").values()
     ]
+
+
+# The rest of ECS lives in sibling modules that register on ECS (imported last: they import
+# this one): the catalogue, key pairs, and buying instances (which enforces the groups).
+from sandbox.aliyun import ecs_catalogue, ecs_instances, ecs_keypairs  # noqa: E402, F401

@@ -104,6 +104,18 @@ class ControlClient:
         """The next `count` NLBs end CreateFailed instead of Active (POST nlb/create-failures)."""
         self.request("POST", "nlb/create-failures", {"count": count})
 
+    def set_ecs_stock(self, zone_id: str, instance_type: str,
+                      status_category: str = "WithoutStock") -> None:
+        """A zone sells out of an instance type (or gets it back: "WithStock"); RunInstances
+        then fails with OperationDenied.NoStock (POST ecs/stock)."""
+        self.request("POST", "ecs/stock", {"zone_id": zone_id, "instance_type": instance_type,
+                                          "status_category": status_category})
+
+    def set_ecs_quota(self, region_id: str, instances: int | None) -> None:
+        """At most `instances` ECS instances in the region (None: no limit); RunInstances
+        beyond it fails with QuotaExceed.ElasticQuota (POST ecs/quota)."""
+        self.request("POST", "ecs/quota", {"region_id": region_id, "instances": instances})
+
     def add_fault(self, **fields: Any) -> list[dict[str, Any]]:
         return self.request("POST", "faults", fields)["faults"]
 
@@ -178,7 +190,7 @@ class Emulator:
         self, state_dir: str | os.PathLike[str], time_scale: float = 0.01,
         netns: str | None = None, netns_dev: str | None = None, *,
         seed: dict[str, Any] | None = None, region_id: str = DEFAULT_REGION,
-        fault_seed: int | None = None,
+        fault_seed: int | None = None, lab_state_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.time_scale = time_scale
@@ -186,6 +198,7 @@ class Emulator:
         self.netns_dev = netns_dev
         self.region_id = region_id
         self.fault_seed = fault_seed
+        self.lab_state_dir = str(lab_state_dir) if lab_state_dir else None
         self.seed_document = seed if seed is not None else loopback_seed(region_id)
         self.access_key_id = "LTAI" + secrets.token_hex(8)
         self.access_key_secret = secrets.token_urlsafe(22)
@@ -208,6 +221,8 @@ class Emulator:
             command += ["--netns", self.netns, "--netns-dev", str(self.netns_dev)]
         if self.fault_seed is not None:
             command += ["--fault-seed", str(self.fault_seed)]
+        if self.lab_state_dir:
+            command += ["--lab-state-dir", self.lab_state_dir]
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                         text=True)
         self.endpoint = self._read_endpoint(self.process)

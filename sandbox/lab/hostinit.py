@@ -188,6 +188,9 @@ def authorize_key(home: str, user: str, public_key: str) -> None:
 
 
 def create_users(cfg: dict) -> None:
+    if cfg.get("root_only"):
+        create_root_login(cfg)
+        return
     accounts = cfg["accounts"]
     for user in (cfg["nopasswd_user"], cfg["password_sudo_user"]):
         run(["useradd", "--create-home", "--shell", "/bin/bash", "--groups", "sudo", user])
@@ -200,10 +203,41 @@ def create_users(cfg: dict) -> None:
         authorize_key(home, user, cfg["public_key"])
 
 
-def configure_sshd() -> None:
-    for key in Path("/etc/ssh").glob("ssh_host_*"):
-        key.unlink()  # the root namespace's keys: every host gets its own
-    run(["ssh-keygen", "-A"])
+def create_root_login(cfg: dict) -> None:
+    """A bought instance (sandbox/lab/machines.py): root only, with the key pair's public key
+    or the password given to RunInstances. Without a password root has none ('*': no
+    password matches it), never the machine's own, which the /etc overlay would show."""
+    password = cfg["accounts"].get("root", "")
+    if password:
+        run(["chpasswd"], f"root:{password}\n")
+    else:
+        run(["usermod", "-p", "*", "root"])
+    authorize_key("/root", "root", cfg.get("public_key", ""))
+
+
+def write_os_release(cfg: dict) -> None:
+    """The image's identity, where the panel's preflight reads it (/etc is an overlay; the
+    distribution's symlink to /usr/lib/os-release is replaced, not followed)."""
+    text = cfg.get("os_release")
+    if not text:
+        return
+    target = Path("/etc/os-release")
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    target.write_text(text)
+
+
+def _own_host_keys(cfg: dict) -> bool:
+    """Host keys this host made on an earlier boot (in its own /etc layer)."""
+    upper = Path(cfg["host_dir"]) / "overlay" / "etc" / "upper" / "ssh"
+    return (upper / "ssh_host_ed25519_key").exists()
+
+
+def configure_sshd(cfg: dict | None = None) -> None:
+    if not (cfg and cfg.get("keep_host_keys") and _own_host_keys(cfg)):
+        for key in Path("/etc/ssh").glob("ssh_host_*"):
+            key.unlink()  # the root namespace's keys: every host gets its own
+        run(["ssh-keygen", "-A"])
     Path("/etc/ssh/sshd_config").write_text(
         "# Lab host sshd: key and password logins for root and the sudo users.\n"
         "Port 22\n"
@@ -254,7 +288,8 @@ def main(argv: list[str]) -> int:
     build_filesystem(cfg)
     set_identity(cfg)
     create_users(cfg)
-    configure_sshd()
+    write_os_release(cfg)
+    configure_sshd(cfg)
     hide_lab_state(cfg)
     sshd = start_sshd()
     log(f"{cfg['hostname']} up, sshd pid {sshd.pid}")

@@ -97,12 +97,16 @@ class Outcome:
 class Cloud:
     def __init__(
         self, state_dir: str, time_scale: float = 1.0, netns: str | None = None,
-        netns_dev: str | None = None, fault_seed: int | None = None,
+        netns_dev: str | None = None, fault_seed: int | None = None, *,
+        lab_state_dir: str | None = None,
     ) -> None:
         self.state = State(state_dir)
         self.clock = Clock(time_scale)
         self.lock = threading.RLock()
         self.plumbing = network.AddressPlumbing(netns, netns_dev)
+        # The lab's state directory (sandbox/lab/machines.py): where RunInstances starts
+        # real hosts. None: instances are records only (the emulator's own tests).
+        self.lab_state_dir = lab_state_dir
         self.faults = FaultBook(fault_seed)
         self.calls = CallLog()
         self.products = load_products()
@@ -117,8 +121,9 @@ class Cloud:
     def start(self) -> None:
         """Bring back what the saved state says is running, then start the ticker."""
         with self.lock:
-            for address in self.state.bucket("addresses"):
-                self.plumbing.bring_up(address)
+            for address, entry in self.state.bucket("addresses").items():
+                if not entry.get("on_host"):  # an ECS public IP lives in its host
+                    self.plumbing.bring_up(address)
             for product in self.products.values():
                 for hook in product.start_hooks:
                     hook(self)

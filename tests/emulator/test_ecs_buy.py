@@ -1,0 +1,179 @@
+"""Buying ECS instances without a lab (records only): catalogue, key pairs, RunInstances
+rules, idempotence, status transitions, stock and quota faults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sandbox.aliyun.testing import Emulator
+from tests.emulator.ecs_calls import (
+    UBUNTU_2404,
+    api,
+    api_error,
+    instance,
+    keypair,
+    security_group,
+    wait_status,
+)
+
+
+def _run(emu: Emulator, group: str, **extra: object) -> list[str]:
+    params = {"VSwitchId": emu.vswitch["vswitch_id"], "ImageId": UBUNTU_2404,
+              "InstanceType": "ecs.g7.large", "SecurityGroupId": group, **extra}
+    return list(api(emu, "RunInstances", **params)["InstanceIdSets"]["InstanceIdSet"])
+
+
+@pytest.fixture(scope="module")
+def group(emu: Emulator) -> str:
+    return security_group(emu, emu.vpc["vpc_id"])
+
+
+def test_images_are_current_linux_releases(emu: Emulator) -> None:
+    found = api(emu, "DescribeImages", ImageOwnerAlias="system", OSType="linux", PageSize=50)
+    families = {i["ImageFamily"] for i in found["Images"]["Image"]}
+    assert {"acs:ubuntu_24_04_x64", "acs:ubuntu_22_04_x64", "acs:debian_12_x64",
+            "acs:alibaba_cloud_linux_3_2104_lts_x64"} <= families
+    one = api(emu, "DescribeImages", ImageFamily="acs:debian_12_x64")["Images"]["Image"]
+    assert [i["OSName"] for i in one] == ["Debian  12.11 64位"]
+    assert api(emu, "DescribeImages", OSType="windows")["TotalCount"] == 0
+    assert api(emu, "DescribeImages", ImageOwnerAlias="self")["TotalCount"] == 0
+
+
+def test_instance_types_and_what_a_zone_sells(emu: Emulator) -> None:
+    types = api(emu, "DescribeInstanceTypes", **{"InstanceTypes.1": "ecs.g7.large"})
+    assert [(t["CpuCoreCount"], t["MemorySize"]) for t in
+            types["InstanceTypes"]["InstanceType"]] == [(2, 8.0)]
+    zone = emu.vswitch["zone_id"]
+    emu.control.set_ecs_stock(zone, "ecs.c7.large", "WithoutStock")
+    found = api(emu, "DescribeAvailableResource", DestinationResource="InstanceType",
+                ZoneId=zone)
+    (only,) = found["AvailableZones"]["AvailableZone"]
+    sold = {r["Value"]: (r["Status"], r["StatusCategory"]) for r in
+            only["AvailableResources"]["AvailableResource"][0]["SupportedResources"][
+                "SupportedResource"]}
+    assert sold["ecs.c7.large"] == ("SoldOut", "WithoutStock")
+    assert sold["ecs.g7.large"] == ("Available", "WithStock")
+    disks = api(emu, "DescribeAvailableResource", DestinationResource="SystemDisk",
+                InstanceType="ecs.g7.large", ZoneId=zone)
+    supported = disks["AvailableZones"]["AvailableZone"][0]["AvailableResources"][
+        "AvailableResource"][0]["SupportedResources"]["SupportedResource"]
+    assert {
+        k: v for k, v in next(d for d in supported if d["Value"] == "cloud_essd").items()
+        if k in ("Value", "Min", "Max")} == {"Value": "cloud_essd", "Min": 20, "Max": 2048}
+    assert api_error(emu, "DescribeAvailableResource",
+                     DestinationResource="SystemDisk") == "MissingParameter"
+    emu.control.set_ecs_stock(zone, "ecs.c7.large", "WithStock")
+
+
+def test_key_pairs_rsa_and_ecdsa_yes_ed25519_no(emu: Emulator, tmp_path: Path) -> None:
+    _, rsa = keypair(tmp_path, "rsa")
+    _, ecdsa = keypair(tmp_path, "ecdsa")
+    _, ed25519 = keypair(tmp_path, "ed25519")
+    made = api(emu, "ImportKeyPair", KeyPairName="panel-rsa", PublicKeyBody=rsa)
+    assert len(made["KeyPairFingerPrint"].split(":")) == 16
+    api(emu, "ImportKeyPair", KeyPairName="panel-ecdsa", PublicKeyBody=ecdsa)
+    assert api_error(emu, "ImportKeyPair", KeyPairName="panel-ed", PublicKeyBody=ed25519) \
+        == "InvalidPublicKeyBody.Malformed"
+    assert api_error(emu, "ImportKeyPair", KeyPairName="panel-rsa", PublicKeyBody=rsa) \
+        == "KeyPair.AlreadyExist"
+    assert api_error(emu, "ImportKeyPair", KeyPairName="1bad", PublicKeyBody=rsa) \
+        == "InvalidKeyPairName.Malformed"
+    created = api(emu, "CreateKeyPair", KeyPairName="made-here")
+    assert created["PrivateKeyBody"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+    listed = api(emu, "DescribeKeyPairs", KeyPairName="panel-*", IncludePublicKey=True)
+    assert sorted(k["KeyPairName"] for k in listed["KeyPairs"]["KeyPair"]) == [
+        "panel-ecdsa", "panel-rsa"]
+    assert {k["PublicKey"] for k in listed["KeyPairs"]["KeyPair"]} == {rsa, ecdsa}
+    api(emu, "DeleteKeyPairs", KeyPairNames=json.dumps(["panel-ecdsa", "made-here"]))
+    left = api(emu, "DescribeKeyPairs")["KeyPairs"]["KeyPair"]
+    assert [k["KeyPairName"] for k in left] == ["panel-rsa"]
+
+
+def test_run_instances_names_addresses_and_status(emu: Emulator, group: str) -> None:
+    bought = _run(emu, group, Amount=2, InstanceName="k3s-server", HostName="k3s-server",
+                  UniqueSuffix=True, InternetMaxBandwidthOut=5, Tag__1__Key="cluster",
+                  Tag__1__Value="c1", SystemDisk__Category="cloud_essd", SystemDisk__Size=40,
+                  Password="Conf0rmance!")
+    assert len(bought) == 2
+    first = instance(emu, bought[0])
+    assert first["Status"] in ("Pending", "Starting")
+    assert first["InstanceName"] == "k3s-server001"
+    assert instance(emu, bought[1])["HostName"] == "k3s-server002"
+    assert first["ImageId"] == UBUNTU_2404 and first["OSName"] == "Ubuntu  24.04 64位"
+    assert first["PublicIpAddress"]["IpAddress"], "InternetMaxBandwidthOut > 0: a public IP"
+    assert first["Tags"]["Tag"] == [{"TagKey": "cluster", "TagValue": "c1"}]
+    assert first["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0].startswith(
+        emu.vswitch["cidr"].rsplit(".", 1)[0])
+    wait_status(emu, bought[0], "Running")
+    assert api_error(emu, "DeleteInstance", InstanceId=bought[0]) == "IncorrectInstanceStatus"
+    api(emu, "StopInstance", InstanceId=bought[0])
+    assert instance(emu, bought[0])["Status"] == "Stopping"
+    wait_status(emu, bought[0], "Stopped")
+    api(emu, "StartInstance", InstanceId=bought[0])
+    wait_status(emu, bought[0], "Running")
+    statuses = api(emu, "DescribeInstanceStatus", InstanceId__1=bought[0])
+    assert statuses["InstanceStatuses"]["InstanceStatus"] == [
+        {"InstanceId": bought[0], "Status": "Running"}]
+    api(emu, "DeleteInstances", InstanceId__1=bought[0], InstanceId__2=bought[1], Force=True)
+    assert api(emu, "DescribeInstances", InstanceIds=json.dumps(bought))["TotalCount"] == 0
+    assert api_error(emu, "StopInstance", InstanceId=bought[0]) == "InvalidInstanceId.NotFound"
+
+
+def test_bad_input_buys_nothing(emu: Emulator, group: str) -> None:
+    before = api(emu, "DescribeInstances")["TotalCount"]
+    cases: dict[str, dict[str, object]] = {
+        "InvalidImageId.NotFound": {"ImageId": "centos_6_x64.vhd"},
+        "InvalidInstanceType.ValueNotSupported": {"InstanceType": "ecs.nope.large"},
+        "InvalidPassword.Malformed": {"Password": "short"},
+        "InvalidSystemDiskSize.ValueNotSupported": {"SystemDisk__Size": 10},
+        "InvalidSystemDiskCategory.ValueNotSupported": {"SystemDisk__Category": "ephemeral"},
+        "InvalidKeyPairName.NotFound": {"KeyPairName": "nobody"},
+        "InvalidHostName.Malformed": {"HostName": "-bad-"},
+        "InvalidParameter.Mismatch": {"ZoneId": emu.vpc["vswitches"][1]["zone_id"]},
+        "DryRunOperation": {"DryRun": True},
+        "InvalidParameter": {"Amount": 101},
+    }
+    for code, extra in cases.items():
+        params = {"VSwitchId": emu.vswitch["vswitch_id"], "ImageId": UBUNTU_2404,
+                  "InstanceType": "ecs.g7.large", "SecurityGroupId": group, **extra}
+        assert api_error(emu, "RunInstances", **params) == code, extra
+    assert api(emu, "DescribeInstances")["TotalCount"] == before
+
+
+def test_client_token_replays_the_same_instances(emu: Emulator, group: str) -> None:
+    token = "panel-run-1"
+    first = _run(emu, group, Amount=2, ClientToken=token)
+    again = _run(emu, group, Amount=2, ClientToken=token)
+    assert again == first
+    assert api(emu, "DescribeInstances", InstanceIds=json.dumps(first))["TotalCount"] == 2
+    assert api_error(emu, "RunInstances", VSwitchId=emu.vswitch["vswitch_id"],
+                     ImageId=UBUNTU_2404, InstanceType="ecs.g7.large", SecurityGroupId=group,
+                     Amount=3, ClientToken=token) == "IdempotenceParamNotMatch"
+    for instance_id in first:
+        wait_status(emu, instance_id, "Running")
+    api(emu, "DeleteInstances", InstanceId__1=first[0], InstanceId__2=first[1], Force=True)
+
+
+def test_stock_and_quota_faults_buy_nothing(emu: Emulator, group: str) -> None:
+    zone = emu.vswitch["zone_id"]
+    emu.control.set_ecs_stock(zone, "ecs.g7.large")
+    assert api_error(emu, "RunInstances", VSwitchId=emu.vswitch["vswitch_id"],
+                     ImageId=UBUNTU_2404, InstanceType="ecs.g7.large",
+                     SecurityGroupId=group) == "OperationDenied.NoStock"
+    emu.control.set_ecs_stock(zone, "ecs.g7.large", "WithStock")
+    have = api(emu, "DescribeInstances")["TotalCount"]
+    emu.control.set_ecs_quota(emu.region_id, have + 1)
+    try:
+        assert api_error(emu, "RunInstances", VSwitchId=emu.vswitch["vswitch_id"],
+                         ImageId=UBUNTU_2404, InstanceType="ecs.g7.large",
+                         SecurityGroupId=group, Amount=2) == "QuotaExceed.ElasticQuota"
+        assert api(emu, "DescribeInstances")["TotalCount"] == have
+        some = _run(emu, group, Amount=3, MinAmount=1)  # as many as fit, at least one
+        assert len(some) == 1
+        wait_status(emu, some[0], "Running")
+        api(emu, "DeleteInstance", InstanceId=some[0], Force=True)
+    finally:
+        emu.control.set_ecs_quota(emu.region_id, None)

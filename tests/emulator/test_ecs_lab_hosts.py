@@ -1,0 +1,207 @@
+"""Bought ECS instances are real lab hosts: SSH with the key pair, the image's os-release,
+security groups enforced with nftables inside each host, Stop/Delete remove the host.
+
+Slow: a lab with one host of its own (outside every bought instance's group) plus the
+instances RunInstances starts.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+
+from sandbox.netns import netns_exists
+from sandbox.world import World, running_world
+from tests.emulator.ecs_calls import api, instance, keypair, security_group, wait_status
+from tests.support.tools import require
+
+pytestmark = pytest.mark.slow
+LISTENER = (
+    "import socket, threading\n"
+    "def serve(port):\n"
+    "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "    s.bind(('0.0.0.0', port)); s.listen(16)\n"
+    "    while True: s.accept()[0].close()\n"
+    "for p in (6443, 10250, 2379): threading.Thread(target=serve, args=(p,)).start()\n"
+)
+SCANNED = (22, 6443, 10250, 2379)
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    require("nft")
+    with running_world(hosts=1, time_scale=0.02) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def key(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path, public = keypair(tmp_path_factory.mktemp("keys"), "rsa")
+    api(world.emulator, "ImportKeyPair", KeyPairName="lab-panel", PublicKeyBody=public)
+    return path
+
+
+def ssh(key: Path, ip: str, command: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+         f"root@{ip}", command], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def buy(world: World, group: str, count: int, **extra: Any) -> list[str]:
+    bought = api(world.emulator, "RunInstances", VSwitchId=world.vswitch_id,
+                 ImageId="ubuntu_24_04_x64_20G_alibase_20250722.vhd",
+                 InstanceType="ecs.g7.large", SecurityGroupId=group, KeyPairName="lab-panel",
+                 Amount=count, **extra)["InstanceIdSets"]["InstanceIdSet"]
+    for instance_id in bought:
+        wait_status(world.emulator, instance_id, "Running", timeout=90)
+    return list(bought)
+
+
+def private_ip(world: World, instance_id: str) -> str:
+    return str(instance(world.emulator, instance_id)["VpcAttributes"]["PrivateIpAddress"][
+        "IpAddress"][0])
+
+
+def allow(world: World, group: str, port: str, source: str, protocol: str = "tcp") -> None:
+    api(world.emulator, "AuthorizeSecurityGroup", SecurityGroupId=group,
+        Permissions__1__IpProtocol=protocol, Permissions__1__PortRange=port,
+        Permissions__1__SourceCidrIp=source)
+
+
+def revoke(world: World, group: str, port: str, source: str) -> None:
+    api(world.emulator, "RevokeSecurityGroup", SecurityGroupId=group,
+        Permissions__1__IpProtocol="tcp", Permissions__1__PortRange=port,
+        Permissions__1__SourceCidrIp=source)
+
+
+def open_from_lab_host(world: World, ip: str, ports: tuple[int, ...] = SCANNED) -> set[int]:
+    """Ports of `ip` a TCP connect from the lab's own host reaches (it is in no group)."""
+    script = ("import socket, sys\n"
+              "for p in sys.argv[2:]:\n"
+              "    s = socket.socket(); s.settimeout(0.8)\n"
+              "    print(p, s.connect_ex((sys.argv[1], int(p))) == 0)\n")
+    done = world.lab.run(world.lab.hosts[0], ["python3", "-c", script, ip,
+                                              *map(str, ports)], timeout=30)
+    return {int(p) for p, ok in (line.split() for line in done.stdout.splitlines())
+            if ok == "True"}
+
+
+def open_from(key: Path, source_ip: str, ip: str, ports: tuple[int, ...] = SCANNED) -> set[int]:
+    """Ports of `ip` a connect from a bought host reaches (run over SSH on it)."""
+    script = ("import socket\n"
+              f"for p in {list(ports)!r}:\n"
+              "    s = socket.socket(); s.settimeout(0.8)\n"
+              f"    print(p, s.connect_ex(({ip!r}, p)) == 0)\n")
+    done = ssh(key, source_ip, f"python3 -c {shlex.quote(script)}", timeout=40)
+    assert done.returncode == 0, done.stderr
+    return {int(p) for p, ok in (line.split() for line in done.stdout.splitlines())
+            if ok == "True"}
+
+
+def test_bought_host_logs_in_with_the_key_and_wears_the_image(world: World, key: Path) -> None:
+    group = security_group(world.emulator, world.vpc_id)
+    allow(world, group, "22/22", f"{world.lab.gateway_ip}/32")  # the panel's address
+    (bought,) = buy(world, group, 1, HostName="k3s-s1")
+    ip = private_ip(world, bought)
+    done = ssh(key, ip, "cat /etc/os-release; hostname; id -un")
+    assert done.returncode == 0, done.stderr
+    assert 'VERSION_ID="24.04"' in done.stdout and "ID=ubuntu" in done.stdout
+    assert done.stdout.split()[-2:] == ["k3s-s1", "root"]
+    assert ssh(key, ip, "true").returncode == 0
+    host_key = ssh(key, ip, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout
+    # Stop powers the host off; Start brings the same disk (same host key) back.
+    api(world.emulator, "StopInstance", InstanceId=bought)
+    wait_status(world.emulator, bought, "Stopped")
+    deadline = time.monotonic() + 20
+    while ssh(key, ip, "true", timeout=10).returncode == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ssh(key, ip, "true", timeout=10).returncode != 0, "a Stopped instance answers SSH"
+    api(world.emulator, "StartInstance", InstanceId=bought)
+    wait_status(world.emulator, bought, "Running", timeout=90)
+    assert ssh(key, ip, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout == host_key
+    netns = next(r["netns"] for r in world.emulator.control.resources() if r["id"] == bought)
+    assert netns and netns_exists(netns)
+    api(world.emulator, "DeleteInstance", InstanceId=bought, Force=True)
+    deadline = time.monotonic() + 20
+    while netns_exists(netns) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not netns_exists(netns), "DeleteInstance leaves the host's namespace"
+    assert ssh(key, ip, "true", timeout=10).returncode != 0
+
+
+def test_password_login_without_a_key_pair(world: World) -> None:
+    group = security_group(world.emulator, world.vpc_id)
+    allow(world, group, "22/22", f"{world.lab.gateway_ip}/32")
+    bought = api(world.emulator, "RunInstances", VSwitchId=world.vswitch_id,
+                 ImageId="debian_12_11_x64_20G_alibase_20250722.vhd",
+                 InstanceType="ecs.c7.large", SecurityGroupId=group,
+                 Password="Lab-Passw0rd")["InstanceIdSets"]["InstanceIdSet"][0]
+    wait_status(world.emulator, bought, "Running", timeout=90)
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - a lab host
+    client.connect(private_ip(world, bought), username="root", password="Lab-Passw0rd",
+                   look_for_keys=False, allow_agent=False, timeout=10)
+    try:
+        _, out, _ = client.exec_command("cat /etc/os-release")
+        assert "ID=debian" in out.read().decode()
+    finally:
+        client.close()
+    with pytest.raises(paramiko.AuthenticationException):
+        other = paramiko.SSHClient()
+        other.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507
+        try:
+            other.connect(private_ip(world, bought), username="root", password="wrong-Passw0rd",
+                          look_for_keys=False, allow_agent=False, timeout=10)
+        finally:
+            other.close()
+    api(world.emulator, "DeleteInstance", InstanceId=bought, Force=True)
+
+
+def test_security_group_rules_are_enforced(world: World, key: Path) -> None:
+    group = security_group(world.emulator, world.vpc_id)
+    allow(world, group, "22/22", f"{world.lab.gateway_ip}/32")
+    first, second = buy(world, group, 2)
+    a, b = private_ip(world, first), private_ip(world, second)
+    started = ssh(key, a, f"nohup python3 -c {shlex.quote(LISTENER)} >/dev/null 2>&1 &")
+    assert started.returncode == 0, started.stderr
+    vpc_cidr = world.emulator.vpc["cidr"]
+    allow(world, group, "6443/6443", vpc_cidr)
+    # From outside the group (the lab's own host, inside the VPC): only what rules allow.
+    assert open_from_lab_host(world, a) == {6443}
+    # Inside the group (InnerAccessPolicy Accept, a basic group's default): everything.
+    assert open_from(key, b, a) == set(SCANNED)
+    # Isolated inside: only the rules; a SourceGroupId rule opens the kubelet to members.
+    api(world.emulator, "ModifySecurityGroupPolicy", SecurityGroupId=group,
+        InnerAccessPolicy="Drop")
+    assert open_from(key, b, a) == {6443}
+    api(world.emulator, "AuthorizeSecurityGroup", SecurityGroupId=group,
+        Permissions__1__IpProtocol="TCP", Permissions__1__PortRange="10250/10250",
+        Permissions__1__SourceGroupId=group)
+    assert open_from(key, b, a) == {6443, 10250}
+    assert open_from_lab_host(world, a) == {6443}
+    # Removing a rule closes the port at once; a higher-priority Drop beats an Accept.
+    revoke(world, group, "6443/6443", vpc_cidr)
+    assert open_from_lab_host(world, a) == set()
+    allow(world, group, "2379/2379", vpc_cidr)
+    api(world.emulator, "AuthorizeSecurityGroup", SecurityGroupId=group,
+        Permissions__1__IpProtocol="TCP", Permissions__1__PortRange="2379/2379",
+        Permissions__1__SourceCidrIp=world.lab.hosts[0].ip + "/32",
+        Permissions__1__Policy="drop", Permissions__1__Priority="1")
+    assert open_from_lab_host(world, a) == set()
+    assert 2379 in open_from(key, b, a)
+    # Leaving the group: the member's address is no longer admitted by SourceGroupId rules.
+    other = security_group(world.emulator, world.vpc_id)
+    api(world.emulator, "JoinSecurityGroup", SecurityGroupId=other, InstanceId=second)
+    api(world.emulator, "LeaveSecurityGroup", SecurityGroupId=group, InstanceId=second)
+    allow(world, other, "22/22", f"{world.lab.gateway_ip}/32")
+    assert 10250 not in open_from(key, b, a)
+    api(world.emulator, "DeleteInstances", InstanceId__1=first, InstanceId__2=second,
+        Force=True)

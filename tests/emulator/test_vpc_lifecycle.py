@@ -1,0 +1,84 @@
+"""VPCs and vSwitches the panel creates: Pending then Available, CIDR rules, dependencies,
+ClientToken, tags."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sandbox.aliyun.testing import Emulator
+from tests.emulator.ecs_calls import UBUNTU_2404, api, api_error, security_group, wait_status
+
+
+def _wait_available(emu: Emulator, what: str, **query: str) -> dict:
+    action, key, item = (("DescribeVpcs", "Vpcs", "Vpc") if what == "vpc"
+                         else ("DescribeVSwitches", "VSwitches", "VSwitch"))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        (found,) = api(emu, action, "Vpc", **query)[key][item]
+        if found["Status"] == "Available":
+            return dict(found)
+        time.sleep(0.05)
+    raise AssertionError(f"{what} {query} not Available")
+
+
+def test_vpc_and_vswitch_lifecycle(tmp_path: Path) -> None:
+    # 0.2: a VPC stays Pending 1 s, a vSwitch 0.6 s: long enough to see, whatever the load
+    with Emulator(tmp_path / "state", time_scale=0.2) as emu:
+        _lifecycle(emu)
+
+
+def _lifecycle(emu: Emulator) -> None:
+    zone = emu.vswitch["zone_id"]
+    made = api(emu, "CreateVpc", "Vpc", CidrBlock="192.168.0.0/16", VpcName="k3s-c1",
+               ClientToken="vpc-1", Tag__1__Key="k3s-panel", Tag__1__Value="c1")
+    vpc_id = made["VpcId"]
+    assert api(emu, "CreateVpc", "Vpc", CidrBlock="192.168.0.0/16", VpcName="k3s-c1",
+               ClientToken="vpc-1", Tag__1__Key="k3s-panel",
+               Tag__1__Value="c1")["VpcId"] == vpc_id, "ClientToken replay buys nothing"
+    (pending,) = api(emu, "DescribeVpcs", "Vpc", VpcId=vpc_id)["Vpcs"]["Vpc"]
+    assert pending["Status"] == "Pending"
+    assert api_error(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=zone,
+                     CidrBlock="192.168.1.0/24") == "IncorrectVpcStatus"
+    vpc = _wait_available(emu, "vpc", VpcId=vpc_id)
+    assert vpc["Tags"]["Tag"] == [{"Key": "k3s-panel", "Value": "c1"}]
+    tagged = api(emu, "DescribeVpcs", "Vpc", Tag__1__Key="k3s-panel", Tag__1__Value="c1")
+    assert [v["VpcId"] for v in tagged["Vpcs"]["Vpc"]] == [vpc_id]
+    bad = {
+        "InvalidParameter": "10.0.0.0/24",                # outside the VPC
+        "InvalidCirdrBlock.MaskLength": "192.168.0.0/30",  # longer than /29
+        "InvalidCidrBlock.Malformed": "192.168.1.300/24",
+    }
+    for code, cidr in bad.items():
+        assert api_error(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=zone,
+                         CidrBlock=cidr) == code, cidr
+    assert api_error(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId="cn-nowhere-z",
+                     CidrBlock="192.168.1.0/24") == "InvalidZoneId.NotFound"
+    vsw_id = api(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=zone,
+                 CidrBlock="192.168.1.0/24", VSwitchName="k3s-c1")["VSwitchId"]
+    assert api_error(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=zone,
+                     CidrBlock="192.168.2.0/24") == "IncorrectVSwitchStatus"  # one at a time
+    vsw = _wait_available(emu, "vswitch", VSwitchId=vsw_id)
+    assert (vsw["CidrBlock"], vsw["ZoneId"], vsw["VpcId"]) == ("192.168.1.0/24", zone, vpc_id)
+    assert api_error(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=zone,
+                     CidrBlock="192.168.1.128/25") == "InvalidCidrBlock.Overlapped"
+    assert api_error(emu, "CreateVpc", "Vpc", CidrBlock="127.0.0.0/16") \
+        == "InvalidCidrBlock.Malformed"
+    assert api_error(emu, "CreateVpc", "Vpc", CidrBlock="10.0.0.0/8") \
+        == "InvalidCirdrBlock.MaskLength"
+
+    # An instance in the vSwitch and a group in the VPC hold them.
+    group = security_group(emu, vpc_id)
+    (bought,) = api(emu, "RunInstances", VSwitchId=vsw_id, ImageId=UBUNTU_2404,
+                    InstanceType="ecs.g7.large", SecurityGroupId=group)[
+        "InstanceIdSets"]["InstanceIdSet"]
+    assert api_error(emu, "DeleteVSwitch", "Vpc", VSwitchId=vsw_id) == "DependencyViolation"
+    assert api_error(emu, "DeleteVpc", "Vpc", VpcId=vpc_id) == "DependencyViolation.VSwitch"
+    wait_status(emu, bought, "Running")
+    api(emu, "DeleteInstance", InstanceId=bought, Force=True)
+    api(emu, "DeleteVSwitch", "Vpc", VSwitchId=vsw_id)
+    assert api_error(emu, "DeleteVpc", "Vpc", VpcId=vpc_id) == "DependencyViolation.SecurityGroup"
+    api(emu, "DeleteSecurityGroup", SecurityGroupId=group)
+    api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
+    assert api_error(emu, "DeleteVpc", "Vpc", VpcId=vpc_id) == "InvalidVpcId.NotFound"
+    assert not [r for r in emu.control.resources() if r["type"] in ("vpc", "vswitch")]
