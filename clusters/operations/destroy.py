@@ -41,6 +41,21 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False) -> list[StepS
             "rds_delete", gettext_noop("Delete the RDS instance and wait until it is gone"),
             "destroy.rds"))
         finished.append("rds_delete")
+    if cluster.instance_order or cluster.resources.filter(kind__startswith="ecs_").exists():
+        # What the panel bought for the hosts (steps/ecs.py): the instances once K3s is off
+        # them (or kept, as the owner chose), then the group nothing is in any more and the
+        # key pair. Only the ledger's and the cluster's tagged ones, never another.
+        specs += [
+            StepSpec("ecs_instances_delete",
+                     gettext_noop("Release the ECS instances the panel bought"),
+                     "ecs.delete_instances", ["uninstall"]),
+            StepSpec("ecs_group_delete",
+                     gettext_noop("Delete the nodes' security group"),
+                     "ecs.delete_security_group", ["ecs_instances_delete", "slb_delete"]),
+            StepSpec("ecs_keypair_delete", gettext_noop("Delete the key pair the panel made"),
+                     "ecs.delete_keypair", ["ecs_instances_delete"]),
+        ]
+        finished += ["ecs_group_delete", "ecs_keypair_delete"]
     specs.append(StepSpec("finish", gettext_noop("Close the ledger and mark the cluster destroyed"),
                           "destroy.finish", finished, {"keep_database": keep_database}))
     return specs
