@@ -14,6 +14,7 @@ from django.utils.translation import gettext_noop
 
 from clusters.adapters.credentials import generate_k3s_token
 from clusters.adapters.datastore_engines import engine_for
+from clusters.adapters.instance_order import node_slots
 from clusters.core.titles import title
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
@@ -52,15 +53,51 @@ def balancer_listener_step(cluster: Cluster, after: list[str]) -> StepSpec:
                     "slb.listener", after)
 
 
+Host = tuple[str, str, dict[str, Any]]  # (step key, where it runs for the title, step args)
+
+
+def _hosts(cluster: Cluster) -> tuple[list[Host], list[Host]]:
+    """The servers and agents the install steps name: the cluster's nodes, or (instances the
+    run buys) the order's slots, whose nodes exist only once RunInstances answered."""
+    if cluster.instance_order:
+        slots = node_slots(cluster.instance_order)
+        return ([(f"server_{slot}", slot, {"slot": slot}) for slot, role in slots
+                 if role == NodeRole.SERVER],
+                [(f"agent_{slot}", slot, {"slot": slot}) for slot, role in slots
+                 if role == NodeRole.AGENT])
+    return ([(f"server_{n.pk}", n.private_ip, {"node_id": n.pk}) for n in
+             cluster.nodes.filter(role=NodeRole.SERVER).order_by("pk")],
+            [(f"agent_{n.pk}", n.private_ip, {"node_id": n.pk}) for n in
+             cluster.nodes.filter(role=NodeRole.AGENT).order_by("pk")])
+
+
+def _buy_steps(cluster: Cluster) -> list[StepSpec]:
+    """Instances the panel buys (steps/ecs.py), before anything else: the key pair, the
+    nodes' security group, a DryRun of the whole order (a sold-out type or a short quota
+    fails here, before anything is billed), then one RunInstances per node."""
+    if not cluster.instance_order:
+        return []
+    return [
+        StepSpec("ecs_keypair", gettext_noop("Prepare the SSH key pair of the new instances"),
+                 "ecs.keypair"),
+        StepSpec("ecs_group", gettext_noop("Create the nodes' security group (K3s's ports "
+                                           "only)"), "ecs.security_group", ["ecs_keypair"]),
+        StepSpec("ecs_check", gettext_noop("Check that the zone sells the whole order "
+                                           "(DryRun)"), "ecs.check_order", ["ecs_group"]),
+        StepSpec("ecs_buy", gettext_noop("Buy the ECS instances and wait until they run"),
+                 "ecs.run_instances", ["ecs_check"]),
+    ]
+
+
 def create_plan(cluster: Cluster) -> list[StepSpec]:
     """Preflight, then RDS and SLB in parallel, then servers one at a time, then the rest."""
     nlb = cluster.load_balancer_kind == LoadBalancerKind.NLB
-    servers = list(cluster.nodes.filter(role=NodeRole.SERVER).order_by("pk"))
-    agents = list(cluster.nodes.filter(role=NodeRole.AGENT).order_by("pk"))
+    servers, agents = _hosts(cluster)
     specs = [
+        *_buy_steps(cluster),
         StepSpec(
             "preflight_cloud", gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
-            "preflight.cloud"),
+            "preflight.cloud", ["ecs_buy"] if cluster.instance_order else []),
         StepSpec("preflight_hosts", gettext_noop("Check every host over SSH"), "preflight.hosts",
                  ["preflight_cloud"]),
     ]
@@ -93,11 +130,9 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
         specs.append(StepSpec("slb_acl", gettext_noop("Create the API's allow-list (SLB access "
                                                       "control)"), "slb.acl", ["slb_create"]))
     previous = ["slb_create"]
-    for index, server in enumerate(servers):
-        key = f"server_{server.pk}"
-        name = title(gettext_noop("Install K3s server %(n)s (%(ip)s)"), n=index + 1,
-                     ip=server.private_ip)
-        specs.append(StepSpec(key, name, "k3s.install_server", previous, {"node_id": server.pk}))
+    for index, (key, where, args) in enumerate(servers):
+        name = title(gettext_noop("Install K3s server %(n)s (%(ip)s)"), n=index + 1, ip=where)
+        specs.append(StepSpec(key, name, "k3s.install_server", previous, args))
         previous = [key]
     specs += [
         balancer_listener_step(
@@ -109,11 +144,10 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
             "verify.cluster", ["kubeconfig"]),
     ]
     agent_keys = []
-    for agent in agents:
-        key = f"agent_{agent.pk}"
+    for key, where, args in agents:
         agent_keys.append(key)
-        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=agent.private_ip)
-        specs.append(StepSpec(key, name, "k3s.install_agent", ["verify"], {"node_id": agent.pk}))
+        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=where)
+        specs.append(StepSpec(key, name, "k3s.install_agent", ["verify"], args))
     specs.append(StepSpec("health", gettext_noop("First health check"), "health.check",
                           ["verify", *agent_keys]))
     return specs

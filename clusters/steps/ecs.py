@@ -26,6 +26,7 @@ from django.conf import settings
 
 from clusters.adapters import cloud, host_addresses, purchase
 from clusters.adapters.aliyun import AliyunCloud, IngressRule, InstanceOrder
+from clusters.adapters.instance_order import INSTANCE_KIND, node_slots
 from clusters.core.errors import PermanentError, StepError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
@@ -35,7 +36,6 @@ from clusters.models import (
     Cluster,
     LoadBalancerKind,
     Node,
-    NodeRole,
     ResourceState,
     SlbAddressType,
 )
@@ -204,7 +204,6 @@ def delete_security_group(ctx: StepContext) -> Outcome:
 # --- the key pair and the instances the panel buys ----------------------------------------------
 
 KEY_PAIR_KIND = "ecs_key_pair"
-INSTANCE_KIND = "ecs_instance_"  # + the node's slot: "ecs_instance_s1", "ecs_instance_a2"
 NODE_TAG = "k3s-panel-node"      # the slot, on the instance: told apart when adopted by tag
 RUNNING_TIMEOUT_SECONDS = 15 * 60
 
@@ -233,12 +232,6 @@ def generate_key_pair(comment: str) -> tuple[str, str]:
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                            serialization.PublicFormat.OpenSSH).decode()
     return private, f"{public} {comment}"
-
-
-def node_slots(order: dict[str, Any]) -> list[tuple[str, str]]:
-    """(slot, role) of every instance of the order, servers first: ("s1", "server")…"""
-    return ([(f"s{n}", str(NodeRole.SERVER)) for n in range(1, int(order.get("servers", 0)) + 1)]
-            + [(f"a{n}", str(NodeRole.AGENT)) for n in range(1, int(order.get("agents", 0)) + 1)])
 
 
 @step_handler("ecs.keypair")

@@ -19,6 +19,7 @@ import yaml
 from django.conf import settings
 
 from clusters.adapters import clusterconfig, datastore_tls, forensics, k3s_release, nodes, ssh
+from clusters.adapters.instance_order import node_of_slot
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
@@ -40,6 +41,9 @@ BUSY_POLL_SECONDS = 15.0
 
 
 def _node(ctx: StepContext) -> Node:
+    """The step's node: by id, or (an instance the create run buys) by its order's slot."""
+    if "slot" in ctx.args:
+        return node_of_slot(ctx.cluster, str(ctx.args["slot"]))
     return Node.objects.get(pk=ctx.args["node_id"], cluster_id=ctx.cluster.pk)
 
 

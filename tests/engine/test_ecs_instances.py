@@ -246,3 +246,28 @@ def test_destroy_plans_the_release_after_k3s_is_off_and_the_group_after_the_inst
     on_own_hosts = make_cluster(region=cluster.region)
     assert not any(key.startswith("ecs_") for key in
                    (spec.key for spec in destroy_plan(on_own_hosts)))
+
+
+def test_the_create_plan_buys_first_and_installs_k3s_on_the_order_s_slots(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """The plan is made before RunInstances answered: install steps name their node by slot,
+    and find it through the slot's ledger row once bought."""
+    from clusters.adapters.instance_order import node_of_slot  # noqa: PLC0415
+    from clusters.operations.create import create_plan  # noqa: PLC0415
+
+    plan = create_plan(cluster)
+    keys = [spec.key for spec in plan]
+    assert keys[:4] == ["ecs_keypair", "ecs_group", "ecs_check", "ecs_buy"]
+    by_key = {spec.key: spec for spec in plan}
+    assert by_key["preflight_cloud"].depends_on == ["ecs_buy"]
+    assert [(k, by_key[k].handler, by_key[k].args) for k in keys if k.startswith(
+        ("server_", "agent_"))] == [
+        ("server_s1", "k3s.install_server", {"slot": "s1"}),
+        ("server_s2", "k3s.install_server", {"slot": "s2"}),
+        ("agent_a1", "k3s.install_agent", {"slot": "a1"})]
+    with override_settings(PANEL_CLOUD_POLL_SECONDS=0.2):
+        run_plan(engine, cluster, BUY)
+    bought = {b["id"] for b in tagged_instances(emu, cluster)}
+    nodes = {slot: node_of_slot(cluster, slot) for slot in ("s1", "s2", "a1")}
+    assert {n.ecs_instance_id for n in nodes.values()} == bought
+    assert [nodes[s].role for s in ("s1", "s2", "a1")] == ["server", "server", "agent"]
