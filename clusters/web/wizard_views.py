@@ -33,6 +33,7 @@ from clusters.interface.forms import (
 from clusters.interface.forms.wizard_datastore import ENGINE_LABELS, datastore_of, version_for
 from clusters.interface.forms.wizard_instances import (
     PICK_PREFIX,
+    InstanceOrderForm,
     instance_choices,
     pick_instances,
 )
@@ -272,7 +273,36 @@ class _VpcInstances:
             self.error = str(exc)
 
 
+def _order_form(request: SignedInRequest, state: wizard.WizardState,
+                data: Any = None) -> tuple[InstanceOrderForm | None, str]:
+    """The "create instances" form with what the zone sells now, or why it cannot be shown."""
+    try:
+        choices = wizard_checks.instance_choices(
+            _account(request, state), state.get("account")["region"],
+            state.get("network").get("zone", ""))
+    except (wizard_checks.CheckFailed, DecryptionError) as exc:
+        return None, str(exc) if isinstance(exc, wizard_checks.CheckFailed) else _(
+            "This cloud account's AccessKey secret can no longer be read (the panel's "
+            "encryption keys were changed): enter it again on the Cloud accounts page.")
+    saved = state.get("hosts").get("order") or None
+    if data is not None:
+        return InstanceOrderForm(data, types=choices.types, images=choices.images), ""
+    initial = {f: saved[f] for f in ("servers", "agents", "instance_type", "image_id",
+                                     "system_disk_gb", "public_bandwidth_mbps")} if saved else None
+    return InstanceOrderForm(initial=initial, types=choices.types, images=choices.images), ""
+
+
 def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
+    """Hosts typed or picked (rows), or instances the panel buys (the order form)."""
+    if request.method == "POST" and request.POST.get("action") == "order":
+        order_form, _error = _order_form(request, state, request.POST)
+        if order_form is not None and order_form.is_valid():
+            state.put("hosts", {"hosts": [], "order": order_form.order(), "warnings": []})
+            return _next("hosts")
+    return _host_rows_step(request, state)
+
+
+def _host_rows_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
     tests: dict[int, tuple[bool, str]] = {}
     keypair = state.keypair()
     listed = _VpcInstances(request, state)
@@ -383,6 +413,11 @@ def _test_host(state: wizard.WizardState, post: QueryDict, request: SignedInRequ
 def _hosts_page(request: SignedInRequest, formset: Any, tests: dict[int, tuple[bool, str]],
                 keypair: Any, *, listed: _VpcInstances,
                 typed: list[dict[str, Any]]) -> HttpResponse:
+    state = wizard.WizardState(request.session)
+    if request.method == "POST" and request.POST.get("action") == "order":
+        order_form, order_error = _order_form(request, state, request.POST)
+    else:
+        order_form, order_error = _order_form(request, state)
     choices = instance_choices(listed.instances, typed)
     by_ip = {c.instance.private_ip: c.instance for c in choices if c.instance.private_ip}
     rows = [(index, form, tests.get(index),
@@ -393,7 +428,9 @@ def _hosts_page(request: SignedInRequest, formset: Any, tests: dict[int, tuple[b
                                       "public_key": keypair[1] if keypair else "",
                                       "instances": choices, "vpc_id": listed.vpc_id,
                                       "instances_error": listed.error,
-                                      "any_pickable": any(c.pickable for c in choices)})
+                                      "any_pickable": any(c.pickable for c in choices),
+                                      "order_form": order_form, "order_error": order_error,
+                                      "ordered": bool(state.get("hosts").get("order"))})
 
 
 # --- 5. K3s ------------------------------------------------------------------------------------
@@ -471,6 +508,7 @@ def review_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResp
         "k3s": state.get("k3s"),
         "install_source_label": InstallSource(state.get("k3s")["install_source"]).label,
         "priced_items": priced_items,
+        "billed_instances": wizard.billed_instances(state),
         "quote": quote,
         "hours_per_month": pricing.HOURS_PER_MONTH,
     })

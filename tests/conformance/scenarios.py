@@ -697,6 +697,13 @@ _NONE_NLB = _NoNlb()
 _BUY_IMAGE = "ubuntu_24_04_x64_20G_alibase_20250722.vhd"
 
 
+@scenario("Ecs", "DescribeImages")
+def _public_images(world: World) -> None:
+    images = world.cloud.describe_public_linux_images()
+    assert any(i.family.startswith("acs:ubuntu_") for i in images)
+    assert all(i.image_id and i.os_name for i in images)
+
+
 @scenario("Ecs", "DescribeAvailableResource")
 @scenario("Ecs", "DescribeInstanceTypes")
 def _what_the_zone_sells(world: World) -> None:

@@ -233,3 +233,82 @@ def test_a_failed_lookup_is_shown_and_typing_still_works(at_hosts: Client,
     page = html.unescape(response.content.decode())
     assert "could not list this VPC's instances; type their addresses below instead" in page
     assert 'name="hosts-0-private_ip"' in page and 'value="pick"' not in page
+
+
+# --- "create instances": the panel buys the hosts --------------------------------------------
+
+
+def order_post(**fields: Any) -> dict[str, Any]:
+    values = {"servers": 2, "agents": 1, "instance_type": "ecs.g7.large",
+              "image_id": "ubuntu_24_04_x64_20G_alibase_20250722.vhd", "system_disk_gb": 40,
+              "public_bandwidth_mbps": 0, **fields}
+    return {**host_rows({"private_ip": "", "password": ""}), "action": "order",
+            **{f"order-{k}": v for k, v in values.items()}}
+
+
+def test_the_order_form_offers_what_the_zone_sells_and_refuses_the_rest(
+        at_hosts: Client, world: Emulator) -> None:
+    page = html.unescape(at_hosts.get(HOSTS).content.decode())
+    assert "ecs.g7.large · 2 vCPU · 8 GiB" in page
+    for image in ("Ubuntu 24.04 64 bit", "Ubuntu 22.04 64 bit", "Debian 12.11 64 bit",
+                  "Alibaba Cloud Linux 3.2104 LTS 64 bit"):
+        assert image in page, image
+    world.control.request("POST", "ecs/stock", {"zone_id": world.vswitch["zone_id"],
+                                                "instance_type": "ecs.c7.large",
+                                                "status_category": "WithoutStock"})
+    try:
+        assert "ecs.c7.large ·" not in html.unescape(at_hosts.get(HOSTS).content.decode())
+        refused = at_hosts.post(HOSTS, order_post(instance_type="ecs.c7.large", servers=0,
+                                                  system_disk_gb=10))
+    finally:
+        world.control.request("POST", "ecs/stock", {"zone_id": world.vswitch["zone_id"],
+                                                    "instance_type": "ecs.c7.large",
+                                                    "status_category": "WithStock"})
+    assert refused.status_code == 200
+    from tests.ui.test_wizard import field_errors  # noqa: PLC0415
+
+    assert "not one of the available choices" in " ".join(
+        field_errors(refused, "order-instance_type"))
+    assert field_errors(refused, "order-servers") and field_errors(refused, "order-system_disk_gb")
+    assert not WizardState(at_hosts.session).get("hosts").get("order")
+
+
+def test_an_order_is_saved_listed_on_the_review_and_becomes_the_clusters_order(
+        at_hosts: Client, user: Any) -> None:
+    response = at_hosts.post(HOSTS, order_post(public_bandwidth_mbps=5))
+    assert response.status_code == 302 and response["Location"].endswith("/k3s/")
+    state = WizardState(at_hosts.session)
+    assert state.get("hosts")["order"] == {
+        "servers": 2, "agents": 1, "instance_type": "ecs.g7.large",
+        "image_id": "ubuntu_24_04_x64_20G_alibase_20250722.vhd",
+        "system_disk_category": "cloud_essd", "system_disk_gb": 40,
+        "public_bandwidth_mbps": 5, "key_pair": ""}
+    session = at_hosts.session
+    WizardState(session).put("k3s", {"k3s_version": "v1.32.5+k3s1", "k3s_channel": "",
+                                     "install_source": "official"})
+    session.save()
+    review = html.unescape(at_hosts.get(reverse("clusters:wizard-step", args=["review"])
+                                        ).content.decode())
+    billed = re.findall(r'<tr class="price-line price-unknown billed-instance">\s*<td><strong>'
+                        r"(.*?)</strong><br><code>(.*?)</code>", review)
+    assert [what for what, _ in billed] == [
+        "ECS instance s1 (Server, pay-as-you-go)", "ECS instance s2 (Server, pay-as-you-go)",
+        "ECS instance a1 (Agent, pay-as-you-go)"]
+    assert all("ecs.g7.large" in detail and "40 GiB ESSD" in detail
+               and "public address, 5 Mbit/s" in detail for _, detail in billed)
+    zh = html.unescape(at_hosts.get(reverse("clusters:wizard-step", args=["review"]),
+                                    HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9").content.decode())
+    assert "ECS 实例 s1（服务器，按量付费）" in zh  # noqa: RUF001
+    hosts_zh = html.unescape(at_hosts.get(HOSTS, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9"
+                                          ).content.decode())
+    assert "或者由面板创建实例" in hosts_zh and "已选择：面板将在创建时购买这些实例" in hosts_zh  # noqa: RUF001
+    created = at_hosts.post(reverse("clusters:wizard-step", args=["review"]),
+                            {"billing_ack": "on"})
+    assert created.status_code == 302
+    from clusters.models import Cluster  # noqa: PLC0415
+    from clusters.operations.create import create_plan  # noqa: PLC0415
+
+    cluster = Cluster.objects.get(owner=user, name="picked")
+    assert cluster.instance_order["servers"] == 2 and cluster.nodes.count() == 0
+    assert [s.key for s in create_plan(cluster)][:4] == [
+        "ecs_keypair", "ecs_group", "ecs_check", "ecs_buy"]

@@ -17,6 +17,7 @@ from aliyunsdkecs.request.v20140526.DeleteKeyPairsRequest import DeleteKeyPairsR
 from aliyunsdkecs.request.v20140526.DescribeAvailableResourceRequest import (
     DescribeAvailableResourceRequest,
 )
+from aliyunsdkecs.request.v20140526.DescribeImagesRequest import DescribeImagesRequest
 from aliyunsdkecs.request.v20140526.DescribeInstancesRequest import DescribeInstancesRequest
 from aliyunsdkecs.request.v20140526.DescribeInstanceTypesRequest import (
     DescribeInstanceTypesRequest,
@@ -28,7 +29,7 @@ from aliyunsdkecs.request.v20140526.ModifySecurityGroupPolicyRequest import (
 )
 from aliyunsdkecs.request.v20140526.RunInstancesRequest import RunInstancesRequest
 
-from clusters.adapters.aliyun.client import AliyunClient, check_client_token, tag_list
+from clusters.adapters.aliyun.client import AliyunClient, check_client_token, pages, tag_list
 from clusters.adapters.aliyun.models import Instance, items
 
 # DescribeAvailableResource's StatusCategory: WithStock and ClosedWithStock (low supply)
@@ -68,8 +69,30 @@ class InstanceOrder:
     public_bandwidth_mbps: int = 0  # 0: no public address
 
 
+@dataclass(frozen=True)
+class PublicImage:
+    image_id: str
+    os_name: str   # OSNameEn ("Ubuntu  24.04 64 bit"), spaces collapsed
+    family: str    # "acs:ubuntu_24_04_x64"
+
+
 class EcsBuyApi:
     client: AliyunClient
+
+    def describe_public_linux_images(self) -> list[PublicImage]:
+        """DescribeImages of Alibaba's own (system) Linux images, every page."""
+        def make(page: int) -> DescribeImagesRequest:
+            request = DescribeImagesRequest()
+            request.set_ImageOwnerAlias("system")
+            request.set_OSType("linux")
+            request.set_PageSize(100)
+            request.set_PageNumber(page)
+            return request
+
+        return [PublicImage(str(i.get("ImageId", "")),
+                            " ".join(str(i.get("OSNameEn") or i.get("OSName") or "").split()),
+                            str(i.get("ImageFamily") or ""))
+                for i in pages(self.client, make, ("Images", "Image"))]
 
     def available_instance_types(self, zone_id: str) -> list[TypeOffer]:
         """DescribeAvailableResource (InstanceType, pay-as-you-go) in one zone, every type

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from clusters.adapters.aliyun.ecs_buy import PublicImage, TypeOffer
 from clusters.adapters.aliyun.models import Instance
 from clusters.models import NodeRole
 
@@ -115,3 +117,41 @@ def pick_instances(instances: list[Instance], rows: list[dict[str, Any]],
     if any(str(row.get("private_ip") or "").strip() for row in rows):
         rows = [row for row in rows if str(row.get("private_ip") or "").strip()]
     return rows, problems
+
+
+class InstanceOrderForm(forms.Form):
+    """"Create instances": how many, what type and image, the disk, a public address.
+
+    The choices are what the zone sells now (clusters.adapters.wizard_checks.instance_choices);
+    a choice the cloud no longer offers is refused at its field. The panel generates the key
+    pair (ImportKeyPair of its public half) and logs in as root with it."""
+
+    servers = forms.IntegerField(label=_("Servers"), initial=2, min_value=1, max_value=9)
+    agents = forms.IntegerField(label=_("Agents"), initial=1, min_value=0, max_value=50)
+    instance_type = forms.ChoiceField(label=_("Instance type"))
+    image_id = forms.ChoiceField(label=_("Image"))
+    # ESSD system disk: 20-2048 GiB for cloud_essd (RunInstancesRequest.SystemDisk.Size, V2
+    # model); 40 GiB leaves K3s's images and logs room.
+    system_disk_gb = forms.IntegerField(label=_("System disk (GiB, ESSD)"), initial=40,
+                                        min_value=40, max_value=2048)
+    public_bandwidth_mbps = forms.IntegerField(
+        label=_("Public bandwidth (Mbit/s; 0: no public address)"), initial=0, min_value=0,
+        max_value=100)
+
+    def __init__(self, *args: Any, types: Sequence[TypeOffer] = (),
+                 images: Sequence[PublicImage] = (), **kwargs: Any) -> None:
+        kwargs.setdefault("prefix", "order")
+        super().__init__(*args, **kwargs)
+        type_field = cast(forms.ChoiceField, self.fields["instance_type"])
+        type_field.choices = [(o.instance_type, f"{o.instance_type} · {o.cores} vCPU · "
+                                                f"{o.memory_gib:g} GiB") for o in types]
+        image_field = cast(forms.ChoiceField, self.fields["image_id"])
+        image_field.choices = [(i.image_id, i.os_name) for i in images]
+
+    def order(self) -> dict[str, Any]:
+        """The cluster's instance_order (steps/ecs.py reads it)."""
+        data = self.cleaned_data
+        return {"servers": data["servers"], "agents": data["agents"],
+                "instance_type": data["instance_type"], "image_id": data["image_id"],
+                "system_disk_category": "cloud_essd", "system_disk_gb": data["system_disk_gb"],
+                "public_bandwidth_mbps": data["public_bandwidth_mbps"], "key_pair": ""}
