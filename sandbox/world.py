@@ -99,6 +99,21 @@ class World:
         return list(self.emulator.vpc["vswitches"])
 
     @property
+    def reachable_vpc_cidr(self) -> str:
+        """A block for a VPC the panel creates (CreateVpc) whose hosts the panel reaches by
+        their private addresses: the /16 around the lab's /24 (VPCs of a region may
+        overlap). Any other block works too, but then only public IPs are reachable from
+        the root namespace, and a private address there must never be dialled from it
+        (nothing routes it into the lab: it would leave for the machine's real network)."""
+        return str(ipaddress.ip_network(f"{self.lab.subnet.split('/')[0]}/16", strict=False))
+
+    @property
+    def reachable_vswitch_cidr(self) -> str:
+        """The lab's /24: a vSwitch created in `reachable_vpc_cidr` with it is on the lab
+        bridge (on-link for the panel, the hosts and the cloud namespace)."""
+        return self.lab.subnet
+
+    @property
     def dns_server(self) -> tuple[str, int]:
         """The cloud's DNS stand-in (NLB names), on the cloud address, port 53: what the lab
         hosts' /etc/resolv.conf names; sandbox.aliyun.nlb.resolve uses it for the rest."""

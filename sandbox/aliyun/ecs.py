@@ -1,9 +1,10 @@
 """ECS 2014-05-26: regions, zones, the lab hosts as instances, and security groups.
 
 Why: the panel resolves its hosts' private IPs to instance ids (SLB backends are ECS ids),
-checks region and zone, and opens 6443/22 in a security group. Instances are not created
-through the API here: the lab registers its hosts through the control API, because the
-hosts are real machines (network namespaces) that already exist.
+checks region and zone, and opens 6443/22 in a security group. Two kinds of instances: the
+lab's own hosts, registered through the control API (`POST instances`, real machines that
+already exist), and instances bought with RunInstances (ecs_instances.py), which start
+real lab hosts of their own when the emulator has a lab (`--lab-state-dir`).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def describe_zones(state: State, params: Params, ctx: RequestContext) -> dict[st
     zones = [{
         "ZoneId": zone_id, "LocalName": f"{region['local_name']} {zone_id[-1].upper()}",
         "AvailableResourceCreation": {"ResourceTypes": ["Instance", "Disk", "VSwitch"]},
-        "AvailableInstanceTypes": {"InstanceTypes": ["ecs.g6.large", "ecs.c6.large"]},
+        "AvailableInstanceTypes": {"InstanceTypes": _types_on_sale(state, zone_id)},
         "AvailableDiskCategories": {"DiskCategories": ["cloud_efficiency", "cloud_essd"]},
         "AvailableVolumeCategories": {"VolumeCategories": ["cloud_efficiency", "cloud_essd"]},
         "AvailableResources": {"ResourcesInfo": []},
@@ -149,6 +150,14 @@ def describe_zones(state: State, params: Params, ctx: RequestContext) -> dict[st
         "AvailableDedicatedHostTypes": {"DedicatedHostType": []},
     } for zone_id in region["zones"]]
     return {"Zones": {"Zone": zones}}
+
+
+def _types_on_sale(state: State, zone_id: str) -> list[str]:
+    """What the zone sells now (ecs_catalogue.py: a type sold out there is left out)."""
+    from sandbox.aliyun import ecs_catalogue  # noqa: PLC0415 - the catalogue imports this
+
+    return [t for t in ecs_catalogue.INSTANCE_TYPES
+            if ecs_catalogue.has_stock(ecs_catalogue.stock(state, zone_id, t))]
 
 
 # ---- instances -----------------------------------------------------------------------------

@@ -284,11 +284,17 @@ def describe_available_resource(state: State, params: Params,
             and (params["Memory"] is None or t["MemorySize"] == params["Memory"])
         ]
         categories = {t["InstanceTypeId"]: stock(state, zone, t["InstanceTypeId"]) for t in types}
-        if destination in ("InstanceType", "Zone"):
+        zone_category = ("WithStock" if any(has_stock(c) for c in categories.values())
+                         else "WithoutStock")
+        if destination == "InstanceType":
             supported = [{"Value": type_id, "Status": _status(category),
                           "StatusCategory": category}
                          for type_id, category in categories.items()]
-            kind = "InstanceType" if destination == "InstanceType" else "Zone"
+            kind = "InstanceType"
+        elif destination == "Zone":
+            supported = [{"Value": zone, "Status": _status(zone_category),
+                          "StatusCategory": zone_category}]
+            kind = "Zone"
         elif destination == "SystemDisk":
             supported = [{"Value": category, "Status": "Available", "StatusCategory": "WithStock",
                           "Min": low, "Max": high, "Unit": "GiB"}
@@ -301,8 +307,6 @@ def describe_available_resource(state: State, params: Params,
             kind = destination
         if not supported:
             continue
-        zone_category = ("WithStock" if any(has_stock(c) for c in categories.values())
-                         else "WithoutStock")
         answer.append({
             "ZoneId": zone, "RegionId": ctx.region_id, "Status": _status(zone_category),
             "StatusCategory": zone_category,

@@ -46,6 +46,7 @@ Sources (V2 alibabacloud_ecs20140526 7.11.8 request docstrings unless said):
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import sys
@@ -88,9 +89,9 @@ QUOTA_EXCEEDED = errors.ApiError(403, "QuotaExceed.ElasticQuota",
                                  "instance type.")
 DRY_RUN = errors.ApiError(400, "DryRunOperation",
                           "Request validation has been passed with DryRun flag set.")
-_PASSWORD_SPECIALS = set("()`~!@#$%^&*-_+=|{}[]:;'\"<>,.?/\\")
+_PASSWORD_SPECIALS = set("()`~!@#$%^&*-_+=|{}[]:;\"<>,.?/\\")  # V2 Password docstring
 _HOST_SEGMENT = re.compile(r"[A-Za-z0-9-]+")
-_INSTANCE_NAME = re.compile(r"[^\W\d_][\w.:\-\[\], ]{1,127}", re.UNICODE)
+_INSTANCE_NAME = re.compile(r"[^\W\d_][\w.:\-\[\],]{1,127}", re.UNICODE)
 _BRACKETS = re.compile(r"\[(\d+),(\d+)\]")
 
 
@@ -357,6 +358,12 @@ def _private_addresses(state: State, params: Params, ctx: RequestContext,
     return chosen
 
 
+def _mac(instance_id: str) -> str:
+    """00:16:3e (Alibaba's OUI, what ECS ENIs carry) + 3 bytes of the instance id's hash."""
+    digest = hashlib.sha256(instance_id.encode()).digest()
+    return "00:16:3e:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
 def _buy(state: State, params: Params, ctx: RequestContext, index: int, private_ip: str, *,
          count: int, image: dict[str, Any], instance_type: dict[str, Any],
          vsw: dict[str, Any], groups: list[str], login: dict[str, str],
@@ -375,7 +382,6 @@ def _buy(state: State, params: Params, ctx: RequestContext, index: int, private_
     hostname = (_sequence(params["HostName"], index, count, unique)
                 .replace("${instance_id}", instance_id)
                 if params["HostName"] else "iZ" + instance_id[2:] + "Z")
-    serial = len(instances(state)) + 1
     instances(state)[instance_id] = {
         "instance_id": instance_id, "hostname": hostname, "instance_name": name,
         "private_ip": private_ip, "region_id": ctx.region_id, "zone_id": vsw["zone_id"],
@@ -384,8 +390,7 @@ def _buy(state: State, params: Params, ctx: RequestContext, index: int, private_
         "memory": int(instance_type["MemorySize"] * 1024), "created_at": ctx.clock.now(),
         "security_group_ids": list(groups), "tags": tags.from_repeat_list(params.raw),
         "eni_id": ids.resource_id("eni-", 20),
-        "mac": f"00:16:3e:{serial >> 16 & 255:02x}:{serial >> 8 & 255:02x}:{serial & 255:02x}",
-        "bought": True, "image_id": image["ImageId"],
+        "mac": _mac(instance_id), "bought": True, "image_id": image["ImageId"],
         "key_pair_name": params["KeyPairName"] or "", "public_ip": public_ip,
         "internet_max_bandwidth_out": params["InternetMaxBandwidthOut"],
         "internet_charge_type": params["InternetChargeType"],
@@ -427,13 +432,16 @@ def _spec(cloud: Cloud, instance: dict[str, Any]) -> Any:
         key=instance["instance_id"], hostname=instance["hostname"], addresses=addresses,
         os_release=image.get("os_release", ""),
         root_public_key=instance["login"]["public_key"],
-        root_password=instance["login"]["password"])
+        root_password=instance["login"]["password"], mac=instance["mac"])
 
 
 def _boot(cloud: Cloud, instance_id: str) -> None:
     from sandbox.lab import machines  # noqa: PLC0415 - only with a lab
 
     try:
+        halting = cloud.runtime.get("ecs_halts", {}).get(instance_id)
+        if halting is not None:  # a Start right after a Stop: the old host goes first
+            halting.join(timeout=60)
         with cloud.lock:
             instance = instances(cloud.state).get(instance_id)
             if instance is None:
@@ -508,7 +516,9 @@ def _halt_later(cloud: Cloud, instance: dict[str, Any], *, destroy: bool) -> Non
     from sandbox.lab import machines  # noqa: PLC0415 - only with a lab
 
     target = machines.destroy if destroy else machines.power_off
-    threading.Thread(target=target, args=(machine,), daemon=True).start()
+    thread = threading.Thread(target=target, args=(machine,), daemon=True)
+    cloud.runtime.setdefault("ecs_halts", {})[instance["instance_id"]] = thread
+    thread.start()
 
 
 # ---- status transitions --------------------------------------------------------------------
@@ -544,6 +554,10 @@ def bring_back(cloud: Cloud) -> None:
         machine = instance.get("machine")
         if machine and machine.get("init_pid") and processes.is_alive(machine["init_pid"]):
             continue
+        if machine:  # what is left of a host that died: its namespace and veth
+            from sandbox.lab import machines  # noqa: PLC0415 - only with a lab
+
+            machines.power_off(machines.Machine(**machine))
         instance["host_ready"] = False
         _boot_later(cloud, instance["instance_id"])
 

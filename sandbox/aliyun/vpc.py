@@ -25,6 +25,7 @@ CreateVpc and CreateVSwitch); times below are realistic seconds x the time scale
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 from typing import Any
 
@@ -299,11 +300,30 @@ def route_vswitch(cloud: Cloud, cidr: str, *, add: bool) -> None:
     """In netns mode a created vSwitch's block is routed on the cloud device (inside the
     cloud namespace only), so services there answer hosts numbered from it."""
     netns, device = cloud.plumbing.netns, cloud.plumbing.device
-    if not netns or not device:
+    if not netns or not device or _on_link(netns, device, cidr):
         return
     verb = "replace" if add else "del"
     subprocess.run(["ip", "-n", netns, "route", verb, cidr, "dev", device],
                    capture_output=True, text=True, check=False)
+
+
+def _on_link(netns: str, device: str, cidr: str) -> bool:
+    """True when the block overlaps a network the cloud device already has (the lab's
+    subnet): it is reachable already, and its connected route must never be replaced or
+    deleted."""
+    shown = subprocess.run(["ip", "-n", netns, "-j", "-4", "addr", "show", "dev", device],
+                           capture_output=True, text=True, check=False)
+    try:
+        links = json.loads(shown.stdout or "[]")
+    except ValueError:
+        return True  # unknown: leave the routes alone
+    block = ipaddress.ip_network(cidr)
+    for link in links:
+        for addr in link.get("addr_info", []):
+            if addr.get("prefixlen", 32) < 32 and block.overlaps(ipaddress.ip_network(
+                    f"{addr['local']}/{addr['prefixlen']}", strict=False)):
+                return True
+    return False
 
 
 @VPC.on_start

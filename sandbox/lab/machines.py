@@ -50,6 +50,7 @@ class MachineSpec:
     root_public_key: str = ""
     root_password: str = ""
     nameserver: str = ""
+    mac: str = ""             # the ENI's MAC: kept across Stop/Start (neighbours' caches)
 
 
 @dataclass
@@ -98,8 +99,16 @@ def launch(state_dir: str | Path, spec: MachineSpec) -> Machine:
         netns, veth = names.host_netns(lab.prefix, index), names.host_veth(lab.prefix, index)
         first, *more = spec.addresses
         network.attach_namespace(netns, lab.bridge, veth, names.HOST_DEV, first)
+    if spec.mac:
+        network.ip("-n", netns, "link", "set", "dev", names.HOST_DEV, "address", spec.mac)
     for extra in more:
         network.ip("-n", netns, "addr", "add", extra, "dev", names.HOST_DEV)
+    # Forget what the lab's bridge and cloud namespace knew of these addresses (another
+    # MAC, if a released instance had one of them): the lab's own tables only.
+    for address in spec.addresses:
+        ip_only = address.split("/")[0]
+        network.ip("neigh", "flush", "to", ip_only, "dev", lab.bridge, check=False)
+        network.ip("-n", lab.cloud_netns, "neigh", "flush", "to", ip_only, check=False)
     host_dir = root / f"bought-{spec.key}"
     host_dir.mkdir(mode=0o700, exist_ok=True)
     accounts = {"root": spec.root_password} if spec.root_password else {}

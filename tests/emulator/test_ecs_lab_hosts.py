@@ -7,7 +7,9 @@ instances RunInstances starts.
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from sandbox.world import World, running_world
 from tests.emulator.ecs_calls import api, instance, keypair, security_group, wait_status
 from tests.support.tools import require
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.lab]
 LISTENER = (
     "import socket, threading\n"
     "def serve(port):\n"
@@ -205,3 +207,112 @@ def test_security_group_rules_are_enforced(world: World, key: Path) -> None:
     assert 10250 not in open_from(key, b, a)
     api(world.emulator, "DeleteInstances", InstanceId__1=first, InstanceId__2=second,
         Force=True)
+
+
+def _until_available(world: World, action: str, key: str, item: str, **query: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        (found,) = api(world.emulator, action, "Vpc", **query)[key][item]
+        if found["Status"] == "Available":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{action} {query}: not Available")
+
+
+def test_hosts_in_a_vpc_the_panel_created(world: World, key: Path) -> None:
+    """A VPC and vSwitch outside the lab's subnet: the panel reaches the hosts by their
+    public IPs (as from outside a real VPC); they reach each other and the cloud's
+    services (the DNS stand-in on the cloud address) over their private addresses."""
+    emu = world.emulator
+    vpc_id = api(emu, "CreateVpc", "Vpc", CidrBlock="192.168.0.0/16")["VpcId"]
+    _until_available(world, "DescribeVpcs", "Vpcs", "Vpc", VpcId=vpc_id)
+    vsw_id = api(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=world.zone,
+                 CidrBlock="192.168.1.0/24")["VSwitchId"]
+    _until_available(world, "DescribeVSwitches", "VSwitches", "VSwitch", VSwitchId=vsw_id)
+    group = security_group(emu, vpc_id)
+    allow(world, group, "22/22", f"{world.lab.gateway_ip}/32")
+    bought = api(emu, "RunInstances", VSwitchId=vsw_id,
+                 ImageId="aliyun_3_x64_20G_alibase_20250629.vhd", InstanceType="ecs.g7.large",
+                 SecurityGroupId=group, KeyPairName="lab-panel", Amount=2,
+                 InternetMaxBandwidthOut=10)["InstanceIdSets"]["InstanceIdSet"]
+    for instance_id in bought:
+        wait_status(emu, instance_id, "Running", timeout=90)
+    first, second = (instance(emu, i) for i in bought)
+    public = first["PublicIpAddress"]["IpAddress"][0]
+    peer = second["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]
+    assert peer.startswith("192.168.1.")
+    done = ssh(key, public, "cat /etc/os-release; ip -4 -o addr show dev eth0")
+    assert done.returncode == 0, done.stderr
+    assert 'ID="alinux"' in done.stdout
+    assert first["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0] in done.stdout
+    assert open_from(key, public, peer, (22,)) == {22}
+    assert open_from(key, public, world.lab.cloud_ip, (53,)) == {53}
+    api(emu, "DeleteInstances", InstanceId__1=bought[0], InstanceId__2=bought[1], Force=True)
+    api(emu, "DeleteVSwitch", "Vpc", VSwitchId=vsw_id)  # released instances hold nothing
+    api(emu, "DeleteSecurityGroup", SecurityGroupId=group)
+    api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
+
+
+def test_a_created_vswitch_on_the_lab_subnet_is_reached_privately(world: World,
+                                                                   key: Path) -> None:
+    emu = world.emulator
+    vpc_id = api(emu, "CreateVpc", "Vpc", CidrBlock=world.reachable_vpc_cidr)["VpcId"]
+    _until_available(world, "DescribeVpcs", "Vpcs", "Vpc", VpcId=vpc_id)
+    vsw_id = api(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=world.zone,
+                 CidrBlock=world.reachable_vswitch_cidr)["VSwitchId"]
+    _until_available(world, "DescribeVSwitches", "VSwitches", "VSwitch", VSwitchId=vsw_id)
+    group = security_group(emu, vpc_id)
+    allow(world, group, "22/22", f"{world.lab.gateway_ip}/32")
+    (bought,) = api(emu, "RunInstances", VSwitchId=vsw_id,
+                    ImageId="ubuntu_22_04_x64_20G_alibase_20250722.vhd",
+                    InstanceType="ecs.c7.large", SecurityGroupId=group,
+                    KeyPairName="lab-panel")["InstanceIdSets"]["InstanceIdSet"]
+    wait_status(emu, bought, "Running", timeout=90)
+    done = ssh(key, private_ip(world, bought), "grep VERSION_ID /etc/os-release")
+    assert done.returncode == 0, done.stderr
+    assert '"22.04"' in done.stdout
+    api(emu, "DeleteInstance", InstanceId=bought, Force=True)
+    api(emu, "DeleteVSwitch", "Vpc", VSwitchId=vsw_id)
+    api(emu, "DeleteSecurityGroup", SecurityGroupId=group)
+    api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
+    # The cloud namespace's own route to the lab subnet was never touched.
+    routes = subprocess.run(["ip", "-n", world.lab.cloud_netns, "route", "show",
+                             world.lab.subnet], capture_output=True, text=True, check=True)
+    assert "proto kernel" in routes.stdout
+    assert open_from_lab_host(world, world.lab.cloud_ip, (53,)) == {53}
+
+
+def test_the_cloud_api_restarting_does_not_power_hosts_off(world: World, key: Path) -> None:
+    group = security_group(world.emulator, world.vpc_id)
+    allow(world, group, "22/22", f"{world.lab.gateway_ip}/32")
+    first, second = buy(world, group, 2)
+    a, b = private_ip(world, first), private_ip(world, second)
+    pids = {r["id"]: r["pids"] for r in world.emulator.control.resources()
+            if r["id"] in (first, second)}
+    os.kill(pids[second][0], signal.SIGKILL)  # one host dies while the API is away
+    world.restart_cloud()
+    assert instance(world.emulator, first)["Status"] == "Running"
+    assert ssh(key, a, "true").returncode == 0
+    assert [r["pids"] for r in world.emulator.control.resources() if r["id"] == first] == [
+        pids[first]], "the living host was left alone"
+    deadline = time.monotonic() + 60
+    while ssh(key, b, "true", timeout=10).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ssh(key, b, "hostname").returncode == 0, "the dead host was booted again"
+    api(world.emulator, "DeleteInstances", InstanceId__1=first, InstanceId__2=second,
+        Force=True)
+
+
+def test_reset_removes_every_bought_host(world: World, key: Path) -> None:
+    """Last in this module: a reset also forgets the key pair and the groups."""
+    group = security_group(world.emulator, world.vpc_id)
+    buy(world, group, 1)
+    netns = [r["netns"] for r in world.emulator.control.resources() if r.get("bought")]
+    assert netns and all(netns_exists(n) for n in netns)
+    world.emulator.control.reset()
+    deadline = time.monotonic() + 20
+    while any(netns_exists(n) for n in netns) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [n for n in netns if netns_exists(n)]
+    assert not [r for r in world.emulator.control.resources() if r["type"] == "ecs_instance"
+                and r.get("bought")]
