@@ -176,6 +176,8 @@ def delete_security_group(ctx: StepContext) -> Outcome:
                                          deleted_at__isnull=True))
     if not rows:
         return Skip("the panel bought no security group for this cluster's nodes")
+    if ctx.args.get("keep_instances"):
+        return Skip("kept with the instances: they are still in it")
     api = cloud.cloud_for(cluster)
     ids = {row.provider_id for row in rows if row.provider_id}
     ids |= {g.security_group_id for g in api.security_groups_by_tag(cloud.TAG_KEY,
@@ -452,7 +454,7 @@ def delete_instances(ctx: StepContext) -> Outcome:
                                          deleted_at__isnull=True))
     if not rows:
         return Skip("the panel bought no instance for this cluster")
-    if (cluster.instance_order or {}).get("keep_instances"):
+    if ctx.args.get("keep_instances") or (cluster.instance_order or {}).get("keep_instances"):
         for row in rows:
             cloud.record(row, state=ResourceState.DELETED, kept=True)
         return Skip("the owner chose to keep the instances: they stay, and stay billed")
@@ -491,6 +493,8 @@ def delete_keypair(ctx: StepContext) -> Outcome:
     rows = list(ctx.cluster.resources.filter(kind=KEY_PAIR_KIND, deleted_at__isnull=True))
     if not rows:
         return Skip("the panel imported no key pair for this cluster")
+    if ctx.args.get("keep_instances"):
+        return Skip("kept with the instances, which hold its public key")
     api = cloud.cloud_for(ctx.cluster)
     names = [row.provider_id for row in rows if row.provider_id]
     if names:

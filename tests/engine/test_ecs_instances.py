@@ -9,6 +9,7 @@ of ecs_instances.py / ecs_catalogue.py / ecs_keypairs.py) through the SDK.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterator
@@ -219,17 +220,21 @@ def test_destroy_releases_exactly_what_the_panel_bought_and_its_key_pair(
     assert all(r.state == ResourceState.DELETED for r in cluster.resources.all())
 
 
-def test_keep_the_instances_releases_none(engine: InProcessEngine, emu: Emulator,
-                                          cluster: Cluster) -> None:
+def test_keep_the_instances_releases_none_and_keeps_their_group_and_key_pair(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    from clusters.operations.destroy import destroy_plan  # noqa: PLC0415
+
     with override_settings(PANEL_CLOUD_POLL_SECONDS=0.2):
         run_plan(engine, cluster, BUY)
-    cluster.instance_order = {**cluster.instance_order, "keep_instances": True}
-    cluster.save()
     emu.control.clear_calls()
-    kept = run_plan(engine, cluster, [StepSpec("instances", "Release",
-                                               "ecs.delete_instances")])
-    assert step(kept, "instances").status == StepStatus.SKIPPED
-    assert calls(emu, "DeleteInstances") == []
+    plan = [dataclasses.replace(spec, depends_on=[d for d in spec.depends_on
+                                                  if d.startswith("ecs_")])
+            for spec in destroy_plan(cluster, keep_instances=True)
+            if spec.key.startswith("ecs_")]
+    kept = run_plan(engine, cluster, plan)
+    assert [step(kept, s.key).status for s in plan] == [StepStatus.SKIPPED] * 3
+    assert calls(emu, "DeleteInstances") == calls(emu, "DeleteSecurityGroup") == []
+    assert calls(emu, "DeleteKeyPairs") == []
     assert len(tagged_instances(emu, cluster)) == 3
 
 

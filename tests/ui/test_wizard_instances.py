@@ -312,3 +312,24 @@ def test_an_order_is_saved_listed_on_the_review_and_becomes_the_clusters_order(
     assert cluster.instance_order["servers"] == 2 and cluster.nodes.count() == 0
     assert [s.key for s in create_plan(cluster)][:4] == [
         "ecs_keypair", "ecs_group", "ecs_check", "ecs_buy"]
+
+
+def test_destroy_offers_to_keep_the_instances_the_panel_bought(user: Any,
+                                                              owner_client: Client) -> None:
+    from clusters.models import ClusterStatus, Run, RunKind  # noqa: PLC0415
+    from tests.support.factories import make_cluster  # noqa: PLC0415
+
+    bought = make_cluster(owner=user, status=ClusterStatus.READY,
+                          instance_order={"servers": 1, "agents": 0, "instance_type": "t",
+                                          "image_id": "i"})
+    own = make_cluster(owner=user, status=ClusterStatus.READY)
+    page = owner_client.get(reverse("clusters:cluster", args=[bought.code])).content.decode()
+    assert 'name="keep_instances"' in page and "Keep the ECS instances the panel bought" in page
+    assert 'name="keep_instances"' not in owner_client.get(
+        reverse("clusters:cluster", args=[own.code])).content.decode()
+    owner_client.post(reverse("clusters:cluster-destroy", args=[bought.code]),
+                      {"confirm_name": bought.name, "keep_instances": "on"})
+    run = Run.objects.get(cluster=bought, kind=RunKind.DESTROY)
+    assert run.params["keep_instances"] is True
+    keep = run.steps.get(key="ecs_instances_delete")
+    assert keep.args == {"keep_instances": True}
