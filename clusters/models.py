@@ -227,6 +227,15 @@ class Cluster(models.Model):
     # Source CIDRs the API's listener forwards (a CLB whitelist ACL). Required for an
     # Internet-facing SLB (the wizard never lets one be open to everyone); optional for an
     # intranet one, where empty means no ACL (the VPC's own reach, as before).
+    # ECS instances the panel buys for this cluster (steps/ecs.py): {"servers": n,
+    # "agents": m, "image_id", "instance_type", "system_disk_category", "system_disk_gb",
+    # "public_bandwidth_mbps", "key_pair": "" (the panel generates one) or an existing
+    # pair's name, "keep_instances": bool}; empty for a cluster on hosts the user owns.
+    instance_order = models.JSONField(_("instances to buy"), default=dict, blank=True)
+    # The private half of the key pair the panel generated for those instances (encrypted
+    # at rest like every secret); its public half was imported as an ECS key pair.
+    generated_ssh_key = EncryptedTextField(_("generated SSH private key"), blank=True)
+    generated_ssh_public_key = models.TextField(_("generated SSH public key"), blank=True)
     api_allowed_cidrs = models.JSONField(_("API allowed sources (CIDR)"), default=list,
                                          blank=True)
 

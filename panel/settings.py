@@ -317,6 +317,17 @@ for _network in PANEL_FORBIDDEN_NETWORKS:
         raise ImproperlyConfigured(
             f"PANEL_FORBIDDEN_NETWORKS holds {_network!r}, which is not a network (CIDR)."
         ) from _exc
+# Where the hosts see the panel's SSH come from (comma-separated CIDRs): the only source of
+# SSH in the security group the panel makes for instances it buys (clusters/k3s/firewall.py).
+# Unset: the panel's own addresses inside the cluster's VPC (a panel running in the VPC).
+PANEL_SSH_SOURCE_CIDRS = env_list("PANEL_SSH_SOURCE_CIDRS")
+for _network in PANEL_SSH_SOURCE_CIDRS:
+    try:
+        ipaddress.IPv4Network(_network, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(
+            f"PANEL_SSH_SOURCE_CIDRS holds {_network!r}, which is not an IPv4 CIDR block."
+        ) from _exc
 # Never True here: only panel/settings_test.py allows loopback hosts (the emulator's VPC).
 PANEL_ALLOW_LOOPBACK_HOSTS = False
 # How many SSH tests (the wizard's Test connection, a host-key scan) one user may make a minute.

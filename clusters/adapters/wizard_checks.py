@@ -19,7 +19,8 @@ from typing import Any
 from django.conf import settings
 
 from clusters.adapters import datastore, datastore_pg, host_addresses, ssh
-from clusters.adapters.aliyun import AliyunCloud, RdsClassOffer, Region, Vpc, VSwitch
+from clusters.adapters.aliyun import AliyunCloud, Instance, RdsClassOffer, Region, Vpc, VSwitch
+from clusters.adapters.aliyun.ecs_buy import PublicImage, TypeOffer
 from clusters.adapters.aliyun.rds import RDS_CATEGORY, RDS_STORAGE_TYPE
 from clusters.adapters.cloud import cloud_for_account
 from clusters.core.errors import StepError, TransientError
@@ -79,6 +80,44 @@ def network_choices(account: CloudAccount, region: str) -> NetworkChoices:
                               cloud.describe_vpcs(), cloud.describe_vswitches())
     except StepError as exc:
         raise CheckFailed(_explain(exc)) from None
+
+
+def vpc_instances(account: CloudAccount, region: str, vpc_id: str) -> list[Instance]:
+    """The VPC's ECS instances (every status, every page), for the hosts page to list."""
+    try:
+        return _cloud(account, region).describe_vpc_instances(vpc_id)
+    except StepError as exc:
+        raise CheckFailed(_explain(exc)) from None
+
+
+# The images offered for new hosts: current Ubuntu LTS, Debian, Alibaba Cloud Linux 3 (the
+# families of Alibaba's public images, help.aliyun.com doc 108393 "Public images").
+IMAGE_FAMILIES = ("acs:ubuntu_24_04_x64", "acs:ubuntu_22_04_x64", "acs:debian_12_x64",
+                  "acs:alibaba_cloud_linux_3_2104_lts_x64")
+
+
+@dataclass
+class InstanceChoices:
+    """What the "create instances" form offers: types the zone sells now, with cores and
+    memory (DescribeAvailableResource, DescribeInstanceTypes), and the current images of the
+    offered families (DescribeImages: the newest of each)."""
+
+    types: list[TypeOffer] = field(default_factory=list)
+    images: list[PublicImage] = field(default_factory=list)
+
+
+def instance_choices(account: CloudAccount, region: str, zone: str) -> InstanceChoices:
+    try:
+        cloud = _cloud(account, region)
+        types = [o for o in cloud.available_instance_types(zone) if o.buyable]
+        newest: dict[str, PublicImage] = {}
+        for image in cloud.describe_public_linux_images():
+            if image.family in IMAGE_FAMILIES and (
+                    image.family not in newest or image.image_id > newest[image.family].image_id):
+                newest[image.family] = image
+    except StepError as exc:
+        raise CheckFailed(_explain(exc)) from None
+    return InstanceChoices(types, [newest[f] for f in IMAGE_FAMILIES if f in newest])
 
 
 @dataclass

@@ -369,6 +369,8 @@ class KubeCredentialIssuedSerializer(serializers.Serializer):
 class DestroySerializer(serializers.Serializer):
     confirm_name = serializers.CharField(help_text="The cluster's name, typed as confirmation.")
     keep_database = serializers.BooleanField(default=False)
+    keep_instances = serializers.BooleanField(
+        default=False, help_text="Keep the ECS instances the panel bought (they stay billed).")
 
 
 class UpgradeSerializer(serializers.Serializer):

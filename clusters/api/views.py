@@ -397,12 +397,15 @@ class ClusterDestroy(APIView):
         if problem:
             raise FieldErrors({"confirm_name": [problem]})
         keep = bool(body.get("keep_database"))
+        keep_instances = bool(body.get("keep_instances"))
         return started(request, cluster,
                        lambda: operations.start_destroy(cluster, request.user,
                                                         confirm_name=cluster.name,
-                                                        keep_database=keep),
+                                                        keep_database=keep,
+                                                        keep_instances=keep_instances),
                        action=AuditAction.CLUSTER_DESTROY,
-                       details=lambda run: {"keep_database": keep})
+                       details=lambda run: {"keep_database": keep,
+                                            "keep_instances": keep_instances})
 
 
 class ClusterUpgrade(APIView):

@@ -30,6 +30,7 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
 from clusters.adapters import cloud, credentials, pricing
+from clusters.adapters.instance_order import node_slots
 from clusters.core import crypto
 from clusters.interface.forms.wizard_datastore import ENGINE_LABELS, datastore_of
 from clusters.models import (
@@ -118,7 +119,9 @@ class WizardState:
             return {}
         if step == "hosts":
             return {"hosts": [_open(host) for host in value.get("hosts", [])],
-                    "warnings": value.get("warnings", [])}
+                    "warnings": value.get("warnings", []),
+                    # Instances the panel buys instead of hosts (no secret in it).
+                    "order": value.get("order") or {}}
         return {k: v for k, v in _open(value).items() if k != REENTER}
 
     def put(self, step: str, values: dict[str, Any]) -> None:
@@ -127,7 +130,8 @@ class WizardState:
         if step == "hosts":
             values = {"hosts": [_seal(_jsonable({k: v for k, v in h.items() if k != "key_file"}))
                                 for h in values.get("hosts", [])],
-                      "warnings": values.get("warnings", [])}
+                      "warnings": values.get("warnings", []),
+                      "order": values.get("order") or {}}
         else:
             values = _seal(values)
         data[step] = values
@@ -361,6 +365,22 @@ def billed_resources(state: WizardState) -> list[BilledItem]:
     return items
 
 
+def billed_instances(state: WizardState) -> list[BilledItem]:
+    """Every ECS instance the create run will buy, one line each (the review lists them)."""
+    order = state.get("hosts").get("order") or {}
+    network = state.get("network")
+    lines = []
+    for slot, role in node_slots(order):
+        public = (_("public address, %(mbps)s Mbit/s") % {"mbps": order["public_bandwidth_mbps"]}
+                  if order.get("public_bandwidth_mbps") else _("no public address"))
+        lines.append(BilledItem(
+            _("ECS instance %(slot)s (%(role)s, pay-as-you-go)") % {
+                "slot": slot, "role": NodeRole(role).label},
+            f"{order.get('instance_type')} · {order.get('image_id')} · "
+            f"{order.get('system_disk_gb')} GiB ESSD · {public} · {network.get('zone')}"))
+    return lines
+
+
 def billed_with_prices(state: WizardState, account: CloudAccount,
                        ) -> tuple[list[tuple[BilledItem, pricing.PriceLine]], pricing.Quote]:
     """Each billed item next to its price line (the same order: RDS, then CLB), and the total."""
@@ -449,6 +469,8 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
                                 or credentials.generate_rds_password()) if is_rds else "",
             k3s_token=credentials.generate_k3s_token(),
             k3s_agent_token=credentials.generate_k3s_token(),
+            # Instances the create run buys (steps/ecs.py); their Nodes come with them.
+            instance_order=dict(hosts.get("order") or {}),
         )
         counters = {NodeRole.SERVER: 0, NodeRole.AGENT: 0}
         for host in hosts["hosts"]:

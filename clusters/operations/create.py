@@ -15,6 +15,7 @@ from django.utils.translation import gettext_noop
 
 from clusters.adapters.credentials import generate_k3s_token
 from clusters.adapters.datastore_engines import engine_for
+from clusters.adapters.instance_order import node_slots
 from clusters.core.titles import title
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
@@ -53,16 +54,60 @@ def balancer_listener_step(cluster: Cluster, after: list[str]) -> StepSpec:
                     "slb.listener", after)
 
 
+Host = tuple[str, str, dict[str, Any]]  # (step key, where it runs for the title, step args)
+
+
+def _hosts(cluster: Cluster) -> tuple[list[Host], list[Host]]:
+    """The servers and agents the install steps name: the cluster's nodes, or (instances the
+    run buys) the order's slots, whose nodes exist only once RunInstances answered."""
+    if cluster.instance_order:
+        slots = node_slots(cluster.instance_order)
+        return ([(f"server_{slot}", slot, {"slot": slot}) for slot, role in slots
+                 if role == NodeRole.SERVER],
+                [(f"agent_{slot}", slot, {"slot": slot}) for slot, role in slots
+                 if role == NodeRole.AGENT])
+    return ([(f"server_{n.pk}", n.private_ip, {"node_id": n.pk}) for n in
+             cluster.nodes.filter(role=NodeRole.SERVER).order_by("pk")],
+            [(f"agent_{n.pk}", n.private_ip, {"node_id": n.pk}) for n in
+             cluster.nodes.filter(role=NodeRole.AGENT).order_by("pk")])
+
+
+def _buy_steps(cluster: Cluster) -> list[StepSpec]:
+    """Instances the panel buys (steps/ecs.py), before anything else: the key pair, the
+    nodes' security group, a DryRun of the whole order (a sold-out type or a short quota
+    fails here, before anything is billed), then one RunInstances per node."""
+    if not cluster.instance_order:
+        return []
+    return [
+        StepSpec("ecs_keypair", gettext_noop("Prepare the SSH key pair of the new instances"),
+                 "ecs.keypair"),
+        StepSpec("ecs_group", gettext_noop("Create the nodes' security group (K3s's ports "
+                                           "only)"), "ecs.security_group", ["ecs_keypair"]),
+        StepSpec("ecs_check", gettext_noop("Check that the zone sells the whole order "
+                                           "(DryRun)"), "ecs.check_order", ["ecs_group"]),
+        StepSpec("ecs_buy", gettext_noop("Buy the ECS instances and wait until they run"),
+                 "ecs.run_instances", ["ecs_check"]),
+    ]
+
+
 def balancer_backends_step(cluster: Cluster, key: str, after: list[str],
-                           node_ids: list[int]) -> StepSpec:
-    """The listener step again, to put more servers behind the load balancer (`node_ids`:
-    only these; without them every live server)."""
+                           servers: list[Host]) -> StepSpec:
+    """The listener step again, to put more servers behind the load balancer (only
+    `servers`)."""
     spec = balancer_listener_step(cluster, after)
     return StepSpec(key, gettext_noop("Put the joined servers behind the load balancer"),
-                    spec.handler, after, {"node_ids": node_ids})
+                    spec.handler, after, _backend_args(servers))
 
 
-def etcd_server_steps(cluster: Cluster, servers: list, start: list[str],
+def _backend_args(hosts: list[Host]) -> dict[str, Any]:
+    """The listener step's args naming only `hosts`: node ids, or the order's slots when the
+    run buys the instances (their nodes exist only once RunInstances answered)."""
+    if all("node_id" in args for _, _, args in hosts):
+        return {"node_ids": [args["node_id"] for _, _, args in hosts]}
+    return {"slots": [args["slot"] for _, _, args in hosts]}
+
+
+def etcd_server_steps(cluster: Cluster, servers: list[Host], start: list[str],
                       guard: list[str]) -> tuple[list[StepSpec], list[str]]:
     """Embedded etcd (docs.k3s.io/datastore/ha-embedded): the first server founds the
     cluster (`cluster-init`); the load balancer's listener then sends 6443 to it, because
@@ -72,23 +117,20 @@ def etcd_server_steps(cluster: Cluster, servers: list, start: list[str],
     could take a 2-member cluster below quorum. Last, the joined servers go behind the load
     balancer. Returns the steps and what the next step waits for."""
     first, joining = servers[0], servers[1:]
-    key = f"server_{first.pk}"
+    key, where, args = first
     specs = [StepSpec(key, title(gettext_noop("Install K3s server %(n)s (%(ip)s), founding "
-                                              "etcd (cluster-init)"), n=1, ip=first.private_ip),
-                      "k3s.install_server", start, {"node_id": first.pk}),
+                                              "etcd (cluster-init)"), n=1, ip=where),
+                      "k3s.install_server", start, args),
              replace(balancer_listener_step(cluster, [key, *guard]),
-                     args={"node_ids": [first.pk]})]
+                     args=_backend_args([first]))]
     previous = ["slb_listener"]
-    for index, server in enumerate(joining):
-        key = f"server_{server.pk}"
+    for index, (key, where, args) in enumerate(joining):
         specs.append(StepSpec(key, title(gettext_noop(
             "Join K3s server %(n)s (%(ip)s) to etcd through the load balancer"),
-            n=index + 2, ip=server.private_ip), "k3s.install_server", previous,
-            {"node_id": server.pk}))
+            n=index + 2, ip=where), "k3s.install_server", previous, args))
         previous = [key]
     if joining:
-        specs.append(balancer_backends_step(cluster, "slb_backends", previous,
-                                            [s.pk for s in servers]))
+        specs.append(balancer_backends_step(cluster, "slb_backends", previous, servers))
         previous = ["slb_backends"]
     return specs, previous
 
@@ -98,12 +140,12 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
     if cluster.datastore_kind == DatastoreKind.ETCD:
         return etcd_create_plan(cluster)
     nlb = cluster.load_balancer_kind == LoadBalancerKind.NLB
-    servers = list(cluster.nodes.filter(role=NodeRole.SERVER).order_by("pk"))
-    agents = list(cluster.nodes.filter(role=NodeRole.AGENT).order_by("pk"))
+    servers, agents = _hosts(cluster)
     specs = [
+        *_buy_steps(cluster),
         StepSpec(
             "preflight_cloud", gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
-            "preflight.cloud"),
+            "preflight.cloud", ["ecs_buy"] if cluster.instance_order else []),
         StepSpec("preflight_hosts", gettext_noop("Check every host over SSH"), "preflight.hosts",
                  ["preflight_cloud"]),
     ]
@@ -136,11 +178,9 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
         specs.append(StepSpec("slb_acl", gettext_noop("Create the API's allow-list (SLB access "
                                                       "control)"), "slb.acl", ["slb_create"]))
     previous = ["slb_create"]
-    for index, server in enumerate(servers):
-        key = f"server_{server.pk}"
-        name = title(gettext_noop("Install K3s server %(n)s (%(ip)s)"), n=index + 1,
-                     ip=server.private_ip)
-        specs.append(StepSpec(key, name, "k3s.install_server", previous, {"node_id": server.pk}))
+    for index, (key, where, args) in enumerate(servers):
+        name = title(gettext_noop("Install K3s server %(n)s (%(ip)s)"), n=index + 1, ip=where)
+        specs.append(StepSpec(key, name, "k3s.install_server", previous, args))
         previous = [key]
     specs += [
         balancer_listener_step(
@@ -152,11 +192,10 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
             "verify.cluster", ["kubeconfig"]),
     ]
     agent_keys = []
-    for agent in agents:
-        key = f"agent_{agent.pk}"
+    for key, where, args in agents:
         agent_keys.append(key)
-        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=agent.private_ip)
-        specs.append(StepSpec(key, name, "k3s.install_agent", ["verify"], {"node_id": agent.pk}))
+        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=where)
+        specs.append(StepSpec(key, name, "k3s.install_agent", ["verify"], args))
     specs.append(StepSpec("health", gettext_noop("First health check"), "health.check",
                           ["verify", *agent_keys]))
     return specs
@@ -178,12 +217,12 @@ def etcd_create_plan(cluster: Cluster) -> list[StepSpec]:
     """Embedded etcd: no RDS and no datastore proof (there is no database to buy or prove);
     the load balancer first (its address is in every certificate and is what joining servers
     dial), then the servers as etcd_server_steps orders them, then as with any datastore."""
-    servers = list(cluster.nodes.filter(role=NodeRole.SERVER).order_by("pk"))
-    agents = list(cluster.nodes.filter(role=NodeRole.AGENT).order_by("pk"))
+    servers, agents = _hosts(cluster)
     specs = [
+        *_buy_steps(cluster),
         StepSpec(
             "preflight_cloud", gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
-            "preflight.cloud"),
+            "preflight.cloud", ["ecs_buy"] if cluster.instance_order else []),
         StepSpec("preflight_hosts", gettext_noop("Check every host over SSH"), "preflight.hosts",
                  ["preflight_cloud"]),
         balancer_create_step(cluster, ["preflight_hosts"]),
@@ -200,11 +239,10 @@ def etcd_create_plan(cluster: Cluster) -> list[StepSpec]:
             "verify.cluster", ["kubeconfig"]),
     ]
     agent_keys = []
-    for agent in agents:
-        key = f"agent_{agent.pk}"
+    for key, where, args in agents:
         agent_keys.append(key)
-        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=agent.private_ip)
-        specs.append(StepSpec(key, name, "k3s.install_agent", ["verify"], {"node_id": agent.pk}))
+        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=where)
+        specs.append(StepSpec(key, name, "k3s.install_agent", ["verify"], args))
     specs.append(StepSpec("health", gettext_noop("First health check"), "health.check",
                           ["verify", *agent_keys]))
     return specs

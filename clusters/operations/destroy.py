@@ -23,7 +23,8 @@ def balancer_delete_step(cluster: Cluster) -> StepSpec:
     return StepSpec("slb_delete", gettext_noop("Delete the SLB"), "destroy.slb")
 
 
-def destroy_plan(cluster: Cluster, *, keep_database: bool = False) -> list[StepSpec]:
+def destroy_plan(cluster: Cluster, *, keep_database: bool = False,
+                 keep_instances: bool = False) -> list[StepSpec]:
     """Hosts, SLB and RDS in parallel (a dead host must not keep the bill running), then close.
 
     K3s comes off the hosts while the datastore may still exist; nothing depends on order
@@ -41,6 +42,24 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False) -> list[StepS
             "rds_delete", gettext_noop("Delete the RDS instance and wait until it is gone"),
             "destroy.rds"))
         finished.append("rds_delete")
+    if cluster.instance_order or cluster.resources.filter(kind__startswith="ecs_").exists():
+        # What the panel bought for the hosts (steps/ecs.py): the instances once K3s is off
+        # them (or kept, as the owner chose), then the group nothing is in any more and the
+        # key pair. Only the ledger's and the cluster's tagged ones, never another.
+        specs += [
+            StepSpec("ecs_instances_delete",
+                     gettext_noop("Release the ECS instances the panel bought"),
+                     "ecs.delete_instances", ["uninstall"],
+                     {"keep_instances": keep_instances}),
+            StepSpec("ecs_group_delete",
+                     gettext_noop("Delete the nodes' security group"),
+                     "ecs.delete_security_group", ["ecs_instances_delete", "slb_delete"],
+                     {"keep_instances": keep_instances}),
+            StepSpec("ecs_keypair_delete", gettext_noop("Delete the key pair the panel made"),
+                     "ecs.delete_keypair", ["ecs_instances_delete"],
+                     {"keep_instances": keep_instances}),
+        ]
+        finished += ["ecs_group_delete", "ecs_keypair_delete"]
     specs.append(StepSpec("finish", gettext_noop("Close the ledger and mark the cluster destroyed"),
                           "destroy.finish", finished, {"keep_database": keep_database}))
     return specs
@@ -55,7 +74,7 @@ def confirm_problem(cluster: Cluster, typed: str) -> str:
 
 
 def start_destroy(cluster: Cluster, user: Any = None, *, confirm_name: str,
-                  keep_database: bool = False) -> Run:
+                  keep_database: bool = False, keep_instances: bool = False) -> Run:
     """Delete everything the cluster bought and take K3s off its hosts; history stays.
 
     Works whatever state create left behind (failed or cancelled at any step). A destroyed
@@ -74,5 +93,8 @@ def start_destroy(cluster: Cluster, user: Any = None, *, confirm_name: str,
                                      "then destroy."))
         Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.DESTROYING)
         return pipeline.create_run(
-            locked, RunKind.DESTROY, destroy_plan(locked, keep_database=keep_database),
-            params={"keep_database": keep_database}, created_by=user)
+            locked, RunKind.DESTROY, destroy_plan(locked, keep_database=keep_database,
+                                                  keep_instances=keep_instances),
+            params={"keep_database": keep_database,
+                    **({"keep_instances": True} if keep_instances else {})},
+            created_by=user)

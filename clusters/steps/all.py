@@ -3,6 +3,7 @@
 from clusters.steps import (  # noqa: F401
     datastore,
     destroy,
+    ecs,
     etcd,
     health,
     k3s,

@@ -27,6 +27,7 @@ from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.models import Cluster, Health, Node, NodeStatus, ResourceState
+from clusters.steps.ecs import is_node_group
 from clusters.steps.rds import RDS_KIND
 from clusters.steps.slb import ACL_KIND, SLB_KIND, acl_name
 
@@ -135,7 +136,8 @@ def delete_nlb(ctx: StepContext) -> Outcome:  # noqa: PLR0911 - one wait per pha
     # deleted once nothing holds it (ECS refuses a group still joined: DependencyViolation).
     security_groups = ({r.provider_id for r in _open_rows(cluster, NLB_SECURITY_GROUP_KIND)
                         if r.provider_id}
-                       | set(api.find_security_groups_by_tag(cloud.TAG_KEY, tag)))
+                       | {g.security_group_id for g in api.security_groups_by_tag(
+                           cloud.TAG_KEY, tag) if not is_node_group(cluster, g.name)})
     leaving = _leave_security_groups(ctx, api, found, security_groups)
     if leaving:
         return _nlb_wait(ctx, "the NLB leaving its security group")

@@ -28,6 +28,7 @@ from clusters.adapters import (
     nodes,
     ssh,
 )
+from clusters.adapters.instance_order import node_of_slot
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
@@ -49,6 +50,9 @@ BUSY_POLL_SECONDS = 15.0
 
 
 def _node(ctx: StepContext) -> Node:
+    """The step's node: by id, or (an instance the create run buys) by its order's slot."""
+    if "slot" in ctx.args:
+        return node_of_slot(ctx.cluster, str(ctx.args["slot"]))
     return Node.objects.get(pk=ctx.args["node_id"], cluster_id=ctx.cluster.pk)
 
 

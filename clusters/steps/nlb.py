@@ -33,11 +33,13 @@ from clusters.adapters.api_balancer import (
     NLB_SECURITY_GROUP_KIND,
     NlbBalancer,
 )
+from clusters.adapters.instance_order import listed_node_ids
 from clusters.core.errors import PermanentError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.models import CloudResource, Cluster, ResourceState, SlbAddressType
+from clusters.steps.ecs import security_group_name as node_group_name
 from clusters.steps.slb import allowed_cidrs, backend_servers
 
 CREATE_FAILED = "CreateFailed"  # LoadBalancerStatus of a creation the cloud gave up on
@@ -200,7 +202,7 @@ def listener(ctx: StepContext) -> Outcome:
     api = cloud.cloud_for(cluster)
     memo = ctx.memo
     balancer_id = nlb_id(cluster)
-    servers = backend_servers(cluster, ctx.args.get("node_ids"))
+    servers = backend_servers(cluster, listed_node_ids(cluster, ctx.args))
     if "" in servers:
         raise PermanentError(f"Server {servers['']} has no ECS instance id (preflight records "
                              "it); retry from preflight.")
@@ -293,7 +295,9 @@ def security_group_purchase(api: AliyunCloud, cluster: Cluster) -> purchase.Purc
     """The allow-list's security group: found by tag (DescribeSecurityGroups) or
     CreateSecurityGroup in the cluster's VPC (an NLB joins groups of its own VPC only)."""
     def find(key: str, value: str) -> list[str]:
-        return api.find_security_groups_by_tag(key, value)
+        # Not the nodes' group (steps/ecs.py), which carries the same cluster tag.
+        return [g.security_group_id for g in api.security_groups_by_tag(key, value)
+                if g.name != node_group_name(cluster)]
 
     def create(token: str) -> purchase.Bought:
         name = security_group_name(cluster)

@@ -6,6 +6,7 @@ import time
 
 from clusters.adapters import api_balancer, cloud, purchase
 from clusters.adapters.aliyun import PAY_BY_LCU, AliyunCloud, SlbSpec
+from clusters.adapters.instance_order import listed_node_ids
 from clusters.core import allowlist
 from clusters.core.errors import PermanentError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
@@ -174,7 +175,7 @@ def listener(ctx: StepContext) -> Outcome:
     cluster = ctx.cluster
     api = cloud.cloud_for(cluster)
     balancer_id = slb_id(cluster)
-    servers = backend_servers(cluster, ctx.args.get("node_ids"))
+    servers = backend_servers(cluster, listed_node_ids(cluster, ctx.args))
     if "" in servers:
         raise PermanentError(f"Server {servers['']} has no ECS instance id (preflight records "
                              "it); retry from preflight.")

@@ -89,6 +89,7 @@ def nodes_context(cluster: Cluster, nodes: list[Node]) -> dict[str, Any]:
         # A failed cluster offers destroy in its run's callout instead.
         "can_destroy_now": cluster.can_destroy and cluster.status == ClusterStatus.READY,
         "keeps_rds": cluster.datastore_kind == DatastoreKind.RDS,
+        "keeps_instances": bool(cluster.instance_order),
     }
 
 

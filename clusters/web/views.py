@@ -302,12 +302,14 @@ def cluster_destroy(request: HttpRequest, code: Any) -> HttpResponse:
         messages.error(request, problem)
         return redirect("clusters:cluster", code=cluster.code)
     keep_database = request.POST.get("keep_database") == "on"
+    keep_instances = request.POST.get("keep_instances") == "on"
     return start_operation(
         request, cluster,
         lambda: operations.start_destroy(cluster, request.user, confirm_name=cluster.name,
-                                         keep_database=keep_database),
+                                         keep_database=keep_database,
+                                         keep_instances=keep_instances),
         action=AuditAction.CLUSTER_DESTROY,
-        details=lambda run: {"keep_database": keep_database},
+        details=lambda run: {"keep_database": keep_database, "keep_instances": keep_instances},
         success=lambda run: _("Destroying the cluster: every resource in its ledger will be "
                               "deleted."))
 

@@ -15,6 +15,7 @@ from django.views.decorators.cache import never_cache
 
 from clusters import operations
 from clusters.adapters import pricing, wizard_checks
+from clusters.core.crypto import DecryptionError
 from clusters.interface import audit, wizard
 from clusters.interface.forms import (
     COMMON_REGIONS,
@@ -36,6 +37,12 @@ from clusters.interface.forms.wizard_datastore import (
     version_for,
 )
 from clusters.interface.forms.wizard_hosts import etcd_servers_problem
+from clusters.interface.forms.wizard_instances import (
+    PICK_PREFIX,
+    InstanceOrderForm,
+    instance_choices,
+    pick_instances,
+)
 from clusters.models import AuditAction, CloudAccount, Cluster, InstallSource, NodeRole, Run
 from clusters.web import ratelimit
 from clusters.web.actions import start_operation
@@ -251,9 +258,63 @@ def _forget_failed(state: wizard.WizardState, form: Any) -> None:
         state.drop_draft(f"hosts:{ref}", failed_secrets(form, HOST_SECRETS))
 
 
+class _VpcInstances:
+    """The chosen VPC's ECS instances, asked once per request (DescribeInstances), or why not."""
+
+    def __init__(self, request: SignedInRequest, state: wizard.WizardState) -> None:
+        self.vpc_id = str(state.get("network").get("vpc") or "")
+        self.error = ""
+        self.instances: list[Any] = []
+        try:
+            account = _account(request, state)
+        except DecryptionError:
+            # The account's secret was encrypted with keys since removed: the page still
+            # works (addresses can be typed), and says why the list is missing.
+            self.error = _("This cloud account's AccessKey secret can no longer be read "
+                           "(the panel's encryption keys were changed): enter it again on the "
+                           "Cloud accounts page.")
+            return
+        try:
+            self.instances = wizard_checks.vpc_instances(
+                account, state.get("account")["region"], self.vpc_id)
+        except wizard_checks.CheckFailed as exc:
+            self.error = str(exc)
+
+
+def _order_form(request: SignedInRequest, state: wizard.WizardState,
+                data: Any = None) -> tuple[InstanceOrderForm | None, str]:
+    """The "create instances" form with what the zone sells now, or why it cannot be shown."""
+    try:
+        choices = wizard_checks.instance_choices(
+            _account(request, state), state.get("account")["region"],
+            state.get("network").get("zone", ""))
+    except (wizard_checks.CheckFailed, DecryptionError) as exc:
+        return None, str(exc) if isinstance(exc, wizard_checks.CheckFailed) else _(
+            "This cloud account's AccessKey secret can no longer be read (the panel's "
+            "encryption keys were changed): enter it again on the Cloud accounts page.")
+    saved = state.get("hosts").get("order") or None
+    if data is not None:
+        return InstanceOrderForm(data, types=choices.types, images=choices.images,
+                                 datastore=state.get("datastore")), ""
+    initial = {f: saved[f] for f in ("servers", "agents", "instance_type", "image_id",
+                                     "system_disk_gb", "public_bandwidth_mbps")} if saved else None
+    return InstanceOrderForm(initial=initial, types=choices.types, images=choices.images), ""
+
+
 def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
+    """Hosts typed or picked (rows), or instances the panel buys (the order form)."""
+    if request.method == "POST" and request.POST.get("action") == "order":
+        order_form, _error = _order_form(request, state, request.POST)
+        if order_form is not None and order_form.is_valid():
+            state.put("hosts", {"hosts": [], "order": order_form.order(), "warnings": []})
+            return _next("hosts")
+    return _host_rows_step(request, state)
+
+
+def _host_rows_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
     tests: dict[int, tuple[bool, str]] = {}
     keypair = state.keypair()
+    listed = _VpcInstances(request, state)
     if request.method != "POST":
         rows = []
         for saved in state.get("hosts").get("hosts") or []:
@@ -267,15 +328,13 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
         rows = rows or [_blank_row(NodeRole.SERVER) for _ in range(servers)]
         formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows,
                               form_kwargs={"saved": state.host_secrets()})
-        return _hosts_page(request, formset, tests, keypair)
+        return _hosts_page(request, formset, tests, keypair, listed=listed, typed=rows)
 
     action = request.POST.get("action", "next")
     post, rows = _keep_host_secrets(state, request.POST)
     saved_secrets = state.host_secrets()
-    if action in ("add_server", "add_agent"):
-        rows.append(_blank_row(NodeRole.SERVER if action == "add_server" else NodeRole.AGENT))
-    elif action.startswith("remove-") and action[7:].isdigit() and len(rows) > 1:
-        rows.pop(min(int(action[7:]), len(rows) - 1))
+    if action in ("add_server", "add_agent", "pick") or action.startswith("remove-"):
+        rows = _edit_rows(request, action, rows, listed)
     elif action == "generate_key":
         state.generate_keypair()
         keypair = state.keypair()
@@ -300,10 +359,29 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
         for form in formset.forms:
             _keep_uploaded_key(state, form)
             _forget_failed(state, form)
-        return _hosts_page(request, formset, tests, keypair)
+        return _hosts_page(request, formset, tests, keypair, listed=listed, typed=rows)
     formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows,
                           form_kwargs={"saved": saved_secrets})
-    return _hosts_page(request, formset, tests, keypair)
+    return _hosts_page(request, formset, tests, keypair, listed=listed, typed=rows)
+
+
+def _edit_rows(request: SignedInRequest, action: str, rows: list[dict[str, Any]],
+               listed: _VpcInstances) -> list[dict[str, Any]]:
+    """Add a blank row, remove one, or add the instances picked from the VPC's list."""
+    if action in ("add_server", "add_agent"):
+        rows.append(_blank_row(NodeRole.SERVER if action == "add_server" else NodeRole.AGENT))
+    elif action.startswith("remove-") and action[7:].isdigit() and len(rows) > 1:
+        rows.pop(min(int(action[7:]), len(rows) - 1))
+    elif action == "pick":
+        picks = {key[len(PICK_PREFIX):]: str(value) for key, value in request.POST.items()
+                 if key.startswith(PICK_PREFIX)}
+        rows, problems = pick_instances(listed.instances, rows, picks, _blank_row)
+        for problem in problems:
+            messages.error(request, problem)
+        if not problems and not any(picks.values()):
+            messages.warning(request, _("Choose Server or Agent for at least one instance "
+                                        "first."))
+    return rows
 
 
 def _test_host(state: wizard.WizardState, post: QueryDict, request: SignedInRequest,
@@ -345,10 +423,26 @@ def _test_host(state: wizard.WizardState, post: QueryDict, request: SignedInRequ
 
 
 def _hosts_page(request: SignedInRequest, formset: Any, tests: dict[int, tuple[bool, str]],
-                keypair: Any) -> HttpResponse:
-    rows = [(index, form, tests.get(index)) for index, form in enumerate(formset.forms)]
+                keypair: Any, *, listed: _VpcInstances,
+                typed: list[dict[str, Any]]) -> HttpResponse:
+    state = wizard.WizardState(request.session)
+    if request.method == "POST" and request.POST.get("action") == "order":
+        order_form, order_error = _order_form(request, state, request.POST)
+    else:
+        order_form, order_error = _order_form(request, state)
+    choices = instance_choices(listed.instances, typed)
+    by_ip = {c.instance.private_ip: c.instance for c in choices if c.instance.private_ip}
+    rows = [(index, form, tests.get(index),
+             by_ip.get(str((typed[index] if index < len(typed) else {}).get("private_ip")
+                           or "").strip()))
+            for index, form in enumerate(formset.forms)]
     return _render(request, "hosts", {"formset": formset, "rows": rows,
-                                      "public_key": keypair[1] if keypair else ""})
+                                      "public_key": keypair[1] if keypair else "",
+                                      "instances": choices, "vpc_id": listed.vpc_id,
+                                      "instances_error": listed.error,
+                                      "any_pickable": any(c.pickable for c in choices),
+                                      "order_form": order_form, "order_error": order_error,
+                                      "ordered": bool(state.get("hosts").get("order"))})
 
 
 # --- 5. K3s ------------------------------------------------------------------------------------
@@ -388,6 +482,7 @@ def review_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResp
     form = ReviewStepForm(request.POST if request.method == "POST" else None)
     servers = sum(host.get("role") == NodeRole.SERVER
                   for host in state.get("hosts").get("hosts", []))
+    servers += int((state.get("hosts").get("order") or {}).get("servers", 0))
     problem = etcd_servers_problem(state.get("datastore"), servers)
     if problem:  # the datastore changed after the hosts were given
         messages.error(request, problem)
@@ -432,6 +527,7 @@ def review_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResp
         "k3s": state.get("k3s"),
         "install_source_label": InstallSource(state.get("k3s")["install_source"]).label,
         "priced_items": priced_items,
+        "billed_instances": wizard.billed_instances(state),
         "quote": quote,
         "hours_per_month": pricing.HOURS_PER_MONTH,
     })

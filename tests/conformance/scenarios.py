@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from clusters.adapters.aliyun import AliyunCloud, IngressRule, RdsSpec, SlbSpec
 from clusters.adapters.aliyun.models import RdsSsl
 from clusters.adapters.pricing import SLB_INSTANCE_FEE, SLB_PRODUCT_CODE, SLB_TRAFFIC_OUT
-from clusters.core.errors import TransientError
+from clusters.core.errors import StepError, TransientError
 from sandbox.aliyun.testing import Emulator
 from tests.conformance.recording import RecordingClient
 
@@ -205,6 +205,10 @@ def _instances(world: World) -> None:
     world.backend("conformance-lookup", 21)
     found = world.cloud.describe_instances_by_private_ips([ip, "10.255.255.254"], world.vpc_id)
     assert [i.private_ips for i in found] == [(ip,)]
+    # The hosts page's list: every instance of the VPC, paged with MaxResults/NextToken.
+    listed = world.cloud.describe_vpc_instances(world.vpc_id)
+    assert ip in [i.private_ip for i in listed]
+    assert all(i.vpc_id == world.vpc_id and i.status for i in listed)
 
 
 @scenario("Vpc", "DescribeVpcs")
@@ -672,6 +676,13 @@ def _nlb_security_group(world: World) -> None:
     drop = IngressRule("0.0.0.0/0", "6443/6443", "Drop", 100)
     world.cloud.authorize_ingress(group, [accept, drop], "conformance")
     assert set(world.cloud.ingress_rules(group) or []) == {accept, drop}
+    # The nodes' group (steps/ecs.py): a rule from the group itself, with a ClientToken.
+    inside = IngressRule("", "8472/8472", "Accept", 1, "UDP", group)
+    world.cloud.authorize_ingress(group, [inside], client_token=uuid.uuid4().hex,
+                                  descriptions={inside: "flannel VXLAN"})
+    assert inside in (world.cloud.ingress_rules(group) or [])
+    assert [g.name for g in world.cloud.security_groups_by_tag(TAG, name)] == [name]
+    world.cloud.revoke_ingress(group, [inside])
     world.cloud.revoke_ingress(group, [accept])
     assert world.cloud.ingress_rules(group) == [drop]
     lb_id = _nlb_api(world)["lb"]
@@ -687,3 +698,67 @@ class _NoNlb:
 
 
 _NONE_NLB = _NoNlb()
+
+
+# ---- ECS: what the panel buys (clusters/adapters/aliyun/ecs_buy.py) ------------------------
+
+_BUY_IMAGE = "ubuntu_24_04_x64_20G_alibase_20250722.vhd"
+
+
+@scenario("Ecs", "DescribeImages")
+def _public_images(world: World) -> None:
+    images = world.cloud.describe_public_linux_images()
+    assert any(i.family.startswith("acs:ubuntu_") for i in images)
+    assert all(i.image_id and i.os_name for i in images)
+
+
+@scenario("Ecs", "DescribeAvailableResource")
+@scenario("Ecs", "DescribeInstanceTypes")
+def _what_the_zone_sells(world: World) -> None:
+    offers = world.cloud.available_instance_types(world.zone_id)
+    assert offers and all(o.cores > 0 and o.memory_gib > 0 for o in offers)
+    assert any(o.buyable for o in offers)
+
+
+@scenario("Ecs", "ImportKeyPair")
+@scenario("Ecs", "DescribeKeyPairs")
+@scenario("Ecs", "DeleteKeyPairs")
+def _key_pairs(world: World) -> None:
+    from clusters.steps.ecs import generate_key_pair, md5_fingerprint  # noqa: PLC0415
+
+    name = f"conformance-kp-{uuid.uuid4().hex[:6]}"
+    _, public = generate_key_pair("conformance")
+    assert world.cloud.key_pair_fingerprint(name) is None
+    assert world.cloud.import_key_pair(name, public) == md5_fingerprint(public)
+    assert world.cloud.key_pair_fingerprint(name) == md5_fingerprint(public)
+    world.cloud.delete_key_pairs([name])
+    assert world.cloud.key_pair_fingerprint(name) is None
+
+
+@scenario("Ecs", "ModifySecurityGroupPolicy")
+@scenario("Ecs", "RunInstances")
+@scenario("Ecs", "DeleteInstances")
+def _run_and_release(world: World) -> None:
+    from clusters.adapters.aliyun import InstanceOrder  # noqa: PLC0415
+
+    name = f"conformance-buy-{uuid.uuid4().hex[:6]}"
+    group = world.cloud.create_security_group(
+        name=name, vpc_id=world.vpc_id, description="conformance",
+        client_token=uuid.uuid4().hex, tags={TAG: name})
+    world.cloud.drop_inner_access(group, client_token=uuid.uuid4().hex)
+    type_id = next(o.instance_type for o in world.cloud.available_instance_types(world.zone_id)
+                   if o.buyable)
+    order = InstanceOrder(_BUY_IMAGE, type_id, world.vswitch_id, group, 1, name)
+    try:  # DryRunOperation is Alibaba's answer when the request would pass
+        world.cloud.run_instances(order, client_token=uuid.uuid4().hex, tags={TAG: name},
+                                  dry_run=True)
+    except StepError as exc:
+        assert exc.code == "DryRunOperation", exc
+    (bought,) = world.cloud.run_instances(order, client_token=uuid.uuid4().hex,
+                                          tags={TAG: name})
+    assert [i.instance_id for i in world.cloud.find_instances_by_tag(TAG, name)] == [bought]
+    eventually(lambda: [i for i in world.cloud.describe_instances_by_ids([bought])
+                        if i.status == "Running"], "the bought instance Running")
+    world.cloud.delete_instances([bought], client_token=uuid.uuid4().hex)
+    eventually(lambda: not world.cloud.describe_instances_by_ids([bought]), "released")
+    assert world.cloud.delete_security_group(group) is True

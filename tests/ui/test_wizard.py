@@ -761,6 +761,8 @@ def test_a_key_rotation_under_a_wizard_asks_to_type_the_lost_secret_again(
     page = response.content.decode()
     assert "can no longer read an SSH password saved in this wizard" in page
     assert 'data-saved="1"' not in page
+    # The VPC's instances cannot be listed with that account now; the page says why.
+    assert "AccessKey secret can no longer be read" in html.unescape(page)
     zh = at_k3s.get(step_url("hosts"), HTTP_ACCEPT_LANGUAGE="zh-hans")
     assert zh.status_code == 200
     # Typed again, the wizard goes on.

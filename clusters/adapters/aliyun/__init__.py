@@ -23,6 +23,7 @@ from clusters.adapters.aliyun.auth import (
 )
 from clusters.adapters.aliyun.bss import BssApi
 from clusters.adapters.aliyun.client import AliyunClient, EndpointPolicy, parse_override
+from clusters.adapters.aliyun.ecs_buy import EcsBuyApi, InstanceOrder, TypeOffer
 from clusters.adapters.aliyun.ecs_vpc import EcsVpcApi
 from clusters.adapters.aliyun.errors import CloudNotFound, map_sdk_error
 from clusters.adapters.aliyun.models import (
@@ -70,8 +71,8 @@ from clusters.adapters.aliyun.slb import SlbApi
 from clusters.adapters.aliyun.sts import StsApi
 
 
-class AliyunCloud(EcsVpcApi, SecurityGroupApi, RdsApi, RdsPriceApi, SlbApi, NlbApi, BssApi,
-                  StsApi):
+class AliyunCloud(EcsVpcApi, EcsBuyApi, SecurityGroupApi, RdsApi, RdsPriceApi, SlbApi, NlbApi,
+                  BssApi, StsApi):
     """Everything provisioning asks of Alibaba Cloud, for one identity and region.
 
     The identity is an AccessKey pair, or `credentials` (auth.py: an assumed role, the ECS
@@ -111,6 +112,7 @@ __all__ = [
     "HourlyPrice",
     "IngressRule",
     "Instance",
+    "InstanceOrder",
     "Keys",
     "LoadBalancer",
     "NetInfo",
@@ -132,6 +134,7 @@ __all__ = [
     "SlbSpec",
     "StsTokenSource",
     "TcpListener",
+    "TypeOffer",
     "VSwitch",
     "Vpc",
     "Zone",

@@ -11,11 +11,14 @@ from aliyunsdkecs.request.v20140526.DescribeZonesRequest import DescribeZonesReq
 from aliyunsdkvpc.request.v20160428.DescribeVpcsRequest import DescribeVpcsRequest
 from aliyunsdkvpc.request.v20160428.DescribeVSwitchesRequest import DescribeVSwitchesRequest
 
-from clusters.adapters.aliyun.client import AliyunClient, pages
+from clusters.adapters.aliyun.client import MAX_PAGES, AliyunClient, pages
 from clusters.adapters.aliyun.models import Instance, Region, Vpc, VSwitch, Zone, items
 
 VPC_PAGE_SIZE = 50  # the VPC API's maximum
 ECS_BATCH = 100     # DescribeInstances accepts at most 100 IPs per call
+# DescribeInstances' MaxResults: 10 to 100 (below 10 Alibaba answers 10, above 100 it answers
+# 100; V2 model alibabacloud_ecs20140526 DescribeInstancesRequest.max_results).
+INSTANCE_PAGE_SIZE = 100
 
 
 class EcsVpcApi:
@@ -78,4 +81,27 @@ class EcsVpcApi:
 
             found += [Instance.from_api(e)
                       for e in pages(self.client, make, ("Instances", "Instance"))]
+        return found
+
+    def describe_vpc_instances(self, vpc_id: str,
+                               page_size: int = INSTANCE_PAGE_SIZE) -> list[Instance]:
+        """Every ECS instance of one VPC, whatever its status, for the hosts page to list.
+
+        Paged with MaxResults/NextToken: PageNumber/PageSize "is about to be deprecated. Use
+        NextToken and MaxResults" (V2 model DescribeInstancesRequest.page_number). The last
+        page answers an empty NextToken; a bounded number of pages, like `pages`."""
+        found: list[Instance] = []
+        token = ""
+        for _ in range(MAX_PAGES):
+            request = DescribeInstancesRequest()
+            request.set_VpcId(vpc_id)
+            request.set_InstanceNetworkType("vpc")
+            request.set_MaxResults(page_size)
+            if token:
+                request.set_NextToken(token)
+            body = self.client.call(request)
+            found += [Instance.from_api(e) for e in items(body, "Instances", "Instance")]
+            token = str(body.get("NextToken") or "")
+            if not token:
+                break
         return found

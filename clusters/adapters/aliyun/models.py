@@ -71,7 +71,8 @@ class VSwitch:
 
 @dataclass(frozen=True)
 class Instance:
-    """An ECS instance, found by the private IP a person typed in the wizard."""
+    """An ECS instance: found by the private IP a person typed in the wizard, or listed on the
+    hosts page for them to pick (name, OS, tags: what tells one host from another)."""
 
     instance_id: str
     hostname: str
@@ -80,6 +81,17 @@ class Instance:
     vpc_id: str = ""
     vswitch_id: str = ""
     zone_id: str = ""
+    name: str = ""
+    os_name: str = ""
+    instance_type: str = ""
+    cpu: int = 0
+    memory_mib: int = 0
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def private_ip(self) -> str:
+        """The primary private address (the one SSH and K3s use); "" when it has none."""
+        return self.private_ips[0] if self.private_ips else ""
 
     @classmethod
     def from_api(cls, entry: dict[str, Any]) -> Instance:
@@ -92,7 +104,13 @@ class Instance:
                     ips.append(ip)
         return cls(entry["InstanceId"], entry.get("HostName", ""), entry.get("Status", ""),
                    tuple(ips), vpc.get("VpcId", ""), vpc.get("VSwitchId", ""),
-                   entry.get("ZoneId", ""))
+                   entry.get("ZoneId", ""), name=str(entry.get("InstanceName") or ""),
+                   # OSName is localised by Alibaba ("Ubuntu  22.04 64位"); OSNameEn when given.
+                   os_name=" ".join(str(entry.get("OSNameEn") or entry.get("OSName")
+                                        or "").split()),
+                   instance_type=str(entry.get("InstanceType") or ""),
+                   cpu=_int(entry.get("Cpu")), memory_mib=_int(entry.get("Memory")),
+                   tags=tuple(sorted(tags_of(entry).items())))
 
 
 @dataclass(frozen=True)

@@ -35,21 +35,36 @@ RULE_BATCH = 100       # AuthorizeSecurityGroup / RevokeSecurityGroup: Permissio
 
 @dataclass(frozen=True)
 class IngressRule:
-    """One inbound rule, as the panel writes them: TCP, a port range, from a CIDR block."""
+    """One inbound rule, as the panel writes them: a protocol and port range, from a CIDR
+    block or from the members of a security group (`source_group_id`; then NicType must be
+    intranet: V2 model AuthorizeSecurityGroupRequestPermissions.source_group_id)."""
 
     source_cidr: str
     port_range: str        # "6443/6443"
     policy: str = "Accept"  # Accept / Drop
     priority: int = 1       # 1 (first) .. 100
     protocol: str = "TCP"
+    source_group_id: str = ""
 
     def permission(self, description: str = "") -> dict[str, str]:
         found = {"IpProtocol": self.protocol, "PortRange": self.port_range,
-                 "SourceCidrIp": self.source_cidr, "Policy": self.policy,
-                 "Priority": str(self.priority), "NicType": "intranet"}
+                 "Policy": self.policy, "Priority": str(self.priority), "NicType": "intranet"}
+        if self.source_group_id:
+            found["SourceGroupId"] = self.source_group_id
+        else:
+            found["SourceCidrIp"] = self.source_cidr
         if description:
             found["Description"] = description
         return found
+
+
+@dataclass(frozen=True)
+class SecurityGroup:
+    """A group as DescribeSecurityGroups lists it (the panel tells its groups apart by name)."""
+
+    security_group_id: str
+    name: str = ""
+    vpc_id: str = ""
 
 
 class SecurityGroupApi:
@@ -72,6 +87,10 @@ class SecurityGroupApi:
 
     def find_security_groups_by_tag(self, key: str, value: str) -> list[str]:
         """DescribeSecurityGroups filtered by Tag.1 (every page): the ids."""
+        return [g.security_group_id for g in self.security_groups_by_tag(key, value)]
+
+    def security_groups_by_tag(self, key: str, value: str) -> list[SecurityGroup]:
+        """DescribeSecurityGroups filtered by Tag.1 (every page), with their names."""
         def make(page: int) -> DescribeSecurityGroupsRequest:
             request = DescribeSecurityGroupsRequest()
             request.set_Tags([{"Key": key, "Value": value}])
@@ -79,8 +98,9 @@ class SecurityGroupApi:
             request.set_PageNumber(page)
             return request
 
-        return [str(g.get("SecurityGroupId", "")) for g in
-                pages(self.client, make, ("SecurityGroups", "SecurityGroup"))]
+        return [SecurityGroup(str(g.get("SecurityGroupId", "")),
+                              str(g.get("SecurityGroupName", "")), str(g.get("VpcId", "")))
+                for g in pages(self.client, make, ("SecurityGroups", "SecurityGroup"))]
 
     def ingress_rules(self, group_id: str) -> list[IngressRule] | None:
         """DescribeSecurityGroupAttribute (ingress) as rules; None once the group is gone.
@@ -96,17 +116,29 @@ class SecurityGroupApi:
             return None
         return [IngressRule(str(p.get("SourceCidrIp", "")), str(p.get("PortRange", "")),
                             str(p.get("Policy", "Accept")).capitalize(),
-                            int(p.get("Priority") or 1), str(p.get("IpProtocol", "")).upper())
-                for p in items(body, "Permissions", "Permission")]
+                            int(p.get("Priority") or 1), str(p.get("IpProtocol", "")).upper(),
+                            str(p.get("SourceGroupId") or ""))
+                for p in items(body, "Permissions", "Permission")
+                if str(p.get("Direction") or "ingress") == "ingress"]
 
     def authorize_ingress(self, group_id: str, rules: Iterable[IngressRule],
-                          description: str = "") -> None:
-        """AuthorizeSecurityGroup (an identical rule is accepted and not added twice)."""
-        chosen = [r.permission(description) for r in rules]
-        for start in range(0, len(chosen), RULE_BATCH):
+                          description: str = "", *, client_token: str = "",
+                          descriptions: Mapping[IngressRule, str] | None = None) -> None:
+        """AuthorizeSecurityGroup (an identical rule is accepted and not added twice).
+
+        `client_token` (recorded by the caller first) is sent with each batch, suffixed by its
+        number when there are several; `descriptions` name single rules."""
+        chosen = [r.permission((descriptions or {}).get(r, description)) for r in rules]
+        batches = range(0, len(chosen), RULE_BATCH)
+        for number, start in enumerate(batches):
             request = AuthorizeSecurityGroupRequest()
             request.set_SecurityGroupId(group_id)
             request.set_Permissions(chosen[start:start + RULE_BATCH])
+            if client_token:
+                token = client_token if len(batches) == 1 else \
+                    f"{client_token[:60]}-{number}"
+                check_client_token(token)
+                request.set_ClientToken(token)
             self.client.call(request)
 
     def revoke_ingress(self, group_id: str, rules: Iterable[IngressRule]) -> None:

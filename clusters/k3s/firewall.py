@@ -1,0 +1,127 @@
+"""The inbound rules of the security group the panel makes for a cluster's nodes: what K3s
+needs, and nothing more. A pure function of the cluster's answers (`node_rules`).
+
+Source: K3s "Requirements", section Networking, "Inbound Rules for K3s Nodes"
+(https://docs.k3s.io/installation/requirements#networking; k3s-io/docs
+docs/installation/requirements.md):
+
+| TCP 2379-2380 | Servers   → Servers   | only for HA with embedded etcd
+| TCP 6443      | Agents    → Servers   | K3s supervisor and Kubernetes API Server
+| UDP 8472      | All nodes → All nodes | only for Flannel VXLAN (the default backend)
+| TCP 10250     | All nodes → All nodes | kubelet metrics
+
+and: "The VXLAN port on nodes should not be exposed to the world [...] Run your nodes behind
+a firewall/security group that disables access to port 8472." So the node-to-node ports
+admit the group itself only (a rule with SourceGroupId = the group: its members, by their
+private addresses), never a CIDR.
+
+What else reaches a node, and from where:
+- SSH (22) from the panel only: it installs and operates K3s over SSH.
+- 6443 from the VPC's CIDR: the agents, an NLB (it does not preserve client addresses here,
+  so its traffic comes from its own addresses in the vSwitches), an intranet CLB's clients
+  (a layer-4 CLB keeps the client's address), kubectl from inside the VPC. CLB health checks
+  come from 100.64.0.0/10, which "does not need an allow rule in your ECS security group"
+  (Alibaba Cloud, CLB health checks, help.aliyun.com/en/slb/classic-load-balancer/user-guide/
+  health-check-overview), so no rule is written for them.
+- An Internet-facing CLB keeps the client's address too: its listener's allow-list CIDRs
+  then also reach 6443 (the only port ever open beyond the VPC, and 0.0.0.0/0 only if the
+  allow-list itself says so). An NLB's allow-list is its own security group (steps/nlb.py),
+  and its traffic reaches the nodes from the VPC: nothing more is opened for it.
+- The datastore's port is outbound (servers → RDS or the user's database): a basic security
+  group "allow[s] all outbound traffic by default" (Alibaba Cloud, Security group rules,
+  help.aliyun.com/en/ecs/user-guide/security-group-rules), and the database's own whitelist
+  (RDS: the servers' addresses) is the narrow side, so no rule is needed here.
+
+A workload's own ports (Traefik's 80/443, NodePorts) are the user's to open: K3s does not
+need them and the panel does not guess them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+REQUIREMENTS_URL = "https://docs.k3s.io/installation/requirements#networking"
+
+SSH_PORT = 22
+API_PORT = 6443
+FLANNEL_VXLAN_PORT = 8472
+KUBELET_PORT = 10250
+ETCD_PORTS = (2379, 2380)
+ANYWHERE = "0.0.0.0/0"
+
+
+@dataclass(frozen=True)
+class FirewallSpec:
+    """What the rules depend on: the cluster's network and how its API is reached."""
+
+    vpc_cidr: str
+    panel_cidrs: tuple[str, ...]       # where the panel's SSH comes from (as the hosts see it)
+    internet_api: bool = False         # an Internet-facing API load balancer
+    api_allowed_cidrs: tuple[str, ...] = ()  # its allow-list (Internet-facing CLB only)
+    clb: bool = True                   # CLB (keeps client addresses) or NLB
+    embedded_etcd: bool = False        # HA with embedded etcd (the panel uses an external
+    #                                    datastore today, so always False for its clusters)
+    flannel_backend: str = "vxlan"     # K3s's default; other backends need other ports
+    ssh_port: int = SSH_PORT
+
+
+@dataclass(frozen=True)
+class NodeRule:
+    """One inbound Accept rule: from a CIDR, or from the group itself (`from_group`)."""
+
+    protocol: str          # "TCP" / "UDP"
+    ports: tuple[int, int]  # a range, both ends included
+    source_cidr: str = ""
+    from_group: bool = False
+    why: str = ""           # the rule's description in the console (≤ 512 characters)
+
+    @property
+    def port_range(self) -> str:
+        """Alibaba's PortRange form: "6443/6443", "2379/2380"."""
+        return f"{self.ports[0]}/{self.ports[1]}"
+
+
+class FirewallError(ValueError):
+    """The answers cannot make a narrow group (a bad CIDR, no panel address)."""
+
+
+def _network(text: str, what: str) -> str:
+    try:
+        return str(ipaddress.IPv4Network(text.strip(), strict=False))
+    except ValueError:
+        raise FirewallError(f"{what} {text!r} is not an IPv4 CIDR block") from None
+
+
+def node_rules(spec: FirewallSpec) -> tuple[NodeRule, ...]:
+    """The group's inbound rules, in a stable order (so a re-run compares equal)."""
+    vpc = _network(spec.vpc_cidr, "The VPC's range")
+    if vpc == ANYWHERE:
+        raise FirewallError("The VPC's range cannot be 0.0.0.0/0")
+    if not spec.panel_cidrs:
+        raise FirewallError("The panel's own address is unknown: SSH would have no source")
+    if spec.flannel_backend not in ("vxlan", ""):
+        raise FirewallError(f"Flannel backend {spec.flannel_backend!r}: only VXLAN's port is "
+                            f"known to the panel ({REQUIREMENTS_URL})")
+    rules: list[NodeRule] = []
+    for cidr in dict.fromkeys(_network(c, "The panel's address") for c in spec.panel_cidrs):
+        if cidr == ANYWHERE:
+            raise FirewallError("SSH from 0.0.0.0/0 is never opened: name the panel's address")
+        rules.append(NodeRule("TCP", (spec.ssh_port, spec.ssh_port), cidr,
+                              why="SSH from the k3s panel"))
+    rules.append(NodeRule("TCP", (API_PORT, API_PORT), vpc,
+                          why="k3s API and supervisor from the VPC (agents, load balancer)"))
+    if spec.internet_api and spec.clb:
+        for cidr in dict.fromkeys(_network(c, "An allowed source") for c in
+                                  spec.api_allowed_cidrs):
+            if cidr != vpc:
+                rules.append(NodeRule("TCP", (API_PORT, API_PORT), cidr,
+                                      why="k3s API from the allow-list (Internet CLB)"))
+    rules.append(NodeRule("UDP", (FLANNEL_VXLAN_PORT, FLANNEL_VXLAN_PORT), from_group=True,
+                          why="flannel VXLAN between the cluster's nodes"))
+    rules.append(NodeRule("TCP", (KUBELET_PORT, KUBELET_PORT), from_group=True,
+                          why="kubelet between the cluster's nodes"))
+    if spec.embedded_etcd:
+        rules.append(NodeRule("TCP", ETCD_PORTS, from_group=True,
+                              why="embedded etcd between the cluster's servers"))
+    return tuple(rules)

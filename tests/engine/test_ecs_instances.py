@@ -1,0 +1,278 @@
+"""Instances the panel buys (steps/ecs.py): a generated key pair imported, one RunInstances per
+node through the ledger (its ClientToken recorded first, adopted by tag after a lost answer),
+a stock error that fails before anything is bought with Alibaba's code, RequestId and what the
+zone sells instead, Running waited for, a Node per instance; destroy releases exactly those.
+
+The engine runs in this process; the steps talk to the emulator (sandbox/aliyun, ECS actions
+of ecs_instances.py / ecs_catalogue.py / ecs_keypairs.py) through the SDK.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+
+from clusters.adapters import cloud
+from clusters.engine.pipeline import StepSpec, create_run
+from clusters.models import Cluster, LogLine, ResourceState, Run, RunKind, StepStatus
+from clusters.steps.ecs import KEY_PAIR_KIND, NODE_TAG, key_pair_name, md5_fingerprint
+from sandbox.aliyun.testing import Emulator
+from tests.support.engine_specs import InProcessEngine, in_process_engine, time_passes
+from tests.support.factories import factories_emulator, make_cluster
+from tests.support.runs import step
+
+# Not inside one test transaction: a step call that outlives the heartbeat interval (three
+# RunInstances under load) renews its lease from another thread, which must be able to write.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+IMAGE = "ubuntu_24_04_x64_20G_alibase_20250722.vhd"
+TYPE = "ecs.g7.large"  # 2 vCPU, 8 GiB in the emulator's catalogue
+BUY = [StepSpec("keypair", "Key pair", "ecs.keypair"),
+       StepSpec("group", "Security group", "ecs.security_group", ["keypair"]),
+       StepSpec("check", "DryRun", "ecs.check_order", ["group"]),
+       StepSpec("buy", "Instances", "ecs.run_instances", ["check"])]
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    with factories_emulator(Path(tmp_path_factory.mktemp("ecs-buy"))) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def engine(db: Any) -> Iterator[InProcessEngine]:
+    with in_process_engine() as driven:
+        yield driven
+
+
+@pytest.fixture
+def cluster(emu: Emulator, settings: Any) -> Cluster:
+    settings.ALIYUN_ENDPOINT_OVERRIDE = emu.endpoint
+    settings.PANEL_SSH_SOURCE_CIDRS = ["203.0.113.9/32"]
+    emu.control.clear_faults()
+    emu.control.clear_calls()
+    emu.control.request("POST", "ecs/stock", {"zone_id": emu.vswitch["zone_id"],
+                                              "instance_type": TYPE,
+                                              "status_category": "WithStock"})
+    return make_cluster(region=emu.region_id, zone=emu.vswitch["zone_id"],
+                        vpc_id=emu.vpc["vpc_id"], vswitch_id=emu.vswitch["vswitch_id"],
+                        instance_order={"servers": 2, "agents": 1, "image_id": IMAGE,
+                                        "instance_type": TYPE, "system_disk_gb": 40})
+
+
+def run_plan(engine: InProcessEngine, cluster: Cluster, specs: list[StepSpec],
+             seconds: float = 30.0) -> Run:
+    """Run the steps until none is left to deliver; a Wait is waited for in real time (the
+    emulator's instances boot on its own clock)."""
+    run = engine.act(create_run, cluster, RunKind.TEST, specs)
+    settle(engine, seconds)
+    return run
+
+
+def settle(engine: InProcessEngine, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while engine.queue:
+        assert time.monotonic() < deadline, "the run did not settle"
+        message = engine.queue.pop(0)
+        if message.countdown > 0:
+            time.sleep(0.2)
+            time_passes(message.countdown)
+        engine.deliver(message)
+
+
+def tagged_instances(emu: Emulator, cluster: Cluster) -> list[dict[str, Any]]:
+    tag = {"Key": cloud.TAG_KEY, "Value": str(cluster.code)}
+    return [r for r in emu.control.resources()
+            if r["type"] == "ecs_instance" and tag in r["tags"] and r["state"] != "Deleted"]
+
+
+def calls(emu: Emulator, action: str) -> list[dict[str, Any]]:
+    return [c for c in emu.control.calls() if c["action"] == action]
+
+
+def log_of(run: Run) -> list[str]:
+    return list(LogLine.objects.filter(step__run=run).order_by("step", "seq")
+                .values_list("text", flat=True))
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_the_order_is_bought_once_each_node_with_its_recorded_token_and_gets_a_node(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    run = run_plan(engine, cluster, BUY)
+    assert step(run, "buy").status == StepStatus.SUCCEEDED, step(run, "buy").error
+    bought = tagged_instances(emu, cluster)
+    assert len(bought) == 3
+    assert sorted(dict((t["Key"], t["Value"]) for t in b["tags"])[NODE_TAG]
+                  for b in bought) == ["a1", "s1", "s2"]
+    runs = [c for c in calls(emu, "RunInstances") if not c["params"].get("DryRun")]
+    rows = {r.kind: r for r in cluster.resources.filter(kind__startswith="ecs_instance_")}
+    assert sorted(c["params"]["ClientToken"] for c in runs) == sorted(
+        r.client_token for r in rows.values())
+    assert all(c["params"]["InstanceType"] == TYPE and c["params"]["Amount"] == "1"
+               and c["params"]["KeyPairName"] == key_pair_name(cluster) for c in runs)
+    # One DryRun of the whole order first.
+    (dry,) = [c for c in calls(emu, "RunInstances") if c["params"].get("DryRun")]
+    assert dry["params"]["Amount"] == "3" and dry["time"] < runs[0]["time"]
+    # Every instance is a Node: private address, root, the generated key; no host key yet.
+    cluster.refresh_from_db()
+    nodes = sorted(cluster.nodes.all(), key=lambda n: (n.role, n.name))
+    assert [n.role for n in nodes] == ["agent", "server", "server"]
+    assert {n.ecs_instance_id for n in nodes} == {b["id"] for b in bought}
+    assert {n.private_ip for n in nodes} == {b["addresses"][0] for b in bought}
+    assert all(n.ssh_private_key == cluster.generated_ssh_key and not n.host_key
+               for n in nodes)
+    # A second run buys nothing more.
+    emu.control.clear_calls()
+    again = run_plan(engine, cluster, BUY)
+    assert step(again, "buy").status == StepStatus.SUCCEEDED
+    assert calls(emu, "RunInstances") == [] and len(tagged_instances(emu, cluster)) == 3
+    assert cluster.nodes.count() == 3
+
+
+def test_the_generated_key_is_encrypted_at_rest_and_its_public_half_imported(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    run = run_plan(engine, cluster, BUY[:1])
+    assert step(run, "keypair").status == StepStatus.SUCCEEDED
+    cluster.refresh_from_db()
+    assert cluster.generated_ssh_key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    # ECDSA, not Ed25519: ImportKeyPair takes rsa/dsa/ecdsa public keys only.
+    assert cluster.generated_ssh_public_key.startswith("ecdsa-sha2-nistp256 ")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT generated_ssh_key FROM clusters_cluster WHERE id = %s",
+                       [cluster.pk])
+        (raw,) = cursor.fetchone()
+    assert "PRIVATE KEY" not in raw and raw
+    (imported,) = calls(emu, "ImportKeyPair")
+    assert imported["params"]["PublicKeyBody"] == cluster.generated_ssh_public_key
+    assert "PRIVATE" not in str(imported["params"])
+    row = cluster.resources.get(kind=KEY_PAIR_KIND)
+    assert row.attributes["fingerprint"] == md5_fingerprint(cluster.generated_ssh_public_key)
+    assert not any("PRIVATE KEY" in line for line in log_of(run))
+
+
+def test_a_sold_out_type_fails_before_anything_is_bought_with_code_request_id_and_a_suggestion(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    emu.control.request("POST", "ecs/stock", {"zone_id": cluster.zone, "instance_type": TYPE,
+                                              "status_category": "WithoutStock"})
+    run = run_plan(engine, cluster, BUY)
+    failed = step(run, "check")
+    assert failed.status == StepStatus.FAILED
+    assert "OperationDenied.NoStock" in failed.error
+    assert re.search(r"RequestId [0-9A-F-]{36}", failed.error), failed.error
+    assert f"ECS has no stock of {TYPE} in {cluster.zone}" in failed.error
+    assert "nothing was bought" in failed.error
+    # What the zone sells with the same 2 vCPU and 8 GiB.
+    assert "ecs.g8i.large (2 vCPU, 8 GiB)" in failed.error
+    assert TYPE + " (" not in failed.error
+    assert tagged_instances(emu, cluster) == []
+    assert [c for c in calls(emu, "RunInstances") if not c["params"].get("DryRun")] == []
+    assert not cluster.resources.filter(kind__startswith="ecs_instance_").exists()
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2, PANEL_RETRY_BASE_SECONDS=0.1)
+def test_a_lost_buy_is_adopted_by_the_nodes_tag_never_bought_twice(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """The first node's RunInstances buys and its answer is lost; Alibaba forgets the token
+    too: the retry finds the instance by the cluster's tag and the node's slot."""
+    run_plan(engine, cluster, BUY[:3])
+    emu.control.add_fault(action="RunInstances", lose_answer=True, count=1)
+    buy = engine.act(create_run, cluster, RunKind.TEST,
+                     [StepSpec("buy", "Instances", "ecs.run_instances")])
+    engine.deliver(engine.take()[0])  # the step is claimed and sent
+    engine.deliver(engine.take()[0])  # its first attempt: s1 bought, the answer lost
+    assert step(buy, "buy").status == StepStatus.WAITING
+    emu.control.forget_client_tokens()
+    settle(engine, 45)
+    assert step(buy, "buy").status == StepStatus.SUCCEEDED, step(buy, "buy").error
+    assert len(tagged_instances(emu, cluster)) == 3
+    lines = log_of(buy)
+    assert any(line.startswith("Adopted i-") and "found by tag" in line for line in lines)
+    assert cluster.nodes.count() == 3
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_destroy_releases_exactly_what_the_panel_bought_and_its_key_pair(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    base = emu.vswitch["cidr"].rsplit(".", 1)[0]
+    theirs = emu.register_instance("theirs", f"{base}.88", tags={cloud.TAG_KEY: str(cluster.code)})
+    run_plan(engine, cluster, BUY)
+    bought = {b["id"] for b in tagged_instances(emu, cluster)} - {theirs}
+    assert len(bought) == 3
+    gone = run_plan(engine, cluster, [
+        StepSpec("instances", "Release", "ecs.delete_instances"),
+        StepSpec("group", "Group", "ecs.delete_security_group", ["instances"]),
+        StepSpec("keypair", "Key pair", "ecs.delete_keypair", ["instances"])], 45)
+    assert step(gone, "instances").status == StepStatus.SUCCEEDED, step(gone, "instances").error
+    assert step(gone, "group").status == StepStatus.SUCCEEDED, step(gone, "group").error
+    assert step(gone, "keypair").status == StepStatus.SUCCEEDED
+    assert [b["id"] for b in tagged_instances(emu, cluster)] == [theirs]  # never theirs
+    assert set(step(gone, "instances").result["deleted"]) == bought
+    (deleted,) = calls(emu, "DeleteKeyPairs")
+    assert key_pair_name(cluster) in deleted["params"]["KeyPairNames"]
+    assert all(r.state == ResourceState.DELETED for r in cluster.resources.all())
+
+
+def test_keep_the_instances_releases_none_and_keeps_their_group_and_key_pair(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    from clusters.operations.destroy import destroy_plan  # noqa: PLC0415
+
+    with override_settings(PANEL_CLOUD_POLL_SECONDS=0.2):
+        run_plan(engine, cluster, BUY)
+    emu.control.clear_calls()
+    plan = [dataclasses.replace(spec, depends_on=[d for d in spec.depends_on
+                                                  if d.startswith("ecs_")])
+            for spec in destroy_plan(cluster, keep_instances=True)
+            if spec.key.startswith("ecs_")]
+    kept = run_plan(engine, cluster, plan)
+    assert [step(kept, s.key).status for s in plan] == [StepStatus.SKIPPED] * 3
+    assert calls(emu, "DeleteInstances") == calls(emu, "DeleteSecurityGroup") == []
+    assert calls(emu, "DeleteKeyPairs") == []
+    assert len(tagged_instances(emu, cluster)) == 3
+
+
+def test_destroy_plans_the_release_after_k3s_is_off_and_the_group_after_the_instances(
+        cluster: Cluster) -> None:
+    from clusters.operations.destroy import destroy_plan  # noqa: PLC0415
+
+    plan = {spec.key: spec for spec in destroy_plan(cluster)}
+    assert plan["ecs_instances_delete"].handler == "ecs.delete_instances"
+    assert plan["ecs_instances_delete"].depends_on == ["uninstall"]
+    assert set(plan["ecs_group_delete"].depends_on) == {"ecs_instances_delete", "slb_delete"}
+    assert plan["ecs_keypair_delete"].depends_on == ["ecs_instances_delete"]
+    assert {"ecs_group_delete", "ecs_keypair_delete"} <= set(plan["finish"].depends_on)
+    on_own_hosts = make_cluster(region=cluster.region)
+    assert not any(key.startswith("ecs_") for key in
+                   (spec.key for spec in destroy_plan(on_own_hosts)))
+
+
+def test_the_create_plan_buys_first_and_installs_k3s_on_the_order_s_slots(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """The plan is made before RunInstances answered: install steps name their node by slot,
+    and find it through the slot's ledger row once bought."""
+    from clusters.adapters.instance_order import node_of_slot  # noqa: PLC0415
+    from clusters.operations.create import create_plan  # noqa: PLC0415
+
+    plan = create_plan(cluster)
+    keys = [spec.key for spec in plan]
+    assert keys[:4] == ["ecs_keypair", "ecs_group", "ecs_check", "ecs_buy"]
+    by_key = {spec.key: spec for spec in plan}
+    assert by_key["preflight_cloud"].depends_on == ["ecs_buy"]
+    assert [(k, by_key[k].handler, by_key[k].args) for k in keys if k.startswith(
+        ("server_", "agent_"))] == [
+        ("server_s1", "k3s.install_server", {"slot": "s1"}),
+        ("server_s2", "k3s.install_server", {"slot": "s2"}),
+        ("agent_a1", "k3s.install_agent", {"slot": "a1"})]
+    with override_settings(PANEL_CLOUD_POLL_SECONDS=0.2):
+        run_plan(engine, cluster, BUY)
+    bought = {b["id"] for b in tagged_instances(emu, cluster)}
+    nodes = {slot: node_of_slot(cluster, slot) for slot in ("s1", "s2", "a1")}
+    assert {n.ecs_instance_id for n in nodes.values()} == bought
+    assert [nodes[s].role for s in ("s1", "s2", "a1")] == ["server", "server", "agent"]

@@ -1,0 +1,224 @@
+"""The security group the panel makes for a cluster's nodes (steps/ecs.py): bought once through
+the ledger with a ClientToken recorded first, holding exactly K3s's rules
+(clusters/k3s/firewall.py, docs.k3s.io/installation/requirements#networking), told apart from
+the NLB's allow-list group, and deleted at destroy once nothing is in it.
+
+The engine runs in this process; the steps talk to a real emulator through the SDK, and what
+the group holds is read back from the emulator with a plain SDK call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aliyunsdkecs.request.v20140526.DescribeSecurityGroupAttributeRequest import (
+    DescribeSecurityGroupAttributeRequest,
+)
+from aliyunsdkecs.request.v20140526.DescribeSecurityGroupsRequest import (
+    DescribeSecurityGroupsRequest,
+)
+from django.test import override_settings
+
+from clusters.adapters import cloud
+from clusters.engine.pipeline import StepSpec, create_run
+from clusters.models import Cluster, LogLine, ResourceState, Run, RunKind, StepStatus
+from clusters.steps.ecs import ECS_SECURITY_GROUP_KIND, RULES_TOKEN, security_group_name
+from sandbox.aliyun.testing import Emulator
+from tests.support.engine_specs import InProcessEngine, in_process_engine, time_passes
+from tests.support.factories import (
+    TEST_ACCESS_KEY_ID,
+    TEST_ACCESS_KEY_SECRET,
+    factories_emulator,
+    make_cluster,
+)
+from tests.support.runs import step
+
+pytestmark = pytest.mark.django_db
+
+PANEL_SSH = "203.0.113.9/32"
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    with factories_emulator(Path(tmp_path_factory.mktemp("ecs-group"))) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def engine(db: Any) -> Iterator[InProcessEngine]:
+    with in_process_engine() as driven:
+        yield driven
+
+
+@pytest.fixture
+def cluster(emu: Emulator, settings: Any) -> Cluster:
+    settings.ALIYUN_ENDPOINT_OVERRIDE = emu.endpoint
+    settings.PANEL_SSH_SOURCE_CIDRS = [PANEL_SSH]
+    emu.control.clear_faults()
+    emu.control.clear_calls()
+    return make_cluster(region=emu.region_id, zone=emu.vswitch["zone_id"],
+                        vpc_id=emu.vpc["vpc_id"], vswitch_id=emu.vswitch["vswitch_id"])
+
+
+def start(engine: InProcessEngine, cluster: Cluster, handler: str) -> Run:
+    run = engine.act(create_run, cluster, RunKind.TEST, [StepSpec("sg", "Group", handler)])
+    engine.deliver(engine.take()[0])
+    return run
+
+
+def attempt(engine: InProcessEngine) -> None:
+    (message,) = engine.take()
+    if message.countdown > 0:
+        time_passes(message.countdown)
+    engine.deliver(message)
+
+
+def held_rules(emu: Emulator, group_id: str) -> set[tuple[str, str, str]]:
+    """The group's inbound rules as ECS answers them: (protocol, ports, source)."""
+    request = DescribeSecurityGroupAttributeRequest()
+    request.set_SecurityGroupId(group_id)
+    request.set_Direction("ingress")
+    body = emu.call(request, sdk_client(emu))
+    return {(p["IpProtocol"].upper(), p["PortRange"],
+             f"group {p['SourceGroupId']}" if p.get("SourceGroupId") else p["SourceCidrIp"])
+            for p in body["Permissions"]["Permission"]}
+
+
+def groups_of(emu: Emulator, cluster: Cluster) -> list[str]:
+    """The groups carrying the cluster's tag, as ECS lists them (DescribeSecurityGroups)."""
+    request = DescribeSecurityGroupsRequest()
+    request.set_Tags([{"Key": cloud.TAG_KEY, "Value": str(cluster.code)}])
+    request.set_PageSize(50)
+    body = emu.call(request, sdk_client(emu))
+    return sorted(g["SecurityGroupId"] for g in body["SecurityGroups"]["SecurityGroup"])
+
+
+def sdk_client(emu: Emulator) -> Any:
+    return emu.client(access_key_id=TEST_ACCESS_KEY_ID, access_key_secret=TEST_ACCESS_KEY_SECRET)
+
+
+def calls(emu: Emulator, action: str) -> list[dict[str, Any]]:
+    return [c for c in emu.control.calls() if c["action"] == action]
+
+
+def log_of(run: Run) -> list[str]:
+    return list(LogLine.objects.filter(step__run=run).order_by("step", "seq")
+                .values_list("text", flat=True))
+
+
+def test_the_group_holds_exactly_what_k3s_needs_bought_with_the_recorded_token(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    run = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    assert step(run, "sg").status == StepStatus.SUCCEEDED, step(run, "sg").error
+    row = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND)
+    group = row.provider_id
+    assert groups_of(emu, cluster) == [group]
+    assert held_rules(emu, group) == {
+        ("TCP", "22/22", PANEL_SSH),
+        ("TCP", "6443/6443", emu.vpc["cidr"]),
+        ("UDP", "8472/8472", f"group {group}"),
+        ("TCP", "10250/10250", f"group {group}"),
+    }
+    (create,) = calls(emu, "CreateSecurityGroup")
+    assert create["params"]["ClientToken"] == row.client_token
+    assert create["params"]["SecurityGroupName"] == security_group_name(cluster)
+    (authorize,) = calls(emu, "AuthorizeSecurityGroup")
+    assert authorize["params"]["ClientToken"] == row.attributes[RULES_TOKEN]
+    assert row.state == ResourceState.PRESENT
+    assert any("every other inbound source is refused" in line for line in log_of(run))
+
+
+def test_an_internet_clb_opens_6443_to_its_allow_list_and_never_ssh_to_the_world(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    cluster.slb_address_type = "internet"
+    cluster.api_allowed_cidrs = ["198.51.100.0/24", "0.0.0.0/0"]
+    cluster.save()
+    run = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    rules = held_rules(emu, group)
+    assert {r for r in rules if r[2] in ("198.51.100.0/24", "0.0.0.0/0")} == {
+        ("TCP", "6443/6443", "198.51.100.0/24"), ("TCP", "6443/6443", "0.0.0.0/0")}
+    assert step(run, "sg").status == StepStatus.SUCCEEDED
+
+
+@override_settings(PANEL_RETRY_BASE_SECONDS=0.1)
+def test_a_lost_create_is_adopted_by_tag_and_name_never_bought_twice(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    # The NLB's allow-list group of the same cluster (same tag, another name) is not it.
+    api = cloud.cloud_for(cluster)
+    nlb_group = api.create_security_group(
+        name=f"k3s-{cluster.name}-api-{str(cluster.code)[:8]}", vpc_id=cluster.vpc_id,
+        description="allow-list", client_token=f"nlb-{cluster.code.hex}",
+        tags=cloud.tags(cluster))
+    emu.control.add_fault(action="CreateSecurityGroup", lose_answer=True, count=1)
+    run = start(engine, cluster, "ecs.security_group")
+    attempt(engine)  # bought; the answer lost
+    emu.control.forget_client_tokens()
+    engine.deliver_all()
+    assert step(run, "sg").status == StepStatus.SUCCEEDED, step(run, "sg").error
+    groups = groups_of(emu, cluster)
+    assert len(groups) == 2 and nlb_group in groups  # the NLB's, and one for the nodes
+    (nodes,) = [g for g in groups if g != nlb_group]
+    row = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND)
+    assert row.provider_id == nodes
+    assert [c["params"]["ClientToken"] for c in calls(emu, "CreateSecurityGroup")] == [
+        f"nlb-{cluster.code.hex}", row.client_token]  # the test's own, then the step's once
+    assert any(line.startswith(f"Adopted {nodes} found by tag") for line in log_of(run))
+    assert held_rules(emu, nlb_group) == set()  # nothing written into the NLB's group
+
+
+def test_running_again_sends_no_rule_twice(engine: InProcessEngine, emu: Emulator,
+                                           cluster: Cluster) -> None:
+    first = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    assert step(first, "sg").status == StepStatus.SUCCEEDED
+    emu.control.clear_calls()
+    again = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    assert step(again, "sg").status == StepStatus.SUCCEEDED
+    assert calls(emu, "CreateSecurityGroup") == calls(emu, "AuthorizeSecurityGroup") == []
+
+
+def test_without_a_known_panel_address_nothing_is_bought(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster, settings: Any) -> None:
+    """SSH never falls back to 0.0.0.0/0: the step fails before CreateSecurityGroup."""
+    settings.PANEL_SSH_SOURCE_CIDRS = []
+    run = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    failed = step(run, "sg")
+    assert failed.status == StepStatus.FAILED
+    assert "The panel's own address is unknown" in failed.error
+    assert "Set PANEL_SSH_SOURCE_CIDRS" in failed.error
+    assert "docs.k3s.io/installation/requirements#networking" in failed.error
+    assert calls(emu, "CreateSecurityGroup") == []
+    assert groups_of(emu, cluster) == []
+
+
+def test_destroy_waits_for_the_instances_to_leave_then_deletes_only_the_nodes_group(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    api = cloud.cloud_for(cluster)
+    nlb_group = api.create_security_group(
+        name="someone-elses", vpc_id=cluster.vpc_id, description="not the panel's nodes",
+        client_token=f"other-{cluster.code.hex}", tags=cloud.tags(cluster))
+    start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    base = emu.vswitch["cidr"].rsplit(".", 1)[0]
+    member = emu.register_instance("member", f"{base}.77", security_group_id=group)
+    run = start(engine, cluster, "ecs.delete_security_group")
+    attempt(engine)
+    waiting = step(run, "sg")
+    assert waiting.status == StepStatus.WAITING and "still has members" in waiting.wait_reason
+    emu.register_instance("member", f"{base}.77", instance_id=member,
+                          security_group_id=nlb_group)  # the instance moved away
+    attempt(engine)
+    assert step(run, "sg").status == StepStatus.SUCCEEDED
+    assert groups_of(emu, cluster) == [nlb_group]
+    row = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND)
+    assert row.state == ResourceState.DELETED
+    assert step(run, "sg").result["deleted"] == [group]
