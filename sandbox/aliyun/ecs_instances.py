@@ -470,9 +470,15 @@ def _spec(cloud: Cloud, instance: dict[str, Any]) -> Any:
         root_password_hash=instance["login"].get("password_hash", ""), mac=instance["mac"])
 
 
+# Whose host may boot: one being bought or started, or a Running one whose host died while
+# the emulator was away (bring_back).
+_BOOTABLE = ("Pending", "Starting", "Running")
+
+
 def _boot(cloud: Cloud, instance_id: str) -> None:
     """Launch the host, load its firewall, wait for SSH. Nothing is launched for an
-    instance that is not (or no longer: a failed call rolled back) Pending or Starting, or
+    instance that is not (or no longer: a failed call rolled back) Pending, Starting or
+    Running (a host that died while the emulator was away), or
     that has a host already. A failed boot leaves nothing behind (namespace, veth, init
     powered off) and the instance Stopped: of the documented states (Pending, Starting,
     Running, Stopping, Stopped) the only one from which it can be started again or
@@ -486,7 +492,7 @@ def _boot(cloud: Cloud, instance_id: str) -> None:
             halting.join(timeout=60)
         with cloud.lock:
             instance = instances(cloud.state).get(instance_id)
-            if instance is None or instance["status"] not in ("Pending", "Starting") \
+            if instance is None or instance["status"] not in _BOOTABLE \
                     or instance_id in _machines(cloud):
                 return
             spec = _spec(cloud, instance)
@@ -524,7 +530,7 @@ def _boot(cloud: Cloud, instance_id: str) -> None:
             if _machines(cloud).get(instance_id, machine) is machine:
                 _machines(cloud).pop(instance_id, None)
             current = instances(cloud.state).get(instance_id)
-            if current is not None and current["status"] in ("Pending", "Starting"):
+            if current is not None and current["status"] in _BOOTABLE:
                 current["boot_error"] = traceback.format_exc(limit=3)
                 current["status"] = "Stopped"
                 current["machine"] = None
@@ -616,6 +622,7 @@ def bring_back(cloud: Cloud) -> None:
             from sandbox.lab import machines  # noqa: PLC0415 - only with a lab
 
             machines.power_off(machines.Machine(**machine))
+        instance["machine"] = None
         instance["host_ready"] = False
         _boot_later(cloud, instance["instance_id"])
 
