@@ -237,11 +237,14 @@ def test_a_failed_batch_start_boots_no_host(world: World, key: Path) -> None:
     allow(world, group, "22/22", f"{world.lab.gateway_ip}/32")
     first, second = buy(world, group, 2)
     a = private_ip(world, first)
+    old_netns = next(r["netns"] for r in world.emulator.control.resources()
+                     if r["id"] == first)
     api(world.emulator, "StopInstance", InstanceId=first)
     wait_status(world.emulator, first, "Stopped")
     deadline = time.monotonic() + 20
-    while ssh(key, a, "true", timeout=10).returncode == 0 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while netns_exists(old_netns) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not netns_exists(old_netns), "a Stopped instance keeps its namespace"
     before = _bought_namespaces(world)
     with pytest.raises(ServerException, match="IncorrectInstanceStatus"):
         api(world.emulator, "StartInstances", InstanceId__1=first, InstanceId__2=second)
