@@ -366,8 +366,42 @@ _RULE_FIELDS = ("IpProtocol", "PortRange", "SourceCidrIp", "SourceGroupId", "Pol
                 "Ipv6SourceCidrIp", "SourcePrefixListId")
 
 
+def _ports(protocol: str, text: str, name: str) -> str:
+    """A PortRange / SourcePortRange as "low/high": 1-65535 for TCP and UDP, -1/-1 for
+    the rest (V2 AuthorizeSecurityGroupRequestPermissions.PortRange, SourcePortRange)."""
+    bad = errors.ApiError(400, f"Invalid{name}.Malformed",
+                          f"The specified parameter {name} is not valid.")
+    try:
+        low, high = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise bad from None
+    if protocol in ("tcp", "udp"):
+        if not (1 <= low <= high <= 65535):
+            raise bad
+    elif (low, high) != (-1, -1):
+        raise bad
+    return f"{low}/{high}"
+
+
+def _cidr(entry: dict[str, str], name: str, version: int) -> str:
+    text = entry.get(name, "")
+    if not text:
+        return ""
+    try:
+        block = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        block = None
+    if block is None or block.version != version:
+        raise errors.ApiError(400, f"Invalid{name}.Malformed",
+                              f"The specified parameter {name} is not valid.")
+    return str(block)
+
+
 def _rule(entry: dict[str, str]) -> dict[str, Any]:
-    """Validate one ingress permission the way ECS does and normalise it."""
+    """Validate one ingress permission the way ECS does and normalise it. SourceCidrIp
+    and DestCidrIp are IPv4 blocks, Ipv6SourceCidrIp an IPv6 one (V2
+    AuthorizeSecurityGroupRequestPermissions); ICMPv6 is an IPv6 protocol, so a rule
+    naming it with an IPv4 source is refused rather than stored as "everything"."""
     protocol = entry.get("IpProtocol", "").lower()
     if not protocol:
         raise errors.missing_parameter("IpProtocol")
@@ -377,26 +411,22 @@ def _rule(entry: dict[str, str]) -> dict[str, Any]:
     port_range = entry.get("PortRange", "")
     if not port_range:
         raise errors.missing_parameter("PortRange")
-    bad_range = errors.ApiError(400, "InvalidPortRange.Malformed",
-                                "The specified parameter PortRange is not valid.")
-    try:
-        low, high = (int(p) for p in port_range.split("/"))
-    except ValueError:
-        raise bad_range from None
-    if protocol in ("tcp", "udp"):
-        if not (1 <= low <= high <= 65535):
-            raise bad_range
-    elif (low, high) != (-1, -1):
-        raise bad_range
-    source = entry.get("SourceCidrIp", "")
-    if source:
-        try:
-            ipaddress.ip_network(source, strict=False)
-        except ValueError:
-            raise errors.ApiError(400, "InvalidSourceCidrIp.Malformed",
-                                  "The specified parameter SourceCidrIp is not valid.") from None
-    elif not (entry.get("SourceGroupId") or entry.get("Ipv6SourceCidrIp")
-              or entry.get("SourcePrefixListId")):
+    port_range = _ports(protocol, port_range, "PortRange")
+    source_ports = entry.get("SourcePortRange", "")
+    if source_ports:
+        source_ports = _ports(protocol, source_ports, "SourcePortRange")
+    source = _cidr(entry, "SourceCidrIp", 4)
+    source6 = _cidr(entry, "Ipv6SourceCidrIp", 6)
+    dest = _cidr(entry, "DestCidrIp", 4)
+    if source and source6:
+        raise errors.ApiError(400, "InvalidParam.SourceCidrIp",
+                              "SourceCidrIp and Ipv6SourceCidrIp cannot be set together.")
+    if protocol == "icmpv6" and (source or dest):
+        raise errors.ApiError(400, "InvalidIpProtocol.Malformed",
+                              "The specified parameter IpProtocol is not valid: ICMPv6 "
+                              "takes an IPv6 source (Ipv6SourceCidrIp).")
+    if not (source or source6 or entry.get("SourceGroupId")
+            or entry.get("SourcePrefixListId")):
         raise errors.missing_parameter("SourceCidrIp")
     policy = entry.get("Policy", "accept").lower()
     if policy not in ("accept", "drop"):
@@ -406,17 +436,44 @@ def _rule(entry: dict[str, str]) -> dict[str, Any]:
         raise errors.ApiError(400, "InvalidPriority.Malformed",
                               "The specified parameter Priority is not valid.")
     return {
-        "IpProtocol": protocol.upper(), "PortRange": f"{low}/{high}", "SourceCidrIp": source,
+        "IpProtocol": protocol.upper(), "PortRange": port_range, "SourceCidrIp": source,
         "SourceGroupId": entry.get("SourceGroupId", ""), "Policy": policy.capitalize(),
         "Priority": int(priority_text), "Description": entry.get("Description", ""),
         "NicType": entry.get("NicType", "intranet") or "intranet", "Direction": "ingress",
+        "SourcePortRange": source_ports, "DestCidrIp": dest, "Ipv6SourceCidrIp": source6,
+        "SourcePrefixListId": entry.get("SourcePrefixListId", ""),
     }
 
 
+_RULE_KEYS = ("IpProtocol", "PortRange", "SourceCidrIp", "SourceGroupId", "Policy", "NicType",
+              "Priority", "SourcePortRange", "DestCidrIp", "Ipv6SourceCidrIp",
+              "SourcePrefixListId")
+
+
 def _same_rule(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = ("IpProtocol", "PortRange", "SourceCidrIp", "SourceGroupId", "Policy", "NicType",
-            "Priority")
-    return all(a[k] == b[k] for k in keys)
+    return all(a.get(k, "") == b.get(k, "") for k in _RULE_KEYS)
+
+
+ADVANCED_NO_GROUP_SOURCE = errors.ApiError(
+    400, "InvalidSecurityGroupType.NotSupported",
+    "An advanced (enterprise) security group can neither authorize a security group nor "
+    "be authorized as one.")
+
+
+def _check_group_sources(state: State, group: dict[str, Any],
+                         rules: list[dict[str, Any]]) -> None:
+    """Advanced groups: "Rules cannot use a security group as the authorization object. An
+    advanced security group also cannot serve as an authorization object in other groups'
+    rules" (help doc "Basic and advanced security groups", alibabacloud.com/help/en/ecs/
+    user-guide/basic-security-groups-and-advanced-security-groups, doc 96468/120621)."""
+    for rule in rules:
+        if not rule["SourceGroupId"]:
+            continue
+        source = security_groups(state).get(rule["SourceGroupId"])
+        if source is None or source["region_id"] != group["region_id"]:
+            raise SECURITY_GROUP_NOT_FOUND
+        if group.get("type") == "enterprise" or source.get("type") == "enterprise":
+            raise ADVANCED_NO_GROUP_SOURCE
 
 
 @ECS.action("AuthorizeSecurityGroup", (
@@ -436,6 +493,7 @@ def authorize_security_group(
     if len(entries) > 100:
         raise errors.invalid_parameter("Permissions")
     rules = [_rule(e) for e in entries]
+    _check_group_sources(state, group, rules)
     now = iso_utc(ctx.clock.now())
     for rule in rules:
         if any(_same_rule(rule, existing) for existing in group["permissions"]):
@@ -504,9 +562,9 @@ def describe_security_group_attribute(
     ctx.require_region()
     group = _group_or_error(state, ctx, params["SecurityGroupId"])
     permissions = [
-        {**p, "Priority": str(p["Priority"]),  # the V2 model types it str
-         "DestCidrIp": "", "DestGroupId": "", "SourcePortRange": "",
-         "Ipv6SourceCidrIp": "", "SecurityGroupRuleId": ""}
+        {"DestCidrIp": "", "SourcePortRange": "", "Ipv6SourceCidrIp": "", **p,
+         "Priority": str(p["Priority"]),  # the V2 model types it str
+         "DestGroupId": "", "SecurityGroupRuleId": ""}
         for p in group["permissions"]
         if params["Direction"] in (None, "all", p["Direction"])
     ]
@@ -532,12 +590,19 @@ def inner_access_policy(group: dict[str, Any]) -> str:
 def modify_security_group_policy(
     state: State, params: Params, ctx: RequestContext,
 ) -> dict[str, Any]:
-    """InnerAccessPolicy Accept|Drop, case-insensitive (V2 docstring)."""
+    """InnerAccessPolicy Accept|Drop, case-insensitive (V2 docstring). Basic groups only:
+    "The internal access control policy of advanced security groups cannot be modified"
+    (API reference, alibabacloud.com/help/en/ecs/api-modifysecuritygrouppolicy; help doc
+    "Basic and advanced security groups"). No source names the code: chosen (README)."""
     ctx.require_region()
     group = _group_or_error(state, ctx, params["SecurityGroupId"])
     value = params["InnerAccessPolicy"].lower()
     if value not in ("accept", "drop"):
         raise errors.invalid_parameter("InnerAccessPolicy")
+    if group.get("type") == "enterprise":
+        raise errors.ApiError(403, "InvalidSecurityGroupType.NotSupported",
+                              "The internal access control policy of an advanced "
+                              "(enterprise) security group cannot be modified.")
     group["inner_access_policy"] = value.capitalize()
     for watcher in RULE_WATCHERS:
         watcher(ctx.cloud, group["security_group_id"])

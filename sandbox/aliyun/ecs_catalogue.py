@@ -83,6 +83,12 @@ INSTANCE_TYPES: dict[str, dict[str, Any]] = {
 SYSTEM_DISKS: dict[str, tuple[int, int]] = {
     "cloud_essd": (20, 2048), "cloud_efficiency": (20, 2048), "cloud_auto": (1, 2048),
 }
+# ESSD performance levels and their system disk sizes in GiB (V2 RunInstancesRequest
+# SystemDisk.Size: "PL0: 1 to 2048, PL1: 20 to 2048, PL2: 461 to 2048, PL3: 1261 to 2048";
+# SystemDisk.PerformanceLevel: PL0-PL3, "PL1 (default)").
+ESSD_LEVELS: dict[str, tuple[int, int]] = {
+    "PL0": (1, 2048), "PL1": (20, 2048), "PL2": (461, 2048), "PL3": (1261, 2048),
+}
 STOCK_CATEGORIES = ("WithStock", "ClosedWithStock", "WithoutStock", "ClosedWithoutStock")
 
 

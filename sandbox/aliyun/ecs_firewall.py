@@ -15,8 +15,9 @@ Accept. Instances in the same group reach each other when its InnerAccessPolicy 
 (the default of a basic, `normal`, group; an `enterprise` group isolates:
 DescribeSecurityGroupAttributeResponseBody.InnerAccessPolicy "Accept: service
 interconnection, Drop: internal isolation"; help.aliyun.com doc 120621). SourceGroupId
-rules admit the private addresses of that group's instances. Only TCP/UDP ports, ICMP,
-GRE and ALL are translated (IPv6 rules and prefix lists are not).
+rules admit the private addresses of that group's instances (basic groups only).
+TCP/UDP ports (and SourcePortRange), ICMP, GRE, ALL and DestCidrIp are translated; a rule
+that cannot be (IPv6, prefix lists, ICMPv6) is left out: it never widens access.
 Hosts the lab made itself (registered through the control API) are not filtered.
 """
 
@@ -44,33 +45,53 @@ def _members(state: State, group_id: str, but: str = "") -> list[str]:
                   if group_id in i["security_group_ids"] and i["instance_id"] != but)
 
 
-def _source(state: State, rule: dict[str, Any]) -> str | None:
-    """The nft source match ("" = any), or None when it can match nothing."""
+def _source(state: State, group: dict[str, Any], rule: dict[str, Any]) -> str | None:
+    """The nft source match ("" = any), or None when it can match nothing. SourceCidrIp
+    wins over SourceGroupId when both are set (V2 AuthorizeSecurityGroupRequestPermissions
+    .SourceGroupId); a group source is honoured between basic groups only (advanced groups
+    can neither use nor be one: help doc "Basic and advanced security groups")."""
+    cidr = rule.get("SourceCidrIp") or ""
+    if cidr:
+        network = ipaddress.ip_network(cidr, strict=False)
+        if network.version != 4:
+            return None
+        return "" if network.prefixlen == 0 else f"ip saddr {network} "
     if rule.get("SourceGroupId"):
+        source = security_groups(state).get(rule["SourceGroupId"])
+        if source is None or "enterprise" in (source.get("type"), group.get("type")):
+            return None
         members = _members(state, rule["SourceGroupId"])
         return f"ip saddr {{ {', '.join(members)} }} " if members else None
-    cidr = rule.get("SourceCidrIp") or ""
-    if not cidr:
-        return None  # an IPv6 or prefix-list rule: not translated
-    network = ipaddress.ip_network(cidr, strict=False)
-    if network.version != 4:
-        return None
-    return "" if network.prefixlen == 0 else f"ip saddr {network} "
+    return None  # an IPv6 or prefix-list rule: not translated, so it admits nothing
 
 
-def _match(rule: dict[str, Any]) -> str:
+def _ports(text: str) -> str:
+    low, high = (int(p) for p in text.split("/"))
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _match(rule: dict[str, Any]) -> str | None:
+    """The nft protocol/port match ("" = every protocol: ALL only), or None when the rule
+    is nothing this table can express: such a rule is left out (fail closed), never
+    turned into a wider one."""
     protocol = rule["IpProtocol"].lower()
-    low, high = (int(p) for p in rule["PortRange"].split("/"))
+    dest = rule.get("DestCidrIp") or ""
+    prefix = f"ip daddr {ipaddress.ip_network(dest, strict=False)} " if dest else ""
+    source_ports = rule.get("SourcePortRange") or ""
     if protocol in ("tcp", "udp"):
-        ports = str(low) if low == high else f"{low}-{high}"
-        if (low, high) == (1, 65535):
-            return f"meta l4proto {protocol} "
-        return f"{protocol} dport {ports} "
-    if protocol == "icmp":
-        return "meta l4proto icmp "
-    if protocol == "gre":
-        return "meta l4proto gre "
-    return ""  # all
+        match = f"meta l4proto {protocol} "
+        if rule["PortRange"] != "1/65535":
+            match = f"{protocol} dport {_ports(rule['PortRange'])} "
+        if source_ports and source_ports != "1/65535":
+            match += f"{protocol} sport {_ports(source_ports)} "
+        return prefix + match
+    if source_ports not in ("", "-1/-1"):
+        return None
+    if protocol in ("icmp", "gre"):
+        return f"{prefix}meta l4proto {protocol} "
+    if protocol == "all":
+        return prefix
+    return None  # ICMPv6 (IPv6 only, never on these hosts) or anything new
 
 
 def ruleset(state: State, instance: dict[str, Any]) -> str:
@@ -83,15 +104,16 @@ def ruleset(state: State, instance: dict[str, Any]) -> str:
             if peers:
                 lines.append(f"ip saddr {{ {', '.join(peers)} }} accept "
                              f"comment \"inner {group['security_group_id']}\"")
-    rules = [rule for group in groups if group for rule in group["permissions"]
+    rules = [(group, rule) for group in groups if group for rule in group["permissions"]
              if rule.get("Direction", "ingress") == "ingress"]
-    rules.sort(key=lambda r: (int(r["Priority"]), 0 if r["Policy"].lower() == "drop" else 1))
-    for rule in rules:
-        source = _source(state, rule)
-        if source is None:
+    rules.sort(key=lambda gr: (int(gr[1]["Priority"]),
+                               0 if gr[1]["Policy"].lower() == "drop" else 1))
+    for group, rule in rules:
+        source, match = _source(state, group, rule), _match(rule)
+        if source is None or match is None:
             continue
         verdict = "drop" if rule["Policy"].lower() == "drop" else "accept"
-        lines.append(f"{source}{_match(rule)}{verdict}")
+        lines.append(f"{source}{match}{verdict}")
     body = "\n".join(f"    {line}" for line in lines)
     return (
         f"table inet {TABLE}\n"

@@ -49,6 +49,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+import subprocess
 import sys
 import threading
 import traceback
@@ -66,9 +67,10 @@ from sandbox.aliyun.ecs import (
 )
 from sandbox.aliyun.gateway import errors, ids, network, tags
 from sandbox.aliyun.gateway.cloud import Cloud, RequestContext
+from sandbox.aliyun.gateway.control import ControlError
 from sandbox.aliyun.gateway.paging import page, page_params
 from sandbox.aliyun.gateway.params import Param, Params
-from sandbox.aliyun.gateway.registry import ClientTokenPolicy
+from sandbox.aliyun.gateway.registry import ClientTokenPolicy, control_route
 from sandbox.aliyun.gateway.state import State
 
 PENDING_SECONDS = 5.0     # realistic seconds, times the time scale
@@ -89,6 +91,13 @@ QUOTA_EXCEEDED = errors.ApiError(403, "QuotaExceed.ElasticQuota",
                                  "instance type.")
 DRY_RUN = errors.ApiError(400, "DryRunOperation",
                           "Request validation has been passed with DryRun flag set.")
+# "When you associate an ECS instance ... with multiple security groups, the security groups
+# must all be of the same type" (help doc "Basic and advanced security groups",
+# alibabacloud.com/help/en/ecs/user-guide/basic-security-groups-and-advanced-security-groups).
+# No source names the code: chosen (README).
+MIXED_GROUP_TYPES = errors.ApiError(
+    400, "InvalidSecurityGroupType.Mismatch",
+    "The security groups of one instance must all be basic or all be advanced.")
 _PASSWORD_SPECIALS = set("()`~!@#$%^&*-_+=|{}[]:;\"<>,.?/\\")  # V2 Password docstring
 _HOST_SEGMENT = re.compile(r"[A-Za-z0-9-]+")
 _INSTANCE_NAME = re.compile(r"[^\W\d_][\w.:\-\[\],]{1,127}", re.UNICODE)
@@ -135,15 +144,28 @@ def _system_disk(params: Params, image: dict[str, Any]) -> dict[str, Any]:
         raise errors.ApiError(400, "InvalidSystemDiskCategory.ValueNotSupported",
                               f"The specified parameter SystemDisk.Category {category} is "
                               "not supported.")
-    low, high = catalogue.SYSTEM_DISKS[category]
-    text = params.raw.get("SystemDisk.Size") or str(max(40, image["Size"]))
+    level = params.raw.get("SystemDisk.PerformanceLevel") or ""
+    if level and category != "cloud_essd":
+        raise errors.ApiError(400, "InvalidSystemDiskPerformanceLevel.ValueNotSupported",
+                              "The specified parameter SystemDisk.PerformanceLevel is only "
+                              "valid for cloud_essd.")
+    if category == "cloud_essd":
+        level = level or "PL1"  # "PL1 (default)"
+        if level not in catalogue.ESSD_LEVELS:
+            raise errors.ApiError(400, "InvalidSystemDiskPerformanceLevel.ValueNotSupported",
+                                  f"The specified parameter SystemDisk.PerformanceLevel "
+                                  f"{level} is not valid: one of "
+                                  f"{', '.join(catalogue.ESSD_LEVELS)}.")
+        low, high = catalogue.ESSD_LEVELS[level]
+    else:
+        low, high = catalogue.SYSTEM_DISKS[category]
+    text = params.raw.get("SystemDisk.Size") or str(max(40, image["Size"], low))
+    what = f"{category} {level}".strip()
     if not text.isdigit() or not max(low, image["Size"]) <= int(text) <= high:
         raise errors.ApiError(400, "InvalidSystemDiskSize.ValueNotSupported",
                               f"The specified parameter SystemDisk.Size is not valid: "
-                              f"{max(low, image['Size'])} to {high} GiB for {category}.")
-    return {"category": category, "size": int(text),
-            "performance_level": params.raw.get("SystemDisk.PerformanceLevel") or
-            ("PL1" if category == "cloud_essd" else "")}
+                              f"{max(low, image['Size'])} to {high} GiB for {what}.")
+    return {"category": category, "size": int(text), "performance_level": level}
 
 
 def _security_groups(state: State, ctx: RequestContext, params: Params,
@@ -156,6 +178,7 @@ def _security_groups(state: State, ctx: RequestContext, params: Params,
     wanted = [single] if single else many
     if not wanted:
         raise errors.missing_parameter("SecurityGroupId")
+    kinds = set()
     for group_id in wanted:
         group = security_groups(state).get(group_id)
         if group is None or group["region_id"] != ctx.region_id:
@@ -164,6 +187,9 @@ def _security_groups(state: State, ctx: RequestContext, params: Params,
             raise errors.ApiError(400, "InvalidSecurityGroupId.VPCMismatch",
                                   "Specified security group and virtual switch are not in "
                                   "the same VPC.")
+        kinds.add(group.get("type", "normal"))
+    if len(kinds) > 1:
+        raise MIXED_GROUP_TYPES
     return list(dict.fromkeys(wanted))
 
 
@@ -297,7 +323,16 @@ def _login_of(state: State, params: Params, ctx: RequestContext) -> dict[str, st
                                   "Password and PasswordInherit cannot be set together.")
         _check_password(params["Password"])
     return {"public_key": key_pair["public_key"] if key_pair else "",
-            "password": params["Password"] or ""}
+            "password_hash": _password_hash(params["Password"]) if params["Password"] else ""}
+
+
+def _password_hash(password: str) -> str:
+    """SHA-512 crypt with a random salt (what /etc/shadow holds; `chpasswd -e` sets it):
+    the emulator keeps no password in clear, only what a real host would. openssl reads
+    the password on stdin, never on its command line."""
+    done = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password + "\n",
+                          capture_output=True, text=True, check=True)
+    return done.stdout.strip()
 
 
 def _check_names(params: Params) -> None:
@@ -432,46 +467,74 @@ def _spec(cloud: Cloud, instance: dict[str, Any]) -> Any:
         key=instance["instance_id"], hostname=instance["hostname"], addresses=addresses,
         os_release=image.get("os_release", ""),
         root_public_key=instance["login"]["public_key"],
-        root_password=instance["login"]["password"], mac=instance["mac"])
+        root_password_hash=instance["login"].get("password_hash", ""), mac=instance["mac"])
+
+
+# Whose host may boot: one being bought or started, or a Running one whose host died while
+# the emulator was away (bring_back).
+_BOOTABLE = ("Pending", "Starting", "Running")
 
 
 def _boot(cloud: Cloud, instance_id: str) -> None:
+    """Launch the host, load its firewall, wait for SSH. Nothing is launched for an
+    instance that is not (or no longer: a failed call rolled back) Pending, Starting or
+    Running (a host that died while the emulator was away), or
+    that has a host already. A failed boot leaves nothing behind (namespace, veth, init
+    powered off) and the instance Stopped: of the documented states (Pending, Starting,
+    Running, Stopping, Stopped) the only one from which it can be started again or
+    released; `boot_error` keeps why (DescribeInstances does not show it)."""
     from sandbox.lab import machines  # noqa: PLC0415 - only with a lab
 
+    machine = None
     try:
         halting = cloud.runtime.get("ecs_halts", {}).get(instance_id)
         if halting is not None:  # a Start right after a Stop: the old host goes first
             halting.join(timeout=60)
         with cloud.lock:
             instance = instances(cloud.state).get(instance_id)
-            if instance is None:
+            if instance is None or instance["status"] not in _BOOTABLE \
+                    or instance_id in _machines(cloud):
                 return
             spec = _spec(cloud, instance)
             private_ip = instance["private_ip"]
+            _machines(cloud)[instance_id] = None  # booting: no second boot meanwhile
         machine = machines.launch(str(cloud.lab_state_dir), spec)
-        _machines(cloud)[instance_id] = machine
         _route_to_lab(machine, private_ip, cloud)
         with cloud.lock:  # the firewall first: no moment with an open host
             current = instances(cloud.state).get(instance_id)
-            if current is not None:
-                current["machine"] = _machine_record(machine)
-                firewall.apply_one(cloud, current)
-                cloud.state.save()
-        machine.init_pid = machines.wait_ready(str(cloud.lab_state_dir), machine, private_ip)
+            if current is None:  # deleted meanwhile (Force): nothing of it stays
+                _machines(cloud).pop(instance_id, None)
+                machines.destroy(machine)
+                return
+            _machines(cloud)[instance_id] = machine
+            current["machine"] = _machine_record(machine)
+            firewall.apply_one(cloud, current)
+            cloud.state.save()
+        machine.init_pid = machines.wait_ready(str(cloud.lab_state_dir), machine, private_ip,
+                                               timeout=cloud.runtime.get(
+                                                   "ecs_ready_timeout",
+                                                   machines.ready_timeout()))
         with cloud.lock:
             current = instances(cloud.state).get(instance_id)
-            if current is None:  # deleted while booting
-                threading.Thread(target=machines.destroy, args=(machine,), daemon=True).start()
-                return
+            if current is None or _machines(cloud).get(instance_id) is not machine:
+                return  # deleted (or stopped) while booting: its halt removes the host
             current["machine"] = _machine_record(machine)
             current["host_ready"] = True
+            current.pop("boot_error", None)
             cloud.state.save()
     except Exception:
         traceback.print_exc(file=sys.stderr)
+        if machine is not None:
+            machines.power_off(machine)
         with cloud.lock:
+            if _machines(cloud).get(instance_id, machine) is machine:
+                _machines(cloud).pop(instance_id, None)
             current = instances(cloud.state).get(instance_id)
-            if current is not None:
+            if current is not None and current["status"] in _BOOTABLE:
                 current["boot_error"] = traceback.format_exc(limit=3)
+                current["status"] = "Stopped"
+                current["machine"] = None
+                current["host_ready"] = False
                 cloud.state.save()
 
 
@@ -494,30 +557,31 @@ def _machine_record(machine: Any) -> dict[str, Any]:
             "host_dir": machine.host_dir, "init_pid": machine.init_pid}
 
 
-def _machine_of(cloud: Cloud, instance: dict[str, Any]) -> Any:
-    from sandbox.lab import machines  # noqa: PLC0415 - only with a lab
-
-    found = _machines(cloud).get(instance["instance_id"])
-    if found is None and instance.get("machine"):
-        found = machines.Machine(**instance["machine"])
-        _machines(cloud)[instance["instance_id"]] = found
-    return found
-
-
 def _halt_later(cloud: Cloud, instance: dict[str, Any], *, destroy: bool) -> None:
+    """Power the instance's host off (and, with `destroy`, delete its disk) in a thread.
+    Only a live host is touched: a Stopped instance's old namespace name may belong to
+    another host by now, so what is left of it is its disk, found by the instance id."""
     if not cloud.lab_state_dir:
         return
-    machine = _machine_of(cloud, instance)
-    _machines(cloud).pop(instance["instance_id"], None)
-    instance["machine"] = None if destroy else instance.get("machine")
-    instance["host_ready"] = False
-    if machine is None:
-        return
-    from sandbox.lab import machines  # noqa: PLC0415 - only with a lab
+    from sandbox.lab import machines, processes  # noqa: PLC0415 - only with a lab
 
-    target = machines.destroy if destroy else machines.power_off
-    thread = threading.Thread(target=target, args=(machine,), daemon=True)
-    cloud.runtime.setdefault("ecs_halts", {})[instance["instance_id"]] = thread
+    machine = _machines(cloud).pop(instance["instance_id"], None)
+    record = instance.get("machine")
+    if machine is None and record and record.get("init_pid") \
+            and processes.is_alive(record["init_pid"]):
+        machine = machines.Machine(**record)  # a host from before an emulator restart
+    instance["machine"] = None
+    instance["host_ready"] = False
+    state_dir, key = str(cloud.lab_state_dir), instance["instance_id"]
+
+    def halt() -> None:
+        if machine is not None:
+            machines.power_off(machine)
+        if destroy:
+            machines.remove_disk(state_dir, key)
+
+    thread = threading.Thread(target=halt, daemon=True, name=f"halt-{key}")
+    cloud.runtime.setdefault("ecs_halts", {})[key] = thread
     thread.start()
 
 
@@ -558,6 +622,7 @@ def bring_back(cloud: Cloud) -> None:
             from sandbox.lab import machines  # noqa: PLC0415 - only with a lab
 
             machines.power_off(machines.Machine(**machine))
+        instance["machine"] = None
         instance["host_ready"] = False
         _boot_later(cloud, instance["instance_id"])
 
@@ -569,6 +634,22 @@ def remove_all(cloud: Cloud) -> None:
             _halt_later(cloud, instance, destroy=True)
 
 
+@control_route("POST", "ecs/ready-timeout")
+def set_ready_timeout(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
+    """`{seconds}`: how long a booting host may take to answer SSH before its start fails
+    (null: machines.ready_timeout(), scaled by the load). A fault tests use to see a
+    failed start end in Stopped with nothing left running."""
+    seconds = body.get("seconds")
+    if seconds is not None and (not isinstance(seconds, int | float) or seconds < 0):
+        raise ControlError(400, "seconds must be a number >= 0, or null")
+    with cloud.lock:
+        if seconds is None:
+            cloud.runtime.pop("ecs_ready_timeout", None)
+        else:
+            cloud.runtime["ecs_ready_timeout"] = float(seconds)
+    return 200, {"seconds": seconds}
+
+
 # ---- Start / Stop / Delete -----------------------------------------------------------------
 def _instance(state: State, ctx: RequestContext, instance_id: str) -> dict[str, Any]:
     found = instances(state).get(instance_id)
@@ -577,21 +658,34 @@ def _instance(state: State, ctx: RequestContext, instance_id: str) -> dict[str, 
     return found
 
 
-def _stop(ctx: RequestContext, instance: dict[str, Any]) -> None:
+def _check_stop(instance: dict[str, Any]) -> None:
     if instance["status"] != "Running":
         raise INCORRECT_STATUS
+
+
+def _check_start(instance: dict[str, Any]) -> None:
+    if instance["status"] != "Stopped":
+        raise INCORRECT_STATUS
+
+
+def _stop(ctx: RequestContext, instance: dict[str, Any]) -> None:
+    _check_stop(instance)
     instance["status"] = "Stopping"
     instance["stopping_until"] = ctx.clock.after(STOPPING_SECONDS)
 
 
 def _start(ctx: RequestContext, instance: dict[str, Any]) -> None:
-    if instance["status"] != "Stopped":
-        raise INCORRECT_STATUS
+    """Starting; the host boots once the whole call has succeeded (`_boot_started`)."""
+    _check_start(instance)
     instance["status"] = "Starting"
     instance["starting_until"] = ctx.clock.after(STARTING_SECONDS)
     instance["host_ready"] = False
-    if instance.get("bought"):
-        _boot_later(ctx.cloud, instance["instance_id"])
+
+
+def _boot_started(ctx: RequestContext, started: list[dict[str, Any]]) -> None:
+    for instance in started:
+        if instance.get("bought") and instance["status"] == "Starting":
+            _boot_later(ctx.cloud, instance["instance_id"])
 
 
 def _delete(state: State, ctx: RequestContext, instance: dict[str, Any], force: bool) -> None:
@@ -629,6 +723,7 @@ def stop_instance(state: State, params: Params, ctx: RequestContext) -> dict[str
     found = instances(state).get(params["InstanceId"])
     if found is None:
         raise NOT_FOUND
+    _check_stop(found)  # DryRun checks the business limitations too (the status)
     if params["DryRun"]:
         raise DRY_RUN
     _stop(ctx, found)
@@ -643,26 +738,35 @@ def start_instance(state: State, params: Params, ctx: RequestContext) -> dict[st
     found = instances(state).get(params["InstanceId"])
     if found is None:
         raise NOT_FOUND
+    _check_start(found)  # DryRun checks the business limitations too (the status)
     if params["DryRun"]:
         raise DRY_RUN
     _start(ctx, found)
+    _boot_started(ctx, [found])
     return {}
 
 
-def _batch_answer(ctx: RequestContext, params: Params, act: Any) -> dict[str, Any]:
-    """StopInstances/StartInstances: every instance checked first; with
-    BatchOptimization=SuccessFirst each one gets its own Code, otherwise one failure fails
-    the call (AllTogether, the documented default)."""
+def _batch_answer(ctx: RequestContext, params: Params, check: Any, act: Any) -> dict[str, Any]:
+    """StopInstances/StartInstances: with BatchOptimization=SuccessFirst each one gets its
+    own Code; otherwise (AllTogether, the documented default) every instance is checked
+    before any changes, so one failure changes nothing. Hosts boot only after the whole
+    call has succeeded (a failed call rolls the state back: no host for a Stopped one)."""
     ctx.require_region()
-    chosen = [instances(ctx.cloud.state).get(i) for i in _batch(params)]
+    wanted_ids = _batch(params)
+    if len(set(wanted_ids)) != len(wanted_ids):
+        raise errors.invalid_parameter("InstanceId")  # one instance twice in one call
+    chosen = [instances(ctx.cloud.state).get(i) for i in wanted_ids]
     success_first = params["BatchOptimization"] == "SuccessFirst"
-    if not success_first and any(c is None or c["region_id"] != ctx.region_id for c in chosen):
-        raise NOT_FOUND
+    if not success_first:
+        if any(c is None or c["region_id"] != ctx.region_id for c in chosen):
+            raise NOT_FOUND
+        for instance in chosen:
+            check(instance)
     if params["DryRun"]:
         raise DRY_RUN
-    answers = []
-    for wanted, instance in zip(_batch(params), chosen, strict=True):
-        if instance is None:
+    answers, changed = [], []
+    for wanted, instance in zip(wanted_ids, chosen, strict=True):
+        if instance is None or instance["region_id"] != ctx.region_id:
             answers.append({"InstanceId": wanted, "Code": "InvalidInstanceId.NotFound",
                             "Message": NOT_FOUND.message, "PreviousStatus": "",
                             "CurrentStatus": ""})
@@ -671,13 +775,13 @@ def _batch_answer(ctx: RequestContext, params: Params, act: Any) -> dict[str, An
         try:
             act(ctx, instance)
         except errors.ApiError as error:
-            if not success_first:
-                raise
             answers.append({"InstanceId": wanted, "Code": error.code, "Message": error.message,
                             "PreviousStatus": before, "CurrentStatus": before})
             continue
+        changed.append(instance)
         answers.append({"InstanceId": wanted, "Code": "200", "Message": "success",
                         "PreviousStatus": before, "CurrentStatus": instance["status"]})
+    _boot_started(ctx, changed)
     return {"InstanceResponses": {"InstanceResponse": answers}}
 
 
@@ -687,7 +791,7 @@ def _batch_answer(ctx: RequestContext, params: Params, act: Any) -> dict[str, An
     Param("BatchOptimization", enum=("SuccessFirst", "AllTogether")),
 ))
 def stop_instances(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
-    return _batch_answer(ctx, params, _stop)
+    return _batch_answer(ctx, params, _check_stop, _stop)
 
 
 @ECS.action("StartInstances", (
@@ -695,7 +799,7 @@ def stop_instances(state: State, params: Params, ctx: RequestContext) -> dict[st
     Param("BatchOptimization", enum=("SuccessFirst", "AllTogether")),
 ))
 def start_instances(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
-    return _batch_answer(ctx, params, _start)
+    return _batch_answer(ctx, params, _check_start, _start)
 
 
 @ECS.action("DeleteInstance", (
@@ -773,6 +877,10 @@ def join_security_group(state: State, params: Params, ctx: RequestContext) -> di
     if params["SecurityGroupId"] in instance["security_group_ids"]:
         raise errors.ApiError(403, "InvalidInstanceId.AlreadyExists",
                               "The specified instance already exists in the security group.")
+    kinds = {(security_groups(state).get(g) or {}).get("type", "normal")
+             for g in instance["security_group_ids"]}
+    if kinds and kinds != {group.get("type", "normal")}:
+        raise MIXED_GROUP_TYPES
     if len(instance["security_group_ids"]) >= 5:
         raise errors.ApiError(403, "QuotaExceed.SecurityGroupsPerInstance",
                               "The maximum number of security groups an instance can join "

@@ -5,13 +5,17 @@ can reach a bought host with the private half it keeps.
 
 Sources: ImportKeyPair API reference (help.aliyun.com/en/ecs/developer-reference/
 api-ecs-2014-05-26-importkeypair, and doc-detail/51774): at most 500 key pairs a region;
-the imported key must be one of **rsa, dsa, ssh-rsa, ssh-dss, ecdsa** (older versions add
-the -cert-v00/-v01 certificate forms): **Ed25519 is not in the list, so it is refused**
+the imported key must be one of **rsa, dsa, ssh-rsa, ssh-dss, ecdsa** (the current page;
+certificate forms are not in it, so they are refused): **Ed25519 is not in the list, so
+it is refused**
 with 400 `InvalidPublicKeyBody.Malformed` "The PublicKeyBody format is not supported.";
 error table: `InvalidKeyPairName.Malformed`, 403 `QuotaExceed.KeyPair`, 400
 `KeyPair.AlreadyExist`. The fingerprint is the MD5 of the public key blob (RFC 4716), as
 DescribeKeyPairsRequest.KeyPairFingerPrint documents. Names: 2-128 characters, starting
-with a letter (V2 ImportKeyPairRequest / CreateKeyPairRequest).
+with a Unicode letter (V2 ImportKeyPairRequest / CreateKeyPairRequest). CreateKeyPair's
+PrivateKeyBody is an unencrypted PKCS#8 PEM, "-----BEGIN PRIVATE KEY-----" (V2
+CreateKeyPairResponseBody.PrivateKeyBody: "PEM-encoded in PKCS#8 format"; help.aliyun.com
+doc-detail/51792).
 DescribeKeyPairs: KeyPairName takes `*` wildcards; PageSize at most 50 (V2 request).
 """
 
@@ -36,14 +40,16 @@ from sandbox.aliyun.gateway.params import Param, Params
 from sandbox.aliyun.gateway.state import State
 
 KEY_PAIRS_PER_REGION = 500
+# rsa, dsa, ssh-rsa, ssh-dss, ecdsa: the list of the current API page (no certificate
+# forms, no Ed25519), as the OpenSSH key type names of the public key line.
 ACCEPTED_KEY_TYPES = (
     "ssh-rsa", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-    "ssh-rsa-cert-v00@openssh.com", "ssh-dss-cert-v00@openssh.com",
-    "ssh-rsa-cert-v01@openssh.com", "ssh-dss-cert-v01@openssh.com",
-    "ecdsa-sha2-nistp256-cert-v01@openssh.com", "ecdsa-sha2-nistp384-cert-v01@openssh.com",
-    "ecdsa-sha2-nistp521-cert-v01@openssh.com",
 )
-_NAME = re.compile(r"[A-Za-z\u4e00-\u9fff][\w.:\-\u4e00-\u9fff]{1,127}")
+# V2 ImportKeyPairRequest.KeyPairName: 2-128 characters, "must start with a letter ...
+# or a Chinese character ... can contain characters that are classified as letters in
+# Unicode, including letters, Chinese characters, and digits" and : _ . -
+# ([^\W\d_] is a Unicode letter; \w is letters, digits and _.)
+_NAME = re.compile(r"[^\W\d_][\w.:\-]{1,127}")
 NAME_MALFORMED = errors.ApiError(400, "InvalidKeyPairName.Malformed",
                                  "Specified Key Pair name is not valid.")
 BODY_MALFORMED = errors.ApiError(400, "InvalidPublicKeyBody.Malformed",
@@ -122,10 +128,11 @@ def import_key_pair(state: State, params: Params, ctx: RequestContext) -> dict[s
 
 
 def _generate_rsa() -> tuple[str, str]:
-    """(private key PEM, public key line): what CreateKeyPair hands out (RSA 2048)."""
+    """(private key PEM, public key line): what CreateKeyPair hands out (RSA 2048, the
+    private key as unencrypted PKCS#8)."""
     with tempfile.TemporaryDirectory(prefix="emu-kp-") as tmp:
         path = Path(tmp) / "key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "",
+        subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-m", "PKCS8", "-N", "",
                         "-C", "", "-f", str(path)], check=True, capture_output=True)
         return path.read_text(), path.with_suffix(".pub").read_text().strip()
 

@@ -122,6 +122,11 @@ class ControlClient:
         beyond it fails with QuotaExceed.ElasticQuota (POST ecs/quota)."""
         self.request("POST", "ecs/quota", {"region_id": region_id, "instances": instances})
 
+    def set_ecs_ready_timeout(self, seconds: float | None) -> None:
+        """Booting hosts must answer SSH within `seconds` or their start fails (None: the
+        load-scaled default) (POST ecs/ready-timeout)."""
+        self.request("POST", "ecs/ready-timeout", {"seconds": seconds})
+
     def add_fault(self, **fields: Any) -> list[dict[str, Any]]:
         return self.request("POST", "faults", fields)["faults"]
 

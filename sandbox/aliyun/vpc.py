@@ -195,10 +195,13 @@ def create_vpc(state: State, params: Params, ctx: RequestContext) -> dict[str, A
 
 @VPC.action("CreateVSwitch", (
     Param("RegionId", required=True), Param("VpcId", required=True),
-    Param("ZoneId", required=True), Param("CidrBlock"), Param("VSwitchName"),
-    Param("Description"), Param("ClientToken"),
+    Param("ZoneId", required=True), Param("CidrBlock"), Param("CidrMask", "integer"),
+    Param("VSwitchName"), Param("Description"), Param("ClientToken"),
 ), client_token=ClientTokenPolicy(TOKEN_CONFLICT))
 def create_vswitch(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    """CidrBlock, or CidrMask alone: "You must specify at least one of CidrBlock and
+    CidrMask" (V2 CreateVSwitchRequest.CidrMask, mask 16 to 29 bits); with the mask alone
+    the first free block of that size in the VPC is taken."""
     region = ctx.require_region()
     vpc = network.vpc(state, params["VpcId"])
     if vpc is None or vpc["region_id"] != ctx.region_id:
@@ -207,12 +210,24 @@ def create_vswitch(state: State, params: Params, ctx: RequestContext) -> dict[st
         raise errors.ApiError(404, "InvalidZoneId.NotFound", "Specified zone does not exist.")
     if _status(vpc) != "Available":
         raise INCORRECT_VPC
-    if not params["CidrBlock"]:
+    mask = params["CidrMask"]
+    if not params["CidrBlock"] and mask is None:
         raise errors.missing_parameter("CidrBlock")
-    block = _cidr(params["CidrBlock"], 16, 29)
+    if mask is not None and not 16 <= mask <= 29:
+        raise errors.ApiError(400, "InvalidCirdrBlock.MaskLength",
+                              "Specified CIDR block is not valid .")
+    siblings = [v for v in state.bucket("vswitches").values() if v["vpc_id"] == vpc["vpc_id"]]
+    if params["CidrBlock"]:
+        block = _cidr(params["CidrBlock"], 16, 29)
+        if mask is not None and block.prefixlen != mask:
+            raise errors.ApiError(400, "InvalidParameter",
+                                  "CidrMask does not match the mask of CidrBlock.")
+    else:
+        assert mask is not None
+        block = _free_block(ipaddress.IPv4Network(vpc["cidr"]), mask,
+                            [ipaddress.IPv4Network(v["cidr"]) for v in siblings])
     if not block.subnet_of(ipaddress.IPv4Network(vpc["cidr"])):
         raise errors.ApiError(400, "InvalidParameter", "Specified CIDR block is not valid in VPC.")
-    siblings = [v for v in state.bucket("vswitches").values() if v["vpc_id"] == vpc["vpc_id"]]
     if any(block.overlaps(ipaddress.IPv4Network(v["cidr"])) for v in siblings):
         raise errors.ApiError(400, "InvalidCidrBlock.Overlapped",
                               "Specified CIDR block overlapped with other subnets.")
@@ -234,6 +249,26 @@ def create_vswitch(state: State, params: Params, ctx: RequestContext) -> dict[st
     }
     route_vswitch(ctx.cloud, str(block), add=True)
     return {"VSwitchId": vswitch_id}
+
+
+def _free_block(vpc: ipaddress.IPv4Network, mask: int,
+                taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+    """The lowest block of `mask` bits inside the VPC that overlaps no vSwitch of it and no
+    reserved range; none left: the overlap error CidrBlock would get."""
+    if mask < vpc.prefixlen:
+        raise errors.ApiError(400, "InvalidParameter", "Specified CIDR block is not valid in VPC.")
+    size = 1 << (32 - mask)
+    spans = sorted((int(n.network_address), int(n.broadcast_address))
+                   for n in (*taken, *_RESERVED))
+    start, end = int(vpc.network_address), int(vpc.broadcast_address)
+    while start + size - 1 <= end:
+        clash = next((hi for lo, hi in spans if lo <= start + size - 1 and start <= hi), None)
+        if clash is None:
+            return ipaddress.IPv4Network((start, mask))
+        start = (clash // size + 1) * size  # the next aligned block past the clash
+    raise errors.ApiError(400, "InvalidCidrBlock.Overlapped",
+                          f"Specified CIDR block overlapped with other subnets: no free /{mask} "
+                          "left in the VPC.")
 
 
 # Who else holds addresses or members in a vSwitch or VPC: each answers (state, id) ->
@@ -261,9 +296,16 @@ def delete_vswitch(state: State, params: Params, ctx: RequestContext) -> dict[st
     if params["DryRun"]:
         raise DRY_RUN
     del state.bucket("vswitches")[vsw["vswitch_id"]]
-    if vsw.get("created"):
+    if vsw.get("created") and not _route_still_needed(state, vsw["cidr"]):
         route_vswitch(ctx.cloud, vsw["cidr"], add=False)
     return {}
+
+
+def _route_still_needed(state: State, cidr: str) -> bool:
+    """Another created vSwitch (another VPC may reuse a block) routes the same block: its
+    route stays until the last one goes."""
+    return any(v.get("created") and v["cidr"] == cidr
+               for v in state.bucket("vswitches").values())
 
 
 @VPC.action("DeleteVpc", (
@@ -331,6 +373,21 @@ def route_created_vswitches(cloud: Cloud) -> None:
     for vsw in cloud.state.bucket("vswitches").values():
         if vsw.get("created"):
             route_vswitch(cloud, vsw["cidr"], add=True)
+
+
+@VPC.on_reset
+def remove_created(cloud: Cloud) -> None:
+    """A reset deletes what the API created (the seeded VPCs and vSwitches stay) and the
+    routes their blocks had in the cloud namespace."""
+    switches, vpcs = cloud.state.bucket("vswitches"), cloud.state.bucket("vpcs")
+    for vsw_id, vsw in list(switches.items()):
+        if vsw.get("created"):
+            del switches[vsw_id]
+            if not _route_still_needed(cloud.state, vsw["cidr"]):
+                route_vswitch(cloud, vsw["cidr"], add=False)
+    for vpc_id, vpc in list(vpcs.items()):
+        if vpc.get("created"):
+            del vpcs[vpc_id]
 
 
 @VPC.resources

@@ -209,10 +209,25 @@ def create_root_login(cfg: dict) -> None:
     password matches it), never the machine's own, which the /etc overlay would show."""
     password = cfg["accounts"].get("root", "")
     if password:
-        run(["chpasswd"], f"root:{password}\n")
+        hashed = ["-e"] if cfg.get("accounts_hashed") else []
+        run(["chpasswd", *hashed], f"root:{password}\n")
     else:
         run(["usermod", "-p", "*", "root"])
     authorize_key("/root", "root", cfg.get("public_key", ""))
+
+
+def forget_accounts(config_path: Path, cfg: dict) -> None:
+    """A bought host's secret has done its work once root's password is set: rewrite
+    host.json without it (the disk keeps /etc/shadow; a later Start gets it anew)."""
+    if not cfg.get("root_only") or not cfg.get("accounts"):
+        return
+    kept = {k: v for k, v in cfg.items() if k != "accounts"}
+    kept["accounts"] = {}
+    tmp = config_path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(kept, out)
+    os.replace(tmp, config_path)
 
 
 def write_os_release(cfg: dict) -> None:
@@ -288,6 +303,7 @@ def main(argv: list[str]) -> int:
     build_filesystem(cfg)
     set_identity(cfg)
     create_users(cfg)
+    forget_accounts(Path(argv[-1]), cfg)
     write_os_release(cfg)
     configure_sshd(cfg)
     hide_lab_state(cfg)

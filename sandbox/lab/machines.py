@@ -31,7 +31,10 @@ from sandbox.lab.lab import HOST_PYTHON, HOSTINIT, _code_paths_to_keep, _root_pa
 from sandbox.lab.state import LabState
 
 FIRST_BOUGHT_INDEX = 50  # Lab.up numbers its hosts from 1; bought ones from here (to 99)
-READY_TIMEOUT = 60.0
+# Seconds a host may take to answer SSH on an idle machine; `ready_timeout` stretches it
+# by the load per core (a 2-core machine running eight test sessions boots slower).
+READY_TIMEOUT = 120.0
+MAX_READY_TIMEOUT = 600.0
 _INDEX_LOCK = "machines.lock"
 
 
@@ -48,7 +51,7 @@ class MachineSpec:
     addresses: list[str]      # "ip/prefixlen" on eth0: the private one first
     os_release: str           # the image's /etc/os-release
     root_public_key: str = ""
-    root_password: str = ""
+    root_password_hash: str = ""  # crypt(3) form, as /etc/shadow holds it; never the password
     nameserver: str = ""
     mac: str = ""             # the ENI's MAC: kept across Stop/Start (neighbours' caches)
 
@@ -111,14 +114,14 @@ def launch(state_dir: str | Path, spec: MachineSpec) -> Machine:
         network.ip("-n", lab.cloud_netns, "neigh", "flush", "to", ip_only, check=False)
     host_dir = root / f"bought-{spec.key}"
     host_dir.mkdir(mode=0o700, exist_ok=True)
-    accounts = {"root": spec.root_password} if spec.root_password else {}
+    accounts = {"root": spec.root_password_hash} if spec.root_password_hash else {}
     config = {
         "hostname": spec.hostname, "ip": first.split("/")[0], "host_dir": str(host_dir),
         "nameserver": spec.nameserver or lab.cloud_ip, "state_dir": lab.state_dir,
         "shim_dir": str(root / "shims"), "root_keep": _root_paths_to_keep(),
         "code_keep": _code_paths_to_keep(), "public_key": spec.root_public_key,
         "root_only": True, "keep_host_keys": True, "os_release": spec.os_release,
-        "accounts": accounts,
+        "accounts": accounts, "accounts_hashed": True,
     }
     config_path = host_dir / "host.json"
     fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -138,12 +141,22 @@ def launch(state_dir: str | Path, spec: MachineSpec) -> Machine:
     return Machine(index, netns, veth, str(host_dir), 0)
 
 
+def ready_timeout() -> float:
+    """READY_TIMEOUT times the 1-minute load average per core (at least 1), capped."""
+    try:
+        per_core = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        per_core = 1.0
+    return min(MAX_READY_TIMEOUT, READY_TIMEOUT * max(1.0, per_core))
+
+
 def wait_ready(state_dir: str | Path, machine: Machine, ip: str,
-               timeout: float = READY_TIMEOUT) -> int:
+               timeout: float | None = None) -> int:
     """The init's pid once sshd answers with its banner on `ip` (seen from inside the
     host's own namespace, so a security group cannot hide it)."""
     lab = load_lab(state_dir)
     host_name = Path(machine.host_dir).name
+    timeout = ready_timeout() if timeout is None else timeout
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not machine.init_pid:
@@ -198,6 +211,13 @@ def destroy(machine: Machine) -> None:
     """Power off and delete the host's disk (its directory)."""
     power_off(machine)
     shutil.rmtree(machine.host_dir, ignore_errors=True)
+
+
+def remove_disk(state_dir: str | Path, key: str) -> None:
+    """Delete a bought host's directory (its disk) by the instance id, whatever powered
+    it off."""
+    lab = load_lab(state_dir)
+    shutil.rmtree(Path(lab.state_dir) / f"bought-{key}", ignore_errors=True)
 
 
 def nft_apply(netns: str, ruleset: str) -> None:

@@ -4,6 +4,7 @@ rules, idempotence, status transitions, stock and quota faults."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,8 @@ def test_key_pairs_rsa_and_ecdsa_yes_ed25519_no(emu: Emulator, tmp_path: Path) -
     assert api_error(emu, "ImportKeyPair", KeyPairName="1bad", PublicKeyBody=rsa) \
         == "InvalidKeyPairName.Malformed"
     created = api(emu, "CreateKeyPair", KeyPairName="made-here")
-    assert created["PrivateKeyBody"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+    # Unencrypted PKCS#8 (V2 CreateKeyPairResponseBody.PrivateKeyBody, doc-detail/51792)
+    assert created["PrivateKeyBody"].startswith("-----BEGIN PRIVATE KEY-----\n")
     listed = api(emu, "DescribeKeyPairs", KeyPairName="panel-*", IncludePublicKey=True)
     assert sorted(k["KeyPairName"] for k in listed["KeyPairs"]["KeyPair"]) == [
         "panel-ecdsa", "panel-rsa"]
@@ -201,3 +203,169 @@ def test_a_lost_answer_then_the_same_client_token_buys_once(emu: Emulator, group
     for instance_id in bought:
         wait_status(emu, instance_id, "Running")
     api(emu, "DeleteInstances", InstanceId__1=bought[0], InstanceId__2=bought[1], Force=True)
+
+
+def test_key_pair_certificates_no_and_unicode_letter_names_yes(emu: Emulator,
+                                                              tmp_path: Path) -> None:
+    """The current ImportKeyPair page lists rsa, dsa, ssh-rsa, ssh-dss, ecdsa only: an
+    OpenSSH certificate is refused. Names start with any Unicode letter (V2
+    ImportKeyPairRequest.KeyPairName), not only ASCII or Chinese ones."""
+    ca, _ = keypair(tmp_path, "ecdsa")
+    user, public = keypair(tmp_path, "rsa")
+    subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-I", "panel", "-n", "root",
+                    str(user) + ".pub"], check=True, capture_output=True)
+    certificate = Path(str(user) + "-cert.pub").read_text().strip()
+    assert certificate.startswith("ssh-rsa-cert-v01@openssh.com ")
+    assert api_error(emu, "ImportKeyPair", KeyPairName="cert-key",
+                     PublicKeyBody=certificate) == "InvalidPublicKeyBody.Malformed"
+    for name in ("Ключ-панели", "clé.k3s:1", "鍵_k3s"):
+        api(emu, "ImportKeyPair", KeyPairName=name, PublicKeyBody=public)
+    for bad in ("_key", "1key", "k", "key pair", "https://key"):
+        assert api_error(emu, "ImportKeyPair", KeyPairName=bad, PublicKeyBody=public) \
+            == "InvalidKeyPairName.Malformed", bad
+    api(emu, "DeleteKeyPairs", KeyPairNames=json.dumps(["Ключ-панели", "clé.k3s:1", "鍵_k3s"]))
+
+
+def test_system_disk_performance_level_and_its_sizes(emu: Emulator, group: str) -> None:
+    """V2 RunInstancesRequest SystemDisk: PerformanceLevel PL0-PL3 of an ESSD, and the size
+    bounds per level (PL0 1-2048, PL1 20-2048, PL2 461-2048, PL3 1261-2048, at least the
+    image's 20 GiB)."""
+    def run(level: str, size: int, category: str = "cloud_essd") -> str:
+        return api_error(emu, "RunInstances", VSwitchId=emu.vswitch["vswitch_id"],
+                         ImageId=UBUNTU_2404, InstanceType="ecs.g7.large",
+                         SecurityGroupId=group, DryRun=True, SystemDisk__Category=category,
+                         SystemDisk__PerformanceLevel=level, SystemDisk__Size=size)
+
+    size_error = "InvalidSystemDiskSize.ValueNotSupported"
+    level_error = "InvalidSystemDiskPerformanceLevel.ValueNotSupported"
+    assert run("PL0", 20) == "DryRunOperation"
+    assert run("PL1", 2048) == "DryRunOperation"
+    assert run("PL2", 460) == size_error
+    assert run("PL2", 461) == "DryRunOperation"
+    assert run("PL3", 1260) == size_error
+    assert run("PL3", 1261) == "DryRunOperation"
+    assert run("PL3", 2049) == size_error
+    assert run("PL4", 100) == level_error
+    assert run("pl1", 100) == level_error
+    assert run("PL1", 100, "cloud_efficiency") == level_error
+
+
+def test_basic_and_advanced_groups_do_not_mix(emu: Emulator, group: str) -> None:
+    """Help doc "Basic and advanced security groups": one instance's groups are all of
+    one type; an advanced group can neither authorize a group nor be authorized as one,
+    and its InnerAccessPolicy cannot be modified (ModifySecurityGroupPolicy reference)."""
+    vpc_id = emu.vpc["vpc_id"]
+    advanced = str(api(emu, "CreateSecurityGroup", VpcId=vpc_id,
+                       SecurityGroupType="enterprise")["SecurityGroupId"])
+    assert api_error(emu, "ModifySecurityGroupPolicy", SecurityGroupId=advanced,
+                     InnerAccessPolicy="Accept") == "InvalidSecurityGroupType.NotSupported"
+    (found,) = api(emu, "DescribeSecurityGroupAttribute", SecurityGroupId=advanced,
+                   Direction="ingress")["InnerAccessPolicy"],
+    assert found == "Drop"
+    assert api_error(emu, "RunInstances", VSwitchId=emu.vswitch["vswitch_id"],
+                     ImageId=UBUNTU_2404, InstanceType="ecs.g7.large",
+                     SecurityGroupIds__1=group, SecurityGroupIds__2=advanced) \
+        == "InvalidSecurityGroupType.Mismatch"
+    (bought,) = _run(emu, group)
+    assert api_error(emu, "JoinSecurityGroup", SecurityGroupId=advanced,
+                     InstanceId=bought) == "InvalidSecurityGroupType.Mismatch"
+    for target, source in ((group, advanced), (advanced, group), (advanced, advanced)):
+        assert api_error(emu, "AuthorizeSecurityGroup", SecurityGroupId=target,
+                         Permissions__1__IpProtocol="TCP",
+                         Permissions__1__PortRange="10250/10250",
+                         Permissions__1__SourceGroupId=source) \
+            == "InvalidSecurityGroupType.NotSupported", (target, source)
+    assert api_error(emu, "AuthorizeSecurityGroup", SecurityGroupId=group,
+                     Permissions__1__IpProtocol="TCP", Permissions__1__PortRange="22/22",
+                     Permissions__1__SourceGroupId="sg-nobody") \
+        == "InvalidSecurityGroupId.NotFound"
+    other = security_group(emu, vpc_id)
+    api(emu, "JoinSecurityGroup", SecurityGroupId=other, InstanceId=bought)  # basic + basic
+    wait_status(emu, bought, "Running")
+    api(emu, "DeleteInstance", InstanceId=bought, Force=True)
+
+
+def test_rules_keep_what_narrows_them(emu: Emulator) -> None:
+    """ICMPv6 with an IPv4 source is refused (it used to be stored and enforced as "every
+    protocol"); SourcePortRange and DestCidrIp are kept, shown and part of a rule's
+    identity (V2 AuthorizeSecurityGroupRequestPermissions)."""
+    group = security_group(emu, emu.vpc["vpc_id"])
+    assert api_error(emu, "AuthorizeSecurityGroup", SecurityGroupId=group,
+                     Permissions__1__IpProtocol="ICMPv6", Permissions__1__PortRange="-1/-1",
+                     Permissions__1__SourceCidrIp="10.0.0.0/8") == "InvalidIpProtocol.Malformed"
+    assert api_error(emu, "AuthorizeSecurityGroup", SecurityGroupId=group,
+                     Permissions__1__IpProtocol="TCP", Permissions__1__PortRange="22/22",
+                     Permissions__1__SourceCidrIp="10.0.0.0/8",
+                     Permissions__1__SourcePortRange="0/5") == "InvalidSourcePortRange.Malformed"
+    assert api_error(emu, "AuthorizeSecurityGroup", SecurityGroupId=group,
+                     Permissions__1__IpProtocol="TCP", Permissions__1__PortRange="22/22",
+                     Permissions__1__SourceCidrIp="fd00::/8") == "InvalidSourceCidrIp.Malformed"
+    narrow = {"Permissions__1__IpProtocol": "TCP", "Permissions__1__PortRange": "6443/6443",
+              "Permissions__1__SourceCidrIp": "10.0.0.0/8",
+              "Permissions__1__SourcePortRange": "40000/50000",
+              "Permissions__1__DestCidrIp": "10.1.0.0/16"}
+    api(emu, "AuthorizeSecurityGroup", SecurityGroupId=group, **narrow)
+    api(emu, "RevokeSecurityGroup", SecurityGroupId=group,  # the wider rule: not this one
+        Permissions__1__IpProtocol="TCP", Permissions__1__PortRange="6443/6443",
+        Permissions__1__SourceCidrIp="10.0.0.0/8")
+    (rule,) = api(emu, "DescribeSecurityGroupAttribute", SecurityGroupId=group)[
+        "Permissions"]["Permission"]
+    assert (rule["SourcePortRange"], rule["DestCidrIp"]) == ("40000/50000", "10.1.0.0/16")
+    api(emu, "RevokeSecurityGroup", SecurityGroupId=group, **narrow)
+    assert api(emu, "DescribeSecurityGroupAttribute", SecurityGroupId=group)[
+        "Permissions"]["Permission"] == []
+
+
+def test_dry_run_stop_and_start_check_the_status(tmp_path: Path) -> None:
+    """DryRun checks the business limitations (the status) before DryRunOperation, as
+    DeleteInstance does: a Pending/Starting instance can be neither stopped nor started."""
+    # 0.2: Pending 1 s then Starting 3 s: the checks run well inside, whatever the load
+    with Emulator(tmp_path / "state", time_scale=0.2) as emu:
+        _dry_runs(emu, security_group(emu, emu.vpc["vpc_id"]))
+
+
+def _dry_runs(emu: Emulator, group: str) -> None:
+    (bought,) = _run(emu, group)
+    assert instance(emu, bought)["Status"] in ("Pending", "Starting")
+    for action in ("StopInstance", "StartInstance"):
+        assert api_error(emu, action, InstanceId=bought, DryRun=True) \
+            == "IncorrectInstanceStatus", action
+    assert api_error(emu, "StopInstances", InstanceId__1=bought, DryRun=True) \
+        == "IncorrectInstanceStatus"
+    wait_status(emu, bought, "Running")
+    assert api_error(emu, "StopInstance", InstanceId=bought, DryRun=True) == "DryRunOperation"
+    assert api_error(emu, "StartInstance", InstanceId=bought, DryRun=True) \
+        == "IncorrectInstanceStatus"
+    api(emu, "DeleteInstance", InstanceId=bought, Force=True)
+
+
+def test_start_instances_all_together_changes_nothing_on_a_failure(
+        emu: Emulator, group: str) -> None:
+    """AllTogether (the default): one instance in the wrong status fails the call and no
+    other instance moves; the same instance twice in one call is refused."""
+    first, second = _run(emu, group, Amount=2)
+    for instance_id in (first, second):
+        wait_status(emu, instance_id, "Running")
+    api(emu, "StopInstance", InstanceId=first)
+    wait_status(emu, first, "Stopped")
+    assert api_error(emu, "StartInstances", InstanceId__1=first, InstanceId__2=second) \
+        == "IncorrectInstanceStatus"
+    assert instance(emu, first)["Status"] == "Stopped"
+    assert api_error(emu, "StartInstances", InstanceId__1=first, InstanceId__2=first) \
+        == "InvalidParameter"
+    answers = api(emu, "StartInstances", InstanceId__1=first, InstanceId__2=second,
+                  BatchOptimization="SuccessFirst")["InstanceResponses"]["InstanceResponse"]
+    assert [a["Code"] for a in answers] == ["200", "IncorrectInstanceStatus"]
+    wait_status(emu, first, "Running")
+    api(emu, "DeleteInstances", InstanceId__1=first, InstanceId__2=second, Force=True)
+
+
+def test_the_password_is_not_kept_in_clear(tmp_path: Path) -> None:
+    """RunInstances' Password: the emulator's state file holds a salted SHA-512 crypt hash
+    (what /etc/shadow would), never the password."""
+    with Emulator(tmp_path / "state", time_scale=0.01) as emu:
+        group = security_group(emu, emu.vpc["vpc_id"])
+        _run(emu, group, Password="Secr3t-Passw0rd", ClientToken="pw-1")
+        text = (tmp_path / "state" / "state.json").read_text()
+        assert "Secr3t-Passw0rd" not in text
+        assert '"$6$' in text

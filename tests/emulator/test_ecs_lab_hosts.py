@@ -7,6 +7,7 @@ instances RunInstances starts.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -18,7 +19,9 @@ from typing import Any
 
 import paramiko
 import pytest
+from aliyunsdkcore.acs_exception.exceptions import ServerException
 
+from sandbox.lab import network as lab_network
 from sandbox.netns import netns_exists
 from sandbox.world import World, running_world
 from tests.emulator.ecs_calls import api, instance, keypair, security_group, wait_status
@@ -147,6 +150,12 @@ def test_password_login_without_a_key_pair(world: World) -> None:
                  InstanceType="ecs.c7.large", SecurityGroupId=group,
                  Password="Lab-Passw0rd")["InstanceIdSets"]["InstanceIdSet"][0]
     wait_status(world.emulator, bought, "Running", timeout=90)
+    # The password is nowhere in clear: the emulator keeps a salted hash, the host's
+    # config (its host.json) forgets even that once root's password is set.
+    assert "Lab-Passw0rd" not in (world.emulator.state_dir / "state.json").read_text()
+    host_json = Path(world.lab.state_dir) / f"bought-{bought}" / "host.json"
+    assert "Lab-Passw0rd" not in host_json.read_text()
+    assert json.loads(host_json.read_text())["accounts"] == {}
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - a lab host
     client.connect(private_ip(world, bought), username="root", password="Lab-Passw0rd",
@@ -178,6 +187,13 @@ def test_security_group_rules_are_enforced(world: World, key: Path) -> None:
     allow(world, group, "6443/6443", vpc_cidr)
     # From outside the group (the lab's own host, inside the VPC): only what rules allow.
     assert open_from_lab_host(world, a) == {6443}
+    # Narrowed rules stay narrow: another destination, a source port no client uses.
+    for narrowing in ({"Permissions__1__DestCidrIp": f"{b}/32"},
+                      {"Permissions__1__SourcePortRange": "1/1"}):
+        api(world.emulator, "AuthorizeSecurityGroup", SecurityGroupId=group,
+            Permissions__1__IpProtocol="TCP", Permissions__1__PortRange="10250/10250",
+            Permissions__1__SourceCidrIp=vpc_cidr, **narrowing)
+    assert open_from_lab_host(world, a) == {6443}
     # Inside the group (InnerAccessPolicy Accept, a basic group's default): everything.
     assert open_from(key, b, a) == set(SCANNED)
     # Isolated inside: only the rules; a SourceGroupId rule opens the kubelet to members.
@@ -207,6 +223,96 @@ def test_security_group_rules_are_enforced(world: World, key: Path) -> None:
     assert 10250 not in open_from(key, b, a)
     api(world.emulator, "DeleteInstances", InstanceId__1=first, InstanceId__2=second,
         Force=True)
+
+
+def _bought_namespaces(world: World) -> set[str]:
+    return set(lab_network.existing_netns(world.lab.prefix)) - {
+        h.netns for h in world.lab.hosts}
+
+
+def test_a_failed_batch_start_boots_no_host(world: World, key: Path) -> None:
+    """StartInstances (AllTogether) failing on a later instance changes nothing: the
+    Stopped one before it gets no host (no namespace, no SSH, no duplicate address)."""
+    group = security_group(world.emulator, world.vpc_id)
+    allow(world, group, "22/22", f"{world.lab.gateway_ip}/32")
+    first, second = buy(world, group, 2)
+    a = private_ip(world, first)
+    old_netns = next(r["netns"] for r in world.emulator.control.resources()
+                     if r["id"] == first)
+    api(world.emulator, "StopInstance", InstanceId=first)
+    wait_status(world.emulator, first, "Stopped")
+    deadline = time.monotonic() + 20
+    while netns_exists(old_netns) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not netns_exists(old_netns), "a Stopped instance keeps its namespace"
+    before = _bought_namespaces(world)
+    with pytest.raises(ServerException, match="IncorrectInstanceStatus"):
+        api(world.emulator, "StartInstances", InstanceId__1=first, InstanceId__2=second)
+    deadline = time.monotonic() + 15  # a boot takes a few seconds: long enough to see one
+    while time.monotonic() < deadline:
+        assert _bought_namespaces(world) <= before, "a host booted for a failed start"
+        time.sleep(0.25)
+    assert instance(world.emulator, first)["Status"] == "Stopped"
+    assert ssh(key, a, "true", timeout=10).returncode != 0
+    api(world.emulator, "StartInstance", InstanceId=first)
+    wait_status(world.emulator, first, "Running", timeout=90)
+    assert ssh(key, a, "true").returncode == 0
+    api(world.emulator, "DeleteInstances", InstanceId__1=first, InstanceId__2=second,
+        Force=True)
+
+
+def test_a_failed_boot_leaves_nothing_and_ends_stopped(world: World, key: Path) -> None:
+    """A host that does not answer SSH in time: its namespace, veth and init go, the
+    instance is Stopped (not stuck in Starting), so it starts again or is released."""
+    group = security_group(world.emulator, world.vpc_id)
+    allow(world, group, "22/22", f"{world.lab.gateway_ip}/32")
+    before = _bought_namespaces(world)
+    world.emulator.control.set_ecs_ready_timeout(0)
+    try:
+        (bought,) = api(world.emulator, "RunInstances", VSwitchId=world.vswitch_id,
+                        ImageId="ubuntu_24_04_x64_20G_alibase_20250722.vhd",
+                        InstanceType="ecs.g7.large", SecurityGroupId=group,
+                        KeyPairName="lab-panel")["InstanceIdSets"]["InstanceIdSet"]
+        wait_status(world.emulator, bought, "Stopped", timeout=90)
+    finally:
+        world.emulator.control.set_ecs_ready_timeout(None)
+    deadline = time.monotonic() + 20
+    while _bought_namespaces(world) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _bought_namespaces(world) - before, "the failed host's namespace stayed"
+    assert [r["netns"] for r in world.emulator.control.resources() if r["id"] == bought] \
+        == [""]
+    api(world.emulator, "StartInstance", InstanceId=bought)
+    wait_status(world.emulator, bought, "Running", timeout=90)
+    assert ssh(key, private_ip(world, bought), "true").returncode == 0
+    api(world.emulator, "StopInstance", InstanceId=bought)
+    wait_status(world.emulator, bought, "Stopped")
+    api(world.emulator, "DeleteInstance", InstanceId=bought)
+
+
+def _cloud_route(world: World, cidr: str) -> str:
+    return subprocess.run(["ip", "-n", world.lab.cloud_netns, "route", "show", cidr],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_a_block_two_vpcs_share_keeps_its_route_until_the_last(world: World) -> None:
+    """Two VPCs may number vSwitches from the same block: the cloud namespace's route to
+    it stays while one of them is left."""
+    emu, cidr, made = world.emulator, "192.168.77.0/24", []
+    for _ in range(2):
+        vpc_id = api(emu, "CreateVpc", "Vpc", CidrBlock="192.168.0.0/16")["VpcId"]
+        _until_available(world, "DescribeVpcs", "Vpcs", "Vpc", VpcId=vpc_id)
+        vsw_id = api(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=world.zone,
+                     CidrBlock=cidr)["VSwitchId"]
+        _until_available(world, "DescribeVSwitches", "VSwitches", "VSwitch", VSwitchId=vsw_id)
+        made.append((vpc_id, vsw_id))
+    assert cidr in _cloud_route(world, cidr)
+    api(emu, "DeleteVSwitch", "Vpc", VSwitchId=made[0][1])
+    assert cidr in _cloud_route(world, cidr), "the other VPC's vSwitch lost its route"
+    api(emu, "DeleteVSwitch", "Vpc", VSwitchId=made[1][1])
+    assert cidr not in _cloud_route(world, cidr)
+    for vpc_id, _ in made:
+        api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
 
 
 def _until_available(world: World, action: str, key: str, item: str, **query: str) -> None:
@@ -304,9 +410,15 @@ def test_the_cloud_api_restarting_does_not_power_hosts_off(world: World, key: Pa
 
 
 def test_reset_removes_every_bought_host(world: World, key: Path) -> None:
-    """Last in this module: a reset also forgets the key pair and the groups."""
+    """Last in this module: a reset also forgets the key pair, the groups, and the VPCs
+    the API created (with their blocks' routes in the cloud namespace)."""
     group = security_group(world.emulator, world.vpc_id)
     buy(world, group, 1)
+    vpc_id = api(world.emulator, "CreateVpc", "Vpc", CidrBlock="192.168.0.0/16")["VpcId"]
+    _until_available(world, "DescribeVpcs", "Vpcs", "Vpc", VpcId=vpc_id)
+    api(world.emulator, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=world.zone,
+        CidrBlock="192.168.88.0/24")
+    assert "192.168.88.0/24" in _cloud_route(world, "192.168.88.0/24")
     netns = [r["netns"] for r in world.emulator.control.resources() if r.get("bought")]
     assert netns and all(netns_exists(n) for n in netns)
     world.emulator.control.reset()
@@ -316,3 +428,4 @@ def test_reset_removes_every_bought_host(world: World, key: Path) -> None:
     assert not [n for n in netns if netns_exists(n)]
     assert not [r for r in world.emulator.control.resources() if r["type"] == "ecs_instance"
                 and r.get("bought")]
+    assert "192.168.88.0/24" not in _cloud_route(world, "192.168.88.0/24")

@@ -82,3 +82,40 @@ def _lifecycle(emu: Emulator) -> None:
     api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
     assert api_error(emu, "DeleteVpc", "Vpc", VpcId=vpc_id) == "InvalidVpcId.NotFound"
     assert not [r for r in emu.control.resources() if r["type"] in ("vpc", "vswitch")]
+
+
+def test_a_vswitch_from_its_mask_alone(fresh_emu: Emulator) -> None:
+    """V2 CreateVSwitchRequest.CidrMask: "You must specify at least one of CidrBlock and
+    CidrMask" (16 to 29 bits): with the mask alone the emulator picks a free block."""
+    emu, zone = fresh_emu, fresh_emu.vswitch["zone_id"]
+    vpc_id = api(emu, "CreateVpc", "Vpc", CidrBlock="192.168.0.0/16")["VpcId"]
+    _wait_available(emu, "vpc", VpcId=vpc_id)
+    made = []
+    for mask, expected in ((24, "192.168.0.0/24"), (24, "192.168.1.0/24"),
+                           (23, "192.168.2.0/23"), (29, "192.168.4.0/29")):
+        vsw_id = api(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=zone,
+                     CidrMask=mask)["VSwitchId"]
+        assert _wait_available(emu, "vswitch", VSwitchId=vsw_id)["CidrBlock"] == expected
+        made.append(vsw_id)
+    assert api_error(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=zone,
+                     CidrMask=30) == "InvalidCirdrBlock.MaskLength"
+    assert api_error(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=zone,
+                     CidrMask=16) == "InvalidCidrBlock.Overlapped"  # the whole VPC: taken
+    assert api_error(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=zone,
+                     CidrBlock="192.168.8.0/24", CidrMask=25) == "InvalidParameter"
+    assert api_error(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id,
+                     ZoneId=zone) == "MissingParameter"
+    for vsw_id in made:
+        api(emu, "DeleteVSwitch", "Vpc", VSwitchId=vsw_id)
+    api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
+
+
+def test_a_reset_deletes_created_vpcs_and_keeps_the_seeded_ones(fresh_emu: Emulator) -> None:
+    emu = fresh_emu
+    vpc_id = api(emu, "CreateVpc", "Vpc", CidrBlock="192.168.0.0/16")["VpcId"]
+    _wait_available(emu, "vpc", VpcId=vpc_id)
+    api(emu, "CreateVSwitch", "Vpc", VpcId=vpc_id, ZoneId=emu.vswitch["zone_id"], CidrMask=24)
+    emu.control.reset()
+    assert not [r for r in emu.control.resources() if r["type"] in ("vpc", "vswitch")]
+    seeded = {v["VpcId"] for v in api(emu, "DescribeVpcs", "Vpc", PageSize=50)["Vpcs"]["Vpc"]}
+    assert emu.vpc["vpc_id"] in seeded and vpc_id not in seeded

@@ -67,7 +67,9 @@ def _drain(cloud: Cloud, group: dict[str, Any]) -> float:
 
 def access(cloud: Cloud, lb: dict[str, Any], port: int) -> SecurityGroupAccess:
     """The ingress rules of the NLB's joined security groups that concern TCP `port`
-    (protocol TCP or ALL, IPv4 sources); none joined: every source is accepted."""
+    (protocol TCP or ALL, IPv4 sources); none joined: every source is accepted. Fail
+    closed: an Accept narrowed by SourcePortRange or DestCidrIp is left out, a Drop so
+    narrowed drops the whole source block."""
     rules = []
     for group_id in lb.get("security_group_ids", []):
         group = ecs.security_groups(cloud.state).get(group_id) or {"permissions": []}
@@ -75,6 +77,9 @@ def access(cloud: Cloud, lb: dict[str, Any], port: int) -> SecurityGroupAccess:
             if rule["Direction"] != "ingress" or rule["IpProtocol"] not in ("TCP", "ALL") \
                     or not rule["SourceCidrIp"]:
                 continue
+            if (rule.get("SourcePortRange") or rule.get("DestCidrIp")) \
+                    and rule["Policy"] == "Accept":
+                continue  # a quintuple rule the listener cannot judge: it admits nothing
             low, high = (int(p) for p in rule["PortRange"].split("/"))
             rules.append(GroupRule(rule["Priority"], rule["Policy"] == "Accept",
                                    rule["SourceCidrIp"], low, high))
