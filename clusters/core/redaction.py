@@ -53,6 +53,9 @@ MIN_BASE64_CORE = 8
 # The process-wide set the logging filter uses is bounded: a worker that lives for months
 # keeps the newest secrets only.
 MAX_REMEMBERED = 5000
+# ...held in at most this many Redactors (one per step context or API client, about): the
+# filter scans a log record once per Redactor.
+MAX_REMEMBERED_SETS = 64
 
 _BASE64_SET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
 # go-sql-driver's rule (clusters/k3s/dsn.py): user up to the first `:`, password up to the
@@ -211,9 +214,10 @@ def _expand(secrets: Iterable[str]) -> set[str]:
     return values
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _patterns(secret: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The secret's patterns masked as they match, and its base64 cores (see _token_spans)."""
+    """The secret's patterns masked as they match, and its base64 cores (see _token_spans).
+    Bounded cache: a worker that lives for months sees new clusters' secrets all the time."""
     if len(secret) > MAX_ENCODED_LENGTH:
         return (re.escape(secret),), ()
     found = [_percent_pattern(secret)]
@@ -221,7 +225,10 @@ def _patterns(secret: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(found), tuple(_base64_cores(secret))
 
 
-def _compile(values: Iterable[str]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+_Part = tuple[re.Pattern[str] | None, re.Pattern[str] | None]
+
+
+def _compile(values: Iterable[str]) -> _Part:
     plain: set[str] = set()
     cores: set[str] = set()
     for value in values:
@@ -237,20 +244,61 @@ def _alternation(patterns: set[str]) -> re.Pattern[str] | None:
     return _compiled("|".join(ordered)) if ordered else None
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def _compiled(pattern: str) -> re.Pattern[str]:
-    """Compiled once per set of secrets: every attempt of a cluster's steps has the same."""
+    """Compiled once per set of secrets: every attempt of a cluster's steps has the same.
+    A cluster's set compiles to ~20 KB of pattern and ~50 ms of CPU (Python's re parser is
+    pure Python); the cache is small so a worker's memory does not grow with the clusters it
+    has seen (benchmarks/worker_memory.py)."""
     return re.compile(pattern)
 
 
+def _part_spans(part: _Part, text: str) -> list[tuple[int, int]]:
+    pattern, cores = part
+    plain = _overlapping_spans(pattern, text) if pattern is not None else []
+    tokens = _token_spans(cores, text) if cores is not None else []
+    return list(heapq.merge(plain, tokens))
+
+
+def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Ordered (begin, end) spans with every overlapping or touching pair joined."""
+    merged: list[tuple[int, int]] = []
+    for begin, end in spans:
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((begin, end))
+    return merged
+
+
 class Redactor:
-    """Masks every occurrence of the given secrets, in each of their encodings."""
+    """Masks every occurrence of the given secrets, in each of their encodings.
+
+    A Redactor is one or more compiled parts, each an alternation of its secrets' patterns;
+    `extended` adds a part for new secrets only. Why parts: compiling is the costly bit
+    (pure-Python parsing of ~20 KB per cluster), and a step that learns secrets one by one
+    (`StepContext.register_secret`) used to recompile every secret it knew at each one.
+    The masks are the union of each part's spans, which holds every span the single
+    alternation of all the secrets would find: at a position where a secret's pattern
+    matches, its own part picks the same branch (both are ordered longest first)."""
 
     def __init__(self, secrets: Iterable[str] = (), *, remember: bool = True) -> None:
-        values = _expand(secrets)
+        self.values = frozenset(_expand(secrets))
+        self._parts: list[_Part] = [_compile(self.values)] if self.values else []
         if remember:
-            _remember(values)
-        self._pattern, self._cores = _compile(values)
+            _KNOWN.add(self)
+
+    def extended(self, secrets: Iterable[str], *, remember: bool = True) -> Redactor:
+        """This Redactor's secrets and `secrets`: only the new ones are compiled."""
+        new = frozenset(_expand(secrets)) - self.values
+        if not new:
+            return self
+        grown = Redactor((), remember=False)
+        grown.values = self.values | new
+        grown._parts = [*self._parts, _compile(new)]
+        if remember:
+            _KNOWN.add(grown)
+        return grown
 
     def __call__(self, text: str) -> str:
         """`text` with every secret masked: the verbatim, percent-encoded and quoted forms,
@@ -266,15 +314,9 @@ class Redactor:
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where `text` holds a secret in any encoding: ordered, merged (begin, end) spans."""
-        plain = _overlapping_spans(self._pattern, text) if self._pattern is not None else []
-        tokens = _token_spans(self._cores, text) if self._cores is not None else []
-        merged: list[tuple[int, int]] = []
-        for begin, end in heapq.merge(plain, tokens):
-            if merged and begin <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-            else:
-                merged.append((begin, end))
-        return merged
+        if len(self._parts) == 1:
+            return _merge(_part_spans(self._parts[0], text))
+        return _merge(heapq.merge(*(_part_spans(part, text) for part in self._parts)))
 
 
 def mask_named_values(text: str) -> str:
@@ -286,39 +328,56 @@ def mask_named_values(text: str) -> str:
 
 
 class _Known:
-    """The process-wide, bounded set of secrets, and the Redactor built from it on demand."""
+    """The process-wide, bounded list of the Redactors built with `remember`: the logging
+    filter applies each of them (their union of spans, as within one Redactor).
+
+    Why the Redactors and not their secrets: the filter used to rebuild one Redactor from
+    every secret the process had seen at each new one, a compile that grows with the
+    clusters a worker has served (a second and more per new secret after a few hundred
+    clusters) and whose every version the compile cache kept. A Redactor whose secrets are
+    all in a newer one is dropped (a step's context grows by `extended`), and the oldest go
+    first past MAX_REMEMBERED secrets or MAX_REMEMBERED_SETS Redactors."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.values: dict[str, None] = {}  # insertion-ordered: the oldest go first
-        self.redactor: Redactor | None = None
+        # insertion-ordered: the oldest first
+        self.redactors: dict[frozenset[str], Redactor] = {}
 
-    def add(self, values: Iterable[str]) -> None:
+    def add(self, redactor: Redactor) -> None:
+        values = redactor.values
+        if not values:
+            return
         with self.lock:
-            before = len(self.values)
-            self.values.update(dict.fromkeys(values))
-            while len(self.values) > MAX_REMEMBERED:
-                del self.values[next(iter(self.values))]
-            if len(self.values) != before:
-                self.redactor = None
+            for known in reversed(list(self.redactors)):
+                if values <= known:  # nothing new: the newest superset becomes the newest
+                    self.redactors[known] = self.redactors.pop(known)
+                    return
+            for known in [known for known in self.redactors if known < values]:
+                del self.redactors[known]
+            self.redactors[values] = redactor
+            total = sum(len(known) for known in self.redactors)
+            while len(self.redactors) > 1 and (len(self.redactors) > MAX_REMEMBERED_SETS
+                                               or total > MAX_REMEMBERED):
+                oldest = next(iter(self.redactors))
+                total -= len(oldest)
+                del self.redactors[oldest]
 
-    def current(self) -> Redactor:
+    def current(self) -> list[Redactor]:
         with self.lock:
-            if self.redactor is None:
-                self.redactor = Redactor(list(self.values), remember=False)
-            return self.redactor
+            return list(self.redactors.values())
 
 
 _KNOWN = _Known()
 
 
-def _remember(values: Iterable[str]) -> None:
-    _KNOWN.add(values)
-
-
 def redact_known(text: str) -> str:
-    """Mask every secret any Redactor of this process was given, and named values."""
-    return mask_named_values(_KNOWN.current()(text))
+    """Mask every secret any remembered Redactor of this process holds, and named values."""
+    redactors = _KNOWN.current()
+    if text and redactors:
+        spans = _merge(heapq.merge(*(r.spans(text) for r in redactors)))
+        if spans:
+            text = _mask_spans(text, spans)
+    return mask_named_values(text)
 
 
 class RedactingFilter(logging.Filter):
