@@ -51,11 +51,10 @@ MAX_ENCODED_LENGTH = 512
 # 8 characters and more (RDS passwords are 8 to 32); shorter ones only as their own base64.
 MIN_BASE64_CORE = 8
 # The process-wide set the logging filter uses is bounded: a worker that lives for months
-# keeps the newest secrets only.
-MAX_REMEMBERED = 5000
-# ...held in at most this many Redactors (one per step context or API client, about): the
-# filter scans a log record once per Redactor.
-MAX_REMEMBERED_SETS = 64
+# keeps the newest secrets only (a step context holds about ten: its cluster's tokens,
+# passwords, kubeconfig, nodes' SSH keys; the filter scans a record once per secret, ~10 µs
+# each for a short record).
+MAX_REMEMBERED = 128
 
 _BASE64_SET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
 # go-sql-driver's rule (clusters/k3s/dsn.py): user up to the first `:`, password up to the
@@ -214,10 +213,9 @@ def _expand(secrets: Iterable[str]) -> set[str]:
     return values
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=256)
 def _patterns(secret: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The secret's patterns masked as they match, and its base64 cores (see _token_spans).
-    Bounded cache: a worker that lives for months sees new clusters' secrets all the time."""
+    """The secret's patterns masked as they match, and its base64 cores (see _token_spans)."""
     if len(secret) > MAX_ENCODED_LENGTH:
         return (re.escape(secret),), ()
     found = [_percent_pattern(secret)]
@@ -241,16 +239,20 @@ def _compile(values: Iterable[str]) -> _Part:
 def _alternation(patterns: set[str]) -> re.Pattern[str] | None:
     # Longest first so a secret that contains another is masked whole.
     ordered = sorted(patterns, key=len, reverse=True)
-    return _compiled("|".join(ordered)) if ordered else None
+    return re.compile("|".join(ordered)) if ordered else None
 
 
-@lru_cache(maxsize=64)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    """Compiled once per set of secrets: every attempt of a cluster's steps has the same.
-    A cluster's set compiles to ~20 KB of pattern and ~50 ms of CPU (Python's re parser is
-    pure Python); the cache is small so a worker's memory does not grow with the clusters it
-    has seen (benchmarks/worker_memory.py)."""
-    return re.compile(pattern)
+@lru_cache(maxsize=256)
+def _secret_part(secret: str) -> _Part | None:
+    """One secret compiled: its values (itself, its long lines, its DSN passwords) in all
+    their encodings. Compiled once per process and secret, whatever else a Redactor holds:
+    compiling is the costly bit (Python's re parser is pure Python: ~5 ms for a password,
+    ~40 ms for a kubeconfig), and every step of every cluster used to recompile the whole
+    set of its cluster's secrets when one changed (a node's SSH key, the same for all
+    clusters, included). Bounded so that a worker's memory does not grow with the clusters
+    it has served (benchmarks/worker_memory.py)."""
+    values = _expand([secret])
+    return _compile(values) if values else None
 
 
 def _part_spans(part: _Part, text: str) -> list[tuple[int, int]]:
@@ -271,33 +273,39 @@ def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
+def _spans_of(parts: Iterable[_Part], text: str) -> list[tuple[int, int]]:
+    return _merge(heapq.merge(*(_part_spans(part, text) for part in parts)))
+
+
 class Redactor:
     """Masks every occurrence of the given secrets, in each of their encodings.
 
-    A Redactor is one or more compiled parts, each an alternation of its secrets' patterns;
-    `extended` adds a part for new secrets only. Why parts: compiling is the costly bit
-    (pure-Python parsing of ~20 KB per cluster), and a step that learns secrets one by one
-    (`StepContext.register_secret`) used to recompile every secret it knew at each one.
-    The masks are the union of each part's spans, which holds every span the single
-    alternation of all the secrets would find: at a position where a secret's pattern
-    matches, its own part picks the same branch (both are ordered longest first)."""
+    A Redactor holds one compiled part per secret (`_secret_part`, cached per process), and
+    masks the union of the parts' spans. That union holds every span one alternation of all
+    the secrets would find: where a secret's pattern matches, its own part picks the same
+    branch (both are ordered longest first); it may mask more where two secrets overlap,
+    never less. `extended` adds secrets without compiling the others again."""
 
     def __init__(self, secrets: Iterable[str] = (), *, remember: bool = True) -> None:
-        self.values = frozenset(_expand(secrets))
-        self._parts: list[_Part] = [_compile(self.values)] if self.values else []
+        self._parts: dict[str, _Part] = {}
+        self._add(secrets)
         if remember:
-            _KNOWN.add(self)
+            _KNOWN.add(self._parts)
+
+    def _add(self, secrets: Iterable[str]) -> None:
+        for secret in secrets:
+            if isinstance(secret, str) and secret not in self._parts:
+                part = _secret_part(secret)
+                if part is not None:
+                    self._parts[secret] = part
 
     def extended(self, secrets: Iterable[str], *, remember: bool = True) -> Redactor:
         """This Redactor's secrets and `secrets`: only the new ones are compiled."""
-        new = frozenset(_expand(secrets)) - self.values
-        if not new:
-            return self
         grown = Redactor((), remember=False)
-        grown.values = self.values | new
-        grown._parts = [*self._parts, _compile(new)]
+        grown._parts = dict(self._parts)
+        grown._add(secrets)
         if remember:
-            _KNOWN.add(grown)
+            _KNOWN.add(grown._parts)
         return grown
 
     def __call__(self, text: str) -> str:
@@ -314,9 +322,7 @@ class Redactor:
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where `text` holds a secret in any encoding: ordered, merged (begin, end) spans."""
-        if len(self._parts) == 1:
-            return _merge(_part_spans(self._parts[0], text))
-        return _merge(heapq.merge(*(_part_spans(part, text) for part in self._parts)))
+        return _spans_of(self._parts.values(), text)
 
 
 def mask_named_values(text: str) -> str:
@@ -328,53 +334,39 @@ def mask_named_values(text: str) -> str:
 
 
 class _Known:
-    """The process-wide, bounded list of the Redactors built with `remember`: the logging
-    filter applies each of them (their union of spans, as within one Redactor).
+    """The process-wide, bounded set of the secrets Redactors were built with (`remember`),
+    each with its compiled part: the logging filter applies them all.
 
-    Why the Redactors and not their secrets: the filter used to rebuild one Redactor from
-    every secret the process had seen at each new one, a compile that grows with the
-    clusters a worker has served (a second and more per new secret after a few hundred
-    clusters) and whose every version the compile cache kept. A Redactor whose secrets are
-    all in a newer one is dropped (a step's context grows by `extended`), and the oldest go
-    first past MAX_REMEMBERED secrets or MAX_REMEMBERED_SETS Redactors."""
+    Why the compiled parts and not a Redactor rebuilt from every secret: that rebuild ran
+    at each new secret and grew with the clusters a worker had served (a second and more of
+    CPU per new secret after a few hundred clusters), and the compile cache kept each
+    version. The newest MAX_REMEMBERED secrets are kept (a step's own move to the end each
+    time a Redactor is built with them)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        # insertion-ordered: the oldest first
-        self.redactors: dict[frozenset[str], Redactor] = {}
+        self.parts: dict[str, _Part] = {}  # insertion-ordered: the oldest first
 
-    def add(self, redactor: Redactor) -> None:
-        values = redactor.values
-        if not values:
-            return
+    def add(self, parts: dict[str, _Part]) -> None:
         with self.lock:
-            for known in reversed(list(self.redactors)):
-                if values <= known:  # nothing new: the newest superset becomes the newest
-                    self.redactors[known] = self.redactors.pop(known)
-                    return
-            for known in [known for known in self.redactors if known < values]:
-                del self.redactors[known]
-            self.redactors[values] = redactor
-            total = sum(len(known) for known in self.redactors)
-            while len(self.redactors) > 1 and (len(self.redactors) > MAX_REMEMBERED_SETS
-                                               or total > MAX_REMEMBERED):
-                oldest = next(iter(self.redactors))
-                total -= len(oldest)
-                del self.redactors[oldest]
+            for secret, part in parts.items():
+                self.parts.pop(secret, None)
+                self.parts[secret] = part
+            while len(self.parts) > MAX_REMEMBERED:
+                del self.parts[next(iter(self.parts))]
 
-    def current(self) -> list[Redactor]:
+    def current(self) -> list[_Part]:
         with self.lock:
-            return list(self.redactors.values())
+            return list(self.parts.values())
 
 
 _KNOWN = _Known()
 
 
 def redact_known(text: str) -> str:
-    """Mask every secret any remembered Redactor of this process holds, and named values."""
-    redactors = _KNOWN.current()
-    if text and redactors:
-        spans = _merge(heapq.merge(*(r.spans(text) for r in redactors)))
+    """Mask every secret this process remembers (in any encoding), and named values."""
+    if text:
+        spans = _spans_of(_KNOWN.current(), text)
         if spans:
             text = _mask_spans(text, spans)
     return mask_named_values(text)

@@ -175,16 +175,17 @@ def test_a_redactor_grown_secret_by_secret_masks_what_one_built_with_all_of_them
     assert not leaks([grown(text)], secrets, users=["k3s"])
 
 
-def test_the_logging_filter_masks_the_newest_steps_secrets_and_forgets_the_oldest() -> None:
-    """The filter holds the Redactors of the newest steps, a bounded number: a worker that
-    serves clusters for months neither grows nor rebuilds a pattern of everything it saw."""
+def test_the_logging_filter_masks_the_newest_secrets_and_forgets_the_oldest() -> None:
+    """The filter holds the newest secrets, a bounded number: a worker that serves clusters
+    for months neither grows nor rebuilds a pattern of everything it saw."""
     first = "Oldest-Secret-0000"
     Redactor([first])
-    steps = [f"Step-Secret-{index:04d}-xyz" for index in range(r.MAX_REMEMBERED_SETS + 10)]
+    steps = [f"Step-Secret-{index:04d}-xyz" for index in range(r.MAX_REMEMBERED + 10)]
     for secret in steps:
         context = Redactor(["Shared-Cluster-Secret"])  # each step context starts with it
         context.extended([secret])  # and learns one of its own
-    line = " ".join(steps[-r.MAX_REMEMBERED_SETS:]) + " Shared-Cluster-Secret"
-    assert r.redact_known(line) == " ".join([MASK] * (r.MAX_REMEMBERED_SETS + 1))
-    assert r.redact_known(f"old {first}") == f"old {first}"
-    assert len(r._KNOWN.current()) == r.MAX_REMEMBERED_SETS
+    newest = steps[-(r.MAX_REMEMBERED - 1):]
+    line = " ".join(newest) + " Shared-Cluster-Secret"
+    assert r.redact_known(line) == " ".join([MASK] * r.MAX_REMEMBERED)
+    assert r.redact_known(f"old {first} and {steps[0]}") == f"old {first} and {steps[0]}"
+    assert len(r._KNOWN.current()) == r.MAX_REMEMBERED
