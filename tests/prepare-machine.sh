@@ -26,6 +26,9 @@ command -v mariadb >/dev/null || need_pkgs+=(mariadb-client)
 # transaction-mode pooler for the datastore check's refusal.
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_pkgs+=(postgresql)
 [ -x /usr/sbin/pgbouncer ] || need_pkgs+=(pgbouncer)
+# docker-compose (v1, Python) validates docker-compose.yml against the Compose
+# Specification's schema without a Docker engine (tests/engine/test_deployment_files.py).
+command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)
 # Debian's own kubectl (kubernetes-client) only when none is on the PATH already.
 command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
 

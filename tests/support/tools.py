@@ -30,6 +30,7 @@ PACKAGES = {
     "sudo": "sudo",
     "openssl": "openssl",
     "pgbouncer": "pgbouncer",
+    "docker-compose": "docker-compose",
 }
 # What every lab test (marked `lab`) needs: hosts are network namespaces running a real sshd,
 # RDS runs a real mariadbd. Checked before the test starts (tests/conftest.py).
