@@ -5,10 +5,12 @@ Creates clusters on the offline world (lab hosts, emulator with realistic delays
 
 * for one cluster alone: wall time / critical path (the longest chain of dependent step
   durations, waits included) - 1.00 would mean the engine adds nothing;
-* for N clusters created at once: wall time with two worker processes (and one, with
-  `--worker-counts 1,2`), and the ratio of that wall time to the one cluster's;
+* for N clusters created at once: wall time with two step worker processes (and one, with
+  `--worker-counts 1,2`), and the ratio of that wall time to the one cluster's. As in
+  docker-compose.yml, the step workers consume the default queue, one health worker the
+  health queue, and beat runs alone;
 * where the CPU went during each run, in CPU seconds counted exactly per cgroup
-  (tests/support/cpu_groups.py): the panel's own processes (the worker processes, `celery
+  (tests/support/cpu_groups.py): the panel's own processes (the step and health workers, `celery
   beat`, and this script's main thread, which does what the web process does: start_create,
   then polling the run's status) apart from the offline world (MariaDB servers, K3s
   stand-ins, sshd and the install commands it runs, the emulator, lab init, the artifact
@@ -51,6 +53,7 @@ from django.core.management import call_command  # noqa: E402
 
 from clusters import operations  # noqa: E402
 from clusters.models import RUN_ACTIVE, Run, Step  # noqa: E402
+from panel.celery import health_queue  # noqa: E402
 from sandbox.world import running_world  # noqa: E402
 from tests.support.cpu_groups import (  # noqa: E402
     Classifier,
@@ -103,6 +106,7 @@ class Accounting:
 
     def __init__(self) -> None:
         self.worker = CpuGroup("bench-prov", "worker")
+        self.health = CpuGroup("bench-prov", "health")
         self.beat = CpuGroup("bench-prov", "beat")
         self.world = CpuGroup("bench-prov", "world")
         self.parts = [(name, pattern, CpuGroup("bench-prov", f"w{index}"))
@@ -114,7 +118,8 @@ class Accounting:
     def snapshot(self) -> dict[str, float]:
         self.classifier.sweep()
         values = {
-            "worker": self.worker.seconds(), "beat": self.beat.seconds(),
+            "worker": self.worker.seconds(), "health": self.health.seconds(),
+            "beat": self.beat.seconds(),
             "world": self.world.seconds(), "machine": machine_busy_seconds(),
             "driver": time.thread_time(), "classifier": self.classifier.cpu_seconds,
         }
@@ -125,7 +130,8 @@ class Accounting:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             (Path("/sys/fs/cgroup/cpuacct") / "cgroup.procs").write_text(f"{os.getpid()}\n")
-        for group in [self.worker, self.beat, self.world, *(g for _, _, g in self.parts)]:
+        groups = [self.worker, self.health, self.beat, self.world]
+        for group in groups + [g for _, _, g in self.parts]:
             group.close()
 
     def unclassified(self) -> list[str]:
@@ -137,9 +143,15 @@ def create_many(world, count: int, workers: int, broker_url: str, queue: str, *,
                 servers: int, accounting: Accounting) -> tuple[float, list[Run], dict[str, float]]:
     env = {"ALIYUN_ENDPOINT_OVERRIDE": world.endpoint, **FAST_ENGINE,
            "PANEL_CLOUD_POLL_SECONDS": "1"}
-    processes = [WorkerProcess(broker_url, queue, concurrency=1, env=env,
+    # As docker-compose.yml runs them: step workers on the default queue, one health worker
+    # on the health queue (a worker taking both spends its slot on health checks of
+    # half-built clusters while 1,000 step messages wait), and beat alone.
+    processes = [WorkerProcess(broker_url, queue, concurrency=1, env=env, queues=queue,
                                cgroup_procs=accounting.worker.procs).wait_ready()
                  for _ in range(workers)]
+    processes.append(WorkerProcess(broker_url, queue, concurrency=1, env=env,
+                                   queues=health_queue(queue),
+                                   cgroup_procs=accounting.health.procs).wait_ready())
     processes.append(WorkerProcess(broker_url, queue, beat_only=True, env=env,
                                    cgroup_procs=accounting.beat.procs).wait_ready())
     try:
@@ -177,7 +189,7 @@ def report(label: str, elapsed: float, runs: list[Run], cpu: dict[str, float],
           f"median_ratio={statistics.median(w / p for w, p in zip(walls, paths, strict=True)):.2f}"
           f"  (previous: {previous})")
     capacity = elapsed * (os.cpu_count() or 1)
-    panel = cpu["worker"] + cpu["beat"] + cpu["driver"]
+    panel = cpu["worker"] + cpu["health"] + cpu["beat"] + cpu["driver"]
     parts = {name: cpu[name] for name, _ in WORLD_PARTS}
     # The world's own group holds what no pattern matched: the artifact server's threads (in
     # this process, less its main thread and the classifier), `ip netns exec`, unshare, ...
@@ -192,8 +204,9 @@ def report(label: str, elapsed: float, runs: list[Run], cpu: dict[str, float],
     print(f"  CPU during the run (capacity {capacity:.0f} CPU-s = {elapsed:.1f}s x "
           f"{os.cpu_count()} cores; machine busy {cpu['machine']:.1f} CPU-s = "
           f"{cpu['machine'] / capacity:.0%})")
-    print(line("PANEL (worker + beat + web stand-in)", panel))
-    print(line("  worker processes", cpu["worker"]))
+    print(line("PANEL (workers + beat + web stand-in)", panel))
+    print(line("  step worker processes", cpu["worker"]))
+    print(line("  health worker process", cpu["health"]))
     print(line("  celery beat", cpu["beat"]))
     print(line("  web stand-in (start_create, status polls)", cpu["driver"]))
     print(line("WORLD (offline cloud, hosts, K3s)", world))
