@@ -235,6 +235,10 @@ def main() -> None:
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     route_tasks_to(broker_url, queue)
     call_command("migrate", verbosity=0)
+    if Run.objects.filter(status__in=RUN_ACTIVE).exists():
+        raise SystemExit("the database holds active runs (an interrupted benchmark's?): the "
+                         "sweeper would send their steps to these workers too; use a fresh "
+                         "database (DATABASE_URL)")
     print(f"time_scale={args.time_scale} (RDS creation {300 * args.time_scale:.0f}s), "
           f"database={settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}")
     print(f"load before: {load()}")
