@@ -32,6 +32,9 @@ compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_pkgs+=(postgr
 # etcdctl for snapshot save/restore (sandbox/k3s/etcd.py).
 [ -x /usr/bin/etcd ] || need_pkgs+=(etcd-server)
 [ -x /usr/bin/etcdctl ] || need_pkgs+=(etcd-client)
+# docker-compose (v1, Python) validates docker-compose.yml against the Compose
+# Specification's schema without a Docker engine (tests/engine/test_deployment_files.py).
+command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)
 # Debian's own kubectl (kubernetes-client) only when none is on the PATH already.
 command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
 

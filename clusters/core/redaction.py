@@ -51,8 +51,10 @@ MAX_ENCODED_LENGTH = 512
 # 8 characters and more (RDS passwords are 8 to 32); shorter ones only as their own base64.
 MIN_BASE64_CORE = 8
 # The process-wide set the logging filter uses is bounded: a worker that lives for months
-# keeps the newest secrets only.
-MAX_REMEMBERED = 5000
+# keeps the newest secrets only (a step context holds about ten: its cluster's tokens,
+# passwords, kubeconfig, nodes' SSH keys; the filter scans a record once per secret, ~10 µs
+# each for a short record).
+MAX_REMEMBERED = 128
 
 _BASE64_SET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
 # go-sql-driver's rule (clusters/k3s/dsn.py): user up to the first `:`, password up to the
@@ -211,7 +213,7 @@ def _expand(secrets: Iterable[str]) -> set[str]:
     return values
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)
 def _patterns(secret: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The secret's patterns masked as they match, and its base64 cores (see _token_spans)."""
     if len(secret) > MAX_ENCODED_LENGTH:
@@ -221,7 +223,10 @@ def _patterns(secret: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(found), tuple(_base64_cores(secret))
 
 
-def _compile(values: Iterable[str]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+_Part = tuple[re.Pattern[str] | None, re.Pattern[str] | None]
+
+
+def _compile(values: Iterable[str]) -> _Part:
     plain: set[str] = set()
     cores: set[str] = set()
     for value in values:
@@ -234,23 +239,74 @@ def _compile(values: Iterable[str]) -> tuple[re.Pattern[str] | None, re.Pattern[
 def _alternation(patterns: set[str]) -> re.Pattern[str] | None:
     # Longest first so a secret that contains another is masked whole.
     ordered = sorted(patterns, key=len, reverse=True)
-    return _compiled("|".join(ordered)) if ordered else None
+    return re.compile("|".join(ordered)) if ordered else None
 
 
 @lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    """Compiled once per set of secrets: every attempt of a cluster's steps has the same."""
-    return re.compile(pattern)
+def _secret_part(secret: str) -> _Part | None:
+    """One secret compiled: its values (itself, its long lines, its DSN passwords) in all
+    their encodings. Compiled once per process and secret, whatever else a Redactor holds:
+    compiling is the costly bit (Python's re parser is pure Python: ~5 ms for a password,
+    ~40 ms for a kubeconfig), and every step of every cluster used to recompile the whole
+    set of its cluster's secrets when one changed (a node's SSH key, the same for all
+    clusters, included). Bounded so that a worker's memory does not grow with the clusters
+    it has served (benchmarks/worker_memory.py)."""
+    values = _expand([secret])
+    return _compile(values) if values else None
+
+
+def _part_spans(part: _Part, text: str) -> list[tuple[int, int]]:
+    pattern, cores = part
+    plain = _overlapping_spans(pattern, text) if pattern is not None else []
+    tokens = _token_spans(cores, text) if cores is not None else []
+    return list(heapq.merge(plain, tokens))
+
+
+def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Ordered (begin, end) spans with every overlapping or touching pair joined."""
+    merged: list[tuple[int, int]] = []
+    for begin, end in spans:
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((begin, end))
+    return merged
+
+
+def _spans_of(parts: Iterable[_Part], text: str) -> list[tuple[int, int]]:
+    return _merge(heapq.merge(*(_part_spans(part, text) for part in parts)))
 
 
 class Redactor:
-    """Masks every occurrence of the given secrets, in each of their encodings."""
+    """Masks every occurrence of the given secrets, in each of their encodings.
+
+    A Redactor holds one compiled part per secret (`_secret_part`, cached per process), and
+    masks the union of the parts' spans. That union holds every span one alternation of all
+    the secrets would find: where a secret's pattern matches, its own part picks the same
+    branch (both are ordered longest first); it may mask more where two secrets overlap,
+    never less. `extended` adds secrets without compiling the others again."""
 
     def __init__(self, secrets: Iterable[str] = (), *, remember: bool = True) -> None:
-        values = _expand(secrets)
+        self._parts: dict[str, _Part] = {}
+        self._add(secrets)
         if remember:
-            _remember(values)
-        self._pattern, self._cores = _compile(values)
+            _KNOWN.add(self._parts)
+
+    def _add(self, secrets: Iterable[str]) -> None:
+        for secret in secrets:
+            if isinstance(secret, str) and secret not in self._parts:
+                part = _secret_part(secret)
+                if part is not None:
+                    self._parts[secret] = part
+
+    def extended(self, secrets: Iterable[str], *, remember: bool = True) -> Redactor:
+        """This Redactor's secrets and `secrets`: only the new ones are compiled."""
+        grown = Redactor((), remember=False)
+        grown._parts = dict(self._parts)
+        grown._add(secrets)
+        if remember:
+            _KNOWN.add(grown._parts)
+        return grown
 
     def __call__(self, text: str) -> str:
         """`text` with every secret masked: the verbatim, percent-encoded and quoted forms,
@@ -266,15 +322,7 @@ class Redactor:
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where `text` holds a secret in any encoding: ordered, merged (begin, end) spans."""
-        plain = _overlapping_spans(self._pattern, text) if self._pattern is not None else []
-        tokens = _token_spans(self._cores, text) if self._cores is not None else []
-        merged: list[tuple[int, int]] = []
-        for begin, end in heapq.merge(plain, tokens):
-            if merged and begin <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-            else:
-                merged.append((begin, end))
-        return merged
+        return _spans_of(self._parts.values(), text)
 
 
 def mask_named_values(text: str) -> str:
@@ -286,39 +334,42 @@ def mask_named_values(text: str) -> str:
 
 
 class _Known:
-    """The process-wide, bounded set of secrets, and the Redactor built from it on demand."""
+    """The process-wide, bounded set of the secrets Redactors were built with (`remember`),
+    each with its compiled part: the logging filter applies them all.
+
+    Why the compiled parts and not a Redactor rebuilt from every secret: that rebuild ran
+    at each new secret and grew with the clusters a worker had served (a second and more of
+    CPU per new secret after a few hundred clusters), and the compile cache kept each
+    version. The newest MAX_REMEMBERED secrets are kept (a step's own move to the end each
+    time a Redactor is built with them)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.values: dict[str, None] = {}  # insertion-ordered: the oldest go first
-        self.redactor: Redactor | None = None
+        self.parts: dict[str, _Part] = {}  # insertion-ordered: the oldest first
 
-    def add(self, values: Iterable[str]) -> None:
+    def add(self, parts: dict[str, _Part]) -> None:
         with self.lock:
-            before = len(self.values)
-            self.values.update(dict.fromkeys(values))
-            while len(self.values) > MAX_REMEMBERED:
-                del self.values[next(iter(self.values))]
-            if len(self.values) != before:
-                self.redactor = None
+            for secret, part in parts.items():
+                self.parts.pop(secret, None)
+                self.parts[secret] = part
+            while len(self.parts) > MAX_REMEMBERED:
+                del self.parts[next(iter(self.parts))]
 
-    def current(self) -> Redactor:
+    def current(self) -> list[_Part]:
         with self.lock:
-            if self.redactor is None:
-                self.redactor = Redactor(list(self.values), remember=False)
-            return self.redactor
+            return list(self.parts.values())
 
 
 _KNOWN = _Known()
 
 
-def _remember(values: Iterable[str]) -> None:
-    _KNOWN.add(values)
-
-
 def redact_known(text: str) -> str:
-    """Mask every secret any Redactor of this process was given, and named values."""
-    return mask_named_values(_KNOWN.current()(text))
+    """Mask every secret this process remembers (in any encoding), and named values."""
+    if text:
+        spans = _spans_of(_KNOWN.current(), text)
+        if spans:
+            text = _mask_spans(text, spans)
+    return mask_named_values(text)
 
 
 class RedactingFilter(logging.Filter):

@@ -55,7 +55,9 @@ class StepContext:
         """Mask a secret learned during this step in everything it logs or raises."""
         if value:
             self._secrets.append(value)
-            self._redactor = Redactor(self._secrets)
+            # Only the new secret is compiled (Redactor.extended), not all the step knows.
+            self._redactor = (Redactor(self._secrets) if self._redactor is None
+                              else self._redactor.extended([value]))
 
     def redact(self, text: str) -> str:
         if self._redactor is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -24,11 +25,26 @@ from clusters.steps.k3s import collects_diagnostics
 
 @step_handler("test.work")
 def work(ctx: StepContext) -> Outcome:
-    """Busy for a while (like an SSH command), recording when it ran and where."""
+    """Busy for a while (like an SSH command), recording when it ran and where: the process
+    and its network namespace (two workers on two "machines", benchmarks/two_machines.py)."""
     started = time.time()
     ctx.say(f"working for {ctx.args.get('seconds', 0)}s")
     time.sleep(float(ctx.args.get("seconds", 0)))
-    return Done({"started": started, "finished": time.time(), "pid": os.getpid()})
+    return Done({"started": started, "finished": time.time(), "pid": os.getpid(),
+                 "netns": os.readlink("/proc/self/ns/net")})
+
+
+@step_handler("test.secrets_and_logs")
+def secrets_and_logs(ctx: StepContext) -> Outcome:
+    """What a realistic step does to the worker's memory without a cloud: learns a secret of
+    its own (like the kubeconfig the K3s step fetches), prints lines holding the cluster's
+    secrets and its own, and logs through Python logging (the redacting filter)."""
+    learnt = f"kubeconfig-{ctx.run.pk}-{ctx.step.key}-" + "Q" * 40
+    ctx.register_secret(learnt)
+    for index in range(int(ctx.args.get("lines", 20))):
+        ctx.say(f"line {index} token={ctx.cluster.k3s_token} key={learnt}")
+    logging.getLogger("clusters.steps").info("step %s learnt %s", ctx.step.key, learnt)
+    return Done({"pid": os.getpid()})
 
 
 @step_handler("test.wait_then_done")

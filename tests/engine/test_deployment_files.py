@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import yaml
+
+from tests.support.tools import require
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,3 +84,43 @@ def test_the_proxy_sets_the_forwarded_headers_itself_and_limits_sign_ins():
 
 def test_the_image_build_does_not_fall_back_to_sqlite():
     assert "DATABASE_URL=postgres://" in (ROOT / "Dockerfile").read_text()
+
+
+def test_docker_compose_accepts_the_file_as_the_compose_specification_defines_it(tmp_path):
+    """`docker-compose config` (Compose v1, the Debian package) validates the file against
+    the Compose Specification's JSON schema (compose/config/compose_spec.json) and resolves
+    it (interpolation, anchors, depends_on, env_file) without a Docker engine."""
+    require("docker-compose")
+    (tmp_path / "docker-compose.yml").write_text((ROOT / "docker-compose.yml").read_text())
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
+    env = {"PATH": os.environ["PATH"], "POSTGRES_PASSWORD": "compose-check"}
+    checked = subprocess.run(["docker-compose", "config"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert checked.returncode == 0, checked.stderr
+    resolved = yaml.safe_load(checked.stdout)["services"]
+    assert resolved["worker"]["environment"]["DATABASE_URL"] == \
+        "postgres://panel:compose-check@postgres:5432/panel"
+
+    broken = (ROOT / "docker-compose.yml").read_text().replace(
+        "  beat:\n", "  beat:\n    replicas_typo: 2\n", 1)
+    (tmp_path / "docker-compose.yml").write_text(broken)
+    refused = subprocess.run(["docker-compose", "config", "-q"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert refused.returncode != 0 and "replicas_typo" in refused.stderr, "the check checks"
+
+
+def test_both_workers_scale_out_and_beat_stays_one():
+    """`docker compose up --scale worker=N --scale health-worker=M`: a replica must not
+    share a container name, a hostname, a Celery node name or a published port with another
+    (Compose refuses to scale a service with a container_name or a fixed host port; two
+    Celery nodes of one name are one node to `inspect ping`). Beat is one process."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in ("worker", "health-worker"):
+        service = services[name]
+        assert not {"container_name", "hostname", "ports"} & set(service), name
+        command = service["command"]
+        assert not {"-n", "--hostname"} & set(command), "the node name follows the container"
+        assert not any(part.startswith("--hostname=") for part in command)
+        assert "$$HOSTNAME" in " ".join(service["healthcheck"]["test"]), "pings itself"
+        assert "--beat" not in command and "-B" not in command, "beat runs once, not per worker"
+    assert services["beat"].get("deploy", {}).get("replicas", 1) == 1

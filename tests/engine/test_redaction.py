@@ -158,3 +158,34 @@ def test_a_secret_that_begins_inside_another_ones_match_is_masked_from_its_start
     first match's end never found the second and left `-Second-Secret` (237e313 did too)."""
     redact = Redactor(["First-Secret-abc", "abc-Second-Secret"], remember=False)
     assert redact("x First-Secret-abc-Second-Secret y") == "x *** y"
+
+
+@pytest.mark.parametrize("name", list(encodings("x", users=["k3s"])))
+def test_a_redactor_grown_secret_by_secret_masks_what_one_built_with_all_of_them_does(
+        name: str) -> None:
+    """A step learns its secrets one at a time (StepContext.register_secret): the Redactor it
+    ends with masks every encoding of each exactly as one built with all of them at once."""
+    secrets = [NASTY, PLAIN, "ab:c d!x", "Plain-Secret"]  # the last is inside the second
+    grown = Redactor(secrets[:1], remember=False)
+    for secret in secrets[1:]:
+        grown = grown.extended([secret], remember=False)
+    whole = Redactor(secrets, remember=False)
+    text = " | ".join(f"{s[:3]} {encodings(s, users=['k3s'])[name]} end" for s in secrets)
+    assert grown(text) == whole(text)
+    assert not leaks([grown(text)], secrets, users=["k3s"])
+
+
+def test_the_logging_filter_masks_the_newest_secrets_and_forgets_the_oldest() -> None:
+    """The filter holds the newest secrets, a bounded number: a worker that serves clusters
+    for months neither grows nor rebuilds a pattern of everything it saw."""
+    first = "Oldest-Secret-0000"
+    Redactor([first])
+    steps = [f"Step-Secret-{index:04d}-xyz" for index in range(r.MAX_REMEMBERED + 10)]
+    for secret in steps:
+        context = Redactor(["Shared-Cluster-Secret"])  # each step context starts with it
+        context.extended([secret])  # and learns one of its own
+    newest = steps[-(r.MAX_REMEMBERED - 1):]
+    line = " ".join(newest) + " Shared-Cluster-Secret"
+    assert r.redact_known(line) == " ".join([MASK] * r.MAX_REMEMBERED)
+    assert r.redact_known(f"old {first} and {steps[0]}") == f"old {first} and {steps[0]}"
+    assert len(r._KNOWN.current()) == r.MAX_REMEMBERED

@@ -31,6 +31,7 @@ PACKAGES = {
     "openssl": "openssl",
     "pgbouncer": "pgbouncer",
     "nft": "nftables",
+    "docker-compose": "docker-compose",
 }
 # What every lab test (marked `lab`) needs: hosts are network namespaces running a real sshd,
 # RDS runs a real mariadbd. Checked before the test starts (tests/conftest.py).

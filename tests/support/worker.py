@@ -42,23 +42,40 @@ class WorkerProcess:
 
     def __init__(self, broker_url: str, queue: str, *, concurrency: int = 1, beat: bool = False,
                  env: Mapping[str, str] | None = None,
-                 queues: Sequence[str] | None = None) -> None:
-        """`queues`: consume only these (a step-only or a health-only worker, as
-        docker-compose.yml runs them); by default the test's queue and its health queue."""
+                 queues: str | Sequence[str] | None = None,
+                 netns: str | None = None, cgroup_procs: Path | None = None,
+                 beat_only: bool = False) -> None:
+        """`queues` replaces the -Q list (a step-only or a health-only worker, as
+        docker-compose.yml runs them; default: the queue and its health queue); `netns`
+        runs the worker inside that network namespace (`ip netns exec`: another machine);
+        `cgroup_procs` is a cgroup's `cgroup.procs` the worker joins before Python starts
+        (a benchmark's CPU accounting, tests/support/cpu_groups.py);
+        `beat_only` starts `celery beat` alone instead of a worker."""
         from panel.celery import health_queue  # noqa: PLC0415 - once the settings are chosen
 
         self.schedule_dir = tempfile.mkdtemp(prefix="panel-beat-")
         # The worker's level follows LOG_LEVEL, as in docker-compose.yml.
         loglevel = (env or {}).get("LOG_LEVEL", "INFO")
-        argv = [
-            sys.executable, "-m", "celery", "-A", "panel", "worker", f"--loglevel={loglevel}",
-            f"--concurrency={concurrency}", "--pool=prefork", "-Q",
-            ",".join(queues or (queue, health_queue(queue))),
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            f"--hostname=test-{os.getpid()}-{time.monotonic_ns()}@%h",
-        ]
-        if beat:
-            argv += ["--beat", f"--schedule={self.schedule_dir}/beat-schedule"]
+        schedule = f"--schedule={self.schedule_dir}/beat-schedule"
+        if beat_only:
+            argv = [sys.executable, "-m", "celery", "-A", "panel", "beat",
+                    f"--loglevel={loglevel}", schedule]
+        else:
+            argv = [
+                sys.executable, "-m", "celery", "-A", "panel", "worker",
+                f"--loglevel={loglevel}", f"--concurrency={concurrency}", "--pool=prefork",
+                "-Q", (queues if isinstance(queues, str) else ",".join(queues or (
+                    queue, health_queue(queue)))),
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+                f"--hostname=test-{os.getpid()}-{time.monotonic_ns()}@%h",
+            ]
+            if beat:
+                argv += ["--beat", schedule]
+        if netns:
+            argv = ["ip", "netns", "exec", netns, *argv]
+        if cgroup_procs is not None:
+            # "0" is the writing process: the shell, which then becomes the command.
+            argv = ["sh", "-c", 'echo 0 > "$0" && exec "$@"', str(cgroup_procs), *argv]
         full_env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "panel.settings_test",
@@ -80,7 +97,7 @@ class WorkerProcess:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.output.append(line.rstrip())
-            if " ready." in line:
+            if " ready." in line or "beat: Starting..." in line:
                 self._ready.set()
 
     def wait_ready(self, timeout: float = 60) -> WorkerProcess:
