@@ -218,7 +218,8 @@ def _check_etcd(cluster: Cluster, result: Assessment) -> None:
     for member in members:
         if not member.healthy and member.listed:
             result.worse(Health.DEGRADED, etcd_members.reason(
-                "member_unhealthy", node=member.name, detail=member.error or "-"))
+                "member_unhealthy", node=member.name, detail=member.error or "-",
+                detail_code=member.code, detail_params=member.params))
     params = {"healthy": quorum.healthy, "members": quorum.members, "needed": quorum.needed}
     if quorum.lost:
         result.worse(Health.DOWN, etcd_members.reason("quorum_lost", **params))

@@ -37,12 +37,15 @@ from clusters.operations.nodes import (
     etcd_quorum_problem,
     remove_node_plan,
     remove_retry_problem,
+    start_remove_node,
 )
+from clusters.operations.runs import OperationRefused
 from clusters.operations.upgrade import upgrade_plan
 from clusters.steps.destroy import forget_etcd
 from clusters.steps.preflight import HostFacts, problems_of
 from clusters.steps.upgrade import etcd_restart_verdict
 from clusters.web.display import health_reason
+from tests.support.engine_specs import in_process_engine
 from tests.support.factories import make_cluster
 
 pytestmark = pytest.mark.django_db
@@ -450,6 +453,11 @@ def test_member_problems_are_translated_where_shown() -> None:
         shown = etcd_members.member_error(stored)
     assert shown.startswith("etcd 未在 https://10.0.1.13:2379 上应答"), shown
     assert etcd_members.member_error({"error": "old text"}) == "old text"
+    # In the health reasons too (the cluster's Health panel).
+    reason = etcd_members.reason("member_unhealthy", node="s3", detail=stored["error"],
+                                 detail_code=stored["code"], detail_params=stored["params"])
+    with translation.override("zh-hans"):
+        assert "etcd 未在 https://10.0.1.13:2379 上应答" in health_reason(reason)
 
 
 def test_etcd_health_reasons_are_translated_on_the_page() -> None:
@@ -469,3 +477,24 @@ def test_preflight_refuses_an_etcd_server_whose_etcd_ports_are_taken() -> None:
     assert "(2379, 2380 or 2381) is already in use" in problem
     rds_server = make_cluster(nodes=1).nodes.first()
     assert problems_of(HostFacts(rds_server, facts, 0.0)) == []
+
+
+def test_a_removal_starts_from_the_last_health_check_without_asking_the_hosts() -> None:
+    """No SSH inside the request: the stored member list decides, and the run's first step
+    asks etcd again. The hosts' addresses are loopback ones nothing listens on."""
+    cluster = make_cluster(datastore_kind=DatastoreKind.ETCD, status=ClusterStatus.READY,
+                           slb_address="127.0.0.1", kubeconfig="apiVersion: v1\n")
+    servers = [Node.objects.create(cluster=cluster, role=NodeRole.SERVER, name=f"s{i}",
+                                   private_ip=f"127.0.9.{i}", ssh_port=9, status="ready",
+                                   ecs_instance_id=f"i-{i}") for i in (1, 2, 3)]
+    cluster.etcd_members = [_member(s.private_ip, s is not servers[1]) for s in servers]
+    cluster.save()
+    with pytest.raises(OperationRefused, match="1 of 3 etcd voting members would be healthy"):
+        start_remove_node(cluster, servers[0])
+    cluster.etcd_members = [_member(s.private_ip, True) for s in servers]
+    cluster.save()
+    with in_process_engine():
+        run = start_remove_node(Cluster.objects.get(pk=cluster.pk), servers[0])
+    step = run.steps.get(key="etcd_quorum")
+    assert step.handler == "etcd.check_quorum"
+    assert run.steps.get(key="drain").depends_on == ["etcd_quorum"]
