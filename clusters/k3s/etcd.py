@@ -458,6 +458,13 @@ def parse_db_info(text: str) -> list[Member]:
             for m in answer["members"] if isinstance(m, dict)]
 
 
+def is_fallback_list(members: list[Member]) -> bool:
+    """/db/info's answer when etcd's MemberList failed within 2 s: only the asked server
+    itself, with no member ID (pkg/etcd/etcd.go infoHandler). It says nothing about the
+    other members, so it must not be read as "the leaving member is gone"."""
+    return len(members) == 1 and not members[0].member_id
+
+
 # --- every member's health from one server --------------------------------------------------
 # etcd's client listener (K3s: https://127.0.0.1:2379 and https://<node-ip>:2379, client
 # certificates required; pkg/etcd/etcd.go clientURL/listenClientURLs) serves etcd's own

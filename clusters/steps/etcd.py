@@ -84,9 +84,15 @@ def _members_seen_by_others(ctx: StepContext, leaving: Node) -> tuple[list[etcd.
     problems = []
     for server in _remaining(ctx, leaving):
         try:
-            return etcd_members.member_list(server, password), server.private_ip
+            members = etcd_members.member_list(server, password)
         except StepError as exc:
             problems.append(f"{server.private_ip}: {exc}")
+            continue
+        if etcd.is_fallback_list(members):
+            problems.append(f"{server.private_ip}: etcd did not answer K3s's member list "
+                            "within 2 s (no quorum?)")
+            continue
+        return members, server.private_ip
     raise TransientError("No remaining server listed the etcd members: " + "; ".join(problems))
 
 

@@ -351,6 +351,10 @@ def test_every_member_is_read_from_one_server_s_answer() -> None:
         '{"members":[{"ID":"11","name":"s1-ab12cd34","peerURLs":["https://10.0.1.11:2380"],'
         '"clientURLs":["https://10.0.1.11:2379"]},{"ID":12,"peerURLs":["https://10.0.1.14:2380"],'
         '"isLearner":true}]}')
+    # /db/info when etcd's MemberList failed: only the asked server, with no ID.
+    assert etcd.is_fallback_list(etcd.parse_db_info(
+        '{"members":[{"name":"s1-ab12cd34","peerURLs":["https://10.0.1.11:2380"]}]}'))
+    assert not etcd.is_fallback_list(members[:1])
     assert [(m.address, m.member_id, m.client_urls, m.learner) for m in members] == [
         ("10.0.1.11", "11", ("https://10.0.1.11:2379",), False), ("10.0.1.14", "12", (), True)]
 
