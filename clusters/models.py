@@ -200,6 +200,9 @@ class Cluster(models.Model):
     # Embedded etcd only: each member as the last health check saw it
     # ([{"node": ip, "name": ..., "healthy": bool, "leader": bool, "error": str}]).
     etcd_members = models.JSONField(_("etcd members"), default=list, blank=True)
+    # When the servers' snapshots were last listed (`k3s etcd-snapshot ls`): the health check
+    # lists them again only after a scheduled snapshot time (clusters/adapters/health.py).
+    etcd_snapshots_listed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     slb_address_type = models.CharField(
         _("SLB address type"), max_length=16, choices=SlbAddressType.choices,
@@ -691,6 +694,7 @@ class AuditAction(models.TextChoices):
     NODE_HOST_KEY = "node_host_key", _("Node host key accepted")
     LOGIN_FAILED = "login_failed", _("Sign-in failed")
     HEALTH_CHECK = "health_check", _("Health check requested")
+    ETCD_SNAPSHOTS_REFRESH = "etcd_snapshots_refresh", _("etcd snapshots refresh requested")
     KUBE_CREDENTIAL_ISSUE = "kube_credential_issue", _("Personal kubeconfig issued")
     KUBE_CREDENTIAL_REVOKE = "kube_credential_revoke", _("Personal kubeconfig revoked")
     ADMIN_CHANGE = "admin_change", _("Changed in the admin")

@@ -28,7 +28,7 @@ app.autodiscover_tasks()
 
 #: The tasks that go to the health queue (clusters/operations/health.py).
 HEALTH_TASKS = frozenset({"clusters.refresh_health", "clusters.refresh_health_batch",
-                          "clusters.refresh_all_health"})
+                          "clusters.refresh_all_health", "clusters.refresh_etcd_snapshots"})
 
 
 def health_queue(default_queue: str) -> str:

@@ -274,6 +274,11 @@ PANEL_HEALTH_INTERVAL_SECONDS = env_float("PANEL_HEALTH_INTERVAL_SECONDS", 60.0,
 # Datastore health thresholds (why each default: clusters/adapters/datastore_health.py).
 PANEL_KINE_COMPACTION_GAP_LIMIT = env_int("PANEL_KINE_COMPACTION_GAP_LIMIT", 50_000, minimum=1)
 PANEL_KINE_ROWS_LIMIT = env_int("PANEL_KINE_ROWS_LIMIT", 1_000_000, minimum=1)
+# Embedded etcd: the health check lists the servers' snapshots (`k3s etcd-snapshot ls`, one
+# SSH per server) only after a scheduled snapshot time, at most once per this many minutes,
+# and at the latest after PANEL_ETCD_SNAPSHOT_LIST_MAX_HOURS.
+PANEL_ETCD_SNAPSHOT_LIST_MINUTES = env_int("PANEL_ETCD_SNAPSHOT_LIST_MINUTES", 10, minimum=1)
+PANEL_ETCD_SNAPSHOT_LIST_MAX_HOURS = env_int("PANEL_ETCD_SNAPSHOT_LIST_MAX_HOURS", 12, minimum=1)
 PANEL_DATASTORE_STORAGE_PERCENT = env_float("PANEL_DATASTORE_STORAGE_PERCENT", 80.0, minimum=1)
 PANEL_DATASTORE_CONNECTIONS_PERCENT = env_float("PANEL_DATASTORE_CONNECTIONS_PERCENT", 80.0,
                                                 minimum=1)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -44,6 +45,7 @@ from clusters.adapters.aliyun import AliyunCloud, NlbServer, RdsInstance
 from clusters.adapters.datastore_engines import engine_for
 from clusters.adapters.datastore_health import KineMeasurement, StorageUsage
 from clusters.core.errors import PermanentError, StepError
+from clusters.k3s import etcd
 from clusters.k3s.etcd import Quorum
 from clusters.k3s.versions import kine_max_idle_connections
 from clusters.models import (
@@ -64,6 +66,7 @@ LIVE_NODE_STATUSES = (NodeStatus.READY, NodeStatus.NOT_READY)
 
 # One health check per cluster per minute: the datastore measurement must stay quick.
 DATASTORE_TIMEOUT = 10
+SNAPSHOT_SETTLE = timedelta(minutes=2)
 
 
 @dataclass
@@ -203,16 +206,20 @@ def assess(cluster: Cluster, prefetched: Prefetched | None = None) -> Assessment
 
 
 def _check_etcd(cluster: Cluster, result: Assessment) -> None:
-    """Each server's etcd member (healthy, leader) and the quorum they make: fewer than a
-    majority healthy is DOWN (etcd accepts no writes), exactly a majority is DEGRADED (one
-    more failure and it is down). Snapshots are listed again from the servers that answer."""
+    """Every etcd member (healthy, leader) as etcd lists them, read from one server
+    (etcd_members.read_members), and the quorum its voters make: fewer than a majority
+    healthy is DOWN (etcd accepts no writes), exactly a majority is DEGRADED (one more
+    failure and it is down). Learners do not vote and do not count. Snapshots are listed
+    again only when one may have been taken (snapshots_due)."""
     members = etcd_members.read_members(cluster)
     result.etcd_members = [member.as_dict() for member in members]
-    quorum = Quorum(len(members), sum(member.healthy for member in members))
+    voting = [member for member in members if member.voter]
+    quorum = Quorum(len(voting), sum(member.healthy for member in voting))
     for member in members:
-        if not member.healthy:
+        if not member.healthy and member.listed:
             result.worse(Health.DEGRADED, etcd_members.reason(
-                "member_unhealthy", node=member.name, detail=member.error or "-"))
+                "member_unhealthy", node=member.name, detail=member.error or "-",
+                detail_code=member.code, detail_params=member.params))
     params = {"healthy": quorum.healthy, "members": quorum.members, "needed": quorum.needed}
     if quorum.lost:
         result.worse(Health.DOWN, etcd_members.reason("quorum_lost", **params))
@@ -221,12 +228,32 @@ def _check_etcd(cluster: Cluster, result: Assessment) -> None:
     elif members and not any(member.leader for member in members):
         result.worse(Health.DEGRADED, etcd_members.reason("no_leader"))
     leader = next((member.name for member in members if member.leader), "none")
-    result.facts.append(f"etcd: {quorum.healthy}/{quorum.members} members healthy, "
+    result.facts.append(f"etcd: {quorum.healthy}/{quorum.members} voting members healthy, "
                         f"leader {leader}")
-    if not quorum.lost:
+    if not quorum.lost and snapshots_due(cluster, timezone.now()):
         _count, problems = etcd_members.refresh_snapshots(cluster, only={
             member.node for member in members if member.healthy})
         result.facts.extend(f"etcd snapshots not listed on {p}" for p in problems)
+
+
+def snapshots_due(cluster: Cluster, now: datetime) -> bool:
+    """Whether the health check lists the snapshots again: never listed; or K3s's schedule
+    had a run time since the last listing and PANEL_ETCD_SNAPSHOT_LIST_MINUTES have passed;
+    or PANEL_ETCD_SNAPSHOT_LIST_MAX_HOURS have (a server whose clock runs on another zone
+    than the one the schedule is read in). The pre-upgrade snapshot and the owner's Refresh
+    snapshots list them on their own."""
+    listed = cluster.etcd_snapshots_listed_at
+    if listed is None:
+        return True
+    age = (now - listed).total_seconds()
+    if age >= settings.PANEL_ETCD_SNAPSHOT_LIST_MAX_HOURS * 3600:
+        return True
+    if age < settings.PANEL_ETCD_SNAPSHOT_LIST_MINUTES * 60:
+        return False
+    cron = cluster.etcd_snapshot_cron or etcd.DEFAULT_SNAPSHOT_CRON
+    # A run time at least SNAPSHOT_SETTLE ago: K3s has had time to write the file.
+    return etcd.cron_problem(cron) is None and etcd.schedule_fired(
+        cron, listed, now - SNAPSHOT_SETTLE)
 
 
 def _check_api(cluster: Cluster, result: Assessment) -> None:

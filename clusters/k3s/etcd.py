@@ -15,17 +15,22 @@ Sources (checked against the K3s source, github.com/k3s-io/k3s, and docs.k3s.io)
 - pkg/etcd/member_controller.go: deleting a Node labelled `node-role.kubernetes.io/etcd`
   removes its etcd member (onRemove → RemovePeer).
 - pkg/cli/etcdsnapshot: `ls` prints a table "Name Location Size Created" (RFC 3339).
-- K3s schedules with robfig/cron v3 `cron.New()` (the standard 5-field parser) and ignores
-  AddFunc's error: a bad expression silently means no scheduled snapshot at all, so the panel
-  refuses one before it reaches config.yaml.
+- K3s schedules with robfig/cron v3 `cron.New()` (the standard parser: 5 fields or a
+  descriptor; see cron_problem) and ignores AddFunc's error: a bad expression silently
+  means no scheduled snapshot at all, so the panel refuses one before it reaches
+  config.yaml.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import shlex
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 DATA_DIR = "/var/lib/rancher/k3s"
 ETCD_DB_DIR = f"{DATA_DIR}/server/db/etcd"
@@ -67,15 +72,60 @@ class Quorum:
         return self.members > 1 and self.healthy == self.needed
 
 
-def removal_keeps_quorum(members: int, healthy: int, leaving_is_healthy: bool) -> bool:
-    """Whether removing one member leaves a majority of the smaller cluster healthy.
+@dataclass(frozen=True)
+class RemovalCheck:
+    """Whether one member may leave, judged at every point of the removal (see removal_check).
 
-    With 3 members, one already down: removing a healthy one leaves 2 members, 1 healthy,
-    below the majority of 2: refused. Removing the down one leaves 2 of 2 healthy: allowed.
-    """
-    left_members = members - 1
-    left_healthy = healthy - (1 if leaving_is_healthy else 0)
-    return left_members > 0 and left_healthy >= majority(left_members)
+    `stage` "stopped": stopping K3s on the leaving server breaks quorum (its member still
+    counts, down); "removed": the smaller cluster has no healthy majority; "" when it may.
+    `healthy`/`members`/`needed` are the figures of the failing stage."""
+
+    stage: str
+    healthy: int
+    members: int
+    needed: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.stage
+
+
+def removal_check(voters: int, healthy_voters: int, *, leaving_is_voter: bool,
+                  leaving_is_healthy: bool) -> RemovalCheck:
+    """Whether a member may leave with etcd keeping a majority throughout.
+
+    `voters`: etcd's voting members now (its own member list; learners do not vote, raft
+    quorum is over voters: go.etcd.io/raft). The panel removes a server by stopping its K3s
+    first and only then deleting its Node (K3s removes the member: pkg/etcd/member_controller.go),
+    so there are two moments to pass:
+    1. K3s stopped, member still listed: healthy_voters - (leaving healthy) >= majority(voters);
+    2. member removed: the same healthy count >= majority(voters - 1).
+    2 healthy of 2: after the stop 1 of 2, below 2: refused (a 2-member etcd tolerates no
+    failure, and the removal itself needs a quorum). 4 with one down, a healthy one leaving:
+    2 of 4, below 3: refused. 3 healthy: 2 of 3: allowed. 5 with one down: 3 of 5: allowed. A
+    dead member of 3 (2 healthy): 2 of 3, then 2 of 2: allowed."""
+    left_healthy = healthy_voters - (1 if leaving_is_voter and leaving_is_healthy else 0)
+    if left_healthy < majority(voters):
+        return RemovalCheck("stopped", left_healthy, voters, majority(voters))
+    left = voters - (1 if leaving_is_voter else 0)
+    if left < 1 or left_healthy < majority(left):
+        return RemovalCheck("removed", left_healthy, left, majority(left))
+    return RemovalCheck("", left_healthy, left, majority(left))
+
+
+def adds_to_even(servers_after: int) -> bool:
+    """An etcd of 2 or 4 voters tolerates no more failures than one of 1 or 3 (a majority of
+    2 is 2, of 4 is 3), so an addition that makes the count even buys no tolerance."""
+    return servers_after > 1 and servers_after % 2 == 0
+
+
+def failures_tolerated(voters: int) -> int:
+    return max(voters - majority(voters), 0)
+
+
+def restart_keeps_quorum(voters: int, healthy_voters: int, restarting_is_healthy: bool) -> bool:
+    """Whether restarting one member (an upgrade) leaves a healthy majority meanwhile."""
+    return healthy_voters - (1 if restarting_is_healthy else 0) >= majority(voters)
 
 
 # --- what a server says ---------------------------------------------------------------------
@@ -131,6 +181,12 @@ def parse_snapshot_list(text: str) -> list[SnapshotFile]:
 
 
 # --- the snapshot schedule -----------------------------------------------------------------
+# K3s builds its scheduler with robfig/cron v3 `cron.New()` (k3s-io/k3s pkg/etcd/etcd.go
+# NewETCD), whose parser is `standardParser` = NewParser(Minute | Hour | Dom | Month | Dow |
+# Descriptor) (robfig/cron parser.go, cron.go New). The rules below are parser.go's Parse,
+# getField, getRange, parseIntOrName, mustParseInt and parseDescriptor, with the bounds of
+# spec.go (minutes 0-59, hours 0-23, dom 1-31, months 1-12 or JAN-DEC, dow 0-6 or SUN-SAT:
+# 7 is above dow's maximum and refused).
 
 _RANGES = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
            ("day of week", 0, 6))
@@ -139,57 +195,178 @@ _NAMES = {
                                         "sep", "oct", "nov", "dec"))},
     4: {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
 }
+# parser.go parseDescriptor: the named schedules, and "@every <Go duration>".
+DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+# Go's time.ParseDuration: an optional sign, then one or more <number><unit>, or "0".
+_GO_DURATION = re.compile(r"^[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
+_ATOI = re.compile(r"^[-+]?\d+$")  # strconv.Atoi: an optional sign and decimal digits
 
 
 @dataclass(frozen=True)
 class CronProblem:
-    """What is wrong with a schedule: `field` is the index of the bad field (0 minute … 4
-    day of week) and `part` the bad text, or field None when there are not 5 fields."""
+    """What is wrong with a schedule. `kind` "fields": not 5 fields (`part` is how many);
+    "value": `field` (0 minute … 4 day of week) has the bad `part`, whose range is low-high;
+    "descriptor": an @-schedule robfig/cron does not know (`part`); "timezone": a TZ= or
+    CRON_TZ= prefix whose zone is unknown or that has no schedule after it (`part`)."""
 
     field: int | None
     part: str
     low: int = 0
     high: int = 0
+    kind: str = "value"
 
 
-def cron_problem(expression: str) -> CronProblem | None:
-    """Why a 5-field cron expression would not schedule (None when it is fine).
-
-    The rules of robfig/cron v3's standard parser: each field `*`, `?` (days only), a
-    number or a name (months, weekdays), `a-b`, a `/step` after `*` or a range or a number,
-    and comma lists of those; day of week 7 is Sunday too.
-    """
-    fields = expression.split()
+def cron_problem(expression: str) -> CronProblem | None:  # noqa: PLR0911 - one per rule
+    """Why robfig/cron v3's standard parser (what K3s schedules snapshots with) would refuse
+    `expression` (None when it takes it): 5 fields (`*` or `?` in any field, a number or a
+    name, `a-b`, a `/step` after `*`, a number (meaning number-max) or a range, comma
+    lists); or a descriptor (@daily, @every 1h30m, ...); optionally after TZ=<zone>."""
+    spec = expression.strip()
+    if spec.startswith(("TZ=", "CRON_TZ=")):
+        zone, space, rest = spec.partition(" ")
+        name = zone.partition("=")[2]
+        if not space or not rest.strip() or not _zone_exists(name):
+            return CronProblem(None, name, kind="timezone")
+        spec = rest.strip()
+    if spec.startswith("@"):
+        if spec in DESCRIPTORS:
+            return None
+        if spec.startswith("@every ") and _GO_DURATION.match(spec[len("@every "):]):
+            return None
+        return CronProblem(None, spec, kind="descriptor")
+    fields = spec.split()
     if len(fields) != 5:
-        return CronProblem(None, str(len(fields)))
+        return CronProblem(None, str(len(fields)), kind="fields")
     for index, (text, (_what, low, high)) in enumerate(zip(fields, _RANGES, strict=True)):
-        top = 7 if index == 4 else high
-        for part in text.split(","):
-            if not _part_ok(part, index, low, top):
-                return CronProblem(index, part, low, top)
+        for part in (p for p in text.split(",") if p):
+            if not _part_ok(part, index, low, high):
+                return CronProblem(index, part, low, high)
     return None
 
 
-def _value(text: str, index: int) -> int | None:
-    if text.isdigit():
-        return int(text)
-    return _NAMES.get(index, {}).get(text.lower())
+def _zone_exists(name: str) -> bool:
+    """time.LoadLocation's answer, as far as this machine's zone database can tell."""
+    if not name or name.startswith("/") or ".." in name:
+        return False
+    if name in ("UTC", "Local"):
+        return True
+    try:
+        ZoneInfo(name)
+    except (ValueError, OSError, KeyError):
+        return False
+    return True
+
+
+def _number(text: str, index: int) -> int | None:
+    """parseIntOrName: a name of the field (any case), else strconv.Atoi, not negative."""
+    named = _NAMES.get(index, {}).get(text.lower())
+    if named is not None:
+        return named
+    if not _ATOI.match(text):
+        return None
+    value = int(text)
+    return value if value >= 0 else None
 
 
 def _part_ok(part: str, index: int, low: int, high: int) -> bool:
-    base, _, step = part.partition("/")
-    if step and (not step.isdigit() or int(step) == 0):
+    """getRange: `*`/`?` or number[-number], then an optional /step."""
+    range_and_step = part.split("/")
+    if len(range_and_step) > 2:
         return False
-    if base == "*":
-        return True
-    if base == "?":
-        return index in (2, 4) and not step
-    start_text, dash, end_text = base.partition("-")
-    start = _value(start_text, index)
-    end = _value(end_text, index) if dash else start
-    if start is None or end is None:
-        return False
+    low_and_high = range_and_step[0].split("-")
+    if low_and_high[0] in ("*", "?"):
+        start, end = low, high
+    else:
+        if len(low_and_high) > 2:
+            return False
+        first = _number(low_and_high[0], index)
+        last = first if len(low_and_high) == 1 else _number(low_and_high[1], index)
+        if first is None or last is None:
+            return False
+        start, end = first, last
+    if len(range_and_step) == 2:
+        step = _number(range_and_step[1], -1)
+        if step is None or step == 0:
+            return False
+        if len(low_and_high) == 1:  # "N/step" means N-max/step
+            end = high
     return low <= start <= end <= high
+
+
+_DESCRIBED = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+              "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+              "@hourly": "0 * * * *"}
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+             "h": 3600.0}
+# Beyond this span every schedule has fired (the rarest, @yearly, aside: it is treated so).
+_SCAN_MINUTES = 2 * 24 * 60
+
+
+def _expand(text: str, index: int) -> tuple[set[int], bool]:
+    """getField's bits as a set, and whether the field is a star (`*`, `?`, `*/1`)."""
+    _what, low, high = _RANGES[index]
+    values: set[int] = set()
+    star = False
+    for part in (p for p in text.split(",") if p):
+        range_and_step = part.split("/")
+        low_and_high = range_and_step[0].split("-")
+        step = 1
+        if low_and_high[0] in ("*", "?"):
+            start, end, star_part = low, high, True
+        else:
+            start = _number(low_and_high[0], index) or 0
+            end = start if len(low_and_high) == 1 else (_number(low_and_high[1], index) or 0)
+            star_part = False
+        if len(range_and_step) == 2:
+            step = _number(range_and_step[1], -1) or 1
+            if len(low_and_high) == 1:
+                end = high
+            if step > 1:
+                star_part = False
+        values.update(range(start, end + 1, step))
+        star = star or star_part
+    return values, star
+
+
+def _go_seconds(text: str) -> float:
+    total = 0.0
+    for number, unit in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)", text):
+        total += float(number) * _GO_UNITS[unit]
+    return max(total, 1.0)  # robfig Every: under a second runs every second
+
+
+def schedule_fired(expression: str, after: datetime, until: datetime) -> bool:
+    """Whether a valid schedule (cron_problem None) had a run time in (after, until].
+
+    Times are read in the TZ= zone when the schedule names one, else in UTC: K3s runs the
+    schedule in the server's local time (robfig `time.Local`), which the panel does not
+    know; the health check's maximum age covers a server on another zone."""
+    spec = expression.strip()
+    zone_name = ""
+    if spec.startswith(("TZ=", "CRON_TZ=")):
+        prefix, _space, spec = spec.partition(" ")
+        zone_name, spec = prefix.partition("=")[2], spec.strip()
+    if spec.startswith("@every "):
+        return (until - after).total_seconds() >= _go_seconds(spec[len("@every "):])
+    spec = _DESCRIBED.get(spec, spec)
+    fields = spec.split()
+    if len(fields) != 5 or until <= after:
+        return False
+    if (until - after).total_seconds() > _SCAN_MINUTES * 60:
+        return True
+    zone = ZoneInfo(zone_name) if zone_name and zone_name != "Local" else ZoneInfo("UTC")
+    minute, hour, dom, month, dow = (_expand(text, i) for i, text in enumerate(fields))
+    moment = after.astimezone(zone).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    end = until.astimezone(zone)
+    while moment <= end:
+        day_ok = (moment.day in dom[0]) and (moment.isoweekday() % 7 in dow[0]) \
+            if dom[1] or dow[1] else \
+            (moment.day in dom[0]) or (moment.isoweekday() % 7 in dow[0])
+        if moment.minute in minute[0] and moment.hour in hour[0] \
+                and moment.month in month[0] and day_ok:
+            return True
+        moment += timedelta(minutes=1)
+    return False
 
 
 # --- commands run on a server over SSH (argument lists; the SSH adapter quotes them) --------
@@ -254,14 +431,119 @@ class Member:
     name: str
     peer_urls: tuple[str, ...]
     learner: bool
+    member_id: str = ""
+    client_urls: tuple[str, ...] = ()
+
+    @property
+    def address(self) -> str:
+        """The host of its first peer URL: the server's node IP (K3s peerURL)."""
+        for url in self.peer_urls:
+            host = urlsplit(url).hostname
+            if host:
+                return host
+        return ""
 
 
 def parse_db_info(text: str) -> list[Member]:
-    """/db/info's {"members": [etcdserverpb.Member...]} (JSON names ID, name, peerURLs,
-    isLearner). Raises ValueError on anything else."""
+    """A member list: K3s's /db/info ({"members": [etcdserverpb.Member...]}, encoding/json:
+    ID a number) or etcd's v3 JSON gateway /v3/cluster/member/list (the same names, ID a
+    string). A member added as a learner that has not started has no name and no client
+    URL. Raises ValueError on anything else."""
     answer = json.loads(text)
     if not isinstance(answer, dict) or not isinstance(answer.get("members"), list):
         raise ValueError("not a member list")
     return [Member(str(m.get("name", "")), tuple(m.get("peerURLs") or ()),
-                   bool(m.get("isLearner")))
+                   bool(m.get("isLearner")), str(m.get("ID", "") or ""),
+                   tuple(m.get("clientURLs") or ()))
             for m in answer["members"] if isinstance(m, dict)]
+
+
+def is_fallback_list(members: list[Member]) -> bool:
+    """/db/info's answer when etcd's MemberList failed within 2 s: only the asked server
+    itself, with no member ID (pkg/etcd/etcd.go infoHandler). It says nothing about the
+    other members, so it must not be read as "the leaving member is gone"."""
+    return len(members) == 1 and not members[0].member_id
+
+
+# --- every member's health from one server --------------------------------------------------
+# etcd's client listener (K3s: https://127.0.0.1:2379 and https://<node-ip>:2379, client
+# certificates required; pkg/etcd/etcd.go clientURL/listenClientURLs) serves etcd's own
+# /health and the v3 JSON gateway (/v3/cluster/member/list, /v3/maintenance/status) as the
+# metrics listener does, so one server, with K3s's etcd client certificate
+# (server/tls/etcd/client.crt, pkg/daemons/control/deps/deps.go), can ask every member.
+
+ETCD_TLS_DIR = f"{DATA_DIR}/server/tls/etcd"
+LOCAL_CLIENT_URL = "https://127.0.0.1:2379"
+MEMBER_CURL_SECONDS = 3
+
+
+def _etcd_curl(url: str, *extra: str) -> list[str]:
+    return ["curl", "-sS", "--max-time", str(MEMBER_CURL_SECONDS),
+            "--cacert", f"{ETCD_TLS_DIR}/server-ca.crt", "--cert", f"{ETCD_TLS_DIR}/client.crt",
+            "--key", f"{ETCD_TLS_DIR}/client.key", *extra, url]
+
+
+def member_list_command() -> list[str]:
+    """The local member's view of the member list (served from its own state: it answers
+    without a quorum too, unlike a linearizable read)."""
+    return _etcd_curl(f"{LOCAL_CLIENT_URL}/v3/cluster/member/list", "-X", "POST", "-d", "{}")
+
+
+def member_health_script(client_urls: list[str]) -> str:
+    """A shell script asking every member (in parallel, each curl bounded) for /health and
+    /v3/maintenance/status; one line per member: `<index>|<base64 health>|<base64 status>`.
+    Every URL is quoted (they come from etcd's answer)."""
+    lines = []
+    for index, url in enumerate(client_urls):
+        if not url:
+            continue
+        base = url.rstrip("/")
+        health = " ".join(shlex.quote(a) for a in _etcd_curl(f"{base}/health"))
+        status = " ".join(shlex.quote(a) for a in _etcd_curl(
+            f"{base}/v3/maintenance/status", "-X", "POST", "-d", "{}"))
+        lines.append(f'( h=$({health} 2>&1); s=$({status} 2>&1); '
+                     f'printf "%s|%s|%s\\n" {index} "$(printf %s "$h" | base64 -w0)" '
+                     f'"$(printf %s "$s" | base64 -w0)" ) &')
+    lines.append("wait")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class MemberAnswer:
+    """What one member answered: (healthy, etcd's reason or curl's error, leads)."""
+
+    healthy: bool
+    detail: str
+    leader: bool
+    answered: bool
+
+
+def parse_member_health(text: str) -> dict[int, MemberAnswer]:
+    """member_health_script's output → index → answer."""
+    found: dict[int, MemberAnswer] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 3 or not parts[0].isdigit():
+            continue
+        try:
+            health_text, status_text = (base64.b64decode(p).decode("utf-8", "replace")
+                                        for p in parts[1:])
+        except ValueError:
+            continue
+        healthy, reason = parse_health(health_text)
+        answered = health_text.lstrip().startswith("{")
+        detail = reason if answered else (health_text.strip().splitlines() or [""])[-1][:200]
+        found[int(parts[0])] = MemberAnswer(healthy, detail, _leads(status_text), answered)
+    return found
+
+
+def _leads(status_text: str) -> bool:
+    """/v3/maintenance/status: this member leads when `leader` is its own header.member_id."""
+    try:
+        status = json.loads(status_text)
+    except ValueError:
+        return False
+    if not isinstance(status, dict) or not isinstance(status.get("header"), dict):
+        return False
+    leader = str(status.get("leader", "") or "")
+    return leader not in ("", "0") and leader == str(status["header"].get("member_id", ""))

@@ -19,7 +19,11 @@ from clusters.operations.allowlist import start_allowlist_change
 from clusters.operations.create import start_create
 from clusters.operations.destroy import confirm_problem, start_destroy
 from clusters.operations.diagnostics import Collection, start_diagnostics
-from clusters.operations.health import request_health_check
+from clusters.operations.health import (
+    request_health_check,
+    request_snapshot_refresh,
+    snapshot_refresh_refusal,
+)
 from clusters.operations.host_keys import accept_host_key, host_key_refusal
 from clusters.operations.kube_credentials import audit_details as kube_credential_details
 from clusters.operations.kube_credentials import issue as issue_kube_credential
@@ -27,6 +31,7 @@ from clusters.operations.kube_credentials import issue_refusal as kube_credentia
 from clusters.operations.kube_credentials import revoke as revoke_kube_credential
 from clusters.operations.kubeconfig import start_kubeconfig_renewal
 from clusters.operations.nodes import (
+    etcd_even_warning,
     etcd_quorum_problem,
     ha_warning,
     removal_warning,
@@ -52,6 +57,7 @@ __all__ = [
     "cancel",
     "confirm_problem",
     "diagnosing",
+    "etcd_even_warning",
     "etcd_quorum_problem",
     "ha_warning",
     "host_key_refusal",
@@ -61,10 +67,12 @@ __all__ = [
     "on_run_finished",
     "removal_warning",
     "request_health_check",
+    "request_snapshot_refresh",
     "retry",
     "retry_refusal",
     "revoke_kube_credential",
     "servers_left_after",
+    "snapshot_refresh_refusal",
     "start_add_nodes",
     "start_allowlist_change",
     "start_create",

@@ -41,11 +41,12 @@ from celery import shared_task
 from django.conf import settings
 from django.db.models import F, Q
 from django.db.models.functions import Now
+from django.utils.translation import gettext as _
 
-from clusters.adapters import cloud
+from clusters.adapters import cloud, etcd_members
 from clusters.adapters.health import Prefetched, prefetch, refresh
 from clusters.core.errors import StepError
-from clusters.models import Cluster, ClusterStatus, Health
+from clusters.models import Cluster, ClusterStatus, DatastoreKind, Health
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,24 @@ def request_health_check(cluster: Cluster) -> bool:
     return _queue_one(refresh_health, cluster.pk, settings.PANEL_HEALTH_INTERVAL_SECONDS)
 
 
+def snapshot_refresh_refusal(cluster: Cluster) -> str:
+    """Why the owner's "Refresh snapshots" is not offered now ('' when it is): embedded etcd
+    only, and only while K3s runs (not destroyed, not while it is being destroyed)."""
+    if cluster.datastore_kind != DatastoreKind.ETCD:
+        return _("Only an embedded-etcd cluster has etcd snapshots.")
+    if cluster.status not in LIVE_STATUSES:
+        return _("The snapshots can be listed only while the cluster runs; this one is "
+                 "%(status)s.") % {"status": cluster.get_status_display()}
+    return ""
+
+
+def request_snapshot_refresh(cluster: Cluster) -> None:
+    """The owner's "Refresh snapshots": `k3s etcd-snapshot ls` on the healthy servers, in the
+    health worker (never in the web request). The caller audits it."""
+    refresh_etcd_snapshots.apply_async((cluster.pk,),
+                                       expires=settings.PANEL_HEALTH_INTERVAL_SECONDS)
+
+
 # --- Celery entry points (registered by ClustersConfig.ready; the names must never change:
 # the beat schedule and the router in panel/celery.py and queued messages name them) ----------
 
@@ -197,3 +216,20 @@ def refresh_health_batch(cluster_ids: list[int]) -> int:
 @shared_task(name="clusters.refresh_all_health")
 def refresh_all_health() -> int:
     return queue_refresh_for_live_clusters(refresh_health_batch)
+
+
+@shared_task(name="clusters.refresh_etcd_snapshots", soft_time_limit=CHECK_SOFT_LIMIT_SECONDS,
+             time_limit=CHECK_HARD_LIMIT_SECONDS)
+def refresh_etcd_snapshots(cluster_id: int) -> int:
+    """List the snapshots on the servers the last health check saw healthy (every live
+    server when it saw none)."""
+    cluster = Cluster.objects.filter(pk=cluster_id, status__in=LIVE_STATUSES).first()
+    if cluster is None or cluster.datastore_kind != DatastoreKind.ETCD:
+        return 0
+    healthy = {m.get("node") for m in etcd_members.voters(list(cluster.etcd_members or []))
+               if m.get("healthy")}
+    total, problems = etcd_members.refresh_snapshots(cluster, only={str(h) for h in healthy}
+                                                     or None)
+    for problem in problems:
+        log.warning("etcd snapshots of cluster %s not listed on %s", cluster.pk, problem)
+    return total

@@ -118,15 +118,18 @@ def remove_node_plan(cluster: Cluster, node: Node, *, warning: str = "") -> list
 
 def etcd_remove_server_plan(cluster: Cluster, node: Node, *, warning: str = ""
                             ) -> list[StepSpec]:
-    """Drain, out of the load balancer, K3s stopped, its Node deleted so K3s removes its
-    etcd member (waited for until the others no longer list it), then uninstalled."""
+    """Quorum checked on etcd's live member list, drain, out of the load balancer, K3s
+    stopped (the quorum checked again first), its Node deleted so K3s removes its etcd member
+    (waited for until the others no longer list it), then uninstalled."""
     args = {"node_id": node.pk}
     detach = (gettext_noop("Take the server out of the NLB and wait until it has drained")
               if cluster.load_balancer_kind == LoadBalancerKind.NLB
               else gettext_noop("Take the server out of the SLB"))
     return [
+        StepSpec("etcd_quorum", gettext_noop("Check that etcd keeps a majority throughout the "
+                                             "removal"), "etcd.check_quorum", args=args),
         StepSpec("drain", gettext_noop("Cordon and drain the node"), "node.drain",
-                 args={**args, "warning": warning}),
+                 ["etcd_quorum"], {**args, "warning": warning}),
         StepSpec("slb_detach", detach, "slb.detach", ["drain"], args),
         StepSpec("etcd_stop", gettext_noop("Stop K3s on the server"), "etcd.stop_server",
                  ["slb_detach"], args),
@@ -142,29 +145,61 @@ def etcd_remove_server_plan(cluster: Cluster, node: Node, *, warning: str = ""
 
 
 def etcd_quorum_problem(cluster: Cluster, node: Node, members: list[dict[str, Any]]) -> str:
-    """Why removing this embedded-etcd server would break quorum ('' when it would not), from
-    `members` (etcd_members.MemberState dicts: a fresh reading, or the last health check's).
+    """Why removing this embedded-etcd server would break quorum at some point of the
+    removal ('' when it would not), from `members` (etcd_members.MemberState dicts, etcd's
+    own member list: the last health check's, or a fresh reading at step time).
 
-    3 servers with one down: removing a healthy one leaves 2 members with 1 healthy, below
-    the 2 a majority of 2 needs, so etcd (and the API) would stop. Removing the down one is
-    what replaces a failed server."""
+    The rule (clusters.k3s.etcd.removal_check) counts etcd's voting members (learners do
+    not vote; a server stuck in REMOVING is still a member while etcd lists it) and must
+    hold once K3s is stopped on the leaving server (its member still counted, down) and
+    after its member is removed."""
     if node.role != NodeRole.SERVER or cluster.datastore_kind != DatastoreKind.ETCD:
         return ""
-    if not members:
+    voting = etcd_members.voters(members)
+    if not voting:
         return ""
-    healthy = sum(bool(m.get("healthy")) for m in members)
-    leaving = next((m for m in members if m.get("node") == node.private_ip), None)
-    leaving_healthy = bool(leaving and leaving.get("healthy"))
-    if etcd.removal_keeps_quorum(len(members), healthy, leaving_healthy):
+    healthy = sum(bool(m.get("healthy")) for m in voting)
+    leaving = next((m for m in voting if m.get("node") == node.private_ip), None)
+    check = etcd.removal_check(len(voting), healthy, leaving_is_voter=leaving is not None,
+                               leaving_is_healthy=bool(leaving and leaving.get("healthy")))
+    if check.ok:
         return ""
-    left = len(members) - 1
-    return _("Removing %(node)s would leave %(healthy)d healthy etcd member(s) of %(left)d, "
-             "fewer than the %(needed)d a majority needs: etcd would stop accepting writes "
-             "and the API with it. Bring the server(s) that are down back first, or remove a "
-             "server that is down instead.") % {
-        "node": node.name or node.private_ip, "left": left,
-        "healthy": healthy - (1 if leaving_healthy else 0),
-        "needed": etcd.majority(left)}
+    name = node.name or node.private_ip
+    if check.stage == "stopped":
+        text = _("Removing %(node)s is refused: once its K3s is stopped (its etcd member is "
+                 "still counted until it is removed), %(healthy)d of %(members)d etcd voting "
+                 "members would be healthy, fewer than the %(needed)d a majority needs. etcd "
+                 "would stop accepting writes, the API with it, and could not remove the "
+                 "member either.")
+    else:
+        text = _("Removing %(node)s is refused: after its etcd member is removed, "
+                 "%(healthy)d of %(members)d etcd voting members would be healthy, fewer "
+                 "than the %(needed)d a majority needs.")
+    text = text % {"node": name, "healthy": check.healthy, "members": check.members,
+                   "needed": check.needed}
+    if len(voting) == 2:
+        text += " " + _("A 2-server etcd cluster tolerates no failure: add a third server "
+                        "first.")
+    else:
+        text += " " + _("Bring the server(s) that are down back first, or remove a server "
+                        "that is down instead.")
+    return text
+
+
+def etcd_even_warning(cluster: Cluster, adding: int) -> str:
+    """The warning for an addition that leaves an embedded-etcd cluster with an even number
+    of servers ('' otherwise), in the active language."""
+    if cluster.datastore_kind != DatastoreKind.ETCD or adding <= 0:
+        return ""
+    after = cluster.nodes.live().servers().count() + adding
+    if not etcd.adds_to_even(after):
+        return ""
+    return _("With %(n)d servers, etcd tolerates %(failures)d failed server(s), no more than "
+             "with %(fewer)d: a majority of %(n)d is %(needed)d. A 2- or 4-server etcd "
+             "cluster tolerates no more failures than one of 1 or 3; add one more server to "
+             "gain tolerance.") % {
+        "n": after, "failures": etcd.failures_tolerated(after), "fewer": after - 1,
+        "needed": etcd.majority(after)}
 
 
 def _add_refusal() -> str:
@@ -218,7 +253,10 @@ def remove_retry_problem(cluster: Cluster, run: Run) -> str:
         return _gone_refusal(run.params.get("node", "")) if node is None else _(
             "%(node)s was added to the cluster again after this removal stopped; remove it "
             "anew if it must go.") % {"node": node.private_ip}
-    return _last_server_problem(cluster, node)
+    # The quorum rule again, on the last health check's member list (etcd's own); the
+    # retried steps read the live list before they stop or remove anything.
+    return _last_server_problem(cluster, node) or etcd_quorum_problem(
+        cluster, node, list(cluster.etcd_members or []))
 
 
 def start_add_nodes(cluster: Cluster, nodes: list[dict[str, Any]] | list[Node],
@@ -268,10 +306,9 @@ def start_remove_node(cluster: Cluster, node: Node, user: Any = None) -> Run:
     """Drain the node, take a server out of the SLB, uninstall K3s, delete the node object,
     and take a server out of the RDS whitelist. The last server cannot be removed, nor an
     embedded-etcd server whose leaving would break quorum (its members are asked now, before
-    the cluster's row is locked: a host that does not answer counts as down)."""
-    members: list[dict[str, Any]] = []
-    if node.role == NodeRole.SERVER and cluster.datastore_kind == DatastoreKind.ETCD:
-        members = [m.as_dict() for m in etcd_members.read_members(cluster)]
+    the last health check's member list: no SSH inside the request). The run's first step
+    (etcd.check_quorum) reads the members again and fails with the reason before anything
+    is touched, and the stop re-checks."""
     with transaction.atomic():
         locked = lock_ready(cluster, _remove_refusal())
         current = Node.objects.select_for_update().filter(pk=node.pk, cluster=locked).first()
@@ -280,7 +317,7 @@ def start_remove_node(cluster: Cluster, node: Node, user: Any = None) -> Run:
         node = current
         warning = removal_warning(locked, node)
         problem = _last_server_problem(locked, node) or etcd_quorum_problem(
-            locked, node, members)
+            locked, node, list(locked.etcd_members or []))
         if problem:
             raise OperationRefused(problem)
         Node.objects.filter(pk=node.pk).update(status=NodeStatus.REMOVING)

@@ -26,7 +26,15 @@ from clusters.core.errors import StepError
 from clusters.engine.outcomes import Done, Fail, Outcome, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.models import Cluster, Health, Node, NodeStatus, ResourceState
+from clusters.models import (
+    Cluster,
+    DatastoreKind,
+    EtcdSnapshot,
+    Health,
+    Node,
+    NodeStatus,
+    ResourceState,
+)
 from clusters.steps.ecs import is_node_group
 from clusters.steps.rds import RDS_KIND
 from clusters.steps.slb import ACL_KIND, SLB_KIND, acl_name
@@ -52,8 +60,24 @@ def remove_from_hosts(ctx: StepContext) -> Outcome:
     if not members:
         return Done({"hosts": []})
     reports = hostcleanup.remove_k3s(ctx, members)
+    if forget_etcd(ctx.cluster, [r.node for r in reports if r.verdict in ("removed", "clean")]):
+        ctx.say("Forgot the etcd snapshots of the uninstalled servers: K3s's uninstall "
+                "deleted them with its data directory")
     return Done({"hosts": {r.node.private_ip: r.verdict for r in reports},
                  hostcleanup.CLEANED: ctx.memo.get(hostcleanup.CLEANED, [])})
+
+
+def forget_etcd(cluster: Cluster, uninstalled: list[Node]) -> int:
+    """K3s's uninstall removes its data dir, snapshots included (k3s-uninstall.sh: rm -rf
+    /var/lib/rancher/k3s), so the snapshot rows of the servers it ran on go, and so does the
+    member list: nothing of it exists any more. Returns the rows deleted."""
+    if cluster.datastore_kind != DatastoreKind.ETCD:
+        return 0
+    names = {n.name or n.private_ip for n in uninstalled}
+    deleted, _kinds = EtcdSnapshot.objects.filter(cluster=cluster, node__in=names).delete()
+    Cluster.objects.filter(pk=cluster.pk).update(etcd_members=[],
+                                                 etcd_snapshots_listed_at=None)
+    return deleted
 
 
 def _tagged_slbs(api: AliyunCloud, cluster: Cluster) -> set[str]:

@@ -28,10 +28,41 @@ from clusters.steps.node import target_node
 MEMBER_REMOVAL_TIMEOUT_SECONDS = 300
 
 
+def quorum_refusal(ctx: StepContext, node: Node) -> str:
+    """Why the leaving server may not go on ('' when it may): the quorum rule on etcd's live
+    member list (one server asked for every member: etcd_members.read_members)."""
+    members = etcd_members.read_members(ctx.cluster)
+    ctx.say(f"etcd members: {etcd_members.summary(members)}")
+    check = etcd_members.removal_check(members, node.private_ip)
+    if check.ok:
+        return ""
+    when = ("once K3s is stopped on it (its member is still counted until removed)"
+            if check.stage == "stopped" else "after its member is removed")
+    return (f"Removing {node.name or node.private_ip} would leave {check.healthy} of "
+            f"{check.members} etcd voting members healthy {when}, fewer than the "
+            f"{check.needed} a majority needs: etcd would stop accepting writes and the API "
+            "with it. Nothing was stopped. Bring the servers that are down back (see Health), "
+            "or remove one that is down instead, then press Retry.")
+
+
+@step_handler("etcd.check_quorum")
+def check_quorum(ctx: StepContext) -> Outcome:
+    """Before anything is touched: etcd keeps a majority through the whole removal."""
+    node = target_node(ctx)
+    refusal = quorum_refusal(ctx, node)
+    if refusal:
+        return Fail(refusal)
+    return Done({"checked": node.private_ip})
+
+
 @step_handler("etcd.stop_server")
 def stop_server(ctx: StepContext) -> Outcome:
-    """Stop K3s on the leaving server (its member stays until the Node is deleted)."""
+    """Stop K3s on the leaving server (its member stays until the Node is deleted), after
+    checking the quorum rule again (the drain took time; a Retry lands here)."""
     node = target_node(ctx)
+    refusal = quorum_refusal(ctx, node)
+    if refusal:
+        return Fail(refusal)
     try:
         with nodes.session(ctx, node) as connection:
             nodes.run_logged(ctx, connection, ["systemctl", "stop", "k3s"],
@@ -53,9 +84,15 @@ def _members_seen_by_others(ctx: StepContext, leaving: Node) -> tuple[list[etcd.
     problems = []
     for server in _remaining(ctx, leaving):
         try:
-            return etcd_members.member_list(server, password), server.private_ip
+            members = etcd_members.member_list(server, password)
         except StepError as exc:
             problems.append(f"{server.private_ip}: {exc}")
+            continue
+        if etcd.is_fallback_list(members):
+            problems.append(f"{server.private_ip}: etcd did not answer K3s's member list "
+                            "within 2 s (no quorum?)")
+            continue
+        return members, server.private_ip
     raise TransientError("No remaining server listed the etcd members: " + "; ".join(problems))
 
 
@@ -70,8 +107,12 @@ def remove_member(ctx: StepContext) -> Outcome:
     if not present:
         ctx.say(f"etcd members as {asked} lists them: "
                 f"{', '.join(m.name for m in members) or 'none'}; {node.private_ip} is not one")
-        return Done({"removed": node.private_ip, "members": [m.name for m in members]})
+        return Done({"removed": node.private_ip, "members": [m.name for m in members],
+                     "peer_urls": sorted(u for m in members for u in m.peer_urls)})
     if not ctx.memo.get("node_deleted"):
+        refusal = quorum_refusal(ctx, node)
+        if refusal:
+            return Fail(refusal)
         if node.name and clusterconfig.api_client(ctx.cluster).delete_node(node.name):
             ctx.say(f"Deleted node {node.name}: K3s removes its etcd member "
                     f"({present[0].name}, {peer})")
@@ -99,8 +140,18 @@ def snapshot(ctx: StepContext) -> Outcome:
         ctx.memo["name"] = etcd.snapshot_name("pre-upgrade", target)
         ctx.memo["before"] = list(ctx.cluster.etcd_snapshots.values_list("name", flat=True))
     name = ctx.memo["name"]
-    servers = list(ctx.cluster.nodes.live().servers().order_by("pk"))
-    healthy = [s for s in servers if etcd_members.member_state(s).healthy]
+    members = etcd_members.read_members(ctx.cluster)
+    voting = [m for m in members if m.voter]
+    quorum = etcd.Quorum(len(voting), sum(m.healthy for m in voting))
+    ctx.say(f"etcd members: {etcd_members.summary(members)}")
+    if quorum.lost:
+        return Fail(f"etcd has no quorum ({quorum.healthy} of {quorum.members} voting members "
+                    f"healthy, {quorum.needed} needed), so no snapshot is taken and no server "
+                    "is upgraded. Bring the servers that are down back (see Health), then "
+                    "press Retry.")
+    healthy_ips = {m.node for m in voting if m.healthy}
+    healthy = [s for s in ctx.cluster.nodes.live().servers().order_by("pk")
+               if s.private_ip in healthy_ips]
     if not healthy:
         raise PermanentError("No etcd member is healthy, so no snapshot can be taken; the "
                              "upgrade does not start without one. Check health first.")

@@ -18,6 +18,7 @@ from clusters.core.errors import PermanentError, StepError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
+from clusters.k3s import etcd
 from clusters.k3s.install import Role
 from clusters.models import Cluster, DatastoreKind, Node, NodeStatus
 from clusters.steps.k3s import agent_config_text, busy_wait, collects_diagnostics, install_k3s
@@ -27,6 +28,7 @@ from clusters.steps.rolling import ServerRestart, roll_server
 BACKUP_STEP = "backup"
 BACKUP_TIMEOUT_SECONDS = 6 * 3600
 AGENT_READY_TIMEOUT_SECONDS = 300
+QUORUM_WAIT_SECONDS = 300
 
 
 def _node(ctx: StepContext) -> Node:
@@ -127,6 +129,53 @@ def _server_is_done(ctx: StepContext, node: Node, version: str) -> bool:
     return bool(api_balancer.for_cluster(ctx.cluster).health().get(node.ecs_instance_id))
 
 
+def etcd_restart_verdict(members: list[etcd_members.MemberState], address: str,
+                         waited_out: bool) -> tuple[str, str]:
+    """("go" | "wait" | "fail", why) for restarting the server at `address` now.
+
+    Go when every other voting member is healthy and no learner is still being promoted.
+    Otherwise wait while one catches up (the server restarted before it, a learner); once
+    the wait is over (`waited_out`), go only if the restart still leaves a healthy majority
+    (a member that stays down in a 5-server cluster), else fail with what is down."""
+    voting = [m for m in members if m.voter]
+    others_down = [m for m in voting if m.node != address and not m.healthy]
+    learners = [m for m in members if m.learner]
+    if not others_down and not learners:
+        return "go", ""
+    me = next((m for m in voting if m.node == address), None)
+    healthy = sum(m.healthy for m in voting)
+    left = healthy - (1 if me and me.healthy else 0)
+    waiting = ", ".join(f"{m.name} ({m.error or 'down'})" for m in others_down) or \
+        ", ".join(f"learner {m.name or m.node}" for m in learners)
+    if not waited_out:
+        return "wait", (f"Waiting for etcd member(s) {waiting} to be healthy before "
+                        f"restarting {address}")
+    if etcd.restart_keeps_quorum(len(voting), healthy, bool(me and me.healthy)):
+        return "go", (f"After {QUORUM_WAIT_SECONDS} s, etcd member(s) {waiting} are still "
+                      f"not healthy; restarting {address} still leaves a majority ({left} of "
+                      f"{len(voting)}), so the upgrade goes on.")
+    return "fail", (f"{address} was not restarted: etcd member(s) {waiting} stayed unhealthy "
+                    f"for {QUORUM_WAIT_SECONDS} s, and while {address} restarts only {left} "
+                    f"of {len(voting)} voting members would be healthy, fewer than the "
+                    f"{etcd.majority(len(voting))} a majority needs. Bring them back (see "
+                    "Health), then press Retry.")
+
+
+def _etcd_gate(ctx: StepContext, node: Node) -> Outcome | None:
+    """etcd_restart_verdict on etcd's live member list, the wait bounded by
+    QUORUM_WAIT_SECONDS (kept in the memo across polls). None: go on."""
+    deadline = ctx.memo.setdefault("quorum_deadline", time.time() + QUORUM_WAIT_SECONDS)
+    verdict, why = etcd_restart_verdict(etcd_members.read_members(ctx.cluster),
+                                        node.private_ip, time.time() >= deadline)
+    if verdict == "wait":
+        return Wait(settings.PANEL_HOST_POLL_SECONDS, why)
+    if verdict == "fail":
+        return Fail(f"{why} {way_back(ctx)}")
+    if why:
+        ctx.say(why, "stderr")
+    return None
+
+
 @step_handler("upgrade.server")
 def upgrade_server(ctx: StepContext) -> Outcome:
     """Out of the SLB, reinstall with the new version, restart, /readyz, new kubelet version,
@@ -156,6 +205,10 @@ def upgrade_server(ctx: StepContext) -> Outcome:
                 return f"its etcd member to be healthy again ({member.error or 'not yet'})"
         return None
 
+    if "phase" not in ctx.memo and ctx.cluster.datastore_kind == DatastoreKind.ETCD:
+        gate = _etcd_gate(ctx, node)
+        if gate is not None:
+            return gate
     return roll_server(ctx, node, ServerRestart(
         what=f"upgrade to {version}", restart=restart, ready=ready,
         on_ready=lambda ctx, node: _record_version(ctx, node, version),

@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 
 from clusters import operations
+from clusters.adapters import etcd_members
 from clusters.core import allowlist
 from clusters.interface import queries
 from clusters.interface.forms import AddNodeForm, KubeconfigForm, UpgradeForm
@@ -90,6 +91,8 @@ def nodes_context(cluster: Cluster, nodes: list[Node]) -> dict[str, Any]:
         "can_destroy_now": cluster.can_destroy and cluster.status == ClusterStatus.READY,
         "keeps_rds": cluster.datastore_kind == DatastoreKind.RDS,
         "keeps_instances": bool(cluster.instance_order),
+        # Embedded etcd: an added server that makes the count even buys no failure tolerance.
+        "etcd_add_server_warning": operations.etcd_even_warning(cluster, 1),
     }
 
 
@@ -132,14 +135,18 @@ SNAPSHOTS_SHOWN = 50
 def etcd_context(cluster: Cluster) -> dict[str, Any]:
     """Embedded etcd: each member as the last health check saw it, the quorum they make,
     and the snapshots recorded (newest first). Empty for any other datastore."""
-    if cluster.datastore_kind != DatastoreKind.ETCD:
+    if cluster.datastore_kind != DatastoreKind.ETCD or cluster.status == ClusterStatus.DESTROYED:
+        # Destroyed: K3s is uninstalled, its members and snapshot files are gone.
         return {"embedded_etcd": False}
-    members = [m for m in (cluster.etcd_members or []) if isinstance(m, dict)]
-    quorum = etcd.Quorum(len(members), sum(bool(m.get("healthy")) for m in members))
+    members = [{**m, "error": etcd_members.member_error(m)}
+               for m in (cluster.etcd_members or []) if isinstance(m, dict)]
+    voting = etcd_members.voters(members)
+    quorum = etcd.Quorum(len(voting), sum(bool(m.get("healthy")) for m in voting))
     return {
         "embedded_etcd": True,
         "etcd_members": members,
         "etcd_quorum": quorum,
+        "etcd_can_refresh": not operations.snapshot_refresh_refusal(cluster),
         "etcd_snapshots": list(cluster.etcd_snapshots.all()[:SNAPSHOTS_SHOWN]),
     }
 

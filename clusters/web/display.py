@@ -86,6 +86,10 @@ def health_reason(reason: Any) -> str:
                 return str(reason.get("message", ""))
         if reason.get("check") == etcd_members.CHECK and code in etcd_members.MESSAGES \
                 and isinstance(params, dict):
+            if params.get("detail_code"):  # a member's problem: translated too
+                params = {**params, "detail": etcd_members.member_error({
+                    "code": params["detail_code"], "params": params.get("detail_params"),
+                    "error": params.get("detail", "")})}
             try:
                 return gettext(etcd_members.MESSAGES[code]) % params
             except (KeyError, TypeError, ValueError):

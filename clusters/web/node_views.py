@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -40,11 +41,30 @@ def node_add(request: HttpRequest, code: Any) -> HttpResponse:
         context = {**cluster_context(request, cluster), "add_node_form": form}
         return render(request, "clusters/cluster_detail.html", context, status=400)
     role, address = form.cleaned_data["role"], form.cleaned_data["private_ip"]
+    even = operations.etcd_even_warning(cluster, 1) if role == "server" else ""
     return start_operation(
         request, cluster, lambda: operations.start_add_nodes(cluster, [form.host()], request.user),
         action=AuditAction.NODE_ADD,
         details=lambda run: {"role": role, "private_ip": address},
-        success=lambda run: _("Adding %(ip)s: preflight first, then K3s.") % {"ip": address})
+        success=lambda run: " ".join(filter(None, [
+            _("Adding %(ip)s: preflight first, then K3s.") % {"ip": address}, even])))
+
+
+@login_required
+@require_POST
+def etcd_snapshots_refresh(request: HttpRequest, code: Any) -> HttpResponse:
+    """The owner's "Refresh snapshots": `k3s etcd-snapshot ls` again on the servers, queued
+    to the health worker (the request never SSHes), audited."""
+    cluster = queries.owned_cluster(request.user, code)
+    refusal = operations.snapshot_refresh_refusal(cluster)
+    if refusal:
+        messages.error(request, refusal)
+    else:
+        operations.request_snapshot_refresh(cluster)
+        audit.record(request, AuditAction.ETCD_SNAPSHOTS_REFRESH, cluster)
+        messages.success(request, _("The snapshots are being listed on the servers again; "
+                                    "reload the page in a moment."))
+    return redirect(f"{reverse('clusters:cluster', args=[cluster.code])}#etcd-panel")
 
 
 @login_required

@@ -3,23 +3,49 @@ create and removal plans' order, the quorum rule, and the texts K3s and etcd ans
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 import pytest
 import yaml
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import translation
 
 from clusters.adapters import clusterconfig, etcd_members
+from clusters.adapters.health import snapshots_due
 from clusters.core.errors import PermanentError
 from clusters.k3s import etcd
 from clusters.k3s.config import ClusterSettings, NodeIdentity, critical_values, render_server_config
-from clusters.models import DatastoreKind, LoadBalancerKind, Node, NodeRole, NodeStatus
+from clusters.models import (
+    Cluster,
+    ClusterStatus,
+    DatastoreKind,
+    EtcdSnapshot,
+    LoadBalancerKind,
+    Node,
+    NodeRole,
+    NodeStatus,
+    Run,
+    RunKind,
+    RunStatus,
+)
 from clusters.operations.create import create_plan
 from clusters.operations.destroy import destroy_plan
-from clusters.operations.nodes import etcd_quorum_problem, remove_node_plan
+from clusters.operations.nodes import (
+    etcd_even_warning,
+    etcd_quorum_problem,
+    remove_node_plan,
+    remove_retry_problem,
+    start_remove_node,
+)
+from clusters.operations.runs import OperationRefused
 from clusters.operations.upgrade import upgrade_plan
+from clusters.steps.destroy import forget_etcd
 from clusters.steps.preflight import HostFacts, problems_of
+from clusters.steps.upgrade import etcd_restart_verdict
 from clusters.web.display import health_reason
+from tests.support.engine_specs import in_process_engine
 from tests.support.factories import make_cluster
 
 pytestmark = pytest.mark.django_db
@@ -119,8 +145,9 @@ def test_a_server_leaves_etcd_before_it_is_uninstalled() -> None:
     cluster = _etcd_cluster()
     server = cluster.nodes.servers().order_by("pk").last()  # type: ignore[attr-defined]
     keys = [spec.key for spec in remove_node_plan(cluster, server)]  # type: ignore[arg-type]
-    assert keys == ["drain", "slb_detach", "etcd_stop", "etcd_member", "uninstall", "forget",
-                    "health"]
+    # The quorum is checked on etcd's live member list before anything is touched.
+    assert keys == ["etcd_quorum", "drain", "slb_detach", "etcd_stop", "etcd_member",
+                    "uninstall", "forget", "health"]
     agent = cluster.nodes.agents().first()  # type: ignore[attr-defined]
     assert "etcd_member" not in [s.key for s in remove_node_plan(cluster, agent)]  # type: ignore[arg-type]
 
@@ -142,33 +169,194 @@ def test_quorum_is_a_majority(members: int, healthy: int, lost: bool, at_risk: b
     assert (quorum.lost, quorum.at_risk) == (lost, at_risk)
 
 
-def _member(ip: str, healthy: bool) -> dict[str, object]:
-    return {"node": ip, "name": ip, "healthy": healthy, "leader": False, "error": ""}
+def _member(ip: str, healthy: bool, **fields: object) -> dict[str, object]:
+    return {"node": ip, "name": ip, "healthy": healthy, "leader": False, "error": "", **fields}
 
 
-def test_removal_that_would_break_quorum_is_refused_with_the_reason() -> None:
-    cluster = _etcd_cluster(agents=0)
-    s1, s2, s3 = cluster.nodes.servers().order_by("pk")  # type: ignore[attr-defined]
-    one_down = [_member(s1.private_ip, True), _member(s2.private_ip, True),
-                _member(s3.private_ip, False)]
-    problem = etcd_quorum_problem(cluster, s1, one_down)  # type: ignore[arg-type]
-    assert problem.startswith(f"Removing {s1.name} would leave 1 healthy etcd member(s) of 2, "
-                              "fewer than the 2 a majority needs")
-    # Removing the server that is down is how a failed server is replaced.
-    assert etcd_quorum_problem(cluster, s3, one_down) == ""  # type: ignore[arg-type]
-    all_up = [_member(n.private_ip, True) for n in (s1, s2, s3)]
-    assert etcd_quorum_problem(cluster, s1, all_up) == ""  # type: ignore[arg-type]
+def _servers(count: int) -> tuple[object, list[Node]]:
+    cluster = _etcd_cluster(servers=count, agents=0)
+    return cluster, list(cluster.nodes.servers().order_by("pk"))  # type: ignore[attr-defined]
 
 
-def test_cron_rules_are_robfig_cron_standard_fields_five_only() -> None:
-    """K3s parses with robfig/cron v3 (cron.New: minute hour dom month dow, plus @every and
-    descriptors); the panel asks for the 5 fields only (the wizard says so)."""
-    for fine in ("0 */12 * * *", "*/5 * * * *", "0 0 1,15 * *", "0 3 ? * mon-fri",
-                 "0 3 * jan-mar 0", "0 3 * * 7", "15 1-5/2 * * *"):
-        assert etcd.cron_problem(fine) is None, fine
-    assert etcd.cron_problem("@daily") == etcd.CronProblem(None, "1")
-    assert etcd.cron_problem("0 0 * * 8") == etcd.CronProblem(4, "8", 0, 7)
-    assert etcd.cron_problem("? * * * *") == etcd.CronProblem(0, "?", 0, 59)
+@pytest.mark.parametrize(("healthy", "leaving", "refused"), [
+    # 2 healthy of 2: once K3s is stopped, 1 of 2 is below the 2 needed.
+    ([True, True], 0, "1 of 2 etcd voting members would be healthy, fewer than the 2"),
+    # 4 with one down, a healthy one leaving: 2 of 4, below 3.
+    ([True, True, True, False], 0, "2 of 4 etcd voting members would be healthy, fewer than "
+                                   "the 3"),
+    # 3 with one down, a healthy one leaving: 1 of 3, below 2.
+    ([True, True, False], 0, "1 of 3 etcd voting members would be healthy, fewer than the 2"),
+    ([True, True, True], 0, ""),         # 3 healthy: 2 of 3, then 2 of 2
+    ([True, True, True, True, False], 0, ""),  # 5 with one down: 3 of 5, then 3 of 4
+    ([True, True, False], 2, ""),         # the dead member of 3: 2 of 3, then 2 of 2
+    ([True, False], 1, "1 of 2 etcd voting members"),  # no quorum to remove anything with
+])
+def test_the_quorum_rule_holds_from_the_stop_to_the_removal(
+        healthy: list[bool], leaving: int, refused: str) -> None:
+    cluster, servers = _servers(len(healthy))
+    members = [_member(s.private_ip, ok) for s, ok in zip(servers, healthy, strict=True)]
+    problem = etcd_quorum_problem(cluster, servers[leaving], members)  # type: ignore[arg-type]
+    if not refused:
+        assert problem == ""
+        return
+    assert problem.startswith(f"Removing {servers[leaving].name} is refused: once its K3s is "
+                              "stopped"), problem
+    assert refused in problem
+    if len(healthy) == 2:
+        assert "A 2-server etcd cluster tolerates no failure" in problem
+
+
+def test_the_rule_counts_etcd_voters_not_the_panels_rows() -> None:
+    """A learner does not vote; a server stuck in REMOVING is still a member while etcd
+    lists it; a panel server etcd does not list is no member."""
+    cluster, (s1, s2, s3, s4) = _servers(4)
+    Node.objects.filter(pk=s4.pk).update(status=NodeStatus.REMOVING)
+    # etcd: s1, s2, s3 vote (s4, REMOVING, still listed and healthy), plus a learner.
+    members = [_member(s1.private_ip, True), _member(s2.private_ip, True),
+               _member(s3.private_ip, False), _member(s4.private_ip, True),
+               _member("10.0.1.99", False, learner=True)]
+    # 4 voters, 3 healthy: removing s1 leaves 2 of 4 after the stop: refused.
+    assert "2 of 4 etcd voting members" in etcd_quorum_problem(cluster, s1, members)  # type: ignore[arg-type]
+    # Without s4 in etcd's list it would be 3 voters, 2 healthy: 1 of 3.
+    unlisted = [m if m["node"] != s4.private_ip else {**m, "listed": False} for m in members]
+    assert "1 of 3 etcd voting members" in etcd_quorum_problem(cluster, s1, unlisted)  # type: ignore[arg-type]
+    # The learner's leaving touches no vote: 3 healthy of 4 voters keep a majority.
+    learner = Node(cluster=cluster, role=NodeRole.SERVER, private_ip="10.0.1.99")  # type: ignore[misc]
+    assert etcd_quorum_problem(cluster, learner, members) == ""  # type: ignore[arg-type]
+    assert etcd.removal_check(4, 3, leaving_is_voter=False, leaving_is_healthy=False).ok
+
+
+def test_a_retried_removal_checks_the_quorum_again() -> None:
+    cluster, (s1, s2, s3) = _servers(3)
+    Node.objects.filter(pk=s1.pk).update(status=NodeStatus.REMOVING)
+    cluster.status = ClusterStatus.READY  # type: ignore[attr-defined]
+    cluster.save()  # type: ignore[attr-defined]
+    run = Run.objects.create(cluster=cluster, kind=RunKind.REMOVE_NODE, status=RunStatus.FAILED,
+                             params={"node_id": s1.pk, "node": f"server {s1.private_ip}"})
+    cluster.etcd_members = [_member(s1.private_ip, True), _member(s2.private_ip, True),  # type: ignore[attr-defined]
+                            _member(s3.private_ip, False)]
+    cluster.save()  # type: ignore[attr-defined]
+    problem = remove_retry_problem(Cluster.objects.get(pk=cluster.pk), run)  # type: ignore[attr-defined]
+    assert "1 of 3 etcd voting members would be healthy" in problem
+    cluster.etcd_members = [_member(s.private_ip, s is not s1) for s in (s1, s2, s3)]  # type: ignore[attr-defined]
+    cluster.save()  # type: ignore[attr-defined]
+    # s1's K3s already stopped: 2 of 3 healthy keep the majority, then 2 of 2.
+    assert remove_retry_problem(Cluster.objects.get(pk=cluster.pk), run) == ""  # type: ignore[attr-defined]
+
+
+def test_an_addition_that_makes_the_server_count_even_warns() -> None:
+    cluster = _servers(3)[0]
+    warning = etcd_even_warning(cluster, 1)  # type: ignore[arg-type]
+    assert warning.startswith("With 4 servers, etcd tolerates 1 failed server(s), no more than "
+                              "with 3: a majority of 4 is 3.")
+    assert "A 2- or 4-server etcd cluster tolerates no more failures than one of 1 or 3" \
+        in warning
+    with translation.override("zh-hans"):
+        assert "4 台服务器" in etcd_even_warning(cluster, 1)  # type: ignore[arg-type]
+    assert etcd_even_warning(cluster, 2) == ""  # type: ignore[arg-type]
+    assert etcd_even_warning(_servers(1)[0], 1).startswith("With 2 servers, etcd tolerates 0")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fine", [
+    "0 */12 * * *", "*/5 * * * *", "0 0 1,15 * *", "0 3 ? * mon-fri", "0 3 * jan-mar 0",
+    "0 3 * * 6", "15 1-5/2 * * *", "? * * * *", "0 3 * * SUN-SAT", "5/15 * * * *",
+    "0 0 * JAN,Dec *", "0 0 1-31 * 0-6", "@daily", "@midnight", "@hourly", "@weekly",
+    "@monthly", "@yearly", "@annually", "@every 1h30m", "@every 90s", "@every 1.5h",
+    "TZ=Asia/Shanghai 0 3 * * *", "CRON_TZ=UTC @daily", "0,,30 * * * *"])
+def test_cron_accepts_what_robfig_cron_accepts(fine: str) -> None:
+    """K3s parses with robfig/cron v3 cron.New() (standardParser: Minute | Hour | Dom |
+    Month | Dow | Descriptor; robfig/cron parser.go, spec.go)."""
+    assert etcd.cron_problem(fine) is None, fine
+
+
+@pytest.mark.parametrize(("bad", "problem"), [
+    ("0 3 * * 7", etcd.CronProblem(4, "7", 0, 6)),  # spec.go dow bounds {0, 6}
+    ("0 0 * * 8", etcd.CronProblem(4, "8", 0, 6)),
+    ("60 * * * *", etcd.CronProblem(0, "60", 0, 59)),
+    ("0 24 * * *", etcd.CronProblem(1, "24", 0, 23)),
+    ("0 0 0 * *", etcd.CronProblem(2, "0", 1, 31)),
+    ("0 0 * 13 *", etcd.CronProblem(3, "13", 1, 12)),
+    ("0 0 * jan-xyz *", etcd.CronProblem(3, "jan-xyz", 1, 12)),
+    ("0 0 * * mon-sun", etcd.CronProblem(4, "mon-sun", 0, 6)),  # beginning beyond end
+    ("*/0 * * * *", etcd.CronProblem(0, "*/0", 0, 59)),  # step must be positive
+    ("1-2-3 * * * *", etcd.CronProblem(0, "1-2-3", 0, 59)),  # too many hyphens
+    ("*/5/2 * * * *", etcd.CronProblem(0, "*/5/2", 0, 59)),  # too many slashes
+    ("*/x * * * *", etcd.CronProblem(0, "*/x", 0, 59)),
+    ("0 0 * * * *", etcd.CronProblem(None, "6", kind="fields")),
+    ("@every", etcd.CronProblem(None, "@every", kind="descriptor")),
+    ("@every 1x", etcd.CronProblem(None, "@every 1x", kind="descriptor")),
+    ("@reboot", etcd.CronProblem(None, "@reboot", kind="descriptor")),
+    ("@Daily", etcd.CronProblem(None, "@Daily", kind="descriptor")),  # case-sensitive
+    ("TZ=Nowhere/Land 0 3 * * *", etcd.CronProblem(None, "Nowhere/Land", kind="timezone")),
+    ("TZ=Asia/Shanghai", etcd.CronProblem(None, "Asia/Shanghai", kind="timezone")),
+])
+def test_cron_refuses_what_robfig_cron_refuses(bad: str, problem: etcd.CronProblem) -> None:
+    assert etcd.cron_problem(bad) == problem
+
+
+def _utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+
+
+def test_a_scheduled_snapshot_time_is_found_between_two_moments() -> None:
+    cron = "0 */12 * * *"
+    assert etcd.schedule_fired(cron, _utc(2026, 12, 1, 11, 50), _utc(2026, 12, 1, 12, 0))
+    assert not etcd.schedule_fired(cron, _utc(2026, 12, 1, 12, 0), _utc(2026, 12, 1, 23, 59))
+    assert etcd.schedule_fired("@daily", _utc(2026, 12, 1, 23, 0), _utc(2026, 12, 2, 0, 5))
+    assert not etcd.schedule_fired("@every 2h", _utc(2026, 12, 1, 0), _utc(2026, 12, 1, 1))
+    assert etcd.schedule_fired("@every 2h", _utc(2026, 12, 1, 0), _utc(2026, 12, 1, 2))
+    # Day of month and day of week both restricted: either matches (2026-12-06 is a Sunday).
+    assert etcd.schedule_fired("0 0 15 * 0", _utc(2026, 12, 5, 12), _utc(2026, 12, 6, 0, 1))
+    # The schedule read in its TZ= zone: 03:00 in Shanghai is 19:00 UTC.
+    assert etcd.schedule_fired("TZ=Asia/Shanghai 0 3 * * *", _utc(2026, 12, 1, 18, 30),
+                               _utc(2026, 12, 1, 19, 1))
+    assert not etcd.schedule_fired("0 3 * * *", _utc(2026, 12, 1, 18, 30),
+                                   _utc(2026, 12, 1, 19, 1))
+
+
+def test_health_lists_snapshots_only_after_a_scheduled_time(settings: object) -> None:
+    cluster = _etcd_cluster(agents=0, etcd_snapshot_cron="0 */12 * * *")
+    assert snapshots_due(cluster, _utc(2026, 12, 1, 12, 30))  # type: ignore[arg-type]  # never listed
+    cluster.etcd_snapshots_listed_at = _utc(2026, 12, 1, 12, 30)  # type: ignore[attr-defined]
+    # Every minute's check after that: no listing until 00:00 (and 2 minutes for K3s to
+    # write the file) has passed, then one.
+    assert not snapshots_due(cluster, _utc(2026, 12, 1, 12, 31))  # type: ignore[arg-type]
+    assert not snapshots_due(cluster, _utc(2026, 12, 1, 23, 59))  # type: ignore[arg-type]
+    assert not snapshots_due(cluster, _utc(2026, 12, 2, 0, 1))  # type: ignore[arg-type]
+    assert snapshots_due(cluster, _utc(2026, 12, 2, 0, 2))  # type: ignore[arg-type]
+    # A schedule that fires every minute is still listed at most every N minutes.
+    cluster.etcd_snapshot_cron = "* * * * *"  # type: ignore[attr-defined]
+    assert not snapshots_due(cluster, _utc(2026, 12, 1, 12, 35))  # type: ignore[arg-type]
+    assert snapshots_due(cluster, _utc(2026, 12, 1, 12, 40))  # type: ignore[arg-type]
+
+
+def test_every_member_is_read_from_one_server_s_answer() -> None:
+    """member_health_script's lines: each member's /health and /v3/maintenance/status."""
+    def line(index: int, health: str, status: str) -> str:
+        return "|".join([str(index), base64.b64encode(health.encode()).decode(),
+                         base64.b64encode(status.encode()).decode()])
+    text = "\n".join([
+        line(0, '{"health":"true","reason":""}',
+             '{"header":{"member_id":"111"},"leader":"111"}'),
+        line(2, "curl: (7) Failed to connect to 10.0.1.13 port 2379", ""),
+        line(1, '{"health":"false","reason":"RAFT NO LEADER"}', '{"header":{"member_id":"2"}}'),
+    ])
+    answers = etcd.parse_member_health(text)
+    assert answers[0] == etcd.MemberAnswer(True, "", True, True)
+    assert answers[1] == etcd.MemberAnswer(False, "RAFT NO LEADER", False, True)
+    assert answers[2].answered is False and "port 2379" in answers[2].detail
+    script = etcd.member_health_script(["https://10.0.1.11:2379", "", "https://x';rm -rf /:2379"])
+    assert script.count(") &") == 2 and "'https://x'\"'\"';rm -rf /:2379/health'" in script
+    members = etcd.parse_db_info(
+        '{"members":[{"ID":"11","name":"s1-ab12cd34","peerURLs":["https://10.0.1.11:2380"],'
+        '"clientURLs":["https://10.0.1.11:2379"]},{"ID":12,"peerURLs":["https://10.0.1.14:2380"],'
+        '"isLearner":true}]}')
+    # /db/info when etcd's MemberList failed: only the asked server, with no ID.
+    assert etcd.is_fallback_list(etcd.parse_db_info(
+        '{"members":[{"name":"s1-ab12cd34","peerURLs":["https://10.0.1.11:2380"]}]}'))
+    assert not etcd.is_fallback_list(members[:1])
+    assert [(m.address, m.member_id, m.client_urls, m.learner) for m in members] == [
+        ("10.0.1.11", "11", ("https://10.0.1.11:2379",), False), ("10.0.1.14", "12", (), True)]
 
 
 def test_what_k3s_and_etcd_answer_is_read() -> None:
@@ -189,7 +377,7 @@ def test_what_k3s_and_etcd_answer_is_read() -> None:
     assert etcd.parse_leader_metrics(metrics) == (True, True)
     members = etcd.parse_db_info('{"members":[{"ID":1,"name":"s1-ab12cd34","peerURLs":'
                                  '["https://10.0.1.11:2380"],"isLearner":true}]}')
-    assert members == [etcd.Member("s1-ab12cd34", ("https://10.0.1.11:2380",), True)]
+    assert members == [etcd.Member("s1-ab12cd34", ("https://10.0.1.11:2380",), True, "1")]
     assert etcd.peer_url("10.0.1.11") in members[0].peer_urls
     assert etcd.snapshot_name("pre-upgrade", "v1.36.4+k3s1") == "pre-upgrade-v1.36.4-k3s1"
     assert 's3"cret' not in " ".join(etcd.db_info_command())
@@ -200,6 +388,80 @@ def test_destroy_deletes_no_rds_and_uninstalls_every_host() -> None:
     cluster = _etcd_cluster()
     handlers = [spec.handler for spec in destroy_plan(cluster)]  # type: ignore[arg-type]
     assert "destroy.rds" not in handlers and "destroy.hosts" in handlers
+
+
+def test_snapshot_rows_belong_to_the_server_that_listed_them_and_change_only_when_changed(
+        ) -> None:
+    cluster, (s1, s2, _s3) = _servers(3)
+    # s2's own file happens to carry s1's name: still s2's, since s2's ls listed it.
+    files = [etcd.SnapshotFile("etcd-snapshot-s1-1764590400",
+                               "file:///var/lib/rancher/k3s/server/db/snapshots/x", 10,
+                               datetime(2026, 12, 1, 12, tzinfo=UTC)),
+             etcd.SnapshotFile("on-demand-s2-1764590500", "s3://bucket/on-demand-s2", 20,
+                               datetime(2026, 12, 1, 12, 5, tzinfo=UTC))]
+    etcd_members.record_snapshots(cluster, s2, files)  # type: ignore[arg-type]
+    rows = {(r.node, r.name) for r in EtcdSnapshot.objects.filter(cluster=cluster)}
+    assert rows == {("s2", "etcd-snapshot-s1-1764590400"), ("", "on-demand-s2-1764590500")}
+    with CaptureQueriesContext(connection) as queries:
+        etcd_members.record_snapshots(cluster, s2, files)  # type: ignore[arg-type]
+    writes = [q["sql"] for q in queries.captured_queries
+              if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert writes == []
+    etcd_members.record_snapshots(cluster, s1, [])  # type: ignore[arg-type]
+    assert EtcdSnapshot.objects.filter(cluster=cluster).count() == 2
+
+
+def test_destroy_forgets_the_snapshots_and_members_of_uninstalled_servers() -> None:
+    cluster, (s1, s2, _s3) = _servers(3)
+    for server in (s1, s2):
+        EtcdSnapshot.objects.create(cluster=cluster, node=server.name, name=f"x-{server.name}")
+    cluster.etcd_members = [_member(s1.private_ip, True)]  # type: ignore[attr-defined]
+    cluster.save()  # type: ignore[attr-defined]
+    assert forget_etcd(cluster, [s1]) == 1  # type: ignore[arg-type]
+    assert list(EtcdSnapshot.objects.filter(cluster=cluster).values_list("node", flat=True)) \
+        == ["s2"]  # s2's host could not be cleaned: its files may still be there
+    assert Cluster.objects.get(pk=cluster.pk).etcd_members == []  # type: ignore[attr-defined]
+
+
+def _state(ip: str, healthy: bool, **fields: object) -> etcd_members.MemberState:
+    return etcd_members.MemberState(ip, ip, healthy, False, "" if healthy else "down",
+                                    **fields)  # type: ignore[arg-type]
+
+
+def test_an_upgrade_restarts_a_server_only_while_etcd_keeps_a_majority() -> None:
+    up = [_state("a", True), _state("b", True), _state("c", True)]
+    assert etcd_restart_verdict(up, "a", waited_out=False) == ("go", "")
+    catching_up = [_state("a", True), _state("b", False), _state("c", True)]
+    verdict, why = etcd_restart_verdict(catching_up, "a", waited_out=False)
+    assert verdict == "wait" and why.startswith("Waiting for etcd member(s) b (down)")
+    verdict, why = etcd_restart_verdict(catching_up, "a", waited_out=True)
+    assert verdict == "fail" and "only 1 of 3 voting members would be healthy" in why
+    # The member that is down may itself be restarted (2 of 3 stay healthy).
+    assert etcd_restart_verdict(catching_up, "b", waited_out=True)[0] == "go"
+    # 5 with one that stays down: the wait ends, and the restart keeps 3 of 5.
+    five = [_state(ip, ip != "e") for ip in "abcde"]
+    assert etcd_restart_verdict(five, "a", waited_out=False)[0] == "wait"
+    verdict, why = etcd_restart_verdict(five, "a", waited_out=True)
+    assert verdict == "go" and "still leaves a majority (3 of 5)" in why
+    # A learner being promoted is waited for.
+    learning = [*up, _state("d", True, learner=True)]
+    assert etcd_restart_verdict(learning, "a", waited_out=False)[0] == "wait"
+
+
+def test_member_problems_are_translated_where_shown() -> None:
+    stored = etcd_members.MemberState(
+        "10.0.1.13", "s3", False, False,
+        *etcd_members._problem("no_answer", where="https://10.0.1.13:2379", detail="x")).as_dict()
+    assert stored["error"].startswith("etcd does not answer on https://10.0.1.13:2379")
+    with translation.override("zh-hans"):
+        shown = etcd_members.member_error(stored)
+    assert shown.startswith("etcd 未在 https://10.0.1.13:2379 上应答"), shown
+    assert etcd_members.member_error({"error": "old text"}) == "old text"
+    # In the health reasons too (the cluster's Health panel).
+    reason = etcd_members.reason("member_unhealthy", node="s3", detail=stored["error"],
+                                 detail_code=stored["code"], detail_params=stored["params"])
+    with translation.override("zh-hans"):
+        assert "etcd 未在 https://10.0.1.13:2379 上应答" in health_reason(reason)
 
 
 def test_etcd_health_reasons_are_translated_on_the_page() -> None:
@@ -219,3 +481,24 @@ def test_preflight_refuses_an_etcd_server_whose_etcd_ports_are_taken() -> None:
     assert "(2379, 2380 or 2381) is already in use" in problem
     rds_server = make_cluster(nodes=1).nodes.first()
     assert problems_of(HostFacts(rds_server, facts, 0.0)) == []
+
+
+def test_a_removal_starts_from_the_last_health_check_without_asking_the_hosts() -> None:
+    """No SSH inside the request: the stored member list decides, and the run's first step
+    asks etcd again. The hosts' addresses are loopback ones nothing listens on."""
+    cluster = make_cluster(datastore_kind=DatastoreKind.ETCD, status=ClusterStatus.READY,
+                           slb_address="127.0.0.1", kubeconfig="apiVersion: v1\n")
+    servers = [Node.objects.create(cluster=cluster, role=NodeRole.SERVER, name=f"s{i}",
+                                   private_ip=f"127.0.9.{i}", ssh_port=9, status="ready",
+                                   ecs_instance_id=f"i-{i}") for i in (1, 2, 3)]
+    cluster.etcd_members = [_member(s.private_ip, s is not servers[1]) for s in servers]
+    cluster.save()
+    with pytest.raises(OperationRefused, match="1 of 3 etcd voting members would be healthy"):
+        start_remove_node(cluster, servers[0])
+    cluster.etcd_members = [_member(s.private_ip, True) for s in servers]
+    cluster.save()
+    with in_process_engine():
+        run = start_remove_node(Cluster.objects.get(pk=cluster.pk), servers[0])
+    step = run.steps.get(key="etcd_quorum")
+    assert step.handler == "etcd.check_quorum"
+    assert run.steps.get(key="drain").depends_on == ["etcd_quorum"]

@@ -18,6 +18,7 @@ from django.urls import reverse
 
 from clusters import operations
 from clusters.adapters import health
+from clusters.k3s import etcd
 from clusters.models import Cluster, ClusterStatus, DatastoreKind, EtcdSnapshot, Health, RunStatus
 from clusters.operations.runs import OperationRefused
 from sandbox.world import World
@@ -136,15 +137,16 @@ def test_three_etcd_servers_no_rds_quorum_removal_refusal_and_snapshot_before_up
     assert "quorum_at_risk" in codes(at_risk), at_risk.reasons
     assert at_risk.health == Health.DEGRADED
 
-    # Removing a healthy server now would leave 1 healthy member of 2: refused, with why.
-    with pytest.raises(OperationRefused, match="would leave 1 healthy etcd member"):
+    # Removing a healthy server now would leave 1 of 3 healthy once its K3s is stopped:
+    # refused, with why (from the last health check's member list: no SSH in the request).
+    with pytest.raises(OperationRefused, match="1 of 3 etcd voting members would be healthy"):
         operations.start_remove_node(Cluster.objects.get(pk=cluster.pk), servers[0])
     assert Cluster.objects.get(pk=cluster.pk).status == ClusterStatus.READY
     client = Client()
     client.force_login(cluster.owner)
     page = client.get(reverse("clusters:cluster", args=[cluster.code])).content.decode()
     assert "Quorum at risk: 2 of 3 members healthy" in page
-    assert "would leave 1 healthy etcd member(s) of 2" in page  # the Remove button's note
+    assert "1 of 3 etcd voting members would be healthy" in page  # the Remove button's note
 
     # Two down: health says quorum is lost.
     stop(servers[1])
@@ -210,7 +212,11 @@ def test_a_dead_server_is_replaced_its_member_removed_then_a_new_host_joins(
     assert removal.status == RunStatus.SUCCEEDED, failures_of(removal)
     member_step = removal.steps.get(key="etcd_member")
     assert member_step.status == "succeeded" and member_step.result["removed"] == dead.private_ip
-    assert dead.private_ip not in " ".join(member_step.result["members"] or [""])
+    # Member names are <hostname>-<hex>: the dead server's peer URL is what must be gone.
+    assert len(member_step.result["members"]) == 2
+    assert etcd.peer_url(dead.private_ip) not in member_step.result["peer_urls"]
+    assert {etcd.peer_url(s.private_ip) for s in servers[:2]} <= set(
+        member_step.result["peer_urls"])
     assert removal.steps.get(key="etcd_member").finished_at <= \
         removal.steps.get(key="uninstall").started_at
     assert removal.steps.get(key="uninstall").status == "skipped"  # the host is gone

@@ -10,7 +10,17 @@ from typing import Any
 from django.test import Client
 from django.urls import reverse
 
-from clusters.models import ClusterStatus, DatastoreKind, EtcdSnapshot, Node, NodeRole
+from clusters.models import (
+    AuditAction,
+    AuditEvent,
+    Cluster,
+    ClusterStatus,
+    DatastoreKind,
+    EtcdSnapshot,
+    Node,
+    NodeRole,
+)
+from tests.support.engine_specs import in_process_engine
 from tests.support.factories import make_cluster
 
 
@@ -47,13 +57,68 @@ def test_members_quorum_snapshots_and_the_restore_guide(owner_client: Client, us
     text = owner_client.get(guide).content.decode()
     assert "--cluster-reset-restore-path" in text and "rm -rf /var/lib/rancher/k3s/server/db/" \
         in text
-    # s1 and s2 are healthy: removing either would leave 1 healthy of 2. s3 (down) may go.
-    assert page.count("would leave 1 healthy etcd member(s) of 2") == 2
+    # s1 and s2 are healthy: once either's K3s is stopped, 1 of 3 voters is healthy, below
+    # the 2 needed. s3 (down) may go.
+    assert page.count("1 of 3 etcd voting members would be healthy, fewer than the 2") == 2
     assert 'Remove s3' in page and 'Remove s1' not in page and 'Remove s2' not in page
 
     chinese = owner_client.get(reverse("clusters:cluster", args=[cluster.code]),
                                HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert "法定人数有风险" in chinese and "如何从快照恢复集群" in chinese
+
+
+def test_member_problems_are_shown_translated_and_learners_do_not_count(
+        owner_client: Client, user: Any) -> None:
+    cluster = _cluster(user, [True, True, True])
+    s3 = cluster.nodes.get(name="s3")
+    cluster.etcd_members[2] = _member(s3, False) | {
+        "code": "no_answer", "params": {"where": "https://10.0.1.13:2379", "detail": "x"}}
+    cluster.etcd_members.append({"node": "10.0.1.14", "name": "s4-ab12cd34", "healthy": True,
+                                 "leader": False, "learner": True, "code": "learner",
+                                 "params": {}, "error": "a learner"})
+    cluster.save()
+    url = reverse("clusters:cluster", args=[cluster.code])
+    page = owner_client.get(url).content.decode()
+    # 3 voters (the learner does not vote), 2 healthy.
+    assert "Quorum at risk: 2 of 3 members healthy" in page
+    assert "etcd does not answer on https://10.0.1.13:2379" in page and "Learner" in page
+    chinese = owner_client.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "etcd 未在 https://10.0.1.13:2379 上应答" in chinese
+
+
+def test_refresh_snapshots_is_queued_to_the_health_worker_and_audited(
+        owner_client: Client, user: Any) -> None:
+    cluster = _cluster(user, [True, True, True])
+    page = owner_client.get(reverse("clusters:cluster", args=[cluster.code])).content.decode()
+    action = reverse("clusters:etcd-snapshots-refresh", args=[cluster.code])
+    assert f'action="{action}"' in page and "Refresh snapshots" in page
+    with in_process_engine() as engine:
+        answer = owner_client.post(action, follow=True)
+        sent = [m for m in engine.take() if m.task == "clusters.refresh_etcd_snapshots"]
+    assert [m.args[0] for m in sent] == [cluster.pk]
+    assert "The snapshots are being listed on the servers again" in answer.content.decode()
+    event = AuditEvent.objects.get(action=AuditAction.ETCD_SNAPSHOTS_REFRESH)
+    assert (event.user, event.cluster) == (user, cluster)
+
+
+def test_a_destroyed_cluster_shows_no_etcd_panel_nor_restore_link(
+        owner_client: Client, user: Any) -> None:
+    cluster = _cluster(user, [True, True, True])
+    Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.DESTROYED)
+    page = owner_client.get(reverse("clusters:cluster", args=[cluster.code])).content.decode()
+    assert 'id="etcd-panel"' not in page
+    assert reverse("clusters:etcd-restore-doc") not in page
+    assert "pre-upgrade-v1.33.1-k3s1-s1-1764590400" not in page
+    refused = owner_client.post(reverse("clusters:etcd-snapshots-refresh", args=[cluster.code]),
+                                follow=True).content.decode()
+    assert "The snapshots can be listed only while the cluster runs" in refused
+    assert not AuditEvent.objects.filter(action=AuditAction.ETCD_SNAPSHOTS_REFRESH).exists()
+
+
+def test_adding_a_fourth_server_is_warned_about(owner_client: Client, user: Any) -> None:
+    cluster = _cluster(user, [True, True, True])
+    page = owner_client.get(reverse("clusters:cluster", args=[cluster.code])).content.decode()
+    assert "With 4 servers, etcd tolerates 1 failed server(s), no more than with 3" in page
 
 
 def test_quorum_lost_is_said(owner_client: Client, user: Any) -> None:

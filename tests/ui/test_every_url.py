@@ -71,7 +71,7 @@ OWNER_ONLY = frozenset({
     "clusters:run-status", "clusters:run-timeline", "clusters:step-log-lines",
     "clusters:step-log", "clusters:step-log-search", "clusters:step-log-download",
     "clusters:cluster-allowlist", "clusters:kubeconfig-issue", "clusters:kubeconfig-revoke",
-    "clusters:api-token-revoke",
+    "clusters:api-token-revoke", "clusters:etcd-snapshots-refresh",
 })
 
 # The REST API (/api/v1/): anonymous callers get 401 (JSON), not a login page.

@@ -54,7 +54,12 @@ def test_a_schedule_k3s_could_not_parse_is_refused_by_field(at_datastore: Client
                         ("0 25 * * *", "25 is not a valid hour"),
                         ("0 0 * 13 *", "13 is not a valid month"),
                         ("*/0 * * * *", "*/0 is not a valid minute"),
-                        ("0 5-3 * * *", "5-3 is not a valid hour")):
+                        ("0 5-3 * * *", "5-3 is not a valid hour"),
+                        # robfig/cron spec.go: day of week 0-6 (7 is above its maximum).
+                        ("0 3 * * 7", "7 is not a valid day of week: use *, a number from 0 "
+                                      "to 6"),
+                        ("@reboot", "@reboot is not a schedule K3s knows"),
+                        ("TZ=Nowhere/Land 0 3 * * *", "the time zone Nowhere/Land is unknown")):
         refused = at_datastore.post(step_url("datastore"), {
             "kind": "etcd", "etcd_snapshot_cron": cron, "etcd_snapshot_retention": 5})
         assert refused.status_code == 200, cron
@@ -62,6 +67,10 @@ def test_a_schedule_k3s_could_not_parse_is_refused_by_field(at_datastore: Client
     zero = at_datastore.post(step_url("datastore"), {
         "kind": "etcd", "etcd_snapshot_cron": "0 3 * * mon-fri", "etcd_snapshot_retention": 0})
     assert field_errors(zero, "etcd_snapshot_retention")
+    fine = _choose_etcd(at_datastore, etcd_snapshot_cron="@every 6h")
+    assert fine.redirect_chain[-1][0] == step_url("hosts")
+    assert WizardState(at_datastore.session).get("datastore")["etcd_snapshot_cron"] == \
+        "@every 6h"
     fine = _choose_etcd(at_datastore, etcd_snapshot_cron="  30 2  * * mon-fri ",
                         etcd_snapshot_retention=9)
     assert fine.redirect_chain[-1][0] == step_url("hosts")

@@ -210,16 +210,26 @@ class DatastoreStepForm(WizardForm):
         problem = etcd.cron_problem(cron)
         if problem is None:
             pass
-        elif problem.field is None:
+        elif problem.kind == "fields":
             self.add_error("etcd_snapshot_cron", _(
                 "A schedule has 5 fields (minute hour day-of-month month day-of-week); "
                 "%(cron)s has %(count)s. Example: 0 */12 * * * (00:00 and 12:00).")
                 % {"cron": cron, "count": problem.part})
+        elif problem.kind == "descriptor":
+            self.add_error("etcd_snapshot_cron", _(
+                "%(part)s is not a schedule K3s knows: use @yearly, @monthly, @weekly, @daily, "
+                "@hourly, @every with a duration such as @every 6h, or 5 fields.")
+                % {"part": problem.part})
+        elif problem.kind == "timezone":
+            self.add_error("etcd_snapshot_cron", _(
+                "In %(cron)s, the time zone %(zone)s is unknown or has no schedule after it: "
+                "write TZ=<zone> followed by the schedule, e.g. TZ=Asia/Shanghai 0 3 * * *.")
+                % {"cron": cron, "zone": problem.part or "-"})
         else:
             self.add_error("etcd_snapshot_cron", _(
                 "In %(cron)s, %(part)s is not a valid %(field)s: use *, a number from %(low)d "
                 "to %(high)d, a range a-b, a step */n or a list a,b.") % {
-                    "cron": cron, "part": problem.part, "field": CRON_FIELDS[problem.field],
+                    "cron": cron, "part": problem.part, "field": CRON_FIELDS[problem.field or 0],
                     "low": problem.low, "high": problem.high})
         data["etcd_snapshot_cron"] = cron
         if data.get("etcd_snapshot_retention") is None \
