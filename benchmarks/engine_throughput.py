@@ -44,7 +44,7 @@ import tempfile
 import time
 import types
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -138,9 +138,9 @@ def report(database: str, result: dict[str, Any], args: argparse.Namespace) -> N
               + f"; steps run more than once: {s['ran_twice']}; {s['load']}")
         if "fairness" in s:
             f = s["fairness"]
-            print(f"    fairness: first steps started in creation order: {f['roots_in_order']};"
-                  f" runs finished out of creation order by at most {f['max_finish_shift']} "
-                  f"places; slowest run {f['slowest_run_s']:.2f} s (median run "
+            print(f"    order: runs' first steps started at most {f['max_root_shift']} places, "
+                  f"runs finished at most {f['max_finish_shift']} places from creation "
+                  f"order; slowest run {f['slowest_run_s']:.2f} s (median run "
                   f"{f['median_run_s']:.2f} s)")
     before = previous.get("steps_per_s")
     if before:
@@ -274,10 +274,14 @@ def fairness_of(run_ids: list[int], runs: dict[int, Any], steps: list[Any]) -> d
     root_order = sorted(run_ids, key=lambda pk: roots[pk])
     finish_order = sorted(run_ids, key=lambda pk: runs[pk].finished_at)
     durations = [(runs[pk].finished_at - runs[pk].created_at).total_seconds() for pk in run_ids]
+
+    def shift(order: list[int]) -> int:
+        return max(abs(order.index(pk) - place) for place, pk in enumerate(run_ids))
+
     return {
-        "roots_in_order": root_order == run_ids,
-        "max_finish_shift": max(abs(finish_order.index(pk) - place)
-                                for place, pk in enumerate(run_ids)),
+        # Two workers advance two runs at once, so neighbours may swap: how far, at most.
+        "max_root_shift": shift(root_order),
+        "max_finish_shift": shift(finish_order),
         "slowest_run_s": max(durations), "median_run_s": statistics.median(durations),
     }
 
