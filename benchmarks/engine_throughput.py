@@ -155,8 +155,9 @@ def report(database: str, result: dict[str, Any], args: argparse.Namespace) -> N
               f"10 active runs {result['paced']['median_ms']:.0f} / "
               f"{result['paced']['p95_ms']:.0f} ms")
     phases = result["phases"]
-    print(f"where a step's milliseconds go (in-process, {phases['steps']} steps, "
-          f"{phases['messages']} messages; wall / CPU per step, exclusive):")
+    print(f"where a step's milliseconds go (in-process: {phases['steps']} steps took "
+          f"{phases['messages']} messages, {phases['executes']} of them to run a step; "
+          "wall / CPU per step, exclusive):")
     for label, wall, cpu in phases["rows"]:
         print(f"    {label:<44} {wall:7.2f} ms {cpu:7.2f} ms")
     engine_wall = sum(wall for _, wall, _ in phases["rows"])
@@ -416,9 +417,10 @@ def phases(broker_url: str, queue: str, runs: int) -> dict[str, Any]:
     labels = list(dict.fromkeys(label for label, _, _ in rows))
     labels.insert(labels.index("record: log lines + outcome, one commit"),
                   "handler: test.work (one log line)")
-    return {"steps": executed, "messages": messages,
-            "rows": [(label, timer.wall[label] / executed * 1000,
-                      timer.cpu[label] / executed * 1000) for label in labels]}
+    steps = runs * STEPS_PER_RUN  # per step, however many messages it took
+    return {"steps": steps, "messages": messages, "executes": executed,
+            "rows": [(label, timer.wall[label] / steps * 1000,
+                      timer.cpu[label] / steps * 1000) for label in labels]}
 
 
 if __name__ == "__main__":
