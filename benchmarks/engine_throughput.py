@@ -230,6 +230,7 @@ def scenario(workers: list[Any], runs: int, stagger: float, *,
         if stagger:
             time.sleep(stagger)
     while Run.objects.filter(pk__in=run_ids, status__in=RUN_ACTIVE).exists():
+        cpu.sample()
         time.sleep(0.05)
     worker_cpu, db_cpu = cpu.stop()
 
@@ -324,9 +325,22 @@ class CpuMeter:
 
     def start(self) -> None:
         self._start = (self._worker_times(), self._db_times())
+        self._seen: tuple[dict[int, float], dict[int, float]] = ({}, {})
+        self._next_sample = 0.0
+
+    def sample(self) -> None:
+        """Remember each process's time so far (twice a second): a backend whose connection
+        closes meanwhile (CONN_MAX_AGE recycles a worker's after 60 s) keeps what it used."""
+        if time.monotonic() < self._next_sample:
+            return
+        self._next_sample = time.monotonic() + 0.5
+        for seen, now in zip(self._seen, (self._worker_times(), self._db_times()), strict=True):
+            seen.update(now)
 
     def stop(self) -> tuple[float, float]:
-        workers, db = self._worker_times(), self._db_times()
+        self._next_sample = 0.0
+        self.sample()
+        workers, db = self._seen
         before_workers, before_db = self._start
         # A backend that appeared meanwhile counts from zero (its whole life is in the run).
         return (sum(t - before_workers.get(pid, 0.0) for pid, t in workers.items()),
