@@ -199,9 +199,20 @@ def child(args: argparse.Namespace) -> None:
     try:
         result["phases"] = phases(broker_url, phase_queue, 20)
     finally:
+        forget_queues(broker_url, [queue, phase_queue])
         if embedded:
             embedded.stop()
     print(json.dumps(result))
+
+
+def forget_queues(broker_url: str, queues: list[str]) -> None:
+    """Delete this run's queues and kombu's bindings of them from Redis (the broker is shared:
+    tests and other benchmarks use queues of their own on it)."""
+    from panel.celery import health_queue  # noqa: PLC0415
+    from tests.support.services import redis_client  # noqa: PLC0415
+
+    names = [name for queue in queues for name in (queue, health_queue(queue))]
+    redis_client(broker_url).delete(*names, *(f"_kombu.binding.{name}" for name in names))
 
 
 def plan() -> list[Any]:
