@@ -188,17 +188,31 @@ def _enqueue_execute(step_id: int, countdown: float = 0) -> None:
 # --- advancing a run --------------------------------------------------------------------------
 
 
-def advance(run_id: int) -> None:
-    """Start every step whose dependencies are done, or close the run when nothing is left."""
-    run = Run.objects.filter(pk=run_id).first()
+def advance(run_id: int, finished: str | None = None) -> None:
+    """Start every step whose dependencies are done, or close the run when nothing is left.
+
+    `finished`: the key of the step whose end this follows (its worker advances the run
+    at once, `_apply`). Then only the steps waiting on that one are sent: every other ready
+    step was sent when its own last dependency ended. Sending every ready sibling again at
+    each step's end made a fan-out of N steps send about N*N/2 messages, most of them for
+    steps already queued: under a backlog the copies were most of the queue (issue 18).
+    A message lost between a step's record and its dependents' send (a worker killed in
+    that instant, a broker outage) is recovered as before: the sweeper advances a quiet run
+    without `finished`, which sends every ready step.
+    """
+    # The run's row comes with its steps (one query, one snapshot); unordered, so no join
+    # for Step's default ordering.
+    steps = list(
+        Step.objects.filter(run_id=run_id).select_related("run").order_by()
+        .only("id", "key", "status", "depends_on", "run", "run__status", "run__cancel_requested")
+    )
+    run = steps[0].run if steps else Run.objects.filter(pk=run_id).first()
     if run is None or run.status not in RUN_ACTIVE:
         return
-    now = timezone.now()
     if run.status == RunStatus.PENDING:
         Run.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
-            status=RunStatus.RUNNING, started_at=now
+            status=RunStatus.RUNNING, started_at=timezone.now()
         )
-    steps = list(Step.objects.filter(run_id=run.pk).only("id", "key", "status", "depends_on"))
     by_status: dict[str, list[Step]] = {}
     for step in steps:
         by_status.setdefault(step.status, []).append(step)
@@ -228,7 +242,7 @@ def advance(run_id: int) -> None:
 
     done = {step.key for step in steps if step.status in STEP_DONE}
     for step in by_status.get(StepStatus.PENDING, []):
-        if set(step.depends_on) <= done:
+        if set(step.depends_on) <= done and (finished is None or finished in step.depends_on):
             _enqueue_execute(step.pk)
 
 
@@ -251,8 +265,12 @@ def _claim(step_id: int) -> tuple[Step, bool] | None:
     """Take the step if it is ours to run now (with whether this run is only a re-poll after
     a Wait); None when another worker has it or it is not due."""
     # The database's time, read with the row: due times and leases are judged on its clock.
-    step = Step.objects.select_related("run").annotate(database_now=Now()) \
-        .filter(pk=step_id).first()
+    # The run, its cluster and account come with the step: one query where there were three
+    # (a trivial step's whole engine cost is a handful of queries; issue 18). Unordered: the
+    # default ordering (run, position) only costs the ORM's time for one row.
+    found = list(Step.objects.select_related("run__cluster__cloud_account")
+                 .annotate(database_now=Now()).filter(pk=step_id).order_by())
+    step = found[0] if found else None
     if step is None or step.status not in (StepStatus.PENDING, StepStatus.WAITING):
         return None
     run = step.run
@@ -263,26 +281,31 @@ def _claim(step_id: int) -> tuple[Step, bool] | None:
         _enqueue_execute(step.pk, countdown=(step.not_before - now).total_seconds())
         return None
     if step.status == StepStatus.PENDING:
-        deps = Step.objects.filter(run_id=run.pk, key__in=step.depends_on)
+        deps = Step.objects.filter(run_id=run.pk, key__in=step.depends_on).order_by()
         if any(status not in STEP_DONE for status in deps.values_list("status", flat=True)):
             return None
     lease_until = now + timedelta(seconds=settings.PANEL_STEP_LEASE_SECONDS)
     # Coming back from a plain Wait is a poll, not a new try.
     polling = step.status == StepStatus.WAITING and step.transient_failures == 0 \
         and not step.wait_reason.startswith(RECLAIMED)
+    claimed_values = {
+        "status": StepStatus.RUNNING,
+        "lease_until": lease_until,
+        "heartbeat_at": now,
+        "started_at": step.started_at or now,
+        "not_before": None,
+        "updated_at": now,  # QuerySet.update() skips auto_now; the sweeper reads it as "moving"
+    }
     claimed = Step.objects.filter(pk=step.pk, status=step.status, attempts=step.attempts).update(
-        status=StepStatus.RUNNING,
-        attempts=F("attempts") + 1,
-        polls=F("polls") + int(polling),
-        lease_until=lease_until,
-        heartbeat_at=now,
-        started_at=step.started_at or now,
-        not_before=None,
-        updated_at=now,  # QuerySet.update() skips auto_now; the sweeper reads it as "moving"
-    )
+        attempts=F("attempts") + 1, polls=F("polls") + int(polling), **claimed_values)
     if not claimed:
         return None
-    step.refresh_from_db()
+    # The row is now what the UPDATE wrote, and no one else writes a running step's other
+    # fields (the conditional UPDATE fenced them): set them here instead of reading it again.
+    for name, value in claimed_values.items():
+        setattr(step, name, value)
+    step.attempts += 1
+    step.polls += int(polling)
     return step, polling
 
 
@@ -404,7 +427,7 @@ def execute(step_id: int) -> None:
         return
     step, polling = claimed
     run = step.run
-    cluster = Cluster.objects.select_related("cloud_account").get(pk=run.cluster_id)
+    cluster = run.cluster  # read with the claim (`_claim`)
     ctx = StepContext(step=step, run=run, cluster=cluster, _secrets=cluster.secret_values())
     if not polling and step.tries > 1:
         ctx.say(f"Attempt {step.tries}.")
@@ -461,11 +484,11 @@ def _apply(step: Step, ctx: StepContext, outcome: Outcome, *, retrying: bool = F
     if isinstance(outcome, Done):
         ctx.step.result.update(outcome.result)
         if _record(step, ctx, StepStatus.SUCCEEDED, transient_failures=0):
-            advance(step.run_id)
+            advance(step.run_id, step.key)
     elif isinstance(outcome, Skip):
         ctx.say(f"Skipped: {outcome.reason}")
         if _record(step, ctx, StepStatus.SKIPPED, wait_reason=outcome.reason[:500]):
-            advance(step.run_id)
+            advance(step.run_id, step.key)
     elif isinstance(outcome, Wait):
         seconds = max(0.0, float(outcome.seconds))
         recorded = _record(
@@ -499,9 +522,10 @@ def _record(
     finished: bool = True,
     **extra: Any,
 ) -> bool:
-    """Store the outcome, if this worker still owns the step (its lease was not taken over).
-    The log's last lines go first (StepLog.flush tries a new connection once itself)."""
-    ctx.log.flush()
+    """Store the outcome, if this worker still owns the step (its lease was not taken over),
+    in one transaction with the log's last lines: one commit, not two (issue 18). When the
+    database goes away at that moment, the lines go on their own (StepLog.flush tries a new
+    connection once itself) and then the outcome, as two statements, as before."""
     values: dict[str, Any] = {
         "status": status,
         "error": ctx.redact(error),
@@ -516,10 +540,17 @@ def _record(
         "reclaim_streak": 0,
         **extra,
     }
-    with transaction.atomic():
-        owned = Step.objects.filter(
+    def store() -> int:
+        return Step.objects.filter(
             pk=step.pk, status=StepStatus.RUNNING, attempts=step.attempts
         ).update(**values)
+
+    try:
+        owned = ctx.log.flush_with(store)
+    except (OperationalError, InterfaceError):
+        connection.close_if_unusable_or_obsolete()
+        ctx.log.flush()
+        owned = store()
     if not owned:
         logger.warning("step %s lost its lease before recording %s; outcome dropped", step.pk,
                        status)

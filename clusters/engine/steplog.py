@@ -44,12 +44,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Func, IntegerField, Max
+from django.db.models import F, Func, IntegerField, Max, Min, Q
 from django.db.models.constants import OnConflict
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
@@ -183,6 +183,8 @@ def cut_line(line: str, limit: int) -> tuple[str, int]:
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 class LeaseLost(BaseException):
     """Raised into a step at its next log line once its worker can no longer renew the lease:
@@ -233,12 +235,13 @@ class StepLog:
         # stop_reason says which.
         self.lease_lost = threading.Event()
         self.stop_reason = ""
-        last = LogLine.objects.filter(step_id=step_id).aggregate(last=Max("seq"))["last"]
-        self._next_seq = (last or 0) + 1
+        # One query for both (a step's start is on the engine's hot path, issue 18).
+        stored = LogLine.objects.filter(step_id=step_id).aggregate(
+            last=Max("seq"), marker=Min("seq", filter=Q(stream=LOG_OMITTED)))
+        self._next_seq = (stored["last"] or 0) + 1
         # A step's head is fixed once its log was trimmed (an earlier attempt's marker row
         # says where): a changed setting must not move the gap under lines already kept.
-        marker = (LogLine.objects.filter(step_id=step_id, stream=LOG_OMITTED)
-                  .values_list("seq", flat=True).first())
+        marker = stored["marker"]
         self._head = marker - 1 if marker is not None else self._limits.head_lines
         # Lines numbered up to here (beyond the head) are gone or counted by the marker.
         self._trimmed_to = self._head
@@ -307,11 +310,7 @@ class StepLog:
         transaction with the insert, so a failure counts nothing twice.
         """
         with self._flushing:
-            with self._lock:
-                self._drop_unsaved_tail()
-                batch, self._buffer, self._oldest = self._buffer, [], None
-                omitted, self._unsaved_omitted = self._unsaved_omitted, (0, 0)
-                cutoff = self._cutoff()
+            batch, omitted, cutoff = self._take()
             if not batch and cutoff <= self._trimmed_to and not omitted[0]:
                 return True
             for last_try in (False, True):
@@ -342,6 +341,38 @@ class StepLog:
             self._put_back(batch, omitted)
             self._retry_at = time.monotonic() + self._max_delay
             return False
+
+    def flush_with(self, then: Callable[[], T]) -> T:
+        """Write what is buffered and call `then` in the same transaction; its result.
+
+        Why: the engine stores a step's outcome with the step's last lines (one commit where
+        there were two, on the hot path of every step; issue 18). Unlike `flush`, a database
+        error is raised (the caller decides what to do): the batch is put back first, so a
+        later `flush` still writes it, and nothing of `then` was committed either."""
+        with self._flushing:
+            batch, omitted, cutoff = self._take()
+            try:
+                with transaction.atomic():
+                    if batch:
+                        insert_lines(self.step_id, batch)
+                    if cutoff > self._trimmed_to or omitted[0]:
+                        self._trim(cutoff, omitted)
+                    result = then()
+            except BaseException:
+                self._put_back(batch, omitted)
+                raise
+            self._trimmed_to = max(self._trimmed_to, cutoff)
+            self._retry_at = 0.0
+            return result
+
+    def _take(self) -> tuple[list[_Line], tuple[int, int], int]:
+        """Empty the buffer for a flush: its lines, the omitted count not stored yet, and the
+        line number up to which the log is to be trimmed."""
+        with self._lock:
+            self._drop_unsaved_tail()
+            batch, self._buffer, self._oldest = self._buffer, [], None
+            omitted, self._unsaved_omitted = self._unsaved_omitted, (0, 0)
+            return batch, omitted, self._cutoff()
 
     def _trim(self, cutoff: int, omitted: tuple[int, int]) -> None:
         """Delete the stored lines between the head and the tail, and count them (and the

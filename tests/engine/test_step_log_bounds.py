@@ -319,3 +319,24 @@ def test_a_flush_that_fails_for_another_reason_raises_but_keeps_its_lines():
     assert log.flush()
     assert list(LogLine.objects.filter(step_id=missing).order_by("seq").values_list(
         "seq", "text")) == [(1, "line 1"), (2, "line 2"), (3, "line 3")]
+
+
+def test_lines_and_what_is_stored_with_them_commit_together_or_not_at_all() -> None:
+    """The engine stores a step's outcome with its last lines in one commit (flush_with).
+    When that transaction fails, neither is stored, and the lines are not lost: the next
+    flush writes them."""
+    step = _step()
+    log = StepLog(step.pk, Redactor([]))
+    log.write("first")
+
+    def fail() -> None:
+        Step.objects.filter(pk=step.pk).update(error="outcome")
+        raise IntegrityError("the outcome could not be stored")
+
+    with pytest.raises(IntegrityError):
+        log.flush_with(fail)
+    assert _rows(step) == [] and Step.objects.get(pk=step.pk).error == ""
+    log.write("second")
+    assert log.flush_with(lambda: Step.objects.filter(pk=step.pk).update(error="stored")) == 1
+    assert [row.text for row in _rows(step)] == ["first", "second"]
+    assert Step.objects.get(pk=step.pk).error == "stored"

@@ -6,7 +6,7 @@ from typing import Any
 
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
-from clusters.models import Run, RunStatus, StepStatus
+from clusters.models import Run, RunStatus, Step, StepStatus
 from tests.support.engine_specs import ADVANCE, EXECUTE, InProcessEngine, Sent, executes, start_run
 from tests.support.runs import step
 
@@ -85,3 +85,38 @@ def test_run_finished_is_sent_once_however_often_the_run_is_advanced(
     finally:
         pipeline.run_finished.disconnect(receiver)
     assert finished == [(run.pk, RunStatus.SUCCEEDED)]
+
+
+def test_a_fan_out_sends_each_step_once(engine: InProcessEngine) -> None:
+    """Each step's end sends only the steps that waited on it: eight parallel steps and their
+    join are sent once each, not again at every sibling's end (which made a backlog mostly
+    copies of messages already queued; issue 18)."""
+    middle = [StepSpec(f"m{i}", f"M{i}", "test.work", ["root"]) for i in range(8)]
+    run = start_run(engine, StepSpec("root", "Root", "test.work"), *middle,
+                    StepSpec("join", "Join", "test.work", [s.key for s in middle]))
+    sent = []
+    while engine.queue:
+        message = engine.queue.pop(0)
+        sent.append(message)
+        engine.deliver(message)
+    assert sorted(executes(sent)) == sorted(s.pk for s in Step.objects.filter(run=run))
+    assert Run.objects.get(pk=run.pk).status == RunStatus.SUCCEEDED
+
+
+def test_a_quiet_run_advanced_again_sends_what_is_ready_but_was_lost(
+        engine: InProcessEngine) -> None:
+    """A worker killed between storing a step's end and sending its dependents: the advance
+    the sweeper sends for the quiet run starts them (it sends every ready step)."""
+    run = start_run(engine, StepSpec("a", "A", "test.work"), StepSpec("b", "B", "test.work"),
+                    StepSpec("c", "C", "test.work", ["a"]))
+    engine.deliver(engine.take()[0])
+    a_and_b = engine.take()
+    engine.deliver(a_and_b[0])
+    engine.take()  # c's message was lost with its worker
+    engine.deliver(a_and_b[1])
+    assert executes(engine.take()) == [], "b's end does not send c: c waits on a, not on b"
+    engine.deliver(Sent(ADVANCE, (run.pk,), None))  # the sweeper's, once the run is quiet
+    (message,) = engine.take()
+    assert executes([message]) == [step(run, "c").pk]
+    engine.deliver(message)
+    assert Run.objects.get(pk=run.pk).status == RunStatus.SUCCEEDED
