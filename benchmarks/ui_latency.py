@@ -117,7 +117,9 @@ def production_like_env(url: str, static_root: Path) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "panel.settings",
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "PANEL_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        # A kept database (--keep) is read again with the same key given in the environment.
+        "PANEL_ENCRYPTION_KEYS": os.environ.get("PANEL_ENCRYPTION_KEYS")
+        or Fernet.generate_key().decode(),
         "DJANGO_SECURE_SSL_REDIRECT": "0",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "DJANGO_STATIC_ROOT": str(static_root),
