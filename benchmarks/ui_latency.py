@@ -1,14 +1,18 @@
 """Benchmark: the dashboard and the cluster page at 1,000 clusters and 1,000,000 log lines.
 
 Fills a fresh PostgreSQL database (benchmarks/ui_dataset.py), serves the panel with gunicorn
-on 127.0.0.1 in a production-like environment (DEBUG off, collected static files, only the
-HTTPS redirect off), logs in, and drives each page with `wrk` (Debian package `wrk`) for a
-fixed time at a small concurrency. Prints p50/p95/p99 latency and requests/s per page, and
-the number of SQL queries each page costs at a tiny size and at full size (they must match).
-Traffic goes only to 127.0.0.1. The database is dropped at the end unless --keep.
+on 127.0.0.1 as production does (deploy/gunicorn.conf.py, the Dockerfile's; DEBUG off,
+collected static files, compiled translations, only the HTTPS redirect off), logs in, and
+drives each page with `wrk` (Debian package `wrk`) for a fixed time at a small concurrency.
+Prints per page: the server time alone (in-process, sequential), requests/s, p50/p95/p99
+latency, the CPU each request cost the gunicorn workers and their PostgreSQL backends, the
+number of SQL queries at a tiny size and at full size (they must match), and the values the
+README's table records now, side by side. Traffic goes only to 127.0.0.1. The database is
+dropped at the end unless --keep (then give the same PANEL_ENCRYPTION_KEYS to read it again).
 
     .venv/bin/python benchmarks/ui_latency.py [--database-url postgres://root@127.0.0.1/x_bench]
-        [--clusters 1000] [--log-lines 1000000] [--duration 15] [--workers 3] [--keep]
+        [--clusters 1000] [--log-lines 1000000] [--duration 15] [--keep]
+        [--workers N] [--worker-class sync|gthread] [--gunicorn-threads N]
 
 The database URL comes from --database-url, else DATABASE_URL, else a `panel_uibench`
 database on 127.0.0.1:5432 as root. Its name must contain "bench": it is dropped and created.
@@ -46,6 +50,10 @@ OTHER_USERS, OTHER_CLUSTERS, OTHER_LINES = 3, 20, 2000
 TINY_CLUSTERS, TINY_LINES = 2, 300
 SLOW_P95_MS = 300
 ALONE_REQUESTS = 9
+GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
+README = ROOT / "README.md"
+README_SECTION = "## Benchmarks: pages at scale"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WRK_REPORT = r"""
 -- Per-thread counters of non-200 answers, summed in done(); percentiles in microseconds.
 local threads = {}
@@ -76,7 +84,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per page")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: the config's)")
+    parser.add_argument("--worker-class", help="gunicorn worker class (default: the config's)")
+    parser.add_argument("--gunicorn-threads", type=int,
+                        help="threads per gunicorn worker (default: the config's)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     return parser.parse_args()
 
@@ -152,20 +163,43 @@ def stop_leftover_server() -> None:
         print(f"stopped a leftover benchmark gunicorn (pid {pid})")
 
 
-class Server:
-    """gunicorn serving panel.wsgi on 127.0.0.1 with sync workers, as the Dockerfile does."""
+def gunicorn_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The workers, class and threads production runs (deploy/gunicorn.conf.py, read with the
+    environment this benchmark has), unless the command line asks for others."""
+    config: dict[str, Any] = {}
+    exec(compile(GUNICORN_CONFIG.read_text(), str(GUNICORN_CONFIG), "exec"), config)  # noqa: S102 - our own file
+    return {"workers": args.workers or config["workers"],
+            "worker_class": args.worker_class or config["worker_class"],
+            "threads": args.gunicorn_threads or config["threads"]}
 
-    def __init__(self, workers: int, log_path: Path) -> None:
+
+class Server:
+    """gunicorn serving panel.wsgi on 127.0.0.1 with the Dockerfile's configuration."""
+
+    def __init__(self, settings: dict[str, Any], log_path: Path) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.settings = settings
         gunicorn = Path(sys.executable).parent / "gunicorn"
         self.process = subprocess.Popen(
-            [str(gunicorn), "panel.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers), "--pid", str(PIDFILE), "--log-level", "warning"],
+            [str(gunicorn), "--config", str(GUNICORN_CONFIG), "panel.wsgi:application",
+             "--bind", f"127.0.0.1:{self.port}", "--workers", str(settings["workers"]),
+             "--worker-class", settings["worker_class"], "--threads", str(settings["threads"]),
+             "--pid", str(PIDFILE), "--log-level", "warning"],
             cwd=ROOT, env=os.environ.copy(), stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT, start_new_session=True,
         )
+
+    def describe(self) -> str:
+        threads = self.settings["threads"]
+        return (f"{self.settings['workers']} {self.settings['worker_class']} workers"
+                + (f" x {threads} threads" if threads > 1 else ""))
+
+    def worker_pids(self) -> list[int]:
+        """The master's children: the processes that serve the requests."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
 
     def wait_ready(self, timeout: float = 30) -> Server:
         deadline = time.monotonic() + timeout
@@ -196,6 +230,28 @@ class Server:
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: object, **kwargs: object) -> None:
         return None
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used so far (/proc/<pid>/stat, utime and stime);
+    a process that ended counts nothing."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
+    return total / CLOCK_TICKS
+
+
+def backend_pids(url: str) -> list[int]:
+    """The PostgreSQL server processes connected to the benchmark database (the workers'
+    connections; this machine's own server, so /proc shows them)."""
+    with maintenance(url) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                            [database_name(url)]).fetchall()
+    return [pid for (pid,) in rows]
 
 
 def fetch_size(url: str, cookie: str) -> int:
@@ -250,55 +306,84 @@ def drive(url: str, cookie: str, args: argparse.Namespace, script: Path) -> Load
 class Prepared:
     """The filled database: what to open, and each page's query count at both sizes."""
 
-    pages: list[tuple[str, str]]
+    pages: list[Page]
     tiny_counts: dict[str, int]
     full_counts: dict[str, int]
     alone_ms: dict[str, float]
     session_cookie: str
 
 
-def pages_of(target: Any) -> list[tuple[str, str]]:
-    """What a user opens, heaviest cases: the newest dashboard pages and the biggest log."""
+@dataclass
+class Page:
+    label: str
+    path: str
+    language: str = ""  # a django_language cookie: the page in that language
+
+
+def pages_of(target: Any, timeline_seen: str = "") -> list[Page]:
+    """What a user opens, heaviest cases: the newest dashboard pages and the biggest log, and
+    what the open cluster page polls (the timeline each second while its run is active, with
+    the version it last saw; an open log's lines)."""
     from django.urls import reverse  # noqa: PLC0415  Django is set up in main() first
 
     code, run_id, step_id = target.cluster.code, target.run.pk, target.step.pk
     dashboard = reverse("clusters:dashboard")
+    lines = reverse("clusters:step-log-lines", args=[code, run_id, step_id])
     return [
-        ("dashboard", dashboard),
-        ("dashboard, filtered", dashboard + "?status=ready&health=healthy&q=prod"),
-        ("dashboard, page 10", dashboard + "?page=10"),
-        ("cluster page (biggest log)", reverse("clusters:cluster", args=[code])),
-        ("cluster live fragment",
-         reverse("clusters:cluster-live", args=[code]) + f"?run={run_id}"),
-        ("run status JSON", reverse("clusters:run-status", args=[code, run_id])),
-        ("step log JSON, tail", reverse("clusters:step-log", args=[code, run_id, step_id])
-         + f"?after={max(0, target.last_seq - 200)}"),
+        Page("dashboard", dashboard),
+        Page("dashboard, Chinese", dashboard, "zh-hans"),
+        Page("dashboard, filtered", dashboard + "?status=ready&health=healthy&q=prod"),
+        Page("dashboard, page 10", dashboard + "?page=10"),
+        Page("cluster page (biggest log)", reverse("clusters:cluster", args=[code])),
+        Page("cluster page, Chinese", reverse("clusters:cluster", args=[code]), "zh-hans"),
+        Page("cluster live fragment",
+             reverse("clusters:cluster-live", args=[code]) + f"?run={run_id}"),
+        Page("timeline poll (run unchanged)",
+             reverse("clusters:run-timeline", args=[code, run_id]) + f"?seen={timeline_seen}"),
+        Page("run status JSON", reverse("clusters:run-status", args=[code, run_id])),
+        Page("step log JSON, tail", reverse("clusters:step-log", args=[code, run_id, step_id])
+             + f"?after={max(0, target.last_seq - 200)}"),
+        Page("log tail (opened log)", lines + "?tail=1"),
+        Page("log lines, last 200", lines + f"?after={max(0, target.last_seq - 200)}"),
     ]
 
 
-def query_counts(client: Any, pages: list[tuple[str, str]],
-                 timed: int = 0) -> dict[str, tuple[int, float]]:
+def query_counts(client: Any, pages: list[Page], timed: int = 0) -> dict[str, tuple[int, float]]:
     """SQL statements per page, counted in-process with Django's test client, and the median
     of `timed` sequential requests (server time without concurrency or HTTP)."""
+    from django.conf import settings  # noqa: PLC0415  Django is set up in main() first
     from django.db import connection  # noqa: PLC0415  Django is set up in main() first
     from django.test.utils import CaptureQueriesContext  # noqa: PLC0415  Django is set up in main() first
 
     counts = {}
-    for label, path in pages:
-        client.get(path)  # warm: the first request may fill process-wide caches
+    for page in pages:
+        client.cookies[settings.LANGUAGE_COOKIE_NAME] = page.language or "en"
+        client.get(page.path)  # warm: the first request may fill process-wide caches
         with CaptureQueriesContext(connection) as captured:
-            response = client.get(path)
+            response = client.get(page.path)
         if response.status_code != 200:
-            sys.exit(f"{label}: GET {path} answered {response.status_code}")
+            sys.exit(f"{page.label}: GET {page.path} answered {response.status_code}")
         queries = len(captured.captured_queries)  # before the next request resets the log
         durations = []
         for _ in range(timed):
             began = time.perf_counter()
-            client.get(path)
+            client.get(page.path)
             durations.append(time.perf_counter() - began)
         median = statistics.median(durations) * 1000 if durations else 0.0
-        counts[label] = (queries, median)
+        counts[page.label] = (queries, median)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
     return counts
+
+
+def timeline_version(client: Any, target: Any) -> str:
+    """The run version the cluster page sends with its poll (clusters/_run_version.html)."""
+    from django.urls import reverse  # noqa: PLC0415  Django is set up in main() first
+
+    page = client.get(reverse("clusters:cluster", args=[target.cluster.code])).content.decode()
+    match = re.search(r'name="seen" value="([0-9a-f]+)"', page)
+    if match is None:
+        sys.exit("the cluster page carries no run version for its poll")
+    return match.group(1)
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
@@ -311,12 +396,14 @@ def prepare(args: argparse.Namespace) -> Prepared:
     from tests.support.factories import make_user  # noqa: PLC0415  Django is set up in main() first
 
     call_command("collectstatic", interactive=False, verbosity=0)
+    # As the Dockerfile does (into locale/, where `make run` puts them too; *.mo is ignored).
+    call_command("compilemessages", verbosity=0, ignore_patterns=[".venv/*"])
     call_command("migrate", verbosity=0)
     owner = make_user("owner")
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(owner)
     small = ui_dataset.fill(owner, TINY_CLUSTERS, args.nodes_per_cluster, TINY_LINES, 3)
-    tiny = query_counts(client, pages_of(small.target))
+    tiny = query_counts(client, pages_of(small.target, timeline_version(client, small.target)))
     tiny_counts = {label: n for label, (n, _) in tiny.items()}
 
     began = time.monotonic()
@@ -333,7 +420,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
     print(f"biggest log: {target.cluster.name}, run #{target.run.pk} ({target.run.status}), "
           f"step {target.step.key} ({target.step.status}) with {target.last_seq:,} lines; "
           f"{ui_dataset.run_lines(target.run.pk):,} lines in the run")
-    pages = pages_of(target)
+    pages = pages_of(target, timeline_version(client, target))
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
     full = query_counts(client, pages, timed=ALONE_REQUESTS)
     return Prepared(pages, tiny_counts, {label: n for label, (n, _) in full.items()},
@@ -341,32 +428,71 @@ def prepare(args: argparse.Namespace) -> Prepared:
                     f"{settings.SESSION_COOKIE_NAME}={cookie}")
 
 
+def readme_rows() -> dict[str, dict[str, str]]:
+    """The table the README's "Benchmarks: pages at scale" section records now, by page and
+    column header, to print beside this run's figures."""
+    text = README.read_text()
+    if README_SECTION not in text:
+        return {}
+    section = text.split(README_SECTION, 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip().strip("|").split("|") for line in section.splitlines()
+            if line.startswith("|") and not line.startswith("| ---")]
+    if not rows:
+        return {}
+    header = [cell.strip() for cell in rows[0]]
+    return {cells[0].strip(): dict(zip(header, (cell.strip() for cell in cells), strict=False))
+            for cells in rows[1:]}
+
+
+def was(previous: dict[str, str], column: str) -> str:
+    value = previous.get(column, "")
+    return f" ({value})" if value else ""
+
+
 def measure(args: argparse.Namespace, prepared: Prepared, server: Server,
             script: Path) -> list[str]:
     """Drive each page with wrk and print a row per page; returns the slow pages."""
-    print(f"gunicorn: {args.workers} sync workers on {server.base}; wrk -t{args.threads} "
-          f"-c{args.connections} -d{args.duration}s per page; load average before: "
-          f"{os.getloadavg()[0]:.2f}")
+    previous = readme_rows()
+    print(f"gunicorn ({GUNICORN_CONFIG.relative_to(ROOT)}): {server.describe()} on "
+          f"{server.base}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s per "
+          f"page; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("CPU ms/req: the gunicorn workers' + their PostgreSQL backends' CPU during the page's "
+          "load, per request. (In brackets: what the README's table records now.)")
     print()
-    print("| page | bytes | alone ms | req/s | p50 ms | p95 ms | p99 ms | max ms "
-          "| queries tiny / full |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| page | bytes | alone ms | CPU ms/req (web + db) | req/s | p50 ms | p95 ms "
+          "| p99 ms | max ms | queries tiny / full |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     slow = []
-    for label, path in prepared.pages:
-        url = server.base + path
-        size = fetch_size(url, prepared.session_cookie)
-        load = drive(url, prepared.session_cookie, args, script)
+    for page in prepared.pages:
+        url = server.base + page.path
+        cookie = prepared.session_cookie
+        if page.language:
+            cookie += f"; django_language={page.language}"
+        size = fetch_size(url, cookie)
+        web_pids, db_pids = server.worker_pids(), backend_pids(args.database_url)
+        web_before, db_before = cpu_seconds(web_pids), cpu_seconds(db_pids)
+        load = drive(url, cookie, args, script)
+        web_ms = (cpu_seconds(web_pids) - web_before) * 1000 / max(1, load.requests)
+        db_pids += [pid for pid in backend_pids(args.database_url) if pid not in db_pids]
+        db_ms = (cpu_seconds(db_pids) - db_before) * 1000 / max(1, load.requests)
         if load.errors or load.non200:
-            print(f"!! {label}: {load.errors} socket errors, {load.non200} non-200 answers")
+            print(f"!! {page.label}: {load.errors} socket errors, {load.non200} non-200 answers")
         if load.p95_ms > SLOW_P95_MS:
-            slow.append(label)
-        tiny, full = prepared.tiny_counts[label], prepared.full_counts[label]
-        print(f"| {label} | {size:,} | {prepared.alone_ms[label]:.1f} | {load.rps:.1f} "
-              f"| {load.p50_ms:.1f} | {load.p95_ms:.1f} | {load.p99_ms:.1f} "
+            slow.append(page.label)
+        tiny, full = prepared.tiny_counts[page.label], prepared.full_counts[page.label]
+        before = previous.get(page.label, {})
+        print(f"| {page.label} | {size:,} "
+              f"| {prepared.alone_ms[page.label]:.1f}{was(before, 'alone ms')} "
+              f"| {web_ms + db_ms:.1f} ({web_ms:.1f} + {db_ms:.1f})"
+              f"{was(before, 'CPU ms/req')} "
+              f"| {load.rps:.1f}{was(before, 'req/s')} "
+              f"| {load.p50_ms:.1f}{was(before, 'p50 ms')} "
+              f"| {load.p95_ms:.1f}{was(before, 'p95 ms')} "
+              f"| {load.p99_ms:.1f}{was(before, 'p99 ms')} "
               f"| {load.max_ms:.1f} | {tiny} / {full}"
-              f"{'' if tiny == full else ' (GROWS)'} |")
+              f"{'' if tiny == full else ' (GROWS)'}{was(before, 'queries tiny / full')} |")
     print()
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return slow
 
 
@@ -390,7 +516,7 @@ def main() -> None:
 
         django.setup()
         prepared = prepare(args)
-        server = Server(args.workers, workdir / "gunicorn.log")
+        server = Server(gunicorn_settings(args), workdir / "gunicorn.log")
         server.wait_ready()
         script = workdir / "report.lua"
         script.write_text(WRK_REPORT)
