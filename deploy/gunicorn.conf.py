@@ -3,12 +3,18 @@
 Why a file: the Dockerfile's CMD and benchmarks/ui_latency.py both load it, so the page
 benchmark measures the server production runs, not a copy of its flags that can drift.
 
-Workers and threads: the pages are CPU-bound Python (templates, the ORM) between short
-PostgreSQL queries, so about one process per core serves them; a few threads per process
-keep a worker answering while one of its requests waits (a slow query, an Alibaba Cloud or
-SSH call behind "Test connection" and the wizard's checks, a log download), where a sync
-worker would stand still. Django and psycopg are thread-safe (a connection per thread).
-Each setting may be overridden from the environment of the web container.
+Why threads (gthread) and not sync workers: most pages are a few milliseconds of PostgreSQL
+and 5-20 ms of Python, where either serves as well (the page benchmark could not tell them
+apart on two cores), but some requests wait seconds on the network: the live DescribeRegions
+check when a cloud account is added and the wizard's checks (Alibaba Cloud API calls), a
+personal kubeconfig issued through the cluster's API, a whole log downloaded. A sync worker
+stands still for that long, and with three of them three such requests stall every page and
+every open page's one-second poll; a thread that waits gives up the GIL, so its worker's other
+threads answer meanwhile. Django and psycopg are thread-safe (each thread has its own database
+connection, so count workers x threads connections against PostgreSQL's max_connections).
+
+About one worker process per core serves the CPU-bound part; each may be overridden from the
+web container's environment (WEB_CONCURRENCY is also gunicorn's own name for the default).
 """
 
 from __future__ import annotations
@@ -16,8 +22,7 @@ from __future__ import annotations
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
-# gunicorn itself reads WEB_CONCURRENCY as its default worker count; the panel's default is 3.
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 accesslog = "-"

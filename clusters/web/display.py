@@ -18,7 +18,6 @@ from django.utils.translation import gettext
 from clusters.adapters.datastore_health import MESSAGES, METRIC_NAMES
 from clusters.models import Cluster, ClusterStatus, Health
 
-
 # A code no cluster has, to split the cluster page's reversed URL around the code's place.
 _CODE_SLOT = UUID("00000000-0000-4000-8000-000000000000")
 

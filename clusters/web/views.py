@@ -134,8 +134,9 @@ def step_log_lines(request: HttpRequest, code: str, run_id: int, step_id: int) -
 
 def dashboard_clusters(user: Any, filters: dict[str, Any]) -> QuerySet[Cluster]:
     """The user's clusters that match the filters, newest first (node counts: node_counts)."""
-    clusters = queries.owned_clusters(user).only("name", "code", "status", "health", "k3s_version", "k3s_channel", "slb_address",
-           "api_dns_name", "region", "created_at")
+    clusters = queries.owned_clusters(user).only(
+        "name", "code", "status", "health", "k3s_version", "k3s_channel", "slb_address",
+        "api_dns_name", "region", "created_at")
     if filters.get("status"):
         clusters = clusters.filter(status=filters["status"])
     if filters.get("health"):
