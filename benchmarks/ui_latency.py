@@ -288,9 +288,9 @@ def drive(url: str, cookie: str, args: argparse.Namespace, script: Path) -> Load
     command = ["wrk", "-t", str(args.threads), "-c", str(args.connections),
                "-d", f"{args.duration}s", "--timeout", "10s", "-s", str(script),
                "-H", f"Cookie: {cookie}",
-               # A new connection per request, as nginx makes them (deploy/nginx.conf has no
-               # upstream keepalive, so it speaks HTTP/1.0, its default, and closes after each answer:
-               # https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_http_version).
+               # A new connection per request, as nginx makes them: deploy/nginx.conf has no
+               # upstream keepalive, so nginx speaks HTTP/1.0 (its default) and closes after
+               # each answer (nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_http_version).
                "-H", "Connection: close", url]
     output = subprocess.run(command, capture_output=True, text=True, check=True,
                             timeout=args.duration + 30).stdout
