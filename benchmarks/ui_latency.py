@@ -232,17 +232,23 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU the processes have used so far (/proc/<pid>/stat, utime and stime);
-    a process that ended counts nothing."""
-    total = 0
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU each process has used so far (/proc/<pid>/stat, utime and stime,
+    fields 14 and 15); a process that is gone is left out."""
+    seconds = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
-    return total / CLOCK_TICKS
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return seconds
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two readings: what each process still there used since, and all that
+    a new one used (a backend that closed in between is lost: undercounted, never negative)."""
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
 
 
 def backend_pids(url: str) -> list[int]:
@@ -473,12 +479,13 @@ def measure(args: argparse.Namespace, prepared: Prepared, server: Server,
         if page.language:
             cookie += f"; django_language={page.language}"
         size = fetch_size(url, cookie)
-        web_pids, db_pids = server.worker_pids(), backend_pids(args.database_url)
-        web_before, db_before = cpu_seconds(web_pids), cpu_seconds(db_pids)
+        web_pids = server.worker_pids()
+        web_before = cpu_seconds(web_pids)
+        db_before = cpu_seconds(backend_pids(args.database_url))
         load = drive(url, cookie, args, script)
-        web_ms = (cpu_seconds(web_pids) - web_before) * 1000 / max(1, load.requests)
-        db_pids += [pid for pid in backend_pids(args.database_url) if pid not in db_pids]
-        db_ms = (cpu_seconds(db_pids) - db_before) * 1000 / max(1, load.requests)
+        requests = max(1, load.requests)
+        web_ms = cpu_used(web_before, cpu_seconds(web_pids)) * 1000 / requests
+        db_ms = cpu_used(db_before, cpu_seconds(backend_pids(args.database_url))) * 1000 / requests
         if load.errors or load.non200:
             print(f"!! {page.label}: {load.errors} socket errors, {load.non200} non-200 answers")
         if load.p95_ms > SLOW_P95_MS:
