@@ -320,6 +320,7 @@ class Prepared:
     tiny_counts: dict[str, int]
     full_counts: dict[str, int]
     alone_ms: dict[str, float]
+    alone_cpu_ms: dict[str, float]
     session_cookie: str
 
 
@@ -358,9 +359,12 @@ def pages_of(target: Any, timeline_seen: str = "") -> list[Page]:
     ]
 
 
-def query_counts(client: Any, pages: list[Page], timed: int = 0) -> dict[str, tuple[int, float]]:
-    """SQL statements per page, counted in-process with Django's test client, and the median
-    of `timed` sequential requests (server time without concurrency or HTTP)."""
+def query_counts(client: Any, pages: list[Page],
+                 timed: int = 0) -> dict[str, tuple[int, float, float]]:
+    """SQL statements per page, counted in-process with Django's test client; the median of
+    `timed` sequential requests (server time without concurrency or HTTP), and the CPU they
+    cost: this process's, plus its PostgreSQL backend's (from /proc, in clock ticks, so
+    summed over the requests): what the page costs whatever else the machine is doing."""
     from django.conf import settings  # noqa: PLC0415  Django is set up in main() first
     from django.db import connection  # noqa: PLC0415  Django is set up in main() first
     from django.test.utils import CaptureQueriesContext  # noqa: PLC0415  Django is set up in main() first
@@ -374,13 +378,23 @@ def query_counts(client: Any, pages: list[Page], timed: int = 0) -> dict[str, tu
         if response.status_code != 200:
             sys.exit(f"{page.label}: GET {page.path} answered {response.status_code}")
         queries = len(captured.captured_queries)  # before the next request resets the log
-        durations = []
+        durations, cpu = [], 0.0
+        if timed:
+            connection.ensure_connection()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                backend = [cursor.fetchone()[0]]
+            backend_before = cpu_seconds(backend)
+            began_cpu = time.process_time()
         for _ in range(timed):
             began = time.perf_counter()
             client.get(page.path)
             durations.append(time.perf_counter() - began)
+        if timed:
+            cpu = (time.process_time() - began_cpu
+                   + cpu_used(backend_before, cpu_seconds(backend))) / timed * 1000
         median = statistics.median(durations) * 1000 if durations else 0.0
-        counts[page.label] = (queries, median)
+        counts[page.label] = (queries, median, cpu)
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
     return counts
 
@@ -414,7 +428,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
     client.force_login(owner)
     small = ui_dataset.fill(owner, TINY_CLUSTERS, args.nodes_per_cluster, TINY_LINES, 3)
     tiny = query_counts(client, pages_of(small.target, timeline_version(client, small.target)))
-    tiny_counts = {label: n for label, (n, _) in tiny.items()}
+    tiny_counts = {label: n for label, (n, _, _) in tiny.items()}
 
     began = time.monotonic()
     for index in range(OTHER_USERS):
@@ -433,8 +447,9 @@ def prepare(args: argparse.Namespace) -> Prepared:
     pages = pages_of(target, timeline_version(client, target))
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
     full = query_counts(client, pages, timed=ALONE_REQUESTS)
-    return Prepared(pages, tiny_counts, {label: n for label, (n, _) in full.items()},
-                    {label: ms for label, (_, ms) in full.items()},
+    return Prepared(pages, tiny_counts, {label: n for label, (n, _, _) in full.items()},
+                    {label: ms for label, (_, ms, _) in full.items()},
+                    {label: cpu for label, (_, _, cpu) in full.items()},
                     f"{settings.SESSION_COOKIE_NAME}={cookie}")
 
 
@@ -466,12 +481,14 @@ def measure(args: argparse.Namespace, prepared: Prepared, server: Server,
     print(f"gunicorn ({GUNICORN_CONFIG.relative_to(ROOT)}): {server.describe()} on "
           f"{server.base}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s per "
           f"page; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print("CPU ms/req: the gunicorn workers' + their PostgreSQL backends' CPU during the page's "
-          "load, per request. (In brackets: what the README's table records now.)")
+    print("alone: in-process, one request at a time (median ms; CPU ms of this process and its "
+          "PostgreSQL backend per request). CPU ms/req: the gunicorn workers' + their PostgreSQL "
+          "backends' CPU during the page's load, per request. (In brackets: what the README's "
+          "table records now.)")
     print()
-    print("| page | bytes | alone ms | CPU ms/req (web + db) | req/s | p50 ms | p95 ms "
-          "| p99 ms | max ms | queries tiny / full |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| page | bytes | alone ms | alone CPU ms | CPU ms/req (web + db) | req/s | p50 ms "
+          "| p95 ms | p99 ms | max ms | queries tiny / full |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     slow = []
     for page in prepared.pages:
         url = server.base + page.path
@@ -494,6 +511,7 @@ def measure(args: argparse.Namespace, prepared: Prepared, server: Server,
         before = previous.get(page.label, {})
         print(f"| {page.label} | {size:,} "
               f"| {prepared.alone_ms[page.label]:.1f}{was(before, 'alone ms')} "
+              f"| {prepared.alone_cpu_ms[page.label]:.1f}{was(before, 'alone CPU ms')} "
               f"| {web_ms + db_ms:.1f} ({web_ms:.1f} + {db_ms:.1f})"
               f"{was(before, 'CPU ms/req')} "
               f"| {load.rps:.1f}{was(before, 'req/s')} "
