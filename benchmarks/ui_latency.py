@@ -21,6 +21,7 @@ database on 127.0.0.1:5432 as root. Its name must contain "bench": it is dropped
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import secrets
@@ -460,8 +461,10 @@ def readme_rows() -> dict[str, dict[str, str]]:
     if README_SECTION not in text:
         return {}
     section = text.split(README_SECTION, 1)[1].split("\n## ", 1)[0]
-    rows = [line.strip().strip("|").split("|") for line in section.splitlines()
-            if line.startswith("|") and not line.startswith("| ---")]
+    lines = section.splitlines()
+    first = next((index for index, line in enumerate(lines) if line.startswith("|")), len(lines))
+    table = itertools.takewhile(lambda line: line.startswith("|"), lines[first:])  # the first only
+    rows = [line.strip().strip("|").split("|") for line in table if not line.startswith("| ---")]
     if not rows:
         return {}
     header = [cell.strip() for cell in rows[0]]
