@@ -18,4 +18,5 @@ RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=build-only DATABASE_URL=postgres://build@12
     sh -c 'python manage.py collectstatic --noinput && (test ! -d locale || python manage.py compilemessages)'
 USER panel
 EXPOSE 8000
-CMD ["gunicorn", "panel.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# Workers, threads, bind and access log: deploy/gunicorn.conf.py (the page benchmark loads it too).
+CMD ["gunicorn", "--config", "deploy/gunicorn.conf.py", "panel.wsgi:application"]

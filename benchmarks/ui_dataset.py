@@ -275,7 +275,7 @@ def _log_rows(counts: dict[int, int], started: dict[int, float]) -> Iterator[str
                 stamp = clock[second] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
             message = LOG_MESSAGES[seq % len(LOG_MESSAGES)]
             yield (f"{step_id}\t{seq}\t{stamp}.{seq % 5 * 200:03d}+00\t{streams[seq % 4]}\t"
-                   f"[{seq:>7}] {message}\n")
+                   f"[{seq:>7}] {message}\t0\t0\t0\n")
 
 
 def _copy_log_lines(counts: dict[int, int]) -> int:
@@ -283,7 +283,8 @@ def _copy_log_lines(counts: dict[int, int]) -> int:
                Step.objects.filter(pk__in=list(counts)).values_list("id", "started_at")}
     chunk: list[str] = []
     with connection.cursor() as cursor, cursor.cursor.copy(
-            "COPY clusters_logline (step_id, seq, time, stream, text) FROM STDIN") as copy:
+            "COPY clusters_logline (step_id, seq, time, stream, text, cut_chars, omitted_lines, "
+            "omitted_bytes) FROM STDIN") as copy:
         for row in _log_rows(counts, started):
             chunk.append(row)
             if len(chunk) >= 20000:

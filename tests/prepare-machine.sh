@@ -37,6 +37,8 @@ compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_pkgs+=(postgr
 command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)
 # Debian's own kubectl (kubernetes-client) only when none is on the PATH already.
 command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
+# The page benchmark (benchmarks/ui_latency.py) drives gunicorn with wrk.
+command -v wrk >/dev/null || need_pkgs+=(wrk)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

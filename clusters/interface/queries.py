@@ -72,7 +72,9 @@ def log_page(run: Run, step_id: int, after: int = 0, limit: int = LOG_PAGE) -> d
         .values("seq", "time", "stream", "text", "cut_chars", "omitted_lines", "omitted_bytes")
         [: max(1, min(limit, LOG_PAGE))]
     )
-    marker = (LogLine.objects.filter(step_id=step.pk, stream=LOG_OMITTED)
+    # On the logline_omitted_marker index; ordered by seq alone, since the model's ordering
+    # (step, seq) would join the step and run tables to sort by the step's own ordering.
+    marker = (LogLine.objects.filter(step_id=step.pk, stream=LOG_OMITTED).order_by("seq")
               .values("seq", "omitted_lines", "omitted_bytes").first())
     return {
         "step": step.pk,

@@ -9,12 +9,39 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
+from uuid import UUID
 
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from clusters.adapters import etcd_members
 from clusters.adapters.datastore_health import MESSAGES, METRIC_NAMES
+from clusters.models import Cluster, ClusterStatus, Health
+
+# A code no cluster has, to split the cluster page's reversed URL around the code's place.
+_CODE_SLOT = UUID("00000000-0000-4000-8000-000000000000")
+
+
+def dashboard_rows(clusters: list[Cluster]) -> list[Cluster]:
+    """Give each dashboard row what its cells show, worked out once per page instead of once
+    per row in the template (at 50 rows they were half of the template's render time):
+
+    - `status_label`, `health_label`: what get_status_display/get_health_display return,
+      each choice translated once (those calls hash every lazy label of the field's choices);
+    - `url`: the cluster page, reversed once (the code is its only argument);
+    - `created_iso`: what the `date:'c'` filter prints, the local time in ISO 8601.
+    """
+    statuses = {value: str(label) for value, label in ClusterStatus.choices}
+    healths = {value: str(label) for value, label in Health.choices}
+    prefix, suffix = reverse("clusters:cluster", args=[_CODE_SLOT]).split(str(_CODE_SLOT))
+    for cluster in clusters:
+        # A value the choices do not know is shown as stored, as get_FOO_display does.
+        cluster.status_label = statuses.get(cluster.status, cluster.status)  # type: ignore[attr-defined]
+        cluster.health_label = healths.get(cluster.health, cluster.health)  # type: ignore[attr-defined]
+        cluster.url = f"{prefix}{cluster.code}{suffix}"  # type: ignore[attr-defined]
+        cluster.created_iso = timezone.localtime(cluster.created_at).isoformat()  # type: ignore[attr-defined]
+    return clusters
 
 
 def console_url(kind: str, provider_id: str, region: str) -> str | None:

@@ -95,7 +95,7 @@ def download_name(run: Run, step: Step) -> str:
 def download_lines(run: Run, step: Step) -> Iterator[str]:
     """The stored log as text, a few thousand rows per query: a header that says what the
     log is and what was omitted, then each line, the marker and cut lines in words."""
-    marker = LogLine.objects.filter(step_id=step.pk, stream=LOG_OMITTED).first()
+    marker = LogLine.objects.filter(step_id=step.pk, stream=LOG_OMITTED).order_by("seq").first()
     yield "# " + _("Log of “%(step)s”, run %(run)s of cluster %(cluster)s") % {
         "step": step.display_title, "run": run.pk, "cluster": run.cluster.name} + "\n"
     if marker is not None:

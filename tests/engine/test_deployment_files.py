@@ -42,7 +42,8 @@ def test_env_example_names_every_required_setting():
 def test_dockerfile_serves_with_gunicorn_as_an_unprivileged_user():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "USER panel" in dockerfile
-    assert '"gunicorn", "panel.wsgi:application"' in dockerfile
+    assert '"gunicorn", "--config", "deploy/gunicorn.conf.py", "panel.wsgi:application"' \
+        in dockerfile
     assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
 
 
