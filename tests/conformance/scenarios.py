@@ -605,7 +605,7 @@ def _servers(world: World) -> None:
         _job_done(world, job)
     assert extra in {s.server_id for s in world.cloud.list_servers(group)}
     # The health round's batched form: no ServerGroupId, every group of the region by id.
-    assert extra in {s.server_id for s in world.cloud.list_region_servers()[group]}
+    assert extra in {s.server_id for s in world.cloud.list_region_servers().groups[group]}
     for job in world.cloud.remove_servers(group, {extra: world.host_ip(52)}, 6443):
         _job_done(world, job)
     assert extra not in {s.server_id for s in world.cloud.list_servers(group)}
