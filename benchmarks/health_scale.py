@@ -5,10 +5,14 @@ What is real and what is only rows:
 
 * real: PostgreSQL, Redis, the Celery worker processes (one consuming only the health
   queue, one consuming only the steps' queue, as docker-compose.yml runs them), the
-  offline Alibaba Cloud emulator answering every signed SDK call, and in it 500 CLBs, each
-  with a TCP 6443 listener (stopped: DescribeHealthStatus answers its backend
-  "unavailable") and one ECS backend; the first made through the API, the rest copies of
-  its records in the emulator's state file (`build_fleet` says why);
+  offline Alibaba Cloud emulator answering every signed SDK call, and in it, for the CLB
+  clusters (400 of 500 by default), a CLB each with a TCP 6443 listener (stopped:
+  DescribeHealthStatus answers its backend "unavailable") and one ECS backend; for the NLB
+  clusters (--nlb, 100 by default) an NLB server group each with one ECS server. The first
+  of each is made through the API, the rest copies of its records in the emulator's state
+  file (`build_fleet` says why). The NLB clusters have no listener (one needs an NLB with
+  an L4 proxy per listener, too many for 2 cores), so their GetListenerHealthStatus, one
+  call per cluster with or without batching, is not in the counts;
 * emulator records with no server behind them: 500 RDS MySQL instances (control route
   `rds/api-only-instances`: Running, listed and described like any other, their
   DescribeResourceUsage "no data", -1); no mariadbd for 500 on 2 cores;
@@ -23,12 +27,17 @@ sleeping --step-seconds (the e2e world's create is too heavy to run beside 500 c
 on 2 shared cores and would measure the world, not the queues).
 
 Phases, each printed side by side: the create alone; the create during one per-cluster
-cycle (one task per cluster, each asking RDS for its own instance: the round before
-batching); the create during batched cycles (the beat's `clusters.refresh_all_health`,
-sent at PANEL_HEALTH_INTERVAL_SECONDS as beat does). Cloud calls come from the emulator's
-call log; CPU from /proc of the health worker's process tree.
+cycle (one task per cluster, each asking RDS for its instance and the NLB for its group:
+the round before batching); the create during batched cycles (the beat's
+`clusters.refresh_all_health`, sent at PANEL_HEALTH_INTERVAL_SECONDS as beat does):
+"first" with no storage figure kept (the per-cluster cycle's are wiped first, so it is a
+real first round: one DescribeDBInstanceAttribute per instance), `--cycles` rounds with
+the figures kept, and "hourly re-read" with every kept figure aged past
+STORAGE_REREAD_SECONDS (what one round an hour costs). Cloud calls come from the
+emulator's call log; CPU from /proc of the health worker's process tree.
 
-    .venv/bin/python benchmarks/health_scale.py [--clusters 500] [--cycles 2]
+    .venv/bin/python benchmarks/health_scale.py [--clusters 500] [--nlb 100] [--cycles 1]
+        [--health-concurrency 6]
 """
 
 from __future__ import annotations
@@ -74,6 +83,8 @@ from django.core.management import call_command  # noqa: E402
 from django.db.models import Q  # noqa: E402
 
 from clusters.adapters.aliyun import AliyunCloud, SlbSpec  # noqa: E402
+from clusters.adapters.api_balancer import NLB_GROUP_KIND  # noqa: E402
+from clusters.adapters.health import STORAGE_REREAD_SECONDS, STORAGE_SEEN  # noqa: E402
 from clusters.engine.pipeline import StepSpec, create_run  # noqa: E402
 from clusters.models import (  # noqa: E402
     RUN_ACTIVE,
@@ -81,6 +92,7 @@ from clusters.models import (  # noqa: E402
     Cluster,
     ClusterStatus,
     DatastoreKind,
+    LoadBalancerKind,
     NodeRole,
     NodeStatus,
     ResourceState,
@@ -157,16 +169,42 @@ def _new_id(prefix: str, length: int) -> str:
     return prefix + "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
-def build_fleet(emu: Emulator, count: int) -> list[int]:
-    """`count` live clusters in one account and region, each with an RDS instance and a
-    CLB (TCP 6443 listener, one ECS backend) in the emulator and ledger rows naming them.
+def _wait_job(api: AliyunCloud, job: str) -> None:
+    deadline = time.monotonic() + 60
+    while api.job_status(job) != "Succeeded":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"NLB job {job} did not finish")
+        time.sleep(0.5)
 
-    One CLB, its listener and backend are made through the API (CreateLoadBalancer,
-    CreateLoadBalancerTCPListener, AddBackendServers) and the ECS host through the control
-    API; the other `count - 1` are copies of those records with their own ids, written into
-    the emulator's state file while it is stopped and loaded when it starts again (the path
-    a restarted emulator takes): through the API each create rewrites the whole state file,
-    which at 500 load balancers takes longer than the run itself."""
+
+def _template_group(emu: Emulator, api: AliyunCloud, ip: str) -> str:
+    """One NLB server group with one ECS server on 6443, made through the API."""
+    vpc = emu.seed_document["vpcs"][0]
+    host_vsw = vpc["vswitches"][1]
+    group_ecs = emu.register_instance("fleet-nlb", ip, vswitch_id=host_vsw["vswitch_id"],
+                                      zone_id=host_vsw["zone_id"])
+    group, job = api.create_server_group(name="fleet-group", vpc_id=vpc["vpc_id"], port=6443,
+                                         client_token=uuid.uuid4().hex,
+                                         preserve_client_ip=True)
+    _wait_job(api, job)
+    for job in api.add_servers(group, {group_ecs: ip}, 6443, client_token=uuid.uuid4().hex):
+        _wait_job(api, job)
+    return group
+
+
+def build_fleet(emu: Emulator, count: int, nlb: int) -> list[int]:
+    """`count` live clusters in one account and region, each with an RDS instance and an
+    ECS host; the last `nlb` of them on an NLB server group (one server: the host), the
+    others on a CLB (TCP 6443 listener, the host as backend), in the emulator and ledger
+    rows naming them.
+
+    One CLB, its listener and backend, and one server group with its server are made
+    through the API (CreateLoadBalancer, CreateLoadBalancerTCPListener, AddBackendServers,
+    CreateServerGroup, AddServersToServerGroup) and the ECS host through the control API;
+    the others are copies of those records with their own ids, written into the emulator's
+    state file while it is stopped and loaded when it starts again (the path a restarted
+    emulator takes): through the API each create rewrites the whole state file, which at
+    500 load balancers takes longer than the run itself."""
     vpc = emu.seed_document["vpcs"][0]
     lb_vsw, host_vsw = vpc["vswitches"]
     api = AliyunCloud(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, REGION, emu.endpoint)
@@ -180,45 +218,72 @@ def build_fleet(emu: Emulator, count: int) -> list[int]:
                               client_token=uuid.uuid4().hex)
     api.create_tcp_listener(template.load_balancer_id)
     api.add_backend_servers(template.load_balancer_id, [template_ecs])
+    first_nlb = count - nlb
+    template_group = _template_group(emu, api, ips[first_nlb]) if nlb else ""
     emu.stop()
     state_file = emu.state_dir / "state.json"
     state = json.loads(state_file.read_text())
     balancers = state["slb"]["load_balancers"]
+    groups = state.get("nlb", {}).get("server_groups", {})
     hosts = state["ecs"]["instances"]
     lb_ids, ecs_ids = [template.load_balancer_id], [template_ecs]
     lb_prefix = ".".join(lb_vsw["cidr"].split(".")[:2])
     for index in range(1, count):
-        ecs_id, lb_id = _new_id("i-", 20), _new_id("lb-", 22)
+        if index == first_nlb:
+            lb_ids.append(template_group)
+            ecs_ids.append(groups[template_group]["servers"][0]["server_id"])
+            continue
+        ecs_id = _new_id("i-", 20)
         host = copy.deepcopy(hosts[template_ecs])
         host.update(instance_id=ecs_id, hostname=f"fleet-{index}",
                     instance_name=f"fleet-{index}", private_ip=ips[index],
                     eni_id=_new_id("eni-", 20))
         hosts[ecs_id] = host
-        balancer = copy.deepcopy(balancers[template.load_balancer_id])
-        balancer.update(lb_id=lb_id, name=f"fleet-{index}",
-                        address=f"{lb_prefix}.{8 + index // 250}.{1 + index % 250}")
-        balancer["backends"][0]["server_id"] = ecs_id
-        balancers[lb_id] = balancer
-        lb_ids.append(lb_id)
+        if index > first_nlb:
+            group_id = _new_id("sgp-", 20)
+            group = copy.deepcopy(groups[template_group])
+            group.update(group_id=group_id, name=f"fleet-group-{index}")
+            group["servers"][0].update(server_id=ecs_id, server_ip=ips[index])
+            groups[group_id] = group
+            lb_ids.append(group_id)
+        else:
+            lb_id = _new_id("lb-", 22)
+            balancer = copy.deepcopy(balancers[template.load_balancer_id])
+            balancer.update(lb_id=lb_id, name=f"fleet-{index}",
+                            address=f"{lb_prefix}.{8 + index // 250}.{1 + index % 250}")
+            balancer["backends"][0]["server_id"] = ecs_id
+            balancers[lb_id] = balancer
+            lb_ids.append(lb_id)
         ecs_ids.append(ecs_id)
     state_file.write_text(json.dumps(state, sort_keys=True, indent=1))
     emu.start(port=int(emu.endpoint.rsplit(":", 1)[1]))
+    return _fleet_rows(vpc, ips, ecs_ids, lb_ids, rds_ids=rds_ids, first_nlb=first_nlb)
 
+
+def _fleet_rows(vpc: dict[str, Any], ips: list[str], ecs_ids: list[str], lb_ids: list[str],
+                *, rds_ids: list[str], first_nlb: int) -> list[int]:
+    """The clusters, nodes and ledger rows naming the fleet's records."""
+    count = len(ips)
+    lb_vsw = vpc["vswitches"][0]
     kubeconfig = admin_kubeconfig("https://127.0.0.1:1")
     first = make_cluster(status=ClusterStatus.READY, datastore_kind=DatastoreKind.RDS,
                          kubeconfig=kubeconfig, region=REGION)
     account = first.cloud_account
     ids = []
     for index in range(count):
+        on_nlb = index >= first_nlb
         cluster = first if index == 0 else Cluster.objects.create(
             owner=first.owner, cloud_account=account, name=f"fleet{index}", region=REGION,
             zone=lb_vsw["zone_id"], vpc_id=vpc["vpc_id"], vswitch_id=lb_vsw["vswitch_id"],
             k3s_token=first.k3s_token, status=ClusterStatus.READY,
-            datastore_kind=DatastoreKind.RDS, kubeconfig=kubeconfig)
+            datastore_kind=DatastoreKind.RDS, kubeconfig=kubeconfig,
+            load_balancer_kind=LoadBalancerKind.NLB if on_nlb else LoadBalancerKind.CLB)
         cluster.nodes.create(role=NodeRole.SERVER, private_ip=ips[index], ssh_user="root",
                              name=f"fleet-{index}", ecs_instance_id=ecs_ids[index],
                              status=NodeStatus.READY)
-        for kind, provider_id in (("rds_instance", rds_ids[index]), ("slb", lb_ids[index])):
+        balancer_kind = NLB_GROUP_KIND if on_nlb else "slb"
+        for kind, provider_id in (("rds_instance", rds_ids[index]),
+                                  (balancer_kind, lb_ids[index])):
             CloudResource.objects.create(cluster=cluster, kind=kind, provider_id=provider_id,
                                          client_token=uuid.uuid4().hex, region=REGION,
                                          state=ResourceState.PRESENT)
@@ -306,13 +371,38 @@ def measure(label: str, emu: Emulator, worker: WorkerProcess, ids: list[int], *,
     return Cycle(label, calls, done, cpu, ratio(run))
 
 
+def forget_storage(ids: list[int]) -> int:
+    """Drop every kept storage figure: the next round is a real first round."""
+    rows = list(CloudResource.objects.filter(cluster_id__in=ids, kind="rds_instance"))
+    for row in rows:
+        row.attributes.pop(STORAGE_SEEN, None)
+        CloudResource.objects.filter(pk=row.pk).update(attributes=row.attributes)
+    return len(rows)
+
+
+def age_storage(ids: list[int]) -> int:
+    """Age every kept storage figure past STORAGE_REREAD_SECONDS (the hourly re-read)."""
+    aged = 0
+    for row in CloudResource.objects.filter(cluster_id__in=ids, kind="rds_instance"):
+        seen = row.attributes.get(STORAGE_SEEN)
+        if isinstance(seen, dict):
+            seen["at"] = float(seen.get("at") or 0) - STORAGE_REREAD_SECONDS - 1
+            CloudResource.objects.filter(pk=row.pk).update(attributes=row.attributes)
+            aged += 1
+    return aged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clusters", type=int, default=500)
-    parser.add_argument("--cycles", type=int, default=2, help="batched cycles")
+    parser.add_argument("--nlb", type=int, default=100, help="of them on an NLB")
+    parser.add_argument("--cycles", type=int, default=1,
+                        help="batched cycles with the storage figures kept")
     parser.add_argument("--step-seconds", type=float, default=1.5)
-    parser.add_argument("--health-concurrency", type=int, default=2)
+    parser.add_argument("--health-concurrency", type=int, default=6)
     args = parser.parse_args()
+    if not 0 <= args.nlb < args.clusters:
+        parser.error("--nlb must be 0 to --clusters - 1")
     interval = settings.PANEL_HEALTH_INTERVAL_SECONDS
 
     broker_url, embedded = find_redis()
@@ -323,8 +413,9 @@ def main() -> None:
     with Emulator(state, seed=seed()) as emu:
         emu.control.add_account(TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, root=True)
         began = time.monotonic()
-        ids = build_fleet(emu, args.clusters)
-        print(f"fleet: {len(ids)} clusters, {len(ids)} RDS records, {len(ids)} CLBs "
+        ids = build_fleet(emu, args.clusters, args.nlb)
+        print(f"fleet: {len(ids)} clusters, {len(ids)} RDS records, "
+              f"{len(ids) - args.nlb} CLBs, {args.nlb} NLB server groups "
               f"in {time.monotonic() - began:.0f}s")
         env = {"ALIYUN_ENDPOINT_OVERRIDE": emu.endpoint}
         steps = WorkerProcess(broker_url, queue, concurrency=4, env=env,
@@ -342,12 +433,17 @@ def main() -> None:
 
             cycles = [measure("per-cluster", emu, checks, ids, start_cycle=per_cluster,
                               step_seconds=args.step_seconds, timeout=interval + 15)]
-            for number in range(args.cycles):
+            forget_storage(ids)  # the per-cluster cycle's figures: not the batched rounds'
+            labels = ["batched, first", *(f"batched #{n + 2}" for n in range(args.cycles)),
+                      "hourly re-read"]
+            for number, label in enumerate(labels):
                 due = time.monotonic() + interval
-                cycles.append(measure(f"batched #{number + 1}", emu, checks, ids,
+                if label == "hourly re-read":
+                    age_storage(ids)
+                cycles.append(measure(label, emu, checks, ids,
                                       start_cycle=health.refresh_all_health.delay,
                                       step_seconds=args.step_seconds, timeout=interval + 15))
-                if number + 1 < args.cycles:  # the beat's interval, from round to round
+                if number + 1 < len(labels):  # the beat's interval, from round to round
                     time.sleep(max(0.0, due - time.monotonic()))
         finally:
             checks.stop()
@@ -360,7 +456,7 @@ def main() -> None:
 def report(count: int, interval: float, alone: tuple[float, float, float],
            cycles: list[Cycle], args: argparse.Namespace) -> None:
     engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
-    print(f"clusters={count} interval={interval:.0f}s database={engine} "
+    print(f"clusters={count} (nlb={args.nlb}) interval={interval:.0f}s database={engine} "
           f"health worker: 1 process x{args.health_concurrency}, step worker: 1 process x4, "
           f"create: trivial steps of {args.step_seconds}s")
     print(f"load average (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

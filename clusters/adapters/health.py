@@ -16,20 +16,31 @@ groups clusters by account and region, reads the region's RDS instances
 a CLB's DescribeHealthStatus (one LoadBalancerId), an NLB listener's GetListenerHealthStatus
 (one ListenerId), DescribeResourceUsage (one DBInstanceId), the API and the datastore.
 A resource the listing does not show (deleted, or outside what the RAM policy lists) is
-asked about on its own, so the per-resource call stays the judge of "no longer exists"; a
-listing that failed is named on every cluster it was for (code and RequestId) and each
-cluster is checked on its own as before.
+asked about on its own, so the per-resource call stays the judge of "no longer exists".
+
+A listing that fails is told apart by why. Busy or throttled (TransientError, e.g.
+Throttling.User) is retried once after LISTING_RETRY_SECONDS and, still failing, raises
+`ListingUnavailable`: the batch then queues no checks (its clusters keep their previous
+verdict, marked "not refreshed" with the code and RequestId), because falling back to one
+call per cluster is N calls exactly when the API asks for fewer. Refused (PermanentError,
+e.g. a RAM policy without the List/Describe action) cannot get better by asking again, so
+each cluster is checked on its own as before, with one reason (code + params, translated
+on the page like the datastore's findings). An NLB listing cut off at MAX_PAGES is not
+complete: no group is judged from it (each is asked on its own).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from clusters.adapters import (
     api_balancer,
@@ -42,9 +53,10 @@ from clusters.adapters import (
     ssh,
 )
 from clusters.adapters.aliyun import AliyunCloud, NlbServer, RdsInstance
+from clusters.adapters.aliyun.nlb import RegionServers
 from clusters.adapters.datastore_engines import engine_for
 from clusters.adapters.datastore_health import KineMeasurement, StorageUsage
-from clusters.core.errors import PermanentError, StepError
+from clusters.core.errors import PermanentError, StepError, TransientError
 from clusters.k3s import etcd
 from clusters.k3s.etcd import Quorum
 from clusters.k3s.versions import kine_max_idle_connections
@@ -59,6 +71,8 @@ from clusters.models import (
     NodeStatus,
     ResourceState,
 )
+
+log = logging.getLogger(__name__)
 
 # The node states a health check may change: a node being installed, removed or that failed
 # belongs to the run doing that; its row is that run's to write.
@@ -105,12 +119,76 @@ def reason_message(reason: str | dict[str, Any]) -> str:
 # How long the DBInstanceStorage one DescribeDBInstanceAttribute read is used with a batched
 # status: the listing has no storage figure (V2 DescribeDBInstancesResponseBody items carry
 # no DBInstanceStorage). A storage change passes through a status other than Running
-# (DBInstanceClassChanging), which makes the check read the attribute again at once. The
-# figure is kept on the instance's ledger row (`attributes`), so every worker process
-# shares it and a restart loses nothing; only live clusters are checked, and nothing else
-# writes that row once the create bought it.
+# (DBInstanceClassChanging): any non-Running status, from the listing or the attribute
+# read, invalidates the figure (the re-read is kept, marked not settled), so the first
+# Running round after the change reads the attribute again and uses the new figure. The
+# figure is kept on the instance's ledger row (`attributes`), keyed by the instance id it
+# was read for, so every worker process shares it and a restart loses nothing; only live
+# clusters are checked, and nothing else writes that row once the create bought it.
 STORAGE_REREAD_SECONDS = 3600.0
-STORAGE_SEEN = "health_storage_seen"  # attributes key: {"gb": int, "at": epoch seconds}
+# attributes key: {"id": DBInstanceId, "gb": int, "at": epoch seconds, "running": bool}
+STORAGE_SEEN = "health_storage_seen"
+
+# A busy or throttled listing is asked once more after this long (Alibaba's throttling is
+# per second: Throttling.User "Request was denied due to user flow control"), then the
+# batch backs off to the next round rather than asking once per cluster.
+LISTING_RETRY_SECONDS = (1.0,)
+
+# Reasons about the batched cloud reads, stored as code + params (the English message for
+# logs) and translated on the page like the datastore's and etcd's reasons.
+CLOUD_CHECK = "cloud"
+NOT_REFRESHED = "not_refreshed"
+CLOUD_MESSAGES = {
+    "listing_refused": gettext_noop(
+        "%(action)s for %(region)s was refused (code %(code)s, RequestId %(request_id)s): "
+        "this cluster's resources were read on their own. Allow %(action)s in the cloud "
+        "account's RAM policy so one listing answers for every cluster of the region."),
+    "batch_failed": gettext_noop(
+        "The batched cloud reads could not start (%(detail)s): this cluster was checked "
+        "on its own."),
+    NOT_REFRESHED: gettext_noop(
+        "Not refreshed: %(action)s for %(region)s was busy or throttled (code %(code)s, "
+        "RequestId %(request_id)s) after a retry. The verdict shown is from the previous "
+        "check; the next round tries again."),
+}
+
+
+def cloud_reason(reason_code: str, /, **params: Any) -> dict[str, Any]:
+    """The stored form of a batched-read reason (English message plus what translates it)."""
+    return {"check": CLOUD_CHECK, "code": reason_code, "params": params,
+            "message": CLOUD_MESSAGES[reason_code] % params}
+
+
+def _listing_reason(reason_code: str, action: str, region: str,
+                    exc: StepError) -> dict[str, Any]:
+    return cloud_reason(reason_code, action=action, region=region, code=exc.code or "-",
+                        request_id=exc.request_id or "-")
+
+
+class ListingUnavailable(StepError):
+    """A region listing still busy or throttled after its retry: the batch backs off."""
+
+    def __init__(self, reason: dict[str, Any]) -> None:
+        super().__init__(reason["message"])
+        self.reason = reason
+
+
+_Listed = TypeVar("_Listed")
+
+
+def _listing(call: Callable[[], _Listed], action: str, region: str) -> _Listed:
+    """`call()`, asked again after each LISTING_RETRY_SECONDS while busy or throttled;
+    ListingUnavailable when it still is. A refusal (PermanentError) goes to the caller."""
+    for delay in (*LISTING_RETRY_SECONDS, None):
+        try:
+            return call()
+        except TransientError as exc:
+            if delay is None:
+                raise ListingUnavailable(
+                    _listing_reason(NOT_REFRESHED, action, region, exc)) from exc
+            log.info("%s for %s busy (%s): asked again in %.0f s", action, region, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable: the loop returns or raises")
 
 
 @dataclass
@@ -119,12 +197,13 @@ class Prefetched:
 
     It travels in the cluster's check message (clusters/operations/health.py), so it is
     plain JSON: statuses and ids, never a secret. `rds_status` None: the listing did not
-    show the instance (or there was none to read); `*_error`: why the listing failed."""
+    show the instance (or there was none to read); `*_error`: why the listing was refused,
+    a reason as stored on the cluster (`cloud_reason`)."""
 
     rds_status: str | None = None
-    rds_error: str = ""
+    rds_error: str | dict[str, Any] = ""
     nlb_servers: list[list[Any]] | None = None
-    nlb_error: str = ""
+    nlb_error: str | dict[str, Any] = ""
 
     def as_json(self) -> dict[str, Any]:
         return {"rds_status": self.rds_status, "rds_error": self.rds_error,
@@ -135,9 +214,9 @@ class Prefetched:
         if not value:
             return None
         servers = value.get("nlb_servers")
-        return cls(rds_status=value.get("rds_status"), rds_error=str(value.get("rds_error") or ""),
+        return cls(rds_status=value.get("rds_status"), rds_error=value.get("rds_error") or "",
                    nlb_servers=[list(s) for s in servers] if servers is not None else None,
-                   nlb_error=str(value.get("nlb_error") or ""))
+                   nlb_error=value.get("nlb_error") or "")
 
     def servers(self) -> list[NlbServer] | None:
         if self.nlb_servers is None:
@@ -157,31 +236,43 @@ def prefetch(api: AliyunCloud, clusters: Iterable[Cluster]) -> dict[int, Prefetc
     """One account and region's batched reads, fanned out by cluster: one DescribeDBInstances
     listing for every RDS instance and one ListServerGroupServers listing for every NLB
     server group. The caller groups clusters so that `api` is their account's client in
-    their region: a listing never answers for another account."""
+    their region: a listing never answers for another account.
+
+    Raises ListingUnavailable when a listing is still busy or throttled after its retry
+    (the caller backs off); a refused listing is each cluster's own call, with the reason."""
     wanted = list(clusters)
     rds = {c.pk: rds_instance_id(c) for c in wanted}
     groups = {c.pk: api_balancer.ledger_id(c, api_balancer.NLB_GROUP_KIND) for c in wanted
               if c.load_balancer_kind == LoadBalancerKind.NLB}
     statuses: dict[str, str] = {}
-    rds_error = ""
+    rds_error: str | dict[str, Any] = ""
     if any(rds.values()):
         try:
-            statuses = {i.instance_id: i.status for i in api.list_rds()}
+            statuses = {i.instance_id: i.status for i in _listing(
+                api.list_rds, "RDS DescribeDBInstances", api.region)}
+        except ListingUnavailable:
+            raise
         except StepError as exc:
-            rds_error = f"RDS DescribeDBInstances for {api.region} failed: {exc}"
-    servers: dict[str, list[NlbServer]] = {}
-    nlb_error = ""
+            rds_error = _listing_reason("listing_refused", "RDS DescribeDBInstances",
+                                        api.region, exc)
+    listing = RegionServers({}, True)
+    nlb_error: str | dict[str, Any] = ""
     if any(groups.values()):
         try:
-            servers = api.list_region_servers()
+            listing = _listing(api.list_region_servers, "NLB ListServerGroupServers",
+                               api.region)
+        except ListingUnavailable:
+            raise
         except StepError as exc:
-            nlb_error = f"NLB ListServerGroupServers for {api.region} failed: {exc}"
+            nlb_error = _listing_reason("listing_refused", "NLB ListServerGroupServers",
+                                        api.region, exc)
+        if not listing.complete:
+            log.warning("NLB ListServerGroupServers for %s stopped at its page limit: "
+                        "every server group is asked on its own", api.region)
     fanned = {}
     for cluster in wanted:
         group = groups.get(cluster.pk, "")
-        # A group the listing shows no server of (deleted, emptied) is asked about on its
-        # own: ListServerGroupServers with its id is the judge, as for RDS.
-        listed = servers.get(group) if group and not nlb_error else None
+        listed = group_servers(listing, group) if group and not nlb_error else None
         fanned[cluster.pk] = Prefetched(
             rds_status=statuses.get(rds[cluster.pk]) if rds[cluster.pk] else None,
             rds_error=rds_error if rds[cluster.pk] else "",
@@ -189,6 +280,17 @@ def prefetch(api: AliyunCloud, clusters: Iterable[Cluster]) -> dict[int, Prefetc
                          if listed is not None else None),
             nlb_error=nlb_error if group else "")
     return fanned
+
+
+def group_servers(listing: RegionServers, group: str) -> list[NlbServer] | None:
+    """The group's servers as the region listing showed them, or None: ask the group on its
+    own. A group the listing shows no server of (deleted, emptied) is asked about alone
+    (ListServerGroupServers with its id is the judge, as DescribeDBInstanceAttribute is for
+    RDS); so is every group of a listing cut off at its page limit, where any group may
+    have servers on the pages never read."""
+    if not listing.complete:
+        return None
+    return listing.groups.get(group)
 
 
 def assess(cluster: Cluster, prefetched: Prefetched | None = None) -> Assessment:
@@ -294,7 +396,7 @@ def _check_cloud(cluster: Cluster, result: Assessment, prefetched: Prefetched | 
             # A CLB's DescribeHealthStatus or an NLB's GetListenerHealthStatus.
             servers = prefetched.servers() if prefetched else None
             if prefetched and prefetched.nlb_error:
-                result.note_text(f"{prefetched.nlb_error}; checked on its own")
+                _note(result, prefetched.nlb_error)
             statuses = (balancer.health(servers=servers)
                         if isinstance(balancer, api_balancer.NlbBalancer) else balancer.health())
             ips = dict(cluster.nodes.values_list("ecs_instance_id", "private_ip"))
@@ -318,25 +420,38 @@ def _check_cloud(cluster: Cluster, result: Assessment, prefetched: Prefetched | 
     return instance
 
 
+def _note(result: Assessment, reason: str | dict[str, Any]) -> None:
+    if isinstance(reason, dict):
+        result.note(reason)
+    else:  # a message queued before reasons became code + params
+        result.note_text(f"{reason}; checked on its own")
+
+
 def _describe_rds(api: AliyunCloud, row: CloudResource, prefetched: Prefetched | None,
                   result: Assessment) -> RdsInstance | None:
     """The instance with its status and storage: from the round's listing when it showed the
-    instance Running and its storage was read within STORAGE_REREAD_SECONDS, otherwise from
-    DescribeDBInstanceAttribute (whose storage figure is kept for the next rounds)."""
+    instance Running and its storage was read, while Running, for this instance id within
+    STORAGE_REREAD_SECONDS; otherwise from DescribeDBInstanceAttribute, whose figure is
+    kept for the next rounds (marked not settled while the instance is not Running)."""
     instance_id = row.provider_id
     seen = row.attributes.get(STORAGE_SEEN)
-    fresh = (isinstance(seen, dict) and int(seen.get("gb") or 0) > 0
+    fresh = (isinstance(seen, dict) and seen.get("id") == instance_id
+             and seen.get("running") is True and int(seen.get("gb") or 0) > 0
              and timezone.now().timestamp() - float(seen.get("at") or 0) < STORAGE_REREAD_SECONDS)
     if prefetched and prefetched.rds_error:
-        result.note_text(f"{prefetched.rds_error}; checked on its own")
+        _note(result, prefetched.rds_error)
     elif prefetched and prefetched.rds_status == "Running" and fresh:
         return RdsInstance(instance_id, "Running", storage_gb=int(seen["gb"]))
     instance = api.describe_rds(instance_id)
-    if instance is not None and instance.running and instance.storage_gb > 0 and not (
-            fresh and int(seen["gb"]) == instance.storage_gb):
-        CloudResource.objects.filter(pk=row.pk).update(attributes={
-            **row.attributes,
-            STORAGE_SEEN: {"gb": instance.storage_gb, "at": timezone.now().timestamp()}})
+    attributes = dict(row.attributes)
+    if instance is None or instance.storage_gb <= 0:
+        attributes.pop(STORAGE_SEEN, None)
+    elif not (fresh and instance.running and int(seen["gb"]) == instance.storage_gb):
+        attributes[STORAGE_SEEN] = {"id": instance_id, "gb": instance.storage_gb,
+                                    "at": timezone.now().timestamp(),
+                                    "running": instance.running}
+    if attributes != row.attributes:
+        CloudResource.objects.filter(pk=row.pk).update(attributes=attributes)
     return instance
 
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('clusters', '0026_kubecred_expired_status'),
+        ('clusters', '0029_etcd_snapshots_listed_at'),
     ]
 
     operations = [

@@ -19,9 +19,17 @@ calls (and of Alibaba's API rate limits). The beat's round groups the clusters t
 check by cloud account and region (one group, up to BATCH_SIZE) and queues one `batch` task
 per group: it reads the group's listings once (clusters.adapters.health.prefetch) and queues
 each cluster's own check with what the listings said about it. Each cluster keeps its own
-task, so one unreachable cluster's timeouts never delay another's verdict, and a batch that
-failed reaches every cluster it was for, each then checked on its own. Groups never mix
-accounts: a listing is made with one account's keys and answers only for it.
+task, so one unreachable cluster's timeouts never delay another's verdict. A listing that
+was refused (RAM) reaches every cluster it was for, each then checked on its own; one still
+busy or throttled after a retry queues no checks at all (each cluster keeps its verdict,
+marked "not refreshed", and goes first next round): one call per cluster is the last thing
+a throttled API needs. Groups never mix accounts: a listing is made with one account's keys
+and answers only for it.
+
+Why the order is kept end to end: `batches` puts the never-checked, then the longest
+unchecked clusters first, and the checks are queued (and so run) in that order, so a round
+that the interval cuts short leaves out the most recently checked clusters, and those it
+left out go first in the next round.
 
 Why the "check in flight" marker is a column and not a Redis key: the database is where the
 verdict goes anyway and its clock is the one the engine trusts (a conditional UPDATE against
@@ -44,7 +52,15 @@ from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 
 from clusters.adapters import cloud, etcd_members
-from clusters.adapters.health import Prefetched, prefetch, refresh
+from clusters.adapters.health import (
+    CLOUD_CHECK,
+    NOT_REFRESHED,
+    ListingUnavailable,
+    Prefetched,
+    cloud_reason,
+    prefetch,
+    refresh,
+)
 from clusters.core.errors import StepError
 from clusters.models import Cluster, ClusterStatus, DatastoreKind, Health
 
@@ -131,12 +147,14 @@ def _hold(cluster_id: int, interval: float) -> bool:
 
 def check_batch(cluster_ids: list[int], check: Any) -> int:
     """One batch: the account and region's listings once, then each cluster's own check
-    queued with what they said about it (`check`: the per-cluster task). A cluster that
-    left the live states meanwhile is let go. Returns how many checks were queued."""
+    queued with what they said about it (`check`: the per-cluster task), in the batch's
+    order (oldest verdict first, see `batches`). A cluster that left the live states
+    meanwhile is let go. Returns how many checks were queued."""
     interval = settings.PANEL_HEALTH_INTERVAL_SECONDS
-    clusters = list(Cluster.objects.select_related("cloud_account")
-                    .filter(pk__in=cluster_ids, status__in=LIVE_STATUSES).order_by("pk"))
-    gone = set(cluster_ids) - {c.pk for c in clusters}
+    found = {c.pk: c for c in Cluster.objects.select_related("cloud_account")
+             .filter(pk__in=cluster_ids, status__in=LIVE_STATUSES)}
+    clusters = [found[pk] for pk in dict.fromkeys(cluster_ids) if pk in found]
+    gone = set(cluster_ids) - set(found)
     if gone:
         Cluster.objects.filter(pk__in=gone).update(health_check_until=None)
     by_place: dict[tuple[int, str], list[Cluster]] = {}
@@ -147,8 +165,12 @@ def check_batch(cluster_ids: list[int], check: Any) -> int:
         try:
             api = cloud.cloud_for(group[0])
             fanned = prefetch(api, group)
+        except ListingUnavailable as exc:  # busy or throttled: back off, no fan-out
+            log.warning("health batch of %d clusters not refreshed: %s", len(group), exc)
+            _not_refreshed(group, exc.reason)
+            continue
         except StepError as exc:  # no client at all (credentials): each checks on its own
-            fanned = {c.pk: Prefetched(rds_error=f"batched cloud reads failed: {exc}")
+            fanned = {c.pk: Prefetched(rds_error=cloud_reason("batch_failed", detail=str(exc)))
                       for c in group}
         except Exception:  # a defect here must not cost the clusters their checks
             log.exception("health batch of %d clusters: the batched reads failed",
@@ -162,6 +184,17 @@ def check_batch(cluster_ids: list[int], check: Any) -> int:
             check.apply_async((cluster.pk, fanned[cluster.pk].as_json()), expires=interval)
             queued += 1
     return queued
+
+
+def _not_refreshed(group: list[Cluster], reason: dict[str, Any]) -> None:
+    """Keep each cluster's verdict and its time (so it goes first next round), with `reason`
+    added in place of an earlier "not refreshed", and let the cluster go."""
+    for cluster in group:
+        reasons = [r for r in cluster.health_reasons or []
+                   if not (isinstance(r, dict) and r.get("check") == CLOUD_CHECK
+                           and r.get("code") == NOT_REFRESHED)]
+        Cluster.objects.filter(pk=cluster.pk).update(health_reasons=[*reasons, reason],
+                                                     health_check_until=None)
 
 
 def _queue_one(task: Any, cluster_id: int, interval: float) -> bool:

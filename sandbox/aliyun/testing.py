@@ -92,6 +92,13 @@ class ControlClient:
                                  {"count": count, "vswitch_id": vswitch_id, **fields})
                     ["instance_ids"])
 
+    def change_api_only_rds(self, instance_id: str, *, status: str = "",
+                            storage: int = 0) -> dict[str, Any]:
+        """An API-only instance's status or storage as a spec change moves them (POST
+        rds/api-only-instances/change)."""
+        return dict(self.request("POST", "rds/api-only-instances/change", {
+            "instance_id": instance_id, "status": status, "storage": storage}))
+
     def seed_legacy_load_balancer(self, **fields: Any) -> dict[str, Any]:
         """A pay-by-specification CLB bought before 2025-06-01 (POST slb/legacy-load-balancers)."""
         return self.request("POST", "slb/legacy-load-balancers", fields)

@@ -608,8 +608,11 @@ def _servers(world: World) -> None:
     for job in world.cloud.add_servers(group, {extra: world.host_ip(52)}, 6443):
         _job_done(world, job)
     assert extra in {s.server_id for s in world.cloud.list_servers(group)}
-    # The health round's batched form: no ServerGroupId, every group of the region by id.
-    assert extra in {s.server_id for s in world.cloud.list_region_servers()[group]}
+    # The health round's batched form: no ServerGroupId, every group of the region by id,
+    # paged by NextToken (MaxResults 1 here, so every server is a page of its own).
+    listing = world.cloud.list_region_servers(page_size=1)
+    assert listing.complete
+    assert extra in {s.server_id for s in listing.groups[group]}
     for job in world.cloud.remove_servers(group, {extra: world.host_ip(52)}, 6443):
         _job_done(world, job)
     assert extra not in {s.server_id for s in world.cloud.list_servers(group)}

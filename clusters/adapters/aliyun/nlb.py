@@ -139,20 +139,34 @@ def _nlb(body: Mapping[str, Any]) -> Nlb:
                tuple(str(g) for g in body.get("SecurityGroupIds") or []))
 
 
+@dataclass(frozen=True)
+class RegionServers:
+    """A region's servers by ServerGroupId (ListServerGroupServers without a group), and
+    whether the listing reached its last page."""
+
+    groups: dict[str, list[NlbServer]]
+    complete: bool
+
+
 class NlbApi:
     client: AliyunClient
 
     def _paged(self, build: Any, path: str) -> list[dict[str, Any]]:
         """Every item of a NextToken/MaxResults listing (`build(token)` sends one page)."""
+        return self._paged_upto(build, path, MAX_PAGES)[0]
+
+    @staticmethod
+    def _paged_upto(build: Any, path: str, max_pages: int) -> tuple[list[dict[str, Any]], bool]:
+        """At most `max_pages` pages; and whether that was all (no NextToken left)."""
         collected: list[dict[str, Any]] = []
         token = ""
-        for _page in range(MAX_PAGES):
+        for _page in range(max_pages):
             body = build(token)
             collected.extend(_list(body, path))
             token = str(body.get("NextToken") or "")
             if not token:
-                break
-        return collected
+                return collected, True
+        return collected, False
 
     # ---- the load balancer ----------------------------------------------------------------
     def create_nlb(self, *, name: str, vpc_id: str, address_type: str,
@@ -298,23 +312,29 @@ class NlbApi:
                           int(s.get("Port") or 0), str(s.get("Status", "")))
                 for s in self._paged(page, "Servers")]
 
-    def list_region_servers(self) -> dict[str, list[NlbServer]]:
+    def list_region_servers(self, *, page_size: int = PAGE_SIZE,
+                            max_pages: int = MAX_PAGES) -> RegionServers:
         """ListServerGroupServers with no ServerGroupId: every server group's servers in the
         region at once, MaxResults 100 a page, by ServerGroupId. ServerGroupId is optional
         (V2 model `ListServerGroupServersRequest`: no "This parameter is required"), and each
-        answered server names its group (`ServerGroupId` in the V2 response's Servers)."""
+        answered server names its group (`ServerGroupId` in the V2 response's Servers).
+
+        Stopped after `max_pages` with a NextToken still given, the listing is `complete`
+        False: the API promises no order by group, so any group may be missing servers
+        that a later page held, and the caller must not judge a group from it."""
         def page(token: str) -> dict[str, Any]:
             request = CommonRequest(domain=_domain(self.client.region), version=NLB_VERSION,
                                     action_name="ListServerGroupServers", product=NLB_PRODUCT)
             return self.client.call(_prepare(request, self.client.region, {
-                "MaxResults": PAGE_SIZE, "NextToken": token or None}))
+                "MaxResults": page_size, "NextToken": token or None}))
 
+        listed, complete = self._paged_upto(page, "Servers", max_pages)
         grouped: dict[str, list[NlbServer]] = {}
-        for s in self._paged(page, "Servers"):
+        for s in listed:
             grouped.setdefault(str(s.get("ServerGroupId", "")), []).append(NlbServer(
                 str(s.get("ServerId", "")), str(s.get("ServerIp", "")),
                 int(s.get("Port") or 0), str(s.get("Status", ""))))
-        return grouped
+        return RegionServers(grouped, complete)
 
     def add_servers(self, server_group_id: str, instances: Mapping[str, str], port: int,
                     client_token: str = "") -> list[str]:

@@ -393,6 +393,24 @@ def add_api_only_instances(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any
     return 200, {"instance_ids": made}
 
 
+@control_route("POST", "rds/api-only-instances/change")
+def change_api_only_instance(cloud: Cloud, body: dict[str, Any]) -> tuple[int, Any]:
+    """What Alibaba's back end does to an API-only instance during a class or storage change
+    (ModifyDBInstanceSpec: the status goes to DBInstanceClassChanging, then Running again
+    with the new DBInstanceStorage): `{instance_id, status?, storage?}`. API-only records
+    only: a served instance's status follows its server."""
+    with cloud.lock:
+        record = instances(cloud.state).get(str(body.get("instance_id") or ""))
+        if record is None or not record.get("api_only"):
+            return 400, {"error": "no such API-only instance"}
+        if body.get("status"):
+            record["status"] = str(body["status"])
+        if body.get("storage"):
+            record["storage"] = int(body["storage"])
+        cloud.state.save()
+    return 200, {"status": record["status"], "storage": record["storage"]}
+
+
 # ----- runtime hooks ----------------------------------------------------------------------
 
 
