@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from clusters.adapters import etcd_members
+from clusters.adapters import etcd_members, health
 from clusters.adapters.datastore_health import MESSAGES, METRIC_NAMES
 from clusters.models import Cluster, ClusterStatus, Health
 
@@ -95,33 +95,43 @@ def format_duration(delta: timedelta | None) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
+def _coded_reason(check: str, code: Any, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The message catalogue entry and the params to fill it for a coded reason, or ("", {})
+    when `check` keeps no catalogue: datastore findings (datastore_health.MESSAGES, with
+    the metric's name translated), etcd members (etcd_members.MESSAGES, with a member's own
+    problem translated) and batched cloud reads (health.CLOUD_MESSAGES)."""
+    if check == "datastore" and code in MESSAGES:
+        if code == "unknown":
+            metric = params.get("metric", "")
+            params = {**params, "metric": gettext(METRIC_NAMES[metric])
+                      if metric in METRIC_NAMES else metric}
+        return MESSAGES[code], params
+    if check == etcd_members.CHECK and code in etcd_members.MESSAGES:
+        if params.get("detail_code"):
+            params = {**params, "detail": etcd_members.member_error({
+                "code": params["detail_code"], "params": params.get("detail_params"),
+                "error": params.get("detail", "")})}
+        return etcd_members.MESSAGES[code], params
+    if check == health.CLOUD_CHECK and code in health.CLOUD_MESSAGES:
+        return health.CLOUD_MESSAGES[code], params
+    return "", {}
+
+
 def health_reason(reason: Any) -> str:
-    """A stored health reason in the active language: datastore findings are kept as a code
-    and params (clusters.adapters.datastore_health.MESSAGES) and rendered here; other reasons are
-    English strings or {check, message} dicts, shown as stored."""
-    if isinstance(reason, dict):
-        code, params = reason.get("code"), reason.get("params")
-        if reason.get("check") == "datastore" and code in MESSAGES and isinstance(params, dict):
-            shown = dict(params)
-            if code == "unknown":
-                metric = shown.get("metric", "")
-                shown["metric"] = gettext(METRIC_NAMES[metric]) if metric in METRIC_NAMES \
-                    else metric
+    """A stored health reason in the active language: coded reasons (a code and params, see
+    _coded_reason) are rendered here, so a reason stored in one language reads in the
+    viewer's; other reasons are English strings or {check, message} dicts, shown as stored."""
+    if not isinstance(reason, dict):
+        return str(reason)
+    params = reason.get("params")
+    if isinstance(params, dict):
+        template, shown = _coded_reason(str(reason.get("check") or ""), reason.get("code"),
+                                        params)
+        if template:
             try:
-                return gettext(MESSAGES[code]) % shown
+                return gettext(template) % shown
             except (KeyError, TypeError, ValueError):
                 return str(reason.get("message", ""))
-        if reason.get("check") == etcd_members.CHECK and code in etcd_members.MESSAGES \
-                and isinstance(params, dict):
-            if params.get("detail_code"):  # a member's problem: translated too
-                params = {**params, "detail": etcd_members.member_error({
-                    "code": params["detail_code"], "params": params.get("detail_params"),
-                    "error": params.get("detail", "")})}
-            try:
-                return gettext(etcd_members.MESSAGES[code]) % params
-            except (KeyError, TypeError, ValueError):
-                return str(reason.get("message", ""))
-        message = reason.get("message") or reason.get("reason") or ""
-        check = reason.get("check") or reason.get("name") or ""
-        return f"{check}: {message}" if check and message else str(message or check or reason)
-    return str(reason)
+    message = reason.get("message") or reason.get("reason") or ""
+    check = reason.get("check") or reason.get("name") or ""
+    return f"{check}: {message}" if check and message else str(message or check or reason)

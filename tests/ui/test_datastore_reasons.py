@@ -7,6 +7,7 @@ from typing import Any
 from django.urls import reverse
 
 from clusters.adapters.datastore_health import KineMeasurement, Limits, evaluate
+from clusters.adapters.health import NOT_REFRESHED, cloud_reason
 from tests.support.factories import make_cluster
 
 ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-CN,zh;q=0.9"}
@@ -34,3 +35,19 @@ def test_datastore_reasons_say_what_to_do_in_english_and_chinese(user: Any,
     assert "kine 没有压缩数据存储" in chinese and "落后 89000 个修订版本" in chinese
     assert "max_connections 为 40，但 3 台 K3s 服务器" in chinese  # noqa: RUF001
     assert "未能测量：kine 表大小" in chinese  # noqa: RUF001
+
+
+def test_batched_cloud_reasons_read_in_the_viewers_language(user: Any, client_for: Any) -> None:
+    """A throttled region-wide listing leaves the previous verdict with a coded reason
+    (clusters.adapters.health.cloud_reason): the page renders it in the reader's language,
+    with Alibaba's code and RequestId kept."""
+    reason = cloud_reason(NOT_REFRESHED, action="DescribeDBInstances", region="cn-hangzhou",
+                          code="Throttling.User", request_id="RQ-7F3A")
+    cluster = make_cluster(owner=user, nodes=1, name="batched", kubeconfig="apiVersion: v1\n",
+                           health="degraded", health_reasons=[reason])
+    url = reverse("clusters:cluster", args=[cluster.code])
+    english = client_for(user).get(url).content.decode()
+    assert "Not refreshed: DescribeDBInstances for cn-hangzhou was busy or throttled" in english
+    chinese = client_for(user, **ZH).get(url).content.decode()
+    assert "Not refreshed" not in chinese
+    assert "Throttling.User" in chinese and "RQ-7F3A" in chinese
