@@ -272,6 +272,12 @@ def _claim(step_id: int) -> tuple[Step, bool] | None:
                  .annotate(database_now=Now()).filter(pk=step_id).order_by())
     step = found[0] if found else None
     if step is None or step.status not in (StepStatus.PENDING, StepStatus.WAITING):
+        if step is not None and step.status in STEP_DONE:
+            # A message for a step already done: most likely redelivered after its worker
+            # died between recording the end and sending the dependents (advance(finished)
+            # sends only those). Advance again, so they are not left for the sweeper, which
+            # waits for the whole run to be quiet; a copy sent twice is dropped by the claim.
+            advance(step.run_id, step.key)
         return None
     run = step.run
     if run.status != RunStatus.RUNNING or run.cancel_requested:
@@ -300,12 +306,14 @@ def _claim(step_id: int) -> tuple[Step, bool] | None:
         attempts=F("attempts") + 1, polls=F("polls") + int(polling), **claimed_values)
     if not claimed:
         return None
-    # The row is now what the UPDATE wrote, and no one else writes a running step's other
-    # fields (the conditional UPDATE fenced them): set them here instead of reading it again.
-    for name, value in claimed_values.items():
+    # Read the row again: (status, attempts) can match once more after the row changed
+    # between our read and the UPDATE (Cancel, then Retry, keeps attempts), and a Retry
+    # clears the memo (result) and counters on purpose; the handler must see those, not
+    # what this worker read before. The step's own columns only: the run, cluster and
+    # account read with it do not change under a running step.
+    own = [f.attname for f in Step._meta.concrete_fields if not f.is_relation]
+    for name, value in Step.objects.filter(pk=step.pk).values(*own).get().items():
         setattr(step, name, value)
-    step.attempts += 1
-    step.polls += int(polling)
     return step, polling
 
 

@@ -120,3 +120,19 @@ def test_a_quiet_run_advanced_again_sends_what_is_ready_but_was_lost(
     assert executes([message]) == [step(run, "c").pk]
     engine.deliver(message)
     assert Run.objects.get(pk=run.pk).status == RunStatus.SUCCEEDED
+
+
+def test_a_redelivered_message_of_a_done_step_sends_the_dependents_its_worker_lost(
+        engine: InProcessEngine) -> None:
+    """The worker stored a's end and died before sending c (acks_late: a's message comes
+    back): the redelivered message sends c at once, while b still runs, instead of leaving
+    c to the sweeper, which advances only a quiet run (b could wait for an hour)."""
+    run = start_run(engine, StepSpec("a", "A", "test.work"), StepSpec("b", "B", "test.work"),
+                    StepSpec("c", "C", "test.work", ["a"]))
+    engine.deliver(engine.take()[0])
+    a_message, b_message = engine.take()
+    engine.deliver(a_message)
+    engine.take()  # c's message was lost with a's worker
+    assert pipeline._claim(b_message.args[0]) is not None  # b runs on another worker
+    engine.deliver(a_message)  # redelivered
+    assert executes(engine.take()) == [step(run, "c").pk]

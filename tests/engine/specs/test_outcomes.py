@@ -15,7 +15,7 @@ def test_done_keeps_what_the_step_learned_for_later_steps(engine: InProcessEngin
     engine.deliver_all()
     a = step(run, "a")
     assert a.status == StepStatus.SUCCEEDED and a.finished_at is not None
-    assert set(a.result) == {"started", "finished", "pid"}
+    assert set(a.result) == {"started", "finished", "pid", "netns"}
 
 
 def test_wait_sends_the_next_poll_after_the_seconds_it_asked_for(engine: InProcessEngine) -> None:
