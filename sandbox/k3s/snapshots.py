@@ -129,45 +129,112 @@ def table(listed: dict) -> str:
                    + row[3] + "\n" for row in rows)
 
 
-class Cron:
-    """robfig/cron's standard 5-field spec (minute hour day-of-month month day-of-week)."""
+STAR_BIT = 1 << 63  # robfig/cron v3 spec.go starBit: the field was "*" or "?" (no step > 1)
+MONTH_NAMES = {n: i + 1 for i, n in enumerate(
+    "jan feb mar apr may jun jul aug sep oct nov dec".split())}
+DOW_NAMES = {n: i for i, n in enumerate("sun mon tue wed thu fri sat".split())}
+# robfig/cron v3 parser.go parseDescriptor (what cron.New's standard parser accepts).
+DESCRIPTORS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+               "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+               "@hourly": "0 * * * *"}
 
-    RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+
+class Cron:
+    """robfig/cron v3's standard parser (K3s: cron.New, pkg/etcd/etcd.go NewETCD), for
+    --etcd-snapshot-schedule-cron: minute hour day-of-month month day-of-week.
+
+    From robfig/cron v3 parser.go (getRange, parseIntOrName, mustParseInt, normalizeFields)
+    and spec.go (bounds, dayMatches): month names jan-dec and weekday names sun-sat
+    (case-insensitive, also in ranges); weekday 0-6 only (7 fails "end of range (7) above
+    maximum (6)"); "N/step" means N-max/step; when both day-of-month and day-of-week are
+    restricted (neither "*" nor "?"), a day matching EITHER one runs (crontab(5)); "*/n" with
+    n > 1 counts as restricted."""
+
+    BOUNDS = ((0, 59, None), (0, 23, None), (1, 31, None), (1, 12, MONTH_NAMES),
+              (0, 6, DOW_NAMES))
 
     def __init__(self, spec: str) -> None:
-        fields = spec.split()
+        text = spec.strip()
+        if text.startswith("@"):
+            if text not in DESCRIPTORS:
+                raise ValueError(f"unrecognized descriptor: {text}")
+            text = DESCRIPTORS[text]
+        fields = text.split()
         if len(fields) != 5:
-            raise ValueError(f"expected exactly 5 fields, found {len(fields)}: [{spec}]")
-        self.sets = [self._field(text, low, high)
-                     for text, (low, high) in zip(fields, self.RANGES, strict=True)]
+            raise ValueError(f"expected exactly 5 fields, found {len(fields)}: "
+                             f"[{' '.join(fields)}]")
+        self.bits = [self._field(field, low, high, names)
+                     for field, (low, high, names) in zip(fields, self.BOUNDS, strict=True)]
 
     @staticmethod
-    def _field(text: str, low: int, high: int) -> set[int]:
-        values: set[int] = set()
-        for part in text.split(","):
-            base, _, step_text = part.partition("/")
-            step = int(step_text) if step_text else 1
-            if base in ("*", "?"):
-                start, end = low, high
-            elif "-" in base:
-                start, end = (int(v) for v in base.split("-", 1))
+    def _int(expr: str, names: dict[str, int] | None = None) -> int:
+        if names and expr.lower() in names:
+            return names[expr.lower()]
+        try:
+            num = int(expr, 10)
+        except ValueError:
+            raise ValueError(f'failed to parse int from {expr}: strconv.Atoi: parsing '
+                             f'"{expr}": invalid syntax') from None
+        if num < 0:
+            raise ValueError(f"negative number ({num}) not allowed: {expr}")
+        return num
+
+    @classmethod
+    def _field(cls, field: str, low: int, high: int, names: dict[str, int] | None) -> int:
+        bits = 0
+        for expr in (part for part in field.split(",") if part):
+            range_and_step = expr.split("/")
+            low_and_high = range_and_step[0].split("-")
+            extra = 0
+            if low_and_high[0] in ("*", "?"):
+                start, end, extra = low, high, STAR_BIT
             else:
-                start = int(base)
-                end = high if step_text else start
-            if start < low or end > high or start > end or step < 1:
-                raise ValueError(f"end of range ({end}) above maximum ({high}): {part}")
-            values.update(range(start, end + 1, step))
-        return values
+                start = cls._int(low_and_high[0], names)
+                if len(low_and_high) == 1:
+                    end = start
+                elif len(low_and_high) == 2:
+                    end = cls._int(low_and_high[1], names)
+                else:
+                    raise ValueError(f"too many hyphens: {expr}")
+            if len(range_and_step) == 1:
+                step = 1
+            elif len(range_and_step) == 2:
+                step = cls._int(range_and_step[1])
+                if len(low_and_high) == 1:
+                    end = high
+                if step > 1:
+                    extra = 0
+            else:
+                raise ValueError(f"too many slashes: {expr}")
+            if start < low:
+                raise ValueError(f"beginning of range ({start}) below minimum ({low}): {expr}")
+            if end > high:
+                raise ValueError(f"end of range ({end}) above maximum ({high}): {expr}")
+            if start > end:
+                raise ValueError(f"beginning of range ({start}) beyond end of range ({end}): "
+                                 f"{expr}")
+            if step == 0:
+                raise ValueError(f"step of range should be a positive number: {expr}")
+            for value in range(start, end + 1, step):
+                bits |= 1 << value
+            bits |= extra
+        return bits
 
     def matches(self, moment: datetime.datetime) -> bool:
-        minute, hour, dom, month, dow = self.sets
-        return (moment.minute in minute and moment.hour in hour and moment.day in dom
-                and moment.month in month and (moment.isoweekday() % 7) in dow)
+        minute, hour, dom, month, dow = self.bits
+        dom_match = bool(dom & (1 << moment.day))
+        dow_match = bool(dow & (1 << (moment.isoweekday() % 7)))
+        if dom & STAR_BIT or dow & STAR_BIT:
+            day = dom_match and dow_match
+        else:
+            day = dom_match or dow_match
+        return bool(minute & (1 << moment.minute) and hour & (1 << moment.hour)
+                    and month & (1 << moment.month) and day)
 
     def seconds_until_next(self, now: datetime.datetime | None = None) -> float:
         now = now or datetime.datetime.now().astimezone()
         candidate = now.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
-        for _ in range(60 * 24 * 366):
+        for _ in range(60 * 24 * 366 * 5):
             if self.matches(candidate):
                 return max(0.0, (candidate - now).total_seconds())
             candidate += datetime.timedelta(minutes=1)

@@ -112,3 +112,36 @@ def test_cron_schedules() -> None:
         snapshots.Cron("* * * *")
     with pytest.raises(ValueError, match="above maximum"):
         snapshots.Cron("61 * * * *")
+
+
+def test_cron_is_robfig_v3() -> None:
+    """robfig/cron v3 parser.go getRange/parseIntOrName and spec.go bounds/dayMatches."""
+    monday_1st = datetime.datetime(2026, 6, 1, 0, 0, tzinfo=datetime.UTC)   # a Monday, 1 June
+    friday_13th = datetime.datetime(2026, 11, 13, 0, 0, tzinfo=datetime.UTC)
+    tuesday_2nd = datetime.datetime(2026, 6, 2, 0, 0, tzinfo=datetime.UTC)
+    # Both day fields restricted: either one matching runs (crontab(5) OR).
+    either = snapshots.Cron("0 0 13 * 1")
+    assert either.matches(monday_1st) and either.matches(friday_13th)
+    assert not either.matches(tuesday_2nd)
+    # One of them "*": both must match (AND), "*" matching every day.
+    assert not snapshots.Cron("0 0 13 * *").matches(monday_1st)
+    # "*/2" is a restriction (step > 1 drops the star bit): OR again.
+    assert snapshots.Cron("0 0 */2 * mon").matches(monday_1st)          # day 1 = */2 too
+    assert snapshots.Cron("0 0 */2 * fri").matches(datetime.datetime(
+        2026, 6, 5, 0, 0, tzinfo=datetime.UTC))                           # Friday 5th (odd)
+    # Names, any case, also in ranges.
+    assert snapshots.Cron("0 0 * JUN Mon-fri").matches(monday_1st)
+    assert not snapshots.Cron("0 0 * jan-may *").matches(monday_1st)
+    assert snapshots.Cron("@daily").matches(monday_1st)
+    # "N/step" means N-max/step.
+    assert snapshots.Cron("30/15 * * * *").matches(monday_1st.replace(minute=45))
+    assert not snapshots.Cron("30/15 * * * *").matches(monday_1st.replace(minute=15))
+    for spec, message in [("0 0 * * 7", r"end of range \(7\) above maximum \(6\): 7"),
+                          ("0 0 0 * *", r"beginning of range \(0\) below minimum \(1\): 0"),
+                          ("0 0 * * 5-2", r"beginning of range \(5\) beyond end of range \(2\)"),
+                          ("0 0 * * sunday", "failed to parse int from sunday"),
+                          ("*/0 * * * *", "step of range should be a positive number"),
+                          ("1-2-3 * * * *", "too many hyphens: 1-2-3"),
+                          ("@fortnightly", "unrecognized descriptor")]:
+        with pytest.raises(ValueError, match=message):
+            snapshots.Cron(spec)
