@@ -79,6 +79,15 @@ DIAL_TIMEOUT = 2.0           # defaultDialTimeout
 REQUEST_TIMEOUT = 40.0
 
 
+# rpctypes.ErrTooManyLearners and ErrUnhealthy: ETCD.Start retries the join on these.
+JOIN_RETRY_ERRORS = ("etcdserver: too many learner members in cluster",
+                     "etcdserver: unhealthy cluster")
+
+
+class JoinRetry(Exception):
+    """A join ETCD.Start tries again a second later (the message is etcd's or K3s's)."""
+
+
 def manage_interval() -> float:
     """manageTickerTime (15 s): how often the leader tries to promote learners.
     K3S_STANDIN_ETCD_MANAGE_SECONDS scales it for tests."""
@@ -471,43 +480,42 @@ class Member:
         self.start(f"{self.name}={self.peer_url}", "existing")
 
     def join(self, members: list[dict]) -> None:
-        """ETCD.join: add ourselves as a learner through the other members' client URLs."""
+        """ETCD.join: `members` is the joined server's /db/info; add ourselves as a learner
+        through the other voting members' client URLs, then start etcd.
+
+        Raises JoinRetry for what ETCD.Start retries every second (etcd's "too many learner
+        members in cluster" and "unhealthy cluster"), logs.Fatal("etcd cluster join failed:
+        ...") for anything else."""
         urls = [url for member in members if not member.get("isLearner")
                 for url in member.get("clientURLs", [])
                 if url.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]") != self.address]
         remote = EtcdClient(urls, self.paths)
         add = True
-        try:
-            current = remote.member_list(20)
-        except DatastoreError:
-            logs.error("Failed to get member list from etcd cluster. Will assume this member "
-                       "is already added")
-            current = [*members, {"name": self.name, "peerURLs": [self.peer_url]}]
-            add = False
         cluster: list[str] = []
-        for member in current:
+        for member in members:
             for peer in member.get("peerURLs", []):
                 host = peer.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
                 if not member.get("name") and host == self.address:
                     member["name"] = self.name
                 if member.get("name") == self.name and host == self.address:
                     add = False
+                cluster.append(f"{member.get('name', '')}={member['peerURLs'][0]}")
             name = str(member.get("name", ""))
-            if member.get("peerURLs"):
-                cluster.append(f"{name}={member['peerURLs'][0]}")
             node = name[:name.rfind("-")] if name.rfind("-") > 1 else name
             if name != self.name and node == self.node_name:
                 with contextlib.suppress(OSError):
                     os.remove(self.paths.name_file)
-                raise logs.Fatal("ETCD join failed: duplicate node name found, please use a "
-                                 "unique name for this node")
+                raise logs.Fatal("etcd cluster join failed: duplicate node name found, please "
+                                 "use a unique name for this node")
         if add:
             logs.info(f"Adding member {self.name}={self.peer_url} to etcd cluster "
                       f"{go_list(cluster)}")
             try:
                 remote.member_add([self.peer_url], learner=True)
             except DatastoreError as exc:
-                raise logs.Fatal(f"ETCD join failed: {exc}") from None
+                if str(exc) in JOIN_RETRY_ERRORS:
+                    raise JoinRetry(str(exc)) from None
+                raise logs.Fatal(f"etcd cluster join failed: {exc}") from None
             cluster.append(f"{self.name}={self.peer_url}")
         logs.info(f"Starting etcd to join cluster with members {go_list(cluster)}")
         self.start(",".join(cluster), "existing")

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from sandbox.k3s import snapshots
+from sandbox.k3s import etcdnodes, snapshots
 from sandbox.k3s.config import load
-from sandbox.k3s.etcd import EtcdPaths, _prefix_end, go_list
+from sandbox.k3s.etcd import (
+    ETCD_ROLE_LABEL,
+    NODE_ADDRESS_ANNOTATION,
+    NODE_NAME_ANNOTATION,
+    REMOVE_ANNOTATION,
+    REMOVED_NODE_NAME_ANNOTATION,
+    EtcdPaths,
+    Member,
+    _prefix_end,
+    go_list,
+)
+from sandbox.k3s.kine import DatastoreError
+from sandbox.k3s.nodes import NODE_PREFIX
 from sandbox.k3s.server import Server
 from sandbox.k3s.versions import release
+from tests.support.memory_kine import MemoryKine
 
 
 def _server(tmp_path: Path, argv: list[str]) -> Server:
@@ -145,3 +160,66 @@ def test_cron_is_robfig_v3() -> None:
                           ("@fortnightly", "unrecognized descriptor")]:
         with pytest.raises(ValueError, match=message):
             snapshots.Cron(spec)
+
+
+def _etcd_node(annotations: dict[str, str]) -> dict:
+    return {"metadata": {"name": "s2", "labels": {ETCD_ROLE_LABEL: "true"},
+                         "annotations": annotations}, "status": {}}
+
+
+def test_a_rejoined_member_can_be_removed_again(tmp_path: Path) -> None:
+    """member_controller.go sync: removed-node-name differing from the current member name
+    (the server rejoined as a new member) clears both removal annotations."""
+    store = MemoryKine()
+    member = Member(EtcdPaths(str(tmp_path)), "s1", "10.0.0.1")
+    store.create(NODE_PREFIX + "s2", json.dumps(_etcd_node({
+        REMOVE_ANNOTATION: "true", REMOVED_NODE_NAME_ANNOTATION: "s2-aaaaaaaa",
+        NODE_NAME_ANNOTATION: "s2-bbbbbbbb", NODE_ADDRESS_ANNOTATION: "10.0.0.2"})).encode())
+    etcdnodes.reconcile(member, store)  # type: ignore[arg-type]
+    row = store.get(NODE_PREFIX + "s2")
+    assert row is not None
+    assert json.loads(row.value)["metadata"]["annotations"] == {
+        NODE_NAME_ANNOTATION: "s2-bbbbbbbb", NODE_ADDRESS_ANNOTATION: "10.0.0.2"}
+    # The same name: already removed, nothing changes.
+    store.update(NODE_PREFIX + "s2", json.dumps(_etcd_node({
+        REMOVE_ANNOTATION: "true", REMOVED_NODE_NAME_ANNOTATION: "s2-bbbbbbbb",
+        NODE_NAME_ANNOTATION: "s2-bbbbbbbb", NODE_ADDRESS_ANNOTATION: "10.0.0.2"})).encode(),
+        row.id)
+    etcdnodes.reconcile(member, store)  # type: ignore[arg-type]
+    again = store.get(NODE_PREFIX + "s2")
+    assert again is not None
+    assert REMOVED_NODE_NAME_ANNOTATION in json.loads(again.value)["metadata"]["annotations"]
+
+
+def test_snapshot_dir_only_the_default_is_created(tmp_path: Path) -> None:
+    """pkg/etcd/snapshot.go snapshotDir: a non-default --etcd-snapshot-dir must exist."""
+    default = str(tmp_path / "server" / "db" / "snapshots")
+    assert snapshots.snapshot_dir(snapshots.SnapshotSettings(default, 5, default)) == default
+    assert os.path.isdir(default)
+    mine = str(tmp_path / "backups")
+    with pytest.raises(DatastoreError, match=f"failed to get etcd-snapshot-dir: stat {mine}: "
+                       "no such file or directory"):
+        snapshots.snapshot_dir(snapshots.SnapshotSettings(mine, 5, default))
+    assert not os.path.exists(mine)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DatastoreError, match="is not a directory"):
+        snapshots.snapshot_dir(snapshots.SnapshotSettings(str(tmp_path / "afile"), 5, default))
+
+
+def test_compressed_snapshot_is_k3s_zip(tmp_path: Path) -> None:
+    """compressSnapshot: <name>.zip, one deflated entry <name>, the plain file removed; the
+    listing reads the time from the name without .zip."""
+    name = "on-demand-n1-1700000000"
+    (tmp_path / name).write_bytes(b"etcd snapshot bytes" * 100)
+    moment = datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.UTC)
+    path = snapshots.compress(str(tmp_path), name, moment)
+    assert path == str(tmp_path / f"{name}.zip")
+    assert os.listdir(tmp_path) == [f"{name}.zip"]
+    with zipfile.ZipFile(path) as archive:
+        [entry] = archive.infolist()
+        assert entry.filename == name
+        assert entry.compress_type == zipfile.ZIP_DEFLATED
+        assert archive.read(name) == b"etcd snapshot bytes" * 100
+    listed = snapshots.listing(snapshots.SnapshotSettings(str(tmp_path)), "n1")
+    assert [(i["spec"]["snapshotName"], i["status"]["creationTime"]) for i in listed["items"]] \
+        == [(f"{name}.zip", "2023-11-14T22:13:20Z")]
