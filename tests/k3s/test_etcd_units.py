@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import os
+import ssl
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sandbox.k3s import etcdnodes, snapshots
 from sandbox.k3s.config import load
@@ -24,9 +29,11 @@ from sandbox.k3s.etcd import (
     go_list,
 )
 from sandbox.k3s.kine import DatastoreError
+from sandbox.k3s.logs import Fatal
 from sandbox.k3s.nodes import NODE_PREFIX
 from sandbox.k3s.server import Server
 from sandbox.k3s.versions import release
+from tests.support.kube_api import live_kube_api
 from tests.support.memory_kine import MemoryKine
 
 
@@ -223,3 +230,26 @@ def test_compressed_snapshot_is_k3s_zip(tmp_path: Path) -> None:
     listed = snapshots.listing(snapshots.SnapshotSettings(str(tmp_path)), "n1")
     assert [(i["spec"]["snapshotName"], i["status"]["creationTime"]) for i in listed["items"]] \
         == [(f"{name}.zip", "2023-11-14T22:13:20Z")]
+
+
+def test_joining_a_kine_backed_server_is_refused_as_k3s(tmp_path: Path) -> None:
+    """pkg/server/router.go bootstrapHandler: a server without embedded etcd answers
+    /v1-k3s/server-bootstrap 400 "etcd disabled"; the joiner stops on that answer."""
+    with live_kube_api(tmp_path) as api:
+        url = yaml.safe_load(api.kubeconfig)["clusters"][0]["cluster"]["server"]
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        request = urllib.request.Request(f"{url}/v1-k3s/server-bootstrap", headers={  # noqa: S310
+            "Authorization": "Basic " + base64.b64encode(b"server:s").decode()})
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, context=context, timeout=10)  # noqa: S310
+        assert answer.value.code == 400
+        body = json.loads(answer.value.read())
+        assert (body["reason"], body["message"]) == ("BadRequest", "etcd disabled")
+        (tmp_path / "joiner").mkdir()
+        joiner = _server(tmp_path / "joiner", ["--server", url, "--token", "s"])
+        with pytest.raises(Fatal) as fatal:
+            joiner._http_bootstrap(url, "s")
+        assert str(fatal.value) == (f"starting kubernetes: preparing server: {url}"
+                                    "/v1-k3s/server-bootstrap: 400 Bad Request")
