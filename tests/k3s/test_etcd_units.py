@@ -253,3 +253,16 @@ def test_joining_a_kine_backed_server_is_refused_as_k3s(tmp_path: Path) -> None:
             joiner._http_bootstrap(url, "s")
         assert str(fatal.value) == (f"starting kubernetes: preparing server: {url}"
                                     "/v1-k3s/server-bootstrap: 400 Bad Request")
+
+
+def test_the_member_list_comes_only_from_the_tokens_ca(tmp_path: Path) -> None:
+    """clientaccess.ParseAndValidateToken: with a K10 token the joiner checks /cacerts against
+    the token's CA hash before it asks /db/info (not only for the bootstrap data)."""
+    with live_kube_api(tmp_path) as api:
+        url = yaml.safe_load(api.kubeconfig)["clusters"][0]["cluster"]["server"]
+        (tmp_path / "joiner").mkdir()
+        token = "K10" + "0" * 64 + "::server:s"
+        joiner = _server(tmp_path / "joiner", ["--server", url, "--token", token])
+        with pytest.raises(Fatal, match=r"token CA hash does not match the Cluster CA "
+                                        r"certificate hash: 0{64} != [0-9a-f]{64}"):
+            joiner._db_info(url, token)
