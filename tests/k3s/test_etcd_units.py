@@ -257,7 +257,8 @@ def test_joining_a_kine_backed_server_is_refused_as_k3s(tmp_path: Path) -> None:
 
 def test_the_member_list_comes_only_from_the_tokens_ca(tmp_path: Path) -> None:
     """clientaccess.ParseAndValidateToken: with a K10 token the joiner checks /cacerts against
-    the token's CA hash before it asks /db/info (not only for the bootstrap data)."""
+    the token's CA hash before it asks /db/info (not only for the bootstrap data), in the join
+    loop ETCD.Start runs."""
     with live_kube_api(tmp_path) as api:
         url = yaml.safe_load(api.kubeconfig)["clusters"][0]["cluster"]["server"]
         (tmp_path / "joiner").mkdir()
@@ -265,4 +266,5 @@ def test_the_member_list_comes_only_from_the_tokens_ca(tmp_path: Path) -> None:
         joiner = _server(tmp_path / "joiner", ["--server", url, "--token", token])
         with pytest.raises(Fatal, match=r"token CA hash does not match the Cluster CA "
                                         r"certificate hash: 0{64} != [0-9a-f]{64}"):
-            joiner._db_info(url, token)
+            joiner._join(Member(EtcdPaths(str(tmp_path / "joiner")), "joiner", "127.0.0.1"),
+                         url, token)
