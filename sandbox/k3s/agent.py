@@ -53,7 +53,7 @@ def _get(url: str, context: ssl.SSLContext, headers: dict[str, str] | None = Non
 
 
 def _status_text(code: int) -> str:
-    return {401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    return {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             500: "Internal Server Error", 503: "Service Unavailable"}.get(code, "Error")
 
 

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import socket
 import ssl
 import threading
@@ -290,8 +291,10 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, b"pong", "text/plain")
             elif path == "/cacerts":
                 self._send(200, self.ctx.server_ca, "text/plain")
+            elif self.ctx.member is not None and path == "/db/info":
+                self._db_info_authorized(method)
             elif path.startswith("/v1-k3s/") or (
-                    self.ctx.member is not None and path in ("/db/info", "/db/snapshot")):
+                    self.ctx.member is not None and path == "/db/snapshot"):
                 self._supervisor(method, path)
             else:
                 identity = self._client_identity() or self._bearer_identity()
@@ -324,10 +327,15 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/v1-k3s/client-kubelet.crt":
             self._issue_kubelet_cert()
         elif path == "/v1-k3s/server-bootstrap" and method == "GET" and user == "server" \
+                and self.ctx.member is None:
+            # bootstrapHandler (pkg/server/router.go): only an embedded-etcd server serves
+            # its bootstrap data; a kine-backed one answers 400 "etcd disabled".
+            logs.warn(f"Received HTTP bootstrap request from {self._remote()}, but embedded "
+                      "etcd is not enabled.")
+            self._send_error(400, "etcd disabled")
+        elif path == "/v1-k3s/server-bootstrap" and method == "GET" and user == "server" \
                 and self.ctx.bootstrap_files:
             self._send(200, bootstrap.encode_files(self.ctx.bootstrap_files), "application/json")
-        elif path == "/db/info" and method == "GET":
-            self._db_info()
         elif path == "/db/snapshot" and method == "POST" and user == "server":
             self._db_snapshot()
         elif path == "/v1-k3s/encrypt/status" and method == "GET" and user == "server":
@@ -338,29 +346,79 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"404 page not found\n", "text/plain")
 
+    def _remote(self) -> str:
+        return f"{self.client_address[0]}:{self.client_address[1]}"
+
+    def _send_error(self, code: int, message: str) -> None:
+        """util.SendError (pkg/util/apierrors.go): a metav1.Status as ErrorNegotiated writes
+        it, logged as `Sending HTTP/1.1 <code> response to <addr>: <err>`."""
+        logs.error(f"Sending HTTP/1.1 {code} response to {self._remote()}: {message}")
+        if code == 500:
+            body = status(500, "InternalError", f"Internal error occurred: {message}",
+                          {"causes": [{"message": message}]})
+        elif code == 403:
+            body = status(403, "Forbidden", message)
+        elif code == 400:
+            body = status(400, "BadRequest", message)
+        else:
+            body = status(code, "", message)
+        self._json(code, body)
+
+    def _send_error_with_id(self, message: str, code: int = 500) -> None:
+        """util.SendErrorWithID: the detail only in the server's log, an error ID to the
+        client."""
+        error_id = f"{secrets.randbelow(99999):05d}"
+        logs.error(f"etcd-snapshot error ID {error_id}: {message}")
+        self._send_error(code, f"etcd-snapshot error ID {error_id}")
+
+    def _db_info_authorized(self, method: str) -> None:
+        """/db/info behind auth.IsLocalOrHasRole(k3s:server) (pkg/etcd/etcd.go handler,
+        pkg/server/auth/auth.go): loopback needs no credentials; from elsewhere only the
+        server token's user passes, anything else (the agent token, none) is 403 forbidden."""
+        if self.client_address[0] not in ("127.0.0.1", "::1") and \
+                self._basic_user() != "server":
+            self._send_error(403, "forbidden")
+            return
+        if method != "GET":
+            self._send_error(405, "method not allowed")
+            return
+        self._db_info()
+
     def _db_info(self) -> None:
-        """infoHandler (pkg/etcd/etcd.go): the member list, or just this member if etcd does
-        not answer within 2 s."""
+        """infoHandler (pkg/etcd/etcd.go): etcd's MemberList within 2 s, else 500 "failed to
+        get etcd MemberList: ...". K3s's etcd 3.5 client asks MemberList linearizable, which
+        needs quorum; etcd 3.4's answers from the local member without one, so a linearizable
+        read runs first and fails the same way when quorum is lost."""
         member = self.ctx.member
         try:
+            member.client.range("health", timeout=2)
             members = member.client.member_list(timeout=2)
-        except DatastoreError:
-            members = [{"name": member.name, "peerURLs": [member.peer_url],
-                        "clientURLs": [member.client_url]}]
+        except DatastoreError as exc:
+            self._send_error(500, f"failed to get etcd MemberList: {exc}")
+            return
         self._json(200, {"members": members})
 
     def _db_snapshot(self) -> None:
         """The server side of `k3s etcd-snapshot` (pkg/etcd/snapshot_handler.go)."""
         request = json.loads(self._body() or b"{}")
         settings = self.ctx.snapshot_settings
+        # withRequest (pkg/etcd/snapshot_handler.go): the CLI's dir/compress/retention win.
         if request.get("retention") is not None:
             settings = dataclasses.replace(settings, retention=int(request["retention"]))
+        if request.get("dir"):
+            settings = dataclasses.replace(settings, directory=str(request["dir"]))
+        if request.get("compress") is not None:
+            settings = dataclasses.replace(settings, compress=bool(request["compress"]))
         operation = request.get("operation", "")
         names = list(request.get("name") or [])
         try:
             if operation == "save":
-                result: dict = snapshots.save(self.ctx.member, settings, self.ctx.node_name,
-                                              names[0] if names else "on-demand")
+                saved = snapshots.save(self.ctx.member, settings, self.ctx.node_name,
+                                       names[0] if names else "on-demand")
+                if saved is None:  # a learner: K3s's nil result and nil error
+                    self._send_error_with_id("<nil>")
+                    return
+                result: dict = saved
             elif operation == "list":
                 result = snapshots.listing(settings, self.ctx.node_name)
             elif operation == "delete":
@@ -372,7 +430,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(400, f"unsupported operation {operation!r}\n".encode(), "text/plain")
                 return
         except DatastoreError as exc:
-            self._send(500, f"{exc}\n".encode(), "text/plain")
+            self._send_error_with_id(str(exc))
             return
         self._json(200, result)
 

@@ -161,6 +161,11 @@ def _snapshot_request(args: list[str]) -> tuple[dict, list[str], Settings]:
         request["name"] = names
     if settings.text("etcd-snapshot-retention") and operation != "save":
         request["retention"] = int(settings.text("etcd-snapshot-retention"))
+    # SnapshotRequest.Dir / Compress (pkg/etcd/snapshot_handler.go), sent when given.
+    if settings.text("etcd-snapshot-dir"):
+        request["dir"] = settings.text("etcd-snapshot-dir")
+    if operation == "save" and settings.bool("etcd-snapshot-compress"):
+        request["compress"] = True
     return request, names, settings
 
 

@@ -11,7 +11,8 @@ Test), pkg/cluster/managed.go (assignManagedDriver, start) and
 pkg/daemons/control/deps/deps.go (the server/tls/etcd file names):
   data dir         ${data-dir}/server/db/etcd, member name in db/etcd/name
                    (`<node name>-<8 hex of a UUID>`), reset flag ${data-dir}/server/db/reset-flag
-  listen client    https://127.0.0.1:2379,https://<node-ip>:2379 (loopback only while resetting)
+  listen client    https://127.0.0.1:2379,https://<node-ip>:2379 (loopback only while resetting),
+                   HTTP (JSON gateway) https://127.0.0.1:2382 (ListenClientHTTPURLs)
   listen peer      https://127.0.0.1:2380,https://<node-ip>:2380; advertise <node-ip>
   metrics          http://127.0.0.1:2381
   TLS              server-ca.crt/.key and peer-ca.crt/.key (shared through the bootstrap data as
@@ -21,9 +22,9 @@ pkg/daemons/control/deps/deps.go (the server/tls/etcd file names):
   tuning           --election-timeout=5000 --heartbeat-interval=500 --snapshot-count=10000
   joining          /db/info of the server joined, MemberAddAsLearner, then
                    --initial-cluster-state=existing; the leader promotes learners every 15 s.
-The stand-in talks to etcd through etcd's v3 JSON gateway over HTTPS (which a real K3s's
-embedded etcd serves too: embed.Config enables the gRPC gateway by default) and uses etcdctl
-only for snapshot save/restore (what K3s does with etcd's snapshot package).
+The stand-in talks to etcd through etcd's v3 JSON gateway on https://127.0.0.1:2382 (where a
+real K3s's embedded etcd serves it: ListenClientHTTPURLs, so its 2379 is gRPC only) and uses
+etcdctl (gRPC, 2379) only for snapshot save/restore (K3s uses etcd's snapshot package).
 """
 
 from __future__ import annotations
@@ -77,6 +78,17 @@ DIAL_TIMEOUT = 2.0           # defaultDialTimeout
 # quorum a write answers "etcdserver: request timed out" after 15 s, a linearizable read after
 # about 28 s (measured on etcd 3.4.23); wait longer than that for etcd's own answer.
 REQUEST_TIMEOUT = 40.0
+
+
+# ListenClientHTTPURLs (pkg/etcd/etcd.go cluster()): etcd's JSON gateway, loopback only.
+HTTP_CLIENT_URL = "https://127.0.0.1:2382"
+# rpctypes.ErrTooManyLearners and ErrUnhealthy: ETCD.Start retries the join on these.
+JOIN_RETRY_ERRORS = ("etcdserver: too many learner members in cluster",
+                     "etcdserver: unhealthy cluster")
+
+
+class JoinRetry(Exception):
+    """A join ETCD.Start tries again a second later (the message is etcd's or K3s's)."""
 
 
 def manage_interval() -> float:
@@ -343,8 +355,7 @@ class Member:
         self.proc: subprocess.Popen | None = None
         self.stopping = False
         self.removed = False
-        loopback = "https://127.0.0.1:2379"
-        self.client = EtcdClient([loopback], paths)
+        self.client = EtcdClient([HTTP_CLIENT_URL], paths)
         self.store = EtcdStore(self.client)
 
     @property
@@ -369,7 +380,12 @@ class Member:
         os.makedirs(self.paths.db_dir, mode=0o700, exist_ok=True)
         os.chmod(self.paths.db_dir, 0o700)
         local = reset or self.address == "127.0.0.1"  # one listener per address
-        client_urls = "https://127.0.0.1:2379" + ("" if local else f",{self.client_url}")
+        # K3s: ListenClientURLs 2379 (gRPC) and ListenClientHTTPURLs https://127.0.0.1:2382
+        # (the HTTP/JSON gateway, etcd-io/etcd#15402). etcd 3.4 has no separate HTTP
+        # listener (it ignores the listen-client-http-urls key K3s writes): 2382 is one more
+        # client listener here, and 2379 keeps answering JSON too.
+        client_urls = "https://127.0.0.1:2379" + ("" if local else f",{self.client_url}") \
+            + f",{HTTP_CLIENT_URL}"
         peer_urls = "https://127.0.0.1:2380" + ("" if local else f",{self.peer_url}")
         tls = self.paths.tls
         config: dict[str, object] = {
@@ -384,7 +400,8 @@ class Member:
             "enable-grpc-gateway": True,
             "experimental-initial-corrupt-check": True, "heartbeat-interval": 500,
             "initial-advertise-peer-urls": self.peer_url, "initial-cluster": initial_cluster,
-            "initial-cluster-state": state, "listen-client-urls": client_urls,
+            "initial-cluster-state": state, "listen-client-http-urls": HTTP_CLIENT_URL,
+            "listen-client-urls": client_urls,
             # listenMetricsURLs: loopback, plus the node IP with --etcd-expose-metrics.
             "listen-metrics-urls": "http://127.0.0.1:2381" + (
                 f",http://{self.address}:2381" if self.expose_metrics and not local else ""),
@@ -471,43 +488,42 @@ class Member:
         self.start(f"{self.name}={self.peer_url}", "existing")
 
     def join(self, members: list[dict]) -> None:
-        """ETCD.join: add ourselves as a learner through the other members' client URLs."""
+        """ETCD.join: `members` is the joined server's /db/info; add ourselves as a learner
+        through the other voting members' client URLs, then start etcd.
+
+        Raises JoinRetry for what ETCD.Start retries every second (etcd's "too many learner
+        members in cluster" and "unhealthy cluster"), logs.Fatal("etcd cluster join failed:
+        ...") for anything else."""
         urls = [url for member in members if not member.get("isLearner")
                 for url in member.get("clientURLs", [])
                 if url.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]") != self.address]
         remote = EtcdClient(urls, self.paths)
         add = True
-        try:
-            current = remote.member_list(20)
-        except DatastoreError:
-            logs.error("Failed to get member list from etcd cluster. Will assume this member "
-                       "is already added")
-            current = [*members, {"name": self.name, "peerURLs": [self.peer_url]}]
-            add = False
         cluster: list[str] = []
-        for member in current:
+        for member in members:
             for peer in member.get("peerURLs", []):
                 host = peer.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
                 if not member.get("name") and host == self.address:
                     member["name"] = self.name
                 if member.get("name") == self.name and host == self.address:
                     add = False
+                cluster.append(f"{member.get('name', '')}={member['peerURLs'][0]}")
             name = str(member.get("name", ""))
-            if member.get("peerURLs"):
-                cluster.append(f"{name}={member['peerURLs'][0]}")
             node = name[:name.rfind("-")] if name.rfind("-") > 1 else name
             if name != self.name and node == self.node_name:
                 with contextlib.suppress(OSError):
                     os.remove(self.paths.name_file)
-                raise logs.Fatal("ETCD join failed: duplicate node name found, please use a "
-                                 "unique name for this node")
+                raise logs.Fatal("etcd cluster join failed: duplicate node name found, please "
+                                 "use a unique name for this node")
         if add:
             logs.info(f"Adding member {self.name}={self.peer_url} to etcd cluster "
                       f"{go_list(cluster)}")
             try:
                 remote.member_add([self.peer_url], learner=True)
             except DatastoreError as exc:
-                raise logs.Fatal(f"ETCD join failed: {exc}") from None
+                if str(exc) in JOIN_RETRY_ERRORS:
+                    raise JoinRetry(str(exc)) from None
+                raise logs.Fatal(f"etcd cluster join failed: {exc}") from None
             cluster.append(f"{self.name}={self.peer_url}")
         logs.info(f"Starting etcd to join cluster with members {go_list(cluster)}")
         self.start(",".join(cluster), "existing")

@@ -15,6 +15,7 @@ roles `control-plane,etcd,master`; both must behave as K3s's controllers do
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from sandbox.k3s import logs, nodes
@@ -50,8 +51,7 @@ def remove_member_of(member: Member, node: dict) -> None:
     annotations = meta.get("annotations", {})
     key = meta["name"]
     logs.info(f"Removing etcd member {key} from cluster")
-    if annotations.get(REMOVE_ANNOTATION, "").lower() == "true" and \
-            annotations.get(REMOVED_NODE_NAME_ANNOTATION):
+    if annotations.get(REMOVED_NODE_NAME_ANNOTATION):
         logs.info(f"etcd member {key} was already removed as member name "
                   f"{annotations[REMOVED_NODE_NAME_ANNOTATION]} via annotation from the cluster")
         return
@@ -85,29 +85,75 @@ def finalize(member: Member, kine: Kine, name: str) -> bool:
     return True
 
 
+# rpctypes.ErrMemberNotEnoughStarted, as etcd's JSON gateway words it.
+NOT_ENOUGH_STARTED = "etcdserver: re-configuration failed due to not enough started members"
+
+
 def reconcile(member: Member, kine: Kine) -> None:
-    """One pass of the controller over every Node."""
+    """One pass of the controller over every Node; a Node's error is wrangler's requeue."""
     for row in kine.list(nodes.NODE_PREFIX):
         node = json.loads(row.value)
-        meta = node["metadata"]
         if not is_etcd_node(node):
             continue
-        if meta.get("deletionTimestamp"):
-            finalize(member, kine, meta["name"])
-            continue
-        annotations = meta.get("annotations", {})
-        if annotations.get(REMOVE_ANNOTATION, "").lower() != "true" or \
-                REMOVED_NODE_NAME_ANNOTATION in annotations:
-            continue
-        name = annotations.get(NODE_NAME_ANNOTATION)
-        address = annotations.get(NODE_ADDRESS_ANNOTATION)
-        if name is None or address is None:
-            continue
-        member.remove_peer(name, address, allow_self=True)
-        annotations[REMOVED_NODE_NAME_ANNOTATION] = name
-        annotations.pop(NODE_NAME_ANNOTATION, None)
-        annotations.pop(NODE_ADDRESS_ANNOTATION, None)
         try:
-            kine.update(row.name, json.dumps(node).encode(), row.id)
-        except KeyExists:
-            continue
+            if node["metadata"].get("deletionTimestamp"):
+                finalize(member, kine, node["metadata"]["name"])
+            else:
+                sync(member, kine, row.name, row.id, node)
+        except DatastoreError as exc:
+            logs.error(f"error syncing '{node['metadata']['name']}': handler "
+                       f"managed-etcd-controller: {exc}, requeuing")
+
+
+def sync(member: Member, kine: Kine, key: str, revision: int, node: dict) -> None:
+    """etcdMemberHandler.sync (pkg/etcd/member_controller.go) for a Node with the remove
+    annotation:
+      - the name and address annotations must be there (else an error, retried);
+      - removed-node-name set and different from the current member name: the server rejoined
+        under a new name, so both removal annotations are cleared (it can be removed again);
+      - remove=true: RemovePeer; if etcd refuses for lack of started members
+        (ErrMemberNotEnoughStarted) the remove annotation is cleared (re-request later);
+        else removed-node-name=<name> and the name/address annotations go."""
+    meta = node["metadata"]
+    annotations = meta.get("annotations", {})
+    if REMOVE_ANNOTATION not in annotations:
+        return
+    name = annotations.get(NODE_NAME_ANNOTATION)
+    if name is None:
+        raise DatastoreError(f"node name annotation for node {meta['name']} not found")
+    address = annotations.get(NODE_ADDRESS_ANNOTATION)
+    if address is None:
+        raise DatastoreError(f"node address annotation for node {meta['name']} not found")
+    fields = {"name": name, "address": address}
+    removed = annotations.get(REMOVED_NODE_NAME_ANNOTATION)
+    if removed is not None:
+        if removed != name:
+            logs.info("Resetting removed node flag as removed node name does not match "
+                      "current node name", fields)
+            annotations.pop(REMOVED_NODE_NAME_ANNOTATION, None)
+            annotations.pop(REMOVE_ANNOTATION, None)
+            _update(kine, key, node, revision)
+        return
+    if annotations[REMOVE_ANNOTATION].lower() != "true":
+        return
+    logs.info("Removing etcd member from cluster due to remove annotation", fields)
+    try:
+        member.remove_peer(name, address, allow_self=True)
+    except DatastoreError as exc:
+        if NOT_ENOUGH_STARTED not in str(exc):
+            raise
+        logs.error(f"etcd member removal rejected, clearing remove annotation: {exc}", fields)
+        annotations.pop(REMOVE_ANNOTATION, None)
+        _update(kine, key, node, revision)
+        return
+    logs.info("etcd emember removed successfully", fields)  # (sic) K3s's own spelling
+    annotations[REMOVED_NODE_NAME_ANNOTATION] = name
+    annotations.pop(NODE_NAME_ANNOTATION, None)
+    annotations.pop(NODE_ADDRESS_ANNOTATION, None)
+    _update(kine, key, node, revision)
+
+
+def _update(kine: Kine, key: str, node: dict, revision: int) -> None:
+    """nodeController.Update: a conflict is retried on the next pass."""
+    with contextlib.suppress(KeyExists):
+        kine.update(key, json.dumps(node).encode(), revision)

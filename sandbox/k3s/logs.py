@@ -33,24 +33,32 @@ def use_stderr() -> None:
     _to_stderr = True
 
 
-def emit(level: str, message: str) -> None:
+def _field(value: str) -> str:
+    """logrus's TextFormatter needsQuoting: bare if only [A-Za-z0-9-._/@^+], else %q."""
+    if value and all(c.isascii() and (c.isalnum() or c in "-._/@^+") for c in value):
+        return value
+    return _quote(value)
+
+
+def emit(level: str, message: str, fields: dict[str, str] | None = None) -> None:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     stream = sys.stderr if _to_stderr else sys.stdout
+    extra = "".join(f" {key}={_field(value)}" for key, value in sorted((fields or {}).items()))
     with _lock:
-        stream.write(f"time=\"{stamp}\" level={level} msg={_quote(message)}\n")
+        stream.write(f"time=\"{stamp}\" level={level} msg={_quote(message)}{extra}\n")
         stream.flush()
 
 
-def info(message: str) -> None:
-    emit("info", message)
+def info(message: str, fields: dict[str, str] | None = None) -> None:
+    emit("info", message, fields)
 
 
 def warn(message: str) -> None:
     emit("warning", message)
 
 
-def error(message: str) -> None:
-    emit("error", message)
+def error(message: str, fields: dict[str, str] | None = None) -> None:
+    emit("error", message, fields)
 
 
 def fatal(message: str) -> None:

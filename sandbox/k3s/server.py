@@ -252,7 +252,7 @@ class Server:
         if os.path.exists(paths.reset_file):
             os.remove(paths.reset_file)
         try:
-            passphrase = bootstrap.normalize_token(token)
+            bootstrap.normalize_token(token)  # a malformed token fails before anything starts
         except bootstrap.TokenError as exc:
             raise logs.Fatal(f"starting kubernetes: preparing server: {exc}") from None
         if paths.initialized():
@@ -266,7 +266,7 @@ class Server:
             self._write_files(files)
             etcd.write_leaf_certs(paths, files, node_ips)
             member.set_name(False)
-            member.join(self._db_info(server_url, passphrase))
+            self._join(member, server_url, token)
         else:
             files = _generate_bootstrap(self.settings.bool("secrets-encryption"),
                                         embedded_etcd=True)
@@ -349,14 +349,35 @@ class Server:
             raise logs.Fatal(f"starting kubernetes: preparing server: {exc}") from None
         return bootstrap.decode_files(body)
 
-    def _db_info(self, server_url: str, passphrase: str) -> list[dict]:
+    def _db_info(self, server_url: str, token: str) -> list[dict]:
+        """ClientURLs: the member list from the joined server's /db/info (its CA checked
+        against a K10 token's hash first); JoinRetry as K3s's memberListError."""
         server_url = server_url.rstrip("/")
-        context = self._join_client(server_url, passphrase)
+        context = self._join_client(server_url, token)
         try:
-            body = agent_get(f"{server_url}/db/info", context, self._auth(passphrase))
-        except JoinError as exc:
-            raise logs.Fatal(f"ETCD join failed: {exc}") from None
-        return list(json.loads(body).get("members", []))
+            body = agent_get(f"{server_url}/db/info", context, self._auth(token))
+            return list(json.loads(body).get("members", []))
+        except (JoinError, ValueError, AttributeError) as exc:
+            raise etcd.JoinRetry(f"failed to get MemberList from server: {exc}") from None
+
+    def _join(self, member: etcd.Member, server_url: str, token: str) -> None:
+        """ETCD.Start's join loop (pkg/etcd/etcd.go): every second until it works; etcd's
+        "too many learners"/"unhealthy cluster" and a failed /db/info are waited out, anything
+        else is fatal (`etcd cluster join failed: ...`)."""
+        while True:
+            try:
+                members = self._db_info(server_url, token)
+            except etcd.JoinRetry as exc:
+                logs.info(f"Waiting to retrieve etcd cluster member list: {exc}")
+            else:
+                try:
+                    member.join(members)
+                    return
+                except etcd.JoinRetry as exc:
+                    logs.info(f"Waiting for other members to finish joining etcd cluster: "
+                              f"{exc}")
+            if self.stop_event.wait(1.0):
+                raise SystemExit(0)
 
     def _cluster_reset(self, member: etcd.Member, token: str, node_ips: list[str]) -> None:
         """--cluster-reset [--cluster-reset-restore-path]: a new one-member cluster from this
@@ -450,10 +471,11 @@ class Server:
 
     def snapshot_settings(self) -> snapshots.SnapshotSettings:
         retention = self.settings.text("etcd-snapshot-retention")
+        default = etcd.EtcdPaths(self.data_dir).snapshot_dir
         return snapshots.SnapshotSettings(
-            directory=self.settings.text("etcd-snapshot-dir") or
-            etcd.EtcdPaths(self.data_dir).snapshot_dir,
-            retention=int(retention) if retention else 5)
+            directory=self.settings.text("etcd-snapshot-dir") or default,
+            retention=int(retention) if retention else 5, default_directory=default,
+            compress=self.settings.bool("etcd-snapshot-compress"))
 
     def _open_datastore(self) -> Kine:
         endpoint = self.settings.text("datastore-endpoint")

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
+import json
 import os
+import ssl
+import urllib.error
+import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
-from sandbox.k3s import snapshots
+from sandbox.k3s import etcdnodes, snapshots
 from sandbox.k3s.config import load
-from sandbox.k3s.etcd import EtcdPaths, _prefix_end, go_list
+from sandbox.k3s.etcd import (
+    ETCD_ROLE_LABEL,
+    NODE_ADDRESS_ANNOTATION,
+    NODE_NAME_ANNOTATION,
+    REMOVE_ANNOTATION,
+    REMOVED_NODE_NAME_ANNOTATION,
+    EtcdPaths,
+    Member,
+    _prefix_end,
+    go_list,
+)
+from sandbox.k3s.kine import DatastoreError
+from sandbox.k3s.logs import Fatal
+from sandbox.k3s.nodes import NODE_PREFIX
 from sandbox.k3s.server import Server
 from sandbox.k3s.versions import release
+from tests.support.kube_api import live_kube_api
+from tests.support.memory_kine import MemoryKine
 
 
 def _server(tmp_path: Path, argv: list[str]) -> Server:
@@ -112,3 +134,137 @@ def test_cron_schedules() -> None:
         snapshots.Cron("* * * *")
     with pytest.raises(ValueError, match="above maximum"):
         snapshots.Cron("61 * * * *")
+
+
+def test_cron_is_robfig_v3() -> None:
+    """robfig/cron v3 parser.go getRange/parseIntOrName and spec.go bounds/dayMatches."""
+    monday_1st = datetime.datetime(2026, 6, 1, 0, 0, tzinfo=datetime.UTC)   # a Monday, 1 June
+    friday_13th = datetime.datetime(2026, 11, 13, 0, 0, tzinfo=datetime.UTC)
+    tuesday_2nd = datetime.datetime(2026, 6, 2, 0, 0, tzinfo=datetime.UTC)
+    # Both day fields restricted: either one matching runs (crontab(5) OR).
+    either = snapshots.Cron("0 0 13 * 1")
+    assert either.matches(monday_1st) and either.matches(friday_13th)
+    assert not either.matches(tuesday_2nd)
+    # One of them "*": both must match (AND), "*" matching every day.
+    assert not snapshots.Cron("0 0 13 * *").matches(monday_1st)
+    # "*/2" is a restriction (step > 1 drops the star bit): OR again.
+    assert snapshots.Cron("0 0 */2 * mon").matches(monday_1st)          # day 1 = */2 too
+    assert snapshots.Cron("0 0 */2 * fri").matches(datetime.datetime(
+        2026, 6, 5, 0, 0, tzinfo=datetime.UTC))                           # Friday 5th (odd)
+    # Names, any case, also in ranges.
+    assert snapshots.Cron("0 0 * JUN Mon-fri").matches(monday_1st)
+    assert not snapshots.Cron("0 0 * jan-may *").matches(monday_1st)
+    assert snapshots.Cron("@daily").matches(monday_1st)
+    # "N/step" means N-max/step.
+    assert snapshots.Cron("30/15 * * * *").matches(monday_1st.replace(minute=45))
+    assert not snapshots.Cron("30/15 * * * *").matches(monday_1st.replace(minute=15))
+    for spec, message in [("0 0 * * 7", r"end of range \(7\) above maximum \(6\): 7"),
+                          ("0 0 0 * *", r"beginning of range \(0\) below minimum \(1\): 0"),
+                          ("0 0 * * 5-2", r"beginning of range \(5\) beyond end of range \(2\)"),
+                          ("0 0 * * sunday", "failed to parse int from sunday"),
+                          ("*/0 * * * *", "step of range should be a positive number"),
+                          ("1-2-3 * * * *", "too many hyphens: 1-2-3"),
+                          ("@fortnightly", "unrecognized descriptor")]:
+        with pytest.raises(ValueError, match=message):
+            snapshots.Cron(spec)
+
+
+def _etcd_node(annotations: dict[str, str]) -> dict:
+    return {"metadata": {"name": "s2", "labels": {ETCD_ROLE_LABEL: "true"},
+                         "annotations": annotations}, "status": {}}
+
+
+def test_a_rejoined_member_can_be_removed_again(tmp_path: Path) -> None:
+    """member_controller.go sync: removed-node-name differing from the current member name
+    (the server rejoined as a new member) clears both removal annotations."""
+    store = MemoryKine()
+    member = Member(EtcdPaths(str(tmp_path)), "s1", "10.0.0.1")
+    store.create(NODE_PREFIX + "s2", json.dumps(_etcd_node({
+        REMOVE_ANNOTATION: "true", REMOVED_NODE_NAME_ANNOTATION: "s2-aaaaaaaa",
+        NODE_NAME_ANNOTATION: "s2-bbbbbbbb", NODE_ADDRESS_ANNOTATION: "10.0.0.2"})).encode())
+    etcdnodes.reconcile(member, store)  # type: ignore[arg-type]
+    row = store.get(NODE_PREFIX + "s2")
+    assert row is not None
+    assert json.loads(row.value)["metadata"]["annotations"] == {
+        NODE_NAME_ANNOTATION: "s2-bbbbbbbb", NODE_ADDRESS_ANNOTATION: "10.0.0.2"}
+    # The same name: already removed, nothing changes.
+    store.update(NODE_PREFIX + "s2", json.dumps(_etcd_node({
+        REMOVE_ANNOTATION: "true", REMOVED_NODE_NAME_ANNOTATION: "s2-bbbbbbbb",
+        NODE_NAME_ANNOTATION: "s2-bbbbbbbb", NODE_ADDRESS_ANNOTATION: "10.0.0.2"})).encode(),
+        row.id)
+    etcdnodes.reconcile(member, store)  # type: ignore[arg-type]
+    again = store.get(NODE_PREFIX + "s2")
+    assert again is not None
+    assert REMOVED_NODE_NAME_ANNOTATION in json.loads(again.value)["metadata"]["annotations"]
+
+
+def test_snapshot_dir_only_the_default_is_created(tmp_path: Path) -> None:
+    """pkg/etcd/snapshot.go snapshotDir: a non-default --etcd-snapshot-dir must exist."""
+    default = str(tmp_path / "server" / "db" / "snapshots")
+    assert snapshots.snapshot_dir(snapshots.SnapshotSettings(default, 5, default)) == default
+    assert os.path.isdir(default)
+    mine = str(tmp_path / "backups")
+    with pytest.raises(DatastoreError, match=f"failed to get etcd-snapshot-dir: stat {mine}: "
+                       "no such file or directory"):
+        snapshots.snapshot_dir(snapshots.SnapshotSettings(mine, 5, default))
+    assert not os.path.exists(mine)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DatastoreError, match="is not a directory"):
+        snapshots.snapshot_dir(snapshots.SnapshotSettings(str(tmp_path / "afile"), 5, default))
+
+
+def test_compressed_snapshot_is_k3s_zip(tmp_path: Path) -> None:
+    """compressSnapshot: <name>.zip, one deflated entry <name>, the plain file removed; the
+    listing reads the time from the name without .zip."""
+    name = "on-demand-n1-1700000000"
+    (tmp_path / name).write_bytes(b"etcd snapshot bytes" * 100)
+    moment = datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.UTC)
+    path = snapshots.compress(str(tmp_path), name, moment)
+    assert path == str(tmp_path / f"{name}.zip")
+    assert os.listdir(tmp_path) == [f"{name}.zip"]
+    with zipfile.ZipFile(path) as archive:
+        [entry] = archive.infolist()
+        assert entry.filename == name
+        assert entry.compress_type == zipfile.ZIP_DEFLATED
+        assert archive.read(name) == b"etcd snapshot bytes" * 100
+    listed = snapshots.listing(snapshots.SnapshotSettings(str(tmp_path)), "n1")
+    assert [(i["spec"]["snapshotName"], i["status"]["creationTime"]) for i in listed["items"]] \
+        == [(f"{name}.zip", "2023-11-14T22:13:20Z")]
+
+
+def test_joining_a_kine_backed_server_is_refused_as_k3s(tmp_path: Path) -> None:
+    """pkg/server/router.go bootstrapHandler: a server without embedded etcd answers
+    /v1-k3s/server-bootstrap 400 "etcd disabled"; the joiner stops on that answer."""
+    with live_kube_api(tmp_path) as api:
+        url = yaml.safe_load(api.kubeconfig)["clusters"][0]["cluster"]["server"]
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        request = urllib.request.Request(f"{url}/v1-k3s/server-bootstrap", headers={  # noqa: S310
+            "Authorization": "Basic " + base64.b64encode(b"server:s").decode()})
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, context=context, timeout=10)  # noqa: S310
+        assert answer.value.code == 400
+        body = json.loads(answer.value.read())
+        assert (body["reason"], body["message"]) == ("BadRequest", "etcd disabled")
+        (tmp_path / "joiner").mkdir()
+        joiner = _server(tmp_path / "joiner", ["--server", url, "--token", "s"])
+        with pytest.raises(Fatal) as fatal:
+            joiner._http_bootstrap(url, "s")
+        assert str(fatal.value) == (f"starting kubernetes: preparing server: {url}"
+                                    "/v1-k3s/server-bootstrap: 400 Bad Request")
+
+
+def test_the_member_list_comes_only_from_the_tokens_ca(tmp_path: Path) -> None:
+    """clientaccess.ParseAndValidateToken: with a K10 token the joiner checks /cacerts against
+    the token's CA hash before it asks /db/info (not only for the bootstrap data), in the join
+    loop ETCD.Start runs."""
+    with live_kube_api(tmp_path) as api:
+        url = yaml.safe_load(api.kubeconfig)["clusters"][0]["cluster"]["server"]
+        (tmp_path / "joiner").mkdir()
+        token = "K10" + "0" * 64 + "::server:s"
+        joiner = _server(tmp_path / "joiner", ["--server", url, "--token", token])
+        with pytest.raises(Fatal, match=r"token CA hash does not match the Cluster CA "
+                                        r"certificate hash: 0{64} != [0-9a-f]{64}"):
+            joiner._join(Member(EtcdPaths(str(tmp_path / "joiner")), "joiner", "127.0.0.1"),
+                         url, token)

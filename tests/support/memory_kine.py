@@ -1,4 +1,4 @@
-"""An in-memory datastore with the four calls the K3s stand-in's ServiceAccount and RBAC code
+"""An in-memory datastore with the calls the K3s stand-in's ServiceAccount and RBAC code
 makes of sandbox.k3s.kine.Kine (which needs MySQL), for fast tests of that code and of the
 panel against a real stand-in API server (sandbox.k3s.apiserver) without a database.
 
@@ -45,3 +45,14 @@ class MemoryKine:
     def delete(self, name: str) -> bool:
         with self._lock:
             return self.rows.pop(name, None) is not None
+
+    def update(self, name: str, value: bytes, revision: int) -> int:
+        """Compare-and-swap as Kine.update: KeyExists unless `revision` is the latest."""
+        with self._lock:
+            latest = self.rows.get(name)
+            if latest is None or latest.id != revision:
+                raise KeyExists()
+            self.revision += 1
+            self.rows[name] = Row(self.revision, name, 0, 0, latest.create_revision,
+                                  latest.id, value)
+            return self.revision
