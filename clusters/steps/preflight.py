@@ -168,7 +168,8 @@ echo "mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
 mkdir -p /var/lib/rancher
 echo "disk_kib=$(df -Pk /var/lib/rancher | awk 'NR==2 {print $4}')"
 echo "port_6443=$( (ss -Hltn 'sport = :6443' 2>/dev/null || true) | wc -l)"
-echo "ports_etcd=$( (ss -Hltn '( sport = :2379 or sport = :2380 or sport = :2381 )' \
+echo "ports_etcd=$( (ss -Hltn \
+    '( sport = :2379 or sport = :2380 or sport = :2381 or sport = :2382 )' \
     2>/dev/null || true) | wc -l)"
 echo "curl=$(command -v curl || true)"
 echo "systemd=$([ -d /run/systemd/system ] && echo yes || echo no)"
@@ -218,10 +219,11 @@ def problems_of(host: HostFacts) -> list[str]:
         found.append(f"{ip}: port 6443 is already in use (is K3s or another API server "
                      "already running there?)")
     # Embedded etcd listens on 2379 (clients), 2380 (peers, between servers: docs.k3s.io
-    # installation/requirements, inbound rules) and 127.0.0.1:2381 (metrics, pkg/etcd).
+    # installation/requirements, inbound rules), 127.0.0.1:2381 (metrics) and
+    # 127.0.0.1:2382 (its HTTP/JSON client listener: pkg/etcd ListenClientHTTPURLs).
     if host.node.role == NodeRole.SERVER and host.node.cluster.datastore_kind == \
             DatastoreKind.ETCD and facts.get("ports_etcd", "0").strip() not in ("", "0"):
-        found.append(f"{ip}: a port embedded etcd needs (2379, 2380 or 2381) is already in "
+        found.append(f"{ip}: a port embedded etcd needs (2379-2382) is already in "
                      "use (is etcd or another K3s already running there?)")
     if not facts.get("curl"):
         found.append(f"{ip}: curl is missing; install it (apt-get/yum install curl)")

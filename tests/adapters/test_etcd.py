@@ -478,7 +478,7 @@ def test_preflight_refuses_an_etcd_server_whose_etcd_ports_are_taken() -> None:
              "systemd": "yes", "ports_etcd": "1"}
     etcd_server = _etcd_cluster(agents=0).nodes.servers().first()  # type: ignore[attr-defined]
     (problem,) = problems_of(HostFacts(etcd_server, facts, 0.0))
-    assert "(2379, 2380 or 2381) is already in use" in problem
+    assert "(2379-2382) is already in use" in problem
     rds_server = make_cluster(nodes=1).nodes.first()
     assert problems_of(HostFacts(rds_server, facts, 0.0)) == []
 
