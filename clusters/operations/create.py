@@ -135,19 +135,46 @@ def etcd_server_steps(cluster: Cluster, servers: list[Host], start: list[str],
     return specs, previous
 
 
-def create_plan(cluster: Cluster) -> list[StepSpec]:
-    """Preflight, then RDS and SLB in parallel, then servers one at a time, then the rest."""
-    if cluster.datastore_kind == DatastoreKind.ETCD:
-        return etcd_create_plan(cluster)
-    nlb = cluster.load_balancer_kind == LoadBalancerKind.NLB
-    servers, agents = _hosts(cluster)
-    specs = [
+def _opening_steps(cluster: Cluster) -> list[StepSpec]:
+    """What every create starts with: the instances it buys (if any), then the preflight of
+    the cloud account and of every host."""
+    return [
         *_buy_steps(cluster),
         StepSpec(
             "preflight_cloud", gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
             "preflight.cloud", ["ecs_buy"] if cluster.instance_order else []),
         StepSpec("preflight_hosts", gettext_noop("Check every host over SSH"), "preflight.hosts",
                  ["preflight_cloud"]),
+    ]
+
+
+def _closing_steps(after: list[str], agents: list[Host]) -> list[StepSpec]:
+    """What every create ends with once the API answers through the load balancer: the
+    kubeconfig, kubectl's view verified, the agents, the first health check."""
+    specs = [
+        StepSpec("kubeconfig", gettext_noop("Fetch the kubeconfig and point it at the SLB"),
+                 "k3s.kubeconfig", after),
+        StepSpec(
+            "verify", gettext_noop("Verify the API through the SLB as kubectl will"),
+            "verify.cluster", ["kubeconfig"]),
+    ]
+    agent_keys = []
+    for key, where, args in agents:
+        agent_keys.append(key)
+        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=where)
+        specs.append(StepSpec(key, name, "k3s.install_agent", ["verify"], args))
+    specs.append(StepSpec("health", gettext_noop("First health check"), "health.check",
+                          ["verify", *agent_keys]))
+    return specs
+
+
+def create_plan(cluster: Cluster) -> list[StepSpec]:
+    """Preflight, then RDS and SLB in parallel, then servers one at a time, then the rest."""
+    if cluster.datastore_kind == DatastoreKind.ETCD:
+        return etcd_create_plan(cluster)
+    servers, agents = _hosts(cluster)
+    specs = [
+        *_opening_steps(cluster),
     ]
     if cluster.datastore_kind == DatastoreKind.RDS:
         specs += [
@@ -168,41 +195,21 @@ def create_plan(cluster: Cluster) -> list[StepSpec]:
         balancer_create_step(cluster, ["datastore_check"]),
     ]
     guarded = bool(cluster.api_allowed_cidrs)
-    if guarded and nlb:
-        # Joined before the listener exists: an NLB's new listener forwards at once.
-        specs.append(StepSpec("slb_acl", gettext_noop("Create the API's allow-list (a "
-                                                      "security group joined to the NLB)"),
-                              "nlb.allowlist", ["slb_create"]))
-    elif guarded:
-        # Before the listener: it is born behind the whitelist, never open to everyone.
-        specs.append(StepSpec("slb_acl", gettext_noop("Create the API's allow-list (SLB access "
-                                                      "control)"), "slb.acl", ["slb_create"]))
+    specs += allowlist_steps(cluster)
     previous = ["slb_create"]
     for index, (key, where, args) in enumerate(servers):
         name = title(gettext_noop("Install K3s server %(n)s (%(ip)s)"), n=index + 1, ip=where)
         specs.append(StepSpec(key, name, "k3s.install_server", previous, args))
         previous = [key]
-    specs += [
-        balancer_listener_step(
-            cluster, [*previous, *(["slb_acl"] if guarded else [])]),
-        StepSpec("kubeconfig", gettext_noop("Fetch the kubeconfig and point it at the SLB"),
-                 "k3s.kubeconfig", ["slb_listener"]),
-        StepSpec(
-            "verify", gettext_noop("Verify the API through the SLB as kubectl will"),
-            "verify.cluster", ["kubeconfig"]),
-    ]
-    agent_keys = []
-    for key, where, args in agents:
-        agent_keys.append(key)
-        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=where)
-        specs.append(StepSpec(key, name, "k3s.install_agent", ["verify"], args))
-    specs.append(StepSpec("health", gettext_noop("First health check"), "health.check",
-                          ["verify", *agent_keys]))
-    return specs
+    specs.append(balancer_listener_step(
+        cluster, [*previous, *(["slb_acl"] if guarded else [])]))
+    return specs + _closing_steps(["slb_listener"], agents)
 
 
 def allowlist_steps(cluster: Cluster) -> list[StepSpec]:
-    """The API allow-list's step (before the listener it guards), or none."""
+    """The API allow-list's step (before the listener it guards), or none. An NLB's security
+    group is joined before the listener exists (a new NLB listener forwards at once); a
+    CLB's listener is born behind its whitelist: never open to everyone."""
     if not cluster.api_allowed_cidrs:
         return []
     if cluster.load_balancer_kind == LoadBalancerKind.NLB:
@@ -219,33 +226,14 @@ def etcd_create_plan(cluster: Cluster) -> list[StepSpec]:
     dial), then the servers as etcd_server_steps orders them, then as with any datastore."""
     servers, agents = _hosts(cluster)
     specs = [
-        *_buy_steps(cluster),
-        StepSpec(
-            "preflight_cloud", gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
-            "preflight.cloud", ["ecs_buy"] if cluster.instance_order else []),
-        StepSpec("preflight_hosts", gettext_noop("Check every host over SSH"), "preflight.hosts",
-                 ["preflight_cloud"]),
+        *_opening_steps(cluster),
         balancer_create_step(cluster, ["preflight_hosts"]),
         *allowlist_steps(cluster),
     ]
     guard = ["slb_acl"] if cluster.api_allowed_cidrs else []
     server_specs, previous = etcd_server_steps(cluster, servers, ["slb_create"], guard)
     specs += server_specs
-    specs += [
-        StepSpec("kubeconfig", gettext_noop("Fetch the kubeconfig and point it at the SLB"),
-                 "k3s.kubeconfig", previous),
-        StepSpec(
-            "verify", gettext_noop("Verify the API through the SLB as kubectl will"),
-            "verify.cluster", ["kubeconfig"]),
-    ]
-    agent_keys = []
-    for key, where, args in agents:
-        agent_keys.append(key)
-        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=where)
-        specs.append(StepSpec(key, name, "k3s.install_agent", ["verify"], args))
-    specs.append(StepSpec("health", gettext_noop("First health check"), "health.check",
-                          ["verify", *agent_keys]))
-    return specs
+    return specs + _closing_steps(previous, agents)
 
 
 def retry_problem(cluster: Cluster, run: Run) -> str:

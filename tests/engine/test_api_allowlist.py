@@ -7,8 +7,6 @@ was lost must be found again by the cluster's tag, never bought twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,23 +17,11 @@ from clusters.engine.pipeline import StepSpec, create_run
 from clusters.models import Cluster, LogLine, ResourceState, Run, RunKind, StepStatus
 from clusters.operations.create import create_plan
 from sandbox.aliyun.testing import Emulator
-from tests.support.engine_specs import InProcessEngine, in_process_engine, time_passes
-from tests.support.factories import factories_emulator, make_cluster
+from tests.support.engine_specs import InProcessEngine, time_passes
+from tests.support.factories import make_cluster
 from tests.support.runs import step
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    with factories_emulator(Path(tmp_path_factory.mktemp("allowlist"))) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def engine(db: Any) -> Iterator[InProcessEngine]:
-    with in_process_engine() as driven:
-        yield driven
 
 
 def internet_cluster(emu: Emulator, settings: Any, cidrs: list[str]) -> Cluster:

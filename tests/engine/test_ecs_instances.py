@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +23,8 @@ from clusters.engine.pipeline import StepSpec, create_run
 from clusters.models import Cluster, LogLine, ResourceState, Run, RunKind, StepStatus
 from clusters.steps.ecs import KEY_PAIR_KIND, NODE_TAG, key_pair_name, md5_fingerprint
 from sandbox.aliyun.testing import Emulator
-from tests.support.engine_specs import InProcessEngine, in_process_engine, time_passes
-from tests.support.factories import factories_emulator, make_cluster
+from tests.support.engine_specs import InProcessEngine, time_passes
+from tests.support.factories import make_cluster
 from tests.support.runs import step
 
 # Not inside one test transaction: a step call that outlives the heartbeat interval (three
@@ -39,18 +37,6 @@ BUY = [StepSpec("keypair", "Key pair", "ecs.keypair"),
        StepSpec("group", "Security group", "ecs.security_group", ["keypair"]),
        StepSpec("check", "DryRun", "ecs.check_order", ["group"]),
        StepSpec("buy", "Instances", "ecs.run_instances", ["check"])]
-
-
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    with factories_emulator(Path(tmp_path_factory.mktemp("ecs-buy"))) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def engine(db: Any) -> Iterator[InProcessEngine]:
-    with in_process_engine() as driven:
-        yield driven
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from clusters.adapters.ssh import load_private_key
 from clusters.engine.pipeline import StepSpec, create_run
 from clusters.models import CloudAccount, Cluster, Run, RunKind, StepStatus
 from sandbox.world import World, running_world
-from tests.support.engine_specs import InProcessEngine, in_process_engine, time_passes
+from tests.support.engine_specs import InProcessEngine, time_passes
 from tests.support.factories import make_user
 from tests.support.runs import step
 from tests.support.tools import require
@@ -48,12 +48,6 @@ def world() -> Iterator[World]:
     require("nft")
     with running_world(hosts=1, time_scale=0.02) as started:
         yield started
-
-
-@pytest.fixture
-def engine(db: Any) -> Iterator[InProcessEngine]:
-    with in_process_engine() as driven:
-        yield driven
 
 
 def settle(engine: InProcessEngine, seconds: float = 240.0) -> None:

@@ -9,8 +9,6 @@ the group holds is read back from the emulator with a plain SDK call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,11 +25,10 @@ from clusters.engine.pipeline import StepSpec, create_run
 from clusters.models import Cluster, LogLine, ResourceState, Run, RunKind, StepStatus
 from clusters.steps.ecs import ECS_SECURITY_GROUP_KIND, RULES_TOKEN, security_group_name
 from sandbox.aliyun.testing import Emulator
-from tests.support.engine_specs import InProcessEngine, in_process_engine, time_passes
+from tests.support.engine_specs import InProcessEngine, time_passes
 from tests.support.factories import (
     TEST_ACCESS_KEY_ID,
     TEST_ACCESS_KEY_SECRET,
-    factories_emulator,
     make_cluster,
 )
 from tests.support.runs import step
@@ -39,18 +36,6 @@ from tests.support.runs import step
 pytestmark = pytest.mark.django_db
 
 PANEL_SSH = "203.0.113.9/32"
-
-
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    with factories_emulator(Path(tmp_path_factory.mktemp("ecs-group"))) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def engine(db: Any) -> Iterator[InProcessEngine]:
-    with in_process_engine() as driven:
-        yield driven
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from clusters.models import (
 from clusters.operations import health
 from panel.celery import health_queue
 from sandbox.aliyun.testing import Emulator
-from tests.support.engine_specs import ADVANCE, InProcessEngine, in_process_engine, start_run
+from tests.support.engine_specs import ADVANCE, InProcessEngine, start_run
 from tests.support.factories import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET, make_cluster
 from tests.support.kube_api import admin_kubeconfig
 
@@ -49,12 +49,6 @@ CHECK = "clusters.refresh_health"
 # datastore checks still run, which is what these tests are about.
 NO_API = "https://127.0.0.1:1"
 _HOSTS = itertools.count(20)
-
-
-@pytest.fixture
-def engine(db: Any) -> Iterator[InProcessEngine]:
-    with in_process_engine() as driven:
-        yield driven
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,8 @@ tests/support/engine_specs.py); a test delivers a message by calling its task.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
-import pytest
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
@@ -22,7 +19,6 @@ from panel.celery import health_queue
 from tests.support.engine_specs import (
     ADVANCE,
     InProcessEngine,
-    in_process_engine,
     start_run,
 )
 from tests.support.factories import make_cluster
@@ -30,12 +26,6 @@ from tests.support.factories import make_cluster
 CHECK = "clusters.refresh_health"
 BATCH = "clusters.refresh_health_batch"
 ROUND = "clusters.refresh_all_health"
-
-
-@pytest.fixture
-def engine(db: Any) -> Iterator[InProcessEngine]:
-    with in_process_engine() as driven:
-        yield driven
 
 
 def live_cluster() -> Cluster:

@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,24 +37,12 @@ from clusters.models import (
 from clusters.operations.allowlist import allowlist_plan, has_allowlist
 from clusters.operations.create import create_plan
 from sandbox.aliyun.testing import Emulator
-from tests.support.engine_specs import InProcessEngine, in_process_engine, time_passes
-from tests.support.factories import factories_emulator, make_cluster
+from tests.support.engine_specs import InProcessEngine, time_passes
+from tests.support.factories import make_cluster
 from tests.support.runs import step
 
 pytestmark = pytest.mark.django_db
 _HOSTS = itertools.count(10)  # host addresses stay unique across the module's emulator
-
-
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    with factories_emulator(Path(tmp_path_factory.mktemp("nlb"))) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def engine(db: Any) -> Iterator[InProcessEngine]:
-    with in_process_engine() as driven:
-        yield driven
 
 
 @contextlib.contextmanager

@@ -9,8 +9,6 @@ lifetime for one, so a retry must not depend on the token being remembered.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,23 +22,11 @@ from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec, create_run
 from clusters.models import Cluster, LogLine, Run, RunKind, StepStatus
 from sandbox.aliyun.testing import Emulator
-from tests.support.engine_specs import InProcessEngine, in_process_engine, time_passes
-from tests.support.factories import factories_emulator, make_cluster
+from tests.support.engine_specs import InProcessEngine, time_passes
+from tests.support.factories import make_cluster
 from tests.support.runs import step
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    with factories_emulator(Path(tmp_path_factory.mktemp("purchases"))) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def engine(db: Any) -> Iterator[InProcessEngine]:
-    with in_process_engine() as driven:
-        yield driven
 
 
 @pytest.fixture
