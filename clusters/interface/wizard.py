@@ -471,6 +471,8 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
             k3s_agent_token=credentials.generate_k3s_token(),
             # Instances the create run buys (steps/ecs.py); their Nodes come with them.
             instance_order=dict(hosts.get("order") or {}),
+            # The VPC and vSwitch the create run makes (steps/network.py), when asked.
+            network_order=dict(network.get("network_order") or {}),
         )
         counters = {NodeRole.SERVER: 0, NodeRole.AGENT: 0}
         for host in hosts["hosts"]:
