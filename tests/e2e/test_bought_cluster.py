@@ -10,7 +10,9 @@ namespace, may dial.
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 
 import pytest
 
@@ -27,6 +29,7 @@ from clusters.models import (
     StepStatus,
 )
 from clusters.operations.destroy import start_destroy
+from tests.engine.test_ecs_lab import reachable, run_on, scan_script
 from tests.support import runs
 from tests.support.factories import make_user
 from tests.support.world_clusters import K3S_VERSION, world_env
@@ -103,8 +106,69 @@ def test_a_cluster_on_a_network_and_instances_the_panel_bought_then_nothing_left
     rows = [line.split() for line in nodes.stdout.splitlines()]
     assert len(rows) == 3 and all(row[1] == "Ready" for row in rows), nodes.stdout
 
+    group_admits_what_k3s_needs_and_nothing_more(world, cluster, group, kubeconfig)
+
     destroyed = runs.wait_finished(start_destroy(cluster, confirm_name=cluster.name),
                                    timeout=300)
     assert destroyed.status == RunStatus.SUCCEEDED, failures_of(destroyed)
     assert inventory(world) == before  # nothing the panel bought is left
     assert not CloudResource.objects.filter(cluster=cluster, deleted_at__isnull=True).exists()
+
+
+UDP_PROBE = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1.5)\n"
+    "nonce = b'k3s-standin-vxlan scan'\n"
+    "s.sendto(nonce, (sys.argv[1], 8472))\n"
+    "try:\n"
+    "    print(s.recvfrom(512)[0] == nonce)\n"
+    "except OSError:\n"
+    "    print(False)\n"
+)
+
+
+def pod_network(node) -> dict[str, str]:
+    """The node's pod-to-pod check over 8472/udp (sandbox/k3s/flannel.py), read over SSH."""
+    text = run_on(node, "cat /var/lib/rancher/k3s/agent/pod-network.json")
+    return json.loads(text)["peers"] if text.strip() else {}
+
+
+def until(predicate, seconds: float = 30.0):
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(1.0)
+
+
+def group_admits_what_k3s_needs_and_nothing_more(world, cluster, group, kubeconfig) -> None:
+    """Pod traffic between nodes crosses 8472/udp: with the rule, every node reaches every
+    other; without it, none does while every node stays Ready (as in real K3s, where only
+    pod-to-pod traffic breaks). From outside the group only the API port answers."""
+    nodes = list(cluster.nodes.all())
+    ips = {n.private_ip for n in nodes}
+    for node in nodes:
+        expected = dict.fromkeys(ips - {node.private_ip}, "reachable")
+        assert until(lambda node=node, expected=expected: pod_network(node) == expected), (
+            node.private_ip, pod_network(node))
+    server = next(n for n in nodes if n.role == "server")
+    # From the lab's own host, in the VPC but outside the group: 6443 only, no VXLAN, no SSH.
+    outside = world.lab.hosts[0]
+    scan = world.lab.run(outside, ["python3", "-c", scan_script(server.private_ip)], timeout=30)
+    assert reachable(scan.stdout) == {6443}, scan.stdout
+    udp = world.lab.run(outside, ["python3", "-c", UDP_PROBE, server.private_ip], timeout=30)
+    assert udp.stdout.strip() == "False", udp.stdout
+    # Revoke 8472/udp: pod traffic between nodes fails; the nodes stay Ready.
+    api = cloud_for(cluster)
+    vxlan = [r for r in api.ingress_rules(group) or [] if r.protocol.upper() == "UDP"
+             and r.port_range == "8472/8472"]
+    assert len(vxlan) == 1 and vxlan[0].source_group_id == group
+    api.revoke_ingress(group, vxlan)
+    for node in nodes:
+        expected = dict.fromkeys(ips - {node.private_ip}, "unreachable")
+        assert until(lambda node=node, expected=expected: pod_network(node) == expected), (
+            node.private_ip, pod_network(node))
+    listed = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "nodes",
+                             "--no-headers"], capture_output=True, text=True, timeout=60)
+    assert [line.split()[1] for line in listed.stdout.splitlines()] == ["Ready"] * 3
