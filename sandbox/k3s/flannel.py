@@ -84,8 +84,9 @@ class Flannel:
             result = {ip: "reachable" if probe(ip) else "unreachable" for ip in others}
             for ip, state in result.items():
                 if self.seen.get(ip) != state:
-                    logs.warn(f"flannel: pod network to node {ip} is {state} "
-                                 f"(VXLAN {VXLAN_PORT}/udp)")
+                    say = logs.info if state == "reachable" else logs.warn
+                    say(f"flannel: pod network to node {ip} is {state} "
+                        f"(VXLAN {VXLAN_PORT}/udp)")
             self.seen = result
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             temporary = self.path + ".tmp"
