@@ -494,6 +494,10 @@ def review_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResp
     if problem:  # the datastore changed after the hosts were given
         messages.error(request, problem)
         return redirect("clusters:wizard-step", step="hosts")
+    network_problem = wizard.new_network_problem(state)
+    if network_problem:  # the network changed after the hosts were given
+        messages.error(request, network_problem)
+        return redirect("clusters:wizard-step", step="hosts")
     if request.method == "POST" and form.is_valid():
         try:
             cluster = wizard.build_cluster(state, request.user)

@@ -100,3 +100,20 @@ def test_the_blocks_are_normalised_and_checked() -> None:
     with pytest.raises(BlockError, match="mask of 16 to 29 bits") as refused:
         check("10.0.0.0/16", "10.0.0.0/30")
     assert refused.value.which == "vswitch"
+
+
+def test_the_review_sends_typed_hosts_in_a_new_vpc_back_to_the_hosts_page(
+        at_datastore: Client, cloud: Emulator) -> None:
+    assert at_datastore.post(step_url("network"), answer(cloud))["Location"] == step_url(
+        "datastore")
+    session = at_datastore.session
+    state = WizardState(session)
+    state.put("datastore", {"kind": "external",
+                            "external_dsn": "mysql://k3s:pw@tcp(db:3306)/k3s"})
+    state.put("hosts", {"hosts": [{"role": "server", "private_ip": "10.40.1.5"}],
+                        "warnings": []})
+    state.put("k3s", {"install_source": "official", "k3s_version": "v1.30.4+k3s1"})
+    session.save()
+    review = at_datastore.get(step_url("review"), follow=True)
+    assert review.redirect_chain[-1][0] == step_url("hosts")
+    assert "it has no hosts yet: create the instances" in review.content.decode()
