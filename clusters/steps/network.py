@@ -29,6 +29,7 @@ from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.models import Cluster, ResourceState
+from clusters.steps import ecs
 
 VPC_KIND = "vpc"
 VSWITCH_KIND = "vswitch"
@@ -88,6 +89,25 @@ def _wait_available(ctx: StepContext, what: str, status: str) -> Outcome:
                                       f"({status or 'not listed yet'})")
 
 
+def _refuse_what_the_zone_does_not_sell(api: AliyunCloud, cluster: Cluster) -> None:
+    """Before the first thing the run creates: the order's instance type is on sale in the
+    zone now (DescribeAvailableResource), or the step fails with what the zone sells instead.
+    The RunInstances DryRun (ecs.check_order) checks the whole order again later; it needs the
+    vSwitch and the group, so without this a sold-out type would leave them made for nothing."""
+    instance_type = str((cluster.instance_order or {}).get("instance_type") or "")
+    if not instance_type:
+        return
+    offers = api.available_instance_types(cluster.zone)
+    if any(o.instance_type == instance_type and o.buyable for o in offers):
+        return
+    # The same suggestion as ecs.check_order's (kept in steps/ecs.py, not copied here).
+    suggestion = ecs._suggestion(api, cluster, instance_type)
+    raise PermanentError(
+        f"ECS has no stock of {instance_type} in {cluster.zone} now (DescribeAvailableResource); "
+        f"nothing was created. {suggestion}. Press Retry once it is on sale again, or "
+        "create the cluster with another instance type or zone.")
+
+
 @step_handler("vpc.create")
 def create_vpc(ctx: StepContext) -> Outcome:
     """The cluster's own VPC (CreateVpc with the recorded ClientToken), waited for until
@@ -97,6 +117,7 @@ def create_vpc(ctx: StepContext) -> Outcome:
     if not order:
         return Skip(f"the cluster uses the owner's VPC {cluster.vpc_id}")
     api = cloud.cloud_for(cluster)
+    _refuse_what_the_zone_does_not_sell(api, cluster)
     resource = cloud.intend(ctx, VPC_KIND)
     if purchase.ensure_bought(ctx, resource, _vpc_purchase(api, cluster, order["vpc_cidr"]),
                               state=ResourceState.CREATING) is purchase.Acquired.CREATED:

@@ -234,3 +234,25 @@ def test_the_plans_order_the_network_first_at_create_and_last_at_destroy(
         destroy["vswitch_delete"])
     assert destroy["vpc_delete"] == ["vswitch_delete"]
     assert "vpc_delete" in destroy["finish"]
+
+
+def test_a_sold_out_type_fails_before_the_network_is_created(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    cluster.instance_order = ORDER
+    cluster.save()
+    emu.control.request("POST", "ecs/stock", {"zone_id": cluster.zone,
+                                              "instance_type": ORDER["instance_type"],
+                                              "status_category": "WithoutStock"})
+    try:
+        run = start(engine, cluster, NETWORK)
+        settle(engine)
+    finally:
+        emu.control.request("POST", "ecs/stock", {"zone_id": cluster.zone,
+                                                  "instance_type": ORDER["instance_type"],
+                                                  "status_category": "WithStock"})
+    failed = step(run, "vpc")
+    assert failed.status == StepStatus.FAILED
+    assert f"ECS has no stock of {ORDER['instance_type']} in {cluster.zone}" in failed.error
+    assert "sells now (DescribeAvailableResource): " in failed.error
+    assert "ecs.g8i.large (2 vCPU, 8 GiB)" in failed.error
+    assert calls(emu, "CreateVpc") == [] and tagged(emu, cluster) == ([], [])
