@@ -235,6 +235,10 @@ class Cluster(models.Model):
     # "public_bandwidth_mbps", "key_pair": "" (the panel generates one) or an existing
     # pair's name, "keep_instances": bool}; empty for a cluster on hosts the user owns.
     instance_order = models.JSONField(_("instances to buy"), default=dict, blank=True)
+    # The VPC and vSwitch the panel creates for this cluster (steps/network.py):
+    # {"vpc_cidr": "10.0.0.0/16", "vswitch_cidr": "10.0.0.0/24"}; empty when the cluster uses
+    # a VPC the owner already has. vpc_id and vswitch_id are filled in once they are bought.
+    network_order = models.JSONField(_("network to create"), default=dict, blank=True)
     # The private half of the key pair the panel generated for those instances (encrypted
     # at rest like every secret); its public half was imported as an ECS key pair.
     generated_ssh_key = EncryptedTextField(_("generated SSH private key"), blank=True)

@@ -408,6 +408,16 @@ def price_quote(state: WizardState, account: CloudAccount) -> pricing.Quote:
 # --- Create -----------------------------------------------------------------------------------
 
 
+def new_network_problem(state: WizardState) -> str:
+    """Why the answers cannot be built ("" when they can): a VPC the panel creates holds no
+    host yet, so the hosts must be instances the panel buys in it."""
+    if state.get("network").get("network_order") and not state.get("hosts").get("order"):
+        return str(_("The panel creates this cluster's VPC, so it has no hosts yet: create "
+                     "the instances with the form above (or go back to the network page and "
+                     "choose a VPC you have)."))
+    return ""
+
+
 def already_created(state: WizardState, owner: Any) -> Cluster | None:
     """The owner's cluster that this wizard's answers already created, or None.
 
@@ -471,6 +481,8 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
             k3s_agent_token=credentials.generate_k3s_token(),
             # Instances the create run buys (steps/ecs.py); their Nodes come with them.
             instance_order=dict(hosts.get("order") or {}),
+            # The VPC and vSwitch the create run makes (steps/network.py), when asked.
+            network_order=dict(network.get("network_order") or {}),
         )
         counters = {NodeRole.SERVER: 0, NodeRole.AGENT: 0}
         for host in hosts["hosts"]:

@@ -78,15 +78,31 @@ def _buy_steps(cluster: Cluster) -> list[StepSpec]:
     fails here, before anything is billed), then one RunInstances per node."""
     if not cluster.instance_order:
         return []
+    network = _network_steps(cluster)
     return [
+        *network,
         StepSpec("ecs_keypair", gettext_noop("Prepare the SSH key pair of the new instances"),
-                 "ecs.keypair"),
+                 "ecs.keypair", [network[-1].key] if network else []),
         StepSpec("ecs_group", gettext_noop("Create the nodes' security group (K3s's ports "
                                            "only)"), "ecs.security_group", ["ecs_keypair"]),
         StepSpec("ecs_check", gettext_noop("Check that the zone sells the whole order "
                                            "(DryRun)"), "ecs.check_order", ["ecs_group"]),
         StepSpec("ecs_buy", gettext_noop("Buy the ECS instances and wait until they run"),
                  "ecs.run_instances", ["ecs_check"]),
+    ]
+
+
+def _network_steps(cluster: Cluster) -> list[StepSpec]:
+    """The VPC and vSwitch the panel creates (steps/network.py), before the security group
+    (CreateSecurityGroup names the VPC) and the instances (RunInstances names the vSwitch)."""
+    if not cluster.network_order:
+        return []
+    return [
+        StepSpec("vpc_create", gettext_noop("Create the cluster's VPC and wait until it is "
+                                            "Available"), "vpc.create"),
+        StepSpec("vswitch_create", gettext_noop("Create the cluster's vSwitch and wait until "
+                                                "it is Available"), "vswitch.create",
+                 ["vpc_create"]),
     ]
 
 

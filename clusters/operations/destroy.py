@@ -60,6 +60,19 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False,
                      {"keep_instances": keep_instances}),
         ]
         finished += ["ecs_group_delete", "ecs_keypair_delete"]
+    if cluster.network_order or cluster.resources.filter(kind__in=("vpc", "vswitch")).exists():
+        # The VPC and vSwitch the panel created (steps/network.py), last: the vSwitch once
+        # nothing holds an address in it (instances, load balancer, RDS), the VPC once its
+        # vSwitch and the nodes' security group are gone. Never a VPC the owner chose.
+        specs += [
+            StepSpec("vswitch_delete", gettext_noop("Delete the vSwitch the panel created"),
+                     "vpc.delete_vswitch",
+                     [*finished, *(["ecs_instances_delete"] if "ecs_group_delete" in finished
+                                   else [])], {"keep_instances": keep_instances}),
+            StepSpec("vpc_delete", gettext_noop("Delete the VPC the panel created"),
+                     "vpc.delete", ["vswitch_delete"], {"keep_instances": keep_instances}),
+        ]
+        finished.append("vpc_delete")
     specs.append(StepSpec("finish", gettext_noop("Close the ledger and mark the cluster destroyed"),
                           "destroy.finish", finished, {"keep_database": keep_database}))
     return specs

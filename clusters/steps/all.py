@@ -8,6 +8,7 @@ from clusters.steps import (  # noqa: F401
     health,
     k3s,
     kubeconfig,
+    network,
     nlb,
     node,
     preflight,

@@ -274,6 +274,8 @@ class _VpcInstances:
                            "(the panel's encryption keys were changed): enter it again on the "
                            "Cloud accounts page.")
             return
+        if not self.vpc_id:
+            return  # a VPC the create run makes (network page): nothing is in it yet
         try:
             self.instances = wizard_checks.vpc_instances(
                 account, state.get("account")["region"], self.vpc_id)
@@ -346,6 +348,11 @@ def _host_rows_step(request: SignedInRequest, state: wizard.WizardState) -> Http
         index = int(action[5:])
         tests[index] = _test_host(state, post, request, index, keypair)
         saved_secrets = state.host_secrets()
+    elif action == "next" and state.get("network").get("network_order"):
+        # A VPC the panel creates holds no host yet: only instances bought in it can be.
+        messages.error(request, _("The panel creates this cluster's VPC, so it has no hosts "
+                                  "yet: create the instances with the form above (or go back "
+                                  "to the network page and choose a VPC you have)."))
     elif action == "next":
         formset = HostFormSet(post, request.FILES, prefix=HOSTS_PREFIX,
                               form_kwargs={"saved": saved_secrets},
@@ -486,6 +493,10 @@ def review_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResp
     problem = etcd_servers_problem(state.get("datastore"), servers)
     if problem:  # the datastore changed after the hosts were given
         messages.error(request, problem)
+        return redirect("clusters:wizard-step", step="hosts")
+    network_problem = wizard.new_network_problem(state)
+    if network_problem:  # the network changed after the hosts were given
+        messages.error(request, network_problem)
         return redirect("clusters:wizard-step", step="hosts")
     if request.method == "POST" and form.is_valid():
         try:

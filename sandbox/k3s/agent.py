@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from sandbox.k3s import bootstrap, logs, nodes
+from sandbox.k3s import bootstrap, flannel, logs, nodes
 from sandbox.k3s.config import Settings
 from sandbox.k3s.runtime import (
     detect_node_ip,
@@ -72,7 +72,7 @@ class Agent:
         self.rel = rel
         self.stop_event = threading.Event()
 
-    def run(self) -> int:
+    def run(self) -> int:  # noqa: PLR0915 - K3s agent start-up sequence, in the order it logs
         logs.info(f"Starting k3s agent {self.rel.version} ({self.rel.git_commit})")
         server_url = self.settings.text("server").rstrip("/")
         token = self.settings.text("token")
@@ -120,6 +120,7 @@ class Agent:
                               taints=self.settings.items("node-taint"))
         self._register(server_url, client, node)
         logs.info(f"Successfully registered node {name}")
+        self._start_flannel(node_ip, server_url, client, data_dir)
         notify_ready()
         interval = go_duration(self.settings.component_arg(
             "kubelet-arg", "node-status-update-frequency") or "10s")
@@ -133,6 +134,16 @@ class Agent:
                 logs.error(f"Failed to update lease: {exc}")
         logs.info("Shutting down k3s agent")
         return 0
+
+    def _start_flannel(self, node_ip: str, server_url: str, client: ssl.SSLContext,
+                       data_dir: str) -> None:
+        """Pod traffic to the other nodes over 8472/udp (sandbox/k3s/flannel.py); the peers
+        are the nodes the API lists (a node may list nodes: system:nodes)."""
+        if (self.settings.text("flannel-backend") or "vxlan") != "vxlan":
+            return
+        flannel.Flannel(node_ip, lambda: flannel.internal_ips(json.loads(_get(
+            f"{server_url}/api/v1/nodes", client)).get("items", [])), data_dir,
+            self.stop_event).start()
 
     def _validate_connection(self, server_url: str, token: str) -> bytes | None:
         insecure = ssl.create_default_context()

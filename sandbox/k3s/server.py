@@ -24,6 +24,7 @@ from sandbox.k3s import (
     certs,
     etcd,
     etcdnodes,
+    flannel,
     logs,
     nodes,
     secretsencrypt,
@@ -217,6 +218,10 @@ class Server:
             etcdnodes.etcd_node_metadata(node, member)
         nodes.register(kine, node)
         logs.info(f"Successfully registered node {name}")
+        if (self.settings.text("flannel-backend") or "vxlan") == "vxlan":
+            flannel.Flannel(node_ips[0], lambda: flannel.internal_ips(
+                nodes.load_nodes(kine, self.grace_seconds())), self.data_dir,
+                self.stop_event).start()
         notify_ready()
         if member is None:
             threading.Thread(target=self._compactor, args=(kine,), daemon=True,

@@ -221,6 +221,35 @@ def _vswitches(world: World) -> None:
     assert world.cloud.describe_vswitches(world.vpc_id, world.zone_id)
 
 
+@scenario("Vpc", "CreateVpc")
+@scenario("Vpc", "CreateVSwitch")
+@scenario("Vpc", "DeleteVSwitch")
+@scenario("Vpc", "DeleteVpc")
+def _created_network(world: World) -> None:
+    """The VPC and vSwitch the panel creates (steps/network.py): tagged in the create, found
+    by the tag, Available after Pending, deleted vSwitch first."""
+    name = f"conformance-net-{uuid.uuid4().hex[:6]}"
+    vpc = world.cloud.create_vpc(cidr="10.77.0.0/16", name=name, description="conformance",
+                                 client_token=uuid.uuid4().hex, tags={TAG: name})
+    assert [v.vpc_id for v in world.cloud.vpcs_by_tag(TAG, name)] == [vpc]
+    _until(lambda: [v.status for v in world.cloud.vpcs_by_tag(TAG, name)] == ["Available"])
+    vswitch = world.cloud.create_vswitch(
+        vpc_id=vpc, zone_id=world.zone_id, cidr="10.77.1.0/24", name=name,
+        description="conformance", client_token=uuid.uuid4().hex, tags={TAG: name})
+    _until(lambda: [(s.vswitch_id, s.status) for s in world.cloud.vswitches_by_tag(TAG, name)]
+           == [(vswitch, "Available")])
+    assert world.cloud.delete_vswitch(vswitch) is True
+    assert world.cloud.delete_vpc(vpc) is True
+    assert world.cloud.delete_vpc(vpc) is False  # gone: InvalidVpcId.NotFound
+
+
+def _until(done: Callable[[], bool], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, "still not Available"
+        time.sleep(0.2)
+
+
 # ---- SLB -------------------------------------------------------------------------------------
 
 @scenario("Slb", "CreateLoadBalancer")

@@ -10,13 +10,15 @@ of ecs_instances.py / ecs_catalogue.py / ecs_keypairs.py) through the SDK.
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 import time
 from typing import Any
 
 import pytest
 from django.db import connection
-from django.test import override_settings
+from django.test import Client, override_settings
+from django.urls import reverse
 
 from clusters.adapters import cloud
 from clusters.engine.pipeline import StepSpec, create_run
@@ -161,6 +163,14 @@ def test_a_sold_out_type_fails_before_anything_is_bought_with_code_request_id_an
     assert tagged_instances(emu, cluster) == []
     assert [c for c in calls(emu, "RunInstances") if not c["params"].get("DryRun")] == []
     assert not cluster.resources.filter(kind__startswith="ecs_instance_").exists()
+    # The owner's page says the same: code, RequestId and what to buy instead.
+    browser = Client()
+    browser.force_login(cluster.owner)
+    page = html.unescape(browser.get(reverse("clusters:run-timeline",
+                                             args=[cluster.code, run.pk])).content.decode())
+    request_id = re.search(r"RequestId ([0-9A-F-]{36})", failed.error)
+    assert request_id and request_id.group(1) in page
+    assert "OperationDenied.NoStock" in page and "ecs.g8i.large (2 vCPU, 8 GiB)" in page
 
 
 @override_settings(PANEL_CLOUD_POLL_SECONDS=0.2, PANEL_RETRY_BASE_SECONDS=0.1)

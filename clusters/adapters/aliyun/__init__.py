@@ -69,10 +69,11 @@ from clusters.adapters.aliyun.rds_price import RdsPriceApi
 from clusters.adapters.aliyun.security_groups import IngressRule, SecurityGroupApi
 from clusters.adapters.aliyun.slb import SlbApi
 from clusters.adapters.aliyun.sts import StsApi
+from clusters.adapters.aliyun.vpc_buy import VpcBuyApi
 
 
 class AliyunCloud(EcsVpcApi, EcsBuyApi, SecurityGroupApi, RdsApi, RdsPriceApi, SlbApi, NlbApi,
-                  BssApi, StsApi):
+                  BssApi, StsApi, VpcBuyApi):
     """Everything provisioning asks of Alibaba Cloud, for one identity and region.
 
     The identity is an AccessKey pair, or `credentials` (auth.py: an assumed role, the ECS

@@ -52,6 +52,8 @@ NOT_FOUND_CODES = frozenset({
     "InvalidDBInstanceId.NotFound", "InvalidDBInstanceName.NotFound", "InvalidDBInstance.NotFound",
     "InvalidLoadBalancerId.NotFound", "InvalidInstanceId.NotFound", "Forbidden.InstanceNotFound",
     "InvalidVpcID.NotFound", "InvalidVswitchID.NotFound", "Forbidden.VpcNotFound",
+    # DeleteVpc / DeleteVSwitch error tables (help.aliyun.com doc_api_Vpc_DeleteVpc)
+    "InvalidVpcId.NotFound", "InvalidVSwitchId.NotFound",
     "InvalidSecurityGroupId.NotFound",
     "InvalidAccountName.NotFound", "InvalidDBName.NotFound", "InvalidDB.NotFound",
     "AclNotExist",

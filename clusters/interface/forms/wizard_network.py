@@ -8,17 +8,30 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from clusters.adapters import wizard_checks
-from clusters.core import allowlist
+from clusters.core import allowlist, network_blocks
 from clusters.interface.forms.common import WizardForm
 from clusters.models import LoadBalancerKind, SlbAddressType
 
 
 class NetworkStepForm(WizardForm):
     zone = forms.ChoiceField(label=_("Zone"))
-    vpc = forms.ChoiceField(label=_("VPC"))
+    vpc = forms.ChoiceField(label=_("VPC"), required=False)
     vswitch = forms.ChoiceField(
-        label=_("vSwitch"),
+        label=_("vSwitch"), required=False,
         help_text=_("The RDS instance and the SLB are created in this vSwitch."))
+    create_network = forms.BooleanField(
+        label=_("Create a VPC and vSwitch for this cluster"), required=False,
+        help_text=_("The panel creates them (tagged with the cluster), buys the instances in "
+                    "them, and deletes them when the cluster is destroyed. The hosts are then "
+                    "instances the panel creates. VPCs and vSwitches are free of charge."))
+    new_vpc_cidr = forms.CharField(
+        label=_("New VPC block"), required=False, initial="172.16.0.0/16",
+        help_text=_("An IPv4 CIDR block, mask 16 to 28 bits; Alibaba Cloud recommends "
+                    "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or a part of one."))
+    new_vswitch_cidr = forms.CharField(
+        label=_("New vSwitch block"), required=False, initial="172.16.0.0/24",
+        help_text=_("Inside the VPC's block, mask 16 to 29 bits, in the zone above. The "
+                    "instances, the RDS instance and the SLB take their addresses from it."))
     load_balancer_kind = forms.ChoiceField(
         label=_("Load balancer for the Kubernetes API"), choices=LoadBalancerKind.choices,
         initial=LoadBalancerKind.CLB, widget=forms.RadioSelect, required=False,
@@ -129,9 +142,38 @@ class NetworkStepForm(WizardForm):
                                      "VPC.") % {"vpc": chosen.vpc_id}
         return None
 
+    def _clean_new_network(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The VPC and vSwitch the panel creates (steps/network.py): their blocks as Alibaba
+        Cloud accepts them (clusters/core/network_blocks.py); a CLB only, because an NLB
+        needs a vSwitch in a second zone, which the panel does not create."""
+        try:
+            vpc_cidr, vswitch_cidr = network_blocks.check(data.get("new_vpc_cidr") or "",
+                                                          data.get("new_vswitch_cidr") or "")
+        except network_blocks.BlockError as exc:
+            self.add_error(f"new_{exc.which}_cidr", str(exc))
+            return data
+        self._clean_allowlist(data)
+        if (data.get("load_balancer_kind") or LoadBalancerKind.CLB) != LoadBalancerKind.CLB:
+            self.add_error("load_balancer_kind", _(
+                "An NLB needs a vSwitch in a second zone, and the panel creates one vSwitch: "
+                "choose a CLB for a new VPC, or use a VPC you already have."))
+            return data
+        data.update(vpc="", vswitch="", load_balancer_kind=LoadBalancerKind.CLB, nlb_zones=[],
+                    vpc_cidr=vpc_cidr, vswitch_cidr=vswitch_cidr, new_vpc_cidr=vpc_cidr,
+                    new_vswitch_cidr=vswitch_cidr,
+                    network_order={"vpc_cidr": vpc_cidr, "vswitch_cidr": vswitch_cidr})
+        return data
+
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
+        if data.get("create_network"):
+            return self._clean_new_network(data)
+        data["network_order"] = {}
+        for name, label in (("vpc", _("Choose a VPC, or let the panel create one.")),
+                            ("vswitch", _("Choose a vSwitch, or let the panel create one."))):
+            if not data.get(name):
+                self.add_error(name, label)
         chosen = next((s for s in self.network.vswitches
                        if s.vswitch_id == data.get("vswitch")), None)
         if chosen is None:

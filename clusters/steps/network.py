@@ -1,0 +1,220 @@
+"""The VPC and vSwitch the panel creates for a cluster (vpc.create, vswitch.create) and their
+deletion at destroy (vpc.delete_vswitch, vpc.delete).
+
+Why: the recipe starts from hosts in a VPC; when the region has no VPC the person wants to
+use, the panel makes one, as it buys the instances. Each is a ledger row bought through
+`purchase.ensure_bought` (the ClientToken recorded before CreateVpc / CreateVSwitch, the
+cluster's tag sent in the create itself, adopted by that tag after a lost answer), then
+waited for until Available: a new VPC or vSwitch is Pending first, and nothing can be created
+in it before (terraform-provider-alicloud resource_alicloud_vpc.go and
+resource_alicloud_vswitch.go wait for Available after their create calls).
+
+Destroy deletes only what these rows (or the cluster's tag) name, never a VPC the owner
+chose, and only after the instances, the load balancer, the RDS instance and the security
+group are gone: DeleteVSwitch answers DependencyViolation while anything holds an address in
+it, DeleteVpc DependencyViolation.VSwitch / .SecurityGroup while something is in it
+(Alibaba's error tables of DeleteVSwitch and DeleteVpc; terraform retries both), so the
+steps wait on those answers instead of failing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from clusters.adapters import cloud, purchase
+from clusters.adapters.aliyun import AliyunCloud
+from clusters.core.errors import PermanentError, StepError
+from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
+from clusters.engine.registry import step_handler
+from clusters.engine.stepcontext import StepContext
+from clusters.models import Cluster, ResourceState
+from clusters.steps import ecs
+
+VPC_KIND = "vpc"
+VSWITCH_KIND = "vswitch"
+AVAILABLE_TIMEOUT_SECONDS = 10 * 60
+DELETE_TIMEOUT_SECONDS = 30 * 60
+# What DeleteVSwitch / DeleteVpc answer while something is still in them, or while the
+# vSwitch is busy (error tables of DeleteVSwitch and DeleteVpc; terraform retries these).
+STILL_IN_USE = ("DependencyViolation", "DependencyViolation.VSwitch",
+                "DependencyViolation.SecurityGroup", "IncorrectVSwitchStatus",
+                "IncorrectVpcStatus")
+
+
+def vpc_name(cluster: Cluster) -> str:
+    return f"k3s-{cluster.name}-{str(cluster.code)[:8]}"[:128]
+
+
+def vswitch_name(cluster: Cluster) -> str:
+    return f"k3s-{cluster.name}-{cluster.zone}-{str(cluster.code)[:8]}"[:128]
+
+
+def _vpc_purchase(api: AliyunCloud, cluster: Cluster, cidr: str) -> purchase.Purchase:
+    def find(key: str, value: str) -> list[str]:
+        return [v.vpc_id for v in api.vpcs_by_tag(key, value) if v.name == vpc_name(cluster)]
+
+    def create(token: str) -> purchase.Bought:
+        return purchase.Bought(api.create_vpc(
+            cidr=cidr, name=vpc_name(cluster), client_token=token, tags=cloud.tags(cluster),
+            description=f"Created by the K3s panel for cluster {cluster.name}"[:256]),
+            {"cidr": cidr})
+
+    return purchase.Purchase("VPC", "CreateVpc", find, create)
+
+
+def _vswitch_purchase(api: AliyunCloud, cluster: Cluster, vpc_id: str,
+                      cidr: str) -> purchase.Purchase:
+    def find(key: str, value: str) -> list[str]:
+        return [s.vswitch_id for s in api.vswitches_by_tag(key, value)
+                if s.vpc_id == vpc_id and s.name == vswitch_name(cluster)]
+
+    def create(token: str) -> purchase.Bought:
+        return purchase.Bought(api.create_vswitch(
+            vpc_id=vpc_id, zone_id=cluster.zone, cidr=cidr, name=vswitch_name(cluster),
+            client_token=token, tags=cloud.tags(cluster),
+            description=f"Created by the K3s panel for cluster {cluster.name}"[:256]),
+            {"cidr": cidr, "zone": cluster.zone})
+
+    return purchase.Purchase("vSwitch", "CreateVSwitch", find, create)
+
+
+def _wait_available(ctx: StepContext, what: str, status: str) -> Outcome:
+    ctx.memo.setdefault("deadline", time.time() + AVAILABLE_TIMEOUT_SECONDS)
+    if time.time() > ctx.memo["deadline"]:
+        return Fail(f"{what} is still {status or 'not listed'} after "
+                    f"{AVAILABLE_TIMEOUT_SECONDS // 60} minutes; check the VPC console, then "
+                    "press Retry.")
+    return Wait(cloud.poll_seconds(), f"waiting for {what} to be Available "
+                                      f"({status or 'not listed yet'})")
+
+
+def _refuse_what_the_zone_does_not_sell(api: AliyunCloud, cluster: Cluster) -> None:
+    """Before the first thing the run creates: the order's instance type is on sale in the
+    zone now (DescribeAvailableResource), or the step fails with what the zone sells instead.
+    The RunInstances DryRun (ecs.check_order) checks the whole order again later; it needs the
+    vSwitch and the group, so without this a sold-out type would leave them made for nothing."""
+    instance_type = str((cluster.instance_order or {}).get("instance_type") or "")
+    if not instance_type:
+        return
+    offers = api.available_instance_types(cluster.zone)
+    if any(o.instance_type == instance_type and o.buyable for o in offers):
+        return
+    # The same suggestion as ecs.check_order's (kept in steps/ecs.py, not copied here).
+    suggestion = ecs._suggestion(api, cluster, instance_type)
+    raise PermanentError(
+        f"ECS has no stock of {instance_type} in {cluster.zone} now (DescribeAvailableResource); "
+        f"nothing was created. {suggestion}. Press Retry once it is on sale again, or "
+        "create the cluster with another instance type or zone.")
+
+
+@step_handler("vpc.create")
+def create_vpc(ctx: StepContext) -> Outcome:
+    """The cluster's own VPC (CreateVpc with the recorded ClientToken), waited for until
+    Available; the cluster then names it."""
+    cluster = ctx.cluster
+    order = cluster.network_order or {}
+    if not order:
+        return Skip(f"the cluster uses the owner's VPC {cluster.vpc_id}")
+    api = cloud.cloud_for(cluster)
+    _refuse_what_the_zone_does_not_sell(api, cluster)
+    resource = cloud.intend(ctx, VPC_KIND)
+    if purchase.ensure_bought(ctx, resource, _vpc_purchase(api, cluster, order["vpc_cidr"]),
+                              state=ResourceState.CREATING) is purchase.Acquired.CREATED:
+        ctx.say(f"Created VPC {resource.provider_id} ({order['vpc_cidr']}, "
+                f"{vpc_name(cluster)})")
+    vpc_id = resource.provider_id
+    found = next((v for v in api.vpcs_by_tag(cloud.TAG_KEY, str(cluster.code))
+                  if v.vpc_id == vpc_id), None)
+    if found is None or found.status != "Available":
+        return _wait_available(ctx, f"VPC {vpc_id}", found.status if found else "")
+    cloud.record(resource, state=ResourceState.PRESENT)
+    if cluster.vpc_id != vpc_id:
+        cluster.vpc_id = vpc_id
+        cluster.save(update_fields=["vpc_id"])
+    ctx.say(f"VPC {vpc_id} ({found.cidr}) is Available")
+    return Done({"vpc_id": vpc_id, "cidr": found.cidr})
+
+
+@step_handler("vswitch.create")
+def create_vswitch(ctx: StepContext) -> Outcome:
+    """The cluster's own vSwitch in its zone and new VPC (CreateVSwitch with the recorded
+    ClientToken), waited for until Available; the cluster then names it."""
+    cluster = ctx.cluster
+    order = cluster.network_order or {}
+    if not order:
+        return Skip(f"the cluster uses the owner's vSwitch {cluster.vswitch_id}")
+    vpc = cluster.resources.filter(kind=VPC_KIND, deleted_at__isnull=True).first()
+    if vpc is None or not vpc.provider_id or vpc.state != ResourceState.PRESENT:
+        raise PermanentError("The VPC comes first (step vpc.create); press Retry.")
+    api = cloud.cloud_for(cluster)
+    resource = cloud.intend(ctx, VSWITCH_KIND)
+    bought = _vswitch_purchase(api, cluster, vpc.provider_id, order["vswitch_cidr"])
+    if purchase.ensure_bought(ctx, resource, bought,
+                              state=ResourceState.CREATING) is purchase.Acquired.CREATED:
+        ctx.say(f"Created vSwitch {resource.provider_id} ({order['vswitch_cidr']}, zone "
+                f"{cluster.zone}) in {vpc.provider_id}")
+    vswitch_id = resource.provider_id
+    found = next((s for s in api.describe_vswitches(vpc.provider_id)
+                  if s.vswitch_id == vswitch_id), None)
+    if found is None or found.status != "Available":
+        return _wait_available(ctx, f"vSwitch {vswitch_id}", found.status if found else "")
+    cloud.record(resource, state=ResourceState.PRESENT)
+    if cluster.vswitch_id != vswitch_id:
+        cluster.vswitch_id = vswitch_id
+        cluster.save(update_fields=["vswitch_id"])
+    ctx.say(f"vSwitch {vswitch_id} ({found.cidr}, zone {found.zone_id}) is Available")
+    return Done({"vswitch_id": vswitch_id, "cidr": found.cidr})
+
+
+def _delete(ctx: StepContext, kind: str, what: str) -> Outcome:
+    """Delete the rows of `kind` (and the cluster's tagged one of that name), waiting while
+    Alibaba answers that something is still in it."""
+    cluster = ctx.cluster
+    rows = list(cluster.resources.filter(kind=kind, deleted_at__isnull=True))
+    if not rows:
+        return Skip(f"the panel created no {what} for this cluster")
+    if ctx.args.get("keep_instances"):
+        return Skip(f"kept with the instances, which are still in the {what}")
+    api = cloud.cloud_for(cluster)
+    ids = {row.provider_id for row in rows if row.provider_id}
+    code = str(cluster.code)
+    delete: Callable[[str], bool]
+    if kind == VPC_KIND:
+        ids |= {v.vpc_id for v in api.vpcs_by_tag(cloud.TAG_KEY, code)
+                if v.name == vpc_name(cluster)}
+        delete = api.delete_vpc
+    else:
+        ids |= {s.vswitch_id for s in api.vswitches_by_tag(cloud.TAG_KEY, code)
+                if s.name == vswitch_name(cluster)}
+        delete = api.delete_vswitch
+    for provider_id in sorted(ids):
+        try:
+            deleted = delete(provider_id)
+        except StepError as exc:
+            if exc.code not in STILL_IN_USE:
+                raise
+            ctx.memo.setdefault("deadline", time.time() + DELETE_TIMEOUT_SECONDS)
+            if time.time() > ctx.memo["deadline"]:
+                return Fail(f"{what} {provider_id} is still in use ({exc.code}, RequestId "
+                            f"{exc.request_id}) after {DELETE_TIMEOUT_SECONDS // 60} minutes: "
+                            "remove what is still in it in the VPC console, then press Retry.")
+            return Wait(cloud.poll_seconds(), f"{provider_id} still holds resources "
+                                              f"({exc.code})")
+        ctx.say(f"Deleted {what} {provider_id}" if deleted
+                else f"{what} {provider_id} was already gone")
+    for row in rows:
+        cloud.record(row, state=ResourceState.DELETED)
+    return Done({"deleted": sorted(ids)})
+
+
+@step_handler("vpc.delete_vswitch")
+def delete_vswitch(ctx: StepContext) -> Outcome:
+    """The vSwitch the panel created, once nothing holds an address in it any more."""
+    return _delete(ctx, VSWITCH_KIND, "vSwitch")
+
+
+@step_handler("vpc.delete")
+def delete_vpc(ctx: StepContext) -> Outcome:
+    """The VPC the panel created, once its vSwitch and security groups are gone."""
+    return _delete(ctx, VPC_KIND, "VPC")
