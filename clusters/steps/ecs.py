@@ -26,8 +26,13 @@ from django.conf import settings
 
 from clusters.adapters import cloud, host_addresses, purchase
 from clusters.adapters.aliyun import AliyunCloud, IngressRule, InstanceOrder
-from clusters.adapters.instance_order import INSTANCE_KIND, node_slots
-from clusters.core.errors import PermanentError, StepError
+from clusters.adapters.instance_order import (
+    ECS_SECURITY_GROUP_KIND,
+    INSTANCE_KIND,
+    KEY_PAIR_KIND,
+    run_slots,
+)
+from clusters.core.errors import PermanentError, StepError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
@@ -40,7 +45,6 @@ from clusters.models import (
     SlbAddressType,
 )
 
-ECS_SECURITY_GROUP_KIND = "ecs_security_group"
 # The row's attribute holding the ClientToken of the rules last sent (a key, not a secret).
 RULES_TOKEN = "rules_token"  # noqa: S105
 DELETE_TIMEOUT_SECONDS = 15 * 60
@@ -205,7 +209,6 @@ def delete_security_group(ctx: StepContext) -> Outcome:
 
 # --- the key pair and the instances the panel buys ----------------------------------------------
 
-KEY_PAIR_KIND = "ecs_key_pair"
 NODE_TAG = "k3s-panel-node"      # the slot, on the instance: told apart when adopted by tag
 RUNNING_TIMEOUT_SECONDS = 15 * 60
 
@@ -305,7 +308,8 @@ def _order(cluster: Cluster, group_id: str, key_pair: str, slot: str, amount: in
         public_bandwidth_mbps=int(order.get("public_bandwidth_mbps") or 0))
 
 
-def _refused(api: AliyunCloud, cluster: Cluster, error: StepError) -> PermanentError:
+def _refused(api: AliyunCloud, cluster: Cluster, error: StepError, count: int
+             ) -> PermanentError:
     said = ", ".join(p for p in (error.code and f"code {error.code}",
                                  error.request_id and f"RequestId {error.request_id}") if p)
     instance_type = str(cluster.instance_order.get("instance_type", ""))
@@ -317,7 +321,7 @@ def _refused(api: AliyunCloud, cluster: Cluster, error: StepError) -> PermanentE
     if error.code.startswith("QuotaExceed"):
         return PermanentError(
             f"The account's ECS quota in {cluster.region} does not allow "
-            f"{len(node_slots(cluster.instance_order))} more instances ({said}); nothing was "
+            f"{count} more instances ({said}); nothing was "
             "bought. Raise the quota (Quota Center) or release instances, then press Retry.",
             code=error.code, request_id=error.request_id)
     return PermanentError(f"RunInstances was refused ({said}): {error}", code=error.code,
@@ -352,7 +356,7 @@ def check_order(ctx: StepContext) -> Outcome:
     if not order:
         return Skip("this cluster runs on hosts its owner already has")
     api = cloud.cloud_for(cluster)
-    slots = [slot for slot, _ in node_slots(order)
+    slots = [slot for slot, _ in run_slots(order, ctx.args)
              if not _recorded(cluster, INSTANCE_KIND + slot)]
     if not slots:
         return Skip("every instance of the order is bought already")
@@ -361,9 +365,11 @@ def check_order(ctx: StepContext) -> Outcome:
     try:
         api.run_instances(probe, client_token=f"dry-{cloud.client_token(cluster, 'ecs')}"[:64],
                           tags=cloud.tags(cluster), dry_run=True)
+    except TransientError:
+        raise  # a lost answer or throttling: the engine retries the DryRun (it buys nothing)
     except StepError as error:
         if error.code != "DryRunOperation":
-            raise _refused(api, cluster, error) from None
+            raise _refused(api, cluster, error, len(slots)) from None
     ctx.say(f"DryRun of {len(slots)} x {probe.instance_type} in {cluster.zone}: the "
             "request, the zone's stock and the quota allow the whole order")
     return Done({"instances": len(slots), "instance_type": probe.instance_type})
@@ -381,7 +387,7 @@ def run_instances(ctx: StepContext) -> Outcome:
     if not order:
         return Skip("this cluster runs on hosts its owner already has")
     api = cloud.cloud_for(cluster)
-    slots = node_slots(order)
+    slots = run_slots(order, ctx.args)
     group, key_pair = _group_and_key_pair(cluster)
     for slot, _ in slots:
         resource = cloud.intend(ctx, INSTANCE_KIND + slot)
@@ -391,7 +397,7 @@ def run_instances(ctx: StepContext) -> Outcome:
                 state=ResourceState.PRESENT)
         except StepError as error:
             if error.code and (error.code.startswith("QuotaExceed") or "NoStock" in error.code):
-                raise _refused(api, cluster, error) from None
+                raise _refused(api, cluster, error, len(slots)) from None
             raise
         if acquired is purchase.Acquired.CREATED:
             ctx.say(f"Bought ECS instance {resource.provider_id} ({slot}, "
