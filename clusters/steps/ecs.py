@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
 
-from clusters.adapters import cloud, host_addresses, purchase
+from clusters.adapters import cloud, host_addresses, purchase, ssh
 from clusters.adapters.aliyun import AliyunCloud, IngressRule, InstanceOrder
 from clusters.adapters.instance_order import (
     ECS_SECURITY_GROUP_KIND,
@@ -253,10 +253,22 @@ def keypair(ctx: StepContext) -> Outcome:
     api = cloud.cloud_for(cluster)
     chosen = str(order.get("key_pair") or "")
     if chosen:
-        if api.key_pair_fingerprint(chosen) is None:
+        listed = api.key_pair_fingerprint(chosen)
+        if listed is None:
             raise PermanentError(f"Key pair {chosen} does not exist in {cluster.region} "
                                  "(DescribeKeyPairs); choose another or let the panel make "
                                  "one, then press Retry.")
+        # The pasted private key was checked against the pair in the wizard; a pair
+        # replaced since under the same name would lock the panel out of every instance.
+        if not cluster.generated_ssh_key:
+            raise PermanentError(f"The panel holds no private key for key pair {chosen}: "
+                                 "create the cluster again and paste it.")
+        held = ssh.md5_fingerprint(ssh.load_private_key(cluster.generated_ssh_key))
+        if not ssh.same_fingerprint(held, listed):
+            raise PermanentError(
+                f"Key pair {chosen} now has fingerprint {listed} (DescribeKeyPairs), not "
+                f"{held} of the private key the panel holds: it was replaced. Nothing was "
+                "bought; restore the pair in the ECS console (Key Pairs), then press Retry.")
         ctx.say(f"Instances will accept the key of the existing key pair {chosen}")
         return Done({"key_pair": chosen, "generated": False})
     if not cluster.generated_ssh_key:

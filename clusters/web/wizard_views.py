@@ -295,10 +295,14 @@ def _order_form(request: SignedInRequest, state: wizard.WizardState,
     saved = state.get("hosts").get("order") or None
     if data is not None:
         return InstanceOrderForm(data, types=choices.types, images=choices.images,
+                                 key_pairs=choices.key_pairs,
                                  datastore=state.get("datastore")), ""
-    initial = {f: saved[f] for f in ("servers", "agents", "instance_type", "image_id",
-                                     "system_disk_gb", "public_bandwidth_mbps")} if saved else None
-    return InstanceOrderForm(initial=initial, types=choices.types, images=choices.images), ""
+    # The pasted private key is never shown again: choosing the pair again asks for it.
+    initial = {f: saved.get(f) for f in ("servers", "agents", "instance_type", "image_id",
+                                         "system_disk_gb", "public_bandwidth_mbps",
+                                         "key_pair")} if saved else None
+    return InstanceOrderForm(initial=initial, types=choices.types, images=choices.images,
+                             key_pairs=choices.key_pairs), ""
 
 
 def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
@@ -306,7 +310,8 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
     if request.method == "POST" and request.POST.get("action") == "order":
         order_form, _error = _order_form(request, state, request.POST)
         if order_form is not None and order_form.is_valid():
-            state.put("hosts", {"hosts": [], "order": order_form.order(), "warnings": []})
+            state.put("hosts", {"hosts": [], "order": order_form.order(), "warnings": [],
+                                "order_key": order_form.private_key()})
             return _next("hosts")
     return _host_rows_step(request, state)
 

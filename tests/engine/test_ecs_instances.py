@@ -335,3 +335,30 @@ def test_add_node_buys_new_slots_in_the_clusters_group_with_its_key_once_each(
     assert step(again, "ecs_buy").status == StepStatus.SUCCEEDED
     assert [c for c in calls(emu, "RunInstances") if not c["params"].get("DryRun")] == []
     assert len(tagged_instances(emu, cluster)) == 5 and cluster.nodes.count() == 5
+
+
+def test_an_existing_key_pair_is_used_only_while_it_matches_the_private_key_held(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """The owner's key pair (the wizard checked the pasted key against it): the step uses it
+    and imports nothing; once the pair is replaced under the same name, nothing is bought."""
+    from clusters.steps.ecs import generate_key_pair  # noqa: PLC0415
+
+    api = cloud.cloud_for(cluster)
+    name = f"ops-{str(cluster.code)[:8]}"
+    private, public = generate_key_pair("ops")
+    api.import_key_pair(name, public)
+    Cluster.objects.filter(pk=cluster.pk).update(
+        instance_order={**cluster.instance_order, "key_pair": name}, generated_ssh_key=private)
+    cluster.refresh_from_db()
+    emu.control.clear_calls()
+    used = run_plan(engine, cluster, BUY[:1])
+    assert step(used, "keypair").status == StepStatus.SUCCEEDED, step(used, "keypair").error
+    assert step(used, "keypair").result == {"key_pair": name, "generated": False}
+    assert calls(emu, "ImportKeyPair") == []
+    api.delete_key_pairs([name])
+    api.import_key_pair(name, generate_key_pair("intruder")[1])
+    replaced = run_plan(engine, cluster, BUY)
+    assert step(replaced, "keypair").status == StepStatus.FAILED
+    assert f"Key pair {name} now has fingerprint" in step(replaced, "keypair").error
+    assert "it was replaced. Nothing was bought" in step(replaced, "keypair").error
+    assert calls(emu, "RunInstances") == []
