@@ -235,6 +235,10 @@ class Cluster(models.Model):
     # "public_bandwidth_mbps", "key_pair": "" (the panel generates one) or an existing
     # pair's name, "keep_instances": bool}; empty for a cluster on hosts the user owns.
     instance_order = models.JSONField(_("instances to buy"), default=dict, blank=True)
+    # The owner's own instances (picked or typed hosts) join the nodes' security group the
+    # panel makes (JoinSecurityGroup; they leave it at destroy): an explicit choice.
+    join_security_group = models.BooleanField(_("add the hosts to the cluster's security group"),
+                                              default=False)
     # The private half of the key pair the panel generated for those instances (encrypted
     # at rest like every secret); its public half was imported as an ECS key pair.
     generated_ssh_key = EncryptedTextField(_("generated SSH private key"), blank=True)

@@ -124,7 +124,9 @@ class WizardState:
                     "order": value.get("order") or {},
                     # The pasted private key of the order's existing key pair (sealed).
                     "order_key": crypto.decrypt(value["order_key"])
-                    if value.get("order_key") else ""}
+                    if value.get("order_key") else "",
+                    # The owner chose to add their instances to the nodes' security group.
+                    "join_group": bool(value.get("join_group"))}
         return {k: v for k, v in _open(value).items() if k != REENTER}
 
     def put(self, step: str, values: dict[str, Any]) -> None:
@@ -136,7 +138,8 @@ class WizardState:
                       "warnings": values.get("warnings", []),
                       "order": values.get("order") or {},
                       "order_key": crypto.encrypt(values["order_key"])
-                      if values.get("order_key") else ""}
+                      if values.get("order_key") else "",
+                      "join_group": bool(values.get("join_group"))}
         else:
             values = _seal(values)
         data[step] = values
@@ -480,6 +483,7 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
             # Nodes log in with it (steps/ecs.py), as with a key the panel generates.
             generated_ssh_key=hosts.get("order_key", "")
             if (hosts.get("order") or {}).get("key_pair") else "",
+            join_security_group=bool(hosts.get("join_group")) and not hosts.get("order"),
         )
         counters = {NodeRole.SERVER: 0, NodeRole.AGENT: 0}
         for host in hosts["hosts"]:

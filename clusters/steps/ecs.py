@@ -39,6 +39,7 @@ from clusters.engine.stepcontext import StepContext
 from clusters.k3s.firewall import REQUIREMENTS_URL, FirewallError, FirewallSpec, node_rules
 from clusters.models import (
     Cluster,
+    DatastoreKind,
     LoadBalancerKind,
     Node,
     ResourceState,
@@ -75,7 +76,10 @@ def firewall_spec(cluster: Cluster, vpc_cidr: str) -> FirewallSpec:
         vpc_cidr=vpc_cidr, panel_cidrs=panel_ssh_sources(vpc_cidr),
         internet_api=cluster.slb_address_type == SlbAddressType.INTERNET,
         api_allowed_cidrs=tuple(cluster.api_allowed_cidrs or ()),
-        clb=cluster.load_balancer_kind != LoadBalancerKind.NLB)
+        clb=cluster.load_balancer_kind != LoadBalancerKind.NLB,
+        # Embedded etcd's peers talk on 2379-2380 between the servers (K3s networking
+        # requirements): without the rule, InnerAccessPolicy Drop keeps etcd from forming.
+        embedded_etcd=cluster.datastore_kind == DatastoreKind.ETCD)
 
 
 def wanted_rules(cluster: Cluster, vpc_cidr: str, group_id: str) -> dict[IngressRule, str]:
@@ -521,3 +525,87 @@ def delete_keypair(ctx: StepContext) -> Outcome:
     for row in rows:
         cloud.record(row, state=ResourceState.DELETED)
     return Done({"deleted": names})
+
+
+# --- the owner's own instances in the nodes' group (an explicit choice) ---------------------
+
+JOIN_KIND = "ecs_join_n"  # + the node's id: one of the owner's instances the panel joined
+
+
+@step_handler("ecs.join_group")
+def join_group(ctx: StepContext) -> Outcome:
+    """Add the owner's own instances (picked or typed hosts, found by the preflight) to the
+    nodes' security group, when the owner chose to: JoinSecurityGroup per instance, a ledger
+    row recorded first (the API has no ClientToken: membership is read before the call, so
+    a re-run joins nothing twice). An instance whose groups are of the other type (basic
+    and advanced do not mix) fails with Alibaba's code and RequestId, and what to do."""
+    cluster = ctx.cluster
+    if not cluster.join_security_group or cluster.instance_order:
+        return Skip("the owner's instances keep only their own security groups")
+    group = _recorded(cluster, ECS_SECURITY_GROUP_KIND)
+    if not group:
+        raise PermanentError("The nodes' security group comes first (step "
+                             "ecs.security_group); press Retry.")
+    api = cloud.cloud_for(cluster)
+    nodes = [n for n in cluster.nodes.present().order_by("pk") if n.ecs_instance_id]
+    listed = {i.instance_id: i for i in api.describe_instances_by_ids(
+        [n.ecs_instance_id for n in nodes])}
+    joined = []
+    for node in nodes:
+        instance = listed.get(node.ecs_instance_id)
+        if instance is None:
+            raise PermanentError(f"Instance {node.ecs_instance_id} ({node.private_ip}) is not "
+                                 "listed any more (DescribeInstances); check the ECS console.")
+        row = cloud.intend(ctx, f"{JOIN_KIND}{node.pk}")
+        cloud.record(row, provider_id=node.ecs_instance_id, group=group)  # intent first
+        if group not in instance.security_group_ids:
+            try:
+                api.join_security_group(node.ecs_instance_id, group)
+            except StepError as error:
+                if error.code and "Mismatch" in error.code:
+                    cloud.record(row, state=ResourceState.DELETED)
+                    raise PermanentError(
+                        f"{node.ecs_instance_id} ({node.private_ip}) cannot join {group} "
+                        f"(code {error.code}, RequestId {error.request_id}): {error}. Its "
+                        "groups are of the other type (an instance's groups must be all "
+                        "basic or all advanced). Leave the choice off and open K3s's ports "
+                        f"in its own groups ({REQUIREMENTS_URL}), then press Retry.",
+                        code=error.code, request_id=error.request_id) from None
+                raise
+            joined.append(f"{node.ecs_instance_id} ({node.private_ip})")
+        cloud.record(row, state=ResourceState.PRESENT)
+    if joined:
+        ctx.say(f"Added to {group}: " + ", ".join(joined))
+    return Done({"security_group_id": group,
+                 "instances": [n.ecs_instance_id for n in nodes]})
+
+
+@step_handler("ecs.leave_group")
+def leave_group(ctx: StepContext) -> Outcome:
+    """The owner's instances leave the nodes' group they were added to (before it is
+    deleted); the instances themselves are theirs and stay."""
+    rows = list(ctx.cluster.resources.filter(kind__startswith=JOIN_KIND,
+                                             deleted_at__isnull=True))
+    if not rows:
+        return Skip("no instance of the owner was added to the nodes' group")
+    api = cloud.cloud_for(ctx.cluster)
+    left = []
+    for row in rows:
+        group = str(row.attributes.get("group") or "")
+        if row.provider_id and group:
+            try:
+                api.leave_security_group(row.provider_id, group)
+            except StepError as error:
+                # The instance's last group cannot be left: it was the only one (the owner
+                # removed the others since); say so, the group's deletion will wait for it.
+                if error.code != "InvalidOperation.InstanceSecurityGroupLimit":
+                    raise
+                raise PermanentError(
+                    f"{row.provider_id} is in no other security group than {group} "
+                    f"(code {error.code}, RequestId {error.request_id}): add it to one of "
+                    "yours in the ECS console, then press Retry.",
+                    code=error.code, request_id=error.request_id) from None
+            left.append(row.provider_id)
+        cloud.record(row, state=ResourceState.DELETED)
+    ctx.say(f"Left the nodes' group: {', '.join(left)}" if left else "Nothing to leave")
+    return Done({"left": left})

@@ -358,7 +358,8 @@ def _host_rows_step(request: SignedInRequest, state: wizard.WizardState) -> Http
         if formset.is_valid() and hosts_fit(formset, state.get("network").get("vpc_cidr", ""),
                                              has_keypair=keypair is not None):
             hosts = [f.cleaned_data for f in formset.forms if f.cleaned_data]
-            state.put("hosts", {"hosts": hosts, "warnings": formset.warnings})
+            state.put("hosts", {"hosts": hosts, "warnings": formset.warnings,
+                                "join_group": request.POST.get("join_group") == "on"})
             _flash_warnings(request, formset.warnings)
             return _next("hosts")
         for form in formset.forms:
@@ -447,7 +448,11 @@ def _hosts_page(request: SignedInRequest, formset: Any, tests: dict[int, tuple[b
                                       "instances_error": listed.error,
                                       "any_pickable": any(c.pickable for c in choices),
                                       "order_form": order_form, "order_error": order_error,
-                                      "ordered": bool(state.get("hosts").get("order"))})
+                                      "ordered": bool(state.get("hosts").get("order")),
+                                      "join_group": request.POST.get("join_group") == "on"
+                                      if request.method == "POST"
+                                      else bool(state.get("hosts").get("join_group")),
+                                      "etcd": is_etcd(state.get("datastore").get("kind"))})
 
 
 # --- 5. K3s ------------------------------------------------------------------------------------

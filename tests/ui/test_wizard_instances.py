@@ -412,3 +412,44 @@ def test_an_existing_key_pair_needs_its_own_private_key_kept_encrypted_never_sho
                        [cluster.pk])
         (stored,) = cursor.fetchone()
     assert mine.splitlines()[1] not in stored and "PRIVATE KEY" not in stored
+
+
+# --- the owner's instances in the cluster's security group: an explicit choice -----------------
+
+
+def test_joining_the_clusters_group_is_offered_off_with_its_rules_and_planned_when_chosen(
+        at_hosts: Client, world: Emulator, user: Any) -> None:
+    page = html.unescape(at_hosts.get(HOSTS).content.decode())
+    assert '<input type="checkbox" name="join_group">' in page  # off by default
+    assert "Add these instances to the cluster's security group" in page
+    assert "flannel VXLAN (UDP 8472) and the kubelet (TCP 10250)" in page
+    assert "must all be basic or all advanced" in page
+    zh = html.unescape(at_hosts.get(HOSTS, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9").content.decode())
+    assert "将这些实例加入集群的安全组" in zh
+    base = world.vswitch["cidr"].rsplit(".", 1)[0]
+    rows = host_rows({"private_ip": f"{base}.11"}, {"private_ip": f"{base}.12"},
+                     {"private_ip": f"{base}.13", "role": "agent"})
+    done = at_hosts.post(HOSTS, {**rows, "join_group": "on", "action": "next"})
+    assert done.status_code == 302
+    assert WizardState(at_hosts.session).get("hosts")["join_group"] is True
+    assert 'name="join_group" checked' in at_hosts.get(HOSTS).content.decode()
+    session = at_hosts.session
+    WizardState(session).put("k3s", {"k3s_version": "v1.32.5+k3s1", "k3s_channel": "",
+                                     "install_source": "official"})
+    session.save()
+    created = at_hosts.post(reverse("clusters:wizard-step", args=["review"]),
+                            {"billing_ack": "on"})
+    assert created.status_code == 302
+    from clusters.models import Cluster  # noqa: PLC0415
+    from clusters.operations.create import create_plan  # noqa: PLC0415
+    from clusters.operations.destroy import destroy_plan  # noqa: PLC0415
+
+    cluster = Cluster.objects.get(owner=user, name="picked")
+    assert cluster.join_security_group and not cluster.instance_order
+    plan = {s.key: s for s in create_plan(cluster)}
+    assert plan["ecs_group"].depends_on == ["preflight_cloud"]
+    assert plan["ecs_join"].handler == "ecs.join_group"
+    assert plan["preflight_hosts"].depends_on == ["ecs_join"]
+    gone = {s.key: s for s in destroy_plan(cluster)}
+    assert gone["ecs_group_leave"].depends_on == ["uninstall"]
+    assert "ecs_group_leave" in gone["ecs_group_delete"].depends_on
