@@ -239,6 +239,10 @@ class Cluster(models.Model):
     # {"vpc_cidr": "10.0.0.0/16", "vswitch_cidr": "10.0.0.0/24"}; empty when the cluster uses
     # a VPC the owner already has. vpc_id and vswitch_id are filled in once they are bought.
     network_order = models.JSONField(_("network to create"), default=dict, blank=True)
+    # The owner's own instances (picked or typed hosts) join the nodes' security group the
+    # panel makes (JoinSecurityGroup; they leave it at destroy): an explicit choice.
+    join_security_group = models.BooleanField(_("add the hosts to the cluster's security group"),
+                                              default=False)
     # The private half of the key pair the panel generated for those instances (encrypted
     # at rest like every secret); its public half was imported as an ECS key pair.
     generated_ssh_key = EncryptedTextField(_("generated SSH private key"), blank=True)

@@ -149,11 +149,25 @@ def clusters_show(name: str, fmt: str) -> None:
 @click.option("--ssh-key-file", type=click.Path(exists=True, dir_okay=False),
               help="The private key of every host with auth: key that names none.")
 @click.option("--dry-run", is_flag=True, help="Only check the spec, as the wizard would.")
+@click.option("--servers", type=int, help="Instances to buy: servers (instead of hosts).")
+@click.option("--agents", type=int, help="Instances to buy: agents.")
+@click.option("--instance-type", "instance_type",
+              help="ECS instance type the zone sells now, e.g. ecs.g7.large.")
+@click.option("--image", "image_id", help="Public image id (Ubuntu LTS, Debian, Alinux 3).")
+@click.option("--disk-gb", "system_disk_gb", type=int, help="ESSD system disk, GiB.")
+@click.option("--bandwidth", "public_bandwidth_mbps", type=int,
+              help="Public bandwidth, Mbit/s (0: no public address).")
+@click.option("--key-pair", "key_pair", help="An existing key pair of the region.")
+@click.option("--key-pair-private-key-file", "key_pair_private_key_file",
+              type=click.Path(exists=True, dir_okay=False),
+              help="The private key of --key-pair (read from the file, never an argument).")
 @WATCH
 @handled
-def clusters_create(path: Any, ssh_key_file: str | None, dry_run: bool, wait: bool) -> None:
-    """Create a cluster; the same checks as the wizard's (errors name their field)."""
-    body = spec.load(path.read(), ssh_key_file=ssh_key_file)
+def clusters_create(path: Any, ssh_key_file: str | None, dry_run: bool, wait: bool,
+                    **order: Any) -> None:
+    """Create a cluster; the same checks as the wizard's (errors name their field). The
+    instance options fill the spec's `instances` (the panel buys them instead of hosts)."""
+    body = spec.order_instances(spec.load(path.read(), ssh_key_file=ssh_key_file), order)
     api = client()
     if dry_run:
         answer = api.post("clusters/", body, dry_run="1")

@@ -14,12 +14,58 @@ from typing import Any
 from clusters.models import Cluster, Node, NodeRole
 
 INSTANCE_KIND = "ecs_instance_"  # + the node's slot: "ecs_instance_s1", "ecs_instance_a2"
+ECS_SECURITY_GROUP_KIND = "ecs_security_group"  # the nodes' group the panel bought
+KEY_PAIR_KIND = "ecs_key_pair"  # the key pair the panel imported
+
+
+def buying_problem(cluster: Cluster) -> str:
+    """Why an add-node run cannot buy instances for this cluster ('' when it can), in
+    English for the operations to translate: it reuses the cluster's own order (type,
+    image, disk, bandwidth), security group and key pair, so the cluster must have bought
+    its first instances itself."""
+    if not cluster.instance_order:
+        return "hosts"
+    live = cluster.resources.filter(deleted_at__isnull=True)
+    if not live.filter(kind=ECS_SECURITY_GROUP_KIND).exclude(provider_id="").exists():
+        return "group"
+    if not (cluster.instance_order.get("key_pair")
+            or live.filter(kind=KEY_PAIR_KIND).exclude(provider_id="").exists()):
+        return "key"
+    return ""
 
 
 def node_slots(order: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(slot, role) of every instance of the order, servers first: ("s1", "server")…"""
     return ([(f"s{n}", str(NodeRole.SERVER)) for n in range(1, int(order.get("servers", 0)) + 1)]
             + [(f"a{n}", str(NodeRole.AGENT)) for n in range(1, int(order.get("agents", 0)) + 1)])
+
+
+def next_slots(cluster: Cluster, servers: int, agents: int) -> list[tuple[str, str]]:
+    """(slot, role) of instances an add-node run buys: numbers above every slot the cluster
+    ever used (a released or kept instance's too), so a new instance's slot tag is never
+    one an older instance still carries (steps/ecs.py adopts a lost buy by that tag)."""
+    used = {kind.removeprefix(INSTANCE_KIND) for kind in
+            cluster.resources.filter(kind__startswith=INSTANCE_KIND)
+            .values_list("kind", flat=True)}
+    used |= {slot for slot, _ in node_slots(cluster.instance_order or {})}
+
+    def taken(prefix: str) -> int:
+        return max((int(s[1:]) for s in used if s[:1] == prefix and s[1:].isdigit()),
+                   default=0)
+
+    first_server, first_agent = taken("s") + 1, taken("a") + 1
+    return ([(f"s{n}", str(NodeRole.SERVER)) for n in range(first_server,
+                                                             first_server + servers)]
+            + [(f"a{n}", str(NodeRole.AGENT)) for n in range(first_agent,
+                                                            first_agent + agents)])
+
+
+def run_slots(order: Mapping[str, Any], args: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (slot, role) pairs a buying step buys: its args' `slots` (an add-node run), or
+    else the whole order (the create run)."""
+    if args.get("slots") is not None:
+        return [(str(slot), str(role)) for slot, role in args["slots"]]
+    return node_slots(order)
 
 
 def node_of_slot(cluster: Cluster, slot: str) -> Node:

@@ -167,6 +167,21 @@ def load_private_key(text: str, passphrase: str | None = None) -> paramiko.PKey:
         "PEM or OpenSSH format).")
 
 
+def md5_fingerprint(pkey: paramiko.PKey) -> str:
+    """The key's fingerprint as ECS shows a key pair's (DescribeKeyPairs KeyPairFingerPrint:
+    "the public key fingerprint format defined in RFC 4716, MD5", V2 model
+    alibabacloud_ecs20140526 DescribeKeyPairsRequest): MD5 of the public key blob, colon
+    hex. paramiko's get_fingerprint is that MD5."""
+    return ":".join(f"{b:02x}" for b in pkey.get_fingerprint())
+
+
+def same_fingerprint(one: str, other: str) -> bool:
+    """Fingerprints equal however they are written (case, colons)."""
+    def bare(value: str) -> str:
+        return value.replace(":", "").strip().lower()
+    return bool(bare(one)) and bare(one) == bare(other)
+
+
 class _LineSplitter:
     """Bytes → complete text lines, decoding UTF-8 across chunk boundaries; each line comes
     with how many of its characters were beyond `hold` and dropped (0 for most)."""

@@ -100,10 +100,12 @@ IMAGE_FAMILIES = ("acs:ubuntu_24_04_x64", "acs:ubuntu_22_04_x64", "acs:debian_12
 class InstanceChoices:
     """What the "create instances" form offers: types the zone sells now, with cores and
     memory (DescribeAvailableResource, DescribeInstanceTypes), and the current images of the
-    offered families (DescribeImages: the newest of each)."""
+    offered families (DescribeImages: the newest of each), and the region's key pairs
+    (DescribeKeyPairs: name, fingerprint) the instances may accept instead of the panel's."""
 
     types: list[TypeOffer] = field(default_factory=list)
     images: list[PublicImage] = field(default_factory=list)
+    key_pairs: list[tuple[str, str]] = field(default_factory=list)
 
 
 def instance_choices(account: CloudAccount, region: str, zone: str) -> InstanceChoices:
@@ -115,9 +117,11 @@ def instance_choices(account: CloudAccount, region: str, zone: str) -> InstanceC
             if image.family in IMAGE_FAMILIES and (
                     image.family not in newest or image.image_id > newest[image.family].image_id):
                 newest[image.family] = image
+        key_pairs = cloud.key_pairs()
     except StepError as exc:
         raise CheckFailed(_explain(exc)) from None
-    return InstanceChoices(types, [newest[f] for f in IMAGE_FAMILIES if f in newest])
+    return InstanceChoices(types, [newest[f] for f in IMAGE_FAMILIES if f in newest],
+                           key_pairs)
 
 
 @dataclass

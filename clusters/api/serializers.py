@@ -281,6 +281,28 @@ class HostSpec(serializers.Serializer):
                                      help_text="SHA256:… fingerprint to pin (optional).")
 
 
+class InstancesSpec(serializers.Serializer):
+    """ECS instances the panel buys instead of hosts (the wizard's "create instances"),
+    checked against what the zone sells now (the network-choices of the region)."""
+
+    servers = serializers.IntegerField(default=2, min_value=1, max_value=9)
+    agents = serializers.IntegerField(default=1, min_value=0, max_value=50)
+    instance_type = serializers.CharField(help_text=(
+        "An instance type the zone sells now (DescribeAvailableResource), e.g. ecs.g7.large."))
+    image_id = serializers.CharField(help_text=(
+        "A current public image: Ubuntu LTS, Debian or Alibaba Cloud Linux 3 (DescribeImages)."))
+    system_disk_gb = serializers.IntegerField(default=40, min_value=40, max_value=2048,
+                                              help_text="ESSD system disk, GiB.")
+    public_bandwidth_mbps = serializers.IntegerField(
+        default=0, min_value=0, max_value=100, help_text="0: no public address.")
+    key_pair = serializers.CharField(required=False, help_text=(
+        "An existing key pair of the region (DescribeKeyPairs); left out, the panel makes "
+        "one and imports its public half."))
+    key_pair_private_key = serializers.CharField(required=False, write_only=True, help_text=(
+        "The key pair's private key (no passphrase): must match its fingerprint; stored "
+        "encrypted, never shown again."))
+
+
 class K3sSpec(serializers.Serializer):
     version = serializers.CharField(default="stable")
     install_source = serializers.ChoiceField(InstallSource.choices, required=False)
@@ -299,7 +321,9 @@ class ClusterSpec(serializers.Serializer):
     region = serializers.CharField()
     network = NetworkSpec()
     datastore = DatastoreSpec()
-    hosts = HostSpec(many=True)
+    hosts = HostSpec(many=True, required=False, help_text=(
+        "The hosts you have; or leave it empty and give `instances` for the panel to buy."))
+    instances = InstancesSpec(required=False)
     k3s = K3sSpec()
     billing_ack = serializers.BooleanField(
         help_text="true: the resources are billed to the account until destroyed.")

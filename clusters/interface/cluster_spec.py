@@ -8,7 +8,9 @@ wizard's message, keyed by the same field (``network.vswitch``, ``hosts.1.privat
 
 The spec's shape is the wizard's steps (see ``clusters.api.serializers.ClusterSpec``):
 ``name``, ``cloud_account`` (an id), ``region``, then ``network``, ``datastore``, ``hosts``
-(a list), ``k3s`` and ``billing_ack``. A field left out takes the value the wizard's page
+(a list) or ``instances`` (an order the panel buys, checked by the wizard's "create
+instances" form against what the zone sells now), ``k3s`` and ``billing_ack``. A field left
+out takes the value the wizard's page
 starts with (TLS where the CA is configured, Secrets encryption on, 20 GB). A host logs in
 with a private key or a password; a host's ``host_key`` (a SHA256 fingerprint) pins the key
 as Test connection would.
@@ -43,6 +45,7 @@ from clusters.interface.forms.wizard_datastore import (
     is_etcd,
     version_for,
 )
+from clusters.interface.forms.wizard_instances import InstanceOrderForm
 from clusters.models import CloudAccount, Cluster
 
 Errors = dict[str, list[str]]
@@ -127,7 +130,8 @@ def check(spec: Mapping[str, Any], owner: Any) -> Checked:
         network_ok = _check_network(state, account, network, errors)
     if network_ok and account is not None:
         _check_datastore(state, account, datastore, errors, warnings)
-    _check_hosts(state, hosts, errors, warnings, vpc_checked=network_ok)
+    _hosts_or_instances(state, account if network_ok else None, spec, hosts, errors,
+                        warnings=warnings, vpc_checked=network_ok)
     _check_k3s(state, k3s, errors, warnings)
     review = ReviewStepForm({"billing_ack": bool(spec.get("billing_ack"))})
     if not review.is_valid():
@@ -225,6 +229,48 @@ def _check_hosts(state: wizard.WizardState, hosts: list[Any], errors: Errors,
                         "warnings": formset.warnings})
 
 
+def _hosts_or_instances(state: wizard.WizardState, account: CloudAccount | None,
+                        spec: Mapping[str, Any], hosts: list[Any], errors: Errors, *,
+                        warnings: list[str], vpc_checked: bool) -> None:
+    """The hosts given, or the instances to buy (`account` None: the network failed, the
+    zone's offer cannot be asked)."""
+    instances = _section(spec, "instances", errors) if spec.get("instances") else {}
+    if instances and hosts:
+        errors.setdefault("instances", []).append(
+            _("Give either hosts or instances for the panel to buy, not both."))
+    elif instances:
+        if account is not None:
+            _check_instances(state, account, instances, errors)
+    else:
+        _check_hosts(state, hosts, errors, warnings, vpc_checked=vpc_checked)
+
+
+ORDER_FIELDS = ("servers", "agents", "instance_type", "image_id", "system_disk_gb",
+                "public_bandwidth_mbps", "key_pair", "key_pair_private_key")
+
+
+def _check_instances(state: wizard.WizardState, account: CloudAccount,
+                     given: Mapping[str, Any], errors: Errors) -> None:
+    """The order through the wizard's InstanceOrderForm, with what the zone sells now (types,
+    images, the region's key pairs): the same refusals, keyed ``instances.<field>``."""
+    network = state.get("network")
+    try:
+        choices = wizard_checks.instance_choices(account, state.get("account")["region"],
+                                                 network.get("zone", ""))
+    except wizard_checks.CheckFailed as exc:
+        errors.setdefault("instances", []).append(str(exc))
+        return
+    data = with_initials(InstanceOrderForm, given, list(ORDER_FIELDS), prefix=None)
+    form = InstanceOrderForm(data, types=choices.types, images=choices.images,
+                             key_pairs=choices.key_pairs, datastore=state.get("datastore"),
+                             prefix=None)
+    if not form.is_valid():
+        _collect(errors, form, "instances.")
+        return
+    state.put("hosts", {"hosts": [], "order": form.order(), "warnings": [],
+                        "order_key": form.private_key()})
+
+
 def _check_k3s(state: wizard.WizardState, given: Mapping[str, Any], errors: Errors,
                warnings: list[str]) -> None:
     names = ["version", "install_source", "install_base_url", "extra_tls_sans",
@@ -247,13 +293,21 @@ def billed(checked: Checked, owner: Any) -> dict[str, Any]:
     account = CloudAccount.objects.get(pk=checked.state.get("account")["cloud_account"],
                                        owner=owner)
     items, quote = wizard.billed_with_prices(checked.state, account)
+    # The instances an order buys, each billed too (as the review page lists them).
+    instances = [{"what": str(item.what), "detail": item.detail, "monthly": None,
+                  "currency": quote.currency,
+                  "problem": _("ECS prices are not asked by the panel yet: see the ECS price "
+                               "list."), "usage_note": ""}
+                 for item in wizard.billed_instances(checked.state)]
     return {
         "items": [{"what": str(item.what), "detail": item.detail,
                    "monthly": round(line.monthly, 2) if line.monthly is not None else None,
                    "currency": line.currency, "problem": line.problem,
-                   "usage_note": str(line.usage_note or "")} for item, line in items],
+                   "usage_note": str(line.usage_note or "")} for item, line in items]
+        + instances,
+        # Not a total while the instances' prices are unknown: null, never a partial sum.
         "monthly_total": round(quote.monthly_total, 2)
-        if quote.monthly_total is not None else None,
+        if quote.monthly_total is not None and not instances else None,
         "currency": quote.currency,
     }
 
@@ -306,11 +360,15 @@ def spec_of(cluster: Cluster) -> dict[str, Any]:
             "etcd_single_server": cluster.nodes.present().servers().count() == 1,
         } if cluster.datastore_kind == "etcd" else {
             "kind": datastore_choice(cluster.datastore_kind, cluster.datastore_engine)},
-        "hosts": [{
+        # Instances the panel bought are given as the order again, not as hosts.
+        "hosts": [] if cluster.instance_order else [{
             "role": node.role, "private_ip": node.private_ip, "public_ip": node.public_ip,
             "ssh_port": node.ssh_port, "ssh_user": node.ssh_user,
             "auth": "password" if node.ssh_password and not node.ssh_private_key else "key",
         } for node in nodes],
+        **({"instances": {name: cluster.instance_order.get(name) for name in ORDER_FIELDS
+                          if name in cluster.instance_order}} if cluster.instance_order
+           else {}),
         "k3s": {
             "version": cluster.k3s_channel or cluster.k3s_version,
             "install_source": cluster.install_source,

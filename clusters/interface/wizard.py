@@ -121,7 +121,12 @@ class WizardState:
             return {"hosts": [_open(host) for host in value.get("hosts", [])],
                     "warnings": value.get("warnings", []),
                     # Instances the panel buys instead of hosts (no secret in it).
-                    "order": value.get("order") or {}}
+                    "order": value.get("order") or {},
+                    # The pasted private key of the order's existing key pair (sealed).
+                    "order_key": crypto.decrypt(value["order_key"])
+                    if value.get("order_key") else "",
+                    # The owner chose to add their instances to the nodes' security group.
+                    "join_group": bool(value.get("join_group"))}
         return {k: v for k, v in _open(value).items() if k != REENTER}
 
     def put(self, step: str, values: dict[str, Any]) -> None:
@@ -131,7 +136,10 @@ class WizardState:
             values = {"hosts": [_seal(_jsonable({k: v for k, v in h.items() if k != "key_file"}))
                                 for h in values.get("hosts", [])],
                       "warnings": values.get("warnings", []),
-                      "order": values.get("order") or {}}
+                      "order": values.get("order") or {},
+                      "order_key": crypto.encrypt(values["order_key"])
+                      if values.get("order_key") else "",
+                      "join_group": bool(values.get("join_group"))}
         else:
             values = _seal(values)
         data[step] = values
@@ -483,6 +491,11 @@ def build_cluster(state: WizardState, owner: Any) -> Cluster:
             instance_order=dict(hosts.get("order") or {}),
             # The VPC and vSwitch the create run makes (steps/network.py), when asked.
             network_order=dict(network.get("network_order") or {}),
+            # The existing key pair's private key the owner pasted: the bought instances'
+            # Nodes log in with it (steps/ecs.py), as with a key the panel generates.
+            generated_ssh_key=hosts.get("order_key", "")
+            if (hosts.get("order") or {}).get("key_pair") else "",
+            join_security_group=bool(hosts.get("join_group")) and not hosts.get("order"),
         )
         counters = {NodeRole.SERVER: 0, NodeRole.AGENT: 0}
         for host in hosts["hosts"]:

@@ -31,11 +31,14 @@ from clusters.operations.kube_credentials import issue_refusal as kube_credentia
 from clusters.operations.kube_credentials import revoke as revoke_kube_credential
 from clusters.operations.kubeconfig import start_kubeconfig_renewal
 from clusters.operations.nodes import (
+    billed_summary,
     etcd_even_warning,
     etcd_quorum_problem,
     ha_warning,
+    instances_refusal,
     removal_warning,
     servers_left_after,
+    start_add_instances,
     start_add_nodes,
     start_remove_node,
 )
@@ -54,6 +57,7 @@ __all__ = [
     "OperationRefused",
     "accept_host_key",
     "active_run",
+    "billed_summary",
     "cancel",
     "confirm_problem",
     "diagnosing",
@@ -61,6 +65,7 @@ __all__ = [
     "etcd_quorum_problem",
     "ha_warning",
     "host_key_refusal",
+    "instances_refusal",
     "issue_kube_credential",
     "kube_credential_details",
     "kube_credential_refusal",
@@ -73,6 +78,7 @@ __all__ = [
     "revoke_kube_credential",
     "servers_left_after",
     "snapshot_refresh_refusal",
+    "start_add_instances",
     "start_add_nodes",
     "start_allowlist_change",
     "start_create",

@@ -106,6 +106,23 @@ def _network_steps(cluster: Cluster) -> list[StepSpec]:
     ]
 
 
+def _joins(cluster: Cluster) -> bool:
+    return cluster.join_security_group and not cluster.instance_order
+
+
+def _join_steps(cluster: Cluster) -> list[StepSpec]:
+    """The owner's own instances into the nodes' security group, when they chose it: the
+    group made (K3s's ports only), then each instance the preflight found joins it."""
+    if not _joins(cluster):
+        return []
+    return [
+        StepSpec("ecs_group", gettext_noop("Create the nodes' security group (K3s's ports "
+                                           "only)"), "ecs.security_group", ["preflight_cloud"]),
+        StepSpec("ecs_join", gettext_noop("Add your instances to the nodes' security group"),
+                 "ecs.join_group", ["ecs_group"]),
+    ]
+
+
 def balancer_backends_step(cluster: Cluster, key: str, after: list[str],
                            servers: list[Host]) -> StepSpec:
     """The listener step again, to put more servers behind the load balancer (only
@@ -159,8 +176,9 @@ def _opening_steps(cluster: Cluster) -> list[StepSpec]:
         StepSpec(
             "preflight_cloud", gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
             "preflight.cloud", ["ecs_buy"] if cluster.instance_order else []),
+        *_join_steps(cluster),
         StepSpec("preflight_hosts", gettext_noop("Check every host over SSH"), "preflight.hosts",
-                 ["preflight_cloud"]),
+                 ["ecs_join" if _joins(cluster) else "preflight_cloud"]),
     ]
 
 

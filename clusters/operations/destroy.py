@@ -42,10 +42,19 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False,
             "rds_delete", gettext_noop("Delete the RDS instance and wait until it is gone"),
             "destroy.rds"))
         finished.append("rds_delete")
-    if cluster.instance_order or cluster.resources.filter(kind__startswith="ecs_").exists():
+    if (cluster.instance_order or cluster.join_security_group
+            or cluster.resources.filter(kind__startswith="ecs_").exists()):
         # What the panel bought for the hosts (steps/ecs.py): the instances once K3s is off
         # them (or kept, as the owner chose), then the group nothing is in any more and the
-        # key pair. Only the ledger's and the cluster's tagged ones, never another.
+        # key pair. Only the ledger's and the cluster's tagged ones, never another. The
+        # owner's own instances added to the group leave it first, and stay.
+        joined = cluster.join_security_group or cluster.resources.filter(
+            kind__startswith="ecs_join_").exists()
+        if joined:
+            specs.append(StepSpec(
+                "ecs_group_leave",
+                gettext_noop("Take your instances out of the nodes' security group"),
+                "ecs.leave_group", ["uninstall"]))
         specs += [
             StepSpec("ecs_instances_delete",
                      gettext_noop("Release the ECS instances the panel bought"),
@@ -53,7 +62,8 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False,
                      {"keep_instances": keep_instances}),
             StepSpec("ecs_group_delete",
                      gettext_noop("Delete the nodes' security group"),
-                     "ecs.delete_security_group", ["ecs_instances_delete", "slb_delete"],
+                     "ecs.delete_security_group", ["ecs_instances_delete", "slb_delete",
+                                                   *(["ecs_group_leave"] if joined else [])],
                      {"keep_instances": keep_instances}),
             StepSpec("ecs_keypair_delete", gettext_noop("Delete the key pair the panel made"),
                      "ecs.delete_keypair", ["ecs_instances_delete"],

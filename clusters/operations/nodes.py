@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
 from clusters.adapters import etcd_members
+from clusters.adapters.instance_order import buying_problem, next_slots, node_of_slot
 from clusters.core.titles import title
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
@@ -42,14 +43,48 @@ def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
     servers one at a time with the cluster's config and token; put them behind the SLB; then
     agents join through the SLB."""
     ids = [node.pk for node in new_nodes]
-    servers = [node for node in new_nodes if node.role == NodeRole.SERVER]
-    agents = [node for node in new_nodes if node.role == NodeRole.AGENT]
+    return _join_plan(
+        cluster, [(f"server_{n.pk}", n.private_ip, {"node_id": n.pk}) for n in new_nodes
+                  if n.role == NodeRole.SERVER],
+        [(f"agent_{n.pk}", n.private_ip, {"node_id": n.pk}) for n in new_nodes
+         if n.role == NodeRole.AGENT], {"node_ids": ids}, [], exclude=ids)
+
+
+def add_instances_plan(cluster: Cluster, slots: list[tuple[str, str]]) -> list[StepSpec]:
+    """Buy the new nodes first, then the add-node steps on them: a DryRun of the new
+    instances (a sold-out type or a short quota fails before anything is billed), one
+    RunInstances per node with the cluster's own key pair and security group (the ledger
+    row's ClientToken recorded first: a Retry or a crash never buys twice), Running waited
+    for; then the same preflight, whitelist, install and load-balancer steps as typed hosts,
+    naming each node by its slot (its Node exists only once RunInstances answered)."""
+    pairs = [[slot, role] for slot, role in slots]
+    buy = [
+        StepSpec("ecs_check", gettext_noop("Check that the zone sells the new instances "
+                                           "(DryRun)"), "ecs.check_order",
+                 args={"slots": pairs}),
+        StepSpec("ecs_buy", gettext_noop("Buy the ECS instances and wait until they run"),
+                 "ecs.run_instances", ["ecs_check"], {"slots": pairs}),
+    ]
+    return _join_plan(
+        cluster, [(f"server_{slot}", slot, {"slot": slot}) for slot, role in slots
+                  if role == NodeRole.SERVER],
+        [(f"agent_{slot}", slot, {"slot": slot}) for slot, role in slots
+         if role == NodeRole.AGENT], {"slots": [slot for slot, _ in slots]}, buy)
+
+
+def _join_plan(cluster: Cluster, servers: list[tuple[str, str, dict[str, Any]]],
+               agents: list[tuple[str, str, dict[str, Any]]], scope: dict[str, Any],
+               start: list[StepSpec], *, exclude: list[int] | None = None
+               ) -> list[StepSpec]:
+    """The add-node steps on `servers` and `agents` ((step key, address for the title, step
+    args)); `scope` names the new hosts for the preflight; `start` comes first."""
     specs = [
+        *start,
         StepSpec(
             "preflight_cloud", gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
-            "preflight.cloud", args={"node_ids": ids}),
+            "preflight.cloud", [start[-1].key] if start else [], dict(scope)),
         StepSpec("preflight_hosts", gettext_noop("Check the new hosts over SSH"), "preflight.hosts",
-                 ["preflight_cloud"], {"node_ids": ids}),
+                 ["preflight_cloud"], dict(scope)),
     ]
     previous = ["preflight_hosts"]
     if servers and cluster.datastore_kind == DatastoreKind.RDS:
@@ -57,13 +92,11 @@ def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
             "rds_configure", gettext_noop("Add the new servers to the RDS whitelist"),
             "rds.configure", previous))
         previous = ["rds_configure"]
-    existing = cluster.nodes.present().servers().exclude(pk__in=ids).count()
-    for index, server in enumerate(servers):
-        key = f"server_{server.pk}"
+    existing = cluster.nodes.present().servers().exclude(pk__in=exclude or []).count()
+    for index, (key, address, args) in enumerate(servers):
         name = title(gettext_noop("Install K3s server %(n)s (%(ip)s)"), n=existing + index + 1,
-                     ip=server.private_ip)
-        specs.append(StepSpec(key, name, "k3s.install_server", previous,
-                              {"node_id": server.pk}))
+                     ip=address)
+        specs.append(StepSpec(key, name, "k3s.install_server", previous, args))
         previous = [key]
     if servers:
         specs += [
@@ -73,11 +106,10 @@ def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
         ]
         previous = ["verify"]
     agent_keys = []
-    for agent in agents:
-        key = f"agent_{agent.pk}"
+    for key, address, args in agents:
         agent_keys.append(key)
-        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=agent.private_ip)
-        specs.append(StepSpec(key, name, "k3s.install_agent", previous, {"node_id": agent.pk}))
+        name = title(gettext_noop("Install K3s agent (%(ip)s)"), ip=address)
+        specs.append(StepSpec(key, name, "k3s.install_agent", previous, args))
     specs.append(StepSpec("health", HEALTH_TITLE, "health.check", [*previous, *agent_keys]))
     return specs
 
@@ -223,6 +255,57 @@ def _last_server_problem(cluster: Cluster, node: Node) -> str:
     return ""
 
 
+def instances_refusal(cluster: Cluster) -> str:
+    """Why "Add instances" is not offered for this cluster ('' when it is), translated."""
+    why = buying_problem(cluster)
+    if why == "hosts":
+        return _("This cluster runs on hosts its owner already had: add a node by its "
+                 "address instead.")
+    if why:
+        return _("The security group and the key pair the panel bought for this cluster "
+                 "are gone: add a node by its address instead.")
+    return ""
+
+
+def billed_summary(cluster: Cluster, servers: int, agents: int) -> str:
+    """What an "Add instances" run will bill, as the form shows it before the owner
+    confirms: the count, the cluster's instance type, image, system disk and public
+    bandwidth (the order its first instances were bought with), pay-as-you-go."""
+    order = cluster.instance_order or {}
+    count = servers + agents
+    bandwidth = int(order.get("public_bandwidth_mbps") or 0)
+    address = (_("a public address of %(mbps)d Mbit/s, billed by traffic") % {"mbps": bandwidth}
+               if bandwidth else _("no public address"))
+    return ngettext(
+        "%(count)d ECS instance %(type)s (image %(image)s, %(disk)d GiB ESSD system disk, "
+        "%(address)s), pay-as-you-go from its creation until it is released.",
+        "%(count)d ECS instances %(type)s (image %(image)s, %(disk)d GiB ESSD system disk "
+        "each, %(address)s), pay-as-you-go from their creation until they are released.",
+        count) % {"count": count, "type": order.get("instance_type", "?"),
+                  "image": order.get("image_id", "?"),
+                  "disk": int(order.get("system_disk_gb") or 40), "address": address}
+
+
+def start_add_instances(cluster: Cluster, servers: int, agents: int, user: Any = None) -> Run:
+    """Buy `servers` + `agents` new instances like the cluster's first ones (its order, its
+    own security group and key pair) and join them: add_instances_plan."""
+    with transaction.atomic():
+        locked = lock_ready(cluster, _add_refusal())
+        refusal = instances_refusal(locked)
+        if refusal:
+            raise OperationRefused(refusal)
+        if servers < 0 or agents < 0 or servers + agents < 1:
+            raise OperationRefused(_("Add at least one server or agent."))
+        slots = next_slots(locked, servers, agents)
+        Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.UPDATING)
+        return pipeline.create_run(
+            locked, RunKind.ADD_NODE, add_instances_plan(locked, slots),
+            params={"node_ids": [], "slots": [slot for slot, _ in slots],
+                    "nodes": [f"{role} {slot} ({locked.instance_order.get('instance_type')})"
+                              for slot, role in slots]},
+            created_by=user)
+
+
 def add_retry_problem(cluster: Cluster, run: Run) -> str:
     """Why Retry may not resume this add-node run ('' when it may): the cluster must be ready
     as for a new addition, and every host of the run must still be a member (one removed
@@ -231,6 +314,11 @@ def add_retry_problem(cluster: Cluster, run: Run) -> str:
     if problem:
         return problem
     ids = list(run.params.get("node_ids", []))
+    for slot in run.params.get("slots", []):
+        try:
+            ids.append(node_of_slot(cluster, str(slot)).pk)
+        except Node.DoesNotExist:
+            continue  # not bought yet: the retried step buys it
     live = set(cluster.nodes.live().filter(pk__in=ids).values_list("pk", flat=True))
     gone = [pk for pk in ids if pk not in live]
     if gone:

@@ -24,23 +24,28 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
 
-from clusters.adapters import cloud, host_addresses, purchase
+from clusters.adapters import cloud, host_addresses, purchase, ssh
 from clusters.adapters.aliyun import AliyunCloud, IngressRule, InstanceOrder
-from clusters.adapters.instance_order import INSTANCE_KIND, node_slots
-from clusters.core.errors import PermanentError, StepError
+from clusters.adapters.instance_order import (
+    ECS_SECURITY_GROUP_KIND,
+    INSTANCE_KIND,
+    KEY_PAIR_KIND,
+    run_slots,
+)
+from clusters.core.errors import PermanentError, StepError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
 from clusters.k3s.firewall import REQUIREMENTS_URL, FirewallError, FirewallSpec, node_rules
 from clusters.models import (
     Cluster,
+    DatastoreKind,
     LoadBalancerKind,
     Node,
     ResourceState,
     SlbAddressType,
 )
 
-ECS_SECURITY_GROUP_KIND = "ecs_security_group"
 # The row's attribute holding the ClientToken of the rules last sent (a key, not a secret).
 RULES_TOKEN = "rules_token"  # noqa: S105
 DELETE_TIMEOUT_SECONDS = 15 * 60
@@ -71,7 +76,10 @@ def firewall_spec(cluster: Cluster, vpc_cidr: str) -> FirewallSpec:
         vpc_cidr=vpc_cidr, panel_cidrs=panel_ssh_sources(vpc_cidr),
         internet_api=cluster.slb_address_type == SlbAddressType.INTERNET,
         api_allowed_cidrs=tuple(cluster.api_allowed_cidrs or ()),
-        clb=cluster.load_balancer_kind != LoadBalancerKind.NLB)
+        clb=cluster.load_balancer_kind != LoadBalancerKind.NLB,
+        # Embedded etcd's peers talk on 2379-2380 between the servers (K3s networking
+        # requirements): without the rule, InnerAccessPolicy Drop keeps etcd from forming.
+        embedded_etcd=cluster.datastore_kind == DatastoreKind.ETCD)
 
 
 def wanted_rules(cluster: Cluster, vpc_cidr: str, group_id: str) -> dict[IngressRule, str]:
@@ -205,7 +213,6 @@ def delete_security_group(ctx: StepContext) -> Outcome:
 
 # --- the key pair and the instances the panel buys ----------------------------------------------
 
-KEY_PAIR_KIND = "ecs_key_pair"
 NODE_TAG = "k3s-panel-node"      # the slot, on the instance: told apart when adopted by tag
 RUNNING_TIMEOUT_SECONDS = 15 * 60
 
@@ -250,10 +257,22 @@ def keypair(ctx: StepContext) -> Outcome:
     api = cloud.cloud_for(cluster)
     chosen = str(order.get("key_pair") or "")
     if chosen:
-        if api.key_pair_fingerprint(chosen) is None:
+        listed = api.key_pair_fingerprint(chosen)
+        if listed is None:
             raise PermanentError(f"Key pair {chosen} does not exist in {cluster.region} "
                                  "(DescribeKeyPairs); choose another or let the panel make "
                                  "one, then press Retry.")
+        # The pasted private key was checked against the pair in the wizard; a pair
+        # replaced since under the same name would lock the panel out of every instance.
+        if not cluster.generated_ssh_key:
+            raise PermanentError(f"The panel holds no private key for key pair {chosen}: "
+                                 "create the cluster again and paste it.")
+        held = ssh.md5_fingerprint(ssh.load_private_key(cluster.generated_ssh_key))
+        if not ssh.same_fingerprint(held, listed):
+            raise PermanentError(
+                f"Key pair {chosen} now has fingerprint {listed} (DescribeKeyPairs), not "
+                f"{held} of the private key the panel holds: it was replaced. Nothing was "
+                "bought; restore the pair in the ECS console (Key Pairs), then press Retry.")
         ctx.say(f"Instances will accept the key of the existing key pair {chosen}")
         return Done({"key_pair": chosen, "generated": False})
     if not cluster.generated_ssh_key:
@@ -305,7 +324,8 @@ def _order(cluster: Cluster, group_id: str, key_pair: str, slot: str, amount: in
         public_bandwidth_mbps=int(order.get("public_bandwidth_mbps") or 0))
 
 
-def _refused(api: AliyunCloud, cluster: Cluster, error: StepError) -> PermanentError:
+def _refused(api: AliyunCloud, cluster: Cluster, error: StepError, count: int
+             ) -> PermanentError:
     said = ", ".join(p for p in (error.code and f"code {error.code}",
                                  error.request_id and f"RequestId {error.request_id}") if p)
     instance_type = str(cluster.instance_order.get("instance_type", ""))
@@ -317,7 +337,7 @@ def _refused(api: AliyunCloud, cluster: Cluster, error: StepError) -> PermanentE
     if error.code.startswith("QuotaExceed"):
         return PermanentError(
             f"The account's ECS quota in {cluster.region} does not allow "
-            f"{len(node_slots(cluster.instance_order))} more instances ({said}); nothing was "
+            f"{count} more instances ({said}); nothing was "
             "bought. Raise the quota (Quota Center) or release instances, then press Retry.",
             code=error.code, request_id=error.request_id)
     return PermanentError(f"RunInstances was refused ({said}): {error}", code=error.code,
@@ -352,7 +372,7 @@ def check_order(ctx: StepContext) -> Outcome:
     if not order:
         return Skip("this cluster runs on hosts its owner already has")
     api = cloud.cloud_for(cluster)
-    slots = [slot for slot, _ in node_slots(order)
+    slots = [slot for slot, _ in run_slots(order, ctx.args)
              if not _recorded(cluster, INSTANCE_KIND + slot)]
     if not slots:
         return Skip("every instance of the order is bought already")
@@ -361,9 +381,11 @@ def check_order(ctx: StepContext) -> Outcome:
     try:
         api.run_instances(probe, client_token=f"dry-{cloud.client_token(cluster, 'ecs')}"[:64],
                           tags=cloud.tags(cluster), dry_run=True)
+    except TransientError:
+        raise  # a lost answer or throttling: the engine retries the DryRun (it buys nothing)
     except StepError as error:
         if error.code != "DryRunOperation":
-            raise _refused(api, cluster, error) from None
+            raise _refused(api, cluster, error, len(slots)) from None
     ctx.say(f"DryRun of {len(slots)} x {probe.instance_type} in {cluster.zone}: the "
             "request, the zone's stock and the quota allow the whole order")
     return Done({"instances": len(slots), "instance_type": probe.instance_type})
@@ -381,7 +403,7 @@ def run_instances(ctx: StepContext) -> Outcome:
     if not order:
         return Skip("this cluster runs on hosts its owner already has")
     api = cloud.cloud_for(cluster)
-    slots = node_slots(order)
+    slots = run_slots(order, ctx.args)
     group, key_pair = _group_and_key_pair(cluster)
     for slot, _ in slots:
         resource = cloud.intend(ctx, INSTANCE_KIND + slot)
@@ -391,7 +413,7 @@ def run_instances(ctx: StepContext) -> Outcome:
                 state=ResourceState.PRESENT)
         except StepError as error:
             if error.code and (error.code.startswith("QuotaExceed") or "NoStock" in error.code):
-                raise _refused(api, cluster, error) from None
+                raise _refused(api, cluster, error, len(slots)) from None
             raise
         if acquired is purchase.Acquired.CREATED:
             ctx.say(f"Bought ECS instance {resource.provider_id} ({slot}, "
@@ -503,3 +525,87 @@ def delete_keypair(ctx: StepContext) -> Outcome:
     for row in rows:
         cloud.record(row, state=ResourceState.DELETED)
     return Done({"deleted": names})
+
+
+# --- the owner's own instances in the nodes' group (an explicit choice) ---------------------
+
+JOIN_KIND = "ecs_join_n"  # + the node's id: one of the owner's instances the panel joined
+
+
+@step_handler("ecs.join_group")
+def join_group(ctx: StepContext) -> Outcome:
+    """Add the owner's own instances (picked or typed hosts, found by the preflight) to the
+    nodes' security group, when the owner chose to: JoinSecurityGroup per instance, a ledger
+    row recorded first (the API has no ClientToken: membership is read before the call, so
+    a re-run joins nothing twice). An instance whose groups are of the other type (basic
+    and advanced do not mix) fails with Alibaba's code and RequestId, and what to do."""
+    cluster = ctx.cluster
+    if not cluster.join_security_group or cluster.instance_order:
+        return Skip("the owner's instances keep only their own security groups")
+    group = _recorded(cluster, ECS_SECURITY_GROUP_KIND)
+    if not group:
+        raise PermanentError("The nodes' security group comes first (step "
+                             "ecs.security_group); press Retry.")
+    api = cloud.cloud_for(cluster)
+    nodes = [n for n in cluster.nodes.present().order_by("pk") if n.ecs_instance_id]
+    listed = {i.instance_id: i for i in api.describe_instances_by_ids(
+        [n.ecs_instance_id for n in nodes])}
+    joined = []
+    for node in nodes:
+        instance = listed.get(node.ecs_instance_id)
+        if instance is None:
+            raise PermanentError(f"Instance {node.ecs_instance_id} ({node.private_ip}) is not "
+                                 "listed any more (DescribeInstances); check the ECS console.")
+        row = cloud.intend(ctx, f"{JOIN_KIND}{node.pk}")
+        cloud.record(row, provider_id=node.ecs_instance_id, group=group)  # intent first
+        if group not in instance.security_group_ids:
+            try:
+                api.join_security_group(node.ecs_instance_id, group)
+            except StepError as error:
+                if error.code and "Mismatch" in error.code:
+                    cloud.record(row, state=ResourceState.DELETED)
+                    raise PermanentError(
+                        f"{node.ecs_instance_id} ({node.private_ip}) cannot join {group} "
+                        f"(code {error.code}, RequestId {error.request_id}): {error}. Its "
+                        "groups are of the other type (an instance's groups must be all "
+                        "basic or all advanced). Leave the choice off and open K3s's ports "
+                        f"in its own groups ({REQUIREMENTS_URL}), then press Retry.",
+                        code=error.code, request_id=error.request_id) from None
+                raise
+            joined.append(f"{node.ecs_instance_id} ({node.private_ip})")
+        cloud.record(row, state=ResourceState.PRESENT)
+    if joined:
+        ctx.say(f"Added to {group}: " + ", ".join(joined))
+    return Done({"security_group_id": group,
+                 "instances": [n.ecs_instance_id for n in nodes]})
+
+
+@step_handler("ecs.leave_group")
+def leave_group(ctx: StepContext) -> Outcome:
+    """The owner's instances leave the nodes' group they were added to (before it is
+    deleted); the instances themselves are theirs and stay."""
+    rows = list(ctx.cluster.resources.filter(kind__startswith=JOIN_KIND,
+                                             deleted_at__isnull=True))
+    if not rows:
+        return Skip("no instance of the owner was added to the nodes' group")
+    api = cloud.cloud_for(ctx.cluster)
+    left = []
+    for row in rows:
+        group = str(row.attributes.get("group") or "")
+        if row.provider_id and group:
+            try:
+                api.leave_security_group(row.provider_id, group)
+            except StepError as error:
+                # The instance's last group cannot be left: it was the only one (the owner
+                # removed the others since); say so, the group's deletion will wait for it.
+                if error.code != "InvalidOperation.InstanceSecurityGroupLimit":
+                    raise
+                raise PermanentError(
+                    f"{row.provider_id} is in no other security group than {group} "
+                    f"(code {error.code}, RequestId {error.request_id}): add it to one of "
+                    "yours in the ECS console, then press Retry.",
+                    code=error.code, request_id=error.request_id) from None
+            left.append(row.provider_id)
+        cloud.record(row, state=ResourceState.DELETED)
+    ctx.say(f"Left the nodes' group: {', '.join(left)}" if left else "Nothing to leave")
+    return Done({"left": left})

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from clusters.adapters import cloud, k3s_release, nodes
 from clusters.adapters.aliyun import AliyunCloud
 from clusters.adapters.datastore_engines import engine_for
+from clusters.adapters.instance_order import listed_node_ids
 from clusters.core.errors import PermanentError
 from clusters.engine.outcomes import Done, Outcome
 from clusters.engine.registry import step_handler
@@ -25,10 +26,12 @@ from clusters.models import DatastoreKind, Node, NodeRole, RunKind
 
 
 def hosts_to_check(ctx: StepContext) -> list[Node]:
-    """Every member, or only the new hosts when a run adds nodes (args node_ids)."""
+    """Every member, or only the new hosts when a run adds nodes (args node_ids, or the
+    slots of the instances it bought)."""
     members = list(ctx.cluster.nodes.present())
-    if ctx.args.get("node_ids"):
-        members = [node for node in members if node.pk in ctx.args["node_ids"]]
+    new = listed_node_ids(ctx.cluster, ctx.args)
+    if new:
+        members = [node for node in members if node.pk in new]
     return members
 
 
@@ -240,10 +243,11 @@ def check_hosts(ctx: StepContext) -> Outcome:
     """SSH, host key, sudo, OS, architecture, memory, disk, port 6443, curl, clock, names."""
     members = list(ctx.cluster.nodes.present().order_by("pk"))
     names: dict[str, str] = {}
-    if ctx.args.get("node_ids"):  # adding nodes: probe the new hosts, keep names unique
+    new = listed_node_ids(ctx.cluster, ctx.args)
+    if new:  # adding nodes: probe the new hosts, keep names unique
         names = {node.name: node.private_ip for node in members
-                 if node.pk not in ctx.args["node_ids"] and node.name}
-        members = [node for node in members if node.pk in ctx.args["node_ids"]]
+                 if node.pk not in new and node.name}
+        members = [node for node in members if node.pk in new]
     if not members:
         raise PermanentError("The cluster has no hosts.")
     hosts = nodes.for_each_node(members, lambda node: _probe(ctx, node))

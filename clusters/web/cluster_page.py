@@ -21,7 +21,7 @@ from clusters import operations
 from clusters.adapters import etcd_members
 from clusters.core import allowlist
 from clusters.interface import queries
-from clusters.interface.forms import AddNodeForm, KubeconfigForm, UpgradeForm
+from clusters.interface.forms import AddInstancesForm, AddNodeForm, KubeconfigForm, UpgradeForm
 from clusters.k3s import etcd, kubeconfig_expiry
 from clusters.models import (
     STEP_ACTIVE,
@@ -86,6 +86,11 @@ def nodes_context(cluster: Cluster, nodes: list[Node]) -> dict[str, Any]:
         # A changed host key stops a create (a failed cluster) as well as a ready one.
         "can_check_host_keys": cluster.is_idle and cluster.status != ClusterStatus.DESTROYED,
         "add_node_form": AddNodeForm(cluster=cluster),
+        # Instances bought like the cluster's first ones: offered only when it bought them.
+        "add_instances_form": (None if operations.instances_refusal(cluster)
+                               else AddInstancesForm(cluster=cluster)),
+        "instance_billed": (operations.billed_summary(cluster, 1, 0)
+                            if cluster.instance_order else ""),
         "active_servers": sum(node.role == NodeRole.SERVER for node in active),
         "active_agents": sum(node.role == NodeRole.AGENT for node in active),
         # A failed cluster offers destroy in its run's callout instead.

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 from clusters import operations
 from clusters.adapters import wizard_checks
 from clusters.interface import audit, queries
-from clusters.interface.forms import AddNodeForm
+from clusters.interface.forms import AddInstancesForm, AddNodeForm
 from clusters.models import (
     AuditAction,
     Node,
@@ -48,6 +48,29 @@ def node_add(request: HttpRequest, code: Any) -> HttpResponse:
         details=lambda run: {"role": role, "private_ip": address},
         success=lambda run: " ".join(filter(None, [
             _("Adding %(ip)s: preflight first, then K3s.") % {"ip": address}, even])))
+
+
+@login_required
+@require_POST
+def node_add_instances(request: HttpRequest, code: Any) -> HttpResponse:
+    """Buy new instances like the cluster's first ones and join them; an invalid form (no
+    count, billing not confirmed) is shown again on the cluster page."""
+    cluster = queries.owned_cluster(request.user, code)
+    form = AddInstancesForm(request.POST, cluster=cluster)
+    if not form.is_valid():
+        context = {**cluster_context(request, cluster), "add_instances_form": form}
+        return render(request, "clusters/cluster_detail.html", context, status=400)
+    servers, agents = form.cleaned_data["servers"], form.cleaned_data["agents"]
+    billed = operations.billed_summary(cluster, servers, agents)
+    even = operations.etcd_even_warning(cluster, servers) if servers else ""
+    return start_operation(
+        request, cluster,
+        lambda: operations.start_add_instances(cluster, servers, agents, request.user),
+        action=AuditAction.NODE_ADD,
+        details=lambda run: {"servers": servers, "agents": agents,
+                             "instance_type": cluster.instance_order.get("instance_type")},
+        success=lambda run: " ".join(filter(None, [
+            _("Buying %(billed)s Then preflight and K3s.") % {"billed": billed}, even])))
 
 
 @login_required

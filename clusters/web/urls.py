@@ -22,6 +22,8 @@ urlpatterns = [
          views.kubeconfig_revoke, name="kubeconfig-revoke"),
     path("clusters/<uuid:code>/destroy/", views.cluster_destroy, name="cluster-destroy"),
     path("clusters/<uuid:code>/nodes/add/", node_views.node_add, name="node-add"),
+    path("clusters/<uuid:code>/nodes/add-instances/", node_views.node_add_instances,
+         name="node-add-instances"),
     path("clusters/<uuid:code>/etcd/snapshots/refresh/", node_views.etcd_snapshots_refresh,
          name="etcd-snapshots-refresh"),
     path("clusters/<uuid:code>/nodes/<int:node_id>/remove/", node_views.node_remove,

@@ -297,10 +297,14 @@ def _order_form(request: SignedInRequest, state: wizard.WizardState,
     saved = state.get("hosts").get("order") or None
     if data is not None:
         return InstanceOrderForm(data, types=choices.types, images=choices.images,
+                                 key_pairs=choices.key_pairs,
                                  datastore=state.get("datastore")), ""
-    initial = {f: saved[f] for f in ("servers", "agents", "instance_type", "image_id",
-                                     "system_disk_gb", "public_bandwidth_mbps")} if saved else None
-    return InstanceOrderForm(initial=initial, types=choices.types, images=choices.images), ""
+    # The pasted private key is never shown again: choosing the pair again asks for it.
+    initial = {f: saved.get(f) for f in ("servers", "agents", "instance_type", "image_id",
+                                         "system_disk_gb", "public_bandwidth_mbps",
+                                         "key_pair")} if saved else None
+    return InstanceOrderForm(initial=initial, types=choices.types, images=choices.images,
+                             key_pairs=choices.key_pairs), ""
 
 
 def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
@@ -308,7 +312,8 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
     if request.method == "POST" and request.POST.get("action") == "order":
         order_form, _error = _order_form(request, state, request.POST)
         if order_form is not None and order_form.is_valid():
-            state.put("hosts", {"hosts": [], "order": order_form.order(), "warnings": []})
+            state.put("hosts", {"hosts": [], "order": order_form.order(), "warnings": [],
+                                "order_key": order_form.private_key()})
             return _next("hosts")
     return _host_rows_step(request, state)
 
@@ -360,7 +365,8 @@ def _host_rows_step(request: SignedInRequest, state: wizard.WizardState) -> Http
         if formset.is_valid() and hosts_fit(formset, state.get("network").get("vpc_cidr", ""),
                                              has_keypair=keypair is not None):
             hosts = [f.cleaned_data for f in formset.forms if f.cleaned_data]
-            state.put("hosts", {"hosts": hosts, "warnings": formset.warnings})
+            state.put("hosts", {"hosts": hosts, "warnings": formset.warnings,
+                                "join_group": request.POST.get("join_group") == "on"})
             _flash_warnings(request, formset.warnings)
             return _next("hosts")
         for form in formset.forms:
@@ -449,7 +455,11 @@ def _hosts_page(request: SignedInRequest, formset: Any, tests: dict[int, tuple[b
                                       "instances_error": listed.error,
                                       "any_pickable": any(c.pickable for c in choices),
                                       "order_form": order_form, "order_error": order_error,
-                                      "ordered": bool(state.get("hosts").get("order"))})
+                                      "ordered": bool(state.get("hosts").get("order")),
+                                      "join_group": request.POST.get("join_group") == "on"
+                                      if request.method == "POST"
+                                      else bool(state.get("hosts").get("join_group")),
+                                      "etcd": is_etcd(state.get("datastore").get("kind"))})
 
 
 # --- 5. K3s ------------------------------------------------------------------------------------

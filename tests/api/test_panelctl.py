@@ -296,3 +296,40 @@ def test_watch_says_when_lines_were_trimmed_while_it_followed_and_renders_marker
     assert shown[5] == (f"    [... 25 lines ({size} bytes) omitted here: the stored log keeps "
                         "a step's first and newest lines ...]")
     assert "trimmed" not in "".join(shown)
+
+
+def test_clusters_create_buys_instances_from_the_command_line_options(  # noqa: PLR0917
+        cli: Any, live_server: Any, cloud: Emulator, artifacts: ArtifactServer,
+        tmp_path: Path, quiet_queue: str,
+) -> None:
+    """--servers/--agents/--instance-type/--image/... fill the spec's `instances`: the panel
+    checks them as the wizard's "create instances" does, and buys them at create."""
+    user = make_user("ops")
+    account = CloudAccount.objects.create(owner=user, name="main",
+                                          access_key_id=cloud.access_key_id,
+                                          access_key_secret=cloud.access_key_secret,
+                                          default_region=cloud.vpc["region_id"])
+    logged_in(cli, live_server, user)
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "cli-buy", "cloud_account": account.pk, "region": cloud.vpc["region_id"],
+        "network": {"zone": cloud.vswitch["zone_id"], "vpc": cloud.vpc["vpc_id"],
+                    "vswitch": cloud.vswitch["vswitch_id"]},
+        "datastore": {"kind": "etcd"}, "hosts": [],
+        "k3s": {"version": "v1.32.5+k3s1", "install_source": "custom",
+                "install_base_url": artifacts.base_url},
+        "billing_ack": True}))
+    options = ["--servers", "3", "--agents", "2", "--instance-type", "ecs.g7.large",
+               "--image", "ubuntu_24_04_x64_20G_alibase_20250722.vhd", "--disk-gb", "80"]
+    wrong = cli("clusters", "create", "-f", str(path), "--dry-run",
+                *options[:-2], "--disk-gb", "10")
+    assert wrong.exit_code == 1 and "instances.system_disk_gb:" in wrong.output
+    dry = cli("clusters", "create", "-f", str(path), "--dry-run", *options)
+    assert dry.exit_code == 0, dry.output
+    assert "would buy: ECS instance a2 (Agent, pay-as-you-go)" in dry.output
+    created = cli("clusters", "create", "-f", str(path), *options)
+    assert created.exit_code == 0, created.output
+    order = Cluster.objects.get(name="cli-buy").instance_order
+    assert (order["servers"], order["agents"], order["system_disk_gb"]) == (3, 2, 80)
+    shown = yaml.safe_load(cli("clusters", "show", "cli-buy", "-o", "yaml").output)
+    assert shown["instances"]["instance_type"] == "ecs.g7.large"

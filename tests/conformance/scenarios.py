@@ -763,8 +763,29 @@ def _key_pairs(world: World) -> None:
     assert world.cloud.key_pair_fingerprint(name) is None
     assert world.cloud.import_key_pair(name, public) == md5_fingerprint(public)
     assert world.cloud.key_pair_fingerprint(name) == md5_fingerprint(public)
+    # The wizard's list of the region's key pairs (paged DescribeKeyPairs).
+    assert (name, md5_fingerprint(public)) in world.cloud.key_pairs()
     world.cloud.delete_key_pairs([name])
     assert world.cloud.key_pair_fingerprint(name) is None
+
+
+@scenario("Ecs", "JoinSecurityGroup")
+@scenario("Ecs", "LeaveSecurityGroup")
+def _owners_instance_joins_the_nodes_group(world: World) -> None:
+    """The owner's instance into the nodes' group (steps/ecs.py join_group) and out."""
+    name = f"conformance-join-{uuid.uuid4().hex[:6]}"
+    group = world.cloud.create_security_group(
+        name=name, vpc_id=world.vpc_id, description="conformance",
+        client_token=uuid.uuid4().hex, tags={TAG: name})
+    instance = world.backend("conformance-join", 61)
+    assert world.cloud.join_security_group(instance, group) is True
+    assert world.cloud.join_security_group(instance, group) is False  # a member already
+    (listed,) = world.cloud.describe_instances_by_ids([instance])
+    assert group in listed.security_group_ids
+    assert world.cloud.leave_security_group(instance, group) is True
+    (listed,) = world.cloud.describe_instances_by_ids([instance])
+    assert group not in listed.security_group_ids
+    assert world.cloud.delete_security_group(group) is True
 
 
 @scenario("Ecs", "ModifySecurityGroupPolicy")

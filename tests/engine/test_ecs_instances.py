@@ -272,3 +272,89 @@ def test_the_create_plan_buys_first_and_installs_k3s_on_the_order_s_slots(
     nodes = {slot: node_of_slot(cluster, slot) for slot in ("s1", "s2", "a1")}
     assert {n.ecs_instance_id for n in nodes.values()} == bought
     assert [nodes[s].role for s in ("s1", "s2", "a1")] == ["server", "server", "agent"]
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2, PANEL_RETRY_BASE_SECONDS=0.1)
+def test_add_node_buys_new_slots_in_the_clusters_group_with_its_key_once_each(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """Add instances (operations.nodes.add_instances_plan): a DryRun of the new nodes only,
+    one RunInstances per node with the cluster's own security group and key pair; a lost
+    answer is adopted by the new slot's tag, a second run buys nothing; the add-node
+    preflight then checks only the new instances, named by slot."""
+    from clusters.adapters.instance_order import next_slots  # noqa: PLC0415
+    from clusters.operations.nodes import add_instances_plan  # noqa: PLC0415
+
+    Cluster.objects.filter(pk=cluster.pk).update(k3s_version="v1.32.5+k3s1")
+    cluster.refresh_from_db()
+    run_plan(engine, cluster, BUY)
+    group = cluster.resources.get(kind="ecs_security_group").provider_id
+    first = {b["id"] for b in tagged_instances(emu, cluster)}
+    emu.control.clear_calls()
+    slots = next_slots(cluster, 1, 1)
+    assert slots == [("s3", "server"), ("a2", "agent")]
+    plan = add_instances_plan(cluster, slots)
+    # The DryRun's answer is lost first (a transient error: retried, it buys nothing)...
+    emu.control.add_fault(action="RunInstances", lose_answer=True, count=1)
+    run = engine.act(create_run, cluster, RunKind.TEST, plan[:3])
+    deadline = time.monotonic() + 30
+    while step(run, "ecs_check").status != StepStatus.SUCCEEDED:
+        assert step(run, "ecs_check").status != StepStatus.FAILED, step(run, "ecs_check").error
+        assert time.monotonic() < deadline, "the DryRun was not retried"
+        message = engine.queue.pop(0)
+        time_passes(message.countdown)
+        engine.deliver(message)
+    dry = [c for c in calls(emu, "RunInstances") if c["params"].get("DryRun")]
+    assert len(dry) == 2 and {c["params"]["Amount"] for c in dry} == {"2"}
+    # ...then s3's RunInstances answer, and Alibaba forgets the token: found by its slot tag.
+    emu.control.add_fault(action="RunInstances", lose_answer=True, count=1)
+    while step(run, "ecs_buy").status not in (StepStatus.WAITING, StepStatus.FAILED):
+        message = engine.queue.pop(0)
+        time_passes(message.countdown)
+        engine.deliver(message)
+    emu.control.forget_client_tokens()
+    settle(engine, 60)
+    assert step(run, "ecs_buy").status == StepStatus.SUCCEEDED, step(run, "ecs_buy").error
+    new = {b["id"]: b for b in tagged_instances(emu, cluster) if b["id"] not in first}
+    assert sorted(dict((t["Key"], t["Value"]) for t in b["tags"])[NODE_TAG]
+                  for b in new.values()) == ["a2", "s3"]
+    bought = [c for c in calls(emu, "RunInstances") if not c["params"].get("DryRun")]
+    assert all(c["params"]["SecurityGroupId"] == group
+               and c["params"]["KeyPairName"] == key_pair_name(cluster) for c in bought)
+    assert any(line.startswith("Adopted i-") for line in log_of(run))
+    added = cluster.nodes.filter(ecs_instance_id__in=new)
+    assert sorted(added.values_list("role", flat=True)) == ["agent", "server"]
+    assert step(run, "preflight_cloud").status == StepStatus.SUCCEEDED, (
+        step(run, "preflight_cloud").error)
+    # Retry / a crash after the buy: the same plan buys nothing more.
+    emu.control.clear_calls()
+    again = run_plan(engine, cluster, plan[:2])
+    assert step(again, "ecs_buy").status == StepStatus.SUCCEEDED
+    assert [c for c in calls(emu, "RunInstances") if not c["params"].get("DryRun")] == []
+    assert len(tagged_instances(emu, cluster)) == 5 and cluster.nodes.count() == 5
+
+
+def test_an_existing_key_pair_is_used_only_while_it_matches_the_private_key_held(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """The owner's key pair (the wizard checked the pasted key against it): the step uses it
+    and imports nothing; once the pair is replaced under the same name, nothing is bought."""
+    from clusters.steps.ecs import generate_key_pair  # noqa: PLC0415
+
+    api = cloud.cloud_for(cluster)
+    name = f"ops-{str(cluster.code)[:8]}"
+    private, public = generate_key_pair("ops")
+    api.import_key_pair(name, public)
+    Cluster.objects.filter(pk=cluster.pk).update(
+        instance_order={**cluster.instance_order, "key_pair": name}, generated_ssh_key=private)
+    cluster.refresh_from_db()
+    emu.control.clear_calls()
+    used = run_plan(engine, cluster, BUY[:1])
+    assert step(used, "keypair").status == StepStatus.SUCCEEDED, step(used, "keypair").error
+    assert step(used, "keypair").result == {"key_pair": name, "generated": False}
+    assert calls(emu, "ImportKeyPair") == []
+    api.delete_key_pairs([name])
+    api.import_key_pair(name, generate_key_pair("intruder")[1])
+    replaced = run_plan(engine, cluster, BUY)
+    assert step(replaced, "keypair").status == StepStatus.FAILED
+    assert f"Key pair {name} now has fingerprint" in step(replaced, "keypair").error
+    assert "it was replaced. Nothing was bought" in step(replaced, "keypair").error
+    assert calls(emu, "RunInstances") == []

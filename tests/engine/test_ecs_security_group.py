@@ -207,3 +207,97 @@ def test_destroy_waits_for_the_instances_to_leave_then_deletes_only_the_nodes_gr
     row = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND)
     assert row.state == ResourceState.DELETED
     assert step(run, "sg").result["deleted"] == [group]
+
+
+def test_an_embedded_etcd_cluster_s_group_lets_its_servers_peer_on_2379_2380(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """K3s networking requirements: embedded etcd's 2379-2380/tcp between the servers;
+    without it, InnerAccessPolicy Drop keeps etcd from forming a cluster."""
+    Cluster.objects.filter(pk=cluster.pk).update(datastore_kind="etcd")
+    cluster.refresh_from_db()
+    run = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    assert step(run, "sg").status == StepStatus.SUCCEEDED, step(run, "sg").error
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    assert ("TCP", "2379/2380", f"group {group}") in held_rules(emu, group)
+
+
+def _groups_of_instance(emu: Emulator, instance_id: str) -> list[str]:
+    from aliyunsdkecs.request.v20140526.DescribeInstancesRequest import (  # noqa: PLC0415
+        DescribeInstancesRequest,
+    )
+
+    request = DescribeInstancesRequest()
+    request.set_InstanceIds(f'["{instance_id}"]')
+    (found,) = emu.call(request, sdk_client(emu))["Instances"]["Instance"]
+    return list(found["SecurityGroupIds"]["SecurityGroupId"])
+
+
+_NEXT_HOST = iter(range(140, 250))  # the module's emulator is shared: fresh addresses
+
+
+def _owned_hosts(emu: Emulator, cluster: Cluster, count: int, **extra: Any) -> list[str]:
+    from clusters.models import Node  # noqa: PLC0415
+
+    base = emu.vswitch["cidr"].rsplit(".", 1)[0]
+    made = []
+    for _ in range(count):
+        number = next(_NEXT_HOST)
+        address = f"{base}.{number}"
+        instance = emu.register_instance(f"own-{number}", address, **extra)
+        Node.objects.create(cluster=cluster, role="server", private_ip=address,
+                            ecs_instance_id=instance, ssh_password="pw")
+        made.append(instance)
+    return made
+
+
+def test_the_owners_instances_join_the_group_when_chosen_and_leave_it_at_destroy(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    Cluster.objects.filter(pk=cluster.pk).update(join_security_group=True)
+    cluster.refresh_from_db()
+    own = _owned_hosts(emu, cluster, 2)
+    before = {i: _groups_of_instance(emu, i) for i in own}
+    plan = [StepSpec("sg", "Group", "ecs.security_group"),
+            StepSpec("join", "Join", "ecs.join_group", ["sg"])]
+    run = engine.act(create_run, cluster, RunKind.TEST, plan)
+    engine.deliver_all()
+    assert step(run, "join").status == StepStatus.SUCCEEDED, step(run, "join").error
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    assert all(_groups_of_instance(emu, i) == [*before[i], group] for i in own)
+    assert len(calls(emu, "JoinSecurityGroup")) == 2
+    emu.control.clear_calls()
+    again = engine.act(create_run, cluster, RunKind.TEST, plan)
+    engine.deliver_all()
+    assert step(again, "join").status == StepStatus.SUCCEEDED
+    assert calls(emu, "JoinSecurityGroup") == []  # members already: nothing sent twice
+    gone = engine.act(create_run, cluster, RunKind.TEST, [
+        StepSpec("leave", "Leave", "ecs.leave_group"),
+        StepSpec("delete", "Delete", "ecs.delete_security_group", ["leave"])])
+    engine.deliver_all()
+    assert step(gone, "delete").status == StepStatus.SUCCEEDED, step(gone, "delete").error
+    assert all(_groups_of_instance(emu, i) == before[i] for i in own)  # theirs, kept
+    assert group not in groups_of(emu, cluster)
+
+
+def test_an_advanced_group_member_cannot_join_and_alibabas_error_is_shown(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    from aliyunsdkecs.request.v20140526.CreateSecurityGroupRequest import (  # noqa: PLC0415
+        CreateSecurityGroupRequest,
+    )
+
+    request = CreateSecurityGroupRequest()
+    request.set_VpcId(emu.vpc["vpc_id"])
+    request.set_SecurityGroupType("enterprise")
+    advanced = emu.call(request, sdk_client(emu))["SecurityGroupId"]
+    Cluster.objects.filter(pk=cluster.pk).update(join_security_group=True)
+    cluster.refresh_from_db()
+    (own,) = _owned_hosts(emu, cluster, 1, security_group_id=advanced)
+    run = engine.act(create_run, cluster, RunKind.TEST, [
+        StepSpec("sg", "Group", "ecs.security_group"),
+        StepSpec("join", "Join", "ecs.join_group", ["sg"])])
+    engine.deliver_all()
+    joined = step(run, "join")
+    assert joined.status == StepStatus.FAILED
+    assert f"{own} (" in joined.error and "InvalidSecurityGroupType.Mismatch" in joined.error
+    assert "RequestId" in joined.error and "all basic or all advanced" in joined.error
+    assert _groups_of_instance(emu, own) == [advanced]

@@ -65,7 +65,8 @@ OWN_PAGES = frozenset({
 #: URLs of one owner's cluster (its runs, steps, nodes): anyone else gets a 404.
 OWNER_ONLY = frozenset({
     "clusters:cluster", "clusters:cluster-live", "clusters:kubeconfig",
-    "clusters:cluster-destroy", "clusters:node-add", "clusters:node-remove",
+    "clusters:cluster-destroy", "clusters:node-add", "clusters:node-add-instances",
+    "clusters:node-remove",
     "clusters:node-host-key", "clusters:cluster-upgrade", "clusters:kubeconfig-renew",
     "clusters:run-retry", "clusters:run-cancel", "clusters:run-diagnostics",
     "clusters:run-status", "clusters:run-timeline", "clusters:step-log-lines",

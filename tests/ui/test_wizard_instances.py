@@ -333,3 +333,123 @@ def test_destroy_offers_to_keep_the_instances_the_panel_bought(user: Any,
     assert run.params["keep_instances"] is True
     keep = run.steps.get(key="ecs_instances_delete")
     assert keep.args == {"keep_instances": True}
+
+
+# --- an existing key pair of the region ------------------------------------------------------
+
+
+def _key_pair(world: Emulator, user: Any, name: str) -> str:
+    """A key pair imported into the region (ImportKeyPair through the SDK): its private key."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
+    from clusters.adapters.cloud import cloud_for_account  # noqa: PLC0415
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    account = CloudAccount.objects.filter(owner=user).first()
+    assert account is not None
+    cloud_for_account(account, world.region_id).import_key_pair(name, public)
+    return private
+
+
+def test_an_existing_key_pair_needs_its_own_private_key_kept_encrypted_never_shown(
+        at_hosts: Client, world: Emulator, user: Any) -> None:
+    from tests.ui.test_wizard import field_errors  # noqa: PLC0415
+
+    mine = _key_pair(world, user, f"ops-key-{user.pk}")
+    other = _key_pair(world, user, f"other-key-{user.pk}")
+    page = html.unescape(at_hosts.get(HOSTS).content.decode())
+    assert f'<option value="ops-key-{user.pk}">ops-key-{user.pk} · ' in page
+    assert "Let the panel make one (recommended)" in page
+    # Chosen without a key, with garbage, with another pair's key: refused by name.
+    name = f"ops-key-{user.pk}"
+    missing = at_hosts.post(HOSTS, order_post(key_pair=name))
+    assert f"Paste the private key of key pair {name}" in " ".join(
+        field_errors(missing, "order-key_pair_private_key"))
+    garbage = at_hosts.post(HOSTS, order_post(key_pair=name, key_pair_private_key="nope"))
+    assert "not a private key the panel can read" in " ".join(
+        field_errors(garbage, "order-key_pair_private_key"))
+    wrong = at_hosts.post(HOSTS, order_post(key_pair=name, key_pair_private_key=other))
+    errors = " ".join(field_errors(wrong, "order-key_pair_private_key"))
+    assert re.search(r"fingerprint is ([0-9a-f]{2}:){15}[0-9a-f]{2}, but key pair "
+                     + re.escape(name) + r" has ([0-9a-f]{2}:){15}[0-9a-f]{2}", errors), errors
+    assert other.splitlines()[1] not in wrong.content.decode()  # the pasted key: never echoed
+    assert not WizardState(at_hosts.session).get("hosts").get("order")
+    # The pair's own key: saved, encrypted in the session, not in the order, not shown again.
+    saved = at_hosts.post(HOSTS, order_post(key_pair=name, key_pair_private_key=mine))
+    assert saved.status_code == 302
+    state = WizardState(at_hosts.session)
+    assert state.get("hosts")["order"]["key_pair"] == name
+    assert state.get("hosts")["order_key"].strip() == mine.strip()
+    assert mine.splitlines()[1] not in repr(dict(at_hosts.session.items()))
+    again = at_hosts.get(HOSTS).content.decode()
+    assert mine.splitlines()[1] not in again and f'<option value="{name}" selected>' in again
+    zh = at_hosts.post(HOSTS, order_post(key_pair=name), HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+    assert f"请粘贴密钥对 {name} 的私钥" in html.unescape(zh.content.decode())
+    # Create: the cluster holds the key encrypted, as it would hold a generated one.
+    at_hosts.post(HOSTS, order_post(key_pair=name, key_pair_private_key=mine))
+    session = at_hosts.session
+    WizardState(session).put("k3s", {"k3s_version": "v1.32.5+k3s1", "k3s_channel": "",
+                                     "install_source": "official"})
+    session.save()
+    created = at_hosts.post(reverse("clusters:wizard-step", args=["review"]),
+                            {"billing_ack": "on"})
+    assert created.status_code == 302
+    from django.db import connection  # noqa: PLC0415
+
+    from clusters.models import Cluster  # noqa: PLC0415
+
+    cluster = Cluster.objects.get(owner=user, name="picked")
+    assert cluster.instance_order["key_pair"] == name
+    assert cluster.generated_ssh_key.strip() == mine.strip()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT generated_ssh_key FROM clusters_cluster WHERE id = %s",
+                       [cluster.pk])
+        (stored,) = cursor.fetchone()
+    assert mine.splitlines()[1] not in stored and "PRIVATE KEY" not in stored
+
+
+# --- the owner's instances in the cluster's security group: an explicit choice -----------------
+
+
+def test_joining_the_clusters_group_is_offered_off_with_its_rules_and_planned_when_chosen(
+        at_hosts: Client, world: Emulator, user: Any) -> None:
+    page = html.unescape(at_hosts.get(HOSTS).content.decode())
+    assert '<input type="checkbox" name="join_group">' in page  # off by default
+    assert "Add these instances to the cluster's security group" in page
+    assert "flannel VXLAN (UDP 8472) and the kubelet (TCP 10250)" in page
+    assert "must all be basic or all advanced" in page
+    zh = html.unescape(at_hosts.get(HOSTS, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9").content.decode())
+    assert "将这些实例加入集群的安全组" in zh
+    base = world.vswitch["cidr"].rsplit(".", 1)[0]
+    rows = host_rows({"private_ip": f"{base}.11"}, {"private_ip": f"{base}.12"},
+                     {"private_ip": f"{base}.13", "role": "agent"})
+    done = at_hosts.post(HOSTS, {**rows, "join_group": "on", "action": "next"})
+    assert done.status_code == 302
+    assert WizardState(at_hosts.session).get("hosts")["join_group"] is True
+    assert 'name="join_group" checked' in at_hosts.get(HOSTS).content.decode()
+    session = at_hosts.session
+    WizardState(session).put("k3s", {"k3s_version": "v1.32.5+k3s1", "k3s_channel": "",
+                                     "install_source": "official"})
+    session.save()
+    created = at_hosts.post(reverse("clusters:wizard-step", args=["review"]),
+                            {"billing_ack": "on"})
+    assert created.status_code == 302
+    from clusters.models import Cluster  # noqa: PLC0415
+    from clusters.operations.create import create_plan  # noqa: PLC0415
+    from clusters.operations.destroy import destroy_plan  # noqa: PLC0415
+
+    cluster = Cluster.objects.get(owner=user, name="picked")
+    assert cluster.join_security_group and not cluster.instance_order
+    plan = {s.key: s for s in create_plan(cluster)}
+    assert plan["ecs_group"].depends_on == ["preflight_cloud"]
+    assert plan["ecs_join"].handler == "ecs.join_group"
+    assert plan["preflight_hosts"].depends_on == ["ecs_join"]
+    gone = {s.key: s for s in destroy_plan(cluster)}
+    assert gone["ecs_group_leave"].depends_on == ["uninstall"]
+    assert "ecs_group_leave" in gone["ecs_group_delete"].depends_on

@@ -135,6 +135,23 @@ class EcsBuyApi:
         found = [k for k in items(body, "KeyPairs", "KeyPair") if k.get("KeyPairName") == name]
         return str(found[0].get("KeyPairFingerPrint", "")) if found else None
 
+    def key_pairs(self) -> list[tuple[str, str]]:
+        """Every key pair of the region (DescribeKeyPairs, 50 a page): (name, fingerprint),
+        by name."""
+        found: list[tuple[str, str]] = []
+        page = 1
+        while True:
+            request = DescribeKeyPairsRequest()
+            request.set_PageSize(50)
+            request.set_PageNumber(page)
+            body = self.client.call(request)
+            batch = items(body, "KeyPairs", "KeyPair")
+            found += [(str(k.get("KeyPairName", "")), str(k.get("KeyPairFingerPrint", "")))
+                      for k in batch]
+            if not batch or len(found) >= int(body.get("TotalCount") or 0):
+                return sorted(found)
+            page += 1
+
     def import_key_pair(self, name: str, public_key: str) -> str:
         """ImportKeyPair of an OpenSSH public key: its fingerprint."""
         request = ImportKeyPairRequest()

@@ -87,6 +87,7 @@ class Instance:
     cpu: int = 0
     memory_mib: int = 0
     tags: tuple[tuple[str, str], ...] = ()
+    security_group_ids: tuple[str, ...] = ()
 
     @property
     def private_ip(self) -> str:
@@ -110,7 +111,9 @@ class Instance:
                                         or "").split()),
                    instance_type=str(entry.get("InstanceType") or ""),
                    cpu=_int(entry.get("Cpu")), memory_mib=_int(entry.get("Memory")),
-                   tags=tuple(sorted(tags_of(entry).items())))
+                   tags=tuple(sorted(tags_of(entry).items())),
+                   security_group_ids=tuple(str(g) for g in items(
+                       entry, "SecurityGroupIds", "SecurityGroupId")))
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,14 @@ from aliyunsdkecs.request.v20140526.DescribeSecurityGroupAttributeRequest import
 from aliyunsdkecs.request.v20140526.DescribeSecurityGroupsRequest import (
     DescribeSecurityGroupsRequest,
 )
+from aliyunsdkecs.request.v20140526.JoinSecurityGroupRequest import JoinSecurityGroupRequest
+from aliyunsdkecs.request.v20140526.LeaveSecurityGroupRequest import LeaveSecurityGroupRequest
 from aliyunsdkecs.request.v20140526.RevokeSecurityGroupRequest import RevokeSecurityGroupRequest
 
 from clusters.adapters.aliyun.client import AliyunClient, check_client_token, pages, tag_list
 from clusters.adapters.aliyun.errors import CloudNotFound
 from clusters.adapters.aliyun.models import items
+from clusters.core.errors import StepError
 
 GROUP_PAGE_SIZE = 50   # DescribeSecurityGroups: PageSize at most 50
 RULE_BATCH = 100       # AuthorizeSecurityGroup / RevokeSecurityGroup: Permissions.N, N ≤ 100
@@ -154,6 +157,33 @@ class SecurityGroupApi:
         """DeleteSecurityGroup; False when it was already gone. DependencyViolation while an
         NLB still holds it (its leave job settling) is left to the caller to retry."""
         request = DeleteSecurityGroupRequest()
+        request.set_SecurityGroupId(group_id)
+        try:
+            self.client.call(request)
+        except CloudNotFound:
+            return False
+        return True
+
+    def join_security_group(self, instance_id: str, group_id: str) -> bool:
+        """JoinSecurityGroup (no ClientToken in the API: the caller checks membership
+        first); False when the instance was in the group already. Mixing a basic and an
+        advanced group on one instance is refused by ECS (InvalidSecurityGroupType.Mismatch
+        in the emulator), raised with its code and RequestId."""
+        request = JoinSecurityGroupRequest()
+        request.set_InstanceId(instance_id)
+        request.set_SecurityGroupId(group_id)
+        try:
+            self.client.call(request)
+        except StepError as exc:
+            if exc.code == "InvalidInstanceId.AlreadyExists":
+                return False
+            raise
+        return True
+
+    def leave_security_group(self, instance_id: str, group_id: str) -> bool:
+        """LeaveSecurityGroup; False when the instance (or its membership) is gone already."""
+        request = LeaveSecurityGroupRequest()
+        request.set_InstanceId(instance_id)
         request.set_SecurityGroupId(group_id)
         try:
             self.client.call(request)

@@ -22,7 +22,12 @@ from clusters.interface.forms.common import (
     with_initials,
 )
 from clusters.interface.forms.dashboard import ClusterFilterForm
-from clusters.interface.forms.day2 import AddNodeForm, KubeconfigForm, UpgradeForm
+from clusters.interface.forms.day2 import (
+    AddInstancesForm,
+    AddNodeForm,
+    KubeconfigForm,
+    UpgradeForm,
+)
 from clusters.interface.forms.wizard_account import AccountStepForm
 from clusters.interface.forms.wizard_datastore import DatastoreStepForm
 from clusters.interface.forms.wizard_hosts import (
@@ -44,6 +49,7 @@ __all__ = [
     "RDS_VERSIONS",
     "SSH_USER",
     "AccountStepForm",
+    "AddInstancesForm",
     "AddNodeForm",
     "ApiTokenForm",
     "BaseHostFormSet",

@@ -50,6 +50,31 @@ class AddNodeForm(HostForm):
         }
 
 
+class AddInstancesForm(forms.Form):
+    """How many new instances "Add instances" buys; each like the cluster's first ones (its
+    order, security group and key pair: operations.start_add_instances). The owner confirms
+    the billing (operations.billed_summary) before anything is bought."""
+
+    servers = forms.IntegerField(label=gettext_lazy("New servers"), initial=0, min_value=0,
+                                 max_value=9)
+    agents = forms.IntegerField(label=gettext_lazy("New agents"), initial=1, min_value=0,
+                                max_value=50)
+    confirm_billing = forms.BooleanField(
+        label=gettext_lazy("I understand the new instances are billed from their creation"),
+        required=True)
+
+    def __init__(self, *args: Any, cluster: Cluster, **kwargs: Any) -> None:
+        kwargs["prefix"] = "instances"
+        super().__init__(*args, **kwargs)
+        self.cluster = cluster
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if ("servers" in data and "agents" in data
+                and int(data["servers"]) + int(data["agents"]) < 1):
+            raise ValidationError(_("Add at least one server or agent."))
+        return data
+
 
 class UpgradeForm(forms.Form):
     """The target of an upgrade; valid only when clusters.operations.upgrade accepts it."""

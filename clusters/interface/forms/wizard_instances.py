@@ -19,6 +19,9 @@ from django.utils.translation import gettext_lazy as _
 
 from clusters.adapters.aliyun.ecs_buy import PublicImage, TypeOffer
 from clusters.adapters.aliyun.models import Instance
+from clusters.adapters.ssh import load_private_key, md5_fingerprint, same_fingerprint
+from clusters.core.errors import PermanentError
+from clusters.interface.forms.common import SecretTextarea
 from clusters.interface.forms.wizard_hosts import etcd_servers_problem
 from clusters.models import NodeRole
 
@@ -125,7 +128,11 @@ class InstanceOrderForm(forms.Form):
 
     The choices are what the zone sells now (clusters.adapters.wizard_checks.instance_choices);
     a choice the cloud no longer offers is refused at its field. The panel generates the key
-    pair (ImportKeyPair of its public half) and logs in as root with it."""
+    pair (ImportKeyPair of its public half) and logs in as root with it, or the instances
+    accept an existing key pair of the region (DescribeKeyPairs): then its private key is
+    pasted, read, and must match the key pair's fingerprint as ECS computes it (MD5 of the
+    public key blob, RFC 4716: clusters.adapters.ssh.md5_fingerprint); it is kept encrypted
+    and never shown again."""
 
     servers = forms.IntegerField(label=_("Servers"), initial=2, min_value=1, max_value=9)
     agents = forms.IntegerField(label=_("Agents"), initial=1, min_value=0, max_value=50)
@@ -139,12 +146,24 @@ class InstanceOrderForm(forms.Form):
         label=_("Public bandwidth (Mbit/s; 0: no public address)"), initial=0, min_value=0,
         max_value=100)
 
+    key_pair = forms.ChoiceField(label=_("SSH key pair"), required=False)
+    key_pair_private_key = forms.CharField(
+        label=_("Private key of the chosen key pair"), required=False, strip=False,
+        widget=SecretTextarea(attrs={"rows": 4, "autocomplete": "off", "spellcheck": "false"}),
+        help_text=_("Only for an existing key pair: paste its private key (not protected by a "
+                    "passphrase). It is stored encrypted and never shown again."))
+
     def __init__(self, *args: Any, types: Sequence[TypeOffer] = (),
                  images: Sequence[PublicImage] = (),
+                 key_pairs: Sequence[tuple[str, str]] = (),
                  datastore: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("prefix", "order")
         super().__init__(*args, **kwargs)
         self.datastore = datastore or {}
+        self.fingerprints = dict(key_pairs)
+        pair_field = cast(forms.ChoiceField, self.fields["key_pair"])
+        pair_field.choices = [("", _("Let the panel make one (recommended)"))] + [
+            (name, f"{name} · {fingerprint}") for name, fingerprint in key_pairs]
         type_field = cast(forms.ChoiceField, self.fields["instance_type"])
         type_field.choices = [(o.instance_type, f"{o.instance_type} · {o.cores} vCPU · "
                                                 f"{o.memory_gib:g} GiB") for o in types]
@@ -160,10 +179,46 @@ class InstanceOrderForm(forms.Form):
             raise forms.ValidationError(problem)
         return servers
 
+    def clean(self) -> dict[str, Any]:
+        """An existing key pair needs its private key, and the key must be that pair's."""
+        data = super().clean() or {}
+        name = data.get("key_pair") or ""
+        text = str(data.get("key_pair_private_key") or "").strip()
+        if not name:
+            data["key_pair_private_key"] = ""  # pasted for no pair: never kept
+            return data
+        if not text:
+            self.add_error("key_pair_private_key", _(
+                "Paste the private key of key pair %(name)s: the panel logs in to the new "
+                "instances with it.") % {"name": name})
+            return data
+        try:
+            pkey = load_private_key(text + "\n")
+        except PermanentError:
+            self.add_error("key_pair_private_key", _(
+                "This is not a private key the panel can read (an RSA, Ed25519 or ECDSA key "
+                "in PEM or OpenSSH format, without a passphrase: remove one with "
+                "ssh-keygen -p)."))
+            return data
+        found, wanted = md5_fingerprint(pkey), self.fingerprints.get(name, "")
+        if not same_fingerprint(found, wanted):
+            self.add_error("key_pair_private_key", _(
+                "This private key's fingerprint is %(found)s, but key pair %(name)s has "
+                "%(wanted)s (DescribeKeyPairs): paste the private key of that pair.")
+                % {"found": found, "name": name, "wanted": wanted})
+            return data
+        data["key_pair_private_key"] = text + "\n"
+        return data
+
+    def private_key(self) -> str:
+        """The pasted private key of the chosen key pair ('' when the panel makes one)."""
+        return str(self.cleaned_data.get("key_pair_private_key") or "")
+
     def order(self) -> dict[str, Any]:
-        """The cluster's instance_order (steps/ecs.py reads it)."""
+        """The cluster's instance_order (steps/ecs.py reads it); no secret in it."""
         data = self.cleaned_data
         return {"servers": data["servers"], "agents": data["agents"],
                 "instance_type": data["instance_type"], "image_id": data["image_id"],
                 "system_disk_category": "cloud_essd", "system_disk_gb": data["system_disk_gb"],
-                "public_bandwidth_mbps": data["public_bandwidth_mbps"], "key_pair": ""}
+                "public_bandwidth_mbps": data["public_bandwidth_mbps"],
+                "key_pair": data.get("key_pair") or ""}

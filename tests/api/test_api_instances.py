@@ -1,0 +1,114 @@
+"""The API's create with instances the panel buys (`instances` instead of `hosts`): checked by
+the wizard's own "create instances" form against what the emulator's zone sells now, with the
+same messages by field (`instances.<field>`); the schema documents it; a shown spec is fed
+back as it was given, the private key of an existing key pair never shown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from django.core.management import call_command
+
+from clusters.adapters.cloud import cloud_for_account
+from clusters.models import CloudAccount, Cluster
+from clusters.operations.create import create_plan
+from clusters.steps.ecs import generate_key_pair
+from sandbox.aliyun.testing import Emulator
+from sandbox.k3s.artifacts import ArtifactServer
+from tests.api.test_api import spec
+from tests.support.api import bearer, issue, post_json
+from tests.support.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+ORDER = {"servers": 3, "agents": 1, "instance_type": "ecs.g7.large",
+         "image_id": "ubuntu_24_04_x64_20G_alibase_20250722.vhd", "system_disk_gb": 60}
+
+
+@pytest.fixture
+def account(cloud: Emulator) -> CloudAccount:
+    return CloudAccount.objects.create(owner=make_user("ops"), name="main",
+                                       access_key_id=cloud.access_key_id,
+                                       access_key_secret=cloud.access_key_secret,
+                                       default_region=cloud.vpc["region_id"])
+
+
+def instances_spec(cloud: Emulator, account: CloudAccount, artifacts: ArtifactServer,
+                   **order: Any) -> dict[str, Any]:
+    return spec(cloud, account, artifacts, hosts=[], instances={**ORDER, **order},
+                datastore={"kind": "etcd"})
+
+
+def test_create_buys_the_instances_the_spec_orders(
+        cloud: Emulator, artifacts: ArtifactServer, account: CloudAccount) -> None:
+    api = bearer(issue(account.owner))
+    body = instances_spec(cloud, account, artifacts)
+    dry = post_json(api, "/api/v1/clusters/?dry_run=1", body)
+    assert dry.status_code == 200 and dry.json()["valid"] is True, dry.json()
+    whats = [item["what"] for item in dry.json()["billed"]["items"]]
+    assert [w for w in whats if w.startswith("ECS instance")] == [
+        "ECS instance s1 (Server, pay-as-you-go)", "ECS instance s2 (Server, pay-as-you-go)",
+        "ECS instance s3 (Server, pay-as-you-go)", "ECS instance a1 (Agent, pay-as-you-go)"]
+    created = post_json(api, "/api/v1/clusters/", body)
+    assert created.status_code == 202, created.json()
+    cluster = Cluster.objects.get(owner=account.owner)
+    assert cluster.instance_order == {
+        **ORDER, "system_disk_category": "cloud_essd", "public_bandwidth_mbps": 0,
+        "key_pair": ""}
+    assert cluster.nodes.count() == 0
+    assert [s.key for s in create_plan(cluster)][:4] == [
+        "ecs_keypair", "ecs_group", "ecs_check", "ecs_buy"]
+    shown = api.get(f"/api/v1/clusters/{cluster.code}/").json()["spec"]
+    assert shown["hosts"] == [] and shown["instances"]["servers"] == 3
+    shown["name"] = "api-copy"
+    again = post_json(api, "/api/v1/clusters/?dry_run=1", shown)
+    assert again.status_code == 200, again.json()
+
+
+def test_create_refuses_an_order_as_the_wizard_does_by_field(
+        cloud: Emulator, artifacts: ArtifactServer, account: CloudAccount) -> None:
+    api = bearer(issue(account.owner))
+    fields = post_json(api, "/api/v1/clusters/", instances_spec(
+        cloud, account, artifacts, instance_type="ecs.nope.large", servers=2,
+        system_disk_gb=10)).json()["fields"]
+    assert "not one of the available choices" in fields["instances.instance_type"][0]
+    assert fields["instances.servers"] and fields["instances.system_disk_gb"]
+    both = spec(cloud, account, artifacts, instances=ORDER)
+    fields = post_json(api, "/api/v1/clusters/", both).json()["fields"]
+    assert fields == {"instances": [
+        "Give either hosts or instances for the panel to buy, not both."]}
+    assert not Cluster.objects.exists()
+
+
+def test_an_existing_key_pair_takes_its_own_private_key_never_shown_back(
+        cloud: Emulator, artifacts: ArtifactServer, account: CloudAccount) -> None:
+    api = bearer(issue(account.owner))
+    private, public = generate_key_pair("ops")
+    cloud_for_account(account, cloud.vpc["region_id"]).import_key_pair("api-ops", public)
+    other, _ = generate_key_pair("other")
+    fields = post_json(api, "/api/v1/clusters/", instances_spec(
+        cloud, account, artifacts, key_pair="api-ops",
+        key_pair_private_key=other)).json()["fields"]
+    assert "but key pair api-ops has" in fields["instances.key_pair_private_key"][0]
+    created = post_json(api, "/api/v1/clusters/", instances_spec(
+        cloud, account, artifacts, key_pair="api-ops", key_pair_private_key=private))
+    assert created.status_code == 202, created.json()
+    cluster = Cluster.objects.get(owner=account.owner)
+    assert cluster.instance_order["key_pair"] == "api-ops"
+    assert cluster.generated_ssh_key.strip() == private.strip()
+    shown = api.get(f"/api/v1/clusters/{cluster.code}/").content.decode()
+    assert private.splitlines()[1] not in shown and "key_pair_private_key" not in shown
+    cloud_for_account(account, cloud.vpc["region_id"]).delete_key_pairs(["api-ops"])
+
+
+def test_the_schema_documents_the_order(tmp_path: Any) -> None:
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    schema = yaml.safe_load(out.read_text())
+    order = schema["components"]["schemas"]["InstancesSpecRequest"]["properties"]
+    assert {"servers", "agents", "instance_type", "image_id", "system_disk_gb",
+            "public_bandwidth_mbps", "key_pair", "key_pair_private_key"} <= set(order)
+    assert "never shown again" in order["key_pair_private_key"]["description"]
+    assert "InstancesSpecRequest" in str(schema["components"]["schemas"]["ClusterSpecRequest"])
