@@ -1,12 +1,14 @@
 """K3s's embedded etcd as the panel reads it over SSH: every member's health, the leader,
 and the snapshots `k3s etcd-snapshot` keeps.
 
-Why one server per check: etcd's client listener (https://<node-ip>:2379, K3s's etcd client
-certificate on every server) serves each member's /health (false without a leader or
-quorum: a linearizable read) and the v3 gateway's member list and status. So one SSH
-session to one server reads etcd's own member list (who is a member, who is a learner:
-the panel's rows may say otherwise, e.g. a server stuck in REMOVING is still a member) and
-asks every member in parallel, each curl bounded. Only when that server cannot list the
+Why one server per check: on a real K3s, etcd's 2379 speaks gRPC only and its JSON gateway
+is on https://127.0.0.1:2382, local to each server (pkg/etcd/etcd.go listenClientHTTPURLs;
+etcd-io/etcd#15402). So one SSH session to one server reads etcd's own member list and
+status there (who is a member, who is a learner, who leads: the panel's rows may say
+otherwise, e.g. a server stuck in REMOVING is still a member) and asks every member's
+kube-apiserver for /readyz?verbose (https://<node-ip>:6443, K3s's admin client certificate
+on the server), whose `etcd` check is a read through that member's own etcd (false without
+a leader or quorum), in parallel, each curl bounded. Only when that server cannot list the
 members is the next one asked (at most ASK_AT_MOST). A member that does not answer is
 counted as unhealthy: that is what it is to etcd's quorum. Nothing here writes to the
 cluster. A single server's own member (during an install or an upgrade) is still read on
@@ -147,7 +149,7 @@ def _ask_order(cluster: Cluster, servers: list[Node]) -> list[Node]:
 
 
 def _states(members: list[etcd.Member], answers: dict[int, etcd.MemberAnswer],
-            servers: list[Node]) -> list[MemberState]:
+            leader: str, servers: list[Node]) -> list[MemberState]:
     by_ip = {s.private_ip: s for s in servers}
     found = []
     for index, member in enumerate(members):
@@ -160,7 +162,7 @@ def _states(members: list[etcd.Member], answers: dict[int, etcd.MemberAnswer],
             text, code, params = _problem("not_started")
         elif answer is None or not answer.answered:
             text, code, params = _problem(
-                "no_answer", where=member.client_urls[0],
+                "no_answer", where=etcd.readyz_url(address),
                 detail=(answer.detail if answer else "") or "-")
         elif not answer.healthy:
             text, code, params = _problem("unhealthy", detail=answer.detail or "-")
@@ -168,7 +170,8 @@ def _states(members: list[etcd.Member], answers: dict[int, etcd.MemberAnswer],
             text, code, params = _problem("learner")
         else:
             text, code, params = "", "", {}
-        found.append(MemberState(address, label, healthy, bool(answer and answer.leader),
+        leads = bool(leader) and member.member_id == leader
+        found.append(MemberState(address, label, healthy, leads,
                                  text, code, params, member=member.name,
                                  learner=member.learner))
     listed = {m.address for m in members}
@@ -198,13 +201,15 @@ def read_members(cluster: Cluster) -> list[MemberState]:
                     problems.append(f"{server.private_ip}: etcd did not list its members "
                                     f"({(listed.stdout or listed.stderr).strip()[:200] or '-'})")
                     continue
-                urls = [m.client_urls[0] if m.client_urls else "" for m in members]
-                answers = session.run(etcd.member_health_script(urls), sudo=True,
+                # A member with no client URL has not started: nobody to ask.
+                addresses = [m.address if m.client_urls else "" for m in members]
+                answers = session.run(etcd.member_health_script(addresses), sudo=True,
                                       timeout=etcd.MEMBER_CURL_SECONDS * 2 + MEMBER_TIMEOUT)
         except StepError as exc:
             problems.append(f"{server.private_ip}: {exc}")
             continue
-        return _states(members, etcd.parse_member_health(answers.stdout), servers)
+        health, leader = etcd.parse_member_health(answers.stdout)
+        return _states(members, health, leader, servers)
     text, code, params = _problem("unlisted", detail="; ".join(problems)[:600])
     return [MemberState(s.private_ip, s.name or s.private_ip, False, False, text, code, params)
             for s in servers if s.is_live]

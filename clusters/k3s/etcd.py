@@ -466,14 +466,23 @@ def is_fallback_list(members: list[Member]) -> bool:
 
 
 # --- every member's health from one server --------------------------------------------------
-# etcd's client listener (K3s: https://127.0.0.1:2379 and https://<node-ip>:2379, client
-# certificates required; pkg/etcd/etcd.go clientURL/listenClientURLs) serves etcd's own
-# /health and the v3 JSON gateway (/v3/cluster/member/list, /v3/maintenance/status) as the
-# metrics listener does, so one server, with K3s's etcd client certificate
-# (server/tls/etcd/client.crt, pkg/daemons/control/deps/deps.go), can ask every member.
+# What a real K3s server offers (k3s-io/k3s pkg/etcd/etcd.go): etcd's client listener
+# https://<node-ip>:2379 and https://127.0.0.1:2379 serves gRPC only, because K3s sets
+# ListenClientHTTPURLs to https://127.0.0.1:2382 (listenClientHTTPURLs, "to free the listen
+# URLs for dedicated use by GRPC", etcd-io/etcd#15402): etcd's v3 JSON gateway (and its
+# /health) is on 127.0.0.1:2382, reachable only on the server itself. The metrics listener
+# http://127.0.0.1:2381 serves /health too. So the member list and the leader come from the
+# server SSHed to (2382, K3s's etcd client certificate server/tls/etcd/client.crt, CA
+# server/tls/etcd/server-ca.crt: pkg/daemons/control/deps/deps.go), and every member's health
+# from that member's kube-apiserver: https://<node-ip>:6443/readyz?verbose, whose `etcd`
+# check reads through the member's own etcd (K3s's apiserver uses --etcd-servers
+# https://127.0.0.1:2379), asked with K3s's admin client certificate
+# (server/tls/client-admin.crt/.key, CA server/tls/server-ca.crt: deps.go).
 
 ETCD_TLS_DIR = f"{DATA_DIR}/server/tls/etcd"
-LOCAL_CLIENT_URL = "https://127.0.0.1:2379"
+TLS_DIR = f"{DATA_DIR}/server/tls"
+LOCAL_HTTP_CLIENT_URL = "https://127.0.0.1:2382"
+APISERVER_PORT = 6443
 MEMBER_CURL_SECONDS = 3
 
 
@@ -483,67 +492,103 @@ def _etcd_curl(url: str, *extra: str) -> list[str]:
             "--key", f"{ETCD_TLS_DIR}/client.key", *extra, url]
 
 
+def _apiserver_curl(url: str) -> list[str]:
+    """curl as K3s's admin (system:admin, system:masters) to one server's kube-apiserver;
+    `-w` appends the HTTP status on a line of its own."""
+    return ["curl", "-sS", "--max-time", str(MEMBER_CURL_SECONDS),
+            "--cacert", f"{TLS_DIR}/server-ca.crt", "--cert", f"{TLS_DIR}/client-admin.crt",
+            "--key", f"{TLS_DIR}/client-admin.key", "-w", "\\n%{http_code}", url]
+
+
 def member_list_command() -> list[str]:
-    """The local member's view of the member list (served from its own state: it answers
-    without a quorum too, unlike a linearizable read)."""
-    return _etcd_curl(f"{LOCAL_CLIENT_URL}/v3/cluster/member/list", "-X", "POST", "-d", "{}")
+    """The local member's view of the member list through etcd's JSON gateway on
+    127.0.0.1:2382 (served from its own state: it answers without a quorum too)."""
+    return _etcd_curl(f"{LOCAL_HTTP_CLIENT_URL}/v3/cluster/member/list",
+                      "-X", "POST", "-d", "{}")
 
 
-def member_health_script(client_urls: list[str]) -> str:
-    """A shell script asking every member (in parallel, each curl bounded) for /health and
-    /v3/maintenance/status; one line per member: `<index>|<base64 health>|<base64 status>`.
-    Every URL is quoted (they come from etcd's answer)."""
-    lines = []
-    for index, url in enumerate(client_urls):
-        if not url:
+def status_command() -> list[str]:
+    """The local member's /v3/maintenance/status: its `leader` is the leader's member ID."""
+    return _etcd_curl(f"{LOCAL_HTTP_CLIENT_URL}/v3/maintenance/status",
+                      "-X", "POST", "-d", "{}")
+
+
+def readyz_url(address: str) -> str:
+    """A member's kube-apiserver health with every check listed (`[+]etcd ok`)."""
+    host = f"[{address}]" if ":" in address else address
+    return f"https://{host}:{APISERVER_PORT}/readyz?verbose"
+
+
+def member_health_script(addresses: list[str]) -> str:
+    """A shell script asking every member's kube-apiserver (in parallel, each curl bounded)
+    for /readyz?verbose, and the local member for /v3/maintenance/status; one line per member
+    `<index>|<base64 answer>` and one `status|<base64 answer>`. Every address is quoted (they
+    come from etcd's answer)."""
+    status = " ".join(shlex.quote(a) for a in status_command())
+    lines = [f'( s=$({status} 2>&1); printf "status|%s\\n" "$(printf %s "$s" | base64 -w0)" ) &']
+    for index, address in enumerate(addresses):
+        if not address:
             continue
-        base = url.rstrip("/")
-        health = " ".join(shlex.quote(a) for a in _etcd_curl(f"{base}/health"))
-        status = " ".join(shlex.quote(a) for a in _etcd_curl(
-            f"{base}/v3/maintenance/status", "-X", "POST", "-d", "{}"))
-        lines.append(f'( h=$({health} 2>&1); s=$({status} 2>&1); '
-                     f'printf "%s|%s|%s\\n" {index} "$(printf %s "$h" | base64 -w0)" '
-                     f'"$(printf %s "$s" | base64 -w0)" ) &')
+        ready = " ".join(shlex.quote(a) for a in _apiserver_curl(readyz_url(address)))
+        lines.append(f'( r=$({ready} 2>&1); '
+                     f'printf "%s|%s\\n" {index} "$(printf %s "$r" | base64 -w0)" ) &')
     lines.append("wait")
     return "\n".join(lines)
 
 
 @dataclass(frozen=True)
 class MemberAnswer:
-    """What one member answered: (healthy, etcd's reason or curl's error, leads)."""
+    """What one member's kube-apiserver said of etcd: (healthy, why not, answered at all)."""
 
     healthy: bool
     detail: str
-    leader: bool
     answered: bool
 
 
-def parse_member_health(text: str) -> dict[int, MemberAnswer]:
-    """member_health_script's output → index → answer."""
-    found: dict[int, MemberAnswer] = {}
-    for line in text.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) != 3 or not parts[0].isdigit():
-            continue
-        try:
-            health_text, status_text = (base64.b64decode(p).decode("utf-8", "replace")
-                                        for p in parts[1:])
-        except ValueError:
-            continue
-        healthy, reason = parse_health(health_text)
-        answered = health_text.lstrip().startswith("{")
-        detail = reason if answered else (health_text.strip().splitlines() or [""])[-1][:200]
-        found[int(parts[0])] = MemberAnswer(healthy, detail, _leads(status_text), answered)
-    return found
+_ETCD_CHECK = re.compile(r"^\[([+-])\]etcd (ok|failed.*)$")
 
 
-def _leads(status_text: str) -> bool:
-    """/v3/maintenance/status: this member leads when `leader` is its own header.member_id."""
+def parse_readyz(text: str) -> tuple[bool | None, str]:
+    """kube-apiserver's /readyz?verbose (curl's `-w` HTTP status last) → (etcd healthy, why
+    not); None when no apiserver answered with an etcd check (curl's error is the why). A
+    readyz still failing on post-start hooks says `[+]etcd ok`: etcd is fine then."""
+    lines = text.strip().splitlines()
+    for line in lines:
+        found = _ETCD_CHECK.match(line.strip())
+        if found:
+            return found.group(1) == "+", "" if found.group(1) == "+" else found.group(2)
+    said = [line for line in lines if line.strip() and not line.strip().isdigit()]
+    if lines and lines[-1].strip() not in ("", "000"):
+        return None, f"HTTP {lines[-1].strip()} without an etcd check: " \
+                     f"{(said or ['-'])[-1][:200]}"
+    return None, (said or ["no answer"])[-1][:200]
+
+
+def leader_id(status_text: str) -> str:
+    """/v3/maintenance/status → the leader's member ID ("" when there is none)."""
     try:
         status = json.loads(status_text)
     except ValueError:
-        return False
-    if not isinstance(status, dict) or not isinstance(status.get("header"), dict):
-        return False
-    leader = str(status.get("leader", "") or "")
-    return leader not in ("", "0") and leader == str(status["header"].get("member_id", ""))
+        return ""
+    leader = str(status.get("leader", "") or "") if isinstance(status, dict) else ""
+    return "" if leader == "0" else leader
+
+
+def parse_member_health(text: str) -> tuple[dict[int, MemberAnswer], str]:
+    """member_health_script's output → (index → answer, the leader's member ID)."""
+    answers: dict[int, tuple[bool | None, str]] = {}
+    leader = ""
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 2 or not (parts[0].isdigit() or parts[0] == "status"):
+            continue
+        try:
+            said = base64.b64decode(parts[1]).decode("utf-8", "replace")
+        except ValueError:
+            continue
+        if parts[0] == "status":
+            leader = leader_id(said)
+        else:
+            answers[int(parts[0])] = parse_readyz(said)
+    return {index: MemberAnswer(bool(healthy), detail, healthy is not None)
+            for index, (healthy, detail) in answers.items()}, leader

@@ -51,6 +51,11 @@ WARMING_UP = (b"[+]ping ok\n[+]log ok\n[+]etcd ok\n"
               b"[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\n"
               b"[+]shutdown ok\nreadyz check failed\n")
 
+# ... once every check passes (asked with ?verbose) ...
+PASSED = (b"[+]ping ok\n[+]log ok\n[+]etcd ok\n"
+          b"[+]poststarthook/start-apiextensions-controllers ok\n"
+          b"[+]poststarthook/rbac/bootstrap-roles ok\n[+]shutdown ok\n")
+
 # ... and once the apiserver cannot read from etcd (no quorum).
 ETCD_FAILED = (b"[+]ping ok\n[+]log ok\n[-]etcd failed: reason withheld\n"
                b"[+]poststarthook/start-apiextensions-controllers ok\n"
@@ -285,7 +290,9 @@ class Handler(BaseHTTPRequestHandler):
         self._request_body = self._read_request_body()
         url = urllib.parse.urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
-        query = dict(urllib.parse.parse_qsl(url.query))
+        # Blank values kept: `/readyz?verbose` is a flag with no value (kube-apiserver's
+        # healthz handler: r.URL.Query()["verbose"]).
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         try:
             if path == "/ping":
                 self._send(200, b"pong", "text/plain")
@@ -467,6 +474,12 @@ class Handler(BaseHTTPRequestHandler):
                 and self.ctx.member is not None and not self.ctx.member.store.healthy():
             # kube-apiserver's etcd check: a read that fails within 2 s without quorum.
             self._send(500, ETCD_FAILED, "text/plain; charset=utf-8")
+        elif path in ("/readyz", "/livez", "/healthz") and method == "GET" \
+                and "verbose" in query:
+            # k8s.io/apiserver pkg/server/healthz: with ?verbose every check, then "<name>
+            # check passed"; without it a bare "ok".
+            self._send(200, PASSED + f"{path[1:]} check passed\n".encode(),
+                       "text/plain; charset=utf-8")
         elif path in ("/readyz", "/livez", "/healthz") and method == "GET":
             self._send(200, b"ok", "text/plain; charset=utf-8")
         elif path == "/version":

@@ -331,22 +331,48 @@ def test_health_lists_snapshots_only_after_a_scheduled_time(settings: object) ->
 
 
 def test_every_member_is_read_from_one_server_s_answer() -> None:
-    """member_health_script's lines: each member's /health and /v3/maintenance/status."""
-    def line(index: int, health: str, status: str) -> str:
-        return "|".join([str(index), base64.b64encode(health.encode()).decode(),
-                         base64.b64encode(status.encode()).decode()])
+    """member_health_script's lines: each member's kube-apiserver /readyz?verbose (curl's -w
+    HTTP status last) and the local member's /v3/maintenance/status (the leader's ID)."""
+    def line(index: object, said: str) -> str:
+        return f"{index}|{base64.b64encode(said.encode()).decode()}"
     text = "\n".join([
-        line(0, '{"health":"true","reason":""}',
-             '{"header":{"member_id":"111"},"leader":"111"}'),
-        line(2, "curl: (7) Failed to connect to 10.0.1.13 port 2379", ""),
-        line(1, '{"health":"false","reason":"RAFT NO LEADER"}', '{"header":{"member_id":"2"}}'),
+        line(0, "[+]ping ok\n[+]log ok\n[+]etcd ok\n[+]shutdown ok\nreadyz check passed\n200"),
+        line(2, "curl: (7) Failed to connect to 10.0.1.13 port 6443\n000"),
+        line(1, "[+]ping ok\n[-]etcd failed: reason withheld\nreadyz check failed\n500"),
+        line(3, "[+]etcd ok\n[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\n"
+                "readyz check failed\n500"),  # still starting: etcd is fine
+        line(4, '{"kind":"Status","reason":"Forbidden"}\n403'),
+        line("status", '{"header":{"member_id":"111"},"leader":"222"}'),
     ])
-    answers = etcd.parse_member_health(text)
-    assert answers[0] == etcd.MemberAnswer(True, "", True, True)
-    assert answers[1] == etcd.MemberAnswer(False, "RAFT NO LEADER", False, True)
-    assert answers[2].answered is False and "port 2379" in answers[2].detail
-    script = etcd.member_health_script(["https://10.0.1.11:2379", "", "https://x';rm -rf /:2379"])
-    assert script.count(") &") == 2 and "'https://x'\"'\"';rm -rf /:2379/health'" in script
+    answers, leader = etcd.parse_member_health(text)
+    assert leader == "222"
+    assert answers[0] == etcd.MemberAnswer(True, "", True)
+    assert answers[1] == etcd.MemberAnswer(False, "failed: reason withheld", True)
+    assert answers[2].answered is False and "port 6443" in answers[2].detail
+    assert answers[3] == etcd.MemberAnswer(True, "", True)
+    assert answers[4].answered is False and "HTTP 403" in answers[4].detail
+    assert etcd.parse_member_health(line("status", '{"leader":"0"}'))[1] == ""
+    script = etcd.member_health_script(["10.0.1.11", "", "x';rm -rf /"])
+    assert script.count(") &") == 3
+    assert "'https://x'\"'\"';rm -rf /:6443/readyz?verbose'" in script
+    assert "https://10.0.1.11:6443/readyz?verbose" in script
+
+
+def test_the_panel_asks_only_what_a_real_k3s_server_serves() -> None:
+    """K3s's etcd serves gRPC only on 2379 (ListenClientHTTPURLs https://127.0.0.1:2382,
+    k3s-io/k3s pkg/etcd/etcd.go listenClientHTTPURLs; etcd-io/etcd#15402): the JSON gateway
+    is asked on 127.0.0.1:2382, every member through its apiserver's 6443, never on 2379."""
+    commands = [" ".join(etcd.member_list_command()), " ".join(etcd.status_command()),
+                etcd.member_health_script(["10.0.1.11", "10.0.1.12"])]
+    assert all(":2379" not in command for command in commands), commands
+    assert "https://127.0.0.1:2382/v3/cluster/member/list" in commands[0]
+    assert "https://127.0.0.1:2382/v3/maintenance/status" in commands[1]
+    assert "/var/lib/rancher/k3s/server/tls/etcd/client.crt" in commands[0]
+    assert "/var/lib/rancher/k3s/server/tls/client-admin.crt" in commands[2]
+    assert "/var/lib/rancher/k3s/server/tls/server-ca.crt" in commands[2]
+
+
+def test_db_info_and_the_gateway_list_members() -> None:
     members = etcd.parse_db_info(
         '{"members":[{"ID":"11","name":"s1-ab12cd34","peerURLs":["https://10.0.1.11:2380"],'
         '"clientURLs":["https://10.0.1.11:2379"]},{"ID":12,"peerURLs":["https://10.0.1.14:2380"],'
