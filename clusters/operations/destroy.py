@@ -73,14 +73,18 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False,
     if cluster.network_order or cluster.resources.filter(kind__in=("vpc", "vswitch")).exists():
         # The VPC and vSwitch the panel created (steps/network.py), last: the vSwitch once
         # nothing holds an address in it (instances, load balancer, RDS), the VPC once its
-        # vSwitch and the nodes' security group are gone. Never a VPC the owner chose.
+        # vSwitch and the nodes' security group are gone. Never a VPC the owner chose, and
+        # not while a kept RDS instance or kept instances still hold addresses in it.
+        network_args = {"keep_instances": keep_instances,
+                        "keep_database": keep_database
+                        and cluster.datastore_kind == DatastoreKind.RDS}
         specs += [
             StepSpec("vswitch_delete", gettext_noop("Delete the vSwitch the panel created"),
                      "vpc.delete_vswitch",
                      [*finished, *(["ecs_instances_delete"] if "ecs_group_delete" in finished
-                                   else [])], {"keep_instances": keep_instances}),
+                                   else [])], network_args),
             StepSpec("vpc_delete", gettext_noop("Delete the VPC the panel created"),
-                     "vpc.delete", ["vswitch_delete"], {"keep_instances": keep_instances}),
+                     "vpc.delete", ["vswitch_delete"], network_args),
         ]
         finished.append("vpc_delete")
     specs.append(StepSpec("finish", gettext_noop("Close the ledger and mark the cluster destroyed"),

@@ -176,6 +176,10 @@ def _delete(ctx: StepContext, kind: str, what: str) -> Outcome:
         return Skip(f"the panel created no {what} for this cluster")
     if ctx.args.get("keep_instances"):
         return Skip(f"kept with the instances, which are still in the {what}")
+    if ctx.args.get("keep_database"):
+        # The kept RDS instance holds an address in the vSwitch: deleting it would wait on
+        # DependencyViolation until the step's deadline and the destroy would never finish.
+        return Skip(f"kept with the RDS instance, which is still in the {what}")
     api = cloud.cloud_for(cluster)
     ids = {row.provider_id for row in rows if row.provider_id}
     code = str(cluster.code)

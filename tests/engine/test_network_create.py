@@ -256,3 +256,21 @@ def test_a_sold_out_type_fails_before_the_network_is_created(
     assert "sells now (DescribeAvailableResource): " in failed.error
     assert "ecs.g8i.large (2 vCPU, 8 GiB)" in failed.error
     assert calls(emu, "CreateVpc") == [] and tagged(emu, cluster) == ([], [])
+
+
+def test_destroy_keeping_the_rds_keeps_the_network_it_sits_in(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """"Keep the RDS" on a network the panel created: the kept instance holds an address in
+    the vSwitch, so the vSwitch and VPC stay (skipped, said why) instead of waiting on
+    DependencyViolation until the step's deadline and never finishing the destroy."""
+    start(engine, cluster, NETWORK)
+    settle(engine)
+    cluster.refresh_from_db()
+    destroy = {spec.key: spec for spec in destroy_plan(cluster, keep_database=True)}
+    assert destroy["vswitch_delete"].args["keep_database"] is True
+    run = start(engine, cluster, [
+        StepSpec("vsw", "vSwitch", "vpc.delete_vswitch", [], destroy["vswitch_delete"].args),
+        StepSpec("vpc", "VPC", "vpc.delete", ["vsw"], destroy["vpc_delete"].args)])
+    settle(engine)
+    assert {step(run, key).status for key in ("vsw", "vpc")} == {StepStatus.SKIPPED}
+    assert tagged(emu, cluster)[0] and tagged(emu, cluster)[1]  # both still there
