@@ -28,7 +28,7 @@ from clusters.core.errors import PermanentError, StepError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.models import Cluster, ResourceState
+from clusters.models import CloudResource, Cluster, ResourceState
 from clusters.steps import ecs
 
 VPC_KIND = "vpc"
@@ -128,12 +128,18 @@ def create_vpc(ctx: StepContext) -> Outcome:
                   if v.vpc_id == vpc_id), None)
     if found is None or found.status != "Available":
         return _wait_available(ctx, f"VPC {vpc_id}", found.status if found else "")
-    cloud.record(resource, state=ResourceState.PRESENT)
-    if cluster.vpc_id != vpc_id:
-        cluster.vpc_id = vpc_id
-        cluster.save(update_fields=["vpc_id"])
+    _name_on_cluster(resource, cluster, "vpc_id")
     ctx.say(f"VPC {vpc_id} ({found.cidr}) is Available")
     return Done({"vpc_id": vpc_id, "cidr": found.cidr})
+
+
+def _name_on_cluster(resource: CloudResource, cluster: Cluster, field: str) -> None:
+    """An Available VPC or vSwitch: its ledger row present, and the cluster naming it (`field`,
+    vpc_id or vswitch_id) as if the owner had chosen it."""
+    cloud.record(resource, state=ResourceState.PRESENT)
+    if getattr(cluster, field) != resource.provider_id:
+        setattr(cluster, field, resource.provider_id)
+        cluster.save(update_fields=[field])
 
 
 @step_handler("vswitch.create")
@@ -159,10 +165,7 @@ def create_vswitch(ctx: StepContext) -> Outcome:
                   if s.vswitch_id == vswitch_id), None)
     if found is None or found.status != "Available":
         return _wait_available(ctx, f"vSwitch {vswitch_id}", found.status if found else "")
-    cloud.record(resource, state=ResourceState.PRESENT)
-    if cluster.vswitch_id != vswitch_id:
-        cluster.vswitch_id = vswitch_id
-        cluster.save(update_fields=["vswitch_id"])
+    _name_on_cluster(resource, cluster, "vswitch_id")
     ctx.say(f"vSwitch {vswitch_id} ({found.cidr}, zone {found.zone_id}) is Available")
     return Done({"vswitch_id": vswitch_id, "cidr": found.cidr})
 
