@@ -66,14 +66,7 @@ def run_plan(engine: InProcessEngine, cluster: Cluster, specs: list[StepSpec],
 
 
 def settle(engine: InProcessEngine, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while engine.queue:
-        assert time.monotonic() < deadline, "the run did not settle"
-        message = engine.queue.pop(0)
-        if message.countdown > 0:
-            time.sleep(0.2)
-            time_passes(message.countdown)
-        engine.deliver(message)
+    engine.settle(seconds, pause=0.2)
 
 
 def tagged_instances(emu: Emulator, cluster: Cluster) -> list[dict[str, Any]]:
