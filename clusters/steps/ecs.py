@@ -324,7 +324,7 @@ def _order(cluster: Cluster, group_id: str, key_pair: str, slot: str, amount: in
         public_bandwidth_mbps=int(order.get("public_bandwidth_mbps") or 0))
 
 
-def _refused(api: AliyunCloud, cluster: Cluster, error: StepError, count: int,
+def _refused(api: AliyunCloud, cluster: Cluster, error: StepError, count: int, *,
              bought: list[tuple[str, str]] | None = None,
              missing: list[str] | None = None) -> PermanentError:
     """A stock or quota refusal in words that are true of what happened: `bought` are the

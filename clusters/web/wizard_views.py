@@ -329,11 +329,7 @@ def _host_rows_step(request: SignedInRequest, state: wizard.WizardState) -> Http
     post, rows = _keep_host_secrets(state, request.POST)
     saved_secrets = state.host_secrets()
     if host_rows.is_row_action(action):
-        edited = host_rows.edit_rows(action, rows, request.POST, listed.instances)
-        rows = edited.rows
-        for problem in edited.errors:
-            messages.error(request, problem)
-        _flash_warnings(request, edited.warnings)
+        rows = _edit_rows(request, action, rows, listed)
     elif action == "generate_key":
         state.generate_keypair()
         keypair = state.keypair()
@@ -368,6 +364,16 @@ def _host_rows_step(request: SignedInRequest, state: wizard.WizardState) -> Http
     formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows,
                           form_kwargs={"saved": saved_secrets})
     return _hosts_page(request, formset, tests, keypair, listed=listed, typed=rows)
+
+
+def _edit_rows(request: SignedInRequest, action: str, rows: list[dict[str, Any]],
+               listed: _VpcInstances) -> list[dict[str, Any]]:
+    """Add, remove or pick rows (clusters.interface.host_rows) and say what came of it."""
+    edited = host_rows.edit_rows(action, rows, request.POST, listed.instances)
+    for problem in edited.errors:
+        messages.error(request, problem)
+    _flash_warnings(request, edited.warnings)
+    return edited.rows
 
 
 def _test_host(state: wizard.WizardState, post: QueryDict, request: SignedInRequest,

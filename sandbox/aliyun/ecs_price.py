@@ -40,7 +40,7 @@ Prices: the stand-in's own table (CNY, China site, every region and zone alike),
 not Alibaba's quote: a pay-as-you-go hourly price per instance type, ESSD and other disks by
 the GiB-hour, fixed bandwidth (PayByBandwidth) by the Mbit/s-hour (dearer above 5 Mbit/s);
 PayByTraffic bandwidth costs nothing by the hour (traffic is billed by the GB, 0.8 CNY: not
-part of an hourly quote). Week, Month and Year are subscription prices: 168 h × 0.7, 730 h ×
+part of an hourly quote). Week, Month and Year are subscription prices: 168 h x 0.7, 730 h x
 0.6, and a year of months with a 15% rule (RuleId 587, as the reference's example).
 """
 
@@ -202,7 +202,7 @@ def _detail(resource: str, original: float, discount_share: float,
     Param("SpotStrategy", enum=("NoSpot", "SpotWithPriceLimit", "SpotAsPriceGo")),
 ))
 def describe_price(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
-    """The price of `Amount` instances of one configuration for one PriceUnit × Period."""
+    """The price of `Amount` instances of one configuration for one PriceUnit x Period."""
     ctx.require_region()
     resource = params["ResourceType"] or "instance"
     if resource not in RESOURCE_TYPES:
