@@ -16,9 +16,10 @@ Sources:
   SubRules.Rule[]}}, PriceInfo.Rules.Rule[].{RuleId, Description}). TradePrice "is the
   original price minus the discount"; DiscountPrice is the discount.
 - Error codes and messages: the DescribePrice API reference's error table (Alibaba's ECS
-  documentation, as mirrored in github.com/SkyeYXL/ecs cn.zh-CN/API参考/其他接口/
-  DescribePrice.md): 400 `InvalidInstanceType.ValueNotSupported` "The specified InstanceType
-  does not exist or beyond the permitted range.", 404 `InvalidInstanceType.Missing`, 404
+  documentation, help.aliyun.com/zh/ecs/developer-reference/api-ecs-2014-05-26-describeprice,
+  as mirrored in github.com/SkyeYXL/ecs cn.zh-CN/API参考/其他接口/DescribePrice.md):
+  400 `InvalidInstanceType.ValueNotSupported` "The specified InstanceType does not exist
+  or beyond the permitted range.", 404 `InvalidInstanceType.Missing`, 404
   `InvalidImageId.NotFound`, 400 `InvalidSystemDiskCategory.ValueNotSupported`, 400
   `InvalidSystemDiskSize.LessThanImageSize`, 400 `InvalidSystemDiskSize.ValueNotSupported`,
   400 `InvalidInternetChargeType.ValueNotSupported`, 400
