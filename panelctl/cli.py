@@ -198,7 +198,7 @@ def clusters_create(path: Any, ssh_key_file: str | None, dry_run: bool, wait: bo
               help="Keep the ECS instances the panel bought (they stay billed).")
 @WATCH
 @handled
-def clusters_destroy(name: str, confirm: str | None, keep_database: bool,  # noqa: PLR0917
+def clusters_destroy(name: str, confirm: str | None, keep_database: bool,
                      keep_instances: bool, wait: bool) -> None:
     """Delete everything the cluster bought and take K3s off its hosts."""
     api = client()
