@@ -207,12 +207,6 @@ def test_a_host_added_by_address_joins_the_bought_group_and_reaches_the_other_no
         timeout=240)
     assert added.status == RunStatus.SUCCEEDED, failures_of(added)
     cluster = Cluster.objects.get(pk=cluster.pk)
-    group = CloudResource.objects.get(cluster=cluster, kind="ecs_security_group").provider_id
-    (listed,) = cloud_for(cluster).describe_instances_by_ids([world.instance_ids[host.ip]])
-    assert group in listed.security_group_ids
-    # Recorded, so the node's removal and destroy take it out again (ecs.leave_group).
-    assert CloudResource.objects.get(cluster=cluster, kind__startswith="ecs_join_",
-                                     deleted_at__isnull=True).provider_id == listed.instance_id
     kubeconfig = tmp_path / "kubeconfig.yaml"
     kubeconfig.write_text(cluster.kubeconfig)
     shown = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "nodes",
@@ -223,3 +217,9 @@ def test_a_host_added_by_address_joins_the_bought_group_and_reaches_the_other_no
     for node, peer in ((agent, server), (server, agent)):
         assert until(lambda node=node, peer=peer: pod_network(node) == {
             peer.private_ip: "reachable"}), (node.private_ip, pod_network(node))
+    group = CloudResource.objects.get(cluster=cluster, kind="ecs_security_group").provider_id
+    (listed,) = cloud_for(cluster).describe_instances_by_ids([world.instance_ids[host.ip]])
+    assert group in listed.security_group_ids
+    # Recorded, so the node's removal and destroy take it out again (ecs.leave_group).
+    assert CloudResource.objects.get(cluster=cluster, kind__startswith="ecs_join_",
+                                     deleted_at__isnull=True).provider_id == listed.instance_id
