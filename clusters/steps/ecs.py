@@ -504,8 +504,8 @@ def delete_instances(ctx: StepContext) -> Outcome:
             node is None and (cluster.instance_order or {}).get("keep_instances")):
         for row in rows:
             cloud.record(row, state=ResourceState.DELETED, kept=True)
-        kept = ", ".join(row.provider_id for row in rows if row.provider_id)
-        return Skip(f"the owner chose to keep {'instance ' + kept if node else 'the instances'}"
+        which = ", ".join(row.provider_id for row in rows if row.provider_id)
+        return Skip(f"the owner chose to keep {'instance ' + which if node else 'the instances'}"
                     ": they stay, and stay billed")
     api = cloud.cloud_for(cluster)
     # An instance kept when its node was removed carries the tag still: never released.
@@ -629,10 +629,10 @@ def leave_group(ctx: StepContext) -> Outcome:
     """The owner's instances leave the nodes' group they were added to (before it is
     deleted; with `node_id`, only that node's, once it has left the cluster); the instances
     themselves are theirs and stay."""
-    rows = ctx.cluster.resources.filter(kind__startswith=JOIN_KIND, deleted_at__isnull=True)
+    joins = ctx.cluster.resources.filter(kind__startswith=JOIN_KIND, deleted_at__isnull=True)
     if ctx.args.get("node_id") is not None:
-        rows = rows.filter(kind=f"{JOIN_KIND}{ctx.args['node_id']}")
-    rows = list(rows)
+        joins = joins.filter(kind=f"{JOIN_KIND}{ctx.args['node_id']}")
+    rows = list(joins)
     if not rows:
         return Skip("no instance of the owner was added to the nodes' group")
     api = cloud.cloud_for(ctx.cluster)
