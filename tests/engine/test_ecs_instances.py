@@ -413,3 +413,9 @@ def test_removing_a_bought_node_releases_its_instance_only_or_keeps_it_when_aske
     assert group.status == StepStatus.SKIPPED, group.error
     assert f"kept with instance {second.ecs_instance_id}" in group.wait_reason
     assert calls(emu, "DeleteSecurityGroup") == []
+    # A network the panel created stays with the kept instance too (it holds an address).
+    Cluster.objects.filter(pk=cluster.pk).update(network_order={"vpc_cidr": "10.0.0.0/16"})
+    cluster.refresh_from_db()
+    network = {s.key: s.args for s in destroy_plan(cluster)}
+    assert network["vswitch_delete"]["keep_instances"] is True
+    assert network["vpc_delete"]["keep_instances"] is True
