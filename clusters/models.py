@@ -402,6 +402,7 @@ class Node(models.Model):
     # Not stored: what the cluster page's Remove button says (web.cluster_page.annotate_removal).
     removable: bool
     removal_note: StrOrPromise
+    instance_note: str
 
     objects = NodeQuerySet.as_manager()
 

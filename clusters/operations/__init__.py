@@ -15,6 +15,7 @@ clusters.adapters, clusters.k3s, clusters.core, clusters.models; never clusters.
 clusters.web (checked by .importlinter).
 """
 
+from clusters.adapters.instance_order import bought_instance_ids
 from clusters.operations.allowlist import start_allowlist_change
 from clusters.operations.create import start_create
 from clusters.operations.destroy import confirm_problem, start_destroy
@@ -35,7 +36,9 @@ from clusters.operations.nodes import (
     etcd_even_warning,
     etcd_quorum_problem,
     ha_warning,
+    instance_removal_note,
     instances_refusal,
+    removal_details,
     removal_warning,
     servers_left_after,
     start_add_instances,
@@ -58,6 +61,7 @@ __all__ = [
     "accept_host_key",
     "active_run",
     "billed_summary",
+    "bought_instance_ids",
     "cancel",
     "confirm_problem",
     "diagnosing",
@@ -65,11 +69,13 @@ __all__ = [
     "etcd_quorum_problem",
     "ha_warning",
     "host_key_refusal",
+    "instance_removal_note",
     "instances_refusal",
     "issue_kube_credential",
     "kube_credential_details",
     "kube_credential_refusal",
     "on_run_finished",
+    "removal_details",
     "removal_warning",
     "request_health_check",
     "request_snapshot_refresh",

@@ -75,7 +75,11 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False,
         # nothing holds an address in it (instances, load balancer, RDS), the VPC once its
         # vSwitch and the nodes' security group are gone. Never a VPC the owner chose, and
         # not while a kept RDS instance or kept instances still hold addresses in it.
-        network_args = {"keep_instances": keep_instances,
+        # An instance kept when its node was removed (remove_node_plan) holds an address in
+        # the vSwitch too: the network stays with it, as with "keep the instances".
+        kept_one = cluster.resources.filter(kind__startswith="ecs_instance_",
+                                            attributes__kept=True).exists()
+        network_args = {"keep_instances": keep_instances or kept_one,
                         "keep_database": keep_database
                         and cluster.datastore_kind == DatastoreKind.RDS}
         specs += [

@@ -29,7 +29,10 @@ from clusters.adapters.aliyun import AliyunCloud, IngressRule, InstanceOrder
 from clusters.adapters.instance_order import (
     ECS_SECURITY_GROUP_KIND,
     INSTANCE_KIND,
+    JOIN_KIND,
     KEY_PAIR_KIND,
+    bought_instance_ids,
+    listed_node_ids,
     run_slots,
 )
 from clusters.core.errors import PermanentError, StepError, TransientError
@@ -191,6 +194,15 @@ def delete_security_group(ctx: StepContext) -> Outcome:
     ids |= {g.security_group_id for g in api.security_groups_by_tag(cloud.TAG_KEY,
                                                                      str(cluster.code))
             if is_node_group(cluster, g.name)}
+    # An instance the owner kept when its node was removed (delete_instances with
+    # keep_instances) is still in the group: it stays with it, as with "keep the instances".
+    kept = [row.provider_id for row in cluster.resources.filter(kind__startswith=INSTANCE_KIND)
+            if row.attributes.get("kept") and row.provider_id]
+    holding = sorted(i.instance_id for i in api.describe_instances_by_ids(kept)
+                     if ids & set(i.security_group_ids)) if kept else []
+    if holding:
+        return Skip(f"kept with instance {', '.join(holding)}, still in it (the owner kept "
+                    "it when its node was removed)")
     for group_id in sorted(ids):
         try:
             deleted = api.delete_security_group(group_id)
@@ -498,19 +510,38 @@ def _nodes_for(cluster: Cluster, slots: list[tuple[str, str]], ids: dict[str, st
 @step_handler("ecs.delete_instances")
 def delete_instances(ctx: StepContext) -> Outcome:
     """Release the instances the panel bought (its ledger and its tag), never another; or
-    keep them when the owner chose to ("keep the instances")."""
+    keep them when the owner chose to ("keep the instances"). With `node_id` (a node's
+    removal) only that node's instance, when the panel bought it: no tag search, so no
+    other instance of the cluster is touched. DeleteInstances carries a ClientToken derived
+    from the ids it releases (a re-sent call is the same request); the step waits until
+    DescribeInstances no longer lists them."""
     cluster = ctx.cluster
     rows = list(cluster.resources.filter(kind__startswith=INSTANCE_KIND,
                                          deleted_at__isnull=True))
+    node = None
+    if ctx.args.get("node_id") is not None:
+        node = Node.objects.get(pk=ctx.args["node_id"], cluster_id=cluster.pk)
+        rows = [row for row in rows if node.ecs_instance_id
+                and row.provider_id == node.ecs_instance_id]
+        if not rows:
+            return Skip(f"{node.private_ip} is not an instance the panel bought (or it was "
+                        "released already): it stays")
     if not rows:
         return Skip("the panel bought no instance for this cluster")
-    if ctx.args.get("keep_instances") or (cluster.instance_order or {}).get("keep_instances"):
+    if ctx.args.get("keep_instances") or (
+            node is None and (cluster.instance_order or {}).get("keep_instances")):
         for row in rows:
             cloud.record(row, state=ResourceState.DELETED, kept=True)
-        return Skip("the owner chose to keep the instances: they stay, and stay billed")
+        which = ", ".join(row.provider_id for row in rows if row.provider_id)
+        return Skip(f"the owner chose to keep {'instance ' + which if node else 'the instances'}"
+                    ": they stay, and stay billed")
     api = cloud.cloud_for(cluster)
-    tagged = {i.instance_id for i in api.find_instances_by_tag(cloud.TAG_KEY, str(cluster.code))
-              if dict(i.tags).get(NODE_TAG)}
+    # An instance kept when its node was removed carries the tag still: never released.
+    kept = {row.provider_id for row in cluster.resources.filter(kind__startswith=INSTANCE_KIND)
+            if row.attributes.get("kept")}
+    tagged = set() if node else {
+        i.instance_id for i in api.find_instances_by_tag(cloud.TAG_KEY, str(cluster.code))
+        if dict(i.tags).get(NODE_TAG) and i.instance_id not in kept}
     ids = sorted({row.provider_id for row in rows if row.provider_id} | tagged)
     listed = api.describe_instances_by_ids(ids)
     # ECS releases a Running (Force) or Stopped instance; one still Pending, Starting or
@@ -520,8 +551,11 @@ def delete_instances(ctx: StepContext) -> Outcome:
     ready = [i.instance_id for i in listed if i.status in ("Running", "Stopped")]
     if ready:
         digest = hashlib.sha256(",".join(sorted(ready)).encode()).hexdigest()[:16]
-        api.delete_instances(ready, client_token=f"{cloud.client_token(cluster, 'ecs')[:44]}"
-                             f"-del-{digest}")
+        token = f"{cloud.client_token(cluster, 'ecs')[:44]}-del-{digest}"
+        for row in rows:
+            if row.provider_id in ready:
+                cloud.record(row, delete_token=token)  # intent first, then the call
+        api.delete_instances(ready, client_token=token)
         ctx.say(f"Releasing {', '.join(ready)}")
     if listed:
         ctx.memo.setdefault("deadline", time.time() + DELETE_TIMEOUT_SECONDS)
@@ -557,25 +591,33 @@ def delete_keypair(ctx: StepContext) -> Outcome:
 
 # --- the owner's own instances in the nodes' group (an explicit choice) ---------------------
 
-JOIN_KIND = "ecs_join_n"  # + the node's id: one of the owner's instances the panel joined
-
-
 @step_handler("ecs.join_group")
 def join_group(ctx: StepContext) -> Outcome:
     """Add the owner's own instances (picked or typed hosts, found by the preflight) to the
-    nodes' security group, when the owner chose to: JoinSecurityGroup per instance, a ledger
-    row recorded first (the API has no ClientToken: membership is read before the call, so
-    a re-run joins nothing twice). An instance whose groups are of the other type (basic
-    and advanced do not mix) fails with Alibaba's code and RequestId, and what to do."""
+    nodes' security group, when they sit in it: the owner chose to at create, or (args
+    `node_ids`, an add-node run) the cluster's nodes are in the group the panel bought, so
+    the new hosts must be in it too, or its rules refuse their VXLAN and kubelet traffic.
+    JoinSecurityGroup per instance, a ledger row (JOIN_KIND + the node's id) recorded first
+    (the API has no ClientToken: membership is read before the call, so a re-run joins
+    nothing twice); the row is what destroy and the node's removal leave the group by. An
+    instance the panel bought is in the group already and gets no row. An instance whose
+    groups are of the other type (basic and advanced do not mix) fails with Alibaba's code
+    and RequestId, and what to do."""
     cluster = ctx.cluster
-    if not cluster.join_security_group or cluster.instance_order:
+    new = listed_node_ids(cluster, ctx.args)
+    if not cluster.join_security_group and (new is None or not cluster.instance_order):
         return Skip("the owner's instances keep only their own security groups")
     group = _recorded(cluster, ECS_SECURITY_GROUP_KIND)
     if not group:
         raise PermanentError("The nodes' security group comes first (step "
                              "ecs.security_group); press Retry.")
     api = cloud.cloud_for(cluster)
-    nodes = [n for n in cluster.nodes.present().order_by("pk") if n.ecs_instance_id]
+    bought = bought_instance_ids(cluster)
+    nodes = [n for n in cluster.nodes.present().order_by("pk")
+             if n.ecs_instance_id and n.ecs_instance_id not in bought
+             and (new is None or n.pk in new)]
+    if not nodes:
+        return Skip("every host is an instance the panel bought: in the group already")
     listed = {i.instance_id: i for i in api.describe_instances_by_ids(
         [n.ecs_instance_id for n in nodes])}
     joined = []
@@ -585,7 +627,9 @@ def join_group(ctx: StepContext) -> Outcome:
             raise PermanentError(f"Instance {node.ecs_instance_id} ({node.private_ip}) is not "
                                  "listed any more (DescribeInstances); check the ECS console.")
         row = cloud.intend(ctx, f"{JOIN_KIND}{node.pk}")
-        cloud.record(row, provider_id=node.ecs_instance_id, group=group)  # intent first
+        row.deleted_at = None  # a node added again reuses its row (node_intake)
+        cloud.record(row, provider_id=node.ecs_instance_id, group=group,
+                     state=ResourceState.INTENDED)  # intent first
         if group not in instance.security_group_ids:
             try:
                 api.join_security_group(node.ecs_instance_id, group)
@@ -611,9 +655,12 @@ def join_group(ctx: StepContext) -> Outcome:
 @step_handler("ecs.leave_group")
 def leave_group(ctx: StepContext) -> Outcome:
     """The owner's instances leave the nodes' group they were added to (before it is
-    deleted); the instances themselves are theirs and stay."""
-    rows = list(ctx.cluster.resources.filter(kind__startswith=JOIN_KIND,
-                                             deleted_at__isnull=True))
+    deleted; with `node_id`, only that node's, once it has left the cluster); the instances
+    themselves are theirs and stay."""
+    joins = ctx.cluster.resources.filter(kind__startswith=JOIN_KIND, deleted_at__isnull=True)
+    if ctx.args.get("node_id") is not None:
+        joins = joins.filter(kind=f"{JOIN_KIND}{ctx.args['node_id']}")
+    rows = list(joins)
     if not rows:
         return Skip("no instance of the owner was added to the nodes' group")
     api = cloud.cloud_for(ctx.cluster)

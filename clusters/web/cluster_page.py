@@ -50,8 +50,12 @@ def annotate_removal(nodes: list[Node], cluster: Cluster | None = None) -> None:
     removable, and says why; the removal asks the members again when it starts."""
     servers = [n for n in nodes if n.role == NodeRole.SERVER and n.is_live]
     etcd_cluster = cluster is not None and cluster.datastore_kind == DatastoreKind.ETCD
+    bought = operations.bought_instance_ids(cluster) if cluster is not None else set()
     for node in nodes:
         node.removable = True
+        # An instance the panel bought is released after the removal: the form says so and
+        # offers to keep it (operations.instance_removal_note).
+        node.instance_note = operations.instance_removal_note(node, bought)
         if etcd_cluster and cluster is not None and node.role == NodeRole.SERVER \
                 and len(servers) > 1:
             quorum = operations.etcd_quorum_problem(cluster, node, cluster.etcd_members or [])

@@ -397,3 +397,64 @@ def test_an_existing_key_pair_is_used_only_while_it_matches_the_private_key_held
     assert f"Key pair {name} now has fingerprint" in step(replaced, "keypair").error
     assert "it was replaced. Nothing was bought" in step(replaced, "keypair").error
     assert calls(emu, "RunInstances") == []
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_removing_a_bought_node_releases_its_instance_only_or_keeps_it_when_asked(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """Remove node (operations.nodes.remove_node_plan), once K3s is off the host and its node
+    deleted: an instance the panel bought is released through its ledger row
+    (DeleteInstances with the ClientToken recorded in it first), waited for until ECS lists
+    it no more; the cluster's other instances stay. With "keep the instance" it stays, the
+    ledger says kept, and destroy later releases neither it nor the group it is still in."""
+    from clusters.operations.destroy import destroy_plan  # noqa: PLC0415
+    from clusters.operations.nodes import remove_node_plan  # noqa: PLC0415
+
+    run_plan(engine, cluster, BUY)
+    agent = cluster.nodes.get(role="agent")
+    first, second = cluster.nodes.filter(role="server").order_by("pk")
+
+    def instance_steps(plan: list[StepSpec]) -> list[StepSpec]:
+        return [dataclasses.replace(spec, depends_on=[]) for spec in plan
+                if spec.key.startswith("ecs_")]
+
+    emu.control.clear_calls()
+    gone = run_plan(engine, cluster, instance_steps(remove_node_plan(cluster, agent)), 45)
+    released = step(gone, "ecs_instance_delete")
+    assert released.status == StepStatus.SUCCEEDED, released.error
+    assert sorted(b["id"] for b in tagged_instances(emu, cluster)) == sorted(
+        [first.ecs_instance_id, second.ecs_instance_id])
+    row = cluster.resources.get(provider_id=agent.ecs_instance_id)
+    (deleted,) = calls(emu, "DeleteInstances")
+    assert deleted["params"]["ClientToken"] == row.attributes["delete_token"]
+    sent = [v for k, v in deleted["params"].items() if k.startswith("InstanceId")]
+    assert sent == [agent.ecs_instance_id]  # that node's only
+    assert row.state == ResourceState.DELETED and not row.attributes.get("kept")
+    # Run again (a Retry, a crash after the call): nothing more is released.
+    again = run_plan(engine, cluster, [StepSpec("ecs_instance_delete", "Release",
+                                                "ecs.delete_instances",
+                                                args={"node_id": agent.pk})])
+    assert step(again, "ecs_instance_delete").status == StepStatus.SKIPPED
+    assert len(calls(emu, "DeleteInstances")) == 1
+
+    plan = remove_node_plan(cluster, second, keep_instance=True)
+    kept = run_plan(engine, cluster, instance_steps(plan))
+    assert step(kept, "ecs_instance_delete").status == StepStatus.SKIPPED
+    assert second.ecs_instance_id in {b["id"] for b in tagged_instances(emu, cluster)}
+    row = cluster.resources.get(provider_id=second.ecs_instance_id)
+    assert row.state == ResourceState.DELETED and row.attributes["kept"] is True
+    assert len(calls(emu, "DeleteInstances")) == 1
+
+    destroyed = run_plan(engine, cluster, instance_steps(destroy_plan(cluster)), 45)
+    assert step(destroyed, "ecs_instances_delete").status == StepStatus.SUCCEEDED
+    assert [b["id"] for b in tagged_instances(emu, cluster)] == [second.ecs_instance_id]
+    group = step(destroyed, "ecs_group_delete")
+    assert group.status == StepStatus.SKIPPED, group.error
+    assert f"kept with instance {second.ecs_instance_id}" in group.wait_reason
+    assert calls(emu, "DeleteSecurityGroup") == []
+    # A network the panel created stays with the kept instance too (it holds an address).
+    Cluster.objects.filter(pk=cluster.pk).update(network_order={"vpc_cidr": "10.0.0.0/16"})
+    cluster.refresh_from_db()
+    network = {s.key: s.args for s in destroy_plan(cluster)}
+    assert network["vswitch_delete"]["keep_instances"] is True
+    assert network["vpc_delete"]["keep_instances"] is True

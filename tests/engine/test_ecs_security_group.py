@@ -301,3 +301,53 @@ def test_an_advanced_group_member_cannot_join_and_alibabas_error_is_shown(
     assert f"{own} (" in joined.error and "InvalidSecurityGroupType.Mismatch" in joined.error
     assert "RequestId" in joined.error and "all basic or all advanced" in joined.error
     assert _groups_of_instance(emu, own) == [advanced]
+
+
+def test_a_host_added_by_address_joins_the_bought_group_and_its_removal_leaves_it(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """A cluster whose nodes sit in the group the panel bought (it bought their instances):
+    a host added by address (operations.nodes.add_nodes_plan) joins the group between the
+    cloud preflight (which finds its instance by private IP) and K3s, only the new host;
+    its removal (remove_node_plan) takes it out again once it has left the cluster, its
+    own groups kept. Without a group of the panel's, the plan joins nothing."""
+    import dataclasses  # noqa: PLC0415
+
+    from clusters.operations.nodes import add_nodes_plan, remove_node_plan  # noqa: PLC0415
+
+    on_own_hosts = add_nodes_plan(cluster, [])
+    assert "ecs_join" not in [spec.key for spec in on_own_hosts]
+    Cluster.objects.filter(pk=cluster.pk).update(instance_order={
+        "servers": 1, "agents": 0, "instance_type": "ecs.g7.large",
+        "image_id": "ubuntu_24_04_x64_20G_alibase_20250722.vhd"})
+    cluster.refresh_from_db()
+    engine.act(create_run, cluster, RunKind.TEST, [StepSpec("sg", "Group",
+                                                            "ecs.security_group")])
+    engine.deliver_all()
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    older, new = _owned_hosts(emu, cluster, 2)
+    node = cluster.nodes.get(ecs_instance_id=new)
+    before = {i: _groups_of_instance(emu, i) for i in (older, new)}
+    plan = add_nodes_plan(cluster, [node])
+    keys = [spec.key for spec in plan]
+    assert keys.index("preflight_cloud") < keys.index("ecs_join") < keys.index(
+        "preflight_hosts") < keys.index(f"server_{node.pk}")
+    emu.control.clear_calls()
+    joined = engine.act(create_run, cluster, RunKind.TEST, [
+        dataclasses.replace(spec, depends_on=[]) for spec in plan if spec.key == "ecs_join"])
+    engine.deliver_all()
+    assert step(joined, "ecs_join").status == StepStatus.SUCCEEDED, step(joined, "ecs_join").error
+    assert _groups_of_instance(emu, new) == [*before[new], group]
+    assert _groups_of_instance(emu, older) == before[older]  # not a new host: untouched
+    assert len(calls(emu, "JoinSecurityGroup")) == 1
+
+    removal = [spec.key for spec in remove_node_plan(cluster, node)]
+    assert removal.index("forget") < removal.index("ecs_group_leave") < removal.index(
+        "health")
+    left = engine.act(create_run, cluster, RunKind.TEST, [
+        dataclasses.replace(spec, depends_on=[]) for spec in remove_node_plan(cluster, node)
+        if spec.key == "ecs_group_leave"])
+    engine.deliver_all()
+    assert step(left, "ecs_group_leave").status == StepStatus.SUCCEEDED
+    assert _groups_of_instance(emu, new) == before[new]
+    assert not cluster.resources.filter(kind__startswith="ecs_join_",
+                                        deleted_at__isnull=True).exists()
