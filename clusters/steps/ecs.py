@@ -338,11 +338,19 @@ def _order(cluster: Cluster, group_id: str, key_pair: str, slot: str, amount: in
 
 def _refused(api: AliyunCloud, cluster: Cluster, error: StepError, count: int, *,
              bought: list[tuple[str, str]] | None = None,
-             missing: list[str] | None = None) -> PermanentError:
+             missing: list[str] | None = None, adding: bool = False) -> PermanentError:
     """A stock or quota refusal in words that are true of what happened: `bought` are the
     (slot, instance id) this order already holds (earlier slots of the same step, or an
     earlier attempt), kept and billed; `missing` the slots not bought, which Retry buys (the
-    step adopts or skips what its ledger holds, so nothing is bought twice)."""
+    step adopts or skips what its ledger holds, so nothing is bought twice). `adding`: an
+    add-node run (operations.nodes.add_instances_plan), whose held instances are released
+    by removing their nodes (remove_node_plan releases a bought node's instance), not only by
+    destroying the cluster.
+
+    Why the advice never says "choose another type": a cluster's instance order is fixed at
+    its creation (no view, operation or API changes it) and Add instances buys that order's
+    type, so Retry can only buy the same type again; what the zone sells instead is named for
+    a new cluster (create) or for a host of that type the owner adds himself (add node)."""
     said = ", ".join(p for p in (error.code and f"code {error.code}",
                                  error.request_id and f"RequestId {error.request_id}") if p)
     instance_type = str(cluster.instance_order.get("instance_type", ""))
@@ -351,25 +359,40 @@ def _refused(api: AliyunCloud, cluster: Cluster, error: StepError, count: int, *
     wanted = ", ".join(missing)
     if held:
         one = len(bought) == 1
+        if adding:
+            release = ("removing the node instead releases it" if one
+                       else "removing the nodes instead releases them")
+        else:
+            release = "destroying the cluster instead releases " + ("it" if one else "them")
         outcome = (f"{held} {'was' if one else 'were'} bought and {'is' if one else 'are'} "
                    f"kept (billed from {'its' if one else 'their'} creation); {wanted} "
                    f"{'was' if len(missing) == 1 else 'were'} not bought")
         retry = (f"Retry buys only {wanted}, of the order's type {instance_type}, and keeps "
-                 "what was bought; destroying the cluster instead releases it.")
+                 f"what was bought; {release}.")
     else:
         outcome, retry = "nothing was bought", ""
     if error.code in ("OperationDenied.NoStock", "Zone.NotOnSale") or "NoStock" in error.code:
-        then = (f"Press Retry once the zone has stock again. {retry}" if held
-                else "Choose one, then press Retry.")
+        if adding:
+            other = (f"Add new instances buys only the cluster's type {instance_type}: press "
+                     f"Retry once the zone has stock of {instance_type} again, or add the "
+                     "nodes later, or create an instance of another type yourself and add "
+                     "it as a host with Add a node.")
+        else:
+            other = (f"A cluster's instance type is fixed at its creation: press Retry once "
+                     f"the zone has stock of {instance_type} again, or destroy this cluster "
+                     "and create it again with one of these types.")
+        then = (f"Press Retry once the zone has stock of {instance_type} again. {retry}"
+                if held else other)
         return PermanentError(
             f"ECS has no stock of {instance_type} in {cluster.zone} ({said}); {outcome}. "
             f"{_suggestion(api, cluster, instance_type)}. {then}",
             code=error.code, request_id=error.request_id)
     if error.code.startswith("QuotaExceed"):
         more = len(missing) if missing else count
+        instances = "instance" if more == 1 else "instances"
         return PermanentError(
             f"The account's ECS quota in {cluster.region} does not allow "
-            f"{more} more instances ({said}); {outcome}. Raise the quota (Quota Center) or "
+            f"{more} more {instances} ({said}); {outcome}. Raise the quota (Quota Center) or "
             f"release instances, then press Retry.{' ' + retry if held else ''}",
             code=error.code, request_id=error.request_id)
     return PermanentError(f"RunInstances was refused ({said}): {error}", code=error.code,
@@ -421,7 +444,7 @@ def check_order(ctx: StepContext) -> Outcome:
                     for slot, _ in run_slots(order, ctx.args)]
             raise _refused(api, cluster, error, len(slots),
                            bought=[(slot, iid) for slot, iid in held if iid],
-                           missing=slots) from None
+                           missing=slots, adding=ctx.args.get("slots") is not None) from None
     ctx.say(f"DryRun of {len(slots)} x {probe.instance_type} in {cluster.zone}: the "
             "request, the zone's stock and the quota allow the whole order")
     return Done({"instances": len(slots), "instance_type": probe.instance_type})
@@ -453,7 +476,8 @@ def run_instances(ctx: StepContext) -> Outcome:
                         for name, _role in slots]
                 raise _refused(api, cluster, error, len(slots),
                                bought=[(name, iid) for name, iid in held if iid],
-                               missing=[name for name, iid in held if not iid]) from None
+                               missing=[name for name, iid in held if not iid],
+                               adding=ctx.args.get("slots") is not None) from None
             raise
         if acquired is purchase.Acquired.CREATED:
             ctx.say(f"Bought ECS instance {resource.provider_id} ({slot}, "

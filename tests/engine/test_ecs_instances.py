@@ -150,6 +150,12 @@ def test_a_sold_out_type_fails_before_anything_is_bought_with_code_request_id_an
     assert re.search(r"RequestId [0-9A-F-]{36}", failed.error), failed.error
     assert f"ECS has no stock of {TYPE} in {cluster.zone}" in failed.error
     assert "nothing was bought" in failed.error
+    # The order's type is fixed once the cluster exists (nothing edits instance_order): the
+    # advice is what Retry really does, or a new cluster with another type.
+    assert "Choose one" not in failed.error
+    assert (f"A cluster's instance type is fixed at its creation: press Retry once the zone "
+            f"has stock of {TYPE} again, or destroy this cluster and create it again with one "
+            "of these types.") in failed.error
     # What the zone sells with the same 2 vCPU and 8 GiB.
     assert "ecs.g8i.large (2 vCPU, 8 GiB)" in failed.error
     assert TYPE + " (" not in failed.error
@@ -184,8 +190,10 @@ def test_a_later_slot_refused_says_what_was_bought_and_kept_and_what_retry_buys(
         assert "nothing was bought" not in first.error
         assert (f"s1 ({ids['s1']}), s2 ({ids['s2']}) were bought and are kept (billed from "
                 "their creation); a1 was not bought") in first.error, first.error
-        assert "does not allow 1 more instances" in first.error
-        assert "Retry buys only a1, of the order's type ecs.g7.large" in first.error
+        assert "does not allow 1 more instance (" in first.error
+        assert "1 more instances" not in first.error
+        assert ("Retry buys only a1, of the order's type ecs.g7.large, and keeps what was "
+                "bought; destroying the cluster instead releases them.") in first.error
         # Quota raised, but the zone sold out meanwhile: the refusal says the same of stock.
         emu.control.set_ecs_quota(emu.region_id, None)
         emu.control.set_ecs_stock(cluster.zone, TYPE, "WithoutStock")
@@ -195,7 +203,9 @@ def test_a_later_slot_refused_says_what_was_bought_and_kept_and_what_retry_buys(
         assert "nothing was bought" not in second.error
         assert f"s1 ({ids['s1']}), s2 ({ids['s2']}) were bought and are kept" in second.error
         assert "a1 was not bought" in second.error and "ecs.g8i.large (2 vCPU" in second.error
-        assert "Press Retry once the zone has stock again. Retry buys only a1" in second.error
+        assert (f"Press Retry once the zone has stock of {TYPE} again. Retry buys only "
+                "a1") in second.error
+        assert "Choose one" not in second.error
         assert len(tagged_instances(emu, cluster)) == 2
         # With stock back, Retry buys a1 alone and keeps the two.
         emu.control.set_ecs_stock(cluster.zone, TYPE, "WithStock")
@@ -458,3 +468,46 @@ def test_removing_a_bought_node_releases_its_instance_only_or_keeps_it_when_aske
     network = {s.key: s.args for s in destroy_plan(cluster)}
     assert network["vswitch_delete"]["keep_instances"] is True
     assert network["vpc_delete"]["keep_instances"] is True
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_an_add_node_refusal_says_what_add_instances_can_do_and_what_releases_a_node(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """An add-node run (operations.nodes.add_instances_plan) buys the cluster's own type only
+    (AddInstancesForm has no type): a sold-out zone is advised Retry, later, or a host of
+    another type added with Add a node; an instance bought before the quota ran out is
+    released by removing its node (remove_node_plan), not only by destroying the cluster."""
+    from clusters.adapters.instance_order import next_slots  # noqa: PLC0415
+    from clusters.operations.nodes import add_instances_plan  # noqa: PLC0415
+
+    run_plan(engine, cluster, BUY)
+    slots = next_slots(cluster, 0, 2)
+    assert slots == [("a2", "agent"), ("a3", "agent")]
+    emu.control.set_ecs_stock(cluster.zone, TYPE, "WithoutStock")
+    try:
+        check = step(run_plan(engine, cluster, add_instances_plan(cluster, slots)[:1]),
+                     "ecs_check")
+    finally:
+        emu.control.set_ecs_stock(cluster.zone, TYPE, "WithStock")
+    assert check.status == StepStatus.FAILED and "OperationDenied.NoStock" in check.error
+    assert "nothing was bought" in check.error and "Choose one" not in check.error
+    assert (f"Add new instances buys only the cluster's type {TYPE}: press Retry once the "
+            f"zone has stock of {TYPE} again, or add the nodes later, or create an instance "
+            "of another type yourself and add it as a host with Add a node.") in check.error
+    assert "destroy this cluster" not in check.error
+    present = sum(r["type"] == "ecs_instance" for r in emu.control.resources())
+    emu.control.set_ecs_quota(emu.region_id, present + 1)  # room for a2 only
+    try:
+        buy = step(run_plan(engine, cluster, [StepSpec(
+            "buy", "Instances", "ecs.run_instances",
+            args={"slots": [list(pair) for pair in slots]})]), "buy")
+    finally:
+        emu.control.set_ecs_quota(emu.region_id, None)
+    a2 = cluster.resources.get(kind="ecs_instance_a2").provider_id
+    assert buy.status == StepStatus.FAILED and "QuotaExceed" in buy.error, buy.error
+    assert (f"a2 ({a2}) was bought and is kept (billed from its creation); a3 was not "
+            "bought") in buy.error
+    assert "does not allow 1 more instance (" in buy.error
+    assert ("Retry buys only a3, of the order's type ecs.g7.large, and keeps what was bought; "
+            "removing the node instead releases it.") in buy.error
+    assert "destroying the cluster" not in buy.error
