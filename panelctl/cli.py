@@ -179,8 +179,10 @@ def clusters_create(path: Any, ssh_key_file: str | None, dry_run: bool, wait: bo
                      if item["monthly"] is not None else f"price unknown: {item['problem']}")
             click.echo(f"would buy: {item['what']} ({item['detail']}): {price}")
         if billed.get("monthly_total") is not None:
+            partial = (" (without the items whose price is unknown)"
+                       if billed.get("monthly_total_incomplete") else "")
             click.echo(f"monthly total (pay-as-you-go): {billed['monthly_total']:.2f} "
-                       f"{billed['currency']}")
+                       f"{billed['currency']}{partial}")
         click.echo("the spec is valid")
         return
     answer = api.post("clusters/", body)

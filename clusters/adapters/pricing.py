@@ -77,10 +77,24 @@ class Quote:
         return next((line.currency for line in self.lines if line.currency), "")
 
     @property
-    def monthly_total(self) -> float | None:
-        """Sum of the known lines; None when nothing is known (never a made-up zero)."""
+    def incomplete(self) -> bool:
+        """Some line's price is unknown: `known_total` is then not the whole bill, and every
+        front door (the review page, the API's dry run, panelctl) says so next to it."""
+        return not self.complete
+
+    @property
+    def known_total(self) -> float | None:
+        """The one total rule: the sum of the lines whose price is known, None when none is
+        (never a made-up zero). Why a partial sum and not None as soon as one line is
+        unknown: an NLB has no list price at all (`nlb_price`), so such a rule would leave
+        every NLB cluster without a total; a partial sum is shown only with `incomplete`."""
         known = [line.monthly for line in self.lines if line.monthly is not None]
         return round(sum(known), 2) if known else None
+
+    @property
+    def monthly_total(self) -> float | None:
+        """Alias of `known_total` (read with `incomplete`)."""
+        return self.known_total
 
 
 def _unknown(what: Any, exc: StepError) -> PriceLine:

@@ -344,7 +344,11 @@ class BilledItemSerializer(serializers.Serializer):
 
 class BilledSerializer(serializers.Serializer):
     items = BilledItemSerializer(many=True)
-    monthly_total = serializers.FloatField(allow_null=True)
+    monthly_total = serializers.FloatField(
+        allow_null=True, help_text="Sum of the known monthly prices; null when none is known.")
+    monthly_total_incomplete = serializers.BooleanField(
+        help_text="true: some item's price is unknown (see its problem), so monthly_total "
+                  "leaves it out, as the review page says.")
     currency = serializers.CharField()
 
 

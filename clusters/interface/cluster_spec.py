@@ -289,20 +289,20 @@ def _check_k3s(state: wizard.WizardState, given: Mapping[str, Any], errors: Erro
 
 def billed(checked: Checked, owner: Any) -> dict[str, Any]:
     """What create would buy and its monthly pay-as-you-go price, as the review page shows
-    it (an unknown price is null with the reason, never a zero)."""
+    it (an unknown price is null with the reason, never a zero; the total is the sum of the
+    known prices with `monthly_total_incomplete` true when some are unknown)."""
     account = CloudAccount.objects.get(pk=checked.state.get("account")["cloud_account"],
                                        owner=owner)
     items, quote = wizard.billed_with_prices(checked.state, account)
-    # An instance whose price is unknown leaves no total: null, never a partial sum that
-    # looks like the whole bill (each instance is on a line of its own, as on the page).
-    instances_unknown = any(item.kind == "instance" and not line.known for item, line in items)
+    # The page's rule (pricing.Quote): the sum of the known prices, flagged incomplete when
+    # any line's price is unknown (that line says why), so the two front doors agree.
     return {
         "items": [{"what": str(item.what), "detail": item.detail,
                    "monthly": round(line.monthly, 2) if line.monthly is not None else None,
                    "currency": line.currency, "problem": line.problem,
                    "usage_note": str(line.usage_note or "")} for item, line in items],
-        "monthly_total": round(quote.monthly_total, 2)
-        if quote.monthly_total is not None and not instances_unknown else None,
+        "monthly_total": quote.known_total,
+        "monthly_total_incomplete": quote.incomplete,
         "currency": quote.currency,
     }
 
