@@ -67,6 +67,7 @@ def test_create_buys_the_instances_the_spec_orders(
     assert all(i["monthly"] > 0 and not i["problem"] for i in instances), billed
     assert billed["monthly_total"] == pytest.approx(sum(i["monthly"] for i in billed["items"]),
                                                     abs=0.01)
+    assert billed["monthly_total_incomplete"] is False
     created = post_json(api, "/api/v1/clusters/", body)
     assert created.status_code == 202, created.json()
     cluster = Cluster.objects.get(owner=account.owner)
@@ -81,6 +82,42 @@ def test_create_buys_the_instances_the_spec_orders(
     shown["name"] = "api-copy"
     again = post_json(api, "/api/v1/clusters/?dry_run=1", shown)
     assert again.status_code == 200, again.json()
+
+
+def test_a_total_with_unknown_prices_is_the_known_sum_flagged_as_the_review_page_says(
+        cloud: Emulator, artifacts: ArtifactServer, account: CloudAccount) -> None:
+    """One rule for both front doors (pricing.Quote.known_total / incomplete): the review
+    page shows the known sum "(without the items whose price is unknown)"; the dry run
+    answers the same sum with monthly_total_incomplete true, whether the unknown line is the
+    instances' (DescribePrice failed) or an NLB's (no list price)."""
+    api = bearer(issue(account.owner))
+    cloud.control.add_fault(action="DescribePrice", product="Ecs", code="ServiceUnavailable",
+                            count=1)
+    try:
+        billed = post_json(api, "/api/v1/clusters/?dry_run=1",
+                           instances_spec(cloud, account, artifacts)).json()["billed"]
+    finally:
+        cloud.control.clear_faults()
+    (clb,) = [i for i in billed["items"] if i["what"].startswith("CLB")]
+    instances = [i for i in billed["items"] if i["what"].startswith("ECS instance")]
+    assert len(instances) == 4 and all(i["monthly"] is None for i in instances)
+    assert "code ServiceUnavailable" in instances[0]["problem"]
+    assert billed["monthly_total"] == pytest.approx(clb["monthly"], abs=0.01)
+    assert billed["monthly_total_incomplete"] is True
+    # An NLB has no list price: the instances' sum, flagged the same way.
+    first, second = cloud.vpc["vswitches"][0], cloud.vpc["vswitches"][1]
+    body = instances_spec(cloud, account, artifacts)
+    body["network"] = {"zone": first["zone_id"], "vpc": cloud.vpc["vpc_id"],
+                       "vswitch": first["vswitch_id"], "load_balancer_kind": "nlb",
+                       "nlb_zone2": second["zone_id"], "nlb_vswitch2": second["vswitch_id"]}
+    dry = post_json(api, "/api/v1/clusters/?dry_run=1", body)
+    assert dry.status_code == 200, dry.json()
+    billed = dry.json()["billed"]
+    (nlb,) = [i for i in billed["items"] if i["what"].startswith("NLB")]
+    assert nlb["monthly"] is None and nlb["problem"]
+    assert billed["monthly_total"] == pytest.approx(
+        sum(i["monthly"] for i in billed["items"] if i["monthly"] is not None), abs=0.01)
+    assert billed["monthly_total"] > 0 and billed["monthly_total_incomplete"] is True
 
 
 def test_create_refuses_an_order_as_the_wizard_does_by_field(
