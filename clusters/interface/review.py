@@ -57,41 +57,66 @@ def _where(network: dict[str, str]) -> str:
                                                      "vswitch": vswitch}
 
 
-def order_problem(state: wizard.WizardState, account: CloudAccount
-                  ) -> tuple[SendBack | None, str]:
-    """A saved instance order checked again: (why it must be fixed on the hosts page, or
-    None; a warning when the cloud could not be asked, or "").
+@dataclass(frozen=True)
+class OrderCheck:
+    """A saved instance order checked again: `back` (fix it on the hosts page) or None; a
+    `warning` when the cloud could not be asked; a `note` when the order was re-pointed."""
 
-    The order was made for one zone and vSwitch: the network step may have changed since
-    (it keeps the hosts step's answers), and the types a zone sells differ by zone. The
-    zone's stock is asked again (DescribeAvailableResource, pay-as-you-go): a type sold out
-    or no longer sold (WithoutStock, ClosedWithoutStock) cannot be bought."""
+    back: SendBack | None = None
+    warning: str = ""
+    note: str = ""
+
+
+def order_problem(state: wizard.WizardState, account: CloudAccount) -> OrderCheck:
+    """A saved instance order checked again.
+
+    The order was made for one zone, VPC and vSwitch: the network step may have changed since
+    (it keeps the hosts step's answers). Only another zone sends the person back: the types
+    a zone sells differ by zone. Another VPC or vSwitch in the same zone changes nothing of
+    the order (its type, image and disks; RunInstances takes the cluster's vSwitch when it
+    buys), so the order is re-pointed and the page notes it. The zone's stock is asked again
+    (DescribeAvailableResource, pay-as-you-go; no DescribeInstanceTypes: the sizes are not
+    shown here): a type sold out for now (WithoutStock) or no longer sold
+    (ClosedWithoutStock, or not offered) cannot be bought."""
     hosts = state.get("hosts")
     order = hosts.get("order") or {}
     if not order:
-        return None, ""
+        return OrderCheck()
     now = wizard.order_network(state.get("network"))
     saved = hosts.get("order_network") or {}
+    note = ""
     if saved and {k: str(saved.get(k) or "") for k in wizard.ORDER_NETWORK_KEYS} != now:
-        return SendBack("hosts", _(
-            "The instances were ordered for %(then)s, but the network page now says "
-            "%(now)s: confirm the instance order again below (what a zone sells differs "
-            "by zone).") % {"then": _where(saved), "now": _where(now)}), ""
+        if str(saved.get("zone") or "") != now["zone"]:
+            return OrderCheck(SendBack("hosts", _(
+                "The instances were ordered for %(then)s, but the network page now says "
+                "%(now)s: confirm the instance order again below (what a zone sells differs "
+                "by zone).") % {"then": _where(saved), "now": _where(now)}))
+        state.put("hosts", {**hosts, "order_network": now})
+        note = _("The network page changed after the instances were ordered: they will be "
+                 "bought in %(now)s (was %(then)s); the same zone sells the same types, so "
+                 "the order stands.") % {"now": _where(now), "then": _where(saved)}
     instance_type, zone = str(order.get("instance_type", "")), now["zone"]
     try:
         api = cloud.cloud_for_account(account, state.get("account")["region"])
-        offers = {o.instance_type: o for o in api.available_instance_types(zone)}
+        offers = {o.instance_type: o
+                  for o in api.available_instance_types(zone, with_sizes=False)}
     except (StepError, DecryptionError) as exc:
-        return None, _("Whether zone %(zone)s still sells %(type)s could not be checked: "
-                       "%(error)s") % {"zone": zone, "type": instance_type, "error": exc}
+        return OrderCheck(warning=_("Whether zone %(zone)s still sells %(type)s could not be "
+                                    "checked: %(error)s") % {"zone": zone, "type": instance_type,
+                                                             "error": exc}, note=note)
     offer = offers.get(instance_type)
     if offer is None or not offer.buyable:
+        where = {"zone": zone, "type": instance_type}
+        if offer is not None and offer.status_category == "WithoutStock":
+            return OrderCheck(SendBack("hosts", _(
+                "Zone %(zone)s has no stock of %(type)s now (DescribeAvailableResource: "
+                "WithoutStock): choose another instance type below, or come back when it "
+                "has stock again.") % where))
         status = offer.status_category if offer is not None else _("not offered")
-        return SendBack("hosts", _(
+        return OrderCheck(SendBack("hosts", _(
             "Zone %(zone)s no longer sells %(type)s (DescribeAvailableResource: %(status)s): "
-            "choose another instance type below.") % {"zone": zone, "type": instance_type,
-                                                       "status": status}), ""
-    return None, ""
+            "choose another instance type below.") % {**where, "status": status}))
+    return OrderCheck(note=note)
 
 
 def page_context(state: wizard.WizardState, account: CloudAccount) -> dict[str, Any]:

@@ -482,10 +482,15 @@ def review_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResp
         messages.error(request, back.message)
         return redirect("clusters:wizard-step", step=back.step)
     account = _account(request, state)
-    back, warning = review.order_problem(state, account)
-    if back is not None:  # the saved order no longer fits the zone: fixed on the hosts page
-        messages.error(request, back.message)
-        return redirect("clusters:wizard-step", step=back.step)
+    checked = review.order_problem(state, account)
+    if checked.back is not None:  # the saved order no longer fits the zone: the hosts page
+        messages.error(request, checked.back.message)
+        return redirect("clusters:wizard-step", step=checked.back.step)
+    # Shown on a Create too (on the cluster's page it lands on), not only on the review.
+    if checked.note:
+        messages.info(request, checked.note)
+    if checked.warning:
+        messages.warning(request, checked.warning)
     if request.method == "POST" and form.is_valid():
         created = review.create(state, request.user)
         cluster = created.cluster
@@ -499,8 +504,6 @@ def review_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResp
             action=AuditAction.CLUSTER_CREATE, show_run=False,
             success=lambda run: _("Creating %(name)s: follow each step below.")
             % {"name": cluster.name})
-    if warning:
-        messages.warning(request, warning)
     return _render(request, "review", {"form": form, **review.page_context(state, account)})
 
 

@@ -149,10 +149,70 @@ def test_a_type_the_zone_no_longer_sells_sends_the_review_back_to_choose_another
         response = at_review.get(REVIEW)
         assert response.status_code == 302 and response["Location"] == HOSTS
         page = html.unescape(at_review.get(HOSTS).content.decode())
-        assert (f"Zone {zone} no longer sells ecs.g7.large (DescribeAvailableResource: "
-                "WithoutStock): choose another instance type below.") in page
+        # Sold out for now, not withdrawn: said so (it may come back).
+        assert (f"Zone {zone} has no stock of ecs.g7.large now (DescribeAvailableResource: "
+                "WithoutStock): choose another instance type below, or come back when it has "
+                "stock again.") in page
+        assert "no longer sells" not in page
         assert at_review.post(REVIEW, {"billing_ack": "on"})["Location"] == HOSTS
         assert not Cluster.objects.exists()
+        chinese = {"HTTP_ACCEPT_LANGUAGE": "zh-CN,zh;q=0.9"}
+        assert at_review.get(REVIEW, **chinese)["Location"] == HOSTS  # type: ignore[arg-type]
+        zh = html.unescape(at_review.get(HOSTS, **chinese).content.decode())  # type: ignore[arg-type]
+        assert f"可用区 {zone} 目前没有 ecs.g7.large 的库存" in zh
+        world.control.set_ecs_stock(zone, "ecs.g7.large", "ClosedWithoutStock")
+        assert at_review.get(REVIEW)["Location"] == HOSTS
+        page = html.unescape(at_review.get(HOSTS).content.decode())
+        assert (f"Zone {zone} no longer sells ecs.g7.large (DescribeAvailableResource: "
+                "ClosedWithoutStock): choose another instance type below.") in page
     finally:
         world.control.set_ecs_stock(zone, "ecs.g7.large", "WithStock")
     assert at_review.get(REVIEW).status_code == 200
+
+
+def test_another_vswitch_in_the_same_zone_keeps_the_order_and_notes_it(
+        at_review: Client, world: Emulator) -> None:
+    """Only a zone change sends the review back (what a zone sells differs by zone); the
+    order saved for another vSwitch of the same zone is re-pointed, and the page says so."""
+    session = at_review.session
+    state = WizardState(session)
+    hosts = state.get("hosts")
+    now = dict(hosts["order_network"])
+    old = {**now, "vswitch": "vsw-0ld0ne0f0thesamez0ne"}
+    state.put("hosts", {**hosts, "order_network": old})
+    session.save()
+    response = at_review.get(REVIEW)
+    assert response.status_code == 200
+    page = html.unescape(response.content.decode())
+    assert (f"they will be bought in zone {now['zone']}, vSwitch {now['vswitch']} (was zone "
+            f"{now['zone']}, vSwitch vsw-0ld0ne0f0thesamez0ne)") in page
+    assert "what a zone sells differs by zone" not in page
+    assert WizardState(at_review.session).get("hosts")["order_network"] == now
+    # Noted once: the order is re-pointed.
+    again = html.unescape(at_review.get(REVIEW).content.decode())
+    assert "vsw-0ld0ne0f0thesamez0ne" not in again
+
+
+def test_the_review_checks_stock_without_describe_instance_types(
+        at_review: Client, world: Emulator) -> None:
+    """The review shows no sizes: its stock check is DescribeAvailableResource alone."""
+    world.control.clear_calls()
+    assert at_review.get(REVIEW).status_code == 200
+    actions = [c["action"] for c in world.control.calls()]
+    assert "DescribeAvailableResource" in actions
+    assert "DescribeInstanceTypes" not in actions
+
+
+def test_a_create_whose_stock_check_failed_says_so_on_the_cluster_page(
+        at_review: Client, world: Emulator, user: Any) -> None:
+    world.control.add_fault(action="DescribeAvailableResource", code="ServiceUnavailable",
+                            count=1)
+    try:
+        created = at_review.post(REVIEW, {"billing_ack": "on"}, follow=True)
+    finally:
+        world.control.clear_faults()
+    cluster = Cluster.objects.get(owner=user, name="picked")
+    assert created.redirect_chain[-1][0] == reverse("clusters:cluster", args=[cluster.code])
+    page = html.unescape(created.content.decode())
+    assert (f"Whether zone {world.vswitch['zone_id']} still sells ecs.g7.large could not be "
+            "checked") in page and "ServiceUnavailable" in page

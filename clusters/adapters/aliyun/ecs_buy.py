@@ -94,9 +94,11 @@ class EcsBuyApi:
                             str(i.get("ImageFamily") or ""))
                 for i in pages(self.client, make, ("Images", "Image"))]
 
-    def available_instance_types(self, zone_id: str) -> list[TypeOffer]:
+    def available_instance_types(self, zone_id: str, *, with_sizes: bool = True
+                                 ) -> list[TypeOffer]:
         """DescribeAvailableResource (InstanceType, pay-as-you-go) in one zone, every type
-        with its stock; cores and memory from DescribeInstanceTypes."""
+        with its stock; cores and memory from DescribeInstanceTypes, unless `with_sizes` is
+        False (a stock check only, as the review's: one call instead of one per ten types)."""
         request = DescribeAvailableResourceRequest()
         request.set_ZoneId(zone_id)
         request.set_DestinationResource("InstanceType")
@@ -111,7 +113,7 @@ class EcsBuyApi:
                 for supported in items(resource, "SupportedResources", "SupportedResource"):
                     offers[str(supported.get("Value", ""))] = str(
                         supported.get("StatusCategory", ""))
-        sizes = self.instance_type_sizes(list(offers))
+        sizes = self.instance_type_sizes(list(offers)) if with_sizes else {}
         return [TypeOffer(type_id, category, *sizes.get(type_id, (0, 0.0)))
                 for type_id, category in sorted(offers.items())]
 
