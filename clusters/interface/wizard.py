@@ -30,6 +30,7 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
 from clusters.adapters import cloud, credentials, pricing
+from clusters.adapters.aliyun import system_disk_level
 from clusters.adapters.instance_order import node_slots
 from clusters.core import crypto
 from clusters.interface.forms.wizard_datastore import ENGINE_LABELS, datastore_of
@@ -399,7 +400,9 @@ def billed_instances(state: WizardState) -> list[BilledItem]:
             _("ECS instance %(slot)s (%(role)s, pay-as-you-go)") % {
                 "slot": slot, "role": NodeRole(role).label},
             f"{order.get('instance_type')} · {order.get('image_id')} · "
-            f"{order.get('system_disk_gb')} GiB ESSD · {public} · {network.get('zone')}",
+            f"{order.get('system_disk_gb')} GiB ESSD "
+            f"{system_disk_level(str(order.get('system_disk_category') or 'cloud_essd'))} · "
+            f"{public} · {network.get('zone')}",
             kind="instance"))
     return lines
 

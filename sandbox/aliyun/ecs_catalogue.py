@@ -92,6 +92,30 @@ ESSD_LEVELS: dict[str, tuple[int, int]] = {
 STOCK_CATEGORIES = ("WithStock", "ClosedWithStock", "WithoutStock", "ClosedWithoutStock")
 
 
+def system_disk_level(category: str, level: str) -> tuple[str, int, int]:
+    """(performance level or '', least GiB, most GiB) of a system disk of a known `category`.
+
+    One rule for RunInstances (ecs_instances.py) and DescribePrice (ecs_price.py), so a
+    configuration the quote accepts is one the purchase accepts, with the same code: a
+    PerformanceLevel is for cloud_essd only, "PL1 (default)", one of PL0-PL3 (V2
+    RunInstancesRequest / DescribePriceRequest SystemDisk.PerformanceLevel);
+    `InvalidSystemDiskPerformanceLevel.ValueNotSupported` is chosen (README)."""
+    if level and category != "cloud_essd":
+        raise errors.ApiError(400, "InvalidSystemDiskPerformanceLevel.ValueNotSupported",
+                              "The specified parameter SystemDisk.PerformanceLevel is only "
+                              "valid for cloud_essd.")
+    if category != "cloud_essd":
+        low, high = SYSTEM_DISKS[category]
+        return "", low, high
+    level = level or "PL1"
+    if level not in ESSD_LEVELS:
+        raise errors.ApiError(400, "InvalidSystemDiskPerformanceLevel.ValueNotSupported",
+                              f"The specified parameter SystemDisk.PerformanceLevel {level} "
+                              f"is not valid: one of {', '.join(ESSD_LEVELS)}.")
+    low, high = ESSD_LEVELS[level]
+    return level, low, high
+
+
 def image(image_id: str) -> dict[str, Any] | None:
     return next((i for i in IMAGES if i["ImageId"] == image_id), None)
 

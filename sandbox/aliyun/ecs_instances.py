@@ -144,21 +144,8 @@ def _system_disk(params: Params, image: dict[str, Any]) -> dict[str, Any]:
         raise errors.ApiError(400, "InvalidSystemDiskCategory.ValueNotSupported",
                               f"The specified parameter SystemDisk.Category {category} is "
                               "not supported.")
-    level = params.raw.get("SystemDisk.PerformanceLevel") or ""
-    if level and category != "cloud_essd":
-        raise errors.ApiError(400, "InvalidSystemDiskPerformanceLevel.ValueNotSupported",
-                              "The specified parameter SystemDisk.PerformanceLevel is only "
-                              "valid for cloud_essd.")
-    if category == "cloud_essd":
-        level = level or "PL1"  # "PL1 (default)"
-        if level not in catalogue.ESSD_LEVELS:
-            raise errors.ApiError(400, "InvalidSystemDiskPerformanceLevel.ValueNotSupported",
-                                  f"The specified parameter SystemDisk.PerformanceLevel "
-                                  f"{level} is not valid: one of "
-                                  f"{', '.join(catalogue.ESSD_LEVELS)}.")
-        low, high = catalogue.ESSD_LEVELS[level]
-    else:
-        low, high = catalogue.SYSTEM_DISKS[category]
+    level, low, high = catalogue.system_disk_level(
+        category, params.raw.get("SystemDisk.PerformanceLevel") or "")
     text = params.raw.get("SystemDisk.Size") or str(max(40, image["Size"], low))
     what = f"{category} {level}".strip()
     if not text.isdigit() or not max(low, image["Size"]) <= int(text) <= high:

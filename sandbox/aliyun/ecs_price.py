@@ -135,16 +135,8 @@ def _system_disk(params: Params) -> tuple[str, str, int]:
     if category not in catalogue.SYSTEM_DISKS:
         raise _error(400, "InvalidSystemDiskCategory.ValueNotSupported",
                      'The specified parameter "SystemDisk.Category" is not valid.')
-    level = raw.get("SystemDisk.PerformanceLevel") or ""
-    if category == "cloud_essd":
-        level = level or "PL1"
-        if level not in catalogue.ESSD_LEVELS:
-            raise _error(400, "InvalidSystemDiskCategory.ValueNotSupported",
-                         "The specified parameter SystemDisk.PerformanceLevel is not valid.")
-        low, high = catalogue.ESSD_LEVELS[level]
-    else:
-        level = ""
-        low, high = catalogue.SYSTEM_DISKS[category]
+    level, low, high = catalogue.system_disk_level(
+        category, raw.get("SystemDisk.PerformanceLevel") or "")  # RunInstances' rule and code
     text = raw.get("SystemDisk.Size") or str(max(20, image_size, low))
     if not text.isdigit() or not low <= int(text) <= high:
         raise _error(400, "InvalidSystemDiskSize.ValueNotSupported",
@@ -154,6 +146,26 @@ def _system_disk(params: Params) -> tuple[str, str, int]:
         raise _error(400, "InvalidSystemDiskSize.LessThanImageSize",
                      'The specified parameter "SystemDisk.Size" is less than the image size.')
     return category, level, int(text)
+
+
+def _refuse_unpriced(params: Params) -> None:
+    """What the stand-in's table does not price is refused, never answered with the price of
+    another configuration: a spot instance (its price follows the market), a Windows image's
+    licence (Platform Windows), data disks (DataDisk.N). 400 `UnsupportedParameter` naming
+    the parameter is chosen (README): no source says what Alibaba would answer, because it
+    prices all three."""
+    unpriced = []
+    if (params["SpotStrategy"] or "NoSpot") != "NoSpot":
+        unpriced.append(f"SpotStrategy {params['SpotStrategy']}")
+    if params["Platform"] == "Windows":
+        unpriced.append("Platform Windows")
+    disks = sorted({key.split(".")[1] for key in params.raw if key.startswith("DataDisk.")})
+    if disks:
+        unpriced.append("DataDisk." + ",".join(disks))
+    if unpriced:
+        raise _error(400, "UnsupportedParameter",
+                     f"The emulator does not price {', '.join(unpriced)}: it prices a "
+                     "pay-as-you-go Linux instance with its system disk and bandwidth only.")
 
 
 def _bandwidth_hourly(params: Params) -> float:
@@ -219,6 +231,7 @@ def describe_price(state: State, params: Params, ctx: RequestContext) -> dict[st
     if not 1 <= amount <= 1000:
         raise _error(403, "InvalidAmount.Malformed",
                      "The specified parameter Amount is not valid.")
+    _refuse_unpriced(params)
     type_id = _instance_type(state, params, ctx)
     category, level, size = _system_disk(params)
     bandwidth = _bandwidth_hourly(params)

@@ -103,3 +103,34 @@ def test_a_type_the_zone_no_longer_sells_is_offline_there_a_sold_out_one_is_stil
         assert price(emu, InstanceType="ecs.c7.large")["PriceInfo"]["Price"]["TradePrice"] > 0
     finally:
         emu.control.set_ecs_stock(zone, "ecs.c7.large", "WithStock")
+
+
+def test_a_bad_performance_level_answers_run_instances_code(emu: Emulator) -> None:
+    """One rule with RunInstances (tests/emulator/test_ecs_buy.py
+    test_system_disk_performance_level_and_its_sizes): a level outside PL0-PL3, or one on a
+    disk that has none, is InvalidSystemDiskPerformanceLevel.ValueNotSupported in both."""
+    level_error = (400, "InvalidSystemDiskPerformanceLevel.ValueNotSupported")
+    assert refusal(emu, SystemDiskPerformanceLevel="PL4") == level_error
+    assert refusal(emu, SystemDiskPerformanceLevel="pl1") == level_error
+    assert refusal(emu, SystemDiskCategory="cloud_efficiency",
+                   SystemDiskPerformanceLevel="PL1") == level_error
+    table = emu.control.request("GET", "ecs/prices")["disk_gib_hourly"]
+    pl0 = price(emu, SystemDiskPerformanceLevel="PL0")["PriceInfo"]["Price"]["DetailInfos"]
+    (disk,) = [d for d in pl0["DetailInfo"] if d["Resource"] == "systemDisk"]
+    assert disk["TradePrice"] == pytest.approx(table["cloud_essd:PL0"] * 40)
+
+
+def test_what_the_stand_in_does_not_price_is_refused_never_mispriced(emu: Emulator) -> None:
+    """A spot instance, a Windows licence and data disks are all priced by Alibaba; the
+    stand-in's table has none of them, so it refuses (UnsupportedParameter, chosen: README)
+    instead of answering the price of a plain Linux instance."""
+    unsupported = (400, "UnsupportedParameter")
+    assert refusal(emu, SpotStrategy="SpotAsPriceGo") == unsupported
+    assert refusal(emu, Platform="Windows") == unsupported
+    assert refusal(emu, DataDisk1Size=100, DataDisk1Category="cloud_essd") == unsupported
+    with pytest.raises(ServerException) as caught:
+        price(emu, DataDisk2Size=50)
+    assert "does not price DataDisk.2" in caught.value.get_error_msg()
+    # What it does price still answers: NoSpot and Linux are the defaults spelled out.
+    assert price(emu, SpotStrategy="NoSpot", Platform="Linux")[
+        "PriceInfo"]["Price"]["TradePrice"] > 0

@@ -24,7 +24,7 @@ from clusters.adapters.aliyun.auth import (
 from clusters.adapters.aliyun.bss import BssApi
 from clusters.adapters.aliyun.client import AliyunClient, EndpointPolicy, parse_override
 from clusters.adapters.aliyun.ecs_buy import EcsBuyApi, InstanceOrder, TypeOffer
-from clusters.adapters.aliyun.ecs_price import EcsPriceApi
+from clusters.adapters.aliyun.ecs_price import EcsPriceApi, system_disk_level
 from clusters.adapters.aliyun.ecs_vpc import EcsVpcApi
 from clusters.adapters.aliyun.errors import CloudNotFound, map_sdk_error
 from clusters.adapters.aliyun.models import (
@@ -142,4 +142,5 @@ __all__ = [
     "Zone",
     "map_sdk_error",
     "parse_override",
+    "system_disk_level",
 ]

@@ -30,6 +30,7 @@ from aliyunsdkecs.request.v20140526.ModifySecurityGroupPolicyRequest import (
 from aliyunsdkecs.request.v20140526.RunInstancesRequest import RunInstancesRequest
 
 from clusters.adapters.aliyun.client import AliyunClient, check_client_token, pages, tag_list
+from clusters.adapters.aliyun.ecs_price import PUBLIC_BANDWIDTH_CHARGE, system_disk_level
 from clusters.adapters.aliyun.models import Instance, items
 
 # DescribeAvailableResource's StatusCategory: WithStock and ClosedWithStock (low supply)
@@ -183,13 +184,15 @@ class EcsBuyApi:
         request.set_HostName(order.name)
         request.set_UniqueSuffix(True)
         request.set_InstanceChargeType("PostPaid")
-        request.set_SystemDisk({"Category": order.system_disk_category,
-                                "Size": str(order.system_disk_gb)})
+        disk = {"Category": order.system_disk_category, "Size": str(order.system_disk_gb)}
+        if system_disk_level(order.system_disk_category):  # as DescribePrice prices it
+            disk["PerformanceLevel"] = system_disk_level(order.system_disk_category)
+        request.set_SystemDisk(disk)
         if order.key_pair_name:
             request.set_KeyPairName(order.key_pair_name)
         if order.public_bandwidth_mbps:
             request.set_InternetMaxBandwidthOut(order.public_bandwidth_mbps)
-            request.set_InternetChargeType("PayByTraffic")
+            request.set_InternetChargeType(PUBLIC_BANDWIDTH_CHARGE)  # as DescribePrice
         request.set_Tags(tag_list(tags))
         request.set_ClientToken(client_token)
         if dry_run:

@@ -17,8 +17,18 @@ from clusters.adapters.aliyun.models import HourlyPrice
 from clusters.core.errors import PermanentError
 
 # What RunInstances is sent for a public address (ecs_buy.run_instances): the quote must
-# price the same bandwidth billing, or it prices another instance.
+# price the same bandwidth billing, or it prices another instance. One constant for both.
 PUBLIC_BANDWIDTH_CHARGE = "PayByTraffic"
+# The performance level of an ESSD system disk, sent by both RunInstances and DescribePrice
+# (SystemDisk.PerformanceLevel; PL1 is also Alibaba's default for cloud_essd): the review
+# names it next to the disk, so what is priced and bought is the same disk.
+ESSD = "cloud_essd"
+ESSD_PERFORMANCE_LEVEL = "PL1"
+
+
+def system_disk_level(category: str) -> str:
+    """The SystemDisk.PerformanceLevel sent for `category` ('' for a disk without levels)."""
+    return ESSD_PERFORMANCE_LEVEL if category == ESSD else ""
 
 
 class EcsPriceApi:
@@ -46,6 +56,8 @@ class EcsPriceApi:
             request.set_ZoneId(zone_id)
         request.set_SystemDiskCategory(system_disk_category)
         request.set_SystemDiskSize(int(system_disk_gb))
+        if system_disk_level(system_disk_category):
+            request.set_SystemDiskPerformanceLevel(system_disk_level(system_disk_category))
         if public_bandwidth_mbps:
             request.set_InternetChargeType(PUBLIC_BANDWIDTH_CHARGE)
             request.set_InternetMaxBandwidthOut(int(public_bandwidth_mbps))
