@@ -5,9 +5,10 @@ items are billed, which price API answers for each, how an hour becomes a month,
 that could not be fetched is unknown and never zero) belong in one place that knows nothing
 of HTTP. Every price is what this account pays (after its discounts), not a list price. RDS
 quotes its own price (DescribePrice: TradePrice); CLB has no price call of its own, so its
-price comes from BSS GetPayAsYouGoPrice (CostAfterDiscount) (help doc-detail/91488, "SLB PayAsYouGo"); each
-ECS instance the panel buys is priced by ECS DescribePrice (type, image, system disk, public
-bandwidth, zone), one line per instance so the review lists every instance that is billed.
+price comes from BSS GetPayAsYouGoPrice (CostAfterDiscount; help doc-detail/91488, "SLB
+PayAsYouGo"); each ECS instance the panel buys is priced by ECS DescribePrice (TradePrice:
+type, image, system disk, public bandwidth, zone), one line per instance so the review lists
+every instance that is billed.
 """
 
 from __future__ import annotations

@@ -99,6 +99,11 @@ def test_the_order_is_bought_once_each_node_with_its_recorded_token_and_gets_a_n
         r.client_token for r in rows.values())
     assert all(c["params"]["InstanceType"] == TYPE and c["params"]["Amount"] == "1"
                and c["params"]["KeyPairName"] == key_pair_name(cluster) for c in runs)
+    # The order's disk is the one bought: category, size and the ESSD's level (PL1), the
+    # one DescribePrice priced and the review names.
+    assert all((c["params"]["SystemDisk.Category"], c["params"]["SystemDisk.Size"],
+                c["params"]["SystemDisk.PerformanceLevel"]) == ("cloud_essd", "40", "PL1")
+               for c in runs), runs[0]["params"]
     # One DryRun of the whole order first.
     (dry,) = [c for c in calls(emu, "RunInstances") if c["params"].get("DryRun")]
     assert dry["params"]["Amount"] == "3" and dry["time"] < runs[0]["time"]

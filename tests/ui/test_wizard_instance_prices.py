@@ -83,7 +83,12 @@ def test_the_review_lists_every_instance_with_its_hourly_and_monthly_price(
     params = asked["params"]
     assert (params["InstanceType"], params["ImageId"], params["ZoneId"]) == (
         "ecs.g7.large", IMAGE, world.vswitch["zone_id"])
-    assert (params["SystemDisk.Category"], params["SystemDisk.Size"]) == ("cloud_essd", "40")
+    assert (params["SystemDisk.Category"], params["SystemDisk.Size"],
+            params["SystemDisk.PerformanceLevel"]) == ("cloud_essd", "40", "PL1")
+    # The line names the level priced (and bought); the prices are the account's own.
+    assert all("40 GiB ESSD PL1 · public address, 5 Mbit/s" in row for row in rows)
+    assert "Pay-as-you-go prices from Alibaba Cloud after your account's discounts" in review
+    assert "list prices from" not in review
     assert (params["InternetChargeType"], params["InternetMaxBandwidthOut"]) == (
         "PayByTraffic", "5")
     assert (params["PriceUnit"], params["Period"], params["Amount"]) == ("Hour", "1", "1")

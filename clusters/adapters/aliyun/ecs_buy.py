@@ -184,10 +184,13 @@ class EcsBuyApi:
         request.set_HostName(order.name)
         request.set_UniqueSuffix(True)
         request.set_InstanceChargeType("PostPaid")
-        disk = {"Category": order.system_disk_category, "Size": str(order.system_disk_gb)}
+        # The flat setters: the SDK's set_SystemDisk struct sends none of Category, Size or
+        # PerformanceLevel (only StorageClusterId, ProvisionedIops, Encrypted...), so the
+        # instance got Alibaba's default disk, not the one DescribePrice priced.
+        request.set_SystemDiskCategory(order.system_disk_category)
+        request.set_SystemDiskSize(str(order.system_disk_gb))
         if system_disk_level(order.system_disk_category):  # as DescribePrice prices it
-            disk["PerformanceLevel"] = system_disk_level(order.system_disk_category)
-        request.set_SystemDisk(disk)
+            request.set_SystemDiskPerformanceLevel(system_disk_level(order.system_disk_category))
         if order.key_pair_name:
             request.set_KeyPairName(order.key_pair_name)
         if order.public_bandwidth_mbps:
