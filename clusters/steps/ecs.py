@@ -309,6 +309,10 @@ def keypair(ctx: StepContext) -> Outcome:
     return Done({"key_pair": name, "generated": True, "fingerprint": found})
 
 
+# How `_suggestion` ends when the zone sells nothing (the refusal then advises another zone).
+_SELLS_NOTHING = "sells no instance type now: choose another zone"
+
+
 def _suggestion(api: AliyunCloud, cluster: Cluster, instance_type: str) -> str:
     """What the zone sells now with the same cores and memory (or anything it sells)."""
     offers = api.available_instance_types(cluster.zone)
@@ -318,7 +322,7 @@ def _suggestion(api: AliyunCloud, cluster: Cluster, instance_type: str) -> str:
              (chosen.cores, chosen.memory_gib)]
     picks = (alike or buyable)[:5]
     if not picks:
-        return f"zone {cluster.zone} sells no instance type now: choose another zone"
+        return f"zone {cluster.zone} {_SELLS_NOTHING}"
     return (f"zone {cluster.zone} sells now (DescribeAvailableResource): "
             + ", ".join(f"{o.instance_type} ({o.cores} vCPU, {o.memory_gib:g} GiB)"
                         for o in picks))
@@ -372,6 +376,8 @@ def _refused(api: AliyunCloud, cluster: Cluster, error: StepError, count: int, *
     else:
         outcome, retry = "nothing was bought", ""
     if error.code in ("OperationDenied.NoStock", "Zone.NotOnSale") or "NoStock" in error.code:
+        suggestion = _suggestion(api, cluster, instance_type)
+        named = not suggestion.endswith(_SELLS_NOTHING)
         if adding:
             other = (f"Add new instances buys only the cluster's type {instance_type}: press "
                      f"Retry once the zone has stock of {instance_type} again, or add the "
@@ -380,12 +386,13 @@ def _refused(api: AliyunCloud, cluster: Cluster, error: StepError, count: int, *
         else:
             other = (f"A cluster's instance type is fixed at its creation: press Retry once "
                      f"the zone has stock of {instance_type} again, or destroy this cluster "
-                     "and create it again with one of these types.")
+                     "and create it again "
+                     + ("with one of these types." if named else "in another zone."))
         then = (f"Press Retry once the zone has stock of {instance_type} again. {retry}"
                 if held else other)
         return PermanentError(
             f"ECS has no stock of {instance_type} in {cluster.zone} ({said}); {outcome}. "
-            f"{_suggestion(api, cluster, instance_type)}. {then}",
+            f"{suggestion}. {then}",
             code=error.code, request_id=error.request_id)
     if error.code.startswith("QuotaExceed"):
         more = len(missing) if missing else count

@@ -177,6 +177,22 @@ def test_a_sold_out_type_fails_before_anything_is_bought_with_code_request_id_an
     assert "OperationDenied.NoStock" in page and "ecs.g8i.large (2 vCPU, 8 GiB)" in page
 
 
+def test_a_zone_sold_out_of_everything_is_advised_another_zone(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    types = list(emu.control.request("GET", "ecs/prices")["instance_hourly"])
+    try:
+        for type_id in types:
+            emu.control.set_ecs_stock(cluster.zone, type_id, "WithoutStock")
+        failed = step(run_plan(engine, cluster, BUY), "check")
+    finally:
+        for type_id in types:
+            emu.control.set_ecs_stock(cluster.zone, type_id, "WithStock")
+    assert failed.status == StepStatus.FAILED and "OperationDenied.NoStock" in failed.error
+    assert f"zone {cluster.zone} sells no instance type now" in failed.error
+    assert ("or destroy this cluster and create it again in another zone.") in failed.error
+    assert "one of these types" not in failed.error
+
+
 @override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
 def test_a_later_slot_refused_says_what_was_bought_and_kept_and_what_retry_buys(
         engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
