@@ -530,6 +530,16 @@ def delete_keypair(ctx: StepContext) -> Outcome:
 # --- the owner's own instances in the nodes' group (an explicit choice) ---------------------
 
 JOIN_KIND = "ecs_join_n"  # + the node's id: one of the owner's instances the panel joined
+# JoinSecurityGroup's refusals the owner must act on (its error table,
+# help.aliyun.com/zh/ecs/api-joinsecuritygroup), each said in the owner's terms.
+JOIN_REFUSALS = {
+    "InvalidOperation.MultiGroupType": "Its groups are of the other type (an instance's "
+                                       "groups must be all basic or all advanced)",
+    "InvalidInstanceId.Mismatch": "It is not in the cluster's VPC (a security group holds "
+                                  "instances of its own VPC only)",
+    "InstanceSecurityGroupLimitExceeded": "It is in five security groups already, the most "
+                                          "an instance may be in",
+}
 
 
 @step_handler("ecs.join_group")
@@ -562,16 +572,16 @@ def join_group(ctx: StepContext) -> Outcome:
             try:
                 api.join_security_group(node.ecs_instance_id, group)
             except StepError as error:
-                if error.code and "Mismatch" in error.code:
-                    cloud.record(row, state=ResourceState.DELETED)
-                    raise PermanentError(
-                        f"{node.ecs_instance_id} ({node.private_ip}) cannot join {group} "
-                        f"(code {error.code}, RequestId {error.request_id}): {error}. Its "
-                        "groups are of the other type (an instance's groups must be all "
-                        "basic or all advanced). Leave the choice off and open K3s's ports "
-                        f"in its own groups ({REQUIREMENTS_URL}), then press Retry.",
-                        code=error.code, request_id=error.request_id) from None
-                raise
+                why = JOIN_REFUSALS.get(error.code or "")
+                if why is None:
+                    raise
+                cloud.record(row, state=ResourceState.DELETED)
+                raise PermanentError(
+                    f"{node.ecs_instance_id} ({node.private_ip}) cannot join {group} "
+                    f"(code {error.code}, RequestId {error.request_id}): {error}. {why}. "
+                    "Leave the choice off and open K3s's ports in its own groups "
+                    f"({REQUIREMENTS_URL}), then press Retry.",
+                    code=error.code, request_id=error.request_id) from None
             joined.append(f"{node.ecs_instance_id} ({node.private_ip})")
         cloud.record(row, state=ResourceState.PRESENT)
     if joined:
@@ -598,7 +608,8 @@ def leave_group(ctx: StepContext) -> Outcome:
             except StepError as error:
                 # The instance's last group cannot be left: it was the only one (the owner
                 # removed the others since); say so, the group's deletion will wait for it.
-                if error.code != "InvalidOperation.InstanceSecurityGroupLimit":
+                # (LeaveSecurityGroup's error table: 403 InstanceLastSecurityGroup.)
+                if error.code != "InstanceLastSecurityGroup":
                     raise
                 raise PermanentError(
                     f"{row.provider_id} is in no other security group than {group} "

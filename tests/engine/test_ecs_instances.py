@@ -358,3 +358,47 @@ def test_an_existing_key_pair_is_used_only_while_it_matches_the_private_key_held
     assert f"Key pair {name} now has fingerprint" in step(replaced, "keypair").error
     assert "it was replaced. Nothing was bought" in step(replaced, "keypair").error
     assert calls(emu, "RunInstances") == []
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_the_group_waits_while_released_instances_are_still_in_it(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """Releasing is asynchronous ("operations of releasing ECS instances and ENIs are
+    asynchronous", DeleteSecurityGroup's page): right after DeleteInstances the group
+    answers DependencyViolation, and the step waits instead of failing."""
+    run_plan(engine, cluster, BUY)
+    bought = [b["id"] for b in tagged_instances(emu, cluster)]
+    cloud.cloud_for(cluster).delete_instances(bought, client_token=f"t-{cluster.code.hex}")
+    emu.control.clear_calls()
+    gone = run_plan(engine, cluster, [StepSpec("group", "Group", "ecs.delete_security_group")])
+    assert step(gone, "group").status == StepStatus.SUCCEEDED, step(gone, "group").error
+    answers = [c["code"] for c in calls(emu, "DeleteSecurityGroup")]
+    assert answers[0] == "DependencyViolation" and answers[-1] == "", answers
+    assert tagged_instances(emu, cluster) == []
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_a_long_cluster_name_still_makes_valid_distinct_host_names(
+        engine: InProcessEngine, emu: Emulator, settings: Any) -> None:
+    """Cluster names allow 63 characters and "--" (interface/forms/common.py CLUSTER_NAME);
+    a Linux HostName is 2-64 characters without consecutive hyphens (V2
+    RunInstancesRequest.host_name), which the emulator enforces: the panel derives one."""
+    settings.ALIYUN_ENDPOINT_OVERRIDE = emu.endpoint
+    settings.PANEL_SSH_SOURCE_CIDRS = ["203.0.113.9/32"]
+    emu.control.request("POST", "ecs/stock", {"zone_id": emu.vswitch["zone_id"],
+                                              "instance_type": TYPE,
+                                              "status_category": "WithStock"})
+    name = ("a" + "--b" * 20 + "c" * 63)[:63]
+    long = make_cluster(name=name, region=emu.region_id, zone=emu.vswitch["zone_id"],
+                        vpc_id=emu.vpc["vpc_id"], vswitch_id=emu.vswitch["vswitch_id"],
+                        instance_order={"servers": 2, "agents": 0, "image_id": IMAGE,
+                                        "instance_type": TYPE, "system_disk_gb": 40})
+    run = run_plan(engine, long, BUY)
+    assert step(run, "buy").status == StepStatus.SUCCEEDED, step(run, "buy").error
+    found = cloud.cloud_for(long).describe_instances_by_ids(
+        b["id"] for b in tagged_instances(emu, long))
+    hosts = sorted(i.hostname for i in found)
+    assert len(hosts) == 2 and len(set(hosts)) == 2, hosts
+    assert all(len(h) <= 64 and "--" not in h for h in hosts), hosts
+    assert [h[-3:] for h in hosts] == ["-s1", "-s2"]  # the slot kept: the hosts told apart
+    assert sorted(i.name for i in found) == [f"k3s-{name}-s1", f"k3s-{name}-s2"]

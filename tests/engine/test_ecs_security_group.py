@@ -298,6 +298,6 @@ def test_an_advanced_group_member_cannot_join_and_alibabas_error_is_shown(
     engine.deliver_all()
     joined = step(run, "join")
     assert joined.status == StepStatus.FAILED
-    assert f"{own} (" in joined.error and "InvalidSecurityGroupType.Mismatch" in joined.error
+    assert f"{own} (" in joined.error and "InvalidOperation.MultiGroupType" in joined.error
     assert "RequestId" in joined.error and "all basic or all advanced" in joined.error
     assert _groups_of_instance(emu, own) == [advanced]

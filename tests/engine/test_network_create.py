@@ -10,6 +10,7 @@ exists is read back from the emulator with plain SDK calls.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,13 +195,22 @@ def test_destroy_waits_for_the_security_group_then_deletes_vswitch_and_vpc(
     run = start(engine, cluster, [StepSpec("vsw", "vSwitch", "vpc.delete_vswitch"),
                                   StepSpec("vpc", "VPC", "vpc.delete", ["vsw"])])
     settle(engine, rounds=3)
-    waiting = step(run, "vpc")
+    for _ in range(100):  # a vSwitch's deletion completes a little later (asynchronous)
+        waiting = step(run, "vpc")
+        if "DependencyViolation.SecurityGroup" in waiting.wait_reason:
+            break
+        assert "DependencyViolation.VSwitch" in waiting.wait_reason, waiting.wait_reason
+        time.sleep(0.02)
+        settle(engine, rounds=1)
     assert waiting.status == StepStatus.WAITING
     assert "DependencyViolation.SecurityGroup" in waiting.wait_reason
     assert tagged(emu, cluster)[1] == []  # the vSwitch went first
     api.delete_security_group(group)
     settle(engine)
     assert step(run, "vpc").status == StepStatus.SUCCEEDED, step(run, "vpc").error
+    deadline = time.monotonic() + 10  # a deleted VPC is listed until its deletion completes
+    while tagged(emu, cluster) != ([], []) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert tagged(emu, cluster) == ([], [])
     assert not cluster.resources.filter(kind__in=(VPC_KIND, VSWITCH_KIND),
                                         deleted_at__isnull=True).exists()
