@@ -21,6 +21,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from clusters.adapters import cloud
+from clusters.adapters.instance_order import ECS_SECURITY_GROUP_KIND
 from clusters.engine.pipeline import StepSpec, create_run
 from clusters.models import Cluster, LogLine, ResourceState, Run, RunKind, StepStatus
 from clusters.steps.ecs import KEY_PAIR_KIND, NODE_TAG, key_pair_name, md5_fingerprint
@@ -287,7 +288,7 @@ def test_add_node_buys_new_slots_in_the_clusters_group_with_its_key_once_each(
     Cluster.objects.filter(pk=cluster.pk).update(k3s_version="v1.32.5+k3s1")
     cluster.refresh_from_db()
     run_plan(engine, cluster, BUY)
-    group = cluster.resources.get(kind="ecs_security_group").provider_id
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
     first = {b["id"] for b in tagged_instances(emu, cluster)}
     emu.control.clear_calls()
     slots = next_slots(cluster, 1, 1)
@@ -365,16 +366,34 @@ def test_the_group_waits_while_released_instances_are_still_in_it(
         engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
     """Releasing is asynchronous ("operations of releasing ECS instances and ENIs are
     asynchronous", DeleteSecurityGroup's page): right after DeleteInstances the group
-    answers DependencyViolation, and the step waits instead of failing."""
+    answers DependencyViolation; the step waits while anything is in it instead of failing."""
+    from clusters.core.errors import StepError  # noqa: PLC0415
+
     run_plan(engine, cluster, BUY)
+    api = cloud.cloud_for(cluster)
     bought = [b["id"] for b in tagged_instances(emu, cluster)]
-    cloud.cloud_for(cluster).delete_instances(bought, client_token=f"t-{cluster.code.hex}")
-    emu.control.clear_calls()
-    gone = run_plan(engine, cluster, [StepSpec("group", "Group", "ecs.delete_security_group")])
-    assert step(gone, "group").status == StepStatus.SUCCEEDED, step(gone, "group").error
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    api.delete_instances(bought, client_token=f"t-{cluster.code.hex}")
+    with pytest.raises(StepError) as caught:
+        api.delete_security_group(group)
+    assert caught.value.code == "DependencyViolation" and caught.value.request_id
+    # One of the owner's hosts still in the group: the step waits for it to leave.
+    base = emu.vswitch["cidr"].rsplit(".", 1)[0]
+    theirs = emu.register_instance("theirs-member", f"{base}.89")
+    api.join_security_group(theirs, group)
+    run = engine.act(create_run, cluster, RunKind.TEST,
+                     [StepSpec("group", "Group", "ecs.delete_security_group")])
+    while engine.queue and engine.queue[0].countdown <= 0:  # up to the step's first Wait
+        engine.deliver(engine.queue.pop(0))
+    waiting = step(run, "group")
+    assert waiting.status == StepStatus.WAITING, waiting.error
+    assert "still has members" in waiting.wait_reason
+    api.leave_security_group(theirs, group)
+    settle(engine)
+    assert step(run, "group").status == StepStatus.SUCCEEDED, step(run, "group").error
     answers = [c["code"] for c in calls(emu, "DeleteSecurityGroup")]
-    assert answers[0] == "DependencyViolation" and answers[-1] == "", answers
-    assert tagged_instances(emu, cluster) == []
+    assert "DependencyViolation" in answers and answers[-1] == "", answers
+    assert [b["id"] for b in tagged_instances(emu, cluster)] == []
 
 
 @override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
@@ -402,3 +421,14 @@ def test_a_long_cluster_name_still_makes_valid_distinct_host_names(
     assert all(len(h) <= 64 and "--" not in h for h in hosts), hosts
     assert [h[-3:] for h in hosts] == ["-s1", "-s2"]  # the slot kept: the hosts told apart
     assert sorted(i.name for i in found) == [f"k3s-{name}-s1", f"k3s-{name}-s2"]
+    # Several at once: the three-digit UniqueSuffix still fits (DryRunOperation: all valid).
+    from clusters.adapters.aliyun import InstanceOrder  # noqa: PLC0415
+    from clusters.core.errors import StepError  # noqa: PLC0415
+
+    group = long.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    order = InstanceOrder(IMAGE, TYPE, emu.vswitch["vswitch_id"], group, 2,
+                          f"k3s-{name}-a1")
+    with pytest.raises(StepError) as caught:
+        cloud.cloud_for(long).run_instances(order, client_token=f"d-{long.code.hex}",
+                                            tags={}, dry_run=True)
+    assert caught.value.code == "DryRunOperation", caught.value

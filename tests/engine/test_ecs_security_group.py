@@ -301,3 +301,60 @@ def test_an_advanced_group_member_cannot_join_and_alibabas_error_is_shown(
     assert f"{own} (" in joined.error and "InvalidOperation.MultiGroupType" in joined.error
     assert "RequestId" in joined.error and "all basic or all advanced" in joined.error
     assert _groups_of_instance(emu, own) == [advanced]
+
+
+def test_a_host_that_left_already_is_done_and_one_whose_last_group_it_is_is_said(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """LeaveSecurityGroup since July 8, 2024: a host not in the group answers 400
+    InvalidSecurityGroupAssociation.NotFound (it left already: done), its last group 403
+    InstanceLastSecurityGroup (the owner must give it another; LeaveSecurityGroup's page)."""
+    Cluster.objects.filter(pk=cluster.pk).update(join_security_group=True)
+    cluster.refresh_from_db()
+    first, second = _owned_hosts(emu, cluster, 2)
+    (own_group,) = _groups_of_instance(emu, second)
+    run = engine.act(create_run, cluster, RunKind.TEST, [
+        StepSpec("sg", "Group", "ecs.security_group"),
+        StepSpec("join", "Join", "ecs.join_group", ["sg"])])
+    engine.deliver_all()
+    assert step(run, "join").status == StepStatus.SUCCEEDED, step(run, "join").error
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    api = cloud.cloud_for(cluster)
+    api.leave_security_group(first, group)      # the owner took it out in the console
+    api.leave_security_group(second, own_group)  # and left this one only in the panel's
+    leave = [StepSpec("leave", "Leave", "ecs.leave_group")]
+    failed = engine.act(create_run, cluster, RunKind.TEST, leave)
+    engine.deliver_all()
+    said = step(failed, "leave")
+    assert said.status == StepStatus.FAILED
+    assert second in said.error and "InstanceLastSecurityGroup" in said.error
+    assert "RequestId" in said.error and "add it to one of yours" in said.error
+    codes = [c["code"] for c in calls(emu, "LeaveSecurityGroup")]
+    assert "InvalidSecurityGroupAssociation.NotFound" in codes, codes
+    api.join_security_group(second, own_group)  # what the message asks for
+    again = engine.act(create_run, cluster, RunKind.TEST, leave)
+    engine.deliver_all()
+    assert step(again, "leave").status == StepStatus.SUCCEEDED, step(again, "leave").error
+    assert _groups_of_instance(emu, first) == _groups_of_instance(emu, second) == [own_group]
+
+
+def test_a_host_of_another_vpc_is_said_to_be_elsewhere_not_of_the_other_type(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """JoinSecurityGroup: a group of another VPC is 400 InvalidInstanceId.Mismatch (its
+    error table), which is not the basic/advanced mix (InvalidOperation.MultiGroupType)."""
+    from aliyunsdkvpc.request.v20160428.CreateVpcRequest import CreateVpcRequest  # noqa: PLC0415
+
+    request = CreateVpcRequest()
+    request.set_CidrBlock("192.168.0.0/16")
+    other_vpc = emu.call(request, sdk_client(emu))["VpcId"]
+    Cluster.objects.filter(pk=cluster.pk).update(join_security_group=True, vpc_id=other_vpc)
+    cluster.refresh_from_db()
+    (own,) = _owned_hosts(emu, cluster, 1)
+    run = engine.act(create_run, cluster, RunKind.TEST, [
+        StepSpec("sg", "Group", "ecs.security_group"),
+        StepSpec("join", "Join", "ecs.join_group", ["sg"])])
+    engine.deliver_all()
+    joined = step(run, "join")
+    assert joined.status == StepStatus.FAILED
+    assert "InvalidInstanceId.Mismatch" in joined.error and "not in the cluster's VPC" in \
+        joined.error
+    assert "basic or all advanced" not in joined.error and f"{own} (" in joined.error
