@@ -78,7 +78,8 @@ STARTING_SECONDS = 15.0
 STOPPING_SECONDS = 10.0
 # Releasing is asynchronous (DeleteSecurityGroup's page: "operations of releasing ECS
 # instances and ENIs are asynchronous"; V2 DeleteInstanceRequest.force_stop: a release "takes
-# several minutes" with a graceful stop). How long a forced one takes: chosen.
+# several minutes" with a graceful stop; terraform waits for the instance to vanish, above).
+# How long a forced one takes: chosen.
 RELEASE_SECONDS = 10.0
 
 INCORRECT_STATUS = errors.ApiError(
