@@ -14,7 +14,8 @@ chose, and only after the instances, the load balancer, the RDS instance and the
 group are gone: DeleteVSwitch answers DependencyViolation while anything holds an address in
 it, DeleteVpc DependencyViolation.VSwitch / .SecurityGroup while something is in it
 (Alibaba's error tables of DeleteVSwitch and DeleteVpc; terraform retries both), so the
-steps wait on those answers instead of failing.
+steps wait on those answers instead of failing, and then, as terraform does, until what they
+deleted is no longer listed (a deletion completes a little after the call).
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def create_vswitch(ctx: StepContext) -> Outcome:
 
 def _delete(ctx: StepContext, kind: str, what: str) -> Outcome:
     """Delete the rows of `kind` (and the cluster's tagged one of that name), waiting while
-    Alibaba answers that something is still in it."""
+    Alibaba answers that something is still in it, then until it is no longer listed."""
     cluster = ctx.cluster
     rows = list(cluster.resources.filter(kind=kind, deleted_at__isnull=True))
     if not rows:
@@ -195,24 +196,51 @@ def _delete(ctx: StepContext, kind: str, what: str) -> Outcome:
         ids |= {s.vswitch_id for s in api.vswitches_by_tag(cloud.TAG_KEY, code)
                 if s.name == vswitch_name(cluster)}
         delete = api.delete_vswitch
+    waiting = _send_deletes(ctx, delete, ids, what)
+    if waiting is not None:
+        return waiting
+    # A deletion completes a little after the call: terraform waits for the VPC to be gone
+    # (resource_alicloud_vpc.go, WaitForVpc(id, Deleted)); so does the step, so a finished
+    # destroy has left nothing behind.
+    listed = ({v.vpc_id for v in api.vpcs_by_tag(cloud.TAG_KEY, code)} if kind == VPC_KIND
+              else {s.vswitch_id for s in api.vswitches_by_tag(cloud.TAG_KEY, code)})
+    if lingering := sorted(ids & listed):
+        return _wait(ctx, f"{', '.join(lingering)} being deleted",
+                     f"{what} {', '.join(lingering)} is still listed", "check it")
+    for row in rows:
+        cloud.record(row, state=ResourceState.DELETED)
+    return Done({"deleted": sorted(ids)})
+
+
+def _send_deletes(ctx: StepContext, delete: Callable[[str], bool], ids: set[str],
+                  what: str) -> Outcome | None:
+    """Each delete sent once (a later attempt only waits for it to complete); a Wait while
+    Alibaba answers that something is still in it, else None."""
     for provider_id in sorted(ids):
+        if provider_id in ctx.memo.get("asked", []):
+            continue
         try:
             deleted = delete(provider_id)
         except StepError as exc:
             if exc.code not in STILL_IN_USE:
                 raise
-            ctx.memo.setdefault("deadline", time.time() + DELETE_TIMEOUT_SECONDS)
-            if time.time() > ctx.memo["deadline"]:
-                return Fail(f"{what} {provider_id} is still in use ({exc.code}, RequestId "
-                            f"{exc.request_id}) after {DELETE_TIMEOUT_SECONDS // 60} minutes: "
-                            "remove what is still in it in the VPC console, then press Retry.")
-            return Wait(cloud.poll_seconds(), f"{provider_id} still holds resources "
-                                              f"({exc.code})")
+            return _wait(ctx, f"{provider_id} still holds resources ({exc.code})",
+                         f"{what} {provider_id} is still in use ({exc.code}, RequestId "
+                         f"{exc.request_id})")
         ctx.say(f"Deleted {what} {provider_id}" if deleted
                 else f"{what} {provider_id} was already gone")
-    for row in rows:
-        cloud.record(row, state=ResourceState.DELETED)
-    return Done({"deleted": sorted(ids)})
+        ctx.memo["asked"] = sorted({*ctx.memo.get("asked", []), provider_id})
+    return None
+
+
+def _wait(ctx: StepContext, reason: str, failure: str,
+          advice: str = "remove what is still in it") -> Outcome:
+    """Wait, within the step's deadline; past it, fail saying what is left to do."""
+    ctx.memo.setdefault("deadline", time.time() + DELETE_TIMEOUT_SECONDS)
+    if time.time() > ctx.memo["deadline"]:
+        return Fail(f"{failure} after {DELETE_TIMEOUT_SECONDS // 60} minutes: {advice} in the "
+                    "VPC console, then press Retry.")
+    return Wait(cloud.poll_seconds(), reason)
 
 
 @step_handler("vpc.delete_vswitch")
