@@ -17,7 +17,13 @@ clusters.web (checked by .importlinter).
 
 from clusters.operations.allowlist import start_allowlist_change
 from clusters.operations.create import start_create
-from clusters.operations.destroy import confirm_problem, start_destroy
+from clusters.operations.destroy import (
+    confirm_problem,
+    holds_generated_key,
+    keep_instances_problem,
+    start_destroy,
+    take_generated_key,
+)
 from clusters.operations.diagnostics import Collection, start_diagnostics
 from clusters.operations.health import (
     request_health_check,
@@ -64,9 +70,11 @@ __all__ = [
     "etcd_even_warning",
     "etcd_quorum_problem",
     "ha_warning",
+    "holds_generated_key",
     "host_key_refusal",
     "instances_refusal",
     "issue_kube_credential",
+    "keep_instances_problem",
     "kube_credential_details",
     "kube_credential_refusal",
     "on_run_finished",
@@ -87,4 +95,5 @@ __all__ = [
     "start_kubeconfig_renewal",
     "start_remove_node",
     "start_upgrade",
+    "take_generated_key",
 ]
