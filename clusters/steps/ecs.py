@@ -168,7 +168,7 @@ def _revoke_stale_allowlist(ctx: StepContext, api: AliyunCloud, resource: CloudR
     allowed = _allowlist_sources(wanted)
     kept = [cidr for cidr in ours if cidr in allowed]
     if kept != list(resource.attributes.get(ALLOWLIST_SOURCES) or []):
-        cloud.record(resource, **{ALLOWLIST_SOURCES: kept})
+        cloud.record(resource, allowlist_sources=kept)  # ALLOWLIST_SOURCES
     return stale
 
 
@@ -209,7 +209,7 @@ def security_group(ctx: StepContext) -> Outcome:
     if missing:
         token = _rules_token(resource.client_token, missing)
         # Intent first, then the call (the rules' token, the sources the group may now hold).
-        cloud.record(resource, **{RULES_TOKEN: token, ALLOWLIST_SOURCES: ours})
+        cloud.record(resource, **{RULES_TOKEN: token}, allowlist_sources=ours)
         api.authorize_ingress(group, missing, client_token=token, descriptions=wanted)
         for rule in missing:
             ctx.say(f"Allowed into {group}: {_describe(rule)} ({wanted[rule]})")
