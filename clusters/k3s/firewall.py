@@ -26,7 +26,9 @@ What else reaches a node, and from where:
 - A CLB keeps the client's address (Internet-facing or intranet): the allow-list's CIDRs
   that lie outside the VPC's block (an Internet client; an intranet source in a peered VPC,
   over a VPN or Express Connect) then also reach 6443, and only 6443 (the only port ever
-  open beyond the VPC, and 0.0.0.0/0 only if the allow-list itself says so). Without them an
+  open beyond the VPC, and 0.0.0.0/0 only if an Internet-facing API's allow-list itself says
+  so; for an intranet API only private blocks, RFC 1918 and the like: a public block would
+  reach a node that has a public address directly from the Internet). Without them an
   intranet CLB forwards such a client to a node whose group drops it: the list the owner
   gave would admit nobody outside the VPC. A CIDR inside the VPC's block is already
   admitted by the VPC's rule and gets none of its own. An NLB's allow-list is its own
@@ -138,8 +140,15 @@ def allowlist_rules(spec: FirewallSpec) -> tuple[NodeRule, ...]:
     vpc = ipaddress.IPv4Network(_network(spec.vpc_cidr, "The VPC's range"))
     found = []
     for cidr in dict.fromkeys(_network(c, "An allowed source") for c in spec.api_allowed_cidrs):
-        if not ipaddress.IPv4Network(cidr).subnet_of(vpc):
-            found.append(NodeRule("TCP", (API_PORT, API_PORT), cidr, why=ALLOWLIST_WHY))
+        block = ipaddress.IPv4Network(cidr)
+        if block.subnet_of(vpc):
+            continue  # the VPC's own rule admits it
+        if not spec.internet_api and not block.is_private:
+            # An intranet API's clients come over private networks; a public block (or
+            # 0.0.0.0/0) here would reach a node with a public address straight from the
+            # Internet, past the CLB.
+            continue
+        found.append(NodeRule("TCP", (API_PORT, API_PORT), cidr, why=ALLOWLIST_WHY))
     return tuple(found)
 
 
