@@ -394,21 +394,41 @@ def _order(cluster: Cluster, group_id: str, key_pair: str, slot: str, amount: in
         public_bandwidth_mbps=int(order.get("public_bandwidth_mbps") or 0))
 
 
-def _refused(api: AliyunCloud, cluster: Cluster, error: StepError, count: int
-             ) -> PermanentError:
+def _refused(api: AliyunCloud, cluster: Cluster, error: StepError, count: int, *,
+             bought: list[tuple[str, str]] | None = None,
+             missing: list[str] | None = None) -> PermanentError:
+    """A stock or quota refusal in words that are true of what happened: `bought` are the
+    (slot, instance id) this order already holds (earlier slots of the same step, or an
+    earlier attempt), kept and billed; `missing` the slots not bought, which Retry buys (the
+    step adopts or skips what its ledger holds, so nothing is bought twice)."""
     said = ", ".join(p for p in (error.code and f"code {error.code}",
                                  error.request_id and f"RequestId {error.request_id}") if p)
     instance_type = str(cluster.instance_order.get("instance_type", ""))
+    bought, missing = bought or [], missing or []
+    held = ", ".join(f"{slot} ({instance_id})" for slot, instance_id in bought)
+    wanted = ", ".join(missing)
+    if held:
+        one = len(bought) == 1
+        outcome = (f"{held} {'was' if one else 'were'} bought and {'is' if one else 'are'} "
+                   f"kept (billed from {'its' if one else 'their'} creation); {wanted} "
+                   f"{'was' if len(missing) == 1 else 'were'} not bought")
+        retry = (f"Retry buys only {wanted}, of the order's type {instance_type}, and keeps "
+                 "what was bought; destroying the cluster instead releases it.")
+    else:
+        outcome, retry = "nothing was bought", ""
     if error.code in ("OperationDenied.NoStock", "Zone.NotOnSale") or "NoStock" in error.code:
+        then = (f"Press Retry once the zone has stock again. {retry}" if held
+                else "Choose one, then press Retry.")
         return PermanentError(
-            f"ECS has no stock of {instance_type} in {cluster.zone} ({said}); nothing was "
-            f"bought. {_suggestion(api, cluster, instance_type)}. Choose one, then press "
-            "Retry.", code=error.code, request_id=error.request_id)
+            f"ECS has no stock of {instance_type} in {cluster.zone} ({said}); {outcome}. "
+            f"{_suggestion(api, cluster, instance_type)}. {then}",
+            code=error.code, request_id=error.request_id)
     if error.code.startswith("QuotaExceed"):
+        more = len(missing) if missing else count
         return PermanentError(
             f"The account's ECS quota in {cluster.region} does not allow "
-            f"{count} more instances ({said}); nothing was "
-            "bought. Raise the quota (Quota Center) or release instances, then press Retry.",
+            f"{more} more instances ({said}); {outcome}. Raise the quota (Quota Center) or "
+            f"release instances, then press Retry.{' ' + retry if held else ''}",
             code=error.code, request_id=error.request_id)
     return PermanentError(f"RunInstances was refused ({said}): {error}", code=error.code,
                           request_id=error.request_id)
@@ -455,7 +475,11 @@ def check_order(ctx: StepContext) -> Outcome:
         raise  # a lost answer or throttling: the engine retries the DryRun (it buys nothing)
     except StepError as error:
         if error.code != "DryRunOperation":
-            raise _refused(api, cluster, error, len(slots)) from None
+            held = [(slot, _recorded(cluster, INSTANCE_KIND + slot))
+                    for slot, _ in run_slots(order, ctx.args)]
+            raise _refused(api, cluster, error, len(slots),
+                           bought=[(slot, iid) for slot, iid in held if iid],
+                           missing=slots) from None
     ctx.say(f"DryRun of {len(slots)} x {probe.instance_type} in {cluster.zone}: the "
             "request, the zone's stock and the quota allow the whole order")
     return Done({"instances": len(slots), "instance_type": probe.instance_type})
@@ -483,7 +507,11 @@ def run_instances(ctx: StepContext) -> Outcome:
                 state=ResourceState.PRESENT)
         except StepError as error:
             if error.code and (error.code.startswith("QuotaExceed") or "NoStock" in error.code):
-                raise _refused(api, cluster, error, len(slots)) from None
+                held = [(name, _recorded(cluster, INSTANCE_KIND + name))
+                        for name, _role in slots]
+                raise _refused(api, cluster, error, len(slots),
+                               bought=[(name, iid) for name, iid in held if iid],
+                               missing=[name for name, iid in held if not iid]) from None
             raise
         if acquired is purchase.Acquired.CREATED:
             ctx.say(f"Bought ECS instance {resource.provider_id} ({slot}, "

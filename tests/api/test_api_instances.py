@@ -51,6 +51,12 @@ def test_create_buys_the_instances_the_spec_orders(
     assert [w for w in whats if w.startswith("ECS instance")] == [
         "ECS instance s1 (Server, pay-as-you-go)", "ECS instance s2 (Server, pay-as-you-go)",
         "ECS instance s3 (Server, pay-as-you-go)", "ECS instance a1 (Agent, pay-as-you-go)"]
+    # Each instance priced by ECS DescribePrice, as the review page shows it; so the total.
+    billed = dry.json()["billed"]
+    instances = [i for i in billed["items"] if i["what"].startswith("ECS instance")]
+    assert all(i["monthly"] > 0 and not i["problem"] for i in instances), billed
+    assert billed["monthly_total"] == pytest.approx(sum(i["monthly"] for i in billed["items"]),
+                                                    abs=0.01)
     created = post_json(api, "/api/v1/clusters/", body)
     assert created.status_code == 202, created.json()
     cluster = Cluster.objects.get(owner=account.owner)

@@ -66,14 +66,7 @@ def run_plan(engine: InProcessEngine, cluster: Cluster, specs: list[StepSpec],
 
 
 def settle(engine: InProcessEngine, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while engine.queue:
-        assert time.monotonic() < deadline, "the run did not settle"
-        message = engine.queue.pop(0)
-        if message.countdown > 0:
-            time.sleep(0.2)
-            time_passes(message.countdown)
-        engine.deliver(message)
+    engine.settle(seconds, pause=0.2)
 
 
 def tagged_instances(emu: Emulator, cluster: Cluster) -> list[dict[str, Any]]:
@@ -171,6 +164,52 @@ def test_a_sold_out_type_fails_before_anything_is_bought_with_code_request_id_an
     request_id = re.search(r"RequestId ([0-9A-F-]{36})", failed.error)
     assert request_id and request_id.group(1) in page
     assert "OperationDenied.NoStock" in page and "ecs.g8i.large (2 vCPU, 8 GiB)" in page
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_a_later_slot_refused_says_what_was_bought_and_kept_and_what_retry_buys(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """The DryRun passed for the whole order, then the account's quota (or the zone's stock)
+    ran out after the servers were bought: the message names what was bought and is kept
+    (billed), what was not, and that Retry buys only that; Retry then does exactly that."""
+    run_plan(engine, cluster, BUY[:3])  # key pair, group, the DryRun of all three
+    present = sum(r["type"] == "ecs_instance" for r in emu.control.resources())
+    buy_only = [StepSpec("buy", "Instances", "ecs.run_instances")]
+    emu.control.set_ecs_quota(emu.region_id, present + 2)  # room for s1 and s2 only
+    try:
+        first = step(run_plan(engine, cluster, buy_only), "buy")
+        ids = {slot: cluster.resources.get(kind=f"ecs_instance_{slot}").provider_id
+               for slot in ("s1", "s2")}
+        assert first.status == StepStatus.FAILED and "QuotaExceed.ElasticQuota" in first.error
+        assert "nothing was bought" not in first.error
+        assert (f"s1 ({ids['s1']}), s2 ({ids['s2']}) were bought and are kept (billed from "
+                "their creation); a1 was not bought") in first.error, first.error
+        assert "does not allow 1 more instances" in first.error
+        assert "Retry buys only a1, of the order's type ecs.g7.large" in first.error
+        # Quota raised, but the zone sold out meanwhile: the refusal says the same of stock.
+        emu.control.set_ecs_quota(emu.region_id, None)
+        emu.control.set_ecs_stock(cluster.zone, TYPE, "WithoutStock")
+        second = step(run_plan(engine, cluster, buy_only), "buy")
+        assert second.status == StepStatus.FAILED and "OperationDenied.NoStock" in second.error
+        assert re.search(r"RequestId [0-9A-F-]{36}", second.error), second.error
+        assert "nothing was bought" not in second.error
+        assert f"s1 ({ids['s1']}), s2 ({ids['s2']}) were bought and are kept" in second.error
+        assert "a1 was not bought" in second.error and "ecs.g8i.large (2 vCPU" in second.error
+        assert "Press Retry once the zone has stock again. Retry buys only a1" in second.error
+        assert len(tagged_instances(emu, cluster)) == 2
+        # With stock back, Retry buys a1 alone and keeps the two.
+        emu.control.set_ecs_stock(cluster.zone, TYPE, "WithStock")
+        emu.control.clear_calls()
+        third = step(run_plan(engine, cluster, buy_only), "buy")
+        assert third.status == StepStatus.SUCCEEDED, third.error
+        (bought,) = [c for c in calls(emu, "RunInstances") if not c["params"].get("DryRun")]
+        assert bought["params"]["InstanceName"].endswith("-a1")
+        assert len(tagged_instances(emu, cluster)) == 3
+        assert {i: cluster.resources.get(kind=f"ecs_instance_{i}").provider_id
+                for i in ("s1", "s2")} == ids
+    finally:
+        emu.control.set_ecs_quota(emu.region_id, None)
+        emu.control.set_ecs_stock(cluster.zone, TYPE, "WithStock")
 
 
 @override_settings(PANEL_CLOUD_POLL_SECONDS=0.2, PANEL_RETRY_BASE_SECONDS=0.1)

@@ -20,7 +20,7 @@ from clusters.adapters.ssh import load_private_key
 from clusters.engine.pipeline import StepSpec, create_run
 from clusters.models import CloudAccount, Cluster, Run, RunKind, StepStatus
 from sandbox.world import World, running_world
-from tests.support.engine_specs import InProcessEngine, time_passes
+from tests.support.engine_specs import InProcessEngine
 from tests.support.factories import make_user
 from tests.support.runs import step
 from tests.support.tools import require
@@ -51,14 +51,7 @@ def world() -> Iterator[World]:
 
 
 def settle(engine: InProcessEngine, seconds: float = 240.0) -> None:
-    deadline = time.monotonic() + seconds
-    while engine.queue:
-        assert time.monotonic() < deadline, "the run did not settle"
-        message = engine.queue.pop(0)
-        if message.countdown > 0:
-            time.sleep(0.3)
-            time_passes(message.countdown)
-        engine.deliver(message)
+    engine.settle(seconds, pause=0.3)
 
 
 def run_on(node: Any, command: str, timeout: float = 40.0) -> str:
