@@ -114,3 +114,14 @@ def test_the_refusal_is_translated(owner_client: Client, bought: Cluster) -> Non
         {"confirm_name": bought.name, "keep_instances": "on"}, follow=True,
         HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
     assert "私钥" in refused.content.decode()
+
+
+def test_the_api_refuses_the_keep_by_the_same_rule(user: Any, bought: Cluster) -> None:
+    from tests.support.api import bearer, issue, post_json  # noqa: PLC0415
+
+    url = f"/api/v1/clusters/{bought.code}/destroy/"
+    refused = post_json(bearer(issue(user)), url,
+                        {"confirm_name": bought.name, "keep_instances": True})
+    assert refused.status_code == 409, refused.json()
+    assert "which you have not downloaded" in refused.json()["detail"]
+    assert not Run.objects.filter(cluster=bought).exists()
