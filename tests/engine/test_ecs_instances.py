@@ -458,3 +458,109 @@ def test_removing_a_bought_node_releases_its_instance_only_or_keeps_it_when_aske
     network = {s.key: s.args for s in destroy_plan(cluster)}
     assert network["vswitch_delete"]["keep_instances"] is True
     assert network["vpc_delete"]["keep_instances"] is True
+
+# --- the key pair is the panel's only while it has the panel's fingerprint ------------------
+
+def _key_pairs(emu: Emulator) -> dict[str, str]:
+    """Name -> fingerprint of every key pair of the region, as DescribeKeyPairs lists them."""
+    from aliyunsdkecs.request.v20140526.DescribeKeyPairsRequest import (  # noqa: PLC0415
+        DescribeKeyPairsRequest,
+    )
+
+    from tests.support.factories import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET  # noqa: PLC0415
+
+    request = DescribeKeyPairsRequest()
+    request.set_PageSize(50)
+    body = emu.call(request, emu.client(access_key_id=TEST_ACCESS_KEY_ID,
+                                        access_key_secret=TEST_ACCESS_KEY_SECRET))
+    return {k["KeyPairName"]: k["KeyPairFingerPrint"] for k in body["KeyPairs"]["KeyPair"]}
+
+
+def test_the_key_pair_name_holds_the_cluster_s_whole_code(cluster: Cluster) -> None:
+    name = key_pair_name(cluster)
+    assert name.startswith(f"k3s-{cluster.code.hex}-") and len(name) <= 128
+    other = make_cluster(name=cluster.name, region=cluster.region)
+    assert key_pair_name(other) != name  # two clusters of one name never share a pair
+
+
+def test_destroy_leaves_a_same_named_key_pair_the_panel_did_not_import(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """ImportKeyPair refused (the name was taken: KeyPair.AlreadyExist), and the pair of
+    that name is someone else's: destroy compares DescribeKeyPairs' fingerprint with the
+    one the ledger recorded for the panel's key, and leaves theirs."""
+    from clusters.steps.ecs import generate_key_pair  # noqa: PLC0415
+
+    emu.control.add_fault(action="ImportKeyPair", code="KeyPair.AlreadyExist", http_status=400,
+                          message="The key pair already exist.", count=1)
+    made = run_plan(engine, cluster, BUY[:1])
+    failed = step(made, "keypair")
+    assert failed.status == StepStatus.FAILED and "it is not the panel's" in failed.error
+    name = key_pair_name(cluster)
+    row = cluster.resources.get(kind=KEY_PAIR_KIND)
+    cluster.refresh_from_db()
+    assert row.provider_id == name
+    assert row.attributes["fingerprint"] == md5_fingerprint(cluster.generated_ssh_public_key)
+    # The one who took the name imports their own key under it.
+    _, theirs = generate_key_pair("someone-else")
+    their_fingerprint = cloud.cloud_for(cluster).import_key_pair(name, theirs)
+    emu.control.clear_calls()
+    gone = run_plan(engine, cluster, [StepSpec("keypair", "Key pair", "ecs.delete_keypair")])
+    assert step(gone, "keypair").status == StepStatus.SUCCEEDED, step(gone, "keypair").error
+    assert calls(emu, "DeleteKeyPairs") == []
+    assert _key_pairs(emu)[name] == their_fingerprint
+    assert step(gone, "keypair").result == {"deleted": [], "left": [name]}
+    assert any(line.startswith(f"Left key pair {name}: its fingerprint is {their_fingerprint}")
+               for line in log_of(gone))
+
+
+def test_destroy_deletes_the_panel_s_own_pair_by_its_fingerprint(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    made = run_plan(engine, cluster, BUY[:1])
+    assert step(made, "keypair").status == StepStatus.SUCCEEDED, step(made, "keypair").error
+    name = key_pair_name(cluster)
+    assert name in _key_pairs(emu)
+    gone = run_plan(engine, cluster, [StepSpec("keypair", "Key pair", "ecs.delete_keypair")])
+    assert step(gone, "keypair").result == {"deleted": [name], "left": []}
+    assert name not in _key_pairs(emu)
+
+
+# --- a public address when bandwidth was ordered ---------------------------------------------
+
+@pytest.mark.parametrize("panel_inside", [False, True])
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_bought_with_bandwidth_a_node_records_its_public_address_and_ssh_picks_the_reachable_one(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster, settings: Any,
+        panel_inside: bool) -> None:
+    """RunInstances with InternetMaxBandwidthOut > 0 assigns a public address (V2
+    RunInstancesRequest.internet_max_bandwidth_out; the emulator allocates it from its
+    public range): DescribeInstances lists it, the Node records it. SSH goes there when the
+    panel comes from outside the VPC (PANEL_SSH_SOURCE_CIDRS outside the VPC's block), else
+    to the private address: the group admits the panel's SSH only from those sources."""
+    from clusters.adapters import nodes as node_adapter  # noqa: PLC0415
+
+    if panel_inside:
+        base = emu.vswitch["cidr"].rsplit(".", 1)[0]
+        settings.PANEL_SSH_SOURCE_CIDRS = [f"{base}.250/32"]
+    Cluster.objects.filter(pk=cluster.pk).update(instance_order={
+        **cluster.instance_order, "servers": 1, "agents": 0, "public_bandwidth_mbps": 5})
+    cluster.refresh_from_db()
+    run = run_plan(engine, cluster, BUY)
+    assert step(run, "buy").status == StepStatus.SUCCEEDED, step(run, "buy").error
+    (bought,) = tagged_instances(emu, cluster)
+    private, public = bought["addresses"]
+    (node,) = cluster.nodes.all()
+    assert (node.private_ip, node.public_ip) == (private, public)
+    assert node_adapter.target_for(node).host == (private if panel_inside else public)
+    assert any(f"(public {public})" in line for line in log_of(run))
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_bought_without_bandwidth_a_node_has_no_public_address(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    Cluster.objects.filter(pk=cluster.pk).update(instance_order={
+        **cluster.instance_order, "servers": 1, "agents": 0, "public_bandwidth_mbps": 0})
+    cluster.refresh_from_db()
+    run = run_plan(engine, cluster, BUY)
+    assert step(run, "buy").status == StepStatus.SUCCEEDED, step(run, "buy").error
+    (node,) = cluster.nodes.all()
+    assert node.public_ip is None and node.ssh_address == node.private_ip
