@@ -194,16 +194,20 @@ def clusters_create(path: Any, ssh_key_file: str | None, dry_run: bool, wait: bo
 @click.argument("name")
 @click.option("--confirm", help="The cluster's name again (else you are asked to type it).")
 @click.option("--keep-database", is_flag=True, help="Keep the RDS instance.")
+@click.option("--keep-instances", is_flag=True,
+              help="Keep the ECS instances the panel bought (they stay billed).")
 @WATCH
 @handled
-def clusters_destroy(name: str, confirm: str | None, keep_database: bool, wait: bool) -> None:
+def clusters_destroy(name: str, confirm: str | None, keep_database: bool,
+                     keep_instances: bool, wait: bool) -> None:
     """Delete everything the cluster bought and take K3s off its hosts."""
     api = client()
     cluster = api.cluster(name)
     typed = confirm if confirm is not None else click.prompt(
         f"Type the cluster's name ({name}) to destroy it")
     answer = api.post(f"clusters/{cluster['id']}/destroy/",
-                      {"confirm_name": typed, "keep_database": keep_database})
+                      {"confirm_name": typed, "keep_database": keep_database,
+                       "keep_instances": keep_instances})
     follow(api, answer, cluster["id"], wait)
 
 
@@ -376,19 +380,50 @@ def nodes_add(cluster: str, *, role: str, private_ip: str, public_ip: str | None
     follow(api, api.post(f"clusters/{found['id']}/nodes/", body), found["id"], wait)
 
 
+@nodes.command("add-instances")
+@click.argument("cluster")
+@click.option("--servers", type=click.IntRange(0, 9), default=0, show_default=True)
+@click.option("--agents", type=click.IntRange(0, 50), default=0, show_default=True)
+@click.option("--confirm-billing", is_flag=True,
+              help="The new instances are billed from their creation (else you are asked).")
+@WATCH
+@handled
+def nodes_add_instances(cluster: str, servers: int, agents: int, confirm_billing: bool,
+                        wait: bool) -> None:
+    """Buy new ECS instances like the cluster's first ones (its type, image, disk, security
+    group and key pair) and join them as servers and agents."""
+    if not confirm_billing and not click.confirm(
+            f"Buy {servers + agents} ECS instance(s), billed pay-as-you-go from their "
+            "creation until they are released?"):
+        click.echo("error: not confirmed; nothing was bought", err=True)
+        sys.exit(1)
+    api = client()
+    found = api.cluster(cluster)
+    answer = api.post(f"clusters/{found['id']}/nodes/instances/",
+                      {"servers": servers, "agents": agents, "confirm_billing": True})
+    click.echo(f"buying: {answer['billed']}")
+    for warning in answer.get("warnings", []):
+        click.echo(f"warning: {warning}")
+    follow(api, answer, found["id"], wait)
+
+
 @nodes.command("remove")
 @click.argument("cluster")
 @click.argument("node", metavar="NODE")
+@click.option("--keep-instance", is_flag=True,
+              help="An instance the panel bought stays (and stays billed); else it is "
+                   "released once the node has left.")
 @WATCH
 @handled
-def nodes_remove(cluster: str, node: str, wait: bool) -> None:
+def nodes_remove(cluster: str, node: str, keep_instance: bool, wait: bool) -> None:
     """Remove a node, named by its name (server-2), private IP or id."""
     api = client()
     found = api.cluster(cluster)
     match = [n for n in found["nodes"] if node in (n["name"], n["private_ip"], str(n["id"]))]
     if not match:
         raise ApiError(404, f"{cluster} has no node {node}", "not_found")
-    answer = api.post(f"clusters/{found['id']}/nodes/{match[0]['id']}/remove/")
+    answer = api.post(f"clusters/{found['id']}/nodes/{match[0]['id']}/remove/",
+                      {"keep_instance": keep_instance})
     follow(api, answer, found["id"], wait)
 
 

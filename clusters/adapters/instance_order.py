@@ -16,6 +16,32 @@ from clusters.models import Cluster, Node, NodeRole
 INSTANCE_KIND = "ecs_instance_"  # + the node's slot: "ecs_instance_s1", "ecs_instance_a2"
 ECS_SECURITY_GROUP_KIND = "ecs_security_group"  # the nodes' group the panel bought
 KEY_PAIR_KIND = "ecs_key_pair"  # the key pair the panel imported
+JOIN_KIND = "ecs_join_n"  # + the node's id: one of the owner's instances the panel joined
+
+
+def node_group(cluster: Cluster) -> str:
+    """The security group the panel bought for this cluster's nodes, when they sit in it
+    (it bought their instances, or the owner chose "join my instances to the cluster's
+    group"); '' otherwise. A host added later must join it too: its rules admit K3s's
+    node-to-node ports (VXLAN 8472/udp, kubelet 10250) only from the group's members."""
+    if not (cluster.instance_order or cluster.join_security_group):
+        return ""
+    row = (cluster.resources.filter(kind=ECS_SECURITY_GROUP_KIND, deleted_at__isnull=True)
+           .exclude(provider_id="").first())
+    return row.provider_id if row else ""
+
+
+def bought_instance_ids(cluster: Cluster) -> set[str]:
+    """The instances the panel bought for this cluster and has not released (its ledger)."""
+    return set(cluster.resources.filter(kind__startswith=INSTANCE_KIND, deleted_at__isnull=True)
+               .exclude(provider_id="").values_list("provider_id", flat=True))
+
+
+def joined_group(cluster: Cluster, node: Node) -> bool:
+    """Whether the panel added this node's (the owner's) instance to the nodes' group and it
+    has not left it yet (its ledger row, steps/ecs.py join_group)."""
+    return cluster.resources.filter(kind=f"{JOIN_KIND}{node.pk}",
+                                    deleted_at__isnull=True).exists()
 
 
 def buying_problem(cluster: Cluster) -> str:

@@ -4,11 +4,14 @@ Why a module: the review page shows the price before anything is bought, and the
 items are billed, which price API answers for each, how an hour becomes a month, that a price
 that could not be fetched is unknown and never zero) belong in one place that knows nothing
 of HTTP. RDS quotes its own price (DescribePrice); CLB has no price call of its own, so its
-list price comes from BSS GetPayAsYouGoPrice (help doc-detail/91488, "SLB PayAsYouGo").
+list price comes from BSS GetPayAsYouGoPrice (help doc-detail/91488, "SLB PayAsYouGo"); each
+ECS instance the panel buys is priced by ECS DescribePrice (type, image, system disk, public
+bandwidth, zone), one line per instance so the review lists every instance that is billed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,6 +39,10 @@ class PriceApi(Protocol):
 
     def get_pay_as_you_go_price(self, product_code: str,
                                 modules: list[PriceModule]) -> dict[str, HourlyPrice]: ...
+
+    def describe_instance_price(self, *, instance_type: str, image_id: str, zone_id: str,
+                                system_disk_category: str, system_disk_gb: int,
+                                public_bandwidth_mbps: int = 0) -> HourlyPrice: ...
 
 
 @dataclass(frozen=True)
@@ -123,10 +130,34 @@ def nlb_price() -> PriceLine:
         "pricing page for your region")))
 
 
+def instance_prices(api: PriceApi, order: Mapping[str, Any], slots: Sequence[Any],
+                    zone_id: str) -> list[PriceLine]:
+    """One line per instance the order buys (`slots`: each line's `what`, in order), each with
+    the price of one such instance. Every instance of an order is configured alike, so
+    DescribePrice is asked once; when it fails, every instance's price is unknown with
+    Alibaba's code and RequestId (never zero)."""
+    if not slots:
+        return []
+    try:
+        price = api.describe_instance_price(
+            instance_type=str(order.get("instance_type", "")),
+            image_id=str(order.get("image_id", "")), zone_id=zone_id,
+            system_disk_category=str(order.get("system_disk_category") or "cloud_essd"),
+            system_disk_gb=int(order.get("system_disk_gb") or 40),
+            public_bandwidth_mbps=int(order.get("public_bandwidth_mbps") or 0))
+    except StepError as exc:
+        return [_unknown(what, exc) for what in slots]
+    note: StrOrPromise = (_("plus the Internet data out, billed by usage")
+                          if int(order.get("public_bandwidth_mbps") or 0) else "")
+    return [PriceLine(what, price.amount, price.currency, usage_note=note) for what in slots]
+
+
 def quote_new_cluster(api: PriceApi, *, rds: dict[str, Any] | None, zone_id: str,
-                      internet_slb: bool, nlb: bool = False) -> Quote:
-    """Every billed item of a new cluster: the RDS instance (unless bring-your-own) and the
-    CLB or NLB."""
+                      internet_slb: bool, nlb: bool = False,
+                      order: Mapping[str, Any] | None = None,
+                      instances: Sequence[Any] = ()) -> Quote:
+    """Every billed item of a new cluster: the RDS instance (unless bring-your-own), the CLB
+    or NLB, then each ECS instance of the order (`instances`: one `what` per instance)."""
     lines = []
     if rds is not None:
         lines.append(rds_price(api, engine_version=str(rds["engine_version"]),
@@ -134,4 +165,6 @@ def quote_new_cluster(api: PriceApi, *, rds: dict[str, Any] | None, zone_id: str
                                storage_gb=int(rds["storage_gb"]), zone_id=zone_id,
                                engine=str(rds.get("engine", "MySQL"))))
     lines.append(nlb_price() if nlb else slb_price(api, internet=internet_slb))
+    if order:
+        lines += instance_prices(api, order, instances, zone_id)
     return Quote(tuple(lines))

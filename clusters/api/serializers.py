@@ -413,6 +413,29 @@ class AddNodeSerializer(serializers.Serializer):
     password = serializers.CharField(required=False, write_only=True)
 
 
+class NodeRemoveSerializer(serializers.Serializer):
+    keep_instance = serializers.BooleanField(
+        default=False, help_text="A node whose ECS instance the panel bought: keep the "
+        "instance (it stays billed; K3s is still removed from it). Without it, the instance "
+        "is released (DeleteInstances) once the node has left the cluster.")
+
+
+class AddInstancesSerializer(serializers.Serializer):
+    """Buy new ECS instances like the cluster's first ones (its instance type, image, disk,
+    bandwidth, security group and key pair) and join them; only a cluster whose first
+    instances the panel bought (else 409: add a node by its address)."""
+
+    servers = serializers.IntegerField(default=0, min_value=0, max_value=9)
+    agents = serializers.IntegerField(default=0, min_value=0, max_value=50)
+    confirm_billing = serializers.BooleanField(
+        help_text="true: the new instances are billed (pay-as-you-go) from their creation "
+                  "until they are released.")
+
+
+class AddInstancesStartedSerializer(OperationSerializer):
+    billed = serializers.CharField(help_text="What the run buys and bills, in words.")
+
+
 class RegionSerializer(serializers.Serializer):
     region_id = serializers.CharField()
     local_name = serializers.CharField(required=False)

@@ -41,6 +41,7 @@ urlpatterns = [
     path(CLUSTER + "destroy/", views.ClusterDestroy.as_view(), name="destroy"),
     path(CLUSTER + "upgrade/", views.ClusterUpgrade.as_view(), name="upgrade"),
     path(CLUSTER + "nodes/", views.NodeList.as_view(), name="nodes"),
+    path(CLUSTER + "nodes/instances/", views.NodeInstances.as_view(), name="node-instances"),
     path(CLUSTER + "nodes/<int:node_id>/", views.NodeDetail.as_view(), name="node"),
     path(CLUSTER + "nodes/<int:node_id>/remove/", views.NodeRemove.as_view(),
          name="node-remove"),

@@ -31,6 +31,7 @@ from clusters.api import serializers as s
 from clusters.api.errors import FieldErrors, Refused
 from clusters.interface import audit, cluster_spec, queries, run_actions
 from clusters.interface.forms import (
+    AddInstancesForm,
     AddNodeForm,
     CloudAccountForm,
     K3sStepForm,
@@ -461,16 +462,50 @@ class NodeDetail(generics.RetrieveAPIView):
         return get_object_or_404(Node, pk=self.kwargs["node_id"], cluster=cluster)
 
 
+class NodeInstances(APIView):
+    @extend_schema(request=s.AddInstancesSerializer,
+                   responses={202: s.AddInstancesStartedSerializer},
+                   summary="Add nodes by buying ECS instances like the cluster's first ones")
+    def post(self, request: Request, code: Any) -> Response:
+        """The page's "Add instances": the same form (at least one node; the billing
+        confirmed), the same operation (a DryRun first, one RunInstances per node through
+        the ledger, then preflight and K3s), the same audit row."""
+        cluster = owned_cluster(request, code)
+        body = _body(request)
+        data = {f"instances-{name}": value for name, value in body.items()
+                if value is not None}
+        data.setdefault("instances-servers", 0)
+        data.setdefault("instances-agents", 0)
+        form = AddInstancesForm(data, cluster=cluster)
+        if not form.is_valid():
+            raise FieldErrors(_form_errors(form))
+        servers, agents = form.cleaned_data["servers"], form.cleaned_data["agents"]
+        billed = operations.billed_summary(cluster, servers, agents)
+        even = operations.etcd_even_warning(cluster, servers) if servers else ""
+        return started(request, cluster,
+                       lambda: operations.start_add_instances(cluster, servers, agents,
+                                                              request.user),
+                       action=AuditAction.NODE_ADD,
+                       details=lambda run: {"servers": servers, "agents": agents,
+                                            "instance_type": (cluster.instance_order or {})
+                                            .get("instance_type")},
+                       extra={"billed": billed, **({"warnings": [even]} if even else {})})
+
+
 class NodeRemove(APIView):
-    @extend_schema(request=None, responses={202: s.OperationSerializer},
-                   summary="Remove a node (drained, K3s uninstalled, out of the SLB)")
+    @extend_schema(request=s.NodeRemoveSerializer, responses={202: s.OperationSerializer},
+                   summary="Remove a node (drained, K3s uninstalled, out of the SLB; an "
+                           "instance the panel bought is released unless kept)")
     def post(self, request: Request, code: Any, node_id: int) -> Response:
         cluster = owned_cluster(request, code)
         node = get_object_or_404(Node, pk=node_id, cluster=cluster)
+        keep = bool(_body(request).get("keep_instance")) if request.data else False
         return started(request, cluster,
-                       lambda: operations.start_remove_node(cluster, node, request.user),
+                       lambda: operations.start_remove_node(cluster, node, request.user,
+                                                            keep_instance=keep),
                        action=AuditAction.NODE_REMOVE,
-                       details=lambda run: {"role": node.role, "private_ip": node.private_ip})
+                       details=lambda run: {"role": node.role, "private_ip": node.private_ip,
+                                            **operations.removal_details(run)})
 
 
 # --- runs and steps --------------------------------------------------------------------------

@@ -7,7 +7,10 @@
   the field; the API shows the same messages keyed by the same fields.
 - `wizard`: the wizard's saved state (any mapping: the session, or one API request's answers)
   and the Cluster it becomes; `cluster_spec`: a whole cluster's answers checked at once, step
-  by step through the wizard's own forms (what the API's create does).
+  by step through the wizard's own forms (what the API's create does); `review`: the review
+  page's checks (answers that no longer fit, a saved instance order checked against the
+  zone again), what it lists with prices, and Create; `host_rows`: the hosts page's rows
+  (add, remove, pick from the VPC's list).
 - `queries`: owned objects (the one owner lookup: another user's things are 404) and run
   snapshots; `audit`: writing the audit trail from a request.
 

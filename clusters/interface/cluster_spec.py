@@ -293,21 +293,16 @@ def billed(checked: Checked, owner: Any) -> dict[str, Any]:
     account = CloudAccount.objects.get(pk=checked.state.get("account")["cloud_account"],
                                        owner=owner)
     items, quote = wizard.billed_with_prices(checked.state, account)
-    # The instances an order buys, each billed too (as the review page lists them).
-    instances = [{"what": str(item.what), "detail": item.detail, "monthly": None,
-                  "currency": quote.currency,
-                  "problem": _("ECS prices are not asked by the panel yet: see the ECS price "
-                               "list."), "usage_note": ""}
-                 for item in wizard.billed_instances(checked.state)]
+    # An instance whose price is unknown leaves no total: null, never a partial sum that
+    # looks like the whole bill (each instance is on a line of its own, as on the page).
+    instances_unknown = any(item.kind == "instance" and not line.known for item, line in items)
     return {
         "items": [{"what": str(item.what), "detail": item.detail,
                    "monthly": round(line.monthly, 2) if line.monthly is not None else None,
                    "currency": line.currency, "problem": line.problem,
-                   "usage_note": str(line.usage_note or "")} for item, line in items]
-        + instances,
-        # Not a total while the instances' prices are unknown: null, never a partial sum.
+                   "usage_note": str(line.usage_note or "")} for item, line in items],
         "monthly_total": round(quote.monthly_total, 2)
-        if quote.monthly_total is not None and not instances else None,
+        if quote.monthly_total is not None and not instances_unknown else None,
         "currency": quote.currency,
     }
 

@@ -126,7 +126,9 @@ class WizardState:
                     "order_key": crypto.decrypt(value["order_key"])
                     if value.get("order_key") else "",
                     # The owner chose to add their instances to the nodes' security group.
-                    "join_group": bool(value.get("join_group"))}
+                    "join_group": bool(value.get("join_group")),
+                    # The zone, VPC and vSwitch the order was made for (review re-checks).
+                    "order_network": value.get("order_network") or {}}
         return {k: v for k, v in _open(value).items() if k != REENTER}
 
     def put(self, step: str, values: dict[str, Any]) -> None:
@@ -139,7 +141,8 @@ class WizardState:
                       "order": values.get("order") or {},
                       "order_key": crypto.encrypt(values["order_key"])
                       if values.get("order_key") else "",
-                      "join_group": bool(values.get("join_group"))}
+                      "join_group": bool(values.get("join_group")),
+                      "order_network": values.get("order_network") or {}}
         else:
             values = _seal(values)
         data[step] = values
@@ -346,6 +349,7 @@ OUTSIDE_MAINLAND_CN_REGIONS = frozenset({"cn-hongkong"})
 class BilledItem:
     what: Any
     detail: str
+    kind: str = ""  # "instance": an ECS instance of the order
 
 
 def billed_resources(state: WizardState) -> list[BilledItem]:
@@ -362,6 +366,10 @@ def billed_resources(state: WizardState) -> list[BilledItem]:
             f" · {datastore.get('rds_storage_gb')} GB · {network.get('zone')}"))
     if network.get("load_balancer_kind") == LoadBalancerKind.NLB:
         zones = network.get("nlb_zones") or []
+        created = network.get("network_order") or {}
+        if created.get("zone2"):  # both vSwitches are created by the run (steps/network.py)
+            zones = [{"zone": network.get("zone"), "vswitch_id": created.get("vswitch_cidr")},
+                     {"zone": created["zone2"], "vswitch_id": created.get("vswitch2_cidr")}]
         items.append(BilledItem(
             _("NLB instance (pay-as-you-go: instance fee and NLCUs), TCP listener on 6443"),
             f"{SlbAddressType(network['slb_address_type']).label} · "
@@ -371,6 +379,16 @@ def billed_resources(state: WizardState) -> list[BilledItem]:
         _("CLB instance (pay-as-you-go, pay-by-LCU), TCP listener on 6443"),
         f"{SlbAddressType(network['slb_address_type']).label} · {network.get('vswitch')}"))
     return items
+
+
+# What an instance order depends on in the network step: saved with the order, so the review
+# can tell the order was made for another zone or vSwitch (clusters.interface.review).
+ORDER_NETWORK_KEYS = ("zone", "vpc", "vswitch")
+
+
+def order_network(network: Mapping[str, Any]) -> dict[str, str]:
+    """The zone, VPC and vSwitch an instance order is made for ("" for one the panel makes)."""
+    return {key: str(network.get(key) or "") for key in ORDER_NETWORK_KEYS}
 
 
 def billed_instances(state: WizardState) -> list[BilledItem]:
@@ -385,20 +403,25 @@ def billed_instances(state: WizardState) -> list[BilledItem]:
             _("ECS instance %(slot)s (%(role)s, pay-as-you-go)") % {
                 "slot": slot, "role": NodeRole(role).label},
             f"{order.get('instance_type')} · {order.get('image_id')} · "
-            f"{order.get('system_disk_gb')} GiB ESSD · {public} · {network.get('zone')}"))
+            f"{order.get('system_disk_gb')} GiB ESSD · {public} · {network.get('zone')}",
+            kind="instance"))
     return lines
 
 
 def billed_with_prices(state: WizardState, account: CloudAccount,
                        ) -> tuple[list[tuple[BilledItem, pricing.PriceLine]], pricing.Quote]:
-    """Each billed item next to its price line (the same order: RDS, then CLB), and the total."""
+    """Each billed item next to its price line (the same order: RDS, then the load balancer,
+    then every ECS instance of the order), and the total."""
     quote = price_quote(state, account)
-    return list(zip(billed_resources(state), quote.lines, strict=True)), quote
+    items = billed_resources(state) + billed_instances(state)
+    return list(zip(items, quote.lines, strict=True)), quote
 
 
 def price_quote(state: WizardState, account: CloudAccount) -> pricing.Quote:
-    """The monthly pay-as-you-go price of what `billed_resources` lists, asked of the cloud."""
+    """The monthly pay-as-you-go price of what `billed_resources` and `billed_instances`
+    list, asked of the cloud."""
     network, datastore = state.get("network"), state.get("datastore")
+    order = state.get("hosts").get("order") or {}
     rds = None
     kind, engine = datastore_of(datastore.get("kind"))
     if kind == DatastoreKind.RDS:
@@ -410,7 +433,8 @@ def price_quote(state: WizardState, account: CloudAccount) -> pricing.Quote:
     return pricing.quote_new_cluster(
         api, rds=rds, zone_id=network.get("zone", ""),
         internet_slb=network.get("slb_address_type") == SlbAddressType.INTERNET,
-        nlb=network.get("load_balancer_kind") == LoadBalancerKind.NLB)
+        nlb=network.get("load_balancer_kind") == LoadBalancerKind.NLB,
+        order=order, instances=[item.what for item in billed_instances(state)])
 
 
 # --- Create -----------------------------------------------------------------------------------

@@ -15,9 +15,16 @@ clusters.adapters, clusters.k3s, clusters.core, clusters.models; never clusters.
 clusters.web (checked by .importlinter).
 """
 
+from clusters.adapters.instance_order import bought_instance_ids
 from clusters.operations.allowlist import start_allowlist_change
 from clusters.operations.create import start_create
-from clusters.operations.destroy import confirm_problem, start_destroy
+from clusters.operations.destroy import (
+    confirm_problem,
+    holds_generated_key,
+    keep_instances_problem,
+    start_destroy,
+    take_generated_key,
+)
 from clusters.operations.diagnostics import Collection, start_diagnostics
 from clusters.operations.health import (
     request_health_check,
@@ -35,7 +42,9 @@ from clusters.operations.nodes import (
     etcd_even_warning,
     etcd_quorum_problem,
     ha_warning,
+    instance_removal_note,
     instances_refusal,
+    removal_details,
     removal_warning,
     servers_left_after,
     start_add_instances,
@@ -58,18 +67,23 @@ __all__ = [
     "accept_host_key",
     "active_run",
     "billed_summary",
+    "bought_instance_ids",
     "cancel",
     "confirm_problem",
     "diagnosing",
     "etcd_even_warning",
     "etcd_quorum_problem",
     "ha_warning",
+    "holds_generated_key",
     "host_key_refusal",
+    "instance_removal_note",
     "instances_refusal",
     "issue_kube_credential",
+    "keep_instances_problem",
     "kube_credential_details",
     "kube_credential_refusal",
     "on_run_finished",
+    "removal_details",
     "removal_warning",
     "request_health_check",
     "request_snapshot_refresh",
@@ -87,4 +101,5 @@ __all__ = [
     "start_kubeconfig_renewal",
     "start_remove_node",
     "start_upgrade",
+    "take_generated_key",
 ]

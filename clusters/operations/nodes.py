@@ -15,7 +15,14 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
 from clusters.adapters import etcd_members
-from clusters.adapters.instance_order import buying_problem, next_slots, node_of_slot
+from clusters.adapters.instance_order import (
+    bought_instance_ids,
+    buying_problem,
+    joined_group,
+    next_slots,
+    node_group,
+    node_of_slot,
+)
 from clusters.core.titles import title
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
@@ -39,15 +46,20 @@ HEALTH_TITLE = gettext_noop("Check the cluster's health")
 
 
 def add_nodes_plan(cluster: Cluster, new_nodes: list[Node]) -> list[StepSpec]:
-    """Preflight the new hosts; whitelist new servers in RDS before their K3s starts; install
-    servers one at a time with the cluster's config and token; put them behind the SLB; then
-    agents join through the SLB."""
+    """Preflight the new hosts; when the cluster's nodes sit in the security group the panel
+    bought (node_group), each new host's instance (found by its private IP in the VPC by the
+    cloud preflight) joins it before K3s is installed, recorded so its removal and destroy
+    leave it again: the group admits VXLAN and kubelet traffic only from its members.
+    Whitelist new servers in RDS before their K3s starts; install servers one at a time with
+    the cluster's config and token; put them behind the SLB; then agents join through the
+    SLB."""
     ids = [node.pk for node in new_nodes]
     return _join_plan(
         cluster, [(f"server_{n.pk}", n.private_ip, {"node_id": n.pk}) for n in new_nodes
                   if n.role == NodeRole.SERVER],
         [(f"agent_{n.pk}", n.private_ip, {"node_id": n.pk}) for n in new_nodes
-         if n.role == NodeRole.AGENT], {"node_ids": ids}, [], exclude=ids)
+         if n.role == NodeRole.AGENT], {"node_ids": ids}, [], exclude=ids,
+        join_group=bool(node_group(cluster)))
 
 
 def add_instances_plan(cluster: Cluster, slots: list[tuple[str, str]]) -> list[StepSpec]:
@@ -74,18 +86,26 @@ def add_instances_plan(cluster: Cluster, slots: list[tuple[str, str]]) -> list[S
 
 def _join_plan(cluster: Cluster, servers: list[tuple[str, str, dict[str, Any]]],
                agents: list[tuple[str, str, dict[str, Any]]], scope: dict[str, Any],
-               start: list[StepSpec], *, exclude: list[int] | None = None
-               ) -> list[StepSpec]:
+               start: list[StepSpec], *, exclude: list[int] | None = None,
+               join_group: bool = False) -> list[StepSpec]:
     """The add-node steps on `servers` and `agents` ((step key, address for the title, step
-    args)); `scope` names the new hosts for the preflight; `start` comes first."""
+    args)); `scope` names the new hosts for the preflight; `start` comes first; with
+    `join_group`, the new hosts join the nodes' security group between the two
+    preflights (as at create: ecs.join_group)."""
     specs = [
         *start,
         StepSpec(
             "preflight_cloud", gettext_noop("Check credentials, region, zone, VPC and vSwitch"),
             "preflight.cloud", [start[-1].key] if start else [], dict(scope)),
-        StepSpec("preflight_hosts", gettext_noop("Check the new hosts over SSH"), "preflight.hosts",
-                 ["preflight_cloud"], dict(scope)),
     ]
+    if join_group:
+        specs.append(StepSpec(
+            "ecs_join", gettext_noop("Add the new hosts' instances to the nodes' security "
+                                     "group"), "ecs.join_group", ["preflight_cloud"],
+            dict(scope)))
+    specs.append(StepSpec(
+        "preflight_hosts", gettext_noop("Check the new hosts over SSH"), "preflight.hosts",
+        ["ecs_join" if join_group else "preflight_cloud"], dict(scope)))
     previous = ["preflight_hosts"]
     if servers and cluster.datastore_kind == DatastoreKind.RDS:
         specs.append(StepSpec(
@@ -114,14 +134,17 @@ def _join_plan(cluster: Cluster, servers: list[tuple[str, str, dict[str, Any]]],
     return specs
 
 
-def remove_node_plan(cluster: Cluster, node: Node, *, warning: str = "") -> list[StepSpec]:
+def remove_node_plan(cluster: Cluster, node: Node, *, warning: str = "",
+                     keep_instance: bool = False) -> list[StepSpec]:
     """Drain; a server leaves the SLB before its K3s stops; uninstall; delete the node object;
     a server leaves the RDS whitelist last. An embedded-etcd server leaves etcd before it is
-    uninstalled (clusters/steps/etcd.py)."""
+    uninstalled (clusters/steps/etcd.py). Then its instance: released when the panel bought
+    it (unless kept), out of the nodes' group when the panel added it (_instance_steps)."""
     server = node.role == NodeRole.SERVER
     args = {"node_id": node.pk}
     if server and cluster.datastore_kind == DatastoreKind.ETCD:
-        return etcd_remove_server_plan(cluster, node, warning=warning)
+        return etcd_remove_server_plan(cluster, node, warning=warning,
+                                       keep_instance=keep_instance)
     specs = [StepSpec("drain", gettext_noop("Cordon and drain the node"), "node.drain",
                       args={**args, "warning": warning})]
     previous = ["drain"]
@@ -144,12 +167,59 @@ def remove_node_plan(cluster: Cluster, node: Node, *, warning: str = "") -> list
             "rds_whitelist", gettext_noop("Shrink the RDS whitelist to the remaining servers"),
             "rds.whitelist", previous))
         previous = ["rds_whitelist"]
+    instance, previous = _instance_steps(cluster, node, previous, keep_instance)
+    specs += instance
     specs.append(StepSpec("health", HEALTH_TITLE, "health.check", previous))
     return specs
 
 
-def etcd_remove_server_plan(cluster: Cluster, node: Node, *, warning: str = ""
-                            ) -> list[StepSpec]:
+def _instance_steps(cluster: Cluster, node: Node, after: list[str], keep_instance: bool
+                    ) -> tuple[list[StepSpec], list[str]]:
+    """What a removed node's instance needs once K3s is off it and its node deleted: the
+    owner's instance the panel added to the nodes' group leaves it (the instance stays);
+    an instance the panel bought is released (DeleteInstances through the ledger, waited
+    for until gone, as destroy does), or kept when the owner chose so. Returns the steps and
+    what the health check waits for."""
+    args = {"node_id": node.pk}
+    specs: list[StepSpec] = []
+    if joined_group(cluster, node):
+        specs.append(StepSpec(
+            "ecs_group_leave", gettext_noop("Take the instance out of the nodes' security "
+                                            "group"), "ecs.leave_group", after, args))
+    if is_bought(cluster, node):
+        name = (gettext_noop("Keep the node's ECS instance (it stays billed)") if keep_instance
+                else gettext_noop("Release the node's ECS instance and wait until it is gone"))
+        specs.append(StepSpec("ecs_instance_delete", name, "ecs.delete_instances", after,
+                              {**args, "keep_instances": keep_instance}))
+    return specs, [spec.key for spec in specs] or after
+
+
+def is_bought(cluster: Cluster, node: Node) -> bool:
+    """Whether the panel bought this node's instance (its ledger holds it, not released)."""
+    return bool(node.ecs_instance_id) and node.ecs_instance_id in bought_instance_ids(cluster)
+
+
+def instance_removal_note(node: Node, bought: set[str]) -> str:
+    """What the Remove confirmation adds for a node whose instance the panel bought
+    (`bought`: bought_instance_ids), '' for another, translated."""
+    if not node.ecs_instance_id or node.ecs_instance_id not in bought:
+        return ""
+    return _("Its ECS instance %(instance)s, which the panel bought, is then released "
+             "(deleted), and billed until then; choose “Keep the instance” to keep it "
+             "(it stays billed).") % {"instance": node.ecs_instance_id}
+
+
+def removal_details(run: Run) -> dict[str, Any]:
+    """What a removal's audit row says of the node's bought instance (released or kept),
+    from the run's params; nothing for a host the panel did not buy."""
+    if not run.params.get("instance"):
+        return {}
+    return {"instance": run.params["instance"],
+            "keep_instance": bool(run.params.get("keep_instance"))}
+
+
+def etcd_remove_server_plan(cluster: Cluster, node: Node, *, warning: str = "",
+                            keep_instance: bool = False) -> list[StepSpec]:
     """Quorum checked on etcd's live member list, drain, out of the load balancer, K3s
     stopped (the quorum checked again first), its Node deleted so K3s removes its etcd member
     (waited for until the others no longer list it), then uninstalled."""
@@ -157,6 +227,7 @@ def etcd_remove_server_plan(cluster: Cluster, node: Node, *, warning: str = ""
     detach = (gettext_noop("Take the server out of the NLB and wait until it has drained")
               if cluster.load_balancer_kind == LoadBalancerKind.NLB
               else gettext_noop("Take the server out of the SLB"))
+    instance, after = _instance_steps(cluster, node, ["forget"], keep_instance)
     return [
         StepSpec("etcd_quorum", gettext_noop("Check that etcd keeps a majority throughout the "
                                              "removal"), "etcd.check_quorum", args=args),
@@ -172,7 +243,8 @@ def etcd_remove_server_plan(cluster: Cluster, node: Node, *, warning: str = ""
                  ["etcd_member"], {**args, "host_may_be_dead": True}, retry_budget=3),
         StepSpec("forget", gettext_noop("Delete the node from the cluster's API"), "node.forget",
                  ["uninstall"], args),
-        StepSpec("health", HEALTH_TITLE, "health.check", ["forget"]),
+        *instance,
+        StepSpec("health", HEALTH_TITLE, "health.check", after),
     ]
 
 
@@ -390,13 +462,15 @@ def removal_warning(cluster: Cluster, node: Node) -> str:
         return ha_warning(servers_left_after(cluster, node))
 
 
-def start_remove_node(cluster: Cluster, node: Node, user: Any = None) -> Run:
+def start_remove_node(cluster: Cluster, node: Node, user: Any = None, *,
+                      keep_instance: bool = False) -> Run:
     """Drain the node, take a server out of the SLB, uninstall K3s, delete the node object,
     and take a server out of the RDS whitelist. The last server cannot be removed, nor an
     embedded-etcd server whose leaving would break quorum (its members are asked now, before
     the last health check's member list: no SSH inside the request). The run's first step
     (etcd.check_quorum) reads the members again and fails with the reason before anything
-    is touched, and the stop re-checks."""
+    is touched, and the stop re-checks. An instance the panel bought is released once the
+    node is gone, unless `keep_instance`."""
     with transaction.atomic():
         locked = lock_ready(cluster, _remove_refusal())
         current = Node.objects.select_for_update().filter(pk=node.pk, cluster=locked).first()
@@ -410,8 +484,11 @@ def start_remove_node(cluster: Cluster, node: Node, user: Any = None) -> Run:
             raise OperationRefused(problem)
         Node.objects.filter(pk=node.pk).update(status=NodeStatus.REMOVING)
         Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.UPDATING)
+        bought = is_bought(locked, node)
         return pipeline.create_run(
             locked, RunKind.REMOVE_NODE,
-            remove_node_plan(locked, node, warning=warning),
-            params={"node_id": node.pk, "node": f"{node.role} {node.private_ip}"},
+            remove_node_plan(locked, node, warning=warning, keep_instance=keep_instance),
+            params={"node_id": node.pk, "node": f"{node.role} {node.private_ip}",
+                    **({"instance": node.ecs_instance_id,
+                        "keep_instance": keep_instance} if bought else {})},
             created_by=user)

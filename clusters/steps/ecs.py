@@ -29,15 +29,27 @@ from clusters.adapters.aliyun import AliyunCloud, IngressRule, InstanceOrder
 from clusters.adapters.instance_order import (
     ECS_SECURITY_GROUP_KIND,
     INSTANCE_KIND,
+    JOIN_KIND,
     KEY_PAIR_KIND,
+    bought_instance_ids,
+    listed_node_ids,
     run_slots,
 )
 from clusters.core.errors import PermanentError, StepError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.k3s.firewall import REQUIREMENTS_URL, FirewallError, FirewallSpec, node_rules
+from clusters.k3s.firewall import (
+    ALLOWLIST_WHY,
+    API_PORT,
+    REQUIREMENTS_URL,
+    FirewallError,
+    FirewallSpec,
+    node_rules,
+    panel_inside_vpc,
+)
 from clusters.models import (
+    CloudResource,
     Cluster,
     DatastoreKind,
     LoadBalancerKind,
@@ -48,6 +60,9 @@ from clusters.models import (
 
 # The row's attribute holding the ClientToken of the rules last sent (a key, not a secret).
 RULES_TOKEN = "rules_token"  # noqa: S105
+# The row's attribute listing the allow-list sources whose 6443 rules this step wrote (the
+# only rules an allow-list change may revoke).
+ALLOWLIST_SOURCES = "allowlist_sources"
 DELETE_TIMEOUT_SECONDS = 15 * 60
 
 
@@ -134,9 +149,40 @@ def _describe(rule: IngressRule) -> str:
     return f"{rule.protocol} {ports} from {source}"
 
 
+def _allowlist_sources(wanted: dict[IngressRule, str]) -> list[str]:
+    """The CIDRs of the wanted rules that come from the API's allow-list (firewall.py)."""
+    return [rule.source_cidr for rule, why in wanted.items() if why == ALLOWLIST_WHY]
+
+
+def _revoke_stale_allowlist(ctx: StepContext, api: AliyunCloud, resource: CloudResource, *,
+                            group: str, wanted: dict[IngressRule, str],
+                            current: list[IngressRule], ours: list[str]) -> list[IngressRule]:
+    """Revoke the 6443 rules this step wrote (`ours`: the row's ALLOWLIST_SOURCES) for
+    allow-list sources no longer listed; a rule the owner added by hand, even on 6443, is
+    never touched. Called after the new sources are authorized, so a source listed both
+    before and after the change is never dropped, even for a moment."""
+    stale = [rule for rule in current if rule not in wanted and rule.source_cidr in ours
+             and rule.port_range == f"{API_PORT}/{API_PORT}" and rule.policy == "Accept"
+             and rule.protocol == "TCP" and not rule.source_group_id]
+    if stale:
+        api.revoke_ingress(group, stale)
+        ctx.say(f"Revoked from {group}: " + ", ".join(_describe(r) for r in stale)
+                + " (no longer in the API's allow-list)")
+    allowed = _allowlist_sources(wanted)
+    kept = [cidr for cidr in ours if cidr in allowed]
+    if kept != list(resource.attributes.get(ALLOWLIST_SOURCES) or []):
+        cloud.record(resource, allowlist_sources=kept)  # ALLOWLIST_SOURCES
+    return stale
+
+
 @step_handler("ecs.security_group")
 def security_group(ctx: StepContext) -> Outcome:
-    """The nodes' security group, with exactly K3s's rules (clusters/k3s/firewall.py)."""
+    """The nodes' security group, with exactly K3s's rules (clusters/k3s/firewall.py).
+
+    Also the step of an API allow-list change (operations/allowlist.py): a CLB keeps the
+    client's address, so each listed source outside the VPC needs TCP 6443 here too; the
+    new ones are authorized first, then the ones this step wrote for sources no longer
+    listed are revoked, and nothing else."""
     cluster = ctx.cluster
     api = cloud.cloud_for(cluster)
     vpc_cidr = _vpc_cidr(api, cluster)
@@ -160,13 +206,19 @@ def security_group(ctx: StepContext) -> Outcome:
         raise PermanentError(f"Security group {group} disappeared; check the ECS console "
                              "(Security Groups), then press Retry.")
     missing = [rule for rule in wanted if rule not in current]
+    # The allow-list sources whose rules this step wrote, with the ones it writes now.
+    ours = list(dict.fromkeys([*(resource.attributes.get(ALLOWLIST_SOURCES) or []),
+                               *(r.source_cidr for r in missing if wanted[r] == ALLOWLIST_WHY)]))
     if missing:
         token = _rules_token(resource.client_token, missing)
-        cloud.record(resource, **{RULES_TOKEN: token})  # intent first, then the call
+        # Intent first, then the call (the rules' token, the sources the group may now hold).
+        cloud.record(resource, **{RULES_TOKEN: token}, allowlist_sources=ours)
         api.authorize_ingress(group, missing, client_token=token, descriptions=wanted)
         for rule in missing:
             ctx.say(f"Allowed into {group}: {_describe(rule)} ({wanted[rule]})")
-    extra = [rule for rule in current if rule not in wanted]
+    stale = _revoke_stale_allowlist(ctx, api, resource, group=group, wanted=wanted,
+                                    current=current, ours=ours)
+    extra = [rule for rule in current if rule not in wanted and rule not in stale]
     for rule in extra:
         ctx.say(f"Note: {group} also holds a rule the panel did not write: "
                 f"{rule.policy} {_describe(rule)}; it is left as it is")
@@ -191,6 +243,15 @@ def delete_security_group(ctx: StepContext) -> Outcome:
     ids |= {g.security_group_id for g in api.security_groups_by_tag(cloud.TAG_KEY,
                                                                      str(cluster.code))
             if is_node_group(cluster, g.name)}
+    # An instance the owner kept when its node was removed (delete_instances with
+    # keep_instances) is still in the group: it stays with it, as with "keep the instances".
+    kept = [row.provider_id for row in cluster.resources.filter(kind__startswith=INSTANCE_KIND)
+            if row.attributes.get("kept") and row.provider_id]
+    holding = sorted(i.instance_id for i in api.describe_instances_by_ids(kept)
+                     if ids & set(i.security_group_ids)) if kept else []
+    if holding:
+        return Skip(f"kept with instance {', '.join(holding)}, still in it (the owner kept "
+                    "it when its node was removed)")
     for group_id in sorted(ids):
         try:
             deleted = api.delete_security_group(group_id)
@@ -218,8 +279,11 @@ RUNNING_TIMEOUT_SECONDS = 15 * 60
 
 
 def key_pair_name(cluster: Cluster) -> str:
-    """ECS key pair names: 2-128 characters, a letter first, then letters, digits, . _ -"""
-    return f"k3s-{cluster.name}-{str(cluster.code)[:8]}"[:128]
+    """The name of the pair the panel imports: the cluster's whole code (32 hex digits)
+    first, so no other cluster's, nor any person's "k3s-<name>", shares it, and cutting to
+    ECS's 128 characters shortens only the cluster's name (ECS key pair names: 2-128
+    characters, a letter first, then letters, digits, . _ - :; V2 ImportKeyPairRequest)."""
+    return f"k3s-{cluster.code.hex}-{cluster.name}"[:128]
 
 
 def md5_fingerprint(public_key: str) -> str:
@@ -281,13 +345,31 @@ def keypair(ctx: StepContext) -> Outcome:
         cluster.save(update_fields=["generated_ssh_key", "generated_ssh_public_key"])
         ctx.say("Generated an ECDSA P-256 key pair; its private half is stored encrypted")
     resource = cloud.intend(ctx, KEY_PAIR_KIND)
-    name = key_pair_name(cluster)
+    # A pair imported before the name held the whole code keeps its recorded name.
+    name = (resource.provider_id if resource.state == ResourceState.PRESENT
+            and resource.provider_id else key_pair_name(cluster))
     wanted = md5_fingerprint(cluster.generated_ssh_public_key)
     found = api.key_pair_fingerprint(name)
     if found is None:
-        cloud.record(resource, provider_id=name, fingerprint=wanted)  # intent, then the call
-        found = api.import_key_pair(name, cluster.generated_ssh_public_key)
-        ctx.say(f"Imported key pair {name} (fingerprint {found})")
+        # Intent, then the call: the name and the fingerprint of the key the panel sends;
+        # destroy deletes the pair of that name only while it still has this fingerprint.
+        cloud.record(resource, provider_id=name, fingerprint=wanted)
+        try:
+            found = api.import_key_pair(name, cluster.generated_ssh_public_key)
+        except StepError as error:
+            if error.code != "KeyPair.AlreadyExist":
+                raise
+            # Made between the look and the import: ours (a lost answer) or someone else's.
+            found = api.key_pair_fingerprint(name) or ""
+            if found != wanted:
+                raise PermanentError(
+                    f"ImportKeyPair of {name} was refused: a pair of that name exists"
+                    + (f" with fingerprint {found}" if found else "")
+                    + f", not this cluster's {wanted}: it is not the panel's, and destroy "
+                    "will leave it. Delete or rename it in the ECS console (Key Pairs), then "
+                    "press Retry.", code=error.code, request_id=error.request_id) from None
+        else:
+            ctx.say(f"Imported key pair {name} (fingerprint {found})")
     if found != wanted:
         raise PermanentError(
             f"Key pair {name} exists with fingerprint {found}, not this cluster's {wanted}: "
@@ -324,21 +406,41 @@ def _order(cluster: Cluster, group_id: str, key_pair: str, slot: str, amount: in
         public_bandwidth_mbps=int(order.get("public_bandwidth_mbps") or 0))
 
 
-def _refused(api: AliyunCloud, cluster: Cluster, error: StepError, count: int
-             ) -> PermanentError:
+def _refused(api: AliyunCloud, cluster: Cluster, error: StepError, count: int, *,
+             bought: list[tuple[str, str]] | None = None,
+             missing: list[str] | None = None) -> PermanentError:
+    """A stock or quota refusal in words that are true of what happened: `bought` are the
+    (slot, instance id) this order already holds (earlier slots of the same step, or an
+    earlier attempt), kept and billed; `missing` the slots not bought, which Retry buys (the
+    step adopts or skips what its ledger holds, so nothing is bought twice)."""
     said = ", ".join(p for p in (error.code and f"code {error.code}",
                                  error.request_id and f"RequestId {error.request_id}") if p)
     instance_type = str(cluster.instance_order.get("instance_type", ""))
+    bought, missing = bought or [], missing or []
+    held = ", ".join(f"{slot} ({instance_id})" for slot, instance_id in bought)
+    wanted = ", ".join(missing)
+    if held:
+        one = len(bought) == 1
+        outcome = (f"{held} {'was' if one else 'were'} bought and {'is' if one else 'are'} "
+                   f"kept (billed from {'its' if one else 'their'} creation); {wanted} "
+                   f"{'was' if len(missing) == 1 else 'were'} not bought")
+        retry = (f"Retry buys only {wanted}, of the order's type {instance_type}, and keeps "
+                 "what was bought; destroying the cluster instead releases it.")
+    else:
+        outcome, retry = "nothing was bought", ""
     if error.code in ("OperationDenied.NoStock", "Zone.NotOnSale") or "NoStock" in error.code:
+        then = (f"Press Retry once the zone has stock again. {retry}" if held
+                else "Choose one, then press Retry.")
         return PermanentError(
-            f"ECS has no stock of {instance_type} in {cluster.zone} ({said}); nothing was "
-            f"bought. {_suggestion(api, cluster, instance_type)}. Choose one, then press "
-            "Retry.", code=error.code, request_id=error.request_id)
+            f"ECS has no stock of {instance_type} in {cluster.zone} ({said}); {outcome}. "
+            f"{_suggestion(api, cluster, instance_type)}. {then}",
+            code=error.code, request_id=error.request_id)
     if error.code.startswith("QuotaExceed"):
+        more = len(missing) if missing else count
         return PermanentError(
             f"The account's ECS quota in {cluster.region} does not allow "
-            f"{count} more instances ({said}); nothing was "
-            "bought. Raise the quota (Quota Center) or release instances, then press Retry.",
+            f"{more} more instances ({said}); {outcome}. Raise the quota (Quota Center) or "
+            f"release instances, then press Retry.{' ' + retry if held else ''}",
             code=error.code, request_id=error.request_id)
     return PermanentError(f"RunInstances was refused ({said}): {error}", code=error.code,
                           request_id=error.request_id)
@@ -385,7 +487,11 @@ def check_order(ctx: StepContext) -> Outcome:
         raise  # a lost answer or throttling: the engine retries the DryRun (it buys nothing)
     except StepError as error:
         if error.code != "DryRunOperation":
-            raise _refused(api, cluster, error, len(slots)) from None
+            held = [(slot, _recorded(cluster, INSTANCE_KIND + slot))
+                    for slot, _ in run_slots(order, ctx.args)]
+            raise _refused(api, cluster, error, len(slots),
+                           bought=[(slot, iid) for slot, iid in held if iid],
+                           missing=slots) from None
     ctx.say(f"DryRun of {len(slots)} x {probe.instance_type} in {cluster.zone}: the "
             "request, the zone's stock and the quota allow the whole order")
     return Done({"instances": len(slots), "instance_type": probe.instance_type})
@@ -413,25 +519,40 @@ def run_instances(ctx: StepContext) -> Outcome:
                 state=ResourceState.PRESENT)
         except StepError as error:
             if error.code and (error.code.startswith("QuotaExceed") or "NoStock" in error.code):
-                raise _refused(api, cluster, error, len(slots)) from None
+                held = [(name, _recorded(cluster, INSTANCE_KIND + name))
+                        for name, _role in slots]
+                raise _refused(api, cluster, error, len(slots),
+                               bought=[(name, iid) for name, iid in held if iid],
+                               missing=[name for name, iid in held if not iid]) from None
             raise
         if acquired is purchase.Acquired.CREATED:
             ctx.say(f"Bought ECS instance {resource.provider_id} ({slot}, "
                     f"{order['instance_type']})")
     ids = {slot: _recorded(cluster, INSTANCE_KIND + slot) for slot, _ in slots}
     found = {i.instance_id: i for i in api.describe_instances_by_ids(ids.values())}
+    # Bandwidth ordered: RunInstances assigns a public address (InternetMaxBandwidthOut > 0,
+    # V2 RunInstancesRequest), which DescribeInstances lists; waited for like the private one.
+    public = int(order.get("public_bandwidth_mbps") or 0) > 0
     pending = [f"{slot} {iid} ({found[iid].status if iid in found else 'not listed yet'})"
                for slot, iid in ids.items() if iid not in found or found[iid].status !=
-               "Running" or not found[iid].private_ip]
+               "Running" or not found[iid].private_ip or (public and not found[iid].public_ip)]
     if pending:
         ctx.memo.setdefault("deadline", time.time() + RUNNING_TIMEOUT_SECONDS)
         if time.time() > ctx.memo["deadline"]:
             return Fail(f"Instances not Running after {RUNNING_TIMEOUT_SECONDS // 60} "
                         f"minutes: {', '.join(pending)}; check the ECS console, then Retry.")
         return Wait(cloud.poll_seconds(), "waiting for Running: " + ", ".join(pending))
-    nodes = _nodes_for(cluster, slots, ids, found)
-    ctx.say("Running: " + ", ".join(f"{slot} {ids[slot]} at {found[ids[slot]].private_ip}"
-                                   for slot, _ in slots))
+    private_only = ssh_by_private_ip(cluster, _vpc_cidr(api, cluster))
+    nodes = _nodes_for(cluster, slots, ids, found, private_only)
+    ctx.say("Running: " + ", ".join(
+        f"{slot} {ids[slot]} at {found[ids[slot]].private_ip}"
+        + (f" (public {found[ids[slot]].public_ip})" if found[ids[slot]].public_ip else "")
+        for slot, _ in slots))
+    if public:
+        ctx.say("The panel reaches them over SSH at their "
+                + ("private addresses: it is inside the VPC, the only place the group admits "
+                   "its SSH from" if private_only else
+                   "public addresses: it comes from outside the VPC (PANEL_SSH_SOURCE_CIDRS)"))
     return Done({"instances": ids, "nodes": nodes})
 
 
@@ -450,19 +571,37 @@ def _recorded(cluster: Cluster, kind: str) -> str:
     return row.provider_id if row else ""
 
 
+def ssh_by_private_ip(cluster: Cluster, vpc_cidr: str) -> bool:
+    """Whether the panel must SSH to the bought instances' private addresses although they
+    have public ones: the nodes' group admits SSH only from panel_ssh_sources, and when all
+    of those are inside the VPC the panel is there too (firewall.panel_inside_vpc). Otherwise
+    (PANEL_SSH_SOURCE_CIDRS names an address outside the VPC: the panel comes from the
+    Internet) the public address is the one its SSH can arrive through, when there is one;
+    an instance without one is reached at its private address either way."""
+    return panel_inside_vpc(panel_ssh_sources(vpc_cidr), vpc_cidr)
+
+
 def _nodes_for(cluster: Cluster, slots: list[tuple[str, str]], ids: dict[str, str],
-               found: dict[str, Any]) -> list[int]:
+               found: dict[str, Any], private_only: bool) -> list[int]:
     """A Node per bought instance (found again by instance id on a re-run): SSH as root with
-    the generated key; no host key yet, so the first contact pins it."""
+    the generated key; no host key yet, so the first contact pins it. Its public address
+    (DescribeInstances) is recorded, and `private_only` says whether SSH may use it."""
     made = []
     for slot, role in slots:
         instance = found[ids[slot]]
+        public_ip = instance.public_ip or None
         node = cluster.nodes.filter(ecs_instance_id=instance.instance_id).first()
         if node is None:
             node = Node.objects.create(
                 cluster=cluster, role=role, name=instance.hostname or instance.name,
-                private_ip=instance.private_ip, ssh_user="root",
+                private_ip=instance.private_ip, public_ip=public_ip,
+                ssh_private_only=private_only, ssh_user="root",
                 ssh_private_key=cluster.generated_ssh_key, ecs_instance_id=instance.instance_id)
+        elif (node.public_ip, node.ssh_private_only) != (public_ip, private_only) \
+                and not node.host_key:
+            # Not contacted yet (no pinned key): the address to reach it may still change.
+            node.public_ip, node.ssh_private_only = public_ip, private_only
+            node.save(update_fields=["public_ip", "ssh_private_only"])
         made.append(node.pk)
     return made
 
@@ -470,19 +609,38 @@ def _nodes_for(cluster: Cluster, slots: list[tuple[str, str]], ids: dict[str, st
 @step_handler("ecs.delete_instances")
 def delete_instances(ctx: StepContext) -> Outcome:
     """Release the instances the panel bought (its ledger and its tag), never another; or
-    keep them when the owner chose to ("keep the instances")."""
+    keep them when the owner chose to ("keep the instances"). With `node_id` (a node's
+    removal) only that node's instance, when the panel bought it: no tag search, so no
+    other instance of the cluster is touched. DeleteInstances carries a ClientToken derived
+    from the ids it releases (a re-sent call is the same request); the step waits until
+    DescribeInstances no longer lists them."""
     cluster = ctx.cluster
     rows = list(cluster.resources.filter(kind__startswith=INSTANCE_KIND,
                                          deleted_at__isnull=True))
+    node = None
+    if ctx.args.get("node_id") is not None:
+        node = Node.objects.get(pk=ctx.args["node_id"], cluster_id=cluster.pk)
+        rows = [row for row in rows if node.ecs_instance_id
+                and row.provider_id == node.ecs_instance_id]
+        if not rows:
+            return Skip(f"{node.private_ip} is not an instance the panel bought (or it was "
+                        "released already): it stays")
     if not rows:
         return Skip("the panel bought no instance for this cluster")
-    if ctx.args.get("keep_instances") or (cluster.instance_order or {}).get("keep_instances"):
+    if ctx.args.get("keep_instances") or (
+            node is None and (cluster.instance_order or {}).get("keep_instances")):
         for row in rows:
             cloud.record(row, state=ResourceState.DELETED, kept=True)
-        return Skip("the owner chose to keep the instances: they stay, and stay billed")
+        which = ", ".join(row.provider_id for row in rows if row.provider_id)
+        return Skip(f"the owner chose to keep {'instance ' + which if node else 'the instances'}"
+                    ": they stay, and stay billed")
     api = cloud.cloud_for(cluster)
-    tagged = {i.instance_id for i in api.find_instances_by_tag(cloud.TAG_KEY, str(cluster.code))
-              if dict(i.tags).get(NODE_TAG)}
+    # An instance kept when its node was removed carries the tag still: never released.
+    kept = {row.provider_id for row in cluster.resources.filter(kind__startswith=INSTANCE_KIND)
+            if row.attributes.get("kept")}
+    tagged = set() if node else {
+        i.instance_id for i in api.find_instances_by_tag(cloud.TAG_KEY, str(cluster.code))
+        if dict(i.tags).get(NODE_TAG) and i.instance_id not in kept}
     ids = sorted({row.provider_id for row in rows if row.provider_id} | tagged)
     listed = api.describe_instances_by_ids(ids)
     # ECS releases a Running (Force) or Stopped instance; one still Pending, Starting or
@@ -492,8 +650,11 @@ def delete_instances(ctx: StepContext) -> Outcome:
     ready = [i.instance_id for i in listed if i.status in ("Running", "Stopped")]
     if ready:
         digest = hashlib.sha256(",".join(sorted(ready)).encode()).hexdigest()[:16]
-        api.delete_instances(ready, client_token=f"{cloud.client_token(cluster, 'ecs')[:44]}"
-                             f"-del-{digest}")
+        token = f"{cloud.client_token(cluster, 'ecs')[:44]}-del-{digest}"
+        for row in rows:
+            if row.provider_id in ready:
+                cloud.record(row, delete_token=token)  # intent first, then the call
+        api.delete_instances(ready, client_token=token)
         ctx.say(f"Releasing {', '.join(ready)}")
     if listed:
         ctx.memo.setdefault("deadline", time.time() + DELETE_TIMEOUT_SECONDS)
@@ -511,25 +672,44 @@ def delete_instances(ctx: StepContext) -> Outcome:
 
 @step_handler("ecs.delete_keypair")
 def delete_keypair(ctx: StepContext) -> Outcome:
-    """Delete the key pair the panel imported (never the user's own)."""
+    """Delete the key pair the panel imported, and only while it is that pair: ECS names a
+    pair, and DeleteKeyPairs deletes by name, so a pair of the same name someone else made
+    (an ImportKeyPair refused with KeyPair.AlreadyExist, or the pair replaced since) would go
+    too. The pair is deleted only when DescribeKeyPairs gives it the fingerprint the ledger
+    recorded for the key the panel sent; any other is left where it is, and the log says
+    so. Never the user's own pair (the ledger has no row for one)."""
     rows = list(ctx.cluster.resources.filter(kind=KEY_PAIR_KIND, deleted_at__isnull=True))
     if not rows:
         return Skip("the panel imported no key pair for this cluster")
     if ctx.args.get("keep_instances"):
         return Skip("kept with the instances, which hold its public key")
     api = cloud.cloud_for(ctx.cluster)
-    names = [row.provider_id for row in rows if row.provider_id]
-    if names:
-        api.delete_key_pairs(names)
-        ctx.say(f"Deleted key pair {', '.join(names)}")
+    deleted, left = [], []
+    for row in rows:
+        name = row.provider_id
+        if not name:
+            continue
+        listed = api.key_pair_fingerprint(name)
+        recorded = str(row.attributes.get("fingerprint") or "")
+        if listed is None:
+            ctx.say(f"Key pair {name} was already gone")
+        elif recorded and ssh.same_fingerprint(listed, recorded):
+            api.delete_key_pairs([name])
+            deleted.append(name)
+            ctx.say(f"Deleted key pair {name} (fingerprint {listed})")
+        else:
+            left.append(name)
+            ctx.say(f"Left key pair {name}: its fingerprint is {listed} (DescribeKeyPairs), "
+                    f"not {recorded or 'the one'} of the key the panel imported, so it is "
+                    "not the panel's; delete it in the ECS console (Key Pairs) if it is "
+                    "yours to delete")
     for row in rows:
         cloud.record(row, state=ResourceState.DELETED)
-    return Done({"deleted": names})
+    return Done({"deleted": deleted, "left": left})
 
 
 # --- the owner's own instances in the nodes' group (an explicit choice) ---------------------
 
-JOIN_KIND = "ecs_join_n"  # + the node's id: one of the owner's instances the panel joined
 # JoinSecurityGroup's refusals the owner must act on (its error table,
 # help.aliyun.com/zh/ecs/api-joinsecuritygroup), each said in the owner's terms.
 JOIN_REFUSALS = {
@@ -545,19 +725,30 @@ JOIN_REFUSALS = {
 @step_handler("ecs.join_group")
 def join_group(ctx: StepContext) -> Outcome:
     """Add the owner's own instances (picked or typed hosts, found by the preflight) to the
-    nodes' security group, when the owner chose to: JoinSecurityGroup per instance, a ledger
-    row recorded first (the API has no ClientToken: membership is read before the call, so
-    a re-run joins nothing twice). An instance whose groups are of the other type (basic
-    and advanced do not mix) fails with Alibaba's code and RequestId, and what to do."""
+    nodes' security group, when they sit in it: the owner chose to at create, or (args
+    `node_ids`, an add-node run) the cluster's nodes are in the group the panel bought, so
+    the new hosts must be in it too, or its rules refuse their VXLAN and kubelet traffic.
+    JoinSecurityGroup per instance, a ledger row (JOIN_KIND + the node's id) recorded first
+    (the API has no ClientToken: membership is read before the call, so a re-run joins
+    nothing twice); the row is what destroy and the node's removal leave the group by. An
+    instance the panel bought is in the group already and gets no row. An instance whose
+    groups are of the other type (basic and advanced do not mix) fails with Alibaba's code
+    and RequestId, and what to do."""
     cluster = ctx.cluster
-    if not cluster.join_security_group or cluster.instance_order:
+    new = listed_node_ids(cluster, ctx.args)
+    if not cluster.join_security_group and (new is None or not cluster.instance_order):
         return Skip("the owner's instances keep only their own security groups")
     group = _recorded(cluster, ECS_SECURITY_GROUP_KIND)
     if not group:
         raise PermanentError("The nodes' security group comes first (step "
                              "ecs.security_group); press Retry.")
     api = cloud.cloud_for(cluster)
-    nodes = [n for n in cluster.nodes.present().order_by("pk") if n.ecs_instance_id]
+    bought = bought_instance_ids(cluster)
+    nodes = [n for n in cluster.nodes.present().order_by("pk")
+             if n.ecs_instance_id and n.ecs_instance_id not in bought
+             and (new is None or n.pk in new)]
+    if not nodes:
+        return Skip("every host is an instance the panel bought: in the group already")
     listed = {i.instance_id: i for i in api.describe_instances_by_ids(
         [n.ecs_instance_id for n in nodes])}
     joined = []
@@ -567,7 +758,9 @@ def join_group(ctx: StepContext) -> Outcome:
             raise PermanentError(f"Instance {node.ecs_instance_id} ({node.private_ip}) is not "
                                  "listed any more (DescribeInstances); check the ECS console.")
         row = cloud.intend(ctx, f"{JOIN_KIND}{node.pk}")
-        cloud.record(row, provider_id=node.ecs_instance_id, group=group)  # intent first
+        row.deleted_at = None  # a node added again reuses its row (node_intake)
+        cloud.record(row, provider_id=node.ecs_instance_id, group=group,
+                     state=ResourceState.INTENDED)  # intent first
         if group not in instance.security_group_ids:
             try:
                 api.join_security_group(node.ecs_instance_id, group)
@@ -593,9 +786,12 @@ def join_group(ctx: StepContext) -> Outcome:
 @step_handler("ecs.leave_group")
 def leave_group(ctx: StepContext) -> Outcome:
     """The owner's instances leave the nodes' group they were added to (before it is
-    deleted); the instances themselves are theirs and stay."""
-    rows = list(ctx.cluster.resources.filter(kind__startswith=JOIN_KIND,
-                                             deleted_at__isnull=True))
+    deleted; with `node_id`, only that node's, once it has left the cluster); the instances
+    themselves are theirs and stay."""
+    joins = ctx.cluster.resources.filter(kind__startswith=JOIN_KIND, deleted_at__isnull=True)
+    if ctx.args.get("node_id") is not None:
+        joins = joins.filter(kind=f"{JOIN_KIND}{ctx.args['node_id']}")
+    rows = list(joins)
     if not rows:
         return Skip("no instance of the owner was added to the nodes' group")
     api = cloud.cloud_for(ctx.cluster)

@@ -50,8 +50,12 @@ def annotate_removal(nodes: list[Node], cluster: Cluster | None = None) -> None:
     removable, and says why; the removal asks the members again when it starts."""
     servers = [n for n in nodes if n.role == NodeRole.SERVER and n.is_live]
     etcd_cluster = cluster is not None and cluster.datastore_kind == DatastoreKind.ETCD
+    bought = operations.bought_instance_ids(cluster) if cluster is not None else set()
     for node in nodes:
         node.removable = True
+        # An instance the panel bought is released after the removal: the form says so and
+        # offers to keep it (operations.instance_removal_note).
+        node.instance_note = operations.instance_removal_note(node, bought)
         if etcd_cluster and cluster is not None and node.role == NodeRole.SERVER \
                 and len(servers) > 1:
             quorum = operations.etcd_quorum_problem(cluster, node, cluster.etcd_members or [])
@@ -97,6 +101,8 @@ def nodes_context(cluster: Cluster, nodes: list[Node]) -> dict[str, Any]:
         "can_destroy_now": cluster.can_destroy and cluster.status == ClusterStatus.READY,
         "keeps_rds": cluster.datastore_kind == DatastoreKind.RDS,
         "keeps_instances": bool(cluster.instance_order),
+        # The generated key pair's private half, offered before "keep the instances".
+        "offers_ssh_key": operations.holds_generated_key(cluster),
         # Embedded etcd: an added server that makes the count even buys no failure tolerance.
         "etcd_add_server_warning": operations.etcd_even_warning(cluster, 1),
     }

@@ -95,10 +95,13 @@ def etcd_snapshots_refresh(request: HttpRequest, code: Any) -> HttpResponse:
 def node_remove(request: HttpRequest, code: Any, node_id: int) -> HttpResponse:
     cluster = queries.owned_cluster(request.user, code)
     node = get_object_or_404(Node, pk=node_id, cluster=cluster)
+    keep = request.POST.get("keep_instance") == "on"
     return start_operation(
-        request, cluster, lambda: operations.start_remove_node(cluster, node, request.user),
+        request, cluster,
+        lambda: operations.start_remove_node(cluster, node, request.user, keep_instance=keep),
         action=AuditAction.NODE_REMOVE,
-        details=lambda run: {"role": node.role, "private_ip": node.private_ip},
+        details=lambda run: {"role": node.role, "private_ip": node.private_ip,
+                             **operations.removal_details(run)},
         success=lambda run: _("Removing %(ip)s.") % {"ip": node.private_ip})
 
 
@@ -132,7 +135,7 @@ def node_host_key(request: HttpRequest, code: Any, node_id: int) -> HttpResponse
         scan_error = _("Too many connection tests in a minute: wait a minute, then test again.")
     else:
         try:
-            presented = wizard_checks.scan_host_key(node.public_ip or node.private_ip,
+            presented = wizard_checks.scan_host_key(node.ssh_address,
                                                     node.ssh_port)
         except wizard_checks.CheckFailed as exc:
             scan_error = str(exc)

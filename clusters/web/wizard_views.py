@@ -7,16 +7,14 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import IntegrityError
 from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
-from clusters import operations
-from clusters.adapters import pricing, wizard_checks
+from clusters.adapters import wizard_checks
 from clusters.core.crypto import DecryptionError
-from clusters.interface import audit, wizard
+from clusters.interface import audit, host_rows, review, wizard
 from clusters.interface.forms import (
     COMMON_REGIONS,
     AccountStepForm,
@@ -36,14 +34,8 @@ from clusters.interface.forms.wizard_datastore import (
     is_etcd,
     version_for,
 )
-from clusters.interface.forms.wizard_hosts import etcd_servers_problem
-from clusters.interface.forms.wizard_instances import (
-    PICK_PREFIX,
-    InstanceOrderForm,
-    instance_choices,
-    pick_instances,
-)
-from clusters.models import AuditAction, CloudAccount, Cluster, InstallSource, NodeRole, Run
+from clusters.interface.forms.wizard_instances import InstanceOrderForm, instance_choices
+from clusters.models import AuditAction, CloudAccount, Cluster, NodeRole
 from clusters.web import ratelimit
 from clusters.web.actions import start_operation
 from clusters.web.signed_in import SignedInRequest
@@ -222,11 +214,6 @@ def _rows_from_post(post: QueryDict) -> list[dict[str, Any]]:
             for index in range(min(total, 50))]
 
 
-def _blank_row(role: str) -> dict[str, Any]:
-    return {"role": role, "ssh_port": 22, "ssh_user": "root", "auth": "key",
-            "secret_ref": wizard.new_secret_ref()}
-
-
 def _keep_host_secrets(state: wizard.WizardState, post: QueryDict) -> tuple[QueryDict,
                                                                                list[dict]]:
     """File each row's typed secrets server-side under the row's reference (a new row gets
@@ -313,7 +300,8 @@ def hosts_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRespo
         order_form, _error = _order_form(request, state, request.POST)
         if order_form is not None and order_form.is_valid():
             state.put("hosts", {"hosts": [], "order": order_form.order(), "warnings": [],
-                                "order_key": order_form.private_key()})
+                                "order_key": order_form.private_key(),
+                                "order_network": wizard.order_network(state.get("network"))})
             return _next("hosts")
     return _host_rows_step(request, state)
 
@@ -332,7 +320,7 @@ def _host_rows_step(request: SignedInRequest, state: wizard.WizardState) -> Http
             rows.append({k: v for k, v in host.items() if k not in HOST_SECRETS})
         # Embedded etcd starts with the 3 servers it needs (an odd number), others with 2.
         servers = 3 if is_etcd(state.get("datastore").get("kind")) else 2
-        rows = rows or [_blank_row(NodeRole.SERVER) for _ in range(servers)]
+        rows = rows or [host_rows.blank_row(NodeRole.SERVER) for _ in range(servers)]
         formset = HostFormSet(prefix=HOSTS_PREFIX, initial=rows,
                               form_kwargs={"saved": state.host_secrets()})
         return _hosts_page(request, formset, tests, keypair, listed=listed, typed=rows)
@@ -340,7 +328,7 @@ def _host_rows_step(request: SignedInRequest, state: wizard.WizardState) -> Http
     action = request.POST.get("action", "next")
     post, rows = _keep_host_secrets(state, request.POST)
     saved_secrets = state.host_secrets()
-    if action in ("add_server", "add_agent", "pick") or action.startswith("remove-"):
+    if host_rows.is_row_action(action):
         rows = _edit_rows(request, action, rows, listed)
     elif action == "generate_key":
         state.generate_keypair()
@@ -380,21 +368,12 @@ def _host_rows_step(request: SignedInRequest, state: wizard.WizardState) -> Http
 
 def _edit_rows(request: SignedInRequest, action: str, rows: list[dict[str, Any]],
                listed: _VpcInstances) -> list[dict[str, Any]]:
-    """Add a blank row, remove one, or add the instances picked from the VPC's list."""
-    if action in ("add_server", "add_agent"):
-        rows.append(_blank_row(NodeRole.SERVER if action == "add_server" else NodeRole.AGENT))
-    elif action.startswith("remove-") and action[7:].isdigit() and len(rows) > 1:
-        rows.pop(min(int(action[7:]), len(rows) - 1))
-    elif action == "pick":
-        picks = {key[len(PICK_PREFIX):]: str(value) for key, value in request.POST.items()
-                 if key.startswith(PICK_PREFIX)}
-        rows, problems = pick_instances(listed.instances, rows, picks, _blank_row)
-        for problem in problems:
-            messages.error(request, problem)
-        if not problems and not any(picks.values()):
-            messages.warning(request, _("Choose Server or Agent for at least one instance "
-                                        "first."))
-    return rows
+    """Add, remove or pick rows (clusters.interface.host_rows) and say what came of it."""
+    edited = host_rows.edit_rows(action, rows, request.POST, listed.instances)
+    for problem in edited.errors:
+        messages.error(request, problem)
+    _flash_warnings(request, edited.warnings)
+    return edited.rows
 
 
 def _test_host(state: wizard.WizardState, post: QueryDict, request: SignedInRequest,
@@ -496,62 +475,33 @@ def _already_created(request: SignedInRequest, code: str) -> HttpResponse:
 
 
 def review_step(request: SignedInRequest, state: wizard.WizardState) -> HttpResponse:
+    """Check the answers again (clusters.interface.review), then Create, or show the page."""
     form = ReviewStepForm(request.POST if request.method == "POST" else None)
-    servers = sum(host.get("role") == NodeRole.SERVER
-                  for host in state.get("hosts").get("hosts", []))
-    servers += int((state.get("hosts").get("order") or {}).get("servers", 0))
-    problem = etcd_servers_problem(state.get("datastore"), servers)
-    if problem:  # the datastore changed after the hosts were given
-        messages.error(request, problem)
-        return redirect("clusters:wizard-step", step="hosts")
-    network_problem = wizard.new_network_problem(state)
-    if network_problem:  # the network changed after the hosts were given
-        messages.error(request, network_problem)
-        return redirect("clusters:wizard-step", step="hosts")
+    back = review.answers_problem(state)
+    if back is not None:
+        messages.error(request, back.message)
+        return redirect("clusters:wizard-step", step=back.step)
+    account = _account(request, state)
+    back, warning = review.order_problem(state, account)
+    if back is not None:  # the saved order no longer fits the zone: fixed on the hosts page
+        messages.error(request, back.message)
+        return redirect("clusters:wizard-step", step=back.step)
     if request.method == "POST" and form.is_valid():
-        try:
-            cluster = wizard.build_cluster(state, request.user)
-        except IntegrityError:
-            # The same Create posted twice at once: the other request made the cluster.
-            existing = wizard.already_created(state, request.user)
-            if existing is None:
-                messages.error(request, _("A cluster named %(name)s already exists: choose "
-                                          "another name.") % {"name": state.get("account")["name"]})
-                return redirect("clusters:wizard-step", step="account")
-            state.reset(created=existing)
-            return _already_created(request, str(existing.code))
-
-        def start() -> Run:
-            run = operations.start_create(cluster, request.user)
-            state.reset(created=cluster)
-            return run
-
+        created = review.create(state, request.user)
+        cluster = created.cluster
+        if cluster is None:
+            if created.existing is not None:
+                return _already_created(request, str(created.existing.code))
+            messages.error(request, created.name_taken)
+            return redirect("clusters:wizard-step", step="account")
         return start_operation(
-            request, cluster, start, action=AuditAction.CLUSTER_CREATE, show_run=False,
+            request, cluster, lambda: review.start(state, cluster, request.user),
+            action=AuditAction.CLUSTER_CREATE, show_run=False,
             success=lambda run: _("Creating %(name)s: follow each step below.")
             % {"name": cluster.name})
-    account_step = state.get("account")
-    hosts = state.get("hosts")
-    account = _account(request, state)
-    priced_items, quote = wizard.billed_with_prices(state, account)
-    return _render(request, "review", {
-        "form": form,
-        "account": account,
-        "answers": account_step,
-        "network": state.get("network"),
-        "datastore": state.get("datastore"),
-        # Each with the key Create pins for it: the one Test connection showed, if tested.
-        "hosts": [{**host, "host_key": state.host_key(host.get("public_ip") or host["private_ip"],
-                                                      host["ssh_port"])}
-                  for host in hosts.get("hosts", [])],
-        "host_warnings": hosts.get("warnings", []),
-        "k3s": state.get("k3s"),
-        "install_source_label": InstallSource(state.get("k3s")["install_source"]).label,
-        "priced_items": priced_items,
-        "billed_instances": wizard.billed_instances(state),
-        "quote": quote,
-        "hours_per_month": pricing.HOURS_PER_MONTH,
-    })
+    if warning:
+        messages.warning(request, warning)
+    return _render(request, "review", {"form": form, **review.page_context(state, account)})
 
 
 _HANDLERS = {

@@ -659,5 +659,10 @@ def list_instances(cloud: Cloud) -> list[dict[str, Any]]:
 
 
 # The rest of ECS lives in sibling modules that register on ECS (imported last: they import
-# this one): the catalogue, key pairs, and buying instances (which enforces the groups).
-from sandbox.aliyun import ecs_catalogue, ecs_instances, ecs_keypairs  # noqa: E402, F401
+# this one): the catalogue, key pairs, buying instances (which enforces the groups), prices.
+from sandbox.aliyun import (  # noqa: E402, F401
+    ecs_catalogue,
+    ecs_instances,
+    ecs_keypairs,
+    ecs_price,
+)

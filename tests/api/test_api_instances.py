@@ -12,14 +12,24 @@ import yaml
 from django.core.management import call_command
 
 from clusters.adapters.cloud import cloud_for_account
-from clusters.models import CloudAccount, Cluster
+from clusters.models import (
+    AuditAction,
+    AuditEvent,
+    CloudAccount,
+    CloudResource,
+    Cluster,
+    ClusterStatus,
+    Node,
+    Run,
+    RunKind,
+)
 from clusters.operations.create import create_plan
 from clusters.steps.ecs import generate_key_pair
 from sandbox.aliyun.testing import Emulator
 from sandbox.k3s.artifacts import ArtifactServer
 from tests.api.test_api import spec
 from tests.support.api import bearer, issue, post_json
-from tests.support.factories import make_user
+from tests.support.factories import make_cluster, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -51,6 +61,12 @@ def test_create_buys_the_instances_the_spec_orders(
     assert [w for w in whats if w.startswith("ECS instance")] == [
         "ECS instance s1 (Server, pay-as-you-go)", "ECS instance s2 (Server, pay-as-you-go)",
         "ECS instance s3 (Server, pay-as-you-go)", "ECS instance a1 (Agent, pay-as-you-go)"]
+    # Each instance priced by ECS DescribePrice, as the review page shows it; so the total.
+    billed = dry.json()["billed"]
+    instances = [i for i in billed["items"] if i["what"].startswith("ECS instance")]
+    assert all(i["monthly"] > 0 and not i["problem"] for i in instances), billed
+    assert billed["monthly_total"] == pytest.approx(sum(i["monthly"] for i in billed["items"]),
+                                                    abs=0.01)
     created = post_json(api, "/api/v1/clusters/", body)
     assert created.status_code == 202, created.json()
     cluster = Cluster.objects.get(owner=account.owner)
@@ -112,3 +128,89 @@ def test_the_schema_documents_the_order(tmp_path: Any) -> None:
             "public_bandwidth_mbps", "key_pair", "key_pair_private_key"} <= set(order)
     assert "never shown again" in order["key_pair_private_key"]["description"]
     assert "InstancesSpecRequest" in str(schema["components"]["schemas"]["ClusterSpecRequest"])
+
+
+def bought_cluster(owner: Any) -> Cluster:
+    """A ready cluster whose first instances the panel bought: its order, group, key pair."""
+    cluster = make_cluster(owner=owner, nodes=1, status=ClusterStatus.READY,
+                           k3s_version="v1.32.5+k3s1",
+                           instance_order={"servers": 1, "agents": 0,
+                                           "instance_type": "ecs.g7.large",
+                                           "image_id": ORDER["image_id"], "system_disk_gb": 40})
+    for kind, provider_id in (("ecs_security_group", "sg-nodes"), ("ecs_key_pair", "k3s-kp"),
+                              ("ecs_instance_s1", "i-first")):
+        CloudResource.objects.create(cluster=cluster, kind=kind, provider_id=provider_id,
+                                     client_token=f"{cluster.code.hex}-{kind}",
+                                     region=cluster.region)
+    return cluster
+
+
+def test_add_instances_takes_the_pages_form_and_starts_the_pages_operation() -> None:
+    """POST …/nodes/instances/: the page's "Add instances" (AddInstancesForm, then
+    start_add_instances): the billing confirmed, at least one node, only on a cluster that
+    bought its first instances; 202 with the run and what it bills, audited; read-only
+    tokens refused."""
+    user = make_user()
+    api = bearer(issue(user))
+    on_own_hosts = make_cluster(owner=user, nodes=2, status=ClusterStatus.READY)
+    refused = post_json(api, f"/api/v1/clusters/{on_own_hosts.code}/nodes/instances/",
+                        {"agents": 1, "confirm_billing": True})
+    assert refused.status_code == 409
+    assert refused.json() == {"detail": "This cluster runs on hosts its owner already had: "
+                              "add a node by its address instead.", "code": "refused"}
+    cluster = bought_cluster(user)
+    url = f"/api/v1/clusters/{cluster.code}/nodes/instances/"
+    unconfirmed = post_json(api, url, {"agents": 2})
+    assert unconfirmed.status_code == 400 and unconfirmed.json()["code"] == "invalid"
+    assert set(unconfirmed.json()["fields"]) == {"confirm_billing"}
+    nothing = post_json(api, url, {"confirm_billing": True}).json()
+    assert nothing["fields"] == {"non_field_errors": ["Add at least one server or agent."]}
+    reader = post_json(bearer(issue(user, "ro", scope="read")), url,
+                       {"agents": 2, "confirm_billing": True})
+    assert reader.status_code == 403 and reader.json()["code"] == "permission_denied"
+    assert not Run.objects.exists()
+
+    started = post_json(api, url, {"agents": 2, "confirm_billing": True})
+    assert started.status_code == 202, started.json()
+    body = started.json()
+    run = Run.objects.get()
+    assert (body["run"]["id"], body["run"]["kind"]) == (run.pk, RunKind.ADD_NODE)
+    assert started["Location"] == body["run_url"]
+    assert body["billed"].startswith("2 ECS instances ecs.g7.large")
+    assert run.params["slots"] == ["a1", "a2"]
+    assert [s.key for s in run.steps.order_by("position")][:2] == ["ecs_check", "ecs_buy"]
+    event = AuditEvent.objects.get(action=AuditAction.NODE_ADD)
+    assert (event.details["servers"], event.details["agents"]) == (0, 2)
+    busy = post_json(api, url, {"agents": 1, "confirm_billing": True})
+    assert busy.status_code == 409 and busy.json()["code"] == "refused"
+
+
+def test_removing_a_bought_node_through_the_api_can_keep_its_instance() -> None:
+    user = make_user()
+    cluster = bought_cluster(user)
+    agent = Node.objects.create(cluster=cluster, role="agent", private_ip="10.0.3.3",
+                                ecs_instance_id="i-agent", ssh_password="pw")
+    CloudResource.objects.create(cluster=cluster, kind="ecs_instance_a1", provider_id="i-agent",
+                                 client_token=f"{cluster.code.hex}-a1", region=cluster.region)
+    answer = post_json(bearer(issue(user)),
+                       f"/api/v1/clusters/{cluster.code}/nodes/{agent.pk}/remove/",
+                       {"keep_instance": True})
+    assert answer.status_code == 202, answer.json()
+    run = Run.objects.get()
+    assert run.steps.get(key="ecs_instance_delete").args == {"node_id": agent.pk,
+                                                             "keep_instances": True}
+    assert AuditEvent.objects.get(action=AuditAction.NODE_REMOVE).details["keep_instance"]
+
+
+def test_the_schema_documents_buying_nodes_and_keeping_a_removed_nodes_instance(
+        tmp_path: Any) -> None:
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    schema = yaml.safe_load(out.read_text())
+    path = schema["paths"]["/api/v1/clusters/{code}/nodes/instances/"]["post"]
+    assert "buying ECS instances" in path["summary"]
+    fields = schema["components"]["schemas"]["AddInstancesRequest"]["properties"]
+    assert {"servers", "agents", "confirm_billing"} <= set(fields)
+    assert "billed" in fields["confirm_billing"]["description"]
+    keep = schema["components"]["schemas"]["NodeRemoveRequest"]["properties"]["keep_instance"]
+    assert "released" in keep["description"]

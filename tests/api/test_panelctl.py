@@ -12,11 +12,22 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from django.utils import timezone
 
 from clusters.core.redaction import Redactor
 from clusters.engine import pipeline
 from clusters.engine.steplog import LogLimits, StepLog
-from clusters.models import ApiToken, CloudAccount, Cluster, RunKind, StepStatus
+from clusters.models import (
+    ApiToken,
+    CloudAccount,
+    CloudResource,
+    Cluster,
+    Node,
+    Run,
+    RunKind,
+    RunStatus,
+    StepStatus,
+)
 from panel.celery import app as celery_app
 from panelctl import kubeconfig
 from panelctl.cli import main
@@ -24,6 +35,7 @@ from panelctl.client import Client
 from panelctl.watch import _print_log
 from sandbox.aliyun.testing import Emulator
 from sandbox.k3s.artifacts import ArtifactServer
+from tests.api.test_api_instances import bought_cluster
 from tests.support.api import issue
 from tests.support.factories import make_cluster, make_user
 from tests.support.kube_api import live_kube_api
@@ -333,3 +345,36 @@ def test_clusters_create_buys_instances_from_the_command_line_options(  # noqa: 
     assert (order["servers"], order["agents"], order["system_disk_gb"]) == (3, 2, 80)
     shown = yaml.safe_load(cli("clusters", "show", "cli-buy", "-o", "yaml").output)
     assert shown["instances"]["instance_type"] == "ecs.g7.large"
+
+
+def test_nodes_add_instances_buys_like_the_first_ones_and_remove_can_keep_the_instance(
+        cli: Any, live_server: Any, quiet_queue: str) -> None:
+    """`nodes add-instances` is the API's …/nodes/instances/ (billing confirmed, or asked);
+    `nodes remove --keep-instance` keeps a bought node's instance."""
+    user = make_user()
+    cluster = bought_cluster(user)
+    Cluster.objects.filter(pk=cluster.pk).update(name="bought")
+    logged_in(cli, live_server, user)
+    declined = cli("nodes", "add-instances", "bought", "--agents", "2", input="n\n")
+    assert declined.exit_code == 1 and "nothing was bought" in declined.output
+    assert not Run.objects.exists()
+    added = cli("nodes", "add-instances", "bought", "--agents", "2", "--confirm-billing")
+    assert added.exit_code == 0, added.output
+    assert "buying: 2 ECS instances ecs.g7.large" in added.output
+    assert "started run #" in added.output
+    run = Run.objects.get()
+    assert (run.kind, run.params["slots"]) == (RunKind.ADD_NODE, ["a1", "a2"])
+
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
+    Cluster.objects.filter(pk=cluster.pk).update(status="ready")
+    agent = Node.objects.create(cluster=cluster, role="agent", private_ip="10.0.3.9",
+                                ecs_instance_id="i-agent9", ssh_password="pw")
+    CloudResource.objects.create(cluster=cluster, kind="ecs_instance_a9",
+                                 provider_id="i-agent9", client_token=f"{cluster.code.hex}-a9",
+                                 region=cluster.region)
+    removed = cli("nodes", "remove", "bought", "10.0.3.9", "--keep-instance")
+    assert removed.exit_code == 0, removed.output
+    removal = Run.objects.get(kind=RunKind.REMOVE_NODE)
+    assert removal.params["keep_instance"] is True
+    assert removal.steps.get(key="ecs_instance_delete").args == {
+        "node_id": agent.pk, "keep_instances": True}

@@ -756,6 +756,21 @@ def _what_the_zone_sells(world: World) -> None:
     assert any(o.buyable for o in offers)
 
 
+@scenario("Ecs", "DescribePrice")
+def _ecs_price(world: World) -> None:
+    """The review's price of one instance of an order, with and without a public address
+    (V2 DescribePriceRequest/ResponseBody judge what is sent and read)."""
+    plain = world.cloud.describe_instance_price(
+        instance_type="ecs.g7.large", image_id="ubuntu_24_04_x64_20G_alibase_20250722.vhd",
+        zone_id=world.zone_id, system_disk_category="cloud_essd", system_disk_gb=40)
+    assert plain.amount > 0 and plain.currency == "CNY" and plain.request_id
+    public = world.cloud.describe_instance_price(
+        instance_type="ecs.g7.large", image_id="ubuntu_24_04_x64_20G_alibase_20250722.vhd",
+        zone_id=world.zone_id, system_disk_category="cloud_essd", system_disk_gb=40,
+        public_bandwidth_mbps=5)
+    assert public.amount >= plain.amount
+
+
 @scenario("Ecs", "ImportKeyPair")
 @scenario("Ecs", "DescribeKeyPairs")
 @scenario("Ecs", "DeleteKeyPairs")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,7 @@ from clusters.models import (
     ClusterStatus,
     DatastoreKind,
     InstallSource,
+    NodeRole,
     RunStatus,
     StepStatus,
 )
@@ -172,3 +174,52 @@ def group_admits_what_k3s_needs_and_nothing_more(world, cluster, group, kubeconf
     listed = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "nodes",
                              "--no-headers"], capture_output=True, text=True, timeout=60)
     assert [line.split()[1] for line in listed.stdout.splitlines()] == ["Ready"] * 3
+
+
+@pytest.mark.world_hosts(1)
+def test_a_host_added_by_address_joins_the_bought_group_and_reaches_the_other_nodes(
+        world, start_worker, tmp_path, settings):
+    """A cluster on one bought server in the lab's VPC; the lab's own host (an ECS instance
+    of that VPC the owner already had) added by address joins the nodes' group before K3s
+    (add_nodes_plan: ecs.join_group), so the server's rules, which admit VXLAN 8472/udp
+    only from the group's members, let its pod traffic in: Ready, and reaching the server
+    both ways. Without the join the agent's probes would be dropped at the server."""
+    env = {**world_env(world), "PANEL_SSH_SOURCE_CIDRS": f"{world.lab.gateway_ip}/32"}
+    settings.PANEL_SSH_SOURCE_CIDRS = [f"{world.lab.gateway_ip}/32"]
+    start_worker(concurrency=2, beat=True, **env)
+    owner = make_user()
+    account = CloudAccount.objects.create(
+        owner=owner, name="grown", access_key_id=world.access_key_id,
+        access_key_secret=world.access_key_secret, default_region=world.region)
+    cluster = Cluster.objects.create(
+        owner=owner, cloud_account=account, name="grown", region=world.region,
+        zone=world.zone, vpc_id=world.vpc_id, vswitch_id=world.vswitch_id,
+        k3s_version=K3S_VERSION, install_source=InstallSource.CUSTOM,
+        install_base_url=world.install_base_url, datastore_kind=DatastoreKind.ETCD,
+        instance_order={"servers": 1, "agents": 0, "instance_type": "ecs.g7.large",
+                        "image_id": IMAGE, "system_disk_gb": 40})
+    created = runs.wait_finished(operations.start_create(cluster), timeout=300)
+    assert created.status == RunStatus.SUCCEEDED, failures_of(created)
+    host = world.lab.hosts[0]
+    added = runs.wait_finished(operations.start_add_nodes(Cluster.objects.get(pk=cluster.pk), [
+        {"role": NodeRole.AGENT, "private_ip": host.ip, "ssh_port": host.ssh_port,
+         "ssh_user": "root", "ssh_private_key": Path(host.private_key_path).read_text()}]),
+        timeout=240)
+    assert added.status == RunStatus.SUCCEEDED, failures_of(added)
+    cluster = Cluster.objects.get(pk=cluster.pk)
+    kubeconfig = tmp_path / "kubeconfig.yaml"
+    kubeconfig.write_text(cluster.kubeconfig)
+    shown = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "nodes",
+                            "--no-headers"], capture_output=True, text=True, timeout=60)
+    assert [line.split()[1] for line in shown.stdout.splitlines()] == ["Ready"] * 2, shown
+    agent = cluster.nodes.get(private_ip=host.ip)
+    server = cluster.nodes.get(role=NodeRole.SERVER)
+    for node, peer in ((agent, server), (server, agent)):
+        assert until(lambda node=node, peer=peer: pod_network(node) == {
+            peer.private_ip: "reachable"}), (node.private_ip, pod_network(node))
+    group = CloudResource.objects.get(cluster=cluster, kind="ecs_security_group").provider_id
+    (listed,) = cloud_for(cluster).describe_instances_by_ids([world.instance_ids[host.ip]])
+    assert group in listed.security_group_ids
+    # Recorded, so the node's removal and destroy take it out again (ecs.leave_group).
+    assert CloudResource.objects.get(cluster=cluster, kind__startswith="ecs_join_",
+                                     deleted_at__isnull=True).provider_id == listed.instance_id

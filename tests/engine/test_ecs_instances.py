@@ -67,14 +67,7 @@ def run_plan(engine: InProcessEngine, cluster: Cluster, specs: list[StepSpec],
 
 
 def settle(engine: InProcessEngine, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while engine.queue:
-        assert time.monotonic() < deadline, "the run did not settle"
-        message = engine.queue.pop(0)
-        if message.countdown > 0:
-            time.sleep(0.2)
-            time_passes(message.countdown)
-        engine.deliver(message)
+    engine.settle(seconds, pause=0.2)
 
 
 def tagged_instances(emu: Emulator, cluster: Cluster) -> list[dict[str, Any]]:
@@ -172,6 +165,52 @@ def test_a_sold_out_type_fails_before_anything_is_bought_with_code_request_id_an
     request_id = re.search(r"RequestId ([0-9A-F-]{36})", failed.error)
     assert request_id and request_id.group(1) in page
     assert "OperationDenied.NoStock" in page and "ecs.g8i.large (2 vCPU, 8 GiB)" in page
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_a_later_slot_refused_says_what_was_bought_and_kept_and_what_retry_buys(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """The DryRun passed for the whole order, then the account's quota (or the zone's stock)
+    ran out after the servers were bought: the message names what was bought and is kept
+    (billed), what was not, and that Retry buys only that; Retry then does exactly that."""
+    run_plan(engine, cluster, BUY[:3])  # key pair, group, the DryRun of all three
+    present = sum(r["type"] == "ecs_instance" for r in emu.control.resources())
+    buy_only = [StepSpec("buy", "Instances", "ecs.run_instances")]
+    emu.control.set_ecs_quota(emu.region_id, present + 2)  # room for s1 and s2 only
+    try:
+        first = step(run_plan(engine, cluster, buy_only), "buy")
+        ids = {slot: cluster.resources.get(kind=f"ecs_instance_{slot}").provider_id
+               for slot in ("s1", "s2")}
+        assert first.status == StepStatus.FAILED and "QuotaExceed.ElasticQuota" in first.error
+        assert "nothing was bought" not in first.error
+        assert (f"s1 ({ids['s1']}), s2 ({ids['s2']}) were bought and are kept (billed from "
+                "their creation); a1 was not bought") in first.error, first.error
+        assert "does not allow 1 more instances" in first.error
+        assert "Retry buys only a1, of the order's type ecs.g7.large" in first.error
+        # Quota raised, but the zone sold out meanwhile: the refusal says the same of stock.
+        emu.control.set_ecs_quota(emu.region_id, None)
+        emu.control.set_ecs_stock(cluster.zone, TYPE, "WithoutStock")
+        second = step(run_plan(engine, cluster, buy_only), "buy")
+        assert second.status == StepStatus.FAILED and "OperationDenied.NoStock" in second.error
+        assert re.search(r"RequestId [0-9A-F-]{36}", second.error), second.error
+        assert "nothing was bought" not in second.error
+        assert f"s1 ({ids['s1']}), s2 ({ids['s2']}) were bought and are kept" in second.error
+        assert "a1 was not bought" in second.error and "ecs.g8i.large (2 vCPU" in second.error
+        assert "Press Retry once the zone has stock again. Retry buys only a1" in second.error
+        assert len(tagged_instances(emu, cluster)) == 2
+        # With stock back, Retry buys a1 alone and keeps the two.
+        emu.control.set_ecs_stock(cluster.zone, TYPE, "WithStock")
+        emu.control.clear_calls()
+        third = step(run_plan(engine, cluster, buy_only), "buy")
+        assert third.status == StepStatus.SUCCEEDED, third.error
+        (bought,) = [c for c in calls(emu, "RunInstances") if not c["params"].get("DryRun")]
+        assert bought["params"]["InstanceName"].endswith("-a1")
+        assert len(tagged_instances(emu, cluster)) == 3
+        assert {i: cluster.resources.get(kind=f"ecs_instance_{i}").provider_id
+                for i in ("s1", "s2")} == ids
+    finally:
+        emu.control.set_ecs_quota(emu.region_id, None)
+        emu.control.set_ecs_stock(cluster.zone, TYPE, "WithStock")
 
 
 @override_settings(PANEL_CLOUD_POLL_SECONDS=0.2, PANEL_RETRY_BASE_SECONDS=0.1)
@@ -432,3 +471,170 @@ def test_a_long_cluster_name_still_makes_valid_distinct_host_names(
         cloud.cloud_for(long).run_instances(order, client_token=f"d-{long.code.hex}",
                                             tags={}, dry_run=True)
     assert caught.value.code == "DryRunOperation", caught.value
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_removing_a_bought_node_releases_its_instance_only_or_keeps_it_when_asked(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """Remove node (operations.nodes.remove_node_plan), once K3s is off the host and its node
+    deleted: an instance the panel bought is released through its ledger row
+    (DeleteInstances with the ClientToken recorded in it first), waited for until ECS lists
+    it no more; the cluster's other instances stay. With "keep the instance" it stays, the
+    ledger says kept, and destroy later releases neither it nor the group it is still in."""
+    from clusters.operations.destroy import destroy_plan  # noqa: PLC0415
+    from clusters.operations.nodes import remove_node_plan  # noqa: PLC0415
+
+    run_plan(engine, cluster, BUY)
+    agent = cluster.nodes.get(role="agent")
+    first, second = cluster.nodes.filter(role="server").order_by("pk")
+
+    def instance_steps(plan: list[StepSpec]) -> list[StepSpec]:
+        return [dataclasses.replace(spec, depends_on=[]) for spec in plan
+                if spec.key.startswith("ecs_")]
+
+    emu.control.clear_calls()
+    gone = run_plan(engine, cluster, instance_steps(remove_node_plan(cluster, agent)), 45)
+    released = step(gone, "ecs_instance_delete")
+    assert released.status == StepStatus.SUCCEEDED, released.error
+    assert sorted(b["id"] for b in tagged_instances(emu, cluster)) == sorted(
+        [first.ecs_instance_id, second.ecs_instance_id])
+    row = cluster.resources.get(provider_id=agent.ecs_instance_id)
+    (deleted,) = calls(emu, "DeleteInstances")
+    assert deleted["params"]["ClientToken"] == row.attributes["delete_token"]
+    sent = [v for k, v in deleted["params"].items() if k.startswith("InstanceId")]
+    assert sent == [agent.ecs_instance_id]  # that node's only
+    assert row.state == ResourceState.DELETED and not row.attributes.get("kept")
+    # Run again (a Retry, a crash after the call): nothing more is released.
+    again = run_plan(engine, cluster, [StepSpec("ecs_instance_delete", "Release",
+                                                "ecs.delete_instances",
+                                                args={"node_id": agent.pk})])
+    assert step(again, "ecs_instance_delete").status == StepStatus.SKIPPED
+    assert len(calls(emu, "DeleteInstances")) == 1
+
+    plan = remove_node_plan(cluster, second, keep_instance=True)
+    kept = run_plan(engine, cluster, instance_steps(plan))
+    assert step(kept, "ecs_instance_delete").status == StepStatus.SKIPPED
+    assert second.ecs_instance_id in {b["id"] for b in tagged_instances(emu, cluster)}
+    row = cluster.resources.get(provider_id=second.ecs_instance_id)
+    assert row.state == ResourceState.DELETED and row.attributes["kept"] is True
+    assert len(calls(emu, "DeleteInstances")) == 1
+
+    destroyed = run_plan(engine, cluster, instance_steps(destroy_plan(cluster)), 45)
+    assert step(destroyed, "ecs_instances_delete").status == StepStatus.SUCCEEDED
+    assert [b["id"] for b in tagged_instances(emu, cluster)] == [second.ecs_instance_id]
+    group = step(destroyed, "ecs_group_delete")
+    assert group.status == StepStatus.SKIPPED, group.error
+    assert f"kept with instance {second.ecs_instance_id}" in group.wait_reason
+    assert calls(emu, "DeleteSecurityGroup") == []
+    # A network the panel created stays with the kept instance too (it holds an address).
+    Cluster.objects.filter(pk=cluster.pk).update(network_order={"vpc_cidr": "10.0.0.0/16"})
+    cluster.refresh_from_db()
+    network = {s.key: s.args for s in destroy_plan(cluster)}
+    assert network["vswitch_delete"]["keep_instances"] is True
+    assert network["vpc_delete"]["keep_instances"] is True
+
+# --- the key pair is the panel's only while it has the panel's fingerprint ------------------
+
+def _key_pairs(emu: Emulator) -> dict[str, str]:
+    """Name -> fingerprint of every key pair of the region, as DescribeKeyPairs lists them."""
+    from aliyunsdkecs.request.v20140526.DescribeKeyPairsRequest import (  # noqa: PLC0415
+        DescribeKeyPairsRequest,
+    )
+
+    from tests.support.factories import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET  # noqa: PLC0415
+
+    request = DescribeKeyPairsRequest()
+    request.set_PageSize(50)
+    body = emu.call(request, emu.client(access_key_id=TEST_ACCESS_KEY_ID,
+                                        access_key_secret=TEST_ACCESS_KEY_SECRET))
+    return {k["KeyPairName"]: k["KeyPairFingerPrint"] for k in body["KeyPairs"]["KeyPair"]}
+
+
+def test_the_key_pair_name_holds_the_cluster_s_whole_code(cluster: Cluster) -> None:
+    name = key_pair_name(cluster)
+    assert name.startswith(f"k3s-{cluster.code.hex}-") and len(name) <= 128
+    other = make_cluster(name=cluster.name, region=cluster.region)
+    assert key_pair_name(other) != name  # two clusters of one name never share a pair
+
+
+def test_destroy_leaves_a_same_named_key_pair_the_panel_did_not_import(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """ImportKeyPair refused (the name was taken: KeyPair.AlreadyExist), and the pair of
+    that name is someone else's: destroy compares DescribeKeyPairs' fingerprint with the
+    one the ledger recorded for the panel's key, and leaves theirs."""
+    from clusters.steps.ecs import generate_key_pair  # noqa: PLC0415
+
+    emu.control.add_fault(action="ImportKeyPair", code="KeyPair.AlreadyExist", http_status=400,
+                          message="The key pair already exist.", count=1)
+    made = run_plan(engine, cluster, BUY[:1])
+    failed = step(made, "keypair")
+    assert failed.status == StepStatus.FAILED and "it is not the panel's" in failed.error
+    name = key_pair_name(cluster)
+    row = cluster.resources.get(kind=KEY_PAIR_KIND)
+    cluster.refresh_from_db()
+    assert row.provider_id == name
+    assert row.attributes["fingerprint"] == md5_fingerprint(cluster.generated_ssh_public_key)
+    # The one who took the name imports their own key under it.
+    _, theirs = generate_key_pair("someone-else")
+    their_fingerprint = cloud.cloud_for(cluster).import_key_pair(name, theirs)
+    emu.control.clear_calls()
+    gone = run_plan(engine, cluster, [StepSpec("keypair", "Key pair", "ecs.delete_keypair")])
+    assert step(gone, "keypair").status == StepStatus.SUCCEEDED, step(gone, "keypair").error
+    assert calls(emu, "DeleteKeyPairs") == []
+    assert _key_pairs(emu)[name] == their_fingerprint
+    assert step(gone, "keypair").result == {"deleted": [], "left": [name]}
+    assert any(line.startswith(f"Left key pair {name}: its fingerprint is {their_fingerprint}")
+               for line in log_of(gone))
+
+
+def test_destroy_deletes_the_panel_s_own_pair_by_its_fingerprint(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    made = run_plan(engine, cluster, BUY[:1])
+    assert step(made, "keypair").status == StepStatus.SUCCEEDED, step(made, "keypair").error
+    name = key_pair_name(cluster)
+    assert name in _key_pairs(emu)
+    gone = run_plan(engine, cluster, [StepSpec("keypair", "Key pair", "ecs.delete_keypair")])
+    assert step(gone, "keypair").result == {"deleted": [name], "left": []}
+    assert name not in _key_pairs(emu)
+
+
+# --- a public address when bandwidth was ordered ---------------------------------------------
+
+@pytest.mark.parametrize("panel_inside", [False, True])
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_bought_with_bandwidth_a_node_records_its_public_address_and_ssh_picks_the_reachable_one(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster, settings: Any,
+        panel_inside: bool) -> None:
+    """RunInstances with InternetMaxBandwidthOut > 0 assigns a public address (V2
+    RunInstancesRequest.internet_max_bandwidth_out; the emulator allocates it from its
+    public range): DescribeInstances lists it, the Node records it. SSH goes there when the
+    panel comes from outside the VPC (PANEL_SSH_SOURCE_CIDRS outside the VPC's block), else
+    to the private address: the group admits the panel's SSH only from those sources."""
+    from clusters.adapters import nodes as node_adapter  # noqa: PLC0415
+
+    if panel_inside:
+        base = emu.vswitch["cidr"].rsplit(".", 1)[0]
+        settings.PANEL_SSH_SOURCE_CIDRS = [f"{base}.250/32"]
+    Cluster.objects.filter(pk=cluster.pk).update(instance_order={
+        **cluster.instance_order, "servers": 1, "agents": 0, "public_bandwidth_mbps": 5})
+    cluster.refresh_from_db()
+    run = run_plan(engine, cluster, BUY)
+    assert step(run, "buy").status == StepStatus.SUCCEEDED, step(run, "buy").error
+    (bought,) = tagged_instances(emu, cluster)
+    private, public = bought["addresses"]
+    (node,) = cluster.nodes.all()
+    assert (node.private_ip, node.public_ip) == (private, public)
+    assert node_adapter.target_for(node).host == (private if panel_inside else public)
+    assert any(f"(public {public})" in line for line in log_of(run))
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_bought_without_bandwidth_a_node_has_no_public_address(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    Cluster.objects.filter(pk=cluster.pk).update(instance_order={
+        **cluster.instance_order, "servers": 1, "agents": 0, "public_bandwidth_mbps": 0})
+    cluster.refresh_from_db()
+    run = run_plan(engine, cluster, BUY)
+    assert step(run, "buy").status == StepStatus.SUCCEEDED, step(run, "buy").error
+    (node,) = cluster.nodes.all()
+    assert node.public_ip is None and node.ssh_address == node.private_ip

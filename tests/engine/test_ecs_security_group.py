@@ -358,3 +358,127 @@ def test_a_host_of_another_vpc_is_said_to_be_elsewhere_not_of_the_other_type(
     assert "InvalidInstanceId.Mismatch" in joined.error and "not in the cluster's VPC" in \
         joined.error
     assert "basic or all advanced" not in joined.error and f"{own} (" in joined.error
+
+
+def test_a_host_added_by_address_joins_the_bought_group_and_its_removal_leaves_it(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """A cluster whose nodes sit in the group the panel bought (it bought their instances):
+    a host added by address (operations.nodes.add_nodes_plan) joins the group between the
+    cloud preflight (which finds its instance by private IP) and K3s, only the new host;
+    its removal (remove_node_plan) takes it out again once it has left the cluster, its
+    own groups kept. Without a group of the panel's, the plan joins nothing."""
+    import dataclasses  # noqa: PLC0415
+
+    from clusters.operations.nodes import add_nodes_plan, remove_node_plan  # noqa: PLC0415
+
+    on_own_hosts = add_nodes_plan(cluster, [])
+    assert "ecs_join" not in [spec.key for spec in on_own_hosts]
+    Cluster.objects.filter(pk=cluster.pk).update(instance_order={
+        "servers": 1, "agents": 0, "instance_type": "ecs.g7.large",
+        "image_id": "ubuntu_24_04_x64_20G_alibase_20250722.vhd"})
+    cluster.refresh_from_db()
+    engine.act(create_run, cluster, RunKind.TEST, [StepSpec("sg", "Group",
+                                                            "ecs.security_group")])
+    engine.deliver_all()
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    older, new = _owned_hosts(emu, cluster, 2)
+    node = cluster.nodes.get(ecs_instance_id=new)
+    before = {i: _groups_of_instance(emu, i) for i in (older, new)}
+    plan = add_nodes_plan(cluster, [node])
+    keys = [spec.key for spec in plan]
+    assert keys.index("preflight_cloud") < keys.index("ecs_join") < keys.index(
+        "preflight_hosts") < keys.index(f"server_{node.pk}")
+    emu.control.clear_calls()
+    joined = engine.act(create_run, cluster, RunKind.TEST, [
+        dataclasses.replace(spec, depends_on=[]) for spec in plan if spec.key == "ecs_join"])
+    engine.deliver_all()
+    assert step(joined, "ecs_join").status == StepStatus.SUCCEEDED, step(joined, "ecs_join").error
+    assert _groups_of_instance(emu, new) == [*before[new], group]
+    assert _groups_of_instance(emu, older) == before[older]  # not a new host: untouched
+    assert len(calls(emu, "JoinSecurityGroup")) == 1
+
+    removal = [spec.key for spec in remove_node_plan(cluster, node)]
+    assert removal.index("forget") < removal.index("ecs_group_leave") < removal.index(
+        "health")
+    left = engine.act(create_run, cluster, RunKind.TEST, [
+        dataclasses.replace(spec, depends_on=[]) for spec in remove_node_plan(cluster, node)
+        if spec.key == "ecs_group_leave"])
+    engine.deliver_all()
+    assert step(left, "ecs_group_leave").status == StepStatus.SUCCEEDED
+    assert _groups_of_instance(emu, new) == before[new]
+    assert not cluster.resources.filter(kind__startswith="ecs_join_",
+                                        deleted_at__isnull=True).exists()
+
+# --- the API's allow-list outside the VPC (a CLB keeps the client's address) ----------------
+
+def test_an_intranet_clb_s_allow_list_outside_the_vpc_reaches_6443_and_nothing_else(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """A source in a peered VPC or behind a VPN (outside the VPC's block) passes an intranet
+    CLB's whitelist with its own address: the nodes' group must admit it on 6443, and only
+    there; a source inside the VPC's block is the VPC's rule already (clusters/k3s/
+    firewall.py)."""
+    inside = emu.vswitch["cidr"]  # a part of the VPC's block
+    cluster.api_allowed_cidrs = ["10.99.0.0/16", inside, "192.0.2.7/32"]
+    cluster.save()
+    run = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    assert step(run, "sg").status == StepStatus.SUCCEEDED, step(run, "sg").error
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    assert held_rules(emu, group) == {
+        ("TCP", "22/22", PANEL_SSH),
+        ("TCP", "6443/6443", emu.vpc["cidr"]),
+        ("TCP", "6443/6443", "10.99.0.0/16"),
+        ("TCP", "6443/6443", "192.0.2.7/32"),
+        ("UDP", "8472/8472", f"group {group}"),
+        ("TCP", "10250/10250", f"group {group}"),
+    }
+
+
+def test_an_nlb_cluster_s_group_opens_nothing_for_its_allow_list(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """An NLB reaches the nodes from its own addresses in the VPC (client IP preservation is
+    off, steps/nlb.py); its allow-list is its own security group."""
+    cluster.api_allowed_cidrs = ["10.99.0.0/16"]
+    cluster.load_balancer_kind = "nlb"
+    cluster.save()
+    run = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    assert step(run, "sg").status == StepStatus.SUCCEEDED, step(run, "sg").error
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    assert not any(r[2] == "10.99.0.0/16" for r in held_rules(emu, group))
+
+
+def test_an_allow_list_change_moves_the_group_s_6443_rules_and_leaves_the_owner_s_own(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """The change's run (operations/allowlist.py) puts the nodes' group step before the
+    ACL's: the new source is admitted before the ACL lets it through, the old one the panel
+    wrote is revoked, and a 6443 rule the owner added by hand stays."""
+    from clusters.models import ClusterStatus  # noqa: PLC0415
+    from clusters.operations.allowlist import allowlist_plan, start_allowlist_change  # noqa: PLC0415
+
+    cluster.api_allowed_cidrs = ["10.99.0.0/16"]
+    cluster.save()
+    first = engine.act(create_run, cluster, RunKind.TEST, [
+        StepSpec("sg", "Group", "ecs.security_group"),
+        StepSpec("acl", "ACL", "slb.acl", ["sg"])])
+    engine.deliver_all()
+    assert step(first, "acl").status == StepStatus.SUCCEEDED, step(first, "acl").error
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    api = cloud.cloud_for(cluster)
+    from clusters.adapters.aliyun import IngressRule  # noqa: PLC0415
+    api.authorize_ingress(group, [IngressRule("192.0.2.0/24", "6443/6443")], "the owner's")
+    Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.READY)
+    cluster.refresh_from_db()
+    assert [(s.key, s.handler, list(s.depends_on)) for s in allowlist_plan(cluster)] == [
+        ("ecs_group", "ecs.security_group", []), ("acl", "slb.acl", ["ecs_group"])]
+    emu.control.clear_calls()
+    change = engine.act(start_allowlist_change, cluster, "10.98.0.0/16")
+    engine.deliver_all()
+    assert step(change, "acl").status == StepStatus.SUCCEEDED, step(change, "acl").error
+    assert step(change, "ecs_group").status == StepStatus.SUCCEEDED
+    on_6443 = {r[2] for r in held_rules(emu, group) if r[1] == "6443/6443"}
+    assert on_6443 == {emu.vpc["cidr"], "10.98.0.0/16", "192.0.2.0/24"}
+    actions = [c["action"] for c in emu.control.calls()]
+    assert actions.index("AuthorizeSecurityGroup") < actions.index("RevokeSecurityGroup")
+    assert any("Revoked from" in line and "10.99.0.0/16" in line
+               for line in log_of(change))

@@ -23,6 +23,7 @@ can show (concurrency, a killed worker, heartbeats).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -116,6 +117,20 @@ class InProcessEngine:
             if delivered > limit:
                 raise AssertionError(f"the engine is still sending after {limit} messages")
         return delivered
+
+    def settle(self, seconds: float, pause: float) -> None:
+        """Deliver until nothing is left, as `deliver_all`, for runs that wait on a world with
+        a clock of its own (the emulator boots instances in real, scaled time): before a
+        delayed message, `pause` real seconds pass as well as the test clock's countdown;
+        fails when the run has not settled within `seconds` of wall time."""
+        deadline = time.monotonic() + seconds
+        while self.queue:
+            assert time.monotonic() < deadline, "the run did not settle"
+            message = self.queue.pop(0)
+            if message.countdown > 0:
+                time.sleep(pause)
+                time_passes(message.countdown)
+            self.deliver(message)
 
 
 def time_passes(seconds: float) -> None:

@@ -13,6 +13,7 @@ from django.utils import translation
 from clusters.models import (
     AuditAction,
     AuditEvent,
+    CloudResource,
     Cluster,
     ClusterStatus,
     Node,
@@ -244,3 +245,25 @@ def test_a_scan_of_a_refused_address_dials_nothing(cluster: Cluster, owner_clien
     added = owner_client.post(reverse("clusters:node-add", args=[cluster.code]),
                               host(private_ip="127.0.0.2"))
     assert added.status_code == 400 and "loopback" in added.content.decode()
+
+
+def test_removing_a_bought_node_says_its_instance_is_released_and_offers_to_keep_it(
+        cluster: Cluster, owner_client: Client) -> None:
+    """A node whose instance the panel bought (its ledger row): the Remove confirmation says
+    the instance is then released and billed until then, and offers "Keep the instance",
+    which the run and the audit row carry; a host the owner had says nothing of it."""
+    agent = cluster.nodes.get(role=NodeRole.AGENT)
+    Node.objects.filter(pk=agent.pk).update(ecs_instance_id="i-bought0001")
+    CloudResource.objects.create(cluster=cluster, kind="ecs_instance_a1",
+                                 client_token=f"{cluster.code.hex}-a1", region="cn-hangzhou",
+                                 provider_id="i-bought0001")
+    page = page_of(owner_client, cluster)
+    assert "Its ECS instance i-bought0001, which the panel bought, is then released" in page
+    assert "billed until then" in page
+    assert page.count('name="keep_instance"') == 1  # the bought agent only
+    owner_client.post(remove_url(cluster, agent), {"keep_instance": "on"})
+    run = Run.objects.get()
+    assert (run.params["instance"], run.params["keep_instance"]) == ("i-bought0001", True)
+    assert run.steps.get(key="ecs_instance_delete").args == {
+        "node_id": agent.pk, "keep_instances": True}
+    assert AuditEvent.objects.get().details["keep_instance"] is True

@@ -72,6 +72,7 @@ OWNER_ONLY = frozenset({
     "clusters:run-status", "clusters:run-timeline", "clusters:step-log-lines",
     "clusters:step-log", "clusters:step-log-search", "clusters:step-log-download",
     "clusters:cluster-allowlist", "clusters:kubeconfig-issue", "clusters:kubeconfig-revoke",
+    "clusters:generated-ssh-key",
     "clusters:api-token-revoke", "clusters:etcd-snapshots-refresh",
 })
 
@@ -85,9 +86,9 @@ API_OWN = frozenset({"api:me", "api:cloud-accounts", "api:clusters", "api:audit-
 API_OWNER_ONLY = frozenset({
     "api:cloud-account", "api:regions", "api:network-choices", "api:rds-choices",
     "api:cluster", "api:health", "api:health-check", "api:kubeconfig", "api:kubeconfig-renew",
-    "api:destroy", "api:upgrade", "api:nodes", "api:node", "api:node-remove", "api:runs",
-    "api:run", "api:run-retry", "api:run-cancel", "api:step-log", "api:kube-credentials",
-    "api:kube-credential", "api:kube-credential-revoke",
+    "api:destroy", "api:upgrade", "api:nodes", "api:node-instances", "api:node",
+    "api:node-remove", "api:runs", "api:run", "api:run-retry", "api:run-cancel",
+    "api:step-log", "api:kube-credentials", "api:kube-credential", "api:kube-credential-revoke",
 })
 API = API_PUBLIC | API_OWN | API_OWNER_ONLY
 #: Answers 404 to anyone without looking at who asks (any other path under /api/v1/).

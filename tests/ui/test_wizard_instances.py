@@ -289,7 +289,7 @@ def test_an_order_is_saved_listed_on_the_review_and_becomes_the_clusters_order(
     session.save()
     review = html.unescape(at_hosts.get(reverse("clusters:wizard-step", args=["review"])
                                         ).content.decode())
-    billed = re.findall(r'<tr class="price-line price-unknown billed-instance">\s*<td><strong>'
+    billed = re.findall(r'<tr class="price-line billed-instance">\s*<td><strong>'
                         r"(.*?)</strong><br><code>(.*?)</code>", review)
     assert [what for what, _ in billed] == [
         "ECS instance s1 (Server, pay-as-you-go)", "ECS instance s2 (Server, pay-as-you-go)",

@@ -6,7 +6,7 @@
 Modules: `client` (SDK client, fail-closed endpoints, no proxy, timeouts, one attempt),
 `errors` (SDK exceptions → TransientError/PermanentError/CloudNotFound with hints),
 `models` (dataclasses), `ecs_vpc`, `rds`, `slb`, `nlb` (the calls), `rds_price` (DescribePrice),
-`bss` (BSS GetPayAsYouGoPrice).
+`ecs_price` (ECS DescribePrice), `bss` (BSS GetPayAsYouGoPrice).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from clusters.adapters.aliyun.auth import (
 from clusters.adapters.aliyun.bss import BssApi
 from clusters.adapters.aliyun.client import AliyunClient, EndpointPolicy, parse_override
 from clusters.adapters.aliyun.ecs_buy import EcsBuyApi, InstanceOrder, TypeOffer
+from clusters.adapters.aliyun.ecs_price import EcsPriceApi
 from clusters.adapters.aliyun.ecs_vpc import EcsVpcApi
 from clusters.adapters.aliyun.errors import CloudNotFound, map_sdk_error
 from clusters.adapters.aliyun.models import (
@@ -72,8 +73,8 @@ from clusters.adapters.aliyun.sts import StsApi
 from clusters.adapters.aliyun.vpc_buy import VpcBuyApi
 
 
-class AliyunCloud(EcsVpcApi, EcsBuyApi, SecurityGroupApi, RdsApi, RdsPriceApi, SlbApi, NlbApi,
-                  BssApi, StsApi, VpcBuyApi):
+class AliyunCloud(EcsVpcApi, EcsBuyApi, EcsPriceApi, SecurityGroupApi, RdsApi, RdsPriceApi,
+                  SlbApi, NlbApi, BssApi, StsApi, VpcBuyApi):
     """Everything provisioning asks of Alibaba Cloud, for one identity and region.
 
     The identity is an AccessKey pair, or `credentials` (auth.py: an assumed role, the ECS
