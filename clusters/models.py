@@ -247,6 +247,10 @@ class Cluster(models.Model):
     # at rest like every secret); its public half was imported as an ECS key pair.
     generated_ssh_key = EncryptedTextField(_("generated SSH private key"), blank=True)
     generated_ssh_public_key = models.TextField(_("generated SSH public key"), blank=True)
+    # When the owner last downloaded that private half (the destroy page offers it before
+    # "keep the instances": clusters/operations/destroy.py keep_instances_problem).
+    generated_ssh_key_downloaded_at = models.DateTimeField(
+        _("generated SSH private key downloaded"), null=True, blank=True)
     api_allowed_cidrs = models.JSONField(_("API allowed sources (CIDR)"), default=list,
                                          blank=True)
 
@@ -388,6 +392,10 @@ class Node(models.Model):
     ssh_key_passphrase = EncryptedTextField(_("key passphrase"), blank=True)
     ssh_password = EncryptedTextField(_("SSH password"), blank=True)
     host_key = models.TextField(_("pinned host key"), blank=True)
+    # SSH goes to the private address although a public one is recorded: an instance the
+    # panel bought whose security group admits the panel from inside the VPC only
+    # (steps/ecs.py, ssh_by_private_ip). False: the public address when there is one.
+    ssh_private_only = models.BooleanField(_("SSH to the private IP"), default=False)
     ecs_instance_id = models.CharField(_("ECS instance"), max_length=64, blank=True)
     status = models.CharField(
         _("status"), max_length=16, choices=NodeStatus.choices, default=NodeStatus.PENDING
@@ -416,6 +424,14 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or self.private_ip} ({self.role})"
+
+    @property
+    def ssh_address(self) -> str:
+        """The address the panel logs in to: the public one when recorded (a host the owner
+        typed, reached from outside its network), unless ssh_private_only says otherwise."""
+        if self.public_ip and not self.ssh_private_only:
+            return str(self.public_ip)
+        return str(self.private_ip)
 
     @property
     def is_live(self) -> bool:
@@ -720,6 +736,7 @@ class AuditAction(models.TextChoices):
     API_TOKEN_CREATE = "api_token_create", _("API token created")
     API_TOKEN_REVOKE = "api_token_revoke", _("API token revoked")
     API_TOKEN_USE = "api_token_use", _("API token used")
+    SSH_KEY_DOWNLOAD = "ssh_key_download", _("Instances' SSH private key downloaded")
 
 
 class AuditEvent(models.Model):

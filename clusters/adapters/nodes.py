@@ -43,7 +43,7 @@ class CommandFailed(PermanentError):
 def target_for(node: Node) -> ssh.SSHTarget:
     """How to log in to a node; refused when its address is one the panel must never reach
     (clusters.adapters.host_addresses: a row written before the rule, or by hand)."""
-    address = node.public_ip or node.private_ip
+    address = node.ssh_address
     refusal = address_refusal(address)
     if refusal:
         raise PermanentError(str(refusal))

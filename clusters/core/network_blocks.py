@@ -7,6 +7,12 @@ CreateVSwitchRequest.cidr_block): a VPC block has a mask of 16 to 28 bits when g
 subnets"), a vSwitch block 16 to 29 bits and must lie inside the VPC's; neither may lie in
 100.64.0.0/10, 224.0.0.0/4, 127.0.0.0/8 or 169.254.0.0/16. Host bits must be clear: the
 panel never widens or narrows a block a person typed (as for the allow-list).
+
+An NLB needs a vSwitch in each of two zones (V2 alibabacloud_nlb20220430
+CreateLoadBalancerRequest.zone_mappings: "If the region supports two or more zones, you
+must specify at least two zones"): the panel then creates a second vSwitch in the VPC, in
+the second zone, whose block must not overlap the first's (CreateVSwitch's error table:
+`InvalidCidrBlock.Overlapped` "Specified CIDR block overlapped with other subnets.").
 """
 
 from __future__ import annotations
@@ -65,3 +71,22 @@ def check(vpc_cidr: str, vswitch_cidr: str) -> tuple[str, str]:
         raise BlockError(_("vSwitch block %(vswitch)s is not inside the VPC's block "
                            "%(vpc)s.") % {"vswitch": vswitch, "vpc": vpc}, "vswitch")
     return str(vpc), str(vswitch)
+
+
+def check_second(vpc_cidr: str, vswitch_cidr: str, second_cidr: str) -> str:
+    """The NLB's second vSwitch block, normalised, or BlockError (which="vswitch2"): inside
+    the VPC's block, a vSwitch's mask, clear of the first vSwitch's block."""
+    vpc = ipaddress.IPv4Network(vpc_cidr)
+    first = ipaddress.IPv4Network(vswitch_cidr)
+    try:
+        second = _parse(second_cidr, _("Second vSwitch block"), VSWITCH_MASKS)
+    except BlockError as exc:
+        raise BlockError(str(exc), "vswitch2") from None
+    if not second.subnet_of(vpc):
+        raise BlockError(_("Second vSwitch block %(vswitch)s is not inside the VPC's block "
+                           "%(vpc)s.") % {"vswitch": second, "vpc": vpc}, "vswitch2")
+    if second.overlaps(first):
+        raise BlockError(_("Second vSwitch block %(second)s overlaps the first vSwitch's "
+                           "%(first)s; Alibaba Cloud refuses overlapping vSwitches.")
+                         % {"second": second, "first": first}, "vswitch2")
+    return str(second)

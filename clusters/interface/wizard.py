@@ -367,6 +367,10 @@ def billed_resources(state: WizardState) -> list[BilledItem]:
             f" · {datastore.get('rds_storage_gb')} GB · {network.get('zone')}"))
     if network.get("load_balancer_kind") == LoadBalancerKind.NLB:
         zones = network.get("nlb_zones") or []
+        created = network.get("network_order") or {}
+        if created.get("zone2"):  # both vSwitches are created by the run (steps/network.py)
+            zones = [{"zone": network.get("zone"), "vswitch_id": created.get("vswitch_cidr")},
+                     {"zone": created["zone2"], "vswitch_id": created.get("vswitch2_cidr")}]
         items.append(BilledItem(
             _("NLB instance (pay-as-you-go: instance fee and NLCUs), TCP listener on 6443"),
             f"{SlbAddressType(network['slb_address_type']).label} · "

@@ -23,10 +23,17 @@ What else reaches a node, and from where:
   come from 100.64.0.0/10, which "does not need an allow rule in your ECS security group"
   (Alibaba Cloud, CLB health checks, help.aliyun.com/en/slb/classic-load-balancer/user-guide/
   health-check-overview), so no rule is written for them.
-- An Internet-facing CLB keeps the client's address too: its listener's allow-list CIDRs
-  then also reach 6443 (the only port ever open beyond the VPC, and 0.0.0.0/0 only if the
-  allow-list itself says so). An NLB's allow-list is its own security group (steps/nlb.py),
-  and its traffic reaches the nodes from the VPC: nothing more is opened for it.
+- A CLB keeps the client's address (Internet-facing or intranet): the allow-list's CIDRs
+  that lie outside the VPC's block (an Internet client; an intranet source in a peered VPC,
+  over a VPN or Express Connect) then also reach 6443, and only 6443 (the only port ever
+  open beyond the VPC, and 0.0.0.0/0 only if an Internet-facing API's allow-list itself says
+  so; for an intranet API only private blocks, RFC 1918 and the like: a public block would
+  reach a node that has a public address directly from the Internet). Without them an
+  intranet CLB forwards such a client to a node whose group drops it: the list the owner
+  gave would admit nobody outside the VPC. A CIDR inside the VPC's block is already
+  admitted by the VPC's rule and gets none of its own. An NLB's allow-list is its own
+  security group (steps/nlb.py), and its traffic reaches the nodes from its own addresses in
+  the VPC (client IP preservation is off): nothing more is opened for it.
 - The datastore's port is outbound (servers → RDS or the user's database): a basic security
   group "allow[s] all outbound traffic by default" (Alibaba Cloud, Security group rules,
   help.aliyun.com/en/ecs/user-guide/security-group-rules), and the database's own whitelist
@@ -58,7 +65,7 @@ class FirewallSpec:
     vpc_cidr: str
     panel_cidrs: tuple[str, ...]       # where the panel's SSH comes from (as the hosts see it)
     internet_api: bool = False         # an Internet-facing API load balancer
-    api_allowed_cidrs: tuple[str, ...] = ()  # its allow-list (Internet-facing CLB only)
+    api_allowed_cidrs: tuple[str, ...] = ()  # the API's allow-list (a CLB's reach 6443)
     clb: bool = True                   # CLB (keeps client addresses) or NLB
     embedded_etcd: bool = False        # HA with embedded etcd (the panel uses an external
     #                                    datastore today, so always False for its clusters)
@@ -111,12 +118,7 @@ def node_rules(spec: FirewallSpec) -> tuple[NodeRule, ...]:
                               why="SSH from the k3s panel"))
     rules.append(NodeRule("TCP", (API_PORT, API_PORT), vpc,
                           why="k3s API and supervisor from the VPC (agents, load balancer)"))
-    if spec.internet_api and spec.clb:
-        for cidr in dict.fromkeys(_network(c, "An allowed source") for c in
-                                  spec.api_allowed_cidrs):
-            if cidr != vpc:
-                rules.append(NodeRule("TCP", (API_PORT, API_PORT), cidr,
-                                      why="k3s API from the allow-list (Internet CLB)"))
+    rules += allowlist_rules(spec)
     rules.append(NodeRule("UDP", (FLANNEL_VXLAN_PORT, FLANNEL_VXLAN_PORT), from_group=True,
                           why="flannel VXLAN between the cluster's nodes"))
     rules.append(NodeRule("TCP", (KUBELET_PORT, KUBELET_PORT), from_group=True,
@@ -125,3 +127,37 @@ def node_rules(spec: FirewallSpec) -> tuple[NodeRule, ...]:
         rules.append(NodeRule("TCP", ETCD_PORTS, from_group=True,
                               why="embedded etcd between the cluster's servers"))
     return tuple(rules)
+
+
+ALLOWLIST_WHY = "k3s API from the allow-list (outside the VPC, through the CLB)"
+
+
+def allowlist_rules(spec: FirewallSpec) -> tuple[NodeRule, ...]:
+    """The 6443 rules for the allow-list's sources outside the VPC's block (a CLB only; see
+    the module docstring): what an allow-list change adds or revokes, and nothing else."""
+    if not spec.clb:
+        return ()
+    vpc = ipaddress.IPv4Network(_network(spec.vpc_cidr, "The VPC's range"))
+    found = []
+    for cidr in dict.fromkeys(_network(c, "An allowed source") for c in spec.api_allowed_cidrs):
+        block = ipaddress.IPv4Network(cidr)
+        if block.subnet_of(vpc):
+            continue  # the VPC's own rule admits it
+        if not spec.internet_api and not block.is_private:
+            # An intranet API's clients come over private networks; a public block (or
+            # 0.0.0.0/0) here would reach a node with a public address straight from the
+            # Internet, past the CLB.
+            continue
+        found.append(NodeRule("TCP", (API_PORT, API_PORT), cidr, why=ALLOWLIST_WHY))
+    return tuple(found)
+
+
+def panel_inside_vpc(panel_cidrs: tuple[str, ...], vpc_cidr: str) -> bool:
+    """Whether every source the group admits the panel's SSH from lies in the VPC's block:
+    a panel in the VPC. It must then SSH to a node's private address: its connection to the
+    node's public address would leave through the Internet and arrive from the panel's own
+    public address, which the group does not admit (only `panel_cidrs` reach port 22)."""
+    vpc = ipaddress.IPv4Network(_network(vpc_cidr, "The VPC's range"))
+    return bool(panel_cidrs) and all(
+        ipaddress.IPv4Network(_network(c, "The panel's address")).subnet_of(vpc)
+        for c in panel_cidrs)

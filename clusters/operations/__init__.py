@@ -18,7 +18,13 @@ clusters.web (checked by .importlinter).
 from clusters.adapters.instance_order import bought_instance_ids
 from clusters.operations.allowlist import start_allowlist_change
 from clusters.operations.create import start_create
-from clusters.operations.destroy import confirm_problem, start_destroy
+from clusters.operations.destroy import (
+    confirm_problem,
+    holds_generated_key,
+    keep_instances_problem,
+    start_destroy,
+    take_generated_key,
+)
 from clusters.operations.diagnostics import Collection, start_diagnostics
 from clusters.operations.health import (
     request_health_check,
@@ -68,10 +74,12 @@ __all__ = [
     "etcd_even_warning",
     "etcd_quorum_problem",
     "ha_warning",
+    "holds_generated_key",
     "host_key_refusal",
     "instance_removal_note",
     "instances_refusal",
     "issue_kube_credential",
+    "keep_instances_problem",
     "kube_credential_details",
     "kube_credential_refusal",
     "on_run_finished",
@@ -93,4 +101,5 @@ __all__ = [
     "start_kubeconfig_renewal",
     "start_remove_node",
     "start_upgrade",
+    "take_generated_key",
 ]

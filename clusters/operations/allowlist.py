@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from clusters.adapters.api_balancer import NLB_SECURITY_GROUP_KIND
+from clusters.adapters.instance_order import ECS_SECURITY_GROUP_KIND
 from clusters.core import allowlist
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
@@ -37,14 +38,25 @@ from clusters.operations.runs import OperationRefused, lock_ready, ready_problem
 
 ALLOWLIST_TITLE = gettext_noop("Update the API's allow-list (SLB access control)")
 NLB_ALLOWLIST_TITLE = gettext_noop("Update the API's allow-list (the NLB's security group)")
+NODES_GROUP_TITLE = gettext_noop("Admit the allow-list's sources outside the VPC on TCP 6443 "
+                                 "(the nodes' security group)")
 # Where a cluster's allow-list lives: a CLB's ACL, or the security group joined to its NLB.
 ALLOWLIST_KINDS = (allowlist.LEDGER_KIND, NLB_SECURITY_GROUP_KIND)
 
 
 def allowlist_plan(cluster: Cluster) -> list[StepSpec]:
+    """The list's own step; for a CLB in front of a nodes' security group the panel made,
+    that group's 6443 rules too: a CLB keeps the client's address, so a source outside the
+    VPC passes the listener's ACL only to be dropped by the nodes' group unless the group
+    admits it (clusters/k3s/firewall.py). The group step runs first: it adds the new
+    sources before the ACL lets them through, and revokes the sources no longer listed."""
     if cluster.load_balancer_kind == LoadBalancerKind.NLB:
         return [StepSpec("acl", NLB_ALLOWLIST_TITLE, "nlb.allowlist")]
-    return [StepSpec("acl", ALLOWLIST_TITLE, "slb.acl")]
+    if not cluster.resources.filter(kind=ECS_SECURITY_GROUP_KIND,
+                                    state=ResourceState.PRESENT).exclude(provider_id="").exists():
+        return [StepSpec("acl", ALLOWLIST_TITLE, "slb.acl")]
+    return [StepSpec("ecs_group", NODES_GROUP_TITLE, "ecs.security_group"),
+            StepSpec("acl", ALLOWLIST_TITLE, "slb.acl", ["ecs_group"])]
 
 
 def _ready_refusal() -> str:

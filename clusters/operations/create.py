@@ -94,16 +94,23 @@ def _buy_steps(cluster: Cluster) -> list[StepSpec]:
 
 def _network_steps(cluster: Cluster) -> list[StepSpec]:
     """The VPC and vSwitch the panel creates (steps/network.py), before the security group
-    (CreateSecurityGroup names the VPC) and the instances (RunInstances names the vSwitch)."""
+    (CreateSecurityGroup names the VPC) and the instances (RunInstances names the vSwitch);
+    for an NLB also its second vSwitch in a second zone, long before the NLB."""
     if not cluster.network_order:
         return []
-    return [
+    specs = [
         StepSpec("vpc_create", gettext_noop("Create the cluster's VPC and wait until it is "
                                             "Available"), "vpc.create"),
         StepSpec("vswitch_create", gettext_noop("Create the cluster's vSwitch and wait until "
                                                 "it is Available"), "vswitch.create",
                  ["vpc_create"]),
     ]
+    if cluster.network_order.get("zone2"):
+        # An NLB needs a vSwitch in a second zone (steps/network.py create_second_vswitch).
+        specs.append(StepSpec("vswitch2_create", gettext_noop(
+            "Create the NLB's second vSwitch in another zone and wait until it is Available"),
+            "vswitch.create_second", ["vswitch_create"]))
+    return specs
 
 
 def _joins(cluster: Cluster) -> bool:

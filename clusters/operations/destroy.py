@@ -6,9 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
+from django.utils.timezone import now
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
+from clusters.adapters import ssh
+from clusters.adapters.instance_order import INSTANCE_KIND
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
 from clusters.models import Cluster, ClusterStatus, DatastoreKind, LoadBalancerKind, Run, RunKind
@@ -70,7 +74,8 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False,
                      {"keep_instances": keep_instances}),
         ]
         finished += ["ecs_group_delete", "ecs_keypair_delete"]
-    if cluster.network_order or cluster.resources.filter(kind__in=("vpc", "vswitch")).exists():
+    if cluster.network_order or cluster.resources.filter(
+            kind__in=("vpc", "vswitch", "vswitch_nlb")).exists():
         # The VPC and vSwitch the panel created (steps/network.py), last: the vSwitch once
         # nothing holds an address in it (instances, load balancer, RDS), the VPC once its
         # vSwitch and the nodes' security group are gone. Never a VPC the owner chose, and
@@ -94,6 +99,51 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False,
     specs.append(StepSpec("finish", gettext_noop("Close the ledger and mark the cluster destroyed"),
                           "destroy.finish", finished, {"keep_database": keep_database}))
     return specs
+
+
+def holds_generated_key(cluster: Cluster) -> bool:
+    """Whether the instances the panel bought for the cluster log in only with the key pair
+    the panel generated (no pair of the owner's was chosen): nobody else holds its private
+    half, so the owner needs it to log in to an instance they keep."""
+    order = cluster.instance_order or {}
+    return (bool(order) and not order.get("key_pair") and bool(cluster.generated_ssh_key)
+            and cluster.resources.filter(kind__startswith=INSTANCE_KIND).filter(
+                Q(deleted_at__isnull=True) | Q(attributes__kept=True)).exists())
+
+
+def keep_instances_problem(cluster: Cluster) -> str:
+    """Why "keep the instances" is refused ('' when it is not).
+
+    Why refuse rather than keep silently: a kept instance is still billed, and it logs in
+    only with the key pair the panel generated, whose private half nobody but the panel has
+    ever seen; once the cluster is destroyed its page offers nothing more to do with them,
+    so kept hosts nobody can log in to would be paid for and useless. A careful user keeps
+    instances to go on using them, so the panel asks for the key to be downloaded first
+    (the destroy form offers it, owner-only and audited: take_generated_key) and refuses
+    the keep until it has been. The key stays downloadable, each download audited, while
+    the ledger holds instances the panel bought, kept ones included (the destroy deletes
+    neither the key from the panel nor, when kept, the key pair from ECS), so a lost
+    download can be repeated.
+    """
+    if holds_generated_key(cluster) and cluster.generated_ssh_key_downloaded_at is None:
+        return _("The kept instances log in only with the SSH key pair the panel generated, "
+                 "which you have not downloaded: download the instances' SSH private key "
+                 "from the destroy form first, then destroy keeping them. Without it nobody "
+                 "could log in to them.")
+    return ""
+
+
+def take_generated_key(cluster: Cluster) -> tuple[str, str]:
+    """(the generated private key, its MD5 fingerprint as ECS lists the pair) for its owner
+    to download (the caller checked ownership and audits the fingerprint, never the key);
+    the download is recorded on the cluster, which is what lets keep_instances_problem
+    allow "keep the instances". Never logged, never in a run."""
+    if not holds_generated_key(cluster):
+        raise OperationRefused(_("The panel generated no SSH key pair for this cluster's "
+                                 "instances: they log in with your own key pair."))
+    fingerprint = ssh.md5_fingerprint(ssh.load_private_key(cluster.generated_ssh_key))
+    Cluster.objects.filter(pk=cluster.pk).update(generated_ssh_key_downloaded_at=now())
+    return cluster.generated_ssh_key, fingerprint
 
 
 def confirm_problem(cluster: Cluster, typed: str) -> str:
@@ -122,6 +172,8 @@ def start_destroy(cluster: Cluster, user: Any = None, *, confirm_name: str,
         if not locked.is_idle:
             raise OperationRefused(_("This cluster has a run in progress: cancel it first, "
                                      "then destroy."))
+        if keep_instances and keep_instances_problem(locked):
+            raise OperationRefused(keep_instances_problem(locked))
         Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.DESTROYING)
         return pipeline.create_run(
             locked, RunKind.DESTROY, destroy_plan(locked, keep_database=keep_database,

@@ -39,8 +39,17 @@ from clusters.core.errors import PermanentError, StepError, TransientError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
 from clusters.engine.stepcontext import StepContext
-from clusters.k3s.firewall import REQUIREMENTS_URL, FirewallError, FirewallSpec, node_rules
+from clusters.k3s.firewall import (
+    ALLOWLIST_WHY,
+    API_PORT,
+    REQUIREMENTS_URL,
+    FirewallError,
+    FirewallSpec,
+    node_rules,
+    panel_inside_vpc,
+)
 from clusters.models import (
+    CloudResource,
     Cluster,
     DatastoreKind,
     LoadBalancerKind,
@@ -51,6 +60,9 @@ from clusters.models import (
 
 # The row's attribute holding the ClientToken of the rules last sent (a key, not a secret).
 RULES_TOKEN = "rules_token"  # noqa: S105
+# The row's attribute listing the allow-list sources whose 6443 rules this step wrote (the
+# only rules an allow-list change may revoke).
+ALLOWLIST_SOURCES = "allowlist_sources"
 DELETE_TIMEOUT_SECONDS = 15 * 60
 
 
@@ -137,9 +149,40 @@ def _describe(rule: IngressRule) -> str:
     return f"{rule.protocol} {ports} from {source}"
 
 
+def _allowlist_sources(wanted: dict[IngressRule, str]) -> list[str]:
+    """The CIDRs of the wanted rules that come from the API's allow-list (firewall.py)."""
+    return [rule.source_cidr for rule, why in wanted.items() if why == ALLOWLIST_WHY]
+
+
+def _revoke_stale_allowlist(ctx: StepContext, api: AliyunCloud, resource: CloudResource, *,
+                            group: str, wanted: dict[IngressRule, str],
+                            current: list[IngressRule], ours: list[str]) -> list[IngressRule]:
+    """Revoke the 6443 rules this step wrote (`ours`: the row's ALLOWLIST_SOURCES) for
+    allow-list sources no longer listed; a rule the owner added by hand, even on 6443, is
+    never touched. Called after the new sources are authorized, so a source listed both
+    before and after the change is never dropped, even for a moment."""
+    stale = [rule for rule in current if rule not in wanted and rule.source_cidr in ours
+             and rule.port_range == f"{API_PORT}/{API_PORT}" and rule.policy == "Accept"
+             and rule.protocol == "TCP" and not rule.source_group_id]
+    if stale:
+        api.revoke_ingress(group, stale)
+        ctx.say(f"Revoked from {group}: " + ", ".join(_describe(r) for r in stale)
+                + " (no longer in the API's allow-list)")
+    allowed = _allowlist_sources(wanted)
+    kept = [cidr for cidr in ours if cidr in allowed]
+    if kept != list(resource.attributes.get(ALLOWLIST_SOURCES) or []):
+        cloud.record(resource, allowlist_sources=kept)  # ALLOWLIST_SOURCES
+    return stale
+
+
 @step_handler("ecs.security_group")
 def security_group(ctx: StepContext) -> Outcome:
-    """The nodes' security group, with exactly K3s's rules (clusters/k3s/firewall.py)."""
+    """The nodes' security group, with exactly K3s's rules (clusters/k3s/firewall.py).
+
+    Also the step of an API allow-list change (operations/allowlist.py): a CLB keeps the
+    client's address, so each listed source outside the VPC needs TCP 6443 here too; the
+    new ones are authorized first, then the ones this step wrote for sources no longer
+    listed are revoked, and nothing else."""
     cluster = ctx.cluster
     api = cloud.cloud_for(cluster)
     vpc_cidr = _vpc_cidr(api, cluster)
@@ -163,13 +206,19 @@ def security_group(ctx: StepContext) -> Outcome:
         raise PermanentError(f"Security group {group} disappeared; check the ECS console "
                              "(Security Groups), then press Retry.")
     missing = [rule for rule in wanted if rule not in current]
+    # The allow-list sources whose rules this step wrote, with the ones it writes now.
+    ours = list(dict.fromkeys([*(resource.attributes.get(ALLOWLIST_SOURCES) or []),
+                               *(r.source_cidr for r in missing if wanted[r] == ALLOWLIST_WHY)]))
     if missing:
         token = _rules_token(resource.client_token, missing)
-        cloud.record(resource, **{RULES_TOKEN: token})  # intent first, then the call
+        # Intent first, then the call (the rules' token, the sources the group may now hold).
+        cloud.record(resource, **{RULES_TOKEN: token}, allowlist_sources=ours)
         api.authorize_ingress(group, missing, client_token=token, descriptions=wanted)
         for rule in missing:
             ctx.say(f"Allowed into {group}: {_describe(rule)} ({wanted[rule]})")
-    extra = [rule for rule in current if rule not in wanted]
+    stale = _revoke_stale_allowlist(ctx, api, resource, group=group, wanted=wanted,
+                                    current=current, ours=ours)
+    extra = [rule for rule in current if rule not in wanted and rule not in stale]
     for rule in extra:
         ctx.say(f"Note: {group} also holds a rule the panel did not write: "
                 f"{rule.policy} {_describe(rule)}; it is left as it is")
@@ -230,8 +279,11 @@ RUNNING_TIMEOUT_SECONDS = 15 * 60
 
 
 def key_pair_name(cluster: Cluster) -> str:
-    """ECS key pair names: 2-128 characters, a letter first, then letters, digits, . _ -"""
-    return f"k3s-{cluster.name}-{str(cluster.code)[:8]}"[:128]
+    """The name of the pair the panel imports: the cluster's whole code (32 hex digits)
+    first, so no other cluster's, nor any person's "k3s-<name>", shares it, and cutting to
+    ECS's 128 characters shortens only the cluster's name (ECS key pair names: 2-128
+    characters, a letter first, then letters, digits, . _ - :; V2 ImportKeyPairRequest)."""
+    return f"k3s-{cluster.code.hex}-{cluster.name}"[:128]
 
 
 def md5_fingerprint(public_key: str) -> str:
@@ -293,13 +345,31 @@ def keypair(ctx: StepContext) -> Outcome:
         cluster.save(update_fields=["generated_ssh_key", "generated_ssh_public_key"])
         ctx.say("Generated an ECDSA P-256 key pair; its private half is stored encrypted")
     resource = cloud.intend(ctx, KEY_PAIR_KIND)
-    name = key_pair_name(cluster)
+    # A pair imported before the name held the whole code keeps its recorded name.
+    name = (resource.provider_id if resource.state == ResourceState.PRESENT
+            and resource.provider_id else key_pair_name(cluster))
     wanted = md5_fingerprint(cluster.generated_ssh_public_key)
     found = api.key_pair_fingerprint(name)
     if found is None:
-        cloud.record(resource, provider_id=name, fingerprint=wanted)  # intent, then the call
-        found = api.import_key_pair(name, cluster.generated_ssh_public_key)
-        ctx.say(f"Imported key pair {name} (fingerprint {found})")
+        # Intent, then the call: the name and the fingerprint of the key the panel sends;
+        # destroy deletes the pair of that name only while it still has this fingerprint.
+        cloud.record(resource, provider_id=name, fingerprint=wanted)
+        try:
+            found = api.import_key_pair(name, cluster.generated_ssh_public_key)
+        except StepError as error:
+            if error.code != "KeyPair.AlreadyExist":
+                raise
+            # Made between the look and the import: ours (a lost answer) or someone else's.
+            found = api.key_pair_fingerprint(name) or ""
+            if found != wanted:
+                raise PermanentError(
+                    f"ImportKeyPair of {name} was refused: a pair of that name exists"
+                    + (f" with fingerprint {found}" if found else "")
+                    + f", not this cluster's {wanted}: it is not the panel's, and destroy "
+                    "will leave it. Delete or rename it in the ECS console (Key Pairs), then "
+                    "press Retry.", code=error.code, request_id=error.request_id) from None
+        else:
+            ctx.say(f"Imported key pair {name} (fingerprint {found})")
     if found != wanted:
         raise PermanentError(
             f"Key pair {name} exists with fingerprint {found}, not this cluster's {wanted}: "
@@ -491,18 +561,29 @@ def run_instances(ctx: StepContext) -> Outcome:
                     f"{order['instance_type']})")
     ids = {slot: _recorded(cluster, INSTANCE_KIND + slot) for slot, _ in slots}
     found = {i.instance_id: i for i in api.describe_instances_by_ids(ids.values())}
+    # Bandwidth ordered: RunInstances assigns a public address (InternetMaxBandwidthOut > 0,
+    # V2 RunInstancesRequest), which DescribeInstances lists; waited for like the private one.
+    public = int(order.get("public_bandwidth_mbps") or 0) > 0
     pending = [f"{slot} {iid} ({found[iid].status if iid in found else 'not listed yet'})"
                for slot, iid in ids.items() if iid not in found or found[iid].status !=
-               "Running" or not found[iid].private_ip]
+               "Running" or not found[iid].private_ip or (public and not found[iid].public_ip)]
     if pending:
         ctx.memo.setdefault("deadline", time.time() + RUNNING_TIMEOUT_SECONDS)
         if time.time() > ctx.memo["deadline"]:
             return Fail(f"Instances not Running after {RUNNING_TIMEOUT_SECONDS // 60} "
                         f"minutes: {', '.join(pending)}; check the ECS console, then Retry.")
         return Wait(cloud.poll_seconds(), "waiting for Running: " + ", ".join(pending))
-    nodes = _nodes_for(cluster, slots, ids, found)
-    ctx.say("Running: " + ", ".join(f"{slot} {ids[slot]} at {found[ids[slot]].private_ip}"
-                                   for slot, _ in slots))
+    private_only = ssh_by_private_ip(cluster, _vpc_cidr(api, cluster))
+    nodes = _nodes_for(cluster, slots, ids, found, private_only)
+    ctx.say("Running: " + ", ".join(
+        f"{slot} {ids[slot]} at {found[ids[slot]].private_ip}"
+        + (f" (public {found[ids[slot]].public_ip})" if found[ids[slot]].public_ip else "")
+        for slot, _ in slots))
+    if public:
+        ctx.say("The panel reaches them over SSH at their "
+                + ("private addresses: it is inside the VPC, the only place the group admits "
+                   "its SSH from" if private_only else
+                   "public addresses: it comes from outside the VPC (PANEL_SSH_SOURCE_CIDRS)"))
     return Done({"instances": ids, "nodes": nodes})
 
 
@@ -521,19 +602,37 @@ def _recorded(cluster: Cluster, kind: str) -> str:
     return row.provider_id if row else ""
 
 
+def ssh_by_private_ip(cluster: Cluster, vpc_cidr: str) -> bool:
+    """Whether the panel must SSH to the bought instances' private addresses although they
+    have public ones: the nodes' group admits SSH only from panel_ssh_sources, and when all
+    of those are inside the VPC the panel is there too (firewall.panel_inside_vpc). Otherwise
+    (PANEL_SSH_SOURCE_CIDRS names an address outside the VPC: the panel comes from the
+    Internet) the public address is the one its SSH can arrive through, when there is one;
+    an instance without one is reached at its private address either way."""
+    return panel_inside_vpc(panel_ssh_sources(vpc_cidr), vpc_cidr)
+
+
 def _nodes_for(cluster: Cluster, slots: list[tuple[str, str]], ids: dict[str, str],
-               found: dict[str, Any]) -> list[int]:
+               found: dict[str, Any], private_only: bool) -> list[int]:
     """A Node per bought instance (found again by instance id on a re-run): SSH as root with
-    the generated key; no host key yet, so the first contact pins it."""
+    the generated key; no host key yet, so the first contact pins it. Its public address
+    (DescribeInstances) is recorded, and `private_only` says whether SSH may use it."""
     made = []
     for slot, role in slots:
         instance = found[ids[slot]]
+        public_ip = instance.public_ip or None
         node = cluster.nodes.filter(ecs_instance_id=instance.instance_id).first()
         if node is None:
             node = Node.objects.create(
                 cluster=cluster, role=role, name=instance.hostname or instance.name,
-                private_ip=instance.private_ip, ssh_user="root",
+                private_ip=instance.private_ip, public_ip=public_ip,
+                ssh_private_only=private_only, ssh_user="root",
                 ssh_private_key=cluster.generated_ssh_key, ecs_instance_id=instance.instance_id)
+        elif (node.public_ip, node.ssh_private_only) != (public_ip, private_only) \
+                and not node.host_key:
+            # Not contacted yet (no pinned key): the address to reach it may still change.
+            node.public_ip, node.ssh_private_only = public_ip, private_only
+            node.save(update_fields=["public_ip", "ssh_private_only"])
         made.append(node.pk)
     return made
 
@@ -604,23 +703,55 @@ def delete_instances(ctx: StepContext) -> Outcome:
 
 @step_handler("ecs.delete_keypair")
 def delete_keypair(ctx: StepContext) -> Outcome:
-    """Delete the key pair the panel imported (never the user's own)."""
+    """Delete the key pair the panel imported, and only while it is that pair: ECS names a
+    pair, and DeleteKeyPairs deletes by name, so a pair of the same name someone else made
+    (an ImportKeyPair refused with KeyPair.AlreadyExist, or the pair replaced since) would go
+    too. The pair is deleted only when DescribeKeyPairs gives it the fingerprint the ledger
+    recorded for the key the panel sent; any other is left where it is, and the log says
+    so. Never the user's own pair (the ledger has no row for one)."""
     rows = list(ctx.cluster.resources.filter(kind=KEY_PAIR_KIND, deleted_at__isnull=True))
     if not rows:
         return Skip("the panel imported no key pair for this cluster")
     if ctx.args.get("keep_instances"):
         return Skip("kept with the instances, which hold its public key")
     api = cloud.cloud_for(ctx.cluster)
-    names = [row.provider_id for row in rows if row.provider_id]
-    if names:
-        api.delete_key_pairs(names)
-        ctx.say(f"Deleted key pair {', '.join(names)}")
+    deleted, left = [], []
+    for row in rows:
+        name = row.provider_id
+        if not name:
+            continue
+        listed = api.key_pair_fingerprint(name)
+        recorded = str(row.attributes.get("fingerprint") or "")
+        if listed is None:
+            ctx.say(f"Key pair {name} was already gone")
+        elif recorded and ssh.same_fingerprint(listed, recorded):
+            api.delete_key_pairs([name])
+            deleted.append(name)
+            ctx.say(f"Deleted key pair {name} (fingerprint {listed})")
+        else:
+            left.append(name)
+            ctx.say(f"Left key pair {name}: its fingerprint is {listed} (DescribeKeyPairs), "
+                    f"not {recorded or 'the one'} of the key the panel imported, so it is "
+                    "not the panel's; delete it in the ECS console (Key Pairs) if it is "
+                    "yours to delete")
     for row in rows:
         cloud.record(row, state=ResourceState.DELETED)
-    return Done({"deleted": names})
+    return Done({"deleted": deleted, "left": left})
 
 
 # --- the owner's own instances in the nodes' group (an explicit choice) ---------------------
+
+# JoinSecurityGroup's refusals the owner must act on (its error table,
+# help.aliyun.com/zh/ecs/api-joinsecuritygroup), each said in the owner's terms.
+JOIN_REFUSALS = {
+    "InvalidOperation.MultiGroupType": "Its groups are of the other type (an instance's "
+                                       "groups must be all basic or all advanced)",
+    "InvalidInstanceId.Mismatch": "It is not in the cluster's VPC (a security group holds "
+                                  "instances of its own VPC only)",
+    "InstanceSecurityGroupLimitExceeded": "It is in five security groups already, the most "
+                                          "an instance may be in",
+}
+
 
 @step_handler("ecs.join_group")
 def join_group(ctx: StepContext) -> Outcome:
@@ -665,16 +796,16 @@ def join_group(ctx: StepContext) -> Outcome:
             try:
                 api.join_security_group(node.ecs_instance_id, group)
             except StepError as error:
-                if error.code and "Mismatch" in error.code:
-                    cloud.record(row, state=ResourceState.DELETED)
-                    raise PermanentError(
-                        f"{node.ecs_instance_id} ({node.private_ip}) cannot join {group} "
-                        f"(code {error.code}, RequestId {error.request_id}): {error}. Its "
-                        "groups are of the other type (an instance's groups must be all "
-                        "basic or all advanced). Leave the choice off and open K3s's ports "
-                        f"in its own groups ({REQUIREMENTS_URL}), then press Retry.",
-                        code=error.code, request_id=error.request_id) from None
-                raise
+                why = JOIN_REFUSALS.get(error.code or "")
+                if why is None:
+                    raise
+                cloud.record(row, state=ResourceState.DELETED)
+                raise PermanentError(
+                    f"{node.ecs_instance_id} ({node.private_ip}) cannot join {group} "
+                    f"(code {error.code}, RequestId {error.request_id}): {error}. {why}. "
+                    "Leave the choice off and open K3s's ports in its own groups "
+                    f"({REQUIREMENTS_URL}), then press Retry.",
+                    code=error.code, request_id=error.request_id) from None
             joined.append(f"{node.ecs_instance_id} ({node.private_ip})")
         cloud.record(row, state=ResourceState.PRESENT)
     if joined:
@@ -704,7 +835,8 @@ def leave_group(ctx: StepContext) -> Outcome:
             except StepError as error:
                 # The instance's last group cannot be left: it was the only one (the owner
                 # removed the others since); say so, the group's deletion will wait for it.
-                if error.code != "InvalidOperation.InstanceSecurityGroupLimit":
+                # (LeaveSecurityGroup's error table: 403 InstanceLastSecurityGroup.)
+                if error.code != "InstanceLastSecurityGroup":
                     raise
                 raise PermanentError(
                     f"{row.provider_id} is in no other security group than {group} "

@@ -1,5 +1,6 @@
-"""The VPC and vSwitch the panel creates for a cluster (vpc.create, vswitch.create) and their
-deletion at destroy (vpc.delete_vswitch, vpc.delete).
+"""The VPC and vSwitch the panel creates for a cluster (vpc.create, vswitch.create; for an NLB
+a second vSwitch in a second zone, vswitch.create_second) and their deletion at destroy
+(vpc.delete_vswitch, vpc.delete).
 
 Why: the recipe starts from hosts in a VPC; when the region has no VPC the person wants to
 use, the panel makes one, as it buys the instances. Each is a ledger row bought through
@@ -14,7 +15,8 @@ chose, and only after the instances, the load balancer, the RDS instance and the
 group are gone: DeleteVSwitch answers DependencyViolation while anything holds an address in
 it, DeleteVpc DependencyViolation.VSwitch / .SecurityGroup while something is in it
 (Alibaba's error tables of DeleteVSwitch and DeleteVpc; terraform retries both), so the
-steps wait on those answers instead of failing.
+steps wait on those answers instead of failing, and then, as terraform does, until what they
+deleted is no longer listed (a deletion completes a little after the call).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from clusters.steps import ecs
 
 VPC_KIND = "vpc"
 VSWITCH_KIND = "vswitch"
+# The NLB's second vSwitch, in the order's second zone (vswitch.create_second).
+VSWITCH2_KIND = "vswitch_nlb"
+NETWORK_KINDS = (VPC_KIND, VSWITCH_KIND, VSWITCH2_KIND)
 AVAILABLE_TIMEOUT_SECONDS = 10 * 60
 DELETE_TIMEOUT_SECONDS = 30 * 60
 # What DeleteVSwitch / DeleteVpc answer while something is still in them, or while the
@@ -46,8 +51,14 @@ def vpc_name(cluster: Cluster) -> str:
     return f"k3s-{cluster.name}-{str(cluster.code)[:8]}"[:128]
 
 
-def vswitch_name(cluster: Cluster) -> str:
-    return f"k3s-{cluster.name}-{cluster.zone}-{str(cluster.code)[:8]}"[:128]
+def vswitch_name(cluster: Cluster, zone: str = "") -> str:
+    """The vSwitch's name in `zone` (the cluster's own zone when not given)."""
+    return f"k3s-{cluster.name}-{zone or cluster.zone}-{str(cluster.code)[:8]}"[:128]
+
+
+def second_zone(cluster: Cluster) -> str:
+    """The zone of the NLB's second vSwitch the panel creates ("" when it creates none)."""
+    return str((cluster.network_order or {}).get("zone2") or "")
 
 
 def _vpc_purchase(api: AliyunCloud, cluster: Cluster, cidr: str) -> purchase.Purchase:
@@ -64,17 +75,19 @@ def _vpc_purchase(api: AliyunCloud, cluster: Cluster, cidr: str) -> purchase.Pur
 
 
 def _vswitch_purchase(api: AliyunCloud, cluster: Cluster, vpc_id: str,
-                      cidr: str) -> purchase.Purchase:
+                      cidr: str, zone: str) -> purchase.Purchase:
+    name = vswitch_name(cluster, zone)
+
     def find(key: str, value: str) -> list[str]:
         return [s.vswitch_id for s in api.vswitches_by_tag(key, value)
-                if s.vpc_id == vpc_id and s.name == vswitch_name(cluster)]
+                if s.vpc_id == vpc_id and s.name == name]
 
     def create(token: str) -> purchase.Bought:
         return purchase.Bought(api.create_vswitch(
-            vpc_id=vpc_id, zone_id=cluster.zone, cidr=cidr, name=vswitch_name(cluster),
+            vpc_id=vpc_id, zone_id=zone, cidr=cidr, name=name,
             client_token=token, tags=cloud.tags(cluster),
             description=f"Created by the K3s panel for cluster {cluster.name}"[:256]),
-            {"cidr": cidr, "zone": cluster.zone})
+            {"cidr": cidr, "zone": zone})
 
     return purchase.Purchase("vSwitch", "CreateVSwitch", find, create)
 
@@ -155,7 +168,8 @@ def create_vswitch(ctx: StepContext) -> Outcome:
         raise PermanentError("The VPC comes first (step vpc.create); press Retry.")
     api = cloud.cloud_for(cluster)
     resource = cloud.intend(ctx, VSWITCH_KIND)
-    bought = _vswitch_purchase(api, cluster, vpc.provider_id, order["vswitch_cidr"])
+    bought = _vswitch_purchase(api, cluster, vpc.provider_id, order["vswitch_cidr"],
+                               cluster.zone)
     if purchase.ensure_bought(ctx, resource, bought,
                               state=ResourceState.CREATING) is purchase.Acquired.CREATED:
         ctx.say(f"Created vSwitch {resource.provider_id} ({order['vswitch_cidr']}, zone "
@@ -170,11 +184,55 @@ def create_vswitch(ctx: StepContext) -> Outcome:
     return Done({"vswitch_id": vswitch_id, "cidr": found.cidr})
 
 
+@step_handler("vswitch.create_second")
+def create_second_vswitch(ctx: StepContext) -> Outcome:
+    """The NLB's second vSwitch, in the order's second zone of the new VPC (CreateVSwitch
+    with the recorded ClientToken, tagged, waited for until Available), so the NLB can be
+    created: CreateLoadBalancer needs a vSwitch in each of two zones where the region has
+    two (V2 alibabacloud_nlb20220430 CreateLoadBalancerRequest.zone_mappings; the emulator
+    answers InvalidZones to one). The cluster's NLB zones then name both vSwitches; the
+    instances, the RDS instance and a CLB stay in the first."""
+    cluster = ctx.cluster
+    order = cluster.network_order or {}
+    zone = second_zone(cluster)
+    if not order or not zone:
+        return Skip("the panel creates no second vSwitch for this cluster (no NLB in a VPC "
+                    "it creates)")
+    if not cluster.vswitch_id or not cluster.vpc_id:
+        raise PermanentError("The VPC and the first vSwitch come first (steps vpc.create and "
+                             "vswitch.create); press Retry.")
+    api = cloud.cloud_for(cluster)
+    resource = cloud.intend(ctx, VSWITCH2_KIND)
+    cidr = str(order.get("vswitch2_cidr") or "")
+    bought = _vswitch_purchase(api, cluster, cluster.vpc_id, cidr, zone)
+    if purchase.ensure_bought(ctx, resource, bought,
+                              state=ResourceState.CREATING) is purchase.Acquired.CREATED:
+        ctx.say(f"Created vSwitch {resource.provider_id} ({cidr}, zone {zone}) in "
+                f"{cluster.vpc_id}: the NLB's second zone")
+    vswitch_id = resource.provider_id
+    found = next((s for s in api.describe_vswitches(cluster.vpc_id)
+                  if s.vswitch_id == vswitch_id), None)
+    if found is None or found.status != "Available":
+        return _wait_available(ctx, f"vSwitch {vswitch_id}", found.status if found else "")
+    cloud.record(resource, state=ResourceState.PRESENT)
+    zones = [{"zone": cluster.zone, "vswitch_id": cluster.vswitch_id},
+             {"zone": zone, "vswitch_id": vswitch_id}]
+    if cluster.nlb_zones != zones:
+        cluster.nlb_zones = zones
+        cluster.save(update_fields=["nlb_zones"])
+    ctx.say(f"vSwitch {vswitch_id} ({found.cidr}, zone {found.zone_id}) is Available; the "
+            f"NLB will answer in {cluster.zone} ({cluster.vswitch_id}) and {zone} "
+            f"({vswitch_id})")
+    return Done({"vswitch_id": vswitch_id, "cidr": found.cidr, "nlb_zones": zones})
+
+
 def _delete(ctx: StepContext, kind: str, what: str) -> Outcome:
     """Delete the rows of `kind` (and the cluster's tagged one of that name), waiting while
-    Alibaba answers that something is still in it."""
+    Alibaba answers that something is still in it, then until it is no longer listed. For
+    vSwitches: the NLB's second one too (VSWITCH2_KIND, named for its zone)."""
     cluster = ctx.cluster
-    rows = list(cluster.resources.filter(kind=kind, deleted_at__isnull=True))
+    kinds = (VSWITCH_KIND, VSWITCH2_KIND) if kind == VSWITCH_KIND else (kind,)
+    rows = list(cluster.resources.filter(kind__in=kinds, deleted_at__isnull=True))
     if not rows:
         return Skip(f"the panel created no {what} for this cluster")
     if ctx.args.get("keep_instances"):
@@ -192,32 +250,62 @@ def _delete(ctx: StepContext, kind: str, what: str) -> Outcome:
                 if v.name == vpc_name(cluster)}
         delete = api.delete_vpc
     else:
+        names = {vswitch_name(cluster), *([vswitch_name(cluster, second_zone(cluster))]
+                                          if second_zone(cluster) else [])}
         ids |= {s.vswitch_id for s in api.vswitches_by_tag(cloud.TAG_KEY, code)
-                if s.name == vswitch_name(cluster)}
+                if s.name in names}
         delete = api.delete_vswitch
-    for provider_id in sorted(ids):
-        try:
-            deleted = delete(provider_id)
-        except StepError as exc:
-            if exc.code not in STILL_IN_USE:
-                raise
-            ctx.memo.setdefault("deadline", time.time() + DELETE_TIMEOUT_SECONDS)
-            if time.time() > ctx.memo["deadline"]:
-                return Fail(f"{what} {provider_id} is still in use ({exc.code}, RequestId "
-                            f"{exc.request_id}) after {DELETE_TIMEOUT_SECONDS // 60} minutes: "
-                            "remove what is still in it in the VPC console, then press Retry.")
-            return Wait(cloud.poll_seconds(), f"{provider_id} still holds resources "
-                                              f"({exc.code})")
-        ctx.say(f"Deleted {what} {provider_id}" if deleted
-                else f"{what} {provider_id} was already gone")
+    waiting = _send_deletes(ctx, delete, ids, what)
+    if waiting is not None:
+        return waiting
+    # A deletion completes a little after the call: terraform waits for the VPC to be gone
+    # (resource_alicloud_vpc.go, WaitForVpc(id, Deleted)); so does the step, so a finished
+    # destroy has left nothing behind.
+    listed = ({v.vpc_id for v in api.vpcs_by_tag(cloud.TAG_KEY, code)} if kind == VPC_KIND
+              else {s.vswitch_id for s in api.vswitches_by_tag(cloud.TAG_KEY, code)})
+    if lingering := sorted(ids & listed):
+        return _wait(ctx, f"{', '.join(lingering)} being deleted",
+                     f"{what} {', '.join(lingering)} is still listed", "check it")
     for row in rows:
         cloud.record(row, state=ResourceState.DELETED)
     return Done({"deleted": sorted(ids)})
 
 
+def _send_deletes(ctx: StepContext, delete: Callable[[str], bool], ids: set[str],
+                  what: str) -> Outcome | None:
+    """Each delete sent once (a later attempt only waits for it to complete); a Wait while
+    Alibaba answers that something is still in it, else None."""
+    for provider_id in sorted(ids):
+        if provider_id in ctx.memo.get("asked", []):
+            continue
+        try:
+            deleted = delete(provider_id)
+        except StepError as exc:
+            if exc.code not in STILL_IN_USE:
+                raise
+            return _wait(ctx, f"{provider_id} still holds resources ({exc.code})",
+                         f"{what} {provider_id} is still in use ({exc.code}, RequestId "
+                         f"{exc.request_id})")
+        ctx.say(f"Deleted {what} {provider_id}" if deleted
+                else f"{what} {provider_id} was already gone")
+        ctx.memo["asked"] = sorted({*ctx.memo.get("asked", []), provider_id})
+    return None
+
+
+def _wait(ctx: StepContext, reason: str, failure: str,
+          advice: str = "remove what is still in it") -> Outcome:
+    """Wait, within the step's deadline; past it, fail saying what is left to do."""
+    ctx.memo.setdefault("deadline", time.time() + DELETE_TIMEOUT_SECONDS)
+    if time.time() > ctx.memo["deadline"]:
+        return Fail(f"{failure} after {DELETE_TIMEOUT_SECONDS // 60} minutes: {advice} in the "
+                    "VPC console, then press Retry.")
+    return Wait(cloud.poll_seconds(), reason)
+
+
 @step_handler("vpc.delete_vswitch")
 def delete_vswitch(ctx: StepContext) -> Outcome:
-    """The vSwitch the panel created, once nothing holds an address in it any more."""
+    """The vSwitches the panel created (the NLB's second one too), once nothing holds an
+    address in them any more."""
     return _delete(ctx, VSWITCH_KIND, "vSwitch")
 
 

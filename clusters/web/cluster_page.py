@@ -101,6 +101,8 @@ def nodes_context(cluster: Cluster, nodes: list[Node]) -> dict[str, Any]:
         "can_destroy_now": cluster.can_destroy and cluster.status == ClusterStatus.READY,
         "keeps_rds": cluster.datastore_kind == DatastoreKind.RDS,
         "keeps_instances": bool(cluster.instance_order),
+        # The generated key pair's private half, offered before "keep the instances".
+        "offers_ssh_key": operations.holds_generated_key(cluster),
         # Embedded etcd: an added server that makes the count even buys no failure tolerance.
         "etcd_add_server_warning": operations.etcd_even_warning(cluster, 1),
     }

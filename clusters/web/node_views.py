@@ -135,7 +135,7 @@ def node_host_key(request: HttpRequest, code: Any, node_id: int) -> HttpResponse
         scan_error = _("Too many connection tests in a minute: wait a minute, then test again.")
     else:
         try:
-            presented = wizard_checks.scan_host_key(node.public_ip or node.private_ip,
+            presented = wizard_checks.scan_host_key(node.ssh_address,
                                                     node.ssh_port)
         except wizard_checks.CheckFailed as exc:
             scan_error = str(exc)

@@ -21,6 +21,8 @@ urlpatterns = [
     path("clusters/<uuid:code>/kubeconfig/credentials/<int:credential_id>/revoke/",
          views.kubeconfig_revoke, name="kubeconfig-revoke"),
     path("clusters/<uuid:code>/destroy/", views.cluster_destroy, name="cluster-destroy"),
+    path("clusters/<uuid:code>/ssh-key/", views.generated_key_download,
+         name="generated-ssh-key"),
     path("clusters/<uuid:code>/nodes/add/", node_views.node_add, name="node-add"),
     path("clusters/<uuid:code>/nodes/add-instances/", node_views.node_add_instances,
          name="node-add-instances"),

@@ -330,6 +330,27 @@ def cluster_destroy(request: HttpRequest, code: Any) -> HttpResponse:
                               "deleted."))
 
 
+@login_required
+@require_POST
+@never_cache
+def generated_key_download(request: HttpRequest, code: Any) -> HttpResponse:
+    """The private key of the key pair the panel generated for the cluster's instances, as a
+    file for their owner (POST: never fetched by a link or a prefetch; no-store), each
+    download in the audit trail with the public key's fingerprint, never the key. Offered
+    by the destroy form: "keep the instances" needs it (operations.keep_instances_problem)."""
+    cluster = queries.owned_cluster(request.user, code)
+    try:
+        key, fingerprint = operations.take_generated_key(cluster)
+    except operations.OperationRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("clusters:cluster", code=cluster.code)
+    audit.record(request, AuditAction.SSH_KEY_DOWNLOAD, cluster, fingerprint=fingerprint)
+    response = HttpResponse(key, content_type="application/x-pem-file")
+    response["Content-Disposition"] = f'attachment; filename="k3s-{cluster.name}-id_ecdsa"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 # --- cloud accounts ---------------------------------------------------------------------------
 
 

@@ -228,7 +228,7 @@ def instance_view(instance: dict[str, Any]) -> dict[str, Any]:
     Param("PublicIpAddresses"), Param("EipAddresses"),
     Param("InstanceNetworkType", enum=("vpc", "classic")), Param("SecurityGroupId"),
     Param("Status", enum=INSTANCE_STATUSES), Param("InstanceName"),
-    *page_params(10, 100), Param("MaxResults", "integer", minimum=1, maximum=100),
+    *page_params(10, 100), Param("MaxResults", "integer"),
     Param("NextToken"), Param("DryRun", "boolean"),
 ))
 def describe_instances(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
@@ -241,6 +241,9 @@ def describe_instances(state: State, params: Params, ctx: RequestContext) -> dic
     wanted_ips = _json_list(params, "PrivateIpAddresses")
     if params["InstanceNetworkType"] != "vpc":
         wanted_ips = None
+    # InnerIpAddresses: classic network only (V2), which has no instance here; so with
+    # InstanceNetworkType=classic nothing matches (below), else it is not applied.
+    wanted_public = _json_list(params, "PublicIpAddresses")
     wanted_tags = tags.from_repeat_list(params.raw)
     found = []
     for instance in sorted(instances(state).values(), key=lambda i: i["created_at"]):
@@ -249,8 +252,7 @@ def describe_instances(state: State, params: Params, ctx: RequestContext) -> dic
         checks = (
             (wanted_ids is None or instance["instance_id"] in wanted_ids)
             and (wanted_ips is None or instance["private_ip"] in wanted_ips)
-            and (_json_list(params, "InnerIpAddresses") is None)
-            and (_json_list(params, "PublicIpAddresses") is None)
+            and (wanted_public is None or instance.get("public_ip") in wanted_public)
             and (not params["VpcId"] or instance["vpc_id"] == params["VpcId"])
             and (not params["VSwitchId"] or instance["vswitch_id"] == params["VSwitchId"])
             and (not params["ZoneId"] or instance["zone_id"] == params["ZoneId"])
@@ -265,7 +267,9 @@ def describe_instances(state: State, params: Params, ctx: RequestContext) -> dic
             checks = False
         if checks:
             found.append(instance)
-    size = params["MaxResults"] or params["PageSize"]
+    # MaxResults below 10 counts as 10, above 100 as 100 (V2 DescribeInstancesRequest)
+    size = (min(max(params["MaxResults"], 10), 100) if params["MaxResults"] is not None
+            else params["PageSize"])
     number = params["PageNumber"]
     if params["NextToken"]:
         if not params["NextToken"].isdigit():
@@ -275,7 +279,7 @@ def describe_instances(state: State, params: Params, ctx: RequestContext) -> dic
     more = number * size < len(found)
     return {
         "TotalCount": len(found), "PageNumber": number, "PageSize": size,
-        "NextToken": str(number + 1) if more and params["MaxResults"] else "",
+        "NextToken": str(number + 1) if more and params["MaxResults"] is not None else "",
         "Instances": {"Instance": [instance_view(i) for i in chosen]},
     }
 
@@ -366,11 +370,28 @@ _RULE_FIELDS = ("IpProtocol", "PortRange", "SourceCidrIp", "SourceGroupId", "Pol
                 "Ipv6SourceCidrIp", "SourcePrefixListId")
 
 
+# AuthorizeSecurityGroup's error table (Alibaba's API reference, AlibabaCloudDocs/ecs
+# intl.en-US "API Reference/Security groups/AuthorizeSecurityGroup.md" and its later
+# revision, doc_api_1031569): the codes below, with their HTTP statuses and messages.
+BAD_PORTS = errors.ApiError(
+    400, "InvalidParam.PortRange",
+    "Please specify the PortRange or SourcePortRange in integer, less than 65535, and "
+    "separate the range with '/'.")
+RULE_QUOTA = errors.ApiError(403, "AuthorizationLimitExceed",
+                             "The limit of authorization records in the security group reaches.")
+SOURCE_GROUP_NOT_FOUND = errors.ApiError(
+    404, "InvalidSourceGroupId.NotFound",
+    "The SourceGroupId provided does not exist in our records.")
+SOURCE_GROUP_ELSEWHERE = errors.ApiError(
+    400, "InvalidSourceGroupId.Mismatch",
+    "Specified security group and source group are not in the same VPC.")
+
+
 def _ports(protocol: str, text: str, name: str) -> str:
     """A PortRange / SourcePortRange as "low/high": 1-65535 for TCP and UDP, -1/-1 for
-    the rest (V2 AuthorizeSecurityGroupRequestPermissions.PortRange, SourcePortRange)."""
-    bad = errors.ApiError(400, f"Invalid{name}.Malformed",
-                          f"The specified parameter {name} is not valid.")
+    the rest (V2 AuthorizeSecurityGroupRequestPermissions.PortRange, SourcePortRange);
+    either one malformed is InvalidParam.PortRange."""
+    bad = BAD_PORTS
     try:
         low, high = (int(p) for p in text.split("/"))
     except ValueError:
@@ -406,8 +427,9 @@ def _rule(entry: dict[str, str]) -> dict[str, Any]:
     if not protocol:
         raise errors.missing_parameter("IpProtocol")
     if protocol not in _PROTOCOLS:
-        raise errors.ApiError(400, "InvalidIpProtocol.Malformed",
-                              "The specified parameter IpProtocol is not valid.")
+        raise errors.ApiError(400, "InvalidIpProtocol.ValueNotSupported",
+                              "The parameter IpProtocol must be specified with case "
+                              "insensitive TCP, UDP, ICMP, GRE or All.")
     port_range = entry.get("PortRange", "")
     if not port_range:
         raise errors.missing_parameter("PortRange")
@@ -419,18 +441,24 @@ def _rule(entry: dict[str, str]) -> dict[str, Any]:
     source6 = _cidr(entry, "Ipv6SourceCidrIp", 6)
     dest = _cidr(entry, "DestCidrIp", 4)
     if source and source6:
-        raise errors.ApiError(400, "InvalidParam.SourceCidrIp",
-                              "SourceCidrIp and Ipv6SourceCidrIp cannot be set together.")
+        raise errors.ApiError(400, "InvalidParam.SourceIp",
+                              "The Parameters SourceCidrIp and Ipv6SourceCidrIp cannot be set "
+                              "at the same time.")
     if protocol == "icmpv6" and (source or dest):
-        raise errors.ApiError(400, "InvalidIpProtocol.Malformed",
-                              "The specified parameter IpProtocol is not valid: ICMPv6 "
-                              "takes an IPv6 source (Ipv6SourceCidrIp).")
+        raise errors.ApiError(400, "InvalidParam.Ipv6ProtocolConflictWithIpv4Address",
+                              "IPv4 address cannot be specified for IPv6-specific protocol.")
+    if protocol == "icmp" and source6:
+        raise errors.ApiError(400, "InvalidParam.Ipv4ProtocolConflictWithIpv6Address",
+                              "IPv6 address cannot be specified for IPv4-specific protocol.")
     if not (source or source6 or entry.get("SourceGroupId")
             or entry.get("SourcePrefixListId")):
-        raise errors.missing_parameter("SourceCidrIp")
+        raise errors.ApiError(400, "MissingParameter.Source",
+                              "One of the parameters SourceCidrIp, Ipv6SourceCidrIp, "
+                              "SourceGroupId or SourcePrefixListId must be specified.")
     policy = entry.get("Policy", "accept").lower()
     if policy not in ("accept", "drop"):
-        raise errors.invalid_parameter("Policy")
+        raise errors.ApiError(400, "InvalidPolicy.Malformed",
+                              "The specified parameter Policy is not valid.")
     priority_text = entry.get("Priority", "1") or "1"
     if not priority_text.isdigit() or not 1 <= int(priority_text) <= 100:
         raise errors.ApiError(400, "InvalidPriority.Malformed",
@@ -471,7 +499,9 @@ def _check_group_sources(state: State, group: dict[str, Any],
             continue
         source = security_groups(state).get(rule["SourceGroupId"])
         if source is None or source["region_id"] != group["region_id"]:
-            raise SECURITY_GROUP_NOT_FOUND
+            raise SOURCE_GROUP_NOT_FOUND
+        if source.get("vpc_id") != group.get("vpc_id"):
+            raise SOURCE_GROUP_ELSEWHERE
         if group.get("type") == "enterprise" or source.get("type") == "enterprise":
             raise ADVANCED_NO_GROUP_SOURCE
 
@@ -499,8 +529,7 @@ def authorize_security_group(
         if any(_same_rule(rule, existing) for existing in group["permissions"]):
             continue  # documented: an identical rule is accepted and not added twice
         if len(group["permissions"]) >= 200:
-            raise errors.ApiError(403, "QuotaExceed.SecurityGroupRule",
-                                  "The maximum number of rules in the security group is exceeded.")
+            raise RULE_QUOTA
         group["permissions"].append({**rule, "CreateTime": now})
     for watcher in RULE_WATCHERS:
         watcher(ctx.cloud, group["security_group_id"])

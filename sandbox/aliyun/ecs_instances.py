@@ -76,6 +76,11 @@ from sandbox.aliyun.gateway.state import State
 PENDING_SECONDS = 5.0     # realistic seconds, times the time scale
 STARTING_SECONDS = 15.0
 STOPPING_SECONDS = 10.0
+# Releasing is asynchronous (DeleteSecurityGroup's page: "operations of releasing ECS
+# instances and ENIs are asynchronous"; V2 DeleteInstanceRequest.force_stop: a release "takes
+# several minutes" with a graceful stop; terraform waits for the instance to vanish, above).
+# How long a forced one takes: chosen.
+RELEASE_SECONDS = 10.0
 
 INCORRECT_STATUS = errors.ApiError(
     403, "IncorrectInstanceStatus",
@@ -589,6 +594,12 @@ def advance(cloud: Cloud) -> None:
         elif status == "Stopping" and clock.is_due(instance.get("stopping_until")):
             instance["status"] = "Stopped"
             _halt_later(cloud, instance, destroy=False)
+    released = [i for i in instances(cloud.state).values()
+                if clock.is_due(i.get("releasing_until"))]
+    for instance in released:
+        _forget(cloud.state, instance, clock.now())
+    if released:
+        firewall.apply_all(cloud)  # SourceGroupId rules name the members' addresses
 
 
 @ECS.on_start
@@ -646,12 +657,12 @@ def _instance(state: State, ctx: RequestContext, instance_id: str) -> dict[str, 
 
 
 def _check_stop(instance: dict[str, Any]) -> None:
-    if instance["status"] != "Running":
+    if instance["status"] != "Running" or instance.get("releasing_until"):
         raise INCORRECT_STATUS
 
 
 def _check_start(instance: dict[str, Any]) -> None:
-    if instance["status"] != "Stopped":
+    if instance["status"] != "Stopped" or instance.get("releasing_until"):
         raise INCORRECT_STATUS
 
 
@@ -676,6 +687,8 @@ def _boot_started(ctx: RequestContext, started: list[dict[str, Any]]) -> None:
 
 
 def _delete(state: State, ctx: RequestContext, instance: dict[str, Any], force: bool) -> None:
+    if instance.get("releasing_until"):
+        return  # being released already: asked again, nothing changes (chosen)
     status = instance["status"]
     if status in ("Pending", "Starting", "Stopping") or (status == "Running" and not force):
         raise INCORRECT_STATUS
@@ -685,10 +698,24 @@ def _delete(state: State, ctx: RequestContext, instance: dict[str, Any], force: 
 
 
 def _release(state: State, ctx: RequestContext, instance: dict[str, Any]) -> None:
+    """The host powers off now; the instance stays listed for RELEASE_SECONDS (scaled),
+    Stopping if it was Running, else Stopped (chosen: DescribeInstances documents no
+    releasing status), still in its security groups (DeleteSecurityGroup answers
+    DependencyViolation) and holding its addresses (DeleteVSwitch too), then is gone."""
+    if instance.get("releasing_until"):
+        return
     _halt_later(ctx.cloud, instance, destroy=True)
+    if instance["status"] == "Running":
+        instance["status"] = "Stopping"
+    instance["stopping_until"] = None
+    instance["releasing_until"] = ctx.clock.after(RELEASE_SECONDS)
+
+
+def _forget(state: State, instance: dict[str, Any], now: float) -> None:
+    """The release completes: the addresses are free and the instance is not listed."""
     if instance.get("public_ip"):
         network.release(state, instance["public_ip"])
-    state.table("ecs", "released_addresses")[instance["private_ip"]] = ctx.clock.now()
+    state.table("ecs", "released_addresses")[instance["private_ip"]] = now
     del instances(state)[instance["instance_id"]]
 
 
@@ -851,30 +878,46 @@ def describe_instance_status(state: State, params: Params,
     Param("NetworkInterfaceId"),
 ))
 def join_security_group(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    """Codes from JoinSecurityGroup's error table (help.aliyun.com/zh/ecs/api-joinsecuritygroup,
+    the English page api-ecs-2014-05-26-joinsecuritygroup): the instance must be Stopped or
+    Running (403 IncorrectInstanceStatus), in the group's VPC (400
+    InvalidInstanceId.Mismatch), not in it already (403 InvalidInstanceId.AlreadyExists),
+    with groups of one type (400 InvalidOperation.MultiGroupType), in at most five groups
+    (400 InstanceSecurityGroupLimitExceeded)."""
     instance = instances(state).get(params["InstanceId"] or "")
     if instance is None:
         raise NOT_FOUND
     group = security_groups(state).get(params["SecurityGroupId"])
     if group is None or group["region_id"] != instance["region_id"]:
         raise SECURITY_GROUP_NOT_FOUND
+    _check_membership_change(instance)
     if group["vpc_id"] != instance["vpc_id"]:
-        raise errors.ApiError(403, "InvalidSecurityGroup.VpcMismatch",
-                              "The specified security group and the instance are not in the "
-                              "same VPC.")
+        raise errors.ApiError(400, "InvalidInstanceId.Mismatch",
+                              "Specified instance and security group are not in the same VPC.")
     if params["SecurityGroupId"] in instance["security_group_ids"]:
         raise errors.ApiError(403, "InvalidInstanceId.AlreadyExists",
-                              "The specified instance already exists in the security group.")
+                              "The specified instance already exists in the specified "
+                              "security group.")
     kinds = {(security_groups(state).get(g) or {}).get("type", "normal")
              for g in instance["security_group_ids"]}
     if kinds and kinds != {group.get("type", "normal")}:
-        raise MIXED_GROUP_TYPES
+        raise errors.ApiError(400, "InvalidOperation.MultiGroupType",
+                              "The specified instance can't join different types of security "
+                              "group.")
     if len(instance["security_group_ids"]) >= 5:
-        raise errors.ApiError(403, "QuotaExceed.SecurityGroupsPerInstance",
-                              "The maximum number of security groups an instance can join "
-                              "is reached.")
+        raise errors.ApiError(400, "InstanceSecurityGroupLimitExceeded",
+                              "Exceeding the allowed amount of security groups that an "
+                              "instance can be in.")
     instance["security_group_ids"].append(params["SecurityGroupId"])
     firewall.apply_all(ctx.cloud)
     return {}
+
+
+def _check_membership_change(instance: dict[str, Any]) -> None:
+    """Join/LeaveSecurityGroup: "the instance must be in the Stopped or Running state"
+    (both pages); one being released is in neither any more."""
+    if instance["status"] not in ("Running", "Stopped") or instance.get("releasing_until"):
+        raise INCORRECT_STATUS
 
 
 @ECS.action("LeaveSecurityGroup", (
@@ -882,16 +925,25 @@ def join_security_group(state: State, params: Params, ctx: RequestContext) -> di
     Param("NetworkInterfaceId"),
 ))
 def leave_security_group(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
+    """Since July 8, 2024 leaving a group the instance is not in is an error, 400
+    InvalidSecurityGroupAssociation.NotFound, not a success; its last group is 403
+    InstanceLastSecurityGroup (LeaveSecurityGroup's page and error table,
+    alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-leavesecuritygroup)."""
     instance = instances(state).get(params["InstanceId"] or "")
     if instance is None:
         raise NOT_FOUND
+    group = security_groups(state).get(params["SecurityGroupId"])
+    if group is None or group["region_id"] != instance["region_id"]:
+        raise SECURITY_GROUP_NOT_FOUND
+    _check_membership_change(instance)
     if params["SecurityGroupId"] not in instance["security_group_ids"]:
-        raise errors.ApiError(404, "InvalidSecurityGroupId.NotFound",
-                              "The specified SecurityGroupId does not exist.")
+        raise errors.ApiError(400, "InvalidSecurityGroupAssociation.NotFound",
+                              "The specified ECS or ENI is not associated with the specified "
+                              "security group.")
     if len(instance["security_group_ids"]) == 1:
-        raise errors.ApiError(403, "InvalidOperation.InstanceSecurityGroupLimit",
-                              "An instance must belong to at least one security group.")
+        raise errors.ApiError(403, "InstanceLastSecurityGroup",
+                              "The specified security group is the last security group for "
+                              "the instance.")
     instance["security_group_ids"].remove(params["SecurityGroupId"])
     firewall.apply_all(ctx.cloud)
     return {}
-

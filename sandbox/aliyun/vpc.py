@@ -19,7 +19,8 @@ DeleteVpc: only an Available VPC, `DependencyViolation.VSwitch`,
 resource_alicloud_vpc.go retries). DeleteVSwitch: `DependencyViolation` while instances or
 cloud product addresses remain and `IncorrectVSwitchStatus` (resource_alicloud_vswitch.go
 retries both). A new VPC is `Pending`, then `Available` (terraform waits for Available after
-CreateVpc and CreateVSwitch); times below are realistic seconds x the time scale.
+CreateVpc and CreateVSwitch); deletes complete a little after the call (terraform waits for
+Deleted after DeleteVpc); times below are realistic seconds x the time scale.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ from sandbox.aliyun.gateway.state import State
 VPC = register_product(Product("Vpc", "2016-04-28", "vpc.aliyuncs.com"))
 VPC_PENDING_SECONDS = 5.0
 VSWITCH_PENDING_SECONDS = 3.0
+# Deletes are asynchronous too: terraform-provider-alicloud resource_alicloud_vpc.go waits
+# for the VPC to be gone after DeleteVpc (WaitForVpc(id, Deleted, ...)), and a vSwitch still
+# being deleted keeps its VPC's DeleteVpc at DependencyViolation.VSwitch. How long: chosen.
+VPC_DELETE_SECONDS = 5.0
+VSWITCH_DELETE_SECONDS = 3.0
 VSWITCHES_PER_VPC = 24
 _RESERVED = tuple(ipaddress.IPv4Network(n) for n in
                   ("100.64.0.0/10", "224.0.0.0/4", "127.0.0.0/8", "169.254.0.0/16"))
@@ -208,7 +214,7 @@ def create_vswitch(state: State, params: Params, ctx: RequestContext) -> dict[st
         raise VPC_NOT_FOUND
     if params["ZoneId"] not in region["zones"]:
         raise errors.ApiError(404, "InvalidZoneId.NotFound", "Specified zone does not exist.")
-    if _status(vpc) != "Available":
+    if _status(vpc) != "Available" or vpc.get("deleted_at"):
         raise INCORRECT_VPC
     mask = params["CidrMask"]
     if not params["CidrBlock"] and mask is None:
@@ -295,10 +301,16 @@ def delete_vswitch(state: State, params: Params, ctx: RequestContext) -> dict[st
                               "Specified object has dependent resources.")
     if params["DryRun"]:
         raise DRY_RUN
-    del state.bucket("vswitches")[vsw["vswitch_id"]]
-    if vsw.get("created") and not _route_still_needed(state, vsw["cidr"]):
-        route_vswitch(ctx.cloud, vsw["cidr"], add=False)
+    # Still listed (with its status: none documented for it) until the deletion completes;
+    # asked again meanwhile, nothing changes (chosen).
+    vsw.setdefault("deleted_at", ctx.clock.after(VSWITCH_DELETE_SECONDS))
     return {}
+
+
+def _forget_vswitch(cloud: Cloud, vsw: dict[str, Any]) -> None:
+    del cloud.state.bucket("vswitches")[vsw["vswitch_id"]]
+    if vsw.get("created") and not _route_still_needed(cloud.state, vsw["cidr"]):
+        route_vswitch(cloud, vsw["cidr"], add=False)
 
 
 def _route_still_needed(state: State, cidr: str) -> bool:
@@ -326,7 +338,7 @@ def delete_vpc(state: State, params: Params, ctx: RequestContext) -> dict[str, A
                               "Specified object has dependent resources SecurityGroup.")
     if params["DryRun"]:
         raise DRY_RUN
-    del state.bucket("vpcs")[vpc["vpc_id"]]
+    vpc.setdefault("deleted_at", ctx.clock.after(VPC_DELETE_SECONDS))  # as a vSwitch's
     return {}
 
 
@@ -336,6 +348,12 @@ def advance(cloud: Cloud) -> None:
         for entry in cloud.state.bucket(bucket).values():
             if entry.get("status") == "Pending" and cloud.clock.is_due(entry.get("ready_at")):
                 entry["status"] = "Available"
+    for vsw in list(cloud.state.bucket("vswitches").values()):
+        if cloud.clock.is_due(vsw.get("deleted_at")):
+            _forget_vswitch(cloud, vsw)
+    for vpc in list(cloud.state.bucket("vpcs").values()):
+        if cloud.clock.is_due(vpc.get("deleted_at")):
+            del cloud.state.bucket("vpcs")[vpc["vpc_id"]]
 
 
 def route_vswitch(cloud: Cloud, cidr: str, *, add: bool) -> None:

@@ -52,6 +52,17 @@ def test_0_0_0_0_appears_only_on_6443_and_only_when_the_api_is_internet_facing()
     assert all(r.source_cidr != "0.0.0.0/0" for r in intranet)
 
 
+def test_an_intranet_clb_admits_its_private_sources_outside_the_vpc_on_6443_only() -> None:
+    """A layer-4 CLB keeps the client's address: a source in a peered VPC or behind a VPN
+    reaches the node as itself. Inside the VPC's block the VPC's rule covers it; a public
+    block in an intranet list is left out (it would reach a node's public address)."""
+    rules = node_rules(FirewallSpec(VPC, PANEL, api_allowed_cidrs=(
+        "10.8.0.0/16", "172.16.4.0/24", "47.96.0.0/16", "192.168.1.9")))
+    beyond_vpc = [r for r in rules if r.source_cidr not in ("", VPC, *PANEL)]
+    assert table(tuple(beyond_vpc)) == [("TCP", "6443/6443", "10.8.0.0/16"),
+                                        ("TCP", "6443/6443", "192.168.1.9/32")]
+
+
 def test_an_nlb_is_reached_from_the_vpc_so_its_allow_list_opens_nothing_on_the_nodes() -> None:
     """An NLB's allow-list is its own security group; it reaches the nodes from the VPC."""
     nlb = node_rules(FirewallSpec(VPC, PANEL, internet_api=True, clb=False,

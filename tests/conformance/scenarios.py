@@ -239,7 +239,11 @@ def _created_network(world: World) -> None:
     _until(lambda: [(s.vswitch_id, s.status) for s in world.cloud.vswitches_by_tag(TAG, name)]
            == [(vswitch, "Available")])
     assert world.cloud.delete_vswitch(vswitch) is True
+    # Deletes are asynchronous (terraform's resource_alicloud_vpc.go waits for Deleted):
+    # the VPC is deleted once its vSwitch is gone, and is gone itself a little later.
+    _until(lambda: not world.cloud.vswitches_by_tag(TAG, name))
     assert world.cloud.delete_vpc(vpc) is True
+    _until(lambda: not world.cloud.vpcs_by_tag(TAG, name))
     assert world.cloud.delete_vpc(vpc) is False  # gone: InvalidVpcId.NotFound
 
 

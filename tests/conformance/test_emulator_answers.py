@@ -211,6 +211,9 @@ def _network(call: Driver) -> None:
     _until(lambda: call("DescribeVSwitches", "Vpc", VpcId=vpc_id, ZoneId=call.emu.vswitch[
         "zone_id"])["VSwitches"]["VSwitch"][0]["Status"] == "Available")
     call("DeleteVSwitch", "Vpc", VSwitchId=vsw_id)
+    # A deletion completes a little later (terraform waits for it): then the VPC may go.
+    _until(lambda: not call("DescribeVSwitches", "Vpc", VSwitchId=vsw_id)["VSwitches"][
+        "VSwitch"])
     call("DeleteVpc", "Vpc", VpcId=vpc_id)
 
 

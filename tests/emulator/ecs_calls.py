@@ -65,3 +65,27 @@ def wait_status(emu: Emulator, instance_id: str, status: str, timeout: float = 6
             return
         time.sleep(0.1)
     raise AssertionError(f"{instance_id} still {seen}, not {status}, after {timeout} s")
+
+
+def until(done: Any, what: str, timeout: float = 30.0) -> None:
+    """Poll `done()` until it is true (the emulator's clock runs on its own)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} after {timeout} s")
+        time.sleep(0.05)
+
+
+def wait_released(emu: Emulator, *instance_ids: str) -> None:
+    """A release is asynchronous: the instances are listed until it completes."""
+    until(lambda: api(emu, "DescribeInstances",
+                      InstanceIds=json.dumps(list(instance_ids)))["TotalCount"] == 0,
+          f"{instance_ids} still listed")
+
+
+def vpc_listed(emu: Emulator, vpc_id: str) -> bool:
+    return bool(api(emu, "DescribeVpcs", "Vpc", VpcId=vpc_id)["Vpcs"]["Vpc"])
+
+
+def vswitch_listed(emu: Emulator, vswitch_id: str) -> bool:
+    return bool(api(emu, "DescribeVSwitches", "Vpc", VSwitchId=vswitch_id)["VSwitches"]["VSwitch"])

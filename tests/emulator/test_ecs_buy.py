@@ -17,6 +17,8 @@ from tests.emulator.ecs_calls import (
     instance,
     keypair,
     security_group,
+    until,
+    wait_released,
     wait_status,
 )
 
@@ -25,6 +27,16 @@ def _run(emu: Emulator, group: str, **extra: object) -> list[str]:
     params = {"VSwitchId": emu.vswitch["vswitch_id"], "ImageId": UBUNTU_2404,
               "InstanceType": "ecs.g7.large", "SecurityGroupId": group, **extra}
     return list(api(emu, "RunInstances", **params)["InstanceIdSets"]["InstanceIdSet"])
+
+
+def _settled_count(emu: Emulator) -> int:
+    """How many instances the region has once the releases in flight (an earlier test's
+    instances, listed as Stopping until their release completes) are done."""
+    def settled() -> bool:
+        listed = api(emu, "DescribeInstances", PageSize=100)["Instances"]["Instance"]
+        return all(i["Status"] != "Stopping" for i in listed)
+    until(settled, "releases still in flight")
+    return int(api(emu, "DescribeInstances")["TotalCount"])
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +107,7 @@ def test_key_pairs_rsa_and_ecdsa_yes_ed25519_no(emu: Emulator, tmp_path: Path) -
 
 
 def test_run_instances_names_addresses_and_status(tmp_path: Path) -> None:
-    # 0.2: Pending 1 s, Starting 3 s, Stopping 2 s: each seen whatever the machine's load
+    # 0.2: Pending 1 s, Starting 3 s, Stopping 2 s, a release 2 s: each seen whatever the load
     with Emulator(tmp_path / "state", time_scale=0.2) as emu:
         _names_addresses_and_status(emu, security_group(emu, emu.vpc["vpc_id"]))
 
@@ -112,6 +124,9 @@ def _names_addresses_and_status(emu: Emulator, group: str) -> None:
     assert instance(emu, bought[1])["HostName"] == "k3s-server002"
     assert first["ImageId"] == UBUNTU_2404 and first["OSName"] == "Ubuntu  24.04 64位"
     assert first["PublicIpAddress"]["IpAddress"], "InternetMaxBandwidthOut > 0: a public IP"
+    by_public = api(emu, "DescribeInstances", PublicIpAddresses=json.dumps(
+        first["PublicIpAddress"]["IpAddress"]))["Instances"]["Instance"]
+    assert [i["InstanceId"] for i in by_public] == [bought[0]]
     assert first["Tags"]["Tag"] == [{"TagKey": "cluster", "TagValue": "c1"}]
     assert first["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0].startswith(
         emu.vswitch["cidr"].rsplit(".", 1)[0])
@@ -126,12 +141,18 @@ def _names_addresses_and_status(emu: Emulator, group: str) -> None:
     assert statuses["InstanceStatuses"]["InstanceStatus"] == [
         {"InstanceId": bought[0], "Status": "Running"}]
     api(emu, "DeleteInstances", InstanceId__1=bought[0], InstanceId__2=bought[1], Force=True)
-    assert api(emu, "DescribeInstances", InstanceIds=json.dumps(bought))["TotalCount"] == 0
+    # Releasing is asynchronous (DeleteSecurityGroup's page): still listed a while, a
+    # Running one as Stopping (chosen), and nothing more can be done with it.
+    listed = api(emu, "DescribeInstances", InstanceIds=json.dumps(bought))["Instances"]
+    assert {i["Status"] for i in listed["Instance"]} <= {"Stopping", "Stopped"}, listed
+    assert api_error(emu, "StartInstance", InstanceId=bought[0]) == "IncorrectInstanceStatus"
+    api(emu, "DeleteInstances", InstanceId__1=bought[0], Force=True)  # asked again: accepted
+    wait_released(emu, *bought)
     assert api_error(emu, "StopInstance", InstanceId=bought[0]) == "InvalidInstanceId.NotFound"
 
 
 def test_bad_input_buys_nothing(emu: Emulator, group: str) -> None:
-    before = api(emu, "DescribeInstances")["TotalCount"]
+    before = _settled_count(emu)
     cases: dict[str, dict[str, object]] = {
         "InvalidImageId.NotFound": {"ImageId": "centos_6_x64.vhd"},
         "InvalidInstanceType.ValueNotSupported": {"InstanceType": "ecs.nope.large"},
@@ -172,7 +193,7 @@ def test_stock_and_quota_faults_buy_nothing(emu: Emulator, group: str) -> None:
                      ImageId=UBUNTU_2404, InstanceType="ecs.g7.large",
                      SecurityGroupId=group) == "OperationDenied.NoStock"
     emu.control.set_ecs_stock(zone, "ecs.g7.large", "WithStock")
-    have = api(emu, "DescribeInstances")["TotalCount"]
+    have = _settled_count(emu)
     emu.control.set_ecs_quota(emu.region_id, have + 1)
     try:
         assert api_error(emu, "RunInstances", VSwitchId=emu.vswitch["vswitch_id"],
@@ -193,7 +214,7 @@ def test_a_lost_answer_then_the_same_client_token_buys_once(emu: Emulator, group
     nothing is bought twice."""
     emu.control.clear_calls()
     emu.control.add_fault(action="RunInstances", lose_answer=True, count=1)
-    before = api(emu, "DescribeInstances")["TotalCount"]
+    before = _settled_count(emu)
     bought = _run(emu, group, Amount=2, ClientToken="lost-answer-1")
     runs = [c for c in emu.control.calls() if c["action"] == "RunInstances"]
     assert [c["status"] for c in runs] == [0, 200], "the first answer was lost, then replayed"
@@ -267,8 +288,9 @@ def test_basic_and_advanced_groups_do_not_mix(emu: Emulator, group: str) -> None
                      SecurityGroupIds__1=group, SecurityGroupIds__2=advanced) \
         == "InvalidSecurityGroupType.Mismatch"
     (bought,) = _run(emu, group)
+    wait_status(emu, bought, "Running")  # Join/Leave need Running or Stopped
     assert api_error(emu, "JoinSecurityGroup", SecurityGroupId=advanced,
-                     InstanceId=bought) == "InvalidSecurityGroupType.Mismatch"
+                     InstanceId=bought) == "InvalidOperation.MultiGroupType"
     for target, source in ((group, advanced), (advanced, group), (advanced, advanced)):
         assert api_error(emu, "AuthorizeSecurityGroup", SecurityGroupId=target,
                          Permissions__1__IpProtocol="TCP",
@@ -278,10 +300,9 @@ def test_basic_and_advanced_groups_do_not_mix(emu: Emulator, group: str) -> None
     assert api_error(emu, "AuthorizeSecurityGroup", SecurityGroupId=group,
                      Permissions__1__IpProtocol="TCP", Permissions__1__PortRange="22/22",
                      Permissions__1__SourceGroupId="sg-nobody") \
-        == "InvalidSecurityGroupId.NotFound"
+        == "InvalidSourceGroupId.NotFound"
     other = security_group(emu, vpc_id)
     api(emu, "JoinSecurityGroup", SecurityGroupId=other, InstanceId=bought)  # basic + basic
-    wait_status(emu, bought, "Running")
     api(emu, "DeleteInstance", InstanceId=bought, Force=True)
 
 
@@ -292,11 +313,12 @@ def test_rules_keep_what_narrows_them(emu: Emulator) -> None:
     group = security_group(emu, emu.vpc["vpc_id"])
     assert api_error(emu, "AuthorizeSecurityGroup", SecurityGroupId=group,
                      Permissions__1__IpProtocol="ICMPv6", Permissions__1__PortRange="-1/-1",
-                     Permissions__1__SourceCidrIp="10.0.0.0/8") == "InvalidIpProtocol.Malformed"
+                     Permissions__1__SourceCidrIp="10.0.0.0/8") \
+        == "InvalidParam.Ipv6ProtocolConflictWithIpv4Address"
     assert api_error(emu, "AuthorizeSecurityGroup", SecurityGroupId=group,
                      Permissions__1__IpProtocol="TCP", Permissions__1__PortRange="22/22",
                      Permissions__1__SourceCidrIp="10.0.0.0/8",
-                     Permissions__1__SourcePortRange="0/5") == "InvalidSourcePortRange.Malformed"
+                     Permissions__1__SourcePortRange="0/5") == "InvalidParam.PortRange"
     assert api_error(emu, "AuthorizeSecurityGroup", SecurityGroupId=group,
                      Permissions__1__IpProtocol="TCP", Permissions__1__PortRange="22/22",
                      Permissions__1__SourceCidrIp="fd00::/8") == "InvalidSourceCidrIp.Malformed"

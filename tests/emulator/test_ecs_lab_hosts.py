@@ -24,7 +24,16 @@ from aliyunsdkcore.acs_exception.exceptions import ServerException
 from sandbox.lab import network as lab_network
 from sandbox.netns import netns_exists
 from sandbox.world import World, running_world
-from tests.emulator.ecs_calls import api, instance, keypair, security_group, wait_status
+from tests.emulator.ecs_calls import (
+    api,
+    instance,
+    keypair,
+    security_group,
+    until,
+    vswitch_listed,
+    wait_released,
+    wait_status,
+)
 from tests.support.tools import require
 
 pytestmark = [pytest.mark.slow, pytest.mark.lab]
@@ -308,8 +317,10 @@ def test_a_block_two_vpcs_share_keeps_its_route_until_the_last(world: World) -> 
         made.append((vpc_id, vsw_id))
     assert cidr in _cloud_route(world, cidr)
     api(emu, "DeleteVSwitch", "Vpc", VSwitchId=made[0][1])
+    until(lambda: not vswitch_listed(emu, made[0][1]), "the vSwitch still listed")
     assert cidr in _cloud_route(world, cidr), "the other VPC's vSwitch lost its route"
     api(emu, "DeleteVSwitch", "Vpc", VSwitchId=made[1][1])
+    until(lambda: not vswitch_listed(emu, made[1][1]), "the vSwitch still listed")
     assert cidr not in _cloud_route(world, cidr)
     for vpc_id, _ in made:
         api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
@@ -354,8 +365,10 @@ def test_hosts_in_a_vpc_the_panel_created(world: World, key: Path) -> None:
     assert open_from(key, public, peer, (22,)) == {22}
     assert open_from(key, public, world.lab.cloud_ip, (53,)) == {53}
     api(emu, "DeleteInstances", InstanceId__1=bought[0], InstanceId__2=bought[1], Force=True)
+    wait_released(emu, *bought)
     api(emu, "DeleteVSwitch", "Vpc", VSwitchId=vsw_id)  # released instances hold nothing
     api(emu, "DeleteSecurityGroup", SecurityGroupId=group)
+    until(lambda: not vswitch_listed(emu, vsw_id), "the vSwitch still listed")
     api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
 
 
@@ -378,8 +391,10 @@ def test_a_created_vswitch_on_the_lab_subnet_is_reached_privately(world: World,
     assert done.returncode == 0, done.stderr
     assert '"22.04"' in done.stdout
     api(emu, "DeleteInstance", InstanceId=bought, Force=True)
+    wait_released(emu, bought)
     api(emu, "DeleteVSwitch", "Vpc", VSwitchId=vsw_id)
     api(emu, "DeleteSecurityGroup", SecurityGroupId=group)
+    until(lambda: not vswitch_listed(emu, vsw_id), "the vSwitch still listed")
     api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
     # The cloud namespace's own route to the lab subnet was never touched.
     routes = subprocess.run(["ip", "-n", world.lab.cloud_netns, "route", "show",

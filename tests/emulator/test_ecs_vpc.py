@@ -104,6 +104,19 @@ def test_describe_instances_paging(emu: Emulator, hosts: dict[str, str]) -> None
     assert seen == set(hosts.values())
 
 
+def test_max_results_is_brought_into_range_and_address_filters_filter(
+        emu: Emulator, hosts: dict[str, str]) -> None:
+    """V2 DescribeInstancesRequest: MaxResults below 10 counts as 10, above 100 as 100;
+    PublicIpAddresses filters; InnerIpAddresses is the classic network's (no instance)."""
+    describe = DescribeInstancesRequest.DescribeInstancesRequest
+    assert call(emu, describe(), MaxResults=5)["PageSize"] == 10
+    assert call(emu, describe(), MaxResults=500)["PageSize"] == 100
+    everything = call(emu, describe())["TotalCount"]
+    assert call(emu, describe(), InnerIpAddresses=as_json(list(hosts)))["TotalCount"] \
+        == everything
+    assert call(emu, describe(), PublicIpAddresses=as_json(["203.0.113.77"]))["TotalCount"] == 0
+
+
 def test_instance_ids_must_be_a_json_array(emu: Emulator) -> None:
     with pytest.raises(ServerException) as caught:
         call(emu, DescribeInstancesRequest.DescribeInstancesRequest(),
@@ -138,9 +151,9 @@ def test_authorize_refuses_bad_rules(emu: Emulator, hosts: dict[str, str]) -> No
     assert created["SecurityGroupId"] == again["SecurityGroupId"]
     for rule, code in (
         ({"IpProtocol": "tcp", "PortRange": "0/70000", "SourceCidrIp": "10.0.0.0/8"},
-         "InvalidPortRange.Malformed"),
+         "InvalidParam.PortRange"),
         ({"IpProtocol": "sctp", "PortRange": "1/2", "SourceCidrIp": "10.0.0.0/8"},
-         "InvalidIpProtocol.Malformed"),
+         "InvalidIpProtocol.ValueNotSupported"),
     ):
         with pytest.raises(ServerException) as caught:
             call(emu, AuthorizeSecurityGroupRequest.AuthorizeSecurityGroupRequest(),

@@ -7,7 +7,17 @@ import time
 from pathlib import Path
 
 from sandbox.aliyun.testing import Emulator
-from tests.emulator.ecs_calls import UBUNTU_2404, api, api_error, security_group, wait_status
+from tests.emulator.ecs_calls import (
+    UBUNTU_2404,
+    api,
+    api_error,
+    security_group,
+    until,
+    vpc_listed,
+    vswitch_listed,
+    wait_released,
+    wait_status,
+)
 
 
 def _wait_available(emu: Emulator, what: str, **query: str) -> dict:
@@ -76,10 +86,21 @@ def _lifecycle(emu: Emulator) -> None:
     assert api_error(emu, "DeleteVpc", "Vpc", VpcId=vpc_id) == "DependencyViolation.VSwitch"
     wait_status(emu, bought, "Running")
     api(emu, "DeleteInstance", InstanceId=bought, Force=True)
+    # Releasing takes a while (DeleteSecurityGroup's page: "operations of releasing ECS
+    # instances and ENIs are asynchronous"): meanwhile the instance still holds both.
+    assert api_error(emu, "DeleteVSwitch", "Vpc", VSwitchId=vsw_id) == "DependencyViolation"
+    assert api_error(emu, "DeleteSecurityGroup", SecurityGroupId=group) == "DependencyViolation"
+    wait_released(emu, bought)
     api(emu, "DeleteVSwitch", "Vpc", VSwitchId=vsw_id)
+    # So is a vSwitch's deletion: its VPC waits for it (terraform waits for both to vanish).
+    assert vswitch_listed(emu, vsw_id)
+    assert api_error(emu, "DeleteVpc", "Vpc", VpcId=vpc_id) == "DependencyViolation.VSwitch"
+    until(lambda: not vswitch_listed(emu, vsw_id), "the vSwitch still listed")
     assert api_error(emu, "DeleteVpc", "Vpc", VpcId=vpc_id) == "DependencyViolation.SecurityGroup"
     api(emu, "DeleteSecurityGroup", SecurityGroupId=group)
     api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
+    assert vpc_listed(emu, vpc_id)
+    until(lambda: not vpc_listed(emu, vpc_id), "the VPC still listed")
     assert api_error(emu, "DeleteVpc", "Vpc", VpcId=vpc_id) == "InvalidVpcId.NotFound"
     assert not [r for r in emu.control.resources() if r["type"] in ("vpc", "vswitch")]
 
@@ -107,6 +128,7 @@ def test_a_vswitch_from_its_mask_alone(fresh_emu: Emulator) -> None:
                      ZoneId=zone) == "MissingParameter"
     for vsw_id in made:
         api(emu, "DeleteVSwitch", "Vpc", VSwitchId=vsw_id)
+    until(lambda: not any(vswitch_listed(emu, v) for v in made), "vSwitches still listed")
     api(emu, "DeleteVpc", "Vpc", VpcId=vpc_id)
 
 

@@ -21,6 +21,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from clusters.adapters import cloud
+from clusters.adapters.instance_order import ECS_SECURITY_GROUP_KIND
 from clusters.engine.pipeline import StepSpec, create_run
 from clusters.models import Cluster, LogLine, ResourceState, Run, RunKind, StepStatus
 from clusters.steps.ecs import KEY_PAIR_KIND, NODE_TAG, key_pair_name, md5_fingerprint
@@ -357,7 +358,7 @@ def test_add_node_buys_new_slots_in_the_clusters_group_with_its_key_once_each(
     Cluster.objects.filter(pk=cluster.pk).update(k3s_version="v1.32.5+k3s1")
     cluster.refresh_from_db()
     run_plan(engine, cluster, BUY)
-    group = cluster.resources.get(kind="ecs_security_group").provider_id
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
     first = {b["id"] for b in tagged_instances(emu, cluster)}
     emu.control.clear_calls()
     slots = next_slots(cluster, 1, 1)
@@ -428,6 +429,79 @@ def test_an_existing_key_pair_is_used_only_while_it_matches_the_private_key_held
     assert f"Key pair {name} now has fingerprint" in step(replaced, "keypair").error
     assert "it was replaced. Nothing was bought" in step(replaced, "keypair").error
     assert calls(emu, "RunInstances") == []
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_the_group_waits_while_released_instances_are_still_in_it(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """Releasing is asynchronous ("operations of releasing ECS instances and ENIs are
+    asynchronous", DeleteSecurityGroup's page): right after DeleteInstances the group
+    answers DependencyViolation; the step waits while anything is in it instead of failing."""
+    from clusters.core.errors import StepError  # noqa: PLC0415
+
+    run_plan(engine, cluster, BUY)
+    api = cloud.cloud_for(cluster)
+    bought = [b["id"] for b in tagged_instances(emu, cluster)]
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    api.delete_instances(bought, client_token=f"t-{cluster.code.hex}")
+    with pytest.raises(StepError) as caught:
+        api.delete_security_group(group)
+    assert caught.value.code == "DependencyViolation" and caught.value.request_id
+    # One of the owner's hosts still in the group: the step waits for it to leave.
+    base = emu.vswitch["cidr"].rsplit(".", 1)[0]
+    theirs = emu.register_instance("theirs-member", f"{base}.89")
+    api.join_security_group(theirs, group)
+    run = engine.act(create_run, cluster, RunKind.TEST,
+                     [StepSpec("group", "Group", "ecs.delete_security_group")])
+    while engine.queue and engine.queue[0].countdown <= 0:  # up to the step's first Wait
+        engine.deliver(engine.queue.pop(0))
+    waiting = step(run, "group")
+    assert waiting.status == StepStatus.WAITING, waiting.error
+    assert "still has members" in waiting.wait_reason
+    api.leave_security_group(theirs, group)
+    settle(engine)
+    assert step(run, "group").status == StepStatus.SUCCEEDED, step(run, "group").error
+    answers = [c["code"] for c in calls(emu, "DeleteSecurityGroup")]
+    assert "DependencyViolation" in answers and answers[-1] == "", answers
+    assert [b["id"] for b in tagged_instances(emu, cluster)] == []
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_a_long_cluster_name_still_makes_valid_distinct_host_names(
+        engine: InProcessEngine, emu: Emulator, settings: Any) -> None:
+    """Cluster names allow 63 characters and "--" (interface/forms/common.py CLUSTER_NAME);
+    a Linux HostName is 2-64 characters without consecutive hyphens (V2
+    RunInstancesRequest.host_name), which the emulator enforces: the panel derives one."""
+    settings.ALIYUN_ENDPOINT_OVERRIDE = emu.endpoint
+    settings.PANEL_SSH_SOURCE_CIDRS = ["203.0.113.9/32"]
+    emu.control.request("POST", "ecs/stock", {"zone_id": emu.vswitch["zone_id"],
+                                              "instance_type": TYPE,
+                                              "status_category": "WithStock"})
+    name = ("a" + "--b" * 20 + "c" * 63)[:63]
+    long = make_cluster(name=name, region=emu.region_id, zone=emu.vswitch["zone_id"],
+                        vpc_id=emu.vpc["vpc_id"], vswitch_id=emu.vswitch["vswitch_id"],
+                        instance_order={"servers": 2, "agents": 0, "image_id": IMAGE,
+                                        "instance_type": TYPE, "system_disk_gb": 40})
+    run = run_plan(engine, long, BUY)
+    assert step(run, "buy").status == StepStatus.SUCCEEDED, step(run, "buy").error
+    found = cloud.cloud_for(long).describe_instances_by_ids(
+        b["id"] for b in tagged_instances(emu, long))
+    hosts = sorted(i.hostname for i in found)
+    assert len(hosts) == 2 and len(set(hosts)) == 2, hosts
+    assert all(len(h) <= 64 and "--" not in h for h in hosts), hosts
+    assert [h[-3:] for h in hosts] == ["-s1", "-s2"]  # the slot kept: the hosts told apart
+    assert sorted(i.name for i in found) == [f"k3s-{name}-s1", f"k3s-{name}-s2"]
+    # Several at once: the three-digit UniqueSuffix still fits (DryRunOperation: all valid).
+    from clusters.adapters.aliyun import InstanceOrder  # noqa: PLC0415
+    from clusters.core.errors import StepError  # noqa: PLC0415
+
+    group = long.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    order = InstanceOrder(IMAGE, TYPE, emu.vswitch["vswitch_id"], group, 2,
+                          f"k3s-{name}-a1")
+    with pytest.raises(StepError) as caught:
+        cloud.cloud_for(long).run_instances(order, client_token=f"d-{long.code.hex}",
+                                            tags={}, dry_run=True)
+    assert caught.value.code == "DryRunOperation", caught.value
 
 
 @override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
@@ -532,3 +606,110 @@ def test_an_add_node_refusal_says_what_add_instances_can_do_and_what_releases_a_
     assert ("Retry buys only a3, of the order's type ecs.g7.large, and keeps what was bought; "
             "removing the node instead releases it.") in buy.error
     assert "destroying the cluster" not in buy.error
+
+
+# --- the key pair is the panel's only while it has the panel's fingerprint ------------------
+
+def _key_pairs(emu: Emulator) -> dict[str, str]:
+    """Name -> fingerprint of every key pair of the region, as DescribeKeyPairs lists them."""
+    from aliyunsdkecs.request.v20140526.DescribeKeyPairsRequest import (  # noqa: PLC0415
+        DescribeKeyPairsRequest,
+    )
+
+    from tests.support.factories import TEST_ACCESS_KEY_ID, TEST_ACCESS_KEY_SECRET  # noqa: PLC0415
+
+    request = DescribeKeyPairsRequest()
+    request.set_PageSize(50)
+    body = emu.call(request, emu.client(access_key_id=TEST_ACCESS_KEY_ID,
+                                        access_key_secret=TEST_ACCESS_KEY_SECRET))
+    return {k["KeyPairName"]: k["KeyPairFingerPrint"] for k in body["KeyPairs"]["KeyPair"]}
+
+
+def test_the_key_pair_name_holds_the_cluster_s_whole_code(cluster: Cluster) -> None:
+    name = key_pair_name(cluster)
+    assert name.startswith(f"k3s-{cluster.code.hex}-") and len(name) <= 128
+    other = make_cluster(name=cluster.name, region=cluster.region)
+    assert key_pair_name(other) != name  # two clusters of one name never share a pair
+
+
+def test_destroy_leaves_a_same_named_key_pair_the_panel_did_not_import(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """ImportKeyPair refused (the name was taken: KeyPair.AlreadyExist), and the pair of
+    that name is someone else's: destroy compares DescribeKeyPairs' fingerprint with the
+    one the ledger recorded for the panel's key, and leaves theirs."""
+    from clusters.steps.ecs import generate_key_pair  # noqa: PLC0415
+
+    emu.control.add_fault(action="ImportKeyPair", code="KeyPair.AlreadyExist", http_status=400,
+                          message="The key pair already exist.", count=1)
+    made = run_plan(engine, cluster, BUY[:1])
+    failed = step(made, "keypair")
+    assert failed.status == StepStatus.FAILED and "it is not the panel's" in failed.error
+    name = key_pair_name(cluster)
+    row = cluster.resources.get(kind=KEY_PAIR_KIND)
+    cluster.refresh_from_db()
+    assert row.provider_id == name
+    assert row.attributes["fingerprint"] == md5_fingerprint(cluster.generated_ssh_public_key)
+    # The one who took the name imports their own key under it.
+    _, theirs = generate_key_pair("someone-else")
+    their_fingerprint = cloud.cloud_for(cluster).import_key_pair(name, theirs)
+    emu.control.clear_calls()
+    gone = run_plan(engine, cluster, [StepSpec("keypair", "Key pair", "ecs.delete_keypair")])
+    assert step(gone, "keypair").status == StepStatus.SUCCEEDED, step(gone, "keypair").error
+    assert calls(emu, "DeleteKeyPairs") == []
+    assert _key_pairs(emu)[name] == their_fingerprint
+    assert step(gone, "keypair").result == {"deleted": [], "left": [name]}
+    assert any(line.startswith(f"Left key pair {name}: its fingerprint is {their_fingerprint}")
+               for line in log_of(gone))
+
+
+def test_destroy_deletes_the_panel_s_own_pair_by_its_fingerprint(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    made = run_plan(engine, cluster, BUY[:1])
+    assert step(made, "keypair").status == StepStatus.SUCCEEDED, step(made, "keypair").error
+    name = key_pair_name(cluster)
+    assert name in _key_pairs(emu)
+    gone = run_plan(engine, cluster, [StepSpec("keypair", "Key pair", "ecs.delete_keypair")])
+    assert step(gone, "keypair").result == {"deleted": [name], "left": []}
+    assert name not in _key_pairs(emu)
+
+
+# --- a public address when bandwidth was ordered ---------------------------------------------
+
+@pytest.mark.parametrize("panel_inside", [False, True])
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_bought_with_bandwidth_a_node_records_its_public_address_and_ssh_picks_the_reachable_one(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster, settings: Any,
+        panel_inside: bool) -> None:
+    """RunInstances with InternetMaxBandwidthOut > 0 assigns a public address (V2
+    RunInstancesRequest.internet_max_bandwidth_out; the emulator allocates it from its
+    public range): DescribeInstances lists it, the Node records it. SSH goes there when the
+    panel comes from outside the VPC (PANEL_SSH_SOURCE_CIDRS outside the VPC's block), else
+    to the private address: the group admits the panel's SSH only from those sources."""
+    from clusters.adapters import nodes as node_adapter  # noqa: PLC0415
+
+    if panel_inside:
+        base = emu.vswitch["cidr"].rsplit(".", 1)[0]
+        settings.PANEL_SSH_SOURCE_CIDRS = [f"{base}.250/32"]
+    Cluster.objects.filter(pk=cluster.pk).update(instance_order={
+        **cluster.instance_order, "servers": 1, "agents": 0, "public_bandwidth_mbps": 5})
+    cluster.refresh_from_db()
+    run = run_plan(engine, cluster, BUY)
+    assert step(run, "buy").status == StepStatus.SUCCEEDED, step(run, "buy").error
+    (bought,) = tagged_instances(emu, cluster)
+    private, public = bought["addresses"]
+    (node,) = cluster.nodes.all()
+    assert (node.private_ip, node.public_ip) == (private, public)
+    assert node_adapter.target_for(node).host == (private if panel_inside else public)
+    assert any(f"(public {public})" in line for line in log_of(run))
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_bought_without_bandwidth_a_node_has_no_public_address(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    Cluster.objects.filter(pk=cluster.pk).update(instance_order={
+        **cluster.instance_order, "servers": 1, "agents": 0, "public_bandwidth_mbps": 0})
+    cluster.refresh_from_db()
+    run = run_plan(engine, cluster, BUY)
+    assert step(run, "buy").status == StepStatus.SUCCEEDED, step(run, "buy").error
+    (node,) = cluster.nodes.all()
+    assert node.public_ip is None and node.ssh_address == node.private_ip

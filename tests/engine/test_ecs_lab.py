@@ -120,3 +120,37 @@ def test_bought_hosts_are_reached_with_the_generated_key_and_admit_only_k3s_port
     assert reachable(outside.stdout) == {6443}
     group = cluster.resources.get(kind="ecs_security_group").provider_id
     assert group and cloud.cloud_for(cluster).ingress_rules(group)
+
+
+def test_a_host_bought_with_bandwidth_is_reached_at_its_public_address(
+        world: World, engine: InProcessEngine, settings: Any) -> None:
+    """InternetMaxBandwidthOut > 0: RunInstances assigns a public address, on the host too
+    (the lab plumbs it), and the Node records it. The lab's gateway (the panel, as the hosts
+    see it) lies inside the VPC's block, so the group admits the panel's SSH from inside the
+    VPC only and the panel logs in at the private address (steps/ecs.py ssh_by_private_ip);
+    preflight does, and pins the host key."""
+    settings.ALIYUN_ENDPOINT_OVERRIDE = world.endpoint
+    settings.PANEL_SSH_SOURCE_CIDRS = [f"{world.lab.gateway_ip}/32"]
+    settings.PANEL_CLOUD_POLL_SECONDS = 0.5
+    owner = make_user()
+    account = CloudAccount.objects.create(owner=owner, name="world-public",
+                                          access_key_id=world.emulator.access_key_id,
+                                          access_key_secret=world.emulator.access_key_secret)
+    cluster = Cluster.objects.create(
+        owner=owner, cloud_account=account, name="public", region=world.region,
+        zone=world.zone, vpc_id=world.vpc_id, vswitch_id=world.vswitch_id,
+        k3s_token="K10" + "b" * 40,
+        instance_order={"servers": 1, "agents": 0, "instance_type": "ecs.g7.large",
+                        "image_id": "ubuntu_24_04_x64_20G_alibase_20250722.vhd",
+                        "system_disk_gb": 40, "public_bandwidth_mbps": 5})
+    run: Run = engine.act(create_run, cluster, RunKind.TEST, PLAN)
+    settle(engine)
+    assert step(run, "buy").status == StepStatus.SUCCEEDED, step(run, "buy").error
+    (node,) = cluster.nodes.all()
+    assert node.public_ip and node.public_ip != node.private_ip
+    assert node.ssh_private_only and target_for(node).host == node.private_ip
+    preflight = step(run, "preflight")
+    assert preflight.status == StepStatus.SUCCEEDED, preflight.error
+    node.refresh_from_db()
+    assert node.host_key.startswith("SHA256:")
+    assert node.public_ip in run_on(node, "ip -4 -o addr show")

@@ -298,9 +298,66 @@ def test_an_advanced_group_member_cannot_join_and_alibabas_error_is_shown(
     engine.deliver_all()
     joined = step(run, "join")
     assert joined.status == StepStatus.FAILED
-    assert f"{own} (" in joined.error and "InvalidSecurityGroupType.Mismatch" in joined.error
+    assert f"{own} (" in joined.error and "InvalidOperation.MultiGroupType" in joined.error
     assert "RequestId" in joined.error and "all basic or all advanced" in joined.error
     assert _groups_of_instance(emu, own) == [advanced]
+
+
+def test_a_host_that_left_already_is_done_and_one_whose_last_group_it_is_is_said(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """LeaveSecurityGroup since July 8, 2024: a host not in the group answers 400
+    InvalidSecurityGroupAssociation.NotFound (it left already: done), its last group 403
+    InstanceLastSecurityGroup (the owner must give it another; LeaveSecurityGroup's page)."""
+    Cluster.objects.filter(pk=cluster.pk).update(join_security_group=True)
+    cluster.refresh_from_db()
+    first, second = _owned_hosts(emu, cluster, 2)
+    (own_group,) = _groups_of_instance(emu, second)
+    run = engine.act(create_run, cluster, RunKind.TEST, [
+        StepSpec("sg", "Group", "ecs.security_group"),
+        StepSpec("join", "Join", "ecs.join_group", ["sg"])])
+    engine.deliver_all()
+    assert step(run, "join").status == StepStatus.SUCCEEDED, step(run, "join").error
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    api = cloud.cloud_for(cluster)
+    api.leave_security_group(first, group)      # the owner took it out in the console
+    api.leave_security_group(second, own_group)  # and left this one only in the panel's
+    leave = [StepSpec("leave", "Leave", "ecs.leave_group")]
+    failed = engine.act(create_run, cluster, RunKind.TEST, leave)
+    engine.deliver_all()
+    said = step(failed, "leave")
+    assert said.status == StepStatus.FAILED
+    assert second in said.error and "InstanceLastSecurityGroup" in said.error
+    assert "RequestId" in said.error and "add it to one of yours" in said.error
+    codes = [c["code"] for c in calls(emu, "LeaveSecurityGroup")]
+    assert "InvalidSecurityGroupAssociation.NotFound" in codes, codes
+    api.join_security_group(second, own_group)  # what the message asks for
+    again = engine.act(create_run, cluster, RunKind.TEST, leave)
+    engine.deliver_all()
+    assert step(again, "leave").status == StepStatus.SUCCEEDED, step(again, "leave").error
+    assert _groups_of_instance(emu, first) == _groups_of_instance(emu, second) == [own_group]
+
+
+def test_a_host_of_another_vpc_is_said_to_be_elsewhere_not_of_the_other_type(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """JoinSecurityGroup: a group of another VPC is 400 InvalidInstanceId.Mismatch (its
+    error table), which is not the basic/advanced mix (InvalidOperation.MultiGroupType)."""
+    from aliyunsdkvpc.request.v20160428.CreateVpcRequest import CreateVpcRequest  # noqa: PLC0415
+
+    request = CreateVpcRequest()
+    request.set_CidrBlock("192.168.0.0/16")
+    other_vpc = emu.call(request, sdk_client(emu))["VpcId"]
+    Cluster.objects.filter(pk=cluster.pk).update(join_security_group=True, vpc_id=other_vpc)
+    cluster.refresh_from_db()
+    (own,) = _owned_hosts(emu, cluster, 1)
+    run = engine.act(create_run, cluster, RunKind.TEST, [
+        StepSpec("sg", "Group", "ecs.security_group"),
+        StepSpec("join", "Join", "ecs.join_group", ["sg"])])
+    engine.deliver_all()
+    joined = step(run, "join")
+    assert joined.status == StepStatus.FAILED
+    assert "InvalidInstanceId.Mismatch" in joined.error and "not in the cluster's VPC" in \
+        joined.error
+    assert "basic or all advanced" not in joined.error and f"{own} (" in joined.error
 
 
 def test_a_host_added_by_address_joins_the_bought_group_and_its_removal_leaves_it(
@@ -351,3 +408,77 @@ def test_a_host_added_by_address_joins_the_bought_group_and_its_removal_leaves_i
     assert _groups_of_instance(emu, new) == before[new]
     assert not cluster.resources.filter(kind__startswith="ecs_join_",
                                         deleted_at__isnull=True).exists()
+
+# --- the API's allow-list outside the VPC (a CLB keeps the client's address) ----------------
+
+def test_an_intranet_clb_s_allow_list_outside_the_vpc_reaches_6443_and_nothing_else(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """A source in a peered VPC or behind a VPN (outside the VPC's block) passes an intranet
+    CLB's whitelist with its own address: the nodes' group must admit it on 6443, and only
+    there; a source inside the VPC's block is the VPC's rule already (clusters/k3s/
+    firewall.py)."""
+    inside = emu.vswitch["cidr"]  # a part of the VPC's block
+    cluster.api_allowed_cidrs = ["10.99.0.0/16", inside, "192.0.2.7/32"]
+    cluster.save()
+    run = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    assert step(run, "sg").status == StepStatus.SUCCEEDED, step(run, "sg").error
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    assert held_rules(emu, group) == {
+        ("TCP", "22/22", PANEL_SSH),
+        ("TCP", "6443/6443", emu.vpc["cidr"]),
+        ("TCP", "6443/6443", "10.99.0.0/16"),
+        ("TCP", "6443/6443", "192.0.2.7/32"),
+        ("UDP", "8472/8472", f"group {group}"),
+        ("TCP", "10250/10250", f"group {group}"),
+    }
+
+
+def test_an_nlb_cluster_s_group_opens_nothing_for_its_allow_list(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """An NLB reaches the nodes from its own addresses in the VPC (client IP preservation is
+    off, steps/nlb.py); its allow-list is its own security group."""
+    cluster.api_allowed_cidrs = ["10.99.0.0/16"]
+    cluster.load_balancer_kind = "nlb"
+    cluster.save()
+    run = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    assert step(run, "sg").status == StepStatus.SUCCEEDED, step(run, "sg").error
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    assert not any(r[2] == "10.99.0.0/16" for r in held_rules(emu, group))
+
+
+def test_an_allow_list_change_moves_the_group_s_6443_rules_and_leaves_the_owner_s_own(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """The change's run (operations/allowlist.py) puts the nodes' group step before the
+    ACL's: the new source is admitted before the ACL lets it through, the old one the panel
+    wrote is revoked, and a 6443 rule the owner added by hand stays."""
+    from clusters.models import ClusterStatus  # noqa: PLC0415
+    from clusters.operations.allowlist import allowlist_plan, start_allowlist_change  # noqa: PLC0415
+
+    cluster.api_allowed_cidrs = ["10.99.0.0/16"]
+    cluster.save()
+    first = engine.act(create_run, cluster, RunKind.TEST, [
+        StepSpec("sg", "Group", "ecs.security_group"),
+        StepSpec("acl", "ACL", "slb.acl", ["sg"])])
+    engine.deliver_all()
+    assert step(first, "acl").status == StepStatus.SUCCEEDED, step(first, "acl").error
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    api = cloud.cloud_for(cluster)
+    from clusters.adapters.aliyun import IngressRule  # noqa: PLC0415
+    api.authorize_ingress(group, [IngressRule("192.0.2.0/24", "6443/6443")], "the owner's")
+    Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.READY)
+    cluster.refresh_from_db()
+    assert [(s.key, s.handler, list(s.depends_on)) for s in allowlist_plan(cluster)] == [
+        ("ecs_group", "ecs.security_group", []), ("acl", "slb.acl", ["ecs_group"])]
+    emu.control.clear_calls()
+    change = engine.act(start_allowlist_change, cluster, "10.98.0.0/16")
+    engine.deliver_all()
+    assert step(change, "acl").status == StepStatus.SUCCEEDED, step(change, "acl").error
+    assert step(change, "ecs_group").status == StepStatus.SUCCEEDED
+    on_6443 = {r[2] for r in held_rules(emu, group) if r[1] == "6443/6443"}
+    assert on_6443 == {emu.vpc["cidr"], "10.98.0.0/16", "192.0.2.0/24"}
+    actions = [c["action"] for c in emu.control.calls()]
+    assert actions.index("AuthorizeSecurityGroup") < actions.index("RevokeSecurityGroup")
+    assert any("Revoked from" in line and "10.99.0.0/16" in line
+               for line in log_of(change))

@@ -10,6 +10,7 @@ exists is read back from the emulator with plain SDK calls.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,14 +195,22 @@ def test_destroy_waits_for_the_security_group_then_deletes_vswitch_and_vpc(
     run = start(engine, cluster, [StepSpec("vsw", "vSwitch", "vpc.delete_vswitch"),
                                   StepSpec("vpc", "VPC", "vpc.delete", ["vsw"])])
     settle(engine, rounds=3)
-    waiting = step(run, "vpc")
+    for _ in range(100):  # the vSwitch step waits for its deletion to complete first
+        waiting = step(run, "vpc")
+        if "DependencyViolation.SecurityGroup" in waiting.wait_reason:
+            break
+        time.sleep(0.02)
+        settle(engine, rounds=1)
+    # One DeleteVSwitch, then waited for until gone: the VPC's delete never met it.
+    assert len(calls(emu, "DeleteVSwitch")) == 1
+    assert "DependencyViolation.VSwitch" not in [c["code"] for c in calls(emu, "DeleteVpc")]
     assert waiting.status == StepStatus.WAITING
     assert "DependencyViolation.SecurityGroup" in waiting.wait_reason
     assert tagged(emu, cluster)[1] == []  # the vSwitch went first
     api.delete_security_group(group)
     settle(engine)
     assert step(run, "vpc").status == StepStatus.SUCCEEDED, step(run, "vpc").error
-    assert tagged(emu, cluster) == ([], [])
+    assert tagged(emu, cluster) == ([], [])  # the step waited for the deletions to complete
     assert not cluster.resources.filter(kind__in=(VPC_KIND, VSWITCH_KIND),
                                         deleted_at__isnull=True).exists()
 
@@ -274,3 +283,83 @@ def test_destroy_keeping_the_rds_keeps_the_network_it_sits_in(
     settle(engine)
     assert {step(run, key).status for key in ("vsw", "vpc")} == {StepStatus.SKIPPED}
     assert tagged(emu, cluster)[0] and tagged(emu, cluster)[1]  # both still there
+
+
+def _nlb_inventory(emu: Emulator, cluster: Cluster) -> list[dict[str, Any]]:
+    tag = {"Key": cloud.TAG_KEY, "Value": str(cluster.code)}
+    return [r for r in emu.control.resources() if r["type"] == "nlb_load_balancer"
+            and tag in r["tags"] and r["state"] != "Deleted"]
+
+
+def _run_real_time(engine: InProcessEngine, cluster: Cluster, specs: list[StepSpec]) -> Run:
+    """Run until nothing is left; a Wait lets a little real time pass too (the emulator's NLB
+    jobs complete on its own clock)."""
+    import time  # noqa: PLC0415
+
+    run = engine.act(create_run, cluster, RunKind.TEST, specs)
+    for _ in range(600):
+        messages = engine.take()
+        if not messages:
+            break
+        for message in messages:
+            if message.countdown > 0:
+                time.sleep(min(message.countdown, 0.05))
+                time_passes(message.countdown)
+            engine.deliver(message)
+    return run
+
+
+@override_settings(PANEL_RETRY_BASE_SECONDS=0.1, PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_an_nlb_in_a_created_vpc_gets_a_second_vswitch_in_another_zone_and_both_go_at_destroy(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """CreateLoadBalancer (NLB) needs a vSwitch in each of two zones where the region has
+    two (V2 alibabacloud_nlb20220430 CreateLoadBalancerRequest.zone_mappings; the emulator
+    answers InvalidZones to one): the panel creates the second in the order's second zone,
+    through the ledger with its ClientToken, the NLB is made across both, and destroy deletes
+    the NLB, then both vSwitches, then the VPC."""
+    zones = emu.seed_document["regions"][0]["zones"]
+    second = next(zone for zone in zones if zone != cluster.zone)
+    Cluster.objects.filter(pk=cluster.pk).update(
+        load_balancer_kind="nlb", instance_order=ORDER,
+        network_order={"vpc_cidr": VPC_CIDR, "vswitch_cidr": VSWITCH_CIDR, "zone2": second,
+                       "vswitch2_cidr": "10.40.2.0/24"})
+    cluster.refresh_from_db()
+    plan = {spec.key: spec for spec in create_plan(cluster)}
+    assert plan["vswitch2_create"].handler == "vswitch.create_second"
+    assert plan["vswitch2_create"].depends_on == ["vswitch_create"]
+    assert plan["ecs_keypair"].depends_on == ["vswitch2_create"]
+    run = _run_real_time(engine, cluster, [*NETWORK,
+                                           StepSpec("vsw2", "second", "vswitch.create_second",
+                                                    ["vsw"]),
+                                           StepSpec("nlb", "NLB", "nlb.create", ["vsw2"])])
+    assert step(run, "nlb").status == StepStatus.SUCCEEDED, (step(run, "vsw2").error,
+                                                             step(run, "nlb").error)
+    cluster.refresh_from_db()
+    row = cluster.resources.get(kind="vswitch_nlb")
+    vswitches = {s["ZoneId"]: s for s in tagged(emu, cluster)[1]}
+    assert set(vswitches) == {cluster.zone, second}
+    assert vswitches[second]["VSwitchId"] == row.provider_id
+    assert vswitches[second]["CidrBlock"] == "10.40.2.0/24"
+    assert vswitches[cluster.zone]["VSwitchId"] == cluster.vswitch_id
+    (create,) = [c for c in calls(emu, "CreateVSwitch") if c["params"]["ZoneId"] == second]
+    assert create["params"]["ClientToken"] == row.client_token
+    assert cluster.nlb_zones == [{"zone": cluster.zone, "vswitch_id": cluster.vswitch_id},
+                                 {"zone": second, "vswitch_id": row.provider_id}]
+    (nlb,) = _nlb_inventory(emu, cluster)
+    assert sorted((z["zone_id"], z["vswitch_id"]) for z in nlb["zones"]) == sorted(
+        [(cluster.zone, cluster.vswitch_id), (second, row.provider_id)])
+
+    destroy = {spec.key: spec for spec in destroy_plan(cluster)}
+    assert "slb_delete" in destroy["vswitch_delete"].depends_on
+    gone = _run_real_time(engine, cluster, [
+        StepSpec("nlb", "NLB", "destroy.nlb"),
+        StepSpec("vsw", "vSwitches", "vpc.delete_vswitch", ["nlb"]),
+        StepSpec("vpc", "VPC", "vpc.delete", ["vsw"])])
+    assert step(gone, "vpc").status == StepStatus.SUCCEEDED, (step(gone, "vsw").error,
+                                                              step(gone, "vpc").error)
+    assert tagged(emu, cluster) == ([], [])
+    assert _nlb_inventory(emu, cluster) == []
+    assert sorted(step(gone, "vsw").result["deleted"]) == sorted(
+        [cluster.vswitch_id, row.provider_id])
+    assert not cluster.resources.filter(kind__in=("vpc", "vswitch", "vswitch_nlb"),
+                                        deleted_at__isnull=True).exists()

@@ -72,6 +72,7 @@ OWNER_ONLY = frozenset({
     "clusters:run-status", "clusters:run-timeline", "clusters:step-log-lines",
     "clusters:step-log", "clusters:step-log-search", "clusters:step-log-download",
     "clusters:cluster-allowlist", "clusters:kubeconfig-issue", "clusters:kubeconfig-revoke",
+    "clusters:generated-ssh-key",
     "clusters:api-token-revoke", "clusters:etcd-snapshots-refresh",
 })
 

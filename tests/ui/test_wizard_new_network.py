@@ -1,11 +1,12 @@
 """The wizard's "create a VPC and vSwitch for this cluster": the blocks are checked as
 Alibaba Cloud checks them (V2 model alibabacloud_vpc20160428, clusters/core/network_blocks.py)
-before anything is sent, a CLB only (an NLB needs a second zone's vSwitch), the hosts are
-then the instances the panel buys, the review says what is created, and the create and
+before anything is sent, an NLB gets a second vSwitch the panel creates in a second zone, the
+hosts are then the instances the panel buys, the review says what is created, and the create and
 destroy plans carry the network steps."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import pytest
@@ -49,17 +50,66 @@ def test_the_page_offers_to_create_the_network(at_datastore: Client, cloud: Emul
     ({"new_vswitch_cidr": "10.41.0.0/24"}, "new_vswitch_cidr",
      "is not inside the VPC's block 10.40.0.0/16"),
     ({"new_vswitch_cidr": "10.40.1.1/24"}, "new_vswitch_cidr", "host bits clear"),
-    ({"load_balancer_kind": "nlb"}, "load_balancer_kind", "choose a CLB for a new VPC"),
+    ({"load_balancer_kind": "nlb"}, "nlb_zone2", "the panel creates the NLB's second vSwitch"),
+    ({"load_balancer_kind": "nlb", "nlb_zone2": "SECOND", "new_vswitch2_cidr": "10.40.1.128/25"},
+     "new_vswitch2_cidr", "overlaps the first vSwitch's 10.40.1.0/24"),
+    ({"load_balancer_kind": "nlb", "nlb_zone2": "SECOND", "new_vswitch2_cidr": "10.41.2.0/24"},
+     "new_vswitch2_cidr", "is not inside the VPC's block 10.40.0.0/16"),
 ])
 def test_a_block_alibaba_would_refuse_is_refused_on_the_page(
         at_datastore: Client, cloud: Emulator, extra: dict[str, str], field: str,
         says: str) -> None:
     before = WizardState(at_datastore.session).get("network")
+    if extra.get("nlb_zone2") == "SECOND":
+        extra = {**extra, "nlb_zone2": _second_zone(cloud)}
     response = at_datastore.post(step_url("network"), answer(cloud, **extra))
     assert response.status_code == 200
     assert any(says in error for error in field_errors(response, field)), field_errors(
         response, field)
     assert WizardState(at_datastore.session).get("network") == before  # nothing kept
+
+
+def _second_zone(cloud: Emulator) -> str:
+    zones = cloud.seed_document["regions"][0]["zones"]
+    return next(zone for zone in zones if zone != cloud.vswitch["zone_id"])
+
+
+def test_an_nlb_in_a_created_vpc_orders_a_second_vswitch_in_the_second_zone(
+        at_datastore: Client, cloud: Emulator, user: Any) -> None:
+    """An NLB needs a vSwitch in two zones (V2 alibabacloud_nlb20220430 CreateLoadBalancer
+    ZoneMappings): the order names the second zone and block, the review says the panel
+    creates both, and the plan creates the second before anything else is bought."""
+    second = _second_zone(cloud)
+    page = at_datastore.get(step_url("network")).content.decode()
+    assert 'name="new_vswitch2_cidr"' in page
+    response = at_datastore.post(step_url("network"), answer(
+        cloud, load_balancer_kind="nlb", nlb_zone2=second, new_vswitch2_cidr="10.40.2.0/24"))
+    assert response["Location"] == step_url("datastore"), field_errors(response, "__all__")
+    saved = WizardState(at_datastore.session).get("network")
+    assert saved["load_balancer_kind"] == "nlb" and saved["nlb_zones"] == []
+    assert saved["network_order"] == {"vpc_cidr": "10.40.0.0/16", "vswitch_cidr": "10.40.1.0/24",
+                                      "zone2": second, "vswitch2_cidr": "10.40.2.0/24"}
+    from clusters.interface.wizard import billed_resources  # noqa: PLC0415
+
+    session = at_datastore.session
+    state = WizardState(session)
+    state.put("datastore", {"kind": "external",
+                            "external_dsn": "mysql://k3s:pw@tcp(db:3306)/k3s"})
+    state.put("hosts", {"hosts": [], "order": ORDER, "warnings": []})
+    state.put("k3s", {"install_source": "official", "k3s_version": "v1.32.5+k3s1",
+                      "k3s_channel": ""})
+    session.save()
+    (nlb,) = billed_resources(state)
+    assert f"{cloud.vswitch['zone_id']} 10.40.1.0/24" in nlb.detail
+    assert f"{second} 10.40.2.0/24" in nlb.detail
+    review = html.unescape(at_datastore.get(step_url("review")).content.decode())
+    assert 'id="second-vswitch"' in review
+    assert f"a second vSwitch 10.40.2.0/24 in {second}" in review
+    assert "the two vSwitches the panel creates" in review
+    cluster = build_cluster(state, user)
+    assert cluster.load_balancer_kind == "nlb" and cluster.nlb_zones == []
+    keys = [spec.key for spec in create_plan(cluster)]
+    assert keys[:4] == ["vpc_create", "vswitch_create", "vswitch2_create", "ecs_keypair"]
 
 
 def test_without_creating_a_vpc_must_be_chosen(at_datastore: Client, cloud: Emulator) -> None:

@@ -9,6 +9,7 @@ DescribeAvailableResourceResponseBody, ...).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -38,6 +39,29 @@ from clusters.adapters.aliyun.models import Instance, items
 # DescribeAvailableResourceResponseBody...SupportedResource.status_category).
 BUYABLE = ("WithStock", "ClosedWithStock")
 IDS_BATCH = 100  # DescribeInstances InstanceIds / DeleteInstances InstanceId.N: at most 100
+# A Linux HostName: 2-64 characters, segments (between periods) of letters, digits and
+# hyphens, no leading/trailing or consecutive periods or hyphens (V2 RunInstancesRequest
+# host_name). UniqueSuffix appends 001-999 when more than one is bought (unique_suffix).
+HOST_NAME_MAX = 64
+_UNIQUE_SUFFIX_DIGITS = 3
+_NOT_IN_HOST_NAME = re.compile(r"[^A-Za-z0-9-]+")
+
+
+def host_name(name: str, amount: int = 1) -> str:
+    """A valid Linux HostName made from an instance name ("k3s-<cluster>-<slot>"): other
+    characters become hyphens, runs of hyphens one, and a name too long is cut in its
+    middle so the last part (the slot, what tells a cluster's hosts apart) stays whole,
+    leaving room for the three-digit suffix when several are bought at once."""
+    text = _NOT_IN_HOST_NAME.sub("-", name)
+    text = re.sub(r"-{2,}", "-", text).strip("-") or "host"
+    limit = HOST_NAME_MAX - (_UNIQUE_SUFFIX_DIGITS if amount > 1 else 0)
+    if len(text) > limit:
+        head, _, tail = text.rpartition("-")
+        if not head or len(tail) > limit - 2:
+            text = text[:limit].rstrip("-")
+        else:
+            text = f"{head[:limit - len(tail) - 1].rstrip('-')}-{tail}"
+    return text if len(text) >= 2 else f"{text}0"
 
 
 @dataclass(frozen=True)
@@ -63,7 +87,7 @@ class InstanceOrder:
     vswitch_id: str
     security_group_id: str
     amount: int
-    name: str                 # InstanceName (and HostName, with a unique suffix)
+    name: str                 # InstanceName (HostName: host_name(name), a unique suffix)
     key_pair_name: str = ""
     system_disk_category: str = "cloud_essd"
     system_disk_gb: int = 40
@@ -181,7 +205,7 @@ class EcsBuyApi:
         request.set_Amount(order.amount)
         request.set_MinAmount(order.amount)  # all or nothing: never a part of the order
         request.set_InstanceName(order.name)
-        request.set_HostName(order.name)
+        request.set_HostName(host_name(order.name, order.amount))
         request.set_UniqueSuffix(True)
         request.set_InstanceChargeType("PostPaid")
         # The flat setters: the SDK's set_SystemDisk struct sends none of Category, Size or

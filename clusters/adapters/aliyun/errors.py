@@ -55,6 +55,9 @@ NOT_FOUND_CODES = frozenset({
     # DeleteVpc / DeleteVSwitch error tables (help.aliyun.com doc_api_Vpc_DeleteVpc)
     "InvalidVpcId.NotFound", "InvalidVSwitchId.NotFound",
     "InvalidSecurityGroupId.NotFound",
+    # LeaveSecurityGroup: the instance is not in the group (400 since July 8, 2024; page
+    # alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-leavesecuritygroup)
+    "InvalidSecurityGroupAssociation.NotFound",
     "InvalidAccountName.NotFound", "InvalidDBName.NotFound", "InvalidDB.NotFound",
     "AclNotExist",
     # NLB (API reference error codes of GetLoadBalancerAttribute, GetListenerAttribute,
@@ -86,7 +89,8 @@ _HINTS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), h) for p
      r"Forbidden\.RiskControl|Forbbiden\.NoPermission)$",
      "The RAM identity behind these credentials lacks the permission {ram_action}: add "
      "{ram_action} to its policy (the README gives the least-privilege policy)."),
-    (r"(Quota|LimitExceeded|QuotaExceed)",
+    # LimitExceed: also ECS's AuthorizationLimitExceed (AuthorizeSecurityGroup's table)
+    (r"(Quota|LimitExceed|QuotaExceed)",
      "An Alibaba Cloud quota was reached ({code}): release unused resources or ask for a "
      "higher quota in the Quota Center."),
     (r"^(InsufficientBalance|Account\.Arrearage|OperationDenied\.Arrearage|"

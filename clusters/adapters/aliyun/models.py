@@ -88,6 +88,9 @@ class Instance:
     memory_mib: int = 0
     tags: tuple[tuple[str, str], ...] = ()
     security_group_ids: tuple[str, ...] = ()
+    # The Internet address: RunInstances with InternetMaxBandwidthOut > 0 assigns one
+    # (PublicIpAddress.IpAddress of DescribeInstances), or an EIP bound later (EipAddress).
+    public_ip: str = ""
 
     @property
     def private_ip(self) -> str:
@@ -113,7 +116,17 @@ class Instance:
                    cpu=_int(entry.get("Cpu")), memory_mib=_int(entry.get("Memory")),
                    tags=tuple(sorted(tags_of(entry).items())),
                    security_group_ids=tuple(str(g) for g in items(
-                       entry, "SecurityGroupIds", "SecurityGroupId")))
+                       entry, "SecurityGroupIds", "SecurityGroupId")),
+                   public_ip=_public_ip(entry))
+
+
+def _public_ip(entry: dict[str, Any]) -> str:
+    """DescribeInstances' public address: the one RunInstances assigned, else a bound EIP."""
+    assigned = [str(a) for a in items(entry, "PublicIpAddress", "IpAddress") if a]
+    if assigned:
+        return assigned[0]
+    eip = entry.get("EipAddress") or {}
+    return str(eip.get("IpAddress") or "") if isinstance(eip, dict) else ""
 
 
 @dataclass(frozen=True)

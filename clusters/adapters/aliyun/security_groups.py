@@ -167,8 +167,8 @@ class SecurityGroupApi:
     def join_security_group(self, instance_id: str, group_id: str) -> bool:
         """JoinSecurityGroup (no ClientToken in the API: the caller checks membership
         first); False when the instance was in the group already. Mixing a basic and an
-        advanced group on one instance is refused by ECS (InvalidSecurityGroupType.Mismatch
-        in the emulator), raised with its code and RequestId."""
+        advanced group on one instance (InvalidOperation.MultiGroupType) or another VPC's
+        group (InvalidInstanceId.Mismatch) is refused, raised with its code and RequestId."""
         request = JoinSecurityGroupRequest()
         request.set_InstanceId(instance_id)
         request.set_SecurityGroupId(group_id)
@@ -181,7 +181,10 @@ class SecurityGroupApi:
         return True
 
     def leave_security_group(self, instance_id: str, group_id: str) -> bool:
-        """LeaveSecurityGroup; False when the instance (or its membership) is gone already."""
+        """LeaveSecurityGroup; False when the instance (or its membership) is gone already:
+        since July 8, 2024 leaving a group the instance is not in answers 400
+        InvalidSecurityGroupAssociation.NotFound (LeaveSecurityGroup's page), a not-found
+        (errors.NOT_FOUND_CODES) like the instance's or the group's own."""
         request = LeaveSecurityGroupRequest()
         request.set_InstanceId(instance_id)
         request.set_SecurityGroupId(group_id)

@@ -32,6 +32,11 @@ class NetworkStepForm(WizardForm):
         label=_("New vSwitch block"), required=False, initial="172.16.0.0/24",
         help_text=_("Inside the VPC's block, mask 16 to 29 bits, in the zone above. The "
                     "instances, the RDS instance and the SLB take their addresses from it."))
+    new_vswitch2_cidr = forms.CharField(
+        label=_("New second vSwitch block (NLB)"), required=False, initial="172.16.1.0/24",
+        help_text=_("NLB only: the panel creates a second vSwitch in the NLB's second zone "
+                    "(chosen below), with this block: inside the VPC's, not overlapping the "
+                    "first vSwitch's. Only the NLB takes addresses from it."))
     load_balancer_kind = forms.ChoiceField(
         label=_("Load balancer for the Kubernetes API"), choices=LoadBalancerKind.choices,
         initial=LoadBalancerKind.CLB, widget=forms.RadioSelect, required=False,
@@ -144,8 +149,10 @@ class NetworkStepForm(WizardForm):
 
     def _clean_new_network(self, data: dict[str, Any]) -> dict[str, Any]:
         """The VPC and vSwitch the panel creates (steps/network.py): their blocks as Alibaba
-        Cloud accepts them (clusters/core/network_blocks.py); a CLB only, because an NLB
-        needs a vSwitch in a second zone, which the panel does not create."""
+        Cloud accepts them (clusters/core/network_blocks.py). For an NLB, which needs a
+        vSwitch in each of two zones (V2 alibabacloud_nlb20220430 CreateLoadBalancer
+        ZoneMappings), also a second vSwitch in the second zone chosen below, with its own
+        block: the order says so (zone2, vswitch2_cidr) and the create run makes it."""
         try:
             vpc_cidr, vswitch_cidr = network_blocks.check(data.get("new_vpc_cidr") or "",
                                                           data.get("new_vswitch_cidr") or "")
@@ -153,16 +160,42 @@ class NetworkStepForm(WizardForm):
             self.add_error(f"new_{exc.which}_cidr", str(exc))
             return data
         self._clean_allowlist(data)
-        if (data.get("load_balancer_kind") or LoadBalancerKind.CLB) != LoadBalancerKind.CLB:
-            self.add_error("load_balancer_kind", _(
-                "An NLB needs a vSwitch in a second zone, and the panel creates one vSwitch: "
-                "choose a CLB for a new VPC, or use a VPC you already have."))
-            return data
-        data.update(vpc="", vswitch="", load_balancer_kind=LoadBalancerKind.CLB, nlb_zones=[],
+        kind = data.get("load_balancer_kind") or LoadBalancerKind.CLB
+        order = {"vpc_cidr": vpc_cidr, "vswitch_cidr": vswitch_cidr}
+        if kind == LoadBalancerKind.NLB:
+            second = self._new_second_vswitch(data, vpc_cidr, vswitch_cidr)
+            if second is None:
+                return data
+            order.update(second)
+        data.update(vpc="", vswitch="", load_balancer_kind=kind, nlb_zones=[],
                     vpc_cidr=vpc_cidr, vswitch_cidr=vswitch_cidr, new_vpc_cidr=vpc_cidr,
-                    new_vswitch_cidr=vswitch_cidr,
-                    network_order={"vpc_cidr": vpc_cidr, "vswitch_cidr": vswitch_cidr})
+                    new_vswitch_cidr=vswitch_cidr, nlb_vswitch2="",
+                    new_vswitch2_cidr=order.get("vswitch2_cidr", ""), network_order=order)
         return data
+
+    def _new_second_vswitch(self, data: dict[str, Any], vpc_cidr: str,
+                            vswitch_cidr: str) -> dict[str, str] | None:
+        """{"zone2", "vswitch2_cidr"} of the NLB's second vSwitch in the new VPC, or None
+        with the field's error: a second zone of the region, other than the first, and a
+        block inside the VPC's that does not overlap the first vSwitch's."""
+        if not self.nlb_possible:
+            self.add_error("load_balancer_kind", _(
+                "This region has only one zone, and an NLB needs a vSwitch in two zones (it "
+                "keeps the API reachable when one zone fails). Choose a CLB here, or a region "
+                "with two zones."))
+            return None
+        zone2 = data.get("nlb_zone2") or ""
+        if not zone2 or zone2 == data.get("zone"):
+            self.add_error("nlb_zone2", _("Choose a second zone, other than the first one: "
+                                          "the panel creates the NLB's second vSwitch there."))
+            return None
+        try:
+            cidr = network_blocks.check_second(vpc_cidr, vswitch_cidr,
+                                               data.get("new_vswitch2_cidr") or "")
+        except network_blocks.BlockError as exc:
+            self.add_error("new_vswitch2_cidr", str(exc))
+            return None
+        return {"zone2": zone2, "vswitch2_cidr": cidr}
 
     def clean(self) -> dict[str, Any]:
         super().clean()
