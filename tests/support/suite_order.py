@@ -1,0 +1,57 @@
+"""The order in which `make test`'s two processes take the test files: the longest first.
+
+Why: `--dist loadfile` hands out whole files, one after another, to whichever process asks
+next. By default pytest-xdist hands out the files with the most tests first, so the e2e
+files (one or two tests, two or three minutes each) came last, and one process could still
+be building clusters minutes after the other had run out of files. Longest first (the
+classic LPT rule) leaves only short files for the end, so both finish at about the same time.
+`make test` passes `--no-loadscope-reorder` so that xdist keeps this order.
+
+How long a file takes is what CI's `--durations` said (FILE_SECONDS, seconds on 2 cores,
+rounded); a file not listed is estimated from its markers (ESTIMATE), so a new slow file is
+still handed out early. Only the order of whole files changes: the tests of a file keep their
+order and run together, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+# Seconds per file (setup + call + teardown of its tests) from the suite's --durations
+# profile; files under ~10 s are left to ESTIMATE. Refresh when a file's time changes a lot.
+FILE_SECONDS: dict[str, float] = {}
+
+# A file not in FILE_SECONDS: this many seconds per test, by its slowest marker.
+ESTIMATE = {"slow": 15.0, "lab": 2.0, "": 0.1}
+
+
+def file_of(item: pytest.Item) -> str:
+    """The file an item belongs to, as xdist's loadfile names its work units."""
+    return item.nodeid.split("::", 1)[0]
+
+
+def item_estimate(item: pytest.Item) -> float:
+    for marker, seconds in ESTIMATE.items():
+        if not marker or item.get_closest_marker(marker):
+            return seconds
+    return ESTIMATE[""]
+
+
+def file_seconds(items: Sequence[pytest.Item]) -> dict[str, float]:
+    """Each file's expected seconds: measured, else estimated from its tests' markers."""
+    estimated: dict[str, float] = {}
+    for item in items:
+        name = file_of(item)
+        estimated[name] = estimated.get(name, 0.0) + item_estimate(item)
+    return {name: FILE_SECONDS.get(name, seconds) for name, seconds in estimated.items()}
+
+
+def longest_files_first(items: list[pytest.Item]) -> None:
+    """Reorder `items` in place: whole files, the longest first (ties: collection order);
+    inside a file the order is untouched."""
+    seconds = file_seconds(items)
+    first_seen = {name: index for index, name in
+                  enumerate(dict.fromkeys(file_of(item) for item in items))}
+    items.sort(key=lambda item: (-seconds[file_of(item)], first_seen[file_of(item)]))
