@@ -28,12 +28,12 @@ FILE_SECONDS: dict[str, float] = {
     "tests/e2e/test_create_cluster.py": 234,
     "tests/e2e/test_embedded_etcd.py": 176,  # 233 before its two stories shared one cluster
     "tests/k3s/test_etcd.py": 85,
-    "tests/e2e/test_datastore_health.py": 79,
+    "tests/e2e/test_datastore_health.py": 56,  # 79 before its two clusters shared a world
     "tests/e2e/test_upgrade.py": 75,
     "tests/e2e/test_nlb.py": 69,
     "tests/e2e/test_day2_nodes.py": 59,
     "tests/e2e/test_bought_cluster.py": 55,
-    "tests/e2e/test_rds_pgsql.py": 55,
+    "tests/e2e/test_rds_pgsql.py": 37,  # 55 before its two clusters shared a world
     "tests/e2e/test_api_cli.py": 51,
     "tests/e2e/test_browser_create.py": 50,
     "tests/e2e/test_k3s_pinning.py": 46,
