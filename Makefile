@@ -17,9 +17,10 @@ run: $(STAMP)
 
 ## test: the whole suite; installs the Debian packages it needs first (as root)
 ## (set REQUIRE_SERVICES=1 to fail, not fall back, when Redis is missing). Two test processes
-## at once (the suite mostly waits), each test file whole in one; PYTEST_WORKERS=0 runs one.
+## at once (the suite mostly waits), each test file whole in one, the longest files first
+## (tests/support/suite_order.py; xdist keeps that order); PYTEST_WORKERS=0 runs one.
 PYTEST_WORKERS ?= 2
-XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 test: $(STAMP)
 	bash tests/prepare-machine.sh
 	$(PYTHON) -m pytest $(XDIST) $(PYTEST_ARGS)

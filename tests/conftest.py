@@ -15,6 +15,7 @@ from django.utils.translation import trans_real
 
 from tests.support.network_fence import fenced
 from tests.support.services import find_redis, route_tasks_to
+from tests.support.suite_order import longest_files_first
 from tests.support.tools import LAB_TOOLS, require, require_root
 from tests.support.worker import WorkerProcess
 
@@ -113,3 +114,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("lab"):
         require_root("network, mount and PID namespaces, sshd and mariadbd in lab hosts")
         require(*LAB_TOOLS)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In `make test`'s processes (pytest-xdist workers), whole files longest first, so the
+    two processes finish together (tests/support/suite_order.py). After pytest-django's own
+    reordering, whose order inside a file is kept. Both workers sort the same collection the
+    same way, as xdist requires."""
+    if hasattr(config, "workerinput"):
+        longest_files_first(items)
