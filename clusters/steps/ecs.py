@@ -719,7 +719,9 @@ def join_group(ctx: StepContext) -> Outcome:
     JoinSecurityGroup per instance, a ledger row (JOIN_KIND + the node's id) recorded first
     (the API has no ClientToken: membership is read before the call, so a re-run joins
     nothing twice); the row is what destroy and the node's removal leave the group by. An
-    instance the panel bought is in the group already and gets no row. An instance whose
+    instance the panel bought is in the group already and gets no row, nor does any instance
+    already a member without a live row of the panel's (one it bought and kept at a node's
+    removal, added back by address): only a membership the panel made is ever left. An instance whose
     groups are of the other type (basic and advanced do not mix) fails with Alibaba's code
     and RequestId, and what to do."""
     cluster = ctx.cluster
@@ -739,12 +741,19 @@ def join_group(ctx: StepContext) -> Outcome:
         return Skip("every host is an instance the panel bought: in the group already")
     listed = {i.instance_id: i for i in api.describe_instances_by_ids(
         [n.ecs_instance_id for n in nodes])}
-    joined = []
+    joined, members = [], []
     for node in nodes:
         instance = listed.get(node.ecs_instance_id)
         if instance is None:
             raise PermanentError(f"Instance {node.ecs_instance_id} ({node.private_ip}) is not "
                                  "listed any more (DescribeInstances); check the ECS console.")
+        if group in instance.security_group_ids and not _joined_by_panel(cluster, node):
+            # A member the panel did not add (an instance it bought, kept when its node was
+            # removed, then added back by address; or one the owner put in the group): no
+            # row, so no removal or destroy ever takes it out (LeaveSecurityGroup of its
+            # only group would fail, and it is not the panel's membership to undo).
+            members.append(f"{node.ecs_instance_id} ({node.private_ip})")
+            continue
         row = cloud.intend(ctx, f"{JOIN_KIND}{node.pk}")
         row.deleted_at = None  # a node added again reuses its row (node_intake)
         cloud.record(row, provider_id=node.ecs_instance_id, group=group,
@@ -767,8 +776,21 @@ def join_group(ctx: StepContext) -> Outcome:
         cloud.record(row, state=ResourceState.PRESENT)
     if joined:
         ctx.say(f"Added to {group}: " + ", ".join(joined))
+    if members:
+        ctx.say(f"Already in {group}, not added by the panel (it will not take them out): "
+                + ", ".join(members))
     return Done({"security_group_id": group,
                  "instances": [n.ecs_instance_id for n in nodes]})
+
+
+def _joined_by_panel(cluster: Cluster, node: Node) -> bool:
+    """Whether the node's live join row says the panel joined (or was about to join) its
+    instance: PRESENT, or INTENDED (recorded before a JoinSecurityGroup whose answer was
+    lost: the membership is the panel's). A row deleted by an earlier removal does not
+    count: the node was added again since."""
+    return cluster.resources.filter(
+        kind=f"{JOIN_KIND}{node.pk}", deleted_at__isnull=True, provider_id=node.ecs_instance_id,
+        state__in=(ResourceState.INTENDED, ResourceState.PRESENT)).exists()
 
 
 @step_handler("ecs.leave_group")

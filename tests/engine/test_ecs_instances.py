@@ -564,3 +564,45 @@ def test_bought_without_bandwidth_a_node_has_no_public_address(
     assert step(run, "buy").status == StepStatus.SUCCEEDED, step(run, "buy").error
     (node,) = cluster.nodes.all()
     assert node.public_ip is None and node.ssh_address == node.private_ip
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_a_kept_instance_added_back_by_address_is_never_taken_out_of_the_group(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """A bought agent removed with "keep the instance" stays in the nodes' group; added back
+    by address, the join step finds it a member already, which the panel did not make: no
+    ledger row, so removing it again and destroying never send LeaveSecurityGroup (of its
+    only group, ECS answers InvalidOperation.InstanceSecurityGroupLimit: the removal and
+    the destroy would fail)."""
+    from clusters.models import NodeStatus  # noqa: PLC0415
+    from clusters.operations.destroy import destroy_plan  # noqa: PLC0415
+    from clusters.operations.nodes import add_nodes_plan, remove_node_plan  # noqa: PLC0415
+
+    run_plan(engine, cluster, BUY)
+    agent = cluster.nodes.get(role="agent")
+
+    def ecs_steps(plan: list[StepSpec]) -> list[StepSpec]:
+        return [dataclasses.replace(spec, depends_on=[d for d in spec.depends_on
+                                                      if d.startswith("ecs_")])
+                for spec in plan if spec.key.startswith("ecs_")]
+
+    kept = run_plan(engine, cluster, ecs_steps(remove_node_plan(cluster, agent,
+                                                                keep_instance=True)))
+    assert step(kept, "ecs_instance_delete").status == StepStatus.SKIPPED
+    # Added back by address: the same Node row, pending, its instance found by preflight.
+    type(agent).objects.filter(pk=agent.pk).update(status=NodeStatus.PENDING)
+    emu.control.clear_calls()
+    joined = run_plan(engine, cluster, ecs_steps(add_nodes_plan(cluster, [agent])))
+    assert step(joined, "ecs_join").status == StepStatus.SUCCEEDED, step(joined, "ecs_join").error
+    assert calls(emu, "JoinSecurityGroup") == []
+    assert not cluster.resources.filter(kind__startswith="ecs_join_").exists()
+    assert any("Already in sg-" in line and agent.ecs_instance_id in line
+               for line in log_of(joined))
+    # Removed again, then the cluster destroyed: nothing fails, nothing leaves the group.
+    again = run_plan(engine, cluster, ecs_steps(remove_node_plan(cluster, agent)))
+    assert all(s.status != StepStatus.FAILED for s in again.steps.all())
+    type(agent).objects.filter(pk=agent.pk).update(status=NodeStatus.REMOVED)
+    gone = run_plan(engine, cluster, ecs_steps(destroy_plan(cluster)), 45)
+    assert [(s.key, s.error) for s in gone.steps.all() if s.status == StepStatus.FAILED] == []
+    assert calls(emu, "LeaveSecurityGroup") == []
+    assert agent.ecs_instance_id in {b["id"] for b in tagged_instances(emu, cluster)}
