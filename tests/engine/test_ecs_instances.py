@@ -606,3 +606,40 @@ def test_a_kept_instance_added_back_by_address_is_never_taken_out_of_the_group(
     assert [(s.key, s.error) for s in gone.steps.all() if s.status == StepStatus.FAILED] == []
     assert calls(emu, "LeaveSecurityGroup") == []
     assert agent.ecs_instance_id in {b["id"] for b in tagged_instances(emu, cluster)}
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_removing_a_node_whose_instance_the_owner_released_by_hand_reaches_its_ledger(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """The owner deleted a bought node's instance in the ECS console: the removal's
+    uninstall finds it no longer listed (DescribeInstances) and is skipped, "instance
+    released", instead of failing after its retries on a host that cannot answer; the
+    instance step then closes its ledger row."""
+    import socket  # noqa: PLC0415
+
+    from clusters.operations.nodes import remove_node_plan  # noqa: PLC0415
+
+    run_plan(engine, cluster, BUY)
+    agent = cluster.nodes.get(role="agent")
+    api = cloud.cloud_for(cluster)
+    api.delete_instances([agent.ecs_instance_id], client_token="by-hand-in-the-console")
+    deadline = time.monotonic() + 30
+    while api.describe_instances_by_ids([agent.ecs_instance_id]):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    # Were SSH tried, it would be refused at once, on loopback (a closed port).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    type(agent).objects.filter(pk=agent.pk).update(public_ip="127.0.0.1", ssh_port=closed,
+                                                    ssh_private_only=False)
+    keys = {"uninstall", "ecs_instance_delete"}
+    plan = [dataclasses.replace(spec, depends_on=[d for d in spec.depends_on if d in keys])
+            for spec in remove_node_plan(cluster, agent) if spec.key in keys]
+    removal = run_plan(engine, cluster, plan, 45)
+    uninstall = step(removal, "uninstall")
+    assert uninstall.status == StepStatus.SKIPPED, uninstall.error
+    assert "instance released" in uninstall.wait_reason
+    released = step(removal, "ecs_instance_delete")
+    assert released.status == StepStatus.SUCCEEDED, released.error
+    assert cluster.resources.get(provider_id=agent.ecs_instance_id).state == ResourceState.DELETED
