@@ -111,8 +111,16 @@ def holds_generated_key(cluster: Cluster) -> bool:
                 Q(deleted_at__isnull=True) | Q(attributes__kept=True)).exists())
 
 
-def keep_instances_problem(cluster: Cluster) -> str:
-    """Why "keep the instances" is refused ('' when it is not).
+def generated_key_not_taken(cluster: Cluster) -> bool:
+    """The one rule behind keeping an instance the panel bought (destroy's "keep the
+    instances", a removed node's "keep the instance"): refused while its instances log in
+    only with the key pair the panel generated and its private key was never downloaded."""
+    return holds_generated_key(cluster) and cluster.generated_ssh_key_downloaded_at is None
+
+
+def keep_instances_problem(cluster: Cluster, *, one_node: bool = False) -> str:
+    """Why "keep the instances" (or, `one_node`, a removed node's "keep the instance") is
+    refused ('' when it is not).
 
     Why refuse rather than keep silently: a kept instance is still billed, and it logs in
     only with the key pair the panel generated, whose private half nobody but the panel has
@@ -125,12 +133,18 @@ def keep_instances_problem(cluster: Cluster) -> str:
     neither the key from the panel nor, when kept, the key pair from ECS), so a lost
     download can be repeated.
     """
-    if holds_generated_key(cluster) and cluster.generated_ssh_key_downloaded_at is None:
-        return _("The kept instances log in only with the SSH key pair the panel generated, "
+    if not generated_key_not_taken(cluster):
+        return ""
+    if one_node:
+        return _("The kept instance logs in only with the SSH key pair the panel generated, "
                  "which you have not downloaded: download the instances' SSH private key "
-                 "from the destroy form first, then destroy keeping them. Without it nobody "
-                 "could log in to them.")
-    return ""
+                 "first (on the cluster's page in the web panel, section “Destroy the "
+                 "cluster”), then remove the node keeping its instance. Without it nobody "
+                 "could log in to it.")
+    return _("The kept instances log in only with the SSH key pair the panel generated, "
+             "which you have not downloaded: download the instances' SSH private key first "
+             "(on the cluster's page in the web panel, section “Destroy the cluster”), then "
+             "destroy keeping them. Without it nobody could log in to them.")
 
 
 def take_generated_key(cluster: Cluster) -> tuple[str, str]:

@@ -684,6 +684,17 @@ def delete_keypair(ctx: StepContext) -> Outcome:
     if ctx.args.get("keep_instances"):
         return Skip("kept with the instances, which hold its public key")
     api = cloud.cloud_for(ctx.cluster)
+    # An instance kept when its node was removed was bought with this pair and still logs
+    # in with it: the pair stays while DescribeInstances lists one, as with "keep the
+    # instances" (deleting it would leave the instance's key unknown to ECS).
+    kept = [row.provider_id for row in ctx.cluster.resources.filter(
+        kind__startswith=INSTANCE_KIND) if row.attributes.get("kept") and row.provider_id]
+    holding = sorted(i.instance_id for i in api.describe_instances_by_ids(kept)) if kept else []
+    if holding:
+        ctx.say(f"Key pair kept: instance {', '.join(holding)}, kept when its node was "
+                "removed, was bought with it and still uses it")
+        return Skip(f"kept with instance {', '.join(holding)}, which still uses it (the owner "
+                    "kept it when its node was removed)")
     deleted, left = [], []
     for row in rows:
         name = row.provider_id

@@ -452,6 +452,12 @@ def test_removing_a_bought_node_releases_its_instance_only_or_keeps_it_when_aske
     assert group.status == StepStatus.SKIPPED, group.error
     assert f"kept with instance {second.ecs_instance_id}" in group.wait_reason
     assert calls(emu, "DeleteSecurityGroup") == []
+    # Its key pair stays too: the kept instance was bought with it and logs in with it.
+    pair = step(destroyed, "ecs_keypair_delete")
+    assert pair.status == StepStatus.SKIPPED, pair.error
+    assert f"kept with instance {second.ecs_instance_id}" in pair.wait_reason
+    assert calls(emu, "DeleteKeyPairs") == [] and key_pair_name(cluster) in _key_pairs(emu)
+    assert any(line.startswith("Key pair kept: instance") for line in log_of(destroyed))
     # A network the panel created stays with the kept instance too (it holds an address).
     Cluster.objects.filter(pk=cluster.pk).update(network_order={"vpc_cidr": "10.0.0.0/16"})
     cluster.refresh_from_db()
