@@ -394,7 +394,10 @@ class DestroySerializer(serializers.Serializer):
     confirm_name = serializers.CharField(help_text="The cluster's name, typed as confirmation.")
     keep_database = serializers.BooleanField(default=False)
     keep_instances = serializers.BooleanField(
-        default=False, help_text="Keep the ECS instances the panel bought (they stay billed).")
+        default=False, help_text="Keep the ECS instances the panel bought (they stay billed, "
+        "in the cluster's security group, kept with them). Refused (409) while they log in "
+        "only with the key pair the panel generated and its private key was never "
+        "downloaded (the cluster's page, section \"Destroy the cluster\").")
 
 
 class UpgradeSerializer(serializers.Serializer):
@@ -416,8 +419,13 @@ class AddNodeSerializer(serializers.Serializer):
 class NodeRemoveSerializer(serializers.Serializer):
     keep_instance = serializers.BooleanField(
         default=False, help_text="A node whose ECS instance the panel bought: keep the "
-        "instance (it stays billed; K3s is still removed from it). Without it, the instance "
-        "is released (DeleteInstances) once the node has left the cluster.")
+        "instance (it stays billed; K3s is still removed from it; it stays in the cluster's "
+        "security group, which still admits it to the nodes' VXLAN, kubelet and etcd ports, "
+        "until you move it to a group of yours). Without it, the instance is released "
+        "(DeleteInstances) once the node has left the cluster. true for a node the panel "
+        "did not buy is refused (400): such a host is never released. Refused (409) while "
+        "the instances log in only with the key pair the panel generated and its private "
+        "key was never downloaded (the cluster's page, section \"Destroy the cluster\").")
 
 
 class AddInstancesSerializer(serializers.Serializer):

@@ -397,8 +397,11 @@ class ClusterDestroy(APIView):
         problem = operations.confirm_problem(cluster, str(body.get("confirm_name") or ""))
         if problem:
             raise FieldErrors({"confirm_name": [problem]})
-        keep = bool(body.get("keep_database"))
-        keep_instances = bool(body.get("keep_instances"))
+        # Validated as booleans: "false" is false, null is refused, never truthy by accident.
+        flags = s.DestroySerializer(data={"confirm_name": cluster.name, **body})
+        flags.is_valid(raise_exception=True)
+        keep = flags.validated_data["keep_database"]
+        keep_instances = flags.validated_data["keep_instances"]
         return started(request, cluster,
                        lambda: operations.start_destroy(cluster, request.user,
                                                         confirm_name=cluster.name,
@@ -499,7 +502,12 @@ class NodeRemove(APIView):
     def post(self, request: Request, code: Any, node_id: int) -> Response:
         cluster = owned_cluster(request, code)
         node = get_object_or_404(Node, pk=node_id, cluster=cluster)
-        keep = bool(_body(request).get("keep_instance")) if request.data else False
+        body = s.NodeRemoveSerializer(data=_body(request) if request.data else {})
+        body.is_valid(raise_exception=True)
+        keep = body.validated_data["keep_instance"]
+        problem = operations.not_bought_problem(cluster, node) if keep else ""
+        if problem:
+            raise FieldErrors({"keep_instance": [problem]})
         return started(request, cluster,
                        lambda: operations.start_remove_node(cluster, node, request.user,
                                                             keep_instance=keep),

@@ -215,10 +215,16 @@ def keep_instance_problem(cluster: Cluster, node: Node) -> str:
     only an instance the panel bought can be kept (another is never released anyway), and,
     as for destroy's "keep the instances", not before the generated key was downloaded
     (destroy.keep_instances_problem: the same rule, one place)."""
-    if not is_bought(cluster, node):
-        return _("%(node)s is not an instance the panel bought: it is never released, so "
-                 "there is nothing to keep.") % {"node": node.name or node.private_ip}
-    return keep_instances_problem(cluster, one_node=True)
+    return not_bought_problem(cluster, node) or keep_instances_problem(cluster, one_node=True)
+
+
+def not_bought_problem(cluster: Cluster, node: Node) -> str:
+    """Why "keep the instance" means nothing for this node ('' when its instance is one the
+    panel bought and has not released), translated: another host is never released."""
+    if is_bought(cluster, node):
+        return ""
+    return _("%(node)s is not an instance the panel bought: it is never released, so there "
+             "is nothing to keep.") % {"node": node.name or node.private_ip}
 
 
 def removal_details(run: Run) -> dict[str, Any]:
