@@ -188,7 +188,8 @@ def _instance_steps(cluster: Cluster, node: Node, after: list[str], keep_instanc
             "ecs_group_leave", gettext_noop("Take the instance out of the nodes' security "
                                             "group"), "ecs.leave_group", after, args))
     if is_bought(cluster, node):
-        name = (gettext_noop("Keep the node's ECS instance (it stays billed)") if keep_instance
+        name = (gettext_noop("Keep the node's ECS instance (it stays billed, in the "
+                             "cluster's security group)") if keep_instance
                 else gettext_noop("Release the node's ECS instance and wait until it is gone"))
         specs.append(StepSpec("ecs_instance_delete", name, "ecs.delete_instances", after,
                               {**args, "keep_instances": keep_instance}))
@@ -207,7 +208,9 @@ def instance_removal_note(node: Node, bought: set[str]) -> str:
         return ""
     return _("Its ECS instance %(instance)s, which the panel bought, is then released "
              "(deleted), and billed until then; choose “Keep the instance” to keep it "
-             "(it stays billed).") % {"instance": node.ecs_instance_id}
+             "(it stays billed, and it stays in the cluster's security group, which admits "
+             "it to the nodes' VXLAN, kubelet and etcd ports, until you move it to a group "
+             "of yours).") % {"instance": node.ecs_instance_id}
 
 
 def keep_instance_problem(cluster: Cluster, node: Node) -> str:

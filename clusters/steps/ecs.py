@@ -629,11 +629,23 @@ def delete_instances(ctx: StepContext) -> Outcome:
         return Skip("the panel bought no instance for this cluster")
     if ctx.args.get("keep_instances") or (
             node is None and (cluster.instance_order or {}).get("keep_instances")):
+        group = _recorded(cluster, ECS_SECURITY_GROUP_KIND)
         for row in rows:
-            cloud.record(row, state=ResourceState.DELETED, kept=True)
+            # The row says where the kept instance still is: the nodes' group, its only one
+            # (LeaveSecurityGroup refuses an instance's last group).
+            cloud.record(row, state=ResourceState.DELETED, kept=True,
+                         **({"kept_in_group": group} if group else {}))
         which = ", ".join(row.provider_id for row in rows if row.provider_id)
+        if node is not None and group:
+            ctx.say(f"Kept instance {which}: it stays in the cluster's security group "
+                    f"{group} (its only group: it cannot leave it) until you move it, so "
+                    "its rules still admit it to the nodes' VXLAN, kubelet and etcd ports. "
+                    "Move it to a group of yours in the ECS console (Security Groups) if it "
+                    "must not reach the cluster.", "stderr")
         return Skip(f"the owner chose to keep {'instance ' + which if node else 'the instances'}"
-                    ": they stay, and stay billed")
+                    ": they stay, and stay billed"
+                    + (f"; it stays in the cluster's security group {group} until you move it"
+                       if node is not None and group else ""))
     api = cloud.cloud_for(cluster)
     # An instance kept when its node was removed carries the tag still: never released.
     kept = {row.provider_id for row in cluster.resources.filter(kind__startswith=INSTANCE_KIND)
