@@ -128,11 +128,25 @@ class LogPageSerializer(serializers.Serializer):
 
 
 class NodeSerializer(serializers.ModelSerializer):
+    instance_bought = serializers.SerializerMethodField(
+        help_text="Whether the panel bought this node's ECS instance (and has not released "
+                  "it): removing the node releases it unless keep_instance.")
+
     class Meta:
         model = Node
         fields = ("id", "name", "role", "private_ip", "public_ip", "ssh_port", "ssh_user",
-                  "status", "k3s_version", "ecs_instance_id", "host_key", "created_at")
+                  "status", "k3s_version", "ecs_instance_id", "instance_bought", "host_key",
+                  "created_at")
         read_only_fields = fields
+
+    def get_instance_bought(self, node: Node) -> bool:
+        """One ledger query per cluster for a whole list (kept in the root's context)."""
+        if not node.ecs_instance_id:
+            return False
+        cache = self.context.setdefault("bought_instance_ids", {})
+        if node.cluster_id not in cache:
+            cache[node.cluster_id] = operations.bought_instance_ids(node.cluster)
+        return node.ecs_instance_id in cache[node.cluster_id]
 
 
 class ClusterSerializer(serializers.ModelSerializer):

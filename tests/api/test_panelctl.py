@@ -378,3 +378,33 @@ def test_nodes_add_instances_buys_like_the_first_ones_and_remove_can_keep_the_in
     assert removal.params["keep_instance"] is True
     assert removal.steps.get(key="ecs_instance_delete").args == {
         "node_id": agent.pk, "keep_instances": True}
+
+
+def test_removing_a_bought_node_asks_before_its_instance_is_released(
+        cli: Any, live_server: Any, quiet_queue: str) -> None:
+    """`nodes remove` of a node whose instance the panel bought (the API's instance_bought)
+    asks before releasing it, as add-instances asks before billing; --yes says it and goes
+    on. `add-instances` with nothing to buy is refused before any question."""
+    user = make_user()
+    cluster = bought_cluster(user)
+    Cluster.objects.filter(pk=cluster.pk).update(name="bought")
+    logged_in(cli, live_server, user)
+    nothing = cli("nodes", "add-instances", "bought")
+    assert nothing.exit_code == 2 and "add at least one server or agent" in nothing.output
+    assert "Buy 0" not in nothing.output
+    agent = Node.objects.create(cluster=cluster, role="agent", private_ip="10.0.3.9",
+                                ecs_instance_id="i-agent9", ssh_password="pw")
+    CloudResource.objects.create(cluster=cluster, kind="ecs_instance_a9",
+                                 provider_id="i-agent9", client_token=f"{cluster.code.hex}-a9",
+                                 region=cluster.region)
+    declined = cli("nodes", "remove", "bought", "10.0.3.9", input="n\n")
+    assert declined.exit_code == 1, declined.output
+    assert "ECS instance i-agent9, which the panel bought, is released (deleted)" in (
+        declined.output)
+    assert "nothing was removed" in declined.output and not Run.objects.exists()
+    released = cli("nodes", "remove", "bought", "10.0.3.9", "--yes")
+    assert released.exit_code == 0, released.output
+    assert "notice: ECS instance i-agent9" in released.output
+    removal = Run.objects.get(kind=RunKind.REMOVE_NODE)
+    assert removal.params["keep_instance"] is False
+    assert removal.steps.get(key="ecs_instance_delete").args["node_id"] == agent.pk
