@@ -82,6 +82,11 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False,
         # not while a kept RDS instance or kept instances still hold addresses in it.
         # An instance kept when its node was removed (remove_node_plan) holds an address in
         # the vSwitch too: the network stays with it, as with "keep the instances".
+        # Decided when the plan is made, on purpose: a kept row can only appear through a
+        # removal, and none starts once the destroy's plan exists (start_remove_node needs a
+        # ready cluster; a destroying one, or one whose destroy failed, is not), and a
+        # Retry resumes this same plan. It errs on the safe side: a kept instance the owner
+        # released by hand since leaves the network in place (the steps Skip, saying why).
         kept_one = cluster.resources.filter(kind__startswith="ecs_instance_",
                                             attributes__kept=True).exists()
         network_args = {"keep_instances": keep_instances or kept_one,
