@@ -744,9 +744,9 @@ def join_group(ctx: StepContext) -> Outcome:
     nothing twice); the row is what destroy and the node's removal leave the group by. An
     instance the panel bought is in the group already and gets no row, nor does any instance
     already a member without a live row of the panel's (one it bought and kept at a node's
-    removal, added back by address): only a membership the panel made is ever left. An instance whose
-    groups are of the other type (basic and advanced do not mix) fails with Alibaba's code
-    and RequestId, and what to do."""
+    removal, added back by address): only a membership the panel made is ever left. An
+    instance whose groups are of the other type (basic and advanced do not mix) fails with
+    Alibaba's code and RequestId, and what to do."""
     cluster = ctx.cluster
     new = listed_node_ids(cluster, ctx.args)
     if not cluster.join_security_group and (new is None or not cluster.instance_order):
