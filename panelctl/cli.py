@@ -196,8 +196,8 @@ def clusters_create(path: Any, ssh_key_file: str | None, dry_run: bool, wait: bo
 @click.option("--keep-database", is_flag=True, help="Keep the RDS instance.")
 @click.option("--keep-instances", is_flag=True,
               help="Keep the ECS instances the panel bought (they stay billed). With a key "
-                   "pair the panel generated, download its private key first (the cluster's "
-                   "page in the web panel, section \"Destroy the cluster\").")
+                   "pair the panel generated, download its private key first (panelctl "
+                   "clusters ssh-key).")
 @WATCH
 @handled
 def clusters_destroy(name: str, confirm: str | None, keep_database: bool,
@@ -211,6 +211,27 @@ def clusters_destroy(name: str, confirm: str | None, keep_database: bool,
                       {"confirm_name": typed, "keep_database": keep_database,
                        "keep_instances": keep_instances})
     follow(api, answer, cluster["id"], wait)
+
+
+@clusters.command("ssh-key")
+@click.argument("name")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="Write the private key here (a new file, mode 0600).")
+@handled
+def clusters_ssh_key(name: str, out: str) -> None:
+    """Download the SSH private key the panel generated for the cluster's instances (user
+    root; audited): keeping the instances, at destroy or a node's removal, needs it."""
+    target = Path(out).expanduser()
+    if target.exists():
+        # Never over another key: a private key file is not something to clobber.
+        raise click.UsageError(f"{target} exists already; name a new file")
+    api = client()
+    cluster = api.cluster(name)
+    answer = api.post(f"clusters/{cluster['id']}/ssh-key/")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(answer["private_key"])
+    click.echo(f"wrote {target} (fingerprint {answer['fingerprint']}); log in as root")
 
 
 # --- runs ------------------------------------------------------------------------------------

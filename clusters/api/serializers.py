@@ -221,6 +221,14 @@ class TokenSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class GeneratedKeySerializer(serializers.Serializer):
+    private_key = serializers.CharField(
+        help_text="The OpenSSH private key of the key pair the panel generated for the "
+                  "cluster's instances (user root). Keep it safe: it is the only way in.")
+    fingerprint = serializers.CharField(
+        help_text="The public key's MD5 fingerprint, as ECS lists the key pair.")
+
+
 class OperationSerializer(serializers.Serializer):
     """202: the run that was started, to follow at `run_url`."""
 

@@ -309,6 +309,31 @@ class KubeconfigDownload(APIView):
         return response
 
 
+class GeneratedKeyDownload(APIView):
+    """The private key of the key pair the panel generated for the cluster's instances, as
+    the destroy form hands it out (web views.generated_key_download): the owner's, POST
+    only (a credential: never fetched by a link), read-write tokens only, no-store, each
+    download in the audit trail with the fingerprint, never the key. It is what lets
+    "keep the instances" (destroy) and "keep the instance" (a removed node) go ahead
+    (operations.keep_instances_problem), so the API alone can keep them."""
+
+    hands_out_credentials = True
+
+    @extend_schema(request=None, responses={200: s.GeneratedKeySerializer},
+                   summary="Download the generated SSH private key of the cluster's "
+                           "instances (audited; needed to keep them)")
+    def post(self, request: Request, code: Any) -> Response:
+        cluster = owned_cluster(request, code)
+        try:
+            key, fingerprint = operations.take_generated_key(cluster)
+        except operations.OperationRefused as exc:
+            raise Refused(str(exc)) from None
+        audit.record(request, AuditAction.SSH_KEY_DOWNLOAD, cluster, fingerprint=fingerprint)
+        response = Response({"private_key": key, "fingerprint": fingerprint})
+        response["Cache-Control"] = "no-store"
+        return response
+
+
 # --- personal kubeconfigs (clusters/operations/kube_credentials) ---------------------------
 
 

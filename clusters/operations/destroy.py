@@ -132,7 +132,8 @@ def keep_instances_problem(cluster: Cluster, *, one_node: bool = False) -> str:
     ever seen; once the cluster is destroyed its page offers nothing more to do with them,
     so kept hosts nobody can log in to would be paid for and useless. A careful user keeps
     instances to go on using them, so the panel asks for the key to be downloaded first
-    (the destroy form offers it, owner-only and audited: take_generated_key) and refuses
+    (the destroy form and the API's …/ssh-key/ offer it, owner-only and audited:
+    take_generated_key) and refuses
     the keep until it has been. The key stays downloadable, each download audited, while
     the ledger holds instances the panel bought, kept ones included (the destroy deletes
     neither the key from the panel nor, when kept, the key pair from ECS), so a lost
@@ -144,12 +145,13 @@ def keep_instances_problem(cluster: Cluster, *, one_node: bool = False) -> str:
         return _("The kept instance logs in only with the SSH key pair the panel generated, "
                  "which you have not downloaded: download the instances' SSH private key "
                  "first (on the cluster's page in the web panel, section “Destroy the "
-                 "cluster”), then remove the node keeping its instance. Without it nobody "
-                 "could log in to it.")
+                 "cluster”, or with `panelctl clusters ssh-key`), then remove the node "
+                 "keeping its instance. Without it nobody could log in to it.")
     return _("The kept instances log in only with the SSH key pair the panel generated, "
              "which you have not downloaded: download the instances' SSH private key first "
-             "(on the cluster's page in the web panel, section “Destroy the cluster”), then "
-             "destroy keeping them. Without it nobody could log in to them.")
+             "(on the cluster's page in the web panel, section “Destroy the cluster”, or "
+             "with `panelctl clusters ssh-key`), then destroy keeping them. Without it nobody "
+             "could log in to them.")
 
 
 def take_generated_key(cluster: Cluster) -> tuple[str, str]:

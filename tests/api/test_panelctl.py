@@ -408,3 +408,27 @@ def test_removing_a_bought_node_asks_before_its_instance_is_released(
     removal = Run.objects.get(kind=RunKind.REMOVE_NODE)
     assert removal.params["keep_instance"] is False
     assert removal.steps.get(key="ecs_instance_delete").args["node_id"] == agent.pk
+
+
+def test_clusters_ssh_key_writes_the_generated_key_to_a_new_private_file(
+        cli: Any, live_server: Any, tmp_path: Path) -> None:
+    """`clusters ssh-key` is the API's …/ssh-key/: the key in a new file of mode 0600 (never
+    over an existing one), audited on the panel's side."""
+    from clusters.steps.ecs import generate_key_pair  # noqa: PLC0415
+
+    user = make_user()
+    cluster = bought_cluster(user)
+    private, public = generate_key_pair("k3s-panel-test")
+    Cluster.objects.filter(pk=cluster.pk).update(
+        name="keyed", generated_ssh_key=private, generated_ssh_public_key=public)
+    logged_in(cli, live_server, user)
+    target = tmp_path / "keyed-id_ecdsa"
+    wrote = cli("clusters", "ssh-key", "keyed", "-o", str(target))
+    assert wrote.exit_code == 0, wrote.output
+    assert target.read_text() == private
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert "fingerprint" in wrote.output and private not in wrote.output
+    again = cli("clusters", "ssh-key", "keyed", "-o", str(target))
+    assert again.exit_code == 2 and "exists already" in again.output
+    cluster.refresh_from_db()
+    assert cluster.generated_ssh_key_downloaded_at is not None
