@@ -443,6 +443,13 @@ def test_removing_a_bought_node_releases_its_instance_only_or_keeps_it_when_aske
     assert second.ecs_instance_id in {b["id"] for b in tagged_instances(emu, cluster)}
     row = cluster.resources.get(provider_id=second.ecs_instance_id)
     assert row.state == ResourceState.DELETED and row.attributes["kept"] is True
+    # It stays in the nodes' group (its only one): the ledger and the log say so.
+    group = cluster.resources.get(kind="ecs_security_group").provider_id
+    assert row.attributes["kept_in_group"] == group
+    assert f"it stays in the cluster's security group {group} until you move it" in step(
+        kept, "ecs_instance_delete").wait_reason
+    assert any(line.startswith(f"Kept instance {second.ecs_instance_id}: it stays in the "
+                               f"cluster's security group {group}") for line in log_of(kept))
     assert len(calls(emu, "DeleteInstances")) == 1
 
     destroyed = run_plan(engine, cluster, instance_steps(destroy_plan(cluster)), 45)
