@@ -197,7 +197,9 @@ def clusters_create(path: Any, ssh_key_file: str | None, dry_run: bool, wait: bo
 @click.option("--confirm", help="The cluster's name again (else you are asked to type it).")
 @click.option("--keep-database", is_flag=True, help="Keep the RDS instance.")
 @click.option("--keep-instances", is_flag=True,
-              help="Keep the ECS instances the panel bought (they stay billed).")
+              help="Keep the ECS instances the panel bought (they stay billed). With a key "
+                   "pair the panel generated, download its private key first (panelctl "
+                   "clusters ssh-key).")
 @WATCH
 @handled
 def clusters_destroy(name: str, confirm: str | None, keep_database: bool,
@@ -211,6 +213,27 @@ def clusters_destroy(name: str, confirm: str | None, keep_database: bool,
                       {"confirm_name": typed, "keep_database": keep_database,
                        "keep_instances": keep_instances})
     follow(api, answer, cluster["id"], wait)
+
+
+@clusters.command("ssh-key")
+@click.argument("name")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="Write the private key here (a new file, mode 0600).")
+@handled
+def clusters_ssh_key(name: str, out: str) -> None:
+    """Download the SSH private key the panel generated for the cluster's instances (user
+    root; audited): keeping the instances, at destroy or a node's removal, needs it."""
+    target = Path(out).expanduser()
+    if target.exists():
+        # Never over another key: a private key file is not something to clobber.
+        raise click.UsageError(f"{target} exists already; name a new file")
+    api = client()
+    cluster = api.cluster(name)
+    answer = api.post(f"clusters/{cluster['id']}/ssh-key/")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(answer["private_key"])
+    click.echo(f"wrote {target} (fingerprint {answer['fingerprint']}); log in as root")
 
 
 # --- runs ------------------------------------------------------------------------------------
@@ -394,6 +417,9 @@ def nodes_add_instances(cluster: str, servers: int, agents: int, confirm_billing
                         wait: bool) -> None:
     """Buy new ECS instances like the cluster's first ones (its type, image, disk, security
     group and key pair) and join them as servers and agents."""
+    if servers + agents < 1:
+        # Before the billing question: never ask to buy nothing.
+        raise click.UsageError("add at least one server or agent (--servers N, --agents N)")
     if not confirm_billing and not click.confirm(
             f"Buy {servers + agents} ECS instance(s), billed pay-as-you-go from their "
             "creation until they are released?"):
@@ -413,17 +439,30 @@ def nodes_add_instances(cluster: str, servers: int, agents: int, confirm_billing
 @click.argument("cluster")
 @click.argument("node", metavar="NODE")
 @click.option("--keep-instance", is_flag=True,
-              help="An instance the panel bought stays (and stays billed); else it is "
-                   "released once the node has left.")
+              help="An instance the panel bought stays (and stays billed, in the cluster's "
+                   "security group until you move it); else it is released once the node "
+                   "has left.")
+@click.option("--yes", is_flag=True,
+              help="Release an instance the panel bought without asking.")
 @WATCH
 @handled
-def nodes_remove(cluster: str, node: str, keep_instance: bool, wait: bool) -> None:
+def nodes_remove(cluster: str, node: str, keep_instance: bool, yes: bool, wait: bool) -> None:
     """Remove a node, named by its name (server-2), private IP or id."""
     api = client()
     found = api.cluster(cluster)
     match = [n for n in found["nodes"] if node in (n["name"], n["private_ip"], str(n["id"]))]
     if not match:
         raise ApiError(404, f"{cluster} has no node {node}", "not_found")
+    instance = match[0].get("ecs_instance_id") if match[0].get("instance_bought") else None
+    if instance and not keep_instance:
+        # As add-instances asks before billing: releasing is deleting, never silent.
+        notice = (f"ECS instance {instance}, which the panel bought, is released (deleted) "
+                  "once the node has left, billed until then; --keep-instance keeps it")
+        if yes:
+            click.echo(f"notice: {notice}")
+        elif not click.confirm(f"{notice}. Remove the node and release it?"):
+            click.echo("error: not confirmed; nothing was removed", err=True)
+            sys.exit(1)
     answer = api.post(f"clusters/{found['id']}/nodes/{match[0]['id']}/remove/",
                       {"keep_instance": keep_instance})
     follow(api, answer, found["id"], wait)

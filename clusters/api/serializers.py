@@ -128,11 +128,25 @@ class LogPageSerializer(serializers.Serializer):
 
 
 class NodeSerializer(serializers.ModelSerializer):
+    instance_bought = serializers.SerializerMethodField(
+        help_text="Whether the panel bought this node's ECS instance (and has not released "
+                  "it): removing the node releases it unless keep_instance.")
+
     class Meta:
         model = Node
         fields = ("id", "name", "role", "private_ip", "public_ip", "ssh_port", "ssh_user",
-                  "status", "k3s_version", "ecs_instance_id", "host_key", "created_at")
+                  "status", "k3s_version", "ecs_instance_id", "instance_bought", "host_key",
+                  "created_at")
         read_only_fields = fields
+
+    def get_instance_bought(self, node: Node) -> bool:
+        """One ledger query per cluster for a whole list (kept in the root's context)."""
+        if not node.ecs_instance_id:
+            return False
+        cache = self.context.setdefault("bought_instance_ids", {})
+        if node.cluster_id not in cache:
+            cache[node.cluster_id] = operations.bought_instance_ids(node.cluster)
+        return node.ecs_instance_id in cache[node.cluster_id]
 
 
 class ClusterSerializer(serializers.ModelSerializer):
@@ -205,6 +219,14 @@ class TokenSerializer(serializers.ModelSerializer):
         model = ApiToken
         fields = ("name", "prefix", "scope", "created_at", "expires_at", "last_used_at")
         read_only_fields = fields
+
+
+class GeneratedKeySerializer(serializers.Serializer):
+    private_key = serializers.CharField(
+        help_text="The OpenSSH private key of the key pair the panel generated for the "
+                  "cluster's instances (user root). Keep it safe: it is the only way in.")
+    fingerprint = serializers.CharField(
+        help_text="The public key's MD5 fingerprint, as ECS lists the key pair.")
 
 
 class OperationSerializer(serializers.Serializer):
@@ -398,7 +420,10 @@ class DestroySerializer(serializers.Serializer):
     confirm_name = serializers.CharField(help_text="The cluster's name, typed as confirmation.")
     keep_database = serializers.BooleanField(default=False)
     keep_instances = serializers.BooleanField(
-        default=False, help_text="Keep the ECS instances the panel bought (they stay billed).")
+        default=False, help_text="Keep the ECS instances the panel bought (they stay billed, "
+        "in the cluster's security group, kept with them). Refused (409) while they log in "
+        "only with the key pair the panel generated and its private key was never "
+        "downloaded (the cluster's page, section \"Destroy the cluster\").")
 
 
 class UpgradeSerializer(serializers.Serializer):
@@ -420,8 +445,13 @@ class AddNodeSerializer(serializers.Serializer):
 class NodeRemoveSerializer(serializers.Serializer):
     keep_instance = serializers.BooleanField(
         default=False, help_text="A node whose ECS instance the panel bought: keep the "
-        "instance (it stays billed; K3s is still removed from it). Without it, the instance "
-        "is released (DeleteInstances) once the node has left the cluster.")
+        "instance (it stays billed; K3s is still removed from it; it stays in the cluster's "
+        "security group, which still admits it to the nodes' VXLAN, kubelet and etcd ports, "
+        "until you move it to a group of yours). Without it, the instance is released "
+        "(DeleteInstances) once the node has left the cluster. true for a node the panel "
+        "did not buy is refused (400): such a host is never released. Refused (409) while "
+        "the instances log in only with the key pair the panel generated and its private "
+        "key was never downloaded (the cluster's page, section \"Destroy the cluster\").")
 
 
 class AddInstancesSerializer(serializers.Serializer):

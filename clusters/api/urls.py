@@ -39,6 +39,7 @@ urlpatterns = [
     path(CLUSTER + "kube-credentials/<int:credential_id>/revoke/",
          views.KubeCredentialRevoke.as_view(), name="kube-credential-revoke"),
     path(CLUSTER + "destroy/", views.ClusterDestroy.as_view(), name="destroy"),
+    path(CLUSTER + "ssh-key/", views.GeneratedKeyDownload.as_view(), name="generated-ssh-key"),
     path(CLUSTER + "upgrade/", views.ClusterUpgrade.as_view(), name="upgrade"),
     path(CLUSTER + "nodes/", views.NodeList.as_view(), name="nodes"),
     path(CLUSTER + "nodes/instances/", views.NodeInstances.as_view(), name="node-instances"),

@@ -309,6 +309,31 @@ class KubeconfigDownload(APIView):
         return response
 
 
+class GeneratedKeyDownload(APIView):
+    """The private key of the key pair the panel generated for the cluster's instances, as
+    the destroy form hands it out (web views.generated_key_download): the owner's, POST
+    only (a credential: never fetched by a link), read-write tokens only, no-store, each
+    download in the audit trail with the fingerprint, never the key. It is what lets
+    "keep the instances" (destroy) and "keep the instance" (a removed node) go ahead
+    (operations.keep_instances_problem), so the API alone can keep them."""
+
+    hands_out_credentials = True
+
+    @extend_schema(request=None, responses={200: s.GeneratedKeySerializer},
+                   summary="Download the generated SSH private key of the cluster's "
+                           "instances (audited; needed to keep them)")
+    def post(self, request: Request, code: Any) -> Response:
+        cluster = owned_cluster(request, code)
+        try:
+            key, fingerprint = operations.take_generated_key(cluster)
+        except operations.OperationRefused as exc:
+            raise Refused(str(exc)) from None
+        audit.record(request, AuditAction.SSH_KEY_DOWNLOAD, cluster, fingerprint=fingerprint)
+        response = Response({"private_key": key, "fingerprint": fingerprint})
+        response["Cache-Control"] = "no-store"
+        return response
+
+
 # --- personal kubeconfigs (clusters/operations/kube_credentials) ---------------------------
 
 
@@ -397,8 +422,11 @@ class ClusterDestroy(APIView):
         problem = operations.confirm_problem(cluster, str(body.get("confirm_name") or ""))
         if problem:
             raise FieldErrors({"confirm_name": [problem]})
-        keep = bool(body.get("keep_database"))
-        keep_instances = bool(body.get("keep_instances"))
+        # Validated as booleans: "false" is false, null is refused, never truthy by accident.
+        flags = s.DestroySerializer(data={"confirm_name": cluster.name, **body})
+        flags.is_valid(raise_exception=True)
+        keep = flags.validated_data["keep_database"]
+        keep_instances = flags.validated_data["keep_instances"]
         return started(request, cluster,
                        lambda: operations.start_destroy(cluster, request.user,
                                                         confirm_name=cluster.name,
@@ -499,7 +527,12 @@ class NodeRemove(APIView):
     def post(self, request: Request, code: Any, node_id: int) -> Response:
         cluster = owned_cluster(request, code)
         node = get_object_or_404(Node, pk=node_id, cluster=cluster)
-        keep = bool(_body(request).get("keep_instance")) if request.data else False
+        body = s.NodeRemoveSerializer(data=_body(request) if request.data else {})
+        body.is_valid(raise_exception=True)
+        keep = body.validated_data["keep_instance"]
+        problem = operations.not_bought_problem(cluster, node) if keep else ""
+        if problem:
+            raise FieldErrors({"keep_instance": [problem]})
         return started(request, cluster,
                        lambda: operations.start_remove_node(cluster, node, request.user,
                                                             keep_instance=keep),

@@ -82,6 +82,11 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False,
         # not while a kept RDS instance or kept instances still hold addresses in it.
         # An instance kept when its node was removed (remove_node_plan) holds an address in
         # the vSwitch too: the network stays with it, as with "keep the instances".
+        # Decided when the plan is made, on purpose: a kept row can only appear through a
+        # removal, and none starts once the destroy's plan exists (start_remove_node needs a
+        # ready cluster; a destroying one, or one whose destroy failed, is not), and a
+        # Retry resumes this same plan. It errs on the safe side: a kept instance the owner
+        # released by hand since leaves the network in place (the steps Skip, saying why).
         kept_one = cluster.resources.filter(kind__startswith="ecs_instance_",
                                             attributes__kept=True).exists()
         network_args = {"keep_instances": keep_instances or kept_one,
@@ -111,26 +116,42 @@ def holds_generated_key(cluster: Cluster) -> bool:
                 Q(deleted_at__isnull=True) | Q(attributes__kept=True)).exists())
 
 
-def keep_instances_problem(cluster: Cluster) -> str:
-    """Why "keep the instances" is refused ('' when it is not).
+def generated_key_not_taken(cluster: Cluster) -> bool:
+    """The one rule behind keeping an instance the panel bought (destroy's "keep the
+    instances", a removed node's "keep the instance"): refused while its instances log in
+    only with the key pair the panel generated and its private key was never downloaded."""
+    return holds_generated_key(cluster) and cluster.generated_ssh_key_downloaded_at is None
+
+
+def keep_instances_problem(cluster: Cluster, *, one_node: bool = False) -> str:
+    """Why "keep the instances" (or, `one_node`, a removed node's "keep the instance") is
+    refused ('' when it is not).
 
     Why refuse rather than keep silently: a kept instance is still billed, and it logs in
     only with the key pair the panel generated, whose private half nobody but the panel has
     ever seen; once the cluster is destroyed its page offers nothing more to do with them,
     so kept hosts nobody can log in to would be paid for and useless. A careful user keeps
     instances to go on using them, so the panel asks for the key to be downloaded first
-    (the destroy form offers it, owner-only and audited: take_generated_key) and refuses
+    (the destroy form and the API's …/ssh-key/ offer it, owner-only and audited:
+    take_generated_key) and refuses
     the keep until it has been. The key stays downloadable, each download audited, while
     the ledger holds instances the panel bought, kept ones included (the destroy deletes
     neither the key from the panel nor, when kept, the key pair from ECS), so a lost
     download can be repeated.
     """
-    if holds_generated_key(cluster) and cluster.generated_ssh_key_downloaded_at is None:
-        return _("The kept instances log in only with the SSH key pair the panel generated, "
+    if not generated_key_not_taken(cluster):
+        return ""
+    if one_node:
+        return _("The kept instance logs in only with the SSH key pair the panel generated, "
                  "which you have not downloaded: download the instances' SSH private key "
-                 "from the destroy form first, then destroy keeping them. Without it nobody "
-                 "could log in to them.")
-    return ""
+                 "first (on the cluster's page in the web panel, section “Destroy the "
+                 "cluster”, or with `panelctl clusters ssh-key`), then remove the node "
+                 "keeping its instance. Without it nobody could log in to it.")
+    return _("The kept instances log in only with the SSH key pair the panel generated, "
+             "which you have not downloaded: download the instances' SSH private key first "
+             "(on the cluster's page in the web panel, section “Destroy the cluster”, or "
+             "with `panelctl clusters ssh-key`), then destroy keeping them. Without it nobody "
+             "could log in to them.")
 
 
 def take_generated_key(cluster: Cluster) -> tuple[str, str]:

@@ -39,6 +39,7 @@ from clusters.models import (
     RunKind,
 )
 from clusters.operations.create import balancer_listener_step
+from clusters.operations.destroy import keep_instances_problem
 from clusters.operations.node_intake import NodeRejected, save_new_nodes
 from clusters.operations.runs import OperationRefused, lock_ready, ready_problem
 
@@ -187,7 +188,8 @@ def _instance_steps(cluster: Cluster, node: Node, after: list[str], keep_instanc
             "ecs_group_leave", gettext_noop("Take the instance out of the nodes' security "
                                             "group"), "ecs.leave_group", after, args))
     if is_bought(cluster, node):
-        name = (gettext_noop("Keep the node's ECS instance (it stays billed)") if keep_instance
+        name = (gettext_noop("Keep the node's ECS instance (it stays billed, in the "
+                             "cluster's security group)") if keep_instance
                 else gettext_noop("Release the node's ECS instance and wait until it is gone"))
         specs.append(StepSpec("ecs_instance_delete", name, "ecs.delete_instances", after,
                               {**args, "keep_instances": keep_instance}))
@@ -206,7 +208,26 @@ def instance_removal_note(node: Node, bought: set[str]) -> str:
         return ""
     return _("Its ECS instance %(instance)s, which the panel bought, is then released "
              "(deleted), and billed until then; choose “Keep the instance” to keep it "
-             "(it stays billed).") % {"instance": node.ecs_instance_id}
+             "(it stays billed, and it stays in the cluster's security group, which admits "
+             "it to the nodes' VXLAN, kubelet and etcd ports, until you move it to a group "
+             "of yours).") % {"instance": node.ecs_instance_id}
+
+
+def keep_instance_problem(cluster: Cluster, node: Node) -> str:
+    """Why "keep the instance" is refused for this node ('' when it is not), translated:
+    only an instance the panel bought can be kept (another is never released anyway), and,
+    as for destroy's "keep the instances", not before the generated key was downloaded
+    (destroy.keep_instances_problem: the same rule, one place)."""
+    return not_bought_problem(cluster, node) or keep_instances_problem(cluster, one_node=True)
+
+
+def not_bought_problem(cluster: Cluster, node: Node) -> str:
+    """Why "keep the instance" means nothing for this node ('' when its instance is one the
+    panel bought and has not released), translated: another host is never released."""
+    if is_bought(cluster, node):
+        return ""
+    return _("%(node)s is not an instance the panel bought: it is never released, so there "
+             "is nothing to keep.") % {"node": node.name or node.private_ip}
 
 
 def removal_details(run: Run) -> dict[str, Any]:
@@ -482,9 +503,12 @@ def start_remove_node(cluster: Cluster, node: Node, user: Any = None, *,
             locked, node, list(locked.etcd_members or []))
         if problem:
             raise OperationRefused(problem)
+        bought = is_bought(locked, node)
+        problem = keep_instance_problem(locked, node) if keep_instance else ""
+        if problem:
+            raise OperationRefused(problem)
         Node.objects.filter(pk=node.pk).update(status=NodeStatus.REMOVING)
         Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.UPDATING)
-        bought = is_bought(locked, node)
         return pipeline.create_run(
             locked, RunKind.REMOVE_NODE,
             remove_node_plan(locked, node, warning=warning, keep_instance=keep_instance),

@@ -660,11 +660,23 @@ def delete_instances(ctx: StepContext) -> Outcome:
         return Skip("the panel bought no instance for this cluster")
     if ctx.args.get("keep_instances") or (
             node is None and (cluster.instance_order or {}).get("keep_instances")):
+        group = _recorded(cluster, ECS_SECURITY_GROUP_KIND)
         for row in rows:
-            cloud.record(row, state=ResourceState.DELETED, kept=True)
+            # The row says where the kept instance still is: the nodes' group, its only one
+            # (LeaveSecurityGroup refuses an instance's last group).
+            cloud.record(row, state=ResourceState.DELETED, kept=True,
+                         **({"kept_in_group": group} if group else {}))
         which = ", ".join(row.provider_id for row in rows if row.provider_id)
+        if node is not None and group:
+            ctx.say(f"Kept instance {which}: it stays in the cluster's security group "
+                    f"{group} (its only group: it cannot leave it) until you move it, so "
+                    "its rules still admit it to the nodes' VXLAN, kubelet and etcd ports. "
+                    "Move it to a group of yours in the ECS console (Security Groups) if it "
+                    "must not reach the cluster.", "stderr")
         return Skip(f"the owner chose to keep {'instance ' + which if node else 'the instances'}"
-                    ": they stay, and stay billed")
+                    ": they stay, and stay billed"
+                    + (f"; it stays in the cluster's security group {group} until you move it"
+                       if node is not None and group else ""))
     api = cloud.cloud_for(cluster)
     # An instance kept when its node was removed carries the tag still: never released.
     kept = {row.provider_id for row in cluster.resources.filter(kind__startswith=INSTANCE_KIND)
@@ -715,6 +727,17 @@ def delete_keypair(ctx: StepContext) -> Outcome:
     if ctx.args.get("keep_instances"):
         return Skip("kept with the instances, which hold its public key")
     api = cloud.cloud_for(ctx.cluster)
+    # An instance kept when its node was removed was bought with this pair and still logs
+    # in with it: the pair stays while DescribeInstances lists one, as with "keep the
+    # instances" (deleting it would leave the instance's key unknown to ECS).
+    kept = [row.provider_id for row in ctx.cluster.resources.filter(
+        kind__startswith=INSTANCE_KIND) if row.attributes.get("kept") and row.provider_id]
+    holding = sorted(i.instance_id for i in api.describe_instances_by_ids(kept)) if kept else []
+    if holding:
+        ctx.say(f"Key pair kept: instance {', '.join(holding)}, kept when its node was "
+                "removed, was bought with it and still uses it")
+        return Skip(f"kept with instance {', '.join(holding)}, which still uses it (the owner "
+                    "kept it when its node was removed)")
     deleted, left = [], []
     for row in rows:
         name = row.provider_id
@@ -762,9 +785,11 @@ def join_group(ctx: StepContext) -> Outcome:
     JoinSecurityGroup per instance, a ledger row (JOIN_KIND + the node's id) recorded first
     (the API has no ClientToken: membership is read before the call, so a re-run joins
     nothing twice); the row is what destroy and the node's removal leave the group by. An
-    instance the panel bought is in the group already and gets no row. An instance whose
-    groups are of the other type (basic and advanced do not mix) fails with Alibaba's code
-    and RequestId, and what to do."""
+    instance the panel bought is in the group already and gets no row, nor does any instance
+    already a member without a live row of the panel's (one it bought and kept at a node's
+    removal, added back by address): only a membership the panel made is ever left. An
+    instance whose groups are of the other type (basic and advanced do not mix) fails with
+    Alibaba's code and RequestId, and what to do."""
     cluster = ctx.cluster
     new = listed_node_ids(cluster, ctx.args)
     if not cluster.join_security_group and (new is None or not cluster.instance_order):
@@ -782,12 +807,19 @@ def join_group(ctx: StepContext) -> Outcome:
         return Skip("every host is an instance the panel bought: in the group already")
     listed = {i.instance_id: i for i in api.describe_instances_by_ids(
         [n.ecs_instance_id for n in nodes])}
-    joined = []
+    joined, members = [], []
     for node in nodes:
         instance = listed.get(node.ecs_instance_id)
         if instance is None:
             raise PermanentError(f"Instance {node.ecs_instance_id} ({node.private_ip}) is not "
                                  "listed any more (DescribeInstances); check the ECS console.")
+        if group in instance.security_group_ids and not _joined_by_panel(cluster, node):
+            # A member the panel did not add (an instance it bought, kept when its node was
+            # removed, then added back by address; or one the owner put in the group): no
+            # row, so no removal or destroy ever takes it out (LeaveSecurityGroup of its
+            # only group would fail, and it is not the panel's membership to undo).
+            members.append(f"{node.ecs_instance_id} ({node.private_ip})")
+            continue
         row = cloud.intend(ctx, f"{JOIN_KIND}{node.pk}")
         row.deleted_at = None  # a node added again reuses its row (node_intake)
         cloud.record(row, provider_id=node.ecs_instance_id, group=group,
@@ -810,8 +842,21 @@ def join_group(ctx: StepContext) -> Outcome:
         cloud.record(row, state=ResourceState.PRESENT)
     if joined:
         ctx.say(f"Added to {group}: " + ", ".join(joined))
+    if members:
+        ctx.say(f"Already in {group}, not added by the panel (it will not take them out): "
+                + ", ".join(members))
     return Done({"security_group_id": group,
                  "instances": [n.ecs_instance_id for n in nodes]})
+
+
+def _joined_by_panel(cluster: Cluster, node: Node) -> bool:
+    """Whether the node's live join row says the panel joined (or was about to join) its
+    instance: PRESENT, or INTENDED (recorded before a JoinSecurityGroup whose answer was
+    lost: the membership is the panel's). A row deleted by an earlier removal does not
+    count: the node was added again since."""
+    return cluster.resources.filter(
+        kind=f"{JOIN_KIND}{node.pk}", deleted_at__isnull=True, provider_id=node.ecs_instance_id,
+        state__in=(ResourceState.INTENDED, ResourceState.PRESENT)).exists()
 
 
 @step_handler("ecs.leave_group")

@@ -9,7 +9,7 @@ stopped).
 
 from __future__ import annotations
 
-from clusters.adapters import clusterconfig, hostcleanup
+from clusters.adapters import cloud, clusterconfig, hostcleanup
 from clusters.core.errors import PermanentError, TransientError
 from clusters.engine.outcomes import Done, Outcome, Skip
 from clusters.engine.registry import step_handler
@@ -59,8 +59,19 @@ def uninstall(ctx: StepContext) -> Outcome:
     With `host_may_be_dead` (an embedded-etcd server whose member is already removed: the
     way a failed server is replaced), a host that stays unreachable for DEAD_HOST_TRIES
     attempts is skipped with a warning instead of failing the removal: the cluster no longer
-    counts on it, and what is left on it must not be started again."""
+    counts on it, and what is left on it must not be started again.
+
+    A node on an ECS instance (its ecs_instance_id) that DescribeInstances no longer lists
+    was released (the owner deleted it by hand): there is no host left to uninstall, so the
+    step is skipped and the removal goes on to the instance's ledger and group steps,
+    instead of failing after its retries on a host that cannot answer."""
     node = target_node(ctx)
+    if node.ecs_instance_id and not cloud.cloud_for(ctx.cluster).describe_instances_by_ids(
+            [node.ecs_instance_id]):
+        ctx.say(f"{node.private_ip}: instance {node.ecs_instance_id} is not listed any more "
+                "(DescribeInstances): it was released, nothing is left to uninstall")
+        return Skip(f"instance released: {node.ecs_instance_id} is not listed by "
+                    "DescribeInstances any more")
     try:
         reports = hostcleanup.remove_k3s(ctx, [node])
     except TransientError as exc:

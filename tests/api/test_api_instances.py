@@ -251,3 +251,42 @@ def test_the_schema_documents_buying_nodes_and_keeping_a_removed_nodes_instance(
     assert "billed" in fields["confirm_billing"]["description"]
     keep = schema["components"]["schemas"]["NodeRemoveRequest"]["properties"]["keep_instance"]
     assert "released" in keep["description"]
+
+
+def test_keep_flags_are_booleans_and_keep_instance_needs_a_bought_node() -> None:
+    """"false" means false, null is a field error (not "release"), and keeping the instance
+    of a host the panel did not buy is refused by field, never silently ignored; the same
+    for destroy's keep_instances and keep_database."""
+    user = make_user()
+    api = bearer(issue(user))
+    cluster = bought_cluster(user)
+    agent = Node.objects.create(cluster=cluster, role="agent", private_ip="10.0.3.3",
+                                ecs_instance_id="i-agent", ssh_password="pw")
+    CloudResource.objects.create(cluster=cluster, kind="ecs_instance_a1", provider_id="i-agent",
+                                 client_token=f"{cluster.code.hex}-a1", region=cluster.region)
+    own = Node.objects.create(cluster=cluster, role="agent", private_ip="10.0.3.4",
+                              ssh_password="pw")
+    url = f"/api/v1/clusters/{cluster.code}/nodes/{{}}/remove/"
+    null = post_json(api, url.format(agent.pk), {"keep_instance": None})
+    assert null.status_code == 400 and set(null.json()["fields"]) == {"keep_instance"}
+    theirs = post_json(api, url.format(own.pk), {"keep_instance": True})
+    assert theirs.status_code == 400, theirs.json()
+    assert theirs.json()["fields"]["keep_instance"] == [
+        "10.0.3.4 is not an instance the panel bought: it is never released, so there is "
+        "nothing to keep."]
+    assert not Run.objects.exists()
+    released = post_json(api, url.format(agent.pk), {"keep_instance": "false"})
+    assert released.status_code == 202, released.json()
+    assert Run.objects.get().steps.get(key="ecs_instance_delete").args["keep_instances"] is False
+    Run.objects.all().delete()
+    Node.objects.filter(pk=agent.pk).update(status="ready")
+    Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.READY)
+    destroy = f"/api/v1/clusters/{cluster.code}/destroy/"
+    for flag in ("keep_instances", "keep_database"):
+        bad = post_json(api, destroy, {"confirm_name": cluster.name, flag: None})
+        assert bad.status_code == 400 and set(bad.json()["fields"]) == {flag}, bad.json()
+    assert not Run.objects.exists()
+    gone = post_json(api, destroy, {"confirm_name": cluster.name, "keep_instances": "false",
+                                    "keep_database": "false"})
+    assert gone.status_code == 202, gone.json()
+    assert Run.objects.get().params == {"keep_database": False}

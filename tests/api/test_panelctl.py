@@ -378,3 +378,57 @@ def test_nodes_add_instances_buys_like_the_first_ones_and_remove_can_keep_the_in
     assert removal.params["keep_instance"] is True
     assert removal.steps.get(key="ecs_instance_delete").args == {
         "node_id": agent.pk, "keep_instances": True}
+
+
+def test_removing_a_bought_node_asks_before_its_instance_is_released(
+        cli: Any, live_server: Any, quiet_queue: str) -> None:
+    """`nodes remove` of a node whose instance the panel bought (the API's instance_bought)
+    asks before releasing it, as add-instances asks before billing; --yes says it and goes
+    on. `add-instances` with nothing to buy is refused before any question."""
+    user = make_user()
+    cluster = bought_cluster(user)
+    Cluster.objects.filter(pk=cluster.pk).update(name="bought")
+    logged_in(cli, live_server, user)
+    nothing = cli("nodes", "add-instances", "bought")
+    assert nothing.exit_code == 2 and "add at least one server or agent" in nothing.output
+    assert "Buy 0" not in nothing.output
+    agent = Node.objects.create(cluster=cluster, role="agent", private_ip="10.0.3.9",
+                                ecs_instance_id="i-agent9", ssh_password="pw")
+    CloudResource.objects.create(cluster=cluster, kind="ecs_instance_a9",
+                                 provider_id="i-agent9", client_token=f"{cluster.code.hex}-a9",
+                                 region=cluster.region)
+    declined = cli("nodes", "remove", "bought", "10.0.3.9", input="n\n")
+    assert declined.exit_code == 1, declined.output
+    assert "ECS instance i-agent9, which the panel bought, is released (deleted)" in (
+        declined.output)
+    assert "nothing was removed" in declined.output and not Run.objects.exists()
+    released = cli("nodes", "remove", "bought", "10.0.3.9", "--yes")
+    assert released.exit_code == 0, released.output
+    assert "notice: ECS instance i-agent9" in released.output
+    removal = Run.objects.get(kind=RunKind.REMOVE_NODE)
+    assert removal.params["keep_instance"] is False
+    assert removal.steps.get(key="ecs_instance_delete").args["node_id"] == agent.pk
+
+
+def test_clusters_ssh_key_writes_the_generated_key_to_a_new_private_file(
+        cli: Any, live_server: Any, tmp_path: Path) -> None:
+    """`clusters ssh-key` is the API's …/ssh-key/: the key in a new file of mode 0600 (never
+    over an existing one), audited on the panel's side."""
+    from clusters.steps.ecs import generate_key_pair  # noqa: PLC0415
+
+    user = make_user()
+    cluster = bought_cluster(user)
+    private, public = generate_key_pair("k3s-panel-test")
+    Cluster.objects.filter(pk=cluster.pk).update(
+        name="keyed", generated_ssh_key=private, generated_ssh_public_key=public)
+    logged_in(cli, live_server, user)
+    target = tmp_path / "keyed-id_ecdsa"
+    wrote = cli("clusters", "ssh-key", "keyed", "-o", str(target))
+    assert wrote.exit_code == 0, wrote.output
+    assert target.read_text() == private
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert "fingerprint" in wrote.output and private not in wrote.output
+    again = cli("clusters", "ssh-key", "keyed", "-o", str(target))
+    assert again.exit_code == 2 and "exists already" in again.output
+    cluster.refresh_from_db()
+    assert cluster.generated_ssh_key_downloaded_at is not None

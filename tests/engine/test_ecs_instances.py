@@ -548,6 +548,13 @@ def test_removing_a_bought_node_releases_its_instance_only_or_keeps_it_when_aske
     assert second.ecs_instance_id in {b["id"] for b in tagged_instances(emu, cluster)}
     row = cluster.resources.get(provider_id=second.ecs_instance_id)
     assert row.state == ResourceState.DELETED and row.attributes["kept"] is True
+    # It stays in the nodes' group (its only one): the ledger and the log say so.
+    group = cluster.resources.get(kind="ecs_security_group").provider_id
+    assert row.attributes["kept_in_group"] == group
+    assert f"it stays in the cluster's security group {group} until you move it" in step(
+        kept, "ecs_instance_delete").wait_reason
+    assert any(line.startswith(f"Kept instance {second.ecs_instance_id}: it stays in the "
+                               f"cluster's security group {group}") for line in log_of(kept))
     assert len(calls(emu, "DeleteInstances")) == 1
 
     destroyed = run_plan(engine, cluster, instance_steps(destroy_plan(cluster)), 45)
@@ -557,6 +564,12 @@ def test_removing_a_bought_node_releases_its_instance_only_or_keeps_it_when_aske
     assert group.status == StepStatus.SKIPPED, group.error
     assert f"kept with instance {second.ecs_instance_id}" in group.wait_reason
     assert calls(emu, "DeleteSecurityGroup") == []
+    # Its key pair stays too: the kept instance was bought with it and logs in with it.
+    pair = step(destroyed, "ecs_keypair_delete")
+    assert pair.status == StepStatus.SKIPPED, pair.error
+    assert f"kept with instance {second.ecs_instance_id}" in pair.wait_reason
+    assert calls(emu, "DeleteKeyPairs") == [] and key_pair_name(cluster) in _key_pairs(emu)
+    assert any(line.startswith("Key pair kept: instance") for line in log_of(destroyed))
     # A network the panel created stays with the kept instance too (it holds an address).
     Cluster.objects.filter(pk=cluster.pk).update(network_order={"vpc_cidr": "10.0.0.0/16"})
     cluster.refresh_from_db()
@@ -713,3 +726,84 @@ def test_bought_without_bandwidth_a_node_has_no_public_address(
     assert step(run, "buy").status == StepStatus.SUCCEEDED, step(run, "buy").error
     (node,) = cluster.nodes.all()
     assert node.public_ip is None and node.ssh_address == node.private_ip
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_a_kept_instance_added_back_by_address_is_never_taken_out_of_the_group(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """A bought agent removed with "keep the instance" stays in the nodes' group; added back
+    by address, the join step finds it a member already, which the panel did not make: no
+    ledger row, so removing it again and destroying never send LeaveSecurityGroup (of its
+    only group, ECS answers InvalidOperation.InstanceSecurityGroupLimit: the removal and
+    the destroy would fail)."""
+    from clusters.models import NodeStatus  # noqa: PLC0415
+    from clusters.operations.destroy import destroy_plan  # noqa: PLC0415
+    from clusters.operations.nodes import add_nodes_plan, remove_node_plan  # noqa: PLC0415
+
+    run_plan(engine, cluster, BUY)
+    agent = cluster.nodes.get(role="agent")
+
+    def ecs_steps(plan: list[StepSpec]) -> list[StepSpec]:
+        return [dataclasses.replace(spec, depends_on=[d for d in spec.depends_on
+                                                      if d.startswith("ecs_")])
+                for spec in plan if spec.key.startswith("ecs_")]
+
+    kept = run_plan(engine, cluster, ecs_steps(remove_node_plan(cluster, agent,
+                                                                keep_instance=True)))
+    assert step(kept, "ecs_instance_delete").status == StepStatus.SKIPPED
+    # Added back by address: the same Node row, pending, its instance found by preflight.
+    type(agent).objects.filter(pk=agent.pk).update(status=NodeStatus.PENDING)
+    emu.control.clear_calls()
+    joined = run_plan(engine, cluster, ecs_steps(add_nodes_plan(cluster, [agent])))
+    assert step(joined, "ecs_join").status == StepStatus.SUCCEEDED, step(joined, "ecs_join").error
+    assert calls(emu, "JoinSecurityGroup") == []
+    assert not cluster.resources.filter(kind__startswith="ecs_join_").exists()
+    assert any("Already in sg-" in line and agent.ecs_instance_id in line
+               for line in log_of(joined))
+    # Removed again, then the cluster destroyed: nothing fails, nothing leaves the group.
+    again = run_plan(engine, cluster, ecs_steps(remove_node_plan(cluster, agent)))
+    assert all(s.status != StepStatus.FAILED for s in again.steps.all())
+    type(agent).objects.filter(pk=agent.pk).update(status=NodeStatus.REMOVED)
+    gone = run_plan(engine, cluster, ecs_steps(destroy_plan(cluster)), 45)
+    assert [(s.key, s.error) for s in gone.steps.all() if s.status == StepStatus.FAILED] == []
+    assert calls(emu, "LeaveSecurityGroup") == []
+    assert agent.ecs_instance_id in {b["id"] for b in tagged_instances(emu, cluster)}
+
+
+@override_settings(PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_removing_a_node_whose_instance_the_owner_released_by_hand_reaches_its_ledger(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """The owner deleted a bought node's instance in the ECS console: the removal's
+    uninstall finds it no longer listed (DescribeInstances) and is skipped, "instance
+    released", instead of failing after its retries on a host that cannot answer; the
+    instance step then closes its ledger row."""
+    import socket  # noqa: PLC0415
+
+    from clusters.operations.nodes import remove_node_plan  # noqa: PLC0415
+
+    run_plan(engine, cluster, BUY)
+    agent = cluster.nodes.get(role="agent")
+    api = cloud.cloud_for(cluster)
+    api.delete_instances([agent.ecs_instance_id], client_token="by-hand-in-the-console")
+    deadline = time.monotonic() + 30
+    while api.describe_instances_by_ids([agent.ecs_instance_id]):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    # Were SSH tried, it would be refused at once, on loopback (a closed port); the host
+    # was reached before (a pinned key), so an unreachable host is not "never reached".
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    type(agent).objects.filter(pk=agent.pk).update(public_ip="127.0.0.1", ssh_port=closed,
+                                                    ssh_private_only=False, host_key=(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPinnedPinnedPinnedPinnedPinnedPinnedPinned"))
+    keys = {"uninstall", "ecs_instance_delete"}
+    plan = [dataclasses.replace(spec, depends_on=[d for d in spec.depends_on if d in keys])
+            for spec in remove_node_plan(cluster, agent) if spec.key in keys]
+    removal = run_plan(engine, cluster, plan, 45)
+    uninstall = step(removal, "uninstall")
+    assert uninstall.status == StepStatus.SKIPPED, uninstall.error
+    assert "instance released" in uninstall.wait_reason
+    released = step(removal, "ecs_instance_delete")
+    assert released.status == StepStatus.SUCCEEDED, released.error
+    assert cluster.resources.get(provider_id=agent.ecs_instance_id).state == ResourceState.DELETED

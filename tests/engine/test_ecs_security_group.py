@@ -270,6 +270,15 @@ def test_the_owners_instances_join_the_group_when_chosen_and_leave_it_at_destroy
     engine.deliver_all()
     assert step(again, "join").status == StepStatus.SUCCEEDED
     assert calls(emu, "JoinSecurityGroup") == []  # members already: nothing sent twice
+    # A crash after JoinSecurityGroup, before its row said so: the row, INTENDED, makes the
+    # membership the panel's, so it is still left at destroy.
+    cluster.resources.filter(kind__startswith="ecs_join_").update(state=ResourceState.INTENDED)
+    crashed = engine.act(create_run, cluster, RunKind.TEST, plan)
+    engine.deliver_all()
+    assert step(crashed, "join").status == StepStatus.SUCCEEDED
+    assert calls(emu, "JoinSecurityGroup") == []
+    assert set(cluster.resources.filter(kind__startswith="ecs_join_")
+               .values_list("state", flat=True)) == {ResourceState.PRESENT}
     gone = engine.act(create_run, cluster, RunKind.TEST, [
         StepSpec("leave", "Leave", "ecs.leave_group"),
         StepSpec("delete", "Delete", "ecs.delete_security_group", ["leave"])])

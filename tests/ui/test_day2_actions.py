@@ -3,6 +3,7 @@ and what they refuse."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import pytest
@@ -260,6 +261,9 @@ def test_removing_a_bought_node_says_its_instance_is_released_and_offers_to_keep
     page = page_of(owner_client, cluster)
     assert "Its ECS instance i-bought0001, which the panel bought, is then released" in page
     assert "billed until then" in page
+    shown = html.unescape(page)
+    assert "it stays in the cluster's security group, which admits it to the nodes'" in shown
+    assert "it stays in the cluster's security group until you move it" in shown  # checkbox
     assert page.count('name="keep_instance"') == 1  # the bought agent only
     owner_client.post(remove_url(cluster, agent), {"keep_instance": "on"})
     run = Run.objects.get()

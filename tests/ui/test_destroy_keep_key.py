@@ -125,3 +125,69 @@ def test_the_api_refuses_the_keep_by_the_same_rule(user: Any, bought: Cluster) -
     assert refused.status_code == 409, refused.json()
     assert "which you have not downloaded" in refused.json()["detail"]
     assert not Run.objects.filter(cluster=bought).exists()
+
+
+def _bought_agent(cluster: Cluster) -> Any:
+    from clusters.models import Node  # noqa: PLC0415
+
+    CloudResource.objects.create(cluster=cluster, kind="ecs_instance_a1", provider_id="i-2",
+                                 client_token=f"a-{cluster.code.hex}", region=cluster.region,
+                                 state="present")
+    return Node.objects.create(cluster=cluster, role="agent", private_ip="10.0.3.3",
+                               ecs_instance_id="i-2", ssh_password="pw", status="ready")
+
+
+def test_keeping_a_removed_node_s_instance_needs_the_key_downloaded_too(
+        owner_client: Client, bought: Cluster) -> None:
+    """The destroy's rule, for one node: its instance logs in only with the generated key,
+    so "keep the instance" is refused until the key was downloaded (web, then API)."""
+    from tests.support.api import bearer, issue, post_json  # noqa: PLC0415
+
+    agent = _bought_agent(bought)
+    url = reverse("clusters:node-remove", args=[bought.code, agent.pk])
+    refused = html.unescape(owner_client.post(url, {"keep_instance": "on"}, follow=True)
+                            .content.decode())
+    assert "The kept instance logs in only with the SSH key pair the panel generated" in refused
+    assert "section “Destroy the cluster”" in refused
+    api = post_json(bearer(issue(bought.owner)),
+                    f"/api/v1/clusters/{bought.code}/nodes/{agent.pk}/remove/",
+                    {"keep_instance": True})
+    assert api.status_code == 409 and "which you have not downloaded" in api.json()["detail"]
+    assert not Run.objects.filter(cluster=bought).exists()
+    owner_client.post(reverse("clusters:generated-ssh-key", args=[bought.code]))
+    kept = post_json(bearer(issue(bought.owner, "again")),
+                     f"/api/v1/clusters/{bought.code}/nodes/{agent.pk}/remove/",
+                     {"keep_instance": True})
+    assert kept.status_code == 202, kept.json()
+    assert Run.objects.get(cluster=bought).params["keep_instance"] is True
+
+
+def test_the_api_downloads_the_key_as_the_page_does_then_keeps(user: Any,
+                                                                bought: Cluster) -> None:
+    """POST …/ssh-key/: the owner's read-write token gets the key (no-store), audited with
+    its fingerprint and never the key, and the keep then goes ahead: the API alone can keep
+    instances; a read-only token is refused, and a cluster on the owner's own key pair has
+    nothing to download."""
+    from tests.support.api import bearer, issue, post_json  # noqa: PLC0415
+
+    url = f"/api/v1/clusters/{bought.code}/ssh-key/"
+    reader = post_json(bearer(issue(user, "ro", scope="read")), url)
+    assert reader.status_code == 403
+    api = bearer(issue(user))
+    refused = post_json(api, f"/api/v1/clusters/{bought.code}/destroy/",
+                        {"confirm_name": bought.name, "keep_instances": True})
+    assert "panelctl clusters ssh-key" in refused.json()["detail"]
+    answer = post_json(api, url)
+    assert answer.status_code == 200, answer.json()
+    held = ssh.md5_fingerprint(ssh.load_private_key(bought.generated_ssh_key))
+    assert answer.json() == {"private_key": bought.generated_ssh_key, "fingerprint": held}
+    assert "no-store" in answer["Cache-Control"]
+    (event,) = AuditEvent.objects.filter(action=AuditAction.SSH_KEY_DOWNLOAD)
+    assert event.details == {"fingerprint": held, "api_token": "ci"}
+    assert event.cluster == bought and "PRIVATE KEY" not in str(event.details)
+    kept = post_json(api, f"/api/v1/clusters/{bought.code}/destroy/",
+                     {"confirm_name": bought.name, "keep_instances": True})
+    assert kept.status_code == 202, kept.json()
+    Cluster.objects.filter(pk=bought.pk).update(instance_order={**ORDER, "key_pair": "mine"})
+    mine = post_json(api, url)
+    assert mine.status_code == 409 and "your own key pair" in mine.json()["detail"]

@@ -89,6 +89,7 @@ API_OWNER_ONLY = frozenset({
     "api:destroy", "api:upgrade", "api:nodes", "api:node-instances", "api:node",
     "api:node-remove", "api:runs", "api:run", "api:run-retry", "api:run-cancel",
     "api:step-log", "api:kube-credentials", "api:kube-credential", "api:kube-credential-revoke",
+    "api:generated-ssh-key",
 })
 API = API_PUBLIC | API_OWN | API_OWNER_ONLY
 #: Answers 404 to anyone without looking at who asks (any other path under /api/v1/).
