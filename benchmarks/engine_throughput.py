@@ -404,7 +404,7 @@ def phases(broker_url: str, queue: str, runs: int) -> dict[str, Any]:
 
     timer = Phases()
     rows = [
-        ("claim: read the step, check dependencies, UPDATE", pipeline, "_claim"),
+        ("claim: one UPDATE ... RETURNING (+ ORM if missed)", pipeline, "_claim"),
         ("context: the cluster's secrets (nodes)", Cluster, "secret_values"),
         ("context: the step's log (last line number)", steplog.StepLog, "__init__"),
         ("context: the redactor", stepcontext.StepContext, "__post_init__"),
