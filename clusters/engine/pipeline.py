@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import sqlite3  # the module Django's SQLite backend uses: its library's version
 import threading
 import time
 import traceback
@@ -54,7 +55,7 @@ from django.db import (
     transaction,
 )
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Max, Model, Q
+from django.db.models import F, Field, Max, Model, Q
 from django.db.models.functions import Now
 from django.dispatch import Signal
 from django.utils import timezone
@@ -325,6 +326,16 @@ _CLAIM_STATEMENTS: dict[str, _ClaimStatement | None] = {}
 _CONTEXT_MODELS: tuple[type[Model], ...] = (Run, Cluster, CloudAccount)
 
 
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field)  # a column of the model's own, not a reverse relation
+    return field
+
+
+def _column(model: type[Model], name: str) -> str:
+    return str(_field(model, name).column)
+
+
 def _attnames(model: type[Model]) -> list[str]:
     return [field.attname for field in model._meta.concrete_fields]
 
@@ -353,7 +364,7 @@ def _claim_statement(conn: BaseDatabaseWrapper) -> _ClaimStatement | None:
         statement = None
         if conn.vendor == "postgresql":
             statement = _build_claim_statement(conn, postgresql=True)
-        elif conn.vendor == "sqlite" and conn.Database.sqlite_version_info >= (3, 35, 0):
+        elif conn.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35, 0):
             statement = _build_claim_statement(conn, postgresql=False)
         _CLAIM_STATEMENTS[conn.alias] = statement
     return _CLAIM_STATEMENTS[conn.alias]
@@ -365,10 +376,10 @@ def _build_claim_statement(conn: BaseDatabaseWrapper, *, postgresql: bool) -> _C
     table = q(Step._meta.db_table)
 
     def col(name: str, alias: str = table) -> str:
-        return f"{alias}.{q(Step._meta.get_field(name).column)}"
+        return f"{alias}.{q(_column(Step, name))}"
 
     def cols(model: type[Model], alias: str) -> list[str]:
-        return [f"{alias}.{q(field.column)}" for field in model._meta.concrete_fields]
+        return [f"{alias}.{q(str(field.column))}" for field in model._meta.concrete_fields]
 
     now, later = _database_clock(conn.vendor)
     lease, tolerance = (later.replace("%s", f"%({name})s") for name in ("lease", "tolerance"))
@@ -431,7 +442,7 @@ def _build_claim_statement(conn: BaseDatabaseWrapper, *, postgresql: bool) -> _C
             f"AND EXISTS (SELECT 1 FROM {run_table} AS r WHERE r.{q('id')} = {col('run')} "
             f"AND r.{q('status')} = %(run_running)s AND NOT r.{q('cancel_requested')}) "
             f"AND {dependencies_done} "
-            f"RETURNING {', '.join(q(field.column) for field in Step._meta.concrete_fields)}")
+            f"RETURNING {', '.join(q(str(field.column)) for field in Step._meta.concrete_fields)}")
         expressions = [field.get_col(table) for field in Step._meta.concrete_fields]
     compiler = Step.objects.none().query.get_compiler(connection=conn)
     converters = tuple((index, tuple(functions), expression) for index, (functions, expression)
@@ -827,14 +838,14 @@ def _store_outcome(step: Step, values: dict[str, Any], *, wait_seconds: float | 
     if sql is None:
         q = connection.ops.quote_name
         now, later = _database_clock(vendor)
-        assignments = [f"{q(Step._meta.get_field(name).column)} = %s" for name in columns]
+        assignments = [f"{q(_column(Step, name))} = %s" for name in columns]
         assignments += [f"{q('not_before')} = {later if wait_seconds is not None else 'NULL'}",
                         f"{q('finished_at')} = {now if finished else 'NULL'}",
                         f"{q('updated_at')} = {now}"]  # the sweeper's "moving"
         sql = (f"UPDATE {q(Step._meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
                f"WHERE {q('id')} = %s AND {q('status')} = %s AND {q('attempts')} = %s")
         _OUTCOME_STATEMENTS[key] = sql
-    params = [Step._meta.get_field(name).get_db_prep_save(value, connection)
+    params = [_field(Step, name).get_db_prep_save(value, connection)
               for name, value in values.items()]
     if wait_seconds is not None:
         params.append(_seconds_parameter(vendor, wait_seconds))

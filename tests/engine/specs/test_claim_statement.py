@@ -76,6 +76,7 @@ def test_a_step_not_yet_due_is_not_claimed_and_is_sent_again_for_when_it_is(
                                                args={"waits": 1, "seconds": 60}))
     engine.deliver(Sent(EXECUTE, (step_id,), None))
     (poll,) = engine.take()
+    assert 55 < poll.countdown <= 60
     engine.deliver(Sent(EXECUTE, (step_id,), None))  # delivered a minute early
     (again,) = engine.take()
     assert again.task == EXECUTE and again.args == (step_id,) and 55 < again.countdown <= 60
