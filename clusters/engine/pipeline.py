@@ -70,11 +70,13 @@ from clusters.engine.registry import time_limit as get_time_limit
 from clusters.engine.stepcontext import StepContext
 from clusters.engine.steplog import LeaseLost
 from clusters.models import (
+    NODE_SECRET_FIELDS,
     RUN_ACTIVE,
     STEP_BROKEN,
     STEP_DONE,
     CloudAccount,
     Cluster,
+    Node,
     Run,
     RunStatus,
     Step,
@@ -689,7 +691,7 @@ def execute(step_id: int) -> None:
     step, polling = claimed
     run = step.run
     cluster = run.cluster  # read with the claim (`_claim`)
-    ctx = StepContext(step=step, run=run, cluster=cluster, _secrets=cluster.secret_values())
+    ctx = StepContext(step=step, run=run, cluster=cluster, _secrets=_secrets_of(cluster))
     if not polling and step.tries > 1:
         ctx.say(f"Attempt {step.tries}.")
     retrying = False
@@ -721,6 +723,18 @@ def execute(step_id: int) -> None:
         advance(run.pk)
         return
     _apply(step, ctx, outcome, retrying=retrying)
+
+
+_NODE_SECRETS = CompiledQuery(
+    "context: the cluster's nodes' secrets",
+    lambda cluster_id: Node.objects.filter(cluster_id=cluster_id).order_by()
+    .values_list(*NODE_SECRET_FIELDS), 1)
+
+
+def _secrets_of(cluster: Cluster) -> list[str]:
+    """What the step's log and errors mask: the cluster's secrets, its nodes' read by a query
+    compiled once per process (the related manager's queryset was built for every step)."""
+    return cluster.secret_values(_NODE_SECRETS.rows(cluster.pk))
 
 
 def _backoff_seconds(failures: int) -> float:

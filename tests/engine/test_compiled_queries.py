@@ -21,7 +21,8 @@ pytestmark = pytest.mark.django_db
 
 def test_every_compiled_query_is_the_sql_the_orm_makes_now() -> None:
     names = {query.name for query in compiled.REGISTRY}
-    assert {pipeline._RUN_STEPS.name, pipeline._CLAIM_CONTEXT.name, steplog._STORED.name} <= names
+    assert {pipeline._RUN_STEPS.name, pipeline._CLAIM_CONTEXT.name, pipeline._NODE_SECRETS.name,
+            steplog._STORED.name} <= names
     for query in compiled.REGISTRY:
         for ids in ((1,), (2,), (987_654_321,)):
             query.check(*ids)
@@ -36,6 +37,7 @@ def test_a_compiled_query_gives_the_rows_its_queryset_gives() -> None:
     LogLine.objects.create(step=first, seq=7, time=first.updated_at, text="", stream=LOG_OMITTED)
     LogLine.objects.create(step=first, seq=9, time=first.updated_at, text="nine")
     for query, ids in ((pipeline._RUN_STEPS, run.pk), (pipeline._CLAIM_CONTEXT, first.pk),
+                       (pipeline._NODE_SECRETS, cluster.pk),
                        (steplog._STORED, first.pk), (steplog._STORED, 0)):
         expected = list(query.build(ids))
         assert sorted(query.rows(ids), key=repr) == sorted(expected, key=repr), query.name
@@ -45,6 +47,8 @@ def test_a_compiled_query_gives_the_rows_its_queryset_gives() -> None:
     # Decrypted, JSON decoded: the secrets a claim hands to the handler are plaintext.
     assert cluster.k3s_token and cluster.k3s_token in pipeline._CLAIM_CONTEXT.rows(first.pk)[0]
     assert sorted(row[3] for row in pipeline._RUN_STEPS.rows(run.pk)) == [[], ["a"]]
+    assert pipeline._secrets_of(cluster) == cluster.secret_values()
+    assert len(pipeline._NODE_SECRETS.rows(cluster.pk)) == 2
 
 
 def test_a_query_whose_sql_depends_on_its_argument_cannot_be_cached() -> None:
