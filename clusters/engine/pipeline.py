@@ -421,7 +421,11 @@ def _build_claim_statement(conn: BaseDatabaseWrapper, *, postgresql: bool) -> _C
             f"FROM (SELECT {q('id')}, {q('status')} FROM {table} "
             f"WHERE {q('id')} = %(step)s FOR UPDATE) AS o, "
             f"{run_table} AS r, {cluster_table} AS c, {account_table} AS a "
-            f"WHERE {col('id')} = o.{q('id')} AND r.{q('id')} = {col('run')} "
+            # The step's id named outright as well: the plan starts at its primary key
+            # whatever the statistics say (a burst of new runs, not yet analysed, made the
+            # planner start at the running runs and check every step's dependencies).
+            f"WHERE {col('id')} = %(step)s AND {col('id')} = o.{q('id')} "
+            f"AND r.{q('id')} = {col('run')} "
             f"AND c.{q('id')} = r.{q('cluster_id')} "
             f"AND a.{q('id')} = c.{q('cloud_account_id')} "
             f"AND {col('status')} IN (%(pending)s, %(waiting)s) AND {due} "
