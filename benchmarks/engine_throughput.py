@@ -398,14 +398,14 @@ def phases(broker_url: str, queue: str, runs: int) -> dict[str, Any]:
     from django.db import connection  # noqa: PLC0415
 
     from clusters.engine import pipeline, registry, stepcontext, steplog  # noqa: PLC0415
-    from clusters.models import Cluster, RunKind  # noqa: PLC0415
+    from clusters.models import RunKind  # noqa: PLC0415
     from tests.support.factories import make_cluster  # noqa: PLC0415
     from tests.support.services import redis_client  # noqa: PLC0415
 
     timer = Phases()
     rows = [
-        ("claim: read the step, check dependencies, UPDATE", pipeline, "_claim"),
-        ("context: the cluster's secrets (nodes)", Cluster, "secret_values"),
+        ("claim: one UPDATE ... RETURNING (+ ORM if missed)", pipeline, "_claim"),
+        ("context: the cluster's secrets (nodes)", pipeline, "_secrets_of"),
         ("context: the step's log (last line number)", steplog.StepLog, "__init__"),
         ("context: the redactor", stepcontext.StepContext, "__post_init__"),
         ("heartbeat thread: start and stop", pipeline._Heartbeat, "__enter__"),

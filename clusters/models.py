@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -300,8 +301,10 @@ class Cluster(models.Model):
         names = [self.api_dns_name, *self.api_addresses, self.slb_address or ""]
         return [name for name in dict.fromkeys(names) if name]
 
-    def secret_values(self) -> list[str]:
-        """Every secret a step of this cluster may come across, for log redaction."""
+    def secret_values(self, node_secrets: Iterable[Sequence[str]] | None = None) -> list[str]:
+        """Every secret a step of this cluster may come across, for log redaction.
+        `node_secrets`: the nodes' NODE_SECRET_FIELDS, when the caller read them already (the
+        engine, with a query compiled once per process: clusters/engine/compiled.py)."""
         values = [
             self.k3s_token,
             self.k3s_agent_token,
@@ -313,8 +316,9 @@ class Cluster(models.Model):
         # Only the three columns (decrypted as they are read), unordered: this runs at the
         # start of every step (clusters/engine/pipeline.py), where whole Node rows in
         # (role, address) order cost the ORM's time for nothing (issue 18).
-        for row in self.nodes.order_by().values_list(
-                "ssh_private_key", "ssh_password", "ssh_key_passphrase"):
+        if node_secrets is None:
+            node_secrets = self.nodes.order_by().values_list(*NODE_SECRET_FIELDS)
+        for row in node_secrets:
             values.extend(row)
         return [value for value in values if value]
 
@@ -376,6 +380,10 @@ class NodeQuerySet(models.QuerySet["Node"]):
 
     def agents(self) -> NodeQuerySet:
         return self.filter(role=NodeRole.AGENT)
+
+
+#: A node's secrets (`Cluster.secret_values`).
+NODE_SECRET_FIELDS = ("ssh_private_key", "ssh_password", "ssh_key_passphrase")
 
 
 class Node(models.Model):

@@ -34,13 +34,14 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import sqlite3  # the module Django's SQLite backend uses: its library's version
 import threading
 import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import shared_task
 from celery.signals import worker_ready
@@ -53,7 +54,8 @@ from django.db import (
     connection,
     transaction,
 )
-from django.db.models import F, Max, Q
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import F, Field, Max, Model, Q
 from django.db.models.functions import Now
 from django.dispatch import Signal
 from django.utils import timezone
@@ -61,16 +63,20 @@ from django.utils import timezone
 from clusters.core import heartbeat
 from clusters.core.errors import PermanentError, TransientError
 from clusters.core.titles import StepTitle
+from clusters.engine.compiled import CompiledQuery
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import get_handler
 from clusters.engine.registry import time_limit as get_time_limit
 from clusters.engine.stepcontext import StepContext
 from clusters.engine.steplog import LeaseLost
 from clusters.models import (
+    NODE_SECRET_FIELDS,
     RUN_ACTIVE,
     STEP_BROKEN,
     STEP_DONE,
+    CloudAccount,
     Cluster,
+    Node,
     Run,
     RunStatus,
     Step,
@@ -200,50 +206,68 @@ def advance(run_id: int, finished: str | None = None) -> None:
     that instant, a broker outage) is recovered as before: the sweeper advances a quiet run
     without `finished`, which sends every ready step.
     """
-    # The run's row comes with its steps (one query, one snapshot); unordered, so no join
-    # for Step's default ordering.
-    steps = list(
-        Step.objects.filter(run_id=run_id).select_related("run").order_by()
-        .only("id", "key", "status", "depends_on", "run", "run__status", "run__cancel_requested")
-    )
-    run = steps[0].run if steps else Run.objects.filter(pk=run_id).first()
-    if run is None or run.status not in RUN_ACTIVE:
+    # The run's status comes with its steps (one query, one snapshot, compiled once per
+    # process: clusters/engine/compiled.py); unordered, so no join for Step's ordering.
+    steps = [_StepRow(*row) for row in _RUN_STEPS.rows(run_id)]
+    if steps:
+        run_status, cancel_requested = steps[0].run_status, steps[0].cancel_requested
+    else:
+        found = Run.objects.filter(pk=run_id).values_list("status", "cancel_requested").first()
+        if found is None:
+            return
+        run_status, cancel_requested = found
+    if run_status not in RUN_ACTIVE:
         return
-    if run.status == RunStatus.PENDING:
-        Run.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
+    if run_status == RunStatus.PENDING:
+        Run.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
             status=RunStatus.RUNNING, started_at=timezone.now()
         )
-    by_status: dict[str, list[Step]] = {}
-    for step in steps:
-        by_status.setdefault(step.status, []).append(step)
-    running = by_status.get(StepStatus.RUNNING, [])
+    running = [step for step in steps if step.status == StepStatus.RUNNING]
 
-    if run.cancel_requested:
+    if cancel_requested:
         Step.objects.filter(
-            run_id=run.pk, status__in=[StepStatus.PENDING, StepStatus.WAITING]
+            run_id=run_id, status__in=[StepStatus.PENDING, StepStatus.WAITING]
         ).update(status=StepStatus.CANCELLED, not_before=None, wait_reason="")
         if not running:
-            _finish_run(run.pk, RunStatus.CANCELLED)
+            _finish_run(run_id, RunStatus.CANCELLED)
         return
 
     if any(step.status in STEP_BROKEN for step in steps):
         # Stop at the first failure: nothing new starts; what waits goes back to pending so a
         # retry resumes it. The run is failed once no step is still running.
-        Step.objects.filter(run_id=run.pk, status=StepStatus.WAITING).update(
+        Step.objects.filter(run_id=run_id, status=StepStatus.WAITING).update(
             status=StepStatus.PENDING, not_before=None, wait_reason=""
         )
         if not running:
-            _finish_run(run.pk, RunStatus.FAILED)
+            _finish_run(run_id, RunStatus.FAILED)
         return
 
     if all(step.status in STEP_DONE for step in steps):
-        _finish_run(run.pk, RunStatus.SUCCEEDED)
+        _finish_run(run_id, RunStatus.SUCCEEDED)
         return
 
     done = {step.key for step in steps if step.status in STEP_DONE}
-    for step in by_status.get(StepStatus.PENDING, []):
-        if set(step.depends_on) <= done and (finished is None or finished in step.depends_on):
+    for step in steps:
+        if step.status == StepStatus.PENDING and set(step.depends_on) <= done \
+                and (finished is None or finished in step.depends_on):
             _enqueue_execute(step.pk)
+
+
+class _StepRow(NamedTuple):
+    """What `advance` reads of each step of a run, and of the run itself."""
+
+    pk: int
+    key: str
+    status: str
+    depends_on: list[str]
+    run_status: str
+    cancel_requested: bool
+
+
+_RUN_STEPS = CompiledQuery(
+    "advance: a run's steps with the run's status",
+    lambda run_id: Step.objects.filter(run_id=run_id).order_by()
+    .values_list("id", "key", "status", "depends_on", "run__status", "run__cancel_requested"), 1)
 
 
 def _finish_run(run_id: int, status: str) -> None:
@@ -261,9 +285,244 @@ def _finish_run(run_id: int, status: str) -> None:
 # --- executing one step -----------------------------------------------------------------------
 
 
+#: Claim in one UPDATE ... RETURNING where the database has it (PostgreSQL; SQLite since
+#: 3.35). False: always the ORM's queries, as on MySQL (the tests run both ways).
+CLAIM_WITH_RETURNING = True
+
+
 def _claim(step_id: int) -> tuple[Step, bool] | None:
     """Take the step if it is ours to run now (with whether this run is only a re-poll after
-    a Wait); None when another worker has it or it is not due."""
+    a Wait); None when another worker has it or it is not due.
+
+    The rules: only a pending or waiting step, of a run that is running and not being
+    cancelled; only when due (its not_before at most EARLY_TOLERANCE after the database's
+    clock); a pending step only once every step it depends on is done. Coming back from a
+    plain Wait is a poll (`polls` + 1), not a new try; every claim adds one to `attempts`,
+    the fencing token of its lease. A message for a step already done advances its run, and
+    one for a step not yet due is sent again for when it is (`_claim_orm`).
+
+    Why one statement (issue 18): the claim was a read of the step with its run, cluster and
+    account, a read of its dependencies, the conditional UPDATE and a read of the row again,
+    and most of their time was the ORM compiling them. On PostgreSQL and SQLite the rules are
+    the WHERE of one UPDATE whose RETURNING is the row as claimed (`_claim_returning`). When
+    it takes nothing (a duplicate message, a step already done or not due), the ORM's path
+    runs and says why: that is rare, and keeps every "not claimed" rule in one place.
+    """
+    if CLAIM_WITH_RETURNING and _claim_statement(connection) is not None:
+        claimed = _claim_returning(step_id)
+        if claimed is not None:
+            return claimed
+    return _claim_orm(step_id)
+
+
+@dataclass(frozen=True)
+class _ClaimStatement:
+    """The claim's SQL for one database, and how to read the row it returns."""
+
+    sql: str
+    returns_context: bool  # RETURNING lists the old status, the run, cluster and account too
+    converters: tuple[tuple[int, tuple[Any, ...], Any], ...]
+
+
+_CLAIM_STATEMENTS: dict[str, _ClaimStatement | None] = {}
+_CONTEXT_MODELS: tuple[type[Model], ...] = (Run, Cluster, CloudAccount)
+
+
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field)  # a column of the model's own, not a reverse relation
+    return field
+
+
+def _column(model: type[Model], name: str) -> str:
+    return str(_field(model, name).column)
+
+
+def _attnames(model: type[Model]) -> list[str]:
+    return [field.attname for field in model._meta.concrete_fields]
+
+
+def _context_paths() -> list[str]:
+    """values_list() paths of the run's, cluster's and account's columns, from a step."""
+    paths = []
+    for prefix, model in (("run__", Run), ("run__cluster__", Cluster),
+                          ("run__cluster__cloud_account__", CloudAccount)):
+        paths += [prefix + field.attname for field in model._meta.concrete_fields]
+    return paths
+
+
+#: SQLite's claim reads these first (its RETURNING cannot name other tables).
+_CLAIM_CONTEXT = CompiledQuery(
+    "claim: the step's status with its run, cluster and account",
+    lambda step_id: Step.objects.filter(pk=step_id).order_by()
+    .values_list("status", *_context_paths()), 1)
+
+
+def _claim_statement(conn: BaseDatabaseWrapper) -> _ClaimStatement | None:
+    """The claim's UPDATE ... RETURNING for this connection's database, built once per
+    process from the models' tables and columns; None where the database has no RETURNING
+    on UPDATE (MySQL; SQLite before 3.35)."""
+    if conn.alias not in _CLAIM_STATEMENTS:
+        statement = None
+        if conn.vendor == "postgresql":
+            statement = _build_claim_statement(conn, postgresql=True)
+        elif conn.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35, 0):
+            statement = _build_claim_statement(conn, postgresql=False)
+        _CLAIM_STATEMENTS[conn.alias] = statement
+    return _CLAIM_STATEMENTS[conn.alias]
+
+
+def _build_claim_statement(conn: BaseDatabaseWrapper, *, postgresql: bool) -> _ClaimStatement:
+    # Names come from quote_name and the models, values are parameters (hence the noqa).
+    q = conn.ops.quote_name
+    table = q(Step._meta.db_table)
+
+    def col(name: str, alias: str = table) -> str:
+        return f"{alias}.{q(_column(Step, name))}"
+
+    def cols(model: type[Model], alias: str) -> list[str]:
+        return [f"{alias}.{q(str(field.column))}" for field in model._meta.concrete_fields]
+
+    now, later = _database_clock(conn.vendor)
+    lease, tolerance = (later.replace("%s", f"%({name})s") for name in ("lease", "tolerance"))
+    if postgresql:
+        dependencies = f"SELECT jsonb_array_elements_text({col('depends_on')})"
+    else:
+        dependencies = f"SELECT value FROM json_each({col('depends_on')})"  # noqa: S608
+    # The SET clause reads the row as it was: a poll is the claim of a plain Wait's step.
+    assignments = ", ".join([
+        f"{q('status')} = %(running)s",
+        f"{q('attempts')} = {col('attempts')} + 1",
+        f"{q('polls')} = {col('polls')} + CASE WHEN {col('status')} = %(waiting)s "
+        f"AND {col('transient_failures')} = 0 "
+        f"AND SUBSTR({col('wait_reason')}, 1, %(reclaimed_length)s) <> %(reclaimed)s "
+        "THEN 1 ELSE 0 END",
+        f"{q('lease_until')} = {lease}",
+        f"{q('heartbeat_at')} = {now}",
+        f"{q('started_at')} = COALESCE({col('started_at')}, {now})",
+        f"{q('not_before')} = NULL",
+        f"{q('updated_at')} = {now}",  # the sweeper's "moving" (set by hand, as update() did)
+    ])
+    due = f"({col('not_before')} IS NULL OR {col('not_before')} <= {tolerance})"
+    dependencies_done = (
+        f"({col('status')} = %(waiting)s OR NOT EXISTS (SELECT 1 FROM {table} AS d "  # noqa: S608
+        f"WHERE {col('run', 'd')} = {col('run')} AND {col('key', 'd')} IN ({dependencies}) "
+        f"AND {col('status', 'd')} NOT IN (%(succeeded)s, %(skipped)s)))")
+    run_table, cluster_table, account_table = (q(model._meta.db_table)
+                                               for model in _CONTEXT_MODELS)
+    status_field = Step._meta.get_field("status")
+    if postgresql:
+        # The old row is locked and read by the statement itself (a sub-SELECT FOR UPDATE):
+        # RETURNING gives the new row only, and the old status says whether this is a poll.
+        # Locked, it is the very version the UPDATE changes, even when another transaction
+        # changed the row after this statement began.
+        sql = (
+            f"UPDATE {table} SET {assignments} "  # noqa: S608
+            f"FROM (SELECT {q('id')}, {q('status')} FROM {table} "
+            f"WHERE {q('id')} = %(step)s FOR UPDATE) AS o, "
+            f"{run_table} AS r, {cluster_table} AS c, {account_table} AS a "
+            # The step's id named outright as well: the plan starts at its primary key
+            # whatever the statistics say (a burst of new runs, not yet analysed, made the
+            # planner start at the running runs and check every step's dependencies).
+            f"WHERE {col('id')} = %(step)s AND {col('id')} = o.{q('id')} "
+            f"AND r.{q('id')} = {col('run')} "
+            f"AND c.{q('id')} = r.{q('cluster_id')} "
+            f"AND a.{q('id')} = c.{q('cloud_account_id')} "
+            f"AND {col('status')} IN (%(pending)s, %(waiting)s) AND {due} "
+            f"AND r.{q('status')} = %(run_running)s AND NOT r.{q('cancel_requested')} "
+            f"AND {dependencies_done} "
+            f"RETURNING {', '.join(cols(Step, table))}, o.{q('status')}, "
+            f"{', '.join(cols(Run, 'r') + cols(Cluster, 'c') + cols(CloudAccount, 'a'))}")
+        expressions = [field.get_col(table) for field in Step._meta.concrete_fields]
+        expressions.append(status_field.get_col("o"))
+        expressions += [field.get_col(alias)
+                        for alias, model in zip("rca", _CONTEXT_MODELS, strict=True)
+                        for field in model._meta.concrete_fields]
+    else:
+        # SQLite's RETURNING names only the updated table: the old status, run, cluster and
+        # account are read first, in the same transaction (BEGIN IMMEDIATE, settings.py:
+        # nothing else writes between that read and this UPDATE).
+        sql = (
+            f"UPDATE {table} SET {assignments} "  # noqa: S608
+            f"WHERE {col('id')} = %(step)s AND {col('status')} = %(status)s AND {due} "
+            f"AND EXISTS (SELECT 1 FROM {run_table} AS r WHERE r.{q('id')} = {col('run')} "
+            f"AND r.{q('status')} = %(run_running)s AND NOT r.{q('cancel_requested')}) "
+            f"AND {dependencies_done} "
+            f"RETURNING {', '.join(q(str(field.column)) for field in Step._meta.concrete_fields)}")
+        expressions = [field.get_col(table) for field in Step._meta.concrete_fields]
+    compiler = Step.objects.none().query.get_compiler(connection=conn)
+    converters = tuple((index, tuple(functions), expression) for index, (functions, expression)
+                       in compiler.get_converters(expressions).items())
+    return _ClaimStatement(sql, postgresql, converters)
+
+
+def _claim_parameters(step_id: int) -> dict[str, Any]:
+    vendor = connection.vendor
+    return {
+        "step": step_id, "running": StepStatus.RUNNING.value, "pending": StepStatus.PENDING.value,
+        "waiting": StepStatus.WAITING.value, "succeeded": StepStatus.SUCCEEDED.value,
+        "skipped": StepStatus.SKIPPED.value, "run_running": RunStatus.RUNNING.value,
+        "reclaimed_length": len(RECLAIMED), "reclaimed": RECLAIMED,
+        "lease": _seconds_parameter(vendor, settings.PANEL_STEP_LEASE_SECONDS),
+        "tolerance": _seconds_parameter(vendor, EARLY_TOLERANCE.total_seconds()),
+    }
+
+
+def _claim_returning(step_id: int) -> tuple[Step, bool] | None:
+    """`_claim` as one UPDATE ... RETURNING (PostgreSQL), or a read and an UPDATE ...
+    RETURNING in one write transaction (SQLite); None when it took nothing."""
+    statement = _claim_statement(connection)
+    assert statement is not None  # _claim checked
+    params = _claim_parameters(step_id)
+    if statement.returns_context:
+        with connection.cursor() as cursor:
+            cursor.execute(statement.sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = _converted(list(row), statement)
+        own = len(Step._meta.concrete_fields)
+        step_values, old_status, context = values[:own], values[own], values[own + 1:]
+    else:
+        with transaction.atomic():
+            found = _CLAIM_CONTEXT.rows(step_id)
+            if not found or found[0][0] not in (StepStatus.PENDING, StepStatus.WAITING):
+                return None
+            old_status, *context = found[0]
+            with connection.cursor() as cursor:
+                cursor.execute(statement.sql, {**params, "status": old_status})
+                row = cursor.fetchone()
+        if row is None:
+            return None
+        step_values = _converted(list(row), statement)
+    step = Step.from_db(connection.alias, _attnames(Step), step_values)
+    related: list[Model] = []
+    for model in _CONTEXT_MODELS:
+        width = len(model._meta.concrete_fields)
+        related.append(model.from_db(connection.alias, _attnames(model), context[:width]))
+        context = context[width:]
+    run, cluster, account = related
+    Step._meta.get_field("run").set_cached_value(step, run)
+    Run._meta.get_field("cluster").set_cached_value(run, cluster)
+    Cluster._meta.get_field("cloud_account").set_cached_value(cluster, account)
+    polling = old_status == StepStatus.WAITING and step.transient_failures == 0 \
+        and not step.wait_reason.startswith(RECLAIMED)
+    return step, polling
+
+
+def _converted(values: list[Any], statement: _ClaimStatement) -> list[Any]:
+    for index, functions, expression in statement.converters:
+        value = values[index]
+        for function in functions:
+            value = function(value, expression, connection)
+        values[index] = value
+    return values
+
+
+def _claim_orm(step_id: int) -> tuple[Step, bool] | None:
+    """`_claim` in several queries through the ORM: on databases without UPDATE ... RETURNING
+    (MySQL), and when the one-statement claim took nothing (it then says why: a step already
+    done advances its run, one not yet due is sent again for later)."""
     # The database's time, read with the row: due times and leases are judged on its clock.
     # The run, its cluster and account come with the step: one query where there were three
     # (a trivial step's whole engine cost is a handful of queries; issue 18). Unordered: the
@@ -436,7 +695,7 @@ def execute(step_id: int) -> None:
     step, polling = claimed
     run = step.run
     cluster = run.cluster  # read with the claim (`_claim`)
-    ctx = StepContext(step=step, run=run, cluster=cluster, _secrets=cluster.secret_values())
+    ctx = StepContext(step=step, run=run, cluster=cluster, _secrets=_secrets_of(cluster))
     if not polling and step.tries > 1:
         ctx.say(f"Attempt {step.tries}.")
     retrying = False
@@ -470,6 +729,18 @@ def execute(step_id: int) -> None:
     _apply(step, ctx, outcome, retrying=retrying)
 
 
+_NODE_SECRETS = CompiledQuery(
+    "context: the cluster's nodes' secrets",
+    lambda cluster_id: Node.objects.filter(cluster_id=cluster_id).order_by()
+    .values_list(*NODE_SECRET_FIELDS), 1)
+
+
+def _secrets_of(cluster: Cluster) -> list[str]:
+    """What the step's log and errors mask: the cluster's secrets, its nodes' read by a query
+    compiled once per process (the related manager's queryset was built for every step)."""
+    return cluster.secret_values(_NODE_SECRETS.rows(cluster.pk))
+
+
 def _backoff_seconds(failures: int) -> float:
     base = settings.PANEL_RETRY_BASE_SECONDS * (2 ** (failures - 1))
     capped = min(base, settings.PANEL_RETRY_MAX_SECONDS)
@@ -501,8 +772,7 @@ def _apply(step: Step, ctx: StepContext, outcome: Outcome, *, retrying: bool = F
         seconds = max(0.0, float(outcome.seconds))
         recorded = _record(
             step, ctx, StepStatus.WAITING,
-            not_before=Now() + timedelta(seconds=seconds),
-            wait_reason=outcome.reason[:500], finished=False,
+            wait_seconds=seconds, wait_reason=outcome.reason[:500], finished=False,
             # A plain wait is progress, so the transient-failure budget starts over.
             transient_failures=step.transient_failures if retrying else 0,
         )
@@ -526,32 +796,29 @@ def _record(
     *,
     error: str = "",
     wait_reason: str = "",
-    not_before: Any = None,
+    wait_seconds: float | None = None,
     finished: bool = True,
     **extra: Any,
 ) -> bool:
     """Store the outcome, if this worker still owns the step (its lease was not taken over),
     in one transaction with the log's last lines: one commit, not two (issue 18). When the
     database goes away at that moment, the lines go on their own (StepLog.flush tries a new
-    connection once itself) and then the outcome, as two statements, as before."""
+    connection once itself) and then the outcome, as two statements, as before.
+    `wait_seconds`: due again that long after now, on the database's clock."""
     values: dict[str, Any] = {
         "status": status,
         "error": ctx.redact(error),
         "wait_reason": ctx.redact(wait_reason),
         "result": ctx.step.result,
-        "not_before": not_before,
         "lease_until": None,
-        "finished_at": Now() if finished else None,
-        "updated_at": Now(),  # the sweeper's "moving" (update() skips auto_now)
         # A call that returned proves the step can start: PANEL_STEP_MAX_RECLAIMS counts the
         # reclaims in a row, not over a long step's life (workers die now and then).
         "reclaim_streak": 0,
         **extra,
     }
+
     def store() -> int:
-        return Step.objects.filter(
-            pk=step.pk, status=StepStatus.RUNNING, attempts=step.attempts
-        ).update(**values)
+        return _store_outcome(step, values, wait_seconds=wait_seconds, finished=finished)
 
     try:
         owned = ctx.log.flush_with(store)
@@ -563,6 +830,64 @@ def _record(
         logger.warning("step %s lost its lease before recording %s; outcome dropped", step.pk,
                        status)
     return bool(owned)
+
+
+_OUTCOME_STATEMENTS: dict[tuple[str, tuple[str, ...], bool, bool], str] = {}
+
+
+def _store_outcome(step: Step, values: dict[str, Any], *, wait_seconds: float | None,
+                   finished: bool) -> int:
+    """UPDATE the step with `values` (and its due time, end and change time from the
+    database's clock) if this attempt still owns it; how many rows (0 or 1) it changed.
+
+    Why not QuerySet.update(): building and compiling it was most of the record's time
+    (issue 18). The statement is made once per set of columns and kept; each value is
+    prepared by its field (get_db_prep_save: JSON, encryption), as update() does."""
+    vendor = connection.vendor
+    if vendor not in ("postgresql", "sqlite"):
+        due = None if wait_seconds is None else Now() + timedelta(seconds=wait_seconds)
+        return Step.objects.filter(
+            pk=step.pk, status=StepStatus.RUNNING, attempts=step.attempts
+        ).update(**values, not_before=due, finished_at=Now() if finished else None,
+                 updated_at=Now())  # QuerySet.update() skips auto_now; the sweeper reads it
+    columns = tuple(values)
+    key = (connection.alias, columns, wait_seconds is not None, finished)
+    sql = _OUTCOME_STATEMENTS.get(key)
+    if sql is None:
+        q = connection.ops.quote_name
+        now, later = _database_clock(vendor)
+        assignments = [f"{q(_column(Step, name))} = %s" for name in columns]
+        assignments += [f"{q('not_before')} = {later if wait_seconds is not None else 'NULL'}",
+                        f"{q('finished_at')} = {now if finished else 'NULL'}",
+                        f"{q('updated_at')} = {now}"]  # the sweeper's "moving"
+        sql = (f"UPDATE {q(Step._meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
+               f"WHERE {q('id')} = %s AND {q('status')} = %s AND {q('attempts')} = %s")
+        _OUTCOME_STATEMENTS[key] = sql
+    params = [_field(Step, name).get_db_prep_save(value, connection)
+              for name, value in values.items()]
+    if wait_seconds is not None:
+        params.append(_seconds_parameter(vendor, wait_seconds))
+    params += [step.pk, StepStatus.RUNNING.value, step.attempts]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+def _database_clock(vendor: str) -> tuple[str, str]:
+    """SQL for the database's "now" (Django's Now()) and for "now plus a parameter"
+    (`_seconds_parameter`), on PostgreSQL or SQLite."""
+    if vendor == "postgresql":
+        return "STATEMENT_TIMESTAMP()", "STATEMENT_TIMESTAMP() + %s"
+    return ("STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW')",
+            "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW', %s)")
+
+
+def _seconds_parameter(vendor: str, seconds: float) -> Any:
+    """A duration as `_database_clock`'s "now plus" takes it: an interval on PostgreSQL, a
+    date-time modifier on SQLite."""
+    if vendor == "postgresql":
+        return timedelta(seconds=seconds)
+    return f"{seconds:+.6f} seconds"
 
 
 # --- operator actions -------------------------------------------------------------------------

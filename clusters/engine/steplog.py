@@ -55,6 +55,7 @@ from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
 from clusters.core.storable import storable_text
+from clusters.engine.compiled import CompiledQuery
 from clusters.models import LOG_OMITTED, LogLine
 
 # ECMA-48 sequences: CSI (ESC [ or the 8-bit 0x9b, parameters, intermediates, a final byte),
@@ -195,6 +196,14 @@ class LeaseLost(BaseException):
     """
 
 
+#: A step's last line number and its marker's (`StepLog.__init__`).
+_STORED = CompiledQuery(
+    "step log: the last line number and the marker's",
+    lambda step_id: LogLine.objects.filter(step_id=step_id).order_by().values("step_id")
+    .annotate(last=Max("seq"), marker=Min("seq", filter=Q(stream=LOG_OMITTED)))
+    .values_list("last", "marker"), 1)
+
+
 class StepLog:
     """Collects lines for one step and writes them in batches (by count or by age), keeping
     the step's first and newest lines only (see the module docstring).
@@ -235,13 +244,12 @@ class StepLog:
         # stop_reason says which.
         self.lease_lost = threading.Event()
         self.stop_reason = ""
-        # One query for both (a step's start is on the engine's hot path, issue 18).
-        stored = LogLine.objects.filter(step_id=step_id).aggregate(
-            last=Max("seq"), marker=Min("seq", filter=Q(stream=LOG_OMITTED)))
-        self._next_seq = (stored["last"] or 0) + 1
+        # One query for both, compiled once per process (a step's start is on the engine's
+        # hot path, issue 18); no row when the step has no line yet.
+        (last, marker), = _STORED.rows(step_id) or [(None, None)]
+        self._next_seq = (last or 0) + 1
         # A step's head is fixed once its log was trimmed (an earlier attempt's marker row
         # says where): a changed setting must not move the gap under lines already kept.
-        marker = stored["marker"]
         self._head = marker - 1 if marker is not None else self._limits.head_lines
         # Lines numbered up to here (beyond the head) are gone or counted by the marker.
         self._trimmed_to = self._head
