@@ -130,6 +130,9 @@ def node_rules(spec: FirewallSpec) -> tuple[NodeRule, ...]:
 
 
 ALLOWLIST_WHY = "k3s API from the allow-list (outside the VPC, through the CLB)"
+# The description the panel gave these rules before ALLOWLIST_WHY (an Internet CLB's only):
+# how steps/ecs.py recognises them in a group made then.
+OLD_ALLOWLIST_WHY = "k3s API from the allow-list (Internet CLB)"
 
 
 def allowlist_rules(spec: FirewallSpec) -> tuple[NodeRule, ...]:

@@ -42,6 +42,7 @@ from clusters.engine.stepcontext import StepContext
 from clusters.k3s.firewall import (
     ALLOWLIST_WHY,
     API_PORT,
+    OLD_ALLOWLIST_WHY,
     REQUIREMENTS_URL,
     FirewallError,
     FirewallSpec,
@@ -154,6 +155,23 @@ def _allowlist_sources(wanted: dict[IngressRule, str]) -> list[str]:
     return [rule.source_cidr for rule, why in wanted.items() if why == ALLOWLIST_WHY]
 
 
+def _is_api_cidr_rule(rule: IngressRule) -> bool:
+    return (rule.port_range == f"{API_PORT}/{API_PORT}" and rule.policy == "Accept"
+            and rule.protocol == "TCP" and not rule.source_group_id and bool(rule.source_cidr))
+
+
+def _allowlist_rules_before_the_ledger(ctx: StepContext, current: list[IngressRule]) -> list[str]:
+    """The allow-list sources of a group made before the row recorded ALLOWLIST_SOURCES: the
+    TCP 6443 Accept rules from a CIDR described as the panel's allow-list rules (either
+    wording), or from a source of the allow-list this change replaces (the run's "from").
+    Without them a source removed from the list would keep 6443: its old rule equals a
+    wanted one (the description is not part of a rule), so it was never "written" here."""
+    before = {str(c) for c in (ctx.run.params or {}).get("from") or []}
+    return list(dict.fromkeys(
+        rule.source_cidr for rule in current if _is_api_cidr_rule(rule)
+        and (rule.description in (ALLOWLIST_WHY, OLD_ALLOWLIST_WHY) or rule.source_cidr in before)))
+
+
 def _revoke_stale_allowlist(ctx: StepContext, api: AliyunCloud, resource: CloudResource, *,
                             group: str, wanted: dict[IngressRule, str],
                             current: list[IngressRule], ours: list[str]) -> list[IngressRule]:
@@ -162,15 +180,15 @@ def _revoke_stale_allowlist(ctx: StepContext, api: AliyunCloud, resource: CloudR
     never touched. Called after the new sources are authorized, so a source listed both
     before and after the change is never dropped, even for a moment."""
     stale = [rule for rule in current if rule not in wanted and rule.source_cidr in ours
-             and rule.port_range == f"{API_PORT}/{API_PORT}" and rule.policy == "Accept"
-             and rule.protocol == "TCP" and not rule.source_group_id]
+             and _is_api_cidr_rule(rule)]
     if stale:
         api.revoke_ingress(group, stale)
         ctx.say(f"Revoked from {group}: " + ", ".join(_describe(r) for r in stale)
                 + " (no longer in the API's allow-list)")
     allowed = _allowlist_sources(wanted)
     kept = [cidr for cidr in ours if cidr in allowed]
-    if kept != list(resource.attributes.get(ALLOWLIST_SOURCES) or []):
+    if ALLOWLIST_SOURCES not in resource.attributes or \
+            kept != list(resource.attributes.get(ALLOWLIST_SOURCES) or []):
         cloud.record(resource, allowlist_sources=kept)  # ALLOWLIST_SOURCES
     return stale
 
@@ -207,7 +225,10 @@ def security_group(ctx: StepContext) -> Outcome:
                              "(Security Groups), then press Retry.")
     missing = [rule for rule in wanted if rule not in current]
     # The allow-list sources whose rules this step wrote, with the ones it writes now.
-    ours = list(dict.fromkeys([*(resource.attributes.get(ALLOWLIST_SOURCES) or []),
+    written = resource.attributes.get(ALLOWLIST_SOURCES)
+    if written is None:
+        written = _allowlist_rules_before_the_ledger(ctx, current)
+    ours = list(dict.fromkeys([*written,
                                *(r.source_cidr for r in missing if wanted[r] == ALLOWLIST_WHY)]))
     if missing:
         token = _rules_token(resource.client_token, missing)
