@@ -382,7 +382,7 @@ def keypair(ctx: StepContext) -> Outcome:
                 raise
             # Made between the look and the import: ours (a lost answer) or someone else's.
             found = api.key_pair_fingerprint(name) or ""
-            if found != wanted:
+            if not ssh.same_fingerprint(found, wanted):
                 raise PermanentError(
                     f"ImportKeyPair of {name} was refused: a pair of that name exists"
                     + (f" with fingerprint {found}" if found else "")
@@ -391,7 +391,8 @@ def keypair(ctx: StepContext) -> Outcome:
                     "press Retry.", code=error.code, request_id=error.request_id) from None
         else:
             ctx.say(f"Imported key pair {name} (fingerprint {found})")
-    if found != wanted:
+    # However ECS writes it (case, colons): as delete_keypair compares.
+    if not ssh.same_fingerprint(found, wanted):
         raise PermanentError(
             f"Key pair {name} exists with fingerprint {found}, not this cluster's {wanted}: "
             "it is not the panel's. Delete or rename it in the ECS console (Key Pairs), "
