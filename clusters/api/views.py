@@ -167,6 +167,7 @@ class NetworkChoices(APIView):
                                                                                account)))
         return Response({
             "zones": found.zones,
+            "nlb_zones": found.nlb_zones,
             "vpcs": [{"vpc_id": v.vpc_id, "cidr": v.cidr, "name": v.name} for v in found.vpcs],
             "vswitches": [{"vswitch_id": v.vswitch_id, "vpc_id": v.vpc_id,
                            "zone_id": v.zone_id, "cidr": v.cidr, "name": v.name,
