@@ -263,7 +263,7 @@ def _check_instances(state: wizard.WizardState, account: CloudAccount,
     data = with_initials(InstanceOrderForm, given, list(ORDER_FIELDS), prefix=None)
     form = InstanceOrderForm(data, types=choices.types, images=choices.images,
                              key_pairs=choices.key_pairs, datastore=state.get("datastore"),
-                             prefix=None)
+                             vpc_cidr=str(network.get("vpc_cidr") or ""), prefix=None)
     if not form.is_valid():
         _collect(errors, form, "instances.")
         return

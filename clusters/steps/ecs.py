@@ -77,14 +77,9 @@ def is_node_group(cluster: Cluster, name: str) -> bool:
 
 
 def panel_ssh_sources(vpc_cidr: str) -> tuple[str, ...]:
-    """Where the hosts see the panel's SSH come from: PANEL_SSH_SOURCE_CIDRS, or else the
-    panel's own IPv4 addresses inside the VPC (a panel running in it), each a /32."""
-    configured = tuple(getattr(settings, "PANEL_SSH_SOURCE_CIDRS", []) or ())
-    if configured:
-        return configured
-    network = ipaddress.IPv4Network(vpc_cidr, strict=False)
-    return tuple(sorted(f"{a}/32" for a in host_addresses.panel_addresses()
-                        if isinstance(a, ipaddress.IPv4Address) and a in network))
+    """Where the hosts see the panel's SSH come from (host_addresses.panel_ssh_sources: the
+    same rule the wizard asks whether bought instances need a public address by)."""
+    return host_addresses.panel_ssh_sources(vpc_cidr)
 
 
 def firewall_spec(cluster: Cluster, vpc_cidr: str) -> FirewallSpec:
@@ -500,6 +495,12 @@ def check_order(ctx: StepContext) -> Outcome:
              if not _recorded(cluster, INSTANCE_KIND + slot)]
     if not slots:
         return Skip("every instance of the order is bought already")
+    if not int(order.get("public_bandwidth_mbps") or 0):
+        # Bought so, the nodes could only be reached at their private addresses, which a
+        # panel outside the VPC has no route to: SSH would time out at the preflight.
+        unreachable = host_addresses.no_route_without_public_address(_vpc_cidr(api, cluster))
+        if unreachable:
+            raise PermanentError(f"{unreachable} Nothing was bought.")
     group, key_pair = _group_and_key_pair(cluster)
     probe = _order(cluster, group, key_pair, "check", len(slots))
     try:
