@@ -43,9 +43,11 @@ from clusters.k3s.firewall import (
     ALLOWLIST_WHY,
     API_PORT,
     OLD_ALLOWLIST_WHY,
+    PUBLIC_ON_INTRANET,
     REQUIREMENTS_URL,
     FirewallError,
     FirewallSpec,
+    allowlist_skipped,
     node_rules,
     panel_inside_vpc,
 )
@@ -214,6 +216,11 @@ def security_group(ctx: StepContext) -> Outcome:
         ctx.say(f"{group}: members reach each other only through its rules "
                 "(InnerAccessPolicy Drop)")
     wanted = wanted_rules(cluster, vpc_cidr, group)
+    for cidr, why in allowlist_skipped(firewall_spec(cluster, vpc_cidr)):
+        ctx.say(f"Allow-list source {cidr}: no TCP {API_PORT} rule in {group}: " + (
+            "a public block cannot reach an intranet API (it would reach the nodes past the "
+            "CLB)" if why == PUBLIC_ON_INTRANET else
+            "a private block never comes through an Internet-facing CLB"))
     current = api.ingress_rules(group)
     if current is None:
         raise PermanentError(f"Security group {group} disappeared; check the ECS console "

@@ -139,6 +139,7 @@ def network_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRes
         form = NetworkStepForm(request.POST, network=choices)
         if form.is_valid():
             state.put("network", form.cleaned_data)
+            _flash_warnings(request, form.warnings)
             return _next("network")
     else:
         form = NetworkStepForm(initial=state.get("network") or None, network=choices)

@@ -468,3 +468,28 @@ def test_a_group_made_before_the_ledger_loses_a_removed_source_s_old_6443_rule(
     assert on_6443 == {emu.vpc["cidr"], "198.18.0.0/15", "203.0.113.0/24"}
     row.refresh_from_db()
     assert row.attributes[ALLOWLIST_SOURCES] == ["198.18.0.0/15"]
+
+
+def test_allow_list_sources_the_group_will_not_admit_are_each_said(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """An Internet CLB's clients come with public addresses: a private block of its
+    allow-list never matches, so 6443 is not opened to that range (it would admit it from a
+    peered VPC, past the CLB); an intranet API's public block is not opened either. Each
+    skipped source is said in the step's log."""
+    cluster.slb_address_type = "internet"
+    cluster.api_allowed_cidrs = ["8.8.8.0/24", "10.99.0.0/16"]
+    cluster.save()
+    run = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    on_6443 = {r[2] for r in held_rules(emu, group) if r[1] == "6443/6443"}
+    assert on_6443 == {emu.vpc["cidr"], "8.8.8.0/24"}
+    assert any("10.99.0.0/16" in line and "never comes through an Internet-facing CLB" in line
+               for line in log_of(run))
+
+    cluster.slb_address_type = "intranet"
+    cluster.save()
+    again = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    assert any("8.8.8.0/24" in line and "cannot reach an intranet API" in line
+               for line in log_of(again))

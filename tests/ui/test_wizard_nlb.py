@@ -212,3 +212,27 @@ def test_a_zone_without_nlb_is_refused_before_anything_is_bought(
     nlb_sold_in(third)  # one zone only: no NLB in this region, said as such
     refused = at_datastore.post(step_url("network"), answer)
     assert "fewer than two zones" in " ".join(field_errors(refused, "load_balancer_kind"))
+
+
+def test_allow_list_sources_the_nodes_will_not_admit_are_warned_of(
+        at_datastore: Client, cloud: Emulator) -> None:
+    """Through a CLB the client's own address reaches the nodes: a private block can never
+    be an Internet-facing API's client, and a public block is not admitted to an intranet
+    API's nodes (k3s/firewall.allowlist_skipped). The wizard says so instead of dropping
+    them silently; the answer is still saved."""
+    vswitch = cloud.vswitch
+    base = {"zone": vswitch["zone_id"], "vpc": cloud.vpc["vpc_id"],
+            "vswitch": vswitch["vswitch_id"], "load_balancer_kind": "clb"}
+    internet = at_datastore.post(step_url("network"), {
+        **base, "slb_address_type": "internet",
+        "api_allowed_cidrs": "203.0.113.0/24\n10.99.0.0/16"}, follow=True)
+    page = internet.content.decode()
+    assert "10.99.0.0/16 is a private block" in page
+    assert "203.0.113.0/24 is a" not in page
+    assert WizardState(at_datastore.session).get("network")["api_allowed_cidrs"] == [
+        "203.0.113.0/24", "10.99.0.0/16"]
+    intranet = at_datastore.post(step_url("network"), {
+        **base, "slb_address_type": "intranet",
+        "api_allowed_cidrs": "8.8.8.0/24\n10.99.0.0/16"}, follow=True)
+    page = intranet.content.decode()
+    assert "8.8.8.0/24 is a public block" in page and "10.99.0.0/16 is a" not in page

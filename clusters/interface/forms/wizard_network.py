@@ -10,6 +10,12 @@ from django.utils.translation import gettext_lazy as _
 from clusters.adapters import wizard_checks
 from clusters.core import allowlist, network_blocks
 from clusters.interface.forms.common import WizardForm
+from clusters.k3s.firewall import (
+    PUBLIC_ON_INTRANET,
+    FirewallError,
+    FirewallSpec,
+    allowlist_skipped,
+)
 from clusters.models import LoadBalancerKind, SlbAddressType
 
 if TYPE_CHECKING:
@@ -235,7 +241,36 @@ class NetworkStepForm(WizardForm):
             return None
         return {"zone2": zone2, "vswitch2_cidr": cidr}
 
+    def _warn_unreachable_sources(self, data: dict[str, Any]) -> None:
+        """Warn of each allow-list source a CLB keeps but the nodes' group will not admit on
+        6443 (k3s/firewall.allowlist_skipped): a public block of an intranet API, a private
+        block of an Internet-facing one (its clients come with public addresses)."""
+        if self.errors or not data.get("vpc_cidr"):
+            return
+        spec = FirewallSpec(
+            vpc_cidr=data["vpc_cidr"], panel_cidrs=(),
+            internet_api=data.get("slb_address_type") == SlbAddressType.INTERNET,
+            api_allowed_cidrs=tuple(data.get("api_allowed_cidrs") or ()),
+            clb=data.get("load_balancer_kind") != LoadBalancerKind.NLB)
+        try:
+            skipped = allowlist_skipped(spec)
+        except FirewallError:
+            return
+        for cidr, why in skipped:
+            self.warnings.append(str((_(
+                "%(cidr)s is a public block: an intranet API's clients come over private "
+                "networks, so the nodes do not admit it on 6443 and it will not reach the API.")
+                if why == PUBLIC_ON_INTRANET else _(
+                "%(cidr)s is a private block: clients of an Internet-facing API come with "
+                "public addresses, so it never matches and the nodes do not admit it on "
+                "6443. List the public address your clients connect from.")) % {"cidr": cidr}))
+
     def clean(self) -> dict[str, Any]:
+        data = self._clean()
+        self._warn_unreachable_sources(data)
+        return data
+
+    def _clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
         if data.get("create_network"):
