@@ -394,7 +394,12 @@ class DestroySerializer(serializers.Serializer):
     confirm_name = serializers.CharField(help_text="The cluster's name, typed as confirmation.")
     keep_database = serializers.BooleanField(default=False)
     keep_instances = serializers.BooleanField(
-        default=False, help_text="Keep the ECS instances the panel bought (they stay billed).")
+        default=False, help_text=(
+            "Keep the ECS instances the panel bought (they stay billed). On a key pair the "
+            "panel generated, their only login is its private key, which the API never hands "
+            "out: download it first in the web panel (the cluster's page, Destroy form, "
+            "\"Download the instances' SSH private key\"); until then this is refused with "
+            "409."))
 
 
 class UpgradeSerializer(serializers.Serializer):

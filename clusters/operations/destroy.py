@@ -126,18 +126,21 @@ def keep_instances_problem(cluster: Cluster) -> str:
     download can be repeated.
     """
     if holds_generated_key(cluster) and cluster.generated_ssh_key_downloaded_at is None:
+        # Named by its page: the API never hands the key out (web-only, like its audit row).
         return _("The kept instances log in only with the SSH key pair the panel generated, "
-                 "which you have not downloaded: download the instances' SSH private key "
-                 "from the destroy form first, then destroy keeping them. Without it nobody "
-                 "could log in to them.")
+                 "which you have not downloaded: in the web panel, open this cluster's page "
+                 "and use “Download the instances' SSH private key” in its Destroy form "
+                 "(the API does not hand the key out), then destroy keeping them. Without it "
+                 "nobody could log in to them.")
     return ""
 
 
 def take_generated_key(cluster: Cluster) -> tuple[str, str]:
     """(the generated private key, its MD5 fingerprint as ECS lists the pair) for its owner
-    to download (the caller checked ownership and audits the fingerprint, never the key);
-    the download is recorded on the cluster, which is what lets keep_instances_problem
-    allow "keep the instances". Never logged, never in a run."""
+    to download (the caller checked ownership and audits the fingerprint, never the key,
+    in the same transaction: a download recorded here always has its audit row); the
+    download is recorded on the cluster, which is what lets keep_instances_problem allow
+    "keep the instances". Never logged, never in a run."""
     if not holds_generated_key(cluster):
         raise OperationRefused(_("The panel generated no SSH key pair for this cluster's "
                                  "instances: they log in with your own key pair."))

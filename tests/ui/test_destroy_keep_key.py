@@ -125,3 +125,30 @@ def test_the_api_refuses_the_keep_by_the_same_rule(user: Any, bought: Cluster) -
     assert refused.status_code == 409, refused.json()
     assert "which you have not downloaded" in refused.json()["detail"]
     assert not Run.objects.filter(cluster=bought).exists()
+
+
+def test_a_download_whose_audit_row_fails_is_not_recorded_either(
+        owner_client: Client, bought: Cluster, monkeypatch: Any) -> None:
+    """The download's mark on the cluster (which lets "keep the instances" go ahead) and its
+    audit row are one transaction: the database refusing the row leaves no mark."""
+    from django.db import DatabaseError  # noqa: PLC0415
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise DatabaseError("the audit table refused the row")
+
+    monkeypatch.setattr(AuditEvent, "save", refuse)
+    with pytest.raises(DatabaseError):
+        owner_client.post(reverse("clusters:generated-ssh-key", args=[bought.code]))
+    bought.refresh_from_db()
+    assert bought.generated_ssh_key_downloaded_at is None
+
+
+def test_the_api_s_refusal_names_the_page_that_hands_the_key_out(
+        user: Any, bought: Cluster) -> None:
+    from tests.support.api import bearer, issue, post_json  # noqa: PLC0415
+
+    refused = post_json(bearer(issue(user)), f"/api/v1/clusters/{bought.code}/destroy/",
+                        {"confirm_name": bought.name, "keep_instances": True})
+    assert refused.status_code == 409
+    detail = refused.json()["detail"]
+    assert "in the web panel" in detail and "Download the instances' SSH private key" in detail
