@@ -88,7 +88,9 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False,
                         "keep_database": keep_database
                         and cluster.datastore_kind == DatastoreKind.RDS}
         specs += [
-            StepSpec("vswitch_delete", gettext_noop("Delete the vSwitch the panel created"),
+            StepSpec("vswitch_delete", gettext_noop("Delete the vSwitches the panel created")
+                     if cluster.network_order.get("zone2") else
+                     gettext_noop("Delete the vSwitch the panel created"),
                      "vpc.delete_vswitch",
                      [*finished, *(["ecs_instances_delete"] if "ecs_group_delete" in finished
                                    else [])], network_args),
