@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import time
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from django.conf import settings
 
 from clusters.adapters import cloud, host_addresses, purchase, ssh
 from clusters.adapters.aliyun import AliyunCloud, IngressRule, InstanceOrder
