@@ -213,8 +213,10 @@ class ResourceInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+# Every EncryptedTextField of the model (tests/ui/test_admin_guard.py checks it): the generated
+# SSH key's only way out is the owner's audited download (web/views.py), never this page.
 CLUSTER_SECRETS = ("k3s_token", "k3s_agent_token", "kubeconfig", "datastore_password",
-                   "external_dsn")
+                   "external_dsn", "generated_ssh_key")
 NODE_SECRETS = ("ssh_private_key", "ssh_password", "ssh_key_passphrase")
 
 

@@ -21,6 +21,8 @@ import psutil
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
+from clusters.k3s.firewall import FirewallError, panel_inside_vpc
+
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise  # a type only (a dev requirement)
 
@@ -84,3 +86,34 @@ def address_refusal(text: str) -> StrOrPromise | None:
                      "(PANEL_FORBIDDEN_NETWORKS).") % {"value": str(address),
                                                        "network": str(network)}
     return None
+
+
+def panel_ssh_sources(vpc_cidr: str) -> tuple[str, ...]:
+    """Where the hosts see the panel's SSH come from: PANEL_SSH_SOURCE_CIDRS, or else the
+    panel's own IPv4 addresses inside the VPC (a panel running in it), each a /32."""
+    configured = tuple(getattr(settings, "PANEL_SSH_SOURCE_CIDRS", []) or ())
+    if configured:
+        return configured
+    network = ipaddress.IPv4Network(vpc_cidr, strict=False)
+    return tuple(sorted(f"{a}/32" for a in panel_addresses()
+                        if isinstance(a, ipaddress.IPv4Address) and a in network))
+
+
+def no_route_without_public_address(vpc_cidr: str) -> StrOrPromise:
+    """Why instances bought without a public address (no bandwidth) could not be reached
+    over SSH from this panel, or "" when they can: a panel outside the VPC can reach a node
+    only at its public address (its private one is not routed to the panel), and without
+    bandwidth RunInstances assigns none (V2 RunInstancesRequest.InternetMaxBandwidthOut:
+    0 means no public IP). A panel inside the VPC (every source of its SSH in the VPC's
+    block: k3s/firewall.panel_inside_vpc) reaches the private address."""
+    try:
+        sources = panel_ssh_sources(vpc_cidr)
+        # No known source: the security group step refuses that with its own reason.
+        if not sources or panel_inside_vpc(sources, vpc_cidr):
+            return ""
+    except (FirewallError, ValueError):
+        return ""  # a malformed block: refused where it is checked (firewall, network form)
+    return _("The panel is outside this VPC (PANEL_SSH_SOURCE_CIDRS is not in %(vpc)s), so "
+             "it can reach new instances over SSH only at a public address, and without "
+             "public bandwidth they get none. Order public bandwidth (at least 1 Mbit/s), or "
+             "run the panel inside the VPC.") % {"vpc": vpc_cidr}

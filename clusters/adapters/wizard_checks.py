@@ -46,6 +46,10 @@ class NetworkChoices:
     zones: list[str] = field(default_factory=list)
     vpcs: list[Vpc] = field(default_factory=list)
     vswitches: list[VSwitch] = field(default_factory=list)
+    # The zones where NLB is sold (NLB's own DescribeZones): not every ECS zone has NLB, and
+    # a ZoneMapping in one without it fails at CreateLoadBalancer, after instances are bought.
+    nlb_zones: list[str] = field(default_factory=list)
+    nlb_problem: str = ""  # why NLB's DescribeZones could not be asked ("" when it was)
 
 
 def _cloud(account: CloudAccount, region: str) -> AliyunCloud:
@@ -73,13 +77,20 @@ def list_regions(account: CloudAccount, region_hint: str = "cn-hangzhou") -> lis
 
 
 def network_choices(account: CloudAccount, region: str) -> NetworkChoices:
-    """Zones, VPCs and vSwitches of a region, for the network step's choices."""
+    """Zones, VPCs and vSwitches of a region, for the network step's choices, and the zones
+    where NLB is sold (NLB's DescribeZones, asked too: ECS's zones are not all NLB's)."""
     try:
         cloud = _cloud(account, region)
-        return NetworkChoices([zone.zone_id for zone in cloud.describe_zones()],
-                              cloud.describe_vpcs(), cloud.describe_vswitches())
+        found = NetworkChoices([zone.zone_id for zone in cloud.describe_zones()],
+                               cloud.describe_vpcs(), cloud.describe_vswitches())
     except StepError as exc:
         raise CheckFailed(_explain(exc)) from None
+    try:
+        found.nlb_zones = cloud.nlb_zones()
+    except StepError as exc:
+        # A CLB needs no NLB: the page still works, and an NLB is refused with the reason.
+        found.nlb_problem = _explain(exc)
+    return found
 
 
 def vpc_instances(account: CloudAccount, region: str, vpc_id: str) -> list[Instance]:

@@ -477,6 +477,8 @@ class RegionSerializer(serializers.Serializer):
 
 class NetworkChoicesSerializer(serializers.Serializer):
     zones = serializers.ListField(child=serializers.CharField())
+    # The zones where NLB is sold (NLB DescribeZones): an NLB's two zones are among them.
+    nlb_zones = serializers.ListField(child=serializers.CharField())
     vpcs = serializers.ListField(child=serializers.DictField())
     vswitches = serializers.ListField(child=serializers.DictField())
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
@@ -167,6 +168,7 @@ class NetworkChoices(APIView):
                                                                                account)))
         return Response({
             "zones": found.zones,
+            "nlb_zones": found.nlb_zones,
             "vpcs": [{"vpc_id": v.vpc_id, "cidr": v.cidr, "name": v.name} for v in found.vpcs],
             "vswitches": [{"vswitch_id": v.vswitch_id, "vpc_id": v.vpc_id,
                            "zone_id": v.zone_id, "cidr": v.cidr, "name": v.name,
@@ -325,10 +327,13 @@ class GeneratedKeyDownload(APIView):
     def post(self, request: Request, code: Any) -> Response:
         cluster = owned_cluster(request, code)
         try:
-            key, fingerprint = operations.take_generated_key(cluster)
+            # Together or not at all, as the page's: a recorded download has its audit row.
+            with transaction.atomic():
+                key, fingerprint = operations.take_generated_key(cluster)
+                audit.record(request, AuditAction.SSH_KEY_DOWNLOAD, cluster,
+                             fingerprint=fingerprint)
         except operations.OperationRefused as exc:
             raise Refused(str(exc)) from None
-        audit.record(request, AuditAction.SSH_KEY_DOWNLOAD, cluster, fingerprint=fingerprint)
         response = Response({"private_key": key, "fingerprint": fingerprint})
         response["Cache-Control"] = "no-store"
         return response

@@ -127,7 +127,7 @@ def check(spec: Mapping[str, Any], owner: Any) -> Checked:
 
     network_ok = False
     if account is not None:
-        network_ok = _check_network(state, account, network, errors)
+        network_ok = _check_network(state, account, network, errors, warnings)
     if network_ok and account is not None:
         _check_datastore(state, account, datastore, errors, warnings)
     _hosts_or_instances(state, account if network_ok else None, spec, hosts, errors,
@@ -147,7 +147,8 @@ def check(spec: Mapping[str, Any], owner: Any) -> Checked:
 
 
 def _check_network(state: wizard.WizardState, account: CloudAccount,
-                   given: Mapping[str, Any], errors: Errors) -> bool:
+                   given: Mapping[str, Any], errors: Errors,
+                   warnings: list[str] | None = None) -> bool:
     region = state.get("account")["region"]
     try:
         choices = wizard_checks.network_choices(account, region)
@@ -163,6 +164,8 @@ def _check_network(state: wizard.WizardState, account: CloudAccount,
         _collect(errors, form, "network.")
         return False
     state.put("network", form.cleaned_data)
+    if warnings is not None:
+        warnings.extend(form.warnings)
     return True
 
 
@@ -263,7 +266,7 @@ def _check_instances(state: wizard.WizardState, account: CloudAccount,
     data = with_initials(InstanceOrderForm, given, list(ORDER_FIELDS), prefix=None)
     form = InstanceOrderForm(data, types=choices.types, images=choices.images,
                              key_pairs=choices.key_pairs, datastore=state.get("datastore"),
-                             prefix=None)
+                             vpc_cidr=str(network.get("vpc_cidr") or ""), prefix=None)
     if not form.is_valid():
         _collect(errors, form, "instances.")
         return

@@ -130,15 +130,26 @@ def node_rules(spec: FirewallSpec) -> tuple[NodeRule, ...]:
 
 
 ALLOWLIST_WHY = "k3s API from the allow-list (outside the VPC, through the CLB)"
+# The description the panel gave these rules before ALLOWLIST_WHY (an Internet CLB's only):
+# how steps/ecs.py recognises them in a group made then.
+OLD_ALLOWLIST_WHY = "k3s API from the allow-list (Internet CLB)"
 
 
-def allowlist_rules(spec: FirewallSpec) -> tuple[NodeRule, ...]:
-    """The 6443 rules for the allow-list's sources outside the VPC's block (a CLB only; see
-    the module docstring): what an allow-list change adds or revokes, and nothing else."""
+# RFC 1918's blocks: an address there never arrives through an Internet-facing CLB (its
+# clients come from the Internet, with public addresses).
+RFC1918 = tuple(ipaddress.IPv4Network(b) for b in ("10.0.0.0/8", "172.16.0.0/12",
+                                                   "192.168.0.0/16"))
+# Why an allow-list source gets no 6443 rule (allowlist_skipped), beyond being in the VPC.
+PUBLIC_ON_INTRANET = "public"    # an intranet API: a public block would reach a node past the CLB
+PRIVATE_ON_INTERNET = "private"  # an Internet API: a private block never comes through its CLB
+
+
+def _allowlist_split(spec: FirewallSpec) -> tuple[list[NodeRule], list[tuple[str, str]]]:
+    """(the 6443 rules of the allow-list, the (source, why) given none)."""
     if not spec.clb:
-        return ()
+        return [], []
     vpc = ipaddress.IPv4Network(_network(spec.vpc_cidr, "The VPC's range"))
-    found = []
+    found, skipped = [], []
     for cidr in dict.fromkeys(_network(c, "An allowed source") for c in spec.api_allowed_cidrs):
         block = ipaddress.IPv4Network(cidr)
         if block.subnet_of(vpc):
@@ -147,9 +158,29 @@ def allowlist_rules(spec: FirewallSpec) -> tuple[NodeRule, ...]:
             # An intranet API's clients come over private networks; a public block (or
             # 0.0.0.0/0) here would reach a node with a public address straight from the
             # Internet, past the CLB.
+            skipped.append((cidr, PUBLIC_ON_INTRANET))
+            continue
+        if spec.internet_api and any(block.subnet_of(r) for r in RFC1918):
+            # An Internet CLB's clients have public addresses: a private block never matches
+            # there, and opening 6443 to it would only admit that range from a peered VPC
+            # or a VPN, past the CLB.
+            skipped.append((cidr, PRIVATE_ON_INTERNET))
             continue
         found.append(NodeRule("TCP", (API_PORT, API_PORT), cidr, why=ALLOWLIST_WHY))
-    return tuple(found)
+    return found, skipped
+
+
+def allowlist_rules(spec: FirewallSpec) -> tuple[NodeRule, ...]:
+    """The 6443 rules for the allow-list's sources outside the VPC's block (a CLB only; see
+    the module docstring): what an allow-list change adds or revokes, and nothing else."""
+    return tuple(_allowlist_split(spec)[0])
+
+
+def allowlist_skipped(spec: FirewallSpec) -> tuple[tuple[str, str], ...]:
+    """The allow-list sources outside the VPC that get no 6443 rule, each with why
+    (PUBLIC_ON_INTRANET, PRIVATE_ON_INTERNET): said by the step and warned of by the wizard,
+    never silently dropped."""
+    return tuple(_allowlist_split(spec)[1])
 
 
 def panel_inside_vpc(panel_cidrs: tuple[str, ...], vpc_cidr: str) -> bool:

@@ -93,7 +93,9 @@ def destroy_plan(cluster: Cluster, *, keep_database: bool = False,
                         "keep_database": keep_database
                         and cluster.datastore_kind == DatastoreKind.RDS}
         specs += [
-            StepSpec("vswitch_delete", gettext_noop("Delete the vSwitch the panel created"),
+            StepSpec("vswitch_delete", gettext_noop("Delete the vSwitches the panel created")
+                     if cluster.network_order.get("zone2") else
+                     gettext_noop("Delete the vSwitch the panel created"),
                      "vpc.delete_vswitch",
                      [*finished, *(["ecs_instances_delete"] if "ecs_group_delete" in finished
                                    else [])], network_args),
@@ -156,9 +158,10 @@ def keep_instances_problem(cluster: Cluster, *, one_node: bool = False) -> str:
 
 def take_generated_key(cluster: Cluster) -> tuple[str, str]:
     """(the generated private key, its MD5 fingerprint as ECS lists the pair) for its owner
-    to download (the caller checked ownership and audits the fingerprint, never the key);
-    the download is recorded on the cluster, which is what lets keep_instances_problem
-    allow "keep the instances". Never logged, never in a run."""
+    to download (the caller checked ownership and audits the fingerprint, never the key,
+    in the same transaction: a download recorded here always has its audit row); the
+    download is recorded on the cluster, which is what lets keep_instances_problem allow
+    "keep the instances". Never logged, never in a run."""
     if not holds_generated_key(cluster):
         raise OperationRefused(_("The panel generated no SSH key pair for this cluster's "
                                  "instances: they log in with your own key pair."))

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import time
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from django.conf import settings
 
 from clusters.adapters import cloud, host_addresses, purchase, ssh
 from clusters.adapters.aliyun import AliyunCloud, IngressRule, InstanceOrder
@@ -42,9 +40,12 @@ from clusters.engine.stepcontext import StepContext
 from clusters.k3s.firewall import (
     ALLOWLIST_WHY,
     API_PORT,
+    OLD_ALLOWLIST_WHY,
+    PUBLIC_ON_INTRANET,
     REQUIREMENTS_URL,
     FirewallError,
     FirewallSpec,
+    allowlist_skipped,
     node_rules,
     panel_inside_vpc,
 )
@@ -76,14 +77,9 @@ def is_node_group(cluster: Cluster, name: str) -> bool:
 
 
 def panel_ssh_sources(vpc_cidr: str) -> tuple[str, ...]:
-    """Where the hosts see the panel's SSH come from: PANEL_SSH_SOURCE_CIDRS, or else the
-    panel's own IPv4 addresses inside the VPC (a panel running in it), each a /32."""
-    configured = tuple(getattr(settings, "PANEL_SSH_SOURCE_CIDRS", []) or ())
-    if configured:
-        return configured
-    network = ipaddress.IPv4Network(vpc_cidr, strict=False)
-    return tuple(sorted(f"{a}/32" for a in host_addresses.panel_addresses()
-                        if isinstance(a, ipaddress.IPv4Address) and a in network))
+    """Where the hosts see the panel's SSH come from (host_addresses.panel_ssh_sources: the
+    same rule the wizard asks whether bought instances need a public address by)."""
+    return host_addresses.panel_ssh_sources(vpc_cidr)
 
 
 def firewall_spec(cluster: Cluster, vpc_cidr: str) -> FirewallSpec:
@@ -154,6 +150,23 @@ def _allowlist_sources(wanted: dict[IngressRule, str]) -> list[str]:
     return [rule.source_cidr for rule, why in wanted.items() if why == ALLOWLIST_WHY]
 
 
+def _is_api_cidr_rule(rule: IngressRule) -> bool:
+    return (rule.port_range == f"{API_PORT}/{API_PORT}" and rule.policy == "Accept"
+            and rule.protocol == "TCP" and not rule.source_group_id and bool(rule.source_cidr))
+
+
+def _allowlist_rules_before_the_ledger(ctx: StepContext, current: list[IngressRule]) -> list[str]:
+    """The allow-list sources of a group made before the row recorded ALLOWLIST_SOURCES: the
+    TCP 6443 Accept rules from a CIDR described as the panel's allow-list rules (either
+    wording), or from a source of the allow-list this change replaces (the run's "from").
+    Without them a source removed from the list would keep 6443: its old rule equals a
+    wanted one (the description is not part of a rule), so it was never "written" here."""
+    before = {str(c) for c in (ctx.run.params or {}).get("from") or []}
+    return list(dict.fromkeys(
+        rule.source_cidr for rule in current if _is_api_cidr_rule(rule)
+        and (rule.description in (ALLOWLIST_WHY, OLD_ALLOWLIST_WHY) or rule.source_cidr in before)))
+
+
 def _revoke_stale_allowlist(ctx: StepContext, api: AliyunCloud, resource: CloudResource, *,
                             group: str, wanted: dict[IngressRule, str],
                             current: list[IngressRule], ours: list[str]) -> list[IngressRule]:
@@ -162,15 +175,15 @@ def _revoke_stale_allowlist(ctx: StepContext, api: AliyunCloud, resource: CloudR
     never touched. Called after the new sources are authorized, so a source listed both
     before and after the change is never dropped, even for a moment."""
     stale = [rule for rule in current if rule not in wanted and rule.source_cidr in ours
-             and rule.port_range == f"{API_PORT}/{API_PORT}" and rule.policy == "Accept"
-             and rule.protocol == "TCP" and not rule.source_group_id]
+             and _is_api_cidr_rule(rule)]
     if stale:
         api.revoke_ingress(group, stale)
         ctx.say(f"Revoked from {group}: " + ", ".join(_describe(r) for r in stale)
                 + " (no longer in the API's allow-list)")
     allowed = _allowlist_sources(wanted)
     kept = [cidr for cidr in ours if cidr in allowed]
-    if kept != list(resource.attributes.get(ALLOWLIST_SOURCES) or []):
+    if ALLOWLIST_SOURCES not in resource.attributes or \
+            kept != list(resource.attributes.get(ALLOWLIST_SOURCES) or []):
         cloud.record(resource, allowlist_sources=kept)  # ALLOWLIST_SOURCES
     return stale
 
@@ -201,13 +214,21 @@ def security_group(ctx: StepContext) -> Outcome:
         ctx.say(f"{group}: members reach each other only through its rules "
                 "(InnerAccessPolicy Drop)")
     wanted = wanted_rules(cluster, vpc_cidr, group)
+    for cidr, why in allowlist_skipped(firewall_spec(cluster, vpc_cidr)):
+        ctx.say(f"Allow-list source {cidr}: no TCP {API_PORT} rule in {group}: " + (
+            "a public block cannot reach an intranet API (it would reach the nodes past the "
+            "CLB)" if why == PUBLIC_ON_INTRANET else
+            "a private block never comes through an Internet-facing CLB"))
     current = api.ingress_rules(group)
     if current is None:
         raise PermanentError(f"Security group {group} disappeared; check the ECS console "
                              "(Security Groups), then press Retry.")
     missing = [rule for rule in wanted if rule not in current]
     # The allow-list sources whose rules this step wrote, with the ones it writes now.
-    ours = list(dict.fromkeys([*(resource.attributes.get(ALLOWLIST_SOURCES) or []),
+    written = resource.attributes.get(ALLOWLIST_SOURCES)
+    if written is None:
+        written = _allowlist_rules_before_the_ledger(ctx, current)
+    ours = list(dict.fromkeys([*written,
                                *(r.source_cidr for r in missing if wanted[r] == ALLOWLIST_WHY)]))
     if missing:
         token = _rules_token(resource.client_token, missing)
@@ -361,7 +382,7 @@ def keypair(ctx: StepContext) -> Outcome:
                 raise
             # Made between the look and the import: ours (a lost answer) or someone else's.
             found = api.key_pair_fingerprint(name) or ""
-            if found != wanted:
+            if not ssh.same_fingerprint(found, wanted):
                 raise PermanentError(
                     f"ImportKeyPair of {name} was refused: a pair of that name exists"
                     + (f" with fingerprint {found}" if found else "")
@@ -370,7 +391,8 @@ def keypair(ctx: StepContext) -> Outcome:
                     "press Retry.", code=error.code, request_id=error.request_id) from None
         else:
             ctx.say(f"Imported key pair {name} (fingerprint {found})")
-    if found != wanted:
+    # However ECS writes it (case, colons): as delete_keypair compares.
+    if not ssh.same_fingerprint(found, wanted):
         raise PermanentError(
             f"Key pair {name} exists with fingerprint {found}, not this cluster's {wanted}: "
             "it is not the panel's. Delete or rename it in the ECS console (Key Pairs), "
@@ -508,6 +530,12 @@ def check_order(ctx: StepContext) -> Outcome:
              if not _recorded(cluster, INSTANCE_KIND + slot)]
     if not slots:
         return Skip("every instance of the order is bought already")
+    if not int(order.get("public_bandwidth_mbps") or 0):
+        # Bought so, the nodes could only be reached at their private addresses, which a
+        # panel outside the VPC has no route to: SSH would time out at the preflight.
+        unreachable = host_addresses.no_route_without_public_address(_vpc_cidr(api, cluster))
+        if unreachable:
+            raise PermanentError(f"{unreachable} Nothing was bought.")
     group, key_pair = _group_and_key_pair(cluster)
     probe = _order(cluster, group, key_pair, "check", len(slots))
     try:

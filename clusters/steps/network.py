@@ -235,12 +235,17 @@ def _delete(ctx: StepContext, kind: str, what: str) -> Outcome:
     rows = list(cluster.resources.filter(kind__in=kinds, deleted_at__isnull=True))
     if not rows:
         return Skip(f"the panel created no {what} for this cluster")
-    if ctx.args.get("keep_instances"):
-        return Skip(f"kept with the instances, which are still in the {what}")
-    if ctx.args.get("keep_database"):
-        # The kept RDS instance holds an address in the vSwitch: deleting it would wait on
+    kept = ("the instances" if ctx.args.get("keep_instances") else
+            "the RDS instance" if ctx.args.get("keep_database") else "")
+    if kept and kind == VSWITCH_KIND:
+        # The kept instances and RDS sit in the first vSwitch; the NLB's second one held
+        # only the NLB (gone by now): it is deleted unless something else is in it.
+        return _delete_nlb_vswitch(ctx, rows, kept)
+    if kept:
+        # The kept ones hold an address in the network: deleting it would wait on
         # DependencyViolation until the step's deadline and the destroy would never finish.
-        return Skip(f"kept with the RDS instance, which is still in the {what}")
+        return Skip(f"kept with {kept}, which {'are' if kept.endswith('s') else 'is'} still "
+                    f"in the {what}")
     api = cloud.cloud_for(cluster)
     ids = {row.provider_id for row in rows if row.provider_id}
     code = str(cluster.code)
@@ -300,6 +305,45 @@ def _wait(ctx: StepContext, reason: str, failure: str,
         return Fail(f"{failure} after {DELETE_TIMEOUT_SECONDS // 60} minutes: {advice} in the "
                     "VPC console, then press Retry.")
     return Wait(cloud.poll_seconds(), reason)
+
+
+KEPT_WAIT_SECONDS = 3 * 60  # the NLB's addresses are freed once it is gone (destroy.nlb)
+
+
+def _delete_nlb_vswitch(ctx: StepContext, rows: list[CloudResource], kept: str) -> Outcome:
+    """With instances or the RDS kept: delete only the NLB's second vSwitch, which nothing
+    the owner keeps is in. While Alibaba answers DependencyViolation it is waited for a
+    little (the NLB's addresses leaving); still in use after that, it is kept with the rest,
+    said why, and the destroy goes on (a vSwitch costs nothing)."""
+    cluster = ctx.cluster
+    first = [row for row in rows if row.kind == VSWITCH_KIND]
+    second = [row for row in rows if row.kind == VSWITCH2_KIND]
+    kept_first = (f"vSwitch {', '.join(r.provider_id for r in first)} kept with {kept}, "
+                  "which are still in it" if first else "")
+    if not second:
+        return Skip(kept_first or f"kept with {kept}")
+    api = cloud.cloud_for(cluster)
+    ids = sorted({row.provider_id for row in second if row.provider_id})
+    for provider_id in ids:
+        try:
+            deleted = api.delete_vswitch(provider_id)
+        except StepError as exc:
+            if exc.code not in STILL_IN_USE:
+                raise
+            ctx.memo.setdefault("deadline", time.time() + KEPT_WAIT_SECONDS)
+            if time.time() <= ctx.memo["deadline"]:
+                return Wait(cloud.poll_seconds(), f"{provider_id} still holds resources "
+                                                  f"({exc.code})")
+            ctx.say(f"The NLB's second vSwitch {provider_id} is still in use ({exc.code}, "
+                    f"RequestId {exc.request_id}): kept with {kept}")
+            return Done({"deleted": [], "kept": [*(r.provider_id for r in first), provider_id]})
+        ctx.say(f"Deleted the NLB's second vSwitch {provider_id}" if deleted
+                else f"The NLB's second vSwitch {provider_id} was already gone")
+    for row in second:
+        cloud.record(row, state=ResourceState.DELETED)
+    if kept_first:
+        ctx.say(kept_first)
+    return Done({"deleted": ids, "kept": [r.provider_id for r in first]})
 
 
 @step_handler("vpc.delete_vswitch")

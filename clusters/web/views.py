@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -340,11 +340,15 @@ def generated_key_download(request: HttpRequest, code: Any) -> HttpResponse:
     by the destroy form: "keep the instances" needs it (operations.keep_instances_problem)."""
     cluster = queries.owned_cluster(request.user, code)
     try:
-        key, fingerprint = operations.take_generated_key(cluster)
+        # Together or not at all: a download recorded on the cluster (which lets "keep the
+        # instances" go ahead) always has its row in the audit trail.
+        with transaction.atomic():
+            key, fingerprint = operations.take_generated_key(cluster)
+            audit.record(request, AuditAction.SSH_KEY_DOWNLOAD, cluster,
+                         fingerprint=fingerprint)
     except operations.OperationRefused as exc:
         messages.error(request, str(exc))
         return redirect("clusters:cluster", code=cluster.code)
-    audit.record(request, AuditAction.SSH_KEY_DOWNLOAD, cluster, fingerprint=fingerprint)
     response = HttpResponse(key, content_type="application/x-pem-file")
     response["Content-Disposition"] = f'attachment; filename="k3s-{cluster.name}-id_ecdsa"'
     response["X-Content-Type-Options"] = "nosniff"

@@ -139,6 +139,7 @@ def network_step(request: SignedInRequest, state: wizard.WizardState) -> HttpRes
         form = NetworkStepForm(request.POST, network=choices)
         if form.is_valid():
             state.put("network", form.cleaned_data)
+            _flash_warnings(request, form.warnings)
             return _next("network")
     else:
         form = NetworkStepForm(initial=state.get("network") or None, network=choices)
@@ -285,7 +286,8 @@ def _order_form(request: SignedInRequest, state: wizard.WizardState,
     if data is not None:
         return InstanceOrderForm(data, types=choices.types, images=choices.images,
                                  key_pairs=choices.key_pairs,
-                                 datastore=state.get("datastore")), ""
+                                 datastore=state.get("datastore"),
+                                 vpc_cidr=str(state.get("network").get("vpc_cidr") or "")), ""
     # The pasted private key is never shown again: choosing the pair again asks for it.
     initial = {f: saved.get(f) for f in ("servers", "agents", "instance_type", "image_id",
                                          "system_disk_gb", "public_bandwidth_mbps",

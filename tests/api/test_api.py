@@ -302,6 +302,8 @@ def test_live_choices_are_the_wizards(cloud: Emulator, artifacts: ArtifactServer
     network = api.get(f"{base}/network/").json()
     assert cloud.vswitch["vswitch_id"] in {v["vswitch_id"] for v in network["vswitches"]}
     assert cloud.vpc["vpc_id"] in {v["vpc_id"] for v in network["vpcs"]}
+    # NLB's own DescribeZones: where an NLB's two zones may be (every seeded zone here).
+    assert network["nlb_zones"] == [s["zone_id"] for s in cloud.vpc["vswitches"]]
     rds = api.get(f"{base}/rds/?zone={cloud.vswitch['zone_id']}&version=8.0").json()
     assert "mysql.n2.medium.2c" in {c["instance_class"] for c in rds["classes"]}
     k3s = api.get(f"/api/v1/k3s-versions/?version=v1.32.5%2Bk3s1&install_source=custom"

@@ -389,3 +389,17 @@ def test_an_internet_nlb_answers_by_name_on_its_public_addresses(emu: Emulator) 
               for a in z["LoadBalancerAddresses"]]
     assert len(set(public)) == 2 and not set(public) & set(zone_addresses(emu, lb_id))
     assert sorted(resolve.query(body["DNSName"], server)) == sorted(public)
+
+
+def test_a_zone_without_nlb_is_not_listed_and_a_mapping_there_is_refused(
+        fresh_emu: Emulator) -> None:
+    """Not every ECS zone sells NLB: NLB's DescribeZones lists where it is (V2
+    alibabacloud_nlb20220430 DescribeZonesResponseBody), and CreateLoadBalancer refuses a
+    ZoneMapping elsewhere with UnauthorizedZone. The seed's "nlb_zones" says which."""
+    (region,) = fresh_emu.seed_document["regions"]
+    one = fresh_emu.vpc["vswitches"][0]
+    fresh_emu.control.seed({"regions": [{**region, "nlb_zones": [one["zone_id"]]}]})
+    assert [z["ZoneId"] for z in nlb(fresh_emu, "DescribeZones")["Zones"]] == [one["zone_id"]]
+    assert nlb_error(fresh_emu, "CreateLoadBalancer", AddressType="Intranet",
+                     VpcId=fresh_emu.vpc["vpc_id"], **zone_mappings(fresh_emu)) == \
+        "UnauthorizedZone"

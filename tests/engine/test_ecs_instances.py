@@ -45,7 +45,9 @@ BUY = [StepSpec("keypair", "Key pair", "ecs.keypair"),
 @pytest.fixture
 def cluster(emu: Emulator, settings: Any) -> Cluster:
     settings.ALIYUN_ENDPOINT_OVERRIDE = emu.endpoint
-    settings.PANEL_SSH_SOURCE_CIDRS = ["203.0.113.9/32"]
+    # The panel inside the VPC: instances without bandwidth are reached at their private
+    # addresses (a panel outside needs a public one: check_order refuses the order).
+    settings.PANEL_SSH_SOURCE_CIDRS = [f"{emu.vswitch['cidr'].rsplit('.', 1)[0]}.250/32"]
     emu.control.clear_faults()
     emu.control.clear_calls()
     emu.control.request("POST", "ecs/stock", {"zone_id": emu.vswitch["zone_id"],
@@ -700,9 +702,8 @@ def test_bought_with_bandwidth_a_node_records_its_public_address_and_ssh_picks_t
     to the private address: the group admits the panel's SSH only from those sources."""
     from clusters.adapters import nodes as node_adapter  # noqa: PLC0415
 
-    if panel_inside:
-        base = emu.vswitch["cidr"].rsplit(".", 1)[0]
-        settings.PANEL_SSH_SOURCE_CIDRS = [f"{base}.250/32"]
+    if not panel_inside:
+        settings.PANEL_SSH_SOURCE_CIDRS = ["203.0.113.9/32"]
     Cluster.objects.filter(pk=cluster.pk).update(instance_order={
         **cluster.instance_order, "servers": 1, "agents": 0, "public_bandwidth_mbps": 5})
     cluster.refresh_from_db()
@@ -807,3 +808,16 @@ def test_removing_a_node_whose_instance_the_owner_released_by_hand_reaches_its_l
     released = step(removal, "ecs_instance_delete")
     assert released.status == StepStatus.SUCCEEDED, released.error
     assert cluster.resources.get(provider_id=agent.ecs_instance_id).state == ResourceState.DELETED
+
+def test_a_panel_outside_the_vpc_is_refused_instances_without_a_public_address(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster, settings: Any) -> None:
+    """Without bandwidth RunInstances assigns no public address (V2 RunInstancesRequest.
+    InternetMaxBandwidthOut), and a panel outside the VPC has no route to a private one: the
+    order is refused before anything is bought, with what to do instead."""
+    settings.PANEL_SSH_SOURCE_CIDRS = ["203.0.113.9/32"]
+    run = run_plan(engine, cluster, BUY)
+    assert step(run, "check").status == StepStatus.FAILED
+    error = step(run, "check").error
+    assert "Order public bandwidth" in error and "run the panel inside the VPC" in error
+    assert not tagged_instances(emu, cluster)
+    assert not [c for c in emu.control.calls() if c["action"] == "RunInstances"]

@@ -491,3 +491,71 @@ def test_an_allow_list_change_moves_the_group_s_6443_rules_and_leaves_the_owner_
     assert actions.index("AuthorizeSecurityGroup") < actions.index("RevokeSecurityGroup")
     assert any("Revoked from" in line and "10.99.0.0/16" in line
                for line in log_of(change))
+
+
+def test_a_group_made_before_the_ledger_loses_a_removed_source_s_old_6443_rule(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """A cluster made before the row recorded its allow-list sources holds the old code's
+    6443 rules (described "… (Internet CLB)", or in the list being replaced): a source taken
+    off the list loses TCP 6443, while a 6443 rule the owner added by hand stays."""
+    from clusters.adapters.aliyun import IngressRule  # noqa: PLC0415
+    from clusters.k3s.firewall import OLD_ALLOWLIST_WHY  # noqa: PLC0415
+    from clusters.models import ClusterStatus  # noqa: PLC0415
+    from clusters.operations.allowlist import start_allowlist_change  # noqa: PLC0415
+    from clusters.steps.ecs import ALLOWLIST_SOURCES  # noqa: PLC0415
+
+    cluster.slb_address_type = "internet"
+    cluster.api_allowed_cidrs = ["198.51.100.0/24", "192.0.2.0/24"]
+    cluster.save()
+    first = engine.act(create_run, cluster, RunKind.TEST, [
+        StepSpec("sg", "Group", "ecs.security_group"),
+        StepSpec("acl", "ACL", "slb.acl", ["sg"])])
+    engine.deliver_all()
+    assert step(first, "acl").status == StepStatus.SUCCEEDED, step(first, "acl").error
+    row = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND)
+    group = row.provider_id
+    api = cloud.cloud_for(cluster)
+    # As the old code left it: its rules described the old way (one with no description at
+    # all), no ledger attribute, and the owner's own 6443 rule beside them.
+    old_rules = [IngressRule("198.51.100.0/24", "6443/6443"),
+                 IngressRule("192.0.2.0/24", "6443/6443")]
+    api.revoke_ingress(group, old_rules)
+    api.authorize_ingress(group, old_rules[:1], OLD_ALLOWLIST_WHY)
+    api.authorize_ingress(group, old_rules[1:])
+    api.authorize_ingress(group, [IngressRule("203.0.113.0/24", "6443/6443")], "the owner's")
+    row.attributes.pop(ALLOWLIST_SOURCES)
+    row.save(update_fields=["attributes"])
+    Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.READY)
+    cluster.refresh_from_db()
+    change = engine.act(start_allowlist_change, cluster, "198.18.0.0/15")
+    engine.deliver_all()
+    assert step(change, "acl").status == StepStatus.SUCCEEDED, step(change, "acl").error
+    on_6443 = {r[2] for r in held_rules(emu, group) if r[1] == "6443/6443"}
+    assert on_6443 == {emu.vpc["cidr"], "198.18.0.0/15", "203.0.113.0/24"}
+    row.refresh_from_db()
+    assert row.attributes[ALLOWLIST_SOURCES] == ["198.18.0.0/15"]
+
+
+def test_allow_list_sources_the_group_will_not_admit_are_each_said(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """An Internet CLB's clients come with public addresses: a private block of its
+    allow-list never matches, so 6443 is not opened to that range (it would admit it from a
+    peered VPC, past the CLB); an intranet API's public block is not opened either. Each
+    skipped source is said in the step's log."""
+    cluster.slb_address_type = "internet"
+    cluster.api_allowed_cidrs = ["8.8.8.0/24", "10.99.0.0/16"]
+    cluster.save()
+    run = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    group = cluster.resources.get(kind=ECS_SECURITY_GROUP_KIND).provider_id
+    on_6443 = {r[2] for r in held_rules(emu, group) if r[1] == "6443/6443"}
+    assert on_6443 == {emu.vpc["cidr"], "8.8.8.0/24"}
+    assert any("10.99.0.0/16" in line and "never comes through an Internet-facing CLB" in line
+               for line in log_of(run))
+
+    cluster.slb_address_type = "intranet"
+    cluster.save()
+    again = start(engine, cluster, "ecs.security_group")
+    engine.deliver_all()
+    assert any("8.8.8.0/24" in line and "cannot reach an intranet API" in line
+               for line in log_of(again))

@@ -291,16 +291,20 @@ def _nlb_inventory(emu: Emulator, cluster: Cluster) -> list[dict[str, Any]]:
             and tag in r["tags"] and r["state"] != "Deleted"]
 
 
+SETTLE_SECONDS = 180  # generous: the NLB's jobs take a few seconds of real time here
+
+
 def _run_real_time(engine: InProcessEngine, cluster: Cluster, specs: list[StepSpec]) -> Run:
     """Run until nothing is left; a Wait lets a little real time pass too (the emulator's NLB
     jobs complete on its own clock)."""
     import time  # noqa: PLC0415
 
     run = engine.act(create_run, cluster, RunKind.TEST, specs)
-    for _ in range(600):
-        messages = engine.take()
-        if not messages:
-            break
+    # A deadline, not a count of rounds: on a loaded machine each round takes longer, and
+    # the emulator's jobs finish on its own clock whatever the rounds are.
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while messages := engine.take():
+        assert time.monotonic() < deadline, f"the run did not settle in {SETTLE_SECONDS} s"
         for message in messages:
             if message.countdown > 0:
                 time.sleep(min(message.countdown, 0.05))
@@ -363,3 +367,38 @@ def test_an_nlb_in_a_created_vpc_gets_a_second_vswitch_in_another_zone_and_both_
         [cluster.vswitch_id, row.provider_id])
     assert not cluster.resources.filter(kind__in=("vpc", "vswitch", "vswitch_nlb"),
                                         deleted_at__isnull=True).exists()
+
+
+@override_settings(PANEL_RETRY_BASE_SECONDS=0.1, PANEL_CLOUD_POLL_SECONDS=0.2)
+def test_keeping_the_instances_still_deletes_the_nlb_s_emptied_second_vswitch(
+        engine: InProcessEngine, emu: Emulator, cluster: Cluster) -> None:
+    """The kept instances (and a kept RDS) sit in the first vSwitch; the second held only the
+    NLB, gone by then: it is deleted, the first vSwitch and the VPC stay with what is kept,
+    and the step's title says vSwitches."""
+    zones = emu.seed_document["regions"][0]["zones"]
+    second = next(zone for zone in zones if zone != cluster.zone)
+    Cluster.objects.filter(pk=cluster.pk).update(
+        load_balancer_kind="nlb", instance_order=ORDER,
+        network_order={"vpc_cidr": VPC_CIDR, "vswitch_cidr": VSWITCH_CIDR, "zone2": second,
+                       "vswitch2_cidr": "10.40.2.0/24"})
+    cluster.refresh_from_db()
+    run = _run_real_time(engine, cluster, [*NETWORK,
+                                           StepSpec("vsw2", "second", "vswitch.create_second",
+                                                    ["vsw"]),
+                                           StepSpec("nlb", "NLB", "nlb.create", ["vsw2"])])
+    assert step(run, "nlb").status == StepStatus.SUCCEEDED, step(run, "nlb").error
+    cluster.refresh_from_db()
+    second_id = cluster.resources.get(kind="vswitch_nlb").provider_id
+    destroy = {spec.key: spec for spec in destroy_plan(cluster, keep_instances=True)}
+    assert destroy["vswitch_delete"].title.msgid == "Delete the vSwitches the panel created"
+    gone = _run_real_time(engine, cluster, [
+        StepSpec("nlb", "NLB", "destroy.nlb"),
+        StepSpec("vsw", "vSwitches", "vpc.delete_vswitch", ["nlb"],
+                 destroy["vswitch_delete"].args),
+        StepSpec("vpc", "VPC", "vpc.delete", ["vsw"], destroy["vpc_delete"].args)])
+    assert step(gone, "vsw").status == StepStatus.SUCCEEDED, step(gone, "vsw").error
+    assert step(gone, "vpc").status == StepStatus.SKIPPED
+    vpcs, vswitches = tagged(emu, cluster)
+    assert [s["VSwitchId"] for s in vswitches] == [cluster.vswitch_id] and vpcs
+    assert step(gone, "vsw").result == {"deleted": [second_id], "kept": [cluster.vswitch_id]}
+    assert cluster.resources.get(kind="vswitch_nlb").state == "deleted"

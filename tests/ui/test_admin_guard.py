@@ -256,3 +256,27 @@ def test_staff_without_the_change_permission_are_not_offered_the_actions(db: Any
     assert "refresh_health" not in page
     act(client, "admin:clusters_cluster_changelist", "refresh_health", cluster.pk)
     assert not AuditEvent.objects.exists()
+
+
+def test_no_admin_page_shows_any_encrypted_field_in_the_clear(superuser: Any) -> None:
+    """Each EncryptedTextField of a model the guarded admin shows is one of its secrets: the
+    generated SSH private key leaves the panel only by the owner's audited download."""
+    from django.contrib import admin as django_admin  # noqa: PLC0415
+
+    from clusters.admin import GuardedAdmin  # noqa: PLC0415
+    from clusters.fields import EncryptedTextField  # noqa: PLC0415
+
+    for model, model_admin in django_admin.site._registry.items():
+        if not isinstance(model_admin, GuardedAdmin):
+            continue
+        encrypted = {f.name for f in model._meta.fields if isinstance(f, EncryptedTextField)}
+        assert encrypted <= set(model_admin.secret_fields), model.__name__
+    private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAtheGENERATEDkey\n"
+    cluster = make_cluster(nodes=1)
+    Cluster.objects.filter(pk=cluster.pk).update(generated_ssh_key=private)
+    cluster.refresh_from_db()
+    assert cluster.generated_ssh_key == private  # stored (encrypted) and read back
+    html = signed_in(superuser).get(
+        reverse("admin:clusters_cluster_change", args=[cluster.pk])).content.decode()
+    assert "tGENERATEDkey" not in html and "PRIVATE KEY" not in html
+    assert "generated SSH private key: set" in html

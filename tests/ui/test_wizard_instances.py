@@ -453,3 +453,21 @@ def test_joining_the_clusters_group_is_offered_off_with_its_rules_and_planned_wh
     gone = {s.key: s for s in destroy_plan(cluster)}
     assert gone["ecs_group_leave"].depends_on == ["uninstall"]
     assert "ecs_group_leave" in gone["ecs_group_delete"].depends_on
+
+
+def test_a_panel_outside_the_vpc_must_order_public_bandwidth(
+        at_hosts: Client, world: Emulator, settings: Any) -> None:
+    """A panel outside the VPC reaches a node only at its public address, and without
+    bandwidth a bought instance has none (V2 RunInstancesRequest.InternetMaxBandwidthOut):
+    the order is refused at its field, and accepted with bandwidth or a panel inside."""
+    from tests.ui.test_wizard import field_errors  # noqa: PLC0415
+
+    settings.PANEL_SSH_SOURCE_CIDRS = ["203.0.113.9/32"]
+    refused = at_hosts.post(HOSTS, order_post(public_bandwidth_mbps=0))
+    assert refused.status_code == 200
+    said = " ".join(field_errors(refused, "order-public_bandwidth_mbps"))
+    assert "Order public bandwidth" in said and "run the panel inside the VPC" in said
+    assert not WizardState(at_hosts.session).get("hosts").get("order")
+    assert at_hosts.post(HOSTS, order_post(public_bandwidth_mbps=1)).status_code == 302
+    settings.PANEL_SSH_SOURCE_CIDRS = [f"{world.vswitch['cidr'].rsplit('.', 1)[0]}.250/32"]
+    assert at_hosts.post(HOSTS, order_post(public_bandwidth_mbps=0)).status_code == 302

@@ -162,3 +162,77 @@ def test_an_nlb_cluster_is_built_and_planned_with_the_nlb_steps(nlb_review: Clie
     assert cluster.api_host == "nlb-x.cn-hangzhou.nlb.aliyuncsslb.com"
     assert cluster.api_tls_sans == ["nlb-x.cn-hangzhou.nlb.aliyuncsslb.com", "10.0.1.50",
                                     "10.0.2.50"]
+
+
+@pytest.fixture
+def nlb_sold_in(cloud: Emulator) -> Any:
+    """Reseed the region so NLB is sold in some of its zones only (NLB DescribeZones lists
+    fewer zones than ECS's in some regions); the region is put back after the test."""
+    (region,) = cloud.seed_document["regions"]
+    third = f"{cloud.region_id}-j"
+
+    def sold_in(*zones: str) -> None:
+        cloud.control.seed({"regions": [{**region, "zones": [*region["zones"], third],
+                                         "nlb_zones": list(zones)}]})
+
+    yield sold_in
+    cloud.control.seed({"regions": [region]})
+
+
+def test_a_zone_without_nlb_is_refused_before_anything_is_bought(
+        at_datastore: Client, cloud: Emulator, nlb_sold_in: Any) -> None:
+    """The wizard asks NLB's own DescribeZones (nlb20220430), not ECS's: a ZoneMapping in a
+    zone without NLB would fail at CreateLoadBalancer (UnauthorizedZone), after the
+    instances are bought. Both zones are checked, for an existing VPC and a created one."""
+    answer = two_zone_answer(cloud)
+    first, second, third = answer["zone"], answer["nlb_zone2"], f"{cloud.region_id}-j"
+    nlb_sold_in(first, third)
+    page = at_datastore.get(step_url("network")).content.decode()
+    assert f"{second} (no NLB)" in page
+    refused = at_datastore.post(step_url("network"), answer)
+    assert f"NLB is not sold in zone {second}" in " ".join(field_errors(refused, "nlb_zone2"))
+    created = {"zone": first, "create_network": "on", "new_vpc_cidr": "10.40.0.0/16",
+               "new_vswitch_cidr": "10.40.1.0/24", "slb_address_type": "intranet",
+               "load_balancer_kind": "nlb", "nlb_zone2": second,
+               "new_vswitch2_cidr": "10.40.2.0/24"}
+    refused = at_datastore.post(step_url("network"), created)
+    assert f"NLB is not sold in zone {second}" in " ".join(field_errors(refused, "nlb_zone2"))
+    assert at_datastore.post(step_url("network"), {**created, "nlb_zone2": third}
+                             )["Location"] == step_url("datastore")
+
+    nlb_sold_in(second, third)  # the first zone is the one without NLB now
+    refused = at_datastore.post(step_url("network"), answer)
+    assert f"NLB is not sold in zone {first}" in " ".join(field_errors(refused, "zone"))
+    refused = at_datastore.post(step_url("network"), created)
+    assert f"NLB is not sold in zone {first}" in " ".join(field_errors(refused, "zone"))
+    # And a CLB in that zone is still fine.
+    clb = at_datastore.post(step_url("network"), {**answer, "load_balancer_kind": "clb"})
+    assert clb["Location"] == step_url("datastore")
+
+    nlb_sold_in(third)  # one zone only: no NLB in this region, said as such
+    refused = at_datastore.post(step_url("network"), answer)
+    assert "fewer than two zones" in " ".join(field_errors(refused, "load_balancer_kind"))
+
+
+def test_allow_list_sources_the_nodes_will_not_admit_are_warned_of(
+        at_datastore: Client, cloud: Emulator) -> None:
+    """Through a CLB the client's own address reaches the nodes: a private block can never
+    be an Internet-facing API's client, and a public block is not admitted to an intranet
+    API's nodes (k3s/firewall.allowlist_skipped). The wizard says so instead of dropping
+    them silently; the answer is still saved."""
+    vswitch = cloud.vswitch
+    base = {"zone": vswitch["zone_id"], "vpc": cloud.vpc["vpc_id"],
+            "vswitch": vswitch["vswitch_id"], "load_balancer_kind": "clb"}
+    internet = at_datastore.post(step_url("network"), {
+        **base, "slb_address_type": "internet",
+        "api_allowed_cidrs": "203.0.113.0/24\n10.99.0.0/16"}, follow=True)
+    page = internet.content.decode()
+    assert "10.99.0.0/16 is a private block" in page
+    assert "203.0.113.0/24 is a" not in page
+    assert WizardState(at_datastore.session).get("network")["api_allowed_cidrs"] == [
+        "203.0.113.0/24", "10.99.0.0/16"]
+    intranet = at_datastore.post(step_url("network"), {
+        **base, "slb_address_type": "intranet",
+        "api_allowed_cidrs": "8.8.8.0/24\n10.99.0.0/16"}, follow=True)
+    page = intranet.content.decode()
+    assert "8.8.8.0/24 is a public block" in page and "10.99.0.0/16 is a" not in page

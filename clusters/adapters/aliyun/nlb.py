@@ -169,6 +169,16 @@ class NlbApi:
         return collected, False
 
     # ---- the load balancer ----------------------------------------------------------------
+    def nlb_zones(self) -> list[str]:
+        """NLB's DescribeZones: the region's zones where an NLB may have a ZoneMapping. Not
+        every ECS zone sells NLB; a mapping in another is refused at CreateLoadBalancer
+        (UnauthorizedZone), after the instances are bought (V2 alibabacloud_nlb20220430
+        DescribeZonesResponseBody.zones[].zone_id)."""
+        request = CommonRequest(domain=_domain(self.client.region), version=NLB_VERSION,
+                                action_name="DescribeZones", product=NLB_PRODUCT)
+        body = self.client.call(_prepare(request, self.client.region, {}))
+        return [str(z.get("ZoneId")) for z in _list(body, "Zones") if z.get("ZoneId")]
+
     def create_nlb(self, *, name: str, vpc_id: str, address_type: str,
                    zones: Iterable[tuple[str, str]], client_token: str,
                    tags: Mapping[str, str] | None = None) -> str:

@@ -10,7 +10,7 @@ with the caller's ClientToken.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aliyunsdkecs.request.v20140526.AuthorizeSecurityGroupRequest import (
     AuthorizeSecurityGroupRequest,
@@ -48,6 +48,10 @@ class IngressRule:
     priority: int = 1       # 1 (first) .. 100
     protocol: str = "TCP"
     source_group_id: str = ""
+    # What DescribeSecurityGroupAttribute answers as the rule's Description: not part of the
+    # rule (ECS tells rules apart without it), so neither compared, hashed nor in the repr
+    # (the rules' ClientToken is derived from the repr, steps/ecs.py).
+    description: str = field(default="", compare=False, repr=False)
 
     def permission(self, description: str = "") -> dict[str, str]:
         found = {"IpProtocol": self.protocol, "PortRange": self.port_range,
@@ -120,7 +124,7 @@ class SecurityGroupApi:
         return [IngressRule(str(p.get("SourceCidrIp", "")), str(p.get("PortRange", "")),
                             str(p.get("Policy", "Accept")).capitalize(),
                             int(p.get("Priority") or 1), str(p.get("IpProtocol", "")).upper(),
-                            str(p.get("SourceGroupId") or ""))
+                            str(p.get("SourceGroupId") or ""), str(p.get("Description") or ""))
                 for p in items(body, "Permissions", "Permission")
                 if str(p.get("Direction") or "ingress") == "ingress"]
 

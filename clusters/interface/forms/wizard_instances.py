@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from clusters.adapters import host_addresses
 from clusters.adapters.aliyun.ecs_buy import PublicImage, TypeOffer
 from clusters.adapters.aliyun.models import Instance
 from clusters.adapters.ssh import load_private_key, md5_fingerprint, same_fingerprint
@@ -156,10 +157,12 @@ class InstanceOrderForm(forms.Form):
     def __init__(self, *args: Any, types: Sequence[TypeOffer] = (),
                  images: Sequence[PublicImage] = (),
                  key_pairs: Sequence[tuple[str, str]] = (),
-                 datastore: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+                 datastore: Mapping[str, Any] | None = None, vpc_cidr: str = "",
+                 **kwargs: Any) -> None:
         kwargs.setdefault("prefix", "order")
         super().__init__(*args, **kwargs)
         self.datastore = datastore or {}
+        self.vpc_cidr = vpc_cidr  # the cluster's VPC block ("" unknown: not checked here)
         self.fingerprints = dict(key_pairs)
         pair_field = cast(forms.ChoiceField, self.fields["key_pair"])
         pair_field.choices = [("", _("Let the panel make one (recommended)"))] + [
@@ -180,8 +183,13 @@ class InstanceOrderForm(forms.Form):
         return servers
 
     def clean(self) -> dict[str, Any]:
-        """An existing key pair needs its private key, and the key must be that pair's."""
+        """An existing key pair needs its private key, and the key must be that pair's; and
+        a panel outside the VPC needs the instances to have a public address."""
         data = super().clean() or {}
+        if self.vpc_cidr and data.get("public_bandwidth_mbps") == 0:
+            unreachable = host_addresses.no_route_without_public_address(self.vpc_cidr)
+            if unreachable:
+                self.add_error("public_bandwidth_mbps", unreachable)
         name = data.get("key_pair") or ""
         text = str(data.get("key_pair_private_key") or "").strip()
         if not name:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
@@ -10,7 +10,16 @@ from django.utils.translation import gettext_lazy as _
 from clusters.adapters import wizard_checks
 from clusters.core import allowlist, network_blocks
 from clusters.interface.forms.common import WizardForm
+from clusters.k3s.firewall import (
+    PUBLIC_ON_INTRANET,
+    FirewallError,
+    FirewallSpec,
+    allowlist_skipped,
+)
 from clusters.models import LoadBalancerKind, SlbAddressType
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise  # a type only (a dev requirement)
 
 
 class NetworkStepForm(WizardForm):
@@ -73,7 +82,8 @@ class NetworkStepForm(WizardForm):
             self.initial["api_allowed_cidrs"] = "\n".join(kept)
         cast(forms.ChoiceField, self.fields["zone"]).choices = [(z, z) for z in network.zones]
         cast(forms.ChoiceField, self.fields["nlb_zone2"]).choices = [
-            ("", "—"), *[(z, z) for z in network.zones]]
+            ("", "—"), *[(z, z if z in network.nlb_zones else _("%(zone)s (no NLB)") % {
+                "zone": z}) for z in network.zones]]
         cast(forms.ChoiceField, self.fields["nlb_vswitch2"]).choices = [
             ("", "—"), *[(s.vswitch_id, f"{s.vswitch_id} · {s.zone_id} · {s.cidr}"
                           + (f" · {s.name}" if s.name else "")) for s in network.vswitches]]
@@ -102,8 +112,33 @@ class NetworkStepForm(WizardForm):
 
     @property
     def nlb_possible(self) -> bool:
-        """An NLB needs two zones: a region with one cannot have one."""
-        return len(self.network.zones) >= 2
+        """An NLB needs two zones where NLB is sold (NLB's DescribeZones, not ECS's)."""
+        return len([z for z in self.network.zones if z in self.network.nlb_zones]) >= 2
+
+    def _no_nlb_here(self) -> StrOrPromise:
+        """Why this region cannot have an NLB at all."""
+        if self.network.nlb_problem:
+            return _("The zones where NLB is sold could not be listed (NLB DescribeZones: "
+                     "%(error)s). Choose a CLB here, or try again.") % {
+                         "error": self.network.nlb_problem}
+        if len(self.network.zones) >= 2:
+            return _("NLB is sold in fewer than two zones of this region (NLB DescribeZones: "
+                     "%(zones)s), and an NLB needs a vSwitch in two zones. Choose a CLB here, "
+                     "or another region.") % {
+                         "zones": ", ".join(self.network.nlb_zones) or "—"}
+        return _("This region has only one zone, and an NLB needs a vSwitch in two zones (it "
+                 "keeps the API reachable when one zone fails). Choose a CLB here, or a region "
+                 "with two zones.")
+
+    def _zone_without_nlb(self, zone: str) -> StrOrPromise | None:
+        """Why `zone` cannot hold one of the NLB's ZoneMappings, or None when it can:
+        CreateLoadBalancer refuses a zone NLB is not sold in, after the instances are
+        bought, so the wizard asks NLB's DescribeZones first."""
+        if zone in self.network.nlb_zones:
+            return None
+        return _("NLB is not sold in zone %(zone)s (NLB DescribeZones lists %(zones)s): "
+                 "choose one of those zones, or a CLB.") % {
+                     "zone": zone, "zones": ", ".join(self.network.nlb_zones)}
 
     def _clean_nlb(self, data: dict[str, Any]) -> None:
         """An NLB's zones: the first zone's vSwitch and one in a second zone of the same VPC.
@@ -118,10 +153,11 @@ class NetworkStepForm(WizardForm):
         if data["load_balancer_kind"] != LoadBalancerKind.NLB:
             return
         if not self.nlb_possible:
-            self.add_error("load_balancer_kind", _(
-                "This region has only one zone, and an NLB needs a vSwitch in two zones (it "
-                "keeps the API reachable when one zone fails). Choose a CLB here, or a region "
-                "with two zones."))
+            self.add_error("load_balancer_kind", self._no_nlb_here())
+            return
+        first = self._zone_without_nlb(data.get("zone") or "")
+        if first:
+            self.add_error("zone", first)
             return
         problem = self._second_zone_problem(data)
         if problem:
@@ -136,6 +172,9 @@ class NetworkStepForm(WizardForm):
         zone2, vswitch2 = data.get("nlb_zone2") or "", data.get("nlb_vswitch2") or ""
         if not zone2 or zone2 == data.get("zone"):
             return "nlb_zone2", _("Choose a second zone, other than the first one.")
+        no_nlb = self._zone_without_nlb(zone2)
+        if no_nlb:
+            return "nlb_zone2", no_nlb
         chosen = next((s for s in self.network.vswitches if s.vswitch_id == vswitch2), None)
         if chosen is None:
             return "nlb_vswitch2", _("Choose a vSwitch in the second zone.")
@@ -179,15 +218,20 @@ class NetworkStepForm(WizardForm):
         with the field's error: a second zone of the region, other than the first, and a
         block inside the VPC's that does not overlap the first vSwitch's."""
         if not self.nlb_possible:
-            self.add_error("load_balancer_kind", _(
-                "This region has only one zone, and an NLB needs a vSwitch in two zones (it "
-                "keeps the API reachable when one zone fails). Choose a CLB here, or a region "
-                "with two zones."))
+            self.add_error("load_balancer_kind", self._no_nlb_here())
+            return None
+        first = self._zone_without_nlb(data.get("zone") or "")
+        if first:
+            self.add_error("zone", first)
             return None
         zone2 = data.get("nlb_zone2") or ""
         if not zone2 or zone2 == data.get("zone"):
             self.add_error("nlb_zone2", _("Choose a second zone, other than the first one: "
                                           "the panel creates the NLB's second vSwitch there."))
+            return None
+        no_nlb = self._zone_without_nlb(zone2)
+        if no_nlb:
+            self.add_error("nlb_zone2", no_nlb)
             return None
         try:
             cidr = network_blocks.check_second(vpc_cidr, vswitch_cidr,
@@ -197,7 +241,36 @@ class NetworkStepForm(WizardForm):
             return None
         return {"zone2": zone2, "vswitch2_cidr": cidr}
 
+    def _warn_unreachable_sources(self, data: dict[str, Any]) -> None:
+        """Warn of each allow-list source a CLB keeps but the nodes' group will not admit on
+        6443 (k3s/firewall.allowlist_skipped): a public block of an intranet API, a private
+        block of an Internet-facing one (its clients come with public addresses)."""
+        if self.errors or not data.get("vpc_cidr"):
+            return
+        spec = FirewallSpec(
+            vpc_cidr=data["vpc_cidr"], panel_cidrs=(),
+            internet_api=data.get("slb_address_type") == SlbAddressType.INTERNET,
+            api_allowed_cidrs=tuple(data.get("api_allowed_cidrs") or ()),
+            clb=data.get("load_balancer_kind") != LoadBalancerKind.NLB)
+        try:
+            skipped = allowlist_skipped(spec)
+        except FirewallError:
+            return
+        for cidr, why in skipped:
+            self.warnings.append(str((_(
+                "%(cidr)s is a public block: an intranet API's clients come over private "
+                "networks, so the nodes do not admit it on 6443 and it will not reach the API.")
+                if why == PUBLIC_ON_INTRANET else _(
+                "%(cidr)s is a private block: clients of an Internet-facing API come with "
+                "public addresses, so it never matches and the nodes do not admit it on "
+                "6443. List the public address your clients connect from.")) % {"cidr": cidr}))
+
     def clean(self) -> dict[str, Any]:
+        data = self._clean()
+        self._warn_unreachable_sources(data)
+        return data
+
+    def _clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
         if data.get("create_network"):

@@ -56,6 +56,8 @@ def apply_seed(state: State, seed: dict[str, Any], created_at: float) -> None:
             "region_id": entry["region_id"],
             "local_name": entry.get("local_name", entry["region_id"]),
             "zones": list(entry.get("zones", [])),
+            # Where NLB is sold (NLB's DescribeZones): every zone unless the seed says fewer.
+            "nlb_zones": list(entry.get("nlb_zones", entry.get("zones", []))),
         }
     vpcs, vswitches = state.bucket("vpcs"), state.bucket("vswitches")
     for entry in seed.get("vpcs", []):

@@ -39,6 +39,12 @@ def _zone_mappings(params: Params) -> list[dict[str, str]]:
                                                "AllocationId"))
 
 
+def nlb_zones(region: dict[str, Any]) -> list[str]:
+    """The region's zones where NLB is sold: not every ECS zone (NLB's own DescribeZones is
+    the list; "nlb_zones" of the seed, all of the region's zones when it names none)."""
+    return list(region.get("nlb_zones", region["zones"]))
+
+
 def _check_zones(state: State, ctx: RequestContext, vpc_id: str,
                  mappings: list[dict[str, str]]) -> list[dict[str, Any]]:
     """Each mapping: a seeded vSwitch of this VPC, in the zone it names, one per zone; at
@@ -63,7 +69,7 @@ def _check_zones(state: State, ctx: RequestContext, vpc_id: str,
         if vsw is None or vsw["region_id"] != ctx.region_id or vsw["vpc_id"] != vpc_id:
             raise errors.ApiError(404, "ResourceNotFound.VSwitch",
                                   "The specified resource of vSwitch is not found.")
-        if zone_id not in region["zones"]:
+        if zone_id not in nlb_zones(region):
             raise errors.ApiError(403, "UnauthorizedZone",
                                   f"The specified zone of {zone_id} is not authorized.")
         if vsw["zone_id"] != zone_id:
@@ -76,7 +82,7 @@ def _check_zones(state: State, ctx: RequestContext, vpc_id: str,
         seen.add(zone_id)
         checked.append({"zone_id": zone_id, "vswitch_id": vswitch_id,
                         "wanted_ip": mapping.get("PrivateIPv4Address", "")})
-    if len(region["zones"]) >= 2 and len(checked) < 2:
+    if len(nlb_zones(region)) >= 2 and len(checked) < 2:
         raise errors.ApiError(400, "InvalidZones", "The current zone list is illegal.")
     return checked
 
@@ -280,8 +286,9 @@ def describe_regions(state: State, params: Params, ctx: RequestContext) -> dict[
     Param("ServiceCode", enum=("nlb",)),
 ))
 def describe_zones(state: State, params: Params, ctx: RequestContext) -> dict[str, Any]:
-    """The seeded zones of the region: where ZoneMappings may point."""
+    """The region's zones where NLB is sold (seeded "nlb_zones", by default all): where
+    ZoneMappings may point; fewer than ECS's DescribeZones in some regions."""
     region = ctx.require_region()
     return {"Zones": [{"ZoneId": zone, "LocalName":
                        f"{region['local_name']} Zone {zone.rsplit('-', 1)[-1].upper()}"}
-                      for zone in region["zones"]]}
+                      for zone in nlb_zones(region)]}
