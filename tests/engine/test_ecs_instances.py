@@ -475,7 +475,8 @@ def test_a_long_cluster_name_still_makes_valid_distinct_host_names(
     a Linux HostName is 2-64 characters without consecutive hyphens (V2
     RunInstancesRequest.host_name), which the emulator enforces: the panel derives one."""
     settings.ALIYUN_ENDPOINT_OVERRIDE = emu.endpoint
-    settings.PANEL_SSH_SOURCE_CIDRS = ["203.0.113.9/32"]
+    # The panel inside the VPC: no bandwidth is ordered, so a panel outside would be refused.
+    settings.PANEL_SSH_SOURCE_CIDRS = [f"{emu.vswitch['cidr'].rsplit('.', 1)[0]}.250/32"]
     emu.control.request("POST", "ecs/stock", {"zone_id": emu.vswitch["zone_id"],
                                               "instance_type": TYPE,
                                               "status_category": "WithStock"})
