@@ -40,6 +40,7 @@ import math
 
 from django.conf import settings
 
+
 def repeats(previous_reason: str, reason: str, previous_repeats: int, *,
             new_try: bool) -> int:
     """How many waits in a row, before this one, said `reason` (0: this wait is news).

@@ -24,8 +24,8 @@ was refused (RAM) reaches every cluster it was for, each then checked on its own
 or throttled sends its batch again, due LISTING_RETRY_SECONDS later (a countdown: the health
 worker's slot is not held by a sleep meanwhile), and still throttled then, queues no checks
 at all (each cluster keeps its verdict, marked "not refreshed", and goes first next round):
-one call per cluster is the last thing a throttled API needs. Groups never mix accounts: a listing is made with one account's keys
-and answers only for it.
+one call per cluster is the last thing a throttled API needs. Groups never mix accounts: a
+listing is made with one account's keys and answers only for it.
 
 Why the order is kept end to end: `batches` puts the never-checked, then the longest
 unchecked clusters first, and the checks are queued (and so run) in that order, so a round

@@ -122,4 +122,4 @@ def test_the_cluster_page_says_when_a_waiting_step_looks_next(engine: InProcessE
     assert "0 of 3 instances Running" in english
     assert f"Next check at {next_look}." in english
     chinese = client.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
-    assert f"下次检查时间：{next_look}。" in chinese
+    assert f"下次检查时间：{next_look}。" in chinese  # noqa: RUF001 - Chinese punctuation
