@@ -214,26 +214,58 @@ def _expand(secrets: Iterable[str]) -> set[str]:
 
 
 @lru_cache(maxsize=256)
-def _patterns(secret: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The secret's patterns masked as they match, and its base64 cores (see _token_spans)."""
+def _patterns(secret: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The secret's forms as they appear verbatim (itself, its quoted forms), the same forms
+    with any character percent-encoded (patterns), and its base64 cores (see _token_spans)."""
     if len(secret) > MAX_ENCODED_LENGTH:
-        return (re.escape(secret),), ()
-    found = [_percent_pattern(secret)]
-    found.extend(_percent_pattern(form) for form in _quoted_forms(secret) if form != secret)
-    return tuple(found), tuple(_base64_cores(secret))
+        return (secret,), (re.escape(secret),), ()
+    forms = [secret, *(form for form in _quoted_forms(secret) if form != secret)]
+    return (tuple(forms), tuple(_percent_pattern(form) for form in forms),
+            tuple(_base64_cores(secret)))
 
 
-_Part = tuple[re.Pattern[str] | None, re.Pattern[str] | None]
+class _Part:
+    """One secret compiled: its verbatim forms as one alternation, its base64 cores as
+    another, and its percent-encoded forms, compiled only when a text could hold one.
+
+    Why the percent patterns wait: they are most of the compile (each character becomes
+    `(?:c|%XX)`: 79 KB of pattern and ~270 ms of Python's pure-Python re parser for an RSA
+    key's lines, ~0.3 s per cluster and worker process, half of a create's step-worker CPU;
+    issue 18), and they can only match what the verbatim forms match unless the text holds a
+    `%` (or a `+`, for a secret with a space, which `+` may encode). A text with neither is
+    scanned with the verbatim alternation, which finds the same secrets; any other text with
+    the percent patterns, exactly as before."""
+
+    __slots__ = ("_percent", "_percent_sources", "cores", "literal", "spaced")
+
+    def __init__(self, literals: set[str], percents: set[str], cores: set[str]) -> None:
+        # Longest first so a secret that contains another is masked whole.
+        ordered = sorted(literals, key=len, reverse=True)
+        self.literal = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self.cores = _alternation(cores)
+        self.spaced = any(" " in value for value in literals)
+        self._percent_sources = percents
+        self._percent: re.Pattern[str] | None = None
+
+    def plain(self, text: str) -> re.Pattern[str] | None:
+        """The pattern that finds this secret's verbatim and encoded forms in `text`."""
+        if "%" not in text and not (self.spaced and "+" in text):
+            return self.literal
+        if self._percent is None:  # two threads may both compile it: the same pattern
+            self._percent = _alternation(self._percent_sources)
+        return self._percent
 
 
 def _compile(values: Iterable[str]) -> _Part:
+    literals: set[str] = set()
     plain: set[str] = set()
     cores: set[str] = set()
     for value in values:
-        masked, base64_cores = _patterns(value)
+        verbatim, masked, base64_cores = _patterns(value)
+        literals.update(verbatim)
         plain.update(masked)
         cores.update(base64_cores)
-    return _alternation(plain), _alternation(cores)
+    return _Part(literals, plain, cores)
 
 
 def _alternation(patterns: set[str]) -> re.Pattern[str] | None:
@@ -256,9 +288,9 @@ def _secret_part(secret: str) -> _Part | None:
 
 
 def _part_spans(part: _Part, text: str) -> list[tuple[int, int]]:
-    pattern, cores = part
+    pattern = part.plain(text)
     plain = _overlapping_spans(pattern, text) if pattern is not None else []
-    tokens = _token_spans(cores, text) if cores is not None else []
+    tokens = _token_spans(part.cores, text) if part.cores is not None else []
     return list(heapq.merge(plain, tokens))
 
 
