@@ -231,29 +231,34 @@ class _Part:
     Why the percent patterns wait: they are most of the compile (each character becomes
     `(?:c|%XX)`: 79 KB of pattern and ~270 ms of Python's pure-Python re parser for an RSA
     key's lines, ~0.3 s per cluster and worker process, half of a create's step-worker CPU;
-    issue 18), and they can only match what the verbatim forms match unless the text holds a
-    `%` (or a `+`, for a secret with a space, which `+` may encode). A text with neither is
-    scanned with the verbatim alternation, which finds the same secrets; any other text with
-    the percent patterns, exactly as before."""
+    issue 18), and in a text without a `%` they can only match what the verbatim forms match
+    with each space written as itself or as `+`. Such a text (most lines) is scanned with that
+    verbatim alternation, which finds the same secrets; a text with a `%` with the percent
+    patterns, exactly as before."""
 
-    __slots__ = ("_percent", "_percent_sources", "cores", "literal", "spaced")
+    __slots__ = ("_percent", "_percent_sources", "cores", "literal")
 
     def __init__(self, literals: set[str], percents: set[str], cores: set[str]) -> None:
         # Longest first so a secret that contains another is masked whole.
         ordered = sorted(literals, key=len, reverse=True)
-        self.literal = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self.literal = re.compile("|".join(map(_verbatim_pattern, ordered))) if ordered \
+            else None
         self.cores = _alternation(cores)
-        self.spaced = any(" " in value for value in literals)
         self._percent_sources = percents
         self._percent: re.Pattern[str] | None = None
 
     def plain(self, text: str) -> re.Pattern[str] | None:
         """The pattern that finds this secret's verbatim and encoded forms in `text`."""
-        if "%" not in text and not (self.spaced and "+" in text):
+        if "%" not in text:
             return self.literal
         if self._percent is None:  # two threads may both compile it: the same pattern
             self._percent = _alternation(self._percent_sources)
         return self._percent
+
+
+def _verbatim_pattern(form: str) -> str:
+    """`form` as it is, each space also as `+` (what the percent pattern matches with no %)."""
+    return "[ +]".join(re.escape(piece) for piece in form.split(" "))
 
 
 def _compile(values: Iterable[str]) -> _Part:
