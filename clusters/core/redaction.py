@@ -231,10 +231,11 @@ class _Part:
     Why the percent patterns wait: they are most of the compile (each character becomes
     `(?:c|%XX)`: 79 KB of pattern and ~270 ms of Python's pure-Python re parser for an RSA
     key's lines, ~0.3 s per cluster and worker process, half of a create's step-worker CPU;
-    issue 18), and in a text without a `%` they can only match what the verbatim forms match
-    with each space written as itself or as `+`. Such a text (most lines) is scanned with that
-    verbatim alternation, which finds the same secrets; a text with a `%` with the percent
-    patterns, exactly as before."""
+    issue 18), and in a text without a percent escape (`%` and two hex digits) they can only
+    match what the verbatim forms match with each space written as itself or as `+`. Such a
+    text (most lines: "12.3%" or a download's "100%" is no escape) is scanned with that
+    verbatim alternation, which finds the same secrets; a text with an escape with the
+    percent patterns, exactly as before."""
 
     __slots__ = ("_percent", "_percent_sources", "cores", "literal")
 
@@ -247,13 +248,19 @@ class _Part:
         self._percent_sources = percents
         self._percent: re.Pattern[str] | None = None
 
-    def plain(self, text: str) -> re.Pattern[str] | None:
-        """The pattern that finds this secret's verbatim and encoded forms in `text`."""
-        if "%" not in text:
+    def plain(self, escaped: bool) -> re.Pattern[str] | None:
+        """The pattern that finds this secret's verbatim and encoded forms in a text
+        (`escaped`: the text holds a percent escape)."""
+        if not escaped:
             return self.literal
         if self._percent is None:  # two threads may both compile it: the same pattern
             self._percent = _alternation(self._percent_sources)
         return self._percent
+
+
+# What a percent-encoded character looks like (either hex case): without one in a text, a
+# secret's percent patterns match only what its verbatim forms do (_Part).
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 def _verbatim_pattern(form: str) -> str:
@@ -292,8 +299,8 @@ def _secret_part(secret: str) -> _Part | None:
     return _compile(values) if values else None
 
 
-def _part_spans(part: _Part, text: str) -> list[tuple[int, int]]:
-    pattern = part.plain(text)
+def _part_spans(part: _Part, text: str, escaped: bool) -> list[tuple[int, int]]:
+    pattern = part.plain(escaped)
     plain = _overlapping_spans(pattern, text) if pattern is not None else []
     tokens = _token_spans(part.cores, text) if part.cores is not None else []
     return list(heapq.merge(plain, tokens))
@@ -311,7 +318,8 @@ def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _spans_of(parts: Iterable[_Part], text: str) -> list[tuple[int, int]]:
-    return _merge(heapq.merge(*(_part_spans(part, text) for part in parts)))
+    escaped = _PERCENT_ESCAPE.search(text) is not None
+    return _merge(heapq.merge(*(_part_spans(part, text, escaped) for part in parts)))
 
 
 class Redactor:
