@@ -46,8 +46,10 @@ def repeats(previous_reason: str, reason: str, previous_repeats: int, *,
     """How many waits in a row, before this one, said `reason` (0: this wait is news).
 
     `previous_reason` is the reason stored with the step's last wait (the claim leaves it on
-    the row), `previous_repeats` what this function said then; `new_try`: this execution was
-    not a plain poll (a transient retry)."""
+    the row; a user's Retry, a reclaim, a failure elsewhere in the run replace or clear it),
+    `previous_repeats` what this function said then; `new_try`: this execution was not a
+    plain poll (a transient retry). The stored reason is redacted: one that holds a secret
+    never equals the new one, so it keeps the asked interval (the punctual side)."""
     if new_try or not reason or previous_reason != reason:
         return 0
     return previous_repeats + 1
