@@ -15,7 +15,11 @@ Creates clusters on the offline world (lab hosts, emulator with realistic delays
   then polling the run's status) apart from the offline world (MariaDB servers, K3s
   stand-ins, sshd and the install commands it runs, the emulator, lab init, the artifact
   server's threads) and the rest of the machine (PostgreSQL, Redis, other people's jobs);
-  the panel's share of the machine's capacity (wall x cores) and its CPU per cluster.
+  the panel's share of the machine's capacity (wall x cores) and its CPU per cluster;
+* how many step executions a cluster cost, by handler, and how many of them were polls
+  after a Wait (each a claim, a handler call and a record in a step worker), with the step
+  workers' CPU per execution. `--poll-growth 1` looks at every wait at its asked interval
+  (as before growing waits, clusters/engine/polling.py), for a before/after pair.
 
 The previous figures (README "Benchmarks") are printed beside the new ones.
 
@@ -23,6 +27,7 @@ Needs root (network namespaces, cgroups). Uses DATABASE_URL (PostgreSQL recommen
 real Redis.
 
     .venv/bin/python benchmarks/provisioning.py [--clusters 20] [--time-scale 0.05]
+        [--worker-counts 2] [--poll-growth 1]
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from django.db.models import Count, Sum  # noqa: E402
 
 from clusters import operations  # noqa: E402
 from clusters.models import RUN_ACTIVE, Run, Step  # noqa: E402
@@ -140,9 +146,10 @@ class Accounting:
 
 
 def create_many(world, count: int, workers: int, broker_url: str, queue: str, *,
-                servers: int, accounting: Accounting) -> tuple[float, list[Run], dict[str, float]]:
+                servers: int, accounting: Accounting,
+                extra_env: dict[str, str]) -> tuple[float, list[Run], dict[str, float]]:
     env = {"ALIYUN_ENDPOINT_OVERRIDE": world.endpoint, **FAST_ENGINE,
-           "PANEL_CLOUD_POLL_SECONDS": "1"}
+           "PANEL_CLOUD_POLL_SECONDS": "1", **extra_env}
     # As docker-compose.yml runs them: step workers on the default queue, one health worker
     # on the health queue (a worker taking both spends its slot on health checks of
     # half-built clusters while 1,000 step messages wait), and beat alone.
@@ -176,6 +183,26 @@ def create_many(world, count: int, workers: int, broker_url: str, queue: str, *,
             process.stop()
     cpu = {key: after[key] - before[key] for key in after}
     return elapsed, [Run.objects.get(pk=r.pk) for r in runs], cpu
+
+
+def executions(runs: list[Run], worker_cpu: float) -> None:
+    """How many times the runs' steps were executed, per cluster and by handler: every
+    execution is a claim, a handler call and a record in a step worker; a poll is one that
+    came back after a Wait (Step.polls), the rest are tries (the first, transient retries,
+    reclaims)."""
+    rows = list(Step.objects.filter(run__in=runs).values("handler")
+                .annotate(steps=Count("id"), executions=Sum("attempts"), polls=Sum("polls"))
+                .order_by("-executions", "handler"))
+    total = sum(row["executions"] for row in rows)
+    polls = sum(row["polls"] for row in rows)
+    per = len(runs)
+    print(f"  step executions per cluster: {total / per:.1f}, of which {polls / per:.1f} polls "
+          f"after a Wait ({polls / max(total, 1):.0%}); step worker CPU per execution "
+          f"{1000 * worker_cpu / max(total, 1):.1f} ms")
+    print(f"    {'handler':<30} {'steps':>6} {'executions':>11} {'polls':>7}  (per cluster)")
+    for row in rows:
+        print(f"    {row['handler']:<30} {row['steps'] / per:6.1f} {row['executions'] / per:11.1f}"
+              f" {row['polls'] / per:7.1f}")
 
 
 def report(label: str, elapsed: float, runs: list[Run], cpu: dict[str, float],
@@ -215,6 +242,7 @@ def report(label: str, elapsed: float, runs: list[Run], cpu: dict[str, float],
     print(line("  artifact server threads, ip/unshare, other", world_rest))
     print(line("REST (PostgreSQL, Redis, other jobs)", rest))
     print(line("measurement (classifier thread)", cpu["classifier"]))
+    executions(runs, cpu["worker"])
 
 
 def load() -> str:
@@ -230,7 +258,12 @@ def main() -> None:
                         help="comma-separated worker process counts for the N-cluster runs")
     parser.add_argument("--show-world", action="store_true",
                         help="list the world's processes no pattern classified")
+    parser.add_argument("--poll-growth", default="",
+                        help="PANEL_POLL_GROWTH for the workers (1: every wait looked at at "
+                             "its asked interval, as before issue 18's growing waits); "
+                             "unset: the default")
     args = parser.parse_args()
+    extra_env = {"PANEL_POLL_GROWTH": args.poll_growth} if args.poll_growth else {}
     broker_url, embedded = find_redis()
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     route_tasks_to(broker_url, queue)
@@ -242,21 +275,28 @@ def main() -> None:
     print(f"time_scale={args.time_scale} (RDS creation {300 * args.time_scale:.0f}s), "
           f"database={settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}")
     print(f"load before: {load()}")
+    print(f"waits: PANEL_POLL_GROWTH={args.poll_growth or settings.PANEL_POLL_GROWTH} "
+          f"(punctual {settings.PANEL_POLL_PUNCTUAL}, at most "
+          f"{settings.PANEL_POLL_MAX_FACTOR:g}x the asked interval and "
+          f"{settings.PANEL_POLL_MAX_SECONDS:g} s); cloud poll 1 s, host poll "
+          f"{FAST_ENGINE['PANEL_HOST_POLL_SECONDS']} s")
     accounting = Accounting()
     try:
         with accounting.classifier:
             with running_world(hosts=2, time_scale=args.time_scale) as world:
                 one, runs, cpu = create_many(world, 1, 1, broker_url, queue, servers=2,
-                                             accounting=accounting)
+                                             accounting=accounting, extra_env=extra_env)
                 if args.show_world:
                     print("\n".join(accounting.unclassified()))
+            print(f"load: {load()}")
             report("one HA cluster (2 servers), 1 worker", one, runs, cpu, PREVIOUS["one"])
             for workers in (int(n) for n in args.worker_counts.split(",")):
                 with running_world(hosts=args.clusters * args.servers,
                                    time_scale=args.time_scale) as world:
                     elapsed, runs, cpu = create_many(world, args.clusters, workers, broker_url,
                                                      queue, servers=args.servers,
-                                                     accounting=accounting)
+                                                     accounting=accounting,
+                                                     extra_env=extra_env)
                 print(f"load: {load()}")
                 report(f"{args.clusters} clusters at once, {workers} worker process(es)",
                        elapsed, runs, cpu, PREVIOUS.get(workers, "not measured"))

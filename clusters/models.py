@@ -647,6 +647,9 @@ class Step(models.Model):
     reclaims = models.PositiveIntegerField(default=0)
     reclaim_streak = models.PositiveIntegerField(default=0)
     wait_reason = models.CharField(max_length=500, blank=True)
+    # How many waits in a row before the current one gave this same wait_reason: the engine
+    # looks less often while it grows (clusters/engine/polling.py).
+    wait_repeats = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)

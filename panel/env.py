@@ -7,6 +7,7 @@ Every reader also accepts NAME_FILE (Docker/Kubernetes secrets mounted as files)
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def env_int(name: str, default: int, minimum: int | None = None) -> int:
     return number
 
 
-def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+def env_float(name: str, default: float, minimum: float = 0.0,
+              maximum: float | None = None) -> float:
     value = env_str(name)
     if value is None or value == "":
         return default
@@ -67,8 +69,14 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
         number = float(value)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}={value!r} is not a number.") from exc
+    # float() takes "nan" and "inf": NaN passes every comparison below, and either one turns
+    # an interval or a limit into nonsense far from where it was set.
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a finite number.")
     if number < minimum:
         raise ImproperlyConfigured(f"{name}={number} is below its minimum of {minimum}.")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name}={number} is above its maximum of {maximum}.")
     return number
 
 

@@ -288,6 +288,15 @@ PANEL_CLOUD_POLL_SECONDS = env_float("PANEL_CLOUD_POLL_SECONDS", 15.0, minimum=0
 # How often a step waiting on a host (K3s starting, an agent registering, a restarted server
 # turning Ready) looks again: each look is an SSH command or an API call, so not too often.
 PANEL_HOST_POLL_SECONDS = env_float("PANEL_HOST_POLL_SECONDS", 2.0, minimum=0.1)
+# A step that keeps saying the same "not yet" is looked at less often (clusters/engine/
+# polling.py says why and how): its first PANEL_POLL_PUNCTUAL waits keep the interval it
+# asked for; each later one waits PANEL_POLL_GROWTH times the one before, at most
+# PANEL_POLL_MAX_FACTOR times the asked interval and PANEL_POLL_MAX_SECONDS (never less than
+# the asked interval). PANEL_POLL_GROWTH=1 keeps every interval as asked.
+PANEL_POLL_PUNCTUAL = env_int("PANEL_POLL_PUNCTUAL", 4, minimum=0)
+PANEL_POLL_GROWTH = env_float("PANEL_POLL_GROWTH", 1.5, minimum=1.0, maximum=10.0)
+PANEL_POLL_MAX_FACTOR = env_float("PANEL_POLL_MAX_FACTOR", 4.0, minimum=1.0, maximum=100.0)
+PANEL_POLL_MAX_SECONDS = env_float("PANEL_POLL_MAX_SECONDS", 60.0, minimum=0.1)
 PANEL_STEP_MODULES = ["clusters.steps.all", *env_list("PANEL_EXTRA_STEP_MODULES")]
 
 # Alibaba Cloud: when set, every SDK call goes to this host:port over HTTP and nowhere else

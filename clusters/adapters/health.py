@@ -19,10 +19,12 @@ A resource the listing does not show (deleted, or outside what the RAM policy li
 asked about on its own, so the per-resource call stays the judge of "no longer exists".
 
 A listing that fails is told apart by why. Busy or throttled (TransientError, e.g.
-Throttling.User) is retried once after LISTING_RETRY_SECONDS and, still failing, raises
-`ListingUnavailable`: the batch then queues no checks (its clusters keep their previous
-verdict, marked "not refreshed" with the code and RequestId), because falling back to one
-call per cluster is N calls exactly when the API asks for fewer. Refused (PermanentError,
+Throttling.User) raises `ListingUnavailable` at once: the batch is queued again after
+LISTING_RETRY_SECONDS (clusters/operations/health.py; a countdown, not a sleep, so the
+health worker's slot checks other clusters meanwhile) and, still failing then, queues no
+checks (its clusters keep their previous verdict, marked "not refreshed" with the code and
+RequestId), because falling back to one call per cluster is N calls exactly when the API
+asks for fewer. Refused (PermanentError,
 e.g. a RAM policy without the List/Describe action) cannot get better by asking again, so
 each cluster is checked on its own as before, with one reason (code + params, translated
 on the page like the datastore's findings). An NLB listing cut off at MAX_PAGES is not
@@ -32,7 +34,6 @@ complete: no group is judged from it (each is asked on its own).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -129,10 +130,11 @@ STORAGE_REREAD_SECONDS = 3600.0
 # attributes key: {"id": DBInstanceId, "gb": int, "at": epoch seconds, "running": bool}
 STORAGE_SEEN = "health_storage_seen"
 
-# A busy or throttled listing is asked once more after this long (Alibaba's throttling is
-# per second: Throttling.User "Request was denied due to user flow control"), then the
-# batch backs off to the next round rather than asking once per cluster.
-LISTING_RETRY_SECONDS = (1.0,)
+# A busy or throttled listing's batch is queued once more, due after this long (Alibaba's
+# throttling is per second: Throttling.User "Request was denied due to user flow control");
+# still throttled then, the batch backs off to the next round rather than asking once per
+# cluster.
+LISTING_RETRY_SECONDS = 1.0
 
 # Reasons about the batched cloud reads, stored as code + params (the English message for
 # logs) and translated on the page like the datastore's and etcd's reasons.
@@ -166,7 +168,7 @@ def _listing_reason(reason_code: str, action: str, region: str,
 
 
 class ListingUnavailable(StepError):
-    """A region listing still busy or throttled after its retry: the batch backs off."""
+    """A region listing busy or throttled: the batch is asked again later, or backs off."""
 
     def __init__(self, reason: dict[str, Any]) -> None:
         super().__init__(reason["message"])
@@ -177,18 +179,14 @@ _Listed = TypeVar("_Listed")
 
 
 def _listing(call: Callable[[], _Listed], action: str, region: str) -> _Listed:
-    """`call()`, asked again after each LISTING_RETRY_SECONDS while busy or throttled;
-    ListingUnavailable when it still is. A refusal (PermanentError) goes to the caller."""
-    for delay in (*LISTING_RETRY_SECONDS, None):
-        try:
-            return call()
-        except TransientError as exc:
-            if delay is None:
-                raise ListingUnavailable(
-                    _listing_reason(NOT_REFRESHED, action, region, exc)) from exc
-            log.info("%s for %s busy (%s): asked again in %.0f s", action, region, exc, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable: the loop returns or raises")
+    """`call()`; ListingUnavailable when it is busy or throttled (the caller decides when to
+    ask again: never a sleep inside the health task). A refusal (PermanentError) goes to the
+    caller."""
+    try:
+        return call()
+    except TransientError as exc:
+        log.info("%s for %s busy: %s", action, region, exc)
+        raise ListingUnavailable(_listing_reason(NOT_REFRESHED, action, region, exc)) from exc
 
 
 @dataclass
@@ -238,8 +236,8 @@ def prefetch(api: AliyunCloud, clusters: Iterable[Cluster]) -> dict[int, Prefetc
     server group. The caller groups clusters so that `api` is their account's client in
     their region: a listing never answers for another account.
 
-    Raises ListingUnavailable when a listing is still busy or throttled after its retry
-    (the caller backs off); a refused listing is each cluster's own call, with the reason."""
+    Raises ListingUnavailable when a listing is busy or throttled (the caller asks again
+    later or backs off); a refused listing is each cluster's own call, with the reason."""
     wanted = list(clusters)
     rds = {c.pk: rds_instance_id(c) for c in wanted}
     groups = {c.pk: api_balancer.ledger_id(c, api_balancer.NLB_GROUP_KIND) for c in wanted

@@ -214,26 +214,70 @@ def _expand(secrets: Iterable[str]) -> set[str]:
 
 
 @lru_cache(maxsize=256)
-def _patterns(secret: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The secret's patterns masked as they match, and its base64 cores (see _token_spans)."""
+def _patterns(secret: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The secret's forms as they appear verbatim (itself, its quoted forms), the same forms
+    with any character percent-encoded (patterns), and its base64 cores (see _token_spans)."""
     if len(secret) > MAX_ENCODED_LENGTH:
-        return (re.escape(secret),), ()
-    found = [_percent_pattern(secret)]
-    found.extend(_percent_pattern(form) for form in _quoted_forms(secret) if form != secret)
-    return tuple(found), tuple(_base64_cores(secret))
+        return (secret,), (re.escape(secret),), ()
+    forms = [secret, *(form for form in _quoted_forms(secret) if form != secret)]
+    return (tuple(forms), tuple(_percent_pattern(form) for form in forms),
+            tuple(_base64_cores(secret)))
 
 
-_Part = tuple[re.Pattern[str] | None, re.Pattern[str] | None]
+class _Part:
+    """One secret compiled: its verbatim forms as one alternation, its base64 cores as
+    another, and its percent-encoded forms, compiled only when a text could hold one.
+
+    Why the percent patterns wait: they are most of the compile (each character becomes
+    `(?:c|%XX)`: 79 KB of pattern and ~270 ms of Python's pure-Python re parser for an RSA
+    key's lines, ~0.3 s per cluster and worker process, half of a create's step-worker CPU;
+    issue 18), and in a text without a percent escape (`%` and two hex digits) they can only
+    match what the verbatim forms match with each space written as itself or as `+`. Such a
+    text (most lines: "12.3%" or a download's "100%" is no escape) is scanned with that
+    verbatim alternation, which finds the same secrets; a text with an escape with the
+    percent patterns, exactly as before."""
+
+    __slots__ = ("_percent", "_percent_sources", "cores", "literal")
+
+    def __init__(self, literals: set[str], percents: set[str], cores: set[str]) -> None:
+        # Longest first so a secret that contains another is masked whole.
+        ordered = sorted(literals, key=len, reverse=True)
+        self.literal = re.compile("|".join(map(_verbatim_pattern, ordered))) if ordered \
+            else None
+        self.cores = _alternation(cores)
+        self._percent_sources = percents
+        self._percent: re.Pattern[str] | None = None
+
+    def plain(self, escaped: bool) -> re.Pattern[str] | None:
+        """The pattern that finds this secret's verbatim and encoded forms in a text
+        (`escaped`: the text holds a percent escape)."""
+        if not escaped:
+            return self.literal
+        if self._percent is None:  # two threads may both compile it: the same pattern
+            self._percent = _alternation(self._percent_sources)
+        return self._percent
+
+
+# What a percent-encoded character looks like (either hex case): without one in a text, a
+# secret's percent patterns match only what its verbatim forms do (_Part).
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _verbatim_pattern(form: str) -> str:
+    """`form` as it is, each space also as `+` (what the percent pattern matches with no %)."""
+    return "[ +]".join(re.escape(piece) for piece in form.split(" "))
 
 
 def _compile(values: Iterable[str]) -> _Part:
+    literals: set[str] = set()
     plain: set[str] = set()
     cores: set[str] = set()
     for value in values:
-        masked, base64_cores = _patterns(value)
+        verbatim, masked, base64_cores = _patterns(value)
+        literals.update(verbatim)
         plain.update(masked)
         cores.update(base64_cores)
-    return _alternation(plain), _alternation(cores)
+    return _Part(literals, plain, cores)
 
 
 def _alternation(patterns: set[str]) -> re.Pattern[str] | None:
@@ -255,10 +299,10 @@ def _secret_part(secret: str) -> _Part | None:
     return _compile(values) if values else None
 
 
-def _part_spans(part: _Part, text: str) -> list[tuple[int, int]]:
-    pattern, cores = part
+def _part_spans(part: _Part, text: str, escaped: bool) -> list[tuple[int, int]]:
+    pattern = part.plain(escaped)
     plain = _overlapping_spans(pattern, text) if pattern is not None else []
-    tokens = _token_spans(cores, text) if cores is not None else []
+    tokens = _token_spans(part.cores, text) if part.cores is not None else []
     return list(heapq.merge(plain, tokens))
 
 
@@ -274,7 +318,8 @@ def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _spans_of(parts: Iterable[_Part], text: str) -> list[tuple[int, int]]:
-    return _merge(heapq.merge(*(_part_spans(part, text) for part in parts)))
+    escaped = _PERCENT_ESCAPE.search(text) is not None
+    return _merge(heapq.merge(*(_part_spans(part, text, escaped) for part in parts)))
 
 
 class Redactor:

@@ -7,6 +7,8 @@
   settings.PANEL_STEP_MODULES.
 - `stepcontext`, `steplog`, `outcomes`: what a handler is given, where it writes, what it
   returns (Done, Wait, Fail, Skip).
+- `polling`: how long a waiting step waits before its next look (the asked interval, growing
+  while its answer stays the same).
 
 May import: clusters.models, clusters.core. Not the handlers (clusters.steps, found through
 the registry by name), not the operations, adapters or web (checked by .importlinter).

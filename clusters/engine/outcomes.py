@@ -19,10 +19,16 @@ class Done:
 
 @dataclass(frozen=True)
 class Wait:
-    """Not yet: run me again in `seconds`; `reason` is shown to the user while waiting."""
+    """Not yet: run me again in `seconds`; `reason` is shown to the user while waiting.
+
+    While a step keeps returning the same reason, the engine looks less often after a few
+    punctual looks (clusters/engine/polling.py): `seconds` is the interval a fresh wait
+    is looked at. `grow=False` where the timing itself matters (a drain period, a countdown
+    a user watches): every look then comes after exactly `seconds`."""
 
     seconds: float
     reason: str
+    grow: bool = True
 
 
 @dataclass(frozen=True)

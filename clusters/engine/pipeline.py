@@ -63,6 +63,7 @@ from django.utils import timezone
 from clusters.core import heartbeat
 from clusters.core.errors import PermanentError, TransientError
 from clusters.core.titles import StepTitle
+from clusters.engine import polling
 from clusters.engine.compiled import CompiledQuery
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import get_handler
@@ -769,12 +770,13 @@ def _apply(step: Step, ctx: StepContext, outcome: Outcome, *, retrying: bool = F
         if _record(step, ctx, StepStatus.SKIPPED, wait_reason=outcome.reason[:500]):
             advance(step.run_id, step.key)
     elif isinstance(outcome, Wait):
-        seconds = max(0.0, float(outcome.seconds))
+        seconds, repeats = _wait_interval(step, ctx, outcome, retrying=retrying)
         recorded = _record(
             step, ctx, StepStatus.WAITING,
             wait_seconds=seconds, wait_reason=outcome.reason[:500], finished=False,
             # A plain wait is progress, so the transient-failure budget starts over.
             transient_failures=step.transient_failures if retrying else 0,
+            wait_repeats=repeats,
         )
         if recorded:
             _enqueue_execute(step.pk, countdown=seconds)
@@ -787,6 +789,23 @@ def _apply(step: Step, ctx: StepContext, outcome: Outcome, *, retrying: bool = F
     elif _record(step, ctx, StepStatus.ERRORED,
                  error=f"Internal error: step returned {type(outcome).__name__}"):
         advance(step.run_id)
+
+
+def _wait_interval(step: Step, ctx: StepContext, outcome: Wait, *,
+                   retrying: bool) -> tuple[float, int]:
+    """(seconds until the next look, waits in a row with this reason before this one): the
+    asked interval, grown while the step keeps saying the same thing (clusters/engine/
+    polling.py). The claim leaves the last wait's reason on the row, so nothing more is read.
+    A transient retry's wait keeps its own backoff."""
+    asked = max(0.0, float(outcome.seconds))
+    repeats = polling.repeats(step.wait_reason, outcome.reason[:500], step.wait_repeats,
+                              new_try=retrying)
+    seconds = polling.interval(asked, repeats, grow=outcome.grow and not retrying)
+    if seconds > asked and repeats == settings.PANEL_POLL_PUNCTUAL:
+        ctx.say(f"Still the same after {repeats + 1} looks: looking less often from now on "
+                f"(next in {seconds:.1f} s instead of {asked:.1f} s; at most "
+                f"{polling.interval(asked, 10**6):.1f} s apart).")
+    return seconds, repeats
 
 
 def _record(

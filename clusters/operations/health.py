@@ -20,11 +20,12 @@ check by cloud account and region (one group, up to BATCH_SIZE) and queues one `
 per group: it reads the group's listings once (clusters.adapters.health.prefetch) and queues
 each cluster's own check with what the listings said about it. Each cluster keeps its own
 task, so one unreachable cluster's timeouts never delay another's verdict. A listing that
-was refused (RAM) reaches every cluster it was for, each then checked on its own; one still
-busy or throttled after a retry queues no checks at all (each cluster keeps its verdict,
-marked "not refreshed", and goes first next round): one call per cluster is the last thing
-a throttled API needs. Groups never mix accounts: a listing is made with one account's keys
-and answers only for it.
+was refused (RAM) reaches every cluster it was for, each then checked on its own; one busy
+or throttled sends its batch again, due LISTING_RETRY_SECONDS later (a countdown: the health
+worker's slot is not held by a sleep meanwhile), and still throttled then, queues no checks
+at all (each cluster keeps its verdict, marked "not refreshed", and goes first next round):
+one call per cluster is the last thing a throttled API needs. Groups never mix accounts: a
+listing is made with one account's keys and answers only for it.
 
 Why the order is kept end to end: `batches` puts the never-checked, then the longest
 unchecked clusters first, and the checks are queued (and so run) in that order, so a round
@@ -54,6 +55,7 @@ from django.utils.translation import gettext as _
 from clusters.adapters import cloud, etcd_members
 from clusters.adapters.health import (
     CLOUD_CHECK,
+    LISTING_RETRY_SECONDS,
     NOT_REFRESHED,
     ListingUnavailable,
     Prefetched,
@@ -145,11 +147,15 @@ def _hold(cluster_id: int, interval: float) -> bool:
         health_check_until=Now() + timedelta(seconds=interval)))
 
 
-def check_batch(cluster_ids: list[int], check: Any) -> int:
+def check_batch(cluster_ids: list[int], check: Any, again: Any = None,
+                retried: bool = False) -> int:
     """One batch: the account and region's listings once, then each cluster's own check
     queued with what they said about it (`check`: the per-cluster task), in the batch's
     order (oldest verdict first, see `batches`). A cluster that left the live states
-    meanwhile is let go. Returns how many checks were queued."""
+    meanwhile is let go. A listing busy or throttled sends the group once more through
+    `again` (the batch task, called with `retried`), due after LISTING_RETRY_SECONDS, its
+    clusters still held; `retried` (or no `again`): their verdicts are marked "not
+    refreshed" instead. Returns how many checks were queued."""
     interval = settings.PANEL_HEALTH_INTERVAL_SECONDS
     found = {c.pk: c for c in Cluster.objects.select_related("cloud_account")
              .filter(pk__in=cluster_ids, status__in=LIVE_STATUSES)}
@@ -165,7 +171,16 @@ def check_batch(cluster_ids: list[int], check: Any) -> int:
         try:
             api = cloud.cloud_for(group[0])
             fanned = prefetch(api, group)
-        except ListingUnavailable as exc:  # busy or throttled: back off, no fan-out
+        except ListingUnavailable as exc:  # busy or throttled: later, or back off
+            ids = [c.pk for c in group]
+            if again is not None and not retried:
+                log.info("health batch of %d clusters: asked again in %.0f s: %s", len(group),
+                         LISTING_RETRY_SECONDS, exc)
+                Cluster.objects.filter(pk__in=ids).update(
+                    health_check_until=Now() + timedelta(seconds=interval))
+                again.apply_async((ids, True), countdown=LISTING_RETRY_SECONDS,
+                                  expires=interval)
+                continue
             log.warning("health batch of %d clusters not refreshed: %s", len(group), exc)
             _not_refreshed(group, exc.reason)
             continue
@@ -242,8 +257,8 @@ def refresh_health(cluster_id: int, prefetched: dict[str, Any] | None = None) ->
 
 @shared_task(name="clusters.refresh_health_batch", soft_time_limit=BATCH_SOFT_LIMIT_SECONDS,
              time_limit=BATCH_SOFT_LIMIT_SECONDS + 10)
-def refresh_health_batch(cluster_ids: list[int]) -> int:
-    return check_batch(cluster_ids, refresh_health)
+def refresh_health_batch(cluster_ids: list[int], retried: bool = False) -> int:
+    return check_batch(cluster_ids, refresh_health, again=refresh_health_batch, retried=retried)
 
 
 @shared_task(name="clusters.refresh_all_health")

@@ -263,17 +263,26 @@ def _delete(ctx: StepContext, kind: str, what: str) -> Outcome:
     waiting = _send_deletes(ctx, delete, ids, what)
     if waiting is not None:
         return waiting
-    # A deletion completes a little after the call: terraform waits for the VPC to be gone
-    # (resource_alicloud_vpc.go, WaitForVpc(id, Deleted)); so does the step, so a finished
-    # destroy has left nothing behind.
+    if (lingering := _still_listed(ctx, api, kind, ids, what)) is not None:
+        return lingering
+    for row in rows:
+        cloud.record(row, state=ResourceState.DELETED)
+    return Done({"deleted": sorted(ids)})
+
+
+def _still_listed(ctx: StepContext, api: AliyunCloud, kind: str, ids: set[str],
+                  what: str) -> Outcome | None:
+    """A Wait while any of `ids` is still listed, else None. A deletion completes a little
+    after the call: terraform waits for the VPC to be gone (resource_alicloud_vpc.go,
+    WaitForVpc(id, Deleted)); so does the step, so a finished destroy has left nothing
+    behind."""
+    code = str(ctx.cluster.code)
     listed = ({v.vpc_id for v in api.vpcs_by_tag(cloud.TAG_KEY, code)} if kind == VPC_KIND
               else {s.vswitch_id for s in api.vswitches_by_tag(cloud.TAG_KEY, code)})
     if lingering := sorted(ids & listed):
         return _wait(ctx, f"{', '.join(lingering)} being deleted",
                      f"{what} {', '.join(lingering)} is still listed", "check it")
-    for row in rows:
-        cloud.record(row, state=ResourceState.DELETED)
-    return Done({"deleted": sorted(ids)})
+    return None
 
 
 def _send_deletes(ctx: StepContext, delete: Callable[[str], bool], ids: set[str],
@@ -325,6 +334,8 @@ def _delete_nlb_vswitch(ctx: StepContext, rows: list[CloudResource], kept: str) 
     api = cloud.cloud_for(cluster)
     ids = sorted({row.provider_id for row in second if row.provider_id})
     for provider_id in ids:
+        if provider_id in ctx.memo.get("asked", []):
+            continue  # sent: a later attempt only waits for it to complete
         try:
             deleted = api.delete_vswitch(provider_id)
         except StepError as exc:
@@ -339,6 +350,9 @@ def _delete_nlb_vswitch(ctx: StepContext, rows: list[CloudResource], kept: str) 
             return Done({"deleted": [], "kept": [*(r.provider_id for r in first), provider_id]})
         ctx.say(f"Deleted the NLB's second vSwitch {provider_id}" if deleted
                 else f"The NLB's second vSwitch {provider_id} was already gone")
+        ctx.memo["asked"] = sorted({*ctx.memo.get("asked", []), provider_id})
+    if (lingering := _still_listed(ctx, api, VSWITCH_KIND, set(ids), "vSwitch")) is not None:
+        return lingering
     for row in second:
         cloud.record(row, state=ResourceState.DELETED)
     if kept_first:

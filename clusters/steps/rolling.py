@@ -93,8 +93,9 @@ def _take_out(ctx: StepContext, node: Node, plan: ServerRestart,
             ctx.say(f"{node.private_ip}: removed from {balancer.what} {balancer.ident}; "
                     f"{', '.join(serving)} keep serving the API")
     ctx.memo["phase"] = "drained"
+    # A drain period, not a poll: its length is the point (never grown).
     return Wait(balancer.drain_seconds(),
-                f"Letting connections to {node.private_ip} drain")
+                f"Letting connections to {node.private_ip} drain", grow=False)
 
 
 def _restart(ctx: StepContext, node: Node, plan: ServerRestart,

@@ -57,6 +57,23 @@ def wait_then_done(ctx: StepContext) -> Outcome:
     return Done({"polls": seen})
 
 
+@step_handler("test.wait_same")
+def wait_same(ctx: StepContext) -> Outcome:
+    """Like waiting for an RDS instance to be created: the same answer `waits` times, asking
+    for `seconds` each time (`grow`: false to opt out of growing intervals). `news`: the looks
+    at which the answer changes, as when one of three instances turns Running;
+    `throttled_at`: the looks the cloud answers Throttling."""
+    seen = ctx.memo.get("looks", 0) + 1
+    ctx.memo["looks"] = seen
+    if seen in ctx.args.get("throttled_at", []):
+        raise TransientError("Throttling.User: Request was denied due to user flow control")
+    if seen > int(ctx.args.get("waits", 3)):
+        return Done({"looks": seen})
+    running = sum(1 for look in ctx.args.get("news", []) if look <= seen)
+    return Wait(float(ctx.args.get("seconds", 10.0)), f"{running} of 3 instances Running",
+                grow=bool(ctx.args.get("grow", True)))
+
+
 class TokenShop:
     """A file standing in for a cloud API with ClientToken idempotency (the real emulator is
     used by provisioning tests; the engine tests only need a place that counts purchases)."""

@@ -100,13 +100,18 @@ def checkable(account: CloudAccount | None = None, **fields: Any) -> Cluster:
 
 
 def round_checks(engine: InProcessEngine) -> list[Any]:
-    """The beat's round and its batches delivered: the checks they queued, in queue order."""
+    """The beat's round and its batches delivered (a batch sent again after a throttled
+    listing too, when due): the checks they queued, in queue order."""
     engine.act(health.refresh_all_health)
     batches = [sent for sent in engine.take() if sent.task == BATCH]
     checks = []
-    for batch in batches:
-        engine.deliver(batch)
-        checks += [sent for sent in engine.take() if sent.task == CHECK]
+    while batches:
+        engine.deliver(batches.pop(0))
+        for sent in engine.take():
+            if sent.task == CHECK:
+                checks.append(sent)
+            elif sent.task == BATCH:
+                batches.append(sent)
     return checks
 
 
@@ -314,6 +319,42 @@ def test_a_throttled_listing_backs_off_and_keeps_every_verdict_marked_not_refres
     for cluster in clusters:
         assert cloud_reasons(cluster, judge.NOT_REFRESHED) == []
         assert cluster.health == Health.DOWN and cluster.health_checked_at > checked_at
+
+
+def test_a_throttled_listing_is_asked_again_by_a_later_message_not_a_sleep(
+        engine: InProcessEngine, cloud: Emulator) -> None:
+    """The health worker's slot is not held while the listing cools down: the batch ends at
+    once, having asked once, and sends itself again due LISTING_RETRY_SECONDS later, its
+    clusters still held (a beat round in between queues no second check of them). The
+    retried batch, throttled again, gives up for this round (no third listing)."""
+    ids = cloud.control.add_api_only_rds(2, cloud.vswitch["vswitch_id"])
+    first = on_rds(None, ids[0])
+    clusters = [first, on_rds(first.cloud_account, ids[1])]
+    cloud.control.add_fault(action="DescribeDBInstances", code="Throttling.User",
+                            http_status=400, count=2)
+    engine.act(health.refresh_all_health)
+    (batch,) = [sent for sent in engine.take() if sent.task == BATCH]
+    began = time.monotonic()
+    engine.deliver(batch)
+    assert time.monotonic() - began < judge.LISTING_RETRY_SECONDS  # no sleep in the task
+    assert len(calls(cloud, "DescribeDBInstances")) == 1
+    (again,) = engine.take()
+    assert again.task == BATCH and sorted(again.args[0]) == sorted(c.pk for c in clusters)
+    assert again.args[1] is True  # the retry: it does not send itself a third time
+    assert 0 < again.countdown <= judge.LISTING_RETRY_SECONDS
+    assert again.queue == health_queue(settings.CELERY_TASK_DEFAULT_QUEUE)
+    for cluster in clusters:
+        assert cloud_reasons(cluster, judge.NOT_REFRESHED) == []  # not given up yet
+        assert cluster.health_check_until is not None
+    engine.act(health.refresh_all_health)  # the next round, before the retry ran
+    assert batches_sent(engine) == []
+    engine.deliver(again)
+    assert len(calls(cloud, "DescribeDBInstances")) == 2
+    assert [sent for sent in engine.take() if sent.task in (BATCH, CHECK)] == []
+    for cluster in clusters:
+        (mark,) = cloud_reasons(cluster, judge.NOT_REFRESHED)
+        assert mark["params"]["code"] == "Throttling.User"
+        assert cluster.health_check_until is None  # the next round takes it
 
 
 def test_a_listing_throttled_once_answers_on_its_retry(

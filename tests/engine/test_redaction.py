@@ -189,3 +189,22 @@ def test_the_logging_filter_masks_the_newest_secrets_and_forgets_the_oldest() ->
     assert r.redact_known(line) == " ".join([MASK] * r.MAX_REMEMBERED)
     assert r.redact_known(f"old {first} and {steps[0]}") == f"old {first} and {steps[0]}"
     assert len(r._KNOWN.current()) == r.MAX_REMEMBERED
+
+
+@pytest.mark.parametrize("secret", ["ab:c d!x-Secret", "two words-Secret", PLAIN])
+def test_a_secret_first_seen_verbatim_is_still_masked_percent_encoded_later(secret: str) -> None:
+    """The percent-encoded patterns are compiled only once a text could hold one (a `%` and two
+    hex digits; without one, a space may still be written `+`): a redactor that first saw
+    only verbatim lines masks the encoded forms that come later just the same, and the same
+    spans the old redactor did."""
+    redact = Redactor([secret], remember=False)
+    later = [f"verbatim {secret} and json {json.dumps(secret)}",
+             f"GET /?p={quote(secret, safe='')}&q={quote_plus(secret)}",
+             f"form q={quote_plus(secret)}",
+             f"{quote(secret, safe='')[:-1]}{secret[-1]} 100% done",
+             f"storage 12.3% used; {secret}; %zz is no escape"]
+    for text in later:
+        masked = redact(text)
+        assert not leaks([masked], [secret]), (text, masked)
+        masked_at = {at for begin, end in redact.spans(text) for at in range(begin, end)}
+        assert not _reference_spans([secret], text) - masked_at, text

@@ -44,6 +44,11 @@ def test_check_deploy_is_clean_in_production():
         ({"PANEL_ENCRYPTION_KEYS": "not-a-key"}, "not a Fernet key"),
         ({"DJANGO_DEBUG": "maybe"}, "is not a boolean"),
         ({"PANEL_STEP_LEASE_SECONDS": "soon"}, "is not a whole number"),
+        # Growing waits (clusters/engine/polling.py): shrinking ones would poll ever faster.
+        ({"PANEL_POLL_GROWTH": "0.5"}, "PANEL_POLL_GROWTH=0.5 is below its minimum of 1.0"),
+        ({"PANEL_POLL_GROWTH": "nan"}, "PANEL_POLL_GROWTH='nan' is not a finite number"),
+        ({"PANEL_POLL_MAX_SECONDS": "inf"}, "is not a finite number"),
+        ({"PANEL_POLL_PUNCTUAL": "-1"}, "PANEL_POLL_PUNCTUAL=-1 is below its minimum of 0"),
         ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL is not a database URL"),
         ({"DJANGO_SECRET_KEY_FILE": "/nonexistent/secret"}, "cannot be read"),
     ],
