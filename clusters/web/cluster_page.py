@@ -330,7 +330,8 @@ def cluster_context(request: HttpRequest, cluster: Cluster, *,
             "run_version": ""}
     run = timeline["run"]
     nodes = list(cluster.nodes.only(
-        "role", "name", "private_ip", "public_ip", "status", "k3s_version", "cluster_id"))
+        "role", "name", "private_ip", "public_ip", "status", "k3s_version", "cluster_id",
+        "ecs_instance_id"))
     resources = list(cluster.resources.order_by("created_at", "pk"))
     return {
         "cluster": cluster,
