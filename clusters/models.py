@@ -649,7 +649,7 @@ class Step(models.Model):
     wait_reason = models.CharField(max_length=500, blank=True)
     # How many waits in a row before the current one gave this same wait_reason: the engine
     # looks less often while it grows (clusters/engine/polling.py).
-    wait_repeats = models.PositiveIntegerField(default=0)
+    wait_repeats = models.PositiveIntegerField(default=0, db_default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)

@@ -293,7 +293,7 @@ PANEL_HOST_POLL_SECONDS = env_float("PANEL_HOST_POLL_SECONDS", 2.0, minimum=0.1)
 # asked for; each later one waits PANEL_POLL_GROWTH times the one before, at most
 # PANEL_POLL_MAX_FACTOR times the asked interval and PANEL_POLL_MAX_SECONDS (never less than
 # the asked interval). PANEL_POLL_GROWTH=1 keeps every interval as asked.
-PANEL_POLL_PUNCTUAL = env_int("PANEL_POLL_PUNCTUAL", 4, minimum=0)
+PANEL_POLL_PUNCTUAL = env_int("PANEL_POLL_PUNCTUAL", 4, minimum=1)
 PANEL_POLL_GROWTH = env_float("PANEL_POLL_GROWTH", 1.5, minimum=1.0, maximum=10.0)
 PANEL_POLL_MAX_FACTOR = env_float("PANEL_POLL_MAX_FACTOR", 4.0, minimum=1.0, maximum=100.0)
 PANEL_POLL_MAX_SECONDS = env_float("PANEL_POLL_MAX_SECONDS", 60.0, minimum=0.1)

@@ -413,14 +413,16 @@ def _build_claim_statement(conn: BaseDatabaseWrapper, *, postgresql: bool) -> _C
                                                for model in _CONTEXT_MODELS)
     status_field = Step._meta.get_field("status")
     if postgresql:
-        # The old row is locked and read by the statement itself (a sub-SELECT FOR UPDATE):
+        # The old row is locked and read by the statement itself (a sub-SELECT FOR NO KEY
+        # UPDATE, the lock the UPDATE takes anyway; FOR UPDATE would also wait for the key
+        # share lock each of the running step's log-line inserts holds on it):
         # RETURNING gives the new row only, and the old status says whether this is a poll.
         # Locked, it is the very version the UPDATE changes, even when another transaction
         # changed the row after this statement began.
         sql = (
             f"UPDATE {table} SET {assignments} "  # noqa: S608
             f"FROM (SELECT {q('id')}, {q('status')} FROM {table} "
-            f"WHERE {q('id')} = %(step)s FOR UPDATE) AS o, "
+            f"WHERE {q('id')} = %(step)s FOR NO KEY UPDATE) AS o, "
             f"{run_table} AS r, {cluster_table} AS c, {account_table} AS a "
             # The step's id named outright as well: the plan starts at its primary key
             # whatever the statistics say (a burst of new runs, not yet analysed, made the

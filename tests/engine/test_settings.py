@@ -48,7 +48,7 @@ def test_check_deploy_is_clean_in_production():
         ({"PANEL_POLL_GROWTH": "0.5"}, "PANEL_POLL_GROWTH=0.5 is below its minimum of 1.0"),
         ({"PANEL_POLL_GROWTH": "nan"}, "PANEL_POLL_GROWTH='nan' is not a finite number"),
         ({"PANEL_POLL_MAX_SECONDS": "inf"}, "is not a finite number"),
-        ({"PANEL_POLL_PUNCTUAL": "-1"}, "PANEL_POLL_PUNCTUAL=-1 is below its minimum of 0"),
+        ({"PANEL_POLL_PUNCTUAL": "0"}, "PANEL_POLL_PUNCTUAL=0 is below its minimum of 1"),
         ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL is not a database URL"),
         ({"DJANGO_SECRET_KEY_FILE": "/nonexistent/secret"}, "cannot be read"),
     ],
