@@ -608,6 +608,14 @@ def _create_nlb(world: World) -> None:
     assert (world.cloud.describe_nlb(built["lb"]) or _NONE).status == "Active"
 
 
+@scenario("Nlb", "DescribeZones")
+def _zones_selling_nlb(world: World) -> None:
+    """The wizard offers an NLB only in zones NLB's own DescribeZones lists."""
+    zones = world.cloud.nlb_zones()
+    region = world.emulator.region_id
+    assert len(zones) >= 2 and all(zone.startswith(region) for zone in zones), zones
+
+
 @scenario("Nlb", "GetLoadBalancerAttribute")
 def _describe_nlb(world: World) -> None:
     lb_id = _nlb_api(world)["lb"]
