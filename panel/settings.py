@@ -288,6 +288,9 @@ PANEL_CLOUD_POLL_SECONDS = env_float("PANEL_CLOUD_POLL_SECONDS", 15.0, minimum=0
 # How often a step waiting on a host (K3s starting, an agent registering, a restarted server
 # turning Ready) looks again: each look is an SSH command or an API call, so not too often.
 PANEL_HOST_POLL_SECONDS = env_float("PANEL_HOST_POLL_SECONDS", 2.0, minimum=0.1)
+# Claim a step in one UPDATE ... RETURNING where the database has it (PostgreSQL; SQLite
+# 3.35+); 0: always the ORM's three queries, as on MySQL (the engine's tests run both).
+PANEL_ENGINE_CLAIM_RETURNING = env_bool("PANEL_ENGINE_CLAIM_RETURNING", True)
 # A step that keeps saying the same "not yet" is looked at less often (clusters/engine/
 # polling.py says why and how): its first PANEL_POLL_PUNCTUAL waits keep the interval it
 # asked for; each later one waits PANEL_POLL_GROWTH times the one before, at most

@@ -286,10 +286,6 @@ def _finish_run(run_id: int, status: str) -> None:
 # --- executing one step -----------------------------------------------------------------------
 
 
-#: Claim in one UPDATE ... RETURNING where the database has it (PostgreSQL; SQLite since
-#: 3.35). False: always the ORM's queries, as on MySQL (the tests run both ways).
-CLAIM_WITH_RETURNING = True
-
 
 def _claim(step_id: int) -> tuple[Step, bool] | None:
     """Take the step if it is ours to run now (with whether this run is only a re-poll after
@@ -309,7 +305,7 @@ def _claim(step_id: int) -> tuple[Step, bool] | None:
     it takes nothing (a duplicate message, a step already done or not due), the ORM's path
     runs and says why: that is rare, and keeps every "not claimed" rule in one place.
     """
-    if CLAIM_WITH_RETURNING and _claim_statement(connection) is not None:
+    if settings.PANEL_ENGINE_CLAIM_RETURNING and _claim_statement(connection) is not None:
         claimed = _claim_returning(step_id)
         if claimed is not None:
             return claimed

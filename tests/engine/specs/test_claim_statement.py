@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -27,10 +28,12 @@ from tests.support.runs import step
 
 
 @pytest.fixture(params=["returning", "orm"])
-def claim_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    if request.param == "returning" and pipeline._claim_statement(connection) is None:
-        pytest.skip(f"{connection.vendor} has no UPDATE ... RETURNING")
-    monkeypatch.setattr(pipeline, "CLAIM_WITH_RETURNING", request.param == "returning")
+def claim_path(request: pytest.FixtureRequest, settings: Any) -> Iterator[str]:
+    # The suite runs on PostgreSQL and SQLite 3.35+, both with RETURNING: never a skip.
+    assert pipeline._claim_statement(connection) is not None, (
+        f"{connection.vendor} has no UPDATE ... RETURNING: the suite needs PostgreSQL or "
+        "SQLite 3.35+")
+    settings.PANEL_ENGINE_CLAIM_RETURNING = request.param == "returning"
     yield request.param
 
 
