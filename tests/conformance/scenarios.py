@@ -702,6 +702,14 @@ def _delete_nlb(world: World) -> None:
 
 # ---- the NLB's allow-list: an ECS security group joined to it --------------------------------
 
+def _new_group(world: World, kind: str) -> tuple[str, str]:
+    """A fresh security group in the world's VPC, tagged with its own name: (name, id)."""
+    name = f"conformance-{kind}-{uuid.uuid4().hex[:6]}"
+    return name, world.cloud.create_security_group(
+        name=name, vpc_id=world.vpc_id, description="conformance",
+        client_token=uuid.uuid4().hex, tags={TAG: name})
+
+
 @scenario("Ecs", "CreateSecurityGroup")
 @scenario("Ecs", "DescribeSecurityGroups")
 @scenario("Ecs", "AuthorizeSecurityGroup")
@@ -711,10 +719,7 @@ def _delete_nlb(world: World) -> None:
 @scenario("Nlb", "LoadBalancerLeaveSecurityGroup")
 @scenario("Ecs", "DeleteSecurityGroup")
 def _nlb_security_group(world: World) -> None:
-    name = f"conformance-sg-{uuid.uuid4().hex[:6]}"
-    group = world.cloud.create_security_group(
-        name=name, vpc_id=world.vpc_id, description="conformance",
-        client_token=uuid.uuid4().hex, tags={TAG: name})
+    name, group = _new_group(world, "sg")
     assert world.cloud.find_security_groups_by_tag(TAG, name) == [group]
     accept = IngressRule("203.0.113.0/24", "6443/6443", "Accept", 1)
     drop = IngressRule("0.0.0.0/0", "6443/6443", "Drop", 100)
@@ -800,10 +805,7 @@ def _key_pairs(world: World) -> None:
 @scenario("Ecs", "LeaveSecurityGroup")
 def _owners_instance_joins_the_nodes_group(world: World) -> None:
     """The owner's instance into the nodes' group (steps/ecs.py join_group) and out."""
-    name = f"conformance-join-{uuid.uuid4().hex[:6]}"
-    group = world.cloud.create_security_group(
-        name=name, vpc_id=world.vpc_id, description="conformance",
-        client_token=uuid.uuid4().hex, tags={TAG: name})
+    _, group = _new_group(world, "join")
     instance = world.backend("conformance-join", 61)
     assert world.cloud.join_security_group(instance, group) is True
     assert world.cloud.join_security_group(instance, group) is False  # a member already
@@ -821,10 +823,7 @@ def _owners_instance_joins_the_nodes_group(world: World) -> None:
 def _run_and_release(world: World) -> None:
     from clusters.adapters.aliyun import InstanceOrder  # noqa: PLC0415
 
-    name = f"conformance-buy-{uuid.uuid4().hex[:6]}"
-    group = world.cloud.create_security_group(
-        name=name, vpc_id=world.vpc_id, description="conformance",
-        client_token=uuid.uuid4().hex, tags={TAG: name})
+    name, group = _new_group(world, "buy")
     world.cloud.drop_inner_access(group, client_token=uuid.uuid4().hex)
     type_id = next(o.instance_type for o in world.cloud.available_instance_types(world.zone_id)
                    if o.buyable)
