@@ -261,6 +261,21 @@ def pages(client: AliyunClient, make: Callable[[int], AcsRequest],
     return collected
 
 
+def token_pages(client: AliyunClient, make: Callable[[str], AcsRequest],
+                path: tuple[str, str]) -> list[dict[str, Any]]:
+    """Every item of a MaxResults/NextToken listing (`make(token)` builds a request; "" for
+    the first page). The last page answers an empty NextToken; at most MAX_PAGES pages."""
+    collected: list[dict[str, Any]] = []
+    token = ""
+    for _ in range(MAX_PAGES):
+        body = client.call(make(token))
+        collected.extend(items(body, *path))
+        token = str(body.get("NextToken") or "")
+        if not token:
+            break
+    return collected
+
+
 def check_client_token(client_token: str) -> None:
     """Creates must carry the caller's recorded ClientToken (≤ 64 ASCII characters)."""
     if not client_token or len(client_token) > 64 or not client_token.isascii():
@@ -272,5 +287,13 @@ def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": key, "Value": value} for key, value in tags.items()]
 
 
-__all__ = ["AliyunClient", "EndpointPolicy", "StepError", "check_client_token", "pages",
-           "parse_override", "tag_list"]
+__all__ = [
+    "AliyunClient",
+    "EndpointPolicy",
+    "StepError",
+    "check_client_token",
+    "pages",
+    "parse_override",
+    "tag_list",
+    "token_pages",
+]

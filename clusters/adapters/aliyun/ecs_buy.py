@@ -30,7 +30,13 @@ from aliyunsdkecs.request.v20140526.ModifySecurityGroupPolicyRequest import (
 )
 from aliyunsdkecs.request.v20140526.RunInstancesRequest import RunInstancesRequest
 
-from clusters.adapters.aliyun.client import AliyunClient, check_client_token, pages, tag_list
+from clusters.adapters.aliyun.client import (
+    AliyunClient,
+    check_client_token,
+    pages,
+    tag_list,
+    token_pages,
+)
 from clusters.adapters.aliyun.ecs_price import PUBLIC_BANDWIDTH_CHARGE, system_disk_level
 from clusters.adapters.aliyun.models import Instance, items
 
@@ -240,20 +246,16 @@ class EcsBuyApi:
 
     def find_instances_by_tag(self, key: str, value: str) -> list[Instance]:
         """DescribeInstances filtered by Tag.1, every page (MaxResults/NextToken)."""
-        found: list[Instance] = []
-        token = ""
-        for _ in range(100):
+        def make(token: str) -> DescribeInstancesRequest:
             request = DescribeInstancesRequest()
             request.set_Tags([{"Key": key, "Value": value}])
             request.set_MaxResults(IDS_BATCH)
             if token:
                 request.set_NextToken(token)
-            body = self.client.call(request)
-            found += [Instance.from_api(e) for e in items(body, "Instances", "Instance")]
-            token = str(body.get("NextToken") or "")
-            if not token:
-                break
-        return found
+            return request
+
+        return [Instance.from_api(e)
+                for e in token_pages(self.client, make, ("Instances", "Instance"))]
 
     def delete_instances(self, ids: list[str], *, client_token: str) -> None:
         """DeleteInstances, Force (a Running instance is stopped and released)."""

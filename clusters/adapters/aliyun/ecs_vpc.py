@@ -11,7 +11,7 @@ from aliyunsdkecs.request.v20140526.DescribeZonesRequest import DescribeZonesReq
 from aliyunsdkvpc.request.v20160428.DescribeVpcsRequest import DescribeVpcsRequest
 from aliyunsdkvpc.request.v20160428.DescribeVSwitchesRequest import DescribeVSwitchesRequest
 
-from clusters.adapters.aliyun.client import MAX_PAGES, AliyunClient, pages
+from clusters.adapters.aliyun.client import AliyunClient, pages, token_pages
 from clusters.adapters.aliyun.models import Instance, Region, Vpc, VSwitch, Zone, items
 
 VPC_PAGE_SIZE = 50  # the VPC API's maximum
@@ -90,18 +90,14 @@ class EcsVpcApi:
         Paged with MaxResults/NextToken: PageNumber/PageSize "is about to be deprecated. Use
         NextToken and MaxResults" (V2 model DescribeInstancesRequest.page_number). The last
         page answers an empty NextToken; a bounded number of pages, like `pages`."""
-        found: list[Instance] = []
-        token = ""
-        for _ in range(MAX_PAGES):
+        def make(token: str) -> DescribeInstancesRequest:
             request = DescribeInstancesRequest()
             request.set_VpcId(vpc_id)
             request.set_InstanceNetworkType("vpc")
             request.set_MaxResults(page_size)
             if token:
                 request.set_NextToken(token)
-            body = self.client.call(request)
-            found += [Instance.from_api(e) for e in items(body, "Instances", "Instance")]
-            token = str(body.get("NextToken") or "")
-            if not token:
-                break
-        return found
+            return request
+
+        return [Instance.from_api(e)
+                for e in token_pages(self.client, make, ("Instances", "Instance"))]
