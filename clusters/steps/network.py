@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 
 from clusters.adapters import cloud, purchase
-from clusters.adapters.aliyun import AliyunCloud
+from clusters.adapters.aliyun import AliyunCloud, VSwitch
 from clusters.core.errors import PermanentError, StepError
 from clusters.engine.outcomes import Done, Fail, Outcome, Skip, Wait
 from clusters.engine.registry import step_handler
@@ -155,6 +155,26 @@ def _name_on_cluster(resource: CloudResource, cluster: Cluster, field: str) -> N
         cluster.save(update_fields=[field])
 
 
+def _available_vswitch(ctx: StepContext, kind: str, vpc_id: str, cidr: str, zone: str, *,
+                       why: str = "") -> tuple[CloudResource, VSwitch] | Outcome:
+    """The vSwitch of ledger row `kind` bought (CreateVSwitch with its recorded ClientToken,
+    adopted by tag after a lost answer) and listed Available: (its row, as listed); else
+    the Wait (or, past the deadline, the failure) to return."""
+    api = cloud.cloud_for(ctx.cluster)
+    resource = cloud.intend(ctx, kind)
+    bought = _vswitch_purchase(api, ctx.cluster, vpc_id, cidr, zone)
+    if purchase.ensure_bought(ctx, resource, bought,
+                              state=ResourceState.CREATING) is purchase.Acquired.CREATED:
+        ctx.say(f"Created vSwitch {resource.provider_id} ({cidr}, zone {zone}) in "
+                f"{vpc_id}{why}")
+    found = next((s for s in api.describe_vswitches(vpc_id)
+                  if s.vswitch_id == resource.provider_id), None)
+    if found is None or found.status != "Available":
+        return _wait_available(ctx, f"vSwitch {resource.provider_id}",
+                               found.status if found else "")
+    return resource, found
+
+
 @step_handler("vswitch.create")
 def create_vswitch(ctx: StepContext) -> Outcome:
     """The cluster's own vSwitch in its zone and new VPC (CreateVSwitch with the recorded
@@ -166,19 +186,12 @@ def create_vswitch(ctx: StepContext) -> Outcome:
     vpc = cluster.resources.filter(kind=VPC_KIND, deleted_at__isnull=True).first()
     if vpc is None or not vpc.provider_id or vpc.state != ResourceState.PRESENT:
         raise PermanentError("The VPC comes first (step vpc.create); press Retry.")
-    api = cloud.cloud_for(cluster)
-    resource = cloud.intend(ctx, VSWITCH_KIND)
-    bought = _vswitch_purchase(api, cluster, vpc.provider_id, order["vswitch_cidr"],
-                               cluster.zone)
-    if purchase.ensure_bought(ctx, resource, bought,
-                              state=ResourceState.CREATING) is purchase.Acquired.CREATED:
-        ctx.say(f"Created vSwitch {resource.provider_id} ({order['vswitch_cidr']}, zone "
-                f"{cluster.zone}) in {vpc.provider_id}")
-    vswitch_id = resource.provider_id
-    found = next((s for s in api.describe_vswitches(vpc.provider_id)
-                  if s.vswitch_id == vswitch_id), None)
-    if found is None or found.status != "Available":
-        return _wait_available(ctx, f"vSwitch {vswitch_id}", found.status if found else "")
+    made = _available_vswitch(ctx, VSWITCH_KIND, vpc.provider_id, order["vswitch_cidr"],
+                              cluster.zone)
+    if not isinstance(made, tuple):
+        return made
+    resource, found = made
+    vswitch_id = found.vswitch_id
     _name_on_cluster(resource, cluster, "vswitch_id")
     ctx.say(f"vSwitch {vswitch_id} ({found.cidr}, zone {found.zone_id}) is Available")
     return Done({"vswitch_id": vswitch_id, "cidr": found.cidr})
@@ -201,19 +214,13 @@ def create_second_vswitch(ctx: StepContext) -> Outcome:
     if not cluster.vswitch_id or not cluster.vpc_id:
         raise PermanentError("The VPC and the first vSwitch come first (steps vpc.create and "
                              "vswitch.create); press Retry.")
-    api = cloud.cloud_for(cluster)
-    resource = cloud.intend(ctx, VSWITCH2_KIND)
-    cidr = str(order.get("vswitch2_cidr") or "")
-    bought = _vswitch_purchase(api, cluster, cluster.vpc_id, cidr, zone)
-    if purchase.ensure_bought(ctx, resource, bought,
-                              state=ResourceState.CREATING) is purchase.Acquired.CREATED:
-        ctx.say(f"Created vSwitch {resource.provider_id} ({cidr}, zone {zone}) in "
-                f"{cluster.vpc_id}: the NLB's second zone")
-    vswitch_id = resource.provider_id
-    found = next((s for s in api.describe_vswitches(cluster.vpc_id)
-                  if s.vswitch_id == vswitch_id), None)
-    if found is None or found.status != "Available":
-        return _wait_available(ctx, f"vSwitch {vswitch_id}", found.status if found else "")
+    made = _available_vswitch(ctx, VSWITCH2_KIND, cluster.vpc_id,
+                              str(order.get("vswitch2_cidr") or ""), zone,
+                              why=": the NLB's second zone")
+    if not isinstance(made, tuple):
+        return made
+    resource, found = made
+    vswitch_id = found.vswitch_id
     cloud.record(resource, state=ResourceState.PRESENT)
     zones = [{"zone": cluster.zone, "vswitch_id": cluster.vswitch_id},
              {"zone": zone, "vswitch_id": vswitch_id}]
