@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
@@ -30,7 +29,7 @@ from clusters import operations
 from clusters.adapters import wizard_checks
 from clusters.api import serializers as s
 from clusters.api.errors import FieldErrors, Refused
-from clusters.interface import audit, cluster_spec, queries, run_actions
+from clusters.interface import audit, cluster_spec, generated_key, queries, run_actions
 from clusters.interface.forms import (
     AddInstancesForm,
     AddNodeForm,
@@ -327,11 +326,7 @@ class GeneratedKeyDownload(APIView):
     def post(self, request: Request, code: Any) -> Response:
         cluster = owned_cluster(request, code)
         try:
-            # Together or not at all, as the page's: a recorded download has its audit row.
-            with transaction.atomic():
-                key, fingerprint = operations.take_generated_key(cluster)
-                audit.record(request, AuditAction.SSH_KEY_DOWNLOAD, cluster,
-                             fingerprint=fingerprint)
+            key, fingerprint = generated_key.take(request, cluster)
         except operations.OperationRefused as exc:
             raise Refused(str(exc)) from None
         response = Response({"private_key": key, "fingerprint": fingerprint})

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -24,7 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from clusters import operations
-from clusters.interface import audit, queries, run_actions
+from clusters.interface import audit, generated_key, queries, run_actions
 from clusters.interface.forms import (
     COMMON_REGIONS,
     CloudAccountForm,
@@ -340,12 +340,7 @@ def generated_key_download(request: HttpRequest, code: Any) -> HttpResponse:
     by the destroy form: "keep the instances" needs it (operations.keep_instances_problem)."""
     cluster = queries.owned_cluster(request.user, code)
     try:
-        # Together or not at all: a download recorded on the cluster (which lets "keep the
-        # instances" go ahead) always has its row in the audit trail.
-        with transaction.atomic():
-            key, fingerprint = operations.take_generated_key(cluster)
-            audit.record(request, AuditAction.SSH_KEY_DOWNLOAD, cluster,
-                         fingerprint=fingerprint)
+        key, _fingerprint = generated_key.take(request, cluster)
     except operations.OperationRefused as exc:
         messages.error(request, str(exc))
         return redirect("clusters:cluster", code=cluster.code)
