@@ -15,8 +15,9 @@ import os
 from typing import Any
 
 from celery import Celery, current_app
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import after_setup_logger, after_setup_task_logger, task_prerun
 from django.conf import settings
+from django.db import close_old_connections
 
 from clusters.core.redaction import RedactingFilter
 
@@ -67,6 +68,14 @@ def _schedule(sender: Celery, **_: object) -> None:
         3600.0, sender.signature("clusters.clean_up_expired_kube_credentials"),
         name="clean up expired personal kubeconfigs", expires=3600.0,
     )
+
+
+@task_prerun.connect
+def _close_old_connections(**_: object) -> None:
+    """Before each task, as Django before each request: a connection past CONN_MAX_AGE, or
+    one left unusable by the last task's error, is closed (the next query opens a new one);
+    a healthy one is reused (settings.CELERY_DB_REUSE_MAX says why Celery does not)."""
+    close_old_connections()
 
 
 @after_setup_logger.connect

@@ -56,6 +56,8 @@ MIN_BASE64_CORE = 8
 # each for a short record).
 MAX_REMEMBERED = 128
 
+# Printable ASCII that YAML's quoted styles never escape (no space, quote or backslash).
+_YAML_PLAIN = re.compile(r"[A-Za-z0-9+/=_.:@,%~!^*()\[\]{}<>?|&#$;-]*")
 _BASE64_SET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
 # go-sql-driver's rule (clusters/k3s/dsn.py): user up to the first `:`, password up to the
 # LAST `@`.
@@ -103,12 +105,11 @@ def _percent_pattern(secret: str) -> str:
 
 
 def _base64_cores(secret: str) -> list[str]:
-    """Patterns for the base64 characters that only the secret's bytes decide, at any
-    alignment (and the secret's own base64): where one is found, the whole base64 token
+    """The base64 characters that only the secret's bytes decide, at any alignment (and the
+    secret's own base64), as plain strings: where one is found, the whole base64 token
     around it is masked (`_token_spans`)."""
     raw = secret.encode()
-    found = [re.escape(base64.b64encode(raw).decode()),
-             re.escape(base64.urlsafe_b64encode(raw).decode())]
+    found = [base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()]
     for offset in range(3):
         encoded = base64.b64encode(b"\0" * offset + raw).decode()
         start = -(-offset * 4 // 3)  # characters that also carry the prefix's bits
@@ -116,12 +117,11 @@ def _base64_cores(secret: str) -> list[str]:
         core = encoded[start:end]
         if len(core) < MIN_BASE64_CORE:
             continue
-        for variant in {core, core.replace("+", "-").replace("/", "_")}:
-            found.append(re.escape(variant))
+        found.extend({core, core.replace("+", "-").replace("/", "_")})
     return found
 
 
-def _token_spans(cores: re.Pattern[str], text: str) -> list[tuple[int, int]]:
+def _token_spans(cores: _Literals, text: str) -> list[tuple[int, int]]:
     """The spans of the base64 tokens (a run of base64 characters and its `=` padding)
     holding one of the cores, in order.
 
@@ -134,8 +134,8 @@ def _token_spans(cores: re.Pattern[str], text: str) -> list[tuple[int, int]]:
     its token there: what follows the `=` is another token.
     """
     spans: list[tuple[int, int]] = []
-    for match in cores.finditer(text):
-        begin, end = match.span()
+    for found_begin, found_end in cores.occurrences(text):
+        begin, end = found_begin, found_end
         if spans and begin < spans[-1][1]:
             continue
         floor = spans[-1][1] if spans else 0
@@ -188,12 +188,18 @@ def _quoted_forms(secret: str) -> set[str]:
         json.dumps(secret, ensure_ascii=False)[1:-1],
         repr(secret)[1:-1],
     }
-    for unicode in (False, True):
-        for style in ('"', "'"):
-            dumped = yaml.safe_dump(secret, default_style=style, width=10**9,
-                                    allow_unicode=unicode).rstrip("\n")
-            forms.add(dumped.removesuffix("\n...").strip())
-            forms.add(dumped.strip()[1:-1])
+    if _YAML_PLAIN.fullmatch(secret):
+        # Both quoted styles write such a string as it is, between their quotes (checked
+        # against PyYAML by tests/engine/test_redaction.py); PyYAML's emitter is slow (four
+        # dumps were ~40% of a private key's preparation, one per line).
+        forms.update((f'"{secret}"', f"'{secret}'", secret))
+    else:
+        for unicode in (False, True):
+            for style in ('"', "'"):
+                dumped = yaml.safe_dump(secret, default_style=style, width=10**9,
+                                        allow_unicode=unicode).rstrip("\n")
+                forms.add(dumped.removesuffix("\n...").strip())
+                forms.add(dumped.strip()[1:-1])
     return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
 
 
@@ -214,70 +220,109 @@ def _expand(secrets: Iterable[str]) -> set[str]:
 
 
 @lru_cache(maxsize=256)
-def _patterns(secret: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """The secret's forms as they appear verbatim (itself, its quoted forms), the same forms
-    with any character percent-encoded (patterns), and its base64 cores (see _token_spans)."""
+def _patterns(secret: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The secret's forms as they appear verbatim (itself, its quoted forms) and its base64
+    cores (see _token_spans)."""
     if len(secret) > MAX_ENCODED_LENGTH:
-        return (secret,), (re.escape(secret),), ()
+        return (secret,), ()
     forms = [secret, *(form for form in _quoted_forms(secret) if form != secret)]
-    return (tuple(forms), tuple(_percent_pattern(form) for form in forms),
-            tuple(_base64_cores(secret)))
+    return tuple(forms), tuple(_base64_cores(secret))
+
+
+def _percent_patterns(secret: str) -> tuple[str, ...]:
+    """The secret's verbatim forms with any character percent-encoded (regex sources)."""
+    forms, _ = _patterns(secret)
+    if len(secret) > MAX_ENCODED_LENGTH:
+        return (re.escape(secret),)
+    return tuple(_percent_pattern(form) for form in forms)
+
+
+class _Literals:
+    """Plain strings, each found with `str.find`; a space in one also matches a `+`.
+
+    Why not one regex alternation of them: Python's re parser is pure Python, and a private
+    key's lines with their quoted forms and base64 cores (~270 strings) took ~45 ms to
+    compile, in every worker process and for every cluster's keys: the largest part of a
+    create's remaining step-worker CPU (issue 18). Finding each string is C code, as fast
+    as the compiled alternation on a log line (~35 µs for a key's strings on 100
+    characters), and needs no compile. The spans are the alternation's: where several
+    strings match at one place, the longest one's span holds the others'."""
+
+    __slots__ = ("plain", "spaced")
+
+    def __init__(self, strings: Iterable[str]) -> None:
+        unique = set(strings)
+        self.plain = tuple(s for s in unique if " " not in s)
+        # A space matches " " or "+" (what quote_plus writes): searched in the text with
+        # every "+" read as a space, then the strings' own "+" checked in the real text.
+        self.spaced = tuple((s.replace("+", " "), tuple(i for i, c in enumerate(s) if c == "+"),
+                             len(s)) for s in unique if " " in s)
+
+    def __bool__(self) -> bool:
+        return bool(self.plain or self.spaced)
+
+    def occurrences(self, text: str) -> list[tuple[int, int]]:
+        """Every occurrence's span, overlapping ones too, ordered by start, longest first."""
+        found: list[tuple[int, int]] = []
+        for string in self.plain:
+            at = text.find(string)
+            while at >= 0:
+                found.append((at, at + len(string)))
+                at = text.find(string, at + 1)
+        if self.spaced:
+            folded = text.replace("+", " ")
+            for string, pluses, length in self.spaced:
+                at = folded.find(string)
+                while at >= 0:
+                    if all(text[at + i] == "+" for i in pluses):
+                        found.append((at, at + length))
+                    at = folded.find(string, at + 1)
+        found.sort(key=lambda span: (span[0], -span[1]))
+        return found
 
 
 class _Part:
-    """One secret compiled: its verbatim forms as one alternation, its base64 cores as
-    another, and its percent-encoded forms, compiled only when a text could hold one.
+    """One secret ready to be found: its verbatim forms and its base64 cores as plain
+    strings (`_Literals`), and its percent-encoded forms, compiled only when a text could
+    hold one.
 
     Why the percent patterns wait: they are most of the compile (each character becomes
     `(?:c|%XX)`: 79 KB of pattern and ~270 ms of Python's pure-Python re parser for an RSA
     key's lines, ~0.3 s per cluster and worker process, half of a create's step-worker CPU;
     issue 18), and in a text without a percent escape (`%` and two hex digits) they can only
     match what the verbatim forms match with each space written as itself or as `+`. Such a
-    text (most lines: "12.3%" or a download's "100%" is no escape) is scanned with that
-    verbatim alternation, which finds the same secrets; a text with an escape with the
-    percent patterns, exactly as before."""
+    text (most lines: "12.3%" or a download's "100%" is no escape) is searched for the
+    verbatim forms, which finds the same secrets; a text with an escape with the percent
+    patterns, exactly as before."""
 
-    __slots__ = ("_percent", "_percent_sources", "cores", "literal")
+    __slots__ = ("_percent", "_values", "cores", "literal")
 
-    def __init__(self, literals: set[str], percents: set[str], cores: set[str]) -> None:
-        # Longest first so a secret that contains another is masked whole.
-        ordered = sorted(literals, key=len, reverse=True)
-        self.literal = re.compile("|".join(map(_verbatim_pattern, ordered))) if ordered \
-            else None
-        self.cores = _alternation(cores)
-        self._percent_sources = percents
+    def __init__(self, values: Iterable[str]) -> None:
+        self._values = tuple(values)
+        literals: set[str] = set()
+        cores: set[str] = set()
+        for value in self._values:
+            verbatim, base64_cores = _patterns(value)
+            literals.update(verbatim)
+            cores.update(base64_cores)
+        self.literal = _Literals(literals)
+        self.cores = _Literals(cores)
         self._percent: re.Pattern[str] | None = None
 
-    def plain(self, escaped: bool) -> re.Pattern[str] | None:
-        """The pattern that finds this secret's verbatim and encoded forms in a text
-        (`escaped`: the text holds a percent escape)."""
+    def plain_spans(self, text: str, escaped: bool) -> list[tuple[int, int]]:
+        """The spans of this secret's verbatim and encoded forms in a text (`escaped`: the
+        text holds a percent escape), overlapping ones too, ordered by start."""
         if not escaped:
-            return self.literal
+            return self.literal.occurrences(text)
         if self._percent is None:  # two threads may both compile it: the same pattern
-            self._percent = _alternation(self._percent_sources)
-        return self._percent
+            self._percent = _alternation(
+                {pattern for value in self._values for pattern in _percent_patterns(value)})
+        return _overlapping_spans(self._percent, text) if self._percent is not None else []
 
 
 # What a percent-encoded character looks like (either hex case): without one in a text, a
 # secret's percent patterns match only what its verbatim forms do (_Part).
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
-
-
-def _verbatim_pattern(form: str) -> str:
-    """`form` as it is, each space also as `+` (what the percent pattern matches with no %)."""
-    return "[ +]".join(re.escape(piece) for piece in form.split(" "))
-
-
-def _compile(values: Iterable[str]) -> _Part:
-    literals: set[str] = set()
-    plain: set[str] = set()
-    cores: set[str] = set()
-    for value in values:
-        verbatim, masked, base64_cores = _patterns(value)
-        literals.update(verbatim)
-        plain.update(masked)
-        cores.update(base64_cores)
-    return _Part(literals, plain, cores)
 
 
 def _alternation(patterns: set[str]) -> re.Pattern[str] | None:
@@ -296,13 +341,12 @@ def _secret_part(secret: str) -> _Part | None:
     clusters, included). Bounded so that a worker's memory does not grow with the clusters
     it has served (benchmarks/worker_memory.py)."""
     values = _expand([secret])
-    return _compile(values) if values else None
+    return _Part(values) if values else None
 
 
 def _part_spans(part: _Part, text: str, escaped: bool) -> list[tuple[int, int]]:
-    pattern = part.plain(escaped)
-    plain = _overlapping_spans(pattern, text) if pattern is not None else []
-    tokens = _token_spans(part.cores, text) if part.cores is not None else []
+    plain = part.plain_spans(text, escaped)
+    tokens = _token_spans(part.cores, text) if part.cores else []
     return list(heapq.merge(plain, tokens))
 
 

@@ -6,10 +6,13 @@ import base64
 import json
 import logging
 import logging.config
+import random
 import re
+import string
 from urllib.parse import quote, quote_plus
 
 import pytest
+import yaml
 from django.conf import settings
 
 from clusters.core import redaction as r
@@ -114,7 +117,7 @@ def _reference_spans(secrets: list[str], text: str) -> set[int]:
             continue
         patterns.add(r._percent_pattern(value))
         patterns.update(r._percent_pattern(f) for f in r._quoted_forms(value) if f != value)
-        cores = r._base64_cores(value)
+        cores = [re.escape(core) for core in r._base64_cores(value)]
         patterns.update(cores[:2])
         patterns.update(f"[A-Za-z0-9+/_-]*{core}[A-Za-z0-9+/_-]*=*" for core in cores[2:])
     pattern = re.compile("|".join(sorted(patterns, key=len, reverse=True)))
@@ -208,3 +211,73 @@ def test_a_secret_first_seen_verbatim_is_still_masked_percent_encoded_later(secr
         assert not leaks([masked], [secret]), (text, masked)
         masked_at = {at for begin, end in redact.spans(text) for at in range(begin, end)}
         assert not _reference_spans([secret], text) - masked_at, text
+
+
+def _yaml_forms(secret: str) -> set[str]:
+    """What PyYAML's quoted styles write for `secret` (the forms the fast path skips)."""
+    forms: set[str] = set()
+    for unicode in (False, True):
+        for style in ('"', "'"):
+            dumped = yaml.safe_dump(secret, default_style=style, width=10**9,
+                                    allow_unicode=unicode).rstrip("\n")
+            forms.update((dumped.removesuffix("\n...").strip(), dumped.strip()[1:-1]))
+    return forms
+
+
+def _private_key_lines() -> list[str]:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption()).decode()
+    return [line for line in pem.splitlines() if len(line) >= r.MIN_LINE_LENGTH]
+
+
+def test_the_yaml_forms_of_plain_ascii_are_what_pyyaml_writes():
+    """`_quoted_forms` writes YAML's quoted forms of plain printable ASCII itself (PyYAML's
+    emitter was ~40% of a private key's preparation): they must be PyYAML's own."""
+    rng = random.Random(18)
+    alphabet = string.ascii_letters + string.digits + "+/=_.:@,%~!^*()[]{}<>?|&#$;-"
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(4, 90)))
+               for _ in range(3000)]
+    samples += [line for line in _private_key_lines() if " " not in line]  # the base64 lines
+    for secret in samples:
+        assert r._YAML_PLAIN.fullmatch(secret), secret
+        assert _yaml_forms(secret) <= r._quoted_forms(secret) | {secret}, secret
+    # Anything else still goes through PyYAML: a quote, a backslash, a space, non-ASCII.
+    for secret in ("it's-a-secret", 'say "hi" now', "back\\slash-x", "with space", "пароль-1"):
+        assert not r._YAML_PLAIN.fullmatch(secret)
+        assert _yaml_forms(secret) <= r._quoted_forms(secret) | {secret}
+
+
+def _alternation_spans(strings: set[str], text: str) -> list[tuple[int, int]]:
+    """The spans the compiled alternation found (before `_Literals`): longest first, a space
+    also as `+`, searched again one character after each match's start."""
+    pattern = re.compile("|".join(
+        "[ +]".join(re.escape(piece) for piece in s.split(" "))
+        for s in sorted(strings, key=len, reverse=True)))
+    spans, at = [], 0
+    while (match := pattern.search(text, at)) is not None:
+        spans.append(match.span())
+        at = match.start() + 1
+    return spans
+
+
+def _union(spans: list[tuple[int, int]]) -> set[int]:
+    return {at for begin, end in spans for at in range(begin, end)}
+
+
+@pytest.mark.parametrize("strings, text", [
+    ({"abcdef", "abcdefgh", "cdefghij"}, "xx abcdefghij abcdef abcdefgh"),
+    ({"pass word", "word+plus"}, "pass+word pass word word+plus word plus pass word+plus"),
+    ({"a+b c+d"}, "a+b+c+d a b c d a+b c+d a+b+c d"),
+    ({"aaaa"}, "aaaaaaa"),
+    ({"LS0tLS1CRUdJTi", "S0tLS1CRUdJTiBP"}, "LS0tLS1CRUdJTiBPUEVOU1NIIFBSSVZBVEU="),
+])
+def test_finding_plain_strings_masks_what_the_alternation_masked(strings, text):
+    """`_Literals` (str.find, no compile) replaced one regex alternation of the same
+    strings: every position the alternation covered is covered, and no other."""
+    found = r._Literals(strings).occurrences(text)
+    assert found == sorted(found, key=lambda span: (span[0], -span[1]))
+    assert _union(found) == _union(_alternation_spans(strings, text))

@@ -28,6 +28,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -150,6 +152,47 @@ def _install_log_filters() -> None:
 _install_log_filters()
 
 
+#: How many SDK clients a process keeps (`_sdk_client`): one per identity and region in use.
+SDK_CLIENTS_KEPT = 32
+_sdk_clients: OrderedDict[tuple[Keys, str, bool], AcsClient] = OrderedDict()
+_sdk_clients_lock = threading.Lock()
+
+
+def _sdk_client(keys: Keys, region: str, overridden: bool) -> AcsClient:
+    """The process's SDK client for these keys and region, built on first use.
+
+    Why one per process and not one per AliyunClient (issue 18): every step execution builds
+    its AliyunClient, and AcsClient's constructor loads the SDK's endpoint tables (about 20
+    ms of CPU, more than the signed call itself); a kept client also keeps its HTTP session,
+    so the next step's call reuses the open connection instead of a new TCP (and, against
+    Alibaba Cloud, TLS) handshake. Keyed by the keys themselves: renewed temporary keys get
+    a client of their own, and the oldest are dropped (SDK_CLIENTS_KEPT). A client holds no
+    per-call state: each request carries its own endpoint, protocol and timeouts (`_call`).
+    """
+    key = (keys, region, overridden)
+    with _sdk_clients_lock:
+        sdk = _sdk_clients.get(key)
+        if sdk is not None:
+            _sdk_clients.move_to_end(key)
+            return sdk
+    # ak + secret given: SignerFactory's first branch, which never reads the environment.
+    sdk = AcsClient(
+        keys.access_key_id, keys.access_key_secret, region, auto_retry=False,
+        max_retry_time=0, connect_timeout=CONNECT_TIMEOUT, timeout=DEFAULT_READ_TIMEOUT,
+        proxy={"http": None, "https": None})
+    if keys.security_token:
+        sdk._signer = StsTokenSigner(StsTokenCredential(  # see auth.py: set, not found
+            keys.access_key_id, keys.access_key_secret, keys.security_token))
+    sdk.session.trust_env = False
+    if overridden:
+        sdk._endpoint_resolver = _RefusingResolver()  # see the module docstring
+    with _sdk_clients_lock:
+        _sdk_clients[key] = sdk
+        while len(_sdk_clients) > SDK_CLIENTS_KEPT:
+            _sdk_clients.popitem(last=False)
+    return sdk
+
+
 class AliyunClient:
     """Sends SDK requests for one identity and region; returns parsed JSON bodies.
 
@@ -182,19 +225,8 @@ class AliyunClient:
         """The SDK client signing with `keys` (rebuilt only when the keys change)."""
         if self._sdk is not None and self._signed_with == keys:
             return self._sdk
-        # ak + secret given: SignerFactory's first branch, which never reads the environment.
-        sdk = AcsClient(
-            keys.access_key_id, keys.access_key_secret, self.region, auto_retry=False,
-            max_retry_time=0, connect_timeout=CONNECT_TIMEOUT, timeout=DEFAULT_READ_TIMEOUT,
-            proxy={"http": None, "https": None})
-        if keys.security_token:
-            sdk._signer = StsTokenSigner(StsTokenCredential(  # see auth.py: set, not found
-                keys.access_key_id, keys.access_key_secret, keys.security_token))
-        sdk.session.trust_env = False
-        if self.policy.overridden:
-            sdk._endpoint_resolver = _RefusingResolver()  # see the module docstring
-        self._sdk, self._signed_with = sdk, keys
-        return sdk
+        self._sdk, self._signed_with = _sdk_client(keys, self.region, self.policy.overridden), keys
+        return self._sdk
 
     def call(self, request: AcsRequest, *, secrets: Iterable[str] = ()) -> dict[str, Any]:
         """Send one request (one HTTP attempt); StepError on any failure."""
