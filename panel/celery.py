@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from celery import Celery, current_app
-from celery.signals import after_setup_logger, after_setup_task_logger, task_prerun
+from celery.signals import after_setup_logger, after_setup_task_logger, task_prerun, worker_init
 from django.conf import settings
 from django.db import close_old_connections
 
@@ -68,6 +68,15 @@ def _schedule(sender: Celery, **_: object) -> None:
         3600.0, sender.signature("clusters.clean_up_expired_kube_credentials"),
         name="clean up expired personal kubeconfigs", expires=3600.0,
     )
+
+
+@worker_init.connect
+def _load_step_handlers(**_: object) -> None:
+    """The step handlers' modules are imported in the worker's main process, before its pool
+    forks: each pool process would otherwise import them at its first step (issue 18)."""
+    from clusters.engine.registry import load_handler_modules  # noqa: PLC0415 - apps ready
+
+    load_handler_modules()
 
 
 @task_prerun.connect

@@ -238,15 +238,15 @@ def test_the_yaml_forms_of_plain_ascii_are_what_pyyaml_writes():
     """`_quoted_forms` writes YAML's quoted forms of plain printable ASCII itself (PyYAML's
     emitter was ~40% of a private key's preparation): they must be PyYAML's own."""
     rng = random.Random(18)
-    alphabet = string.ascii_letters + string.digits + "+/=_.:@,%~!^*()[]{}<>?|&#$;-"
+    alphabet = string.ascii_letters + string.digits + "+/=_.:@,%~!^*()[]{}<>?|&#$;`-  "
     samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(4, 90)))
                for _ in range(3000)]
-    samples += [line for line in _private_key_lines() if " " not in line]  # the base64 lines
+    samples += _private_key_lines()
     for secret in samples:
         assert r._YAML_PLAIN.fullmatch(secret), secret
         assert _yaml_forms(secret) <= r._quoted_forms(secret) | {secret}, secret
-    # Anything else still goes through PyYAML: a quote, a backslash, a space, non-ASCII.
-    for secret in ("it's-a-secret", 'say "hi" now', "back\\slash-x", "with space", "пароль-1"):
+    # Anything else still goes through PyYAML: a quote, a backslash, a tab, non-ASCII.
+    for secret in ("it's-a-secret", 'say "hi" now', "back\\slash-x", "with\ttab", "пароль-1"):
         assert not r._YAML_PLAIN.fullmatch(secret)
         assert _yaml_forms(secret) <= r._quoted_forms(secret) | {secret}
 
@@ -281,3 +281,20 @@ def test_finding_plain_strings_masks_what_the_alternation_masked(strings, text):
     found = r._Literals(strings).occurrences(text)
     assert found == sorted(found, key=lambda span: (span[0], -span[1]))
     assert _union(found) == _union(_alternation_spans(strings, text))
+
+
+@pytest.mark.parametrize("secrets, text", [
+    *_table(),
+    (["pass word-Secret", "second secret 42"], "x pass+word-Secret y second+secret+42 z"),
+    (["pass word-Secret"], "pass%20word-Secret and pass+word-Secret"),
+    ([LONG, "Another-Long-Secret"], f"{base64.b64encode(LONG.encode()).decode()} tail"),
+])
+def test_searching_only_the_secrets_a_short_text_names_finds_every_span(secrets, text):
+    """A short text is searched only for the secrets whose strings' first characters it
+    holds (`_AnchorIndex`): the spans are those of searching it for every secret."""
+    redactor = Redactor(secrets, remember=False)
+    every = r._spans_of(redactor._parts.values(), text, r._escaped(text))
+    assert every, "the case must hold a secret"
+    assert redactor.spans(text) == every
+    Redactor(secrets)  # remembered: the logging filter's index finds the same
+    assert r.redact_known(text) == r.mask_named_values(r._mask_spans(text, every))
