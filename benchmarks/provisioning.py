@@ -89,11 +89,11 @@ def critical_path(run: Run) -> float:
 
 #: README "Benchmarks", before this script counted CPU: wall seconds and run/critical path.
 PREVIOUS = {
-    "one": "33.5 s, run/critical path 1.02",
-    1: "122.3 s, run/critical path 3.06",
-    2: "78.2 s, run/critical path 2.15, 20-at-once/one-alone 2.33",
+    "one": "28.9 s, run/critical path 1.01, panel 1.51 CPU-s",
+    1: "122.3 s, run/critical path 3.06 (2026-11, loaded machine)",
+    2: "60.5 s, run/critical path 1.73, panel 0.65 CPU-s/cluster = 10.8% of the machine",
 }
-PREVIOUS_RATIO = "2.15 (README's run/critical path); wall 78.2 s / 33.5 s = 2.33"
+PREVIOUS_RATIO = "2.09 (2026-12-02, quiet machine: 60.5 s / 28.9 s)"
 
 #: The offline world's parts, told apart by command line (first match wins).
 WORLD_PARTS = (

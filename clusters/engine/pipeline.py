@@ -530,11 +530,15 @@ def _claim_orm(step_id: int) -> tuple[Step, bool] | None:
                  .annotate(database_now=Now()).filter(pk=step_id).order_by())
     step = found[0] if found else None
     if step is None or step.status not in (StepStatus.PENDING, StepStatus.WAITING):
-        if step is not None and step.status in STEP_DONE:
-            # A message for a step already done: most likely redelivered after its worker
+        if step is not None and step.status in STEP_DONE \
+                and step.updated_at <= step.database_now - sweep_window():
+            # A message for a step done a while ago: most likely redelivered after its worker
             # died between recording the end and sending the dependents (advance(finished)
             # sends only those). Advance again, so they are not left for the sweeper, which
             # waits for the whole run to be quiet; a copy sent twice is dropped by the claim.
+            # One for a step that ended just now is a copy sent while it was queued (the
+            # sweeper's, under a backlog): its end sent the dependents, and sending them
+            # again made each copy travel down the rest of the run (issue 18).
             advance(step.run_id, step.key)
         return None
     run = step.run
@@ -940,6 +944,12 @@ def retry(run: Run) -> bool:
 # --- the sweeper --------------------------------------------------------------------------------
 
 
+def sweep_window() -> timedelta:
+    """How long a step may look still (no change, past its time) before the sweeper acts on
+    it; a message for a step that ended within it is a copy, not a redelivery (`_claim_orm`)."""
+    return timedelta(seconds=max(5.0, 2 * settings.PANEL_SWEEP_INTERVAL_SECONDS))
+
+
 def sweep() -> dict[str, int]:
     """Recover what a dead worker or a lost message left behind; safe to run any time.
 
@@ -952,7 +962,7 @@ def sweep() -> dict[str, int]:
     Every "expired", "past its time" and "for a while" is judged in SQL against the
     database's clock (`Now()`), so the clock of the host running the beat does not matter.
     """
-    window = timedelta(seconds=max(5.0, 2 * settings.PANEL_SWEEP_INTERVAL_SECONDS))
+    window = sweep_window()
     reclaimed = _reclaim_expired()
     overdue = []
     for step_id in Step.objects.filter(status=StepStatus.WAITING, not_before__lt=Now() - window) \

@@ -7,7 +7,15 @@ from typing import Any
 from clusters.engine import pipeline
 from clusters.engine.pipeline import StepSpec
 from clusters.models import Run, RunStatus, Step, StepStatus
-from tests.support.engine_specs import ADVANCE, EXECUTE, InProcessEngine, Sent, executes, start_run
+from tests.support.engine_specs import (
+    ADVANCE,
+    EXECUTE,
+    InProcessEngine,
+    Sent,
+    executes,
+    start_run,
+    time_passes,
+)
 from tests.support.runs import step
 
 
@@ -134,5 +142,20 @@ def test_a_redelivered_message_of_a_done_step_sends_the_dependents_its_worker_lo
     engine.deliver(a_message)
     engine.take()  # c's message was lost with a's worker
     assert pipeline._claim(b_message.args[0]) is not None  # b runs on another worker
+    time_passes(pipeline.sweep_window().total_seconds())  # acks_late: back much later
     engine.deliver(a_message)  # redelivered
     assert executes(engine.take()) == [step(run, "c").pk]
+
+
+def test_a_copy_of_a_done_steps_message_sends_nothing_again(engine: InProcessEngine) -> None:
+    """A copy sent while a step was queued (the sweeper's, under a backlog) arrives just after
+    the step ended, whose end sent its dependents: it sends nothing, so copies do not travel
+    down the rest of the run, one more per step (issue 18)."""
+    run = start_run(engine, StepSpec("a", "A", "test.work"),
+                    StepSpec("b", "B", "test.work", ["a"]))
+    engine.deliver(engine.take()[0])  # the run's first advance
+    (a_message,) = engine.take()
+    engine.deliver(a_message)
+    assert executes(engine.take()) == [step(run, "b").pk]  # sent by a's end
+    engine.deliver(a_message)  # the copy
+    assert engine.take() == []

@@ -150,11 +150,12 @@ def test_a_retry_after_a_transient_failure_is_a_new_try(
 def test_a_message_for_a_step_already_done_sends_its_dependents_again(
         engine: InProcessEngine, claim_path: str) -> None:
     """Its worker died between recording the end and sending the next step (acks_late
-    delivers the message again): the next step is sent, not left for the sweeper."""
+    delivers the message again, later): the next step is sent, not left for the sweeper."""
     run, a_id = ready_step(engine, StepSpec("a", "A", "test.work"),
                            StepSpec("b", "B", "test.work", ["a"]))
     engine.deliver(Sent(EXECUTE, (a_id,), None))
     engine.take()  # b's message was lost
+    time_passes(pipeline.sweep_window().total_seconds())
     engine.deliver(Sent(EXECUTE, (a_id,), None))
     assert executes(engine.take()) == [step(run, "b").pk]
     assert step(run, "a").attempts == 1
