@@ -135,8 +135,8 @@ def _token_spans(cores: _Literals, text: str) -> list[tuple[int, int]]:
     its token there: what follows the `=` is another token.
     """
     spans: list[tuple[int, int]] = []
-    for found_begin, found_end in cores.occurrences(text):
-        begin, end = found_begin, found_end
+    for found in cores.occurrences(text):
+        begin, end = found
         if spans and begin < spans[-1][1]:
             continue
         floor = spans[-1][1] if spans else 0
@@ -232,9 +232,9 @@ def _patterns(secret: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def _percent_patterns(secret: str) -> tuple[str, ...]:
     """The secret's verbatim forms with any character percent-encoded (regex sources)."""
-    forms, _ = _patterns(secret)
     if len(secret) > MAX_ENCODED_LENGTH:
         return (re.escape(secret),)
+    forms, _ = _patterns(secret)
     return tuple(_percent_pattern(form) for form in forms)
 
 
@@ -402,7 +402,14 @@ class _AnchorIndex:
                 if not holders:
                     del self._by_anchor[anchor]
 
-    def candidates(self, text: str) -> list[_Part]:
+    def parts_for(self, text: str, escaped: bool, every: Iterable[_Part]) -> list[_Part]:
+        """The parts worth searching `text` for: those its anchors name when it is short and
+        holds no percent escape, else `every` one."""
+        if escaped or len(text) > ANCHORED_TEXT_LIMIT:
+            return list(every)
+        return self._candidates(text)
+
+    def _candidates(self, text: str) -> list[_Part]:
         """The parts one of whose strings may be in `text` (a space in one may be a `+`)."""
         pieces = {text[at:at + ANCHOR] for at in range(len(text) - ANCHOR + 1)}
         if "+" in text:
@@ -416,11 +423,6 @@ class _AnchorIndex:
 
 def _escaped(text: str) -> bool:
     return _PERCENT_ESCAPE.search(text) is not None
-
-
-def _anchored(text: str, escaped: bool) -> bool:
-    """Whether `text` is searched only for the parts its anchors name."""
-    return not escaped and len(text) <= ANCHORED_TEXT_LIMIT
 
 
 def _spans_of(parts: Iterable[_Part], text: str, escaped: bool) -> list[tuple[int, int]]:
@@ -473,16 +475,14 @@ class Redactor:
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where `text` holds a secret in any encoding: ordered, merged (begin, end) spans."""
-        escaped = _escaped(text)
-        if not _anchored(text, escaped):
-            return _spans_of(self._parts.values(), text, escaped)
         index = self._index
         if index is None:  # two threads may both build it: the same index
             index = _AnchorIndex()
             for secret, part in self._parts.items():
                 index.add(secret, part)
             self._index = index
-        return _spans_of(index.candidates(text), text, escaped)
+        escaped = _escaped(text)
+        return _spans_of(index.parts_for(text, escaped, self._parts.values()), text, escaped)
 
 
 def mask_named_values(text: str) -> str:
@@ -518,16 +518,10 @@ class _Known:
                 oldest = next(iter(self.parts))
                 self._index.remove(oldest, self.parts.pop(oldest))
 
-    def current(self) -> list[_Part]:
-        with self.lock:
-            return list(self.parts.values())
-
     def for_text(self, text: str, escaped: bool) -> list[_Part]:
-        """The parts worth searching `text` for (all of them, or those its anchors name)."""
+        """The parts worth searching `text` for (`_AnchorIndex.parts_for`)."""
         with self.lock:
-            if _anchored(text, escaped):
-                return self._index.candidates(text)
-            return list(self.parts.values())
+            return self._index.parts_for(text, escaped, self.parts.values())
 
 
 _KNOWN = _Known()

@@ -191,7 +191,7 @@ def test_the_logging_filter_masks_the_newest_secrets_and_forgets_the_oldest() ->
     line = " ".join(newest) + " Shared-Cluster-Secret"
     assert r.redact_known(line) == " ".join([MASK] * r.MAX_REMEMBERED)
     assert r.redact_known(f"old {first} and {steps[0]}") == f"old {first} and {steps[0]}"
-    assert len(r._KNOWN.current()) == r.MAX_REMEMBERED
+    assert len(r._KNOWN.parts) == r.MAX_REMEMBERED
 
 
 @pytest.mark.parametrize("secret", ["ab:c d!x-Secret", "two words-Secret", PLAIN])
